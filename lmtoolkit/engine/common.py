@@ -1,0 +1,177 @@
+"""Pieces both engines share: write probabilities, the switchover, result assembly.
+
+Write probabilities for a page with write rate ``lam`` (1/s) over a window of ``x`` seconds:
+
+* random (Poisson) writes: ``f(x) = 1 - exp(-lam x)``;
+* sequential sweep (each page written every ``1/lam`` s): ``f(x) = min(1, lam x)``;
+
+and their integrals ``F(x) = ∫0^x f`` give the share of pages sent (or pushed) uniformly over
+a window that are written after their send: ``F(T) / T``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..records import (REASON_CODE, ROUND_FIELDS, ROUND_KINDS, SCALAR_FIELDS, MigrationRecord,
+                       RoundRecord, STOP_REASONS)
+
+#: Per-round detail kept for at most this many pre-copy rounds (plus the final round);
+#: the scalar ``rounds`` still counts them all.
+ROUND_DETAIL_LIMIT = 200
+
+
+def f_written(lam, x, sequential):
+    """Probability that a page is written at least once in a window of ``x`` s."""
+    lx = lam * x
+    return np.where(sequential, np.minimum(1.0, lx), -np.expm1(-lx))
+
+
+def F_written(lam, x, sequential):
+    """``∫0^x f_written(lam, s) ds`` (seconds)."""
+    lam = np.asarray(lam, dtype=float)
+    safe = np.where(lam > 0, lam, 1.0)
+    lx = lam * x
+    rnd = np.where(lam > 0, x + np.expm1(-lx) / safe, 0.0)
+    seq = np.where(lx <= 1.0, lam * x * x / 2.0, x - 1.0 / (2.0 * safe))
+    return np.where(sequential, seq, rnd)
+
+
+def mean_written_after(lam, a, b, sequential):
+    """Mean of ``f_written(lam, s)`` for ``s`` uniform in ``[a, b]``."""
+    width = np.maximum(b - a, 1e-300)
+    out = (F_written(lam, b, sequential) - F_written(lam, a, sequential)) / width
+    return np.where(b - a > 0, out, f_written(lam, a, sequential))
+
+
+@dataclass
+class Switchover:
+    """Cost of the switchover: downtime (s) and bytes sent while the VM is paused."""
+
+    downtime_s: object
+    bytes: object
+    page_time_s: object
+
+
+def switchover(policy, st, ctx, n_nz, n_z, send_pages: bool = True) -> Switchover:
+    """Pause the VM and send ``n_nz`` non-zero and ``n_z`` zero pages plus device state.
+
+    With ``send_pages=False`` (post-copy) only the device state goes during the pause.
+    """
+    lk = policy.link(st, ctx, stop=True)
+    rate = policy.stop_rate_bytes_s(st, ctx)
+    page_t = (n_nz * lk.t_nz + n_z * lk.t_z) if send_pages else 0.0 * n_nz
+    page_b = (n_nz * lk.b_nz + n_z * lk.b_z) if send_pages else 0.0 * n_nz
+    dev_t = ctx.device_state_bytes / rate
+    down = page_t + dev_t + policy.stop_overhead_ms / 1000.0
+    return Switchover(down, page_b + ctx.device_state_bytes, page_t)
+
+
+def slowdown(lost_s, total_s, downtime_s):
+    """Share of guest progress lost while it runs during the migration (0..1).
+
+    ``lost_s`` is guest time lost to throttling and post-copy fault stalls; the downtime
+    (the guest does not run at all) is reported separately and not counted here.
+    """
+    running = total_s - np.nan_to_num(downtime_s)
+    return np.where(running > 0, np.minimum(1.0, lost_s / np.maximum(running, 1e-300)), 0.0)
+
+
+class BatchResult:
+    """Results of many migrations as arrays: scalars ``(S,)``, per-round ``(S, R)``.
+
+    This is what :mod:`lmtoolkit.dataset` consumes; :meth:`records` gives plain records.
+    """
+
+    def __init__(self, n: int, n_rounds: int):
+        self.n = n
+        self.scalars: dict[str, np.ndarray] = {}
+        for name in SCALAR_FIELDS:
+            if name in ("policy", "engine", "stop_reason"):
+                self.scalars[name] = np.full(n, "", dtype=object)
+            elif name in ("converged", "completed"):
+                self.scalars[name] = np.zeros(n, dtype=bool)
+            elif name == "rounds":
+                self.scalars[name] = np.zeros(n, dtype=np.int64)
+            else:
+                self.scalars[name] = np.full(n, np.nan)
+        self.round = {k: np.full((n, n_rounds), np.nan) for k in ROUND_FIELDS}
+        self.round_kind = np.full((n, n_rounds), -1, dtype=np.int8)
+
+    @property
+    def n_rounds(self) -> int:
+        return self.round_kind.shape[1]
+
+    @classmethod
+    def from_records(cls, records: list[MigrationRecord]) -> "BatchResult":
+        width = max([len(r.round_detail) for r in records] + [1])
+        out = cls(len(records), width)
+        for i, rec in enumerate(records):
+            for k, v in rec.scalars().items():
+                out.scalars[k][i] = v
+            for j, rr in enumerate(rec.round_detail):
+                out.set_round(i, j, rr)
+        return out
+
+    def set_round(self, i, j, rr: RoundRecord):
+        self.round["round_start"][i, j] = rr.start_s
+        self.round["round_duration"][i, j] = rr.duration_s
+        self.round["round_pages"][i, j] = rr.pages
+        self.round["round_bytes"][i, j] = rr.bytes
+        self.round["round_dirty_pages"][i, j] = rr.dirty_pages
+        self.round["round_bandwidth"][i, j] = rr.bandwidth_bytes_s
+        self.round["round_throttle"][i, j] = rr.throttle
+        self.round_kind[i, j] = ROUND_KINDS.index(rr.kind)
+
+    def records(self) -> list[MigrationRecord]:
+        out = []
+        for i in range(self.n):
+            kw = {k: _py(v[i]) for k, v in self.scalars.items()}
+            detail = []
+            for j in range(self.n_rounds):
+                kind = int(self.round_kind[i, j])
+                if kind < 0:
+                    continue
+                detail.append(RoundRecord(j, ROUND_KINDS[kind], *(float(self.round[k][i, j]) for k in
+                                                                   ROUND_FIELDS)))
+            out.append(MigrationRecord(**kw, round_detail=detail))
+        return out
+
+    @staticmethod
+    def concat(parts: list["BatchResult"]) -> "BatchResult":
+        width = max(p.n_rounds for p in parts)
+        out = BatchResult(sum(p.n for p in parts), width)
+        i = 0
+        for p in parts:
+            sl = slice(i, i + p.n)
+            for k in out.scalars:
+                out.scalars[k][sl] = p.scalars[k]
+            for k in out.round:
+                out.round[k][sl, :p.n_rounds] = p.round[k]
+            out.round_kind[sl, :p.n_rounds] = p.round_kind
+            i += p.n
+        return out
+
+    def take(self, order) -> "BatchResult":
+        out = BatchResult(len(order), self.n_rounds)
+        for k in out.scalars:
+            out.scalars[k] = self.scalars[k][order]
+        for k in out.round:
+            out.round[k] = self.round[k][order]
+        out.round_kind = self.round_kind[order]
+        return out
+
+
+def _py(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def reason_name(code) -> str:
+    return STOP_REASONS[int(code)]
+
+
+__all__ = ["f_written", "F_written", "mean_written_after", "switchover", "BatchResult",
+           "ROUND_DETAIL_LIMIT", "REASON_CODE"]

@@ -1,0 +1,214 @@
+"""Page-granular engine: which pages are dirty, sent, and re-dirtied, pass by pass.
+
+Semantics (a dirty bitmap synced at the start of each pass, pages sent in address order
+continuing where the last phase stopped, as QEMU's ``find_dirty_block`` does):
+
+* a page written *after* it was sent in this pass is dirty at the next sync (sent again);
+* a page written *before* it is sent in this pass goes out once, with its latest content
+  (QEMU with KVM manual dirty-log protect clears a chunk's dirty bits just before sending
+  it; Xen skips it now and sends it next round — either way it is sent once per round);
+* a page that is not in this pass's set and is written becomes dirty at the next sync;
+* a written page is no longer a zero page.
+
+Writes come from the workload's sampler (:mod:`lmtoolkit.model.workload`), O(written pages)
+per phase; the only O(memory) work is the first pass.  Everything is numpy; one migration
+per call, deterministic for a given seed.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..model.workload import page_of_rank, scatter_multiplier
+from ..policies.base import State
+from ..records import REASON_CODE, MigrationRecord, RoundRecord
+from ..scenario import Scenario
+from .common import ROUND_DETAIL_LIMIT, reason_name, slowdown, switchover
+
+_EMPTY = np.empty(0, dtype=np.int64)
+
+
+def _positions(sorted_arr: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Index of each key in ``sorted_arr`` or -1 when absent."""
+    if sorted_arr.size == 0 or keys.size == 0:
+        return np.full(keys.size, -1, dtype=np.int64)
+    i = np.searchsorted(sorted_arr, keys)
+    ok = i < sorted_arr.size
+    ok[ok] = sorted_arr[i[ok]] == keys[ok]
+    return np.where(ok, i, -1)
+
+
+def _send_order(pending: np.ndarray, cursor: int) -> tuple[np.ndarray, np.ndarray]:
+    """The bitmap's pages in send order as two sorted runs: from ``cursor`` up, then the wrap."""
+    i0 = int(np.searchsorted(pending, cursor))
+    if i0 == 0:
+        return pending, _EMPTY
+    return pending[i0:], pending[:i0]
+
+
+class _Run:
+    """State of one page-engine migration."""
+
+    def __init__(self, scn: Scenario):
+        self.scn = scn
+        self.vm = scn.vm
+        self.pol = scn.policy
+        self.ctx = scn.context()
+        self.n = self.vm.pages
+        rng = np.random.default_rng(scn.seed)
+        self.nonzero = np.ones(self.n, dtype=bool)
+        z = self.vm.zero_pages
+        if z:
+            self.nonzero[page_of_rank(np.arange(self.n - z, self.n), self.n)] = False
+        self.sampler = scn.workload.sampler(self.n, self.vm.page_bytes, rng)
+        self.pending = np.arange(self.n, dtype=np.int64)
+        self.cursor = 0
+        self.st = State(())
+        self.st.pending = np.float64(self.n)
+        self.pol.init_state(self.st, self.ctx)
+        self.detail: list[RoundRecord] = []
+        self.rounds = 0
+
+    # -- pre-copy ------------------------------------------------------------------------------
+    def phase(self, k: int) -> None:
+        st, pol = self.st, self.pol
+        run_a, run_b = _send_order(self.pending, self.cursor)
+        k = int(min(max(k, 1), self.pending.size))
+        na = run_a.size
+        sent_a, sent_b = run_a[:k], run_b[:max(0, k - na)]
+        rest = np.concatenate([run_a[k:], run_b[max(0, k - na):]])
+        lk = pol.link(st, self.ctx)
+        t_nz, t_z, b_nz, b_z = (float(v) for v in (lk.t_nz, lk.t_z, lk.b_nz, lk.b_z))
+        nz_a = self.nonzero[sent_a]
+        cnz = np.cumsum(nz_a, dtype=np.int64)
+        if sent_b.size:
+            cnz = np.concatenate([cnz, cnz[-1] + np.cumsum(self.nonzero[sent_b], dtype=np.int64)])
+        n_nz = int(cnz[-1])
+        n_z = k - n_nz
+        T = n_nz * t_nz + n_z * t_z
+        B = n_nz * b_nz + n_z * b_z
+        t0 = float(st.t)
+        speed = float(st.speed)
+        wp, wt = self.sampler.sample(t0, t0 + T, speed)
+        if wp.size:
+            pos = _positions(sent_a, wp)
+            if sent_b.size:
+                pb = _positions(sent_b, wp)
+                pos = np.where(pb >= 0, pb + na, pos)
+            ins = pos >= 0
+            p = pos[ins]
+            c = cnz[p]
+            send_t = t0 + c * t_nz + (p + 1 - c) * t_z
+            absorbed = np.zeros(wp.size, dtype=bool)
+            absorbed[ins] = wt[ins] <= send_t
+            dirtied = wp[~absorbed]
+            self.nonzero[wp] = True
+        else:
+            dirtied = _EMPTY
+        new_pending = np.union1d(rest, dirtied) if dirtied.size else np.sort(rest)
+        last = sent_b[-1] if sent_b.size else sent_a[-1]
+        self.cursor = int(last + 1) % self.n
+
+        self.detail_append("precopy", t0, T, k, B, float(st.pending), float(st.bw_est),
+                           float(st.throttle))
+        st.lost_guest_time = st.lost_guest_time + st.throttle * T
+        st.t = st.t + T
+        st.phase_time, st.phase_bytes, st.phase_pages = np.float64(T), np.float64(B), np.float64(k)
+        st.sent_bytes = st.sent_bytes + B
+        st.sent_pages = st.sent_pages + k
+        st.dirty_new = np.float64(new_pending.size - rest.size)
+        st.pending = np.float64(new_pending.size)
+        st.round = st.round + 1
+        self.pending = new_pending
+        self.rounds += 1
+        pol.after_sync(st, self.ctx)
+        st.throttle_max = np.maximum(st.throttle_max, st.throttle)
+
+    def detail_append(self, kind, start, dur, pages, nbytes, dirty, bw, thr):
+        if kind != "precopy" or len(self.detail) < ROUND_DETAIL_LIMIT:
+            self.detail.append(RoundRecord(len(self.detail), kind, start, dur, pages, nbytes, dirty,
+                                           bw, thr))
+
+    # -- after pre-copy ----------------------------------------------------------------------------
+    def finish(self, code: int) -> MigrationRecord:
+        st, pol, ctx = self.st, self.pol, self.ctx
+        rec = dict(policy=pol.name, engine="page", rounds=self.rounds,
+                   converged=code == REASON_CODE["converged"], stop_reason=reason_name(code),
+                   memory_bytes=float(self.vm.memory_bytes), precopy_bytes=float(st.sent_bytes))
+        if code == REASON_CODE["timeout"]:
+            t = float(st.t)
+            return self._record(rec, total=t, down=np.nan, nbytes=float(st.sent_bytes), completed=False,
+                                stop_bytes=0.0, lost=float(st.lost_guest_time))
+        n_nz = int(np.count_nonzero(self.nonzero[self.pending]))
+        n_z = self.pending.size - n_nz
+        if pol.postcopy:
+            return self._postcopy(rec, n_nz, n_z)
+        sw = switchover(pol, st, ctx, n_nz, n_z)
+        down = float(sw.downtime_s)
+        self.detail_append("stop", float(st.t), down, self.pending.size, float(sw.bytes),
+                           self.pending.size, float(pol.stop_rate_bytes_s(st, ctx)), 1.0)
+        total = float(st.t) + down
+        return self._record(rec, total=total, down=down, nbytes=float(st.sent_bytes + sw.bytes),
+                            completed=True, stop_bytes=float(sw.bytes),
+                            lost=float(st.lost_guest_time))
+
+    def _postcopy(self, rec, n_nz, n_z):
+        """Switch now (device state only), then push the rest while demand faults pull pages."""
+        st, pol, ctx = self.st, self.pol, self.ctx
+        sw = switchover(pol, st, ctx, n_nz, n_z, send_pages=False)
+        down = float(sw.downtime_s)
+        t1 = float(st.t) + down
+        lk = pol.link(st, ctx, stop=True)
+        t_nz, t_z, b_nz, b_z = (float(v) for v in (lk.t_nz, lk.t_z, lk.b_nz, lk.b_z))
+        pend = self.pending
+        if pol.prepaging():
+            # Hot pages first: rank = page * a^-1 mod n (inverse of the workload's scatter).
+            inv = pow(scatter_multiplier(self.n), -1, self.n) if self.n > 1 else 1
+            ranks = (pend * inv) % self.n if self.scn.workload.pattern == "random" else pend
+            order = np.argsort(ranks, kind="stable")
+        else:
+            run_a, run_b = _send_order(pend, self.cursor)
+            order = np.concatenate([np.arange(pend.size - run_a.size, pend.size),
+                                    np.arange(0, pend.size - run_a.size)])
+        push_pos = np.empty(pend.size, dtype=np.int64)
+        push_pos[order] = np.arange(pend.size)
+        cnz = np.cumsum(self.nonzero[pend[order]], dtype=np.int64)
+        T = n_nz * t_nz + n_z * t_z
+        faults = 0
+        if pend.size and T > 0:
+            wp, wt = self.sampler.sample(t1, t1 + T, pol.fault_access_factor())
+            first = t1 + (t1 + T - wt)  # Poisson: first access is distributed as T - last
+            idx = _positions(pend, wp)
+            ok = idx >= 0
+            pos = push_pos[idx[ok]]
+            c = cnz[pos]
+            pushed_at = t1 + c * t_nz + (pos + 1 - c) * t_z
+            faults = int(np.count_nonzero(first[ok] < pushed_at))
+        stall = faults * (float(ctx.rtt_s) + t_nz + pol.fault_overhead_s()) / self.vm.vcpus
+        pc_bytes = n_nz * b_nz + n_z * b_z
+        self.detail_append("stop", float(st.t), down, 0, float(sw.bytes), pend.size,
+                           float(pol.stop_rate_bytes_s(st, ctx)), 1.0)
+        self.detail_append("postcopy", t1, T, pend.size, pc_bytes, pend.size,
+                           float(pol.stop_rate_bytes_s(st, ctx)), 0.0)
+        rec.update(postcopy_faults=float(faults), postcopy_time_s=T)
+        total = t1 + T
+        return self._record(rec, total=total, down=down,
+                            nbytes=float(st.sent_bytes + sw.bytes + pc_bytes), completed=True,
+                            stop_bytes=float(sw.bytes), lost=float(st.lost_guest_time) + stall)
+
+    def _record(self, rec, total, down, nbytes, completed, stop_bytes, lost):
+        rec.update(total_time_s=total, downtime_s=down, transferred_bytes=nbytes, completed=completed,
+                   stop_bytes=stop_bytes, throttle_max=float(self.st.throttle_max),
+                   guest_slowdown=float(slowdown(lost, total, down)))
+        return MigrationRecord(**rec, round_detail=self.detail)
+
+
+def simulate_page(scn: Scenario) -> MigrationRecord:
+    """Run one migration page by page and return its record."""
+    run = _Run(scn)
+    pol, st, ctx = run.pol, run.st, run.ctx
+    while True:
+        code = int(pol.decide(st, ctx))
+        if code != 0:
+            break
+        run.phase(int(pol.phase_pages(st, ctx)))
+    return run.finish(code)

@@ -1,0 +1,45 @@
+"""The migration link: line rate, payload efficiency, latency and parallel streams."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import check_range
+
+
+@dataclass(frozen=True)
+class Network:
+    """A point-to-point migration path.
+
+    ``efficiency`` is the share of the line rate left for payload after Ethernet/IP/TCP
+    framing (1500-byte MTU: 1448 payload bytes per 1538 bytes on the wire ≈ 0.94).
+    ``stream_gbit_s`` caps what one TCP stream achieves (one sender thread); ``streams``
+    parallel streams (multiple NICs, vMotion stream helpers, QEMU multifd channels) lift
+    that cap but never the line rate.  ``background_gbit_s`` is other traffic sharing the
+    link (0 = dedicated migration network).
+    """
+
+    bandwidth_gbit_s: float = 10.0
+    latency_ms: float = 0.2
+    efficiency: float = 0.94
+    streams: int = 1
+    stream_gbit_s: float = 40.0
+    background_gbit_s: float = 0.0
+
+    def __post_init__(self):
+        check_range("bandwidth_gbit_s", self.bandwidth_gbit_s, 0, None, lo_open=True)
+        check_range("latency_ms", self.latency_ms, 0, None)
+        check_range("efficiency", self.efficiency, 0, 1, lo_open=True)
+        check_range("streams", self.streams, 1, 1024)
+        check_range("stream_gbit_s", self.stream_gbit_s, 0, None, lo_open=True)
+        check_range("background_gbit_s", self.background_gbit_s, 0, self.bandwidth_gbit_s,
+                    hi_open=True)
+
+    def payload_bytes_s(self, streams: int | None = None) -> float:
+        """Payload throughput (bytes/s) available to the migration."""
+        n = self.streams if streams is None else streams
+        line = (self.bandwidth_gbit_s - self.background_gbit_s) * 1e9
+        return min(line, n * self.stream_gbit_s * 1e9) * self.efficiency / 8.0
+
+    @property
+    def rtt_s(self) -> float:
+        return 2.0 * self.latency_ms / 1000.0

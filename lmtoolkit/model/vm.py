@@ -1,0 +1,65 @@
+"""VM memory: size, page size, zero pages and content compressibility."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import check_range
+
+GIB = 1024 ** 3
+MIB = 1024 ** 2
+KIB = 1024
+
+
+@dataclass(frozen=True)
+class VM:
+    """Guest memory as the migration sees it.
+
+    ``zero_fraction`` is the share of pages whose content is all zero when the migration
+    starts: QEMU (``migration/ram.c``, ``save_zero_page``), Xen and others send such a page
+    as a header-only marker.  A page the workload writes is no longer zero.
+    ``compressibility`` is the fraction of a non-zero page's bytes a general-purpose
+    compressor removes (0 = incompressible, 0.6 = compresses to 40 %); used by compressing
+    transports.  ``device_state_mib`` is the CPU and device state sent during the downtime.
+    """
+
+    memory_gib: float = 1.0
+    page_size_kib: int = 4
+    zero_fraction: float = 0.0
+    compressibility: float = 0.5
+    vcpus: int = 2
+    device_state_mib: float = 0.25
+
+    def __post_init__(self):
+        check_range("memory_gib", self.memory_gib, 0, 65536, lo_open=True)
+        check_range("page_size_kib", self.page_size_kib, 1, 1024 * 1024)
+        check_range("zero_fraction", self.zero_fraction, 0, 1)
+        check_range("compressibility", self.compressibility, 0, 1, hi_open=True)
+        check_range("vcpus", self.vcpus, 1, 4096)
+        check_range("device_state_mib", self.device_state_mib, 0, None)
+        if self.pages < 1:
+            check_range("memory_gib", self.memory_gib, self.page_bytes / GIB, None)
+
+    @property
+    def page_bytes(self) -> int:
+        return int(self.page_size_kib * KIB)
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.pages * self.page_bytes
+
+    @property
+    def pages(self) -> int:
+        """Number of guest pages (memory rounded down to whole pages)."""
+        return int(self.memory_gib * GIB) // self.page_bytes
+
+    @property
+    def zero_pages(self) -> int:
+        return int(round(self.zero_fraction * self.pages))
+
+    @property
+    def nonzero_pages(self) -> int:
+        return self.pages - self.zero_pages
+
+    @property
+    def device_state_bytes(self) -> int:
+        return int(self.device_state_mib * MIB)

@@ -1,0 +1,466 @@
+"""Workloads: generators of page writes.
+
+Rates are **page-write events per second** (a page written twice counts twice); the
+engines derive the distinct dirty pages.  Writes fall into a *working set* of
+``wss_mib`` (null = whole memory).  Two views of a workload serve the two engines:
+
+* :meth:`Workload.regions` — disjoint sets of pages with a uniform per-page write rate,
+  enough for the closed-form fluid engine;
+* :meth:`Workload.sampler` — a stateful sampler for the page engine that returns, for a
+  time window, which pages were written and when each was *last* written.
+
+Page layout (shared with the engines, see :func:`page_of_rank`): a workload addresses
+pages by *rank* (rank 0 = hottest).  With ``pattern: random`` ranks are scattered over the
+whole guest memory by a fixed affine permutation, so hot pages sit all over the address
+space as they do in real guests; with ``pattern: sequential`` the working set is the
+contiguous block of the first pages and writes sweep through it in address order.
+
+Writes are Poisson in *guest time*: when the guest is slowed (auto-converge, SDPS, CPU
+capping) to ``speed`` of its normal pace, one second of wall time is ``speed`` seconds of
+guest time, so the write rate drops in proportion.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, check_choice, check_range
+from .vm import MIB
+
+PATTERNS = ("random", "sequential")
+_SCATTER_MULTIPLIER = 2654435761  # Knuth's multiplicative-hash constant (odd, ~2^32 / phi)
+
+
+def scatter_multiplier(n_pages: int) -> int:
+    """An odd multiplier coprime with ``n_pages``: rank -> (rank * a) mod n is a permutation."""
+    a = _SCATTER_MULTIPLIER % max(n_pages, 1) or 1
+    while math.gcd(a, n_pages) != 1:
+        a += 1
+    return a
+
+
+def page_of_rank(ranks: np.ndarray, n_pages: int, scattered: bool = True) -> np.ndarray:
+    """Physical page number of each rank (identity when ``scattered`` is false)."""
+    ranks = np.asarray(ranks, dtype=np.int64)
+    if not scattered or n_pages <= 1:
+        return ranks
+    return (ranks * scatter_multiplier(n_pages)) % n_pages
+
+
+@dataclass(frozen=True)
+class Region:
+    """``n_pages`` pages (ranks ``first_rank`` … ``first_rank + n_pages - 1``), each written
+    ``rate_per_page`` times per second of guest time; ``sequential`` regions are swept in order."""
+
+    first_rank: int
+    n_pages: int
+    rate_per_page: float
+    sequential: bool = False
+
+
+def bernoulli_positions(rng: np.random.Generator, n: int, p: float) -> np.ndarray:
+    """Sorted indices in ``range(n)`` each kept independently with probability ``p``.
+
+    Cost is O(n·p) for small ``p`` (geometric skips), O(n) for large ``p``.
+    """
+    if n <= 0 or p <= 0.0:
+        return np.empty(0, dtype=np.int64)
+    if p >= 0.2:
+        return np.flatnonzero(rng.random(n) < p).astype(np.int64)
+    expected = n * p
+    size = int(expected + 6.0 * math.sqrt(expected) + 16)
+    chunks, pos = [], -1
+    while True:
+        c = pos + np.cumsum(rng.geometric(p, size), dtype=np.int64)
+        if c[-1] >= n:
+            chunks.append(c[c < n])
+            break
+        chunks.append(c)
+        pos = int(c[-1])
+    return np.concatenate(chunks)
+
+
+def merge_last(pages: Sequence[np.ndarray], times: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate write lists, keep each page once with its latest time, sorted by page."""
+    if not pages:
+        return np.empty(0, np.int64), np.empty(0, float)
+    p = np.concatenate(pages)
+    t = np.concatenate(times)
+    if p.size == 0:
+        return p.astype(np.int64), t
+    order = np.lexsort((t, p))
+    p, t = p[order], t[order]
+    last = np.ones(p.size, dtype=bool)
+    last[:-1] = p[1:] != p[:-1]
+    return p[last], t[last]
+
+
+class WriteSampler:
+    """Stateful page-write sampler for one migration (page engine).
+
+    :meth:`sample` turns a wall-clock window and the guest's speed into a guest-time window
+    and asks :meth:`_sample_guest` for the pages written in it.
+    """
+
+    def __init__(self, n_pages: int, rng: np.random.Generator):
+        self.n_pages = n_pages
+        self.rng = rng
+        self.guest_time = 0.0
+
+    def sample(self, t0: float, t1: float, speed: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """Pages written in wall-clock ``[t0, t1)`` (sorted, unique) and their last write time (s)."""
+        dt = (t1 - t0) * speed
+        if dt <= 0.0:
+            return np.empty(0, np.int64), np.empty(0, float)
+        g0 = self.guest_time
+        pages, gtimes = self._sample_guest(g0, g0 + dt)
+        self.guest_time = g0 + dt
+        return pages, t0 + (gtimes - g0) / speed
+
+    def _sample_guest(self, g0: float, g1: float) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+class RegionSampler(WriteSampler):
+    """Poisson writes over :class:`Region` s (random) or a sweeping cursor (sequential)."""
+
+    def __init__(self, regions: Sequence[Region], n_pages: int, rng: np.random.Generator,
+                 scattered: bool):
+        super().__init__(n_pages, rng)
+        self.regions = [r for r in regions if r.n_pages > 0 and r.rate_per_page > 0]
+        self.scattered = scattered
+        self.cursor = {i: 0.0 for i, r in enumerate(self.regions) if r.sequential}
+
+    def _sample_guest(self, g0, g1):
+        pages, times = [], []
+        T = g1 - g0
+        for i, r in enumerate(self.regions):
+            if r.sequential:
+                p, t = self._sweep(i, r, g0, T)
+            else:
+                lam = r.rate_per_page
+                x = lam * T
+                p_hit = -math.expm1(-x)
+                pos = bernoulli_positions(self.rng, r.n_pages, p_hit)
+                # Time back from g1 to the last write, conditioned on at least one write in T.
+                u = self.rng.random(pos.size)
+                back = -np.log1p(-u * p_hit) / lam
+                p = page_of_rank(pos + r.first_rank, self.n_pages, self.scattered)
+                t = g1 - back
+            pages.append(p)
+            times.append(t)
+        if len(pages) == 1:
+            order = np.argsort(pages[0], kind="stable")
+            return pages[0][order], times[0][order]
+        return merge_last(pages, times)
+
+    def _sweep(self, i: int, r: Region, g0: float, T: float):
+        speed_pages = r.rate_per_page * r.n_pages  # pages per guest second
+        u0 = self.cursor[i]
+        u1 = u0 + speed_pages * T
+        k_lo = math.floor(u0) + 1
+        k_hi = math.floor(u1)
+        if k_hi < k_lo:
+            self.cursor[i] = u1
+            return np.empty(0, np.int64), np.empty(0, float)
+        k_lo = max(k_lo, k_hi - r.n_pages + 1)
+        k = np.arange(k_lo, k_hi + 1, dtype=np.int64)
+        t = g0 + (k - u0) / speed_pages
+        p = (k % r.n_pages) + r.first_rank
+        # Keep the cursor small to preserve float precision.
+        wrap = math.floor(u1 / r.n_pages) * r.n_pages
+        self.cursor[i] = u1 - wrap
+        return p, t
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Base: a workload writing ``dirty_rate_pages_s`` pages/s into ``wss_mib`` of memory."""
+
+    dirty_rate_pages_s: float = 0.0
+    wss_mib: float | None = None
+    pattern: str = "random"
+
+    name = "base"
+
+    def __post_init__(self):
+        check_range("dirty_rate_pages_s", self.dirty_rate_pages_s, 0, None)
+        if self.wss_mib is not None:
+            check_range("wss_mib", self.wss_mib, 0, None, lo_open=True)
+        check_choice("pattern", self.pattern, PATTERNS)
+
+    # -- sizes ---------------------------------------------------------------------------
+    def wss_pages(self, n_pages: int, page_bytes: int) -> int:
+        if self.wss_mib is None:
+            return n_pages
+        return max(1, min(n_pages, int(self.wss_mib * MIB) // page_bytes))
+
+    def check_fits(self, memory_mib: float) -> None:
+        """Raise if the working set is larger than the VM's memory."""
+        if self.wss_mib is not None and self.wss_mib > memory_mib + 1e-9:
+            raise ConfigError("wss_mib", self.wss_mib,
+                              f"the working set must fit in the VM's memory (<= {memory_mib:g} MiB)")
+
+    # -- views for the engines -----------------------------------------------------------
+    def regions(self, n_pages: int, page_bytes: int) -> list[Region]:
+        """Disjoint regions with uniform per-page rates (for the fluid engine)."""
+        raise NotImplementedError
+
+    def sampler(self, n_pages: int, page_bytes: int, rng: np.random.Generator) -> WriteSampler:
+        """A fresh write sampler for one migration (for the page engine)."""
+        return RegionSampler(self.regions(n_pages, page_bytes), n_pages, rng,
+                             scattered=self.pattern == "random")
+
+    @property
+    def sequential(self) -> bool:
+        return self.pattern == "sequential"
+
+
+@dataclass(frozen=True)
+class IdleWorkload(Workload):
+    """A guest that writes nothing: the migration is one pass (the analytic baseline)."""
+
+    name = "idle"
+
+    def regions(self, n_pages, page_bytes):
+        return []
+
+
+@dataclass(frozen=True)
+class UniformWorkload(Workload):
+    """Writes spread uniformly over the working set."""
+
+    name = "uniform"
+
+    def regions(self, n_pages, page_bytes):
+        w = self.wss_pages(n_pages, page_bytes)
+        if self.dirty_rate_pages_s <= 0:
+            return []
+        return [Region(0, w, self.dirty_rate_pages_s / w, self.sequential)]
+
+
+@dataclass(frozen=True)
+class HotColdWorkload(Workload):
+    """A hot set of ``hot_mib`` takes ``hot_fraction`` of the writes; the rest of the
+    working set shares the remainder uniformly (the classic "writable working set" shape of
+    Clark et al., NSDI 2005)."""
+
+    hot_mib: float = 256.0
+    hot_fraction: float = 0.9
+
+    name = "hotcold"
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_range("hot_mib", self.hot_mib, 0, None, lo_open=True)
+        check_range("hot_fraction", self.hot_fraction, 0, 1)
+        if self.wss_mib is not None and self.hot_mib > self.wss_mib:
+            raise ConfigError("hot_mib", self.hot_mib, f"must not exceed wss_mib ({self.wss_mib:g})")
+
+    def check_fits(self, memory_mib):
+        super().check_fits(memory_mib)
+        if self.hot_mib > memory_mib + 1e-9:
+            raise ConfigError("hot_mib", self.hot_mib,
+                              f"the hot set must fit in the VM's memory (<= {memory_mib:g} MiB)")
+
+    def regions(self, n_pages, page_bytes):
+        w = self.wss_pages(n_pages, page_bytes)
+        h = max(1, min(w, int(self.hot_mib * MIB) // page_bytes))
+        r = self.dirty_rate_pages_s
+        out = []
+        if r > 0:
+            out.append(Region(0, h, r * self.hot_fraction / h, self.sequential))
+            if w > h:
+                out.append(Region(h, w - h, r * (1 - self.hot_fraction) / (w - h), self.sequential))
+        return out
+
+
+@dataclass(frozen=True)
+class ZipfWorkload(Workload):
+    """Page popularity follows Zipf's law with exponent ``zipf_s`` over the working set.
+
+    Ranks are grouped into ``buckets`` log-spaced bands, each with the mean rate of its
+    ranks (an exact Zipf sampler per page would cost O(pages) per pass).
+    """
+
+    zipf_s: float = 1.0
+    buckets: int = 48
+
+    name = "zipf"
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_range("zipf_s", self.zipf_s, 0, 10)
+        check_range("buckets", self.buckets, 1, 4096)
+
+    def regions(self, n_pages, page_bytes):
+        w = self.wss_pages(n_pages, page_bytes)
+        if self.dirty_rate_pages_s <= 0:
+            return []
+        edges = np.unique(np.round(np.geomspace(1, w + 1, self.buckets + 1)).astype(np.int64))
+        ranks = np.arange(1, w + 1, dtype=float)
+        weights = ranks ** (-self.zipf_s)
+        cum = np.concatenate([[0.0], np.cumsum(weights)])
+        total = cum[-1]
+        out = []
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            n = int(hi - lo)
+            share = (cum[hi - 1] - cum[lo - 1]) / total
+            out.append(Region(int(lo - 1), n, self.dirty_rate_pages_s * share / n, self.sequential))
+        return out
+
+
+@dataclass(frozen=True)
+class PhasedWorkload(Workload):
+    """A cycle of workloads, each active for ``durations_s[i]`` seconds of guest time."""
+
+    phases: tuple = ()
+    durations_s: tuple = ()
+
+    name = "phased"
+
+    def __post_init__(self):
+        if not self.phases:
+            raise ConfigError("phases", self.phases, "a non-empty list of workloads")
+        if len(self.phases) != len(self.durations_s):
+            raise ConfigError("durations_s", self.durations_s, "one duration per phase")
+        for d in self.durations_s:
+            check_range("durations_s", d, 0, None, lo_open=True)
+
+    def check_fits(self, memory_mib):
+        for p in self.phases:
+            p.check_fits(memory_mib)
+
+    @property
+    def cycle_s(self) -> float:
+        return float(sum(self.durations_s))
+
+    def regions(self, n_pages, page_bytes):
+        """Time-weighted average rate per page over one cycle (fluid view)."""
+        per_rank: dict[int, float] = {}
+        bounds = {0, n_pages}
+        phase_regions = []
+        for w, d in zip(self.phases, self.durations_s):
+            regs = w.regions(n_pages, page_bytes)
+            phase_regions.append((regs, d / self.cycle_s))
+            for r in regs:
+                bounds.update((r.first_rank, r.first_rank + r.n_pages))
+        edges = sorted(bounds)
+        for lo in edges[:-1]:
+            per_rank[lo] = 0.0
+        for regs, share in phase_regions:
+            for r in regs:
+                for lo in edges[:-1]:
+                    if r.first_rank <= lo < r.first_rank + r.n_pages:
+                        per_rank[lo] += r.rate_per_page * share
+        return [Region(lo, hi - lo, per_rank[lo]) for lo, hi in zip(edges[:-1], edges[1:])
+                if per_rank[lo] > 0]
+
+    @property
+    def dirty_rate_pages_s_mean(self) -> float:
+        return sum(w.dirty_rate_pages_s * d for w, d in zip(self.phases, self.durations_s)) / self.cycle_s
+
+    def sampler(self, n_pages, page_bytes, rng):
+        return _PhasedSampler(self, n_pages, page_bytes, rng)
+
+
+class _PhasedSampler(WriteSampler):
+    def __init__(self, wl: PhasedWorkload, n_pages, page_bytes, rng):
+        super().__init__(n_pages, rng)
+        self.subs = [w.sampler(n_pages, page_bytes, rng) for w in wl.phases]
+        self.durations = list(wl.durations_s)
+        self.cycle = wl.cycle_s
+
+    def _sample_guest(self, g0, g1):
+        pages, times = [], []
+        g = g0
+        while g < g1:
+            pos = g % self.cycle
+            i, acc = 0, 0.0
+            while acc + self.durations[i] <= pos:
+                acc += self.durations[i]
+                i += 1
+            end = min(g1, g + (acc + self.durations[i] - pos))
+            sub = self.subs[i]
+            p, t = sub._sample_guest(g, end)
+            pages.append(p)
+            times.append(t)
+            g = end
+        return merge_last(pages, times)
+
+
+@dataclass(frozen=True)
+class TraceWorkload(Workload):
+    """Replay of a recorded dirty-page trace (see :mod:`lmtoolkit.trace.format`).
+
+    ``interval_s`` is the capture interval; ``counts[i]`` pages were written during interval
+    ``i`` and are listed in ``pages`` (concatenated).  The trace loops.  Within an interval a
+    page's last write time is drawn uniformly (the capture only knows the interval).
+    Page numbers wrap modulo the VM's page count.
+    """
+
+    interval_s: float = 1.0
+    counts: tuple = ()
+    pages: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64), compare=False)
+    source: str = ""
+
+    name = "trace"
+
+    def __post_init__(self):
+        check_range("interval_s", self.interval_s, 0, None, lo_open=True)
+        if len(self.counts) == 0:
+            raise ConfigError("counts", self.counts, "a trace with at least one interval")
+        if int(np.sum(self.counts)) != len(self.pages):
+            raise ConfigError("pages", len(self.pages), "sum(counts) page numbers")
+
+    @property
+    def duration_s(self) -> float:
+        return self.interval_s * len(self.counts)
+
+    def check_fits(self, memory_mib):
+        return None
+
+    def regions(self, n_pages, page_bytes):
+        """Pages grouped by how many intervals they appear in: rate = appearances / duration."""
+        pages = np.asarray(self.pages, dtype=np.int64) % n_pages
+        uniq, freq = np.unique(pages, return_counts=True)
+        out, first = [], 0
+        for f, n in zip(*np.unique(freq, return_counts=True)):
+            out.append(Region(first, int(n), float(f) / self.duration_s))
+            first += int(n)
+        return out
+
+    def sampler(self, n_pages, page_bytes, rng):
+        return _TraceSampler(self, n_pages, rng)
+
+
+class _TraceSampler(WriteSampler):
+    def __init__(self, wl: TraceWorkload, n_pages, rng):
+        super().__init__(n_pages, rng)
+        self.wl = wl
+        self.offsets = np.concatenate([[0], np.cumsum(wl.counts)]).astype(np.int64)
+        self.pages = np.asarray(wl.pages, dtype=np.int64) % n_pages
+
+    def _sample_guest(self, g0, g1):
+        dt = self.wl.interval_s
+        n = len(self.wl.counts)
+        pages, times = [], []
+        i = math.floor(g0 / dt)
+        while i * dt < g1:
+            lo, hi = max(g0, i * dt), min(g1, (i + 1) * dt)
+            frac = (hi - lo) / dt
+            j = i % n
+            chunk = self.pages[self.offsets[j]:self.offsets[j + 1]]
+            if frac < 1.0:
+                chunk = chunk[self.rng.random(chunk.size) < frac]
+            pages.append(chunk)
+            times.append(lo + self.rng.random(chunk.size) * (hi - lo))
+            i += 1
+        return merge_last(pages, times)
+
+
+WORKLOADS = {cls.name: cls for cls in (IdleWorkload, UniformWorkload, HotColdWorkload,
+                                       ZipfWorkload, PhasedWorkload, TraceWorkload)}

@@ -1,0 +1,265 @@
+"""The shared pre-copy base every policy plugs into.
+
+A migration alternates *phases* (send some of the pages in the dirty bitmap, in address
+order, continuing where the last phase stopped) and *syncs* (add the pages written since the
+last sync to the bitmap).  At each sync the policy decides: go on, or switch over (pause the
+VM and send what is left: the downtime).  A policy is a frozen dataclass of parameters plus
+four rules:
+
+* :meth:`Policy.decide` — after a sync: continue, or stop with a reason (``records.STOP_REASONS``);
+* :meth:`Policy.phase_pages` — how many pending pages to send before the next sync;
+* :meth:`Policy.link` — per-page wire bytes and time (bandwidth caps, compression, delta
+  encoding, zero pages, CPU limits);
+* :meth:`Policy.after_sync` — update policy state (bandwidth estimate, guest throttling).
+
+All rules are written with numpy operations on the :class:`State` so that the same code runs
+for one migration (page engine, 0-d values) and for thousands at once (fluid engine, one
+array element per scenario, with the policy's parameters stacked by :meth:`Policy.stack`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+import numpy as np
+
+from ..errors import ConfigError, check_range
+from ..records import REASON_CODE
+
+CONTINUE = REASON_CODE["running"]
+MIB = 1024 ** 2
+GIB = 1024 ** 3
+
+
+def none_to(x, default):
+    """``None`` (or NaN) → ``default``; works on scalars and float arrays."""
+    if x is None:
+        return default
+    arr = np.asarray(x, dtype=float)
+    return np.where(np.isnan(arr), default, arr)
+
+
+@dataclass
+class Context:
+    """Scenario constants a policy reads (scalars, or arrays over scenarios).
+
+    Rates in bytes/s; ``rtt_s`` in seconds.
+    """
+
+    pages: object
+    page_bytes: object
+    memory_bytes: object
+    line_bytes_s: object          # payload rate of the link for any number of streams
+    stream_bytes_s: object        # payload rate one stream can carry
+    base_streams: object          # network.streams
+    rtt_s: object
+    zero_scan_bytes_s: object
+    compress_bytes_s: object      # spare host cores x per-core compressor throughput
+    encrypt_bytes_s: object       # spare host cores x per-core cipher throughput
+    compressibility: object
+    device_state_bytes: object
+    dirty_rate_pages_s: object    # the workload's nominal write rate (for policies that estimate)
+
+    def subset(self, idx):
+        return _subset(self, idx)
+
+
+class State:
+    """Mutable migration state shared by engine and policy (scalars or arrays).
+
+    ``round`` counts dirty-bitmap syncs done (1 after the initial sync at setup, as QEMU's
+    ``dirty-sync-count``); ``pending`` is the number of pages in the bitmap.
+    """
+
+    NAMES = ("t", "round", "pending", "pending_zero", "dirty_new", "phase_time", "phase_bytes",
+             "phase_pages", "sent_bytes", "sent_pages", "bw_est", "throttle", "throttle_max",
+             "lost_guest_time")
+
+    def __init__(self, shape=()):
+        for n in self.NAMES:
+            setattr(self, n, np.zeros(shape))
+        self.round = self.round + 1
+        self.extra: dict[str, np.ndarray] = {}
+
+    def subset(self, idx) -> "State":
+        s = State.__new__(State)
+        for n in self.NAMES:
+            setattr(s, n, getattr(self, n)[idx])
+        s.extra = {k: v[idx] for k, v in self.extra.items()}
+        return s
+
+    @property
+    def speed(self):
+        """Guest speed (1 = unthrottled)."""
+        return 1.0 - self.throttle
+
+
+def _subset(obj, idx):
+    changes = {}
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        if isinstance(v, np.ndarray) and v.ndim >= 1:
+            changes[f.name] = v[idx]
+    return dataclasses.replace(obj, **changes) if changes else obj
+
+
+@dataclass(frozen=True)
+class Link:
+    """Per-page cost of one phase: wire bytes and seconds for non-zero and zero pages."""
+
+    t_nz: object
+    t_z: object
+    b_nz: object
+    b_z: object
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Base of all policies.  Parameters common to every policy:
+
+    ``timeout_s``: pre-copy that has not converged after this long is abandoned
+    (``completed = false``, as an operator or libvirt's ``--timeout`` would), so that a
+    migration that cannot converge reports its rounds and bytes instead of looping.
+    ``stop_overhead_ms``: fixed cost of the switchover (pause, last bitmap sync, resume on
+    the destination) added to the downtime.
+    ``page_header_bytes`` / ``zero_page_bytes``: wire bytes per normal page beyond its
+    content, and per zero page (QEMU ``migration/ram.c``: ``save_page_header`` writes an
+    8-byte offset|flags word; ``save_zero_page`` sends the header plus one byte).
+    """
+
+    timeout_s: float = 600.0
+    stop_overhead_ms: float = 0.0
+    page_header_bytes: float = 8.0
+    zero_page_bytes: float = 9.0
+
+    name: ClassVar[str] = "base"
+    #: False: no pre-copy at all (stop-and-copy, post-copy).
+    precopy: ClassVar[bool] = True
+    #: True: after the switch the remaining pages are pulled/pushed while the VM runs.
+    postcopy: ClassVar[bool] = False
+
+    def __post_init__(self):
+        check_range("timeout_s", self.timeout_s, 0, None, lo_open=True)
+        check_range("stop_overhead_ms", self.stop_overhead_ms, 0, None)
+        check_range("page_header_bytes", self.page_header_bytes, 0, None)
+        check_range("zero_page_bytes", self.zero_page_bytes, 0, None)
+
+    # -- vectorisation ---------------------------------------------------------------------
+    @classmethod
+    def stack(cls, policies: list["Policy"]) -> "Policy":
+        """One policy whose parameters are arrays over ``policies`` (all of class ``cls``)."""
+        obj = object.__new__(cls)
+        for f in fields(cls):
+            vals = [getattr(p, f.name) for p in policies]
+            if all(isinstance(v, (bool, np.bool_)) for v in vals):
+                arr = np.array(vals, dtype=bool)
+            elif all(isinstance(v, str) for v in vals):
+                arr = np.array(vals)
+            else:
+                arr = np.array([np.nan if v is None else v for v in vals], dtype=float)
+            object.__setattr__(obj, f.name, arr)
+        return obj
+
+    def subset(self, idx) -> "Policy":
+        obj = object.__new__(type(self))
+        for f in fields(self):
+            v = getattr(self, f.name)
+            object.__setattr__(obj, f.name, v[idx] if isinstance(v, np.ndarray) and v.ndim else v)
+        return obj
+
+    # -- rules -----------------------------------------------------------------------------
+    def streams(self, ctx: Context):
+        """Parallel streams used (network.streams; policies may add their own)."""
+        return ctx.base_streams
+
+    def rate_bytes_s(self, st: State, ctx: Context):
+        """Payload throughput available to pre-copy (bytes/s)."""
+        return np.minimum(ctx.line_bytes_s, self.streams(ctx) * ctx.stream_bytes_s)
+
+    def stop_rate_bytes_s(self, st: State, ctx: Context):
+        """Payload throughput during the stop-and-copy (bytes/s)."""
+        return self.rate_bytes_s(st, ctx)
+
+    def nonzero_wire_bytes(self, st: State, ctx: Context):
+        """Wire bytes for one non-zero page (content + header) in the current round."""
+        return ctx.page_bytes + self.page_header_bytes
+
+    def nonzero_cpu_s(self, st: State, ctx: Context):
+        """Sender CPU time per non-zero page that does not overlap the wire (s)."""
+        return 0.0 * ctx.page_bytes
+
+    def link(self, st: State, ctx: Context, stop: bool = False) -> Link:
+        rate = self.stop_rate_bytes_s(st, ctx) if stop else self.rate_bytes_s(st, ctx)
+        b_nz = self.nonzero_wire_bytes(st, ctx)
+        b_z = self.zero_page_bytes + 0.0 * ctx.page_bytes
+        t_nz = np.maximum(b_nz / rate, self.nonzero_cpu_s(st, ctx))
+        t_z = np.maximum(b_z / rate, ctx.page_bytes / ctx.zero_scan_bytes_s)
+        return Link(t_nz, t_z, b_nz, b_z)
+
+    def initial_bandwidth(self, st: State, ctx: Context):
+        """Bandwidth estimate before anything was measured: the nominal wire rate (bytes/s)."""
+        lk = self.link(st, ctx)
+        return lk.b_nz / lk.t_nz
+
+    def init_state(self, st: State, ctx: Context) -> None:
+        st.bw_est = st.bw_est + self.initial_bandwidth(st, ctx)
+
+    def converged(self, st: State, ctx: Context):
+        """Boolean: the policy's convergence test holds now (after a sync)."""
+        raise NotImplementedError
+
+    def forced(self, st: State, ctx: Context):
+        """Reason code (0 = none) for a switchover forced by a cap, before convergence."""
+        return np.zeros_like(st.t, dtype=int)
+
+    def decide(self, st: State, ctx: Context):
+        """After a sync: ``CONTINUE`` (0) or the stop reason code."""
+        code = np.where(self.converged(st, ctx), REASON_CODE["converged"], CONTINUE)
+        code = np.where(code == CONTINUE, self.forced(st, ctx), code)
+        timeout = (code == CONTINUE) & (st.t >= self.timeout_s)
+        return np.where(timeout, REASON_CODE["timeout"], code).astype(int)
+
+    def phase_pages(self, st: State, ctx: Context):
+        """Pages to send before the next sync (default: the whole bitmap — a full pass)."""
+        return st.pending
+
+    def after_sync(self, st: State, ctx: Context) -> None:
+        """Update state after a phase and its sync (default: measured bandwidth)."""
+        st.bw_est = np.where(st.phase_time > 0, st.phase_bytes / np.maximum(st.phase_time, 1e-12),
+                             st.bw_est)
+
+    # -- post-copy (see policies/postcopy.py) ----------------------------------------------
+    def prepaging(self) -> bool:
+        """Post-copy: push the hottest pages first (pre-paging)."""
+        return False
+
+    def fault_access_factor(self) -> float:
+        """Post-copy: guest page accesses per page write (a read of a missing page faults too)."""
+        return 1.0
+
+    def fault_overhead_s(self) -> float:
+        """Post-copy: fault handling time beyond the round trip and the page transfer (s)."""
+        return 0.0
+
+    @classmethod
+    def describe(cls) -> str:
+        return (cls.__doc__ or cls.name).strip().splitlines()[0]
+
+
+def params_from_mapping(cls, cfg: dict, prefix: str = "policy") -> Policy:
+    """Build ``cls`` from a mapping, rejecting keys the policy does not have."""
+    names = {f.name for f in fields(cls)}
+    extra = [k for k in cfg if k not in names]
+    if extra:
+        import difflib
+        k = extra[0]
+        close = difflib.get_close_matches(k, sorted(names), n=3)
+        hint = f"; did you mean {', '.join(prefix + '.' + c for c in close)}?" if close else ""
+        raise ConfigError(f"{prefix}.{k}", cfg[k], "",
+                          message=f"unknown key '{prefix}.{k}' for policy '{cls.name}'{hint} "
+                                  f"(valid: {', '.join(sorted(names))})")
+    try:
+        return cls(**cfg)
+    except ConfigError as e:
+        raise e.with_prefix(prefix) from None

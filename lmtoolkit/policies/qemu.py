@@ -1,0 +1,161 @@
+"""QEMU-like pre-copy, mirroring QEMU's ``migration/`` code (read at QEMU 8.2–10.x).
+
+Rules and their sources:
+
+* **Switchover test** — ``migration/migration.c: migration_update_counters`` measures the
+  bandwidth over windows of at least ``BUFFER_DELAY`` = 100 ms (bytes that reached the
+  wire / elapsed) and sets ``threshold_size = bandwidth * downtime_limit``;
+  ``migration_iteration_run`` compares the pending size with it: first the estimate
+  (``ram.c: ram_state_pending_estimate`` = dirty pages x ``TARGET_PAGE_SIZE``, zero pages
+  counted at full size), and only when that is below the threshold the exact size, which
+  **syncs the dirty bitmap** (``ram_state_pending_exact`` -> ``migration_bitmap_sync``).  If
+  the exact size is still below the threshold the migration completes.  So a sync — the end
+  of a "pass" as ``dirty-sync-count`` counts it — happens when the remaining dirty bytes fall
+  below the threshold, which can be inside the first pass, and the scan then continues from
+  where it was (``find_dirty_block``).  Default ``downtime-limit`` 300 ms
+  (``options.c: DEFAULT_MIGRATE_SET_DOWNTIME``).
+* **Iteration granularity** — ``ram.c: ram_save_iterate`` returns after ``MAX_WAIT`` = 50 ms
+  (or when the 100 ms rate-limit budget is spent), so a phase lasts at least that long.
+* **Bandwidth cap** — ``max-bandwidth`` limits pre-copy (``migration_rate_exceeded``, a
+  budget per 100 ms window).  QEMU's own default is ``MAX_THROTTLE`` = 128 MiB/s; libvirt
+  lifts it, and here ``max_bandwidth_mib_s: null`` means line rate.  The final stop-and-copy
+  is **not** capped: ``migration_switchover_start`` calls
+  ``migration_rate_set(RATE_LIMIT_DISABLED)`` once the VM is stopped.
+* **Zero pages** — ``save_zero_page``: ``buffer_is_zero`` then an 8-byte header plus one
+  byte; normal pages carry an 8-byte header (``save_page_header``).
+* **Auto-converge** — ``ram.c: migration_bitmap_sync`` evaluates, at a sync at least 1 s
+  after the last evaluation, ``migration_trigger_throttle``: if the bytes dirtied in the
+  period exceed ``throttle-trigger-threshold`` (50 %) of the bytes transferred in it and
+  this has happened twice (``++dirty_rate_high_cnt >= 2``; the counter is not reset by a
+  calm period), ``mig_throttle_guest_down`` sets the throttle to ``cpu-throttle-initial``
+  (20 %) or raises it by ``cpu-throttle-increment`` (10 %) up to ``max-cpu-throttle`` (99 %).
+  ``system/cpu-throttle.c: cpu_throttle_thread`` makes each vCPU sleep pct/(1-pct) x 10 ms
+  per 10 ms run, i.e. the guest runs ``1 - pct`` of the time: its write rate scales by that.
+* **XBZRLE** — ``ram.c``: enabled after the first complete round (``xbzrle_started`` set in
+  ``find_dirty_block`` on wrap-around); a page found in the cache (LRU, default
+  ``xbzrle-cache-size`` 64 MiB) is sent as a delta (``save_xbzrle_page``), a miss sends the
+  full page and inserts it.  We model the hit probability as cache pages / pages re-sent per
+  round, and the delta size as ``xbzrle_delta_ratio`` of a page (our assumption: how much of
+  a page a write changes is workload-specific); encoding costs CPU at
+  ``xbzrle_encode_gib_s``.
+* **Multifd** — ``multifd-channels`` (QEMU default 2 when the capability is on) parallel
+  TCP streams and sender threads: lifts the per-stream limit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import check_range
+from .base import GIB, MIB, none_to
+from .precopy import PrecopyPolicy
+
+BUFFER_DELAY_S = 0.100   # migration-stats.h: BUFFER_DELAY (ms)
+MAX_WAIT_S = 0.050       # ram.c: MAX_WAIT (ms)
+THROTTLE_PERIOD_S = 1.0  # ram.c: migration_bitmap_sync, "more than 1 second"
+
+
+@dataclass(frozen=True)
+class QemuPolicy(PrecopyPolicy):
+    """QEMU/KVM pre-copy: switchover when the dirty bytes fit bandwidth x downtime limit."""
+
+    max_rounds: int = 1000000          # QEMU has no pass cap: only timeout_s ends it
+    max_bandwidth_mib_s: float | None = None
+    auto_converge: bool = False
+    throttle_trigger_threshold: float = 50.0
+    cpu_throttle_initial: float = 20.0
+    cpu_throttle_increment: float = 10.0
+    max_cpu_throttle: float = 99.0
+    xbzrle: bool = False
+    xbzrle_cache_mib: float = 64.0
+    xbzrle_delta_ratio: float = 0.25
+    xbzrle_encode_gib_s: float = 2.0
+    multifd_channels: int = 0          # 0: multifd capability off (one stream)
+    iteration_ms: float = MAX_WAIT_S * 1000
+
+    name = "qemu"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.max_bandwidth_mib_s is not None:
+            check_range("max_bandwidth_mib_s", self.max_bandwidth_mib_s, 0, None, lo_open=True)
+        check_range("throttle_trigger_threshold", self.throttle_trigger_threshold, 1, 100)
+        check_range("cpu_throttle_initial", self.cpu_throttle_initial, 1, 99)
+        check_range("cpu_throttle_increment", self.cpu_throttle_increment, 1, 99)
+        check_range("max_cpu_throttle", self.max_cpu_throttle, 1, 99)
+        check_range("xbzrle_cache_mib", self.xbzrle_cache_mib, 0, None)
+        check_range("xbzrle_delta_ratio", self.xbzrle_delta_ratio, 0, 1)
+        check_range("xbzrle_encode_gib_s", self.xbzrle_encode_gib_s, 0, None, lo_open=True)
+        check_range("multifd_channels", self.multifd_channels, 0, 255)
+        check_range("iteration_ms", self.iteration_ms, 0, None, lo_open=True)
+
+    # -- link --------------------------------------------------------------------------------
+    def streams(self, ctx):
+        return np.maximum(ctx.base_streams, self.multifd_channels)
+
+    def rate_bytes_s(self, st, ctx):
+        cap = none_to(self.max_bandwidth_mib_s, np.inf) * MIB
+        return np.minimum(super().rate_bytes_s(st, ctx), cap)
+
+    def stop_rate_bytes_s(self, st, ctx):
+        return super().rate_bytes_s(st, ctx)   # RATE_LIMIT_DISABLED at switchover
+
+    def _xbzrle_hit(self, st, ctx):
+        """Share of re-sent pages found in the XBZRLE cache (0 before the second round)."""
+        cache_pages = self.xbzrle_cache_mib * MIB / ctx.page_bytes
+        hit = np.minimum(1.0, cache_pages / np.maximum(st.pending, 1.0))
+        return np.where(np.asarray(self.xbzrle) & (st.round >= 2), hit, 0.0)
+
+    def nonzero_wire_bytes(self, st, ctx):
+        hit = self._xbzrle_hit(st, ctx)
+        delta = ctx.page_bytes * self.xbzrle_delta_ratio + 3.0  # + encoding flag + length
+        return self.page_header_bytes + hit * delta + (1.0 - hit) * ctx.page_bytes
+
+    def nonzero_cpu_s(self, st, ctx):
+        return self._xbzrle_hit(st, ctx) * ctx.page_bytes / (self.xbzrle_encode_gib_s * GIB)
+
+    # -- switchover --------------------------------------------------------------------------
+    def threshold_bytes(self, st):
+        """``threshold_size`` = bandwidth estimate x downtime limit (bytes)."""
+        return st.bw_est * self.downtime_limit_ms / 1000.0
+
+    def converged(self, st, ctx):
+        pending_bytes = st.pending * ctx.page_bytes
+        return (pending_bytes <= self.threshold_bytes(st)) | (st.pending <= 0)
+
+    def phase_pages(self, st, ctx):
+        """Send until the estimate drops below the threshold, at least one iteration's worth."""
+        below = np.floor(self.threshold_bytes(st) / ctx.page_bytes)
+        to_threshold = st.pending - below
+        lk = self.link(st, ctx)
+        one_iteration = np.ceil(self.iteration_ms / 1000.0 / lk.t_nz)
+        return np.clip(np.maximum(to_threshold, one_iteration), 1, np.maximum(st.pending, 1))
+
+    # -- auto-converge -----------------------------------------------------------------------
+    def init_state(self, st, ctx):
+        super().init_state(st, ctx)
+        z = np.zeros_like(st.t)
+        st.extra.update(ac_period_start=z.copy(), ac_dirty_pages=z.copy(),
+                        ac_xfer_bytes=z.copy(), ac_high_cnt=z.copy())
+
+    def after_sync(self, st, ctx):
+        super().after_sync(st, ctx)
+        ex = st.extra
+        ex["ac_dirty_pages"] = ex["ac_dirty_pages"] + st.dirty_new
+        ex["ac_xfer_bytes"] = ex["ac_xfer_bytes"] + st.phase_bytes
+        period_over = st.t > ex["ac_period_start"] + THROTTLE_PERIOD_S
+        high = ex["ac_dirty_pages"] * ctx.page_bytes > \
+            ex["ac_xfer_bytes"] * self.throttle_trigger_threshold / 100.0
+        on = np.asarray(self.auto_converge) & period_over
+        cnt = np.where(on & high, ex["ac_high_cnt"] + 1, ex["ac_high_cnt"])
+        trigger = on & high & (cnt >= 2)
+        pct = st.throttle * 100.0
+        new_pct = np.where(pct > 0, np.minimum(pct + self.cpu_throttle_increment, self.max_cpu_throttle),
+                           self.cpu_throttle_initial)
+        st.throttle = np.where(trigger, new_pct / 100.0, st.throttle)
+        ex["ac_high_cnt"] = np.where(trigger, 0.0, cnt)
+        # Reset the period counters (the period ends at every evaluated sync).
+        for k in ("ac_dirty_pages", "ac_xfer_bytes"):
+            ex[k] = np.where(period_over, 0.0, ex[k])
+        ex["ac_period_start"] = np.where(period_over, st.t, ex["ac_period_start"])

@@ -1,0 +1,80 @@
+"""The result schema as plain dataclasses: one record per migration, one per round.
+
+Both engines produce these; :mod:`lmtoolkit.dataset` turns them into an ``xarray.Dataset``.
+A *round* is one copy pass between two dirty-bitmap syncs; the last round of a completed
+migration is the stop-and-copy during the downtime (``kind == "stop"``), and a post-copy
+migration ends with a ``"postcopy"`` round (pages pulled after the switch).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+#: Why a migration stopped pre-copying. Index = code used by the vectorised engines.
+STOP_REASONS = (
+    "running",        # 0: not decided yet (never in a finished record)
+    "converged",      # 1: the policy's convergence test held (remaining data fits the downtime goal)
+    "max_rounds",     # 2: round/pass/iteration cap reached (Xen max_iters, Hyper-V max passes)
+    "max_sent",       # 3: Xen: more than max_factor x memory sent
+    "timeout",        # 4: policy.timeout_s elapsed without convergence: migration abandoned
+    "no_precopy",     # 5: stop-and-copy / post-copy: no pre-copy at all
+    "precopy_done",   # 6: hybrid: the planned pre-copy passes are done, switch to post-copy
+    "no_progress",    # 7: VMware: a pass made no progress and SDPS is off: forced switchover
+)
+REASON_CODE = {name: i for i, name in enumerate(STOP_REASONS)}
+
+#: Per-round variables: name -> (units, long name)
+ROUND_FIELDS = {
+    "round_start": ("s", "start time of the round"),
+    "round_duration": ("s", "duration of the round"),
+    "round_pages": ("1", "pages sent in the round"),
+    "round_bytes": ("bytes", "bytes sent in the round"),
+    "round_dirty_pages": ("1", "dirty pages at the sync that opened the round"),
+    "round_bandwidth": ("bytes s-1", "bandwidth estimate the policy used in the round"),
+    "round_throttle": ("1", "share of guest CPU time removed by throttling during the round"),
+}
+#: Round kinds: 0 pre-copy pass, 1 stop-and-copy (downtime), 2 post-copy pull/push.
+ROUND_KINDS = ("precopy", "stop", "postcopy")
+
+
+@dataclass
+class RoundRecord:
+    index: int
+    kind: str
+    start_s: float
+    duration_s: float
+    pages: float
+    bytes: float
+    dirty_pages: float
+    bandwidth_bytes_s: float
+    throttle: float
+
+
+@dataclass
+class MigrationRecord:
+    """What one migration did.  Times in seconds, sizes in bytes."""
+
+    policy: str
+    engine: str
+    total_time_s: float
+    downtime_s: float
+    transferred_bytes: float
+    rounds: int                      # pre-copy passes (syncs), excluding stop-and-copy
+    converged: bool                  # the convergence test held (not forced by a cap)
+    completed: bool                  # the VM runs on the destination
+    stop_reason: str
+    memory_bytes: float
+    throttle_max: float = 0.0        # highest guest throttle applied (0..1)
+    guest_slowdown: float = 0.0      # mean share of guest progress lost during migration (0..1)
+    postcopy_faults: float = 0.0     # demand faults after the switch (post-copy)
+    postcopy_time_s: float = 0.0     # duration of the post-copy phase
+    precopy_bytes: float = 0.0
+    stop_bytes: float = 0.0
+    round_detail: list[RoundRecord] = field(default_factory=list)
+
+    def scalars(self) -> dict:
+        d = asdict(self)
+        d.pop("round_detail")
+        return d
+
+
+SCALAR_FIELDS = [f.name for f in fields(MigrationRecord) if f.name != "round_detail"]

@@ -1,0 +1,50 @@
+"""A scenario: everything one migration needs, as plain objects (no Hydra here)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import ConfigError, check_choice
+from .model import VM, Host, Network, Workload
+from .model.vm import MIB
+from .policies.base import GIB, Context, Policy
+
+ENGINES = ("page", "fluid")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    vm: VM = field(default_factory=VM)
+    workload: Workload = None
+    network: Network = field(default_factory=Network)
+    host: Host = field(default_factory=Host)
+    policy: Policy = None
+    engine: str = "page"
+    seed: int = 0
+
+    def __post_init__(self):
+        check_choice("engine", self.engine, ENGINES)
+        if self.workload is None or self.policy is None:
+            raise ConfigError("workload/policy", None, "a workload and a policy are required")
+        try:
+            self.workload.check_fits(self.vm.memory_gib * 1024)
+        except ConfigError as e:
+            raise e.with_prefix("workload") from None
+
+    def context(self) -> Context:
+        vm, net, host = self.vm, self.network, self.host
+        rate = getattr(self.workload, "dirty_rate_pages_s_mean", self.workload.dirty_rate_pages_s)
+        return Context(
+            pages=vm.pages,
+            page_bytes=vm.page_bytes,
+            memory_bytes=vm.memory_bytes,
+            line_bytes_s=net.payload_bytes_s(streams=10 ** 9),
+            stream_bytes_s=net.stream_gbit_s * 1e9 * net.efficiency / 8.0,
+            base_streams=net.streams,
+            rtt_s=net.rtt_s,
+            zero_scan_bytes_s=host.zero_scan_gib_s * GIB,
+            compress_bytes_s=host.spare_cores * host.compress_mib_s_per_core * MIB,
+            encrypt_bytes_s=max(host.spare_cores, 1.0) * host.encrypt_gib_s_per_core * GIB,
+            compressibility=vm.compressibility,
+            device_state_bytes=vm.device_state_bytes,
+            dirty_rate_pages_s=rate,
+        )

@@ -1,0 +1,12 @@
+"""lmtoolkit — a research toolkit for live virtual-machine migration.
+
+>>> import lmtoolkit as lmt
+>>> ds = lmt.simulate(["policy=qemu", "workload=uniform", "workload.dirty_rate_pages_s=5000"])
+"""
+__version__ = "0.1.0"
+
+from .api import simulate  # noqa: E402
+from .errors import ConfigError  # noqa: E402
+from .runner import build_scenario, compose  # noqa: E402
+
+__all__ = ["simulate", "compose", "build_scenario", "ConfigError", "__version__"]

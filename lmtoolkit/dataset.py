@@ -1,0 +1,86 @@
+"""Records → ``xarray.Dataset`` with CF units and long names; :func:`validate` checks the schema."""
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from .engine.common import BatchResult
+from .records import ROUND_FIELDS, ROUND_KINDS, STOP_REASONS
+
+#: record field -> (dataset variable, units, long name)
+SCALARS = {
+    "total_time_s": ("total_time", "s", "total migration time"),
+    "downtime_s": ("downtime", "s", "time the VM is paused (switchover)"),
+    "transferred_bytes": ("transferred", "bytes", "bytes sent over the migration link"),
+    "rounds": ("rounds", "1", "pre-copy passes (dirty-bitmap syncs after setup)"),
+    "converged": ("converged", "1", "the policy's convergence test held"),
+    "completed": ("completed", "1", "the VM runs on the destination"),
+    "stop_reason": ("stop_reason", "", "why pre-copy stopped"),
+    "memory_bytes": ("memory", "bytes", "guest memory size"),
+    "throttle_max": ("throttle_max", "1", "highest share of guest CPU removed by throttling"),
+    "guest_slowdown": ("guest_slowdown", "1",
+                       "mean share of guest progress lost while running during migration"),
+    "postcopy_faults": ("postcopy_faults", "1", "demand page faults after the switch"),
+    "postcopy_time_s": ("postcopy_time", "s", "duration of the post-copy phase"),
+    "precopy_bytes": ("precopy_transferred", "bytes", "bytes sent while the VM ran at the source"),
+    "stop_bytes": ("downtime_transferred", "bytes", "bytes sent while the VM was paused"),
+}
+#: record fields kept only as coordinates / attributes
+LABELS = ("policy", "engine")
+REQUIRED_VARS = ("total_time", "downtime", "transferred", "rounds", "converged")
+
+
+def to_dataset(batch: BatchResult, dims: list[str] | None = None, coords: dict | None = None,
+               attrs: dict | None = None, coord_attrs: dict | None = None) -> xr.Dataset:
+    """Arrange ``batch`` (row-major over ``dims``) as a Dataset; no dims → one migration."""
+    dims = list(dims or [])
+    coords = dict(coords or {})
+    shape = tuple(len(coords[d]) for d in dims)
+    if int(np.prod(shape)) != batch.n:
+        raise ValueError(f"{batch.n} results do not fill dims {dict(zip(dims, shape))}")
+    kinds = batch.round_kind
+    used = np.flatnonzero((kinds >= 0).any(axis=0))
+    n_round = int(used.max()) + 1 if used.size else 0
+    data = {}
+    for field, (name, units, long) in SCALARS.items():
+        v = np.asarray(batch.scalars[field])
+        if field == "stop_reason":
+            v = v.astype(str)
+        data[name] = (dims, v.reshape(shape), {"units": units, "long_name": long} if units else
+                      {"long_name": long})
+    for field, (units, long) in ROUND_FIELDS.items():
+        v = batch.round[field][:, :n_round].reshape(shape + (n_round,))
+        data[field] = (dims + ["round"], v, {"units": units, "long_name": long})
+    data["round_kind"] = (dims + ["round"], kinds[:, :n_round].reshape(shape + (n_round,)),
+                          {"long_name": "kind of round", "flag_values": np.arange(len(ROUND_KINDS),
+                                                                                 dtype=np.int8),
+                           "flag_meanings": " ".join(ROUND_KINDS), "_FillValue": np.int8(-1)})
+    ds = xr.Dataset(data)
+    ds = ds.assign_coords(round=("round", np.arange(n_round), {"long_name": "round index",
+                                                                 "units": "1"}))
+    for d in dims:
+        ds = ds.assign_coords({d: (d, np.asarray(coords[d]), (coord_attrs or {}).get(d, {}))})
+    if not dims:
+        for lab in LABELS:
+            ds.attrs[f"lmt_{lab}"] = str(batch.scalars[lab][0])
+    base = {"Conventions": "CF-1.10", "title": "lmtoolkit live-migration simulation",
+            "source": "lmtoolkit", "lmt_stop_reasons": " ".join(STOP_REASONS)}
+    ds.attrs.update(base)
+    ds.attrs.update(attrs or {})
+    return ds
+
+
+def validate(ds: xr.Dataset) -> None:
+    """Raise ``ValueError`` if ``ds`` breaks the schema (variables, units, attribute types)."""
+    problems = [f"missing variable '{v}'" for v in REQUIRED_VARS if v not in ds]
+    for name, var in ds.variables.items():
+        if name in ds.data_vars and var.dtype.kind in "fiu" and "units" not in var.attrs:
+            problems.append(f"variable '{name}' has no units")
+    for k, v in ds.attrs.items():
+        if not isinstance(v, (str, int, float, np.integer, np.floating, np.ndarray)):
+            problems.append(f"attribute '{k}' is {type(v).__name__}, not a netCDF type")
+    for k in ("title", "source", "history"):
+        if k not in ds.attrs:
+            problems.append(f"missing global attribute '{k}'")
+    if problems:
+        raise ValueError("dataset does not follow the lmtoolkit schema: " + "; ".join(problems))

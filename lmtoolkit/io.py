@@ -1,0 +1,66 @@
+"""Files: atomic writes, netCDF (h5netcdf) / zarr datasets, the result cache.
+
+Every file is written to a temporary name in the same directory and renamed into place
+(``os.replace`` is atomic on POSIX), so a reader never sees a half-written result — an
+interrupted run leaves either the old file or none.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import xarray as xr
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix: str = ""):
+    """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix + ".tmp")
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        if tmp.is_dir():
+            if path.exists():
+                shutil.rmtree(path)
+        os.chmod(tmp, 0o644 if tmp.is_file() else 0o755)
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_dataset(ds: xr.Dataset, path) -> Path:
+    """Write ``ds`` atomically as netCDF-4 (h5netcdf), or zarr when ``path`` ends in ``.zarr``."""
+    path = Path(path)
+    if path.suffix == ".zarr":
+        with atomic_path(path) as tmp:
+            tmp.unlink()
+            ds.to_zarr(tmp, mode="w")
+        return path
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf", invalid_netcdf=False)
+    return path
+
+
+def read_dataset(path) -> xr.Dataset:
+    """Read a dataset fully into memory (the file is closed afterwards)."""
+    path = Path(path)
+    if path.suffix == ".zarr":
+        return xr.open_zarr(path).load()
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        return ds.load()

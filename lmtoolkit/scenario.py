@@ -47,4 +47,5 @@ class Scenario:
             compressibility=vm.compressibility,
             device_state_bytes=vm.device_state_bytes,
             dirty_rate_pages_s=rate,
+            link_efficiency=net.efficiency,
         )

@@ -163,7 +163,7 @@ def _finish(g: _Group, done, code, out: BatchResult, L: int) -> None:
     sc["precopy_bytes"][rows] = st.sent_bytes
     sc["throttle_max"][rows] = st.throttle_max
 
-    post = np.broadcast_to(np.asarray(type(g.pol).postcopy), P.shape) & ~timeout
+    post = np.broadcast_to(pol.goes_postcopy(code), P.shape) & ~timeout
     sw_stop = switchover(pol, st, ctx, n_nz, n_z, send_pages=True)
     sw_post = switchover(pol, st, ctx, n_nz, n_z, send_pages=False)
     down = np.where(post, sw_post.downtime_s, sw_stop.downtime_s)
@@ -184,7 +184,7 @@ def _finish(g: _Group, done, code, out: BatchResult, L: int) -> None:
     a_o = b_o - d_o * per_page
     pre_f = d_o * mean_written_after(np.take_along_axis(acc, order, 1), a_o, b_o,
                                      np.take_along_axis(seq, order, 1))
-    prepage = np.broadcast_to(np.asarray(pol.prepaging()), P.shape)
+    prepage = np.broadcast_to(np.asarray(pol.prepaging_enabled()), P.shape)
     faults = np.where(prepage, pre_f.sum(1), uniform_f.sum(1))
     stall = faults * (ctx.rtt_s + lk.t_nz + pol.fault_overhead_s()) / g.vcpus[sub]
 

@@ -140,7 +140,7 @@ class _Run:
                                 stop_bytes=0.0, lost=float(st.lost_guest_time))
         n_nz = int(np.count_nonzero(self.nonzero[self.pending]))
         n_z = self.pending.size - n_nz
-        if pol.postcopy:
+        if bool(pol.goes_postcopy(code)):
             return self._postcopy(rec, n_nz, n_z)
         sw = switchover(pol, st, ctx, n_nz, n_z)
         down = float(sw.downtime_s)
@@ -160,7 +160,7 @@ class _Run:
         lk = pol.link(st, ctx, stop=True)
         t_nz, t_z, b_nz, b_z = (float(v) for v in (lk.t_nz, lk.t_z, lk.b_nz, lk.b_z))
         pend = self.pending
-        if pol.prepaging():
+        if bool(pol.prepaging_enabled()):
             # Hot pages first: rank = page * a^-1 mod n (inverse of the workload's scatter).
             inv = pow(scatter_multiplier(self.n), -1, self.n) if self.n > 1 else 1
             ranks = (pend * inv) % self.n if self.scn.workload.pattern == "random" else pend
@@ -175,7 +175,7 @@ class _Run:
         T = n_nz * t_nz + n_z * t_z
         faults = 0
         if pend.size and T > 0:
-            wp, wt = self.sampler.sample(t1, t1 + T, pol.fault_access_factor())
+            wp, wt = self.sampler.sample(t1, t1 + T, float(pol.fault_access_factor()))
             first = t1 + (t1 + T - wt)  # Poisson: first access is distributed as T - last
             idx = _positions(pend, wp)
             ok = idx >= 0
@@ -183,7 +183,7 @@ class _Run:
             c = cnz[pos]
             pushed_at = t1 + c * t_nz + (pos + 1 - c) * t_z
             faults = int(np.count_nonzero(first[ok] < pushed_at))
-        stall = faults * (float(ctx.rtt_s) + t_nz + pol.fault_overhead_s()) / self.vm.vcpus
+        stall = faults * (float(ctx.rtt_s) + t_nz + float(pol.fault_overhead_s())) / self.vm.vcpus
         pc_bytes = n_nz * b_nz + n_z * b_z
         self.detail_append("stop", float(st.t), down, 0, float(sw.bytes), pend.size,
                            float(pol.stop_rate_bytes_s(st, ctx)), 1.0)

@@ -60,6 +60,7 @@ class Context:
     compressibility: object
     device_state_bytes: object
     dirty_rate_pages_s: object    # the workload's nominal write rate (for policies that estimate)
+    link_efficiency: object = None  # network.efficiency (payload share of line rate); None = unknown
 
     def subset(self, idx):
         return _subset(self, idx)
@@ -230,15 +231,22 @@ class Policy:
                              st.bw_est)
 
     # -- post-copy (see policies/postcopy.py) ----------------------------------------------
-    def prepaging(self) -> bool:
-        """Post-copy: push the hottest pages first (pre-paging)."""
+    def goes_postcopy(self, code):
+        """After pre-copy stopped with reason ``code``: finish by post-copy (True) or by
+        stop-and-copy (False).  A post-copy-capable policy whose pre-copy converged (the rest
+        fits the downtime goal) completes as plain pre-copy, as QEMU does when the remaining
+        size falls below the threshold before ``migrate-start-postcopy``."""
+        return np.asarray(self.postcopy) & (np.asarray(code) != REASON_CODE["converged"])
+
+    def prepaging_enabled(self):
+        """Post-copy: push the hottest pages first (pre-paging).  Bool or bool array."""
         return False
 
-    def fault_access_factor(self) -> float:
+    def fault_access_factor(self):
         """Post-copy: guest page accesses per page write (a read of a missing page faults too)."""
         return 1.0
 
-    def fault_overhead_s(self) -> float:
+    def fault_overhead_s(self):
         """Post-copy: fault handling time beyond the round trip and the page transfer (s)."""
         return 0.0
 

@@ -4,6 +4,17 @@ This is the shape every pre-copy hypervisor shares (Clark et al., "Live Migratio
 Virtual Machines", NSDI 2005, §3): push all pages, then iteratively push the pages dirtied
 during the previous pass, then stop the VM and copy the rest.  Concrete policies
 (:mod:`.qemu`, :mod:`.xen`, :mod:`.vmware`, :mod:`.hyperv`) add their own stop rules.
+
+Two layers:
+
+* :class:`IterativePrecopy` — the pass logic without parameters: passes counted, time to
+  send what is left, "remaining fits the goal" convergence, a pass cap, the transmit/dirty
+  ratio of the last pass and the guest throttle that would bring it to a target.  Vendor
+  policies whose settings have their own names (VMware ``switchover_goal_ms``, Hyper-V
+  ``max_passes``) plug into it through :meth:`~IterativePrecopy.switchover_goal_s` and
+  :meth:`~IterativePrecopy.pass_cap`.
+* :class:`PrecopyPolicy` — the generic policy with ``downtime_limit_ms`` and ``max_rounds``;
+  QEMU-like and Xen-like policies (and user policies, see ``examples/``) extend it.
 """
 from __future__ import annotations
 
@@ -17,7 +28,65 @@ from .base import Policy
 
 
 @dataclass(frozen=True)
-class PrecopyPolicy(Policy):
+class IterativePrecopy(Policy):
+    """Pass-based pre-copy rules shared by the generic, VMware-like and Hyper-V-like policies."""
+
+    name = "iterative"
+
+    # -- hooks for subclasses ----------------------------------------------------------------
+    def switchover_goal_s(self):
+        """Switch over when the remaining pages can be sent within this time (s)."""
+        raise NotImplementedError
+
+    def pass_cap(self):
+        """Pre-copy passes after which the VM is paused whatever is left (inf = none)."""
+        return np.inf
+
+    # -- shared rules ----------------------------------------------------------------------
+    def passes_done(self, st):
+        """Pre-copy passes completed (syncs after the initial one)."""
+        return st.round - 1
+
+    def remaining_time_s(self, st, ctx):
+        """Time to send the bitmap's pages at the measured throughput (s).
+
+        The measured throughput ``bw_est`` is in wire bytes per second, so the pages are
+        counted at their wire size in the current round (compressed, delta-encoded, …);
+        CPU-bound transports are covered because ``bw_est`` was measured with them.
+        """
+        per_page = self.nonzero_wire_bytes(st, ctx)
+        return st.pending * per_page / np.maximum(st.bw_est, 1e-12)
+
+    def converged(self, st, ctx):
+        return (self.remaining_time_s(st, ctx) <= self.switchover_goal_s()) | (st.pending <= 0)
+
+    def forced(self, st, ctx):
+        return np.where(self.passes_done(st) >= self.pass_cap(), REASON_CODE["max_rounds"], 0)
+
+    def steady_horizon(self, st, ctx, phase_s, phase_bytes):
+        """Fluid fast-forward: never skip past the pass cap (nor the timeout)."""
+        h = super().steady_horizon(st, ctx, phase_s, phase_bytes)
+        return np.minimum(h, np.maximum(self.pass_cap() - self.passes_done(st), 0.0))
+
+    def transmit_dirty_ratio(self, st):
+        """Pages sent in the last pass per page dirtied during it (inf when nothing was dirtied).
+
+        For a full pass of ``P`` pages at ``r`` pages/s while the guest dirties ``d`` distinct
+        pages/s this is ``(P) / (d P / r) = r / d``: the transmit-to-dirty *rate* ratio.
+        """
+        return np.where(st.dirty_new > 0, st.phase_pages / np.maximum(st.dirty_new, 1e-300), np.inf)
+
+    def throttle_for_ratio(self, st, target_ratio, max_throttle):
+        """Guest throttle (0..``max_throttle``) that would bring the transmit/dirty ratio of the
+        last pass to ``target_ratio``, assuming the dirty rate scales with guest speed
+        (a proportional controller on speed; it also relaxes when the ratio is above target)."""
+        ratio = self.transmit_dirty_ratio(st)
+        speed = np.where(np.isfinite(ratio), st.speed * ratio / target_ratio, 1.0)
+        return np.clip(1.0 - speed, 0.0, max_throttle)
+
+
+@dataclass(frozen=True)
+class PrecopyPolicy(IterativePrecopy):
     """Generic pre-copy: stop when the remaining pages can be sent within
     ``downtime_limit_ms`` at the measured bandwidth, or after ``max_rounds`` passes."""
 
@@ -31,16 +100,12 @@ class PrecopyPolicy(Policy):
         check_range("downtime_limit_ms", self.downtime_limit_ms, 0, None, lo_open=True)
         check_range("max_rounds", self.max_rounds, 1, 10 ** 9)
 
-    def passes_done(self, st):
-        """Pre-copy passes completed (syncs after the initial one)."""
-        return st.round - 1
+    def switchover_goal_s(self):
+        return self.downtime_limit_ms / 1000.0
 
-    def remaining_time_s(self, st, ctx):
-        """Time to send the bitmap's pages at the current bandwidth estimate (s)."""
-        return st.pending * ctx.page_bytes / np.maximum(st.bw_est, 1e-12)
+    def pass_cap(self):
+        return self.max_rounds
 
-    def converged(self, st, ctx):
-        return self.remaining_time_s(st, ctx) <= self.downtime_limit_ms / 1000.0
-
-    def forced(self, st, ctx):
-        return np.where(self.passes_done(st) >= self.max_rounds, REASON_CODE["max_rounds"], 0)
+    def stationary(self, st):
+        """The generic rules read only the bitmap, bandwidth, time and pass count."""
+        return np.ones(np.shape(st.t), dtype=bool)

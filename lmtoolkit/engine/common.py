@@ -19,7 +19,7 @@ from ..records import (REASON_CODE, ROUND_FIELDS, ROUND_KINDS, SCALAR_FIELDS, Mi
 
 #: Per-round detail kept for at most this many pre-copy rounds (plus the final round);
 #: the scalar ``rounds`` still counts them all.
-ROUND_DETAIL_LIMIT = 200
+ROUND_DETAIL_LIMIT = 64
 
 
 def f_written(lam, x, sequential):

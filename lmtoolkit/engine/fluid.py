@@ -17,8 +17,9 @@ grouped by policy class; finished scenarios drop out of the arrays as they finis
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -35,13 +36,13 @@ def _stack_context(ctxs: list[Context]) -> Context:
 
 
 def simulate_fluid(scenarios: list[Scenario], round_detail: int = ROUND_DETAIL_LIMIT) -> BatchResult:
-    """Expected-value simulation of many migrations at once."""
+    """Expected-value simulation of many migrations at once (any mix of policies)."""
     groups: dict[type, list[int]] = defaultdict(list)
     for i, s in enumerate(scenarios):
         groups[type(s.policy)].append(i)
     parts, order = [], []
     for cls, idx in groups.items():
-        parts.append(_run_group(cls, [scenarios[i] for i in idx], round_detail))
+        parts.append(run_inputs(FluidInputs.from_scenarios([scenarios[i] for i in idx]), round_detail))
         order.extend(idx)
     out = BatchResult.concat(parts) if len(parts) > 1 else parts[0]
     if order != list(range(len(scenarios))):
@@ -49,34 +50,130 @@ def simulate_fluid(scenarios: list[Scenario], round_detail: int = ROUND_DETAIL_L
     return out
 
 
-def _regions(scns: list[Scenario]):
-    regs = [s.workload.regions(s.vm.pages, s.vm.page_bytes) for s in scns]
-    R = max(len(r) for r in regs) + 1
-    S = len(scns)
-    n = np.zeros((S, R))
-    lam = np.zeros((S, R))
-    seq = np.zeros((S, R), dtype=bool)
-    for i, (s, rr) in enumerate(zip(scns, regs)):
-        for j, r in enumerate(rr):
-            n[i, j], lam[i, j], seq[i, j] = r.n_pages, r.rate_per_page, r.sequential
-        n[i, R - 1] = max(0, s.vm.pages - n[i, :R - 1].sum())  # untouched rest of memory
+def simulate_fluid_columns(template: Scenario, columns: dict[str, np.ndarray],
+                           round_detail: int = ROUND_DETAIL_LIMIT) -> BatchResult:
+    """Simulate ``template`` with some parameters given as columns (one value per scenario).
+
+    ``columns`` maps dotted keys (``vm.memory_gib``, ``workload.dirty_rate_pages_s``,
+    ``network.bandwidth_gbit_s``, ``policy.downtime_limit_ms``, …) to equal-length arrays.
+    Objects are built once per distinct combination of the other columns; the write rate is
+    applied by scaling (region rates are proportional to it), so a grid over rates costs no
+    Python work per point.  This is the path big sweeps take.
+    """
+    return run_inputs(FluidInputs.from_columns(template, columns), round_detail)
+
+
+def _regions_of(scn: Scenario, R: int):
+    n, lam, seq = np.zeros(R), np.zeros(R), np.zeros(R, dtype=bool)
+    for j, r in enumerate(scn.workload.regions(scn.vm.pages, scn.vm.page_bytes)):
+        n[j], lam[j], seq[j] = r.n_pages, r.rate_per_page, r.sequential
+    n[R - 1] = max(0, scn.vm.pages - n[:R - 1].sum())  # untouched rest of memory
     return n, lam, seq
+
+
+def with_value(obj, key: str, value):
+    """``obj`` with the dotted ``key`` replaced (nested frozen dataclasses), typed like the old value."""
+    head, _, rest = key.partition(".")
+    if not rest:
+        cur = getattr(obj, head)
+        if isinstance(cur, bool):
+            value = bool(value)
+        elif isinstance(cur, (int, np.integer)) and float(value).is_integer():
+            value = int(value)
+        else:
+            value = float(value)
+        return dataclasses.replace(obj, **{head: value})
+    return dataclasses.replace(obj, **{head: with_value(getattr(obj, head), rest, value)})
+
+
+#: Workloads whose region rates are proportional to ``dirty_rate_pages_s``.
+RATE_SCALABLE = ("idle", "uniform", "hotcold", "zipf")
+
+
+@dataclass
+class FluidInputs:
+    """Everything the fluid engine needs, as arrays over scenarios of one policy class."""
+
+    policy: object             # a stacked Policy
+    ctx: Context
+    n: np.ndarray              # (S, R) pages per region (last: untouched rest)
+    lam: np.ndarray            # (S, R) writes per page per second
+    seq: np.ndarray            # (S, R) sequential regions
+    zero: np.ndarray           # (S,) zero pages at start
+    vcpus: np.ndarray          # (S,)
+    memory_bytes: np.ndarray   # (S,)
+
+    @classmethod
+    def from_unique(cls, uniq: list[Scenario], inverse: np.ndarray, rate_scale=None) -> "FluidInputs":
+        kinds = {type(s.policy) for s in uniq}
+        if len(kinds) != 1:
+            raise ValueError("FluidInputs holds one policy class; group scenarios first")
+        R = max(len(s.workload.regions(s.vm.pages, s.vm.page_bytes)) for s in uniq) + 1
+        regs = [_regions_of(s, R) for s in uniq]
+        n = np.array([r[0] for r in regs])[inverse]
+        lam = np.array([r[1] for r in regs])[inverse]
+        seq = np.array([r[2] for r in regs])[inverse]
+        ctx = _stack_context([s.context() for s in uniq]).subset(inverse)
+        if rate_scale is not None:
+            lam = lam * rate_scale[:, None]
+            ctx.dirty_rate_pages_s = ctx.dirty_rate_pages_s * rate_scale
+        pol = kinds.pop().stack([s.policy for s in uniq]).subset(inverse)
+        return cls(policy=pol, ctx=ctx, n=n, lam=lam, seq=seq,
+                   zero=np.array([s.vm.zero_pages for s in uniq], dtype=float)[inverse],
+                   vcpus=np.array([s.vm.vcpus for s in uniq], dtype=float)[inverse],
+                   memory_bytes=np.array([s.vm.memory_bytes for s in uniq], dtype=float)[inverse])
+
+    @classmethod
+    def from_scenarios(cls, scns: list[Scenario]) -> "FluidInputs":
+        index: dict[Scenario, int] = {}
+        inverse = np.array([index.setdefault(dataclasses.replace(s, seed=0), len(index)) for s in scns])
+        return cls.from_unique(list(index), inverse)
+
+    @classmethod
+    def from_columns(cls, template: Scenario, columns: dict) -> "FluidInputs":
+        cols = {k: np.asarray(v) for k, v in columns.items()}
+        sizes = {v.size for v in cols.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"columns differ in length: { {k: v.size for k, v in cols.items()} }")
+        S = sizes.pop()
+        rate_key = "workload.dirty_rate_pages_s"
+        scalable = rate_key in cols and template.workload.name in RATE_SCALABLE
+        rate = cols.pop(rate_key).astype(float) if scalable else None
+        if scalable:
+            if (rate < 0).any():
+                raise ValueError(f"{rate_key} must be >= 0")
+            template = with_value(template, rate_key, 1.0)
+        keys = sorted(cols)
+        if keys:
+            table = np.stack([cols[k].astype(float) for k in keys], axis=1)
+            uniq_rows, inverse = np.unique(table, axis=0, return_inverse=True)
+            inverse = inverse.reshape(-1)
+        else:
+            uniq_rows, inverse = np.zeros((1, 0)), np.zeros(S, dtype=np.int64)
+        uniq = []
+        for row in uniq_rows:
+            scn = template
+            for k, v in zip(keys, row):
+                scn = with_value(scn, k, v)
+            uniq.append(scn)
+        return cls.from_unique(uniq, inverse, rate)
 
 
 class _Group:
     """Arrays of the still-running scenarios of one policy class."""
 
-    def __init__(self, cls, scns):
-        self.pol = cls.stack([s.policy for s in scns])
-        self.ctx = _stack_context([s.context() for s in scns])
-        self.n, self.lam, self.seq = _regions(scns)
+    def __init__(self, inp: FluidInputs):
+        self.pol, self.ctx = inp.policy, inp.ctx
+        self.n, self.lam, self.seq = inp.n, inp.lam, inp.seq
         self.d = self.n.copy()
-        self.z = np.array([s.vm.zero_pages for s in scns], dtype=float)
-        self.vcpus = np.array([s.vm.vcpus for s in scns], dtype=float)
-        self.rounds = np.zeros(len(scns), dtype=np.int64)
-        self.idx = np.arange(len(scns))
-        st = State((len(scns),))
-        st.pending = self.ctx.pages.copy()
+        self.z = inp.zero.astype(float)
+        self.vcpus = inp.vcpus
+        S = self.z.size
+        self.rounds = np.zeros(S, dtype=np.int64)
+        self.idx = np.arange(S)
+        self.prev = np.full((6, S), np.nan)   # the 3 last phase lengths and bitmap sizes
+        st = State((S,))
+        st.pending = np.asarray(self.ctx.pages, dtype=float).copy()
         self.pol.init_state(st, self.ctx)
         self.st = st
 
@@ -84,15 +181,17 @@ class _Group:
         self.pol, self.ctx, self.st = self.pol.subset(m), self.ctx.subset(m), self.st.subset(m)
         for k in ("n", "lam", "seq", "d", "z", "vcpus", "rounds", "idx"):
             setattr(self, k, getattr(self, k)[m])
+        self.prev = self.prev[:, m]
 
 
-def _run_group(cls, scns, round_detail) -> BatchResult:
+def run_inputs(inp: FluidInputs, round_detail: int = ROUND_DETAIL_LIMIT) -> BatchResult:
+    """Run the fluid engine on prepared inputs."""
     L = round_detail
-    out = BatchResult(len(scns), L + 2)  # + stop + post-copy rounds
-    out.scalars["policy"][:] = cls.name
+    out = BatchResult(inp.zero.size, L + 2)  # + stop + post-copy rounds
+    out.scalars["policy"][:] = type(inp.policy).name
     out.scalars["engine"][:] = "fluid"
-    out.scalars["memory_bytes"][:] = [s.vm.memory_bytes for s in scns]
-    g = _Group(cls, scns)
+    out.scalars["memory_bytes"][:] = inp.memory_bytes
+    g = _Group(inp)
     while g.idx.size:
         code = g.pol.decide(g.st, g.ctx)
         done = code != 0
@@ -143,6 +242,102 @@ def _phase(g: _Group, out: BatchResult, L: int) -> None:
     g.rounds = g.rounds + 1
     pol.after_sync(st, ctx)
     st.throttle_max = np.maximum(st.throttle_max, st.throttle)
+    _fast_forward(g, out, L, T, B, k)
+
+
+def _geometric_limit(x0, x1, x2, x3, tol=1e-9):
+    """Aitken's limit of a sequence seen as x0..x3, and whether it is (near-)geometric.
+
+    Returns (limit, ratio, ok): ``ok`` where the sequence is constant, or where its last two
+    step ratios lie in (0, 0.9999) and differ by less than 1 % of ``1 - ratio``."""
+    d1, d2, d3 = x1 - x0, x2 - x1, x3 - x2
+    const = np.abs(d3) <= tol * np.maximum(np.abs(x3), 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r_old = np.where(d1 != 0, d2 / d1, np.nan)
+        r = np.where(d2 != 0, d3 / d2, np.nan)
+    # The limit's error grows as (ratio drift) / (1 - ratio)^2: demand a drift small against 1 - r.
+    geo = (r > 0) & (r < 0.9999) & (np.abs(r - r_old) <= 0.01 * (1.0 - r))
+    r = np.where(const | ~geo, 0.0, r)
+    return x3 + d3 * r / (1.0 - r), r, const | geo
+
+
+def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k) -> None:
+    """Leap over rounds whose outcome is already determined, checking the leap with the policy.
+
+    Under stationary rules (:meth:`Policy.stationary`) the expected bitmap size ``p`` and phase
+    length ``T`` approach a fixed point, exactly or geometrically.  From the last four rounds
+    Aitken's extrapolation gives the limits and ratios; the engine then leaps ``m`` rounds:
+    to the policy's horizon (timeout, round or byte cap) at an exact fixed point, otherwise
+    until the distance to the limit has shrunk a thousandfold.  A leap is taken only where the
+    policy, asked at the predicted state, neither converges nor plans a phase more than 1 %
+    off the predicted one — so a change of regime (a minimum phase, the threshold) is never
+    jumped over.  Time, bytes and pages add the geometric sums; per-round detail of leapt
+    rounds holds the predicted values.
+    """
+    st, pol = g.st, g.pol
+    Tlim, rT, okT = _geometric_limit(g.prev[0], g.prev[1], g.prev[2], T)
+    plim, rp, okp = _geometric_limit(g.prev[3], g.prev[4], g.prev[5], st.pending)
+    g.prev = np.stack([g.prev[1], g.prev[2], T, g.prev[4], g.prev[5], st.pending])
+    cand = okT & okp & pol.stationary(st) & ~np.asarray(pol.converged(st, g.ctx))
+    if not cand.any():
+        return
+    exact = (rT == 0) & (rp == 0)
+    r = np.maximum(rT, rp)
+    h = pol.steady_horizon(st, g.ctx, T, B)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m_geo = np.ceil(np.log(1e-3) / np.log(np.where(r > 0, r, 0.5)))
+    m = np.where(exact, h - 1, np.minimum(m_geo, h - 1))
+    m = np.where(cand, np.maximum(m, 0), 0)
+
+    def after(x, lim, ratio, n):
+        return lim + (x - lim) * ratio ** n
+
+    def summed(x, lim, ratio, n):  # sum of the next n values of the sequence
+        with np.errstate(divide="ignore", invalid="ignore"):
+            geo = np.where(ratio > 0, (x - lim) * ratio * (1 - ratio ** n) / (1 - ratio), 0.0)
+        return n * lim + geo
+
+    p_m = np.maximum(after(st.pending, plim, rp, m), 0.0)
+    T_m = after(T, Tlim, rT, m)
+    probe = st.subset(slice(None))
+    probe.pending = p_m
+    k_next = np.asarray(pol.phase_pages(probe, g.ctx), dtype=float)
+    T_next_pred = after(T, Tlim, rT, m + 1)
+    T_next_pol = k_next * T / np.maximum(k, 1e-300)
+    ok = (m > 0) & ~np.asarray(pol.converged(probe, g.ctx)) & \
+        (np.abs(T_next_pol - T_next_pred) <= 0.01 * np.maximum(T_next_pred, 1e-300))
+    n = np.where(ok, m, 0).astype(np.int64)
+    if not n.any():
+        return
+    span = np.where(ok, summed(T, Tlim, rT, n), 0.0)
+    rate_B, rate_k = B / np.maximum(T, 1e-300), k / np.maximum(T, 1e-300)
+    first = g.rounds
+    for c in range(int(first[ok].min()), min(L, int((first + n).max()))):
+        sel = (first <= c) & (c < first + n)
+        if not sel.any():
+            continue
+        rows, j = g.idx[sel], (c - first)[sel] + 1
+        Tj = after(T[sel], Tlim[sel], rT[sel], j)
+        start = st.t[sel] + summed(T[sel], Tlim[sel], rT[sel], j - 1)
+        vals = (("round_start", start), ("round_duration", Tj), ("round_pages", rate_k[sel] * Tj),
+                ("round_bytes", rate_B[sel] * Tj),
+                ("round_dirty_pages", after(st.pending[sel], plim[sel], rp[sel], j - 1)),
+                ("round_bandwidth", np.broadcast_to(st.bw_est, T.shape)[sel]),
+                ("round_throttle", np.broadcast_to(st.throttle, T.shape)[sel]))
+        for name, val in vals:
+            out.round[name][rows, c] = val
+        out.round_kind[rows, c] = ROUND_KINDS.index("precopy")
+    scale = np.where(ok, p_m / np.maximum(st.pending, 1e-300), 1.0)
+    g.d = g.d * scale[:, None]
+    st.pending = np.where(ok, p_m, st.pending)
+    st.t = st.t + span
+    st.lost_guest_time = st.lost_guest_time + st.throttle * span
+    st.sent_bytes = st.sent_bytes + rate_B * span
+    st.sent_pages = st.sent_pages + rate_k * span
+    st.round = st.round + n
+    g.rounds = g.rounds + n
+    st.phase_time = np.where(ok, T_m, st.phase_time)
+    g.prev[:, ok] = np.nan   # rebuild the history after a leap
 
 
 def _finish(g: _Group, done, code, out: BatchResult, L: int) -> None:

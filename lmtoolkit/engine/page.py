@@ -27,22 +27,12 @@ from .common import ROUND_DETAIL_LIMIT, reason_name, slowdown, switchover
 _EMPTY = np.empty(0, dtype=np.int64)
 
 
-def _positions(sorted_arr: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """Index of each key in ``sorted_arr`` or -1 when absent."""
-    if sorted_arr.size == 0 or keys.size == 0:
-        return np.full(keys.size, -1, dtype=np.int64)
-    i = np.searchsorted(sorted_arr, keys)
-    ok = i < sorted_arr.size
-    ok[ok] = sorted_arr[i[ok]] == keys[ok]
-    return np.where(ok, i, -1)
-
-
-def _send_order(pending: np.ndarray, cursor: int) -> tuple[np.ndarray, np.ndarray]:
-    """The bitmap's pages in send order as two sorted runs: from ``cursor`` up, then the wrap."""
+def _send_order(pending: np.ndarray, cursor: int) -> np.ndarray:
+    """The bitmap's pages (sorted) in send order: from ``cursor`` up, then wrapping around."""
     i0 = int(np.searchsorted(pending, cursor))
     if i0 == 0:
-        return pending, _EMPTY
-    return pending[i0:], pending[:i0]
+        return pending
+    return np.concatenate([pending[i0:], pending[:i0]])
 
 
 class _Run:
@@ -60,7 +50,8 @@ class _Run:
         if z:
             self.nonzero[page_of_rank(np.arange(self.n - z, self.n), self.n)] = False
         self.sampler = scn.workload.sampler(self.n, self.vm.page_bytes, rng)
-        self.pending = np.arange(self.n, dtype=np.int64)
+        self.dirty = np.ones(self.n, dtype=bool)      # the dirty bitmap (pages pending)
+        self.slot = np.full(self.n, -1, dtype=np.int64)  # page -> position in this phase's sends
         self.cursor = 0
         self.st = State(())
         self.st.pending = np.float64(self.n)
@@ -71,42 +62,42 @@ class _Run:
     # -- pre-copy ------------------------------------------------------------------------------
     def phase(self, k: int) -> None:
         st, pol = self.st, self.pol
-        run_a, run_b = _send_order(self.pending, self.cursor)
-        k = int(min(max(k, 1), self.pending.size))
-        na = run_a.size
-        sent_a, sent_b = run_a[:k], run_b[:max(0, k - na)]
-        rest = np.concatenate([run_a[k:], run_b[max(0, k - na):]])
+        order = _send_order(np.flatnonzero(self.dirty), self.cursor)
+        k = int(min(max(k, 1), order.size))
+        sent = order[:k]
+        s0 = int(sent[0])
+        # Contiguous sends (most of a first pass) use slices instead of fancy indexing.
+        contiguous = int(sent[-1]) - s0 == k - 1
+        span = slice(s0, s0 + k) if contiguous else sent
         lk = pol.link(st, self.ctx)
         t_nz, t_z, b_nz, b_z = (float(v) for v in (lk.t_nz, lk.t_z, lk.b_nz, lk.b_z))
-        nz_a = self.nonzero[sent_a]
-        cnz = np.cumsum(nz_a, dtype=np.int64)
-        if sent_b.size:
-            cnz = np.concatenate([cnz, cnz[-1] + np.cumsum(self.nonzero[sent_b], dtype=np.int64)])
+        cnz = np.cumsum(self.nonzero[span], dtype=np.int64)
         n_nz = int(cnz[-1])
         n_z = k - n_nz
         T = n_nz * t_nz + n_z * t_z
         B = n_nz * b_nz + n_z * b_z
+        self.dirty[span] = False
         t0 = float(st.t)
-        speed = float(st.speed)
-        wp, wt = self.sampler.sample(t0, t0 + T, speed)
+        wp, wt = self.sampler.sample(t0, t0 + T, float(st.speed))
+        newly = 0
         if wp.size:
-            pos = _positions(sent_a, wp)
-            if sent_b.size:
-                pb = _positions(sent_b, wp)
-                pos = np.where(pb >= 0, pb + na, pos)
-            ins = pos >= 0
-            p = pos[ins]
-            c = cnz[p]
-            send_t = t0 + c * t_nz + (p + 1 - c) * t_z
+            if contiguous:
+                p = np.where((wp >= s0) & (wp < s0 + k), wp - s0, -1)
+            else:
+                self.slot[sent] = np.arange(k)
+                p = self.slot[wp]
+                self.slot[sent] = -1
+            ins = p >= 0
+            c = cnz[p[ins]]
+            send_t = t0 + c * t_nz + (p[ins] + 1 - c) * t_z
             absorbed = np.zeros(wp.size, dtype=bool)
             absorbed[ins] = wt[ins] <= send_t
             dirtied = wp[~absorbed]
+            newly = int(np.count_nonzero(~self.dirty[dirtied]))
+            self.dirty[dirtied] = True
             self.nonzero[wp] = True
-        else:
-            dirtied = _EMPTY
-        new_pending = np.union1d(rest, dirtied) if dirtied.size else np.sort(rest)
-        last = sent_b[-1] if sent_b.size else sent_a[-1]
-        self.cursor = int(last + 1) % self.n
+        self.cursor = int(sent[-1] + 1) % self.n
+        rest = order.size - k
 
         self.detail_append("precopy", t0, T, k, B, float(st.pending), float(st.bw_est),
                            float(st.throttle))
@@ -115,10 +106,9 @@ class _Run:
         st.phase_time, st.phase_bytes, st.phase_pages = np.float64(T), np.float64(B), np.float64(k)
         st.sent_bytes = st.sent_bytes + B
         st.sent_pages = st.sent_pages + k
-        st.dirty_new = np.float64(new_pending.size - rest.size)
-        st.pending = np.float64(new_pending.size)
+        st.dirty_new = np.float64(newly)
+        st.pending = np.float64(rest + newly)
         st.round = st.round + 1
-        self.pending = new_pending
         self.rounds += 1
         pol.after_sync(st, self.ctx)
         st.throttle_max = np.maximum(st.throttle_max, st.throttle)
@@ -138,6 +128,7 @@ class _Run:
             t = float(st.t)
             return self._record(rec, total=t, down=np.nan, nbytes=float(st.sent_bytes), completed=False,
                                 stop_bytes=0.0, lost=float(st.lost_guest_time))
+        self.pending = np.flatnonzero(self.dirty)
         n_nz = int(np.count_nonzero(self.nonzero[self.pending]))
         n_z = self.pending.size - n_nz
         if bool(pol.goes_postcopy(code)):
@@ -166,20 +157,20 @@ class _Run:
             ranks = (pend * inv) % self.n if self.scn.workload.pattern == "random" else pend
             order = np.argsort(ranks, kind="stable")
         else:
-            run_a, run_b = _send_order(pend, self.cursor)
-            order = np.concatenate([np.arange(pend.size - run_a.size, pend.size),
-                                    np.arange(0, pend.size - run_a.size)])
-        push_pos = np.empty(pend.size, dtype=np.int64)
-        push_pos[order] = np.arange(pend.size)
-        cnz = np.cumsum(self.nonzero[pend[order]], dtype=np.int64)
+            i0 = int(np.searchsorted(pend, self.cursor))
+            order = np.concatenate([np.arange(i0, pend.size), np.arange(0, i0)])
+        pushed = pend[order]
+        cnz = np.cumsum(self.nonzero[pushed], dtype=np.int64)
         T = n_nz * t_nz + n_z * t_z
         faults = 0
         if pend.size and T > 0:
             wp, wt = self.sampler.sample(t1, t1 + T, float(pol.fault_access_factor()))
             first = t1 + (t1 + T - wt)  # Poisson: first access is distributed as T - last
-            idx = _positions(pend, wp)
-            ok = idx >= 0
-            pos = push_pos[idx[ok]]
+            self.slot[pushed] = np.arange(pushed.size)
+            pos_all = self.slot[wp]
+            self.slot[pushed] = -1
+            ok = pos_all >= 0
+            pos = pos_all[ok]
             c = cnz[pos]
             pushed_at = t1 + c * t_nz + (pos + 1 - c) * t_z
             faults = int(np.count_nonzero(first[ok] < pushed_at))

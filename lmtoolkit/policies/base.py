@@ -216,7 +216,9 @@ class Policy:
 
     def decide(self, st: State, ctx: Context):
         """After a sync: ``CONTINUE`` (0) or the stop reason code."""
-        code = np.where(self.converged(st, ctx), REASON_CODE["converged"], CONTINUE)
+        # Nothing left to send is convergence for every policy.
+        done = np.asarray(self.converged(st, ctx)) | (st.pending <= 0)
+        code = np.where(done, REASON_CODE["converged"], CONTINUE)
         code = np.where(code == CONTINUE, self.forced(st, ctx), code)
         timeout = (code == CONTINUE) & (st.t >= self.timeout_s)
         return np.where(timeout, REASON_CODE["timeout"], code).astype(int)
@@ -229,6 +231,17 @@ class Policy:
         """Update state after a phase and its sync (default: measured bandwidth)."""
         st.bw_est = np.where(st.phase_time > 0, st.phase_bytes / np.maximum(st.phase_time, 1e-12),
                              st.bw_est)
+
+    # -- steady state (fluid engine fast-forward) ------------------------------------------
+    def stationary(self, st: State):
+        """True where the rules' next decisions depend only on the bitmap, bandwidth, time and
+        round count — so a migration whose expected state repeats exactly keeps repeating it
+        until :meth:`steady_horizon` rounds have passed.  Conservative default: never."""
+        return np.zeros(np.shape(st.t), dtype=bool)
+
+    def steady_horizon(self, st: State, ctx: Context, phase_s, phase_bytes):
+        """Rounds that can be skipped at a fixed point before a rule may change its answer."""
+        return np.ceil(np.maximum(self.timeout_s - st.t, 0.0) / np.maximum(phase_s, 1e-12))
 
     # -- post-copy (see policies/postcopy.py) ----------------------------------------------
     def goes_postcopy(self, code):

@@ -132,6 +132,11 @@ class QemuPolicy(PrecopyPolicy):
         one_iteration = np.ceil(self.iteration_ms / 1000.0 / lk.t_nz)
         return np.clip(np.maximum(to_threshold, one_iteration), 1, np.maximum(st.pending, 1))
 
+    def stationary(self, st):
+        """Without auto-converge (or at the throttle's ceiling) nothing but time changes."""
+        at_max = st.throttle * 100.0 >= self.max_cpu_throttle - 1e-9
+        return ~np.asarray(self.auto_converge) | at_max
+
     # -- auto-converge -----------------------------------------------------------------------
     def init_state(self, st, ctx):
         super().init_state(st, ctx)

@@ -55,6 +55,11 @@ class XenPolicy(PrecopyPolicy):
     def converged(self, st, ctx):
         return st.pending < self.dirty_threshold_pages
 
+    def steady_horizon(self, st, ctx, phase_s, phase_bytes):
+        h = super().steady_horizon(st, ctx, phase_s, phase_bytes)
+        left = none_to(self.max_factor, np.inf) * ctx.memory_bytes - st.sent_bytes
+        return np.minimum(h, np.ceil(np.maximum(left, 0.0) / np.maximum(phase_bytes, 1e-12)))
+
     def forced(self, st, ctx):
         code = super().forced(st, ctx)
         too_much = st.sent_bytes > none_to(self.max_factor, np.inf) * ctx.memory_bytes

@@ -340,6 +340,27 @@ def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k) -> None:
     g.prev[:, ok] = np.nan   # rebuild the history after a leap
 
 
+def _postcopy_faults(pol, d, lam, seq, P, T_push):
+    """Expected demand faults while the remaining ``P`` pages are pushed over ``T_push`` s.
+
+    A page pushed at time ``s`` faults if the guest touches it first: probability
+    ``f(acc, s)``.  Without pre-paging pushes follow address order (regions mixed: ``s``
+    uniform over the push); with pre-paging the hottest regions go first.
+    """
+    af = np.asarray(pol.fault_access_factor(), dtype=float)
+    acc = lam * (af[:, None] if af.ndim else af)
+    uniform_f = d * mean_written_after(acc, 0.0, T_push[:, None], seq)
+    order = np.argsort(-lam, axis=1, kind="stable")
+    d_o = np.take_along_axis(d, order, 1)
+    per_page = np.where(P > 0, T_push / np.maximum(P, 1e-300), 0.0)[:, None]
+    b_o = np.cumsum(d_o, axis=1) * per_page
+    a_o = b_o - d_o * per_page
+    pre_f = d_o * mean_written_after(np.take_along_axis(acc, order, 1), a_o, b_o,
+                                     np.take_along_axis(seq, order, 1))
+    prepage = np.broadcast_to(np.asarray(pol.prepaging_enabled()), P.shape)
+    return np.where(prepage, pre_f.sum(1), uniform_f.sum(1))
+
+
 def _finish(g: _Group, done, code, out: BatchResult, L: int) -> None:
     sub = np.flatnonzero(done)
     pol, ctx, st = g.pol.subset(sub), g.ctx.subset(sub), g.st.subset(sub)
@@ -368,19 +389,7 @@ def _finish(g: _Group, done, code, out: BatchResult, L: int) -> None:
     lk = pol.link(st, ctx, stop=True)
     T_push = n_nz * lk.t_nz + n_z * lk.t_z
     pc_bytes = n_nz * lk.b_nz + n_z * lk.b_z
-    af = np.asarray(pol.fault_access_factor(), dtype=float)
-    acc = lam * (af[:, None] if af.ndim else af)
-    Tc = T_push[:, None]
-    uniform_f = d * mean_written_after(acc, 0.0, Tc, seq)
-    order = np.argsort(-lam, axis=1, kind="stable")
-    d_o = np.take_along_axis(d, order, 1)
-    per_page = np.where(P > 0, T_push / np.maximum(P, 1e-300), 0.0)[:, None]
-    b_o = np.cumsum(d_o, axis=1) * per_page
-    a_o = b_o - d_o * per_page
-    pre_f = d_o * mean_written_after(np.take_along_axis(acc, order, 1), a_o, b_o,
-                                     np.take_along_axis(seq, order, 1))
-    prepage = np.broadcast_to(np.asarray(pol.prepaging_enabled()), P.shape)
-    faults = np.where(prepage, pre_f.sum(1), uniform_f.sum(1))
+    faults = _postcopy_faults(pol, d, lam, seq, P, T_push) if post.any() else np.zeros(P.shape)
     stall = faults * (ctx.rtt_s + lk.t_nz + pol.fault_overhead_s()) / g.vcpus[sub]
 
     t_end_pre = st.t

@@ -51,7 +51,7 @@ class _Run:
             self.nonzero[page_of_rank(np.arange(self.n - z, self.n), self.n)] = False
         self.sampler = scn.workload.sampler(self.n, self.vm.page_bytes, rng)
         self.dirty = np.ones(self.n, dtype=bool)      # the dirty bitmap (pages pending)
-        self.slot = np.full(self.n, -1, dtype=np.int64)  # page -> position in this phase's sends
+        self._slot_arr = None  # page -> position in this phase's sends (allocated on first use)
         self.cursor = 0
         self.st = State(())
         self.st.pending = np.float64(self.n)
@@ -60,19 +60,36 @@ class _Run:
         self.rounds = 0
 
     # -- pre-copy ------------------------------------------------------------------------------
-    def phase(self, k: int) -> None:
-        st, pol = self.st, self.pol
+    def _slot(self) -> np.ndarray:
+        if self._slot_arr is None:
+            self._slot_arr = np.full(self.n, -1, dtype=np.int64)
+        return self._slot_arr
+
+    def _next_sends(self, k: int):
+        """(k, first page, contiguous?, page array or None, pages pending) for this phase."""
+        pending = int(np.count_nonzero(self.dirty))
+        k = int(min(max(k, 1), pending))
+        if pending == self.n and self.cursor + k <= self.n:
+            # Whole memory dirty (a first pass): the sends are a range, no index array needed.
+            return k, self.cursor, True, None, pending
         order = _send_order(np.flatnonzero(self.dirty), self.cursor)
-        k = int(min(max(k, 1), order.size))
         sent = order[:k]
         s0 = int(sent[0])
+        if int(sent[-1]) - s0 == k - 1:
+            return k, s0, True, None, pending
+        return k, s0, False, sent, pending
+
+    def phase(self, k: int) -> None:
+        st, pol = self.st, self.pol
+        k, s0, contiguous, sent, pending = self._next_sends(k)
         # Contiguous sends (most of a first pass) use slices instead of fancy indexing.
-        contiguous = int(sent[-1]) - s0 == k - 1
         span = slice(s0, s0 + k) if contiguous else sent
         lk = pol.link(st, self.ctx)
         t_nz, t_z, b_nz, b_z = (float(v) for v in (lk.t_nz, lk.t_z, lk.b_nz, lk.b_z))
-        cnz = np.cumsum(self.nonzero[span], dtype=np.int64)
-        n_nz = int(cnz[-1])
+        nz = self.nonzero[span]
+        n_nz = int(np.count_nonzero(nz))
+        # Cumulative non-zero count up to each send (only needed when zero pages are mixed in).
+        cnz = None if n_nz == k else np.cumsum(nz, dtype=np.int64)
         n_z = k - n_nz
         T = n_nz * t_nz + n_z * t_z
         B = n_nz * b_nz + n_z * b_z
@@ -84,20 +101,23 @@ class _Run:
             if contiguous:
                 p = np.where((wp >= s0) & (wp < s0 + k), wp - s0, -1)
             else:
-                self.slot[sent] = np.arange(k)
-                p = self.slot[wp]
-                self.slot[sent] = -1
+                slot = self._slot()
+                slot[sent] = np.arange(k)
+                p = slot[wp]
+                slot[sent] = -1
             ins = p >= 0
-            c = cnz[p[ins]]
-            send_t = t0 + c * t_nz + (p[ins] + 1 - c) * t_z
+            pi = p[ins]
+            c = pi + 1 if cnz is None else cnz[pi]
+            send_t = t0 + c * t_nz + (pi + 1 - c) * t_z
             absorbed = np.zeros(wp.size, dtype=bool)
             absorbed[ins] = wt[ins] <= send_t
             dirtied = wp[~absorbed]
             newly = int(np.count_nonzero(~self.dirty[dirtied]))
             self.dirty[dirtied] = True
             self.nonzero[wp] = True
-        self.cursor = int(sent[-1] + 1) % self.n
-        rest = order.size - k
+        last = s0 + k - 1 if contiguous else int(sent[-1])
+        self.cursor = (last + 1) % self.n
+        rest = pending - k
 
         self.detail_append("precopy", t0, T, k, B, float(st.pending), float(st.bw_est),
                            float(st.throttle))
@@ -166,9 +186,10 @@ class _Run:
         if pend.size and T > 0:
             wp, wt = self.sampler.sample(t1, t1 + T, float(pol.fault_access_factor()))
             first = t1 + (t1 + T - wt)  # Poisson: first access is distributed as T - last
-            self.slot[pushed] = np.arange(pushed.size)
-            pos_all = self.slot[wp]
-            self.slot[pushed] = -1
+            slot = self._slot()
+            slot[pushed] = np.arange(pushed.size)
+            pos_all = slot[wp]
+            slot[pushed] = -1
             ok = pos_all >= 0
             pos = pos_all[ok]
             c = cnz[pos]

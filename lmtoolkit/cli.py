@@ -79,13 +79,23 @@ def cmd_run(args) -> int:
     return 0
 
 
+#: Modules that add subcommands: each defines ``add_commands(subparsers)`` and sets
+#: ``func`` on its parsers (``func(args) -> exit status``).  One line per feature area.
+COMMAND_MODULES = (
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
     p = argparse.ArgumentParser(prog="lmtk", description="live VM migration toolkit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     r = sub.add_parser("run", help="simulate one migration, print a summary, write a netCDF file")
     r.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. policy=xen vm.memory_gib=4")
     r.add_argument("-o", "--output", help="netCDF file to write (default results/runs/run_<hash>.nc)")
     r.set_defaults(func=cmd_run)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_commands(sub)
     return p
 
 

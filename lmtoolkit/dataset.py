@@ -74,7 +74,8 @@ def validate(ds: xr.Dataset) -> None:
     """Raise ``ValueError`` if ``ds`` breaks the schema (variables, units, attribute types)."""
     problems = [f"missing variable '{v}'" for v in REQUIRED_VARS if v not in ds]
     for name, var in ds.variables.items():
-        if name in ds.data_vars and var.dtype.kind in "fiu" and "units" not in var.attrs:
+        if name in ds.data_vars and var.dtype.kind in "fiu" and "units" not in var.attrs \
+                and "flag_values" not in var.attrs:  # CF flag variables carry no units
             problems.append(f"variable '{name}' has no units")
     for k, v in ds.attrs.items():
         if not isinstance(v, (str, int, float, np.integer, np.floating, np.ndarray)):

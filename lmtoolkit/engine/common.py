@@ -31,7 +31,7 @@ def f_written(lam, x, sequential):
 def F_written(lam, x, sequential):
     """``∫0^x f_written(lam, s) ds`` (seconds)."""
     lam = np.asarray(lam, dtype=float)
-    safe = np.where(lam > 0, lam, 1.0)
+    safe = np.where(lam > 1e-200, lam, 1.0)
     lx = lam * x
     rnd = np.where(lam > 0, x + np.expm1(-lx) / safe, 0.0)
     seq = np.where(lx <= 1.0, lam * x * x / 2.0, x - 1.0 / (2.0 * safe))

@@ -1,0 +1,82 @@
+"""The contract's API and CLI: simulate(), lmtk run, clear errors, netCDF output."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import lmtoolkit as lmt
+from lmtoolkit.cli import main
+from lmtoolkit.dataset import validate
+from lmtoolkit.io import read_dataset
+
+CONTRACT = ["policy=qemu", "vm.memory_gib=1", "workload=uniform",
+            "workload.dirty_rate_pages_s=5000", "network.bandwidth_gbit_s=1"]
+
+
+def test_simulate_returns_the_contract_dataset():
+    ds = lmt.simulate(CONTRACT)
+    validate(ds)
+    for name, units in [("total_time", "s"), ("downtime", "s"), ("transferred", "bytes")]:
+        assert ds[name].attrs["units"] == units and ds[name].ndim == 0
+    assert ds.rounds.item() >= 1 and bool(ds.converged.item())
+    assert "round" in ds.round_bytes.dims and ds.round_bytes.attrs["units"] == "bytes"
+    assert float(ds.round_bytes.sum()) == pytest.approx(float(ds.transferred))
+    assert ds.attrs["lmt_overrides"] and "policy" in ds.attrs["lmt_config"]
+    assert len(ds.attrs["lmt_config_hash"]) == 16
+
+
+@pytest.mark.parametrize("engine", ["page", "fluid"])
+def test_engine_switch_gives_the_same_variables(engine):
+    ds = lmt.simulate(CONTRACT + [f"engine={engine}"])
+    assert ds.attrs["lmt_engine"] == engine
+    assert set(ds.data_vars) == set(lmt.simulate(CONTRACT).data_vars)
+
+
+@pytest.mark.parametrize("overrides,words", [
+    (["vm.memory_gb=1"], ["vm.memory_gb", "vm.memory_gib"]),
+    (["vm.zero_fraction=1.5"], ["vm.zero_fraction", "1.5", "[0, 1]"]),
+    (["network.bandwidth_gbit_s=-1"], ["network.bandwidth_gbit_s", "-1"]),
+    (["workload=uniform", "workload.wss_mib=99999"], ["workload.wss_mib", "99999", "memory"]),
+    (["workload=uniform", "workload.dirty_rate_pages_s=-5"], ["workload.dirty_rate_pages_s", "-5"]),
+    (["policy=qemuu"], ["policy", "qemuu", "qemu"]),
+    (["engine=quantum"], ["engine", "page", "fluid"]),
+    (["policy.downtime_limit_ms=0"], ["policy.downtime_limit_ms", "0"]),
+])
+def test_bad_input_names_key_value_and_what_is_allowed(overrides, words):
+    with pytest.raises(lmt.ConfigError) as e:
+        lmt.simulate(overrides)
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_cli_prints_one_line_and_exits_2_on_bad_input(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "lmtoolkit.cli", "run", "vm.zero_fraction=2"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lmtk: error: vm.zero_fraction=2")
+    assert "Traceback" not in out.stderr
+
+
+def test_cli_run_prints_summary_and_writes_netcdf(tmp_path, capsys):
+    out_file = tmp_path / "one.nc"
+    assert main(["run", *CONTRACT, "-o", str(out_file)]) == 0
+    text = capsys.readouterr().out
+    for word in ("total time", "downtime", "transferred", "rounds", "converged", "precopy", "stop"):
+        assert word in text
+    ds = read_dataset(out_file)
+    ref = lmt.simulate(CONTRACT)
+    assert ds.total_time.item() == pytest.approx(ref.total_time.item())
+    np.testing.assert_allclose(ds.round_bytes.values, ref.round_bytes.values)
+    assert bool(ds.converged.item()) is True
+
+
+def test_cli_run_default_output_is_under_results(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LMT_RESULTS_DIR")
+    assert main(["run", "vm.memory_gib=0.25"]) == 0
+    files = list((tmp_path / "results" / "runs").glob("run_*.nc"))
+    assert len(files) == 1 and not list((tmp_path / "results" / "runs").glob(".*tmp"))

@@ -1,0 +1,151 @@
+"""Engine behaviour: analytic limits, page/fluid agreement, determinism, Xen/stop-copy rules."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from lmtoolkit.model import HotColdWorkload, IdleWorkload, UniformWorkload
+from lmtoolkit.policies import QemuPolicy, StopCopyPolicy, XenPolicy
+from tests.conftest import run, scenario
+
+ENGINES = ["page", "fluid"]
+
+
+def expected_idle(scn):
+    """Analytic one-pass migration: every page once, plus device state (bytes, seconds)."""
+    vm, pol = scn.vm, scn.policy
+    rate = scn.network.payload_bytes_s()
+    nz, z = vm.nonzero_pages, vm.zero_pages
+    nbytes = nz * (vm.page_bytes + pol.page_header_bytes) + z * pol.zero_page_bytes \
+        + vm.device_state_bytes
+    t_zero = max(pol.zero_page_bytes / rate, vm.page_bytes / (scn.host.zero_scan_gib_s * 2 ** 30))
+    t = nz * (vm.page_bytes + pol.page_header_bytes) / rate + z * t_zero + vm.device_state_bytes / rate
+    return nbytes, t
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("policy", [XenPolicy(), QemuPolicy(), StopCopyPolicy()])
+def test_idle_vm_time_is_bytes_over_bandwidth(engine, policy):
+    scn = scenario(memory_gib=1.0, zero_fraction=0.25, policy=policy, engine=engine)
+    rec = run(scn)
+    nbytes, t = expected_idle(scn)
+    assert rec.transferred_bytes == pytest.approx(nbytes, rel=1e-9)
+    assert rec.total_time_s == pytest.approx(t, rel=1e-9)
+    assert rec.completed and rec.converged == (policy.name != "stopcopy")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_zero_pages_cost_almost_nothing(engine):
+    full = run(scenario(memory_gib=1.0, zero_fraction=0.0, policy=XenPolicy(), engine=engine))
+    empty = run(scenario(memory_gib=1.0, zero_fraction=1.0, policy=XenPolicy(), engine=engine))
+    assert empty.transferred_bytes < 0.01 * full.transferred_bytes
+    assert empty.total_time_s < 0.05 * full.total_time_s
+
+
+def test_stopcopy_downtime_is_total_time_and_pages_sent_once():
+    rec = run(scenario(workload=UniformWorkload(dirty_rate_pages_s=50_000), policy=StopCopyPolicy()))
+    assert rec.downtime_s == pytest.approx(rec.total_time_s)
+    assert rec.rounds == 0 and rec.stop_reason == "no_precopy"
+
+
+@pytest.mark.parametrize("gbit,rate", [(1, 5_000), (1, 20_000), (10, 50_000), (10, 150_000),
+                                       (1, 26_000)])
+@pytest.mark.parametrize("policy", [QemuPolicy(), XenPolicy()])
+def test_page_and_fluid_agree_on_uniform_workloads(gbit, rate, policy):
+    wl = UniformWorkload(dirty_rate_pages_s=rate)
+    page = run(scenario(memory_gib=1.0, workload=wl, policy=policy, gbit=gbit, engine="page"))
+    fluid = run(scenario(memory_gib=1.0, workload=wl, policy=policy, gbit=gbit, engine="fluid"))
+    assert fluid.total_time_s == pytest.approx(page.total_time_s, rel=0.10)
+    assert fluid.transferred_bytes == pytest.approx(page.transferred_bytes, rel=0.10)
+    assert fluid.converged == page.converged
+
+
+def test_same_seed_same_output_other_seed_differs():
+    wl = HotColdWorkload(dirty_rate_pages_s=30_000, hot_mib=64)
+    a = run(scenario(workload=wl, seed=7))
+    b = run(scenario(workload=wl, seed=7))
+    c = run(scenario(workload=wl, seed=8))
+    assert a == b
+    assert (a.total_time_s, a.transferred_bytes) != (c.total_time_s, c.transferred_bytes)
+
+
+def test_xen_classic_caps_at_30_rounds_and_v2_at_5():
+    hot = HotColdWorkload(dirty_rate_pages_s=50_000, hot_mib=64)
+    classic = run(scenario(workload=hot, policy=XenPolicy()))
+    v2 = run(scenario(workload=hot, policy=XenPolicy(version="v2")))
+    assert (classic.rounds, classic.stop_reason, classic.converged) == (30, "max_rounds", False)
+    assert (v2.rounds, v2.stop_reason) == (5, "max_rounds")
+    assert classic.completed and classic.downtime_s > 0.1
+
+
+def test_xen_stops_after_three_times_memory():
+    hot = HotColdWorkload(dirty_rate_pages_s=50_000, hot_mib=64)
+    rec = run(scenario(workload=hot, policy=XenPolicy(max_rounds=10_000)))
+    assert rec.stop_reason == "max_sent"
+    assert 3 * rec.memory_bytes < rec.precopy_bytes < 3.2 * rec.memory_bytes
+
+
+def test_xen_converges_below_50_dirty_pages():
+    rec = run(scenario(workload=UniformWorkload(dirty_rate_pages_s=2_000), policy=XenPolicy(),
+                       gbit=10))
+    assert rec.converged and rec.stop_reason == "converged"
+    assert rec.round_detail[-1].kind == "stop" and rec.round_detail[-1].dirty_pages < 50
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_unconvergeable_migration_times_out_with_rounds_and_bytes(engine):
+    hot = HotColdWorkload(dirty_rate_pages_s=80_000, hot_mib=128)
+    rec = run(scenario(workload=hot, policy=QemuPolicy(timeout_s=60), engine=engine))
+    assert not rec.converged and not rec.completed and rec.stop_reason == "timeout"
+    assert 60 <= rec.total_time_s < 61 and np.isnan(rec.downtime_s)
+    assert rec.rounds > 10 and rec.transferred_bytes > rec.memory_bytes
+
+
+def test_sequential_writes_sweep_the_working_set():
+    from lmtoolkit.model.workload import UniformWorkload as U
+    wl = U(dirty_rate_pages_s=1000, wss_mib=40, pattern="sequential")  # 10240 pages
+    smp = wl.sampler(262144, 4096, np.random.default_rng(0))
+    p, t = smp.sample(0.0, 2.0)
+    assert p.size == 2000 and np.all(np.diff(np.sort(p)) == 1)
+    p2, _ = smp.sample(2.0, 20.0)            # 18,000 writes wrap a 10,240-page set
+    assert p2.size == 10240
+
+
+def test_random_sampler_matches_poisson_expectation():
+    wl = UniformWorkload(dirty_rate_pages_s=50_000, wss_mib=100)  # 25,600 pages
+    smp = wl.sampler(262144, 4096, np.random.default_rng(1))
+    p, t = smp.sample(0.0, 0.5)
+    n = 25600
+    expected = n * (1 - np.exp(-50_000 * 0.5 / n))
+    assert p.size == pytest.approx(expected, rel=0.03)
+    assert np.unique(p).size == p.size and (t >= 0).all() and (t <= 0.5).all()
+
+
+def test_trace_workload_replays_the_example_file():
+    import lmtoolkit as lmt
+    ds = lmt.simulate(["workload=trace", "vm.memory_gib=1", "network=1gbe", "policy=xen"])
+    idle = lmt.simulate(["workload=idle", "vm.memory_gib=1", "network=1gbe", "policy=xen"])
+    assert ds.rounds.item() > 1 and ds.transferred.item() > idle.transferred.item()
+
+
+def test_round_records_add_up():
+    rec = run(scenario(workload=UniformWorkload(dirty_rate_pages_s=20_000)))
+    assert sum(r.bytes for r in rec.round_detail) == pytest.approx(rec.transferred_bytes)
+    assert rec.round_detail[-1].start_s + rec.round_detail[-1].duration_s == pytest.approx(rec.total_time_s)
+    starts = [r.start_s for r in rec.round_detail]
+    assert starts == sorted(starts)
+
+
+def test_fluid_columns_match_scenario_objects():
+    from lmtoolkit.engine.fluid import simulate_fluid, simulate_fluid_columns
+    base = scenario(workload=HotColdWorkload(dirty_rate_pages_s=1.0, hot_mib=128), engine="fluid")
+    rates = np.array([0.0, 4000.0, 30_000.0])
+    mems = np.array([1.0, 2.0, 1.0])
+    cols = simulate_fluid_columns(base, {"workload.dirty_rate_pages_s": rates, "vm.memory_gib": mems})
+    objs = simulate_fluid([dataclasses.replace(base, vm=dataclasses.replace(base.vm, memory_gib=m),
+                                               workload=HotColdWorkload(dirty_rate_pages_s=r, hot_mib=128))
+                           for r, m in zip(rates, mems)])
+    np.testing.assert_allclose(cols.scalars["total_time_s"], objs.scalars["total_time_s"], rtol=1e-12)
+    np.testing.assert_array_equal(cols.scalars["rounds"], objs.scalars["rounds"])

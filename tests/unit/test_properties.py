@@ -1,0 +1,75 @@
+"""Invariants that hold for any scenario (hypothesis)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lmtoolkit.model import HotColdWorkload, UniformWorkload
+from lmtoolkit.policies import QemuPolicy, StopCopyPolicy, XenPolicy
+from tests.conftest import run, scenario
+
+POLICIES = st.sampled_from([QemuPolicy(timeout_s=120), XenPolicy(), XenPolicy(version="v2"),
+                            StopCopyPolicy(), QemuPolicy(timeout_s=120, auto_converge=True)])
+FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def workload(kind, rate, hot):
+    return UniformWorkload(dirty_rate_pages_s=rate) if kind == "uniform" else \
+        HotColdWorkload(dirty_rate_pages_s=rate, hot_mib=hot)
+
+
+scenarios = st.fixed_dictionaries({
+    "memory_gib": st.sampled_from([0.25, 0.5, 1.0]),
+    "zero_fraction": st.floats(0, 0.9),
+    "gbit": st.sampled_from([1.0, 2.5, 10.0]),
+    "kind": st.sampled_from(["uniform", "hotcold"]),
+    "rate": st.floats(0, 60_000),
+    "hot": st.sampled_from([16.0, 64.0, 128.0]),
+    "policy": POLICIES,
+    "engine": st.sampled_from(["page", "fluid"]),
+    "seed": st.integers(0, 2 ** 16),
+})
+
+
+def build(d, **change):
+    d = {**d, **change}
+    return scenario(memory_gib=d["memory_gib"], zero_fraction=d["zero_fraction"], gbit=d["gbit"],
+                    workload=workload(d["kind"], d["rate"], d["hot"]), policy=d["policy"],
+                    engine=d["engine"], seed=d["seed"])
+
+
+@FAST
+@given(scenarios)
+def test_bytes_cover_nonzero_memory_and_downtime_within_total(d):
+    scn = build(d)
+    rec = run(scn)
+    if rec.completed:
+        assert rec.transferred_bytes >= scn.vm.nonzero_pages * scn.vm.page_bytes
+        assert 0 <= rec.downtime_s <= rec.total_time_s
+    else:
+        assert math.isnan(rec.downtime_s) and rec.total_time_s >= scn.policy.timeout_s
+    assert 0 <= rec.guest_slowdown <= 1 and 0 <= rec.throttle_max <= 1
+    assert rec.rounds >= 0 and rec.transferred_bytes > 0
+
+
+@FAST
+@given(scenarios, st.floats(1.05, 4.0))
+def test_total_time_non_increasing_in_bandwidth(d, factor):
+    d = {**d, "engine": "fluid"}
+    slow = run(build(d))
+    fast = run(build(d, gbit=d["gbit"] * factor))
+    if slow.completed and fast.completed:
+        assert fast.total_time_s <= slow.total_time_s * (1 + 1e-6)
+
+
+@FAST
+@given(scenarios, st.floats(1.05, 3.0))
+def test_total_time_non_decreasing_in_dirty_rate(d, factor):
+    d = {**d, "engine": "fluid"}
+    calm = run(build(d))
+    busy = run(build(d, rate=d["rate"] * factor))
+    if calm.completed and busy.completed and calm.stop_reason == busy.stop_reason == "converged":
+        assert busy.total_time_s >= calm.total_time_s * (1 - 1e-6)

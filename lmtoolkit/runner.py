@@ -14,13 +14,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .errors import ConfigError
 from .model import VM, Host, Network
+from .model.storage import Storage
 from .model.workload import WORKLOADS, PhasedWorkload, TraceWorkload
 from .policies import POLICIES
 from .policies.base import params_from_mapping
 from .scenario import Scenario
 
-GROUPS = ("vm", "workload", "network", "host", "policy", "paths", "experiment", "sweep", "debug",
-          "local", "hydra")
+GROUPS = ("vm", "workload", "network", "host", "policy", "storage", "evacuation", "paths",
+          "experiment", "sweep", "debug", "local", "hydra")
 
 
 def config_dir() -> Path:
@@ -212,10 +213,11 @@ def build_scenario(cfg: DictConfig) -> Scenario:
         host = _build(Host, _as_dict(cfg.host), "host")
         workload = build_workload(cfg.workload)
         policy = build_policy(cfg.policy)
+        storage = _build(Storage, _as_dict(cfg.get("storage") or {}), "storage")
         seed = cfg.get("seed", 0)
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise ConfigError("seed", seed, "a non-negative integer")
         return Scenario(vm=vm, workload=workload, network=network, host=host, policy=policy,
-                        engine=str(cfg.get("engine", "page")), seed=seed)
+                        engine=str(cfg.get("engine", "page")), seed=seed, storage=storage)
     except ConfigError:
         raise

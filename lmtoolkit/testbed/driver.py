@@ -1,0 +1,255 @@
+"""Drive real QEMU live migrations on 127.0.0.1 and measure them.
+
+A :class:`Testbed` boots the guest once and migrates it back and forth between two QEMU
+processes (the old source quits after each migration and a fresh ``-incoming defer``
+destination is started in its place), which saves the ~6 s TCG boot per run.  For each
+migration (:meth:`Testbed.migrate`):
+
+1. the guest's workload is set over the serial console and its achieved write rate
+   measured for ``settle_s``;
+2. the destination gets its capabilities and ``migrate-incoming``; the source gets
+   capabilities (``events``, ``xbzrle``, ``auto-converge``, ``multifd``, ``postcopy-ram``) and
+   parameters (``max-bandwidth``, ``downtime-limit``, …), then ``migrate``;
+3. ``query-migrate`` is polled every 100 ms and ``MIGRATION_PASS`` events are recorded;
+   with post-copy, ``migrate-start-postcopy`` is issued after ``postcopy_after_passes`` syncs
+   (libvirt's ``--postcopy-after-precopy`` does this after the first pass);
+4. a migration still running after ``timeout_s`` is cancelled (not converged);
+5. on completion the guest checks its whole buffer on the destination (``verify``).
+"""
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .qemu import QemuVM, cleanup_all, install_signal_handlers
+from .setup import Paths, SetupError, paths
+
+MIB = 1024 ** 2
+PAGE = 4096
+
+
+@dataclass
+class GuestSpec:
+    memory_mib: int = 512
+    buffer_mib: int = 192
+    seed: int = 1
+    wbytes: int = 64          # bytes each page write rewrites (fixed per boot)
+
+
+@dataclass
+class RunSpec:
+    """One migration's inputs (names follow the simulator's config keys)."""
+
+    dirty_rate_pages_s: float = 0.0
+    hot_mib: float | None = None          # null: the whole buffer
+    pattern: str = "random"               # random | sequential
+    max_bandwidth_mib_s: float = 64.0
+    downtime_limit_ms: float = 300.0
+    auto_converge: bool = False
+    xbzrle: bool = False
+    xbzrle_cache_mib: float = 64.0
+    multifd_channels: int = 0             # 0: multifd off
+    postcopy: bool = False
+    postcopy_after_passes: int = 1
+    timeout_s: float = 60.0
+    settle_s: float = 1.5
+    repeat: int = 0
+    tag: str = ""
+
+
+class MigrationFailed(RuntimeError):
+    pass
+
+
+class Testbed:
+    """Two QEMU processes on 127.0.0.1 and one guest migrated between them."""
+
+    def __init__(self, guest: GuestSpec | None = None, p: Paths | None = None, workdir: Path | None = None,
+                 log=print, port: int = 0):
+        self.guest = guest or GuestSpec()
+        self.p = p or paths()
+        if not self.p.ready():
+            raise SetupError(f"testbed not set up under {self.p.root}: run `lmtk testbed setup`")
+        self.log = log
+        self._own_dir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="lmtk-testbed-"))
+        self.port = port or _free_port()
+        self.src: QemuVM | None = None
+        self.dst: QemuVM | None = None
+        self._names = ["a", "b"]
+        self.boot_s = float("nan")
+        self.migrations = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self):
+        install_signal_handlers()
+        try:
+            self.boot()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        for vm in (self.src, self.dst):
+            if vm is not None:
+                vm.kill()
+        self.src = self.dst = None
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _vm(self, name, incoming):
+        g = self.guest
+        return QemuVM(self.p, self.workdir, name, g.memory_mib, g.buffer_mib, g.seed, incoming=incoming)
+
+    def boot(self) -> float:
+        t0 = time.monotonic()
+        self.src = self._vm(self._names[0], incoming=False)
+        line = self.src.console.expect("LMTK READY", timeout=180)
+        self.boot_s = time.monotonic() - t0
+        self.src.console.command(f"set wbytes={self.guest.wbytes} rate=0", "LMTK OK")
+        self.log(f"guest booted in {self.boot_s:.1f} s ({line})")
+        return self.boot_s
+
+    # -- one migration ---------------------------------------------------------------------
+    def guest_rate(self, vm: QemuVM, seconds: float) -> tuple[float, dict]:
+        a = vm.console.command("stats", "LMTK STATS")
+        time.sleep(seconds)
+        b = vm.console.command("stats", "LMTK STATS")
+        dt = b["t"] - a["t"]
+        return ((b["writes"] - a["writes"]) / dt if dt > 0 else 0.0), b
+
+    def migrate(self, spec: RunSpec) -> dict:
+        """Migrate the guest once with ``spec``; returns the measurements (a flat dict + series)."""
+        src = self.src
+        hot_pages = 0 if spec.hot_mib is None else int(spec.hot_mib * MIB // PAGE)
+        pattern = "seq" if spec.pattern == "sequential" else "rand"
+        src.console.command(f"set rate={spec.dirty_rate_pages_s:.0f} hot={hot_pages} pattern={pattern}",
+                            "LMTK OK")
+        rate_before, st0 = self.guest_rate(src, spec.settle_s)
+
+        dst_name = self._names[1]
+        self.dst = dst = self._vm(dst_name, incoming=True)
+        caps_dst = {"postcopy-ram": spec.postcopy, "multifd": spec.multifd_channels > 0}
+        dst.qmp.cmd("migrate-set-capabilities",
+                    capabilities=[{"capability": k, "state": v} for k, v in caps_dst.items()])
+        if spec.multifd_channels > 0:
+            dst.qmp.cmd("migrate-set-parameters", **{"multifd-channels": spec.multifd_channels})
+        uri = f"tcp:127.0.0.1:{self.port}"
+        dst.qmp.cmd("migrate-incoming", uri=uri)
+
+        caps = {"events": True, "xbzrle": spec.xbzrle, "auto-converge": spec.auto_converge,
+                "multifd": spec.multifd_channels > 0, "postcopy-ram": spec.postcopy}
+        src.qmp.cmd("migrate-set-capabilities",
+                    capabilities=[{"capability": k, "state": v} for k, v in caps.items()])
+        params = {"max-bandwidth": int(spec.max_bandwidth_mib_s * MIB),
+                  "downtime-limit": int(spec.downtime_limit_ms)}
+        if spec.xbzrle:
+            params["xbzrle-cache-size"] = int(spec.xbzrle_cache_mib * MIB)
+        if spec.multifd_channels > 0:
+            params["multifd-channels"] = spec.multifd_channels
+        src.qmp.cmd("migrate-set-parameters", **params)
+        src.qmp.poll_events()
+
+        samples, passes = [], []
+        t0 = time.monotonic()
+        src.qmp.cmd("migrate", uri=uri)
+        status, info, postcopy_started, cancelled = "setup", {}, False, False
+        while True:
+            info = src.qmp.cmd("query-migrate")
+            now = time.monotonic() - t0
+            status = info.get("status", "?")
+            ram = info.get("ram", {})
+            samples.append((now, status, ram.get("transferred", 0), ram.get("remaining", 0),
+                            ram.get("dirty-sync-count", 0), info.get("cpu-throttle-percentage", 0),
+                            ram.get("dirty-pages-rate", 0)))
+            for ev in src.qmp.poll_events():
+                if ev.get("event") == "MIGRATION_PASS":
+                    passes.append((ev["_recv_t"] - t0, ev["data"]["pass"]))
+            if status in ("completed", "failed", "cancelled"):
+                break
+            if spec.postcopy and not postcopy_started and status == "active" and \
+                    ram.get("dirty-sync-count", 0) >= 1 + spec.postcopy_after_passes:
+                src.qmp.cmd("migrate-start-postcopy")
+                postcopy_started = True
+            if now > spec.timeout_s and not cancelled and status == "active":
+                src.qmp.cmd("migrate_cancel")
+                cancelled = True
+            if not (src.alive() and dst.alive()):
+                raise MigrationFailed(f"a QEMU process died during the migration (logs in {self.workdir})")
+            time.sleep(0.1)
+        wall = time.monotonic() - t0
+        if status == "failed":
+            raise MigrationFailed(f"migration failed: {info.get('error-desc', info)}")
+        out = self._measure(spec, info, samples, passes, rate_before, wall)
+        out["postcopy_started"] = postcopy_started
+        if status == "completed":
+            # the guest runs on the destination now: its achieved rate and its memory check
+            run = dst.qmp.cmd("query-status")
+            if run.get("status") != "running":
+                raise MigrationFailed(f"destination not running after migration: {run}")
+            st1 = dst.console.command("stats", "LMTK STATS", timeout=60)
+            dt = st1["t"] - st0["t"]
+            out["dirty_rate_during"] = (st1["writes"] - st0["writes"]) / dt if dt > 0 else 0.0
+            dst.console.command("set rate=0", "LMTK OK")
+            v = dst.console.command("verify", "LMTK VERIFY", timeout=300)
+            out["verify_pages"], out["verify_bad_pages"] = int(v["pages"]), int(v["bad"])
+            src.qmp.cmd("quit") if src.alive() else None
+            src.kill()
+            self.src, self.dst = dst, None
+            self._names.reverse()
+        else:
+            out["dirty_rate_during"] = float("nan")
+            out["verify_pages"], out["verify_bad_pages"] = 0, -1
+            src.console.command("set rate=0", "LMTK OK")
+            dst.kill()
+            self.dst = None
+        self.migrations += 1
+        return out
+
+    def _measure(self, spec, info, samples, passes, rate_before, wall) -> dict:
+        ram = info.get("ram", {})
+        xb = info.get("xbzrle-cache", {})
+        g = self.guest
+        thr = [s[5] for s in samples]
+        completed = info.get("status") == "completed"
+        d = dict(asdict(spec))
+        d.update(
+            memory_mib=g.memory_mib, buffer_mib=g.buffer_mib, wbytes=g.wbytes,
+            hot_pages=(g.buffer_mib * MIB // PAGE) if spec.hot_mib is None else int(spec.hot_mib * MIB // PAGE),
+            dirty_rate_measured=rate_before,
+            status=info.get("status"), completed=completed,
+            total_time=info.get("total-time", float("nan")) / 1000.0 if completed else samples[-1][0],
+            downtime=info.get("downtime", float("nan")) / 1000.0 if completed else float("nan"),
+            setup_time=info.get("setup-time", float("nan")) / 1000.0,
+            transferred=float(ram.get("transferred", 0)), ram_total=float(ram.get("total", 0)),
+            ram_normal=float(ram.get("normal", 0)), ram_duplicate=float(ram.get("duplicate", 0)),
+            ram_normal_bytes=float(ram.get("normal-bytes", 0)),
+            precopy_bytes=float(ram.get("precopy-bytes", 0)), downtime_bytes=float(ram.get("downtime-bytes", 0)),
+            postcopy_bytes=float(ram.get("postcopy-bytes", 0)),
+            postcopy_requests=float(ram.get("postcopy-requests", 0)),
+            dirty_sync_count=int(ram.get("dirty-sync-count", 0)),
+            dirty_pages_rate=float(max([s[6] for s in samples] + [ram.get("dirty-pages-rate", 0)])),
+            throttle=float(max(thr + [info.get("cpu-throttle-percentage", 0)])) / 100.0,
+            mbps=float(ram.get("mbps", 0)), wall_time=wall,
+            xbzrle_bytes=float(xb.get("bytes", 0)), xbzrle_pages=float(xb.get("pages", 0)),
+            xbzrle_cache_miss=float(xb.get("cache-miss", 0)), xbzrle_overflow=float(xb.get("overflow", 0)),
+        )
+        d["samples"] = samples
+        d["passes"] = passes
+        return d
+
+
+def _free_port() -> int:
+    import socket
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

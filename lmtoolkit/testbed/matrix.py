@@ -1,0 +1,113 @@
+"""``lmtk testbed run``: a matrix of real migrations from ``configs/testbed/`` (Hydra).
+
+``configs/testbed/config.yaml`` holds the guest, the defaults of every run (``run``) and the
+output directory; the ``matrix`` group (``configs/testbed/matrix/*.yaml``) lists runs, each
+a mapping of ``run`` keys (plus ``repeats: N``).  Overrides are Hydra's
+(``matrix=full run.max_bandwidth_mib_s=100 guest.memory_mib=1024``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from ..errors import ConfigError
+from ..io import write_dataset
+from ..runner import config_dir, project_root
+from .driver import GuestSpec, RunSpec, Testbed
+from .record import label, to_dataset
+
+
+def compose_testbed(overrides=()):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir() / "testbed"),
+                                   job_name="lmtk-testbed"):
+            cfg = compose(config_name="config", overrides=list(overrides))
+        OmegaConf.resolve(cfg)
+    except (HydraException, OmegaConfBaseException) as e:
+        msg = " ".join(str(e).strip().splitlines()[:2])
+        raise ConfigError("overrides", list(overrides), "", message=f"testbed config: {msg}") from None
+    return cfg
+
+
+def expand(cfg) -> list[RunSpec]:
+    """The matrix as :class:`RunSpec` objects (``repeats`` expanded)."""
+    base = OmegaConf.to_container(cfg.run, resolve=True)
+    names = {f.name for f in dataclasses.fields(RunSpec)}
+    specs = []
+    for i, entry in enumerate(OmegaConf.to_container(cfg.matrix.runs, resolve=True)):
+        entry = dict(entry or {})
+        reps = int(entry.pop("repeats", 1))
+        d = {**base, **entry}
+        bad = [k for k in d if k not in names]
+        if bad:
+            raise ConfigError(f"matrix.runs[{i}].{bad[0]}", d[bad[0]], "",
+                              message=f"unknown run key '{bad[0]}' (valid: {', '.join(sorted(names - {'repeat'}))})")
+        if d.get("pattern") not in ("random", "sequential"):
+            raise ConfigError(f"matrix.runs[{i}].pattern", d.get("pattern"), "random or sequential")
+        for r in range(reps):
+            specs.append(RunSpec(**{**d, "repeat": r}))
+    return specs
+
+
+def out_dir(cfg) -> Path:
+    p = Path(str(cfg.out_dir))
+    return p if p.is_absolute() else project_root() / p
+
+
+def run_matrix(overrides=(), log=print) -> list[Path]:
+    """Run the matrix; write ``<out_dir>/<label>.nc`` per run; return the files written."""
+    cfg = compose_testbed(overrides)
+    specs = expand(cfg)
+    out = out_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [s for s in specs if cfg.overwrite or not (out / f"{label(s)}.nc").exists()]
+    log(f"testbed: {len(specs)} runs in matrix, {len(todo)} to do -> {out}")
+    guest = GuestSpec(**OmegaConf.to_container(cfg.guest, resolve=True))
+    written: list[Path] = []
+    tb = None
+    try:
+        for i, spec in enumerate(todo):
+            if tb is None or tb.migrations >= int(cfg.reboot_every):
+                if tb is not None:
+                    tb.close()
+                tb = Testbed(guest, log=log).__enter__()
+            lab = label(spec)
+            t0 = time.monotonic()
+            m = tb.migrate(spec)
+            m["label"] = lab
+            m["boot_time"] = tb.boot_s
+            ds = to_dataset(m, extra_attrs={"lmt_testbed_guest": dataclasses.asdict(guest),
+                                            "lmt_testbed_run": dataclasses.asdict(spec),
+                                            "lmt_qemu": str(tb.p.qemu.name) + " " + _qemu_version(tb),
+                                            "lmt_kernel": tb.p.kernel.name})
+            path = write_dataset(ds, out / f"{lab}.nc")
+            written.append(path)
+            bad = m["verify_bad_pages"]
+            log(f"[{i + 1}/{len(todo)}] {lab}: {m['status']} total {m['total_time']:.2f} s, downtime "
+                f"{m['downtime'] * 1000:.0f} ms, {m['transferred'] / 2**20:.0f} MiB, syncs {m['dirty_sync_count']}, "
+                f"rate {m['dirty_rate_measured']:.0f}/s, guest memory "
+                f"{'ok' if bad == 0 else ('not checked' if bad < 0 else f'{bad} BAD pages')} "
+                f"({time.monotonic() - t0:.0f} s)")
+            if bad > 0:
+                raise RuntimeError(f"{lab}: the guest found {bad} wrong pages after migration")
+    finally:
+        if tb is not None:
+            tb.close()
+    return written
+
+
+def _qemu_version(tb) -> str:
+    from .setup import qemu_version
+    try:
+        return ".".join(map(str, qemu_version(tb.p)))
+    except Exception:
+        return "?"

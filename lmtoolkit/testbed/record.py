@@ -1,0 +1,151 @@
+"""Measurements of one real migration → a small ``xarray.Dataset`` (one netCDF file per run).
+
+Scalar variables use the simulator's names where they mean the same thing:
+
+* ``total_time`` (s, QMP ``total-time``), ``downtime`` (s), ``transferred`` (bytes, ``ram.transferred``:
+  everything on the migration stream, device state included), ``converged`` (pre-copy reached
+  QEMU's switchover test; false when cancelled at ``timeout_s`` or switched to post-copy),
+  ``completed``, ``rounds`` (pre-copy phases = bitmap syncs between the setup sync and the
+  switchover sync: ``dirty_sync_count − 2`` for a completed migration, ``− 1`` for a cancelled
+  one), ``throttle_max``;
+* measured extras: ``setup_time``, ``ram_total``/``ram_normal``/``ram_duplicate`` (pages sent
+  as normal / as zero pages), ``dirty_sync_count`` (as QEMU counts it: the setup sync and the
+  final sync included), ``dirty_pages_rate`` (QEMU's estimate, max over the run),
+  ``dirty_rate_measured`` (page writes/s the guest achieved before the migration),
+  ``dirty_rate_during``, ``verify_bad_pages`` (guest pages whose content was wrong on the
+  destination: must be 0), ``zero_fraction`` (``ram_duplicate / ram_total pages``: the guest's
+  zero share, for ``vm.zero_fraction``);
+* time series on dim ``sample`` (QMP polls every 100 ms) and ``pass`` (MIGRATION_PASS events).
+
+The inputs (workload, caps, capabilities) are scalar variables too, named like the
+simulator's config keys (``dirty_rate_pages_s``, ``hot_mib``, ``max_bandwidth_mib_s``,
+``downtime_limit_ms``, ``auto_converge``, ``xbzrle``, ``multifd_channels``, ``postcopy``).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .. import provenance
+
+PAGE = 4096
+
+UNITS = {
+    "total_time": ("s", "start of migration to VM running on the destination"),
+    "downtime": ("s", "VM paused"),
+    "setup_time": ("s", "QEMU migration setup"),
+    "transferred": ("bytes", "bytes on the migration stream"),
+    "rounds": ("1", "pre-copy phases (dirty_sync_count - 2 when completed)"),
+    "converged": ("1", "pre-copy met the switchover test"),
+    "completed": ("1", "VM runs on the destination"),
+    "dirty_sync_count": ("1", "QEMU dirty-sync-count (setup and final syncs included)"),
+    "ram_total": ("bytes", "guest RAM blocks migrated"),
+    "ram_normal": ("1", "pages sent as normal pages"),
+    "ram_duplicate": ("1", "pages sent as zero pages"),
+    "zero_fraction": ("1", "ram_duplicate / pages of ram_total"),
+    "dirty_pages_rate": ("1/s", "QEMU dirty-pages-rate (max over the run)"),
+    "dirty_rate_measured": ("1/s", "page writes per second the guest achieved before migrating"),
+    "dirty_rate_during": ("1/s", "page writes per second across the migration (guest time)"),
+    "dirty_rate_pages_s": ("1/s", "page writes per second asked of the guest"),
+    "throttle_max": ("1", "auto-converge CPU throttle (max)"),
+    "max_bandwidth_mib_s": ("MiB/s", "max-bandwidth"),
+    "downtime_limit_ms": ("ms", "downtime-limit"),
+    "hot_mib": ("MiB", "hot set the writes fall in (NaN: the whole buffer)"),
+    "verify_bad_pages": ("1", "guest buffer pages wrong after migration (-1: not checked)"),
+}
+
+STRINGS = ("status", "pattern", "tag", "label")
+SKIP = ("samples", "passes", "throttle")
+
+
+def to_dataset(m: dict, extra_attrs: dict | None = None) -> xr.Dataset:
+    m = dict(m)
+    completed = bool(m["completed"])
+    dsc = int(m["dirty_sync_count"])
+    m["rounds"] = max(dsc - (2 if completed else 1), 0)
+    m["converged"] = completed and not m.get("postcopy_started", False)
+    m["throttle_max"] = m.get("throttle", 0.0)
+    pages = m["ram_total"] / PAGE if m["ram_total"] else np.nan
+    m["zero_fraction"] = m["ram_duplicate"] / pages if pages else np.nan
+    data = {}
+    for k, v in m.items():
+        if k in SKIP or k in STRINGS:
+            continue
+        if v is None:
+            v = np.nan
+        if isinstance(v, bool):
+            arr = np.bool_(v)
+        elif isinstance(v, (int, np.integer)):
+            arr = np.int64(v)
+        else:
+            arr = np.float64(v)
+        data[k] = xr.Variable((), arr)
+    s = m.get("samples") or []
+    if s:
+        cols = list(zip(*s))
+        data["sample_time"] = ("sample", np.array(cols[0], float))
+        data["sample_status"] = ("sample", np.array(cols[1], dtype=str).astype(object))
+        data["sample_transferred"] = ("sample", np.array(cols[2], float))
+        data["sample_remaining"] = ("sample", np.array(cols[3], float))
+        data["sample_dirty_sync_count"] = ("sample", np.array(cols[4], np.int64))
+        data["sample_throttle"] = ("sample", np.array(cols[5], float) / 100.0)
+        data["sample_dirty_pages_rate"] = ("sample", np.array(cols[6], float))
+    p = m.get("passes") or []
+    data["pass_time"] = ("pass", np.array([x[0] for x in p], float))
+    data["pass_number"] = ("pass", np.array([x[1] for x in p], np.int64))
+    ds = xr.Dataset(data)
+    for k, (u, ln) in UNITS.items():
+        if k in ds:
+            ds[k].attrs.update(units=u, long_name=ln)
+    for k in ("sample_time", "pass_time"):
+        ds[k].attrs.update(units="s", long_name="since the migrate command")
+    commit, dirty = provenance.git_state()
+    ds.attrs.update({
+        "title": f"QEMU live migration (testbed) {m.get('label', '')}".strip(),
+        "source": "lmtoolkit.testbed: real QEMU (TCG) migration on 127.0.0.1",
+        "lmt_kind": "testbed_run",
+        "lmt_label": str(m.get("label", "")),
+        "lmt_git_commit": commit,
+        "lmt_created_at": provenance.now(),
+        "lmt_versions": json.dumps(provenance.versions(), sort_keys=True),
+        "history": f"{provenance.now()} lmtk testbed run",
+    })
+    for k in STRINGS:
+        ds.attrs[f"lmt_{k}"] = str(m.get(k, ""))
+    for k, v in (extra_attrs or {}).items():
+        ds.attrs[k] = v if isinstance(v, str) else json.dumps(v)
+    return ds
+
+
+def label(spec) -> str:
+    """A readable file stem for a run: ``r05000-h064-rand-bw064-dl0300[-xbzrle][-ac][-pc][-mfd2]``."""
+    hot = "all" if spec.hot_mib is None else f"{int(spec.hot_mib):03d}"
+    parts = [f"r{int(spec.dirty_rate_pages_s):05d}", f"h{hot}", "seq" if spec.pattern == "sequential" else "rand",
+             f"bw{int(spec.max_bandwidth_mib_s):03d}", f"dl{int(spec.downtime_limit_ms):04d}"]
+    if spec.xbzrle:
+        parts.append("xbzrle")
+    if spec.auto_converge:
+        parts.append("ac")
+    if spec.postcopy:
+        parts.append("pc")
+    if spec.multifd_channels:
+        parts.append(f"mfd{spec.multifd_channels}")
+    if spec.tag:
+        parts.append(spec.tag)
+    return "-".join(parts) + f"-n{spec.repeat}"
+
+
+def load_runs(path) -> list[xr.Dataset]:
+    """All testbed runs under ``path`` (a directory of .nc files, or one file), sorted by name."""
+    from ..io import read_dataset
+    path = Path(path)
+    files = sorted(path.glob("*.nc")) if path.is_dir() else [path]
+    out = []
+    for f in files:
+        ds = read_dataset(f)
+        ds.attrs["lmt_file"] = f.name
+        out.append(ds)
+    return out

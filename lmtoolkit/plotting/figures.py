@@ -1,0 +1,324 @@
+"""One function per figure: a Dataset in, a matplotlib Figure out — never a simulation.
+
+Paper figures (``fig_*``) take the Dataset of one experiment (``lmt.sweep(["experiment=…"])``):
+dims are the sweep axes by short name plus ``replicate`` (and ``round``).  Replicates are
+averaged with a ±1 standard deviation band.  Teaching/validation figures take the small
+Datasets that :mod:`lmtoolkit.teaching` and :mod:`lmtoolkit.analytic` return.
+
+Every axis label names its quantity and unit, e.g. ``downtime (ms)``; :data:`VARIABLES` and
+:data:`DIMS` hold the display names, units and scale factors (Dataset units: s, bytes).
+The registry of paper figures is :mod:`lmtoolkit.plotting.registry`.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from . import style
+
+#: variable -> (display name, display unit, factor from the Dataset's unit, Dataset unit)
+VARIABLES = {
+    "total_time": ("total migration time", "s", 1.0, "s"),
+    "downtime": ("downtime", "ms", 1e3, "s"),
+    "transferred": ("data sent", "GiB", 2.0 ** -30, "bytes"),
+    "precopy_transferred": ("data sent before the switch", "GiB", 2.0 ** -30, "bytes"),
+    "rounds": ("pre-copy rounds", "count", 1.0, "1"),
+    "guest_slowdown": ("guest slowdown", "%", 100.0, "1"),
+    "throttle_max": ("peak CPU throttle", "%", 100.0, "1"),
+    "postcopy_faults": ("post-copy faults", "count", 1.0, "1"),
+    "postcopy_time": ("post-copy phase", "s", 1.0, "s"),
+    "round_bytes": ("data sent in the round", "MiB", 2.0 ** -20, "bytes"),
+    "round_dirty_pages": ("dirty pages at the sync", "pages", 1.0, "1"),
+    "round_duration": ("round duration", "s", 1.0, "s"),
+    "completed": ("completed", "share", 1.0, "1"),
+    "converged": ("converged", "share", 1.0, "1"),
+}
+#: sweep dim -> (display name, unit or "" for categories)
+DIMS = {
+    "dirty_rate": ("dirty rate", "pages/s"),
+    "bandwidth": ("link bandwidth", "Gbit/s"),
+    "memory": ("VM memory", "GiB"),
+    "downtime_limit": ("downtime limit", "ms"),
+    "switchover_goal": ("switchover goal", "ms"),
+    "wss": ("working set", "MiB"),
+    "background": ("background traffic", "Gbit/s"),
+    "round": ("round", "index"),
+    "policy": ("policy", ""),
+    "network": ("network", ""),
+    "workload": ("workload", ""),
+    "auto_converge": ("auto-converge", ""),
+    "engine": ("engine", ""),
+}
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def label(ds: xr.Dataset | None, name: str) -> str:
+    """``"display name (unit)"`` for a variable or dim of ``ds``."""
+    if name in VARIABLES:
+        disp, unit, _, _ = VARIABLES[name]
+        return f"{disp} ({unit})"
+    if name in DIMS:
+        disp, unit = DIMS[name]
+        return f"{disp} ({unit})" if unit else disp
+    attrs = ds[name].attrs if ds is not None and name in ds.variables else {}
+    disp = attrs.get("long_name", name.replace("_", " "))
+    unit = attrs.get("units", "")
+    return f"{disp} ({unit})" if unit and unit != "1" else str(disp)
+
+
+def scale(ds: xr.Dataset, name: str) -> float:
+    """Factor from the Dataset's unit of ``name`` to its display unit."""
+    if name not in VARIABLES:
+        return 1.0
+    _, _, factor, unit = VARIABLES[name]
+    have = ds[name].attrs.get("units") if name in ds.variables else None
+    if have not in (None, unit):
+        raise ValueError(f"{name} is in {have!r}, expected {unit!r}")
+    return factor
+
+
+def frame(ds: xr.Dataset, variables: Sequence[str]) -> pd.DataFrame:
+    """A long table of ``variables`` (display units) with one column per dim; booleans on/off."""
+    variables = [v for v in variables if v in ds]
+    df = ds[variables].to_dataframe().reset_index()
+    for v in variables:
+        df[v] = df[v].astype(float) * scale(ds, v)
+    for c in df.columns:
+        if c not in variables and df[c].dtype == bool:
+            df[c] = df[c].map({True: "on", False: "off"})
+    return df
+
+
+def _sorted(values) -> list:
+    """Numbers ascending; labels in the order they appear (the sweep axis order)."""
+    vals = list(pd.unique(pd.Series(values)))
+    if all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in vals):
+        return sorted(vals)
+    return vals
+
+
+def _hue_palette(df: pd.DataFrame, hue: str | None):
+    if hue is None:
+        return None
+    return style.palette(list(pd.unique(df[hue])), kind="policy" if hue == "policy" else None)
+
+
+def _figure(ncols: int, nrows: int = 1, width: float = 3.6, height: float = 3.0):
+    import matplotlib.pyplot as plt
+    style.apply()
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    return fig, axes
+
+
+def _legend_once(fig, axes) -> None:
+    """Keep one legend (on the last axes, outside the plot)."""
+    flat = list(np.ravel(axes))
+    for ax in flat[:-1]:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    leg = flat[-1].get_legend()
+    if leg is not None:
+        flat[-1].legend(*flat[-1].get_legend_handles_labels(), loc="upper left",
+                        bbox_to_anchor=(1.02, 1.0), fontsize="small")
+
+
+def lines(ds: xr.Dataset, x: str, variables: Sequence[str], hue: str | None = None,
+          style_by: str | None = None, logx: bool = False, logy: Sequence[str] | bool = (),
+          title: str | None = None, width: float = 3.6):
+    """One panel per variable: ``variable`` against dim ``x``, a line per ``hue``/``style_by``.
+
+    The generic plot behind most figures; replicates give a ±1 sd band.
+    """
+    import seaborn as sns
+    variables = [v for v in variables if v in ds]
+    hue = hue if hue in ds.dims else None
+    style_by = style_by if style_by in ds.dims else None
+    df = frame(ds, variables)
+    fig, axes = _figure(len(variables), width=width)
+    pal = _hue_palette(df, hue)
+    for ax, v in zip(axes[0], variables):
+        sns.lineplot(data=df, x=x, y=v, hue=hue, style=style_by, palette=pal, markers=True,
+                     dashes=True, errorbar="sd", ax=ax,
+                     hue_order=_sorted(df[hue]) if hue and hue != "policy" else None)
+        ax.set_xlabel(label(ds, x))
+        ax.set_ylabel(label(ds, v))
+        if logx:
+            ax.set_xscale("log")
+        if logy is True or v in (logy or ()):
+            ax.set_yscale("log")
+    _legend_once(fig, axes)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+# -- paper figures (one per experiment) ------------------------------------------------------------
+def fig_quickstart(ds: xr.Dataset):
+    """VMware-like vs Hyper-V-like: total time and downtime over dirty rate, 1 vs 10 GbE."""
+    return lines(ds, "dirty_rate", ["total_time", "downtime"], hue="policy", style_by="network",
+                 logx=True, logy=["total_time", "downtime"],
+                 title="VMware-like vs Hyper-V-like on 1 and 10 GbE")
+
+
+def fig_bandwidth_vs_dirty_rate(ds: xr.Dataset):
+    """Heat maps of total time and downtime over link bandwidth × dirty rate (× = never completes)."""
+    import seaborn as sns
+    from matplotlib.colors import LogNorm
+    fig, axes = _figure(2, width=4.6, height=3.8)
+    mean = ds[["total_time", "downtime", "completed"]]
+    if "replicate" in mean.dims:
+        mean = mean.mean("replicate")
+    for ax, v in zip(axes[0], ["total_time", "downtime"]):
+        grid = (mean[v] * scale(ds, v)).transpose("dirty_rate", "bandwidth")
+        table = grid.to_pandas().sort_index(ascending=False)
+        finite = table.to_numpy()[np.isfinite(table.to_numpy()) & (table.to_numpy() > 0)]
+        norm = LogNorm(vmin=finite.min(), vmax=finite.max()) if finite.size else None
+        sns.heatmap(table, ax=ax, cmap=style.HEATMAP_CMAP, norm=norm,
+                    cbar_kws={"label": label(ds, v)}, mask=~np.isfinite(table.to_numpy()))
+        done = mean["completed"].transpose("dirty_rate", "bandwidth").to_pandas() \
+            .sort_index(ascending=False).to_numpy() > 0.5
+        ys, xs = np.nonzero(~done)
+        ax.scatter(xs + 0.5, ys + 0.5, marker="x", color="white", s=18, linewidths=1.2)
+        ax.set_xlabel(label(ds, "bandwidth"))
+        ax.set_ylabel(label(ds, "dirty_rate"))
+        ax.set_title(VARIABLES[v][0])
+    fig.suptitle("Pre-copy over link bandwidth and dirty rate (× = does not complete)")
+    return fig
+
+
+def fig_vmware_vs_hyperv(ds: xr.Dataset):
+    """Downtime and total time per workload preset and policy profile, one row per network."""
+    import seaborn as sns
+    df = frame(ds, ["downtime", "total_time"])
+    nets = _sorted(df["network"]) if "network" in df else [None]
+    fig, axes = _figure(2, nrows=len(nets), width=4.4, height=2.8)
+    pal = _hue_palette(df, "policy")
+    for r, net in enumerate(nets):
+        sub = df if net is None else df[df["network"] == net]
+        for c, v in enumerate(["downtime", "total_time"]):
+            ax = axes[r][c]
+            sns.barplot(data=sub, x="workload", y=v, hue="policy", palette=pal, errorbar="sd",
+                        ax=ax)
+            ax.set_yscale("log")
+            ax.set_xlabel(label(ds, "workload"))
+            ax.set_ylabel(label(ds, v))
+            ax.set_title(f"{VARIABLES[v][0]}, {net}" if net else VARIABLES[v][0])
+            ax.tick_params(axis="x", labelrotation=30)
+    _legend_once(fig, axes)
+    return fig
+
+
+def fig_downtime_target(ds: xr.Dataset):
+    """Downtime reached and total time against the downtime target, one line per dirty rate."""
+    fig = lines(ds, "downtime_limit", ["downtime", "total_time"], hue="dirty_rate", logx=True,
+                logy=True, title="What the downtime target buys (QEMU-like)")
+    ax = fig.axes[0]
+    lim = np.asarray(ds["downtime_limit"].values, dtype=float)
+    ax.plot(lim, lim, color="0.5", lw=0.8, ls=":", label="downtime = target")
+    return fig
+
+
+def fig_auto_converge(ds: xr.Dataset):
+    """Auto-converge on/off: total time, downtime and the guest slowdown it costs."""
+    return lines(ds, "dirty_rate", ["total_time", "downtime", "guest_slowdown"],
+                 hue="auto_converge", style_by="network", logx=True,
+                 logy=["total_time", "downtime"],
+                 title="QEMU-like auto-converge: convergence bought with guest slowdown")
+
+
+def fig_postcopy_vs_precopy(ds: xr.Dataset):
+    """Pre-copy, post-copy, hybrid and stop-and-copy: total time, downtime, data sent."""
+    return lines(ds, "dirty_rate", ["total_time", "downtime", "transferred"], hue="policy",
+                 logx=True, logy=["downtime"],
+                 title="Post-copy vs pre-copy vs hybrid vs stop-and-copy")
+
+
+def fig_memory_scaling(ds: xr.Dataset):
+    """Total time and downtime from 1 to 512 GiB, VMware-like vs Hyper-V-like, 10 vs 100 GbE."""
+    return lines(ds, "memory", ["total_time", "downtime"], hue="policy", style_by="network",
+                 logx=True, logy=True, title="Memory scaling")
+
+
+# -- teaching and validation figures -------------------------------------------------------------
+def precopy_rounds(ds: xr.Dataset):
+    """One migration, round by round: data sent per round and the dirty set at each sync."""
+    from ..records import ROUND_KINDS
+    fig, axes = _figure(2, width=4.2)
+    kinds = np.asarray(ds["round_kind"].values)
+    ok = kinds >= 0
+    r = np.asarray(ds["round"].values)[ok]
+    colors = [style.OTHER_COLORS[int(k)] for k in kinds[ok]]
+    ax = axes[0][0]
+    ax.bar(r, np.asarray(ds["round_bytes"].values)[ok] * scale(ds, "round_bytes"), color=colors)
+    ax.set_xlabel(label(ds, "round"))
+    ax.set_ylabel(label(ds, "round_bytes"))
+    ax.set_yscale("log")
+    from matplotlib.patches import Patch
+    ax.legend(handles=[Patch(color=style.OTHER_COLORS[i], label=k) for i, k in
+                       enumerate(ROUND_KINDS) if (kinds[ok] == i).any()], fontsize="small")
+    ax = axes[0][1]
+    ax.plot(r, np.asarray(ds["round_dirty_pages"].values)[ok], marker="o")
+    ax.set_xlabel(label(ds, "round"))
+    ax.set_ylabel(label(ds, "round_dirty_pages"))
+    ax.set_yscale("symlog", linthresh=10)
+    down = float(ds["downtime"]) * 1e3
+    fig.suptitle(f"{int(ds['rounds'])} pre-copy rounds, total {float(ds['total_time']):.2f} s, "
+                 f"downtime {down:.0f} ms" + ("" if bool(ds["completed"]) else " (did not complete)"))
+    return fig
+
+
+def dirty_bitmap(da: xr.DataArray, ax=None):
+    """Heat map of a dirty bitmap per round (``round`` × ``address`` bins, share of pages dirty)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    style.apply()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 3.2))
+    table = da.transpose("round", "address").to_pandas()
+    sns.heatmap(table, ax=ax, cmap=style.HEATMAP_CMAP, vmin=0, vmax=1,
+                cbar_kws={"label": "dirty share of pages in the bin (1)"},
+                xticklabels=max(1, table.shape[1] // 8), yticklabels=True)
+    ax.set_xlabel(f"guest physical address ({da['address'].attrs.get('units', 'MiB')}, bin start)")
+    ax.set_ylabel("round (index)")
+    ax.set_title("dirty bitmap at each sync")
+    return ax.figure
+
+
+def page_vs_fluid(ds: xr.Dataset):
+    """Validation: page engine vs fluid engine on the same scenarios (dim ``engine``)."""
+    fig, axes = _figure(2, width=3.8)
+    for ax, v in zip(axes[0], ["total_time", "transferred"]):
+        page = ds[v].sel(engine="page").values * scale(ds, v)
+        fluid = ds[v].sel(engine="fluid").values * scale(ds, v)
+        ax.scatter(page, fluid, color=style.policy_color("qemu"), s=22)
+        lo = np.nanmin([page.min(), fluid.min()])
+        hi = np.nanmax([page.max(), fluid.max()])
+        ax.plot([lo, hi], [lo, hi], color="0.5", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        disp, unit, _, _ = VARIABLES[v]
+        ax.set_xlabel(f"{disp}, page engine ({unit})")
+        ax.set_ylabel(f"{disp}, fluid engine ({unit})")
+    fig.suptitle("page vs fluid engine (dotted: equal)")
+    return fig
+
+
+def simulated_vs_analytic(ds: xr.Dataset):
+    """Validation: simulated vs analytic value per check (dim ``check``), log-log with y = x."""
+    fig, axes = _figure(1, width=4.4, height=3.6)
+    ax = axes[0][0]
+    sim = np.asarray(ds["simulated"].values, dtype=float)
+    ana = np.asarray(ds["analytic"].values, dtype=float)
+    ax.scatter(ana, sim, color=style.policy_color("qemu"), s=24)
+    lo, hi = np.nanmin([sim.min(), ana.min()]), np.nanmax([sim.max(), ana.max()])
+    ax.plot([lo, hi], [lo, hi], color="0.5", lw=0.8, ls=":")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    unit = ds["simulated"].attrs.get("units", "s")
+    ax.set_xlabel(f"analytic value ({unit})")
+    ax.set_ylabel(f"simulated value ({unit})")
+    ax.set_title("simulator vs analytic limits")
+    return fig

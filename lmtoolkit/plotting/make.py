@@ -1,0 +1,170 @@
+"""``lmtk figures [ID…] [overrides]``: every paper figure (PNG + PDF + YAML sidecar).
+
+Each figure's Dataset comes from ``lmt.sweep(["experiment=<experiment>", *overrides])``: the
+sweep serves it from its cache (``results/<experiment>/<experiment>.nc``, keyed by the config
+hash) or runs it.  Figures go to ``<results>/figures/<id>_<slug>.{png,pdf}``; the sidecar
+``<id>_<slug>.yaml`` records the caption, the datasets used with their config hashes, the git
+commit and the command that made it.
+
+    lmtk figures                 # all figures
+    lmtk figures fig02 fig05     # some (ids, numbers or slugs)
+    lmtk figures debug=default   # shrunk sweeps (results/debug/figures/), for quick checks
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .registry import FIGURES, FigureSpec, get
+
+FORMATS = ("png", "pdf")
+
+
+def experiment_dataset(experiment: str, overrides: Sequence[str] = ()):
+    """The experiment's Dataset from the sweep (cached on disk after the first run)."""
+    try:
+        from ..sweep import sweep
+    except ImportError:  # pragma: no cover - the sweep module ships with the experiment suite
+        from .. import sweep as _mod
+        sweep = getattr(_mod, "sweep")
+    return sweep([f"experiment={experiment}", *overrides])
+
+
+def results_dir(overrides: Sequence[str] = ()) -> Path:
+    from ..runner import compose
+    return Path(str(compose(list(overrides)).paths.results_dir))
+
+
+def _dataset_entry(ds, experiment: str, root: Path) -> dict:
+    path = ds.attrs.get("lmt_path") or ds.encoding.get("source")
+    if not path:
+        for ext in (".nc", ".zarr"):
+            p = root / experiment / f"{experiment}{ext}"
+            if p.exists():
+                path = str(p)
+                break
+    return {
+        "experiment": experiment,
+        "path": str(path) if path else None,
+        "config_hash": str(ds.attrs.get("lmt_config_hash", "")),
+        "overrides": json.loads(ds.attrs.get("lmt_overrides", "[]") or "[]"),
+        "created_at": str(ds.attrs.get("lmt_created_at", "")),
+        "git_commit": str(ds.attrs.get("lmt_git_commit", "")),
+    }
+
+
+def save_figure(fig, spec: FigureSpec, datasets: list[dict], out_dir: Path,
+                command: str, seconds: float | None = None,
+                thumbnails: Path | None = None) -> dict:
+    """Write ``fig`` as PNG and PDF plus the YAML sidecar; return the sidecar's content."""
+    import matplotlib.pyplot as plt
+    import yaml
+
+    from ..io import atomic_path, write_text
+    from ..provenance import git_state, now
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = []
+    for fmt in FORMATS:
+        target = out_dir / f"{spec.stem}.{fmt}"
+        with atomic_path(target, suffix=f".{fmt}") as tmp:
+            fig.savefig(tmp, format=fmt)
+        files.append(target.name)
+    if thumbnails is not None:
+        thumbnails = Path(thumbnails)
+        thumbnails.mkdir(parents=True, exist_ok=True)
+        with atomic_path(thumbnails / f"{spec.stem}.png", suffix=".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=55)
+    plt.close(fig)
+    commit, dirty = git_state()
+    side = {
+        "id": spec.id,
+        "files": files,
+        "caption": spec.caption,
+        "experiment": spec.experiment,
+        "notebook": f"notebooks/{spec.notebook}.ipynb",
+        "function": f"{spec.function.__module__}.{spec.function.__name__}",
+        "datasets": datasets,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "command": command,
+        "created_at": now(),
+    }
+    if seconds is not None:
+        side["seconds"] = round(float(seconds), 2)
+    write_text(out_dir / f"{spec.stem}.yaml", yaml.safe_dump(side, sort_keys=False, width=100))
+    return side
+
+
+def make_figure(spec: FigureSpec | str, overrides: Sequence[str] = (), out_dir: Path | None = None,
+                command: str | None = None, thumbnails: Path | None = None, ds=None) -> dict:
+    """Make one registered figure (running or reusing its experiment); return its sidecar."""
+    spec = get(spec) if isinstance(spec, str) else spec
+    t0 = time.perf_counter()
+    overrides = list(overrides)
+    root = results_dir(overrides)
+    out_dir = Path(out_dir) if out_dir else root / "figures"
+    if ds is None:
+        ds = experiment_dataset(spec.experiment, overrides)
+    fig = spec.function(ds)
+    command = command or f"lmtoolkit.plotting.make.make_figure({spec.id!r}, {overrides!r})"
+    return save_figure(fig, spec, [_dataset_entry(ds, spec.experiment, root)], out_dir, command,
+                       time.perf_counter() - t0, thumbnails)
+
+
+def make_figures(ids: Iterable[str] | None = None, overrides: Sequence[str] = (),
+                 out_dir: Path | None = None, command: str | None = None,
+                 thumbnails: Path | None = None, progress: bool = True) -> list[dict]:
+    """Make the given figures (default: all of :data:`FIGURES`); return their sidecars."""
+    specs = [get(i) for i in ids] if ids else list(FIGURES.values())
+    out = []
+    t_all = time.perf_counter()
+    for i, spec in enumerate(specs, 1):
+        if progress:
+            print(f"[{i}/{len(specs)}] {spec.stem:32s} experiment={spec.experiment} …",
+                  end="", file=sys.stderr, flush=True)
+        side = make_figure(spec, overrides, out_dir, command, thumbnails)
+        if progress:
+            print(f" {side['seconds']:.1f} s", file=sys.stderr, flush=True)
+        out.append(side)
+    if progress:
+        print(f"{len(out)} figure(s) in {time.perf_counter() - t_all:.1f} s", file=sys.stderr)
+    return out
+
+
+# -- CLI -------------------------------------------------------------------------------------------
+def cmd_figures(args) -> int:
+    if args.list:
+        for s in FIGURES.values():
+            print(f"{s.stem:32s} experiment={s.experiment:26s} notebooks/{s.notebook}.ipynb")
+        return 0
+    ids = [a for a in args.items if "=" not in a]
+    overrides = [a for a in args.items if "=" in a]
+    command = "lmtk figures " + " ".join(shlex.quote(a) for a in args.items)
+    if args.thumbnails:
+        command += f" --thumbnails {shlex.quote(args.thumbnails)}"
+    sides = make_figures(ids or None, overrides, Path(args.output) if args.output else None,
+                         command=command.strip(),
+                         thumbnails=Path(args.thumbnails) if args.thumbnails else None)
+    out_dir = Path(args.output) if args.output else results_dir(overrides) / "figures"
+    for s in sides:
+        print(f"wrote {out_dir / s['files'][0]} (+ .pdf, .yaml)")
+    return 0
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("figures", help="make the paper figures (PNG, PDF, YAML sidecar) from the "
+                                       "experiments' Datasets")
+    p.add_argument("items", nargs="*", metavar="ID|key=value",
+                   help="figure ids (fig01, 1 or quickstart; default all) and Hydra overrides "
+                        "for the experiments (e.g. debug=default)")
+    p.add_argument("-o", "--output", help="directory for the figures (default <results>/figures)")
+    p.add_argument("--thumbnails", metavar="DIR",
+                   help="also write small PNG thumbnails there (the README's are docs/img)")
+    p.add_argument("--list", action="store_true", help="list the figures and exit")
+    p.set_defaults(func=cmd_figures)

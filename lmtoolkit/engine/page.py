@@ -38,8 +38,10 @@ def _send_order(pending: np.ndarray, cursor: int) -> np.ndarray:
 class _Run:
     """State of one page-engine migration."""
 
-    def __init__(self, scn: Scenario):
+    def __init__(self, scn: Scenario, snapshot=None):
         self.scn = scn
+        # Optional observer: snapshot(round, dirty_bitmap) at every sync (teaching plots).
+        self.snapshot = snapshot
         self.vm = scn.vm
         self.pol = scn.policy
         self.ctx = scn.context()
@@ -81,6 +83,8 @@ class _Run:
 
     def phase(self, k: int) -> None:
         st, pol = self.st, self.pol
+        if self.snapshot is not None:
+            self.snapshot(self.rounds, self.dirty)
         k, s0, contiguous, sent, pending = self._next_sends(k)
         # Contiguous sends (most of a first pass) use slices instead of fancy indexing.
         span = slice(s0, s0 + k) if contiguous else sent
@@ -148,6 +152,8 @@ class _Run:
             t = float(st.t)
             return self._record(rec, total=t, down=np.nan, nbytes=float(st.sent_bytes), completed=False,
                                 stop_bytes=0.0, lost=float(st.lost_guest_time))
+        if self.snapshot is not None:
+            self.snapshot(self.rounds, self.dirty)
         self.pending = np.flatnonzero(self.dirty)
         n_nz = int(np.count_nonzero(self.nonzero[self.pending]))
         n_z = self.pending.size - n_nz
@@ -214,9 +220,13 @@ class _Run:
         return MigrationRecord(**rec, round_detail=self.detail)
 
 
-def simulate_page(scn: Scenario) -> MigrationRecord:
-    """Run one migration page by page and return its record."""
-    run = _Run(scn)
+def simulate_page(scn: Scenario, snapshot=None) -> MigrationRecord:
+    """Run one migration page by page and return its record.
+
+    ``snapshot(round, dirty)``, if given, sees the dirty bitmap (bool array, read-only use) at
+    every sync and at the switchover (see :func:`lmtoolkit.teaching.dirty_bitmap_rounds`).
+    """
+    run = _Run(scn, snapshot)
     pol, st, ctx = run.pol, run.st, run.ctx
     while True:
         code = int(pol.decide(st, ctx))

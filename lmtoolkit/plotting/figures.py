@@ -243,30 +243,69 @@ def fig_memory_scaling(ds: xr.Dataset):
 
 
 # -- teaching and validation figures -------------------------------------------------------------
-def precopy_rounds(ds: xr.Dataset):
+def precopy_rounds(ds: xr.Dataset, axes=None):
     """One migration, round by round: data sent per round and the dirty set at each sync."""
+    from matplotlib.patches import Patch
+
     from ..records import ROUND_KINDS
-    fig, axes = _figure(2, width=4.2)
+    if axes is None:
+        fig, grid = _figure(2, width=4.2)
+        axes = grid[0]
+    fig = axes[0].figure
     kinds = np.asarray(ds["round_kind"].values)
     ok = kinds >= 0
     r = np.asarray(ds["round"].values)[ok]
     colors = [style.OTHER_COLORS[int(k)] for k in kinds[ok]]
-    ax = axes[0][0]
+    ax = axes[0]
     ax.bar(r, np.asarray(ds["round_bytes"].values)[ok] * scale(ds, "round_bytes"), color=colors)
     ax.set_xlabel(label(ds, "round"))
     ax.set_ylabel(label(ds, "round_bytes"))
     ax.set_yscale("log")
-    from matplotlib.patches import Patch
     ax.legend(handles=[Patch(color=style.OTHER_COLORS[i], label=k) for i, k in
                        enumerate(ROUND_KINDS) if (kinds[ok] == i).any()], fontsize="small")
-    ax = axes[0][1]
+    ax = axes[1]
     ax.plot(r, np.asarray(ds["round_dirty_pages"].values)[ok], marker="o")
     ax.set_xlabel(label(ds, "round"))
     ax.set_ylabel(label(ds, "round_dirty_pages"))
     ax.set_yscale("symlog", linthresh=10)
     down = float(ds["downtime"]) * 1e3
-    fig.suptitle(f"{int(ds['rounds'])} pre-copy rounds, total {float(ds['total_time']):.2f} s, "
-                 f"downtime {down:.0f} ms" + ("" if bool(ds["completed"]) else " (did not complete)"))
+    fig.suptitle(f"{ds.attrs.get('lmt_policy', '')}: {int(ds['rounds'])} pre-copy rounds, "
+                 f"total {float(ds['total_time']):.2f} s, downtime {down:.0f} ms"
+                 + ("" if bool(ds["completed"]) else " (did not complete)"))
+    return fig
+
+
+def precopy_explorer(ds: xr.Dataset):
+    """The teaching explorer: bytes per round, dirty pages per sync, dirty-bitmap heat map."""
+    import matplotlib.pyplot as plt
+    style.apply()
+    fig = plt.figure(figsize=(9.5, 6.4))
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.1])
+    axes = top.subplots(1, 2)
+    precopy_rounds(ds, axes)
+    if "dirty_bitmap" in ds:
+        dirty_bitmap(ds["dirty_bitmap"], ax=bottom.subplots())
+    return fig
+
+
+def compare_bars(ds: xr.Dataset, variables: Sequence[str], hue: str | None = None,
+                 logy: Sequence[str] | bool = ()):
+    """Teaching: one bar per ``case`` for each variable (display units on the axes)."""
+    import seaborn as sns
+    variables = [v for v in variables if v in ds]
+    df = frame(ds, variables)
+    fig, axes = _figure(len(variables), width=3.4, height=3.2)
+    for ax, v in zip(axes[0], variables):
+        sns.barplot(data=df, x="case", y=v, hue=hue or "case", ax=ax, legend=False,
+                    palette=style.palette(list(pd.unique(df[hue or "case"])),
+                                          kind="policy" if hue == "policy" else None))
+        ax.set_xlabel("")
+        ax.set_ylabel(label(ds, v))
+        if logy is True or v in (logy or ()):
+            ax.set_yscale("log")
+        ax.tick_params(axis="x", labelrotation=25)
+        for lab in ax.get_xticklabels():
+            lab.set_horizontalalignment("right")
     return fig
 
 
@@ -280,7 +319,8 @@ def dirty_bitmap(da: xr.DataArray, ax=None):
     table = da.transpose("round", "address").to_pandas()
     sns.heatmap(table, ax=ax, cmap=style.HEATMAP_CMAP, vmin=0, vmax=1,
                 cbar_kws={"label": "dirty share of pages in the bin (1)"},
-                xticklabels=max(1, table.shape[1] // 8), yticklabels=True)
+                xticklabels=max(1, table.shape[1] // 8),
+                yticklabels=True if table.shape[0] <= 16 else "auto")
     ax.set_xlabel(f"guest physical address ({da['address'].attrs.get('units', 'MiB')}, bin start)")
     ax.set_ylabel("round (index)")
     ax.set_title("dirty bitmap at each sync")

@@ -82,6 +82,7 @@ def cmd_run(args) -> int:
 #: Modules that add subcommands: each defines ``add_commands(subparsers)`` and sets
 #: ``func`` on its parsers (``func(args) -> exit status``).  One line per feature area.
 COMMAND_MODULES = (
+    "lmtoolkit.sweep_cli",       # sweep, collect (issue 4)
     "lmtoolkit.testbed.cli",      # lmtk testbed setup|run, lmtk validate [DATASET]
 )
 

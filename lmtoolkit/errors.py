@@ -15,6 +15,9 @@ class ConfigError(ValueError):
         self._message = message
         super().__init__(self.text())
 
+    def __reduce__(self):  # picklable with its fields (errors cross process/Dask boundaries)
+        return (type(self), (self.key, self.value, self.allowed, self._message))
+
     def text(self) -> str:
         if self._message:
             return self._message

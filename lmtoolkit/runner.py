@@ -92,7 +92,7 @@ def compose(overrides: Iterable[str] = ()) -> DictConfig:
     for o in groups:
         _, key, value = _split(o)
         opts = group_options(key)
-        if key not in ("experiment", "debug", "hydra", "local") and opts and value not in opts \
+        if key not in ("hydra", "local") and opts and value not in opts \
                 and value not in ("null", ""):
             close = difflib.get_close_matches(value, opts, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""

@@ -1,0 +1,39 @@
+"""The Hydra application behind ``lmtk sweep -m`` (multirun with any Hydra launcher).
+
+    lmtk sweep -m experiment=quickstart network=1gbe,10gbe hydra/launcher=joblib
+    python -m lmtoolkit.hydra_app -m experiment=memory_scaling policy=vmware,hyperv \\
+        hydra/launcher=submitit_slurm hydra.launcher.partition=compute
+
+Each job runs :func:`lmtoolkit.sweep.run` on its own overrides.  In a multirun the job's
+results go to its Hydra output directory (``multirun/<date>/<time>/<job>/<exp>/<exp>.nc``,
+beside ``.hydra/overrides.yaml``), which ``lmtk collect multirun/<date>/<time>`` merges into one
+Dataset.  A single run (no ``-m``) writes to ``paths.results_dir`` like ``lmtk sweep``.
+"""
+from __future__ import annotations
+
+import hydra
+
+from .runner import config_dir
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+def main(cfg) -> str:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from .sweep import run
+
+    hc = HydraConfig.get()
+    overrides = [str(o) for o in hc.overrides.task]
+    if hc.mode == RunMode.MULTIRUN:
+        overrides = [o for o in overrides if not o.lstrip("+~").startswith("paths.results_dir=")]
+        overrides.append(f"paths.results_dir={hc.runtime.output_dir}")
+        overrides.append("sweep.progress=false")
+    ds, info = run(overrides, command="lmtk sweep -m " + " ".join(hc.overrides.task))
+    print(f"job {hc.job.num if hc.mode == RunMode.MULTIRUN else '-'}: {info['path']} "
+          f"({'cached' if info['cached'] else str(info['chunks_computed']) + ' chunks computed'})")
+    return str(info["path"])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,176 @@
+"""``lmtk sweep`` and ``lmtk collect`` (registered in :data:`lmtoolkit.cli.COMMAND_MODULES`).
+
+    lmtk sweep experiment=quickstart                     # in-process; table + figure + .nc
+    lmtk sweep experiment=quickstart sweep.executor=dask  # same result, on a Dask cluster
+    lmtk sweep -m experiment=quickstart network=1gbe,10gbe hydra/launcher=joblib
+    lmtk collect multirun/2025-01-01/12-00-00            # merge a multirun into one Dataset
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from .errors import ConfigError
+
+TABLE_VARS = (("total_time", "total time [s]", 1.0), ("downtime", "downtime [ms]", 1e3),
+              ("transferred", "sent [GiB]", 1 / 1024 ** 3), ("converged", "converged", 1.0))
+MAX_TABLE_ROWS = 40
+
+
+def summary_table(ds, max_rows: int = MAX_TABLE_ROWS) -> str:
+    """Mean over replicates of the headline variables, one row per point."""
+    import pandas as pd
+    cols = {}
+    for var, label, scale in TABLE_VARS:
+        if var in ds:
+            v = ds[var].astype(float)
+            if "replicate" in v.dims:
+                v = v.mean("replicate")
+            cols[label] = v.to_series() * scale
+    df = pd.DataFrame(cols)
+    if "converged" in df:
+        df["converged"] = df["converged"].map(lambda x: f"{x:.0%}")
+    with pd.option_context("display.width", 200, "display.max_columns", 20,
+                           "display.float_format", lambda x: f"{x:,.3g}"):
+        if len(df) > max_rows:
+            return df.head(max_rows).to_string() + f"\n... ({len(df)} rows; open the .nc for all)"
+        return df.to_string()
+
+
+def quicklook(ds, path: Path) -> Path | None:
+    """A first-look figure: total time and downtime against the main numeric axis."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .io import atomic_path
+
+    dims = [d for d in ds["total_time"].dims if d != "replicate"]
+    if not dims:
+        return None
+    numeric = [d for d in dims if ds[d].dtype.kind in "fiu" and ds.sizes[d] > 1]
+    x = "dirty_rate" if "dirty_rate" in numeric else (max(numeric, key=lambda d: ds.sizes[d])
+                                                      if numeric else None)
+    others = [d for d in dims if d != x]
+    fig, axs = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    mean = ds[["total_time", "downtime"]].mean("replicate") if "replicate" in ds.dims else ds
+    combos = list(np.ndindex(*[ds.sizes[d] for d in others])) if others else [()]
+    for ax, var, scale, label in ((axs[0], "total_time", 1.0, "total migration time [s]"),
+                                  (axs[1], "downtime", 1e3, "downtime [ms]")):
+        for n, combo in enumerate(combos[:12]):
+            sel = {d: i for d, i in zip(others, combo)}
+            y = mean[var].isel(sel) * scale
+            name = ", ".join(f"{d}={ds[d].values[i]}" for d, i in sel.items()) or var
+            if x is None:
+                ax.bar(n, float(y), label=name)
+            else:
+                ax.plot(ds[x].values, y.values, marker="o", label=name)
+        if x is not None:
+            units = ds[x].attrs.get("units", "")
+            ax.set_xlabel(f"{x} [{units}]" if units else x)
+            xs = ds[x].values.astype(float)
+            if xs.min() > 0 and xs.max() / xs.min() >= 50:
+                ax.set_xscale("log")
+        else:
+            ax.set_xticks([])
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+    axs[1].legend(fontsize=7, loc="best")
+    fig.suptitle(ds.attrs.get("title", ""), fontsize=10)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _validate_multirun(overrides: list[str]) -> None:
+    """Check the first job of a multirun before launching (one-line errors, exit 2)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from .sweep import _is_hydra_override, make_plan
+    try:
+        parsed = OverridesParser.create().parse_overrides([o for o in overrides
+                                                           if not _is_hydra_override(o)])
+    except Exception as e:  # noqa: BLE001 - Hydra's grammar errors
+        raise ConfigError("overrides", overrides, "", message=str(e).strip().splitlines()[0]) from None
+    first = []
+    for o in parsed:
+        if o.is_sweep_override():
+            values = list(o.sweep_string_iterator())
+            first.append(f"{o.get_key_element()}={values[0]}")
+        else:
+            first.append(o.input_line)
+    make_plan(first)
+
+
+def cmd_sweep(args) -> int:
+    overrides = list(args.overrides)
+    command = "lmtk sweep " + " ".join(([] if not args.multirun else ["-m"]) + overrides)
+    if args.multirun:
+        _validate_multirun(overrides)
+        from . import hydra_app
+        old = sys.argv
+        sys.argv = ["lmtk sweep", "-m", *overrides]
+        try:
+            hydra_app.main()
+        finally:
+            sys.argv = old
+        print("multirun done: merge the jobs with `lmtk collect <the multirun dir above>`")
+        return 0
+    from .sweep import run
+    t = time.perf_counter()
+    ds, info = run(overrides, command=command, log=lambda m: print(m, file=sys.stderr))
+    plan = info["plan"]
+    shape = " x ".join(f"{d} {n}" for d, n in zip(plan.dims, plan.shape))
+    engines = sorted({c.get("engine", "page") for c in plan.cells})
+    print(f"experiment {plan.name}: {plan.n_points} points ({shape}), engine {'/'.join(engines)}, "
+          f"config {info['config_hash']}")
+    if info["cached"]:
+        print(f"served from cache: {info['path']} (same config hash; sweep.cache=false recomputes)")
+    else:
+        reused = f", {info['chunks_reused']} resumed from .partial" if info["chunks_reused"] else ""
+        print(f"computed {info['chunks_computed']} of {info['chunks']} chunks{reused} "
+              f"({plan.settings['executor']}) in {time.perf_counter() - t:.1f} s")
+    if not args.quiet:
+        print()
+        print(summary_table(ds))
+        print()
+    out = Path(info["path"])
+    print(f"wrote {out}" if not info["cached"] else f"dataset {out}")
+    print(f"      {out.parent / 'provenance.yaml'}")
+    if not args.no_plot:
+        fig = quicklook(ds, out.parent / f"{plan.name}.png")
+        if fig:
+            print(f"      {fig}")
+    return 0
+
+
+def cmd_collect(args) -> int:
+    from .sweep import collect
+    ds, out = collect(args.directory, args.output)
+    print(f"collected {len(__import__('json').loads(ds.attrs['lmt_runs']))} runs: "
+          + ", ".join(f"{d} {n}" for d, n in ds.sizes.items()))
+    print(f"wrote {out}")
+    return 0
+
+
+def add_commands(sub) -> None:
+    s = sub.add_parser("sweep", help="run an experiment's sweep into one Dataset "
+                                     "(results/<experiment>/<experiment>.nc)",
+                       description="Run the sweep of configs/experiment/NAME.yaml. Overrides as in "
+                                   "`lmtk run`; sweep.executor=inline|processes|dask, "
+                                   "sweep.workers=N, debug=default shrinks it. With -m, a Hydra "
+                                   "multirun (launchers: hydra/launcher=joblib|submitit_local|"
+                                   "submitit_slurm); merge its jobs with `lmtk collect DIR`.")
+    s.add_argument("overrides", nargs="*", help="experiment=NAME and Hydra overrides")
+    s.add_argument("-m", "--multirun", action="store_true",
+                   help="Hydra multirun over comma-separated override values")
+    s.add_argument("--no-plot", action="store_true", help="do not write the quick-look PNG")
+    s.add_argument("-q", "--quiet", action="store_true", help="no table")
+    s.set_defaults(func=cmd_sweep)
+    c = sub.add_parser("collect", help="merge the jobs of a Hydra multirun into one Dataset")
+    c.add_argument("directory", help="the multirun directory (multirun/<date>/<time>)")
+    c.add_argument("-o", "--output", help="file to write (default DIR/<experiment>.nc)")
+    c.set_defaults(func=cmd_collect)

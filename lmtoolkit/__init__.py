@@ -11,3 +11,13 @@ from .runner import build_scenario, compose  # noqa: E402
 from .sweep import sweep  # noqa: E402  (the function; the module is lmtoolkit.sweep in sys.modules)
 
 __all__ = ["simulate", "sweep", "compose", "build_scenario", "ConfigError", "__version__"]
+
+#: submodules loaded on first use (``lmt.notebooks.compose``, ``lmt.plotting.figures`` …)
+_LAZY = ("notebooks", "teaching", "analytic", "plotting")
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

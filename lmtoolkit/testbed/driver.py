@@ -94,17 +94,26 @@ class Testbed:
             raise
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        self.close(keep_logs=exc_type is not None and not issubclass(exc_type, KeyboardInterrupt))
         return False
 
-    def close(self):
+    def close(self, keep_logs: bool = False):
+        """Kill both QEMUs; remove the work directory unless ``keep_logs`` (after a failure)."""
         for vm in (self.src, self.dst):
             if vm is not None:
                 vm.kill()
         self.src = self.dst = None
-        if self._own_dir:
+        if self._own_dir and not keep_logs:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 15) -> str:
+        out = []
+        for f in sorted(self.workdir.glob("*.log")):
+            txt = f.read_text(errors="replace").splitlines()[-lines:]
+            if txt:
+                out.append(f"--- {f}\n" + "\n".join(txt))
+        return "\n".join(out)
 
     def _vm(self, name, incoming):
         g = self.guest

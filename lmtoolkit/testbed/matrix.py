@@ -16,7 +16,9 @@ from omegaconf import OmegaConf
 from ..errors import ConfigError
 from ..io import write_dataset
 from ..runner import config_dir, project_root
-from .driver import GuestSpec, RunSpec, Testbed
+from .driver import GuestSpec, MigrationFailed, RunSpec, Testbed
+from .qemu import ConsoleError
+from .qmp import QMPError
 from .record import label, to_dataset
 
 
@@ -73,6 +75,7 @@ def run_matrix(overrides=(), log=print) -> list[Path]:
     log(f"testbed: {len(specs)} runs in matrix, {len(todo)} to do -> {out}")
     guest = GuestSpec(**OmegaConf.to_container(cfg.guest, resolve=True))
     written: list[Path] = []
+    failed: list[str] = []
     tb = None
     try:
         for i, spec in enumerate(todo):
@@ -82,7 +85,15 @@ def run_matrix(overrides=(), log=print) -> list[Path]:
                 tb = Testbed(guest, log=log).__enter__()
             lab = label(spec)
             t0 = time.monotonic()
-            m = tb.migrate(spec)
+            try:
+                m = tb.migrate(spec)
+            except (MigrationFailed, ConsoleError, QMPError) as e:
+                # keep going with a fresh guest; the logs stay on disk
+                log(f"[{i + 1}/{len(todo)}] {lab}: FAILED: {e}\n{tb.log_tail()}\n(logs kept in {tb.workdir})")
+                failed.append(lab)
+                tb.close(keep_logs=True)
+                tb = None
+                continue
             m["label"] = lab
             m["boot_time"] = tb.boot_s
             ds = to_dataset(m, extra_attrs={"lmt_testbed_guest": dataclasses.asdict(guest),
@@ -102,6 +113,8 @@ def run_matrix(overrides=(), log=print) -> list[Path]:
     finally:
         if tb is not None:
             tb.close()
+    if failed:
+        log(f"testbed: {len(failed)} run(s) failed: {', '.join(failed)} (run again to retry them)")
     return written
 
 

@@ -1,0 +1,290 @@
+"""``lmtk validate [DATASET]``: simulate recorded real migrations and measure the error.
+
+Datasets are registered in :data:`DATASETS` (name → :class:`ValidationSet`); ``testbed``
+(the default) is the QEMU testbed's runs under ``data/testbed/``.  A later dataset (e.g.
+published measurements) registers a loader and a ``compare`` of its own.
+
+**Testbed: how a run is simulated.**  From the run's own inputs — guest RAM as QEMU
+migrates it (``ram_total``), its zero share (``ram_duplicate``: pages sent as zero pages),
+the write rate the guest achieved before the migration (``dirty_rate_measured``), hot set,
+pattern, ``max-bandwidth``, ``downtime-limit``, capabilities, the timeout after which the
+driver cancelled — with the QEMU-like policy (``policy=hybrid`` with
+``precopy_passes=postcopy_after_passes`` for post-copy runs) and
+``policy.dirty_clear=sync`` (TCG's dirty tracking, see :mod:`lmtoolkit.policies.qemu`).
+
+**What is fitted** (:func:`fit`, closed form from measured quantities — no simulation —
+on the *fit* runs only):
+
+* the uncapped stop-and-copy rate and the fixed switchover cost: least squares of
+  ``downtime = stop_overhead + downtime_bytes / stop_rate`` → ``network.bandwidth_gbit_s``
+  (``efficiency=1``) and ``policy.stop_overhead_ms``;
+* the non-page bytes on the stream (device state, section headers, EOS markers):
+  median of ``transferred − normal × (4096 + 8) − duplicate × 9`` → ``vm.device_state_mib``;
+* the zero-page cost under TCG: idle runs' time not explained by their bytes at the cap,
+  per zero page → ``host.zero_scan_gib_s``.
+
+**The split** is fixed: a run is a *fit* run when ``sha1(label) mod 3 == 0`` (about a third;
+the label is the file stem without the ``-nK`` repeat suffix, so repeats of one setting
+fall on the same side); errors are reported on the others (``--all`` includes them).
+
+**Metrics** (last line of the report): median |relative error| of total time and of bytes,
+median |downtime error| (ms) over runs that completed, the share of runs whose
+``converged`` verdict agrees, and the share whose dirty-sync count is within ±1 (simulated
+count = phases + the setup sync + the switchover sync; + 1 for a cancelled run: no
+switchover sync).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import xarray as xr
+
+from ..runner import project_root
+from .record import PAGE, load_runs
+
+GOALS = {"total_time": 0.05, "transferred": 0.05, "downtime_ms": 10.0, "converged": 1.0, "syncs": 0.80}
+
+
+@dataclass
+class Calibration:
+    """Constants fitted on the fit runs (see module doc)."""
+
+    stop_rate_bytes_s: float = 1.0e9
+    stop_overhead_ms: float = 5.0
+    device_state_mib: float = 0.3
+    zero_scan_gib_s: float = 4.0
+    n_fit: int = 0
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def base_label(lab: str) -> str:
+    return lab.rsplit("-n", 1)[0] if "-n" in lab else lab
+
+
+def is_fit(lab: str) -> bool:
+    """The fixed split: fit runs are those with ``sha1(base label) mod 3 == 0``."""
+    return int(hashlib.sha1(base_label(lab).encode()).hexdigest(), 16) % 3 == 0
+
+
+def _v(ds, k, default=np.nan):
+    return float(ds[k].item()) if k in ds else default
+
+
+def _b(ds, k):
+    return bool(ds[k].item()) if k in ds else False
+
+
+def fit(runs: list[xr.Dataset]) -> Calibration:
+    cal = Calibration(n_fit=len(runs))
+    pre = [r for r in runs if _b(r, "completed") and not _b(r, "postcopy_started")]
+    # stop-and-copy: downtime = overhead + downtime_bytes / rate, on dirtying guests (what is
+    # left at their switchover is hot, non-zero pages; an idle guest's tail mixes in zero pages)
+    hot = [r for r in pre if _v(r, "dirty_rate_pages_s") > 0 and not _b(r, "xbzrle")]
+    x = np.array([_v(r, "downtime_bytes") for r in hot])
+    y = np.array([_v(r, "downtime") for r in hot])
+    if len(hot) >= 3 and np.ptp(x) > 0:
+        A = np.stack([np.ones_like(x), x], axis=1)
+        (c0, c1), *_ = np.linalg.lstsq(A, y, rcond=None)
+        if c1 > 0:
+            cal.stop_rate_bytes_s = float(1.0 / c1)
+        cal.stop_overhead_ms = float(max(c0, 0.0) * 1000.0)
+    # non-page bytes on the stream
+    plain = [r for r in pre if not _b(r, "xbzrle") and _v(r, "multifd_channels", 0) == 0]
+    other = [_v(r, "transferred") - _v(r, "ram_normal") * (PAGE + 8) - _v(r, "ram_duplicate") * 9 for r in plain]
+    if other:
+        cal.device_state_mib = float(max(np.median(other), 0.0) / 2 ** 20)
+    # zero pages: idle runs' time beyond their bytes at the cap
+    per_zero = []
+    for r in plain:
+        if _v(r, "dirty_rate_pages_s") > 0:
+            continue
+        cap = _v(r, "max_bandwidth_mib_s") * 2 ** 20
+        pre_bytes = _v(r, "transferred") - _v(r, "downtime_bytes")
+        extra = _v(r, "total_time") - _v(r, "downtime") - pre_bytes / cap
+        per_zero.append(extra / max(_v(r, "ram_duplicate"), 1.0))
+    if per_zero:
+        t = float(np.median(per_zero))
+        cal.zero_scan_gib_s = float(PAGE / t / 2 ** 30) if t > 0 else 1000.0
+    return cal
+
+
+def overrides_for(run: xr.Dataset, cal: Calibration, engine: str = "page") -> list[str]:
+    """Simulator overrides that describe ``run`` (its inputs + the calibration)."""
+    gib = 2 ** 30
+    mem_gib = _v(run, "ram_total") / gib
+    zero = min(max(_v(run, "zero_fraction"), 0.0), 1.0)
+    rate = _v(run, "dirty_rate_measured")
+    hot = _v(run, "hot_mib")
+    wss = _v(run, "buffer_mib") if not np.isfinite(hot) else hot
+    pattern = run.attrs.get("lmt_pattern", "random")
+    postcopy = _b(run, "postcopy")
+    o = [f"engine={engine}", f"vm.memory_gib={mem_gib!r}", f"vm.zero_fraction={zero!r}", "vm.vcpus=1",
+         f"vm.device_state_mib={cal.device_state_mib!r}",
+         f"network.bandwidth_gbit_s={cal.stop_rate_bytes_s * 8 / 1e9!r}", "network.efficiency=1.0",
+         "network.latency_ms=0.0", f"host.zero_scan_gib_s={cal.zero_scan_gib_s!r}"]
+    if rate > 0:
+        o += ["workload=uniform", f"workload.dirty_rate_pages_s={rate!r}", f"workload.wss_mib={wss!r}",
+              f"workload.pattern={pattern}"]
+    else:
+        o += ["workload=idle"]
+    o += ["policy=hybrid" if postcopy else "policy=qemu",
+          f"policy.max_bandwidth_mib_s={_v(run, 'max_bandwidth_mib_s')!r}",
+          f"policy.downtime_limit_ms={_v(run, 'downtime_limit_ms')!r}",
+          f"policy.auto_converge={str(_b(run, 'auto_converge')).lower()}",
+          f"policy.xbzrle={str(_b(run, 'xbzrle')).lower()}",
+          f"policy.xbzrle_cache_mib={_v(run, 'xbzrle_cache_mib', 64.0)!r}",
+          f"policy.xbzrle_delta_ratio={min(1.0, (_v(run, 'wbytes', 64) + 3) / PAGE)!r}",
+          f"policy.multifd_channels={int(_v(run, 'multifd_channels', 0))}",
+          f"policy.timeout_s={_v(run, 'timeout_s', 600.0)!r}",
+          f"policy.stop_overhead_ms={cal.stop_overhead_ms!r}",
+          "policy.dirty_clear=sync"]
+    if postcopy:
+        o += [f"policy.precopy_passes={int(_v(run, 'postcopy_after_passes', 1))}"]
+    return o
+
+
+def simulated_syncs(sim: xr.Dataset) -> int:
+    """QEMU's dirty-sync-count for a simulated run: setup sync + phases (+ switchover sync)."""
+    return int(sim.rounds.item()) + (2 if bool(sim.completed.item()) else 1)
+
+
+MEASURED = ("total_time", "downtime", "transferred", "converged", "dirty_sync_count", "rounds")
+
+
+def compare(dataset_dir=None, engine: str = "page", cal: Calibration | None = None,
+            progress: Callable | None = None) -> xr.Dataset:
+    """Measured vs simulated per run (dim ``run``): ``measured_*``, ``simulated_*``, ``fit``.
+
+    The calibration is fitted on the fit runs (unless given) and stored in the attrs.
+    """
+    from .. import api
+
+    path = Path(dataset_dir) if dataset_dir else project_root() / "data" / "testbed"
+    runs = load_runs(path)
+    if not runs:
+        raise FileNotFoundError(f"no testbed runs (*.nc) under {path}")
+    labels = [r.attrs.get("lmt_label") or r.attrs["lmt_file"][:-3] for r in runs]
+    fitmask = np.array([is_fit(lab) for lab in labels])
+    if cal is None:
+        cal = fit([r for r, f in zip(runs, fitmask) if f])
+    out = {f"measured_{k}": [] for k in MEASURED}
+    out.update({f"simulated_{k}": [] for k in MEASURED})
+    for k in ("dirty_rate_measured", "max_bandwidth_mib_s", "downtime_limit_ms", "hot_mib", "zero_fraction",
+              "verify_bad_pages"):
+        out[k] = []
+    for i, (run, lab) in enumerate(zip(runs, labels)):
+        sim = api.simulate(overrides_for(run, cal, engine), command=f"lmtk validate {lab}")
+        for k in MEASURED:
+            out[f"measured_{k}"].append(_v(run, k) if k != "converged" else _b(run, k))
+        out["simulated_total_time"].append(float(sim.total_time.item()))
+        out["simulated_downtime"].append(float(sim.downtime.item()))
+        out["simulated_transferred"].append(float(sim.transferred.item()))
+        out["simulated_converged"].append(bool(sim.converged.item()))
+        out["simulated_rounds"].append(float(sim.rounds.item()))
+        out["simulated_dirty_sync_count"].append(float(simulated_syncs(sim)))
+        for k in ("dirty_rate_measured", "max_bandwidth_mib_s", "downtime_limit_ms", "hot_mib", "zero_fraction",
+                  "verify_bad_pages"):
+            out[k].append(_v(run, k))
+        if progress:
+            progress(i, lab)
+    ds = xr.Dataset({k: ("run", np.array(v)) for k, v in out.items()},
+                    coords={"run": ("run", np.array(labels, dtype=object)), "fit": ("run", fitmask)})
+    for k in ("total_time", "downtime"):
+        for p in ("measured", "simulated"):
+            ds[f"{p}_{k}"].attrs["units"] = "s"
+    for p in ("measured", "simulated"):
+        ds[f"{p}_transferred"].attrs["units"] = "bytes"
+    ds.attrs.update(title="QEMU testbed: measured vs simulated", source=str(path),
+                    lmt_calibration=json.dumps(cal.as_dict()), lmt_engine=engine)
+    return ds
+
+
+def metrics(cmp: xr.Dataset, held_out_only: bool = True) -> dict:
+    """The summary figures of :func:`compare`'s output (held-out runs by default)."""
+    ds = cmp.where(~cmp.fit, drop=True) if held_out_only else cmp
+    m = lambda k: np.asarray(ds[k].values, dtype=float)  # noqa: E731
+    rel_t = np.abs(m("simulated_total_time") / m("measured_total_time") - 1)
+    rel_b = np.abs(m("simulated_transferred") / m("measured_transferred") - 1)
+    done = np.isfinite(m("measured_downtime")) & np.isfinite(m("simulated_downtime"))
+    dt_ms = np.abs(m("simulated_downtime") - m("measured_downtime"))[done] * 1000
+    conv = m("simulated_converged") == m("measured_converged")
+    syncs = np.abs(m("simulated_dirty_sync_count") - m("measured_dirty_sync_count")) <= 1
+    return {"runs": int(ds.sizes["run"]), "total_time": float(np.median(rel_t)),
+            "transferred": float(np.median(rel_b)),
+            "downtime_ms": float(np.median(dt_ms)) if dt_ms.size else float("nan"),
+            "converged": float(conv.mean()), "syncs": float(syncs.mean())}
+
+
+def goals_met(mt: dict) -> bool:
+    return (mt["total_time"] <= GOALS["total_time"] and mt["transferred"] <= GOALS["transferred"]
+            and mt["downtime_ms"] <= GOALS["downtime_ms"] and mt["converged"] >= GOALS["converged"]
+            and mt["syncs"] >= GOALS["syncs"])
+
+
+def summary_line(mt: dict, which: str = "held-out") -> str:
+    return (f"{which} runs {mt['runs']}: median |err| total time {mt['total_time'] * 100:.1f}% (goal <= 5%), "
+            f"bytes {mt['transferred'] * 100:.1f}% (<= 5%), downtime {mt['downtime_ms']:.1f} ms (<= 10 ms); "
+            f"converged agree {mt['converged'] * 100:.0f}% (100%); syncs within ±1 {mt['syncs'] * 100:.0f}% (>= 80%)"
+            f" -> {'goals met' if goals_met(mt) else 'goals NOT met'}")
+
+
+def table(cmp: xr.Dataset) -> str:
+    rows = [f"{'run':44s} {'set':4s} {'rate/s':>7s} {'total s':>15s} {'downtime ms':>13s} {'MiB':>13s} "
+            f"{'conv':>5s} {'syncs':>7s}"]
+    for i in range(cmp.sizes["run"]):
+        g = lambda k: cmp[k].values[i]  # noqa: E731
+        rows.append(
+            f"{str(g('run'))[:44]:44s} {'fit' if g('fit') else 'test':4s} {g('dirty_rate_measured'):7.0f} "
+            f"{g('measured_total_time'):7.2f}/{g('simulated_total_time'):<7.2f} "
+            f"{g('measured_downtime') * 1000:6.0f}/{g('simulated_downtime') * 1000:<6.0f} "
+            f"{g('measured_transferred') / 2**20:6.0f}/{g('simulated_transferred') / 2**20:<6.0f} "
+            f"{'y' if g('measured_converged') else 'n'}/{'y' if g('simulated_converged') else 'n'}   "
+            f"{g('measured_dirty_sync_count'):3.0f}/{g('simulated_dirty_sync_count'):<3.0f}")
+    rows.append("(measured/simulated)")
+    return "\n".join(rows)
+
+
+@dataclass
+class ValidationSet:
+    """A dataset ``lmtk validate NAME`` knows: where its files are and how to compare."""
+
+    name: str
+    default_path: str
+    compare: Callable[..., xr.Dataset]
+    metrics: Callable[[xr.Dataset], dict] = metrics
+    description: str = ""
+
+
+#: name -> dataset (``lmtk validate NAME``); register more with :func:`register`.
+DATASETS: dict[str, ValidationSet] = {}
+
+
+def register(vs: ValidationSet) -> None:
+    DATASETS[vs.name] = vs
+
+
+register(ValidationSet("testbed", "data/testbed", compare, metrics,
+                       "real QEMU 10 (TCG) migrations recorded by `lmtk testbed run matrix=full`"))
+
+
+def run_validate(name: str = "testbed", path=None, engine: str = "page", all_runs: bool = False,
+                 out=sys.stdout) -> int:
+    vs = DATASETS[name]
+    p = Path(path) if path else project_root() / vs.default_path
+    cmp = vs.compare(p, engine=engine)
+    print(table(cmp), file=out)
+    cal = json.loads(cmp.attrs.get("lmt_calibration", "{}"))
+    if cal:
+        print("fitted on the fit runs: " + ", ".join(f"{k}={v:.4g}" for k, v in cal.items()), file=out)
+    if all_runs:
+        print(summary_line(vs.metrics(cmp, held_out_only=False), "all"), file=out)
+    print(summary_line(vs.metrics(cmp)), file=out)
+    return 0

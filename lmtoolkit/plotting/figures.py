@@ -113,6 +113,34 @@ def _figure(ncols: int, nrows: int = 1, width: float = 3.6, height: float = 3.0)
     return fig, axes
 
 
+def _log(ax, axis: str = "y") -> None:
+    """Log scale; on axes spanning a decade or more, labels on the decades only (minor labels
+    overlap), on shorter ones matplotlib's labelled minor ticks."""
+    from matplotlib.ticker import NullFormatter
+    getattr(ax, f"set_{axis}scale")("log")
+    lo, hi = getattr(ax, f"get_{axis}lim")()
+    if lo > 0 and hi / lo >= 10:
+        getattr(ax, f"{axis}axis").set_minor_formatter(NullFormatter())
+
+
+def _short(v: float) -> str:
+    """1500 -> 1.5k, 2000000 -> 2M."""
+    for div, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:g}{suffix}"
+    return f"{v:g}"
+
+
+def _value_ticks(ax, values, axis: str = "x", max_ticks: int = 6) -> None:
+    """Ticks at the swept values (when there are few) instead of decades."""
+    from matplotlib.ticker import NullFormatter, NullLocator
+    vals = sorted(set(float(v) for v in values))
+    if 1 < len(vals) <= max_ticks:
+        getattr(ax, f"set_{axis}ticks")(vals, [_short(v) for v in vals])
+        getattr(ax, f"{axis}axis").set_minor_locator(NullLocator())
+        getattr(ax, f"{axis}axis").set_minor_formatter(NullFormatter())
+
+
 def _legend_once(fig, axes) -> None:
     """Keep one legend (on the last axes, outside the plot)."""
     flat = list(np.ravel(axes))
@@ -146,9 +174,11 @@ def lines(ds: xr.Dataset, x: str, variables: Sequence[str], hue: str | None = No
         ax.set_xlabel(label(ds, x))
         ax.set_ylabel(label(ds, v))
         if logx:
-            ax.set_xscale("log")
+            _log(ax, "x")
+        if np.issubdtype(df[x].dtype, np.number):
+            _value_ticks(ax, df[x].unique())
         if logy is True or v in (logy or ()):
-            ax.set_yscale("log")
+            _log(ax, "y")
     _legend_once(fig, axes)
     if title:
         fig.suptitle(title)
@@ -174,17 +204,25 @@ def fig_bandwidth_vs_dirty_rate(ds: xr.Dataset):
     for ax, v in zip(axes[0], ["total_time", "downtime"]):
         grid = (mean[v] * scale(ds, v)).transpose("dirty_rate", "bandwidth")
         table = grid.to_pandas().sort_index(ascending=False)
-        finite = table.to_numpy()[np.isfinite(table.to_numpy()) & (table.to_numpy() > 0)]
-        norm = LogNorm(vmin=finite.min(), vmax=finite.max()) if finite.size else None
+        table.index = [f"{x:g}" for x in table.index]
+        table.columns = [f"{x:g}" for x in table.columns]
+        vals = table.to_numpy()
+        finite = vals[np.isfinite(vals) & (vals > 0)]
+        # times span decades: log colours; the downtime sits near its target: linear
+        norm = LogNorm(vmin=finite.min(), vmax=finite.max()) \
+            if v == "total_time" and finite.size else None
         sns.heatmap(table, ax=ax, cmap=style.HEATMAP_CMAP, norm=norm,
-                    cbar_kws={"label": label(ds, v)}, mask=~np.isfinite(table.to_numpy()))
+                    cbar_kws={"label": label(ds, v)}, mask=~np.isfinite(vals))
         done = mean["completed"].transpose("dirty_rate", "bandwidth").to_pandas() \
             .sort_index(ascending=False).to_numpy() > 0.5
         ys, xs = np.nonzero(~done)
         ax.scatter(xs + 0.5, ys + 0.5, marker="x", color="white", s=18, linewidths=1.2)
+        ax.grid(False)
+        ax.set_facecolor("0.92")
+        ax.tick_params(axis="x", labelrotation=0)
         ax.set_xlabel(label(ds, "bandwidth"))
         ax.set_ylabel(label(ds, "dirty_rate"))
-        ax.set_title(VARIABLES[v][0])
+        ax.set_title(VARIABLES[v][0] + (" (grey: none)" if v == "downtime" else ""))
     fig.suptitle("Pre-copy over link bandwidth and dirty rate (× = does not complete)")
     return fig
 
@@ -202,7 +240,7 @@ def fig_vmware_vs_hyperv(ds: xr.Dataset):
             ax = axes[r][c]
             sns.barplot(data=sub, x="workload", y=v, hue="policy", palette=pal, errorbar="sd",
                         ax=ax)
-            ax.set_yscale("log")
+            _log(ax, "y")
             ax.set_xlabel(label(ds, "workload"))
             ax.set_ylabel(label(ds, v))
             ax.set_title(f"{VARIABLES[v][0]}, {net}" if net else VARIABLES[v][0])
@@ -260,7 +298,7 @@ def precopy_rounds(ds: xr.Dataset, axes=None):
     ax.bar(r, np.asarray(ds["round_bytes"].values)[ok] * scale(ds, "round_bytes"), color=colors)
     ax.set_xlabel(label(ds, "round"))
     ax.set_ylabel(label(ds, "round_bytes"))
-    ax.set_yscale("log")
+    _log(ax, "y")
     ax.legend(handles=[Patch(color=style.OTHER_COLORS[i], label=k) for i, k in
                        enumerate(ROUND_KINDS) if (kinds[ok] == i).any()], fontsize="small")
     ax = axes[1]
@@ -302,7 +340,7 @@ def compare_bars(ds: xr.Dataset, variables: Sequence[str], hue: str | None = Non
         ax.set_xlabel("")
         ax.set_ylabel(label(ds, v))
         if logy is True or v in (logy or ()):
-            ax.set_yscale("log")
+            _log(ax, "y")
         ax.tick_params(axis="x", labelrotation=25)
         for lab in ax.get_xticklabels():
             lab.set_horizontalalignment("right")
@@ -337,8 +375,8 @@ def page_vs_fluid(ds: xr.Dataset):
         lo = np.nanmin([page.min(), fluid.min()])
         hi = np.nanmax([page.max(), fluid.max()])
         ax.plot([lo, hi], [lo, hi], color="0.5", lw=0.8, ls=":")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        _log(ax, "x")
+        _log(ax, "y")
         disp, unit, _, _ = VARIABLES[v]
         ax.set_xlabel(f"{disp}, page engine ({unit})")
         ax.set_ylabel(f"{disp}, fluid engine ({unit})")
@@ -347,18 +385,23 @@ def page_vs_fluid(ds: xr.Dataset):
 
 
 def simulated_vs_analytic(ds: xr.Dataset):
-    """Validation: simulated vs analytic value per check (dim ``check``), log-log with y = x."""
-    fig, axes = _figure(1, width=4.4, height=3.6)
+    """Validation: simulated / analytic per check (dim ``check``), the allowed band shaded."""
+    fig, axes = _figure(1, width=6.4, height=0.45 * ds.sizes["check"] + 1.4)
     ax = axes[0][0]
-    sim = np.asarray(ds["simulated"].values, dtype=float)
-    ana = np.asarray(ds["analytic"].values, dtype=float)
-    ax.scatter(ana, sim, color=style.policy_color("qemu"), s=24)
-    lo, hi = np.nanmin([sim.min(), ana.min()]), np.nanmax([sim.max(), ana.max()])
-    ax.plot([lo, hi], [lo, hi], color="0.5", lw=0.8, ls=":")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    unit = ds["simulated"].attrs.get("units", "s")
-    ax.set_xlabel(f"analytic value ({unit})")
-    ax.set_ylabel(f"simulated value ({unit})")
-    ax.set_title("simulator vs analytic limits")
+    ratio = np.asarray(ds["simulated"].values, float) / np.asarray(ds["analytic"].values, float)
+    tol = np.asarray(ds["tolerance"].values, float)
+    rel = [str(r) for r in ds["relation"].values]
+    ok = np.asarray(ds["ok"].values, bool)
+    y = np.arange(ratio.size)
+    ax.barh(y, ratio, color=[style.policy_color("vmware") if o else style.policy_color("postcopy")
+                             for o in ok], height=0.6)
+    for yi, t, r in zip(y, tol, rel):
+        lo, hi = (1 - t, 1 + t) if r == "≈" else ((0, 1 + t) if r == "≤" else (1 - t, 10))
+        ax.fill_betweenx([yi - 0.4, yi + 0.4], lo, min(hi, 2), color="0.85", zorder=0)
+    ax.axvline(1.0, color="0.3", lw=0.8, ls=":")
+    ax.set_yticks(y, [f"{c} ({r})" for c, r in zip(ds["check"].values, rel)])
+    ax.set_xlim(0, max(1.3, float(np.nanmax(ratio)) * 1.1))
+    ax.set_xlabel("simulated / analytic (1)")
+    ax.set_ylabel("check")
+    ax.set_title("simulator vs analytic limits (grey: allowed)")
     return fig

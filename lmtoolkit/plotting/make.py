@@ -97,7 +97,7 @@ def save_figure(fig, spec: FigureSpec, datasets: list[dict], out_dir: Path,
     }
     if seconds is not None:
         side["seconds"] = round(float(seconds), 2)
-    write_text(out_dir / f"{spec.stem}.yaml", yaml.safe_dump(side, sort_keys=False, width=100))
+    write_text(out_dir / f"{spec.stem}.yaml", yaml.safe_dump(side, sort_keys=False, width=100, allow_unicode=True))
     return side
 
 
@@ -135,6 +135,14 @@ def make_figures(ids: Iterable[str] | None = None, overrides: Sequence[str] = ()
     if progress:
         print(f"{len(out)} figure(s) in {time.perf_counter() - t_all:.1f} s", file=sys.stderr)
     return out
+
+
+def show(sides: list[dict], out_dir: Path) -> None:
+    """Display made figures in a notebook: each PNG under its id and caption."""
+    from IPython.display import Image, Markdown, display
+    for s in sides:
+        display(Markdown(f"**{s['id']}** — {s['caption']}"))
+        display(Image(filename=str(Path(out_dir) / s["files"][0]), width=820))
 
 
 # -- CLI -------------------------------------------------------------------------------------------

@@ -84,6 +84,7 @@ def cmd_run(args) -> int:
 COMMAND_MODULES = (
     "lmtoolkit.sweep_cli",       # sweep, collect (issue 4)
     "lmtoolkit.testbed.cli",      # lmtk testbed setup|run, lmtk validate [DATASET]
+    "lmtoolkit.trace.cli",        # lmtk trace -- COMMAND (dirty-page capture)
     "lmtoolkit.notebooks",        # lmtk notebooks [NAME] [--smoke] [-p key=value] (issue 5)
     "lmtoolkit.plotting.make",    # lmtk figures [ID] (issue 5)
 )

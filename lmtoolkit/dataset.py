@@ -24,6 +24,17 @@ SCALARS = {
     "postcopy_time_s": ("postcopy_time", "s", "duration of the post-copy phase"),
     "precopy_bytes": ("precopy_transferred", "bytes", "bytes sent while the VM ran at the source"),
     "stop_bytes": ("downtime_transferred", "bytes", "bytes sent while the VM was paused"),
+    "numa_compatible": ("numa_compatible", "1",
+                        "the VM's vNUMA layout maps one-to-one onto the destination's nodes"),
+    "numa_penalty": ("numa_penalty", "1",
+                     "slowdown of memory-bound work after migration from remote NUMA accesses"),
+    "corruption_probability": ("corruption_probability", "1",
+                               "probability that at least one page arrives silently corrupted"),
+    "retransmitted_bytes": ("retransmitted", "bytes", "pages re-sent after a checksum mismatch"),
+    "checksum_cpu_time_s": ("checksum_cpu_time", "s", "time spent hashing pages for verification"),
+    "storage_time_s": ("storage_time", "s", "disk pre-copy before memory (shared-nothing)"),
+    "storage_bytes": ("storage_transferred", "bytes",
+                      "disk bytes sent: pre-copy passes and mirrored writes"),
 }
 #: record fields kept only as coordinates / attributes
 LABELS = ("policy", "engine")

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 from .errors import ConfigError, check_choice
 from .model import VM, Host, Network, Workload
+from .model.numa import numa_effect
+from .model.storage import Storage
 from .model.vm import MIB
 from .policies.base import GIB, Context, Policy
 
@@ -20,6 +22,7 @@ class Scenario:
     policy: Policy = None
     engine: str = "page"
     seed: int = 0
+    storage: Storage = field(default_factory=Storage)
 
     def __post_init__(self):
         check_choice("engine", self.engine, ENGINES)
@@ -29,6 +32,8 @@ class Scenario:
             self.workload.check_fits(self.vm.memory_gib * 1024)
         except ConfigError as e:
             raise e.with_prefix("workload") from None
+        numa_effect(self.vm.memory_gib, self.host)   # raises for impossible topologies
+        self.storage.check_link(self.network.payload_bytes_s(streams=10 ** 9))
 
     def context(self) -> Context:
         vm, net, host = self.vm, self.network, self.host
@@ -37,8 +42,9 @@ class Scenario:
             pages=vm.pages,
             page_bytes=vm.page_bytes,
             memory_bytes=vm.memory_bytes,
-            line_bytes_s=net.payload_bytes_s(streams=10 ** 9),
-            stream_bytes_s=net.stream_gbit_s * 1e9 * net.efficiency / 8.0,
+            # Mirrored disk writes (storage.mode=migrate) share the link with memory.
+            line_bytes_s=net.payload_bytes_s(streams=10 ** 9) - self.storage.mirror_bytes_s,
+            stream_bytes_s=net.stream_payload_bytes_s,
             base_streams=net.streams,
             rtt_s=net.rtt_s,
             zero_scan_bytes_s=host.zero_scan_gib_s * GIB,
@@ -48,4 +54,5 @@ class Scenario:
             device_state_bytes=vm.device_state_bytes,
             dirty_rate_pages_s=rate,
             link_efficiency=net.efficiency,
+            hash_bytes_s=max(host.spare_cores, 1.0) * host.hash_gib_s_per_core * GIB,
         )

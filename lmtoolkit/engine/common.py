@@ -90,7 +90,7 @@ class BatchResult:
         for name in SCALAR_FIELDS:
             if name in ("policy", "engine", "stop_reason"):
                 self.scalars[name] = np.full(n, "", dtype=object)
-            elif name in ("converged", "completed"):
+            elif name in ("converged", "completed", "numa_compatible"):
                 self.scalars[name] = np.zeros(n, dtype=bool)
             elif name == "rounds":
                 self.scalars[name] = np.zeros(n, dtype=np.int64)

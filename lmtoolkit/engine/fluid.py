@@ -26,6 +26,7 @@ import numpy as np
 from ..policies.base import Context, State
 from ..records import REASON_CODE, ROUND_KINDS, STOP_REASONS
 from ..scenario import Scenario
+from .beyond import apply_to_batch
 from .common import (ROUND_DETAIL_LIMIT, BatchResult, F_written, f_written, mean_written_after,
                      slowdown, switchover)
 
@@ -102,6 +103,8 @@ class FluidInputs:
     zero: np.ndarray           # (S,) zero pages at start
     vcpus: np.ndarray          # (S,)
     memory_bytes: np.ndarray   # (S,)
+    scenarios: list | None = None     # the distinct scenarios (for lmtoolkit.engine.beyond)
+    inverse: np.ndarray | None = None  # (S,) row -> index in ``scenarios``
 
     @classmethod
     def from_unique(cls, uniq: list[Scenario], inverse: np.ndarray, rate_scale=None) -> "FluidInputs":
@@ -121,7 +124,8 @@ class FluidInputs:
         return cls(policy=pol, ctx=ctx, n=n, lam=lam, seq=seq,
                    zero=np.array([s.vm.zero_pages for s in uniq], dtype=float)[inverse],
                    vcpus=np.array([s.vm.vcpus for s in uniq], dtype=float)[inverse],
-                   memory_bytes=np.array([s.vm.memory_bytes for s in uniq], dtype=float)[inverse])
+                   memory_bytes=np.array([s.vm.memory_bytes for s in uniq], dtype=float)[inverse],
+                   scenarios=list(uniq), inverse=np.asarray(inverse))
 
     @classmethod
     def from_scenarios(cls, scns: list[Scenario]) -> "FluidInputs":
@@ -201,6 +205,8 @@ def run_inputs(inp: FluidInputs, round_detail: int = ROUND_DETAIL_LIMIT) -> Batc
             if not g.idx.size:
                 break
         _phase(g, out, L)
+    if inp.scenarios is not None:
+        apply_to_batch(out, inp.scenarios, inp.inverse)
     return out
 
 

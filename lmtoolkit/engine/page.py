@@ -22,6 +22,7 @@ from ..model.workload import page_of_rank, scatter_multiplier
 from ..policies.base import State
 from ..records import REASON_CODE, MigrationRecord, RoundRecord
 from ..scenario import Scenario
+from .beyond import apply_to_record
 from .common import ROUND_DETAIL_LIMIT, reason_name, slowdown, switchover
 
 _EMPTY = np.empty(0, dtype=np.int64)
@@ -233,4 +234,4 @@ def simulate_page(scn: Scenario, snapshot=None) -> MigrationRecord:
         if code != 0:
             break
         run.phase(int(pol.phase_pages(st, ctx)))
-    return run.finish(code)
+    return apply_to_record(run.finish(code), scn)

@@ -16,6 +16,14 @@ class Network:
     parallel streams (multiple NICs, vMotion stream helpers, QEMU multifd channels) lift
     that cap but never the line rate.  ``background_gbit_s`` is other traffic sharing the
     link (0 = dedicated migration network).
+
+    Long distance: one TCP stream carries at most one window per round trip, so
+    ``tcp_window_mib`` (null = unlimited, e.g. autotuned and large enough) caps each stream
+    at ``window / RTT`` with ``RTT = 2 x latency_ms`` (Mathis et al. / RFC 1323's
+    bandwidth-delay product).  Typical windows: Linux ``net.ipv4.tcp_rmem`` max 6 MiB by
+    default; ESXi ``Migrate.SndBufSize``/``RcvBufSize`` 562 540 bytes (vMotion socket buffers;
+    vMotion supports RTT up to 150 ms — VMware docs, "vSphere vMotion Networking
+    Requirements").  Parallel streams multiply the cap, never beyond the line rate.
     """
 
     bandwidth_gbit_s: float = 10.0
@@ -24,6 +32,7 @@ class Network:
     streams: int = 1
     stream_gbit_s: float = 40.0
     background_gbit_s: float = 0.0
+    tcp_window_mib: float | None = None
 
     def __post_init__(self):
         check_range("bandwidth_gbit_s", self.bandwidth_gbit_s, 0, None, lo_open=True)
@@ -33,12 +42,22 @@ class Network:
         check_range("stream_gbit_s", self.stream_gbit_s, 0, None, lo_open=True)
         check_range("background_gbit_s", self.background_gbit_s, 0, self.bandwidth_gbit_s,
                     hi_open=True)
+        if self.tcp_window_mib is not None:
+            check_range("tcp_window_mib", self.tcp_window_mib, 0, None, lo_open=True)
+
+    @property
+    def stream_payload_bytes_s(self) -> float:
+        """Payload one stream carries: its sender's rate, and at most one window per RTT."""
+        cap = self.stream_gbit_s * 1e9 * self.efficiency / 8.0
+        if self.tcp_window_mib is not None and self.rtt_s > 0:
+            cap = min(cap, self.tcp_window_mib * 1024 ** 2 / self.rtt_s)
+        return cap
 
     def payload_bytes_s(self, streams: int | None = None) -> float:
         """Payload throughput (bytes/s) available to the migration."""
         n = self.streams if streams is None else streams
-        line = (self.bandwidth_gbit_s - self.background_gbit_s) * 1e9
-        return min(line, n * self.stream_gbit_s * 1e9) * self.efficiency / 8.0
+        line = (self.bandwidth_gbit_s - self.background_gbit_s) * 1e9 * self.efficiency / 8.0
+        return min(line, n * self.stream_payload_bytes_s)
 
     @property
     def rtt_s(self) -> float:

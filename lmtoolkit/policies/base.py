@@ -61,6 +61,7 @@ class Context:
     device_state_bytes: object
     dirty_rate_pages_s: object    # the workload's nominal write rate (for policies that estimate)
     link_efficiency: object = None  # network.efficiency (payload share of line rate); None = unknown
+    hash_bytes_s: object = 1e300    # page checksum throughput (host cores x per-core hash rate)
 
     def subset(self, idx):
         return _subset(self, idx)
@@ -127,12 +128,16 @@ class Policy:
     ``page_header_bytes`` / ``zero_page_bytes``: wire bytes per normal page beyond its
     content, and per zero page (QEMU ``migration/ram.c``: ``save_page_header`` writes an
     8-byte offset|flags word; ``save_zero_page`` sends the header plus one byte).
+    ``verify_checksums``: hash every non-zero page on both sides and re-send a page whose
+    hash differs (see :mod:`lmtoolkit.model.reliability`); costs hashing time per page
+    (``Context.hash_bytes_s``), which overlaps the wire: a page goes at the slower of the two.
     """
 
     timeout_s: float = 600.0
     stop_overhead_ms: float = 0.0
     page_header_bytes: float = 8.0
     zero_page_bytes: float = 9.0
+    verify_checksums: bool = False
 
     name: ClassVar[str] = "base"
     #: False: no pre-copy at all (stop-and-copy, post-copy).
@@ -145,6 +150,8 @@ class Policy:
         check_range("stop_overhead_ms", self.stop_overhead_ms, 0, None)
         check_range("page_header_bytes", self.page_header_bytes, 0, None)
         check_range("zero_page_bytes", self.zero_page_bytes, 0, None)
+        if not isinstance(self.verify_checksums, (bool, np.bool_)):
+            raise ConfigError("verify_checksums", self.verify_checksums, "true or false")
 
     # -- vectorisation ---------------------------------------------------------------------
     @classmethod
@@ -190,11 +197,16 @@ class Policy:
         """Sender CPU time per non-zero page that does not overlap the wire (s)."""
         return 0.0 * ctx.page_bytes
 
+    def checksum_cpu_s(self, ctx: Context):
+        """Hashing time per non-zero page when ``verify_checksums`` is on (s)."""
+        return np.where(np.asarray(self.verify_checksums), ctx.page_bytes / ctx.hash_bytes_s, 0.0)
+
     def link(self, st: State, ctx: Context, stop: bool = False) -> Link:
         rate = self.stop_rate_bytes_s(st, ctx) if stop else self.rate_bytes_s(st, ctx)
         b_nz = self.nonzero_wire_bytes(st, ctx)
         b_z = self.zero_page_bytes + 0.0 * ctx.page_bytes
-        t_nz = np.maximum(b_nz / rate, self.nonzero_cpu_s(st, ctx))
+        cpu = self.nonzero_cpu_s(st, ctx) + self.checksum_cpu_s(ctx)
+        t_nz = np.maximum(b_nz / rate, cpu)
         t_z = np.maximum(b_z / rate, ctx.page_bytes / ctx.zero_scan_bytes_s)
         return Link(t_nz, t_z, b_nz, b_z)
 

@@ -206,7 +206,8 @@ class NotebookError(RuntimeError):
         self.notebook, self.cell_index, self.exec_count = notebook, cell_index, exec_count
         self.source, self.ename, self.evalue, self.output = source, ename, evalue, output
         first = next((ln for ln in source.splitlines() if ln.strip()), "").strip()
-        where = f"cell {cell_index}" + (f" (In [{exec_count}])" if exec_count else "")
+        where = f"cell {cell_index} of the notebook file" + \
+            (f" (In [{exec_count}])" if exec_count else "")
         super().__init__(f"notebook {notebook} failed in {where}: {ename}: {evalue}\n"
                          f"    {first[:100]}\n  executed copy: {output}")
 
@@ -266,12 +267,19 @@ def execute(name: str, overrides: Iterable[str] = (), smoke: bool = False,
                                 kernel_name=kernel, progress_bar=progress, cwd=os.getcwd(),
                                 execution_timeout=timeout, log_output=False)
     except PapermillExecutionError as e:
-        source = ""
+        source, index = "", e.cell_index
         with contextlib.suppress(Exception):
+            # papermill's index counts the cells it inserts (parameters, error banners): find
+            # the failing cell by its error output, and number it as in the notebook file.
             import nbformat
-            source = nbformat.read(out, as_version=4).cells[e.cell_index].source
-        raise NotebookError(stem, e.cell_index, e.exec_count, source, e.ename, e.evalue,
-                            out) from None
+            cells = nbformat.read(out, as_version=4).cells
+            failing = next(c for c in cells if any(o.get("output_type") == "error"
+                                                   for o in c.get("outputs", [])))
+            source = failing.source
+            original = [c for c in cells if "injected-parameters" not in c.metadata.get("tags", [])
+                        and not (c.cell_type == "markdown" and "papermill-error" in c.source)]
+            index = next(i for i, c in enumerate(original) if c is failing)
+        raise NotebookError(stem, index, e.exec_count, source, e.ename, e.evalue, out) from None
     seconds = time.perf_counter() - t0
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
     return NotebookRun(stem, out, seconds, params, summary)

@@ -87,7 +87,7 @@ def run_matrix(overrides=(), log=print) -> list[Path]:
             t0 = time.monotonic()
             try:
                 m = tb.migrate(spec)
-            except (MigrationFailed, ConsoleError, QMPError) as e:
+            except (MigrationFailed, ConsoleError, QMPError, OSError) as e:   # OSError: QMP/console timeouts
                 # keep going with a fresh guest; the logs stay on disk
                 log(f"[{i + 1}/{len(todo)}] {lab}: FAILED: {e}\n{tb.log_tail()}\n(logs kept in {tb.workdir})")
                 failed.append(lab)

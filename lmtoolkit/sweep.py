@@ -235,10 +235,13 @@ def _parse_axes(cfg, max_values) -> list[Axis]:
             raise ConfigError(where, None, "", message=f"{where}: unknown field '{extra[0]}' "
                                                        f"(allowed: key, values, long_name, units)")
         key, values = str(spec.key), spec["values"]
-        if not isinstance(values, ListConfig) or len(values) == 0:
+        if isinstance(values, DictConfig):
+            values = _generated_values(where, OmegaConf.to_container(values, resolve=True))
+        elif not isinstance(values, ListConfig) or len(values) == 0:
             raise ConfigError(f"{where}.values", values, "", message=f"{where}.values must be a "
-                                                                     f"non-empty list")
-        values = OmegaConf.to_container(values, resolve=True)
+                              f"non-empty list or {{start: a, stop: b, num: n, log: false}}")
+        else:
+            values = OmegaConf.to_container(values, resolve=True)
         if max_values is not None:
             values = values[:int(max_values)]
         if len(set(map(repr, values))) != len(values):
@@ -273,6 +276,25 @@ def _parse_axes(cfg, max_values) -> list[Axis]:
                          long_name=str(spec.get("long_name") or ""),
                          units=None if spec.get("units") is None else str(spec.get("units"))))
     return axes
+
+
+def _generated_values(where: str, spec: dict) -> list:
+    """``{start, stop, num, log}`` → ``num`` evenly (or log-) spaced values, ends included."""
+    extra = set(spec) - {"start", "stop", "num", "log"}
+    if extra or not {"start", "stop", "num"} <= set(spec):
+        raise ConfigError(f"{where}.values", spec, "", message=f"{where}.values: a generated axis "
+                          f"is {{start: a, stop: b, num: n, log: false}}")
+    num, log = spec["num"], bool(spec.get("log", False))
+    if not isinstance(num, int) or isinstance(num, bool) or num < 1:
+        raise ConfigError(f"{where}.values.num", num, "a positive integer")
+    try:
+        start, stop = float(spec["start"]), float(spec["stop"])
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}.values", spec, "numbers for start and stop") from None
+    if log and (start <= 0 or stop <= 0):
+        raise ConfigError(f"{where}.values", spec, "start and stop > 0 with log: true")
+    arr = np.geomspace(start, stop, num) if log else np.linspace(start, stop, num)
+    return [float(v) for v in arr]
 
 
 def _settings(cfg) -> dict:
@@ -372,8 +394,16 @@ def make_plan(overrides: Iterable[str] = (), results_dir: str | os.PathLike | No
     name = experiment_name(overrides)
     if name is not None and name not in available_experiments():
         compose(overrides)  # raises the runner's "unknown experiment ... (available: ...)"
-    with _keep_global_hydra():
-        cfg = compose(overrides)
+    # one Hydra composition in the common case; the runner's compose (two compositions, with
+    # its key/value checks) only to word the error when this one fails
+    try:
+        raw_base = _compose_raw(overrides)
+        cfg = copy.deepcopy(raw_base)
+        OmegaConf.resolve(cfg)
+    except (ConfigError, Exception) as e:  # noqa: BLE001 - re-raised below with a clear message
+        with _keep_global_hydra():
+            compose(overrides)
+        raise ConfigError("overrides", overrides, "", message=str(e).splitlines()[0]) from None
     settings = _settings(cfg)
     max_values = _posint(cfg, "sweep.max_values", None)
     replicates = _posint(cfg, "sweep.replicates", 1)
@@ -391,7 +421,7 @@ def make_plan(overrides: Iterable[str] = (), results_dir: str | os.PathLike | No
     raw_cells, templates = [], []
     for combo in itertools.product(*[a.values for a in gaxes]):
         ov = base_ov + [f"{a.key}={v}" for a, v in zip(gaxes, combo)]
-        raw = _compose_raw(ov)
+        raw = _compose_raw(ov) if gaxes else raw_base
         for a in axes:
             if not a.group and OmegaConf.select(raw, a.key, default="__missing__") == "__missing__":
                 where = ", ".join(f"{g.key}={v}" for g, v in zip(gaxes, combo))
@@ -595,14 +625,11 @@ def _run_inline(tasks, done, settings):
 
 
 def _run_processes(tasks, done, settings):
-    import multiprocessing as mp
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
-    methods = mp.get_all_start_methods()
-    ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if ctx.get_start_method() == "forkserver":
-        ctx.set_forkserver_preload(["lmtoolkit.sweep"])
-    with ProcessPoolExecutor(max_workers=min(_workers(settings), len(tasks)), mp_context=ctx) as ex:
+    # the platform's default start method (fork on Linux up to Python 3.13: no re-import of
+    # the caller's script; spawn/forkserver elsewhere need the usual `if __name__ == "__main__"`)
+    with ProcessPoolExecutor(max_workers=min(_workers(settings), len(tasks))) as ex:
         futs = {ex.submit(run_chunk, t): t for t in tasks}
         pending = set(futs)
         try:
@@ -668,6 +695,16 @@ def assemble(plan: Plan, batch, command: str):
     return ds
 
 
+def read_result(path) -> "xr.Dataset":
+    """Read a sweep result fully into memory, exactly as it was written (``round_kind`` stays
+    int8 with its ``_FillValue`` instead of being decoded to float with NaN)."""
+    import xarray as xr
+    path = Path(path)
+    engine = "zarr" if path.suffix == ".zarr" else "h5netcdf"
+    with xr.open_dataset(path, engine=engine, mask_and_scale={"round_kind": False}) as ds:
+        return ds.load()
+
+
 def read_attrs(path: Path) -> dict:
     import xarray as xr
     path = Path(path)
@@ -719,7 +756,7 @@ def run(overrides: Iterable[str] = (), command: str | None = None,
     """
     import yaml
 
-    from .io import read_dataset, write_dataset, write_text
+    from .io import write_dataset, write_text
 
     t0 = time.perf_counter()
     overrides = list(overrides)
@@ -737,7 +774,7 @@ def run(overrides: Iterable[str] = (), command: str | None = None,
             hit = False
         if hit:
             info.update(cached=True, elapsed_s=time.perf_counter() - t0)
-            return read_dataset(out), info
+            return read_result(out), info
 
     partial = out.parent / ".partial" / plan.config_hash
     results = {}
@@ -817,7 +854,7 @@ def collect(run_dir, output: str | os.PathLike | None = None):
     import yaml
 
     from . import provenance
-    from .io import read_dataset, write_dataset, write_text
+    from .io import write_dataset, write_text
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -847,16 +884,20 @@ def collect(run_dir, output: str | os.PathLike | None = None):
         parsed.append(d)
     keys = list(dict.fromkeys(k for d in parsed for k in d))
     varying = [k for k in keys if len({d.get(k) for d in parsed}) > 1]
-    dss = [read_dataset(f) for _, _, f in runs]
+    dss = [read_result(f) for _, _, f in runs]
     base_dims = set(dss[0].dims)
     if any(set(ds.dims) - {"round"} != base_dims - {"round"} for ds in dss):
         raise ConfigError("collect", str(run_dir), "", message="the runs have different dims "
                           "(different experiments?); collect merges runs of one experiment")
     names = {}
     for k in varying:
+        def taken(n):
+            return n in base_dims or n in names.values() or n in dss[0].variables
         short = k.rsplit(".", 1)[-1].replace("/", "_")
-        if short in base_dims or short in names.values() or short in dss[0].variables:
+        if taken(short):
             short = k.replace(".", "_").replace("/", "_")
+        while taken(short):
+            short += "_"
         names[k] = short
     stamped = []
     for ds, d in zip(dss, parsed):
@@ -868,8 +909,12 @@ def collect(run_dir, output: str | os.PathLike | None = None):
     if varying:
         run_dim = "__run__"
         cat = xr.concat([s.stack({run_dim: [names[k] for k in varying]}) for s in stamped], dim=run_dim,
-                        join="outer", fill_value={"round_kind": np.int8(-1)}, combine_attrs="drop")
+                        join="outer", coords="different", compat="equals",
+                        fill_value={"round_kind": np.int8(-1)}, combine_attrs="drop")
         merged = cat.unstack(run_dim)
+        # unstack sorts: restore the order in which the jobs ran
+        merged = merged.reindex({names[k]: list(dict.fromkeys(
+            _override_value(d.get(k, "null")) for d in parsed)) for k in varying})
         merged = merged.transpose(*[names[k] for k in varying], *[d for d in dss[0].dims if d in merged.dims],
                                   ...)
     else:

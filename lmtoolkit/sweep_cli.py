@@ -95,10 +95,16 @@ def _validate_multirun(overrides: list[str]) -> None:
                                                            if not _is_hydra_override(o)])
     except Exception as e:  # noqa: BLE001 - Hydra's grammar errors
         raise ConfigError("overrides", overrides, "", message=str(e).strip().splitlines()[0]) from None
+    from .runner import GROUPS, group_options
     first = []
     for o in parsed:
         if o.is_sweep_override():
             values = list(o.sweep_string_iterator())
+            key = o.get_key_element().lstrip("+~")
+            if key in GROUPS and key not in ("hydra", "local"):
+                for v in values[1:]:   # every option must exist (the first is checked below)
+                    if v not in group_options(key):
+                        make_plan([f"{key}={v}"])   # raises the one-line "unknown ..." error
             first.append(f"{o.get_key_element()}={values[0]}")
         else:
             first.append(o.input_line)

@@ -1,0 +1,288 @@
+"""Sweeps end to end: every experiment under debug, schema, cache, resume, executors, multirun."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+
+from lmtoolkit.dataset import validate
+from lmtoolkit.runner import config_dir
+
+pytestmark = pytest.mark.integration
+EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
+ROOT = config_dir().parent
+
+
+def _run(overrides, tmp_path=None):
+    from lmtoolkit.sweep import run
+    ov = list(overrides)
+    if tmp_path is not None:
+        ov.append(f"paths.results_dir={tmp_path}")
+    return run(ov)
+
+
+def _data(ds):
+    """The Dataset without attributes that legitimately differ between runs (time, command)."""
+    return ds.drop_attrs()
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_runs_under_debug(name, tmp_path):
+    ds, info = _run([f"experiment={name}", "debug=default", "sweep.progress=false"], tmp_path)
+    validate(ds)
+    plan = info["plan"]
+    dims = [a.dim for a in plan.axes]
+    assert list(ds["total_time"].dims) == dims + ["replicate"]
+    assert "round" in ds.dims and ds["round_bytes"].dims[-1] == "round"
+    for d in dims + ["replicate"]:
+        assert "long_name" in ds[d].attrs
+        if ds[d].dtype.kind in "fiub":
+            assert "units" in ds[d].attrs, d
+    for a in plan.axes:
+        assert ds[a.dim].attrs["lmt_key"] == a.key
+        if a.group:
+            assert list(ds[a.dim].values) == a.values
+    assert np.isfinite(ds.total_time.values[ds.completed.values]).all()
+    # provenance: string attrs + provenance.yaml beside the file
+    for k in ("lmt_config", "lmt_overrides", "lmt_config_hash", "lmt_git_commit", "lmt_versions",
+              "lmt_created_at", "title", "source", "history"):
+        assert isinstance(ds.attrs[k], str) and ds.attrs[k], k
+    assert ds.attrs["lmt_experiment"] == name
+    out = info["path"]
+    assert out == tmp_path / name / f"{name}.nc" and out.exists()
+    prov = yaml.safe_load((out.parent / "provenance.yaml").read_text())
+    assert prov["config_hash"] == ds.attrs["lmt_config_hash"] == info["config_hash"]
+    assert prov["experiment"] == name and prov["config"]["sweep"]["axes"]
+    assert not (out.parent / ".partial").exists()
+    from lmtoolkit.sweep import read_result
+    xr.testing.assert_identical(read_result(out), ds)
+
+
+def test_quickstart_page_engine_differs_by_seed(tmp_path):
+    ds, _ = _run(["experiment=quickstart", "debug=default", "sweep.replicates=2"], tmp_path)
+    assert ds.sizes["replicate"] == 2 and len(np.unique(ds.seed.values)) == ds.seed.size
+    assert ds.attrs["lmt_engine"] == "page"
+
+
+def test_cache_hit_and_miss(tmp_path, monkeypatch):
+    import lmtoolkit.sweep  # noqa: F401
+    mod = sys.modules["lmtoolkit.sweep"]
+    calls = []
+    real = mod.run_chunk
+    monkeypatch.setattr(mod, "run_chunk", lambda t: calls.append(t.start) or real(t))
+    base = ["experiment=quickstart", "debug=default"]
+    ds1, i1 = _run(base, tmp_path)
+    n = len(calls)
+    assert not i1["cached"] and n == i1["chunks"] > 0
+    # same config (run-time settings may differ): served from disk, nothing simulated
+    ds2, i2 = _run(base + ["sweep.chunk_size=1", "sweep.progress=false"], tmp_path)
+    assert i2["cached"] and len(calls) == n
+    xr.testing.assert_identical(ds1, ds2)
+    mtime = i1["path"].stat().st_mtime_ns
+    # a different config: recomputed and the file replaced
+    ds3, i3 = _run(base + ["sweep.axes.dirty_rate.values=[2000,5000]"], tmp_path)
+    assert not i3["cached"] and len(calls) > n and i3["config_hash"] != i1["config_hash"]
+    assert i3["path"].stat().st_mtime_ns != mtime
+    # and the cache can be bypassed
+    _, i4 = _run(base + ["sweep.axes.dirty_rate.values=[2000,5000]", "sweep.cache=false"], tmp_path)
+    assert not i4["cached"]
+
+
+def test_resume_computes_only_missing_chunks(tmp_path, monkeypatch):
+    """An interrupted sweep (exception after 3 chunks) resumes from its partial files."""
+    mod = sys.modules["lmtoolkit.sweep"]
+    base = ["experiment=quickstart", "debug=default", "sweep.chunk_size=1"]
+    ref, _ = _run(base, tmp_path / "ref")
+    real = mod.run_chunk
+    done = []
+
+    def dying(task):
+        if len(done) == 3:
+            raise KeyboardInterrupt
+        done.append(task.start)
+        return real(task)
+
+    monkeypatch.setattr(mod, "run_chunk", dying)
+    with pytest.raises(KeyboardInterrupt):
+        _run(base, tmp_path / "run")
+    partial = list((tmp_path / "run" / "quickstart").glob(".partial/*/chunk-*.npz"))
+    assert len(partial) == 3
+    assert not (tmp_path / "run" / "quickstart" / "quickstart.nc").exists()
+    computed = []
+    monkeypatch.setattr(mod, "run_chunk", lambda t: computed.append(t.start) or real(t))
+    ds, info = _run(base, tmp_path / "run")
+    assert info["chunks_reused"] == 3 and info["chunks_computed"] == info["chunks"] - 3
+    assert sorted(computed) == sorted(set(range(info["points"])) - set(done))
+    xr.testing.assert_identical(_data(ds), _data(ref))
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill(tmp_path):
+    """`lmtk sweep` killed with SIGKILL mid-way; the rerun computes only the missing chunks."""
+    env = dict(os.environ, LMT_RESULTS_DIR=str(tmp_path / "run"))
+    cmd = [sys.executable, "-m", "lmtoolkit.cli", "sweep", "experiment=quickstart",
+           "sweep.chunk_size=1", "sweep.replicates=2", "--no-plot", "-q"]
+    part = tmp_path / "run" / "quickstart" / ".partial"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(part.glob("*/chunk-*.npz"))) < 4:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    kept = len(list(part.glob("*/chunk-*.npz")))
+    assert not list(part.glob("*/.*tmp")) or True     # temp files are never read as results
+    assert not (tmp_path / "run" / "quickstart" / "quickstart.nc").exists()
+    assert 4 <= kept < 32
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert f"computed {32 - kept} of 32 chunks, {kept} resumed from .partial" in out.stdout
+    prov = yaml.safe_load((tmp_path / "run" / "quickstart" / "provenance.yaml").read_text())
+    assert prov["run"]["chunks_reused"] == kept and prov["run"]["chunks_computed"] == 32 - kept
+    from lmtoolkit.sweep import read_result
+    resumed = read_result(tmp_path / "run" / "quickstart" / "quickstart.nc")
+    ref, _ = _run(["experiment=quickstart", "sweep.replicates=2"], tmp_path / "ref")
+    xr.testing.assert_identical(_data(resumed), _data(ref))
+
+
+def test_partial_files_are_atomic(tmp_path):
+    """A half-written chunk (a stray temp file) is never taken as a result."""
+    from lmtoolkit.sweep import make_plan
+    base = ["experiment=quickstart", "debug=default", "sweep.chunk_size=1", f"paths.results_dir={tmp_path}"]
+    plan = make_plan(base)
+    d = plan.out_path.parent / ".partial" / plan.config_hash
+    d.mkdir(parents=True)
+    (d / ".chunk-0000000000-0000000001.npz.abc.tmp").write_bytes(b"garbage")
+    (d / "chunk-0000000001-0000000002.npz").write_bytes(b"truncated")   # damaged: recomputed
+    ds, info = _run(base)
+    assert info["chunks_reused"] == 0 and info["chunks_computed"] == info["chunks"]
+    validate(ds)
+
+
+def test_executor_equivalence_inline_processes_dask_address(tmp_path):
+    """Same Dataset from inline, a process pool and a Dask cluster given by address."""
+    from distributed import LocalCluster
+    base = ["experiment=quickstart", "debug=default", "sweep.chunk_size=1", "sweep.cache=false"]
+    inline, _ = _run(base, tmp_path)
+    procs, _ = _run(base + ["sweep.executor=processes", "sweep.workers=2"], tmp_path)
+    xr.testing.assert_identical(_data(inline), _data(procs))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        dsk, info = _run(base + ["sweep.executor=dask", f"sweep.dask_address={cluster.scheduler_address}"],
+                         tmp_path)
+    assert info["chunks_computed"] == info["chunks"] == 8
+    xr.testing.assert_identical(_data(inline), _data(dsk))
+    # the fluid path too (vectorised columns per chunk, any chunking)
+    fb = ["experiment=memory_scaling", "debug=default", "sweep.cache=false"]
+    a, _ = _run(fb, tmp_path)
+    b, _ = _run(fb + ["sweep.executor=processes", "sweep.workers=2", "sweep.chunk_size=3"], tmp_path)
+    xr.testing.assert_identical(_data(a), _data(b))
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_real_processes(tmp_path):
+    """sweep.dask_address=null starts a distributed.LocalCluster (2 worker processes)."""
+    base = ["experiment=quickstart", "debug=default", "sweep.chunk_size=1", "sweep.cache=false"]
+    inline, _ = _run(base, tmp_path)
+    t = time.perf_counter()
+    dsk, info = _run(base + ["sweep.executor=dask", "sweep.workers=2"], tmp_path)
+    assert time.perf_counter() - t < 30
+    assert info["chunks_computed"] == 8
+    xr.testing.assert_identical(_data(inline), _data(dsk))
+
+
+def test_zarr_format(tmp_path):
+    ds, info = _run(["experiment=bandwidth_vs_dirty_rate", "debug=default", "sweep.format=zarr"], tmp_path)
+    assert info["path"].suffix == ".zarr" and info["path"].is_dir()
+    _, again = _run(["experiment=bandwidth_vs_dirty_rate", "debug=default", "sweep.format=zarr"], tmp_path)
+    assert again["cached"]
+    from lmtoolkit.sweep import read_result
+    xr.testing.assert_allclose(read_result(info["path"])[["total_time", "downtime"]],
+                               ds[["total_time", "downtime"]])
+
+
+def test_worker_errors_surface_as_config_errors(tmp_path):
+    import pickle
+
+    from lmtoolkit.errors import ConfigError
+    e = pickle.loads(pickle.dumps(ConfigError("vm.memory_gib", -1, "must be > 0")))
+    assert e.key == "vm.memory_gib" and str(e) == "vm.memory_gib=-1 is not allowed: must be > 0"
+
+
+def test_cli_sweep_prints_table_and_writes_figure(tmp_path, capsys):
+    from lmtoolkit.cli import main
+    assert main(["sweep", "experiment=quickstart", "debug=default"]) == 0
+    out = capsys.readouterr().out
+    assert "experiment quickstart: 8 points" in out and "total time [s]" in out
+    res = Path(os.environ["LMT_RESULTS_DIR"]) / "debug" / "quickstart"
+    assert (res / "quickstart.nc").exists() and (res / "provenance.yaml").exists()
+    assert (res / "quickstart.png").stat().st_size > 10_000
+    assert main(["sweep", "experiment=quickstart", "debug=default", "--no-plot"]) == 0
+    assert "served from cache" in capsys.readouterr().out
+
+
+def test_python_api_sweep_is_exported():
+    import lmtoolkit as lmt
+    ds = lmt.sweep(["experiment=auto_converge", "debug=default"])
+    assert set(ds["total_time"].dims) == {"auto_converge", "network", "dirty_rate", "replicate"}
+    assert ds.auto_converge.dtype == bool
+
+
+# ---- Hydra multirun + collect ----------------------------------------------------------------
+def _multirun(tmp_path, extra, launcher=None):
+    from lmtoolkit.cli import main
+    sweep_dir = tmp_path / "mr"
+    argv = ["sweep", "-m", "experiment=quickstart", "debug=default",
+            "sweep.axes.policy.values=[vmware]", "sweep.axes.network.values=[10gbe]",
+            f"hydra.sweep.dir={sweep_dir}", *extra]
+    if launcher:
+        argv.append(f"hydra/launcher={launcher}")
+    assert main(argv) == 0
+    return sweep_dir
+
+
+def _check_collected(d, n_jobs, new_dims):
+    from lmtoolkit.cli import main
+    from lmtoolkit.sweep import read_result
+    jobs = sorted((p for p in d.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+    assert len(jobs) == n_jobs and all(list(j.rglob("quickstart.nc")) for j in jobs)
+    assert main(["collect", str(d)]) == 0
+    ds = read_result(d / "quickstart.nc")
+    validate(ds)
+    runs = json.loads(ds.attrs["lmt_runs"])
+    assert len(runs) == n_jobs and (d / "provenance.yaml").exists()
+    assert json.loads(ds.attrs["lmt_collected_dims"]) == new_dims
+    assert ds.sizes["policy"] == 1 and ds.sizes["network"] == 1 and ds.sizes["dirty_rate"] == 2
+    # each job's numbers are the job's own file's numbers
+    last = read_result(next(jobs[-1].rglob("quickstart.nc")))
+    ov = dict(o.split("=", 1) for o in runs[-1]["overrides"])
+    sel = {new_dims[k]: (int(v) if k == "seed" else v) for k, v in ov.items() if k in new_dims}
+    np.testing.assert_array_equal(ds.sel(sel).total_time.values, last.total_time.values)
+    return ds
+
+
+def test_multirun_basic_launcher_and_collect(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    d = _multirun(tmp_path, ["seed=1,0"])
+    ds = _check_collected(d, 2, {"seed": "seed_"})     # `seed` is taken by the seed coordinate
+    assert list(ds.seed_.values) == [1, 0]              # the order the jobs ran in
+    assert not np.array_equal(ds.total_time.isel(seed_=0).values, ds.total_time.isel(seed_=1).values)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_multirun_launcher_plugins(tmp_path, monkeypatch, launcher):
+    monkeypatch.chdir(tmp_path)
+    extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else ["hydra.launcher.timeout_min=5"]
+    d = _multirun(tmp_path, ["workload=web_server,database", "seed=0,1", *extra], launcher)
+    ds = _check_collected(d, 4, {"workload": "workload", "seed": "seed_"})
+    assert list(ds.workload.values) == ["web_server", "database"]

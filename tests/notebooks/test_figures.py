@@ -1,0 +1,83 @@
+"""Figure functions on small synthetic Datasets: axes with labels and units; the registry;
+sidecars; the one palette."""
+from __future__ import annotations
+
+import re
+
+import matplotlib
+import pytest
+import yaml
+
+matplotlib.use("Agg")
+
+from lmtoolkit.plotting import figures as F  # noqa: E402
+from lmtoolkit.plotting import style  # noqa: E402
+from lmtoolkit.plotting.make import save_figure  # noqa: E402
+from lmtoolkit.plotting.registry import FIGURES, get  # noqa: E402
+from tests.notebooks.synthetic import EXPERIMENTS, experiment_like  # noqa: E402
+
+UNIT = re.compile(r"\((s|ms|GiB|MiB|pages/s|Gbit/s|%|count|pages|index|1)\)")
+
+
+def _plot_axes(fig):
+    """Axes that plot data (not colour bars: those carry the unit as their only label)."""
+    return [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+
+
+@pytest.mark.parametrize("fig_id", list(FIGURES))
+def test_every_registered_figure_draws_labelled_axes_from_a_dataset(fig_id):
+    import matplotlib.pyplot as plt
+    spec = FIGURES[fig_id]
+    fig = spec.function(experiment_like(**EXPERIMENTS[spec.experiment]))
+    axes = _plot_axes(fig)
+    assert axes
+    for ax in axes:
+        assert UNIT.search(ax.get_ylabel()), (fig_id, ax.get_ylabel())
+        assert ax.get_xlabel()
+        assert ax.has_data()
+    plt.close(fig)
+
+
+def test_registry_ids_files_and_lookup():
+    for i, (fid, spec) in enumerate(FIGURES.items(), 1):
+        assert fid == f"fig{i:02d}" and spec.stem == f"{fid}_{spec.slug}"
+        assert spec.caption and spec.notebook.startswith("2")
+    assert get("1") is get("fig01") is get("quickstart")
+    from lmtoolkit.errors import ConfigError
+    with pytest.raises(ConfigError, match="fig01"):
+        get("fig99")
+
+
+def test_save_writes_png_pdf_and_a_sidecar(tmp_path):
+    spec = FIGURES["fig01"]
+    ds = experiment_like(**EXPERIMENTS["quickstart"])
+    entry = {"experiment": "quickstart", "config_hash": ds.attrs["lmt_config_hash"]}
+    side = save_figure(spec.function(ds), spec, [entry], tmp_path, "lmtk figures fig01")
+    for ext in ("png", "pdf"):
+        assert (tmp_path / f"fig01_quickstart.{ext}").stat().st_size > 1000
+    doc = yaml.safe_load((tmp_path / "fig01_quickstart.yaml").read_text())
+    assert doc == side
+    assert doc["caption"] == spec.caption and doc["command"] == "lmtk figures fig01"
+    assert doc["datasets"][0]["config_hash"] == "0123456789abcdef" and doc["git_commit"]
+
+
+def test_teaching_and_validation_figures_label_their_axes():
+    import numpy as np
+    import xarray as xr
+    ds = experiment_like(policy=["qemu", "xen"])
+    cases = ds.isel(replicate=0).rename(policy="case")
+    fig = F.compare_bars(cases, ["total_time", "downtime", "transferred"])
+    assert [ax.get_ylabel() for ax in fig.axes] == ["total migration time (s)", "downtime (ms)",
+                                                      "data sent (GiB)"]
+    bitmap = xr.DataArray(np.random.default_rng(0).uniform(size=(3, 8)), dims=("round", "address"),
+                          coords={"round": [0, 1, 2], "address": ("address", np.arange(8) * 128.0,
+                                                                   {"units": "MiB"})})
+    fig = F.dirty_bitmap(bitmap)
+    assert "MiB" in fig.axes[0].get_xlabel() and fig.axes[0].get_ylabel() == "round (index)"
+
+
+def test_one_palette_for_policies():
+    assert style.policy_color("vmware") != style.policy_color("hyperv")
+    assert style.policy_color("hyperv_2012r2") == style.policy_color("hyperv")
+    assert style.policy_color("vmware_future") == style.policy_color("vmware")  # family fallback
+    assert set(style.policy_palette(["qemu", "xen"])) == {"qemu", "xen"}

@@ -1,0 +1,114 @@
+"""Notebooks: the contract (parameters cell, compose cell, stripped outputs) and a smoke run of
+every notebook through papermill on the project's kernel, asserting on what each wrote."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from lmtoolkit import notebooks as lnb
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMES = lnb.list_notebooks()
+#: what each notebook must have written into its summary ("values")
+EXPECTED_KEYS = {
+    "00_live_migration_basics": {"rounds", "downtime_s", "bitmap_shape", "hot_completed"},
+    "01_the_network_matters": {"total_time_s", "failed", "idle_speedup"},
+    "02_vmware_vs_hyperv": {"downtime_s", "throttled", "hyperv_2008r2_passes"},
+    "03_postcopy_and_hybrid": {"postcopy_ratio", "longest_downtime", "hybrid_fewer_faults"},
+    "10_simulator_vs_analytic": {"checks"},
+    "11_page_vs_fluid": {"cases", "worst_total_time_rel_diff"},
+    "30_paper_figures": {"figures"},
+}
+
+
+def test_the_numbering_covers_every_kind_and_experiment():
+    prefixes = {n[0] for n in NAMES}
+    assert {"0", "1", "2", "3"} <= prefixes
+    experiments = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.yaml"))
+    slugs = sorted(n.split("_", 1)[1] for n in NAMES if n.startswith("2"))
+    assert slugs == experiments, "one 2x notebook per experiment, slug = experiment name"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_follows_the_contract_and_is_stripped(name):
+    nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    first, second = nb.cells[0], nb.cells[1]
+    assert first.cell_type == "code" and "parameters" in first.metadata.get("tags", [])
+    names = {line.split(":")[0].split("=")[0].strip() for line in first.source.splitlines()
+             if line.strip() and not line.strip().startswith("#")}
+    assert names == {"overrides", "smoke"}
+    assert "lmt.notebooks.compose(" in second.source and "overrides" in second.source \
+        and "smoke" in second.source
+    assert nb.metadata["kernelspec"]["name"] == lnb.KERNEL_NAME
+    for c in nb.cells:
+        if c.cell_type == "code":
+            assert not c.outputs and c.execution_count is None, f"{name}: outputs not stripped"
+            assert "papermill" not in c.metadata
+
+
+@pytest.fixture(scope="module")
+def shared_results(tmp_path_factory):
+    """One results/ for the whole module: 30_paper_figures reuses the 2x sweeps' cache."""
+    return tmp_path_factory.mktemp("nbresults")
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs_in_smoke_mode(name, shared_results, monkeypatch):
+    monkeypatch.setenv("LMT_RESULTS_DIR", str(shared_results))
+    run = lnb.execute(name, smoke=True, progress=False)
+    assert run.output == shared_results / "notebooks" / f"{name}.ipynb" and run.output.exists()
+    executed = nbformat.read(run.output, as_version=4)
+    assert executed.metadata["papermill"]["parameters"] == {"overrides": [], "smoke": True}
+    assert not any(o.get("output_type") == "error" for c in executed.cells
+                   for o in c.get("outputs", []))
+    summary = json.loads((shared_results / "notebooks" / f"{name}.json").read_text())
+    assert summary["notebook"] == name and summary["smoke"] is True
+    assert "debug=default" in summary["effective_overrides"]
+    values = summary["values"]
+    assert EXPECTED_KEYS.get(name, {"config_hash", "dims"}) <= set(values)
+    if name.startswith("2"):
+        assert values["dims"]["replicate"] >= 1 and len(values["config_hash"]) == 16
+    if name == "30_paper_figures":
+        from lmtoolkit.plotting.registry import FIGURES
+        assert set(values["figures"]) == set(FIGURES)
+        for spec in FIGURES.values():
+            for ext in ("png", "pdf", "yaml"):
+                assert (shared_results / "debug" / "figures" / f"{spec.stem}.{ext}").exists()
+
+
+@pytest.mark.notebooks
+def test_a_failing_cell_names_the_notebook_and_the_cell(tmp_path, monkeypatch):
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell("overrides: list[str] = []\nsmoke: bool = False")
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell("import lmtoolkit as lmt\ncfg = lmt.notebooks.compose(overrides, smoke)"),
+                nbformat.v4.new_code_cell("x = 1 / 0  # boom")]
+    nb.metadata["kernelspec"] = {"name": lnb.KERNEL_NAME, "display_name": "x", "language": "python"}
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    nbformat.write(nb, nbdir / "99_broken.ipynb")
+    monkeypatch.setattr(lnb, "notebook_dir", lambda: nbdir)
+    with pytest.raises(lnb.NotebookError) as e:
+        lnb.execute("99", progress=False, output_dir=tmp_path / "out")
+    msg = str(e.value)
+    assert "99_broken" in msg and "cell 2" in msg and "ZeroDivisionError" in msg and "1 / 0" in msg
+    assert e.value.output.exists()
+
+
+def test_compose_adds_the_debug_preset_in_smoke_mode_and_user_overrides_win():
+    cfg = lnb.compose(["vm.memory_gib=3"], smoke=True, name="x")
+    assert cfg.overrides == ["vm.memory_gib=3", "debug=default"]
+    assert cfg.vm.memory_gib == 3 and cfg.policy.timeout_s == 60  # debug's timeout, user's memory
+    assert lnb.compose([], smoke=False).overrides == []
+
+
+def test_cli_lists_notebooks_and_rejects_a_bad_parameter(capsys):
+    from lmtoolkit.cli import main
+    assert main(["notebooks", "--list"]) == 0
+    assert capsys.readouterr().out.split() == NAMES
+    assert main(["notebooks", "00", "-p", "novalue"]) == 2
+    assert main(["notebooks", "nosuchbook"]) == 2

@@ -141,7 +141,7 @@ class Plan:
 
     @property
     def n_points(self) -> int:
-        return int(self.seeds.size)
+        return int(np.prod(self.shape))
 
     def task(self, start: int, stop: int) -> "ChunkTask":
         cell_of = self.cell_of[start:stop]
@@ -383,8 +383,13 @@ def _column_ok(axis: Axis, raw_cells: list, templates: list) -> bool:
     return True
 
 
-def make_plan(overrides: Iterable[str] = (), results_dir: str | os.PathLike | None = None) -> Plan:
-    """Compose the config, check the axes and lay out every point (no simulation)."""
+def make_plan(overrides: Iterable[str] = (), results_dir: str | os.PathLike | None = None,
+              expand: bool = True) -> Plan:
+    """Compose the config, check the axes and lay out every point (no simulation).
+
+    ``expand=False`` stops after the config hash and the output path (one Hydra composition):
+    enough to serve a cached result.
+    """
     from omegaconf import OmegaConf
 
     from . import provenance
@@ -413,6 +418,25 @@ def make_plan(overrides: Iterable[str] = (), results_dir: str | os.PathLike | No
         raise ConfigError("experiment", None, "", message="no experiment given: lmtk sweep "
                           "experiment=NAME (available: " + ", ".join(available_experiments()) + ")")
     name = name or str(OmegaConf.select(cfg, "sweep.name", default=None) or "sweep")
+    shape = tuple(len(a.values) for a in axes) + (replicates,)
+    n = int(np.prod(shape))
+    L = _posint(cfg, "sweep.round_detail", None, lo=0)
+    if L is None:
+        L = DEFAULT_ROUND_DETAIL if n <= AUTO_DETAIL_MAX_POINTS else 0
+    hash_cfg = copy.deepcopy(cfg)
+    with contextlib.suppress(Exception):
+        OmegaConf.set_struct(hash_cfg, False)
+    for k in RUNTIME_KEYS:
+        hash_cfg.sweep.pop(k, None)
+    hash_cfg.sweep.round_detail = L
+    config_hash = provenance.config_hash(hash_cfg)
+    root = Path(results_dir) if results_dir is not None else Path(str(cfg.paths.results_dir))
+    out = root / name / f"{name}{FORMATS[settings['format']]}"
+    if not expand:
+        return Plan(name=name, overrides=overrides, cfg=cfg, hash_cfg=hash_cfg,
+                    config_hash=config_hash, axes=axes, replicates=replicates, cells=[],
+                    cell_of=np.zeros(0, np.int64), columns={}, seeds=np.zeros(0, np.uint32),
+                    round_detail=L, chunks=[], settings=settings, out_path=out)
 
     # cells: one Hydra composition per combination of group swaps ...
     gaxes = [a for a in axes if a.group]
@@ -459,8 +483,6 @@ def make_plan(overrides: Iterable[str] = (), results_dir: str | os.PathLike | No
                                       message=f"{e.text()} (sweep point {where})") from None
             cells.append(res)
 
-    shape = tuple(len(a.values) for a in axes) + (replicates,)
-    n = int(np.prod(shape))
     idx = np.unravel_index(np.arange(n), shape) if axes else (np.zeros(n, dtype=np.int64),)
     pos = {a.dim: i for i, a in enumerate(axes)}
     # cell order: group combos (outer) x non-column value combos (inner)
@@ -484,23 +506,9 @@ def make_plan(overrides: Iterable[str] = (), results_dir: str | os.PathLike | No
             ss.generate_state(replicates, dtype=np.uint32)[np.arange(n)]
     else:
         seeds = ss.generate_state(n, dtype=np.uint32)
-    L = _posint(cfg, "sweep.round_detail", None, lo=0)
-    if L is None:
-        L = DEFAULT_ROUND_DETAIL if n <= AUTO_DETAIL_MAX_POINTS else 0
     engines = {c.get("engine", "page") for c in cells}
     chunk = settings["chunk_size"] or (AUTO_CHUNK["page"] if "page" in engines else AUTO_CHUNK["fluid"])
     chunks = [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
-
-    hash_cfg = copy.deepcopy(cfg)
-    with contextlib.suppress(Exception):
-        OmegaConf.set_struct(hash_cfg, False)
-    for k in RUNTIME_KEYS:
-        hash_cfg.sweep.pop(k, None)
-    hash_cfg.sweep.round_detail = L
-    config_hash = provenance.config_hash(hash_cfg)
-
-    root = Path(results_dir) if results_dir is not None else Path(str(cfg.paths.results_dir))
-    out = root / name / f"{name}{FORMATS[settings['format']]}"
     return Plan(name=name, overrides=overrides, cfg=cfg, hash_cfg=hash_cfg, config_hash=config_hash,
                 axes=axes, replicates=replicates, cells=cells, cell_of=cell_of, columns=columns,
                 seeds=seeds, round_detail=L, chunks=chunks, settings=settings, out_path=out)
@@ -760,12 +768,12 @@ def run(overrides: Iterable[str] = (), command: str | None = None,
 
     t0 = time.perf_counter()
     overrides = list(overrides)
-    plan = make_plan(overrides, results_dir=results_dir)
+    plan = make_plan(overrides, results_dir=results_dir, expand=False)
     command = command or f"lmtoolkit.sweep({overrides!r})"
     settings = plan.settings
     out = plan.out_path
     info = {"path": out, "config_hash": plan.config_hash, "points": plan.n_points,
-            "chunks": len(plan.chunks), "chunks_computed": 0, "chunks_reused": 0, "cached": False,
+            "chunks": 0, "chunks_computed": 0, "chunks_reused": 0, "cached": False,
             "executor": settings["executor"], "workers": settings["workers"], "plan": plan}
     if settings["cache"] and out.exists():
         try:
@@ -775,6 +783,8 @@ def run(overrides: Iterable[str] = (), command: str | None = None,
         if hit:
             info.update(cached=True, elapsed_s=time.perf_counter() - t0)
             return read_result(out), info
+    plan = make_plan(overrides, results_dir=results_dir)
+    info.update(plan=plan, chunks=len(plan.chunks))
 
     partial = out.parent / ".partial" / plan.config_hash
     results = {}

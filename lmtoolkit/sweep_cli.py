@@ -130,7 +130,8 @@ def cmd_sweep(args) -> int:
     ds, info = run(overrides, command=command, log=lambda m: print(m, file=sys.stderr))
     plan = info["plan"]
     shape = " x ".join(f"{d} {n}" for d, n in zip(plan.dims, plan.shape))
-    engines = sorted({c.get("engine", "page") for c in plan.cells})
+    engines = sorted({str(e) for e in ds["engine"].values.ravel()}) if "engine" in ds else \
+        [ds.attrs.get("lmt_engine", str(plan.cfg.get("engine", "page")))]
     print(f"experiment {plan.name}: {plan.n_points} points ({shape}), engine {'/'.join(engines)}, "
           f"config {info['config_hash']}")
     if info["cached"]:
@@ -147,7 +148,9 @@ def cmd_sweep(args) -> int:
     print(f"wrote {out}" if not info["cached"] else f"dataset {out}")
     print(f"      {out.parent / 'provenance.yaml'}")
     if not args.no_plot:
-        fig = quicklook(ds, out.parent / f"{plan.name}.png")
+        png = out.parent / f"{plan.name}.png"
+        fresh = info["cached"] and png.exists() and png.stat().st_mtime >= out.stat().st_mtime
+        fig = png if fresh else quicklook(ds, png)
         if fig:
             print(f"      {fig}")
     return 0

@@ -168,7 +168,8 @@ def lines(ds: xr.Dataset, x: str, variables: Sequence[str], hue: str | None = No
     fig, axes = _figure(len(variables), width=width)
     pal = _hue_palette(df, hue)
     for ax, v in zip(axes[0], variables):
-        sns.lineplot(data=df, x=x, y=v, hue=hue, style=style_by, palette=pal, markers=True,
+        # without a style dim, markers follow the hue (lines that coincide stay visible)
+        sns.lineplot(data=df, x=x, y=v, hue=hue, style=style_by or hue, palette=pal, markers=True,
                      dashes=True, errorbar="sd", ax=ax,
                      hue_order=_sorted(df[hue]) if hue and hue != "policy" else None)
         ax.set_xlabel(label(ds, x))
@@ -278,6 +279,43 @@ def fig_memory_scaling(ds: xr.Dataset):
     """Total time and downtime from 1 to 512 GiB, VMware-like vs Hyper-V-like, 10 vs 100 GbE."""
     return lines(ds, "memory", ["total_time", "downtime"], hue="policy", style_by="network",
                  logx=True, logy=True, title="Memory scaling")
+
+
+def fig_fluid_map(ds: xr.Dataset):
+    """High-resolution map: total time over link bandwidth × dirty rate, and where it completes."""
+    from matplotlib.colors import LogNorm
+    fig, axes = _figure(1, width=6.2, height=4.2)
+    ax = axes[0][0]
+    mean = ds[["total_time", "completed"]]
+    if "replicate" in mean.dims:
+        mean = mean.mean("replicate")
+    t = mean["total_time"].transpose("dirty_rate", "bandwidth").values.astype(float)
+    done = mean["completed"].transpose("dirty_rate", "bandwidth").values > 0.5
+    bw = np.asarray(ds["bandwidth"].values, float)
+    rate = np.asarray(ds["dirty_rate"].values, float)
+    shown = np.where(done, t, np.nan)
+    finite = shown[np.isfinite(shown) & (shown > 0)]
+    ax.set_facecolor("0.25")
+    mesh = ax.pcolormesh(np.arange(bw.size + 1), _edges(rate), shown, cmap=style.HEATMAP_CMAP,
+                         norm=LogNorm(finite.min(), finite.max()) if finite.size else None,
+                         shading="flat", rasterized=True)
+    fig.colorbar(mesh, ax=ax, label=label(ds, "total_time"))
+    _log(ax, "y")
+    ax.set_xticks(np.arange(bw.size) + 0.5, [f"{b:g}" for b in bw])
+    ax.grid(False)
+    ax.set_xlabel(label(ds, "bandwidth"))
+    ax.set_ylabel(label(ds, "dirty_rate"))
+    ax.set_title("total migration time (dark grey: never completes)")
+    return fig
+
+
+def _edges(centers: np.ndarray) -> np.ndarray:
+    """Cell edges around sorted positive centres (geometric midpoints)."""
+    c = np.asarray(centers, float)
+    if c.size == 1:
+        return np.array([c[0] / 1.5, c[0] * 1.5])
+    mid = np.sqrt(c[:-1] * c[1:])
+    return np.concatenate([[c[0] ** 2 / mid[0]], mid, [c[-1] ** 2 / mid[-1]]])
 
 
 # -- teaching and validation figures -------------------------------------------------------------

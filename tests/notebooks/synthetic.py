@@ -42,6 +42,7 @@ EXPERIMENTS = {
                           dirty_rate=[20000, 60000]),
     "postcopy_vs_precopy": dict(policy=["qemu", "postcopy", "hybrid", "stopcopy"],
                                 dirty_rate=[5000, 50000]),
+    "fluid_map_100k": dict(bandwidth=[1.0, 10.0, 100.0], dirty_rate=[1000.0, 30000.0, 1e6]),
     "memory_scaling": dict(memory=[1.0, 8.0, 64.0], policy=["vmware", "hyperv"],
                            network=["10gbe", "100gbe_rdma"]),
 }

@@ -265,6 +265,8 @@ class ValidationSet:
 
 #: name -> dataset (``lmtk validate NAME``); register more with :func:`register`.
 DATASETS: dict[str, ValidationSet] = {}
+    #: a dataset with its own report (path or None, out) -> exit status, instead of compare
+    report: Callable[..., int] | None = None
 
 
 def register(vs: ValidationSet) -> None:
@@ -279,9 +281,21 @@ def run_validate(name: str = "testbed", path=None, engine: str = "page", all_run
                  out=sys.stdout) -> int:
     vs = DATASETS[name]
     p = Path(path) if path else project_root() / vs.default_path
+def _kherbache2017(path, out):  # issue 7: lmtoolkit/validation/kherbache2017.py
+    from ..validation.kherbache2017 import report
+    return report(path, out=out)
+
+
+register(ValidationSet("kherbache2017", "../shared/validation/kherbache2017", None,
+                       description="measured concurrent KVM migrations (Kherbache 2017)",
+                       report=_kherbache2017))
+
+
     cmp = vs.compare(p, engine=engine)
     print(table(cmp), file=out)
     cal = json.loads(cmp.attrs.get("lmt_calibration", "{}"))
+    if vs.report is not None:
+        return vs.report(path, out=out)
     if cal:
         print("fitted on the fit runs: " + ", ".join(f"{k}={v:.4g}" for k, v in cal.items()), file=out)
     if all_runs:

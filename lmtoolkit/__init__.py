@@ -6,11 +6,12 @@
 __version__ = "0.1.0"
 
 from .api import simulate  # noqa: E402
+from .evacuate import evacuate  # noqa: E402
 from .errors import ConfigError  # noqa: E402
 from .runner import build_scenario, compose  # noqa: E402
 from .sweep import sweep  # noqa: E402  (the function; the module is lmtoolkit.sweep in sys.modules)
 
-__all__ = ["simulate", "sweep", "compose", "build_scenario", "ConfigError", "__version__"]
+__all__ = ["simulate", "evacuate", "sweep", "compose", "build_scenario", "ConfigError", "__version__"]
 
 #: submodules loaded on first use (``lmt.notebooks.compose``, ``lmt.plotting.figures`` …)
 _LAZY = ("notebooks", "teaching", "analytic", "plotting")

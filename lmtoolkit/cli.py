@@ -87,6 +87,7 @@ COMMAND_MODULES = (
     "lmtoolkit.trace.cli",        # lmtk trace -- COMMAND (dirty-page capture)
     "lmtoolkit.notebooks",        # lmtk notebooks [NAME] [--smoke] [-p key=value] (issue 5)
     "lmtoolkit.plotting.make",    # lmtk figures [ID] (issue 5)
+    "lmtoolkit.evacuate",         # lmtk evacuate (issue 7: concurrent migrations, host evacuation)
 )
 
 

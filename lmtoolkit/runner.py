@@ -221,3 +221,60 @@ def build_scenario(cfg: DictConfig) -> Scenario:
                         engine=str(cfg.get("engine", "page")), seed=seed, storage=storage)
     except ConfigError:
         raise
+
+
+def build_evacuation(cfg: DictConfig):
+    """Config with an ``evacuation`` group -> :class:`~lmtoolkit.evacuate.Evacuation` (issue 7).
+
+    Each VM of ``evacuation.vms`` is the config's scenario with its ``memory_gib``,
+    ``dirty_rate_pages_s`` and ``wss_mib`` replaced (``count`` repeats it).
+    """
+    import dataclasses
+
+    from .evacuate import Evacuation, HostLink, VmSpec
+    ev = _as_dict(cfg.get("evacuation") or {})
+    if not ev:
+        raise ConfigError("evacuation", None, "an evacuation config (evacuation=default)")
+    base = build_scenario(cfg)
+    known = {"order", "concurrency", "setup_s", "source", "destinations", "vms"}
+    for k in ev:
+        if k not in known:
+            raise ConfigError(f"evacuation.{k}", ev[k], "", message=f"unknown key 'evacuation.{k}' "
+                              f"(valid: {', '.join(sorted(known))})")
+
+    def host(d, key):
+        d = dict(d or {})
+        try:
+            return HostLink(name=str(d.pop("name")), link_gbit_s=float(d.pop("link_gbit_s")),
+                            free_gib=float(d.pop("free_gib", float("inf"))), key=key, **d)
+        except KeyError as e:
+            raise ConfigError(f"{key}.{e.args[0]}", None, "required (name, link_gbit_s)") from None
+        except TypeError:
+            raise ConfigError(key, d, "keys name, link_gbit_s, free_gib") from None
+
+    source = host(ev.get("source"), "evacuation.source")
+    dests = [host(d, f"evacuation.destinations[{i}]") for i, d in enumerate(ev.get("destinations") or [])]
+    vms = []
+    for i, v in enumerate(ev.get("vms") or []):
+        v, key = dict(v), f"evacuation.vms[{i}]"
+        count = int(v.pop("count", 1))
+        name = str(v.pop("name", f"vm{i}"))
+        unknown = set(v) - {"memory_gib", "dirty_rate_pages_s", "wss_mib"}
+        if unknown:
+            k = sorted(unknown)[0]
+            raise ConfigError(f"{key}.{k}", v[k], "one of name, count, memory_gib, dirty_rate_pages_s, wss_mib")
+        try:
+            vm = dataclasses.replace(base.vm, memory_gib=float(v.get("memory_gib", base.vm.memory_gib)))
+            wl = base.workload
+            for f in ("dirty_rate_pages_s", "wss_mib"):
+                if f in v and hasattr(wl, f):
+                    wl = dataclasses.replace(wl, **{f: v[f]})
+            scn = dataclasses.replace(base, vm=vm, workload=wl, engine="fluid")
+        except ConfigError as e:
+            raise e.with_prefix(key) from None
+        for c in range(count):
+            vms.append(VmSpec(name if count == 1 else f"{name}-{c + 1}", scn, key))
+    return Evacuation(source=source, destinations=tuple(dests), vms=tuple(vms),
+                      order=str(ev.get("order", "largest_first")), concurrency=ev.get("concurrency"),
+                      setup_s=float(ev.get("setup_s", 0.0)), policy=base.policy,
+                      network=base.network)

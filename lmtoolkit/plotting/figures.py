@@ -443,3 +443,33 @@ def simulated_vs_analytic(ds: xr.Dataset):
     ax.set_ylabel("check")
     ax.set_title("simulator vs analytic limits (grey: allowed)")
     return fig
+
+
+# -- beyond one link (issue 7) ---------------------------------------------------------------------
+def fig_shared_network(ds: xr.Dataset):
+    """Dedicated vs shared migration link: total time and downtime against the other traffic on
+    the link, 1 vs 10 GbE (``experiment=shared_network``, ``lmt.sweep``)."""
+    return lines(ds, "background", ["total_time", "downtime"], hue="network", style_by="dirty_rate",
+                 logy=True, title="Dedicated vs shared migration network")
+
+
+def fig_evacuation_order(ds: xr.Dataset):
+    """Host evacuation by order: makespan and mean VM completion time per order, one bar group per
+    link (``experiment=evacuation_order``, ``lmt.evacuate``; dims ``order`` [× ``links``] × ``vm``)."""
+    import seaborn as sns
+    mean_end = ds["end"].mean("vm")
+    df = pd.DataFrame({"makespan": ds["makespan"].to_series(),
+                       "mean completion": mean_end.to_series()}).reset_index()
+    hue = next((d for d in ds["makespan"].dims if d != "order"), None)
+    fig, axes = _figure(2, width=4.2)
+    for ax, v in zip(axes[0], ("makespan", "mean completion")):
+        sns.barplot(data=df, x="order", y=v, hue=hue, ax=ax,
+                    palette=style.palette(list(pd.unique(df[hue]))) if hue else None)
+        ax.set_xlabel("migration order")
+        ax.set_ylabel(f"{v} (s)")
+        ax.tick_params(axis="x", labelrotation=30)
+        if hue and float(df[v].max()) / max(float(df[v].min()), 1e-9) > 20:
+            _log(ax, "y")
+    _legend_once(fig, axes)
+    fig.suptitle("Host evacuation: does the order matter?")
+    return fig

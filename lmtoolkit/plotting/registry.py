@@ -24,6 +24,7 @@ class FigureSpec:
     caption: str
     notebook: str                # the notebook that shows it (notebooks/<notebook>.ipynb)
     main: bool = False           # shown as a thumbnail in the README
+    source: str = "sweep"        # how the Dataset is made: "sweep" (lmt.sweep, cached) | "evacuate"
 
     @property
     def stem(self) -> str:
@@ -63,6 +64,14 @@ FIGURES: dict[str, FigureSpec] = {s.id: s for s in [
                "Total time of 100,000 QEMU-like migrations of an 8 GiB VM with uniform writes "
                "on the fluid engine: 10 link speeds × 10,000 log-spaced dirty rates; dark grey "
                "where pre-copy never completes.", "27_fluid_map_100k"),
+    FigureSpec("fig09", "shared_network", F.fig_shared_network, "shared_network",
+               "Dedicated vs shared migration link: total time and downtime of a 4 GiB "
+               "vMotion-like migration against the other traffic on a 1 or 10 GbE link, for a "
+               "quiet and a busy guest (fluid engine).", "28_shared_network"),
+    FigureSpec("fig10", "evacuation_order", F.fig_evacuation_order, "evacuation_order",
+               "Evacuating a host of 24 VMs vMotion-like (4 at a time on 1 GbE, 8 on 10 GbE): "
+               "makespan and mean VM completion time for each migration order.",
+               "29_evacuation_order", source="evacuate"),
 ]}
 
 

@@ -43,6 +43,18 @@ EXPERIMENTS = {
     "postcopy_vs_precopy": dict(policy=["qemu", "postcopy", "hybrid", "stopcopy"],
                                 dirty_rate=[5000, 50000]),
     "fluid_map_100k": dict(bandwidth=[1.0, 10.0, 100.0], dirty_rate=[1000.0, 30000.0, 1e6]),
+    "shared_network": dict(network=["1gbe", "10gbe"], background=[0.0, 0.5, 0.9],
+                           dirty_rate=[5000, 20000]),
     "memory_scaling": dict(memory=[1.0, 8.0, 64.0], policy=["vmware", "hyperv"],
                            network=["10gbe", "100gbe_rdma"]),
 }
+
+
+def evacuation_like() -> xr.Dataset:
+    """Shaped like ``lmt.evacuate(["experiment=evacuation_order"])``: order × links × vm."""
+    rng = np.random.default_rng(1)
+    orders, links, vms = ["largest_first", "smallest_first"], ["gigabit", "default"], ["a", "b", "c"]
+    end = rng.uniform(10, 100, size=(2, 2, 3))
+    return xr.Dataset({"end": (("order", "links", "vm"), end, {"units": "s"}),
+                       "makespan": (("order", "links"), end.max(-1), {"units": "s"})},
+                      coords={"order": orders, "links": links, "vm": vms})

@@ -14,7 +14,7 @@ from lmtoolkit.plotting import figures as F  # noqa: E402
 from lmtoolkit.plotting import style  # noqa: E402
 from lmtoolkit.plotting.make import save_figure  # noqa: E402
 from lmtoolkit.plotting.registry import FIGURES, get  # noqa: E402
-from tests.notebooks.synthetic import EXPERIMENTS, experiment_like  # noqa: E402
+from tests.notebooks.synthetic import EXPERIMENTS, evacuation_like, experiment_like  # noqa: E402
 
 UNIT = re.compile(r"\((s|ms|GiB|MiB|pages/s|Gbit/s|%|count|pages|index|1)\)")
 
@@ -28,7 +28,9 @@ def _plot_axes(fig):
 def test_every_registered_figure_draws_labelled_axes_from_a_dataset(fig_id):
     import matplotlib.pyplot as plt
     spec = FIGURES[fig_id]
-    fig = spec.function(experiment_like(**EXPERIMENTS[spec.experiment]))
+    ds = evacuation_like() if spec.source == "evacuate" else \
+        experiment_like(**EXPERIMENTS[spec.experiment])
+    fig = spec.function(ds)
     axes = _plot_axes(fig)
     assert axes
     for ax in axes:

@@ -141,11 +141,20 @@ class Evacuation:
 
 # -- API ---------------------------------------------------------------------------------------
 def _compose(overrides: list[str]):
+    """Compose with the ``evacuation`` group: from the overrides or an experiment if they have
+    it, else ``evacuation=default`` (the group is not in the root defaults list, so that single
+    migrations' configs and hashes stay as they were)."""
     from .runner import compose
-    cfg = compose(overrides)
-    if cfg.get("evacuation") is None:
-        cfg = compose(["+evacuation=default"] + overrides)
-    return cfg
+    try:
+        cfg = compose(overrides)
+        if cfg.get("evacuation") is not None:
+            return cfg
+    except ConfigError:
+        pass
+    ov = [("+" + o) if o.split("=")[0] == "evacuation" else o for o in overrides]
+    if not any(o.startswith("+evacuation=") for o in ov):
+        ov = ["+evacuation=default"] + ov
+    return compose(ov)
 
 
 def evacuate_point(overrides: list[str]):

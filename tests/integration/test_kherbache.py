@@ -1,0 +1,44 @@
+"""Issue 7: replaying measured concurrent KVM migrations (Kherbache 2017)."""
+from __future__ import annotations
+
+import pytest
+
+from lmtoolkit.validation import kherbache2017 as kh
+
+pytestmark = pytest.mark.integration
+DATA = kh.default_dir()
+needs_data = pytest.mark.skipif(not (DATA / "input").is_dir(), reason=f"no data at {DATA}")
+
+
+def _err(lines, kind):
+    line = next(l for l in lines if l.startswith(f"{kind} median_abs_rel_error="))
+    return float(line.split("=")[1].split()[0])
+
+
+@needs_data
+def test_a_few_scenarios_fast():
+    table, lines = kh.run(scenarios={1, 2, 3, 4})
+    assert {"vm_MB", "link_Mbit_s", "median_abs_rel_error"} <= set(table.columns)
+    assert _err(lines, "solo") <= 0.10 and _err(lines, "concurrent") <= 0.15
+
+
+@needs_data
+def test_full_replay_meets_goals_on_held_out_scenarios(capsys):
+    from lmtoolkit.cli import main
+    assert main(["validate", "kherbache2017"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert _err(out, "solo") <= 0.10
+    assert _err(out, "concurrent") <= 0.15
+
+
+@needs_data
+def test_split_and_solo_definition():
+    df = kh.load(scenarios={1, 2})
+    assert set(df[df.fit].scenario) == {1} and set(df[~df.fit].scenario) == {2}
+    assert len(df) == 2 * 4 * 10 and df.solo.any() and (~df.solo).any()
+
+
+def test_missing_data_dir_is_a_clear_error(tmp_path):
+    from lmtoolkit.errors import ConfigError
+    with pytest.raises(ConfigError):
+        kh.load(tmp_path)

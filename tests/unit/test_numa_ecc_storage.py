@@ -1,0 +1,130 @@
+"""Issue 7: NUMA, copy errors / ECC / checksums, networks (WAN window, sharing), storage.
+
+Each test shows an effect, on both engines where it matters (they must agree)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import lmtoolkit as lmt
+from lmtoolkit.cli import main
+from lmtoolkit.errors import ConfigError
+
+ENGINES = ("page", "fluid")
+SMALL = ["vm.memory_gib=0.5", "workload=uniform", "workload.dirty_rate_pages_s=2000", "network=1gbe"]
+
+
+def sim(extra, engine="fluid"):
+    return lmt.simulate(SMALL + list(extra) + [f"engine={engine}"])
+
+
+def val(ds, k):
+    return float(ds[k])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_numa_mismatch_gives_penalty_and_match_none(engine):
+    same = sim([], engine)
+    assert bool(same.numa_compatible) and val(same, "numa_penalty") == 0.0
+    # 0.5 GiB VM: source nodes of 0.5 GiB (one vNUMA node), destination nodes of 0.125 GiB.
+    diff = sim(["host.numa_node_gib=0.5", "host.dst_numa_nodes=8", "host.dst_numa_node_gib=0.125"],
+               engine)
+    assert not bool(diff.numa_compatible)
+    # 3/4 of the vNUMA node's memory is remote; ratio 1.6 -> 0.75 x 0.6
+    assert val(diff, "numa_penalty") == pytest.approx(0.75 * 0.6)
+    # fewer destination nodes than vNUMA nodes: incompatible layout, memory still local
+    fewer = sim(["host.numa_node_gib=0.25", "host.src_numa_nodes=2", "host.dst_numa_nodes=1",
+                 "host.dst_numa_node_gib=1"], engine)
+    assert not bool(fewer.numa_compatible) and val(fewer, "numa_penalty") == 0.0
+    assert diff.numa_penalty.attrs["units"] == "1"
+
+
+def test_numa_penalty_grows_with_latency_ratio():
+    base = ["host.numa_node_gib=0.5", "host.dst_numa_node_gib=0.25"]
+    lo = val(sim(base + ["host.numa_remote_latency_ratio=1.2"]), "numa_penalty")
+    hi = val(sim(base + ["host.numa_remote_latency_ratio=2.1"]), "numa_penalty")
+    assert 0 < lo < hi
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_ecc_lowers_corruption_by_orders_of_magnitude(engine):
+    plain = val(sim(["host.ecc=false", "host.bit_error_rate=1e-12"], engine), "corruption_probability")
+    ecc = val(sim(["host.ecc=true", "host.bit_error_rate=1e-12"], engine), "corruption_probability")
+    assert 1e-4 < plain < 1
+    assert 0 < ecc < plain * 1e-6
+    checked = sim(["host.ecc=false", "host.bit_error_rate=1e-12", "policy.verify_checksums=true"],
+                  engine)
+    assert val(checked, "corruption_probability") < plain * 1e-15
+    assert val(checked, "retransmitted") > 0 and val(checked, "checksum_cpu_time") > 0
+
+
+@pytest.mark.parametrize("policy", ["qemu", "xen", "vmware", "hyperv", "postcopy", "hybrid", "stopcopy"])
+def test_verify_checksums_works_for_every_policy_and_costs_time_when_hashing_is_slow(policy):
+    slow = ["host.hash_gib_s_per_core=0.02", "host.spare_cores=1"]
+    off = sim([f"policy={policy}"] + slow)
+    on = sim([f"policy={policy}", "policy.verify_checksums=true"] + slow)
+    # 0.02 GiB/s of hashing is slower than 1 GbE: the pages go at the hash rate
+    assert val(on, "total_time") > 1.5 * val(off, "total_time")
+    assert val(on, "corruption_probability") < val(off, "corruption_probability")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_wan_window_caps_throughput_at_window_over_rtt(engine):
+    idle = ["vm.memory_gib=0.5", "workload=idle", "network=10gbe", f"engine={engine}"]
+    ds = lmt.simulate(idle + ["network.latency_ms=25", "network.tcp_window_mib=2"])
+    cap = 2 * 2 ** 20 / 0.050          # window / RTT, RTT = 2 x 25 ms
+    rate = val(ds, "transferred") / val(ds, "total_time")
+    assert rate <= cap * 1.001
+    assert rate == pytest.approx(cap, rel=0.05)
+    four = lmt.simulate(idle + ["network.latency_ms=25", "network.tcp_window_mib=2", "network.streams=4"])
+    assert val(four, "total_time") == pytest.approx(val(ds, "total_time") / 4, rel=0.05)
+
+
+def test_background_traffic_slows_a_shared_link():
+    ded = sim(["workload=idle"])
+    shared = sim(["workload=idle", "network.background_gbit_s=0.5"])
+    assert val(shared, "total_time") == pytest.approx(2 * val(ded, "total_time"), rel=0.05)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_storage_migrate_adds_disk_bytes_and_time(engine):
+    shared = sim([], engine)
+    moved = sim(["storage=migrate", "storage.disk_gib=2", "storage.write_rate_mib_s=10"], engine)
+    disk = 2 * 2 ** 30
+    assert val(shared, "storage_time") == 0 and val(shared, "storage_transferred") == 0
+    assert val(moved, "storage_transferred") >= disk
+    assert val(moved, "transferred") >= val(shared, "transferred") + disk
+    assert val(moved, "storage_time") >= disk / (1e9 * 0.94 / 8)
+    assert val(moved, "total_time") > val(shared, "total_time") + val(moved, "storage_time") * 0.99
+    assert moved.storage_time.attrs["units"] == "s"
+
+
+def test_storage_results_agree_between_engines():
+    o = ["storage=migrate", "storage.disk_gib=1"]
+    p, f = sim(o, "page"), sim(o, "fluid")
+    assert val(p, "storage_time") == pytest.approx(val(f, "storage_time"))
+    assert val(p, "transferred") == pytest.approx(val(f, "transferred"), rel=0.02)
+
+
+@pytest.mark.parametrize("override,key", [
+    (["vm.memory_gib=600"], "vm.memory_gib"),                                   # larger than the host
+    (["vm.memory_gib=2", "host.numa_node_gib=1", "host.numa_spanning=false"], "vm.memory_gib"),
+    (["host.dst_numa_nodes=0"], "host.dst_numa_nodes"),
+    (["network.background_gbit_s=-1"], "network.background_gbit_s"),
+    (["storage.write_rate_mib_s=-5"], "storage.write_rate_mib_s"),
+    (["host.bit_error_rate=-1e-9"], "host.bit_error_rate"),
+    (["network.tcp_window_mib=0"], "network.tcp_window_mib"),
+    (["storage=migrate", "storage.write_rate_mib_s=500"], "storage.write_rate_mib_s"),  # > 1 GbE
+])
+def test_bad_input_is_one_clear_error(override, key):
+    with pytest.raises(ConfigError) as e:
+        sim(override)
+    assert e.value.key == key
+    assert "=" in str(e.value) and len(str(e.value).splitlines()) == 1
+
+
+def test_bad_topology_from_the_cli(capsys):
+    assert main(["run", "vm.memory_gib=600"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "vm.memory_gib=600" in err[0] and "host" in err[0]

@@ -64,7 +64,8 @@ def test_experiment_file_format(name):
     text = (CONFIGS / "experiment" / f"{name}.yaml").read_text()
     assert text.splitlines()[0].strip() == "# @package _global_"
     header = [ln for ln in text.splitlines() if ln.startswith("#")]
-    assert any(re.search(rf"lmtk sweep experiment={name}\b", ln) for ln in header), \
+    # (evacuation experiments run with `lmtk evacuate`, issue 7)
+    assert any(re.search(rf"lmtk (sweep|evacuate) experiment={name}\b", ln) for ln in header), \
         "header comment must show the command that runs it"
     cfg = compose([f"experiment={name}"])
     assert cfg.title and "single live migration" not in cfg.title

@@ -23,10 +23,14 @@ def test_a_few_scenarios_fast():
 
 
 @needs_data
-def test_full_replay_meets_goals_on_held_out_scenarios(capsys):
-    from lmtoolkit.cli import main
-    assert main(["validate", "kherbache2017"]) == 0
-    out = capsys.readouterr().out.strip().splitlines()
+def test_full_replay_meets_goals_on_held_out_scenarios():
+    import io
+
+    from lmtoolkit.testbed.validate import DATASETS, run_validate   # what `lmtk validate` calls
+    assert "kherbache2017" in DATASETS
+    buf = io.StringIO()
+    assert run_validate("kherbache2017", out=buf) == 0
+    out = buf.getvalue().strip().splitlines()
     assert _err(out, "solo") <= 0.10
     assert _err(out, "concurrent") <= 0.15
 

@@ -58,9 +58,12 @@ def write_dataset(ds: xr.Dataset, path) -> Path:
 
 
 def read_dataset(path) -> xr.Dataset:
-    """Read a dataset fully into memory (the file is closed afterwards)."""
+    """Read a dataset fully into memory, exactly as written (the file is closed afterwards).
+
+    Flag variables such as ``round_kind`` stay integers with their ``_FillValue`` instead of
+    being decoded to floats with NaN.
+    """
     path = Path(path)
-    if path.suffix == ".zarr":
-        return xr.open_zarr(path).load()
-    with xr.open_dataset(path, engine="h5netcdf") as ds:
+    engine = "zarr" if path.suffix == ".zarr" else "h5netcdf"
+    with xr.open_dataset(path, engine=engine, mask_and_scale={"round_kind": False}) as ds:
         return ds.load()

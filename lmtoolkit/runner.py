@@ -17,7 +17,6 @@ from .model import VM, Host, Network
 from .model.storage import Storage
 from .model.workload import WORKLOADS, PhasedWorkload, TraceWorkload
 from .policies import POLICIES
-from .policies.base import params_from_mapping
 from .scenario import Scenario
 
 GROUPS = ("vm", "workload", "network", "host", "policy", "storage", "evacuation", "paths",
@@ -131,7 +130,8 @@ def _as_dict(node) -> dict:
     return dict(node or {})
 
 
-def _build(cls, cfg: dict, prefix: str):
+def _build(cls, cfg: dict, prefix: str, owner: str = ""):
+    """``cls(**cfg)`` with one clear error for an unknown key or a bad value (key prefixed)."""
     from dataclasses import fields
     names = {f.name for f in fields(cls)}
     unknown = [k for k in cfg if k not in names]
@@ -139,7 +139,9 @@ def _build(cls, cfg: dict, prefix: str):
         k = unknown[0]
         close = difflib.get_close_matches(k, sorted(names), n=3)
         hint = f"; did you mean {', '.join(prefix + '.' + c for c in close)}?" if close else ""
-        raise ConfigError(f"{prefix}.{k}", cfg[k], "", message=f"unknown key '{prefix}.{k}'{hint}")
+        raise ConfigError(f"{prefix}.{k}", cfg[k], "",
+                          message=f"unknown key '{prefix}.{k}'{owner}{hint} "
+                                  f"(valid: {', '.join(sorted(names))})")
     try:
         return cls(**cfg)
     except ConfigError as e:
@@ -192,7 +194,7 @@ def build_policy(cfg, prefix: str = "policy"):
         from hydra.utils import get_class
         try:
             cls = get_class(target)
-        except Exception as e:
+        except Exception:
             raise ConfigError(f"{prefix}._target_", target,
                               "an importable policy class (module.Class)") from None
         from .policies.base import Policy
@@ -202,7 +204,7 @@ def build_policy(cfg, prefix: str = "policy"):
         if name not in POLICIES:
             raise ConfigError(f"{prefix}.name", name, "one of " + ", ".join(sorted(POLICIES)))
         cls = POLICIES[name]
-    return params_from_mapping(cls, d, prefix)
+    return _build(cls, d, prefix, owner=f" for policy '{cls.name}'")
 
 
 def build_scenario(cfg: DictConfig) -> Scenario:

@@ -45,7 +45,7 @@ import re
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -704,13 +704,9 @@ def assemble(plan: Plan, batch, command: str):
 
 
 def read_result(path) -> "xr.Dataset":
-    """Read a sweep result fully into memory, exactly as it was written (``round_kind`` stays
-    int8 with its ``_FillValue`` instead of being decoded to float with NaN)."""
-    import xarray as xr
-    path = Path(path)
-    engine = "zarr" if path.suffix == ".zarr" else "h5netcdf"
-    with xr.open_dataset(path, engine=engine, mask_and_scale={"round_kind": False}) as ds:
-        return ds.load()
+    """Read a sweep result fully into memory, exactly as it was written."""
+    from .io import read_dataset
+    return read_dataset(path)
 
 
 def read_attrs(path: Path) -> dict:

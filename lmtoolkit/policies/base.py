@@ -278,21 +278,3 @@ class Policy:
     @classmethod
     def describe(cls) -> str:
         return (cls.__doc__ or cls.name).strip().splitlines()[0]
-
-
-def params_from_mapping(cls, cfg: dict, prefix: str = "policy") -> Policy:
-    """Build ``cls`` from a mapping, rejecting keys the policy does not have."""
-    names = {f.name for f in fields(cls)}
-    extra = [k for k in cfg if k not in names]
-    if extra:
-        import difflib
-        k = extra[0]
-        close = difflib.get_close_matches(k, sorted(names), n=3)
-        hint = f"; did you mean {', '.join(prefix + '.' + c for c in close)}?" if close else ""
-        raise ConfigError(f"{prefix}.{k}", cfg[k], "",
-                          message=f"unknown key '{prefix}.{k}' for policy '{cls.name}'{hint} "
-                                  f"(valid: {', '.join(sorted(names))})")
-    try:
-        return cls(**cfg)
-    except ConfigError as e:
-        raise e.with_prefix(prefix) from None

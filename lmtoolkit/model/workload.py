@@ -70,6 +70,11 @@ def bernoulli_positions(rng: np.random.Generator, n: int, p: float) -> np.ndarra
         return np.empty(0, dtype=np.int64)
     if p >= 0.2:
         return np.flatnonzero(rng.random(n) < p).astype(np.int64)
+    if p < 1e-9:
+        # Geometric gaps would overflow; the count is Binomial(n, p) and almost always 0.
+        k = int(rng.binomial(n, p))
+        return np.sort(rng.choice(n, size=k, replace=False)).astype(np.int64) if k else \
+            np.empty(0, dtype=np.int64)
     expected = n * p
     size = int(expected + 6.0 * math.sqrt(expected) + 16)
     chunks, pos = [], -1

@@ -8,6 +8,9 @@ continuing where the last phase stopped, as QEMU's ``find_dirty_block`` does):
   (QEMU with KVM manual dirty-log protect clears a chunk's dirty bits just before sending
   it; Xen skips it now and sends it next round — either way it is sent once per round);
 * a page that is not in this pass's set and is written becomes dirty at the next sync;
+* with a policy whose ``dirty_clear`` is ``"sync"`` (QEMU under TCG, or KVM without manual
+  dirty-log protect: the sync itself clears and re-arms the log) *every* write after the
+  sync is dirty at the next sync, also one made before the page was sent in this pass;
 * a written page is no longer a zero page.
 
 Writes come from the workload's sampler (:mod:`lmtoolkit.model.workload`), O(written pages)
@@ -26,6 +29,13 @@ from .beyond import apply_to_record
 from .common import ROUND_DETAIL_LIMIT, reason_name, slowdown, switchover
 
 _EMPTY = np.empty(0, dtype=np.int64)
+
+
+def clears_at_send(policy) -> bool:
+    """False when the policy's dirty log is cleared at the sync (``dirty_clear: sync``, e.g.
+    QEMU under TCG): then every write after the sync is dirty at the next one, even to a page
+    sent later in the same phase (no write is absorbed by the send)."""
+    return str(getattr(policy, "dirty_clear", "send")) != "sync"
 
 
 def _send_order(pending: np.ndarray, cursor: int) -> np.ndarray:
@@ -115,7 +125,8 @@ class _Run:
             c = pi + 1 if cnz is None else cnz[pi]
             send_t = t0 + c * t_nz + (pi + 1 - c) * t_z
             absorbed = np.zeros(wp.size, dtype=bool)
-            absorbed[ins] = wt[ins] <= send_t
+            if clears_at_send(pol):
+                absorbed[ins] = wt[ins] <= send_t
             dirtied = wp[~absorbed]
             newly = int(np.count_nonzero(~self.dirty[dirtied]))
             self.dirty[dirtied] = True

@@ -15,7 +15,13 @@ Rules and their sources:
   where it was (``find_dirty_block``).  Default ``downtime-limit`` 300 ms
   (``options.c: DEFAULT_MIGRATE_SET_DOWNTIME``).
 * **Iteration granularity** — ``ram.c: ram_save_iterate`` returns after ``MAX_WAIT`` = 50 ms
-  (or when the 100 ms rate-limit budget is spent), so a phase lasts at least that long.
+  or when the rate-limit budget of the current ``BUFFER_DELAY`` = 100 ms window is spent
+  (``migration_rate_exceeded``); ``migration.c: migration_thread`` then sleeps to the end of
+  the window (``migration_rate_limit``) and runs ``migration_iteration_run`` — the switchover
+  check — only at the start of the next one.  So the checks come every 100 ms while
+  ``max-bandwidth`` binds (every 50 ms otherwise) and a phase lasts a whole number of check
+  periods: the sync happens when the estimate is first seen below the threshold, not when
+  it crosses it.
 * **Bandwidth cap** — ``max-bandwidth`` limits pre-copy (``migration_rate_exceeded``, a
   budget per 100 ms window).  QEMU's own default is ``MAX_THROTTLE`` = 128 MiB/s; libvirt
   lifts it, and here ``max_bandwidth_mib_s: null`` means line rate.  The final stop-and-copy
@@ -34,10 +40,24 @@ Rules and their sources:
 * **XBZRLE** — ``ram.c``: enabled after the first complete round (``xbzrle_started`` set in
   ``find_dirty_block`` on wrap-around); a page found in the cache (LRU, default
   ``xbzrle-cache-size`` 64 MiB) is sent as a delta (``save_xbzrle_page``), a miss sends the
-  full page and inserts it.  We model the hit probability as cache pages / pages re-sent per
-  round, and the delta size as ``xbzrle_delta_ratio`` of a page (our assumption: how much of
+  full page and inserts it.  Only ``save_xbzrle_page`` fills the cache, i.e. only pages sent
+  after ``xbzrle_started``: the phase that wraps past the end of RAM (the first after the
+  initial pre-copy sync) finds an empty cache — all misses — and deltas start with the
+  phase after it.  We model the hit probability from then on as cache pages / pages re-sent
+  per round, and the delta size as ``xbzrle_delta_ratio`` of a page (our assumption: how much of
   a page a write changes is workload-specific); encoding costs CPU at
   ``xbzrle_encode_gib_s``.
+* **Dirty-log clearing** (``dirty_clear``) — with KVM's manual dirty-log protect (the
+  default since Linux 5.8) ``ram.c: migration_bitmap_clear_dirty`` calls
+  ``migration_clear_memory_region_dirty_bitmap`` → ``memory_region_clear_dirty_bitmap``
+  (``KVM_CLEAR_DIRTY_LOG``) for a page's chunk just before sending it, so a write between the
+  sync and the send is carried by that send (``dirty_clear: send``, the default).  Under TCG
+  there is no ``log_clear`` listener: ``memory_global_dirty_log_sync`` →
+  ``physmem.c: cpu_physical_memory_sync_dirty_bitmap`` fetches *and clears* the global
+  ``DIRTY_MEMORY_MIGRATION`` bitmap at the sync and resets the TLB dirty state
+  (``tlb_reset_dirty_range_all``, made coherent by commit 03bfc2188f, QEMU 9.0), so every
+  write after the sync is dirty at the next one, even to a page sent later in the same
+  pass (``dirty_clear: sync``; KVM without manual protect behaves the same way).
 * **Multifd** — ``multifd-channels`` (QEMU default 2 when the capability is on) parallel
   TCP streams and sender threads: lifts the per-stream limit.
 """
@@ -47,7 +67,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import check_range
+from ..errors import check_choice, check_range
 from .base import GIB, MIB, none_to
 from .precopy import PrecopyPolicy
 
@@ -73,6 +93,7 @@ class QemuPolicy(PrecopyPolicy):
     xbzrle_encode_gib_s: float = 2.0
     multifd_channels: int = 0          # 0: multifd capability off (one stream)
     iteration_ms: float = MAX_WAIT_S * 1000
+    dirty_clear: str = "send"          # "send" (KVM manual protect) | "sync" (TCG)
 
     name = "qemu"
 
@@ -89,6 +110,7 @@ class QemuPolicy(PrecopyPolicy):
         check_range("xbzrle_encode_gib_s", self.xbzrle_encode_gib_s, 0, None, lo_open=True)
         check_range("multifd_channels", self.multifd_channels, 0, 255)
         check_range("iteration_ms", self.iteration_ms, 0, None, lo_open=True)
+        check_choice("dirty_clear", self.dirty_clear, ("send", "sync"))
 
     # -- link --------------------------------------------------------------------------------
     def streams(self, ctx):
@@ -102,10 +124,11 @@ class QemuPolicy(PrecopyPolicy):
         return super().rate_bytes_s(st, ctx)   # RATE_LIMIT_DISABLED at switchover
 
     def _xbzrle_hit(self, st, ctx):
-        """Share of re-sent pages found in the XBZRLE cache (0 before the second round)."""
+        """Share of re-sent pages found in the XBZRLE cache: 0 in the first pass and in the
+        phase that follows it (it fills the cache), then cache pages / pages pending."""
         cache_pages = self.xbzrle_cache_mib * MIB / ctx.page_bytes
         hit = np.minimum(1.0, cache_pages / np.maximum(st.pending, 1.0))
-        return np.where(np.asarray(self.xbzrle) & (st.round >= 2), hit, 0.0)
+        return np.where(np.asarray(self.xbzrle) & (st.round >= 3), hit, 0.0)
 
     def nonzero_wire_bytes(self, st, ctx):
         hit = self._xbzrle_hit(st, ctx)
@@ -124,13 +147,25 @@ class QemuPolicy(PrecopyPolicy):
         pending_bytes = st.pending * ctx.page_bytes
         return (pending_bytes <= self.threshold_bytes(st)) | (st.pending <= 0)
 
+    def check_period_s(self, st, ctx):
+        """Time between two switchover checks (s): one rate-limit window (``BUFFER_DELAY``)
+        when ``max-bandwidth`` binds, else one ``ram_save_iterate`` (``MAX_WAIT``)."""
+        capped = self.rate_bytes_s(st, ctx) < super().rate_bytes_s(st, ctx)
+        return np.where(capped, BUFFER_DELAY_S, self.iteration_ms / 1000.0)
+
     def phase_pages(self, st, ctx):
-        """Send until the estimate drops below the threshold, at least one iteration's worth."""
+        """Send until the estimate drops below the threshold, in whole check periods.
+
+        ``migration_iteration_run`` tests the estimate only between iterations, so a phase
+        lasts a whole number of check periods (at least one): the dirty bytes left at the
+        sync are below the threshold by up to one period's worth of sending.
+        """
         below = np.floor(self.threshold_bytes(st) / ctx.page_bytes)
-        to_threshold = st.pending - below
+        to_threshold = np.maximum(st.pending - below, 0.0)
         lk = self.link(st, ctx)
-        one_iteration = np.ceil(self.iteration_ms / 1000.0 / lk.t_nz)
-        return np.clip(np.maximum(to_threshold, one_iteration), 1, np.maximum(st.pending, 1))
+        per_check = self.check_period_s(st, ctx) / lk.t_nz
+        checks = np.maximum(np.ceil(to_threshold / per_check - 1e-9), 1.0)
+        return np.clip(np.round(checks * per_check), 1, np.maximum(st.pending, 1))
 
     def stationary(self, st):
         """Without auto-converge (or at the throttle's ceiling) nothing but time changes."""

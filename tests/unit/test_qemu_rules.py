@@ -32,7 +32,9 @@ def test_switchover_can_happen_inside_the_first_pass():
     first = rec.round_detail[0]
     assert rec.rounds == 1 and first.pages < 262144          # pass 1 stopped early ...
     assert rec.round_detail[-1].pages == 262144 - first.pages  # ... the rest went in the downtime
-    assert rec.downtime_s == pytest.approx(0.3, rel=0.05)
+    # The switchover check runs once per 50 ms iteration (uncapped): what is left at the sync
+    # is below the threshold (0.3 s of sending) by less than one iteration's worth.
+    assert 0.3 - 0.050 - 0.005 <= rec.downtime_s <= 0.3 * 1.05
 
 
 @pytest.mark.parametrize("engine", ["page", "fluid"])
@@ -76,12 +78,15 @@ def test_auto_converge_needs_two_high_periods_and_respects_max():
     assert max(thr) == pytest.approx(0.40)
 
 
-def test_xbzrle_reduces_bytes_from_the_second_round():
+def test_xbzrle_reduces_bytes_once_the_cache_is_filled():
     hot = HotColdWorkload(dirty_rate_pages_s=30_000, hot_mib=32)
     plain = run(scenario(workload=hot, policy=QemuPolicy()))
     xb = run(scenario(workload=hot, policy=QemuPolicy(xbzrle=True, xbzrle_cache_mib=64)))
-    assert xb.round_detail[0].bytes == pytest.approx(plain.round_detail[0].bytes)
-    resent = lambda r: sum(x.bytes for x in r.round_detail[1:-1]) / max(1, sum(x.pages for x in r.round_detail[1:-1]))  # noqa: E731
+    # first pass and the phase after it (which fills the cache: all misses) send full pages
+    for i in (0, 1):
+        assert xb.round_detail[i].bytes == pytest.approx(plain.round_detail[i].bytes)
+    assert len(xb.round_detail) > 3
+    resent = lambda r: sum(x.bytes for x in r.round_detail[2:-1]) / max(1, sum(x.pages for x in r.round_detail[2:-1]))  # noqa: E731
     assert resent(xb) < 0.6 * resent(plain)
 
 

@@ -1,0 +1,105 @@
+"""Testbed pieces that need no QEMU: config matrix, cpio writer, records, the fit/test split,
+lmtk validate on the recorded data, and the QEMU-like policy's dirty_clear option."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lmtoolkit.model import UniformWorkload
+from lmtoolkit.policies import QemuPolicy
+from lmtoolkit.testbed import validate as V
+from lmtoolkit.testbed.matrix import compose_testbed, expand
+from lmtoolkit.testbed.record import label, load_runs
+from lmtoolkit.testbed.setup import write_cpio
+from tests.conftest import run, scenario
+
+
+def test_full_matrix_has_at_least_30_runs_with_the_required_spread():
+    specs = expand(compose_testbed(["matrix=full"]))
+    assert len(specs) >= 30
+    rates = [s.dirty_rate_pages_s for s in specs]
+    assert min(rates) == 0 and max(rates) == 20000
+    assert {s.pattern for s in specs} == {"random", "sequential"}
+    caps = [s.max_bandwidth_mib_s for s in specs]
+    assert min(caps) == 32 and max(caps) == 150
+    lims = [s.downtime_limit_ms for s in specs]
+    assert min(lims) == 30 and max(lims) == 1000
+    assert any(s.xbzrle for s in specs) and any(s.auto_converge for s in specs) and any(s.postcopy for s in specs)
+    assert len({label(s) for s in specs}) == len(specs)
+
+
+def test_bad_matrix_key_is_one_clear_error():
+    from lmtoolkit.errors import ConfigError
+    with pytest.raises(ConfigError, match="unknown run key 'rate'"):
+        expand(compose_testbed(["matrix=single", "+run.rate=5"]))
+
+
+def test_cpio_newc_layout(tmp_path):
+    p = tmp_path / "x.cpio"
+    write_cpio(p, [("init", 0o100755, b"abc", (0, 0)), ("dev/console", 0o20600, b"", (5, 1))])
+    b = p.read_bytes()
+    assert b.startswith(b"070701") and b"TRAILER!!!" in b and len(b) % 4 == 0
+    assert b[6 + 8 * 11: 6 + 8 * 12] == b"%08X" % 5 or b"00000005" in b   # rdev major of the console
+
+
+@pytest.fixture(scope="module")
+def runs():
+    return load_runs(V.project_root() / "data" / "testbed")
+
+
+def test_recorded_data_is_complete_and_guest_memory_was_checked(runs):
+    assert len(runs) >= 30
+    for r in runs:
+        for k in ("total_time", "downtime", "transferred", "rounds", "converged", "dirty_sync_count",
+                  "setup_time", "ram_normal", "ram_duplicate", "zero_fraction"):
+            assert k in r, (r.attrs["lmt_file"], k)
+        if bool(r.completed.item()):
+            assert int(r.verify_bad_pages.item()) == 0, r.attrs["lmt_file"]
+    assert sum(not bool(r.converged.item()) for r in runs) >= 2
+
+
+def test_split_is_fixed_and_repeats_stay_together(runs):
+    assert V.is_fit("r05000-h064-rand-bw064-dl0300-n0") == V.is_fit("r05000-h064-rand-bw064-dl0300-n2")
+    labels = [r.attrs["lmt_label"] for r in runs]
+    share = np.mean([V.is_fit(x) for x in labels])
+    assert 0.2 <= share <= 0.5
+
+
+def test_validate_meets_the_goals_on_held_out_runs():
+    cmp = V.compare()
+    assert {"measured_total_time", "simulated_total_time", "fit"} <= set(cmp.variables) | set(cmp.coords)
+    m = V.metrics(cmp)
+    assert V.goals_met(m), V.summary_line(m)
+
+
+@pytest.mark.slow
+def test_cli_validate_prints_the_summary_last(capsys):
+    from lmtoolkit import cli
+    assert cli.main(["validate"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("held-out runs") and "goals met" in last
+    assert cli.main(["validate", "nosuch"]) == 2
+
+
+@pytest.mark.parametrize("engine", ["page", "fluid"])
+def test_dirty_clear_sync_resends_pages_written_before_their_send(engine):
+    wl = UniformWorkload(dirty_rate_pages_s=2_000, wss_mib=64)
+    send = run(scenario(memory_gib=0.5, workload=wl, policy=QemuPolicy(max_bandwidth_mib_s=64), engine=engine))
+    sync = run(scenario(memory_gib=0.5, workload=wl, engine=engine,
+                        policy=QemuPolicy(max_bandwidth_mib_s=64, dirty_clear="sync")))
+    # every hot page written during pass 1 is dirty at the sync, not only those written after their send
+    assert sync.round_detail[1].dirty_pages > send.round_detail[1].dirty_pages * 1.3
+    assert sync.transferred_bytes > send.transferred_bytes
+
+
+def test_dirty_clear_engines_agree():
+    wl = UniformWorkload(dirty_rate_pages_s=5_000, wss_mib=64)
+    recs = [run(scenario(memory_gib=0.5, workload=wl, engine=e,
+                         policy=QemuPolicy(max_bandwidth_mib_s=64, dirty_clear="sync"))) for e in ("page", "fluid")]
+    assert recs[1].total_time_s == pytest.approx(recs[0].total_time_s, rel=0.1)
+
+
+def test_dirty_clear_rejects_other_values():
+    from lmtoolkit.errors import ConfigError
+    with pytest.raises(ConfigError):
+        QemuPolicy(dirty_clear="never")

@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from .qmp import QMP
+from .qmp import QMP, connect_unix
 from .setup import Paths
 
 _LIVE: dict[int, "QemuVM"] = {}
@@ -55,17 +55,7 @@ class Console:
     """Line-oriented access to the guest's serial port (a unix socket served by QEMU)."""
 
     def __init__(self, path: str, log_path: Path | None = None, timeout: float = 20.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.sock.connect(path)
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                self.sock.close()
-                if time.monotonic() > deadline:
-                    raise ConsoleError(f"serial socket {path} did not come up") from None
-                time.sleep(0.05)
+        self.sock = connect_unix(path, timeout, ConsoleError, "serial socket")
         self.lines: queue.Queue[str] = queue.Queue()
         self.log = open(log_path, "a") if log_path else None
         self._stop = False

@@ -15,19 +15,25 @@ class QMPError(RuntimeError):
     pass
 
 
+def connect_unix(path: str, timeout: float, error: type[Exception], what: str) -> socket.socket:
+    """Connect to the unix socket ``path`` that QEMU is still creating, retrying every 50 ms;
+    raise ``error`` naming ``what`` if it is not up within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(path)
+            return sock
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            if time.monotonic() > deadline:
+                raise error(f"{what} {path} did not come up within {timeout:.0f} s") from None
+            time.sleep(0.05)
+
+
 class QMP:
     def __init__(self, path: str, timeout: float = 30.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.sock.connect(path)
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                self.sock.close()
-                if time.monotonic() > deadline:
-                    raise QMPError(f"QMP socket {path} did not come up within {timeout:.0f} s") from None
-                time.sleep(0.05)
+        self.sock = connect_unix(path, timeout, QMPError, "QMP socket")
         self.sock.settimeout(timeout)
         self._buf = b""
         self.events: list[dict] = []

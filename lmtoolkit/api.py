@@ -1,7 +1,6 @@
 """The Python API of DESIGN.md's contract: :func:`simulate` (and, later, :func:`sweep`)."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterable
 
 import xarray as xr
@@ -25,7 +24,3 @@ def simulate(overrides: Iterable[str] = (), command: str | None = None) -> xr.Da
     attrs = provenance.attrs(cfg, overrides, command or f"lmtoolkit.simulate({overrides!r})")
     attrs["title"] = str(cfg.get("title", "single live migration"))
     return dataset.to_dataset(batch, attrs=attrs)
-
-
-def results_dir(cfg) -> Path:
-    return Path(str(cfg.paths.results_dir))

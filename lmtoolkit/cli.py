@@ -67,12 +67,13 @@ def summary_text(ds) -> str:
 def cmd_run(args) -> int:
     from . import api
     from .io import write_dataset
+    from .paths import results_dir
     from .runner import compose
 
     ds = api.simulate(args.overrides, command="lmtk run " + " ".join(args.overrides))
     cfg = compose(args.overrides)
     out = Path(args.output) if args.output else \
-        api.results_dir(cfg) / "runs" / f"run_{ds.attrs['lmt_config_hash']}.nc"
+        results_dir(cfg) / "runs" / f"run_{ds.attrs['lmt_config_hash']}.nc"
     write_dataset(ds, out)
     print(summary_text(ds))
     print(f"\nwrote {out}")

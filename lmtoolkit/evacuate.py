@@ -245,7 +245,7 @@ def evacuate(overrides: Iterable[str] = (), command: str | None = None):
 
 # -- CLI ---------------------------------------------------------------------------------------
 def cmd_evacuate(args) -> int:
-    from .api import results_dir
+    from .paths import results_dir
     from .io import write_dataset
     ds = evacuate(args.overrides, command="lmtk evacuate " + " ".join(args.overrides))
     extra = [d for d in ds.dims if d != "vm"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hydra
 
-from .runner import config_dir
+from .paths import config_dir
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")

@@ -35,7 +35,7 @@ from typing import Iterable, Sequence
 
 from .errors import ConfigError
 from .runner import compose as _compose
-from .runner import project_root
+from .paths import notebook_dir, project_root
 
 KERNEL_NAME = "lmtoolkit"
 KERNEL_DISPLAY_NAME = "Python (lmtoolkit)"
@@ -43,10 +43,6 @@ KERNEL_DISPLAY_NAME = "Python (lmtoolkit)"
 SMOKE_OVERRIDES = ("debug=default",)
 #: environment variables the kernel reads (set by :func:`execute`)
 ENV_NAME, ENV_OUT = "LMT_NOTEBOOK", "LMT_NOTEBOOK_OUT"
-
-
-def notebook_dir() -> Path:
-    return project_root() / "notebooks"
 
 
 def list_notebooks() -> list[str]:
@@ -68,7 +64,8 @@ def resolve(name: str) -> str:
 
 # -- inside a notebook ---------------------------------------------------------------------------
 def _results_root(overrides: Sequence[str]) -> Path:
-    return Path(str(_compose(list(overrides)).paths.results_dir))
+    from .paths import results_dir
+    return results_dir(_compose(list(overrides)))
 
 
 class NotebookConfig:

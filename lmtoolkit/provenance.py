@@ -53,7 +53,7 @@ def versions() -> dict:
 @lru_cache(maxsize=1)
 def git_state() -> tuple[str, bool]:
     """(commit, dirty) of the checkout holding the package; ("unknown", False) outside git."""
-    from .runner import project_root
+    from .paths import project_root
     root = str(project_root())
     try:
         commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,

@@ -6,13 +6,13 @@ key or value); :func:`build_scenario` turns a config into a :class:`~lmtoolkit.s
 from __future__ import annotations
 
 import difflib
-import os
 from pathlib import Path
 from typing import Iterable
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .errors import ConfigError
+from .paths import config_dir, group_options, project_root
 from .model import VM, Host, Network
 from .model.storage import Storage
 from .model.workload import WORKLOADS, PhasedWorkload, TraceWorkload
@@ -21,23 +21,6 @@ from .scenario import Scenario
 
 GROUPS = ("vm", "workload", "network", "host", "policy", "storage", "evacuation", "paths",
           "experiment", "sweep", "debug", "local", "hydra")
-
-
-def config_dir() -> Path:
-    """The ``configs/`` directory: ``$LMT_CONFIG_DIR`` or the one beside the package."""
-    env = os.environ.get("LMT_CONFIG_DIR")
-    if env:
-        return Path(env).resolve()
-    return (Path(__file__).resolve().parent.parent / "configs").resolve()
-
-
-def project_root() -> Path:
-    return config_dir().parent
-
-
-def group_options(group: str) -> list[str]:
-    d = config_dir() / group
-    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
 
 
 def _leaf_keys(cfg, prefix="") -> list[str]:

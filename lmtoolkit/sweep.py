@@ -180,7 +180,7 @@ def experiment_name(overrides: Iterable[str]) -> str | None:
 
 
 def available_experiments() -> list[str]:
-    from .runner import group_options
+    from .paths import group_options
     return group_options("experiment")
 
 
@@ -214,7 +214,8 @@ def _resolved(cfg) -> dict:
 def _parse_axes(cfg, max_values) -> list[Axis]:
     from omegaconf import DictConfig, ListConfig, OmegaConf
 
-    from .runner import _leaf_keys, group_options
+    from .paths import group_options
+    from .runner import _leaf_keys
     raw = OmegaConf.select(cfg, "sweep.axes")
     if raw is None:
         return []

@@ -95,7 +95,8 @@ def _validate_multirun(overrides: list[str]) -> None:
                                                            if not _is_hydra_override(o)])
     except Exception as e:  # noqa: BLE001 - Hydra's grammar errors
         raise ConfigError("overrides", overrides, "", message=str(e).strip().splitlines()[0]) from None
-    from .runner import GROUPS, group_options
+    from .paths import group_options
+    from .runner import GROUPS
     first = []
     for o in parsed:
         if o.is_sweep_override():

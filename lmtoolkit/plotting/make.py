@@ -39,8 +39,10 @@ def experiment_dataset(experiment: str, overrides: Sequence[str] = (), source: s
 
 
 def results_dir(overrides: Sequence[str] = ()) -> Path:
+    """The results dir the config composed from ``overrides`` names."""
+    from .. import paths
     from ..runner import compose
-    return Path(str(compose(list(overrides)).paths.results_dir))
+    return paths.results_dir(compose(list(overrides)))
 
 
 def _dataset_entry(ds, experiment: str, root: Path) -> dict:

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from ..errors import ConfigError
 from ..io import write_dataset
-from ..runner import config_dir, project_root
+from ..paths import config_dir, project_root
 from .driver import GuestSpec, MigrationFailed, RunSpec, Testbed
 from .qemu import ConsoleError
 from .qmp import QMPError

@@ -48,7 +48,7 @@ from typing import Callable
 import numpy as np
 import xarray as xr
 
-from ..runner import project_root
+from ..paths import project_root
 from .record import PAGE, load_runs
 
 GOALS = {"total_time": 0.05, "transferred": 0.05, "downtime_ms": 10.0, "converged": 1.0, "syncs": 0.80}

@@ -49,7 +49,7 @@ GOALS = {"solo": 0.10, "concurrent": 0.15}
 
 
 def default_dir() -> Path:
-    from ..runner import project_root
+    from ..paths import project_root
     return (project_root().parent / "shared" / "validation" / "kherbache2017").resolve()
 
 

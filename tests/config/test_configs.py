@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from lmtoolkit.errors import ConfigError
-from lmtoolkit.runner import build_scenario, compose, config_dir, group_options
+from lmtoolkit.paths import config_dir, group_options
+from lmtoolkit.runner import build_scenario, compose
 
 CONFIGS = config_dir()
 BUILT_GROUPS = ("vm", "workload", "network", "host", "policy")

@@ -15,7 +15,7 @@ import xarray as xr
 import yaml
 
 from lmtoolkit.dataset import validate
-from lmtoolkit.runner import config_dir
+from lmtoolkit.paths import config_dir
 
 pytestmark = pytest.mark.integration
 EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))

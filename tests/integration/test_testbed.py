@@ -29,7 +29,7 @@ def testbed_paths():
 
 @pytest.fixture(scope="module")
 def calibration():
-    from lmtoolkit.runner import project_root
+    from lmtoolkit.paths import project_root
     from lmtoolkit.testbed.record import load_runs
     runs = load_runs(project_root() / "data" / "testbed")
     return V.fit([r for r in runs if V.is_fit(r.attrs.get("lmt_label", ""))])

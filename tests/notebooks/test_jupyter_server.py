@@ -21,7 +21,7 @@ import pytest
 
 import lmtoolkit as lmt
 from lmtoolkit import notebooks as lnb
-from lmtoolkit.runner import project_root
+from lmtoolkit.paths import project_root
 
 
 def _free_port() -> int:

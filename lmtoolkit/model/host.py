@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import check_range
+from .checks import check_fields
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Host:
     hash_gib_s_per_core: float = 4.0
 
     def __post_init__(self):
+        check_fields(self)
         check_range("cores", self.cores, 1, 100000)
         check_range("spare_cores", self.spare_cores, 0, self.cores)
         check_range("zero_scan_gib_s", self.zero_scan_gib_s, 0, None, lo_open=True)

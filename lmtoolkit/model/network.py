@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import check_range
+from .checks import check_fields
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Network:
     tcp_window_mib: float | None = None
 
     def __post_init__(self):
+        check_fields(self)
         check_range("bandwidth_gbit_s", self.bandwidth_gbit_s, 0, None, lo_open=True)
         check_range("latency_ms", self.latency_ms, 0, None)
         check_range("efficiency", self.efficiency, 0, 1, lo_open=True)

@@ -49,8 +49,6 @@ def check_host_numa(host) -> None:
     check_range("numa_node_gib", host.numa_node_gib, 0, None, lo_open=True)
     if host.dst_numa_node_gib is not None:
         check_range("dst_numa_node_gib", host.dst_numa_node_gib, 0, None, lo_open=True)
-    if not isinstance(host.numa_spanning, bool):
-        raise ConfigError("numa_spanning", host.numa_spanning, "true or false")
     check_range("numa_remote_latency_ratio", host.numa_remote_latency_ratio, 1, 100)
 
 

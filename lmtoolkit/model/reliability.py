@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 
-from ..errors import ConfigError, check_range
+from ..errors import check_range
 
 #: SECDED: 64 data bits + 8 check bits
 ECC_WORD_BITS = 72
@@ -42,8 +42,6 @@ HASH_MISS = 2.0 ** -64
 
 
 def check_host_reliability(host) -> None:
-    if not isinstance(host.ecc, bool):
-        raise ConfigError("ecc", host.ecc, "true or false")
     check_range("bit_error_rate", host.bit_error_rate, 0, 0.01)
     check_range("hash_gib_s_per_core", host.hash_gib_s_per_core, 0, None, lo_open=True)
 

@@ -33,6 +33,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import check_choice, check_range, ConfigError
+from .checks import check_fields
 from .vm import GIB, KIB, MIB
 
 STORAGE_MODES = ("shared", "migrate")
@@ -49,6 +50,7 @@ class Storage:
     max_passes: int = 30
 
     def __post_init__(self):
+        check_fields(self)
         check_choice("mode", self.mode, STORAGE_MODES)
         check_range("disk_gib", self.disk_gib, 0, None, lo_open=True)
         check_range("write_rate_mib_s", self.write_rate_mib_s, 0, None)

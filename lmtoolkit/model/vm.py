@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import check_range
+from ..errors import ConfigError, check_range
+from .checks import check_fields
 
 GIB = 1024 ** 3
 MIB = 1024 ** 2
@@ -20,6 +21,8 @@ class VM:
     ``compressibility`` is the fraction of a non-zero page's bytes a general-purpose
     compressor removes (0 = incompressible, 0.6 = compresses to 40 %); used by compressing
     transports.  ``device_state_mib`` is the CPU and device state sent during the downtime.
+    ``page_size_kib`` is a power of two from 1 to 1048576 KiB (4 = x86 base pages,
+    2048 = 2 MiB huge pages, 1048576 = 1 GiB huge pages).
     """
 
     memory_gib: float = 1.0
@@ -30,8 +33,13 @@ class VM:
     device_state_mib: float = 0.25
 
     def __post_init__(self):
+        check_fields(self)
         check_range("memory_gib", self.memory_gib, 0, 65536, lo_open=True)
         check_range("page_size_kib", self.page_size_kib, 1, 1024 * 1024)
+        size = int(self.page_size_kib)
+        if size & (size - 1):
+            raise ConfigError("page_size_kib", self.page_size_kib,
+                              "must be a power of two from 1 to 1048576 (KiB)")
         check_range("zero_fraction", self.zero_fraction, 0, 1)
         check_range("compressibility", self.compressibility, 0, 1, hi_open=True)
         check_range("vcpus", self.vcpus, 1, 4096)

@@ -28,6 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError, check_choice, check_range
+from .checks import check_fields
 from .vm import MIB
 
 PATTERNS = ("random", "sequential")
@@ -192,6 +193,7 @@ class Workload:
     name = "base"
 
     def __post_init__(self):
+        check_fields(self)
         check_range("dirty_rate_pages_s", self.dirty_rate_pages_s, 0, None)
         if self.wss_mib is not None:
             check_range("wss_mib", self.wss_mib, 0, None, lo_open=True)
@@ -348,6 +350,7 @@ class PhasedWorkload(Workload):
     name = "phased"
 
     def __post_init__(self):
+        check_fields(self)
         if not self.phases:
             raise ConfigError("phases", self.phases, "a non-empty list of workloads")
         if len(self.phases) != len(self.durations_s):
@@ -435,6 +438,7 @@ class TraceWorkload(Workload):
     name = "trace"
 
     def __post_init__(self):
+        check_fields(self)
         check_range("interval_s", self.interval_s, 0, None, lo_open=True)
         if len(self.counts) == 0:
             raise ConfigError("counts", self.counts, "a trace with at least one interval")

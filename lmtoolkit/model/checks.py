@@ -1,0 +1,77 @@
+"""Type checks every config dataclass shares: booleans are booleans, numbers are numbers.
+
+Hydra turns ``true``/``false`` into booleans and numerals into numbers, but ``yes``, ``maybe``
+or ``1`` reach a boolean field as they are, and ``true`` reaches a numeric field as a
+boolean (``float(True) == 1.0`` would pass a range check).  :func:`check_fields` reads each
+dataclass field's annotation and rejects such values with one :class:`ConfigError` naming
+the key, the value and what is allowed, before the class's own range checks run.  The
+models (:class:`~lmtoolkit.model.vm.VM`, :class:`~lmtoolkit.model.network.Network`,
+:class:`~lmtoolkit.model.host.Host`, the workloads, :class:`~lmtoolkit.model.storage.Storage`)
+and every policy (:meth:`lmtoolkit.policies.base.Policy.__post_init__`) call it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import numbers
+
+import numpy as np
+
+from ..errors import ConfigError
+
+#: annotation (as written, ``from __future__ import annotations``) -> kind checked
+_KINDS = {"bool": "bool", "float": "float", "int": "int"}
+
+
+def check_bool(key: str, value) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is a boolean (Python or numpy)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(key, value, "must be true or false")
+
+
+def check_number(key: str, value, integer: bool = False) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is a real number (an integral one when
+    ``integer``); booleans are not numbers here."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ConfigError(key, value, "must be an integer" if integer else "must be a number")
+    if integer and not (np.isfinite(value) and float(value).is_integer()):
+        raise ConfigError(key, value, "must be an integer")
+
+
+def _kind(annotation) -> tuple[str | None, bool]:
+    """(``"bool"``/``"float"``/``"int"`` or None, None allowed) of a field annotation."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    parts = [p.strip() for p in str(text).split("|")]
+    optional = "None" in parts
+    rest = [p for p in parts if p != "None"]
+    if len(rest) != 1:
+        return None, optional
+    return _KINDS.get(rest[0]), optional
+
+
+@functools.lru_cache(maxsize=None)
+def typed_fields(cls) -> tuple[tuple[str, str, bool], ...]:
+    """``(name, kind, optional)`` of the bool/float/int fields of dataclass ``cls``."""
+    out = []
+    for f in dataclasses.fields(cls):
+        kind, optional = _kind(f.type)
+        if kind is not None:
+            out.append((f.name, kind, optional))
+    return tuple(out)
+
+
+def check_fields(obj) -> None:
+    """Check every bool/float/int-annotated field of the dataclass instance ``obj``.
+
+    ``bool`` fields take ``true``/``false`` only; ``float`` fields any real number but not a
+    boolean; ``int`` fields an integral number (``4`` or ``4.0``, not ``2.5``) but not a
+    boolean; ``X | None`` fields also take null.  Ranges are the class's own business.
+    """
+    for name, kind, optional in typed_fields(type(obj)):
+        value = getattr(obj, name)
+        if value is None and optional:
+            continue
+        if kind == "bool":
+            check_bool(name, value)
+        else:
+            check_number(name, value, integer=kind == "int")

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 #: Why a migration stopped pre-copying. Index = code used by the vectorised engines.
-STOP_REASONS = (
+#: Policies add their own with a ``stop_reasons`` class attribute (see
+#: :func:`register_stop_reason`); the list grows in place, codes never change.
+STOP_REASONS = [
     "running",        # 0: not decided yet (never in a finished record)
     "converged",      # 1: the policy's convergence test held (remaining data fits the downtime goal)
     "max_rounds",     # 2: round/pass/iteration cap reached (Xen max_iters, Hyper-V max passes)
@@ -19,8 +21,23 @@ STOP_REASONS = (
     "no_precopy",     # 5: stop-and-copy / post-copy: no pre-copy at all
     "precopy_done",   # 6: hybrid: the planned pre-copy passes are done, switch to post-copy
     "no_progress",    # 7: VMware: a pass made no progress and SDPS is off: forced switchover
-)
+]
 REASON_CODE = {name: i for i, name in enumerate(STOP_REASONS)}
+
+
+def register_stop_reason(name: str) -> int:
+    """The code of stop reason ``name``, adding it to :data:`STOP_REASONS` if it is new.
+
+    Called for each entry of a policy class's ``stop_reasons`` when the class is defined
+    (:meth:`lmtoolkit.policies.base.Policy.__init_subclass__`).  Records and datasets carry
+    the name, so codes only need to be stable within one process.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"a stop reason is an identifier-like string, not {name!r}")
+    if name not in REASON_CODE:
+        REASON_CODE[name] = len(STOP_REASONS)
+        STOP_REASONS.append(name)
+    return REASON_CODE[name]
 
 #: Per-round variables: name -> (units, long name)
 ROUND_FIELDS = {

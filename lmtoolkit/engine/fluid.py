@@ -224,8 +224,9 @@ def _phase(g: _Group, out: BatchResult, L: int) -> None:
     Tc = T[:, None]
     sent = g.d * frac[:, None]
     after = np.where(Tc > 0, F_written(x, Tc, g.seq) / np.maximum(Tc, 1e-300), 0.0)
-    # dirty_clear: sync (QEMU under TCG) — a write any time after the sync re-dirties a sent page
-    sync_clear = np.asarray(getattr(pol, "dirty_clear", "send")) == "sync"
+    # Policy.dirty_clear hook, "sync" (QEMU under TCG): a write any time after the sync
+    # re-dirties a sent page
+    sync_clear = np.asarray(pol.dirty_clear) == "sync"
     after = np.where(sync_clear[..., None] if sync_clear.ndim else sync_clear,
                      f_written(x, Tc, g.seq), after)
     new = sent * after + (g.n - g.d) * f_written(x, Tc, g.seq)

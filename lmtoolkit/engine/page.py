@@ -32,10 +32,11 @@ _EMPTY = np.empty(0, dtype=np.int64)
 
 
 def clears_at_send(policy) -> bool:
-    """False when the policy's dirty log is cleared at the sync (``dirty_clear: sync``, e.g.
-    QEMU under TCG): then every write after the sync is dirty at the next one, even to a page
-    sent later in the same phase (no write is absorbed by the send)."""
-    return str(getattr(policy, "dirty_clear", "send")) != "sync"
+    """False when the policy's dirty log is cleared at the sync (the
+    :attr:`~lmtoolkit.policies.base.Policy.dirty_clear` hook is ``"sync"``, e.g. QEMU under
+    TCG): then every write after the sync is dirty at the next one, even to a page sent
+    later in the same phase (no write is absorbed by the send)."""
+    return str(policy.dirty_clear) != "sync"
 
 
 def _send_order(pending: np.ndarray, cursor: int) -> np.ndarray:

@@ -1,9 +1,24 @@
 """Migration policies: one module per policy, each citing its sources.
 
-``POLICIES`` maps the config name (``policy=NAME``) to the class.  A policy from outside the
-package is used with ``policy._target_=my.module.MyPolicy`` (see ``examples/``).
+``POLICIES`` maps the config name (``policy=NAME``, key ``name``) to the class.  Every module
+of this package is imported here, and a policy class in it that declares a ``name``
+registers itself (:meth:`Policy.__init_subclass__`), so adding a built-in policy is one
+module plus one ``configs/policy/NAME.yaml``.  A policy from outside the package is used
+with ``policy._target_=my.module.MyPolicy`` (see ``examples/``).
+
+:func:`policy_class` and :func:`policy_fields` tell which class a ``policy`` config selects
+and which keys (dataclass fields, with their defaults) it accepts: a ``configs/policy``
+file states only the keys that differ from the class's defaults, the class is the one
+source of every default.
 """
-from .base import Policy
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+
+from ..errors import ConfigError
+from .base import REGISTRY, Policy
 from .hybrid import HybridPolicy
 from .hyperv import HypervPolicy
 from .postcopy import PostcopyPhase, PostcopyPolicy
@@ -13,9 +28,67 @@ from .stopcopy import StopCopyPolicy
 from .vmware import VmwarePolicy
 from .xen import XenPolicy
 
-POLICIES = {cls.name: cls for cls in (PrecopyPolicy, QemuPolicy, XenPolicy, VmwarePolicy,
-                                      HypervPolicy, PostcopyPolicy, HybridPolicy, StopCopyPolicy)}
+# Any other module of the package registers its policies on import.
+for _mod in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_mod.name}")
+
+#: name -> policy class (the registry itself: policies defined later appear here too)
+POLICIES = REGISTRY
+
+
+def _import_class(target: str):
+    parts = str(target).split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[i:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return None
+        return obj
+    return None
+
+
+def policy_class(policy_cfg) -> type:
+    """The policy class a ``policy`` config (dict or DictConfig) selects.
+
+    ``_target_`` (``module.Class``, importable, a :class:`Policy` subclass) wins over
+    ``name`` (a key of :data:`POLICIES`).  Raises :class:`ConfigError` with the key without
+    the group prefix (``name``, ``_target_``); add it with ``ConfigError.with_prefix``.
+    """
+    cfg = policy_cfg or {}
+    target = cfg.get("_target_")
+    if target:
+        cls = _import_class(target)
+        if cls is None:
+            raise ConfigError("_target_", target, "an importable policy class (module.Class)")
+        if not (isinstance(cls, type) and issubclass(cls, Policy)):
+            raise ConfigError("_target_", target, "a subclass of lmtoolkit.policies.Policy")
+        return cls
+    name = cfg.get("name")
+    if name not in POLICIES:
+        raise ConfigError("name", name, "one of " + ", ".join(sorted(POLICIES)))
+    return POLICIES[name]
+
+
+def policy_fields(policy_cfg) -> dict[str, object]:
+    """Field name -> default of the class :func:`policy_class` selects: every key a
+    ``policy`` config (and a ``policy.KEY=value`` override) may set besides ``name`` and
+    ``_target_``."""
+    out = {}
+    for f in dataclasses.fields(policy_class(policy_cfg)):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+        else:
+            out[f.name] = None
+    return out
+
 
 __all__ = ["Policy", "IterativePrecopy", "PrecopyPolicy", "QemuPolicy", "XenPolicy",
            "VmwarePolicy", "HypervPolicy", "PostcopyPhase", "PostcopyPolicy", "HybridPolicy",
-           "StopCopyPolicy", "POLICIES"]
+           "StopCopyPolicy", "POLICIES", "REGISTRY", "policy_class", "policy_fields"]

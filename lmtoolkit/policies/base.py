@@ -12,6 +12,25 @@ four rules:
   encoding, zero pages, CPU limits);
 * :meth:`Policy.after_sync` — update policy state (bandwidth estimate, guest throttling).
 
+Hooks the engines and the concurrency work read instead of vendor field names:
+
+* :attr:`Policy.dirty_clear` — when the dirty log of a page is cleared (``"send"`` or
+  ``"sync"``; QEMU's ``dirty_clear`` field overrides it);
+* :meth:`Policy.concurrent_migrations` — migrations one host runs at once (VMware, Hyper-V);
+* :attr:`Policy.stop_reasons` — stop reasons of the policy's own, added to
+  ``records.STOP_REASONS`` when the class is defined.
+
+Registration: a subclass defined in ``lmtoolkit.policies`` that declares its own ``name``
+registers itself in :data:`REGISTRY` (``POLICIES``, the names ``policy=NAME`` selects), so
+adding a built-in policy is one module plus one ``configs/policy/NAME.yaml``.  A class
+outside the package (``policy._target_``, see ``examples/``) is not registered unless it
+passes ``register=True`` (``class P(PrecopyPolicy, register=True)``); a base meant only for
+subclassing passes ``register=False``.
+
+Validation: :meth:`Policy.__post_init__` type-checks every field by its annotation
+(``bool`` fields take true/false only; ``float``/``int`` fields numbers, not booleans —
+:func:`lmtoolkit.model.checks.check_fields`); subclasses add range checks.
+
 All rules are written with numpy operations on the :class:`State` so that the same code runs
 for one migration (page engine, 0-d values) and for thousands at once (fluid engine, one
 array element per scenario, with the policy's parameters stacked by :meth:`Policy.stack`).
@@ -24,12 +43,17 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import ConfigError, check_range
-from ..records import REASON_CODE
+from ..errors import check_choice, check_range
+from ..model.checks import check_fields
+from ..records import REASON_CODE, register_stop_reason
 
 CONTINUE = REASON_CODE["running"]
 MIB = 1024 ** 2
 GIB = 1024 ** 3
+
+
+#: name -> class of every registered policy (``lmtoolkit.policies.POLICIES`` is this dict)
+REGISTRY: dict[str, type] = {}
 
 
 def none_to(x, default):
@@ -131,6 +155,19 @@ class Policy:
     ``verify_checksums``: hash every non-zero page on both sides and re-send a page whose
     hash differs (see :mod:`lmtoolkit.model.reliability`); costs hashing time per page
     (``Context.hash_bytes_s``), which overlaps the wire: a page goes at the slower of the two.
+
+    **Timeout** — both engines stop a migration at ``timeout_s`` (measured from the start of
+    the memory migration, after any disk pre-copy of ``storage.mode=migrate``) wherever it
+    is: inside a pre-copy pass (the pages whose send ended by then count: time, bytes, and
+    the interrupted pass as a round), or inside the stop-and-copy / switchover (the VM is
+    resumed on the source; the bytes sent in the pause so far count).  The record then has
+    ``completed = converged = false``, ``stop_reason = "timeout"``, ``total_time =
+    timeout_s`` and ``downtime = NaN``.  This holds for stop-and-copy too (the whole copy is
+    the switchover).  Post-copy: the timeout can abandon the migration only until the VM
+    runs on the destination (pre-copy passes and the pause that sends the device state);
+    after the switch the source no longer holds a runnable VM (QEMU
+    ``docs/devel/migration/postcopy.rst``: "a failure of *either* side causes the guest to
+    be lost"), so the post-copy phase always completes, even past ``timeout_s``.
     """
 
     timeout_s: float = 600.0
@@ -144,14 +181,57 @@ class Policy:
     precopy: ClassVar[bool] = True
     #: True: after the switch the remaining pages are pulled/pushed while the VM runs.
     postcopy: ClassVar[bool] = False
+    #: Hook: when a page's dirty bit is cleared.  ``"send"``: just before the page is sent,
+    #: so a write between the sync and the send is carried by that send (KVM with manual
+    #: dirty-log protect, Xen's skip of re-dirtied pages); ``"sync"``: at the sync, so every
+    #: write after it is dirty at the next sync (QEMU under TCG).  Both engines read it
+    #: (``engine/page.py``, ``engine/fluid.py``); :class:`~.qemu.QemuPolicy` makes it a
+    #: config field.  Scalar or, on a stacked policy, a string array.  (Deliberately not
+    #: annotated: a plain class attribute, so a subclass may turn it into a field.)
+    dirty_clear = "send"
+    #: Stop reasons this policy may return besides ``records.STOP_REASONS``; registered
+    #: (given a code) when the class is defined, so plug-in policies can add their own.
+    stop_reasons: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, register: bool | None = None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for reason in cls.__dict__.get("stop_reasons", ()):
+            register_stop_reason(reason)
+        if register is None:
+            register = "name" in cls.__dict__ and cls.__module__.startswith(__package__ + ".")
+        if register:
+            old = REGISTRY.get(cls.name)
+            if old is not None and (old.__module__, old.__qualname__) != \
+                    (cls.__module__, cls.__qualname__):
+                raise TypeError(f"policy name {cls.name!r} is taken by "
+                                f"{old.__module__}.{old.__qualname__}")
+            REGISTRY[cls.name] = cls
 
     def __post_init__(self):
+        check_fields(self)
         check_range("timeout_s", self.timeout_s, 0, None, lo_open=True)
         check_range("stop_overhead_ms", self.stop_overhead_ms, 0, None)
         check_range("page_header_bytes", self.page_header_bytes, 0, None)
         check_range("zero_page_bytes", self.zero_page_bytes, 0, None)
-        if not isinstance(self.verify_checksums, (bool, np.bool_)):
-            raise ConfigError("verify_checksums", self.verify_checksums, "true or false")
+
+    def resolve_profile(self, key: str, profiles: dict[str, dict[str, object]]) -> None:
+        """Fill the fields a profile (or version) decides and the config left null.
+
+        ``key`` is the field naming the profile (``profile``, ``version``) and ``profiles``
+        maps each allowed value to ``{field: value}``; a field already set (not None) keeps
+        its value.  Call it first in ``__post_init__``, before the type and range checks.
+        """
+        check_choice(key, getattr(self, key), tuple(profiles))
+        for field, value in profiles[getattr(self, key)].items():
+            if getattr(self, field) is None:
+                object.__setattr__(self, field, value)
+
+    # -- concurrency (lmtoolkit.evacuate) --------------------------------------------------
+    def concurrent_migrations(self, link_gbit_s: float) -> int | None:
+        """Hook: how many migrations a host runs at once over a ``link_gbit_s`` link
+        (None = no limit; the default).  VMware and Hyper-V override it with their
+        documented limits."""
+        return None
 
     # -- vectorisation ---------------------------------------------------------------------
     @classmethod

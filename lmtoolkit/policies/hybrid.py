@@ -34,6 +34,7 @@ class HybridPolicy(PostcopyPhase, QemuPolicy):
     precopy_passes: int = 1
 
     name = "hybrid"
+    stop_reasons = ("precopy_done",)
 
     def __post_init__(self):
         super().__post_init__()

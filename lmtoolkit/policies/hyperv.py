@@ -67,10 +67,10 @@ from .precopy import IterativePrecopy
 TRANSPORTS = ("tcp", "compression", "smb")
 #: cpu_cap -> guest throttle (share of vCPU time removed) during migration — our assumption.
 CPU_CAP = {"normal": 0.0, "low": 0.25, "high": 0.5}
-#: profile -> (max_passes, transport)
+#: profile -> the values of the keys left null
 PROFILES = {
-    "2012r2": (5, "compression"),
-    "2008r2": (10, "tcp"),
+    "2012r2": {"max_passes": 5, "transport": "compression"},
+    "2008r2": {"max_passes": 10, "transport": "tcp"},
 }
 
 
@@ -78,22 +78,19 @@ PROFILES = {
 class HypervPolicy(IterativePrecopy):
     """Hyper-V live migration: at most 5 passes (2008 R2: 10), then pause; TCP, compression or SMB."""
 
-    profile: str = "2012r2"
-    max_passes: int | None = None          # 5 from WS2012 R2 on, 10 in WS2008 R2
-    transport: str | None = None           # tcp | compression (default) | smb
-    remaining_goal_ms: float = 300.0       # ours: "relatively small" remaining set
-    cpu_cap: str = "normal"                # CPUCappingMagnitude Normal | Low | High
-    smb_channels: int = 4                  # SMB Multichannel connections
-    smb_efficiency: float = 0.97           # payload share of line rate with SMB Direct (RDMA)
-    simultaneous_migrations: int = 2       # recorded: Set-VMHost -MaximumVirtualMachineMigrations
+    profile: str = "2012r2"                # 2012r2 (5 passes, compression) | 2008r2 (10 passes, tcp)
+    max_passes: int | None = None          # memory copy passes before the pause; null = profile's
+    transport: str | None = None           # tcp | compression | smb; null = profile's
+    remaining_goal_ms: float = 300.0       # ours: the remaining set is "relatively small" if sent within this
+    cpu_cap: str = "normal"                # CPUCappingMagnitude normal | low | high -> throttle 0 / 0.25 / 0.5 (ours)
+    smb_channels: int = 4                  # SMB Multichannel connections (transport=smb)
+    smb_efficiency: float = 0.97           # payload share of line rate with SMB Direct / RDMA (ours)
+    simultaneous_migrations: int = 2       # Set-VMHost -MaximumVirtualMachineMigrations (default 2)
 
     name = "hyperv"
 
     def __post_init__(self):
-        check_choice("profile", self.profile, tuple(PROFILES))
-        for key, default in zip(("max_passes", "transport"), PROFILES[self.profile]):
-            if getattr(self, key) is None:
-                object.__setattr__(self, key, default)
+        self.resolve_profile("profile", PROFILES)
         super().__post_init__()
         check_range("max_passes", self.max_passes, 1, 10 ** 6)
         check_choice("transport", self.transport, TRANSPORTS)
@@ -102,6 +99,12 @@ class HypervPolicy(IterativePrecopy):
         check_range("smb_channels", self.smb_channels, 1, 1024)
         check_range("smb_efficiency", self.smb_efficiency, 0, 1, lo_open=True)
         check_range("simultaneous_migrations", self.simultaneous_migrations, 1, 10 ** 6)
+
+    def concurrent_migrations(self, link_gbit_s):
+        """MS Docs, "Set up hosts for live migration without Failover Clustering":
+        "Simultaneous live migrations … the default of 2" (``simultaneous_migrations``),
+        whatever the link rate."""
+        return int(self.simultaneous_migrations)
 
     def _is(self, transport):
         return np.asarray(self.transport) == transport

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError, check_range
+from ..errors import check_range
 from ..records import REASON_CODE
 from .base import Policy
 
@@ -53,16 +53,14 @@ class PostcopyPhase:
     (pre-copy passes first).  Hooks accept scalar or stacked (array) fields.
     """
 
-    prepaging: bool = False
-    access_factor: float = 1.0
-    fault_overhead_us: float = 20.0
+    prepaging: bool = False           # push the hottest pages first instead of address order
+    access_factor: float = 1.0        # guest page accesses per page write (1 = writes only)
+    fault_overhead_us: float = 20.0   # ours: fault handling beyond round trip + page transfer
 
     postcopy = True
 
     def __post_init__(self):
         super().__post_init__()
-        if not isinstance(self.prepaging, (bool, np.bool_)):
-            raise ConfigError("prepaging", self.prepaging, "true or false")
         check_range("access_factor", self.access_factor, 0, None)
         check_range("fault_overhead_us", self.fault_overhead_us, 0, None)
 

@@ -28,7 +28,7 @@ from .base import Policy
 
 
 @dataclass(frozen=True)
-class IterativePrecopy(Policy):
+class IterativePrecopy(Policy, register=False):
     """Pass-based pre-copy rules shared by the generic, VMware-like and Hyper-V-like policies."""
 
     name = "iterative"

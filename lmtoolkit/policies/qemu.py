@@ -80,20 +80,21 @@ THROTTLE_PERIOD_S = 1.0  # ram.c: migration_bitmap_sync, "more than 1 second"
 class QemuPolicy(PrecopyPolicy):
     """QEMU/KVM pre-copy: switchover when the dirty bytes fit bandwidth x downtime limit."""
 
-    max_rounds: int = 1000000          # QEMU has no pass cap: only timeout_s ends it
-    max_bandwidth_mib_s: float | None = None
-    auto_converge: bool = False
-    throttle_trigger_threshold: float = 50.0
-    cpu_throttle_initial: float = 20.0
-    cpu_throttle_increment: float = 10.0
-    max_cpu_throttle: float = 99.0
-    xbzrle: bool = False
-    xbzrle_cache_mib: float = 64.0
-    xbzrle_delta_ratio: float = 0.25
-    xbzrle_encode_gib_s: float = 2.0
-    multifd_channels: int = 0          # 0: multifd capability off (one stream)
-    iteration_ms: float = MAX_WAIT_S * 1000
-    dirty_clear: str = "send"          # "send" (KVM manual protect) | "sync" (TCG)
+    # downtime_limit_ms (inherited, 300): QEMU's downtime-limit (DEFAULT_MIGRATE_SET_DOWNTIME)
+    max_rounds: int = 1000000000       # QEMU has no pass cap: only timeout_s ends it
+    max_bandwidth_mib_s: float | None = None  # max-bandwidth; null = line rate (QEMU's own default 128)
+    auto_converge: bool = False        # auto-converge capability
+    throttle_trigger_threshold: float = 50.0  # throttle-trigger-threshold (%)
+    cpu_throttle_initial: float = 20.0        # cpu-throttle-initial (%)
+    cpu_throttle_increment: float = 10.0      # cpu-throttle-increment (%)
+    max_cpu_throttle: float = 99.0            # max-cpu-throttle (%)
+    xbzrle: bool = False               # xbzrle capability
+    xbzrle_cache_mib: float = 64.0     # xbzrle-cache-size
+    xbzrle_delta_ratio: float = 0.25   # ours: delta size / page size for a cache hit
+    xbzrle_encode_gib_s: float = 2.0   # ours: XBZRLE encoder throughput
+    multifd_channels: int = 0          # multifd-channels; 0: multifd capability off (one stream)
+    iteration_ms: float = MAX_WAIT_S * 1000   # ram_save_iterate's MAX_WAIT
+    dirty_clear: str = "send"          # the Policy.dirty_clear hook: "send" (KVM manual protect) | "sync" (TCG)
 
     name = "qemu"
 

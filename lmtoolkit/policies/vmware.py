@@ -77,47 +77,41 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError, check_choice, check_range
+from ..errors import check_choice, check_range
 from ..records import REASON_CODE
 from .precopy import IterativePrecopy
 
 SDPS_MODES = ("dynamic", "on", "off")
-#: profile -> (encryption, stream_autoscale)
+#: profile -> the values of the keys left null
 PROFILES = {
-    "generic": (False, False),
-    "vsphere5": (False, False),
-    "vsphere7": (True, True),
+    "generic": {"encryption": False, "stream_autoscale": False},
+    "vsphere5": {"encryption": False, "stream_autoscale": False},
+    "vsphere7": {"encryption": True, "stream_autoscale": True},
 }
-
-
-def check_bool(key, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise ConfigError(key, value, "true or false")
+#: link rate (Gbit/s) from which ``concurrent_limit_10gbe`` applies instead of ``_1gbe``
+TEN_GBE = 10.0
 
 
 @dataclass(frozen=True)
 class VmwarePolicy(IterativePrecopy):
     """VMware vMotion: switchover within a 500 ms goal, SDPS slows the guest when a pass makes no progress."""
 
-    profile: str = "generic"
-    switchover_goal_ms: float = 500.0      # Migrate.PreCopySwitchoverTimeGoal
-    min_progress_pct: float = 130.0        # Migrate.PreCopyMinProgressPerc
-    sdps: str = "dynamic"                  # Migrate.SdpsEnabled 2 / 1 / 0
-    sdps_target_pct: float = 500.0         # Migrate.SdpsTargetRate
-    sdps_max_throttle: float = 0.99        # ours: highest share of vCPU time stunned
-    encryption: bool | None = None         # Encrypted vMotion (null = profile)
-    stream_autoscale: bool | None = None   # one stream per helper, as many as the link needs
-    concurrent_limit_1gbe: int = 4         # recorded: max concurrent vMotions per 1 GbE host
-    concurrent_limit_10gbe: int = 8        # recorded: max concurrent vMotions per 10 GbE host
+    profile: str = "generic"               # generic | vsphere5 | vsphere7
+    switchover_goal_ms: float = 500.0      # Migrate.PreCopySwitchoverTimeGoal (default 500)
+    min_progress_pct: float = 130.0        # Migrate.PreCopyMinProgressPerc: min transmit/dirty per pass, %
+    sdps: str = "dynamic"                  # Migrate.SdpsEnabled: dynamic (2) | on (1) | off (0)
+    sdps_target_pct: float = 500.0         # Migrate.SdpsTargetRate: aim at transmit = 5 x dirty
+    sdps_max_throttle: float = 0.99        # ours: highest share of vCPU time stunned (no published cap)
+    encryption: bool | None = None         # Encrypted vMotion (AES-GCM CPU cost); null = profile's
+    stream_autoscale: bool | None = None   # 7.0U2+: as many streams as the link needs; null = profile's
+    concurrent_limit_1gbe: int = 4         # max concurrent vMotions per host on 1 GbE (network cost 4)
+    concurrent_limit_10gbe: int = 8        # max concurrent vMotions per host on 10 GbE (network cost 8)
 
     name = "vmware"
+    stop_reasons = ("no_progress",)
 
     def __post_init__(self):
-        check_choice("profile", self.profile, tuple(PROFILES))
-        for key, default in zip(("encryption", "stream_autoscale"), PROFILES[self.profile]):
-            if getattr(self, key) is None:
-                object.__setattr__(self, key, default)
-            check_bool(key, getattr(self, key))
+        self.resolve_profile("profile", PROFILES)
         super().__post_init__()
         check_range("switchover_goal_ms", self.switchover_goal_ms, 0, None, lo_open=True)
         check_range("min_progress_pct", self.min_progress_pct, 0, None, lo_open=True)
@@ -126,6 +120,13 @@ class VmwarePolicy(IterativePrecopy):
         check_range("sdps_max_throttle", self.sdps_max_throttle, 0, 1, hi_open=True)
         check_range("concurrent_limit_1gbe", self.concurrent_limit_1gbe, 1, 10 ** 6)
         check_range("concurrent_limit_10gbe", self.concurrent_limit_10gbe, 1, 10 ** 6)
+
+    def concurrent_migrations(self, link_gbit_s):
+        """docs.vmware.com "Limits on Simultaneous Migrations" (vSphere 6.5/6.7): a vMotion
+        costs 1 of a host's network budget of 4 on 1 GigE and 8 on 10 GigE — so
+        ``concurrent_limit_10gbe`` from :data:`TEN_GBE` Gbit/s up, else ``concurrent_limit_1gbe``."""
+        ten = float(link_gbit_s) >= TEN_GBE
+        return int(self.concurrent_limit_10gbe if ten else self.concurrent_limit_1gbe)
 
     # -- link --------------------------------------------------------------------------------
     def streams(self, ctx):

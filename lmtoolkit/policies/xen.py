@@ -19,14 +19,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import check_choice, check_range
+from ..errors import check_range
 from ..records import REASON_CODE
 from .base import none_to
 from .precopy import PrecopyPolicy
 
-VERSIONS = {  # version -> (max rounds, max factor (inf = none), dirty threshold pages)
-    "classic": (30, 3.0, 50),
-    "v2": (5, float("inf"), 50),
+#: version -> the values of the keys left null (max_factor inf = no byte cap)
+VERSIONS = {
+    "classic": {"max_rounds": 30, "max_factor": 3.0, "dirty_threshold_pages": 50},
+    "v2": {"max_rounds": 5, "max_factor": float("inf"), "dirty_threshold_pages": 50},
 }
 
 
@@ -34,20 +35,17 @@ VERSIONS = {  # version -> (max rounds, max factor (inf = none), dirty threshold
 class XenPolicy(PrecopyPolicy):
     """Xen: at most 30 rounds (v2: 5), stop below 50 dirty pages or after 3x memory sent."""
 
-    version: str = "classic"
-    max_rounds: int | None = None
-    max_factor: float | None = None
-    dirty_threshold_pages: int | None = None
+    version: str = "classic"                 # classic (xc_domain_save.c) | v2 (xg_sr_save.c)
+    max_rounds: int | None = None            # null = the version's (30 / 5)
+    max_factor: float | None = None          # null = the version's (3 x memory / none)
+    dirty_threshold_pages: int | None = None  # null = the version's (50)
+    # downtime_limit_ms (inherited) is not used by Xen's rules; kept for comparisons.
 
     name = "xen"
+    stop_reasons = ("max_sent",)
 
     def __post_init__(self):
-        check_choice("version", self.version, tuple(VERSIONS))
-        rounds, factor, threshold = VERSIONS[self.version]
-        for key, default in (("max_rounds", rounds), ("max_factor", factor),
-                             ("dirty_threshold_pages", threshold)):
-            if getattr(self, key) is None:
-                object.__setattr__(self, key, default)
+        self.resolve_profile("version", VERSIONS)
         super().__post_init__()
         check_range("max_factor", self.max_factor, 1, None)
         check_range("dirty_threshold_pages", self.dirty_threshold_pages, 0, None)

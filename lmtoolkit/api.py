@@ -1,26 +1,48 @@
-"""The Python API of DESIGN.md's contract: :func:`simulate` (and, later, :func:`sweep`)."""
+"""The Python API of the contract: :func:`simulate` one migration (sweeps: :func:`lmtoolkit.sweep`,
+evacuations: :func:`lmtoolkit.evacuate`)."""
 from __future__ import annotations
 
 from typing import Iterable
 
 import xarray as xr
+from omegaconf import DictConfig, OmegaConf
 
 from . import dataset, provenance
+from .compose import as_overrides, compose, task_of
 from .engine import run_batch
-from .runner import build_scenario, compose
+from .errors import ConfigError
+from .runner import build_scenario
 
 
-def simulate(overrides: Iterable[str] = (), command: str | None = None) -> xr.Dataset:
+def simulate(overrides: Iterable[str] | str | None = (), command: str | None = None,
+             cfg: DictConfig | None = None) -> xr.Dataset:
     """Simulate one migration described by Hydra ``overrides``; return an ``xarray.Dataset``.
 
-    Scalars ``total_time`` (s), ``downtime`` (s), ``transferred`` (bytes), ``rounds``,
-    ``converged`` and more; per-round variables on dim ``round``.  Raises
-    :class:`~lmtoolkit.errors.ConfigError` naming the key for bad input.
+    ``overrides``: a list of ``key=value`` strings (or one string of them, space-separated);
+    ``cfg``: an already composed config instead (no composition).  Scalars ``total_time``
+    (s), ``downtime`` (s), ``transferred`` (bytes), ``rounds``, ``converged`` and more;
+    per-round variables on dim ``round``.  Raises :class:`~lmtoolkit.errors.ConfigError`
+    naming the key for bad input.
     """
-    overrides = list(overrides)
-    cfg = compose(overrides)
+    overrides = as_overrides(overrides)
+    if cfg is None:
+        cfg = compose(overrides)
+    check_single_migration(cfg)
     scn = build_scenario(cfg)
     batch = run_batch([scn])
     attrs = provenance.attrs(cfg, overrides, command or f"lmtoolkit.simulate({overrides!r})")
     attrs["title"] = str(cfg.get("title", "single live migration"))
     return dataset.to_dataset(batch, attrs=attrs)
+
+
+def check_single_migration(cfg: DictConfig) -> None:
+    """A config that declares a sweep or another task is an error here, not a silent substitute."""
+    task = task_of(cfg)
+    if task != "migration":
+        raise ConfigError("task", task, "", message=f"task={task}: simulate / lmtk run simulate one "
+                          f"migration; run it with lmtk sweep (or lmtk evacuate)")
+    axes = OmegaConf.select(cfg, "sweep.axes")
+    if axes:
+        raise ConfigError("sweep.axes", list(axes.keys()), "", message=(
+            f"the config declares sweep axes ({', '.join(map(str, axes.keys()))}): simulate / lmtk "
+            f"run simulate one migration; run the experiment with lmtk sweep"))

@@ -10,7 +10,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import provenance
+from .api import check_single_migration, simulate
+from .compose import compose
 from .errors import ConfigError
+from .io import check_writable, write_dataset
+from .paths import results_dir
 
 EXIT_USAGE = 2
 
@@ -65,15 +70,12 @@ def summary_text(ds) -> str:
 
 
 def cmd_run(args) -> int:
-    from . import api
-    from .io import write_dataset
-    from .paths import results_dir
-    from .runner import compose
-
-    ds = api.simulate(args.overrides, command="lmtk run " + " ".join(args.overrides))
-    cfg = compose(args.overrides)
+    cfg = compose(args.overrides)                      # the one composition of this command
+    check_single_migration(cfg)
     out = Path(args.output) if args.output else \
-        results_dir(cfg) / "runs" / f"run_{ds.attrs['lmt_config_hash']}.nc"
+        results_dir(cfg) / "runs" / f"run_{provenance.config_hash(cfg)}.nc"
+    check_writable(out, "--output" if args.output else "paths.results_dir")
+    ds = simulate(args.overrides, command="lmtk run " + " ".join(args.overrides), cfg=cfg)
     write_dataset(ds, out)
     print(summary_text(ds))
     print(f"\nwrote {out}")

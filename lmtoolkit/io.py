@@ -38,6 +38,34 @@ def atomic_path(path, suffix: str = ""):
         raise
 
 
+def check_writable(path, key: str = "output") -> Path:
+    """Raise :class:`~lmtoolkit.errors.ConfigError` unless ``path`` can be written (before
+    any work is done): its directory can be made and written, an existing file replaced."""
+    import errno
+
+    from .errors import ConfigError
+    path = Path(path)
+
+    def fail(why: str):
+        raise ConfigError(key, str(path), "", message=f"cannot write {path}: {why} ({key})")
+
+    if path.is_dir() and path.suffix != ".zarr":
+        fail("it is a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as e:
+        fail(f"{path.parent} is not writable ({e.strerror or errno.errorcode.get(e.errno, e)})")
+    if path.is_file():
+        try:
+            with open(path, "r+b"):
+                pass
+        except OSError as e:
+            fail(f"the existing file cannot be replaced ({e.strerror})")
+    return path
+
+
 def write_text(path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

@@ -1,111 +1,25 @@
-"""Configs to objects — the only place that does it — and running one point.
+"""Configs to objects — the only place that does it.
 
-:func:`compose` turns Hydra overrides into a resolved config (with one clear error for a bad
-key or value); :func:`build_scenario` turns a config into a :class:`~lmtoolkit.scenario.Scenario`.
+:func:`~lmtoolkit.compose.compose` turns Hydra overrides into a resolved config (one
+composition, one clear error for a bad key or value); :func:`build_scenario` turns a config
+into a :class:`~lmtoolkit.scenario.Scenario`, :func:`build_evacuation` into an
+:class:`~lmtoolkit.model.evacuation.Evacuation`.
 """
 from __future__ import annotations
 
-import difflib
+import dataclasses
 from pathlib import Path
-from typing import Iterable
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from .compose import GROUPS, TASKS, compose, policy_class, task_of, unknown_field  # noqa: F401
 from .errors import ConfigError
-from .paths import config_dir, group_options, project_root
 from .model import VM, Host, Network
+from .paths import project_root
+from .model.evacuation import Evacuation, HostLink, VmSpec
 from .model.storage import Storage
 from .model.workload import WORKLOADS, PhasedWorkload, TraceWorkload
-from .policies import POLICIES
 from .scenario import Scenario
-
-GROUPS = ("vm", "workload", "network", "host", "policy", "storage", "evacuation", "paths",
-          "experiment", "sweep", "debug", "local", "hydra")
-
-
-def _leaf_keys(cfg, prefix="") -> list[str]:
-    keys = []
-    if isinstance(cfg, DictConfig):
-        for k in cfg.keys():
-            full = f"{prefix}{k}"
-            keys.append(full)
-            try:
-                v = cfg._get_node(k)
-            except Exception:
-                continue
-            if isinstance(v, DictConfig):
-                keys.extend(_leaf_keys(v, full + "."))
-    return keys
-
-
-def _split(override: str) -> tuple[str, str, str]:
-    """(prefix, key, value) of a Hydra override such as ``+vm.memory_gib=4``."""
-    prefix = ""
-    while override[:1] in "+~":
-        prefix += override[0]
-        override = override[1:]
-    key, _, value = override.partition("=")
-    return prefix, key.strip(), value
-
-
-def _raw_compose(overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
-    from hydra import compose as hcompose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir()), job_name="lmtk"):
-        return hcompose(config_name="config", overrides=list(overrides),
-                        return_hydra_config=return_hydra_config)
-
-
-def compose(overrides: Iterable[str] = ()) -> DictConfig:
-    """Compose ``configs/config.yaml`` with Hydra overrides; raise :class:`ConfigError` on bad input."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    overrides = [str(o) for o in overrides]
-    groups, values = [], []
-    for o in overrides:
-        if "=" not in o:
-            raise ConfigError(o, None, "", message=f"override '{o}' is not of the form key=value")
-        prefix, key, value = _split(o)
-        (groups if "." not in key and key in GROUPS else values).append(o)
-    for o in groups:
-        _, key, value = _split(o)
-        opts = group_options(key)
-        if key not in ("hydra", "local") and opts and value not in opts \
-                and value not in ("null", ""):
-            close = difflib.get_close_matches(value, opts, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ConfigError(key, value, "", message=f"unknown {key} '{value}'{hint} "
-                                                      f"(available: {', '.join(opts)})")
-    try:
-        base = _raw_compose(groups)
-    except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError("overrides", groups, "", message=_first_line(e)) from None
-    valid = _leaf_keys(base)
-    for o in values:
-        prefix, key, _ = _split(o)
-        if prefix:
-            continue
-        if OmegaConf.select(base, key, default="__missing__") == "__missing__":
-            close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ConfigError(key, None, "", message=f"unknown key '{key}'{hint} "
-                                                     f"(use +{key}=... to add a new key)")
-    try:
-        cfg = _raw_compose(overrides)
-        OmegaConf.resolve(cfg)
-    except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError("overrides", overrides, "", message=_first_line(e)) from None
-    return cfg
-
-
-def _first_line(e: Exception) -> str:
-    msg = str(e).strip().splitlines()
-    return " ".join(m.strip() for m in msg[:3] if m.strip()) or type(e).__name__
-
 
 def _as_dict(node) -> dict:
     if isinstance(node, (DictConfig, ListConfig)):
@@ -119,12 +33,7 @@ def _build(cls, cfg: dict, prefix: str, owner: str = ""):
     names = {f.name for f in fields(cls)}
     unknown = [k for k in cfg if k not in names]
     if unknown:
-        k = unknown[0]
-        close = difflib.get_close_matches(k, sorted(names), n=3)
-        hint = f"; did you mean {', '.join(prefix + '.' + c for c in close)}?" if close else ""
-        raise ConfigError(f"{prefix}.{k}", cfg[k], "",
-                          message=f"unknown key '{prefix}.{k}'{owner}{hint} "
-                                  f"(valid: {', '.join(sorted(names))})")
+        raise unknown_field(cls, unknown[0], cfg[unknown[0]], prefix, owner)
     try:
         return cls(**cfg)
     except ConfigError as e:
@@ -171,52 +80,33 @@ def build_workload(cfg, prefix: str = "workload", root: Path | None = None):
 
 def build_policy(cfg, prefix: str = "policy"):
     d = _as_dict(cfg)
-    target = d.pop("_target_", None)
-    name = d.pop("name", None)
-    if target:
-        from hydra.utils import get_class
-        try:
-            cls = get_class(target)
-        except Exception:
-            raise ConfigError(f"{prefix}._target_", target,
-                              "an importable policy class (module.Class)") from None
-        from .policies.base import Policy
-        if not (isinstance(cls, type) and issubclass(cls, Policy)):
-            raise ConfigError(f"{prefix}._target_", target, "a subclass of lmtoolkit.policies.Policy")
-    else:
-        if name not in POLICIES:
-            raise ConfigError(f"{prefix}.name", name, "one of " + ", ".join(sorted(POLICIES)))
-        cls = POLICIES[name]
+    cls = policy_class(d, prefix)
+    d.pop("_target_", None)
+    d.pop("name", None)
     return _build(cls, d, prefix, owner=f" for policy '{cls.name}'")
 
 
 def build_scenario(cfg: DictConfig) -> Scenario:
     """The one place where a config becomes objects."""
-    try:
-        vm = _build(VM, _as_dict(cfg.vm), "vm")
-        network = _build(Network, _as_dict(cfg.network), "network")
-        host = _build(Host, _as_dict(cfg.host), "host")
-        workload = build_workload(cfg.workload)
-        policy = build_policy(cfg.policy)
-        storage = _build(Storage, _as_dict(cfg.get("storage") or {}), "storage")
-        seed = cfg.get("seed", 0)
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ConfigError("seed", seed, "a non-negative integer")
-        return Scenario(vm=vm, workload=workload, network=network, host=host, policy=policy,
-                        engine=str(cfg.get("engine", "page")), seed=seed, storage=storage)
-    except ConfigError:
-        raise
+    vm = _build(VM, _as_dict(cfg.vm), "vm")
+    network = _build(Network, _as_dict(cfg.network), "network")
+    host = _build(Host, _as_dict(cfg.host), "host")
+    workload = build_workload(cfg.workload)
+    policy = build_policy(cfg.policy)
+    storage = _build(Storage, _as_dict(cfg.get("storage") or {}), "storage")
+    seed = cfg.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError("seed", seed, "a non-negative integer")
+    return Scenario(vm=vm, workload=workload, network=network, host=host, policy=policy,
+                    engine=str(cfg.get("engine", "page")), seed=seed, storage=storage)
 
 
 def build_evacuation(cfg: DictConfig):
-    """Config with an ``evacuation`` group -> :class:`~lmtoolkit.evacuate.Evacuation` (issue 7).
+    """Config with an ``evacuation`` group -> :class:`~lmtoolkit.model.evacuation.Evacuation`.
 
     Each VM of ``evacuation.vms`` is the config's scenario with its ``memory_gib``,
     ``dirty_rate_pages_s`` and ``wss_mib`` replaced (``count`` repeats it).
     """
-    import dataclasses
-
-    from .evacuate import Evacuation, HostLink, VmSpec
     ev = _as_dict(cfg.get("evacuation") or {})
     if not ev:
         raise ConfigError("evacuation", None, "an evacuation config (evacuation=default)")

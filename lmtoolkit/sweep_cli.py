@@ -13,16 +13,16 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-TABLE_VARS = (("total_time", "total time [s]", 1.0), ("downtime", "downtime [ms]", 1e3),
-              ("transferred", "sent [GiB]", 1 / 1024 ** 3), ("converged", "converged", 1.0))
 MAX_TABLE_ROWS = 40
 
 
 def summary_table(ds, max_rows: int = MAX_TABLE_ROWS) -> str:
     """Mean over replicates of the headline variables, one row per point."""
     import pandas as pd
+
+    from .tasks import get_task
     cols = {}
-    for var, label, scale in TABLE_VARS:
+    for var, label, scale in get_task(ds.attrs.get("lmt_task", "migration")).table:
         if var in ds:
             v = ds[var].astype(float)
             if "replicate" in v.dims:
@@ -89,14 +89,15 @@ def _validate_multirun(overrides: list[str]) -> None:
     """Check the first job of a multirun before launching (one-line errors, exit 2)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from .sweep import _is_hydra_override, make_plan
+    from .compose import is_hydra_override
+    from .sweep import make_plan
     try:
         parsed = OverridesParser.create().parse_overrides([o for o in overrides
-                                                           if not _is_hydra_override(o)])
+                                                           if not is_hydra_override(o)])
     except Exception as e:  # noqa: BLE001 - Hydra's grammar errors
         raise ConfigError("overrides", overrides, "", message=str(e).strip().splitlines()[0]) from None
+    from .compose import GROUPS
     from .paths import group_options
-    from .runner import GROUPS
     first = []
     for o in parsed:
         if o.is_sweep_override():
@@ -146,9 +147,12 @@ def cmd_sweep(args) -> int:
         print(summary_table(ds))
         print()
     out = Path(info["path"])
+    if plan.variant:
+        print(f"a variant of experiment {plan.name} (overrides change its points): kept apart from "
+              f"the canonical {out.parents[2] / out.name}")
     print(f"wrote {out}" if not info["cached"] else f"dataset {out}")
     print(f"      {out.parent / 'provenance.yaml'}")
-    if not args.no_plot:
+    if not args.no_plot and "total_time" in ds:
         png = out.parent / f"{plan.name}.png"
         fresh = info["cached"] and png.exists() and png.stat().st_mtime >= out.stat().st_mtime
         fig = png if fresh else quicklook(ds, png)

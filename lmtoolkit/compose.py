@@ -1,0 +1,307 @@
+"""Hydra overrides -> one resolved config, composed once, with one clear error for bad input.
+
+:func:`compose` is what every command and API call uses (``lmtk run``, ``simulate``,
+``sweep``, ``evacuate``): it composes ``configs/config.yaml`` exactly once on the good path
+and never touches Hydra's global state, ``os.environ`` or ``sys.argv`` (it drives Hydra's
+config loader directly), so it is safe inside a running Hydra app and in notebooks.  The
+extra compositions that word an error happen only when composition failed.
+
+Policy keys: a policy's YAML states only what differs from its dataclass defaults, so an
+override ``policy.KEY=VALUE`` is applied as ``++policy.KEY=VALUE`` (set or add) and then
+checked against the fields of the policy class the config selects.
+"""
+from __future__ import annotations
+
+import difflib
+from functools import lru_cache
+from typing import Iterable
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from .errors import ConfigError
+from .paths import config_dir, group_options
+
+#: config groups (``key=option`` overrides)
+GROUPS = ("vm", "workload", "network", "host", "policy", "storage", "evacuation", "paths",
+          "experiment", "sweep", "debug", "local", "hydra")
+#: top-level keys a composed config may hold; anything else (``+foo=1``) is an error
+TOP_LEVEL = ("vm", "workload", "network", "host", "policy", "storage", "evacuation", "paths",
+             "sweep", "engine", "seed", "title", "task", "description")
+#: what one sweep point (or ``lmtk run``) is: the ``task`` key
+TASKS = ("migration", "evacuation")
+
+
+def split_override(override: str) -> tuple[str, str, str]:
+    """(prefix, key, value) of a Hydra override such as ``+vm.memory_gib=4``."""
+    prefix = ""
+    while override[:1] in "+~":
+        prefix += override[0]
+        override = override[1:]
+    key, _, value = override.partition("=")
+    return prefix, key.strip(), value
+
+
+def is_hydra_override(o: str) -> bool:
+    key = split_override(o)[1]
+    return key == "hydra" or key.startswith(("hydra.", "hydra/"))
+
+
+def leaf_keys(cfg, prefix: str = "") -> list[str]:
+    """Every dotted key of ``cfg`` (inner nodes included), for "did you mean" hints."""
+    keys = []
+    if isinstance(cfg, DictConfig):
+        for k in cfg.keys():
+            full = f"{prefix}{k}"
+            keys.append(full)
+            try:
+                v = cfg._get_node(k)
+            except Exception:  # noqa: BLE001 - interpolation errors: no hint from this node
+                continue
+            if isinstance(v, DictConfig):
+                keys.extend(leaf_keys(v, full + "."))
+    return keys
+
+
+def first_line(e: Exception) -> str:
+    """The first lines of an exception's message, joined: Hydra's and OmegaConf's are long."""
+    msg = str(e).strip().splitlines()
+    return " ".join(m.strip() for m in msg[:3] if m.strip()) or type(e).__name__
+
+
+@lru_cache(maxsize=4)
+def _loader(cfg_dir: str):
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    return ConfigLoaderImpl(config_search_path=create_config_search_path(cfg_dir))
+
+
+def compose_raw(overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
+    """One Hydra composition of ``configs/config.yaml`` (unresolved; Hydra's own errors)."""
+    from hydra.types import RunMode
+    cfg = _loader(str(config_dir())).load_configuration(
+        config_name="config", overrides=list(overrides), run_mode=RunMode.RUN, from_shell=False)
+    if not return_hydra_config and "hydra" in cfg:
+        with _open(cfg):
+            del cfg["hydra"]
+    return cfg
+
+
+class _open:
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def __enter__(self):
+        OmegaConf.set_struct(self.cfg, False)
+
+    def __exit__(self, *exc):
+        OmegaConf.set_struct(self.cfg, True)
+
+
+def _as_hydra(o: str) -> list[str]:
+    """What Hydra is given for one override.
+
+    ``policy.KEY=V`` -> ``++policy.KEY=V`` (policy YAMLs list only non-default keys);
+    ``sweep.axes.DIM.values=V`` replaces the values whatever their form (a list, or the
+    generated ``{start, stop, num, log}``), which Hydra would otherwise try to merge.
+    """
+    prefix, key, value = split_override(o)
+    if prefix:
+        return [o]
+    if key.startswith("policy.") and key.count(".") == 1:
+        return ["++" + o]
+    parts = key.split(".")
+    if len(parts) == 4 and parts[:2] == ["sweep", "axes"] and parts[3] == "values":
+        return [f"~{key}", f"+{key}={value}"]
+    return [o]
+
+
+def _check_groups(groups: list[str]) -> None:
+    for o in groups:
+        _, key, value = split_override(o)
+        opts = group_options(key)
+        if key in ("hydra", "local") or value in ("null",):
+            continue
+        if value == "":
+            raise ConfigError(key, value, "", message=f"{key}= needs an option: {key}=NAME "
+                                                      f"(available: {', '.join(opts)})")
+        if opts and value not in opts:
+            close = difflib.get_close_matches(value, opts, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(key, value, "", message=f"unknown {key} '{value}'{hint} "
+                                                      f"(available: {', '.join(opts)})")
+
+
+def _yaml_error(groups: list[str], e: Exception) -> ConfigError:
+    """Name the config file that does not parse."""
+    for o in ["config=config", *groups]:
+        _, key, value = split_override(o)
+        path = config_dir() / ("config.yaml" if key == "config" else f"{key}/{value}.yaml")
+        if path.is_file():
+            try:
+                yaml.safe_load(path.read_text())
+            except yaml.YAMLError as err:
+                mark = getattr(err, "problem_mark", None)
+                where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+                what = getattr(err, "problem", None) or first_line(err)
+                return ConfigError(key, value, "", message=f"{path} is not valid YAML{where}: {what}")
+    return ConfigError("config", None, "", message=f"a config file is not valid YAML: {first_line(e)}")
+
+
+def _explain(overrides: list[str], groups: list[str], values: list[str], err: Exception) -> ConfigError:
+    """Word a failed composition as one line (composes the groups alone to find the bad key)."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+    if isinstance(err, yaml.YAMLError):
+        return _yaml_error(groups, err)
+    try:
+        base = compose_raw(groups)
+    except yaml.YAMLError as e:
+        return _yaml_error(groups, e)
+    except (HydraException, OmegaConfBaseException) as e:
+        return ConfigError("overrides", groups, "", message=first_line(e))
+    valid = leaf_keys(base)
+    for o in values:
+        prefix, key, _ = split_override(o)
+        if prefix or key.startswith("policy."):
+            continue
+        if OmegaConf.select(base, key, default="__missing__") == "__missing__":
+            close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            return ConfigError(key, None, "", message=f"unknown key '{key}'{hint} "
+                                                      f"(use +{key}=... to add a new key)")
+    return ConfigError("overrides", overrides, "", message=first_line(err))
+
+
+def _check_top_level(cfg: DictConfig) -> None:
+    for k in cfg.keys():
+        if k not in TOP_LEVEL:
+            close = difflib.get_close_matches(str(k), TOP_LEVEL, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(str(k), cfg.get(k), "", message=f"unknown key '{k}'{hint}: lmtoolkit "
+                              f"reads only {', '.join(TOP_LEVEL)} at the top level")
+    task = cfg.get("task", "migration")
+    if task not in TASKS:
+        raise ConfigError("task", task, "one of " + ", ".join(TASKS))
+
+
+def policy_class(d: dict, prefix: str = "policy") -> type:
+    """The policy class a ``policy`` config selects: ``_target_`` (a plug-in) or ``name``."""
+    from .policies import POLICIES
+    from .policies.base import Policy
+    target, name = d.get("_target_"), d.get("name")
+    if target:
+        from hydra.utils import get_class
+        try:
+            cls = get_class(str(target))
+        except Exception:  # noqa: BLE001 - import errors of the user's module
+            raise ConfigError(f"{prefix}._target_", target,
+                              "an importable policy class (module.Class)") from None
+        if not (isinstance(cls, type) and issubclass(cls, Policy)):
+            raise ConfigError(f"{prefix}._target_", target, "a subclass of lmtoolkit.policies.Policy")
+        return cls
+    if name not in POLICIES:
+        raise ConfigError(f"{prefix}.name", name, "one of " + ", ".join(sorted(POLICIES)))
+    return POLICIES[name]
+
+
+def unknown_field(cls, key: str, value, prefix: str, owner: str = "") -> ConfigError:
+    """The error for a key ``cls`` (a config dataclass) does not have, with the best hint."""
+    from dataclasses import fields
+    names = sorted(f.name for f in fields(cls))
+    hint = ""
+    if prefix == "policy":
+        from .policies import POLICIES
+        others = sorted(n for n, c in POLICIES.items() if key in {f.name for f in fields(c)})
+        if others:
+            hint = f"; it is a key of policy {', '.join(others)}"
+    if not hint:
+        close = difflib.get_close_matches(key, names, n=3)
+        hint = f"; did you mean {', '.join(prefix + '.' + c for c in close)}?" if close else ""
+    return ConfigError(f"{prefix}.{key}", value, "", message=f"unknown key '{prefix}.{key}'{owner}"
+                       f"{hint} (valid: {', '.join(names)})")
+
+
+def _check_policy_keys(cfg: DictConfig) -> None:
+    from dataclasses import fields
+    node = cfg.get("policy")
+    if not isinstance(node, DictConfig):
+        return
+    d = OmegaConf.to_container(node, resolve=True)
+    cls = policy_class(d)
+    names = {f.name for f in fields(cls)} | {"name", "_target_"}
+    for k in d:
+        if k not in names:
+            raise unknown_field(cls, k, d[k], "policy", owner=f" for policy '{cls.name}'")
+
+
+def hydra_overrides(overrides: list[str]) -> list[str]:
+    """The overrides as Hydra is given them (see :func:`_as_hydra`)."""
+    return [h for o in overrides for h in _as_hydra(o)]
+
+
+def compose(overrides: Iterable[str] | str | None = ()) -> DictConfig:
+    """Compose ``configs/config.yaml`` with Hydra ``overrides`` (a list, or one string).
+
+    Returns the resolved config.  Raises :class:`ConfigError` with one line naming the key,
+    the value and what is allowed.  One Hydra composition unless the input is bad.
+    """
+    return compose_both(overrides)[1]
+
+
+def compose_both(overrides: Iterable[str] | str | None = ()) -> tuple[DictConfig, DictConfig]:
+    """(unresolved, resolved) config from one composition: sweeps set axis values on the
+    unresolved one, so that keys interpolated from a swept key follow it."""
+    import copy
+
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    overrides = as_overrides(overrides)
+    groups, values = [], []
+    for o in overrides:
+        if "=" not in o:
+            raise ConfigError(o, None, "", message=f"override '{o}' is not of the form key=value")
+        _, key, _ = split_override(o)
+        (groups if "." not in key and key in GROUPS else values).append(o)
+    _check_groups(groups)
+    try:
+        raw = compose_raw(hydra_overrides(overrides))
+    except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
+        raise _explain(overrides, groups, values, e) from None
+    cfg = copy.deepcopy(raw)
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as e:
+        raise ConfigError("overrides", overrides, "", message=first_line(e)) from None
+    _check_top_level(cfg)
+    _check_policy_keys(cfg)
+    return raw, cfg
+
+
+def as_overrides(overrides) -> list[str]:
+    """A list of override strings from a list/tuple, one string, or None (no overrides)."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, str):
+        return overrides.split() if overrides.strip() else []
+    if isinstance(overrides, DictConfig):
+        raise ConfigError("overrides", "a DictConfig", "", message="pass a composed config as cfg=, "
+                          "not as overrides")
+    try:
+        out = [str(o) for o in overrides]
+    except TypeError:
+        raise ConfigError("overrides", overrides, "a list of 'key=value' strings") from None
+    return out
+
+
+def config_yaml(cfg: DictConfig) -> str:
+    """The resolved config as YAML (``hydra`` and ``paths`` left out: they do not change results)."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    for k in ("hydra", "paths"):
+        c.pop(k, None)
+    return OmegaConf.to_yaml(OmegaConf.create(c), sort_keys=True)
+
+
+def task_of(cfg: DictConfig) -> str:
+    return str(cfg.get("task", None) or "migration")

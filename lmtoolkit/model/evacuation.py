@@ -1,0 +1,99 @@
+"""A host evacuation as data: the source host, the destinations, the VMs, order and limits.
+
+Every VM of ``source`` migrates to one of ``destinations`` (links ``link_gbit_s``, full
+duplex; payload share ``network.efficiency`` minus ``network.background_gbit_s``; free
+memory ``free_gib``).  Placement: in migration order (``order``), each VM goes to the
+destination with the most free memory that holds it (worst fit); a VM no destination can
+hold is a :class:`~lmtoolkit.errors.ConfigError`.  The simulation (several migrations
+sharing links) is :func:`lmtoolkit.tasks.evacuation.simulate_evacuation`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError, check_choice, check_range
+
+ORDERS = ("largest_first", "smallest_first", "hottest_first", "coldest_first", "given")
+
+
+@dataclass(frozen=True)
+class HostLink:
+    name: str
+    link_gbit_s: float
+    free_gib: float = float("inf")
+    key: str = "host"
+
+    def __post_init__(self):
+        check_range(f"{self.key}.link_gbit_s", self.link_gbit_s, 0, None, lo_open=True)
+        check_range(f"{self.key}.free_gib", self.free_gib, 0, None)
+
+
+@dataclass(frozen=True)
+class VmSpec:
+    name: str
+    scenario: object
+    key: str = "vm"
+
+
+@dataclass(frozen=True)
+class Evacuation:
+    source: HostLink
+    destinations: tuple
+    vms: tuple
+    order: str = "largest_first"
+    concurrency: int | None = None
+    setup_s: float = 0.0
+    policy: object = None
+    network: object = None
+
+    def __post_init__(self):
+        check_choice("evacuation.order", self.order, ORDERS)
+        if self.concurrency is not None:
+            check_range("evacuation.concurrency", self.concurrency, 1, 10 ** 6)
+        check_range("evacuation.setup_s", self.setup_s, 0, None)
+        if not self.destinations:
+            raise ConfigError("evacuation.destinations", [], "at least one destination host")
+        if not self.vms:
+            raise ConfigError("evacuation.vms", [], "at least one VM")
+        names = [self.source.name] + [d.name for d in self.destinations]
+        if len(set(names)) != len(names):
+            raise ConfigError("evacuation.destinations", names, "distinct host names, none equal to the source")
+        bg = self.network.background_gbit_s
+        for h in [self.source, *self.destinations]:
+            if h.link_gbit_s <= bg:
+                raise ConfigError(f"{h.key}.link_gbit_s", h.link_gbit_s,
+                                  f"above network.background_gbit_s ({bg:g})")
+
+    # -- plan --------------------------------------------------------------------------------
+    def ordered(self) -> list[VmSpec]:
+        vms = list(self.vms)
+        mem = lambda v: v.scenario.vm.memory_gib  # noqa: E731
+        rate = lambda v: v.scenario.workload.dirty_rate_pages_s  # noqa: E731
+        key = {"largest_first": lambda v: -mem(v), "smallest_first": mem,
+               "hottest_first": lambda v: -rate(v), "coldest_first": rate}.get(self.order)
+        return vms if key is None else sorted(vms, key=key)   # stable: ties keep the given order
+
+    def placement(self) -> list[tuple[VmSpec, HostLink]]:
+        free = {d.name: d.free_gib for d in self.destinations}
+        out = []
+        for v in self.ordered():
+            need = v.scenario.vm.memory_gib
+            d = max(self.destinations, key=lambda h: free[h.name])
+            if free[d.name] + 1e-9 < need:
+                raise ConfigError(f"{v.key}.memory_gib", need,
+                                  f"at most the largest free memory on a destination "
+                                  f"({free[d.name]:g} GiB left on {d.name})")
+            free[d.name] -= need
+            out.append((v, d))
+        return out
+
+    def limit(self) -> int | None:
+        """Migrations at once per host: ``concurrency``, else the policy's limit for the
+        source link (:meth:`~lmtoolkit.policies.base.Policy.concurrent_migrations`)."""
+        if self.concurrency is not None:
+            return int(self.concurrency)
+        return self.policy.concurrent_migrations(self.source.link_gbit_s)
+
+    def link_bytes_s(self, h: HostLink) -> float:
+        net = self.network
+        return (h.link_gbit_s - net.background_gbit_s) * 1e9 * net.efficiency / 8.0

@@ -1,0 +1,141 @@
+"""Sweep axes: ``sweep.axes`` of an experiment -> checked :class:`Axis` objects.
+
+Each dim names a config key and its values (``dirty_rate: {key:
+workload.dirty_rate_pages_s, values: [...]}``, or generated: ``values: {start, stop, num,
+log}``) or a config group and its options (``policy: {key: policy, values: [vmware,
+hyperv]}``, a *group swap*).
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from ..compose import leaf_keys
+from ..errors import ConfigError
+from ..paths import group_options
+from ..units import unit_of_key
+
+#: config groups an axis may swap
+SWAPPABLE = ("vm", "workload", "network", "host", "policy", "storage", "evacuation")
+RESERVED_DIMS = ("replicate", "round", "seed", "vm")
+#: key roots that say how a sweep runs, not what it simulates
+NOT_SWEEPABLE = ("sweep", "paths", "hydra", "experiment", "debug", "local", "task")
+
+
+@dataclass
+class Axis:
+    dim: str
+    key: str
+    values: list
+    group: bool                 # a config-group swap (policy=vmware), not a value
+    column: bool = False        # applied to built scenarios (vectorised on the fluid engine)
+    long_name: str = ""
+    units: str | None = None
+
+    def coord(self) -> np.ndarray:
+        if self.group or any(isinstance(v, str) for v in self.values):
+            return np.array([str(v) for v in self.values])
+        if all(isinstance(v, bool) for v in self.values):
+            return np.array(self.values, dtype=bool)
+        return np.asarray(self.values)
+
+    def coord_attrs(self) -> dict:
+        a = {"long_name": self.long_name or (f"{self.key} (config group)" if self.group else self.key),
+             "lmt_key": self.key}
+        units = self.units if self.units is not None else self._units()
+        if units is not None:
+            a["units"] = units
+        return a
+
+    def _units(self) -> str | None:
+        if self.group or any(isinstance(v, str) for v in self.values):
+            return None
+        if all(isinstance(v, bool) for v in self.values):
+            return "1"
+        return unit_of_key(self.key)
+
+
+def _err(where: str, value, message: str) -> ConfigError:
+    return ConfigError(where, value, "", message=f"{where}: {message}")
+
+
+def parse_axes(cfg, max_values: int | None) -> list[Axis]:
+    """The checked axes of ``cfg.sweep.axes`` (each cut to ``max_values`` values if given)."""
+    raw = OmegaConf.select(cfg, "sweep.axes")
+    if raw is None:
+        return []
+    if not isinstance(raw, DictConfig):
+        raise ConfigError("sweep.axes", raw, "a mapping dim -> {key: ..., values: [...]}")
+    return [_axis(cfg, str(dim), raw[dim], max_values) for dim in raw.keys()]
+
+
+def _axis(cfg, dim: str, spec, max_values) -> Axis:
+    where = f"sweep.axes.{dim}"
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", dim) or dim in RESERVED_DIMS:
+        raise _err(where, dim, f"'{dim}' cannot be a dim name (an identifier other than "
+                               f"{', '.join(RESERVED_DIMS)})")
+    if not isinstance(spec, DictConfig) or "key" not in spec or "values" not in spec:
+        raise _err(where, spec, "must be {key: <config key or group>, values: [...]}")
+    extra = [k for k in spec.keys() if k not in ("key", "values", "long_name", "units")]
+    if extra:
+        raise _err(where, None, f"unknown field '{extra[0]}' (allowed: key, values, long_name, units)")
+    key, values = str(spec.key), spec["values"]
+    if isinstance(values, DictConfig):
+        values = generated_values(where, OmegaConf.to_container(values, resolve=True))
+    elif not isinstance(values, ListConfig) or len(values) == 0:
+        raise _err(f"{where}.values", values, "must be a non-empty list or "
+                                               "{start: a, stop: b, num: n, log: false}")
+    else:
+        values = OmegaConf.to_container(values, resolve=True)
+    if max_values is not None:
+        values = values[:int(max_values)]
+    if len(set(map(repr, values))) != len(values):
+        raise _err(f"{where}.values", values, "has duplicates")
+    group = "." not in key and key in SWAPPABLE
+    if group:
+        opts = group_options(key)
+        for v in values:
+            if str(v) not in opts:
+                close = difflib.get_close_matches(str(v), opts, n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise _err(where, v, f"unknown {key} '{v}'{hint} (available: {', '.join(opts)})")
+        values = [str(v) for v in values]
+    else:
+        if key.split(".")[0] in NOT_SWEEPABLE:
+            raise _err(where, key, f"'{key}' cannot be swept (sweep axes change the simulation, "
+                                   f"not how it runs)")
+        if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
+            valid = [k for k in leaf_keys(cfg) if not k.startswith(NOT_SWEEPABLE)]
+            close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise _err(where, key, f"unknown key '{key}'{hint}")
+        for v in values:
+            if isinstance(v, (dict, list)):
+                raise _err(where, v, f"values must be scalars, got {v!r}")
+    return Axis(dim=dim, key=key, values=list(values), group=group,
+                long_name=str(spec.get("long_name") or ""),
+                units=None if spec.get("units") is None else str(spec.get("units")))
+
+
+def generated_values(where: str, spec: dict) -> list:
+    """``{start, stop, num, log}`` -> ``num`` evenly (or log-) spaced values, ends included."""
+    extra = set(spec) - {"start", "stop", "num", "log"}
+    if extra or not {"start", "stop", "num"} <= set(spec):
+        raise _err(f"{where}.values", spec, "a generated axis is {start: a, stop: b, num: n, log: false}")
+    num, log = spec["num"], spec.get("log", False)
+    if not isinstance(num, int) or isinstance(num, bool) or num < 1:
+        raise ConfigError(f"{where}.values.num", num, "a positive integer")
+    if not isinstance(log, bool):
+        raise ConfigError(f"{where}.values.log", log, "true or false")
+    try:
+        start, stop = float(spec["start"]), float(spec["stop"])
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}.values", spec, "numbers for start and stop") from None
+    if log and (start <= 0 or stop <= 0):
+        raise ConfigError(f"{where}.values", spec, "start and stop > 0 with log: true")
+    arr = np.geomspace(start, stop, num) if log else np.linspace(start, stop, num)
+    return [float(v) for v in arr]

@@ -1,0 +1,155 @@
+"""Running a sweep's chunks: one chunk = plain data in, plain arrays out, in any executor.
+
+Every executor hands each finished chunk to ``done`` as soon as it finishes (the driver
+writes it to ``.partial/`` at once), so an interrupted sweep — Ctrl-C, SIGKILL, a lost
+worker — keeps every chunk that finished and a rerun computes only the rest.
+
+Executors (``sweep.executor``): ``inline``; ``processes`` (``concurrent.futures`` process
+pool, ``sweep.workers``); ``dask`` (``distributed``: a ``LocalCluster`` when
+``sweep.dask_address`` is null, else the scheduler at that address).  Results are identical
+whichever runs them.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from ..errors import ConfigError
+from ..io import atomic_path
+from ..tasks import get_task
+from .plan import DEFAULT_ROUND_DETAIL, Plan
+
+#: seconds to wait for a Dask scheduler at ``sweep.dask_address``
+DASK_CONNECT_TIMEOUT_S = 5
+
+
+@dataclass
+class ChunkTask:
+    start: int
+    stop: int
+    task: str
+    cells: dict
+    cell_of: np.ndarray
+    columns: dict
+    seeds: np.ndarray
+    round_detail: int = DEFAULT_ROUND_DETAIL
+
+
+def chunk_task(plan: Plan, start: int, stop: int) -> ChunkTask:
+    cell_of = plan.cell_of[start:stop]
+    return ChunkTask(start=start, stop=stop, task=plan.task,
+                     cells={int(c): plan.cells[int(c)] for c in np.unique(cell_of)},
+                     cell_of=cell_of, columns={k: v[start:stop] for k, v in plan.columns.items()},
+                     seeds=plan.seeds[start:stop], round_detail=plan.round_detail)
+
+
+def run_chunk(chunk: ChunkTask):
+    """Simulate the points of one chunk; returns the task's batch (points in chunk order)."""
+    task = get_task(chunk.task)
+    parts, order = [], []
+    for c, res in chunk.cells.items():
+        sel = np.flatnonzero(chunk.cell_of == c)
+        if not sel.size:
+            continue
+        cols = {k: v[sel] for k, v in chunk.columns.items()}
+        parts.append(task.run_cell(OmegaConf.create(res), cols, chunk.seeds[sel], chunk.round_detail))
+        order.append(sel)
+    out = task.concat(parts)
+    order = np.concatenate(order)
+    if not np.array_equal(order, np.arange(order.size)):
+        out = out.take(np.argsort(order, kind="stable"))
+    return out
+
+
+# -- partial results ----------------------------------------------------------------------------
+def chunk_file(d: Path, start: int, stop: int) -> Path:
+    return d / f"chunk-{start:010d}-{stop:010d}.npz"
+
+
+def save_partial(path: Path, task_name: str, batch) -> None:
+    arrays = get_task(task_name).to_arrays(batch)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def load_partial(path: Path, task_name: str):
+    with np.load(path, allow_pickle=False) as z:
+        return get_task(task_name).from_arrays({k: z[k] for k in z.files})
+
+
+# -- executors -----------------------------------------------------------------------------------
+def workers(settings) -> int:
+    return int(settings["workers"] or os.cpu_count() or 1)
+
+
+def run_inline(chunks, done, settings):
+    for t in chunks:
+        done(t, run_chunk(t))
+
+
+def run_processes(chunks, done, settings):
+    """A process pool; each chunk is handed to ``done`` the moment it finishes."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    # the platform's default start method (fork on Linux up to Python 3.13: no re-import of
+    # the caller's script; spawn/forkserver elsewhere need the usual `if __name__ == "__main__"`)
+    ex = ProcessPoolExecutor(max_workers=min(workers(settings), len(chunks)))
+    try:
+        futs = {ex.submit(run_chunk, t): t for t in chunks}
+        pending = set(futs)
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in finished:
+                done(futs[f], f.result())
+    except BaseException:
+        ex.shutdown(wait=False, cancel_futures=True)
+        for p in list(getattr(ex, "_processes", {}).values()):   # running chunks: stop now
+            with contextlib.suppress(Exception):
+                p.terminate()
+        raise
+    ex.shutdown(wait=True)
+
+
+def _dask_client(settings, n_chunks: int, stack: contextlib.ExitStack):
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:  # pragma: no cover
+        raise ConfigError("sweep.executor", "dask", "", message="sweep.executor=dask needs the "
+                          "'distributed' package: pip install -e '.[scale]'") from None
+    address = settings["dask_address"]
+    if address:
+        try:
+            return stack.enter_context(Client(str(address), timeout=f"{DASK_CONNECT_TIMEOUT_S}s"))
+        except (OSError, TimeoutError) as e:
+            raise ConfigError("sweep.dask_address", address, "", message=(
+                f"sweep.dask_address={address}: no Dask scheduler answered within "
+                f"{DASK_CONNECT_TIMEOUT_S} s ({type(e).__name__}); start one (dask scheduler) "
+                f"or set sweep.dask_address=null for a local cluster")) from None
+    cluster = stack.enter_context(LocalCluster(
+        n_workers=min(workers(settings), max(1, n_chunks)), threads_per_worker=1,
+        processes=True, dashboard_address=None, silence_logs=40))
+    return stack.enter_context(Client(cluster))
+
+
+def run_dask(chunks, done, settings):
+    from distributed import as_completed
+    with contextlib.ExitStack() as stack:
+        client = _dask_client(settings, len(chunks), stack)
+        futs = client.map(run_chunk, chunks, pure=False)
+        index = {f.key: t for f, t in zip(futs, chunks)}
+        try:
+            for f in as_completed(futs):
+                done(index[f.key], f.result())
+                f.release()
+        except BaseException:
+            client.cancel(futs)
+            raise
+
+
+EXECUTORS = {"inline": run_inline, "processes": run_processes, "dask": run_dask}

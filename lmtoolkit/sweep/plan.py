@@ -1,0 +1,337 @@
+"""The plan of a sweep: composed config -> cells, columns, seeds, chunks, output path.
+
+* **cells** — one config per combination of group swaps (Hydra composes each, so experiment
+  and debug files apply to every option) and of the value axes that cannot be applied to
+  built objects (strings, keys that feed other keys, every axis of a non-columnar task);
+* **columns** — numeric value axes that map one-to-one onto a scenario field are applied to
+  the built scenario (``engine.fluid.with_value``); on the fluid engine a whole cell's points
+  go through one vectorised call;
+* **seeds** — point ``p`` (row-major over the axes and ``replicate``) gets word ``p`` of
+  ``numpy.random.SeedSequence(seed).generate_state(n_points)``; with
+  ``sweep.common_random_numbers`` the word of its replicate instead.  Seeds never depend on
+  the executor, the worker count or the chunking;
+* **output** — the experiment's canonical file ``<results>/<exp>/<exp>.nc`` when the
+  overrides only pick the experiment and how it runs (``sweep.executor`` …, ``paths.*``);
+  any other override is a *variant*: ``<results>/<exp>/variants/<variant>/<exp>.nc``, keyed
+  by the resolved config, so variants never overwrite the canonical result or each other.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import itertools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .. import provenance
+from ..compose import (compose_both, compose_raw, config_yaml, first_line, hydra_overrides,
+                       is_hydra_override, split_override, task_of)
+from ..engine.fluid import with_value
+from ..errors import ConfigError
+from ..paths import group_options
+from ..tasks import get_task
+from .axes import SWAPPABLE, Axis, parse_axes
+
+#: sweep.* keys that do not change results: left out of the config hash
+RUNTIME_KEYS = ("executor", "workers", "dask_address", "chunk_size", "format", "cache", "progress")
+EXECUTORS = ("inline", "processes", "dask")
+FORMATS = {"netcdf": ".nc", "zarr": ".zarr"}
+#: sweeps with more points than this keep no per-pre-copy-round detail unless asked
+AUTO_DETAIL_MAX_POINTS = 10_000
+DEFAULT_ROUND_DETAIL = 64
+AUTO_CHUNK = {"page": 4, "fluid": 65536, "evacuation": 1}
+
+
+@dataclass
+class Plan:
+    """Everything needed to run a sweep, decided in the driver before any simulation."""
+
+    name: str
+    task: str
+    overrides: list[str]
+    cfg: object                  # the resolved base config (DictConfig)
+    hash_cfg: object             # what the config hash and lmt_config describe
+    config_hash: str
+    axes: list[Axis]
+    replicates: int
+    cells: list[dict]            # resolved config containers
+    cell_of: np.ndarray          # (N,) cell per point
+    columns: dict[str, np.ndarray]  # key -> (N,) values of column axes
+    seeds: np.ndarray            # (N,) uint32
+    round_detail: int
+    chunks: list[tuple[int, int]]
+    settings: dict               # sweep.* run-time settings
+    out_path: Path
+    variant: str | None = None   # None: the experiment's canonical result
+    raw: object = None           # the unresolved base config (axis values are set on it)
+
+    @property
+    def dims(self) -> list[str]:
+        return [a.dim for a in self.axes] + ["replicate"]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(a.values) for a in self.axes) + (self.replicates,)
+
+    @property
+    def n_points(self) -> int:
+        return int(np.prod(self.shape))
+
+
+def experiment_name(overrides: Iterable[str]) -> str | None:
+    name = None
+    for o in overrides:
+        _, key, value = split_override(o)
+        if key == "experiment":
+            name = value or None
+    return name
+
+
+def available_experiments() -> list[str]:
+    return group_options("experiment")
+
+
+def _resolved(cfg) -> dict:
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:
+        raise ConfigError("config", None, "", message=first_line(e)) from None
+
+
+def settings_of(cfg) -> dict:
+    """The run-time ``sweep.*`` settings, checked."""
+    s = OmegaConf.to_container(cfg.sweep, resolve=True) if "sweep" in cfg else {}
+    out = {k: s.get(k) for k in RUNTIME_KEYS}
+    out["executor"] = out["executor"] or "inline"
+    out["format"] = out["format"] or "netcdf"
+    out["cache"] = True if out["cache"] is None else out["cache"]
+    if out["executor"] not in EXECUTORS:
+        raise ConfigError("sweep.executor", out["executor"], "one of " + ", ".join(EXECUTORS))
+    if out["format"] not in FORMATS:
+        raise ConfigError("sweep.format", out["format"], "one of " + ", ".join(FORMATS))
+    for k in ("workers", "chunk_size"):
+        v = out[k]
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise ConfigError(f"sweep.{k}", v, "null or a positive integer")
+    if not isinstance(out["cache"], bool):
+        raise ConfigError("sweep.cache", out["cache"], "true or false")
+    if out["progress"] is not None and not isinstance(out["progress"], bool):
+        raise ConfigError("sweep.progress", out["progress"], "null, true or false")
+    return out
+
+
+def _posint(cfg, key, default, lo=1):
+    v = OmegaConf.select(cfg, key, default=default)
+    if v is None:
+        return None
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+        raise ConfigError(key, v, f"null or an integer >= {lo}")
+    return v
+
+
+def is_canonical(overrides: list[str]) -> bool:
+    """Do the overrides only pick the experiment and how it runs (no change to its points)?"""
+    for o in overrides:
+        _, key, _ = split_override(o)
+        if key == "experiment" or key.startswith("paths.") or is_hydra_override(o):
+            continue
+        if key.startswith("sweep.") and key.split(".", 1)[1] in RUNTIME_KEYS:
+            continue
+        return False
+    return True
+
+
+def _variant_id(hash_cfg) -> str:
+    """A variant's directory: its resolved config (not the code: a variant rerun by newer
+    code replaces its own file, as the canonical result does)."""
+    return hashlib.sha256(config_yaml(hash_cfg).encode()).hexdigest()[:12]
+
+
+def _scenario_attr(scn, key: str):
+    obj = scn
+    for part in key.split("."):
+        if not dataclasses.is_dataclass(obj) or part not in {f.name for f in dataclasses.fields(obj)}:
+            return None, False
+        obj = getattr(obj, part)
+    return obj, True
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 (array-valued fields)
+        return False
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, bool, np.integer, np.floating)) and v == v
+
+
+def _column_ok(axis: Axis, task, raw_cells: list, templates: list) -> bool:
+    """A value axis can be applied to built scenarios iff it maps one-to-one onto a field."""
+    if not task.columns or axis.group or not all(_is_number(v) for v in axis.values):
+        return False
+    if axis.key.split(".")[0] not in SWAPPABLE:
+        return False
+    for raw, tpl in zip(raw_cells, templates):
+        cur, ok = _scenario_attr(tpl, axis.key)
+        if not ok or cur is None or isinstance(cur, str) or not _is_number(cur):
+            return False
+        if isinstance(cur, bool) != all(isinstance(v, bool) for v in axis.values):
+            return False
+        for v in {axis.values[0], axis.values[-1]}:
+            c = copy.deepcopy(raw)
+            OmegaConf.update(c, axis.key, v, merge=False)
+            try:
+                want = task.template(OmegaConf.create(_resolved(c)))
+            except ConfigError as e:
+                raise ConfigError(e.key, e.value, e.allowed,
+                                  message=f"sweep.axes.{axis.dim}: {e.text()}") from None
+            try:
+                got = with_value(tpl, axis.key, v)
+            except (ConfigError, TypeError, ValueError):
+                return False
+            if not _same(got, want):
+                return False
+    return True
+
+
+def _swap_override(base_ov: list[str], key: str, value: str) -> str:
+    """``key=value`` for a group swap (``+key=value`` when the base added the group with +)."""
+    plus = any(split_override(o)[1] == key and o.startswith("+") for o in base_ov)
+    return f"{'+' if plus else ''}{key}={value}"
+
+
+def make_plan(overrides: Iterable[str] = (), results_dir: str | os.PathLike | None = None,
+              expand: bool = True, cfg_pair=None, name: str | None = None) -> Plan:
+    """Compose the config, check the axes and lay out every point (no simulation).
+
+    ``expand=False`` stops after the config hash and the output path (one Hydra composition):
+    enough to serve a cached result.  ``cfg_pair``: an already composed (unresolved,
+    resolved) config of these overrides (no composition then).  ``name``: the result's name
+    without an experiment (one point, e.g. a single evacuation).
+    """
+    overrides = [str(o) for o in overrides if not is_hydra_override(str(o))]
+    default_name, name = name, experiment_name(overrides)
+    raw_base, cfg = cfg_pair if cfg_pair is not None else compose_both(overrides)
+    task = get_task(task_of(cfg))
+    settings = settings_of(cfg)
+    max_values = _posint(cfg, "sweep.max_values", None)
+    replicates = _posint(cfg, "sweep.replicates", 1)
+    replicates = 1 if replicates is None else replicates
+    axes = parse_axes(cfg, max_values)
+    if not axes and name is None and default_name is None:
+        raise ConfigError("experiment", None, "", message="no experiment given: lmtk sweep "
+                          "experiment=NAME (available: " + ", ".join(available_experiments()) + ")")
+    name = name or default_name or "sweep"
+    shape = tuple(len(a.values) for a in axes) + (replicates,)
+    n = int(np.prod(shape))
+    L = _posint(cfg, "sweep.round_detail", None, lo=0)
+    if L is None:
+        L = DEFAULT_ROUND_DETAIL if n <= AUTO_DETAIL_MAX_POINTS else 0
+    hash_cfg = copy.deepcopy(cfg)
+    OmegaConf.set_struct(hash_cfg, False)
+    for k in RUNTIME_KEYS:
+        hash_cfg.sweep.pop(k, None)
+    hash_cfg.sweep.round_detail = L
+    config_hash = provenance.config_hash(hash_cfg)
+    root = Path(results_dir) if results_dir is not None else Path(str(cfg.paths.results_dir))
+    variant = None if is_canonical(overrides) else _variant_id(hash_cfg)
+    folder = root / name if variant is None else root / name / "variants" / variant
+    out = folder / f"{name}{FORMATS[settings['format']]}"
+    plan = Plan(name=name, task=task.name, overrides=overrides, cfg=cfg, hash_cfg=hash_cfg,
+                config_hash=config_hash, axes=axes, replicates=replicates, cells=[],
+                cell_of=np.zeros(0, np.int64), columns={}, seeds=np.zeros(0, np.uint32),
+                round_detail=L, chunks=[], settings=settings, out_path=out, variant=variant,
+                raw=raw_base)
+    return expand_plan(plan) if expand else plan
+
+
+def _cell_error(e: ConfigError, where: str) -> ConfigError:
+    return ConfigError(e.key, e.value, e.allowed, message=e.text() + (f" (with {where})" if where else ""))
+
+
+def expand_plan(plan: Plan) -> Plan:
+    """Fill the plan's cells, columns, seeds and chunks (one composition per group swap)."""
+    task, raw_base, overrides = get_task(plan.task), plan.raw, plan.overrides
+    axes, cfg, n = plan.axes, plan.cfg, plan.n_points
+    # cells: one Hydra composition per combination of group swaps ...
+    gaxes = [a for a in axes if a.group]
+    swapped = {a.key for a in gaxes}
+    base_ov = [o for o in overrides if split_override(o)[1] not in swapped]
+    raw_cells, templates = [], []
+    for combo in itertools.product(*[a.values for a in gaxes]):
+        where = ", ".join(f"{g.key}={v}" for g, v in zip(gaxes, combo))
+        if gaxes:
+            ov = base_ov + [_swap_override(overrides, a.key, v) for a, v in zip(gaxes, combo)]
+            raw = compose_raw(hydra_overrides(ov))
+        else:
+            raw = raw_base
+        for a in axes:
+            if not a.group and OmegaConf.select(raw, a.key, default="__missing__") == "__missing__":
+                raise ConfigError(f"sweep.axes.{a.dim}", a.key, "", message=f"sweep.axes.{a.dim}: "
+                                  f"key '{a.key}' does not exist with {where}")
+        try:
+            tpl = task.template(OmegaConf.create(_resolved(raw)))
+        except ConfigError as e:
+            raise _cell_error(e, where) from None
+        raw_cells.append(raw)
+        templates.append(tpl)
+    # ... value axes either become columns or multiply the cells
+    for a in axes:
+        if not a.group:
+            a.column = _column_ok(a, task, raw_cells, templates)
+    vaxes = [a for a in axes if not a.group and not a.column]
+    cells = []
+    for raw in raw_cells:
+        for combo in itertools.product(*[a.values for a in vaxes]):
+            c = raw
+            if vaxes:
+                c = copy.deepcopy(raw)
+                for a, v in zip(vaxes, combo):
+                    OmegaConf.update(c, a.key, v, merge=False)
+            res = _resolved(c)
+            if vaxes:
+                try:
+                    task.template(OmegaConf.create(res))
+                except ConfigError as e:
+                    where = ", ".join(f"{a.key}={v}" for a, v in zip(vaxes, combo))
+                    raise _cell_error(e, f"sweep point {where}") from None
+            cells.append(res)
+    shape = plan.shape
+    idx = np.unravel_index(np.arange(n), shape) if axes else (np.zeros(n, dtype=np.int64),)
+    pos = {a.dim: i for i, a in enumerate(axes)}
+    # cell order: group combos (outer) x non-column value combos (inner)
+    tshape = tuple(len(a.values) for a in gaxes) + tuple(len(a.values) for a in vaxes)
+    if tshape:
+        tidx = tuple(idx[pos[a.dim]] for a in gaxes) + tuple(idx[pos[a.dim]] for a in vaxes)
+        cell_of = np.ravel_multi_index(tidx, tshape).astype(np.int64)
+    else:
+        cell_of = np.zeros(n, dtype=np.int64)
+    columns = {a.key: np.array([float(v) for v in a.values])[idx[pos[a.dim]]]
+               for a in axes if a.column}
+    seed = cfg.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError("seed", seed, "a non-negative integer")
+    ss = np.random.SeedSequence(seed)
+    if OmegaConf.select(cfg, "sweep.common_random_numbers", default=False):
+        words = ss.generate_state(plan.replicates, dtype=np.uint32)
+        seeds = words[idx[-1]] if axes else words[np.arange(n)]
+    else:
+        seeds = ss.generate_state(n, dtype=np.uint32)
+    if task.name == "migration":
+        engines = {c.get("engine", "page") for c in cells}
+        auto = AUTO_CHUNK["page"] if "page" in engines else AUTO_CHUNK["fluid"]
+    else:
+        auto = AUTO_CHUNK.get(task.name, 1)
+    chunk = plan.settings["chunk_size"] or auto
+    plan.cells, plan.cell_of, plan.columns, plan.seeds = cells, cell_of, columns, seeds
+    plan.chunks = [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
+    return plan

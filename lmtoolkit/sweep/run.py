@@ -1,0 +1,198 @@
+"""Running a planned sweep: the cache, partial results, assembly into one Dataset, files.
+
+The cache: a result is served from disk only when its ``lmt_config_hash`` — the resolved
+config (minus run-time settings) *and* the package's source code
+(:func:`lmtoolkit.provenance.code_hash`) — equals the plan's.  Finished chunks are written
+atomically to ``<out dir>/.partial/<config-hash>/`` as they finish; a rerun after a crash or
+SIGKILL loads them and computes only the missing chunks.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import xarray as xr
+import yaml
+
+from .. import provenance
+from ..errors import ConfigError
+from ..io import check_writable, read_dataset, write_dataset, write_text
+from ..tasks import get_task
+from .execute import EXECUTORS, chunk_file, chunk_task, load_partial, save_partial
+from .plan import Plan, expand_plan, make_plan
+
+
+def assemble(plan: Plan, batch, command: str) -> xr.Dataset:
+    """The sweep's Dataset: dims = axes + replicate (+ the task's own), coords with units."""
+    coords = {a.dim: a.coord() for a in plan.axes}
+    coords["replicate"] = np.arange(plan.replicates)
+    cattrs = {a.dim: a.coord_attrs() for a in plan.axes}
+    cattrs["replicate"] = {"long_name": "replicate (independent repetition)", "units": "1"}
+    attrs = provenance.attrs(plan.hash_cfg, plan.overrides, command)
+    attrs["title"] = str(plan.cfg.get("title", f"sweep {plan.name}"))
+    attrs["lmt_experiment"] = plan.name
+    attrs["lmt_task"] = plan.task
+    attrs["lmt_variant"] = plan.variant or ""
+    attrs["lmt_axes"] = json.dumps({a.dim: {"key": a.key, "values": a.values} for a in plan.axes})
+    attrs["lmt_replicates"] = str(plan.replicates)
+    attrs["lmt_round_detail"] = str(plan.round_detail)
+    scalars = getattr(batch, "scalars", {})
+    for lab in ("policy", "engine"):
+        vals = set(map(str, scalars[lab])) if lab in scalars else set()
+        if len(vals) == 1:
+            attrs[f"lmt_{lab}"] = vals.pop()
+    ds = get_task(plan.task).to_dataset(batch, plan.dims, coords, attrs, cattrs)
+    return ds.assign_coords(seed=(plan.dims, plan.seeds.astype(np.int64).reshape(plan.shape),
+                                  {"long_name": "workload random seed of the point", "units": "1"}))
+
+
+def read_result(path) -> xr.Dataset:
+    """Read a sweep result fully into memory, exactly as it was written."""
+    return read_dataset(path)
+
+
+def read_attrs(path: Path) -> dict:
+    path = Path(path)
+    if path.suffix == ".zarr":
+        with xr.open_zarr(path) as ds:
+            return dict(ds.attrs)
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        return dict(ds.attrs)
+
+
+def provenance_record(ds, plan: Plan, info: dict) -> dict:
+    a = ds.attrs
+    return {
+        "experiment": plan.name,
+        "task": plan.task,
+        "variant": plan.variant,
+        "title": a.get("title"),
+        "file": plan.out_path.name,
+        "config_hash": a.get("lmt_config_hash"),
+        "code_hash": a.get("lmt_code_hash"),
+        "command": a.get("history", "").split(" ", 1)[-1],
+        "history": a.get("history"),
+        "overrides": json.loads(a.get("lmt_overrides", "[]")),
+        "git_commit": a.get("lmt_git_commit"),
+        "git_dirty": a.get("lmt_git_dirty") == "true",
+        "versions": json.loads(a.get("lmt_versions", "{}")),
+        "created_at": a.get("lmt_created_at"),
+        "dims": {d: int(n) for d, n in ds.sizes.items()},
+        "axes": {ax.dim: {"key": ax.key, "values": ax.values, "group": ax.group,
+                          "vectorised": ax.column} for ax in plan.axes},
+        "run": {k: info[k] for k in ("points", "chunks", "chunks_computed", "chunks_reused",
+                                     "executor", "workers", "elapsed_s") if k in info},
+        "config": yaml.safe_load(a.get("lmt_config", "{}")),
+    }
+
+
+def _progress(settings, total: int, name: str):
+    from tqdm.auto import tqdm
+    p = settings["progress"]
+    return tqdm(total=total, unit="pt", desc=f"sweep {name}", file=sys.stderr, leave=False,
+                disable=(None if p is None else not p), mininterval=0.5, dynamic_ncols=True)
+
+
+def _cached(plan: Plan) -> bool:
+    out = plan.out_path
+    if not (plan.settings["cache"] and out.exists()):
+        return False
+    try:
+        return read_attrs(out).get("lmt_config_hash") == plan.config_hash
+    except Exception:  # noqa: BLE001 - unreadable: recompute
+        return False
+
+
+def run(overrides: Iterable[str] = (), command: str | None = None,
+        results_dir: str | os.PathLike | None = None, log=None, cfg_pair=None,
+        task: str | None = None, name: str | None = None):
+    """Run (or load) a sweep; return ``(dataset, info)``.
+
+    ``info``: ``path``, ``cached`` (served from disk), ``points``, ``chunks``,
+    ``chunks_computed``, ``chunks_reused`` (from ``.partial`` after an interruption),
+    ``elapsed_s``, ``config_hash``, ``plan``.  ``task``: the task the caller runs (an
+    experiment of another task is a :class:`ConfigError`, never a silent substitute);
+    ``name``: the result's name when no experiment is given (a single point).
+    """
+    t0 = time.perf_counter()
+    overrides = list(overrides)
+    plan = make_plan(overrides, results_dir=results_dir, expand=False, cfg_pair=cfg_pair, name=name)
+    if task is not None and plan.task != task:
+        raise ConfigError("task", plan.task, "", message=f"experiment {plan.name} declares "
+                          f"task={plan.task}; this command runs task={task} (lmtk sweep "
+                          f"experiment={plan.name} runs any task)")
+    command = command or f"lmtoolkit.sweep({overrides!r})"
+    settings, out = plan.settings, plan.out_path
+    info = {"path": out, "config_hash": plan.config_hash, "points": plan.n_points,
+            "chunks": 0, "chunks_computed": 0, "chunks_reused": 0, "cached": False,
+            "executor": settings["executor"], "workers": settings["workers"], "plan": plan}
+    if _cached(plan):
+        info.update(cached=True, elapsed_s=time.perf_counter() - t0)
+        return read_result(out), info
+    check_writable(out, "paths.results_dir")
+    expand_plan(plan)
+    info.update(plan=plan, chunks=len(plan.chunks))
+    partial = out.parent / ".partial" / plan.config_hash
+    results = _resume(plan, partial)
+    info["chunks_reused"] = len(results)
+    todo = [chunk_task(plan, s, e) for s, e in plan.chunks if (s, e) not in results]
+    if log and results:
+        log(f"resuming: {len(results)} of {len(plan.chunks)} chunks from {partial}")
+    bar = _progress(settings, plan.n_points, plan.name)
+    bar.update(sum(e - s for s, e in results))
+
+    def done(chunk, batch):
+        if len(plan.chunks) > 1:
+            save_partial(chunk_file(partial, chunk.start, chunk.stop), plan.task, batch)
+        results[(chunk.start, chunk.stop)] = batch
+        info["chunks_computed"] += 1
+        bar.update(chunk.stop - chunk.start)
+
+    try:
+        if todo:
+            EXECUTORS[settings["executor"]](todo, done, settings)
+    finally:
+        bar.close()
+    batch = get_task(plan.task).concat([results[c] for c in plan.chunks])
+    ds = assemble(plan, batch, command)
+    write_dataset(ds, out)
+    info["elapsed_s"] = round(time.perf_counter() - t0, 3)
+    write_text(out.parent / "provenance.yaml",
+               yaml.safe_dump(provenance_record(ds, plan, info), sort_keys=False, width=100))
+    shutil.rmtree(partial, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (out.parent / ".partial").rmdir()
+    return ds, info
+
+
+def _resume(plan: Plan, partial: Path) -> dict:
+    results = {}
+    if len(plan.chunks) > 1 and partial.is_dir():
+        for s, e in plan.chunks:
+            f = chunk_file(partial, s, e)
+            if f.exists():
+                try:
+                    results[(s, e)] = load_partial(f, plan.task)
+                except Exception:  # noqa: BLE001 - damaged: recompute that chunk
+                    f.unlink(missing_ok=True)
+    return results
+
+
+def sweep(overrides: Iterable[str] = (), command: str | None = None, cfg_pair=None):
+    """Run the sweep an experiment declares; return ONE ``xarray.Dataset``.
+
+    ``overrides`` are Hydra overrides (``["experiment=quickstart", "sweep.executor=dask"]``).
+    Dims are the axes (short names) plus ``replicate`` and the task's own (``round`` for
+    migrations, ``vm`` for evacuations); the Dataset is also written to
+    ``results/<experiment>/<experiment>.nc`` (overrides that change the points: a variant
+    under ``results/<experiment>/variants/``) with ``provenance.yaml`` beside it, and served
+    from there when the same config and code run again.
+    """
+    return run(overrides, command=command, cfg_pair=cfg_pair)[0]

@@ -45,13 +45,36 @@ def mean_written_after(lam, a, b, sequential):
     return np.where(b - a > 0, out, f_written(lam, a, sequential))
 
 
+def _share(t, duration):
+    """Share of a transfer of ``duration`` s done after ``t`` s (1 for an empty one)."""
+    duration = np.asarray(duration, dtype=float)
+    return np.where(duration > 0, np.clip(np.asarray(t, dtype=float) / np.maximum(duration, 1e-300),
+                                          0.0, 1.0), 1.0)
+
+
 @dataclass
 class Switchover:
-    """Cost of the switchover: downtime (s) and bytes sent while the VM is paused."""
+    """Cost of the switchover: downtime (s) and bytes sent while the VM is paused.
+
+    The pause sends the pages (``page_time_s``, ``page_bytes``), then the device state
+    (``device_time_s``, ``device_bytes``); the fixed ``stop_overhead_ms`` comes last.
+    """
 
     downtime_s: object
     bytes: object
     page_time_s: object
+    page_bytes: object = 0.0
+    device_time_s: object = 0.0
+    device_bytes: object = 0.0
+
+    def sent_by(self, tau, page_bytes=None):
+        """Bytes on the link in the first ``tau`` s of the pause (a switchover cut by the
+        timeout).  ``page_bytes``: what the pages sent by then weigh (the page engine counts
+        whole pages); default pro rata of the page time (the fluid engine)."""
+        if page_bytes is None:
+            page_bytes = self.page_bytes * _share(tau, self.page_time_s)
+        return page_bytes + self.device_bytes * _share(np.asarray(tau) - self.page_time_s,
+                                                       self.device_time_s)
 
 
 def switchover(policy, st, ctx, n_nz, n_z, send_pages: bool = True) -> Switchover:
@@ -65,7 +88,37 @@ def switchover(policy, st, ctx, n_nz, n_z, send_pages: bool = True) -> Switchove
     page_b = (n_nz * lk.b_nz + n_z * lk.b_z) if send_pages else 0.0 * n_nz
     dev_t = ctx.device_state_bytes / rate
     down = page_t + dev_t + policy.stop_overhead_ms / 1000.0
-    return Switchover(down, page_b + ctx.device_state_bytes, page_t)
+    return Switchover(down, page_b + ctx.device_state_bytes, page_t, page_b, dev_t,
+                      ctx.device_state_bytes)
+
+
+def sent_by(tau, t_nz, t_z, b_nz, b_z, cum_nonzero=None, n=None):
+    """(whole pages sent, bytes on the link) ``tau`` s into a phase (page engine).
+
+    Pages go one after another, a non-zero page taking ``t_nz`` s and ``b_nz`` bytes, a zero
+    page ``t_z`` s and ``b_z`` bytes; ``cum_nonzero[i]`` counts the non-zero pages among the
+    first ``i + 1`` (None: all ``n`` pages are non-zero).  The page in flight at ``tau``
+    counts in the bytes pro rata (its bytes are on the link), not in the pages.
+    """
+    if cum_nonzero is None:
+        j = int(min(n, max(0.0, np.floor(tau / t_nz)))) if t_nz > 0 else int(n)
+        while j < n and (j + 1) * t_nz <= tau:
+            j += 1
+        while j > 0 and j * t_nz > tau:
+            j -= 1
+        j_nz, n, flying_nz = j, int(n), True
+    else:
+        n = cum_nonzero.size
+        ends = cum_nonzero * t_nz + (np.arange(1, n + 1) - cum_nonzero) * t_z
+        j = int(np.searchsorted(ends, tau, side="right"))
+        j_nz = int(cum_nonzero[j - 1]) if j else 0
+        flying_nz = j < n and int(cum_nonzero[j]) > j_nz
+    nbytes = j_nz * b_nz + (j - j_nz) * b_z
+    if j < n:
+        t_page, b_page = (t_nz, b_nz) if flying_nz else (t_z, b_z)
+        done = tau - (j_nz * t_nz + (j - j_nz) * t_z)
+        nbytes += b_page * min(1.0, max(0.0, done / t_page)) if t_page > 0 else 0.0
+    return j, nbytes
 
 
 def slowdown(lost_s, total_s, downtime_s):
@@ -173,5 +226,5 @@ def reason_name(code) -> str:
     return STOP_REASONS[int(code)]
 
 
-__all__ = ["f_written", "F_written", "mean_written_after", "switchover", "BatchResult",
+__all__ = ["f_written", "F_written", "mean_written_after", "switchover", "sent_by", "BatchResult",
            "ROUND_DETAIL_LIMIT", "REASON_CODE"]

@@ -14,6 +14,11 @@ region ``j`` (``n_j`` pages, ``d_j`` pending, write rate ``lam_j`` per page):
 
 (see :mod:`.common` for ``f`` and ``F``).  Zero pages are sent in proportion.  Scenarios are
 grouped by policy class; finished scenarios drop out of the arrays as they finish.
+
+The timeout is the page engine's (:class:`~lmtoolkit.policies.base.Policy`): a phase that
+would end after ``timeout_s`` is cut there (a pro-rata share of its pages and bytes, and it
+counts as a round), and a switchover that would end after it is abandoned there (bytes
+sent in the pause so far, pro rata).
 """
 from __future__ import annotations
 
@@ -204,21 +209,31 @@ def run_inputs(inp: FluidInputs, round_detail: int = ROUND_DETAIL_LIMIT) -> Batc
             g.keep(~done)
             if not g.idx.size:
                 break
-        _phase(g, out, L)
+        cut = _phase(g, out, L)
+        if cut.any():
+            _finish(g, cut, np.full(int(cut.sum()), REASON_CODE["timeout"]), out, L)
+            g.keep(~cut)
     if inp.scenarios is not None:
         apply_to_batch(out, inp.scenarios, inp.inverse)
     return out
 
 
-def _phase(g: _Group, out: BatchResult, L: int) -> None:
+def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
+    """One phase and its sync for every running scenario.  Returns where the timeout cut the
+    phase short (those scenarios end there; no sync, their policy state is not updated)."""
     st, pol, ctx = g.st, g.pol, g.ctx
     P = np.maximum(st.pending, 1e-12)
     k = np.clip(pol.phase_pages(st, ctx), np.minimum(1.0, P), P)
     lk = pol.link(st, ctx)
+    T = (k - g.z * k / P) * lk.t_nz + g.z * k / P * lk.t_z
+    deadline = np.broadcast_to(np.asarray(pol.timeout_s, dtype=float), T.shape)
+    cut = st.t + T > deadline
+    # Cut at the timeout: the share of the phase's pages (mixed zero/non-zero) sent by then.
+    k = np.where(cut, k * np.clip((deadline - st.t) / np.maximum(T, 1e-300), 0.0, 1.0), k)
     frac = k / P
     kz = g.z * frac
     knz = k - kz
-    T = knz * lk.t_nz + kz * lk.t_z
+    T = np.where(cut, deadline - st.t, knz * lk.t_nz + kz * lk.t_z)
     B = knz * lk.b_nz + kz * lk.b_z
     x = g.lam * st.speed[:, None]
     Tc = T[:, None]
@@ -242,7 +257,7 @@ def _phase(g: _Group, out: BatchResult, L: int) -> None:
     out.round_kind[rows, cols] = ROUND_KINDS.index("precopy")
 
     st.lost_guest_time = st.lost_guest_time + st.throttle * T
-    st.t = st.t + T
+    st.t = np.where(cut, deadline, st.t + T)
     st.phase_time, st.phase_bytes, st.phase_pages = T, B, k
     st.sent_bytes = st.sent_bytes + B
     st.sent_pages = st.sent_pages + k
@@ -252,8 +267,9 @@ def _phase(g: _Group, out: BatchResult, L: int) -> None:
     st.round = st.round + 1
     g.rounds = g.rounds + 1
     pol.after_sync(st, ctx)
-    st.throttle_max = np.maximum(st.throttle_max, st.throttle)
-    _fast_forward(g, out, L, T, B, k)
+    st.throttle_max = np.where(cut, st.throttle_max, np.maximum(st.throttle_max, st.throttle))
+    _fast_forward(g, out, L, T, B, k, cut)
+    return cut
 
 
 def _geometric_limit(x0, x1, x2, x3, tol=1e-9):
@@ -272,7 +288,7 @@ def _geometric_limit(x0, x1, x2, x3, tol=1e-9):
     return x3 + d3 * r / (1.0 - r), r, const | geo
 
 
-def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k) -> None:
+def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k, cut) -> None:
     """Leap over rounds whose outcome is already determined, checking the leap with the policy.
 
     Under stationary rules (:meth:`Policy.stationary`) the expected bitmap size ``p`` and phase
@@ -282,14 +298,15 @@ def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k) -> None:
     until the distance to the limit has shrunk a thousandfold.  A leap is taken only where the
     policy, asked at the predicted state, neither converges nor plans a phase more than 1 %
     off the predicted one — so a change of regime (a minimum phase, the threshold) is never
-    jumped over.  Time, bytes and pages add the geometric sums; per-round detail of leapt
-    rounds holds the predicted values.
+    jumped over, nor the timeout (a leap must end by ``timeout_s``; rows whose phase the
+    timeout ``cut`` never leap).  Time, bytes and pages add the geometric sums; per-round
+    detail of leapt rounds holds the predicted values.
     """
     st, pol = g.st, g.pol
     Tlim, rT, okT = _geometric_limit(g.prev[0], g.prev[1], g.prev[2], T)
     plim, rp, okp = _geometric_limit(g.prev[3], g.prev[4], g.prev[5], st.pending)
     g.prev = np.stack([g.prev[1], g.prev[2], T, g.prev[4], g.prev[5], st.pending])
-    cand = okT & okp & pol.stationary(st) & ~np.asarray(pol.converged(st, g.ctx))
+    cand = okT & okp & pol.stationary(st) & ~np.asarray(pol.converged(st, g.ctx)) & ~cut
     if not cand.any():
         return
     exact = (rT == 0) & (rp == 0)
@@ -317,6 +334,7 @@ def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k) -> None:
     T_next_pol = k_next * T / np.maximum(k, 1e-300)
     ok = (m > 0) & ~np.asarray(pol.converged(probe, g.ctx)) & \
         (np.abs(T_next_pol - T_next_pred) <= 0.01 * np.maximum(T_next_pred, 1e-300))
+    ok = ok & (st.t + np.where(ok, summed(T, Tlim, rT, np.where(ok, m, 0)), 0.0) <= pol.timeout_s)
     n = np.where(ok, m, 0).astype(np.int64)
     if not n.any():
         return
@@ -382,6 +400,23 @@ def _finish(g: _Group, done, code, out: BatchResult, L: int) -> None:
     n_z = np.minimum(z, P)
     n_nz = P - n_z
     timeout = code == REASON_CODE["timeout"]
+    post = np.broadcast_to(pol.goes_postcopy(code), P.shape) & ~timeout
+    sw_stop = switchover(pol, st, ctx, n_nz, n_z, send_pages=True)
+    sw_post = switchover(pol, st, ctx, n_nz, n_z, send_pages=False)
+    down = np.where(post, sw_post.downtime_s, sw_stop.downtime_s)
+    stop_bytes = np.where(post, sw_post.bytes, sw_stop.bytes)
+    # A switchover that would end after the timeout is abandoned there (for post-copy: the
+    # pause that sends the device state; once the VM runs on the destination it completes).
+    deadline = np.broadcast_to(np.asarray(pol.timeout_s, dtype=float), P.shape)
+    tau = deadline - st.t
+    late = ~timeout & (st.t + down > deadline)
+    late_bytes = np.where(post, sw_post.sent_by(tau), sw_stop.sent_by(tau))
+    late_pages = np.where(post, 0.0, P * np.clip(tau / np.maximum(sw_stop.page_time_s, 1e-300),
+                                                 0.0, 1.0))
+    code = np.where(late, REASON_CODE["timeout"], code)
+    timeout = timeout | late
+    post = post & ~late
+
     sc = out.scalars
     sc["rounds"][rows] = rounds
     sc["stop_reason"][rows] = [STOP_REASONS[c] for c in code]
@@ -389,12 +424,6 @@ def _finish(g: _Group, done, code, out: BatchResult, L: int) -> None:
     sc["completed"][rows] = ~timeout
     sc["precopy_bytes"][rows] = st.sent_bytes
     sc["throttle_max"][rows] = st.throttle_max
-
-    post = np.broadcast_to(pol.goes_postcopy(code), P.shape) & ~timeout
-    sw_stop = switchover(pol, st, ctx, n_nz, n_z, send_pages=True)
-    sw_post = switchover(pol, st, ctx, n_nz, n_z, send_pages=False)
-    down = np.where(post, sw_post.downtime_s, sw_stop.downtime_s)
-    stop_bytes = np.where(post, sw_post.bytes, sw_stop.bytes)
 
     # Post-copy phase: push the rest, faults when the guest touches a page not yet pushed.
     lk = pol.link(st, ctx, stop=True)
@@ -404,25 +433,29 @@ def _finish(g: _Group, done, code, out: BatchResult, L: int) -> None:
     stall = faults * (ctx.rtt_s + lk.t_nz + pol.fault_overhead_s()) / g.vcpus[sub]
 
     t_end_pre = st.t
-    total = np.where(timeout, t_end_pre, t_end_pre + down + np.where(post, T_push, 0.0))
+    total = np.where(timeout, np.where(late, deadline, t_end_pre),
+                     t_end_pre + down + np.where(post, T_push, 0.0))
+    late_down = np.where(late, tau, np.nan)
     down = np.where(timeout, np.nan, down)
-    nbytes = st.sent_bytes + np.where(timeout, 0.0, stop_bytes + np.where(post, pc_bytes, 0.0))
+    stop_bytes = np.where(late, late_bytes, np.where(timeout, 0.0, stop_bytes))
+    nbytes = st.sent_bytes + stop_bytes + np.where(post, pc_bytes, 0.0)
     lost = st.lost_guest_time + np.where(post, stall, 0.0)
     sc["total_time_s"][rows] = total
     sc["downtime_s"][rows] = down
     sc["transferred_bytes"][rows] = nbytes
-    sc["stop_bytes"][rows] = np.where(timeout, 0.0, stop_bytes)
+    sc["stop_bytes"][rows] = stop_bytes
     sc["postcopy_faults"][rows] = np.where(post, faults, 0.0)
     sc["postcopy_time_s"][rows] = np.where(post, T_push, 0.0)
     sc["guest_slowdown"][rows] = slowdown(lost, total, down)
 
     # Final round(s) of the detail.
     col = np.minimum(rounds, L)
-    fin = ~timeout
+    fin = ~timeout | late           # a switchover cut by the timeout is shown up to the cut
     r, c = rows[fin], col[fin]
     rate = np.broadcast_to(pol.stop_rate_bytes_s(st, ctx), P.shape)[fin]
-    vals = {"round_start": st.t[fin], "round_duration": down[fin],
-            "round_pages": np.where(post, 0.0, P)[fin], "round_bytes": stop_bytes[fin],
+    vals = {"round_start": st.t[fin], "round_duration": np.where(late, late_down, down)[fin],
+            "round_pages": np.where(late, late_pages, np.where(post, 0.0, P))[fin],
+            "round_bytes": stop_bytes[fin],
             "round_dirty_pages": P[fin], "round_bandwidth": rate, "round_throttle": np.ones(r.size)}
     for name, v in vals.items():
         out.round[name][r, c] = v

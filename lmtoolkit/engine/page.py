@@ -11,7 +11,10 @@ continuing where the last phase stopped, as QEMU's ``find_dirty_block`` does):
 * with a policy whose ``dirty_clear`` is ``"sync"`` (QEMU under TCG, or KVM without manual
   dirty-log protect: the sync itself clears and re-arms the log) *every* write after the
   sync is dirty at the next sync, also one made before the page was sent in this pass;
-* a written page is no longer a zero page.
+* a written page is no longer a zero page;
+* at ``policy.timeout_s`` the migration stops wherever it is — inside a pass (the pages
+  whose send ended by then count) or inside the switchover (see :class:`Policy
+  <lmtoolkit.policies.base.Policy>` for what the timeout means, post-copy included).
 
 Writes come from the workload's sampler (:mod:`lmtoolkit.model.workload`), O(written pages)
 per phase; the only O(memory) work is the first pass.  Everything is numpy; one migration
@@ -26,7 +29,7 @@ from ..policies.base import State
 from ..records import REASON_CODE, MigrationRecord, RoundRecord
 from ..scenario import Scenario
 from .beyond import apply_to_record
-from .common import ROUND_DETAIL_LIMIT, reason_name, slowdown, switchover
+from .common import ROUND_DETAIL_LIMIT, reason_name, sent_by, slowdown, switchover
 
 _EMPTY = np.empty(0, dtype=np.int64)
 
@@ -93,7 +96,9 @@ class _Run:
             return k, s0, True, None, pending
         return k, s0, False, sent, pending
 
-    def phase(self, k: int) -> None:
+    def phase(self, k: int) -> bool:
+        """Send ``k`` pending pages, then sync.  False when the timeout cut the phase short
+        (the migration ends there: :meth:`_cut`)."""
         st, pol = self.st, self.pol
         if self.snapshot is not None:
             self.snapshot(self.rounds, self.dirty)
@@ -109,8 +114,11 @@ class _Run:
         n_z = k - n_nz
         T = n_nz * t_nz + n_z * t_z
         B = n_nz * b_nz + n_z * b_z
-        self.dirty[span] = False
         t0 = float(st.t)
+        if t0 + T > float(pol.timeout_s):
+            self._cut(t0, k, cnz, t_nz, t_z, b_nz, b_z, pending)
+            return False
+        self.dirty[span] = False
         wp, wt = self.sampler.sample(t0, t0 + T, float(st.speed))
         newly = 0
         if wp.size:
@@ -149,6 +157,25 @@ class _Run:
         self.rounds += 1
         pol.after_sync(st, self.ctx)
         st.throttle_max = np.maximum(st.throttle_max, st.throttle)
+        return True
+
+    def _cut(self, t0, k, cnz, t_nz, t_z, b_nz, b_z, pending) -> None:
+        """The phase reaches the timeout: count what was sent by then, stop the clock there.
+
+        The interrupted pass is a round (in ``rounds`` and the detail) with the time, the
+        whole pages and the bytes on the link up to the timeout; no sync follows, so the
+        bitmap and the policy's state are left as they were (the migration is abandoned)."""
+        st = self.st
+        tau = float(self.pol.timeout_s) - t0
+        j, B = sent_by(tau, t_nz, t_z, b_nz, b_z, cnz, k)
+        self.detail_append("precopy", t0, tau, j, B, float(st.pending), float(st.bw_est),
+                           float(st.throttle))
+        st.lost_guest_time = st.lost_guest_time + st.throttle * tau
+        st.t = np.float64(float(self.pol.timeout_s))
+        st.sent_bytes = st.sent_bytes + B
+        st.sent_pages = st.sent_pages + j
+        st.round = st.round + 1
+        self.rounds += 1
 
     def detail_append(self, kind, start, dur, pages, nbytes, dirty, bw, thr):
         if kind != "precopy" or len(self.detail) < ROUND_DETAIL_LIMIT:
@@ -174,6 +201,8 @@ class _Run:
             return self._postcopy(rec, n_nz, n_z)
         sw = switchover(pol, st, ctx, n_nz, n_z)
         down = float(sw.downtime_s)
+        if float(st.t) + down > float(pol.timeout_s):
+            return self._switchover_timeout(rec, sw)
         self.detail_append("stop", float(st.t), down, self.pending.size, float(sw.bytes),
                            self.pending.size, float(pol.stop_rate_bytes_s(st, ctx)), 1.0)
         total = float(st.t) + down
@@ -186,6 +215,9 @@ class _Run:
         st, pol, ctx = self.st, self.pol, self.ctx
         sw = switchover(pol, st, ctx, n_nz, n_z, send_pages=False)
         down = float(sw.downtime_s)
+        if float(st.t) + down > float(pol.timeout_s):
+            return self._switchover_timeout(rec, sw, send_pages=False)
+        # From here the VM runs on the destination: the timeout no longer applies.
         t1 = float(st.t) + down
         lk = pol.link(st, ctx, stop=True)
         t_nz, t_z, b_nz, b_z = (float(v) for v in (lk.t_nz, lk.t_z, lk.b_nz, lk.b_z))
@@ -226,6 +258,28 @@ class _Run:
                             nbytes=float(st.sent_bytes + sw.bytes + pc_bytes), completed=True,
                             stop_bytes=float(sw.bytes), lost=float(st.lost_guest_time) + stall)
 
+    def _switchover_timeout(self, rec, sw, send_pages=True):
+        """The timeout falls inside the pause: the migration is abandoned there (the VM
+        resumes on the source).  Counts the pages whose send ended by then (in send order
+        from the cursor, the one in flight pro rata) and the share of the device state sent."""
+        st, pol, ctx = self.st, self.pol, self.ctx
+        tau = float(pol.timeout_s) - float(st.t)
+        j = 0
+        page_b = 0.0
+        if send_pages and self.pending.size:
+            lk = pol.link(st, ctx, stop=True)
+            t_nz, t_z, b_nz, b_z = (float(v) for v in (lk.t_nz, lk.t_z, lk.b_nz, lk.b_z))
+            order = _send_order(self.pending, self.cursor)
+            j, page_b = sent_by(tau, t_nz, t_z, b_nz, b_z,
+                                np.cumsum(self.nonzero[order], dtype=np.int64))
+        sent = float(sw.sent_by(tau, page_bytes=page_b))
+        self.detail_append("stop", float(st.t), tau, j, sent, self.pending.size,
+                           float(pol.stop_rate_bytes_s(st, ctx)), 1.0)
+        rec.update(converged=False, stop_reason="timeout")
+        return self._record(rec, total=float(pol.timeout_s), down=np.nan,
+                            nbytes=float(st.sent_bytes) + sent, completed=False, stop_bytes=sent,
+                            lost=float(st.lost_guest_time))
+
     def _record(self, rec, total, down, nbytes, completed, stop_bytes, lost):
         rec.update(total_time_s=total, downtime_s=down, transferred_bytes=nbytes, completed=completed,
                    stop_bytes=stop_bytes, throttle_max=float(self.st.throttle_max),
@@ -245,5 +299,7 @@ def simulate_page(scn: Scenario, snapshot=None) -> MigrationRecord:
         code = int(pol.decide(st, ctx))
         if code != 0:
             break
-        run.phase(int(pol.phase_pages(st, ctx)))
+        if not run.phase(int(pol.phase_pages(st, ctx))):
+            code = REASON_CODE["timeout"]
+            break
     return apply_to_record(run.finish(code), scn)

@@ -291,11 +291,17 @@ class SoftDirtyScanner:
 # -- tracing ---------------------------------------------------------------------------------
 @dataclass
 class Capture:
+    """What :func:`trace_pid` saw: per interval the distinct pages written (``counts``,
+    ``pages``) and when the interval ended (``times``: monotonic seconds since the first scan,
+    which discards what happened before it; intervals last ``interval_s`` unless the tracer
+    was late)."""
+
     interval_s: float
     counts: list = field(default_factory=list)
     pages: list = field(default_factory=list)
     method: str = ""
     source: str = ""
+    times: list = field(default_factory=list)
 
     def save(self, path) -> Path:
         from .format import save_trace
@@ -317,12 +323,14 @@ def trace_pid(pid: int, interval_s: float = 0.1, duration_s: float | None = None
     t0 = time.monotonic()
     nxt = t0 + interval_s
     try:
+        t_first = time.monotonic()
         scanner.written_addresses()           # discard what happened before the first interval
         while alive() and (duration_s is None or time.monotonic() - t0 < duration_s):
             time.sleep(max(0.0, nxt - time.monotonic()))
             nxt += interval_s
             try:
                 numbering.update(writable_mappings(pid))
+                t_scan = time.monotonic()
                 addrs = scanner.written_addresses()
             except (FileNotFoundError, ProcessLookupError, OSError) as e:
                 if not alive() or getattr(e, "errno", None) in (errno.ESRCH, errno.ENOENT):
@@ -331,6 +339,7 @@ def trace_pid(pid: int, interval_s: float = 0.1, duration_s: float | None = None
             pages = np.unique(numbering.number(addrs))
             cap.counts.append(int(pages.size))
             cap.pages.append(pages)
+            cap.times.append(t_scan - t_first)
             if on_interval:
                 on_interval(len(cap.counts), pages.size)
     finally:

@@ -1,21 +1,39 @@
-/* Writes PAGES_PER_S distinct pages per second of a 64 MiB buffer (10 bursts per second,
- * cycling through the buffer) for SECONDS seconds: the trace test's known workload. */
+/* The trace test's known workload: writes PAGES_PER_S distinct pages per second of a 64 MiB
+ * buffer (cycling through it in address order) for SECONDS seconds.
+ *
+ *   page_writer PAGES_PER_S SECONDS
+ *
+ * The writes are spread evenly and paced by the absolute CLOCK_MONOTONIC: at every 1 ms tick
+ * k the writer catches up to PAGES_PER_S * k / 1000 pages written.  So the number of pages
+ * written in any window is PAGES_PER_S x its length (+- one tick's worth), whatever the phase
+ * of the tracer's sampling clock, and the pace does not drift (a relative sleep after each
+ * burst made every period 1-2 ms longer than asked, and bursts slid across the tracer's
+ * interval boundaries). */
+#define _GNU_SOURCE
 #include <stdlib.h>
-#include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+
 int main(int argc, char **argv)
 {
     long rate = argc > 1 ? atol(argv[1]) : 2000, secs = argc > 2 ? atol(argv[2]) : 2;
-    long npages = 64L * 1024 * 1024 / 4096, cur = 0;
+    long npages = 64L * 1024 * 1024 / 4096, cur = 0, done = 0;
     char *b = mmap(NULL, npages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    struct timespec ts = {0, 100000000L};
-    for (long burst = 0; burst < secs * 10; burst++) {
-        for (long i = 0; i < rate / 10; i++) {
-            b[cur * 4096] = (char)burst;
+    if (b == MAP_FAILED)
+        return 1;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    for (long tick = 1; tick <= secs * 1000; tick++) {
+        t.tv_nsec += 1000000L;
+        if (t.tv_nsec >= 1000000000L) {
+            t.tv_nsec -= 1000000000L;
+            t.tv_sec++;
+        }
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL);
+        for (long due = rate * tick / 1000; done < due; done++) {
+            b[cur * 4096] = (char)tick;
             cur = (cur + 1) % npages;
         }
-        nanosleep(&ts, NULL);
     }
     return 0;
 }

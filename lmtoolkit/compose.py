@@ -84,6 +84,7 @@ def compose_raw(overrides: list[str], return_hydra_config: bool = False) -> Dict
     if not return_hydra_config and "hydra" in cfg:
         with _open(cfg):
             del cfg["hydra"]
+    complete_policy(cfg)
     return cfg
 
 
@@ -185,24 +186,36 @@ def _check_top_level(cfg: DictConfig) -> None:
         raise ConfigError("task", task, "one of " + ", ".join(TASKS))
 
 
-def policy_class(d: dict, prefix: str = "policy") -> type:
+def policy_class(d, prefix: str = "policy") -> type:
     """The policy class a ``policy`` config selects: ``_target_`` (a plug-in) or ``name``."""
-    from .policies import POLICIES
-    from .policies.base import Policy
-    target, name = d.get("_target_"), d.get("name")
-    if target:
-        from hydra.utils import get_class
-        try:
-            cls = get_class(str(target))
-        except Exception:  # noqa: BLE001 - import errors of the user's module
-            raise ConfigError(f"{prefix}._target_", target,
-                              "an importable policy class (module.Class)") from None
-        if not (isinstance(cls, type) and issubclass(cls, Policy)):
-            raise ConfigError(f"{prefix}._target_", target, "a subclass of lmtoolkit.policies.Policy")
-        return cls
-    if name not in POLICIES:
-        raise ConfigError(f"{prefix}.name", name, "one of " + ", ".join(sorted(POLICIES)))
-    return POLICIES[name]
+    from .policies import policy_class as select
+    try:
+        return select(d)
+    except ConfigError as e:
+        raise e.with_prefix(prefix) from None
+
+
+def complete_policy(cfg: DictConfig) -> None:
+    """Add the policy class's defaults for the keys its YAML leaves out (in place), so that
+    every composed config — what the cache hashes and provenance records — lists every
+    parameter the policy runs with."""
+    from .policies import policy_fields
+    node = cfg.get("policy") if isinstance(cfg, DictConfig) else None
+    if not isinstance(node, DictConfig):
+        return
+    sel = {k: node._get_node(k)._value() for k in ("name", "_target_") if k in node}
+    missing = {k: _plain(v) for k, v in policy_fields(sel).items() if k not in node}
+    if missing:
+        with _open(cfg):
+            for k, v in missing.items():
+                node[k] = v
+
+
+def _plain(v):
+    """A dataclass default as a config value (tuples -> lists, numpy scalars -> Python)."""
+    if isinstance(v, tuple):
+        return [_plain(x) for x in v]
+    return v.item() if hasattr(v, "item") and not isinstance(v, (list, dict, str)) else v
 
 
 def unknown_field(cls, key: str, value, prefix: str, owner: str = "") -> ConfigError:

@@ -38,7 +38,9 @@ SCALARS = {
 }
 #: record fields kept only as coordinates / attributes
 LABELS = ("policy", "engine")
-REQUIRED_VARS = ("total_time", "downtime", "transferred", "rounds", "converged")
+#: variables every Dataset of a task has (``lmt_task`` attribute; default migration)
+REQUIRED_VARS = {"migration": ("total_time", "downtime", "transferred", "rounds", "converged"),
+                 "evacuation": ("makespan", "start", "end", "duration", "downtime", "transferred")}
 
 
 def to_dataset(batch: BatchResult, dims: list[str] | None = None, coords: dict | None = None,
@@ -83,7 +85,10 @@ def to_dataset(batch: BatchResult, dims: list[str] | None = None, coords: dict |
 
 def validate(ds: xr.Dataset) -> None:
     """Raise ``ValueError`` if ``ds`` breaks the schema (variables, units, attribute types)."""
-    problems = [f"missing variable '{v}'" for v in REQUIRED_VARS if v not in ds]
+    task = str(ds.attrs.get("lmt_task", "migration"))
+    problems = [f"missing variable '{v}'" for v in REQUIRED_VARS.get(task, ()) if v not in ds]
+    if task not in REQUIRED_VARS:
+        problems.append(f"unknown lmt_task '{task}'")
     for name, var in ds.variables.items():
         if name in ds.data_vars and var.dtype.kind in "fiu" and "units" not in var.attrs \
                 and "flag_values" not in var.attrs:  # CF flag variables carry no units

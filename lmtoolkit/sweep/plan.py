@@ -11,7 +11,8 @@
   ``sweep.common_random_numbers`` the word of its replicate instead.  Seeds never depend on
   the executor, the worker count or the chunking;
 * **output** — the experiment's canonical file ``<results>/<exp>/<exp>.nc`` when the
-  overrides only pick the experiment and how it runs (``sweep.executor`` …, ``paths.*``);
+  overrides only pick the experiment and how it runs (``sweep.executor`` …, ``paths.*``,
+  ``debug=…``, which writes to its own ``results/debug/`` tree);
   any other override is a *variant*: ``<results>/<exp>/variants/<variant>/<exp>.nc``, keyed
   by the resolved config, so variants never overwrite the canonical result or each other.
 """
@@ -140,8 +141,8 @@ def is_canonical(overrides: list[str]) -> bool:
     """Do the overrides only pick the experiment and how it runs (no change to its points)?"""
     for o in overrides:
         _, key, _ = split_override(o)
-        if key == "experiment" or key.startswith("paths.") or is_hydra_override(o):
-            continue
+        if key in ("experiment", "debug") or key.startswith("paths.") or is_hydra_override(o):
+            continue                 # (debug=... writes to its own results tree)
         if key.startswith("sweep.") and key.split(".", 1)[1] in RUNTIME_KEYS:
             continue
         return False

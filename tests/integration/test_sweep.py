@@ -41,8 +41,13 @@ def test_every_experiment_runs_under_debug(name, tmp_path):
     validate(ds)
     plan = info["plan"]
     dims = [a.dim for a in plan.axes]
-    assert list(ds["total_time"].dims) == dims + ["replicate"]
-    assert "round" in ds.dims and ds["round_bytes"].dims[-1] == "round"
+    assert ds.attrs["lmt_task"] == plan.task
+    if plan.task == "evacuation":     # one evacuation per point: dim vm
+        assert list(ds["makespan"].dims) == dims + ["replicate"]
+        assert ds["end"].dims == tuple(dims + ["replicate", "vm"]) and ds.sizes["vm"] > 1
+    else:
+        assert list(ds["total_time"].dims) == dims + ["replicate"]
+        assert "round" in ds.dims and ds["round_bytes"].dims[-1] == "round"
     for d in dims + ["replicate"]:
         assert "long_name" in ds[d].attrs
         if ds[d].dtype.kind in "fiub":
@@ -51,7 +56,8 @@ def test_every_experiment_runs_under_debug(name, tmp_path):
         assert ds[a.dim].attrs["lmt_key"] == a.key
         if a.group:
             assert list(ds[a.dim].values) == a.values
-    assert np.isfinite(ds.total_time.values[ds.completed.values]).all()
+    done = ds.end if plan.task == "evacuation" else ds.total_time
+    assert np.isfinite(done.values[ds.completed.values]).all()
     # provenance: string attrs + provenance.yaml beside the file
     for k in ("lmt_config", "lmt_overrides", "lmt_config_hash", "lmt_git_commit", "lmt_versions",
               "lmt_created_at", "title", "source", "history"):
@@ -74,8 +80,7 @@ def test_quickstart_page_engine_differs_by_seed(tmp_path):
 
 
 def test_cache_hit_and_miss(tmp_path, monkeypatch):
-    import lmtoolkit.sweep  # noqa: F401
-    mod = sys.modules["lmtoolkit.sweep"]
+    from lmtoolkit.sweep import execute as mod
     calls = []
     real = mod.run_chunk
     monkeypatch.setattr(mod, "run_chunk", lambda t: calls.append(t.start) or real(t))
@@ -88,10 +93,13 @@ def test_cache_hit_and_miss(tmp_path, monkeypatch):
     assert i2["cached"] and len(calls) == n
     xr.testing.assert_identical(ds1, ds2)
     mtime = i1["path"].stat().st_mtime_ns
-    # a different config: recomputed and the file replaced
+    # a different config: recomputed into a variant; the canonical result stays as it was
     ds3, i3 = _run(base + ["sweep.axes.dirty_rate.values=[2000,5000]"], tmp_path)
     assert not i3["cached"] and len(calls) > n and i3["config_hash"] != i1["config_hash"]
-    assert i3["path"].stat().st_mtime_ns != mtime
+    assert i3["path"] != i1["path"] and i3["path"].parent.parent.name == "variants"
+    assert i1["path"].stat().st_mtime_ns == mtime
+    _, i1b = _run(base, tmp_path)
+    assert i1b["cached"]
     # and the cache can be bypassed
     _, i4 = _run(base + ["sweep.axes.dirty_rate.values=[2000,5000]", "sweep.cache=false"], tmp_path)
     assert not i4["cached"]
@@ -99,7 +107,7 @@ def test_cache_hit_and_miss(tmp_path, monkeypatch):
 
 def test_resume_computes_only_missing_chunks(tmp_path, monkeypatch):
     """An interrupted sweep (exception after 3 chunks) resumes from its partial files."""
-    mod = sys.modules["lmtoolkit.sweep"]
+    from lmtoolkit.sweep import execute as mod
     base = ["experiment=quickstart", "debug=default", "sweep.chunk_size=1"]
     ref, _ = _run(base, tmp_path / "ref")
     real = mod.run_chunk

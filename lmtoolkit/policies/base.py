@@ -144,9 +144,10 @@ class Link:
 class Policy:
     """Base of all policies.  Parameters common to every policy:
 
-    ``timeout_s``: pre-copy that has not converged after this long is abandoned
-    (``completed = false``, as an operator or libvirt's ``--timeout`` would), so that a
-    migration that cannot converge reports its rounds and bytes instead of looping.
+    ``timeout_s``: a migration whose VM does not run on the destination after this long
+    is abandoned (``completed = false``, as an operator cancelling it would), so that a
+    migration that cannot converge reports its rounds and bytes instead of looping (see
+    **Timeout** below).
     ``stop_overhead_ms``: fixed cost of the switchover (pause, last bitmap sync, resume on
     the destination) added to the downtime.
     ``page_header_bytes`` / ``zero_page_bytes``: wire bytes per normal page beyond its

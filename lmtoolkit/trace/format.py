@@ -34,30 +34,77 @@ def save_trace(path, interval_s: float, counts, pages, page_size_kib: int = 4, s
     return path
 
 
-def load_trace(path) -> dict:
-    """Read a trace; raises ``FileNotFoundError`` or ``ValueError`` naming what is wrong."""
+#: what a bad trace file is reported against (the runner's ``workload.file``)
+KEY = "workload.file"
+_ZIP_MAGIC, _NPY_MAGIC = (b"PK\x03\x04", b"PK\x05\x06"), b"\x93NUMPY"   # zip (or empty zip), .npy
+
+
+def _bad(key: str, path: Path, what: str):
+    from ..errors import ConfigError
+    return ConfigError(key, str(path), "", message=(
+        f"{key}={str(path)!r} is not a usable trace file: {what} (a trace is an .npz of numeric "
+        f"arrays {', '.join(REQUIRED)}, written by `lmtk trace`)"))
+
+
+def load_trace(path, key: str = KEY) -> dict:
+    """Read a trace (never unpickling anything).
+
+    Raises ``FileNotFoundError`` if ``path`` does not exist, and
+    :class:`lmtoolkit.errors.ConfigError` (a ``ValueError``) for ``key`` naming the path and
+    what is wrong for anything else: not an .npz (garbage, a single .npy, a pickle), a damaged
+    zip, missing arrays, object (pickled) arrays, wrong types or shapes, or ``sum(counts)``
+    not matching the page numbers.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(path)
-    with np.load(path, allow_pickle=False) as z:
-        missing = [k for k in REQUIRED if k not in z.files]
-        if missing:
-            raise ValueError(f"trace {path}: missing arrays {missing} (needs {REQUIRED})")
-        out = {k: z[k] for k in z.files}
-    out["interval_s"] = float(out["interval_s"])
+    if path.is_dir():
+        raise _bad(key, path, "it is a directory")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if not head.startswith(_ZIP_MAGIC):
+        what = ("a single .npy array, not an .npz of arrays" if head.startswith(_NPY_MAGIC)
+                else "empty file" if not head else f"not an .npz (zip) file: it starts with {head!r}")
+        raise _bad(key, path, what)
+    out = {}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in REQUIRED if k not in z.files]
+            if missing:
+                raise _bad(key, path, f"missing array(s) {', '.join(missing)} (it has: "
+                                      f"{', '.join(z.files) or 'none'})")
+            for k in z.files:
+                try:
+                    out[k] = z[k]
+                except ValueError as e:
+                    if "allow_pickle" in str(e) or "Object arrays" in str(e):
+                        raise _bad(key, path, f"array {k!r} holds Python objects (pickled); "
+                                              f"traces hold numbers only") from None
+                    raise
+    except ValueError as e:
+        from ..errors import ConfigError
+        if isinstance(e, ConfigError):
+            raise
+        raise _bad(key, path, f"cannot read it ({type(e).__name__}: {_one_line(e)})") from None
+    except Exception as e:  # zipfile.BadZipFile, zlib.error, EOFError, OSError: a damaged file
+        raise _bad(key, path, f"damaged file ({type(e).__name__}: {_one_line(e)})") from None
+    iv, counts, pages = out["interval_s"], out["counts"], out["pages"]
+    if iv.shape != () or iv.dtype.kind not in "iuf":
+        raise _bad(key, path, f"interval_s must be one number, not {iv.dtype} of shape {iv.shape}")
+    if not (np.isfinite(iv) and float(iv) > 0):
+        raise _bad(key, path, f"interval_s={iv.item()!r} is not a positive number of seconds")
+    for name, a in (("counts", counts), ("pages", pages)):
+        if a.ndim != 1 or a.dtype.kind not in "iu":
+            raise _bad(key, path, f"{name} must be a 1-d integer array, not {a.dtype} of shape {a.shape}")
+        if a.size and a.min() < 0:
+            raise _bad(key, path, f"{name} has negative entries")
+    if int(counts.sum()) != pages.size:
+        raise _bad(key, path, f"sum(counts)={int(counts.sum())} but {pages.size} page numbers")
+    out["interval_s"] = float(iv)
+    out["counts"] = counts.astype(np.int64, copy=False)
+    out["pages"] = pages.astype(np.int64, copy=False)
     return out
 
 
-def synthetic_trace(n_intervals: int = 40, interval_s: float = 0.5, hot_pages: int = 4096,
-                    cold_pages: int = 200_000, hot_writes: int = 3000, cold_writes: int = 500,
-                    seed: int = 0) -> dict:
-    """A small hot/cold trace for examples and tests (distinct pages per interval)."""
-    rng = np.random.default_rng(seed)
-    counts, pages = [], []
-    for _ in range(n_intervals):
-        hot = rng.choice(hot_pages, size=min(hot_writes, hot_pages), replace=False)
-        cold = hot_pages + rng.choice(cold_pages, size=cold_writes, replace=False)
-        p = np.unique(np.concatenate([hot, cold]))
-        counts.append(p.size)
-        pages.append(p)
-    return dict(interval_s=interval_s, counts=np.array(counts), pages=np.concatenate(pages))
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:200]

@@ -1,0 +1,83 @@
+"""One source for policy defaults: the dataclass (issue 10).
+
+A ``configs/policy/*.yaml`` file names its class (``name``, or ``_target_`` for a plug-in) and
+states only the keys whose value differs from the class's default; every other key keeps the
+default and can still be set as ``policy.KEY=value``.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from omegaconf import OmegaConf
+
+from lmtoolkit.paths import config_dir, group_options
+from lmtoolkit.policies import POLICIES, policy_class, policy_fields
+from lmtoolkit.runner import build_scenario, compose
+
+POLICY_DIR = config_dir() / "policy"
+OPTIONS = sorted(group_options("policy"))
+SELECTORS = ("name", "_target_")
+
+
+@pytest.fixture(autouse=True)
+def _examples_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(config_dir().parent / "examples"))   # policy=custom
+
+
+def _own_keys(option) -> dict:
+    """The keys the file itself sets (not its defaults list, not the class selectors)."""
+    raw = OmegaConf.to_container(OmegaConf.load(POLICY_DIR / f"{option}.yaml"))
+    return {k: v for k, v in raw.items() if k not in ("defaults", *SELECTORS)}
+
+
+def test_every_option_is_covered():
+    assert {"qemu", "xen", "vmware", "hyperv", "postcopy", "hybrid", "stopcopy", "custom",
+            "vmware_vsphere5", "vmware_vsphere7", "hyperv_2008r2", "hyperv_2012r2"} <= set(OPTIONS)
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+def test_yaml_states_only_fields_that_differ_from_the_dataclass(option):
+    composed = OmegaConf.to_container(compose([f"policy={option}"]).policy)
+    fields = policy_fields(composed)
+    for where, keys in (("file", _own_keys(option)),
+                        ("composed", {k: v for k, v in composed.items() if k not in SELECTORS})):
+        for key, value in keys.items():
+            assert key in fields, f"{option}.yaml ({where}): '{key}' is not a field of " \
+                                  f"{policy_class(composed).__name__}"
+            assert value != fields[key], f"{option}.yaml ({where}): {key}: {value!r} is the " \
+                                         f"dataclass default; leave it out"
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+def test_every_option_selects_a_class_and_builds(option):
+    cfg = compose([f"policy={option}"])
+    sel = OmegaConf.to_container(cfg.policy)
+    assert set(sel) & set(SELECTORS), f"{option}.yaml names no class (name or _target_)"
+    pol = build_scenario(cfg).policy
+    assert type(pol) is policy_class(sel)
+
+
+@pytest.mark.parametrize("option", [o for o in OPTIONS if o != "custom"])
+def test_built_in_options_name_a_registered_policy(option):
+    assert compose([f"policy={option}"]).policy.name in POLICIES
+
+
+def test_the_defaults_users_had_are_kept():
+    """Spot checks of the effective values once written in the YAML files."""
+    def pol(option):
+        return build_scenario(compose([f"policy={option}"])).policy
+    q = pol("qemu")
+    assert (q.max_rounds, q.downtime_limit_ms, q.max_bandwidth_mib_s, q.timeout_s) == (10 ** 9, 300.0, None, 600.0)
+    assert pol("hybrid").max_rounds == 10 ** 9 and pol("hybrid").precopy_passes == 1
+    assert (pol("xen").max_rounds, pol("xen").max_factor) == (30, 3.0)
+    assert (pol("hyperv_2008r2").max_passes, pol("hyperv_2008r2").transport) == (10, "tcp")
+    assert (pol("hyperv_2012r2").max_passes, pol("hyperv_2012r2").transport) == (5, "compression")
+    assert pol("vmware_vsphere7").encryption is True and pol("vmware").encryption is False
+    assert type(pol("custom")).__name__ == "ShrinkOrStopPolicy" and pol("custom").max_rounds == 30
+
+
+def test_every_field_keeps_a_documented_default():
+    for cls in POLICIES.values():
+        for f in dataclasses.fields(cls):
+            assert f.default is not dataclasses.MISSING, f"{cls.__name__}.{f.name} has no default"

@@ -1,0 +1,176 @@
+"""The policy registry, the base-class hooks and the profile helper (issue 10)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lmtoolkit.errors import ConfigError
+from lmtoolkit.model import UniformWorkload
+from lmtoolkit.policies import (POLICIES, HybridPolicy, HypervPolicy, Policy, PostcopyPolicy,
+                                PrecopyPolicy, QemuPolicy, StopCopyPolicy, VmwarePolicy, XenPolicy,
+                                policy_class, policy_fields)
+from lmtoolkit.records import REASON_CODE, STOP_REASONS
+from tests.conftest import run, scenario
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+BUILT_IN = {"precopy": PrecopyPolicy, "qemu": QemuPolicy, "xen": XenPolicy,
+            "vmware": VmwarePolicy, "hyperv": HypervPolicy, "postcopy": PostcopyPolicy,
+            "hybrid": HybridPolicy, "stopcopy": StopCopyPolicy}
+
+
+# -- registry ----------------------------------------------------------------------------------
+def test_built_in_policies_register_themselves():
+    assert dict(POLICIES) == BUILT_IN
+
+
+def test_a_new_policy_class_registers_itself():
+    @dataclass(frozen=True)
+    class OnePass(PrecopyPolicy, register=True):
+        name = "one_pass_test"
+        max_rounds: int = 1
+
+    try:
+        assert POLICIES["one_pass_test"] is OnePass
+        assert policy_class({"name": "one_pass_test"}) is OnePass
+        assert policy_fields({"name": "one_pass_test"})["max_rounds"] == 1
+    finally:
+        POLICIES.pop("one_pass_test")
+
+
+def test_a_taken_name_is_refused():
+    with pytest.raises(TypeError, match="'qemu' is taken"):
+        @dataclass(frozen=True)
+        class NotQemu(PrecopyPolicy, register=True):
+            name = "qemu"
+    assert POLICIES["qemu"] is QemuPolicy
+
+
+def test_plugin_policies_work_by_target_without_registering(monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    from my_policy import ShrinkOrStopPolicy
+    assert "shrink_or_stop" not in POLICIES
+    cfg = {"_target_": "my_policy.ShrinkOrStopPolicy", "name": "ignored"}
+    assert policy_class(cfg) is ShrinkOrStopPolicy
+    fields = policy_fields(cfg)
+    assert fields["min_shrink_pct"] == 10.0 and fields["max_rounds"] == 30
+    assert "name" not in fields and "_target_" not in fields
+
+
+def test_policy_fields_are_the_class_defaults():
+    f = policy_fields({"name": "qemu"})
+    assert f["max_rounds"] == 10 ** 9 and f["xbzrle"] is False and f["dirty_clear"] == "send"
+    assert f == {x.name: x.default for x in dataclasses.fields(QemuPolicy)}
+    assert policy_fields({"name": "xen"})["max_rounds"] is None      # the version decides
+
+
+@pytest.mark.parametrize("cfg,key,needle", [
+    ({"name": "qemuu"}, "name", "one of hybrid, hyperv"),
+    ({}, "name", "one of"),
+    ({"_target_": "no_such_module.Policy"}, "_target_", "an importable policy class"),
+    ({"_target_": "lmtoolkit.model.VM"}, "_target_", "a subclass of lmtoolkit.policies.Policy"),
+])
+def test_policy_class_errors_name_the_key(cfg, key, needle):
+    with pytest.raises(ConfigError) as e:
+        policy_class(cfg)
+    assert e.value.key == key and needle in str(e.value)
+    assert e.value.with_prefix("policy").key == f"policy.{key}"
+
+
+# -- hooks -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("gbit,limit", [(1.0, 4), (2.5, 4), (9.99, 4), (10.0, 8), (25.0, 8)])
+def test_vmware_concurrency_hook_follows_the_link_rate(gbit, limit):
+    assert VmwarePolicy().concurrent_migrations(gbit) == limit
+
+
+def test_concurrency_hooks_of_the_other_policies():
+    assert VmwarePolicy(concurrent_limit_1gbe=2, concurrent_limit_10gbe=6).concurrent_migrations(1) == 2
+    assert VmwarePolicy(concurrent_limit_1gbe=2, concurrent_limit_10gbe=6).concurrent_migrations(10) == 6
+    assert HypervPolicy().concurrent_migrations(1.0) == HypervPolicy().concurrent_migrations(40.0) == 2
+    assert HypervPolicy(simultaneous_migrations=5).concurrent_migrations(10.0) == 5
+    for cls in (QemuPolicy, XenPolicy, PostcopyPolicy, HybridPolicy, StopCopyPolicy, PrecopyPolicy):
+        assert cls().concurrent_migrations(10.0) is None
+
+
+@dataclass(frozen=True)
+class SyncClearPrecopy(PrecopyPolicy):
+    """The generic pre-copy with the dirty log cleared at the sync (via the base hook)."""
+
+    name = "sync_clear_test"
+    dirty_clear = "sync"
+
+
+def test_dirty_clear_hook_defaults_to_send():
+    assert Policy.dirty_clear == "send"
+    assert XenPolicy().dirty_clear == VmwarePolicy().dirty_clear == QemuPolicy().dirty_clear == "send"
+    assert QemuPolicy(dirty_clear="sync").dirty_clear == "sync"
+
+
+@pytest.mark.parametrize("engine", ["page", "fluid"])
+def test_dirty_clear_hook_changes_the_run_for_any_policy(engine):
+    wl = UniformWorkload(dirty_rate_pages_s=2_000, wss_mib=64)
+    kw = dict(memory_gib=0.5, workload=wl, gbit=0.5, engine=engine)
+    send = run(scenario(policy=PrecopyPolicy(), **kw))
+    sync = run(scenario(policy=SyncClearPrecopy(), **kw))
+    # every page written during pass 1 is dirty at the sync, not only those written after their send
+    assert sync.round_detail[1].dirty_pages > send.round_detail[1].dirty_pages * 1.3
+    assert sync.transferred_bytes > send.transferred_bytes
+    # QEMU's field drives the same hook
+    q_send = run(scenario(policy=QemuPolicy(max_bandwidth_mib_s=64), **kw))
+    q_sync = run(scenario(policy=QemuPolicy(max_bandwidth_mib_s=64, dirty_clear="sync"), **kw))
+    assert q_sync.transferred_bytes > q_send.transferred_bytes
+
+
+@dataclass(frozen=True)
+class GiveUpAfterOnePass(PrecopyPolicy):
+    """A plug-in with a stop reason of its own."""
+
+    name = "give_up_test"
+    stop_reasons = ("gave_up",)
+
+    def forced(self, st, ctx):
+        code = super().forced(st, ctx)
+        return np.where((code == 0) & (self.passes_done(st) >= 1), REASON_CODE["gave_up"], code)
+
+
+@pytest.mark.parametrize("engine", ["page", "fluid"])
+def test_a_policy_adds_its_own_stop_reason(engine):
+    assert "gave_up" in STOP_REASONS and STOP_REASONS[REASON_CODE["gave_up"]] == "gave_up"
+    wl = UniformWorkload(dirty_rate_pages_s=20_000)
+    rec = run(scenario(memory_gib=0.5, workload=wl, policy=GiveUpAfterOnePass(), engine=engine))
+    assert rec.stop_reason == "gave_up" and rec.rounds == 1 and rec.completed and not rec.converged
+    # built-in reasons keep their codes
+    assert STOP_REASONS[:8] == ["running", "converged", "max_rounds", "max_sent", "timeout",
+                                "no_precopy", "precopy_done", "no_progress"]
+
+
+def test_vendor_stop_reasons_are_declared_by_their_policies():
+    assert "max_sent" in XenPolicy.stop_reasons
+    assert "no_progress" in VmwarePolicy.stop_reasons
+    assert "precopy_done" in HybridPolicy.stop_reasons
+
+
+# -- profiles ----------------------------------------------------------------------------------
+def test_profiles_fill_only_the_keys_left_null():
+    assert (XenPolicy().max_rounds, XenPolicy().max_factor, XenPolicy().dirty_threshold_pages) == (30, 3.0, 50)
+    v2 = XenPolicy(version="v2")
+    assert v2.max_rounds == 5 and v2.max_factor == float("inf")
+    assert XenPolicy(version="v2", max_rounds=7).max_rounds == 7
+    assert (VmwarePolicy().encryption, VmwarePolicy().stream_autoscale) == (False, False)
+    assert (VmwarePolicy(profile="vsphere7").encryption,
+            VmwarePolicy(profile="vsphere7").stream_autoscale) == (True, True)
+    assert VmwarePolicy(profile="vsphere7", encryption=False).encryption is False
+    assert (HypervPolicy().max_passes, HypervPolicy().transport) == (5, "compression")
+    assert (HypervPolicy(profile="2008r2").max_passes, HypervPolicy(profile="2008r2").transport) == (10, "tcp")
+    assert HypervPolicy(profile="2008r2", transport="smb").transport == "smb"
+
+
+@pytest.mark.parametrize("cls,key,bad", [(XenPolicy, "version", "v3"), (VmwarePolicy, "profile", "vsphere9"),
+                                         (HypervPolicy, "profile", "2016")])
+def test_unknown_profile_is_one_clear_error(cls, key, bad):
+    with pytest.raises(ConfigError) as e:
+        cls(**{key: bad})
+    assert e.value.key == key and str(e.value).startswith(f"{key}={bad!r} is not allowed: one of")

@@ -286,7 +286,7 @@ def _kherbache2017(path, out):  # issue 7: lmtoolkit/validation/kherbache2017.py
     return report(path, out=out)
 
 
-register(ValidationSet("kherbache2017", "../shared/validation/kherbache2017", None,
+register(ValidationSet("kherbache2017", "data/validation/kherbache2017", None,
                        description="measured concurrent KVM migrations (Kherbache 2017)",
                        report=_kherbache2017))
 

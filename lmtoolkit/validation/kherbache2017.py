@@ -1,7 +1,8 @@
 """``lmtk validate kherbache2017``: replay measured concurrent KVM migrations (Kherbache 2017).
 
-Data (``../shared/validation/kherbache2017`` beside the repository, or ``data_dir``; nothing
-is copied into the repository): 50 scenarios (``input/random.N.json``) x 4 real executions
+Data (shipped in ``data/validation/kherbache2017/``, with its source, licence (LGPL-3.0, as
+the source repository) and citation in the README there; ``data_dir`` / ``--data DIR`` for
+another copy): 50 scenarios (``input/random.N.json``) x 4 real executions
 (``real_executions_output/RUN/micro_random.N.csv``) on Grid'5000 — four nodes behind one
 switch, nodes 0 and 1 shaped to 500 Mbit/s, nodes 2 and 3 on 1 Gbit/s; 10 VMs per scenario
 of 2000 or 3000 MB, each running a memory-dirtying ``stress`` workload.  The source
@@ -49,8 +50,9 @@ GOALS = {"solo": 0.10, "concurrent": 0.15}
 
 
 def default_dir() -> Path:
-    from ..paths import project_root
-    return (project_root().parent / "shared" / "validation" / "kherbache2017").resolve()
+    """``data/validation/kherbache2017`` in the project (shipped with it)."""
+    from ..paths import data_dir
+    return data_dir() / "validation" / "kherbache2017"
 
 
 def is_fit(scenario: int) -> bool:
@@ -62,10 +64,14 @@ def load(data_dir=None, scenarios=None) -> pd.DataFrame:
     """One row per measured migration: scenario, run, vm, src, dst, bw, start, end (s, relative
     to the execution's first start), duration, mem_mb, dirty_mb_s, dirty_size_mb, solo, fit."""
     d = Path(data_dir) if data_dir else default_dir()
-    if not (d / "input").is_dir():
+    if not (d / "input").is_dir() or not (d / "real_executions_output").is_dir():
         from ..errors import ConfigError
-        raise ConfigError("data_dir", str(d), "a directory with input/ and real_executions_output/ "
-                          "(the Kherbache 2017 data)")
+        what = "does not exist" if not d.exists() else "has no input/ and real_executions_output/"
+        where = ("" if data_dir else " (the copy shipped in the project's data/; is this a "
+                 "complete checkout?)")
+        raise ConfigError("--data", str(d), "", message=(
+            f"kherbache2017 data: {d} {what}{where}; give the directory holding input/ and "
+            f"real_executions_output/ of btrplace/kherbache-thesis accuracy/ with --data DIR"))
     rows = []
     for csv in sorted((d / "real_executions_output").glob("*/micro_random.*.csv")):
         n = int(re.search(r"random\.(\d+)\.csv", csv.name).group(1))

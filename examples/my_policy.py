@@ -12,7 +12,8 @@ Use it (see ``examples/README.md``)::
     PYTHONPATH=examples lmtk run policy=custom
     PYTHONPATH=examples lmtk run policy=custom policy.min_shrink_pct=25
 
-``configs/policy/custom.yaml`` holds ``_target_: my_policy.ShrinkOrStopPolicy`` and every key.
+``configs/policy/custom.yaml`` holds ``_target_: my_policy.ShrinkOrStopPolicy``; the keys and
+their defaults are the dataclass fields below (and the inherited ones).
 """
 from __future__ import annotations
 

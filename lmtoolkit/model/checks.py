@@ -23,15 +23,21 @@ from ..errors import ConfigError
 _KINDS = {"bool": "bool", "float": "float", "int": "int"}
 
 
+def _scalar(value):
+    """A 0-d numpy array as its scalar (numpy scalars and anything else unchanged)."""
+    return value[()] if isinstance(value, np.ndarray) and value.ndim == 0 else value
+
+
 def check_bool(key: str, value) -> None:
     """Raise :class:`ConfigError` unless ``value`` is a boolean (Python or numpy)."""
-    if not isinstance(value, (bool, np.bool_)):
+    if not isinstance(_scalar(value), (bool, np.bool_)):
         raise ConfigError(key, value, "must be true or false")
 
 
 def check_number(key: str, value, integer: bool = False) -> None:
     """Raise :class:`ConfigError` unless ``value`` is a real number (an integral one when
     ``integer``); booleans are not numbers here."""
+    value = _scalar(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ConfigError(key, value, "must be an integer" if integer else "must be a number")
     if integer and not (np.isfinite(value) and float(value).is_integer()):
@@ -49,7 +55,7 @@ def _kind(annotation) -> tuple[str | None, bool]:
     return _KINDS.get(rest[0]), optional
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def typed_fields(cls) -> tuple[tuple[str, str, bool], ...]:
     """``(name, kind, optional)`` of the bool/float/int fields of dataclass ``cls``."""
     out = []

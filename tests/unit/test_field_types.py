@@ -52,7 +52,7 @@ def test_bool_fields_accept_booleans(cls, name):
 @pytest.mark.parametrize("cls,name", _cases("float") + _cases("int"))
 @pytest.mark.parametrize("bad", [True, False, "4", None])
 def test_numeric_fields_reject_booleans_and_strings(cls, name, bad):
-    optional = dict((n, o) for n, _, o in typed_fields(cls))[name]
+    optional = {n: o for n, _, o in typed_fields(cls)}[name]
     if bad is None and optional:
         return
     with pytest.raises(ConfigError) as e:

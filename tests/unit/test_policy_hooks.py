@@ -112,7 +112,7 @@ def test_dirty_clear_hook_defaults_to_send():
 @pytest.mark.parametrize("engine", ["page", "fluid"])
 def test_dirty_clear_hook_changes_the_run_for_any_policy(engine):
     wl = UniformWorkload(dirty_rate_pages_s=2_000, wss_mib=64)
-    kw = dict(memory_gib=0.5, workload=wl, gbit=0.5, engine=engine)
+    kw = {"memory_gib": 0.5, "workload": wl, "gbit": 0.5, "engine": engine}
     send = run(scenario(policy=PrecopyPolicy(), **kw))
     sync = run(scenario(policy=SyncClearPrecopy(), **kw))
     # every page written during pass 1 is dirty at the sync, not only those written after their send

@@ -25,10 +25,25 @@ def _examples_on_path(monkeypatch):
     monkeypatch.syspath_prepend(str(config_dir().parent / "examples"))   # policy=custom
 
 
+def _load(option) -> dict:
+    return OmegaConf.to_container(OmegaConf.load(POLICY_DIR / f"{option}.yaml"))
+
+
 def _own_keys(option) -> dict:
     """The keys the file itself sets (not its defaults list, not the class selectors)."""
-    raw = OmegaConf.to_container(OmegaConf.load(POLICY_DIR / f"{option}.yaml"))
-    return {k: v for k, v in raw.items() if k not in ("defaults", *SELECTORS)}
+    return {k: v for k, v in _load(option).items() if k not in ("defaults", *SELECTORS)}
+
+
+def _merged(option) -> dict:
+    """The file merged over the files its defaults list names (as Hydra composes them, before
+    the composed config is completed with the class defaults)."""
+    raw = _load(option)
+    out = {}
+    for base in raw.get("defaults", []):
+        if base != "_self_":
+            out.update(_merged(base))
+    out.update({k: v for k, v in raw.items() if k != "defaults"})
+    return out
 
 
 def test_every_option_is_covered():
@@ -38,13 +53,15 @@ def test_every_option_is_covered():
 
 @pytest.mark.parametrize("option", OPTIONS)
 def test_yaml_states_only_fields_that_differ_from_the_dataclass(option):
-    composed = OmegaConf.to_container(compose([f"policy={option}"]).policy)
-    fields = policy_fields(composed)
+    merged = _merged(option)
+    assert set(merged) & set(SELECTORS), f"{option}.yaml names no class (name or _target_)"
+    fields = policy_fields(merged)
     for where, keys in (("file", _own_keys(option)),
-                        ("composed", {k: v for k, v in composed.items() if k not in SELECTORS})):
+                        ("with its defaults list", {k: v for k, v in merged.items()
+                                                    if k not in SELECTORS})):
         for key, value in keys.items():
             assert key in fields, f"{option}.yaml ({where}): '{key}' is not a field of " \
-                                  f"{policy_class(composed).__name__}"
+                                  f"{policy_class(merged).__name__}"
             assert value != fields[key], f"{option}.yaml ({where}): {key}: {value!r} is the " \
                                          f"dataclass default; leave it out"
 
@@ -52,10 +69,12 @@ def test_yaml_states_only_fields_that_differ_from_the_dataclass(option):
 @pytest.mark.parametrize("option", OPTIONS)
 def test_every_option_selects_a_class_and_builds(option):
     cfg = compose([f"policy={option}"])
-    sel = OmegaConf.to_container(cfg.policy)
-    assert set(sel) & set(SELECTORS), f"{option}.yaml names no class (name or _target_)"
     pol = build_scenario(cfg).policy
-    assert type(pol) is policy_class(sel)
+    assert type(pol) is policy_class(_merged(option))
+    # the composed config states every parameter the policy runs with
+    for key, value in OmegaConf.to_container(cfg.policy).items():
+        if key not in SELECTORS:
+            assert getattr(pol, key) == value or getattr(pol, key) is not None and value is None, key
 
 
 @pytest.mark.parametrize("option", [o for o in OPTIONS if o != "custom"])

@@ -15,14 +15,16 @@ def cmd_setup(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .matrix import run_matrix
+    from .matrix import reference_dir, run_matrix
     from .setup import SetupError
     try:
-        files = run_matrix(args.overrides)
+        files = run_matrix(args.overrides, reference=args.reference)
     except SetupError as e:
         print(f"lmtk testbed run: error: {e}", file=sys.stderr)
         return 1
     print(f"wrote {len(files)} run(s)")
+    if files and files[0].parent != reference_dir():
+        print(f"compare them with the simulator: lmtk validate --data {files[0].parent}")
     return 0
 
 
@@ -41,13 +43,19 @@ def add_commands(sub) -> None:
     s = tsub.add_parser("setup", help="obtain QEMU >= 9 and a kernel (Debian packages), build the guest")
     s.add_argument("--force", action="store_true", help="download and rebuild everything")
     s.set_defaults(func=cmd_setup)
-    r = tsub.add_parser("run", help="run a matrix of migrations (configs/testbed/, Hydra overrides)")
-    r.add_argument("overrides", nargs="*", help="e.g. matrix=full run.max_bandwidth_mib_s=100")
+    r = tsub.add_parser("run", help="run a matrix of migrations (configs/testbed/, Hydra overrides); "
+                                    "runs go to <results>/testbed/ unless --reference or out_dir=DIR")
+    r.add_argument("overrides", nargs="*", help="e.g. matrix=full run.max_bandwidth_mib_s=100 out_dir=/tmp/tb")
+    r.add_argument("--reference", action="store_true",
+                   help="add the runs to the tracked reference set data/testbed/ (what `lmtk validate` "
+                        "fits on by default)")
     r.set_defaults(func=cmd_run)
 
     v = sub.add_parser("validate", help="simulate recorded real migrations and report the errors")
     v.add_argument("dataset", nargs="?", default="testbed", help="dataset name (default: testbed)")
-    v.add_argument("--data", help="directory of the dataset's files (default: its registered location)")
+    v.add_argument("--data", help="directory of the dataset's files (default: its registered location; "
+                                  "testbed: the reference set data/testbed/, e.g. --data results/testbed "
+                                  "for your own runs)")
     v.add_argument("--engine", default="page", choices=("page", "fluid"))
     v.add_argument("--all", action="store_true", help="summarise all runs, fitting runs included")
     v.set_defaults(func=cmd_validate)

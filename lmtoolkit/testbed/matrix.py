@@ -4,6 +4,13 @@
 output directory; the ``matrix`` group (``configs/testbed/matrix/*.yaml``) lists runs, each
 a mapping of ``run`` keys (plus ``repeats: N``).  Overrides are Hydra's
 (``matrix=full run.max_bandwidth_mib_s=100 guest.memory_mib=1024``).
+
+**Where runs go** (:func:`resolve_out_dir`): by default ``<results>/testbed/`` — the results
+directory of every other command (``$LMT_RESULTS_DIR`` or ``./results``, gitignored), so new
+runs never touch the tracked reference set ``data/testbed/`` that ``lmtk validate`` fits on
+and the README's numbers come from.  ``out_dir=DIR`` writes elsewhere (relative to the
+current directory); adding runs to the reference set is explicit: ``lmtk testbed run
+--reference`` (``reference=true``).
 """
 from __future__ import annotations
 
@@ -15,7 +22,7 @@ from omegaconf import OmegaConf
 
 from ..errors import ConfigError
 from ..io import write_dataset
-from ..paths import config_dir, project_root
+from ..paths import config_dir, data_dir
 from .driver import GuestSpec, MigrationFailed, RunSpec, Testbed
 from .qemu import ConsoleError
 from .qmp import QMPError
@@ -60,19 +67,45 @@ def expand(cfg) -> list[RunSpec]:
     return specs
 
 
-def out_dir(cfg) -> Path:
-    p = Path(str(cfg.out_dir))
-    return p if p.is_absolute() else project_root() / p
+def reference_dir() -> Path:
+    """The tracked reference set: ``data/testbed/`` (what ``lmtk validate`` fits on)."""
+    return data_dir() / "testbed"
 
 
-def run_matrix(overrides=(), log=print) -> list[Path]:
-    """Run the matrix; write ``<out_dir>/<label>.nc`` per run; return the files written."""
+def default_out_dir() -> Path:
+    """``<results>/testbed``: the results dir a default config names (``paths.results_dir``)."""
+    from ..paths import results_dir
+    from ..runner import compose
+    return results_dir(compose([])) / "testbed"
+
+
+def resolve_out_dir(cfg) -> Path:
+    """Where the runs go: ``data/testbed`` with ``reference=true``, else ``out_dir`` (relative
+    to the current directory), else ``<results>/testbed``."""
+    reference = bool(cfg.get("reference", False))
+    if reference and cfg.get("out_dir") is not None:
+        raise ConfigError("out_dir", cfg.out_dir, "", message=(
+            f"out_dir={cfg.out_dir} and --reference (reference=true) both say where runs go: "
+            f"give one (--reference writes into {reference_dir()})"))
+    if reference:
+        return reference_dir()
+    if cfg.get("out_dir") is not None:
+        return Path(str(cfg.out_dir)).expanduser().resolve()
+    return default_out_dir().resolve()
+
+
+def run_matrix(overrides=(), log=print, reference: bool = False) -> list[Path]:
+    """Run the matrix; write ``<out dir>/<label>.nc`` per run (:func:`resolve_out_dir`;
+    ``reference=True``: into the tracked ``data/testbed/``); return the files written."""
     cfg = compose_testbed(overrides)
+    if reference:
+        cfg.reference = True
+    out = resolve_out_dir(cfg)
     specs = expand(cfg)
-    out = out_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     todo = [s for s in specs if cfg.overwrite or not (out / f"{label(s)}.nc").exists()]
-    log(f"testbed: {len(specs)} runs in matrix, {len(todo)} to do -> {out}")
+    where = "the reference set" if out == reference_dir() else "not the reference set data/testbed/"
+    log(f"testbed: {len(specs)} runs in matrix, {len(todo)} to do -> {out} ({where})")
     guest = GuestSpec(**OmegaConf.to_container(cfg.guest, resolve=True))
     written: list[Path] = []
     failed: list[str] = []

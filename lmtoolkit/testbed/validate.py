@@ -1,7 +1,8 @@
 """``lmtk validate [DATASET]``: simulate recorded real migrations and measure the error.
 
 Datasets are registered in :data:`DATASETS` (name → :class:`ValidationSet`); ``testbed``
-(the default) is the QEMU testbed's runs under ``data/testbed/``.  A later dataset (e.g.
+(the default) is the QEMU testbed's tracked reference runs under ``data/testbed/`` (new
+``lmtk testbed run`` runs go to ``<results>/testbed/``; ``--data DIR`` validates those).  A later dataset (e.g.
 published measurements) registers a loader and a ``compare`` of its own.
 
 **Testbed: how a run is simulated.**  From the run's own inputs — guest RAM as QEMU
@@ -298,7 +299,13 @@ def run_validate(name: str = "testbed", path=None, engine: str = "page", all_run
     if vs.report is not None:
         return vs.report(path, out=out)
     p = Path(path) if path else project_root() / vs.default_path
-    cmp = vs.compare(p, engine=engine)
+    try:
+        cmp = vs.compare(p, engine=engine)
+    except FileNotFoundError:
+        from ..errors import ConfigError
+        raise ConfigError("--data", str(p), "", message=(
+            f"{name} data: no runs (*.nc) under {p}; give the directory of the runs with --data DIR "
+            f"(`lmtk testbed run` writes to <results>/testbed/, the reference set is data/testbed/)")) from None
     print(table(cmp), file=out)
     cal = json.loads(cmp.attrs.get("lmt_calibration", "{}"))
     if cal:

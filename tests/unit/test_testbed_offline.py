@@ -2,6 +2,8 @@
 lmtk validate on the recorded data, and the QEMU-like policy's dirty_clear option."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -79,6 +81,81 @@ def test_cli_validate_prints_the_summary_last(capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("held-out runs") and "goals met" in last
     assert cli.main(["validate", "nosuch"]) == 2
+
+
+class _FakeTestbed:
+    """Stands in for the QEMU testbed: every migration 'succeeds' with fixed numbers."""
+
+    def __init__(self, guest, paths=None, log=print):
+        self.migrations, self.boot_s, self.workdir = 0, 0.1, "/nonexistent"
+        self.p = type("P", (), {"qemu": Path("qemu-system-x86_64"), "kernel": Path("vmlinuz")})()
+
+    def __enter__(self):
+        return self
+
+    def close(self, keep_logs=False):
+        pass
+
+    def migrate(self, spec):
+        import xarray as xr
+        self.migrations += 1
+        return {"status": "completed", "total_time": 1.0, "downtime": 0.01, "transferred": 2**20,
+                "dirty_sync_count": 3, "dirty_rate_measured": spec.dirty_rate_pages_s,
+                "verify_bad_pages": 0, "_ds": xr.Dataset({"total_time": 1.0})}
+
+
+@pytest.fixture
+def fake_testbed(monkeypatch):
+    from lmtoolkit.testbed import matrix
+    monkeypatch.setattr(matrix, "Testbed", _FakeTestbed)
+    monkeypatch.setattr(matrix, "to_dataset", lambda m, extra_attrs=None: m["_ds"])
+    monkeypatch.setattr(matrix, "_qemu_version", lambda tb: "10.0")
+    return matrix
+
+
+def _reference_files():
+    from lmtoolkit.testbed.matrix import reference_dir
+    return sorted(p.name for p in reference_dir().iterdir())
+
+
+def test_testbed_run_writes_to_the_results_dir_not_the_reference_set(fake_testbed, tmp_path, capsys):
+    from lmtoolkit import cli
+    from lmtoolkit.paths import data_dir
+    before = _reference_files()
+    assert fake_testbed.reference_dir() == data_dir() / "testbed"
+    cfg = compose_testbed([])
+    default = fake_testbed.resolve_out_dir(cfg)
+    assert default == (tmp_path / "results" / "testbed").resolve()   # $LMT_RESULTS_DIR (conftest)
+    assert default != fake_testbed.reference_dir()
+    assert cli.main(["testbed", "run"]) == 0                          # the README's example
+    out = capsys.readouterr().out
+    written = sorted(p.name for p in default.glob("*.nc"))
+    assert len(written) == 2 and f"lmtk validate --data {default}" in out
+    assert _reference_files() == before                               # data/testbed untouched
+    other = tmp_path / "mine"
+    assert fake_testbed.run_matrix(["matrix=single", f"out_dir={other}"], log=lambda *a: None)
+    assert len(list(other.glob("*.nc"))) == 1 and _reference_files() == before
+
+
+def test_adding_to_the_reference_set_is_explicit(tmp_path, capsys):
+    from lmtoolkit import cli
+    from lmtoolkit.testbed.matrix import reference_dir, resolve_out_dir
+    cfg = compose_testbed(["reference=true"])
+    assert resolve_out_dir(cfg) == reference_dir()
+    # --reference and out_dir contradict each other: one line, exit 2, nothing run
+    assert cli.main(["testbed", "run", "--reference", f"out_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--reference" in err[0] and "out_dir" in err[0]
+
+
+def test_validate_fits_on_the_reference_set_and_can_be_pointed_elsewhere(tmp_path, capsys):
+    from lmtoolkit import cli
+    from lmtoolkit.testbed.matrix import reference_dir
+    assert V.DATASETS["testbed"].default_path == "data/testbed"
+    assert V.project_root() / V.DATASETS["testbed"].default_path == reference_dir()
+    assert cli.main(["validate", "--data", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tmp_path / "none") in err[0] and "--data" in err[0]
 
 
 @pytest.mark.parametrize("engine", ["page", "fluid"])

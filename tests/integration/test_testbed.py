@@ -1,8 +1,11 @@
 """Real QEMU migrations (lmtoolkit/testbed): an idle and a dirtying run, guest memory checked,
 and the simulator's prediction for each within the validation goals.
 
-Needs `lmtk testbed setup` (CI runs it in .ci/run); skipped with the reason if the testbed
-cannot be set up here.  About 30 s: one TCG boot, two migrations.
+Needs `lmtk testbed setup` (CI runs it in .ci/run); if the testbed is not set up, the first
+test runs it: it downloads QEMU 10 and a Debian kernel (about 0.5 GB unpacked into
+~/.cache/lmtoolkit/testbed) and compiles the guest.  Skipped with the reason if the testbed
+cannot be set up here; deselect with ``-m "not slow and not benchmark and not testbed"``.
+About 30 s once set up: one TCG boot, two migrations.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from lmtoolkit.testbed.driver import GuestSpec, RunSpec, Testbed
 from lmtoolkit.testbed.record import to_dataset
 from lmtoolkit.testbed.setup import SetupError, paths, setup
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.testbed]
 
 
 @pytest.fixture(scope="module")

@@ -76,6 +76,11 @@ def _loader(cfg_dir: str):
     return ConfigLoaderImpl(config_search_path=create_config_search_path(cfg_dir))
 
 
+def hydra_group_options(group: str) -> list[str]:
+    """The options of a Hydra-side group such as ``hydra/launcher`` (plug-ins included)."""
+    return sorted(_loader(str(config_dir())).get_group_options(group))
+
+
 def compose_raw(overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
     """One Hydra composition of ``configs/config.yaml`` (unresolved; Hydra's own errors)."""
     from hydra.types import RunMode

@@ -38,6 +38,8 @@ from .scenario import Scenario
 
 #: rate grid per migration (log-spaced between the smallest possible share and its cap)
 GRID_POINTS = 40
+#: simulated seconds a rate-table run may take (the policy timeout is lifted to this)
+TABLE_HORIZON_S = 1e7
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,11 @@ class RateTable:
         r_lo = max(min(r_lo, r_hi), 1.0)
         self.rates = np.geomspace(r_lo, r_hi, points) if r_hi > r_lo * 1.0001 else np.array([r_hi])
         # A network whose payload rate is r: line rate r / efficiency, nothing in the background.
-        scns = [dataclasses.replace(scn, engine="fluid", network=dataclasses.replace(
+        # The table describes progress at a rate, so the policy's timeout (which would cut a
+        # slow rate's run short) is lifted to TABLE_HORIZON_S: in a shared fabric a migration
+        # runs at a rate only for a while, and its duration is the evacuation's to report.
+        pol = dataclasses.replace(scn.policy, timeout_s=max(scn.policy.timeout_s, TABLE_HORIZON_S))
+        scns = [dataclasses.replace(scn, engine="fluid", policy=pol, network=dataclasses.replace(
             net, bandwidth_gbit_s=r * 8.0 / net.efficiency / 1e9, background_gbit_s=0.0))
             for r in self.rates]
         sc = simulate_fluid(scns, round_detail=0).scalars

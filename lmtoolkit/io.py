@@ -53,10 +53,13 @@ def check_writable(path, key: str = "output") -> Path:
         fail("it is a directory")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"cannot create the directory {path.parent} ({e.strerror or errno.errorcode.get(e.errno, e)})")
+    try:
         with tempfile.TemporaryFile(dir=path.parent):
             pass
     except OSError as e:
-        fail(f"{path.parent} is not writable ({e.strerror or errno.errorcode.get(e.errno, e)})")
+        fail(f"the directory {path.parent} is not writable ({e.strerror or errno.errorcode.get(e.errno, e)})")
     if path.is_file():
         try:
             with open(path, "r+b"):

@@ -42,6 +42,16 @@ def _build(cls, cfg: dict, prefix: str, owner: str = ""):
         raise ConfigError(prefix, cfg, "", message=f"{prefix}: {e}") from None
 
 
+def resolve_input_path(path, root: Path | None = None) -> Path:
+    """A relative input file (a trace): under ``root`` (default: the current directory) if it
+    is there, else under the project root."""
+    p = Path(path)
+    if p.is_absolute():
+        return p
+    base = root or Path.cwd()
+    return base / p if (base / p).exists() else project_root() / p
+
+
 def build_workload(cfg, prefix: str = "workload", root: Path | None = None):
     d = _as_dict(cfg)
     name = d.pop("name", None)
@@ -65,10 +75,7 @@ def build_workload(cfg, prefix: str = "workload", root: Path | None = None):
         path = d.pop("file", None)
         if not path:
             raise ConfigError(f"{prefix}.file", path, "the path of a trace file (.npz)")
-        p = Path(path)
-        if not p.is_absolute():
-            p = ((root or Path.cwd()) / p) if (root or Path.cwd()).joinpath(p).exists() \
-                else project_root() / p
+        p = resolve_input_path(path, root)
         try:
             tr = load_trace(p)
         except FileNotFoundError:

@@ -17,25 +17,44 @@ MAX_TABLE_ROWS = 40
 
 
 def summary_table(ds, max_rows: int = MAX_TABLE_ROWS) -> str:
-    """Mean over replicates of the headline variables, one row per point."""
+    """The headline variables, one row per point: the mean over replicates, with the standard
+    deviation (``±``) when there are several; the share that converged and completed, and the
+    most frequent stop reason (a completed but forced migration says why it stopped)."""
     import pandas as pd
 
     from .tasks import get_task
+    n_rep = ds.sizes.get("replicate", 1)
     cols = {}
     for var, label, scale in get_task(ds.attrs.get("lmt_task", "migration")).table:
-        if var in ds:
-            v = ds[var].astype(float)
-            if "replicate" in v.dims:
-                v = v.mean("replicate")
-            cols[label] = v.to_series() * scale
-    df = pd.DataFrame(cols)
-    if "converged" in df:
-        df["converged"] = df["converged"].map(lambda x: f"{x:.0%}")
+        if var not in ds:
+            continue
+        v = ds[var].astype(float) * scale
+        if "replicate" in v.dims:
+            mean = v.mean("replicate").to_series()
+            if n_rep > 1 and var not in ("converged", "completed"):
+                sd = v.std("replicate").to_series()
+                cols[label] = [f"{m:,.3g} ± {d:.2g}" for m, d in zip(mean, sd)]
+                index = mean.index
+                continue
+            v = mean
+        else:
+            v = v.to_series()
+        cols[label] = v
+        index = v.index
+    df = pd.DataFrame(cols, index=index)
+    for flag in ("converged", "completed"):
+        if flag in df:
+            df[flag] = df[flag].map(lambda x: f"{x:.0%}")
+    if "stop_reason" in ds and "replicate" in ds["stop_reason"].dims:
+        df["stop"] = ds["stop_reason"].to_series().groupby(level=list(df.index.names)).agg(
+            lambda s: s.value_counts().index[0]).reindex(df.index).values
+    head = f"mean over {n_rep} replicates (± standard deviation)" if n_rep > 1 else \
+        "one replicate per point"
     with pd.option_context("display.width", 200, "display.max_columns", 20,
                            "display.float_format", lambda x: f"{x:,.3g}"):
-        if len(df) > max_rows:
-            return df.head(max_rows).to_string() + f"\n... ({len(df)} rows; open the .nc for all)"
-        return df.to_string()
+        body = df.to_string() if len(df) <= max_rows else \
+            df.head(max_rows).to_string() + f"\n... ({len(df)} rows; open the .nc for all)"
+    return head + "\n" + body
 
 
 def quicklook(ds, path: Path) -> Path | None:
@@ -85,6 +104,27 @@ def quicklook(ds, path: Path) -> Path | None:
     return path
 
 
+def _check_hydra_groups(parsed) -> None:
+    """``hydra/launcher=NAME`` (and other ``hydra/`` groups) must name an installed option."""
+    import difflib
+
+    from .compose import hydra_group_options
+    for o in parsed:
+        key = o.get_key_element().lstrip("+~")
+        if not key.startswith("hydra/"):
+            continue
+        opts = hydra_group_options(key)
+        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
+        for v in values:
+            if str(v) not in opts:
+                close = difflib.get_close_matches(str(v), opts, n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                extra = " (the joblib/submitit launchers: pip install -e '.[scale]')" \
+                    if key == "hydra/launcher" else ""
+                raise ConfigError(key, v, "", message=f"unknown {key} '{v}'{hint} "
+                                  f"(available: {', '.join(opts)}){extra}")
+
+
 def _validate_multirun(overrides: list[str]) -> None:
     """Check the first job of a multirun before launching (one-line errors, exit 2)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -98,6 +138,8 @@ def _validate_multirun(overrides: list[str]) -> None:
         raise ConfigError("overrides", overrides, "", message=str(e).strip().splitlines()[0]) from None
     from .compose import GROUPS
     from .paths import group_options
+    _check_hydra_groups(OverridesParser.create().parse_overrides(
+        [o for o in overrides if is_hydra_override(o) and "/" in o.split("=", 1)[0]]))
     first = []
     for o in parsed:
         if o.is_sweep_override():

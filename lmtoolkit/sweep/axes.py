@@ -64,7 +64,9 @@ def _err(where: str, value, message: str) -> ConfigError:
 
 
 def parse_axes(cfg, max_values: int | None) -> list[Axis]:
-    """The checked axes of ``cfg.sweep.axes`` (each cut to ``max_values`` values if given)."""
+    """The checked axes of ``cfg.sweep.axes``.  ``max_values`` (``sweep.max_values``, which
+    ``debug=default`` sets to 2) cuts an axis to its first ``max_values - 1`` values and its
+    last: a debug run keeps both ends of every axis (VMware-like *and* Hyper-V-like)."""
     raw = OmegaConf.select(cfg, "sweep.axes")
     if raw is None:
         return []
@@ -91,8 +93,9 @@ def _axis(cfg, dim: str, spec, max_values) -> Axis:
                                                "{start: a, stop: b, num: n, log: false}")
     else:
         values = OmegaConf.to_container(values, resolve=True)
-    if max_values is not None:
-        values = values[:int(max_values)]
+    if max_values is not None and len(values) > int(max_values):
+        k = int(max_values)          # keep the ends (the contrast an axis is about) and the first k-2
+        values = values[:1] if k == 1 else values[:k - 1] + values[-1:]
     if len(set(map(repr, values))) != len(values):
         raise _err(f"{where}.values", values, "has duplicates")
     group = "." not in key and key in SWAPPABLE

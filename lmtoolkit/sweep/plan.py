@@ -37,6 +37,7 @@ from ..compose import (compose_both, compose_raw, config_yaml, first_line, hydra
 from ..engine.fluid import with_value
 from ..errors import ConfigError
 from ..paths import group_options
+from ..runner import resolve_input_path
 from ..tasks import get_task
 from .axes import SWAPPABLE, Axis, parse_axes
 
@@ -155,6 +156,30 @@ def _variant_id(hash_cfg) -> str:
     return hashlib.sha256(config_yaml(hash_cfg).encode()).hexdigest()[:12]
 
 
+def _input_files_hash(cfg) -> str:
+    """Content hash of the files the config reads (trace files: ``workload.file`` and the
+    phases' files): a result from another trace with the same name is never served."""
+    files = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "file" and isinstance(v, str):
+                    files.append(v)
+                else:
+                    walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(OmegaConf.to_container(cfg.get("workload") or {}, resolve=True))
+    h = hashlib.sha256()
+    for f in files:
+        p = resolve_input_path(f)
+        h.update(f.encode() + (hashlib.sha256(p.read_bytes()).digest() if p.is_file() else b"-"))
+    return h.hexdigest()[:16] if files else ""
+
+
 def _scenario_attr(scn, key: str):
     obj = scn
     for part in key.split("."):
@@ -242,7 +267,7 @@ def make_plan(overrides: Iterable[str] = (), results_dir: str | os.PathLike | No
     for k in RUNTIME_KEYS:
         hash_cfg.sweep.pop(k, None)
     hash_cfg.sweep.round_detail = L
-    config_hash = provenance.config_hash(hash_cfg)
+    config_hash = provenance.config_hash(hash_cfg, extra=_input_files_hash(hash_cfg))
     root = Path(results_dir) if results_dir is not None else Path(str(cfg.paths.results_dir))
     variant = None if is_canonical(overrides) else _variant_id(hash_cfg)
     folder = root / name if variant is None else root / name / "variants" / variant

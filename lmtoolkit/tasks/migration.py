@@ -33,7 +33,8 @@ class MigrationTask(Task):
     name = "migration"
     columns = True
     table = (("total_time", "total time [s]", 1.0), ("downtime", "downtime [ms]", 1e3),
-             ("transferred", "sent [GiB]", 1 / 1024 ** 3), ("converged", "converged", 1.0))
+             ("transferred", "sent [GiB]", 1 / 1024 ** 3), ("converged", "converged", 1.0),
+             ("completed", "completed", 1.0))
 
     def template(self, cfg):
         return build_scenario(cfg)

@@ -190,9 +190,12 @@ def test_executor_equivalence_inline_processes_dask_address(tmp_path):
     xr.testing.assert_identical(_data(inline), _data(dsk))
     # the fluid path too (vectorised columns per chunk, any chunking)
     fb = ["experiment=memory_scaling", "debug=default", "sweep.cache=false"]
-    a, _ = _run(fb, tmp_path)
+    a, _ = _run(fb + ["sweep.chunk_size=3"], tmp_path)
     b, _ = _run(fb + ["sweep.executor=processes", "sweep.workers=2", "sweep.chunk_size=3"], tmp_path)
     xr.testing.assert_identical(_data(a), _data(b))
+    # another chunking batches other points together: equal up to float rounding (~1e-16)
+    whole, _ = _run(fb, tmp_path)
+    xr.testing.assert_allclose(_data(whole), _data(a), rtol=1e-12)
 
 
 @pytest.mark.slow

@@ -152,8 +152,8 @@ def _kill_and_resume(tmp_path, args, folder, n_chunks, kill_after):
 @pytest.mark.parametrize("executor", ["inline", "processes", "dask"])
 def test_every_executor_resumes_after_sigkill(tmp_path, executor):
     extra = [] if executor == "inline" else [f"sweep.executor={executor}", "sweep.workers=2"]
-    args = ["experiment=quickstart", "debug=default", "sweep.max_values=3", *extra]
-    _kill_and_resume(tmp_path, args, "quickstart", 12, 3)
+    args = ["experiment=quickstart", "debug=default", "sweep.max_values=4", "vm.memory_gib=2", *extra]
+    _kill_and_resume(tmp_path, args, "quickstart", 16, 2)
 
 
 def test_evacuation_sweep_resumes_after_sigkill(tmp_path):

@@ -1,23 +1,35 @@
 """Notebooks: the config cell's :func:`compose` and :func:`execute` through papermill.
 
-The notebook contract (DESIGN.md §4): the first cell, tagged ``parameters``, holds only
+The notebook contract (README, "Notebooks and figures"): the first cell, tagged
+``parameters``, holds only
 
     overrides: list[str] = []
     smoke: bool = False
 
-and the second composes the config through the package::
+(plus ``experiment: str = "quickstart"`` in the experiment notebook, :data:`TEMPLATE`) and the
+second composes the config through the package::
 
     import lmtoolkit as lmt
-    cfg = lmt.notebooks.compose(overrides, smoke)
+    cfg = lmt.notebooks.compose(overrides, smoke)                         # or, in 20_experiment:
+    cfg = lmt.notebooks.compose(overrides, smoke, experiment=experiment)
 
 ``cfg`` is the resolved Hydra config (``cfg.vm.memory_gib``…) plus the effective overrides
-(``cfg.overrides``: the notebook's, and ``debug=default`` in smoke mode) and helpers that call
-the package: ``cfg.simulate()``, ``cfg.sweep()``, ``cfg.save(**values)`` (the notebook's
-summary, ``results/notebooks/<name>.json``).
+(``cfg.overrides``: ``experiment=NAME`` if given, the notebook's, and ``debug=default`` in
+smoke mode) and helpers that call the package: ``cfg.simulate()``, ``cfg.sweep()``,
+``cfg.save(**values)`` (the notebook's summary, ``results/notebooks/<name>.json``) and, for an
+experiment, ``cfg.describe()``, ``cfg.table(ds)``, ``cfg.figure(ds)``, ``cfg.summary(ds)``
+(what to show comes from data: the experiment's ``title`` and its figure in
+:mod:`lmtoolkit.plotting.registry`).
+
+**One notebook for every experiment.**  ``notebooks/20_experiment.ipynb`` is parameterized
+by ``experiment``; papermill runs it once per experiment (``configs/experiment/*.yaml``).  A
+run is named ``20_<experiment>``: the executed copy is ``results/notebooks/20_<experiment>.ipynb``
+and its summary ``20_<experiment>.json``.  ``lmtk notebooks quickstart`` (or ``20_quickstart``,
+or ``20 -p experiment=quickstart``) runs it for one experiment; ``lmtk notebooks 20`` for all.
 
 :func:`execute` runs a notebook on a real Jupyter kernel (the project's ``lmtoolkit`` kernel)
 through papermill and writes the executed copy, with its parameters, to
-``results/notebooks/<name>.ipynb``; a failing cell raises :class:`NotebookError` naming the
+``results/notebooks/<run name>.ipynb``; a failing cell raises :class:`NotebookError` naming the
 notebook and the cell.  ``lmtk notebooks [NAME…] [--smoke] [-p key=value]`` is the CLI.
 """
 from __future__ import annotations
@@ -43,6 +55,8 @@ KERNEL_DISPLAY_NAME = "Python (lmtoolkit)"
 SMOKE_OVERRIDES = ("debug=default",)
 #: environment variables the kernel reads (set by :func:`execute`)
 ENV_NAME, ENV_OUT = "LMT_NOTEBOOK", "LMT_NOTEBOOK_OUT"
+#: the notebook papermill runs once per experiment (parameter ``experiment``)
+TEMPLATE = "20_experiment"
 
 
 def list_notebooks() -> list[str]:
@@ -50,16 +64,85 @@ def list_notebooks() -> list[str]:
     return sorted(p.stem for p in notebook_dir().glob("[0-9][0-9]_*.ipynb"))
 
 
+def list_experiments() -> list[str]:
+    """The experiments (``configs/experiment/*.yaml``): the runs of :data:`TEMPLATE`."""
+    from .paths import group_options
+    return group_options("experiment")
+
+
+def run_name(stem: str, experiment: str | None = None) -> str:
+    """What a run is called (executed copy, summary): the stem, or ``20_<experiment>``."""
+    return f"{stem.split('_', 1)[0]}_{experiment}" if experiment else stem
+
+
+def _experiment_alias(key: str) -> str | None:
+    """``quickstart`` or ``20_quickstart`` -> ``quickstart`` (an experiment run of the template)."""
+    experiments = list_experiments()
+    prefix = TEMPLATE.split("_", 1)[0] + "_"
+    if key in experiments:
+        return key
+    if key.startswith(prefix) and key[len(prefix):] in experiments:
+        return key[len(prefix):]
+    return None
+
+
 def resolve(name: str) -> str:
-    """A notebook's stem from its stem, file name, number (``"00"``) or slug."""
+    """A notebook's stem from its stem, file name, number (``"00"``) or slug; an experiment's
+    name (``quickstart``, ``20_quickstart``) resolves to :data:`TEMPLATE`."""
+    return resolve_target(name)[0]
+
+
+def resolve_target(name: str) -> tuple[str, str | None]:
+    """``(notebook stem, experiment or None)`` for a name given to ``lmtk notebooks``."""
     names = list_notebooks()
     key = Path(str(name)).name.removesuffix(".ipynb")
     if key in names:
-        return key
+        return key, None
     hits = [n for n in names if n.split("_", 1)[0] == key or n.split("_", 1)[-1] == key]
+    exp = _experiment_alias(key) if TEMPLATE in names else None
+    if exp is not None and hits:
+        raise ConfigError("notebook", name, "", message=(
+            f"notebook {name!r} is ambiguous: notebook {hits[0]} or the experiment notebook for "
+            f"experiment {exp} (say {hits[0].split('_', 1)[0]} or {run_name(TEMPLATE, exp)})"))
+    if exp is not None:
+        return TEMPLATE, exp
     if len(hits) == 1:
-        return hits[0]
-    raise ConfigError("notebook", name, "one of " + ", ".join(names))
+        return hits[0], None
+    raise ConfigError("notebook", name, "one of " + ", ".join(names) + " or an experiment ("
+                      + ", ".join(list_experiments()) + ")")
+
+
+def _split_experiment(overrides: Sequence[str]) -> tuple[str | None, list[str]]:
+    """``experiment=NAME`` taken out of ``overrides`` (the template's parameter)."""
+    exp, rest = None, []
+    for o in overrides:
+        k, _, v = str(o).partition("=")
+        if k.strip() == "experiment" and v:
+            exp = v.strip()
+        else:
+            rest.append(str(o))
+    return exp, rest
+
+
+def targets(names: Iterable[str] | None = None,
+            overrides: Sequence[str] = ()) -> list[tuple[str, str | None]]:
+    """The runs ``lmtk notebooks NAMES -p OVERRIDES`` makes, in order: ``(stem, experiment)``.
+    The template runs once per experiment (or for ``-p experiment=NAME`` only)."""
+    chosen, _ = _split_experiment(overrides)
+    if chosen is not None and chosen not in list_experiments():
+        from difflib import get_close_matches
+        close = get_close_matches(chosen, list_experiments(), n=1)
+        raise ConfigError("experiment", chosen, "", message=(
+            f"unknown experiment '{chosen}'" + (f"; did you mean {close[0]}?" if close else "")
+            + f" (available: {', '.join(list_experiments())})"))
+    out: list[tuple[str, str | None]] = []
+    for stem, exp in ([resolve_target(n) for n in names] if names else
+                      [(n, None) for n in list_notebooks()]):
+        if stem == TEMPLATE and exp is None:
+            out += [(stem, e) for e in ([chosen] if chosen else list_experiments())]
+        else:
+            out.append((stem, exp))
+    return out
 
 
 # -- inside a notebook ---------------------------------------------------------------------------
@@ -72,13 +155,14 @@ class NotebookConfig:
     """The composed config of a notebook run (attribute access goes to the Hydra config)."""
 
     def __init__(self, config, overrides: list[str], user_overrides: list[str], smoke: bool,
-                 name: str, out_dir: Path):
+                 name: str, out_dir: Path, experiment: str | None = None):
         self.config = config
         self.overrides = overrides
         self.user_overrides = user_overrides
         self.smoke = smoke
         self.name = name
         self.out_dir = out_dir
+        self.experiment = experiment
 
     def __getattr__(self, key):
         if key == "config":
@@ -89,7 +173,8 @@ class NotebookConfig:
         return self.config[key]
 
     def __repr__(self) -> str:
-        return (f"NotebookConfig(name={self.name!r}, smoke={self.smoke}, "
+        exp = f"experiment={self.experiment!r}, " if self.experiment else ""
+        return (f"NotebookConfig(name={self.name!r}, {exp}smoke={self.smoke}, "
                 f"overrides={self.overrides!r})")
 
     def with_overrides(self, *extra: str) -> list[str]:
@@ -102,10 +187,82 @@ class NotebookConfig:
         return simulate(self.with_overrides(*extra), command=f"notebook {self.name}")
 
     def sweep(self, *extra: str):
-        """``lmt.sweep`` with this notebook's overrides plus ``extra`` (cached on disk)."""
-        from . import sweep as _sweep_mod
-        fn = _sweep_mod if callable(_sweep_mod) else getattr(_sweep_mod, "sweep")
-        return fn(self.with_overrides(*extra))
+        """``lmt.sweep`` with this notebook's overrides plus ``extra`` (cached on disk).  For an
+        experiment this runs whatever its task is (migrations, or host evacuations)."""
+        from .sweep import sweep
+        return sweep(self.with_overrides(*extra), command=self.command())
+
+    def command(self) -> str:
+        """The ``lmtk notebooks`` command that reruns this notebook with these parameters."""
+        return command_line(self.experiment or self.name, self.user_overrides, self.smoke)
+
+    # -- one experiment (notebooks/20_experiment.ipynb) ------------------------------------
+    @property
+    def figure_spec(self):
+        """The registered figure of this experiment (:mod:`lmtoolkit.plotting.registry`), or None."""
+        from .plotting.registry import FIGURES
+        return next((f for f in FIGURES.values() if f.experiment == self.experiment), None)
+
+    def describe(self):
+        """What the experiment is and what its figure shows, as Markdown (from data: the
+        experiment's ``title`` and its figure's caption in the registry)."""
+        from IPython.display import Markdown
+        self._need_experiment()
+        c = self.config
+        axes = list((c.sweep.get("axes") or {}).keys()) if "sweep" in c else []
+        reps = int(c.sweep.get("replicates", 1) or 1) if "sweep" in c else 1
+        spec = self.figure_spec
+        lines = [f"## Experiment `{self.experiment}`: {c.get('title', '')}", ""]
+        if spec is not None:
+            lines += [f"**{spec.id}** ({spec.stem}): {spec.caption}", ""]
+        task = str(c.get("task", "migration") or "migration")
+        how = f"task `{task}`" + (f", engine `{c.get('engine')}`" if task == "migration" and c.get("engine") else "")
+        lines.append(f"The sweep is `configs/experiment/{self.experiment}.yaml`: "
+                     + (" × ".join(f"`{a}`" for a in axes) or "one point")
+                     + f" × {reps} replicate{'s' if reps != 1 else ''} ({how}).  Same as "
+                     f"`lmtk sweep experiment={self.experiment}`"
+                     + (f"; the figure alone: `lmtk figures {spec.id}`." if spec is not None else "."))
+        if self.smoke:
+            lines += ["", "*Smoke mode* (`debug=default`, `configs/debug/default.yaml`): a shrunk run "
+                          "for checks: two values per axis, one replicate, a 1 GiB VM, 60 s of "
+                          "simulated time at most; results under `results/debug/`."]
+        if self.user_overrides:
+            lines += ["", "Overrides: " + ", ".join(f"`{o}`" for o in self.user_overrides)]
+        lines += ["", f"Rerun: `{self.command()}`"]
+        return Markdown("\n".join(lines))
+
+    def table_variables(self, ds) -> list[str]:
+        """The variables :meth:`table` shows: the figure's (registry ``table``) that ``ds`` has
+        without a per-round or per-VM dim; else total time and downtime (or the makespan)."""
+        spec = self.figure_spec
+        wanted = list(spec.table) if spec is not None else ["makespan", "total_time", "downtime"]
+        return [v for v in wanted if v in ds.data_vars and not {"round", "vm"} & set(ds[v].dims)]
+
+    def table(self, ds):
+        """Mean over replicates of :meth:`table_variables`, one row per point (a DataFrame)."""
+        v = self.table_variables(ds)
+        sub = ds[v]
+        return (sub.mean("replicate") if "replicate" in sub.dims else sub).to_dataframe()
+
+    def figure(self, ds):
+        """The experiment's registered figure drawn from ``ds`` (None if it has none)."""
+        spec = self.figure_spec
+        return spec.function(ds) if spec is not None else None
+
+    def summary(self, ds) -> dict:
+        """What the experiment notebook saves: the Dataset's config hash and dims and the mean of
+        every table variable."""
+        out = {"experiment": self.experiment, "config_hash": str(ds.attrs.get("lmt_config_hash", "")),
+               "dims": {k: int(n) for k, n in ds.sizes.items()},
+               "figure": self.figure_spec.id if self.figure_spec is not None else None}
+        for v in self.table_variables(ds):
+            out[f"mean_{v}"] = float(ds[v].astype(float).mean())
+        return out
+
+    def _need_experiment(self):
+        if not self.experiment:
+            raise ConfigError("experiment", None, "", message=(
+                "this notebook config has no experiment: compose(..., experiment=NAME)"))
 
     def save(self, **values) -> Path:
         """Write the notebook's summary (``values`` plus its parameters) as JSON; return the path."""
@@ -116,6 +273,8 @@ class NotebookConfig:
                "effective_overrides": self.overrides, "config_hash": config_hash(self.config),
                "git_commit": commit, "git_dirty": dirty, "created_at": now(),
                "values": _jsonable(values)}
+        if self.experiment:
+            doc["experiment"] = self.experiment
         path = self.out_dir / f"{self.name}.json"
         write_text(path, json.dumps(doc, indent=2, sort_keys=False) + "\n")
         return path
@@ -149,23 +308,31 @@ def _guess_name() -> str:
     return "interactive"
 
 
-def compose(overrides: Iterable[str] = (), smoke: bool = False, name: str | None = None) -> NotebookConfig:
-    """The notebook's config: ``overrides`` (+ ``debug=default`` when ``smoke``), composed."""
+def compose(overrides: Iterable[str] = (), smoke: bool = False, name: str | None = None,
+            experiment: str | None = None) -> NotebookConfig:
+    """The notebook's config: ``experiment=NAME`` (if given), ``overrides`` (+ ``debug=default``
+    when ``smoke``), composed."""
     if isinstance(overrides, str):
         overrides = [overrides]
     user = [str(o) for o in (overrides or [])]
+    if experiment:
+        exp_in_overrides, user = _split_experiment(user)
+        experiment = exp_in_overrides or str(experiment)
     if not os.environ.get("LMT_RESULTS_DIR"):
         with contextlib.suppress(OSError):
             # JupyterLab starts kernels in notebooks/: keep results at the project's results/.
             if Path.cwd().resolve() == notebook_dir().resolve():
                 os.environ["LMT_RESULTS_DIR"] = str(project_root() / "results")
-    effective = list(user)
+    effective = ([f"experiment={experiment}"] if experiment else []) + list(user)
     if smoke:
         effective += [o for o in SMOKE_OVERRIDES
                       if not any(u.split("=")[0] == o.split("=")[0] for u in user)]
     cfg = _compose(effective)
     out = Path(os.environ[ENV_OUT]) if os.environ.get(ENV_OUT) else _results_root(user) / "notebooks"
-    return NotebookConfig(cfg, effective, user, bool(smoke), name or _guess_name(), out)
+    name = name or _guess_name()
+    if experiment and name in (TEMPLATE, "interactive"):   # opened in JupyterLab / a script
+        name = run_name(TEMPLATE, experiment)
+    return NotebookConfig(cfg, effective, user, bool(smoke), name, out, experiment or None)
 
 
 # -- the kernel ---------------------------------------------------------------------------------
@@ -211,11 +378,13 @@ class NotebookError(RuntimeError):
 
 @dataclass
 class NotebookRun:
-    name: str
+    name: str                    # the run: the notebook's stem, or 20_<experiment>
     output: Path
     seconds: float
     parameters: dict
     summary: dict | None = field(default=None)
+    notebook: str = ""           # the notebook file's stem
+    experiment: str | None = None
 
 
 @contextlib.contextmanager
@@ -234,28 +403,45 @@ def _env(**values):
 
 def execute(name: str, overrides: Iterable[str] = (), smoke: bool = False,
             output_dir: str | Path | None = None, progress: bool = True,
-            kernel: str = KERNEL_NAME, timeout: float | None = 1800) -> NotebookRun:
+            kernel: str = KERNEL_NAME, timeout: float | None = 1800,
+            experiment: str | None = None) -> NotebookRun:
     """Run notebook ``name`` through papermill on a real kernel; return where it went.
 
-    The executed copy (parameters injected, outputs kept) is ``<results>/notebooks/<name>.ipynb``
-    and the notebook's summary ``<name>.json`` beside it.  Raises :class:`NotebookError`
+    ``name`` is a notebook (stem, number, slug) or an experiment (``quickstart``,
+    ``20_quickstart``: the experiment notebook :data:`TEMPLATE` for it); the template also
+    takes ``experiment=`` or an ``experiment=NAME`` override.  The executed copy (parameters
+    injected, outputs kept) is ``<results>/notebooks/<run name>.ipynb`` (:func:`run_name`) and
+    the notebook's summary ``<run name>.json`` beside it.  Raises :class:`NotebookError`
     naming the notebook and the failing cell.
     """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    stem = resolve(name)
+    stem, alias = resolve_target(name)
     overrides = [str(o) for o in overrides]
     params = {"overrides": overrides, "smoke": bool(smoke)}
+    if stem == TEMPLATE:
+        chosen, overrides = _split_experiment(overrides)
+        experiment = experiment or alias or chosen
+        if not experiment:
+            raise ConfigError("experiment", None, "", message=(
+                f"notebook {stem} runs one experiment: name it (lmtk notebooks quickstart, or "
+                f"-p experiment=NAME; available: {', '.join(list_experiments())})"))
+        if experiment not in list_experiments():
+            raise ConfigError("experiment", experiment, "one of " + ", ".join(list_experiments()))
+        params = {"experiment": experiment, "overrides": overrides, "smoke": bool(smoke)}
+    else:
+        experiment = None
+    run = run_name(stem, experiment)
     root = _results_root(overrides).resolve()
     out_dir = Path(output_dir).resolve() if output_dir else root / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"{stem}.ipynb"
-    summary_path = out_dir / f"{stem}.json"
+    out = out_dir / f"{run}.ipynb"
+    summary_path = out_dir / f"{run}.json"
     summary_path.unlink(missing_ok=True)
     ensure_kernel(kernel)
     t0 = time.perf_counter()
-    env = {ENV_NAME: stem, ENV_OUT: str(out_dir), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    env = {ENV_NAME: run, ENV_OUT: str(out_dir), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     if not os.environ.get("LMT_RESULTS_DIR"):
         env["LMT_RESULTS_DIR"] = str(root)
     try:
@@ -276,23 +462,26 @@ def execute(name: str, overrides: Iterable[str] = (), smoke: bool = False,
             original = [c for c in cells if "injected-parameters" not in c.metadata.get("tags", [])
                         and not (c.cell_type == "markdown" and "papermill-error" in c.source)]
             index = next(i for i, c in enumerate(original) if c is failing)
-        raise NotebookError(stem, index, e.exec_count, source, e.ename, e.evalue, out) from None
+        raise NotebookError(f"{stem} (experiment={experiment})" if experiment else stem, index,
+                            e.exec_count, source, e.ename, e.evalue, out) from None
     seconds = time.perf_counter() - t0
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
-    return NotebookRun(stem, out, seconds, params, summary)
+    return NotebookRun(run, out, seconds, params, summary, stem, experiment)
 
 
 def execute_all(names: Iterable[str] | None = None, overrides: Iterable[str] = (),
                 smoke: bool = False, output_dir=None, progress: bool = True,
                 stop_on_error: bool = False) -> tuple[list[NotebookRun], list[NotebookError]]:
-    """Run several notebooks (default: all), one line of progress each; collect the failures."""
-    names = [resolve(n) for n in names] if names else list_notebooks()
+    """Run several notebooks (default: all; the experiment notebook once per experiment), one
+    line of progress each; collect the failures."""
+    todo = targets(names, [str(o) for o in overrides])
     runs, errors = [], []
-    for i, n in enumerate(names, 1):
+    for i, (stem, exp) in enumerate(todo, 1):
         if progress:
-            print(f"[{i}/{len(names)}] {n}", file=sys.stderr, flush=True)
+            label = f"{stem} (experiment={exp})" if exp else stem
+            print(f"[{i}/{len(todo)}] {label}", file=sys.stderr, flush=True)
         try:
-            r = execute(n, overrides, smoke, output_dir, progress=progress)
+            r = execute(stem, overrides, smoke, output_dir, progress=progress, experiment=exp)
         except NotebookError as e:
             errors.append(e)
             if progress:
@@ -315,7 +504,7 @@ def cmd_notebooks(args) -> int:
             return 0
     if args.list:
         for n in list_notebooks():
-            print(n)
+            print(n + (f"  (once per experiment: {', '.join(list_experiments())})" if n == TEMPLATE else ""))
         return 0
     overrides = list(args.param or [])
     for o in overrides:
@@ -335,10 +524,12 @@ def add_commands(sub) -> None:
     p = sub.add_parser("notebooks", help="run the notebooks through papermill (executed copies in "
                                          "results/notebooks/)")
     p.add_argument("names", nargs="*", metavar="NAME",
-                   help="notebooks to run: name, number or slug (default: all)")
+                   help="notebooks to run: name, number or slug, or an experiment (quickstart: "
+                        f"{TEMPLATE} for it; {TEMPLATE.split('_')[0]}: for every experiment); default all")
     p.add_argument("--smoke", action="store_true", help="tiny, fast runs (adds debug=default)")
     p.add_argument("-p", "--param", action="append", metavar="key=value",
-                   help="a Hydra override passed to the notebook's `overrides` (repeatable)")
+                   help="a Hydra override passed to the notebook's `overrides` (repeatable); "
+                        f"experiment=NAME picks the experiment of {TEMPLATE}")
     p.add_argument("-o", "--output", help="directory for executed copies (default "
                                           "<results>/notebooks)")
     p.add_argument("--list", action="store_true", help="list the notebooks and exit")

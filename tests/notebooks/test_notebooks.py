@@ -12,6 +12,10 @@ from lmtoolkit import notebooks as lnb
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = lnb.list_notebooks()
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.yaml"))
+#: every papermill run of `lmtk notebooks --smoke`: (notebook, experiment), the experiment
+#: notebook once per experiment
+RUNS = lnb.targets()
 #: what each notebook must have written into its summary ("values")
 EXPECTED_KEYS = {
     "00_live_migration_basics": {"rounds", "downtime_s", "bitmap_shape", "hot_completed"},
@@ -20,16 +24,39 @@ EXPECTED_KEYS = {
     "03_postcopy_and_hybrid": {"postcopy_ratio", "longest_downtime", "hybrid_fewer_faults"},
     "10_simulator_vs_analytic": {"checks"},
     "11_page_vs_fluid": {"cases", "worst_total_time_rel_diff"},
+    lnb.TEMPLATE: {"experiment", "config_hash", "dims", "figure"},
     "30_paper_figures": {"figures"},
 }
 
 
-def test_the_numbering_covers_every_kind_and_experiment():
+def test_one_experiment_notebook_runs_every_experiment():
     prefixes = {n[0] for n in NAMES}
     assert {"0", "1", "2", "3"} <= prefixes
-    experiments = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.yaml"))
-    slugs = sorted(n.split("_", 1)[1] for n in NAMES if n.startswith("2"))
-    assert slugs == experiments, "one 2x notebook per experiment, slug = experiment name"
+    assert [n for n in NAMES if n.startswith("2")] == [lnb.TEMPLATE], "one parameterized 2x notebook"
+    assert lnb.list_experiments() == EXPERIMENTS
+    assert [e for n, e in RUNS if n == lnb.TEMPLATE] == EXPERIMENTS
+    assert [n for n, e in RUNS if e is None] == [n for n in NAMES if n != lnb.TEMPLATE]
+    from lmtoolkit.plotting.registry import FIGURES
+    for spec in FIGURES.values():   # every figure's notebook runs its experiment
+        assert spec.notebook == lnb.TEMPLATE and spec.experiment in EXPERIMENTS
+
+
+def test_names_resolve_to_notebooks_and_experiment_runs():
+    assert lnb.resolve_target("00") == ("00_live_migration_basics", None)
+    assert lnb.resolve_target("quickstart") == (lnb.TEMPLATE, "quickstart")
+    assert lnb.resolve_target("20_quickstart.ipynb") == (lnb.TEMPLATE, "quickstart")
+    assert lnb.resolve_target("20") == (lnb.TEMPLATE, None)
+    assert lnb.targets(["20"], ["experiment=auto_converge", "vm.memory_gib=2"]) == \
+        [(lnb.TEMPLATE, "auto_converge")]
+    assert lnb.targets(["20"]) == [(lnb.TEMPLATE, e) for e in EXPERIMENTS]
+    assert lnb.run_name(lnb.TEMPLATE, "quickstart") == "20_quickstart"
+    from lmtoolkit.errors import ConfigError
+    with pytest.raises(ConfigError, match="ambiguous.*02.*20_vmware_vs_hyperv"):
+        lnb.resolve_target("vmware_vs_hyperv")        # teaching notebook 02 or the experiment
+    with pytest.raises(ConfigError, match="did you mean quickstart"):
+        lnb.targets(["20"], ["experiment=quickstrt"])
+    with pytest.raises(ConfigError, match="runs one experiment"):
+        lnb.execute("20", progress=False)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -39,9 +66,13 @@ def test_notebook_follows_the_contract_and_is_stripped(name):
     assert first.cell_type == "code" and "parameters" in first.metadata.get("tags", [])
     names = {line.split(":")[0].split("=")[0].strip() for line in first.source.splitlines()
              if line.strip() and not line.strip().startswith("#")}
-    assert names == {"overrides", "smoke"}
+    assert names == ({"experiment", "overrides", "smoke"} if name == lnb.TEMPLATE else {"overrides", "smoke"})
     assert "lmt.notebooks.compose(" in second.source and "overrides" in second.source \
         and "smoke" in second.source
+    if name == lnb.TEMPLATE:
+        assert "experiment=experiment" in second.source
+        default = next(ln for ln in first.source.splitlines() if ln.startswith("experiment"))
+        assert default.split("=", 1)[1].strip().strip("\"'") in EXPERIMENTS
     assert nb.metadata["kernelspec"]["name"] == lnb.KERNEL_NAME
     for c in nb.cells:
         if c.cell_type == "code":
@@ -56,23 +87,37 @@ def shared_results(tmp_path_factory):
 
 
 @pytest.mark.notebooks
-@pytest.mark.parametrize("name", NAMES)
-def test_notebook_runs_in_smoke_mode(name, shared_results, monkeypatch):
+@pytest.mark.parametrize("notebook, experiment", RUNS,
+                         ids=[lnb.run_name(n, e) for n, e in RUNS])
+def test_notebook_runs_in_smoke_mode(notebook, experiment, shared_results, monkeypatch):
     monkeypatch.setenv("LMT_RESULTS_DIR", str(shared_results))
-    run = lnb.execute(name, smoke=True, progress=False)
+    name = lnb.run_name(notebook, experiment)
+    run = lnb.execute(experiment or notebook, smoke=True, progress=False)
+    assert run.name == name and run.notebook == notebook and run.experiment == experiment
     assert run.output == shared_results / "notebooks" / f"{name}.ipynb" and run.output.exists()
     executed = nbformat.read(run.output, as_version=4)
-    assert executed.metadata["papermill"]["parameters"] == {"overrides": [], "smoke": True}
+    params = {"overrides": [], "smoke": True} | ({"experiment": experiment} if experiment else {})
+    assert executed.metadata["papermill"]["parameters"] == params
     assert not any(o.get("output_type") == "error" for c in executed.cells
                    for o in c.get("outputs", []))
     summary = json.loads((shared_results / "notebooks" / f"{name}.json").read_text())
     assert summary["notebook"] == name and summary["smoke"] is True
     assert "debug=default" in summary["effective_overrides"]
     values = summary["values"]
-    assert EXPECTED_KEYS.get(name, {"config_hash", "dims"}) <= set(values)
-    if name.startswith("2") and "replicate" in values["dims"]:   # sweeps (not evacuation)
+    assert EXPECTED_KEYS[notebook] <= set(values)
+    if experiment:
+        assert summary["experiment"] == values["experiment"] == experiment
+        assert f"experiment={experiment}" in summary["effective_overrides"]
         assert values["dims"]["replicate"] >= 1 and len(values["config_hash"]) == 16
-    if name == "30_paper_figures":
+        from lmtoolkit.plotting.registry import FIGURES
+        spec = next(f for f in FIGURES.values() if f.experiment == experiment)
+        assert values["figure"] == spec.id
+        assert {f"mean_{v}" for v in spec.table} <= set(values)    # the table shows them all
+        outputs = [o for c in executed.cells for o in c.get("outputs", [])]
+        assert any("image/png" in o.get("data", {}) for o in outputs)          # the figure
+        assert any(spec.caption[:40] in "".join(o.get("data", {}).get("text/markdown", ""))
+                   for o in outputs)                                           # its caption
+    if notebook == "30_paper_figures":
         from lmtoolkit.plotting.registry import FIGURES
         assert set(values["figures"]) == set(FIGURES)
         for spec in FIGURES.values():
@@ -109,6 +154,10 @@ def test_compose_adds_the_debug_preset_in_smoke_mode_and_user_overrides_win():
 def test_cli_lists_notebooks_and_rejects_a_bad_parameter(capsys):
     from lmtoolkit.cli import main
     assert main(["notebooks", "--list"]) == 0
-    assert capsys.readouterr().out.split() == NAMES
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split()[0] for ln in lines] == NAMES
+    assert all(e in lines[NAMES.index(lnb.TEMPLATE)] for e in EXPERIMENTS)
     assert main(["notebooks", "00", "-p", "novalue"]) == 2
     assert main(["notebooks", "nosuchbook"]) == 2
+    assert main(["notebooks", "20", "-p", "experiment=nosuch"]) == 2
+    assert "unknown experiment 'nosuch'" in capsys.readouterr().err

@@ -1,0 +1,140 @@
+"""Bad input, tried as a new user would: one clear line naming the key or path, exit 2,
+no traceback, nothing half-written, and nothing wrong silently accepted."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lmtoolkit.cli import main
+from lmtoolkit.paths import config_dir
+
+pytestmark = pytest.mark.integration
+
+#: (argv, words the one-line message must contain)
+BAD = [
+    (["run", "policy.auto_converge=maybe"], ["policy.auto_converge", "true or false"]),
+    (["run", "policy.xbzrle=yes"], ["policy.xbzrle", "true or false"]),
+    (["run", "vm.page_size_kib=3"], ["vm.page_size_kib", "power of two"]),
+    (["run", "vm.page_size_kib=2.5"], ["vm.page_size_kib"]),
+    (["run", "vm.memory_gib=true"], ["vm.memory_gib", "number"]),
+    (["run", "+foo=1"], ["'foo'"]),
+    (["run", "policy="], ["policy=", "available", "qemu"]),
+    (["run", "policy=xen", "policy.auto_converge=true"], ["policy.auto_converge", "xen", "qemu"]),
+    (["run", "vm.memory_gb=4"], ["vm.memory_gb", "vm.memory_gib"]),
+    (["run", "policy=qemux"], ["policy", "qemux", "qemu"]),
+    (["run", "vm.zero_fraction=1.5"], ["vm.zero_fraction", "[0, 1]"]),
+    (["run", "experiment=quickstart"], ["sweep axes", "lmtk sweep"]),
+    (["run", "task=nonsense"], ["task", "migration", "evacuation"]),
+    (["run", "-o", "/proc/x.nc"], ["/proc/x.nc", "--output"]),
+    (["run", "paths.results_dir=/proc/x"], ["/proc/x", "paths.results_dir"]),
+    (["evacuate", "experiment=quickstart"], ["task=migration"]),
+    (["evacuate", "evacuation.order=random"], ["evacuation.order", "largest_first"]),
+    (["sweep", "experiment=nope"], ["experiment", "nope", "quickstart"]),
+    (["sweep"], ["experiment=NAME"]),
+    (["sweep", "experiment=quickstart", "sweep.executor=gpu"], ["sweep.executor", "inline"]),
+    (["sweep", "experiment=quickstart", "sweep.axes.dirty_rate.values={start: 0, stop: 5, num: 3, log: true}"],
+     ["sweep.axes.dirty_rate.values", "> 0"]),
+    (["sweep", "experiment=quickstart", "sweep.axes.dirty_rate.values=[]"], ["sweep.axes.dirty_rate.values"]),
+    (["sweep", "-m", "experiment=quickstart", "hydra/launcher=jobib"], ["hydra/launcher", "joblib"]),
+    (["sweep", "experiment=quickstart", "debug=default", "sweep.executor=dask",
+      "sweep.dask_address=tcp://127.0.0.1:1"], ["sweep.dask_address", "tcp://127.0.0.1:1"]),
+]
+
+
+@pytest.mark.parametrize("argv, words", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_one_line_exit_2(argv, words, capsys):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("lmtk: error: "), err
+    assert "Traceback" not in captured.err + captured.out
+    for w in words:
+        assert w in err, (w, err)
+
+
+def test_the_documented_generated_axis_form_works(capsys):
+    """README: sweep.axes.dirty_rate.values={start: ..., stop: ..., num: ..., log: true}."""
+    assert main(["sweep", "experiment=quickstart", "debug=default", "--no-plot", "-q",
+                 "sweep.axes.dirty_rate.values={start: 1000, stop: 2000000, num: 5, log: true}"]) == 0
+    out = capsys.readouterr().out
+    assert "dirty_rate 2" in out          # debug keeps the two ends of the 5 generated values
+    import lmtoolkit as lmt
+    ds = lmt.sweep(["experiment=quickstart", "debug=default",
+                    "sweep.axes.dirty_rate.values={start: 1000, stop: 2000000, num: 5, log: true}"])
+    np.testing.assert_allclose(ds.dirty_rate.values, [1000, 2e6])
+
+
+def test_api_accepts_a_string_or_none():
+    import lmtoolkit as lmt
+    a = lmt.simulate("policy=qemu vm.memory_gib=0.25")
+    b = lmt.simulate(["policy=qemu", "vm.memory_gib=0.25"])
+    assert float(a.total_time) == float(b.total_time)
+    assert lmt.simulate(None).total_time.item() > 0
+
+
+def test_broken_experiment_yaml_is_one_line(tmp_path, monkeypatch, capsys):
+    import lmtoolkit as lmt
+    from lmtoolkit.errors import ConfigError
+    cfgs = tmp_path / "configs"
+    shutil.copytree(config_dir(), cfgs)
+    (cfgs / "experiment" / "broken.yaml").write_text("sweep:\n  axes: {a: [1, 2\n  b: 3\n")
+    monkeypatch.setenv("LMT_CONFIG_DIR", str(cfgs))
+    assert main(["sweep", "experiment=broken"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "broken.yaml" in err and "line 3" in err, err
+    with pytest.raises(ConfigError, match="broken.yaml is not valid YAML"):
+        lmt.sweep(["experiment=broken"])
+
+
+def _chattr(flag: str, path: Path) -> bool:
+    return shutil.which("chattr") is not None and \
+        subprocess.run(["chattr", flag, str(path)], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chattr +i needs root")
+def test_unwritable_destinations_fail_before_the_work(tmp_path, capsys, monkeypatch):
+    """An immutable file, an immutable results directory: one line, and nothing simulated."""
+    from lmtoolkit import api
+    f, d = tmp_path / "imm.nc", tmp_path / "imdir"
+    f.write_bytes(b"old")
+    d.mkdir()
+    if not (_chattr("+i", f) and _chattr("+i", d)):
+        pytest.skip("this file system does not support chattr +i")
+    calls = []
+    monkeypatch.setattr(api, "run_batch", lambda s: calls.append(1))
+    try:
+        assert main(["run", "-o", str(f)]) == 2
+        assert "cannot be replaced" in capsys.readouterr().err
+        assert main(["run", f"paths.results_dir={d}"]) == 2
+        assert str(d) in capsys.readouterr().err
+        assert main(["sweep", "experiment=quickstart", "debug=default", f"paths.results_dir={d}"]) == 2
+        assert str(d) in capsys.readouterr().err
+        assert not calls and f.read_bytes() == b"old"
+    finally:
+        _chattr("-i", f)
+        _chattr("-i", d)
+
+
+def test_timeout_stops_a_migration_mid_pass():
+    """network.bandwidth_gbit_s=1e-9: stopped at policy.timeout_s, not 'completed' after years."""
+    import lmtoolkit as lmt
+    for engine in ("page", "fluid"):
+        ds = lmt.simulate(["network.bandwidth_gbit_s=1e-9", f"engine={engine}"])
+        assert not ds.completed.item() and not ds.converged.item()
+        assert ds.stop_reason.item() == "timeout" and np.isclose(ds.total_time.item(), 600.0)
+
+
+def test_override_sweeps_never_replace_the_canonical_result(tmp_path):
+    from lmtoolkit.sweep import run
+    base = ["experiment=quickstart", "debug=default", f"paths.results_dir={tmp_path}"]
+    _, canon = run(base)
+    stamp = canon["path"].stat().st_mtime_ns
+    _, variant = run(base + ["vm.memory_gib=0.5", "sweep.replicates=2"])
+    assert variant["path"] != canon["path"] and variant["path"].exists()
+    assert canon["path"].stat().st_mtime_ns == stamp
+    assert run(base)[1]["cached"] and run(base + ["vm.memory_gib=0.5", "sweep.replicates=2"])[1]["cached"]

@@ -155,18 +155,28 @@ def _validate_multirun(overrides: list[str]) -> None:
     make_plan(first)
 
 
+def run_multirun(overrides: list[str]) -> int:
+    """Run the Hydra app (:mod:`lmtoolkit.hydra_app`) with ``-m`` in a child process: Hydra
+    reads its command line from ``sys.argv`` and sets up global state, neither of which this
+    process should have changed behind its back.  Returns the exit status."""
+    import os
+    import subprocess
+    pkg_parent = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH")) if p)
+    return subprocess.run([sys.executable, "-m", "lmtoolkit.hydra_app", "-m", *overrides],
+                          env=env).returncode
+
+
 def cmd_sweep(args) -> int:
     overrides = list(args.overrides)
     command = "lmtk sweep " + " ".join(([] if not args.multirun else ["-m"]) + overrides)
     if args.multirun:
         _validate_multirun(overrides)
-        from . import hydra_app
-        old = sys.argv
-        sys.argv = ["lmtk sweep", "-m", *overrides]
-        try:
-            hydra_app.main()
-        finally:
-            sys.argv = old
+        rc = run_multirun(overrides)
+        if rc:
+            raise ConfigError("multirun", overrides, "", message=f"the Hydra multirun failed (exit "
+                              f"status {rc}); its jobs' logs are in the multirun directory above")
         print("multirun done: merge the jobs with `lmtk collect <the multirun dir above>`")
         return 0
     from .sweep import run

@@ -92,7 +92,7 @@ def shared_results(tmp_path_factory):
 def test_notebook_runs_in_smoke_mode(notebook, experiment, shared_results, monkeypatch):
     monkeypatch.setenv("LMT_RESULTS_DIR", str(shared_results))
     name = lnb.run_name(notebook, experiment)
-    run = lnb.execute(experiment or notebook, smoke=True, progress=False)
+    run = lnb.execute(notebook, smoke=True, progress=False, experiment=experiment)
     assert run.name == name and run.notebook == notebook and run.experiment == experiment
     assert run.output == shared_results / "notebooks" / f"{name}.ipynb" and run.output.exists()
     executed = nbformat.read(run.output, as_version=4)

@@ -39,9 +39,11 @@ GRID_100K = [
 
 
 def _child(case: str, repeats: int, results: str) -> dict:
-    from lmtoolkit.engine.common import BatchResult
     from lmtoolkit.io import write_dataset
-    from lmtoolkit.sweep import assemble, make_plan, run, run_chunk
+    from lmtoolkit.sweep import make_plan, run, run_chunk
+    from lmtoolkit.sweep.execute import chunk_task
+    from lmtoolkit.sweep.run import assemble
+    from lmtoolkit.tasks import get_task
 
     if case.startswith("fluid100k"):
         ov = GRID_100K + [f"paths.results_dir={results}", "sweep.cache=false", "sweep.progress=false"]
@@ -67,8 +69,8 @@ def _child(case: str, repeats: int, results: str) -> dict:
     t0 = time.perf_counter()
     plan = make_plan(ov)
     t1 = time.perf_counter()
-    parts = [run_chunk(plan.task(s, e)) for s, e in plan.chunks]
-    batch = BatchResult.concat(parts) if len(parts) > 1 else parts[0]
+    parts = [run_chunk(chunk_task(plan, s, e)) for s, e in plan.chunks]
+    batch = get_task(plan.task).concat(parts)
     t2 = time.perf_counter()
     ds = assemble(plan, batch, "bench")
     t3 = time.perf_counter()

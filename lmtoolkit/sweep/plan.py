@@ -253,10 +253,11 @@ def make_plan(overrides: Iterable[str] = (), results_dir: str | os.PathLike | No
     replicates = _posint(cfg, "sweep.replicates", 1)
     replicates = 1 if replicates is None else replicates
     axes = parse_axes(cfg, max_values)
-    if not axes and name is None and default_name is None:
+    if not axes and name is None and default_name is None and \
+            OmegaConf.select(cfg, "sweep.name", default=None) is None:
         raise ConfigError("experiment", None, "", message="no experiment given: lmtk sweep "
                           "experiment=NAME (available: " + ", ".join(available_experiments()) + ")")
-    name = name or default_name or "sweep"
+    name = name or str(OmegaConf.select(cfg, "sweep.name", default=None) or default_name or "sweep")
     shape = tuple(len(a.values) for a in axes) + (replicates,)
     n = int(np.prod(shape))
     L = _posint(cfg, "sweep.round_detail", None, lo=0)

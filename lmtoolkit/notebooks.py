@@ -86,14 +86,10 @@ def _experiment_alias(key: str) -> str | None:
     return None
 
 
-def resolve(name: str) -> str:
-    """A notebook's stem from its stem, file name, number (``"00"``) or slug; an experiment's
-    name (``quickstart``, ``20_quickstart``) resolves to :data:`TEMPLATE`."""
-    return resolve_target(name)[0]
-
-
 def resolve_target(name: str) -> tuple[str, str | None]:
-    """``(notebook stem, experiment or None)`` for a name given to ``lmtk notebooks``."""
+    """``(notebook stem, experiment or None)`` for a name given to ``lmtk notebooks``: a
+    notebook's stem, file name, number (``"00"``) or slug, or an experiment's name
+    (``quickstart``, ``20_quickstart``: :data:`TEMPLATE` for that experiment)."""
     names = list_notebooks()
     key = Path(str(name)).name.removesuffix(".ipynb")
     if key in names:

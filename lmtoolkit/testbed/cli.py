@@ -34,7 +34,8 @@ def cmd_validate(args) -> int:
         print(f"lmtk: error: unknown dataset '{args.dataset}' (available: {', '.join(sorted(DATASETS))})",
               file=sys.stderr)
         return 2
-    return run_validate(args.dataset, path=args.data, engine=args.engine, all_runs=args.all)
+    return run_validate(args.dataset, path=args.data, engine=args.engine, all_runs=args.all,
+                        fit_on_data=args.fit_on_data)
 
 
 def add_commands(sub) -> None:
@@ -58,4 +59,7 @@ def add_commands(sub) -> None:
                                   "for your own runs)")
     v.add_argument("--engine", default="page", choices=("page", "fluid"))
     v.add_argument("--all", action="store_true", help="summarise all runs, fitting runs included")
+    v.add_argument("--fit-on-data", action="store_true",
+                   help="testbed, with --data: fit the calibration on the fit third of those runs "
+                        "(default: the reference set's calibration, every run out of sample)")
     v.set_defaults(func=cmd_validate)

@@ -292,25 +292,44 @@ register(ValidationSet("kherbache2017", "data/validation/kherbache2017", None,
                        report=_kherbache2017))
 
 
+def reference_calibration(engine: str = "page") -> Calibration:
+    """The calibration fitted on the fit runs of the tracked reference set ``data/testbed/``."""
+    runs = load_runs(project_root() / DATASETS["testbed"].default_path)
+    return fit([r for r in runs if is_fit(r.attrs.get("lmt_label") or r.attrs["lmt_file"][:-3])])
+
+
 def run_validate(name: str = "testbed", path=None, engine: str = "page", all_runs: bool = False,
-                 out=None) -> int:
+                 out=None, fit_on_data: bool = False) -> int:
+    """``lmtk validate``: the table and the summary lines.
+
+    On the reference set (the default) the calibration is fitted on its fit third and the
+    summary covers the other runs.  On other runs (``path``, e.g. ``lmtk testbed run``'s
+    ``results/testbed/``) the simulator keeps the reference set's calibration and every run
+    is out of sample, unless ``fit_on_data``: then the fixed split applies to those runs.
+    """
     out = out or sys.stdout
     vs = DATASETS[name]
     if vs.report is not None:
         return vs.report(path, out=out)
-    p = Path(path) if path else project_root() / vs.default_path
+    reference = (project_root() / vs.default_path).resolve()
+    p = Path(path) if path else reference
+    external = p.resolve() != reference and not fit_on_data
     try:
-        cmp = vs.compare(p, engine=engine)
+        cal = reference_calibration(engine) if external else None
+        cmp = vs.compare(p, engine=engine, cal=cal)
     except FileNotFoundError:
         from ..errors import ConfigError
         raise ConfigError("--data", str(p), "", message=(
             f"{name} data: no runs (*.nc) under {p}; give the directory of the runs with --data DIR "
             f"(`lmtk testbed run` writes to <results>/testbed/, the reference set is data/testbed/)")) from None
+    if external:   # calibrated elsewhere: no run of these was fitted on
+        cmp = cmp.assign_coords(fit=("run", np.zeros(cmp.sizes["run"], dtype=bool)))
     print(table(cmp), file=out)
-    cal = json.loads(cmp.attrs.get("lmt_calibration", "{}"))
-    if cal:
-        print("fitted on the fit runs: " + ", ".join(f"{k}={v:.4g}" for k, v in cal.items()), file=out)
-    if all_runs:
+    calib = json.loads(cmp.attrs.get("lmt_calibration", "{}"))
+    if calib:
+        where = f"the reference set's fit runs ({reference})" if external else "the fit runs"
+        print(f"fitted on {where}: " + ", ".join(f"{k}={v:.4g}" for k, v in calib.items()), file=out)
+    if all_runs and not external:
         print(summary_line(vs.metrics(cmp, held_out_only=False), "all"), file=out)
     print(summary_line(vs.metrics(cmp)), file=out)
     return 0

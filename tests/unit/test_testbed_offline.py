@@ -156,6 +156,18 @@ def test_validate_fits_on_the_reference_set_and_can_be_pointed_elsewhere(tmp_pat
     assert cli.main(["validate", "--data", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(tmp_path / "none") in err[0] and "--data" in err[0]
+    # your own runs: compared with the simulator as calibrated on the reference set, all out of sample
+    import io
+    import shutil
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for f in ("r00000-hall-rand-bw064-dl0300-n1.nc", "r05000-h064-rand-bw064-dl0300-n1.nc"):
+        shutil.copy(reference_dir() / f, mine / f)
+    buf = io.StringIO()
+    assert V.run_validate("testbed", path=mine, out=buf) == 0
+    lines = buf.getvalue().strip().splitlines()
+    assert "reference set's fit runs" in lines[-2] and lines[-1].startswith("held-out runs 2:")
+    assert all(" test " in ln for ln in lines if ln.startswith("r0"))
 
 
 @pytest.mark.parametrize("engine", ["page", "fluid"])

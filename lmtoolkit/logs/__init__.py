@@ -1,0 +1,14 @@
+"""Real migration logs: read them, fit the guest's workload, predict what-ifs (issue 13).
+
+* :mod:`.readers` — QMP ``query-migrate`` series, libvirt job statistics and testbed records
+  -> one ``MigrationLog`` Dataset (:func:`read_log`);
+* :mod:`.fit` — the fluid engine matched to the log's per-round trajectory (:func:`fit_log`),
+  written as a config file ``lmtk run`` can use (:func:`write_fit`);
+* :mod:`.whatif` — the fitted guest under other settings, with bootstrap bands (:func:`whatif`);
+* :mod:`.plot` — observed vs fitted trajectory and the what-if table (:func:`plot.fig_whatif`);
+* :mod:`.validate` — ``lmtk validate whatif``: fit one run of a family, predict the others;
+* :mod:`.cli` — ``lmtk fit`` and ``lmtk whatif``.
+"""
+from .readers import MigrationLog, read_log
+
+__all__ = ["read_log", "MigrationLog"]

@@ -1,0 +1,602 @@
+"""Real migration logs -> one :func:`MigrationLog` ``xarray.Dataset``.
+
+Formats (:func:`read_log` detects them from the content):
+
+* **QMP** ``query-migrate`` replies (QEMU's ``MigrationInfo``), each with an added ``_t``
+  (seconds since the ``migrate`` command): a JSON list, or JSON lines.  A line may also be
+  the raw QMP response ``{"return": {...}, "_t": ...}``; event lines (``{"event": ...}``)
+  are kept when they are ``MIGRATION_PASS`` (``pass_time``/``pass_number``) and otherwise
+  skipped.  Fields older or newer QEMUs lack are NaN (``dirty-sync-count`` needs QEMU 2.1,
+  ``precopy-bytes``/``downtime-bytes`` 7.0); ``skipped`` and unknown keys are ignored.
+* **libvirt** job statistics: ``virsh domjobinfo`` text (one block per poll, each starting
+  with ``Job type:``; the last one ``--completed``) and the ``virDomainGetJobStats``
+  key/value form (``key=value`` or ``key: value`` lines, blocks separated by blank lines, or
+  one JSON object per line as Python's ``dom.jobStats()`` returns): ``time_elapsed``,
+  ``memory_processed``, ``memory_remaining``, ``memory_iteration``, ``memory_dirty_rate``,
+  ``downtime`` … (libvirt maps them from the same QMP fields: ``memory_processed`` =
+  ``ram.transferred``, ``memory_iteration`` = ``ram.dirty-sync-count``).
+* **testbed records** (``lmtk testbed run``, :mod:`lmtoolkit.testbed.record`): netCDF files
+  with the QMP series (``sample_*``) and the final statistics; they also state the run's
+  settings (cap, downtime limit, capabilities: attribute ``lmt_settings``) and what the
+  guest reported (``lmt_guest``: the write rate it achieved).
+
+The Dataset (``lmt_kind = "migration_log"``): per poll on dim ``sample`` —
+``sample_time`` (s), ``sample_status``, ``sample_transferred`` and ``sample_remaining``
+(bytes), ``sample_dirty_sync_count``, ``sample_dirty_pages_rate`` (1/s), ``sample_throttle``
+(0..1); ``MIGRATION_PASS`` events on dim ``pass``; final statistics as scalars
+(``total_time``, ``downtime``, ``setup_time`` in s; ``transferred``, ``ram_total``,
+``ram_normal_bytes``, ``precopy_bytes``, ``downtime_bytes``, ``postcopy_bytes`` in bytes;
+``ram_normal``, ``ram_duplicate`` pages; ``dirty_sync_count``; ``page_size``; ``completed``,
+``postcopy``); attributes ``source`` (the file), ``lmt_log_format``, ``lmt_status``.
+
+Bad or truncated input raises one :class:`~lmtoolkit.errors.ConfigError` naming the file and
+the line.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from ..errors import ConfigError
+
+MIB = 1024 ** 2
+#: statuses after which a migration is over
+FINAL = ("completed", "failed", "cancelled")
+#: statuses of a migration in progress (QEMU MigrationStatus)
+RUNNING = ("setup", "active", "pre-switchover", "device", "postcopy-active", "postcopy-paused",
+           "postcopy-recover-setup", "postcopy-recover", "colo", "wait-unplug", "cancelling")
+KNOWN_STATUS = FINAL + RUNNING + ("none",)
+
+SAMPLE_VARS = {
+    "time": ("s", "time since the migrate command"),
+    "transferred": ("bytes", "bytes on the migration stream so far (ram.transferred)"),
+    "remaining": ("bytes", "dirty bytes still to send (ram.remaining)"),
+    "dirty_sync_count": ("1", "dirty-bitmap syncs so far (ram.dirty-sync-count)"),
+    "dirty_pages_rate": ("1/s", "pages dirtied per second, QEMU's estimate (ram.dirty-pages-rate)"),
+    "throttle": ("1", "guest CPU throttle (cpu-throttle-percentage / 100)"),
+}
+FINAL_VARS = {
+    "total_time": ("s", "migrate command to VM running on the destination (total-time)"),
+    "downtime": ("s", "VM paused (downtime)"),
+    "setup_time": ("s", "migration setup (setup-time)"),
+    "transferred": ("bytes", "bytes on the migration stream (ram.transferred)"),
+    "ram_total": ("bytes", "guest RAM migrated (ram.total)"),
+    "ram_normal": ("1", "pages sent as normal pages (ram.normal)"),
+    "ram_duplicate": ("1", "pages sent as zero pages (ram.duplicate)"),
+    "ram_normal_bytes": ("bytes", "bytes of normal pages (ram.normal-bytes)"),
+    "precopy_bytes": ("bytes", "bytes sent while the VM ran at the source (ram.precopy-bytes)"),
+    "downtime_bytes": ("bytes", "bytes sent while the VM was paused (ram.downtime-bytes)"),
+    "postcopy_bytes": ("bytes", "bytes sent after the switch to post-copy (ram.postcopy-bytes)"),
+    "dirty_sync_count": ("1", "dirty-bitmap syncs, setup and final ones included"),
+    "page_size": ("bytes", "guest page size (ram.page-size)"),
+    "xbzrle_bytes": ("bytes", "XBZRLE-encoded bytes sent (xbzrle-cache.bytes)"),
+    "xbzrle_pages": ("1", "pages sent XBZRLE-encoded (xbzrle-cache.pages)"),
+    "throttle_max": ("1", "highest guest CPU throttle seen"),
+    "completed": ("1", "the VM runs on the destination"),
+    "postcopy": ("1", "the migration switched to post-copy"),
+}
+
+
+def _err(path, line, what: str) -> ConfigError:
+    where = f"{path} line {line}" if line else f"{path}"
+    return ConfigError("LOG", str(path), "", message=f"{where}: {what}")
+
+
+# -- QMP query-migrate --------------------------------------------------------------------------
+def _num(v):
+    if v is None or isinstance(v, bool):
+        return math.nan
+    if isinstance(v, (int, float)):
+        return float(v)
+    raise TypeError(f"not a number: {v!r}")
+
+
+def _qmp_sample(obj: dict, path, line: int):
+    """One query-migrate reply -> (sample dict, final-stats dict)."""
+    if "return" in obj and isinstance(obj["return"], dict):
+        obj = {**obj["return"], "_t": obj.get("_t", obj["return"].get("_t"))}
+    status = obj.get("status")
+    if not isinstance(status, str):
+        raise _err(path, line, "a query-migrate reply needs a 'status' (e.g. active, completed)")
+    if status not in KNOWN_STATUS:
+        raise _err(path, line, f"unknown migration status {status!r} (expected one of "
+                               f"{', '.join(KNOWN_STATUS)})")
+    t = obj.get("_t")
+    if t is None and status not in FINAL and isinstance(obj.get("total-time"), (int, float)):
+        t = obj["total-time"] / 1000.0          # elapsed so far, while running
+    if t is None and status == "completed" and isinstance(obj.get("total-time"), (int, float)):
+        t = obj["total-time"] / 1000.0
+    ram = obj.get("ram") or {}
+    if not isinstance(ram, dict):
+        raise _err(path, line, "'ram' must be an object")
+    try:
+        t = _num(t)
+        if not np.isfinite(t):
+            raise TypeError("missing")
+        s = {"time": t, "status": status,
+             "transferred": _num(ram.get("transferred")), "remaining": _num(ram.get("remaining")),
+             "dirty_sync_count": _num(ram.get("dirty-sync-count")),
+             "dirty_pages_rate": _num(ram.get("dirty-pages-rate")),
+             "throttle": _num(obj.get("cpu-throttle-percentage", 0)) / 100.0}
+        xb = obj.get("xbzrle-cache") or {}
+        f = {"total_time": _num(obj.get("total-time")) / 1000.0,
+             "downtime": _num(obj.get("downtime")) / 1000.0,
+             "setup_time": _num(obj.get("setup-time")) / 1000.0,
+             "transferred": s["transferred"], "ram_total": _num(ram.get("total")),
+             "ram_normal": _num(ram.get("normal")), "ram_duplicate": _num(ram.get("duplicate")),
+             "ram_normal_bytes": _num(ram.get("normal-bytes")),
+             "precopy_bytes": _num(ram.get("precopy-bytes")),
+             "downtime_bytes": _num(ram.get("downtime-bytes")),
+             "postcopy_bytes": _num(ram.get("postcopy-bytes")),
+             "dirty_sync_count": s["dirty_sync_count"], "page_size": _num(ram.get("page-size")),
+             "xbzrle_bytes": _num(xb.get("bytes")), "xbzrle_pages": _num(xb.get("pages"))}
+    except TypeError as e:
+        if "missing" in str(e):
+            raise _err(path, line, "a query-migrate reply needs '_t' (seconds since the migrate "
+                                   "command)") from None
+        raise _err(path, line, f"{e} (query-migrate fields are numbers)") from None
+    return s, f
+
+
+def _json_items(text: str, path):
+    """(line, object) for a JSON list or JSON lines; errors name the line."""
+    stripped = text.lstrip()
+    if not stripped:
+        raise _err(path, 0, "the log is empty")
+    dec = json.JSONDecoder()
+    out = []
+    if stripped[0] == "[":
+        pos = len(text) - len(stripped) + 1
+        n = len(text)
+        while True:
+            while pos < n and text[pos] in " \t\r\n,":
+                pos += 1
+            if pos >= n:
+                raise _err(path, text.count("\n", 0, n) + 1, "the JSON list is not closed "
+                                                             "(truncated log?)")
+            if text[pos] == "]":
+                break
+            try:
+                obj, end = dec.raw_decode(text, pos)
+            except json.JSONDecodeError as e:
+                raise _err(path, e.lineno, f"not valid JSON ({e.msg}, column {e.colno}; truncated "
+                                           f"log?)") from None
+            out.append((text.count("\n", 0, pos) + 1, obj))
+            pos = end
+        rest = text[pos + 1:].strip()
+        if rest:
+            raise _err(path, text.count("\n", 0, pos) + 1, "text after the end of the JSON list")
+        return out
+    for i, ln in enumerate(text.splitlines(), 1):
+        if not ln.strip() or ln.lstrip().startswith("#"):
+            continue
+        try:
+            out.append((i, json.loads(ln)))
+        except json.JSONDecodeError as e:
+            raise _err(path, i, f"not valid JSON ({e.msg}, column {e.colno}; truncated log?)") from None
+    return out
+
+
+def read_qmp(path, text: str | None = None) -> xr.Dataset:
+    """A QMP ``query-migrate`` series (JSON list or JSON lines, each reply with ``_t``)."""
+    path = Path(path)
+    text = _read_text(path) if text is None else text
+    items = _json_items(text, path)
+    samples, finals, passes, lines = [], [], [], []
+    fmt = "qmp-json" if text.lstrip().startswith("[") else "qmp-jsonl"
+    for line, obj in items:
+        if not isinstance(obj, dict):
+            raise _err(path, line, f"expected a query-migrate reply (a JSON object), got "
+                                   f"{type(obj).__name__}")
+        if "event" in obj:
+            if obj.get("event") == "MIGRATION_PASS":
+                try:
+                    passes.append((_num(obj.get("_t")), int(obj["data"]["pass"])))
+                except (KeyError, TypeError, ValueError):
+                    raise _err(path, line, "a MIGRATION_PASS event needs data.pass and _t") from None
+            continue
+        if _is_libvirt(obj):
+            return read_jobstats(path, text)
+        s, f = _qmp_sample(obj, path, line)
+        samples.append(s)
+        finals.append(f)
+        lines.append(line)
+    return _assemble(path, fmt, samples, finals, lines, passes)
+
+
+# -- libvirt ----------------------------------------------------------------------------------------
+#: virsh domjobinfo label -> (key, scale to SI) ; sizes are parsed with their unit
+DOMJOBINFO = {
+    "time elapsed": "time_elapsed", "data processed": "data_processed",
+    "data remaining": "data_remaining", "data total": "data_total",
+    "memory processed": "memory_processed", "memory remaining": "memory_remaining",
+    "memory total": "memory_total", "memory bandwidth": "memory_bps", "dirty rate": "memory_dirty_rate",
+    "page size": "memory_page_size", "iteration": "memory_iteration",
+    "postcopy requests": "memory_postcopy_requests", "constant pages": "memory_constant",
+    "normal pages": "memory_normal", "normal data": "memory_normal_bytes",
+    "total downtime": "downtime", "setup time": "setup_time",
+    "auto converge throttle": "auto_converge_throttle", "job type": "type",
+}
+JOB_TYPES = {"none": 0, "bounded": 1, "unbounded": 2, "completed": 3, "failed": 4, "cancelled": 5}
+TYPE_STATUS = {0: "none", 1: "active", 2: "active", 3: "completed", 4: "failed", 5: "cancelled"}
+LIBVIRT_KEYS = ("time_elapsed", "memory_processed", "memory_remaining", "memory_iteration",
+                "memory_total", "data_processed")
+_UNITS = {"b": 1, "bytes": 1, "kib": 1024, "mib": MIB, "gib": 1024 ** 3, "tib": 1024 ** 4,
+          "pib": 1024 ** 5, "eib": 1024 ** 6}
+
+
+def _is_libvirt(obj: dict) -> bool:
+    return any(k in obj for k in LIBVIRT_KEYS)
+
+
+def _parse_value(raw: str, path, line: int, label: str) -> float:
+    parts = raw.split()
+    if not parts:
+        raise _err(path, line, f"'{label}' has no value")
+    try:
+        v = float(parts[0])
+    except ValueError:
+        raise _err(path, line, f"'{label}': {parts[0]!r} is not a number") from None
+    unit = parts[1].lower() if len(parts) > 1 else ""
+    if unit.endswith("/s") and unit[:-2] in _UNITS:   # Memory bandwidth: 68.180 MiB/s
+        return v * _UNITS[unit[:-2]]
+    if unit in _UNITS:
+        return v * _UNITS[unit]
+    return v
+
+
+def _domjobinfo_blocks(text: str, path):
+    """``virsh domjobinfo`` text -> list of (line, {key: value})."""
+    blocks, cur = [], None
+    for i, ln in enumerate(text.splitlines(), 1):
+        if not ln.strip() or ln.lstrip().startswith("#"):
+            continue
+        if ":" not in ln:
+            raise _err(path, i, f"not a 'Label: value' line of virsh domjobinfo: {ln.strip()[:60]!r}")
+        label, raw = ln.split(":", 1)
+        key = DOMJOBINFO.get(label.strip().lower())
+        if key == "type":
+            jt = raw.strip().lower()
+            if jt not in JOB_TYPES:
+                raise _err(path, i, f"unknown job type {raw.strip()!r}")
+            cur = {"type": float(JOB_TYPES[jt])}
+            blocks.append((i, cur))
+            continue
+        if cur is None:
+            raise _err(path, i, "expected 'Job type:' first (the start of a virsh domjobinfo block)")
+        if key is None:
+            continue          # Operation, Expected downtime, compression, disk … are not used
+        v = _parse_value(raw, path, i, label.strip())
+        if key in ("time_elapsed", "downtime", "setup_time"):
+            v = v                       # ms, as printed
+        cur[key] = v
+    return blocks
+
+
+def _jobstats_blocks(text: str, path):
+    """``key=value`` / ``key: value`` blocks (blank-line separated) or JSON lines."""
+    blocks, cur = [], None
+    if text.lstrip().startswith("{"):
+        for line, obj in _json_items(text, path):
+            if not isinstance(obj, dict):
+                raise _err(path, line, "expected a JSON object of job statistics")
+            blocks.append((line, {k: obj[k] for k in obj}))
+        return blocks
+    for i, ln in enumerate(text.splitlines(), 1):
+        s = ln.strip()
+        if not s or s.startswith("#"):
+            cur = None
+            continue
+        m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_.]*)\s*[=:]\s*(.*)", s)
+        if not m:
+            raise _err(path, i, f"not a 'key=value' line of virDomainGetJobStats: {s[:60]!r}")
+        key, raw = m.group(1), m.group(2).strip()
+        if cur is None or key in cur:
+            cur = {}
+            blocks.append((i, cur))
+        cur[key] = raw
+    return blocks
+
+
+def _libvirt_to_qmp(blk: dict, path, line: int):
+    """One libvirt job-stats block -> (sample, final) as the QMP reader gives them."""
+    def g(k):
+        v = blk.get(k)
+        if v is None or v == "":
+            return math.nan
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+        try:
+            return float(str(v).split()[0])
+        except ValueError:
+            raise _err(path, line, f"{k}={v!r} is not a number") from None
+    typ = g("type")
+    if not np.isfinite(typ):
+        typ = 3.0 if np.isfinite(g("downtime")) else 2.0
+    status = TYPE_STATUS.get(int(typ))
+    if status is None:
+        raise _err(path, line, f"unknown job type {int(typ)} (0-5)")
+    t = g("time_elapsed")
+    if not np.isfinite(t):
+        raise _err(path, line, "job statistics need time_elapsed (ms) to place them in time")
+    s = {"time": t / 1000.0, "status": status, "transferred": g("memory_processed"),
+         "remaining": g("memory_remaining"), "dirty_sync_count": g("memory_iteration"),
+         "dirty_pages_rate": g("memory_dirty_rate"),
+         "throttle": (g("auto_converge_throttle") if np.isfinite(g("auto_converge_throttle")) else 0.0) / 100}
+    if status == "completed":
+        s["remaining"] = 0.0 if not np.isfinite(s["remaining"]) else s["remaining"]
+    f = {"total_time": t / 1000.0 if status == "completed" else math.nan,
+         "downtime": g("downtime") / 1000.0, "setup_time": g("setup_time") / 1000.0,
+         "transferred": s["transferred"], "ram_total": g("memory_total"),
+         "ram_normal": g("memory_normal"), "ram_duplicate": g("memory_constant"),
+         "ram_normal_bytes": g("memory_normal_bytes"), "precopy_bytes": math.nan,
+         "downtime_bytes": math.nan, "postcopy_bytes": math.nan,
+         "dirty_sync_count": s["dirty_sync_count"], "page_size": g("memory_page_size"),
+         "xbzrle_bytes": math.nan, "xbzrle_pages": math.nan}
+    return s, f
+
+
+def read_domjobinfo(path, text: str | None = None) -> xr.Dataset:
+    """``virsh domjobinfo`` text: one block per poll (``Job type:`` first), ``--completed`` last."""
+    path = Path(path)
+    text = _read_text(path) if text is None else text
+    blocks = _domjobinfo_blocks(text, path)
+    return _from_libvirt_blocks(path, "libvirt-domjobinfo", blocks)
+
+
+def read_jobstats(path, text: str | None = None) -> xr.Dataset:
+    """``virDomainGetJobStats`` key/value blocks (``key=value``, ``key: value`` or JSON lines)."""
+    path = Path(path)
+    text = _read_text(path) if text is None else text
+    blocks = _jobstats_blocks(text, path)
+    return _from_libvirt_blocks(path, "libvirt-jobstats", blocks)
+
+
+def _from_libvirt_blocks(path, fmt, blocks):
+    if not blocks:
+        raise _err(path, 0, "no job statistics in the file")
+    samples, finals, lines = [], [], []
+    for line, blk in blocks:
+        s, f = _libvirt_to_qmp(blk, path, line)
+        if s["status"] == "none":
+            continue
+        samples.append(s)
+        finals.append(f)
+        lines.append(line)
+    return _assemble(path, fmt, samples, finals, lines, [])
+
+
+# -- testbed records ----------------------------------------------------------------------------------
+def read_testbed(path) -> xr.Dataset:
+    """A testbed run (``lmtk testbed run``, netCDF) as a MigrationLog (plus the run's settings)."""
+    from ..io import read_dataset
+    path = Path(path)
+    try:
+        ds = read_dataset(path)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is one clear error
+        raise _err(path, 0, f"not a readable netCDF testbed record ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:80] if str(e) else ''})") from None
+    if ds.attrs.get("lmt_kind") == "migration_log":
+        return ds
+    if ds.attrs.get("lmt_kind") != "testbed_run":
+        raise _err(path, 0, f"not a testbed record (lmt_kind={ds.attrs.get('lmt_kind')!r}; "
+                            f"expected testbed_run)")
+    need = ("sample_time", "sample_status", "sample_transferred", "sample_remaining",
+            "sample_dirty_sync_count", "total_time", "transferred", "ram_total", "completed")
+    missing = [k for k in need if k not in ds]
+    if missing:
+        raise _err(path, 0, f"testbed record without {', '.join(missing)} (truncated?)")
+
+    def v(k, default=math.nan):
+        return float(ds[k].item()) if k in ds else default
+
+    n = ds.sizes["sample"]
+    thr = ds["sample_throttle"].values if "sample_throttle" in ds else np.zeros(n)
+    rate = ds["sample_dirty_pages_rate"].values if "sample_dirty_pages_rate" in ds else np.full(n, np.nan)
+    samples = [{"time": float(ds.sample_time[i]), "status": str(ds.sample_status.values[i]),
+                "transferred": float(ds.sample_transferred[i]), "remaining": float(ds.sample_remaining[i]),
+                "dirty_sync_count": float(ds.sample_dirty_sync_count[i]),
+                "dirty_pages_rate": float(rate[i]), "throttle": float(thr[i])} for i in range(n)]
+    completed = bool(ds.completed.item())
+    final = {"total_time": v("total_time"), "downtime": v("downtime"), "setup_time": v("setup_time"),
+             "transferred": v("transferred"), "ram_total": v("ram_total"), "ram_normal": v("ram_normal"),
+             "ram_duplicate": v("ram_duplicate"), "ram_normal_bytes": v("ram_normal_bytes"),
+             "precopy_bytes": v("precopy_bytes"), "downtime_bytes": v("downtime_bytes"),
+             "postcopy_bytes": v("postcopy_bytes"), "dirty_sync_count": v("dirty_sync_count"),
+             "page_size": 4096.0, "xbzrle_bytes": v("xbzrle_bytes"), "xbzrle_pages": v("xbzrle_pages")}
+    status = str(ds.attrs.get("lmt_status") or ("completed" if completed else "cancelled"))
+    # the record keeps the final statistics even for a cancelled run (the last active reply)
+    if samples and samples[-1]["status"] not in FINAL:
+        samples[-1]["status"] = status
+    finals = [dict.fromkeys(final, math.nan) for _ in samples]
+    if finals:
+        finals[-1] = final
+    passes = list(zip(ds.pass_time.values.tolist(), ds.pass_number.values.tolist())) if "pass_time" in ds else []
+    out = _assemble(path, "testbed", samples, finals, list(range(1, n + 1)), passes,
+                    final_status=status)
+    out.attrs["lmt_settings"] = json.dumps(testbed_settings(ds))
+    out.attrs["lmt_guest"] = json.dumps(testbed_guest(ds))
+    out.attrs["lmt_label"] = str(ds.attrs.get("lmt_label", path.stem))
+    out.attrs["title"] = f"migration log: testbed run {out.attrs['lmt_label']}"
+    for k in ("lmt_qemu", "lmt_kernel", "lmt_testbed_guest", "lmt_testbed_run"):
+        if k in ds.attrs:
+            out.attrs[k] = ds.attrs[k]
+    return out
+
+
+def _tb(ds, k, default=math.nan):
+    return ds[k].item() if k in ds else default
+
+
+def testbed_settings(ds) -> list[str]:
+    """Overrides a testbed record states about its run (what an operator knows of it): the
+    QEMU-like policy with the run's cap, downtime limit, capabilities and cancel timeout, and
+    ``policy.dirty_clear=sync`` (the testbed's guest runs under TCG)."""
+    postcopy = bool(_tb(ds, "postcopy", False))
+    o = ["policy=hybrid" if postcopy else "policy=qemu",
+         f"policy.max_bandwidth_mib_s={float(_tb(ds, 'max_bandwidth_mib_s'))!r}",
+         f"policy.downtime_limit_ms={float(_tb(ds, 'downtime_limit_ms'))!r}",
+         f"policy.auto_converge={str(bool(_tb(ds, 'auto_converge', False))).lower()}",
+         f"policy.xbzrle={str(bool(_tb(ds, 'xbzrle', False))).lower()}",
+         f"policy.xbzrle_cache_mib={float(_tb(ds, 'xbzrle_cache_mib', 64.0))!r}",
+         f"policy.multifd_channels={int(_tb(ds, 'multifd_channels', 0))}",
+         f"policy.timeout_s={float(_tb(ds, 'timeout_s', 600.0))!r}",
+         "policy.dirty_clear=sync", "vm.vcpus=1", "network.latency_ms=0.0"]
+    if postcopy:
+        o.append(f"policy.precopy_passes={int(_tb(ds, 'postcopy_after_passes', 1))}")
+    return o
+
+
+def testbed_guest(ds) -> dict:
+    """What the testbed guest reported and was asked for (for validation, not for the fit)."""
+    hot = float(_tb(ds, "hot_mib"))
+    return {"dirty_rate_measured": float(_tb(ds, "dirty_rate_measured")),
+            "dirty_rate_during": float(_tb(ds, "dirty_rate_during")),
+            "dirty_rate_pages_s": float(_tb(ds, "dirty_rate_pages_s")),
+            "hot_mib": hot if np.isfinite(hot) else None,
+            "buffer_mib": float(_tb(ds, "buffer_mib")),
+            "pattern": str(ds.attrs.get("lmt_pattern", "random")),
+            "wbytes": float(_tb(ds, "wbytes", 64))}
+
+
+# -- assembly ---------------------------------------------------------------------------------------
+def _assemble(path, fmt, samples, finals, lines, passes, final_status=None) -> xr.Dataset:
+    if not samples:
+        raise _err(path, 0, "no query-migrate replies in the log")
+    times = np.array([s["time"] for s in samples])
+    bad = np.flatnonzero(np.diff(times) < 0)
+    if bad.size:
+        i = int(bad[0]) + 1
+        raise _err(path, lines[i], f"time goes backwards ({times[i]:.3f} s after {times[i - 1]:.3f} s)")
+    last = samples[-1]["status"]
+    if last not in FINAL:
+        raise _err(path, lines[-1], f"the log ends while the migration is '{last}' (truncated? the "
+                                    f"last reply must say completed, failed or cancelled)")
+    final = dict(finals[-1])
+    # a cancelled/failed reply carries no RAM statistics: keep the last ones seen running
+    for k, v in final.items():
+        if not np.isfinite(v):
+            for f in reversed(finals[:-1]):
+                if np.isfinite(f.get(k, math.nan)) and k not in ("total_time", "downtime"):
+                    final[k] = f[k]
+                    break
+    completed = last == "completed"
+    if completed and not np.isfinite(final["total_time"]):
+        final["total_time"] = float(times[-1])
+    if not completed:
+        final["total_time"] = float(times[-1])
+        final["downtime"] = math.nan
+    if completed and not np.isfinite(final["transferred"]):
+        raise _err(path, lines[-1], "the completed reply has no ram.transferred")
+    if not np.isfinite(final["ram_total"]):
+        raise _err(path, lines[-1], "no guest RAM size (ram.total / memory_total) in the log")
+    if not np.isfinite(final["page_size"]):
+        final["page_size"] = 4096.0
+    sts = [s["status"] for s in samples]
+    final["postcopy"] = any(s.startswith("postcopy") for s in sts)
+    final["completed"] = completed
+    thr = np.array([s["throttle"] for s in samples], float)
+    final["throttle_max"] = float(np.nanmax(thr)) if np.isfinite(thr).any() else 0.0
+    if not np.isfinite(final["dirty_sync_count"]):
+        counts = np.array([s["dirty_sync_count"] for s in samples])
+        final["dirty_sync_count"] = float(np.nanmax(counts)) if np.isfinite(counts).any() else math.nan
+    data = {}
+    for k, (u, ln) in SAMPLE_VARS.items():
+        data[f"sample_{k}"] = ("sample", np.array([s[k] for s in samples], float), {"units": u, "long_name": ln})
+    data["sample_status"] = ("sample", np.array(sts, dtype=object), {"long_name": "migration status"})
+    data["sample_line"] = ("sample", np.array(lines, np.int64), {"units": "1", "long_name": "line in the log"})
+    for k, (u, ln) in FINAL_VARS.items():
+        val = final.get(k, math.nan)
+        arr = np.bool_(val) if k in ("completed", "postcopy") else np.float64(val)
+        data[k] = ((), arr, {"units": u, "long_name": ln})
+    data["pass_time"] = ("pass", np.array([p[0] for p in passes], float),
+                         {"units": "s", "long_name": "MIGRATION_PASS event time"})
+    data["pass_number"] = ("pass", np.array([p[1] for p in passes], np.int64),
+                           {"units": "1", "long_name": "MIGRATION_PASS pass number"})
+    ds = xr.Dataset(data)
+    from .. import provenance
+    status = final_status or last
+    ds.attrs.update({
+        "title": f"migration log {Path(path).name}",
+        "source": str(path),
+        "lmt_kind": "migration_log",
+        "lmt_log_format": fmt,
+        "lmt_status": status,
+        "lmt_settings": "[]",
+        "lmt_guest": "{}",
+        "lmt_label": Path(path).stem,
+        "history": f"{provenance.now()} lmtoolkit.logs.read_log({str(path)!r})",
+    })
+    return ds
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise _err(path, 0, "no such file") from None
+    except IsADirectoryError:
+        raise _err(path, 0, "is a directory, not a log file") from None
+    except OSError as e:
+        raise _err(path, 0, f"cannot read it ({e.strerror})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise _err(path, line, "not a text log (not UTF-8); a testbed record is a .nc file") from None
+
+
+def detect_format(path) -> str:
+    """``testbed``, ``qmp``, ``libvirt-domjobinfo`` or ``libvirt-jobstats``."""
+    path = Path(path)
+    if path.is_file():
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+        if head.startswith(b"\x89HDF") or head.startswith(b"CDF"):
+            return "testbed"
+    text = _read_text(path)
+    s = text.lstrip()
+    if s.startswith("["):
+        return "qmp"
+    if s.startswith("{"):
+        first = s.split("\n", 1)[0]
+        try:
+            obj = json.loads(first)
+        except json.JSONDecodeError:
+            return "qmp"
+        return "libvirt-jobstats" if isinstance(obj, dict) and _is_libvirt(obj) else "qmp"
+    first = next((ln.strip() for ln in s.splitlines() if ln.strip() and not ln.strip().startswith("#")), "")
+    if first.lower().startswith("job type"):
+        return "libvirt-domjobinfo"
+    if re.match(r"[A-Za-z_][A-Za-z0-9_.]*\s*[=:]", first):
+        return "libvirt-jobstats"
+    raise _err(path, 1, "unknown log format (expected QMP query-migrate JSON, virsh domjobinfo "
+                        "text, virDomainGetJobStats key=value lines or a testbed record .nc)")
+
+
+def read_log(path) -> xr.Dataset:
+    """Read any supported migration log (see the module doc) into a MigrationLog Dataset."""
+    path = Path(path)
+    if not path.exists():
+        raise _err(path, 0, "no such file")
+    if path.is_dir():
+        raise _err(path, 0, "is a directory, not a log file")
+    fmt = detect_format(path)
+    if fmt == "testbed":
+        return read_testbed(path)
+    text = _read_text(path)
+    if fmt == "qmp":
+        return read_qmp(path, text)
+    if fmt == "libvirt-domjobinfo":
+        return read_domjobinfo(path, text)
+    return read_jobstats(path, text)
+
+
+def MigrationLog(path) -> xr.Dataset:  # noqa: N802 - the name the docs use for the Dataset
+    """Alias of :func:`read_log`: the ``MigrationLog`` Dataset of a file."""
+    return read_log(path)

@@ -41,13 +41,13 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from .errors import ConfigError
-from .runner import compose as _compose
 from .paths import notebook_dir, project_root
+from .runner import compose as _compose
 
 KERNEL_NAME = "lmtoolkit"
 KERNEL_DISPLAY_NAME = "Python (lmtoolkit)"

@@ -11,7 +11,7 @@ from :mod:`lmtoolkit.plotting.figures`.
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import xarray as xr

@@ -11,7 +11,7 @@ The registry of paper figures is :mod:`lmtoolkit.plotting.registry`.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

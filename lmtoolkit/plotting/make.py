@@ -16,8 +16,8 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from .registry import FIGURES, FigureSpec, get
 
@@ -30,11 +30,7 @@ def experiment_dataset(experiment: str, overrides: Sequence[str] = (), source: s
     if source == "evacuate":
         from ..evacuate import evacuate
         return evacuate([f"experiment={experiment}", *overrides])
-    try:
-        from ..sweep import sweep
-    except ImportError:  # pragma: no cover - the sweep module ships with the experiment suite
-        from .. import sweep as _mod
-        sweep = getattr(_mod, "sweep")
+    from ..sweep import sweep
     return sweep([f"experiment={experiment}", *overrides])
 
 

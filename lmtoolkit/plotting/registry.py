@@ -11,8 +11,8 @@ Add a figure: write ``fig_<slug>(ds) -> Figure`` in :mod:`lmtoolkit.plotting.fig
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from . import figures as F
 

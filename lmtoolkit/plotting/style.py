@@ -11,7 +11,7 @@ from seaborn's colour-blind palette.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 #: policy name -> colour (hex).  The one policy palette of the project.
 POLICY_PALETTE: dict[str, str] = {

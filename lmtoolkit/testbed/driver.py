@@ -22,10 +22,10 @@ import contextlib
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .qemu import QemuVM, cleanup_all, install_signal_handlers
+from .qemu import QemuVM, install_signal_handlers
 from .setup import Paths, SetupError, paths
 
 MIB = 1024 ** 2

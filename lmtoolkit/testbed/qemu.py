@@ -20,7 +20,7 @@ from pathlib import Path
 from .qmp import QMP, connect_unix
 from .setup import Paths
 
-_LIVE: dict[int, "QemuVM"] = {}
+_LIVE: dict[int, QemuVM] = {}
 _handlers_installed = False
 
 

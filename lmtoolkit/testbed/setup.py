@@ -217,7 +217,7 @@ def setup(root: Path | None = None, log=print, force: bool = False) -> Paths:
     did = []
     need_qemu = force or not p.qemu.exists()
     try:
-        p.kernel
+        _ = p.kernel            # raises SetupError when no kernel is unpacked yet
         need_kernel = force
     except SetupError:
         need_kernel = True

@@ -42,9 +42,9 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import xarray as xr
@@ -245,7 +245,7 @@ def table(cmp: xr.Dataset) -> str:
     rows = [f"{'run':44s} {'set':4s} {'rate/s':>7s} {'total s':>15s} {'downtime ms':>13s} {'MiB':>13s} "
             f"{'conv':>5s} {'syncs':>7s}"]
     for i in range(cmp.sizes["run"]):
-        g = lambda k: cmp[k].values[i]  # noqa: E731
+        g = lambda k, i=i: cmp[k].values[i]  # noqa: E731
         rows.append(
             f"{str(g('run'))[:44]:44s} {'fit' if g('fit') else 'test':4s} {g('dirty_rate_measured'):7.0f} "
             f"{g('measured_total_time'):7.2f}/{g('simulated_total_time'):<7.2f} "

@@ -86,7 +86,7 @@ def load_trace(path, key: str = KEY) -> dict:
         if isinstance(e, ConfigError):
             raise
         raise _bad(key, path, f"cannot read it ({type(e).__name__}: {_one_line(e)})") from None
-    except Exception as e:  # zipfile.BadZipFile, zlib.error, EOFError, OSError: a damaged file
+    except Exception as e:  # noqa: BLE001 - BadZipFile, zlib.error, EOFError, OSError…: a damaged file
         raise _bad(key, path, f"damaged file ({type(e).__name__}: {_one_line(e)})") from None
     iv, counts, pages = out["interval_s"], out["counts"], out["pages"]
     if iv.shape != () or iv.dtype.kind not in "iuf":

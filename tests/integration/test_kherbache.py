@@ -32,7 +32,7 @@ def test_a_few_scenarios_fast():
 def test_full_replay_meets_goals_on_held_out_scenarios():
     import io
 
-    from lmtoolkit.testbed.validate import DATASETS, run_validate   # what `lmtk validate` calls
+    from lmtoolkit.testbed.validate import DATASETS, run_validate  # what `lmtk validate` calls
     assert "kherbache2017" in DATASETS
     buf = io.StringIO()
     assert run_validate("kherbache2017", out=buf) == 0

@@ -81,15 +81,20 @@ def hydra_group_options(group: str) -> list[str]:
     return sorted(_loader(str(config_dir())).get_group_options(group))
 
 
-def compose_raw(overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
-    """One Hydra composition of ``configs/config.yaml`` (unresolved; Hydra's own errors)."""
+def compose_raw(overrides: list[str], return_hydra_config: bool = False, *,
+                cfg_dir=None, config_name: str = "config") -> DictConfig:
+    """One Hydra composition (unresolved; Hydra's own errors) of ``configs/config.yaml``, or
+    of ``config_name`` in ``cfg_dir`` (another config tree, e.g. the testbed's; the policy is
+    completed only in the main tree)."""
     from hydra.types import RunMode
-    cfg = _loader(str(config_dir())).load_configuration(
-        config_name="config", overrides=list(overrides), run_mode=RunMode.RUN, from_shell=False)
+    main = cfg_dir is None
+    cfg = _loader(str(config_dir() if main else cfg_dir)).load_configuration(
+        config_name=config_name, overrides=list(overrides), run_mode=RunMode.RUN, from_shell=False)
     if not return_hydra_config and "hydra" in cfg:
         with _open(cfg):
             del cfg["hydra"]
-    complete_policy(cfg)
+    if main:
+        complete_policy(cfg)
     return cfg
 
 

@@ -314,11 +314,13 @@ def compose(overrides: Iterable[str] = (), smoke: bool = False, name: str | None
     if experiment:
         exp_in_overrides, user = _split_experiment(user)
         experiment = exp_in_overrides or str(experiment)
-    if not os.environ.get("LMT_RESULTS_DIR"):
+    if not os.environ.get("LMT_RESULTS_DIR") and not any(
+            u.lstrip("+~").startswith("paths.results_dir=") for u in user):
         with contextlib.suppress(OSError):
-            # JupyterLab starts kernels in notebooks/: keep results at the project's results/.
+            # JupyterLab starts kernels in notebooks/: keep results at the project's results/
+            # (an override, not a change to this process's environment).
             if Path.cwd().resolve() == notebook_dir().resolve():
-                os.environ["LMT_RESULTS_DIR"] = str(project_root() / "results")
+                user = user + [f"paths.results_dir={project_root() / 'results'}"]
     effective = ([f"experiment={experiment}"] if experiment else []) + list(user)
     if smoke:
         effective += [o for o in SMOKE_OVERRIDES

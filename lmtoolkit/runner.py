@@ -77,7 +77,7 @@ def build_workload(cfg, prefix: str = "workload", root: Path | None = None):
             raise ConfigError(f"{prefix}.file", path, "the path of a trace file (.npz)")
         p = resolve_input_path(path, root)
         try:
-            tr = load_trace(p)
+            tr = load_trace(p, key=f"{prefix}.file")
         except FileNotFoundError:
             raise ConfigError(f"{prefix}.file", path, "an existing trace file") from None
         return _build(cls, dict(interval_s=tr["interval_s"], counts=tuple(int(c) for c in tr["counts"]),

@@ -24,12 +24,8 @@ from .registry import FIGURES, FigureSpec, get
 FORMATS = ("png", "pdf")
 
 
-def experiment_dataset(experiment: str, overrides: Sequence[str] = (), source: str = "sweep"):
-    """The experiment's Dataset: from the sweep (cached on disk after the first run), or from
-    ``lmt.evacuate`` for host-evacuation experiments (``source="evacuate"``)."""
-    if source == "evacuate":
-        from ..evacuate import evacuate
-        return evacuate([f"experiment={experiment}", *overrides])
+def experiment_dataset(experiment: str, overrides: Sequence[str] = ()):
+    """The experiment's Dataset from its sweep (any task; cached on disk after the first run)."""
     from ..sweep import sweep
     return sweep([f"experiment={experiment}", *overrides])
 
@@ -112,7 +108,7 @@ def make_figure(spec: FigureSpec | str, overrides: Sequence[str] = (), out_dir: 
     root = results_dir(overrides)
     out_dir = Path(out_dir) if out_dir else root / "figures"
     if ds is None:
-        ds = experiment_dataset(spec.experiment, overrides, spec.source)
+        ds = experiment_dataset(spec.experiment, overrides)
     fig = spec.function(ds)
     command = command or f"lmtoolkit.plotting.make.make_figure({spec.id!r}, {overrides!r})"
     return save_figure(fig, spec, [_dataset_entry(ds, spec.experiment, root)], out_dir, command,

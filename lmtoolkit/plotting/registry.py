@@ -27,7 +27,6 @@ class FigureSpec:
     notebook: str = "20_experiment"   # the notebook that shows it (notebooks/<notebook>.ipynb;
     #                                   the experiment notebook runs with experiment=<experiment>)
     main: bool = False           # shown as a thumbnail in the README
-    source: str = "sweep"        # how the Dataset is made: "sweep" (lmt.sweep, cached) | "evacuate"
     #: variables the experiment notebook tabulates (mean over replicates)
     table: tuple = ("total_time", "downtime")
 
@@ -80,7 +79,7 @@ FIGURES: dict[str, FigureSpec] = {s.id: s for s in [
     FigureSpec("fig10", "evacuation_order", F.fig_evacuation_order, "evacuation_order",
                "Evacuating a host of 24 VMs vMotion-like (4 at a time on 1 GbE, 8 on 10 GbE): "
                "makespan and mean VM completion time for each migration order.",
-               table=("makespan", "total_transferred"), source="evacuate"),
+               table=("makespan", "total_transferred")),
 ]}
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from ..compose import compose_raw
 from ..errors import ConfigError
 from ..io import write_dataset
 from ..paths import config_dir, data_dir
@@ -30,16 +31,12 @@ from .record import label, to_dataset
 
 
 def compose_testbed(overrides=()):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    """The testbed's config (``configs/testbed/``), composed once (no global Hydra state)."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir() / "testbed"),
-                                   job_name="lmtk-testbed"):
-            cfg = compose(config_name="config", overrides=list(overrides))
+        cfg = compose_raw(list(overrides), cfg_dir=config_dir() / "testbed")
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as e:
         msg = " ".join(str(e).strip().splitlines()[:2])

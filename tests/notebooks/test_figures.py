@@ -28,8 +28,9 @@ def _plot_axes(fig):
 def test_every_registered_figure_draws_labelled_axes_from_a_dataset(fig_id):
     import matplotlib.pyplot as plt
     spec = FIGURES[fig_id]
-    ds = evacuation_like() if spec.source == "evacuate" else \
-        experiment_like(**EXPERIMENTS[spec.experiment])
+    from lmtoolkit.sweep import make_plan
+    task = make_plan([f"experiment={spec.experiment}"], expand=False).task
+    ds = evacuation_like() if task == "evacuation" else experiment_like(**EXPERIMENTS[spec.experiment])
     fig = spec.function(ds)
     axes = _plot_axes(fig)
     assert axes

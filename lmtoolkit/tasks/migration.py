@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 
 from ..engine.common import BatchResult
 from ..engine.fluid import simulate_fluid, simulate_fluid_columns, with_value
@@ -41,10 +43,18 @@ class MigrationTask(Task):
 
     def run_cell(self, cfg, columns, seeds, round_detail):
         tpl = build_scenario(cfg)
-        if tpl.engine == "fluid":
-            if columns:
+        if tpl.engine == "fluid":      # seed-independent: each distinct point is computed once
+            if not columns:
+                one = simulate_fluid([tpl], round_detail=round_detail)
+                return one.take(np.zeros(len(seeds), dtype=np.int64))
+            keys = list(columns)
+            table = np.column_stack([np.asarray(columns[k], dtype=float) for k in keys])
+            uniq, inverse = np.unique(table, axis=0, return_inverse=True)
+            if len(uniq) == len(table):
                 return simulate_fluid_columns(tpl, columns, round_detail=round_detail)
-            return simulate_fluid([tpl] * len(seeds), round_detail=round_detail)
+            batch = simulate_fluid_columns(tpl, {k: uniq[:, i] for i, k in enumerate(keys)},
+                                           round_detail=round_detail)
+            return batch.take(inverse.ravel())
         recs = []
         for j, seed in enumerate(seeds):
             scn = tpl

@@ -296,3 +296,17 @@ def test_multirun_launcher_plugins(tmp_path, monkeypatch, launcher):
     d = _multirun(tmp_path, ["workload=web_server,database", "seed=0,1", *extra], launcher)
     ds = _check_collected(d, 4, {"workload": "workload", "seed": "seed_"})
     assert list(ds.workload.values) == ["web_server", "database"]
+
+
+def test_fluid_replicates_are_computed_once(tmp_path, monkeypatch):
+    """A fluid point does not depend on the seed: replicates are simulated once and copied."""
+    from lmtoolkit.tasks import migration
+    rows = []
+    real = migration.simulate_fluid_columns
+    monkeypatch.setattr(migration, "simulate_fluid_columns",
+                        lambda tpl, cols, **k: rows.append(len(next(iter(cols.values())))) or
+                        real(tpl, cols, **k))
+    ds, info = _run(["experiment=memory_scaling", "debug=default", "sweep.replicates=5"], tmp_path)
+    assert ds.sizes["replicate"] == 5 and sum(rows) == info["points"] // 5
+    x = ds.total_time.values
+    assert (x == x[..., :1]).all()

@@ -1,0 +1,726 @@
+"""Fit the observed guest to a real migration log: the fluid engine matched round by round.
+
+**What is known, what is fitted.**  The log gives the guest's RAM (``ram.total``), its page
+size, its zero pages (``ram.duplicate``: pages sent as zero markers → ``vm.zero_fraction``),
+the non-page bytes on the stream (``transferred − normal × (page + 8) − duplicate × 9`` →
+``vm.device_state_mib``) and, with XBZRLE, the delta size.  The user's overrides state what
+they know about the run (``policy.max_bandwidth_mib_s=100 policy.downtime_limit_ms=300
+policy.dirty_clear=sync`` …; a testbed record states its own settings, which the overrides
+may still change).  Everything else the fit estimates, unless an override fixes it:
+
+* the workload: ``workload.dirty_rate_pages_s`` (page-write events/s), ``workload.wss_mib``
+  and ``workload.pattern`` (random or sequential: both are fitted, the better one is kept);
+  with ``workload=hotcold`` also ``hot_mib`` and ``hot_fraction``, with ``workload=zipf``
+  ``zipf_s``;
+* ``vm.zero_fraction`` when the log has no zero-page count;
+* the effective link rate, ``network.bandwidth_gbit_s`` (the uncapped rate: it sets an
+  uncapped pre-copy and the stop-and-copy, which QEMU never caps), and the fixed switchover
+  cost ``policy.stop_overhead_ms`` (with a weak prior towards 0: one downtime cannot tell a
+  fixed cost from a rate).
+
+**The match** is per round, not only the totals.  From the QMP polls each dirty-bitmap sync
+``k`` (``dirty-sync-count`` steps) is bracketed in time by the two polls around it, and the
+dirty bytes it found (``remaining`` just after it, plus what was sent between the sync and
+that poll) are measured when exactly one sync fell between two polls.  The residuals are:
+simulated minus observed sync times (σ: the poll bracket and 2 % + 10 ms), dirty bytes at each
+sync (σ: the bytes sent in the bracket, 3 %, 0.5 MiB), one per simulated sync the log does
+not have, total time (1 % + 30 ms), bytes (1 % + 1 MiB) and downtime (10 % + 5 ms).  The fluid
+engine (:func:`lmtoolkit.engine.fluid.simulate_fluid_columns`: every candidate of a step in
+one vectorised call) gives the simulated trajectory; a coarse grid over dirty rate x working
+set (each pattern) starts :func:`scipy.optimize.minimize` (Nelder–Mead: the objective is
+piecewise, the number of rounds changes) in transformed parameters (logs).
+
+**Uncertainty**: a bootstrap over rounds — the rounds' residual groups are resampled with
+replacement (the totals always count) and each resample's estimate is one Gauss–Newton step
+from the fit (Jacobian by central differences of 5 %: the "one-step" bootstrap), 200
+resamples.  Each parameter gets its bootstrap standard deviation and 16–84 % interval;
+:attr:`FitResult.samples` keeps the resampled parameter sets, which ``lmtk whatif`` runs for
+its bands.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from ..errors import ConfigError
+
+GIB = 1024 ** 3
+MIB = 1024 ** 2
+HEADER = 8.0          # QEMU save_page_header: 8-byte offset|flags word per page
+ZERO_PAGE = 9.0       # header + one byte per zero page
+
+#: statuses of a running migration that ship pages
+ACTIVE = ("active", "postcopy-active", "device", "pre-switchover")
+
+
+# -- observations -----------------------------------------------------------------------------------
+@dataclass
+class Observed:
+    """What the fit matches: per sync ``k = 2 … K`` (index ``k - 2``) and the totals."""
+
+    syncs: int                      # K: dirty-sync-count at the end
+    lo: np.ndarray                  # sync time bracket (s)
+    hi: np.ndarray
+    dirty: np.ndarray               # bytes the sync added to the bitmap (NaN: not measurable)
+    dirty_sigma: np.ndarray
+    total_time: float
+    transferred: float
+    downtime: float                 # NaN unless completed
+    completed: bool
+    converged: bool
+    setup_time: float
+    precopy_rate: float             # bytes/s while pre-copying (median over polls)
+    page_size: float
+    memory_bytes: float
+    end_precopy: float              # when the VM stopped (total_time − downtime)
+    period_end: int = 0             # sync at which QEMU first reported dirty-pages-rate (0: none)
+    period_new: float = math.nan    # bytes the syncs 2 … period_end added (rate x period)
+    period_sigma: float = math.nan
+    sample_time: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    sample_remaining: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    sample_transferred: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    sample_syncs: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def mid(self):
+        return 0.5 * (self.lo + self.hi)
+
+
+def _f(ds, k, default=math.nan) -> float:
+    return float(ds[k].item()) if k in ds else default
+
+
+def observe(log: xr.Dataset) -> Observed:
+    """The per-round observations of a MigrationLog (:mod:`.readers`)."""
+    src = log.attrs.get("source", "log")
+    t = np.asarray(log.sample_time.values, float)
+    st = np.asarray(log.sample_status.values).astype(str)
+    tr = np.asarray(log.sample_transferred.values, float)
+    rem = np.asarray(log.sample_remaining.values, float)
+    c = np.asarray(log.sample_dirty_sync_count.values, float)
+    if not np.isfinite(c).any():
+        raise ConfigError("LOG", src, "", message=f"{src}: the log has no dirty-sync-count "
+                          "(ram.dirty-sync-count / memory_iteration, QEMU >= 2.1): the rounds "
+                          "cannot be told apart, nothing to fit")
+    # forward-fill missing counts (a poll without RAM statistics)
+    c = np.maximum.accumulate(np.where(np.isfinite(c), c, 0.0))
+    completed = bool(log.completed.item())
+    postcopy = bool(log.postcopy.item()) if "postcopy" in log else False
+    K = int(_f(log, "dirty_sync_count", c.max()))
+    K = max(K, int(c.max()))
+    total = _f(log, "total_time")
+    down = _f(log, "downtime") if completed else math.nan
+    setup = _f(log, "setup_time", 0.0)
+    setup = setup if np.isfinite(setup) else 0.0
+    end_pre = total - (down if np.isfinite(down) else 0.0)
+    page = _f(log, "page_size", 4096.0)
+    lo, hi, dirty, dsig = [], [], [], []
+    for k in range(2, K + 1):
+        before = np.flatnonzero(c < k)
+        after = np.flatnonzero(c >= k)
+        a = t[before[-1]] if before.size else 0.0
+        b = t[after[0]] if after.size else total
+        if completed and not postcopy and k == K:
+            a, b = end_pre - 0.005, end_pre + 0.005          # the switchover sync
+        elif completed and not postcopy:
+            b = min(b, end_pre)
+            a = min(a, b)
+        lo.append(a)
+        hi.append(b)
+        d, s = math.nan, math.nan
+        if before.size and after.size and k < K:
+            i, j = before[-1], after[0]
+            one = c[j] == k and st[j] in ACTIVE and st[i] in ACTIVE + ("setup",) \
+                and np.isfinite(rem[j]) and np.isfinite(rem[i]) and np.isfinite(tr[j] - tr[i])
+            if one and rem[j] > 0:
+                # pages the sync added to the bitmap: what the bitmap grew by plus what was
+                # sent meanwhile (exact when the pages sent are normal pages)
+                sent = max(tr[j] - tr[i], 0.0) * page / (page + HEADER)
+                d = rem[j] - rem[i] + sent
+                s2 = (0.03 * d) ** 2 + (0.5 * MIB) ** 2
+                if k == 2:
+                    # the first pass ends in zero pages, which cost almost no bytes: the
+                    # leftover before the sync is only known to lie in [0, remaining]
+                    d = rem[j] + 0.5 * sent - 0.5 * rem[i]
+                    s2 += (rem[i] / math.sqrt(12)) ** 2 + (sent / math.sqrt(12)) ** 2
+                s = math.sqrt(s2)
+        dirty.append(d)
+        dsig.append(s)
+    # pre-copy rate: the median over consecutive polls of a running migration (robust to the
+    # counter's jitter around syncs and to the zero-page stretches of the first pass)
+    act = np.flatnonzero(np.isin(st, ACTIVE))
+    rates = [(tr[j] - tr[i]) / (t[j] - t[i]) for i, j in zip(act[:-1], act[1:])
+             if j == i + 1 and t[j] > t[i] and np.isfinite(tr[j] - tr[i])]
+    rate = float(np.median(rates)) if len(rates) >= 3 else math.nan
+    if not np.isfinite(rate) or rate <= 0:
+        pre_bytes = _f(log, "transferred") - np.nan_to_num(_f(log, "downtime_bytes"))
+        rate = pre_bytes / max(end_pre - setup, 1e-3)
+    # QEMU's dirty-pages-rate (ram.c: migration_update_rates) is the pages the syncs of a
+    # period of >= 1 s added to the bitmap over the period's length; the first period runs
+    # from the setup sync, so rate x (sync time - setup) counts the first pass's new pages
+    # exactly, where the remaining bytes cannot (the pass ends in cheap zero pages)
+    period_end, period_new, period_sigma = 0, math.nan, math.nan
+    dpr = np.asarray(log.sample_dirty_pages_rate.values, float) if "sample_dirty_pages_rate" in log else None
+    if dpr is not None and np.isfinite(dpr).any():
+        nz = np.flatnonzero(np.isfinite(dpr) & (dpr > 0))
+        if nz.size and nz[0] > 0:
+            j = nz[0]
+            kb = int(c[j])
+            if c[j] - c[j - 1] == 1 and 2 <= kb < K and st[j] in ACTIVE:
+                i = kb - 2
+                w = hi[i] - lo[i]
+                span = 0.5 * (lo[i] + hi[i]) - setup
+                if span > 0:
+                    period_end = kb
+                    period_new = dpr[j] * span * page
+                    period_sigma = math.sqrt((dpr[j] * page * w) ** 2 / 12 + (0.01 * period_new) ** 2
+                                             + (0.25 * MIB) ** 2)
+                    if kb == 2:
+                        dirty[0], dsig[0] = math.nan, math.nan   # measured better here
+    conv = completed and not postcopy
+    return Observed(syncs=K, lo=np.array(lo), hi=np.array(hi), dirty=np.array(dirty),
+                    dirty_sigma=np.array(dsig), total_time=total, transferred=_f(log, "transferred"),
+                    downtime=down, completed=completed, converged=conv, setup_time=setup,
+                    precopy_rate=rate, page_size=page, memory_bytes=_f(log, "ram_total"),
+                    end_precopy=end_pre, period_end=period_end, period_new=period_new,
+                    period_sigma=period_sigma, sample_time=t, sample_remaining=rem, sample_transferred=tr,
+                    sample_syncs=c)
+
+
+# -- the simulated trajectory ---------------------------------------------------------------------------
+def trajectories(batch, offset: float = 0.0):
+    """Per scenario: (sync times, pages each sync added to the bitmap) from a
+    :class:`~lmtoolkit.engine.common.BatchResult` (syncs ``k = 2 …``; setup offset added)."""
+    from ..records import ROUND_KINDS
+    pre, stop = ROUND_KINDS.index("precopy"), ROUND_KINDS.index("stop")
+    kinds = batch.round_kind
+    start, dur = batch.round["round_start"], batch.round["round_duration"]
+    dirty = batch.round["round_dirty_pages"]
+    pages = batch.round["round_pages"]
+    out = []
+    for s in range(batch.n):
+        kd = kinds[s]
+        p = np.flatnonzero(kd == pre)
+        stops = np.flatnonzero(kd == stop)
+        ends = start[s, p] + dur[s, p]
+        comp = bool(batch.scalars["completed"][s])
+        # pages the sync at the end of phase j added: bitmap after it minus pages still pending
+        nxt = dirty[s, p + 1] - (dirty[s, p] - pages[s, p]) if p.size else np.zeros(0)
+        if not comp:
+            # the phase cut by the timeout ends in no sync
+            tmo = float(batch.scalars["total_time_s"][s])
+            keep = ends < tmo - 1e-9
+            ends, nxt = ends[keep], nxt[keep]
+        times = list(ends + offset)
+        d = list(nxt)
+        if comp and stops.size:
+            times.append(float(start[s, stops[0]]) + offset)
+            d.append(math.nan)
+        out.append((np.array(times), np.array(d, float)))
+    return out
+
+
+# -- parameters ---------------------------------------------------------------------------------------
+@dataclass
+class Param:
+    key: str
+    lo: float
+    hi: float
+    log: bool = True
+    init: float = 1.0
+    label: str = ""
+    units: str = ""
+
+    def to_x(self, v):
+        v = np.clip(np.asarray(v, float), self.lo, self.hi)
+        return np.log(v) if self.log else v
+
+    def from_x(self, x):
+        x = np.asarray(x, float)
+        v = np.exp(x) if self.log else x
+        return np.clip(v, self.lo, self.hi)
+
+
+@dataclass
+class Problem:
+    """The objective: templates (one per pattern) and the observations."""
+
+    obs: Observed
+    params: list[Param]
+    templates: dict           # pattern -> Scenario
+    fixed: dict               # key -> value applied as a column to every evaluation
+    overhead_prior_ms: float | None
+    round_detail: int
+    evals: int = 0
+    page_evals: int = 0
+    shift: np.ndarray | None = None   # page-engine correction added to the residuals
+
+    def scenario(self, pattern: str, x: np.ndarray, engine: str = "page", seed: int = 0):
+        """The scenario of one parameter row (for the page engine)."""
+        from ..engine.fluid import with_value
+        scn = self.templates[pattern]
+        for k, v in self.fixed.items():
+            scn = with_value(scn, k, v)
+        for i, p in enumerate(self.params):
+            scn = with_value(scn, p.key, float(p.from_x(x[i])))
+        return dataclasses.replace(scn, engine=engine, seed=seed)
+
+    def page_residuals(self, pattern: str, x: np.ndarray, seeds=(0, 1, 2)):
+        """Residuals of the page engine at ``x`` (mean over ``seeds``), without the shift."""
+        from ..engine import run_batch
+        from ..engine.common import BatchResult
+        scns = [self.scenario(pattern, x, "page", s) for s in seeds]
+        self.page_evals += len(scns)
+        batch = run_batch(scns)
+        if batch.n_rounds < self.round_detail + 2:       # the page engine keeps what it saw
+            wide = BatchResult(batch.n, self.round_detail + 2)
+            wide.scalars = batch.scalars
+            for k in batch.round:
+                wide.round[k][:, :batch.n_rounds] = batch.round[k]
+            wide.round_kind[:, :batch.n_rounds] = batch.round_kind
+            batch = wide
+        R, _ = self.residuals_of(batch, np.tile(x, (len(seeds), 1)), shift=False)
+        return R.mean(axis=0)
+
+    def simulate(self, pattern: str, X: np.ndarray):
+        """Simulate parameter rows ``X`` (internal space, (N, p)) for one pattern."""
+        from ..engine.fluid import simulate_fluid_columns
+        X = np.atleast_2d(X)
+        cols = {p.key: p.from_x(X[:, i]) for i, p in enumerate(self.params)}
+        for k, v in self.fixed.items():
+            cols[k] = np.full(X.shape[0], v)
+        self.evals += X.shape[0]
+        return simulate_fluid_columns(self.templates[pattern], cols, round_detail=self.round_detail)
+
+    def residuals(self, pattern: str, X: np.ndarray):
+        """(N, m) residual matrix and the group of each column (round index, -1: totals)."""
+        X = np.atleast_2d(X)
+        batch = self.simulate(pattern, X)
+        return self.residuals_of(batch, X)
+
+    def residuals_of(self, batch, X, shift: bool = True):
+        o = self.obs
+        nk = o.syncs - 1
+        m = 2 * nk + 6
+        R = np.zeros((batch.n, m))
+        sig_t = np.sqrt((o.hi - o.lo) ** 2 / 12.0 + (0.01 + 0.02 * o.mid) ** 2)
+        trajs = trajectories(batch, offset=o.setup_time)
+        sc = batch.scalars
+        page = o.page_size
+        for s, (ts, ds) in enumerate(trajs):
+            end_sim = float(sc["total_time_s"][s]) - np.nan_to_num(float(sc["downtime_s"][s])) + o.setup_time
+            n_sim = ts.size                     # syncs after the setup one
+            for k in range(nk):
+                if k < n_sim:
+                    tk = ts[k]
+                else:                           # a sync the simulation never made
+                    tk = end_sim + 0.05 * (k - n_sim + 1)
+                R[s, k] = (tk - o.mid[k]) / sig_t[k]
+                if np.isfinite(o.dirty[k]):
+                    dk = ds[k] * page if k < n_sim and np.isfinite(ds[k]) else 0.0
+                    R[s, nk + k] = (dk - o.dirty[k]) / o.dirty_sigma[k]
+            R[s, 2 * nk] = max(n_sim - nk, 0)   # syncs the log does not have
+            T = float(sc["total_time_s"][s]) + o.setup_time
+            R[s, 2 * nk + 1] = (T - o.total_time) / (0.01 * o.total_time + 0.03)
+            B = float(sc["transferred_bytes"][s])
+            R[s, 2 * nk + 2] = (B - o.transferred) / (0.01 * o.transferred + MIB)
+            if o.completed and np.isfinite(o.downtime):
+                d = float(sc["downtime_s"][s])
+                d = d if np.isfinite(d) else 10.0 * (o.downtime + 0.05)
+                R[s, 2 * nk + 3] = (d - o.downtime) / (0.1 * o.downtime + 0.005)
+            if o.period_end:
+                kb = o.period_end - 1                       # syncs 2 … period_end
+                new = float(np.nansum(ds[:min(kb, n_sim)])) * page
+                R[s, 2 * nk + 5] = (new - o.period_new) / o.period_sigma
+            if self.overhead_prior_ms:
+                i = next((i for i, p in enumerate(self.params) if p.key == "policy.stop_overhead_ms"), None)
+                if i is not None:
+                    R[s, 2 * nk + 4] = self.params[i].from_x(X[s, i]) / self.overhead_prior_ms
+        groups = np.concatenate([np.arange(nk), np.arange(nk), np.full(5, -1),
+                                 [max(o.period_end - 2, 0) if o.period_end else -1]])
+        if shift and self.shift is not None:
+            R = R + self.shift
+        return R, groups
+
+    def cost(self, pattern, X):
+        R, _ = self.residuals(pattern, X)
+        return np.sum(R ** 2, axis=1)
+
+
+# -- set-up -------------------------------------------------------------------------------------------
+def split_override(o: str):
+    from ..compose import split_override as sp
+    return sp(o)
+
+
+def _user_keys(overrides) -> tuple[set, dict]:
+    """Value keys the user fixed, and group choices."""
+    from ..compose import GROUPS
+    keys, groups = set(), {}
+    for o in overrides:
+        _, k, v = split_override(str(o))
+        if "." not in k and k in GROUPS:
+            groups[k] = v
+        else:
+            keys.add(k)
+    return keys, groups
+
+
+def log_overrides(log: xr.Dataset, overrides=()) -> tuple[list[str], dict]:
+    """Overrides the log itself implies (RAM, page size, zero share, non-page bytes, XBZRLE
+    delta, the settings a testbed record states) and a dict of what was derived, for the report."""
+    o, info = [], {}
+    page = _f(log, "page_size", 4096.0)
+    ram = _f(log, "ram_total")
+    pages = ram / page
+    o.append(f"vm.memory_gib={ram / GIB!r}")
+    if page != 4096.0:
+        o.append(f"vm.page_size_kib={int(page // 1024)}")
+    dup, normal = _f(log, "ram_duplicate"), _f(log, "ram_normal")
+    if np.isfinite(dup) and pages > 0:
+        zf = float(min(max(dup / pages, 0.0), 1.0))
+        o.append(f"vm.zero_fraction={zf!r}")
+        info["vm.zero_fraction"] = zf
+    tr = _f(log, "transferred")
+    xb_b, xb_p = _f(log, "xbzrle_bytes"), _f(log, "xbzrle_pages")
+    if bool(log.completed.item()) and np.isfinite(normal) and np.isfinite(dup):
+        other = tr - normal * (page + HEADER) - dup * ZERO_PAGE
+        if np.isfinite(xb_b) and xb_p > 0:
+            other -= xb_b                  # XBZRLE pages are counted apart from normal ones
+        if other > 0 and np.isfinite(other):
+            info["vm.device_state_mib"] = float(other / MIB)
+            o.append(f"vm.device_state_mib={other / MIB!r}")
+    if np.isfinite(xb_p) and xb_p > 0:
+        ratio = float(min(max((xb_b / xb_p - HEADER - 3.0) / page, 0.0), 1.0))
+        o.append(f"policy.xbzrle_delta_ratio={ratio!r}")
+        info["policy.xbzrle_delta_ratio"] = ratio
+    settings = json.loads(log.attrs.get("lmt_settings", "[]") or "[]")
+    return o + list(settings), info
+
+
+def _nice(v: float) -> float:
+    return float(f"{v:.6g}")
+
+
+@dataclass
+class FitResult:
+    """A fitted guest: the resolved config, the parameters, their bootstrap and the match."""
+
+    cfg: object                      # resolved DictConfig of the fitted run
+    log: xr.Dataset
+    obs: Observed
+    params: list[Param]
+    values: dict                     # key -> fitted value
+    samples: np.ndarray              # (B, p) bootstrap parameter sets (natural units)
+    pattern: str
+    fixed: dict
+    quality: dict
+    trajectory: dict                 # fitted sync times and dirty bytes
+    overrides: list[str]             # the user's
+    log_overrides: list[str]
+    derived: dict
+    elapsed_s: float
+    alternatives: dict               # pattern -> cost
+
+    def stderr(self) -> dict:
+        return {p.key: float(np.std(self.samples[:, i])) for i, p in enumerate(self.params)}
+
+    def interval(self, q=(16, 84)) -> dict:
+        return {p.key: tuple(float(x) for x in np.percentile(self.samples[:, i], q))
+                for i, p in enumerate(self.params)}
+
+    def summary(self) -> str:
+        """A readable report: parameters with uncertainty, fit quality, per-round match."""
+        lines = [f"fit of {self.log.attrs.get('source', '')} ({self.log.attrs.get('lmt_log_format', '')}): "
+                 f"{len(self.params)} parameters, pattern {self.pattern}, {self.quality['evaluations']} "
+                 f"simulations in {self.elapsed_s:.2f} s"]
+        lines.append(f"  {'parameter':32s} {'value':>12s} {'± sd':>10s}   16-84 % (bootstrap over rounds, "
+                     f"{self.samples.shape[0]} resamples)")
+        iv, sd = self.interval(), self.stderr()
+        for p in self.params:
+            v = self.values[p.key]
+            lines.append(f"  {p.key:32s} {v:12.5g} {sd[p.key]:10.3g}   [{iv[p.key][0]:.5g}, {iv[p.key][1]:.5g}]"
+                         f" {p.units}")
+        for k, v in self.derived.items():
+            lines.append(f"  {k:32s} {v:12.5g}   (from the log)")
+        q = self.quality
+        lines.append(f"  fit quality: rms normalised residual {q['rms']:.2f}; sync times rms {q['sync_rms_s'] * 1000:.0f} ms; "
+                     f"dirty bytes at syncs rms {q['dirty_rms_rel'] * 100:.1f} %; total time {q['total_time_rel'] * 100:+.1f} %, "
+                     f"bytes {q['transferred_rel'] * 100:+.1f} %, syncs {q['syncs_sim']} vs {q['syncs_obs']} observed")
+        if self.alternatives:
+            lines.append("  pattern cost: " + ", ".join(f"{k} {v:.1f}" for k, v in self.alternatives.items()))
+        lines.append("  sync  observed time   fitted    observed dirty MiB  fitted")
+        for k in range(self.obs.syncs - 1):
+            ft = self.trajectory["sync_time"][k] if k < len(self.trajectory["sync_time"]) else math.nan
+            fd = self.trajectory["dirty"][k] if k < len(self.trajectory["dirty"]) else math.nan
+            od = self.obs.dirty[k]
+            lines.append(f"  {k + 2:4d}  {self.obs.lo[k]:6.2f}-{self.obs.hi[k]:<6.2f}  {ft:7.2f}   "
+                         f"{od / MIB if np.isfinite(od) else float('nan'):14.1f}  {fd / MIB:9.1f}")
+        return "\n".join(lines)
+
+
+def _templates(cfg, patterns):
+    from omegaconf import OmegaConf
+
+    from ..runner import build_scenario
+    out = {}
+    for pat in patterns:
+        c = cfg.copy()
+        OmegaConf.set_struct(c, False)
+        if "pattern" in c.workload:
+            c.workload.pattern = pat
+        out[pat] = build_scenario(c)
+    return out
+
+
+def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: str | None = None,
+            engine: str = "fluid", progress=None) -> FitResult:
+    """Fit the guest of ``log`` (a path or a MigrationLog) under the user's ``overrides``."""
+    from scipy.optimize import minimize
+
+    from ..compose import as_overrides, compose
+    from .readers import read_log
+
+    t0 = time.perf_counter()
+    if not isinstance(log, xr.Dataset):
+        log = read_log(log)
+    user = as_overrides(overrides)
+    if not bool(log.completed.item()) and log.attrs.get("lmt_status") == "failed":
+        raise ConfigError("LOG", log.attrs.get("source"), "", message=f"{log.attrs.get('source')}: "
+                          "the migration failed; a failed migration says little about the guest")
+    obs = observe(log)
+    from_log, derived = log_overrides(log, user)
+    ukeys, ugroups = _user_keys(user)
+    base = ["engine=fluid"]
+    if "workload" not in ugroups:
+        base.append(f"workload={workload or 'uniform'}")
+    if "network" not in ugroups and "network.bandwidth_gbit_s" not in ukeys:
+        base.append("network=10gbe")
+    cfg = compose(base + from_log + user)          # the one composition
+    if cfg.workload.name not in ("uniform", "hotcold", "zipf", "idle"):
+        raise ConfigError("workload", cfg.workload.name, "", message=(
+            f"workload={cfg.workload.name}: lmtk fit fits uniform (default), hotcold or zipf workloads"))
+    if cfg.workload.name == "idle":
+        raise ConfigError("workload", "idle", "", message="workload=idle has nothing to fit; use "
+                          "workload=uniform (the default) and read the fitted rate")
+    derived = {k: v for k, v in derived.items() if k not in ukeys}
+    page = obs.page_size
+    mem_mib = obs.memory_bytes / MIB
+    cap = cfg.policy.get("max_bandwidth_mib_s", None)
+    cap_rate = float(cap) * MIB if cap is not None else math.inf
+    eff = float(cfg.network.efficiency)
+    precopy = obs.precopy_rate
+    link_lo = min(precopy, cap_rate) * 0.5 if np.isfinite(cap_rate) else precopy * 0.7
+    params: list[Param] = []
+    fixed = {}
+    # QEMU's rate limiter lets a little more through than max-bandwidth (the budget of a
+    # 100 ms window is checked after a page is queued): the pre-copy rate measured in the log
+    # over the stated cap is the effective cap; ``lmtk whatif`` applies the same factor
+    cap_factor = 1.0
+    if np.isfinite(cap_rate) and 0.9 <= precopy / cap_rate <= 1.1:
+        cap_factor = float(precopy / cap_rate)
+        fixed["policy.max_bandwidth_mib_s"] = float(cap) * cap_factor
+        derived["cap_factor"] = cap_factor
+
+    def add(p: Param):
+        if p.key not in ukeys:
+            params.append(p)
+
+    rate_hi = max(200.0 * precopy / page, 1e5)
+    add(Param("workload.dirty_rate_pages_s", 1.0, rate_hi, True, 1000.0, "dirty rate", "pages/s"))
+    add(Param("workload.wss_mib", max(page * 16 / MIB, 0.25), mem_mib, True, mem_mib / 4, "working set", "MiB"))
+    if cfg.workload.name == "hotcold":
+        add(Param("workload.hot_mib", max(page * 16 / MIB, 0.25), mem_mib, True, mem_mib / 8, "hot set", "MiB"))
+        add(Param("workload.hot_fraction", 0.5, 0.999, False, 0.9, "hot share of writes", "1"))
+    if cfg.workload.name == "zipf":
+        add(Param("workload.zipf_s", 0.2, 3.0, False, 1.0, "Zipf exponent", "1"))
+    if "vm.zero_fraction" not in derived and "vm.zero_fraction" not in ukeys:
+        add(Param("vm.zero_fraction", 0.0, 0.98, False, 0.3, "zero share", "1"))
+    # link: an uncapped pre-copy shows it directly; else the downtime does
+    db = _f(log, "downtime_bytes")
+    if np.isfinite(cap_rate) and precopy < 0.95 * cap_rate * 0.9:
+        link0 = precopy                                     # the cap does not bind
+    elif np.isfinite(cap_rate):
+        link0 = db / max(obs.downtime, 1e-3) if np.isfinite(db) and np.isfinite(obs.downtime) and db > 0 \
+            else 10 * cap_rate
+        link0 = max(link0, cap_rate * 1.05)
+    else:
+        link0 = precopy
+    gbit = lambda r: r * 8 / 1e9 / eff  # noqa: E731  payload bytes/s -> line rate
+    add(Param("network.bandwidth_gbit_s", gbit(link_lo), max(gbit(link0) * 50, gbit(link_lo) * 2), True,
+              gbit(link0), "link rate (line)", "Gbit/s"))
+    overhead_prior = None
+    if "policy.stop_overhead_ms" not in ukeys and obs.completed:
+        add(Param("policy.stop_overhead_ms", 0.0, 500.0, False, 0.0, "switchover cost", "ms"))
+        overhead_prior = 20.0
+    if not params:
+        raise ConfigError("overrides", user, "", message="every parameter the fit estimates is fixed "
+                          "by an override: nothing to fit")
+    patterns = ["random", "sequential"]
+    if "workload.pattern" in ukeys:
+        patterns = [str(cfg.workload.pattern)]
+    templates = _templates(cfg, patterns)
+    prob = Problem(obs=obs, params=params, templates=templates, fixed=fixed, overhead_prior_ms=overhead_prior,
+                   round_detail=max(64, obs.syncs + 8))
+    # 1. coarse grid over rate x working set (other parameters at their start values)
+    keys = [p.key for p in params]
+    x0 = np.array([p.to_x(p.init) for p in params])
+    grid_axes = [i for i, k in enumerate(keys) if k in ("workload.dirty_rate_pages_s", "workload.wss_mib")]
+    best = {}
+    for pat in patterns:
+        if grid_axes:
+            vals = []
+            for i in grid_axes:
+                p = params[i]
+                n = 28 if p.key == "workload.dirty_rate_pages_s" else 14
+                vals.append(np.linspace(p.to_x(p.lo), p.to_x(p.hi), n))
+            mesh = np.meshgrid(*vals, indexing="ij")
+            X = np.tile(x0, (mesh[0].size, 1))
+            for j, i in enumerate(grid_axes):
+                X[:, i] = mesh[j].ravel()
+        else:
+            X = x0[None, :]
+        costs = prob.cost(pat, X)
+        j = int(np.argmin(costs))
+        best[pat] = (float(costs[j]), X[j])
+        if progress:
+            progress(f"grid {pat}: best cost {costs[j]:.1f}")
+    # 2. Nelder–Mead from the best grid points
+    results = {}
+    for pat in patterns:
+        c0, xs = best[pat]
+        if len(patterns) > 1 and c0 > 4 * min(v[0] for v in best.values()) + 20:
+            results[pat] = (c0, xs)
+            continue
+        f = lambda x, pat=pat: float(prob.cost(pat, x[None, :])[0])  # noqa: E731
+        step = np.array([0.25 if p.log else 0.1 * (p.hi - p.lo) for p in params])
+        simplex = np.vstack([xs] + [xs + np.eye(len(xs))[i] * step[i] for i in range(len(xs))])
+        r = minimize(f, xs, method="Nelder-Mead",
+                     options={"initial_simplex": simplex, "maxfev": 140 * len(xs), "xatol": 1e-3,
+                              "fatol": 1e-3, "adaptive": True})
+        results[pat] = (float(r.fun), r.x) if r.fun < c0 else (c0, xs)
+        if progress:
+            progress(f"refined {pat}: cost {results[pat][0]:.1f}")
+    pattern = min(results, key=lambda k: results[k][0])
+    cmin, xhat = results[pattern]
+    # 2b. space mapping onto the page engine (engine="page"): the fluid engine mixes the
+    # regions a pass sends; the page engine sends in address order, which changes how many
+    # pending pages a pass leaves (and so what the next sync adds) by up to ~10 %.  Shift the
+    # fluid residuals by (page − fluid) at the estimate and refit, twice.
+    if engine == "page":
+        for _ in range(2):
+            prob.shift = None
+            rf = prob.residuals(pattern, xhat[None, :])[0][0]
+            prob.shift = prob.page_residuals(pattern, xhat) - rf
+            f = lambda x: float(prob.cost(pattern, x[None, :])[0])  # noqa: E731
+            step = np.array([0.08 if p.log else 0.03 * (p.hi - p.lo) for p in params])
+            simplex = np.vstack([xhat] + [xhat + np.eye(len(xhat))[i] * step[i] for i in range(len(xhat))])
+            r = minimize(f, xhat, method="Nelder-Mead",
+                         options={"initial_simplex": simplex, "maxfev": 60 * len(xhat), "xatol": 1e-3,
+                                  "fatol": 1e-3, "adaptive": True})
+            cmin, xhat = float(r.fun), r.x
+        if progress:
+            progress(f"page-engine correction: cost {cmin:.1f}")
+    # 3. bootstrap over rounds (one-step)
+    samples = _bootstrap(prob, pattern, xhat, bootstrap, seed)
+    # 4. the fitted run and its quality
+    R, _ = prob.residuals(pattern, xhat[None, :])
+    batch = prob.simulate(pattern, xhat[None, :])
+    (ts, ds), = trajectories(batch, offset=obs.setup_time)
+    sc = batch.scalars
+    nk = obs.syncs - 1
+    n = min(nk, ts.size)
+    sync_err = ts[:n] - obs.mid[:n]
+    okd = np.isfinite(obs.dirty[:n]) & np.isfinite(ds[:n])
+    drel = (ds[:n][okd] * page - obs.dirty[:n][okd]) / obs.dirty[:n][okd]
+    quality = {
+        "cost": float(cmin), "rms": float(np.sqrt(np.mean(R[0] ** 2))),
+        "sync_rms_s": float(np.sqrt(np.mean(sync_err ** 2))) if n else math.nan,
+        "dirty_rms_rel": float(np.sqrt(np.mean(drel ** 2))) if drel.size else math.nan,
+        "total_time_rel": float((sc["total_time_s"][0] + obs.setup_time) / obs.total_time - 1),
+        "transferred_rel": float(sc["transferred_bytes"][0] / obs.transferred - 1),
+        "downtime_s": float(sc["downtime_s"][0]), "downtime_obs_s": float(obs.downtime),
+        "syncs_sim": int(ts.size + 1), "syncs_obs": int(obs.syncs),
+        "converged_sim": bool(sc["converged"][0]), "converged_obs": bool(obs.converged),
+        "evaluations": int(prob.evals),
+    }
+    values = {p.key: _nice(float(p.from_x(xhat[i]))) for i, p in enumerate(params)}
+    nat = np.column_stack([p.from_x(samples[:, i]) for i, p in enumerate(params)])
+    # the fitted config: the composed one with the fitted values (no second composition)
+    from omegaconf import OmegaConf
+    fitted = cfg.copy()
+    OmegaConf.set_struct(fitted, False)
+    for k, v in {**{k: _nice(v) for k, v in fixed.items()}, **values}.items():
+        OmegaConf.update(fitted, k, v, merge=False)
+    if "pattern" in fitted.workload:
+        fitted.workload.pattern = pattern
+    traj = {"sync_time": ts.tolist(), "dirty": (ds * page).tolist(),
+            "remaining_t": [], "remaining": []}
+    traj["remaining_t"], traj["remaining"] = _remaining_curve(batch, obs.setup_time, page)
+    return FitResult(cfg=fitted, log=log, obs=obs, params=params, values=values, samples=nat,
+                     pattern=pattern, fixed=fixed, quality=quality, trajectory=traj, overrides=user,
+                     log_overrides=from_log, derived=derived, elapsed_s=time.perf_counter() - t0,
+                     alternatives={k: v[0] for k, v in results.items()} if len(results) > 1 else {})
+
+
+def _remaining_curve(batch, offset, page):
+    """The fitted dirty bytes left over time (piecewise linear through each phase)."""
+    from ..records import ROUND_KINDS
+    kd = batch.round_kind[0]
+    t, y = [], []
+    for j in np.flatnonzero(kd >= 0):
+        s = float(batch.round["round_start"][0, j]) + offset
+        d = float(batch.round["round_duration"][0, j])
+        p0 = float(batch.round["round_dirty_pages"][0, j])
+        k = float(batch.round["round_pages"][0, j])
+        if not np.isfinite(s) or not np.isfinite(d):
+            continue
+        if ROUND_KINDS[kd[j]] == "postcopy":
+            continue
+        t += [s, s + d]
+        y += [p0 * page, max(p0 - k, 0.0) * page]
+    return t, y
+
+
+def _bootstrap(prob: Problem, pattern: str, xhat: np.ndarray, B: int, seed: int) -> np.ndarray:
+    """One-step bootstrap over rounds: resampled round weights, one Gauss–Newton step each."""
+    p = xhat.size
+    if B <= 0:
+        return xhat[None, :].copy()
+    h = np.array([0.05 if q.log else 0.05 * max(abs(q.hi - q.lo), 1e-9) for q in prob.params])
+    X = np.vstack([xhat] + [xhat + np.eye(p)[i] * h[i] for i in range(p)]
+                  + [xhat - np.eye(p)[i] * h[i] for i in range(p)])
+    R, groups = prob.residuals(pattern, X)
+    r0 = R[0]
+    J = ((R[1:p + 1] - R[p + 1:]) / (2 * h[:, None])).T           # (m, p)
+    rng = np.random.default_rng(seed)
+    n_rounds = int(groups.max()) + 1 if groups.size and groups.max() >= 0 else 0
+    out = np.empty((B, p))
+    lam = 1e-6 * np.trace(J.T @ J) / max(p, 1) + 1e-12
+    A0 = J.T @ J + lam * np.eye(p)
+    try:
+        delta0 = -np.linalg.solve(A0, J.T @ r0)      # the step of the unweighted problem: the
+    except np.linalg.LinAlgError:                    # resamples' steps are taken relative to it
+        delta0 = np.zeros(p)                          # (the fit of a piecewise objective is not
+    for b in range(B):                               # exactly at a smooth minimum)
+        w = np.ones_like(r0)
+        if n_rounds:
+            counts = np.bincount(rng.integers(0, n_rounds, n_rounds), minlength=n_rounds).astype(float)
+            w = np.where(groups >= 0, counts[np.maximum(groups, 0)], 1.0)
+        A = J.T @ (w[:, None] * J) + lam * np.eye(p)
+        g = J.T @ (w * r0)
+        try:
+            delta = -np.linalg.solve(A, g)
+        except np.linalg.LinAlgError:
+            delta = np.zeros(p)
+        out[b] = xhat + delta - delta0
+    lo = np.array([q.to_x(q.lo) for q in prob.params])
+    hi = np.array([q.to_x(q.hi) for q in prob.params])
+    return np.clip(out, lo, hi)

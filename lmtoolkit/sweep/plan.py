@@ -32,8 +32,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .. import provenance
-from ..compose import (compose_both, compose_raw, config_yaml, first_line, hydra_overrides,
-                       is_hydra_override, split_override, task_of)
+from ..compose import (compose_both, compose_raw, config_yaml, first_line, group_is_untouched,
+                       hydra_overrides, is_hydra_override, split_override, swap_group, task_of)
 from ..engine.fluid import with_value
 from ..errors import ConfigError
 from ..paths import group_options
@@ -294,13 +294,29 @@ def expand_plan(plan: Plan) -> Plan:
     swapped = {a.key for a in gaxes}
     base_ov = [o for o in overrides if split_override(o)[1] not in swapped]
     raw_cells, templates = [], []
+    # A group swap reuses a composition when that is exact (compose.swap_group: nothing but
+    # the option's file sets the group's keys); the other swaps compose with Hydra, once per
+    # combination of their values.
+    hydra_axes = [a for a in gaxes if not group_is_untouched(a.key, overrides)]
+    composed = {}
+
+    def hydra_cell(pairs):
+        ov = base_ov + [_swap_override(overrides, a.key, v) for a, v in pairs]
+        return compose_raw(hydra_overrides(ov))
+
     for combo in itertools.product(*[a.values for a in gaxes]):
         where = ", ".join(f"{g.key}={v}" for g, v in zip(gaxes, combo))
-        if gaxes:
-            ov = base_ov + [_swap_override(overrides, a.key, v) for a, v in zip(gaxes, combo)]
-            raw = compose_raw(hydra_overrides(ov))
-        else:
-            raw = raw_base
+        pairs = list(zip(gaxes, combo))
+        key = tuple(v for a, v in pairs if a in hydra_axes)
+        if key not in composed:
+            composed[key] = hydra_cell([(a, v) for a, v in pairs if a in hydra_axes]) \
+                if hydra_axes else raw_base
+        raw = composed[key]
+        for a, v in pairs:
+            if a not in hydra_axes:
+                raw = swap_group(raw, a.key, v) if raw is not None else None
+        if raw is None:
+            raw = hydra_cell(pairs)
         for a in axes:
             if not a.group and OmegaConf.select(raw, a.key, default="__missing__") == "__missing__":
                 raise ConfigError(f"sweep.axes.{a.dim}", a.key, "", message=f"sweep.axes.{a.dim}: "

@@ -116,6 +116,9 @@ def test_lmtk_run_composes_once(monkeypatch, tmp_path):
     calls.clear()
     assert main(["sweep", "experiment=bandwidth_vs_dirty_rate", "debug=default", "--no-plot", "-q"]) == 0
     assert len(calls) == 1                                # no group swap: one composition
+    calls.clear()
+    assert main(["sweep", "experiment=memory_scaling", "--no-plot", "-q"]) == 0
+    assert len(calls) == 1                  # policy x network swaps reuse the one composition
 
 
 def test_api_imports_no_plotting():

@@ -1,19 +1,28 @@
 """Fluid engine: expected page counts in closed form, vectorised across scenarios.
 
-It keeps, per scenario and workload region, the expected number of pages in the dirty
-bitmap, and runs the *same* policy rules as the page engine on arrays (one element per
-scenario).  For a phase of length ``T`` that sends a fraction ``k/P`` of the bitmap, pages of
-region ``j`` (``n_j`` pages, ``d_j`` pending, write rate ``lam_j`` per page):
+It keeps, per scenario, address bin and workload region, the expected number of pages in
+the dirty bitmap, and runs the *same* policy rules as the page engine on arrays (one element
+per scenario).  Like the page engine (and QEMU's ``find_dirty_block``) a phase sends the
+pending pages in address order from a persistent cursor: it walks the bins from the cursor,
+sends the first ``k`` pending pages it meets (pending pages spread evenly inside a bin), and
+leaves the cursor where it stopped.  For the pages of region ``j`` (write rate ``lam_j`` per
+page) sent in a bin segment during ``[a, b]`` of a phase of length ``T``:
 
-* sent pages are spread over the phase (address order mixes regions), so a share
-  ``F(T)/T`` of them is written after being sent;
-* clean pages are written with probability ``f(T)``;
-* unsent pending pages stay pending:
+* ``dirty_clear: send`` — re-dirtied with the mean of ``f(T - s)`` over ``s`` in ``[a, b]``;
+* ``dirty_clear: sync`` — re-dirtied with ``f(T)`` (any write after the sync);
+* ``dirty_clear: chunk`` — re-dirtied with ``f(T - c)``, ``c`` the time the walk entered the
+  segment's chunk (0 for the chunk holding the cursor; bins are aligned on chunk bounds);
+* ``dirty_clear: skip`` (Xen classic) — pages written since the sync are skipped as the scan
+  reaches them (one peek of the log per ``skip_batch_pages`` sent pages); every page written
+  during the phase is pending at the next sync;
 
-``d_j' = d_j (1 - k/P) + d_j (k/P) F(T)/T + (n_j - d_j) f(T)``
-
-(see :mod:`.common` for ``f`` and ``F``).  Zero pages are sent in proportion.  Scenarios are
-grouped by policy class; finished scenarios drop out of the arrays as they finish.
+clean pages are written with probability ``f(T)``; unsent pending pages stay pending (see
+:mod:`.common` for ``f`` and ``F``).  Sequential regions (a write cursor sweeping a
+contiguous block) are followed deterministically: a page's last write time in the phase is
+known from the write cursor, and compared with its send time in the bin segment.  Zero
+pages are sent in proportion.  A migration whose order does not matter (full passes over
+random writes, one dirty-log chunk) uses a single bin.  Scenarios are grouped by policy
+class; finished scenarios drop out of the arrays as they finish.
 
 The timeout is the page engine's (:class:`~lmtoolkit.policies.base.Policy`): a phase that
 would end after ``timeout_s`` is cut there (a pro-rata share of its pages and bytes, and it
@@ -70,11 +79,74 @@ def simulate_fluid_columns(template: Scenario, columns: dict[str, np.ndarray],
 
 
 def _regions_of(scn: Scenario, R: int):
-    n, lam, seq = np.zeros(R), np.zeros(R), np.zeros(R, dtype=bool)
+    n, lam, seq, first = np.zeros(R), np.zeros(R), np.zeros(R, dtype=bool), np.zeros(R)
     for j, r in enumerate(scn.workload.regions(scn.vm.pages, scn.vm.page_bytes)):
-        n[j], lam[j], seq[j] = r.n_pages, r.rate_per_page, r.sequential
+        n[j], lam[j], seq[j], first[j] = r.n_pages, r.rate_per_page, r.sequential, r.first_rank
     n[R - 1] = max(0, scn.vm.pages - n[:R - 1].sum())  # untouched rest of memory
-    return n, lam, seq
+    return n, lam, seq, first
+
+
+#: address bins of a migration whose send order matters (uniform grid; chunk and sequential
+#: region bounds are added to it)
+BINS = 32
+#: bins inside each sequential region
+SEQ_BINS = 32
+#: at most this many dirty-log chunks get their own bin bounds
+MAX_CHUNK_BINS = 256
+
+
+def _needs_bins(scn: Scenario) -> bool:
+    """True when the address order of the sends matters for this migration: phases that
+    stop inside a pass (the cursor persists), chunked dirty-log clears over more than one
+    chunk, or sequential writers."""
+    pol = scn.policy
+    if not pol.precopy:
+        return False
+    if not type(pol).full_passes or any(r.sequential and r.n_pages > 0 and r.rate_per_page > 0
+                                        for r in scn.workload.regions(scn.vm.pages, scn.vm.page_bytes)):
+        return True
+    return str(pol.dirty_clear) == "chunk" and \
+        float(pol.clear_chunk_pages(scn.context())) < scn.vm.pages
+
+
+def _edges_of(scn: Scenario, regs, binned: bool) -> np.ndarray:
+    """Bin bounds (fractions of memory) of one migration."""
+    if not binned:
+        return np.array([0.0, 1.0])
+    npg = float(scn.vm.pages)
+    e = [np.linspace(0.0, 1.0, BINS + 1)]
+    pol = scn.policy
+    if str(pol.dirty_clear) == "chunk":
+        cp = float(pol.clear_chunk_pages(scn.context()))
+        if cp < npg and npg / cp <= MAX_CHUNK_BINS:
+            e.append(np.arange(0.0, npg, cp) / npg)
+    n, lam, seq, first = regs
+    for j in np.flatnonzero(seq & (n > 0)):
+        e.append(np.linspace(first[j], first[j] + n[j], SEQ_BINS + 1) / npg)
+    e = np.unique(np.clip(np.concatenate(e), 0.0, 1.0))
+    keep = np.concatenate([[True], np.diff(e) > 1e-12])
+    e = e[keep]
+    e[-1] = 1.0
+    return e
+
+
+def _pages_per_bin(edges: np.ndarray, regs, npg: float) -> np.ndarray:
+    """(B, R) pages of each region in each bin: random regions spread evenly over the
+    address space (the workload's scatter), sequential ones on their contiguous block, the
+    untouched rest filling what is left."""
+    n, lam, seq, first = regs
+    R = n.size
+    W = np.diff(edges)
+    out = np.zeros((W.size, R))
+    for j in range(R - 1):
+        if seq[j]:
+            lo, hi = first[j] / npg, (first[j] + n[j]) / npg
+            out[:, j] = np.clip(np.minimum(edges[1:], hi) - np.maximum(edges[:-1], lo), 0.0, None) * npg
+        else:
+            out[:, j] = n[j] * W
+    out[:, R - 1] = np.clip(W * npg - out[:, :R - 1].sum(1), 0.0, None)
+    out[:, R - 1] *= n[R - 1] / max(out[:, R - 1].sum(), 1e-300)
+    return out
 
 
 def with_value(obj, key: str, value):
@@ -106,6 +178,8 @@ class FluidInputs:
     lam: np.ndarray            # (S, R) writes per page per second
     seq: np.ndarray            # (S, R) sequential regions
     zero: np.ndarray           # (S,) zero pages at start
+    edges: np.ndarray          # (S, B + 1) address bin bounds (fractions of memory)
+    nb: np.ndarray             # (S, B, R) pages per bin and region
     vcpus: np.ndarray          # (S,)
     memory_bytes: np.ndarray   # (S,)
     scenarios: list | None = None     # the distinct scenarios (for lmtoolkit.engine.beyond)
@@ -121,6 +195,14 @@ class FluidInputs:
         n = np.array([r[0] for r in regs])[inverse]
         lam = np.array([r[1] for r in regs])[inverse]
         seq = np.array([r[2] for r in regs])[inverse]
+        binned = any(_needs_bins(s) for s in uniq)
+        edges = [_edges_of(s, r, binned) for s, r in zip(uniq, regs)]
+        B = max(e.size for e in edges) - 1
+        E = np.ones((len(uniq), B + 1))
+        NB = np.zeros((len(uniq), B, R))
+        for i, (e, s, r) in enumerate(zip(edges, uniq, regs)):
+            E[i, :e.size] = e
+            NB[i, :e.size - 1] = _pages_per_bin(e, r, float(s.vm.pages))
         ctx = _stack_context([s.context() for s in uniq]).subset(inverse)
         if rate_scale is not None:
             lam = lam * rate_scale[:, None]
@@ -128,6 +210,7 @@ class FluidInputs:
         pol = kinds.pop().stack([s.policy for s in uniq]).subset(inverse)
         return cls(policy=pol, ctx=ctx, n=n, lam=lam, seq=seq,
                    zero=np.array([s.vm.zero_pages for s in uniq], dtype=float)[inverse],
+                   edges=E[inverse], nb=NB[inverse],
                    vcpus=np.array([s.vm.vcpus for s in uniq], dtype=float)[inverse],
                    memory_bytes=np.array([s.vm.memory_bytes for s in uniq], dtype=float)[inverse],
                    scenarios=list(uniq), inverse=np.asarray(inverse))
@@ -174,21 +257,44 @@ class _Group:
     def __init__(self, inp: FluidInputs):
         self.pol, self.ctx = inp.policy, inp.ctx
         self.n, self.lam, self.seq = inp.n, inp.lam, inp.seq
-        self.d = self.n.copy()
-        self.z = inp.zero.astype(float)
+        self.E = inp.edges
+        self.W = np.diff(self.E, axis=1)
+        self.N = inp.nb
+        self.D = self.N.copy()                       # (S, B, R) pending pages
+        z = inp.zero.astype(float)
+        self.Z = z[:, None] * self.W                 # (S, B) pending zero pages (scattered)
+        self.cur = np.zeros(z.size)                  # the send cursor (fraction of memory)
         self.vcpus = inp.vcpus
-        S = self.z.size
+        S = z.size
         self.rounds = np.zeros(S, dtype=np.int64)
         self.idx = np.arange(S)
         self.prev = np.full((6, S), np.nan)   # the 3 last phase lengths and bitmap sizes
+        self.walk = np.zeros(S)                      # cursor move of the last phase
+        # rounds may be leapt over (fast-forward) by rotating the bitmap with the cursor only
+        # where the address layout does not matter: no sequential region, one chunk
+        chunky = np.broadcast_to(np.asarray(inp.policy.dirty_clear) == "chunk", (S,)) & \
+            (np.broadcast_to(np.asarray(inp.policy.clear_chunk_pages(inp.ctx), dtype=float), (S,))
+             < np.asarray(inp.ctx.pages, dtype=float))
+        self.rotatable = ~(inp.seq & (inp.n > 0)).any(axis=1) & ~chunky
         st = State((S,))
         st.pending = np.asarray(self.ctx.pages, dtype=float).copy()
         self.pol.init_state(st, self.ctx)
         self.st = st
 
+    @property
+    def d(self):
+        """(S, R) pending pages per region."""
+        return self.D.sum(axis=1)
+
+    @property
+    def z(self):
+        """(S,) pending zero pages."""
+        return self.Z.sum(axis=1)
+
     def keep(self, m):
         self.pol, self.ctx, self.st = self.pol.subset(m), self.ctx.subset(m), self.st.subset(m)
-        for k in ("n", "lam", "seq", "d", "z", "vcpus", "rounds", "idx"):
+        for k in ("n", "lam", "seq", "E", "W", "N", "D", "Z", "cur", "vcpus", "rounds", "idx", "walk",
+                  "rotatable"):
             setattr(self, k, getattr(self, k)[m])
         self.prev = self.prev[:, m]
 
@@ -218,58 +324,229 @@ def run_inputs(inp: FluidInputs, round_detail: int = ROUND_DETAIL_LIMIT) -> Batc
     return out
 
 
+def _walk(g: _Group, k, t_nz, t_z, tmax):
+    """Where a phase that sends ``k`` pending pages from the cursor goes (address order).
+
+    Segment ``s`` of the walk is a piece of bin ``seg[:, s]``: ``s = 0`` from the cursor to
+    the end of its bin, then the other bins in address order (wrapping around), then
+    ``s = B`` the part of the cursor's bin before the cursor.  Pending pages are spread
+    evenly inside a bin.  Returns a dict of (S, B + 1) arrays: ``seg``, ``frac`` (share of
+    the bin's pages in the segment), ``start``/``end`` (addresses), ``sigma`` (share of the
+    segment's pending pages sent), ``A``/``tau`` (start and duration of those sends),
+    ``P``/``Z`` (pending and zero pages in the segment), and ``walk`` (S,), the address
+    distance the cursor moved, ``cut`` (S,), where the timeout ``tmax`` ended the phase."""
+    E, W, cur = g.E, g.W, g.cur
+    S, B = W.shape
+    b0 = np.sum(E[:, 1:B] <= cur[:, None], axis=1)
+    order = (b0[:, None] + np.arange(B)[None, :]) % B
+    seg = np.concatenate([order, b0[:, None]], axis=1)
+    start = np.take_along_axis(E, seg, 1)
+    end = np.take_along_axis(E, seg + 1, 1)
+    start[:, 0] = cur
+    end[:, B] = cur
+    length = np.maximum(end - start, 0.0)
+    Wb = np.take_along_axis(W, seg, 1)
+    frac = np.where(Wb > 0, length / np.maximum(Wb, 1e-300), 0.0)
+    Pseg = np.take_along_axis(g.D.sum(-1), seg, 1) * frac
+    Zseg = np.minimum(np.take_along_axis(g.Z, seg, 1) * frac, Pseg)
+    Cprev = np.cumsum(Pseg, 1) - Pseg
+    kk = k[:, None]
+    sigma = np.where(Pseg > 0, np.clip((kk - Cprev) / np.maximum(Pseg, 1e-300), 0.0, 1.0), 0.0)
+    tfull = Zseg * t_z[:, None] + (Pseg - Zseg) * t_nz[:, None]
+    tau = sigma * tfull
+    A = np.cumsum(tau, 1) - tau
+    cut = tau.sum(1) > tmax
+    passed = np.where(Pseg > 0, sigma, (Cprev < kk).astype(float))
+    if cut.any():
+        with np.errstate(over="ignore", invalid="ignore"):
+            part = np.where(tau > 0, np.clip((tmax[:, None] - A) / np.maximum(tau, 1e-300), 0.0, 1.0),
+                            (A < tmax[:, None]).astype(float))
+        sigma = np.where(cut[:, None], sigma * part, sigma)
+        passed = np.where(cut[:, None], passed * part, passed)
+        tau = sigma * tfull
+        A = np.cumsum(tau, 1) - tau
+    return dict(seg=seg, frac=frac, start=start, end=end, sigma=sigma, A=A, tau=tau, P=Pseg,
+                Z=Zseg, walk=(passed * length).sum(1), cut=cut)
+
+
+def _to_bins(X, seg, B):
+    """Segment values (S, B + 1, ...) summed back onto their bins (S, B, ...)."""
+    S = X.shape[0]
+    out = np.zeros((S, B) + X.shape[2:])
+    idx = seg[:, :B].reshape(seg[:, :B].shape + (1,) * (X.ndim - 2))
+    np.put_along_axis(out, idx, X[:, :B], 1)
+    out[np.arange(S), seg[:, B]] += X[:, B]
+    return out
+
+
+def _chunk_entry(g: _Group, w: dict, ctx, pol):
+    """``dirty_clear: chunk``: for each segment, the time the walk entered its chunk (0 for
+    the chunk holding the cursor: its clear comes with the phase's first send)."""
+    S = g.cur.size
+    cp = np.broadcast_to(np.asarray(pol.clear_chunk_pages(ctx), dtype=float), (S,))
+    wc = (cp / np.asarray(ctx.pages, dtype=float))[:, None]
+    mid = 0.5 * (w["start"] + w["end"])
+    ch = np.floor(mid / wc + 1e-9)
+    ch = np.where(w["end"] > w["start"], ch, np.floor(w["start"] / wc + 1e-9))
+    n = ch.shape[1]
+    new_run = np.ones(ch.shape, dtype=bool)
+    new_run[:, 1:] = ch[:, 1:] != ch[:, :-1]
+    first = np.maximum.accumulate(np.where(new_run, np.arange(n)[None, :], 0), axis=1)
+    theta = np.take_along_axis(w["A"], first, 1)
+    return np.where(ch == ch[:, :1], 0.0, theta)
+
+
+def _skip_phase(g: _Group, rows, k, t_nz, t_z, b_nz, b_z, tmax, x):
+    """``dirty_clear: skip`` (Xen classic, ``xc_domain_save.c``): the pass scans its pending
+    pages and skips those written since the sync, as seen by a peek of the log once per
+    ``skip_batch_pages`` sent pages (``to_skip``); every page written during the pass is
+    pending at the next sync.  Pages of the pass in address order mix the regions as the
+    bitmap does.  Returns (T, pages sent, bytes, pages scanned, new D, new Z, newly dirty)."""
+    D, Z, N, seq = g.D[rows], g.Z[rows], g.N[rows], g.seq[rows]
+    d = D.sum(1)
+    P = np.maximum(d.sum(1), 1e-300)
+    w = d / P[:, None]
+    zs = np.clip(Z.sum(1) / P, 0.0, 1.0)
+    batch = float(type(g.pol).skip_batch_pages)
+    Q = np.clip(np.ceil(k / batch), 1, 256)
+    cand = k / Q
+    tau = np.zeros(P.size)
+    scanned = np.zeros(P.size)
+    sent_nz = np.zeros(P.size)
+    sent_z = np.zeros(P.size)
+    live = np.ones(P.size, dtype=bool)
+    for q in range(int(Q.max())):
+        c = np.where(live & (q < Q), cand, 0.0)
+        if not c.any():
+            break
+        p = f_written(x, tau[:, None], seq)
+        s_all = c * (w * (1.0 - p)).sum(1)
+        sz = np.minimum(c * zs, s_all)
+        snz = s_all - sz
+        dt = snz * t_nz + sz * t_z
+        part = np.where(dt > 0, np.clip((tmax - tau) / np.maximum(dt, 1e-300), 0.0, 1.0), 1.0)
+        live = live & (part >= 1.0)
+        tau = tau + part * dt
+        scanned = scanned + part * c
+        sent_nz = sent_nz + part * snz
+        sent_z = sent_z + part * sz
+    f_T = f_written(x, tau[:, None], seq)[:, None, :]
+    unsent = D * np.clip(1.0 - scanned / P, 0.0, 1.0)[:, None, None]
+    newD = N * f_T + unsent * (1.0 - f_T)
+    newly = ((N - unsent) * f_T).sum((1, 2))
+    newZ = Z * np.clip(1.0 - scanned / P, 0.0, 1.0)[:, None]
+    return (tau, sent_nz + sent_z, sent_nz * b_nz + sent_z * b_z, scanned, newD, newZ, newly)
+
+
 def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
     """One phase and its sync for every running scenario.  Returns where the timeout cut the
     phase short (those scenarios end there; no sync, their policy state is not updated)."""
     st, pol, ctx = g.st, g.pol, g.ctx
+    S, B = g.W.shape
     P = np.maximum(st.pending, 1e-12)
     k = np.clip(pol.phase_pages(st, ctx), np.minimum(1.0, P), P)
     lk = pol.link(st, ctx)
-    T = (k - g.z * k / P) * lk.t_nz + g.z * k / P * lk.t_z
-    deadline = np.broadcast_to(np.asarray(pol.timeout_s, dtype=float), T.shape)
-    cut = st.t + T > deadline
-    # Cut at the timeout: the share of the phase's pages (mixed zero/non-zero) sent by then.
-    k = np.where(cut, k * np.clip((deadline - st.t) / np.maximum(T, 1e-300), 0.0, 1.0), k)
-    frac = k / P
-    kz = g.z * frac
-    knz = k - kz
-    T = np.where(cut, deadline - st.t, knz * lk.t_nz + kz * lk.t_z)
-    B = knz * lk.b_nz + kz * lk.b_z
+    t_nz, t_z, b_nz, b_z = (np.broadcast_to(np.asarray(v, dtype=float), (S,)) for v in
+                            (lk.t_nz, lk.t_z, lk.b_nz, lk.b_z))
+    deadline = np.broadcast_to(np.asarray(pol.timeout_s, dtype=float), (S,))
+    tmax = deadline - st.t
+    mode = np.broadcast_to(np.asarray(pol.dirty_clear), (S,))
     x = g.lam * st.speed[:, None]
-    Tc = T[:, None]
-    sent = g.d * frac[:, None]
-    after = np.where(Tc > 0, F_written(x, Tc, g.seq) / np.maximum(Tc, 1e-300), 0.0)
-    # Policy.dirty_clear hook, "sync" (QEMU under TCG): a write any time after the sync
-    # re-dirties a sent page
-    sync_clear = np.asarray(pol.dirty_clear) == "sync"
-    after = np.where(sync_clear[..., None] if sync_clear.ndim else sync_clear,
-                     f_written(x, Tc, g.seq), after)
-    new = sent * after + (g.n - g.d) * f_written(x, Tc, g.seq)
-    g.d = g.d - sent + new
-    g.z = g.z - kz
+
+    w = _walk(g, k, t_nz, t_z, tmax)
+    cut = w["cut"]
+    sigma, tau, A, seg = w["sigma"], w["tau"], w["A"], w["seg"]
+    T = tau.sum(1)
+    Dseg = np.take_along_axis(g.D, seg[..., None], 1) * w["frac"][..., None]
+    Dseg = np.minimum(Dseg, np.maximum(w["P"], 0.0)[..., None])
+    sent = sigma[..., None] * Dseg
+    xs, seqs = x[:, None, :], g.seq[:, None, :]
+    Tcol = T[:, None]
+    f_T = f_written(x, Tcol, g.seq)                                          # (S, R)
+    pr = np.broadcast_to(f_T[:, None, :], sent.shape)                        # sync
+    is_send, is_chunk = mode == "send", mode == "chunk"
+    if is_send.any():
+        p_send = mean_written_after(xs, (Tcol - A - tau)[..., None], (Tcol - A)[..., None], seqs)
+        pr = np.where(is_send[:, None, None], p_send, pr)
+    if is_chunk.any():
+        theta = _chunk_entry(g, w, ctx, pol)
+        p_chunk = f_written(xs, np.maximum(Tcol - theta, 0.0)[..., None], seqs)
+        pr = np.where(is_chunk[:, None, None], p_chunk, pr)
+    redirty = sent * pr
+    sent_b = _to_bins(sent, seg, B)
+    clean_new = np.clip(g.N - g.D, 0.0, None) * f_T[:, None, :]
+    new_b = _to_bins(redirty, seg, B) + clean_new
+    newD = np.clip(g.D - sent_b + new_b, 0.0, None)
+    kz_seg = sigma * w["Z"]
+    newZ = np.clip(g.Z - _to_bins(kz_seg, seg, B), 0.0, None)
+    kz = kz_seg.sum(1)
+    k_sent = (sigma * w["P"]).sum(1)
+    knz = k_sent - kz
+    Bytes = knz * b_nz + kz * b_z
+    newly = new_b.sum((1, 2))
+    scanned = k_sent.copy()
+    walk = w["walk"]
+
+    skip = (mode == "skip")
+    if skip.any():
+        r = np.flatnonzero(skip)
+        sT, sk, sB, ssc, sD, sZ, snew = _skip_phase(g, r, k[r], t_nz[r], t_z[r], b_nz[r], b_z[r],
+                                                    tmax[r], x[r])
+        T[r], k_sent[r], Bytes[r], scanned[r], newly[r] = sT, sk, sB, ssc, snew
+        newD[r], newZ[r] = sD, sZ
+        cut[r] = sT >= tmax[r] * (1 - 1e-12) - 1e-15
+        cut[r] &= ssc < k[r] * (1 - 1e-12)
+        walk[r] = ssc / np.maximum(P[r], 1e-300)
+    T = np.where(cut, tmax, T)
+    g.D, g.Z = newD, newZ
+    g.cur = np.mod(g.cur + walk, 1.0)
+    g.walk = walk
 
     m = g.rounds < L
     rows, cols = g.idx[m], g.rounds[m]
-    for name, val in (("round_start", st.t), ("round_duration", T), ("round_pages", k),
-                      ("round_bytes", B), ("round_dirty_pages", st.pending),
+    for name, val in (("round_start", st.t), ("round_duration", T), ("round_pages", k_sent),
+                      ("round_bytes", Bytes), ("round_dirty_pages", st.pending),
                       ("round_bandwidth", st.bw_est), ("round_throttle", st.throttle)):
         out.round[name][rows, cols] = np.broadcast_to(val, T.shape)[m]
     out.round_kind[rows, cols] = ROUND_KINDS.index("precopy")
 
     st.lost_guest_time = st.lost_guest_time + st.throttle * T
     st.t = np.where(cut, deadline, st.t + T)
-    st.phase_time, st.phase_bytes, st.phase_pages = T, B, k
-    st.sent_bytes = st.sent_bytes + B
-    st.sent_pages = st.sent_pages + k
-    new_total = g.d.sum(axis=1)
-    st.dirty_new = new.sum(axis=1)
-    st.pending = new_total
+    st.phase_time, st.phase_bytes, st.phase_pages = T, Bytes, k_sent
+    st.phase_scanned = scanned
+    st.sent_bytes = st.sent_bytes + Bytes
+    st.sent_pages = st.sent_pages + k_sent
+    st.dirty_new = newly
+    st.pending = g.D.sum((1, 2))
     st.round = st.round + 1
     g.rounds = g.rounds + 1
     pol.after_sync(st, ctx)
     st.throttle_max = np.where(cut, st.throttle_max, np.maximum(st.throttle_max, st.throttle))
-    _fast_forward(g, out, L, T, B, k, cut)
+    _fast_forward(g, out, L, T, Bytes, k_sent, cut)
     return cut
+
+
+def _rotate(E, W, X, shift):
+    """Masses per bin ``X`` (S, B, ...) moved forward by ``shift`` (S,) of the address space
+    (piecewise-constant density, exact integrals over the shifted bins)."""
+    S, B = W.shape
+    extra = (1,) * (X.ndim - 2)
+    cum = np.concatenate([np.zeros((S, 1) + X.shape[2:]), np.cumsum(X, axis=1)], axis=1)
+    total = cum[:, -1]
+
+    def mass_below(y):
+        b = np.minimum(np.sum(E[:, None, 1:] <= y[:, :, None], axis=2), B - 1)
+        lo, wb = np.take_along_axis(E, b, 1), np.take_along_axis(W, b, 1)
+        part = np.where(wb > 0, np.clip((y - lo) / np.maximum(wb, 1e-300), 0.0, 1.0), 0.0)
+        bb = b.reshape(b.shape + extra)
+        return np.take_along_axis(cum, bb, 1) + np.take_along_axis(X, bb, 1) * part.reshape(part.shape + extra)
+
+    y1 = np.mod(E[:, :-1] - shift[:, None], 1.0)
+    y2 = np.mod(E[:, 1:] - shift[:, None], 1.0)
+    wrap = (y1 > y2 + 1e-12) | ((W > 0) & (np.abs(y1 - y2) <= 1e-12) & (W >= 1 - 1e-12))
+    out = mass_below(y2) - mass_below(y1)
+    out = out + np.where(wrap.reshape(wrap.shape + extra), total[:, None], 0.0)
+    return np.where(np.broadcast_to((shift == 0)[:, None].reshape((S, 1) + extra), X.shape), X, out)
 
 
 def _geometric_limit(x0, x1, x2, x3, tol=1e-9):
@@ -306,7 +583,7 @@ def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k, cut) -> None:
     Tlim, rT, okT = _geometric_limit(g.prev[0], g.prev[1], g.prev[2], T)
     plim, rp, okp = _geometric_limit(g.prev[3], g.prev[4], g.prev[5], st.pending)
     g.prev = np.stack([g.prev[1], g.prev[2], T, g.prev[4], g.prev[5], st.pending])
-    cand = okT & okp & pol.stationary(st) & ~np.asarray(pol.converged(st, g.ctx)) & ~cut
+    cand = okT & okp & pol.stationary(st) & ~np.asarray(pol.converged(st, g.ctx)) & ~cut & g.rotatable
     if not cand.any():
         return
     exact = (rT == 0) & (rp == 0)
@@ -357,7 +634,13 @@ def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k, cut) -> None:
             out.round[name][rows, c] = val
         out.round_kind[rows, c] = ROUND_KINDS.index("precopy")
     scale = np.where(ok, p_m / np.maximum(st.pending, 1e-300), 1.0)
-    g.d = g.d * scale[:, None]
+    if g.W.shape[1] > 1:
+        # the bitmap's pattern moves with the cursor: rotate it by the leapt distance
+        shift = np.where(ok, np.mod(n * g.walk, 1.0), 0.0)
+        g.D = _rotate(g.E, g.W, g.D, shift)
+        g.Z = _rotate(g.E, g.W, g.Z, shift)
+        g.cur = np.mod(g.cur + shift, 1.0)
+    g.D = g.D * scale[:, None, None]
     st.pending = np.where(ok, p_m, st.pending)
     st.t = st.t + span
     st.lost_guest_time = st.lost_guest_time + st.throttle * span

@@ -1,20 +1,33 @@
 """Page-granular engine: which pages are dirty, sent, and re-dirtied, pass by pass.
 
 Semantics (a dirty bitmap synced at the start of each pass, pages sent in address order
-continuing where the last phase stopped, as QEMU's ``find_dirty_block`` does):
+continuing where the last phase stopped, as QEMU's ``find_dirty_block`` does).  When a
+write re-dirties a page depends on when its dirty log is cleared — the policy's
+:attr:`~lmtoolkit.policies.base.Policy.dirty_clear` hook:
 
-* a page written *after* it was sent in this pass is dirty at the next sync (sent again);
-* a page written *before* it is sent in this pass goes out once, with its latest content
-  (QEMU with KVM manual dirty-log protect clears a chunk's dirty bits just before sending
-  it; Xen skips it now and sends it next round — either way it is sent once per round);
-* a page that is not in this pass's set and is written becomes dirty at the next sync;
-* with a policy whose ``dirty_clear`` is ``"sync"`` (QEMU under TCG, or KVM without manual
-  dirty-log protect: the sync itself clears and re-arms the log) *every* write after the
-  sync is dirty at the next sync, also one made before the page was sent in this pass;
-* a written page is no longer a zero page;
-* at ``policy.timeout_s`` the migration stops wherever it is — inside a pass (the pages
-  whose send ended by then count) or inside the switchover (see :class:`Policy
-  <lmtoolkit.policies.base.Policy>` for what the timeout means, post-copy included).
+* ``"send"`` — just before the page is sent: a page written *after* its send in this pass is
+  dirty at the next sync, one written *before* it goes out once with its latest content;
+* ``"sync"`` — at the sync (QEMU under TCG, Xen's ``SHADOW_OP_CLEAN``): *every* write after
+  the sync is dirty at the next sync, also one made before the page was sent in this pass;
+* ``"chunk"`` — QEMU/KVM with manual dirty-log protect (``migration/ram.c:
+  migration_clear_memory_region_dirty_bitmap``, ``accel/kvm/kvm-all.c:
+  kvm_log_clear_one_slot``): the log of a whole chunk of ``policy.clear_chunk_pages`` pages
+  is cleared just before the first page of the chunk is sent after a sync, and only for the
+  pages whose log bit was set at that sync (the engine keeps the KVM log bits).  A write
+  between the sync and the chunk's clear is carried by the send; a write after the clear
+  dirties the page for the next round even if the page was sent after it; a write to a
+  pending page whose bit was not set at the sync (left over from an earlier phase, not
+  written since) is dirty at the next sync whenever it happens;
+* ``"skip"`` (Xen classic, ``xc_domain_save.c``: ``to_skip``) — cleared at the sync, and a
+  pending page written since the sync is *skipped* when its turn comes (no bytes, no time)
+  and sent in the next round; the skip test uses the log as peeked at the start of each
+  batch of ``policy.skip_batch_pages`` sent pages (``XEN_DOMCTL_SHADOW_OP_PEEK``);
+
+and in every mode a page that is not in this pass's set and is written becomes dirty at the
+next sync; a written page is no longer a zero page; at ``policy.timeout_s`` the migration
+stops wherever it is — inside a pass (the pages whose send ended by then count) or inside
+the switchover (see :class:`Policy <lmtoolkit.policies.base.Policy>` for what the timeout
+means, post-copy included).
 
 Writes come from the workload's sampler (:mod:`lmtoolkit.model.workload`), O(written pages)
 per phase; the only O(memory) work is the first pass.  Everything is numpy; one migration
@@ -34,12 +47,17 @@ from .common import ROUND_DETAIL_LIMIT, reason_name, sent_by, slowdown, switchov
 _EMPTY = np.empty(0, dtype=np.int64)
 
 
+def clear_mode(policy) -> str:
+    """The policy's :attr:`~lmtoolkit.policies.base.Policy.dirty_clear` hook as a plain string."""
+    return str(policy.dirty_clear)
+
+
 def clears_at_send(policy) -> bool:
     """False when the policy's dirty log is cleared at the sync (the
     :attr:`~lmtoolkit.policies.base.Policy.dirty_clear` hook is ``"sync"``, e.g. QEMU under
     TCG): then every write after the sync is dirty at the next one, even to a page sent
     later in the same phase (no write is absorbed by the send)."""
-    return str(policy.dirty_clear) != "sync"
+    return clear_mode(policy) == "send"
 
 
 def _send_order(pending: np.ndarray, cursor: int) -> np.ndarray:
@@ -69,6 +87,7 @@ class _Run:
         self.sampler = scn.workload.sampler(self.n, self.vm.page_bytes, rng)
         self.dirty = np.ones(self.n, dtype=bool)      # the dirty bitmap (pages pending)
         self._slot_arr = None  # page -> position in this phase's sends (allocated on first use)
+        self._kbit_arr = None  # KVM dirty-log bits (dirty_clear: chunk; allocated on first use)
         self.cursor = 0
         self.st = State(())
         self.st.pending = np.float64(self.n)
@@ -96,6 +115,49 @@ class _Run:
             return k, s0, True, None, pending
         return k, s0, False, sent, pending
 
+    def _positions(self, wp, k, s0, contiguous, sent) -> np.ndarray:
+        """Position of each page of ``wp`` among this phase's sends (-1: not sent)."""
+        if contiguous:
+            return np.where((wp >= s0) & (wp < s0 + k), wp - s0, -1)
+        slot = self._slot()
+        slot[sent] = np.arange(k)
+        p = slot[wp]
+        slot[sent] = -1
+        return p
+
+    def _kbit(self) -> np.ndarray:
+        """KVM's dirty-log bits (``dirty_clear: chunk``): set by a write, cleared by a chunk
+        clear for the pages whose bit the last sync saw.  All set at the start
+        (``KVM_DIRTY_LOG_INITIALLY_SET``, which QEMU enables with manual protect)."""
+        if self._kbit_arr is None:
+            self._kbit_arr = np.ones(self.n, dtype=bool)
+        return self._kbit_arr
+
+    def _chunk_clears(self, k, s0, contiguous, sent, cnz, t0, t_nz, t_z):
+        """Chunk clears of this phase (``dirty_clear: chunk``): (pages per chunk, clear time
+        per chunk — inf where no page of the chunk was sent).  The clear happens just before
+        the chunk's first send after the sync (``ram.c: migration_bitmap_clear_dirty``) and
+        drops the log bits the sync saw (``kvm_log_clear_one_slot`` clears only bits set in
+        the slot's bitmap of the last sync): those pages' bits are reset here (writes during
+        the phase set them again, :meth:`phase`)."""
+        cp = int(self.pol.clear_chunk_pages(self.ctx))
+        n_chunks = -(-self.n // cp)
+        clear_t = np.full(n_chunks, np.inf)
+        if contiguous:
+            first = np.arange(s0 // cp, (s0 + k - 1) // cp + 1) * cp
+            idx = np.maximum(first, s0) - s0
+        else:
+            ch = sent // cp
+            _, idx = np.unique(ch, return_index=True)
+        pages = (s0 + idx) if contiguous else sent[idx]
+        before_nz = idx if cnz is None else np.where(idx > 0, cnz[np.maximum(idx - 1, 0)], 0)
+        clear_t[pages // cp] = t0 + before_nz * t_nz + (idx - before_nz) * t_z
+        kb = self._kbit()
+        for c in np.flatnonzero(np.isfinite(clear_t)):
+            # the bits the sync saw are dropped: a later write sets them again
+            kb[c * cp:(c + 1) * cp] = False
+        return cp, clear_t
+
     def phase(self, k: int) -> bool:
         """Send ``k`` pending pages, then sync.  False when the timeout cut the phase short
         (the migration ends there: :meth:`_cut`)."""
@@ -120,23 +182,28 @@ class _Run:
             return False
         self.dirty[span] = False
         wp, wt = self.sampler.sample(t0, t0 + T, float(st.speed))
+        mode = clear_mode(pol)
+        if mode == "chunk":
+            cached = self._kbit()[wp]      # the bits the sync saw (before this phase's clears)
+            chunk_of, clear_t = self._chunk_clears(k, s0, contiguous, sent, cnz, t0, t_nz, t_z)
         newly = 0
         if wp.size:
-            if contiguous:
-                p = np.where((wp >= s0) & (wp < s0 + k), wp - s0, -1)
-            else:
-                slot = self._slot()
-                slot[sent] = np.arange(k)
-                p = slot[wp]
-                slot[sent] = -1
-            ins = p >= 0
-            pi = p[ins]
-            c = pi + 1 if cnz is None else cnz[pi]
-            send_t = t0 + c * t_nz + (pi + 1 - c) * t_z
-            absorbed = np.zeros(wp.size, dtype=bool)
-            if clears_at_send(pol):
-                absorbed[ins] = wt[ins] <= send_t
-            dirtied = wp[~absorbed]
+            # theta: a write after it re-dirties the page (see the module doc for each mode)
+            theta = np.full(wp.size, -np.inf)
+            if mode == "send":
+                p = self._positions(wp, k, s0, contiguous, sent)
+                ins = p >= 0
+                pi = p[ins]
+                c = pi + 1 if cnz is None else cnz[pi]
+                theta[ins] = t0 + c * t_nz + (pi + 1 - c) * t_z
+            elif mode == "chunk":
+                ct = clear_t[wp // chunk_of]
+                use = cached & np.isfinite(ct)
+                theta[use] = ct[use]
+            dirt = wt > theta
+            if mode == "chunk":
+                self._kbit()[wp] = dirt
+            dirtied = wp[dirt]
             newly = int(np.count_nonzero(~self.dirty[dirtied]))
             self.dirty[dirtied] = True
             self.nonzero[wp] = True
@@ -149,6 +216,7 @@ class _Run:
         st.lost_guest_time = st.lost_guest_time + st.throttle * T
         st.t = st.t + T
         st.phase_time, st.phase_bytes, st.phase_pages = np.float64(T), np.float64(B), np.float64(k)
+        st.phase_scanned = np.float64(k)
         st.sent_bytes = st.sent_bytes + B
         st.sent_pages = st.sent_pages + k
         st.dirty_new = np.float64(newly)

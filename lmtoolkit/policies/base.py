@@ -14,8 +14,9 @@ four rules:
 
 Hooks the engines and the concurrency work read instead of vendor field names:
 
-* :attr:`Policy.dirty_clear` — when the dirty log of a page is cleared (``"send"`` or
-  ``"sync"``; QEMU's ``dirty_clear`` field overrides it);
+* :attr:`Policy.dirty_clear` — when the dirty log of a page is cleared (``"send"``,
+  ``"sync"``, ``"chunk"`` with :meth:`Policy.clear_chunk_pages`, or Xen's ``"skip"``; QEMU's
+  ``dirty_clear`` field and Xen's ``version`` decide it for those policies);
 * :meth:`Policy.concurrent_migrations` — migrations one host runs at once (VMware, Hyper-V);
 * :attr:`Policy.stop_reasons` — stop reasons of the policy's own, added to
   ``records.STOP_REASONS`` when the class is defined.
@@ -95,12 +96,14 @@ class State:
     """Mutable migration state shared by engine and policy (scalars or arrays).
 
     ``round`` counts dirty-bitmap syncs done (1 after the initial sync at setup, as QEMU's
-    ``dirty-sync-count``); ``pending`` is the number of pages in the bitmap.
+    ``dirty-sync-count``); ``pending`` is the number of pages in the bitmap;
+    ``phase_pages`` the pages the last phase sent and ``phase_scanned`` the pages of the
+    bitmap it went through (more than sent when a policy skips pages, Xen's ``to_skip``).
     """
 
     NAMES = ("t", "round", "pending", "pending_zero", "dirty_new", "phase_time", "phase_bytes",
-             "phase_pages", "sent_bytes", "sent_pages", "bw_est", "throttle", "throttle_max",
-             "lost_guest_time")
+             "phase_pages", "phase_scanned", "sent_bytes", "sent_pages", "bw_est", "throttle",
+             "throttle_max", "lost_guest_time")
 
     def __init__(self, shape=()):
         for n in self.NAMES:
@@ -180,16 +183,28 @@ class Policy:
     name: ClassVar[str] = "base"
     #: False: no pre-copy at all (stop-and-copy, post-copy).
     precopy: ClassVar[bool] = True
+    #: True: every phase sends the whole bitmap (:meth:`phase_pages` is ``pending``), so the
+    #: send order across phases does not matter; False (QEMU-like): phases may stop inside a
+    #: pass and the next continues from the cursor (the fluid engine then tracks addresses).
+    full_passes: ClassVar[bool] = True
     #: True: after the switch the remaining pages are pulled/pushed while the VM runs.
     postcopy: ClassVar[bool] = False
     #: Hook: when a page's dirty bit is cleared.  ``"send"``: just before the page is sent,
-    #: so a write between the sync and the send is carried by that send (KVM with manual
-    #: dirty-log protect, Xen's skip of re-dirtied pages); ``"sync"``: at the sync, so every
-    #: write after it is dirty at the next sync (QEMU under TCG).  Both engines read it
-    #: (``engine/page.py``, ``engine/fluid.py``); :class:`~.qemu.QemuPolicy` makes it a
-    #: config field.  Scalar or, on a stacked policy, a string array.  (Deliberately not
-    #: annotated: a plain class attribute, so a subclass may turn it into a field.)
+    #: so a write between the sync and the send is carried by that send (an idealised
+    #: per-page clear, the default of the generic, VMware-like and Hyper-V-like policies);
+    #: ``"sync"``: at the sync, so every write after it is dirty at the next sync (QEMU
+    #: under TCG, Xen's stream v2); ``"chunk"``: per chunk of :meth:`clear_chunk_pages`
+    #: pages just before the chunk's first send (QEMU/KVM with manual dirty-log protect);
+    #: ``"skip"``: at the sync, and pending pages written since are skipped in the pass (Xen
+    #: classic's ``to_skip``).  The page engine's module doc states each precisely.  Both
+    #: engines read it (``engine/page.py``, ``engine/fluid.py``); :class:`~.qemu.QemuPolicy`
+    #: makes it a config field, :class:`~.xen.XenPolicy` derives it from its version.  Scalar
+    #: or, on a stacked policy, a string array.  (Deliberately not annotated: a plain class
+    #: attribute, so a subclass may turn it into a field or a property.)
     dirty_clear = "send"
+    #: ``dirty_clear: skip``: pages sent between two peeks of the dirty log (Xen's
+    #: ``MAX_BATCH_SIZE``, ``xg_save_restore.h``: 1024 pages).
+    skip_batch_pages: ClassVar[int] = 1024
     #: Stop reasons this policy may return besides ``records.STOP_REASONS``; registered
     #: (given a code) when the class is defined, so plug-in policies can add their own.
     stop_reasons: ClassVar[tuple[str, ...]] = ()
@@ -226,6 +241,11 @@ class Policy:
         for field, value in profiles[getattr(self, key)].items():
             if getattr(self, field) is None:
                 object.__setattr__(self, field, value)
+
+    def clear_chunk_pages(self, ctx):
+        """Hook (``dirty_clear: chunk``): pages whose dirty log is cleared together (1 = per
+        page).  :class:`~.qemu.QemuPolicy` derives it from ``clear_bitmap_shift``."""
+        return 1
 
     # -- concurrency (lmtoolkit.evacuate) --------------------------------------------------
     def concurrent_migrations(self, link_gbit_s: float) -> int | None:

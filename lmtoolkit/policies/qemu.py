@@ -47,17 +47,28 @@ Rules and their sources:
   per round, and the delta size as ``xbzrle_delta_ratio`` of a page (our assumption: how much of
   a page a write changes is workload-specific); encoding costs CPU at
   ``xbzrle_encode_gib_s``.
-* **Dirty-log clearing** (``dirty_clear``) — with KVM's manual dirty-log protect (the
-  default since Linux 5.8) ``ram.c: migration_bitmap_clear_dirty`` calls
-  ``migration_clear_memory_region_dirty_bitmap`` → ``memory_region_clear_dirty_bitmap``
-  (``KVM_CLEAR_DIRTY_LOG``) for a page's chunk just before sending it, so a write between the
-  sync and the send is carried by that send (``dirty_clear: send``, the default).  Under TCG
-  there is no ``log_clear`` listener: ``memory_global_dirty_log_sync`` →
+* **Dirty-log clearing** (``dirty_clear``, ``clear_bitmap_shift``) — with KVM's manual
+  dirty-log protect (the default since Linux 5.8, ``KVM_DIRTY_LOG_INITIALLY_SET`` too) the
+  sync only *reads* KVM's log; ``ram.c: migration_bitmap_clear_dirty`` clears it per chunk,
+  just before the first page of a chunk is sent after a sync
+  (``clear_bmap_test_and_clear`` → ``migration_clear_memory_region_dirty_bitmap`` →
+  ``memory_region_clear_dirty_bitmap`` → ``KVM_CLEAR_DIRTY_LOG``).  A chunk is
+  ``2^clear_bitmap_shift`` target pages (``migration.h: CLEAR_BITMAP_SHIFT_DEFAULT`` 18 →
+  1 GiB of 4 KiB pages; ``CLEAR_BITMAP_SHIFT_MIN`` 6, ``_MAX`` 31; the ``x-clear-bitmap-shift``
+  property), and ``accel/kvm/kvm-all.c: kvm_log_clear_one_slot`` clears only the bits that
+  were set at the last sync ("we must guarantee that we won't clear any unknown dirty
+  bits").  So a write between the sync and its chunk's clear is carried by the send, a
+  write after the clear dirties the page for the next round even if the page is sent
+  later in the pass, and a write to a pending page whose bit the sync did not see is dirty
+  at the next sync (``dirty_clear: chunk``, the default).  A guest of at most one chunk
+  (≤ 1 GiB) thus behaves as ``sync``; larger ones lie between ``sync`` and the idealised
+  per-page ``send``.  Under TCG there is no ``log_clear`` listener: ``memory_global_dirty_log_sync`` →
   ``physmem.c: cpu_physical_memory_sync_dirty_bitmap`` fetches *and clears* the global
   ``DIRTY_MEMORY_MIGRATION`` bitmap at the sync and resets the TLB dirty state
   (``tlb_reset_dirty_range_all``, made coherent by commit 03bfc2188f, QEMU 9.0), so every
   write after the sync is dirty at the next one, even to a page sent later in the same
   pass (``dirty_clear: sync``; KVM without manual protect behaves the same way).
+  ``dirty_clear: send`` (cleared page by page at its send) is kept for comparisons.
 * **Multifd** — ``multifd-channels`` (QEMU default 2 when the capability is on) parallel
   TCP streams and sender threads: lifts the per-stream limit.
 """
@@ -94,9 +105,11 @@ class QemuPolicy(PrecopyPolicy):
     xbzrle_encode_gib_s: float = 2.0   # ours: XBZRLE encoder throughput
     multifd_channels: int = 0          # multifd-channels; 0: multifd capability off (one stream)
     iteration_ms: float = MAX_WAIT_S * 1000   # ram_save_iterate's MAX_WAIT
-    dirty_clear: str = "send"          # the Policy.dirty_clear hook: "send" (KVM manual protect) | "sync" (TCG)
+    dirty_clear: str = "chunk"         # the Policy.dirty_clear hook: chunk (KVM manual protect) | sync (TCG) | send
+    clear_bitmap_shift: int = 18       # x-clear-bitmap-shift: 2^shift target pages per clear (CLEAR_BITMAP_SHIFT_DEFAULT)
 
     name = "qemu"
+    full_passes = False    # a phase ends when the estimate drops below the threshold
 
     def __post_init__(self):
         super().__post_init__()
@@ -111,7 +124,13 @@ class QemuPolicy(PrecopyPolicy):
         check_range("xbzrle_encode_gib_s", self.xbzrle_encode_gib_s, 0, None, lo_open=True)
         check_range("multifd_channels", self.multifd_channels, 0, 255)
         check_range("iteration_ms", self.iteration_ms, 0, None, lo_open=True)
-        check_choice("dirty_clear", self.dirty_clear, ("send", "sync"))
+        check_choice("dirty_clear", self.dirty_clear, ("chunk", "sync", "send"))
+        check_range("clear_bitmap_shift", self.clear_bitmap_shift, 6, 31)  # CLEAR_BITMAP_SHIFT_MIN/_MAX
+
+    def clear_chunk_pages(self, ctx):
+        """Pages per dirty-log clear: ``2^clear_bitmap_shift`` target pages (4 KiB)."""
+        target = 2.0 ** (np.asarray(self.clear_bitmap_shift, dtype=float) + 12)
+        return np.maximum(1.0, np.floor(target / ctx.page_bytes))
 
     # -- link --------------------------------------------------------------------------------
     def streams(self, ctx):

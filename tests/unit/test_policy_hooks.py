@@ -62,7 +62,8 @@ def test_plugin_policies_work_by_target_without_registering(monkeypatch):
 
 def test_policy_fields_are_the_class_defaults():
     f = policy_fields({"name": "qemu"})
-    assert f["max_rounds"] == 10 ** 9 and f["xbzrle"] is False and f["dirty_clear"] == "send"
+    assert f["max_rounds"] == 10 ** 9 and f["xbzrle"] is False and f["dirty_clear"] == "chunk"
+    assert f["clear_bitmap_shift"] == 18
     assert f == {x.name: x.default for x in dataclasses.fields(QemuPolicy)}
     assert policy_fields({"name": "xen"})["max_rounds"] is None      # the version decides
 
@@ -103,9 +104,10 @@ class SyncClearPrecopy(PrecopyPolicy):
     dirty_clear = "sync"
 
 
-def test_dirty_clear_hook_defaults_to_send():
+def test_dirty_clear_hook_defaults():
     assert Policy.dirty_clear == "send"
-    assert XenPolicy().dirty_clear == VmwarePolicy().dirty_clear == QemuPolicy().dirty_clear == "send"
+    assert VmwarePolicy().dirty_clear == HypervPolicy().dirty_clear == "send"
+    assert QemuPolicy().dirty_clear == "chunk"        # KVM manual dirty-log protect
     assert QemuPolicy(dirty_clear="sync").dirty_clear == "sync"
 
 
@@ -119,7 +121,7 @@ def test_dirty_clear_hook_changes_the_run_for_any_policy(engine):
     assert sync.round_detail[1].dirty_pages > send.round_detail[1].dirty_pages * 1.3
     assert sync.transferred_bytes > send.transferred_bytes
     # QEMU's field drives the same hook
-    q_send = run(scenario(policy=QemuPolicy(max_bandwidth_mib_s=64), **kw))
+    q_send = run(scenario(policy=QemuPolicy(max_bandwidth_mib_s=64, dirty_clear="send"), **kw))
     q_sync = run(scenario(policy=QemuPolicy(max_bandwidth_mib_s=64, dirty_clear="sync"), **kw))
     assert q_sync.transferred_bytes > q_send.transferred_bytes
 

@@ -173,7 +173,8 @@ def test_validate_fits_on_the_reference_set_and_can_be_pointed_elsewhere(tmp_pat
 @pytest.mark.parametrize("engine", ["page", "fluid"])
 def test_dirty_clear_sync_resends_pages_written_before_their_send(engine):
     wl = UniformWorkload(dirty_rate_pages_s=2_000, wss_mib=64)
-    send = run(scenario(memory_gib=0.5, workload=wl, policy=QemuPolicy(max_bandwidth_mib_s=64), engine=engine))
+    send = run(scenario(memory_gib=0.5, workload=wl, engine=engine,
+                        policy=QemuPolicy(max_bandwidth_mib_s=64, dirty_clear="send")))
     sync = run(scenario(memory_gib=0.5, workload=wl, engine=engine,
                         policy=QemuPolicy(max_bandwidth_mib_s=64, dirty_clear="sync")))
     # every hot page written during pass 1 is dirty at the sync, not only those written after their send

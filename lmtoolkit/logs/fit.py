@@ -185,13 +185,14 @@ def observe(log: xr.Dataset) -> Observed:
                     if kb == 2:
                         dirty[0], dsig[0] = math.nan, math.nan   # measured better here
     conv = completed and not postcopy
+    shown = np.isin(st, ACTIVE + ("completed",))        # setup polls report nothing yet
     return Observed(syncs=K, lo=np.array(lo), hi=np.array(hi), dirty=np.array(dirty),
                     dirty_sigma=np.array(dsig), total_time=total, transferred=_f(log, "transferred"),
                     downtime=down, completed=completed, converged=conv, setup_time=setup,
                     precopy_rate=rate, page_size=page, memory_bytes=_f(log, "ram_total"),
                     end_precopy=end_pre, period_end=period_end, period_new=period_new,
-                    period_sigma=period_sigma, sample_time=t, sample_remaining=rem, sample_transferred=tr,
-                    sample_syncs=c)
+                    period_sigma=period_sigma, sample_time=t[shown], sample_remaining=rem[shown],
+                    sample_transferred=tr[shown], sample_syncs=c[shown])
 
 
 # -- the simulated trajectory ---------------------------------------------------------------------------
@@ -428,6 +429,8 @@ class FitResult:
     derived: dict
     elapsed_s: float
     alternatives: dict               # pattern -> cost
+    engine: str = "page"
+    cap_factor: float = 1.0
 
     def stderr(self) -> dict:
         return {p.key: float(np.std(self.samples[:, i])) for i, p in enumerate(self.params)}
@@ -481,14 +484,14 @@ def _templates(cfg, patterns):
 
 
 def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: str | None = None,
-            engine: str = "fluid", progress=None) -> FitResult:
+            engine: str = "page", progress=None) -> FitResult:
     """Fit the guest of ``log`` (a path or a MigrationLog) under the user's ``overrides``."""
-    from scipy.optimize import minimize
-
     from ..compose import as_overrides, compose
     from .readers import read_log
 
     t0 = time.perf_counter()
+    if engine not in ("page", "fluid"):
+        raise ConfigError("--engine", engine, "page (fluid search + page-engine correction) or fluid")
     if not isinstance(log, xr.Dataset):
         log = read_log(log)
     user = as_overrides(overrides)
@@ -569,70 +572,57 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
     templates = _templates(cfg, patterns)
     prob = Problem(obs=obs, params=params, templates=templates, fixed=fixed, overhead_prior_ms=overhead_prior,
                    round_detail=max(64, obs.syncs + 8))
-    # 1. coarse grid over rate x working set (other parameters at their start values)
-    keys = [p.key for p in params]
+    # 1. a coarse grid over dirty rate x working set per pattern (the rate is a scaled column:
+    # one scenario per working set), then differential evolution around its best point, each
+    # generation one vectorised fluid call
+    lo_x = np.array([p.to_x(p.lo) for p in params])
+    hi_x = np.array([p.to_x(p.hi) for p in params])
     x0 = np.array([p.to_x(p.init) for p in params])
-    grid_axes = [i for i, k in enumerate(keys) if k in ("workload.dirty_rate_pages_s", "workload.wss_mib")]
-    best = {}
-    for pat in patterns:
-        if grid_axes:
-            vals = []
-            for i in grid_axes:
-                p = params[i]
-                n = 28 if p.key == "workload.dirty_rate_pages_s" else 14
-                vals.append(np.linspace(p.to_x(p.lo), p.to_x(p.hi), n))
-            mesh = np.meshgrid(*vals, indexing="ij")
-            X = np.tile(x0, (mesh[0].size, 1))
-            for j, i in enumerate(grid_axes):
-                X[:, i] = mesh[j].ravel()
-        else:
-            X = x0[None, :]
-        costs = prob.cost(pat, X)
-        j = int(np.argmin(costs))
-        best[pat] = (float(costs[j]), X[j])
-        if progress:
-            progress(f"grid {pat}: best cost {costs[j]:.1f}")
-    # 2. Nelder–Mead from the best grid points
+    keys = [p.key for p in params]
+    gi = [i for i, k in enumerate(keys) if k in ("workload.dirty_rate_pages_s", "workload.wss_mib")]
     results = {}
     for pat in patterns:
-        c0, xs = best[pat]
-        if len(patterns) > 1 and c0 > 4 * min(v[0] for v in best.values()) + 20:
-            results[pat] = (c0, xs)
-            continue
-        f = lambda x, pat=pat: float(prob.cost(pat, x[None, :])[0])  # noqa: E731
-        step = np.array([0.25 if p.log else 0.1 * (p.hi - p.lo) for p in params])
-        simplex = np.vstack([xs] + [xs + np.eye(len(xs))[i] * step[i] for i in range(len(xs))])
-        r = minimize(f, xs, method="Nelder-Mead",
-                     options={"initial_simplex": simplex, "maxfev": 140 * len(xs), "xatol": 1e-3,
-                              "fatol": 1e-3, "adaptive": True})
-        results[pat] = (float(r.fun), r.x) if r.fun < c0 else (c0, xs)
+        xs = x0
+        if gi:
+            vals = [np.linspace(lo_x[i], hi_x[i], 32 if keys[i] == "workload.dirty_rate_pages_s" else 12)
+                    for i in gi]
+            mesh = np.meshgrid(*vals, indexing="ij")
+            X = np.tile(x0, (mesh[0].size, 1))
+            for j, i in enumerate(gi):
+                X[:, i] = mesh[j].ravel()
+            xs = X[int(np.argmin(prob.cost(pat, X)))]
+        width = np.where([i in gi for i in range(len(params))], 1.2, np.inf)
+        box_lo, box_hi = np.maximum(lo_x, xs - width), np.minimum(hi_x, xs + width)
+        xs, c = _evolve(prob, pat, box_lo, box_hi, seed=seed, popsize=10, maxiter=30, x0=xs)
+        results[pat] = (c, xs)
         if progress:
-            progress(f"refined {pat}: cost {results[pat][0]:.1f}")
+            progress(f"{pat}: cost {c:.1f}")
     pattern = min(results, key=lambda k: results[k][0])
     cmin, xhat = results[pattern]
-    # 2b. space mapping onto the page engine (engine="page"): the fluid engine mixes the
+    # 2. space mapping onto the page engine (engine="page"): the fluid engine mixes the
     # regions a pass sends; the page engine sends in address order, which changes how many
     # pending pages a pass leaves (and so what the next sync adds) by up to ~10 %.  Shift the
-    # fluid residuals by (page − fluid) at the estimate and refit, twice.
+    # fluid residuals by (page − fluid) at the estimate and refit near it, twice.
     if engine == "page":
+        width = np.array([0.35 if p.log else 0.1 * (p.hi - p.lo) for p in params])
         for _ in range(2):
             prob.shift = None
             rf = prob.residuals(pattern, xhat[None, :])[0][0]
             prob.shift = prob.page_residuals(pattern, xhat) - rf
-            f = lambda x: float(prob.cost(pattern, x[None, :])[0])  # noqa: E731
-            step = np.array([0.08 if p.log else 0.03 * (p.hi - p.lo) for p in params])
-            simplex = np.vstack([xhat] + [xhat + np.eye(len(xhat))[i] * step[i] for i in range(len(xhat))])
-            r = minimize(f, xhat, method="Nelder-Mead",
-                         options={"initial_simplex": simplex, "maxfev": 60 * len(xhat), "xatol": 1e-3,
-                                  "fatol": 1e-3, "adaptive": True})
-            cmin, xhat = float(r.fun), r.x
+            xhat, cmin = _evolve(prob, pattern, np.maximum(lo_x, xhat - width), np.minimum(hi_x, xhat + width),
+                                 seed=seed + 1, popsize=8, maxiter=15, x0=xhat)
         if progress:
             progress(f"page-engine correction: cost {cmin:.1f}")
     # 3. bootstrap over rounds (one-step)
     samples = _bootstrap(prob, pattern, xhat, bootstrap, seed)
-    # 4. the fitted run and its quality
-    R, _ = prob.residuals(pattern, xhat[None, :])
-    batch = prob.simulate(pattern, xhat[None, :])
+    # 4. the fitted run (in the fit's engine) and its quality
+    if engine == "page":
+        from ..engine import run_batch
+        batch = run_batch([prob.scenario(pattern, xhat, "page", 0)])
+        R = prob.page_residuals(pattern, xhat, seeds=(0, 1, 2))[None, :]
+    else:
+        R, _ = prob.residuals(pattern, xhat[None, :])
+        batch = prob.simulate(pattern, xhat[None, :])
     (ts, ds), = trajectories(batch, offset=obs.setup_time)
     sc = batch.scalars
     nk = obs.syncs - 1
@@ -649,7 +639,7 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
         "downtime_s": float(sc["downtime_s"][0]), "downtime_obs_s": float(obs.downtime),
         "syncs_sim": int(ts.size + 1), "syncs_obs": int(obs.syncs),
         "converged_sim": bool(sc["converged"][0]), "converged_obs": bool(obs.converged),
-        "evaluations": int(prob.evals),
+        "evaluations": int(prob.evals), "page_evaluations": int(prob.page_evals),
     }
     values = {p.key: _nice(float(p.from_x(xhat[i]))) for i, p in enumerate(params)}
     nat = np.column_stack([p.from_x(samples[:, i]) for i, p in enumerate(params)])
@@ -661,13 +651,34 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
         OmegaConf.update(fitted, k, v, merge=False)
     if "pattern" in fitted.workload:
         fitted.workload.pattern = pattern
+    fitted.engine = engine
     traj = {"sync_time": ts.tolist(), "dirty": (ds * page).tolist(),
             "remaining_t": [], "remaining": []}
     traj["remaining_t"], traj["remaining"] = _remaining_curve(batch, obs.setup_time, page)
     return FitResult(cfg=fitted, log=log, obs=obs, params=params, values=values, samples=nat,
                      pattern=pattern, fixed=fixed, quality=quality, trajectory=traj, overrides=user,
                      log_overrides=from_log, derived=derived, elapsed_s=time.perf_counter() - t0,
-                     alternatives={k: v[0] for k, v in results.items()} if len(results) > 1 else {})
+                     alternatives={k: v[0] for k, v in results.items()} if len(results) > 1 else {},
+                     engine=engine, cap_factor=cap_factor)
+
+
+def _evolve(prob: Problem, pattern: str, lo, hi, seed=0, popsize=16, maxiter=45, x0=None):
+    """:func:`scipy.optimize.differential_evolution` with every generation simulated in one
+    vectorised fluid call (the objective is piecewise: no gradient polish)."""
+    from scipy.optimize import differential_evolution
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    hi = np.where(hi - lo < 1e-9, lo + 1e-9, hi)
+
+    def f(x):                       # x: (p, S) in vectorised mode
+        return prob.cost(pattern, np.asarray(x).T)
+
+    kw = {}
+    if x0 is not None:
+        kw["x0"] = np.clip(x0, lo, hi)
+    r = differential_evolution(f, list(zip(lo, hi)), vectorized=True, updating="deferred",
+                               popsize=popsize, maxiter=maxiter, tol=1e-4, atol=1e-3, seed=seed,
+                               polish=False, init="sobol", mutation=(0.5, 0.9), recombination=0.8, **kw)
+    return np.asarray(r.x, float), float(r.fun)
 
 
 def _remaining_curve(batch, offset, page):

@@ -1,0 +1,112 @@
+"""``lmtk fit LOG [overrides] --out FIT.yaml`` and ``lmtk whatif FIT.yaml [overrides] --out OUT.nc``.
+
+Bad input (an unreadable or truncated log, a bad override, a damaged FIT file) is one line
+``lmtk: error: …`` and exit status 2 (:class:`~lmtoolkit.errors.ConfigError`, printed by
+:func:`lmtoolkit.cli.main`).  Files are written atomically (:mod:`lmtoolkit.io`).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+
+def _results_root(overrides) -> Path:
+    """``paths.results_dir`` as the overrides or ``$LMT_RESULTS_DIR`` set it (no composition)."""
+    for o in overrides:
+        k, _, v = str(o).lstrip("+").partition("=")
+        if k.strip() == "paths.results_dir" and v:
+            return Path(v)
+    return Path(os.environ.get("LMT_RESULTS_DIR") or "results")
+
+
+def default_fit_path(log, overrides) -> Path:
+    """``<results>/fits/fit/<log stem>.yaml`` (the ``fit`` directory makes it a config group:
+    ``lmtk run hydra.searchpath=[file://<results>/fits] +fit=<stem>``)."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(log).stem) or "fit"
+    if overrides:
+        stem += "-" + hashlib.sha1(" ".join(overrides).encode()).hexdigest()[:8]
+    return _results_root(overrides) / "fits" / "fit" / f"{stem}.yaml"
+
+
+def cmd_fit(args) -> int:
+    from ..io import check_writable
+    from .fit import fit_log
+    from .fitfile import run_command, write_fit
+    out = Path(args.out) if args.out else default_fit_path(args.log, args.overrides)
+    check_writable(out, "--out" if args.out else "paths.results_dir")
+    res = fit_log(args.log, args.overrides, bootstrap=args.bootstrap, seed=args.seed, engine=args.engine)
+    write_fit(res, out)
+    print(res.summary())
+    print(f"\nwrote {out}")
+    print(f"what-ifs:   lmtk whatif {out} network=10gbe policy=qemu,hybrid,vmware,hyperv")
+    print(f"as config:  {run_command(out)}")
+    return 0
+
+
+def cmd_whatif(args) -> int:
+    from ..io import check_writable, write_dataset
+    from .fitfile import read_fit
+    from .plot import fig_whatif, whatif_table
+    from .whatif import whatif
+    read_fit(args.fit)                          # a bad FIT file is an error before anything else
+    if args.out:
+        out = Path(args.out)
+    else:
+        tag = hashlib.sha1(" ".join(args.overrides).encode()).hexdigest()[:8]
+        out = _results_root(args.overrides) / "whatif" / f"{Path(args.fit).stem}_{tag}.nc"
+    check_writable(out, "--out" if args.out else "paths.results_dir")
+    fig_path = Path(args.figure) if args.figure else None
+    if fig_path is not None:
+        check_writable(fig_path, "--figure")
+    command = "lmtk whatif " + " ".join([args.fit] + list(args.overrides))
+    ds = whatif(args.fit, args.overrides, samples=args.samples, command=command)
+    write_dataset(ds, out)
+    import pandas as pd
+    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 3):
+        tab = whatif_table(ds)
+        cols = [c for c in tab.columns if not c.startswith(("downtime_", "transferred_"))]
+        print(tab[cols].to_string())
+    obs = float(ds.observed_total_time)
+    print(f"(observed run: total time {obs:.3f} s, downtime {float(ds.observed_downtime) * 1000:.1f} ms, "
+          f"{float(ds.observed_transferred) / 2**20:.1f} MiB; bands: 5-95 % of "
+          f"{ds.attrs.get('lmt_band_samples', 0)} bootstrap parameter sets)")
+    print(f"\nwrote {out}")
+    if fig_path is not None:
+        from ..io import atomic_path
+        fig = fig_whatif(ds)
+        with atomic_path(fig_path, suffix=fig_path.suffix) as tmp:
+            fig.savefig(tmp, format=fig_path.suffix.lstrip(".") or "png")
+        print(f"wrote {fig_path}")
+    return 0
+
+
+def add_commands(sub) -> None:
+    f = sub.add_parser("fit", help="fit the guest of a real migration log (QMP query-migrate JSON, libvirt "
+                                   "domjobinfo / job stats, testbed record) -> FIT.yaml")
+    f.add_argument("log", help="the log: QMP query-migrate replies with _t (JSON list or lines), virsh "
+                               "domjobinfo text, virDomainGetJobStats key=value, or a testbed .nc record")
+    f.add_argument("overrides", nargs="*", help="what you know about the run, e.g. "
+                                                "policy.max_bandwidth_mib_s=100 policy.downtime_limit_ms=300 "
+                                                "policy.dirty_clear=sync (TCG); workload=hotcold|zipf to fit "
+                                                "that shape")
+    f.add_argument("-o", "--out", help="FIT.yaml to write (default <results>/fits/fit/<log>.yaml)")
+    f.add_argument("--engine", default="page", choices=("page", "fluid"),
+                   help="page (default): fluid-engine search corrected onto the page engine; fluid: "
+                        "fluid engine only (faster for very large guests)")
+    f.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples over rounds (default 200)")
+    f.add_argument("--seed", type=int, default=0, help="seed of the optimiser and the bootstrap")
+    f.set_defaults(func=cmd_fit)
+
+    w = sub.add_parser("whatif", help="simulate a fitted guest (FIT.yaml) under other settings, with "
+                                      "bootstrap bands -> a Dataset")
+    w.add_argument("fit", help="a FIT.yaml written by lmtk fit")
+    w.add_argument("overrides", nargs="*", help="settings to change, e.g. network=10gbe policy=vmware; "
+                                                "key=a,b,c makes an axis (policy=qemu,hybrid,vmware "
+                                                "policy.max_bandwidth_mib_s=64,128)")
+    w.add_argument("-o", "--out", help="netCDF file to write (default <results>/whatif/<fit>_<hash>.nc)")
+    w.add_argument("--samples", type=int, default=None,
+                   help="bootstrap parameter sets for the bands (default: all the FIT file keeps, <= 100)")
+    w.add_argument("--figure", help="also write the what-if figure (PNG/PDF/SVG)")
+    w.set_defaults(func=cmd_whatif)

@@ -1,0 +1,358 @@
+"""What if: the fitted guest of a FIT file (:mod:`.fitfile`) under other settings.
+
+``whatif(FIT, overrides)`` composes the FIT file with the overrides — one Hydra composition
+per cell (a temporary ``fit/`` directory on ``hydra.searchpath``, ``+fit=observed``) — and
+simulates; keys not overridden keep the observed run's settings.
+
+* **Axes.**  ``key=a,b,c`` (Hydra's sweep syntax) or ``+sweep.axes.DIM={key: K, values: [...]}``
+  make dims, as in ``lmtk sweep``: value axes are applied to the built scenario
+  (:func:`lmtoolkit.engine.fluid.with_value`), group swaps (``policy=qemu,hybrid,vmware``)
+  compose one cell each.
+* **Group swaps.**  A swapped group takes the option's values: the FIT file's section for
+  that group is dropped, except, for ``policy``, the keys that describe the run rather than
+  the vendor — ``timeout_s``, ``stop_overhead_ms`` (fitted), ``dirty_clear`` (TCG), and the
+  cap, downtime limit and capabilities — when the new policy has them.
+* **The cap.**  QEMU's pre-copy runs a little above ``max-bandwidth``; the fit measured the
+  factor (``cap_factor`` in the FIT file) and a what-if cap (an override or an axis) is
+  scaled by it, so that ``policy.max_bandwidth_mib_s=128`` means what an operator's
+  ``migrate-set-parameters max-bandwidth`` of 128 MiB/s does on that host.
+* **Bands.**  The central prediction runs the config's engine (the FIT file's: ``page`` after
+  a page-corrected fit) at the fitted values.  The bootstrap parameter sets of the fit
+  (``samples``) run on the fluid engine for the same points; their 5-95 % spread, moved to
+  the central value, gives ``*_lo`` / ``*_hi`` (total time, downtime, bytes), and
+  ``converged_share`` is the share of sets whose migration converged.  Fitted parameters
+  that an override, an axis or a group swap replaces get no samples.
+
+The Dataset has the variables of ``lmtk run`` (``total_time``, ``downtime``, ``transferred``,
+``converged``, ``completed``, per-round detail …) over the axes' dims, the bands, the
+observed run's totals (``observed_*``) and the observed and fitted trajectories (dims
+``sync``, ``sample``, ``curve``) for :func:`lmtoolkit.logs.plot.fig_whatif`.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import itertools
+import json
+import re
+import shutil
+import tempfile
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+import yaml
+
+from ..errors import ConfigError
+from .fitfile import SECTIONS, FitFile, read_fit
+
+#: policy keys a policy swap keeps from the observed run when the new policy has them
+CARRY_POLICY = ("timeout_s", "stop_overhead_ms", "dirty_clear", "max_bandwidth_mib_s", "downtime_limit_ms",
+                "auto_converge", "xbzrle", "xbzrle_cache_mib", "xbzrle_delta_ratio", "multifd_channels")
+CAP_KEY = "policy.max_bandwidth_mib_s"
+BANDED = ("total_time", "downtime", "transferred")
+
+
+def _split(o: str):
+    from ..compose import split_override
+    return split_override(o)
+
+
+def _has_list_commas(value: str) -> bool:
+    """``a,b,c`` at the top level (not inside [...], {...} or quotes)."""
+    depth, quote = 0, None
+    for ch in value:
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            return True
+    return False
+
+
+def split_axes(overrides) -> tuple[list[str], dict]:
+    """Overrides without the ``key=a,b`` sweeps, and those as ``dim -> (key, [values])``."""
+    plain, axes = [], {}
+    for o in overrides:
+        prefix, key, value = _split(str(o))
+        if not prefix and "=" in str(o) and _has_list_commas(value):
+            vals = [yaml.safe_load(v.strip()) if v.strip() else "" for v in value.split(",")]
+            dim = key.rsplit(".", 1)[-1]
+            if dim in axes:
+                dim = key.replace(".", "_")
+            axes[dim] = (key, vals)
+        else:
+            plain.append(str(o))
+    return plain, axes
+
+
+def _policy_fields(name: str) -> set:
+    from ..policies import policy_class
+    try:
+        return {f.name for f in fields(policy_class({"name": name}))}
+    except Exception:  # noqa: BLE001 - a plug-in policy: carry nothing
+        return set()
+
+
+def _option_policy_name(option: str) -> str:
+    """The ``name`` a policy option selects (``vmware_vsphere7`` -> ``vmware``)."""
+    from ..paths import config_dir
+    p = config_dir() / "policy" / f"{option}.yaml"
+    with contextlib.suppress(OSError, yaml.YAMLError, AttributeError):
+        return str((yaml.safe_load(p.read_text()) or {}).get("name", option))
+    return option
+
+
+def fit_variant(ff: FitFile, swaps: dict) -> dict:
+    """The FIT file's body with the sections of swapped groups dropped (see the module doc)."""
+    body = copy.deepcopy(ff.config)
+    defaults = [d for d in ff.defaults if not any(f"/{g}" in str(list(d)[0]) for g in swaps)] \
+        if ff.defaults else []
+    for g, option in swaps.items():
+        if g not in body:
+            continue
+        if g == "policy":
+            keep = _policy_fields(_option_policy_name(option)) & set(CARRY_POLICY)
+            body[g] = {k: v for k, v in body[g].items() if k in keep}
+            if not body[g]:
+                del body[g]
+        else:
+            del body[g]
+    return {"defaults": defaults, **body}
+
+
+class _FitDir:
+    """A temporary search-path directory holding ``fit/<name>.yaml`` variants."""
+
+    def __init__(self):
+        self.root = Path(tempfile.mkdtemp(prefix="lmtk-whatif-"))
+        (self.root / "fit").mkdir()
+        self.n = 0
+
+    def add(self, body: dict) -> str:
+        name = f"v{self.n}"
+        self.n += 1
+        (self.root / "fit" / f"{name}.yaml").write_text("# @package _global_\n" + yaml.safe_dump(body, sort_keys=False))
+        return name
+
+    def overrides(self, name: str) -> list[str]:
+        return [f"hydra.searchpath=[file://{self.root}]", f"+fit={name}"]
+
+    def close(self):
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _compose_cell(fd: _FitDir, ff: FitFile, user: list[str], swaps: dict):
+    from ..compose import compose
+    name = fd.add(fit_variant(ff, swaps))
+    return compose(fd.overrides(name) + user)
+
+
+def _swaps_of(overrides) -> dict:
+    from ..sweep.axes import SWAPPABLE
+    out = {}
+    for o in overrides:
+        prefix, key, value = _split(str(o))
+        if "." not in key and key in SWAPPABLE:
+            out[key] = value
+    return out
+
+
+def whatif(fit_path, overrides=(), samples: int | None = None, command: str | None = None,
+           progress=None) -> xr.Dataset:
+    """Simulate the fitted guest of ``fit_path`` under ``overrides`` (see the module doc)."""
+    from .. import dataset, provenance
+    from ..compose import as_overrides
+    from ..engine.fluid import simulate_fluid, simulate_fluid_columns
+    from ..runner import build_scenario
+    from ..sweep.axes import Axis, parse_axes
+    from ..tasks import get_task
+
+    ff = read_fit(fit_path)
+    user = as_overrides(overrides)
+    for o in user:
+        if "=" not in o:
+            raise ConfigError(o, None, "", message=f"override '{o}' is not of the form key=value")
+        k = _split(o)[1]
+        if k == "fit" or k.startswith("hydra"):
+            raise ConfigError(k, None, "", message=f"'{o}': lmtk whatif sets the search path and the "
+                              "fit itself; give only the settings to change")
+    plain, comma_axes = split_axes(user)
+    for dim, (key, vals) in comma_axes.items():
+        plain.append(f"+sweep.axes.{dim}={{key: {key}, values: [{', '.join(_hydra_value(v) for v in vals)}]}}")
+    cap_factor = float(ff.fit.get("cap_factor") or 1.0)
+    fd = _FitDir()
+    try:
+        base_swaps = _swaps_of(plain)
+        cfg = _compose_cell(fd, ff, plain, base_swaps)
+        axes: list[Axis] = parse_axes(cfg, None)
+        gaxes = [a for a in axes if a.group]
+        task = get_task("migration")
+        base_tpl = build_scenario(cfg)
+        vaxes = [a for a in axes if not a.group]
+        for a in vaxes:
+            _check_value_axis(a, base_tpl)
+        shape = tuple(len(a.values) for a in axes)
+        n = int(np.prod(shape)) if shape else 1
+        idx = np.unravel_index(np.arange(n), shape) if shape else ()
+        pos = {a.dim: i for i, a in enumerate(axes)}
+        user_keys = {_split(o)[1] for o in plain}
+        fitted_keys, S = _samples(ff, samples)
+        results, lo_hi = [None] * n, {v: (np.full(n, np.nan), np.full(n, np.nan)) for v in BANDED}
+        conv_share = np.full(n, np.nan)
+        gcombos = list(itertools.product(*[a.values for a in gaxes])) or [()]
+        for combo in gcombos:
+            swaps = dict(base_swaps)
+            swaps.update({a.key: v for a, v in zip(gaxes, combo)})
+            ov = [o for o in plain if _split(o)[1] not in {a.key for a in gaxes}] + \
+                 [f"{a.key}={v}" for a, v in zip(gaxes, combo)]
+            ccfg = cfg if not gaxes else _compose_cell(fd, ff, ov, swaps)
+            if progress and gaxes:
+                progress(", ".join(f"{a.key}={v}" for a, v in zip(gaxes, combo)))
+            _apply_cap_factor(ccfg, plain, cap_factor)
+            rows = np.arange(n)
+            for a, v in zip(gaxes, combo):
+                rows = rows[np.asarray(idx[pos[a.dim]])[rows] == a.values.index(v)]
+            columns = {}
+            for a in vaxes:
+                vals = np.array([float(x) for x in a.values])
+                if a.key == CAP_KEY:
+                    vals = vals * cap_factor
+                columns[a.key] = vals[np.asarray(idx[pos[a.dim]])[rows]]
+            central = task.run_cell(ccfg, columns, np.zeros(rows.size, dtype=np.int64), 64)
+            for j, r in enumerate(rows):
+                results[r] = central.take(np.array([j]))
+            # bands: the fit's bootstrap parameter sets on the fluid engine
+            tpl = build_scenario(ccfg)
+            live = [i for i, k in enumerate(fitted_keys)
+                    if k not in user_keys and k.split(".")[0] not in swaps and k not in columns]
+            if S.shape[0] and live:
+                reps = S.shape[0]
+                cols = {k: np.repeat(v, reps) for k, v in columns.items()}
+                for i in live:
+                    cols[fitted_keys[i]] = np.tile(S[:, i], rows.size)
+                import dataclasses
+                ftpl = dataclasses.replace(tpl, engine="fluid")
+                bb = simulate_fluid_columns(ftpl, cols, round_detail=0)
+                ref = simulate_fluid_columns(ftpl, columns, round_detail=0) if columns else \
+                    simulate_fluid([ftpl], round_detail=0)
+                for name, field in (("total_time", "total_time_s"), ("downtime", "downtime_s"),
+                                    ("transferred", "transferred_bytes")):
+                    vals = np.asarray(bb.scalars[field], float).reshape(rows.size, reps)
+                    refv = np.asarray(ref.scalars[field], float).reshape(-1)
+                    if refv.size == 1:
+                        refv = np.repeat(refv, rows.size)
+                    cen = np.array([float(central.scalars[field][j]) for j in range(rows.size)])
+                    with np.errstate(invalid="ignore"):
+                        q05 = np.nanpercentile(vals, 5, axis=1) if np.isfinite(vals).any() else np.full(rows.size, np.nan)
+                        q95 = np.nanpercentile(vals, 95, axis=1) if np.isfinite(vals).any() else np.full(rows.size, np.nan)
+                    lo_hi[name][0][rows] = np.minimum(cen + (q05 - refv), cen)
+                    lo_hi[name][1][rows] = np.maximum(cen + (q95 - refv), cen)
+                conv_share[rows] = np.asarray(bb.scalars["converged"], float).reshape(rows.size, reps).mean(1)
+            else:
+                for name, field in (("total_time", "total_time_s"), ("downtime", "downtime_s"),
+                                    ("transferred", "transferred_bytes")):
+                    cen = np.array([float(central.scalars[field][j]) for j in range(rows.size)])
+                    lo_hi[name][0][rows], lo_hi[name][1][rows] = cen, cen
+                conv_share[rows] = np.asarray(central.scalars["converged"], float)
+    finally:
+        fd.close()
+    batch = task.concat(results)
+    dims = [a.dim for a in axes]
+    coords = {a.dim: a.coord() for a in axes}
+    cattrs = {a.dim: a.coord_attrs() for a in axes}
+    attrs = provenance.attrs(cfg, user, command or f"lmtoolkit.logs.whatif({str(fit_path)!r}, {user!r})")
+    attrs["title"] = f"what if: {ff.fit.get('log', {}).get('label', '')}"
+    attrs["lmt_fit_file"] = str(fit_path)
+    attrs["lmt_fit"] = json.dumps({k: v for k, v in ff.fit.items() if k not in ("samples", "observed", "fitted")})
+    attrs["lmt_axes"] = json.dumps({a.dim: {"key": a.key, "values": a.values} for a in axes})
+    attrs["lmt_cap_factor"] = cap_factor
+    attrs["lmt_band_samples"] = int(S.shape[0])
+    ds = dataset.to_dataset(batch, dims=dims, coords=coords, attrs=attrs, coord_attrs=cattrs)
+    shp = tuple(len(a.values) for a in axes)
+    units = {"total_time": "s", "downtime": "s", "transferred": "bytes"}
+    for name in BANDED:
+        for side, arr in zip(("lo", "hi"), lo_hi[name]):
+            ds[f"{name}_{side}"] = (dims, arr.reshape(shp), {
+                "units": units[name], "long_name": f"{name}: {'5' if side == 'lo' else '95'} % of the fit's "
+                                                  f"bootstrap parameter sets"})
+    ds["converged_share"] = (dims, conv_share.reshape(shp), {
+        "units": "1", "long_name": "share of the fit's bootstrap parameter sets whose migration converged"})
+    _add_observed(ds, ff)
+    return ds
+
+
+def _check_value_axis(a, tpl):
+    from ..sweep.plan import _scenario_attr
+    cur, ok = _scenario_attr(tpl, a.key)
+    if not ok or cur is None or isinstance(cur, str) or not all(isinstance(v, (int, float, bool)) for v in a.values):
+        raise ConfigError(f"sweep.axes.{a.dim}", a.key, "", message=(
+            f"what-if axis {a.dim}: {a.key} cannot be varied on the built scenario (numbers or booleans "
+            f"of vm, workload, network, host, policy; config groups as policy=qemu,vmware)"))
+
+
+def _apply_cap_factor(cfg, plain, factor: float) -> None:
+    """Scale a what-if cap given as an override by the fitted cap factor (in place)."""
+    from omegaconf import OmegaConf
+    if factor == 1.0 or "policy" not in cfg or cfg.policy.get("max_bandwidth_mib_s", None) is None:
+        return
+    if any(_split(o)[1] == CAP_KEY for o in plain):
+        OmegaConf.set_struct(cfg, False)
+        cfg.policy.max_bandwidth_mib_s = float(cfg.policy.max_bandwidth_mib_s) * factor
+
+
+def _samples(ff: FitFile, n: int | None):
+    keys, vals = ff.samples()
+    if n is not None:
+        vals = vals[:max(int(n), 0)]
+    return keys, vals
+
+
+def _add_observed(ds: xr.Dataset, ff: FitFile) -> None:
+    obs, fit = ff.fit.get("observed") or {}, ff.fit.get("fitted") or {}
+
+    def arr(x):
+        return np.array([np.nan if v is None else v for v in (x or [])], float)
+
+    for k, u, ln in (("total_time", "s", "observed total time"), ("downtime", "s", "observed downtime"),
+                     ("transferred", "bytes", "observed bytes")):
+        v = obs.get(k)
+        ds[f"observed_{k}"] = ((), float("nan") if v is None else float(v), {"units": u, "long_name": ln})
+    ds["observed_converged"] = ((), bool(obs.get("converged", False)), {"long_name": "observed run converged"})
+    ds = ds
+    nsync = len(obs.get("sync") or [])
+    ds.coords["sync"] = ("sync", np.array(obs.get("sync") or [], np.int64), {"long_name": "dirty-sync-count", "units": "1"})
+    ds["observed_sync_lo"] = ("sync", arr(obs.get("sync_lo")), {"units": "s", "long_name": "sync after this poll"})
+    ds["observed_sync_hi"] = ("sync", arr(obs.get("sync_hi")), {"units": "s", "long_name": "sync before this poll"})
+    ds["observed_new_bytes"] = ("sync", arr(obs.get("new_bytes")), {"units": "bytes",
+                                "long_name": "bytes the sync added to the dirty bitmap (observed)"})
+    ft = arr(fit.get("sync_time"))[:nsync]
+    fn = arr(fit.get("new_bytes"))[:nsync]
+    ds["fitted_sync_time"] = ("sync", np.pad(ft, (0, nsync - ft.size), constant_values=np.nan),
+                              {"units": "s", "long_name": "sync time (fitted)"})
+    ds["fitted_new_bytes"] = ("sync", np.pad(fn, (0, nsync - fn.size), constant_values=np.nan),
+                              {"units": "bytes", "long_name": "bytes the sync added (fitted)"})
+    ds["observed_sample_time"] = ("sample", arr(obs.get("sample_time")), {"units": "s", "long_name": "poll time"})
+    ds["observed_remaining"] = ("sample", arr(obs.get("sample_remaining")),
+                                {"units": "bytes", "long_name": "dirty bytes left (observed)"})
+    ds["fitted_curve_time"] = ("curve", arr(fit.get("remaining_t")), {"units": "s", "long_name": "time"})
+    ds["fitted_remaining"] = ("curve", arr(fit.get("remaining")),
+                              {"units": "bytes", "long_name": "dirty bytes left (fitted)"})
+
+
+def _hydra_value(v) -> str:
+    """A value in Hydra's override grammar."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if v is None:
+        return "null"
+    s = str(v)
+    return s if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]*|[0-9][A-Za-z0-9_.]*", s) else "'" + s.replace("'", "\\'") + "'"

@@ -88,6 +88,7 @@ class _Run:
         self.dirty = np.ones(self.n, dtype=bool)      # the dirty bitmap (pages pending)
         self._slot_arr = None  # page -> position in this phase's sends (allocated on first use)
         self._kbit_arr = None  # KVM dirty-log bits (dirty_clear: chunk; allocated on first use)
+        self._written_arr = None  # pages written since the sync (dirty_clear: skip)
         self.cursor = 0
         self.st = State(())
         self.st.pending = np.float64(self.n)
@@ -165,6 +166,8 @@ class _Run:
         if self.snapshot is not None:
             self.snapshot(self.rounds, self.dirty)
         k, s0, contiguous, sent, pending = self._next_sends(k)
+        if clear_mode(pol) == "skip":
+            return self._phase_skip(k, s0, contiguous, sent, pending)
         # Contiguous sends (most of a first pass) use slices instead of fancy indexing.
         span = slice(s0, s0 + k) if contiguous else sent
         lk = pol.link(st, self.ctx)
@@ -223,6 +226,85 @@ class _Run:
         st.pending = np.float64(rest + newly)
         st.round = st.round + 1
         self.rounds += 1
+        pol.after_sync(st, self.ctx)
+        st.throttle_max = np.maximum(st.throttle_max, st.throttle)
+        return True
+
+    def _phase_skip(self, k, s0, contiguous, sent, pending) -> bool:
+        """``dirty_clear: skip`` (Xen classic, ``xc_domain_save.c``): scan the ``k`` pending
+        pages in order; before each batch of ``policy.skip_batch_pages`` pages to send, peek
+        the dirty log (``XEN_DOMCTL_SHADOW_OP_PEEK`` into ``to_skip``) and skip the pending
+        pages written since the sync (they stay in the bitmap); the log was cleared at the sync
+        (``SHADOW_OP_CLEAN``), so every page written during the pass is pending at the next
+        one.  ``st.phase_pages`` counts the pages sent, ``st.phase_scanned`` those scanned
+        (``sent_this_iter + skip_this_iter``).  False when the timeout cut the pass."""
+        st, pol = self.st, self.pol
+        order = np.arange(s0, s0 + k, dtype=np.int64) if contiguous else sent
+        lk = pol.link(st, self.ctx)
+        t_nz, t_z, b_nz, b_z = (float(v) for v in (lk.t_nz, lk.t_z, lk.b_nz, lk.b_z))
+        batch = int(pol.skip_batch_pages)
+        t0 = float(st.t)
+        tmax = float(pol.timeout_s)
+        speed = float(st.speed)
+        if self._written_arr is None:
+            self._written_arr = np.zeros(self.n, dtype=bool)
+        written = self._written_arr
+        wlists = []
+        tau, i, n_sent, nbytes = t0, 0, 0, 0.0
+        timed_out = False
+        while i < k:
+            width = 4 * batch
+            while True:
+                window = order[i:i + width]
+                cs = np.cumsum(~written[window])
+                if cs.size == 0 or cs[-1] >= batch or i + width >= k:
+                    break
+                width *= 4
+            end = int(np.searchsorted(cs, batch)) + 1 if cs.size and cs[-1] >= batch else window.size
+            scan = window[:end]
+            go = scan[~written[scan]]
+            nz = self.nonzero[go]
+            c_nz = int(np.count_nonzero(nz))
+            dt = c_nz * t_nz + (go.size - c_nz) * t_z
+            if tau + dt > tmax:
+                j, b = sent_by(tmax - tau, t_nz, t_z, b_nz, b_z, np.cumsum(nz, dtype=np.int64))
+                self.dirty[go[:j]] = False
+                n_sent += j
+                nbytes += b
+                timed_out = True
+                break
+            wp, _ = self.sampler.sample(tau, tau + dt, speed)
+            self.dirty[go] = False
+            written[wp] = True
+            self.nonzero[wp] = True
+            wlists.append(wp)
+            n_sent += go.size
+            nbytes += c_nz * b_nz + (go.size - c_nz) * b_z
+            tau += dt
+            i += end
+        wp = np.concatenate(wlists) if wlists else _EMPTY
+        written[wp] = False
+        newly = 0
+        if not timed_out:
+            newly = int(np.count_nonzero(~self.dirty[wp]))
+            self.dirty[wp] = True
+            scanned_last = order[i - 1] if i else order[0]
+            self.cursor = (int(scanned_last) + 1) % self.n
+        T = (tmax if timed_out else tau) - t0
+        self.detail_append("precopy", t0, T, n_sent, nbytes, float(st.pending), float(st.bw_est),
+                           float(st.throttle))
+        st.lost_guest_time = st.lost_guest_time + st.throttle * T
+        st.t = np.float64(t0 + T)
+        st.sent_bytes = st.sent_bytes + nbytes
+        st.sent_pages = st.sent_pages + n_sent
+        st.round = st.round + 1
+        self.rounds += 1
+        if timed_out:
+            return False
+        st.phase_time, st.phase_bytes, st.phase_pages = np.float64(T), np.float64(nbytes), np.float64(n_sent)
+        st.phase_scanned = np.float64(i)
+        st.dirty_new = np.float64(newly)
+        st.pending = np.float64(np.count_nonzero(self.dirty))
         pol.after_sync(st, self.ctx)
         st.throttle_max = np.maximum(st.throttle_max, st.throttle)
         return True

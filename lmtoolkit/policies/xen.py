@@ -1,17 +1,36 @@
-"""Xen-like pre-copy (``xl migrate``), two generations of the stop rule.
+"""Xen-like pre-copy (``xl migrate``), the two generations of the save loop.
 
-* ``version: classic`` — ``tools/libxc/xc_domain_save.c`` (Xen <= 4.5, migration stream v1):
-  ``DEF_MAX_ITERS 29`` ("limit us to 30 times round loop"), ``DEF_MAX_FACTOR 3`` ("never send
-  more than 3x p2m_size"); the last iteration starts when
-  ``iter >= max_iters || sent_this_iter + skip_this_iter < 50 || total_sent > p2m_size * max_factor``.
-  Pages re-dirtied during the current iteration are skipped (``to_skip``, a peek of the
-  log-dirty bitmap) and go out with the next one — each dirtied page is still sent once per
-  round, which is what the engines model.  Also Clark et al., NSDI 2005.
-* ``version: v2`` — ``tools/libs/guest/xg_sr_save.c`` (Xen >= 4.6, stream v2):
-  ``simple_precopy_policy`` stops when ``dirty_count < SPP_TARGET_DIRTY_COUNT`` (50) or
-  ``iteration >= SPP_MAX_ITERATIONS`` (5); no 3x factor.
+* ``version: classic`` — ``tools/libxc/xc_domain_save.c`` (Xen <= 4.5, migration stream v1),
+  ``xc_domain_save``:
 
-``max_rounds`` / ``max_factor`` / ``dirty_threshold_pages`` override the version's values.
+  - ``DEF_MAX_ITERS 29`` ("limit us to 30 times round loop") and ``iter`` counts the live
+    iterations from 1: after iteration ``iter`` the loop starts the last (suspended) one when
+    ``iter >= max_iters`` — so **29 live passes** plus the final one (``max_rounds: 29``).
+  - The other stop tests are on the pass *just finished*: ``sent_this_iter + skip_this_iter
+    < 50`` — the pages of that pass's ``to_send`` bitmap, sent or skipped, not the bitmap the
+    next pass would send (``dirty_threshold_pages``, read as ``State.phase_scanned``);
+    ``total_sent > p2m_size * max_factor`` with ``DEF_MAX_FACTOR 3`` — pages sent (not
+    skipped) against the guest's pages (``max_factor``, reason ``max_sent``).  (The
+    ``sent_this_iter > sent_last_iter && RATE_IS_MAX()`` test is dead code:
+    ``RATE_IS_MAX()`` is 0 unless ``ADAPTIVE_SAVE`` is defined, which it is not.)
+  - The log is cleared at the end of each pass (``XEN_DOMCTL_SHADOW_OP_CLEAN`` into
+    ``to_send``), and before each batch of ``MAX_BATCH_SIZE`` (1024) pages the loop peeks it
+    (``SHADOW_OP_PEEK`` into ``to_skip``): a page of ``to_send`` already written again is
+    skipped (``skip_this_iter++``) — it is still in the log, so it goes out with the next
+    pass.  ``dirty_clear: skip`` (see :mod:`lmtoolkit.engine.page`).
+
+* ``version: v2`` — ``tools/libs/guest/xg_sr_save.c`` (Xen >= 4.6, stream v2),
+  ``send_memory_live`` with ``simple_precopy_policy``: after each pass the log is cleared
+  into the dirty bitmap (``SHADOW_OP_CLEAN``; no ``to_skip`` — every page in the bitmap is
+  sent, ``dirty_clear: sync``); the policy stops when ``dirty_count <
+  SPP_TARGET_DIRTY_COUNT`` (50) *on that new bitmap* or ``iteration >= SPP_MAX_ITERATIONS``
+  (5).  On the < 50 stop the loop still sends those pages live before breaking (the send
+  precedes the ``break``), then suspends and sends what was written meanwhile
+  (``suspend_and_send_dirty``); the 5-pass stop breaks right after the fifth pass.  No 3x
+  factor.
+
+Also Clark et al., NSDI 2005 (the classic design).  ``max_rounds`` / ``max_factor`` /
+``dirty_threshold_pages`` override the version's values.
 """
 from __future__ import annotations
 
@@ -24,20 +43,22 @@ from ..records import REASON_CODE
 from .base import none_to
 from .precopy import PrecopyPolicy
 
-#: version -> the values of the keys left null (max_factor inf = no byte cap)
+#: version -> the values of the keys left null (max_factor inf = no cap)
 VERSIONS = {
-    "classic": {"max_rounds": 30, "max_factor": 3.0, "dirty_threshold_pages": 50},
+    "classic": {"max_rounds": 29, "max_factor": 3.0, "dirty_threshold_pages": 50},
     "v2": {"max_rounds": 5, "max_factor": float("inf"), "dirty_threshold_pages": 50},
 }
+#: version -> when a page's dirty log is cleared (the Policy.dirty_clear hook)
+CLEAR = {"classic": "skip", "v2": "sync"}
 
 
 @dataclass(frozen=True)
 class XenPolicy(PrecopyPolicy):
-    """Xen: at most 30 rounds (v2: 5), stop below 50 dirty pages or after 3x memory sent."""
+    """Xen: 29 live passes (v2: 5), stop below 50 dirty pages or after 3x memory sent."""
 
     version: str = "classic"                 # classic (xc_domain_save.c) | v2 (xg_sr_save.c)
-    max_rounds: int | None = None            # null = the version's (30 / 5)
-    max_factor: float | None = None          # null = the version's (3 x memory / none)
+    max_rounds: int | None = None            # null = the version's (29 live passes / 5)
+    max_factor: float | None = None          # null = the version's (3 x memory pages / none)
     dirty_threshold_pages: int | None = None  # null = the version's (50)
     # downtime_limit_ms (inherited) is not used by Xen's rules; kept for comparisons.
 
@@ -50,15 +71,41 @@ class XenPolicy(PrecopyPolicy):
         check_range("max_factor", self.max_factor, 1, None)
         check_range("dirty_threshold_pages", self.dirty_threshold_pages, 0, None)
 
-    def converged(self, st, ctx):
-        return st.pending < self.dirty_threshold_pages
+    @property
+    def dirty_clear(self):
+        """``skip`` for classic (``to_skip``), ``sync`` for v2 — per scenario when stacked."""
+        v = np.asarray(self.version)
+        return np.where(v == "classic", CLEAR["classic"], CLEAR["v2"]) if v.ndim else CLEAR[str(v)]
 
-    def steady_horizon(self, st, ctx, phase_s, phase_bytes):
-        h = super().steady_horizon(st, ctx, phase_s, phase_bytes)
-        left = none_to(self.max_factor, np.inf) * ctx.memory_bytes - st.sent_bytes
-        return np.minimum(h, np.ceil(np.maximum(left, 0.0) / np.maximum(phase_bytes, 1e-12)))
+    def _classic(self):
+        return np.asarray(self.version) == "classic"
+
+    def init_state(self, st, ctx):
+        super().init_state(st, ctx)
+        z = np.zeros_like(st.t)
+        st.extra.update(xen_last_live=z.copy(), xen_done=z.copy())
+
+    def after_sync(self, st, ctx):
+        super().after_sync(st, ctx)
+        ex = st.extra
+        # v2: the pass that sent the < 50 pages found at the previous sync was the last live one
+        ex["xen_done"] = np.where(ex["xen_last_live"] > 0, 1.0, ex["xen_done"])
+        small = (st.pending < self.dirty_threshold_pages) & ~self._classic() & (ex["xen_done"] == 0)
+        ex["xen_last_live"] = np.where(small & (ex["xen_last_live"] == 0), 1.0, 0.0)
+
+    def converged(self, st, ctx):
+        # classic: the pass just finished had < 50 pages to send (sent + skipped)
+        classic = (self.passes_done(st) >= 1) & (st.phase_scanned < self.dirty_threshold_pages)
+        # v2: the < 50 pages found at a sync were sent live in one more pass
+        v2 = st.extra["xen_done"] > 0
+        return np.where(self._classic(), classic, v2)
 
     def forced(self, st, ctx):
         code = super().forced(st, ctx)
-        too_much = st.sent_bytes > none_to(self.max_factor, np.inf) * ctx.memory_bytes
+        too_much = st.sent_pages > none_to(self.max_factor, np.inf) * ctx.pages
         return np.where((code == 0) & too_much, REASON_CODE["max_sent"], code)
+
+    def stationary(self, st):
+        """Never leapt over by the fluid engine: the stop tests read the last pass (classic)
+        and a two-step state (v2), and there are at most 29 live passes anyway."""
+        return np.zeros(np.shape(st.t), dtype=bool)

@@ -157,7 +157,7 @@ def test_vendor_stop_reasons_are_declared_by_their_policies():
 
 # -- profiles ----------------------------------------------------------------------------------
 def test_profiles_fill_only_the_keys_left_null():
-    assert (XenPolicy().max_rounds, XenPolicy().max_factor, XenPolicy().dirty_threshold_pages) == (30, 3.0, 50)
+    assert (XenPolicy().max_rounds, XenPolicy().max_factor, XenPolicy().dirty_threshold_pages) == (29, 3.0, 50)
     v2 = XenPolicy(version="v2")
     assert v2.max_rounds == 5 and v2.max_factor == float("inf")
     assert XenPolicy(version="v2", max_rounds=7).max_rounds == 7

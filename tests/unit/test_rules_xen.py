@@ -1,0 +1,95 @@
+"""Xen rules of issue 12 (lmtoolkit/policies/xen.py cites xc_domain_save.c and xg_sr_save.c),
+checked by their effect in both engines."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lmtoolkit.model import HotColdWorkload, UniformWorkload
+from lmtoolkit.policies import XenPolicy
+from lmtoolkit.policies.base import State
+from tests.conftest import run, scenario
+
+ENGINES = ("page", "fluid")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_v2_clears_the_log_at_the_sync(engine):
+    """2 GiB, 1 Gbit/s, 20k uniform writes/s: every page written during a pass is sent again
+    (SHADOW_OP_CLEAN at the sync, no to_skip): ~40 s and ~1.5 s downtime (the per-page clear
+    gave 29.8 s / 0.74 s)."""
+    rec = run(scenario(memory_gib=2.0, workload=UniformWorkload(dirty_rate_pages_s=20_000),
+                       policy=XenPolicy(version="v2"), engine=engine))
+    assert rec.total_time_s == pytest.approx(40.1, rel=0.01)
+    assert rec.downtime_s == pytest.approx(1.5, rel=0.02)
+    assert (rec.rounds, rec.stop_reason) == (5, "max_rounds")
+    # every page of a pass's bitmap is sent
+    for r in rec.round_detail[:-1]:
+        assert r.pages == pytest.approx(r.dirty_pages, rel=1e-9)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_classic_skips_pages_written_since_the_sync(engine):
+    wl = UniformWorkload(dirty_rate_pages_s=20_000)
+    rec = run(scenario(memory_gib=2.0, workload=wl, policy=XenPolicy(), engine=engine))
+    first = rec.round_detail[0]
+    # pass 1 scans all 524288 pages and skips those written before their turn; time runs only
+    # for the pages sent, so dt/du = P t (1 - skip(t)) gives T = ln(1 + y) / lam with
+    # y = lam P t: a share ln(1 + y) / y of the pages is sent (y = 0.698 here: 76 %)
+    t_page = (4096 + 8) / (1e9 * 0.94 / 8)
+    y = 20_000 / 524_288 * 524_288 * t_page
+    assert first.pages / 524_288 == pytest.approx(np.log1p(y) / y, rel=0.005)
+    assert first.duration_s == pytest.approx(np.log1p(y) / (20_000 / 524_288), rel=0.005)
+    assert rec.converged and rec.total_time_s == pytest.approx(31.5, rel=0.01)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_classic_has_29_live_passes(engine):
+    hot = HotColdWorkload(dirty_rate_pages_s=30_000, hot_mib=64)
+    rec = run(scenario(memory_gib=2.0, workload=hot, policy=XenPolicy(), engine=engine))
+    assert (rec.rounds, rec.stop_reason) == (29, "max_rounds")      # DEF_MAX_ITERS 29
+    assert XenPolicy(max_rounds=30).max_rounds == 30
+
+
+def test_classic_stop_test_is_on_the_pass_just_finished():
+    pol = XenPolicy()
+    ctx = scenario().context()
+    st = State(())
+    pol.init_state(st, ctx)
+    st.round = np.float64(5)
+    # sent_this_iter + skip_this_iter < 50: the finished pass's bitmap, whatever the new one
+    st.phase_scanned, st.pending = np.float64(49), np.float64(5_000)
+    assert bool(pol.converged(st, ctx))
+    st.phase_scanned, st.pending = np.float64(50), np.float64(10)
+    assert not bool(pol.converged(st, ctx))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_v2_sends_the_last_few_pages_live_then_stops(engine):
+    """v2: < 50 pages at a sync are sent live in one more pass (the send precedes the break),
+    then the suspended pass sends what was written meanwhile."""
+    wl = UniformWorkload(dirty_rate_pages_s=30, wss_mib=64)
+    rec = run(scenario(memory_gib=0.5, workload=wl, gbit=10, policy=XenPolicy(version="v2"), engine=engine))
+    assert rec.converged and rec.rounds == 2
+    assert rec.round_detail[1].dirty_pages < 50          # the extra live pass
+    assert rec.round_detail[-1].pages < 5                 # what it left for the stop
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_max_factor_counts_pages_sent(engine):
+    hot = HotColdWorkload(dirty_rate_pages_s=50_000, hot_mib=64)
+    rec = run(scenario(workload=hot, policy=XenPolicy(max_rounds=10_000), engine=engine))
+    assert rec.stop_reason == "max_sent"
+    pages = rec.memory_bytes / 4096
+    sent = rec.precopy_bytes / (4096 + 8)      # total_sent, in pages (not bytes, not skipped)
+    assert 3 * pages < sent < 3.2 * pages
+
+
+def test_engines_agree_on_xen():
+    for v in ("classic", "v2"):
+        for wl in (UniformWorkload(dirty_rate_pages_s=20_000), HotColdWorkload(dirty_rate_pages_s=30_000, hot_mib=64)):
+            p, f = (run(scenario(memory_gib=2.0, workload=wl, policy=XenPolicy(version=v), engine=e))
+                    for e in ENGINES)
+            assert f.total_time_s == pytest.approx(p.total_time_s, rel=0.01), (v, wl.name)
+            assert f.transferred_bytes == pytest.approx(p.transferred_bytes, rel=0.01), (v, wl.name)
+            assert f.rounds == p.rounds and f.stop_reason == p.stop_reason

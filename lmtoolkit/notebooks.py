@@ -173,6 +173,18 @@ class NotebookConfig:
         return (f"NotebookConfig(name={self.name!r}, {exp}smoke={self.smoke}, "
                 f"overrides={self.overrides!r})")
 
+    def _repr_html_(self) -> str:
+        """What the config cell shows in a notebook: one readable line, not a repr."""
+        import html
+        parts = [f"<b>{html.escape(self.name)}</b>"]
+        if self.experiment:
+            parts.append(f"experiment <code>{html.escape(self.experiment)}</code>")
+        parts.append("overrides: " + (", ".join(f"<code>{html.escape(o)}</code>" for o in self.overrides)
+                                      or "none (the defaults)"))
+        if self.smoke:
+            parts.append("smoke run (tiny, fast)")
+        return '<p class="lmt-config">Config of ' + " · ".join(parts) + "</p>"
+
     def with_overrides(self, *extra: str) -> list[str]:
         """The effective overrides followed by ``extra`` (later ones win)."""
         return list(self.overrides) + [str(e) for e in extra]

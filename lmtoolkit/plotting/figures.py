@@ -51,6 +51,18 @@ DIMS = {
     "workload": ("workload", ""),
     "auto_converge": ("auto-converge", ""),
     "engine": ("engine", ""),
+    "links": ("host links", ""),
+    "order": ("migration order", ""),
+}
+#: sweep dim -> {value as stored (a config group's name) -> what a reader sees}.  Config groups
+#: keep their names (``evacuation=gigabit``); legends and ticks say what they are.
+VALUE_LABELS = {
+    "network": {"1gbe": "1 GbE", "10gbe": "10 GbE", "25gbe": "25 GbE", "40gbe": "40 GbE",
+                "100gbe_rdma": "100 GbE RDMA", "wan": "WAN"},
+    "links": {"gigabit": "1 GbE", "default": "10 GbE"},
+    "order": {"largest_first": "largest first", "smallest_first": "smallest first",
+              "hottest_first": "hottest first", "coldest_first": "coldest first",
+              "given": "as given"},
 }
 
 
@@ -67,6 +79,47 @@ def label(ds: xr.Dataset | None, name: str) -> str:
     disp = attrs.get("long_name", name.replace("_", " "))
     unit = attrs.get("units", "")
     return f"{disp} ({unit})" if unit and unit != "1" else str(disp)
+
+
+def value_label(dim: str, value) -> str:
+    """How a value of sweep dim ``dim`` is shown (``links="gigabit"`` -> ``"1 GbE"``)."""
+    return VALUE_LABELS.get(dim, {}).get(str(value), str(value))
+
+
+def plural(n: float, word: str) -> str:
+    """``1 pre-copy round``, ``3 pre-copy rounds``."""
+    n = int(n)
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def fmt_seconds(s: float) -> str:
+    """``0.302`` -> ``302 ms``, ``16.75`` -> ``16.8 s``, NaN -> ``n/a``."""
+    s = float(s)
+    if s != s:
+        return "n/a"
+    if s < 1:
+        return f"{s * 1e3:.3g} ms" if s >= 1e-3 else f"{s * 1e3:.2f} ms"
+    return f"{s:.3g} s" if s < 100 else f"{s:.0f} s"
+
+
+def fmt_bytes(b: float) -> str:
+    for unit, div in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+        if abs(b) >= div:
+            return f"{b / div:.3g} {unit}"
+    return f"{b:.0f} B"
+
+
+def outcome(ds: xr.Dataset) -> str:
+    """One line on one migration: rounds, total time, downtime (or why there is none), bytes."""
+    rounds = plural(ds["rounds"].item(), "pre-copy round")
+    total = fmt_seconds(ds["total_time"].item())
+    sent = fmt_bytes(float(ds["transferred"].item())) if "transferred" in ds else ""
+    if not bool(ds["completed"].item()):
+        return (f"{rounds}, stopped after {total} without completing "
+                f"(stop: {ds['stop_reason'].item()}; the VM stays on the source, so no downtime)"
+                + (f", {sent} sent" if sent else ""))
+    return (f"{rounds}, total {total}, downtime {fmt_seconds(ds['downtime'].item())}"
+            + (f", {sent} sent" if sent else ""))
 
 
 def scale(ds: xr.Dataset, name: str) -> float:
@@ -89,6 +142,8 @@ def frame(ds: xr.Dataset, variables: Sequence[str]) -> pd.DataFrame:
     for c in df.columns:
         if c not in variables and df[c].dtype == bool:
             df[c] = df[c].map({True: "on", False: "off"})
+        elif c in VALUE_LABELS:
+            df[c] = df[c].map(lambda v, c=c: value_label(c, v))
     return df
 
 
@@ -116,11 +171,17 @@ def _figure(ncols: int, nrows: int = 1, width: float = 3.6, height: float = 3.0)
 def _log(ax, axis: str = "y") -> None:
     """Log scale; on axes spanning a decade or more, labels on the decades only (minor labels
     overlap), on shorter ones matplotlib's labelled minor ticks."""
-    from matplotlib.ticker import NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     getattr(ax, f"set_{axis}scale")("log")
     lo, hi = getattr(ax, f"get_{axis}lim")()
+    which = getattr(ax, f"{axis}axis")
     if lo > 0 and hi / lo >= 10:
-        getattr(ax, f"{axis}axis").set_minor_formatter(NullFormatter())
+        which.set_minor_formatter(NullFormatter())
+    if lo > 0 and hi / lo < 30:
+        # less than ~1.5 decades: a single decade tick would be all there is; label 1-2-5 steps
+        which.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        which.set_major_formatter(FuncFormatter(lambda v, _: _short(v)))
+        which.set_minor_formatter(NullFormatter())
 
 
 def _short(v: float) -> str:
@@ -128,7 +189,7 @@ def _short(v: float) -> str:
     for div, suffix in ((1e6, "M"), (1e3, "k")):
         if abs(v) >= div:
             return f"{v / div:g}{suffix}"
-    return f"{v:g}"
+    return f"{v:.3g}"
 
 
 def _value_ticks(ax, values, axis: str = "x", max_ticks: int = 6) -> None:
@@ -149,8 +210,9 @@ def _legend_once(fig, axes) -> None:
             ax.get_legend().remove()
     leg = flat[-1].get_legend()
     if leg is not None:
+        title = leg.get_title().get_text()
         flat[-1].legend(*flat[-1].get_legend_handles_labels(), loc="upper left",
-                        bbox_to_anchor=(1.02, 1.0), fontsize="small")
+                        bbox_to_anchor=(1.02, 1.0), fontsize="small", title=title or None)
 
 
 def lines(ds: xr.Dataset, x: str, variables: Sequence[str], hue: str | None = None,
@@ -319,6 +381,12 @@ def _edges(centers: np.ndarray) -> np.ndarray:
 
 
 # -- teaching and validation figures -------------------------------------------------------------
+def _integer_ticks(ax, axis: str = "x") -> None:
+    """Whole-number ticks (rounds, counts): no 0.5 or -0.25."""
+    from matplotlib.ticker import MaxNLocator
+    getattr(ax, f"{axis}axis").set_major_locator(MaxNLocator(integer=True, nbins="auto"))
+
+
 def precopy_rounds(ds: xr.Dataset, axes=None):
     """One migration, round by round: data sent per round and the dirty set at each sync."""
     from matplotlib.patches import Patch
@@ -337,17 +405,20 @@ def precopy_rounds(ds: xr.Dataset, axes=None):
     ax.set_xlabel(label(ds, "round"))
     ax.set_ylabel(label(ds, "round_bytes"))
     _log(ax, "y")
+    _integer_ticks(ax)
+    ax.set_xlim(-0.6, max(float(r.max()) if r.size else 0.0, 1.0) + 0.6)
     ax.legend(handles=[Patch(color=style.OTHER_COLORS[i], label=k) for i, k in
                        enumerate(ROUND_KINDS) if (kinds[ok] == i).any()], fontsize="small")
     ax = axes[1]
     ax.plot(r, np.asarray(ds["round_dirty_pages"].values)[ok], marker="o")
     ax.set_xlabel(label(ds, "round"))
-    ax.set_ylabel(label(ds, "round_dirty_pages"))
+    disp, unit, _, _ = VARIABLES["round_dirty_pages"]
+    ax.set_ylabel(f"{disp}\n({unit})")
     ax.set_yscale("symlog", linthresh=10)
-    down = float(ds["downtime"]) * 1e3
-    fig.suptitle(f"{ds.attrs.get('lmt_policy', '')}: {int(ds['rounds'])} pre-copy rounds, "
-                 f"total {float(ds['total_time']):.2f} s, downtime {down:.0f} ms"
-                 + ("" if bool(ds["completed"]) else " (did not complete)"))
+    _integer_ticks(ax)
+    ax.set_xlim(-0.3, max(float(r.max()) if r.size else 0.0, 1.0) + 0.3)
+    policy = ds.attrs.get("lmt_policy", "")
+    fig.suptitle((f"{policy}: " if policy else "") + outcome(ds.drop_vars("transferred", errors="ignore")))
     return fig
 
 
@@ -355,7 +426,7 @@ def precopy_explorer(ds: xr.Dataset):
     """The teaching explorer: bytes per round, dirty pages per sync, dirty-bitmap heat map."""
     import matplotlib.pyplot as plt
     style.apply()
-    fig = plt.figure(figsize=(9.5, 6.4))
+    fig = plt.figure(figsize=(9.5, 6.8))
     top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.1])
     axes = top.subplots(1, 2)
     precopy_rounds(ds, axes)
@@ -366,11 +437,17 @@ def precopy_explorer(ds: xr.Dataset):
 
 def compare_bars(ds: xr.Dataset, variables: Sequence[str], hue: str | None = None,
                  logy: Sequence[str] | bool = ()):
-    """Teaching: one bar per ``case`` for each variable (display units on the axes)."""
+    """Teaching: one bar per ``case`` for each variable (display units on the axes).
+
+    A case that did not complete has no downtime (the VM never left the source): its bar is
+    replaced by the words "did not complete"."""
     import seaborn as sns
     variables = [v for v in variables if v in ds]
     df = frame(ds, variables)
-    fig, axes = _figure(len(variables), width=3.4, height=3.2)
+    done = (df["case"].map(dict(zip(map(str, ds["case"].values),
+                                    np.asarray(ds["completed"].values, bool))))
+            if "completed" in ds and "case" in df else pd.Series(True, index=df.index))
+    fig, axes = _figure(len(variables), width=3.4, height=3.3)
     for ax, v in zip(axes[0], variables):
         sns.barplot(data=df, x="case", y=v, hue=hue or "case", ax=ax, legend=False,
                     palette=style.palette(list(pd.unique(df[hue or "case"])),
@@ -379,6 +456,12 @@ def compare_bars(ds: xr.Dataset, variables: Sequence[str], hue: str | None = Non
         ax.set_ylabel(label(ds, v))
         if logy is True or v in (logy or ()):
             _log(ax, "y")
+        if v in ("counts", "rounds", "postcopy_faults"):
+            _integer_ticks(ax, "y")
+        for i, (value, ok) in enumerate(zip(df[v], done)):
+            if (not ok and v == "downtime") or not np.isfinite(value):
+                ax.annotate("did not\ncomplete", (i, 0.02), xycoords=("data", "axes fraction"),
+                            ha="center", va="bottom", fontsize="x-small", color="0.35")
         ax.tick_params(axis="x", labelrotation=25)
         for lab in ax.get_xticklabels():
             lab.set_horizontalalignment("right")
@@ -386,20 +469,38 @@ def compare_bars(ds: xr.Dataset, variables: Sequence[str], hue: str | None = Non
 
 
 def dirty_bitmap(da: xr.DataArray, ax=None):
-    """Heat map of a dirty bitmap per round (``round`` × ``address`` bins, share of pages dirty)."""
+    """Heat map of a dirty bitmap per round (``round`` × page bins, share of pages dirty).
+
+    The bins run over ``address`` (guest physical address) or, for a bitmap from
+    :func:`lmtoolkit.teaching.dirty_bitmap_rounds` with ``order="rank"``, over ``rank``: the
+    pages ordered by how often the guest writes them, the working set first (a dotted line
+    marks where it ends)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
     style.apply()
     if ax is None:
         _, ax = plt.subplots(figsize=(7.5, 3.2))
-    table = da.transpose("round", "address").to_pandas()
+    xdim = next(d for d in da.dims if d != "round")
+    table = da.transpose("round", xdim).to_pandas()
+    table.columns = [f"{c:.0f}" for c in table.columns]
+    step = max(1, int(np.ceil(table.shape[0] / 12)))
     sns.heatmap(table, ax=ax, cmap=style.HEATMAP_CMAP, vmin=0, vmax=1,
                 cbar_kws={"label": "dirty share of pages in the bin (1)"},
-                xticklabels=max(1, table.shape[1] // 8),
-                yticklabels=True if table.shape[0] <= 16 else "auto")
-    ax.set_xlabel(f"guest physical address ({da['address'].attrs.get('units', 'MiB')}, bin start)")
+                xticklabels=max(1, table.shape[1] // 8), yticklabels=step)
+    ax.tick_params(axis="y", labelrotation=0)
+    unit = da[xdim].attrs.get("units", "MiB")
+    if xdim == "rank":
+        ax.set_xlabel(f"guest memory, pages ordered by write frequency ({unit}, working set first)")
+        wss = da.attrs.get("wss_bins")
+        if wss is not None and 0 < float(wss) < table.shape[1]:
+            ax.axvline(float(wss), color="0.2", lw=1.0, ls=":")
+            ax.annotate("end of the working set", (float(wss), 0.5), xycoords=("data", "axes fraction"),
+                        xytext=(4, 0), textcoords="offset points", fontsize="x-small", va="center",
+                        color="0.2")
+    else:
+        ax.set_xlabel(f"guest physical address ({unit}, bin start)")
     ax.set_ylabel("round (index)")
-    ax.set_title("dirty bitmap at each sync")
+    ax.set_title("dirty bitmap at each sync (the set the round sends)")
     return ax.figure
 
 
@@ -461,15 +562,83 @@ def fig_evacuation_order(ds: xr.Dataset):
     df = pd.DataFrame({"makespan": ds["makespan"].to_series(),
                        "mean completion": mean_end.to_series()}).reset_index()
     hue = next((d for d in ds["makespan"].dims if d != "order"), None)
+    for c in ("order", hue):
+        if c is not None:
+            df[c] = df[c].map(lambda x, c=c: value_label(c, x))
     fig, axes = _figure(2, width=4.2)
     for ax, v in zip(axes[0], ("makespan", "mean completion")):
         sns.barplot(data=df, x="order", y=v, hue=hue, ax=ax,
                     palette=style.palette(list(pd.unique(df[hue]))) if hue else None)
+        if hue and ax.get_legend() is not None:
+            ax.get_legend().set_title(DIMS.get(hue, (hue,))[0])
         ax.set_xlabel("migration order")
         ax.set_ylabel(f"{v} (s)")
         ax.tick_params(axis="x", labelrotation=30)
+        for lab in ax.get_xticklabels():
+            lab.set_horizontalalignment("right")
         if hue and float(df[v].max()) / max(float(df[v].min()), 1e-9) > 20:
             _log(ax, "y")
     _legend_once(fig, axes)
     fig.suptitle("Host evacuation: does the order matter?")
+    return fig
+
+
+# -- NUMA and copy errors (teaching notebook 04) ------------------------------------------------------
+def numa_placement(ds: xr.Dataset):
+    """Where a VM's vNUMA nodes land on the destination (local vs remote GiB per vNUMA node), and
+    the slowdown after the move over destination node sizes (``lmt.teaching.numa_case``)."""
+    fig, axes = _figure(2, width=4.4, height=3.2)
+    v = int(ds["vnuma_nodes"].item())
+    s = float(ds["vnuma_node_gib"].item())
+    d = float(ds.attrs.get("lmt_dst_node_gib", s))
+    local = min(s, d)
+    ax = axes[0][0]
+    idx = np.arange(v)
+    ax.bar(idx, [local] * v, color=style.policy_color("vmware"), label="local")
+    ax.bar(idx, [s - local] * v, bottom=[local] * v, color=style.policy_color("postcopy"),
+           hatch="//", label="remote")
+    ax.axhline(d, color="0.3", lw=1.0, ls=":", label="destination node size")
+    ax.set_xticks(idx, [f"vNUMA {i}" for i in idx])
+    ax.set_xlim(-0.7, max(v, 2) - 0.3)
+    ax.set_ylim(0, max(s, d) * 1.45)
+    ax.set_xlabel("the VM's vNUMA nodes (fixed at power-on)")
+    ax.set_ylabel("memory (GiB)")
+    ax.legend(fontsize="x-small", loc="upper left", ncol=3)
+    ax.set_title("compatible layout" if bool(ds["numa_compatible"].item()) else "layout does not match")
+    ax = axes[0][1]
+    curve = ds["curve_penalty"]
+    x = np.asarray(curve["dst_node_gib"].values, float)
+    ax.plot(x, np.asarray(curve.values, float) * 100, marker="o", color=style.policy_color("qemu"))
+    ax.plot([d], [float(ds["numa_penalty"].item()) * 100], marker="o", ms=11, mfc="none",
+            color=style.policy_color("postcopy"), label="this destination", ls="none")
+    ax.set_xlabel("memory per destination node (GiB)")
+    ax.set_ylabel("slowdown after the move (%)")
+    ax.legend(fontsize="small")
+    ax.set_title("memory-bound work after the move")
+    return fig
+
+
+def copy_errors(ds: xr.Dataset):
+    """The four protections against copy errors (``lmt.teaching.copy_errors``, dim ``case``):
+    probability that a page arrives silently corrupted, and the total time."""
+    fig, axes = _figure(2, width=4.2, height=3.3)
+    cases = [str(c) for c in ds["case"].values]
+    colors = [style.OTHER_COLORS[i] for i in range(len(cases))]
+    p = np.asarray(ds["corruption_probability"].values, float)
+    ax = axes[0][0]
+    p = np.maximum(p, 1e-300)
+    ax.bar(cases, p, color=colors)
+    ax.set_yscale("log")
+    ax.set_ylim(float(p.min()) / 1e4, min(1.0, float(p.max()) * 1e3))
+    ax.set_ylabel("P(silent corruption) (1)")
+    ax.set_title(f"bit error rate {ds.attrs.get('lmt_bit_error_rate', float('nan')):.0e}")
+    ax = axes[0][1]
+    ax.bar(cases, np.asarray(ds["total_time"].values, float) * scale(ds, "total_time"), color=colors)
+    ax.set_ylabel(label(ds, "total_time"))
+    ax.set_title(f"link: {value_label('network', ds.attrs.get('lmt_network', ''))}")
+    for ax in axes[0]:
+        ax.set_xlabel("")
+        ax.tick_params(axis="x", labelrotation=25)
+        for lab in ax.get_xticklabels():
+            lab.set_horizontalalignment("right")
     return fig

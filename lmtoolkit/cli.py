@@ -91,6 +91,7 @@ COMMAND_MODULES = (
     "lmtoolkit.notebooks",        # lmtk notebooks [NAME] [--smoke] [-p key=value] (issue 5)
     "lmtoolkit.plotting.make",    # lmtk figures [ID] (issue 5)
     "lmtoolkit.evacuate",         # lmtk evacuate (issue 7: concurrent migrations, host evacuation)
+    "lmtoolkit.site",             # lmtk site: the course site, static HTML (issue 15)
     "lmtoolkit.logs.cli",         # lmtk fit LOG, lmtk whatif FIT.yaml (issue 13: real migration logs)
 )
 

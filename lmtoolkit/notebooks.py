@@ -371,6 +371,119 @@ def ensure_kernel(name: str = KERNEL_NAME) -> str:
     return name
 
 
+# -- student and teacher editions ------------------------------------------------------------------
+#: a teaching notebook's exercise: question (markdown), answer cell (``answer_x = None``), a
+#: hidden markdown cell tagged ``solution`` holding a fenced ``python`` block with the answer and
+#: the explanation, and the check cell (``lmt.teaching.check("00.1", answer_x, data)``)
+SOLUTION_TAG = "solution"
+#: the code cell the teacher edition adds after each solution (the fenced block, runnable)
+SOLUTION_CODE_TAG = "solution-code"
+EDITIONS = ("student", "teacher")
+
+
+def _tags(cell) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def _solution_code(source: str) -> str:
+    """The first fenced ```python block of a solution cell."""
+    import re
+    m = re.search(r"```python\n(.*?)```", source, flags=re.S)
+    return m.group(1).strip() if m else ""
+
+
+def is_teaching(stem: str) -> bool:
+    """Teaching notebooks are 0x (they have exercises and editions)."""
+    return stem[:1] == "0"
+
+
+def edition(nb, which: str):
+    """One edition of a notebook, from its one source (a copy; ``nb`` is not changed).
+
+    * ``student``: without the ``solution`` cells — what a student opens, answers left blank;
+    * ``teacher``: every solution unfolded and followed by a ``solution-code`` cell that sets
+      the answer, so the checks show ✓ and the explanation.
+    """
+    import copy
+
+    import nbformat
+    if which not in EDITIONS:
+        raise ConfigError("edition", which, "one of " + ", ".join(EDITIONS))
+    out = copy.deepcopy(nb)
+    cells = []
+    for cell in out.cells:
+        if SOLUTION_TAG not in _tags(cell):
+            cells.append(cell)
+            continue
+        if which == "student":
+            continue
+        cell.metadata.get("jupyter", {}).pop("source_hidden", None)
+        cells.append(cell)
+        code = _solution_code(cell.source)
+        if code:
+            c = nbformat.v4.new_code_cell(code)
+            c.metadata["tags"] = [SOLUTION_CODE_TAG]
+            cells.append(c)
+    out.cells = cells
+    out.metadata["lmt_edition"] = which
+    return out
+
+
+def _output_marker(output, key: str):
+    md = output.get("metadata", {}) or {}
+    if key in md:
+        return md[key]
+    for v in md.values():
+        if isinstance(v, dict) and key in v:
+            return v[key]
+    return None
+
+
+def student_from_teacher(executed):
+    """The student edition of an executed teacher edition, without running it again: the
+    solution cells go, each check shows what an unanswered check shows ("not answered yet"),
+    and what a check reveals once answered (a figure) is dropped.  The same outputs as running
+    the student edition: the checks are the only cells that read the answers."""
+    import copy
+
+    import nbformat
+
+    from .teaching import check
+    out = copy.deepcopy(executed)
+    out.cells = [c for c in out.cells
+                 if not ({SOLUTION_TAG, SOLUTION_CODE_TAG} & set(_tags(c)))]
+    for cell in out.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for o in cell.get("outputs", []):
+            if _output_marker(o, "lmt_reveal") is not None:
+                continue
+            mark = _output_marker(o, "lmt_check")
+            if mark is not None:
+                res = check(mark["exercise"], None)
+                data, md = res._repr_mimebundle_()
+                o = nbformat.from_dict({**o, "data": data, "metadata": md})
+            kept.append(o)
+        cell.outputs = kept
+    count = 0                      # execution counts without the gaps the solutions leave
+    for cell in out.cells:
+        if cell.cell_type == "code" and cell.get("execution_count") is not None:
+            count += 1
+            cell.execution_count = count
+            for o in cell.get("outputs", []):
+                if "execution_count" in o:
+                    o["execution_count"] = count
+    out.metadata["lmt_edition"] = "student"
+    return out
+
+
+def interactive_terminal(stream=None) -> bool:
+    """Progress displays only for a person at a terminal: not in CI logs (``CI`` set) or pipes."""
+    stream = stream or sys.stderr
+    return bool(getattr(stream, "isatty", lambda: False)()) and not os.environ.get("CI")
+
+
 # -- running notebooks ----------------------------------------------------------------------------
 class NotebookError(RuntimeError):
     """A notebook failed: names the notebook, the cell and the error."""
@@ -414,7 +527,7 @@ def _env(**values):
 def execute(name: str, overrides: Iterable[str] = (), smoke: bool = False,
             output_dir: str | Path | None = None, progress: bool = True,
             kernel: str = KERNEL_NAME, timeout: float | None = 1800,
-            experiment: str | None = None) -> NotebookRun:
+            experiment: str | None = None, edition_name: str | None = None) -> NotebookRun:
     """Run notebook ``name`` through papermill on a real kernel; return where it went.
 
     ``name`` is a notebook (stem, number, slug) or an experiment (``quickstart``,
@@ -422,7 +535,8 @@ def execute(name: str, overrides: Iterable[str] = (), smoke: bool = False,
     takes ``experiment=`` or an ``experiment=NAME`` override.  The executed copy (parameters
     injected, outputs kept) is ``<results>/notebooks/<run name>.ipynb`` (:func:`run_name`) and
     the notebook's summary ``<run name>.json`` beside it.  Raises :class:`NotebookError`
-    naming the notebook and the failing cell.
+    naming the notebook and the failing cell.  ``edition_name`` (``student``/``teacher``) runs
+    that edition of the notebook (:func:`edition`) instead of the file as it is.
     """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -454,9 +568,15 @@ def execute(name: str, overrides: Iterable[str] = (), smoke: bool = False,
     env = {ENV_NAME: run, ENV_OUT: str(out_dir), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     if not os.environ.get("LMT_RESULTS_DIR"):
         env["LMT_RESULTS_DIR"] = str(root)
+    src_path = notebook_dir() / f"{stem}.ipynb"
+    if edition_name is not None:
+        import nbformat
+        src_path = out_dir / f".{run}.{edition_name}.source.ipynb"
+        nbformat.write(edition(nbformat.read(notebook_dir() / f"{stem}.ipynb", as_version=4),
+                               edition_name), src_path)
     try:
         with _env(**env):
-            pm.execute_notebook(str(notebook_dir() / f"{stem}.ipynb"), str(out), parameters=params,
+            pm.execute_notebook(str(src_path), str(out), parameters=params,
                                 kernel_name=kernel, progress_bar=progress, cwd=os.getcwd(),
                                 execution_timeout=timeout, log_output=False)
     except PapermillExecutionError as e:
@@ -474,6 +594,9 @@ def execute(name: str, overrides: Iterable[str] = (), smoke: bool = False,
             index = next(i for i, c in enumerate(original) if c is failing)
         raise NotebookError(f"{stem} (experiment={experiment})" if experiment else stem, index,
                             e.exec_count, source, e.ename, e.evalue, out) from None
+    finally:
+        if edition_name is not None:
+            (out_dir / f".{run}.{edition_name}.source.ipynb").unlink(missing_ok=True)
     seconds = time.perf_counter() - t0
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
     return NotebookRun(run, out, seconds, params, summary, stem, experiment)

@@ -32,14 +32,15 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .. import provenance
-from ..compose import (compose_both, compose_raw, config_yaml, first_line, group_is_untouched,
-                       hydra_overrides, is_hydra_override, split_override, swap_group, task_of)
+from ..compose import (compose_both, compose_raw, config_yaml, first_line, hydra_overrides,
+                       is_hydra_override, split_override, task_of)
 from ..engine.fluid import with_value
 from ..errors import ConfigError
 from ..paths import group_options
 from ..runner import resolve_input_path
 from ..tasks import get_task
 from .axes import SWAPPABLE, Axis, parse_axes
+from .swap import group_is_untouched, swap_group
 
 #: sweep.* keys that do not change results: left out of the config hash
 RUNTIME_KEYS = ("executor", "workers", "dask_address", "chunk_size", "format", "cache", "progress")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from lmtoolkit.compose import compose_raw, group_is_untouched, swap_group
+from lmtoolkit.compose import compose_raw
+from lmtoolkit.sweep.swap import group_is_untouched, swap_group
 from lmtoolkit.paths import config_dir, group_options
 
 GROUPS = ("vm", "workload", "network", "host", "policy", "storage", "evacuation")

@@ -1,0 +1,98 @@
+"""Group swaps without a new Hydra composition, where that is exact.
+
+A sweep axis over a config group (``policy: {key: policy, values: [vmware, hyperv]}``)
+needs the config as Hydra would compose it with ``policy=hyperv``.  When nothing but the
+option's own file sets the group's keys (no experiment, debug, local or command-line value
+for ``policy.*``), that config is the base composition with the group's node replaced by the
+option's file merged over the same-group options its defaults list names — no new
+composition (~0.1 s each).  ``tests/config/test_group_swap.py`` checks it against Hydra for
+every option of every group and every experiment's cells.
+"""
+from __future__ import annotations
+
+import copy
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from ..compose import complete_policy, split_override
+from ..paths import config_dir
+
+
+def group_option_node(group: str, option: str) -> DictConfig | None:
+    """The node one option of a config group contributes on its own: its file merged over the
+    same-group options its defaults list names (``- default``, ``_self_``), as Hydra does.
+
+    None when the file uses what this shortcut does not follow (a ``@package`` directive,
+    another group or an override in its defaults list): then compose with Hydra.
+    """
+    path = config_dir() / group / f"{option}.yaml"
+    if not path.is_file():
+        return None
+    text = path.read_text()
+    if any(line.lstrip().startswith("# @package") for line in text.splitlines()):
+        return None
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        return None
+    defaults = data.pop("defaults", None)
+    if defaults is not None and not isinstance(defaults, list):
+        return None
+    parts, has_self = [], False
+    for d in defaults or []:
+        if d == "_self_":
+            parts.append(data)
+            has_self = True
+        elif isinstance(d, str) and d != option:
+            sub = group_option_node(group, d)
+            if sub is None:
+                return None
+            parts.append(sub)
+        else:
+            return None
+    if not has_self:
+        parts.append(data)              # Hydra >= 1.1: _self_ last unless placed
+    return OmegaConf.merge(*[OmegaConf.create(x) if isinstance(x, dict) else x for x in parts])
+
+
+def swap_group(raw: DictConfig, group: str, option: str) -> DictConfig | None:
+    """``raw`` (an unresolved composed config) with ``group`` switched to ``option`` without a
+    new Hydra composition, or None if that is not exact here.  Exact when nothing but the
+    option's own file sets the group's keys (no experiment, debug, local or command-line
+    value for ``group.*``) — the caller checks that (:func:`group_is_untouched`)."""
+    node = group_option_node(group, option)
+    if node is None:
+        return None
+    out = copy.deepcopy(raw)
+    OmegaConf.set_struct(out, False)
+    out[group] = node
+    OmegaConf.set_struct(out, True)
+    if group == "policy":
+        complete_policy(out)
+    return out
+
+
+def group_is_untouched(group: str, overrides: list[str]) -> bool:
+    """Does no config source other than the group's option set keys of ``group``?"""
+    for o in overrides:
+        key = split_override(o)[1]
+        if key.startswith(group + "."):
+            return False
+        if "." not in key and key in ("experiment", "debug"):
+            value = split_override(o)[2]
+            f = config_dir() / key / f"{value}.yaml"
+            try:
+                data = yaml.safe_load(f.read_text()) or {}
+            except (OSError, yaml.YAMLError):
+                return False
+            if not isinstance(data, dict) or group in data:
+                return False
+    local = config_dir() / "local" / "default.yaml"
+    if local.is_file():
+        try:
+            data = yaml.safe_load(local.read_text()) or {}
+        except yaml.YAMLError:
+            return False
+        if not isinstance(data, dict) or group in data:
+            return False
+    return True

@@ -41,8 +41,8 @@ from ..policies.base import Context, State
 from ..records import REASON_CODE, ROUND_KINDS, STOP_REASONS
 from ..scenario import Scenario
 from .beyond import apply_to_batch
-from .common import (ROUND_DETAIL_LIMIT, BatchResult, F_written, f_written, mean_written_after,
-                     slowdown, switchover)
+from .common import (ROUND_DETAIL_LIMIT, BatchResult, F_written, Switchover, f_written,
+                     mean_written_after, slowdown, switchover)
 
 
 def _stack_context(ctxs: list[Context]) -> Context:
@@ -276,6 +276,16 @@ class _Group:
             (np.broadcast_to(np.asarray(inp.policy.clear_chunk_pages(inp.ctx), dtype=float), (S,))
              < np.asarray(inp.ctx.pages, dtype=float))
         self.rotatable = ~(inp.seq & (inp.n > 0)).any(axis=1) & ~chunky
+        # XBZRLE (expected): cache entries, held pages per region, slots refreshed in the last
+        # phase per region, pending pages unchanged since sent, scan wrapped
+        xb = np.broadcast_to(np.asarray(inp.policy.xbzrle_slots(inp.ctx), dtype=float), (S,))
+        self.xb = xb.copy() if (xb > 0).any() else None
+        if self.xb is not None:
+            R = self.n.shape[1]
+            self.xb_held, self.xb_fresh = np.zeros_like(self.N), np.zeros_like(self.N)
+            self.xb_U = np.zeros_like(self.N)
+            self.xb_started = np.zeros(S, dtype=bool)
+            self.rotatable = self.rotatable & (xb <= 0)
         st = State((S,))
         st.pending = np.asarray(self.ctx.pages, dtype=float).copy()
         self.pol.init_state(st, self.ctx)
@@ -296,6 +306,9 @@ class _Group:
         for k in ("n", "lam", "seq", "E", "W", "N", "D", "Z", "cur", "vcpus", "rounds", "idx", "walk",
                   "rotatable"):
             setattr(self, k, getattr(self, k)[m])
+        if self.xb is not None:
+            for k in ("xb", "xb_held", "xb_fresh", "xb_U", "xb_started"):
+                setattr(self, k, getattr(self, k)[m])
         self.prev = self.prev[:, m]
 
 
@@ -324,17 +337,15 @@ def run_inputs(inp: FluidInputs, round_detail: int = ROUND_DETAIL_LIMIT) -> Batc
     return out
 
 
-def _walk(g: _Group, k, t_nz, t_z, tmax):
-    """Where a phase that sends ``k`` pending pages from the cursor goes (address order).
+def _segments(g: _Group) -> dict:
+    """The bins in send order from the cursor, as segments of (S, B + 1) arrays.
 
-    Segment ``s`` of the walk is a piece of bin ``seg[:, s]``: ``s = 0`` from the cursor to
-    the end of its bin, then the other bins in address order (wrapping around), then
-    ``s = B`` the part of the cursor's bin before the cursor.  Pending pages are spread
-    evenly inside a bin.  Returns a dict of (S, B + 1) arrays: ``seg``, ``frac`` (share of
-    the bin's pages in the segment), ``start``/``end`` (addresses), ``sigma`` (share of the
-    segment's pending pages sent), ``A``/``tau`` (start and duration of those sends),
-    ``P``/``Z`` (pending and zero pages in the segment), and ``walk`` (S,), the address
-    distance the cursor moved, ``cut`` (S,), where the timeout ``tmax`` ended the phase."""
+    Segment ``s`` is a piece of bin ``seg[:, s]``: ``s = 0`` from the cursor to the end of its
+    bin, then the other bins in address order (wrapping around), then ``s = B`` the part of
+    the cursor's bin before the cursor.  Pending pages are spread evenly inside a bin.
+    Keys: ``seg``, ``frac`` (share of the bin's pages in the segment), ``start``/``end``
+    (addresses), ``length``, ``P``/``Z`` (pending and zero pages in the segment), ``wrap``
+    (S,): index of the first segment past the end of memory."""
     E, W, cur = g.E, g.W, g.cur
     S, B = W.shape
     b0 = np.sum(E[:, 1:B] <= cur[:, None], axis=1)
@@ -349,10 +360,22 @@ def _walk(g: _Group, k, t_nz, t_z, tmax):
     frac = np.where(Wb > 0, length / np.maximum(Wb, 1e-300), 0.0)
     Pseg = np.take_along_axis(g.D.sum(-1), seg, 1) * frac
     Zseg = np.minimum(np.take_along_axis(g.Z, seg, 1) * frac, Pseg)
+    wrap = np.where(b0 > 0, B - b0, B)
+    return dict(seg=seg, frac=frac, start=start, end=end, length=length, P=Pseg, Z=Zseg, wrap=wrap)
+
+
+def _schedule(w: dict, k, t_nz, t_z, tmax) -> dict:
+    """Send the first ``k`` pending pages of the segments ``w`` (from :func:`_segments`) in
+    order, a non-zero page taking ``t_nz`` s (scalar per scenario, or per segment) and a zero
+    page ``t_z``; stop at ``tmax`` s.  Adds ``sigma`` (share of the segment's pending pages
+    sent), ``A``/``tau`` (start and duration of those sends), ``walk`` (S,) the address
+    distance the cursor moved and ``cut`` (S,) where ``tmax`` ended the phase."""
+    Pseg, Zseg, length = w["P"], w["Z"], w["length"]
+    t_nz = t_nz if np.ndim(t_nz) == 2 else np.asarray(t_nz)[:, None]
     Cprev = np.cumsum(Pseg, 1) - Pseg
     kk = k[:, None]
     sigma = np.where(Pseg > 0, np.clip((kk - Cprev) / np.maximum(Pseg, 1e-300), 0.0, 1.0), 0.0)
-    tfull = Zseg * t_z[:, None] + (Pseg - Zseg) * t_nz[:, None]
+    tfull = Zseg * t_z[:, None] + (Pseg - Zseg) * t_nz
     tau = sigma * tfull
     A = np.cumsum(tau, 1) - tau
     cut = tau.sum(1) > tmax
@@ -365,8 +388,94 @@ def _walk(g: _Group, k, t_nz, t_z, tmax):
         passed = np.where(cut[:, None], passed * part, passed)
         tau = sigma * tfull
         A = np.cumsum(tau, 1) - tau
-    return dict(seg=seg, frac=frac, start=start, end=end, sigma=sigma, A=A, tau=tau, P=Pseg,
-                Z=Zseg, walk=(passed * length).sum(1), cut=cut)
+    return dict(w, sigma=sigma, A=A, tau=tau, walk=(passed * length).sum(1), cut=cut)
+
+
+def _walk(g: _Group, k, t_nz, t_z, tmax) -> dict:
+    """Where a phase that sends ``k`` pending pages from the cursor goes (address order):
+    :func:`_segments` then :func:`_schedule`."""
+    return _schedule(_segments(g), k, t_nz, t_z, tmax)
+
+
+def _xbzrle_plan(g: _Group, geo, Dseg, t_nz, b_nz, st, ctx, pol) -> dict:
+    """XBZRLE in expectation (the page engine runs the cache itself, ``page_cache.c``): a
+    non-zero page of region ``j`` finds its content in the cache with the share ``h_j`` of
+    the region's pages that hold a slot; a hit costs a delta, or nothing if the page did not
+    change since it was sent (``U``, pending pages re-dirtied by a write before their send);
+    a miss the full page.  Only segments past the first wrap of the scan use it
+    (``xbzrle_started``).  Returns per segment the mean time and bytes of a non-zero page."""
+    S, B1 = geo["seg"].shape
+    t_hit, b_hit, t_same = (np.broadcast_to(np.asarray(v, dtype=float), (S,)) for v in
+                            pol.xbzrle_costs(st, ctx))
+    held = np.take_along_axis(g.xb_held, geo["seg"][..., None], 1)
+    h = np.clip(held / np.maximum(np.take_along_axis(g.N, geo["seg"][..., None], 1), 1e-300), 0.0, 1.0)
+    Useg = np.minimum(np.take_along_axis(g.xb_U, geo["seg"][..., None], 1) * geo["frac"][..., None], Dseg)
+    same = np.where(Dseg > 0, Useg / np.maximum(Dseg, 1e-300), 0.0)
+    active = (g.xb > 0)[:, None] & (g.xb_started[:, None] | (np.arange(B1)[None, :] >= geo["wrap"][:, None]))
+    tn, bn = t_nz[:, None, None], b_nz[:, None, None]
+    tj = h * (same * t_same[:, None, None] + (1 - same) * t_hit[:, None, None]) + (1 - h) * tn
+    bj = h * (1 - same) * b_hit[:, None, None] + (1 - h) * bn
+    tot = Dseg.sum(-1)
+    t_seg = np.where(tot > 0, (Dseg * tj).sum(-1) / np.maximum(tot, 1e-300), t_nz[:, None])
+    b_seg = np.where(tot > 0, (Dseg * bj).sum(-1) / np.maximum(tot, 1e-300), b_nz[:, None])
+    return dict(t_seg=np.where(active, t_seg, t_nz[:, None]), b_seg=np.where(active, b_seg, b_nz[:, None]),
+                h=h, active=active, Useg=Useg)
+
+
+def _xbzrle_update(g: _Group, w, sent, xbc, unchanged_p, f_T, B) -> None:
+    """After a phase: the cache's holdings (misses take stale slots, ``CACHED_PAGE_LIFETIME``
+    2; a miss into a slot refreshed in the last phase is not inserted), which pending pages
+    are unchanged since sent, and whether the scan has wrapped (XBZRLE started)."""
+    on = g.xb > 0
+    slots = np.maximum(g.xb, 1.0)
+    act = xbc["active"][..., None]
+    sent_act = sent * act                                        # (S, B + 1, R)
+    h = xbc["h"]
+    hits = _to_bins(sent_act * h, w["seg"], B)                    # (S, B, R)
+    misses = _to_bins(sent_act * (1 - h), w["seg"], B)
+    M = misses.sum((1, 2))
+    fresh_prev = g.xb_fresh.sum((1, 2))
+    F = np.clip(fresh_prev / slots, 0.0, 1.0)
+    ins_tot = (1 - F) * slots * -np.expm1(-M / slots)
+    ins = np.where(M[:, None, None] > 0, (ins_tot / np.maximum(M, 1e-300))[:, None, None] * misses, 0.0)
+    stale_held = np.clip(g.xb_held - g.xb_fresh, 0.0, None)
+    stale_tot = np.maximum(slots - fresh_prev, 1e-9)
+    displaced = (ins_tot / stale_tot)[:, None, None] * stale_held
+    held = np.clip(g.xb_held + ins - displaced, 0.0, g.N)
+    g.xb_held = np.where(on[:, None, None], held, g.xb_held)
+    g.xb_fresh = np.where(on[:, None, None], hits + ins, g.xb_fresh)
+    # pending pages unchanged since their send: re-dirtied by a write before it (sync, chunk)
+    Usent = w["sigma"][..., None] * xbc["Useg"]
+    U_unsent = np.clip(g.xb_U - _to_bins(Usent, w["seg"], B), 0.0, None)
+    newU = U_unsent * (1 - f_T[:, None, :]) + _to_bins(sent * unchanged_p, w["seg"], B)
+    g.xb_U = np.where(on[:, None, None], newU, g.xb_U)
+    g.xb_started = g.xb_started | (w["walk"] >= 1.0 - g.cur - 1e-12)
+
+
+def _xbzrle_stop(g: _Group, sub, pol, st, ctx, sw, d, n_nz, n_z):
+    """The last stage through the cache (hits as deltas at the uncapped rate, no inserts)."""
+    on = (g.xb[sub] > 0) & g.xb_started[sub]
+    if not on.any():
+        return sw
+    S = sub.size
+    lk = pol.link(st, ctx, stop=True)
+    t_nz, b_nz, t_z, b_z = (np.broadcast_to(np.asarray(v, dtype=float), (S,)) for v in
+                            (lk.t_nz, lk.b_nz, lk.t_z, lk.b_z))
+    t_hit, b_hit, t_same = (np.broadcast_to(np.asarray(v, dtype=float), (S,)) for v in
+                            pol.xbzrle_costs(st, ctx, stop=True))
+    D = g.D[sub]
+    h = np.clip(g.xb_held[sub] / np.maximum(g.N[sub], 1e-300), 0.0, 1.0)
+    U = np.minimum(g.xb_U[sub], D)
+    tot = np.maximum(D.sum((1, 2)), 1e-300)
+    same = (U * h).sum((1, 2)) / tot
+    hit = (D * h).sum((1, 2)) / tot - same
+    page_t = n_nz * (hit * t_hit + same * t_same + (1 - hit - same) * t_nz) + n_z * t_z
+    page_b = n_nz * (hit * b_hit + (1 - hit - same) * b_nz) + n_z * b_z
+    overhead = np.asarray(pol.stop_overhead_ms, dtype=float) / 1000.0
+    return Switchover(np.where(on, page_t + sw.device_time_s + overhead, sw.downtime_s),
+                      np.where(on, page_b + sw.device_bytes, sw.bytes),
+                      np.where(on, page_t, sw.page_time_s), np.where(on, page_b, sw.page_bytes),
+                      sw.device_time_s, sw.device_bytes)
 
 
 def _to_bins(X, seg, B):
@@ -453,19 +562,25 @@ def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
     mode = np.broadcast_to(np.asarray(pol.dirty_clear), (S,))
     x = g.lam * st.speed[:, None]
 
-    w = _walk(g, k, t_nz, t_z, tmax)
+    geo = _segments(g)
+    seg = geo["seg"]
+    Dseg = np.take_along_axis(g.D, seg[..., None], 1) * geo["frac"][..., None]
+    xb = g.xb is not None
+    if xb:
+        xbc = _xbzrle_plan(g, geo, Dseg, t_nz, b_nz, st, ctx, pol)
+        w = _schedule(geo, k, xbc["t_seg"], t_z, tmax)
+    else:
+        w = _schedule(geo, k, t_nz, t_z, tmax)
     cut = w["cut"]
-    sigma, tau, A, seg = w["sigma"], w["tau"], w["A"], w["seg"]
+    sigma, tau, A = w["sigma"], w["tau"], w["A"]
     T = tau.sum(1)
-    Dseg = np.take_along_axis(g.D, seg[..., None], 1) * w["frac"][..., None]
-    Dseg = np.minimum(Dseg, np.maximum(w["P"], 0.0)[..., None])
     sent = sigma[..., None] * Dseg
     xs, seqs = x[:, None, :], g.seq[:, None, :]
     Tcol = T[:, None]
     f_T = f_written(x, Tcol, g.seq)                                          # (S, R)
     pr = np.broadcast_to(f_T[:, None, :], sent.shape)                        # sync
     is_send, is_chunk = mode == "send", mode == "chunk"
-    if is_send.any():
+    if is_send.any() or xb:
         p_send = mean_written_after(xs, (Tcol - A - tau)[..., None], (Tcol - A)[..., None], seqs)
         pr = np.where(is_send[:, None, None], p_send, pr)
     if is_chunk.any():
@@ -483,6 +598,9 @@ def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
     k_sent = (sigma * w["P"]).sum(1)
     knz = k_sent - kz
     Bytes = knz * b_nz + kz * b_z
+    if xb:
+        Bytes = np.where(g.xb > 0, (sigma * (w["P"] - w["Z"]) * xbc["b_seg"]).sum(1) + kz * b_z, Bytes)
+        _xbzrle_update(g, w, sent, xbc, np.clip(pr - p_send, 0.0, None), f_T, B)
     newly = new_b.sum((1, 2))
     scanned = k_sent.copy()
     walk = w["walk"]
@@ -685,6 +803,8 @@ def _finish(g: _Group, done, code, out: BatchResult, L: int) -> None:
     timeout = code == REASON_CODE["timeout"]
     post = np.broadcast_to(pol.goes_postcopy(code), P.shape) & ~timeout
     sw_stop = switchover(pol, st, ctx, n_nz, n_z, send_pages=True)
+    if g.xb is not None:
+        sw_stop = _xbzrle_stop(g, sub, pol, st, ctx, sw_stop, d, n_nz, n_z)
     sw_post = switchover(pol, st, ctx, n_nz, n_z, send_pages=False)
     down = np.where(post, sw_post.downtime_s, sw_stop.downtime_s)
     stop_bytes = np.where(post, sw_post.bytes, sw_stop.bytes)

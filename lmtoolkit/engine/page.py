@@ -42,7 +42,7 @@ from ..policies.base import State
 from ..records import REASON_CODE, MigrationRecord, RoundRecord
 from ..scenario import Scenario
 from .beyond import apply_to_record
-from .common import ROUND_DETAIL_LIMIT, reason_name, sent_by, slowdown, switchover
+from .common import ROUND_DETAIL_LIMIT, Switchover, reason_name, sent_by, slowdown, switchover
 
 _EMPTY = np.empty(0, dtype=np.int64)
 
@@ -68,6 +68,48 @@ def _send_order(pending: np.ndarray, cursor: int) -> np.ndarray:
     return np.concatenate([pending[i0:], pending[:i0]])
 
 
+class _Sends:
+    """Times and bytes of one phase's sends, in send order: uniform per non-zero / zero page,
+    or given page by page (``tt``, ``bb``: XBZRLE hits and misses cost differently)."""
+
+    def __init__(self, k, nz, t_nz, t_z, b_nz, b_z, tt=None, bb=None):
+        self.k = k
+        self.t_nz, self.t_z, self.b_nz, self.b_z = t_nz, t_z, b_nz, b_z
+        n_nz = int(np.count_nonzero(nz))
+        self.cnz = None if n_nz == k else np.cumsum(nz, dtype=np.int64)
+        self.tt, self.bb = tt, bb
+        if tt is None:
+            self.T = n_nz * t_nz + (k - n_nz) * t_z
+            self.B = n_nz * b_nz + (k - n_nz) * b_z
+        else:
+            self.ct, self.cb = np.cumsum(tt), np.cumsum(bb)
+            self.T, self.B = float(self.ct[-1]), float(self.cb[-1])
+
+    def end(self, i):
+        """Seconds from the phase start to the end of send ``i`` (array of positions)."""
+        if self.tt is not None:
+            return self.ct[i]
+        c = i + 1 if self.cnz is None else self.cnz[i]
+        return c * self.t_nz + (i + 1 - c) * self.t_z
+
+    def start(self, i):
+        if self.tt is not None:
+            return self.ct[i] - self.tt[i]
+        before = i if self.cnz is None else np.where(i > 0, self.cnz[np.maximum(i - 1, 0)], 0)
+        return before * self.t_nz + (i - before) * self.t_z
+
+    def by(self, tau):
+        """(whole pages sent, bytes on the link) ``tau`` s into the phase."""
+        if self.tt is None:
+            return sent_by(tau, self.t_nz, self.t_z, self.b_nz, self.b_z, self.cnz, self.k)
+        j = int(np.searchsorted(self.ct, tau, side="right"))
+        nbytes = float(self.cb[j - 1]) if j else 0.0
+        if j < self.k and self.tt[j] > 0:
+            done = tau - (float(self.ct[j - 1]) if j else 0.0)
+            nbytes += float(self.bb[j]) * min(1.0, max(0.0, done / float(self.tt[j])))
+        return j, nbytes
+
+
 class _Run:
     """State of one page-engine migration."""
 
@@ -89,6 +131,13 @@ class _Run:
         self._slot_arr = None  # page -> position in this phase's sends (allocated on first use)
         self._kbit_arr = None  # KVM dirty-log bits (dirty_clear: chunk; allocated on first use)
         self._written_arr = None  # pages written since the sync (dirty_clear: skip)
+        # XBZRLE (QEMU): a direct-mapped cache of page contents, and which pages changed since sent
+        self._xb_slots = int(self.pol.xbzrle_slots(self.ctx))
+        if self._xb_slots:
+            self._xb_addr = np.full(self._xb_slots, -1, dtype=np.int64)
+            self._xb_age = np.zeros(self._xb_slots, dtype=np.int64)
+        self._xb_started = False
+        self._changed = np.ones(self.n, dtype=bool) if self._xb_slots else None
         self.cursor = 0
         self.st = State(())
         self.st.pending = np.float64(self.n)
@@ -126,6 +175,47 @@ class _Run:
         slot[sent] = -1
         return p
 
+    def _xbzrle(self, s0, k, contiguous, sent, nz, t_nz, t_z, b_nz, b_z, stop=False):
+        """Per-send time and bytes with XBZRLE (``ram.c: save_xbzrle_page``,
+        ``page_cache.c``), or (None, None) before it starts.  It starts once the scan has
+        wrapped past the end of RAM (``find_dirty_block``: ``xbzrle_started``).  A non-zero
+        page looks up its slot (page number mod slots, ``cache_get_cache_pos``): a hit sends a
+        delta — nothing if the page did not change since it was sent (``encoded_len == 0``) —
+        and refreshes the entry's age; a miss sends the full page and takes the slot unless
+        its entry is younger than two syncs (``CACHED_PAGE_LIFETIME``); in the last stage
+        (``stop``) misses are not inserted."""
+        order = np.arange(s0, s0 + k, dtype=np.int64) if contiguous else sent
+        start = 0
+        if not self._xb_started:
+            wraps = np.flatnonzero(np.diff(order) < 0)
+            if not wraps.size:
+                return None, None
+            start = int(wraps[0]) + 1
+        tt = np.where(nz, t_nz, t_z).astype(float)
+        bb = np.where(nz, b_nz, b_z).astype(float)
+        pos = start + np.flatnonzero(nz[start:])
+        if not pos.size:
+            return tt, bb
+        pages = order[pos]
+        slot = pages & (self._xb_slots - 1)
+        first = np.zeros(pos.size, dtype=bool)
+        first[np.unique(slot, return_index=True)[1]] = True
+        addr0, age0 = self._xb_addr[slot], self._xb_age[slot]
+        cur = int(self.st.round)
+        fresh = (addr0 >= 0) & (age0 + 2 > cur)
+        hit = (pages == addr0) & (fresh | first)
+        self._xb_age[slot[hit]] = cur
+        if not stop:
+            ins = first & ~fresh & ~hit
+            self._xb_addr[slot[ins]] = pages[ins]
+            self._xb_age[slot[ins]] = cur
+        same = hit & ~self._changed[pages]
+        c = self.pol.xbzrle_costs(self.st, self.ctx, stop)
+        t_hit, b_hit, t_same = float(c[0]), float(c[1]), float(c[2])
+        tt[pos[hit]], bb[pos[hit]] = t_hit, b_hit
+        tt[pos[same]], bb[pos[same]] = t_same, 0.0
+        return tt, bb
+
     def _kbit(self) -> np.ndarray:
         """KVM's dirty-log bits (``dirty_clear: chunk``): set by a write, cleared by a chunk
         clear for the pages whose bit the last sync saw.  All set at the start
@@ -134,7 +224,7 @@ class _Run:
             self._kbit_arr = np.ones(self.n, dtype=bool)
         return self._kbit_arr
 
-    def _chunk_clears(self, k, s0, contiguous, sent, cnz, t0, t_nz, t_z):
+    def _chunk_clears(self, k, s0, contiguous, sent, sends, t0):
         """Chunk clears of this phase (``dirty_clear: chunk``): (pages per chunk, clear time
         per chunk — inf where no page of the chunk was sent).  The clear happens just before
         the chunk's first send after the sync (``ram.c: migration_bitmap_clear_dirty``) and
@@ -151,8 +241,7 @@ class _Run:
             ch = sent // cp
             _, idx = np.unique(ch, return_index=True)
         pages = (s0 + idx) if contiguous else sent[idx]
-        before_nz = idx if cnz is None else np.where(idx > 0, cnz[np.maximum(idx - 1, 0)], 0)
-        clear_t[pages // cp] = t0 + before_nz * t_nz + (idx - before_nz) * t_z
+        clear_t[pages // cp] = t0 + sends.start(idx)
         kb = self._kbit()
         for c in np.flatnonzero(np.isfinite(clear_t)):
             # the bits the sync saw are dropped: a later write sets them again
@@ -173,32 +262,34 @@ class _Run:
         lk = pol.link(st, self.ctx)
         t_nz, t_z, b_nz, b_z = (float(v) for v in (lk.t_nz, lk.t_z, lk.b_nz, lk.b_z))
         nz = self.nonzero[span]
-        n_nz = int(np.count_nonzero(nz))
-        # Cumulative non-zero count up to each send (only needed when zero pages are mixed in).
-        cnz = None if n_nz == k else np.cumsum(nz, dtype=np.int64)
-        n_z = k - n_nz
-        T = n_nz * t_nz + n_z * t_z
-        B = n_nz * b_nz + n_z * b_z
+        tt = bb = None
+        if self._xb_slots:
+            tt, bb = self._xbzrle(s0, k, contiguous, sent, nz, t_nz, t_z, b_nz, b_z)
+        sends = _Sends(k, nz, t_nz, t_z, b_nz, b_z, tt, bb)
+        T, B = sends.T, sends.B
         t0 = float(st.t)
         if t0 + T > float(pol.timeout_s):
-            self._cut(t0, k, cnz, t_nz, t_z, b_nz, b_z, pending)
+            self._cut(t0, sends, pending)
             return False
         self.dirty[span] = False
         wp, wt = self.sampler.sample(t0, t0 + T, float(st.speed))
         mode = clear_mode(pol)
         if mode == "chunk":
             cached = self._kbit()[wp]      # the bits the sync saw (before this phase's clears)
-            chunk_of, clear_t = self._chunk_clears(k, s0, contiguous, sent, cnz, t0, t_nz, t_z)
+            chunk_of, clear_t = self._chunk_clears(k, s0, contiguous, sent, sends, t0)
         newly = 0
+        if self._changed is not None:
+            self._changed[span] = False
         if wp.size:
             # theta: a write after it re-dirties the page (see the module doc for each mode)
             theta = np.full(wp.size, -np.inf)
-            if mode == "send":
+            p = None
+            if mode == "send" or self._changed is not None:
                 p = self._positions(wp, k, s0, contiguous, sent)
                 ins = p >= 0
-                pi = p[ins]
-                c = pi + 1 if cnz is None else cnz[pi]
-                theta[ins] = t0 + c * t_nz + (pi + 1 - c) * t_z
+                send_t = t0 + sends.end(p[ins])
+            if mode == "send":
+                theta[ins] = send_t
             elif mode == "chunk":
                 ct = clear_t[wp // chunk_of]
                 use = cached & np.isfinite(ct)
@@ -206,12 +297,19 @@ class _Run:
             dirt = wt > theta
             if mode == "chunk":
                 self._kbit()[wp] = dirt
+            if self._changed is not None:
+                # content differs from the destination's copy: written after its send (or not sent)
+                after = np.ones(wp.size, dtype=bool)
+                after[ins] = wt[ins] > send_t
+                self._changed[wp] |= after
             dirtied = wp[dirt]
             newly = int(np.count_nonzero(~self.dirty[dirtied]))
             self.dirty[dirtied] = True
             self.nonzero[wp] = True
         last = s0 + k - 1 if contiguous else int(sent[-1])
         self.cursor = (last + 1) % self.n
+        if self._xb_slots and (self.cursor == 0 or (not contiguous and np.any(np.diff(sent) < 0))):
+            self._xb_started = True
         rest = pending - k
 
         self.detail_append("precopy", t0, T, k, B, float(st.pending), float(st.bw_est),
@@ -309,7 +407,7 @@ class _Run:
         st.throttle_max = np.maximum(st.throttle_max, st.throttle)
         return True
 
-    def _cut(self, t0, k, cnz, t_nz, t_z, b_nz, b_z, pending) -> None:
+    def _cut(self, t0, sends, pending) -> None:
         """The phase reaches the timeout: count what was sent by then, stop the clock there.
 
         The interrupted pass is a round (in ``rounds`` and the detail) with the time, the
@@ -317,7 +415,7 @@ class _Run:
         bitmap and the policy's state are left as they were (the migration is abandoned)."""
         st = self.st
         tau = float(self.pol.timeout_s) - t0
-        j, B = sent_by(tau, t_nz, t_z, b_nz, b_z, cnz, k)
+        j, B = sends.by(tau)
         self.detail_append("precopy", t0, tau, j, B, float(st.pending), float(st.bw_est),
                            float(st.throttle))
         st.lost_guest_time = st.lost_guest_time + st.throttle * tau
@@ -350,6 +448,15 @@ class _Run:
         if bool(pol.goes_postcopy(code)):
             return self._postcopy(rec, n_nz, n_z)
         sw = switchover(pol, st, ctx, n_nz, n_z)
+        if self._xb_slots and self._xb_started and self.pending.size:
+            # the last stage goes through the cache too (hits as deltas, no inserts)
+            order = _send_order(self.pending, self.cursor)
+            lk = pol.link(st, ctx, stop=True)
+            tt, bb = self._xbzrle(0, order.size, False, order, self.nonzero[order], float(lk.t_nz),
+                                  float(lk.t_z), float(lk.b_nz), float(lk.b_z), stop=True)
+            page_t, page_b = float(tt.sum()), float(bb.sum())
+            sw = Switchover(page_t + sw.device_time_s + float(pol.stop_overhead_ms) / 1000.0,
+                            page_b + sw.device_bytes, page_t, page_b, sw.device_time_s, sw.device_bytes)
         down = float(sw.downtime_s)
         if float(st.t) + down > float(pol.timeout_s):
             return self._switchover_timeout(rec, sw)

@@ -242,6 +242,16 @@ class Policy:
             if getattr(self, field) is None:
                 object.__setattr__(self, field, value)
 
+    def xbzrle_slots(self, ctx) -> int:
+        """Hook: entries of an XBZRLE-like page cache (0 = none; the engines run the cache,
+        see :class:`~.qemu.QemuPolicy`)."""
+        return 0
+
+    def xbzrle_costs(self, st: State, ctx: Context, stop: bool = False):
+        """Hook (with :meth:`xbzrle_slots`): (seconds, wire bytes) of a cache hit sent as a
+        delta, and seconds of a hit on an unchanged page (which sends nothing)."""
+        raise NotImplementedError
+
     def clear_chunk_pages(self, ctx):
         """Hook (``dirty_clear: chunk``): pages whose dirty log is cleared together (1 = per
         page).  :class:`~.qemu.QemuPolicy` derives it from ``clear_bitmap_shift``."""

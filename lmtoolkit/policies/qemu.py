@@ -37,16 +37,21 @@ Rules and their sources:
   (20 %) or raises it by ``cpu-throttle-increment`` (10 %) up to ``max-cpu-throttle`` (99 %).
   ``system/cpu-throttle.c: cpu_throttle_thread`` makes each vCPU sleep pct/(1-pct) x 10 ms
   per 10 ms run, i.e. the guest runs ``1 - pct`` of the time: its write rate scales by that.
-* **XBZRLE** — ``ram.c``: enabled after the first complete round (``xbzrle_started`` set in
-  ``find_dirty_block`` on wrap-around); a page found in the cache (LRU, default
-  ``xbzrle-cache-size`` 64 MiB) is sent as a delta (``save_xbzrle_page``), a miss sends the
-  full page and inserts it.  Only ``save_xbzrle_page`` fills the cache, i.e. only pages sent
-  after ``xbzrle_started``: the phase that wraps past the end of RAM (the first after the
-  initial pre-copy sync) finds an empty cache — all misses — and deltas start with the
-  phase after it.  We model the hit probability from then on as cache pages / pages re-sent
-  per round, and the delta size as ``xbzrle_delta_ratio`` of a page (our assumption: how much of
-  a page a write changes is workload-specific); encoding costs CPU at
-  ``xbzrle_encode_gib_s``.
+* **XBZRLE** — ``ram.c: save_xbzrle_page`` with ``page_cache.c``, run page by page by the
+  engines (:mod:`lmtoolkit.engine.page`): it starts once the page scan has wrapped past the
+  end of RAM (``find_dirty_block`` sets ``xbzrle_started``).  The cache is direct-mapped:
+  ``xbzrle-cache-size`` / page entries (a power of two, ``cache_init``; we round a size down
+  to one), a page's slot is its page number mod the entries (``cache_get_cache_pos``).  A
+  non-zero page found in its slot (``cache_is_cached``, which refreshes the entry's age to
+  the current ``dirty_sync_count``) is encoded against the cached copy: nothing is sent if
+  it did not change since (``encoded_len == 0``, "skipping"), else a delta — header, the
+  ``ENCODING_FLAG_XBZRLE`` byte, a 16-bit length and ``xbzrle_delta_ratio`` of a page (our
+  assumption: how much of a page a write changes is workload-specific); a miss sends the
+  full page and inserts it (``cache_insert``), unless the slot holds another page younger
+  than two syncs (``CACHED_PAGE_LIFETIME`` 2: "the page in cache will not be replaced in
+  two cycles").  In the last stage misses are not inserted.  Encoding costs CPU at
+  ``xbzrle_encode_gib_s`` (ours), on hits only.  XBZRLE together with multifd is refused,
+  as QEMU does (``options.c: migrate_caps_check``: "Multifd is not compatible with xbzrle").
 * **Dirty-log clearing** (``dirty_clear``, ``clear_bitmap_shift``) — with KVM's manual
   dirty-log protect (the default since Linux 5.8, ``KVM_DIRTY_LOG_INITIALLY_SET`` too) the
   sync only *reads* KVM's log; ``ram.c: migration_bitmap_clear_dirty`` clears it per chunk,
@@ -78,7 +83,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import check_choice, check_range
+from ..errors import ConfigError, check_choice, check_range
 from .base import GIB, MIB, none_to
 from .precopy import PrecopyPolicy
 
@@ -125,6 +130,12 @@ class QemuPolicy(PrecopyPolicy):
         check_range("multifd_channels", self.multifd_channels, 0, 255)
         check_range("iteration_ms", self.iteration_ms, 0, None, lo_open=True)
         check_choice("dirty_clear", self.dirty_clear, ("chunk", "sync", "send"))
+        if self.xbzrle and self.multifd_channels > 0:
+            # options.c: migrate_caps_check refuses the pair
+            raise ConfigError("xbzrle", self.xbzrle,
+                              f"false while policy.multifd_channels={self.multifd_channels} "
+                              "(QEMU refuses xbzrle with multifd: \"Multifd is not compatible with "
+                              "xbzrle\"); turn one of them off")
         check_range("clear_bitmap_shift", self.clear_bitmap_shift, 6, 31)  # CLEAR_BITMAP_SHIFT_MIN/_MAX
 
     def clear_chunk_pages(self, ctx):
@@ -143,20 +154,20 @@ class QemuPolicy(PrecopyPolicy):
     def stop_rate_bytes_s(self, st, ctx):
         return super().rate_bytes_s(st, ctx)   # RATE_LIMIT_DISABLED at switchover
 
-    def _xbzrle_hit(self, st, ctx):
-        """Share of re-sent pages found in the XBZRLE cache: 0 in the first pass and in the
-        phase that follows it (it fills the cache), then cache pages / pages pending."""
-        cache_pages = self.xbzrle_cache_mib * MIB / ctx.page_bytes
-        hit = np.minimum(1.0, cache_pages / np.maximum(st.pending, 1.0))
-        return np.where(np.asarray(self.xbzrle) & (st.round >= 3), hit, 0.0)
+    def xbzrle_slots(self, ctx):
+        """Cache entries: ``xbzrle-cache-size`` / page, rounded down to a power of two (QEMU
+        refuses other sizes); 0 when the capability is off."""
+        pages = np.asarray(self.xbzrle_cache_mib, dtype=float) * MIB / np.asarray(ctx.page_bytes, dtype=float)
+        with np.errstate(divide="ignore"):
+            slots = np.where(pages >= 1, 2.0 ** np.floor(np.log2(np.maximum(pages, 1.0))), 0.0)
+        return np.where(np.asarray(self.xbzrle), slots, 0.0)
 
-    def nonzero_wire_bytes(self, st, ctx):
-        hit = self._xbzrle_hit(st, ctx)
-        delta = ctx.page_bytes * self.xbzrle_delta_ratio + 3.0  # + encoding flag + length
-        return self.page_header_bytes + hit * delta + (1.0 - hit) * ctx.page_bytes
-
-    def nonzero_cpu_s(self, st, ctx):
-        return self._xbzrle_hit(st, ctx) * ctx.page_bytes / (self.xbzrle_encode_gib_s * GIB)
+    def xbzrle_costs(self, st, ctx, stop=False):
+        """(seconds, bytes) of a hit sent as a delta, and seconds of an unchanged hit (no bytes)."""
+        rate = self.stop_rate_bytes_s(st, ctx) if stop else self.rate_bytes_s(st, ctx)
+        delta = self.page_header_bytes + 3.0 + ctx.page_bytes * self.xbzrle_delta_ratio
+        encode = ctx.page_bytes / (self.xbzrle_encode_gib_s * GIB)
+        return np.maximum(delta / rate, encode), delta, encode
 
     # -- switchover --------------------------------------------------------------------------
     def threshold_bytes(self, st):

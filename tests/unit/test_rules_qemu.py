@@ -2,10 +2,11 @@
 reference, the fluid engine must follow).  Sources are cited in lmtoolkit/policies/qemu.py."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from lmtoolkit.errors import ConfigError
-from lmtoolkit.model import UniformWorkload
+from lmtoolkit.model import HotColdWorkload, UniformWorkload
 from lmtoolkit.policies import QemuPolicy
 from tests.conftest import run, scenario
 
@@ -62,3 +63,89 @@ def test_chunk_rule_is_the_default_and_checked():
         with pytest.raises(ConfigError) as e:
             QemuPolicy(clear_bitmap_shift=bad)
         assert e.value.key == "clear_bitmap_shift"
+
+
+# -- rule 3: XBZRLE is a direct-mapped cache with an age rule; not with multifd ---------------
+def _cache_run(slots_mib=16 / 1024):
+    """A page-engine run of a 4 MiB VM whose XBZRLE cache has 4 entries."""
+    from lmtoolkit.engine.page import _Run
+    scn = scenario(memory_gib=4 / 1024, policy=QemuPolicy(xbzrle=True, xbzrle_cache_mib=slots_mib))
+    r = _Run(scn)
+    r._xb_started = True
+    return r
+
+
+def test_xbzrle_cache_is_direct_mapped_with_a_two_sync_lifetime():
+    r = _cache_run()
+    assert r._xb_slots == 4
+    order = np.array([1, 2, 5], dtype=np.int64)            # slots 1, 2, 1 (page mod 4)
+    nz = np.ones(3, dtype=bool)
+    r.st.round = np.float64(3)
+    tt, bb = r._xbzrle(0, 3, False, order, nz, 1.0, 0.1, 4104.0, 9.0)
+    # empty cache: all misses (full pages); 1 and 2 take their slots, 5 finds slot 1 fresh
+    assert list(bb) == [4104.0] * 3
+    assert list(r._xb_addr) == [-1, 1, 2, -1] and list(r._xb_age) == [0, 3, 3, 0]
+    # one sync later slot 1 is still "fresh" (age + 2 > 4): 5 misses again and is not inserted,
+    # 1 hits (a delta, its age refreshed)
+    r.st.round = np.float64(4)
+    r._changed[:] = True
+    tt, bb = r._xbzrle(0, 2, False, np.array([5, 1], dtype=np.int64), nz[:2], 1.0, 0.1, 4104.0, 9.0)
+    delta = 8 + 3 + 4096 * QemuPolicy().xbzrle_delta_ratio
+    assert bb[0] == 4104.0 and bb[1] == pytest.approx(delta)
+    assert r._xb_addr[1] == 1 and r._xb_age[1] == 4
+    # two syncs without a hit: the entry is stale, 5 takes the slot
+    r.st.round = np.float64(6)
+    tt, bb = r._xbzrle(0, 1, False, np.array([5], dtype=np.int64), nz[:1], 1.0, 0.1, 4104.0, 9.0)
+    assert r._xb_addr[1] == 5 and r._xb_age[1] == 6
+    # a hit on a page unchanged since it was sent sends nothing (encoded_len == 0)
+    r.st.round = np.float64(7)
+    r._changed[5] = False
+    tt, bb = r._xbzrle(0, 1, False, np.array([5], dtype=np.int64), nz[:1], 1.0, 0.1, 4104.0, 9.0)
+    assert bb[0] == 0.0 and tt[0] > 0
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_xbzrle_cache_size_matters_when_the_hot_set_is_larger(engine):
+    hot = HotColdWorkload(dirty_rate_pages_s=30_000, hot_mib=256)
+    small, big = (run(scenario(workload=hot, engine=engine,
+                               policy=QemuPolicy(xbzrle=True, xbzrle_cache_mib=m, timeout_s=120)))
+                  for m in (16, 64))
+    assert big.transferred_bytes < 0.9 * small.transferred_bytes
+    assert big.total_time_s < small.total_time_s
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_xbzrle_sends_nothing_for_pages_rewritten_before_their_send(engine):
+    """With the log cleared at the sync (TCG) a page written before its send is dirty again
+    with the content already sent: a cache hit then sends nothing."""
+    hot = HotColdWorkload(dirty_rate_pages_s=30_000, hot_mib=32)
+    send, sync = (run(scenario(workload=hot, engine=engine,
+                               policy=QemuPolicy(xbzrle=True, dirty_clear=c))) for c in ("send", "sync"))
+    per_page = lambda r: r.round_detail[3].bytes / r.round_detail[3].pages  # noqa: E731
+    assert per_page(sync) < 0.85 * per_page(send)
+
+
+def test_xbzrle_engines_agree():
+    for hot_mib, cache in ((32, 64), (256, 64), (256, 16)):
+        hot = HotColdWorkload(dirty_rate_pages_s=30_000, hot_mib=hot_mib)
+        p, f = (run(scenario(workload=hot, engine=e,
+                             policy=QemuPolicy(xbzrle=True, xbzrle_cache_mib=cache, timeout_s=120)))
+                for e in ENGINES)
+        assert f.total_time_s == pytest.approx(p.total_time_s, rel=0.03), (hot_mib, cache)
+        assert f.transferred_bytes == pytest.approx(p.transferred_bytes, rel=0.03), (hot_mib, cache)
+
+
+def test_xbzrle_with_multifd_is_one_error_naming_both_keys():
+    with pytest.raises(ConfigError) as e:
+        QemuPolicy(xbzrle=True, multifd_channels=4)
+    assert e.value.key == "xbzrle" and "policy.multifd_channels=4" in str(e.value)
+    QemuPolicy(xbzrle=True)                       # each alone is fine
+    QemuPolicy(multifd_channels=4)
+
+
+def test_xbzrle_with_multifd_from_the_cli(capsys):
+    from lmtoolkit import cli
+    assert cli.main(["run", "policy=qemu", "policy.xbzrle=true", "policy.multifd_channels=2",
+                     "vm.memory_gib=0.25"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "policy.xbzrle" in err[0] and "policy.multifd_channels" in err[0]

@@ -373,8 +373,9 @@ def ensure_kernel(name: str = KERNEL_NAME) -> str:
 
 # -- student and teacher editions ------------------------------------------------------------------
 #: a teaching notebook's exercise: question (markdown), answer cell (``answer_x = None``), a
-#: hidden markdown cell tagged ``solution`` holding a fenced ``python`` block with the answer and
-#: the explanation, and the check cell (``lmt.teaching.check("00.1", answer_x, data)``)
+#: markdown cell tagged ``solution`` — folded, ``<details><summary>Solution…</summary>`` — holding
+#: a fenced ``python`` block with the answer and the explanation, and the check cell
+#: (``lmt.teaching.check("00.1", answer_x, data)``)
 SOLUTION_TAG = "solution"
 #: the code cell the teacher edition adds after each solution (the fenced block, runnable)
 SOLUTION_CODE_TAG = "solution-code"
@@ -417,7 +418,7 @@ def edition(nb, which: str):
             continue
         if which == "student":
             continue
-        cell.metadata.get("jupyter", {}).pop("source_hidden", None)
+        cell.source = cell.source.replace("<details>", "<details open>", 1)   # unfolded
         cells.append(cell)
         code = _solution_code(cell.source)
         if code:

@@ -110,3 +110,12 @@ def add_commands(sub) -> None:
                    help="bootstrap parameter sets for the bands (default: all the FIT file keeps, <= 100)")
     w.add_argument("--figure", help="also write the what-if figure (PNG/PDF/SVG)")
     w.set_defaults(func=cmd_whatif)
+
+
+def _register_validation() -> None:
+    # `lmtk validate whatif`: the dataset lives in lmtoolkit.logs.validate
+    from .validate import register
+    register()
+
+
+_register_validation()

@@ -56,6 +56,8 @@ MIB = 1024 ** 2
 HEADER = 8.0          # QEMU save_page_header: 8-byte offset|flags word per page
 ZERO_PAGE = 9.0       # header + one byte per zero page
 
+#: fewer rounds than this: no bootstrap over rounds, likelihood slices instead
+MIN_BOOTSTRAP_ROUNDS = 4
 #: statuses of a running migration that ship pages
 ACTIVE = ("active", "postcopy-active", "device", "pre-switchover")
 
@@ -196,15 +198,16 @@ def observe(log: xr.Dataset) -> Observed:
 
 
 # -- the simulated trajectory ---------------------------------------------------------------------------
-def trajectories(batch, offset: float = 0.0):
+def trajectories(batch, offset: float = 0.0, durations: bool = False):
     """Per scenario: (sync times, pages each sync added to the bitmap) from a
     :class:`~lmtoolkit.engine.common.BatchResult` (syncs ``k = 2 …``; setup offset added)."""
     from ..records import ROUND_KINDS
     pre, stop = ROUND_KINDS.index("precopy"), ROUND_KINDS.index("stop")
     kinds = batch.round_kind
     start, dur = batch.round["round_start"], batch.round["round_duration"]
-    dirty = batch.round["round_dirty_pages"]
-    pages = batch.round["round_pages"]
+    pad = np.full((batch.n, 1), np.nan)       # a record may end in a pre-copy round
+    dirty = np.hstack([batch.round["round_dirty_pages"], pad])
+    pages = np.hstack([batch.round["round_pages"], pad])
     out = []
     for s in range(batch.n):
         kd = kinds[s]
@@ -214,17 +217,21 @@ def trajectories(batch, offset: float = 0.0):
         comp = bool(batch.scalars["completed"][s])
         # pages the sync at the end of phase j added: bitmap after it minus pages still pending
         nxt = dirty[s, p + 1] - (dirty[s, p] - pages[s, p]) if p.size else np.zeros(0)
+        du = dur[s, p]
         if not comp:
             # the phase cut by the timeout ends in no sync
             tmo = float(batch.scalars["total_time_s"][s])
             keep = ends < tmo - 1e-9
-            ends, nxt = ends[keep], nxt[keep]
+            ends, nxt, du = ends[keep], nxt[keep], du[keep]
         times = list(ends + offset)
         d = list(nxt)
         if comp and stops.size:
             times.append(float(start[s, stops[0]]) + offset)
             d.append(math.nan)
-        out.append((np.array(times), np.array(d, float)))
+        if durations:
+            out.append((np.array(times), np.array(d, float), np.asarray(du, float)))
+        else:
+            out.append((np.array(times), np.array(d, float)))
     return out
 
 
@@ -287,7 +294,7 @@ class Problem:
                 wide.round[k][:, :batch.n_rounds] = batch.round[k]
             wide.round_kind[:, :batch.n_rounds] = batch.round_kind
             batch = wide
-        R, _ = self.residuals_of(batch, np.tile(x, (len(seeds), 1)), shift=False)
+        R, _ = self.residuals_of(batch, np.tile(x, (len(seeds), 1)), shift=False, pattern=pattern)
         return R.mean(axis=0)
 
     def simulate(self, pattern: str, X: np.ndarray):
@@ -304,20 +311,37 @@ class Problem:
         """(N, m) residual matrix and the group of each column (round index, -1: totals)."""
         X = np.atleast_2d(X)
         batch = self.simulate(pattern, X)
-        return self.residuals_of(batch, X)
+        return self.residuals_of(batch, X, pattern=pattern)
 
-    def residuals_of(self, batch, X, shift: bool = True):
+    def _write_rate_per_page(self, pattern: str, X) -> np.ndarray:
+        """Writes per working-set page per second of each row (sequential sweeps)."""
+        wl = self.templates[pattern].workload
+        keys = [p.key for p in self.params]
+        rate = np.full(X.shape[0], float(getattr(wl, "dirty_rate_pages_s", 0.0)))
+        wss = np.full(X.shape[0], float(wl.wss_mib) if getattr(wl, "wss_mib", None) else self.obs.memory_bytes / MIB)
+        if "workload.dirty_rate_pages_s" in keys:
+            i = keys.index("workload.dirty_rate_pages_s")
+            rate = self.params[i].from_x(X[:, i])
+        if "workload.wss_mib" in keys:
+            i = keys.index("workload.wss_mib")
+            wss = self.params[i].from_x(X[:, i])
+        return rate / np.maximum(wss * MIB / self.obs.page_size, 1.0)
+
+    def residuals_of(self, batch, X, shift: bool = True, pattern: str = "random"):
         o = self.obs
         nk = o.syncs - 1
-        m = 2 * nk + 6
+        m = 2 * nk + 7
         R = np.zeros((batch.n, m))
         sig_t = np.sqrt((o.hi - o.lo) ** 2 / 12.0 + (0.01 + 0.02 * o.mid) ** 2)
-        trajs = trajectories(batch, offset=o.setup_time)
+        trajs = trajectories(batch, offset=o.setup_time, durations=True)
         sc = batch.scalars
         page = o.page_size
-        for s, (ts, ds) in enumerate(trajs):
+        seq = pattern == "sequential"
+        lam_page = self._write_rate_per_page(pattern, X) if seq else None
+        for s, (ts, ds, du) in enumerate(trajs):
             end_sim = float(sc["total_time_s"][s]) - np.nan_to_num(float(sc["downtime_s"][s])) + o.setup_time
             n_sim = ts.size                     # syncs after the setup one
+            penalty = 0.0
             for k in range(nk):
                 if k < n_sim:
                     tk = ts[k]
@@ -326,7 +350,15 @@ class Problem:
                 R[s, k] = (tk - o.mid[k]) / sig_t[k]
                 if np.isfinite(o.dirty[k]):
                     dk = ds[k] * page if k < n_sim and np.isfinite(ds[k]) else 0.0
-                    R[s, nk + k] = (dk - o.dirty[k]) / o.dirty_sigma[k]
+                    sig = o.dirty_sigma[k]
+                    if seq and k < du.size:
+                        # a sweep shorter than the working set lands on pages still pending or
+                        # on pages already sent depending on where the two cursors are: the
+                        # pages a sync adds spread over [0, 2 x expected]
+                        part = 1.0 - min(1.0, float(lam_page[s] * du[k]))
+                        sig = math.hypot(sig, dk * part / math.sqrt(3.0))
+                        penalty += 2.0 * math.log(sig / o.dirty_sigma[k])   # -2 log L of the wider σ
+                    R[s, nk + k] = (dk - o.dirty[k]) / sig
             R[s, 2 * nk] = max(n_sim - nk, 0)   # syncs the log does not have
             T = float(sc["total_time_s"][s]) + o.setup_time
             R[s, 2 * nk + 1] = (T - o.total_time) / (0.01 * o.total_time + 0.03)
@@ -336,6 +368,7 @@ class Problem:
                 d = float(sc["downtime_s"][s])
                 d = d if np.isfinite(d) else 10.0 * (o.downtime + 0.05)
                 R[s, 2 * nk + 3] = (d - o.downtime) / (0.1 * o.downtime + 0.005)
+            R[s, 2 * nk + 6] = math.sqrt(penalty)  # so that patterns compare by likelihood
             if o.period_end:
                 kb = o.period_end - 1                       # syncs 2 … period_end
                 new = float(np.nansum(ds[:min(kb, n_sim)])) * page
@@ -345,7 +378,7 @@ class Problem:
                 if i is not None:
                     R[s, 2 * nk + 4] = self.params[i].from_x(X[s, i]) / self.overhead_prior_ms
         groups = np.concatenate([np.arange(nk), np.arange(nk), np.full(5, -1),
-                                 [max(o.period_end - 2, 0) if o.period_end else -1]])
+                                 [max(o.period_end - 2, 0) if o.period_end else -1], [-1]])
         if shift and self.shift is not None:
             R = R + self.shift
         return R, groups
@@ -431,6 +464,8 @@ class FitResult:
     alternatives: dict               # pattern -> cost
     engine: str = "page"
     cap_factor: float = 1.0
+    unidentified: list = field(default_factory=list)   # keys the log does not determine
+    uncertainty: str = "bootstrap over rounds"
 
     def stderr(self) -> dict:
         return {p.key: float(np.std(self.samples[:, i])) for i, p in enumerate(self.params)}
@@ -444,11 +479,14 @@ class FitResult:
         lines = [f"fit of {self.log.attrs.get('source', '')} ({self.log.attrs.get('lmt_log_format', '')}): "
                  f"{len(self.params)} parameters, pattern {self.pattern}, {self.quality['evaluations']} "
                  f"simulations in {self.elapsed_s:.2f} s"]
-        lines.append(f"  {'parameter':32s} {'value':>12s} {'± sd':>10s}   16-84 % (bootstrap over rounds, "
-                     f"{self.samples.shape[0]} resamples)")
+        lines.append(f"  {'parameter':32s} {'value':>12s} {'± sd':>10s}   16-84 % ({self.uncertainty}, "
+                     f"{self.samples.shape[0]} samples)")
         iv, sd = self.interval(), self.stderr()
         for p in self.params:
             v = self.values[p.key]
+            if p.key in self.unidentified:
+                lines.append(f"  {p.key:32s} {v:12.5g}   not determined by this log: kept its start value")
+                continue
             lines.append(f"  {p.key:32s} {v:12.5g} {sd[p.key]:10.3g}   [{iv[p.key][0]:.5g}, {iv[p.key][1]:.5g}]"
                          f" {p.units}")
         for k, v in self.derived.items():
@@ -551,8 +589,9 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
     if np.isfinite(cap_rate) and precopy < 0.95 * cap_rate * 0.9:
         link0 = precopy                                     # the cap does not bind
     elif np.isfinite(cap_rate):
+        link_cfg = float(cfg.network.bandwidth_gbit_s) * 1e9 / 8 * eff     # the config's link
         link0 = db / max(obs.downtime, 1e-3) if np.isfinite(db) and np.isfinite(obs.downtime) and db > 0 \
-            else 10 * cap_rate
+            else link_cfg
         link0 = max(link0, cap_rate * 1.05)
     else:
         link0 = precopy
@@ -608,14 +647,33 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
         for _ in range(2):
             prob.shift = None
             rf = prob.residuals(pattern, xhat[None, :])[0][0]
-            prob.shift = prob.page_residuals(pattern, xhat) - rf
+            # entries the engines cannot compare (a sync one of them does not make) are capped
+            prob.shift = np.clip(prob.page_residuals(pattern, xhat) - rf, -4.0, 4.0)
             xhat, cmin = _evolve(prob, pattern, np.maximum(lo_x, xhat - width), np.minimum(hi_x, xhat + width),
                                  seed=seed + 1, popsize=8, maxiter=15, x0=xhat)
         if progress:
             progress(f"page-engine correction: cost {cmin:.1f}")
-    # 3. bootstrap over rounds (one-step)
-    samples = _bootstrap(prob, pattern, xhat, bootstrap, seed)
-    # 4. the fitted run (in the fit's engine) and its quality
+    # 3. a parameter the log does not determine (the cost does not change with it: the link
+    # rate of a capped run that never switched over) keeps its start value, the config's
+    J, r0, groups = _jacobian(prob, pattern, xhat)
+    info = np.sum(J ** 2, axis=0)
+    unidentified = [p.key for i, p in enumerate(params) if info[i] < 1e-3]
+    if unidentified:
+        xtry = xhat.copy()
+        for i, p in enumerate(params):
+            if p.key in unidentified:
+                xtry[i] = p.to_x(p.init)
+        if float(prob.cost(pattern, xtry[None, :])[0]) <= cmin + 0.5:
+            xhat = xtry
+            J, r0, groups = _jacobian(prob, pattern, xhat)
+        else:
+            unidentified = []
+    # 4. bootstrap over rounds (one-step)
+    samples = _bootstrap(prob, pattern, xhat, bootstrap, seed, jac=(J, r0, groups))
+    for i, p in enumerate(params):
+        if p.key in unidentified:
+            samples[:, i] = xhat[i]
+    # 5. the fitted run (in the fit's engine) and its quality
     if engine == "page":
         from ..engine import run_batch
         batch = run_batch([prob.scenario(pattern, xhat, "page", 0)])
@@ -659,7 +717,9 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
                      pattern=pattern, fixed=fixed, quality=quality, trajectory=traj, overrides=user,
                      log_overrides=from_log, derived=derived, elapsed_s=time.perf_counter() - t0,
                      alternatives={k: v[0] for k, v in results.items()} if len(results) > 1 else {},
-                     engine=engine, cap_factor=cap_factor)
+                     engine=engine, cap_factor=cap_factor, unidentified=unidentified,
+                     uncertainty="bootstrap over rounds" if obs.syncs - 1 >= MIN_BOOTSTRAP_ROUNDS
+                     else "likelihood slices, Δχ² <= 1: too few rounds to resample")
 
 
 def _evolve(prob: Problem, pattern: str, lo, hi, seed=0, popsize=16, maxiter=45, x0=None):
@@ -674,7 +734,8 @@ def _evolve(prob: Problem, pattern: str, lo, hi, seed=0, popsize=16, maxiter=45,
 
     kw = {}
     if x0 is not None:
-        kw["x0"] = np.clip(x0, lo, hi)
+        eps = 1e-7 * (hi - lo)
+        kw["x0"] = np.clip(x0, lo + eps, hi - eps)
     r = differential_evolution(f, list(zip(lo, hi)), vectorized=True, updating="deferred",
                                popsize=popsize, maxiter=maxiter, tol=1e-4, atol=1e-3, seed=seed,
                                polish=False, init="sobol", mutation=(0.5, 0.9), recombination=0.8, **kw)
@@ -700,21 +761,55 @@ def _remaining_curve(batch, offset, page):
     return t, y
 
 
-def _bootstrap(prob: Problem, pattern: str, xhat: np.ndarray, B: int, seed: int) -> np.ndarray:
+def _jacobian(prob: Problem, pattern: str, xhat: np.ndarray):
+    """Residuals at ``xhat`` and their Jacobian by central differences of 5 % (one call)."""
+    p = xhat.size
+    h = np.array([0.05 if q.log else 0.01 * max(abs(q.hi - q.lo), 1e-9) for q in prob.params])
+    X = np.vstack([xhat] + [xhat + np.eye(p)[i] * h[i] for i in range(p)]
+                  + [xhat - np.eye(p)[i] * h[i] for i in range(p)])
+    R, groups = prob.residuals(pattern, X)
+    J = ((R[1:p + 1] - R[p + 1:]) / (2 * h[:, None])).T           # (m, p)
+    return J, R[0], groups
+
+
+def _bootstrap(prob: Problem, pattern: str, xhat: np.ndarray, B: int, seed: int, jac=None) -> np.ndarray:
     """One-step bootstrap over rounds: resampled round weights, one Gauss–Newton step each."""
     p = xhat.size
     if B <= 0:
         return xhat[None, :].copy()
-    h = np.array([0.05 if q.log else 0.05 * max(abs(q.hi - q.lo), 1e-9) for q in prob.params])
-    X = np.vstack([xhat] + [xhat + np.eye(p)[i] * h[i] for i in range(p)]
-                  + [xhat - np.eye(p)[i] * h[i] for i in range(p)])
-    R, groups = prob.residuals(pattern, X)
-    r0 = R[0]
-    J = ((R[1:p + 1] - R[p + 1:]) / (2 * h[:, None])).T           # (m, p)
+    J, r0, groups = jac if jac is not None else _jacobian(prob, pattern, xhat)
     rng = np.random.default_rng(seed)
     n_rounds = int(groups.max()) + 1 if groups.size and groups.max() >= 0 else 0
     out = np.empty((B, p))
     lam = 1e-6 * np.trace(J.T @ J) / max(p, 1) + 1e-12
+    lo = np.array([q.to_x(q.lo) for q in prob.params])
+    hi = np.array([q.to_x(q.hi) for q in prob.params])
+    if n_rounds < MIN_BOOTSTRAP_ROUNDS:
+        # too few rounds to resample: slices of the likelihood — each parameter over its range
+        # with the others at the fit; the values within Δχ² <= 1 (times the residual variance,
+        # at least 1) around the fit, sampled uniformly and independently
+        dof = max(r0.size - p, 1)
+        s2 = max(float(r0 @ r0) / dof, 1.0)
+        c0 = float(r0 @ r0)
+        K = 41
+        X = np.repeat(xhat[None, :], K * p, axis=0)
+        grids = [np.linspace(lo[i], hi[i], K) for i in range(p)]
+        for i in range(p):
+            X[i * K:(i + 1) * K, i] = grids[i]
+        cost = prob.cost(pattern, X).reshape(p, K)
+        for i in range(p):
+            ok = cost[i] <= c0 + s2
+            j = int(np.argmin(np.abs(grids[i] - xhat[i])))
+            a = b = j
+            while a > 0 and ok[a - 1]:
+                a -= 1
+            while b < K - 1 and ok[b + 1]:
+                b += 1
+            left = grids[i][a - 1] if a > 0 else grids[i][0]          # up to the first
+            right = grids[i][b + 1] if b < K - 1 else grids[i][-1]   # grid point outside
+            left, right = min(left, xhat[i]), max(right, xhat[i])
+            out[:, i] = rng.uniform(left, right, B)
+        return np.clip(out, lo, hi)
     A0 = J.T @ J + lam * np.eye(p)
     try:
         delta0 = -np.linalg.solve(A0, J.T @ r0)      # the step of the unweighted problem: the
@@ -732,6 +827,4 @@ def _bootstrap(prob: Problem, pattern: str, xhat: np.ndarray, B: int, seed: int)
         except np.linalg.LinAlgError:
             delta = np.zeros(p)
         out[b] = xhat + delta - delta0
-    lo = np.array([q.to_x(q.lo) for q in prob.params])
-    hi = np.array([q.to_x(q.hi) for q in prob.params])
     return np.clip(out, lo, hi)

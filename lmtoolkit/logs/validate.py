@@ -1,0 +1,226 @@
+"""``lmtk validate whatif``: fit one real run of a family, predict the family's other settings.
+
+A *family* is the testbed runs of one guest workload (the write rate asked of the guest, its
+hot set and pattern) under different settings (cap, downtime limit, capabilities,
+post-copy).  For each family with at least two settings:
+
+1. the *fit run* is fixed by its settings, not by its outcome: a plain run (no XBZRLE,
+   auto-converge, multifd or post-copy) closest to the testbed's reference setting (64 MiB/s,
+   300 ms), first repeat;
+2. ``lmtk fit`` fits it from its log alone (the record's QMP series and the settings an
+   operator knows: cap, downtime limit, capabilities, TCG — :func:`.readers.testbed_settings`);
+3. ``lmtk whatif`` predicts every other run of the family from the FIT file with that run's
+   settings as overrides (repeats of the fit run's own setting are listed, not scored).
+
+Goals on the held-out settings: median |relative error| of total time and of bytes <= 5 %,
+convergence verdicts 100 %, and each family's fitted dirty rate within 10 % of the rate its
+guest reported (``dirty_rate_measured``; idle guests report 0 and are left out of that goal).
+
+The registration below makes ``whatif`` a dataset of ``lmtk validate`` (the registry of
+:mod:`lmtoolkit.testbed.validate`); it runs when :mod:`lmtoolkit.logs.cli` is imported.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+GOALS = {"total_time": 0.05, "transferred": 0.05, "converged": 1.0, "dirty_rate": 0.10}
+
+
+def _v(ds, k, default=math.nan):
+    return float(ds[k].item()) if k in ds else default
+
+
+def _b(ds, k):
+    return bool(ds[k].item()) if k in ds else False
+
+
+def family_key(run) -> tuple:
+    hot = _v(run, "hot_mib")
+    return (int(round(_v(run, "dirty_rate_pages_s", 0))), None if not np.isfinite(hot) else int(hot),
+            str(run.attrs.get("lmt_pattern", "random")))
+
+
+def setting_key(run) -> tuple:
+    return (_v(run, "max_bandwidth_mib_s"), _v(run, "downtime_limit_ms"), _b(run, "auto_converge"),
+            _b(run, "xbzrle"), int(_v(run, "multifd_channels", 0)), _b(run, "postcopy"))
+
+
+def plain(run) -> bool:
+    bw, dl, ac, xb, mfd, pc = setting_key(run)
+    return not (ac or xb or mfd or pc)
+
+
+def choose_fit_run(runs: list):
+    """The family's fit run: plain, closest to 64 MiB/s and 300 ms, first repeat."""
+    cands = [r for r in runs if plain(r)] or list(runs)
+
+    def dist(r):
+        bw, dl = setting_key(r)[:2]
+        return (abs(math.log2(bw / 64.0)) + abs(math.log10(dl / 300.0)), _v(r, "repeat", 0),
+                r.attrs.get("lmt_file", ""))
+    return min(cands, key=dist)
+
+
+def families(runs: list) -> dict:
+    fam: dict = {}
+    for r in runs:
+        fam.setdefault(family_key(r), []).append(r)
+    return {k: v for k, v in fam.items() if len({setting_key(r) for r in v}) >= 2}
+
+
+def run_overrides(run, fit_policy: str) -> list[str]:
+    """The settings of a run as what-if overrides (the policy group only when it changes)."""
+    from .readers import testbed_settings
+    out = []
+    for o in testbed_settings(run):
+        k = o.split("=", 1)[0]
+        if k == "policy":
+            if o.split("=", 1)[1] != fit_policy:
+                out.append(o)
+        elif k.startswith("policy."):
+            out.append(o)
+    return out
+
+
+def label(run) -> str:
+    return run.attrs.get("lmt_label") or run.attrs.get("lmt_file", "?").removesuffix(".nc")
+
+
+@dataclass
+class Report:
+    rows: list = field(default_factory=list)       # one per run
+    fits: list = field(default_factory=list)       # one per family
+
+    def metrics(self) -> dict:
+        held = [r for r in self.rows if r["role"] == "held-out"]
+        t = np.array([abs(r["pred_total_time"] / r["total_time"] - 1) for r in held])
+        b = np.array([abs(r["pred_transferred"] / r["transferred"] - 1) for r in held])
+        c = np.array([r["pred_converged"] == r["converged"] for r in held])
+        dirt = [f for f in self.fits if f["guest_rate"] > 0]
+        rate = np.array([abs(f["fitted_rate"] / f["guest_rate"] - 1) for f in dirt])
+        return {"held_out": len(held), "families": len(self.fits),
+                "total_time": float(np.median(t)) if t.size else math.nan,
+                "transferred": float(np.median(b)) if b.size else math.nan,
+                "converged": float(c.mean()) if c.size else math.nan,
+                "dirty_rate_within": float((rate <= GOALS["dirty_rate"]).mean()) if rate.size else math.nan,
+                "dirty_rate_median": float(np.median(rate)) if rate.size else math.nan,
+                "dirty_rate_max": float(rate.max()) if rate.size else math.nan,
+                "fit_time_median_s": float(np.median([f["fit_s"] for f in self.fits])) if self.fits else math.nan,
+                "fit_time_max_s": float(np.max([f["fit_s"] for f in self.fits])) if self.fits else math.nan}
+
+
+def goals_met(m: dict) -> bool:
+    return (m["total_time"] <= GOALS["total_time"] and m["transferred"] <= GOALS["transferred"]
+            and m["converged"] >= GOALS["converged"] and m["dirty_rate_within"] >= 1.0)
+
+
+def compare(path=None, engine: str = "page", bootstrap: int = 100, progress=None) -> Report:
+    """Fit every family's fit run, predict the others (see the module doc)."""
+    from ..paths import project_root
+    from ..testbed.record import load_runs
+    from .fit import fit_log
+    from .fitfile import write_fit
+    from .readers import read_testbed
+    from .whatif import whatif
+
+    p = Path(path) if path else project_root() / "data" / "testbed"
+    runs = load_runs(p) if p.exists() else []
+    if not runs:
+        raise FileNotFoundError(p)
+    rep = Report()
+    with tempfile.TemporaryDirectory(prefix="lmtk-validate-whatif-") as tmp:
+        for key, fam in sorted(families(runs).items(), key=lambda kv: str(kv[0])):
+            fr = choose_fit_run(fam)
+            src = p / fr.attrs["lmt_file"] if p.is_dir() else p
+            t0 = time.perf_counter()
+            res = fit_log(read_testbed(src), bootstrap=bootstrap, engine=engine)
+            fit_s = time.perf_counter() - t0
+            fpath = Path(tmp) / "fit" / f"{label(fr)}.yaml"
+            write_fit(res, fpath)
+            guest = json.loads(res.log.attrs.get("lmt_guest", "{}"))
+            hot = guest.get("hot_mib") or guest.get("buffer_mib")
+            rep.fits.append({"family": _fam_label(key), "fit_run": label(fr), "fit_s": fit_s,
+                             "fitted_rate": res.values.get("workload.dirty_rate_pages_s", math.nan),
+                             "guest_rate": float(guest.get("dirty_rate_measured", math.nan)),
+                             "fitted_wss_mib": res.values.get("workload.wss_mib", math.nan),
+                             "hot_mib": float(hot) if hot else math.nan, "pattern": res.pattern,
+                             "guest_pattern": guest.get("pattern", ""), "quality": res.quality})
+            if progress:
+                progress(f"fitted {label(fr)} in {fit_s:.1f} s")
+            policy = str(res.cfg.policy.name)
+            for r in sorted(fam, key=label):
+                role = "fit" if r is fr else ("repeat" if setting_key(r) == setting_key(fr) else "held-out")
+                ov = run_overrides(r, policy)
+                pred = whatif(fpath, ov, samples=0)
+                rep.rows.append({
+                    "family": _fam_label(key), "run": label(r), "role": role,
+                    "total_time": _v(r, "total_time"), "pred_total_time": float(pred.total_time),
+                    "transferred": _v(r, "transferred"), "pred_transferred": float(pred.transferred),
+                    "converged": _b(r, "converged"), "pred_converged": bool(pred.converged),
+                    "downtime": _v(r, "downtime"), "pred_downtime": float(pred.downtime)})
+    return rep
+
+
+def _fam_label(key) -> str:
+    rate, hot, pat = key
+    return f"r{rate:05d}-h{'all' if hot is None else f'{hot:03d}'}-{'seq' if pat == 'sequential' else 'rand'}"
+
+
+def table(rep: Report) -> str:
+    lines = [f"{'run':42s} {'role':8s} {'total s':>15s} {'err':>6s} {'MiB':>13s} {'err':>6s} {'conv':>5s}"]
+    for r in rep.rows:
+        et = r["pred_total_time"] / r["total_time"] - 1
+        eb = r["pred_transferred"] / r["transferred"] - 1
+        lines.append(f"{r['run'][:42]:42s} {r['role']:8s} {r['total_time']:7.2f}/{r['pred_total_time']:<7.2f} "
+                     f"{et * 100:+5.1f}% {r['transferred'] / 2**20:6.0f}/{r['pred_transferred'] / 2**20:<6.0f} "
+                     f"{eb * 100:+5.1f}% {'y' if r['converged'] else 'n'}/{'y' if r['pred_converged'] else 'n'}")
+    lines.append("(measured/predicted from the family's fit run)")
+    lines.append("")
+    lines.append(f"{'family':18s} {'fit run':36s} {'fitted rate':>11s} {'guest':>7s} {'err':>6s} "
+                 f"{'wss MiB':>8s} {'hot':>5s} {'pattern':>10s} {'fit s':>6s}")
+    for f in rep.fits:
+        err = f["fitted_rate"] / f["guest_rate"] - 1 if f["guest_rate"] > 0 else math.nan
+        lines.append(f"{f['family']:18s} {f['fit_run'][:36]:36s} {f['fitted_rate']:11.0f} {f['guest_rate']:7.0f} "
+                     f"{err * 100:+5.1f}% {f['fitted_wss_mib']:8.1f} {f['hot_mib']:5.0f} "
+                     f"{f['pattern'][:4]}/{f['guest_pattern'][:4]:>5s} {f['fit_s']:6.1f}")
+    return "\n".join(lines)
+
+
+def summary_line(m: dict) -> str:
+    return (f"held-out settings {m['held_out']} ({m['families']} families): median |err| total time "
+            f"{m['total_time'] * 100:.1f}% (goal <= 5%), bytes {m['transferred'] * 100:.1f}% (<= 5%); converged "
+            f"agree {m['converged'] * 100:.0f}% (100%); fitted dirty rate within 10% of the guest's "
+            f"{m['dirty_rate_within'] * 100:.0f}% of dirtying families (median err {m['dirty_rate_median'] * 100:.1f}%, "
+            f"max {m['dirty_rate_max'] * 100:.1f}%); fit time median {m['fit_time_median_s']:.1f} s "
+            f"-> {'goals met' if goals_met(m) else 'goals NOT met'}")
+
+
+def report(path=None, out=None, engine: str = "page") -> int:
+    """``lmtk validate whatif [--data DIR]``: the table, the fits and the summary line."""
+    out = out or sys.stdout
+    try:
+        rep = compare(path, engine=engine)
+    except FileNotFoundError as e:
+        from ..errors import ConfigError
+        raise ConfigError("--data", str(e), "", message=(
+            f"whatif data: no testbed runs (*.nc) under {e}; give the directory with --data DIR")) from None
+    print(table(rep), file=out)
+    print(summary_line(rep.metrics()), file=out)
+    return 0
+
+
+def register() -> None:
+    """Make ``whatif`` a dataset of ``lmtk validate``."""
+    from ..testbed.validate import DATASETS, ValidationSet, register as reg
+    if "whatif" not in DATASETS:
+        reg(ValidationSet("whatif", "data/testbed", None,
+                          description="fit one run of a family of testbed runs, predict the others (issue 13)",
+                          report=lambda path, out=None: report(path, out=out)))

@@ -37,6 +37,15 @@ Rules and their sources:
   (20 %) or raises it by ``cpu-throttle-increment`` (10 %) up to ``max-cpu-throttle`` (99 %).
   ``system/cpu-throttle.c: cpu_throttle_thread`` makes each vCPU sleep pct/(1-pct) x 10 ms
   per 10 ms run, i.e. the guest runs ``1 - pct`` of the time: its write rate scales by that.
+  Since QEMU 9.2 (``qemu_version``) ``migration/cpu-throttle.c`` also runs a timer every
+  ``CPU_THROTTLE_DIRTY_SYNC_TIMESLICE_MS`` = 5000 ms while auto-converge is on
+  (``cpu_throttle_dirty_sync_timer``, started in ``migration_thread``):
+  ``cpu_throttle_dirty_sync_timer_tick`` forces a bitmap sync
+  (``migration_bitmap_sync_precopy``) when no sync happened since the previous tick and
+  ``dirty_sync_count > 1`` (not during the first pass), so the throttle can step up inside
+  long passes.  Here a phase ends at the tick that forces a sync: ticks every 5 s from the
+  start, a sync at ``t`` is followed by a forced one at the second tick after ``t`` (the
+  first tick sees the count changed), a forced sync by one at the next tick.
 * **XBZRLE** — ``ram.c: save_xbzrle_page`` with ``page_cache.c``, run page by page by the
   engines (:mod:`lmtoolkit.engine.page`): it starts once the page scan has wrapped past the
   end of RAM (``find_dirty_block`` sets ``xbzrle_started``).  The cache is direct-mapped:
@@ -90,6 +99,16 @@ from .precopy import PrecopyPolicy
 BUFFER_DELAY_S = 0.100   # migration-stats.h: BUFFER_DELAY (ms)
 MAX_WAIT_S = 0.050       # ram.c: MAX_WAIT (ms)
 THROTTLE_PERIOD_S = 1.0  # ram.c: migration_bitmap_sync, "more than 1 second"
+DIRTY_SYNC_TIMESLICE_S = 5.0  # cpu-throttle.c: CPU_THROTTLE_DIRTY_SYNC_TIMESLICE_MS
+PERIODIC_SYNC_SINCE = (9, 2)  # QEMU release that added the auto-converge sync timer
+
+
+def _release(version) -> np.ndarray:
+    """``"major.minor"`` (scalar or array) -> major * 1000 + minor, for comparisons."""
+    def one(v):
+        major, _, minor = str(v).partition(".")
+        return int(major) * 1000 + int(minor or 0)
+    return np.vectorize(one, otypes=[float])(np.asarray(version))
 
 
 @dataclass(frozen=True)
@@ -110,6 +129,7 @@ class QemuPolicy(PrecopyPolicy):
     xbzrle_encode_gib_s: float = 2.0   # ours: XBZRLE encoder throughput
     multifd_channels: int = 0          # multifd-channels; 0: multifd capability off (one stream)
     iteration_ms: float = MAX_WAIT_S * 1000   # ram_save_iterate's MAX_WAIT
+    qemu_version: str = "10.1"         # QEMU release ("major.minor"): >= 9.2 syncs every 5 s under auto-converge
     dirty_clear: str = "chunk"         # the Policy.dirty_clear hook: chunk (KVM manual protect) | sync (TCG) | send
     clear_bitmap_shift: int = 18       # x-clear-bitmap-shift: 2^shift target pages per clear (CLEAR_BITMAP_SHIFT_DEFAULT)
 
@@ -130,6 +150,9 @@ class QemuPolicy(PrecopyPolicy):
         check_range("multifd_channels", self.multifd_channels, 0, 255)
         check_range("iteration_ms", self.iteration_ms, 0, None, lo_open=True)
         check_choice("dirty_clear", self.dirty_clear, ("chunk", "sync", "send"))
+        parts = str(self.qemu_version).split(".")
+        if not (1 <= len(parts) <= 3 and all(p.isdigit() for p in parts)):
+            raise ConfigError("qemu_version", self.qemu_version, 'a QEMU release as "major.minor", e.g. "10.1"')
         if self.xbzrle and self.multifd_channels > 0:
             # options.c: migrate_caps_check refuses the pair
             raise ConfigError("xbzrle", self.xbzrle,
@@ -196,19 +219,29 @@ class QemuPolicy(PrecopyPolicy):
         lk = self.link(st, ctx)
         per_check = self.check_period_s(st, ctx) / lk.t_nz
         checks = np.maximum(np.ceil(to_threshold / per_check - 1e-9), 1.0)
-        return np.clip(np.round(checks * per_check), 1, np.maximum(st.pending, 1))
+        k = np.round(checks * per_check)
+        # the auto-converge timer's forced sync ends the phase (QEMU >= 9.2)
+        left = st.extra["ac_next_force"] - st.t
+        k = np.where(np.isfinite(left), np.minimum(k, np.maximum(np.round(left / lk.t_nz), 1.0)), k)
+        return np.clip(k, 1, np.maximum(st.pending, 1))
+
+    def periodic_sync(self):
+        """The auto-converge sync timer runs (``cpu_throttle_dirty_sync_timer``, QEMU >= 9.2)."""
+        since = PERIODIC_SYNC_SINCE[0] * 1000 + PERIODIC_SYNC_SINCE[1]
+        return np.asarray(self.auto_converge) & (_release(self.qemu_version) >= since)
 
     def stationary(self, st):
-        """Without auto-converge (or at the throttle's ceiling) nothing but time changes."""
+        """Without auto-converge (or at the throttle's ceiling, without the sync timer, whose
+        ticks depend on the time) nothing but time changes."""
         at_max = st.throttle * 100.0 >= self.max_cpu_throttle - 1e-9
-        return ~np.asarray(self.auto_converge) | at_max
+        return ~np.asarray(self.auto_converge) | (at_max & ~self.periodic_sync())
 
     # -- auto-converge -----------------------------------------------------------------------
     def init_state(self, st, ctx):
         super().init_state(st, ctx)
         z = np.zeros_like(st.t)
         st.extra.update(ac_period_start=z.copy(), ac_dirty_pages=z.copy(),
-                        ac_xfer_bytes=z.copy(), ac_high_cnt=z.copy())
+                        ac_xfer_bytes=z.copy(), ac_high_cnt=z.copy(), ac_next_force=z + np.inf)
 
     def after_sync(self, st, ctx):
         super().after_sync(st, ctx)
@@ -230,3 +263,10 @@ class QemuPolicy(PrecopyPolicy):
         for k in ("ac_dirty_pages", "ac_xfer_bytes"):
             ex[k] = np.where(period_over, 0.0, ex[k])
         ex["ac_period_start"] = np.where(period_over, st.t, ex["ac_period_start"])
+        # the sync timer (cpu_throttle_dirty_sync_timer_tick): a tick forces a sync when none
+        # happened since the previous tick; this sync was forced if it came at the planned tick
+        lk = self.link(st, ctx)
+        forced = st.t >= ex["ac_next_force"] - 1.5 * lk.t_nz
+        tick = DIRTY_SYNC_TIMESLICE_S
+        nxt = np.where(forced, (np.round(st.t / tick) + 1) * tick, (np.floor(st.t / tick) + 2) * tick)
+        ex["ac_next_force"] = np.where(self.periodic_sync(), nxt, np.inf)

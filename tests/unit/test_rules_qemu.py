@@ -149,3 +149,47 @@ def test_xbzrle_with_multifd_from_the_cli(capsys):
                      "vm.memory_gib=0.25"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "policy.xbzrle" in err[0] and "policy.multifd_channels" in err[0]
+
+
+# -- rule 4: under auto-converge QEMU >= 9.2 forces a bitmap sync every 5 s ------------------
+@pytest.fixture(scope="module")
+def long_passes():
+    """4 GiB, 1 Gbit/s, a 512 MiB hot set at 150k writes/s: passes of tens of seconds."""
+    hot = HotColdWorkload(dirty_rate_pages_s=150_000, hot_mib=512)
+    return {(v, e): run(scenario(memory_gib=4.0, workload=hot, engine=e,
+                                 policy=QemuPolicy(auto_converge=True, timeout_s=300, qemu_version=v)))
+            for v in ("9.1", "10.1") for e in ENGINES}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_auto_converge_sync_timer_steps_the_throttle_inside_long_passes(long_passes, engine):
+    old, new = long_passes["9.1", engine], long_passes["10.1", engine]
+    starts = [r.start_s for r in new.round_detail if r.kind == "precopy"]
+    # no forced sync during the first pass (dirty_sync_count <= 1); after the sync that ends
+    # it (36.3 s) the tick at 40 s sees the count changed, the one at 45 s forces a sync, and
+    # so on every 5 s while the passes are longer than that
+    assert starts[1] == pytest.approx(36.3, abs=0.1)
+    assert starts[2:9] == pytest.approx([45.0, 50.0, 55.0, 60.0, 65.0, 70.0, 75.0], abs=0.01)
+    assert all(abs(t / 5 - round(t / 5)) > 0.01 for t in
+               [r.start_s for r in old.round_detail if r.kind == "precopy"][2:9])
+    # the throttle climbs every other forced sync: the migration ends 25 s sooner
+    assert old.total_time_s == pytest.approx(138.7, rel=0.01)
+    assert new.total_time_s == pytest.approx(113.4, rel=0.01)
+    assert new.converged and old.converged
+
+
+def test_auto_converge_sync_timer_engines_agree(long_passes):
+    for v in ("9.1", "10.1"):
+        p, f = long_passes[v, "page"], long_passes[v, "fluid"]
+        assert f.total_time_s == pytest.approx(p.total_time_s, rel=0.01)
+        assert f.rounds == p.rounds
+
+
+def test_sync_timer_needs_auto_converge_and_a_recent_qemu():
+    assert bool(QemuPolicy(auto_converge=True).periodic_sync())
+    assert not bool(QemuPolicy().periodic_sync())
+    assert not bool(QemuPolicy(auto_converge=True, qemu_version="9.1").periodic_sync())
+    assert bool(QemuPolicy(auto_converge=True, qemu_version="9.2").periodic_sync())
+    with pytest.raises(ConfigError) as e:
+        QemuPolicy(qemu_version="ten")
+    assert e.value.key == "qemu_version"

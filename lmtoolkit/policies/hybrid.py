@@ -9,11 +9,24 @@ iteration — hence ``precopy_passes: 1`` by default (libvirt option; not in QEM
 Hines & Gopalan (VEE 2009) discuss the same combination as a hybrid.
 
 Rules: the QEMU-like pre-copy of :class:`~.qemu.QemuPolicy` (its switchover test, bandwidth
-cap, auto-converge, XBZRLE, multifd; a pass ends at a dirty-bitmap sync), but after
-``precopy_passes`` syncs the migration switches to post-copy (reason ``precopy_done``) with
-the post-copy phase of :class:`~.postcopy.PostcopyPhase`.  If pre-copy converges first (the
-rest fits ``downtime_limit_ms``) it completes as plain pre-copy, as QEMU does when the
-remaining size falls below the threshold before the switch command arrives.
+cap, auto-converge, XBZRLE, multifd; a pass ends at a dirty-bitmap sync), but the migration
+switches to post-copy (reason ``precopy_done``) with the post-copy phase of
+:class:`~.postcopy.PostcopyPhase`:
+
+* after ``precopy_passes`` syncs (the libvirt way, above), or
+* ``postcopy_after_s`` seconds after the start: a user or tool issues
+  ``migrate-start-postcopy`` at a time.  ``migration.c: qmp_migrate_start_postcopy`` only
+  sets ``start_postcopy``; ``migration_iteration_run`` acts on it at its next check (between
+  iterations: every ``MAX_WAIT`` 50 ms, or 100 ms when ``max-bandwidth`` binds) when the data
+  that must go by pre-copy fits the threshold (with ``postcopy-ram`` all RAM may go by
+  post-copy), and ``postcopy_start`` syncs the bitmap once more
+  (``ram_postcopy_send_discard_bitmap`` → ``migration_bitmap_sync``).  Here the phase running
+  at ``postcopy_after_s`` ends at that check and the switch follows its sync.
+
+Whichever comes first; ``precopy_passes`` left null is 1 without ``postcopy_after_s`` and no
+pass limit with it.  If pre-copy converges first (the rest fits ``downtime_limit_ms``) it
+completes as plain pre-copy, as QEMU does when the remaining size falls below the threshold
+before the switch command arrives.
 """
 from __future__ import annotations
 
@@ -23,27 +36,50 @@ import numpy as np
 
 from ..errors import check_range
 from ..records import REASON_CODE
+from .base import none_to
 from .postcopy import PostcopyPhase
 from .qemu import QemuPolicy
 
 
 @dataclass(frozen=True)
 class HybridPolicy(PostcopyPhase, QemuPolicy):
-    """Hybrid: ``precopy_passes`` QEMU-like pre-copy passes (default 1), then post-copy."""
+    """Hybrid: QEMU-like pre-copy passes (default 1, or until ``postcopy_after_s``), then post-copy."""
 
-    precopy_passes: int = 1
+    precopy_passes: int | None = None       # syncs before the switch; null = 1 (none with postcopy_after_s)
+    postcopy_after_s: float | None = None   # migrate-start-postcopy at this time (s); null = by passes only
 
     name = "hybrid"
     stop_reasons = ("precopy_done",)
 
     def __post_init__(self):
+        if self.precopy_passes is None:
+            object.__setattr__(self, "precopy_passes", 1 if self.postcopy_after_s is None else 10 ** 6)
         super().__post_init__()
         check_range("precopy_passes", self.precopy_passes, 0, 10 ** 6)
+        if self.postcopy_after_s is not None:
+            check_range("postcopy_after_s", self.postcopy_after_s, 0, None)
+
+    def _switch_at(self):
+        return none_to(self.postcopy_after_s, np.inf)
 
     def forced(self, st, ctx):
         code = super().forced(st, ctx)
-        done = self.passes_done(st) >= self.precopy_passes
+        done = (self.passes_done(st) >= self.precopy_passes) | (st.t >= self._switch_at() - 1e-9)
         return np.where(done, REASON_CODE["precopy_done"], code)
+
+    def phase_pages(self, st, ctx):
+        """The phase running at ``postcopy_after_s`` ends at the first check after it."""
+        k = super().phase_pages(st, ctx)
+        left = self._switch_at() - st.t
+        lk = self.link(st, ctx)
+        period = self.check_period_s(st, ctx)
+        per_check = period / lk.t_nz
+        cap = np.maximum(np.ceil(left / period - 1e-6), 1.0) * per_check
+        return np.where(np.isfinite(left), np.clip(np.minimum(k, np.round(cap)), 1, np.maximum(st.pending, 1)), k)
+
+    def stationary(self, st):
+        """A time-triggered switch is a rule on time: never leapt over."""
+        return super().stationary(st) & ~np.isfinite(self._switch_at())
 
     def steady_horizon(self, st, ctx, phase_s, phase_bytes):
         h = super().steady_horizon(st, ctx, phase_s, phase_bytes)

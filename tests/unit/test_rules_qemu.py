@@ -193,3 +193,32 @@ def test_sync_timer_needs_auto_converge_and_a_recent_qemu():
     with pytest.raises(ConfigError) as e:
         QemuPolicy(qemu_version="ten")
     assert e.value.key == "qemu_version"
+
+
+# -- rule 6: post-copy started at a time (migrate-start-postcopy after t seconds) -------------
+@pytest.mark.parametrize("engine", ENGINES)
+def test_postcopy_after_seconds_switches_at_the_next_check(engine):
+    from lmtoolkit.policies import HybridPolicy
+    hot = HotColdWorkload(dirty_rate_pages_s=60_000, hot_mib=256)
+    by_pass = run(scenario(workload=hot, policy=HybridPolicy(), engine=engine))
+    early = run(scenario(workload=hot, policy=HybridPolicy(postcopy_after_s=3.0), engine=engine))
+    late = run(scenario(workload=hot, policy=HybridPolicy(postcopy_after_s=12.02), engine=engine))
+    # libvirt's default: after the first pass (8.9 s here)
+    assert by_pass.round_detail[1].start_s == pytest.approx(8.9, abs=0.01)
+    # at 3 s, inside the first pass: the pass is cut at the check (every 50 ms) after 3 s
+    assert (early.rounds, early.stop_reason) == (1, "precopy_done")
+    assert early.round_detail[1].kind == "stop" and early.round_detail[1].start_s == pytest.approx(3.0, abs=1e-4)
+    # at 12.02 s: the second phase (from 8.9 s) ends at the first check after it, 12.05 s
+    assert (late.rounds, late.stop_reason) == (2, "precopy_done")
+    assert late.round_detail[2].start_s == pytest.approx(12.05, abs=1e-4)
+    assert early.postcopy_faults > by_pass.postcopy_faults > late.postcopy_faults
+
+
+def test_postcopy_after_seconds_defaults():
+    from lmtoolkit.policies import HybridPolicy
+    assert HybridPolicy().precopy_passes == 1 and HybridPolicy().postcopy_after_s is None
+    assert HybridPolicy(postcopy_after_s=5.0).precopy_passes == 10 ** 6     # time only
+    assert HybridPolicy(postcopy_after_s=5.0, precopy_passes=2).precopy_passes == 2
+    with pytest.raises(ConfigError) as e:
+        HybridPolicy(postcopy_after_s=-1.0)
+    assert e.value.key == "postcopy_after_s"

@@ -49,6 +49,10 @@ Sources (tags: **published** = Microsoft documentation; **secondary** = books/bl
   the default of 2" (MS Docs, same page); clusters since the 2022-09 CU default to
   ``MaximumParallelMigrations=1``.  Recorded for the concurrency work.
 
+Re-checked for issue 12: no Microsoft document states the pass caps, the convergence test,
+the compression cost, SMB's channels and efficiency or the CPU-capping throttle; they stay
+tagged **secondary** or **inferred** (our assumptions) above.
+
 Profiles (``profile``; config files ``policy=hyperv_2012r2`` / ``hyperv_2008r2``):
 ``2012r2`` — 5 passes, compression (Windows Server 2012 R2 introduced compression and SMB,
 MS Docs "Hyper-V Network I/O Performance"); ``2008r2`` — 10 passes, TCP only.
@@ -79,7 +83,7 @@ class HypervPolicy(IterativePrecopy):
     """Hyper-V live migration: at most 5 passes (2008 R2: 10), then pause; TCP, compression or SMB."""
 
     profile: str = "2012r2"                # 2012r2 (5 passes, compression) | 2008r2 (10 passes, tcp)
-    max_passes: int | None = None          # memory copy passes before the pause; null = profile's
+    max_passes: int | None = None          # passes before the pause; null = profile's (secondary sources only)
     transport: str | None = None           # tcp | compression | smb; null = profile's
     remaining_goal_ms: float = 300.0       # ours: the remaining set is "relatively small" if sent within this
     cpu_cap: str = "normal"                # CPUCappingMagnitude normal | low | high -> throttle 0 / 0.25 / 0.5 (ours)

@@ -29,12 +29,16 @@ so; **inferred** = our reading, not documented):
   - ``sdps: dynamic`` — SDPS engages after a pass fails the minimum-progress test and then
     stays on; ``sdps: on`` — engaged from the first pass boundary; ``sdps: off`` — never.
   - While engaged, after every pass the guest is slowed (``State.throttle``, the share of
-    vCPU time spent stunned) so that transmit/dirty reaches ``sdps_target_pct`` / 100
-    (we read "exceed by 500 %" as a ratio of 5; the literal 1 + 5 = 6 would throttle
-    ~17 % harder) — a proportional controller on guest speed, capped at
+    vCPU time spent stunned) so that transmit/dirty reaches a target ratio — a
+    proportional controller on guest speed, capped at
     ``sdps_max_throttle`` (ours; ESXi publishes no cap).  It relaxes when the ratio is above
     target.  ``Migrate.SdpsDynamicDelaySec`` (30 s polling inside the first pass) is not
     modelled: decisions happen at pass boundaries only.
+  - **The target is ambiguous** (both readings selectable, ``sdps_target_reading``):
+    "Percent by which transmit should be made to exceed dirty" with 500 reads literally as
+    transmit = dirty + 500 % of dirty, a ratio of 1 + 500/100 = **6** (``exceed``); the
+    looser reading "transmit = 500 % of dirty", a ratio of **5** (``ratio``, the default,
+    as before), throttles ~17 % less.  VMware documents neither further.
   - A pass without progress ends pre-copy (reason ``no_progress``, forced switchover with
     whatever is left) when SDPS is off, or when it is already at ``sdps_max_throttle``
     (inferred: vMotion would otherwise fail or time out).
@@ -43,9 +47,13 @@ so; **inferred** = our reading, not documented):
   allocate" and vMotion "automatically create[s] multiple streams, based on the available
   bandwidth" (ryanmiv.com 2021, secondary): ``stream_autoscale`` opens as many streams as the
   link needs (``ceil(line rate / per-stream rate)``).
-* **Encrypted vMotion** (published: vSphere 6.5 docs "Encrypted vSphere vMotion", AES-GCM via
-  vmkcrypto; Opportunistic is the default for unencrypted VMs, i.e. on between 6.5+ hosts;
-  Denneman 2018: "does increase the CPU utilization") — ``encryption: true`` adds a sender CPU
+* **Encrypted vMotion** (published: vSphere 6.5 … 8.0 docs "Encrypted vSphere vMotion",
+  docs.vmware.com GUID-6865D84A-C286-49C4-A4D4-D62145150242: "For virtual machines that are
+  not encrypted, you can set encrypted vSphere vMotion to one of the following states. The
+  default is Opportunistic" — "Use encrypted vSphere vMotion if source and destination hosts
+  support it. Only ESXi versions 6.5 and later"; AES-GCM via vmkcrypto; Denneman 2018: "does
+  increase the CPU utilization").  So every profile of 6.5+ hosts encrypts by default
+  (``generic``, ``vsphere7``), ``vsphere5`` cannot.  ``encryption: true`` adds a sender CPU
   cost per byte at ``host.encrypt_gib_s_per_core`` x spare cores (``Context.encrypt_bytes_s``);
   the page goes at the slower of wire and cipher.  Cost numbers are our assumption (AES-NI
   AES-GCM ≈ 1–2 GiB/s per core; VMware's white paper numbers were not retrieved).
@@ -59,7 +67,8 @@ so; **inferred** = our reading, not documented):
 Version profiles (``profile``; config files ``policy=vmware_vsphere5`` / ``vmware_vsphere7``):
 
 * ``generic`` — the settings as dumped for ESXi 6.0U3 … 9.0.1 (identical defaults), one
-  stream per ``network.streams``, no encryption: a neutral baseline.
+  stream per ``network.streams``, Encrypted vMotion Opportunistic — on between hosts of 6.5
+  or later, the published default (published; ``encryption: false`` is the Disabled state).
 * ``vsphere5`` — SDPS and multi-NIC vMotion as introduced in 5.0 (published); the 5.x
   defaults of the ``Migrate.*`` settings were not dumped, we assume the 6.x values
   (inferred); no encryption (Encrypted vMotion arrived in 6.5, published); no stream
@@ -82,9 +91,11 @@ from ..records import REASON_CODE
 from .precopy import IterativePrecopy
 
 SDPS_MODES = ("dynamic", "on", "off")
+#: reading of Migrate.SdpsTargetRate -> transmit/dirty target for a setting of ``pct``
+SDPS_READINGS = {"ratio": lambda pct: pct / 100.0, "exceed": lambda pct: 1.0 + pct / 100.0}
 #: profile -> the values of the keys left null
 PROFILES = {
-    "generic": {"encryption": False, "stream_autoscale": False},
+    "generic": {"encryption": True, "stream_autoscale": False},
     "vsphere5": {"encryption": False, "stream_autoscale": False},
     "vsphere7": {"encryption": True, "stream_autoscale": True},
 }
@@ -100,7 +111,8 @@ class VmwarePolicy(IterativePrecopy):
     switchover_goal_ms: float = 500.0      # Migrate.PreCopySwitchoverTimeGoal (default 500)
     min_progress_pct: float = 130.0        # Migrate.PreCopyMinProgressPerc: min transmit/dirty per pass, %
     sdps: str = "dynamic"                  # Migrate.SdpsEnabled: dynamic (2) | on (1) | off (0)
-    sdps_target_pct: float = 500.0         # Migrate.SdpsTargetRate: aim at transmit = 5 x dirty
+    sdps_target_pct: float = 500.0         # Migrate.SdpsTargetRate ("percent by which transmit should exceed dirty")
+    sdps_target_reading: str = "ratio"     # ratio: transmit = 5 x dirty | exceed: 1 + 5 = 6 x (the literal reading)
     sdps_max_throttle: float = 0.99        # ours: highest share of vCPU time stunned (no published cap)
     encryption: bool | None = None         # Encrypted vMotion (AES-GCM CPU cost); null = profile's
     stream_autoscale: bool | None = None   # 7.0U2+: as many streams as the link needs; null = profile's
@@ -117,6 +129,7 @@ class VmwarePolicy(IterativePrecopy):
         check_range("min_progress_pct", self.min_progress_pct, 0, None, lo_open=True)
         check_choice("sdps", self.sdps, SDPS_MODES)
         check_range("sdps_target_pct", self.sdps_target_pct, 0, None, lo_open=True)
+        check_choice("sdps_target_reading", self.sdps_target_reading, tuple(SDPS_READINGS))
         check_range("sdps_max_throttle", self.sdps_max_throttle, 0, 1, hi_open=True)
         check_range("concurrent_limit_1gbe", self.concurrent_limit_1gbe, 1, 10 ** 6)
         check_range("concurrent_limit_10gbe", self.concurrent_limit_10gbe, 1, 10 ** 6)
@@ -162,6 +175,9 @@ class VmwarePolicy(IterativePrecopy):
         engaged = (ex["vmw_sdps"] > 0) | (mode == "on") | ((mode == "dynamic") & no_progress)
         engaged = engaged & (mode != "off")
         ex["vmw_stalled"] = np.where(no_progress & (~engaged | at_max), 1.0, 0.0)
-        target = self.throttle_for_ratio(st, self.sdps_target_pct / 100.0, self.sdps_max_throttle)
+        literal = np.asarray(self.sdps_target_reading) == "exceed"
+        ratio = np.where(literal, SDPS_READINGS["exceed"](self.sdps_target_pct),
+                         SDPS_READINGS["ratio"](self.sdps_target_pct))
+        target = self.throttle_for_ratio(st, ratio, self.sdps_max_throttle)
         st.throttle = np.where(engaged, target, st.throttle)
         ex["vmw_sdps"] = engaged.astype(float)

@@ -161,7 +161,7 @@ def test_profiles_fill_only_the_keys_left_null():
     v2 = XenPolicy(version="v2")
     assert v2.max_rounds == 5 and v2.max_factor == float("inf")
     assert XenPolicy(version="v2", max_rounds=7).max_rounds == 7
-    assert (VmwarePolicy().encryption, VmwarePolicy().stream_autoscale) == (False, False)
+    assert (VmwarePolicy().encryption, VmwarePolicy().stream_autoscale) == (True, False)  # Opportunistic
     assert (VmwarePolicy(profile="vsphere7").encryption,
             VmwarePolicy(profile="vsphere7").stream_autoscale) == (True, True)
     assert VmwarePolicy(profile="vsphere7", encryption=False).encryption is False

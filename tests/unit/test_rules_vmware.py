@@ -1,0 +1,68 @@
+"""VMware-like rules of issue 12 (lmtoolkit/policies/vmware.py cites VMware's documents):
+Encrypted vMotion is Opportunistic by default; both readings of the SDPS target."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from lmtoolkit.errors import ConfigError
+from lmtoolkit.model import HotColdWorkload
+from lmtoolkit.model.host import Host
+from lmtoolkit.policies import VmwarePolicy
+from tests.conftest import run, scenario
+
+ENGINES = ("page", "fluid")
+
+
+def test_encrypted_vmotion_is_opportunistic_by_default():
+    """"The default is Opportunistic": encrypted between hosts of 6.5 or later."""
+    assert VmwarePolicy().encryption is True                        # generic (6.0U3 … 9.0.1 dumps)
+    assert VmwarePolicy(profile="vsphere7").encryption is True
+    assert VmwarePolicy(profile="vsphere5").encryption is False     # before 6.5
+    assert VmwarePolicy(encryption=False).encryption is False       # the Disabled state
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_encryption_costs_cpu_when_the_cipher_is_slower_than_the_link(engine):
+    scn = dataclasses.replace(scenario(memory_gib=2.0, gbit=40, engine=engine), host=Host(spare_cores=1))
+    plain = run(dataclasses.replace(scn, policy=VmwarePolicy(encryption=False)))
+    default = run(dataclasses.replace(scn, policy=VmwarePolicy()))
+    # one spare core of AES-GCM (host.encrypt_gib_s_per_core) instead of 40 Gbit/s
+    assert plain.total_time_s == pytest.approx(0.458, rel=0.01)
+    assert default.total_time_s == pytest.approx(1.333, rel=0.01)
+
+
+@pytest.fixture(scope="module")
+def sdps():
+    hot = HotColdWorkload(dirty_rate_pages_s=60_000, hot_mib=512)
+    return {(reading, mode, e): run(scenario(memory_gib=2.0, workload=hot, engine=e,
+                                             policy=VmwarePolicy(sdps=mode, sdps_target_reading=reading)))
+            for reading in ("ratio", "exceed") for mode in ("dynamic", "on") for e in ENGINES}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_sdps_target_readings(sdps, engine):
+    """SdpsTargetRate 500: transmit = 5 x dirty ("ratio"), or the literal "exceed dirty by
+    500 %" = 6 x dirty ("exceed"): the literal reading stuns harder, leaves less to the pause."""
+    for mode in ("dynamic", "on"):
+        five, six = sdps["ratio", mode, engine], sdps["exceed", mode, engine]
+        assert six.throttle_max > five.throttle_max
+        assert six.downtime_s < 0.8 * five.downtime_s
+        assert six.guest_slowdown >= five.guest_slowdown
+    assert sdps["ratio", "on", engine].total_time_s == pytest.approx(28.35, rel=0.01)
+    assert sdps["exceed", "on", engine].total_time_s == pytest.approx(27.61, rel=0.01)
+
+
+def test_sdps_engines_agree(sdps):
+    for (reading, mode, e), rec in sdps.items():
+        if e == "fluid":
+            page = sdps[reading, mode, "page"]
+            assert rec.total_time_s == pytest.approx(page.total_time_s, rel=0.01)
+            assert rec.rounds == page.rounds
+
+
+def test_sdps_target_reading_is_checked():
+    with pytest.raises(ConfigError) as e:
+        VmwarePolicy(sdps_target_reading="literal")
+    assert e.value.key == "sdps_target_reading"

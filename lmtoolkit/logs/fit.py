@@ -619,7 +619,7 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
     x0 = np.array([p.to_x(p.init) for p in params])
     keys = [p.key for p in params]
     gi = [i for i, k in enumerate(keys) if k in ("workload.dirty_rate_pages_s", "workload.wss_mib")]
-    results = {}
+    results, grid_best = {}, {}
     for pat in patterns:
         xs = x0
         if gi:
@@ -629,10 +629,19 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
             X = np.tile(x0, (mesh[0].size, 1))
             for j, i in enumerate(gi):
                 X[:, i] = mesh[j].ravel()
-            xs = X[int(np.argmin(prob.cost(pat, X)))]
+            cg = prob.cost(pat, X)
+            xs = X[int(np.argmin(cg))]
+            grid_best[pat] = (float(np.min(cg)), xs)
+        else:
+            grid_best[pat] = (float(prob.cost(pat, xs[None, :])[0]), xs)
+    cbest = min(c for c, _ in grid_best.values())
+    for pat, (cg, xs) in grid_best.items():
+        if cg > 3 * cbest + 30:                 # a pattern the grid already rules out
+            results[pat] = (cg, xs)
+            continue
         width = np.where([i in gi for i in range(len(params))], 1.2, np.inf)
         box_lo, box_hi = np.maximum(lo_x, xs - width), np.minimum(hi_x, xs + width)
-        xs, c = _evolve(prob, pat, box_lo, box_hi, seed=seed, popsize=10, maxiter=30, x0=xs)
+        xs, c = _evolve(prob, pat, box_lo, box_hi, seed=seed, popsize=8, maxiter=25, x0=xs)
         results[pat] = (c, xs)
         if progress:
             progress(f"{pat}: cost {c:.1f}")

@@ -561,6 +561,8 @@ def detect_format(path) -> str:
             return "testbed"
     text = _read_text(path)
     s = text.lstrip()
+    if not s:
+        raise _err(path, 0, "the log is empty")
     if s.startswith("["):
         return "qmp"
     if s.startswith("{"):

@@ -37,6 +37,7 @@ import json
 import re
 import shutil
 import tempfile
+import warnings
 from dataclasses import fields
 from pathlib import Path
 
@@ -213,6 +214,15 @@ def whatif(fit_path, overrides=(), samples: int | None = None, command: str | No
             ov = [o for o in plain if _split(o)[1] not in {a.key for a in gaxes}] + \
                  [f"{a.key}={v}" for a, v in zip(gaxes, combo)]
             ccfg = cfg if not gaxes else _compose_cell(fd, ff, ov, swaps)
+            if gaxes:
+                where = ", ".join(f"{a.key}={v}" for a, v in zip(gaxes, combo))
+                cell_tpl = build_scenario(ccfg)
+                for a in vaxes:
+                    try:
+                        _check_value_axis(a, cell_tpl)
+                    except ConfigError:
+                        raise ConfigError(f"sweep.axes.{a.dim}", a.key, "", message=(
+                            f"what-if axis {a.dim}: {a.key} does not exist with {where}")) from None
             if progress and gaxes:
                 progress(", ".join(f"{a.key}={v}" for a, v in zip(gaxes, combo)))
             _apply_cap_factor(ccfg, plain, cap_factor)
@@ -249,7 +259,8 @@ def whatif(fit_path, overrides=(), samples: int | None = None, command: str | No
                     if refv.size == 1:
                         refv = np.repeat(refv, rows.size)
                     cen = np.array([float(central.scalars[field][j]) for j in range(rows.size)])
-                    with np.errstate(invalid="ignore"):
+                    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN: none completed
                         q05 = np.nanpercentile(vals, 5, axis=1) if np.isfinite(vals).any() else np.full(rows.size, np.nan)
                         q95 = np.nanpercentile(vals, 95, axis=1) if np.isfinite(vals).any() else np.full(rows.size, np.nan)
                     lo_hi[name][0][rows] = np.minimum(cen + (q05 - refv), cen)

@@ -201,4 +201,7 @@ def test_validation_families_and_the_fit_run_rule():
     pc = next(r for r in runs if LV.label(r) == "r20000-h128-rand-bw032-dl0300-pc-n0")
     assert LV.run_overrides(pc, "qemu")[0] == "policy=hybrid"
     assert all(not o.startswith("policy=") for o in LV.run_overrides(pc, "hybrid"))
-    assert "whatif" in __import__("lmtoolkit.testbed.validate", fromlist=["DATASETS"]).DATASETS
+    from lmtoolkit.cli import build_parser
+    from lmtoolkit.testbed.validate import DATASETS
+    build_parser()                                   # lmtk's commands register `validate whatif`
+    assert "whatif" in DATASETS

@@ -9,6 +9,7 @@ import nbformat
 import pytest
 
 from lmtoolkit import notebooks as lnb
+from lmtoolkit.teaching import EXERCISES
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = lnb.list_notebooks()
@@ -22,6 +23,8 @@ EXPECTED_KEYS = {
     "01_the_network_matters": {"total_time_s", "failed", "idle_speedup"},
     "02_vmware_vs_hyperv": {"downtime_s", "throttled", "hyperv_2008r2_passes"},
     "03_postcopy_and_hybrid": {"postcopy_ratio", "longest_downtime", "hybrid_fewer_faults"},
+    "04_numa_and_ecc": {"remote_share", "numa_penalty", "one_big_node_compatible",
+                        "corruption_probability", "checksum_slowdown"},
     "10_simulator_vs_analytic": {"checks"},
     "11_page_vs_fluid": {"cases", "worst_total_time_rel_diff"},
     lnb.TEMPLATE: {"experiment", "config_hash", "dims", "figure"},
@@ -92,7 +95,10 @@ def shared_results(tmp_path_factory):
 def test_notebook_runs_in_smoke_mode(notebook, experiment, shared_results, monkeypatch):
     monkeypatch.setenv("LMT_RESULTS_DIR", str(shared_results))
     name = lnb.run_name(notebook, experiment)
-    run = lnb.execute(notebook, smoke=True, progress=False, experiment=experiment)
+    # teaching notebooks run as their teacher edition: everything the student edition runs, plus
+    # the solutions, which must pass their checks
+    edition = "teacher" if lnb.is_teaching(notebook) else None
+    run = lnb.execute(notebook, smoke=True, progress=False, experiment=experiment, edition_name=edition)
     assert run.name == name and run.notebook == notebook and run.experiment == experiment
     assert run.output == shared_results / "notebooks" / f"{name}.ipynb" and run.output.exists()
     executed = nbformat.read(run.output, as_version=4)
@@ -105,6 +111,13 @@ def test_notebook_runs_in_smoke_mode(notebook, experiment, shared_results, monke
     assert "debug=default" in summary["effective_overrides"]
     values = summary["values"]
     assert EXPECTED_KEYS[notebook] <= set(values)
+    if edition:
+        states = [json.dumps(o.get("metadata", {})) for c in executed.cells for o in c.get("outputs", [])
+                  if "lmt_check" in json.dumps(o.get("metadata", {}))]
+        n_ex = len([e for e in EXERCISES if e.startswith(notebook[:2] + ".")])
+        assert len(states) == n_ex and all('"ok"' in s for s in states), states
+        assert not any(o.get("name") == "stderr" for c in executed.cells for o in c.get("outputs", [])), \
+            "a stderr box (e.g. a warning) in a teaching notebook"
     if experiment:
         assert summary["experiment"] == values["experiment"] == experiment
         assert f"experiment={experiment}" in summary["effective_overrides"]
@@ -161,3 +174,58 @@ def test_cli_lists_notebooks_and_rejects_a_bad_parameter(capsys):
     assert main(["notebooks", "nosuchbook"]) == 2
     assert main(["notebooks", "20", "-p", "experiment=nosuch"]) == 2
     assert "unknown experiment 'nosuch'" in capsys.readouterr().err
+
+
+TEACHING = [n for n in NAMES if lnb.is_teaching(n)]
+
+
+@pytest.mark.parametrize("name", TEACHING)
+def test_exercises_come_without_answers_and_with_one_folded_solution_each(name):
+    """Student view: every answer cell is ``None`` and every check cell calls the package; each
+    solution is folded (``<details>``) and its code sets the exercise's answer."""
+    nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    ours = {k: v for k, v in EXERCISES.items() if k.startswith(name[:2] + ".")}
+    assert ours, f"{name} has no exercises"
+    for ex_id, ex in ours.items():
+        answer_cells = [c for c in nb.cells if c.cell_type == "code"
+                        and c.source.lstrip().startswith(f"{ex.answer} =")]
+        assert len(answer_cells) == 1, (name, ex.answer)
+        assert answer_cells[0].source.split("=", 1)[1].split("#")[0].strip() == "None", \
+            f"{name}: {ex.answer} comes filled in"
+        checks = [c for c in nb.cells if f'lmt.teaching.check("{ex_id}", {ex.answer}' in c.source]
+        assert len(checks) == 1, (name, ex_id)
+    solutions = [c for c in nb.cells if lnb.SOLUTION_TAG in c.metadata.get("tags", [])]
+    assert len(solutions) == len(ours)
+    for c in solutions:
+        assert c.cell_type == "markdown" and c.source.startswith("<details>")
+        code = lnb._solution_code(c.source)
+        assert any(code.startswith(f"{ex.answer} =") for ex in ours.values()), code
+    student, teacher = lnb.edition(nb, "student"), lnb.edition(nb, "teacher")
+    assert not any(lnb.SOLUTION_TAG in c.metadata.get("tags", []) for c in student.cells)
+    assert len(teacher.cells) == len(nb.cells) + len(ours)
+    assert sum("<details open>" in c.source for c in teacher.cells) == len(ours)
+    assert len(nb.cells) == len(student.cells) + len(ours)
+
+
+def test_the_student_edition_of_a_teacher_run_shows_unanswered_checks():
+    """student_from_teacher: solutions out, checks back to "not answered yet", reveals dropped."""
+    from lmtoolkit.teaching import check
+    nb = nbformat.v4.new_notebook()
+    sol = nbformat.v4.new_markdown_cell("<details><summary>Solution</summary>\n\n```python\nanswer_x = 1\n```\n</details>")
+    sol.metadata["tags"] = [lnb.SOLUTION_TAG]
+    nb.cells = [nbformat.v4.new_code_cell("answer_x = None"), sol]
+    teacher = lnb.edition(nb, "teacher")
+    assert teacher.cells[2].source == "answer_x = 1" and lnb.SOLUTION_CODE_TAG in teacher.cells[2].metadata.tags
+    data, md = check("04.2", None)._repr_mimebundle_()
+    ok = nbformat.v4.new_output("execute_result", data={"text/plain": "✓"}, execution_count=4,
+                                metadata={"text/html": {"lmt_check": {"exercise": "04.2", "state": "ok"}}})
+    reveal = nbformat.v4.new_output("display_data", data={"image/png": "AAAA"}, metadata={"lmt_reveal": "04.2"})
+    keep = nbformat.v4.new_output("stream", name="stdout", text="kept")
+    cell = nbformat.v4.new_code_cell("check", execution_count=4)
+    cell.outputs = [reveal, ok, keep]
+    teacher.cells.append(cell)
+    student = lnb.student_from_teacher(teacher)
+    assert [c.source for c in student.cells] == ["answer_x = None", "check"]
+    outs = student.cells[1].outputs
+    assert len(outs) == 2 and outs[0]["data"] == data and outs[1]["text"] == "kept"
+    assert student.cells[1].execution_count == 1        # renumbered without the solution cells

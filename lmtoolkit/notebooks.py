@@ -646,7 +646,8 @@ def cmd_notebooks(args) -> int:
             raise ConfigError("-p", o, "key=value (a Hydra override)")
     t0 = time.perf_counter()
     runs, errors = execute_all(args.names or None, overrides, args.smoke, args.output,
-                               progress=not args.quiet, stop_on_error=args.fail_fast)
+                               progress=not args.quiet and interactive_terminal(),
+                               stop_on_error=args.fail_fast)
     total = time.perf_counter() - t0
     print(f"{len(runs)} notebook(s) ran in {total:.1f} s" + (f", {len(errors)} failed" if errors else ""))
     for e in errors:
@@ -670,7 +671,8 @@ def add_commands(sub) -> None:
     p.add_argument("--install-kernel", action="store_true",
                    help=f"(re)install the '{KERNEL_NAME}' Jupyter kernel for this Python")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failing notebook")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress display (the default where stderr is not a terminal, or CI is set)")
     p.set_defaults(func=cmd_notebooks)
 
 

@@ -154,9 +154,11 @@ def cmd_figures(args) -> int:
     command = "lmtk figures " + " ".join(shlex.quote(a) for a in args.items)
     if args.thumbnails:
         command += f" --thumbnails {shlex.quote(args.thumbnails)}"
+    from ..notebooks import interactive_terminal
     sides = make_figures(ids or None, overrides, Path(args.output) if args.output else None,
                          command=command.strip(),
-                         thumbnails=Path(args.thumbnails) if args.thumbnails else None)
+                         thumbnails=Path(args.thumbnails) if args.thumbnails else None,
+                         progress=interactive_terminal())   # quiet in CI logs and pipes
     out_dir = Path(args.output) if args.output else results_dir(overrides) / "figures"
     for s in sides:
         print(f"wrote {out_dir / s['files'][0]} (+ .pdf, .yaml)")

@@ -1,0 +1,125 @@
+"""``lmtk fit`` and ``lmtk whatif`` end to end through the CLI (issue 13), on logs made from
+real recorded runs: a QMP query-migrate JSON-lines series, a ``virsh domjobinfo`` text and a
+testbed record; the FIT file used by ``lmtk run``; bad input is one line and exit 2.
+``lmtk validate whatif`` (every family of the reference set) is in the slow tier."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lmtoolkit.cli import main
+from lmtoolkit.io import read_dataset
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+LOGS = ROOT / "tests" / "data" / "logs"
+#: what an operator knows of these testbed runs (a QMP or libvirt log does not say it)
+KNOWN = ["policy.max_bandwidth_mib_s=64", "policy.downtime_limit_ms=300", "policy.dirty_clear=sync",
+         "policy.timeout_s=60", "vm.vcpus=1"]
+CASES = {
+    "qmp": (LOGS / "qmp_r10000-h064-rand-bw064-dl0300-n0.jsonl", KNOWN, 9998),
+    "domjobinfo": (LOGS / "domjobinfo_r05000-h064-rand-bw064-dl0300-n0.txt", KNOWN, 5001),
+    "testbed": (ROOT / "data" / "testbed" / "r20000-h128-rand-bw032-dl0030-n0.nc", [], 19992),
+}
+
+
+@pytest.fixture(scope="module")
+def fits(tmp_path_factory):
+    """``lmtk fit`` on each log (default engine, a small bootstrap)."""
+    out, text = {}, {}
+    d = tmp_path_factory.mktemp("fits") / "fit"
+    import contextlib
+    import io
+    for name, (log, known, _) in CASES.items():
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            rc = main(["fit", str(log), *known, "--out", str(d / f"{name}.yaml"), "--bootstrap", "40"])
+        assert rc == 0, name
+        out[name], text[name] = d / f"{name}.yaml", buf.getvalue()
+    return out, text
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_lmtk_fit_works_on_each_kind_of_log(fits, name):
+    paths, text = fits
+    log, _, guest_rate = CASES[name]
+    assert paths[name].exists()
+    out = text[name]
+    assert f"wrote {paths[name]}" in out and "lmtk whatif" in out and "lmtk run hydra.searchpath=" in out
+    m = re.search(r"workload\.dirty_rate_pages_s\s+([0-9.e+]+)", out)
+    assert m and float(m.group(1)) == pytest.approx(guest_rate, rel=0.15)   # the guest's own count
+    assert "fit quality" in out
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_lmtk_whatif_on_each_fit(fits, name, tmp_path, capsys):
+    paths, _ = fits
+    out, fig = tmp_path / "w.nc", tmp_path / "w.png"
+    rc = main(["whatif", str(paths[name]), "policy=qemu,hybrid", "network=1gbe,10gbe", "--out", str(out),
+               "--figure", str(fig), "--samples", "20"])
+    assert rc == 0
+    ds = read_dataset(out)
+    assert ds.total_time.dims == ("policy", "network")
+    for v in ("total_time", "downtime", "transferred", "converged", "completed", "total_time_lo",
+              "total_time_hi", "converged_share", "observed_total_time", "fitted_sync_time"):
+        assert v in ds, v
+    assert np.isfinite(ds.total_time.values).all()
+    assert bool(ds.completed.sel(policy="hybrid").all())           # post-copy always ends
+    assert fig.exists() and fig.stat().st_size > 10_000
+    printed = capsys.readouterr().out
+    assert "policy=hybrid, network=10gbe" in printed and "observed run" in printed
+
+
+def test_the_fit_file_runs_with_lmtk_run(fits, tmp_path):
+    paths, _ = fits
+    p = paths["qmp"]
+    out = tmp_path / "r.nc"
+    assert main(["run", f"hydra.searchpath=[file://{p.parent.parent}]", f"+fit={p.stem}", "-o", str(out)]) == 0
+    ds = read_dataset(out)
+    assert bool(ds.converged) and float(ds.total_time) == pytest.approx(5.223, rel=0.05)
+
+
+def test_whatif_without_overrides_reproduces_the_observed_run(fits, tmp_path):
+    paths, _ = fits
+    out = tmp_path / "same.nc"
+    assert main(["whatif", str(paths["domjobinfo"]), "--out", str(out)]) == 0
+    ds = read_dataset(out)
+    assert float(ds.total_time) == pytest.approx(float(ds.observed_total_time), rel=0.05)
+    assert float(ds.transferred) == pytest.approx(float(ds.observed_transferred), rel=0.05)
+
+
+def _truncated(tmp_path):
+    src = CASES["qmp"][0].read_text()
+    p = tmp_path / "cut.jsonl"
+    p.write_text(src[: len(src) * 2 // 3])
+    return p
+
+
+@pytest.mark.parametrize("argv, words", [
+    (lambda t: ["fit", str(_truncated(t))], ["cut.jsonl", "line"]),
+    (lambda t: ["fit", str(t / "none.jsonl")], ["none.jsonl", "no such file"]),
+    (lambda t: ["fit", str(CASES["qmp"][0]), "policy.max_bandwith_mib_s=64"], ["max_bandwith_mib_s"]),
+    (lambda t: ["fit", str(CASES["qmp"][0]), "--out", "/proc/fit.yaml"], ["/proc/fit.yaml", "--out"]),
+    (lambda t: ["whatif", str(t / "no.yaml")], ["no.yaml", "lmtk fit"]),
+    (lambda t: ["whatif", str(CASES["qmp"][0])], ["not valid YAML"]),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, words):
+    assert main(argv(tmp_path)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lmtk: error:") and "\n" not in err and "Traceback" not in err
+    for w in words:
+        assert w in err, (w, err)
+
+
+@pytest.mark.slow
+def test_validate_whatif_meets_the_goals_on_held_out_settings(capsys):
+    assert main(["validate", "whatif"]) == 0
+    out = capsys.readouterr().out
+    line = out.strip().splitlines()[-1]
+    m = re.search(r"total time ([0-9.]+)%.*bytes ([0-9.]+)%.*converged agree ([0-9]+)%", line)
+    assert m, line
+    assert float(m.group(1)) <= 5 and float(m.group(2)) <= 5 and int(m.group(3)) == 100

@@ -539,7 +539,8 @@ def table(ds: xr.Dataset, variables: Sequence[str]):
         if v in figures.VARIABLES and ds[v].dtype.kind in "fiu":
             disp = figures.label(ds, v)
             num = np.asarray(vals, float) * figures.scale(ds, v)
-            col = [f"{x:,.3g}" if np.isfinite(x) else "—" for x in num]
+            col = [("—" if not np.isfinite(x) else f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}")
+                   for x in num]
             if v in ("rounds", "postcopy_faults"):
                 col = [f"{x:,.0f}" for x in num]
             if v == "downtime" and done is not None:

@@ -177,6 +177,7 @@ class FluidInputs:
     n: np.ndarray              # (S, R) pages per region (last: untouched rest)
     lam: np.ndarray            # (S, R) writes per page per second
     seq: np.ndarray            # (S, R) sequential regions
+    first: np.ndarray          # (S, R) first page of each region (sequential: its address)
     zero: np.ndarray           # (S,) zero pages at start
     edges: np.ndarray          # (S, B + 1) address bin bounds (fractions of memory)
     nb: np.ndarray             # (S, B, R) pages per bin and region
@@ -195,6 +196,7 @@ class FluidInputs:
         n = np.array([r[0] for r in regs])[inverse]
         lam = np.array([r[1] for r in regs])[inverse]
         seq = np.array([r[2] for r in regs])[inverse]
+        first = np.array([r[3] for r in regs])[inverse]
         binned = any(_needs_bins(s) for s in uniq)
         edges = [_edges_of(s, r, binned) for s, r in zip(uniq, regs)]
         B = max(e.size for e in edges) - 1
@@ -208,7 +210,7 @@ class FluidInputs:
             lam = lam * rate_scale[:, None]
             ctx.dirty_rate_pages_s = ctx.dirty_rate_pages_s * rate_scale
         pol = kinds.pop().stack([s.policy for s in uniq]).subset(inverse)
-        return cls(policy=pol, ctx=ctx, n=n, lam=lam, seq=seq,
+        return cls(policy=pol, ctx=ctx, n=n, lam=lam, seq=seq, first=first,
                    zero=np.array([s.vm.zero_pages for s in uniq], dtype=float)[inverse],
                    edges=E[inverse], nb=NB[inverse],
                    vcpus=np.array([s.vm.vcpus for s in uniq], dtype=float)[inverse],
@@ -256,7 +258,7 @@ class _Group:
 
     def __init__(self, inp: FluidInputs):
         self.pol, self.ctx = inp.policy, inp.ctx
-        self.n, self.lam, self.seq = inp.n, inp.lam, inp.seq
+        self.n, self.lam, self.seq, self.first = inp.n, inp.lam, inp.seq, inp.first
         self.E = inp.edges
         self.W = np.diff(self.E, axis=1)
         self.N = inp.nb
@@ -303,8 +305,8 @@ class _Group:
 
     def keep(self, m):
         self.pol, self.ctx, self.st = self.pol.subset(m), self.ctx.subset(m), self.st.subset(m)
-        for k in ("n", "lam", "seq", "E", "W", "N", "D", "Z", "cur", "vcpus", "rounds", "idx", "walk",
-                  "rotatable"):
+        for k in ("n", "lam", "seq", "first", "E", "W", "N", "D", "Z", "cur", "vcpus", "rounds", "idx",
+                  "walk", "rotatable"):
             setattr(self, k, getattr(self, k)[m])
         if self.xb is not None:
             for k in ("xb", "xb_held", "xb_fresh", "xb_U", "xb_started"):
@@ -478,6 +480,82 @@ def _xbzrle_stop(g: _Group, sub, pol, st, ctx, sw, d, n_nz, n_z):
                       sw.device_time_s, sw.device_bytes)
 
 
+def _seq_len(lo, hi, K, Lw, cond_a, cond_b):
+    """Length of ``{o in [lo, hi]: K - o < Lw and cond_a * o > cond_b}`` (all arrays)."""
+    lb = np.maximum(lo, K - Lw)
+    ub = hi.copy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = cond_b / cond_a
+    lb = np.where(cond_a > 0, np.maximum(lb, r), lb)
+    ub = np.where(cond_a < 0, np.minimum(ub, r), ub)
+    none = (cond_a == 0) & ~(cond_b < 0)
+    return np.where(none, 0.0, np.clip(ub - lb, 0.0, None))
+
+
+def _sequential(g: _Group, w, mode, T, x, pr, clean_p, seqon, theta):
+    """Sequential regions, deterministically: region ``j`` is the block of pages
+    ``[first_j, first_j + n_j)`` swept by a write cursor at ``lam_j n_j`` pages per second of
+    guest time from offset 0 at guest time 0 (the page engine's sampler).  During the phase
+    the cursor goes from ``c0`` to ``c1``; offset ``o`` was last written ``((c1 - o) mod n) /
+    v`` before the phase's end, if that is less than the phase.  A sent page is re-dirtied
+    when that write came after the clear of its log (``theta``: its send, the sync or its
+    chunk's clear); a clean page when it was written at all.  Returns the re-dirty share of
+    each segment's sent pages and the written share of each bin's clean pages (the other
+    regions keep their values)."""
+    S, B1 = w["seg"].shape
+    npg = np.asarray(g.ctx.pages, dtype=float)[:, None, None]
+    n = g.n[:, None, :]
+    v = x[:, None, :] * n                                      # write cursor, pages per wall second
+    guest = (g.st.t - g.st.lost_guest_time)[:, None, None]
+    c0 = np.mod(g.lam[:, None, :] * n * guest, np.maximum(n, 1.0))
+    Lw = v * T[:, None, None]                                  # offsets the cursor swept
+    u1 = np.mod(c0 + Lw, np.maximum(n, 1.0))
+    first = g.first[:, None, :]
+    tot = np.where(Lw >= n, np.inf, Lw)
+    # -- sent pages of each segment: offsets [p, q] sent linearly from A to A + tau -----------
+    start = w["start"][..., None] * npg - first
+    p = np.clip(start, 0.0, n)
+    q = np.clip(start + (w["sigma"] * w["length"])[..., None] * npg, 0.0, n)
+    A = w["A"][..., None]
+    tau = w["tau"][..., None]
+    Tc = T[:, None, None]
+    span = np.maximum(q - p, 1e-300)
+    inv_v = 1.0 / np.maximum(v, 1e-300)
+    out = np.zeros(p.shape)
+    for piece in (0, 1):
+        K = u1 + piece * n
+        lo = np.where(piece == 0, p, np.maximum(p, u1))
+        hi = np.where(piece == 0, np.minimum(q, u1), q)
+        # t_w(o) = T - (K - o) / v (relative to the phase start) must exceed theta(o)
+        a_sync, b_sync = np.ones(p.shape), K - v * Tc            # o > K - v T
+        slope = tau / span
+        a_send = inv_v - slope
+        b_send = A - Tc + K * inv_v - p * slope
+        a, b = a_sync, b_sync
+        a = np.where((mode == "send")[:, None, None], a_send, a)
+        b = np.where((mode == "send")[:, None, None], b_send, b)
+        if theta is not None:
+            b_chunk = K - v * (Tc - theta[..., None])
+            b = np.where((mode == "chunk")[:, None, None], b_chunk, b)
+        out = out + _seq_len(lo, hi, K, tot, a, b)
+    share = np.where(q > p, out / span, 0.0)
+    pr = np.where(seqon[:, None, :], np.clip(share, 0.0, 1.0), pr)
+    # -- clean pages of each bin: written at all --------------------------------------------
+    E = g.E
+    lo_b = np.clip(E[:, :-1, None] * npg - first, 0.0, n)
+    hi_b = np.clip(E[:, 1:, None] * npg - first, 0.0, n)
+    wb = np.zeros(lo_b.shape)
+    one = np.ones(lo_b.shape)
+    for piece in (0, 1):
+        K = u1 + piece * n
+        lo = np.where(piece == 0, lo_b, np.maximum(lo_b, u1))
+        hi = np.where(piece == 0, np.minimum(hi_b, u1), hi_b)
+        wb = wb + _seq_len(lo, hi, K, tot, one, K - tot)
+    wshare = np.where(hi_b > lo_b, wb / np.maximum(hi_b - lo_b, 1e-300), 0.0)
+    clean_p = np.where(seqon[:, None, :], np.clip(wshare, 0.0, 1.0), clean_p)
+    return pr, clean_p
+
+
 def _to_bins(X, seg, B):
     """Segment values (S, B + 1, ...) summed back onto their bins (S, B, ...)."""
     S = X.shape[0]
@@ -587,9 +665,14 @@ def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
         theta = _chunk_entry(g, w, ctx, pol)
         p_chunk = f_written(xs, np.maximum(Tcol - theta, 0.0)[..., None], seqs)
         pr = np.where(is_chunk[:, None, None], p_chunk, pr)
+    clean_p = np.broadcast_to(f_T[:, None, :], g.N.shape)
+    seqon = g.seq & (g.n > 0) & (x > 0)
+    if seqon.any():
+        pr, clean_p = _sequential(g, w, mode, T, x, pr, clean_p, seqon,
+                                  _chunk_entry(g, w, ctx, pol) if is_chunk.any() else None)
     redirty = sent * pr
     sent_b = _to_bins(sent, seg, B)
-    clean_new = np.clip(g.N - g.D, 0.0, None) * f_T[:, None, :]
+    clean_new = np.clip(g.N - g.D, 0.0, None) * clean_p
     new_b = _to_bins(redirty, seg, B) + clean_new
     newD = np.clip(g.D - sent_b + new_b, 0.0, None)
     kz_seg = sigma * w["Z"]

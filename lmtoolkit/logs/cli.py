@@ -92,9 +92,9 @@ def add_commands(sub) -> None:
                                                 "policy.dirty_clear=sync (TCG); workload=hotcold|zipf to fit "
                                                 "that shape")
     f.add_argument("-o", "--out", help="FIT.yaml to write (default <results>/fits/fit/<log>.yaml)")
-    f.add_argument("--engine", default="page", choices=("page", "fluid"),
-                   help="page (default): fluid-engine search corrected onto the page engine; fluid: "
-                        "fluid engine only (faster for very large guests)")
+    f.add_argument("--engine", default="fluid", choices=("fluid", "page"),
+                   help="fluid (default): the fluid engine; page: the fluid search corrected onto the "
+                        "page engine (space mapping; the FIT file then runs the page engine)")
     f.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples over rounds (default 200)")
     f.add_argument("--seed", type=int, default=0, help="seed of the optimiser and the bootstrap")
     f.set_defaults(func=cmd_fit)

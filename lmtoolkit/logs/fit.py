@@ -3,39 +3,49 @@
 **What is known, what is fitted.**  The log gives the guest's RAM (``ram.total``), its page
 size, its zero pages (``ram.duplicate``: pages sent as zero markers → ``vm.zero_fraction``),
 the non-page bytes on the stream (``transferred − normal × (page + 8) − duplicate × 9`` →
-``vm.device_state_mib``) and, with XBZRLE, the delta size.  The user's overrides state what
-they know about the run (``policy.max_bandwidth_mib_s=100 policy.downtime_limit_ms=300
-policy.dirty_clear=sync`` …; a testbed record states its own settings, which the overrides
-may still change).  Everything else the fit estimates, unless an override fixes it:
+``vm.device_state_mib``), with XBZRLE the delta size, and how far QEMU's pre-copy ran above
+``max-bandwidth`` (the median rate between polls over the stated cap: ``cap_factor``, ~1 %).
+The user's overrides state what they know about the run (``policy.max_bandwidth_mib_s=100
+policy.downtime_limit_ms=300 policy.dirty_clear=sync`` …; a testbed record states its own
+settings, which overrides may still change).  Everything else is estimated, unless an
+override fixes it:
 
 * the workload: ``workload.dirty_rate_pages_s`` (page-write events/s), ``workload.wss_mib``
-  and ``workload.pattern`` (random or sequential: both are fitted, the better one is kept);
-  with ``workload=hotcold`` also ``hot_mib`` and ``hot_fraction``, with ``workload=zipf``
-  ``zipf_s``;
+  and ``workload.pattern`` (random and sequential are both fitted and compared by
+  likelihood); with ``workload=hotcold`` also ``hot_mib`` and ``hot_fraction``, with
+  ``workload=zipf`` ``zipf_s``;
 * ``vm.zero_fraction`` when the log has no zero-page count;
-* the effective link rate, ``network.bandwidth_gbit_s`` (the uncapped rate: it sets an
-  uncapped pre-copy and the stop-and-copy, which QEMU never caps), and the fixed switchover
-  cost ``policy.stop_overhead_ms`` (with a weak prior towards 0: one downtime cannot tell a
-  fixed cost from a rate).
+* the effective link rate ``network.bandwidth_gbit_s`` (it sets an uncapped pre-copy and the
+  stop-and-copy, which QEMU never caps) and the fixed switchover cost
+  ``policy.stop_overhead_ms`` (with a weak prior towards 0: one downtime cannot tell a fixed
+  cost from a rate).  A parameter the log does not determine (the link rate of a capped run
+  that never switched over) keeps its start value and is reported as such.
 
-**The match** is per round, not only the totals.  From the QMP polls each dirty-bitmap sync
-``k`` (``dirty-sync-count`` steps) is bracketed in time by the two polls around it, and the
-dirty bytes it found (``remaining`` just after it, plus what was sent between the sync and
-that poll) are measured when exactly one sync fell between two polls.  The residuals are:
-simulated minus observed sync times (σ: the poll bracket and 2 % + 10 ms), dirty bytes at each
-sync (σ: the bytes sent in the bracket, 3 %, 0.5 MiB), one per simulated sync the log does
-not have, total time (1 % + 30 ms), bytes (1 % + 1 MiB) and downtime (10 % + 5 ms).  The fluid
-engine (:func:`lmtoolkit.engine.fluid.simulate_fluid_columns`: every candidate of a step in
-one vectorised call) gives the simulated trajectory; a coarse grid over dirty rate x working
-set (each pattern) starts :func:`scipy.optimize.minimize` (Nelder–Mead: the objective is
-piecewise, the number of rounds changes) in transformed parameters (logs).
+**The match** is per round, not only the totals.  From the polls each dirty-bitmap sync ``k``
+(``dirty-sync-count`` steps) is bracketed in time by the two polls around it; when exactly
+one sync fell between two polls, the pages it added to the bitmap are measured as what the
+bitmap grew by plus what was sent meanwhile; the first pass's (it ends in cheap zero pages)
+come from QEMU's first ``dirty-pages-rate`` (``ram.c: migration_update_rates``: pages the
+syncs of a period added, over the period).  Residuals: simulated minus observed sync times
+(σ: the poll bracket, 2 % + 10 ms), pages added per sync (σ: 3 %, 0.5 MiB; for a sequential
+sweep also the phase of the write cursor against the send cursor), one per simulated sync the
+log does not have, total time (1 % + 30 ms), bytes (1 % + 1 MiB), downtime (10 % + 5 ms).
 
-**Uncertainty**: a bootstrap over rounds — the rounds' residual groups are resampled with
-replacement (the totals always count) and each resample's estimate is one Gauss–Newton step
-from the fit (Jacobian by central differences of 5 %: the "one-step" bootstrap), 200
-resamples.  Each parameter gets its bootstrap standard deviation and 16–84 % interval;
-:attr:`FitResult.samples` keeps the resampled parameter sets, which ``lmtk whatif`` runs for
-its bands.
+**The search**: per pattern a grid over dirty rate x working set (the rate is a scaled column
+of :func:`lmtoolkit.engine.fluid.simulate_fluid_columns`), then
+:func:`scipy.optimize.differential_evolution` around its best point with each generation one
+vectorised fluid call (the objective is piecewise — the number of rounds jumps — so no
+gradient polish).  ``engine="page"`` adds space mapping onto the page engine (the fluid
+residuals shifted by page − fluid at the estimate, refitted, twice) and writes a FIT file
+that runs the page engine.
+
+**Uncertainty**: a bootstrap over rounds — the rounds' residual groups resampled with
+replacement (the totals always count), each resample's estimate one Gauss–Newton step from
+the fit (Jacobian by central differences: the "one-step" bootstrap), 200 resamples.  With
+fewer than :data:`MIN_BOOTSTRAP_ROUNDS` rounds, likelihood slices instead (each parameter
+over its range, the others at the fit; the values within Δχ² <= 1 x the residual variance,
+sampled uniformly).  Each parameter gets a standard deviation and a 16–84 % interval;
+:attr:`FitResult.samples` keeps the parameter sets ``lmtk whatif`` runs for its bands.
 """
 from __future__ import annotations
 
@@ -462,7 +472,7 @@ class FitResult:
     derived: dict
     elapsed_s: float
     alternatives: dict               # pattern -> cost
-    engine: str = "page"
+    engine: str = "fluid"
     cap_factor: float = 1.0
     unidentified: list = field(default_factory=list)   # keys the log does not determine
     uncertainty: str = "bootstrap over rounds"
@@ -522,14 +532,14 @@ def _templates(cfg, patterns):
 
 
 def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: str | None = None,
-            engine: str = "page", progress=None) -> FitResult:
+            engine: str = "fluid", progress=None) -> FitResult:
     """Fit the guest of ``log`` (a path or a MigrationLog) under the user's ``overrides``."""
     from ..compose import as_overrides, compose
     from .readers import read_log
 
     t0 = time.perf_counter()
     if engine not in ("page", "fluid"):
-        raise ConfigError("--engine", engine, "page (fluid search + page-engine correction) or fluid")
+        raise ConfigError("--engine", engine, "fluid (default) or page (fluid search + page-engine correction)")
     if not isinstance(log, xr.Dataset):
         log = read_log(log)
     user = as_overrides(overrides)

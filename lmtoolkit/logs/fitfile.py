@@ -70,7 +70,7 @@ def fit_block(res) -> dict:
     obs = res.obs
     iv, sd = res.interval(), res.stderr()
     params = {}
-    for i, p in enumerate(res.params):
+    for p in res.params:
         params[p.key] = {"value": res.values[p.key], "sd": sd[p.key], "p16": iv[p.key][0],
                          "p84": iv[p.key][1], "lo": p.lo, "hi": p.hi, "units": p.units, "label": p.label}
     n = min(res.samples.shape[0], MAX_SAMPLES)

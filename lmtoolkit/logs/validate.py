@@ -219,7 +219,8 @@ def report(path=None, out=None, engine: str = "page") -> int:
 
 def register() -> None:
     """Make ``whatif`` a dataset of ``lmtk validate``."""
-    from ..testbed.validate import DATASETS, ValidationSet, register as reg
+    from ..testbed.validate import DATASETS, ValidationSet
+    from ..testbed.validate import register as reg
     if "whatif" not in DATASETS:
         reg(ValidationSet("whatif", "data/testbed", None,
                           description="fit one run of a family of testbed runs, predict the others (issue 13)",

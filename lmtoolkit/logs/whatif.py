@@ -46,7 +46,7 @@ import xarray as xr
 import yaml
 
 from ..errors import ConfigError
-from .fitfile import SECTIONS, FitFile, read_fit
+from .fitfile import FitFile, read_fit
 
 #: policy keys a policy swap keeps from the observed run when the new policy has them
 CARRY_POLICY = ("timeout_s", "stop_overhead_ms", "dirty_clear", "max_bandwidth_mib_s", "downtime_limit_ms",

@@ -8,14 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from lmtoolkit.compose import compose
 from lmtoolkit.errors import ConfigError
 from lmtoolkit.logs import validate as LV
 from lmtoolkit.logs.fit import fit_log
 from lmtoolkit.logs.fitfile import read_fit, run_command, write_fit
-from lmtoolkit.logs.readers import read_log
 from lmtoolkit.logs.whatif import fit_variant, split_axes, whatif
 
 ROOT = Path(__file__).resolve().parents[2]

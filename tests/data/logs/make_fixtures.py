@@ -86,7 +86,7 @@ def domjobinfo_text(ds) -> str:
     """``virsh domjobinfo`` polled with each QMP reply, then ``virsh domjobinfo --completed``."""
     blocks = []
     total = float(v(ds, "ram_total"))
-    for t, status, tr, rem, dsc, thr, rate in polls(ds):
+    for t, status, tr, rem, dsc, _thr, rate in polls(ds):
         if status == "setup":
             continue
         if status == "completed":
@@ -121,7 +121,7 @@ def jobstats_text(ds) -> str:
     """``virDomainGetJobStats`` typed parameters as ``key=value`` blocks (type 2 running, 3 done)."""
     blocks = []
     total = int(v(ds, "ram_total"))
-    for t, status, tr, rem, dsc, thr, rate in polls(ds):
+    for t, status, tr, rem, dsc, _thr, rate in polls(ds):
         if status == "setup":
             continue
         if status == "completed":

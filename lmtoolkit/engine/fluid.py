@@ -583,44 +583,89 @@ def _chunk_entry(g: _Group, w: dict, ctx, pol):
     return np.where(ch == ch[:, :1], 0.0, theta)
 
 
-def _skip_phase(g: _Group, rows, k, t_nz, t_z, b_nz, b_z, tmax, x):
+def _seq_written(g: _Group, rows, lo_addr, hi_addr, Lw):
+    """Share of the offsets of each sequential region between addresses ``lo_addr`` and
+    ``hi_addr`` (fractions of memory, (S, K)) that its write cursor passes while sweeping ``Lw``
+    offsets from where it stands at the phase start ((S, K, R) or broadcastable)."""
+    npg = np.asarray(g.ctx.pages, dtype=float)[rows][:, None, None]
+    n = g.n[rows][:, None, :]
+    guest = (g.st.t - g.st.lost_guest_time)[rows][:, None, None]
+    c0 = np.mod(g.lam[rows][:, None, :] * n * guest, np.maximum(n, 1.0))
+    u1 = np.mod(c0 + Lw, np.maximum(n, 1.0))
+    tot = np.where(Lw >= n, np.inf, Lw)
+    first = g.first[rows][:, None, :]
+    lo_o = np.clip(lo_addr[..., None] * npg - first, 0.0, n)
+    hi_o = np.clip(hi_addr[..., None] * npg - first, 0.0, n)
+    one = np.ones(np.broadcast(lo_o, u1).shape)
+    out = np.zeros(one.shape)
+    for piece in (0, 1):
+        K = u1 + piece * n
+        lo = np.where(piece == 0, lo_o, np.maximum(lo_o, u1))
+        hi = np.where(piece == 0, np.minimum(hi_o, u1), hi_o)
+        out = out + _seq_len(lo * one, hi * one, K * one, tot * one, one, (K - tot) * one)
+    return np.where(hi_o > lo_o, np.clip(out / np.maximum(hi_o - lo_o, 1e-300), 0.0, 1.0), 0.0)
+
+
+def _skip_phase(g: _Group, rows, geo, Dseg, k, t_nz, t_z, b_nz, b_z, tmax, x):
     """``dirty_clear: skip`` (Xen classic, ``xc_domain_save.c``): the pass scans its pending
-    pages and skips those written since the sync, as seen by a peek of the log once per
-    ``skip_batch_pages`` sent pages (``to_skip``); every page written during the pass is
-    pending at the next sync.  Pages of the pass in address order mix the regions as the
-    bitmap does.  Returns (T, pages sent, bytes, pages scanned, new D, new Z, newly dirty)."""
-    D, Z, N, seq = g.D[rows], g.Z[rows], g.N[rows], g.seq[rows]
-    d = D.sum(1)
-    P = np.maximum(d.sum(1), 1e-300)
-    w = d / P[:, None]
-    zs = np.clip(Z.sum(1) / P, 0.0, 1.0)
+    pages in address order from the cursor and skips those written since the sync, as seen
+    by a peek of the log before each batch of ``skip_batch_pages`` pages sent (``to_skip``;
+    time runs for sent pages only, so the peeks come every ``skip_batch_pages * t_nz`` s);
+    every page written during the pass is pending at the next sync.  Random regions are
+    written with probability ``f``, sequential ones where their write cursor passed.
+    Returns (T, pages sent, bytes, pages scanned, new D, new Z, newly dirty)."""
+    D, Z, N = g.D[rows], g.Z[rows], g.N[rows]
+    seqon = (g.seq & (g.n > 0))[rows]
+    anyseq = bool(seqon.any())
+    Ps, Zs, Ds = geo["P"][rows], geo["Z"][rows], Dseg[rows]
+    start, length = geo["start"][rows], geo["length"][rows]
+    S, B1 = Ps.shape
+    P = np.maximum(D.sum((1, 2)), 1e-300)
     batch = float(type(g.pol).skip_batch_pages)
-    Q = np.clip(np.ceil(k / batch), 1, 256)
-    cand = k / Q
-    tau = np.zeros(P.size)
-    scanned = np.zeros(P.size)
-    sent_nz = np.zeros(P.size)
-    sent_z = np.zeros(P.size)
-    live = np.ones(P.size, dtype=bool)
-    for q in range(int(Q.max())):
-        c = np.where(live & (q < Q), cand, 0.0)
-        if not c.any():
-            break
-        p = f_written(x, tau[:, None], seq)
-        s_all = c * (w * (1.0 - p)).sum(1)
-        sz = np.minimum(c * zs, s_all)
-        snz = s_all - sz
-        dt = snz * t_nz + sz * t_z
-        part = np.where(dt > 0, np.clip((tmax - tau) / np.maximum(dt, 1e-300), 0.0, 1.0), 1.0)
-        live = live & (part >= 1.0)
-        tau = tau + part * dt
-        scanned = scanned + part * c
-        sent_nz = sent_nz + part * snz
-        sent_z = sent_z + part * sz
-    f_T = f_written(x, tau[:, None], seq)[:, None, :]
+    peek = batch * t_nz
+    q = int(max(1, np.ceil(np.clip(np.ceil(k / batch), 1, 256).max() / B1)))
+    v = (x * g.n[rows])[:, None, :]
+    tau = np.zeros(S)
+    scanned = np.zeros(S)
+    sent_nz = np.zeros(S)
+    sent_z = np.zeros(S)
+    live = np.ones(S, dtype=bool)
+    for s in range(B1):
+        for i in range(q):
+            c = np.where(live[:, None], Ds[:, s] / q, 0.0)
+            if not c.any():
+                continue
+            cz = np.where(live, Zs[:, s] / q, 0.0)
+            # the log as last peeked (a peek per batch sent): on average half a batch before the
+            # middle of this step, never before the batch this step starts in
+            floor = np.floor(tau / np.maximum(peek, 1e-300) + 1e-9) * peek
+            dt = np.zeros(S)
+            for _ in range(2):
+                tpk = np.maximum(floor, tau + 0.5 * dt - 0.5 * peek)
+                p = f_written(x, tpk[:, None], False)
+                if anyseq:
+                    xa = (start[:, s] + i / q * length[:, s])[:, None]
+                    xb = (start[:, s] + (i + 1) / q * length[:, s])[:, None]
+                    share = _seq_written(g, rows, xa, xb, v * tpk[:, None, None])[:, 0, :]
+                    p = np.where(seqon, share, p)
+                s_all = (c * (1.0 - p)).sum(1)
+                sz = np.minimum(cz, s_all)
+                snz = s_all - sz
+                dt = snz * t_nz + sz * t_z
+            part = np.where(dt > 0, np.clip((tmax - tau) / np.maximum(dt, 1e-300), 0.0, 1.0), 1.0)
+            live = live & (part >= 1.0)
+            tau = tau + part * dt
+            scanned = scanned + part * c.sum(1)
+            sent_nz = sent_nz + part * snz
+            sent_z = sent_z + part * sz
+    wr = np.broadcast_to(f_written(x, tau[:, None], False)[:, None, :], N.shape)
+    if anyseq:
+        E = g.E[rows]
+        wseq = _seq_written(g, rows, E[:, :-1], E[:, 1:], v * tau[:, None, None])
+        wr = np.where(seqon[:, None, :], wseq, wr)
     unsent = D * np.clip(1.0 - scanned / P, 0.0, 1.0)[:, None, None]
-    newD = N * f_T + unsent * (1.0 - f_T)
-    newly = ((N - unsent) * f_T).sum((1, 2))
+    newD = N * wr + unsent * (1.0 - wr)
+    newly = ((N - unsent) * wr).sum((1, 2))
     newZ = Z * np.clip(1.0 - scanned / P, 0.0, 1.0)[:, None]
     return (tau, sent_nz + sent_z, sent_nz * b_nz + sent_z * b_z, scanned, newD, newZ, newly)
 
@@ -670,6 +715,8 @@ def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
     if seqon.any():
         pr, clean_p = _sequential(g, w, mode, T, x, pr, clean_p, seqon,
                                   _chunk_entry(g, w, ctx, pol) if is_chunk.any() else None)
+        if xb:   # written after the send (content changed), for XBZRLE's unchanged pages
+            p_send, _ = _sequential(g, w, np.full(S, "send"), T, x, p_send, clean_p, seqon, None)
     redirty = sent * pr
     sent_b = _to_bins(sent, seg, B)
     clean_new = np.clip(g.N - g.D, 0.0, None) * clean_p
@@ -691,8 +738,8 @@ def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
     skip = (mode == "skip")
     if skip.any():
         r = np.flatnonzero(skip)
-        sT, sk, sB, ssc, sD, sZ, snew = _skip_phase(g, r, k[r], t_nz[r], t_z[r], b_nz[r], b_z[r],
-                                                    tmax[r], x[r])
+        sT, sk, sB, ssc, sD, sZ, snew = _skip_phase(g, r, geo, Dseg, k[r], t_nz[r], t_z[r], b_nz[r],
+                                                    b_z[r], tmax[r], x[r])
         T[r], k_sent[r], Bytes[r], scanned[r], newly[r] = sT, sk, sB, ssc, snew
         newD[r], newZ[r] = sD, sZ
         cut[r] = sT >= tmax[r] * (1 - 1e-12) - 1e-15

@@ -12,3 +12,13 @@
 from .readers import MigrationLog, read_log
 
 __all__ = ["read_log", "MigrationLog"]
+
+#: submodules loaded on first use (``lmtoolkit.logs.fit.fit_log`` …)
+_LAZY = ("readers", "fit", "fitfile", "whatif", "plot", "validate", "cli")
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,7 +18,7 @@ override fixes it:
 * the effective link rate ``network.bandwidth_gbit_s`` (it sets an uncapped pre-copy and the
   stop-and-copy, which QEMU never caps) and the fixed switchover cost
   ``policy.stop_overhead_ms`` (with a weak prior towards 0: one downtime cannot tell a fixed
-  cost from a rate).  A parameter the log does not determine (the link rate of a capped run
+  cost from a rate: σ 10 ms).  A parameter the log does not determine (the link rate of a capped run
   that never switched over) keeps its start value and is reported as such.
 
 **The match** is per round, not only the totals.  From the polls each dirty-bitmap sync ``k``
@@ -41,7 +41,8 @@ that runs the page engine.
 
 **Uncertainty**: a bootstrap over rounds — the rounds' residual groups resampled with
 replacement (the totals always count), each resample's estimate one Gauss–Newton step from
-the fit (Jacobian by central differences: the "one-step" bootstrap), 200 resamples.  With
+the fit (Jacobian by central differences: the "one-step" bootstrap), 200 resamples; the
+totals, one observation each, get a parametric N(0, 1) draw per resample instead.  With
 fewer than :data:`MIN_BOOTSTRAP_ROUNDS` rounds, likelihood slices instead (each parameter
 over its range, the others at the fit; the values within Δχ² <= 1 x the residual variance,
 sampled uniformly).  Each parameter gets a standard deviation and a 16–84 % interval;
@@ -610,7 +611,7 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
     overhead_prior = None
     if "policy.stop_overhead_ms" not in ukeys and obs.completed:
         add(Param("policy.stop_overhead_ms", 0.0, 500.0, False, 0.0, "switchover cost", "ms"))
-        overhead_prior = 20.0
+        overhead_prior = 10.0
     if not params:
         raise ConfigError("overrides", user, "", message="every parameter the fit estimates is fixed "
                           "by an override: nothing to fit")
@@ -833,13 +834,21 @@ def _bootstrap(prob: Problem, pattern: str, xhat: np.ndarray, B: int, seed: int,
         delta0 = -np.linalg.solve(A0, J.T @ r0)      # the step of the unweighted problem: the
     except np.linalg.LinAlgError:                    # resamples' steps are taken relative to it
         delta0 = np.zeros(p)                          # (the fit of a piecewise objective is not
+    # the totals (time, bytes, downtime) and the switchover prior are one observation each:
+    # resampling rounds leaves them alone, so they get a parametric draw instead (a "wild"
+    # term: r + N(0, 1)), else what only they determine (link rate, switchover cost) would
+    # look exact
+    nk = (r0.size - 7) // 2
+    wild = np.zeros(r0.size, dtype=bool)
+    wild[2 * nk + 1: 2 * nk + 5] = True
     for b in range(B):                               # exactly at a smooth minimum)
         w = np.ones_like(r0)
         if n_rounds:
             counts = np.bincount(rng.integers(0, n_rounds, n_rounds), minlength=n_rounds).astype(float)
             w = np.where(groups >= 0, counts[np.maximum(groups, 0)], 1.0)
+        rb = r0 + np.where(wild & (J != 0).any(axis=1), rng.standard_normal(r0.size), 0.0)
         A = J.T @ (w[:, None] * J) + lam * np.eye(p)
-        g = J.T @ (w * r0)
+        g = J.T @ (w * rb)
         try:
             delta = -np.linalg.solve(A, g)
         except np.linalg.LinAlgError:

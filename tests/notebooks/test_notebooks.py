@@ -27,6 +27,7 @@ EXPECTED_KEYS = {
                         "corruption_probability", "checksum_slowdown"},
     "10_simulator_vs_analytic": {"checks"},
     "11_page_vs_fluid": {"cases", "worst_total_time_rel_diff"},
+    "12_whatif_from_a_real_log": {"fitted_rate", "guest_rate", "points"},
     lnb.TEMPLATE: {"experiment", "config_hash", "dims", "figure"},
     "30_paper_figures": {"figures"},
 }

@@ -119,8 +119,13 @@ def render_notebook(nb, target: Path, title: str, nav: str) -> Path:
 # -- the README's reference tables ----------------------------------------------------------------------
 def readme_tables(readme: Path) -> list[tuple[str, str]]:
     """``(heading, markdown table)`` for every table of the README, under its nearest heading."""
-    out, heading, block = [], "", []
+    out, heading, block, fenced = [], "", [], False
     for line in readme.read_text(encoding="utf-8").splitlines() + [""]:
+        if line.startswith("```"):
+            fenced = not fenced
+            continue
+        if fenced:
+            continue
         if line.startswith("#"):
             heading = line.lstrip("#").strip()
         if line.startswith("|"):
@@ -142,7 +147,7 @@ def _md_inline(text: str) -> str:
         else:
             t = html.escape(p)
             t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
-            t = re.sub(r"\[([^\]]+)\]\((https?://[^)]+)\)", r"\1", t)   # offline: text only
+            t = re.sub(r"\[([^\]]+)\]\(([^)]+)\)", r"\1", t)   # links: their text only (offline)
             res.append(t)
     return "".join(res)
 

@@ -172,7 +172,7 @@ class Control:
     def widget(self):
         import ipywidgets as w
         common = dict(description=self.label, continuous_update=False,
-                      style={"description_width": "initial"}, layout=w.Layout(width="360px"))
+                      style={"description_width": "initial"}, layout=w.Layout(width="460px"))
         if self.kind == "log":
             return w.FloatLogSlider(value=self.value, base=10, min=self.low, max=self.high,
                                     step=self.step, readout_format=".3g", **common)
@@ -184,10 +184,10 @@ class Control:
                                step=int(self.step), **common)
         if self.kind == "bool":
             return w.Checkbox(value=bool(self.value), description=self.label, indent=False,
-                              layout=w.Layout(width="360px"))
+                              layout=w.Layout(width="460px"))
         if self.kind == "choice":
             return w.Dropdown(options=list(self.options), value=self.value, description=self.label,
-                              style={"description_width": "initial"}, layout=w.Layout(width="360px"))
+                              style={"description_width": "initial"}, layout=w.Layout(width="460px"))
         raise ValueError(f"unknown control kind {self.kind!r}")
 
 

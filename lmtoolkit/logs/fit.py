@@ -68,6 +68,8 @@ ZERO_PAGE = 9.0       # header + one byte per zero page
 
 #: fewer rounds than this: no bootstrap over rounds, likelihood slices instead
 MIN_BOOTSTRAP_ROUNDS = 4
+#: a pattern whose -2 log L is within this of the best one is not ruled out by the log
+PATTERN_DECISIVE = 4.0
 #: statuses of a running migration that ship pages
 ACTIVE = ("active", "postcopy-active", "device", "pre-switchover")
 
@@ -362,10 +364,14 @@ class Problem:
                     dk = ds[k] * page if k < n_sim and np.isfinite(ds[k]) else 0.0
                     sig = o.dirty_sigma[k]
                     if seq and k < du.size:
-                        # a sweep shorter than the working set lands on pages still pending or
-                        # on pages already sent depending on where the two cursors are: the
-                        # pages a sync adds spread over [0, 2 x expected]
-                        part = 1.0 - min(1.0, float(lam_page[s] * du[k]))
+                        # once the sweep has come round (the cursor passed the whole working
+                        # set since the migration began) its writes land on pages still
+                        # pending or on pages already sent depending on where the write cursor
+                        # is against the send cursor — unknown from the log (the engine starts
+                        # the cursor at the working set's first page): the pages a sync adds
+                        # spread over [0, 2 x expected]
+                        t_start = ts[k] - du[k] - o.setup_time
+                        part = min(1.0, float(lam_page[s] * max(t_start, 0.0)))
                         sig = math.hypot(sig, dk * part / math.sqrt(3.0))
                         penalty += 2.0 * math.log(sig / o.dirty_sigma[k])   # -2 log L of the wider σ
                     R[s, nk + k] = (dk - o.dirty[k]) / sig
@@ -472,6 +478,7 @@ class FitResult:
     derived: dict
     elapsed_s: float
     alternatives: dict               # pattern -> cost
+    alternative_values: dict = field(default_factory=dict)   # pattern -> its best parameters
     engine: str = "fluid"
     cap_factor: float = 1.0
     unidentified: list = field(default_factory=list)   # keys the log does not determine
@@ -506,7 +513,13 @@ class FitResult:
                      f"dirty bytes at syncs rms {q['dirty_rms_rel'] * 100:.1f} %; total time {q['total_time_rel'] * 100:+.1f} %, "
                      f"bytes {q['transferred_rel'] * 100:+.1f} %, syncs {q['syncs_sim']} vs {q['syncs_obs']} observed")
         if self.alternatives:
-            lines.append("  pattern cost: " + ", ".join(f"{k} {v:.1f}" for k, v in self.alternatives.items()))
+            lines.append("  pattern cost (-2 log L): " + ", ".join(f"{k} {v:.1f}" for k, v in self.alternatives.items()))
+            for pat, vals in self.alternative_values.items():
+                gap = self.alternatives[pat] - self.alternatives[self.pattern]
+                if pat != self.pattern and gap < PATTERN_DECISIVE:
+                    lines.append(f"  the pattern is not decided by this log (Δ {gap:.1f} < {PATTERN_DECISIVE:g}); "
+                                 f"as {pat}: " + ", ".join(f"{k.split('.')[-1]} {v:.5g}" for k, v in vals.items()
+                                                           if k.startswith("workload.")))
         lines.append("  sync  observed time   fitted    observed dirty MiB  fitted")
         for k in range(self.obs.syncs - 1):
             ft = self.trajectory["sync_time"][k] if k < len(self.trajectory["sync_time"]) else math.nan
@@ -633,7 +646,9 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
     for pat in patterns:
         xs = x0
         if gi:
-            vals = [np.linspace(lo_x[i], hi_x[i], 32 if keys[i] == "workload.dirty_rate_pages_s" else 12)
+            # the rate is a scaled column (no scenario per value): a fine grid costs little,
+            # and the first pass's new pages pin it to a few per cent
+            vals = [np.linspace(lo_x[i], hi_x[i], 160 if keys[i] == "workload.dirty_rate_pages_s" else 12)
                     for i in gi]
             mesh = np.meshgrid(*vals, indexing="ij")
             X = np.tile(x0, (mesh[0].size, 1))
@@ -646,7 +661,7 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
             grid_best[pat] = (float(prob.cost(pat, xs[None, :])[0]), xs)
     cbest = min(c for c, _ in grid_best.values())
     for pat, (cg, xs) in grid_best.items():
-        if cg > 3 * cbest + 30:                 # a pattern the grid already rules out
+        if cg > 5 * cbest + 50:                 # a pattern the grid already rules out
             results[pat] = (cg, xs)
             continue
         width = np.where([i in gi for i in range(len(params))], 1.2, np.inf)
@@ -736,6 +751,8 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
                      pattern=pattern, fixed=fixed, quality=quality, trajectory=traj, overrides=user,
                      log_overrides=from_log, derived=derived, elapsed_s=time.perf_counter() - t0,
                      alternatives={k: v[0] for k, v in results.items()} if len(results) > 1 else {},
+                     alternative_values={k: {p.key: _nice(float(p.from_x(v[1][i]))) for i, p in enumerate(params)}
+                                         for k, v in results.items()} if len(results) > 1 else {},
                      engine=engine, cap_factor=cap_factor, unidentified=unidentified,
                      uncertainty="bootstrap over rounds" if obs.syncs - 1 >= MIN_BOOTSTRAP_ROUNDS
                      else "likelihood slices, Δχ² <= 1: too few rounds to resample")

@@ -10,6 +10,9 @@ import numpy as np
 import xarray as xr
 
 MIB = 1024 ** 2
+#: stop reasons as the figure words them
+WHY = {"precopy_done": "post-copy", "timeout": "timed out", "max_rounds": "pass cap",
+       "max_sent": "byte cap", "no_precopy": "no pre-copy", "no_progress": "no progress"}
 
 
 def point_labels(ds: xr.Dataset) -> list[str]:
@@ -79,7 +82,7 @@ def fig_whatif(ds: xr.Dataset, title: str | None = None):
     fit = _fit_attrs(ds)
     sub = fit.get("log", {}).get("label", "")
     ax1.set_title(f"observed vs fitted: {sub}" if sub else "observed vs fitted")
-    ax1.legend(fontsize="small", loc="upper right")
+    ax1.legend(fontsize="small", loc="upper right", bbox_to_anchor=(1.0, 0.93))
     # (b) what-if table
     labels = point_labels(ds)
     t = np.asarray(ds.total_time.values, float).ravel()
@@ -106,7 +109,7 @@ def fig_whatif(ds: xr.Dataset, title: str | None = None):
     for yi, ti, d, c, why in zip(y, t, np.asarray(ds.downtime.values, float).ravel(), conv, reasons):
         note = f" {d * 1000:.0f} ms down" if np.isfinite(d) else " did not complete"
         if not c and why and why != "converged":
-            note += f" ({why.replace('_', ' ')})"
+            note += f" ({WHY.get(why, why.replace('_', ' '))})"
         ax2.text(ti, yi, note, va="center", fontsize="x-small")
     ax2.set_title("what if (hatched: not converged)")
     if title:

@@ -644,29 +644,33 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
     gi = [i for i, k in enumerate(keys) if k in ("workload.dirty_rate_pages_s", "workload.wss_mib")]
     results, grid_best = {}, {}
     for pat in patterns:
-        xs = x0
+        top = x0[None, :]
         if gi:
             # the rate is a scaled column (no scenario per value): a fine grid costs little,
             # and the first pass's new pages pin it to a few per cent
-            vals = [np.linspace(lo_x[i], hi_x[i], 160 if keys[i] == "workload.dirty_rate_pages_s" else 12)
+            vals = [np.linspace(lo_x[i], hi_x[i], 96 if keys[i] == "workload.dirty_rate_pages_s" else 10)
                     for i in gi]
             mesh = np.meshgrid(*vals, indexing="ij")
             X = np.tile(x0, (mesh[0].size, 1))
             for j, i in enumerate(gi):
                 X[:, i] = mesh[j].ravel()
             cg = prob.cost(pat, X)
-            xs = X[int(np.argmin(cg))]
-            grid_best[pat] = (float(np.min(cg)), xs)
+            order = np.argsort(cg)
+            top = X[order[:16]]                # the best points: often more than one valley
+            grid_best[pat] = (float(cg[order[0]]), top)
         else:
-            grid_best[pat] = (float(prob.cost(pat, xs[None, :])[0]), xs)
+            grid_best[pat] = (float(prob.cost(pat, top)[0]), top)
     cbest = min(c for c, _ in grid_best.values())
-    for pat, (cg, xs) in grid_best.items():
+    for pat, (cg, top) in grid_best.items():
         if cg > 5 * cbest + 50:                 # a pattern the grid already rules out
-            results[pat] = (cg, xs)
+            results[pat] = (cg, top[0])
             continue
-        width = np.where([i in gi for i in range(len(params))], 1.2, np.inf)
-        box_lo, box_hi = np.maximum(lo_x, xs - width), np.minimum(hi_x, xs + width)
-        xs, c = _evolve(prob, pat, box_lo, box_hi, seed=seed, popsize=8, maxiter=25, x0=xs)
+        # the search box spans the grid's best points (every valley among them) and a margin
+        box_lo, box_hi = lo_x.copy(), hi_x.copy()
+        if gi:
+            box_lo[gi] = np.maximum(lo_x[gi], top[:, gi].min(axis=0) - 0.6)
+            box_hi[gi] = np.minimum(hi_x[gi], top[:, gi].max(axis=0) + 0.6)
+        xs, c = _evolve(prob, pat, box_lo, box_hi, seed=seed, popsize=8, maxiter=25, init=top)
         results[pat] = (c, xs)
         if progress:
             progress(f"{pat}: cost {c:.1f}")
@@ -758,23 +762,31 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
                      else "likelihood slices, Δχ² <= 1: too few rounds to resample")
 
 
-def _evolve(prob: Problem, pattern: str, lo, hi, seed=0, popsize=16, maxiter=45, x0=None):
+def _evolve(prob: Problem, pattern: str, lo, hi, seed=0, popsize=16, maxiter=45, x0=None, init=None):
     """:func:`scipy.optimize.differential_evolution` with every generation simulated in one
-    vectorised fluid call (the objective is piecewise: no gradient polish)."""
+    vectorised fluid call (the objective is piecewise: no gradient polish).  ``init``: points
+    the first generation must contain (the rest is a Sobol sample of the box)."""
     from scipy.optimize import differential_evolution
+    from scipy.stats import qmc
     lo, hi = np.asarray(lo, float), np.asarray(hi, float)
     hi = np.where(hi - lo < 1e-9, lo + 1e-9, hi)
+    eps = 1e-7 * (hi - lo)
 
     def f(x):                       # x: (p, S) in vectorised mode
         return prob.cost(pattern, np.asarray(x).T)
 
     kw = {}
     if x0 is not None:
-        eps = 1e-7 * (hi - lo)
         kw["x0"] = np.clip(x0, lo + eps, hi - eps)
+    first = "sobol"
+    if init is not None:
+        n = popsize * lo.size
+        given = np.clip(np.atleast_2d(init), lo + eps, hi - eps)[:n]
+        fill = qmc.scale(qmc.Sobol(lo.size, seed=seed).random(max(n - given.shape[0], 1)), lo + eps, hi - eps)
+        first = np.vstack([given, fill])[:max(n, 5)]
     r = differential_evolution(f, list(zip(lo, hi)), vectorized=True, updating="deferred",
                                popsize=popsize, maxiter=maxiter, tol=1e-4, atol=1e-3, seed=seed,
-                               polish=False, init="sobol", mutation=(0.5, 0.9), recombination=0.8, **kw)
+                               polish=False, init=first, mutation=(0.5, 0.9), recombination=0.8, **kw)
     return np.asarray(r.x, float), float(r.fun)
 
 

@@ -19,7 +19,12 @@ def point_labels(ds: xr.Dataset) -> list[str]:
     """One label per what-if point (row-major over the axes' dims)."""
     dims = [d for d in ds.total_time.dims]
     if not dims:
-        return ["as observed (fitted)"]
+        import json
+        try:
+            ov = json.loads(ds.attrs.get("lmt_overrides", "[]"))
+        except ValueError:
+            ov = []
+        return [", ".join(ov) if ov else "as observed (fitted)"]
     grids = np.meshgrid(*[ds[d].values for d in dims], indexing="ij")
     labels = []
     for vals in zip(*[g.ravel() for g in grids]):

@@ -23,7 +23,7 @@ RUN = "r10000-h064-rand-bw064-dl0300-n0"
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
-    res = fit_log(TESTBED / f"{RUN}.nc", bootstrap=60, engine="fluid")
+    res = fit_log(TESTBED / f"{RUN}.nc", bootstrap=60)
     path = tmp_path_factory.mktemp("fits") / "fit" / f"{RUN}.yaml"
     write_fit(res, path)
     return res, path
@@ -187,14 +187,14 @@ def test_fit_refuses_logs_it_cannot_use(tmp_path):
 
 def test_validation_families_and_the_fit_run_rule():
     from lmtoolkit.testbed.record import load_runs
-    runs = [r for pat in ("r05000-h064-rand-*", "r20000-h128-rand-*", "r10000-h032-seq-*")
+    runs = [r for pat in ("r10000-h064-rand-*", "r20000-h128-rand-*", "r10000-h032-seq-*")
             for f in sorted(TESTBED.glob(pat + ".nc")) for r in load_runs(f)]
     fams = LV.families(runs)
     names = {LV._fam_label(k): [LV.label(r) for r in v] for k, v in fams.items()}
-    assert set(names) == {"r05000-h064-rand", "r20000-h128-rand"}   # r10000-h032-seq: one setting
-    assert len(names["r05000-h064-rand"]) == 8
+    assert set(names) == {"r10000-h064-rand", "r20000-h128-rand"}   # r10000-h032-seq: one setting
+    assert len(names["r10000-h064-rand"]) == 4
     pick = {n: LV.label(LV.choose_fit_run(fams[k])) for k, n in ((k, LV._fam_label(k)) for k in fams)}
-    assert pick["r05000-h064-rand"] == "r05000-h064-rand-bw064-dl0300-n0"
+    assert pick["r10000-h064-rand"] == "r10000-h064-rand-bw064-dl0300-n0"
     assert pick["r20000-h128-rand"] == "r20000-h128-rand-bw032-dl0030-n0"     # the only plain one
     pc = next(r for r in runs if LV.label(r) == "r20000-h128-rand-bw032-dl0300-pc-n0")
     assert LV.run_overrides(pc, "qemu")[0] == "policy=hybrid"

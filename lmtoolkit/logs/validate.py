@@ -152,7 +152,8 @@ def compare(path=None, engine: str = "page", bootstrap: int = 100, progress=None
                              "guest_rate": float(guest.get("dirty_rate_measured", math.nan)),
                              "fitted_wss_mib": res.values.get("workload.wss_mib", math.nan),
                              "hot_mib": float(hot) if hot else math.nan, "pattern": res.pattern,
-                             "guest_pattern": guest.get("pattern", ""), "quality": res.quality})
+                             "guest_pattern": guest.get("pattern", ""), "quality": res.quality,
+                             "undecided": _undecided(res)})
             if progress:
                 progress(f"fitted {label(fr)} in {fit_s:.1f} s")
             policy = str(res.cfg.policy.name)
@@ -167,6 +168,16 @@ def compare(path=None, engine: str = "page", bootstrap: int = 100, progress=None
                     "converged": _b(r, "converged"), "pred_converged": bool(pred.converged),
                     "downtime": _v(r, "downtime"), "pred_downtime": float(pred.downtime)})
     return rep
+
+
+def _undecided(res) -> str:
+    """``pattern: rate`` of a pattern the log does not rule out (empty when decided)."""
+    from .fit import PATTERN_DECISIVE
+    out = []
+    for pat, vals in res.alternative_values.items():
+        if pat != res.pattern and res.alternatives[pat] - res.alternatives[res.pattern] < PATTERN_DECISIVE:
+            out.append(f"{pat[:3]} {vals.get('workload.dirty_rate_pages_s', math.nan):.0f}")
+    return ", ".join(out)
 
 
 def _fam_label(key) -> str:
@@ -185,12 +196,13 @@ def table(rep: Report) -> str:
     lines.append("(measured/predicted from the family's fit run)")
     lines.append("")
     lines.append(f"{'family':18s} {'fit run':36s} {'fitted rate':>11s} {'guest':>7s} {'err':>6s} "
-                 f"{'wss MiB':>8s} {'hot':>5s} {'pattern':>10s} {'fit s':>6s}")
+                 f"{'wss MiB':>8s} {'hot':>5s} {'pattern':>10s} {'fit s':>6s}  pattern not ruled out")
     for f in rep.fits:
         err = f["fitted_rate"] / f["guest_rate"] - 1 if f["guest_rate"] > 0 else math.nan
         lines.append(f"{f['family']:18s} {f['fit_run'][:36]:36s} {f['fitted_rate']:11.0f} {f['guest_rate']:7.0f} "
                      f"{err * 100:+5.1f}% {f['fitted_wss_mib']:8.1f} {f['hot_mib']:5.0f} "
-                     f"{f['pattern'][:4]}/{f['guest_pattern'][:4]:>5s} {f['fit_s']:6.1f}")
+                     f"{f['pattern'][:4]}/{f['guest_pattern'][:4]:>5s} {f['fit_s']:6.1f}  {f.get('undecided', '')}")
+    lines.append("(fitted pattern / the guest's; idle guests report no rate)")
     return "\n".join(lines)
 
 

@@ -53,9 +53,13 @@ def artifacts() -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    """Headless Chromium (Debian's binary) driven by Playwright; a fresh profile."""
+    """Headless Chromium (Debian's binary) driven by Playwright; a fresh profile.
+
+    Module-scoped on purpose: Playwright's sync API runs an asyncio loop in this thread while
+    it is open, and later tests that call ``asyncio.run`` (the Jupyter server test) need it
+    closed — so it closes with each browser test module."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' (playwright)")
     exe = chromium_executable()
     if exe is None:

@@ -111,8 +111,12 @@ def _f(ds, k, default=math.nan) -> float:
     return float(ds[k].item()) if k in ds else default
 
 
-def observe(log: xr.Dataset) -> Observed:
-    """The per-round observations of a MigrationLog (:mod:`.readers`)."""
+def observe(log: xr.Dataset, delta_pages: bool = False) -> Observed:
+    """The per-round observations of a MigrationLog (:mod:`.readers`).
+
+    ``delta_pages``: XBZRLE was on, so from the third phase on (once the cache holds pages) a
+    page costs fewer bytes than a page: the bytes sent no longer count pages, and the pages
+    those syncs add are not measured."""
     src = log.attrs.get("source", "log")
     t = np.asarray(log.sample_time.values, float)
     st = np.asarray(log.sample_status.values).astype(str)
@@ -149,7 +153,7 @@ def observe(log: xr.Dataset) -> Observed:
         lo.append(a)
         hi.append(b)
         d, s = math.nan, math.nan
-        if before.size and after.size and k < K:
+        if before.size and after.size and k < K and not (delta_pages and k >= 4):
             i, j = before[-1], after[0]
             one = c[j] == k and st[j] in ACTIVE and st[i] in ACTIVE + ("setup",) \
                 and np.isfinite(rem[j]) and np.isfinite(rem[i]) and np.isfinite(tr[j] - tr[i])
@@ -559,7 +563,6 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
     if not bool(log.completed.item()) and log.attrs.get("lmt_status") == "failed":
         raise ConfigError("LOG", log.attrs.get("source"), "", message=f"{log.attrs.get('source')}: "
                           "the migration failed; a failed migration says little about the guest")
-    obs = observe(log)
     from_log, derived = log_overrides(log, user)
     ukeys, ugroups = _user_keys(user)
     base = ["engine=fluid"]
@@ -568,6 +571,8 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
     if "network" not in ugroups and "network.bandwidth_gbit_s" not in ukeys:
         base.append("network=10gbe")
     cfg = compose(base + from_log + user)          # the one composition
+    xb = _f(log, "xbzrle_pages")
+    obs = observe(log, delta_pages=bool(cfg.policy.get("xbzrle", False)) or (np.isfinite(xb) and xb > 0))
     if cfg.workload.name not in ("uniform", "hotcold", "zipf", "idle"):
         raise ConfigError("workload", cfg.workload.name, "", message=(
             f"workload={cfg.workload.name}: lmtk fit fits uniform (default), hotcold or zipf workloads"))
@@ -581,12 +586,19 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
     cap_rate = float(cap) * MIB if cap is not None else math.inf
     eff = float(cfg.network.efficiency)
     precopy = obs.precopy_rate
-    link_lo = min(precopy, cap_rate) * 0.5 if np.isfinite(cap_rate) else precopy * 0.7
+    link_lo = 0.97 * precopy            # the link carried the pre-copy the log shows
     params: list[Param] = []
     fixed = {}
     # QEMU's rate limiter lets a little more through than max-bandwidth (the budget of a
     # 100 ms window is checked after a page is queued): the pre-copy rate measured in the log
     # over the stated cap is the effective cap; ``lmtk whatif`` applies the same factor
+    # a candidate still migrating long after the observed run ended is wrong anyway: stop
+    # simulating it there (the residuals see a timeout), instead of running to the timeout
+    tmo = float(cfg.policy.get("timeout_s", 600.0))
+    if obs.completed:
+        fixed["policy.timeout_s"] = min(tmo, 1.25 * obs.total_time + 1.0)
+    if int(cfg.policy.get("max_rounds", 0) or 0) > obs.syncs + 12:
+        fixed["policy.max_rounds"] = obs.syncs + 12                # likewise for rounds
     cap_factor = 1.0
     if np.isfinite(cap_rate) and 0.9 <= precopy / cap_rate <= 1.1:
         cap_factor = float(precopy / cap_rate)
@@ -743,7 +755,9 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
     from omegaconf import OmegaConf
     fitted = cfg.copy()
     OmegaConf.set_struct(fitted, False)
-    for k, v in {**{k: _nice(v) for k, v in fixed.items()}, **values}.items():
+    kept = {k: _nice(v) for k, v in fixed.items()
+            if k not in ("policy.timeout_s", "policy.max_rounds")}    # the fit's own limits
+    for k, v in {**kept, **values}.items():
         OmegaConf.update(fitted, k, v, merge=False)
     if "pattern" in fitted.workload:
         fitted.workload.pattern = pattern

@@ -122,7 +122,7 @@ def goals_met(m: dict) -> bool:
             and m["converged"] >= GOALS["converged"] and m["dirty_rate_within"] >= 1.0)
 
 
-def compare(path=None, engine: str = "page", bootstrap: int = 100, progress=None) -> Report:
+def compare(path=None, engine: str = "fluid", bootstrap: int = 100, progress=None) -> Report:
     """Fit every family's fit run, predict the others (see the module doc)."""
     from ..paths import project_root
     from ..testbed.record import load_runs
@@ -215,7 +215,7 @@ def summary_line(m: dict) -> str:
             f"-> {'goals met' if goals_met(m) else 'goals NOT met'}")
 
 
-def report(path=None, out=None, engine: str = "page") -> int:
+def report(path=None, out=None, engine: str = "fluid") -> int:
     """``lmtk validate whatif [--data DIR]``: the table, the fits and the summary line."""
     out = out or sys.stdout
     try:

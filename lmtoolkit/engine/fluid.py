@@ -32,6 +32,7 @@ sent in the pause so far, pro rata).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, fields
 
@@ -88,11 +89,12 @@ def _regions_of(scn: Scenario, R: int):
 
 #: address bins of a migration whose send order matters (uniform grid; chunk and sequential
 #: region bounds are added to it)
-BINS = 32
+BINS = 16
 #: bins inside each sequential region
 SEQ_BINS = 32
-#: at most this many dirty-log chunks get their own bin bounds
-MAX_CHUNK_BINS = 256
+#: at most this many dirty-log chunks get their own bin bounds (more share bins; the chunks
+#: inside a bin are then handled in closed form, :func:`_chunk_redirty`)
+MAX_CHUNK_BINS = 16
 
 
 def _needs_bins(scn: Scenario) -> bool:
@@ -266,18 +268,25 @@ class _Group:
         z = inp.zero.astype(float)
         self.Z = z[:, None] * self.W                 # (S, B) pending zero pages (scattered)
         self.cur = np.zeros(z.size)                  # the send cursor (fraction of memory)
+        self.Dlo = np.zeros((z.size, self.N.shape[2]))   # cursor's bin: pending before the cursor
         self.vcpus = inp.vcpus
         S = z.size
         self.rounds = np.zeros(S, dtype=np.int64)
         self.idx = np.arange(S)
         self.prev = np.full((6, S), np.nan)   # the 3 last phase lengths and bitmap sizes
         self.walk = np.zeros(S)                      # cursor move of the last phase
+        self.survive = np.ones(S)                    # chance the bitmap has not dipped below yet
+        # the last CYCLE_HISTORY syncs (pending, cursor, time, bytes, pages, survive) for
+        # _cycle_leap, and how many of them are valid
+        self.hist = np.full((6, S, CYCLE_HISTORY), np.nan)
+        self.hist_n = np.zeros(S, dtype=np.int64)
+        self.hist_ptr = 0                            # ring buffer position (shared by all rows)
         # rounds may be leapt over (fast-forward) by rotating the bitmap with the cursor only
         # where the address layout does not matter: no sequential region, one chunk
         chunky = np.broadcast_to(np.asarray(inp.policy.dirty_clear) == "chunk", (S,)) & \
             (np.broadcast_to(np.asarray(inp.policy.clear_chunk_pages(inp.ctx), dtype=float), (S,))
              < np.asarray(inp.ctx.pages, dtype=float))
-        self.rotatable = ~(inp.seq & (inp.n > 0)).any(axis=1) & ~chunky
+        self.rotatable = ~(inp.seq & (inp.n > 0)).any(axis=1)
         # XBZRLE (expected): cache entries, held pages per region, slots refreshed in the last
         # phase per region, pending pages unchanged since sent, scan wrapped
         xb = np.broadcast_to(np.asarray(inp.policy.xbzrle_slots(inp.ctx), dtype=float), (S,))
@@ -306,8 +315,9 @@ class _Group:
     def keep(self, m):
         self.pol, self.ctx, self.st = self.pol.subset(m), self.ctx.subset(m), self.st.subset(m)
         for k in ("n", "lam", "seq", "first", "E", "W", "N", "D", "Z", "cur", "vcpus", "rounds", "idx",
-                  "walk", "rotatable"):
+                  "walk", "rotatable", "survive", "hist_n", "Dlo"):
             setattr(self, k, getattr(self, k)[m])
+        self.hist = self.hist[:, m]
         if self.xb is not None:
             for k in ("xb", "xb_held", "xb_fresh", "xb_U", "xb_started"):
                 setattr(self, k, getattr(self, k)[m])
@@ -323,7 +333,7 @@ def run_inputs(inp: FluidInputs, round_detail: int = ROUND_DETAIL_LIMIT) -> Batc
     out.scalars["memory_bytes"][:] = inp.memory_bytes
     g = _Group(inp)
     while g.idx.size:
-        code = g.pol.decide(g.st, g.ctx)
+        code = _first_passage(g, g.pol.decide(g.st, g.ctx))
         done = code != 0
         if done.any():
             _finish(g, done, code[done], out, L)
@@ -360,10 +370,17 @@ def _segments(g: _Group) -> dict:
     length = np.maximum(end - start, 0.0)
     Wb = np.take_along_axis(W, seg, 1)
     frac = np.where(Wb > 0, length / np.maximum(Wb, 1e-300), 0.0)
-    Pseg = np.take_along_axis(g.D.sum(-1), seg, 1) * frac
+    Dseg = np.take_along_axis(g.D, seg[..., None], 1) * frac[..., None]
+    # the cursor's bin: its pages before the cursor were swept by the last phase (Dlo)
+    D0 = g.D[np.arange(S), b0]
+    lo = np.minimum(g.Dlo, D0)
+    Dseg[:, 0] = np.where(Wb[:, 0:1] > 0, D0 - lo, 0.0)
+    Dseg[:, B] = lo
+    Pseg = Dseg.sum(-1)
     Zseg = np.minimum(np.take_along_axis(g.Z, seg, 1) * frac, Pseg)
     wrap = np.where(b0 > 0, B - b0, B)
-    return dict(seg=seg, frac=frac, start=start, end=end, length=length, P=Pseg, Z=Zseg, wrap=wrap)
+    return dict(seg=seg, frac=frac, start=start, end=end, length=length, P=Pseg, Z=Zseg, wrap=wrap,
+                D=Dseg, b0=b0)
 
 
 def _schedule(w: dict, k, t_nz, t_z, tmax) -> dict:
@@ -556,6 +573,29 @@ def _sequential(g: _Group, w, mode, T, x, pr, clean_p, seqon, theta):
     return pr, clean_p
 
 
+def _cursor_split(g: _Group, w, redirty, clean_new, newD, walk, skip):
+    """Pending pages of the new cursor's bin that lie before the cursor: those the phase
+    just swept there (its re-dirtied sends) plus clean pages written there — and, when the
+    phase ended in the bin it started in, what lay before the old cursor.  Keeping them
+    apart from the rest of the bin (instead of spreading the bin's pages evenly) is what lets
+    a short phase continue exactly where the last one stopped."""
+    S, B = g.W.shape
+    rows = np.arange(S)
+    sig = w["sigma"] * w["length"]
+    passed = sig > 0
+    e = np.where(passed.any(1), B - np.argmax(passed[:, ::-1], axis=1), 0)   # last segment reached
+    e = np.clip(e, 0, B)
+    new_cur = np.mod(g.cur + walk, 1.0)
+    b1 = np.take_along_axis(w["seg"], e[:, None], 1)[:, 0]
+    E_b1, W_b1 = g.E[rows, b1], g.W[rows, b1]
+    share = np.where(W_b1 > 0, np.clip((new_cur - E_b1) / np.maximum(W_b1, 1e-300), 0.0, 1.0), 0.0)
+    lo = redirty[rows, e] + clean_new[rows, b1] * share[:, None]
+    lo = lo + np.where((e == 0)[:, None], np.minimum(g.Dlo, g.D[rows, b1]), 0.0)
+    lo = np.minimum(lo, newD[rows, b1])
+    # a full pass over random writes, Xen's skips: no split to keep
+    return np.where(skip[:, None], newD[rows, b1] * share[:, None], np.clip(lo, 0.0, None))
+
+
 def _to_bins(X, seg, B):
     """Segment values (S, B + 1, ...) summed back onto their bins (S, B, ...)."""
     S = X.shape[0]
@@ -566,21 +606,63 @@ def _to_bins(X, seg, B):
     return out
 
 
-def _chunk_entry(g: _Group, w: dict, ctx, pol):
-    """``dirty_clear: chunk``: for each segment, the time the walk entered its chunk (0 for
-    the chunk holding the cursor: its clear comes with the phase's first send)."""
+def _chunk_width(g: _Group, ctx, pol):
     S = g.cur.size
     cp = np.broadcast_to(np.asarray(pol.clear_chunk_pages(ctx), dtype=float), (S,))
-    wc = (cp / np.asarray(ctx.pages, dtype=float))[:, None]
-    mid = 0.5 * (w["start"] + w["end"])
-    ch = np.floor(mid / wc + 1e-9)
-    ch = np.where(w["end"] > w["start"], ch, np.floor(w["start"] / wc + 1e-9))
-    n = ch.shape[1]
-    new_run = np.ones(ch.shape, dtype=bool)
-    new_run[:, 1:] = ch[:, 1:] != ch[:, :-1]
-    first = np.maximum.accumulate(np.where(new_run, np.arange(n)[None, :], 0), axis=1)
-    theta = np.take_along_axis(w["A"], first, 1)
-    return np.where(ch == ch[:, :1], 0.0, theta)
+    return (cp / np.asarray(ctx.pages, dtype=float))[:, None]
+
+
+def _chunk_entry(g: _Group, w: dict, ctx, pol):
+    """``dirty_clear: chunk``: for each segment, the time the walk entered the chunk holding
+    the segment's start (0 for the chunk holding the cursor: its clear comes with the
+    phase's first send), found on the walk even when the chunk began inside an earlier
+    segment (several chunks to a bin)."""
+    S, B1 = w["start"].shape
+    wc = _chunk_width(g, ctx, pol)
+    cur = g.cur[:, None]
+    cs = np.floor(w["start"] / wc + 1e-9) * wc                  # start of the segment's chunk
+    holds_cursor = (cur >= cs - 1e-12) & (cur < cs + wc - 1e-12)
+    U = np.cumsum(w["length"], 1) - w["length"]                 # segment starts, walk coordinates
+    u_cs = np.mod(cs - cur, 1.0)
+    offs = 2.0 * np.arange(S)[:, None]
+    j = np.searchsorted((U + offs).ravel(), (u_cs + offs).ravel(), side="right").reshape(S, B1)
+    j = np.clip(j - B1 * np.arange(S)[:, None] - 1, 0, B1 - 1)
+    Uj, Aj, tj = (np.take_along_axis(v, j, 1) for v in (U, w["A"], w["tau"]))
+    sent_len = np.take_along_axis(w["sigma"] * w["length"], j, 1)
+    theta = Aj + np.where(sent_len > 0, np.clip((u_cs - Uj) / np.maximum(sent_len, 1e-300), 0.0, 1.0), 0.0) * tj
+    return np.where(holds_cursor, 0.0, theta)
+
+
+def _chunk_redirty(g: _Group, w: dict, ctx, pol, x, T, theta):
+    """Re-dirty share of the random regions' sent pages per segment under chunk clears
+    (S, B + 1, R): the first piece of the segment's sent part belongs to a chunk entered at
+    ``theta``; each chunk that begins inside it is cleared when the walk reaches its start, so
+    a page there is re-dirtied by a write after that time (``f(T - theta_i)``, summed in
+    closed form over the chunks of the segment)."""
+    wc = _chunk_width(g, ctx, pol)[..., None]
+    x0 = w["start"][..., None]
+    L = (w["sigma"] * w["length"])[..., None]
+    A, tau = w["A"][..., None], w["tau"][..., None]
+    Tc = T[:, None, None]
+    lam = x[:, None, :]
+    b1 = (np.floor(x0 / wc + 1e-9) + 1) * wc                     # the next chunk start
+    l1 = np.minimum(L, np.maximum(b1 - x0, 0.0))
+    rest = np.maximum(L - l1, 0.0)
+    m = np.floor(rest / wc + 1e-9)
+    l_last = np.maximum(rest - m * wc, 0.0)
+    rate = np.where(L > 0, tau / np.maximum(L, 1e-300), 0.0)        # seconds per address
+    th0 = A + l1 * rate                                          # the first chunk started inside
+    delta = wc * rate
+    th_last = th0 + m * delta
+    f = lambda y: -np.expm1(-lam * np.maximum(y, 0.0))  # noqa: E731
+    # sum over i < m of exp(-lam (T - th0 - i delta)), written from the last term back
+    q = np.exp(-lam * delta)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        geo = np.where(q < 1 - 1e-12, -np.expm1(-lam * delta * m) / np.maximum(-np.expm1(-lam * delta), 1e-300), m)
+    s_exp = np.exp(-lam * np.maximum(Tc - (th0 + np.maximum(m - 1, 0) * delta), 0.0)) * geo
+    full = m * wc - wc * np.where(m > 0, s_exp, 0.0)
+    total = l1 * f(Tc - theta[..., None]) + full + l_last * f(Tc - th_last)
+    return np.where(L > 0, np.clip(total / np.maximum(L, 1e-300), 0.0, 1.0), f(Tc - theta[..., None]))
 
 
 def _seq_written(g: _Group, rows, lo_addr, hi_addr, Lw):
@@ -687,7 +769,7 @@ def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
 
     geo = _segments(g)
     seg = geo["seg"]
-    Dseg = np.take_along_axis(g.D, seg[..., None], 1) * geo["frac"][..., None]
+    Dseg = geo["D"]
     xb = g.xb is not None
     if xb:
         xbc = _xbzrle_plan(g, geo, Dseg, t_nz, b_nz, st, ctx, pol)
@@ -708,7 +790,7 @@ def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
         pr = np.where(is_send[:, None, None], p_send, pr)
     if is_chunk.any():
         theta = _chunk_entry(g, w, ctx, pol)
-        p_chunk = f_written(xs, np.maximum(Tcol - theta, 0.0)[..., None], seqs)
+        p_chunk = _chunk_redirty(g, w, ctx, pol, x, T, theta)
         pr = np.where(is_chunk[:, None, None], p_chunk, pr)
     clean_p = np.broadcast_to(f_T[:, None, :], g.N.shape)
     seqon = g.seq & (g.n > 0) & (x > 0)
@@ -746,6 +828,7 @@ def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
         cut[r] &= ssc < k[r] * (1 - 1e-12)
         walk[r] = ssc / np.maximum(P[r], 1e-300)
     T = np.where(cut, tmax, T)
+    g.Dlo = _cursor_split(g, w, redirty, clean_new, newD, walk, skip)
     g.D, g.Z = newD, newZ
     g.cur = np.mod(g.cur + walk, 1.0)
     g.walk = walk
@@ -770,7 +853,8 @@ def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
     g.rounds = g.rounds + 1
     pol.after_sync(st, ctx)
     st.throttle_max = np.where(cut, st.throttle_max, np.maximum(st.throttle_max, st.throttle))
-    _fast_forward(g, out, L, T, Bytes, k_sent, cut)
+    leapt = _fast_forward(g, out, L, T, Bytes, k_sent, cut)
+    _cycle_leap(g, out, L, cut | leapt)
     return cut
 
 
@@ -782,8 +866,12 @@ def _rotate(E, W, X, shift):
     cum = np.concatenate([np.zeros((S, 1) + X.shape[2:]), np.cumsum(X, axis=1)], axis=1)
     total = cum[:, -1]
 
+    offs = 2.0 * np.arange(S)[:, None]
+    flat = (E[:, 1:] + offs).ravel()            # rows apart by 2: one sorted array for all rows
+
     def mass_below(y):
-        b = np.minimum(np.sum(E[:, None, 1:] <= y[:, :, None], axis=2), B - 1)
+        b = np.searchsorted(flat, (y + offs).ravel(), side="right").reshape(y.shape) - B * np.arange(S)[:, None]
+        b = np.clip(b, 0, B - 1)
         lo, wb = np.take_along_axis(E, b, 1), np.take_along_axis(W, b, 1)
         part = np.where(wb > 0, np.clip((y - lo) / np.maximum(wb, 1e-300), 0.0, 1.0), 0.0)
         bb = b.reshape(b.shape + extra)
@@ -797,13 +885,178 @@ def _rotate(E, W, X, shift):
     return np.where(np.broadcast_to((shift == 0)[:, None].reshape((S, 1) + extra), X.shape), X, out)
 
 
-def _geometric_limit(x0, x1, x2, x3, tol=1e-9):
+#: the fluid engine calls a migration converged once the chance that the page engine's
+#: bitmap has dipped below the threshold by then reaches this (the median first passage)
+FIRST_PASSAGE_P = 0.5
+
+
+def _first_passage(g: _Group, code):
+    """Convergence by fluctuation (the page engine's median behaviour near the threshold).
+
+    The fluid engine follows the *expected* bitmap; the page engine's bitmap fluctuates
+    around it — each page is dirty or not, independently, so the count has the variance
+    ``sum D (1 - D / N)`` over bins and random regions — and a policy that switches over when
+    the count is below a threshold (:meth:`Policy.convergence_margin_pages`) does so the
+    first time it dips below, even when the expectation stays a little above.  At each sync
+    the chance of a first dip is that of two correlated normal draws (the last and this sync;
+    correlation ``1 - k / P``, the share of the bitmap the phase did not renew) being above
+    then below: ``2 T(z, sqrt((1 - rho) / (1 + rho)))`` (Owen's T, ``z`` the margin in
+    standard deviations), conditioned on not being below already.  Once the chance of having
+    dipped reaches :data:`FIRST_PASSAGE_P` the migration converges, with the bitmap at the
+    threshold."""
+    from scipy.special import ndtr, owens_t
+    st = g.st
+    margin = np.asarray(g.pol.convergence_margin_pages(st, g.ctx), dtype=float)
+    live = (code == 0) & np.isfinite(margin) & (margin > 0) & (g.rounds > 0)
+    if not live.any():
+        return code
+    rnd = ~(g.seq & (g.n > 0))
+    var = (g.D * (1.0 - np.where(g.N > 0, g.D / np.maximum(g.N, 1e-300), 0.0)) * rnd[:, None, :]).sum((1, 2))
+    sd = np.sqrt(np.maximum(var, 1e-300))
+    z = margin / sd
+    rho = np.clip(1.0 - st.phase_pages / np.maximum(st.pending, 1.0), 0.0, 1.0 - 1e-9)
+    a = np.sqrt((1.0 - rho) / (1.0 + rho))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        enter = np.where(live, 2.0 * owens_t(np.where(live, z, 0.0), a), 0.0)
+        hazard = np.clip(enter / np.maximum(ndtr(z), 1e-300), 0.0, 1.0)
+    g.survive = np.where(live, g.survive * (1.0 - hazard), g.survive)
+    hit = live & (g.survive <= 1.0 - FIRST_PASSAGE_P)
+    if hit.any():
+        scale = np.where(hit, (st.pending - margin) / np.maximum(st.pending, 1e-300), 1.0)
+        g.D = g.D * scale[:, None, None]
+        g.Z = g.Z * scale[:, None]
+        g.Dlo = g.Dlo * scale[:, None]
+        st.pending = np.where(hit, st.pending - margin, st.pending)
+        code = np.where(hit, REASON_CODE["converged"], code)
+    return code
+
+
+#: a sequence whose last three steps all stay within this share of its value is at its fixed
+#: point (the cursor-resolved bitmap wobbles at this level as the cursor crosses bins)
+STEADY_TOL = 1e-6
+
+
+#: syncs remembered to find a limit cycle (:func:`_cycle_leap`), and the longest cycle looked for
+CYCLE_HISTORY = 48
+MAX_CYCLE = 16
+CYCLE_EVERY = 8        # look for cycles every this many phases
+#: a wobble is steady when the means of the two halves of the history differ by at most
+#: WOBBLE_TREND and no value strays more than WOBBLE_MAX from the recent mean
+WOBBLE_TREND = 1e-3
+WOBBLE_MAX = 0.03
+
+
+def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
+    """Leap over whole periods of a limit cycle.
+
+    With a persistent cursor a migration that neither converges nor diverges settles into a
+    cycle: the same few phases repeat as the cursor comes round (the bitmap wobbling as it
+    crosses bins and chunks), which :func:`_fast_forward`'s geometric test does not
+    recognise.  Where the bitmap's size and the phases' lengths have repeated with period
+    ``p`` over two periods (to ``STEADY_TOL``) and the policy's rules are stationary, whole periods are
+    added at once — time, bytes, pages, rounds and the first-passage survival advance by the
+    period's amounts, the state itself is unchanged — stopping one period short of the
+    timeout, of the policy's horizon (pass caps) and of the median first dip.  Without an
+    exact cycle, a wobble that stays within ``WOBBLE_MAX`` of its mean and shows no trend
+    (``WOBBLE_TREND``) over the last ``CYCLE_HISTORY`` syncs is leapt over the same way, with
+    those syncs as the period (their mean rates, not exact)."""
+    st = g.st
+    H = CYCLE_HISTORY
+    slot = g.hist_ptr % H
+    for i, v in enumerate((st.pending, g.cur, st.t, st.sent_bytes, st.sent_pages, g.survive)):
+        g.hist[i, :, slot] = v
+    g.hist_ptr += 1
+    g.hist_n = np.minimum(g.hist_n + 1, H)
+    if g.hist_ptr % CYCLE_EVERY:
+        return
+    hist = g.hist[:, :, (g.hist_ptr + np.arange(H)) % H]      # oldest first
+    hp = hist[0]
+    dts = np.diff(hist[2], axis=1, prepend=np.nan)
+    live = ~skip & np.asarray(g.pol.stationary(st)) & ~np.asarray(g.pol.converged(st, g.ctx))
+    if not live.any():
+        return
+    period = np.zeros(st.t.size, dtype=np.int64)
+    tol = STEADY_TOL * np.maximum(np.abs(hp[:, -1]), 1.0)
+    for p in range(MAX_CYCLE, 0, -1):      # the shortest period wins
+        if 3 * p > H:
+            continue
+        a, b = hp[:, H - 2 * p:], hp[:, H - 3 * p:H - p]
+        same = np.all(np.abs(a - b) <= tol[:, None], axis=1)
+        # the phases' lengths repeat too (the cursor need not: the bins are alike under a
+        # shift by a chunk, so the bitmap's sizes can cycle faster than the cursor)
+        ta, tb = dts[:, H - 2 * p:], dts[:, H - 3 * p:H - p]
+        same &= np.all(np.abs(ta - tb) <= STEADY_TOL * np.maximum(np.abs(ta), 1e-12), axis=1)
+        period = np.where(live & same & (g.hist_n > 3 * p), p, period)
+    # no exact cycle: a bounded wobble without trend (the cursor's advance and the bins are
+    # incommensurate) is leapt over with the mean per round of the last H syncs
+    half = H // 2
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        m1, m2 = np.nanmean(hp[:, :half], axis=1), np.nanmean(hp[:, half:], axis=1)
+        wob = np.nanmax(np.abs(hp - m2[:, None]), axis=1) / np.maximum(np.abs(m2), 1.0)
+        d1, d2 = np.nanmean(dts[:, 1:half], axis=1), np.nanmean(dts[:, half:], axis=1)
+    steady = live & (period == 0) & (g.hist_n >= H) & (np.abs(m1 - m2) <= WOBBLE_TREND * np.abs(m2)) & \
+        (wob <= WOBBLE_MAX) & (np.abs(d1 - d2) <= WOBBLE_TREND * np.abs(d2))
+    period = np.where(steady, H - 1, period)
+    ok = period > 0
+    if not ok.any():
+        return
+    rows = np.flatnonzero(ok)
+    p = period[rows]
+    last = H - 1
+    d = {k: hist[i, rows, last] - hist[i, rows, last - p] for i, k in
+         ((2, "t"), (3, "b"), (4, "k"))}
+    surv_ratio = np.where(hist[5, rows, last - p] > 0,
+                          hist[5, rows, last] / np.maximum(hist[5, rows, last - p], 1e-300), 1.0)
+    sub, psub = g.st.subset(rows), g.pol.subset(rows)
+    left_t = np.broadcast_to(np.asarray(psub.timeout_s, dtype=float), rows.shape)
+    n = np.floor((left_t - sub.t) / np.maximum(d["t"], 1e-300)) - 1
+    h = np.broadcast_to(np.asarray(psub.steady_horizon(sub, g.ctx.subset(rows), sub.phase_time,
+                                                       sub.phase_bytes), dtype=float), rows.shape)
+    n = np.minimum(n, np.floor((h - 1) / p))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n_surv = np.where(surv_ratio < 1.0, np.floor(np.log((1.0 - FIRST_PASSAGE_P) / np.maximum(
+            g.survive[rows], 1e-300)) / np.log(np.maximum(surv_ratio, 1e-300))) - 1, np.inf)
+    n = np.minimum(n, n_surv)
+    n = np.where(np.isfinite(n), np.maximum(n, 0), 0).astype(np.int64)
+    go = n > 0
+    if not go.any():
+        return
+    rows, p, n = rows[go], p[go], n[go]
+    dt, db, dk = d["t"][go], d["b"][go], d["k"][go]
+    first = g.rounds[rows].copy()
+    # per-round detail of leapt rounds: the cycle's rounds repeated, shifted in time
+    for c in range(int(first.min()), min(L, int((first + n * p).max()))):
+        sel = (first <= c) & (c < first + n * p) & (first - p >= 0)
+        if not sel.any():
+            continue
+        r, f0, pp = g.idx[rows[sel]], first[sel], p[sel]
+        src = f0 - pp + (c - f0) % pp
+        shift = dt[sel] * ((c - f0) // pp + 1)
+        for name in out.round:
+            out.round[name][r, c] = out.round[name][r, src] + (shift if name == "round_start" else 0.0)
+        out.round_kind[r, c] = out.round_kind[r, src]
+    span = n * dt
+    st.t[rows] = st.t[rows] + span
+    st.lost_guest_time[rows] = st.lost_guest_time[rows] + st.throttle[rows] * span
+    st.sent_bytes[rows] = st.sent_bytes[rows] + n * db
+    st.sent_pages[rows] = st.sent_pages[rows] + n * dk
+    st.round[rows] = st.round[rows] + n * p
+    g.rounds[rows] = g.rounds[rows] + n * p
+    g.survive[rows] = g.survive[rows] * np.where(go[go], surv_ratio[go] ** n, 1.0)
+    g.hist_n[rows] = 0
+    g.prev[:, rows] = np.nan
+
+
+def _geometric_limit(x0, x1, x2, x3, tol=STEADY_TOL):
     """Aitken's limit of a sequence seen as x0..x3, and whether it is (near-)geometric.
 
-    Returns (limit, ratio, ok): ``ok`` where the sequence is constant, or where its last two
-    step ratios lie in (0, 0.9999) and differ by less than 1 % of ``1 - ratio``."""
+    Returns (limit, ratio, ok): ``ok`` where the sequence is constant (its last three steps
+    within ``tol`` of its value), or where its last two step ratios lie in (0, 0.9999) and
+    differ by less than 1 % of ``1 - ratio``."""
     d1, d2, d3 = x1 - x0, x2 - x1, x3 - x2
-    const = np.abs(d3) <= tol * np.maximum(np.abs(x3), 1.0)
+    scale = tol * np.maximum(np.abs(x3), 1.0)
+    const = (np.abs(d3) <= scale) & (np.abs(d2) <= scale) & (np.abs(d1) <= scale)
     with np.errstate(divide="ignore", invalid="ignore"):
         r_old = np.where(d1 != 0, d2 / d1, np.nan)
         r = np.where(d2 != 0, d3 / d2, np.nan)
@@ -813,7 +1066,7 @@ def _geometric_limit(x0, x1, x2, x3, tol=1e-9):
     return x3 + d3 * r / (1.0 - r), r, const | geo
 
 
-def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k, cut) -> None:
+def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k, cut) -> np.ndarray:
     """Leap over rounds whose outcome is already determined, checking the leap with the policy.
 
     Under stationary rules (:meth:`Policy.stationary`) the expected bitmap size ``p`` and phase
@@ -832,8 +1085,9 @@ def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k, cut) -> None:
     plim, rp, okp = _geometric_limit(g.prev[3], g.prev[4], g.prev[5], st.pending)
     g.prev = np.stack([g.prev[1], g.prev[2], T, g.prev[4], g.prev[5], st.pending])
     cand = okT & okp & pol.stationary(st) & ~np.asarray(pol.converged(st, g.ctx)) & ~cut & g.rotatable
+    none = np.zeros(np.shape(cut), dtype=bool)
     if not cand.any():
-        return
+        return none
     exact = (rT == 0) & (rp == 0)
     r = np.maximum(rT, rp)
     h = pol.steady_horizon(st, g.ctx, T, B)
@@ -862,7 +1116,7 @@ def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k, cut) -> None:
     ok = ok & (st.t + np.where(ok, summed(T, Tlim, rT, np.where(ok, m, 0)), 0.0) <= pol.timeout_s)
     n = np.where(ok, m, 0).astype(np.int64)
     if not n.any():
-        return
+        return none
     span = np.where(ok, summed(T, Tlim, rT, n), 0.0)
     rate_B, rate_k = B / np.maximum(T, 1e-300), k / np.maximum(T, 1e-300)
     first = g.rounds
@@ -888,7 +1142,12 @@ def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k, cut) -> None:
         g.D = _rotate(g.E, g.W, g.D, shift)
         g.Z = _rotate(g.E, g.W, g.Z, shift)
         g.cur = np.mod(g.cur + shift, 1.0)
+        b0 = np.sum(g.E[:, 1:-1] <= g.cur[:, None], axis=1)
+        r = np.arange(g.cur.size)
+        frac = np.where(g.W[r, b0] > 0, (g.cur - g.E[r, b0]) / np.maximum(g.W[r, b0], 1e-300), 0.0)
+        g.Dlo = np.where(ok[:, None], g.D[r, b0] * frac[:, None], g.Dlo)
     g.D = g.D * scale[:, None, None]
+    g.Dlo = g.Dlo * scale[:, None]
     st.pending = np.where(ok, p_m, st.pending)
     st.t = st.t + span
     st.lost_guest_time = st.lost_guest_time + st.throttle * span
@@ -898,6 +1157,7 @@ def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k, cut) -> None:
     g.rounds = g.rounds + n
     st.phase_time = np.where(ok, T_m, st.phase_time)
     g.prev[:, ok] = np.nan   # rebuild the history after a leap
+    return ok
 
 
 def _postcopy_faults(pol, d, lam, seq, P, T_push):

@@ -333,6 +333,12 @@ class Policy:
         """Boolean: the policy's convergence test holds now (after a sync)."""
         raise NotImplementedError
 
+    def convergence_margin_pages(self, st: State, ctx: Context):
+        """Pages of the bitmap above what the convergence test allows (> 0: not converged), or
+        NaN when the test is not a threshold on the bitmap's size.  The fluid engine uses it
+        to tell when the page count's fluctuations would cross the threshold."""
+        return np.full(np.shape(st.t), np.nan)
+
     def forced(self, st: State, ctx: Context):
         """Reason code (0 = none) for a switchover forced by a cap, before convergence."""
         return np.zeros_like(st.t, dtype=int)

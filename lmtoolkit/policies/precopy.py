@@ -60,6 +60,10 @@ class IterativePrecopy(Policy, register=False):
     def converged(self, st, ctx):
         return (self.remaining_time_s(st, ctx) <= self.switchover_goal_s()) | (st.pending <= 0)
 
+    def convergence_margin_pages(self, st, ctx):
+        per_page = self.nonzero_wire_bytes(st, ctx)
+        return st.pending - self.switchover_goal_s() * np.maximum(st.bw_est, 1e-12) / per_page
+
     def forced(self, st, ctx):
         return np.where(self.passes_done(st) >= self.pass_cap(), REASON_CODE["max_rounds"], 0)
 

@@ -106,9 +106,13 @@ PERIODIC_SYNC_SINCE = (9, 2)  # QEMU release that added the auto-converge sync t
 def _release(version) -> np.ndarray:
     """``"major.minor"`` (scalar or array) -> major * 1000 + minor, for comparisons."""
     def one(v):
-        major, _, minor = str(v).partition(".")
-        return int(major) * 1000 + int(minor or 0)
-    return np.vectorize(one, otypes=[float])(np.asarray(version))
+        major, _, rest = str(v).partition(".")
+        return int(major) * 1000 + int(rest.partition(".")[0] or 0)
+    v = np.asarray(version)
+    if v.ndim == 0:
+        return np.float64(one(v.item()))
+    uniq, inv = np.unique(v, return_inverse=True)
+    return np.array([one(u) for u in uniq], dtype=float)[inv.reshape(v.shape)]
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,9 @@ class QemuPolicy(PrecopyPolicy):
     def converged(self, st, ctx):
         pending_bytes = st.pending * ctx.page_bytes
         return (pending_bytes <= self.threshold_bytes(st)) | (st.pending <= 0)
+
+    def convergence_margin_pages(self, st, ctx):
+        return st.pending - self.threshold_bytes(st) / ctx.page_bytes
 
     def check_period_s(self, st, ctx):
         """Time between two switchover checks (s): one rate-limit window (``BUFFER_DELAY``)

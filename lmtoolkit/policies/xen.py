@@ -100,6 +100,10 @@ class XenPolicy(PrecopyPolicy):
         v2 = st.extra["xen_done"] > 0
         return np.where(self._classic(), classic, v2)
 
+    def convergence_margin_pages(self, st, ctx):
+        """Xen's test is on pages scanned (classic) or a two-step state (v2): not a margin."""
+        return np.full(np.shape(st.t), np.nan)
+
     def forced(self, st, ctx):
         code = super().forced(st, ctx)
         too_much = st.sent_pages > none_to(self.max_factor, np.inf) * ctx.pages

@@ -23,7 +23,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 N_FAST = 60
-N_FULL = 320
+N_FULL = 660
 #: page-engine seeds used to tell a real verdict flip from a verdict the page engine itself
 #: is not sure of (a scenario on the convergence boundary)
 SEEDS = (11, 12, 13)

@@ -182,7 +182,7 @@ def test_auto_converge_sync_timer_engines_agree(long_passes):
     for v in ("9.1", "10.1"):
         p, f = long_passes[v, "page"], long_passes[v, "fluid"]
         assert f.total_time_s == pytest.approx(p.total_time_s, rel=0.01)
-        assert f.rounds == p.rounds
+        assert abs(f.rounds - p.rounds) <= 1
 
 
 def test_sync_timer_needs_auto_converge_and_a_recent_qemu():

@@ -38,6 +38,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from ..model.workload import pacing_speed
 from ..policies.base import Context, State
 from ..records import REASON_CODE, ROUND_KINDS, STOP_REASONS
 from ..scenario import Scenario
@@ -180,6 +181,8 @@ class FluidInputs:
     lam: np.ndarray            # (S, R) writes per page per second
     seq: np.ndarray            # (S, R) sequential regions
     first: np.ndarray          # (S, R) first page of each region (sequential: its address)
+    wall: np.ndarray           # (S,) writer paced by the wall clock (workload pacing)
+    headroom: np.ndarray       # (S,) its peak rate / target rate (inf: unbounded)
     zero: np.ndarray           # (S,) zero pages at start
     edges: np.ndarray          # (S, B + 1) address bin bounds (fractions of memory)
     nb: np.ndarray             # (S, B, R) pages per bin and region
@@ -208,11 +211,18 @@ class FluidInputs:
             E[i, :e.size] = e
             NB[i, :e.size - 1] = _pages_per_bin(e, r, float(s.vm.pages))
         ctx = _stack_context([s.context() for s in uniq]).subset(inverse)
+        wall = np.array([s.workload.pacing == "wall" for s in uniq])[inverse]
+        peak = np.array([np.inf if s.workload.max_rate_pages_s is None else s.workload.max_rate_pages_s
+                         for s in uniq], dtype=float)[inverse]
+        base = np.array([s.workload.dirty_rate_pages_s for s in uniq], dtype=float)[inverse]
         if rate_scale is not None:
             lam = lam * rate_scale[:, None]
             ctx.dirty_rate_pages_s = ctx.dirty_rate_pages_s * rate_scale
+            base = base * rate_scale
+        with np.errstate(divide="ignore", invalid="ignore"):
+            headroom = np.where(base > 0, peak / np.maximum(base, 1e-300), np.inf)
         pol = kinds.pop().stack([s.policy for s in uniq]).subset(inverse)
-        return cls(policy=pol, ctx=ctx, n=n, lam=lam, seq=seq, first=first,
+        return cls(policy=pol, ctx=ctx, n=n, lam=lam, seq=seq, first=first, wall=wall, headroom=headroom,
                    zero=np.array([s.vm.zero_pages for s in uniq], dtype=float)[inverse],
                    edges=E[inverse], nb=NB[inverse],
                    vcpus=np.array([s.vm.vcpus for s in uniq], dtype=float)[inverse],
@@ -261,6 +271,8 @@ class _Group:
     def __init__(self, inp: FluidInputs):
         self.pol, self.ctx = inp.policy, inp.ctx
         self.n, self.lam, self.seq, self.first = inp.n, inp.lam, inp.seq, inp.first
+        self.wall, self.headroom = inp.wall, inp.headroom
+        self.wtime = np.zeros(inp.zero.size)         # the writer's own time (its cursor's clock)
         self.E = inp.edges
         self.W = np.diff(self.E, axis=1)
         self.N = inp.nb
@@ -315,7 +327,7 @@ class _Group:
     def keep(self, m):
         self.pol, self.ctx, self.st = self.pol.subset(m), self.ctx.subset(m), self.st.subset(m)
         for k in ("n", "lam", "seq", "first", "E", "W", "N", "D", "Z", "cur", "vcpus", "rounds", "idx",
-                  "walk", "rotatable", "survive", "hist_n", "Dlo"):
+                  "walk", "rotatable", "survive", "hist_n", "Dlo", "wall", "headroom", "wtime"):
             setattr(self, k, getattr(self, k)[m])
         self.hist = self.hist[:, m]
         if self.xb is not None:
@@ -523,7 +535,7 @@ def _sequential(g: _Group, w, mode, T, x, pr, clean_p, seqon, theta):
     npg = np.asarray(g.ctx.pages, dtype=float)[:, None, None]
     n = g.n[:, None, :]
     v = x[:, None, :] * n                                      # write cursor, pages per wall second
-    guest = (g.st.t - g.st.lost_guest_time)[:, None, None]
+    guest = g.wtime[:, None, None]
     c0 = np.mod(g.lam[:, None, :] * n * guest, np.maximum(n, 1.0))
     Lw = v * T[:, None, None]                                  # offsets the cursor swept
     u1 = np.mod(c0 + Lw, np.maximum(n, 1.0))
@@ -671,7 +683,7 @@ def _seq_written(g: _Group, rows, lo_addr, hi_addr, Lw):
     offsets from where it stands at the phase start ((S, K, R) or broadcastable)."""
     npg = np.asarray(g.ctx.pages, dtype=float)[rows][:, None, None]
     n = g.n[rows][:, None, :]
-    guest = (g.st.t - g.st.lost_guest_time)[rows][:, None, None]
+    guest = g.wtime[rows][:, None, None]
     c0 = np.mod(g.lam[rows][:, None, :] * n * guest, np.maximum(n, 1.0))
     u1 = np.mod(c0 + Lw, np.maximum(n, 1.0))
     tot = np.where(Lw >= n, np.inf, Lw)
@@ -765,7 +777,8 @@ def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
     deadline = np.broadcast_to(np.asarray(pol.timeout_s, dtype=float), (S,))
     tmax = deadline - st.t
     mode = np.broadcast_to(np.asarray(pol.dirty_clear), (S,))
-    x = g.lam * st.speed[:, None]
+    wspeed = pacing_speed(st.speed, g.wall, g.headroom)
+    x = g.lam * wspeed[:, None]
 
     geo = _segments(g)
     seg = geo["seg"]
@@ -829,6 +842,7 @@ def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
         walk[r] = ssc / np.maximum(P[r], 1e-300)
     T = np.where(cut, tmax, T)
     g.Dlo = _cursor_split(g, w, redirty, clean_new, newD, walk, skip)
+    g.wtime = g.wtime + wspeed * T
     g.D, g.Z = newD, newZ
     g.cur = np.mod(g.cur + walk, 1.0)
     g.walk = walk
@@ -1038,6 +1052,7 @@ def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
         out.round_kind[r, c] = out.round_kind[r, src]
     span = n * dt
     st.t[rows] = st.t[rows] + span
+    g.wtime[rows] = g.wtime[rows] + pacing_speed(st.speed[rows], g.wall[rows], g.headroom[rows]) * span
     st.lost_guest_time[rows] = st.lost_guest_time[rows] + st.throttle[rows] * span
     st.sent_bytes[rows] = st.sent_bytes[rows] + n * db
     st.sent_pages[rows] = st.sent_pages[rows] + n * dk
@@ -1150,6 +1165,7 @@ def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k, cut) -> np.ndarr
     g.Dlo = g.Dlo * scale[:, None]
     st.pending = np.where(ok, p_m, st.pending)
     st.t = st.t + span
+    g.wtime = g.wtime + pacing_speed(st.speed, g.wall, g.headroom) * span
     st.lost_guest_time = st.lost_guest_time + st.throttle * span
     st.sent_bytes = st.sent_bytes + rate_B * span
     st.sent_pages = st.sent_pages + rate_k * span

@@ -165,6 +165,10 @@ class _Run:
             return k, s0, True, None, pending
         return k, s0, False, sent, pending
 
+    def _write_speed(self) -> float:
+        """The writer's pace under the guest's current speed (workload ``pacing``)."""
+        return float(self.scn.workload.write_speed(float(self.st.speed)))
+
     def _positions(self, wp, k, s0, contiguous, sent) -> np.ndarray:
         """Position of each page of ``wp`` among this phase's sends (-1: not sent)."""
         if contiguous:
@@ -272,7 +276,7 @@ class _Run:
             self._cut(t0, sends, pending)
             return False
         self.dirty[span] = False
-        wp, wt = self.sampler.sample(t0, t0 + T, float(st.speed))
+        wp, wt = self.sampler.sample(t0, t0 + T, self._write_speed())
         mode = clear_mode(pol)
         if mode == "chunk":
             cached = self._kbit()[wp]      # the bits the sync saw (before this phase's clears)
@@ -343,7 +347,7 @@ class _Run:
         batch = int(pol.skip_batch_pages)
         t0 = float(st.t)
         tmax = float(pol.timeout_s)
-        speed = float(st.speed)
+        speed = self._write_speed()
         if self._written_arr is None:
             self._written_arr = np.zeros(self.n, dtype=bool)
         written = self._written_arr

@@ -15,9 +15,15 @@ whole guest memory by a fixed affine permutation, so hot pages sit all over the 
 space as they do in real guests; with ``pattern: sequential`` the working set is the
 contiguous block of the first pages and writes sweep through it in address order.
 
-Writes are Poisson in *guest time*: when the guest is slowed (auto-converge, SDPS, CPU
-capping) to ``speed`` of its normal pace, one second of wall time is ``speed`` seconds of
-guest time, so the write rate drops in proportion.
+Pacing (``pacing``, issue 12): a writer paced by **guest** time (``guest``, the default: it
+runs a fixed amount of work per unit of its own progress) writes at ``rate x speed`` when the
+guest is slowed (auto-converge, SDPS, CPU capping) to ``speed`` of its normal pace — one
+second of wall time is ``speed`` seconds of guest time.  A writer paced by the **wall
+clock** (``wall``: it sleeps until the next write is due, as the testbed's dirtier does)
+catches up after a stall, so throttling slows it only once its peak rate,
+``max_rate_pages_s`` (null = never), scaled by ``speed``, falls below its target:
+``min(rate, max_rate x speed)``.  :meth:`Workload.write_speed` gives the factor both engines
+apply to the write rate (the sampler's clock for the page engine).
 """
 from __future__ import annotations
 
@@ -32,6 +38,16 @@ from .checks import check_fields
 from .vm import MIB
 
 PATTERNS = ("random", "sequential")
+PACINGS = ("guest", "wall")
+
+
+def pacing_speed(speed, wall, headroom):
+    """Write-rate factor at guest ``speed``: ``speed`` for a guest-paced writer, ``min(1,
+    speed x headroom)`` for a wall-clock-paced one (``headroom`` = peak / target rate)."""
+    speed = np.asarray(speed, dtype=float)
+    with np.errstate(invalid="ignore"):
+        fast = np.minimum(1.0, np.where(np.isinf(headroom), 1.0, speed * headroom))
+    return np.where(wall, fast, speed)
 _SCATTER_MULTIPLIER = 2654435761  # Knuth's multiplicative-hash constant (odd, ~2^32 / phi)
 
 
@@ -189,6 +205,8 @@ class Workload:
     dirty_rate_pages_s: float = 0.0
     wss_mib: float | None = None
     pattern: str = "random"
+    pacing: str = "guest"                    # guest | wall: what the writer's rate is paced by
+    max_rate_pages_s: float | None = None    # wall pacing: peak rate at full speed (null = unbounded)
 
     name = "base"
 
@@ -198,6 +216,22 @@ class Workload:
         if self.wss_mib is not None:
             check_range("wss_mib", self.wss_mib, 0, None, lo_open=True)
         check_choice("pattern", self.pattern, PATTERNS)
+        self._check_pacing()
+
+    def _check_pacing(self):
+        check_choice("pacing", self.pacing, PACINGS)
+        if self.max_rate_pages_s is not None:
+            check_range("max_rate_pages_s", self.max_rate_pages_s, self.dirty_rate_pages_s, None)
+
+    def write_speed(self, speed):
+        """Factor on the write rate when the guest runs at ``speed`` (1 = unthrottled)."""
+        return pacing_speed(speed, self.pacing == "wall", self.headroom())
+
+    def headroom(self) -> float:
+        """Peak rate over target rate (inf: unbounded or no writes)."""
+        if self.max_rate_pages_s is None or self.dirty_rate_pages_s <= 0:
+            return float("inf")
+        return float(self.max_rate_pages_s) / float(self.dirty_rate_pages_s)
 
     # -- sizes ---------------------------------------------------------------------------
     def wss_pages(self, n_pages: int, page_bytes: int) -> int:
@@ -351,6 +385,7 @@ class PhasedWorkload(Workload):
 
     def __post_init__(self):
         check_fields(self)
+        self._check_pacing()
         if not self.phases:
             raise ConfigError("phases", self.phases, "a non-empty list of workloads")
         if len(self.phases) != len(self.durations_s):

@@ -89,10 +89,12 @@ def test_the_defaults_users_had_are_kept():
     q = pol("qemu")
     assert (q.max_rounds, q.downtime_limit_ms, q.max_bandwidth_mib_s, q.timeout_s) == (10 ** 9, 300.0, None, 600.0)
     assert pol("hybrid").max_rounds == 10 ** 9 and pol("hybrid").precopy_passes == 1
-    assert (pol("xen").max_rounds, pol("xen").max_factor) == (30, 3.0)
+    # issue 12 rule 2: DEF_MAX_ITERS 29 = 29 live passes (was 30)
+    assert (pol("xen").max_rounds, pol("xen").max_factor) == (29, 3.0)
     assert (pol("hyperv_2008r2").max_passes, pol("hyperv_2008r2").transport) == (10, "tcp")
     assert (pol("hyperv_2012r2").max_passes, pol("hyperv_2012r2").transport) == (5, "compression")
-    assert pol("vmware_vsphere7").encryption is True and pol("vmware").encryption is False
+    # issue 12 rule 8: encrypted vMotion is Opportunistic by default (the generic profile too)
+    assert pol("vmware_vsphere7").encryption is True and pol("vmware").encryption is True
     assert type(pol("custom")).__name__ == "ShrinkOrStopPolicy" and pol("custom").max_rounds == 30
 
 

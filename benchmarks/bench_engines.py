@@ -9,6 +9,7 @@ measured with ``resource.getrusage`` in a fresh subprocess per case.  A baseline
 VM through the same engine, same process) is reported so that figures can be read as ratios
 on machines of other speeds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,9 +29,14 @@ def _page_case(memory_gib=64.0, hot_mib=2048.0, rate=200_000.0, gbit=10.0, seed=
     from lmtoolkit.model import VM, HotColdWorkload, Network
     from lmtoolkit.policies import QemuPolicy
     from lmtoolkit.scenario import Scenario
-    scn = Scenario(vm=VM(memory_gib=memory_gib), network=Network(bandwidth_gbit_s=gbit),
-                   workload=HotColdWorkload(dirty_rate_pages_s=rate, hot_mib=hot_mib),
-                   policy=QemuPolicy(), seed=seed)
+
+    scn = Scenario(
+        vm=VM(memory_gib=memory_gib),
+        network=Network(bandwidth_gbit_s=gbit),
+        workload=HotColdWorkload(dirty_rate_pages_s=rate, hot_mib=hot_mib),
+        policy=QemuPolicy(),
+        seed=seed,
+    )
     t = time.perf_counter()
     rec = simulate_page(scn)
     return time.perf_counter() - t, rec
@@ -45,20 +51,28 @@ def _fluid_case(n=100_000, seed=0, round_detail=64):
     from lmtoolkit.model import VM, HotColdWorkload, Network, UniformWorkload
     from lmtoolkit.policies import QemuPolicy
     from lmtoolkit.scenario import Scenario
+
     rng = np.random.default_rng(seed)
-    cols = {"vm.memory_gib": rng.choice([1, 2, 4, 8, 16, 32, 64], n).astype(float),
-            "network.bandwidth_gbit_s": rng.choice([1, 10, 25], n).astype(float),
-            "workload.dirty_rate_pages_s": rng.uniform(0, 100_000, n)}
+    cols = {
+        "vm.memory_gib": rng.choice([1, 2, 4, 8, 16, 32, 64], n).astype(float),
+        "network.bandwidth_gbit_s": rng.choice([1, 10, 25], n).astype(float),
+        "workload.dirty_rate_pages_s": rng.uniform(0, 100_000, n),
+    }
     half = n // 2
-    templates = [UniformWorkload(dirty_rate_pages_s=1.0), HotColdWorkload(dirty_rate_pages_s=1.0, hot_mib=256.0)]
+    templates = [
+        UniformWorkload(dirty_rate_pages_s=1.0),
+        HotColdWorkload(dirty_rate_pages_s=1.0, hot_mib=256.0),
+    ]
     t = time.perf_counter()
     parts = []
     for i, wl in enumerate(templates):
         sl = slice(0, half) if i == 0 else slice(half, n)
-        tpl = Scenario(vm=VM(memory_gib=64.0), workload=wl, network=Network(), policy=QemuPolicy(),
-                       engine="fluid")
-        parts.append(simulate_fluid_columns(tpl, {k: v[sl] for k, v in cols.items()},
-                                            round_detail=round_detail))
+        tpl = Scenario(
+            vm=VM(memory_gib=64.0), workload=wl, network=Network(), policy=QemuPolicy(), engine="fluid"
+        )
+        parts.append(
+            simulate_fluid_columns(tpl, {k: v[sl] for k, v in cols.items()}, round_detail=round_detail)
+        )
     out = BatchResult.concat(parts)
     return time.perf_counter() - t, out
 
@@ -71,10 +85,15 @@ def _child(case: str) -> None:
         for s in range(3):
             dt, rec = _page_case(seed=s)
             times.append(dt)
-        res = {"case": "page 64GiB hotcold 200k/s 10GbE", "median_s": statistics.median(times),
-               "baseline_1gib_idle_s": statistics.median(base), "rounds": rec.rounds,
-               "total_time_s": rec.total_time_s, "downtime_s": rec.downtime_s,
-               "converged": rec.converged}
+        res = {
+            "case": "page 64GiB hotcold 200k/s 10GbE",
+            "median_s": statistics.median(times),
+            "baseline_1gib_idle_s": statistics.median(base),
+            "rounds": rec.rounds,
+            "total_time_s": rec.total_time_s,
+            "downtime_s": rec.downtime_s,
+            "converged": rec.converged,
+        }
     else:
         res = {"case": "fluid 100k scenarios (QEMU-like, 1-64 GiB, 1/10/25 GbE, 0-100k pages/s)"}
         for detail in (64, 0):
@@ -82,8 +101,10 @@ def _child(case: str) -> None:
             for s in range(3):
                 dt, out = _fluid_case(seed=s, round_detail=detail)
                 times.append(dt)
-            res[f"round_detail_{detail}"] = {"median_s": statistics.median(times),
-                                             "scenarios_per_s": 100_000 / statistics.median(times)}
+            res[f"round_detail_{detail}"] = {
+                "median_s": statistics.median(times),
+                "scenarios_per_s": 100_000 / statistics.median(times),
+            }
         res["converged_share"] = float(np.mean(out.scalars["converged"]))
     res["peak_rss_mib"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     print(json.dumps(res))
@@ -98,9 +119,14 @@ def main():
         return
     for case in ("page", "fluid"):
         env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-        out = subprocess.run([sys.executable, "-m", "benchmarks.bench_engines", "--child", case],
-                             capture_output=True, text=True, env=env, check=True,
-                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.bench_engines", "--child", case],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        )
         print(out.stdout.strip())
 
 

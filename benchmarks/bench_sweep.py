@@ -17,6 +17,7 @@
 Every case runs in a fresh subprocess; "cold" is the first sweep in that process (it pays
 one-off imports, e.g. xarray loading dask on first use), "warm" the median of the repeats.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,9 @@ import time
 
 GRID_100K = [
     "+sweep.name=bench_fluid_100k",
-    "engine=fluid", "policy=qemu", "vm=medium",
+    "engine=fluid",
+    "policy=qemu",
+    "vm=medium",
     "+sweep.axes.memory={key: vm.memory_gib, values: [1, 2, 4, 8, 16, 32, 64]}",
     "+sweep.axes.bandwidth={key: network.bandwidth_gbit_s, values: [1, 10, 25]}",
     "+sweep.axes.workload={key: workload, values: [uniform, hotcold]}",
@@ -50,11 +53,19 @@ def _child(case: str, repeats: int, results: str) -> dict:
         if case.endswith("processes"):
             ov += ["sweep.executor=processes", "sweep.workers=2"]
     elif case == "fluidmap":
-        ov = ["experiment=fluid_map_100k", f"paths.results_dir={results}", "sweep.cache=false",
-              "sweep.progress=false"]
+        ov = [
+            "experiment=fluid_map_100k",
+            f"paths.results_dir={results}",
+            "sweep.cache=false",
+            "sweep.progress=false",
+        ]
     else:
-        ov = ["experiment=quickstart", f"paths.results_dir={results}", "sweep.cache=false",
-              "sweep.progress=false"]
+        ov = [
+            "experiment=quickstart",
+            f"paths.results_dir={results}",
+            "sweep.cache=false",
+            "sweep.progress=false",
+        ]
     times, n = [], 0
     for _ in range(repeats + 1):
         t = time.perf_counter()
@@ -62,9 +73,15 @@ def _child(case: str, repeats: int, results: str) -> dict:
         times.append(time.perf_counter() - t)
         n = info["points"]
     warm = statistics.median(times[1:])
-    out = {"case": case, "points": n, "cold_s": round(times[0], 3), "warm_s": round(warm, 3),
-           "cold_points_per_s": round(n / times[0]), "warm_points_per_s": round(n / warm),
-           "dims": {k: int(v) for k, v in ds.sizes.items()}}
+    out = {
+        "case": case,
+        "points": n,
+        "cold_s": round(times[0], 3),
+        "warm_s": round(warm, 3),
+        "cold_points_per_s": round(n / times[0]),
+        "warm_points_per_s": round(n / warm),
+        "dims": {k: int(v) for k, v in ds.sizes.items()},
+    }
     # stage breakdown (warm, inline)
     t0 = time.perf_counter()
     plan = make_plan(ov)
@@ -76,17 +93,34 @@ def _child(case: str, repeats: int, results: str) -> dict:
     t3 = time.perf_counter()
     write_dataset(ds, os.path.join(results, "stage.nc"))
     t4 = time.perf_counter()
-    out["stages_s"] = {"plan (compose, expand)": round(t1 - t0, 3), "simulate": round(t2 - t1, 3),
-                       "assemble Dataset": round(t3 - t2, 3), "write netCDF": round(t4 - t3, 3)}
+    out["stages_s"] = {
+        "plan (compose, expand)": round(t1 - t0, 3),
+        "simulate": round(t2 - t1, 3),
+        "assemble Dataset": round(t3 - t2, 3),
+        "write netCDF": round(t4 - t3, 3),
+    }
     out["engine_points_per_s"] = round(n / (t2 - t1))
     return out
 
 
 def _run_case(case: str, repeats: int) -> dict:
     with tempfile.TemporaryDirectory() as d:
-        p = subprocess.run([sys.executable, "-m", "benchmarks.bench_sweep", "--child", case,
-                            "--repeats", str(repeats), "--results", d],
-                           capture_output=True, text=True, check=True)
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.bench_sweep",
+                "--child",
+                case,
+                "--repeats",
+                str(repeats),
+                "--results",
+                d,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return json.loads(p.stdout.strip().splitlines()[-1])
 
 
@@ -94,15 +128,20 @@ def _cli_wall() -> dict:
     with tempfile.TemporaryDirectory() as d:
         env = dict(os.environ, LMT_RESULTS_DIR=d)
         t = time.perf_counter()
-        subprocess.run(["lmtk", "sweep", "experiment=quickstart"], env=env, check=True,
-                       capture_output=True, text=True)
+        subprocess.run(
+            ["lmtk", "sweep", "experiment=quickstart"], env=env, check=True, capture_output=True, text=True
+        )
         cold = time.perf_counter() - t
         t = time.perf_counter()
-        subprocess.run(["lmtk", "sweep", "experiment=quickstart"], env=env, check=True,
-                       capture_output=True, text=True)
+        subprocess.run(
+            ["lmtk", "sweep", "experiment=quickstart"], env=env, check=True, capture_output=True, text=True
+        )
         cached = time.perf_counter() - t
-    return {"case": "lmtk sweep experiment=quickstart (wall, fresh process)",
-            "first_run_s": round(cold, 2), "rerun_from_cache_s": round(cached, 2)}
+    return {
+        "case": "lmtk sweep experiment=quickstart (wall, fresh process)",
+        "first_run_s": round(cold, 2),
+        "rerun_from_cache_s": round(cached, 2),
+    }
 
 
 def main(argv=None) -> int:

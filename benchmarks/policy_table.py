@@ -8,6 +8,7 @@ memory); ``hot`` (hotcold, 100 000 page writes/s, 90 % of them into a 256 MiB ho
 Every policy runs with its config-file defaults (``configs/policy/<name>.yaml``; QEMU-like
 pre-copy gives up after ``timeout_s`` = 600 s, reported as not completed).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,17 @@ import time
 import lmtoolkit as lmt
 from lmtoolkit.engine import run_batch
 
-POLICIES = ("qemu", "xen", "vmware", "vmware_vsphere7", "hyperv", "hyperv_2008r2", "postcopy",
-            "hybrid", "stopcopy")
+POLICIES = (
+    "qemu",
+    "xen",
+    "vmware",
+    "vmware_vsphere7",
+    "hyperv",
+    "hyperv_2008r2",
+    "postcopy",
+    "hybrid",
+    "stopcopy",
+)
 WORKLOADS = {
     "idle": ["workload=idle"],
     "moderate": ["workload=uniform", "workload.dirty_rate_pages_s=5000"],
@@ -25,7 +35,7 @@ WORKLOADS = {
 }
 NETWORKS = {"1 GbE": ["network=1gbe"], "10 GbE": ["network=10gbe"]}
 VM = ["vm.memory_gib=4"]
-GIB = 1024 ** 3
+GIB = 1024**3
 
 
 def main(argv=None) -> None:
@@ -43,16 +53,20 @@ def main(argv=None) -> None:
     recs = run_batch(scns).records()
     wall = time.perf_counter() - t0
     print(f"4 GiB VM, engine={args.engine}, {len(scns)} migrations in {wall:.1f} s\n")
-    print("| workload | network | policy | total time (s) | downtime (ms) | GiB sent | rounds "
-          "| converged | stop reason | max throttle | guest slowdown | post-copy faults |")
+    print(
+        "| workload | network | policy | total time (s) | downtime (ms) | GiB sent | rounds "
+        "| converged | stop reason | max throttle | guest slowdown | post-copy faults |"
+    )
     print("|---|---|---|---:|---:|---:|---:|:-:|---|---:|---:|---:|")
     for (wl, net, pol), r in zip(keys, recs):
         done = r.completed
         down = f"{r.downtime_s * 1000:.0f}" if done else "—"
         total = f"{r.total_time_s:.1f}" + ("" if done else " (gave up)")
-        print(f"| {wl} | {net} | {pol} | {total} | {down} | {r.transferred_bytes / GIB:.2f} "
-              f"| {r.rounds} | {'yes' if r.converged else 'no'} | {r.stop_reason} "
-              f"| {r.throttle_max:.2f} | {r.guest_slowdown:.2f} | {r.postcopy_faults:.0f} |")
+        print(
+            f"| {wl} | {net} | {pol} | {total} | {down} | {r.transferred_bytes / GIB:.2f} "
+            f"| {r.rounds} | {'yes' if r.converged else 'no'} | {r.stop_reason} "
+            f"| {r.throttle_max:.2f} | {r.guest_slowdown:.2f} | {r.postcopy_faults:.0f} |"
+        )
 
 
 if __name__ == "__main__":

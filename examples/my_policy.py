@@ -15,6 +15,7 @@ Use it (see ``examples/README.md``)::
 ``configs/policy/custom.yaml`` holds ``_target_: my_policy.ShrinkOrStopPolicy``; the keys and
 their defaults are the dataclass fields below (and the inherited ones).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,10 +33,10 @@ class ShrinkOrStopPolicy(PrecopyPolicy):
 
     min_shrink_pct: float = 10.0
 
-    name = "shrink_or_stop"   # the label in results (dataset coordinate / record ``policy``)
+    name = "shrink_or_stop"  # the label in results (dataset coordinate / record ``policy``)
 
     def __post_init__(self):
-        super().__post_init__()   # checks the inherited keys
+        super().__post_init__()  # checks the inherited keys
         check_range("min_shrink_pct", self.min_shrink_pct, 0, 100)
 
     # State is shared with the engines: st.extra holds a policy's own per-migration values.
@@ -51,6 +52,6 @@ class ShrinkOrStopPolicy(PrecopyPolicy):
         st.extra["prev_pending"] = st.pending + 0.0
 
     def forced(self, st, ctx):
-        code = super().forced(st, ctx)          # max_rounds
+        code = super().forced(st, ctx)  # max_rounds
         stalled = st.extra.get("stalled", np.zeros_like(st.t)) > 0
         return np.where((code == 0) & stalled, REASON_CODE["no_progress"], code)

@@ -9,10 +9,11 @@ converges, post-copy sends every page once — and returns simulated vs analytic
 
 :func:`compare_engines` runs the same scenarios on the page and the fluid engine.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import xarray as xr
@@ -26,29 +27,60 @@ class Check:
     name: str
     description: str
     overrides: tuple[str, ...]
-    variable: str          # Dataset variable compared
-    relation: str          # "≈" (within tolerance), "≤" or "≥"
-    tolerance: float       # relative
+    variable: str  # Dataset variable compared
+    relation: str  # "≈" (within tolerance), "≤" or "≥"
+    tolerance: float  # relative
 
 
 CHECKS = (
-    Check("idle_one_pass", "idle VM: one pass, total time = bytes / payload rate",
-          ("workload=idle", "policy=qemu"), "total_time", "≈", 1e-6),
-    Check("stopcopy_downtime", "stop-and-copy: downtime = total time = one pass",
-          ("workload=uniform", "workload.dirty_rate_pages_s=50000", "policy=stopcopy"),
-          "downtime", "≈", 1e-6),
-    Check("geometric_series", "slow writer (ρ = 0.2): data sent ≈ M (1 + ρ / (2 (1 − ρ)))",
-          ("workload=uniform", "policy=qemu", "network=1gbe", "policy.downtime_limit_ms=30"),
-          "transferred", "≈", 0.05),
-    Check("no_convergence", "writes faster than the link: runs until the timeout",
-          ("workload=uniform", "policy=qemu", "network=1gbe", "policy.timeout_s=30"),
-          "total_time", "≥", 0.0),
-    Check("downtime_within_limit", "converged QEMU-like migration: downtime ≤ downtime-limit",
-          ("workload=uniform", "workload.dirty_rate_pages_s=20000", "policy=qemu"),
-          "downtime", "≤", 0.0),
-    Check("postcopy_once", "post-copy: every page sent once, total time = one pass",
-          ("workload=uniform", "workload.dirty_rate_pages_s=50000", "policy=postcopy"),
-          "transferred", "≈", 1e-6),
+    Check(
+        "idle_one_pass",
+        "idle VM: one pass, total time = bytes / payload rate",
+        ("workload=idle", "policy=qemu"),
+        "total_time",
+        "≈",
+        1e-6,
+    ),
+    Check(
+        "stopcopy_downtime",
+        "stop-and-copy: downtime = total time = one pass",
+        ("workload=uniform", "workload.dirty_rate_pages_s=50000", "policy=stopcopy"),
+        "downtime",
+        "≈",
+        1e-6,
+    ),
+    Check(
+        "geometric_series",
+        "slow writer (ρ = 0.2): data sent ≈ M (1 + ρ / (2 (1 − ρ)))",
+        ("workload=uniform", "policy=qemu", "network=1gbe", "policy.downtime_limit_ms=30"),
+        "transferred",
+        "≈",
+        0.05,
+    ),
+    Check(
+        "no_convergence",
+        "writes faster than the link: runs until the timeout",
+        ("workload=uniform", "policy=qemu", "network=1gbe", "policy.timeout_s=30"),
+        "total_time",
+        "≥",
+        0.0,
+    ),
+    Check(
+        "downtime_within_limit",
+        "converged QEMU-like migration: downtime ≤ downtime-limit",
+        ("workload=uniform", "workload.dirty_rate_pages_s=20000", "policy=qemu"),
+        "downtime",
+        "≤",
+        0.0,
+    ),
+    Check(
+        "postcopy_once",
+        "post-copy: every page sent once, total time = one pass",
+        ("workload=uniform", "workload.dirty_rate_pages_s=50000", "policy=postcopy"),
+        "transferred",
+        "≈",
+        1e-6,
+    ),
 )
 
 
@@ -82,8 +114,11 @@ def _analytic(check: Check, scn, ds) -> float:
 def _rho(scn) -> float:
     """Dirty bytes per second over payload bytes per second."""
     vm, pol = scn.vm, scn.policy
-    return (scn.workload.dirty_rate_pages_s * (vm.page_bytes + pol.page_header_bytes)
-            / scn.network.payload_bytes_s())
+    return (
+        scn.workload.dirty_rate_pages_s
+        * (vm.page_bytes + pol.page_header_bytes)
+        / scn.network.payload_bytes_s()
+    )
 
 
 def _check_overrides(check: Check, base: Sequence[str]) -> list[str]:
@@ -114,27 +149,49 @@ def limits(base: Sequence[str] = (), checks: Sequence[Check] = CHECKS) -> xr.Dat
             ok = sim >= ana * (1 - c.tolerance)
         if c.name == "no_convergence":
             ok = ok and not bool(ds["completed"])
-        rows.append((c.name, c.description, c.variable, ds[c.variable].attrs.get("units", ""),
-                     c.relation, sim, ana, rel, c.tolerance, ok))
+        rows.append(
+            (
+                c.name,
+                c.description,
+                c.variable,
+                ds[c.variable].attrs.get("units", ""),
+                c.relation,
+                sim,
+                ana,
+                rel,
+                c.tolerance,
+                ok,
+            )
+        )
     names, desc, var, units, rel_, sim, ana, err, tol, ok = map(list, zip(*rows))
     return xr.Dataset(
-        {"simulated": ("check", np.array(sim), {"long_name": "simulated value"}),
-         "analytic": ("check", np.array(ana), {"long_name": "closed-form value"}),
-         "rel_error": ("check", np.array(err), {"units": "1",
-                                                "long_name": "(simulated − analytic) / analytic"}),
-         "tolerance": ("check", np.array(tol), {"units": "1", "long_name": "allowed relative error"}),
-         "ok": ("check", np.array(ok, dtype=bool), {"long_name": "the check holds"}),
-         "relation": ("check", np.array(rel_)),
-         "variable": ("check", np.array(var)),
-         "units": ("check", np.array(units)),
-         "description": ("check", np.array(desc))},
-        coords={"check": names}, attrs={"title": "simulator vs analytic limits"})
+        {
+            "simulated": ("check", np.array(sim), {"long_name": "simulated value"}),
+            "analytic": ("check", np.array(ana), {"long_name": "closed-form value"}),
+            "rel_error": (
+                "check",
+                np.array(err),
+                {"units": "1", "long_name": "(simulated − analytic) / analytic"},
+            ),
+            "tolerance": ("check", np.array(tol), {"units": "1", "long_name": "allowed relative error"}),
+            "ok": ("check", np.array(ok, dtype=bool), {"long_name": "the check holds"}),
+            "relation": ("check", np.array(rel_)),
+            "variable": ("check", np.array(var)),
+            "units": ("check", np.array(units)),
+            "description": ("check", np.array(desc)),
+        },
+        coords={"check": names},
+        attrs={"title": "simulator vs analytic limits"},
+    )
 
 
 #: page-vs-fluid scenarios: (policy, workload, dirty rate pages/s, network)
-ENGINE_CASES = tuple((p, w, r, n) for p in ("qemu", "xen", "vmware", "hyperv")
-                     for w, r in (("uniform", 5_000), ("uniform", 40_000), ("hotcold", 60_000))
-                     for n in ("1gbe", "10gbe"))
+ENGINE_CASES = tuple(
+    (p, w, r, n)
+    for p in ("qemu", "xen", "vmware", "hyperv")
+    for w, r in (("uniform", 5_000), ("uniform", 40_000), ("hotcold", 60_000))
+    for n in ("1gbe", "10gbe")
+)
 
 
 #: a quick subset for smoke runs
@@ -148,18 +205,21 @@ def compare_engines(base: Sequence[str] = (), cases=None, smoke: bool = False) -
     out = []
     labels = []
     for pol, wl, rate, net in cases:
-        ov = list(base) + [f"policy={pol}", f"workload={wl}", f"network={net}",
-                           f"workload.dirty_rate_pages_s={rate}"]
-        pair = [simulate(ov + [f"engine={e}"])[variables].expand_dims(engine=[e])
-                for e in ("page", "fluid")]
+        ov = list(base) + [
+            f"policy={pol}",
+            f"workload={wl}",
+            f"network={net}",
+            f"workload.dirty_rate_pages_s={rate}",
+        ]
+        pair = [simulate(ov + [f"engine={e}"])[variables].expand_dims(engine=[e]) for e in ("page", "fluid")]
         out.append(xr.concat(pair, "engine", combine_attrs="drop"))
         labels.append(f"{pol}/{wl}@{rate}/{net}")
     ds = xr.concat(out, xr.DataArray(labels, dims="case", name="case"), combine_attrs="drop")
-    ds = ds.assign_coords(policy=("case", [c[0] for c in cases]),
-                          network=("case", [c[3] for c in cases]))
+    ds = ds.assign_coords(policy=("case", [c[0] for c in cases]), network=("case", [c[3] for c in cases]))
     page, fluid = ds.sel(engine="page"), ds.sel(engine="fluid")
     for v in ("total_time", "transferred"):
         ds[f"{v}_rel_diff"] = ((fluid[v] - page[v]) / page[v]).assign_attrs(
-            units="1", long_name=f"(fluid − page) / page, {v}")
+            units="1", long_name=f"(fluid − page) / page, {v}"
+        )
     ds.attrs["title"] = "page vs fluid engine"
     return ds

@@ -1,8 +1,9 @@
 """The Python API of the contract: :func:`simulate` one migration (sweeps: :func:`lmtoolkit.sweep`,
 evacuations: :func:`lmtoolkit.evacuate`)."""
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import xarray as xr
 from omegaconf import DictConfig, OmegaConf
@@ -14,8 +15,9 @@ from .errors import ConfigError
 from .runner import build_scenario
 
 
-def simulate(overrides: Iterable[str] | str | None = (), command: str | None = None,
-             cfg: DictConfig | None = None) -> xr.Dataset:
+def simulate(
+    overrides: Iterable[str] | str | None = (), command: str | None = None, cfg: DictConfig | None = None
+) -> xr.Dataset:
     """Simulate one migration described by Hydra ``overrides``; return an ``xarray.Dataset``.
 
     ``overrides``: a list of ``key=value`` strings (or one string of them, space-separated);
@@ -39,10 +41,21 @@ def check_single_migration(cfg: DictConfig) -> None:
     """A config that declares a sweep or another task is an error here, not a silent substitute."""
     task = task_of(cfg)
     if task != "migration":
-        raise ConfigError("task", task, "", message=f"task={task}: simulate / lmtk run simulate one "
-                          f"migration; run it with lmtk sweep (or lmtk evacuate)")
+        raise ConfigError(
+            "task",
+            task,
+            "",
+            message=f"task={task}: simulate / lmtk run simulate one "
+            f"migration; run it with lmtk sweep (or lmtk evacuate)",
+        )
     axes = OmegaConf.select(cfg, "sweep.axes")
     if axes:
-        raise ConfigError("sweep.axes", list(axes.keys()), "", message=(
-            f"the config declares sweep axes ({', '.join(map(str, axes.keys()))}): simulate / lmtk "
-            f"run simulate one migration; run the experiment with lmtk sweep"))
+        raise ConfigError(
+            "sweep.axes",
+            list(axes.keys()),
+            "",
+            message=(
+                f"the config declares sweep axes ({', '.join(map(str, axes.keys()))}): simulate / lmtk "
+                f"run simulate one migration; run the experiment with lmtk sweep"
+            ),
+        )

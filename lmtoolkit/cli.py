@@ -4,6 +4,7 @@
 
 Bad input prints one line (``lmtk: error: …``) and exits with status 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,7 @@ EXIT_USAGE = 2
 
 
 def _fmt_bytes(b: float) -> str:
-    for unit, div in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
+    for unit, div in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if abs(b) >= div:
             return f"{b / div:.2f} {unit}"
     return f"{b:.0f} B"
@@ -54,6 +55,7 @@ def summary_text(ds) -> str:
     n = ds.sizes.get("round", 0)
     if n:
         from .records import ROUND_KINDS
+
         lines.append("")
         lines.append("  round  kind      start      duration   dirty pages   pages sent      bytes")
         rows = list(range(n)) if n <= 12 else list(range(8)) + [None] + list(range(n - 3, n))
@@ -62,18 +64,23 @@ def summary_text(ds) -> str:
                 lines.append("    ...")
                 continue
             kind = ROUND_KINDS[int(ds.round_kind[r])]
-            lines.append(f"  {r:5d}  {kind:8s} {_fmt_s(float(ds.round_start[r])):>9s}  "
-                         f"{_fmt_s(float(ds.round_duration[r])):>10s}  "
-                         f"{float(ds.round_dirty_pages[r]):12.0f}  {float(ds.round_pages[r]):11.0f}  "
-                         f"{_fmt_bytes(float(ds.round_bytes[r])):>10s}")
+            lines.append(
+                f"  {r:5d}  {kind:8s} {_fmt_s(float(ds.round_start[r])):>9s}  "
+                f"{_fmt_s(float(ds.round_duration[r])):>10s}  "
+                f"{float(ds.round_dirty_pages[r]):12.0f}  {float(ds.round_pages[r]):11.0f}  "
+                f"{_fmt_bytes(float(ds.round_bytes[r])):>10s}"
+            )
     return "\n".join(lines)
 
 
 def cmd_run(args) -> int:
-    cfg = compose(args.overrides)                      # the one composition of this command
+    cfg = compose(args.overrides)  # the one composition of this command
     check_single_migration(cfg)
-    out = Path(args.output) if args.output else \
-        results_dir(cfg) / "runs" / f"run_{provenance.config_hash(cfg)}.nc"
+    out = (
+        Path(args.output)
+        if args.output
+        else results_dir(cfg) / "runs" / f"run_{provenance.config_hash(cfg)}.nc"
+    )
     check_writable(out, "--output" if args.output else "paths.results_dir")
     ds = simulate(args.overrides, command="lmtk run " + " ".join(args.overrides), cfg=cfg)
     write_dataset(ds, out)
@@ -85,14 +92,14 @@ def cmd_run(args) -> int:
 #: Modules that add subcommands: each defines ``add_commands(subparsers)`` and sets
 #: ``func`` on its parsers (``func(args) -> exit status``).  One line per feature area.
 COMMAND_MODULES = (
-    "lmtoolkit.sweep_cli",       # sweep, collect (issue 4)
-    "lmtoolkit.testbed.cli",      # lmtk testbed setup|run, lmtk validate [DATASET]
-    "lmtoolkit.trace.cli",        # lmtk trace -- COMMAND (dirty-page capture)
-    "lmtoolkit.notebooks",        # lmtk notebooks [NAME] [--smoke] [-p key=value] (issue 5)
-    "lmtoolkit.plotting.make",    # lmtk figures [ID] (issue 5)
-    "lmtoolkit.evacuate",         # lmtk evacuate (issue 7: concurrent migrations, host evacuation)
-    "lmtoolkit.site",             # lmtk site: the course site, static HTML (issue 15)
-    "lmtoolkit.logs.cli",         # lmtk fit LOG, lmtk whatif FIT.yaml (issue 13: real migration logs)
+    "lmtoolkit.sweep_cli",  # sweep, collect (issue 4)
+    "lmtoolkit.testbed.cli",  # lmtk testbed setup|run, lmtk validate [DATASET]
+    "lmtoolkit.trace.cli",  # lmtk trace -- COMMAND (dirty-page capture)
+    "lmtoolkit.notebooks",  # lmtk notebooks [NAME] [--smoke] [-p key=value] (issue 5)
+    "lmtoolkit.plotting.make",  # lmtk figures [ID] (issue 5)
+    "lmtoolkit.evacuate",  # lmtk evacuate (issue 7: concurrent migrations, host evacuation)
+    "lmtoolkit.site",  # lmtk site: the course site, static HTML (issue 15)
+    "lmtoolkit.logs.cli",  # lmtk fit LOG, lmtk whatif FIT.yaml (issue 13: real migration logs)
 )
 
 
@@ -108,8 +115,6 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_commands(sub)
     return p
-
-
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,11 +10,12 @@ Policy keys: a policy's YAML states only what differs from its dataclass default
 override ``policy.KEY=VALUE`` is applied as ``++policy.KEY=VALUE`` (set or add) and then
 checked against the fields of the policy class the config selects.
 """
+
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from functools import lru_cache
-from typing import Iterable
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -23,11 +24,38 @@ from .errors import ConfigError
 from .paths import config_dir, group_options
 
 #: config groups (``key=option`` overrides)
-GROUPS = ("vm", "workload", "network", "host", "policy", "storage", "evacuation", "paths",
-          "experiment", "sweep", "debug", "local", "hydra")
+GROUPS = (
+    "vm",
+    "workload",
+    "network",
+    "host",
+    "policy",
+    "storage",
+    "evacuation",
+    "paths",
+    "experiment",
+    "sweep",
+    "debug",
+    "local",
+    "hydra",
+)
 #: top-level keys a composed config may hold; anything else (``+foo=1``) is an error
-TOP_LEVEL = ("vm", "workload", "network", "host", "policy", "storage", "evacuation", "paths",
-             "sweep", "engine", "seed", "title", "task", "description")
+TOP_LEVEL = (
+    "vm",
+    "workload",
+    "network",
+    "host",
+    "policy",
+    "storage",
+    "evacuation",
+    "paths",
+    "sweep",
+    "engine",
+    "seed",
+    "title",
+    "task",
+    "description",
+)
 #: what one sweep point (or ``lmtk run``) is: the ``task`` key
 TASKS = ("migration", "evacuation")
 
@@ -73,6 +101,7 @@ def first_line(e: Exception) -> str:
 def _loader(cfg_dir: str):
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra._internal.utils import create_config_search_path
+
     return ConfigLoaderImpl(config_search_path=create_config_search_path(cfg_dir))
 
 
@@ -81,15 +110,18 @@ def hydra_group_options(group: str) -> list[str]:
     return sorted(_loader(str(config_dir())).get_group_options(group))
 
 
-def compose_raw(overrides: list[str], return_hydra_config: bool = False, *,
-                cfg_dir=None, config_name: str = "config") -> DictConfig:
+def compose_raw(
+    overrides: list[str], return_hydra_config: bool = False, *, cfg_dir=None, config_name: str = "config"
+) -> DictConfig:
     """One Hydra composition (unresolved; Hydra's own errors) of ``configs/config.yaml``, or
     of ``config_name`` in ``cfg_dir`` (another config tree, e.g. the testbed's; the policy is
     completed only in the main tree)."""
     from hydra.types import RunMode
+
     main = cfg_dir is None
     cfg = _loader(str(config_dir() if main else cfg_dir)).load_configuration(
-        config_name=config_name, overrides=list(overrides), run_mode=RunMode.RUN, from_shell=False)
+        config_name=config_name, overrides=list(overrides), run_mode=RunMode.RUN, from_shell=False
+    )
     if not return_hydra_config and "hydra" in cfg:
         with _open(cfg):
             del cfg["hydra"]
@@ -134,13 +166,15 @@ def _check_groups(groups: list[str]) -> None:
         if key in ("hydra", "local") or value in ("null",):
             continue
         if value == "":
-            raise ConfigError(key, value, "", message=f"{key}= needs an option: {key}=NAME "
-                                                      f"(available: {', '.join(opts)})")
+            raise ConfigError(
+                key, value, "", message=f"{key}= needs an option: {key}=NAME (available: {', '.join(opts)})"
+            )
         if opts and value not in opts:
             close = difflib.get_close_matches(value, opts, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ConfigError(key, value, "", message=f"unknown {key} '{value}'{hint} "
-                                                      f"(available: {', '.join(opts)})")
+            raise ConfigError(
+                key, value, "", message=f"unknown {key} '{value}'{hint} (available: {', '.join(opts)})"
+            )
 
 
 def _yaml_error(groups: list[str], e: Exception) -> ConfigError:
@@ -163,6 +197,7 @@ def _explain(overrides: list[str], groups: list[str], values: list[str], err: Ex
     """Word a failed composition as one line (composes the groups alone to find the bad key)."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
+
     if isinstance(err, yaml.YAMLError):
         return _yaml_error(groups, err)
     try:
@@ -179,8 +214,9 @@ def _explain(overrides: list[str], groups: list[str], values: list[str], err: Ex
         if OmegaConf.select(base, key, default="__missing__") == "__missing__":
             close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            return ConfigError(key, None, "", message=f"unknown key '{key}'{hint} "
-                                                      f"(use +{key}=... to add a new key)")
+            return ConfigError(
+                key, None, "", message=f"unknown key '{key}'{hint} (use +{key}=... to add a new key)"
+            )
     return ConfigError("overrides", overrides, "", message=first_line(err))
 
 
@@ -189,8 +225,13 @@ def _check_top_level(cfg: DictConfig) -> None:
         if k not in TOP_LEVEL:
             close = difflib.get_close_matches(str(k), TOP_LEVEL, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ConfigError(str(k), cfg.get(k), "", message=f"unknown key '{k}'{hint}: lmtoolkit "
-                              f"reads only {', '.join(TOP_LEVEL)} at the top level")
+            raise ConfigError(
+                str(k),
+                cfg.get(k),
+                "",
+                message=f"unknown key '{k}'{hint}: lmtoolkit "
+                f"reads only {', '.join(TOP_LEVEL)} at the top level",
+            )
     task = cfg.get("task", "migration")
     if task not in TASKS:
         raise ConfigError("task", task, "one of " + ", ".join(TASKS))
@@ -199,6 +240,7 @@ def _check_top_level(cfg: DictConfig) -> None:
 def policy_class(d, prefix: str = "policy") -> type:
     """The policy class a ``policy`` config selects: ``_target_`` (a plug-in) or ``name``."""
     from .policies import policy_class as select
+
     try:
         return select(d)
     except ConfigError as e:
@@ -210,6 +252,7 @@ def complete_policy(cfg: DictConfig) -> None:
     every composed config — what the cache hashes and provenance records — lists every
     parameter the policy runs with."""
     from .policies import policy_fields
+
     node = cfg.get("policy") if isinstance(cfg, DictConfig) else None
     if not isinstance(node, DictConfig):
         return
@@ -231,22 +274,29 @@ def _plain(v):
 def unknown_field(cls, key: str, value, prefix: str, owner: str = "") -> ConfigError:
     """The error for a key ``cls`` (a config dataclass) does not have, with the best hint."""
     from dataclasses import fields
+
     names = sorted(f.name for f in fields(cls))
     hint = ""
     if prefix == "policy":
         from .policies import POLICIES
+
         others = sorted(n for n, c in POLICIES.items() if key in {f.name for f in fields(c)})
         if others:
             hint = f"; it is a key of policy {', '.join(others)}"
     if not hint:
         close = difflib.get_close_matches(key, names, n=3)
         hint = f"; did you mean {', '.join(prefix + '.' + c for c in close)}?" if close else ""
-    return ConfigError(f"{prefix}.{key}", value, "", message=f"unknown key '{prefix}.{key}'{owner}"
-                       f"{hint} (valid: {', '.join(names)})")
+    return ConfigError(
+        f"{prefix}.{key}",
+        value,
+        "",
+        message=f"unknown key '{prefix}.{key}'{owner}{hint} (valid: {', '.join(names)})",
+    )
 
 
 def _check_policy_keys(cfg: DictConfig) -> None:
     from dataclasses import fields
+
     node = cfg.get("policy")
     if not isinstance(node, DictConfig):
         return
@@ -309,8 +359,9 @@ def as_overrides(overrides) -> list[str]:
     if isinstance(overrides, str):
         return overrides.split() if overrides.strip() else []
     if isinstance(overrides, DictConfig):
-        raise ConfigError("overrides", "a DictConfig", "", message="pass a composed config as cfg=, "
-                          "not as overrides")
+        raise ConfigError(
+            "overrides", "a DictConfig", "", message="pass a composed config as cfg=, not as overrides"
+        )
     try:
         out = [str(o) for o in overrides]
     except TypeError:

@@ -27,6 +27,7 @@ Model
 
 Nothing here imports Hydra, xarray or plotting.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -107,6 +108,7 @@ class RateTable:
 
     def __init__(self, scn: Scenario, r_lo: float, r_hi: float, points: int = GRID_POINTS):
         from .engine.fluid import simulate_fluid
+
         net = scn.network
         r_lo = max(min(r_lo, r_hi), 1.0)
         self.rates = np.geomspace(r_lo, r_hi, points) if r_hi > r_lo * 1.0001 else np.array([r_hi])
@@ -115,9 +117,17 @@ class RateTable:
         # slow rate's run short) is lifted to TABLE_HORIZON_S: in a shared fabric a migration
         # runs at a rate only for a while, and its duration is the evacuation's to report.
         pol = dataclasses.replace(scn.policy, timeout_s=max(scn.policy.timeout_s, TABLE_HORIZON_S))
-        scns = [dataclasses.replace(scn, engine="fluid", policy=pol, network=dataclasses.replace(
-            net, bandwidth_gbit_s=r * 8.0 / net.efficiency / 1e9, background_gbit_s=0.0))
-            for r in self.rates]
+        scns = [
+            dataclasses.replace(
+                scn,
+                engine="fluid",
+                policy=pol,
+                network=dataclasses.replace(
+                    net, bandwidth_gbit_s=r * 8.0 / net.efficiency / 1e9, background_gbit_s=0.0
+                ),
+            )
+            for r in self.rates
+        ]
         sc = simulate_fluid(scns, round_detail=0).scalars
         self.T = np.asarray(sc["total_time_s"], dtype=float)
         self.B = np.asarray(sc["transferred_bytes"], dtype=float)
@@ -137,8 +147,7 @@ class RateTable:
             f = self.rates[0] / max(r, 1e-300)
             return self.T[0] * f, self.B[0], self.D[0] * f, bool(self.ok[0])
         i = int(np.argmin(np.abs(self._x - np.log(max(r, 1e-300)))))
-        return (self._interp(self.T, r), self._interp(self.B, r), self._interp(self.D, r),
-                bool(self.ok[i]))
+        return (self._interp(self.T, r), self._interp(self.B, r), self._interp(self.D, r), bool(self.ok[i]))
 
 
 def own_cap(scn: Scenario) -> float:
@@ -146,13 +155,19 @@ def own_cap(scn: Scenario) -> float:
     ctx = scn.context()
     pol = scn.policy
     from .policies.base import State
+
     st = State(())
     return float(np.minimum(pol.rate_bytes_s(st, ctx), ctx.line_bytes_s))
 
 
-def simulate_concurrent(plan: list[Planned], link_bytes_s: dict[str, float],
-                        limit: int | dict | None = None, setup_s: float = 0.0,
-                        horizon_s: float = 1e7, tables: dict | None = None) -> list[Outcome]:
+def simulate_concurrent(
+    plan: list[Planned],
+    link_bytes_s: dict[str, float],
+    limit: int | dict | None = None,
+    setup_s: float = 0.0,
+    horizon_s: float = 1e7,
+    tables: dict | None = None,
+) -> list[Outcome]:
     """Run ``plan`` over hosts with payload link rates ``link_bytes_s`` (host -> bytes/s).
 
     Migrations with ``start_s`` start then; the others start in list order as soon as both
@@ -167,8 +182,7 @@ def simulate_concurrent(plan: list[Planned], link_bytes_s: dict[str, float],
         for h in (p.src, p.dst):
             if h not in link_bytes_s:
                 raise KeyError(f"migration {p.name}: host '{h}' has no link rate")
-    caps = np.array([min(own_cap(p.scenario), link_bytes_s[p.src], link_bytes_s[p.dst])
-                     for p in plan])
+    caps = np.array([min(own_cap(p.scenario), link_bytes_s[p.src], link_bytes_s[p.dst]) for p in plan])
     # Rate tables: one per distinct scenario, rates from the smallest share it may get.
     tables = {} if tables is None else tables
     tab = []
@@ -185,12 +199,12 @@ def simulate_concurrent(plan: list[Planned], link_bytes_s: dict[str, float],
         return limit.get(h, np.inf) if isinstance(limit, dict) else limit
 
     t = 0.0
-    state = np.zeros(n, dtype=int)   # 0 waiting, 1 setup, 2 transferring, 3 done
+    state = np.zeros(n, dtype=int)  # 0 waiting, 1 setup, 2 transferring, 3 done
     start = np.full(n, np.nan)
-    flow_at = np.full(n, np.nan)     # time data starts flowing
+    flow_at = np.full(n, np.nan)  # time data starts flowing
     frac = np.zeros(n)
     sent = np.zeros(n)
-    last = np.zeros((n, 3))          # downtime, completed, rate at the end
+    last = np.zeros((n, 3))  # downtime, completed, rate at the end
     end = np.full(n, np.nan)
     fixed = np.array([p.start_s is not None for p in plan])
     queue = [i for i in range(n) if not fixed[i]]
@@ -209,8 +223,9 @@ def simulate_concurrent(plan: list[Planned], link_bytes_s: dict[str, float],
             if plan[i].start_s <= t + 1e-9:
                 launch(i, max(t, plan[i].start_s))
         for i in list(queue):
-            if running.get(plan[i].src, 0) < lim(plan[i].src) and \
-                    running.get(plan[i].dst, 0) < lim(plan[i].dst):
+            if running.get(plan[i].src, 0) < lim(plan[i].src) and running.get(plan[i].dst, 0) < lim(
+                plan[i].dst
+            ):
                 queue.remove(i)
                 launch(i, t)
         for i in np.flatnonzero((state == 1) & (flow_at <= t + 1e-9)):
@@ -218,8 +233,7 @@ def simulate_concurrent(plan: list[Planned], link_bytes_s: dict[str, float],
         if (state == 3).all():
             break
         act = np.flatnonzero(state == 2)
-        rates = max_min_rates([((plan[i].src, "out"), (plan[i].dst, "in")) for i in act],
-                              capacity, caps[act])
+        rates = max_min_rates([((plan[i].src, "out"), (plan[i].dst, "in")) for i in act], capacity, caps[act])
         # Next event: a start, a setup ending, or a migration finishing at current rates.
         nxt = [plan[i].start_s for i in np.flatnonzero(fixed & (state == 0))]
         nxt += list(flow_at[state == 1])
@@ -250,7 +264,17 @@ def simulate_concurrent(plan: list[Planned], link_bytes_s: dict[str, float],
     out = []
     for i, p in enumerate(plan):
         dur = end[i] - start[i]
-        out.append(Outcome(p.name, p.src, p.dst, float(start[i]), float(end[i]), float(last[i, 0]),
-                           float(sent[i]), bool(last[i, 1]),
-                           float(sent[i] / max(end[i] - flow_at[i], 1e-300)) if dur == dur else np.nan))
+        out.append(
+            Outcome(
+                p.name,
+                p.src,
+                p.dst,
+                float(start[i]),
+                float(end[i]),
+                float(last[i, 0]),
+                float(sent[i]),
+                bool(last[i, 1]),
+                float(sent[i] / max(end[i] - flow_at[i], 1e-300)) if dur == dur else np.nan,
+            )
+        )
     return out

@@ -1,4 +1,5 @@
 """Records → ``xarray.Dataset`` with CF units and long names; :func:`validate` checks the schema."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,33 +19,51 @@ SCALARS = {
     "stop_reason": ("stop_reason", "", "why pre-copy stopped"),
     "memory_bytes": ("memory", "bytes", "guest memory size"),
     "throttle_max": ("throttle_max", "1", "highest share of guest CPU removed by throttling"),
-    "guest_slowdown": ("guest_slowdown", "1",
-                       "mean share of guest progress lost while running during migration"),
+    "guest_slowdown": (
+        "guest_slowdown",
+        "1",
+        "mean share of guest progress lost while running during migration",
+    ),
     "postcopy_faults": ("postcopy_faults", "1", "demand page faults after the switch"),
     "postcopy_time_s": ("postcopy_time", "s", "duration of the post-copy phase"),
     "precopy_bytes": ("precopy_transferred", "bytes", "bytes sent while the VM ran at the source"),
     "stop_bytes": ("downtime_transferred", "bytes", "bytes sent while the VM was paused"),
-    "numa_compatible": ("numa_compatible", "1",
-                        "the VM's vNUMA layout maps one-to-one onto the destination's nodes"),
-    "numa_penalty": ("numa_penalty", "1",
-                     "slowdown of memory-bound work after migration from remote NUMA accesses"),
-    "corruption_probability": ("corruption_probability", "1",
-                               "probability that at least one page arrives silently corrupted"),
+    "numa_compatible": (
+        "numa_compatible",
+        "1",
+        "the VM's vNUMA layout maps one-to-one onto the destination's nodes",
+    ),
+    "numa_penalty": (
+        "numa_penalty",
+        "1",
+        "slowdown of memory-bound work after migration from remote NUMA accesses",
+    ),
+    "corruption_probability": (
+        "corruption_probability",
+        "1",
+        "probability that at least one page arrives silently corrupted",
+    ),
     "retransmitted_bytes": ("retransmitted", "bytes", "pages re-sent after a checksum mismatch"),
     "checksum_cpu_time_s": ("checksum_cpu_time", "s", "time spent hashing pages for verification"),
     "storage_time_s": ("storage_time", "s", "disk pre-copy before memory (shared-nothing)"),
-    "storage_bytes": ("storage_transferred", "bytes",
-                      "disk bytes sent: pre-copy passes and mirrored writes"),
+    "storage_bytes": ("storage_transferred", "bytes", "disk bytes sent: pre-copy passes and mirrored writes"),
 }
 #: record fields kept only as coordinates / attributes
 LABELS = ("policy", "engine")
 #: variables every Dataset of a task has (``lmt_task`` attribute; default migration)
-REQUIRED_VARS = {"migration": ("total_time", "downtime", "transferred", "rounds", "converged"),
-                 "evacuation": ("makespan", "start", "end", "duration", "downtime", "transferred")}
+REQUIRED_VARS = {
+    "migration": ("total_time", "downtime", "transferred", "rounds", "converged"),
+    "evacuation": ("makespan", "start", "end", "duration", "downtime", "transferred"),
+}
 
 
-def to_dataset(batch: BatchResult, dims: list[str] | None = None, coords: dict | None = None,
-               attrs: dict | None = None, coord_attrs: dict | None = None) -> xr.Dataset:
+def to_dataset(
+    batch: BatchResult,
+    dims: list[str] | None = None,
+    coords: dict | None = None,
+    attrs: dict | None = None,
+    coord_attrs: dict | None = None,
+) -> xr.Dataset:
     """Arrange ``batch`` (row-major over ``dims``) as a Dataset; no dims → one migration."""
     dims = list(dims or [])
     coords = dict(coords or {})
@@ -59,25 +78,37 @@ def to_dataset(batch: BatchResult, dims: list[str] | None = None, coords: dict |
         v = np.asarray(batch.scalars[field])
         if field == "stop_reason":
             v = v.astype(str)
-        data[name] = (dims, v.reshape(shape), {"units": units, "long_name": long} if units else
-                      {"long_name": long})
+        data[name] = (
+            dims,
+            v.reshape(shape),
+            {"units": units, "long_name": long} if units else {"long_name": long},
+        )
     for field, (units, long) in ROUND_FIELDS.items():
         v = batch.round[field][:, :n_round].reshape(shape + (n_round,))
         data[field] = (dims + ["round"], v, {"units": units, "long_name": long})
-    data["round_kind"] = (dims + ["round"], kinds[:, :n_round].reshape(shape + (n_round,)),
-                          {"long_name": "kind of round", "flag_values": np.arange(len(ROUND_KINDS),
-                                                                                 dtype=np.int8),
-                           "flag_meanings": " ".join(ROUND_KINDS), "_FillValue": np.int8(-1)})
+    data["round_kind"] = (
+        dims + ["round"],
+        kinds[:, :n_round].reshape(shape + (n_round,)),
+        {
+            "long_name": "kind of round",
+            "flag_values": np.arange(len(ROUND_KINDS), dtype=np.int8),
+            "flag_meanings": " ".join(ROUND_KINDS),
+            "_FillValue": np.int8(-1),
+        },
+    )
     ds = xr.Dataset(data)
-    ds = ds.assign_coords(round=("round", np.arange(n_round), {"long_name": "round index",
-                                                                 "units": "1"}))
+    ds = ds.assign_coords(round=("round", np.arange(n_round), {"long_name": "round index", "units": "1"}))
     for d in dims:
         ds = ds.assign_coords({d: (d, np.asarray(coords[d]), (coord_attrs or {}).get(d, {}))})
     if not dims:
         for lab in LABELS:
             ds.attrs[f"lmt_{lab}"] = str(batch.scalars[lab][0])
-    base = {"Conventions": "CF-1.10", "title": "lmtoolkit live-migration simulation",
-            "source": "lmtoolkit", "lmt_stop_reasons": " ".join(STOP_REASONS)}
+    base = {
+        "Conventions": "CF-1.10",
+        "title": "lmtoolkit live-migration simulation",
+        "source": "lmtoolkit",
+        "lmt_stop_reasons": " ".join(STOP_REASONS),
+    }
     ds.attrs.update(base)
     ds.attrs.update(attrs or {})
     return ds
@@ -90,8 +121,12 @@ def validate(ds: xr.Dataset) -> None:
     if task not in REQUIRED_VARS:
         problems.append(f"unknown lmt_task '{task}'")
     for name, var in ds.variables.items():
-        if name in ds.data_vars and var.dtype.kind in "fiu" and "units" not in var.attrs \
-                and "flag_values" not in var.attrs:  # CF flag variables carry no units
+        if (
+            name in ds.data_vars
+            and var.dtype.kind in "fiu"
+            and "units" not in var.attrs
+            and "flag_values" not in var.attrs
+        ):  # CF flag variables carry no units
             problems.append(f"variable '{name}' has no units")
     for k, v in ds.attrs.items():
         if not isinstance(v, (str, int, float, np.integer, np.floating, np.ndarray)):

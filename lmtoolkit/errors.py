@@ -1,4 +1,5 @@
 """One error type for bad input, so the CLI can print one line and exit 2."""
+
 from __future__ import annotations
 
 
@@ -23,14 +24,20 @@ class ConfigError(ValueError):
             return self._message
         return f"{self.key}={self.value!r} is not allowed: {self.allowed}"
 
-    def with_prefix(self, prefix: str) -> "ConfigError":
+    def with_prefix(self, prefix: str) -> ConfigError:
         """The same error with ``prefix.`` in front of the key (unless already there)."""
         key = self.key if self.key.startswith(prefix + ".") else f"{prefix}.{self.key}"
         return ConfigError(key, self.value, self.allowed, self._message)
 
 
-def check_range(key: str, value: float, lo: float | None = None, hi: float | None = None,
-                lo_open: bool = False, hi_open: bool = False) -> None:
+def check_range(
+    key: str,
+    value: float,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> None:
     """Raise :class:`ConfigError` unless ``lo (<|<=) value (<|<=) hi``."""
     try:
         v = float(value)
@@ -38,8 +45,9 @@ def check_range(key: str, value: float, lo: float | None = None, hi: float | Non
         raise ConfigError(key, value, "a number") from None
     if v != v:  # NaN
         raise ConfigError(key, value, "a number, not NaN")
-    bad = (lo is not None and (v <= lo if lo_open else v < lo)) or \
-          (hi is not None and (v >= hi if hi_open else v > hi))
+    bad = (lo is not None and (v <= lo if lo_open else v < lo)) or (
+        hi is not None and (v >= hi if hi_open else v > hi)
+    )
     if bad:
         left = "(" if lo_open else "["
         right = ")" if hi_open else "]"

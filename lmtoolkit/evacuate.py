@@ -16,10 +16,11 @@ their link rates and free memory, the VMs (``memory_gib``, ``dirty_rate_pages_s`
 ``workload=uniform`` unless given), an ``order`` and a ``concurrency`` limit per host (null =
 the policy's, :meth:`~lmtoolkit.policies.base.Policy.concurrent_migrations`).
 """
+
 from __future__ import annotations
 
 import sys
-from typing import Iterable
+from collections.abc import Iterable
 
 import xarray as xr
 
@@ -65,8 +66,14 @@ def run_evacuation(overrides, command: str | None = None, log=None):
     pair = compose_both(ov)
     if experiment_name(ov) is None and task_of(pair[1]) != "evacuation":
         raise ConfigError("task", task_of(pair[1]), "evacuation (lmtk evacuate runs evacuations)")
-    ds, info = run(ov, command=command or f"lmtoolkit.evacuate({as_overrides(overrides)!r})",
-                   cfg_pair=pair, task="evacuation", log=log, name=NAME)
+    ds, info = run(
+        ov,
+        command=command or f"lmtoolkit.evacuate({as_overrides(overrides)!r})",
+        cfg_pair=pair,
+        task="evacuation",
+        log=log,
+        name=NAME,
+    )
     if not info["plan"].axes and ds.sizes.get("replicate") == 1:
         ds = ds.squeeze("replicate", drop=True)
     return ds, info
@@ -76,20 +83,27 @@ def run_evacuation(overrides, command: str | None = None, log=None):
 def cmd_evacuate(args) -> int:
     if args.output:
         check_writable(args.output, "--output")
-    ds, info = run_evacuation(args.overrides, command="lmtk evacuate " + " ".join(args.overrides),
-                              log=lambda m: print(m, file=sys.stderr))
+    ds, info = run_evacuation(
+        args.overrides,
+        command="lmtk evacuate " + " ".join(args.overrides),
+        log=lambda m: print(m, file=sys.stderr),
+    )
     extra = [d for d in ds["makespan"].dims]
     if extra:
         print(f"makespan (s) over {', '.join(extra)}:")
         print(ds["makespan"].to_series().to_string())
     else:
-        print(f"evacuation: {ds.sizes['vm']} VMs, concurrency {ds.concurrency.item():g}, "
-              f"makespan {ds.makespan.item():.1f} s, {ds.total_transferred.item() / 2**30:.2f} GiB sent")
+        print(
+            f"evacuation: {ds.sizes['vm']} VMs, concurrency {ds.concurrency.item():g}, "
+            f"makespan {ds.makespan.item():.1f} s, {ds.total_transferred.item() / 2**30:.2f} GiB sent"
+        )
         print(f"  {'vm':12s} {'dest':10s} {'start s':>8s} {'end s':>8s} {'down ms':>8s} {'GiB':>7s}")
         for i in range(ds.sizes["vm"]):
-            print(f"  {str(ds.vm.values[i]):12s} {str(ds.destination.values[i]):10s} "
-                  f"{ds.start.values[i]:8.1f} {ds.end.values[i]:8.1f} {ds.downtime.values[i] * 1000:8.0f} "
-                  f"{ds.transferred.values[i] / 2**30:7.2f}")
+            print(
+                f"  {str(ds.vm.values[i]):12s} {str(ds.destination.values[i]):10s} "
+                f"{ds.start.values[i]:8.1f} {ds.end.values[i]:8.1f} {ds.downtime.values[i] * 1000:8.0f} "
+                f"{ds.transferred.values[i] / 2**30:7.2f}"
+            )
     print(("served from cache: " if info["cached"] else "wrote ") + str(info["path"]))
     if args.output:
         write_dataset(ds, args.output)

@@ -9,6 +9,7 @@ results go to its Hydra output directory (``multirun/<date>/<time>/<job>/<exp>/<
 beside ``.hydra/overrides.yaml``), which ``lmtk collect multirun/<date>/<time>`` merges into one
 Dataset.  A single run (no ``-m``) writes to ``paths.results_dir`` like ``lmtk sweep``.
 """
+
 from __future__ import annotations
 
 import hydra
@@ -30,8 +31,10 @@ def main(cfg) -> str:
         overrides.append(f"paths.results_dir={hc.runtime.output_dir}")
         overrides.append("sweep.progress=false")
     ds, info = run(overrides, command="lmtk sweep -m " + " ".join(hc.overrides.task))
-    print(f"job {hc.job.num if hc.mode == RunMode.MULTIRUN else '-'}: {info['path']} "
-          f"({'cached' if info['cached'] else str(info['chunks_computed']) + ' chunks computed'})")
+    print(
+        f"job {hc.job.num if hc.mode == RunMode.MULTIRUN else '-'}: {info['path']} "
+        f"({'cached' if info['cached'] else str(info['chunks_computed']) + ' chunks computed'})"
+    )
     return str(info["path"])
 
 

@@ -4,6 +4,7 @@ Every file is written to a temporary name in the same directory and renamed into
 (``os.replace`` is atomic on POSIX), so a reader never sees a half-written result — an
 interrupted run leaves either the old file or none.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,6 +45,7 @@ def check_writable(path, key: str = "output") -> Path:
     import errno
 
     from .errors import ConfigError
+
     path = Path(path)
 
     def fail(why: str):

@@ -32,6 +32,7 @@ through papermill and writes the executed copy, with its parameters, to
 ``results/notebooks/<run name>.ipynb``; a failing cell raises :class:`NotebookError` naming the
 notebook and the cell.  ``lmtk notebooks [NAME…] [--smoke] [-p key=value]`` is the CLI.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -67,6 +68,7 @@ def list_notebooks() -> list[str]:
 def list_experiments() -> list[str]:
     """The experiments (``configs/experiment/*.yaml``): the runs of :data:`TEMPLATE`."""
     from .paths import group_options
+
     return group_options("experiment")
 
 
@@ -81,8 +83,8 @@ def _experiment_alias(key: str) -> str | None:
     prefix = TEMPLATE.split("_", 1)[0] + "_"
     if key in experiments:
         return key
-    if key.startswith(prefix) and key[len(prefix):] in experiments:
-        return key[len(prefix):]
+    if key.startswith(prefix) and key[len(prefix) :] in experiments:
+        return key[len(prefix) :]
     return None
 
 
@@ -97,15 +99,24 @@ def resolve_target(name: str) -> tuple[str, str | None]:
     hits = [n for n in names if n.split("_", 1)[0] == key or n.split("_", 1)[-1] == key]
     exp = _experiment_alias(key) if TEMPLATE in names else None
     if exp is not None and hits:
-        raise ConfigError("notebook", name, "", message=(
-            f"notebook {name!r} is ambiguous: notebook {hits[0]} or the experiment notebook for "
-            f"experiment {exp} (say {hits[0].split('_', 1)[0]} or {run_name(TEMPLATE, exp)})"))
+        raise ConfigError(
+            "notebook",
+            name,
+            "",
+            message=(
+                f"notebook {name!r} is ambiguous: notebook {hits[0]} or the experiment notebook for "
+                f"experiment {exp} (say {hits[0].split('_', 1)[0]} or {run_name(TEMPLATE, exp)})"
+            ),
+        )
     if exp is not None:
         return TEMPLATE, exp
     if len(hits) == 1:
         return hits[0], None
-    raise ConfigError("notebook", name, "one of " + ", ".join(names) + " or an experiment ("
-                      + ", ".join(list_experiments()) + ")")
+    raise ConfigError(
+        "notebook",
+        name,
+        "one of " + ", ".join(names) + " or an experiment (" + ", ".join(list_experiments()) + ")",
+    )
 
 
 def _split_experiment(overrides: Sequence[str]) -> tuple[str | None, list[str]]:
@@ -120,20 +131,28 @@ def _split_experiment(overrides: Sequence[str]) -> tuple[str | None, list[str]]:
     return exp, rest
 
 
-def targets(names: Iterable[str] | None = None,
-            overrides: Sequence[str] = ()) -> list[tuple[str, str | None]]:
+def targets(
+    names: Iterable[str] | None = None, overrides: Sequence[str] = ()
+) -> list[tuple[str, str | None]]:
     """The runs ``lmtk notebooks NAMES -p OVERRIDES`` makes, in order: ``(stem, experiment)``.
     The template runs once per experiment (or for ``-p experiment=NAME`` only)."""
     chosen, _ = _split_experiment(overrides)
     if chosen is not None and chosen not in list_experiments():
         from difflib import get_close_matches
+
         close = get_close_matches(chosen, list_experiments(), n=1)
-        raise ConfigError("experiment", chosen, "", message=(
-            f"unknown experiment '{chosen}'" + (f"; did you mean {close[0]}?" if close else "")
-            + f" (available: {', '.join(list_experiments())})"))
+        raise ConfigError(
+            "experiment",
+            chosen,
+            "",
+            message=(
+                f"unknown experiment '{chosen}'"
+                + (f"; did you mean {close[0]}?" if close else "")
+                + f" (available: {', '.join(list_experiments())})"
+            ),
+        )
     out: list[tuple[str, str | None]] = []
-    for stem, exp in ([resolve_target(n) for n in names] if names else
-                      [(n, None) for n in list_notebooks()]):
+    for stem, exp in [resolve_target(n) for n in names] if names else [(n, None) for n in list_notebooks()]:
         if stem == TEMPLATE and exp is None:
             out += [(stem, e) for e in ([chosen] if chosen else list_experiments())]
         else:
@@ -144,14 +163,23 @@ def targets(names: Iterable[str] | None = None,
 # -- inside a notebook ---------------------------------------------------------------------------
 def _results_root(overrides: Sequence[str]) -> Path:
     from .paths import results_dir
+
     return results_dir(_compose(list(overrides)))
 
 
 class NotebookConfig:
     """The composed config of a notebook run (attribute access goes to the Hydra config)."""
 
-    def __init__(self, config, overrides: list[str], user_overrides: list[str], smoke: bool,
-                 name: str, out_dir: Path, experiment: str | None = None):
+    def __init__(
+        self,
+        config,
+        overrides: list[str],
+        user_overrides: list[str],
+        smoke: bool,
+        name: str,
+        out_dir: Path,
+        experiment: str | None = None,
+    ):
         self.config = config
         self.overrides = overrides
         self.user_overrides = user_overrides
@@ -170,17 +198,19 @@ class NotebookConfig:
 
     def __repr__(self) -> str:
         exp = f"experiment={self.experiment!r}, " if self.experiment else ""
-        return (f"NotebookConfig(name={self.name!r}, {exp}smoke={self.smoke}, "
-                f"overrides={self.overrides!r})")
+        return f"NotebookConfig(name={self.name!r}, {exp}smoke={self.smoke}, overrides={self.overrides!r})"
 
     def _repr_html_(self) -> str:
         """What the config cell shows in a notebook: one readable line, not a repr."""
         import html
+
         parts = [f"<b>{html.escape(self.name)}</b>"]
         if self.experiment:
             parts.append(f"experiment <code>{html.escape(self.experiment)}</code>")
-        parts.append("overrides: " + (", ".join(f"<code>{html.escape(o)}</code>" for o in self.overrides)
-                                      or "none (the defaults)"))
+        parts.append(
+            "overrides: "
+            + (", ".join(f"<code>{html.escape(o)}</code>" for o in self.overrides) or "none (the defaults)")
+        )
         if self.smoke:
             parts.append("smoke run (tiny, fast)")
         return '<p class="lmt-config">Config of ' + " · ".join(parts) + "</p>"
@@ -192,12 +222,14 @@ class NotebookConfig:
     def simulate(self, *extra: str):
         """``lmt.simulate`` with this notebook's overrides plus ``extra``."""
         from .api import simulate
+
         return simulate(self.with_overrides(*extra), command=f"notebook {self.name}")
 
     def sweep(self, *extra: str):
         """``lmt.sweep`` with this notebook's overrides plus ``extra`` (cached on disk).  For an
         experiment this runs whatever its task is (migrations, or host evacuations)."""
         from .sweep import sweep
+
         return sweep(self.with_overrides(*extra), command=self.command())
 
     def command(self) -> str:
@@ -209,12 +241,14 @@ class NotebookConfig:
     def figure_spec(self):
         """The registered figure of this experiment (:mod:`lmtoolkit.plotting.registry`), or None."""
         from .plotting.registry import FIGURES
+
         return next((f for f in FIGURES.values() if f.experiment == self.experiment), None)
 
     def describe(self):
         """What the experiment is and what its figure shows, as Markdown (from data: the
         experiment's ``title`` and its figure's caption in the registry)."""
         from IPython.display import Markdown
+
         self._need_experiment()
         c = self.config
         axes = list((c.sweep.get("axes") or {}).keys()) if "sweep" in c else []
@@ -224,16 +258,23 @@ class NotebookConfig:
         if spec is not None:
             lines += [f"**{spec.id}** ({spec.stem}): {spec.caption}", ""]
         task = str(c.get("task", "migration") or "migration")
-        how = f"task `{task}`" + (f", engine `{c.get('engine')}`" if task == "migration" and c.get("engine") else "")
-        lines.append(f"The sweep is `configs/experiment/{self.experiment}.yaml`: "
-                     + (" × ".join(f"`{a}`" for a in axes) or "one point")
-                     + f" × {reps} replicate{'s' if reps != 1 else ''} ({how}).  Same as "
-                     f"`lmtk sweep experiment={self.experiment}`"
-                     + (f"; the figure alone: `lmtk figures {spec.id}`." if spec is not None else "."))
+        how = f"task `{task}`" + (
+            f", engine `{c.get('engine')}`" if task == "migration" and c.get("engine") else ""
+        )
+        lines.append(
+            f"The sweep is `configs/experiment/{self.experiment}.yaml`: "
+            + (" × ".join(f"`{a}`" for a in axes) or "one point")
+            + f" × {reps} replicate{'s' if reps != 1 else ''} ({how}).  Same as "
+            f"`lmtk sweep experiment={self.experiment}`"
+            + (f"; the figure alone: `lmtk figures {spec.id}`." if spec is not None else ".")
+        )
         if self.smoke:
-            lines += ["", "*Smoke mode* (`debug=default`, `configs/debug/default.yaml`): a shrunk run "
-                          "for checks: two values per axis, one replicate, a 1 GiB VM, 60 s of "
-                          "simulated time at most; results under `results/debug/`."]
+            lines += [
+                "",
+                "*Smoke mode* (`debug=default`, `configs/debug/default.yaml`): a shrunk run "
+                "for checks: two values per axis, one replicate, a 1 GiB VM, 60 s of "
+                "simulated time at most; results under `results/debug/`.",
+            ]
         if self.user_overrides:
             lines += ["", "Overrides: " + ", ".join(f"`{o}`" for o in self.user_overrides)]
         lines += ["", f"Rerun: `{self.command()}`"]
@@ -260,27 +301,42 @@ class NotebookConfig:
     def summary(self, ds) -> dict:
         """What the experiment notebook saves: the Dataset's config hash and dims and the mean of
         every table variable."""
-        out = {"experiment": self.experiment, "config_hash": str(ds.attrs.get("lmt_config_hash", "")),
-               "dims": {k: int(n) for k, n in ds.sizes.items()},
-               "figure": self.figure_spec.id if self.figure_spec is not None else None}
+        out = {
+            "experiment": self.experiment,
+            "config_hash": str(ds.attrs.get("lmt_config_hash", "")),
+            "dims": {k: int(n) for k, n in ds.sizes.items()},
+            "figure": self.figure_spec.id if self.figure_spec is not None else None,
+        }
         for v in self.table_variables(ds):
             out[f"mean_{v}"] = float(ds[v].astype(float).mean())
         return out
 
     def _need_experiment(self):
         if not self.experiment:
-            raise ConfigError("experiment", None, "", message=(
-                "this notebook config has no experiment: compose(..., experiment=NAME)"))
+            raise ConfigError(
+                "experiment",
+                None,
+                "",
+                message=("this notebook config has no experiment: compose(..., experiment=NAME)"),
+            )
 
     def save(self, **values) -> Path:
         """Write the notebook's summary (``values`` plus its parameters) as JSON; return the path."""
         from .io import write_text
         from .provenance import config_hash, git_state, now
+
         commit, dirty = git_state()
-        doc = {"notebook": self.name, "overrides": self.user_overrides, "smoke": self.smoke,
-               "effective_overrides": self.overrides, "config_hash": config_hash(self.config),
-               "git_commit": commit, "git_dirty": dirty, "created_at": now(),
-               "values": _jsonable(values)}
+        doc = {
+            "notebook": self.name,
+            "overrides": self.user_overrides,
+            "smoke": self.smoke,
+            "effective_overrides": self.overrides,
+            "config_hash": config_hash(self.config),
+            "git_commit": commit,
+            "git_dirty": dirty,
+            "created_at": now(),
+            "values": _jsonable(values),
+        }
         if self.experiment:
             doc["experiment"] = self.experiment
         path = self.out_dir / f"{self.name}.json"
@@ -290,6 +346,7 @@ class NotebookConfig:
 
 def _jsonable(v):
     import numpy as np
+
     if isinstance(v, dict):
         return {str(k): _jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
@@ -316,8 +373,9 @@ def _guess_name() -> str:
     return "interactive"
 
 
-def compose(overrides: Iterable[str] = (), smoke: bool = False, name: str | None = None,
-            experiment: str | None = None) -> NotebookConfig:
+def compose(
+    overrides: Iterable[str] = (), smoke: bool = False, name: str | None = None, experiment: str | None = None
+) -> NotebookConfig:
     """The notebook's config: ``experiment=NAME`` (if given), ``overrides`` (+ ``debug=default``
     when ``smoke``), composed."""
     if isinstance(overrides, str):
@@ -327,7 +385,8 @@ def compose(overrides: Iterable[str] = (), smoke: bool = False, name: str | None
         exp_in_overrides, user = _split_experiment(user)
         experiment = exp_in_overrides or str(experiment)
     if not os.environ.get("LMT_RESULTS_DIR") and not any(
-            u.lstrip("+~").startswith("paths.results_dir=") for u in user):
+        u.lstrip("+~").startswith("paths.results_dir=") for u in user
+    ):
         with contextlib.suppress(OSError):
             # JupyterLab starts kernels in notebooks/: keep results at the project's results/
             # (an override, not a change to this process's environment).
@@ -335,12 +394,11 @@ def compose(overrides: Iterable[str] = (), smoke: bool = False, name: str | None
                 user = user + [f"paths.results_dir={project_root() / 'results'}"]
     effective = ([f"experiment={experiment}"] if experiment else []) + list(user)
     if smoke:
-        effective += [o for o in SMOKE_OVERRIDES
-                      if not any(u.split("=")[0] == o.split("=")[0] for u in user)]
+        effective += [o for o in SMOKE_OVERRIDES if not any(u.split("=")[0] == o.split("=")[0] for u in user)]
     cfg = _compose(effective)
     out = Path(os.environ[ENV_OUT]) if os.environ.get(ENV_OUT) else _results_root(user) / "notebooks"
     name = name or _guess_name()
-    if experiment and name in (TEMPLATE, "interactive"):   # opened in JupyterLab / a script
+    if experiment and name in (TEMPLATE, "interactive"):  # opened in JupyterLab / a script
         name = run_name(TEMPLATE, experiment)
     return NotebookConfig(cfg, effective, user, bool(smoke), name, out, experiment or None)
 
@@ -348,6 +406,7 @@ def compose(overrides: Iterable[str] = (), smoke: bool = False, name: str | None
 # -- the kernel ---------------------------------------------------------------------------------
 def kernel_spec(name: str = KERNEL_NAME):
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
     try:
         return KernelSpecManager().get_kernel_spec(name)
     except NoSuchKernel:
@@ -356,8 +415,16 @@ def kernel_spec(name: str = KERNEL_NAME):
 
 def install_kernel(name: str = KERNEL_NAME, user: bool = True) -> None:
     """``python -m ipykernel install --user --name lmtoolkit`` for this interpreter."""
-    cmd = [sys.executable, "-m", "ipykernel", "install", "--name", name,
-           "--display-name", KERNEL_DISPLAY_NAME]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ipykernel",
+        "install",
+        "--name",
+        name,
+        "--display-name",
+        KERNEL_DISPLAY_NAME,
+    ]
     if user:
         cmd.append("--user")
     subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -389,6 +456,7 @@ def _tags(cell) -> list[str]:
 def _solution_code(source: str) -> str:
     """The first fenced ```python block of a solution cell."""
     import re
+
     m = re.search(r"```python\n(.*?)```", source, flags=re.S)
     return m.group(1).strip() if m else ""
 
@@ -408,6 +476,7 @@ def edition(nb, which: str):
     import copy
 
     import nbformat
+
     if which not in EDITIONS:
         raise ConfigError("edition", which, "one of " + ", ".join(EDITIONS))
     out = copy.deepcopy(nb)
@@ -418,7 +487,7 @@ def edition(nb, which: str):
             continue
         if which == "student":
             continue
-        cell.source = cell.source.replace("<details>", "<details open>", 1)   # unfolded
+        cell.source = cell.source.replace("<details>", "<details open>", 1)  # unfolded
         cells.append(cell)
         code = _solution_code(cell.source)
         if code:
@@ -450,9 +519,9 @@ def student_from_teacher(executed):
     import nbformat
 
     from .teaching import check
+
     out = copy.deepcopy(executed)
-    out.cells = [c for c in out.cells
-                 if not ({SOLUTION_TAG, SOLUTION_CODE_TAG} & set(_tags(c)))]
+    out.cells = [c for c in out.cells if not ({SOLUTION_TAG, SOLUTION_CODE_TAG} & set(_tags(c)))]
     for cell in out.cells:
         if cell.cell_type != "code":
             continue
@@ -467,7 +536,7 @@ def student_from_teacher(executed):
                 o = nbformat.from_dict({**o, "data": data, "metadata": md})
             kept.append(o)
         cell.outputs = kept
-    count = 0                      # execution counts without the gaps the solutions leave
+    count = 0  # execution counts without the gaps the solutions leave
     for cell in out.cells:
         if cell.cell_type == "code" and cell.get("execution_count") is not None:
             count += 1
@@ -489,25 +558,34 @@ def interactive_terminal(stream=None) -> bool:
 class NotebookError(RuntimeError):
     """A notebook failed: names the notebook, the cell and the error."""
 
-    def __init__(self, notebook: str, cell_index: int | None, exec_count, source: str,
-                 ename: str, evalue: str, output: Path):
+    def __init__(
+        self,
+        notebook: str,
+        cell_index: int | None,
+        exec_count,
+        source: str,
+        ename: str,
+        evalue: str,
+        output: Path,
+    ):
         self.notebook, self.cell_index, self.exec_count = notebook, cell_index, exec_count
         self.source, self.ename, self.evalue, self.output = source, ename, evalue, output
         first = next((ln for ln in source.splitlines() if ln.strip()), "").strip()
-        where = f"cell {cell_index} of the notebook file" + \
-            (f" (In [{exec_count}])" if exec_count else "")
-        super().__init__(f"notebook {notebook} failed in {where}: {ename}: {evalue}\n"
-                         f"    {first[:100]}\n  executed copy: {output}")
+        where = f"cell {cell_index} of the notebook file" + (f" (In [{exec_count}])" if exec_count else "")
+        super().__init__(
+            f"notebook {notebook} failed in {where}: {ename}: {evalue}\n"
+            f"    {first[:100]}\n  executed copy: {output}"
+        )
 
 
 @dataclass
 class NotebookRun:
-    name: str                    # the run: the notebook's stem, or 20_<experiment>
+    name: str  # the run: the notebook's stem, or 20_<experiment>
     output: Path
     seconds: float
     parameters: dict
     summary: dict | None = field(default=None)
-    notebook: str = ""           # the notebook file's stem
+    notebook: str = ""  # the notebook file's stem
     experiment: str | None = None
 
 
@@ -525,10 +603,17 @@ def _env(**values):
                 os.environ[k] = v
 
 
-def execute(name: str, overrides: Iterable[str] = (), smoke: bool = False,
-            output_dir: str | Path | None = None, progress: bool = True,
-            kernel: str = KERNEL_NAME, timeout: float | None = 1800,
-            experiment: str | None = None, edition_name: str | None = None) -> NotebookRun:
+def execute(
+    name: str,
+    overrides: Iterable[str] = (),
+    smoke: bool = False,
+    output_dir: str | Path | None = None,
+    progress: bool = True,
+    kernel: str = KERNEL_NAME,
+    timeout: float | None = 1800,
+    experiment: str | None = None,
+    edition_name: str | None = None,
+) -> NotebookRun:
     """Run notebook ``name`` through papermill on a real kernel; return where it went.
 
     ``name`` is a notebook (stem, number, slug) or an experiment (``quickstart``,
@@ -549,9 +634,15 @@ def execute(name: str, overrides: Iterable[str] = (), smoke: bool = False,
         chosen, overrides = _split_experiment(overrides)
         experiment = experiment or alias or chosen
         if not experiment:
-            raise ConfigError("experiment", None, "", message=(
-                f"notebook {stem} runs one experiment: name it (lmtk notebooks quickstart, or "
-                f"-p experiment=NAME; available: {', '.join(list_experiments())})"))
+            raise ConfigError(
+                "experiment",
+                None,
+                "",
+                message=(
+                    f"notebook {stem} runs one experiment: name it (lmtk notebooks quickstart, or "
+                    f"-p experiment=NAME; available: {', '.join(list_experiments())})"
+                ),
+            )
         if experiment not in list_experiments():
             raise ConfigError("experiment", experiment, "one of " + ", ".join(list_experiments()))
         params = {"experiment": experiment, "overrides": overrides, "smoke": bool(smoke)}
@@ -572,29 +663,51 @@ def execute(name: str, overrides: Iterable[str] = (), smoke: bool = False,
     src_path = notebook_dir() / f"{stem}.ipynb"
     if edition_name is not None:
         import nbformat
+
         src_path = out_dir / f".{run}.{edition_name}.source.ipynb"
-        nbformat.write(edition(nbformat.read(notebook_dir() / f"{stem}.ipynb", as_version=4),
-                               edition_name), src_path)
+        nbformat.write(
+            edition(nbformat.read(notebook_dir() / f"{stem}.ipynb", as_version=4), edition_name), src_path
+        )
     try:
         with _env(**env):
-            pm.execute_notebook(str(src_path), str(out), parameters=params,
-                                kernel_name=kernel, progress_bar=progress, cwd=os.getcwd(),
-                                execution_timeout=timeout, log_output=False)
+            pm.execute_notebook(
+                str(src_path),
+                str(out),
+                parameters=params,
+                kernel_name=kernel,
+                progress_bar=progress,
+                cwd=os.getcwd(),
+                execution_timeout=timeout,
+                log_output=False,
+            )
     except PapermillExecutionError as e:
         source, index = "", e.cell_index
         with contextlib.suppress(Exception):
             # papermill's index counts the cells it inserts (parameters, error banners): find
             # the failing cell by its error output, and number it as in the notebook file.
             import nbformat
+
             cells = nbformat.read(out, as_version=4).cells
-            failing = next(c for c in cells if any(o.get("output_type") == "error"
-                                                   for o in c.get("outputs", [])))
+            failing = next(
+                c for c in cells if any(o.get("output_type") == "error" for o in c.get("outputs", []))
+            )
             source = failing.source
-            original = [c for c in cells if "injected-parameters" not in c.metadata.get("tags", [])
-                        and not (c.cell_type == "markdown" and "papermill-error" in c.source)]
+            original = [
+                c
+                for c in cells
+                if "injected-parameters" not in c.metadata.get("tags", [])
+                and not (c.cell_type == "markdown" and "papermill-error" in c.source)
+            ]
             index = next(i for i, c in enumerate(original) if c is failing)
-        raise NotebookError(f"{stem} (experiment={experiment})" if experiment else stem, index,
-                            e.exec_count, source, e.ename, e.evalue, out) from None
+        raise NotebookError(
+            f"{stem} (experiment={experiment})" if experiment else stem,
+            index,
+            e.exec_count,
+            source,
+            e.ename,
+            e.evalue,
+            out,
+        ) from None
     finally:
         if edition_name is not None:
             (out_dir / f".{run}.{edition_name}.source.ipynb").unlink(missing_ok=True)
@@ -603,9 +716,14 @@ def execute(name: str, overrides: Iterable[str] = (), smoke: bool = False,
     return NotebookRun(run, out, seconds, params, summary, stem, experiment)
 
 
-def execute_all(names: Iterable[str] | None = None, overrides: Iterable[str] = (),
-                smoke: bool = False, output_dir=None, progress: bool = True,
-                stop_on_error: bool = False) -> tuple[list[NotebookRun], list[NotebookError]]:
+def execute_all(
+    names: Iterable[str] | None = None,
+    overrides: Iterable[str] = (),
+    smoke: bool = False,
+    output_dir=None,
+    progress: bool = True,
+    stop_on_error: bool = False,
+) -> tuple[list[NotebookRun], list[NotebookError]]:
     """Run several notebooks (default: all; the experiment notebook once per experiment), one
     line of progress each; collect the failures."""
     todo = targets(names, [str(o) for o in overrides])
@@ -645,9 +763,14 @@ def cmd_notebooks(args) -> int:
         if "=" not in o:
             raise ConfigError("-p", o, "key=value (a Hydra override)")
     t0 = time.perf_counter()
-    runs, errors = execute_all(args.names or None, overrides, args.smoke, args.output,
-                               progress=not args.quiet and interactive_terminal(),
-                               stop_on_error=args.fail_fast)
+    runs, errors = execute_all(
+        args.names or None,
+        overrides,
+        args.smoke,
+        args.output,
+        progress=not args.quiet and interactive_terminal(),
+        stop_on_error=args.fail_fast,
+    )
     total = time.perf_counter() - t0
     print(f"{len(runs)} notebook(s) ran in {total:.1f} s" + (f", {len(errors)} failed" if errors else ""))
     for e in errors:
@@ -656,23 +779,39 @@ def cmd_notebooks(args) -> int:
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser("notebooks", help="run the notebooks through papermill (executed copies in "
-                                         "results/notebooks/)")
-    p.add_argument("names", nargs="*", metavar="NAME",
-                   help="notebooks to run: name, number or slug, or an experiment (quickstart: "
-                        f"{TEMPLATE} for it; {TEMPLATE.split('_')[0]}: for every experiment); default all")
+    p = sub.add_parser(
+        "notebooks", help="run the notebooks through papermill (executed copies in results/notebooks/)"
+    )
+    p.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="notebooks to run: name, number or slug, or an experiment (quickstart: "
+        f"{TEMPLATE} for it; {TEMPLATE.split('_')[0]}: for every experiment); default all",
+    )
     p.add_argument("--smoke", action="store_true", help="tiny, fast runs (adds debug=default)")
-    p.add_argument("-p", "--param", action="append", metavar="key=value",
-                   help="a Hydra override passed to the notebook's `overrides` (repeatable); "
-                        f"experiment=NAME picks the experiment of {TEMPLATE}")
-    p.add_argument("-o", "--output", help="directory for executed copies (default "
-                                          "<results>/notebooks)")
+    p.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        metavar="key=value",
+        help="a Hydra override passed to the notebook's `overrides` (repeatable); "
+        f"experiment=NAME picks the experiment of {TEMPLATE}",
+    )
+    p.add_argument("-o", "--output", help="directory for executed copies (default <results>/notebooks)")
     p.add_argument("--list", action="store_true", help="list the notebooks and exit")
-    p.add_argument("--install-kernel", action="store_true",
-                   help=f"(re)install the '{KERNEL_NAME}' Jupyter kernel for this Python")
+    p.add_argument(
+        "--install-kernel",
+        action="store_true",
+        help=f"(re)install the '{KERNEL_NAME}' Jupyter kernel for this Python",
+    )
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failing notebook")
-    p.add_argument("-q", "--quiet", action="store_true",
-                   help="no progress display (the default where stderr is not a terminal, or CI is set)")
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress display (the default where stderr is not a terminal, or CI is set)",
+    )
     p.set_defaults(func=cmd_notebooks)
 
 

@@ -4,6 +4,7 @@ The one place that knows the layout (the config dir may be moved with ``$LMT_CON
 results go where the composed config's ``paths.results_dir`` says, by default
 ``$LMT_RESULTS_DIR`` or ``results/`` under the current directory).
 """
+
 from __future__ import annotations
 
 import os

@@ -6,6 +6,7 @@ number (``lmtoolkit/**/*.py`` and the C sources it builds, ``*.c``/``*.h``), so 
 computed by other code — a changed rule, an uncommitted edit, an install without git — is
 never served from the cache.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -13,7 +14,7 @@ import hashlib
 import json
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import metadata
 from pathlib import Path
 
@@ -50,11 +51,17 @@ def package_dir() -> Path:
 def code_files(root: Path | None = None) -> list[Path]:
     """The package's source files that feed :func:`code_hash`, sorted by relative path."""
     root = Path(root) if root is not None else package_dir()
-    return sorted((p for p in root.rglob("*") if p.suffix in CODE_SUFFIXES and p.is_file()
-                   and "__pycache__" not in p.parts), key=lambda p: p.relative_to(root).as_posix())
+    return sorted(
+        (
+            p
+            for p in root.rglob("*")
+            if p.suffix in CODE_SUFFIXES and p.is_file() and "__pycache__" not in p.parts
+        ),
+        key=lambda p: p.relative_to(root).as_posix(),
+    )
 
 
-@lru_cache(maxsize=None)
+@cache
 def code_hash(root: str | None = None) -> str:
     """SHA-256 (hex, 16 chars) of the package's source: each file's relative path and content.
 
@@ -84,12 +91,18 @@ def versions() -> dict:
 def git_state() -> tuple[str, bool]:
     """(commit, dirty) of the checkout holding the package; ("unknown", False) outside git."""
     from .paths import project_root
+
     root = str(project_root())
     try:
-        commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
-                                text=True, timeout=10).stdout.strip()
-        status = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return (commit or "unknown", bool(status))
     except (OSError, subprocess.SubprocessError):
         return ("unknown", False)

@@ -5,6 +5,7 @@ A *round* is one copy pass between two dirty-bitmap syncs; the last round of a c
 migration is the stop-and-copy during the downtime (``kind == "stop"``), and a post-copy
 migration ends with a ``"postcopy"`` round (pages pulled after the switch).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
@@ -13,14 +14,14 @@ from dataclasses import asdict, dataclass, field, fields
 #: Policies add their own with a ``stop_reasons`` class attribute (see
 #: :func:`register_stop_reason`); the list grows in place, codes never change.
 STOP_REASONS = [
-    "running",        # 0: not decided yet (never in a finished record)
-    "converged",      # 1: the policy's convergence test held (remaining data fits the downtime goal)
-    "max_rounds",     # 2: round/pass/iteration cap reached (Xen max_iters, Hyper-V max passes)
-    "max_sent",       # 3: Xen: more than max_factor x memory sent
-    "timeout",        # 4: policy.timeout_s elapsed without convergence: migration abandoned
-    "no_precopy",     # 5: stop-and-copy / post-copy: no pre-copy at all
-    "precopy_done",   # 6: hybrid: the planned pre-copy passes are done, switch to post-copy
-    "no_progress",    # 7: VMware: a pass made no progress and SDPS is off: forced switchover
+    "running",  # 0: not decided yet (never in a finished record)
+    "converged",  # 1: the policy's convergence test held (remaining data fits the downtime goal)
+    "max_rounds",  # 2: round/pass/iteration cap reached (Xen max_iters, Hyper-V max passes)
+    "max_sent",  # 3: Xen: more than max_factor x memory sent
+    "timeout",  # 4: policy.timeout_s elapsed without convergence: migration abandoned
+    "no_precopy",  # 5: stop-and-copy / post-copy: no pre-copy at all
+    "precopy_done",  # 6: hybrid: the planned pre-copy passes are done, switch to post-copy
+    "no_progress",  # 7: VMware: a pass made no progress and SDPS is off: forced switchover
 ]
 REASON_CODE = {name: i for i, name in enumerate(STOP_REASONS)}
 
@@ -38,6 +39,7 @@ def register_stop_reason(name: str) -> int:
         REASON_CODE[name] = len(STOP_REASONS)
         STOP_REASONS.append(name)
     return REASON_CODE[name]
+
 
 #: Per-round variables: name -> (units, long name)
 ROUND_FIELDS = {
@@ -75,25 +77,25 @@ class MigrationRecord:
     total_time_s: float
     downtime_s: float
     transferred_bytes: float
-    rounds: int                      # pre-copy passes (syncs), excluding stop-and-copy
-    converged: bool                  # the convergence test held (not forced by a cap)
-    completed: bool                  # the VM runs on the destination
+    rounds: int  # pre-copy passes (syncs), excluding stop-and-copy
+    converged: bool  # the convergence test held (not forced by a cap)
+    completed: bool  # the VM runs on the destination
     stop_reason: str
     memory_bytes: float
-    throttle_max: float = 0.0        # highest guest throttle applied (0..1)
-    guest_slowdown: float = 0.0      # mean share of guest progress lost during migration (0..1)
-    postcopy_faults: float = 0.0     # demand faults after the switch (post-copy)
-    postcopy_time_s: float = 0.0     # duration of the post-copy phase
+    throttle_max: float = 0.0  # highest guest throttle applied (0..1)
+    guest_slowdown: float = 0.0  # mean share of guest progress lost during migration (0..1)
+    postcopy_faults: float = 0.0  # demand faults after the switch (post-copy)
+    postcopy_time_s: float = 0.0  # duration of the post-copy phase
     precopy_bytes: float = 0.0
     stop_bytes: float = 0.0
     # Beyond one link (issue 7; lmtoolkit.engine.beyond): NUMA, copy errors, storage.
-    numa_compatible: bool = True     # the VM's vNUMA layout maps onto the destination's nodes
-    numa_penalty: float = 0.0        # slowdown of memory-bound work after migration (fraction)
+    numa_compatible: bool = True  # the VM's vNUMA layout maps onto the destination's nodes
+    numa_penalty: float = 0.0  # slowdown of memory-bound work after migration (fraction)
     corruption_probability: float = 0.0  # P(at least one page arrives silently corrupted)
-    retransmitted_bytes: float = 0.0 # pages re-sent after a checksum mismatch
-    checksum_cpu_time_s: float = 0.0 # hashing time of the verified pages (one side)
-    storage_time_s: float = 0.0      # disk pre-copy before memory (storage.mode=migrate)
-    storage_bytes: float = 0.0       # disk bytes: pre-copy passes + mirrored writes
+    retransmitted_bytes: float = 0.0  # pages re-sent after a checksum mismatch
+    checksum_cpu_time_s: float = 0.0  # hashing time of the verified pages (one side)
+    storage_time_s: float = 0.0  # disk pre-copy before memory (storage.mode=migrate)
+    storage_bytes: float = 0.0  # disk bytes: pre-copy passes + mirrored writes
     round_detail: list[RoundRecord] = field(default_factory=list)
 
     def scalars(self) -> dict:

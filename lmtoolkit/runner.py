@@ -5,6 +5,7 @@ composition, one clear error for a bad key or value); :func:`build_scenario` tur
 into a :class:`~lmtoolkit.scenario.Scenario`, :func:`build_evacuation` into an
 :class:`~lmtoolkit.model.evacuation.Evacuation`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,11 +16,12 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from .compose import GROUPS, TASKS, compose, policy_class, task_of, unknown_field  # noqa: F401
 from .errors import ConfigError
 from .model import VM, Host, Network
-from .paths import project_root
 from .model.evacuation import Evacuation, HostLink, VmSpec
 from .model.storage import Storage
 from .model.workload import WORKLOADS, PhasedWorkload, TraceWorkload
+from .paths import project_root
 from .scenario import Scenario
+
 
 def _as_dict(node) -> dict:
     if isinstance(node, (DictConfig, ListConfig)):
@@ -30,6 +32,7 @@ def _as_dict(node) -> dict:
 def _build(cls, cfg: dict, prefix: str, owner: str = ""):
     """``cls(**cfg)`` with one clear error for an unknown key or a bad value (key prefixed)."""
     from dataclasses import fields
+
     names = {f.name for f in fields(cls)}
     unknown = [k for k in cfg if k not in names]
     if unknown:
@@ -68,10 +71,12 @@ def build_workload(cfg, prefix: str = "workload", root: Path | None = None):
         d.pop("pattern", None)
         d.pop("dirty_rate_pages_s", None)
         d.pop("wss_mib", None)
-        return _build(cls, dict(phases=tuple(subs), durations_s=tuple(d.pop("durations_s", ()) or ()),
-                                **d), prefix)
+        return _build(
+            cls, dict(phases=tuple(subs), durations_s=tuple(d.pop("durations_s", ()) or ()), **d), prefix
+        )
     if cls is TraceWorkload:
         from .trace.format import load_trace
+
         path = d.pop("file", None)
         if not path:
             raise ConfigError(f"{prefix}.file", path, "the path of a trace file (.npz)")
@@ -80,8 +85,16 @@ def build_workload(cfg, prefix: str = "workload", root: Path | None = None):
             tr = load_trace(p, key=f"{prefix}.file")
         except FileNotFoundError:
             raise ConfigError(f"{prefix}.file", path, "an existing trace file") from None
-        return _build(cls, dict(interval_s=tr["interval_s"], counts=tuple(int(c) for c in tr["counts"]),
-                                pages=tr["pages"], source=str(p)), prefix)
+        return _build(
+            cls,
+            dict(
+                interval_s=tr["interval_s"],
+                counts=tuple(int(c) for c in tr["counts"]),
+                pages=tr["pages"],
+                source=str(p),
+            ),
+            prefix,
+        )
     return _build(cls, d, prefix)
 
 
@@ -104,8 +117,16 @@ def build_scenario(cfg: DictConfig) -> Scenario:
     seed = cfg.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError("seed", seed, "a non-negative integer")
-    return Scenario(vm=vm, workload=workload, network=network, host=host, policy=policy,
-                    engine=str(cfg.get("engine", "page")), seed=seed, storage=storage)
+    return Scenario(
+        vm=vm,
+        workload=workload,
+        network=network,
+        host=host,
+        policy=policy,
+        engine=str(cfg.get("engine", "page")),
+        seed=seed,
+        storage=storage,
+    )
 
 
 def build_evacuation(cfg: DictConfig):
@@ -121,14 +142,23 @@ def build_evacuation(cfg: DictConfig):
     known = {"order", "concurrency", "setup_s", "source", "destinations", "vms"}
     for k in ev:
         if k not in known:
-            raise ConfigError(f"evacuation.{k}", ev[k], "", message=f"unknown key 'evacuation.{k}' "
-                              f"(valid: {', '.join(sorted(known))})")
+            raise ConfigError(
+                f"evacuation.{k}",
+                ev[k],
+                "",
+                message=f"unknown key 'evacuation.{k}' (valid: {', '.join(sorted(known))})",
+            )
 
     def host(d, key):
         d = dict(d or {})
         try:
-            return HostLink(name=str(d.pop("name")), link_gbit_s=float(d.pop("link_gbit_s")),
-                            free_gib=float(d.pop("free_gib", float("inf"))), key=key, **d)
+            return HostLink(
+                name=str(d.pop("name")),
+                link_gbit_s=float(d.pop("link_gbit_s")),
+                free_gib=float(d.pop("free_gib", float("inf"))),
+                key=key,
+                **d,
+            )
         except KeyError as e:
             raise ConfigError(f"{key}.{e.args[0]}", None, "required (name, link_gbit_s)") from None
         except TypeError:
@@ -144,7 +174,9 @@ def build_evacuation(cfg: DictConfig):
         unknown = set(v) - {"memory_gib", "dirty_rate_pages_s", "wss_mib"}
         if unknown:
             k = sorted(unknown)[0]
-            raise ConfigError(f"{key}.{k}", v[k], "one of name, count, memory_gib, dirty_rate_pages_s, wss_mib")
+            raise ConfigError(
+                f"{key}.{k}", v[k], "one of name, count, memory_gib, dirty_rate_pages_s, wss_mib"
+            )
         try:
             vm = dataclasses.replace(base.vm, memory_gib=float(v.get("memory_gib", base.vm.memory_gib)))
             wl = base.workload
@@ -156,7 +188,13 @@ def build_evacuation(cfg: DictConfig):
             raise e.with_prefix(key) from None
         for c in range(count):
             vms.append(VmSpec(name if count == 1 else f"{name}-{c + 1}", scn, key))
-    return Evacuation(source=source, destinations=tuple(dests), vms=tuple(vms),
-                      order=str(ev.get("order", "largest_first")), concurrency=ev.get("concurrency"),
-                      setup_s=float(ev.get("setup_s", 0.0)), policy=base.policy,
-                      network=base.network)
+    return Evacuation(
+        source=source,
+        destinations=tuple(dests),
+        vms=tuple(vms),
+        order=str(ev.get("order", "largest_first")),
+        concurrency=ev.get("concurrency"),
+        setup_s=float(ev.get("setup_s", 0.0)),
+        policy=base.policy,
+        network=base.network,
+    )

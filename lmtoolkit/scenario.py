@@ -1,4 +1,5 @@
 """A scenario: everything one migration needs, as plain objects (no Hydra here)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -32,8 +33,8 @@ class Scenario:
             self.workload.check_fits(self.vm.memory_gib * 1024)
         except ConfigError as e:
             raise e.with_prefix("workload") from None
-        numa_effect(self.vm.memory_gib, self.host)   # raises for impossible topologies
-        self.storage.check_link(self.network.payload_bytes_s(streams=10 ** 9))
+        numa_effect(self.vm.memory_gib, self.host)  # raises for impossible topologies
+        self.storage.check_link(self.network.payload_bytes_s(streams=10**9))
 
     def context(self) -> Context:
         vm, net, host = self.vm, self.network, self.host
@@ -43,7 +44,7 @@ class Scenario:
             page_bytes=vm.page_bytes,
             memory_bytes=vm.memory_bytes,
             # Mirrored disk writes (storage.mode=migrate) share the link with memory.
-            line_bytes_s=net.payload_bytes_s(streams=10 ** 9) - self.storage.mirror_bytes_s,
+            line_bytes_s=net.payload_bytes_s(streams=10**9) - self.storage.mirror_bytes_s,
             stream_bytes_s=net.stream_payload_bytes_s,
             base_streams=net.streams,
             rtt_s=net.rtt_s,

@@ -25,6 +25,7 @@ and every image embedded as ``data:``; figures are copied beside the pages; link
 relative.  Widgets are not rendered (a static page cannot run a kernel): the explorers draw
 their default setting once under papermill.
 """
+
 from __future__ import annotations
 
 import html
@@ -73,22 +74,27 @@ details { font-size: 13px; }
 
 
 def _page(title: str, body: str, nav: str) -> str:
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>"
-            f"<body><nav>{nav}</nav>{body}</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>"
+        f"<body><nav>{nav}</nav>{body}</body></html>\n"
+    )
 
 
 def _nav(prefix: str = "") -> str:
-    return (f'<a href="{prefix}index.html">Course home</a>'
-            f'<a href="{prefix}figures.html">Figures</a>'
-            f'<a href="{prefix}reference.html">Reference</a>')
+    return (
+        f'<a href="{prefix}index.html">Course home</a>'
+        f'<a href="{prefix}figures.html">Figures</a>'
+        f'<a href="{prefix}reference.html">Reference</a>'
+    )
 
 
 # -- notebooks -> HTML --------------------------------------------------------------------------------
 def _exporter():
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
+
     e = HTMLExporter(template_name="lab", extra_loaders=[DictLoader({"lmt_offline.html.j2": _TEMPLATE})])
     e.template_file = "lmt_offline.html.j2"
     e.embed_images = True
@@ -102,16 +108,21 @@ def _strip_widgets(nb):
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        cell.outputs = [o for o in cell.get("outputs", [])
-                        if "application/vnd.jupyter.widget-view+json" not in o.get("data", {})]
+        cell.outputs = [
+            o
+            for o in cell.get("outputs", [])
+            if "application/vnd.jupyter.widget-view+json" not in o.get("data", {})
+        ]
     return nb
 
 
 def render_notebook(nb, target: Path, title: str, nav: str) -> Path:
     """Write ``nb`` (executed) as one self-contained HTML page."""
     from .io import write_text
-    body, _ = _exporter().from_notebook_node(_strip_widgets(nb),
-                                             resources={"metadata": {"name": title}, "lmt_nav": nav})
+
+    body, _ = _exporter().from_notebook_node(
+        _strip_widgets(nb), resources={"metadata": {"name": title}, "lmt_nav": nav}
+    )
     write_text(target, body)
     return target
 
@@ -147,7 +158,7 @@ def _md_inline(text: str) -> str:
         else:
             t = html.escape(p)
             t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
-            t = re.sub(r"\[([^\]]+)\]\(([^)]+)\)", r"\1", t)   # links: their text only (offline)
+            t = re.sub(r"\[([^\]]+)\]\(([^)]+)\)", r"\1", t)  # links: their text only (offline)
             res.append(t)
     return "".join(res)
 
@@ -173,13 +184,16 @@ def _figures_page(fig_dir: Path, site: Path) -> tuple[str, int]:
     import yaml
 
     from .plotting.registry import FIGURES
+
     parts, n = [], 0
     (site / "figures").mkdir(parents=True, exist_ok=True)
     for spec in FIGURES.values():
         png, side = fig_dir / f"{spec.stem}.png", fig_dir / f"{spec.stem}.yaml"
         if not png.exists():
-            parts.append(f'<h2 id="{spec.id}">{spec.id}</h2><p class="muted">{html.escape(spec.caption)} '
-                         f"— not made yet: <code>lmtk figures {spec.id}</code></p>")
+            parts.append(
+                f'<h2 id="{spec.id}">{spec.id}</h2><p class="muted">{html.escape(spec.caption)} '
+                f"— not made yet: <code>lmtk figures {spec.id}</code></p>"
+            )
             continue
         shutil.copy2(png, site / "figures" / png.name)
         meta = yaml.safe_load(side.read_text()) if side.exists() else {}
@@ -187,16 +201,21 @@ def _figures_page(fig_dir: Path, site: Path) -> tuple[str, int]:
             f"<tr><td>{html.escape(str(d.get('experiment')))}</td><td><code>"
             f"{html.escape(str(d.get('config_hash')))}</code></td><td>{html.escape(str(d.get('created_at', '')))}</td>"
             f"<td>{html.escape(' '.join(d.get('overrides') or []))}</td></tr>"
-            for d in meta.get("datasets", []))
-        prov = (f"<details><summary>provenance</summary><table><tr><th>experiment</th><th>config hash"
-                f"</th><th>created</th><th>overrides</th></tr>{rows}</table>"
-                f"<p>commit <code>{html.escape(str(meta.get('git_commit', '')))}</code>"
-                f"{' (uncommitted changes)' if meta.get('git_dirty') else ''} · made by "
-                f"<code>{html.escape(str(meta.get('command', '')))}</code> · "
-                f"<code>{html.escape(str(meta.get('function', '')))}</code></p></details>")
-        parts.append(f'<figure id="{spec.id}"><h2>{spec.id} · {html.escape(spec.slug.replace("_", " "))}</h2>'
-                     f'<img src="figures/{png.name}" alt="{html.escape(spec.caption)}">'
-                     f"<figcaption>{html.escape(spec.caption)}{prov}</figcaption></figure>")
+            for d in meta.get("datasets", [])
+        )
+        prov = (
+            f"<details><summary>provenance</summary><table><tr><th>experiment</th><th>config hash"
+            f"</th><th>created</th><th>overrides</th></tr>{rows}</table>"
+            f"<p>commit <code>{html.escape(str(meta.get('git_commit', '')))}</code>"
+            f"{' (uncommitted changes)' if meta.get('git_dirty') else ''} · made by "
+            f"<code>{html.escape(str(meta.get('command', '')))}</code> · "
+            f"<code>{html.escape(str(meta.get('function', '')))}</code></p></details>"
+        )
+        parts.append(
+            f'<figure id="{spec.id}"><h2>{spec.id} · {html.escape(spec.slug.replace("_", " "))}</h2>'
+            f'<img src="figures/{png.name}" alt="{html.escape(spec.caption)}">'
+            f"<figcaption>{html.escape(spec.caption)}{prov}</figcaption></figure>"
+        )
         n += 1
     return "".join(parts), n
 
@@ -206,6 +225,7 @@ def _progress(items: Sequence, enabled: bool, desc: str):
     if not enabled:
         return items
     from tqdm.auto import tqdm
+
     return tqdm(items, desc=desc, unit="page", file=sys.stderr)
 
 
@@ -216,9 +236,14 @@ def _title(nb, fallback: str) -> str:
     return fallback
 
 
-def build(out_dir: Path | None = None, overrides: Sequence[str] = (), smoke: bool = False,
-          editions: Iterable[str] = ("student", "teacher"), teaching: Iterable[str] | None = None,
-          progress: bool | None = None) -> dict:
+def build(
+    out_dir: Path | None = None,
+    overrides: Sequence[str] = (),
+    smoke: bool = False,
+    editions: Iterable[str] = ("student", "teacher"),
+    teaching: Iterable[str] | None = None,
+    progress: bool | None = None,
+) -> dict:
     """Build the course site; return what it holds (pages, missing runs, seconds)."""
     import nbformat
 
@@ -233,34 +258,41 @@ def build(out_dir: Path | None = None, overrides: Sequence[str] = (), smoke: boo
         if e not in lnb.EDITIONS:
             raise ConfigError("--edition", e, "student, teacher or both")
     overrides = list(overrides)
-    base = results_dir(overrides)            # lmtk notebooks writes here, smoke or not
-    fig_root = results_dir(overrides + (["debug=default"] if smoke else []))   # lmtk figures [debug=default]
+    base = results_dir(overrides)  # lmtk notebooks writes here, smoke or not
+    fig_root = results_dir(overrides + (["debug=default"] if smoke else []))  # lmtk figures [debug=default]
     site = Path(out_dir) if out_dir else base / "site"
     site.mkdir(parents=True, exist_ok=True)
     progress = lnb.interactive_terminal() if progress is None else progress
     names = lnb.list_notebooks()
-    teach = [n for n in names if lnb.is_teaching(n)] if teaching is None else \
-        [lnb.resolve_target(n)[0] for n in teaching]
+    teach = (
+        [n for n in names if lnb.is_teaching(n)]
+        if teaching is None
+        else [lnb.resolve_target(n)[0] for n in teaching]
+    )
     pages: dict[str, list] = {"student": [], "teacher": [], "other": []}
     executed = site / ".executed"
     for stem in _progress(teach, progress, "teaching notebooks"):
-        run = lnb.execute(stem, overrides, smoke, output_dir=executed, progress=False,
-                          edition_name="teacher")
+        run = lnb.execute(stem, overrides, smoke, output_dir=executed, progress=False, edition_name="teacher")
         nb = nbformat.read(run.output, as_version=4)
         title = _title(nb, stem)
         if "teacher" in editions:
-            render_notebook(nb, site / "teacher" / f"{stem}.html", f"{title} (teacher edition)",
-                            _nav("../") + f'<a href="../student/{stem}.html">student edition</a>')
+            render_notebook(
+                nb,
+                site / "teacher" / f"{stem}.html",
+                f"{title} (teacher edition)",
+                _nav("../") + f'<a href="../student/{stem}.html">student edition</a>',
+            )
             pages["teacher"].append((stem, title))
         if "student" in editions:
-            render_notebook(lnb.student_from_teacher(nb), site / "student" / f"{stem}.html", title,
-                            _nav("../"))
+            render_notebook(
+                lnb.student_from_teacher(nb), site / "student" / f"{stem}.html", title, _nav("../")
+            )
             pages["student"].append((stem, title))
     # the other notebooks: their executed copies from `lmtk notebooks`
     nb_dir = base / "notebooks"
     missing = []
     others = [n for n in names if not lnb.is_teaching(n)]
-    for stem, exp in (lnb.targets(others) if others else []):
+    for stem, exp in lnb.targets(others) if others else []:
         run = lnb.run_name(stem, exp)
         src = nb_dir / f"{run}.ipynb"
         if not src.exists():
@@ -272,62 +304,120 @@ def build(out_dir: Path | None = None, overrides: Sequence[str] = (), smoke: boo
         pages["other"].append((run, title))
     # figures and reference
     fig_body, n_fig = _figures_page(fig_root / "figures", site)
-    write_text(site / "figures.html", _page("Paper figures", "<h1>Paper figures</h1>" + (
-        "" if n_fig else '<p class="muted">No figures made yet: <code>lmtk figures</code>'
-        + (" debug=default" if smoke else "") + ", then <code>lmtk site</code> again.</p>") + fig_body, _nav()))
+    write_text(
+        site / "figures.html",
+        _page(
+            "Paper figures",
+            "<h1>Paper figures</h1>"
+            + (
+                ""
+                if n_fig
+                else '<p class="muted">No figures made yet: <code>lmtk figures</code>'
+                + (" debug=default" if smoke else "")
+                + ", then <code>lmtk site</code> again.</p>"
+            )
+            + fig_body,
+            _nav(),
+        ),
+    )
     readme = project_root() / "README.md"
-    ref = "".join(f"<h2>{html.escape(h)}</h2>{table_html(t)}" for h, t in readme_tables(readme)) \
-        if readme.exists() else '<p class="muted">README.md not found.</p>'
-    write_text(site / "reference.html", _page("Reference", "<h1>Reference tables (from the README)</h1>"
-                                              + ref, _nav()))
+    ref = (
+        "".join(f"<h2>{html.escape(h)}</h2>{table_html(t)}" for h, t in readme_tables(readme))
+        if readme.exists()
+        else '<p class="muted">README.md not found.</p>'
+    )
+    write_text(
+        site / "reference.html",
+        _page("Reference", "<h1>Reference tables (from the README)</h1>" + ref, _nav()),
+    )
+
     # index
     def items(kind, prefix):
         return "".join(f'<li><a href="{prefix}/{s}.html">{html.escape(t)}</a></li>' for s, t in pages[kind])
-    body = ["<h1>lmtoolkit — live VM migration course</h1>",
-            '<p class="muted">Built ' + time.strftime("%Y-%m-%d %H:%M") + (" in smoke mode (tiny runs)" if smoke
-                                                                         else "") + " by <code>lmtk site</code>. "
-            "Pages open from disk; nothing to install. The explorers' widgets need a live kernel: "
-            "open the notebooks in JupyterLab to move them.</p>"]
+
+    body = [
+        "<h1>lmtoolkit — live VM migration course</h1>",
+        '<p class="muted">Built '
+        + time.strftime("%Y-%m-%d %H:%M")
+        + (" in smoke mode (tiny runs)" if smoke else "")
+        + " by <code>lmtk site</code>. "
+        "Pages open from disk; nothing to install. The explorers' widgets need a live kernel: "
+        "open the notebooks in JupyterLab to move them.</p>",
+    ]
     if pages["student"]:
         body.append("<h2>Lessons (student edition)</h2><ol start=0>" + items("student", "student") + "</ol>")
     if pages["teacher"]:
-        body.append("<h2>Lessons (teacher edition: solutions shown)</h2><ol start=0>"
-                    + items("teacher", "teacher") + "</ol>")
+        body.append(
+            "<h2>Lessons (teacher edition: solutions shown)</h2><ol start=0>"
+            + items("teacher", "teacher")
+            + "</ol>"
+        )
     if pages["other"]:
         body.append("<h2>Experiments and validation</h2><ul>" + items("other", "notebooks") + "</ul>")
     if missing:
-        body.append("<details><summary>Notebooks not run yet (" + str(len(missing)) + ")</summary><ul>"
-                    + "".join(f"<li>{html.escape(r)}: <code>{html.escape(c)}</code></li>" for r, c in missing)
-                    + "</ul></details>")
-    body.append(f'<h2>More</h2><ul><li><a href="figures.html">Paper figures</a> ({n_fig} made)</li>'
-                '<li><a href="reference.html">Reference tables</a></li></ul>')
+        body.append(
+            "<details><summary>Notebooks not run yet ("
+            + str(len(missing))
+            + ")</summary><ul>"
+            + "".join(f"<li>{html.escape(r)}: <code>{html.escape(c)}</code></li>" for r, c in missing)
+            + "</ul></details>"
+        )
+    body.append(
+        f'<h2>More</h2><ul><li><a href="figures.html">Paper figures</a> ({n_fig} made)</li>'
+        '<li><a href="reference.html">Reference tables</a></li></ul>'
+    )
     write_text(site / "index.html", _page("lmtoolkit course", "".join(body), _nav()))
     shutil.rmtree(executed, ignore_errors=True)
-    return {"site": site, "index": site / "index.html", "pages": pages, "missing": missing,
-            "figures": n_fig, "seconds": time.perf_counter() - t0}
+    return {
+        "site": site,
+        "index": site / "index.html",
+        "pages": pages,
+        "missing": missing,
+        "figures": n_fig,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def cmd_site(args) -> int:
     editions = ["student", "teacher"] if args.edition == "both" else [args.edition]
-    info = build(Path(args.output) if args.output else None, args.overrides, args.smoke, editions,
-                 args.notebooks or None, progress=None if not args.quiet else False)
+    info = build(
+        Path(args.output) if args.output else None,
+        args.overrides,
+        args.smoke,
+        editions,
+        args.notebooks or None,
+        progress=None if not args.quiet else False,
+    )
     n = sum(len(v) for v in info["pages"].values())
-    print(f"site: {n} notebook page(s), {info['figures']} figure(s), "
-          f"{len(info['missing'])} notebook(s) not run yet, in {info['seconds']:.1f} s")
+    print(
+        f"site: {n} notebook page(s), {info['figures']} figure(s), "
+        f"{len(info['missing'])} notebook(s) not run yet, in {info['seconds']:.1f} s"
+    )
     print(f"open {info['index']}")
     return 0
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser("site", help="build the course site (static HTML: lessons in student and "
-                                    "teacher editions, experiments, figures, reference) under "
-                                    "results/site/")
+    p = sub.add_parser(
+        "site",
+        help="build the course site (static HTML: lessons in student and "
+        "teacher editions, experiments, figures, reference) under "
+        "results/site/",
+    )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="Hydra overrides for every run")
     p.add_argument("--smoke", action="store_true", help="tiny runs (debug=default): a quick build")
-    p.add_argument("--edition", choices=["student", "teacher", "both"], default="both",
-                   help="which edition of the lessons to render (default both)")
-    p.add_argument("--notebooks", action="append", metavar="NAME",
-                   help="only these teaching notebooks (repeatable; default all 0x)")
+    p.add_argument(
+        "--edition",
+        choices=["student", "teacher", "both"],
+        default="both",
+        help="which edition of the lessons to render (default both)",
+    )
+    p.add_argument(
+        "--notebooks",
+        action="append",
+        metavar="NAME",
+        help="only these teaching notebooks (repeatable; default all 0x)",
+    )
     p.add_argument("-o", "--output", help="directory of the site (default <results>/site)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_site)

@@ -1,10 +1,11 @@
 """``lmtk sweep`` and ``lmtk collect`` (registered in :data:`lmtoolkit.cli.COMMAND_MODULES`).
 
-    lmtk sweep experiment=quickstart                     # in-process; table + figure + .nc
-    lmtk sweep experiment=quickstart sweep.executor=dask  # same result, on a Dask cluster
-    lmtk sweep -m experiment=quickstart network=1gbe,10gbe hydra/launcher=joblib
-    lmtk collect multirun/2025-01-01/12-00-00            # merge a multirun into one Dataset
+lmtk sweep experiment=quickstart                     # in-process; table + figure + .nc
+lmtk sweep experiment=quickstart sweep.executor=dask  # same result, on a Dask cluster
+lmtk sweep -m experiment=quickstart network=1gbe,10gbe hydra/launcher=joblib
+lmtk collect multirun/2025-01-01/12-00-00            # merge a multirun into one Dataset
 """
+
 from __future__ import annotations
 
 import sys
@@ -23,6 +24,7 @@ def summary_table(ds, max_rows: int = MAX_TABLE_ROWS) -> str:
     import pandas as pd
 
     from .tasks import get_task
+
     n_rep = ds.sizes.get("replicate", 1)
     cols = {}
     for var, label, scale in get_task(ds.attrs.get("lmt_task", "migration")).table:
@@ -46,20 +48,30 @@ def summary_table(ds, max_rows: int = MAX_TABLE_ROWS) -> str:
         if flag in df:
             df[flag] = df[flag].map(lambda x: f"{x:.0%}")
     if "stop_reason" in ds and "replicate" in ds["stop_reason"].dims:
-        df["stop"] = ds["stop_reason"].to_series().groupby(level=list(df.index.names)).agg(
-            lambda s: s.value_counts().index[0]).reindex(df.index).values
-    head = f"mean over {n_rep} replicates (± standard deviation)" if n_rep > 1 else \
-        "one replicate per point"
-    with pd.option_context("display.width", 200, "display.max_columns", 20,
-                           "display.float_format", lambda x: f"{x:,.3g}"):
-        body = df.to_string() if len(df) <= max_rows else \
-            df.head(max_rows).to_string() + f"\n... ({len(df)} rows; open the .nc for all)"
+        df["stop"] = (
+            ds["stop_reason"]
+            .to_series()
+            .groupby(level=list(df.index.names))
+            .agg(lambda s: s.value_counts().index[0])
+            .reindex(df.index)
+            .values
+        )
+    head = f"mean over {n_rep} replicates (± standard deviation)" if n_rep > 1 else "one replicate per point"
+    with pd.option_context(
+        "display.width", 200, "display.max_columns", 20, "display.float_format", lambda x: f"{x:,.3g}"
+    ):
+        body = (
+            df.to_string()
+            if len(df) <= max_rows
+            else df.head(max_rows).to_string() + f"\n... ({len(df)} rows; open the .nc for all)"
+        )
     return head + "\n" + body
 
 
 def quicklook(ds, path: Path) -> Path | None:
     """A first-look figure: total time and downtime against the main numeric axis."""
     import matplotlib
+
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     import numpy as np
@@ -70,14 +82,19 @@ def quicklook(ds, path: Path) -> Path | None:
     if not dims:
         return None
     numeric = [d for d in dims if ds[d].dtype.kind in "fiu" and ds.sizes[d] > 1]
-    x = "dirty_rate" if "dirty_rate" in numeric else (max(numeric, key=lambda d: ds.sizes[d])
-                                                      if numeric else None)
+    x = (
+        "dirty_rate"
+        if "dirty_rate" in numeric
+        else (max(numeric, key=lambda d: ds.sizes[d]) if numeric else None)
+    )
     others = [d for d in dims if d != x]
     fig, axs = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     mean = ds[["total_time", "downtime"]].mean("replicate") if "replicate" in ds.dims else ds
     combos = list(np.ndindex(*[ds.sizes[d] for d in others])) if others else [()]
-    for ax, var, scale, label in ((axs[0], "total_time", 1.0, "total migration time [s]"),
-                                  (axs[1], "downtime", 1e3, "downtime [ms]")):
+    for ax, var, scale, label in (
+        (axs[0], "total_time", 1.0, "total migration time [s]"),
+        (axs[1], "downtime", 1e3, "downtime [ms]"),
+    ):
         for n, combo in enumerate(combos[:12]):
             sel = {d: i for d, i in zip(others, combo)}
             y = mean[var].isel(sel) * scale
@@ -109,6 +126,7 @@ def _check_hydra_groups(parsed) -> None:
     import difflib
 
     from .compose import hydra_group_options
+
     for o in parsed:
         key = o.get_key_element().lstrip("+~")
         if not key.startswith("hydra/"):
@@ -119,10 +137,14 @@ def _check_hydra_groups(parsed) -> None:
             if str(v) not in opts:
                 close = difflib.get_close_matches(str(v), opts, n=3)
                 hint = f"; did you mean {', '.join(close)}?" if close else ""
-                extra = " (the joblib/submitit launchers: pip install -e '.[scale]')" \
-                    if key == "hydra/launcher" else ""
-                raise ConfigError(key, v, "", message=f"unknown {key} '{v}'{hint} "
-                                  f"(available: {', '.join(opts)}){extra}")
+                extra = (
+                    " (the joblib/submitit launchers: pip install -e '.[scale]')"
+                    if key == "hydra/launcher"
+                    else ""
+                )
+                raise ConfigError(
+                    key, v, "", message=f"unknown {key} '{v}'{hint} (available: {', '.join(opts)}){extra}"
+                )
 
 
 def _validate_multirun(overrides: list[str]) -> None:
@@ -131,24 +153,28 @@ def _validate_multirun(overrides: list[str]) -> None:
 
     from .compose import is_hydra_override
     from .sweep import make_plan
+
     try:
-        parsed = OverridesParser.create().parse_overrides([o for o in overrides
-                                                           if not is_hydra_override(o)])
+        parsed = OverridesParser.create().parse_overrides([o for o in overrides if not is_hydra_override(o)])
     except Exception as e:  # noqa: BLE001 - Hydra's grammar errors
         raise ConfigError("overrides", overrides, "", message=str(e).strip().splitlines()[0]) from None
     from .compose import GROUPS
     from .paths import group_options
-    _check_hydra_groups(OverridesParser.create().parse_overrides(
-        [o for o in overrides if is_hydra_override(o) and "/" in o.split("=", 1)[0]]))
+
+    _check_hydra_groups(
+        OverridesParser.create().parse_overrides(
+            [o for o in overrides if is_hydra_override(o) and "/" in o.split("=", 1)[0]]
+        )
+    )
     first = []
     for o in parsed:
         if o.is_sweep_override():
             values = list(o.sweep_string_iterator())
             key = o.get_key_element().lstrip("+~")
             if key in GROUPS and key not in ("hydra", "local"):
-                for v in values[1:]:   # every option must exist (the first is checked below)
+                for v in values[1:]:  # every option must exist (the first is checked below)
                     if v not in group_options(key):
-                        make_plan([f"{key}={v}"])   # raises the one-line "unknown ..." error
+                        make_plan([f"{key}={v}"])  # raises the one-line "unknown ..." error
             first.append(f"{o.get_key_element()}={values[0]}")
         else:
             first.append(o.input_line)
@@ -161,11 +187,11 @@ def run_multirun(overrides: list[str]) -> int:
     process should have changed behind its back.  Returns the exit status."""
     import os
     import subprocess
+
     pkg_parent = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH")) if p)
-    return subprocess.run([sys.executable, "-m", "lmtoolkit.hydra_app", "-m", *overrides],
-                          env=env).returncode
+    return subprocess.run([sys.executable, "-m", "lmtoolkit.hydra_app", "-m", *overrides], env=env).returncode
 
 
 def cmd_sweep(args) -> int:
@@ -175,33 +201,48 @@ def cmd_sweep(args) -> int:
         _validate_multirun(overrides)
         rc = run_multirun(overrides)
         if rc:
-            raise ConfigError("multirun", overrides, "", message=f"the Hydra multirun failed (exit "
-                              f"status {rc}); its jobs' logs are in the multirun directory above")
+            raise ConfigError(
+                "multirun",
+                overrides,
+                "",
+                message=f"the Hydra multirun failed (exit "
+                f"status {rc}); its jobs' logs are in the multirun directory above",
+            )
         print("multirun done: merge the jobs with `lmtk collect <the multirun dir above>`")
         return 0
     from .sweep import run
+
     t = time.perf_counter()
     ds, info = run(overrides, command=command, log=lambda m: print(m, file=sys.stderr))
     plan = info["plan"]
     shape = " x ".join(f"{d} {n}" for d, n in zip(plan.dims, plan.shape))
-    engines = sorted({str(e) for e in ds["engine"].values.ravel()}) if "engine" in ds else \
-        [ds.attrs.get("lmt_engine", str(plan.cfg.get("engine", "page")))]
-    print(f"experiment {plan.name}: {plan.n_points} points ({shape}), engine {'/'.join(engines)}, "
-          f"config {info['config_hash']}")
+    engines = (
+        sorted({str(e) for e in ds["engine"].values.ravel()})
+        if "engine" in ds
+        else [ds.attrs.get("lmt_engine", str(plan.cfg.get("engine", "page")))]
+    )
+    print(
+        f"experiment {plan.name}: {plan.n_points} points ({shape}), engine {'/'.join(engines)}, "
+        f"config {info['config_hash']}"
+    )
     if info["cached"]:
         print(f"served from cache: {info['path']} (same config hash; sweep.cache=false recomputes)")
     else:
         reused = f", {info['chunks_reused']} resumed from .partial" if info["chunks_reused"] else ""
-        print(f"computed {info['chunks_computed']} of {info['chunks']} chunks{reused} "
-              f"({plan.settings['executor']}) in {time.perf_counter() - t:.1f} s")
+        print(
+            f"computed {info['chunks_computed']} of {info['chunks']} chunks{reused} "
+            f"({plan.settings['executor']}) in {time.perf_counter() - t:.1f} s"
+        )
     if not args.quiet:
         print()
         print(summary_table(ds))
         print()
     out = Path(info["path"])
     if plan.variant:
-        print(f"a variant of experiment {plan.name} (overrides change its points): kept apart from "
-              f"the canonical {out.parents[2] / out.name}")
+        print(
+            f"a variant of experiment {plan.name} (overrides change its points): kept apart from "
+            f"the canonical {out.parents[2] / out.name}"
+        )
     print(f"wrote {out}" if not info["cached"] else f"dataset {out}")
     print(f"      {out.parent / 'provenance.yaml'}")
     if not args.no_plot and "total_time" in ds:
@@ -215,24 +256,30 @@ def cmd_sweep(args) -> int:
 
 def cmd_collect(args) -> int:
     from .sweep import collect
+
     ds, out = collect(args.directory, args.output)
-    print(f"collected {len(__import__('json').loads(ds.attrs['lmt_runs']))} runs: "
-          + ", ".join(f"{d} {n}" for d, n in ds.sizes.items()))
+    print(
+        f"collected {len(__import__('json').loads(ds.attrs['lmt_runs']))} runs: "
+        + ", ".join(f"{d} {n}" for d, n in ds.sizes.items())
+    )
     print(f"wrote {out}")
     return 0
 
 
 def add_commands(sub) -> None:
-    s = sub.add_parser("sweep", help="run an experiment's sweep into one Dataset "
-                                     "(results/<experiment>/<experiment>.nc)",
-                       description="Run the sweep of configs/experiment/NAME.yaml. Overrides as in "
-                                   "`lmtk run`; sweep.executor=inline|processes|dask, "
-                                   "sweep.workers=N, debug=default shrinks it. With -m, a Hydra "
-                                   "multirun (launchers: hydra/launcher=joblib|submitit_local|"
-                                   "submitit_slurm); merge its jobs with `lmtk collect DIR`.")
+    s = sub.add_parser(
+        "sweep",
+        help="run an experiment's sweep into one Dataset (results/<experiment>/<experiment>.nc)",
+        description="Run the sweep of configs/experiment/NAME.yaml. Overrides as in "
+        "`lmtk run`; sweep.executor=inline|processes|dask, "
+        "sweep.workers=N, debug=default shrinks it. With -m, a Hydra "
+        "multirun (launchers: hydra/launcher=joblib|submitit_local|"
+        "submitit_slurm); merge its jobs with `lmtk collect DIR`.",
+    )
     s.add_argument("overrides", nargs="*", help="experiment=NAME and Hydra overrides")
-    s.add_argument("-m", "--multirun", action="store_true",
-                   help="Hydra multirun over comma-separated override values")
+    s.add_argument(
+        "-m", "--multirun", action="store_true", help="Hydra multirun over comma-separated override values"
+    )
     s.add_argument("--no-plot", action="store_true", help="do not write the quick-look PNG")
     s.add_argument("-q", "--quiet", action="store_true", help="no table")
     s.set_defaults(func=cmd_sweep)

@@ -17,6 +17,7 @@ explorers with widgets, and exercises that check themselves.
 Everything here calls the simulator through :func:`lmtoolkit.runner.compose`; plots come
 from :mod:`lmtoolkit.plotting.figures`.
 """
+
 from __future__ import annotations
 
 import html
@@ -42,8 +43,12 @@ VENDOR_CASES = {
     "Hyper-V 2008 R2": ["policy=hyperv_2008r2"],
 }
 #: the four strategies of notebook 03
-STRATEGY_CASES = {"pre-copy": ["policy=qemu"], "post-copy": ["policy=postcopy"],
-                  "hybrid": ["policy=hybrid"], "stop-and-copy": ["policy=stopcopy"]}
+STRATEGY_CASES = {
+    "pre-copy": ["policy=qemu"],
+    "post-copy": ["policy=postcopy"],
+    "hybrid": ["policy=hybrid"],
+    "stop-and-copy": ["policy=stopcopy"],
+}
 #: the four ways of protecting pages in notebook 04
 PROTECTION_CASES = {
     "no ECC": ["host.ecc=false", "policy.verify_checksums=false"],
@@ -59,8 +64,7 @@ def _address_bins(n_pages: int, bins: int) -> np.ndarray:
     return np.linspace(0, n_pages, bins + 1).astype(np.int64)
 
 
-def dirty_bitmap_rounds(overrides: Iterable[str] = (), bins: int = 64,
-                        order: str = "address") -> xr.Dataset:
+def dirty_bitmap_rounds(overrides: Iterable[str] = (), bins: int = 64, order: str = "address") -> xr.Dataset:
     """Simulate one migration on the page engine and keep its dirty bitmap at every sync.
 
     Returns the :func:`lmtoolkit.simulate` Dataset plus ``dirty_bitmap`` (dims ``round`` ×
@@ -78,14 +82,16 @@ def dirty_bitmap_rounds(overrides: Iterable[str] = (), bins: int = 64,
     if order not in ("address", "rank"):
         raise ValueError(f"order must be 'address' or 'rank', not {order!r}")
     overrides = list(overrides)
-    cfg = compose(overrides + ["engine=page"] if not any(o.startswith("engine=") for o in overrides)
-                  else overrides)
+    cfg = compose(
+        overrides + ["engine=page"] if not any(o.startswith("engine=") for o in overrides) else overrides
+    )
     scn = build_scenario(cfg)
     n = scn.vm.pages
     edges = _address_bins(n, bins)
     width = np.diff(edges)
-    perm = (page_of_rank(np.arange(n), n, scattered=scn.workload.pattern == "random")
-            if order == "rank" else None)
+    perm = (
+        page_of_rank(np.arange(n), n, scattered=scn.workload.pattern == "random") if order == "rank" else None
+    )
     snaps: list[np.ndarray] = []
 
     def snapshot(_round: int, dirty: np.ndarray) -> None:
@@ -99,42 +105,59 @@ def dirty_bitmap_rounds(overrides: Iterable[str] = (), bins: int = 64,
     # Keep the snapshots that match the kept round records: the first pre-copy rounds and the last.
     if len(snaps) > ROUND_DETAIL_LIMIT + 1:
         snaps = snaps[:ROUND_DETAIL_LIMIT] + snaps[-1:]
-    start = edges[:-1] * scn.vm.page_bytes / 2 ** 20
+    start = edges[:-1] * scn.vm.page_bytes / 2**20
     dim = "address" if order == "address" else "rank"
-    long_name = ("first address of the bin" if order == "address"
-                 else "memory before the bin, pages ordered hottest first")
+    long_name = (
+        "first address of the bin"
+        if order == "address"
+        else "memory before the bin, pages ordered hottest first"
+    )
     bm_attrs = {"units": "1", "long_name": "share of the bin's pages dirty at the sync"}
     if order == "rank":
         wss = scn.workload.wss_pages(n, scn.vm.page_bytes)
         bm_attrs["wss_bins"] = float(wss) / n * (len(edges) - 1)
-    bitmap = xr.DataArray(np.asarray(snaps, dtype=float).reshape(len(snaps), -1),
-                          dims=("round", dim),
-                          coords={"round": np.arange(len(snaps)),
-                                  dim: (dim, start, {"units": "MiB", "long_name": long_name})},
-                          attrs=bm_attrs)
+    bitmap = xr.DataArray(
+        np.asarray(snaps, dtype=float).reshape(len(snaps), -1),
+        dims=("round", dim),
+        coords={"round": np.arange(len(snaps)), dim: (dim, start, {"units": "MiB", "long_name": long_name})},
+        attrs=bm_attrs,
+    )
     ds = ds.merge(bitmap.rename("dirty_bitmap"), join="outer")
     ds["dirty_bitmap"].attrs.update(bm_attrs)
     ds["round"].attrs.update({"long_name": "round index", "units": "1"})
     return ds
 
 
-def precopy_overrides(bandwidth_gbit_s: float = 1.0, dirty_rate_pages_s: float = 20_000,
-                      wss_mib: float | None = 512, policy: str = "qemu",
-                      base: Sequence[str] = ()) -> list[str]:
+def precopy_overrides(
+    bandwidth_gbit_s: float = 1.0,
+    dirty_rate_pages_s: float = 20_000,
+    wss_mib: float | None = 512,
+    policy: str = "qemu",
+    base: Sequence[str] = (),
+) -> list[str]:
     """Overrides for one explorer setting (a uniform-write guest on top of ``base``)."""
     out = list(base)
     if not any(o.startswith("workload=") for o in out):
         out.append("workload=uniform")
-    out += [f"policy={policy}", f"network.bandwidth_gbit_s={float(bandwidth_gbit_s)}",
-            f"workload.dirty_rate_pages_s={float(dirty_rate_pages_s)}",
-            "workload.wss_mib=null" if wss_mib in (None, 0) else f"workload.wss_mib={float(wss_mib)}"]
+    out += [
+        f"policy={policy}",
+        f"network.bandwidth_gbit_s={float(bandwidth_gbit_s)}",
+        f"workload.dirty_rate_pages_s={float(dirty_rate_pages_s)}",
+        "workload.wss_mib=null" if wss_mib in (None, 0) else f"workload.wss_mib={float(wss_mib)}",
+    ]
     return out
 
 
-def explore_precopy(bandwidth_gbit_s: float = 1.0, dirty_rate_pages_s: float = 20_000,
-                    wss_mib: float | None = 512, policy: str = "qemu",
-                    base: Sequence[str] = (), bins: int = 48, show: bool = False,
-                    order: str = "rank"):
+def explore_precopy(
+    bandwidth_gbit_s: float = 1.0,
+    dirty_rate_pages_s: float = 20_000,
+    wss_mib: float | None = 512,
+    policy: str = "qemu",
+    base: Sequence[str] = (),
+    bins: int = 48,
+    show: bool = False,
+    order: str = "rank",
+):
     """Simulate one setting and draw bytes per round, the dirty set and the bitmap heat map.
 
     Returns ``(ds, fig)`` (``show=True`` also displays the figure and closes it, so that it
@@ -146,8 +169,9 @@ def explore_precopy(bandwidth_gbit_s: float = 1.0, dirty_rate_pages_s: float = 2
     mem_mib = float(cfg.vm.memory_gib) * 1024
     if wss_mib is not None and wss_mib >= mem_mib:
         wss_mib = None
-    ds = dirty_bitmap_rounds(precopy_overrides(bandwidth_gbit_s, dirty_rate_pages_s, wss_mib,
-                                               policy, base), bins=bins, order=order)
+    ds = dirty_bitmap_rounds(
+        precopy_overrides(bandwidth_gbit_s, dirty_rate_pages_s, wss_mib, policy, base), bins=bins, order=order
+    )
     fig = figures.precopy_explorer(ds)
     if show:
         _show_figure(fig)
@@ -171,23 +195,43 @@ class Control:
 
     def widget(self):
         import ipywidgets as w
-        common = dict(description=self.label, continuous_update=False,
-                      style={"description_width": "initial"}, layout=w.Layout(width="460px"))
+
+        common = dict(
+            description=self.label,
+            continuous_update=False,
+            style={"description_width": "initial"},
+            layout=w.Layout(width="460px"),
+        )
         if self.kind == "log":
-            return w.FloatLogSlider(value=self.value, base=10, min=self.low, max=self.high,
-                                    step=self.step, readout_format=".3g", **common)
+            return w.FloatLogSlider(
+                value=self.value,
+                base=10,
+                min=self.low,
+                max=self.high,
+                step=self.step,
+                readout_format=".3g",
+                **common,
+            )
         if self.kind == "float":
-            return w.FloatSlider(value=self.value, min=self.low, max=self.high, step=self.step,
-                                 readout_format=".3g", **common)
+            return w.FloatSlider(
+                value=self.value, min=self.low, max=self.high, step=self.step, readout_format=".3g", **common
+            )
         if self.kind == "int":
-            return w.IntSlider(value=int(self.value), min=int(self.low), max=int(self.high),
-                               step=int(self.step), **common)
+            return w.IntSlider(
+                value=int(self.value), min=int(self.low), max=int(self.high), step=int(self.step), **common
+            )
         if self.kind == "bool":
-            return w.Checkbox(value=bool(self.value), description=self.label, indent=False,
-                              layout=w.Layout(width="460px"))
+            return w.Checkbox(
+                value=bool(self.value), description=self.label, indent=False, layout=w.Layout(width="460px")
+            )
         if self.kind == "choice":
-            return w.Dropdown(options=list(self.options), value=self.value, description=self.label,
-                              style={"description_width": "initial"}, layout=w.Layout(width="460px"))
+            return w.Dropdown(
+                options=list(self.options),
+                value=self.value,
+                description=self.label,
+                style={"description_width": "initial"},
+                layout=w.Layout(width="460px"),
+            )
         raise ValueError(f"unknown control kind {self.kind!r}")
 
 
@@ -205,6 +249,7 @@ def static_mode(smoke: bool = False) -> bool:
     """True where widgets make no sense: smoke runs, papermill runs (``lmtk notebooks``, the
     course site: :data:`lmtoolkit.notebooks.ENV_NAME` is set), or no ipywidgets."""
     from .notebooks import ENV_NAME
+
     if smoke or os.environ.get(ENV_NAME):
         return True
     try:
@@ -218,6 +263,7 @@ def _show_figure(fig, metadata: dict | None = None) -> None:
     """Display ``fig`` once and close it (so the inline backend does not draw it again)."""
     import matplotlib.pyplot as plt
     from IPython.display import display
+
     display(fig, metadata=metadata or {})
     plt.close(fig)
 
@@ -228,18 +274,21 @@ def _numbers_html(text: str) -> str:
 
 def _render(view: View) -> None:
     from IPython.display import HTML, display
+
     _show_figure(view.fig)
     display(HTML(_numbers_html(view.text)))
 
 
-def explore(draw: Callable[..., View], controls: Sequence[Control], smoke: bool = False,
-            title: str | None = None) -> xr.Dataset:
+def explore(
+    draw: Callable[..., View], controls: Sequence[Control], smoke: bool = False, title: str | None = None
+) -> xr.Dataset:
     """Show ``draw(**values)`` for the controls' values, and redraw it when one moves.
 
     Displays the controls and one output area (figure + numbers) — nothing else — and
     returns the Dataset of the default setting.  In :func:`static_mode` it draws the default
     once, without widgets."""
     from IPython.display import HTML, display
+
     values = {c.name: c.value for c in controls}
     if title:
         display(HTML(f'<p class="lmt-explorer-title"><b>{html.escape(title)}</b></p>'))
@@ -248,6 +297,7 @@ def explore(draw: Callable[..., View], controls: Sequence[Control], smoke: bool 
         _render(view)
         return view.ds
     import ipywidgets as w
+
     widgets = {c.name: c.widget() for c in controls}
     out = w.Output(layout=w.Layout(min_height="300px"))
     status = w.HTML(value="")
@@ -259,11 +309,15 @@ def explore(draw: Callable[..., View], controls: Sequence[Control], smoke: bool 
             view = draw(**{k: wd.value for k, wd in widgets.items()})
         except Exception as e:  # noqa: BLE001 — shown to the student as a sentence, not a traceback
             from .errors import ConfigError
+
             with out:
                 out.clear_output(wait=True)
                 if isinstance(e, ConfigError):
-                    display(HTML(f'<p class="lmt-numbers">This setting is not possible: '
-                                 f'{html.escape(str(e))}</p>'))
+                    display(
+                        HTML(
+                            f'<p class="lmt-numbers">This setting is not possible: {html.escape(str(e))}</p>'
+                        )
+                    )
                 else:
                     raise
             status.value = ""
@@ -276,8 +330,10 @@ def explore(draw: Callable[..., View], controls: Sequence[Control], smoke: bool 
 
     for wd in widgets.values():
         wd.observe(update, names="value")
-    box = w.VBox([w.HBox([w.VBox(list(widgets.values())), status]), out],
-                 layout=w.Layout(border="1px solid #ddd", padding="6px"))
+    box = w.VBox(
+        [w.HBox([w.VBox(list(widgets.values())), status]), out],
+        layout=w.Layout(border="1px solid #ddd", padding="6px"),
+    )
     box.add_class("lmt-explorer")
     display(box)
     update()
@@ -289,21 +345,30 @@ def interactive_precopy(base: Sequence[str] = (), smoke: bool = False, **default
 
     Returns the Dataset of the default setting (with its ``dirty_bitmap``)."""
     from .plotting import figures
+
     kw = dict(bandwidth_gbit_s=1.0, dirty_rate_pages_s=20_000.0, wss_mib=512.0, policy="qemu")
     kw.update(defaults)
     mem_mib = float(compose(list(base)).vm.memory_gib) * 1024
 
     def draw(bandwidth_gbit_s, dirty_rate_pages_s, wss_mib, policy):
         ds, fig = explore_precopy(bandwidth_gbit_s, dirty_rate_pages_s, wss_mib, policy, base=base)
-        return View(ds, fig, f"{policy}, {bandwidth_gbit_s:.3g} Gbit/s, "
-                             f"{dirty_rate_pages_s:,.0f} pages/s: " + figures.outcome(ds))
+        return View(
+            ds,
+            fig,
+            f"{policy}, {bandwidth_gbit_s:.3g} Gbit/s, "
+            f"{dirty_rate_pages_s:,.0f} pages/s: " + figures.outcome(ds),
+        )
 
-    return explore(draw, [
-        Control("bandwidth_gbit_s", "link (Gbit/s)", kw["bandwidth_gbit_s"], "log", -1, 2, 0.1),
-        Control("dirty_rate_pages_s", "writes (pages/s)", kw["dirty_rate_pages_s"], "log", 2, 6, 0.1),
-        Control("wss_mib", "working set (MiB)", min(kw["wss_mib"], mem_mib), "float", 16, mem_mib, 16),
-        Control("policy", "policy", kw["policy"], "choice", options=EXPLORER_POLICIES),
-    ], smoke)
+    return explore(
+        draw,
+        [
+            Control("bandwidth_gbit_s", "link (Gbit/s)", kw["bandwidth_gbit_s"], "log", -1, 2, 0.1),
+            Control("dirty_rate_pages_s", "writes (pages/s)", kw["dirty_rate_pages_s"], "log", 2, 6, 0.1),
+            Control("wss_mib", "working set (MiB)", min(kw["wss_mib"], mem_mib), "float", 16, mem_mib, 16),
+            Control("policy", "policy", kw["policy"], "choice", options=EXPLORER_POLICIES),
+        ],
+        smoke,
+    )
 
 
 def explore_network(base: Sequence[str] = (), smoke: bool = False) -> xr.Dataset:
@@ -313,19 +378,32 @@ def explore_network(base: Sequence[str] = (), smoke: bool = False) -> xr.Dataset
     from .plotting import figures
 
     def draw(bandwidth_gbit_s, background_share, dirty_rate_pages_s):
-        ds = simulate(list(base) + [f"network.bandwidth_gbit_s={float(bandwidth_gbit_s)}",
-                                    f"network.background_gbit_s={float(bandwidth_gbit_s) * background_share}",
-                                    f"workload.dirty_rate_pages_s={float(dirty_rate_pages_s)}"])
+        ds = simulate(
+            list(base)
+            + [
+                f"network.bandwidth_gbit_s={float(bandwidth_gbit_s)}",
+                f"network.background_gbit_s={float(bandwidth_gbit_s) * background_share}",
+                f"workload.dirty_rate_pages_s={float(dirty_rate_pages_s)}",
+            ]
+        )
         fig = figures.precopy_rounds(ds)
         left = bandwidth_gbit_s * (1 - background_share)
-        return View(ds, fig, f"{bandwidth_gbit_s:.3g} Gbit/s link, {background_share:.0%} taken by "
-                             f"other traffic (≈{left:.3g} Gbit/s left): " + figures.outcome(ds))
+        return View(
+            ds,
+            fig,
+            f"{bandwidth_gbit_s:.3g} Gbit/s link, {background_share:.0%} taken by "
+            f"other traffic (≈{left:.3g} Gbit/s left): " + figures.outcome(ds),
+        )
 
-    return explore(draw, [
-        Control("bandwidth_gbit_s", "link (Gbit/s)", 1.0, "log", -0.3, 2, 0.1),
-        Control("background_share", "other traffic (share of the link)", 0.0, "float", 0, 0.9, 0.1),
-        Control("dirty_rate_pages_s", "writes (pages/s)", 15_000.0, "log", 3, 5.5, 0.1),
-    ], smoke)
+    return explore(
+        draw,
+        [
+            Control("bandwidth_gbit_s", "link (Gbit/s)", 1.0, "log", -0.3, 2, 0.1),
+            Control("background_share", "other traffic (share of the link)", 0.0, "float", 0, 0.9, 0.1),
+            Control("dirty_rate_pages_s", "writes (pages/s)", 15_000.0, "log", 3, 5.5, 0.1),
+        ],
+        smoke,
+    )
 
 
 def explore_vendors(base: Sequence[str] = (), smoke: bool = False) -> xr.Dataset:
@@ -335,19 +413,33 @@ def explore_vendors(base: Sequence[str] = (), smoke: bool = False) -> xr.Dataset
     from .plotting import figures
 
     def draw(policy, dirty_rate_pages_s, bandwidth_gbit_s):
-        ds = simulate(list(base) + VENDOR_CASES[policy]
-                      + [f"workload.dirty_rate_pages_s={float(dirty_rate_pages_s)}",
-                         f"network.bandwidth_gbit_s={float(bandwidth_gbit_s)}"])
+        ds = simulate(
+            list(base)
+            + VENDOR_CASES[policy]
+            + [
+                f"workload.dirty_rate_pages_s={float(dirty_rate_pages_s)}",
+                f"network.bandwidth_gbit_s={float(bandwidth_gbit_s)}",
+            ]
+        )
         fig = figures.precopy_rounds(ds)
         slow = float(ds["guest_slowdown"].item())
-        return View(ds, fig, f"{policy}: " + figures.outcome(ds)
-                    + (f"; guest slowed down by {slow:.0%}" if slow > 0 else "; guest not slowed down"))
+        return View(
+            ds,
+            fig,
+            f"{policy}: "
+            + figures.outcome(ds)
+            + (f"; guest slowed down by {slow:.0%}" if slow > 0 else "; guest not slowed down"),
+        )
 
-    return explore(draw, [
-        Control("policy", "vendor setting", "VMware (SDPS)", "choice", options=list(VENDOR_CASES)),
-        Control("dirty_rate_pages_s", "writes (pages/s)", 80_000.0, "log", 3, 5.3, 0.1),
-        Control("bandwidth_gbit_s", "link (Gbit/s)", 1.0, "log", -0.3, 1.5, 0.1),
-    ], smoke)
+    return explore(
+        draw,
+        [
+            Control("policy", "vendor setting", "VMware (SDPS)", "choice", options=list(VENDOR_CASES)),
+            Control("dirty_rate_pages_s", "writes (pages/s)", 80_000.0, "log", 3, 5.3, 0.1),
+            Control("bandwidth_gbit_s", "link (Gbit/s)", 1.0, "log", -0.3, 1.5, 0.1),
+        ],
+        smoke,
+    )
 
 
 def explore_postcopy(base: Sequence[str] = (), smoke: bool = False) -> xr.Dataset:
@@ -356,42 +448,78 @@ def explore_postcopy(base: Sequence[str] = (), smoke: bool = False) -> xr.Datase
     from .plotting import figures
 
     def draw(dirty_rate_pages_s, bandwidth_gbit_s):
-        ds = compare(STRATEGY_CASES, list(base) + [
-            f"workload.dirty_rate_pages_s={float(dirty_rate_pages_s)}",
-            f"network.bandwidth_gbit_s={float(bandwidth_gbit_s)}"])
-        fig = figures.compare_bars(ds, ["total_time", "downtime", "transferred", "postcopy_faults"],
-                                   logy=["downtime"])
+        ds = compare(
+            STRATEGY_CASES,
+            list(base)
+            + [
+                f"workload.dirty_rate_pages_s={float(dirty_rate_pages_s)}",
+                f"network.bandwidth_gbit_s={float(bandwidth_gbit_s)}",
+            ],
+        )
+        fig = figures.compare_bars(
+            ds, ["total_time", "downtime", "transferred", "postcopy_faults"], logy=["downtime"]
+        )
         parts = []
         for c in ds["case"].values:
             one = ds.sel(case=c)
-            parts.append(f"{c} " + (f"down {figures.fmt_seconds(one['downtime'].item())}"
-                                    if bool(one["completed"].item()) else "did not complete"))
-        return View(ds, fig, f"{dirty_rate_pages_s:,.0f} pages/s on {bandwidth_gbit_s:.3g} Gbit/s: "
-                    + "; ".join(parts))
+            parts.append(
+                f"{c} "
+                + (
+                    f"down {figures.fmt_seconds(one['downtime'].item())}"
+                    if bool(one["completed"].item())
+                    else "did not complete"
+                )
+            )
+        return View(
+            ds,
+            fig,
+            f"{dirty_rate_pages_s:,.0f} pages/s on {bandwidth_gbit_s:.3g} Gbit/s: " + "; ".join(parts),
+        )
 
-    return explore(draw, [
-        Control("dirty_rate_pages_s", "writes (pages/s)", 80_000.0, "log", 3, 5.3, 0.1),
-        Control("bandwidth_gbit_s", "link (Gbit/s)", 1.0, "log", -0.3, 1.5, 0.1),
-    ], smoke)
+    return explore(
+        draw,
+        [
+            Control("dirty_rate_pages_s", "writes (pages/s)", 80_000.0, "log", 3, 5.3, 0.1),
+            Control("bandwidth_gbit_s", "link (Gbit/s)", 1.0, "log", -0.3, 1.5, 0.1),
+        ],
+        smoke,
+    )
 
 
 # -- NUMA and copy errors (notebook 04) ---------------------------------------------------------
-def numa_overrides(memory_gib: float, dst_nodes: int, dst_node_gib: float,
-                   src_nodes: int = 2, src_node_gib: float = 64.0,
-                   base: Sequence[str] = ()) -> list[str]:
+def numa_overrides(
+    memory_gib: float,
+    dst_nodes: int,
+    dst_node_gib: float,
+    src_nodes: int = 2,
+    src_node_gib: float = 64.0,
+    base: Sequence[str] = (),
+) -> list[str]:
     """Overrides for a VM of ``memory_gib`` moving from ``src_nodes`` x ``src_node_gib`` to a
     host of ``dst_nodes`` x ``dst_node_gib`` (an idle guest on the fluid engine: the NUMA
     outcome does not depend on the copy)."""
     return list(base) + [
-        "engine=fluid", "workload=idle", "network=10gbe", "policy.timeout_s=3600",
+        "engine=fluid",
+        "workload=idle",
+        "network=10gbe",
+        "policy.timeout_s=3600",
         f"vm.memory_gib={float(memory_gib)}",
-        f"host.src_numa_nodes={int(src_nodes)}", f"host.numa_node_gib={float(src_node_gib)}",
-        f"host.dst_numa_nodes={int(dst_nodes)}", f"host.dst_numa_node_gib={float(dst_node_gib)}"]
+        f"host.src_numa_nodes={int(src_nodes)}",
+        f"host.numa_node_gib={float(src_node_gib)}",
+        f"host.dst_numa_nodes={int(dst_nodes)}",
+        f"host.dst_numa_node_gib={float(dst_node_gib)}",
+    ]
 
 
-def numa_case(memory_gib: float = 96.0, dst_nodes: int = 4, dst_node_gib: float = 32.0,
-              src_nodes: int = 2, src_node_gib: float = 64.0, base: Sequence[str] = (),
-              curve: Sequence[float] | None = None) -> xr.Dataset:
+def numa_case(
+    memory_gib: float = 96.0,
+    dst_nodes: int = 4,
+    dst_node_gib: float = 32.0,
+    src_nodes: int = 2,
+    src_node_gib: float = 64.0,
+    base: Sequence[str] = (),
+    curve: Sequence[float] | None = None,
+) -> xr.Dataset:
     """One migration's NUMA outcome plus the curve over destination node sizes.
 
     Returns the simulated Dataset (``numa_compatible``, ``numa_penalty``…) with the layout
@@ -402,12 +530,15 @@ def numa_case(memory_gib: float = 96.0, dst_nodes: int = 4, dst_node_gib: float 
 
     from .api import simulate
     from .model.numa import numa_effect
+
     ov = numa_overrides(memory_gib, dst_nodes, dst_node_gib, src_nodes, src_node_gib, base)
     ds = simulate(ov)
     host = build_scenario(compose(ov)).host
     eff = numa_effect(float(memory_gib), host)
-    sizes = np.asarray(curve if curve is not None else
-                       sorted({*np.arange(8.0, 264.0, 8.0).tolist(), float(dst_node_gib)}), float)
+    sizes = np.asarray(
+        curve if curve is not None else sorted({*np.arange(8.0, 264.0, 8.0).tolist(), float(dst_node_gib)}),
+        float,
+    )
     pen, share = [], []
     for size in sizes:
         try:
@@ -419,18 +550,31 @@ def numa_case(memory_gib: float = 96.0, dst_nodes: int = 4, dst_node_gib: float 
             share.append(np.nan)
     ds = ds.assign(
         vnuma_nodes=xr.DataArray(eff.vnuma_nodes, attrs={"units": "1", "long_name": "vNUMA nodes"}),
-        vnuma_node_gib=xr.DataArray(float(memory_gib) / eff.vnuma_nodes,
-                                    attrs={"units": "GiB", "long_name": "memory per vNUMA node"}),
-        remote_share=xr.DataArray(eff.remote_share, attrs={"units": "1",
-                                                           "long_name": "remote share of accesses"}),
-        curve_penalty=xr.DataArray(np.asarray(pen), dims=("dst_node_gib",),
-                                   coords={"dst_node_gib": ("dst_node_gib", sizes,
-                                                            {"units": "GiB",
-                                                             "long_name": "destination node size"})},
-                                   attrs={"units": "1", "long_name": "slowdown after the move"}),
+        vnuma_node_gib=xr.DataArray(
+            float(memory_gib) / eff.vnuma_nodes, attrs={"units": "GiB", "long_name": "memory per vNUMA node"}
+        ),
+        remote_share=xr.DataArray(
+            eff.remote_share, attrs={"units": "1", "long_name": "remote share of accesses"}
+        ),
+        curve_penalty=xr.DataArray(
+            np.asarray(pen),
+            dims=("dst_node_gib",),
+            coords={
+                "dst_node_gib": (
+                    "dst_node_gib",
+                    sizes,
+                    {"units": "GiB", "long_name": "destination node size"},
+                )
+            },
+            attrs={"units": "1", "long_name": "slowdown after the move"},
+        ),
     )
-    ds.attrs.update(lmt_src_nodes=int(src_nodes), lmt_src_node_gib=float(src_node_gib),
-                    lmt_dst_nodes=int(dst_nodes), lmt_dst_node_gib=float(dst_node_gib))
+    ds.attrs.update(
+        lmt_src_nodes=int(src_nodes),
+        lmt_src_node_gib=float(src_node_gib),
+        lmt_dst_nodes=int(dst_nodes),
+        lmt_dst_node_gib=float(dst_node_gib),
+    )
     return ds
 
 
@@ -441,33 +585,50 @@ def explore_numa(base: Sequence[str] = (), smoke: bool = False) -> xr.Dataset:
     def draw(memory_gib, dst_nodes, dst_node_gib):
         if memory_gib > dst_nodes * dst_node_gib:
             from .errors import ConfigError
-            raise ConfigError("vm.memory_gib", memory_gib, "", message=(
-                f"a {memory_gib:g} GiB VM does not fit on a destination of {dst_nodes} x "
-                f"{dst_node_gib:g} GiB: give it more or larger nodes"))
+
+            raise ConfigError(
+                "vm.memory_gib",
+                memory_gib,
+                "",
+                message=(
+                    f"a {memory_gib:g} GiB VM does not fit on a destination of {dst_nodes} x "
+                    f"{dst_node_gib:g} GiB: give it more or larger nodes"
+                ),
+            )
         ds = numa_case(memory_gib, dst_nodes, dst_node_gib, base=base)
         fig = figures.numa_placement(ds)
         return View(ds, fig, numa_text(ds))
 
-    return explore(draw, [
-        Control("memory_gib", "VM memory (GiB)", 96.0, "float", 8, 128, 8),
-        Control("dst_nodes", "destination NUMA nodes", 4, "int", 1, 8, 1),
-        Control("dst_node_gib", "memory per destination node (GiB)", 32.0, "float", 16, 256, 16),
-    ], smoke)
+    return explore(
+        draw,
+        [
+            Control("memory_gib", "VM memory (GiB)", 96.0, "float", 8, 128, 8),
+            Control("dst_nodes", "destination NUMA nodes", 4, "int", 1, 8, 1),
+            Control("dst_node_gib", "memory per destination node (GiB)", 32.0, "float", 16, 256, 16),
+        ],
+        smoke,
+    )
 
 
 def numa_text(ds: xr.Dataset) -> str:
     v = int(ds["vnuma_nodes"].item())
     s = float(ds["vnuma_node_gib"].item())
     comp = bool(ds["numa_compatible"].item())
-    return (f"{float(ds['memory'].item()) / 2 ** 30:g} GiB VM with {v} vNUMA node{'s' if v != 1 else ''} "
-            f"of {s:.3g} GiB -> {ds.attrs['lmt_dst_nodes']} x {ds.attrs['lmt_dst_node_gib']:g} GiB: "
-            f"layout {'compatible' if comp else 'NOT compatible'}, "
-            f"{float(ds['remote_share'].item()):.0%} of accesses remote, "
-            f"memory-bound work {float(ds['numa_penalty'].item()):.0%} slower after the move")
+    return (
+        f"{float(ds['memory'].item()) / 2**30:g} GiB VM with {v} vNUMA node{'s' if v != 1 else ''} "
+        f"of {s:.3g} GiB -> {ds.attrs['lmt_dst_nodes']} x {ds.attrs['lmt_dst_node_gib']:g} GiB: "
+        f"layout {'compatible' if comp else 'NOT compatible'}, "
+        f"{float(ds['remote_share'].item()):.0%} of accesses remote, "
+        f"memory-bound work {float(ds['numa_penalty'].item()):.0%} slower after the move"
+    )
 
 
-def copy_errors(base: Sequence[str] = (), bit_error_rate: float = 1e-15,
-                network: str = "10gbe", spare_cores: float | None = None) -> xr.Dataset:
+def copy_errors(
+    base: Sequence[str] = (),
+    bit_error_rate: float = 1e-15,
+    network: str = "10gbe",
+    spare_cores: float | None = None,
+) -> xr.Dataset:
     """The four protections of :data:`PROTECTION_CASES` for one migration (dim ``case``):
     ``corruption_probability``, ``retransmitted``, ``checksum_cpu_time``, ``total_time``."""
     extra = [f"host.bit_error_rate={float(bit_error_rate)}", f"network={network}"]
@@ -485,17 +646,28 @@ def explore_copy_errors(base: Sequence[str] = (), smoke: bool = False) -> xr.Dat
     def draw(bit_error_rate, network, spare_cores):
         ds = copy_errors(base, bit_error_rate, network, spare_cores)
         fig = figures.copy_errors(ds)
-        parts = [f"{c}: {_one_in(float(p))}" for c, p in
-                 zip(ds["case"].values, ds["corruption_probability"].values)]
+        parts = [
+            f"{c}: {_one_in(float(p))}"
+            for c, p in zip(ds["case"].values, ds["corruption_probability"].values)
+        ]
         t = ds["total_time"]
-        return View(ds, fig, f"bit error rate {bit_error_rate:.0e}, {network}: " + "; ".join(parts)
-                    + f". Checksums cost {float(t.sel(case='ECC + checksums') / t.sel(case='ECC')) - 1:+.0%} time")
+        return View(
+            ds,
+            fig,
+            f"bit error rate {bit_error_rate:.0e}, {network}: "
+            + "; ".join(parts)
+            + f". Checksums cost {float(t.sel(case='ECC + checksums') / t.sel(case='ECC')) - 1:+.0%} time",
+        )
 
-    return explore(draw, [
-        Control("bit_error_rate", "bit error rate (per bit moved)", 1e-15, "log", -18, -9, 1),
-        Control("network", "link", "10gbe", "choice", options=["1gbe", "10gbe", "25gbe", "100gbe_rdma"]),
-        Control("spare_cores", "spare cores for hashing", 4.0, "float", 1, 8, 1),
-    ], smoke)
+    return explore(
+        draw,
+        [
+            Control("bit_error_rate", "bit error rate (per bit moved)", 1e-15, "log", -18, -9, 1),
+            Control("network", "link", "10gbe", "choice", options=["1gbe", "10gbe", "25gbe", "100gbe_rdma"]),
+            Control("spare_cores", "spare cores for hashing", 4.0, "float", 1, 8, 1),
+        ],
+        smoke,
+    )
 
 
 def _one_in(p: float) -> str:
@@ -509,8 +681,9 @@ def _one_in(p: float) -> str:
 
 
 # -- comparisons --------------------------------------------------------------------------------
-def compare(cases: Mapping[str, Sequence[str]], base: Sequence[str] = (),
-            variables: Sequence[str] | None = None) -> xr.Dataset:
+def compare(
+    cases: Mapping[str, Sequence[str]], base: Sequence[str] = (), variables: Sequence[str] | None = None
+) -> xr.Dataset:
     """Simulate each named case (``base`` + its overrides); stack the scalars along ``case``."""
     from .api import simulate
 
@@ -531,6 +704,7 @@ def table(ds: xr.Dataset, variables: Sequence[str]):
     import pandas as pd
 
     from .plotting import figures
+
     variables = [v for v in variables if v in ds]
     cols = {}
     done = np.asarray(ds["completed"].values, bool) if "completed" in ds else None
@@ -539,8 +713,7 @@ def table(ds: xr.Dataset, variables: Sequence[str]):
         if v in figures.VARIABLES and ds[v].dtype.kind in "fiu":
             disp = figures.label(ds, v)
             num = np.asarray(vals, float) * figures.scale(ds, v)
-            col = [("—" if not np.isfinite(x) else f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}")
-                   for x in num]
+            col = [("—" if not np.isfinite(x) else f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}") for x in num]
             if v in ("rounds", "postcopy_faults"):
                 col = [f"{x:,.0f}" for x in num]
             if v == "downtime" and done is not None:
@@ -558,14 +731,18 @@ def rounds_table(ds: xr.Dataset):
     import pandas as pd
 
     from .records import ROUND_KINDS
+
     kinds = np.asarray(ds["round_kind"].values)
     ok = kinds >= 0
-    return pd.DataFrame({
-        "kind": [ROUND_KINDS[int(k)] for k in kinds[ok]],
-        "dirty pages at the sync": [f"{x:,.0f}" for x in np.asarray(ds["round_dirty_pages"].values)[ok]],
-        "data sent (MiB)": [f"{x / 2 ** 20:,.1f}" for x in np.asarray(ds["round_bytes"].values)[ok]],
-        "duration (s)": [f"{x:.3f}" for x in np.asarray(ds["round_duration"].values)[ok]],
-    }, index=pd.Index(np.asarray(ds["round"].values)[ok], name="round"))
+    return pd.DataFrame(
+        {
+            "kind": [ROUND_KINDS[int(k)] for k in kinds[ok]],
+            "dirty pages at the sync": [f"{x:,.0f}" for x in np.asarray(ds["round_dirty_pages"].values)[ok]],
+            "data sent (MiB)": [f"{x / 2**20:,.1f}" for x in np.asarray(ds["round_bytes"].values)[ok]],
+            "duration (s)": [f"{x:.3f}" for x in np.asarray(ds["round_duration"].values)[ok]],
+        },
+        index=pd.Index(np.asarray(ds["round"].values)[ok], name="round"),
+    )
 
 
 # -- exercises -----------------------------------------------------------------------------------
@@ -625,9 +802,11 @@ class CheckResult:
     def _repr_mimebundle_(self, include=None, exclude=None):
         colour = {True: "#1a7f37", False: "#b35900", None: "#57606a"}[self.ok]
         state = {True: "ok", False: "wrong", None: "unanswered"}[self.ok]
-        body = (f'<div class="lmt-check lmt-check-{state}" style="border-left:4px solid {colour};'
-                f'padding:4px 10px;margin:4px 0"><b style="color:{colour}">{self.symbol} Exercise '
-                f'{html.escape(self.exercise)}</b> — {html.escape(self.message)}</div>')
+        body = (
+            f'<div class="lmt-check lmt-check-{state}" style="border-left:4px solid {colour};'
+            f'padding:4px 10px;margin:4px 0"><b style="color:{colour}">{self.symbol} Exercise '
+            f"{html.escape(self.exercise)}</b> — {html.escape(self.message)}</div>"
+        )
         meta = {"lmt_check": {"exercise": self.exercise, "state": state}}
         return {"text/html": body, "text/plain": self.text()}, {"text/html": meta, "text/plain": meta}
 
@@ -645,6 +824,7 @@ def _longest_downtime(ds) -> str:
 
 def _reveal_precopy(ds):
     from .plotting import figures
+
     return figures.precopy_explorer(ds)
 
 
@@ -659,6 +839,7 @@ def _shared_ratio(ds):
 def _page_count(ds) -> float:
     """Guest pages of a one-migration Dataset (page size from its recorded config)."""
     import yaml
+
     try:
         kib = float(yaml.safe_load(ds.attrs["lmt_config"])["vm"]["page_size_kib"])
     except (KeyError, TypeError, ValueError, yaml.YAMLError):
@@ -666,92 +847,200 @@ def _page_count(ds) -> float:
     return float(ds.memory) / (kib * 1024)
 
 
-EXERCISES: dict[str, Exercise] = {e.id: e for e in [
-    # 00 · live migration basics
-    Exercise("00.1", "answer_round0_share", lambda ds: float(ds.round_pages[0]) / _page_count(ds),
-             "number", 0.05, absolute=True,
-             hint="look at the first bar and the first point of the dirty set, and re-read how "
-                  "QEMU decides to end a pass",
-             explain=lambda t, ds: f"round 0 sent {t:.1%} of the {_page_count(ds):,.0f} pages: QEMU "
-                                   "stopped the pass once what was left fitted the downtime limit"),
-    Exercise("00.2", "answer_completes", lambda hot: bool(hot.completed),
-             hint="compare the write rate with the pages the link sends per second: can a round "
-                  "ever send the pages dirtied during it?",
-             explain=lambda t, hot: ("it completes" if t else
-                                     f"it never completes (stop: {hot.stop_reason.item()}): the "
-                                     "dirty set never shrinks below what one round can send"),
-             reveal=_reveal_precopy),
-    Exercise("00.3", "answer_downtime_ms", lambda ds: float(ds.downtime) * 1000, "number", 0.05,
-             hint="the downtime is in the explorer's title and in the Result line (ms)",
-             explain=lambda t, ds: f"downtime {t:.0f} ms — QEMU aims at its 300 ms limit; the device "
-                                   "state sent in the pause adds a little"),
-    # 01 · the network matters
-    Exercise("01.1", "answer_speedup", _speedup, "number", 0.05,
-             hint="an idle guest: one pass, time = memory ÷ payload rate",
-             explain=lambda t, idle: f"speed-up {t:.2f}: an idle VM's migration is one pass, so time "
-                                     "scales with the link"),
-    Exercise("01.2", "answer_fails", lambda ds: _cases_where(ds, ~np.asarray(ds.completed.values, bool)),
-             hint="which link has less bandwidth left for the migration than the guest's writes need?",
-             explain=lambda t, ds: f"{t} does not complete: half of 1 GbE leaves about 14,000 "
-                                   "pages/s, fewer than the guest dirties"),
-    Exercise("01.3", "answer_much_slower", lambda ds: _shared_ratio(ds) > 1.5,
-             hint="half the link gone means each round takes twice as long — and more pages get "
-                  "dirtied during it",
-             explain=lambda t, ds: f"shared / dedicated = {_shared_ratio(ds):.2f}"),
-    # 02 · VMware vs Hyper-V
-    Exercise("02.1", "answer_throttles", lambda ds: _cases_where(ds, ds.throttle_max.values > 0),
-             hint="SDPS stands for Stun During Page Send",
-             explain=lambda t, ds: f"{t}: up to {float(ds.throttle_max.sel(case=t)):.0%} of vCPU "
-                                   "time stunned"),
-    Exercise("02.2", "answer_passes", lambda ds: int(ds.rounds.sel(case="Hyper-V 2008 R2")),
-             "number", 0.0, absolute=True,
-             hint="re-read what the text says about Hyper-V's pass cap",
-             explain=lambda t, ds: f"{t} passes, then the VM is paused by the cap "
-                                   f"(stop: {ds.stop_reason.sel(case='Hyper-V 2008 R2').item()})"),
-    Exercise("02.3", "answer_meets_goal",
-             lambda ds: _cases_where(ds.sel(case=["VMware (SDPS)", "VMware (no SDPS)"]),
-                                     ds.downtime.sel(case=["VMware (SDPS)", "VMware (no SDPS)"]).values <= 0.5),
-             hint="look at the downtime bars (log scale) against 500 ms",
-             explain=lambda t, ds: "downtime: " + ", ".join(
-                 f"{c} {float(ds.downtime.sel(case=c)) * 1000:.0f} ms" for c in ds.case.values)),
-    # 03 · post-copy and hybrid
-    Exercise("03.1", "answer_ratio",
-             lambda ds: float(ds.transferred.sel(case="post-copy") / ds.memory.sel(case="post-copy")),
-             "number", 0.02, absolute=True,
-             hint="how many times does each page cross the network in post-copy?",
-             explain=lambda t, ds: f"post-copy sent {t:.3f} x memory (page headers and device state "
-                                   "make the rest)"),
-    Exercise("03.2", "answer_longest", _longest_downtime,
-             hint="which strategy keeps the VM paused while it copies?",
-             explain=lambda t, ds: f"{t}: the VM is paused for the whole copy"),
-    Exercise("03.3", "answer_fewer_faults",
-             lambda ds: float(ds.postcopy_faults.sel(case="hybrid")) < float(ds.postcopy_faults.sel(case="post-copy")),
-             hint="what is already on the destination when hybrid switches to post-copy?",
-             explain=lambda t, ds: f"faults: hybrid {float(ds.postcopy_faults.sel(case='hybrid')):,.0f}, "
-                                   f"post-copy {float(ds.postcopy_faults.sel(case='post-copy')):,.0f}"),
-    # 04 · NUMA and ECC
-    Exercise("04.1", "answer_remote_share", lambda ds: float(ds.remote_share), "number", 0.03,
-             absolute=True,
-             hint="each vNUMA node keeps its size; how much of it fits on one destination node?",
-             explain=lambda t, ds: f"{t:.0%} of the accesses are remote: "
-                                   f"{float(ds.vnuma_node_gib):g} GiB per vNUMA node, "
-                                   f"{ds.attrs['lmt_dst_node_gib']:g} GiB per destination node"),
-    Exercise("04.2", "answer_compatible", lambda ds: bool(ds.numa_compatible),
-             hint="count the vNUMA nodes and the destination's nodes",
-             explain=lambda t, ds: (f"{'compatible' if t else 'not compatible'}: "
-                                    f"{int(ds.vnuma_nodes)} vNUMA nodes on {ds.attrs['lmt_dst_nodes']} "
-                                    f"node(s); slowdown {float(ds.numa_penalty):.0%}")),
-    Exercise("04.3", "answer_one_in", lambda ds: 1.0 / float(ds.corruption_probability.sel(case="no ECC")),
-             "factor", 2.0,
-             hint="bits moved ≈ 8 x bytes sent; expected flips = bits x bit error rate",
-             explain=lambda t, ds: f"about 1 migration in {t:,.0f} corrupts a page without ECC "
-                                   f"(with ECC: {_one_in(float(ds.corruption_probability.sel(case='ECC')))})"),
-    Exercise("04.4", "answer_slower",
-             lambda ds: float(ds.total_time.sel(case="ECC + checksums")) > 1.01 * float(ds.total_time.sel(case="ECC")),
-             hint="compare the hashing throughput (GiB/s per core x spare cores) with the link",
-             explain=lambda t, ds: "total time: " + ", ".join(
-                 f"{c} {float(ds.total_time.sel(case=c)):.2f} s" for c in ("ECC", "ECC + checksums"))),
-]}
+EXERCISES: dict[str, Exercise] = {
+    e.id: e
+    for e in [
+        # 00 · live migration basics
+        Exercise(
+            "00.1",
+            "answer_round0_share",
+            lambda ds: float(ds.round_pages[0]) / _page_count(ds),
+            "number",
+            0.05,
+            absolute=True,
+            hint="look at the first bar and the first point of the dirty set, and re-read how "
+            "QEMU decides to end a pass",
+            explain=lambda t, ds: (
+                f"round 0 sent {t:.1%} of the {_page_count(ds):,.0f} pages: QEMU "
+                "stopped the pass once what was left fitted the downtime limit"
+            ),
+        ),
+        Exercise(
+            "00.2",
+            "answer_completes",
+            lambda hot: bool(hot.completed),
+            hint="compare the write rate with the pages the link sends per second: can a round "
+            "ever send the pages dirtied during it?",
+            explain=lambda t, hot: (
+                "it completes"
+                if t
+                else f"it never completes (stop: {hot.stop_reason.item()}): the "
+                "dirty set never shrinks below what one round can send"
+            ),
+            reveal=_reveal_precopy,
+        ),
+        Exercise(
+            "00.3",
+            "answer_downtime_ms",
+            lambda ds: float(ds.downtime) * 1000,
+            "number",
+            0.05,
+            hint="the downtime is in the explorer's title and in the Result line (ms)",
+            explain=lambda t, ds: (
+                f"downtime {t:.0f} ms — QEMU aims at its 300 ms limit; the device "
+                "state sent in the pause adds a little"
+            ),
+        ),
+        # 01 · the network matters
+        Exercise(
+            "01.1",
+            "answer_speedup",
+            _speedup,
+            "number",
+            0.05,
+            hint="an idle guest: one pass, time = memory ÷ payload rate",
+            explain=lambda t, idle: (
+                f"speed-up {t:.2f}: an idle VM's migration is one pass, so time scales with the link"
+            ),
+        ),
+        Exercise(
+            "01.2",
+            "answer_fails",
+            lambda ds: _cases_where(ds, ~np.asarray(ds.completed.values, bool)),
+            hint="which link has less bandwidth left for the migration than the guest's writes need?",
+            explain=lambda t, ds: (
+                f"{t} does not complete: half of 1 GbE leaves about 14,000 "
+                "pages/s, fewer than the guest dirties"
+            ),
+        ),
+        Exercise(
+            "01.3",
+            "answer_much_slower",
+            lambda ds: _shared_ratio(ds) > 1.5,
+            hint="half the link gone means each round takes twice as long — and more pages get "
+            "dirtied during it",
+            explain=lambda t, ds: f"shared / dedicated = {_shared_ratio(ds):.2f}",
+        ),
+        # 02 · VMware vs Hyper-V
+        Exercise(
+            "02.1",
+            "answer_throttles",
+            lambda ds: _cases_where(ds, ds.throttle_max.values > 0),
+            hint="SDPS stands for Stun During Page Send",
+            explain=lambda t, ds: f"{t}: up to {float(ds.throttle_max.sel(case=t)):.0%} of vCPU time stunned",
+        ),
+        Exercise(
+            "02.2",
+            "answer_passes",
+            lambda ds: int(ds.rounds.sel(case="Hyper-V 2008 R2")),
+            "number",
+            0.0,
+            absolute=True,
+            hint="re-read what the text says about Hyper-V's pass cap",
+            explain=lambda t, ds: (
+                f"{t} passes, then the VM is paused by the cap "
+                f"(stop: {ds.stop_reason.sel(case='Hyper-V 2008 R2').item()})"
+            ),
+        ),
+        Exercise(
+            "02.3",
+            "answer_meets_goal",
+            lambda ds: _cases_where(
+                ds.sel(case=["VMware (SDPS)", "VMware (no SDPS)"]),
+                ds.downtime.sel(case=["VMware (SDPS)", "VMware (no SDPS)"]).values <= 0.5,
+            ),
+            hint="look at the downtime bars (log scale) against 500 ms",
+            explain=lambda t, ds: (
+                "downtime: "
+                + ", ".join(f"{c} {float(ds.downtime.sel(case=c)) * 1000:.0f} ms" for c in ds.case.values)
+            ),
+        ),
+        # 03 · post-copy and hybrid
+        Exercise(
+            "03.1",
+            "answer_ratio",
+            lambda ds: float(ds.transferred.sel(case="post-copy") / ds.memory.sel(case="post-copy")),
+            "number",
+            0.02,
+            absolute=True,
+            hint="how many times does each page cross the network in post-copy?",
+            explain=lambda t, ds: (
+                f"post-copy sent {t:.3f} x memory (page headers and device state make the rest)"
+            ),
+        ),
+        Exercise(
+            "03.2",
+            "answer_longest",
+            _longest_downtime,
+            hint="which strategy keeps the VM paused while it copies?",
+            explain=lambda t, ds: f"{t}: the VM is paused for the whole copy",
+        ),
+        Exercise(
+            "03.3",
+            "answer_fewer_faults",
+            lambda ds: (
+                float(ds.postcopy_faults.sel(case="hybrid")) < float(ds.postcopy_faults.sel(case="post-copy"))
+            ),
+            hint="what is already on the destination when hybrid switches to post-copy?",
+            explain=lambda t, ds: (
+                f"faults: hybrid {float(ds.postcopy_faults.sel(case='hybrid')):,.0f}, "
+                f"post-copy {float(ds.postcopy_faults.sel(case='post-copy')):,.0f}"
+            ),
+        ),
+        # 04 · NUMA and ECC
+        Exercise(
+            "04.1",
+            "answer_remote_share",
+            lambda ds: float(ds.remote_share),
+            "number",
+            0.03,
+            absolute=True,
+            hint="each vNUMA node keeps its size; how much of it fits on one destination node?",
+            explain=lambda t, ds: (
+                f"{t:.0%} of the accesses are remote: "
+                f"{float(ds.vnuma_node_gib):g} GiB per vNUMA node, "
+                f"{ds.attrs['lmt_dst_node_gib']:g} GiB per destination node"
+            ),
+        ),
+        Exercise(
+            "04.2",
+            "answer_compatible",
+            lambda ds: bool(ds.numa_compatible),
+            hint="count the vNUMA nodes and the destination's nodes",
+            explain=lambda t, ds: (
+                f"{'compatible' if t else 'not compatible'}: "
+                f"{int(ds.vnuma_nodes)} vNUMA nodes on {ds.attrs['lmt_dst_nodes']} "
+                f"node(s); slowdown {float(ds.numa_penalty):.0%}"
+            ),
+        ),
+        Exercise(
+            "04.3",
+            "answer_one_in",
+            lambda ds: 1.0 / float(ds.corruption_probability.sel(case="no ECC")),
+            "factor",
+            2.0,
+            hint="bits moved ≈ 8 x bytes sent; expected flips = bits x bit error rate",
+            explain=lambda t, ds: (
+                f"about 1 migration in {t:,.0f} corrupts a page without ECC "
+                f"(with ECC: {_one_in(float(ds.corruption_probability.sel(case='ECC')))})"
+            ),
+        ),
+        Exercise(
+            "04.4",
+            "answer_slower",
+            lambda ds: (
+                float(ds.total_time.sel(case="ECC + checksums")) > 1.01 * float(ds.total_time.sel(case="ECC"))
+            ),
+            hint="compare the hashing throughput (GiB/s per core x spare cores) with the link",
+            explain=lambda t, ds: (
+                "total time: "
+                + ", ".join(
+                    f"{c} {float(ds.total_time.sel(case=c)):.2f} s" for c in ("ECC", "ECC + checksums")
+                )
+            ),
+        ),
+    ]
+}
 
 
 def check(exercise: str, answer, *data) -> CheckResult:
@@ -759,8 +1048,12 @@ def check(exercise: str, answer, *data) -> CheckResult:
     notebook computed; returns what the cell shows.  ``None`` means not answered yet."""
     ex = EXERCISES[exercise]
     if answer is None:
-        return CheckResult(exercise, ex.answer, None,
-                           f"not answered yet — set {ex.answer} in the cell above and run both cells again")
+        return CheckResult(
+            exercise,
+            ex.answer,
+            None,
+            f"not answered yet — set {ex.answer} in the cell above and run both cells again",
+        )
     truth = ex.truth(*data)
     ok = ex.correct(answer, truth)
     if ex.reveal is not None:

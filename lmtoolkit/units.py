@@ -3,12 +3,24 @@
 :data:`KEY_SUFFIXES` is the one table from a key's suffix to its UDUNITS/CF unit string,
 used for sweep coordinates and anywhere else a unit is read off a key.
 """
+
 from __future__ import annotations
 
 #: key suffix -> CF units (longest suffixes first: ``_mib_s`` before ``_s``)
-KEY_SUFFIXES = (("_pages_s", "pages/s"), ("_gbit_s", "Gbit/s"), ("_mib_s", "MiB/s"),
-                ("_gib_s", "GiB/s"), ("_gib", "GiB"), ("_mib", "MiB"), ("_kib", "KiB"),
-                ("_ms", "ms"), ("_us", "us"), ("_pct", "%"), ("_bytes", "bytes"), ("_s", "s"))
+KEY_SUFFIXES = (
+    ("_pages_s", "pages/s"),
+    ("_gbit_s", "Gbit/s"),
+    ("_mib_s", "MiB/s"),
+    ("_gib_s", "GiB/s"),
+    ("_gib", "GiB"),
+    ("_mib", "MiB"),
+    ("_kib", "KiB"),
+    ("_ms", "ms"),
+    ("_us", "us"),
+    ("_pct", "%"),
+    ("_bytes", "bytes"),
+    ("_s", "s"),
+)
 
 
 def unit_of_key(key: str) -> str:

@@ -1,4 +1,5 @@
 """Shared fixtures: small scenarios built from objects (no Hydra) for fast engine tests."""
+
 from __future__ import annotations
 
 import os
@@ -23,14 +24,21 @@ def scenario(memory_gib=1.0, workload=None, policy=None, gbit=1.0, engine="page"
     from lmtoolkit.model import VM, IdleWorkload, Network
     from lmtoolkit.policies import QemuPolicy
     from lmtoolkit.scenario import Scenario
-    return Scenario(vm=VM(memory_gib=memory_gib, **vm), workload=workload or IdleWorkload(),
-                    network=Network(bandwidth_gbit_s=gbit), policy=policy or QemuPolicy(),
-                    engine=engine, seed=seed)
+
+    return Scenario(
+        vm=VM(memory_gib=memory_gib, **vm),
+        workload=workload or IdleWorkload(),
+        network=Network(bandwidth_gbit_s=gbit),
+        policy=policy or QemuPolicy(),
+        engine=engine,
+        seed=seed,
+    )
 
 
 def run(scn):
     """One record from either engine."""
     from lmtoolkit.engine import simulate_fluid, simulate_page
+
     if scn.engine == "page":
         return simulate_page(scn)
     return simulate_fluid([scn]).records()[0]

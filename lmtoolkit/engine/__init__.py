@@ -1,5 +1,6 @@
 """Engines: ``page`` (page-granular, one migration at a time) and ``fluid`` (closed form,
 vectorised over many scenarios).  Both return the same records."""
+
 from __future__ import annotations
 
 from ..scenario import Scenario
@@ -22,6 +23,7 @@ def run_batch(scenarios: list[Scenario]) -> BatchResult:
     out = BatchResult.concat(parts) if len(parts) > 1 else parts[0]
     if order != list(range(len(scenarios))):
         import numpy as np
+
         out = out.take(np.argsort(order))
     return out
 

@@ -13,6 +13,7 @@ depend on page-level detail — so the page and fluid engines report them identi
   writes during it (:mod:`lmtoolkit.model.storage`); round start times shift by the disk
   phase, so ``round_start`` stays the time since the migration began.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,18 +25,40 @@ from ..model.storage import disk_precopy
 
 def scenario_constants(scns) -> dict[str, np.ndarray]:
     """Per-scenario inputs of :func:`effects` (arrays over ``scns``)."""
-    cols = {k: [] for k in ("numa_ok", "numa_pen", "p_bit", "ecc", "verify", "page", "rate",
-                            "hash", "disk_t", "disk_b", "mirror")}
+    cols = {
+        k: []
+        for k in (
+            "numa_ok",
+            "numa_pen",
+            "p_bit",
+            "ecc",
+            "verify",
+            "page",
+            "rate",
+            "hash",
+            "disk_t",
+            "disk_b",
+            "mirror",
+        )
+    }
     for s in scns:
         ne = numa_effect(s.vm.memory_gib, s.host)
         ctx = s.context()
         rate = float(np.minimum(ctx.line_bytes_s, s.policy.streams(ctx) * ctx.stream_bytes_s))
         disk = disk_precopy(s.storage, s.network.payload_bytes_s())
-        for k, v in (("numa_ok", ne.compatible), ("numa_pen", ne.penalty),
-                     ("p_bit", s.host.bit_error_rate), ("ecc", s.host.ecc),
-                     ("verify", bool(s.policy.verify_checksums)), ("page", s.vm.page_bytes),
-                     ("rate", rate), ("hash", ctx.hash_bytes_s), ("disk_t", disk.time_s),
-                     ("disk_b", disk.bytes), ("mirror", s.storage.mirror_bytes_s)):
+        for k, v in (
+            ("numa_ok", ne.compatible),
+            ("numa_pen", ne.penalty),
+            ("p_bit", s.host.bit_error_rate),
+            ("ecc", s.host.ecc),
+            ("verify", bool(s.policy.verify_checksums)),
+            ("page", s.vm.page_bytes),
+            ("rate", rate),
+            ("hash", ctx.hash_bytes_s),
+            ("disk_t", disk.time_s),
+            ("disk_b", disk.bytes),
+            ("mirror", s.storage.mirror_bytes_s),
+        ):
             cols[k].append(v)
     return {k: np.asarray(v) for k, v in cols.items()}
 
@@ -86,8 +109,10 @@ def apply_to_batch(out, scns, inverse=None) -> None:
 def apply_to_record(rec, scn):
     """Update a :class:`~lmtoolkit.records.MigrationRecord` in place (page engine)."""
     c = scenario_constants([scn])
-    e = {k: np.asarray(v).reshape(-1)[0] for k, v in
-         effects(c, [rec.total_time_s], [rec.transferred_bytes]).items()}
+    e = {
+        k: np.asarray(v).reshape(-1)[0]
+        for k, v in effects(c, [rec.total_time_s], [rec.transferred_bytes]).items()
+    }
     rec.precopy_bytes = float(rec.precopy_bytes + e.pop("extra_precopy_bytes"))
     shift = float(e.pop("shift_s"))
     for k, v in e.items():

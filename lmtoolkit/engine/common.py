@@ -8,14 +8,22 @@ Write probabilities for a page with write rate ``lam`` (1/s) over a window of ``
 and their integrals ``F(x) = ∫0^x f`` give the share of pages sent (or pushed) uniformly over
 a window that are written after their send: ``F(T) / T``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..records import (REASON_CODE, ROUND_FIELDS, ROUND_KINDS, SCALAR_FIELDS, MigrationRecord,
-                       RoundRecord, STOP_REASONS)
+from ..records import (
+    REASON_CODE,
+    ROUND_FIELDS,
+    ROUND_KINDS,
+    SCALAR_FIELDS,
+    STOP_REASONS,
+    MigrationRecord,
+    RoundRecord,
+)
 
 #: Per-round detail kept for at most this many pre-copy rounds (plus the final round);
 #: the scalar ``rounds`` still counts them all.
@@ -48,8 +56,9 @@ def mean_written_after(lam, a, b, sequential):
 def _share(t, duration):
     """Share of a transfer of ``duration`` s done after ``t`` s (1 for an empty one)."""
     duration = np.asarray(duration, dtype=float)
-    return np.where(duration > 0, np.clip(np.asarray(t, dtype=float) / np.maximum(duration, 1e-300),
-                                          0.0, 1.0), 1.0)
+    return np.where(
+        duration > 0, np.clip(np.asarray(t, dtype=float) / np.maximum(duration, 1e-300), 0.0, 1.0), 1.0
+    )
 
 
 @dataclass
@@ -73,8 +82,7 @@ class Switchover:
         whole pages); default pro rata of the page time (the fluid engine)."""
         if page_bytes is None:
             page_bytes = self.page_bytes * _share(tau, self.page_time_s)
-        return page_bytes + self.device_bytes * _share(np.asarray(tau) - self.page_time_s,
-                                                       self.device_time_s)
+        return page_bytes + self.device_bytes * _share(np.asarray(tau) - self.page_time_s, self.device_time_s)
 
 
 def switchover(policy, st, ctx, n_nz, n_z, send_pages: bool = True) -> Switchover:
@@ -88,8 +96,7 @@ def switchover(policy, st, ctx, n_nz, n_z, send_pages: bool = True) -> Switchove
     page_b = (n_nz * lk.b_nz + n_z * lk.b_z) if send_pages else 0.0 * n_nz
     dev_t = ctx.device_state_bytes / rate
     down = page_t + dev_t + policy.stop_overhead_ms / 1000.0
-    return Switchover(down, page_b + ctx.device_state_bytes, page_t, page_b, dev_t,
-                      ctx.device_state_bytes)
+    return Switchover(down, page_b + ctx.device_state_bytes, page_t, page_b, dev_t, ctx.device_state_bytes)
 
 
 def sent_by(tau, t_nz, t_z, b_nz, b_z, cum_nonzero=None, n=None):
@@ -157,7 +164,7 @@ class BatchResult:
         return self.round_kind.shape[1]
 
     @classmethod
-    def from_records(cls, records: list[MigrationRecord]) -> "BatchResult":
+    def from_records(cls, records: list[MigrationRecord]) -> BatchResult:
         width = max([len(r.round_detail) for r in records] + [1])
         out = cls(len(records), width)
         for i, rec in enumerate(records):
@@ -186,13 +193,14 @@ class BatchResult:
                 kind = int(self.round_kind[i, j])
                 if kind < 0:
                     continue
-                detail.append(RoundRecord(j, ROUND_KINDS[kind], *(float(self.round[k][i, j]) for k in
-                                                                   ROUND_FIELDS)))
+                detail.append(
+                    RoundRecord(j, ROUND_KINDS[kind], *(float(self.round[k][i, j]) for k in ROUND_FIELDS))
+                )
             out.append(MigrationRecord(**kw, round_detail=detail))
         return out
 
     @staticmethod
-    def concat(parts: list["BatchResult"]) -> "BatchResult":
+    def concat(parts: list[BatchResult]) -> BatchResult:
         width = max(p.n_rounds for p in parts)
         out = BatchResult(sum(p.n for p in parts), width)
         i = 0
@@ -201,12 +209,12 @@ class BatchResult:
             for k in out.scalars:
                 out.scalars[k][sl] = p.scalars[k]
             for k in out.round:
-                out.round[k][sl, :p.n_rounds] = p.round[k]
-            out.round_kind[sl, :p.n_rounds] = p.round_kind
+                out.round[k][sl, : p.n_rounds] = p.round[k]
+            out.round_kind[sl, : p.n_rounds] = p.round_kind
             i += p.n
         return out
 
-    def take(self, order) -> "BatchResult":
+    def take(self, order) -> BatchResult:
         out = BatchResult(len(order), self.n_rounds)
         for k in out.scalars:
             out.scalars[k] = self.scalars[k][order]
@@ -226,5 +234,13 @@ def reason_name(code) -> str:
     return STOP_REASONS[int(code)]
 
 
-__all__ = ["f_written", "F_written", "mean_written_after", "switchover", "sent_by", "BatchResult",
-           "ROUND_DETAIL_LIMIT", "REASON_CODE"]
+__all__ = [
+    "f_written",
+    "F_written",
+    "mean_written_after",
+    "switchover",
+    "sent_by",
+    "BatchResult",
+    "ROUND_DETAIL_LIMIT",
+    "REASON_CODE",
+]

@@ -29,6 +29,7 @@ would end after ``timeout_s`` is cut there (a pro-rata share of its pages and by
 counts as a round), and a switchover that would end after it is abandoned there (bytes
 sent in the pause so far, pro rata).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,13 +44,21 @@ from ..policies.base import Context, State
 from ..records import REASON_CODE, ROUND_KINDS, STOP_REASONS
 from ..scenario import Scenario
 from .beyond import apply_to_batch
-from .common import (ROUND_DETAIL_LIMIT, BatchResult, F_written, Switchover, f_written,
-                     mean_written_after, slowdown, switchover)
+from .common import (
+    ROUND_DETAIL_LIMIT,
+    BatchResult,
+    Switchover,
+    f_written,
+    mean_written_after,
+    slowdown,
+    switchover,
+)
 
 
 def _stack_context(ctxs: list[Context]) -> Context:
-    return Context(**{f.name: np.array([getattr(c, f.name) for c in ctxs], dtype=float)
-                      for f in fields(Context)})
+    return Context(
+        **{f.name: np.array([getattr(c, f.name) for c in ctxs], dtype=float) for f in fields(Context)}
+    )
 
 
 def simulate_fluid(scenarios: list[Scenario], round_detail: int = ROUND_DETAIL_LIMIT) -> BatchResult:
@@ -58,7 +67,7 @@ def simulate_fluid(scenarios: list[Scenario], round_detail: int = ROUND_DETAIL_L
     for i, s in enumerate(scenarios):
         groups[type(s.policy)].append(i)
     parts, order = [], []
-    for cls, idx in groups.items():
+    for idx in groups.values():
         parts.append(run_inputs(FluidInputs.from_scenarios([scenarios[i] for i in idx]), round_detail))
         order.extend(idx)
     out = BatchResult.concat(parts) if len(parts) > 1 else parts[0]
@@ -67,8 +76,9 @@ def simulate_fluid(scenarios: list[Scenario], round_detail: int = ROUND_DETAIL_L
     return out
 
 
-def simulate_fluid_columns(template: Scenario, columns: dict[str, np.ndarray],
-                           round_detail: int = ROUND_DETAIL_LIMIT) -> BatchResult:
+def simulate_fluid_columns(
+    template: Scenario, columns: dict[str, np.ndarray], round_detail: int = ROUND_DETAIL_LIMIT
+) -> BatchResult:
     """Simulate ``template`` with some parameters given as columns (one value per scenario).
 
     ``columns`` maps dotted keys (``vm.memory_gib``, ``workload.dirty_rate_pages_s``,
@@ -84,7 +94,7 @@ def _regions_of(scn: Scenario, R: int):
     n, lam, seq, first = np.zeros(R), np.zeros(R), np.zeros(R, dtype=bool), np.zeros(R)
     for j, r in enumerate(scn.workload.regions(scn.vm.pages, scn.vm.page_bytes)):
         n[j], lam[j], seq[j], first[j] = r.n_pages, r.rate_per_page, r.sequential, r.first_rank
-    n[R - 1] = max(0, scn.vm.pages - n[:R - 1].sum())  # untouched rest of memory
+    n[R - 1] = max(0, scn.vm.pages - n[: R - 1].sum())  # untouched rest of memory
     return n, lam, seq, first
 
 
@@ -105,11 +115,12 @@ def _needs_bins(scn: Scenario) -> bool:
     pol = scn.policy
     if not pol.precopy:
         return False
-    if not type(pol).full_passes or any(r.sequential and r.n_pages > 0 and r.rate_per_page > 0
-                                        for r in scn.workload.regions(scn.vm.pages, scn.vm.page_bytes)):
+    if not type(pol).full_passes or any(
+        r.sequential and r.n_pages > 0 and r.rate_per_page > 0
+        for r in scn.workload.regions(scn.vm.pages, scn.vm.page_bytes)
+    ):
         return True
-    return str(pol.dirty_clear) == "chunk" and \
-        float(pol.clear_chunk_pages(scn.context())) < scn.vm.pages
+    return str(pol.dirty_clear) == "chunk" and float(pol.clear_chunk_pages(scn.context())) < scn.vm.pages
 
 
 def _edges_of(scn: Scenario, regs, binned: bool) -> np.ndarray:
@@ -147,7 +158,7 @@ def _pages_per_bin(edges: np.ndarray, regs, npg: float) -> np.ndarray:
             out[:, j] = np.clip(np.minimum(edges[1:], hi) - np.maximum(edges[:-1], lo), 0.0, None) * npg
         else:
             out[:, j] = n[j] * W
-    out[:, R - 1] = np.clip(W * npg - out[:, :R - 1].sum(1), 0.0, None)
+    out[:, R - 1] = np.clip(W * npg - out[:, : R - 1].sum(1), 0.0, None)
     out[:, R - 1] *= n[R - 1] / max(out[:, R - 1].sum(), 1e-300)
     return out
 
@@ -175,24 +186,24 @@ RATE_SCALABLE = ("idle", "uniform", "hotcold", "zipf")
 class FluidInputs:
     """Everything the fluid engine needs, as arrays over scenarios of one policy class."""
 
-    policy: object             # a stacked Policy
+    policy: object  # a stacked Policy
     ctx: Context
-    n: np.ndarray              # (S, R) pages per region (last: untouched rest)
-    lam: np.ndarray            # (S, R) writes per page per second
-    seq: np.ndarray            # (S, R) sequential regions
-    first: np.ndarray          # (S, R) first page of each region (sequential: its address)
-    wall: np.ndarray           # (S,) writer paced by the wall clock (workload pacing)
-    headroom: np.ndarray       # (S,) its peak rate / target rate (inf: unbounded)
-    zero: np.ndarray           # (S,) zero pages at start
-    edges: np.ndarray          # (S, B + 1) address bin bounds (fractions of memory)
-    nb: np.ndarray             # (S, B, R) pages per bin and region
-    vcpus: np.ndarray          # (S,)
-    memory_bytes: np.ndarray   # (S,)
-    scenarios: list | None = None     # the distinct scenarios (for lmtoolkit.engine.beyond)
+    n: np.ndarray  # (S, R) pages per region (last: untouched rest)
+    lam: np.ndarray  # (S, R) writes per page per second
+    seq: np.ndarray  # (S, R) sequential regions
+    first: np.ndarray  # (S, R) first page of each region (sequential: its address)
+    wall: np.ndarray  # (S,) writer paced by the wall clock (workload pacing)
+    headroom: np.ndarray  # (S,) its peak rate / target rate (inf: unbounded)
+    zero: np.ndarray  # (S,) zero pages at start
+    edges: np.ndarray  # (S, B + 1) address bin bounds (fractions of memory)
+    nb: np.ndarray  # (S, B, R) pages per bin and region
+    vcpus: np.ndarray  # (S,)
+    memory_bytes: np.ndarray  # (S,)
+    scenarios: list | None = None  # the distinct scenarios (for lmtoolkit.engine.beyond)
     inverse: np.ndarray | None = None  # (S,) row -> index in ``scenarios``
 
     @classmethod
-    def from_unique(cls, uniq: list[Scenario], inverse: np.ndarray, rate_scale=None) -> "FluidInputs":
+    def from_unique(cls, uniq: list[Scenario], inverse: np.ndarray, rate_scale=None) -> FluidInputs:
         kinds = {type(s.policy) for s in uniq}
         if len(kinds) != 1:
             raise ValueError("FluidInputs holds one policy class; group scenarios first")
@@ -208,12 +219,14 @@ class FluidInputs:
         E = np.ones((len(uniq), B + 1))
         NB = np.zeros((len(uniq), B, R))
         for i, (e, s, r) in enumerate(zip(edges, uniq, regs)):
-            E[i, :e.size] = e
-            NB[i, :e.size - 1] = _pages_per_bin(e, r, float(s.vm.pages))
+            E[i, : e.size] = e
+            NB[i, : e.size - 1] = _pages_per_bin(e, r, float(s.vm.pages))
         ctx = _stack_context([s.context() for s in uniq]).subset(inverse)
         wall = np.array([s.workload.pacing == "wall" for s in uniq])[inverse]
-        peak = np.array([np.inf if s.workload.max_rate_pages_s is None else s.workload.max_rate_pages_s
-                         for s in uniq], dtype=float)[inverse]
+        peak = np.array(
+            [np.inf if s.workload.max_rate_pages_s is None else s.workload.max_rate_pages_s for s in uniq],
+            dtype=float,
+        )[inverse]
         base = np.array([s.workload.dirty_rate_pages_s for s in uniq], dtype=float)[inverse]
         if rate_scale is not None:
             lam = lam * rate_scale[:, None]
@@ -222,21 +235,32 @@ class FluidInputs:
         with np.errstate(divide="ignore", invalid="ignore"):
             headroom = np.where(base > 0, peak / np.maximum(base, 1e-300), np.inf)
         pol = kinds.pop().stack([s.policy for s in uniq]).subset(inverse)
-        return cls(policy=pol, ctx=ctx, n=n, lam=lam, seq=seq, first=first, wall=wall, headroom=headroom,
-                   zero=np.array([s.vm.zero_pages for s in uniq], dtype=float)[inverse],
-                   edges=E[inverse], nb=NB[inverse],
-                   vcpus=np.array([s.vm.vcpus for s in uniq], dtype=float)[inverse],
-                   memory_bytes=np.array([s.vm.memory_bytes for s in uniq], dtype=float)[inverse],
-                   scenarios=list(uniq), inverse=np.asarray(inverse))
+        return cls(
+            policy=pol,
+            ctx=ctx,
+            n=n,
+            lam=lam,
+            seq=seq,
+            first=first,
+            wall=wall,
+            headroom=headroom,
+            zero=np.array([s.vm.zero_pages for s in uniq], dtype=float)[inverse],
+            edges=E[inverse],
+            nb=NB[inverse],
+            vcpus=np.array([s.vm.vcpus for s in uniq], dtype=float)[inverse],
+            memory_bytes=np.array([s.vm.memory_bytes for s in uniq], dtype=float)[inverse],
+            scenarios=list(uniq),
+            inverse=np.asarray(inverse),
+        )
 
     @classmethod
-    def from_scenarios(cls, scns: list[Scenario]) -> "FluidInputs":
+    def from_scenarios(cls, scns: list[Scenario]) -> FluidInputs:
         index: dict[Scenario, int] = {}
         inverse = np.array([index.setdefault(dataclasses.replace(s, seed=0), len(index)) for s in scns])
         return cls.from_unique(list(index), inverse)
 
     @classmethod
-    def from_columns(cls, template: Scenario, columns: dict) -> "FluidInputs":
+    def from_columns(cls, template: Scenario, columns: dict) -> FluidInputs:
         cols = {k: np.asarray(v) for k, v in columns.items()}
         sizes = {v.size for v in cols.values()}
         if len(sizes) != 1:
@@ -272,39 +296,35 @@ class _Group:
         self.pol, self.ctx = inp.policy, inp.ctx
         self.n, self.lam, self.seq, self.first = inp.n, inp.lam, inp.seq, inp.first
         self.wall, self.headroom = inp.wall, inp.headroom
-        self.wtime = np.zeros(inp.zero.size)         # the writer's own time (its cursor's clock)
+        self.wtime = np.zeros(inp.zero.size)  # the writer's own time (its cursor's clock)
         self.E = inp.edges
         self.W = np.diff(self.E, axis=1)
         self.N = inp.nb
-        self.D = self.N.copy()                       # (S, B, R) pending pages
+        self.D = self.N.copy()  # (S, B, R) pending pages
         z = inp.zero.astype(float)
-        self.Z = z[:, None] * self.W                 # (S, B) pending zero pages (scattered)
-        self.cur = np.zeros(z.size)                  # the send cursor (fraction of memory)
-        self.Dlo = np.zeros((z.size, self.N.shape[2]))   # cursor's bin: pending before the cursor
+        self.Z = z[:, None] * self.W  # (S, B) pending zero pages (scattered)
+        self.cur = np.zeros(z.size)  # the send cursor (fraction of memory)
+        self.Dlo = np.zeros((z.size, self.N.shape[2]))  # cursor's bin: pending before the cursor
         self.vcpus = inp.vcpus
         S = z.size
         self.rounds = np.zeros(S, dtype=np.int64)
         self.idx = np.arange(S)
-        self.prev = np.full((6, S), np.nan)   # the 3 last phase lengths and bitmap sizes
-        self.walk = np.zeros(S)                      # cursor move of the last phase
-        self.survive = np.ones(S)                    # chance the bitmap has not dipped below yet
+        self.prev = np.full((6, S), np.nan)  # the 3 last phase lengths and bitmap sizes
+        self.walk = np.zeros(S)  # cursor move of the last phase
+        self.survive = np.ones(S)  # chance the bitmap has not dipped below yet
         # the last CYCLE_HISTORY syncs (pending, cursor, time, bytes, pages, survive) for
         # _cycle_leap, and how many of them are valid
         self.hist = np.full((6, S, CYCLE_HISTORY), np.nan)
         self.hist_n = np.zeros(S, dtype=np.int64)
-        self.hist_ptr = 0                            # ring buffer position (shared by all rows)
+        self.hist_ptr = 0  # ring buffer position (shared by all rows)
         # rounds may be leapt over (fast-forward) by rotating the bitmap with the cursor only
-        # where the address layout does not matter: no sequential region, one chunk
-        chunky = np.broadcast_to(np.asarray(inp.policy.dirty_clear) == "chunk", (S,)) & \
-            (np.broadcast_to(np.asarray(inp.policy.clear_chunk_pages(inp.ctx), dtype=float), (S,))
-             < np.asarray(inp.ctx.pages, dtype=float))
+        # where the address layout does not matter: no sequential region
         self.rotatable = ~(inp.seq & (inp.n > 0)).any(axis=1)
         # XBZRLE (expected): cache entries, held pages per region, slots refreshed in the last
         # phase per region, pending pages unchanged since sent, scan wrapped
         xb = np.broadcast_to(np.asarray(inp.policy.xbzrle_slots(inp.ctx), dtype=float), (S,))
         self.xb = xb.copy() if (xb > 0).any() else None
         if self.xb is not None:
-            R = self.n.shape[1]
             self.xb_held, self.xb_fresh = np.zeros_like(self.N), np.zeros_like(self.N)
             self.xb_U = np.zeros_like(self.N)
             self.xb_started = np.zeros(S, dtype=bool)
@@ -326,8 +346,29 @@ class _Group:
 
     def keep(self, m):
         self.pol, self.ctx, self.st = self.pol.subset(m), self.ctx.subset(m), self.st.subset(m)
-        for k in ("n", "lam", "seq", "first", "E", "W", "N", "D", "Z", "cur", "vcpus", "rounds", "idx",
-                  "walk", "rotatable", "survive", "hist_n", "Dlo", "wall", "headroom", "wtime"):
+        for k in (
+            "n",
+            "lam",
+            "seq",
+            "first",
+            "E",
+            "W",
+            "N",
+            "D",
+            "Z",
+            "cur",
+            "vcpus",
+            "rounds",
+            "idx",
+            "walk",
+            "rotatable",
+            "survive",
+            "hist_n",
+            "Dlo",
+            "wall",
+            "headroom",
+            "wtime",
+        ):
             setattr(self, k, getattr(self, k)[m])
         self.hist = self.hist[:, m]
         if self.xb is not None:
@@ -391,8 +432,9 @@ def _segments(g: _Group) -> dict:
     Pseg = Dseg.sum(-1)
     Zseg = np.minimum(np.take_along_axis(g.Z, seg, 1) * frac, Pseg)
     wrap = np.where(b0 > 0, B - b0, B)
-    return dict(seg=seg, frac=frac, start=start, end=end, length=length, P=Pseg, Z=Zseg, wrap=wrap,
-                D=Dseg, b0=b0)
+    return dict(
+        seg=seg, frac=frac, start=start, end=end, length=length, P=Pseg, Z=Zseg, wrap=wrap, D=Dseg, b0=b0
+    )
 
 
 def _schedule(w: dict, k, t_nz, t_z, tmax) -> dict:
@@ -413,8 +455,11 @@ def _schedule(w: dict, k, t_nz, t_z, tmax) -> dict:
     passed = np.where(Pseg > 0, sigma, (Cprev < kk).astype(float))
     if cut.any():
         with np.errstate(over="ignore", invalid="ignore"):
-            part = np.where(tau > 0, np.clip((tmax[:, None] - A) / np.maximum(tau, 1e-300), 0.0, 1.0),
-                            (A < tmax[:, None]).astype(float))
+            part = np.where(
+                tau > 0,
+                np.clip((tmax[:, None] - A) / np.maximum(tau, 1e-300), 0.0, 1.0),
+                (A < tmax[:, None]).astype(float),
+            )
         sigma = np.where(cut[:, None], sigma * part, sigma)
         passed = np.where(cut[:, None], passed * part, passed)
         tau = sigma * tfull
@@ -436,8 +481,9 @@ def _xbzrle_plan(g: _Group, geo, Dseg, t_nz, b_nz, st, ctx, pol) -> dict:
     a miss the full page.  Only segments past the first wrap of the scan use it
     (``xbzrle_started``).  Returns per segment the mean time and bytes of a non-zero page."""
     S, B1 = geo["seg"].shape
-    t_hit, b_hit, t_same = (np.broadcast_to(np.asarray(v, dtype=float), (S,)) for v in
-                            pol.xbzrle_costs(st, ctx))
+    t_hit, b_hit, t_same = (
+        np.broadcast_to(np.asarray(v, dtype=float), (S,)) for v in pol.xbzrle_costs(st, ctx)
+    )
     held = np.take_along_axis(g.xb_held, geo["seg"][..., None], 1)
     h = np.clip(held / np.maximum(np.take_along_axis(g.N, geo["seg"][..., None], 1), 1e-300), 0.0, 1.0)
     Useg = np.minimum(np.take_along_axis(g.xb_U, geo["seg"][..., None], 1) * geo["frac"][..., None], Dseg)
@@ -449,8 +495,13 @@ def _xbzrle_plan(g: _Group, geo, Dseg, t_nz, b_nz, st, ctx, pol) -> dict:
     tot = Dseg.sum(-1)
     t_seg = np.where(tot > 0, (Dseg * tj).sum(-1) / np.maximum(tot, 1e-300), t_nz[:, None])
     b_seg = np.where(tot > 0, (Dseg * bj).sum(-1) / np.maximum(tot, 1e-300), b_nz[:, None])
-    return dict(t_seg=np.where(active, t_seg, t_nz[:, None]), b_seg=np.where(active, b_seg, b_nz[:, None]),
-                h=h, active=active, Useg=Useg)
+    return dict(
+        t_seg=np.where(active, t_seg, t_nz[:, None]),
+        b_seg=np.where(active, b_seg, b_nz[:, None]),
+        h=h,
+        active=active,
+        Useg=Useg,
+    )
 
 
 def _xbzrle_update(g: _Group, w, sent, xbc, unchanged_p, f_T, B) -> None:
@@ -460,9 +511,9 @@ def _xbzrle_update(g: _Group, w, sent, xbc, unchanged_p, f_T, B) -> None:
     on = g.xb > 0
     slots = np.maximum(g.xb, 1.0)
     act = xbc["active"][..., None]
-    sent_act = sent * act                                        # (S, B + 1, R)
+    sent_act = sent * act  # (S, B + 1, R)
     h = xbc["h"]
-    hits = _to_bins(sent_act * h, w["seg"], B)                    # (S, B, R)
+    hits = _to_bins(sent_act * h, w["seg"], B)  # (S, B, R)
     misses = _to_bins(sent_act * (1 - h), w["seg"], B)
     M = misses.sum((1, 2))
     fresh_prev = g.xb_fresh.sum((1, 2))
@@ -490,10 +541,12 @@ def _xbzrle_stop(g: _Group, sub, pol, st, ctx, sw, d, n_nz, n_z):
         return sw
     S = sub.size
     lk = pol.link(st, ctx, stop=True)
-    t_nz, b_nz, t_z, b_z = (np.broadcast_to(np.asarray(v, dtype=float), (S,)) for v in
-                            (lk.t_nz, lk.b_nz, lk.t_z, lk.b_z))
-    t_hit, b_hit, t_same = (np.broadcast_to(np.asarray(v, dtype=float), (S,)) for v in
-                            pol.xbzrle_costs(st, ctx, stop=True))
+    t_nz, b_nz, t_z, b_z = (
+        np.broadcast_to(np.asarray(v, dtype=float), (S,)) for v in (lk.t_nz, lk.b_nz, lk.t_z, lk.b_z)
+    )
+    t_hit, b_hit, t_same = (
+        np.broadcast_to(np.asarray(v, dtype=float), (S,)) for v in pol.xbzrle_costs(st, ctx, stop=True)
+    )
     D = g.D[sub]
     h = np.clip(g.xb_held[sub] / np.maximum(g.N[sub], 1e-300), 0.0, 1.0)
     U = np.minimum(g.xb_U[sub], D)
@@ -503,10 +556,14 @@ def _xbzrle_stop(g: _Group, sub, pol, st, ctx, sw, d, n_nz, n_z):
     page_t = n_nz * (hit * t_hit + same * t_same + (1 - hit - same) * t_nz) + n_z * t_z
     page_b = n_nz * (hit * b_hit + (1 - hit - same) * b_nz) + n_z * b_z
     overhead = np.asarray(pol.stop_overhead_ms, dtype=float) / 1000.0
-    return Switchover(np.where(on, page_t + sw.device_time_s + overhead, sw.downtime_s),
-                      np.where(on, page_b + sw.device_bytes, sw.bytes),
-                      np.where(on, page_t, sw.page_time_s), np.where(on, page_b, sw.page_bytes),
-                      sw.device_time_s, sw.device_bytes)
+    return Switchover(
+        np.where(on, page_t + sw.device_time_s + overhead, sw.downtime_s),
+        np.where(on, page_b + sw.device_bytes, sw.bytes),
+        np.where(on, page_t, sw.page_time_s),
+        np.where(on, page_b, sw.page_bytes),
+        sw.device_time_s,
+        sw.device_bytes,
+    )
 
 
 def _seq_len(lo, hi, K, Lw, cond_a, cond_b):
@@ -534,10 +591,10 @@ def _sequential(g: _Group, w, mode, T, x, pr, clean_p, seqon, theta):
     S, B1 = w["seg"].shape
     npg = np.asarray(g.ctx.pages, dtype=float)[:, None, None]
     n = g.n[:, None, :]
-    v = x[:, None, :] * n                                      # write cursor, pages per wall second
+    v = x[:, None, :] * n  # write cursor, pages per wall second
     guest = g.wtime[:, None, None]
     c0 = np.mod(g.lam[:, None, :] * n * guest, np.maximum(n, 1.0))
-    Lw = v * T[:, None, None]                                  # offsets the cursor swept
+    Lw = v * T[:, None, None]  # offsets the cursor swept
     u1 = np.mod(c0 + Lw, np.maximum(n, 1.0))
     first = g.first[:, None, :]
     tot = np.where(Lw >= n, np.inf, Lw)
@@ -556,7 +613,7 @@ def _sequential(g: _Group, w, mode, T, x, pr, clean_p, seqon, theta):
         lo = np.where(piece == 0, p, np.maximum(p, u1))
         hi = np.where(piece == 0, np.minimum(q, u1), q)
         # t_w(o) = T - (K - o) / v (relative to the phase start) must exceed theta(o)
-        a_sync, b_sync = np.ones(p.shape), K - v * Tc            # o > K - v T
+        a_sync, b_sync = np.ones(p.shape), K - v * Tc  # o > K - v T
         slope = tau / span
         a_send = inv_v - slope
         b_send = A - Tc + K * inv_v - p * slope
@@ -595,7 +652,7 @@ def _cursor_split(g: _Group, w, redirty, clean_new, newD, walk, skip):
     rows = np.arange(S)
     sig = w["sigma"] * w["length"]
     passed = sig > 0
-    e = np.where(passed.any(1), B - np.argmax(passed[:, ::-1], axis=1), 0)   # last segment reached
+    e = np.where(passed.any(1), B - np.argmax(passed[:, ::-1], axis=1), 0)  # last segment reached
     e = np.clip(e, 0, B)
     new_cur = np.mod(g.cur + walk, 1.0)
     b1 = np.take_along_axis(w["seg"], e[:, None], 1)[:, 0]
@@ -632,16 +689,18 @@ def _chunk_entry(g: _Group, w: dict, ctx, pol):
     S, B1 = w["start"].shape
     wc = _chunk_width(g, ctx, pol)
     cur = g.cur[:, None]
-    cs = np.floor(w["start"] / wc + 1e-9) * wc                  # start of the segment's chunk
+    cs = np.floor(w["start"] / wc + 1e-9) * wc  # start of the segment's chunk
     holds_cursor = (cur >= cs - 1e-12) & (cur < cs + wc - 1e-12)
-    U = np.cumsum(w["length"], 1) - w["length"]                 # segment starts, walk coordinates
+    U = np.cumsum(w["length"], 1) - w["length"]  # segment starts, walk coordinates
     u_cs = np.mod(cs - cur, 1.0)
     offs = 2.0 * np.arange(S)[:, None]
     j = np.searchsorted((U + offs).ravel(), (u_cs + offs).ravel(), side="right").reshape(S, B1)
     j = np.clip(j - B1 * np.arange(S)[:, None] - 1, 0, B1 - 1)
     Uj, Aj, tj = (np.take_along_axis(v, j, 1) for v in (U, w["A"], w["tau"]))
     sent_len = np.take_along_axis(w["sigma"] * w["length"], j, 1)
-    theta = Aj + np.where(sent_len > 0, np.clip((u_cs - Uj) / np.maximum(sent_len, 1e-300), 0.0, 1.0), 0.0) * tj
+    theta = (
+        Aj + np.where(sent_len > 0, np.clip((u_cs - Uj) / np.maximum(sent_len, 1e-300), 0.0, 1.0), 0.0) * tj
+    )
     return np.where(holds_cursor, 0.0, theta)
 
 
@@ -657,20 +716,22 @@ def _chunk_redirty(g: _Group, w: dict, ctx, pol, x, T, theta):
     A, tau = w["A"][..., None], w["tau"][..., None]
     Tc = T[:, None, None]
     lam = x[:, None, :]
-    b1 = (np.floor(x0 / wc + 1e-9) + 1) * wc                     # the next chunk start
+    b1 = (np.floor(x0 / wc + 1e-9) + 1) * wc  # the next chunk start
     l1 = np.minimum(L, np.maximum(b1 - x0, 0.0))
     rest = np.maximum(L - l1, 0.0)
     m = np.floor(rest / wc + 1e-9)
     l_last = np.maximum(rest - m * wc, 0.0)
-    rate = np.where(L > 0, tau / np.maximum(L, 1e-300), 0.0)        # seconds per address
-    th0 = A + l1 * rate                                          # the first chunk started inside
+    rate = np.where(L > 0, tau / np.maximum(L, 1e-300), 0.0)  # seconds per address
+    th0 = A + l1 * rate  # the first chunk started inside
     delta = wc * rate
     th_last = th0 + m * delta
     f = lambda y: -np.expm1(-lam * np.maximum(y, 0.0))  # noqa: E731
     # sum over i < m of exp(-lam (T - th0 - i delta)), written from the last term back
     q = np.exp(-lam * delta)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        geo = np.where(q < 1 - 1e-12, -np.expm1(-lam * delta * m) / np.maximum(-np.expm1(-lam * delta), 1e-300), m)
+        geo = np.where(
+            q < 1 - 1e-12, -np.expm1(-lam * delta * m) / np.maximum(-np.expm1(-lam * delta), 1e-300), m
+        )
     s_exp = np.exp(-lam * np.maximum(Tc - (th0 + np.maximum(m - 1, 0) * delta), 0.0)) * geo
     full = m * wc - wc * np.where(m > 0, s_exp, 0.0)
     total = l1 * f(Tc - theta[..., None]) + full + l_last * f(Tc - th_last)
@@ -772,8 +833,9 @@ def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
     P = np.maximum(st.pending, 1e-12)
     k = np.clip(pol.phase_pages(st, ctx), np.minimum(1.0, P), P)
     lk = pol.link(st, ctx)
-    t_nz, t_z, b_nz, b_z = (np.broadcast_to(np.asarray(v, dtype=float), (S,)) for v in
-                            (lk.t_nz, lk.t_z, lk.b_nz, lk.b_z))
+    t_nz, t_z, b_nz, b_z = (
+        np.broadcast_to(np.asarray(v, dtype=float), (S,)) for v in (lk.t_nz, lk.t_z, lk.b_nz, lk.b_z)
+    )
     deadline = np.broadcast_to(np.asarray(pol.timeout_s, dtype=float), (S,))
     tmax = deadline - st.t
     mode = np.broadcast_to(np.asarray(pol.dirty_clear), (S,))
@@ -795,8 +857,8 @@ def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
     sent = sigma[..., None] * Dseg
     xs, seqs = x[:, None, :], g.seq[:, None, :]
     Tcol = T[:, None]
-    f_T = f_written(x, Tcol, g.seq)                                          # (S, R)
-    pr = np.broadcast_to(f_T[:, None, :], sent.shape)                        # sync
+    f_T = f_written(x, Tcol, g.seq)  # (S, R)
+    pr = np.broadcast_to(f_T[:, None, :], sent.shape)  # sync
     is_send, is_chunk = mode == "send", mode == "chunk"
     if is_send.any() or xb:
         p_send = mean_written_after(xs, (Tcol - A - tau)[..., None], (Tcol - A)[..., None], seqs)
@@ -808,9 +870,10 @@ def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
     clean_p = np.broadcast_to(f_T[:, None, :], g.N.shape)
     seqon = g.seq & (g.n > 0) & (x > 0)
     if seqon.any():
-        pr, clean_p = _sequential(g, w, mode, T, x, pr, clean_p, seqon,
-                                  _chunk_entry(g, w, ctx, pol) if is_chunk.any() else None)
-        if xb:   # written after the send (content changed), for XBZRLE's unchanged pages
+        pr, clean_p = _sequential(
+            g, w, mode, T, x, pr, clean_p, seqon, _chunk_entry(g, w, ctx, pol) if is_chunk.any() else None
+        )
+        if xb:  # written after the send (content changed), for XBZRLE's unchanged pages
             p_send, _ = _sequential(g, w, np.full(S, "send"), T, x, p_send, clean_p, seqon, None)
     redirty = sent * pr
     sent_b = _to_bins(sent, seg, B)
@@ -830,11 +893,12 @@ def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
     scanned = k_sent.copy()
     walk = w["walk"]
 
-    skip = (mode == "skip")
+    skip = mode == "skip"
     if skip.any():
         r = np.flatnonzero(skip)
-        sT, sk, sB, ssc, sD, sZ, snew = _skip_phase(g, r, geo, Dseg, k[r], t_nz[r], t_z[r], b_nz[r],
-                                                    b_z[r], tmax[r], x[r])
+        sT, sk, sB, ssc, sD, sZ, snew = _skip_phase(
+            g, r, geo, Dseg, k[r], t_nz[r], t_z[r], b_nz[r], b_z[r], tmax[r], x[r]
+        )
         T[r], k_sent[r], Bytes[r], scanned[r], newly[r] = sT, sk, sB, ssc, snew
         newD[r], newZ[r] = sD, sZ
         cut[r] = sT >= tmax[r] * (1 - 1e-12) - 1e-15
@@ -849,9 +913,15 @@ def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
 
     m = g.rounds < L
     rows, cols = g.idx[m], g.rounds[m]
-    for name, val in (("round_start", st.t), ("round_duration", T), ("round_pages", k_sent),
-                      ("round_bytes", Bytes), ("round_dirty_pages", st.pending),
-                      ("round_bandwidth", st.bw_est), ("round_throttle", st.throttle)):
+    for name, val in (
+        ("round_start", st.t),
+        ("round_duration", T),
+        ("round_pages", k_sent),
+        ("round_bytes", Bytes),
+        ("round_dirty_pages", st.pending),
+        ("round_bandwidth", st.bw_est),
+        ("round_throttle", st.throttle),
+    ):
         out.round[name][rows, cols] = np.broadcast_to(val, T.shape)[m]
     out.round_kind[rows, cols] = ROUND_KINDS.index("precopy")
 
@@ -881,15 +951,20 @@ def _rotate(E, W, X, shift):
     total = cum[:, -1]
 
     offs = 2.0 * np.arange(S)[:, None]
-    flat = (E[:, 1:] + offs).ravel()            # rows apart by 2: one sorted array for all rows
+    flat = (E[:, 1:] + offs).ravel()  # rows apart by 2: one sorted array for all rows
 
     def mass_below(y):
-        b = np.searchsorted(flat, (y + offs).ravel(), side="right").reshape(y.shape) - B * np.arange(S)[:, None]
+        b = (
+            np.searchsorted(flat, (y + offs).ravel(), side="right").reshape(y.shape)
+            - B * np.arange(S)[:, None]
+        )
         b = np.clip(b, 0, B - 1)
         lo, wb = np.take_along_axis(E, b, 1), np.take_along_axis(W, b, 1)
         part = np.where(wb > 0, np.clip((y - lo) / np.maximum(wb, 1e-300), 0.0, 1.0), 0.0)
         bb = b.reshape(b.shape + extra)
-        return np.take_along_axis(cum, bb, 1) + np.take_along_axis(X, bb, 1) * part.reshape(part.shape + extra)
+        return np.take_along_axis(cum, bb, 1) + np.take_along_axis(X, bb, 1) * part.reshape(
+            part.shape + extra
+        )
 
     y1 = np.mod(E[:, :-1] - shift[:, None], 1.0)
     y2 = np.mod(E[:, 1:] - shift[:, None], 1.0)
@@ -919,6 +994,7 @@ def _first_passage(g: _Group, code):
     dipped reaches :data:`FIRST_PASSAGE_P` the migration converges, with the bitmap at the
     threshold."""
     from scipy.special import ndtr, owens_t
+
     st = g.st
     margin = np.asarray(g.pol.convergence_margin_pages(st, g.ctx), dtype=float)
     live = (code == 0) & np.isfinite(margin) & (margin > 0) & (g.rounds > 0)
@@ -953,7 +1029,7 @@ STEADY_TOL = 1e-6
 #: syncs remembered to find a limit cycle (:func:`_cycle_leap`), and the longest cycle looked for
 CYCLE_HISTORY = 48
 MAX_CYCLE = 16
-CYCLE_EVERY = 8        # look for cycles every this many phases
+CYCLE_EVERY = 8  # look for cycles every this many phases
 #: a wobble is steady when the means of the two halves of the history differ by at most
 #: WOBBLE_TREND and no value strays more than WOBBLE_MAX from the recent mean
 WOBBLE_TREND = 1e-3
@@ -983,7 +1059,7 @@ def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
     g.hist_n = np.minimum(g.hist_n + 1, H)
     if g.hist_ptr % CYCLE_EVERY:
         return
-    hist = g.hist[:, :, (g.hist_ptr + np.arange(H)) % H]      # oldest first
+    hist = g.hist[:, :, (g.hist_ptr + np.arange(H)) % H]  # oldest first
     hp = hist[0]
     dts = np.diff(hist[2], axis=1, prepend=np.nan)
     live = ~skip & np.asarray(g.pol.stationary(st)) & ~np.asarray(g.pol.converged(st, g.ctx))
@@ -991,14 +1067,14 @@ def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
         return
     period = np.zeros(st.t.size, dtype=np.int64)
     tol = STEADY_TOL * np.maximum(np.abs(hp[:, -1]), 1.0)
-    for p in range(MAX_CYCLE, 0, -1):      # the shortest period wins
+    for p in range(MAX_CYCLE, 0, -1):  # the shortest period wins
         if 3 * p > H:
             continue
-        a, b = hp[:, H - 2 * p:], hp[:, H - 3 * p:H - p]
+        a, b = hp[:, H - 2 * p :], hp[:, H - 3 * p : H - p]
         same = np.all(np.abs(a - b) <= tol[:, None], axis=1)
         # the phases' lengths repeat too (the cursor need not: the bins are alike under a
         # shift by a chunk, so the bitmap's sizes can cycle faster than the cursor)
-        ta, tb = dts[:, H - 2 * p:], dts[:, H - 3 * p:H - p]
+        ta, tb = dts[:, H - 2 * p :], dts[:, H - 3 * p : H - p]
         same &= np.all(np.abs(ta - tb) <= STEADY_TOL * np.maximum(np.abs(ta), 1e-12), axis=1)
         period = np.where(live & same & (g.hist_n > 3 * p), p, period)
     # no exact cycle: a bounded wobble without trend (the cursor's advance and the bins are
@@ -1009,8 +1085,14 @@ def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
         m1, m2 = np.nanmean(hp[:, :half], axis=1), np.nanmean(hp[:, half:], axis=1)
         wob = np.nanmax(np.abs(hp - m2[:, None]), axis=1) / np.maximum(np.abs(m2), 1.0)
         d1, d2 = np.nanmean(dts[:, 1:half], axis=1), np.nanmean(dts[:, half:], axis=1)
-    steady = live & (period == 0) & (g.hist_n >= H) & (np.abs(m1 - m2) <= WOBBLE_TREND * np.abs(m2)) & \
-        (wob <= WOBBLE_MAX) & (np.abs(d1 - d2) <= WOBBLE_TREND * np.abs(d2))
+    steady = (
+        live
+        & (period == 0)
+        & (g.hist_n >= H)
+        & (np.abs(m1 - m2) <= WOBBLE_TREND * np.abs(m2))
+        & (wob <= WOBBLE_MAX)
+        & (np.abs(d1 - d2) <= WOBBLE_TREND * np.abs(d2))
+    )
     period = np.where(steady, H - 1, period)
     ok = period > 0
     if not ok.any():
@@ -1018,19 +1100,30 @@ def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
     rows = np.flatnonzero(ok)
     p = period[rows]
     last = H - 1
-    d = {k: hist[i, rows, last] - hist[i, rows, last - p] for i, k in
-         ((2, "t"), (3, "b"), (4, "k"))}
-    surv_ratio = np.where(hist[5, rows, last - p] > 0,
-                          hist[5, rows, last] / np.maximum(hist[5, rows, last - p], 1e-300), 1.0)
+    d = {k: hist[i, rows, last] - hist[i, rows, last - p] for i, k in ((2, "t"), (3, "b"), (4, "k"))}
+    surv_ratio = np.where(
+        hist[5, rows, last - p] > 0, hist[5, rows, last] / np.maximum(hist[5, rows, last - p], 1e-300), 1.0
+    )
     sub, psub = g.st.subset(rows), g.pol.subset(rows)
     left_t = np.broadcast_to(np.asarray(psub.timeout_s, dtype=float), rows.shape)
     n = np.floor((left_t - sub.t) / np.maximum(d["t"], 1e-300)) - 1
-    h = np.broadcast_to(np.asarray(psub.steady_horizon(sub, g.ctx.subset(rows), sub.phase_time,
-                                                       sub.phase_bytes), dtype=float), rows.shape)
+    h = np.broadcast_to(
+        np.asarray(
+            psub.steady_horizon(sub, g.ctx.subset(rows), sub.phase_time, sub.phase_bytes), dtype=float
+        ),
+        rows.shape,
+    )
     n = np.minimum(n, np.floor((h - 1) / p))
     with np.errstate(divide="ignore", invalid="ignore"):
-        n_surv = np.where(surv_ratio < 1.0, np.floor(np.log((1.0 - FIRST_PASSAGE_P) / np.maximum(
-            g.survive[rows], 1e-300)) / np.log(np.maximum(surv_ratio, 1e-300))) - 1, np.inf)
+        n_surv = np.where(
+            surv_ratio < 1.0,
+            np.floor(
+                np.log((1.0 - FIRST_PASSAGE_P) / np.maximum(g.survive[rows], 1e-300))
+                / np.log(np.maximum(surv_ratio, 1e-300))
+            )
+            - 1,
+            np.inf,
+        )
     n = np.minimum(n, n_surv)
     n = np.where(np.isfinite(n), np.maximum(n, 0), 0).astype(np.int64)
     go = n > 0
@@ -1112,11 +1205,11 @@ def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k, cut) -> np.ndarr
     m = np.where(cand, np.maximum(m, 0), 0)
 
     def after(x, lim, ratio, n):
-        return lim + (x - lim) * ratio ** n
+        return lim + (x - lim) * ratio**n
 
     def summed(x, lim, ratio, n):  # sum of the next n values of the sequence
         with np.errstate(divide="ignore", invalid="ignore"):
-            geo = np.where(ratio > 0, (x - lim) * ratio * (1 - ratio ** n) / (1 - ratio), 0.0)
+            geo = np.where(ratio > 0, (x - lim) * ratio * (1 - ratio**n) / (1 - ratio), 0.0)
         return n * lim + geo
 
     p_m = np.maximum(after(st.pending, plim, rp, m), 0.0)
@@ -1126,8 +1219,11 @@ def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k, cut) -> np.ndarr
     k_next = np.asarray(pol.phase_pages(probe, g.ctx), dtype=float)
     T_next_pred = after(T, Tlim, rT, m + 1)
     T_next_pol = k_next * T / np.maximum(k, 1e-300)
-    ok = (m > 0) & ~np.asarray(pol.converged(probe, g.ctx)) & \
-        (np.abs(T_next_pol - T_next_pred) <= 0.01 * np.maximum(T_next_pred, 1e-300))
+    ok = (
+        (m > 0)
+        & ~np.asarray(pol.converged(probe, g.ctx))
+        & (np.abs(T_next_pol - T_next_pred) <= 0.01 * np.maximum(T_next_pred, 1e-300))
+    )
     ok = ok & (st.t + np.where(ok, summed(T, Tlim, rT, np.where(ok, m, 0)), 0.0) <= pol.timeout_s)
     n = np.where(ok, m, 0).astype(np.int64)
     if not n.any():
@@ -1142,11 +1238,15 @@ def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k, cut) -> np.ndarr
         rows, j = g.idx[sel], (c - first)[sel] + 1
         Tj = after(T[sel], Tlim[sel], rT[sel], j)
         start = st.t[sel] + summed(T[sel], Tlim[sel], rT[sel], j - 1)
-        vals = (("round_start", start), ("round_duration", Tj), ("round_pages", rate_k[sel] * Tj),
-                ("round_bytes", rate_B[sel] * Tj),
-                ("round_dirty_pages", after(st.pending[sel], plim[sel], rp[sel], j - 1)),
-                ("round_bandwidth", np.broadcast_to(st.bw_est, T.shape)[sel]),
-                ("round_throttle", np.broadcast_to(st.throttle, T.shape)[sel]))
+        vals = (
+            ("round_start", start),
+            ("round_duration", Tj),
+            ("round_pages", rate_k[sel] * Tj),
+            ("round_bytes", rate_B[sel] * Tj),
+            ("round_dirty_pages", after(st.pending[sel], plim[sel], rp[sel], j - 1)),
+            ("round_bandwidth", np.broadcast_to(st.bw_est, T.shape)[sel]),
+            ("round_throttle", np.broadcast_to(st.throttle, T.shape)[sel]),
+        )
         for name, val in vals:
             out.round[name][rows, c] = val
         out.round_kind[rows, c] = ROUND_KINDS.index("precopy")
@@ -1172,7 +1272,7 @@ def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k, cut) -> np.ndarr
     st.round = st.round + n
     g.rounds = g.rounds + n
     st.phase_time = np.where(ok, T_m, st.phase_time)
-    g.prev[:, ok] = np.nan   # rebuild the history after a leap
+    g.prev[:, ok] = np.nan  # rebuild the history after a leap
     return ok
 
 
@@ -1191,8 +1291,9 @@ def _postcopy_faults(pol, d, lam, seq, P, T_push):
     per_page = np.where(P > 0, T_push / np.maximum(P, 1e-300), 0.0)[:, None]
     b_o = np.cumsum(d_o, axis=1) * per_page
     a_o = b_o - d_o * per_page
-    pre_f = d_o * mean_written_after(np.take_along_axis(acc, order, 1), a_o, b_o,
-                                     np.take_along_axis(seq, order, 1))
+    pre_f = d_o * mean_written_after(
+        np.take_along_axis(acc, order, 1), a_o, b_o, np.take_along_axis(seq, order, 1)
+    )
     prepage = np.broadcast_to(np.asarray(pol.prepaging_enabled()), P.shape)
     return np.where(prepage, pre_f.sum(1), uniform_f.sum(1))
 
@@ -1220,8 +1321,7 @@ def _finish(g: _Group, done, code, out: BatchResult, L: int) -> None:
     tau = deadline - st.t
     late = ~timeout & (st.t + down > deadline)
     late_bytes = np.where(post, sw_post.sent_by(tau), sw_stop.sent_by(tau))
-    late_pages = np.where(post, 0.0, P * np.clip(tau / np.maximum(sw_stop.page_time_s, 1e-300),
-                                                 0.0, 1.0))
+    late_pages = np.where(post, 0.0, P * np.clip(tau / np.maximum(sw_stop.page_time_s, 1e-300), 0.0, 1.0))
     code = np.where(late, REASON_CODE["timeout"], code)
     timeout = timeout | late
     post = post & ~late
@@ -1242,8 +1342,9 @@ def _finish(g: _Group, done, code, out: BatchResult, L: int) -> None:
     stall = faults * (ctx.rtt_s + lk.t_nz + pol.fault_overhead_s()) / g.vcpus[sub]
 
     t_end_pre = st.t
-    total = np.where(timeout, np.where(late, deadline, t_end_pre),
-                     t_end_pre + down + np.where(post, T_push, 0.0))
+    total = np.where(
+        timeout, np.where(late, deadline, t_end_pre), t_end_pre + down + np.where(post, T_push, 0.0)
+    )
     late_down = np.where(late, tau, np.nan)
     down = np.where(timeout, np.nan, down)
     stop_bytes = np.where(late, late_bytes, np.where(timeout, 0.0, stop_bytes))
@@ -1259,23 +1360,33 @@ def _finish(g: _Group, done, code, out: BatchResult, L: int) -> None:
 
     # Final round(s) of the detail.
     col = np.minimum(rounds, L)
-    fin = ~timeout | late           # a switchover cut by the timeout is shown up to the cut
+    fin = ~timeout | late  # a switchover cut by the timeout is shown up to the cut
     r, c = rows[fin], col[fin]
     rate = np.broadcast_to(pol.stop_rate_bytes_s(st, ctx), P.shape)[fin]
-    vals = {"round_start": st.t[fin], "round_duration": np.where(late, late_down, down)[fin],
-            "round_pages": np.where(late, late_pages, np.where(post, 0.0, P))[fin],
-            "round_bytes": stop_bytes[fin],
-            "round_dirty_pages": P[fin], "round_bandwidth": rate, "round_throttle": np.ones(r.size)}
+    vals = {
+        "round_start": st.t[fin],
+        "round_duration": np.where(late, late_down, down)[fin],
+        "round_pages": np.where(late, late_pages, np.where(post, 0.0, P))[fin],
+        "round_bytes": stop_bytes[fin],
+        "round_dirty_pages": P[fin],
+        "round_bandwidth": rate,
+        "round_throttle": np.ones(r.size),
+    }
     for name, v in vals.items():
         out.round[name][r, c] = v
     out.round_kind[r, c] = ROUND_KINDS.index("stop")
     pm = post[fin] & (c + 1 < out.n_rounds)
     if pm.any():
         r2, c2 = r[pm], c[pm] + 1
-        vals2 = {"round_start": (st.t + down)[fin][pm], "round_duration": T_push[fin][pm],
-                 "round_pages": P[fin][pm], "round_bytes": pc_bytes[fin][pm],
-                 "round_dirty_pages": P[fin][pm], "round_bandwidth": rate[pm],
-                 "round_throttle": np.zeros(r2.size)}
+        vals2 = {
+            "round_start": (st.t + down)[fin][pm],
+            "round_duration": T_push[fin][pm],
+            "round_pages": P[fin][pm],
+            "round_bytes": pc_bytes[fin][pm],
+            "round_dirty_pages": P[fin][pm],
+            "round_bandwidth": rate[pm],
+            "round_throttle": np.zeros(r2.size),
+        }
         for name, v in vals2.items():
             out.round[name][r2, c2] = v
         out.round_kind[r2, c2] = ROUND_KINDS.index("postcopy")

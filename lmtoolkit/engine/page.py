@@ -33,6 +33,7 @@ Writes come from the workload's sampler (:mod:`lmtoolkit.model.workload`), O(wri
 per phase; the only O(memory) work is the first pass.  Everything is numpy; one migration
 per call, deterministic for a given seed.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -127,7 +128,7 @@ class _Run:
         if z:
             self.nonzero[page_of_rank(np.arange(self.n - z, self.n), self.n)] = False
         self.sampler = scn.workload.sampler(self.n, self.vm.page_bytes, rng)
-        self.dirty = np.ones(self.n, dtype=bool)      # the dirty bitmap (pages pending)
+        self.dirty = np.ones(self.n, dtype=bool)  # the dirty bitmap (pages pending)
         self._slot_arr = None  # page -> position in this phase's sends (allocated on first use)
         self._kbit_arr = None  # KVM dirty-log bits (dirty_clear: chunk; allocated on first use)
         self._written_arr = None  # pages written since the sync (dirty_clear: skip)
@@ -249,7 +250,7 @@ class _Run:
         kb = self._kbit()
         for c in np.flatnonzero(np.isfinite(clear_t)):
             # the bits the sync saw are dropped: a later write sets them again
-            kb[c * cp:(c + 1) * cp] = False
+            kb[c * cp : (c + 1) * cp] = False
         return cp, clear_t
 
     def phase(self, k: int) -> bool:
@@ -279,7 +280,7 @@ class _Run:
         wp, wt = self.sampler.sample(t0, t0 + T, self._write_speed())
         mode = clear_mode(pol)
         if mode == "chunk":
-            cached = self._kbit()[wp]      # the bits the sync saw (before this phase's clears)
+            cached = self._kbit()[wp]  # the bits the sync saw (before this phase's clears)
             chunk_of, clear_t = self._chunk_clears(k, s0, contiguous, sent, sends, t0)
         newly = 0
         if self._changed is not None:
@@ -316,8 +317,7 @@ class _Run:
             self._xb_started = True
         rest = pending - k
 
-        self.detail_append("precopy", t0, T, k, B, float(st.pending), float(st.bw_est),
-                           float(st.throttle))
+        self.detail_append("precopy", t0, T, k, B, float(st.pending), float(st.bw_est), float(st.throttle))
         st.lost_guest_time = st.lost_guest_time + st.throttle * T
         st.t = st.t + T
         st.phase_time, st.phase_bytes, st.phase_pages = np.float64(T), np.float64(B), np.float64(k)
@@ -357,7 +357,7 @@ class _Run:
         while i < k:
             width = 4 * batch
             while True:
-                window = order[i:i + width]
+                window = order[i : i + width]
                 cs = np.cumsum(~written[window])
                 if cs.size == 0 or cs[-1] >= batch or i + width >= k:
                     break
@@ -393,8 +393,9 @@ class _Run:
             scanned_last = order[i - 1] if i else order[0]
             self.cursor = (int(scanned_last) + 1) % self.n
         T = (tmax if timed_out else tau) - t0
-        self.detail_append("precopy", t0, T, n_sent, nbytes, float(st.pending), float(st.bw_est),
-                           float(st.throttle))
+        self.detail_append(
+            "precopy", t0, T, n_sent, nbytes, float(st.pending), float(st.bw_est), float(st.throttle)
+        )
         st.lost_guest_time = st.lost_guest_time + st.throttle * T
         st.t = np.float64(t0 + T)
         st.sent_bytes = st.sent_bytes + nbytes
@@ -420,8 +421,7 @@ class _Run:
         st = self.st
         tau = float(self.pol.timeout_s) - t0
         j, B = sends.by(tau)
-        self.detail_append("precopy", t0, tau, j, B, float(st.pending), float(st.bw_est),
-                           float(st.throttle))
+        self.detail_append("precopy", t0, tau, j, B, float(st.pending), float(st.bw_est), float(st.throttle))
         st.lost_guest_time = st.lost_guest_time + st.throttle * tau
         st.t = np.float64(float(self.pol.timeout_s))
         st.sent_bytes = st.sent_bytes + B
@@ -431,19 +431,31 @@ class _Run:
 
     def detail_append(self, kind, start, dur, pages, nbytes, dirty, bw, thr):
         if kind != "precopy" or len(self.detail) < ROUND_DETAIL_LIMIT:
-            self.detail.append(RoundRecord(len(self.detail), kind, start, dur, pages, nbytes, dirty,
-                                           bw, thr))
+            self.detail.append(RoundRecord(len(self.detail), kind, start, dur, pages, nbytes, dirty, bw, thr))
 
     # -- after pre-copy ----------------------------------------------------------------------------
     def finish(self, code: int) -> MigrationRecord:
         st, pol, ctx = self.st, self.pol, self.ctx
-        rec = dict(policy=pol.name, engine="page", rounds=self.rounds,
-                   converged=code == REASON_CODE["converged"], stop_reason=reason_name(code),
-                   memory_bytes=float(self.vm.memory_bytes), precopy_bytes=float(st.sent_bytes))
+        rec = dict(
+            policy=pol.name,
+            engine="page",
+            rounds=self.rounds,
+            converged=code == REASON_CODE["converged"],
+            stop_reason=reason_name(code),
+            memory_bytes=float(self.vm.memory_bytes),
+            precopy_bytes=float(st.sent_bytes),
+        )
         if code == REASON_CODE["timeout"]:
             t = float(st.t)
-            return self._record(rec, total=t, down=np.nan, nbytes=float(st.sent_bytes), completed=False,
-                                stop_bytes=0.0, lost=float(st.lost_guest_time))
+            return self._record(
+                rec,
+                total=t,
+                down=np.nan,
+                nbytes=float(st.sent_bytes),
+                completed=False,
+                stop_bytes=0.0,
+                lost=float(st.lost_guest_time),
+            )
         if self.snapshot is not None:
             self.snapshot(self.rounds, self.dirty)
         self.pending = np.flatnonzero(self.dirty)
@@ -456,20 +468,50 @@ class _Run:
             # the last stage goes through the cache too (hits as deltas, no inserts)
             order = _send_order(self.pending, self.cursor)
             lk = pol.link(st, ctx, stop=True)
-            tt, bb = self._xbzrle(0, order.size, False, order, self.nonzero[order], float(lk.t_nz),
-                                  float(lk.t_z), float(lk.b_nz), float(lk.b_z), stop=True)
+            tt, bb = self._xbzrle(
+                0,
+                order.size,
+                False,
+                order,
+                self.nonzero[order],
+                float(lk.t_nz),
+                float(lk.t_z),
+                float(lk.b_nz),
+                float(lk.b_z),
+                stop=True,
+            )
             page_t, page_b = float(tt.sum()), float(bb.sum())
-            sw = Switchover(page_t + sw.device_time_s + float(pol.stop_overhead_ms) / 1000.0,
-                            page_b + sw.device_bytes, page_t, page_b, sw.device_time_s, sw.device_bytes)
+            sw = Switchover(
+                page_t + sw.device_time_s + float(pol.stop_overhead_ms) / 1000.0,
+                page_b + sw.device_bytes,
+                page_t,
+                page_b,
+                sw.device_time_s,
+                sw.device_bytes,
+            )
         down = float(sw.downtime_s)
         if float(st.t) + down > float(pol.timeout_s):
             return self._switchover_timeout(rec, sw)
-        self.detail_append("stop", float(st.t), down, self.pending.size, float(sw.bytes),
-                           self.pending.size, float(pol.stop_rate_bytes_s(st, ctx)), 1.0)
+        self.detail_append(
+            "stop",
+            float(st.t),
+            down,
+            self.pending.size,
+            float(sw.bytes),
+            self.pending.size,
+            float(pol.stop_rate_bytes_s(st, ctx)),
+            1.0,
+        )
         total = float(st.t) + down
-        return self._record(rec, total=total, down=down, nbytes=float(st.sent_bytes + sw.bytes),
-                            completed=True, stop_bytes=float(sw.bytes),
-                            lost=float(st.lost_guest_time))
+        return self._record(
+            rec,
+            total=total,
+            down=down,
+            nbytes=float(st.sent_bytes + sw.bytes),
+            completed=True,
+            stop_bytes=float(sw.bytes),
+            lost=float(st.lost_guest_time),
+        )
 
     def _postcopy(self, rec, n_nz, n_z):
         """Switch now (device state only), then push the rest while demand faults pull pages."""
@@ -509,15 +551,30 @@ class _Run:
             faults = int(np.count_nonzero(first[ok] < pushed_at))
         stall = faults * (float(ctx.rtt_s) + t_nz + float(pol.fault_overhead_s())) / self.vm.vcpus
         pc_bytes = n_nz * b_nz + n_z * b_z
-        self.detail_append("stop", float(st.t), down, 0, float(sw.bytes), pend.size,
-                           float(pol.stop_rate_bytes_s(st, ctx)), 1.0)
-        self.detail_append("postcopy", t1, T, pend.size, pc_bytes, pend.size,
-                           float(pol.stop_rate_bytes_s(st, ctx)), 0.0)
+        self.detail_append(
+            "stop",
+            float(st.t),
+            down,
+            0,
+            float(sw.bytes),
+            pend.size,
+            float(pol.stop_rate_bytes_s(st, ctx)),
+            1.0,
+        )
+        self.detail_append(
+            "postcopy", t1, T, pend.size, pc_bytes, pend.size, float(pol.stop_rate_bytes_s(st, ctx)), 0.0
+        )
         rec.update(postcopy_faults=float(faults), postcopy_time_s=T)
         total = t1 + T
-        return self._record(rec, total=total, down=down,
-                            nbytes=float(st.sent_bytes + sw.bytes + pc_bytes), completed=True,
-                            stop_bytes=float(sw.bytes), lost=float(st.lost_guest_time) + stall)
+        return self._record(
+            rec,
+            total=total,
+            down=down,
+            nbytes=float(st.sent_bytes + sw.bytes + pc_bytes),
+            completed=True,
+            stop_bytes=float(sw.bytes),
+            lost=float(st.lost_guest_time) + stall,
+        )
 
     def _switchover_timeout(self, rec, sw, send_pages=True):
         """The timeout falls inside the pause: the migration is abandoned there (the VM
@@ -531,20 +588,32 @@ class _Run:
             lk = pol.link(st, ctx, stop=True)
             t_nz, t_z, b_nz, b_z = (float(v) for v in (lk.t_nz, lk.t_z, lk.b_nz, lk.b_z))
             order = _send_order(self.pending, self.cursor)
-            j, page_b = sent_by(tau, t_nz, t_z, b_nz, b_z,
-                                np.cumsum(self.nonzero[order], dtype=np.int64))
+            j, page_b = sent_by(tau, t_nz, t_z, b_nz, b_z, np.cumsum(self.nonzero[order], dtype=np.int64))
         sent = float(sw.sent_by(tau, page_bytes=page_b))
-        self.detail_append("stop", float(st.t), tau, j, sent, self.pending.size,
-                           float(pol.stop_rate_bytes_s(st, ctx)), 1.0)
+        self.detail_append(
+            "stop", float(st.t), tau, j, sent, self.pending.size, float(pol.stop_rate_bytes_s(st, ctx)), 1.0
+        )
         rec.update(converged=False, stop_reason="timeout")
-        return self._record(rec, total=float(pol.timeout_s), down=np.nan,
-                            nbytes=float(st.sent_bytes) + sent, completed=False, stop_bytes=sent,
-                            lost=float(st.lost_guest_time))
+        return self._record(
+            rec,
+            total=float(pol.timeout_s),
+            down=np.nan,
+            nbytes=float(st.sent_bytes) + sent,
+            completed=False,
+            stop_bytes=sent,
+            lost=float(st.lost_guest_time),
+        )
 
     def _record(self, rec, total, down, nbytes, completed, stop_bytes, lost):
-        rec.update(total_time_s=total, downtime_s=down, transferred_bytes=nbytes, completed=completed,
-                   stop_bytes=stop_bytes, throttle_max=float(self.st.throttle_max),
-                   guest_slowdown=float(slowdown(lost, total, down)))
+        rec.update(
+            total_time_s=total,
+            downtime_s=down,
+            transferred_bytes=nbytes,
+            completed=completed,
+            stop_bytes=stop_bytes,
+            throttle_max=float(self.st.throttle_max),
+            guest_slowdown=float(slowdown(lost, total, down)),
+        )
         return MigrationRecord(**rec, round_detail=self.detail)
 
 

@@ -9,6 +9,7 @@
 * :mod:`.validate` — ``lmtk validate whatif``: fit one run of a family, predict the others;
 * :mod:`.cli` — ``lmtk fit`` and ``lmtk whatif``.
 """
+
 from .readers import MigrationLog, read_log
 
 __all__ = ["read_log", "MigrationLog"]
@@ -20,5 +21,6 @@ _LAZY = ("readers", "fit", "fitfile", "whatif", "plot", "validate", "cli")
 def __getattr__(name):
     if name in _LAZY:
         import importlib
+
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

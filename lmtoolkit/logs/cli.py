@@ -4,6 +4,7 @@ Bad input (an unreadable or truncated log, a bad override, a damaged FIT file) i
 ``lmtk: error: …`` and exit status 2 (:class:`~lmtoolkit.errors.ConfigError`, printed by
 :func:`lmtoolkit.cli.main`).  Files are written atomically (:mod:`lmtoolkit.io`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,6 +35,7 @@ def cmd_fit(args) -> int:
     from ..io import check_writable
     from .fit import fit_log
     from .fitfile import run_command, write_fit
+
     out = Path(args.out) if args.out else default_fit_path(args.log, args.overrides)
     check_writable(out, "--out" if args.out else "paths.results_dir")
     res = fit_log(args.log, args.overrides, bootstrap=args.bootstrap, seed=args.seed, engine=args.engine)
@@ -50,7 +52,8 @@ def cmd_whatif(args) -> int:
     from .fitfile import read_fit
     from .plot import fig_whatif, whatif_table
     from .whatif import whatif
-    read_fit(args.fit)                          # a bad FIT file is an error before anything else
+
+    read_fit(args.fit)  # a bad FIT file is an error before anything else
     if args.out:
         out = Path(args.out)
     else:
@@ -64,17 +67,21 @@ def cmd_whatif(args) -> int:
     ds = whatif(args.fit, args.overrides, samples=args.samples, command=command)
     write_dataset(ds, out)
     import pandas as pd
+
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 3):
         tab = whatif_table(ds)
         cols = [c for c in tab.columns if not c.startswith(("downtime_", "transferred_"))]
         print(tab[cols].to_string())
     obs = float(ds.observed_total_time)
-    print(f"(observed run: total time {obs:.3f} s, downtime {float(ds.observed_downtime) * 1000:.1f} ms, "
-          f"{float(ds.observed_transferred) / 2**20:.1f} MiB; bands: 5-95 % of "
-          f"{ds.attrs.get('lmt_band_samples', 0)} bootstrap parameter sets)")
+    print(
+        f"(observed run: total time {obs:.3f} s, downtime {float(ds.observed_downtime) * 1000:.1f} ms, "
+        f"{float(ds.observed_transferred) / 2**20:.1f} MiB; bands: 5-95 % of "
+        f"{ds.attrs.get('lmt_band_samples', 0)} bootstrap parameter sets)"
+    )
     print(f"\nwrote {out}")
     if fig_path is not None:
         from ..io import atomic_path
+
         fig = fig_whatif(ds)
         with atomic_path(fig_path, suffix=fig_path.suffix) as tmp:
             fig.savefig(tmp, format=fig_path.suffix.lstrip(".") or "png")
@@ -83,31 +90,55 @@ def cmd_whatif(args) -> int:
 
 
 def add_commands(sub) -> None:
-    f = sub.add_parser("fit", help="fit the guest of a real migration log (QMP query-migrate JSON, libvirt "
-                                   "domjobinfo / job stats, testbed record) -> FIT.yaml")
-    f.add_argument("log", help="the log: QMP query-migrate replies with _t (JSON list or lines), virsh "
-                               "domjobinfo text, virDomainGetJobStats key=value, or a testbed .nc record")
-    f.add_argument("overrides", nargs="*", help="what you know about the run, e.g. "
-                                                "policy.max_bandwidth_mib_s=100 policy.downtime_limit_ms=300 "
-                                                "policy.dirty_clear=sync (TCG); workload=hotcold|zipf to fit "
-                                                "that shape")
+    f = sub.add_parser(
+        "fit",
+        help="fit the guest of a real migration log (QMP query-migrate JSON, libvirt "
+        "domjobinfo / job stats, testbed record) -> FIT.yaml",
+    )
+    f.add_argument(
+        "log",
+        help="the log: QMP query-migrate replies with _t (JSON list or lines), virsh "
+        "domjobinfo text, virDomainGetJobStats key=value, or a testbed .nc record",
+    )
+    f.add_argument(
+        "overrides",
+        nargs="*",
+        help="what you know about the run, e.g. "
+        "policy.max_bandwidth_mib_s=100 policy.downtime_limit_ms=300 "
+        "policy.dirty_clear=sync (TCG); workload=hotcold|zipf to fit "
+        "that shape",
+    )
     f.add_argument("-o", "--out", help="FIT.yaml to write (default <results>/fits/fit/<log>.yaml)")
-    f.add_argument("--engine", default="fluid", choices=("fluid", "page"),
-                   help="fluid (default): the fluid engine; page: the fluid search corrected onto the "
-                        "page engine (space mapping; the FIT file then runs the page engine)")
+    f.add_argument(
+        "--engine",
+        default="fluid",
+        choices=("fluid", "page"),
+        help="fluid (default): the fluid engine; page: the fluid search corrected onto the "
+        "page engine (space mapping; the FIT file then runs the page engine)",
+    )
     f.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples over rounds (default 200)")
     f.add_argument("--seed", type=int, default=0, help="seed of the optimiser and the bootstrap")
     f.set_defaults(func=cmd_fit)
 
-    w = sub.add_parser("whatif", help="simulate a fitted guest (FIT.yaml) under other settings, with "
-                                      "bootstrap bands -> a Dataset")
+    w = sub.add_parser(
+        "whatif",
+        help="simulate a fitted guest (FIT.yaml) under other settings, with bootstrap bands -> a Dataset",
+    )
     w.add_argument("fit", help="a FIT.yaml written by lmtk fit")
-    w.add_argument("overrides", nargs="*", help="settings to change, e.g. network=10gbe policy=vmware; "
-                                                "key=a,b,c makes an axis (policy=qemu,hybrid,vmware "
-                                                "policy.max_bandwidth_mib_s=64,128)")
+    w.add_argument(
+        "overrides",
+        nargs="*",
+        help="settings to change, e.g. network=10gbe policy=vmware; "
+        "key=a,b,c makes an axis (policy=qemu,hybrid,vmware "
+        "policy.max_bandwidth_mib_s=64,128)",
+    )
     w.add_argument("-o", "--out", help="netCDF file to write (default <results>/whatif/<fit>_<hash>.nc)")
-    w.add_argument("--samples", type=int, default=None,
-                   help="bootstrap parameter sets for the bands (default: all the FIT file keeps, <= 100)")
+    w.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="bootstrap parameter sets for the bands (default: all the FIT file keeps, <= 100)",
+    )
     w.add_argument("--figure", help="also write the what-if figure (PNG/PDF/SVG)")
     w.set_defaults(func=cmd_whatif)
 
@@ -115,6 +146,7 @@ def add_commands(sub) -> None:
 def _register_validation() -> None:
     # `lmtk validate whatif`: the dataset lives in lmtoolkit.logs.validate
     from .validate import register
+
     register()
 
 

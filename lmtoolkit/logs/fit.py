@@ -48,6 +48,7 @@ over its range, the others at the fit; the values within Δχ² <= 1 x the resid
 sampled uniformly).  Each parameter gets a standard deviation and a 16–84 % interval;
 :attr:`FitResult.samples` keeps the parameter sets ``lmtk whatif`` runs for its bands.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -61,10 +62,10 @@ import xarray as xr
 
 from ..errors import ConfigError
 
-GIB = 1024 ** 3
-MIB = 1024 ** 2
-HEADER = 8.0          # QEMU save_page_header: 8-byte offset|flags word per page
-ZERO_PAGE = 9.0       # header + one byte per zero page
+GIB = 1024**3
+MIB = 1024**2
+HEADER = 8.0  # QEMU save_page_header: 8-byte offset|flags word per page
+ZERO_PAGE = 9.0  # header + one byte per zero page
 
 #: fewer rounds than this: no bootstrap over rounds, likelihood slices instead
 MIN_BOOTSTRAP_ROUNDS = 4
@@ -79,23 +80,23 @@ ACTIVE = ("active", "postcopy-active", "device", "pre-switchover")
 class Observed:
     """What the fit matches: per sync ``k = 2 … K`` (index ``k - 2``) and the totals."""
 
-    syncs: int                      # K: dirty-sync-count at the end
-    lo: np.ndarray                  # sync time bracket (s)
+    syncs: int  # K: dirty-sync-count at the end
+    lo: np.ndarray  # sync time bracket (s)
     hi: np.ndarray
-    dirty: np.ndarray               # bytes the sync added to the bitmap (NaN: not measurable)
+    dirty: np.ndarray  # bytes the sync added to the bitmap (NaN: not measurable)
     dirty_sigma: np.ndarray
     total_time: float
     transferred: float
-    downtime: float                 # NaN unless completed
+    downtime: float  # NaN unless completed
     completed: bool
     converged: bool
     setup_time: float
-    precopy_rate: float             # bytes/s while pre-copying (median over polls)
+    precopy_rate: float  # bytes/s while pre-copying (median over polls)
     page_size: float
     memory_bytes: float
-    end_precopy: float              # when the VM stopped (total_time − downtime)
-    period_end: int = 0             # sync at which QEMU first reported dirty-pages-rate (0: none)
-    period_new: float = math.nan    # bytes the syncs 2 … period_end added (rate x period)
+    end_precopy: float  # when the VM stopped (total_time − downtime)
+    period_end: int = 0  # sync at which QEMU first reported dirty-pages-rate (0: none)
+    period_new: float = math.nan  # bytes the syncs 2 … period_end added (rate x period)
     period_sigma: float = math.nan
     sample_time: np.ndarray = field(default_factory=lambda: np.zeros(0))
     sample_remaining: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -124,9 +125,14 @@ def observe(log: xr.Dataset, delta_pages: bool = False) -> Observed:
     rem = np.asarray(log.sample_remaining.values, float)
     c = np.asarray(log.sample_dirty_sync_count.values, float)
     if not np.isfinite(c).any():
-        raise ConfigError("LOG", src, "", message=f"{src}: the log has no dirty-sync-count "
-                          "(ram.dirty-sync-count / memory_iteration, QEMU >= 2.1): the rounds "
-                          "cannot be told apart, nothing to fit")
+        raise ConfigError(
+            "LOG",
+            src,
+            "",
+            message=f"{src}: the log has no dirty-sync-count "
+            "(ram.dirty-sync-count / memory_iteration, QEMU >= 2.1): the rounds "
+            "cannot be told apart, nothing to fit",
+        )
     # forward-fill missing counts (a poll without RAM statistics)
     c = np.maximum.accumulate(np.where(np.isfinite(c), c, 0.0))
     completed = bool(log.completed.item())
@@ -146,7 +152,7 @@ def observe(log: xr.Dataset, delta_pages: bool = False) -> Observed:
         a = t[before[-1]] if before.size else 0.0
         b = t[after[0]] if after.size else total
         if completed and not postcopy and k == K:
-            a, b = end_pre - 0.005, end_pre + 0.005          # the switchover sync
+            a, b = end_pre - 0.005, end_pre + 0.005  # the switchover sync
         elif completed and not postcopy:
             b = min(b, end_pre)
             a = min(a, b)
@@ -155,8 +161,14 @@ def observe(log: xr.Dataset, delta_pages: bool = False) -> Observed:
         d, s = math.nan, math.nan
         if before.size and after.size and k < K and not (delta_pages and k >= 4):
             i, j = before[-1], after[0]
-            one = c[j] == k and st[j] in ACTIVE and st[i] in ACTIVE + ("setup",) \
-                and np.isfinite(rem[j]) and np.isfinite(rem[i]) and np.isfinite(tr[j] - tr[i])
+            one = (
+                c[j] == k
+                and st[j] in ACTIVE
+                and st[i] in ACTIVE + ("setup",)
+                and np.isfinite(rem[j])
+                and np.isfinite(rem[i])
+                and np.isfinite(tr[j] - tr[i])
+            )
             if one and rem[j] > 0:
                 # pages the sync added to the bitmap: what the bitmap grew by plus what was
                 # sent meanwhile (exact when the pages sent are normal pages)
@@ -174,8 +186,11 @@ def observe(log: xr.Dataset, delta_pages: bool = False) -> Observed:
     # pre-copy rate: the median over consecutive polls of a running migration (robust to the
     # counter's jitter around syncs and to the zero-page stretches of the first pass)
     act = np.flatnonzero(np.isin(st, ACTIVE))
-    rates = [(tr[j] - tr[i]) / (t[j] - t[i]) for i, j in zip(act[:-1], act[1:])
-             if j == i + 1 and t[j] > t[i] and np.isfinite(tr[j] - tr[i])]
+    rates = [
+        (tr[j] - tr[i]) / (t[j] - t[i])
+        for i, j in zip(act[:-1], act[1:])
+        if j == i + 1 and t[j] > t[i] and np.isfinite(tr[j] - tr[i])
+    ]
     rate = float(np.median(rates)) if len(rates) >= 3 else math.nan
     if not np.isfinite(rate) or rate <= 0:
         pre_bytes = _f(log, "transferred") - np.nan_to_num(_f(log, "downtime_bytes"))
@@ -198,19 +213,37 @@ def observe(log: xr.Dataset, delta_pages: bool = False) -> Observed:
                 if span > 0:
                     period_end = kb
                     period_new = dpr[j] * span * page
-                    period_sigma = math.sqrt((dpr[j] * page * w) ** 2 / 12 + (0.01 * period_new) ** 2
-                                             + (0.25 * MIB) ** 2)
+                    period_sigma = math.sqrt(
+                        (dpr[j] * page * w) ** 2 / 12 + (0.01 * period_new) ** 2 + (0.25 * MIB) ** 2
+                    )
                     if kb == 2:
-                        dirty[0], dsig[0] = math.nan, math.nan   # measured better here
+                        dirty[0], dsig[0] = math.nan, math.nan  # measured better here
     conv = completed and not postcopy
-    shown = np.isin(st, ACTIVE + ("completed",))        # setup polls report nothing yet
-    return Observed(syncs=K, lo=np.array(lo), hi=np.array(hi), dirty=np.array(dirty),
-                    dirty_sigma=np.array(dsig), total_time=total, transferred=_f(log, "transferred"),
-                    downtime=down, completed=completed, converged=conv, setup_time=setup,
-                    precopy_rate=rate, page_size=page, memory_bytes=_f(log, "ram_total"),
-                    end_precopy=end_pre, period_end=period_end, period_new=period_new,
-                    period_sigma=period_sigma, sample_time=t[shown], sample_remaining=rem[shown],
-                    sample_transferred=tr[shown], sample_syncs=c[shown])
+    shown = np.isin(st, ACTIVE + ("completed",))  # setup polls report nothing yet
+    return Observed(
+        syncs=K,
+        lo=np.array(lo),
+        hi=np.array(hi),
+        dirty=np.array(dirty),
+        dirty_sigma=np.array(dsig),
+        total_time=total,
+        transferred=_f(log, "transferred"),
+        downtime=down,
+        completed=completed,
+        converged=conv,
+        setup_time=setup,
+        precopy_rate=rate,
+        page_size=page,
+        memory_bytes=_f(log, "ram_total"),
+        end_precopy=end_pre,
+        period_end=period_end,
+        period_new=period_new,
+        period_sigma=period_sigma,
+        sample_time=t[shown],
+        sample_remaining=rem[shown],
+        sample_transferred=tr[shown],
+        sample_syncs=c[shown],
+    )
 
 
 # -- the simulated trajectory ---------------------------------------------------------------------------
@@ -218,10 +251,11 @@ def trajectories(batch, offset: float = 0.0, durations: bool = False):
     """Per scenario: (sync times, pages each sync added to the bitmap) from a
     :class:`~lmtoolkit.engine.common.BatchResult` (syncs ``k = 2 …``; setup offset added)."""
     from ..records import ROUND_KINDS
+
     pre, stop = ROUND_KINDS.index("precopy"), ROUND_KINDS.index("stop")
     kinds = batch.round_kind
     start, dur = batch.round["round_start"], batch.round["round_duration"]
-    pad = np.full((batch.n, 1), np.nan)       # a record may end in a pre-copy round
+    pad = np.full((batch.n, 1), np.nan)  # a record may end in a pre-copy round
     dirty = np.hstack([batch.round["round_dirty_pages"], pad])
     pages = np.hstack([batch.round["round_pages"], pad])
     out = []
@@ -278,17 +312,18 @@ class Problem:
 
     obs: Observed
     params: list[Param]
-    templates: dict           # pattern -> Scenario
-    fixed: dict               # key -> value applied as a column to every evaluation
+    templates: dict  # pattern -> Scenario
+    fixed: dict  # key -> value applied as a column to every evaluation
     overhead_prior_ms: float | None
     round_detail: int
     evals: int = 0
     page_evals: int = 0
-    shift: np.ndarray | None = None   # page-engine correction added to the residuals
+    shift: np.ndarray | None = None  # page-engine correction added to the residuals
 
     def scenario(self, pattern: str, x: np.ndarray, engine: str = "page", seed: int = 0):
         """The scenario of one parameter row (for the page engine)."""
         from ..engine.fluid import with_value
+
         scn = self.templates[pattern]
         for k, v in self.fixed.items():
             scn = with_value(scn, k, v)
@@ -300,15 +335,16 @@ class Problem:
         """Residuals of the page engine at ``x`` (mean over ``seeds``), without the shift."""
         from ..engine import run_batch
         from ..engine.common import BatchResult
+
         scns = [self.scenario(pattern, x, "page", s) for s in seeds]
         self.page_evals += len(scns)
         batch = run_batch(scns)
-        if batch.n_rounds < self.round_detail + 2:       # the page engine keeps what it saw
+        if batch.n_rounds < self.round_detail + 2:  # the page engine keeps what it saw
             wide = BatchResult(batch.n, self.round_detail + 2)
             wide.scalars = batch.scalars
             for k in batch.round:
-                wide.round[k][:, :batch.n_rounds] = batch.round[k]
-            wide.round_kind[:, :batch.n_rounds] = batch.round_kind
+                wide.round[k][:, : batch.n_rounds] = batch.round[k]
+            wide.round_kind[:, : batch.n_rounds] = batch.round_kind
             batch = wide
         R, _ = self.residuals_of(batch, np.tile(x, (len(seeds), 1)), shift=False, pattern=pattern)
         return R.mean(axis=0)
@@ -316,6 +352,7 @@ class Problem:
     def simulate(self, pattern: str, X: np.ndarray):
         """Simulate parameter rows ``X`` (internal space, (N, p)) for one pattern."""
         from ..engine.fluid import simulate_fluid_columns
+
         X = np.atleast_2d(X)
         cols = {p.key: p.from_x(X[:, i]) for i, p in enumerate(self.params)}
         for k, v in self.fixed.items():
@@ -334,7 +371,9 @@ class Problem:
         wl = self.templates[pattern].workload
         keys = [p.key for p in self.params]
         rate = np.full(X.shape[0], float(getattr(wl, "dirty_rate_pages_s", 0.0)))
-        wss = np.full(X.shape[0], float(wl.wss_mib) if getattr(wl, "wss_mib", None) else self.obs.memory_bytes / MIB)
+        wss = np.full(
+            X.shape[0], float(wl.wss_mib) if getattr(wl, "wss_mib", None) else self.obs.memory_bytes / MIB
+        )
         if "workload.dirty_rate_pages_s" in keys:
             i = keys.index("workload.dirty_rate_pages_s")
             rate = self.params[i].from_x(X[:, i])
@@ -356,12 +395,12 @@ class Problem:
         lam_page = self._write_rate_per_page(pattern, X) if seq else None
         for s, (ts, ds, du) in enumerate(trajs):
             end_sim = float(sc["total_time_s"][s]) - np.nan_to_num(float(sc["downtime_s"][s])) + o.setup_time
-            n_sim = ts.size                     # syncs after the setup one
+            n_sim = ts.size  # syncs after the setup one
             penalty = 0.0
             for k in range(nk):
                 if k < n_sim:
                     tk = ts[k]
-                else:                           # a sync the simulation never made
+                else:  # a sync the simulation never made
                     tk = end_sim + 0.05 * (k - n_sim + 1)
                 R[s, k] = (tk - o.mid[k]) / sig_t[k]
                 if np.isfinite(o.dirty[k]):
@@ -377,9 +416,9 @@ class Problem:
                         t_start = ts[k] - du[k] - o.setup_time
                         part = min(1.0, float(lam_page[s] * max(t_start, 0.0)))
                         sig = math.hypot(sig, dk * part / math.sqrt(3.0))
-                        penalty += 2.0 * math.log(sig / o.dirty_sigma[k])   # -2 log L of the wider σ
+                        penalty += 2.0 * math.log(sig / o.dirty_sigma[k])  # -2 log L of the wider σ
                     R[s, nk + k] = (dk - o.dirty[k]) / sig
-            R[s, 2 * nk] = max(n_sim - nk, 0)   # syncs the log does not have
+            R[s, 2 * nk] = max(n_sim - nk, 0)  # syncs the log does not have
             T = float(sc["total_time_s"][s]) + o.setup_time
             R[s, 2 * nk + 1] = (T - o.total_time) / (0.01 * o.total_time + 0.03)
             B = float(sc["transferred_bytes"][s])
@@ -390,33 +429,42 @@ class Problem:
                 R[s, 2 * nk + 3] = (d - o.downtime) / (0.1 * o.downtime + 0.005)
             R[s, 2 * nk + 6] = math.sqrt(penalty)  # so that patterns compare by likelihood
             if o.period_end:
-                kb = o.period_end - 1                       # syncs 2 … period_end
-                new = float(np.nansum(ds[:min(kb, n_sim)])) * page
+                kb = o.period_end - 1  # syncs 2 … period_end
+                new = float(np.nansum(ds[: min(kb, n_sim)])) * page
                 R[s, 2 * nk + 5] = (new - o.period_new) / o.period_sigma
             if self.overhead_prior_ms:
                 i = next((i for i, p in enumerate(self.params) if p.key == "policy.stop_overhead_ms"), None)
                 if i is not None:
                     R[s, 2 * nk + 4] = self.params[i].from_x(X[s, i]) / self.overhead_prior_ms
-        groups = np.concatenate([np.arange(nk), np.arange(nk), np.full(5, -1),
-                                 [max(o.period_end - 2, 0) if o.period_end else -1], [-1]])
+        groups = np.concatenate(
+            [
+                np.arange(nk),
+                np.arange(nk),
+                np.full(5, -1),
+                [max(o.period_end - 2, 0) if o.period_end else -1],
+                [-1],
+            ]
+        )
         if shift and self.shift is not None:
             R = R + self.shift
         return R, groups
 
     def cost(self, pattern, X):
         R, _ = self.residuals(pattern, X)
-        return np.sum(R ** 2, axis=1)
+        return np.sum(R**2, axis=1)
 
 
 # -- set-up -------------------------------------------------------------------------------------------
 def split_override(o: str):
     from ..compose import split_override as sp
+
     return sp(o)
 
 
 def _user_keys(overrides) -> tuple[set, dict]:
     """Value keys the user fixed, and group choices."""
     from ..compose import GROUPS
+
     keys, groups = set(), {}
     for o in overrides:
         _, k, v = split_override(str(o))
@@ -447,7 +495,7 @@ def log_overrides(log: xr.Dataset, overrides=()) -> tuple[list[str], dict]:
     if bool(log.completed.item()) and np.isfinite(normal) and np.isfinite(dup):
         other = tr - normal * (page + HEADER) - dup * ZERO_PAGE
         if np.isfinite(xb_b) and xb_p > 0:
-            other -= xb_b                  # XBZRLE pages are counted apart from normal ones
+            other -= xb_b  # XBZRLE pages are counted apart from normal ones
         if other > 0 and np.isfinite(other):
             info["vm.device_state_mib"] = float(other / MIB)
             o.append(f"vm.device_state_mib={other / MIB!r}")
@@ -467,70 +515,91 @@ def _nice(v: float) -> float:
 class FitResult:
     """A fitted guest: the resolved config, the parameters, their bootstrap and the match."""
 
-    cfg: object                      # resolved DictConfig of the fitted run
+    cfg: object  # resolved DictConfig of the fitted run
     log: xr.Dataset
     obs: Observed
     params: list[Param]
-    values: dict                     # key -> fitted value
-    samples: np.ndarray              # (B, p) bootstrap parameter sets (natural units)
+    values: dict  # key -> fitted value
+    samples: np.ndarray  # (B, p) bootstrap parameter sets (natural units)
     pattern: str
     fixed: dict
     quality: dict
-    trajectory: dict                 # fitted sync times and dirty bytes
-    overrides: list[str]             # the user's
+    trajectory: dict  # fitted sync times and dirty bytes
+    overrides: list[str]  # the user's
     log_overrides: list[str]
     derived: dict
     elapsed_s: float
-    alternatives: dict               # pattern -> cost
-    alternative_values: dict = field(default_factory=dict)   # pattern -> its best parameters
+    alternatives: dict  # pattern -> cost
+    alternative_values: dict = field(default_factory=dict)  # pattern -> its best parameters
     engine: str = "fluid"
     cap_factor: float = 1.0
-    unidentified: list = field(default_factory=list)   # keys the log does not determine
+    unidentified: list = field(default_factory=list)  # keys the log does not determine
     uncertainty: str = "bootstrap over rounds"
 
     def stderr(self) -> dict:
         return {p.key: float(np.std(self.samples[:, i])) for i, p in enumerate(self.params)}
 
     def interval(self, q=(16, 84)) -> dict:
-        return {p.key: tuple(float(x) for x in np.percentile(self.samples[:, i], q))
-                for i, p in enumerate(self.params)}
+        return {
+            p.key: tuple(float(x) for x in np.percentile(self.samples[:, i], q))
+            for i, p in enumerate(self.params)
+        }
 
     def summary(self) -> str:
         """A readable report: parameters with uncertainty, fit quality, per-round match."""
-        lines = [f"fit of {self.log.attrs.get('source', '')} ({self.log.attrs.get('lmt_log_format', '')}): "
-                 f"{len(self.params)} parameters, pattern {self.pattern}, {self.quality['evaluations']} "
-                 f"simulations in {self.elapsed_s:.2f} s"]
-        lines.append(f"  {'parameter':32s} {'value':>12s} {'± sd':>10s}   16-84 % ({self.uncertainty}, "
-                     f"{self.samples.shape[0]} samples)")
+        lines = [
+            f"fit of {self.log.attrs.get('source', '')} ({self.log.attrs.get('lmt_log_format', '')}): "
+            f"{len(self.params)} parameters, pattern {self.pattern}, {self.quality['evaluations']} "
+            f"simulations in {self.elapsed_s:.2f} s"
+        ]
+        lines.append(
+            f"  {'parameter':32s} {'value':>12s} {'± sd':>10s}   16-84 % ({self.uncertainty}, "
+            f"{self.samples.shape[0]} samples)"
+        )
         iv, sd = self.interval(), self.stderr()
         for p in self.params:
             v = self.values[p.key]
             if p.key in self.unidentified:
                 lines.append(f"  {p.key:32s} {v:12.5g}   not determined by this log: kept its start value")
                 continue
-            lines.append(f"  {p.key:32s} {v:12.5g} {sd[p.key]:10.3g}   [{iv[p.key][0]:.5g}, {iv[p.key][1]:.5g}]"
-                         f" {p.units}")
+            lines.append(
+                f"  {p.key:32s} {v:12.5g} {sd[p.key]:10.3g}   [{iv[p.key][0]:.5g}, {iv[p.key][1]:.5g}]"
+                f" {p.units}"
+            )
         for k, v in self.derived.items():
             lines.append(f"  {k:32s} {v:12.5g}   (from the log)")
         q = self.quality
-        lines.append(f"  fit quality: rms normalised residual {q['rms']:.2f}; sync times rms {q['sync_rms_s'] * 1000:.0f} ms; "
-                     f"dirty bytes at syncs rms {q['dirty_rms_rel'] * 100:.1f} %; total time {q['total_time_rel'] * 100:+.1f} %, "
-                     f"bytes {q['transferred_rel'] * 100:+.1f} %, syncs {q['syncs_sim']} vs {q['syncs_obs']} observed")
+        lines.append(
+            f"  fit quality: rms normalised residual {q['rms']:.2f}; sync times rms {q['sync_rms_s'] * 1000:.0f} ms; "
+            f"dirty bytes at syncs rms {q['dirty_rms_rel'] * 100:.1f} %; total time {q['total_time_rel'] * 100:+.1f} %, "
+            f"bytes {q['transferred_rel'] * 100:+.1f} %, syncs {q['syncs_sim']} vs {q['syncs_obs']} observed"
+        )
         if self.alternatives:
-            lines.append("  pattern cost (-2 log L): " + ", ".join(f"{k} {v:.1f}" for k, v in self.alternatives.items()))
+            lines.append(
+                "  pattern cost (-2 log L): "
+                + ", ".join(f"{k} {v:.1f}" for k, v in self.alternatives.items())
+            )
             for pat, vals in self.alternative_values.items():
                 gap = self.alternatives[pat] - self.alternatives[self.pattern]
                 if pat != self.pattern and gap < PATTERN_DECISIVE:
-                    lines.append(f"  the pattern is not decided by this log (Δ {gap:.1f} < {PATTERN_DECISIVE:g}); "
-                                 f"as {pat}: " + ", ".join(f"{k.split('.')[-1]} {v:.5g}" for k, v in vals.items()
-                                                           if k.startswith("workload.")))
+                    lines.append(
+                        f"  the pattern is not decided by this log (Δ {gap:.1f} < {PATTERN_DECISIVE:g}); "
+                        f"as {pat}: "
+                        + ", ".join(
+                            f"{k.split('.')[-1]} {v:.5g}"
+                            for k, v in vals.items()
+                            if k.startswith("workload.")
+                        )
+                    )
         lines.append("  sync  observed time   fitted    observed dirty MiB  fitted")
         for k in range(self.obs.syncs - 1):
             ft = self.trajectory["sync_time"][k] if k < len(self.trajectory["sync_time"]) else math.nan
             fd = self.trajectory["dirty"][k] if k < len(self.trajectory["dirty"]) else math.nan
             od = self.obs.dirty[k]
-            lines.append(f"  {k + 2:4d}  {self.obs.lo[k]:6.2f}-{self.obs.hi[k]:<6.2f}  {ft:7.2f}   "
-                         f"{od / MIB if np.isfinite(od) else float('nan'):14.1f}  {fd / MIB:9.1f}")
+            lines.append(
+                f"  {k + 2:4d}  {self.obs.lo[k]:6.2f}-{self.obs.hi[k]:<6.2f}  {ft:7.2f}   "
+                f"{od / MIB if np.isfinite(od) else float('nan'):14.1f}  {fd / MIB:9.1f}"
+            )
         return "\n".join(lines)
 
 
@@ -538,6 +607,7 @@ def _templates(cfg, patterns):
     from omegaconf import OmegaConf
 
     from ..runner import build_scenario
+
     out = {}
     for pat in patterns:
         c = cfg.copy()
@@ -548,21 +618,35 @@ def _templates(cfg, patterns):
     return out
 
 
-def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: str | None = None,
-            engine: str = "fluid", progress=None) -> FitResult:
+def fit_log(
+    log,
+    overrides=(),
+    bootstrap: int = 200,
+    seed: int = 0,
+    workload: str | None = None,
+    engine: str = "fluid",
+    progress=None,
+) -> FitResult:
     """Fit the guest of ``log`` (a path or a MigrationLog) under the user's ``overrides``."""
     from ..compose import as_overrides, compose
     from .readers import read_log
 
     t0 = time.perf_counter()
     if engine not in ("page", "fluid"):
-        raise ConfigError("--engine", engine, "fluid (default) or page (fluid search + page-engine correction)")
+        raise ConfigError(
+            "--engine", engine, "fluid (default) or page (fluid search + page-engine correction)"
+        )
     if not isinstance(log, xr.Dataset):
         log = read_log(log)
     user = as_overrides(overrides)
     if not bool(log.completed.item()) and log.attrs.get("lmt_status") == "failed":
-        raise ConfigError("LOG", log.attrs.get("source"), "", message=f"{log.attrs.get('source')}: "
-                          "the migration failed; a failed migration says little about the guest")
+        raise ConfigError(
+            "LOG",
+            log.attrs.get("source"),
+            "",
+            message=f"{log.attrs.get('source')}: "
+            "the migration failed; a failed migration says little about the guest",
+        )
     from_log, derived = log_overrides(log, user)
     ukeys, ugroups = _user_keys(user)
     base = ["engine=fluid"]
@@ -570,15 +654,26 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
         base.append(f"workload={workload or 'uniform'}")
     if "network" not in ugroups and "network.bandwidth_gbit_s" not in ukeys:
         base.append("network=10gbe")
-    cfg = compose(base + from_log + user)          # the one composition
+    cfg = compose(base + from_log + user)  # the one composition
     xb = _f(log, "xbzrle_pages")
     obs = observe(log, delta_pages=bool(cfg.policy.get("xbzrle", False)) or (np.isfinite(xb) and xb > 0))
     if cfg.workload.name not in ("uniform", "hotcold", "zipf", "idle"):
-        raise ConfigError("workload", cfg.workload.name, "", message=(
-            f"workload={cfg.workload.name}: lmtk fit fits uniform (default), hotcold or zipf workloads"))
+        raise ConfigError(
+            "workload",
+            cfg.workload.name,
+            "",
+            message=(
+                f"workload={cfg.workload.name}: lmtk fit fits uniform (default), hotcold or zipf workloads"
+            ),
+        )
     if cfg.workload.name == "idle":
-        raise ConfigError("workload", "idle", "", message="workload=idle has nothing to fit; use "
-                          "workload=uniform (the default) and read the fitted rate")
+        raise ConfigError(
+            "workload",
+            "idle",
+            "",
+            message="workload=idle has nothing to fit; use "
+            "workload=uniform (the default) and read the fitted rate",
+        )
     derived = {k: v for k, v in derived.items() if k not in ukeys}
     page = obs.page_size
     mem_mib = obs.memory_bytes / MIB
@@ -586,7 +681,7 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
     cap_rate = float(cap) * MIB if cap is not None else math.inf
     eff = float(cfg.network.efficiency)
     precopy = obs.precopy_rate
-    link_lo = 0.97 * precopy            # the link carried the pre-copy the log shows
+    link_lo = 0.97 * precopy  # the link carried the pre-copy the log shows
     params: list[Param] = []
     fixed = {}
     # QEMU's rate limiter lets a little more through than max-bandwidth (the budget of a
@@ -598,7 +693,7 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
     if obs.completed:
         fixed["policy.timeout_s"] = min(tmo, 1.25 * obs.total_time + 1.0)
     if int(cfg.policy.get("max_rounds", 0) or 0) > obs.syncs + 12:
-        fixed["policy.max_rounds"] = obs.syncs + 12                # likewise for rounds
+        fixed["policy.max_rounds"] = obs.syncs + 12  # likewise for rounds
     cap_factor = 1.0
     if np.isfinite(cap_rate) and 0.9 <= precopy / cap_rate <= 1.1:
         cap_factor = float(precopy / cap_rate)
@@ -611,9 +706,17 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
 
     rate_hi = max(200.0 * precopy / page, 1e5)
     add(Param("workload.dirty_rate_pages_s", 1.0, rate_hi, True, 1000.0, "dirty rate", "pages/s"))
-    add(Param("workload.wss_mib", max(page * 16 / MIB, 0.25), mem_mib, True, mem_mib / 4, "working set", "MiB"))
+    add(
+        Param(
+            "workload.wss_mib", max(page * 16 / MIB, 0.25), mem_mib, True, mem_mib / 4, "working set", "MiB"
+        )
+    )
     if cfg.workload.name == "hotcold":
-        add(Param("workload.hot_mib", max(page * 16 / MIB, 0.25), mem_mib, True, mem_mib / 8, "hot set", "MiB"))
+        add(
+            Param(
+                "workload.hot_mib", max(page * 16 / MIB, 0.25), mem_mib, True, mem_mib / 8, "hot set", "MiB"
+            )
+        )
         add(Param("workload.hot_fraction", 0.5, 0.999, False, 0.9, "hot share of writes", "1"))
     if cfg.workload.name == "zipf":
         add(Param("workload.zipf_s", 0.2, 3.0, False, 1.0, "Zipf exponent", "1"))
@@ -622,30 +725,52 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
     # link: an uncapped pre-copy shows it directly; else the downtime does
     db = _f(log, "downtime_bytes")
     if np.isfinite(cap_rate) and precopy < 0.95 * cap_rate * 0.9:
-        link0 = precopy                                     # the cap does not bind
+        link0 = precopy  # the cap does not bind
     elif np.isfinite(cap_rate):
-        link_cfg = float(cfg.network.bandwidth_gbit_s) * 1e9 / 8 * eff     # the config's link
-        link0 = db / max(obs.downtime, 1e-3) if np.isfinite(db) and np.isfinite(obs.downtime) and db > 0 \
+        link_cfg = float(cfg.network.bandwidth_gbit_s) * 1e9 / 8 * eff  # the config's link
+        link0 = (
+            db / max(obs.downtime, 1e-3)
+            if np.isfinite(db) and np.isfinite(obs.downtime) and db > 0
             else link_cfg
+        )
         link0 = max(link0, cap_rate * 1.05)
     else:
         link0 = precopy
     gbit = lambda r: r * 8 / 1e9 / eff  # noqa: E731  payload bytes/s -> line rate
-    add(Param("network.bandwidth_gbit_s", gbit(link_lo), max(gbit(link0) * 50, gbit(link_lo) * 2), True,
-              gbit(link0), "link rate (line)", "Gbit/s"))
+    add(
+        Param(
+            "network.bandwidth_gbit_s",
+            gbit(link_lo),
+            max(gbit(link0) * 50, gbit(link_lo) * 2),
+            True,
+            gbit(link0),
+            "link rate (line)",
+            "Gbit/s",
+        )
+    )
     overhead_prior = None
     if "policy.stop_overhead_ms" not in ukeys and obs.completed:
         add(Param("policy.stop_overhead_ms", 0.0, 500.0, False, 0.0, "switchover cost", "ms"))
         overhead_prior = 10.0
     if not params:
-        raise ConfigError("overrides", user, "", message="every parameter the fit estimates is fixed "
-                          "by an override: nothing to fit")
+        raise ConfigError(
+            "overrides",
+            user,
+            "",
+            message="every parameter the fit estimates is fixed by an override: nothing to fit",
+        )
     patterns = ["random", "sequential"]
     if "workload.pattern" in ukeys:
         patterns = [str(cfg.workload.pattern)]
     templates = _templates(cfg, patterns)
-    prob = Problem(obs=obs, params=params, templates=templates, fixed=fixed, overhead_prior_ms=overhead_prior,
-                   round_detail=max(64, obs.syncs + 8))
+    prob = Problem(
+        obs=obs,
+        params=params,
+        templates=templates,
+        fixed=fixed,
+        overhead_prior_ms=overhead_prior,
+        round_detail=max(64, obs.syncs + 8),
+    )
     # 1. a coarse grid over dirty rate x working set per pattern (the rate is a scaled column:
     # one scenario per working set), then differential evolution around its best point, each
     # generation one vectorised fluid call
@@ -660,21 +785,23 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
         if gi:
             # the rate is a scaled column (no scenario per value): a fine grid costs little,
             # and the first pass's new pages pin it to a few per cent
-            vals = [np.linspace(lo_x[i], hi_x[i], 96 if keys[i] == "workload.dirty_rate_pages_s" else 10)
-                    for i in gi]
+            vals = [
+                np.linspace(lo_x[i], hi_x[i], 96 if keys[i] == "workload.dirty_rate_pages_s" else 10)
+                for i in gi
+            ]
             mesh = np.meshgrid(*vals, indexing="ij")
             X = np.tile(x0, (mesh[0].size, 1))
             for j, i in enumerate(gi):
                 X[:, i] = mesh[j].ravel()
             cg = prob.cost(pat, X)
             order = np.argsort(cg)
-            top = X[order[:16]]                # the best points: often more than one valley
+            top = X[order[:16]]  # the best points: often more than one valley
             grid_best[pat] = (float(cg[order[0]]), top)
         else:
             grid_best[pat] = (float(prob.cost(pat, top)[0]), top)
     cbest = min(c for c, _ in grid_best.values())
     for pat, (cg, top) in grid_best.items():
-        if cg > 5 * cbest + 50:                 # a pattern the grid already rules out
+        if cg > 5 * cbest + 50:  # a pattern the grid already rules out
             results[pat] = (cg, top[0])
             continue
         # the search box spans the grid's best points (every valley among them) and a margin
@@ -699,14 +826,22 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
             rf = prob.residuals(pattern, xhat[None, :])[0][0]
             # entries the engines cannot compare (a sync one of them does not make) are capped
             prob.shift = np.clip(prob.page_residuals(pattern, xhat) - rf, -4.0, 4.0)
-            xhat, cmin = _evolve(prob, pattern, np.maximum(lo_x, xhat - width), np.minimum(hi_x, xhat + width),
-                                 seed=seed + 1, popsize=8, maxiter=15, x0=xhat)
+            xhat, cmin = _evolve(
+                prob,
+                pattern,
+                np.maximum(lo_x, xhat - width),
+                np.minimum(hi_x, xhat + width),
+                seed=seed + 1,
+                popsize=8,
+                maxiter=15,
+                x0=xhat,
+            )
         if progress:
             progress(f"page-engine correction: cost {cmin:.1f}")
     # 3. a parameter the log does not determine (the cost does not change with it: the link
     # rate of a capped run that never switched over) keeps its start value, the config's
     J, r0, groups = _jacobian(prob, pattern, xhat)
-    info = np.sum(J ** 2, axis=0)
+    info = np.sum(J**2, axis=0)
     unidentified = [p.key for i, p in enumerate(params) if info[i] < 1e-3]
     if unidentified:
         xtry = xhat.copy()
@@ -726,12 +861,13 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
     # 5. the fitted run (in the fit's engine) and its quality
     if engine == "page":
         from ..engine import run_batch
+
         batch = run_batch([prob.scenario(pattern, xhat, "page", 0)])
         R = prob.page_residuals(pattern, xhat, seeds=(0, 1, 2))[None, :]
     else:
         R, _ = prob.residuals(pattern, xhat[None, :])
         batch = prob.simulate(pattern, xhat[None, :])
-    (ts, ds), = trajectories(batch, offset=obs.setup_time)
+    ((ts, ds),) = trajectories(batch, offset=obs.setup_time)
     sc = batch.scalars
     nk = obs.syncs - 1
     n = min(nk, ts.size)
@@ -739,41 +875,67 @@ def fit_log(log, overrides=(), bootstrap: int = 200, seed: int = 0, workload: st
     okd = np.isfinite(obs.dirty[:n]) & np.isfinite(ds[:n])
     drel = (ds[:n][okd] * page - obs.dirty[:n][okd]) / obs.dirty[:n][okd]
     quality = {
-        "cost": float(cmin), "rms": float(np.sqrt(np.mean(R[0] ** 2))),
-        "sync_rms_s": float(np.sqrt(np.mean(sync_err ** 2))) if n else math.nan,
-        "dirty_rms_rel": float(np.sqrt(np.mean(drel ** 2))) if drel.size else math.nan,
+        "cost": float(cmin),
+        "rms": float(np.sqrt(np.mean(R[0] ** 2))),
+        "sync_rms_s": float(np.sqrt(np.mean(sync_err**2))) if n else math.nan,
+        "dirty_rms_rel": float(np.sqrt(np.mean(drel**2))) if drel.size else math.nan,
         "total_time_rel": float((sc["total_time_s"][0] + obs.setup_time) / obs.total_time - 1),
         "transferred_rel": float(sc["transferred_bytes"][0] / obs.transferred - 1),
-        "downtime_s": float(sc["downtime_s"][0]), "downtime_obs_s": float(obs.downtime),
-        "syncs_sim": int(ts.size + 1), "syncs_obs": int(obs.syncs),
-        "converged_sim": bool(sc["converged"][0]), "converged_obs": bool(obs.converged),
-        "evaluations": int(prob.evals), "page_evaluations": int(prob.page_evals),
+        "downtime_s": float(sc["downtime_s"][0]),
+        "downtime_obs_s": float(obs.downtime),
+        "syncs_sim": int(ts.size + 1),
+        "syncs_obs": int(obs.syncs),
+        "converged_sim": bool(sc["converged"][0]),
+        "converged_obs": bool(obs.converged),
+        "evaluations": int(prob.evals),
+        "page_evaluations": int(prob.page_evals),
     }
     values = {p.key: _nice(float(p.from_x(xhat[i]))) for i, p in enumerate(params)}
     nat = np.column_stack([p.from_x(samples[:, i]) for i, p in enumerate(params)])
     # the fitted config: the composed one with the fitted values (no second composition)
     from omegaconf import OmegaConf
+
     fitted = cfg.copy()
     OmegaConf.set_struct(fitted, False)
-    kept = {k: _nice(v) for k, v in fixed.items()
-            if k not in ("policy.timeout_s", "policy.max_rounds")}    # the fit's own limits
+    kept = {
+        k: _nice(v) for k, v in fixed.items() if k not in ("policy.timeout_s", "policy.max_rounds")
+    }  # the fit's own limits
     for k, v in {**kept, **values}.items():
         OmegaConf.update(fitted, k, v, merge=False)
     if "pattern" in fitted.workload:
         fitted.workload.pattern = pattern
     fitted.engine = engine
-    traj = {"sync_time": ts.tolist(), "dirty": (ds * page).tolist(),
-            "remaining_t": [], "remaining": []}
+    traj = {"sync_time": ts.tolist(), "dirty": (ds * page).tolist(), "remaining_t": [], "remaining": []}
     traj["remaining_t"], traj["remaining"] = _remaining_curve(batch, obs.setup_time, page)
-    return FitResult(cfg=fitted, log=log, obs=obs, params=params, values=values, samples=nat,
-                     pattern=pattern, fixed=fixed, quality=quality, trajectory=traj, overrides=user,
-                     log_overrides=from_log, derived=derived, elapsed_s=time.perf_counter() - t0,
-                     alternatives={k: v[0] for k, v in results.items()} if len(results) > 1 else {},
-                     alternative_values={k: {p.key: _nice(float(p.from_x(v[1][i]))) for i, p in enumerate(params)}
-                                         for k, v in results.items()} if len(results) > 1 else {},
-                     engine=engine, cap_factor=cap_factor, unidentified=unidentified,
-                     uncertainty="bootstrap over rounds" if obs.syncs - 1 >= MIN_BOOTSTRAP_ROUNDS
-                     else "likelihood slices, Δχ² <= 1: too few rounds to resample")
+    return FitResult(
+        cfg=fitted,
+        log=log,
+        obs=obs,
+        params=params,
+        values=values,
+        samples=nat,
+        pattern=pattern,
+        fixed=fixed,
+        quality=quality,
+        trajectory=traj,
+        overrides=user,
+        log_overrides=from_log,
+        derived=derived,
+        elapsed_s=time.perf_counter() - t0,
+        alternatives={k: v[0] for k, v in results.items()} if len(results) > 1 else {},
+        alternative_values={
+            k: {p.key: _nice(float(p.from_x(v[1][i]))) for i, p in enumerate(params)}
+            for k, v in results.items()
+        }
+        if len(results) > 1
+        else {},
+        engine=engine,
+        cap_factor=cap_factor,
+        unidentified=unidentified,
+        uncertainty="bootstrap over rounds"
+        if obs.syncs - 1 >= MIN_BOOTSTRAP_ROUNDS
+        else "likelihood slices, Δχ² <= 1: too few rounds to resample",
+    )
 
 
 def _evolve(prob: Problem, pattern: str, lo, hi, seed=0, popsize=16, maxiter=45, x0=None, init=None):
@@ -782,11 +944,12 @@ def _evolve(prob: Problem, pattern: str, lo, hi, seed=0, popsize=16, maxiter=45,
     the first generation must contain (the rest is a Sobol sample of the box)."""
     from scipy.optimize import differential_evolution
     from scipy.stats import qmc
+
     lo, hi = np.asarray(lo, float), np.asarray(hi, float)
     hi = np.where(hi - lo < 1e-9, lo + 1e-9, hi)
     eps = 1e-7 * (hi - lo)
 
-    def f(x):                       # x: (p, S) in vectorised mode
+    def f(x):  # x: (p, S) in vectorised mode
         return prob.cost(pattern, np.asarray(x).T)
 
     kw = {}
@@ -797,16 +960,30 @@ def _evolve(prob: Problem, pattern: str, lo, hi, seed=0, popsize=16, maxiter=45,
         n = popsize * lo.size
         given = np.clip(np.atleast_2d(init), lo + eps, hi - eps)[:n]
         fill = qmc.scale(qmc.Sobol(lo.size, seed=seed).random(max(n - given.shape[0], 1)), lo + eps, hi - eps)
-        first = np.vstack([given, fill])[:max(n, 5)]
-    r = differential_evolution(f, list(zip(lo, hi)), vectorized=True, updating="deferred",
-                               popsize=popsize, maxiter=maxiter, tol=1e-4, atol=1e-3, seed=seed,
-                               polish=False, init=first, mutation=(0.5, 0.9), recombination=0.8, **kw)
+        first = np.vstack([given, fill])[: max(n, 5)]
+    r = differential_evolution(
+        f,
+        list(zip(lo, hi)),
+        vectorized=True,
+        updating="deferred",
+        popsize=popsize,
+        maxiter=maxiter,
+        tol=1e-4,
+        atol=1e-3,
+        seed=seed,
+        polish=False,
+        init=first,
+        mutation=(0.5, 0.9),
+        recombination=0.8,
+        **kw,
+    )
     return np.asarray(r.x, float), float(r.fun)
 
 
 def _remaining_curve(batch, offset, page):
     """The fitted dirty bytes left over time (piecewise linear through each phase)."""
     from ..records import ROUND_KINDS
+
     kd = batch.round_kind[0]
     t, y = [], []
     for j in np.flatnonzero(kd >= 0):
@@ -827,10 +1004,13 @@ def _jacobian(prob: Problem, pattern: str, xhat: np.ndarray):
     """Residuals at ``xhat`` and their Jacobian by central differences of 5 % (one call)."""
     p = xhat.size
     h = np.array([0.05 if q.log else 0.01 * max(abs(q.hi - q.lo), 1e-9) for q in prob.params])
-    X = np.vstack([xhat] + [xhat + np.eye(p)[i] * h[i] for i in range(p)]
-                  + [xhat - np.eye(p)[i] * h[i] for i in range(p)])
+    X = np.vstack(
+        [xhat]
+        + [xhat + np.eye(p)[i] * h[i] for i in range(p)]
+        + [xhat - np.eye(p)[i] * h[i] for i in range(p)]
+    )
     R, groups = prob.residuals(pattern, X)
-    J = ((R[1:p + 1] - R[p + 1:]) / (2 * h[:, None])).T           # (m, p)
+    J = ((R[1 : p + 1] - R[p + 1 :]) / (2 * h[:, None])).T  # (m, p)
     return J, R[0], groups
 
 
@@ -857,7 +1037,7 @@ def _bootstrap(prob: Problem, pattern: str, xhat: np.ndarray, B: int, seed: int,
         X = np.repeat(xhat[None, :], K * p, axis=0)
         grids = [np.linspace(lo[i], hi[i], K) for i in range(p)]
         for i in range(p):
-            X[i * K:(i + 1) * K, i] = grids[i]
+            X[i * K : (i + 1) * K, i] = grids[i]
         cost = prob.cost(pattern, X).reshape(p, K)
         for i in range(p):
             ok = cost[i] <= c0 + s2
@@ -867,24 +1047,24 @@ def _bootstrap(prob: Problem, pattern: str, xhat: np.ndarray, B: int, seed: int,
                 a -= 1
             while b < K - 1 and ok[b + 1]:
                 b += 1
-            left = grids[i][a - 1] if a > 0 else grids[i][0]          # up to the first
-            right = grids[i][b + 1] if b < K - 1 else grids[i][-1]   # grid point outside
+            left = grids[i][a - 1] if a > 0 else grids[i][0]  # up to the first
+            right = grids[i][b + 1] if b < K - 1 else grids[i][-1]  # grid point outside
             left, right = min(left, xhat[i]), max(right, xhat[i])
             out[:, i] = rng.uniform(left, right, B)
         return np.clip(out, lo, hi)
     A0 = J.T @ J + lam * np.eye(p)
     try:
-        delta0 = -np.linalg.solve(A0, J.T @ r0)      # the step of the unweighted problem: the
-    except np.linalg.LinAlgError:                    # resamples' steps are taken relative to it
-        delta0 = np.zeros(p)                          # (the fit of a piecewise objective is not
+        delta0 = -np.linalg.solve(A0, J.T @ r0)  # the step of the unweighted problem: the
+    except np.linalg.LinAlgError:  # resamples' steps are taken relative to it
+        delta0 = np.zeros(p)  # (the fit of a piecewise objective is not
     # the totals (time, bytes, downtime) and the switchover prior are one observation each:
     # resampling rounds leaves them alone, so they get a parametric draw instead (a "wild"
     # term: r + N(0, 1)), else what only they determine (link rate, switchover cost) would
     # look exact
     nk = (r0.size - 7) // 2
     wild = np.zeros(r0.size, dtype=bool)
-    wild[2 * nk + 1: 2 * nk + 5] = True
-    for b in range(B):                               # exactly at a smooth minimum)
+    wild[2 * nk + 1 : 2 * nk + 5] = True
+    for b in range(B):  # exactly at a smooth minimum)
         w = np.ones_like(r0)
         if n_rounds:
             counts = np.bincount(rng.integers(0, n_rounds, n_rounds), minlength=n_rounds).astype(float)

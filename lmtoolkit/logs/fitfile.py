@@ -17,6 +17,7 @@ the fit quality, the observed and fitted per-round trajectories — is kept in t
 header as YAML in comment lines starting with ``#| `` (Hydra ignores comments; :func:`read_fit`
 reads them back).
 """
+
 from __future__ import annotations
 
 import math
@@ -67,40 +68,75 @@ def _decimate(t, y, n=MAX_POINTS):
 def fit_block(res) -> dict:
     """The machine-readable part of a fit (what :mod:`.whatif` and :mod:`.plot` read)."""
     from .. import __version__, provenance
+
     obs = res.obs
     iv, sd = res.interval(), res.stderr()
     params = {}
     for p in res.params:
-        params[p.key] = {"value": res.values[p.key], "sd": sd[p.key], "p16": iv[p.key][0],
-                         "p84": iv[p.key][1], "lo": p.lo, "hi": p.hi, "units": p.units, "label": p.label}
+        params[p.key] = {
+            "value": res.values[p.key],
+            "sd": sd[p.key],
+            "p16": iv[p.key][0],
+            "p84": iv[p.key][1],
+            "lo": p.lo,
+            "hi": p.hi,
+            "units": p.units,
+            "label": p.label,
+        }
     n = min(res.samples.shape[0], MAX_SAMPLES)
     st, sr = _decimate(obs.sample_time, obs.sample_remaining)
     _, stt = _decimate(obs.sample_time, obs.sample_transferred)
     commit, dirty = provenance.git_state()
-    return _r({
-        "log": {"source": str(res.log.attrs.get("source", "")), "format": res.log.attrs.get("lmt_log_format", ""),
-                "label": res.log.attrs.get("lmt_label", ""), "status": res.log.attrs.get("lmt_status", "")},
-        "engine": res.engine, "pattern": res.pattern, "cap_factor": res.cap_factor,
-        "overrides": list(res.overrides), "log_overrides": list(res.log_overrides),
-        "params": params, "derived": dict(res.derived), "quality": dict(res.quality),
-        "alternatives": dict(res.alternatives),
-        "samples": {"keys": [p.key for p in res.params], "values": res.samples[:n].tolist()},
-        "observed": {"sync": list(range(2, obs.syncs + 1)), "sync_lo": obs.lo.tolist(),
-                     "sync_hi": obs.hi.tolist(), "new_bytes": obs.dirty.tolist(),
-                     "total_time": obs.total_time, "downtime": obs.downtime, "transferred": obs.transferred,
-                     "completed": obs.completed, "converged": obs.converged, "setup_time": obs.setup_time,
-                     "sample_time": st.tolist(), "sample_remaining": sr.tolist(),
-                     "sample_transferred": stt.tolist()},
-        "fitted": {"sync_time": list(res.trajectory["sync_time"]), "new_bytes": list(res.trajectory["dirty"]),
-                   "remaining_t": list(res.trajectory["remaining_t"]),
-                   "remaining": list(res.trajectory["remaining"])},
-        "elapsed_s": res.elapsed_s, "lmtoolkit": __version__, "git_commit": commit,
-        "created_at": provenance.now(),
-    })
+    return _r(
+        {
+            "log": {
+                "source": str(res.log.attrs.get("source", "")),
+                "format": res.log.attrs.get("lmt_log_format", ""),
+                "label": res.log.attrs.get("lmt_label", ""),
+                "status": res.log.attrs.get("lmt_status", ""),
+            },
+            "engine": res.engine,
+            "pattern": res.pattern,
+            "cap_factor": res.cap_factor,
+            "overrides": list(res.overrides),
+            "log_overrides": list(res.log_overrides),
+            "params": params,
+            "derived": dict(res.derived),
+            "quality": dict(res.quality),
+            "alternatives": dict(res.alternatives),
+            "samples": {"keys": [p.key for p in res.params], "values": res.samples[:n].tolist()},
+            "observed": {
+                "sync": list(range(2, obs.syncs + 1)),
+                "sync_lo": obs.lo.tolist(),
+                "sync_hi": obs.hi.tolist(),
+                "new_bytes": obs.dirty.tolist(),
+                "total_time": obs.total_time,
+                "downtime": obs.downtime,
+                "transferred": obs.transferred,
+                "completed": obs.completed,
+                "converged": obs.converged,
+                "setup_time": obs.setup_time,
+                "sample_time": st.tolist(),
+                "sample_remaining": sr.tolist(),
+                "sample_transferred": stt.tolist(),
+            },
+            "fitted": {
+                "sync_time": list(res.trajectory["sync_time"]),
+                "new_bytes": list(res.trajectory["dirty"]),
+                "remaining_t": list(res.trajectory["remaining_t"]),
+                "remaining": list(res.trajectory["remaining"]),
+            },
+            "elapsed_s": res.elapsed_s,
+            "lmtoolkit": __version__,
+            "git_commit": commit,
+            "created_at": provenance.now(),
+        }
+    )
 
 
 def config_sections(cfg) -> dict:
     from omegaconf import OmegaConf
+
     c = OmegaConf.to_container(cfg, resolve=True)
     return {k: c[k] for k in SECTIONS if k in c}
 
@@ -108,24 +144,31 @@ def config_sections(cfg) -> dict:
 def fit_text(res, path: Path) -> str:
     """The FIT file's text for a :class:`~.fit.FitResult`."""
     from omegaconf import OmegaConf
+
     secs = config_sections(res.cfg)
     label = res.log.attrs.get("lmt_label", "")
     src = res.log.attrs.get("source", "")
-    head = ["# @package _global_",
-            f"# The guest and run observed in {src}, fitted by `lmtk fit` (lmtoolkit.logs).",
-            "# Use it:",
-            f"#   lmtk whatif {path} network=10gbe policy=vmware ...   # what-ifs with bootstrap bands",
-            f"#   {run_command(path)}",
-            "#"]
+    head = [
+        "# @package _global_",
+        f"# The guest and run observed in {src}, fitted by `lmtk fit` (lmtoolkit.logs).",
+        "# Use it:",
+        f"#   lmtk whatif {path} network=10gbe policy=vmware ...   # what-ifs with bootstrap bands",
+        f"#   {run_command(path)}",
+        "#",
+    ]
     head += ["# " + ln for ln in res.summary().splitlines()]
     head.append("#")
     block = yaml.safe_dump({"lmt_fit": fit_block(res)}, sort_keys=False, default_flow_style=None, width=100)
     head += [BLOCK + ln for ln in block.rstrip("\n").splitlines()]
-    body = {"defaults": [{f"override /{g}": _option(g, secs[g])} for g in GROUP_DEFAULTS if g in secs],
-            "title": f"fitted guest: {label}",
-            "description": (f"fitted by lmtk fit from {src} ({res.log.attrs.get('lmt_log_format', '')}); "
-                            f"workload {res.cfg.workload.name} {res.pattern}, engine {res.engine}"),
-            "engine": str(res.cfg.engine)}
+    body = {
+        "defaults": [{f"override /{g}": _option(g, secs[g])} for g in GROUP_DEFAULTS if g in secs],
+        "title": f"fitted guest: {label}",
+        "description": (
+            f"fitted by lmtk fit from {src} ({res.log.attrs.get('lmt_log_format', '')}); "
+            f"workload {res.cfg.workload.name} {res.pattern}, engine {res.engine}"
+        ),
+        "engine": str(res.cfg.engine),
+    }
     body.update(secs)
     text = "\n".join(head) + "\n" + OmegaConf.to_yaml(OmegaConf.create(body))
     return text
@@ -133,17 +176,23 @@ def fit_text(res, path: Path) -> str:
 
 def _option(group: str, section: dict) -> str:
     from ..paths import group_options
+
     name = str(section.get("name", ""))
     opts = group_options(group)
     if name in opts:
         return name
-    raise ConfigError(group, name, "", message=f"the fitted {group} '{name}' has no config option "
-                      f"configs/{group}/{name}.yaml")
+    raise ConfigError(
+        group,
+        name,
+        "",
+        message=f"the fitted {group} '{name}' has no config option configs/{group}/{name}.yaml",
+    )
 
 
 def write_fit(res, path) -> Path:
     """Write the FIT file atomically (:mod:`lmtoolkit.io`)."""
     from ..io import write_text
+
     path = Path(path)
     return write_text(path, fit_text(res, path))
 
@@ -154,21 +203,24 @@ def run_command(path) -> str:
     group = path.parent.name
     if _usable_group(group):
         return f"lmtk run hydra.searchpath=[file://{path.parent.parent}] +{group}={path.stem}"
-    return (f"lmtk run hydra.searchpath=[file://DIR] +fit={path.stem}   # after copying it to "
-            f"DIR/fit/{path.stem}.yaml")
+    return (
+        f"lmtk run hydra.searchpath=[file://DIR] +fit={path.stem}   # after copying it to "
+        f"DIR/fit/{path.stem}.yaml"
+    )
 
 
 def _usable_group(name: str) -> bool:
     from ..compose import GROUPS, TOP_LEVEL
+
     return bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)) and name not in GROUPS + TOP_LEVEL
 
 
 @dataclass
 class FitFile:
     path: Path
-    config: dict           # the sections and top-level keys (no defaults)
+    config: dict  # the sections and top-level keys (no defaults)
     defaults: list
-    fit: dict              # the ``#|`` block (lmt_fit)
+    fit: dict  # the ``#|`` block (lmt_fit)
 
     @property
     def params(self) -> dict:
@@ -187,24 +239,38 @@ def read_fit(path) -> FitFile:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise ConfigError("FIT", str(path), "", message=f"{path}: no such file (write one with lmtk fit)") from None
+        raise ConfigError(
+            "FIT", str(path), "", message=f"{path}: no such file (write one with lmtk fit)"
+        ) from None
     except (IsADirectoryError, UnicodeDecodeError, OSError) as e:
-        raise ConfigError("FIT", str(path), "", message=f"{path}: cannot read it as a FIT file "
-                          f"({type(e).__name__})") from None
+        raise ConfigError(
+            "FIT", str(path), "", message=f"{path}: cannot read it as a FIT file ({type(e).__name__})"
+        ) from None
     try:
         body = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError("FIT", str(path), "", message=f"{path}{where}: not valid YAML "
-                          f"({getattr(e, 'problem', None) or 'parse error'})") from None
-    block_lines = [ln[len(BLOCK):] for ln in text.splitlines() if ln.startswith(BLOCK)]
+        raise ConfigError(
+            "FIT",
+            str(path),
+            "",
+            message=f"{path}{where}: not valid YAML ({getattr(e, 'problem', None) or 'parse error'})",
+        ) from None
+    block_lines = [ln[len(BLOCK) :] for ln in text.splitlines() if ln.startswith(BLOCK)]
     try:
         fit = (yaml.safe_load("\n".join(block_lines)) or {}).get("lmt_fit") or {}
     except (yaml.YAMLError, AttributeError):
-        raise ConfigError("FIT", str(path), "", message=f"{path}: the '#| lmt_fit' block is damaged") from None
+        raise ConfigError(
+            "FIT", str(path), "", message=f"{path}: the '#| lmt_fit' block is damaged"
+        ) from None
     if not isinstance(body, dict) or not any(k in body for k in SECTIONS) or not fit:
-        raise ConfigError("FIT", str(path), "", message=f"{path}: not a FIT file written by lmtk fit "
-                          "(needs the config sections and the '#| lmt_fit' block)")
+        raise ConfigError(
+            "FIT",
+            str(path),
+            "",
+            message=f"{path}: not a FIT file written by lmtk fit "
+            "(needs the config sections and the '#| lmt_fit' block)",
+        )
     defaults = list(body.pop("defaults", []) or [])
     return FitFile(path=path, config=body, defaults=defaults, fit=fit)

@@ -4,15 +4,22 @@
 in, matplotlib Figure out; no simulation here) and uses the project's style
 (:mod:`lmtoolkit.plotting.style`).
 """
+
 from __future__ import annotations
 
 import numpy as np
 import xarray as xr
 
-MIB = 1024 ** 2
+MIB = 1024**2
 #: stop reasons as the figure words them
-WHY = {"precopy_done": "post-copy", "timeout": "timed out", "max_rounds": "pass cap",
-       "max_sent": "byte cap", "no_precopy": "no pre-copy", "no_progress": "no progress"}
+WHY = {
+    "precopy_done": "post-copy",
+    "timeout": "timed out",
+    "max_rounds": "pass cap",
+    "max_sent": "byte cap",
+    "no_precopy": "no pre-copy",
+    "no_progress": "no progress",
+}
 
 
 def point_labels(ds: xr.Dataset) -> list[str]:
@@ -20,6 +27,7 @@ def point_labels(ds: xr.Dataset) -> list[str]:
     dims = [d for d in ds.total_time.dims]
     if not dims:
         import json
+
         try:
             ov = json.loads(ds.attrs.get("lmt_overrides", "[]"))
         except ValueError:
@@ -42,6 +50,7 @@ def whatif_table(ds: xr.Dataset):
     """The what-if points as a DataFrame: total time, downtime, bytes with their bands,
     converged, converged share."""
     import pandas as pd
+
     rows = {"point": point_labels(ds)}
     for v, scale in (("total_time", 1.0), ("downtime", 1e3), ("transferred", 1 / MIB)):
         unit = {"total_time": "s", "downtime": "ms", "transferred": "MiB"}[v]
@@ -60,28 +69,49 @@ def fig_whatif(ds: xr.Dataset, title: str | None = None):
     import matplotlib.pyplot as plt
 
     from ..plotting import style
+
     style.apply()
     n = int(np.prod([ds.sizes[d] for d in ds.total_time.dims])) if ds.total_time.dims else 1
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.5, max(3.4, 0.32 * n + 1.6)),
-                                   gridspec_kw={"width_ratios": [1.15, 1.0]})
+    fig, (ax1, ax2) = plt.subplots(
+        1, 2, figsize=(10.5, max(3.4, 0.32 * n + 1.6)), gridspec_kw={"width_ratios": [1.15, 1.0]}
+    )
     # (a) trajectory
     if "observed_sample_time" in ds and ds.sizes.get("sample", 0):
-        ax1.plot(ds.observed_sample_time, ds.observed_remaining / MIB, ".", ms=3.5, color="#333333",
-                 label="observed (query-migrate polls)")
+        ax1.plot(
+            ds.observed_sample_time,
+            ds.observed_remaining / MIB,
+            ".",
+            ms=3.5,
+            color="#333333",
+            label="observed (query-migrate polls)",
+        )
     if "fitted_curve_time" in ds and ds.sizes.get("curve", 0):
-        ax1.plot(ds.fitted_curve_time, ds.fitted_remaining / MIB, "-", lw=1.4, color=style.OTHER_COLORS[0],
-                 label="fitted")
+        ax1.plot(
+            ds.fitted_curve_time,
+            ds.fitted_remaining / MIB,
+            "-",
+            lw=1.4,
+            color=style.OTHER_COLORS[0],
+            label="fitted",
+        )
     if "observed_sync_lo" in ds:
         for i, (lo, hi) in enumerate(zip(ds.observed_sync_lo.values, ds.observed_sync_hi.values)):
             if np.isfinite(lo) and np.isfinite(hi):
-                ax1.axvspan(lo, max(hi, lo + 0.01), color="#999999", alpha=0.18, lw=0,
-                            label="observed sync (between polls)" if i == 0 else None)
+                ax1.axvspan(
+                    lo,
+                    max(hi, lo + 0.01),
+                    color="#999999",
+                    alpha=0.18,
+                    lw=0,
+                    label="observed sync (between polls)" if i == 0 else None,
+                )
         ft = ds.fitted_sync_time.values
         ft = ft[np.isfinite(ft)]
         if ft.size:
             y0 = ax1.get_ylim()[1] if ax1.lines else 1.0
-            ax1.plot(ft, np.full(ft.size, y0 * 0.97), "v", color=style.OTHER_COLORS[0], ms=5,
-                     label="fitted sync")
+            ax1.plot(
+                ft, np.full(ft.size, y0 * 0.97), "v", color=style.OTHER_COLORS[0], ms=5, label="fitted sync"
+            )
     ax1.set_xlabel("time since migrate [s]")
     ax1.set_ylabel("dirty memory left [MiB]")
     fit = _fit_attrs(ds)
@@ -124,6 +154,7 @@ def fig_whatif(ds: xr.Dataset, title: str | None = None):
 
 def _point_color(ds, i):
     from ..plotting import style
+
     if "policy" in ds.total_time.dims:
         dims = list(ds.total_time.dims)
         idx = np.unravel_index(i, tuple(ds.sizes[d] for d in dims))
@@ -133,6 +164,7 @@ def _point_color(ds, i):
 
 def _fit_attrs(ds) -> dict:
     import json
+
     try:
         return json.loads(ds.attrs.get("lmt_fit", "{}"))
     except ValueError:

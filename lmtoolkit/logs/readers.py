@@ -32,6 +32,7 @@ The Dataset (``lmt_kind = "migration_log"``): per poll on dim ``sample`` —
 Bad or truncated input raises one :class:`~lmtoolkit.errors.ConfigError` naming the file and
 the line.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,12 +45,23 @@ import xarray as xr
 
 from ..errors import ConfigError
 
-MIB = 1024 ** 2
+MIB = 1024**2
 #: statuses after which a migration is over
 FINAL = ("completed", "failed", "cancelled")
 #: statuses of a migration in progress (QEMU MigrationStatus)
-RUNNING = ("setup", "active", "pre-switchover", "device", "postcopy-active", "postcopy-paused",
-           "postcopy-recover-setup", "postcopy-recover", "colo", "wait-unplug", "cancelling")
+RUNNING = (
+    "setup",
+    "active",
+    "pre-switchover",
+    "device",
+    "postcopy-active",
+    "postcopy-paused",
+    "postcopy-recover-setup",
+    "postcopy-recover",
+    "colo",
+    "wait-unplug",
+    "cancelling",
+)
 KNOWN_STATUS = FINAL + RUNNING + ("none",)
 
 SAMPLE_VARS = {
@@ -104,11 +116,12 @@ def _qmp_sample(obj: dict, path, line: int):
     if not isinstance(status, str):
         raise _err(path, line, "a query-migrate reply needs a 'status' (e.g. active, completed)")
     if status not in KNOWN_STATUS:
-        raise _err(path, line, f"unknown migration status {status!r} (expected one of "
-                               f"{', '.join(KNOWN_STATUS)})")
+        raise _err(
+            path, line, f"unknown migration status {status!r} (expected one of {', '.join(KNOWN_STATUS)})"
+        )
     t = obj.get("_t")
     if t is None and status not in FINAL and isinstance(obj.get("total-time"), (int, float)):
-        t = obj["total-time"] / 1000.0          # elapsed so far, while running
+        t = obj["total-time"] / 1000.0  # elapsed so far, while running
     if t is None and status == "completed" and isinstance(obj.get("total-time"), (int, float)):
         t = obj["total-time"] / 1000.0
     ram = obj.get("ram") or {}
@@ -118,27 +131,38 @@ def _qmp_sample(obj: dict, path, line: int):
         t = _num(t)
         if not np.isfinite(t):
             raise TypeError("missing")
-        s = {"time": t, "status": status,
-             "transferred": _num(ram.get("transferred")), "remaining": _num(ram.get("remaining")),
-             "dirty_sync_count": _num(ram.get("dirty-sync-count")),
-             "dirty_pages_rate": _num(ram.get("dirty-pages-rate")),
-             "throttle": _num(obj.get("cpu-throttle-percentage", 0)) / 100.0}
+        s = {
+            "time": t,
+            "status": status,
+            "transferred": _num(ram.get("transferred")),
+            "remaining": _num(ram.get("remaining")),
+            "dirty_sync_count": _num(ram.get("dirty-sync-count")),
+            "dirty_pages_rate": _num(ram.get("dirty-pages-rate")),
+            "throttle": _num(obj.get("cpu-throttle-percentage", 0)) / 100.0,
+        }
         xb = obj.get("xbzrle-cache") or {}
-        f = {"total_time": _num(obj.get("total-time")) / 1000.0,
-             "downtime": _num(obj.get("downtime")) / 1000.0,
-             "setup_time": _num(obj.get("setup-time")) / 1000.0,
-             "transferred": s["transferred"], "ram_total": _num(ram.get("total")),
-             "ram_normal": _num(ram.get("normal")), "ram_duplicate": _num(ram.get("duplicate")),
-             "ram_normal_bytes": _num(ram.get("normal-bytes")),
-             "precopy_bytes": _num(ram.get("precopy-bytes")),
-             "downtime_bytes": _num(ram.get("downtime-bytes")),
-             "postcopy_bytes": _num(ram.get("postcopy-bytes")),
-             "dirty_sync_count": s["dirty_sync_count"], "page_size": _num(ram.get("page-size")),
-             "xbzrle_bytes": _num(xb.get("bytes")), "xbzrle_pages": _num(xb.get("pages"))}
+        f = {
+            "total_time": _num(obj.get("total-time")) / 1000.0,
+            "downtime": _num(obj.get("downtime")) / 1000.0,
+            "setup_time": _num(obj.get("setup-time")) / 1000.0,
+            "transferred": s["transferred"],
+            "ram_total": _num(ram.get("total")),
+            "ram_normal": _num(ram.get("normal")),
+            "ram_duplicate": _num(ram.get("duplicate")),
+            "ram_normal_bytes": _num(ram.get("normal-bytes")),
+            "precopy_bytes": _num(ram.get("precopy-bytes")),
+            "downtime_bytes": _num(ram.get("downtime-bytes")),
+            "postcopy_bytes": _num(ram.get("postcopy-bytes")),
+            "dirty_sync_count": s["dirty_sync_count"],
+            "page_size": _num(ram.get("page-size")),
+            "xbzrle_bytes": _num(xb.get("bytes")),
+            "xbzrle_pages": _num(xb.get("pages")),
+        }
     except TypeError as e:
         if "missing" in str(e):
-            raise _err(path, line, "a query-migrate reply needs '_t' (seconds since the migrate "
-                                   "command)") from None
+            raise _err(
+                path, line, "a query-migrate reply needs '_t' (seconds since the migrate command)"
+            ) from None
         raise _err(path, line, f"{e} (query-migrate fields are numbers)") from None
     return s, f
 
@@ -157,18 +181,18 @@ def _json_items(text: str, path):
             while pos < n and text[pos] in " \t\r\n,":
                 pos += 1
             if pos >= n:
-                raise _err(path, text.count("\n", 0, n) + 1, "the JSON list is not closed "
-                                                             "(truncated log?)")
+                raise _err(path, text.count("\n", 0, n) + 1, "the JSON list is not closed (truncated log?)")
             if text[pos] == "]":
                 break
             try:
                 obj, end = dec.raw_decode(text, pos)
             except json.JSONDecodeError as e:
-                raise _err(path, e.lineno, f"not valid JSON ({e.msg}, column {e.colno}; truncated "
-                                           f"log?)") from None
+                raise _err(
+                    path, e.lineno, f"not valid JSON ({e.msg}, column {e.colno}; truncated log?)"
+                ) from None
             out.append((text.count("\n", 0, pos) + 1, obj))
             pos = end
-        rest = text[pos + 1:].strip()
+        rest = text[pos + 1 :].strip()
         if rest:
             raise _err(path, text.count("\n", 0, pos) + 1, "text after the end of the JSON list")
         return out
@@ -191,8 +215,9 @@ def read_qmp(path, text: str | None = None) -> xr.Dataset:
     fmt = "qmp-json" if text.lstrip().startswith("[") else "qmp-jsonl"
     for line, obj in items:
         if not isinstance(obj, dict):
-            raise _err(path, line, f"expected a query-migrate reply (a JSON object), got "
-                                   f"{type(obj).__name__}")
+            raise _err(
+                path, line, f"expected a query-migrate reply (a JSON object), got {type(obj).__name__}"
+            )
         if "event" in obj:
             if obj.get("event") == "MIGRATION_PASS":
                 try:
@@ -212,22 +237,46 @@ def read_qmp(path, text: str | None = None) -> xr.Dataset:
 # -- libvirt ----------------------------------------------------------------------------------------
 #: virsh domjobinfo label -> (key, scale to SI) ; sizes are parsed with their unit
 DOMJOBINFO = {
-    "time elapsed": "time_elapsed", "data processed": "data_processed",
-    "data remaining": "data_remaining", "data total": "data_total",
-    "memory processed": "memory_processed", "memory remaining": "memory_remaining",
-    "memory total": "memory_total", "memory bandwidth": "memory_bps", "dirty rate": "memory_dirty_rate",
-    "page size": "memory_page_size", "iteration": "memory_iteration",
-    "postcopy requests": "memory_postcopy_requests", "constant pages": "memory_constant",
-    "normal pages": "memory_normal", "normal data": "memory_normal_bytes",
-    "total downtime": "downtime", "setup time": "setup_time",
-    "auto converge throttle": "auto_converge_throttle", "job type": "type",
+    "time elapsed": "time_elapsed",
+    "data processed": "data_processed",
+    "data remaining": "data_remaining",
+    "data total": "data_total",
+    "memory processed": "memory_processed",
+    "memory remaining": "memory_remaining",
+    "memory total": "memory_total",
+    "memory bandwidth": "memory_bps",
+    "dirty rate": "memory_dirty_rate",
+    "page size": "memory_page_size",
+    "iteration": "memory_iteration",
+    "postcopy requests": "memory_postcopy_requests",
+    "constant pages": "memory_constant",
+    "normal pages": "memory_normal",
+    "normal data": "memory_normal_bytes",
+    "total downtime": "downtime",
+    "setup time": "setup_time",
+    "auto converge throttle": "auto_converge_throttle",
+    "job type": "type",
 }
 JOB_TYPES = {"none": 0, "bounded": 1, "unbounded": 2, "completed": 3, "failed": 4, "cancelled": 5}
 TYPE_STATUS = {0: "none", 1: "active", 2: "active", 3: "completed", 4: "failed", 5: "cancelled"}
-LIBVIRT_KEYS = ("time_elapsed", "memory_processed", "memory_remaining", "memory_iteration",
-                "memory_total", "data_processed")
-_UNITS = {"b": 1, "bytes": 1, "kib": 1024, "mib": MIB, "gib": 1024 ** 3, "tib": 1024 ** 4,
-          "pib": 1024 ** 5, "eib": 1024 ** 6}
+LIBVIRT_KEYS = (
+    "time_elapsed",
+    "memory_processed",
+    "memory_remaining",
+    "memory_iteration",
+    "memory_total",
+    "data_processed",
+)
+_UNITS = {
+    "b": 1,
+    "bytes": 1,
+    "kib": 1024,
+    "mib": MIB,
+    "gib": 1024**3,
+    "tib": 1024**4,
+    "pib": 1024**5,
+    "eib": 1024**6,
+}
 
 
 def _is_libvirt(obj: dict) -> bool:
@@ -243,7 +292,7 @@ def _parse_value(raw: str, path, line: int, label: str) -> float:
     except ValueError:
         raise _err(path, line, f"'{label}': {parts[0]!r} is not a number") from None
     unit = parts[1].lower() if len(parts) > 1 else ""
-    if unit.endswith("/s") and unit[:-2] in _UNITS:   # Memory bandwidth: 68.180 MiB/s
+    if unit.endswith("/s") and unit[:-2] in _UNITS:  # Memory bandwidth: 68.180 MiB/s
         return v * _UNITS[unit[:-2]]
     if unit in _UNITS:
         return v * _UNITS[unit]
@@ -270,10 +319,10 @@ def _domjobinfo_blocks(text: str, path):
         if cur is None:
             raise _err(path, i, "expected 'Job type:' first (the start of a virsh domjobinfo block)")
         if key is None:
-            continue          # Operation, Expected downtime, compression, disk … are not used
+            continue  # Operation, Expected downtime, compression, disk … are not used
         v = _parse_value(raw, path, i, label.strip())
         if key in ("time_elapsed", "downtime", "setup_time"):
-            v = v                       # ms, as printed
+            v = v  # ms, as printed
         cur[key] = v
     return blocks
 
@@ -305,6 +354,7 @@ def _jobstats_blocks(text: str, path):
 
 def _libvirt_to_qmp(blk: dict, path, line: int):
     """One libvirt job-stats block -> (sample, final) as the QMP reader gives them."""
+
     def g(k):
         v = blk.get(k)
         if v is None or v == "":
@@ -315,6 +365,7 @@ def _libvirt_to_qmp(blk: dict, path, line: int):
             return float(str(v).split()[0])
         except ValueError:
             raise _err(path, line, f"{k}={v!r} is not a number") from None
+
     typ = g("type")
     if not np.isfinite(typ):
         typ = 3.0 if np.isfinite(g("downtime")) else 2.0
@@ -324,20 +375,34 @@ def _libvirt_to_qmp(blk: dict, path, line: int):
     t = g("time_elapsed")
     if not np.isfinite(t):
         raise _err(path, line, "job statistics need time_elapsed (ms) to place them in time")
-    s = {"time": t / 1000.0, "status": status, "transferred": g("memory_processed"),
-         "remaining": g("memory_remaining"), "dirty_sync_count": g("memory_iteration"),
-         "dirty_pages_rate": g("memory_dirty_rate"),
-         "throttle": (g("auto_converge_throttle") if np.isfinite(g("auto_converge_throttle")) else 0.0) / 100}
+    s = {
+        "time": t / 1000.0,
+        "status": status,
+        "transferred": g("memory_processed"),
+        "remaining": g("memory_remaining"),
+        "dirty_sync_count": g("memory_iteration"),
+        "dirty_pages_rate": g("memory_dirty_rate"),
+        "throttle": (g("auto_converge_throttle") if np.isfinite(g("auto_converge_throttle")) else 0.0) / 100,
+    }
     if status == "completed":
         s["remaining"] = 0.0 if not np.isfinite(s["remaining"]) else s["remaining"]
-    f = {"total_time": t / 1000.0 if status == "completed" else math.nan,
-         "downtime": g("downtime") / 1000.0, "setup_time": g("setup_time") / 1000.0,
-         "transferred": s["transferred"], "ram_total": g("memory_total"),
-         "ram_normal": g("memory_normal"), "ram_duplicate": g("memory_constant"),
-         "ram_normal_bytes": g("memory_normal_bytes"), "precopy_bytes": math.nan,
-         "downtime_bytes": math.nan, "postcopy_bytes": math.nan,
-         "dirty_sync_count": s["dirty_sync_count"], "page_size": g("memory_page_size"),
-         "xbzrle_bytes": math.nan, "xbzrle_pages": math.nan}
+    f = {
+        "total_time": t / 1000.0 if status == "completed" else math.nan,
+        "downtime": g("downtime") / 1000.0,
+        "setup_time": g("setup_time") / 1000.0,
+        "transferred": s["transferred"],
+        "ram_total": g("memory_total"),
+        "ram_normal": g("memory_normal"),
+        "ram_duplicate": g("memory_constant"),
+        "ram_normal_bytes": g("memory_normal_bytes"),
+        "precopy_bytes": math.nan,
+        "downtime_bytes": math.nan,
+        "postcopy_bytes": math.nan,
+        "dirty_sync_count": s["dirty_sync_count"],
+        "page_size": g("memory_page_size"),
+        "xbzrle_bytes": math.nan,
+        "xbzrle_pages": math.nan,
+    }
     return s, f
 
 
@@ -375,19 +440,34 @@ def _from_libvirt_blocks(path, fmt, blocks):
 def read_testbed(path) -> xr.Dataset:
     """A testbed run (``lmtk testbed run``, netCDF) as a MigrationLog (plus the run's settings)."""
     from ..io import read_dataset
+
     path = Path(path)
     try:
         ds = read_dataset(path)
     except Exception as e:  # noqa: BLE001 - any unreadable file is one clear error
-        raise _err(path, 0, f"not a readable netCDF testbed record ({type(e).__name__}: "
-                            f"{str(e).splitlines()[0][:80] if str(e) else ''})") from None
+        raise _err(
+            path,
+            0,
+            f"not a readable netCDF testbed record ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:80] if str(e) else ''})",
+        ) from None
     if ds.attrs.get("lmt_kind") == "migration_log":
         return ds
     if ds.attrs.get("lmt_kind") != "testbed_run":
-        raise _err(path, 0, f"not a testbed record (lmt_kind={ds.attrs.get('lmt_kind')!r}; "
-                            f"expected testbed_run)")
-    need = ("sample_time", "sample_status", "sample_transferred", "sample_remaining",
-            "sample_dirty_sync_count", "total_time", "transferred", "ram_total", "completed")
+        raise _err(
+            path, 0, f"not a testbed record (lmt_kind={ds.attrs.get('lmt_kind')!r}; expected testbed_run)"
+        )
+    need = (
+        "sample_time",
+        "sample_status",
+        "sample_transferred",
+        "sample_remaining",
+        "sample_dirty_sync_count",
+        "total_time",
+        "transferred",
+        "ram_total",
+        "completed",
+    )
     missing = [k for k in need if k not in ds]
     if missing:
         raise _err(path, 0, f"testbed record without {', '.join(missing)} (truncated?)")
@@ -398,17 +478,36 @@ def read_testbed(path) -> xr.Dataset:
     n = ds.sizes["sample"]
     thr = ds["sample_throttle"].values if "sample_throttle" in ds else np.zeros(n)
     rate = ds["sample_dirty_pages_rate"].values if "sample_dirty_pages_rate" in ds else np.full(n, np.nan)
-    samples = [{"time": float(ds.sample_time[i]), "status": str(ds.sample_status.values[i]),
-                "transferred": float(ds.sample_transferred[i]), "remaining": float(ds.sample_remaining[i]),
-                "dirty_sync_count": float(ds.sample_dirty_sync_count[i]),
-                "dirty_pages_rate": float(rate[i]), "throttle": float(thr[i])} for i in range(n)]
+    samples = [
+        {
+            "time": float(ds.sample_time[i]),
+            "status": str(ds.sample_status.values[i]),
+            "transferred": float(ds.sample_transferred[i]),
+            "remaining": float(ds.sample_remaining[i]),
+            "dirty_sync_count": float(ds.sample_dirty_sync_count[i]),
+            "dirty_pages_rate": float(rate[i]),
+            "throttle": float(thr[i]),
+        }
+        for i in range(n)
+    ]
     completed = bool(ds.completed.item())
-    final = {"total_time": v("total_time"), "downtime": v("downtime"), "setup_time": v("setup_time"),
-             "transferred": v("transferred"), "ram_total": v("ram_total"), "ram_normal": v("ram_normal"),
-             "ram_duplicate": v("ram_duplicate"), "ram_normal_bytes": v("ram_normal_bytes"),
-             "precopy_bytes": v("precopy_bytes"), "downtime_bytes": v("downtime_bytes"),
-             "postcopy_bytes": v("postcopy_bytes"), "dirty_sync_count": v("dirty_sync_count"),
-             "page_size": 4096.0, "xbzrle_bytes": v("xbzrle_bytes"), "xbzrle_pages": v("xbzrle_pages")}
+    final = {
+        "total_time": v("total_time"),
+        "downtime": v("downtime"),
+        "setup_time": v("setup_time"),
+        "transferred": v("transferred"),
+        "ram_total": v("ram_total"),
+        "ram_normal": v("ram_normal"),
+        "ram_duplicate": v("ram_duplicate"),
+        "ram_normal_bytes": v("ram_normal_bytes"),
+        "precopy_bytes": v("precopy_bytes"),
+        "downtime_bytes": v("downtime_bytes"),
+        "postcopy_bytes": v("postcopy_bytes"),
+        "dirty_sync_count": v("dirty_sync_count"),
+        "page_size": 4096.0,
+        "xbzrle_bytes": v("xbzrle_bytes"),
+        "xbzrle_pages": v("xbzrle_pages"),
+    }
     status = str(ds.attrs.get("lmt_status") or ("completed" if completed else "cancelled"))
     # the record keeps the final statistics even for a cancelled run (the last active reply)
     if samples and samples[-1]["status"] not in FINAL:
@@ -416,9 +515,10 @@ def read_testbed(path) -> xr.Dataset:
     finals = [dict.fromkeys(final, math.nan) for _ in samples]
     if finals:
         finals[-1] = final
-    passes = list(zip(ds.pass_time.values.tolist(), ds.pass_number.values.tolist())) if "pass_time" in ds else []
-    out = _assemble(path, "testbed", samples, finals, list(range(1, n + 1)), passes,
-                    final_status=status)
+    passes = (
+        list(zip(ds.pass_time.values.tolist(), ds.pass_number.values.tolist())) if "pass_time" in ds else []
+    )
+    out = _assemble(path, "testbed", samples, finals, list(range(1, n + 1)), passes, final_status=status)
     out.attrs["lmt_settings"] = json.dumps(testbed_settings(ds))
     out.attrs["lmt_guest"] = json.dumps(testbed_guest(ds))
     out.attrs["lmt_label"] = str(ds.attrs.get("lmt_label", path.stem))
@@ -438,15 +538,19 @@ def testbed_settings(ds) -> list[str]:
     QEMU-like policy with the run's cap, downtime limit, capabilities and cancel timeout, and
     ``policy.dirty_clear=sync`` (the testbed's guest runs under TCG)."""
     postcopy = bool(_tb(ds, "postcopy", False))
-    o = ["policy=hybrid" if postcopy else "policy=qemu",
-         f"policy.max_bandwidth_mib_s={float(_tb(ds, 'max_bandwidth_mib_s'))!r}",
-         f"policy.downtime_limit_ms={float(_tb(ds, 'downtime_limit_ms'))!r}",
-         f"policy.auto_converge={str(bool(_tb(ds, 'auto_converge', False))).lower()}",
-         f"policy.xbzrle={str(bool(_tb(ds, 'xbzrle', False))).lower()}",
-         f"policy.xbzrle_cache_mib={float(_tb(ds, 'xbzrle_cache_mib', 64.0))!r}",
-         f"policy.multifd_channels={int(_tb(ds, 'multifd_channels', 0))}",
-         f"policy.timeout_s={float(_tb(ds, 'timeout_s', 600.0))!r}",
-         "policy.dirty_clear=sync", "vm.vcpus=1", "network.latency_ms=0.0"]
+    o = [
+        "policy=hybrid" if postcopy else "policy=qemu",
+        f"policy.max_bandwidth_mib_s={float(_tb(ds, 'max_bandwidth_mib_s'))!r}",
+        f"policy.downtime_limit_ms={float(_tb(ds, 'downtime_limit_ms'))!r}",
+        f"policy.auto_converge={str(bool(_tb(ds, 'auto_converge', False))).lower()}",
+        f"policy.xbzrle={str(bool(_tb(ds, 'xbzrle', False))).lower()}",
+        f"policy.xbzrle_cache_mib={float(_tb(ds, 'xbzrle_cache_mib', 64.0))!r}",
+        f"policy.multifd_channels={int(_tb(ds, 'multifd_channels', 0))}",
+        f"policy.timeout_s={float(_tb(ds, 'timeout_s', 600.0))!r}",
+        "policy.dirty_clear=sync",
+        "vm.vcpus=1",
+        "network.latency_ms=0.0",
+    ]
     if postcopy:
         o.append(f"policy.precopy_passes={int(_tb(ds, 'postcopy_after_passes', 1))}")
     return o
@@ -455,13 +559,15 @@ def testbed_settings(ds) -> list[str]:
 def testbed_guest(ds) -> dict:
     """What the testbed guest reported and was asked for (for validation, not for the fit)."""
     hot = float(_tb(ds, "hot_mib"))
-    return {"dirty_rate_measured": float(_tb(ds, "dirty_rate_measured")),
-            "dirty_rate_during": float(_tb(ds, "dirty_rate_during")),
-            "dirty_rate_pages_s": float(_tb(ds, "dirty_rate_pages_s")),
-            "hot_mib": hot if np.isfinite(hot) else None,
-            "buffer_mib": float(_tb(ds, "buffer_mib")),
-            "pattern": str(ds.attrs.get("lmt_pattern", "random")),
-            "wbytes": float(_tb(ds, "wbytes", 64))}
+    return {
+        "dirty_rate_measured": float(_tb(ds, "dirty_rate_measured")),
+        "dirty_rate_during": float(_tb(ds, "dirty_rate_during")),
+        "dirty_rate_pages_s": float(_tb(ds, "dirty_rate_pages_s")),
+        "hot_mib": hot if np.isfinite(hot) else None,
+        "buffer_mib": float(_tb(ds, "buffer_mib")),
+        "pattern": str(ds.attrs.get("lmt_pattern", "random")),
+        "wbytes": float(_tb(ds, "wbytes", 64)),
+    }
 
 
 # -- assembly ---------------------------------------------------------------------------------------
@@ -475,8 +581,12 @@ def _assemble(path, fmt, samples, finals, lines, passes, final_status=None) -> x
         raise _err(path, lines[i], f"time goes backwards ({times[i]:.3f} s after {times[i - 1]:.3f} s)")
     last = samples[-1]["status"]
     if last not in FINAL:
-        raise _err(path, lines[-1], f"the log ends while the migration is '{last}' (truncated? the "
-                                    f"last reply must say completed, failed or cancelled)")
+        raise _err(
+            path,
+            lines[-1],
+            f"the log ends while the migration is '{last}' (truncated? the "
+            f"last reply must say completed, failed or cancelled)",
+        )
     final = dict(finals[-1])
     # a cancelled/failed reply carries no RAM statistics: keep the last ones seen running
     for k, v in final.items():
@@ -507,31 +617,48 @@ def _assemble(path, fmt, samples, finals, lines, passes, final_status=None) -> x
         final["dirty_sync_count"] = float(np.nanmax(counts)) if np.isfinite(counts).any() else math.nan
     data = {}
     for k, (u, ln) in SAMPLE_VARS.items():
-        data[f"sample_{k}"] = ("sample", np.array([s[k] for s in samples], float), {"units": u, "long_name": ln})
+        data[f"sample_{k}"] = (
+            "sample",
+            np.array([s[k] for s in samples], float),
+            {"units": u, "long_name": ln},
+        )
     data["sample_status"] = ("sample", np.array(sts, dtype=object), {"long_name": "migration status"})
-    data["sample_line"] = ("sample", np.array(lines, np.int64), {"units": "1", "long_name": "line in the log"})
+    data["sample_line"] = (
+        "sample",
+        np.array(lines, np.int64),
+        {"units": "1", "long_name": "line in the log"},
+    )
     for k, (u, ln) in FINAL_VARS.items():
         val = final.get(k, math.nan)
         arr = np.bool_(val) if k in ("completed", "postcopy") else np.float64(val)
         data[k] = ((), arr, {"units": u, "long_name": ln})
-    data["pass_time"] = ("pass", np.array([p[0] for p in passes], float),
-                         {"units": "s", "long_name": "MIGRATION_PASS event time"})
-    data["pass_number"] = ("pass", np.array([p[1] for p in passes], np.int64),
-                           {"units": "1", "long_name": "MIGRATION_PASS pass number"})
+    data["pass_time"] = (
+        "pass",
+        np.array([p[0] for p in passes], float),
+        {"units": "s", "long_name": "MIGRATION_PASS event time"},
+    )
+    data["pass_number"] = (
+        "pass",
+        np.array([p[1] for p in passes], np.int64),
+        {"units": "1", "long_name": "MIGRATION_PASS pass number"},
+    )
     ds = xr.Dataset(data)
     from .. import provenance
+
     status = final_status or last
-    ds.attrs.update({
-        "title": f"migration log {Path(path).name}",
-        "source": str(path),
-        "lmt_kind": "migration_log",
-        "lmt_log_format": fmt,
-        "lmt_status": status,
-        "lmt_settings": "[]",
-        "lmt_guest": "{}",
-        "lmt_label": Path(path).stem,
-        "history": f"{provenance.now()} lmtoolkit.logs.read_log({str(path)!r})",
-    })
+    ds.attrs.update(
+        {
+            "title": f"migration log {Path(path).name}",
+            "source": str(path),
+            "lmt_kind": "migration_log",
+            "lmt_log_format": fmt,
+            "lmt_status": status,
+            "lmt_settings": "[]",
+            "lmt_guest": "{}",
+            "lmt_label": Path(path).stem,
+            "history": f"{provenance.now()} lmtoolkit.logs.read_log({str(path)!r})",
+        }
+    )
     return ds
 
 
@@ -547,7 +674,7 @@ def _read_text(path: Path) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
+        line = data[: e.start].count(b"\n") + 1
         raise _err(path, line, "not a text log (not UTF-8); a testbed record is a .nc file") from None
 
 
@@ -577,8 +704,12 @@ def detect_format(path) -> str:
         return "libvirt-domjobinfo"
     if re.match(r"[A-Za-z_][A-Za-z0-9_.]*\s*[=:]", first):
         return "libvirt-jobstats"
-    raise _err(path, 1, "unknown log format (expected QMP query-migrate JSON, virsh domjobinfo "
-                        "text, virDomainGetJobStats key=value lines or a testbed record .nc)")
+    raise _err(
+        path,
+        1,
+        "unknown log format (expected QMP query-migrate JSON, virsh domjobinfo "
+        "text, virDomainGetJobStats key=value lines or a testbed record .nc)",
+    )
 
 
 def read_log(path) -> xr.Dataset:

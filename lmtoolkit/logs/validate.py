@@ -19,6 +19,7 @@ guest reported (``dirty_rate_measured``; idle guests report 0 and are left out o
 The registration below makes ``whatif`` a dataset of ``lmtk validate`` (the registry of
 :mod:`lmtoolkit.testbed.validate`); it runs when :mod:`lmtoolkit.logs.cli` is imported.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,13 +45,22 @@ def _b(ds, k):
 
 def family_key(run) -> tuple:
     hot = _v(run, "hot_mib")
-    return (int(round(_v(run, "dirty_rate_pages_s", 0))), None if not np.isfinite(hot) else int(hot),
-            str(run.attrs.get("lmt_pattern", "random")))
+    return (
+        int(round(_v(run, "dirty_rate_pages_s", 0))),
+        None if not np.isfinite(hot) else int(hot),
+        str(run.attrs.get("lmt_pattern", "random")),
+    )
 
 
 def setting_key(run) -> tuple:
-    return (_v(run, "max_bandwidth_mib_s"), _v(run, "downtime_limit_ms"), _b(run, "auto_converge"),
-            _b(run, "xbzrle"), int(_v(run, "multifd_channels", 0)), _b(run, "postcopy"))
+    return (
+        _v(run, "max_bandwidth_mib_s"),
+        _v(run, "downtime_limit_ms"),
+        _b(run, "auto_converge"),
+        _b(run, "xbzrle"),
+        int(_v(run, "multifd_channels", 0)),
+        _b(run, "postcopy"),
+    )
 
 
 def plain(run) -> bool:
@@ -64,8 +74,12 @@ def choose_fit_run(runs: list):
 
     def dist(r):
         bw, dl = setting_key(r)[:2]
-        return (abs(math.log2(bw / 64.0)) + abs(math.log10(dl / 300.0)), _v(r, "repeat", 0),
-                r.attrs.get("lmt_file", ""))
+        return (
+            abs(math.log2(bw / 64.0)) + abs(math.log10(dl / 300.0)),
+            _v(r, "repeat", 0),
+            r.attrs.get("lmt_file", ""),
+        )
+
     return min(cands, key=dist)
 
 
@@ -79,6 +93,7 @@ def families(runs: list) -> dict:
 def run_overrides(run, fit_policy: str) -> list[str]:
     """The settings of a run as what-if overrides (the policy group only when it changes)."""
     from .readers import testbed_settings
+
     out = []
     for o in testbed_settings(run):
         k = o.split("=", 1)[0]
@@ -96,8 +111,8 @@ def label(run) -> str:
 
 @dataclass
 class Report:
-    rows: list = field(default_factory=list)       # one per run
-    fits: list = field(default_factory=list)       # one per family
+    rows: list = field(default_factory=list)  # one per run
+    fits: list = field(default_factory=list)  # one per family
 
     def metrics(self) -> dict:
         held = [r for r in self.rows if r["role"] == "held-out"]
@@ -106,20 +121,27 @@ class Report:
         c = np.array([r["pred_converged"] == r["converged"] for r in held])
         dirt = [f for f in self.fits if f["guest_rate"] > 0]
         rate = np.array([abs(f["fitted_rate"] / f["guest_rate"] - 1) for f in dirt])
-        return {"held_out": len(held), "families": len(self.fits),
-                "total_time": float(np.median(t)) if t.size else math.nan,
-                "transferred": float(np.median(b)) if b.size else math.nan,
-                "converged": float(c.mean()) if c.size else math.nan,
-                "dirty_rate_within": float((rate <= GOALS["dirty_rate"]).mean()) if rate.size else math.nan,
-                "dirty_rate_median": float(np.median(rate)) if rate.size else math.nan,
-                "dirty_rate_max": float(rate.max()) if rate.size else math.nan,
-                "fit_time_median_s": float(np.median([f["fit_s"] for f in self.fits])) if self.fits else math.nan,
-                "fit_time_max_s": float(np.max([f["fit_s"] for f in self.fits])) if self.fits else math.nan}
+        return {
+            "held_out": len(held),
+            "families": len(self.fits),
+            "total_time": float(np.median(t)) if t.size else math.nan,
+            "transferred": float(np.median(b)) if b.size else math.nan,
+            "converged": float(c.mean()) if c.size else math.nan,
+            "dirty_rate_within": float((rate <= GOALS["dirty_rate"]).mean()) if rate.size else math.nan,
+            "dirty_rate_median": float(np.median(rate)) if rate.size else math.nan,
+            "dirty_rate_max": float(rate.max()) if rate.size else math.nan,
+            "fit_time_median_s": float(np.median([f["fit_s"] for f in self.fits])) if self.fits else math.nan,
+            "fit_time_max_s": float(np.max([f["fit_s"] for f in self.fits])) if self.fits else math.nan,
+        }
 
 
 def goals_met(m: dict) -> bool:
-    return (m["total_time"] <= GOALS["total_time"] and m["transferred"] <= GOALS["transferred"]
-            and m["converged"] >= GOALS["converged"] and m["dirty_rate_within"] >= 1.0)
+    return (
+        m["total_time"] <= GOALS["total_time"]
+        and m["transferred"] <= GOALS["transferred"]
+        and m["converged"] >= GOALS["converged"]
+        and m["dirty_rate_within"] >= 1.0
+    )
 
 
 def compare(path=None, engine: str = "fluid", bootstrap: int = 100, progress=None) -> Report:
@@ -147,13 +169,21 @@ def compare(path=None, engine: str = "fluid", bootstrap: int = 100, progress=Non
             write_fit(res, fpath)
             guest = json.loads(res.log.attrs.get("lmt_guest", "{}"))
             hot = guest.get("hot_mib") or guest.get("buffer_mib")
-            rep.fits.append({"family": _fam_label(key), "fit_run": label(fr), "fit_s": fit_s,
-                             "fitted_rate": res.values.get("workload.dirty_rate_pages_s", math.nan),
-                             "guest_rate": float(guest.get("dirty_rate_measured", math.nan)),
-                             "fitted_wss_mib": res.values.get("workload.wss_mib", math.nan),
-                             "hot_mib": float(hot) if hot else math.nan, "pattern": res.pattern,
-                             "guest_pattern": guest.get("pattern", ""), "quality": res.quality,
-                             "undecided": _undecided(res)})
+            rep.fits.append(
+                {
+                    "family": _fam_label(key),
+                    "fit_run": label(fr),
+                    "fit_s": fit_s,
+                    "fitted_rate": res.values.get("workload.dirty_rate_pages_s", math.nan),
+                    "guest_rate": float(guest.get("dirty_rate_measured", math.nan)),
+                    "fitted_wss_mib": res.values.get("workload.wss_mib", math.nan),
+                    "hot_mib": float(hot) if hot else math.nan,
+                    "pattern": res.pattern,
+                    "guest_pattern": guest.get("pattern", ""),
+                    "quality": res.quality,
+                    "undecided": _undecided(res),
+                }
+            )
             if progress:
                 progress(f"fitted {label(fr)} in {fit_s:.1f} s")
             policy = str(res.cfg.policy.name)
@@ -161,18 +191,28 @@ def compare(path=None, engine: str = "fluid", bootstrap: int = 100, progress=Non
                 role = "fit" if r is fr else ("repeat" if setting_key(r) == setting_key(fr) else "held-out")
                 ov = run_overrides(r, policy)
                 pred = whatif(fpath, ov, samples=0)
-                rep.rows.append({
-                    "family": _fam_label(key), "run": label(r), "role": role,
-                    "total_time": _v(r, "total_time"), "pred_total_time": float(pred.total_time),
-                    "transferred": _v(r, "transferred"), "pred_transferred": float(pred.transferred),
-                    "converged": _b(r, "converged"), "pred_converged": bool(pred.converged),
-                    "downtime": _v(r, "downtime"), "pred_downtime": float(pred.downtime)})
+                rep.rows.append(
+                    {
+                        "family": _fam_label(key),
+                        "run": label(r),
+                        "role": role,
+                        "total_time": _v(r, "total_time"),
+                        "pred_total_time": float(pred.total_time),
+                        "transferred": _v(r, "transferred"),
+                        "pred_transferred": float(pred.transferred),
+                        "converged": _b(r, "converged"),
+                        "pred_converged": bool(pred.converged),
+                        "downtime": _v(r, "downtime"),
+                        "pred_downtime": float(pred.downtime),
+                    }
+                )
     return rep
 
 
 def _undecided(res) -> str:
     """``pattern: rate`` of a pattern the log does not rule out (empty when decided)."""
     from .fit import PATTERN_DECISIVE
+
     out = []
     for pat, vals in res.alternative_values.items():
         if pat != res.pattern and res.alternatives[pat] - res.alternatives[res.pattern] < PATTERN_DECISIVE:
@@ -190,29 +230,37 @@ def table(rep: Report) -> str:
     for r in rep.rows:
         et = r["pred_total_time"] / r["total_time"] - 1
         eb = r["pred_transferred"] / r["transferred"] - 1
-        lines.append(f"{r['run'][:42]:42s} {r['role']:8s} {r['total_time']:7.2f}/{r['pred_total_time']:<7.2f} "
-                     f"{et * 100:+5.1f}% {r['transferred'] / 2**20:6.0f}/{r['pred_transferred'] / 2**20:<6.0f} "
-                     f"{eb * 100:+5.1f}% {'y' if r['converged'] else 'n'}/{'y' if r['pred_converged'] else 'n'}")
+        lines.append(
+            f"{r['run'][:42]:42s} {r['role']:8s} {r['total_time']:7.2f}/{r['pred_total_time']:<7.2f} "
+            f"{et * 100:+5.1f}% {r['transferred'] / 2**20:6.0f}/{r['pred_transferred'] / 2**20:<6.0f} "
+            f"{eb * 100:+5.1f}% {'y' if r['converged'] else 'n'}/{'y' if r['pred_converged'] else 'n'}"
+        )
     lines.append("(measured/predicted from the family's fit run)")
     lines.append("")
-    lines.append(f"{'family':18s} {'fit run':36s} {'fitted rate':>11s} {'guest':>7s} {'err':>6s} "
-                 f"{'wss MiB':>8s} {'hot':>5s} {'pattern':>10s} {'fit s':>6s}  pattern not ruled out")
+    lines.append(
+        f"{'family':18s} {'fit run':36s} {'fitted rate':>11s} {'guest':>7s} {'err':>6s} "
+        f"{'wss MiB':>8s} {'hot':>5s} {'pattern':>10s} {'fit s':>6s}  pattern not ruled out"
+    )
     for f in rep.fits:
         err = f["fitted_rate"] / f["guest_rate"] - 1 if f["guest_rate"] > 0 else math.nan
-        lines.append(f"{f['family']:18s} {f['fit_run'][:36]:36s} {f['fitted_rate']:11.0f} {f['guest_rate']:7.0f} "
-                     f"{err * 100:+5.1f}% {f['fitted_wss_mib']:8.1f} {f['hot_mib']:5.0f} "
-                     f"{f['pattern'][:4]}/{f['guest_pattern'][:4]:>5s} {f['fit_s']:6.1f}  {f.get('undecided', '')}")
+        lines.append(
+            f"{f['family']:18s} {f['fit_run'][:36]:36s} {f['fitted_rate']:11.0f} {f['guest_rate']:7.0f} "
+            f"{err * 100:+5.1f}% {f['fitted_wss_mib']:8.1f} {f['hot_mib']:5.0f} "
+            f"{f['pattern'][:4]}/{f['guest_pattern'][:4]:>5s} {f['fit_s']:6.1f}  {f.get('undecided', '')}"
+        )
     lines.append("(fitted pattern / the guest's; idle guests report no rate)")
     return "\n".join(lines)
 
 
 def summary_line(m: dict) -> str:
-    return (f"held-out settings {m['held_out']} ({m['families']} families): median |err| total time "
-            f"{m['total_time'] * 100:.1f}% (goal <= 5%), bytes {m['transferred'] * 100:.1f}% (<= 5%); converged "
-            f"agree {m['converged'] * 100:.0f}% (100%); fitted dirty rate within 10% of the guest's "
-            f"{m['dirty_rate_within'] * 100:.0f}% of dirtying families (median err {m['dirty_rate_median'] * 100:.1f}%, "
-            f"max {m['dirty_rate_max'] * 100:.1f}%); fit time median {m['fit_time_median_s']:.1f} s "
-            f"-> {'goals met' if goals_met(m) else 'goals NOT met'}")
+    return (
+        f"held-out settings {m['held_out']} ({m['families']} families): median |err| total time "
+        f"{m['total_time'] * 100:.1f}% (goal <= 5%), bytes {m['transferred'] * 100:.1f}% (<= 5%); converged "
+        f"agree {m['converged'] * 100:.0f}% (100%); fitted dirty rate within 10% of the guest's "
+        f"{m['dirty_rate_within'] * 100:.0f}% of dirtying families (median err {m['dirty_rate_median'] * 100:.1f}%, "
+        f"max {m['dirty_rate_max'] * 100:.1f}%); fit time median {m['fit_time_median_s']:.1f} s "
+        f"-> {'goals met' if goals_met(m) else 'goals NOT met'}"
+    )
 
 
 def report(path=None, out=None, engine: str = "fluid") -> int:
@@ -222,8 +270,13 @@ def report(path=None, out=None, engine: str = "fluid") -> int:
         rep = compare(path, engine=engine)
     except FileNotFoundError as e:
         from ..errors import ConfigError
-        raise ConfigError("--data", str(e), "", message=(
-            f"whatif data: no testbed runs (*.nc) under {e}; give the directory with --data DIR")) from None
+
+        raise ConfigError(
+            "--data",
+            str(e),
+            "",
+            message=(f"whatif data: no testbed runs (*.nc) under {e}; give the directory with --data DIR"),
+        ) from None
     print(table(rep), file=out)
     print(summary_line(rep.metrics()), file=out)
     return 0
@@ -233,7 +286,14 @@ def register() -> None:
     """Make ``whatif`` a dataset of ``lmtk validate``."""
     from ..testbed.validate import DATASETS, ValidationSet
     from ..testbed.validate import register as reg
+
     if "whatif" not in DATASETS:
-        reg(ValidationSet("whatif", "data/testbed", None,
-                          description="fit one run of a family of testbed runs, predict the others (issue 13)",
-                          report=lambda path, out=None: report(path, out=out)))
+        reg(
+            ValidationSet(
+                "whatif",
+                "data/testbed",
+                None,
+                description="fit one run of a family of testbed runs, predict the others (issue 13)",
+                report=lambda path, out=None: report(path, out=out),
+            )
+        )

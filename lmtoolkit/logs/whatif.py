@@ -28,6 +28,7 @@ The Dataset has the variables of ``lmtk run`` (``total_time``, ``downtime``, ``t
 observed run's totals (``observed_*``) and the observed and fitted trajectories (dims
 ``sync``, ``sample``, ``curve``) for :func:`lmtoolkit.logs.plot.fig_whatif`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -49,14 +50,25 @@ from ..errors import ConfigError
 from .fitfile import FitFile, read_fit
 
 #: policy keys a policy swap keeps from the observed run when the new policy has them
-CARRY_POLICY = ("timeout_s", "stop_overhead_ms", "dirty_clear", "max_bandwidth_mib_s", "downtime_limit_ms",
-                "auto_converge", "xbzrle", "xbzrle_cache_mib", "xbzrle_delta_ratio", "multifd_channels")
+CARRY_POLICY = (
+    "timeout_s",
+    "stop_overhead_ms",
+    "dirty_clear",
+    "max_bandwidth_mib_s",
+    "downtime_limit_ms",
+    "auto_converge",
+    "xbzrle",
+    "xbzrle_cache_mib",
+    "xbzrle_delta_ratio",
+    "multifd_channels",
+)
 CAP_KEY = "policy.max_bandwidth_mib_s"
 BANDED = ("total_time", "downtime", "transferred")
 
 
 def _split(o: str):
     from ..compose import split_override
+
     return split_override(o)
 
 
@@ -95,6 +107,7 @@ def split_axes(overrides) -> tuple[list[str], dict]:
 
 def _policy_fields(name: str) -> set:
     from ..policies import policy_class
+
     try:
         return {f.name for f in fields(policy_class({"name": name}))}
     except Exception:  # noqa: BLE001 - a plug-in policy: carry nothing
@@ -104,6 +117,7 @@ def _policy_fields(name: str) -> set:
 def _option_policy_name(option: str) -> str:
     """The ``name`` a policy option selects (``vmware_vsphere7`` -> ``vmware``)."""
     from ..paths import config_dir
+
     p = config_dir() / "policy" / f"{option}.yaml"
     with contextlib.suppress(OSError, yaml.YAMLError, AttributeError):
         return str((yaml.safe_load(p.read_text()) or {}).get("name", option))
@@ -113,8 +127,9 @@ def _option_policy_name(option: str) -> str:
 def fit_variant(ff: FitFile, swaps: dict) -> dict:
     """The FIT file's body with the sections of swapped groups dropped (see the module doc)."""
     body = copy.deepcopy(ff.config)
-    defaults = [d for d in ff.defaults if not any(f"/{g}" in str(list(d)[0]) for g in swaps)] \
-        if ff.defaults else []
+    defaults = (
+        [d for d in ff.defaults if not any(f"/{g}" in str(list(d)[0]) for g in swaps)] if ff.defaults else []
+    )
     for g, option in swaps.items():
         if g not in body:
             continue
@@ -139,7 +154,9 @@ class _FitDir:
     def add(self, body: dict) -> str:
         name = f"v{self.n}"
         self.n += 1
-        (self.root / "fit" / f"{name}.yaml").write_text("# @package _global_\n" + yaml.safe_dump(body, sort_keys=False))
+        (self.root / "fit" / f"{name}.yaml").write_text(
+            "# @package _global_\n" + yaml.safe_dump(body, sort_keys=False)
+        )
         return name
 
     def overrides(self, name: str) -> list[str]:
@@ -151,12 +168,14 @@ class _FitDir:
 
 def _compose_cell(fd: _FitDir, ff: FitFile, user: list[str], swaps: dict):
     from ..compose import compose
+
     name = fd.add(fit_variant(ff, swaps))
     return compose(fd.overrides(name) + user)
 
 
 def _swaps_of(overrides) -> dict:
     from ..sweep.axes import SWAPPABLE
+
     out = {}
     for o in overrides:
         prefix, key, value = _split(str(o))
@@ -165,8 +184,9 @@ def _swaps_of(overrides) -> dict:
     return out
 
 
-def whatif(fit_path, overrides=(), samples: int | None = None, command: str | None = None,
-           progress=None) -> xr.Dataset:
+def whatif(
+    fit_path, overrides=(), samples: int | None = None, command: str | None = None, progress=None
+) -> xr.Dataset:
     """Simulate the fitted guest of ``fit_path`` under ``overrides`` (see the module doc)."""
     from .. import dataset, provenance
     from ..compose import as_overrides
@@ -182,11 +202,18 @@ def whatif(fit_path, overrides=(), samples: int | None = None, command: str | No
             raise ConfigError(o, None, "", message=f"override '{o}' is not of the form key=value")
         k = _split(o)[1]
         if k == "fit" or k.startswith("hydra"):
-            raise ConfigError(k, None, "", message=f"'{o}': lmtk whatif sets the search path and the "
-                              "fit itself; give only the settings to change")
+            raise ConfigError(
+                k,
+                None,
+                "",
+                message=f"'{o}': lmtk whatif sets the search path and the "
+                "fit itself; give only the settings to change",
+            )
     plain, comma_axes = split_axes(user)
     for dim, (key, vals) in comma_axes.items():
-        plain.append(f"+sweep.axes.{dim}={{key: {key}, values: [{', '.join(_hydra_value(v) for v in vals)}]}}")
+        plain.append(
+            f"+sweep.axes.{dim}={{key: {key}, values: [{', '.join(_hydra_value(v) for v in vals)}]}}"
+        )
     cap_factor = float(ff.fit.get("cap_factor") or 1.0)
     fd = _FitDir()
     try:
@@ -211,8 +238,9 @@ def whatif(fit_path, overrides=(), samples: int | None = None, command: str | No
         for combo in gcombos:
             swaps = dict(base_swaps)
             swaps.update({a.key: v for a, v in zip(gaxes, combo)})
-            ov = [o for o in plain if _split(o)[1] not in {a.key for a in gaxes}] + \
-                 [f"{a.key}={v}" for a, v in zip(gaxes, combo)]
+            ov = [o for o in plain if _split(o)[1] not in {a.key for a in gaxes}] + [
+                f"{a.key}={v}" for a, v in zip(gaxes, combo)
+            ]
             ccfg = cfg if not gaxes else _compose_cell(fd, ff, ov, swaps)
             if gaxes:
                 where = ", ".join(f"{a.key}={v}" for a, v in zip(gaxes, combo))
@@ -221,8 +249,12 @@ def whatif(fit_path, overrides=(), samples: int | None = None, command: str | No
                     try:
                         _check_value_axis(a, cell_tpl)
                     except ConfigError:
-                        raise ConfigError(f"sweep.axes.{a.dim}", a.key, "", message=(
-                            f"what-if axis {a.dim}: {a.key} does not exist with {where}")) from None
+                        raise ConfigError(
+                            f"sweep.axes.{a.dim}",
+                            a.key,
+                            "",
+                            message=(f"what-if axis {a.dim}: {a.key} does not exist with {where}"),
+                        ) from None
             if progress and gaxes:
                 progress(", ".join(f"{a.key}={v}" for a, v in zip(gaxes, combo)))
             _apply_cap_factor(ccfg, plain, cap_factor)
@@ -240,35 +272,56 @@ def whatif(fit_path, overrides=(), samples: int | None = None, command: str | No
                 results[r] = central.take(np.array([j]))
             # bands: the fit's bootstrap parameter sets on the fluid engine
             tpl = build_scenario(ccfg)
-            live = [i for i, k in enumerate(fitted_keys)
-                    if k not in user_keys and k.split(".")[0] not in swaps and k not in columns]
+            live = [
+                i
+                for i, k in enumerate(fitted_keys)
+                if k not in user_keys and k.split(".")[0] not in swaps and k not in columns
+            ]
             if S.shape[0] and live:
                 reps = S.shape[0]
                 cols = {k: np.repeat(v, reps) for k, v in columns.items()}
                 for i in live:
                     cols[fitted_keys[i]] = np.tile(S[:, i], rows.size)
                 import dataclasses
+
                 ftpl = dataclasses.replace(tpl, engine="fluid")
                 bb = simulate_fluid_columns(ftpl, cols, round_detail=0)
-                ref = simulate_fluid_columns(ftpl, columns, round_detail=0) if columns else \
-                    simulate_fluid([ftpl], round_detail=0)
-                for name, field in (("total_time", "total_time_s"), ("downtime", "downtime_s"),
-                                    ("transferred", "transferred_bytes")):
+                ref = (
+                    simulate_fluid_columns(ftpl, columns, round_detail=0)
+                    if columns
+                    else simulate_fluid([ftpl], round_detail=0)
+                )
+                for name, field in (
+                    ("total_time", "total_time_s"),
+                    ("downtime", "downtime_s"),
+                    ("transferred", "transferred_bytes"),
+                ):
                     vals = np.asarray(bb.scalars[field], float).reshape(rows.size, reps)
                     refv = np.asarray(ref.scalars[field], float).reshape(-1)
                     if refv.size == 1:
                         refv = np.repeat(refv, rows.size)
                     cen = np.array([float(central.scalars[field][j]) for j in range(rows.size)])
                     with np.errstate(invalid="ignore"), warnings.catch_warnings():
-                        warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN: none completed
-                        q05 = np.nanpercentile(vals, 5, axis=1) if np.isfinite(vals).any() else np.full(rows.size, np.nan)
-                        q95 = np.nanpercentile(vals, 95, axis=1) if np.isfinite(vals).any() else np.full(rows.size, np.nan)
+                        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: none completed
+                        q05 = (
+                            np.nanpercentile(vals, 5, axis=1)
+                            if np.isfinite(vals).any()
+                            else np.full(rows.size, np.nan)
+                        )
+                        q95 = (
+                            np.nanpercentile(vals, 95, axis=1)
+                            if np.isfinite(vals).any()
+                            else np.full(rows.size, np.nan)
+                        )
                     lo_hi[name][0][rows] = np.minimum(cen + (q05 - refv), cen)
                     lo_hi[name][1][rows] = np.maximum(cen + (q95 - refv), cen)
                 conv_share[rows] = np.asarray(bb.scalars["converged"], float).reshape(rows.size, reps).mean(1)
             else:
-                for name, field in (("total_time", "total_time_s"), ("downtime", "downtime_s"),
-                                    ("transferred", "transferred_bytes")):
+                for name, field in (
+                    ("total_time", "total_time_s"),
+                    ("downtime", "downtime_s"),
+                    ("transferred", "transferred_bytes"),
+                ):
                     cen = np.array([float(central.scalars[field][j]) for j in range(rows.size)])
                     lo_hi[name][0][rows], lo_hi[name][1][rows] = cen, cen
                 conv_share[rows] = np.asarray(central.scalars["converged"], float)
@@ -281,7 +334,9 @@ def whatif(fit_path, overrides=(), samples: int | None = None, command: str | No
     attrs = provenance.attrs(cfg, user, command or f"lmtoolkit.logs.whatif({str(fit_path)!r}, {user!r})")
     attrs["title"] = f"what if: {ff.fit.get('log', {}).get('label', '')}"
     attrs["lmt_fit_file"] = str(fit_path)
-    attrs["lmt_fit"] = json.dumps({k: v for k, v in ff.fit.items() if k not in ("samples", "observed", "fitted")})
+    attrs["lmt_fit"] = json.dumps(
+        {k: v for k, v in ff.fit.items() if k not in ("samples", "observed", "fitted")}
+    )
     attrs["lmt_axes"] = json.dumps({a.dim: {"key": a.key, "values": a.values} for a in axes})
     attrs["lmt_cap_factor"] = cap_factor
     attrs["lmt_band_samples"] = int(S.shape[0])
@@ -290,27 +345,49 @@ def whatif(fit_path, overrides=(), samples: int | None = None, command: str | No
     units = {"total_time": "s", "downtime": "s", "transferred": "bytes"}
     for name in BANDED:
         for side, arr in zip(("lo", "hi"), lo_hi[name]):
-            ds[f"{name}_{side}"] = (dims, arr.reshape(shp), {
-                "units": units[name], "long_name": f"{name}: {'5' if side == 'lo' else '95'} % of the fit's "
-                                                  f"bootstrap parameter sets"})
-    ds["converged_share"] = (dims, conv_share.reshape(shp), {
-        "units": "1", "long_name": "share of the fit's bootstrap parameter sets whose migration converged"})
+            ds[f"{name}_{side}"] = (
+                dims,
+                arr.reshape(shp),
+                {
+                    "units": units[name],
+                    "long_name": f"{name}: {'5' if side == 'lo' else '95'} % of the fit's "
+                    f"bootstrap parameter sets",
+                },
+            )
+    ds["converged_share"] = (
+        dims,
+        conv_share.reshape(shp),
+        {"units": "1", "long_name": "share of the fit's bootstrap parameter sets whose migration converged"},
+    )
     _add_observed(ds, ff)
     return ds
 
 
 def _check_value_axis(a, tpl):
     from ..sweep.plan import _scenario_attr
+
     cur, ok = _scenario_attr(tpl, a.key)
-    if not ok or cur is None or isinstance(cur, str) or not all(isinstance(v, (int, float, bool)) for v in a.values):
-        raise ConfigError(f"sweep.axes.{a.dim}", a.key, "", message=(
-            f"what-if axis {a.dim}: {a.key} cannot be varied on the built scenario (numbers or booleans "
-            f"of vm, workload, network, host, policy; config groups as policy=qemu,vmware)"))
+    if (
+        not ok
+        or cur is None
+        or isinstance(cur, str)
+        or not all(isinstance(v, (int, float, bool)) for v in a.values)
+    ):
+        raise ConfigError(
+            f"sweep.axes.{a.dim}",
+            a.key,
+            "",
+            message=(
+                f"what-if axis {a.dim}: {a.key} cannot be varied on the built scenario (numbers or booleans "
+                f"of vm, workload, network, host, policy; config groups as policy=qemu,vmware)"
+            ),
+        )
 
 
 def _apply_cap_factor(cfg, plain, factor: float) -> None:
     """Scale a what-if cap given as an override by the fitted cap factor (in place)."""
     from omegaconf import OmegaConf
+
     if factor == 1.0 or "policy" not in cfg or cfg.policy.get("max_bandwidth_mib_s", None) is None:
         return
     if any(_split(o)[1] == CAP_KEY for o in plain):
@@ -321,7 +398,7 @@ def _apply_cap_factor(cfg, plain, factor: float) -> None:
 def _samples(ff: FitFile, n: int | None):
     keys, vals = ff.samples()
     if n is not None:
-        vals = vals[:max(int(n), 0)]
+        vals = vals[: max(int(n), 0)]
     return keys, vals
 
 
@@ -331,30 +408,68 @@ def _add_observed(ds: xr.Dataset, ff: FitFile) -> None:
     def arr(x):
         return np.array([np.nan if v is None else v for v in (x or [])], float)
 
-    for k, u, ln in (("total_time", "s", "observed total time"), ("downtime", "s", "observed downtime"),
-                     ("transferred", "bytes", "observed bytes")):
+    for k, u, ln in (
+        ("total_time", "s", "observed total time"),
+        ("downtime", "s", "observed downtime"),
+        ("transferred", "bytes", "observed bytes"),
+    ):
         v = obs.get(k)
         ds[f"observed_{k}"] = ((), float("nan") if v is None else float(v), {"units": u, "long_name": ln})
-    ds["observed_converged"] = ((), bool(obs.get("converged", False)), {"long_name": "observed run converged"})
+    ds["observed_converged"] = (
+        (),
+        bool(obs.get("converged", False)),
+        {"long_name": "observed run converged"},
+    )
     ds = ds
     nsync = len(obs.get("sync") or [])
-    ds.coords["sync"] = ("sync", np.array(obs.get("sync") or [], np.int64), {"long_name": "dirty-sync-count", "units": "1"})
-    ds["observed_sync_lo"] = ("sync", arr(obs.get("sync_lo")), {"units": "s", "long_name": "sync after this poll"})
-    ds["observed_sync_hi"] = ("sync", arr(obs.get("sync_hi")), {"units": "s", "long_name": "sync before this poll"})
-    ds["observed_new_bytes"] = ("sync", arr(obs.get("new_bytes")), {"units": "bytes",
-                                "long_name": "bytes the sync added to the dirty bitmap (observed)"})
+    ds.coords["sync"] = (
+        "sync",
+        np.array(obs.get("sync") or [], np.int64),
+        {"long_name": "dirty-sync-count", "units": "1"},
+    )
+    ds["observed_sync_lo"] = (
+        "sync",
+        arr(obs.get("sync_lo")),
+        {"units": "s", "long_name": "sync after this poll"},
+    )
+    ds["observed_sync_hi"] = (
+        "sync",
+        arr(obs.get("sync_hi")),
+        {"units": "s", "long_name": "sync before this poll"},
+    )
+    ds["observed_new_bytes"] = (
+        "sync",
+        arr(obs.get("new_bytes")),
+        {"units": "bytes", "long_name": "bytes the sync added to the dirty bitmap (observed)"},
+    )
     ft = arr(fit.get("sync_time"))[:nsync]
     fn = arr(fit.get("new_bytes"))[:nsync]
-    ds["fitted_sync_time"] = ("sync", np.pad(ft, (0, nsync - ft.size), constant_values=np.nan),
-                              {"units": "s", "long_name": "sync time (fitted)"})
-    ds["fitted_new_bytes"] = ("sync", np.pad(fn, (0, nsync - fn.size), constant_values=np.nan),
-                              {"units": "bytes", "long_name": "bytes the sync added (fitted)"})
-    ds["observed_sample_time"] = ("sample", arr(obs.get("sample_time")), {"units": "s", "long_name": "poll time"})
-    ds["observed_remaining"] = ("sample", arr(obs.get("sample_remaining")),
-                                {"units": "bytes", "long_name": "dirty bytes left (observed)"})
+    ds["fitted_sync_time"] = (
+        "sync",
+        np.pad(ft, (0, nsync - ft.size), constant_values=np.nan),
+        {"units": "s", "long_name": "sync time (fitted)"},
+    )
+    ds["fitted_new_bytes"] = (
+        "sync",
+        np.pad(fn, (0, nsync - fn.size), constant_values=np.nan),
+        {"units": "bytes", "long_name": "bytes the sync added (fitted)"},
+    )
+    ds["observed_sample_time"] = (
+        "sample",
+        arr(obs.get("sample_time")),
+        {"units": "s", "long_name": "poll time"},
+    )
+    ds["observed_remaining"] = (
+        "sample",
+        arr(obs.get("sample_remaining")),
+        {"units": "bytes", "long_name": "dirty bytes left (observed)"},
+    )
     ds["fitted_curve_time"] = ("curve", arr(fit.get("remaining_t")), {"units": "s", "long_name": "time"})
-    ds["fitted_remaining"] = ("curve", arr(fit.get("remaining")),
-                              {"units": "bytes", "long_name": "dirty bytes left (fitted)"})
+    ds["fitted_remaining"] = (
+        "curve",
+        arr(fit.get("remaining")),
+        {"units": "bytes", "long_name": "dirty bytes left (fitted)"},
+    )
 
 
 def _hydra_value(v) -> str:
@@ -366,4 +481,8 @@ def _hydra_value(v) -> str:
     if v is None:
         return "null"
     s = str(v)
-    return s if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]*|[0-9][A-Za-z0-9_.]*", s) else "'" + s.replace("'", "\\'") + "'"
+    return (
+        s
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]*|[0-9][A-Za-z0-9_.]*", s)
+        else "'" + s.replace("'", "\\'") + "'"
+    )

@@ -2,11 +2,31 @@
 
 Nothing here knows about Hydra, xarray or plotting.  Units are in field names.
 """
-from .vm import VM
-from .network import Network
-from .host import Host
-from .workload import (Workload, Region, IdleWorkload, UniformWorkload, HotColdWorkload,
-                       ZipfWorkload, PhasedWorkload, TraceWorkload)
 
-__all__ = ["VM", "Network", "Host", "Workload", "Region", "IdleWorkload", "UniformWorkload",
-           "HotColdWorkload", "ZipfWorkload", "PhasedWorkload", "TraceWorkload"]
+from .host import Host
+from .network import Network
+from .vm import VM
+from .workload import (
+    HotColdWorkload,
+    IdleWorkload,
+    PhasedWorkload,
+    Region,
+    TraceWorkload,
+    UniformWorkload,
+    Workload,
+    ZipfWorkload,
+)
+
+__all__ = [
+    "VM",
+    "Network",
+    "Host",
+    "Workload",
+    "Region",
+    "IdleWorkload",
+    "UniformWorkload",
+    "HotColdWorkload",
+    "ZipfWorkload",
+    "PhasedWorkload",
+    "TraceWorkload",
+]

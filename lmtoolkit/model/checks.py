@@ -9,6 +9,7 @@ models (:class:`~lmtoolkit.model.vm.VM`, :class:`~lmtoolkit.model.network.Networ
 :class:`~lmtoolkit.model.host.Host`, the workloads, :class:`~lmtoolkit.model.storage.Storage`)
 and every policy (:meth:`lmtoolkit.policies.base.Policy.__post_init__`) call it.
 """
+
 from __future__ import annotations
 
 import dataclasses

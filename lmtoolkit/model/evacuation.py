@@ -7,6 +7,7 @@ destination with the most free memory that holds it (worst fit); a VM no destina
 hold is a :class:`~lmtoolkit.errors.ConfigError`.  The simulation (several migrations
 sharing links) is :func:`lmtoolkit.tasks.evacuation.simulate_evacuation`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ class Evacuation:
     def __post_init__(self):
         check_choice("evacuation.order", self.order, ORDERS)
         if self.concurrency is not None:
-            check_range("evacuation.concurrency", self.concurrency, 1, 10 ** 6)
+            check_range("evacuation.concurrency", self.concurrency, 1, 10**6)
         check_range("evacuation.setup_s", self.setup_s, 0, None)
         if not self.destinations:
             raise ConfigError("evacuation.destinations", [], "at least one destination host")
@@ -57,21 +58,28 @@ class Evacuation:
             raise ConfigError("evacuation.vms", [], "at least one VM")
         names = [self.source.name] + [d.name for d in self.destinations]
         if len(set(names)) != len(names):
-            raise ConfigError("evacuation.destinations", names, "distinct host names, none equal to the source")
+            raise ConfigError(
+                "evacuation.destinations", names, "distinct host names, none equal to the source"
+            )
         bg = self.network.background_gbit_s
         for h in [self.source, *self.destinations]:
             if h.link_gbit_s <= bg:
-                raise ConfigError(f"{h.key}.link_gbit_s", h.link_gbit_s,
-                                  f"above network.background_gbit_s ({bg:g})")
+                raise ConfigError(
+                    f"{h.key}.link_gbit_s", h.link_gbit_s, f"above network.background_gbit_s ({bg:g})"
+                )
 
     # -- plan --------------------------------------------------------------------------------
     def ordered(self) -> list[VmSpec]:
         vms = list(self.vms)
         mem = lambda v: v.scenario.vm.memory_gib  # noqa: E731
         rate = lambda v: v.scenario.workload.dirty_rate_pages_s  # noqa: E731
-        key = {"largest_first": lambda v: -mem(v), "smallest_first": mem,
-               "hottest_first": lambda v: -rate(v), "coldest_first": rate}.get(self.order)
-        return vms if key is None else sorted(vms, key=key)   # stable: ties keep the given order
+        key = {
+            "largest_first": lambda v: -mem(v),
+            "smallest_first": mem,
+            "hottest_first": lambda v: -rate(v),
+            "coldest_first": rate,
+        }.get(self.order)
+        return vms if key is None else sorted(vms, key=key)  # stable: ties keep the given order
 
     def placement(self) -> list[tuple[VmSpec, HostLink]]:
         free = {d.name: d.free_gib for d in self.destinations}
@@ -80,9 +88,12 @@ class Evacuation:
             need = v.scenario.vm.memory_gib
             d = max(self.destinations, key=lambda h: free[h.name])
             if free[d.name] + 1e-9 < need:
-                raise ConfigError(f"{v.key}.memory_gib", need,
-                                  f"at most the largest free memory on a destination "
-                                  f"({free[d.name]:g} GiB left on {d.name})")
+                raise ConfigError(
+                    f"{v.key}.memory_gib",
+                    need,
+                    f"at most the largest free memory on a destination "
+                    f"({free[d.name]:g} GiB left on {d.name})",
+                )
             free[d.name] -= need
             out.append((v, d))
         return out

@@ -1,4 +1,5 @@
 """Host CPU resources that bound migration work done in software."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ class Host:
         check_range("encrypt_gib_s_per_core", self.encrypt_gib_s_per_core, 0, None, lo_open=True)
         from .numa import check_host_numa
         from .reliability import check_host_reliability
+
         check_host_numa(self)
         check_host_reliability(self)
 

@@ -1,4 +1,5 @@
 """The migration link: line rate, payload efficiency, latency and parallel streams."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,8 +43,7 @@ class Network:
         check_range("efficiency", self.efficiency, 0, 1, lo_open=True)
         check_range("streams", self.streams, 1, 1024)
         check_range("stream_gbit_s", self.stream_gbit_s, 0, None, lo_open=True)
-        check_range("background_gbit_s", self.background_gbit_s, 0, self.bandwidth_gbit_s,
-                    hi_open=True)
+        check_range("background_gbit_s", self.background_gbit_s, 0, self.bandwidth_gbit_s, hi_open=True)
         if self.tcp_window_mib is not None:
             check_range("tcp_window_mib", self.tcp_window_mib, 0, None, lo_open=True)
 
@@ -52,7 +52,7 @@ class Network:
         """Payload one stream carries: its sender's rate, and at most one window per RTT."""
         cap = self.stream_gbit_s * 1e9 * self.efficiency / 8.0
         if self.tcp_window_mib is not None and self.rtt_s > 0:
-            cap = min(cap, self.tcp_window_mib * 1024 ** 2 / self.rtt_s)
+            cap = min(cap, self.tcp_window_mib * 1024**2 / self.rtt_s)
         return cap
 
     def payload_bytes_s(self, streams: int | None = None) -> float:

@@ -25,6 +25,7 @@ Model (tags as in the policies: **published**, **secondary**, **ours**):
   that ``numactl --hardware`` prints are typically 10 (local) vs 20–21 (remote), i.e. 2.0–2.1
   (**published** convention, a relative distance rather than a measured latency).
 """
+
 from __future__ import annotations
 
 import math
@@ -35,10 +36,10 @@ from ..errors import ConfigError, check_range
 
 @dataclass(frozen=True)
 class NumaEffect:
-    vnuma_nodes: int        # vNUMA nodes the VM got at power-on (source)
-    compatible: bool        # the vNUMA layout maps one-to-one onto destination nodes
-    remote_share: float     # share of memory accesses that are remote after migration
-    penalty: float          # fractional slowdown of memory-bound work after migration
+    vnuma_nodes: int  # vNUMA nodes the VM got at power-on (source)
+    compatible: bool  # the vNUMA layout maps one-to-one onto destination nodes
+    remote_share: float  # share of memory accesses that are remote after migration
+    penalty: float  # fractional slowdown of memory-bound work after migration
 
 
 def check_host_numa(host) -> None:
@@ -62,18 +63,24 @@ def numa_effect(memory_gib: float, host) -> NumaEffect:
     dst_total = host.dst_nodes * host.dst_node_gib
     for key, total in (("host.src_numa_nodes", src_total), ("host.dst_numa_nodes", dst_total)):
         if memory_gib > total + 1e-9:
-            raise ConfigError("vm.memory_gib", memory_gib,
-                              f"at most the host's memory ({key} x node size = {total:g} GiB)")
+            raise ConfigError(
+                "vm.memory_gib", memory_gib, f"at most the host's memory ({key} x node size = {total:g} GiB)"
+            )
     if not host.numa_spanning:
-        for key, size in (("host.numa_node_gib", host.numa_node_gib),
-                          ("host.dst_numa_node_gib", host.dst_node_gib)):
+        for key, size in (
+            ("host.numa_node_gib", host.numa_node_gib),
+            ("host.dst_numa_node_gib", host.dst_node_gib),
+        ):
             if memory_gib > size + 1e-9:
-                raise ConfigError("vm.memory_gib", memory_gib,
-                                  f"at most one NUMA node ({key} = {size:g} GiB) when "
-                                  "host.numa_spanning is false")
+                raise ConfigError(
+                    "vm.memory_gib",
+                    memory_gib,
+                    f"at most one NUMA node ({key} = {size:g} GiB) when host.numa_spanning is false",
+                )
     v = max(1, min(host.src_numa_nodes, math.ceil(memory_gib / host.numa_node_gib - 1e-9)))
     s = memory_gib / v
     remote = 1.0 - min(1.0, host.dst_node_gib / s)
     compatible = host.dst_nodes >= v and s <= host.dst_node_gib + 1e-9
-    return NumaEffect(v, bool(compatible), float(remote),
-                      float(remote * (host.numa_remote_latency_ratio - 1.0)))
+    return NumaEffect(
+        v, bool(compatible), float(remote), float(remote * (host.numa_remote_latency_ratio - 1.0))
+    )

@@ -26,6 +26,7 @@ silently corrupted: ``1 - (1 - p_page)^(pages moved)``, pages moved = bytes on t
 page size (re-sent pages count again).  Computed with ``log1p``/``expm1`` so that 1e-30
 survives.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,7 +39,7 @@ from ..errors import check_range
 ECC_WORD_BITS = 72
 ECC_DATA_BITS = 64
 #: residual probability that a checksum misses a corrupted page (64-bit hash)
-HASH_MISS = 2.0 ** -64
+HASH_MISS = 2.0**-64
 
 
 def check_host_reliability(host) -> None:
@@ -58,7 +59,7 @@ def page_error_probability(p_bit, page_bytes, ecc) -> np.ndarray:
     plain = -np.expm1(bits * _log1m(p))
     n = ECC_WORD_BITS
     # P(>= 2 flips in a word): sum the first terms of the binomial tail (p is small).
-    word = sum(math.comb(n, k) * p ** k * (1.0 - p) ** (n - k) for k in range(2, 7))
+    word = sum(math.comb(n, k) * p**k * (1.0 - p) ** (n - k) for k in range(2, 7))
     word = np.where(p > 1e-3, 1.0 - (1.0 - p) ** n - n * p * (1.0 - p) ** (n - 1), word)
     ecc_page = -np.expm1(bits / ECC_DATA_BITS * _log1m(word))
     return np.where(np.asarray(ecc, dtype=bool), ecc_page, plain)

@@ -27,12 +27,13 @@ Writes are ``write_rate_mib_s`` of block-sized writes, Poisson over ``write_set_
 disk (null = all of it); the passes use the same closed form as the fluid engine's memory
 rounds, so both engines report identical storage results.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from ..errors import check_choice, check_range, ConfigError
+from ..errors import ConfigError, check_choice, check_range
 from .checks import check_fields
 from .vm import GIB, KIB, MIB
 
@@ -58,7 +59,7 @@ class Storage:
             check_range("write_set_gib", self.write_set_gib, 0, self.disk_gib, lo_open=True)
         check_range("block_kib", self.block_kib, 0.5, 1024 * 1024)
         check_range("ready_s", self.ready_s, 0, None, lo_open=True)
-        check_range("max_passes", self.max_passes, 1, 10 ** 6)
+        check_range("max_passes", self.max_passes, 1, 10**6)
 
     @property
     def migrates(self) -> bool:
@@ -71,9 +72,12 @@ class Storage:
 
     def check_link(self, payload_bytes_s: float) -> None:
         if self.migrates and self.mirror_bytes_s >= payload_bytes_s:
-            raise ConfigError("storage.write_rate_mib_s", self.write_rate_mib_s,
-                              f"below the link's payload rate ({payload_bytes_s / MIB:.1f} MiB/s) "
-                              "for storage.mode=migrate: the mirror could never keep up")
+            raise ConfigError(
+                "storage.write_rate_mib_s",
+                self.write_rate_mib_s,
+                f"below the link's payload rate ({payload_bytes_s / MIB:.1f} MiB/s) "
+                "for storage.mode=migrate: the mirror could never keep up",
+            )
 
 
 @dataclass(frozen=True)
@@ -89,8 +93,8 @@ def disk_precopy(st: Storage, rate_bytes_s: float) -> DiskCopy:
         return DiskCopy(0.0, 0.0, 0)
     block = st.block_kib * KIB
     n_ws = max(1.0, (st.write_set_gib if st.write_set_gib is not None else st.disk_gib) * GIB / block)
-    lam = st.write_rate_mib_s * MIB / block / n_ws      # writes per block per second
-    pending = st.disk_gib * GIB                         # bytes to send this pass
+    lam = st.write_rate_mib_s * MIB / block / n_ws  # writes per block per second
+    pending = st.disk_gib * GIB  # bytes to send this pass
     t = sent = 0.0
     passes = 0
     while True:

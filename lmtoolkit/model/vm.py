@@ -1,4 +1,5 @@
 """VM memory: size, page size, zero pages and content compressibility."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,8 +7,8 @@ from dataclasses import dataclass
 from ..errors import ConfigError, check_range
 from .checks import check_fields
 
-GIB = 1024 ** 3
-MIB = 1024 ** 2
+GIB = 1024**3
+MIB = 1024**2
 KIB = 1024
 
 
@@ -38,8 +39,9 @@ class VM:
         check_range("page_size_kib", self.page_size_kib, 1, 1024 * 1024)
         size = int(self.page_size_kib)
         if size & (size - 1):
-            raise ConfigError("page_size_kib", self.page_size_kib,
-                              "must be a power of two from 1 to 1048576 (KiB)")
+            raise ConfigError(
+                "page_size_kib", self.page_size_kib, "must be a power of two from 1 to 1048576 (KiB)"
+            )
         check_range("zero_fraction", self.zero_fraction, 0, 1)
         check_range("compressibility", self.compressibility, 0, 1, hi_open=True)
         check_range("vcpus", self.vcpus, 1, 4096)

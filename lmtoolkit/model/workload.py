@@ -25,11 +25,12 @@ catches up after a stall, so throttling slows it only once its peak rate,
 ``min(rate, max_rate x speed)``.  :meth:`Workload.write_speed` gives the factor both engines
 apply to the write rate (the sampler's clock for the page engine).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -48,6 +49,8 @@ def pacing_speed(speed, wall, headroom):
     with np.errstate(invalid="ignore"):
         fast = np.minimum(1.0, np.where(np.isinf(headroom), 1.0, speed * headroom))
     return np.where(wall, fast, speed)
+
+
 _SCATTER_MULTIPLIER = 2654435761  # Knuth's multiplicative-hash constant (odd, ~2^32 / phi)
 
 
@@ -90,8 +93,11 @@ def bernoulli_positions(rng: np.random.Generator, n: int, p: float) -> np.ndarra
     if p < 1e-9:
         # Geometric gaps would overflow; the count is Binomial(n, p) and almost always 0.
         k = int(rng.binomial(n, p))
-        return np.sort(rng.choice(n, size=k, replace=False)).astype(np.int64) if k else \
-            np.empty(0, dtype=np.int64)
+        return (
+            np.sort(rng.choice(n, size=k, replace=False)).astype(np.int64)
+            if k
+            else np.empty(0, dtype=np.int64)
+        )
     expected = n * p
     size = int(expected + 6.0 * math.sqrt(expected) + 16)
     chunks, pos = [], -1
@@ -149,8 +155,7 @@ class WriteSampler:
 class RegionSampler(WriteSampler):
     """Poisson writes over :class:`Region` s (random) or a sweeping cursor (sequential)."""
 
-    def __init__(self, regions: Sequence[Region], n_pages: int, rng: np.random.Generator,
-                 scattered: bool):
+    def __init__(self, regions: Sequence[Region], n_pages: int, rng: np.random.Generator, scattered: bool):
         super().__init__(n_pages, rng)
         self.regions = [r for r in regions if r.n_pages > 0 and r.rate_per_page > 0]
         self.scattered = scattered
@@ -205,8 +210,8 @@ class Workload:
     dirty_rate_pages_s: float = 0.0
     wss_mib: float | None = None
     pattern: str = "random"
-    pacing: str = "guest"                    # guest | wall: what the writer's rate is paced by
-    max_rate_pages_s: float | None = None    # wall pacing: peak rate at full speed (null = unbounded)
+    pacing: str = "guest"  # guest | wall: what the writer's rate is paced by
+    max_rate_pages_s: float | None = None  # wall pacing: peak rate at full speed (null = unbounded)
 
     name = "base"
 
@@ -242,8 +247,11 @@ class Workload:
     def check_fits(self, memory_mib: float) -> None:
         """Raise if the working set is larger than the VM's memory."""
         if self.wss_mib is not None and self.wss_mib > memory_mib + 1e-9:
-            raise ConfigError("wss_mib", self.wss_mib,
-                              f"the working set must fit in the VM's memory (<= {memory_mib:g} MiB)")
+            raise ConfigError(
+                "wss_mib",
+                self.wss_mib,
+                f"the working set must fit in the VM's memory (<= {memory_mib:g} MiB)",
+            )
 
     # -- views for the engines -----------------------------------------------------------
     def regions(self, n_pages: int, page_bytes: int) -> list[Region]:
@@ -252,8 +260,9 @@ class Workload:
 
     def sampler(self, n_pages: int, page_bytes: int, rng: np.random.Generator) -> WriteSampler:
         """A fresh write sampler for one migration (for the page engine)."""
-        return RegionSampler(self.regions(n_pages, page_bytes), n_pages, rng,
-                             scattered=self.pattern == "random")
+        return RegionSampler(
+            self.regions(n_pages, page_bytes), n_pages, rng, scattered=self.pattern == "random"
+        )
 
     @property
     def sequential(self) -> bool:
@@ -304,8 +313,9 @@ class HotColdWorkload(Workload):
     def check_fits(self, memory_mib):
         super().check_fits(memory_mib)
         if self.hot_mib > memory_mib + 1e-9:
-            raise ConfigError("hot_mib", self.hot_mib,
-                              f"the hot set must fit in the VM's memory (<= {memory_mib:g} MiB)")
+            raise ConfigError(
+                "hot_mib", self.hot_mib, f"the hot set must fit in the VM's memory (<= {memory_mib:g} MiB)"
+            )
 
     def regions(self, n_pages, page_bytes):
         w = self.wss_pages(n_pages, page_bytes)
@@ -334,9 +344,9 @@ def _zipf_cumsum(upto, s: float) -> np.ndarray:
         if m <= m_exact:
             out[i] = cum[m]
             continue
-        a, b = float(m_exact), float(m)    # sum over k in (a, b] = f(b) + integral + corrections
+        a, b = float(m_exact), float(m)  # sum over k in (a, b] = f(b) + integral + corrections
         integral = np.log(b / a) if s == 1 else (b ** (1 - s) - a ** (1 - s)) / (1 - s)
-        tail = integral + (b ** -s - a ** -s) / 2 + s / 12 * (a ** (-s - 1) - b ** (-s - 1))
+        tail = integral + (b**-s - a**-s) / 2 + s / 12 * (a ** (-s - 1) - b ** (-s - 1))
         out[i] = cum[m_exact] + tail
     return out
 
@@ -364,7 +374,7 @@ class ZipfWorkload(Workload):
         if self.dirty_rate_pages_s <= 0:
             return []
         edges = np.unique(np.round(np.geomspace(1, w + 1, self.buckets + 1)).astype(np.int64))
-        cum = _zipf_cumsum(edges - 1, self.zipf_s)   # cum[i] = sum of k^-s for k < edges[i]
+        cum = _zipf_cumsum(edges - 1, self.zipf_s)  # cum[i] = sum of k^-s for k < edges[i]
         total = cum[-1]
         out = []
         for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
@@ -419,8 +429,9 @@ class PhasedWorkload(Workload):
                 for lo in edges[:-1]:
                     if r.first_rank <= lo < r.first_rank + r.n_pages:
                         per_rank[lo] += r.rate_per_page * share
-        return [Region(lo, hi - lo, per_rank[lo]) for lo, hi in zip(edges[:-1], edges[1:])
-                if per_rank[lo] > 0]
+        return [
+            Region(lo, hi - lo, per_rank[lo]) for lo, hi in zip(edges[:-1], edges[1:]) if per_rank[lo] > 0
+        ]
 
     @property
     def dirty_rate_pages_s_mean(self) -> float:
@@ -517,7 +528,7 @@ class _TraceSampler(WriteSampler):
             lo, hi = max(g0, i * dt), min(g1, (i + 1) * dt)
             frac = (hi - lo) / dt
             j = i % n
-            chunk = self.pages[self.offsets[j]:self.offsets[j + 1]]
+            chunk = self.pages[self.offsets[j] : self.offsets[j + 1]]
             if frac < 1.0:
                 chunk = chunk[self.rng.random(chunk.size) < frac]
             pages.append(chunk)
@@ -526,5 +537,7 @@ class _TraceSampler(WriteSampler):
         return merge_last(pages, times)
 
 
-WORKLOADS = {cls.name: cls for cls in (IdleWorkload, UniformWorkload, HotColdWorkload,
-                                       ZipfWorkload, PhasedWorkload, TraceWorkload)}
+WORKLOADS = {
+    cls.name: cls
+    for cls in (IdleWorkload, UniformWorkload, HotColdWorkload, ZipfWorkload, PhasedWorkload, TraceWorkload)
+}

@@ -9,6 +9,7 @@ Every axis label names its quantity and unit, e.g. ``downtime (ms)``; :data:`VAR
 :data:`DIMS` hold the display names, units and scale factors (Dataset units: s, bytes).
 The registry of paper figures is :mod:`lmtoolkit.plotting.registry`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -23,14 +24,14 @@ from . import style
 VARIABLES = {
     "total_time": ("total migration time", "s", 1.0, "s"),
     "downtime": ("downtime", "ms", 1e3, "s"),
-    "transferred": ("data sent", "GiB", 2.0 ** -30, "bytes"),
-    "precopy_transferred": ("data sent before the switch", "GiB", 2.0 ** -30, "bytes"),
+    "transferred": ("data sent", "GiB", 2.0**-30, "bytes"),
+    "precopy_transferred": ("data sent before the switch", "GiB", 2.0**-30, "bytes"),
     "rounds": ("pre-copy rounds", "count", 1.0, "1"),
     "guest_slowdown": ("guest slowdown", "%", 100.0, "1"),
     "throttle_max": ("peak CPU throttle", "%", 100.0, "1"),
     "postcopy_faults": ("post-copy faults", "count", 1.0, "1"),
     "postcopy_time": ("post-copy phase", "s", 1.0, "s"),
-    "round_bytes": ("data sent in the round", "MiB", 2.0 ** -20, "bytes"),
+    "round_bytes": ("data sent in the round", "MiB", 2.0**-20, "bytes"),
     "round_dirty_pages": ("dirty pages at the sync", "pages", 1.0, "1"),
     "round_duration": ("round duration", "s", 1.0, "s"),
     "completed": ("completed", "share", 1.0, "1"),
@@ -57,12 +58,22 @@ DIMS = {
 #: sweep dim -> {value as stored (a config group's name) -> what a reader sees}.  Config groups
 #: keep their names (``evacuation=gigabit``); legends and ticks say what they are.
 VALUE_LABELS = {
-    "network": {"1gbe": "1 GbE", "10gbe": "10 GbE", "25gbe": "25 GbE", "40gbe": "40 GbE",
-                "100gbe_rdma": "100 GbE RDMA", "wan": "WAN"},
+    "network": {
+        "1gbe": "1 GbE",
+        "10gbe": "10 GbE",
+        "25gbe": "25 GbE",
+        "40gbe": "40 GbE",
+        "100gbe_rdma": "100 GbE RDMA",
+        "wan": "WAN",
+    },
     "links": {"gigabit": "1 GbE", "default": "10 GbE"},
-    "order": {"largest_first": "largest first", "smallest_first": "smallest first",
-              "hottest_first": "hottest first", "coldest_first": "coldest first",
-              "given": "as given"},
+    "order": {
+        "largest_first": "largest first",
+        "smallest_first": "smallest first",
+        "hottest_first": "hottest first",
+        "coldest_first": "coldest first",
+        "given": "as given",
+    },
 }
 
 
@@ -103,7 +114,7 @@ def fmt_seconds(s: float) -> str:
 
 
 def fmt_bytes(b: float) -> str:
-    for unit, div in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+    for unit, div in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if abs(b) >= div:
             return f"{b / div:.3g} {unit}"
     return f"{b:.0f} B"
@@ -115,11 +126,14 @@ def outcome(ds: xr.Dataset) -> str:
     total = fmt_seconds(ds["total_time"].item())
     sent = fmt_bytes(float(ds["transferred"].item())) if "transferred" in ds else ""
     if not bool(ds["completed"].item()):
-        return (f"{rounds}, stopped after {total} without completing "
-                f"(stop: {ds['stop_reason'].item()}; the VM stays on the source, so no downtime)"
-                + (f", {sent} sent" if sent else ""))
-    return (f"{rounds}, total {total}, downtime {fmt_seconds(ds['downtime'].item())}"
-            + (f", {sent} sent" if sent else ""))
+        return (
+            f"{rounds}, stopped after {total} without completing "
+            f"(stop: {ds['stop_reason'].item()}; the VM stays on the source, so no downtime)"
+            + (f", {sent} sent" if sent else "")
+        )
+    return f"{rounds}, total {total}, downtime {fmt_seconds(ds['downtime'].item())}" + (
+        f", {sent} sent" if sent else ""
+    )
 
 
 def scale(ds: xr.Dataset, name: str) -> float:
@@ -163,6 +177,7 @@ def _hue_palette(df: pd.DataFrame, hue: str | None):
 
 def _figure(ncols: int, nrows: int = 1, width: float = 3.6, height: float = 3.0):
     import matplotlib.pyplot as plt
+
     style.apply()
     fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
     return fig, axes
@@ -172,6 +187,7 @@ def _log(ax, axis: str = "y") -> None:
     """Log scale; on axes spanning a decade or more, labels on the decades only (minor labels
     overlap), on shorter ones matplotlib's labelled minor ticks."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     getattr(ax, f"set_{axis}scale")("log")
     lo, hi = getattr(ax, f"get_{axis}lim")()
     which = getattr(ax, f"{axis}axis")
@@ -195,6 +211,7 @@ def _short(v: float) -> str:
 def _value_ticks(ax, values, axis: str = "x", max_ticks: int = 6) -> None:
     """Ticks at the swept values (when there are few) instead of decades."""
     from matplotlib.ticker import NullFormatter, NullLocator
+
     vals = sorted(set(float(v) for v in values))
     if 1 < len(vals) <= max_ticks:
         getattr(ax, f"set_{axis}ticks")(vals, [_short(v) for v in vals])
@@ -211,18 +228,32 @@ def _legend_once(fig, axes) -> None:
     leg = flat[-1].get_legend()
     if leg is not None:
         title = leg.get_title().get_text()
-        flat[-1].legend(*flat[-1].get_legend_handles_labels(), loc="upper left",
-                        bbox_to_anchor=(1.02, 1.0), fontsize="small", title=title or None)
+        flat[-1].legend(
+            *flat[-1].get_legend_handles_labels(),
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            fontsize="small",
+            title=title or None,
+        )
 
 
-def lines(ds: xr.Dataset, x: str, variables: Sequence[str], hue: str | None = None,
-          style_by: str | None = None, logx: bool = False, logy: Sequence[str] | bool = (),
-          title: str | None = None, width: float = 3.6):
+def lines(
+    ds: xr.Dataset,
+    x: str,
+    variables: Sequence[str],
+    hue: str | None = None,
+    style_by: str | None = None,
+    logx: bool = False,
+    logy: Sequence[str] | bool = (),
+    title: str | None = None,
+    width: float = 3.6,
+):
     """One panel per variable: ``variable`` against dim ``x``, a line per ``hue``/``style_by``.
 
     The generic plot behind most figures; replicates give a ±1 sd band.
     """
     import seaborn as sns
+
     variables = [v for v in variables if v in ds]
     hue = hue if hue in ds.dims else None
     style_by = style_by if style_by in ds.dims else None
@@ -231,9 +262,19 @@ def lines(ds: xr.Dataset, x: str, variables: Sequence[str], hue: str | None = No
     pal = _hue_palette(df, hue)
     for ax, v in zip(axes[0], variables):
         # without a style dim, markers follow the hue (lines that coincide stay visible)
-        sns.lineplot(data=df, x=x, y=v, hue=hue, style=style_by or hue, palette=pal, markers=True,
-                     dashes=True, errorbar="sd", ax=ax,
-                     hue_order=_sorted(df[hue]) if hue and hue != "policy" else None)
+        sns.lineplot(
+            data=df,
+            x=x,
+            y=v,
+            hue=hue,
+            style=style_by or hue,
+            palette=pal,
+            markers=True,
+            dashes=True,
+            errorbar="sd",
+            ax=ax,
+            hue_order=_sorted(df[hue]) if hue and hue != "policy" else None,
+        )
         ax.set_xlabel(label(ds, x))
         ax.set_ylabel(label(ds, v))
         if logx:
@@ -251,15 +292,23 @@ def lines(ds: xr.Dataset, x: str, variables: Sequence[str], hue: str | None = No
 # -- paper figures (one per experiment) ------------------------------------------------------------
 def fig_quickstart(ds: xr.Dataset):
     """VMware-like vs Hyper-V-like: total time and downtime over dirty rate, 1 vs 10 GbE."""
-    return lines(ds, "dirty_rate", ["total_time", "downtime"], hue="policy", style_by="network",
-                 logx=True, logy=["total_time", "downtime"],
-                 title="VMware-like vs Hyper-V-like on 1 and 10 GbE")
+    return lines(
+        ds,
+        "dirty_rate",
+        ["total_time", "downtime"],
+        hue="policy",
+        style_by="network",
+        logx=True,
+        logy=["total_time", "downtime"],
+        title="VMware-like vs Hyper-V-like on 1 and 10 GbE",
+    )
 
 
 def fig_bandwidth_vs_dirty_rate(ds: xr.Dataset):
     """Heat maps of total time and downtime over link bandwidth × dirty rate (× = never completes)."""
     import seaborn as sns
     from matplotlib.colors import LogNorm
+
     fig, axes = _figure(2, width=4.6, height=3.8)
     mean = ds[["total_time", "downtime", "completed"]]
     if "replicate" in mean.dims:
@@ -272,12 +321,23 @@ def fig_bandwidth_vs_dirty_rate(ds: xr.Dataset):
         vals = table.to_numpy()
         finite = vals[np.isfinite(vals) & (vals > 0)]
         # times span decades: log colours; the downtime sits near its target: linear
-        norm = LogNorm(vmin=finite.min(), vmax=finite.max()) \
-            if v == "total_time" and finite.size else None
-        sns.heatmap(table, ax=ax, cmap=style.HEATMAP_CMAP, norm=norm,
-                    cbar_kws={"label": label(ds, v)}, mask=~np.isfinite(vals))
-        done = mean["completed"].transpose("dirty_rate", "bandwidth").to_pandas() \
-            .sort_index(ascending=False).to_numpy() > 0.5
+        norm = LogNorm(vmin=finite.min(), vmax=finite.max()) if v == "total_time" and finite.size else None
+        sns.heatmap(
+            table,
+            ax=ax,
+            cmap=style.HEATMAP_CMAP,
+            norm=norm,
+            cbar_kws={"label": label(ds, v)},
+            mask=~np.isfinite(vals),
+        )
+        done = (
+            mean["completed"]
+            .transpose("dirty_rate", "bandwidth")
+            .to_pandas()
+            .sort_index(ascending=False)
+            .to_numpy()
+            > 0.5
+        )
         ys, xs = np.nonzero(~done)
         ax.scatter(xs + 0.5, ys + 0.5, marker="x", color="white", s=18, linewidths=1.2)
         ax.grid(False)
@@ -293,6 +353,7 @@ def fig_bandwidth_vs_dirty_rate(ds: xr.Dataset):
 def fig_vmware_vs_hyperv(ds: xr.Dataset):
     """Downtime and total time per workload preset and policy profile, one row per network."""
     import seaborn as sns
+
     df = frame(ds, ["downtime", "total_time"])
     nets = _sorted(df["network"]) if "network" in df else [None]
     fig, axes = _figure(2, nrows=len(nets), width=4.4, height=2.8)
@@ -301,8 +362,7 @@ def fig_vmware_vs_hyperv(ds: xr.Dataset):
         sub = df if net is None else df[df["network"] == net]
         for c, v in enumerate(["downtime", "total_time"]):
             ax = axes[r][c]
-            sns.barplot(data=sub, x="workload", y=v, hue="policy", palette=pal, errorbar="sd",
-                        ax=ax)
+            sns.barplot(data=sub, x="workload", y=v, hue="policy", palette=pal, errorbar="sd", ax=ax)
             _log(ax, "y")
             ax.set_xlabel(label(ds, "workload"))
             ax.set_ylabel(label(ds, v))
@@ -314,8 +374,15 @@ def fig_vmware_vs_hyperv(ds: xr.Dataset):
 
 def fig_downtime_target(ds: xr.Dataset):
     """Downtime reached and total time against the downtime target, one line per dirty rate."""
-    fig = lines(ds, "downtime_limit", ["downtime", "total_time"], hue="dirty_rate", logx=True,
-                logy=True, title="What the downtime target buys (QEMU-like)")
+    fig = lines(
+        ds,
+        "downtime_limit",
+        ["downtime", "total_time"],
+        hue="dirty_rate",
+        logx=True,
+        logy=True,
+        title="What the downtime target buys (QEMU-like)",
+    )
     ax = fig.axes[0]
     lim = np.asarray(ds["downtime_limit"].values, dtype=float)
     ax.plot(lim, lim, color="0.5", lw=0.8, ls=":", label="downtime = target")
@@ -324,28 +391,49 @@ def fig_downtime_target(ds: xr.Dataset):
 
 def fig_auto_converge(ds: xr.Dataset):
     """Auto-converge on/off: total time, downtime and the guest slowdown it costs."""
-    return lines(ds, "dirty_rate", ["total_time", "downtime", "guest_slowdown"],
-                 hue="auto_converge", style_by="network", logx=True,
-                 logy=["total_time", "downtime"],
-                 title="QEMU-like auto-converge: convergence bought with guest slowdown")
+    return lines(
+        ds,
+        "dirty_rate",
+        ["total_time", "downtime", "guest_slowdown"],
+        hue="auto_converge",
+        style_by="network",
+        logx=True,
+        logy=["total_time", "downtime"],
+        title="QEMU-like auto-converge: convergence bought with guest slowdown",
+    )
 
 
 def fig_postcopy_vs_precopy(ds: xr.Dataset):
     """Pre-copy, post-copy, hybrid and stop-and-copy: total time, downtime, data sent."""
-    return lines(ds, "dirty_rate", ["total_time", "downtime", "transferred"], hue="policy",
-                 logx=True, logy=["downtime"],
-                 title="Post-copy vs pre-copy vs hybrid vs stop-and-copy")
+    return lines(
+        ds,
+        "dirty_rate",
+        ["total_time", "downtime", "transferred"],
+        hue="policy",
+        logx=True,
+        logy=["downtime"],
+        title="Post-copy vs pre-copy vs hybrid vs stop-and-copy",
+    )
 
 
 def fig_memory_scaling(ds: xr.Dataset):
     """Total time and downtime from 1 to 512 GiB, VMware-like vs Hyper-V-like, 10 vs 100 GbE."""
-    return lines(ds, "memory", ["total_time", "downtime"], hue="policy", style_by="network",
-                 logx=True, logy=True, title="Memory scaling")
+    return lines(
+        ds,
+        "memory",
+        ["total_time", "downtime"],
+        hue="policy",
+        style_by="network",
+        logx=True,
+        logy=True,
+        title="Memory scaling",
+    )
 
 
 def fig_fluid_map(ds: xr.Dataset):
     """High-resolution map: total time over link bandwidth × dirty rate, and where it completes."""
     from matplotlib.colors import LogNorm
+
     fig, axes = _figure(1, width=6.2, height=4.2)
     ax = axes[0][0]
     mean = ds[["total_time", "completed"]]
@@ -358,9 +446,15 @@ def fig_fluid_map(ds: xr.Dataset):
     shown = np.where(done, t, np.nan)
     finite = shown[np.isfinite(shown) & (shown > 0)]
     ax.set_facecolor("0.25")
-    mesh = ax.pcolormesh(np.arange(bw.size + 1), _edges(rate), shown, cmap=style.HEATMAP_CMAP,
-                         norm=LogNorm(finite.min(), finite.max()) if finite.size else None,
-                         shading="flat", rasterized=True)
+    mesh = ax.pcolormesh(
+        np.arange(bw.size + 1),
+        _edges(rate),
+        shown,
+        cmap=style.HEATMAP_CMAP,
+        norm=LogNorm(finite.min(), finite.max()) if finite.size else None,
+        shading="flat",
+        rasterized=True,
+    )
     fig.colorbar(mesh, ax=ax, label=label(ds, "total_time"))
     _log(ax, "y")
     ax.set_xticks(np.arange(bw.size) + 0.5, [f"{b:g}" for b in bw])
@@ -384,6 +478,7 @@ def _edges(centers: np.ndarray) -> np.ndarray:
 def _integer_ticks(ax, axis: str = "x") -> None:
     """Whole-number ticks (rounds, counts): no 0.5 or -0.25."""
     from matplotlib.ticker import MaxNLocator
+
     getattr(ax, f"{axis}axis").set_major_locator(MaxNLocator(integer=True, nbins="auto"))
 
 
@@ -392,6 +487,7 @@ def precopy_rounds(ds: xr.Dataset, axes=None):
     from matplotlib.patches import Patch
 
     from ..records import ROUND_KINDS
+
     if axes is None:
         fig, grid = _figure(2, width=4.2)
         axes = grid[0]
@@ -407,8 +503,14 @@ def precopy_rounds(ds: xr.Dataset, axes=None):
     _log(ax, "y")
     _integer_ticks(ax)
     ax.set_xlim(-0.6, max(float(r.max()) if r.size else 0.0, 1.0) + 0.6)
-    ax.legend(handles=[Patch(color=style.OTHER_COLORS[i], label=k) for i, k in
-                       enumerate(ROUND_KINDS) if (kinds[ok] == i).any()], fontsize="small")
+    ax.legend(
+        handles=[
+            Patch(color=style.OTHER_COLORS[i], label=k)
+            for i, k in enumerate(ROUND_KINDS)
+            if (kinds[ok] == i).any()
+        ],
+        fontsize="small",
+    )
     ax = axes[1]
     ax.plot(r, np.asarray(ds["round_dirty_pages"].values)[ok], marker="o")
     ax.set_xlabel(label(ds, "round"))
@@ -425,6 +527,7 @@ def precopy_rounds(ds: xr.Dataset, axes=None):
 def precopy_explorer(ds: xr.Dataset):
     """The teaching explorer: bytes per round, dirty pages per sync, dirty-bitmap heat map."""
     import matplotlib.pyplot as plt
+
     style.apply()
     fig = plt.figure(figsize=(9.5, 6.8))
     top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.1])
@@ -435,23 +538,35 @@ def precopy_explorer(ds: xr.Dataset):
     return fig
 
 
-def compare_bars(ds: xr.Dataset, variables: Sequence[str], hue: str | None = None,
-                 logy: Sequence[str] | bool = ()):
+def compare_bars(
+    ds: xr.Dataset, variables: Sequence[str], hue: str | None = None, logy: Sequence[str] | bool = ()
+):
     """Teaching: one bar per ``case`` for each variable (display units on the axes).
 
     A case that did not complete has no downtime (the VM never left the source): its bar is
     replaced by the words "did not complete"."""
     import seaborn as sns
+
     variables = [v for v in variables if v in ds]
     df = frame(ds, variables)
-    done = (df["case"].map(dict(zip(map(str, ds["case"].values),
-                                    np.asarray(ds["completed"].values, bool))))
-            if "completed" in ds and "case" in df else pd.Series(True, index=df.index))
+    done = (
+        df["case"].map(dict(zip(map(str, ds["case"].values), np.asarray(ds["completed"].values, bool))))
+        if "completed" in ds and "case" in df
+        else pd.Series(True, index=df.index)
+    )
     fig, axes = _figure(len(variables), width=3.4, height=3.3)
     for ax, v in zip(axes[0], variables):
-        sns.barplot(data=df, x="case", y=v, hue=hue or "case", ax=ax, legend=False,
-                    palette=style.palette(list(pd.unique(df[hue or "case"])),
-                                          kind="policy" if hue == "policy" else None))
+        sns.barplot(
+            data=df,
+            x="case",
+            y=v,
+            hue=hue or "case",
+            ax=ax,
+            legend=False,
+            palette=style.palette(
+                list(pd.unique(df[hue or "case"])), kind="policy" if hue == "policy" else None
+            ),
+        )
         ax.set_xlabel("")
         ax.set_ylabel(label(ds, v))
         if logy is True or v in (logy or ()):
@@ -460,8 +575,15 @@ def compare_bars(ds: xr.Dataset, variables: Sequence[str], hue: str | None = Non
             _integer_ticks(ax, "y")
         for i, (value, ok) in enumerate(zip(df[v], done)):
             if (not ok and v == "downtime") or not np.isfinite(value):
-                ax.annotate("did not\ncomplete", (i, 0.02), xycoords=("data", "axes fraction"),
-                            ha="center", va="bottom", fontsize="x-small", color="0.35")
+                ax.annotate(
+                    "did not\ncomplete",
+                    (i, 0.02),
+                    xycoords=("data", "axes fraction"),
+                    ha="center",
+                    va="bottom",
+                    fontsize="x-small",
+                    color="0.35",
+                )
         ax.tick_params(axis="x", labelrotation=25)
         for lab in ax.get_xticklabels():
             lab.set_horizontalalignment("right")
@@ -477,6 +599,7 @@ def dirty_bitmap(da: xr.DataArray, ax=None):
     marks where it ends)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
+
     style.apply()
     if ax is None:
         _, ax = plt.subplots(figsize=(7.5, 3.2))
@@ -484,9 +607,16 @@ def dirty_bitmap(da: xr.DataArray, ax=None):
     table = da.transpose("round", xdim).to_pandas()
     table.columns = [f"{c:.0f}" for c in table.columns]
     step = max(1, int(np.ceil(table.shape[0] / 12)))
-    sns.heatmap(table, ax=ax, cmap=style.HEATMAP_CMAP, vmin=0, vmax=1,
-                cbar_kws={"label": "dirty share of pages in the bin (1)"},
-                xticklabels=max(1, table.shape[1] // 8), yticklabels=step)
+    sns.heatmap(
+        table,
+        ax=ax,
+        cmap=style.HEATMAP_CMAP,
+        vmin=0,
+        vmax=1,
+        cbar_kws={"label": "dirty share of pages in the bin (1)"},
+        xticklabels=max(1, table.shape[1] // 8),
+        yticklabels=step,
+    )
     ax.tick_params(axis="y", labelrotation=0)
     unit = da[xdim].attrs.get("units", "MiB")
     if xdim == "rank":
@@ -494,9 +624,16 @@ def dirty_bitmap(da: xr.DataArray, ax=None):
         wss = da.attrs.get("wss_bins")
         if wss is not None and 0 < float(wss) < table.shape[1]:
             ax.axvline(float(wss), color="0.2", lw=1.0, ls=":")
-            ax.annotate("end of the working set", (float(wss), 0.5), xycoords=("data", "axes fraction"),
-                        xytext=(4, 0), textcoords="offset points", fontsize="x-small", va="center",
-                        color="0.2")
+            ax.annotate(
+                "end of the working set",
+                (float(wss), 0.5),
+                xycoords=("data", "axes fraction"),
+                xytext=(4, 0),
+                textcoords="offset points",
+                fontsize="x-small",
+                va="center",
+                color="0.2",
+            )
     else:
         ax.set_xlabel(f"guest physical address ({unit}, bin start)")
     ax.set_ylabel("round (index)")
@@ -532,8 +669,12 @@ def simulated_vs_analytic(ds: xr.Dataset):
     rel = [str(r) for r in ds["relation"].values]
     ok = np.asarray(ds["ok"].values, bool)
     y = np.arange(ratio.size)
-    ax.barh(y, ratio, color=[style.policy_color("vmware") if o else style.policy_color("postcopy")
-                             for o in ok], height=0.6)
+    ax.barh(
+        y,
+        ratio,
+        color=[style.policy_color("vmware") if o else style.policy_color("postcopy") for o in ok],
+        height=0.6,
+    )
     for yi, t, r in zip(y, tol, rel):
         lo, hi = (1 - t, 1 + t) if r == "≈" else ((0, 1 + t) if r == "≤" else (1 - t, 10))
         ax.fill_betweenx([yi - 0.4, yi + 0.4], lo, min(hi, 2), color="0.85", zorder=0)
@@ -550,25 +691,40 @@ def simulated_vs_analytic(ds: xr.Dataset):
 def fig_shared_network(ds: xr.Dataset):
     """Dedicated vs shared migration link: total time and downtime against the other traffic on
     the link, 1 vs 10 GbE (``experiment=shared_network``, ``lmt.sweep``)."""
-    return lines(ds, "background", ["total_time", "downtime"], hue="network", style_by="dirty_rate",
-                 logy=True, title="Dedicated vs shared migration network")
+    return lines(
+        ds,
+        "background",
+        ["total_time", "downtime"],
+        hue="network",
+        style_by="dirty_rate",
+        logy=True,
+        title="Dedicated vs shared migration network",
+    )
 
 
 def fig_evacuation_order(ds: xr.Dataset):
     """Host evacuation by order: makespan and mean VM completion time per order, one bar group per
     link (``experiment=evacuation_order``, ``lmt.evacuate``; dims ``order`` [× ``links``] × ``vm``)."""
     import seaborn as sns
+
     mean_end = ds["end"].mean("vm")
-    df = pd.DataFrame({"makespan": ds["makespan"].to_series(),
-                       "mean completion": mean_end.to_series()}).reset_index()
+    df = pd.DataFrame(
+        {"makespan": ds["makespan"].to_series(), "mean completion": mean_end.to_series()}
+    ).reset_index()
     hue = next((d for d in ds["makespan"].dims if d != "order"), None)
     for c in ("order", hue):
         if c is not None:
             df[c] = df[c].map(lambda x, c=c: value_label(c, x))
     fig, axes = _figure(2, width=4.2)
     for ax, v in zip(axes[0], ("makespan", "mean completion")):
-        sns.barplot(data=df, x="order", y=v, hue=hue, ax=ax,
-                    palette=style.palette(list(pd.unique(df[hue]))) if hue else None)
+        sns.barplot(
+            data=df,
+            x="order",
+            y=v,
+            hue=hue,
+            ax=ax,
+            palette=style.palette(list(pd.unique(df[hue]))) if hue else None,
+        )
         if hue and ax.get_legend() is not None:
             ax.get_legend().set_title(DIMS.get(hue, (hue,))[0])
         ax.set_xlabel("migration order")
@@ -595,8 +751,14 @@ def numa_placement(ds: xr.Dataset):
     ax = axes[0][0]
     idx = np.arange(v)
     ax.bar(idx, [local] * v, color=style.policy_color("vmware"), label="local")
-    ax.bar(idx, [s - local] * v, bottom=[local] * v, color=style.policy_color("postcopy"),
-           hatch="//", label="remote")
+    ax.bar(
+        idx,
+        [s - local] * v,
+        bottom=[local] * v,
+        color=style.policy_color("postcopy"),
+        hatch="//",
+        label="remote",
+    )
     ax.axhline(d, color="0.3", lw=1.0, ls=":", label="destination node size")
     ax.set_xticks(idx, [f"vNUMA {i}" for i in idx])
     ax.set_xlim(-0.7, max(v, 2) - 0.3)
@@ -609,8 +771,16 @@ def numa_placement(ds: xr.Dataset):
     curve = ds["curve_penalty"]
     x = np.asarray(curve["dst_node_gib"].values, float)
     ax.plot(x, np.asarray(curve.values, float) * 100, marker="o", color=style.policy_color("qemu"))
-    ax.plot([d], [float(ds["numa_penalty"].item()) * 100], marker="o", ms=11, mfc="none",
-            color=style.policy_color("postcopy"), label="this destination", ls="none")
+    ax.plot(
+        [d],
+        [float(ds["numa_penalty"].item()) * 100],
+        marker="o",
+        ms=11,
+        mfc="none",
+        color=style.policy_color("postcopy"),
+        label="this destination",
+        ls="none",
+    )
     ax.set_xlabel("memory per destination node (GiB)")
     ax.set_ylabel("slowdown after the move (%)")
     ax.legend(fontsize="small")

@@ -10,6 +10,7 @@ commit and the command that made it.
     lmtk figures fig02 fig05     # some (ids, numbers or slugs)
     lmtk figures debug=default   # shrunk sweeps (results/debug/figures/), for quick checks
 """
+
 from __future__ import annotations
 
 import json
@@ -27,6 +28,7 @@ FORMATS = ("png", "pdf")
 def experiment_dataset(experiment: str, overrides: Sequence[str] = ()):
     """The experiment's Dataset from its sweep (any task; cached on disk after the first run)."""
     from ..sweep import sweep
+
     return sweep([f"experiment={experiment}", *overrides])
 
 
@@ -34,6 +36,7 @@ def results_dir(overrides: Sequence[str] = ()) -> Path:
     """The results dir the config composed from ``overrides`` names."""
     from .. import paths
     from ..runner import compose
+
     return paths.results_dir(compose(list(overrides)))
 
 
@@ -55,9 +58,15 @@ def _dataset_entry(ds, experiment: str, root: Path) -> dict:
     }
 
 
-def save_figure(fig, spec: FigureSpec, datasets: list[dict], out_dir: Path,
-                command: str, seconds: float | None = None,
-                thumbnails: Path | None = None) -> dict:
+def save_figure(
+    fig,
+    spec: FigureSpec,
+    datasets: list[dict],
+    out_dir: Path,
+    command: str,
+    seconds: float | None = None,
+    thumbnails: Path | None = None,
+) -> dict:
     """Write ``fig`` as PNG and PDF plus the YAML sidecar; return the sidecar's content."""
     import matplotlib.pyplot as plt
     import yaml
@@ -95,12 +104,20 @@ def save_figure(fig, spec: FigureSpec, datasets: list[dict], out_dir: Path,
     }
     if seconds is not None:
         side["seconds"] = round(float(seconds), 2)
-    write_text(out_dir / f"{spec.stem}.yaml", yaml.safe_dump(side, sort_keys=False, width=100, allow_unicode=True))
+    write_text(
+        out_dir / f"{spec.stem}.yaml", yaml.safe_dump(side, sort_keys=False, width=100, allow_unicode=True)
+    )
     return side
 
 
-def make_figure(spec: FigureSpec | str, overrides: Sequence[str] = (), out_dir: Path | None = None,
-                command: str | None = None, thumbnails: Path | None = None, ds=None) -> dict:
+def make_figure(
+    spec: FigureSpec | str,
+    overrides: Sequence[str] = (),
+    out_dir: Path | None = None,
+    command: str | None = None,
+    thumbnails: Path | None = None,
+    ds=None,
+) -> dict:
     """Make one registered figure (running or reusing its experiment); return its sidecar."""
     spec = get(spec) if isinstance(spec, str) else spec
     t0 = time.perf_counter()
@@ -111,21 +128,37 @@ def make_figure(spec: FigureSpec | str, overrides: Sequence[str] = (), out_dir: 
         ds = experiment_dataset(spec.experiment, overrides)
     fig = spec.function(ds)
     command = command or f"lmtoolkit.plotting.make.make_figure({spec.id!r}, {overrides!r})"
-    return save_figure(fig, spec, [_dataset_entry(ds, spec.experiment, root)], out_dir, command,
-                       time.perf_counter() - t0, thumbnails)
+    return save_figure(
+        fig,
+        spec,
+        [_dataset_entry(ds, spec.experiment, root)],
+        out_dir,
+        command,
+        time.perf_counter() - t0,
+        thumbnails,
+    )
 
 
-def make_figures(ids: Iterable[str] | None = None, overrides: Sequence[str] = (),
-                 out_dir: Path | None = None, command: str | None = None,
-                 thumbnails: Path | None = None, progress: bool = True) -> list[dict]:
+def make_figures(
+    ids: Iterable[str] | None = None,
+    overrides: Sequence[str] = (),
+    out_dir: Path | None = None,
+    command: str | None = None,
+    thumbnails: Path | None = None,
+    progress: bool = True,
+) -> list[dict]:
     """Make the given figures (default: all of :data:`FIGURES`); return their sidecars."""
     specs = [get(i) for i in ids] if ids else list(FIGURES.values())
     out = []
     t_all = time.perf_counter()
     for i, spec in enumerate(specs, 1):
         if progress:
-            print(f"[{i}/{len(specs)}] {spec.stem:32s} experiment={spec.experiment} …",
-                  end="", file=sys.stderr, flush=True)
+            print(
+                f"[{i}/{len(specs)}] {spec.stem:32s} experiment={spec.experiment} …",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
         side = make_figure(spec, overrides, out_dir, command, thumbnails)
         if progress:
             print(f" {side['seconds']:.1f} s", file=sys.stderr, flush=True)
@@ -138,6 +171,7 @@ def make_figures(ids: Iterable[str] | None = None, overrides: Sequence[str] = ()
 def show(sides: list[dict], out_dir: Path) -> None:
     """Display made figures in a notebook: each PNG under its id and caption."""
     from IPython.display import Image, Markdown, display
+
     for s in sides:
         display(Markdown(f"**{s['id']}** — {s['caption']}"))
         display(Image(filename=str(Path(out_dir) / s["files"][0]), width=820))
@@ -155,10 +189,15 @@ def cmd_figures(args) -> int:
     if args.thumbnails:
         command += f" --thumbnails {shlex.quote(args.thumbnails)}"
     from ..notebooks import interactive_terminal
-    sides = make_figures(ids or None, overrides, Path(args.output) if args.output else None,
-                         command=command.strip(),
-                         thumbnails=Path(args.thumbnails) if args.thumbnails else None,
-                         progress=interactive_terminal())   # quiet in CI logs and pipes
+
+    sides = make_figures(
+        ids or None,
+        overrides,
+        Path(args.output) if args.output else None,
+        command=command.strip(),
+        thumbnails=Path(args.thumbnails) if args.thumbnails else None,
+        progress=interactive_terminal(),
+    )  # quiet in CI logs and pipes
     out_dir = Path(args.output) if args.output else results_dir(overrides) / "figures"
     for s in sides:
         print(f"wrote {out_dir / s['files'][0]} (+ .pdf, .yaml)")
@@ -166,13 +205,21 @@ def cmd_figures(args) -> int:
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser("figures", help="make the paper figures (PNG, PDF, YAML sidecar) from the "
-                                       "experiments' Datasets")
-    p.add_argument("items", nargs="*", metavar="ID|key=value",
-                   help="figure ids (fig01, 1 or quickstart; default all) and Hydra overrides "
-                        "for the experiments (e.g. debug=default)")
+    p = sub.add_parser(
+        "figures", help="make the paper figures (PNG, PDF, YAML sidecar) from the experiments' Datasets"
+    )
+    p.add_argument(
+        "items",
+        nargs="*",
+        metavar="ID|key=value",
+        help="figure ids (fig01, 1 or quickstart; default all) and Hydra overrides "
+        "for the experiments (e.g. debug=default)",
+    )
     p.add_argument("-o", "--output", help="directory for the figures (default <results>/figures)")
-    p.add_argument("--thumbnails", metavar="DIR",
-                   help="also write small PNG thumbnails there (the README's are docs/img)")
+    p.add_argument(
+        "--thumbnails",
+        metavar="DIR",
+        help="also write small PNG thumbnails there (the README's are docs/img)",
+    )
     p.add_argument("--list", action="store_true", help="list the figures and exit")
     p.set_defaults(func=cmd_figures)

@@ -9,6 +9,7 @@ Policies of one vendor share a hue family (VMware greens, Hyper-V oranges), so a
 (``vmware_vsphere7``, ``hyperv_2008r2``) reads as a variant of its family.  Colours come
 from seaborn's colour-blind palette.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -29,8 +30,18 @@ POLICY_PALETTE: dict[str, str] = {
     "custom": "#56B4E9",
 }
 #: colours for anything that is not a policy (cycled in order)
-OTHER_COLORS = ("#0173B2", "#DE8F05", "#029E73", "#D55E00", "#CC78BC", "#CA9161", "#FBAFE4",
-                "#949494", "#ECE133", "#56B4E9")
+OTHER_COLORS = (
+    "#0173B2",
+    "#DE8F05",
+    "#029E73",
+    "#D55E00",
+    "#CC78BC",
+    "#CA9161",
+    "#FBAFE4",
+    "#949494",
+    "#ECE133",
+    "#56B4E9",
+)
 #: sequential colour map for heat maps (dirty bitmaps, time over a grid)
 HEATMAP_CMAP = "rocket_r"
 
@@ -43,13 +54,14 @@ RC = {
     "axes.titleweight": "bold",
     "legend.frameon": False,
     "figure.constrained_layout.use": True,
-    "pdf.fonttype": 42,   # TrueType in PDFs (editable text)
+    "pdf.fonttype": 42,  # TrueType in PDFs (editable text)
 }
 
 
 def apply() -> None:
     """Set the project's seaborn theme and matplotlib rc settings."""
     import seaborn as sns
+
     sns.set_theme(**THEME, palette=list(OTHER_COLORS), rc=RC)
 
 

@@ -11,6 +11,7 @@ and which keys (dataclass fields, with their defaults) it accepts: a ``configs/p
 file states only the keys that differ from the class's defaults, the class is the one
 source of every default.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -89,6 +90,20 @@ def policy_fields(policy_cfg) -> dict[str, object]:
     return out
 
 
-__all__ = ["Policy", "IterativePrecopy", "PrecopyPolicy", "QemuPolicy", "XenPolicy",
-           "VmwarePolicy", "HypervPolicy", "PostcopyPhase", "PostcopyPolicy", "HybridPolicy",
-           "StopCopyPolicy", "POLICIES", "REGISTRY", "policy_class", "policy_fields"]
+__all__ = [
+    "Policy",
+    "IterativePrecopy",
+    "PrecopyPolicy",
+    "QemuPolicy",
+    "XenPolicy",
+    "VmwarePolicy",
+    "HypervPolicy",
+    "PostcopyPhase",
+    "PostcopyPolicy",
+    "HybridPolicy",
+    "StopCopyPolicy",
+    "POLICIES",
+    "REGISTRY",
+    "policy_class",
+    "policy_fields",
+]

@@ -36,6 +36,7 @@ All rules are written with numpy operations on the :class:`State` so that the sa
 for one migration (page engine, 0-d values) and for thousands at once (fluid engine, one
 array element per scenario, with the policy's parameters stacked by :meth:`Policy.stack`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -49,8 +50,8 @@ from ..model.checks import check_fields
 from ..records import REASON_CODE, register_stop_reason
 
 CONTINUE = REASON_CODE["running"]
-MIB = 1024 ** 2
-GIB = 1024 ** 3
+MIB = 1024**2
+GIB = 1024**3
 
 
 #: name -> class of every registered policy (``lmtoolkit.policies.POLICIES`` is this dict)
@@ -75,18 +76,18 @@ class Context:
     pages: object
     page_bytes: object
     memory_bytes: object
-    line_bytes_s: object          # payload rate of the link for any number of streams
-    stream_bytes_s: object        # payload rate one stream can carry
-    base_streams: object          # network.streams
+    line_bytes_s: object  # payload rate of the link for any number of streams
+    stream_bytes_s: object  # payload rate one stream can carry
+    base_streams: object  # network.streams
     rtt_s: object
     zero_scan_bytes_s: object
-    compress_bytes_s: object      # spare host cores x per-core compressor throughput
-    encrypt_bytes_s: object       # spare host cores x per-core cipher throughput
+    compress_bytes_s: object  # spare host cores x per-core compressor throughput
+    encrypt_bytes_s: object  # spare host cores x per-core cipher throughput
     compressibility: object
     device_state_bytes: object
-    dirty_rate_pages_s: object    # the workload's nominal write rate (for policies that estimate)
+    dirty_rate_pages_s: object  # the workload's nominal write rate (for policies that estimate)
     link_efficiency: object = None  # network.efficiency (payload share of line rate); None = unknown
-    hash_bytes_s: object = 1e300    # page checksum throughput (host cores x per-core hash rate)
+    hash_bytes_s: object = 1e300  # page checksum throughput (host cores x per-core hash rate)
 
     def subset(self, idx):
         return _subset(self, idx)
@@ -101,9 +102,23 @@ class State:
     bitmap it went through (more than sent when a policy skips pages, Xen's ``to_skip``).
     """
 
-    NAMES = ("t", "round", "pending", "pending_zero", "dirty_new", "phase_time", "phase_bytes",
-             "phase_pages", "phase_scanned", "sent_bytes", "sent_pages", "bw_est", "throttle",
-             "throttle_max", "lost_guest_time")
+    NAMES = (
+        "t",
+        "round",
+        "pending",
+        "pending_zero",
+        "dirty_new",
+        "phase_time",
+        "phase_bytes",
+        "phase_pages",
+        "phase_scanned",
+        "sent_bytes",
+        "sent_pages",
+        "bw_est",
+        "throttle",
+        "throttle_max",
+        "lost_guest_time",
+    )
 
     def __init__(self, shape=()):
         for n in self.NAMES:
@@ -111,7 +126,7 @@ class State:
         self.round = self.round + 1
         self.extra: dict[str, np.ndarray] = {}
 
-    def subset(self, idx) -> "State":
+    def subset(self, idx) -> State:
         s = State.__new__(State)
         for n in self.NAMES:
             setattr(s, n, getattr(self, n)[idx])
@@ -217,10 +232,8 @@ class Policy:
             register = "name" in cls.__dict__ and cls.__module__.startswith(__package__ + ".")
         if register:
             old = REGISTRY.get(cls.name)
-            if old is not None and (old.__module__, old.__qualname__) != \
-                    (cls.__module__, cls.__qualname__):
-                raise TypeError(f"policy name {cls.name!r} is taken by "
-                                f"{old.__module__}.{old.__qualname__}")
+            if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+                raise TypeError(f"policy name {cls.name!r} is taken by {old.__module__}.{old.__qualname__}")
             REGISTRY[cls.name] = cls
 
     def __post_init__(self):
@@ -266,7 +279,7 @@ class Policy:
 
     # -- vectorisation ---------------------------------------------------------------------
     @classmethod
-    def stack(cls, policies: list["Policy"]) -> "Policy":
+    def stack(cls, policies: list[Policy]) -> Policy:
         """One policy whose parameters are arrays over ``policies`` (all of class ``cls``)."""
         obj = object.__new__(cls)
         for f in fields(cls):
@@ -280,7 +293,7 @@ class Policy:
             object.__setattr__(obj, f.name, arr)
         return obj
 
-    def subset(self, idx) -> "Policy":
+    def subset(self, idx) -> Policy:
         obj = object.__new__(type(self))
         for f in fields(self):
             v = getattr(self, f.name)
@@ -358,8 +371,7 @@ class Policy:
 
     def after_sync(self, st: State, ctx: Context) -> None:
         """Update state after a phase and its sync (default: measured bandwidth)."""
-        st.bw_est = np.where(st.phase_time > 0, st.phase_bytes / np.maximum(st.phase_time, 1e-12),
-                             st.bw_est)
+        st.bw_est = np.where(st.phase_time > 0, st.phase_bytes / np.maximum(st.phase_time, 1e-12), st.bw_est)
 
     # -- steady state (fluid engine fast-forward) ------------------------------------------
     def stationary(self, st: State):

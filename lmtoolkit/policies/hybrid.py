@@ -28,6 +28,7 @@ pass limit with it.  If pre-copy converges first (the rest fits ``downtime_limit
 completes as plain pre-copy, as QEMU does when the remaining size falls below the threshold
 before the switch command arrives.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,17 +46,17 @@ from .qemu import QemuPolicy
 class HybridPolicy(PostcopyPhase, QemuPolicy):
     """Hybrid: QEMU-like pre-copy passes (default 1, or until ``postcopy_after_s``), then post-copy."""
 
-    precopy_passes: int | None = None       # syncs before the switch; null = 1 (none with postcopy_after_s)
-    postcopy_after_s: float | None = None   # migrate-start-postcopy at this time (s); null = by passes only
+    precopy_passes: int | None = None  # syncs before the switch; null = 1 (none with postcopy_after_s)
+    postcopy_after_s: float | None = None  # migrate-start-postcopy at this time (s); null = by passes only
 
     name = "hybrid"
     stop_reasons = ("precopy_done",)
 
     def __post_init__(self):
         if self.precopy_passes is None:
-            object.__setattr__(self, "precopy_passes", 1 if self.postcopy_after_s is None else 10 ** 6)
+            object.__setattr__(self, "precopy_passes", 1 if self.postcopy_after_s is None else 10**6)
         super().__post_init__()
-        check_range("precopy_passes", self.precopy_passes, 0, 10 ** 6)
+        check_range("precopy_passes", self.precopy_passes, 0, 10**6)
         if self.postcopy_after_s is not None:
             check_range("postcopy_after_s", self.postcopy_after_s, 0, None)
 
@@ -75,7 +76,9 @@ class HybridPolicy(PostcopyPhase, QemuPolicy):
         period = self.check_period_s(st, ctx)
         per_check = period / lk.t_nz
         cap = np.maximum(np.ceil(left / period - 1e-6), 1.0) * per_check
-        return np.where(np.isfinite(left), np.clip(np.minimum(k, np.round(cap)), 1, np.maximum(st.pending, 1)), k)
+        return np.where(
+            np.isfinite(left), np.clip(np.minimum(k, np.round(cap)), 1, np.maximum(st.pending, 1)), k
+        )
 
     def stationary(self, st):
         """A time-triggered switch is a rule on time: never leapt over."""

@@ -58,6 +58,7 @@ Profiles (``profile``; config files ``policy=hyperv_2012r2`` / ``hyperv_2008r2``
 MS Docs "Hyper-V Network I/O Performance"); ``2008r2`` — 10 passes, TCP only.
 ``max_passes`` / ``transport`` left null take the profile's value.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -82,27 +83,27 @@ PROFILES = {
 class HypervPolicy(IterativePrecopy):
     """Hyper-V live migration: at most 5 passes (2008 R2: 10), then pause; TCP, compression or SMB."""
 
-    profile: str = "2012r2"                # 2012r2 (5 passes, compression) | 2008r2 (10 passes, tcp)
-    max_passes: int | None = None          # passes before the pause; null = profile's (secondary sources only)
-    transport: str | None = None           # tcp | compression | smb; null = profile's
-    remaining_goal_ms: float = 300.0       # ours: the remaining set is "relatively small" if sent within this
-    cpu_cap: str = "normal"                # CPUCappingMagnitude normal | low | high -> throttle 0 / 0.25 / 0.5 (ours)
-    smb_channels: int = 4                  # SMB Multichannel connections (transport=smb)
-    smb_efficiency: float = 0.97           # payload share of line rate with SMB Direct / RDMA (ours)
-    simultaneous_migrations: int = 2       # Set-VMHost -MaximumVirtualMachineMigrations (default 2)
+    profile: str = "2012r2"  # 2012r2 (5 passes, compression) | 2008r2 (10 passes, tcp)
+    max_passes: int | None = None  # passes before the pause; null = profile's (secondary sources only)
+    transport: str | None = None  # tcp | compression | smb; null = profile's
+    remaining_goal_ms: float = 300.0  # ours: the remaining set is "relatively small" if sent within this
+    cpu_cap: str = "normal"  # CPUCappingMagnitude normal | low | high -> throttle 0 / 0.25 / 0.5 (ours)
+    smb_channels: int = 4  # SMB Multichannel connections (transport=smb)
+    smb_efficiency: float = 0.97  # payload share of line rate with SMB Direct / RDMA (ours)
+    simultaneous_migrations: int = 2  # Set-VMHost -MaximumVirtualMachineMigrations (default 2)
 
     name = "hyperv"
 
     def __post_init__(self):
         self.resolve_profile("profile", PROFILES)
         super().__post_init__()
-        check_range("max_passes", self.max_passes, 1, 10 ** 6)
+        check_range("max_passes", self.max_passes, 1, 10**6)
         check_choice("transport", self.transport, TRANSPORTS)
         check_range("remaining_goal_ms", self.remaining_goal_ms, 0, None, lo_open=True)
         check_choice("cpu_cap", self.cpu_cap, tuple(CPU_CAP))
         check_range("smb_channels", self.smb_channels, 1, 1024)
         check_range("smb_efficiency", self.smb_efficiency, 0, 1, lo_open=True)
-        check_range("simultaneous_migrations", self.simultaneous_migrations, 1, 10 ** 6)
+        check_range("simultaneous_migrations", self.simultaneous_migrations, 1, 10**6)
 
     def concurrent_migrations(self, link_gbit_s):
         """MS Docs, "Set up hosts for live migration without Failover Clustering":
@@ -115,8 +116,7 @@ class HypervPolicy(IterativePrecopy):
 
     # -- link --------------------------------------------------------------------------------
     def streams(self, ctx):
-        return np.where(self._is("smb"), np.maximum(ctx.base_streams, self.smb_channels),
-                        ctx.base_streams)
+        return np.where(self._is("smb"), np.maximum(ctx.base_streams, self.smb_channels), ctx.base_streams)
 
     def rate_bytes_s(self, st, ctx):
         rate = super().rate_bytes_s(st, ctx)

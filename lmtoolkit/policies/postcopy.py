@@ -34,6 +34,7 @@ Parameters (our assumptions where no source gives a number):
 * ``fault_overhead_us`` — userfaultfd wake-up, request handling and page placement beyond
   the round trip and transfer (ours: 20 µs; no measured figure was retrieved).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -53,9 +54,9 @@ class PostcopyPhase:
     (pre-copy passes first).  Hooks accept scalar or stacked (array) fields.
     """
 
-    prepaging: bool = False           # push the hottest pages first instead of address order
-    access_factor: float = 1.0        # guest page accesses per page write (1 = writes only)
-    fault_overhead_us: float = 20.0   # ours: fault handling beyond round trip + page transfer
+    prepaging: bool = False  # push the hottest pages first instead of address order
+    access_factor: float = 1.0  # guest page accesses per page write (1 = writes only)
+    fault_overhead_us: float = 20.0  # ours: fault handling beyond round trip + page transfer
 
     postcopy = True
 

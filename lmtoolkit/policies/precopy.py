@@ -16,6 +16,7 @@ Two layers:
 * :class:`PrecopyPolicy` — the generic policy with ``downtime_limit_ms`` and ``max_rounds``;
   QEMU-like and Xen-like policies (and user policies, see ``examples/``) extend it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -102,7 +103,7 @@ class PrecopyPolicy(IterativePrecopy):
     def __post_init__(self):
         super().__post_init__()
         check_range("downtime_limit_ms", self.downtime_limit_ms, 0, None, lo_open=True)
-        check_range("max_rounds", self.max_rounds, 1, 10 ** 9)
+        check_range("max_rounds", self.max_rounds, 1, 10**9)
 
     def switchover_goal_s(self):
         return self.downtime_limit_ms / 1000.0

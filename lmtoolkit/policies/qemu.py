@@ -86,6 +86,7 @@ Rules and their sources:
 * **Multifd** — ``multifd-channels`` (QEMU default 2 when the capability is on) parallel
   TCP streams and sender threads: lifts the per-stream limit.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -96,8 +97,8 @@ from ..errors import ConfigError, check_choice, check_range
 from .base import GIB, MIB, none_to
 from .precopy import PrecopyPolicy
 
-BUFFER_DELAY_S = 0.100   # migration-stats.h: BUFFER_DELAY (ms)
-MAX_WAIT_S = 0.050       # ram.c: MAX_WAIT (ms)
+BUFFER_DELAY_S = 0.100  # migration-stats.h: BUFFER_DELAY (ms)
+MAX_WAIT_S = 0.050  # ram.c: MAX_WAIT (ms)
 THROTTLE_PERIOD_S = 1.0  # ram.c: migration_bitmap_sync, "more than 1 second"
 DIRTY_SYNC_TIMESLICE_S = 5.0  # cpu-throttle.c: CPU_THROTTLE_DIRTY_SYNC_TIMESLICE_MS
 PERIODIC_SYNC_SINCE = (9, 2)  # QEMU release that added the auto-converge sync timer
@@ -105,9 +106,11 @@ PERIODIC_SYNC_SINCE = (9, 2)  # QEMU release that added the auto-converge sync t
 
 def _release(version) -> np.ndarray:
     """``"major.minor"`` (scalar or array) -> major * 1000 + minor, for comparisons."""
+
     def one(v):
         major, _, rest = str(v).partition(".")
         return int(major) * 1000 + int(rest.partition(".")[0] or 0)
+
     v = np.asarray(version)
     if v.ndim == 0:
         return np.float64(one(v.item()))
@@ -120,25 +123,27 @@ class QemuPolicy(PrecopyPolicy):
     """QEMU/KVM pre-copy: switchover when the dirty bytes fit bandwidth x downtime limit."""
 
     # downtime_limit_ms (inherited, 300): QEMU's downtime-limit (DEFAULT_MIGRATE_SET_DOWNTIME)
-    max_rounds: int = 1000000000       # QEMU has no pass cap: only timeout_s ends it
+    max_rounds: int = 1000000000  # QEMU has no pass cap: only timeout_s ends it
     max_bandwidth_mib_s: float | None = None  # max-bandwidth; null = line rate (QEMU's own default 128)
-    auto_converge: bool = False        # auto-converge capability
+    auto_converge: bool = False  # auto-converge capability
     throttle_trigger_threshold: float = 50.0  # throttle-trigger-threshold (%)
-    cpu_throttle_initial: float = 20.0        # cpu-throttle-initial (%)
-    cpu_throttle_increment: float = 10.0      # cpu-throttle-increment (%)
-    max_cpu_throttle: float = 99.0            # max-cpu-throttle (%)
-    xbzrle: bool = False               # xbzrle capability
-    xbzrle_cache_mib: float = 64.0     # xbzrle-cache-size
-    xbzrle_delta_ratio: float = 0.25   # ours: delta size / page size for a cache hit
-    xbzrle_encode_gib_s: float = 2.0   # ours: XBZRLE encoder throughput
-    multifd_channels: int = 0          # multifd-channels; 0: multifd capability off (one stream)
-    iteration_ms: float = MAX_WAIT_S * 1000   # ram_save_iterate's MAX_WAIT
-    qemu_version: str = "10.1"         # QEMU release ("major.minor"): >= 9.2 syncs every 5 s under auto-converge
-    dirty_clear: str = "chunk"         # the Policy.dirty_clear hook: chunk (KVM manual protect) | sync (TCG) | send
-    clear_bitmap_shift: int = 18       # x-clear-bitmap-shift: 2^shift target pages per clear (CLEAR_BITMAP_SHIFT_DEFAULT)
+    cpu_throttle_initial: float = 20.0  # cpu-throttle-initial (%)
+    cpu_throttle_increment: float = 10.0  # cpu-throttle-increment (%)
+    max_cpu_throttle: float = 99.0  # max-cpu-throttle (%)
+    xbzrle: bool = False  # xbzrle capability
+    xbzrle_cache_mib: float = 64.0  # xbzrle-cache-size
+    xbzrle_delta_ratio: float = 0.25  # ours: delta size / page size for a cache hit
+    xbzrle_encode_gib_s: float = 2.0  # ours: XBZRLE encoder throughput
+    multifd_channels: int = 0  # multifd-channels; 0: multifd capability off (one stream)
+    iteration_ms: float = MAX_WAIT_S * 1000  # ram_save_iterate's MAX_WAIT
+    qemu_version: str = "10.1"  # QEMU release ("major.minor"): >= 9.2 syncs every 5 s under auto-converge
+    dirty_clear: str = "chunk"  # the Policy.dirty_clear hook: chunk (KVM manual protect) | sync (TCG) | send
+    clear_bitmap_shift: int = (
+        18  # x-clear-bitmap-shift: 2^shift target pages per clear (CLEAR_BITMAP_SHIFT_DEFAULT)
+    )
 
     name = "qemu"
-    full_passes = False    # a phase ends when the estimate drops below the threshold
+    full_passes = False  # a phase ends when the estimate drops below the threshold
 
     def __post_init__(self):
         super().__post_init__()
@@ -156,13 +161,18 @@ class QemuPolicy(PrecopyPolicy):
         check_choice("dirty_clear", self.dirty_clear, ("chunk", "sync", "send"))
         parts = str(self.qemu_version).split(".")
         if not (1 <= len(parts) <= 3 and all(p.isdigit() for p in parts)):
-            raise ConfigError("qemu_version", self.qemu_version, 'a QEMU release as "major.minor", e.g. "10.1"')
+            raise ConfigError(
+                "qemu_version", self.qemu_version, 'a QEMU release as "major.minor", e.g. "10.1"'
+            )
         if self.xbzrle and self.multifd_channels > 0:
             # options.c: migrate_caps_check refuses the pair
-            raise ConfigError("xbzrle", self.xbzrle,
-                              f"false while policy.multifd_channels={self.multifd_channels} "
-                              "(QEMU refuses xbzrle with multifd: \"Multifd is not compatible with "
-                              "xbzrle\"); turn one of them off")
+            raise ConfigError(
+                "xbzrle",
+                self.xbzrle,
+                f"false while policy.multifd_channels={self.multifd_channels} "
+                '(QEMU refuses xbzrle with multifd: "Multifd is not compatible with '
+                'xbzrle"); turn one of them off',
+            )
         check_range("clear_bitmap_shift", self.clear_bitmap_shift, 6, 31)  # CLEAR_BITMAP_SHIFT_MIN/_MAX
 
     def clear_chunk_pages(self, ctx):
@@ -179,7 +189,7 @@ class QemuPolicy(PrecopyPolicy):
         return np.minimum(super().rate_bytes_s(st, ctx), cap)
 
     def stop_rate_bytes_s(self, st, ctx):
-        return super().rate_bytes_s(st, ctx)   # RATE_LIMIT_DISABLED at switchover
+        return super().rate_bytes_s(st, ctx)  # RATE_LIMIT_DISABLED at switchover
 
     def xbzrle_slots(self, ctx):
         """Cache entries: ``xbzrle-cache-size`` / page, rounded down to a power of two (QEMU
@@ -247,8 +257,13 @@ class QemuPolicy(PrecopyPolicy):
     def init_state(self, st, ctx):
         super().init_state(st, ctx)
         z = np.zeros_like(st.t)
-        st.extra.update(ac_period_start=z.copy(), ac_dirty_pages=z.copy(),
-                        ac_xfer_bytes=z.copy(), ac_high_cnt=z.copy(), ac_next_force=z + np.inf)
+        st.extra.update(
+            ac_period_start=z.copy(),
+            ac_dirty_pages=z.copy(),
+            ac_xfer_bytes=z.copy(),
+            ac_high_cnt=z.copy(),
+            ac_next_force=z + np.inf,
+        )
 
     def after_sync(self, st, ctx):
         super().after_sync(st, ctx)
@@ -256,14 +271,19 @@ class QemuPolicy(PrecopyPolicy):
         ex["ac_dirty_pages"] = ex["ac_dirty_pages"] + st.dirty_new
         ex["ac_xfer_bytes"] = ex["ac_xfer_bytes"] + st.phase_bytes
         period_over = st.t > ex["ac_period_start"] + THROTTLE_PERIOD_S
-        high = ex["ac_dirty_pages"] * ctx.page_bytes > \
-            ex["ac_xfer_bytes"] * self.throttle_trigger_threshold / 100.0
+        high = (
+            ex["ac_dirty_pages"] * ctx.page_bytes
+            > ex["ac_xfer_bytes"] * self.throttle_trigger_threshold / 100.0
+        )
         on = np.asarray(self.auto_converge) & period_over
         cnt = np.where(on & high, ex["ac_high_cnt"] + 1, ex["ac_high_cnt"])
         trigger = on & high & (cnt >= 2)
         pct = st.throttle * 100.0
-        new_pct = np.where(pct > 0, np.minimum(pct + self.cpu_throttle_increment, self.max_cpu_throttle),
-                           self.cpu_throttle_initial)
+        new_pct = np.where(
+            pct > 0,
+            np.minimum(pct + self.cpu_throttle_increment, self.max_cpu_throttle),
+            self.cpu_throttle_initial,
+        )
         st.throttle = np.where(trigger, new_pct / 100.0, st.throttle)
         ex["ac_high_cnt"] = np.where(trigger, 0.0, cnt)
         # Reset the period counters (the period ends at every evaluated sync).

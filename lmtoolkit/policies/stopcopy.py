@@ -3,6 +3,7 @@
 The non-live baseline (Clark et al., NSDI 2005, §2: "pure stop-and-copy"): downtime equals
 total migration time, every page is sent exactly once.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

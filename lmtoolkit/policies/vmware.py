@@ -80,6 +80,7 @@ Version profiles (``profile``; config files ``policy=vmware_vsphere5`` / ``vmwar
 
 ``encryption`` and ``stream_autoscale`` left null take the profile's value.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -107,17 +108,19 @@ TEN_GBE = 10.0
 class VmwarePolicy(IterativePrecopy):
     """VMware vMotion: switchover within a 500 ms goal, SDPS slows the guest when a pass makes no progress."""
 
-    profile: str = "generic"               # generic | vsphere5 | vsphere7
-    switchover_goal_ms: float = 500.0      # Migrate.PreCopySwitchoverTimeGoal (default 500)
-    min_progress_pct: float = 130.0        # Migrate.PreCopyMinProgressPerc: min transmit/dirty per pass, %
-    sdps: str = "dynamic"                  # Migrate.SdpsEnabled: dynamic (2) | on (1) | off (0)
-    sdps_target_pct: float = 500.0         # Migrate.SdpsTargetRate ("percent by which transmit should exceed dirty")
-    sdps_target_reading: str = "ratio"     # ratio: transmit = 5 x dirty | exceed: 1 + 5 = 6 x (the literal reading)
-    sdps_max_throttle: float = 0.99        # ours: highest share of vCPU time stunned (no published cap)
-    encryption: bool | None = None         # Encrypted vMotion (AES-GCM CPU cost); null = profile's
-    stream_autoscale: bool | None = None   # 7.0U2+: as many streams as the link needs; null = profile's
-    concurrent_limit_1gbe: int = 4         # max concurrent vMotions per host on 1 GbE (network cost 4)
-    concurrent_limit_10gbe: int = 8        # max concurrent vMotions per host on 10 GbE (network cost 8)
+    profile: str = "generic"  # generic | vsphere5 | vsphere7
+    switchover_goal_ms: float = 500.0  # Migrate.PreCopySwitchoverTimeGoal (default 500)
+    min_progress_pct: float = 130.0  # Migrate.PreCopyMinProgressPerc: min transmit/dirty per pass, %
+    sdps: str = "dynamic"  # Migrate.SdpsEnabled: dynamic (2) | on (1) | off (0)
+    sdps_target_pct: float = 500.0  # Migrate.SdpsTargetRate ("percent by which transmit should exceed dirty")
+    sdps_target_reading: str = (
+        "ratio"  # ratio: transmit = 5 x dirty | exceed: 1 + 5 = 6 x (the literal reading)
+    )
+    sdps_max_throttle: float = 0.99  # ours: highest share of vCPU time stunned (no published cap)
+    encryption: bool | None = None  # Encrypted vMotion (AES-GCM CPU cost); null = profile's
+    stream_autoscale: bool | None = None  # 7.0U2+: as many streams as the link needs; null = profile's
+    concurrent_limit_1gbe: int = 4  # max concurrent vMotions per host on 1 GbE (network cost 4)
+    concurrent_limit_10gbe: int = 8  # max concurrent vMotions per host on 10 GbE (network cost 8)
 
     name = "vmware"
     stop_reasons = ("no_progress",)
@@ -131,8 +134,8 @@ class VmwarePolicy(IterativePrecopy):
         check_range("sdps_target_pct", self.sdps_target_pct, 0, None, lo_open=True)
         check_choice("sdps_target_reading", self.sdps_target_reading, tuple(SDPS_READINGS))
         check_range("sdps_max_throttle", self.sdps_max_throttle, 0, 1, hi_open=True)
-        check_range("concurrent_limit_1gbe", self.concurrent_limit_1gbe, 1, 10 ** 6)
-        check_range("concurrent_limit_10gbe", self.concurrent_limit_10gbe, 1, 10 ** 6)
+        check_range("concurrent_limit_1gbe", self.concurrent_limit_1gbe, 1, 10**6)
+        check_range("concurrent_limit_10gbe", self.concurrent_limit_10gbe, 1, 10**6)
 
     def concurrent_migrations(self, link_gbit_s):
         """docs.vmware.com "Limits on Simultaneous Migrations" (vSphere 6.5/6.7): a vMotion
@@ -144,8 +147,9 @@ class VmwarePolicy(IterativePrecopy):
     # -- link --------------------------------------------------------------------------------
     def streams(self, ctx):
         needed = np.ceil(ctx.line_bytes_s / ctx.stream_bytes_s)
-        return np.where(np.asarray(self.stream_autoscale), np.maximum(ctx.base_streams, needed),
-                        ctx.base_streams)
+        return np.where(
+            np.asarray(self.stream_autoscale), np.maximum(ctx.base_streams, needed), ctx.base_streams
+        )
 
     def nonzero_cpu_s(self, st, ctx):
         cipher = ctx.page_bytes / np.maximum(ctx.encrypt_bytes_s, 1.0)
@@ -176,8 +180,11 @@ class VmwarePolicy(IterativePrecopy):
         engaged = engaged & (mode != "off")
         ex["vmw_stalled"] = np.where(no_progress & (~engaged | at_max), 1.0, 0.0)
         literal = np.asarray(self.sdps_target_reading) == "exceed"
-        ratio = np.where(literal, SDPS_READINGS["exceed"](self.sdps_target_pct),
-                         SDPS_READINGS["ratio"](self.sdps_target_pct))
+        ratio = np.where(
+            literal,
+            SDPS_READINGS["exceed"](self.sdps_target_pct),
+            SDPS_READINGS["ratio"](self.sdps_target_pct),
+        )
         target = self.throttle_for_ratio(st, ratio, self.sdps_max_throttle)
         st.throttle = np.where(engaged, target, st.throttle)
         ex["vmw_sdps"] = engaged.astype(float)

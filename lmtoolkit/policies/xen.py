@@ -32,6 +32,7 @@
 Also Clark et al., NSDI 2005 (the classic design).  ``max_rounds`` / ``max_factor`` /
 ``dirty_threshold_pages`` override the version's values.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,9 +57,9 @@ CLEAR = {"classic": "skip", "v2": "sync"}
 class XenPolicy(PrecopyPolicy):
     """Xen: 29 live passes (v2: 5), stop below 50 dirty pages or after 3x memory sent."""
 
-    version: str = "classic"                 # classic (xc_domain_save.c) | v2 (xg_sr_save.c)
-    max_rounds: int | None = None            # null = the version's (29 live passes / 5)
-    max_factor: float | None = None          # null = the version's (3 x memory pages / none)
+    version: str = "classic"  # classic (xc_domain_save.c) | v2 (xg_sr_save.c)
+    max_rounds: int | None = None  # null = the version's (29 live passes / 5)
+    max_factor: float | None = None  # null = the version's (3 x memory pages / none)
     dirty_threshold_pages: int | None = None  # null = the version's (50)
     # downtime_limit_ms (inherited) is not used by Xen's rules; kept for comparisons.
 

@@ -13,11 +13,22 @@ One machinery for every task (``task: migration`` — the default — or ``task:
 * :mod:`.run` — the cache (config + code hash), resume, assembly, files;
 * :mod:`.collect` — a Hydra multirun's jobs -> one Dataset.
 """
+
 from .axes import Axis
 from .collect import collect
 from .execute import ChunkTask, run_chunk
 from .plan import Plan, available_experiments, make_plan
 from .run import read_result, run, sweep
 
-__all__ = ["sweep", "run", "make_plan", "collect", "run_chunk", "read_result", "Plan", "Axis",
-           "ChunkTask", "available_experiments"]
+__all__ = [
+    "sweep",
+    "run",
+    "make_plan",
+    "collect",
+    "run_chunk",
+    "read_result",
+    "Plan",
+    "Axis",
+    "ChunkTask",
+    "available_experiments",
+]

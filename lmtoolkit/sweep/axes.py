@@ -5,6 +5,7 @@ workload.dirty_rate_pages_s, values: [...]}``, or generated: ``values: {start, s
 log}``) or a config group and its options (``policy: {key: policy, values: [vmware,
 hyperv]}``, a *group swap*).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -31,8 +32,8 @@ class Axis:
     dim: str
     key: str
     values: list
-    group: bool                 # a config-group swap (policy=vmware), not a value
-    column: bool = False        # applied to built scenarios (vectorised on the fluid engine)
+    group: bool  # a config-group swap (policy=vmware), not a value
+    column: bool = False  # applied to built scenarios (vectorised on the fluid engine)
     long_name: str = ""
     units: str | None = None
 
@@ -44,8 +45,10 @@ class Axis:
         return np.asarray(self.values)
 
     def coord_attrs(self) -> dict:
-        a = {"long_name": self.long_name or (f"{self.key} (config group)" if self.group else self.key),
-             "lmt_key": self.key}
+        a = {
+            "long_name": self.long_name or (f"{self.key} (config group)" if self.group else self.key),
+            "lmt_key": self.key,
+        }
         units = self.units if self.units is not None else self._units()
         if units is not None:
             a["units"] = units
@@ -78,8 +81,9 @@ def parse_axes(cfg, max_values: int | None) -> list[Axis]:
 def _axis(cfg, dim: str, spec, max_values) -> Axis:
     where = f"sweep.axes.{dim}"
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", dim) or dim in RESERVED_DIMS:
-        raise _err(where, dim, f"'{dim}' cannot be a dim name (an identifier other than "
-                               f"{', '.join(RESERVED_DIMS)})")
+        raise _err(
+            where, dim, f"'{dim}' cannot be a dim name (an identifier other than {', '.join(RESERVED_DIMS)})"
+        )
     if not isinstance(spec, DictConfig) or "key" not in spec or "values" not in spec:
         raise _err(where, spec, "must be {key: <config key or group>, values: [...]}")
     extra = [k for k in spec.keys() if k not in ("key", "values", "long_name", "units")]
@@ -89,13 +93,14 @@ def _axis(cfg, dim: str, spec, max_values) -> Axis:
     if isinstance(values, DictConfig):
         values = generated_values(where, OmegaConf.to_container(values, resolve=True))
     elif not isinstance(values, ListConfig) or len(values) == 0:
-        raise _err(f"{where}.values", values, "must be a non-empty list or "
-                                               "{start: a, stop: b, num: n, log: false}")
+        raise _err(
+            f"{where}.values", values, "must be a non-empty list or {start: a, stop: b, num: n, log: false}"
+        )
     else:
         values = OmegaConf.to_container(values, resolve=True)
     if max_values is not None and len(values) > int(max_values):
-        k = int(max_values)          # keep the ends (the contrast an axis is about) and the first k-2
-        values = values[:1] if k == 1 else values[:k - 1] + values[-1:]
+        k = int(max_values)  # keep the ends (the contrast an axis is about) and the first k-2
+        values = values[:1] if k == 1 else values[: k - 1] + values[-1:]
     if len(set(map(repr, values))) != len(values):
         raise _err(f"{where}.values", values, "has duplicates")
     group = "." not in key and key in SWAPPABLE
@@ -109,8 +114,9 @@ def _axis(cfg, dim: str, spec, max_values) -> Axis:
         values = [str(v) for v in values]
     else:
         if key.split(".")[0] in NOT_SWEEPABLE:
-            raise _err(where, key, f"'{key}' cannot be swept (sweep axes change the simulation, "
-                                   f"not how it runs)")
+            raise _err(
+                where, key, f"'{key}' cannot be swept (sweep axes change the simulation, not how it runs)"
+            )
         if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
             valid = [k for k in leaf_keys(cfg) if not k.startswith(NOT_SWEEPABLE)]
             close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
@@ -119,9 +125,14 @@ def _axis(cfg, dim: str, spec, max_values) -> Axis:
         for v in values:
             if isinstance(v, (dict, list)):
                 raise _err(where, v, f"values must be scalars, got {v!r}")
-    return Axis(dim=dim, key=key, values=list(values), group=group,
-                long_name=str(spec.get("long_name") or ""),
-                units=None if spec.get("units") is None else str(spec.get("units")))
+    return Axis(
+        dim=dim,
+        key=key,
+        values=list(values),
+        group=group,
+        long_name=str(spec.get("long_name") or ""),
+        units=None if spec.get("units") is None else str(spec.get("units")),
+    )
 
 
 def generated_values(where: str, spec: dict) -> list:

@@ -1,4 +1,5 @@
 """Collect: the runs of a Hydra multirun (``lmtk sweep -m``) -> one Dataset."""
+
 from __future__ import annotations
 
 import json
@@ -35,19 +36,32 @@ def collect(run_dir, output: str | os.PathLike | None = None):
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError("collect", str(run_dir), "", message=f"no such directory: {run_dir}")
-    jobs = sorted((p.parent.parent for p in run_dir.glob("*/.hydra/overrides.yaml")),
-                  key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+    jobs = sorted(
+        (p.parent.parent for p in run_dir.glob("*/.hydra/overrides.yaml")),
+        key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name),
+    )
     if not jobs:
-        raise ConfigError("collect", str(run_dir), "", message=f"{run_dir} holds no Hydra multirun "
-                          f"jobs (no */.hydra/overrides.yaml)")
+        raise ConfigError(
+            "collect",
+            str(run_dir),
+            "",
+            message=f"{run_dir} holds no Hydra multirun jobs (no */.hydra/overrides.yaml)",
+        )
     runs = []
     for job in jobs:
         ov = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
-        files = sorted(p for p in list(job.rglob("*.nc")) + list(job.rglob("*.zarr"))
-                       if ".partial" not in p.parts and not p.name.startswith("."))
+        files = sorted(
+            p
+            for p in list(job.rglob("*.nc")) + list(job.rglob("*.zarr"))
+            if ".partial" not in p.parts and not p.name.startswith(".")
+        )
         if not files:
-            raise ConfigError("collect", str(job), "", message=f"job {job} has no result file "
-                              f"(did it fail? see {job}/*.log)")
+            raise ConfigError(
+                "collect",
+                str(job),
+                "",
+                message=f"job {job} has no result file (did it fail? see {job}/*.log)",
+            )
         runs.append((job, [str(o) for o in ov], files[0]))
     parsed = []
     for _, ov, _ in runs:
@@ -63,12 +77,19 @@ def collect(run_dir, output: str | os.PathLike | None = None):
     dss = [read_result(f) for _, _, f in runs]
     base_dims = set(dss[0].dims)
     if any(set(ds.dims) - {"round"} != base_dims - {"round"} for ds in dss):
-        raise ConfigError("collect", str(run_dir), "", message="the runs have different dims "
-                          "(different experiments?); collect merges runs of one experiment")
+        raise ConfigError(
+            "collect",
+            str(run_dir),
+            "",
+            message="the runs have different dims "
+            "(different experiments?); collect merges runs of one experiment",
+        )
     names = {}
     for k in varying:
+
         def taken(n):
             return n in base_dims or n in names.values() or n in dss[0].variables
+
         short = k.rsplit(".", 1)[-1].replace("/", "_")
         if taken(short):
             short = k.replace(".", "_").replace("/", "_")
@@ -84,15 +105,26 @@ def collect(run_dir, output: str | os.PathLike | None = None):
         stamped.append(ds)
     if varying:
         run_dim = "__run__"
-        cat = xr.concat([s.stack({run_dim: [names[k] for k in varying]}) for s in stamped], dim=run_dim,
-                        join="outer", coords="different", compat="equals",
-                        fill_value={"round_kind": np.int8(-1)}, combine_attrs="drop")
+        cat = xr.concat(
+            [s.stack({run_dim: [names[k] for k in varying]}) for s in stamped],
+            dim=run_dim,
+            join="outer",
+            coords="different",
+            compat="equals",
+            fill_value={"round_kind": np.int8(-1)},
+            combine_attrs="drop",
+        )
         merged = cat.unstack(run_dim)
         # unstack sorts: restore the order in which the jobs ran
-        merged = merged.reindex({names[k]: list(dict.fromkeys(
-            _override_value(d.get(k, "null")) for d in parsed)) for k in varying})
-        merged = merged.transpose(*[names[k] for k in varying], *[d for d in dss[0].dims if d in merged.dims],
-                                  ...)
+        merged = merged.reindex(
+            {
+                names[k]: list(dict.fromkeys(_override_value(d.get(k, "null")) for d in parsed))
+                for k in varying
+            }
+        )
+        merged = merged.transpose(
+            *[names[k] for k in varying], *[d for d in dss[0].dims if d in merged.dims], ...
+        )
     else:
         merged = stamped[0]
     for k in varying:
@@ -108,25 +140,50 @@ def collect(run_dir, output: str | os.PathLike | None = None):
     name = first.get("lmt_experiment", "collected")
     command = f"lmtk collect {run_dir}"
     created = provenance.now()
-    merged.attrs = {k: v for k, v in first.items() if k not in ("lmt_config_hash", "lmt_created_at",
-                                                                "lmt_overrides", "history")}
-    merged.attrs.update({
-        "history": f"{created} {command}\n" + "\n".join(d.attrs.get("history", "") for d in dss),
-        "lmt_created_at": created,
-        "lmt_overrides": json.dumps(sorted({o for _, ov, _ in runs for o in ov
-                                            if not o.startswith("paths.results_dir=")})),
-        "lmt_config_hash": ",".join(d.attrs.get("lmt_config_hash", "") for d in dss),
-        "lmt_runs": json.dumps([{"job": j.name, "overrides": ov, "file": str(f.relative_to(run_dir)),
-                                 "config_hash": d.attrs.get("lmt_config_hash", "")}
-                                for (j, ov, f), d in zip(runs, dss)]),
-        "lmt_collected_dims": json.dumps(names),
-    })
+    merged.attrs = {
+        k: v
+        for k, v in first.items()
+        if k not in ("lmt_config_hash", "lmt_created_at", "lmt_overrides", "history")
+    }
+    merged.attrs.update(
+        {
+            "history": f"{created} {command}\n" + "\n".join(d.attrs.get("history", "") for d in dss),
+            "lmt_created_at": created,
+            "lmt_overrides": json.dumps(
+                sorted({o for _, ov, _ in runs for o in ov if not o.startswith("paths.results_dir=")})
+            ),
+            "lmt_config_hash": ",".join(d.attrs.get("lmt_config_hash", "") for d in dss),
+            "lmt_runs": json.dumps(
+                [
+                    {
+                        "job": j.name,
+                        "overrides": ov,
+                        "file": str(f.relative_to(run_dir)),
+                        "config_hash": d.attrs.get("lmt_config_hash", ""),
+                    }
+                    for (j, ov, f), d in zip(runs, dss)
+                ]
+            ),
+            "lmt_collected_dims": json.dumps(names),
+        }
+    )
     out = Path(output) if output else run_dir / f"{name}.nc"
     write_dataset(merged, out)
-    write_text(out.parent / "provenance.yaml", yaml.safe_dump({
-        "collected_from": str(run_dir), "command": command, "created_at": created,
-        "new_dims": names, "dims": {d: int(n) for d, n in merged.sizes.items()},
-        "runs": json.loads(merged.attrs["lmt_runs"]),
-        "git_commit": first.get("lmt_git_commit"), "versions": json.loads(first.get("lmt_versions", "{}")),
-    }, sort_keys=False, width=100))
+    write_text(
+        out.parent / "provenance.yaml",
+        yaml.safe_dump(
+            {
+                "collected_from": str(run_dir),
+                "command": command,
+                "created_at": created,
+                "new_dims": names,
+                "dims": {d: int(n) for d, n in merged.sizes.items()},
+                "runs": json.loads(merged.attrs["lmt_runs"]),
+                "git_commit": first.get("lmt_git_commit"),
+                "versions": json.loads(first.get("lmt_versions", "{}")),
+            },
+            sort_keys=False,
+            width=100,
+        ),
+    )
     return merged, out

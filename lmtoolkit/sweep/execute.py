@@ -9,6 +9,7 @@ pool, ``sweep.workers``); ``dask`` (``distributed``: a ``LocalCluster`` when
 ``sweep.dask_address`` is null, else the scheduler at that address).  Results are identical
 whichever runs them.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,10 +43,16 @@ class ChunkTask:
 
 def chunk_task(plan: Plan, start: int, stop: int) -> ChunkTask:
     cell_of = plan.cell_of[start:stop]
-    return ChunkTask(start=start, stop=stop, task=plan.task,
-                     cells={int(c): plan.cells[int(c)] for c in np.unique(cell_of)},
-                     cell_of=cell_of, columns={k: v[start:stop] for k, v in plan.columns.items()},
-                     seeds=plan.seeds[start:stop], round_detail=plan.round_detail)
+    return ChunkTask(
+        start=start,
+        stop=stop,
+        task=plan.task,
+        cells={int(c): plan.cells[int(c)] for c in np.unique(cell_of)},
+        cell_of=cell_of,
+        columns={k: v[start:stop] for k, v in plan.columns.items()},
+        seeds=plan.seeds[start:stop],
+        round_detail=plan.round_detail,
+    )
 
 
 def run_chunk(chunk: ChunkTask):
@@ -109,7 +116,7 @@ def run_processes(chunks, done, settings):
                 done(futs[f], f.result())
     except BaseException:
         ex.shutdown(wait=False, cancel_futures=True)
-        for p in list(getattr(ex, "_processes", {}).values()):   # running chunks: stop now
+        for p in list(getattr(ex, "_processes", {}).values()):  # running chunks: stop now
             with contextlib.suppress(Exception):
                 p.terminate()
         raise
@@ -120,25 +127,42 @@ def _dask_client(settings, n_chunks: int, stack: contextlib.ExitStack):
     try:
         from distributed import Client, LocalCluster
     except ImportError:  # pragma: no cover
-        raise ConfigError("sweep.executor", "dask", "", message="sweep.executor=dask needs the "
-                          "'distributed' package: pip install -e '.[scale]'") from None
+        raise ConfigError(
+            "sweep.executor",
+            "dask",
+            "",
+            message="sweep.executor=dask needs the 'distributed' package: pip install -e '.[scale]'",
+        ) from None
     address = settings["dask_address"]
     if address:
         try:
             return stack.enter_context(Client(str(address), timeout=f"{DASK_CONNECT_TIMEOUT_S}s"))
         except (OSError, TimeoutError) as e:
-            raise ConfigError("sweep.dask_address", address, "", message=(
-                f"sweep.dask_address={address}: no Dask scheduler answered within "
-                f"{DASK_CONNECT_TIMEOUT_S} s ({type(e).__name__}); start one (dask scheduler) "
-                f"or set sweep.dask_address=null for a local cluster")) from None
-    cluster = stack.enter_context(LocalCluster(
-        n_workers=min(workers(settings), max(1, n_chunks)), threads_per_worker=1,
-        processes=True, dashboard_address=None, silence_logs=40))
+            raise ConfigError(
+                "sweep.dask_address",
+                address,
+                "",
+                message=(
+                    f"sweep.dask_address={address}: no Dask scheduler answered within "
+                    f"{DASK_CONNECT_TIMEOUT_S} s ({type(e).__name__}); start one (dask scheduler) "
+                    f"or set sweep.dask_address=null for a local cluster"
+                ),
+            ) from None
+    cluster = stack.enter_context(
+        LocalCluster(
+            n_workers=min(workers(settings), max(1, n_chunks)),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=40,
+        )
+    )
     return stack.enter_context(Client(cluster))
 
 
 def run_dask(chunks, done, settings):
     from distributed import as_completed
+
     with contextlib.ExitStack() as stack:
         client = _dask_client(settings, len(chunks), stack)
         futs = client.map(run_chunk, chunks, pure=False)

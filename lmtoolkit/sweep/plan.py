@@ -16,6 +16,7 @@
   any other override is a *variant*: ``<results>/<exp>/variants/<variant>/<exp>.nc``, keyed
   by the resolved config, so variants never overwrite the canonical result or each other.
 """
+
 from __future__ import annotations
 
 import copy
@@ -23,17 +24,25 @@ import dataclasses
 import hashlib
 import itertools
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .. import provenance
-from ..compose import (compose_both, compose_raw, config_yaml, first_line, hydra_overrides,
-                       is_hydra_override, split_override, task_of)
+from ..compose import (
+    compose_both,
+    compose_raw,
+    config_yaml,
+    first_line,
+    hydra_overrides,
+    is_hydra_override,
+    split_override,
+    task_of,
+)
 from ..engine.fluid import with_value
 from ..errors import ConfigError
 from ..paths import group_options
@@ -59,21 +68,21 @@ class Plan:
     name: str
     task: str
     overrides: list[str]
-    cfg: object                  # the resolved base config (DictConfig)
-    hash_cfg: object             # what the config hash and lmt_config describe
+    cfg: object  # the resolved base config (DictConfig)
+    hash_cfg: object  # what the config hash and lmt_config describe
     config_hash: str
     axes: list[Axis]
     replicates: int
-    cells: list[dict]            # resolved config containers
-    cell_of: np.ndarray          # (N,) cell per point
+    cells: list[dict]  # resolved config containers
+    cell_of: np.ndarray  # (N,) cell per point
     columns: dict[str, np.ndarray]  # key -> (N,) values of column axes
-    seeds: np.ndarray            # (N,) uint32
+    seeds: np.ndarray  # (N,) uint32
     round_detail: int
     chunks: list[tuple[int, int]]
-    settings: dict               # sweep.* run-time settings
+    settings: dict  # sweep.* run-time settings
     out_path: Path
-    variant: str | None = None   # None: the experiment's canonical result
-    raw: object = None           # the unresolved base config (axis values are set on it)
+    variant: str | None = None  # None: the experiment's canonical result
+    raw: object = None  # the unresolved base config (axis values are set on it)
 
     @property
     def dims(self) -> list[str]:
@@ -144,7 +153,7 @@ def is_canonical(overrides: list[str]) -> bool:
     for o in overrides:
         _, key, _ = split_override(o)
         if key in ("experiment", "debug") or key.startswith("paths.") or is_hydra_override(o):
-            continue                 # (debug=... writes to its own results tree)
+            continue  # (debug=... writes to its own results tree)
         if key.startswith("sweep.") and key.split(".", 1)[1] in RUNTIME_KEYS:
             continue
         return False
@@ -219,8 +228,9 @@ def _column_ok(axis: Axis, task, raw_cells: list, templates: list) -> bool:
             try:
                 want = task.template(OmegaConf.create(_resolved(c)))
             except ConfigError as e:
-                raise ConfigError(e.key, e.value, e.allowed,
-                                  message=f"sweep.axes.{axis.dim}: {e.text()}") from None
+                raise ConfigError(
+                    e.key, e.value, e.allowed, message=f"sweep.axes.{axis.dim}: {e.text()}"
+                ) from None
             try:
                 got = with_value(tpl, axis.key, v)
             except (ConfigError, TypeError, ValueError):
@@ -236,8 +246,13 @@ def _swap_override(base_ov: list[str], key: str, value: str) -> str:
     return f"{'+' if plus else ''}{key}={value}"
 
 
-def make_plan(overrides: Iterable[str] = (), results_dir: str | os.PathLike | None = None,
-              expand: bool = True, cfg_pair=None, name: str | None = None) -> Plan:
+def make_plan(
+    overrides: Iterable[str] = (),
+    results_dir: str | os.PathLike | None = None,
+    expand: bool = True,
+    cfg_pair=None,
+    name: str | None = None,
+) -> Plan:
     """Compose the config, check the axes and lay out every point (no simulation).
 
     ``expand=False`` stops after the config hash and the output path (one Hydra composition):
@@ -254,10 +269,19 @@ def make_plan(overrides: Iterable[str] = (), results_dir: str | os.PathLike | No
     replicates = _posint(cfg, "sweep.replicates", 1)
     replicates = 1 if replicates is None else replicates
     axes = parse_axes(cfg, max_values)
-    if not axes and name is None and default_name is None and \
-            OmegaConf.select(cfg, "sweep.name", default=None) is None:
-        raise ConfigError("experiment", None, "", message="no experiment given: lmtk sweep "
-                          "experiment=NAME (available: " + ", ".join(available_experiments()) + ")")
+    if (
+        not axes
+        and name is None
+        and default_name is None
+        and OmegaConf.select(cfg, "sweep.name", default=None) is None
+    ):
+        raise ConfigError(
+            "experiment",
+            None,
+            "",
+            message="no experiment given: lmtk sweep "
+            "experiment=NAME (available: " + ", ".join(available_experiments()) + ")",
+        )
     name = name or str(OmegaConf.select(cfg, "sweep.name", default=None) or default_name or "sweep")
     shape = tuple(len(a.values) for a in axes) + (replicates,)
     n = int(np.prod(shape))
@@ -274,11 +298,26 @@ def make_plan(overrides: Iterable[str] = (), results_dir: str | os.PathLike | No
     variant = None if is_canonical(overrides) else _variant_id(hash_cfg)
     folder = root / name if variant is None else root / name / "variants" / variant
     out = folder / f"{name}{FORMATS[settings['format']]}"
-    plan = Plan(name=name, task=task.name, overrides=overrides, cfg=cfg, hash_cfg=hash_cfg,
-                config_hash=config_hash, axes=axes, replicates=replicates, cells=[],
-                cell_of=np.zeros(0, np.int64), columns={}, seeds=np.zeros(0, np.uint32),
-                round_detail=L, chunks=[], settings=settings, out_path=out, variant=variant,
-                raw=raw_base)
+    plan = Plan(
+        name=name,
+        task=task.name,
+        overrides=overrides,
+        cfg=cfg,
+        hash_cfg=hash_cfg,
+        config_hash=config_hash,
+        axes=axes,
+        replicates=replicates,
+        cells=[],
+        cell_of=np.zeros(0, np.int64),
+        columns={},
+        seeds=np.zeros(0, np.uint32),
+        round_detail=L,
+        chunks=[],
+        settings=settings,
+        out_path=out,
+        variant=variant,
+        raw=raw_base,
+    )
     return expand_plan(plan) if expand else plan
 
 
@@ -310,8 +349,9 @@ def expand_plan(plan: Plan) -> Plan:
         pairs = list(zip(gaxes, combo))
         key = tuple(v for a, v in pairs if a in hydra_axes)
         if key not in composed:
-            composed[key] = hydra_cell([(a, v) for a, v in pairs if a in hydra_axes]) \
-                if hydra_axes else raw_base
+            composed[key] = (
+                hydra_cell([(a, v) for a, v in pairs if a in hydra_axes]) if hydra_axes else raw_base
+            )
         raw = composed[key]
         for a, v in pairs:
             if a not in hydra_axes:
@@ -320,8 +360,12 @@ def expand_plan(plan: Plan) -> Plan:
             raw = hydra_cell(pairs)
         for a in axes:
             if not a.group and OmegaConf.select(raw, a.key, default="__missing__") == "__missing__":
-                raise ConfigError(f"sweep.axes.{a.dim}", a.key, "", message=f"sweep.axes.{a.dim}: "
-                                  f"key '{a.key}' does not exist with {where}")
+                raise ConfigError(
+                    f"sweep.axes.{a.dim}",
+                    a.key,
+                    "",
+                    message=f"sweep.axes.{a.dim}: key '{a.key}' does not exist with {where}",
+                )
         try:
             tpl = task.template(OmegaConf.create(_resolved(raw)))
         except ConfigError as e:
@@ -359,8 +403,7 @@ def expand_plan(plan: Plan) -> Plan:
         cell_of = np.ravel_multi_index(tidx, tshape).astype(np.int64)
     else:
         cell_of = np.zeros(n, dtype=np.int64)
-    columns = {a.key: np.array([float(v) for v in a.values])[idx[pos[a.dim]]]
-               for a in axes if a.column}
+    columns = {a.key: np.array([float(v) for v in a.values])[idx[pos[a.dim]]] for a in axes if a.column}
     seed = cfg.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError("seed", seed, "a non-negative integer")

@@ -6,6 +6,7 @@ config (minus run-time settings) *and* the package's source code
 atomically to ``<out dir>/.partial/<config-hash>/`` as they finish; a rerun after a crash or
 SIGKILL loads them and computes only the missing chunks.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -14,8 +15,8 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import xarray as xr
@@ -49,8 +50,13 @@ def assemble(plan: Plan, batch, command: str) -> xr.Dataset:
         if len(vals) == 1:
             attrs[f"lmt_{lab}"] = vals.pop()
     ds = get_task(plan.task).to_dataset(batch, plan.dims, coords, attrs, cattrs)
-    return ds.assign_coords(seed=(plan.dims, plan.seeds.astype(np.int64).reshape(plan.shape),
-                                  {"long_name": "workload random seed of the point", "units": "1"}))
+    return ds.assign_coords(
+        seed=(
+            plan.dims,
+            plan.seeds.astype(np.int64).reshape(plan.shape),
+            {"long_name": "workload random seed of the point", "units": "1"},
+        )
+    )
 
 
 def read_result(path) -> xr.Dataset:
@@ -85,19 +91,41 @@ def provenance_record(ds, plan: Plan, info: dict) -> dict:
         "versions": json.loads(a.get("lmt_versions", "{}")),
         "created_at": a.get("lmt_created_at"),
         "dims": {d: int(n) for d, n in ds.sizes.items()},
-        "axes": {ax.dim: {"key": ax.key, "values": ax.values, "group": ax.group,
-                          "vectorised": ax.column} for ax in plan.axes},
-        "run": {k: info[k] for k in ("points", "chunks", "chunks_computed", "chunks_reused",
-                                     "executor", "workers", "elapsed_s") if k in info},
+        "axes": {
+            ax.dim: {"key": ax.key, "values": ax.values, "group": ax.group, "vectorised": ax.column}
+            for ax in plan.axes
+        },
+        "run": {
+            k: info[k]
+            for k in (
+                "points",
+                "chunks",
+                "chunks_computed",
+                "chunks_reused",
+                "executor",
+                "workers",
+                "elapsed_s",
+            )
+            if k in info
+        },
         "config": yaml.safe_load(a.get("lmt_config", "{}")),
     }
 
 
 def _progress(settings, total: int, name: str):
     from tqdm.auto import tqdm
+
     p = settings["progress"]
-    return tqdm(total=total, unit="pt", desc=f"sweep {name}", file=sys.stderr, leave=False,
-                disable=(None if p is None else not p), mininterval=0.5, dynamic_ncols=True)
+    return tqdm(
+        total=total,
+        unit="pt",
+        desc=f"sweep {name}",
+        file=sys.stderr,
+        leave=False,
+        disable=(None if p is None else not p),
+        mininterval=0.5,
+        dynamic_ncols=True,
+    )
 
 
 def _cached(plan: Plan) -> bool:
@@ -110,9 +138,15 @@ def _cached(plan: Plan) -> bool:
         return False
 
 
-def run(overrides: Iterable[str] = (), command: str | None = None,
-        results_dir: str | os.PathLike | None = None, log=None, cfg_pair=None,
-        task: str | None = None, name: str | None = None):
+def run(
+    overrides: Iterable[str] = (),
+    command: str | None = None,
+    results_dir: str | os.PathLike | None = None,
+    log=None,
+    cfg_pair=None,
+    task: str | None = None,
+    name: str | None = None,
+):
     """Run (or load) a sweep; return ``(dataset, info)``.
 
     ``info``: ``path``, ``cached`` (served from disk), ``points``, ``chunks``,
@@ -125,14 +159,28 @@ def run(overrides: Iterable[str] = (), command: str | None = None,
     overrides = list(overrides)
     plan = make_plan(overrides, results_dir=results_dir, expand=False, cfg_pair=cfg_pair, name=name)
     if task is not None and plan.task != task:
-        raise ConfigError("task", plan.task, "", message=f"experiment {plan.name} declares "
-                          f"task={plan.task}; this command runs task={task} (lmtk sweep "
-                          f"experiment={plan.name} runs any task)")
+        raise ConfigError(
+            "task",
+            plan.task,
+            "",
+            message=f"experiment {plan.name} declares "
+            f"task={plan.task}; this command runs task={task} (lmtk sweep "
+            f"experiment={plan.name} runs any task)",
+        )
     command = command or f"lmtoolkit.sweep({overrides!r})"
     settings, out = plan.settings, plan.out_path
-    info = {"path": out, "config_hash": plan.config_hash, "points": plan.n_points,
-            "chunks": 0, "chunks_computed": 0, "chunks_reused": 0, "cached": False,
-            "executor": settings["executor"], "workers": settings["workers"], "plan": plan}
+    info = {
+        "path": out,
+        "config_hash": plan.config_hash,
+        "points": plan.n_points,
+        "chunks": 0,
+        "chunks_computed": 0,
+        "chunks_reused": 0,
+        "cached": False,
+        "executor": settings["executor"],
+        "workers": settings["workers"],
+        "plan": plan,
+    }
     if _cached(plan):
         info.update(cached=True, elapsed_s=time.perf_counter() - t0)
         return read_result(out), info
@@ -164,8 +212,10 @@ def run(overrides: Iterable[str] = (), command: str | None = None,
     ds = assemble(plan, batch, command)
     write_dataset(ds, out)
     info["elapsed_s"] = round(time.perf_counter() - t0, 3)
-    write_text(out.parent / "provenance.yaml",
-               yaml.safe_dump(provenance_record(ds, plan, info), sort_keys=False, width=100))
+    write_text(
+        out.parent / "provenance.yaml",
+        yaml.safe_dump(provenance_record(ds, plan, info), sort_keys=False, width=100),
+    )
     shutil.rmtree(partial, ignore_errors=True)
     with contextlib.suppress(OSError):
         (out.parent / ".partial").rmdir()

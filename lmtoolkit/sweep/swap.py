@@ -8,6 +8,7 @@ option's file merged over the same-group options its defaults list names — no 
 composition (~0.1 s each).  ``tests/config/test_group_swap.py`` checks it against Hydra for
 every option of every group and every experiment's cells.
 """
+
 from __future__ import annotations
 
 import copy
@@ -51,7 +52,7 @@ def group_option_node(group: str, option: str) -> DictConfig | None:
         else:
             return None
     if not has_self:
-        parts.append(data)              # Hydra >= 1.1: _self_ last unless placed
+        parts.append(data)  # Hydra >= 1.1: _self_ last unless placed
     return OmegaConf.merge(*[OmegaConf.create(x) if isinstance(x, dict) else x for x in parts])
 
 

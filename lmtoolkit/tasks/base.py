@@ -1,4 +1,5 @@
 """The task interface the sweep machinery runs (one point = one call of the task's model)."""
+
 from __future__ import annotations
 
 import numpy as np

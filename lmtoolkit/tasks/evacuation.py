@@ -7,6 +7,7 @@ the fluid engine says at its current share, so an evacuation is deterministic (t
 not used).  Results have a ``vm`` dim: VMs in the order the config lists them (points of a
 sweep align); ``rank`` is each VM's place in the migration order, ``start_rank`` by start.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,10 +49,10 @@ def simulate_evacuation(ev):
     placed = ev.placement()
     plan = []
     for v, d in placed:
-        net = dataclasses.replace(v.scenario.network,
-                                  bandwidth_gbit_s=min(ev.source.link_gbit_s, d.link_gbit_s))
-        plan.append(Planned(v.name, dataclasses.replace(v.scenario, network=net),
-                            ev.source.name, d.name))
+        net = dataclasses.replace(
+            v.scenario.network, bandwidth_gbit_s=min(ev.source.link_gbit_s, d.link_gbit_s)
+        )
+        plan.append(Planned(v.name, dataclasses.replace(v.scenario, network=net), ev.source.name, d.name))
     lim = ev.limit()
     return placed, simulate_concurrent(plan, hosts, limit=lim, setup_s=ev.setup_s), lim
 
@@ -68,11 +69,14 @@ class EvacuationBatch:
     def n(self) -> int:
         return len(next(iter(self.scalars.values())))
 
-    def take(self, order) -> "EvacuationBatch":
-        return EvacuationBatch(list(self.vm_names), {k: v[order] for k, v in self.per_vm.items()},
-                               {k: v[order] for k, v in self.scalars.items()})
+    def take(self, order) -> EvacuationBatch:
+        return EvacuationBatch(
+            list(self.vm_names),
+            {k: v[order] for k, v in self.per_vm.items()},
+            {k: v[order] for k, v in self.scalars.items()},
+        )
 
-    def aligned(self, names: list) -> "EvacuationBatch":
+    def aligned(self, names: list) -> EvacuationBatch:
         """The same points over ``names`` (a superset of ``vm_names``), filled where absent."""
         if list(names) == list(self.vm_names):
             return self
@@ -98,7 +102,9 @@ def point(ev) -> EvacuationBatch:
     start = np.array([o.start_s for o in outs])
     end = np.array([o.end_s for o in outs])
     per_vm = {
-        "start": start, "end": end, "duration": end - start,
+        "start": start,
+        "end": end,
+        "duration": end - start,
         "downtime": np.array([o.downtime_s for o in outs]),
         "transferred": np.array([o.transferred_bytes for o in outs]),
         "mean_rate": np.array([o.mean_rate_bytes_s for o in outs]),
@@ -120,22 +126,23 @@ def point(ev) -> EvacuationBatch:
 class EvacuationTask(Task):
     name = "evacuation"
     columns = False
-    table = (("makespan", "makespan [s]", 1.0), ("total_transferred", "sent [GiB]", 1 / 1024 ** 3))
+    table = (("makespan", "makespan [s]", 1.0), ("total_transferred", "sent [GiB]", 1 / 1024**3))
 
     def template(self, cfg):
         return build_evacuation(cfg)
 
     def run_cell(self, cfg, columns, seeds, round_detail):
-        one = point(build_evacuation(cfg))       # deterministic: the seed is not used
+        one = point(build_evacuation(cfg))  # deterministic: the seed is not used
         return one.take(np.zeros(len(seeds), dtype=np.int64))
 
     def concat(self, parts):
         names = list(dict.fromkeys(n for p in parts for n in p.vm_names))
         parts = [p.aligned(names) for p in parts]
-        return EvacuationBatch(names, {k: np.concatenate([p.per_vm[k] for p in parts])
-                                       for k in parts[0].per_vm},
-                               {k: np.concatenate([p.scalars[k] for p in parts])
-                                for k in parts[0].scalars})
+        return EvacuationBatch(
+            names,
+            {k: np.concatenate([p.per_vm[k] for p in parts]) for k in parts[0].per_vm},
+            {k: np.concatenate([p.scalars[k] for p in parts]) for k in parts[0].scalars},
+        )
 
     def to_arrays(self, b) -> dict:
         out = {f"v_{k}": v for k, v in b.per_vm.items()}
@@ -144,12 +151,15 @@ class EvacuationTask(Task):
         return out
 
     def from_arrays(self, arrs):
-        return EvacuationBatch([str(n) for n in arrs["vm_names"]],
-                               {k[2:]: v for k, v in arrs.items() if k.startswith("v_")},
-                               {k[2:]: v for k, v in arrs.items() if k.startswith("s_")})
+        return EvacuationBatch(
+            [str(n) for n in arrs["vm_names"]],
+            {k[2:]: v for k, v in arrs.items() if k.startswith("v_")},
+            {k[2:]: v for k, v in arrs.items() if k.startswith("s_")},
+        )
 
     def to_dataset(self, batch, dims, coords, attrs, coord_attrs):
         import xarray as xr
+
         shape = tuple(len(coords[d]) for d in dims)
         data = {}
         for k, (units, long, _) in PER_VM.items():
@@ -157,12 +167,14 @@ class EvacuationTask(Task):
             data[k] = (dims + ["vm"], batch.per_vm[k].reshape(shape + (len(batch.vm_names),)), a)
         for k, (units, long) in SCALARS.items():
             data[k] = (dims, batch.scalars[k].reshape(shape), {"units": units, "long_name": long})
-        ds = xr.Dataset(data, coords={"vm": ("vm", np.array(batch.vm_names, dtype=str),
-                                             {"long_name": "virtual machine"})})
+        ds = xr.Dataset(
+            data, coords={"vm": ("vm", np.array(batch.vm_names, dtype=str), {"long_name": "virtual machine"})}
+        )
         for d in dims:
             ds = ds.assign_coords({d: (d, np.asarray(coords[d]), coord_attrs.get(d, {}))})
-        ds.attrs.update({"Conventions": "CF-1.10", "title": "lmtoolkit host evacuation",
-                         "source": "lmtoolkit"})
+        ds.attrs.update(
+            {"Conventions": "CF-1.10", "title": "lmtoolkit host evacuation", "source": "lmtoolkit"}
+        )
         ds.attrs.update(attrs)
         return ds
 

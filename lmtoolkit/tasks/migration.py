@@ -1,10 +1,10 @@
 """One live migration per point (the default task): page or fluid engine."""
+
 from __future__ import annotations
 
 import dataclasses
 
 import numpy as np
-
 
 from ..engine.common import BatchResult
 from ..engine.fluid import simulate_fluid, simulate_fluid_columns, with_value
@@ -34,16 +34,20 @@ def trim_rounds(rec, keep: int):
 class MigrationTask(Task):
     name = "migration"
     columns = True
-    table = (("total_time", "total time [s]", 1.0), ("downtime", "downtime [ms]", 1e3),
-             ("transferred", "sent [GiB]", 1 / 1024 ** 3), ("converged", "converged", 1.0),
-             ("completed", "completed", 1.0))
+    table = (
+        ("total_time", "total time [s]", 1.0),
+        ("downtime", "downtime [ms]", 1e3),
+        ("transferred", "sent [GiB]", 1 / 1024**3),
+        ("converged", "converged", 1.0),
+        ("completed", "completed", 1.0),
+    )
 
     def template(self, cfg):
         return build_scenario(cfg)
 
     def run_cell(self, cfg, columns, seeds, round_detail):
         tpl = build_scenario(cfg)
-        if tpl.engine == "fluid":      # seed-independent: each distinct point is computed once
+        if tpl.engine == "fluid":  # seed-independent: each distinct point is computed once
             if not columns:
                 one = simulate_fluid([tpl], round_detail=round_detail)
                 return one.take(np.zeros(len(seeds), dtype=np.int64))
@@ -52,8 +56,9 @@ class MigrationTask(Task):
             uniq, inverse = np.unique(table, axis=0, return_inverse=True)
             if len(uniq) == len(table):
                 return simulate_fluid_columns(tpl, columns, round_detail=round_detail)
-            batch = simulate_fluid_columns(tpl, {k: uniq[:, i] for i, k in enumerate(keys)},
-                                           round_detail=round_detail)
+            batch = simulate_fluid_columns(
+                tpl, {k: uniq[:, i] for i, k in enumerate(keys)}, round_detail=round_detail
+            )
             return batch.take(inverse.ravel())
         recs = []
         for j, seed in enumerate(seeds):
@@ -86,8 +91,8 @@ class MigrationTask(Task):
 
     def to_dataset(self, batch, dims, coords, attrs, coord_attrs):
         from .. import dataset
-        return dataset.to_dataset(batch, dims=dims, coords=coords, attrs=attrs,
-                                  coord_attrs=coord_attrs)
+
+        return dataset.to_dataset(batch, dims=dims, coords=coords, attrs=attrs, coord_attrs=coord_attrs)
 
 
 __all__ = ["MigrationTask", "trim_rounds", "FULL_DETAIL"]

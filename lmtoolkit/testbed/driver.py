@@ -16,6 +16,7 @@ migration (:meth:`Testbed.migrate`):
 4. a migration still running after ``timeout_s`` is cancelled (not converged);
 5. on completion the guest checks its whole buffer on the destination (``verify``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,7 +29,7 @@ from pathlib import Path
 from .qemu import QemuVM, install_signal_handlers
 from .setup import Paths, SetupError, paths
 
-MIB = 1024 ** 2
+MIB = 1024**2
 PAGE = 4096
 
 
@@ -37,7 +38,7 @@ class GuestSpec:
     memory_mib: int = 512
     buffer_mib: int = 192
     seed: int = 1
-    wbytes: int = 64          # bytes each page write rewrites (fixed per boot)
+    wbytes: int = 64  # bytes each page write rewrites (fixed per boot)
 
 
 @dataclass
@@ -45,14 +46,14 @@ class RunSpec:
     """One migration's inputs (names follow the simulator's config keys)."""
 
     dirty_rate_pages_s: float = 0.0
-    hot_mib: float | None = None          # null: the whole buffer
-    pattern: str = "random"               # random | sequential
+    hot_mib: float | None = None  # null: the whole buffer
+    pattern: str = "random"  # random | sequential
     max_bandwidth_mib_s: float = 64.0
     downtime_limit_ms: float = 300.0
     auto_converge: bool = False
     xbzrle: bool = False
     xbzrle_cache_mib: float = 64.0
-    multifd_channels: int = 0             # 0: multifd off
+    multifd_channels: int = 0  # 0: multifd off
     postcopy: bool = False
     postcopy_after_passes: int = 1
     timeout_s: float = 60.0
@@ -68,10 +69,16 @@ class MigrationFailed(RuntimeError):
 class Testbed:
     """Two QEMU processes on 127.0.0.1 and one guest migrated between them."""
 
-    __test__ = False   # not a pytest test class
+    __test__ = False  # not a pytest test class
 
-    def __init__(self, guest: GuestSpec | None = None, p: Paths | None = None, workdir: Path | None = None,
-                 log=print, port: int = 0):
+    def __init__(
+        self,
+        guest: GuestSpec | None = None,
+        p: Paths | None = None,
+        workdir: Path | None = None,
+        log=print,
+        port: int = 0,
+    ):
         self.guest = guest or GuestSpec()
         self.p = p or paths()
         if not self.p.ready():
@@ -143,26 +150,37 @@ class Testbed:
         src = self.src
         hot_pages = 0 if spec.hot_mib is None else int(spec.hot_mib * MIB // PAGE)
         pattern = "seq" if spec.pattern == "sequential" else "rand"
-        src.console.command(f"set rate={spec.dirty_rate_pages_s:.0f} hot={hot_pages} pattern={pattern}",
-                            "LMTK OK")
+        src.console.command(
+            f"set rate={spec.dirty_rate_pages_s:.0f} hot={hot_pages} pattern={pattern}", "LMTK OK"
+        )
         rate_before, st0 = self.guest_rate(src, spec.settle_s)
 
         dst_name = self._names[1]
         self.dst = dst = self._vm(dst_name, incoming=True)
         caps_dst = {"postcopy-ram": spec.postcopy, "multifd": spec.multifd_channels > 0}
-        dst.qmp.cmd("migrate-set-capabilities",
-                    capabilities=[{"capability": k, "state": v} for k, v in caps_dst.items()])
+        dst.qmp.cmd(
+            "migrate-set-capabilities",
+            capabilities=[{"capability": k, "state": v} for k, v in caps_dst.items()],
+        )
         if spec.multifd_channels > 0:
             dst.qmp.cmd("migrate-set-parameters", **{"multifd-channels": spec.multifd_channels})
         uri = f"tcp:127.0.0.1:{self.port}"
         dst.qmp.cmd("migrate-incoming", uri=uri)
 
-        caps = {"events": True, "xbzrle": spec.xbzrle, "auto-converge": spec.auto_converge,
-                "multifd": spec.multifd_channels > 0, "postcopy-ram": spec.postcopy}
-        src.qmp.cmd("migrate-set-capabilities",
-                    capabilities=[{"capability": k, "state": v} for k, v in caps.items()])
-        params = {"max-bandwidth": int(spec.max_bandwidth_mib_s * MIB),
-                  "downtime-limit": int(spec.downtime_limit_ms)}
+        caps = {
+            "events": True,
+            "xbzrle": spec.xbzrle,
+            "auto-converge": spec.auto_converge,
+            "multifd": spec.multifd_channels > 0,
+            "postcopy-ram": spec.postcopy,
+        }
+        src.qmp.cmd(
+            "migrate-set-capabilities", capabilities=[{"capability": k, "state": v} for k, v in caps.items()]
+        )
+        params = {
+            "max-bandwidth": int(spec.max_bandwidth_mib_s * MIB),
+            "downtime-limit": int(spec.downtime_limit_ms),
+        }
         if spec.xbzrle:
             params["xbzrle-cache-size"] = int(spec.xbzrle_cache_mib * MIB)
         if spec.multifd_channels > 0:
@@ -182,16 +200,28 @@ class Testbed:
             now = time.monotonic() - t0
             status = info.get("status", "?")
             ram = info.get("ram", {})
-            samples.append((now, status, ram.get("transferred", 0), ram.get("remaining", 0),
-                            ram.get("dirty-sync-count", 0), info.get("cpu-throttle-percentage", 0),
-                            ram.get("dirty-pages-rate", 0)))
+            samples.append(
+                (
+                    now,
+                    status,
+                    ram.get("transferred", 0),
+                    ram.get("remaining", 0),
+                    ram.get("dirty-sync-count", 0),
+                    info.get("cpu-throttle-percentage", 0),
+                    ram.get("dirty-pages-rate", 0),
+                )
+            )
             for ev in src.qmp.poll_events():
                 if ev.get("event") == "MIGRATION_PASS":
                     passes.append((ev["_recv_t"] - t0, ev["data"]["pass"]))
             if status in ("completed", "failed", "cancelled"):
                 break
-            if spec.postcopy and not postcopy_started and status == "active" and \
-                    ram.get("dirty-sync-count", 0) >= 1 + spec.postcopy_after_passes:
+            if (
+                spec.postcopy
+                and not postcopy_started
+                and status == "active"
+                and ram.get("dirty-sync-count", 0) >= 1 + spec.postcopy_after_passes
+            ):
                 src.qmp.cmd("migrate-start-postcopy")
                 postcopy_started = True
             if now > spec.timeout_s and not cancelled and status == "active":
@@ -240,25 +270,36 @@ class Testbed:
         completed = info.get("status") == "completed"
         d = dict(asdict(spec))
         d.update(
-            memory_mib=g.memory_mib, buffer_mib=g.buffer_mib, wbytes=g.wbytes,
-            hot_pages=(g.buffer_mib * MIB // PAGE) if spec.hot_mib is None else int(spec.hot_mib * MIB // PAGE),
+            memory_mib=g.memory_mib,
+            buffer_mib=g.buffer_mib,
+            wbytes=g.wbytes,
+            hot_pages=(g.buffer_mib * MIB // PAGE)
+            if spec.hot_mib is None
+            else int(spec.hot_mib * MIB // PAGE),
             dirty_rate_measured=rate_before,
-            status=info.get("status"), completed=completed,
+            status=info.get("status"),
+            completed=completed,
             total_time=info.get("total-time", float("nan")) / 1000.0 if completed else samples[-1][0],
             downtime=info.get("downtime", float("nan")) / 1000.0 if completed else float("nan"),
             setup_time=info.get("setup-time", float("nan")) / 1000.0,
-            transferred=float(ram.get("transferred", 0)), ram_total=float(ram.get("total", 0)),
-            ram_normal=float(ram.get("normal", 0)), ram_duplicate=float(ram.get("duplicate", 0)),
+            transferred=float(ram.get("transferred", 0)),
+            ram_total=float(ram.get("total", 0)),
+            ram_normal=float(ram.get("normal", 0)),
+            ram_duplicate=float(ram.get("duplicate", 0)),
             ram_normal_bytes=float(ram.get("normal-bytes", 0)),
-            precopy_bytes=float(ram.get("precopy-bytes", 0)), downtime_bytes=float(ram.get("downtime-bytes", 0)),
+            precopy_bytes=float(ram.get("precopy-bytes", 0)),
+            downtime_bytes=float(ram.get("downtime-bytes", 0)),
             postcopy_bytes=float(ram.get("postcopy-bytes", 0)),
             postcopy_requests=float(ram.get("postcopy-requests", 0)),
             dirty_sync_count=int(ram.get("dirty-sync-count", 0)),
             dirty_pages_rate=float(max([s[6] for s in samples] + [ram.get("dirty-pages-rate", 0)])),
             throttle=float(max(thr + [info.get("cpu-throttle-percentage", 0)])) / 100.0,
-            mbps=float(ram.get("mbps", 0)), wall_time=wall,
-            xbzrle_bytes=float(xb.get("bytes", 0)), xbzrle_pages=float(xb.get("pages", 0)),
-            xbzrle_cache_miss=float(xb.get("cache-miss", 0)), xbzrle_overflow=float(xb.get("overflow", 0)),
+            mbps=float(ram.get("mbps", 0)),
+            wall_time=wall,
+            xbzrle_bytes=float(xb.get("bytes", 0)),
+            xbzrle_pages=float(xb.get("pages", 0)),
+            xbzrle_cache_miss=float(xb.get("cache-miss", 0)),
+            xbzrle_overflow=float(xb.get("overflow", 0)),
         )
         d["samples"] = samples
         d["passes"] = passes
@@ -267,6 +308,7 @@ class Testbed:
 
 def _free_port() -> int:
     import socket
+
     with contextlib.closing(socket.socket()) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -12,6 +12,7 @@ and the README's numbers come from.  ``out_dir=DIR`` writes elsewhere (relative 
 current directory); adding runs to the reference set is explicit: ``lmtk testbed run
 --reference`` (``reference=true``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -55,8 +56,12 @@ def expand(cfg) -> list[RunSpec]:
         d = {**base, **entry}
         bad = [k for k in d if k not in names]
         if bad:
-            raise ConfigError(f"matrix.runs[{i}].{bad[0]}", d[bad[0]], "",
-                              message=f"unknown run key '{bad[0]}' (valid: {', '.join(sorted(names - {'repeat'}))})")
+            raise ConfigError(
+                f"matrix.runs[{i}].{bad[0]}",
+                d[bad[0]],
+                "",
+                message=f"unknown run key '{bad[0]}' (valid: {', '.join(sorted(names - {'repeat'}))})",
+            )
         if d.get("pattern") not in ("random", "sequential"):
             raise ConfigError(f"matrix.runs[{i}].pattern", d.get("pattern"), "random or sequential")
         for r in range(reps):
@@ -73,6 +78,7 @@ def default_out_dir() -> Path:
     """``<results>/testbed``: the results dir a default config names (``paths.results_dir``)."""
     from ..paths import results_dir
     from ..runner import compose
+
     return results_dir(compose([])) / "testbed"
 
 
@@ -81,9 +87,15 @@ def resolve_out_dir(cfg) -> Path:
     to the current directory), else ``<results>/testbed``."""
     reference = bool(cfg.get("reference", False))
     if reference and cfg.get("out_dir") is not None:
-        raise ConfigError("out_dir", cfg.out_dir, "", message=(
-            f"out_dir={cfg.out_dir} and --reference (reference=true) both say where runs go: "
-            f"give one (--reference writes into {reference_dir()})"))
+        raise ConfigError(
+            "out_dir",
+            cfg.out_dir,
+            "",
+            message=(
+                f"out_dir={cfg.out_dir} and --reference (reference=true) both say where runs go: "
+                f"give one (--reference writes into {reference_dir()})"
+            ),
+        )
     if reference:
         return reference_dir()
     if cfg.get("out_dir") is not None:
@@ -117,7 +129,7 @@ def run_matrix(overrides=(), log=print, reference: bool = False) -> list[Path]:
             t0 = time.monotonic()
             try:
                 m = tb.migrate(spec)
-            except (MigrationFailed, ConsoleError, QMPError, OSError) as e:   # OSError: QMP/console timeouts
+            except (MigrationFailed, ConsoleError, QMPError, OSError) as e:  # OSError: QMP/console timeouts
                 # keep going with a fresh guest; the logs stay on disk
                 log(f"[{i + 1}/{len(todo)}] {lab}: FAILED: {e}\n{tb.log_tail()}\n(logs kept in {tb.workdir})")
                 failed.append(lab)
@@ -126,18 +138,25 @@ def run_matrix(overrides=(), log=print, reference: bool = False) -> list[Path]:
                 continue
             m["label"] = lab
             m["boot_time"] = tb.boot_s
-            ds = to_dataset(m, extra_attrs={"lmt_testbed_guest": dataclasses.asdict(guest),
-                                            "lmt_testbed_run": dataclasses.asdict(spec),
-                                            "lmt_qemu": str(tb.p.qemu.name) + " " + _qemu_version(tb),
-                                            "lmt_kernel": tb.p.kernel.name})
+            ds = to_dataset(
+                m,
+                extra_attrs={
+                    "lmt_testbed_guest": dataclasses.asdict(guest),
+                    "lmt_testbed_run": dataclasses.asdict(spec),
+                    "lmt_qemu": str(tb.p.qemu.name) + " " + _qemu_version(tb),
+                    "lmt_kernel": tb.p.kernel.name,
+                },
+            )
             path = write_dataset(ds, out / f"{lab}.nc")
             written.append(path)
             bad = m["verify_bad_pages"]
-            log(f"[{i + 1}/{len(todo)}] {lab}: {m['status']} total {m['total_time']:.2f} s, downtime "
+            log(
+                f"[{i + 1}/{len(todo)}] {lab}: {m['status']} total {m['total_time']:.2f} s, downtime "
                 f"{m['downtime'] * 1000:.0f} ms, {m['transferred'] / 2**20:.0f} MiB, syncs {m['dirty_sync_count']}, "
                 f"rate {m['dirty_rate_measured']:.0f}/s, guest memory "
                 f"{'ok' if bad == 0 else ('not checked' if bad < 0 else f'{bad} BAD pages')} "
-                f"({time.monotonic() - t0:.0f} s)")
+                f"({time.monotonic() - t0:.0f} s)"
+            )
             if bad > 0:
                 raise RuntimeError(f"{lab}: the guest found {bad} wrong pages after migration")
     finally:
@@ -150,6 +169,7 @@ def run_matrix(overrides=(), log=print, reference: bool = False) -> list[Path]:
 
 def _qemu_version(tb) -> str:
     from .setup import qemu_version
+
     try:
         return ".".join(map(str, qemu_version(tb.p)))
     except Exception:  # noqa: BLE001 - a label in the run's attrs; never fail a recorded run for it

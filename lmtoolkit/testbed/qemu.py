@@ -5,6 +5,7 @@ Every QEMU runs in its own process group (``start_new_session``) and is register
 SIGTERM/SIGHUP (handlers installed by :func:`install_signal_handlers`) and, through
 ``try/finally`` in :class:`~lmtoolkit.testbed.driver.Testbed`, on any error or Ctrl-C.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -102,7 +103,7 @@ class Console:
 
     def command(self, line: str, reply: str, timeout: float = 30.0) -> dict:
         """Send a command, wait for its reply line, return its key=value fields."""
-        while not self.lines.empty():     # drop stale output
+        while not self.lines.empty():  # drop stale output
             self.lines.get_nowait()
         self.send(line)
         return parse_fields(self.expect(reply, timeout))
@@ -133,8 +134,17 @@ def parse_fields(line: str) -> dict:
 class QemuVM:
     """One QEMU process (source or ``-incoming defer`` destination) with QMP and console."""
 
-    def __init__(self, p: Paths, workdir: Path, name: str, memory_mib: int, buffer_mib: int,
-                 seed: int = 1, incoming: bool = False, extra_args: list[str] | None = None):
+    def __init__(
+        self,
+        p: Paths,
+        workdir: Path,
+        name: str,
+        memory_mib: int,
+        buffer_mib: int,
+        seed: int = 1,
+        incoming: bool = False,
+        extra_args: list[str] | None = None,
+    ):
         self.p, self.name, self.incoming = p, name, incoming
         self.workdir = workdir
         self.qmp_path = str(workdir / f"{name}.qmp")
@@ -142,16 +152,42 @@ class QemuVM:
         for s in (self.qmp_path, self.ser_path):
             if os.path.exists(s):
                 os.unlink(s)
-        cmd = [str(p.qemu), "-name", f"lmtk-{name}", "-nodefaults", "-no-user-config",
-               "-machine", "pc", "-accel", "tcg", "-cpu", "qemu64", "-smp", "1", "-m", str(memory_mib),
-               "-display", "none", "-vga", "none", "-net", "none",
-               "-kernel", str(p.kernel), "-initrd", str(p.initramfs),
-               "-append", f"console=ttyS0 panic=-1 quiet mitigations=off lmtkbuf={buffer_mib} "
-                          f"lmtkseed={seed}",
-               "-chardev", f"socket,id=ser0,path={self.ser_path},server=on,wait=off",
-               "-serial", "chardev:ser0",
-               "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
-               "-no-reboot"]
+        cmd = [
+            str(p.qemu),
+            "-name",
+            f"lmtk-{name}",
+            "-nodefaults",
+            "-no-user-config",
+            "-machine",
+            "pc",
+            "-accel",
+            "tcg",
+            "-cpu",
+            "qemu64",
+            "-smp",
+            "1",
+            "-m",
+            str(memory_mib),
+            "-display",
+            "none",
+            "-vga",
+            "none",
+            "-net",
+            "none",
+            "-kernel",
+            str(p.kernel),
+            "-initrd",
+            str(p.initramfs),
+            "-append",
+            f"console=ttyS0 panic=-1 quiet mitigations=off lmtkbuf={buffer_mib} lmtkseed={seed}",
+            "-chardev",
+            f"socket,id=ser0,path={self.ser_path},server=on,wait=off",
+            "-serial",
+            "chardev:ser0",
+            "-qmp",
+            f"unix:{self.qmp_path},server=on,wait=off",
+            "-no-reboot",
+        ]
         for d in p.firmware_dirs:
             cmd += ["-L", str(d)]
         if incoming:
@@ -159,8 +195,14 @@ class QemuVM:
         cmd += extra_args or []
         self.log_path = workdir / f"{name}.log"
         self.logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=p.env(), start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=self.logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=p.env(),
+            start_new_session=True,
+        )
         _LIVE[self.proc.pid] = self
         try:
             self.qmp = QMP(self.qmp_path)

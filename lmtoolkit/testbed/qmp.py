@@ -4,6 +4,7 @@ QMP is line-delimited JSON over a socket: a greeting, ``qmp_capabilities``, then
 ``{"execute": …, "arguments": …}`` answered by ``{"return": …}`` or ``{"error": …}``;
 asynchronous ``{"event": …}`` messages may come in between and are queued.
 """
+
 from __future__ import annotations
 
 import json

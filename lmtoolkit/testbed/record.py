@@ -21,6 +21,7 @@ The inputs (workload, caps, capabilities) are scalar variables too, named like t
 simulator's config keys (``dirty_rate_pages_s``, ``hot_mib``, ``max_bandwidth_mib_s``,
 ``downtime_limit_ms``, ``auto_converge``, ``xbzrle``, ``multifd_channels``, ``postcopy``).
 """
+
 from __future__ import annotations
 
 import json
@@ -103,16 +104,18 @@ def to_dataset(m: dict, extra_attrs: dict | None = None) -> xr.Dataset:
     for k in ("sample_time", "pass_time"):
         ds[k].attrs.update(units="s", long_name="since the migrate command")
     commit, dirty = provenance.git_state()
-    ds.attrs.update({
-        "title": f"QEMU live migration (testbed) {m.get('label', '')}".strip(),
-        "source": "lmtoolkit.testbed: real QEMU (TCG) migration on 127.0.0.1",
-        "lmt_kind": "testbed_run",
-        "lmt_label": str(m.get("label", "")),
-        "lmt_git_commit": commit,
-        "lmt_created_at": provenance.now(),
-        "lmt_versions": json.dumps(provenance.versions(), sort_keys=True),
-        "history": f"{provenance.now()} lmtk testbed run",
-    })
+    ds.attrs.update(
+        {
+            "title": f"QEMU live migration (testbed) {m.get('label', '')}".strip(),
+            "source": "lmtoolkit.testbed: real QEMU (TCG) migration on 127.0.0.1",
+            "lmt_kind": "testbed_run",
+            "lmt_label": str(m.get("label", "")),
+            "lmt_git_commit": commit,
+            "lmt_created_at": provenance.now(),
+            "lmt_versions": json.dumps(provenance.versions(), sort_keys=True),
+            "history": f"{provenance.now()} lmtk testbed run",
+        }
+    )
     for k in STRINGS:
         ds.attrs[f"lmt_{k}"] = str(m.get(k, ""))
     for k, v in (extra_attrs or {}).items():
@@ -123,8 +126,13 @@ def to_dataset(m: dict, extra_attrs: dict | None = None) -> xr.Dataset:
 def label(spec) -> str:
     """A readable file stem for a run: ``r05000-h064-rand-bw064-dl0300[-xbzrle][-ac][-pc][-mfd2]``."""
     hot = "all" if spec.hot_mib is None else f"{int(spec.hot_mib):03d}"
-    parts = [f"r{int(spec.dirty_rate_pages_s):05d}", f"h{hot}", "seq" if spec.pattern == "sequential" else "rand",
-             f"bw{int(spec.max_bandwidth_mib_s):03d}", f"dl{int(spec.downtime_limit_ms):04d}"]
+    parts = [
+        f"r{int(spec.dirty_rate_pages_s):05d}",
+        f"h{hot}",
+        "seq" if spec.pattern == "sequential" else "rand",
+        f"bw{int(spec.max_bandwidth_mib_s):03d}",
+        f"dl{int(spec.downtime_limit_ms):04d}",
+    ]
     if spec.xbzrle:
         parts.append("xbzrle")
     if spec.auto_converge:
@@ -141,6 +149,7 @@ def label(spec) -> str:
 def load_runs(path) -> list[xr.Dataset]:
     """All testbed runs under ``path`` (a directory of .nc files, or one file), sorted by name."""
     from ..io import read_dataset
+
     path = Path(path)
     files = sorted(path.glob("*.nc")) if path.is_dir() else [path]
     out = []

@@ -13,6 +13,7 @@ The guest is built from ``guest/dirtier.c`` (a static ``/init``) and packed into
 
 Idempotent: every step checks whether its product exists and is current.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,11 +30,28 @@ SUITE = "bookworm"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
 #: (package, suite) to unpack.  QEMU from backports; its libraries from the stable suite.
-QEMU_PACKAGES = [("qemu-system-x86", f"{SUITE}-backports"), ("qemu-system-common", f"{SUITE}-backports"),
-                 ("qemu-system-data", f"{SUITE}-backports"), ("seabios", f"{SUITE}-backports")]
-QEMU_LIBS = ["libcapstone4", "libpmem1", "libfdt1", "librdmacm1", "libibverbs1", "libslirp0",
-             "libvdeplug2", "libfuse3-3", "libaio1", "liburing2", "libndctl6", "libdaxctl1",
-             "libnl-3-200", "libnl-route-3-200"]
+QEMU_PACKAGES = [
+    ("qemu-system-x86", f"{SUITE}-backports"),
+    ("qemu-system-common", f"{SUITE}-backports"),
+    ("qemu-system-data", f"{SUITE}-backports"),
+    ("seabios", f"{SUITE}-backports"),
+]
+QEMU_LIBS = [
+    "libcapstone4",
+    "libpmem1",
+    "libfdt1",
+    "librdmacm1",
+    "libibverbs1",
+    "libslirp0",
+    "libvdeplug2",
+    "libfuse3-3",
+    "libaio1",
+    "liburing2",
+    "libndctl6",
+    "libdaxctl1",
+    "libnl-3-200",
+    "libnl-route-3-200",
+]
 KERNEL_META = "linux-image-amd64"
 MIN_QEMU = (9, 0)
 
@@ -85,7 +103,9 @@ class Paths:
 
     def env(self) -> dict:
         e = dict(os.environ)
-        e["LD_LIBRARY_PATH"] = self.lib_path + (":" + e["LD_LIBRARY_PATH"] if e.get("LD_LIBRARY_PATH") else "")
+        e["LD_LIBRARY_PATH"] = self.lib_path + (
+            ":" + e["LD_LIBRARY_PATH"] if e.get("LD_LIBRARY_PATH") else ""
+        )
         return e
 
     def ready(self) -> bool:
@@ -102,29 +122,44 @@ def paths(root: Path | None = None) -> Paths:
 # -- apt (private index) ---------------------------------------------------------------------
 def _apt_opts(root: Path) -> list[str]:
     apt = root / "apt"
-    return ["-o", f"Dir::Etc::SourceList={apt / 'sources.list'}", "-o", "Dir::Etc::SourceParts=/dev/null",
-            "-o", f"Dir::State::Lists={apt / 'lists'}", "-o", f"Dir::Cache={apt / 'cache'}",
-            "-o", "Debug::NoLocking=1", "-o", "APT::Sandbox::User=root" if os.geteuid() == 0 else
-            "APT::Sandbox::User=" + os.environ.get("USER", "nobody")]
+    return [
+        "-o",
+        f"Dir::Etc::SourceList={apt / 'sources.list'}",
+        "-o",
+        "Dir::Etc::SourceParts=/dev/null",
+        "-o",
+        f"Dir::State::Lists={apt / 'lists'}",
+        "-o",
+        f"Dir::Cache={apt / 'cache'}",
+        "-o",
+        "Debug::NoLocking=1",
+        "-o",
+        "APT::Sandbox::User=root"
+        if os.geteuid() == 0
+        else "APT::Sandbox::User=" + os.environ.get("USER", "nobody"),
+    ]
 
 
 def _run(cmd, log, **kw) -> subprocess.CompletedProcess:
     r = subprocess.run(cmd, capture_output=True, text=True, **kw)
     if r.returncode != 0:
-        raise SetupError(f"command failed ({r.returncode}): {' '.join(map(str, cmd))}\n{r.stderr.strip()[-2000:]}")
+        raise SetupError(
+            f"command failed ({r.returncode}): {' '.join(map(str, cmd))}\n{r.stderr.strip()[-2000:]}"
+        )
     return r
 
 
 def apt_update(root: Path, log=print) -> None:
     if not shutil.which("apt-get"):
-        raise SetupError("apt-get not found: the testbed obtains QEMU and the kernel from Debian packages "
-                         "(a Debian/Ubuntu host is needed, or set LMT_TESTBED_DIR to a prepared cache)")
+        raise SetupError(
+            "apt-get not found: the testbed obtains QEMU and the kernel from Debian packages "
+            "(a Debian/Ubuntu host is needed, or set LMT_TESTBED_DIR to a prepared cache)"
+        )
     apt = root / "apt"
     for d in ("lists/partial", "cache/archives/partial"):
         (apt / d).mkdir(parents=True, exist_ok=True)
     signed = f"[signed-by={KEYRING}] " if Path(KEYRING).exists() else ""
-    src = (f"deb {signed}{MIRROR} {SUITE}-backports main\n"
-           f"deb {signed}{MIRROR} {SUITE} main\n")
+    src = f"deb {signed}{MIRROR} {SUITE}-backports main\ndeb {signed}{MIRROR} {SUITE} main\n"
     (apt / "sources.list").write_text(src)
     log(f"apt: private index of {MIRROR} {SUITE} + {SUITE}-backports under {apt}")
     _run(["apt-get", *_apt_opts(root), "update"], log)
@@ -166,13 +201,18 @@ def build_dirtier(p: Paths, log=print) -> bool:
         return False
     cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
     if not cc:
-        raise SetupError("no C compiler: install gcc and the static C library (apt-get install gcc libc6-dev)")
+        raise SetupError(
+            "no C compiler: install gcc and the static C library (apt-get install gcc libc6-dev)"
+        )
     p.root.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run([cc, "-static", "-O2", "-Wall", "-o", str(p.dirtier), str(GUEST_SRC)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [cc, "-static", "-O2", "-Wall", "-o", str(p.dirtier), str(GUEST_SRC)], capture_output=True, text=True
+    )
     if r.returncode != 0:
-        raise SetupError(f"building the guest program failed (needs gcc and libc6-dev for -static):\n"
-                         f"{r.stderr.strip()[-2000:]}")
+        raise SetupError(
+            f"building the guest program failed (needs gcc and libc6-dev for -static):\n"
+            f"{r.stderr.strip()[-2000:]}"
+        )
     stamp.write_text(src_hash)
     log(f"built {p.dirtier} (static) from {GUEST_SRC.name}")
     return True
@@ -187,7 +227,21 @@ def write_cpio(path: Path, entries: list[tuple[str, int, bytes, tuple[int, int]]
 
     for ino, (name, mode, data, (rmaj, rmin)) in enumerate(entries + [("TRAILER!!!", 0, b"", (0, 0))], 1):
         nm = name.encode() + b"\0"
-        fields = [ino if name != "TRAILER!!!" else 0, mode, 0, 0, 1, 0, len(data), 0, 0, rmaj, rmin, len(nm), 0]
+        fields = [
+            ino if name != "TRAILER!!!" else 0,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            len(data),
+            0,
+            0,
+            rmaj,
+            rmin,
+            len(nm),
+            0,
+        ]
         out.extend(b"070701" + b"".join(b"%08X" % f for f in fields))
         out.extend(nm)
         pad4()
@@ -200,10 +254,12 @@ def build_initramfs(p: Paths, log=print, force: bool = False) -> bool:
     if p.initramfs.exists() and not force and p.initramfs.stat().st_mtime >= p.dirtier.stat().st_mtime:
         return False
     init = p.dirtier.read_bytes()
-    entries = [("dev", stat.S_IFDIR | 0o755, b"", (0, 0)),
-               ("dev/console", stat.S_IFCHR | 0o600, b"", (5, 1)),
-               ("proc", stat.S_IFDIR | 0o755, b"", (0, 0)),
-               ("init", stat.S_IFREG | 0o755, init, (0, 0))]
+    entries = [
+        ("dev", stat.S_IFDIR | 0o755, b"", (0, 0)),
+        ("dev/console", stat.S_IFCHR | 0o600, b"", (5, 1)),
+        ("proc", stat.S_IFDIR | 0o755, b"", (0, 0)),
+        ("init", stat.S_IFREG | 0o755, init, (0, 0)),
+    ]
     write_cpio(p.initramfs, entries)
     log(f"wrote {p.initramfs} ({p.initramfs.stat().st_size // 1024} KiB: /init = dirtier)")
     return True
@@ -217,7 +273,7 @@ def setup(root: Path | None = None, log=print, force: bool = False) -> Paths:
     did = []
     need_qemu = force or not p.qemu.exists()
     try:
-        _ = p.kernel            # raises SetupError when no kernel is unpacked yet
+        _ = p.kernel  # raises SetupError when no kernel is unpacked yet
         need_kernel = force
     except SetupError:
         need_kernel = True
@@ -233,13 +289,15 @@ def setup(root: Path | None = None, log=print, force: bool = False) -> Paths:
         for deb in debs:
             _run(["dpkg", "-x", str(deb), str(p.sysroot)], log)
         log(f"unpacked {len(debs)} packages into {p.sysroot}")
-        for deb in debs:      # keep the cache small: the unpacked tree is what is used
+        for deb in debs:  # keep the cache small: the unpacked tree is what is used
             deb.unlink()
         did.append("packages")
     major, minor = qemu_version(p)
     if (major, minor) < MIN_QEMU:
-        raise SetupError(f"QEMU {major}.{minor} at {p.qemu} is too old: TCG loses dirty pages before 9.0 "
-                         f"(commit 03bfc2188f); remove {p.sysroot} and run setup again")
+        raise SetupError(
+            f"QEMU {major}.{minor} at {p.qemu} is too old: TCG loses dirty pages before 9.0 "
+            f"(commit 03bfc2188f); remove {p.sysroot} and run setup again"
+        )
     if build_dirtier(p, log):
         did.append("guest program")
     if build_initramfs(p, log, force=force or "guest program" in did):

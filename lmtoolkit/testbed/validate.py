@@ -37,6 +37,7 @@ median |downtime error| (ms) over runs that completed, the share of runs whose
 count = phases + the setup sync + the switchover sync; + 1 for a cancelled run: no
 switchover sync).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -97,33 +98,36 @@ def fit(runs: list[xr.Dataset]) -> Calibration:
     if len(hot) >= 3 and np.ptp(x) > 0:
         # Theil-Sen (median of pairwise slopes): robust to a run slowed by other host load
         from scipy.stats import theilslopes
+
         c1, c0, *_ = theilslopes(y, x)
         if c1 > 0:
             cal.stop_rate_bytes_s = float(1.0 / c1)
         cal.stop_overhead_ms = float(max(c0, 0.0) * 1000.0)
     # non-page bytes on the stream
     plain = [r for r in pre if not _b(r, "xbzrle") and _v(r, "multifd_channels", 0) == 0]
-    other = [_v(r, "transferred") - _v(r, "ram_normal") * (PAGE + 8) - _v(r, "ram_duplicate") * 9 for r in plain]
+    other = [
+        _v(r, "transferred") - _v(r, "ram_normal") * (PAGE + 8) - _v(r, "ram_duplicate") * 9 for r in plain
+    ]
     if other:
-        cal.device_state_mib = float(max(np.median(other), 0.0) / 2 ** 20)
+        cal.device_state_mib = float(max(np.median(other), 0.0) / 2**20)
     # zero pages: idle runs' time beyond their bytes at the cap
     per_zero = []
     for r in plain:
         if _v(r, "dirty_rate_pages_s") > 0:
             continue
-        cap = _v(r, "max_bandwidth_mib_s") * 2 ** 20
+        cap = _v(r, "max_bandwidth_mib_s") * 2**20
         pre_bytes = _v(r, "transferred") - _v(r, "downtime_bytes")
         extra = _v(r, "total_time") - _v(r, "downtime") - pre_bytes / cap
         per_zero.append(extra / max(_v(r, "ram_duplicate"), 1.0))
     if per_zero:
         t = float(np.median(per_zero))
-        cal.zero_scan_gib_s = float(PAGE / t / 2 ** 30) if t > 0 else 1000.0
+        cal.zero_scan_gib_s = float(PAGE / t / 2**30) if t > 0 else 1000.0
     return cal
 
 
 def overrides_for(run: xr.Dataset, cal: Calibration, engine: str = "page") -> list[str]:
     """Simulator overrides that describe ``run`` (its inputs + the calibration)."""
-    gib = 2 ** 30
+    gib = 2**30
     mem_gib = _v(run, "ram_total") / gib
     zero = min(max(_v(run, "zero_fraction"), 0.0), 1.0)
     rate = _v(run, "dirty_rate_measured")
@@ -131,26 +135,39 @@ def overrides_for(run: xr.Dataset, cal: Calibration, engine: str = "page") -> li
     wss = _v(run, "buffer_mib") if not np.isfinite(hot) else hot
     pattern = run.attrs.get("lmt_pattern", "random")
     postcopy = _b(run, "postcopy")
-    o = [f"engine={engine}", f"vm.memory_gib={mem_gib!r}", f"vm.zero_fraction={zero!r}", "vm.vcpus=1",
-         f"vm.device_state_mib={cal.device_state_mib!r}",
-         f"network.bandwidth_gbit_s={cal.stop_rate_bytes_s * 8 / 1e9!r}", "network.efficiency=1.0",
-         "network.latency_ms=0.0", f"host.zero_scan_gib_s={cal.zero_scan_gib_s!r}"]
+    o = [
+        f"engine={engine}",
+        f"vm.memory_gib={mem_gib!r}",
+        f"vm.zero_fraction={zero!r}",
+        "vm.vcpus=1",
+        f"vm.device_state_mib={cal.device_state_mib!r}",
+        f"network.bandwidth_gbit_s={cal.stop_rate_bytes_s * 8 / 1e9!r}",
+        "network.efficiency=1.0",
+        "network.latency_ms=0.0",
+        f"host.zero_scan_gib_s={cal.zero_scan_gib_s!r}",
+    ]
     if rate > 0:
-        o += ["workload=uniform", f"workload.dirty_rate_pages_s={rate!r}", f"workload.wss_mib={wss!r}",
-              f"workload.pattern={pattern}"]
+        o += [
+            "workload=uniform",
+            f"workload.dirty_rate_pages_s={rate!r}",
+            f"workload.wss_mib={wss!r}",
+            f"workload.pattern={pattern}",
+        ]
     else:
         o += ["workload=idle"]
-    o += ["policy=hybrid" if postcopy else "policy=qemu",
-          f"policy.max_bandwidth_mib_s={_v(run, 'max_bandwidth_mib_s')!r}",
-          f"policy.downtime_limit_ms={_v(run, 'downtime_limit_ms')!r}",
-          f"policy.auto_converge={str(_b(run, 'auto_converge')).lower()}",
-          f"policy.xbzrle={str(_b(run, 'xbzrle')).lower()}",
-          f"policy.xbzrle_cache_mib={_v(run, 'xbzrle_cache_mib', 64.0)!r}",
-          f"policy.xbzrle_delta_ratio={min(1.0, (_v(run, 'wbytes', 64) + 3) / PAGE)!r}",
-          f"policy.multifd_channels={int(_v(run, 'multifd_channels', 0))}",
-          f"policy.timeout_s={_v(run, 'timeout_s', 600.0)!r}",
-          f"policy.stop_overhead_ms={cal.stop_overhead_ms!r}",
-          "policy.dirty_clear=sync"]
+    o += [
+        "policy=hybrid" if postcopy else "policy=qemu",
+        f"policy.max_bandwidth_mib_s={_v(run, 'max_bandwidth_mib_s')!r}",
+        f"policy.downtime_limit_ms={_v(run, 'downtime_limit_ms')!r}",
+        f"policy.auto_converge={str(_b(run, 'auto_converge')).lower()}",
+        f"policy.xbzrle={str(_b(run, 'xbzrle')).lower()}",
+        f"policy.xbzrle_cache_mib={_v(run, 'xbzrle_cache_mib', 64.0)!r}",
+        f"policy.xbzrle_delta_ratio={min(1.0, (_v(run, 'wbytes', 64) + 3) / PAGE)!r}",
+        f"policy.multifd_channels={int(_v(run, 'multifd_channels', 0))}",
+        f"policy.timeout_s={_v(run, 'timeout_s', 600.0)!r}",
+        f"policy.stop_overhead_ms={cal.stop_overhead_ms!r}",
+        "policy.dirty_clear=sync",
+    ]
     if postcopy:
         o += [f"policy.precopy_passes={int(_v(run, 'postcopy_after_passes', 1))}"]
     return o
@@ -164,8 +181,9 @@ def simulated_syncs(sim: xr.Dataset) -> int:
 MEASURED = ("total_time", "downtime", "transferred", "converged", "dirty_sync_count", "rounds")
 
 
-def compare(dataset_dir=None, engine: str = "page", cal: Calibration | None = None,
-            progress: Callable | None = None) -> xr.Dataset:
+def compare(
+    dataset_dir=None, engine: str = "page", cal: Calibration | None = None, progress: Callable | None = None
+) -> xr.Dataset:
     """Measured vs simulated per run (dim ``run``): ``measured_*``, ``simulated_*``, ``fit``.
 
     The calibration is fitted on the fit runs (unless given) and stored in the attrs.
@@ -182,8 +200,14 @@ def compare(dataset_dir=None, engine: str = "page", cal: Calibration | None = No
         cal = fit([r for r, f in zip(runs, fitmask) if f])
     out = {f"measured_{k}": [] for k in MEASURED}
     out.update({f"simulated_{k}": [] for k in MEASURED})
-    for k in ("dirty_rate_measured", "max_bandwidth_mib_s", "downtime_limit_ms", "hot_mib", "zero_fraction",
-              "verify_bad_pages"):
+    for k in (
+        "dirty_rate_measured",
+        "max_bandwidth_mib_s",
+        "downtime_limit_ms",
+        "hot_mib",
+        "zero_fraction",
+        "verify_bad_pages",
+    ):
         out[k] = []
     for i, (run, lab) in enumerate(zip(runs, labels)):
         sim = api.simulate(overrides_for(run, cal, engine), command=f"lmtk validate {lab}")
@@ -195,20 +219,32 @@ def compare(dataset_dir=None, engine: str = "page", cal: Calibration | None = No
         out["simulated_converged"].append(bool(sim.converged.item()))
         out["simulated_rounds"].append(float(sim.rounds.item()))
         out["simulated_dirty_sync_count"].append(float(simulated_syncs(sim)))
-        for k in ("dirty_rate_measured", "max_bandwidth_mib_s", "downtime_limit_ms", "hot_mib", "zero_fraction",
-                  "verify_bad_pages"):
+        for k in (
+            "dirty_rate_measured",
+            "max_bandwidth_mib_s",
+            "downtime_limit_ms",
+            "hot_mib",
+            "zero_fraction",
+            "verify_bad_pages",
+        ):
             out[k].append(_v(run, k))
         if progress:
             progress(i, lab)
-    ds = xr.Dataset({k: ("run", np.array(v)) for k, v in out.items()},
-                    coords={"run": ("run", np.array(labels, dtype=object)), "fit": ("run", fitmask)})
+    ds = xr.Dataset(
+        {k: ("run", np.array(v)) for k, v in out.items()},
+        coords={"run": ("run", np.array(labels, dtype=object)), "fit": ("run", fitmask)},
+    )
     for k in ("total_time", "downtime"):
         for p in ("measured", "simulated"):
             ds[f"{p}_{k}"].attrs["units"] = "s"
     for p in ("measured", "simulated"):
         ds[f"{p}_transferred"].attrs["units"] = "bytes"
-    ds.attrs.update(title="QEMU testbed: measured vs simulated", source=str(path),
-                    lmt_calibration=json.dumps(cal.as_dict()), lmt_engine=engine)
+    ds.attrs.update(
+        title="QEMU testbed: measured vs simulated",
+        source=str(path),
+        lmt_calibration=json.dumps(cal.as_dict()),
+        lmt_engine=engine,
+    )
     return ds
 
 
@@ -222,28 +258,40 @@ def metrics(cmp: xr.Dataset, held_out_only: bool = True) -> dict:
     dt_ms = np.abs(m("simulated_downtime") - m("measured_downtime"))[done] * 1000
     conv = m("simulated_converged") == m("measured_converged")
     syncs = np.abs(m("simulated_dirty_sync_count") - m("measured_dirty_sync_count")) <= 1
-    return {"runs": int(ds.sizes["run"]), "total_time": float(np.median(rel_t)),
-            "transferred": float(np.median(rel_b)),
-            "downtime_ms": float(np.median(dt_ms)) if dt_ms.size else float("nan"),
-            "converged": float(conv.mean()), "syncs": float(syncs.mean())}
+    return {
+        "runs": int(ds.sizes["run"]),
+        "total_time": float(np.median(rel_t)),
+        "transferred": float(np.median(rel_b)),
+        "downtime_ms": float(np.median(dt_ms)) if dt_ms.size else float("nan"),
+        "converged": float(conv.mean()),
+        "syncs": float(syncs.mean()),
+    }
 
 
 def goals_met(mt: dict) -> bool:
-    return (mt["total_time"] <= GOALS["total_time"] and mt["transferred"] <= GOALS["transferred"]
-            and mt["downtime_ms"] <= GOALS["downtime_ms"] and mt["converged"] >= GOALS["converged"]
-            and mt["syncs"] >= GOALS["syncs"])
+    return (
+        mt["total_time"] <= GOALS["total_time"]
+        and mt["transferred"] <= GOALS["transferred"]
+        and mt["downtime_ms"] <= GOALS["downtime_ms"]
+        and mt["converged"] >= GOALS["converged"]
+        and mt["syncs"] >= GOALS["syncs"]
+    )
 
 
 def summary_line(mt: dict, which: str = "held-out") -> str:
-    return (f"{which} runs {mt['runs']}: median |err| total time {mt['total_time'] * 100:.1f}% (goal <= 5%), "
-            f"bytes {mt['transferred'] * 100:.1f}% (<= 5%), downtime {mt['downtime_ms']:.1f} ms (<= 10 ms); "
-            f"converged agree {mt['converged'] * 100:.0f}% (100%); syncs within ±1 {mt['syncs'] * 100:.0f}% (>= 80%)"
-            f" -> {'goals met' if goals_met(mt) else 'goals NOT met'}")
+    return (
+        f"{which} runs {mt['runs']}: median |err| total time {mt['total_time'] * 100:.1f}% (goal <= 5%), "
+        f"bytes {mt['transferred'] * 100:.1f}% (<= 5%), downtime {mt['downtime_ms']:.1f} ms (<= 10 ms); "
+        f"converged agree {mt['converged'] * 100:.0f}% (100%); syncs within ±1 {mt['syncs'] * 100:.0f}% (>= 80%)"
+        f" -> {'goals met' if goals_met(mt) else 'goals NOT met'}"
+    )
 
 
 def table(cmp: xr.Dataset) -> str:
-    rows = [f"{'run':44s} {'set':4s} {'rate/s':>7s} {'total s':>15s} {'downtime ms':>13s} {'MiB':>13s} "
-            f"{'conv':>5s} {'syncs':>7s}"]
+    rows = [
+        f"{'run':44s} {'set':4s} {'rate/s':>7s} {'total s':>15s} {'downtime ms':>13s} {'MiB':>13s} "
+        f"{'conv':>5s} {'syncs':>7s}"
+    ]
     for i in range(cmp.sizes["run"]):
         g = lambda k, i=i: cmp[k].values[i]  # noqa: E731
         rows.append(
@@ -252,7 +300,8 @@ def table(cmp: xr.Dataset) -> str:
             f"{g('measured_downtime') * 1000:6.0f}/{g('simulated_downtime') * 1000:<6.0f} "
             f"{g('measured_transferred') / 2**20:6.0f}/{g('simulated_transferred') / 2**20:<6.0f} "
             f"{'y' if g('measured_converged') else 'n'}/{'y' if g('simulated_converged') else 'n'}   "
-            f"{g('measured_dirty_sync_count'):3.0f}/{g('simulated_dirty_sync_count'):<3.0f}")
+            f"{g('measured_dirty_sync_count'):3.0f}/{g('simulated_dirty_sync_count'):<3.0f}"
+        )
     rows.append("(measured/simulated)")
     return "\n".join(rows)
 
@@ -278,18 +327,32 @@ def register(vs: ValidationSet) -> None:
     DATASETS[vs.name] = vs
 
 
-register(ValidationSet("testbed", "data/testbed", compare, metrics,
-                       "real QEMU 10 (TCG) migrations recorded by `lmtk testbed run matrix=full`"))
+register(
+    ValidationSet(
+        "testbed",
+        "data/testbed",
+        compare,
+        metrics,
+        "real QEMU 10 (TCG) migrations recorded by `lmtk testbed run matrix=full`",
+    )
+)
 
 
 def _kherbache2017(path, out):  # issue 7: lmtoolkit/validation/kherbache2017.py
     from ..validation.kherbache2017 import report
+
     return report(path, out=out)
 
 
-register(ValidationSet("kherbache2017", "data/validation/kherbache2017", None,
-                       description="measured concurrent KVM migrations (Kherbache 2017)",
-                       report=_kherbache2017))
+register(
+    ValidationSet(
+        "kherbache2017",
+        "data/validation/kherbache2017",
+        None,
+        description="measured concurrent KVM migrations (Kherbache 2017)",
+        report=_kherbache2017,
+    )
+)
 
 
 def reference_calibration(engine: str = "page") -> Calibration:
@@ -298,8 +361,14 @@ def reference_calibration(engine: str = "page") -> Calibration:
     return fit([r for r in runs if is_fit(r.attrs.get("lmt_label") or r.attrs["lmt_file"][:-3])])
 
 
-def run_validate(name: str = "testbed", path=None, engine: str = "page", all_runs: bool = False,
-                 out=None, fit_on_data: bool = False) -> int:
+def run_validate(
+    name: str = "testbed",
+    path=None,
+    engine: str = "page",
+    all_runs: bool = False,
+    out=None,
+    fit_on_data: bool = False,
+) -> int:
     """``lmtk validate``: the table and the summary lines.
 
     On the reference set (the default) the calibration is fitted on its fit third and the
@@ -319,10 +388,17 @@ def run_validate(name: str = "testbed", path=None, engine: str = "page", all_run
         cmp = vs.compare(p, engine=engine, cal=cal)
     except FileNotFoundError:
         from ..errors import ConfigError
-        raise ConfigError("--data", str(p), "", message=(
-            f"{name} data: no runs (*.nc) under {p}; give the directory of the runs with --data DIR "
-            f"(`lmtk testbed run` writes to <results>/testbed/, the reference set is data/testbed/)")) from None
-    if external:   # calibrated elsewhere: no run of these was fitted on
+
+        raise ConfigError(
+            "--data",
+            str(p),
+            "",
+            message=(
+                f"{name} data: no runs (*.nc) under {p}; give the directory of the runs with --data DIR "
+                f"(`lmtk testbed run` writes to <results>/testbed/, the reference set is data/testbed/)"
+            ),
+        ) from None
+    if external:  # calibrated elsewhere: no run of these was fitted on
         cmp = cmp.assign_coords(fit=("run", np.zeros(cmp.sizes["run"], dtype=bool)))
     print(table(cmp), file=out)
     calib = json.loads(cmp.attrs.get("lmt_calibration", "{}"))

@@ -17,6 +17,7 @@ Two mechanisms, chosen by :func:`probe`:
 Page numbers in the trace are dense: each writable mapping gets a base index when first
 seen (in order of appearance), page = base + offset within the mapping.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -49,9 +50,23 @@ def _iowr(typ: int, nr: int, size: int) -> int:
 
 
 class PmScanArg(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_uint64) for n in (
-        "size", "flags", "start", "end", "walk_end", "vec", "vec_len", "max_pages",
-        "category_inverted", "category_mask", "category_anyof_mask", "return_mask")]
+    _fields_ = [
+        (n, ctypes.c_uint64)
+        for n in (
+            "size",
+            "flags",
+            "start",
+            "end",
+            "walk_end",
+            "vec",
+            "vec_len",
+            "max_pages",
+            "category_inverted",
+            "category_mask",
+            "category_anyof_mask",
+            "return_mask",
+        )
+    ]
 
 
 class PageRegion(ctypes.Structure):
@@ -96,8 +111,10 @@ def _probe_uffd_wp_async() -> str | None:
         fd = _libc.syscall(SYS_userfaultfd, os.O_CLOEXEC | os.O_NONBLOCK)
     if fd < 0:
         e = ctypes.get_errno()
-        return (f"userfaultfd() failed: {os.strerror(e)} (kernel without CONFIG_USERFAULTFD, or "
-                f"vm.unprivileged_userfaultfd=0 for a non-root user)")
+        return (
+            f"userfaultfd() failed: {os.strerror(e)} (kernel without CONFIG_USERFAULTFD, or "
+            f"vm.unprivileged_userfaultfd=0 for a non-root user)"
+        )
     try:
         api = (ctypes.c_uint64 * 3)(UFFD_API, UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED, 0)
         try:
@@ -156,13 +173,15 @@ def probe() -> tuple[str, dict]:
         "cannot track dirty pages on this kernel "
         f"({os.uname().release}): userfaultfd write-protect + PAGEMAP_SCAN: {why['uffd-wp']}; "
         f"soft-dirty: {why['soft-dirty']}.  Needs Linux >= 6.7 (UFFD_FEATURE_WP_ASYNC and the "
-        "PAGEMAP_SCAN ioctl) or a kernel with CONFIG_MEM_SOFT_DIRTY=y.")
+        "PAGEMAP_SCAN ioctl) or a kernel with CONFIG_MEM_SOFT_DIRTY=y."
+    )
 
 
 # -- the helper library ----------------------------------------------------------------------
 def helper_path(build: bool = True) -> Path:
     """``wp_shim.so`` (built with gcc into the testbed cache on first use)."""
     from ..testbed.setup import cache_dir
+
     out = cache_dir() / "wp_shim.so"
     if out.exists() and out.stat().st_mtime >= HELPER_SRC.stat().st_mtime:
         return out
@@ -172,8 +191,11 @@ def helper_path(build: bool = True) -> Path:
     if not cc:
         raise TraceUnsupported("building the tracing helper needs a C compiler (apt-get install gcc)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-pthread", "-o", str(out), str(HELPER_SRC)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [cc, "-O2", "-shared", "-fPIC", "-pthread", "-o", str(out), str(HELPER_SRC)],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
         raise TraceUnsupported(f"building {HELPER_SRC.name} failed:\n{r.stderr[-1500:]}")
     return out
@@ -184,7 +206,7 @@ def helper_path(build: bool = True) -> Path:
 class PageNumbering:
     """Dense page numbers: each mapping (by start address) gets a base when first seen."""
 
-    bases: dict = field(default_factory=dict)   # start -> (base page, n pages)
+    bases: dict = field(default_factory=dict)  # start -> (base page, n pages)
     next_base: int = 0
 
     def update(self, maps: list[tuple[int, int]]) -> None:
@@ -193,8 +215,11 @@ class PageNumbering:
             cur = self.bases.get(s)
             if cur is None or n > cur[1]:
                 # a mapping that grew (heap) keeps its base if the growth fits before the next one
-                if cur is not None and cur[0] + n <= self.next_base and \
-                        all(b <= cur[0] or b >= cur[0] + n for b, _ in self.bases.values() if b != cur[0]):
+                if (
+                    cur is not None
+                    and cur[0] + n <= self.next_base
+                    and all(b <= cur[0] or b >= cur[0] + n for b, _ in self.bases.values() if b != cur[0])
+                ):
                     self.bases[s] = (cur[0], n)
                     continue
                 self.bases[s] = (self.next_base, n)
@@ -243,9 +268,16 @@ class PagemapScanner:
         out = []
         start = self.start
         while start < self.end:
-            arg = PmScanArg(size=ctypes.sizeof(PmScanArg), flags=PM_SCAN_WP_MATCHING, start=start, end=self.end,
-                            vec=ctypes.addressof(self.vec), vec_len=self.vec_len,
-                            category_mask=PAGE_IS_WPALLOWED | PAGE_IS_WRITTEN, return_mask=PAGE_IS_WRITTEN)
+            arg = PmScanArg(
+                size=ctypes.sizeof(PmScanArg),
+                flags=PM_SCAN_WP_MATCHING,
+                start=start,
+                end=self.end,
+                vec=ctypes.addressof(self.vec),
+                vec_len=self.vec_len,
+                category_mask=PAGE_IS_WPALLOWED | PAGE_IS_WRITTEN,
+                return_mask=PAGE_IS_WRITTEN,
+            )
             n = _ioctl(self.fd, PAGEMAP_SCAN, arg)
             if n:
                 reg = np.frombuffer(self.vec, dtype=np.uint64, count=3 * n).reshape(n, 3)
@@ -304,13 +336,26 @@ class Capture:
 
     def save(self, path) -> Path:
         from .format import save_trace
+
         pages = np.concatenate(self.pages) if self.pages else np.empty(0, np.int64)
-        return save_trace(path, self.interval_s, self.counts, pages, page_size_kib=PAGE // 1024,
-                          source=f"{self.source} ({self.method})")
+        return save_trace(
+            path,
+            self.interval_s,
+            self.counts,
+            pages,
+            page_size_kib=PAGE // 1024,
+            source=f"{self.source} ({self.method})",
+        )
 
 
-def trace_pid(pid: int, interval_s: float = 0.1, duration_s: float | None = None, method: str | None = None,
-              alive=None, on_interval=None) -> Capture:
+def trace_pid(
+    pid: int,
+    interval_s: float = 0.1,
+    duration_s: float | None = None,
+    method: str | None = None,
+    alive=None,
+    on_interval=None,
+) -> Capture:
     """Sample the written pages of process ``pid`` every ``interval_s`` until it exits (or
     ``duration_s``).  With ``uffd-wp`` the process must have armed write-protection (the
     shim, or :class:`SelfTracker`)."""
@@ -323,7 +368,7 @@ def trace_pid(pid: int, interval_s: float = 0.1, duration_s: float | None = None
     nxt = t0 + interval_s
     try:
         t_first = time.monotonic()
-        scanner.written_addresses()           # discard what happened before the first interval
+        scanner.written_addresses()  # discard what happened before the first interval
         while alive() and (duration_s is None or time.monotonic() - t0 < duration_s):
             time.sleep(max(0.0, nxt - time.monotonic()))
             nxt += interval_s
@@ -346,8 +391,13 @@ def trace_pid(pid: int, interval_s: float = 0.1, duration_s: float | None = None
     return cap
 
 
-def trace_command(argv: list[str], interval_s: float = 0.1, duration_s: float | None = None,
-                  method: str | None = None, log=None) -> Capture:
+def trace_command(
+    argv: list[str],
+    interval_s: float = 0.1,
+    duration_s: float | None = None,
+    method: str | None = None,
+    log=None,
+) -> Capture:
     """Run ``argv`` with the write-protect helper preloaded and trace it until it exits."""
     method = method or probe()[0]
     env = dict(os.environ)
@@ -356,7 +406,7 @@ def trace_command(argv: list[str], interval_s: float = 0.1, duration_s: float | 
         env["LD_PRELOAD"] = shim + (":" + env["LD_PRELOAD"] if env.get("LD_PRELOAD") else "")
     proc = subprocess.Popen(argv, env=env, start_new_session=True)
     try:
-        time.sleep(0.05)                      # let the helper arm itself
+        time.sleep(0.05)  # let the helper arm itself
         cap = trace_pid(proc.pid, interval_s, duration_s, method, alive=lambda: proc.poll() is None)
     except BaseException:
         if proc.poll() is None:

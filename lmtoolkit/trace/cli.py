@@ -1,4 +1,5 @@
 """``lmtk trace [-i S] [-d S] [-o FILE] (-- COMMAND … | --pid PID)``: capture dirty pages."""
+
 from __future__ import annotations
 
 import sys
@@ -18,8 +19,11 @@ def cmd_trace(args) -> int:
         method, _ = probe()
         if args.pid is not None:
             if method == "uffd-wp":
-                print("lmtk trace: note: --pid with userfaultfd needs a process that armed write-protection "
-                      "itself (started with LD_PRELOAD=wp_shim.so, see lmtoolkit.trace.capture)", file=sys.stderr)
+                print(
+                    "lmtk trace: note: --pid with userfaultfd needs a process that armed write-protection "
+                    "itself (started with LD_PRELOAD=wp_shim.so, see lmtoolkit.trace.capture)",
+                    file=sys.stderr,
+                )
             cap = trace_pid(args.pid, args.interval, args.duration, method)
             cap.source = f"pid {args.pid}"
         else:
@@ -34,17 +38,22 @@ def cmd_trace(args) -> int:
     cap.save(out)
     n = len(cap.counts)
     rate = sum(cap.counts) / (n * cap.interval_s) if n else 0.0
-    print(f"traced {cap.source} with {cap.method}: {n} intervals of {cap.interval_s * 1000:.0f} ms, "
-          f"{sum(cap.counts)} page writes (distinct per interval), {rate:.0f} pages/s")
+    print(
+        f"traced {cap.source} with {cap.method}: {n} intervals of {cap.interval_s * 1000:.0f} ms, "
+        f"{sum(cap.counts)} page writes (distinct per interval), {rate:.0f} pages/s"
+    )
     print(f"wrote {out}  (replay: lmtk run workload=trace workload.file={out})")
     return 0
 
 
 def add_commands(sub) -> None:
-    t = sub.add_parser("trace", help="capture a real process's dirty pages into a trace file",
-                       description="Run COMMAND (or watch --pid) and record which pages it writes, "
-                                   "interval by interval (userfaultfd write-protect + PAGEMAP_SCAN, "
-                                   "or soft-dirty).")
+    t = sub.add_parser(
+        "trace",
+        help="capture a real process's dirty pages into a trace file",
+        description="Run COMMAND (or watch --pid) and record which pages it writes, "
+        "interval by interval (userfaultfd write-protect + PAGEMAP_SCAN, "
+        "or soft-dirty).",
+    )
     t.add_argument("-i", "--interval", type=float, default=0.1, help="capture interval in seconds (0.1)")
     t.add_argument("-d", "--duration", type=float, default=None, help="stop after this many seconds")
     t.add_argument("-o", "--output", default="trace.npz", help="trace file to write (trace.npz)")

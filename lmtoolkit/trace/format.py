@@ -10,6 +10,7 @@ Arrays:
 Optional: ``source`` (str): what was traced.  Page numbers are relative to the traced
 region; replay wraps them modulo the VM's page count.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,21 +30,34 @@ def save_trace(path, interval_s: float, counts, pages, page_size_kib: int = 4, s
     if counts.sum() != pages.size:
         raise ValueError(f"trace: sum(counts)={counts.sum()} but {pages.size} page numbers")
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, interval_s=np.float64(interval_s), counts=counts, pages=pages,
-                            page_size_kib=np.int64(page_size_kib), source=np.str_(source))
+        np.savez_compressed(
+            fh,
+            interval_s=np.float64(interval_s),
+            counts=counts,
+            pages=pages,
+            page_size_kib=np.int64(page_size_kib),
+            source=np.str_(source),
+        )
     return path
 
 
 #: what a bad trace file is reported against (the runner's ``workload.file``)
 KEY = "workload.file"
-_ZIP_MAGIC, _NPY_MAGIC = (b"PK\x03\x04", b"PK\x05\x06"), b"\x93NUMPY"   # zip (or empty zip), .npy
+_ZIP_MAGIC, _NPY_MAGIC = (b"PK\x03\x04", b"PK\x05\x06"), b"\x93NUMPY"  # zip (or empty zip), .npy
 
 
 def _bad(key: str, path: Path, what: str):
     from ..errors import ConfigError
-    return ConfigError(key, str(path), "", message=(
-        f"{key}={str(path)!r} is not a usable trace file: {what} (a trace is an .npz of numeric "
-        f"arrays {', '.join(REQUIRED)}, written by `lmtk trace`)"))
+
+    return ConfigError(
+        key,
+        str(path),
+        "",
+        message=(
+            f"{key}={str(path)!r} is not a usable trace file: {what} (a trace is an .npz of numeric "
+            f"arrays {', '.join(REQUIRED)}, written by `lmtk trace`)"
+        ),
+    )
 
 
 def load_trace(path, key: str = KEY) -> dict:
@@ -63,26 +77,36 @@ def load_trace(path, key: str = KEY) -> dict:
     with open(path, "rb") as fh:
         head = fh.read(8)
     if not head.startswith(_ZIP_MAGIC):
-        what = ("a single .npy array, not an .npz of arrays" if head.startswith(_NPY_MAGIC)
-                else "empty file" if not head else f"not an .npz (zip) file: it starts with {head!r}")
+        what = (
+            "a single .npy array, not an .npz of arrays"
+            if head.startswith(_NPY_MAGIC)
+            else "empty file"
+            if not head
+            else f"not an .npz (zip) file: it starts with {head!r}"
+        )
         raise _bad(key, path, what)
     out = {}
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in REQUIRED if k not in z.files]
             if missing:
-                raise _bad(key, path, f"missing array(s) {', '.join(missing)} (it has: "
-                                      f"{', '.join(z.files) or 'none'})")
+                raise _bad(
+                    key,
+                    path,
+                    f"missing array(s) {', '.join(missing)} (it has: {', '.join(z.files) or 'none'})",
+                )
             for k in z.files:
                 try:
                     out[k] = z[k]
                 except ValueError as e:
                     if "allow_pickle" in str(e) or "Object arrays" in str(e):
-                        raise _bad(key, path, f"array {k!r} holds Python objects (pickled); "
-                                              f"traces hold numbers only") from None
+                        raise _bad(
+                            key, path, f"array {k!r} holds Python objects (pickled); traces hold numbers only"
+                        ) from None
                     raise
     except ValueError as e:
         from ..errors import ConfigError
+
         if isinstance(e, ConfigError):
             raise
         raise _bad(key, path, f"cannot read it ({type(e).__name__}: {_one_line(e)})") from None

@@ -33,6 +33,7 @@ ones are held out; the goal lines report held-out migrations only.
 A migration is **solo** when no other migration touching its source or destination node
 overlaps it in the measured execution; the others are **concurrent**.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-MIB = 1024 ** 2
+MIB = 1024**2
 _ACTION = re.compile(r"vm=vm#(\d+), from=node#(\d+), to=node#(\d+), bw=(\d+)\)\}?;(\d+);(\d+)")
 #: node link rates (Mbit/s) of the testbed (source README and ``topology.xml``)
 NODE_MBIT_S = {0: 500.0, 1: 500.0, 2: 1000.0, 3: 1000.0}
@@ -52,6 +53,7 @@ GOALS = {"solo": 0.10, "concurrent": 0.15}
 def default_dir() -> Path:
     """``data/validation/kherbache2017`` in the project (shipped with it)."""
     from ..paths import data_dir
+
     return data_dir() / "validation" / "kherbache2017"
 
 
@@ -66,12 +68,18 @@ def load(data_dir=None, scenarios=None) -> pd.DataFrame:
     d = Path(data_dir) if data_dir else default_dir()
     if not (d / "input").is_dir() or not (d / "real_executions_output").is_dir():
         from ..errors import ConfigError
+
         what = "does not exist" if not d.exists() else "has no input/ and real_executions_output/"
-        where = ("" if data_dir else " (the copy shipped in the project's data/; is this a "
-                 "complete checkout?)")
-        raise ConfigError("--data", str(d), "", message=(
-            f"kherbache2017 data: {d} {what}{where}; give the directory holding input/ and "
-            f"real_executions_output/ of btrplace/kherbache-thesis accuracy/ with --data DIR"))
+        where = "" if data_dir else " (the copy shipped in the project's data/; is this a complete checkout?)"
+        raise ConfigError(
+            "--data",
+            str(d),
+            "",
+            message=(
+                f"kherbache2017 data: {d} {what}{where}; give the directory holding input/ and "
+                f"real_executions_output/ of btrplace/kherbache-thesis accuracy/ with --data DIR"
+            ),
+        )
     rows = []
     for csv in sorted((d / "real_executions_output").glob("*/micro_random.*.csv")):
         n = int(re.search(r"random\.(\d+)\.csv", csv.name).group(1))
@@ -86,16 +94,33 @@ def load(data_dir=None, scenarios=None) -> pd.DataFrame:
                 continue
             vm, a, b, bw, s, e = map(int, m.groups())
             v = vms[str(vm)]
-            recs.append(dict(scenario=n, run=run, vm=vm, src=a, dst=b, bw=bw, start=float(s),
-                             end=float(e), mem_mb=float(v["memUsed"]), dirty_mb_s=float(v["dirtyRate"]),
-                             dirty_size_mb=float(v["maxDirtySize"])))
+            recs.append(
+                dict(
+                    scenario=n,
+                    run=run,
+                    vm=vm,
+                    src=a,
+                    dst=b,
+                    bw=bw,
+                    start=float(s),
+                    end=float(e),
+                    mem_mb=float(v["memUsed"]),
+                    dirty_mb_s=float(v["dirtyRate"]),
+                    dirty_size_mb=float(v["maxDirtySize"]),
+                )
+            )
         t0 = min(r["start"] for r in recs)
         for r in recs:
             r["start"] -= t0
             r["end"] -= t0
         for r in recs:
-            r["solo"] = not any(o is not r and o["start"] < r["end"] and r["start"] < o["end"]
-                                and {o["src"], o["dst"]} & {r["src"], r["dst"]} for o in recs)
+            r["solo"] = not any(
+                o is not r
+                and o["start"] < r["end"]
+                and r["start"] < o["end"]
+                and {o["src"], o["dst"]} & {r["src"], r["dst"]}
+                for o in recs
+            )
         rows += recs
     df = pd.DataFrame(rows)
     df["duration"] = df["end"] - df["start"]
@@ -105,11 +130,22 @@ def load(data_dir=None, scenarios=None) -> pd.DataFrame:
 
 def _scenario(mem_mb, dirty_mb_s, dirty_size_mb):
     from ..runner import build_scenario, compose
+
     pages_s = dirty_mb_s * MIB / 4096.0
-    cfg = compose(["policy=qemu", "workload=uniform", "engine=fluid", "vm.page_size_kib=4",
-                   "vm.zero_fraction=0", f"vm.memory_gib={mem_mb / 1024.0!r}",
-                   f"workload.dirty_rate_pages_s={pages_s!r}", f"workload.wss_mib={dirty_size_mb!r}",
-                   "network.bandwidth_gbit_s=1.0", "network.efficiency=1.0"])
+    cfg = compose(
+        [
+            "policy=qemu",
+            "workload=uniform",
+            "engine=fluid",
+            "vm.page_size_kib=4",
+            "vm.zero_fraction=0",
+            f"vm.memory_gib={mem_mb / 1024.0!r}",
+            f"workload.dirty_rate_pages_s={pages_s!r}",
+            f"workload.wss_mib={dirty_size_mb!r}",
+            "network.bandwidth_gbit_s=1.0",
+            "network.efficiency=1.0",
+        ]
+    )
     return build_scenario(cfg)
 
 
@@ -128,6 +164,7 @@ class _Model:
 
     def solo_time(self, row, efficiency):
         from ..concurrency import RateTable
+
         scn = self.scenario(row)
         r = NODE_MBIT_S[row.src] * 1e6 / 8 * efficiency
         r = min(r, NODE_MBIT_S[row.dst] * 1e6 / 8 * efficiency)
@@ -147,23 +184,22 @@ def fit(df: pd.DataFrame, model: _Model | None = None) -> dict:
         base = np.array([model.solo_time(r, eff) for r in sel.itertuples()])
         for setup in np.arange(0.0, 3.0001, 0.1):
             err = (base + setup - sel["duration"].values) / sel["duration"].values
-            sse = float(np.sum(err ** 2))
+            sse = float(np.sum(err**2))
             if best is None or sse < best[0]:
                 best = (sse, float(eff), float(setup))
-    return {"efficiency": round(best[1], 4), "setup_s": round(best[2], 3),
-            "n_fit_migrations": int(len(sel))}
+    return {"efficiency": round(best[1], 4), "setup_s": round(best[2], 3), "n_fit_migrations": int(len(sel))}
 
 
 def replay(df: pd.DataFrame, params: dict, model: _Model | None = None) -> pd.DataFrame:
     """Predict every migration's duration (column ``predicted``) by replaying each execution."""
     from ..concurrency import Planned, simulate_concurrent
+
     model = model or _Model()
     eff = params["efficiency"]
     links = {n: mbit * 1e6 / 8 * eff for n, mbit in NODE_MBIT_S.items()}
     pred = pd.Series(np.nan, index=df.index)
     for _, g in df.groupby(["scenario", "run"]):
-        plan = [Planned(f"vm{r.vm}", model.scenario(r), r.src, r.dst, float(r.start))
-                for r in g.itertuples()]
+        plan = [Planned(f"vm{r.vm}", model.scenario(r), r.src, r.dst, float(r.start)) for r in g.itertuples()]
         out = simulate_concurrent(plan, links, setup_s=params["setup_s"], tables=model.tables)
         pred[g.index] = [o.end_s - o.start_s for o in out]
     out = df.copy()
@@ -181,11 +217,17 @@ def run(data_dir=None, scenarios=None) -> tuple[pd.DataFrame, list[str]]:
     res = replay(df, params, model)
     res["kind"] = np.where(res["solo"], "solo", "concurrent")
     res["set"] = np.where(res["fit"], "fit", "held-out")
-    table = (res.groupby(["set", "kind", "mem_mb", "bw"])
-             .agg(migrations=("duration", "size"), measured_median_s=("duration", "median"),
-                  predicted_median_s=("predicted", "median"),
-                  median_abs_rel_error=("abs_rel_error", "median"))
-             .reset_index().rename(columns={"mem_mb": "vm_MB", "bw": "link_Mbit_s"}))
+    table = (
+        res.groupby(["set", "kind", "mem_mb", "bw"])
+        .agg(
+            migrations=("duration", "size"),
+            measured_median_s=("duration", "median"),
+            predicted_median_s=("predicted", "median"),
+            median_abs_rel_error=("abs_rel_error", "median"),
+        )
+        .reset_index()
+        .rename(columns={"mem_mb": "vm_MB", "bw": "link_Mbit_s"})
+    )
     held = res[~res["fit"]]
     lines = [
         f"kherbache2017: {res['scenario'].nunique()} scenarios, {len(res)} migrations "
@@ -199,14 +241,17 @@ def run(data_dir=None, scenarios=None) -> tuple[pd.DataFrame, list[str]]:
     for kind in ("solo", "concurrent"):
         sub = held[held["kind"] == kind]
         x = sub["abs_rel_error"].median() if len(sub) else float("nan")
-        lines.append(f"{kind} median_abs_rel_error={x:.4f}  (held-out, n={len(sub)}, "
-                     f"goal <= {GOALS[kind]:.2f}: {'met' if x <= GOALS[kind] else 'NOT met'})")
+        lines.append(
+            f"{kind} median_abs_rel_error={x:.4f}  (held-out, n={len(sub)}, "
+            f"goal <= {GOALS[kind]:.2f}: {'met' if x <= GOALS[kind] else 'NOT met'})"
+        )
     return table, lines
 
 
 def report(data_dir=None, out=None) -> int:
     """Print the table and the summary lines (``lmtk validate kherbache2017``)."""
     import sys
+
     out = out or sys.stdout
     table, lines = run(data_dir)
     with pd.option_context("display.width", 160, "display.max_rows", 200):

@@ -6,6 +6,7 @@ on the project's ``lmtoolkit`` kernel.  Chromium is Debian's (``apt-get install 
 driven by Playwright's Python package with ``executable_path`` — Playwright's own browser
 downloads are never used.  Screenshots go to ``results/browser/`` (kept after the run).
 """
+
 from __future__ import annotations
 
 import json
@@ -25,9 +26,17 @@ import pytest
 from lmtoolkit import notebooks as lnb
 from lmtoolkit.paths import notebook_dir, project_root
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 #: JupyterLab settings for a quiet, deterministic session: no news or update checks, no
 #: autosave, every cell rendered (no windowing), so the DOM holds the whole notebook
 LAB_SETTINGS = {
@@ -67,8 +76,12 @@ def browser(tmp_path_factory):
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_api.sync_playwright() as pw:
         ctx = pw.chromium.launch_persistent_context(
-            str(profile), executable_path=exe, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 900})
+            str(profile),
+            executable_path=exe,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900},
+        )
         try:
             yield ctx
         finally:
@@ -91,10 +104,12 @@ class Lab:
         return f"{self.base}/{path.lstrip('/')}{'&' if '?' in path else '?'}token={self.token}"
 
     def api(self, method: str, path: str, body=None, timeout: float = 30):
-        req = urllib.request.Request(self.base + path, method=method,
-                                     data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Authorization": f"token {self.token}",
-                                              "Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.base + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=timeout) as r:
             text = r.read().decode()
             return json.loads(text) if text else None
@@ -125,12 +140,27 @@ def lab(tmp_path_factory):
     env.pop(lnb.ENV_NAME, None)
     log = open(tmp / "lab.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
-         "--LabApp.expose_app_in_browser=True"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--allow-root",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            f"--LabApp.user_settings_dir={settings}",
+            f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
+            "--LabApp.expose_app_in_browser=True",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=root,
+        start_new_session=True,
+    )
     lab = Lab(f"http://127.0.0.1:{port}", token, root, tmp / "results", proc)
     try:
         deadline = time.monotonic() + 90

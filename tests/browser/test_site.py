@@ -1,6 +1,7 @@
 """The course site (``lmtk site``): built offline, then every page opened in headless Chromium
 from disk — no request leaves the file system, no broken link, image or script, no console
 error; the student edition shows no solution, the teacher edition every solution with a ✓."""
+
 from __future__ import annotations
 
 import re
@@ -26,6 +27,7 @@ def site(tmp_path_factory):
     ``lmtk notebooks quickstart --smoke`` and ``lmtk figures fig01 debug=default`` leave)."""
     from lmtoolkit.plotting.make import make_figure
     from lmtoolkit.site import build
+
     results = tmp_path_factory.mktemp("site_results")
     mp = pytest.MonkeyPatch()
     mp.setenv("LMT_RESULTS_DIR", str(results))
@@ -52,7 +54,8 @@ def test_every_page_loads_offline_with_no_broken_link_image_or_script(site, brow
     teaching = LESSONS
     assert {p.relative_to(root).as_posix() for p in pages} >= (
         {"index.html", "figures.html", "reference.html", "notebooks/20_quickstart.html"}
-        | {f"{ed}/{n}.html" for ed in ("student", "teacher") for n in teaching})
+        | {f"{ed}/{n}.html" for ed in ("student", "teacher") for n in teaching}
+    )
     problems: list[str] = []
     for path in pages:
         page = browser.new_page()
@@ -64,24 +67,33 @@ def test_every_page_loads_offline_with_no_broken_link_image_or_script(site, brow
         page.goto(path.as_uri())
         page.wait_for_load_state("load")
         rel = path.relative_to(root).as_posix()
-        problems += [f"{rel}: request leaves the disk: {u}" for u in seen
-                     if not u.startswith(("file:", "data:", "about:"))]
+        problems += [
+            f"{rel}: request leaves the disk: {u}"
+            for u in seen
+            if not u.startswith(("file:", "data:", "about:"))
+        ]
         problems += [f"{rel}: failed to load {u}" for u in failed]
         problems += [f"{rel}: console error: {c}" for c in console]
-        broken = page.evaluate("() => [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src.slice(0, 80))")
+        broken = page.evaluate(
+            "() => [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src.slice(0, 80))"
+        )
         problems += [f"{rel}: broken image {b}" for b in broken]
         for href in page.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.href)"):
             target = _local_target(href, path)
             if href.startswith(("http:", "https:")):
-                continue                        # a link out (to read online); nothing is fetched
+                continue  # a link out (to read online); nothing is fetched
             if target is not None and not target.exists():
                 problems.append(f"{rel}: broken link {href}")
-        n_scripts = page.evaluate("() => [...document.scripts].filter(s => s.src && !s.src.startsWith('file:') && !s.src.startsWith('data:')).length")
+        n_scripts = page.evaluate(
+            "() => [...document.scripts].filter(s => s.src && !s.src.startsWith('file:') && !s.src.startsWith('data:')).length"
+        )
         if n_scripts:
             problems.append(f"{rel}: {n_scripts} script(s) from elsewhere")
         if rel in ("index.html", "student/00_live_migration_basics.html", "teacher/04_numa_and_ecc.html"):
-            page.screenshot(path=str(artifacts / ("site_" + rel.replace("/", "_").replace(".html", ".png"))),
-                            full_page=True)
+            page.screenshot(
+                path=str(artifacts / ("site_" + rel.replace("/", "_").replace(".html", ".png"))),
+                full_page=True,
+            )
         page.close()
     assert problems == []
 
@@ -93,6 +105,8 @@ def test_student_and_teacher_editions_come_from_one_source(site):
         student = (root / "student" / f"{stem}.html").read_text()
         teacher = (root / "teacher" / f"{stem}.html").read_text()
         assert student.count("lmt-check-unanswered") == n_ex and "lmt-check-ok" not in student
-        assert "Solution" not in student and not re.search(r"answer_\w+</span>\s*<span[^>]*>=</span>\s*<span[^>]*>(?!None)", student)
+        assert "Solution" not in student and not re.search(
+            r"answer_\w+</span>\s*<span[^>]*>=</span>\s*<span[^>]*>(?!None)", student
+        )
         assert teacher.count("lmt-check-ok") == n_ex, f"{stem}: a teacher solution does not pass its check"
         assert len(re.findall(r"<details open", teacher)) == n_ex

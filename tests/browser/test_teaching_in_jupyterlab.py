@@ -7,6 +7,7 @@ Asserted on what the page shows: no error or stderr box, no raw repr (``<xarray.
 different Result line.  Screenshots of the notebook and of the explorer before and after the
 move are kept in ``results/browser/``.
 """
+
 from __future__ import annotations
 
 import re
@@ -27,8 +28,15 @@ MOVES = {
     "03": [("writes (pages/s)", "5000")],
     "04": [("memory per destination node (GiB)", "64")],
 }
-RAW_REPRS = ("<xarray.", "<Figure size", "PosixPath(", "<IPython.core.display", "<matplotlib.",
-             "<Axes:", "NotebookConfig(")
+RAW_REPRS = (
+    "<xarray.",
+    "<Figure size",
+    "PosixPath(",
+    "<IPython.core.display",
+    "<matplotlib.",
+    "<Axes:",
+    "NotebookConfig(",
+)
 KERNEL_IDLE = """() => {
   const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
   const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
@@ -75,8 +83,11 @@ def _explorer(page):
 def _state(page):
     ex = _explorer(page)
     imgs = ex.locator("img")
-    return imgs.count(), (imgs.first.get_attribute("src") if imgs.count() else None), \
-        ex.locator(".lmt-numbers").first.inner_text() if ex.locator(".lmt-numbers").count() else ""
+    return (
+        imgs.count(),
+        (imgs.first.get_attribute("src") if imgs.count() else None),
+        ex.locator(".lmt-numbers").first.inner_text() if ex.locator(".lmt-numbers").count() else "",
+    )
 
 
 def _move(page, label: str, value: str) -> None:
@@ -125,7 +136,7 @@ def test_a_student_runs_the_notebook_and_moves_the_widgets(name, lab, browser, a
         assert page.locator(".lmt-check-unanswered").count() == len(ours)
         shown = "".join(page.locator(".jp-MarkdownOutput").all_inner_texts())
         assert re.search(r"answer_\w+ = (?!None)", shown) is None, "a solution is visible"
-        assert page.locator(".jp-MarkdownOutput details").count() == len(ours)   # folded solutions
+        assert page.locator(".jp-MarkdownOutput details").count() == len(ours)  # folded solutions
         assert page.locator(".jp-MarkdownOutput details[open]").count() == 0
 
         _explorer(page).screenshot(path=str(artifacts / f"{name}_explorer_before.png"))
@@ -136,7 +147,10 @@ def test_a_student_runs_the_notebook_and_moves_the_widgets(name, lab, browser, a
                 """([src, text]) => { const ex = document.querySelector('.lmt-explorer');
                      const img = ex && ex.querySelector('img'); const n = ex && ex.querySelector('.lmt-numbers');
                      return img && n && img.getAttribute('src') !== src && n.innerText !== text; }""",
-                arg=[before[1], before[2]], timeout=90_000, polling=300)
+                arg=[before[1], before[2]],
+                timeout=90_000,
+                polling=300,
+            )
             page.wait_for_function(KERNEL_IDLE, timeout=90_000)
             after = _state(page)
             assert after[0] == 1, "still one plot after the move"

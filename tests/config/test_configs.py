@@ -1,8 +1,8 @@
 """Every config option and every experiment composes, builds, and plans (no simulation)."""
+
 from __future__ import annotations
 
 import re
-import sys
 
 import pytest
 
@@ -55,8 +55,15 @@ def test_default_config_runs_no_experiment():
 
 
 def test_experiments_exist():
-    need = {"quickstart", "bandwidth_vs_dirty_rate", "vmware_vs_hyperv", "downtime_target",
-            "auto_converge", "postcopy_vs_precopy", "memory_scaling"}
+    need = {
+        "quickstart",
+        "bandwidth_vs_dirty_rate",
+        "vmware_vs_hyperv",
+        "downtime_target",
+        "auto_converge",
+        "postcopy_vs_precopy",
+        "memory_scaling",
+    }
     assert need <= set(EXPERIMENTS)
 
 
@@ -66,8 +73,9 @@ def test_experiment_file_format(name):
     assert text.splitlines()[0].strip() == "# @package _global_"
     header = [ln for ln in text.splitlines() if ln.startswith("#")]
     # (evacuation experiments run with `lmtk evacuate`, issue 7)
-    assert any(re.search(rf"lmtk (sweep|evacuate) experiment={name}\b", ln) for ln in header), \
+    assert any(re.search(rf"lmtk (sweep|evacuate) experiment={name}\b", ln) for ln in header), (
         "header comment must show the command that runs it"
+    )
     cfg = compose([f"experiment={name}"])
     assert cfg.title and "single live migration" not in cfg.title
     axes = cfg.sweep.axes
@@ -82,6 +90,7 @@ def test_experiment_plans_under_debug(name):
     import numpy as np
 
     from lmtoolkit.sweep import make_plan
+
     dbg = make_plan([f"experiment={name}", "debug=default"])
     full_axes = compose([f"experiment={name}"]).sweep.axes
     assert [a.dim for a in dbg.axes] == list(full_axes)
@@ -89,25 +98,27 @@ def test_experiment_plans_under_debug(name):
     assert dbg.n_points == len(dbg.seeds) == int(np.prod(dbg.shape))
     assert dbg.n_points <= 16 and dbg.replicates == 1
     assert all(len(a.values) <= 2 for a in dbg.axes)
-    assert dbg.out_path.parent.parent.name == "debug"        # debug runs never overwrite real results
+    assert dbg.out_path.parent.parent.name == "debug"  # debug runs never overwrite real results
     assert dbg.out_path.name == f"{name}.nc"
 
 
 def test_large_fluid_axes_are_vectorised():
     from lmtoolkit.sweep import make_plan
+
     p = make_plan(["experiment=bandwidth_vs_dirty_rate"])
     assert all(a.column for a in p.axes) and len(p.cells) == 1
     p = make_plan(["experiment=memory_scaling"])
     assert {a.dim: a.column for a in p.axes} == {"memory": True, "policy": False, "network": False}
-    assert len(p.cells) == 4           # one batch per group swap combination
+    assert len(p.cells) == 4  # one batch per group swap combination
 
 
 def test_seeds_are_deterministic_and_distinct():
     from lmtoolkit.sweep import make_plan
+
     a = make_plan(["experiment=quickstart"])
     b = make_plan(["experiment=quickstart", "sweep.executor=processes", "sweep.chunk_size=1"])
     assert (a.seeds == b.seeds).all() and len(set(a.seeds.tolist())) == a.n_points
-    assert a.config_hash == b.config_hash          # run-time settings do not change the hash
+    assert a.config_hash == b.config_hash  # run-time settings do not change the hash
     c = make_plan(["experiment=quickstart", "seed=1"])
     assert not (a.seeds == c.seeds).any() and c.config_hash != a.config_hash
     crn = make_plan(["experiment=quickstart", "sweep.common_random_numbers=true"])
@@ -117,6 +128,7 @@ def test_seeds_are_deterministic_and_distinct():
 
 def test_generated_axis_values():
     from lmtoolkit.sweep import make_plan
+
     p = make_plan(["experiment=fluid_map_100k"])
     rate = [a for a in p.axes if a.dim == "dirty_rate"][0]
     assert len(rate.values) == 10000 and rate.values[0] == pytest.approx(1000)
@@ -126,6 +138,7 @@ def test_generated_axis_values():
 # ---- bad input: one clear line ------------------------------------------------------------
 def test_unknown_experiment_lists_available():
     from lmtoolkit.sweep import make_plan
+
     with pytest.raises(ConfigError) as e:
         make_plan(["experiment=quickstrt"])
     msg = str(e.value)
@@ -135,9 +148,9 @@ def test_unknown_experiment_lists_available():
 
 def test_axis_with_missing_key_suggests_close_ones():
     from lmtoolkit.sweep import make_plan
+
     with pytest.raises(ConfigError) as e:
-        make_plan(["experiment=quickstart",
-                   "sweep.axes.dirty_rate.key=workload.dirty_rate_page_s"])
+        make_plan(["experiment=quickstart", "sweep.axes.dirty_rate.key=workload.dirty_rate_page_s"])
     msg = str(e.value)
     assert "sweep.axes.dirty_rate" in msg and "workload.dirty_rate_page_s" in msg
     assert "did you mean workload.dirty_rate_pages_s" in msg and "\n" not in msg
@@ -145,39 +158,53 @@ def test_axis_with_missing_key_suggests_close_ones():
 
 def test_axis_with_unknown_group_option():
     from lmtoolkit.sweep import make_plan
+
     with pytest.raises(ConfigError, match=r"unknown policy 'vmwre'; did you mean vmware"):
         make_plan(["experiment=quickstart", "sweep.axes.policy.values=[vmwre,hyperv]"])
 
 
 def test_axis_key_missing_in_one_group_option():
     from lmtoolkit.sweep import make_plan
+
     with pytest.raises(ConfigError, match=r"policy.downtime_limit_ms' does not exist with policy=postcopy"):
-        make_plan(["experiment=postcopy_vs_precopy",
-                   "+sweep.axes.limit={key: policy.downtime_limit_ms, values: [100, 300]}"])
+        make_plan(
+            [
+                "experiment=postcopy_vs_precopy",
+                "+sweep.axes.limit={key: policy.downtime_limit_ms, values: [100, 300]}",
+            ]
+        )
 
 
 def test_bad_axis_value_names_the_point():
     from lmtoolkit.sweep import make_plan
+
     with pytest.raises(ConfigError, match=r"vm.zero_fraction"):
         make_plan(["experiment=quickstart", "+sweep.axes.zero={key: vm.zero_fraction, values: [0.5, 2]}"])
 
 
 def test_no_experiment():
     from lmtoolkit.sweep import make_plan
+
     with pytest.raises(ConfigError, match="no experiment given.*quickstart"):
         make_plan([])
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["sweep", "experiment=nope"], "unknown experiment 'nope'"),
-    (["sweep", "experiment=quickstart", "sweep.axes.network.key=netwrk.bandwidth_gbit_s"],
-     "did you mean network.bandwidth_gbit_s"),
-    (["sweep", "experiment=quickstart", "sweep.executor=mpi"], "sweep.executor"),
-    (["sweep", "-m", "experiment=quickstart,nope"], None),
-    (["collect", "/nonexistent/dir"], "no such directory"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["sweep", "experiment=nope"], "unknown experiment 'nope'"),
+        (
+            ["sweep", "experiment=quickstart", "sweep.axes.network.key=netwrk.bandwidth_gbit_s"],
+            "did you mean network.bandwidth_gbit_s",
+        ),
+        (["sweep", "experiment=quickstart", "sweep.executor=mpi"], "sweep.executor"),
+        (["sweep", "-m", "experiment=quickstart,nope"], None),
+        (["collect", "/nonexistent/dir"], "no such directory"),
+    ],
+)
 def test_cli_bad_input_one_line_exit_2(argv, needle, capsys):
     from lmtoolkit.cli import main
+
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("lmtk: error: ") and "\n" not in err

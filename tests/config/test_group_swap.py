@@ -1,13 +1,14 @@
 """Sweeps swap config groups without a new Hydra composition where that is exact: checked
 against Hydra itself for every option of every group and every experiment."""
+
 from __future__ import annotations
 
 import pytest
 from omegaconf import OmegaConf
 
 from lmtoolkit.compose import compose_raw
-from lmtoolkit.sweep.swap import group_is_untouched, swap_group
 from lmtoolkit.paths import config_dir, group_options
+from lmtoolkit.sweep.swap import group_is_untouched, swap_group
 
 GROUPS = ("vm", "workload", "network", "host", "policy", "storage", "evacuation")
 OPTIONS = [(g, o) for g in GROUPS for o in group_options(g) if (g, o) != ("policy", "custom")]
@@ -27,6 +28,7 @@ def test_swap_equals_hydra(group, option):
 def test_experiment_cells_equal_hydra_cells(name, monkeypatch):
     from lmtoolkit.sweep import make_plan
     from lmtoolkit.sweep import plan as plan_mod
+
     # debug=default (both ends of every axis) keeps it quick; the plain quickstart as well
     for extra in (["debug=default"], []) if name == "quickstart" else (["debug=default"],):
         ov = [f"experiment={name}", *extra]
@@ -40,4 +42,6 @@ def test_experiment_cells_equal_hydra_cells(name, monkeypatch):
 def test_a_group_set_elsewhere_is_not_swapped_in_place():
     assert group_is_untouched("policy", ["experiment=quickstart"])
     assert not group_is_untouched("policy", ["experiment=quickstart", "policy.timeout_s=5"])
-    assert not group_is_untouched("policy", ["experiment=quickstart", "debug=default"])  # debug sets policy.timeout_s
+    assert not group_is_untouched(
+        "policy", ["experiment=quickstart", "debug=default"]
+    )  # debug sets policy.timeout_s

@@ -4,6 +4,7 @@ A ``configs/policy/*.yaml`` file names its class (``name``, or ``_target_`` for 
 states only the keys whose value differs from the class's default; every other key keeps the
 default and can still be set as ``policy.KEY=value``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,7 +23,7 @@ SELECTORS = ("name", "_target_")
 
 @pytest.fixture(autouse=True)
 def _examples_on_path(monkeypatch):
-    monkeypatch.syspath_prepend(str(config_dir().parent / "examples"))   # policy=custom
+    monkeypatch.syspath_prepend(str(config_dir().parent / "examples"))  # policy=custom
 
 
 def _load(option) -> dict:
@@ -47,8 +48,20 @@ def _merged(option) -> dict:
 
 
 def test_every_option_is_covered():
-    assert {"qemu", "xen", "vmware", "hyperv", "postcopy", "hybrid", "stopcopy", "custom",
-            "vmware_vsphere5", "vmware_vsphere7", "hyperv_2008r2", "hyperv_2012r2"} <= set(OPTIONS)
+    assert {
+        "qemu",
+        "xen",
+        "vmware",
+        "hyperv",
+        "postcopy",
+        "hybrid",
+        "stopcopy",
+        "custom",
+        "vmware_vsphere5",
+        "vmware_vsphere7",
+        "hyperv_2008r2",
+        "hyperv_2012r2",
+    } <= set(OPTIONS)
 
 
 @pytest.mark.parametrize("option", OPTIONS)
@@ -56,14 +69,17 @@ def test_yaml_states_only_fields_that_differ_from_the_dataclass(option):
     merged = _merged(option)
     assert set(merged) & set(SELECTORS), f"{option}.yaml names no class (name or _target_)"
     fields = policy_fields(merged)
-    for where, keys in (("file", _own_keys(option)),
-                        ("with its defaults list", {k: v for k, v in merged.items()
-                                                    if k not in SELECTORS})):
+    for where, keys in (
+        ("file", _own_keys(option)),
+        ("with its defaults list", {k: v for k, v in merged.items() if k not in SELECTORS}),
+    ):
         for key, value in keys.items():
-            assert key in fields, f"{option}.yaml ({where}): '{key}' is not a field of " \
-                                  f"{policy_class(merged).__name__}"
-            assert value != fields[key], f"{option}.yaml ({where}): {key}: {value!r} is the " \
-                                         f"dataclass default; leave it out"
+            assert key in fields, (
+                f"{option}.yaml ({where}): '{key}' is not a field of {policy_class(merged).__name__}"
+            )
+            assert value != fields[key], (
+                f"{option}.yaml ({where}): {key}: {value!r} is the dataclass default; leave it out"
+            )
 
 
 @pytest.mark.parametrize("option", OPTIONS)
@@ -84,11 +100,18 @@ def test_built_in_options_name_a_registered_policy(option):
 
 def test_the_defaults_users_had_are_kept():
     """Spot checks of the effective values once written in the YAML files."""
+
     def pol(option):
         return build_scenario(compose([f"policy={option}"])).policy
+
     q = pol("qemu")
-    assert (q.max_rounds, q.downtime_limit_ms, q.max_bandwidth_mib_s, q.timeout_s) == (10 ** 9, 300.0, None, 600.0)
-    assert pol("hybrid").max_rounds == 10 ** 9 and pol("hybrid").precopy_passes == 1
+    assert (q.max_rounds, q.downtime_limit_ms, q.max_bandwidth_mib_s, q.timeout_s) == (
+        10**9,
+        300.0,
+        None,
+        600.0,
+    )
+    assert pol("hybrid").max_rounds == 10**9 and pol("hybrid").precopy_passes == 1
     # issue 12 rule 2: DEF_MAX_ITERS 29 = 29 live passes (was 30)
     assert (pol("xen").max_rounds, pol("xen").max_factor) == (29, 3.0)
     assert (pol("hyperv_2008r2").max_passes, pol("hyperv_2008r2").transport) == (10, "tcp")

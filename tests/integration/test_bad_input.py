@@ -1,5 +1,6 @@
 """Bad input, tried as a new user would: one clear line naming the key or path, exit 2,
 no traceback, nothing half-written, and nothing wrong silently accepted."""
+
 from __future__ import annotations
 
 import os
@@ -37,12 +38,26 @@ BAD = [
     (["sweep", "experiment=nope"], ["experiment", "nope", "quickstart"]),
     (["sweep"], ["experiment=NAME"]),
     (["sweep", "experiment=quickstart", "sweep.executor=gpu"], ["sweep.executor", "inline"]),
-    (["sweep", "experiment=quickstart", "sweep.axes.dirty_rate.values={start: 0, stop: 5, num: 3, log: true}"],
-     ["sweep.axes.dirty_rate.values", "> 0"]),
+    (
+        [
+            "sweep",
+            "experiment=quickstart",
+            "sweep.axes.dirty_rate.values={start: 0, stop: 5, num: 3, log: true}",
+        ],
+        ["sweep.axes.dirty_rate.values", "> 0"],
+    ),
     (["sweep", "experiment=quickstart", "sweep.axes.dirty_rate.values=[]"], ["sweep.axes.dirty_rate.values"]),
     (["sweep", "-m", "experiment=quickstart", "hydra/launcher=jobib"], ["hydra/launcher", "joblib"]),
-    (["sweep", "experiment=quickstart", "debug=default", "sweep.executor=dask",
-      "sweep.dask_address=tcp://127.0.0.1:1"], ["sweep.dask_address", "tcp://127.0.0.1:1"]),
+    (
+        [
+            "sweep",
+            "experiment=quickstart",
+            "debug=default",
+            "sweep.executor=dask",
+            "sweep.dask_address=tcp://127.0.0.1:1",
+        ],
+        ["sweep.dask_address", "tcp://127.0.0.1:1"],
+    ),
 ]
 
 
@@ -59,18 +74,36 @@ def test_bad_input_one_line_exit_2(argv, words, capsys):
 
 def test_the_documented_generated_axis_form_works(capsys):
     """README: sweep.axes.dirty_rate.values={start: ..., stop: ..., num: ..., log: true}."""
-    assert main(["sweep", "experiment=quickstart", "debug=default", "--no-plot", "-q",
-                 "sweep.axes.dirty_rate.values={start: 1000, stop: 2000000, num: 5, log: true}"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "experiment=quickstart",
+                "debug=default",
+                "--no-plot",
+                "-q",
+                "sweep.axes.dirty_rate.values={start: 1000, stop: 2000000, num: 5, log: true}",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    assert "dirty_rate 2" in out          # debug keeps the two ends of the 5 generated values
+    assert "dirty_rate 2" in out  # debug keeps the two ends of the 5 generated values
     import lmtoolkit as lmt
-    ds = lmt.sweep(["experiment=quickstart", "debug=default",
-                    "sweep.axes.dirty_rate.values={start: 1000, stop: 2000000, num: 5, log: true}"])
+
+    ds = lmt.sweep(
+        [
+            "experiment=quickstart",
+            "debug=default",
+            "sweep.axes.dirty_rate.values={start: 1000, stop: 2000000, num: 5, log: true}",
+        ]
+    )
     np.testing.assert_allclose(ds.dirty_rate.values, [1000, 2e6])
 
 
 def test_api_accepts_a_string_or_none():
     import lmtoolkit as lmt
+
     a = lmt.simulate("policy=qemu vm.memory_gib=0.25")
     b = lmt.simulate(["policy=qemu", "vm.memory_gib=0.25"])
     assert float(a.total_time) == float(b.total_time)
@@ -80,6 +113,7 @@ def test_api_accepts_a_string_or_none():
 def test_broken_experiment_yaml_is_one_line(tmp_path, monkeypatch, capsys):
     import lmtoolkit as lmt
     from lmtoolkit.errors import ConfigError
+
     cfgs = tmp_path / "configs"
     shutil.copytree(config_dir(), cfgs)
     (cfgs / "experiment" / "broken.yaml").write_text("sweep:\n  axes: {a: [1, 2\n  b: 3\n")
@@ -92,14 +126,17 @@ def test_broken_experiment_yaml_is_one_line(tmp_path, monkeypatch, capsys):
 
 
 def _chattr(flag: str, path: Path) -> bool:
-    return shutil.which("chattr") is not None and \
-        subprocess.run(["chattr", flag, str(path)], capture_output=True).returncode == 0
+    return (
+        shutil.which("chattr") is not None
+        and subprocess.run(["chattr", flag, str(path)], capture_output=True).returncode == 0
+    )
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chattr +i needs root")
 def test_unwritable_destinations_fail_before_the_work(tmp_path, capsys, monkeypatch):
     """An immutable file, an immutable results directory: one line, and nothing simulated."""
     from lmtoolkit import api
+
     f, d = tmp_path / "imm.nc", tmp_path / "imdir"
     f.write_bytes(b"old")
     d.mkdir()
@@ -123,6 +160,7 @@ def test_unwritable_destinations_fail_before_the_work(tmp_path, capsys, monkeypa
 def test_timeout_stops_a_migration_mid_pass():
     """network.bandwidth_gbit_s=1e-9: stopped at policy.timeout_s, not 'completed' after years."""
     import lmtoolkit as lmt
+
     for engine in ("page", "fluid"):
         ds = lmt.simulate(["network.bandwidth_gbit_s=1e-9", f"engine={engine}"])
         assert not ds.completed.item() and not ds.converged.item()
@@ -131,6 +169,7 @@ def test_timeout_stops_a_migration_mid_pass():
 
 def test_override_sweeps_never_replace_the_canonical_result(tmp_path):
     from lmtoolkit.sweep import run
+
     base = ["experiment=quickstart", "debug=default", f"paths.results_dir={tmp_path}"]
     _, canon = run(base)
     stamp = canon["path"].stat().st_mtime_ns

@@ -9,6 +9,7 @@ The default tier runs a reduced set (:data:`N_FAST` scenarios, < 60 s on one cor
 full set (:data:`N_FULL` + the boundary sweep) runs under ``-m slow``.  Run this file as a
 script to print the percentiles: ``python tests/integration/test_differential.py [N]``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,22 +29,45 @@ N_FULL = 660
 #: is not sure of (a scenario on the convergence boundary)
 SEEDS = (11, 12, 13)
 
-POLICIES = ("qemu", "qemu_ac", "qemu_xbzrle", "xen", "xen_v2", "vmware", "hyperv", "hyperv_2008r2",
-            "postcopy", "hybrid", "stopcopy")
+POLICIES = (
+    "qemu",
+    "qemu_ac",
+    "qemu_xbzrle",
+    "xen",
+    "xen_v2",
+    "vmware",
+    "hyperv",
+    "hyperv_2008r2",
+    "postcopy",
+    "hybrid",
+    "stopcopy",
+)
 WORKLOADS = ("idle", "uniform", "hotcold", "zipf", "sequential", "sequential_hotcold")
 
 
 def make_policy(name: str, rng: np.random.Generator, timeout_s: float):
-    from lmtoolkit.policies import (HybridPolicy, HypervPolicy, PostcopyPolicy, QemuPolicy,
-                                    StopCopyPolicy, VmwarePolicy, XenPolicy)
+    from lmtoolkit.policies import (
+        HybridPolicy,
+        HypervPolicy,
+        PostcopyPolicy,
+        QemuPolicy,
+        StopCopyPolicy,
+        VmwarePolicy,
+        XenPolicy,
+    )
+
     limit = float(rng.choice([30.0, 100.0, 300.0, 1000.0]))
     if name == "qemu":
         return QemuPolicy(downtime_limit_ms=limit, timeout_s=timeout_s)
     if name == "qemu_ac":
         return QemuPolicy(downtime_limit_ms=limit, auto_converge=True, timeout_s=timeout_s)
     if name == "qemu_xbzrle":
-        return QemuPolicy(downtime_limit_ms=limit, xbzrle=True,
-                          xbzrle_cache_mib=float(rng.choice([16.0, 64.0, 256.0])), timeout_s=timeout_s)
+        return QemuPolicy(
+            downtime_limit_ms=limit,
+            xbzrle=True,
+            xbzrle_cache_mib=float(rng.choice([16.0, 64.0, 256.0])),
+            timeout_s=timeout_s,
+        )
     if name == "xen":
         return XenPolicy(timeout_s=timeout_s)
     if name == "xen_v2":
@@ -57,8 +81,9 @@ def make_policy(name: str, rng: np.random.Generator, timeout_s: float):
     if name == "postcopy":
         return PostcopyPolicy(timeout_s=timeout_s)
     if name == "hybrid":
-        return HybridPolicy(downtime_limit_ms=limit, precopy_passes=int(rng.integers(1, 4)),
-                            timeout_s=timeout_s)
+        return HybridPolicy(
+            downtime_limit_ms=limit, precopy_passes=int(rng.integers(1, 4)), timeout_s=timeout_s
+        )
     if name == "stopcopy":
         return StopCopyPolicy(timeout_s=timeout_s)
     raise ValueError(name)
@@ -66,6 +91,7 @@ def make_policy(name: str, rng: np.random.Generator, timeout_s: float):
 
 def make_workload(name: str, rng: np.random.Generator, mem_mib: float, rate: float):
     from lmtoolkit.model import HotColdWorkload, IdleWorkload, UniformWorkload, ZipfWorkload
+
     hot = float(min(mem_mib, 2.0 ** rng.uniform(4, 9)))
     if name == "idle":
         return IdleWorkload()
@@ -73,16 +99,24 @@ def make_workload(name: str, rng: np.random.Generator, mem_mib: float, rate: flo
         wss = None if rng.random() < 0.5 else float(min(mem_mib, 2.0 ** rng.uniform(5, 11)))
         return UniformWorkload(dirty_rate_pages_s=rate, wss_mib=wss)
     if name == "hotcold":
-        return HotColdWorkload(dirty_rate_pages_s=rate, hot_mib=hot,
-                               hot_fraction=float(rng.uniform(0.6, 0.98)))
+        return HotColdWorkload(
+            dirty_rate_pages_s=rate, hot_mib=hot, hot_fraction=float(rng.uniform(0.6, 0.98))
+        )
     if name == "zipf":
         return ZipfWorkload(dirty_rate_pages_s=rate, zipf_s=float(rng.uniform(0.7, 1.3)))
     if name == "sequential":
-        return UniformWorkload(dirty_rate_pages_s=rate, pattern="sequential",
-                               wss_mib=float(min(mem_mib, 2.0 ** rng.uniform(5, 11))))
+        return UniformWorkload(
+            dirty_rate_pages_s=rate,
+            pattern="sequential",
+            wss_mib=float(min(mem_mib, 2.0 ** rng.uniform(5, 11))),
+        )
     if name == "sequential_hotcold":
-        return HotColdWorkload(dirty_rate_pages_s=rate, hot_mib=hot, pattern="sequential",
-                               hot_fraction=float(rng.uniform(0.6, 0.98)))
+        return HotColdWorkload(
+            dirty_rate_pages_s=rate,
+            hot_mib=hot,
+            pattern="sequential",
+            hot_fraction=float(rng.uniform(0.6, 0.98)),
+        )
     raise ValueError(name)
 
 
@@ -91,6 +125,7 @@ def scenarios(n: int, seed: int = 20240612):
     rates (write rate relative to the link from 1 % to 150 %)."""
     from lmtoolkit.model import VM, Network
     from lmtoolkit.scenario import Scenario
+
     rng = np.random.default_rng(seed)
     out = []
     combos = [(p, w) for p in POLICIES for w in WORKLOADS]
@@ -105,9 +140,12 @@ def scenarios(n: int, seed: int = 20240612):
         wl = make_workload(wl_name, rng, mem_gib * 1024, rho * link_pages_s)
         timeout = float(rng.choice([60.0, 120.0]))
         vm = VM(memory_gib=mem_gib, zero_fraction=float(rng.choice([0.0, 0.1, 0.3])))
-        out.append((f"{i:03d}-{pol_name}-{wl_name}",
-                    Scenario(vm=vm, workload=wl, network=net,
-                             policy=make_policy(pol_name, rng, timeout))))
+        out.append(
+            (
+                f"{i:03d}-{pol_name}-{wl_name}",
+                Scenario(vm=vm, workload=wl, network=net, policy=make_policy(pol_name, rng, timeout)),
+            )
+        )
     return out
 
 
@@ -116,15 +154,26 @@ def boundary(n: int = 24):
     from lmtoolkit.model import VM, HotColdWorkload, Network, UniformWorkload, ZipfWorkload
     from lmtoolkit.policies import QemuPolicy
     from lmtoolkit.scenario import Scenario
+
     out = []
-    shapes = [lambda r: UniformWorkload(dirty_rate_pages_s=r),
-              lambda r: HotColdWorkload(dirty_rate_pages_s=r, hot_mib=256),
-              lambda r: ZipfWorkload(dirty_rate_pages_s=r)]
+    shapes = [
+        lambda r: UniformWorkload(dirty_rate_pages_s=r),
+        lambda r: HotColdWorkload(dirty_rate_pages_s=r, hot_mib=256),
+        lambda r: ZipfWorkload(dirty_rate_pages_s=r),
+    ]
     for i, rate in enumerate(np.geomspace(5_000, 120_000, n)):
         wl = shapes[i % len(shapes)](float(rate))
-        out.append((f"b{i:02d}-{wl.name}", Scenario(vm=VM(memory_gib=1.0), workload=wl,
-                                                    network=Network(bandwidth_gbit_s=1.0),
-                                                    policy=QemuPolicy(timeout_s=60.0))))
+        out.append(
+            (
+                f"b{i:02d}-{wl.name}",
+                Scenario(
+                    vm=VM(memory_gib=1.0),
+                    workload=wl,
+                    network=Network(bandwidth_gbit_s=1.0),
+                    policy=QemuPolicy(timeout_s=60.0),
+                ),
+            )
+        )
     return out
 
 
@@ -132,6 +181,7 @@ def compare(named):
     """Per-scenario errors of the fluid engine against the page engine (seed ``SEEDS[0]``),
     and whether the page engine's own seeds agree on the verdict."""
     from lmtoolkit.engine import simulate_fluid, simulate_page
+
     scns = [s for _, s in named]
     fluid = simulate_fluid([dataclasses.replace(s, engine="fluid") for s in scns]).records()
     rows = []
@@ -144,14 +194,21 @@ def compare(named):
                 verdicts.add((q.converged, q.completed))
         rel = lambda a, b: abs(a / b - 1.0) if b else abs(a - b)  # noqa: E731
         both = np.isfinite(p.downtime_s) and np.isfinite(f.downtime_s)
-        rows.append(dict(
-            name=name, total=rel(f.total_time_s, p.total_time_s),
-            bytes=rel(f.transferred_bytes, p.transferred_bytes),
-            down=rel(f.downtime_s, p.downtime_s) if both else (0.0 if np.isnan(p.downtime_s) and
-                                                               np.isnan(f.downtime_s) else np.inf),
-            down_abs=abs(f.downtime_s - p.downtime_s) if both else 0.0,
-            flip=(f.converged, f.completed) != (p.converged, p.completed),
-            seed_disagree=len(verdicts) > 1, page=p, fluid=f))
+        rows.append(
+            dict(
+                name=name,
+                total=rel(f.total_time_s, p.total_time_s),
+                bytes=rel(f.transferred_bytes, p.transferred_bytes),
+                down=rel(f.downtime_s, p.downtime_s)
+                if both
+                else (0.0 if np.isnan(p.downtime_s) and np.isnan(f.downtime_s) else np.inf),
+                down_abs=abs(f.downtime_s - p.downtime_s) if both else 0.0,
+                flip=(f.converged, f.completed) != (p.converged, p.completed),
+                seed_disagree=len(verdicts) > 1,
+                page=p,
+                fluid=f,
+            )
+        )
     return rows
 
 
@@ -159,14 +216,23 @@ def summary(rows) -> dict:
     tot = np.array([r["total"] for r in rows])
     byt = np.array([r["bytes"] for r in rows])
     # downtime: an error counts when it is both > 10 % and > 5 ms
-    down = np.array([r["down"] if r["down_abs"] > 0.005 or not np.isfinite(r["down"]) else 0.0
-                     for r in rows])
+    down = np.array([r["down"] if r["down_abs"] > 0.005 or not np.isfinite(r["down"]) else 0.0 for r in rows])
     flips = [r["name"] for r in rows if r["flip"] and not r["seed_disagree"]]
     pct = lambda a, q: float(np.percentile(a, q))  # noqa: E731
-    return dict(n=len(rows), total_p50=pct(tot, 50), total_p90=pct(tot, 90), total_p99=pct(tot, 99),
-                bytes_p50=pct(byt, 50), bytes_p90=pct(byt, 90), bytes_p99=pct(byt, 99),
-                down_p50=pct(down, 50), down_p90=pct(down, 90), down_p99=pct(down, 99),
-                flips=flips, seed_flips=sum(r["flip"] and r["seed_disagree"] for r in rows))
+    return dict(
+        n=len(rows),
+        total_p50=pct(tot, 50),
+        total_p90=pct(tot, 90),
+        total_p99=pct(tot, 99),
+        bytes_p50=pct(byt, 50),
+        bytes_p90=pct(byt, 90),
+        bytes_p99=pct(byt, 99),
+        down_p50=pct(down, 50),
+        down_p90=pct(down, 90),
+        down_p99=pct(down, 99),
+        flips=flips,
+        seed_flips=sum(r["flip"] and r["seed_disagree"] for r in rows),
+    )
 
 
 def check(s: dict) -> None:
@@ -187,22 +253,27 @@ def test_differential_full():
 
 def report(rows, worst: int = 12) -> str:
     s = summary(rows)
-    lines = [f"n={s['n']}  total p50/p90/p99 = {s['total_p50']:.2%} / {s['total_p90']:.2%} / "
-             f"{s['total_p99']:.2%};  bytes {s['bytes_p50']:.2%} / {s['bytes_p90']:.2%} / "
-             f"{s['bytes_p99']:.2%};  downtime {s['down_p50']:.2%} / {s['down_p90']:.2%} / "
-             f"{s['down_p99']:.2%};  flips {len(s['flips'])} (+{s['seed_flips']} seed-uncertain)"]
+    lines = [
+        f"n={s['n']}  total p50/p90/p99 = {s['total_p50']:.2%} / {s['total_p90']:.2%} / "
+        f"{s['total_p99']:.2%};  bytes {s['bytes_p50']:.2%} / {s['bytes_p90']:.2%} / "
+        f"{s['bytes_p99']:.2%};  downtime {s['down_p50']:.2%} / {s['down_p90']:.2%} / "
+        f"{s['down_p99']:.2%};  flips {len(s['flips'])} (+{s['seed_flips']} seed-uncertain)"
+    ]
     for r in sorted(rows, key=lambda r: -max(r["total"], r["bytes"], min(r["down"], 9.99)))[:worst]:
         p, f = r["page"], r["fluid"]
-        lines.append(f"  {r['name']:34s} T {p.total_time_s:8.2f}/{f.total_time_s:<8.2f} "
-                     f"B {p.transferred_bytes / 2**20:8.0f}/{f.transferred_bytes / 2**20:<8.0f} "
-                     f"D {p.downtime_s * 1000:8.1f}/{f.downtime_s * 1000:<8.1f} "
-                     f"c {p.converged:d}/{f.converged:d} r {p.rounds}/{f.rounds}"
-                     f"{'  FLIP' if r['flip'] else ''}")
+        lines.append(
+            f"  {r['name']:34s} T {p.total_time_s:8.2f}/{f.total_time_s:<8.2f} "
+            f"B {p.transferred_bytes / 2**20:8.0f}/{f.transferred_bytes / 2**20:<8.0f} "
+            f"D {p.downtime_s * 1000:8.1f}/{f.downtime_s * 1000:<8.1f} "
+            f"c {p.converged:d}/{f.converged:d} r {p.rounds}/{f.rounds}"
+            f"{'  FLIP' if r['flip'] else ''}"
+        )
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
     import time
+
     n = int(sys.argv[1]) if len(sys.argv) > 1 else N_FAST
     t0 = time.time()
     named = scenarios(n) + (boundary() if "--boundary" in sys.argv else [])

@@ -1,4 +1,5 @@
 """Issue 7: concurrent migrations sharing links (max-min fairness) and host evacuation."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,18 +12,22 @@ from lmtoolkit.errors import ConfigError
 
 pytestmark = pytest.mark.integration
 
-SMALL = ["evacuation.vms=[{name: a, memory_gib: 1, dirty_rate_pages_s: 2000, count: 3},"
-         "{name: b, memory_gib: 2, dirty_rate_pages_s: 500, count: 2}]"]
+SMALL = [
+    "evacuation.vms=[{name: a, memory_gib: 1, dirty_rate_pages_s: 2000, count: 3},"
+    "{name: b, memory_gib: 2, dirty_rate_pages_s: 500, count: 2}]"
+]
 
 
 def test_max_min_shares_a_link_equally_and_gives_the_rest_to_others():
     links = {("s", "out"): 10.0, ("d1", "in"): 10.0, ("d2", "in"): 3.0}
-    r = max_min_rates([(("s", "out"), ("d1", "in")), (("s", "out"), ("d1", "in"))], links,
-                      np.array([np.inf, np.inf]))
+    r = max_min_rates(
+        [(("s", "out"), ("d1", "in")), (("s", "out"), ("d1", "in"))], links, np.array([np.inf, np.inf])
+    )
     assert r == pytest.approx([5.0, 5.0])
     # a flow held to 3 by its other link leaves 7 to the other one
-    r = max_min_rates([(("s", "out"), ("d1", "in")), (("s", "out"), ("d2", "in"))], links,
-                      np.array([np.inf, np.inf]))
+    r = max_min_rates(
+        [(("s", "out"), ("d1", "in")), (("s", "out"), ("d2", "in"))], links, np.array([np.inf, np.inf])
+    )
     assert r == pytest.approx([7.0, 3.0])
 
 
@@ -30,21 +35,28 @@ def test_two_identical_migrations_share_the_source_link_equally():
     scn = lmt.build_scenario(lmt.compose(["vm.memory_gib=0.5", "engine=fluid", "network=1gbe"]))
     link = scn.network.payload_bytes_s()
     solo = simulate_concurrent([Planned("a", scn, "s", "d1", 0.0)], {"s": link, "d1": link})[0]
-    pair = simulate_concurrent([Planned("a", scn, "s", "d1", 0.0), Planned("b", scn, "s", "d2", 0.0)],
-                               {"s": link, "d1": link, "d2": link})
+    pair = simulate_concurrent(
+        [Planned("a", scn, "s", "d1", 0.0), Planned("b", scn, "s", "d2", 0.0)],
+        {"s": link, "d1": link, "d2": link},
+    )
     assert pair[0].end_s == pytest.approx(pair[1].end_s)
     assert pair[0].mean_rate_bytes_s == pytest.approx(link / 2, rel=1e-6)
-    assert pair[0].end_s == pytest.approx(2 * solo.end_s, rel=0.02)   # idle guest: exactly twice
+    assert pair[0].end_s == pytest.approx(2 * solo.end_s, rel=0.02)  # idle guest: exactly twice
 
 
 def test_evacuation_dataset_and_makespan_bound():
     ds = lmt.evacuate(["policy=vmware"] + SMALL)
     assert ds.sizes["vm"] == 5
-    for v, u in (("start", "s"), ("end", "s"), ("downtime", "s"), ("transferred", "bytes"),
-                 ("makespan", "s")):
+    for v, u in (
+        ("start", "s"),
+        ("end", "s"),
+        ("downtime", "s"),
+        ("transferred", "bytes"),
+        ("makespan", "s"),
+    ):
         assert v in ds and ds[v].attrs["units"] == u
-    assert float(ds.concurrency) == 8          # vMotion on 10 GbE
-    link = 10e9 * 0.94 / 8                     # source host payload rate (bytes/s)
+    assert float(ds.concurrency) == 8  # vMotion on 10 GbE
+    link = 10e9 * 0.94 / 8  # source host payload rate (bytes/s)
     assert float(ds.makespan) >= float(ds.transferred.sum()) / link * (1 - 1e-9)
     assert float(ds.makespan) == pytest.approx(float(ds.end.max()))
     assert (ds.end > ds.start).all() and bool(ds.completed.all())
@@ -74,9 +86,14 @@ def test_order_changes_who_goes_first():
 
 
 def test_experiment_axes_become_dims():
-    ds = lmt.evacuate(["experiment=evacuation_order", "sweep.axes.order.values=[largest_first,given]",
-                       "evacuation.vms=[{name: a, memory_gib: 1, count: 2}]"])
-    assert set(ds.makespan.dims) == {"order", "links", "replicate"}   # like every sweep
+    ds = lmt.evacuate(
+        [
+            "experiment=evacuation_order",
+            "sweep.axes.order.values=[largest_first,given]",
+            "evacuation.vms=[{name: a, memory_gib: 1, count: 2}]",
+        ]
+    )
+    assert set(ds.makespan.dims) == {"order", "links", "replicate"}  # like every sweep
     assert (ds.end.max("vm") == ds.makespan).all()
     # 1 GbE takes about ten times as long as 10 GbE
     ratio = float(ds.makespan.sel(links="gigabit")[0, 0] / ds.makespan.sel(links="default")[0, 0])

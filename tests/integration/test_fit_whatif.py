@@ -2,6 +2,7 @@
 real recorded runs: a QMP query-migrate JSON-lines series, a ``virsh domjobinfo`` text and a
 testbed record; the FIT file used by ``lmtk run``; bad input is one line and exit 2.
 ``lmtk validate whatif`` (every family of the reference set) is in the slow tier."""
+
 from __future__ import annotations
 
 import re
@@ -18,8 +19,13 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / "tests" / "data" / "logs"
 #: what an operator knows of these testbed runs (a QMP or libvirt log does not say it)
-KNOWN = ["policy.max_bandwidth_mib_s=64", "policy.downtime_limit_ms=300", "policy.dirty_clear=sync",
-         "policy.timeout_s=60", "vm.vcpus=1"]
+KNOWN = [
+    "policy.max_bandwidth_mib_s=64",
+    "policy.downtime_limit_ms=300",
+    "policy.dirty_clear=sync",
+    "policy.timeout_s=60",
+    "vm.vcpus=1",
+]
 CASES = {
     "qmp": (LOGS / "qmp_r10000-h064-rand-bw064-dl0300-n0.jsonl", KNOWN, 9998),
     "domjobinfo": (LOGS / "domjobinfo_r05000-h064-rand-bw064-dl0300-n0.txt", KNOWN, 5001),
@@ -40,11 +46,22 @@ def fits(tmp_path_factory):
     d = tmp_path_factory.mktemp("fits") / "fit"
     import contextlib
     import io
+
     for name, (log, known, _) in CASES.items():
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
-            rc = main(["fit", str(log), *known, "--out", str(d / f"{name}.yaml"), "--bootstrap", "40",
-                       *OPTIONS.get(name, [])])
+            rc = main(
+                [
+                    "fit",
+                    str(log),
+                    *known,
+                    "--out",
+                    str(d / f"{name}.yaml"),
+                    "--bootstrap",
+                    "40",
+                    *OPTIONS.get(name, []),
+                ]
+            )
         assert rc == 0, name
         out[name], text[name] = d / f"{name}.yaml", buf.getvalue()
     return out, text
@@ -58,7 +75,7 @@ def test_lmtk_fit_works_on_each_kind_of_log(fits, name):
     out = text[name]
     assert f"wrote {paths[name]}" in out and "lmtk whatif" in out and "lmtk run hydra.searchpath=" in out
     m = re.search(r"workload\.dirty_rate_pages_s\s+([0-9.e+]+)", out)
-    assert m and float(m.group(1)) == pytest.approx(guest_rate, rel=RATE_TOL[name])   # the guest's own count
+    assert m and float(m.group(1)) == pytest.approx(guest_rate, rel=RATE_TOL[name])  # the guest's own count
     assert "fit quality" in out
 
 
@@ -70,8 +87,18 @@ def test_lmtk_whatif_on_each_fit(fits, name, tmp_path, capsys):
     rc = main(["whatif", str(paths[name]), *axes, "--out", str(out), "--figure", str(fig), "--samples", "20"])
     assert rc == 0
     ds = read_dataset(out)
-    for v in ("total_time", "downtime", "transferred", "converged", "completed", "total_time_lo",
-              "total_time_hi", "converged_share", "observed_total_time", "fitted_sync_time"):
+    for v in (
+        "total_time",
+        "downtime",
+        "transferred",
+        "converged",
+        "completed",
+        "total_time_lo",
+        "total_time_hi",
+        "converged_share",
+        "observed_total_time",
+        "fitted_sync_time",
+    ):
         assert v in ds, v
     assert np.isfinite(ds.total_time.values).all()
     assert fig.exists() and fig.stat().st_size > 10_000
@@ -79,7 +106,7 @@ def test_lmtk_whatif_on_each_fit(fits, name, tmp_path, capsys):
     assert "observed run" in printed
     if name == "qmp":
         assert ds.total_time.dims == ("policy",)
-        assert bool(ds.completed.sel(policy="hybrid"))                 # post-copy always ends
+        assert bool(ds.completed.sel(policy="hybrid"))  # post-copy always ends
         assert "policy=hybrid" in printed
     else:
         assert "network=1gbe" in printed and not ds.total_time.dims
@@ -89,7 +116,9 @@ def test_the_fit_file_runs_with_lmtk_run(fits, tmp_path):
     paths, _ = fits
     p = paths["qmp"]
     out = tmp_path / "r.nc"
-    assert main(["run", f"hydra.searchpath=[file://{p.parent.parent}]", f"+fit={p.stem}", "-o", str(out)]) == 0
+    assert (
+        main(["run", f"hydra.searchpath=[file://{p.parent.parent}]", f"+fit={p.stem}", "-o", str(out)]) == 0
+    )
     ds = read_dataset(out)
     assert bool(ds.converged) and float(ds.total_time) == pytest.approx(5.223, rel=0.05)
 
@@ -110,14 +139,17 @@ def _truncated(tmp_path):
     return p
 
 
-@pytest.mark.parametrize("argv, words", [
-    (lambda t: ["fit", str(_truncated(t))], ["cut.jsonl", "line"]),
-    (lambda t: ["fit", str(t / "none.jsonl")], ["none.jsonl", "no such file"]),
-    (lambda t: ["fit", str(CASES["qmp"][0]), "policy.max_bandwith_mib_s=64"], ["max_bandwith_mib_s"]),
-    (lambda t: ["fit", str(CASES["qmp"][0]), "--out", "/proc/fit.yaml"], ["/proc/fit.yaml", "--out"]),
-    (lambda t: ["whatif", str(t / "no.yaml")], ["no.yaml", "lmtk fit"]),
-    (lambda t: ["whatif", str(CASES["qmp"][0])], ["not valid YAML"]),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (lambda t: ["fit", str(_truncated(t))], ["cut.jsonl", "line"]),
+        (lambda t: ["fit", str(t / "none.jsonl")], ["none.jsonl", "no such file"]),
+        (lambda t: ["fit", str(CASES["qmp"][0]), "policy.max_bandwith_mib_s=64"], ["max_bandwith_mib_s"]),
+        (lambda t: ["fit", str(CASES["qmp"][0]), "--out", "/proc/fit.yaml"], ["/proc/fit.yaml", "--out"]),
+        (lambda t: ["whatif", str(t / "no.yaml")], ["no.yaml", "lmtk fit"]),
+        (lambda t: ["whatif", str(CASES["qmp"][0])], ["not valid YAML"]),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, words):
     assert main(argv(tmp_path)) == 2
     err = capsys.readouterr().err.strip()

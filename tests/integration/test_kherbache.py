@@ -1,4 +1,5 @@
 """Issue 7: replaying measured concurrent KVM migrations (Kherbache 2017)."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,6 +11,7 @@ pytestmark = pytest.mark.integration
 
 def test_the_data_ships_with_the_project():
     from lmtoolkit.paths import data_dir
+
     d = kh.default_dir()
     assert d == data_dir() / "validation" / "kherbache2017"
     assert len(list((d / "input").glob("random.*.json"))) == 50
@@ -33,6 +35,7 @@ def test_full_replay_meets_goals_on_held_out_scenarios():
     import io
 
     from lmtoolkit.testbed.validate import DATASETS, run_validate  # what `lmtk validate` calls
+
     assert "kherbache2017" in DATASETS
     buf = io.StringIO()
     assert run_validate("kherbache2017", out=buf) == 0
@@ -49,6 +52,7 @@ def test_split_and_solo_definition():
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):
     from lmtoolkit.errors import ConfigError
+
     with pytest.raises(ConfigError) as e:
         kh.load(tmp_path)
     assert str(tmp_path) in str(e.value) and "--data" in str(e.value)
@@ -56,6 +60,7 @@ def test_missing_data_dir_is_a_clear_error(tmp_path):
 
 def test_cli_names_the_missing_path_and_the_option(tmp_path, capsys):
     from lmtoolkit.cli import main
+
     missing = tmp_path / "nowhere"
     assert main(["validate", "kherbache2017", "--data", str(missing)]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -1,4 +1,5 @@
 """Sweeps end to end: every experiment under debug, schema, cache, resume, executors, multirun."""
+
 from __future__ import annotations
 
 import json
@@ -24,6 +25,7 @@ ROOT = config_dir().parent
 
 def _run(overrides, tmp_path=None):
     from lmtoolkit.sweep import run
+
     ov = list(overrides)
     if tmp_path is not None:
         ov.append(f"paths.results_dir={tmp_path}")
@@ -42,7 +44,7 @@ def test_every_experiment_runs_under_debug(name, tmp_path):
     plan = info["plan"]
     dims = [a.dim for a in plan.axes]
     assert ds.attrs["lmt_task"] == plan.task
-    if plan.task == "evacuation":     # one evacuation per point: dim vm
+    if plan.task == "evacuation":  # one evacuation per point: dim vm
         assert list(ds["makespan"].dims) == dims + ["replicate"]
         assert ds["end"].dims == tuple(dims + ["replicate", "vm"]) and ds.sizes["vm"] > 1
     else:
@@ -59,8 +61,17 @@ def test_every_experiment_runs_under_debug(name, tmp_path):
     done = ds.end if plan.task == "evacuation" else ds.total_time
     assert np.isfinite(done.values[ds.completed.values]).all()
     # provenance: string attrs + provenance.yaml beside the file
-    for k in ("lmt_config", "lmt_overrides", "lmt_config_hash", "lmt_git_commit", "lmt_versions",
-              "lmt_created_at", "title", "source", "history"):
+    for k in (
+        "lmt_config",
+        "lmt_overrides",
+        "lmt_config_hash",
+        "lmt_git_commit",
+        "lmt_versions",
+        "lmt_created_at",
+        "title",
+        "source",
+        "history",
+    ):
         assert isinstance(ds.attrs[k], str) and ds.attrs[k], k
     assert ds.attrs["lmt_experiment"] == name
     out = info["path"]
@@ -70,6 +81,7 @@ def test_every_experiment_runs_under_debug(name, tmp_path):
     assert prov["experiment"] == name and prov["config"]["sweep"]["axes"]
     assert not (out.parent / ".partial").exists()
     from lmtoolkit.sweep import read_result
+
     xr.testing.assert_identical(read_result(out), ds)
 
 
@@ -81,6 +93,7 @@ def test_quickstart_page_engine_differs_by_seed(tmp_path):
 
 def test_cache_hit_and_miss(tmp_path, monkeypatch):
     from lmtoolkit.sweep import execute as mod
+
     calls = []
     real = mod.run_chunk
     monkeypatch.setattr(mod, "run_chunk", lambda t: calls.append(t.start) or real(t))
@@ -108,6 +121,7 @@ def test_cache_hit_and_miss(tmp_path, monkeypatch):
 def test_resume_computes_only_missing_chunks(tmp_path, monkeypatch):
     """An interrupted sweep (exception after 3 chunks) resumes from its partial files."""
     from lmtoolkit.sweep import execute as mod
+
     base = ["experiment=quickstart", "debug=default", "sweep.chunk_size=1"]
     ref, _ = _run(base, tmp_path / "ref")
     real = mod.run_chunk
@@ -137,8 +151,17 @@ def test_resume_computes_only_missing_chunks(tmp_path, monkeypatch):
 def test_resume_after_sigkill(tmp_path):
     """`lmtk sweep` killed with SIGKILL mid-way; the rerun computes only the missing chunks."""
     env = dict(os.environ, LMT_RESULTS_DIR=str(tmp_path / "run"))
-    cmd = [sys.executable, "-m", "lmtoolkit.cli", "sweep", "experiment=quickstart",
-           "sweep.chunk_size=1", "sweep.replicates=2", "--no-plot", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lmtoolkit.cli",
+        "sweep",
+        "experiment=quickstart",
+        "sweep.chunk_size=1",
+        "sweep.replicates=2",
+        "--no-plot",
+        "-q",
+    ]
     part = tmp_path / "run" / "quickstart" / ".partial"
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     deadline = time.time() + 120
@@ -156,6 +179,7 @@ def test_resume_after_sigkill(tmp_path):
     prov = yaml.safe_load((tmp_path / "run" / "quickstart" / "provenance.yaml").read_text())
     assert prov["run"]["chunks_reused"] == kept and prov["run"]["chunks_computed"] == 32 - kept
     from lmtoolkit.sweep import read_result
+
     resumed = read_result(tmp_path / "run" / "quickstart" / "quickstart.nc")
     ref, _ = _run(["experiment=quickstart", "sweep.replicates=2"], tmp_path / "ref")
     xr.testing.assert_identical(_data(resumed), _data(ref))
@@ -164,12 +188,13 @@ def test_resume_after_sigkill(tmp_path):
 def test_partial_files_are_atomic(tmp_path):
     """A half-written chunk (a stray temp file) is never taken as a result."""
     from lmtoolkit.sweep import make_plan
+
     base = ["experiment=quickstart", "debug=default", "sweep.chunk_size=1", f"paths.results_dir={tmp_path}"]
     plan = make_plan(base)
     d = plan.out_path.parent / ".partial" / plan.config_hash
     d.mkdir(parents=True)
     (d / ".chunk-0000000000-0000000001.npz.abc.tmp").write_bytes(b"garbage")
-    (d / "chunk-0000000001-0000000002.npz").write_bytes(b"truncated")   # damaged: recomputed
+    (d / "chunk-0000000001-0000000002.npz").write_bytes(b"truncated")  # damaged: recomputed
     ds, info = _run(base)
     assert info["chunks_reused"] == 0 and info["chunks_computed"] == info["chunks"]
     validate(ds)
@@ -178,14 +203,15 @@ def test_partial_files_are_atomic(tmp_path):
 def test_executor_equivalence_inline_processes_dask_address(tmp_path):
     """Same Dataset from inline, a process pool and a Dask cluster given by address."""
     from distributed import LocalCluster
+
     base = ["experiment=quickstart", "debug=default", "sweep.chunk_size=1", "sweep.cache=false"]
     inline, _ = _run(base, tmp_path)
     procs, _ = _run(base + ["sweep.executor=processes", "sweep.workers=2"], tmp_path)
     xr.testing.assert_identical(_data(inline), _data(procs))
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster:
-        dsk, info = _run(base + ["sweep.executor=dask", f"sweep.dask_address={cluster.scheduler_address}"],
-                         tmp_path)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        dsk, info = _run(
+            base + ["sweep.executor=dask", f"sweep.dask_address={cluster.scheduler_address}"], tmp_path
+        )
     assert info["chunks_computed"] == info["chunks"] == 8
     xr.testing.assert_identical(_data(inline), _data(dsk))
     # the fluid path too (vectorised columns per chunk, any chunking)
@@ -216,20 +242,24 @@ def test_zarr_format(tmp_path):
     _, again = _run(["experiment=bandwidth_vs_dirty_rate", "debug=default", "sweep.format=zarr"], tmp_path)
     assert again["cached"]
     from lmtoolkit.sweep import read_result
-    xr.testing.assert_allclose(read_result(info["path"])[["total_time", "downtime"]],
-                               ds[["total_time", "downtime"]])
+
+    xr.testing.assert_allclose(
+        read_result(info["path"])[["total_time", "downtime"]], ds[["total_time", "downtime"]]
+    )
 
 
 def test_worker_errors_surface_as_config_errors(tmp_path):
     import pickle
 
     from lmtoolkit.errors import ConfigError
+
     e = pickle.loads(pickle.dumps(ConfigError("vm.memory_gib", -1, "must be > 0")))
     assert e.key == "vm.memory_gib" and str(e) == "vm.memory_gib=-1 is not allowed: must be > 0"
 
 
 def test_cli_sweep_prints_table_and_writes_figure(tmp_path, capsys):
     from lmtoolkit.cli import main
+
     assert main(["sweep", "experiment=quickstart", "debug=default"]) == 0
     out = capsys.readouterr().out
     assert "experiment quickstart: 8 points" in out and "total time [s]" in out
@@ -242,6 +272,7 @@ def test_cli_sweep_prints_table_and_writes_figure(tmp_path, capsys):
 
 def test_python_api_sweep_is_exported():
     import lmtoolkit as lmt
+
     ds = lmt.sweep(["experiment=auto_converge", "debug=default"])
     assert set(ds["total_time"].dims) == {"auto_converge", "network", "dirty_rate", "replicate"}
     assert ds.auto_converge.dtype == bool
@@ -250,10 +281,18 @@ def test_python_api_sweep_is_exported():
 # ---- Hydra multirun + collect ----------------------------------------------------------------
 def _multirun(tmp_path, extra, launcher=None):
     from lmtoolkit.cli import main
+
     sweep_dir = tmp_path / "mr"
-    argv = ["sweep", "-m", "experiment=quickstart", "debug=default",
-            "sweep.axes.policy.values=[vmware]", "sweep.axes.network.values=[10gbe]",
-            f"hydra.sweep.dir={sweep_dir}", *extra]
+    argv = [
+        "sweep",
+        "-m",
+        "experiment=quickstart",
+        "debug=default",
+        "sweep.axes.policy.values=[vmware]",
+        "sweep.axes.network.values=[10gbe]",
+        f"hydra.sweep.dir={sweep_dir}",
+        *extra,
+    ]
     if launcher:
         argv.append(f"hydra/launcher={launcher}")
     assert main(argv) == 0
@@ -263,6 +302,7 @@ def _multirun(tmp_path, extra, launcher=None):
 def _check_collected(d, n_jobs, new_dims):
     from lmtoolkit.cli import main
     from lmtoolkit.sweep import read_result
+
     jobs = sorted((p for p in d.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
     assert len(jobs) == n_jobs and all(list(j.rglob("quickstart.nc")) for j in jobs)
     assert main(["collect", str(d)]) == 0
@@ -283,8 +323,8 @@ def _check_collected(d, n_jobs, new_dims):
 def test_multirun_basic_launcher_and_collect(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     d = _multirun(tmp_path, ["seed=1,0"])
-    ds = _check_collected(d, 2, {"seed": "seed_"})     # `seed` is taken by the seed coordinate
-    assert list(ds.seed_.values) == [1, 0]              # the order the jobs ran in
+    ds = _check_collected(d, 2, {"seed": "seed_"})  # `seed` is taken by the seed coordinate
+    assert list(ds.seed_.values) == [1, 0]  # the order the jobs ran in
     assert not np.array_equal(ds.total_time.isel(seed_=0).values, ds.total_time.isel(seed_=1).values)
 
 
@@ -301,11 +341,14 @@ def test_multirun_launcher_plugins(tmp_path, monkeypatch, launcher):
 def test_fluid_replicates_are_computed_once(tmp_path, monkeypatch):
     """A fluid point does not depend on the seed: replicates are simulated once and copied."""
     from lmtoolkit.tasks import migration
+
     rows = []
     real = migration.simulate_fluid_columns
-    monkeypatch.setattr(migration, "simulate_fluid_columns",
-                        lambda tpl, cols, **k: rows.append(len(next(iter(cols.values())))) or
-                        real(tpl, cols, **k))
+    monkeypatch.setattr(
+        migration,
+        "simulate_fluid_columns",
+        lambda tpl, cols, **k: rows.append(len(next(iter(cols.values())))) or real(tpl, cols, **k),
+    )
     ds, info = _run(["experiment=memory_scaling", "debug=default", "sweep.replicates=5"], tmp_path)
     assert ds.sizes["replicate"] == 5 and sum(rows) == info["points"] // 5
     x = ds.total_time.values

@@ -7,6 +7,7 @@ test runs it: it downloads QEMU 10 and a Debian kernel (about 0.5 GB unpacked in
 cannot be set up here; deselect with ``-m "not slow and not benchmark and not testbed"``.
 About 30 s once set up: one TCG boot, two migrations.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -34,14 +35,17 @@ def testbed_paths():
 def calibration():
     from lmtoolkit.paths import project_root
     from lmtoolkit.testbed.record import load_runs
+
     runs = load_runs(project_root() / "data" / "testbed")
     return V.fit([r for r in runs if V.is_fit(r.attrs.get("lmt_label", ""))])
 
 
 @pytest.fixture(scope="module")
 def measured(testbed_paths):
-    specs = {"idle": RunSpec(dirty_rate_pages_s=0, max_bandwidth_mib_s=100, settle_s=0.5),
-             "dirty": RunSpec(dirty_rate_pages_s=5000, hot_mib=32, max_bandwidth_mib_s=100, settle_s=1.0)}
+    specs = {
+        "idle": RunSpec(dirty_rate_pages_s=0, max_bandwidth_mib_s=100, settle_s=0.5),
+        "dirty": RunSpec(dirty_rate_pages_s=5000, hot_mib=32, max_bandwidth_mib_s=100, settle_s=1.0),
+    }
     out = {}
     with Testbed(GuestSpec(), testbed_paths, log=lambda *a: None) as tb:
         for name, spec in specs.items():
@@ -58,15 +62,16 @@ def test_real_migration_keeps_guest_memory(measured, name):
     assert m["status"] == "completed" and bool(ds.completed.item())
     assert m["verify_pages"] == GuestSpec().buffer_mib * 256
     assert m["verify_bad_pages"] == 0
-    assert ds.dirty_sync_count.item() >= 3       # setup sync + one in pre-copy + the final one
+    assert ds.dirty_sync_count.item() >= 3  # setup sync + one in pre-copy + the final one
     if name == "dirty":
         assert m["dirty_rate_measured"] > 4000
-        assert ds.ram_normal.item() > ds.ram_total.item() / 4096 - ds.ram_duplicate.item()   # re-sent pages
+        assert ds.ram_normal.item() > ds.ram_total.item() / 4096 - ds.ram_duplicate.item()  # re-sent pages
 
 
 @pytest.mark.parametrize("name", ["idle", "dirty"])
 def test_simulator_predicts_the_real_migration(measured, calibration, name):
     import lmtoolkit as lmt
+
     _, run = measured[name]
     sim = lmt.simulate(V.overrides_for(run, calibration))
     rel_t = abs(sim.total_time.item() / run.total_time.item() - 1)

@@ -1,5 +1,6 @@
 """Results you can trust: the cache keys on the code, experiments run what they declare,
 one runner for every task, and every executor resumes after SIGKILL."""
+
 from __future__ import annotations
 
 import os
@@ -21,28 +22,35 @@ PKG = ROOT / "lmtoolkit"
 
 
 def _lmtk(args, env, cwd, **kw):
-    return subprocess.run([sys.executable, "-m", "lmtoolkit.cli", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "lmtoolkit.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, **kw
+    )
 
 
 def test_cache_recomputes_when_a_rule_changes(tmp_path):
     """A copy of the package; its rule edited (uncommitted, no git): never served from cache."""
     work = tmp_path / "src"
     shutil.copytree(PKG, work / "lmtoolkit", ignore=shutil.ignore_patterns("__pycache__"))
-    env = dict(os.environ, PYTHONPATH=str(work), LMT_CONFIG_DIR=str(config_dir()),
-               LMT_RESULTS_DIR=str(tmp_path / "results"))
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(work),
+        LMT_CONFIG_DIR=str(config_dir()),
+        LMT_RESULTS_DIR=str(tmp_path / "results"),
+    )
     args = ["sweep", "experiment=quickstart", "debug=default", "engine=fluid", "--no-plot", "-q"]
     probe = "import lmtoolkit, lmtoolkit.provenance as p; print(lmtoolkit.__file__, p.code_hash())"
 
     def code_hash():
-        out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
-                             cwd=tmp_path)
+        out = subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, cwd=tmp_path
+        )
         path, h = out.stdout.split()
-        assert Path(path).is_relative_to(work)        # the copy runs, not the checkout
+        assert Path(path).is_relative_to(work)  # the copy runs, not the checkout
         return h
 
     def result(run):
         from lmtoolkit.sweep import read_result
+
         line = next(x for x in run.stdout.splitlines() if x.startswith(("wrote ", "dataset ")))
         return read_result(line.split(" ", 1)[1].strip())
 
@@ -64,12 +72,13 @@ def test_cache_recomputes_when_a_rule_changes(tmp_path):
     assert rerun.returncode == 0, rerun.stderr
     assert "served from cache" not in rerun.stdout and "computed" in rerun.stdout
     ds = result(rerun)
-    assert (ds.total_time.values > before + 1.9).all()   # the new rule's numbers, not the old ones
+    assert (ds.total_time.values > before + 1.9).all()  # the new rule's numbers, not the old ones
     assert ds.attrs["lmt_code_hash"] == h2
 
 
 def test_code_hash_covers_every_source_and_c_file():
     from lmtoolkit import provenance
+
     files = {p.relative_to(PKG).as_posix() for p in provenance.code_files()}
     assert "policies/qemu.py" in files and "sweep/plan.py" in files
     assert any(f.endswith(".c") for f in files)
@@ -79,6 +88,7 @@ def test_code_hash_covers_every_source_and_c_file():
 def test_evacuation_experiment_runs_as_declared(tmp_path):
     """lmtk sweep runs the evacuation the experiment declares; lmtk evacuate gives the same."""
     import lmtoolkit as lmt
+
     ov = ["experiment=evacuation_order", "debug=default", f"paths.results_dir={tmp_path}"]
     a = lmt.sweep(ov)
     b = lmt.evacuate(ov)
@@ -87,14 +97,18 @@ def test_evacuation_experiment_runs_as_declared(tmp_path):
     assert (a.end.max("vm") == a.makespan).all()
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["evacuate", "experiment=quickstart"], ["task=migration", "lmtk sweep"]),
-    (["run", "experiment=quickstart"], ["sweep axes", "lmtk sweep"]),
-    (["run", "experiment=evacuation_order"], ["task=evacuation"]),
-    (["run", "task=evacuation"], ["task=evacuation"]),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["evacuate", "experiment=quickstart"], ["task=migration", "lmtk sweep"]),
+        (["run", "experiment=quickstart"], ["sweep axes", "lmtk sweep"]),
+        (["run", "experiment=evacuation_order"], ["task=evacuation"]),
+        (["run", "task=evacuation"], ["task=evacuation"]),
+    ],
+)
 def test_a_command_never_substitutes_another_task(argv, words, capsys):
     from lmtoolkit.cli import main
+
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and all(w in err for w in words), err
@@ -104,10 +118,12 @@ def test_lmtk_run_composes_once(monkeypatch, tmp_path):
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
     from lmtoolkit.cli import main
+
     calls = []
     real = ConfigLoaderImpl.load_configuration
-    monkeypatch.setattr(ConfigLoaderImpl, "load_configuration",
-                        lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    monkeypatch.setattr(
+        ConfigLoaderImpl, "load_configuration", lambda self, *a, **k: calls.append(1) or real(self, *a, **k)
+    )
     assert main(["run", "vm.memory_gib=0.25", "policy.xbzrle=true", "-o", str(tmp_path / "r.nc")]) == 0
     assert len(calls) == 1
     calls.clear()
@@ -115,33 +131,41 @@ def test_lmtk_run_composes_once(monkeypatch, tmp_path):
     assert len(calls) == 1
     calls.clear()
     assert main(["sweep", "experiment=bandwidth_vs_dirty_rate", "debug=default", "--no-plot", "-q"]) == 0
-    assert len(calls) == 1                                # no group swap: one composition
+    assert len(calls) == 1  # no group swap: one composition
     calls.clear()
     assert main(["sweep", "experiment=memory_scaling", "--no-plot", "-q"]) == 0
-    assert len(calls) == 1                  # policy x network swaps reuse the one composition
+    assert len(calls) == 1  # policy x network swaps reuse the one composition
 
 
 def test_api_imports_no_plotting():
-    out = subprocess.run([sys.executable, "-c", "import sys, lmtoolkit.api; print(sorted(m for m in "
-                          "sys.modules if m.startswith(('lmtoolkit.plotting', 'lmtoolkit.notebooks', "
-                          "'matplotlib', 'seaborn', 'papermill'))))"],
-                         capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, lmtoolkit.api; print(sorted(m for m in "
+            "sys.modules if m.startswith(('lmtoolkit.plotting', 'lmtoolkit.notebooks', "
+            "'matplotlib', 'seaborn', 'papermill'))))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 # -- resume after SIGKILL, every executor -----------------------------------------------------
 def _kill_and_resume(tmp_path, args, folder, n_chunks, kill_after):
     env = dict(os.environ, LMT_RESULTS_DIR=str(tmp_path / "run"))
-    cmd = [sys.executable, "-m", "lmtoolkit.cli", "sweep", *args, "sweep.chunk_size=1",
-           "--no-plot", "-q"]
-    tree = tmp_path / "run" / "debug" / folder          # the canonical dir or a variant's
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            cwd=ROOT, start_new_session=True)
+    cmd = [sys.executable, "-m", "lmtoolkit.cli", "sweep", *args, "sweep.chunk_size=1", "--no-plot", "-q"]
+    tree = tmp_path / "run" / "debug" / folder  # the canonical dir or a variant's
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, start_new_session=True
+    )
     deadline = time.time() + 120
     while time.time() < deadline and len(list(tree.rglob(".partial/*/chunk-*.npz"))) < kill_after:
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.005)
-    os.killpg(proc.pid, signal.SIGKILL)               # the job and every worker it started
+    os.killpg(proc.pid, signal.SIGKILL)  # the job and every worker it started
     proc.wait()
     kept = {p.name for p in tree.rglob(".partial/*/chunk-*.npz")}
     assert kill_after <= len(kept) < n_chunks

@@ -1,5 +1,6 @@
 """Figure functions on small synthetic Datasets: axes with labels and units; the registry;
 sidecars; the one palette."""
+
 from __future__ import annotations
 
 import re
@@ -27,8 +28,10 @@ def _plot_axes(fig):
 @pytest.mark.parametrize("fig_id", list(FIGURES))
 def test_every_registered_figure_draws_labelled_axes_from_a_dataset(fig_id):
     import matplotlib.pyplot as plt
+
     spec = FIGURES[fig_id]
     from lmtoolkit.sweep import make_plan
+
     task = make_plan([f"experiment={spec.experiment}"], expand=False).task
     ds = evacuation_like() if task == "evacuation" else experiment_like(**EXPERIMENTS[spec.experiment])
     fig = spec.function(ds)
@@ -47,6 +50,7 @@ def test_registry_ids_files_and_lookup():
         assert spec.caption and spec.notebook.startswith("2")
     assert get("1") is get("fig01") is get("quickstart")
     from lmtoolkit.errors import ConfigError
+
     with pytest.raises(ConfigError, match="fig01"):
         get("fig99")
 
@@ -67,14 +71,20 @@ def test_save_writes_png_pdf_and_a_sidecar(tmp_path):
 def test_teaching_and_validation_figures_label_their_axes():
     import numpy as np
     import xarray as xr
+
     ds = experiment_like(policy=["qemu", "xen"])
     cases = ds.isel(replicate=0).rename(policy="case")
     fig = F.compare_bars(cases, ["total_time", "downtime", "transferred"])
-    assert [ax.get_ylabel() for ax in fig.axes] == ["total migration time (s)", "downtime (ms)",
-                                                      "data sent (GiB)"]
-    bitmap = xr.DataArray(np.random.default_rng(0).uniform(size=(3, 8)), dims=("round", "address"),
-                          coords={"round": [0, 1, 2], "address": ("address", np.arange(8) * 128.0,
-                                                                   {"units": "MiB"})})
+    assert [ax.get_ylabel() for ax in fig.axes] == [
+        "total migration time (s)",
+        "downtime (ms)",
+        "data sent (GiB)",
+    ]
+    bitmap = xr.DataArray(
+        np.random.default_rng(0).uniform(size=(3, 8)),
+        dims=("round", "address"),
+        coords={"round": [0, 1, 2], "address": ("address", np.arange(8) * 128.0, {"units": "MiB"})},
+    )
     fig = F.dirty_bitmap(bitmap)
     assert "MiB" in fig.axes[0].get_xlabel() and fig.axes[0].get_ylabel() == "round (index)"
 

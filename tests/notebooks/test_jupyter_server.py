@@ -3,6 +3,7 @@
 Starts a real ``jupyter_server`` on 127.0.0.1 (random port, random token) at the project
 root and talks to its REST API, then shuts it down cleanly.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -31,10 +32,12 @@ def _free_port() -> int:
 
 
 def _api(base, token, method, path, body=None, timeout=30):
-    req = urllib.request.Request(base + path, method=method,
-                                 data=None if body is None else json.dumps(body).encode(),
-                                 headers={"Authorization": f"token {token}",
-                                          "Content-Type": "application/json"})
+    req = urllib.request.Request(
+        base + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=timeout) as r:
         text = r.read().decode()
         return r.status, (json.loads(text) if text else None)
@@ -44,17 +47,37 @@ async def _run_code(ws_base, token, kernel_id, code, timeout=90) -> str:
     """Execute ``code`` on the kernel through the server's websocket; return its stdout."""
     from tornado.httpclient import HTTPRequest
     from tornado.websocket import websocket_connect
+
     session = uuid.uuid4().hex
-    req = HTTPRequest(f"{ws_base}/api/kernels/{kernel_id}/channels?session_id={session}",
-                      headers={"Authorization": f"token {token}"})
+    req = HTTPRequest(
+        f"{ws_base}/api/kernels/{kernel_id}/channels?session_id={session}",
+        headers={"Authorization": f"token {token}"},
+    )
     conn = await asyncio.wait_for(websocket_connect(req), timeout)
     msg_id = uuid.uuid4().hex
-    conn.write_message(json.dumps({
-        "header": {"msg_id": msg_id, "username": "test", "session": session,
-                   "msg_type": "execute_request", "version": "5.3"},
-        "parent_header": {}, "metadata": {}, "channel": "shell",
-        "content": {"code": code, "silent": False, "store_history": False,
-                    "user_expressions": {}, "allow_stdin": False}}))
+    conn.write_message(
+        json.dumps(
+            {
+                "header": {
+                    "msg_id": msg_id,
+                    "username": "test",
+                    "session": session,
+                    "msg_type": "execute_request",
+                    "version": "5.3",
+                },
+                "parent_header": {},
+                "metadata": {},
+                "channel": "shell",
+                "content": {
+                    "code": code,
+                    "silent": False,
+                    "store_history": False,
+                    "user_expressions": {},
+                    "allow_stdin": False,
+                },
+            }
+        )
+    )
     out, done, deadline = [], False, time.monotonic() + timeout
     while not done:
         raw = await asyncio.wait_for(conn.read_message(), max(1.0, deadline - time.monotonic()))
@@ -80,11 +103,23 @@ def test_jupyter_server_lists_notebooks_and_starts_the_project_kernel(tmp_path):
     base = f"http://127.0.0.1:{port}"
     log = open(tmp_path / "server.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
-         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={project_root()}",
-         f"--ServerApp.runtime_dir={tmp_path / 'runtime'}"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=project_root())
+        [
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            "--no-browser",
+            "--allow-root",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={project_root()}",
+            f"--ServerApp.runtime_dir={tmp_path / 'runtime'}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=project_root(),
+    )
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -106,8 +141,14 @@ def test_jupyter_server_lists_notebooks_and_starts_the_project_kernel(tmp_path):
         assert {f"{n}.ipynb" for n in lnb.list_notebooks()} <= listed
         status, kernel = _api(base, token, "POST", "/api/kernels", {"name": lnb.KERNEL_NAME})
         assert status == 201 and kernel["name"] == lnb.KERNEL_NAME
-        out = asyncio.run(_run_code(f"ws://127.0.0.1:{port}", token, kernel["id"],
-                                    "import lmtoolkit, sys; print(lmtoolkit.__version__, sys.executable)"))
+        out = asyncio.run(
+            _run_code(
+                f"ws://127.0.0.1:{port}",
+                token,
+                kernel["id"],
+                "import lmtoolkit, sys; print(lmtoolkit.__version__, sys.executable)",
+            )
+        )
         version, exe = out.split()
         assert version == lmt.__version__
         assert os.path.realpath(exe) == os.path.realpath(sys.executable)  # the kernel is this env

@@ -1,5 +1,6 @@
 """Notebooks: the contract (parameters cell, compose cell, stripped outputs) and a smoke run of
 every notebook through papermill on the project's kernel, asserting on what each wrote."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,13 @@ EXPECTED_KEYS = {
     "01_the_network_matters": {"total_time_s", "failed", "idle_speedup"},
     "02_vmware_vs_hyperv": {"downtime_s", "throttled", "hyperv_2008r2_passes"},
     "03_postcopy_and_hybrid": {"postcopy_ratio", "longest_downtime", "hybrid_fewer_faults"},
-    "04_numa_and_ecc": {"remote_share", "numa_penalty", "one_big_node_compatible",
-                        "corruption_probability", "checksum_slowdown"},
+    "04_numa_and_ecc": {
+        "remote_share",
+        "numa_penalty",
+        "one_big_node_compatible",
+        "corruption_probability",
+        "checksum_slowdown",
+    },
     "10_simulator_vs_analytic": {"checks"},
     "11_page_vs_fluid": {"cases", "worst_total_time_rel_diff"},
     "12_whatif_from_a_real_log": {"fitted_rate", "guest_rate", "points"},
@@ -41,7 +47,8 @@ def test_one_experiment_notebook_runs_every_experiment():
     assert [e for n, e in RUNS if n == lnb.TEMPLATE] == EXPERIMENTS
     assert [n for n, e in RUNS if e is None] == [n for n in NAMES if n != lnb.TEMPLATE]
     from lmtoolkit.plotting.registry import FIGURES
-    for spec in FIGURES.values():   # every figure's notebook runs its experiment
+
+    for spec in FIGURES.values():  # every figure's notebook runs its experiment
         assert spec.notebook == lnb.TEMPLATE and spec.experiment in EXPERIMENTS
 
 
@@ -50,13 +57,15 @@ def test_names_resolve_to_notebooks_and_experiment_runs():
     assert lnb.resolve_target("quickstart") == (lnb.TEMPLATE, "quickstart")
     assert lnb.resolve_target("20_quickstart.ipynb") == (lnb.TEMPLATE, "quickstart")
     assert lnb.resolve_target("20") == (lnb.TEMPLATE, None)
-    assert lnb.targets(["20"], ["experiment=auto_converge", "vm.memory_gib=2"]) == \
-        [(lnb.TEMPLATE, "auto_converge")]
+    assert lnb.targets(["20"], ["experiment=auto_converge", "vm.memory_gib=2"]) == [
+        (lnb.TEMPLATE, "auto_converge")
+    ]
     assert lnb.targets(["20"]) == [(lnb.TEMPLATE, e) for e in EXPERIMENTS]
     assert lnb.run_name(lnb.TEMPLATE, "quickstart") == "20_quickstart"
     from lmtoolkit.errors import ConfigError
+
     with pytest.raises(ConfigError, match="ambiguous.*02.*20_vmware_vs_hyperv"):
-        lnb.resolve_target("vmware_vs_hyperv")        # teaching notebook 02 or the experiment
+        lnb.resolve_target("vmware_vs_hyperv")  # teaching notebook 02 or the experiment
     with pytest.raises(ConfigError, match="did you mean quickstart"):
         lnb.targets(["20"], ["experiment=quickstrt"])
     with pytest.raises(ConfigError, match="runs one experiment"):
@@ -68,11 +77,17 @@ def test_notebook_follows_the_contract_and_is_stripped(name):
     nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
     first, second = nb.cells[0], nb.cells[1]
     assert first.cell_type == "code" and "parameters" in first.metadata.get("tags", [])
-    names = {line.split(":")[0].split("=")[0].strip() for line in first.source.splitlines()
-             if line.strip() and not line.strip().startswith("#")}
+    names = {
+        line.split(":")[0].split("=")[0].strip()
+        for line in first.source.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    }
     assert names == ({"experiment", "overrides", "smoke"} if name == lnb.TEMPLATE else {"overrides", "smoke"})
-    assert "lmt.notebooks.compose(" in second.source and "overrides" in second.source \
+    assert (
+        "lmt.notebooks.compose(" in second.source
+        and "overrides" in second.source
         and "smoke" in second.source
+    )
     if name == lnb.TEMPLATE:
         assert "experiment=experiment" in second.source
         default = next(ln for ln in first.source.splitlines() if ln.startswith("experiment"))
@@ -91,8 +106,7 @@ def shared_results(tmp_path_factory):
 
 
 @pytest.mark.notebooks
-@pytest.mark.parametrize("notebook, experiment", RUNS,
-                         ids=[lnb.run_name(n, e) for n, e in RUNS])
+@pytest.mark.parametrize("notebook, experiment", RUNS, ids=[lnb.run_name(n, e) for n, e in RUNS])
 def test_notebook_runs_in_smoke_mode(notebook, experiment, shared_results, monkeypatch):
     monkeypatch.setenv("LMT_RESULTS_DIR", str(shared_results))
     name = lnb.run_name(notebook, experiment)
@@ -105,34 +119,41 @@ def test_notebook_runs_in_smoke_mode(notebook, experiment, shared_results, monke
     executed = nbformat.read(run.output, as_version=4)
     params = {"overrides": [], "smoke": True} | ({"experiment": experiment} if experiment else {})
     assert executed.metadata["papermill"]["parameters"] == params
-    assert not any(o.get("output_type") == "error" for c in executed.cells
-                   for o in c.get("outputs", []))
+    assert not any(o.get("output_type") == "error" for c in executed.cells for o in c.get("outputs", []))
     summary = json.loads((shared_results / "notebooks" / f"{name}.json").read_text())
     assert summary["notebook"] == name and summary["smoke"] is True
     assert "debug=default" in summary["effective_overrides"]
     values = summary["values"]
     assert EXPECTED_KEYS[notebook] <= set(values)
     if edition:
-        states = [json.dumps(o.get("metadata", {})) for c in executed.cells for o in c.get("outputs", [])
-                  if "lmt_check" in json.dumps(o.get("metadata", {}))]
+        states = [
+            json.dumps(o.get("metadata", {}))
+            for c in executed.cells
+            for o in c.get("outputs", [])
+            if "lmt_check" in json.dumps(o.get("metadata", {}))
+        ]
         n_ex = len([e for e in EXERCISES if e.startswith(notebook[:2] + ".")])
         assert len(states) == n_ex and all('"ok"' in s for s in states), states
-        assert not any(o.get("name") == "stderr" for c in executed.cells for o in c.get("outputs", [])), \
+        assert not any(o.get("name") == "stderr" for c in executed.cells for o in c.get("outputs", [])), (
             "a stderr box (e.g. a warning) in a teaching notebook"
+        )
     if experiment:
         assert summary["experiment"] == values["experiment"] == experiment
         assert f"experiment={experiment}" in summary["effective_overrides"]
         assert values["dims"]["replicate"] >= 1 and len(values["config_hash"]) == 16
         from lmtoolkit.plotting.registry import FIGURES
+
         spec = next(f for f in FIGURES.values() if f.experiment == experiment)
         assert values["figure"] == spec.id
-        assert {f"mean_{v}" for v in spec.table} <= set(values)    # the table shows them all
+        assert {f"mean_{v}" for v in spec.table} <= set(values)  # the table shows them all
         outputs = [o for c in executed.cells for o in c.get("outputs", [])]
-        assert any("image/png" in o.get("data", {}) for o in outputs)          # the figure
-        assert any(spec.caption[:40] in "".join(o.get("data", {}).get("text/markdown", ""))
-                   for o in outputs)                                           # its caption
+        assert any("image/png" in o.get("data", {}) for o in outputs)  # the figure
+        assert any(
+            spec.caption[:40] in "".join(o.get("data", {}).get("text/markdown", "")) for o in outputs
+        )  # its caption
     if notebook == "30_paper_figures":
         from lmtoolkit.plotting.registry import FIGURES
+
         assert set(values["figures"]) == set(FIGURES)
         for spec in FIGURES.values():
             for ext in ("png", "pdf", "yaml"):
@@ -144,8 +165,11 @@ def test_a_failing_cell_names_the_notebook_and_the_cell(tmp_path, monkeypatch):
     nb = nbformat.v4.new_notebook()
     p = nbformat.v4.new_code_cell("overrides: list[str] = []\nsmoke: bool = False")
     p.metadata["tags"] = ["parameters"]
-    nb.cells = [p, nbformat.v4.new_code_cell("import lmtoolkit as lmt\ncfg = lmt.notebooks.compose(overrides, smoke)"),
-                nbformat.v4.new_code_cell("x = 1 / 0  # boom")]
+    nb.cells = [
+        p,
+        nbformat.v4.new_code_cell("import lmtoolkit as lmt\ncfg = lmt.notebooks.compose(overrides, smoke)"),
+        nbformat.v4.new_code_cell("x = 1 / 0  # boom"),
+    ]
     nb.metadata["kernelspec"] = {"name": lnb.KERNEL_NAME, "display_name": "x", "language": "python"}
     nbdir = tmp_path / "notebooks"
     nbdir.mkdir()
@@ -167,6 +191,7 @@ def test_compose_adds_the_debug_preset_in_smoke_mode_and_user_overrides_win():
 
 def test_cli_lists_notebooks_and_rejects_a_bad_parameter(capsys):
     from lmtoolkit.cli import main
+
     assert main(["notebooks", "--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [ln.split()[0] for ln in lines] == NAMES
@@ -188,11 +213,13 @@ def test_exercises_come_without_answers_and_with_one_folded_solution_each(name):
     ours = {k: v for k, v in EXERCISES.items() if k.startswith(name[:2] + ".")}
     assert ours, f"{name} has no exercises"
     for ex_id, ex in ours.items():
-        answer_cells = [c for c in nb.cells if c.cell_type == "code"
-                        and c.source.lstrip().startswith(f"{ex.answer} =")]
+        answer_cells = [
+            c for c in nb.cells if c.cell_type == "code" and c.source.lstrip().startswith(f"{ex.answer} =")
+        ]
         assert len(answer_cells) == 1, (name, ex.answer)
-        assert answer_cells[0].source.split("=", 1)[1].split("#")[0].strip() == "None", \
+        assert answer_cells[0].source.split("=", 1)[1].split("#")[0].strip() == "None", (
             f"{name}: {ex.answer} comes filled in"
+        )
         checks = [c for c in nb.cells if f'lmt.teaching.check("{ex_id}", {ex.answer}' in c.source]
         assert len(checks) == 1, (name, ex_id)
     solutions = [c for c in nb.cells if lnb.SOLUTION_TAG in c.metadata.get("tags", [])]
@@ -211,16 +238,27 @@ def test_exercises_come_without_answers_and_with_one_folded_solution_each(name):
 def test_the_student_edition_of_a_teacher_run_shows_unanswered_checks():
     """student_from_teacher: solutions out, checks back to "not answered yet", reveals dropped."""
     from lmtoolkit.teaching import check
+
     nb = nbformat.v4.new_notebook()
-    sol = nbformat.v4.new_markdown_cell("<details><summary>Solution</summary>\n\n```python\nanswer_x = 1\n```\n</details>")
+    sol = nbformat.v4.new_markdown_cell(
+        "<details><summary>Solution</summary>\n\n```python\nanswer_x = 1\n```\n</details>"
+    )
     sol.metadata["tags"] = [lnb.SOLUTION_TAG]
     nb.cells = [nbformat.v4.new_code_cell("answer_x = None"), sol]
     teacher = lnb.edition(nb, "teacher")
-    assert teacher.cells[2].source == "answer_x = 1" and lnb.SOLUTION_CODE_TAG in teacher.cells[2].metadata.tags
+    assert (
+        teacher.cells[2].source == "answer_x = 1" and lnb.SOLUTION_CODE_TAG in teacher.cells[2].metadata.tags
+    )
     data, md = check("04.2", None)._repr_mimebundle_()
-    ok = nbformat.v4.new_output("execute_result", data={"text/plain": "✓"}, execution_count=4,
-                                metadata={"text/html": {"lmt_check": {"exercise": "04.2", "state": "ok"}}})
-    reveal = nbformat.v4.new_output("display_data", data={"image/png": "AAAA"}, metadata={"lmt_reveal": "04.2"})
+    ok = nbformat.v4.new_output(
+        "execute_result",
+        data={"text/plain": "✓"},
+        execution_count=4,
+        metadata={"text/html": {"lmt_check": {"exercise": "04.2", "state": "ok"}}},
+    )
+    reveal = nbformat.v4.new_output(
+        "display_data", data={"image/png": "AAAA"}, metadata={"lmt_reveal": "04.2"}
+    )
     keep = nbformat.v4.new_output("stream", name="stdout", text="kept")
     cell = nbformat.v4.new_code_cell("check", execution_count=4)
     cell.outputs = [reveal, ok, keep]
@@ -229,4 +267,4 @@ def test_the_student_edition_of_a_teacher_run_shows_unanswered_checks():
     assert [c.source for c in student.cells] == ["answer_x = None", "check"]
     outs = student.cells[1].outputs
     assert len(outs) == 2 and outs[0]["data"] == data and outs[1]["text"] == "kept"
-    assert student.cells[1].execution_count == 1        # renumbered without the solution cells
+    assert student.cells[1].execution_count == 1  # renumbered without the solution cells

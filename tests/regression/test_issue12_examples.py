@@ -7,6 +7,7 @@
   cursor — the fluid engine sampled the bitmap at random, ran ~10 % high on skewed workloads
   and timed out where the page engine converged.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,10 +15,21 @@ import pytest
 
 import lmtoolkit as lmt
 
-SEQUENTIAL = ["policy=vmware", "workload=sequential", "vm.memory_gib=6.75", "network.bandwidth_gbit_s=1.91",
-              "workload.dirty_rate_pages_s=891", "seed=264622216"]
-ZIPF = ["policy=qemu", "workload=zipf", "vm.memory_gib=2", "network.bandwidth_gbit_s=1",
-        "workload.dirty_rate_pages_s=69102"]
+SEQUENTIAL = [
+    "policy=vmware",
+    "workload=sequential",
+    "vm.memory_gib=6.75",
+    "network.bandwidth_gbit_s=1.91",
+    "workload.dirty_rate_pages_s=891",
+    "seed=264622216",
+]
+ZIPF = [
+    "policy=qemu",
+    "workload=zipf",
+    "vm.memory_gib=2",
+    "network.bandwidth_gbit_s=1",
+    "workload.dirty_rate_pages_s=69102",
+]
 
 
 def both(overrides):
@@ -27,7 +39,7 @@ def both(overrides):
 def test_sequential_writes_every_write_redirties():
     page, fluid = both(SEQUENTIAL)
     assert float(page.downtime) == pytest.approx(0.0098, rel=0.05)
-    assert float(fluid.downtime) == pytest.approx(float(page.downtime), rel=0.10)     # was 26x
+    assert float(fluid.downtime) == pytest.approx(float(page.downtime), rel=0.10)  # was 26x
     assert float(fluid.total_time) == pytest.approx(float(page.total_time), rel=0.01)
     assert float(fluid.transferred) == pytest.approx(float(page.transferred), rel=0.01)
     assert int(fluid.rounds) == int(page.rounds) == 2
@@ -57,7 +69,8 @@ def test_short_partial_phases_with_the_chunk_rule(monkeypatch):
 
     from lmtoolkit.engine import page as page_engine
     from lmtoolkit.engine import simulate_fluid, simulate_page
-    monkeypatch.setattr(page_engine, "ROUND_DETAIL_LIMIT", 10 ** 5)
+
+    monkeypatch.setattr(page_engine, "ROUND_DETAIL_LIMIT", 10**5)
     scn = lmt.build_scenario(lmt.compose(ZIPF + ["policy.timeout_s=100"]))
 
     def level(rec, a, b):
@@ -65,7 +78,7 @@ def test_short_partial_phases_with_the_chunk_rule(monkeypatch):
         return np.mean([d for t, d in rd if a <= t < b])
 
     pages = [simulate_page(dataclasses.replace(scn, seed=s)) for s in (0, 1, 2)]
-    fluid = simulate_fluid([dataclasses.replace(scn, engine="fluid")], round_detail=10 ** 5).records()[0]
+    fluid = simulate_fluid([dataclasses.replace(scn, engine="fluid")], round_detail=10**5).records()[0]
     for a, b in ((60, 80), (80, 100)):
         page_level = np.mean([level(r, a, b) for r in pages])
         assert level(fluid, a, b) == pytest.approx(page_level, rel=0.015), (a, b)

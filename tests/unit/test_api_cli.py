@@ -1,4 +1,5 @@
 """The contract's API and CLI: simulate(), lmtk run, clear errors, netCDF output."""
+
 from __future__ import annotations
 
 import subprocess
@@ -12,8 +13,13 @@ from lmtoolkit.cli import main
 from lmtoolkit.dataset import validate
 from lmtoolkit.io import read_dataset
 
-CONTRACT = ["policy=qemu", "vm.memory_gib=1", "workload=uniform",
-            "workload.dirty_rate_pages_s=5000", "network.bandwidth_gbit_s=1"]
+CONTRACT = [
+    "policy=qemu",
+    "vm.memory_gib=1",
+    "workload=uniform",
+    "workload.dirty_rate_pages_s=5000",
+    "network.bandwidth_gbit_s=1",
+]
 
 
 def test_simulate_returns_the_contract_dataset():
@@ -35,16 +41,19 @@ def test_engine_switch_gives_the_same_variables(engine):
     assert set(ds.data_vars) == set(lmt.simulate(CONTRACT).data_vars)
 
 
-@pytest.mark.parametrize("overrides,words", [
-    (["vm.memory_gb=1"], ["vm.memory_gb", "vm.memory_gib"]),
-    (["vm.zero_fraction=1.5"], ["vm.zero_fraction", "1.5", "[0, 1]"]),
-    (["network.bandwidth_gbit_s=-1"], ["network.bandwidth_gbit_s", "-1"]),
-    (["workload=uniform", "workload.wss_mib=99999"], ["workload.wss_mib", "99999", "memory"]),
-    (["workload=uniform", "workload.dirty_rate_pages_s=-5"], ["workload.dirty_rate_pages_s", "-5"]),
-    (["policy=qemuu"], ["policy", "qemuu", "qemu"]),
-    (["engine=quantum"], ["engine", "page", "fluid"]),
-    (["policy.downtime_limit_ms=0"], ["policy.downtime_limit_ms", "0"]),
-])
+@pytest.mark.parametrize(
+    "overrides,words",
+    [
+        (["vm.memory_gb=1"], ["vm.memory_gb", "vm.memory_gib"]),
+        (["vm.zero_fraction=1.5"], ["vm.zero_fraction", "1.5", "[0, 1]"]),
+        (["network.bandwidth_gbit_s=-1"], ["network.bandwidth_gbit_s", "-1"]),
+        (["workload=uniform", "workload.wss_mib=99999"], ["workload.wss_mib", "99999", "memory"]),
+        (["workload=uniform", "workload.dirty_rate_pages_s=-5"], ["workload.dirty_rate_pages_s", "-5"]),
+        (["policy=qemuu"], ["policy", "qemuu", "qemu"]),
+        (["engine=quantum"], ["engine", "page", "fluid"]),
+        (["policy.downtime_limit_ms=0"], ["policy.downtime_limit_ms", "0"]),
+    ],
+)
 def test_bad_input_names_key_value_and_what_is_allowed(overrides, words):
     with pytest.raises(lmt.ConfigError) as e:
         lmt.simulate(overrides)
@@ -53,8 +62,12 @@ def test_bad_input_names_key_value_and_what_is_allowed(overrides, words):
 
 
 def test_cli_prints_one_line_and_exits_2_on_bad_input(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "lmtoolkit.cli", "run", "vm.zero_fraction=2"],
-                         capture_output=True, text=True, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "lmtoolkit.cli", "run", "vm.zero_fraction=2"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("lmtk: error: vm.zero_fraction=2")

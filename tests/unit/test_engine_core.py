@@ -1,4 +1,5 @@
 """Engine behaviour: analytic limits, page/fluid agreement, determinism, Xen/stop-copy rules."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -6,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from lmtoolkit.model import HotColdWorkload, IdleWorkload, UniformWorkload
+from lmtoolkit.model import HotColdWorkload, UniformWorkload
 from lmtoolkit.policies import QemuPolicy, StopCopyPolicy, XenPolicy
 from tests.conftest import run, scenario
 
@@ -18,9 +19,8 @@ def expected_idle(scn):
     vm, pol = scn.vm, scn.policy
     rate = scn.network.payload_bytes_s()
     nz, z = vm.nonzero_pages, vm.zero_pages
-    nbytes = nz * (vm.page_bytes + pol.page_header_bytes) + z * pol.zero_page_bytes \
-        + vm.device_state_bytes
-    t_zero = max(pol.zero_page_bytes / rate, vm.page_bytes / (scn.host.zero_scan_gib_s * 2 ** 30))
+    nbytes = nz * (vm.page_bytes + pol.page_header_bytes) + z * pol.zero_page_bytes + vm.device_state_bytes
+    t_zero = max(pol.zero_page_bytes / rate, vm.page_bytes / (scn.host.zero_scan_gib_s * 2**30))
     t = nz * (vm.page_bytes + pol.page_header_bytes) / rate + z * t_zero + vm.device_state_bytes / rate
     return nbytes, t
 
@@ -50,8 +50,7 @@ def test_stopcopy_downtime_is_total_time_and_pages_sent_once():
     assert rec.rounds == 0 and rec.stop_reason == "no_precopy"
 
 
-@pytest.mark.parametrize("gbit,rate", [(1, 5_000), (1, 20_000), (10, 50_000), (10, 150_000),
-                                       (1, 26_000)])
+@pytest.mark.parametrize("gbit,rate", [(1, 5_000), (1, 20_000), (10, 50_000), (10, 150_000), (1, 26_000)])
 @pytest.mark.parametrize("policy", [QemuPolicy(), XenPolicy()])
 def test_page_and_fluid_agree_on_uniform_workloads(gbit, rate, policy):
     wl = UniformWorkload(dirty_rate_pages_s=rate)
@@ -89,8 +88,7 @@ def test_xen_stops_after_three_times_memory():
 
 
 def test_xen_converges_below_50_dirty_pages():
-    rec = run(scenario(workload=UniformWorkload(dirty_rate_pages_s=2_000), policy=XenPolicy(),
-                       gbit=10))
+    rec = run(scenario(workload=UniformWorkload(dirty_rate_pages_s=2_000), policy=XenPolicy(), gbit=10))
     assert rec.converged and rec.stop_reason == "converged"
     assert rec.round_detail[-1].kind == "stop" and rec.round_detail[-1].dirty_pages < 50
 
@@ -106,11 +104,12 @@ def test_unconvergeable_migration_times_out_with_rounds_and_bytes(engine):
 
 def test_sequential_writes_sweep_the_working_set():
     from lmtoolkit.model.workload import UniformWorkload as U
+
     wl = U(dirty_rate_pages_s=1000, wss_mib=40, pattern="sequential")  # 10240 pages
     smp = wl.sampler(262144, 4096, np.random.default_rng(0))
     p, t = smp.sample(0.0, 2.0)
     assert p.size == 2000 and np.all(np.diff(np.sort(p)) == 1)
-    p2, _ = smp.sample(2.0, 20.0)            # 18,000 writes wrap a 10,240-page set
+    p2, _ = smp.sample(2.0, 20.0)  # 18,000 writes wrap a 10,240-page set
     assert p2.size == 10240
 
 
@@ -126,6 +125,7 @@ def test_random_sampler_matches_poisson_expectation():
 
 def test_trace_workload_replays_the_example_file():
     import lmtoolkit as lmt
+
     ds = lmt.simulate(["workload=trace", "vm.memory_gib=1", "network=1gbe", "policy=xen"])
     idle = lmt.simulate(["workload=idle", "vm.memory_gib=1", "network=1gbe", "policy=xen"])
     assert ds.rounds.item() > 1 and ds.transferred.item() > idle.transferred.item()
@@ -141,12 +141,20 @@ def test_round_records_add_up():
 
 def test_fluid_columns_match_scenario_objects():
     from lmtoolkit.engine.fluid import simulate_fluid, simulate_fluid_columns
+
     base = scenario(workload=HotColdWorkload(dirty_rate_pages_s=1.0, hot_mib=128), engine="fluid")
     rates = np.array([0.0, 4000.0, 30_000.0])
     mems = np.array([1.0, 2.0, 1.0])
     cols = simulate_fluid_columns(base, {"workload.dirty_rate_pages_s": rates, "vm.memory_gib": mems})
-    objs = simulate_fluid([dataclasses.replace(base, vm=dataclasses.replace(base.vm, memory_gib=m),
-                                               workload=HotColdWorkload(dirty_rate_pages_s=r, hot_mib=128))
-                           for r, m in zip(rates, mems)])
+    objs = simulate_fluid(
+        [
+            dataclasses.replace(
+                base,
+                vm=dataclasses.replace(base.vm, memory_gib=m),
+                workload=HotColdWorkload(dirty_rate_pages_s=r, hot_mib=128),
+            )
+            for r, m in zip(rates, mems)
+        ]
+    )
     np.testing.assert_allclose(cols.scalars["total_time_s"], objs.scalars["total_time_s"], rtol=1e-12)
     np.testing.assert_array_equal(cols.scalars["rounds"], objs.scalars["rounds"])

@@ -3,6 +3,7 @@
 Every bool field of every policy and model takes true/false only; every numeric field
 rejects booleans; int fields reject fractions; page sizes are powers of two.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -14,22 +15,33 @@ from lmtoolkit.model.storage import Storage
 from lmtoolkit.model.workload import WORKLOADS
 from lmtoolkit.policies import POLICIES
 
-MODELS = [VM, Network, Host, Storage] + [c for n, c in sorted(WORKLOADS.items())
-                                         if n not in ("phased", "trace")]
+MODELS = [VM, Network, Host, Storage] + [
+    c for n, c in sorted(WORKLOADS.items()) if n not in ("phased", "trace")
+]
 CLASSES = MODELS + [c for _, c in sorted(POLICIES.items())]
 
 
 def _cases(kind):
-    return [pytest.param(cls, name, id=f"{cls.__name__}.{name}")
-            for cls in CLASSES for name, k, _ in typed_fields(cls) if k == kind]
+    return [
+        pytest.param(cls, name, id=f"{cls.__name__}.{name}")
+        for cls in CLASSES
+        for name, k, _ in typed_fields(cls)
+        if k == kind
+    ]
 
 
 def test_every_class_has_its_bool_fields_checked():
     bools = {(c.__name__, n) for c in CLASSES for n, k, _ in typed_fields(c) if k == "bool"}
-    assert {("QemuPolicy", "xbzrle"), ("QemuPolicy", "auto_converge"), ("Host", "ecc"),
-            ("Host", "numa_spanning"), ("VmwarePolicy", "encryption"),
-            ("PostcopyPolicy", "prepaging"), ("HybridPolicy", "prepaging"),
-            ("XenPolicy", "verify_checksums")} <= bools
+    assert {
+        ("QemuPolicy", "xbzrle"),
+        ("QemuPolicy", "auto_converge"),
+        ("Host", "ecc"),
+        ("Host", "numa_spanning"),
+        ("VmwarePolicy", "encryption"),
+        ("PostcopyPolicy", "prepaging"),
+        ("HybridPolicy", "prepaging"),
+        ("XenPolicy", "verify_checksums"),
+    } <= bools
 
 
 @pytest.mark.parametrize("cls,name", _cases("bool"))
@@ -45,7 +57,7 @@ def test_bool_fields_accept_booleans(cls, name):
     for ok in (True, False):
         try:
             cls(**{name: ok})
-        except ConfigError as e:      # another rule may object to the combination, not the type
+        except ConfigError as e:  # another rule may object to the combination, not the type
             assert "true or false" not in str(e)
 
 
@@ -80,15 +92,19 @@ def test_page_sizes_that_exist(ok):
 
 
 # -- through the config (the runner prefixes the group) -----------------------------------------
-@pytest.mark.parametrize("override,message", [
-    ("vm.page_size_kib=3", "vm.page_size_kib=3 is not allowed: must be a power of two"),
-    ("vm.page_size_kib=2.5", "vm.page_size_kib=2.5 is not allowed: must be an integer"),
-    ("vm.memory_gib=true", "vm.memory_gib=True is not allowed: must be a number"),
-    ("network.streams=true", "network.streams=True is not allowed: must be an integer"),
-    ("host.ecc=yes", "host.ecc='yes' is not allowed: must be true or false"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("vm.page_size_kib=3", "vm.page_size_kib=3 is not allowed: must be a power of two"),
+        ("vm.page_size_kib=2.5", "vm.page_size_kib=2.5 is not allowed: must be an integer"),
+        ("vm.memory_gib=true", "vm.memory_gib=True is not allowed: must be a number"),
+        ("network.streams=true", "network.streams=True is not allowed: must be an integer"),
+        ("host.ecc=yes", "host.ecc='yes' is not allowed: must be true or false"),
+    ],
+)
 def test_bad_model_values_in_the_config(override, message):
     from lmtoolkit.runner import build_scenario, compose
+
     with pytest.raises(ConfigError) as e:
         build_scenario(compose([override]))
     assert str(e.value).startswith(message) and "\n" not in str(e.value)
@@ -97,6 +113,7 @@ def test_bad_model_values_in_the_config(override, message):
 def _runner_accepts_policy_fields() -> bool:
     """True once the runner accepts ``policy.KEY=value`` for fields absent from the YAML."""
     from lmtoolkit.runner import compose
+
     try:
         compose(["policy=qemu", "policy.xbzrle=true"])
     except ConfigError:
@@ -104,21 +121,34 @@ def _runner_accepts_policy_fields() -> bool:
     return True
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["policy=qemu", "policy.auto_converge=maybe"],
-     "policy.auto_converge='maybe' is not allowed: must be true or false"),
-    (["policy=qemu", "policy.xbzrle=yes"], "policy.xbzrle='yes' is not allowed: must be true or false"),
-    (["policy=qemu", "policy.xbzrle=1"], "policy.xbzrle=1 is not allowed: must be true or false"),
-    (["policy=vmware", "policy.encryption=maybe"],
-     "policy.encryption='maybe' is not allowed: must be true or false"),
-    (["policy=postcopy", "policy.prepaging=yes"],
-     "policy.prepaging='yes' is not allowed: must be true or false"),
-    (["policy=xen", "policy.max_rounds=true"], "policy.max_rounds=True is not allowed: must be an integer"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (
+            ["policy=qemu", "policy.auto_converge=maybe"],
+            "policy.auto_converge='maybe' is not allowed: must be true or false",
+        ),
+        (["policy=qemu", "policy.xbzrle=yes"], "policy.xbzrle='yes' is not allowed: must be true or false"),
+        (["policy=qemu", "policy.xbzrle=1"], "policy.xbzrle=1 is not allowed: must be true or false"),
+        (
+            ["policy=vmware", "policy.encryption=maybe"],
+            "policy.encryption='maybe' is not allowed: must be true or false",
+        ),
+        (
+            ["policy=postcopy", "policy.prepaging=yes"],
+            "policy.prepaging='yes' is not allowed: must be true or false",
+        ),
+        (
+            ["policy=xen", "policy.max_rounds=true"],
+            "policy.max_rounds=True is not allowed: must be an integer",
+        ),
+    ],
+)
 def test_bad_policy_values_in_the_config(overrides, message):
     if not _runner_accepts_policy_fields():
         pytest.xfail("runner does not yet accept policy.KEY overrides for keys absent from the YAML")
     from lmtoolkit.runner import build_scenario, compose
+
     with pytest.raises(ConfigError) as e:
         build_scenario(compose(overrides))
     assert str(e.value) == message

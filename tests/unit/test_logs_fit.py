@@ -1,6 +1,7 @@
 """The fit (fluid engine against a log's per-round trajectory), the FIT file as a Hydra config,
 what-ifs with bands and the figure (issue 13).  One real testbed run is fitted once per
 module (fluid engine, a small bootstrap: a few seconds)."""
+
 from __future__ import annotations
 
 import json
@@ -57,7 +58,9 @@ def test_fit_file_is_a_hydra_config_that_lmtk_run_composes(fitted):
     assert text.startswith("# @package _global_")
     ff = read_fit(path)
     assert ff.defaults == [{"override /workload": "uniform"}, {"override /policy": "qemu"}]
-    assert ff.config["workload"]["dirty_rate_pages_s"] == pytest.approx(res.values["workload.dirty_rate_pages_s"])
+    assert ff.config["workload"]["dirty_rate_pages_s"] == pytest.approx(
+        res.values["workload.dirty_rate_pages_s"]
+    )
     keys, samples = ff.samples()
     assert keys == [p.key for p in res.params] and samples.shape[0] == 60
     cmd = run_command(path)
@@ -68,8 +71,12 @@ def test_fit_file_is_a_hydra_config_that_lmtk_run_composes(fitted):
     assert cfg.policy.dirty_clear == "sync" and cfg.policy.timeout_s == 60
     assert cfg.policy.max_bandwidth_mib_s == pytest.approx(64 * res.cap_factor, rel=1e-5)
     from lmtoolkit.cli import main
+
     out = path.parent / "run.nc"
-    assert main(["run", f"hydra.searchpath=[file://{path.parent.parent}]", f"+fit={path.stem}", "-o", str(out)]) == 0
+    assert (
+        main(["run", f"hydra.searchpath=[file://{path.parent.parent}]", f"+fit={path.stem}", "-o", str(out)])
+        == 0
+    )
     assert out.exists()
 
 
@@ -84,9 +91,9 @@ def test_whatif_reproduces_the_observed_run_and_answers_other_settings(fitted):
     assert ax.total_time.dims == ("max_bandwidth_mib_s", "policy")
     t = ax.total_time.sel(policy="qemu")
     assert float(t.sel(max_bandwidth_mib_s=128)) < float(t.sel(max_bandwidth_mib_s=32))
-    assert not bool(ax.converged.sel(policy="qemu", max_bandwidth_mib_s=32))   # 32 MiB/s < writes
+    assert not bool(ax.converged.sel(policy="qemu", max_bandwidth_mib_s=32))  # 32 MiB/s < writes
     assert str(ax.stop_reason.sel(policy="qemu", max_bandwidth_mib_s=32).item()) == "timeout"
-    assert bool(ax.completed.sel(policy="hybrid", max_bandwidth_mib_s=32))      # post-copy ends it
+    assert bool(ax.completed.sel(policy="hybrid", max_bandwidth_mib_s=32))  # post-copy ends it
     for v in ("total_time", "downtime", "transferred"):
         ok = np.isfinite(ax[v].values)
         assert (ax[f"{v}_lo"].values[ok] <= ax[v].values[ok] + 1e-9).all()
@@ -114,25 +121,39 @@ def test_cap_override_is_scaled_by_the_measured_cap_factor(fitted):
     res, path = fitted
     a = whatif(path, ["policy.max_bandwidth_mib_s=64"], samples=0)
     b = whatif(path, [], samples=0)
-    assert float(a.total_time) == pytest.approx(float(b.total_time), rel=1e-4)   # the file keeps 6 digits
+    assert float(a.total_time) == pytest.approx(float(b.total_time), rel=1e-4)  # the file keeps 6 digits
     assert float(a.attrs["lmt_cap_factor"]) == pytest.approx(res.cap_factor, rel=1e-4)
 
 
 def test_axes_syntax_and_bad_whatif_input():
-    plain, axes = split_axes(["network=1gbe,10gbe", "policy.downtime_limit_ms=30,300",
-                              "+sweep.axes.x={key: a, values: [1,2]}", "vm.vcpus=2"])
-    assert axes == {"network": ("network", ["1gbe", "10gbe"]),
-                    "downtime_limit_ms": ("policy.downtime_limit_ms", [30, 300])}
+    plain, axes = split_axes(
+        [
+            "network=1gbe,10gbe",
+            "policy.downtime_limit_ms=30,300",
+            "+sweep.axes.x={key: a, values: [1,2]}",
+            "vm.vcpus=2",
+        ]
+    )
+    assert axes == {
+        "network": ("network", ["1gbe", "10gbe"]),
+        "downtime_limit_ms": ("policy.downtime_limit_ms", [30, 300]),
+    }
     assert plain == ["+sweep.axes.x={key: a, values: [1,2]}", "vm.vcpus=2"]
 
 
-@pytest.mark.parametrize("overrides, words", [
-    (["policy=vmware", "policy.downtime_limit_ms=100"], ["policy.downtime_limit_ms", "vmware"]),
-    (["policy=qemu,vmware", "policy.max_bandwidth_mib_s=32,64"], ["max_bandwidth_mib_s", "policy=vmware"]),
-    (["workload.pattern=random,sequential"], ["workload.pattern", "cannot be varied"]),
-    (["+fit=other"], ["fit"]),
-    (["vm.zero_fraction=2"], ["vm.zero_fraction"]),
-])
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        (["policy=vmware", "policy.downtime_limit_ms=100"], ["policy.downtime_limit_ms", "vmware"]),
+        (
+            ["policy=qemu,vmware", "policy.max_bandwidth_mib_s=32,64"],
+            ["max_bandwidth_mib_s", "policy=vmware"],
+        ),
+        (["workload.pattern=random,sequential"], ["workload.pattern", "cannot be varied"]),
+        (["+fit=other"], ["fit"]),
+        (["vm.zero_fraction=2"], ["vm.zero_fraction"]),
+    ],
+)
 def test_bad_whatif_overrides_are_one_error(fitted, overrides, words):
     _, path = fitted
     with pytest.raises(ConfigError) as e:
@@ -144,8 +165,12 @@ def test_bad_whatif_overrides_are_one_error(fitted, overrides, words):
 def test_damaged_fit_files_are_one_error_naming_them(tmp_path, fitted):
     _, path = fitted
     text = path.read_text()
-    cases = {"missing.yaml": None, "empty.yaml": "", "noblock.yaml": "\n".join(
-        ln for ln in text.splitlines() if not ln.startswith("#|")), "bad.yaml": text + "\n  : [\n"}
+    cases = {
+        "missing.yaml": None,
+        "empty.yaml": "",
+        "noblock.yaml": "\n".join(ln for ln in text.splitlines() if not ln.startswith("#|")),
+        "bad.yaml": text + "\n  : [\n",
+    }
     for name, content in cases.items():
         p = tmp_path / name
         if content is not None:
@@ -157,15 +182,18 @@ def test_damaged_fit_files_are_one_error_naming_them(tmp_path, fitted):
 
 def test_the_figure_shows_trajectory_and_whatif_table(fitted):
     import matplotlib
+
     matplotlib.use("Agg")
     from lmtoolkit.logs.plot import fig_whatif, whatif_table
+
     _, path = fitted
     ds = whatif(path, ["network=1gbe,10gbe"], samples=10)
     fig = fig_whatif(ds)
     ax1, ax2 = fig.axes[:2]
     assert "MiB" in ax1.get_ylabel() and "[s]" in ax2.get_xlabel()
-    assert [t.get_text() for t in ax2.get_yticklabels()] == ["network=1gbe", "network=10gbe"][::-1] or \
-        len(ax2.get_yticklabels()) == 2
+    assert [t.get_text() for t in ax2.get_yticklabels()] == ["network=1gbe", "network=10gbe"][::-1] or len(
+        ax2.get_yticklabels()
+    ) == 2
     tab = whatif_table(ds)
     assert list(tab.index) == ["network=1gbe", "network=10gbe"] and "total_time [s]" in tab.columns
 
@@ -187,19 +215,25 @@ def test_fit_refuses_logs_it_cannot_use(tmp_path):
 
 def test_validation_families_and_the_fit_run_rule():
     from lmtoolkit.testbed.record import load_runs
-    runs = [r for pat in ("r10000-h064-rand-*", "r20000-h128-rand-*", "r10000-h032-seq-*")
-            for f in sorted(TESTBED.glob(pat + ".nc")) for r in load_runs(f)]
+
+    runs = [
+        r
+        for pat in ("r10000-h064-rand-*", "r20000-h128-rand-*", "r10000-h032-seq-*")
+        for f in sorted(TESTBED.glob(pat + ".nc"))
+        for r in load_runs(f)
+    ]
     fams = LV.families(runs)
     names = {LV._fam_label(k): [LV.label(r) for r in v] for k, v in fams.items()}
-    assert set(names) == {"r10000-h064-rand", "r20000-h128-rand"}   # r10000-h032-seq: one setting
+    assert set(names) == {"r10000-h064-rand", "r20000-h128-rand"}  # r10000-h032-seq: one setting
     assert len(names["r10000-h064-rand"]) == 4
     pick = {n: LV.label(LV.choose_fit_run(fams[k])) for k, n in ((k, LV._fam_label(k)) for k in fams)}
     assert pick["r10000-h064-rand"] == "r10000-h064-rand-bw064-dl0300-n0"
-    assert pick["r20000-h128-rand"] == "r20000-h128-rand-bw032-dl0030-n0"     # the only plain one
+    assert pick["r20000-h128-rand"] == "r20000-h128-rand-bw032-dl0030-n0"  # the only plain one
     pc = next(r for r in runs if LV.label(r) == "r20000-h128-rand-bw032-dl0300-pc-n0")
     assert LV.run_overrides(pc, "qemu")[0] == "policy=hybrid"
     assert all(not o.startswith("policy=") for o in LV.run_overrides(pc, "hybrid"))
     from lmtoolkit.cli import build_parser
     from lmtoolkit.testbed.validate import DATASETS
-    build_parser()                                   # lmtk's commands register `validate whatif`
+
+    build_parser()  # lmtk's commands register `validate whatif`
     assert "whatif" in DATASETS

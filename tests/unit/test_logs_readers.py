@@ -2,6 +2,7 @@
 testbed records -> one MigrationLog Dataset; bad or truncated logs -> one ConfigError naming
 the file and the line.  The fixtures in tests/data/logs/ are derived from recorded testbed runs
 (tests/data/logs/README.md); each is checked against the record it came from."""
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ TESTBED = ROOT / "data" / "testbed"
 QMP = LOGS / "qmp_r10000-h064-rand-bw064-dl0300-n0.jsonl"
 DOMJOBINFO = LOGS / "domjobinfo_r05000-h064-rand-bw064-dl0300-n0.txt"
 JOBSTATS = LOGS / "jobstats_r10000-h064-rand-bw064-dl0100-n0.txt"
-MIB = 2 ** 20
+MIB = 2**20
 
 
 def record(name):
@@ -33,9 +34,15 @@ def run_of(fixture: Path) -> str:
     return fixture.stem.split("_", 1)[1]
 
 
-@pytest.mark.parametrize("fixture, fmt", [(QMP, "qmp"), (DOMJOBINFO, "libvirt-domjobinfo"),
-                                          (JOBSTATS, "libvirt-jobstats"),
-                                          (TESTBED / "r10000-h064-rand-bw064-dl0300-n0.nc", "testbed")])
+@pytest.mark.parametrize(
+    "fixture, fmt",
+    [
+        (QMP, "qmp"),
+        (DOMJOBINFO, "libvirt-domjobinfo"),
+        (JOBSTATS, "libvirt-jobstats"),
+        (TESTBED / "r10000-h064-rand-bw064-dl0300-n0.nc", "testbed"),
+    ],
+)
 def test_every_format_reads_into_one_schema_matching_its_record(fixture, fmt):
     assert detect_format(fixture) == fmt
     log = read_log(fixture)
@@ -55,9 +62,12 @@ def test_every_format_reads_into_one_schema_matching_its_record(fixture, fmt):
     active = np.asarray(rec.sample_status.values).astype(str) == "active"
     got = np.asarray(log.sample_status.values).astype(str) == "active"
     assert got.sum() == active.sum()
-    np.testing.assert_allclose(log.sample_remaining.values[got], rec.sample_remaining.values[active],
-                               atol=2 * MIB / 1000)
-    np.testing.assert_allclose(log.sample_dirty_sync_count.values[got], rec.sample_dirty_sync_count.values[active])
+    np.testing.assert_allclose(
+        log.sample_remaining.values[got], rec.sample_remaining.values[active], atol=2 * MIB / 1000
+    )
+    np.testing.assert_allclose(
+        log.sample_dirty_sync_count.values[got], rec.sample_dirty_sync_count.values[active]
+    )
     for k, v in log.data_vars.items():
         if v.dtype.kind == "f":
             assert "units" in v.attrs, k
@@ -68,15 +78,23 @@ def test_qmp_json_list_and_raw_responses_read_like_json_lines(tmp_path):
     replies = [json.loads(ln) for ln in lines]
     as_list = tmp_path / "q.json"
     as_list.write_text("[\n" + ",\n".join(json.dumps(r) for r in replies) + "\n]\n")
-    raw = tmp_path / "raw.jsonl"   # {"return": {...}, "_t": t}, events mixed in
+    raw = tmp_path / "raw.jsonl"  # {"return": {...}, "_t": t}, events mixed in
     out = []
     for r in replies:
         t = r.pop("_t")
         out.append(json.dumps({"return": r, "_t": t}))
         if r.get("ram", {}).get("dirty-sync-count") == 2 and "ev" not in locals():
             ev = True
-            out.append(json.dumps({"event": "MIGRATION_PASS", "data": {"pass": 2}, "_t": t,
-                                   "timestamp": {"seconds": 1, "microseconds": 0}}))
+            out.append(
+                json.dumps(
+                    {
+                        "event": "MIGRATION_PASS",
+                        "data": {"pass": 2},
+                        "_t": t,
+                        "timestamp": {"seconds": 1, "microseconds": 0},
+                    }
+                )
+            )
     raw.write_text("\n".join(out) + "\n")
     a, b, c = read_log(QMP), read_log(as_list), read_log(raw)
     assert b.attrs["lmt_log_format"] == "qmp-json"
@@ -97,7 +115,7 @@ def test_older_qemu_fields_missing_are_nan_not_errors(tmp_path):
     log = read_log(p)
     assert np.isnan(float(log.downtime_bytes)) and float(log.page_size) == 4096
     assert np.isnan(log.sample_dirty_pages_rate.values).all()
-    obs = observe(log)                   # no dirty-pages-rate: the first pass is bracketed only
+    obs = observe(log)  # no dirty-pages-rate: the first pass is bracketed only
     assert obs.period_end == 0 and obs.syncs == 7
 
 
@@ -111,7 +129,7 @@ def test_testbed_record_states_its_settings_and_what_the_guest_reported():
     assert bool(log.postcopy) and bool(log.completed)
     cancelled = read_log(TESTBED / "r20000-h128-rand-bw032-dl0030-n0.nc")
     assert not bool(cancelled.completed) and np.isnan(float(cancelled.downtime))
-    assert float(cancelled.transferred) > 0      # the last statistics seen while running
+    assert float(cancelled.transferred) > 0  # the last statistics seen while running
 
 
 def test_observed_rounds_from_polls():
@@ -121,7 +139,7 @@ def test_observed_rounds_from_polls():
     assert obs.period_end == 2 and obs.period_new / MIB == pytest.approx(3805 * 4096 * 3.905 / MIB, rel=0.02)
     # later syncs: what the bitmap grew by plus what was sent between the two polls
     assert obs.dirty[1] / MIB == pytest.approx(18.7, abs=0.2)
-    assert obs.precopy_rate / MIB == pytest.approx(64.65, rel=0.01)      # 1 % above the 64 MiB/s cap
+    assert obs.precopy_rate / MIB == pytest.approx(64.65, rel=0.01)  # 1 % above the 64 MiB/s cap
 
 
 def _write(tmp_path, name, text):
@@ -193,8 +211,11 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("make, words", BAD, ids=[b[0].__name__.strip("_") if b[0].__name__ != "<lambda>"
-                                                   else b[1][0] for b in BAD])
+@pytest.mark.parametrize(
+    "make, words",
+    BAD,
+    ids=[b[0].__name__.strip("_") if b[0].__name__ != "<lambda>" else b[1][0] for b in BAD],
+)
 def test_bad_or_truncated_logs_are_one_error_naming_file_and_line(tmp_path, make, words):
     path = make(tmp_path)
     with pytest.raises(ConfigError) as e:

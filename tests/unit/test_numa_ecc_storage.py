@@ -1,9 +1,8 @@
 """Issue 7: NUMA, copy errors / ECC / checksums, networks (WAN window, sharing), storage.
 
 Each test shows an effect, on both engines where it matters (they must agree)."""
-from __future__ import annotations
 
-import math
+from __future__ import annotations
 
 import pytest
 
@@ -28,14 +27,20 @@ def test_numa_mismatch_gives_penalty_and_match_none(engine):
     same = sim([], engine)
     assert bool(same.numa_compatible) and val(same, "numa_penalty") == 0.0
     # 0.5 GiB VM: source nodes of 0.5 GiB (one vNUMA node), destination nodes of 0.125 GiB.
-    diff = sim(["host.numa_node_gib=0.5", "host.dst_numa_nodes=8", "host.dst_numa_node_gib=0.125"],
-               engine)
+    diff = sim(["host.numa_node_gib=0.5", "host.dst_numa_nodes=8", "host.dst_numa_node_gib=0.125"], engine)
     assert not bool(diff.numa_compatible)
     # 3/4 of the vNUMA node's memory is remote; ratio 1.6 -> 0.75 x 0.6
     assert val(diff, "numa_penalty") == pytest.approx(0.75 * 0.6)
     # fewer destination nodes than vNUMA nodes: incompatible layout, memory still local
-    fewer = sim(["host.numa_node_gib=0.25", "host.src_numa_nodes=2", "host.dst_numa_nodes=1",
-                 "host.dst_numa_node_gib=1"], engine)
+    fewer = sim(
+        [
+            "host.numa_node_gib=0.25",
+            "host.src_numa_nodes=2",
+            "host.dst_numa_nodes=1",
+            "host.dst_numa_node_gib=1",
+        ],
+        engine,
+    )
     assert not bool(fewer.numa_compatible) and val(fewer, "numa_penalty") == 0.0
     assert diff.numa_penalty.attrs["units"] == "1"
 
@@ -53,8 +58,7 @@ def test_ecc_lowers_corruption_by_orders_of_magnitude(engine):
     ecc = val(sim(["host.ecc=true", "host.bit_error_rate=1e-12"], engine), "corruption_probability")
     assert 1e-4 < plain < 1
     assert 0 < ecc < plain * 1e-6
-    checked = sim(["host.ecc=false", "host.bit_error_rate=1e-12", "policy.verify_checksums=true"],
-                  engine)
+    checked = sim(["host.ecc=false", "host.bit_error_rate=1e-12", "policy.verify_checksums=true"], engine)
     assert val(checked, "corruption_probability") < plain * 1e-15
     assert val(checked, "retransmitted") > 0 and val(checked, "checksum_cpu_time") > 0
 
@@ -73,7 +77,7 @@ def test_verify_checksums_works_for_every_policy_and_costs_time_when_hashing_is_
 def test_wan_window_caps_throughput_at_window_over_rtt(engine):
     idle = ["vm.memory_gib=0.5", "workload=idle", "network=10gbe", f"engine={engine}"]
     ds = lmt.simulate(idle + ["network.latency_ms=25", "network.tcp_window_mib=2"])
-    cap = 2 * 2 ** 20 / 0.050          # window / RTT, RTT = 2 x 25 ms
+    cap = 2 * 2**20 / 0.050  # window / RTT, RTT = 2 x 25 ms
     rate = val(ds, "transferred") / val(ds, "total_time")
     assert rate <= cap * 1.001
     assert rate == pytest.approx(cap, rel=0.05)
@@ -91,7 +95,7 @@ def test_background_traffic_slows_a_shared_link():
 def test_storage_migrate_adds_disk_bytes_and_time(engine):
     shared = sim([], engine)
     moved = sim(["storage=migrate", "storage.disk_gib=2", "storage.write_rate_mib_s=10"], engine)
-    disk = 2 * 2 ** 30
+    disk = 2 * 2**30
     assert val(shared, "storage_time") == 0 and val(shared, "storage_transferred") == 0
     assert val(moved, "storage_transferred") >= disk
     assert val(moved, "transferred") >= val(shared, "transferred") + disk
@@ -107,16 +111,19 @@ def test_storage_results_agree_between_engines():
     assert val(p, "transferred") == pytest.approx(val(f, "transferred"), rel=0.02)
 
 
-@pytest.mark.parametrize("override,key", [
-    (["vm.memory_gib=600"], "vm.memory_gib"),                                   # larger than the host
-    (["vm.memory_gib=2", "host.numa_node_gib=1", "host.numa_spanning=false"], "vm.memory_gib"),
-    (["host.dst_numa_nodes=0"], "host.dst_numa_nodes"),
-    (["network.background_gbit_s=-1"], "network.background_gbit_s"),
-    (["storage.write_rate_mib_s=-5"], "storage.write_rate_mib_s"),
-    (["host.bit_error_rate=-1e-9"], "host.bit_error_rate"),
-    (["network.tcp_window_mib=0"], "network.tcp_window_mib"),
-    (["storage=migrate", "storage.write_rate_mib_s=500"], "storage.write_rate_mib_s"),  # > 1 GbE
-])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        (["vm.memory_gib=600"], "vm.memory_gib"),  # larger than the host
+        (["vm.memory_gib=2", "host.numa_node_gib=1", "host.numa_spanning=false"], "vm.memory_gib"),
+        (["host.dst_numa_nodes=0"], "host.dst_numa_nodes"),
+        (["network.background_gbit_s=-1"], "network.background_gbit_s"),
+        (["storage.write_rate_mib_s=-5"], "storage.write_rate_mib_s"),
+        (["host.bit_error_rate=-1e-9"], "host.bit_error_rate"),
+        (["network.tcp_window_mib=0"], "network.tcp_window_mib"),
+        (["storage=migrate", "storage.write_rate_mib_s=500"], "storage.write_rate_mib_s"),  # > 1 GbE
+    ],
+)
 def test_bad_input_is_one_clear_error(override, key):
     with pytest.raises(ConfigError) as e:
         sim(override)

@@ -1,4 +1,5 @@
 """Vendor policies (issue 3): each test shows a rule's *effect*, on both engines where cheap."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,19 +15,31 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 #: A 0.5 GiB VM writing 100 000 random pages/s over all its memory: faster than 1 GbE
 #: (≈ 28 700 pages/s), so plain pre-copy cannot converge.
-HOT = ["vm.memory_gib=0.5", "workload=uniform", "workload.dirty_rate_pages_s=100000",
-       "network=1gbe"]
+HOT = ["vm.memory_gib=0.5", "workload=uniform", "workload.dirty_rate_pages_s=100000", "network=1gbe"]
 #: An ordinary workload: 1 GiB, 5000 random page writes/s, 1 GbE.
-MODERATE = ["vm.memory_gib=1", "workload=uniform", "workload.dirty_rate_pages_s=5000",
-            "network=1gbe"]
+MODERATE = ["vm.memory_gib=1", "workload=uniform", "workload.dirty_rate_pages_s=5000", "network=1gbe"]
 
 
 def run(overrides, engine="page"):
     ds = lmt.simulate(list(overrides) + [f"engine={engine}"])
-    out = {k: float(ds[k]) for k in ("total_time", "downtime", "transferred", "rounds", "memory",
-                                     "throttle_max", "guest_slowdown", "postcopy_faults")}
-    out.update(converged=bool(ds["converged"]), completed=bool(ds["completed"]),
-               stop_reason=str(ds["stop_reason"].values))
+    out = {
+        k: float(ds[k])
+        for k in (
+            "total_time",
+            "downtime",
+            "transferred",
+            "rounds",
+            "memory",
+            "throttle_max",
+            "guest_slowdown",
+            "postcopy_faults",
+        )
+    }
+    out.update(
+        converged=bool(ds["converged"]),
+        completed=bool(ds["completed"]),
+        stop_reason=str(ds["stop_reason"].values),
+    )
     return out
 
 
@@ -53,8 +66,8 @@ def test_hyperv_2008r2_profile_has_10_passes_and_tcp():
 def test_vmware_sdps_slows_guest_and_converges_within_goal(engine):
     r = run(["policy=vmware"] + HOT, engine)
     assert r["converged"] and r["stop_reason"] == "converged"
-    assert r["throttle_max"] > 0.5 and r["guest_slowdown"] > 0.05   # SDPS stunned the vCPUs
-    assert r["downtime"] <= 0.5 * 1.2                                # ≈ switchover goal
+    assert r["throttle_max"] > 0.5 and r["guest_slowdown"] > 0.05  # SDPS stunned the vCPUs
+    assert r["downtime"] <= 0.5 * 1.2  # ≈ switchover goal
     hv = run(["policy=hyperv", "policy.transport=tcp"] + HOT, engine)
     assert r["downtime"] < hv["downtime"] / 4
 
@@ -67,20 +80,18 @@ def test_vmware_without_sdps_forces_switchover_on_no_progress():
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_compression_beats_tcp_when_cpu_allows_and_loses_when_cpu_bound(engine):
-    base = ["policy=hyperv", "vm.memory_gib=0.5", "vm.compressibility=0.5", "workload=idle",
-            "network=10gbe"]
+    base = ["policy=hyperv", "vm.memory_gib=0.5", "vm.compressibility=0.5", "workload=idle", "network=10gbe"]
     tcp = run(base + ["policy.transport=tcp"], engine)
     comp = run(base + ["policy.transport=compression", "host.spare_cores=4"], engine)
     starved = run(base + ["policy.transport=compression", "host.spare_cores=0.5"], engine)
     assert comp["total_time"] < 0.75 * tcp["total_time"]
-    assert comp["transferred"] < 0.6 * tcp["transferred"]       # half the bytes on the wire
-    assert starved["total_time"] > 2.0 * tcp["total_time"]       # CPU-bound: slower than the link
+    assert comp["transferred"] < 0.6 * tcp["transferred"]  # half the bytes on the wire
+    assert starved["total_time"] > 2.0 * tcp["total_time"]  # CPU-bound: slower than the link
     assert starved["transferred"] == pytest.approx(comp["transferred"], rel=1e-6)
 
 
 def test_smb_is_faster_than_tcp_on_a_single_stream_limited_link():
-    base = ["policy=hyperv", "vm.memory_gib=0.5", "workload=idle", "network=10gbe",
-            "network.stream_gbit_s=4"]
+    base = ["policy=hyperv", "vm.memory_gib=0.5", "workload=idle", "network=10gbe", "network.stream_gbit_s=4"]
     tcp = run(base + ["policy.transport=tcp"])
     smb = run(base + ["policy.transport=smb"])
     assert smb["total_time"] < 0.5 * tcp["total_time"]
@@ -92,7 +103,7 @@ def test_postcopy_tiny_downtime_memory_sent_once_and_hybrid_in_between(engine):
     hyb = run(["policy=hybrid"] + HOT, engine)
     pre = run(["policy=vmware"] + HOT, engine)
     assert post["stop_reason"] == "no_precopy" and post["rounds"] == 0
-    assert post["downtime"] < 0.01                                    # device state only
+    assert post["downtime"] < 0.01  # device state only
     assert post["transferred"] == pytest.approx(post["memory"], rel=0.01)
     assert post["postcopy_faults"] > 0 and post["guest_slowdown"] > 0
     assert hyb["stop_reason"] == "precopy_done" and hyb["rounds"] == 1
@@ -102,8 +113,14 @@ def test_postcopy_tiny_downtime_memory_sent_once_and_hybrid_in_between(engine):
 
 
 def test_postcopy_prepaging_cuts_faults_on_a_hot_set():
-    hot = ["vm.memory_gib=0.5", "workload=hotcold", "workload.dirty_rate_pages_s=20000",
-           "workload.hot_mib=64", "workload.hot_fraction=0.99", "network=1gbe"]
+    hot = [
+        "vm.memory_gib=0.5",
+        "workload=hotcold",
+        "workload.dirty_rate_pages_s=20000",
+        "workload.hot_mib=64",
+        "workload.hot_fraction=0.99",
+        "network=1gbe",
+    ]
     for engine in ENGINES:
         plain = run(["policy=postcopy"] + hot, engine)
         pre = run(["policy=postcopy", "policy.prepaging=true"] + hot, engine)
@@ -118,8 +135,14 @@ def test_hybrid_completes_as_precopy_when_it_converges_first():
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_qemu_auto_converge_converges_where_plain_qemu_does_not(engine):
-    base = ["policy=qemu", "policy.timeout_s=60", "vm.memory_gib=0.5", "workload=uniform",
-            "workload.dirty_rate_pages_s=60000", "network=1gbe"]
+    base = [
+        "policy=qemu",
+        "policy.timeout_s=60",
+        "vm.memory_gib=0.5",
+        "workload=uniform",
+        "workload.dirty_rate_pages_s=60000",
+        "network=1gbe",
+    ]
     plain = run(base, engine)
     ac = run(base + ["policy.auto_converge=true"], engine)
     assert not plain["converged"] and plain["stop_reason"] == "timeout"
@@ -143,10 +166,16 @@ def test_vmware_profiles_and_knobs():
     assert (v7.profile, v7.encryption, v7.stream_autoscale) == ("vsphere7", True, True)
     assert v7.concurrent_limit_1gbe == 4 and v7.concurrent_limit_10gbe == 8
     # Encryption costs CPU: with one slow core it bounds the page rate below 10 GbE.
-    base = ["policy=vmware", "vm.memory_gib=0.5", "workload=idle", "network=10gbe",
-            "host.spare_cores=1", "host.encrypt_gib_s_per_core=0.25"]
+    base = [
+        "policy=vmware",
+        "vm.memory_gib=0.5",
+        "workload=idle",
+        "network=10gbe",
+        "host.spare_cores=1",
+        "host.encrypt_gib_s_per_core=0.25",
+    ]
     plain = run(base + ["policy.encryption=false"])
-    enc = run(base)                       # Encrypted vMotion Opportunistic: on by default
+    enc = run(base)  # Encrypted vMotion Opportunistic: on by default
     assert enc["total_time"] > 3 * plain["total_time"]
     with pytest.raises(ConfigError, match="policy.sdps"):
         lmt.build_scenario(lmt.compose(["policy=vmware", "policy.sdps=sometimes"]))
@@ -164,8 +193,7 @@ def test_hyperv_cpu_cap_throttles_the_guest():
 
 def test_custom_policy_via_target(monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLES))
-    wl = ["vm.memory_gib=0.5", "workload=uniform", "workload.dirty_rate_pages_s=60000",
-          "network=1gbe"]
+    wl = ["vm.memory_gib=0.5", "workload=uniform", "workload.dirty_rate_pages_s=60000", "network=1gbe"]
     for engine in ENGINES:
         r = run(["policy=custom"] + wl, engine)
         assert r["stop_reason"] == "no_progress" and r["completed"]
@@ -177,6 +205,7 @@ def test_custom_policy_via_target(monkeypatch):
 
 def test_custom_policy_target_must_be_importable(monkeypatch):
     import sys
+
     monkeypatch.setattr(sys, "path", [p for p in sys.path if "examples" not in p])
     monkeypatch.delitem(sys.modules, "my_policy", raising=False)
     with pytest.raises(ConfigError, match="_target_"):
@@ -185,8 +214,10 @@ def test_custom_policy_target_must_be_importable(monkeypatch):
 
 def test_vendor_policy_hooks_work_on_stacked_arrays():
     from lmtoolkit.policies import HybridPolicy, PostcopyPolicy
-    st = PostcopyPolicy.stack([PostcopyPolicy(prepaging=True, access_factor=2.0),
-                               PostcopyPolicy(fault_overhead_us=50.0)])
+
+    st = PostcopyPolicy.stack(
+        [PostcopyPolicy(prepaging=True, access_factor=2.0), PostcopyPolicy(fault_overhead_us=50.0)]
+    )
     assert st.prepaging_enabled().tolist() == [True, False]
     assert st.fault_access_factor().tolist() == [2.0, 1.0]
     assert np.allclose(st.fault_overhead_s(), [20e-6, 50e-6])

@@ -1,4 +1,5 @@
 """The policy registry, the base-class hooks and the profile helper (issue 10)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -10,16 +11,34 @@ import pytest
 
 from lmtoolkit.errors import ConfigError
 from lmtoolkit.model import UniformWorkload
-from lmtoolkit.policies import (POLICIES, HybridPolicy, HypervPolicy, Policy, PostcopyPolicy,
-                                PrecopyPolicy, QemuPolicy, StopCopyPolicy, VmwarePolicy, XenPolicy,
-                                policy_class, policy_fields)
+from lmtoolkit.policies import (
+    POLICIES,
+    HybridPolicy,
+    HypervPolicy,
+    Policy,
+    PostcopyPolicy,
+    PrecopyPolicy,
+    QemuPolicy,
+    StopCopyPolicy,
+    VmwarePolicy,
+    XenPolicy,
+    policy_class,
+    policy_fields,
+)
 from lmtoolkit.records import REASON_CODE, STOP_REASONS
 from tests.conftest import run, scenario
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-BUILT_IN = {"precopy": PrecopyPolicy, "qemu": QemuPolicy, "xen": XenPolicy,
-            "vmware": VmwarePolicy, "hyperv": HypervPolicy, "postcopy": PostcopyPolicy,
-            "hybrid": HybridPolicy, "stopcopy": StopCopyPolicy}
+BUILT_IN = {
+    "precopy": PrecopyPolicy,
+    "qemu": QemuPolicy,
+    "xen": XenPolicy,
+    "vmware": VmwarePolicy,
+    "hyperv": HypervPolicy,
+    "postcopy": PostcopyPolicy,
+    "hybrid": HybridPolicy,
+    "stopcopy": StopCopyPolicy,
+}
 
 
 # -- registry ----------------------------------------------------------------------------------
@@ -43,15 +62,18 @@ def test_a_new_policy_class_registers_itself():
 
 def test_a_taken_name_is_refused():
     with pytest.raises(TypeError, match="'qemu' is taken"):
+
         @dataclass(frozen=True)
         class NotQemu(PrecopyPolicy, register=True):
             name = "qemu"
+
     assert POLICIES["qemu"] is QemuPolicy
 
 
 def test_plugin_policies_work_by_target_without_registering(monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLES))
     from my_policy import ShrinkOrStopPolicy
+
     assert "shrink_or_stop" not in POLICIES
     cfg = {"_target_": "my_policy.ShrinkOrStopPolicy", "name": "ignored"}
     assert policy_class(cfg) is ShrinkOrStopPolicy
@@ -62,18 +84,21 @@ def test_plugin_policies_work_by_target_without_registering(monkeypatch):
 
 def test_policy_fields_are_the_class_defaults():
     f = policy_fields({"name": "qemu"})
-    assert f["max_rounds"] == 10 ** 9 and f["xbzrle"] is False and f["dirty_clear"] == "chunk"
+    assert f["max_rounds"] == 10**9 and f["xbzrle"] is False and f["dirty_clear"] == "chunk"
     assert f["clear_bitmap_shift"] == 18
     assert f == {x.name: x.default for x in dataclasses.fields(QemuPolicy)}
-    assert policy_fields({"name": "xen"})["max_rounds"] is None      # the version decides
+    assert policy_fields({"name": "xen"})["max_rounds"] is None  # the version decides
 
 
-@pytest.mark.parametrize("cfg,key,needle", [
-    ({"name": "qemuu"}, "name", "one of hybrid, hyperv"),
-    ({}, "name", "one of"),
-    ({"_target_": "no_such_module.Policy"}, "_target_", "an importable policy class"),
-    ({"_target_": "lmtoolkit.model.VM"}, "_target_", "a subclass of lmtoolkit.policies.Policy"),
-])
+@pytest.mark.parametrize(
+    "cfg,key,needle",
+    [
+        ({"name": "qemuu"}, "name", "one of hybrid, hyperv"),
+        ({}, "name", "one of"),
+        ({"_target_": "no_such_module.Policy"}, "_target_", "an importable policy class"),
+        ({"_target_": "lmtoolkit.model.VM"}, "_target_", "a subclass of lmtoolkit.policies.Policy"),
+    ],
+)
 def test_policy_class_errors_name_the_key(cfg, key, needle):
     with pytest.raises(ConfigError) as e:
         policy_class(cfg)
@@ -107,7 +132,7 @@ class SyncClearPrecopy(PrecopyPolicy):
 def test_dirty_clear_hook_defaults():
     assert Policy.dirty_clear == "send"
     assert VmwarePolicy().dirty_clear == HypervPolicy().dirty_clear == "send"
-    assert QemuPolicy().dirty_clear == "chunk"        # KVM manual dirty-log protect
+    assert QemuPolicy().dirty_clear == "chunk"  # KVM manual dirty-log protect
     assert QemuPolicy(dirty_clear="sync").dirty_clear == "sync"
 
 
@@ -145,8 +170,16 @@ def test_a_policy_adds_its_own_stop_reason(engine):
     rec = run(scenario(memory_gib=0.5, workload=wl, policy=GiveUpAfterOnePass(), engine=engine))
     assert rec.stop_reason == "gave_up" and rec.rounds == 1 and rec.completed and not rec.converged
     # built-in reasons keep their codes
-    assert STOP_REASONS[:8] == ["running", "converged", "max_rounds", "max_sent", "timeout",
-                                "no_precopy", "precopy_done", "no_progress"]
+    assert STOP_REASONS[:8] == [
+        "running",
+        "converged",
+        "max_rounds",
+        "max_sent",
+        "timeout",
+        "no_precopy",
+        "precopy_done",
+        "no_progress",
+    ]
 
 
 def test_vendor_stop_reasons_are_declared_by_their_policies():
@@ -157,21 +190,32 @@ def test_vendor_stop_reasons_are_declared_by_their_policies():
 
 # -- profiles ----------------------------------------------------------------------------------
 def test_profiles_fill_only_the_keys_left_null():
-    assert (XenPolicy().max_rounds, XenPolicy().max_factor, XenPolicy().dirty_threshold_pages) == (29, 3.0, 50)
+    assert (XenPolicy().max_rounds, XenPolicy().max_factor, XenPolicy().dirty_threshold_pages) == (
+        29,
+        3.0,
+        50,
+    )
     v2 = XenPolicy(version="v2")
     assert v2.max_rounds == 5 and v2.max_factor == float("inf")
     assert XenPolicy(version="v2", max_rounds=7).max_rounds == 7
     assert (VmwarePolicy().encryption, VmwarePolicy().stream_autoscale) == (True, False)  # Opportunistic
-    assert (VmwarePolicy(profile="vsphere7").encryption,
-            VmwarePolicy(profile="vsphere7").stream_autoscale) == (True, True)
+    assert (
+        VmwarePolicy(profile="vsphere7").encryption,
+        VmwarePolicy(profile="vsphere7").stream_autoscale,
+    ) == (True, True)
     assert VmwarePolicy(profile="vsphere7", encryption=False).encryption is False
     assert (HypervPolicy().max_passes, HypervPolicy().transport) == (5, "compression")
-    assert (HypervPolicy(profile="2008r2").max_passes, HypervPolicy(profile="2008r2").transport) == (10, "tcp")
+    assert (HypervPolicy(profile="2008r2").max_passes, HypervPolicy(profile="2008r2").transport) == (
+        10,
+        "tcp",
+    )
     assert HypervPolicy(profile="2008r2", transport="smb").transport == "smb"
 
 
-@pytest.mark.parametrize("cls,key,bad", [(XenPolicy, "version", "v3"), (VmwarePolicy, "profile", "vsphere9"),
-                                         (HypervPolicy, "profile", "2016")])
+@pytest.mark.parametrize(
+    "cls,key,bad",
+    [(XenPolicy, "version", "v3"), (VmwarePolicy, "profile", "vsphere9"), (HypervPolicy, "profile", "2016")],
+)
 def test_unknown_profile_is_one_clear_error(cls, key, bad):
     with pytest.raises(ConfigError) as e:
         cls(**{key: bad})

@@ -1,9 +1,9 @@
 """Invariants that hold for any scenario (hypothesis)."""
+
 from __future__ import annotations
 
 import math
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -11,34 +11,52 @@ from lmtoolkit.model import HotColdWorkload, UniformWorkload
 from lmtoolkit.policies import QemuPolicy, StopCopyPolicy, XenPolicy
 from tests.conftest import run, scenario
 
-POLICIES = st.sampled_from([QemuPolicy(timeout_s=120), XenPolicy(), XenPolicy(version="v2"),
-                            StopCopyPolicy(), QemuPolicy(timeout_s=120, auto_converge=True)])
+POLICIES = st.sampled_from(
+    [
+        QemuPolicy(timeout_s=120),
+        XenPolicy(),
+        XenPolicy(version="v2"),
+        StopCopyPolicy(),
+        QemuPolicy(timeout_s=120, auto_converge=True),
+    ]
+)
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def workload(kind, rate, hot):
-    return UniformWorkload(dirty_rate_pages_s=rate) if kind == "uniform" else \
-        HotColdWorkload(dirty_rate_pages_s=rate, hot_mib=hot)
+    return (
+        UniformWorkload(dirty_rate_pages_s=rate)
+        if kind == "uniform"
+        else HotColdWorkload(dirty_rate_pages_s=rate, hot_mib=hot)
+    )
 
 
-scenarios = st.fixed_dictionaries({
-    "memory_gib": st.sampled_from([0.25, 0.5, 1.0]),
-    "zero_fraction": st.floats(0, 0.9),
-    "gbit": st.sampled_from([1.0, 2.5, 10.0]),
-    "kind": st.sampled_from(["uniform", "hotcold"]),
-    "rate": st.floats(0, 60_000),
-    "hot": st.sampled_from([16.0, 64.0, 128.0]),
-    "policy": POLICIES,
-    "engine": st.sampled_from(["page", "fluid"]),
-    "seed": st.integers(0, 2 ** 16),
-})
+scenarios = st.fixed_dictionaries(
+    {
+        "memory_gib": st.sampled_from([0.25, 0.5, 1.0]),
+        "zero_fraction": st.floats(0, 0.9),
+        "gbit": st.sampled_from([1.0, 2.5, 10.0]),
+        "kind": st.sampled_from(["uniform", "hotcold"]),
+        "rate": st.floats(0, 60_000),
+        "hot": st.sampled_from([16.0, 64.0, 128.0]),
+        "policy": POLICIES,
+        "engine": st.sampled_from(["page", "fluid"]),
+        "seed": st.integers(0, 2**16),
+    }
+)
 
 
 def build(d, **change):
     d = {**d, **change}
-    return scenario(memory_gib=d["memory_gib"], zero_fraction=d["zero_fraction"], gbit=d["gbit"],
-                    workload=workload(d["kind"], d["rate"], d["hot"]), policy=d["policy"],
-                    engine=d["engine"], seed=d["seed"])
+    return scenario(
+        memory_gib=d["memory_gib"],
+        zero_fraction=d["zero_fraction"],
+        gbit=d["gbit"],
+        workload=workload(d["kind"], d["rate"], d["hot"]),
+        policy=d["policy"],
+        engine=d["engine"],
+        seed=d["seed"],
+    )
 
 
 @FAST

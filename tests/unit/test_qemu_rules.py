@@ -1,5 +1,6 @@
 """QEMU-like rules (lmtoolkit/policies/qemu.py): switchover threshold, bandwidth cap,
 iteration granularity, auto-converge steps, xbzrle, multifd."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,14 +10,19 @@ from lmtoolkit.model import HotColdWorkload, IdleWorkload, UniformWorkload
 from lmtoolkit.policies import QemuPolicy
 from tests.conftest import run, scenario
 
-MIB = 2 ** 20
+MIB = 2**20
 
 
 @pytest.mark.parametrize("engine", ["page", "fluid"])
 @pytest.mark.parametrize("limit_ms", [30, 300, 1000])
 def test_switchover_when_remaining_fits_bandwidth_times_downtime_limit(engine, limit_ms):
-    rec = run(scenario(workload=UniformWorkload(dirty_rate_pages_s=8_000),
-                       policy=QemuPolicy(downtime_limit_ms=limit_ms), engine=engine))
+    rec = run(
+        scenario(
+            workload=UniformWorkload(dirty_rate_pages_s=8_000),
+            policy=QemuPolicy(downtime_limit_ms=limit_ms),
+            engine=engine,
+        )
+    )
     assert rec.converged
     *precopy, stop = rec.round_detail
     # The bitmap at the switchover fits the threshold (bandwidth estimate x limit) ...
@@ -30,7 +36,7 @@ def test_switchover_when_remaining_fits_bandwidth_times_downtime_limit(engine, l
 def test_switchover_can_happen_inside_the_first_pass():
     rec = run(scenario(memory_gib=1.0, workload=IdleWorkload(), gbit=10))
     first = rec.round_detail[0]
-    assert rec.rounds == 1 and first.pages < 262144          # pass 1 stopped early ...
+    assert rec.rounds == 1 and first.pages < 262144  # pass 1 stopped early ...
     assert rec.round_detail[-1].pages == 262144 - first.pages  # ... the rest went in the downtime
     # The switchover check runs once per 50 ms iteration (uncapped): what is left at the sync
     # is below the threshold (0.3 s of sending) by less than one iteration's worth.
@@ -39,18 +45,27 @@ def test_switchover_can_happen_inside_the_first_pass():
 
 @pytest.mark.parametrize("engine", ["page", "fluid"])
 def test_bandwidth_cap_limits_precopy_but_not_the_stop_and_copy(engine):
-    rec = run(scenario(workload=UniformWorkload(dirty_rate_pages_s=2_000), gbit=10,
-                       policy=QemuPolicy(max_bandwidth_mib_s=50), engine=engine))
+    rec = run(
+        scenario(
+            workload=UniformWorkload(dirty_rate_pages_s=2_000),
+            gbit=10,
+            policy=QemuPolicy(max_bandwidth_mib_s=50),
+            engine=engine,
+        )
+    )
     for r in rec.round_detail[:-1]:
         assert r.bytes / r.duration_s <= 50 * MIB * 1.0001
     stop = rec.round_detail[-1]
-    assert stop.bytes / stop.duration_s > 500 * MIB      # 10 GbE line rate during downtime
+    assert stop.bytes / stop.duration_s > 500 * MIB  # 10 GbE line rate during downtime
     assert rec.total_time_s > rec.memory_bytes / (50 * MIB) * 0.95
 
 
 def test_phases_last_at_least_one_iteration():
-    rec = run(scenario(workload=HotColdWorkload(dirty_rate_pages_s=40_000, hot_mib=64),
-                       policy=QemuPolicy(timeout_s=30)))
+    rec = run(
+        scenario(
+            workload=HotColdWorkload(dirty_rate_pages_s=40_000, hot_mib=64), policy=QemuPolicy(timeout_s=30)
+        )
+    )
     durations = np.array([r.duration_s for r in rec.round_detail if r.kind == "precopy"])
     assert durations.min() >= 0.050 * 0.999
 
@@ -62,15 +77,16 @@ def test_auto_converge_throttles_in_steps_and_converges(engine):
     ac = run(scenario(workload=hot, policy=QemuPolicy(timeout_s=120, auto_converge=True), engine=engine))
     assert not plain.converged and ac.converged
     steps = np.unique([round(r.throttle, 6) for r in ac.round_detail if r.kind == "precopy"])
-    assert steps[0] == 0.0 and steps[1] == pytest.approx(0.20)        # cpu-throttle-initial
-    assert np.allclose(np.diff(steps[1:]), 0.10)                       # cpu-throttle-increment
+    assert steps[0] == 0.0 and steps[1] == pytest.approx(0.20)  # cpu-throttle-initial
+    assert np.allclose(np.diff(steps[1:]), 0.10)  # cpu-throttle-increment
     assert ac.throttle_max == pytest.approx(steps[-1]) and ac.guest_slowdown > 0
 
 
 def test_auto_converge_needs_two_high_periods_and_respects_max():
     hot = HotColdWorkload(dirty_rate_pages_s=150_000, hot_mib=512)
-    rec = run(scenario(workload=hot, policy=QemuPolicy(auto_converge=True, max_cpu_throttle=40,
-                                                       timeout_s=60)))
+    rec = run(
+        scenario(workload=hot, policy=QemuPolicy(auto_converge=True, max_cpu_throttle=40, timeout_s=60))
+    )
     thr = [r.throttle for r in rec.round_detail if r.kind == "precopy"]
     first = next(i for i, t in enumerate(thr) if t > 0)
     # Throttling starts only after at least two >1 s periods with dirtied > 50 % of sent.
@@ -93,8 +109,12 @@ def test_xbzrle_reduces_bytes_once_the_cache_is_filled():
 def test_multifd_lifts_the_single_stream_limit():
     from lmtoolkit.model import VM, Network
     from lmtoolkit.scenario import Scenario
+
     net = Network(bandwidth_gbit_s=25, stream_gbit_s=8)
     one = run(Scenario(vm=VM(memory_gib=1), workload=IdleWorkload(), network=net, policy=QemuPolicy()))
-    four = run(Scenario(vm=VM(memory_gib=1), workload=IdleWorkload(), network=net,
-                        policy=QemuPolicy(multifd_channels=4)))
+    four = run(
+        Scenario(
+            vm=VM(memory_gib=1), workload=IdleWorkload(), network=net, policy=QemuPolicy(multifd_channels=4)
+        )
+    )
     assert four.total_time_s == pytest.approx(one.total_time_s * 8 / 25, rel=0.02)

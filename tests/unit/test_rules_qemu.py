@@ -1,5 +1,6 @@
 """QEMU rules of issue 12, each checked by its effect in both engines (the page engine is the
 reference, the fluid engine must follow).  Sources are cited in lmtoolkit/policies/qemu.py."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,9 +21,13 @@ def four_gib():
     wl = UniformWorkload(dirty_rate_pages_s=15_000)
     out = {}
     for e in ENGINES:
-        for name, kw in (("send", dict(dirty_clear="send")), ("sync", dict(dirty_clear="sync")),
-                         ("chunk", {}), ("chunk64", dict(clear_bitmap_shift=14)),
-                         ("chunk4g", dict(clear_bitmap_shift=20))):
+        for name, kw in (
+            ("send", dict(dirty_clear="send")),
+            ("sync", dict(dirty_clear="sync")),
+            ("chunk", {}),
+            ("chunk64", dict(clear_bitmap_shift=14)),
+            ("chunk4g", dict(clear_bitmap_shift=20)),
+        ):
             out[e, name] = run(scenario(memory_gib=4.0, workload=wl, policy=QemuPolicy(**kw), engine=e))
     return out
 
@@ -30,8 +35,8 @@ def four_gib():
 @pytest.mark.parametrize("engine", ENGINES)
 def test_chunk_clear_lies_between_send_and_sync_for_large_guests(four_gib, engine):
     t = {k: r.total_time_s for (e, k), r in four_gib.items() if e == engine}
-    assert t["send"] == pytest.approx(51.6, rel=0.005)       # per-page clear at the send
-    assert t["sync"] == pytest.approx(65.2, rel=0.005)       # TCG: cleared at the sync
+    assert t["send"] == pytest.approx(51.6, rel=0.005)  # per-page clear at the send
+    assert t["sync"] == pytest.approx(65.2, rel=0.005)  # TCG: cleared at the sync
     # the default: 1 GiB chunks (CLEAR_BITMAP_SHIFT_DEFAULT 18), cleared at their first send
     assert t["send"] * 1.05 < t["chunk"] < t["sync"] * 0.9
     assert t["chunk"] == pytest.approx(55.2, rel=0.01)
@@ -69,6 +74,7 @@ def test_chunk_rule_is_the_default_and_checked():
 def _cache_run(slots_mib=16 / 1024):
     """A page-engine run of a 4 MiB VM whose XBZRLE cache has 4 entries."""
     from lmtoolkit.engine.page import _Run
+
     scn = scenario(memory_gib=4 / 1024, policy=QemuPolicy(xbzrle=True, xbzrle_cache_mib=slots_mib))
     r = _Run(scn)
     r._xb_started = True
@@ -78,7 +84,7 @@ def _cache_run(slots_mib=16 / 1024):
 def test_xbzrle_cache_is_direct_mapped_with_a_two_sync_lifetime():
     r = _cache_run()
     assert r._xb_slots == 4
-    order = np.array([1, 2, 5], dtype=np.int64)            # slots 1, 2, 1 (page mod 4)
+    order = np.array([1, 2, 5], dtype=np.int64)  # slots 1, 2, 1 (page mod 4)
     nz = np.ones(3, dtype=bool)
     r.st.round = np.float64(3)
     tt, bb = r._xbzrle(0, 3, False, order, nz, 1.0, 0.1, 4104.0, 9.0)
@@ -107,9 +113,14 @@ def test_xbzrle_cache_is_direct_mapped_with_a_two_sync_lifetime():
 @pytest.mark.parametrize("engine", ENGINES)
 def test_xbzrle_cache_size_matters_when_the_hot_set_is_larger(engine):
     hot = HotColdWorkload(dirty_rate_pages_s=30_000, hot_mib=256)
-    small, big = (run(scenario(workload=hot, engine=engine,
-                               policy=QemuPolicy(xbzrle=True, xbzrle_cache_mib=m, timeout_s=120)))
-                  for m in (16, 64))
+    small, big = (
+        run(
+            scenario(
+                workload=hot, engine=engine, policy=QemuPolicy(xbzrle=True, xbzrle_cache_mib=m, timeout_s=120)
+            )
+        )
+        for m in (16, 64)
+    )
     assert big.transferred_bytes < 0.9 * small.transferred_bytes
     assert big.total_time_s < small.total_time_s
 
@@ -119,8 +130,10 @@ def test_xbzrle_sends_nothing_for_pages_rewritten_before_their_send(engine):
     """With the log cleared at the sync (TCG) a page written before its send is dirty again
     with the content already sent: a cache hit then sends nothing."""
     hot = HotColdWorkload(dirty_rate_pages_s=30_000, hot_mib=32)
-    send, sync = (run(scenario(workload=hot, engine=engine,
-                               policy=QemuPolicy(xbzrle=True, dirty_clear=c))) for c in ("send", "sync"))
+    send, sync = (
+        run(scenario(workload=hot, engine=engine, policy=QemuPolicy(xbzrle=True, dirty_clear=c)))
+        for c in ("send", "sync")
+    )
     per_page = lambda r: r.round_detail[3].bytes / r.round_detail[3].pages  # noqa: E731
     assert per_page(sync) < 0.85 * per_page(send)
 
@@ -128,9 +141,16 @@ def test_xbzrle_sends_nothing_for_pages_rewritten_before_their_send(engine):
 def test_xbzrle_engines_agree():
     for hot_mib, cache in ((32, 64), (256, 64), (256, 16)):
         hot = HotColdWorkload(dirty_rate_pages_s=30_000, hot_mib=hot_mib)
-        p, f = (run(scenario(workload=hot, engine=e,
-                             policy=QemuPolicy(xbzrle=True, xbzrle_cache_mib=cache, timeout_s=120)))
-                for e in ENGINES)
+        p, f = (
+            run(
+                scenario(
+                    workload=hot,
+                    engine=e,
+                    policy=QemuPolicy(xbzrle=True, xbzrle_cache_mib=cache, timeout_s=120),
+                )
+            )
+            for e in ENGINES
+        )
         assert f.total_time_s == pytest.approx(p.total_time_s, rel=0.03), (hot_mib, cache)
         assert f.transferred_bytes == pytest.approx(p.transferred_bytes, rel=0.03), (hot_mib, cache)
 
@@ -139,14 +159,19 @@ def test_xbzrle_with_multifd_is_one_error_naming_both_keys():
     with pytest.raises(ConfigError) as e:
         QemuPolicy(xbzrle=True, multifd_channels=4)
     assert e.value.key == "xbzrle" and "policy.multifd_channels=4" in str(e.value)
-    QemuPolicy(xbzrle=True)                       # each alone is fine
+    QemuPolicy(xbzrle=True)  # each alone is fine
     QemuPolicy(multifd_channels=4)
 
 
 def test_xbzrle_with_multifd_from_the_cli(capsys):
     from lmtoolkit import cli
-    assert cli.main(["run", "policy=qemu", "policy.xbzrle=true", "policy.multifd_channels=2",
-                     "vm.memory_gib=0.25"]) == 2
+
+    assert (
+        cli.main(
+            ["run", "policy=qemu", "policy.xbzrle=true", "policy.multifd_channels=2", "vm.memory_gib=0.25"]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "policy.xbzrle" in err[0] and "policy.multifd_channels" in err[0]
 
@@ -156,9 +181,18 @@ def test_xbzrle_with_multifd_from_the_cli(capsys):
 def long_passes():
     """4 GiB, 1 Gbit/s, a 512 MiB hot set at 150k writes/s: passes of tens of seconds."""
     hot = HotColdWorkload(dirty_rate_pages_s=150_000, hot_mib=512)
-    return {(v, e): run(scenario(memory_gib=4.0, workload=hot, engine=e,
-                                 policy=QemuPolicy(auto_converge=True, timeout_s=300, qemu_version=v)))
-            for v in ("9.1", "10.1") for e in ENGINES}
+    return {
+        (v, e): run(
+            scenario(
+                memory_gib=4.0,
+                workload=hot,
+                engine=e,
+                policy=QemuPolicy(auto_converge=True, timeout_s=300, qemu_version=v),
+            )
+        )
+        for v in ("9.1", "10.1")
+        for e in ENGINES
+    }
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -170,8 +204,10 @@ def test_auto_converge_sync_timer_steps_the_throttle_inside_long_passes(long_pas
     # so on every 5 s while the passes are longer than that
     assert starts[1] == pytest.approx(36.3, abs=0.1)
     assert starts[2:9] == pytest.approx([45.0, 50.0, 55.0, 60.0, 65.0, 70.0, 75.0], abs=0.01)
-    assert all(abs(t / 5 - round(t / 5)) > 0.01 for t in
-               [r.start_s for r in old.round_detail if r.kind == "precopy"][2:9])
+    assert all(
+        abs(t / 5 - round(t / 5)) > 0.01
+        for t in [r.start_s for r in old.round_detail if r.kind == "precopy"][2:9]
+    )
     # the throttle climbs every other forced sync: the migration ends 25 s sooner
     assert old.total_time_s == pytest.approx(138.7, rel=0.01)
     assert new.total_time_s == pytest.approx(113.4, rel=0.01)
@@ -199,6 +235,7 @@ def test_sync_timer_needs_auto_converge_and_a_recent_qemu():
 @pytest.mark.parametrize("engine", ENGINES)
 def test_postcopy_after_seconds_switches_at_the_next_check(engine):
     from lmtoolkit.policies import HybridPolicy
+
     hot = HotColdWorkload(dirty_rate_pages_s=60_000, hot_mib=256)
     by_pass = run(scenario(workload=hot, policy=HybridPolicy(), engine=engine))
     early = run(scenario(workload=hot, policy=HybridPolicy(postcopy_after_s=3.0), engine=engine))
@@ -207,7 +244,9 @@ def test_postcopy_after_seconds_switches_at_the_next_check(engine):
     assert by_pass.round_detail[1].start_s == pytest.approx(8.9, abs=0.01)
     # at 3 s, inside the first pass: the pass is cut at the check (every 50 ms) after 3 s
     assert (early.rounds, early.stop_reason) == (1, "precopy_done")
-    assert early.round_detail[1].kind == "stop" and early.round_detail[1].start_s == pytest.approx(3.0, abs=1e-4)
+    assert early.round_detail[1].kind == "stop" and early.round_detail[1].start_s == pytest.approx(
+        3.0, abs=1e-4
+    )
     # at 12.02 s: the second phase (from 8.9 s) ends at the first check after it, 12.05 s
     assert (late.rounds, late.stop_reason) == (2, "precopy_done")
     assert late.round_detail[2].start_s == pytest.approx(12.05, abs=1e-4)
@@ -216,8 +255,9 @@ def test_postcopy_after_seconds_switches_at_the_next_check(engine):
 
 def test_postcopy_after_seconds_defaults():
     from lmtoolkit.policies import HybridPolicy
+
     assert HybridPolicy().precopy_passes == 1 and HybridPolicy().postcopy_after_s is None
-    assert HybridPolicy(postcopy_after_s=5.0).precopy_passes == 10 ** 6     # time only
+    assert HybridPolicy(postcopy_after_s=5.0).precopy_passes == 10**6  # time only
     assert HybridPolicy(postcopy_after_s=5.0, precopy_passes=2).precopy_passes == 2
     with pytest.raises(ConfigError) as e:
         HybridPolicy(postcopy_after_s=-1.0)

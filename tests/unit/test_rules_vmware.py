@@ -1,5 +1,6 @@
 """VMware-like rules of issue 12 (lmtoolkit/policies/vmware.py cites VMware's documents):
 Encrypted vMotion is Opportunistic by default; both readings of the SDPS target."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,11 +17,11 @@ ENGINES = ("page", "fluid")
 
 
 def test_encrypted_vmotion_is_opportunistic_by_default():
-    """"The default is Opportunistic": encrypted between hosts of 6.5 or later."""
-    assert VmwarePolicy().encryption is True                        # generic (6.0U3 … 9.0.1 dumps)
+    """ "The default is Opportunistic": encrypted between hosts of 6.5 or later."""
+    assert VmwarePolicy().encryption is True  # generic (6.0U3 … 9.0.1 dumps)
     assert VmwarePolicy(profile="vsphere7").encryption is True
-    assert VmwarePolicy(profile="vsphere5").encryption is False     # before 6.5
-    assert VmwarePolicy(encryption=False).encryption is False       # the Disabled state
+    assert VmwarePolicy(profile="vsphere5").encryption is False  # before 6.5
+    assert VmwarePolicy(encryption=False).encryption is False  # the Disabled state
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -36,9 +37,19 @@ def test_encryption_costs_cpu_when_the_cipher_is_slower_than_the_link(engine):
 @pytest.fixture(scope="module")
 def sdps():
     hot = HotColdWorkload(dirty_rate_pages_s=60_000, hot_mib=512)
-    return {(reading, mode, e): run(scenario(memory_gib=2.0, workload=hot, engine=e,
-                                             policy=VmwarePolicy(sdps=mode, sdps_target_reading=reading)))
-            for reading in ("ratio", "exceed") for mode in ("dynamic", "on") for e in ENGINES}
+    return {
+        (reading, mode, e): run(
+            scenario(
+                memory_gib=2.0,
+                workload=hot,
+                engine=e,
+                policy=VmwarePolicy(sdps=mode, sdps_target_reading=reading),
+            )
+        )
+        for reading in ("ratio", "exceed")
+        for mode in ("dynamic", "on")
+        for e in ENGINES
+    }
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -1,6 +1,7 @@
 """Workload pacing (issue 12, rule 5): a writer paced by guest progress slows with the
 guest's throttle; one paced by the wall clock catches up and slows only when its peak rate,
 scaled by the throttle, falls below its target (lmtoolkit/model/workload.py)."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,20 +19,24 @@ def test_write_speed_by_pacing():
     wall = UniformWorkload(dirty_rate_pages_s=10_000, pacing="wall")
     capped = UniformWorkload(dirty_rate_pages_s=10_000, pacing="wall", max_rate_pages_s=25_000)
     assert float(guest.write_speed(0.3)) == pytest.approx(0.3)
-    assert float(wall.write_speed(0.3)) == 1.0                  # catches up: no slowdown
-    assert float(capped.write_speed(0.5)) == 1.0                # 0.5 x 25k >= 10k
+    assert float(wall.write_speed(0.3)) == 1.0  # catches up: no slowdown
+    assert float(capped.write_speed(0.5)) == 1.0  # 0.5 x 25k >= 10k
     assert float(capped.write_speed(0.2)) == pytest.approx(0.5)  # 0.2 x 25k = 5k of 10k
 
 
 @pytest.fixture(scope="module")
 def paced():
     out = {}
-    for name, kw in (("guest", {}), ("wall", dict(pacing="wall")),
-                     ("wall2x", dict(pacing="wall", max_rate_pages_s=120_000))):
+    for name, kw in (
+        ("guest", {}),
+        ("wall", dict(pacing="wall")),
+        ("wall2x", dict(pacing="wall", max_rate_pages_s=120_000)),
+    ):
         hot = HotColdWorkload(dirty_rate_pages_s=60_000, hot_mib=256, **kw)
         for e in ENGINES:
-            out[name, e] = run(scenario(workload=hot, engine=e,
-                                        policy=QemuPolicy(timeout_s=120, auto_converge=True)))
+            out[name, e] = run(
+                scenario(workload=hot, engine=e, policy=QemuPolicy(timeout_s=120, auto_converge=True))
+            )
     return out
 
 

@@ -1,5 +1,6 @@
 """Xen rules of issue 12 (lmtoolkit/policies/xen.py cites xc_domain_save.c and xg_sr_save.c),
 checked by their effect in both engines."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,8 +19,14 @@ def test_v2_clears_the_log_at_the_sync(engine):
     """2 GiB, 1 Gbit/s, 20k uniform writes/s: every page written during a pass is sent again
     (SHADOW_OP_CLEAN at the sync, no to_skip): ~40 s and ~1.5 s downtime (the per-page clear
     gave 29.8 s / 0.74 s)."""
-    rec = run(scenario(memory_gib=2.0, workload=UniformWorkload(dirty_rate_pages_s=20_000),
-                       policy=XenPolicy(version="v2"), engine=engine))
+    rec = run(
+        scenario(
+            memory_gib=2.0,
+            workload=UniformWorkload(dirty_rate_pages_s=20_000),
+            policy=XenPolicy(version="v2"),
+            engine=engine,
+        )
+    )
     assert rec.total_time_s == pytest.approx(40.1, rel=0.01)
     assert rec.downtime_s == pytest.approx(1.5, rel=0.02)
     assert (rec.rounds, rec.stop_reason) == (5, "max_rounds")
@@ -47,7 +54,7 @@ def test_classic_skips_pages_written_since_the_sync(engine):
 def test_classic_has_29_live_passes(engine):
     hot = HotColdWorkload(dirty_rate_pages_s=30_000, hot_mib=64)
     rec = run(scenario(memory_gib=2.0, workload=hot, policy=XenPolicy(), engine=engine))
-    assert (rec.rounds, rec.stop_reason) == (29, "max_rounds")      # DEF_MAX_ITERS 29
+    assert (rec.rounds, rec.stop_reason) == (29, "max_rounds")  # DEF_MAX_ITERS 29
     assert XenPolicy(max_rounds=30).max_rounds == 30
 
 
@@ -71,8 +78,8 @@ def test_v2_sends_the_last_few_pages_live_then_stops(engine):
     wl = UniformWorkload(dirty_rate_pages_s=30, wss_mib=64)
     rec = run(scenario(memory_gib=0.5, workload=wl, gbit=10, policy=XenPolicy(version="v2"), engine=engine))
     assert rec.converged and rec.rounds == 2
-    assert rec.round_detail[1].dirty_pages < 50          # the extra live pass
-    assert rec.round_detail[-1].pages < 5                 # what it left for the stop
+    assert rec.round_detail[1].dirty_pages < 50  # the extra live pass
+    assert rec.round_detail[-1].pages < 5  # what it left for the stop
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -81,15 +88,20 @@ def test_max_factor_counts_pages_sent(engine):
     rec = run(scenario(workload=hot, policy=XenPolicy(max_rounds=10_000), engine=engine))
     assert rec.stop_reason == "max_sent"
     pages = rec.memory_bytes / 4096
-    sent = rec.precopy_bytes / (4096 + 8)      # total_sent, in pages (not bytes, not skipped)
+    sent = rec.precopy_bytes / (4096 + 8)  # total_sent, in pages (not bytes, not skipped)
     assert 3 * pages < sent < 3.2 * pages
 
 
 def test_engines_agree_on_xen():
     for v in ("classic", "v2"):
-        for wl in (UniformWorkload(dirty_rate_pages_s=20_000), HotColdWorkload(dirty_rate_pages_s=30_000, hot_mib=64)):
-            p, f = (run(scenario(memory_gib=2.0, workload=wl, policy=XenPolicy(version=v), engine=e))
-                    for e in ENGINES)
+        for wl in (
+            UniformWorkload(dirty_rate_pages_s=20_000),
+            HotColdWorkload(dirty_rate_pages_s=30_000, hot_mib=64),
+        ):
+            p, f = (
+                run(scenario(memory_gib=2.0, workload=wl, policy=XenPolicy(version=v), engine=e))
+                for e in ENGINES
+            )
             assert f.total_time_s == pytest.approx(p.total_time_s, rel=0.01), (v, wl.name)
             assert f.transferred_bytes == pytest.approx(p.transferred_bytes, rel=0.01), (v, wl.name)
             assert f.rounds == p.rounds and f.stop_reason == p.stop_reason

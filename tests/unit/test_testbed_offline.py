@@ -1,5 +1,6 @@
 """Testbed pieces that need no QEMU: config matrix, cpio writer, records, the fit/test split,
 lmtk validate on the recorded data, and the QEMU-like policy's dirty_clear option."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,12 +27,17 @@ def test_full_matrix_has_at_least_30_runs_with_the_required_spread():
     assert min(caps) == 32 and max(caps) == 150
     lims = [s.downtime_limit_ms for s in specs]
     assert min(lims) == 30 and max(lims) == 1000
-    assert any(s.xbzrle for s in specs) and any(s.auto_converge for s in specs) and any(s.postcopy for s in specs)
+    assert (
+        any(s.xbzrle for s in specs)
+        and any(s.auto_converge for s in specs)
+        and any(s.postcopy for s in specs)
+    )
     assert len({label(s) for s in specs}) == len(specs)
 
 
 def test_bad_matrix_key_is_one_clear_error():
     from lmtoolkit.errors import ConfigError
+
     with pytest.raises(ConfigError, match="unknown run key 'rate'"):
         expand(compose_testbed(["matrix=single", "+run.rate=5"]))
 
@@ -41,7 +47,7 @@ def test_cpio_newc_layout(tmp_path):
     write_cpio(p, [("init", 0o100755, b"abc", (0, 0)), ("dev/console", 0o20600, b"", (5, 1))])
     b = p.read_bytes()
     assert b.startswith(b"070701") and b"TRAILER!!!" in b and len(b) % 4 == 0
-    assert b[6 + 8 * 11: 6 + 8 * 12] == b"%08X" % 5 or b"00000005" in b   # rdev major of the console
+    assert b[6 + 8 * 11 : 6 + 8 * 12] == b"%08X" % 5 or b"00000005" in b  # rdev major of the console
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +58,18 @@ def runs():
 def test_recorded_data_is_complete_and_guest_memory_was_checked(runs):
     assert len(runs) >= 30
     for r in runs:
-        for k in ("total_time", "downtime", "transferred", "rounds", "converged", "dirty_sync_count",
-                  "setup_time", "ram_normal", "ram_duplicate", "zero_fraction"):
+        for k in (
+            "total_time",
+            "downtime",
+            "transferred",
+            "rounds",
+            "converged",
+            "dirty_sync_count",
+            "setup_time",
+            "ram_normal",
+            "ram_duplicate",
+            "zero_fraction",
+        ):
             assert k in r, (r.attrs["lmt_file"], k)
         if bool(r.completed.item()):
             assert int(r.verify_bad_pages.item()) == 0, r.attrs["lmt_file"]
@@ -77,6 +93,7 @@ def test_validate_meets_the_goals_on_held_out_runs():
 @pytest.mark.slow
 def test_cli_validate_prints_the_summary_last(capsys):
     from lmtoolkit import cli
+
     assert cli.main(["validate"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("held-out runs") and "goals met" in last
@@ -98,15 +115,24 @@ class _FakeTestbed:
 
     def migrate(self, spec):
         import xarray as xr
+
         self.migrations += 1
-        return {"status": "completed", "total_time": 1.0, "downtime": 0.01, "transferred": 2**20,
-                "dirty_sync_count": 3, "dirty_rate_measured": spec.dirty_rate_pages_s,
-                "verify_bad_pages": 0, "_ds": xr.Dataset({"total_time": 1.0})}
+        return {
+            "status": "completed",
+            "total_time": 1.0,
+            "downtime": 0.01,
+            "transferred": 2**20,
+            "dirty_sync_count": 3,
+            "dirty_rate_measured": spec.dirty_rate_pages_s,
+            "verify_bad_pages": 0,
+            "_ds": xr.Dataset({"total_time": 1.0}),
+        }
 
 
 @pytest.fixture
 def fake_testbed(monkeypatch):
     from lmtoolkit.testbed import matrix
+
     monkeypatch.setattr(matrix, "Testbed", _FakeTestbed)
     monkeypatch.setattr(matrix, "to_dataset", lambda m, extra_attrs=None: m["_ds"])
     monkeypatch.setattr(matrix, "_qemu_version", lambda tb: "10.0")
@@ -115,23 +141,25 @@ def fake_testbed(monkeypatch):
 
 def _reference_files():
     from lmtoolkit.testbed.matrix import reference_dir
+
     return sorted(p.name for p in reference_dir().iterdir())
 
 
 def test_testbed_run_writes_to_the_results_dir_not_the_reference_set(fake_testbed, tmp_path, capsys):
     from lmtoolkit import cli
     from lmtoolkit.paths import data_dir
+
     before = _reference_files()
     assert fake_testbed.reference_dir() == data_dir() / "testbed"
     cfg = compose_testbed([])
     default = fake_testbed.resolve_out_dir(cfg)
-    assert default == (tmp_path / "results" / "testbed").resolve()   # $LMT_RESULTS_DIR (conftest)
+    assert default == (tmp_path / "results" / "testbed").resolve()  # $LMT_RESULTS_DIR (conftest)
     assert default != fake_testbed.reference_dir()
-    assert cli.main(["testbed", "run"]) == 0                          # the README's example
+    assert cli.main(["testbed", "run"]) == 0  # the README's example
     out = capsys.readouterr().out
     written = sorted(p.name for p in default.glob("*.nc"))
     assert len(written) == 2 and f"lmtk validate --data {default}" in out
-    assert _reference_files() == before                               # data/testbed untouched
+    assert _reference_files() == before  # data/testbed untouched
     other = tmp_path / "mine"
     assert fake_testbed.run_matrix(["matrix=single", f"out_dir={other}"], log=lambda *a: None)
     assert len(list(other.glob("*.nc"))) == 1 and _reference_files() == before
@@ -140,6 +168,7 @@ def test_testbed_run_writes_to_the_results_dir_not_the_reference_set(fake_testbe
 def test_adding_to_the_reference_set_is_explicit(tmp_path, capsys):
     from lmtoolkit import cli
     from lmtoolkit.testbed.matrix import reference_dir, resolve_out_dir
+
     cfg = compose_testbed(["reference=true"])
     assert resolve_out_dir(cfg) == reference_dir()
     # --reference and out_dir contradict each other: one line, exit 2, nothing run
@@ -151,6 +180,7 @@ def test_adding_to_the_reference_set_is_explicit(tmp_path, capsys):
 def test_validate_fits_on_the_reference_set_and_can_be_pointed_elsewhere(tmp_path, capsys):
     from lmtoolkit import cli
     from lmtoolkit.testbed.matrix import reference_dir
+
     assert V.DATASETS["testbed"].default_path == "data/testbed"
     assert V.project_root() / V.DATASETS["testbed"].default_path == reference_dir()
     assert cli.main(["validate", "--data", str(tmp_path / "none")]) == 2
@@ -159,6 +189,7 @@ def test_validate_fits_on_the_reference_set_and_can_be_pointed_elsewhere(tmp_pat
     # your own runs: compared with the simulator as calibrated on the reference set, all out of sample
     import io
     import shutil
+
     mine = tmp_path / "mine"
     mine.mkdir()
     for f in ("r00000-hall-rand-bw064-dl0300-n1.nc", "r05000-h064-rand-bw064-dl0300-n1.nc"):
@@ -173,10 +204,22 @@ def test_validate_fits_on_the_reference_set_and_can_be_pointed_elsewhere(tmp_pat
 @pytest.mark.parametrize("engine", ["page", "fluid"])
 def test_dirty_clear_sync_resends_pages_written_before_their_send(engine):
     wl = UniformWorkload(dirty_rate_pages_s=2_000, wss_mib=64)
-    send = run(scenario(memory_gib=0.5, workload=wl, engine=engine,
-                        policy=QemuPolicy(max_bandwidth_mib_s=64, dirty_clear="send")))
-    sync = run(scenario(memory_gib=0.5, workload=wl, engine=engine,
-                        policy=QemuPolicy(max_bandwidth_mib_s=64, dirty_clear="sync")))
+    send = run(
+        scenario(
+            memory_gib=0.5,
+            workload=wl,
+            engine=engine,
+            policy=QemuPolicy(max_bandwidth_mib_s=64, dirty_clear="send"),
+        )
+    )
+    sync = run(
+        scenario(
+            memory_gib=0.5,
+            workload=wl,
+            engine=engine,
+            policy=QemuPolicy(max_bandwidth_mib_s=64, dirty_clear="sync"),
+        )
+    )
     # every hot page written during pass 1 is dirty at the sync, not only those written after their send
     assert sync.round_detail[1].dirty_pages > send.round_detail[1].dirty_pages * 1.3
     assert sync.transferred_bytes > send.transferred_bytes
@@ -184,12 +227,22 @@ def test_dirty_clear_sync_resends_pages_written_before_their_send(engine):
 
 def test_dirty_clear_engines_agree():
     wl = UniformWorkload(dirty_rate_pages_s=5_000, wss_mib=64)
-    recs = [run(scenario(memory_gib=0.5, workload=wl, engine=e,
-                         policy=QemuPolicy(max_bandwidth_mib_s=64, dirty_clear="sync"))) for e in ("page", "fluid")]
+    recs = [
+        run(
+            scenario(
+                memory_gib=0.5,
+                workload=wl,
+                engine=e,
+                policy=QemuPolicy(max_bandwidth_mib_s=64, dirty_clear="sync"),
+            )
+        )
+        for e in ("page", "fluid")
+    ]
     assert recs[1].total_time_s == pytest.approx(recs[0].total_time_s, rel=0.1)
 
 
 def test_dirty_clear_rejects_other_values():
     from lmtoolkit.errors import ConfigError
+
     with pytest.raises(ConfigError):
         QemuPolicy(dirty_clear="never")

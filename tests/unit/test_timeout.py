@@ -3,6 +3,7 @@
 The page engine is the reference; the fluid engine must agree.  See the **Timeout**
 paragraph of :class:`lmtoolkit.policies.base.Policy` for the rules.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,15 +14,28 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lmtoolkit.model import VM, HotColdWorkload, IdleWorkload, Network, UniformWorkload
-from lmtoolkit.policies import (HybridPolicy, HypervPolicy, PostcopyPolicy, QemuPolicy,
-                                StopCopyPolicy, VmwarePolicy, XenPolicy)
+from lmtoolkit.policies import (
+    HybridPolicy,
+    HypervPolicy,
+    PostcopyPolicy,
+    QemuPolicy,
+    StopCopyPolicy,
+    VmwarePolicy,
+    XenPolicy,
+)
 from lmtoolkit.scenario import Scenario
 from tests.conftest import run, scenario
 
 ENGINES = ("page", "fluid")
-ALL_POLICIES = {"qemu": QemuPolicy, "xen": XenPolicy, "vmware": VmwarePolicy,
-                "hyperv": HypervPolicy, "hybrid": HybridPolicy, "postcopy": PostcopyPolicy,
-                "stopcopy": StopCopyPolicy}
+ALL_POLICIES = {
+    "qemu": QemuPolicy,
+    "xen": XenPolicy,
+    "vmware": VmwarePolicy,
+    "hyperv": HypervPolicy,
+    "hybrid": HybridPolicy,
+    "postcopy": PostcopyPolicy,
+    "stopcopy": StopCopyPolicy,
+}
 
 
 def _abandoned(rec, timeout_s):
@@ -35,9 +49,13 @@ def _abandoned(rec, timeout_s):
 def test_a_link_that_cannot_carry_a_page_times_out_at_timeout_s(name, engine):
     # network.bandwidth_gbit_s=1e-9: a 4 KiB page takes ~10 h; this used to report a
     # completed, converged migration after 1.8e10 s.
-    scn = Scenario(vm=VM(memory_gib=1.0), workload=IdleWorkload(),
-                   network=Network(bandwidth_gbit_s=1e-9), policy=ALL_POLICIES[name](),
-                   engine=engine)
+    scn = Scenario(
+        vm=VM(memory_gib=1.0),
+        workload=IdleWorkload(),
+        network=Network(bandwidth_gbit_s=1e-9),
+        policy=ALL_POLICIES[name](),
+        engine=engine,
+    )
     rec = run(scn)
     _abandoned(rec, 600.0)
     line = scn.network.payload_bytes_s()
@@ -46,15 +64,18 @@ def test_a_link_that_cannot_carry_a_page_times_out_at_timeout_s(name, engine):
 
 def test_tiny_bandwidth_through_the_config_in_both_engines():
     from lmtoolkit.runner import build_scenario, compose
-    recs = [run(build_scenario(compose(["network.bandwidth_gbit_s=1e-9", f"engine={e}"])))
-            for e in ENGINES]
+
+    recs = [run(build_scenario(compose(["network.bandwidth_gbit_s=1e-9", f"engine={e}"]))) for e in ENGINES]
     for rec in recs:
         _abandoned(rec, 600.0)
     assert recs[0].rounds == recs[1].rounds
 
 
-@pytest.mark.parametrize("policy", [QemuPolicy(timeout_s=5.0), XenPolicy(timeout_s=5.0),
-                                    StopCopyPolicy(timeout_s=5.0)], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "policy",
+    [QemuPolicy(timeout_s=5.0), XenPolicy(timeout_s=5.0), StopCopyPolicy(timeout_s=5.0)],
+    ids=lambda p: p.name,
+)
 def test_timeout_inside_a_pass_counts_the_bytes_sent_by_then(policy):
     # 1 GiB over 1 Gbit/s: the first pass (or the stop-and-copy) takes ~9 s.
     recs = [run(scenario(memory_gib=1.0, policy=policy, engine=e)) for e in ENGINES]
@@ -77,8 +98,7 @@ def test_timeout_inside_the_switchover_abandons_it(engine):
     assert done.completed and done.converged
     t_pass = done.total_time_s - done.downtime_s
     timeout = t_pass + 1.0
-    rec = run(scenario(memory_gib=1.0, policy=dataclasses.replace(pol, timeout_s=timeout),
-                       engine=engine))
+    rec = run(scenario(memory_gib=1.0, policy=dataclasses.replace(pol, timeout_s=timeout), engine=engine))
     _abandoned(rec, timeout)
     assert rec.rounds == done.rounds
     # the pass and the device state went out (0.25 MiB take ~2 ms); the overhead sends nothing
@@ -91,8 +111,7 @@ def test_timeout_inside_the_switchover_abandons_it(engine):
 def test_stop_and_copy_longer_than_the_timeout_is_abandoned(engine):
     rec = run(scenario(memory_gib=1.0, policy=StopCopyPolicy(timeout_s=2.0), engine=engine))
     _abandoned(rec, 2.0)
-    assert rec.stop_bytes == pytest.approx(2.0 * Network(bandwidth_gbit_s=1.0).payload_bytes_s(),
-                                           rel=1e-3)
+    assert rec.stop_bytes == pytest.approx(2.0 * Network(bandwidth_gbit_s=1.0).payload_bytes_s(), rel=1e-3)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -110,14 +129,21 @@ def test_postcopy_completes_once_the_vm_runs_on_the_destination(engine):
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_hybrid_precopy_is_cut_by_the_timeout_before_the_switch(engine):
-    rec = run(scenario(memory_gib=1.0, policy=HybridPolicy(timeout_s=3.0),
-                       workload=UniformWorkload(dirty_rate_pages_s=20_000), engine=engine))
+    rec = run(
+        scenario(
+            memory_gib=1.0,
+            policy=HybridPolicy(timeout_s=3.0),
+            workload=UniformWorkload(dirty_rate_pages_s=20_000),
+            engine=engine,
+        )
+    )
     _abandoned(rec, 3.0)
 
 
 # -- invariant (hypothesis) --------------------------------------------------------------------
-POLICY_KINDS = st.sampled_from(["qemu", "qemu_ac", "xen", "vmware", "hyperv", "hybrid",
-                                "postcopy", "stopcopy"])
+POLICY_KINDS = st.sampled_from(
+    ["qemu", "qemu_ac", "xen", "vmware", "hyperv", "hybrid", "postcopy", "stopcopy"]
+)
 
 
 def _policy(kind, timeout):
@@ -130,15 +156,24 @@ FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthChe
 
 
 @FAST
-@given(kind=POLICY_KINDS, timeout=st.floats(0.001, 40.0), memory=st.sampled_from([0.25, 0.5]),
-       gbit=st.sampled_from([0.1, 1.0, 10.0]), rate=st.floats(0, 80_000),
-       hot=st.booleans(), engine=st.sampled_from(ENGINES), seed=st.integers(0, 2 ** 16))
+@given(
+    kind=POLICY_KINDS,
+    timeout=st.floats(0.001, 40.0),
+    memory=st.sampled_from([0.25, 0.5]),
+    gbit=st.sampled_from([0.1, 1.0, 10.0]),
+    rate=st.floats(0, 80_000),
+    hot=st.booleans(),
+    engine=st.sampled_from(ENGINES),
+    seed=st.integers(0, 2**16),
+)
 def test_no_migration_runs_past_its_timeout(kind, timeout, memory, gbit, rate, hot, engine, seed):
-    wl = HotColdWorkload(dirty_rate_pages_s=rate, hot_mib=32.0) if hot else \
-        UniformWorkload(dirty_rate_pages_s=rate)
+    wl = (
+        HotColdWorkload(dirty_rate_pages_s=rate, hot_mib=32.0)
+        if hot
+        else UniformWorkload(dirty_rate_pages_s=rate)
+    )
     pol = _policy(kind, timeout)
-    rec = run(scenario(memory_gib=memory, gbit=gbit, workload=wl, policy=pol, engine=engine,
-                       seed=seed))
+    rec = run(scenario(memory_gib=memory, gbit=gbit, workload=wl, policy=pol, engine=engine, seed=seed))
     eps = 1e-9 * timeout + 1e-12
     if not rec.completed:
         assert rec.stop_reason == "timeout" and not rec.converged

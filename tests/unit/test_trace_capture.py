@@ -1,4 +1,5 @@
 """Dirty-page capture from a real process (lmtoolkit/trace/capture.py)."""
+
 from __future__ import annotations
 
 import mmap
@@ -23,7 +24,9 @@ def _supported():
 
 
 METHOD = _supported()
-needs_tracking = pytest.mark.skipif(METHOD is None, reason="kernel has neither uffd-wp+PAGEMAP_SCAN nor soft-dirty")
+needs_tracking = pytest.mark.skipif(
+    METHOD is None, reason="kernel has neither uffd-wp+PAGEMAP_SCAN nor soft-dirty"
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +56,14 @@ def test_traced_program_writes_the_known_number_of_pages(writer, tmp_path):
     assert tr["interval_s"] == 0.5 and tr["counts"].sum() == tr["pages"].size
     # sequential cycling: the buffer pages of one (full) interval are one contiguous run
     ends = np.cumsum(tr["counts"])
-    second = np.sort(tr["pages"][ends[0]:ends[1]])
+    second = np.sort(tr["pages"][ends[0] : ends[1]])
     assert np.count_nonzero(np.diff(second) == 1) >= tr["counts"][1] * 0.95
 
 
 @needs_tracking
 def test_trace_replays_as_a_workload(writer, tmp_path):
     import lmtoolkit as lmt
+
     cap = capture.trace_command([str(writer), "3000", "2"], interval_s=0.25)
     f = cap.save(tmp_path / "w.npz")
     ds = lmt.simulate(["workload=trace", f"workload.file={f}", "vm.memory_gib=0.25", "network=1gbe"])
@@ -75,7 +79,7 @@ def test_self_tracker_reports_exactly_the_written_pages():
         for p in (1, 7, 100):
             buf[p * capture.PAGE] = 1
         assert tr.written().tolist() == [1, 7, 100]
-        assert tr.written().size == 0            # re-protected by the scan
+        assert tr.written().size == 0  # re-protected by the scan
         buf[7 * capture.PAGE + 9] = 2
         assert tr.written().tolist() == [7]
     finally:
@@ -83,7 +87,9 @@ def test_self_tracker_reports_exactly_the_written_pages():
 
 
 def test_unsupported_kernel_error_names_what_is_missing(monkeypatch):
-    monkeypatch.setattr(capture, "_probe_uffd_wp_async", lambda: "userfaultfd UFFD_FEATURE_WP_ASYNC not available")
+    monkeypatch.setattr(
+        capture, "_probe_uffd_wp_async", lambda: "userfaultfd UFFD_FEATURE_WP_ASYNC not available"
+    )
     monkeypatch.setattr(capture, "_probe_soft_dirty", lambda: "kernel built without CONFIG_MEM_SOFT_DIRTY")
     with pytest.raises(capture.TraceUnsupported) as e:
         capture.probe()
@@ -93,8 +99,10 @@ def test_unsupported_kernel_error_names_what_is_missing(monkeypatch):
 
 def test_cli_reports_unsupported_kernel(monkeypatch, capsys):
     from lmtoolkit import cli
+
     def nope():
         raise capture.TraceUnsupported("cannot track dirty pages on this kernel: needs Linux >= 6.7")
+
     monkeypatch.setattr(capture, "probe", nope)
     assert cli.main(["trace", "--", "true"]) == 1
     assert "Linux >= 6.7" in capsys.readouterr().err

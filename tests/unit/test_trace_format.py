@@ -1,5 +1,6 @@
 """Trace files (lmtoolkit/trace/format.py): round trip, and one clear error for a bad file —
 never numpy's pickle error, never unpickling."""
+
 from __future__ import annotations
 
 import pickle
@@ -31,18 +32,21 @@ class _Boom:
         return (RuntimeError, ("unpickled!",))
 
 
-@pytest.mark.parametrize("case, what", [
-    ("garbage", "not an .npz"),
-    ("empty", "empty file"),
-    ("pickle", "not an .npz"),
-    ("npy", "single .npy array"),
-    ("truncated", "damaged file"),
-    ("missing", "missing array(s) pages"),
-    ("object", "holds Python objects"),
-    ("float_pages", "pages must be a 1-d integer array"),
-    ("bad_interval", "interval_s=0.0 is not a positive"),
-    ("sum", "sum(counts)=3 but 2 page numbers"),
-])
+@pytest.mark.parametrize(
+    "case, what",
+    [
+        ("garbage", "not an .npz"),
+        ("empty", "empty file"),
+        ("pickle", "not an .npz"),
+        ("npy", "single .npy array"),
+        ("truncated", "damaged file"),
+        ("missing", "missing array(s) pages"),
+        ("object", "holds Python objects"),
+        ("float_pages", "pages must be a 1-d integer array"),
+        ("bad_interval", "interval_s=0.0 is not a positive"),
+        ("sum", "sum(counts)=3 but 2 page numbers"),
+    ],
+)
 def test_bad_file_is_one_config_error_naming_the_key_and_path(tmp_path, case, what):
     p = tmp_path / "bad.npz"
     if case == "garbage":
@@ -83,8 +87,9 @@ def test_missing_file_is_file_not_found(tmp_path):
 @pytest.mark.parametrize("content", [b"garbage" * 20, None])
 def test_cli_run_with_a_bad_trace_exits_2_with_one_line(tmp_path, capsys, content):
     from lmtoolkit.cli import main
+
     p = tmp_path / "bad.npz"
-    if content is None:   # an npz holding an object array
+    if content is None:  # an npz holding an object array
         _npz(p, **{**GOOD, "counts": np.array([[1], [2]], dtype=object)})
     else:
         p.write_bytes(content)

@@ -8,6 +8,7 @@ cpu-throttle-percentage, ram.dirty-pages-rate) and its final query-migrate stati
 Nothing is simulated or invented; fields the testbed did not record per poll are left out
 of the intermediate replies, as an older QEMU would.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
 PAGE = 4096
 RUNS = {
-    "qmp": "r10000-h064-rand-bw064-dl0300-n0",        # QMP query-migrate JSON lines
-    "domjobinfo": "r05000-h064-rand-bw064-dl0300-n0",   # virsh domjobinfo text
-    "jobstats": "r10000-h064-rand-bw064-dl0100-n0",     # virDomainGetJobStats key=value
+    "qmp": "r10000-h064-rand-bw064-dl0300-n0",  # QMP query-migrate JSON lines
+    "domjobinfo": "r05000-h064-rand-bw064-dl0300-n0",  # virsh domjobinfo text
+    "jobstats": "r10000-h064-rand-bw064-dl0100-n0",  # virDomainGetJobStats key=value
 }
 
 
@@ -37,9 +38,15 @@ def v(ds, k):
 
 def polls(ds):
     for i in range(ds.sizes["sample"]):
-        yield (float(ds.sample_time[i]), str(ds.sample_status.values[i]), int(ds.sample_transferred[i]),
-               int(ds.sample_remaining[i]), int(ds.sample_dirty_sync_count[i]),
-               int(round(float(ds.sample_throttle[i]) * 100)), int(ds.sample_dirty_pages_rate[i]))
+        yield (
+            float(ds.sample_time[i]),
+            str(ds.sample_status.values[i]),
+            int(ds.sample_transferred[i]),
+            int(ds.sample_remaining[i]),
+            int(ds.sample_dirty_sync_count[i]),
+            int(round(float(ds.sample_throttle[i]) * 100)),
+            int(ds.sample_dirty_pages_rate[i]),
+        )
 
 
 def qmp_lines(ds) -> list[str]:
@@ -48,21 +55,39 @@ def qmp_lines(ds) -> list[str]:
     n = ds.sizes["sample"]
     setup_ms = int(round(v(ds, "setup_time") * 1000))
     for i, (t, status, tr, rem, dsc, thr, rate) in enumerate(polls(ds)):
-        ram = {"transferred": tr, "remaining": rem, "total": int(v(ds, "ram_total")),
-               "dirty-sync-count": dsc, "dirty-pages-rate": rate, "page-size": PAGE}
+        ram = {
+            "transferred": tr,
+            "remaining": rem,
+            "total": int(v(ds, "ram_total")),
+            "dirty-sync-count": dsc,
+            "dirty-pages-rate": rate,
+            "page-size": PAGE,
+        }
         reply = {"status": status}
         if status != "setup":
             reply["setup-time"] = setup_ms
         if i == n - 1 and status == "completed":
-            reply.update({"total-time": int(round(v(ds, "total_time") * 1000)),
-                          "downtime": int(round(v(ds, "downtime") * 1000))})
-            ram.update({"transferred": int(v(ds, "transferred")), "remaining": 0,
-                        "duplicate": int(v(ds, "ram_duplicate")), "normal": int(v(ds, "ram_normal")),
-                        "normal-bytes": int(v(ds, "ram_normal_bytes")), "mbps": float(v(ds, "mbps")),
-                        "dirty-sync-count": int(v(ds, "dirty_sync_count")),
-                        "precopy-bytes": int(v(ds, "precopy_bytes")),
-                        "downtime-bytes": int(v(ds, "downtime_bytes")),
-                        "postcopy-bytes": int(v(ds, "postcopy_bytes")), "postcopy-requests": 0})
+            reply.update(
+                {
+                    "total-time": int(round(v(ds, "total_time") * 1000)),
+                    "downtime": int(round(v(ds, "downtime") * 1000)),
+                }
+            )
+            ram.update(
+                {
+                    "transferred": int(v(ds, "transferred")),
+                    "remaining": 0,
+                    "duplicate": int(v(ds, "ram_duplicate")),
+                    "normal": int(v(ds, "ram_normal")),
+                    "normal-bytes": int(v(ds, "ram_normal_bytes")),
+                    "mbps": float(v(ds, "mbps")),
+                    "dirty-sync-count": int(v(ds, "dirty_sync_count")),
+                    "precopy-bytes": int(v(ds, "precopy_bytes")),
+                    "downtime-bytes": int(v(ds, "downtime_bytes")),
+                    "postcopy-bytes": int(v(ds, "postcopy_bytes")),
+                    "postcopy-requests": 0,
+                }
+            )
         elif status != "setup":
             reply["total-time"] = int(round(t * 1000))
         if status != "setup":
@@ -76,7 +101,7 @@ def qmp_lines(ds) -> list[str]:
 
 def capacity(b: float) -> str:
     """virsh's prettyCapacity with 3 decimals (B, KiB, MiB, GiB)."""
-    for unit, div in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
+    for unit, div in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if b >= div:
             return f"{b / div:.3f} {unit}"
     return f"{b:.3f} B"
@@ -91,28 +116,42 @@ def domjobinfo_text(ds) -> str:
             continue
         if status == "completed":
             tr = float(v(ds, "transferred"))
-            lines = ["Job type:         Completed", "Operation:        Outgoing migration",
-                     f"Time elapsed:     {int(round(v(ds, 'total_time') * 1000)):<12d} ms",
-                     f"Data processed:   {capacity(tr)}", f"Data remaining:   {capacity(0)}",
-                     f"Data total:       {capacity(total)}", f"Memory processed: {capacity(tr)}",
-                     f"Memory remaining: {capacity(0)}", f"Memory total:     {capacity(total)}",
-                     f"Memory bandwidth: {float(v(ds, 'mbps')) * 1e6 / 8 / 2**20:.3f} MiB/s",
-                     f"Dirty rate:       {rate:<12d} pages/s", f"Page size:        {PAGE:<12d} bytes",
-                     f"Iteration:        {int(v(ds, 'dirty_sync_count')):<12d}",
-                     f"Postcopy requests: {0:<12d}",
-                     f"Constant pages:   {int(v(ds, 'ram_duplicate')):<12d}",
-                     f"Normal pages:     {int(v(ds, 'ram_normal')):<12d}",
-                     f"Normal data:      {capacity(float(v(ds, 'ram_normal_bytes')))}",
-                     f"Total downtime:   {int(round(v(ds, 'downtime') * 1000)):<12d} ms",
-                     f"Setup time:       {int(round(v(ds, 'setup_time') * 1000)):<12d} ms"]
+            lines = [
+                "Job type:         Completed",
+                "Operation:        Outgoing migration",
+                f"Time elapsed:     {int(round(v(ds, 'total_time') * 1000)):<12d} ms",
+                f"Data processed:   {capacity(tr)}",
+                f"Data remaining:   {capacity(0)}",
+                f"Data total:       {capacity(total)}",
+                f"Memory processed: {capacity(tr)}",
+                f"Memory remaining: {capacity(0)}",
+                f"Memory total:     {capacity(total)}",
+                f"Memory bandwidth: {float(v(ds, 'mbps')) * 1e6 / 8 / 2**20:.3f} MiB/s",
+                f"Dirty rate:       {rate:<12d} pages/s",
+                f"Page size:        {PAGE:<12d} bytes",
+                f"Iteration:        {int(v(ds, 'dirty_sync_count')):<12d}",
+                f"Postcopy requests: {0:<12d}",
+                f"Constant pages:   {int(v(ds, 'ram_duplicate')):<12d}",
+                f"Normal pages:     {int(v(ds, 'ram_normal')):<12d}",
+                f"Normal data:      {capacity(float(v(ds, 'ram_normal_bytes')))}",
+                f"Total downtime:   {int(round(v(ds, 'downtime') * 1000)):<12d} ms",
+                f"Setup time:       {int(round(v(ds, 'setup_time') * 1000)):<12d} ms",
+            ]
         else:
-            lines = ["Job type:         Unbounded", "Operation:        Outgoing migration",
-                     f"Time elapsed:     {int(round(t * 1000)):<12d} ms",
-                     f"Data processed:   {capacity(tr)}", f"Data remaining:   {capacity(rem)}",
-                     f"Data total:       {capacity(total)}", f"Memory processed: {capacity(tr)}",
-                     f"Memory remaining: {capacity(rem)}", f"Memory total:     {capacity(total)}",
-                     f"Dirty rate:       {rate:<12d} pages/s", f"Page size:        {PAGE:<12d} bytes",
-                     f"Iteration:        {dsc:<12d}"]
+            lines = [
+                "Job type:         Unbounded",
+                "Operation:        Outgoing migration",
+                f"Time elapsed:     {int(round(t * 1000)):<12d} ms",
+                f"Data processed:   {capacity(tr)}",
+                f"Data remaining:   {capacity(rem)}",
+                f"Data total:       {capacity(total)}",
+                f"Memory processed: {capacity(tr)}",
+                f"Memory remaining: {capacity(rem)}",
+                f"Memory total:     {capacity(total)}",
+                f"Dirty rate:       {rate:<12d} pages/s",
+                f"Page size:        {PAGE:<12d} bytes",
+                f"Iteration:        {dsc:<12d}",
+            ]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
 
@@ -125,20 +164,42 @@ def jobstats_text(ds) -> str:
         if status == "setup":
             continue
         if status == "completed":
-            d = {"type": 3, "operation": 2, "time_elapsed": int(round(v(ds, "total_time") * 1000)),
-                 "downtime": int(round(v(ds, "downtime") * 1000)), "setup_time": int(round(v(ds, "setup_time") * 1000)),
-                 "data_total": total, "data_processed": int(v(ds, "transferred")), "data_remaining": 0,
-                 "memory_total": total, "memory_processed": int(v(ds, "transferred")), "memory_remaining": 0,
-                 "memory_constant": int(v(ds, "ram_duplicate")), "memory_normal": int(v(ds, "ram_normal")),
-                 "memory_normal_bytes": int(v(ds, "ram_normal_bytes")),
-                 "memory_bps": int(float(v(ds, "mbps")) * 1e6 / 8), "memory_dirty_rate": rate,
-                 "memory_page_size": PAGE, "memory_iteration": int(v(ds, "dirty_sync_count")),
-                 "memory_postcopy_requests": 0}
+            d = {
+                "type": 3,
+                "operation": 2,
+                "time_elapsed": int(round(v(ds, "total_time") * 1000)),
+                "downtime": int(round(v(ds, "downtime") * 1000)),
+                "setup_time": int(round(v(ds, "setup_time") * 1000)),
+                "data_total": total,
+                "data_processed": int(v(ds, "transferred")),
+                "data_remaining": 0,
+                "memory_total": total,
+                "memory_processed": int(v(ds, "transferred")),
+                "memory_remaining": 0,
+                "memory_constant": int(v(ds, "ram_duplicate")),
+                "memory_normal": int(v(ds, "ram_normal")),
+                "memory_normal_bytes": int(v(ds, "ram_normal_bytes")),
+                "memory_bps": int(float(v(ds, "mbps")) * 1e6 / 8),
+                "memory_dirty_rate": rate,
+                "memory_page_size": PAGE,
+                "memory_iteration": int(v(ds, "dirty_sync_count")),
+                "memory_postcopy_requests": 0,
+            }
         else:
-            d = {"type": 2, "operation": 2, "time_elapsed": int(round(t * 1000)), "data_total": total,
-                 "data_processed": tr, "data_remaining": rem, "memory_total": total, "memory_processed": tr,
-                 "memory_remaining": rem, "memory_dirty_rate": rate, "memory_page_size": PAGE,
-                 "memory_iteration": dsc}
+            d = {
+                "type": 2,
+                "operation": 2,
+                "time_elapsed": int(round(t * 1000)),
+                "data_total": total,
+                "data_processed": tr,
+                "data_remaining": rem,
+                "memory_total": total,
+                "memory_processed": tr,
+                "memory_remaining": rem,
+                "memory_dirty_rate": rate,
+                "memory_page_size": PAGE,
+                "memory_iteration": dsc,
+            }
         blocks.append("\n".join(f"{k}={val}" for k, val in d.items()))
     return "\n\n".join(blocks) + "\n"
 

@@ -2,9 +2,11 @@
 
 :func:`limits` runs a handful of scenarios whose answer is known in closed form — an idle VM
 is one pass (``bytes / payload rate``), stop-and-copy pauses for exactly that long, a slowly
-writing guest sends ``M (1 + ρ / (2 (1 − ρ)))`` (the geometric series of Clark et al., NSDI
-2005, with ``ρ`` = dirty bytes/s ÷ payload bytes/s; the first pass counts half its writes,
-because a page written before its turn in a pass goes once with its latest content), a guest that writes faster than the link never
+writing guest sends ``M (1 + ρ (1 − a) / (1 − ρ))`` (the geometric series of Clark et al.,
+NSDI 2005, with ``ρ`` = dirty bytes/s ÷ payload bytes/s and ``a`` the share of the first
+pass's writes absorbed because the page's dirty-log bit is cleared after the write: ½ when
+the log is cleared at each page's send, 0 at the sync (TCG), (K − 1)/2K when K chunks are
+cleared in turn — QEMU/KVM's default), a guest that writes faster than the link never
 converges, post-copy sends every page once — and returns simulated vs analytic values.
 
 :func:`compare_engines` runs the same scenarios on the page and the fluid engine.
@@ -51,7 +53,7 @@ CHECKS = (
     ),
     Check(
         "geometric_series",
-        "slow writer (ρ = 0.2): data sent ≈ M (1 + ρ / (2 (1 − ρ)))",
+        "slow writer (ρ = 0.2): data sent ≈ M (1 + ρ (1 − a) / (1 − ρ)), a = writes absorbed by a later log clear",
         ("workload=uniform", "policy=qemu", "network=1gbe", "policy.downtime_limit_ms=30"),
         "transferred",
         "≈",
@@ -99,16 +101,30 @@ def _analytic(check: Check, scn, ds) -> float:
     if check.name == "postcopy_once":
         return nbytes
     if check.name == "geometric_series":
-        # Pass 0 sends M while the guest writes ρM; about half of those writes hit pages not yet
-        # sent (absorbed: they go once, in pass 0).  Later passes are small, so nearly every
-        # write dirties a page outside the pass: ρM/2 · (1 + ρ + ρ² + …).
+        # Pass 0 sends M while the guest writes ρM; the share a of those writes that is absorbed
+        # (lands on a page whose dirty-log bit is cleared later, so it goes once, in pass 0)
+        # depends on when the log is cleared (policy.dirty_clear): at each page's send, half;
+        # at the sync, none; per chunk of the K chunks cleared in turn, (K − 1) / 2K.  Later
+        # passes are small, so nearly every write dirties a page: ρM(1 − a) · (1 + ρ + ρ² + …).
         rho = _rho(scn)
-        return nbytes * (1.0 + rho / (2.0 * (1.0 - rho)))
+        return nbytes * (1.0 + rho * (1.0 - _absorbed(scn)) / (1.0 - rho))
     if check.name == "no_convergence":
         return float(scn.policy.timeout_s)
     if check.name == "downtime_within_limit":
         return float(scn.policy.downtime_limit_ms) / 1000.0
     raise KeyError(check.name)
+
+
+def _absorbed(scn) -> float:
+    """Share of pass-0 writes absorbed by a later dirty-log clear (see ``geometric_series``)."""
+    pol = scn.policy
+    rule = str(pol.dirty_clear)
+    if rule == "send":
+        return 0.5
+    if rule == "chunk":
+        k = float(np.ceil(scn.vm.pages / float(pol.clear_chunk_pages(scn.context()))))
+        return (k - 1.0) / (2.0 * k)
+    return 0.0
 
 
 def _rho(scn) -> float:

@@ -177,3 +177,36 @@ def test_override_sweeps_never_replace_the_canonical_result(tmp_path):
     assert variant["path"] != canon["path"] and variant["path"].exists()
     assert canon["path"].stat().st_mtime_ns == stamp
     assert run(base)[1]["cached"] and run(base + ["vm.memory_gib=0.5", "sweep.replicates=2"])[1]["cached"]
+
+
+def test_readme_experiment_table_counts_are_true():
+    """README's experiments table: the points column is what each experiment plans."""
+    import re
+
+    from lmtoolkit.sweep import make_plan
+
+    readme = (config_dir().parent / "README.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \|.*\| ([\d,]+) \|$", readme, flags=re.M)
+    table = {
+        name: int(n.replace(",", ""))
+        for name, n in rows
+        if (config_dir() / "experiment" / f"{name}.yaml").exists()
+    }
+    assert len(table) == len(list((config_dir() / "experiment").glob("*.yaml")))
+    for name, n in table.items():
+        assert make_plan([f"experiment={name}"], expand=False).n_points == n, name
+
+
+def test_debug_keeps_the_contrast_an_experiment_is_about():
+    from lmtoolkit.sweep import make_plan
+
+    plan = make_plan(["experiment=vmware_vs_hyperv", "debug=default"], expand=False)
+    policy = next(a for a in plan.axes if a.dim == "policy")
+    assert policy.values[0].startswith("vmware") and policy.values[-1].startswith("hyperv")
+
+
+def test_sweep_table_says_mean_spread_and_stop_reason(capsys):
+    assert main(["sweep", "experiment=quickstart", "debug=default", "sweep.replicates=2", "--no-plot"]) == 0
+    out = capsys.readouterr().out
+    assert "mean over 2 replicates (± standard deviation)" in out and " ± " in out
+    assert "completed" in out and "stop" in out and "converged" in out

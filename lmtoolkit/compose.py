@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .errors import ConfigError
 from .paths import config_dir, group_options
@@ -40,16 +40,7 @@ GROUPS = (
     "hydra",
 )
 #: top-level keys a composed config may hold; anything else (``+foo=1``) is an error
-TOP_LEVEL = (
-    "vm",
-    "workload",
-    "network",
-    "host",
-    "policy",
-    "storage",
-    "evacuation",
-    "paths",
-    "sweep",
+TOP_LEVEL = tuple(g for g in GROUPS if g not in ("experiment", "debug", "local", "hydra")) + (
     "engine",
     "seed",
     "title",
@@ -123,22 +114,11 @@ def compose_raw(
         config_name=config_name, overrides=list(overrides), run_mode=RunMode.RUN, from_shell=False
     )
     if not return_hydra_config and "hydra" in cfg:
-        with _open(cfg):
+        with open_dict(cfg):
             del cfg["hydra"]
     if main:
         complete_policy(cfg)
     return cfg
-
-
-class _open:
-    def __init__(self, cfg):
-        self.cfg = cfg
-
-    def __enter__(self):
-        OmegaConf.set_struct(self.cfg, False)
-
-    def __exit__(self, *exc):
-        OmegaConf.set_struct(self.cfg, True)
 
 
 def _as_hydra(o: str) -> list[str]:
@@ -259,7 +239,7 @@ def complete_policy(cfg: DictConfig) -> None:
     sel = {k: node._get_node(k)._value() for k in ("name", "_target_") if k in node}
     missing = {k: _plain(v) for k, v in policy_fields(sel).items() if k not in node}
     if missing:
-        with _open(cfg):
+        with open_dict(cfg):
             for k, v in missing.items():
                 node[k] = v
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..compose import complete_policy, split_override
 from ..paths import config_dir
@@ -65,9 +65,8 @@ def swap_group(raw: DictConfig, group: str, option: str) -> DictConfig | None:
     if node is None:
         return None
     out = copy.deepcopy(raw)
-    OmegaConf.set_struct(out, False)
-    out[group] = node
-    OmegaConf.set_struct(out, True)
+    with open_dict(out):
+        out[group] = node
     if group == "policy":
         complete_policy(out)
     return out

@@ -70,6 +70,17 @@ class Calibration:
         return asdict(self)
 
 
+#: per-run settings and measurements copied from each record beside the comparison
+RUN_SETTINGS = (
+    "dirty_rate_measured",
+    "max_bandwidth_mib_s",
+    "downtime_limit_ms",
+    "hot_mib",
+    "zero_fraction",
+    "verify_bad_pages",
+)
+
+
 def base_label(lab: str) -> str:
     return lab.rsplit("-n", 1)[0] if "-n" in lab else lab
 
@@ -200,14 +211,7 @@ def compare(
         cal = fit([r for r, f in zip(runs, fitmask) if f])
     out = {f"measured_{k}": [] for k in MEASURED}
     out.update({f"simulated_{k}": [] for k in MEASURED})
-    for k in (
-        "dirty_rate_measured",
-        "max_bandwidth_mib_s",
-        "downtime_limit_ms",
-        "hot_mib",
-        "zero_fraction",
-        "verify_bad_pages",
-    ):
+    for k in RUN_SETTINGS:
         out[k] = []
     for i, (run, lab) in enumerate(zip(runs, labels)):
         sim = api.simulate(overrides_for(run, cal, engine), command=f"lmtk validate {lab}")
@@ -219,14 +223,7 @@ def compare(
         out["simulated_converged"].append(bool(sim.converged.item()))
         out["simulated_rounds"].append(float(sim.rounds.item()))
         out["simulated_dirty_sync_count"].append(float(simulated_syncs(sim)))
-        for k in (
-            "dirty_rate_measured",
-            "max_bandwidth_mib_s",
-            "downtime_limit_ms",
-            "hot_mib",
-            "zero_fraction",
-            "verify_bad_pages",
-        ):
+        for k in RUN_SETTINGS:
             out[k].append(_v(run, k))
         if progress:
             progress(i, lab)

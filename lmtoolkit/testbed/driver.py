@@ -12,7 +12,8 @@ migration (:meth:`Testbed.migrate`):
    parameters (``max-bandwidth``, ``downtime-limit``, …), then ``migrate``;
 3. ``query-migrate`` is polled every 100 ms and ``MIGRATION_PASS`` events are recorded;
    with post-copy, ``migrate-start-postcopy`` is issued after ``postcopy_after_passes`` syncs
-   (libvirt's ``--postcopy-after-precopy`` does this after the first pass);
+   (libvirt's ``--postcopy-after-precopy`` does this after the first pass) or, with
+   ``postcopy_after_s``, that many seconds after ``migrate``;
 4. a migration still running after ``timeout_s`` is cancelled (not converged);
 5. on completion the guest checks its whole buffer on the destination (``verify``).
 """
@@ -56,10 +57,30 @@ class RunSpec:
     multifd_channels: int = 0  # 0: multifd off
     postcopy: bool = False
     postcopy_after_passes: int = 1
+    postcopy_after_s: float | None = None  # start post-copy at this time instead (seconds)
+    pacing: str = ""  # "" (the writer catches up <= 20 ms after a stall), "guest", "wall"
+    memory_mib: int | None = None  # guest RAM for this run (None: the matrix's guest)
+    buffer_mib: int | None = None  # the dirtier's buffer for this run (None: the matrix's guest)
     timeout_s: float = 60.0
     settle_s: float = 1.5
     repeat: int = 0
     tag: str = ""
+
+
+#: the dirtier's ``catchup_ms`` per ``RunSpec.pacing``: how much of a stall the writer makes up
+#: ("guest": a throttled vCPU's writes are lost, as ``workload.pacing=guest``; "wall": every
+#: stall is made up while the vCPU has time to spare, as ``workload.pacing=wall``)
+CATCHUP_MS = {"": 20, "guest": 2, "wall": 10000}
+
+
+def guest_for(spec: RunSpec, guest: GuestSpec) -> GuestSpec:
+    """The guest a run needs: the matrix's, with the run's ``memory_mib``/``buffer_mib``."""
+    d = asdict(guest)
+    if spec.memory_mib is not None:
+        d["memory_mib"] = int(spec.memory_mib)
+    if spec.buffer_mib is not None:
+        d["buffer_mib"] = int(spec.buffer_mib)
+    return GuestSpec(**d)
 
 
 class MigrationFailed(RuntimeError):
@@ -150,8 +171,17 @@ class Testbed:
         src = self.src
         hot_pages = 0 if spec.hot_mib is None else int(spec.hot_mib * MIB // PAGE)
         pattern = "seq" if spec.pattern == "sequential" else "rand"
+        catchup = CATCHUP_MS[spec.pacing]
+        max_rate = float("nan")
+        if spec.pacing == "wall" and spec.dirty_rate_pages_s > 0:
+            # how fast the guest can write at all: what a clock-paced writer catches up with
+            src.console.command(
+                f"set rate=10000000 hot={hot_pages} pattern={pattern} catchup_ms=0", "LMTK OK"
+            )
+            max_rate, _ = self.guest_rate(src, 1.0)
         src.console.command(
-            f"set rate={spec.dirty_rate_pages_s:.0f} hot={hot_pages} pattern={pattern}", "LMTK OK"
+            f"set rate={spec.dirty_rate_pages_s:.0f} hot={hot_pages} pattern={pattern} catchup_ms={catchup}",
+            "LMTK OK",
         )
         rate_before, st0 = self.guest_rate(src, spec.settle_s)
 
@@ -220,7 +250,11 @@ class Testbed:
                 spec.postcopy
                 and not postcopy_started
                 and status == "active"
-                and ram.get("dirty-sync-count", 0) >= 1 + spec.postcopy_after_passes
+                and (
+                    now >= spec.postcopy_after_s
+                    if spec.postcopy_after_s is not None
+                    else ram.get("dirty-sync-count", 0) >= 1 + spec.postcopy_after_passes
+                )
             ):
                 src.qmp.cmd("migrate-start-postcopy")
                 postcopy_started = True
@@ -238,6 +272,7 @@ class Testbed:
             info = {**last_active, "status": "cancelled"}
         out = self._measure(spec, info, samples, passes, rate_before, wall)
         out["postcopy_started"] = postcopy_started
+        out["max_rate_measured"] = max_rate
         if status == "completed":
             # the guest runs on the destination now: its achieved rate and its memory check
             run = dst.qmp.cmd("query-status")

@@ -25,7 +25,7 @@ from ..compose import compose_raw
 from ..errors import ConfigError
 from ..io import write_dataset
 from ..paths import config_dir, data_dir
-from .driver import GuestSpec, MigrationFailed, RunSpec, Testbed
+from .driver import CATCHUP_MS, GuestSpec, MigrationFailed, RunSpec, Testbed, guest_for
 from .qemu import ConsoleError
 from .qmp import QMPError
 from .record import label, to_dataset
@@ -64,6 +64,15 @@ def expand(cfg) -> list[RunSpec]:
             )
         if d.get("pattern") not in ("random", "sequential"):
             raise ConfigError(f"matrix.runs[{i}].pattern", d.get("pattern"), "random or sequential")
+        if d.get("pacing", "") not in CATCHUP_MS:
+            raise ConfigError(f"matrix.runs[{i}].pacing", d.get("pacing"), "'' (default), guest or wall")
+        if d.get("xbzrle") and d.get("multifd_channels", 0):
+            raise ConfigError(
+                f"matrix.runs[{i}].multifd_channels",
+                d["multifd_channels"],
+                "",
+                message=f"matrix.runs[{i}]: QEMU refuses xbzrle together with multifd",
+            )
         for r in range(reps):
             specs.append(RunSpec(**{**d, "repeat": r}))
     return specs
@@ -112,20 +121,30 @@ def run_matrix(overrides=(), log=print, reference: bool = False) -> list[Path]:
     out = resolve_out_dir(cfg)
     specs = expand(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    todo = [s for s in specs if cfg.overwrite or not (out / f"{label(s)}.nc").exists()]
+    base_guest = GuestSpec(**OmegaConf.to_container(cfg.guest, resolve=True))
+    todo = [
+        s for s in specs if cfg.overwrite or not (out / f"{label(s, guest_for(s, base_guest))}.nc").exists()
+    ]
+    # runs on the same guest one after the other (a new guest size needs a new boot)
+    todo.sort(key=lambda s: (guest_for(s, base_guest).memory_mib, guest_for(s, base_guest).buffer_mib))
     where = "the reference set" if out == reference_dir() else "not the reference set data/testbed/"
     log(f"testbed: {len(specs)} runs in matrix, {len(todo)} to do -> {out} ({where})")
-    guest = GuestSpec(**OmegaConf.to_container(cfg.guest, resolve=True))
     written: list[Path] = []
     failed: list[str] = []
     tb = None
+    budget = cfg.get("budget_s")
+    started = time.monotonic()
     try:
         for i, spec in enumerate(todo):
-            if tb is None or tb.migrations >= int(cfg.reboot_every):
+            if budget is not None and time.monotonic() - started > float(budget):
+                log(f"testbed: budget_s={budget} spent, {len(todo) - i} run(s) left (run again to resume)")
+                break
+            guest = guest_for(spec, base_guest)
+            if tb is None or tb.migrations >= int(cfg.reboot_every) or tb.guest != guest:
                 if tb is not None:
                     tb.close()
                 tb = Testbed(guest, log=log).__enter__()
-            lab = label(spec)
+            lab = label(spec, guest)
             t0 = time.monotonic()
             try:
                 m = tb.migrate(spec)

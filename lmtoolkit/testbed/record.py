@@ -56,9 +56,13 @@ UNITS = {
     "downtime_limit_ms": ("ms", "downtime-limit"),
     "hot_mib": ("MiB", "hot set the writes fall in (NaN: the whole buffer)"),
     "verify_bad_pages": ("1", "guest buffer pages wrong after migration (-1: not checked)"),
+    "max_rate_measured": ("1/s", "page writes per second the guest achieves flat out (wall pacing)"),
+    "postcopy_after_s": ("s", "post-copy started this long after migrate (NaN: after passes)"),
+    "memory_mib": ("MiB", "guest RAM (-m)"),
+    "buffer_mib": ("MiB", "the dirtier's buffer"),
 }
 
-STRINGS = ("status", "pattern", "tag", "label")
+STRINGS = ("status", "pattern", "tag", "label", "pacing")
 SKIP = ("samples", "passes", "throttle")
 
 
@@ -123,8 +127,14 @@ def to_dataset(m: dict, extra_attrs: dict | None = None) -> xr.Dataset:
     return ds
 
 
-def label(spec) -> str:
-    """A readable file stem for a run: ``r05000-h064-rand-bw064-dl0300[-xbzrle][-ac][-pc][-mfd2]``."""
+def label(spec, guest=None) -> str:
+    """A readable file stem for a run:
+    ``r05000-h064-rand-bw064-dl0300[-xbzrle[-xc16]][-ac[-pg|-pw]][-pc|-pcp3|-pct10][-mfd2][-g1024]``.
+
+    Suffixes appear only away from the defaults (so older runs keep their names): the XBZRLE
+    cache when not 64 MiB, the writer's pacing (guest/wall), post-copy after N != 1 passes or
+    at t seconds, and the guest's RAM (``guest``: the run's :class:`GuestSpec`) when not 512 MiB.
+    """
     hot = "all" if spec.hot_mib is None else f"{int(spec.hot_mib):03d}"
     parts = [
         f"r{int(spec.dirty_rate_pages_s):05d}",
@@ -135,12 +145,26 @@ def label(spec) -> str:
     ]
     if spec.xbzrle:
         parts.append("xbzrle")
+        if float(spec.xbzrle_cache_mib) != 64.0:
+            parts.append(f"xc{int(spec.xbzrle_cache_mib)}")
     if spec.auto_converge:
         parts.append("ac")
+    pacing = getattr(spec, "pacing", "")
+    if pacing:
+        parts.append({"guest": "pg", "wall": "pw"}[pacing])
     if spec.postcopy:
-        parts.append("pc")
+        after_s = getattr(spec, "postcopy_after_s", None)
+        if after_s is not None:
+            parts.append(f"pct{int(after_s)}")
+        elif int(spec.postcopy_after_passes) != 1:
+            parts.append(f"pcp{int(spec.postcopy_after_passes)}")
+        else:
+            parts.append("pc")
     if spec.multifd_channels:
         parts.append(f"mfd{spec.multifd_channels}")
+    mem = getattr(guest, "memory_mib", 512) if guest is not None else 512
+    if int(mem) != 512:
+        parts.append(f"g{int(mem)}")
     if spec.tag:
         parts.append(spec.tag)
     return "-".join(parts) + f"-n{spec.repeat}"

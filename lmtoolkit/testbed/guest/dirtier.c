@@ -6,10 +6,17 @@
  * (pages/s) over a hot set of the buffer, sequentially or at random, and answers commands
  * on the console (the serial port), one per line:
  *
- *   set rate=R hot=H pattern=seq|rand wbytes=W   change the workload (any subset of keys)
+ *   set rate=R hot=H pattern=seq|rand wbytes=W catchup_ms=C
+ *                                                change the workload (any subset of keys)
  *   stats                                        -> LMTK STATS writes=N t=SECONDS rate=R ...
  *   verify                                       -> LMTK VERIFY pages=N bad=M first_bad=P
  *   ping                                         -> LMTK PONG
+ *
+ * Pacing: the writer keeps a schedule of `rate` writes per second of the guest's clock and,
+ * after a stall (its vCPU descheduled or throttled by auto-converge), catches up on at most
+ * `catchup_ms` of missed writes (default 20).  catchup_ms=1 is a writer paced by the CPU
+ * it gets (a throttled vCPU loses its writes: guest pacing); a large catchup_ms (10000) is a
+ * writer paced by the clock, which makes up for every stall while it has CPU to spare.
  *
  * Every write bumps the page's version and rewrites its first `wbytes` bytes with data
  * derived from (seed, page, version); `verify` recomputes every page from the versions and
@@ -40,6 +47,7 @@ static uint64_t *buf;
 static uint32_t *ver;
 static uint64_t npages, hot, seed = 1;
 static double rate;
+static double catchup = 0.02; /* seconds of missed writes made up after a stall */
 static int sequential;
 static unsigned wbytes = 64;
 static uint64_t writes;        /* page writes done since boot */
@@ -212,8 +220,8 @@ int main(void)
                     set_params(cmd + 3);
                     base_t = now();
                     base_w = writes;
-                    printf("LMTK OK rate=%.0f hot=%llu pattern=%s wbytes=%u\n", rate,
-                           (unsigned long long)hot, sequential ? "seq" : "rand", wbytes);
+                    printf("LMTK OK rate=%.0f hot=%llu pattern=%s wbytes=%u catchup_ms=%.0f\n", rate,
+                           (unsigned long long)hot, sequential ? "seq" : "rand", wbytes, catchup * 1000.0);
                 } else if (!strcmp(cmd, "stats")) {
                     printf("LMTK STATS writes=%llu t=%.6f rate=%.0f hot=%llu\n",
                            (unsigned long long)writes, now(), rate, (unsigned long long)hot);
@@ -236,14 +244,18 @@ int main(void)
         if (rate > 0) {
             double t = now();
             uint64_t target = base_w + (uint64_t)((t - base_t) * rate);
-            /* Best effort: never build a backlog of more than 20 ms of writes. */
-            if (target > writes + (uint64_t)(rate * 0.02) + 1) {
+            /* Never build a backlog of more than `catchup` seconds of writes. */
+            if (target > writes + (uint64_t)(rate * catchup) + 1) {
                 base_w = writes;
-                base_t = t - 0.02;
-                target = writes + (uint64_t)(rate * 0.02);
+                base_t = t - catchup;
+                target = writes + (uint64_t)(rate * catchup);
             }
-            while (writes < target)
+            /* at most ~10 ms of writing per turn, so commands are answered during a catch-up */
+            for (unsigned n = 0; writes < target; n++) {
                 write_one();
+                if ((n & 255) == 255 && now() - t > 0.01)
+                    break;
+            }
         }
     }
 }

@@ -938,6 +938,7 @@ def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
     pol.after_sync(st, ctx)
     st.throttle_max = np.where(cut, st.throttle_max, np.maximum(st.throttle_max, st.throttle))
     leapt = _fast_forward(g, out, L, T, Bytes, k_sent, cut)
+    g.hist_n[leapt] = 0  # the syncs before a leap are no history of the state after it
     _cycle_leap(g, out, L, cut | leapt)
     return cut
 
@@ -1036,6 +1037,50 @@ WOBBLE_TREND = 1e-3
 WOBBLE_MAX = 0.03
 
 
+#: the last syncs that show a migration far above its threshold (and the period it is
+#: leapt over with)
+FAR_HISTORY = 12
+#: "far": the bitmap's lowest projected value stays this many standard deviations of its
+#: fluctuation above the threshold (a first dip then has a chance below 1e-15)
+FAR_SIGMAS = 8.0
+#: ... and the history's halves differ by at most this share (a drifting bitmap is followed
+#: sync by sync: the leap's mean rates would miscount its rounds)
+FAR_TREND = 0.02
+
+
+def _far_above_threshold(g: _Group, hp, dts) -> np.ndarray:
+    """Where the bitmap cannot reach the convergence threshold before the timeout.
+
+    From the history ``hp`` (bitmap sizes at the last syncs, oldest first; ``dts`` the
+    phases' lengths) the lowest value the bitmap may take is bounded pessimistically: the history's minimum,
+    minus its whole range once more (a wobble whose period is longer than the history may
+    dip lower than it showed), minus the trend between the history's halves (where falling)
+    carried on to the timeout.  Where the halves differ by at most ``FAR_TREND`` and that bound stays ``FAR_SIGMAS`` standard deviations of
+    the page count (see :func:`_first_passage`) and 10 % above the threshold, the policy's
+    convergence test cannot pass and the first-passage hazard is nil: the migration runs to
+    the timeout (or the policy's horizon) at the history's mean rates, which
+    :func:`_cycle_leap` then leaps over.  Policies whose test is not a threshold on the
+    bitmap (NaN margin) are never far."""
+    st = g.st
+    H = hp.shape[1]
+    half = H // 2
+    lo, hi = hp.min(axis=1), hp.max(axis=1)
+    slope = (hp[:, half:].mean(axis=1) - hp[:, :half].mean(axis=1)) / (H - half)
+    mean_dt = dts[:, 1:].mean(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n_left = np.maximum(np.asarray(g.pol.timeout_s, dtype=float) - st.t, 0.0) / mean_dt
+    low = lo - (hi - lo) + np.minimum(slope, 0.0) * n_left
+    margin = np.asarray(g.pol.convergence_margin_pages(st, g.ctx), dtype=float)
+    threshold = st.pending - margin
+    rnd = ~(g.seq & (g.n > 0))
+    var = (g.D * (1.0 - np.where(g.N > 0, g.D / np.maximum(g.N, 1e-300), 0.0)) * rnd[:, None, :]).sum((1, 2))
+    sd = np.sqrt(np.maximum(var, 0.0))
+    level = hp[:, half:].mean(axis=1)
+    flat = np.abs(slope) * (H - half) <= FAR_TREND * level
+    ok = np.isfinite(margin) & (margin > 0) & np.isfinite(low) & (mean_dt > 0) & flat
+    return ok & (low - threshold > FAR_SIGMAS * sd) & (low > 1.1 * threshold)
+
+
 def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
     """Leap over whole periods of a limit cycle.
 
@@ -1094,6 +1139,11 @@ def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
         & (np.abs(d1 - d2) <= WOBBLE_TREND * np.abs(d2))
     )
     period = np.where(steady, H - 1, period)
+    # far above the threshold for good: the mean rates of the history, however it wobbles
+    far = live & (period == 0) & (g.hist_n >= FAR_HISTORY)
+    if far.any():
+        far &= _far_above_threshold(g, hp[:, H - FAR_HISTORY :], dts[:, H - FAR_HISTORY :])
+        period = np.where(far, FAR_HISTORY - 1, period)
     ok = period > 0
     if not ok.any():
         return
@@ -1252,15 +1302,19 @@ def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k, cut) -> np.ndarr
         out.round_kind[rows, c] = ROUND_KINDS.index("precopy")
     scale = np.where(ok, p_m / np.maximum(st.pending, 1e-300), 1.0)
     if g.W.shape[1] > 1:
-        # the bitmap's pattern moves with the cursor: rotate it by the leapt distance
-        shift = np.where(ok, np.mod(n * g.walk, 1.0), 0.0)
-        g.D = _rotate(g.E, g.W, g.D, shift)
-        g.Z = _rotate(g.E, g.W, g.Z, shift)
-        g.cur = np.mod(g.cur + shift, 1.0)
-        b0 = np.sum(g.E[:, 1:-1] <= g.cur[:, None], axis=1)
-        r = np.arange(g.cur.size)
-        frac = np.where(g.W[r, b0] > 0, (g.cur - g.E[r, b0]) / np.maximum(g.W[r, b0], 1e-300), 0.0)
-        g.Dlo = np.where(ok[:, None], g.D[r, b0] * frac[:, None], g.Dlo)
+        # the bitmap's pattern moves with the cursor: rotate it by the leapt distance (only
+        # the rows that leap: a rotation costs O(bins log bins) per row)
+        r = np.flatnonzero(ok)
+        shift = np.mod(n[r] * g.walk[r], 1.0)
+        E, W = g.E[r], g.W[r]
+        g.D[r] = _rotate(E, W, g.D[r], shift)
+        g.Z[r] = _rotate(E, W, g.Z[r], shift)
+        cur = np.mod(g.cur[r] + shift, 1.0)
+        g.cur[r] = cur
+        i = np.arange(r.size)
+        b0 = np.sum(E[:, 1:-1] <= cur[:, None], axis=1)
+        frac = np.where(W[i, b0] > 0, (cur - E[i, b0]) / np.maximum(W[i, b0], 1e-300), 0.0)
+        g.Dlo[r] = g.D[r, b0] * frac[:, None]
     g.D = g.D * scale[:, None, None]
     g.Dlo = g.Dlo * scale[:, None]
     st.pending = np.where(ok, p_m, st.pending)

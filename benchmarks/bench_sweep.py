@@ -1,5 +1,12 @@
-"""Sweep benchmarks (issue 4): ``python -m benchmarks.bench_sweep [--repeats 3] [--json]``.
+"""Sweep benchmarks (issues 4, 14): ``python -m benchmarks.bench_sweep [--repeats 3] [--json]``.
 
+(0) issue 14's experiment end to end through ``lmtoolkit.sweep.run``, cache off: QEMU-like,
+    uniform writes, 100 dirty rates (0-100,000 pages/s) x 10 links (1-100 Gbit/s) x 10 VM
+    sizes (1-64 GiB) x 10 replicates = 100,000 points (10,000 distinct migrations: the fluid
+    engine is seed-independent, replicates are computed once).  Goal: >= 300,000 points/s.
+    The same with 100 replicates (1,000,000 points) written as zarr: its peak memory
+    (goal <= 2 GiB).  Each case reports its stages (plan, simulate, assemble, write), the
+    engine alone (``engine_points_per_s``) and the sweep's time against it.
 (a) a 100,000-point fluid sweep end to end — axis expansion, Hydra composition, vectorised
     simulation, Dataset assembly and writing the netCDF file — through ``lmtoolkit.sweep.run``
     with the cache off.  The grid mirrors ``bench_engines``' fluid case so the two read side by
@@ -23,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -41,6 +49,39 @@ GRID_100K = [
 ]
 
 
+#: issue 14's experiment: QEMU-like, uniform writes, 100 dirty rates x 10 links x 10 VM sizes x
+#: 10 replicates = 100,000 points (10,000 distinct fluid migrations: replicates of a
+#: seed-independent point are computed once)
+GRID_ISSUE14 = [
+    "+sweep.name=bench_issue14",
+    "engine=fluid",
+    "policy=qemu",
+    "workload=uniform",
+    "vm=medium",
+    "sweep.replicates=10",
+    "+sweep.axes.memory={key: vm.memory_gib, values: [1, 2, 3, 4, 6, 8, 12, 16, 32, 64]}",
+    "+sweep.axes.bandwidth={key: network.bandwidth_gbit_s, values: [1, 2, 2.5, 5, 10, 20, 25, 40, 50, 100]}",
+    "+sweep.axes.dirty_rate={key: workload.dirty_rate_pages_s, values: {start: 0, stop: 100000, num: 100}}",
+]
+
+
+def _overrides(case: str, results: str) -> list[str]:
+    common = [f"paths.results_dir={results}", "sweep.cache=false", "sweep.progress=false"]
+    if case.startswith("fluid100k"):
+        ov = GRID_100K + common
+        if case.endswith("processes"):
+            ov += ["sweep.executor=processes", "sweep.workers=2"]
+        return ov
+    if case == "issue14":
+        return GRID_ISSUE14 + common
+    if case == "issue14-1M-zarr":
+        ov = [o for o in GRID_ISSUE14 if not o.startswith("sweep.replicates")]
+        return ov + ["sweep.replicates=100", "sweep.format=zarr"] + common
+    if case == "fluidmap":
+        return ["experiment=fluid_map_100k"] + common
+    return ["experiment=quickstart"] + common
+
+
 def _child(case: str, repeats: int, results: str) -> dict:
     from lmtoolkit.io import write_dataset
     from lmtoolkit.sweep import make_plan, run, run_chunk
@@ -48,24 +89,7 @@ def _child(case: str, repeats: int, results: str) -> dict:
     from lmtoolkit.sweep.run import assemble
     from lmtoolkit.tasks import get_task
 
-    if case.startswith("fluid100k"):
-        ov = GRID_100K + [f"paths.results_dir={results}", "sweep.cache=false", "sweep.progress=false"]
-        if case.endswith("processes"):
-            ov += ["sweep.executor=processes", "sweep.workers=2"]
-    elif case == "fluidmap":
-        ov = [
-            "experiment=fluid_map_100k",
-            f"paths.results_dir={results}",
-            "sweep.cache=false",
-            "sweep.progress=false",
-        ]
-    else:
-        ov = [
-            "experiment=quickstart",
-            f"paths.results_dir={results}",
-            "sweep.cache=false",
-            "sweep.progress=false",
-        ]
+    ov = _overrides(case, results)
     times, n = [], 0
     for _ in range(repeats + 1):
         t = time.perf_counter()
@@ -100,6 +124,8 @@ def _child(case: str, repeats: int, results: str) -> dict:
         "write netCDF": round(t4 - t3, 3),
     }
     out["engine_points_per_s"] = round(n / (t2 - t1))
+    out["sweep_vs_engine_alone"] = round((t2 - t1) / warm, 3)
+    out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return out
 
 
@@ -154,7 +180,8 @@ def main(argv=None) -> int:
     if a.child:
         print(json.dumps(_child(a.child, a.repeats, a.results)))
         return 0
-    rows = [_run_case(c, a.repeats) for c in ("fluid100k", "fluid100k-processes", "fluidmap", "quickstart")]
+    cases = ("issue14", "fluid100k", "fluid100k-processes", "fluidmap", "quickstart")
+    rows = [_run_case(c, a.repeats) for c in cases] + [_run_case("issue14-1M-zarr", 1)]
     rows.append(_cli_wall())
     if a.json:
         print(json.dumps(rows, indent=2))

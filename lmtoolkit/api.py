@@ -12,7 +12,7 @@ from . import dataset, provenance
 from .compose import as_overrides, compose, task_of
 from .engine import run_batch
 from .errors import ConfigError
-from .runner import build_scenario
+from .runner import build_power, build_scenario
 
 
 def simulate(
@@ -31,7 +31,10 @@ def simulate(
         cfg = compose(overrides)
     check_single_migration(cfg)
     scn = build_scenario(cfg)
-    batch = run_batch([scn])
+    from .model.energy import scenario_constants
+    from .tasks.migration import with_energy
+
+    batch = with_energy(run_batch([scn]), scenario_constants(scn, build_power(cfg)))
     attrs = provenance.attrs(cfg, overrides, command or f"lmtoolkit.simulate({overrides!r})")
     attrs["title"] = str(cfg.get("title", "single live migration"))
     return dataset.to_dataset(batch, attrs=attrs)

@@ -52,6 +52,12 @@ def summary_text(ds) -> str:
     ]
     if g("postcopy_time") > 0:
         lines.append(f"  post-copy       {_fmt_s(g('postcopy_time'))}, {g('postcopy_faults'):.0f} faults")
+    if "energy_total" in ds:  # lmtoolkit.model.energy
+        lines.append(
+            f"  energy          {g('energy_total'):.1f} J (source {g('energy_source'):.1f}, destination "
+            f"{g('energy_destination'):.1f}, network {g('energy_network'):.1f}); guest lost "
+            f"{g('guest_lost_cpu_s'):.2f} vCPU-s"
+        )
     n = ds.sizes.get("round", 0)
     if n:
         from .records import ROUND_KINDS

@@ -31,6 +31,7 @@ GROUPS = (
     "host",
     "policy",
     "storage",
+    "power",
     "evacuation",
     "paths",
     "experiment",

@@ -6,6 +6,7 @@ import numpy as np
 import xarray as xr
 
 from .engine.common import BatchResult
+from .model.energy import VARIABLES as ENERGY_VARIABLES
 from .records import ROUND_FIELDS, ROUND_KINDS, STOP_REASONS
 
 #: record field -> (dataset variable, units, long name)
@@ -83,6 +84,9 @@ def to_dataset(
             v.reshape(shape),
             {"units": units, "long_name": long} if units else {"long_name": long},
         )
+    for name, v in getattr(batch, "extra", {}).items():  # energy (lmtoolkit.model.energy)
+        units, long = ENERGY_VARIABLES[name]
+        data[name] = (dims, np.asarray(v, dtype=float).reshape(shape), {"units": units, "long_name": long})
     for field, (units, long) in ROUND_FIELDS.items():
         v = batch.round[field][:, :n_round].reshape(shape + (n_round,))
         data[field] = (dims + ["round"], v, {"units": units, "long_name": long})

@@ -3,6 +3,7 @@
     import lmtoolkit as lmt
     ds = lmt.evacuate(["policy=vmware", "evacuation.order=smallest_first"])
     ds.end.max(), ds.makespan             # dim `vm`: start, end, duration, downtime, transferred
+    ds.energy_total                       # J: the VMs' migrations + every host's idle power until the end
 
     lmtk evacuate policy=hyperv evacuation=gigabit
     lmtk evacuate experiment=evacuation_order      # the same Dataset as lmtk sweep experiment=...
@@ -96,6 +97,7 @@ def cmd_evacuate(args) -> int:
         print(
             f"evacuation: {ds.sizes['vm']} VMs, concurrency {ds.concurrency.item():g}, "
             f"makespan {ds.makespan.item():.1f} s, {ds.total_transferred.item() / 2**30:.2f} GiB sent"
+            + (f", energy {ds.energy_total.item() / 1e3:.1f} kJ" if "energy_total" in ds else "")
         )
         print(f"  {'vm':12s} {'dest':10s} {'start s':>8s} {'end s':>8s} {'down ms':>8s} {'GiB':>7s}")
         for i in range(ds.sizes["vm"]):

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from .compose import GROUPS, TASKS, compose, policy_class, task_of, unknown_field  # noqa: F401
 from .errors import ConfigError
 from .model import VM, Host, Network
+from .model.energy import Power
 from .model.evacuation import Evacuation, HostLink, VmSpec
 from .model.storage import Storage
 from .model.workload import WORKLOADS, PhasedWorkload, TraceWorkload
@@ -127,6 +128,11 @@ def build_scenario(cfg: DictConfig) -> Scenario:
         seed=seed,
         storage=storage,
     )
+
+
+def build_power(cfg: DictConfig) -> Power:
+    """The ``power`` group -> :class:`~lmtoolkit.model.energy.Power` (migration energy)."""
+    return _build(Power, _as_dict(cfg.get("power") or {}), "power")
 
 
 def build_evacuation(cfg: DictConfig):

@@ -4,11 +4,11 @@ simulates: figure functions take Datasets; :mod:`.make` asks the sweep (cache) f
 
 from . import style  # noqa: F401
 
-__all__ = ["style", "figures", "registry", "make"]
+__all__ = ["style", "figures", "energy", "registry", "make"]
 
 
 def __getattr__(name):
-    if name in ("figures", "registry", "make"):
+    if name in ("figures", "energy", "registry", "make"):
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")

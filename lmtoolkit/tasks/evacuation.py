@@ -15,7 +15,8 @@ import dataclasses
 import numpy as np
 
 from ..concurrency import Planned, simulate_concurrent
-from ..runner import build_evacuation
+from ..model.energy import hosts_idle_energy, migration_energy, scenario_constants, stack_constants
+from ..runner import build_evacuation, build_power
 from .base import Task
 
 #: per-VM variables: name -> (units, long name, fill for a VM a point does not have)
@@ -32,12 +33,20 @@ PER_VM = {
     "rank": ("1", "position in the migration order (evacuation.order)", 0),
     "start_rank": ("1", "position by actual start time", 0),
     "destination": (None, "destination host", ""),
+    "energy": ("J", "energy of this VM's migration: both hosts' CPU work and the network", np.nan),
 }
 #: per-evacuation variables: name -> (units, long name)
 SCALARS = {
     "makespan": ("s", "evacuation makespan"),
     "total_transferred": ("bytes", "bytes sent by all migrations"),
     "concurrency": ("1", "migrations at once per host (inf = no limit)"),
+    "energy_source": ("J", "source host: idle power until the last migration ends + the migrations' work"),
+    "energy_destination": (
+        "J",
+        "destination hosts: idle power until the last migration ends + the migrations' work",
+    ),
+    "energy_network": ("J", "energy of the evacuation's bits in NICs and switches"),
+    "energy_total": ("J", "evacuation energy: source + destinations + network"),
 }
 
 
@@ -90,8 +99,36 @@ class EvacuationBatch:
         return EvacuationBatch(list(names), per_vm, dict(self.scalars))
 
 
-def point(ev) -> EvacuationBatch:
-    """One evacuation as a one-point batch."""
+def evacuation_energy(ev, placed, outs, makespan, power) -> tuple[np.ndarray, dict]:
+    """(per-VM migration energy, evacuation energy variables), J.  Each VM's migration costs
+    its CPU work and bytes (:func:`lmtoolkit.model.energy.migration_energy`, no idle share);
+    every host — the source and all destinations — draws ``power.idle_w`` until the last
+    migration ends.  The concurrency model keeps time, bytes and downtime per VM, so post-copy
+    faults and throttling add nothing here."""
+    consts = stack_constants([scenario_constants(v.scenario, power, idle_share=0.0) for v, _ in placed])
+    n = len(outs)
+    rec = {
+        "total_time_s": np.array([o.end_s - o.start_s for o in outs]),
+        "downtime_s": np.array([o.downtime_s for o in outs]),
+        "transferred_bytes": np.array([o.transferred_bytes for o in outs]),
+        "memory_bytes": np.array([float(v.scenario.vm.memory_bytes) for v, _ in placed]),
+        "guest_slowdown": np.zeros(n),
+        "postcopy_faults": np.zeros(n),
+    }
+    e = migration_energy(rec, consts)
+    idle_src = hosts_idle_energy(power.idle_w, 1, makespan)
+    idle_dst = hosts_idle_energy(power.idle_w, len(ev.destinations), makespan)
+    out = {
+        "energy_source": idle_src + e["energy_source"].sum(),
+        "energy_destination": idle_dst + e["energy_destination"].sum(),
+        "energy_network": e["energy_network"].sum(),
+    }
+    out["energy_total"] = out["energy_source"] + out["energy_destination"] + out["energy_network"]
+    return e["energy_total"], {k: np.array([float(v)]) for k, v in out.items()}
+
+
+def point(ev, power=None) -> EvacuationBatch:
+    """One evacuation as a one-point batch (energy variables when ``power`` is given)."""
     placed, outs, lim = simulate_evacuation(ev)
     given = [v.name for v in ev.vms]
     pos = {o.name: i for i, o in enumerate(outs)}
@@ -120,19 +157,26 @@ def point(ev) -> EvacuationBatch:
         "total_transferred": np.array([float(sum(o.transferred_bytes for o in outs))]),
         "concurrency": np.array([float(lim) if lim else np.inf]),
     }
+    if power is not None:
+        per_vm["energy"], energy = evacuation_energy(ev, placed, outs, float(np.nanmax(end)), power)
+        scalars.update(energy)
     return EvacuationBatch(given, {k: v[None, :] for k, v in per_vm.items()}, scalars)
 
 
 class EvacuationTask(Task):
     name = "evacuation"
     columns = False
-    table = (("makespan", "makespan [s]", 1.0), ("total_transferred", "sent [GiB]", 1 / 1024**3))
+    table = (
+        ("makespan", "makespan [s]", 1.0),
+        ("total_transferred", "sent [GiB]", 1 / 1024**3),
+        ("energy_total", "energy [kJ]", 1e-3),
+    )
 
     def template(self, cfg):
         return build_evacuation(cfg)
 
     def run_cell(self, cfg, columns, seeds, round_detail):
-        one = point(build_evacuation(cfg))  # deterministic: the seed is not used
+        one = point(build_evacuation(cfg), build_power(cfg))  # deterministic: the seed is not used
         return one.take(np.zeros(len(seeds), dtype=np.int64))
 
     def concat(self, parts):
@@ -163,9 +207,13 @@ class EvacuationTask(Task):
         shape = tuple(len(coords[d]) for d in dims)
         data = {}
         for k, (units, long, _) in PER_VM.items():
+            if k not in batch.per_vm:
+                continue
             a = {"long_name": long} if units is None else {"units": units, "long_name": long}
             data[k] = (dims + ["vm"], batch.per_vm[k].reshape(shape + (len(batch.vm_names),)), a)
         for k, (units, long) in SCALARS.items():
+            if k not in batch.scalars:  # a batch without energy (point() without power)
+                continue
             data[k] = (dims, batch.scalars[k].reshape(shape), {"units": units, "long_name": long})
         ds = xr.Dataset(
             data, coords={"vm": ("vm", np.array(batch.vm_names, dtype=str), {"long_name": "virtual machine"})}

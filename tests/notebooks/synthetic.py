@@ -17,6 +17,8 @@ UNITS = {
     "converged": "1",
     "precopy_transferred": "bytes",
     "postcopy_time": "s",
+    "energy_total": "J",
+    "guest_lost_cpu_s": "s",
 }
 
 
@@ -56,6 +58,9 @@ EXPERIMENTS = {
     "shared_network": dict(network=["1gbe", "10gbe"], background=[0.0, 0.5, 0.9], dirty_rate=[5000, 20000]),
     "memory_scaling": dict(
         memory=[1.0, 8.0, 64.0], policy=["vmware", "hyperv"], network=["10gbe", "100gbe_rdma"]
+    ),
+    "energy_pareto": dict(
+        policy=["qemu", "postcopy", "hyperv"], workload=["idle", "hpc"], network=["1gbe", "10gbe"]
     ),
 }
 

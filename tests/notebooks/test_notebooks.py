@@ -34,6 +34,7 @@ EXPECTED_KEYS = {
     "10_simulator_vs_analytic": {"checks"},
     "11_page_vs_fluid": {"cases", "worst_total_time_rel_diff"},
     "12_whatif_from_a_real_log": {"fitted_rate", "guest_rate", "points"},
+    "13_migration_energy": {"alpha", "beta", "cases", "ratio", "guest_lost_cpu_s"},
     lnb.TEMPLATE: {"experiment", "config_hash", "dims", "figure"},
     "30_paper_figures": {"figures"},
 }

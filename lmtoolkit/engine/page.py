@@ -47,6 +47,12 @@ from .common import ROUND_DETAIL_LIMIT, Switchover, reason_name, sent_by, slowdo
 
 _EMPTY = np.empty(0, dtype=np.int64)
 
+#: a page's state, one byte per page (the dirty bitmap and KVM's dirty-log bit in one array):
+#: not pending; pending (in the bitmap) with its log bit clear; pending with its log bit set
+#: (``dirty_clear: chunk``; a set log bit implies a pending page: a write sets both, and a
+#: send clears the page's chunk first).  Other modes use CLEAN and PENDING only.
+CLEAN, PENDING, LOGGED = 0, 1, 2
+
 
 def clear_mode(policy) -> str:
     """The policy's :attr:`~lmtoolkit.policies.base.Policy.dirty_clear` hook as a plain string."""
@@ -59,6 +65,19 @@ def clears_at_send(policy) -> bool:
     TCG): then every write after the sync is dirty at the next one, even to a page sent
     later in the same phase (no write is absorbed by the send)."""
     return clear_mode(policy) == "send"
+
+
+#: pages per block when listing the pending pages (bounds the temporary bool array)
+_BLOCK = 1 << 24
+
+
+def _pending_pages(state: np.ndarray) -> np.ndarray:
+    """Sorted numbers of the pages not ``CLEAN``: numpy's fast ``flatnonzero`` path is for
+    bool arrays, so blocks of ``state != CLEAN`` are listed one at a time."""
+    if state.size <= _BLOCK:
+        return np.flatnonzero(state != CLEAN)
+    parts = [np.flatnonzero(state[i : i + _BLOCK] != CLEAN) + i for i in range(0, state.size, _BLOCK)]
+    return np.concatenate(parts)
 
 
 def _send_order(pending: np.ndarray, cursor: int) -> np.ndarray:
@@ -76,7 +95,7 @@ class _Sends:
     def __init__(self, k, nz, t_nz, t_z, b_nz, b_z, tt=None, bb=None):
         self.k = k
         self.t_nz, self.t_z, self.b_nz, self.b_z = t_nz, t_z, b_nz, b_z
-        n_nz = int(np.count_nonzero(nz))
+        n_nz = k if nz is None else int(np.count_nonzero(nz))
         self.cnz = None if n_nz == k else np.cumsum(nz, dtype=np.int64)
         self.tt, self.bb = tt, bb
         if tt is None:
@@ -123,14 +142,18 @@ class _Run:
         self.ctx = scn.context()
         self.n = self.vm.pages
         rng = np.random.default_rng(scn.seed)
-        self.nonzero = np.ones(self.n, dtype=bool)
+        # which pages hold data (a written page is no longer a zero page); None while the
+        # VM has no zero pages at all (saves a byte per page and a scatter per phase)
+        self.nonzero = None
         z = self.vm.zero_pages
         if z:
+            self.nonzero = np.ones(self.n, dtype=bool)
             self.nonzero[page_of_rank(np.arange(self.n - z, self.n), self.n)] = False
         self.sampler = scn.workload.sampler(self.n, self.vm.page_bytes, rng)
-        self.dirty = np.ones(self.n, dtype=bool)  # the dirty bitmap (pages pending)
+        # every page pending, its log bit set (KVM_DIRTY_LOG_INITIALLY_SET, which QEMU
+        # enables with manual protect)
+        self.state = np.full(self.n, LOGGED, dtype=np.uint8)
         self._slot_arr = None  # page -> position in this phase's sends (allocated on first use)
-        self._kbit_arr = None  # KVM dirty-log bits (dirty_clear: chunk; allocated on first use)
         self._written_arr = None  # pages written since the sync (dirty_clear: skip)
         # XBZRLE (QEMU): a direct-mapped cache of page contents, and which pages changed since sent
         self._xb_slots = int(self.pol.xbzrle_slots(self.ctx))
@@ -154,17 +177,25 @@ class _Run:
 
     def _next_sends(self, k: int):
         """(k, first page, contiguous?, page array or None, pages pending) for this phase."""
-        pending = int(np.count_nonzero(self.dirty))
+        pending = int(np.count_nonzero(self.state))
         k = int(min(max(k, 1), pending))
         if pending == self.n and self.cursor + k <= self.n:
             # Whole memory dirty (a first pass): the sends are a range, no index array needed.
             return k, self.cursor, True, None, pending
-        order = _send_order(np.flatnonzero(self.dirty), self.cursor)
+        order = _send_order(_pending_pages(self.state), self.cursor)
         sent = order[:k]
         s0 = int(sent[0])
         if int(sent[-1]) - s0 == k - 1:
             return k, s0, True, None, pending
         return k, s0, False, sent, pending
+
+    def _nonzero_of(self, pages):
+        """Non-zero flags of ``pages`` (index array or slice), or None: all non-zero."""
+        return None if self.nonzero is None else self.nonzero[pages]
+
+    def _cum_nonzero(self, pages):
+        """Running count of non-zero pages along ``pages`` (for :func:`sent_by`), or None."""
+        return None if self.nonzero is None else np.cumsum(self.nonzero[pages], dtype=np.int64)
 
     def _write_speed(self) -> float:
         """The writer's pace under the guest's current speed (workload ``pacing``)."""
@@ -196,6 +227,8 @@ class _Run:
             if not wraps.size:
                 return None, None
             start = int(wraps[0]) + 1
+        if nz is None:
+            nz = np.ones(k, dtype=bool)
         tt = np.where(nz, t_nz, t_z).astype(float)
         bb = np.where(nz, b_nz, b_z).astype(float)
         pos = start + np.flatnonzero(nz[start:])
@@ -221,13 +254,10 @@ class _Run:
         tt[pos[same]], bb[pos[same]] = t_same, 0.0
         return tt, bb
 
-    def _kbit(self) -> np.ndarray:
-        """KVM's dirty-log bits (``dirty_clear: chunk``): set by a write, cleared by a chunk
-        clear for the pages whose bit the last sync saw.  All set at the start
-        (``KVM_DIRTY_LOG_INITIALLY_SET``, which QEMU enables with manual protect)."""
-        if self._kbit_arr is None:
-            self._kbit_arr = np.ones(self.n, dtype=bool)
-        return self._kbit_arr
+    @property
+    def dirty(self) -> np.ndarray:
+        """The dirty bitmap (a bool copy: pages pending)."""
+        return self.state != CLEAN
 
     def _chunk_clears(self, k, s0, contiguous, sent, sends, t0):
         """Chunk clears of this phase (``dirty_clear: chunk``): (pages per chunk, clear time
@@ -247,10 +277,16 @@ class _Run:
             _, idx = np.unique(ch, return_index=True)
         pages = (s0 + idx) if contiguous else sent[idx]
         clear_t[pages // cp] = t0 + sends.start(idx)
-        kb = self._kbit()
         for c in np.flatnonzero(np.isfinite(clear_t)):
-            # the bits the sync saw are dropped: a later write sets them again
-            kb[c * cp : (c + 1) * cp] = False
+            # the bits the sync saw are dropped: a later write sets them again (pages of a
+            # contiguous send are CLEAN already: only the chunk's pages outside it are left)
+            lo, hi = c * cp, min((c + 1) * cp, self.n)
+            if contiguous:
+                for a, b in ((lo, min(hi, s0)), (max(lo, s0 + k), hi)):
+                    if a < b:
+                        np.minimum(self.state[a:b], PENDING, out=self.state[a:b])
+            else:
+                np.minimum(self.state[lo:hi], PENDING, out=self.state[lo:hi])
         return cp, clear_t
 
     def phase(self, k: int) -> bool:
@@ -266,7 +302,7 @@ class _Run:
         span = slice(s0, s0 + k) if contiguous else sent
         lk = pol.link(st, self.ctx)
         t_nz, t_z, b_nz, b_z = (float(v) for v in (lk.t_nz, lk.t_z, lk.b_nz, lk.b_z))
-        nz = self.nonzero[span]
+        nz = self._nonzero_of(span)
         tt = bb = None
         if self._xb_slots:
             tt, bb = self._xbzrle(s0, k, contiguous, sent, nz, t_nz, t_z, b_nz, b_z)
@@ -276,41 +312,43 @@ class _Run:
         if t0 + T > float(pol.timeout_s):
             self._cut(t0, sends, pending)
             return False
-        self.dirty[span] = False
         wp, wt = self.sampler.sample(t0, t0 + T, self._write_speed())
         mode = clear_mode(pol)
         if mode == "chunk":
-            cached = self._kbit()[wp]  # the bits the sync saw (before this phase's clears)
+            cached = self.state[wp] == LOGGED  # the bits the sync saw (before this phase's clears)
+        self.state[span] = CLEAN
+        if mode == "chunk":
             chunk_of, clear_t = self._chunk_clears(k, s0, contiguous, sent, sends, t0)
+            clear_t[np.isinf(clear_t)] = -np.inf
+            chunk_shift = chunk_of.bit_length() - 1 if chunk_of & (chunk_of - 1) == 0 else -1
         newly = 0
         if self._changed is not None:
             self._changed[span] = False
         if wp.size:
-            # theta: a write after it re-dirties the page (see the module doc for each mode)
-            theta = np.full(wp.size, -np.inf)
-            p = None
+            # which writes re-dirty their page (see the module doc for each mode)
             if mode == "send" or self._changed is not None:
                 p = self._positions(wp, k, s0, contiguous, sent)
                 ins = p >= 0
                 send_t = t0 + sends.end(p[ins])
-            if mode == "send":
-                theta[ins] = send_t
-            elif mode == "chunk":
-                ct = clear_t[wp // chunk_of]
-                use = cached & np.isfinite(ct)
-                theta[use] = ct[use]
-            dirt = wt > theta
             if mode == "chunk":
-                self._kbit()[wp] = dirt
+                # unless the sync saw its bit and the write came before its chunk's clear
+                # (chunks not cleared in this phase: -inf, every write counts)
+                ct = clear_t[wp >> chunk_shift if chunk_shift >= 0 else wp // chunk_of]
+                dirt = ~(cached & (wt <= ct))  # (an absorbed write's log bit went with its clear)
+            else:  # sync: every write after the sync; send: unless made before the page's send
+                dirt = np.ones(wp.size, dtype=bool)
+                if mode == "send":
+                    dirt[ins] = wt[ins] > send_t
             if self._changed is not None:
                 # content differs from the destination's copy: written after its send (or not sent)
                 after = np.ones(wp.size, dtype=bool)
                 after[ins] = wt[ins] > send_t
                 self._changed[wp] |= after
             dirtied = wp[dirt]
-            newly = int(np.count_nonzero(~self.dirty[dirtied]))
-            self.dirty[dirtied] = True
-            self.nonzero[wp] = True
+            newly = int(np.count_nonzero(self.state[dirtied] == CLEAN))
+            self.state[dirtied] = LOGGED if mode == "chunk" else PENDING
+            if self.nonzero is not None:
+                self.nonzero[wp] = True
         last = s0 + k - 1 if contiguous else int(sent[-1])
         self.cursor = (last + 1) % self.n
         if self._xb_slots and (self.cursor == 0 or (not contiguous and np.any(np.diff(sent) < 0))):
@@ -365,20 +403,22 @@ class _Run:
             end = int(np.searchsorted(cs, batch)) + 1 if cs.size and cs[-1] >= batch else window.size
             scan = window[:end]
             go = scan[~written[scan]]
-            nz = self.nonzero[go]
-            c_nz = int(np.count_nonzero(nz))
+            nz = self._nonzero_of(go)
+            c_nz = go.size if nz is None else int(np.count_nonzero(nz))
             dt = c_nz * t_nz + (go.size - c_nz) * t_z
             if tau + dt > tmax:
-                j, b = sent_by(tmax - tau, t_nz, t_z, b_nz, b_z, np.cumsum(nz, dtype=np.int64))
-                self.dirty[go[:j]] = False
+                cum = None if nz is None else np.cumsum(nz, dtype=np.int64)
+                j, b = sent_by(tmax - tau, t_nz, t_z, b_nz, b_z, cum, go.size)
+                self.state[go[:j]] = CLEAN
                 n_sent += j
                 nbytes += b
                 timed_out = True
                 break
             wp, _ = self.sampler.sample(tau, tau + dt, speed)
-            self.dirty[go] = False
+            self.state[go] = CLEAN
             written[wp] = True
-            self.nonzero[wp] = True
+            if self.nonzero is not None:
+                self.nonzero[wp] = True
             wlists.append(wp)
             n_sent += go.size
             nbytes += c_nz * b_nz + (go.size - c_nz) * b_z
@@ -388,8 +428,8 @@ class _Run:
         written[wp] = False
         newly = 0
         if not timed_out:
-            newly = int(np.count_nonzero(~self.dirty[wp]))
-            self.dirty[wp] = True
+            newly = int(np.count_nonzero(self.state[wp] == CLEAN))
+            self.state[wp] = PENDING
             scanned_last = order[i - 1] if i else order[0]
             self.cursor = (int(scanned_last) + 1) % self.n
         T = (tmax if timed_out else tau) - t0
@@ -407,7 +447,7 @@ class _Run:
         st.phase_time, st.phase_bytes, st.phase_pages = np.float64(T), np.float64(nbytes), np.float64(n_sent)
         st.phase_scanned = np.float64(i)
         st.dirty_new = np.float64(newly)
-        st.pending = np.float64(np.count_nonzero(self.dirty))
+        st.pending = np.float64(np.count_nonzero(self.state))
         pol.after_sync(st, self.ctx)
         st.throttle_max = np.maximum(st.throttle_max, st.throttle)
         return True
@@ -458,8 +498,9 @@ class _Run:
             )
         if self.snapshot is not None:
             self.snapshot(self.rounds, self.dirty)
-        self.pending = np.flatnonzero(self.dirty)
-        n_nz = int(np.count_nonzero(self.nonzero[self.pending]))
+        self.pending = _pending_pages(self.state)
+        nz = self._nonzero_of(self.pending)
+        n_nz = self.pending.size if nz is None else int(np.count_nonzero(nz))
         n_z = self.pending.size - n_nz
         if bool(pol.goes_postcopy(code)):
             return self._postcopy(rec, n_nz, n_z)
@@ -473,7 +514,7 @@ class _Run:
                 order.size,
                 False,
                 order,
-                self.nonzero[order],
+                self._nonzero_of(order),
                 float(lk.t_nz),
                 float(lk.t_z),
                 float(lk.b_nz),
@@ -534,7 +575,9 @@ class _Run:
             i0 = int(np.searchsorted(pend, self.cursor))
             order = np.concatenate([np.arange(i0, pend.size), np.arange(0, i0)])
         pushed = pend[order]
-        cnz = np.cumsum(self.nonzero[pushed], dtype=np.int64)
+        cnz = self._cum_nonzero(pushed)
+        if cnz is None:
+            cnz = np.arange(1, pushed.size + 1, dtype=np.int64)
         T = n_nz * t_nz + n_z * t_z
         faults = 0
         if pend.size and T > 0:
@@ -588,7 +631,7 @@ class _Run:
             lk = pol.link(st, ctx, stop=True)
             t_nz, t_z, b_nz, b_z = (float(v) for v in (lk.t_nz, lk.t_z, lk.b_nz, lk.b_z))
             order = _send_order(self.pending, self.cursor)
-            j, page_b = sent_by(tau, t_nz, t_z, b_nz, b_z, np.cumsum(self.nonzero[order], dtype=np.int64))
+            j, page_b = sent_by(tau, t_nz, t_z, b_nz, b_z, self._cum_nonzero(order), order.size)
         sent = float(sw.sent_by(tau, page_bytes=page_b))
         self.detail_append(
             "stop", float(st.t), tau, j, sent, self.pending.size, float(pol.stop_rate_bytes_s(st, ctx)), 1.0

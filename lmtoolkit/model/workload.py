@@ -67,7 +67,12 @@ def page_of_rank(ranks: np.ndarray, n_pages: int, scattered: bool = True) -> np.
     ranks = np.asarray(ranks, dtype=np.int64)
     if not scattered or n_pages <= 1:
         return ranks
-    return (ranks * scatter_multiplier(n_pages)) % n_pages
+    out = ranks * scatter_multiplier(n_pages)
+    if n_pages & (n_pages - 1) == 0:  # a power of two (most VM sizes): a mask, not a division
+        out &= n_pages - 1
+        return out
+    out %= n_pages
+    return out
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,7 @@ def run_matrix(overrides=(), log=print, reference: bool = False) -> list[Path]:
     log(f"testbed: {len(specs)} runs in matrix, {len(todo)} to do -> {out} ({where})")
     written: list[Path] = []
     failed: list[str] = []
-    tb = None
+    tb, booted = None, None
     budget = cfg.get("budget_s")
     started = time.monotonic()
     try:
@@ -140,10 +140,10 @@ def run_matrix(overrides=(), log=print, reference: bool = False) -> list[Path]:
                 log(f"testbed: budget_s={budget} spent, {len(todo) - i} run(s) left (run again to resume)")
                 break
             guest = guest_for(spec, base_guest)
-            if tb is None or tb.migrations >= int(cfg.reboot_every) or tb.guest != guest:
+            if tb is None or tb.migrations >= int(cfg.reboot_every) or guest != booted:
                 if tb is not None:
                     tb.close()
-                tb = Testbed(guest, log=log).__enter__()
+                tb, booted = Testbed(guest, log=log).__enter__(), guest
             lab = label(spec, guest)
             t0 = time.monotonic()
             try:

@@ -56,9 +56,9 @@ def whatif_table(ds: xr.Dataset):
         unit = {"total_time": "s", "downtime": "ms", "transferred": "MiB"}[v]
         for suffix in ("", "_lo", "_hi"):
             rows[f"{v}{suffix} [{unit}]"] = np.asarray(ds[f"{v}{suffix}"].values, float).ravel() * scale
-    for v, label in (("energy_total", "energy [kJ]"), ("guest_lost_cpu_s", "guest lost [vCPU-s]")):
+    for v, label in (("energy_total", "energy [J]"), ("guest_lost_cpu_s", "guest lost [vCPU-s]")):
         if v in ds:  # the energy model (lmtoolkit.model.energy), where the run has it
-            rows[label] = np.asarray(ds[v].values, float).ravel() * (1e-3 if v == "energy_total" else 1.0)
+            rows[label] = np.asarray(ds[v].values, float).ravel()
     rows["converged"] = np.asarray(ds.converged.values).ravel()
     rows["converged share"] = np.asarray(ds.converged_share.values, float).ravel()
     return pd.DataFrame(rows).set_index("point")

@@ -125,7 +125,7 @@ def test_liu2011_preset_reproduces_their_coefficients_on_their_setup():
     assert alpha == pytest.approx(LIU2011_ALPHA_J_PER_MB, rel=0.02)
     assert beta == pytest.approx(LIU2011_BETA_J, rel=0.05)
     # and energy is linear in the data moved there: Liu et al.'s model predicts every point
-    assert np.max(np.abs(liu2011_energy(volumes) - energies) / energies) < 0.03
+    assert np.max(np.abs(liu2011_energy(volumes) - energies) / energies) < 0.01
     # a preset for another server does not reproduce them: the test can fail
     other_alpha, _ = fit_linear(*their_setup(["power=default"]))
     assert abs(other_alpha / LIU2011_ALPHA_J_PER_MB - 1) > 0.5
@@ -176,3 +176,26 @@ def test_evacuation_energy_includes_idle_hosts():
     assert float(hot.energy_total) - float(ds.energy_total) == pytest.approx(
         120.0 * hosts * float(ds.makespan), rel=1e-6
     )
+
+
+def test_energy_survives_chunks_partial_files_and_reordering():
+    """The sweep machinery concatenates, reorders and saves batches: the energy goes along."""
+    from lmtoolkit.tasks.migration import MigrationTask
+
+    task = MigrationTask()
+    cfg = lmt.compose(["engine=fluid", "vm.memory_gib=1", "workload=uniform", "network=1gbe"])
+    cols = {
+        "workload.dirty_rate_pages_s": np.array([1000.0, 20000.0, 5000.0]),
+        "vm.memory_gib": np.array([1.0, 2.0, 1.0]),
+    }
+    a = task.run_cell(cfg, cols, np.zeros(3, dtype=np.int64), 8)
+    b = task.run_cell(cfg, {}, np.zeros(1, dtype=np.int64), 8)
+    both = task.concat([a, b])
+    assert set(both.extra) == set(VARIABLES) and both.extra["energy_total"].shape == (4,)
+    back = task.from_arrays(task.to_arrays(both.take(np.array([3, 1, 0, 2]))))
+    assert np.array_equal(back.extra["energy_total"], both.extra["energy_total"][[3, 1, 0, 2]])
+    # each row's energy is its own migration's: a 2 GiB VM costs more than a 1 GiB one
+    e = both.extra["energy_total"]
+    assert e[1] > e[0] and e[2] > e[0]
+    ds = task.to_dataset(both, ["point"], {"point": np.arange(4)}, {}, {})
+    assert ds.energy_total.attrs["units"] == "J" and np.allclose(ds.energy_total.values, e)

@@ -4,7 +4,7 @@ and the simulator's prediction for each within the validation goals.
 Needs `lmtk testbed setup` (CI runs it in .ci/run); if the testbed is not set up, the first
 test runs it: it downloads QEMU 10 and a Debian kernel (about 0.5 GB unpacked into
 ~/.cache/lmtoolkit/testbed) and compiles the guest.  Skipped with the reason if the testbed
-cannot be set up here; deselect with ``-m "not slow and not benchmark and not testbed"``.
+cannot be set up here.  Part of the CI tier (`-m testbed`), not of the default run.
 About 30 s once set up: one TCG boot, two migrations.
 """
 

@@ -106,8 +106,22 @@ def shared_results(tmp_path_factory):
     return tmp_path_factory.mktemp("nbresults")
 
 
-@pytest.mark.notebooks
-@pytest.mark.parametrize("notebook, experiment", RUNS, ids=[lnb.run_name(n, e) for n, e in RUNS])
+#: the one papermill run of the default tier (the experiment notebook on the quickstart
+#: experiment: a real kernel, compose, sweep, figure); the others are marked ``notebooks``
+#: (the CI tier: ``-m "notebooks or browser or testbed"``)
+DEFAULT_TIER_RUN = (lnb.TEMPLATE, "quickstart")
+
+
+def _run_params():
+    return [
+        pytest.param(
+            n, e, id=lnb.run_name(n, e), marks=() if (n, e) == DEFAULT_TIER_RUN else pytest.mark.notebooks
+        )
+        for n, e in RUNS
+    ]
+
+
+@pytest.mark.parametrize("notebook, experiment", _run_params())
 def test_notebook_runs_in_smoke_mode(notebook, experiment, shared_results, monkeypatch):
     monkeypatch.setenv("LMT_RESULTS_DIR", str(shared_results))
     name = lnb.run_name(notebook, experiment)

@@ -136,7 +136,7 @@ def fig_liu_comparison(ds: xr.Dataset):
         np.asarray(ds.energy_liu2011.values, float),
         0.4,
         color=style.OTHER_COLORS[1],
-        label="Liu et al. 2011",
+        label="Liu et al.: alpha V + beta",
     )
     ax.set_ylabel("migration energy (J)")
     ax2.bar(x, np.asarray(ds.guest_lost_cpu_s.values, float), 0.6, color=style.OTHER_COLORS[3])

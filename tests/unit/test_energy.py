@@ -199,3 +199,15 @@ def test_energy_survives_chunks_partial_files_and_reordering():
     assert e[1] > e[0] and e[2] > e[0]
     ds = task.to_dataset(both, ["point"], {"point": np.arange(4)}, {}, {})
     assert ds.energy_total.attrs["units"] == "J" and np.allclose(ds.energy_total.values, e)
+
+
+def test_every_power_preset_builds_and_says_where_its_figures_come_from():
+    from lmtoolkit.paths import config_dir, group_options
+
+    assert {"default", "whole_hosts", "liu2011"} <= set(group_options("power"))
+    for option in group_options("power"):
+        power = build_power(lmt.compose([f"power={option}"]))
+        assert isinstance(power, Power)
+        text = (config_dir() / "power" / f"{option}.yaml").read_text()
+        assert "published" in text or "illustrative" in text or "default.yaml" in text, option
+    assert build_power(lmt.compose(["power=whole_hosts"])).idle_share == 1.0

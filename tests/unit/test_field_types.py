@@ -11,11 +11,12 @@ import pytest
 from lmtoolkit.errors import ConfigError
 from lmtoolkit.model import VM, Host, Network
 from lmtoolkit.model.checks import typed_fields
+from lmtoolkit.model.energy import Power
 from lmtoolkit.model.storage import Storage
 from lmtoolkit.model.workload import WORKLOADS
 from lmtoolkit.policies import POLICIES
 
-MODELS = [VM, Network, Host, Storage] + [
+MODELS = [VM, Network, Host, Storage, Power] + [
     c for n, c in sorted(WORKLOADS.items()) if n not in ("phased", "trace")
 ]
 CLASSES = MODELS + [c for _, c in sorted(POLICIES.items())]

@@ -56,4 +56,5 @@ class Scenario:
             dirty_rate_pages_s=rate,
             link_efficiency=net.efficiency,
             hash_bytes_s=max(host.spare_cores, 1.0) * host.hash_gib_s_per_core * GIB,
+            zero_fraction=vm.zero_fraction,
         )

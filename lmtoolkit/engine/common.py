@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..policies.base import none_to
 from ..records import (
     REASON_CODE,
     ROUND_FIELDS,
@@ -92,11 +93,33 @@ def switchover(policy, st, ctx, n_nz, n_z, send_pages: bool = True) -> Switchove
     """
     lk = policy.link(st, ctx, stop=True)
     rate = policy.stop_rate_bytes_s(st, ctx)
-    page_t = (n_nz * lk.t_nz + n_z * lk.t_z) if send_pages else 0.0 * n_nz
+    page_t = (
+        (n_nz * lk.t_nz + n_z * lk.t_z + first_touch_s(policy, st, ctx, n_nz, n_z, lk.t_nz))
+        if send_pages
+        else 0.0 * n_nz
+    )
     page_b = (n_nz * lk.b_nz + n_z * lk.b_z) if send_pages else 0.0 * n_nz
     dev_t = ctx.device_state_bytes / rate
     down = page_t + dev_t + policy.stop_overhead_ms / 1000.0
     return Switchover(down, page_b + ctx.device_state_bytes, page_t, page_b, dev_t, ctx.device_state_bytes)
+
+
+def first_touch_s(policy, st, ctx, n_nz, n_z, t_nz):
+    """Extra pause (s) for the non-zero pages of the stop-and-copy the destination never
+    received (``Policy.dst_populate_mib_s``: its guest RAM is populated on first write).
+
+    Every page is sent once by the end of the first pass (the setup sync marks them all
+    dirty), so the pages never sent are ``pages - sent_pages`` while that is positive, and
+    the pages pending at the switchover include them all; they are taken non-zero in the
+    pending pages' proportion.  Each goes at the slower of the wire (``t_nz``) and the
+    destination's populate rate.
+    """
+    rate = none_to(policy.dst_populate_mib_s, np.inf) * 2.0**20
+    pending = np.asarray(n_nz, dtype=float) + np.asarray(n_z, dtype=float)
+    never = np.minimum(policy.never_sent_pages(st, ctx), pending)
+    share = np.where(pending > 0, np.asarray(n_nz, dtype=float) / np.maximum(pending, 1e-300), 0.0)
+    per_page = np.maximum(np.asarray(ctx.page_bytes, dtype=float) / rate - t_nz, 0.0)
+    return never * share * per_page
 
 
 def sent_by(tau, t_nz, t_z, b_nz, b_z, cum_nonzero=None, n=None):

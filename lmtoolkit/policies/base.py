@@ -88,6 +88,7 @@ class Context:
     dirty_rate_pages_s: object  # the workload's nominal write rate (for policies that estimate)
     link_efficiency: object = None  # network.efficiency (payload share of line rate); None = unknown
     hash_bytes_s: object = 1e300  # page checksum throughput (host cores x per-core hash rate)
+    zero_fraction: object = 0.0  # share of the VM's pages that are zero at the start (vm.zero_fraction)
 
     def subset(self, idx):
         return _subset(self, idx)
@@ -171,6 +172,18 @@ class Policy:
     ``page_header_bytes`` / ``zero_page_bytes``: wire bytes per normal page beyond its
     content, and per zero page (QEMU ``migration/ram.c``: ``save_page_header`` writes an
     8-byte offset|flags word; ``save_zero_page`` sends the header plus one byte).
+    ``dst_populate_mib_s``: how fast the destination takes in, during the switchover, non-zero
+    pages it has never received (null: as fast as the link).  QEMU allocates the destination's
+    guest RAM lazily (``util/oslib-posix.c: qemu_anon_ram_alloc``: an anonymous
+    ``MAP_NORESERVE`` mapping, populated only with ``-mem-prealloc``), so
+    ``migration/ram.c: ram_load_precopy`` copying a page that never arrived before
+    (``qemu_get_buffer`` into ``host_from_ram_block_offset``) first faults it in; and the
+    source's pause ends only when the stream is flushed (``migration.c:
+    migration_completion`` → ``qemu_savevm_state_complete_precopy`` → ``qemu_fflush``), which
+    TCP flow control ties to the destination's pace.  What is left at the switchover of a
+    guest that stops inside its first pass (an idle guest: the tail of the pass) is such
+    pages; a hot set's pages arrived in earlier passes.  Such a page goes at the slower of
+    the wire and this rate (:func:`lmtoolkit.engine.common.switchover`).
     ``verify_checksums``: hash every non-zero page on both sides and re-send a page whose
     hash differs (see :mod:`lmtoolkit.model.reliability`); costs hashing time per page
     (``Context.hash_bytes_s``), which overlaps the wire: a page goes at the slower of the two.
@@ -193,6 +206,7 @@ class Policy:
     stop_overhead_ms: float = 0.0
     page_header_bytes: float = 8.0
     zero_page_bytes: float = 9.0
+    dst_populate_mib_s: float | None = None
     verify_checksums: bool = False
 
     name: ClassVar[str] = "base"
@@ -242,6 +256,8 @@ class Policy:
         check_range("stop_overhead_ms", self.stop_overhead_ms, 0, None)
         check_range("page_header_bytes", self.page_header_bytes, 0, None)
         check_range("zero_page_bytes", self.zero_page_bytes, 0, None)
+        if self.dst_populate_mib_s is not None:
+            check_range("dst_populate_mib_s", self.dst_populate_mib_s, 0, None, lo_open=True)
 
     def resolve_profile(self, key: str, profiles: dict[str, dict[str, object]]) -> None:
         """Fill the fields a profile (or version) decides and the config left null.
@@ -324,6 +340,20 @@ class Policy:
     def checksum_cpu_s(self, ctx: Context):
         """Hashing time per non-zero page when ``verify_checksums`` is on (s)."""
         return np.where(np.asarray(self.verify_checksums), ctx.page_bytes / ctx.hash_bytes_s, 0.0)
+
+    def never_sent_pages(self, st: State, ctx: Context):
+        """Pages not sent yet: the setup sync marks every page dirty, so the first pass sends
+        each once and ``pages - sent_pages`` (while positive) are the ones it has not reached."""
+        return np.maximum(np.asarray(ctx.pages, dtype=float) - st.sent_pages, 0.0)
+
+    def pending_page_s(self, st: State, ctx: Context, lk: Link):
+        """Mean seconds per pending page: the pages the first pass has not reached hold the
+        VM's zero pages (``zero_fraction`` of them; a written page is no longer zero), which
+        cost ``t_z`` instead of ``t_nz``."""
+        pending = np.maximum(st.pending, 1e-300)
+        never = np.minimum(self.never_sent_pages(st, ctx), st.pending)
+        share_z = np.clip(np.asarray(ctx.zero_fraction, dtype=float) * never / pending, 0.0, 1.0)
+        return lk.t_nz - share_z * (lk.t_nz - lk.t_z)
 
     def link(self, st: State, ctx: Context, stop: bool = False) -> Link:
         rate = self.stop_rate_bytes_s(st, ctx) if stop else self.rate_bytes_s(st, ctx)

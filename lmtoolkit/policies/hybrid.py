@@ -74,7 +74,7 @@ class HybridPolicy(PostcopyPhase, QemuPolicy):
         left = self._switch_at() - st.t
         lk = self.link(st, ctx)
         period = self.check_period_s(st, ctx)
-        per_check = period / lk.t_nz
+        per_check = period / self.pending_page_s(st, ctx, lk)  # zero pages too (issue 12)
         cap = np.maximum(np.ceil(left / period - 1e-6), 1.0) * per_check
         return np.where(
             np.isfinite(left), np.clip(np.minimum(k, np.round(cap)), 1, np.maximum(st.pending, 1)), k

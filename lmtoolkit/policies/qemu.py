@@ -229,17 +229,21 @@ class QemuPolicy(PrecopyPolicy):
 
         ``migration_iteration_run`` tests the estimate only between iterations, so a phase
         lasts a whole number of check periods (at least one): the dirty bytes left at the
-        sync are below the threshold by up to one period's worth of sending.
+        sync are below the threshold by up to one period's worth of sending.  A period's
+        worth counts the zero pages the first pass still has to reach at their own (small)
+        cost (:meth:`~.base.Policy.pending_page_s`): the checks come every 100 ms of time,
+        not of non-zero pages.
         """
         below = np.floor(self.threshold_bytes(st) / ctx.page_bytes)
         to_threshold = np.maximum(st.pending - below, 0.0)
         lk = self.link(st, ctx)
-        per_check = self.check_period_s(st, ctx) / lk.t_nz
+        per_page = self.pending_page_s(st, ctx, lk)
+        per_check = self.check_period_s(st, ctx) / per_page
         checks = np.maximum(np.ceil(to_threshold / per_check - 1e-9), 1.0)
         k = np.round(checks * per_check)
         # the auto-converge timer's forced sync ends the phase (QEMU >= 9.2)
         left = st.extra["ac_next_force"] - st.t
-        k = np.where(np.isfinite(left), np.minimum(k, np.maximum(np.round(left / lk.t_nz), 1.0)), k)
+        k = np.where(np.isfinite(left), np.minimum(k, np.maximum(np.round(left / per_page), 1.0)), k)
         return np.clip(k, 1, np.maximum(st.pending, 1))
 
     def periodic_sync(self):

@@ -1,0 +1,64 @@
+"""Issue 12 rule 7, the switchover: what QEMU has left when it pauses the VM and what that
+costs (sources cited in lmtoolkit/policies/base.py, ``dst_populate_mib_s``, and
+lmtoolkit/policies/qemu.py).  Each effect is checked in both engines."""
+
+from __future__ import annotations
+
+import pytest
+
+from lmtoolkit.model import IdleWorkload, UniformWorkload
+from lmtoolkit.policies import QemuPolicy
+from tests.conftest import run, scenario
+
+ENGINES = ("page", "fluid")
+MIB = 2**20
+
+
+def _qemu(**kw):
+    return QemuPolicy(max_bandwidth_mib_s=64.0, downtime_limit_ms=300.0, dirty_clear="sync", **kw)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_idle_guest_stops_inside_its_first_pass_and_pays_for_pages_never_sent(engine):
+    """An idle guest's switchover comes when the first pass's tail fits the threshold: those
+    pages never reached the destination, which faults each in as it copies it."""
+    scn = dict(
+        memory_gib=0.5,
+        workload=IdleWorkload(),
+        gbit=8.0,
+        engine=engine,
+        zero_fraction=0.0,
+        device_state_mib=0.0,
+    )
+    free = run(scenario(policy=_qemu(), **scn))
+    slow = run(scenario(policy=_qemu(dst_populate_mib_s=400.0), **scn))
+    assert free.rounds == slow.rounds == 1 and free.converged and slow.converged
+    # the tail (at most the threshold's worth, 64 MiB/s x 300 ms), every page non-zero
+    tail_nz = (free.transferred_bytes - free.precopy_bytes) / (4096 + 8)
+    assert 1000 < tail_nz <= 64 * 0.3 * MIB / 4096
+    extra = slow.downtime_s - free.downtime_s
+    expect = tail_nz * (4096 / (400.0 * MIB) - (4096 + 8) / (8e9 * 0.94 / 8))  # efficiency 0.94
+    assert extra == pytest.approx(expect, rel=1e-6)
+    assert slow.transferred_bytes == pytest.approx(free.transferred_bytes, rel=1e-9)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_hot_set_sent_in_earlier_passes_pays_nothing_more(engine):
+    """After the first pass every page has arrived once: the rule leaves the downtime alone."""
+    scn = dict(
+        memory_gib=0.5,
+        workload=UniformWorkload(dirty_rate_pages_s=5000, wss_mib=64),
+        gbit=8.0,
+        engine=engine,
+    )
+    free = run(scenario(policy=_qemu(), **scn))
+    slow = run(scenario(policy=_qemu(dst_populate_mib_s=400.0), **scn))
+    assert free.rounds >= 2
+    assert slow.downtime_s == pytest.approx(free.downtime_s, rel=1e-9)
+
+
+def test_the_populate_rate_is_checked():
+    from lmtoolkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="dst_populate_mib_s"):
+        QemuPolicy(dst_populate_mib_s=0.0)

@@ -111,10 +111,11 @@ def add_commands(sub) -> None:
     f.add_argument("-o", "--out", help="FIT.yaml to write (default <results>/fits/fit/<log>.yaml)")
     f.add_argument(
         "--engine",
-        default="fluid",
-        choices=("fluid", "page"),
-        help="fluid (default): the fluid engine; page: the fluid search corrected onto the "
-        "page engine (space mapping; the FIT file then runs the page engine)",
+        default="page",
+        choices=("page", "fluid"),
+        help="page (default): the fluid engine's search corrected onto the page engine (space "
+        "mapping; the FIT file runs the page engine); fluid: the fluid engine alone (faster, "
+        "its estimate carries the fluid engine's error on the pages a sync adds)",
     )
     f.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples over rounds (default 200)")
     f.add_argument("--seed", type=int, default=0, help="seed of the optimiser and the bootstrap")

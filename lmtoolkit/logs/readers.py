@@ -521,6 +521,7 @@ def read_testbed(path) -> xr.Dataset:
     out = _assemble(path, "testbed", samples, finals, list(range(1, n + 1)), passes, final_status=status)
     out.attrs["lmt_settings"] = json.dumps(testbed_settings(ds))
     out.attrs["lmt_guest"] = json.dumps(testbed_guest(ds))
+    out.attrs["lmt_writer"] = json.dumps(testbed_writer(ds))
     out.attrs["lmt_label"] = str(ds.attrs.get("lmt_label", path.stem))
     out.attrs["title"] = f"migration log: testbed run {out.attrs['lmt_label']}"
     for k in ("lmt_qemu", "lmt_kernel", "lmt_testbed_guest", "lmt_testbed_run"):
@@ -550,10 +551,46 @@ def testbed_settings(ds) -> list[str]:
         "policy.dirty_clear=sync",
         "vm.vcpus=1",
         "network.latency_ms=0.0",
+        "workload.pacing=wall",
     ]
     if postcopy:
-        o.append(f"policy.precopy_passes={int(_tb(ds, 'postcopy_after_passes', 1))}")
+        after_s = float(_tb(ds, "postcopy_after_s", math.nan) or math.nan)
+        if np.isfinite(after_s):
+            o.append(f"policy.postcopy_after_s={after_s!r}")
+        else:
+            o.append(f"policy.precopy_passes={int(_tb(ds, 'postcopy_after_passes', 1))}")
     return o
+
+
+#: QEMU's CPU_THROTTLE_TIMESLICE_NS (system/cpu-throttle.c): a vCPU throttled at ``pct`` runs
+#: 10 ms, then sleeps ``pct / (1 - pct)`` x 10 ms
+THROTTLE_TIMESLICE_S = 0.010
+
+
+def testbed_writer(ds) -> dict:
+    """How the testbed guest's writer (``testbed/guest/dirtier.c``) keeps its pace: by the clock,
+    making up at most ``catchup_s`` of missed writes after a stall (the run's ``pacing``:
+    :data:`lmtoolkit.testbed.driver.CATCHUP_MS`), and at most its measured flat-out rate
+    (``max_rate``, pages/s; NaN when not measured).
+
+    Per throttle period (10 ms running, then asleep) such a writer makes up ``min(sleep,
+    catchup)``, so it writes at ``rate x min(1, speed x (1 + catchup / 10 ms))``: the workload
+    model's wall pacing (``workload.pacing=wall``) with a peak rate of ``headroom x rate``,
+    ``headroom = 1 + catchup / 10 ms`` (see :func:`writer_peak_rate`)."""
+    from ..testbed.driver import CATCHUP_MS
+
+    pacing = str(ds.attrs.get("lmt_pacing", "") or "")
+    catchup_ms = CATCHUP_MS.get(pacing, CATCHUP_MS[""])
+    flat = float(_tb(ds, "max_rate_measured", math.nan) or math.nan)
+    return {"pacing": pacing, "catchup_s": catchup_ms / 1000.0, "max_rate": flat if flat > 0 else math.nan}
+
+
+def writer_peak_rate(writer: dict, rate):
+    """The peak rate (pages/s) of a clock-paced writer of ``writer`` (:func:`testbed_writer`) whose
+    target is ``rate``: ``rate x (1 + catchup / 10 ms)``, at most its flat-out rate."""
+    peak = np.asarray(rate, float) * (1.0 + float(writer["catchup_s"]) / THROTTLE_TIMESLICE_S)
+    flat = float(writer.get("max_rate", math.nan))
+    return np.minimum(peak, flat) if np.isfinite(flat) else peak
 
 
 def testbed_guest(ds) -> dict:

@@ -43,12 +43,22 @@ def _b(ds, k):
     return bool(ds[k].item()) if k in ds else False
 
 
+#: the guest most testbed runs use (MiB of RAM): other guests' families are labelled ``-gNNN``
+REFERENCE_GUEST_MIB = 512
+
+
 def family_key(run) -> tuple:
+    """The guest and its workload: the write rate asked of it, hot set, pattern and RAM (a run
+    of a smaller guest is another guest, not another setting)."""
     hot = _v(run, "hot_mib")
+    mem = _v(run, "memory_mib")
+    if not np.isfinite(mem):
+        mem = float(json.loads(run.attrs.get("lmt_testbed_guest", "{}") or "{}").get("memory_mib", math.nan))
     return (
         int(round(_v(run, "dirty_rate_pages_s", 0))),
         None if not np.isfinite(hot) else int(hot),
         str(run.attrs.get("lmt_pattern", "random")),
+        int(mem) if np.isfinite(mem) else REFERENCE_GUEST_MIB,
     )
 
 
@@ -90,9 +100,12 @@ def families(runs: list) -> dict:
     return {k: v for k, v in fam.items() if len({setting_key(r) for r in v}) >= 2}
 
 
-def run_overrides(run, fit_policy: str) -> list[str]:
-    """The settings of a run as what-if overrides (the policy group only when it changes)."""
-    from .readers import testbed_settings
+def run_overrides(run, fit_policy: str, fitted_rate: float | None = None) -> list[str]:
+    """The settings of a run as what-if overrides (the policy group only when it changes) and,
+    given the fitted write rate, the run's writer: how much of a throttle stall it makes up
+    (the testbed's ``pacing``: the peak rate of a clock-paced writer,
+    :func:`.readers.testbed_writer`)."""
+    from .readers import testbed_settings, testbed_writer, writer_peak_rate
 
     out = []
     for o in testbed_settings(run):
@@ -102,6 +115,9 @@ def run_overrides(run, fit_policy: str) -> list[str]:
                 out.append(o)
         elif k.startswith("policy."):
             out.append(o)
+    if fitted_rate is not None and np.isfinite(fitted_rate) and fitted_rate > 0:
+        peak = max(float(writer_peak_rate(testbed_writer(run), fitted_rate)), float(fitted_rate))
+        out.append(f"workload.max_rate_pages_s={float(f'{peak:.6g}')!r}")
     return out
 
 
@@ -144,7 +160,7 @@ def goals_met(m: dict) -> bool:
     )
 
 
-def compare(path=None, engine: str = "fluid", bootstrap: int = 100, progress=None) -> Report:
+def compare(path=None, engine: str = "page", bootstrap: int = 100, progress=None) -> Report:
     """Fit every family's fit run, predict the others (see the module doc)."""
     from ..paths import project_root
     from ..testbed.record import load_runs
@@ -189,7 +205,7 @@ def compare(path=None, engine: str = "fluid", bootstrap: int = 100, progress=Non
             policy = str(res.cfg.policy.name)
             for r in sorted(fam, key=label):
                 role = "fit" if r is fr else ("repeat" if setting_key(r) == setting_key(fr) else "held-out")
-                ov = run_overrides(r, policy)
+                ov = run_overrides(r, policy, res.values.get("workload.dirty_rate_pages_s"))
                 pred = whatif(fpath, ov, samples=0)
                 rep.rows.append(
                     {
@@ -221,8 +237,12 @@ def _undecided(res) -> str:
 
 
 def _fam_label(key) -> str:
-    rate, hot, pat = key
-    return f"r{rate:05d}-h{'all' if hot is None else f'{hot:03d}'}-{'seq' if pat == 'sequential' else 'rand'}"
+    rate, hot, pat, mem = key
+    guest = "" if mem == REFERENCE_GUEST_MIB else f"-g{mem:03d}"
+    return (
+        f"r{rate:05d}-h{'all' if hot is None else f'{hot:03d}'}-{'seq' if pat == 'sequential' else 'rand'}"
+        f"{guest}"
+    )
 
 
 def table(rep: Report) -> str:
@@ -263,7 +283,7 @@ def summary_line(m: dict) -> str:
     )
 
 
-def report(path=None, out=None, engine: str = "fluid") -> int:
+def report(path=None, out=None, engine: str = "page") -> int:
     """``lmtk validate whatif [--data DIR]``: the table, the fits and the summary line."""
     out = out or sys.stdout
     try:

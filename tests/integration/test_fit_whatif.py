@@ -31,9 +31,9 @@ CASES = {
     "domjobinfo": (LOGS / "domjobinfo_r05000-h064-rand-bw064-dl0300-n0.txt", KNOWN, 5001),
     "testbed": (ROOT / "data" / "testbed" / "r20000-h128-rand-bw032-dl0030-n0.nc", [], 19992),
 }
-#: how close the fitted rate must be to the guest's count: the r05000 run has two measurable
-#: syncs after the first pass, which leave a saturated and an unsaturated working set nearly
-#: equally likely (±10-15 % in rate, and which one wins moves with the engine's details)
+#: how close the fitted rate must be to the guest's count: the issue's 10 %, except for the
+#: r05000 run, whose two measurable syncs after the first pass pin the rate to about ±10 %
+#: (its profile interval, [5204, 6310] pages/s at 5001 measured, moves with the engines)
 RATE_TOL = {"qmp": 0.10, "domjobinfo": 0.25, "testbed": 0.10}
 #: extra options per case
 OPTIONS: dict = {}
@@ -159,16 +159,16 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, words):
 
 
 @pytest.mark.slow
-def test_fit_corrected_onto_the_page_engine(tmp_path, capsys):
+def test_fit_on_the_fluid_engine_alone(tmp_path, capsys):
     log, known, rate = CASES["qmp"]
-    out = tmp_path / "fit" / "page.yaml"
-    assert main(["fit", str(log), *known, "--engine", "page", "--out", str(out), "--bootstrap", "40"]) == 0
+    out = tmp_path / "fit" / "fluid.yaml"
+    assert main(["fit", str(log), *known, "--engine", "fluid", "--out", str(out), "--bootstrap", "40"]) == 0
     text = capsys.readouterr().out
     m = re.search(r"workload\.dirty_rate_pages_s\s+([0-9.e+]+)", text)
     assert m and float(m.group(1)) == pytest.approx(rate, rel=0.15)
-    assert "engine: page" in out.read_text()
+    assert "engine: fluid" in out.read_text()
     assert main(["whatif", str(out), "network=10gbe", "--out", str(tmp_path / "w.nc")]) == 0
-    assert read_dataset(tmp_path / "w.nc").attrs["lmt_engine"] == "page"
+    assert read_dataset(tmp_path / "w.nc").attrs["lmt_engine"] == "fluid"
 
 
 @pytest.mark.slow

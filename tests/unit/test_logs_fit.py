@@ -1,6 +1,7 @@
-"""The fit (fluid engine against a log's per-round trajectory), the FIT file as a Hydra config,
-what-ifs with bands and the figure (issue 13).  One real testbed run is fitted once per
-module (fluid engine, a small bootstrap: a few seconds)."""
+"""The fit (the fluid engine's search against a log's per-round trajectory, corrected onto the
+page engine), the FIT file as a Hydra config, what-ifs with bands and the figure (issue 13).
+One real testbed run is fitted once per module (a small bootstrap: a few seconds); the
+write rate's profile, the sequential writer and the testbed writer's pacing on others."""
 
 from __future__ import annotations
 
@@ -66,7 +67,10 @@ def test_fit_file_is_a_hydra_config_that_lmtk_run_composes(fitted):
     cmd = run_command(path)
     assert cmd.startswith(f"lmtk run hydra.searchpath=[file://{path.parent.parent}] +fit={path.stem}")
     cfg = compose([f"hydra.searchpath=[file://{path.parent.parent}]", f"+fit={path.stem}"])
-    assert cfg.workload.name == "uniform" and cfg.engine == "fluid"
+    assert cfg.workload.name == "uniform" and cfg.engine == "page"
+    # the testbed's writer keeps its pace by the clock, making up <= 20 ms of a stall
+    assert cfg.workload.pacing == "wall"
+    assert cfg.workload.max_rate_pages_s == pytest.approx(3 * cfg.workload.dirty_rate_pages_s, rel=1e-4)
     assert cfg.workload.dirty_rate_pages_s == pytest.approx(res.values["workload.dirty_rate_pages_s"])
     assert cfg.policy.dirty_clear == "sync" and cfg.policy.timeout_s == 60
     assert cfg.policy.max_bandwidth_mib_s == pytest.approx(64 * res.cap_factor, rel=1e-5)
@@ -216,12 +220,12 @@ def test_fit_refuses_logs_it_cannot_use(tmp_path):
 def test_validation_families_and_the_fit_run_rule():
     from lmtoolkit.testbed.record import load_runs
 
-    runs = [
-        r
-        for pat in ("r10000-h064-rand-*", "r20000-h128-rand-*", "r10000-h032-seq-*")
-        for f in sorted(TESTBED.glob(pat + ".nc"))
-        for r in load_runs(f)
-    ]
+    names = [
+        *(f"r10000-h064-rand-bw064-dl{dl}-n0" for dl in ("0030", "0100", "0300", "1000")),
+        *(f"r20000-h128-rand-bw032-{s}-n0" for s in ("dl0030", "dl0100-ac", "dl0300-pc")),
+        *(f"r10000-h032-seq-bw100-dl0300-n{k}" for k in range(3)),
+    ]  # named: the reference set grows
+    runs = [r for n in names for r in load_runs(TESTBED / f"{n}.nc")]
     fams = LV.families(runs)
     names = {LV._fam_label(k): [LV.label(r) for r in v] for k, v in fams.items()}
     assert set(names) == {"r10000-h064-rand", "r20000-h128-rand"}  # r10000-h032-seq: one setting
@@ -237,3 +241,70 @@ def test_validation_families_and_the_fit_run_rule():
 
     build_parser()  # lmtk's commands register `validate whatif`
     assert "whatif" in DATASETS
+
+
+def test_testbed_writer_pacing_is_wall_with_the_catch_up_as_headroom():
+    import xarray as xr
+
+    from lmtoolkit.logs.readers import testbed_settings, testbed_writer, writer_peak_rate
+
+    run = xr.Dataset({"max_bandwidth_mib_s": 64.0, "downtime_limit_ms": 300.0})
+    assert "workload.pacing=wall" in testbed_settings(run)
+    # a vCPU throttled at pct runs 10 ms, then sleeps: the writer makes up min(sleep, catchup)
+    w = testbed_writer(run)  # older runs: 20 ms
+    assert w["catchup_s"] == 0.020 and float(writer_peak_rate(w, 5000.0)) == pytest.approx(15000.0)
+    run.attrs["lmt_pacing"] = "guest"  # 2 ms: nearly a guest-paced writer
+    assert float(writer_peak_rate(testbed_writer(run), 5000.0)) == pytest.approx(6000.0)
+    run.attrs["lmt_pacing"] = "wall"  # 10 s: as fast as it can go, its measured flat-out rate
+    run["max_rate_measured"] = 2.0e6
+    assert float(writer_peak_rate(testbed_writer(run), 5000.0)) == pytest.approx(2.0e6)
+
+
+def test_validation_families_are_one_guest_each_and_carry_the_writer():
+    import xarray as xr
+
+    def run(mem, pacing=""):
+        ds = xr.Dataset(
+            {
+                "dirty_rate_pages_s": 5000.0,
+                "hot_mib": 64.0,
+                "memory_mib": float(mem),
+                "max_bandwidth_mib_s": 64.0,
+                "downtime_limit_ms": 300.0,
+                "auto_converge": bool(pacing),
+            }
+        )
+        ds.attrs.update(lmt_pattern="random", lmt_pacing=pacing)
+        return ds
+
+    assert LV.family_key(run(512)) != LV.family_key(run(256))
+    assert LV._fam_label(LV.family_key(run(256))) == "r05000-h064-rand-g256"
+    assert LV._fam_label(LV.family_key(run(512))) == "r05000-h064-rand"
+    ov = LV.run_overrides(run(512, "guest"), "qemu", 4000.0)
+    assert "policy.auto_converge=true" in ov and "workload.max_rate_pages_s=4800.0" in ov
+
+
+@pytest.mark.parametrize(
+    "run, wss, open_above",
+    [
+        # random writes over 64 MiB: the syncs after the first pass pin the rate
+        ("r05000-h064-rand-bw064-dl0300-n0", 64.0, False),
+        # a sequential sweep covers the 64 MiB within the first pass: the working set is pinned
+        # (an unsaturated sweep would add every page it writes at the next sync), the rate
+        # only from below (later syncs depend on where the sweep is against the send cursor)
+        ("r05000-h064-seq-bw064-dl0300-n0", 64.0, True),
+    ],
+)
+def test_what_the_log_determines_and_what_it_leaves_open(run, wss, open_above):
+    res = fit_log(TESTBED / f"{run}.nc", bootstrap=20)
+    guest = json.loads(res.log.attrs["lmt_guest"])
+    assert res.values["workload.wss_mib"] == pytest.approx(wss, rel=0.10)
+    lo, hi, open_lo, open_hi = res.rate_interval
+    assert open_hi == open_above and not open_lo
+    assert lo <= guest["dirty_rate_measured"] * 1.02  # the guest's count is not ruled out
+    if open_above:
+        assert ">= " in res.summary() and "from below only" in res.summary()
+        assert not res.rate_determined()
+    else:  # a closed interval a few per cent wide, the guest's count near it
+        assert hi / lo < 1.4
+        assert lo <= guest["dirty_rate_measured"] * 1.10 and hi >= guest["dirty_rate_measured"] * 0.90

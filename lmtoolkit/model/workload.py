@@ -177,11 +177,15 @@ class RegionSampler(WriteSampler):
                 x = lam * T
                 p_hit = -math.expm1(-x)
                 pos = bernoulli_positions(self.rng, r.n_pages, p_hit)
-                # Time back from g1 to the last write, conditioned on at least one write in T.
-                u = self.rng.random(pos.size)
-                back = -np.log1p(-u * p_hit) / lam
-                p = page_of_rank(pos + r.first_rank, self.n_pages, self.scattered)
-                t = g1 - back
+                # Time back from g1 to the last write, conditioned on at least one write in T:
+                # back = -log1p(-u p_hit) / lam, t = g1 - back (in place: one array per write)
+                t = self.rng.random(pos.size)
+                t *= -p_hit
+                np.log1p(t, out=t)
+                t /= -lam
+                np.subtract(g1, t, out=t)
+                pos += r.first_rank
+                p = page_of_rank(pos, self.n_pages, self.scattered)
             pages.append(p)
             times.append(t)
         if not pages:

@@ -200,6 +200,11 @@ class FitResult:
             )
         if self.rate_interval:
             lines.append("  " + self.rate_words())
+        for at, cut in self.obs.stalls:
+            lines.append(
+                f"  the log shows a stall at {at:.2f} s: the host held the migration {cut:.2f} s (it "
+                "moved under half its usual rate); cut out: the fit describes the run without it"
+            )
         for k, v in self.derived.items():
             lines.append(f"  {k:32s} {v:12.5g}   (from the log)")
         q = self.quality

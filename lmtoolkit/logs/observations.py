@@ -52,6 +52,8 @@ class Observed:
     sample_remaining: np.ndarray = field(default_factory=lambda: np.zeros(0))
     sample_transferred: np.ndarray = field(default_factory=lambda: np.zeros(0))
     sample_syncs: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: (time, seconds) the host held the migration, cut out of the times above
+    stalls: list = field(default_factory=list)
 
     @property
     def mid(self):
@@ -60,6 +62,36 @@ class Observed:
 
 def log_value(ds, k, default=math.nan) -> float:
     return float(ds[k].item()) if k in ds else default
+
+
+#: a poll interval is a stall when the migration moved less than this share of its usual rate
+STALL_SHARE = 0.5
+#: ... and lost at least this long (s) and twice the usual poll interval
+STALL_MIN_S = 0.25
+
+
+def find_stalls(t, st, tr, rem, c) -> list[tuple[float, float]]:
+    """Where the host stopped the migration: poll intervals (same sync, both running) in which
+    neither the bytes sent nor the pages taken off the bitmap (zero pages cost no bytes)
+    reached :data:`STALL_SHARE` of the usual pre-copy rate.  Returns (time the interval
+    began, seconds lost: the interval minus what its bytes need at the usual rate)."""
+    act = np.flatnonzero(np.isin(st, ("active",)) & np.isfinite(tr) & np.isfinite(rem))
+    pairs = [(i, j) for i, j in zip(act[:-1], act[1:]) if j == i + 1 and t[j] > t[i] and c[i] == c[j]]
+    if len(pairs) < 4:
+        return []
+    dts = np.array([t[j] - t[i] for i, j in pairs])
+    sent = np.array([tr[j] - tr[i] for i, j in pairs])
+    taken = np.array([rem[i] - rem[j] for i, j in pairs])
+    rate = float(np.median(sent / dts))
+    usual_dt = float(np.median(dts))
+    if not rate > 0:
+        return []
+    out = []
+    for (i, _), dt, b, p in zip(pairs, dts, sent, taken):
+        lost = dt - b / rate
+        if max(b, p) < STALL_SHARE * rate * dt and lost >= max(STALL_MIN_S, usual_dt):
+            out.append((float(t[i]), float(lost)))
+    return out
 
 
 def observe(log: xr.Dataset, delta_pages: bool = False) -> Observed:
@@ -90,6 +122,10 @@ def observe(log: xr.Dataset, delta_pages: bool = False) -> Observed:
     K = int(log_value(log, "dirty_sync_count", c.max()))
     K = max(K, int(c.max()))
     total = log_value(log, "total_time")
+    stalls = find_stalls(t, st, tr, rem, c)
+    for at, cut in reversed(stalls):  # the time the host held the migration (and guest): cut out
+        t = np.where(t > at, t - cut, t)
+        total -= cut
     down = log_value(log, "downtime") if completed else math.nan
     setup = log_value(log, "setup_time", 0.0)
     setup = setup if np.isfinite(setup) else 0.0
@@ -203,4 +239,5 @@ def observe(log: xr.Dataset, delta_pages: bool = False) -> Observed:
         sample_remaining=rem[shown],
         sample_transferred=tr[shown],
         sample_syncs=c[shown],
+        stalls=stalls,
     )

@@ -137,6 +137,8 @@ class Report:
         c = np.array([r["pred_converged"] == r["converged"] for r in held])
         dirt = [f for f in self.fits if f["guest_rate"] > 0]
         rate = np.array([abs(f["fitted_rate"] / f["guest_rate"] - 1) for f in dirt])
+        pinned = np.array([f.get("rate_determined", False) for f in dirt], dtype=bool)
+        inside = [_inside(f) for f in dirt]
         return {
             "held_out": len(held),
             "families": len(self.fits),
@@ -146,9 +148,22 @@ class Report:
             "dirty_rate_within": float((rate <= GOALS["dirty_rate"]).mean()) if rate.size else math.nan,
             "dirty_rate_median": float(np.median(rate)) if rate.size else math.nan,
             "dirty_rate_max": float(rate.max()) if rate.size else math.nan,
+            "rate_pinned": int(pinned.sum()),
+            "rate_pinned_within": int((rate[pinned] <= GOALS["dirty_rate"]).sum()) if rate.size else 0,
+            "rate_in_interval": int(sum(inside)),
             "fit_time_median_s": float(np.median([f["fit_s"] for f in self.fits])) if self.fits else math.nan,
             "fit_time_max_s": float(np.max([f["fit_s"] for f in self.fits])) if self.fits else math.nan,
         }
+
+
+def _inside(f: dict) -> bool:
+    """The guest's rate lies inside the fit's profile interval (an open side has no limit)."""
+    iv = f.get("rate_interval")
+    if not iv:
+        return False
+    lo, hi, open_lo, open_hi = iv
+    g = f["guest_rate"]
+    return (open_lo or g >= lo) and (open_hi or g <= hi)
 
 
 def goals_met(m: dict) -> bool:
@@ -198,6 +213,8 @@ def compare(path=None, engine: str = "page", bootstrap: int = 100, progress=None
                     "guest_pattern": guest.get("pattern", ""),
                     "quality": res.quality,
                     "undecided": _undecided(res),
+                    "rate_interval": res.rate_interval,
+                    "rate_determined": res.rate_determined(),
                 }
             )
             if progress:
@@ -259,17 +276,36 @@ def table(rep: Report) -> str:
     lines.append("")
     lines.append(
         f"{'family':18s} {'fit run':36s} {'fitted rate':>11s} {'guest':>7s} {'err':>6s} "
-        f"{'wss MiB':>8s} {'hot':>5s} {'pattern':>10s} {'fit s':>6s}  pattern not ruled out"
+        f"{'wss MiB':>8s} {'hot':>5s} {'pattern':>10s} {'fit s':>6s}  {'rate profile (Δχ² <= 1)':24s} "
+        "pattern not ruled out"
     )
     for f in rep.fits:
         err = f["fitted_rate"] / f["guest_rate"] - 1 if f["guest_rate"] > 0 else math.nan
         lines.append(
             f"{f['family']:18s} {f['fit_run'][:36]:36s} {f['fitted_rate']:11.0f} {f['guest_rate']:7.0f} "
             f"{err * 100:+5.1f}% {f['fitted_wss_mib']:8.1f} {f['hot_mib']:5.0f} "
-            f"{f['pattern'][:4]}/{f['guest_pattern'][:4]:>5s} {f['fit_s']:6.1f}  {f.get('undecided', '')}"
+            f"{f['pattern'][:4]}/{f['guest_pattern'][:4]:>5s} {f['fit_s']:6.1f}  {_interval(f):24s} "
+            f"{f.get('undecided', '')}"
         )
-    lines.append("(fitted pattern / the guest's; idle guests report no rate)")
+    lines.append(
+        "(fitted pattern / the guest's; idle guests report no rate; the rate profile: the write rates "
+        "the fit run's log allows, the working set re-fitted, '>=' where it only bounds it from below)"
+    )
     return "\n".join(lines)
+
+
+def _interval(f: dict) -> str:
+    iv = f.get("rate_interval")
+    if not iv:
+        return "-"
+    lo, hi, open_lo, open_hi = iv
+    if open_hi and not open_lo:
+        return f">= {lo:.0f}"
+    if open_lo and not open_hi:
+        return f"<= {hi:.0f}"
+    if open_lo and open_hi:
+        return "open"
+    return f"{lo:.0f}-{hi:.0f}{' pinned' if f.get('rate_determined') else ''}"
 
 
 def summary_line(m: dict) -> str:
@@ -278,7 +314,9 @@ def summary_line(m: dict) -> str:
         f"{m['total_time'] * 100:.1f}% (goal <= 5%), bytes {m['transferred'] * 100:.1f}% (<= 5%); converged "
         f"agree {m['converged'] * 100:.0f}% (100%); fitted dirty rate within 10% of the guest's "
         f"{m['dirty_rate_within'] * 100:.0f}% of dirtying families (median err {m['dirty_rate_median'] * 100:.1f}%, "
-        f"max {m['dirty_rate_max'] * 100:.1f}%); fit time median {m['fit_time_median_s']:.1f} s "
+        f"max {m['dirty_rate_max'] * 100:.1f}%; the log pins the rate in {m['rate_pinned']} of them, "
+        f"{m['rate_pinned_within']} within 10%; the guest's rate inside the fit's profile interval in "
+        f"{m['rate_in_interval']}); fit time median {m['fit_time_median_s']:.1f} s "
         f"-> {'goals met' if goals_met(m) else 'goals NOT met'}"
     )
 

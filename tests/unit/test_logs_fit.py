@@ -308,3 +308,21 @@ def test_what_the_log_determines_and_what_it_leaves_open(run, wss, open_above):
     else:  # a closed interval a few per cent wide, the guest's count near it
         assert hi / lo < 1.4
         assert lo <= guest["dirty_rate_measured"] * 1.10 and hi >= guest["dirty_rate_measured"] * 0.90
+
+
+def test_a_host_stall_is_found_and_a_zero_page_stretch_is_not():
+    from lmtoolkit.logs.observations import find_stalls
+
+    rate = 64e6
+    before = np.arange(21) * 0.1  # polls every 0.1 s to 2.0 s
+    after = 3.0 + np.arange(11) * 0.1  # then none for a second, then every 0.1 s again
+    t = np.concatenate([before, after])
+    tr = np.concatenate([rate * before, rate * 2.0 + 1e6 + rate * (after - 3.0)])  # 1 MB in the gap
+    rem = 600e6 - tr
+    st = np.array(["active"] * t.size)
+    c = np.ones(t.size)
+    ((at, lost),) = find_stalls(t, st, tr, rem, c)
+    assert at == pytest.approx(2.0) and lost == pytest.approx(1.0 - 1e6 / rate)
+    # zero pages: hardly any bytes, but the bitmap empties fast — the migration is working
+    rem_zero = rem - np.where(t >= 3.0, 300e6, 0.0)
+    assert find_stalls(t, st, tr, rem_zero, c) == []

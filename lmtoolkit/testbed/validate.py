@@ -21,11 +21,24 @@ on the *fit* runs only):
   (``efficiency=1``) and ``policy.stop_overhead_ms``;
 * the non-page bytes on the stream (device state, section headers, EOS markers):
   median of ``transferred − normal × (4096 + 8) − duplicate × 9`` → ``vm.device_state_mib``;
+* the destination's rate for pages it never received (``policy.dst_populate_mib_s``, see
+  :class:`lmtoolkit.policies.base.Policy`): median of ``downtime_bytes / downtime`` over the
+  runs that switched over inside their first pass (``dirty_sync_count`` 3: idle guests),
+  which are left out of the stop-and-copy line;
 * the zero-page cost under TCG: idle runs' time not explained by their bytes at the cap,
   per zero page → ``host.zero_scan_gib_s``.
 
 (Tried and dropped: scaling the cap by the ~1.5 % QEMU's pre-copy exceeds ``max-bandwidth``
 by — it made the held-out total-time error worse, 2.7 % → 3.8 %.)
+
+**The writer under throttling** (auto-converge): the guest's dirtier keeps a schedule by
+its clock and makes up at most ``catchup_ms`` of missed writes after a stall (20 ms for the
+older runs, 2 ms for ``pacing: guest``, 10 s for ``pacing: wall``).  A vCPU throttled at
+``pct`` runs ``CPU_THROTTLE_TIMESLICE`` = 10 ms and then sleeps ``pct / (1 - pct)`` x 10 ms
+(``system/cpu-throttle.c: cpu_throttle_thread``), so per period it makes up
+``min(sleep, catchup)`` and writes at ``rate x min(1, (10 + catchup) (1 - pct) / 10)``:
+``workload.pacing=wall`` with ``workload.max_rate_pages_s = rate x (1 + catchup / 10 ms)``,
+capped by the guest's measured flat-out rate (``max_rate_measured``, wall runs).
 
 **The split** is fixed: a run is a *fit* run when ``sha1(label) mod 3 == 0`` (about a third;
 the label is the file stem without the ``-nK`` repeat suffix, so repeats of one setting
@@ -53,7 +66,21 @@ import xarray as xr
 from ..paths import project_root
 from .record import PAGE, load_runs
 
-GOALS = {"total_time": 0.05, "transferred": 0.05, "downtime_ms": 10.0, "converged": 1.0, "syncs": 0.80}
+#: issue 12's goals on the held-out runs: medians (and the 90th percentile of the total time)
+GOALS = {
+    "total_time": 0.03,
+    "total_time_p90": 0.10,
+    "transferred": 0.03,
+    "downtime_ms": 5.0,
+    "converged": 1.0,
+    "syncs": 0.90,
+}
+
+#: cpu-throttle.c: CPU_THROTTLE_TIMESLICE_NS (10 ms): a throttled vCPU runs 10 ms, then sleeps
+#: pct / (1 - pct) x 10 ms (cpu_throttle_thread)
+THROTTLE_TIMESLICE_MS = 10.0
+#: the dirtier's catch-up after a stall per run pacing (testbed/driver.py CATCHUP_MS)
+CATCHUP_MS = {"": 20.0, "guest": 2.0, "wall": 10000.0}
 
 
 @dataclass
@@ -64,6 +91,7 @@ class Calibration:
     stop_overhead_ms: float = 5.0
     device_state_mib: float = 0.3
     zero_scan_gib_s: float = 4.0
+    dst_populate_mib_s: float | None = None
     n_fit: int = 0
 
     def as_dict(self):
@@ -103,7 +131,17 @@ def fit(runs: list[xr.Dataset]) -> Calibration:
     pre = [r for r in runs if _b(r, "completed") and not _b(r, "postcopy_started")]
     # stop-and-copy: downtime = overhead + downtime_bytes / rate, on dirtying guests (what is
     # left at their switchover is hot, non-zero pages; an idle guest's tail mixes in zero pages)
-    hot = [r for r in pre if _v(r, "dirty_rate_pages_s") > 0 and not _b(r, "xbzrle")]
+    # (runs that switched over inside their first pass are left out: see dst_populate below)
+    # and multifd runs too: their pages go on the multifd channels, which QEMU's
+    # downtime-bytes does not count
+    hot = [
+        r
+        for r in pre
+        if _v(r, "dirty_rate_pages_s") > 0
+        and not _b(r, "xbzrle")
+        and _v(r, "multifd_channels", 0) == 0
+        and not first_pass_stop(r)
+    ]
     x = np.array([_v(r, "downtime_bytes") for r in hot])
     y = np.array([_v(r, "downtime") for r in hot])
     if len(hot) >= 3 and np.ptp(x) > 0:
@@ -114,6 +152,17 @@ def fit(runs: list[xr.Dataset]) -> Calibration:
         if c1 > 0:
             cal.stop_rate_bytes_s = float(1.0 / c1)
         cal.stop_overhead_ms = float(max(c0, 0.0) * 1000.0)
+    # pages the destination never received: runs that switched over inside their first pass
+    # (an idle guest) send the pass's tail, which the destination faults in as it copies it
+    tails = [
+        _v(r, "downtime_bytes") / (_v(r, "downtime") - cal.stop_overhead_ms / 1000.0)
+        for r in pre
+        if first_pass_stop(r) and not _b(r, "xbzrle") and _v(r, "multifd_channels", 0) == 0
+    ]
+    tails = [x for x in tails if np.isfinite(x) and x > 0]
+    if tails:
+        rate = float(np.median(tails))
+        cal.dst_populate_mib_s = rate / 2**20 if rate < cal.stop_rate_bytes_s else None
     # non-page bytes on the stream
     plain = [r for r in pre if not _b(r, "xbzrle") and _v(r, "multifd_channels", 0) == 0]
     other = [
@@ -134,6 +183,13 @@ def fit(runs: list[xr.Dataset]) -> Calibration:
         t = float(np.median(per_zero))
         cal.zero_scan_gib_s = float(PAGE / t / 2**30) if t > 0 else 1000.0
     return cal
+
+
+def first_pass_stop(run: xr.Dataset) -> bool:
+    """The run switched over inside (or right at the end of) its first pass: one sync
+    between the setup sync and the final one (``dirty_sync_count`` 3), so what it sent while
+    paused had never been sent before."""
+    return _b(run, "completed") and int(_v(run, "dirty_sync_count", 0)) <= 3
 
 
 def overrides_for(run: xr.Dataset, cal: Calibration, engine: str = "page") -> list[str]:
@@ -163,6 +219,8 @@ def overrides_for(run: xr.Dataset, cal: Calibration, engine: str = "page") -> li
             f"workload.dirty_rate_pages_s={rate!r}",
             f"workload.wss_mib={wss!r}",
             f"workload.pattern={pattern}",
+            "workload.pacing=wall",
+            f"workload.max_rate_pages_s={writer_peak_rate(run, rate)!r}",
         ]
     else:
         o += ["workload=idle"]
@@ -177,11 +235,26 @@ def overrides_for(run: xr.Dataset, cal: Calibration, engine: str = "page") -> li
         f"policy.multifd_channels={int(_v(run, 'multifd_channels', 0))}",
         f"policy.timeout_s={_v(run, 'timeout_s', 600.0)!r}",
         f"policy.stop_overhead_ms={cal.stop_overhead_ms!r}",
+        "policy.dst_populate_mib_s="
+        + ("null" if cal.dst_populate_mib_s is None else repr(cal.dst_populate_mib_s)),
         "policy.dirty_clear=sync",
     ]
     if postcopy:
-        o += [f"policy.precopy_passes={int(_v(run, 'postcopy_after_passes', 1))}"]
+        after_s = _v(run, "postcopy_after_s")
+        if np.isfinite(after_s):
+            o += [f"policy.postcopy_after_s={after_s!r}"]
+        else:
+            o += [f"policy.precopy_passes={int(_v(run, 'postcopy_after_passes', 1))}"]
     return o
+
+
+def writer_peak_rate(run: xr.Dataset, rate: float) -> float:
+    """The rate the dirtier reaches after a throttle stall (see the module doc): ``rate x (1 +
+    catchup / 10 ms)``, at most its measured flat-out rate."""
+    catchup = CATCHUP_MS[run.attrs.get("lmt_pacing", "")]
+    peak = rate * (1.0 + catchup / THROTTLE_TIMESLICE_MS)
+    flat_out = _v(run, "max_rate_measured")
+    return float(min(peak, flat_out)) if np.isfinite(flat_out) else float(peak)
 
 
 def simulated_syncs(sim: xr.Dataset) -> int:
@@ -255,11 +328,15 @@ def metrics(cmp: xr.Dataset, held_out_only: bool = True) -> dict:
     dt_ms = np.abs(m("simulated_downtime") - m("measured_downtime"))[done] * 1000
     conv = m("simulated_converged") == m("measured_converged")
     syncs = np.abs(m("simulated_dirty_sync_count") - m("measured_dirty_sync_count")) <= 1
+    p90 = lambda x: float(np.percentile(x, 90)) if x.size else float("nan")  # noqa: E731
     return {
         "runs": int(ds.sizes["run"]),
         "total_time": float(np.median(rel_t)),
+        "total_time_p90": p90(rel_t),
         "transferred": float(np.median(rel_b)),
+        "transferred_p90": p90(rel_b),
         "downtime_ms": float(np.median(dt_ms)) if dt_ms.size else float("nan"),
+        "downtime_ms_p90": p90(dt_ms),
         "converged": float(conv.mean()),
         "syncs": float(syncs.mean()),
     }
@@ -268,6 +345,7 @@ def metrics(cmp: xr.Dataset, held_out_only: bool = True) -> dict:
 def goals_met(mt: dict) -> bool:
     return (
         mt["total_time"] <= GOALS["total_time"]
+        and mt["total_time_p90"] <= GOALS["total_time_p90"]
         and mt["transferred"] <= GOALS["transferred"]
         and mt["downtime_ms"] <= GOALS["downtime_ms"]
         and mt["converged"] >= GOALS["converged"]
@@ -276,11 +354,15 @@ def goals_met(mt: dict) -> bool:
 
 
 def summary_line(mt: dict, which: str = "held-out") -> str:
+    g = GOALS
     return (
-        f"{which} runs {mt['runs']}: median |err| total time {mt['total_time'] * 100:.1f}% (goal <= 5%), "
-        f"bytes {mt['transferred'] * 100:.1f}% (<= 5%), downtime {mt['downtime_ms']:.1f} ms (<= 10 ms); "
-        f"converged agree {mt['converged'] * 100:.0f}% (100%); syncs within ±1 {mt['syncs'] * 100:.0f}% (>= 80%)"
-        f" -> {'goals met' if goals_met(mt) else 'goals NOT met'}"
+        f"{which} runs {mt['runs']}: median |err| (p90) total time {mt['total_time'] * 100:.1f}% "
+        f"({mt['total_time_p90'] * 100:.1f}%) (goal <= {g['total_time'] * 100:.0f}%, p90 <= "
+        f"{g['total_time_p90'] * 100:.0f}%), bytes {mt['transferred'] * 100:.1f}% "
+        f"({mt['transferred_p90'] * 100:.1f}%) (<= {g['transferred'] * 100:.0f}%), downtime "
+        f"{mt['downtime_ms']:.1f} ms ({mt['downtime_ms_p90']:.1f} ms) (<= {g['downtime_ms']:.0f} ms); "
+        f"converged agree {mt['converged'] * 100:.0f}% ({g['converged'] * 100:.0f}%); syncs within ±1 "
+        f"{mt['syncs'] * 100:.0f}% (>= {g['syncs'] * 100:.0f}%) -> {'goals met' if goals_met(mt) else 'goals NOT met'}"
     )
 
 
@@ -401,7 +483,11 @@ def run_validate(
     calib = json.loads(cmp.attrs.get("lmt_calibration", "{}"))
     if calib:
         where = f"the reference set's fit runs ({reference})" if external else "the fit runs"
-        print(f"fitted on {where}: " + ", ".join(f"{k}={v:.4g}" for k, v in calib.items()), file=out)
+        print(
+            f"fitted on {where}: "
+            + ", ".join(f"{k}={'null' if v is None else format(v, '.4g')}" for k, v in calib.items()),
+            file=out,
+        )
     if all_runs and not external:
         print(summary_line(vs.metrics(cmp, held_out_only=False), "all"), file=out)
     print(summary_line(vs.metrics(cmp)), file=out)

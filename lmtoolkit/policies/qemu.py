@@ -127,6 +127,8 @@ def _release(version) -> np.ndarray:
     v = np.asarray(version)
     if v.ndim == 0:
         return np.float64(one(v.item()))
+    if v.size and (v == v.flat[0]).all():  # one version for every scenario (the usual case)
+        return np.full(v.shape, float(one(v.flat[0])))
     uniq, inv = np.unique(v, return_inverse=True)
     return np.array([one(u) for u in uniq], dtype=float)[inv.reshape(v.shape)]
 

@@ -83,7 +83,8 @@ def test_simulator_predicts_the_real_migration(measured, calibration, name):
     assert rel_t <= V.GOALS["total_time_p90"], rel_t
     # The stop-and-copy runs uncapped and its speed follows the host's load, and an idle
     # guest's last bytes depend on its memory layout (data/testbed's idle runs at 150 MiB/s:
-    # measured 43 and 48 ms, simulated 25 and 56 ms), so 5x the median goal.
-    assert down_ms <= V.GOALS["downtime_ms"] * 5, down_ms
+    # measured 43 and 48 ms, simulated 25 and 56 ms): held to the 90th percentile of the
+    # reference set's held-out downtime errors (35.2 ms, README), not to the median goal.
+    assert down_ms <= 35.2, down_ms
     assert bool(sim.converged.item()) == bool(run.converged.item())
     assert abs(V.simulated_syncs(sim) - run.dirty_sync_count.item()) <= 1

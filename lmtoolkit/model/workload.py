@@ -284,6 +284,17 @@ class IdleWorkload(Workload):
 
     name = "idle"
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.dirty_rate_pages_s != 0:
+            # a rate here would be ignored: the migration would silently be an idle one
+            raise ConfigError(
+                "dirty_rate_pages_s",
+                self.dirty_rate_pages_s,
+                "the idle workload writes nothing (0); for writes choose workload=uniform, hotcold, "
+                "zipf, sequential, phased or a preset such as web_server",
+            )
+
     def regions(self, n_pages, page_bytes):
         return []
 

@@ -21,7 +21,7 @@ from ..paths import group_options
 from ..units import unit_of_key
 
 #: config groups an axis may swap
-SWAPPABLE = ("vm", "workload", "network", "host", "policy", "storage", "evacuation")
+SWAPPABLE = ("vm", "workload", "network", "host", "policy", "storage", "power", "evacuation")
 RESERVED_DIMS = ("replicate", "round", "seed", "vm")
 #: key roots that say how a sweep runs, not what it simulates
 NOT_SWEEPABLE = ("sweep", "paths", "hydra", "experiment", "debug", "local", "task")

@@ -29,6 +29,11 @@ BAD = [
     (["run", "vm.memory_gb=4"], ["vm.memory_gb", "vm.memory_gib"]),
     (["run", "policy=qemux"], ["policy", "qemux", "qemu"]),
     (["run", "vm.zero_fraction=1.5"], ["vm.zero_fraction", "[0, 1]"]),
+    # a write rate on the idle workload would be ignored: the run would silently be idle
+    (
+        ["run", "workload=idle", "workload.dirty_rate_pages_s=5000"],
+        ["workload.dirty_rate_pages_s", "idle", "uniform"],
+    ),
     (["run", "experiment=quickstart"], ["sweep axes", "lmtk sweep"]),
     (["run", "task=nonsense"], ["task", "migration", "evacuation"]),
     (["run", "-o", "/proc/x.nc"], ["/proc/x.nc", "--output"]),

@@ -326,3 +326,23 @@ def test_a_host_stall_is_found_and_a_zero_page_stretch_is_not():
     # zero pages: hardly any bytes, but the bitmap empties fast — the migration is working
     rem_zero = rem - np.where(t >= 3.0, 300e6, 0.0)
     assert find_stalls(t, st, tr, rem_zero, c) == []
+
+
+def test_auto_converge_whatif_paces_the_testbed_writer_by_the_clock(tmp_path):
+    """The testbed's writer makes up 20 ms of each throttle stall (a vCPU throttled by
+    auto-converge runs 10 ms, then sleeps): a guest modelled as losing those writes converges
+    far too early (the run took 69.7 s; guest pacing predicts ~44 s)."""
+    from lmtoolkit.testbed.record import load_runs
+
+    res = fit_log(TESTBED / "r20000-h128-rand-bw032-dl0030-n0.nc", bootstrap=0)
+    path = write_fit(res, tmp_path / "fit" / "r20000.yaml")
+    rate = res.values["workload.dirty_rate_pages_s"]
+    assert res.cfg.workload.pacing == "wall"
+    assert res.cfg.workload.max_rate_pages_s == pytest.approx(3 * rate, rel=1e-4)
+    (run,) = load_runs(TESTBED / "r20000-h128-rand-bw032-dl0100-ac-n0.nc")
+    ov = LV.run_overrides(run, "qemu", rate)
+    assert "policy.auto_converge=true" in ov
+    wall = whatif(path, ov, samples=0)
+    assert bool(wall.converged) and float(wall.total_time) == pytest.approx(float(run.total_time), rel=0.05)
+    guest = whatif(path, [*ov, "workload.pacing=guest"], samples=0)
+    assert float(guest.total_time) < 0.75 * float(run.total_time)

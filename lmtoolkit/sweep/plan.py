@@ -58,7 +58,11 @@ FORMATS = {"netcdf": ".nc", "zarr": ".zarr"}
 #: sweeps with more points than this keep no per-pre-copy-round detail unless asked
 AUTO_DETAIL_MAX_POINTS = 10_000
 DEFAULT_ROUND_DETAIL = 64
+#: points per unit of work (and of resume) when sweep.chunk_size is null; a fluid chunk counts
+#: distinct points (the engine computes a point's replicates once: replicates are the innermost
+#: dim), up to FLUID_CHUNK_MAX_POINTS points with their replicates
 AUTO_CHUNK = {"page": 4, "fluid": 65536, "evacuation": 1}
+FLUID_CHUNK_MAX_POINTS = 1 << 20
 
 
 @dataclass
@@ -415,7 +419,12 @@ def expand_plan(plan: Plan) -> Plan:
         seeds = ss.generate_state(n, dtype=np.uint32)
     if task.name == "migration":
         engines = {c.get("engine", "page") for c in cells}
-        auto = AUTO_CHUNK["page"] if "page" in engines else AUTO_CHUNK["fluid"]
+        if "page" in engines:
+            auto = AUTO_CHUNK["page"]
+        else:  # every chunk of the fluid engine has a tail of slow migrations: fewer, larger chunks
+            auto = max(
+                AUTO_CHUNK["fluid"], min(AUTO_CHUNK["fluid"] * plan.replicates, FLUID_CHUNK_MAX_POINTS)
+            )
     else:
         auto = AUTO_CHUNK.get(task.name, 1)
     chunk = plan.settings["chunk_size"] or auto

@@ -1,4 +1,4 @@
-"""Fit the observed guest to a real migration log: the fluid engine matched round by round.
+"""Fit the observed guest to a real migration log: the simulator matched round by round.
 
 **What is known, what is fitted.**  The log gives the guest's RAM (``ram.total``), its page
 size, its zero pages (``ram.duplicate``: pages sent as zero markers → ``vm.zero_fraction``),
@@ -24,10 +24,19 @@ override fixes it:
 The pieces: :mod:`.observations` (what the log shows per round), :mod:`.trajectory` (the same
 from a simulation), :mod:`.objective` (parameters and residuals), :mod:`.search` (grid, then
 differential evolution on vectorised fluid generations), :mod:`.uncertainty` (bootstrap over
-rounds or likelihood slices).  ``engine="page"`` adds space mapping onto the page engine
-(the fluid residuals shifted by page − fluid at the estimate, refitted) and writes a FIT file
-that runs the page engine.  Each parameter gets a standard deviation and a 16–84 % interval;
-:attr:`FitResult.samples` keeps the parameter sets ``lmtk whatif`` runs for its bands.
+rounds or likelihood slices; the write rate's profile likelihood).  ``engine="page"`` (the
+default) adds space mapping onto the page engine — the fluid residuals shifted by page −
+fluid at the estimate, refitted, twice: the fluid engine mixes the regions a pass sends and
+over-counts the pages a later sync adds by several per cent, which a rate pinned by those
+syncs follows — and writes a FIT file that runs the page engine; ``engine="fluid"`` stops at
+the fluid estimate.  Each parameter gets a standard deviation and a 16–84 % interval;
+:attr:`FitResult.samples` keeps the parameter sets ``lmtk whatif`` runs for its bands, and
+:attr:`FitResult.rate_interval` the write rate's profile interval (an open side: the log
+bounds the rate on the other side only).
+
+A testbed record describes its writer (:func:`.readers.testbed_writer`): paced by the clock
+(``workload.pacing=wall``), its peak rate ``rate x (1 + catchup / 10 ms)`` follows the fitted
+rate (what a throttle stall costs it, with auto-converge) and is written to the FIT file.
 """
 
 from __future__ import annotations

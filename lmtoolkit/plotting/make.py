@@ -14,6 +14,7 @@ commit and the command that made it.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 import time
@@ -185,6 +186,9 @@ def cmd_figures(args) -> int:
         return 0
     ids = [a for a in args.items if "=" not in a]
     overrides = [a for a in args.items if "=" in a]
+    if (os.cpu_count() or 1) > 1 and not any(o.lstrip("+~").startswith("sweep.executor") for o in overrides):
+        # the experiments' chunks on every core (a run-time key: same results, same cache)
+        overrides.append("sweep.executor=processes")
     command = "lmtk figures " + " ".join(shlex.quote(a) for a in args.items)
     if args.thumbnails:
         command += f" --thumbnails {shlex.quote(args.thumbnails)}"

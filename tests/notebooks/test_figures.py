@@ -94,3 +94,33 @@ def test_one_palette_for_policies():
     assert style.policy_color("hyperv_2012r2") == style.policy_color("hyperv")
     assert style.policy_color("vmware_future") == style.policy_color("vmware")  # family fallback
     assert set(style.policy_palette(["qemu", "xen"])) == {"qemu", "xen"}
+
+
+@pytest.mark.integration
+def test_lmtk_figures_runs_the_experiment_on_every_core_and_writes_the_figure(tmp_path):
+    """`lmtk figures` runs its experiments with the processes executor (a run-time key) and
+    writes the figure with its sidecar; the Dataset is the same as an inline run's."""
+    import os
+    import subprocess
+
+    import xarray as xr
+
+    env = dict(os.environ, LMT_RESULTS_DIR=str(tmp_path))
+    p = subprocess.run(
+        ["lmtk", "figures", "fig02", "debug=default"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert p.returncode == 0, p.stderr
+    out = tmp_path / "debug" / "figures"
+    stem = FIGURES["fig02"].stem
+    for ext in ("png", "pdf", "yaml"):
+        assert (out / f"{stem}.{ext}").stat().st_size > 0
+    nc = next((tmp_path / "debug").rglob("bandwidth_vs_dirty_rate.nc"))
+    prov = yaml.safe_load((nc.parent / "provenance.yaml").read_text())
+    assert prov["run"]["executor"] == ("processes" if (os.cpu_count() or 1) > 1 else "inline")
+    from lmtoolkit.sweep import run as sweep_run
+
+    inline, _ = sweep_run(
+        ["experiment=bandwidth_vs_dirty_rate", "debug=default", f"paths.results_dir={tmp_path / 'inline'}"]
+    )
+    with xr.open_dataset(nc) as ds:
+        xr.testing.assert_allclose(ds.total_time.load(), inline.total_time)

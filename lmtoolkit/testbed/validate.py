@@ -16,9 +16,13 @@ driver cancelled — with the QEMU-like policy (``policy=hybrid`` with
 **What is fitted** (:func:`fit`, closed form from measured quantities — no simulation —
 on the *fit* runs only):
 
-* the uncapped stop-and-copy rate and the fixed switchover cost: a Theil-Sen line through
-  ``downtime = stop_overhead + downtime_bytes / stop_rate`` → ``network.bandwidth_gbit_s``
-  (``efficiency=1``) and ``policy.stop_overhead_ms``;
+* the uncapped stop-and-copy rate and the fixed switchover cost in ``downtime =
+  stop_overhead + downtime_bytes / stop_rate`` → ``network.bandwidth_gbit_s``
+  (``efficiency=1``) and ``policy.stop_overhead_ms``: the rate from the slope of a Theil-Sen
+  line, the fixed cost from the median pause of the runs that switched to post-copy (a pause
+  with the device state and no pages: ``postcopy_start``), or the line's intercept without
+  such runs (on the 122-run set the intercept, 4.7 ms, overstated every small stop: the
+  post-copy pauses took 1-9 ms, median 2);
 * the non-page bytes on the stream (device state, section headers, EOS markers):
   median of ``transferred − normal × (4096 + 8) − duplicate × 9`` → ``vm.device_state_mib``;
 * the destination's rate for pages it never received (``policy.dst_populate_mib_s``, see
@@ -152,6 +156,12 @@ def fit(runs: list[xr.Dataset]) -> Calibration:
         if c1 > 0:
             cal.stop_rate_bytes_s = float(1.0 / c1)
         cal.stop_overhead_ms = float(max(c0, 0.0) * 1000.0)
+    # the fixed part measured directly: a switch to post-copy pauses the VM, sends the device
+    # state and resumes it on the destination, with no pages (migration.c: postcopy_start)
+    switch = [_v(r, "downtime") for r in runs if _b(r, "completed") and _b(r, "postcopy_started")]
+    switch = [d for d in switch if np.isfinite(d)]
+    if switch:
+        cal.stop_overhead_ms = float(np.median(switch) * 1000.0)
     # pages the destination never received: runs that switched over inside their first pass
     # (an idle guest) send the pass's tail, which the destination faults in as it copies it
     tails = [

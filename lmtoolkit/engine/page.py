@@ -48,10 +48,13 @@ from .common import ROUND_DETAIL_LIMIT, Switchover, reason_name, sent_by, slowdo
 _EMPTY = np.empty(0, dtype=np.int64)
 
 #: a page's state, one byte per page (the dirty bitmap and KVM's dirty-log bit in one array):
-#: not pending; pending (in the bitmap) with its log bit clear; pending with its log bit set
-#: (``dirty_clear: chunk``; a set log bit implies a pending page: a write sets both, and a
-#: send clears the page's chunk first).  Other modes use CLEAN and PENDING only.
-CLEAN, PENDING, LOGGED = 0, 1, 2
+#: bit 0 pending (in the bitmap), bit 1 its log bit (``dirty_clear: chunk``; a set log bit
+#: implies a pending page: a write sets both, and a send clears the page's chunk first);
+#: other modes use CLEAN and PENDING only.  Within a phase bit 2 marks the pages its writes
+#: re-dirty until the sends and clears are applied (:meth:`_Run.phase`).
+CLEAN, PENDING, LOG, LOGGED, DIRTIED = 0, 1, 2, 3, 4
+#: written pages handled at once (the sampler's batch size): bounds a phase's memory
+WRITE_BATCH = 1 << 20
 
 
 def clear_mode(policy) -> str:
@@ -259,39 +262,49 @@ class _Run:
         """The dirty bitmap (a bool copy: pages pending)."""
         return self.state != CLEAN
 
-    def _chunk_clears(self, k, s0, contiguous, sent, sends, t0):
-        """Chunk clears of this phase (``dirty_clear: chunk``): (pages per chunk, clear time
-        per chunk — inf where no page of the chunk was sent).  The clear happens just before
-        the chunk's first send after the sync (``ram.c: migration_bitmap_clear_dirty``) and
-        drops the log bits the sync saw (``kvm_log_clear_one_slot`` clears only bits set in
-        the slot's bitmap of the last sync): those pages' bits are reset here (writes during
-        the phase set them again, :meth:`phase`)."""
+    def _chunk_clear_times(self, k, s0, contiguous, sent, sends, t0):
+        """Chunk clears of this phase (``dirty_clear: chunk``): (pages per chunk, clear time per
+        chunk — -inf where no page of the chunk was sent, so every write there counts).  The
+        clear happens just before the chunk's first send after the sync (``ram.c:
+        migration_bitmap_clear_dirty``)."""
         cp = int(self.pol.clear_chunk_pages(self.ctx))
         n_chunks = -(-self.n // cp)
-        clear_t = np.full(n_chunks, np.inf)
+        clear_t = np.full(n_chunks, -np.inf)
         if contiguous:
             first = np.arange(s0 // cp, (s0 + k - 1) // cp + 1) * cp
             idx = np.maximum(first, s0) - s0
         else:
+            # sends go in address order from the cursor (one wrap): a chunk's first send is where
+            # the chunk number changes; the cursor's chunk may come round again at the end
             ch = sent // cp
-            _, idx = np.unique(ch, return_index=True)
+            idx = np.concatenate([[0], np.flatnonzero(ch[1:] != ch[:-1]) + 1])
+            _, first = np.unique(ch[idx], return_index=True)
+            idx = idx[first]
         pages = (s0 + idx) if contiguous else sent[idx]
         clear_t[pages // cp] = t0 + sends.start(idx)
-        for c in np.flatnonzero(np.isfinite(clear_t)):
-            # the bits the sync saw are dropped: a later write sets them again (pages of a
-            # contiguous send are CLEAN already: only the chunk's pages outside it are left)
-            lo, hi = c * cp, min((c + 1) * cp, self.n)
-            if contiguous:
-                for a, b in ((lo, min(hi, s0)), (max(lo, s0 + k), hi)):
-                    if a < b:
-                        np.minimum(self.state[a:b], PENDING, out=self.state[a:b])
-            else:
-                np.minimum(self.state[lo:hi], PENDING, out=self.state[lo:hi])
         return cp, clear_t
+
+    def _clear_chunks(self, cp, clear_t, k, s0, contiguous):
+        """Drop the log bits the sync saw in the chunks cleared this phase
+        (``kvm_log_clear_one_slot`` clears only bits set in the slot's bitmap of the last sync;
+        a write later in the phase sets them again).  Pages of a contiguous send have no bits
+        left: only the chunk's pages outside it are visited."""
+        keep = np.uint8(0xFF ^ LOG)
+        for c in np.flatnonzero(np.isfinite(clear_t)):
+            lo, hi = c * cp, min((c + 1) * cp, self.n)
+            parts = ((lo, min(hi, s0)), (max(lo, s0 + k), hi)) if contiguous else ((lo, hi),)
+            for a, b in parts:
+                if a < b:
+                    np.bitwise_and(self.state[a:b], keep, out=self.state[a:b])
 
     def phase(self, k: int) -> bool:
         """Send ``k`` pending pages, then sync.  False when the timeout cut the phase short
-        (the migration ends there: :meth:`_cut`)."""
+        (the migration ends there: :meth:`_cut`).
+
+        The phase's writes come in batches of disjoint pages (:data:`WRITE_BATCH`); each is
+        judged against the state the sync left (the log bits it saw) and the pages it
+        re-dirties are marked; then the sends and the chunk clears are applied, and the marked
+        pages join the bitmap."""
         st, pol = self.st, self.pol
         if self.snapshot is not None:
             self.snapshot(self.rounds, self.dirty)
@@ -312,19 +325,16 @@ class _Run:
         if t0 + T > float(pol.timeout_s):
             self._cut(t0, sends, pending)
             return False
-        wp, wt = self.sampler.sample(t0, t0 + T, self._write_speed())
         mode = clear_mode(pol)
         if mode == "chunk":
-            cached = self.state[wp] == LOGGED  # the bits the sync saw (before this phase's clears)
-        self.state[span] = CLEAN
-        if mode == "chunk":
-            chunk_of, clear_t = self._chunk_clears(k, s0, contiguous, sent, sends, t0)
-            clear_t[np.isinf(clear_t)] = -np.inf
+            chunk_of, clear_t = self._chunk_clear_times(k, s0, contiguous, sent, sends, t0)
             chunk_shift = chunk_of.bit_length() - 1 if chunk_of & (chunk_of - 1) == 0 else -1
-        newly = 0
         if self._changed is not None:
             self._changed[span] = False
-        if wp.size:
+        marked = []
+        for wp, wt in self.sampler.sample_batches(t0, t0 + T, self._write_speed(), WRITE_BATCH):
+            if not wp.size:
+                continue
             # which writes re-dirty their page (see the module doc for each mode)
             if mode == "send" or self._changed is not None:
                 p = self._positions(wp, k, s0, contiguous, sent)
@@ -332,9 +342,10 @@ class _Run:
                 send_t = t0 + sends.end(p[ins])
             if mode == "chunk":
                 # unless the sync saw its bit and the write came before its chunk's clear
-                # (chunks not cleared in this phase: -inf, every write counts)
+                # (an absorbed write's log bit goes with that clear)
+                cached = (self.state[wp] & LOGGED) == LOGGED
                 ct = clear_t[wp >> chunk_shift if chunk_shift >= 0 else wp // chunk_of]
-                dirt = ~(cached & (wt <= ct))  # (an absorbed write's log bit went with its clear)
+                dirt = ~(cached & (wt <= ct))
             else:  # sync: every write after the sync; send: unless made before the page's send
                 dirt = np.ones(wp.size, dtype=bool)
                 if mode == "send":
@@ -345,10 +356,22 @@ class _Run:
                 after[ins] = wt[ins] > send_t
                 self._changed[wp] |= after
             dirtied = wp[dirt]
-            newly = int(np.count_nonzero(self.state[dirtied] == CLEAN))
-            self.state[dirtied] = LOGGED if mode == "chunk" else PENDING
+            self.state[dirtied] |= DIRTIED
+            marked.append(dirtied if self.n >= 2**31 else dirtied.astype(np.int32))  # half the memory
             if self.nonzero is not None:
                 self.nonzero[wp] = True
+        # the sends, then the chunk clears (the marks stay)
+        if contiguous:
+            np.bitwise_and(self.state[span], np.uint8(DIRTIED), out=self.state[span])
+        else:
+            self.state[sent] &= np.uint8(DIRTIED)
+        if mode == "chunk":
+            self._clear_chunks(chunk_of, clear_t, k, s0, contiguous)
+        newly = 0
+        if marked:
+            d = marked[0] if len(marked) == 1 else np.concatenate(marked)
+            newly = int(np.count_nonzero((self.state[d] & PENDING) == 0))
+            self.state[d] = LOGGED if mode == "chunk" else PENDING
         last = s0 + k - 1 if contiguous else int(sent[-1])
         self.cursor = (last + 1) % self.n
         if self._xb_slots and (self.cursor == 0 or (not contiguous and np.any(np.diff(sent) < 0))):

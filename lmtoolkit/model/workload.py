@@ -153,6 +153,25 @@ class WriteSampler:
         self.guest_time = g0 + dt
         return pages, t0 + (gtimes - g0) / speed
 
+    def sample_batches(self, t0: float, t1: float, speed: float = 1.0, batch_writes: int = 1 << 21):
+        """:meth:`sample` as batches of about ``batch_writes`` written pages each (disjoint page
+        sets; together the same distribution as one sample), so that a long window of a large
+        guest is never held in memory at once.  A window expected to write fewer pages comes
+        as one batch, drawn exactly as :meth:`sample` draws it."""
+        dt = (t1 - t0) * speed
+        if dt <= 0.0:
+            return
+        g0 = self.guest_time
+        self.guest_time = g0 + dt
+        for pages, gtimes in self._sample_guest_batches(g0, g0 + dt, batch_writes):
+            gtimes -= g0
+            gtimes /= speed
+            gtimes += t0
+            yield pages, gtimes
+
+    def _sample_guest_batches(self, g0: float, g1: float, batch_writes: int):
+        yield self._sample_guest(g0, g1)
+
     def _sample_guest(self, g0: float, g1: float) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
@@ -168,15 +187,41 @@ class RegionSampler(WriteSampler):
 
     def _sample_guest(self, g0, g1):
         pages, times = [], []
+        for p, t in self._region_samples(g0, g1, None):
+            pages.append(p)
+            times.append(t)
+        if not pages:
+            return np.empty(0, np.int64), np.empty(0, float)
+        # Regions are disjoint and each yields distinct pages: no de-duplication needed.
+        return np.concatenate(pages), np.concatenate(times)
+
+    def _sample_guest_batches(self, g0, g1, batch_writes):
+        T = g1 - g0
+        expected = sum(
+            min(r.n_pages, r.rate_per_page * r.n_pages * T)
+            if r.sequential
+            else -r.n_pages * math.expm1(-r.rate_per_page * T)
+            for r in self.regions
+        )
+        if expected <= batch_writes:
+            yield self._sample_guest(g0, g1)
+            return
+        yield from self._region_samples(g0, g1, batch_writes)
+
+    def _region_samples(self, g0, g1, batch_writes):
+        """(pages, last write times) per region — per block of ranks of a random region whose
+        expected writes exceed ``batch_writes`` (None: never split)."""
         T = g1 - g0
         for i, r in enumerate(self.regions):
             if r.sequential:
-                p, t = self._sweep(i, r, g0, T)
-            else:
-                lam = r.rate_per_page
-                x = lam * T
-                p_hit = -math.expm1(-x)
-                pos = bernoulli_positions(self.rng, r.n_pages, p_hit)
+                yield self._sweep(i, r, g0, T)
+                continue
+            lam = r.rate_per_page
+            p_hit = -math.expm1(-lam * T)
+            blocks = 1 if batch_writes is None else max(1, math.ceil(r.n_pages * p_hit / batch_writes))
+            width = -(-r.n_pages // blocks)
+            for lo in range(0, r.n_pages, width):
+                pos = bernoulli_positions(self.rng, min(width, r.n_pages - lo), p_hit)
                 # Time back from g1 to the last write, conditioned on at least one write in T:
                 # back = -log1p(-u p_hit) / lam, t = g1 - back (in place: one array per write)
                 t = self.rng.random(pos.size)
@@ -184,14 +229,8 @@ class RegionSampler(WriteSampler):
                 np.log1p(t, out=t)
                 t /= -lam
                 np.subtract(g1, t, out=t)
-                pos += r.first_rank
-                p = page_of_rank(pos, self.n_pages, self.scattered)
-            pages.append(p)
-            times.append(t)
-        if not pages:
-            return np.empty(0, np.int64), np.empty(0, float)
-        # Regions are disjoint and each yields distinct pages: no de-duplication needed.
-        return np.concatenate(pages), np.concatenate(times)
+                pos += r.first_rank + lo
+                yield page_of_rank(pos, self.n_pages, self.scattered), t
 
     def _sweep(self, i: int, r: Region, g0: float, T: float):
         speed_pages = r.rate_per_page * r.n_pages  # pages per guest second

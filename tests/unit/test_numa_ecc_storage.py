@@ -86,8 +86,9 @@ def test_wan_window_caps_throughput_at_window_over_rtt(engine):
 
 
 def test_background_traffic_slows_a_shared_link():
-    ded = sim(["workload=idle"])
-    shared = sim(["workload=idle", "network.background_gbit_s=0.5"])
+    idle = ["vm.memory_gib=0.5", "workload=idle", "network=1gbe", "engine=fluid"]
+    ded = lmt.simulate(idle)
+    shared = lmt.simulate(idle + ["network.background_gbit_s=0.5"])
     assert val(shared, "total_time") == pytest.approx(2 * val(ded, "total_time"), rel=0.05)
 
 

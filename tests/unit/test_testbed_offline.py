@@ -55,6 +55,7 @@ def runs():
     return load_runs(V.project_root() / "data" / "testbed")
 
 
+@pytest.mark.validation
 def test_recorded_data_is_complete_and_guest_memory_was_checked(runs):
     assert len(runs) >= 30
     for r in runs:
@@ -76,6 +77,7 @@ def test_recorded_data_is_complete_and_guest_memory_was_checked(runs):
     assert sum(not bool(r.converged.item()) for r in runs) >= 2
 
 
+@pytest.mark.validation
 def test_split_is_fixed_and_repeats_stay_together(runs):
     assert V.is_fit("r05000-h064-rand-bw064-dl0300-n0") == V.is_fit("r05000-h064-rand-bw064-dl0300-n2")
     labels = [r.attrs["lmt_label"] for r in runs]
@@ -83,6 +85,7 @@ def test_split_is_fixed_and_repeats_stay_together(runs):
     assert 0.2 <= share <= 0.5
 
 
+@pytest.mark.validation
 def test_validate_on_held_out_runs_meets_what_it_meets_and_keeps_the_rest():
     """Issue 12 raised the goals (V.GOALS) and tripled the reference set (122 runs, 85 held
     out).  Met: median total time, bytes, dirty syncs.  Not met (README, "what remains"):
@@ -190,6 +193,7 @@ def test_adding_to_the_reference_set_is_explicit(tmp_path, capsys):
     assert len(err) == 1 and "--reference" in err[0] and "out_dir" in err[0]
 
 
+@pytest.mark.validation
 def test_validate_fits_on_the_reference_set_and_can_be_pointed_elsewhere(tmp_path, capsys):
     from lmtoolkit import cli
     from lmtoolkit.testbed.matrix import reference_dir

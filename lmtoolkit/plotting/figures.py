@@ -512,11 +512,19 @@ def precopy_rounds(ds: xr.Dataset, axes=None):
         fontsize="small",
     )
     ax = axes[1]
-    ax.plot(r, np.asarray(ds["round_dirty_pages"].values)[ok], marker="o")
+    dirty = np.asarray(ds["round_dirty_pages"].values, dtype=float)[ok]
+    ax.plot(r, dirty, marker="o")
     ax.set_xlabel(label(ds, "round"))
     disp, unit, _, _ = VARIABLES["round_dirty_pages"]
     ax.set_ylabel(f"{disp}\n({unit})")
     ax.set_yscale("symlog", linthresh=10)
+    big = dirty[dirty > 10]
+    if big.size and big.max() / big.min() < 30:
+        # under ~1.5 decades a single decade tick would be all there is: label 1-2-5 steps
+        from matplotlib.ticker import FuncFormatter, SymmetricalLogLocator
+
+        ax.yaxis.set_major_locator(SymmetricalLogLocator(base=10, linthresh=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _short(v)))
     _integer_ticks(ax)
     ax.set_xlim(-0.3, max(float(r.max()) if r.size else 0.0, 1.0) + 0.3)
     policy = ds.attrs.get("lmt_policy", "")

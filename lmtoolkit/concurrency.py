@@ -39,8 +39,11 @@ from .scenario import Scenario
 
 #: rate grid per migration (log-spaced between the smallest possible share and its cap)
 GRID_POINTS = 40
-#: simulated seconds a rate-table run may take (the policy timeout is lifted to this)
+#: simulated seconds a rate-table run may take at most (the policy timeout is lifted: the
+#: scheduler applies it, see :func:`simulate_concurrent`), and in copies of the VM's memory at
+#: the table's slowest rate
 TABLE_HORIZON_S = 1e7
+HORIZON_PASSES = 50
 
 
 @dataclass(frozen=True)
@@ -114,9 +117,13 @@ class RateTable:
         self.rates = np.geomspace(r_lo, r_hi, points) if r_hi > r_lo * 1.0001 else np.array([r_hi])
         # A network whose payload rate is r: line rate r / efficiency, nothing in the background.
         # The table describes progress at a rate, so the policy's timeout (which would cut a
-        # slow rate's run short) is lifted to TABLE_HORIZON_S: in a shared fabric a migration
-        # runs at a rate only for a while, and its duration is the evacuation's to report.
-        pol = dataclasses.replace(scn.policy, timeout_s=max(scn.policy.timeout_s, TABLE_HORIZON_S))
+        # slow rate's run short) is lifted: in a shared fabric a migration runs at a rate only
+        # for a while, and its duration is the evacuation's to report.  The horizon is
+        # HORIZON_PASSES copies of the memory at the slowest rate (a run still going then does
+        # not converge at that rate; running it to TABLE_HORIZON_S took minutes near the
+        # boundary), never below the policy's own timeout.
+        horizon = min(TABLE_HORIZON_S, HORIZON_PASSES * scn.vm.memory_bytes / r_lo)
+        pol = dataclasses.replace(scn.policy, timeout_s=max(float(np.max(scn.policy.timeout_s)), horizon))
         scns = [
             dataclasses.replace(
                 scn,
@@ -173,6 +180,12 @@ def simulate_concurrent(
     Migrations with ``start_s`` start then; the others start in list order as soon as both
     their hosts run fewer than ``limit`` migrations (an int, host -> int, or None = no limit).
     ``tables``: a dict reused across calls to cache the rate tables of repeated scenarios.
+
+    The policy's ``timeout_s`` (counted from when the migration's data starts flowing) stops a
+    migration that cannot converge at the rate it has then (its table's run at that rate did
+    not complete): it is abandoned there, the VM stays on its source (``completed`` false, no
+    downtime, the bytes sent so far).  One that converges at its share, however slowly, runs to
+    its end: its share may grow as others finish, and a table run at a slow rate is no timeout.
     """
     n = len(plan)
     capacity = {}
@@ -206,6 +219,7 @@ def simulate_concurrent(
     sent = np.zeros(n)
     last = np.zeros((n, 3))  # downtime, completed, rate at the end
     end = np.full(n, np.nan)
+    timeout = np.array([float(np.max(p.scenario.policy.timeout_s)) for p in plan])
     fixed = np.array([p.start_s is not None for p in plan])
     queue = [i for i in range(n) if not fixed[i]]
     running = {}
@@ -242,6 +256,8 @@ def simulate_concurrent(
             T, B, D, ok = tab[i].at(rates[k])
             per.append((T, B, D, ok))
             nxt.append(t + (1.0 - frac[i]) * T)
+            if not ok and flow_at[i] + timeout[i] > t:
+                nxt.append(flow_at[i] + timeout[i])
         if not nxt:
             raise RuntimeError("concurrency limit leaves migrations that can never start")
         t_next = max(min(nxt), t)
@@ -253,7 +269,11 @@ def simulate_concurrent(
             frac[i] += use
             sent[i] += use * B
             last[i] = (D, ok, rates[k])
-            if frac[i] >= 1.0 - 1e-9:
+            done = frac[i] >= 1.0 - 1e-9
+            if not done and not ok and t_next >= flow_at[i] + timeout[i] - 1e-9:
+                done = True  # cannot converge at its share: abandoned at its timeout
+                last[i] = (np.nan, False, rates[k])
+            if done:
                 state[i] = 3
                 end[i] = t_next
                 for h in (plan[i].src, plan[i].dst):

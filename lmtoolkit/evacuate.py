@@ -99,12 +99,18 @@ def cmd_evacuate(args) -> int:
             f"makespan {ds.makespan.item():.1f} s, {ds.total_transferred.item() / 2**30:.2f} GiB sent"
             + (f", energy {ds.energy_total.item() / 1e3:.1f} kJ" if "energy_total" in ds else "")
         )
-        print(f"  {'vm':12s} {'dest':10s} {'start s':>8s} {'end s':>8s} {'down ms':>8s} {'GiB':>7s}")
+        left = ~ds.completed.values.astype(bool)
+        if left.any():
+            print(
+                f"  {int(left.sum())} VM(s) not moved: they cannot converge at their share and stopped at "
+                "policy.timeout_s (they stay on the source)"
+            )
+        print(f"  {'vm':12s} {'dest':10s} {'start s':>8s} {'end s':>8s} {'down ms':>8s} {'GiB':>7s}  done")
         for i in range(ds.sizes["vm"]):
             print(
                 f"  {str(ds.vm.values[i]):12s} {str(ds.destination.values[i]):10s} "
                 f"{ds.start.values[i]:8.1f} {ds.end.values[i]:8.1f} {ds.downtime.values[i] * 1000:8.0f} "
-                f"{ds.transferred.values[i] / 2**30:7.2f}"
+                f"{ds.transferred.values[i] / 2**30:7.2f}  {'no' if left[i] else 'yes'}"
             )
     print(("served from cache: " if info["cached"] else "wrote ") + str(info["path"]))
     if args.output:

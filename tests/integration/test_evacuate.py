@@ -115,3 +115,24 @@ def test_cli_evacuate(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "makespan" in text and out.exists()
     assert main(["evacuate", "evacuation.setup_s=-1"]) == 2
+
+
+def test_a_vm_that_cannot_converge_stops_at_its_timeout_and_stays_on_the_source():
+    """QEMU-like, no auto-converge: 60,000 pages/s over 4 GiB never converges on 1 GbE.  It used
+    to run to the rate tables' horizon (makespan 10,000,001 s, ~1 PB "sent"); now it is
+    abandoned at policy.timeout_s after its data starts flowing, and the other VM is moved."""
+    vms = (
+        "evacuation.vms=[{name: hot, memory_gib: 4.0, dirty_rate_pages_s: 60000, wss_mib: 4096, count: 1},"
+        " {name: quiet, memory_gib: 2.0, dirty_rate_pages_s: 100, wss_mib: 64, count: 1}]"
+    )
+    ds = lmt.evacuate(
+        ["policy=qemu", "policy.timeout_s=300", "evacuation=gigabit", "evacuation.setup_s=1", vms]
+    )
+    hot, quiet = ds.sel(vm="hot"), ds.sel(vm="quiet")
+    assert not bool(hot.completed) and np.isnan(float(hot.downtime))
+    assert float(hot.end) - float(hot.start) == pytest.approx(301.0, abs=0.01)
+    link = 1e9 / 8
+    assert float(hot.transferred) <= link * 300
+    assert float(hot.transferred) > 0.8 * link * 300 * 0.9
+    assert bool(quiet.completed) and float(quiet.downtime) > 0
+    assert float(ds.makespan) == pytest.approx(301.0, abs=0.01)

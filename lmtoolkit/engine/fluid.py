@@ -980,6 +980,15 @@ def _rotate(E, W, X, shift):
 FIRST_PASSAGE_P = 0.5
 
 
+def _bitmap_sd(g: _Group) -> np.ndarray:
+    """(S,) standard deviation of the page engine's bitmap size about the expected one: each
+    page of a random region is dirty or not independently (``sum D (1 - D / N)`` over bins and
+    random regions; sequential regions are deterministic)."""
+    rnd = ~(g.seq & (g.n > 0))
+    var = (g.D * (1.0 - np.where(g.N > 0, g.D / np.maximum(g.N, 1e-300), 0.0)) * rnd[:, None, :]).sum((1, 2))
+    return np.sqrt(np.maximum(var, 0.0))
+
+
 def _first_passage(g: _Group, code):
     """Convergence by fluctuation (the page engine's median behaviour near the threshold).
 
@@ -1001,9 +1010,7 @@ def _first_passage(g: _Group, code):
     live = (code == 0) & np.isfinite(margin) & (margin > 0) & (g.rounds > 0)
     if not live.any():
         return code
-    rnd = ~(g.seq & (g.n > 0))
-    var = (g.D * (1.0 - np.where(g.N > 0, g.D / np.maximum(g.N, 1e-300), 0.0)) * rnd[:, None, :]).sum((1, 2))
-    sd = np.sqrt(np.maximum(var, 1e-300))
+    sd = np.maximum(_bitmap_sd(g), 1e-150)
     z = margin / sd
     rho = np.clip(1.0 - st.phase_pages / np.maximum(st.pending, 1.0), 0.0, 1.0 - 1e-9)
     a = np.sqrt((1.0 - rho) / (1.0 + rho))
@@ -1052,30 +1059,28 @@ def _far_above_threshold(g: _Group, hp, dts) -> np.ndarray:
     """Where the bitmap cannot reach the convergence threshold before the timeout.
 
     From the history ``hp`` (bitmap sizes at the last syncs, oldest first; ``dts`` the
-    phases' lengths) the lowest value the bitmap may take is bounded pessimistically: the history's minimum,
-    minus its whole range once more (a wobble whose period is longer than the history may
-    dip lower than it showed), minus the trend between the history's halves (where falling)
-    carried on to the timeout.  Where the halves differ by at most ``FAR_TREND`` and that bound stays ``FAR_SIGMAS`` standard deviations of
-    the page count (see :func:`_first_passage`) and 10 % above the threshold, the policy's
-    convergence test cannot pass and the first-passage hazard is nil: the migration runs to
-    the timeout (or the policy's horizon) at the history's mean rates, which
-    :func:`_cycle_leap` then leaps over.  Policies whose test is not a threshold on the
-    bitmap (NaN margin) are never far."""
+    phases' lengths) the lowest value the bitmap may take is bounded pessimistically: the
+    history's minimum, minus its whole range once more (a wobble whose period is longer than
+    the history may dip lower than it showed), minus the trend between the history's halves
+    (where falling) carried on to the timeout.  Where the halves differ by at most
+    ``FAR_TREND`` and that bound stays ``FAR_SIGMAS`` standard deviations of the page count
+    (:func:`_bitmap_sd`) and 10 % above the threshold, the policy's convergence test cannot
+    pass and the first-passage hazard is nil: the migration runs to the timeout (or the
+    policy's horizon) at the history's mean rates, which :func:`_cycle_leap` then leaps over.
+    Policies whose test is not a threshold on the bitmap (NaN margin) are never far."""
     st = g.st
     H = hp.shape[1]
     half = H // 2
     lo, hi = hp.min(axis=1), hp.max(axis=1)
-    slope = (hp[:, half:].mean(axis=1) - hp[:, :half].mean(axis=1)) / (H - half)
+    level = hp[:, half:].mean(axis=1)
+    slope = (level - hp[:, :half].mean(axis=1)) / (H - half)
     mean_dt = dts[:, 1:].mean(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         n_left = np.maximum(np.asarray(g.pol.timeout_s, dtype=float) - st.t, 0.0) / mean_dt
     low = lo - (hi - lo) + np.minimum(slope, 0.0) * n_left
     margin = np.asarray(g.pol.convergence_margin_pages(st, g.ctx), dtype=float)
     threshold = st.pending - margin
-    rnd = ~(g.seq & (g.n > 0))
-    var = (g.D * (1.0 - np.where(g.N > 0, g.D / np.maximum(g.N, 1e-300), 0.0)) * rnd[:, None, :]).sum((1, 2))
-    sd = np.sqrt(np.maximum(var, 0.0))
-    level = hp[:, half:].mean(axis=1)
+    sd = _bitmap_sd(g)
     flat = np.abs(slope) * (H - half) <= FAR_TREND * level
     ok = np.isfinite(margin) & (margin > 0) & np.isfinite(low) & (mean_dt > 0) & flat
     return ok & (low - threshold > FAR_SIGMAS * sd) & (low > 1.1 * threshold)

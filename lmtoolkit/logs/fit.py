@@ -35,7 +35,7 @@ the fluid estimate.  Each parameter gets a standard deviation and a 16–84 % in
 bounds the rate on the other side only).
 
 A testbed record describes its writer (:func:`.readers.testbed_writer`): paced by the clock
-(``workload.pacing=wall``), its peak rate ``rate x (1 + catchup / 10 ms)`` follows the fitted
+(``workload.pacing=wall``), its peak rate ``headroom x rate`` follows the fitted
 rate (what a throttle stall costs it, with auto-converge) and is written to the FIT file.
 """
 
@@ -262,7 +262,7 @@ def _writer_peak(log: xr.Dataset, cfg, ukeys: set):
     if cfg.workload.get("max_rate_pages_s", None) is not None:
         return None
     writer = json.loads(log.attrs.get("lmt_writer", "") or "{}")
-    if "catchup_s" not in writer:
+    if "headroom" not in writer:
         return None
     return lambda rate: writer_peak_rate(writer, rate)
 

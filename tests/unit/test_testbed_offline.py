@@ -88,20 +88,24 @@ def test_split_is_fixed_and_repeats_stay_together(runs):
 @pytest.mark.validation
 def test_validate_on_held_out_runs_meets_what_it_meets_and_keeps_the_rest():
     """Issue 12 raised the goals (V.GOALS) and tripled the reference set (122 runs, 85 held
-    out).  Met: median total time, bytes, dirty syncs.  Not met (README, "what remains"):
-    the total time's p90 (auto-converge under TCG), the downtime median (idle guests' memory
-    layout, multifd stops) and one auto-converge verdict; those are held at the values
-    measured when the set grew (deliberately changed from ``goals_met``)."""
+    out).  Met: total time (median and p90), bytes, verdicts, dirty syncs.  Not met (README,
+    "what remains"): the downtime median (idle guests' memory layout, multifd stops), held at
+    the value measured (deliberately not ``goals_met``)."""
+    import json
+
+    from lmtoolkit.logs.readers import TESTBED_THROTTLE_HEADROOM
+
     cmp = V.compare()
     assert {"measured_total_time", "simulated_total_time", "fit"} <= set(cmp.variables) | set(cmp.coords)
+    # the writer's headroom under throttling, fitted on the fit runs, is the one the logs use
+    assert json.loads(cmp.attrs["lmt_calibration"])["throttle_headroom"] == TESTBED_THROTTLE_HEADROOM
     m = V.metrics(cmp)
     assert m["runs"] == 85, V.summary_line(m)
-    assert m["total_time"] <= V.GOALS["total_time"], V.summary_line(m)
-    assert m["transferred"] <= V.GOALS["transferred"], V.summary_line(m)
+    for k in ("total_time", "total_time_p90", "transferred"):
+        assert m[k] <= V.GOALS[k], V.summary_line(m)
     assert m["syncs"] >= V.GOALS["syncs"], V.summary_line(m)
-    assert m["total_time_p90"] <= 0.135, V.summary_line(m)
+    assert m["converged"] >= V.GOALS["converged"], V.summary_line(m)
     assert m["downtime_ms"] <= 6.0, V.summary_line(m)
-    assert m["converged"] >= 0.95, V.summary_line(m)
 
 
 @pytest.mark.slow
@@ -334,22 +338,17 @@ def test_a_new_guest_size_boots_a_new_guest_and_a_budget_stops_between_runs(fake
     assert left == []  # no run starts once the budget is spent (a rerun resumes)
 
 
-def test_writer_pacing_maps_onto_the_workload_peak_rate():
-    """cpu-throttle.c: a throttled vCPU runs 10 ms and sleeps pct/(1-pct) x 10 ms; a writer that
-    makes up c ms after a stall writes at rate x min(1, (10 + c)(1 - pct) / 10)."""
+def test_writer_under_throttling_is_wall_paced_with_the_headroom():
+    """A clock-paced writer with headroom h writes at rate x min(1, h (1 - pct)) under a
+    throttle of pct, whatever the run's pacing (measured on TCG), at most its flat-out rate."""
     import xarray as xr
 
     from lmtoolkit.model.workload import pacing_speed
 
-    for pacing, catchup in V.CATCHUP_MS.items():
+    for pacing in ("", "guest", "wall"):
         run = xr.Dataset(attrs={"lmt_pacing": pacing})
-        peak = V.writer_peak_rate(run, 1000.0)
-        assert peak == pytest.approx(1000.0 * (1 + catchup / 10.0))
+        assert V.writer_peak_rate(run, 1000.0, 3.0) == pytest.approx(3000.0)
         for pct in (0.2, 0.5, 0.8, 0.9):
-            sleep = 10 * pct / (1 - pct)
-            made_up = min(sleep, catchup)
-            assert float(pacing_speed(1 - pct, True, peak / 1000.0)) == pytest.approx(
-                min(1.0, (10 + made_up) / (10 + sleep))
-            )
-    run = xr.Dataset({"max_rate_measured": 5000.0}, attrs={"lmt_pacing": "wall"})
-    assert V.writer_peak_rate(run, 1000.0) == 5000.0  # the guest's flat-out rate caps it
+            assert float(pacing_speed(1 - pct, True, 3.0)) == pytest.approx(min(1.0, 3.0 * (1 - pct)))
+    run = xr.Dataset({"max_rate_measured": 2500.0}, attrs={"lmt_pacing": "wall"})
+    assert V.writer_peak_rate(run, 1000.0, 3.0) == 2500.0  # the guest's flat-out rate caps it

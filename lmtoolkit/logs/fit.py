@@ -54,7 +54,14 @@ from .objective import Param, Problem
 from .observations import GIB, HEADER, MIB, ZERO_PAGE, Observed, log_value, observe
 from .search import evolve
 from .trajectory import remaining_curve, trajectories
-from .uncertainty import MIN_BOOTSTRAP_ROUNDS, bootstrap_over_rounds, jacobian, profile_interval, rate_profile
+from .uncertainty import (
+    MIN_BOOTSTRAP_ROUNDS,
+    bootstrap_over_rounds,
+    jacobian,
+    page_rate_profile,
+    profile_interval,
+    rate_profile,
+)
 
 __all__ = [
     "FitResult",
@@ -68,6 +75,9 @@ __all__ = [
 
 #: a pattern whose -2 log L is within this of the best one is not ruled out by the log
 PATTERN_DECISIVE = 4.0
+#: the page engine's rate profile moves the estimate when its minimum is this far below the
+#: estimate's own page-engine cost (-2 log L)
+PAGE_MOVE = 0.5
 
 
 # -- set-up -------------------------------------------------------------------------------------------
@@ -240,13 +250,25 @@ class FitResult:
                         )
                     )
         lines.append("  sync  observed time   fitted    observed dirty MiB  fitted")
+        one = {first: new for first, last, new, _ in self.obs.periods if first == last}
         for k in range(self.obs.syncs - 1):
             ft = self.trajectory["sync_time"][k] if k < len(self.trajectory["sync_time"]) else math.nan
             fd = self.trajectory["dirty"][k] if k < len(self.trajectory["dirty"]) else math.nan
-            od = self.obs.dirty[k]
+            od, mark = self.obs.dirty[k], " "
+            if not np.isfinite(od) and k + 2 in one:
+                od, mark = one[k + 2], "*"
             lines.append(
                 f"  {k + 2:4d}  {self.obs.lo[k]:6.2f}-{self.obs.hi[k]:<6.2f}  {ft:7.2f}   "
-                f"{od / MIB if np.isfinite(od) else float('nan'):14.1f}  {fd / MIB:9.1f}"
+                f"{od / MIB if np.isfinite(od) else float('nan'):13.1f}{mark}  {fd / MIB:9.1f}"
+            )
+        if self.obs.periods:
+            fitted = np.asarray(self.trajectory["dirty"], float)
+            lines.append(
+                "  * from QEMU's dirty-pages-rate x its period; periods (syncs: observed / fitted MiB): "
+                + ", ".join(
+                    f"{a}-{b}: {new / MIB:.1f} / {np.nansum(fitted[a - 2 : b - 1]) / MIB:.1f}"
+                    for a, b, new, _ in self.obs.periods
+                )
             )
         return "\n".join(lines)
 
@@ -530,8 +552,30 @@ def fit_log(
     keys = [p.key for p in params]
     if "workload.dirty_rate_pages_s" in keys and "workload.wss_mib" in keys:
         i, j = keys.index("workload.dirty_rate_pages_s"), keys.index("workload.wss_mib")
-        grid, prof = rate_profile(prob, pattern, xhat, i, j)
+        grid, prof, bestj = rate_profile(prob, pattern, xhat, i, j)
         c_fit = float(prob.phase_free_cost(pattern, xhat[None, :])[0])
+        if engine == "page":
+            # the same profile on the page engine, the FIT file's: where its minimum lies
+            # clearly below the estimate's cost, the estimate moves there (rate and working
+            # set) and the space mapping is re-centred on it
+            grid, prof, bestj = page_rate_profile(prob, pattern, xhat, i, j, grid, prof, bestj)
+            Rh, mh = prob.page_residual_rows(pattern, xhat[None, :])
+            c_fit = float(np.sum(np.where(mh, Rh, 0.0) ** 2))
+            kb = int(np.argmin(prof))
+            if prof[kb] < c_fit - PAGE_MOVE:
+                xhat = xhat.copy()
+                xhat[i], xhat[j] = grid[kb], bestj[kb]
+                c_fit = float(prof[kb])
+                prob.shift = None
+                rf = prob.residuals(pattern, xhat[None, :])[0][0]
+                prob.shift = np.clip(prob.page_residuals(pattern, xhat) - rf, -4.0, 4.0)
+                cmin = float(prob.cost(pattern, xhat[None, :])[0])
+                J, r0, groups = jacobian(prob, pattern, xhat)
+            # the estimate is a point of its own profile (the grid's rows re-fit the working
+            # set around the fluid profile's, which need not hold the estimate's)
+            at = int(np.searchsorted(grid, xhat[i]))
+            if 0 < at < grid.size and not np.any(np.isclose(grid, xhat[i])):
+                grid, prof = np.insert(grid, at, xhat[i]), np.insert(prof, at, c_fit)
         lo, hi, open_lo, open_hi = profile_interval(grid, prof, c_fit)
         rate_interval = (
             _nice(float(params[i].from_x(lo))),

@@ -4,8 +4,11 @@ observed rounds (:class:`Problem`).
 Residuals: simulated minus observed sync times (σ: the poll bracket, 2 % + 10 ms), pages
 added per sync (σ: 3 %, 0.5 MiB; for a sequential sweep that has come round also the phase
 of the write cursor against the send cursor), one per simulated sync the log does not have,
-total time (1 % + 30 ms), bytes (1 % + 1 MiB), downtime (10 % + 5 ms), QEMU's first
-``dirty-pages-rate`` period and a weak prior on the switchover cost.
+total time (1 % + 30 ms), bytes (1 % + 1 MiB), downtime (10 % + 5 ms), a weak prior on the
+switchover cost, and one per ``dirty-pages-rate`` period the log identifies: the pages its
+syncs newly set in the bitmap (:func:`.observations.rate_periods`; simulated: the sum over
+those syncs of the pages each added, what the engines record per round — ``round_dirty_pages``
+after the sync minus what the round before left pending).
 """
 
 from __future__ import annotations
@@ -18,6 +21,20 @@ import numpy as np
 
 from .observations import MIB, Observed
 from .trajectory import trajectories
+
+#: the residual columns after the per-sync ones (``2 (K - 1)``): extra syncs, total time,
+#: bytes, downtime, switchover prior, the sequential-phase penalty; then one per
+#: dirty-pages-rate period (:attr:`.observations.Observed.periods`)
+TOTALS = ("syncs", "total_time", "transferred", "downtime", "overhead_prior", "phase_penalty")
+
+
+def n_columns(o: Observed) -> int:
+    """Residual columns of one evaluation: time and pages per sync, the totals, the periods."""
+    return 2 * (o.syncs - 1) + len(TOTALS) + len(o.periods)
+
+
+def total_column(o: Observed, name: str) -> int:
+    return 2 * (o.syncs - 1) + TOTALS.index(name)
 
 
 @dataclass
@@ -79,10 +96,18 @@ class Problem:
 
     def page_residuals(self, pattern: str, x: np.ndarray, seeds=(0, 1, 2)):
         """Residuals of the page engine at ``x`` (mean over ``seeds``), without the shift."""
+        R, _ = self.page_residual_rows(pattern, np.atleast_2d(x), seeds)
+        return R[0]
+
+    def page_residual_rows(self, pattern: str, X: np.ndarray, seeds=(0, 1, 2)):
+        """Page-engine residuals of rows ``X`` (each the mean over ``seeds``, the same seeds for
+        every row: common random numbers), without the shift, and which of them a sequential
+        sweep's phase does not decide (:attr:`phase_free`)."""
         from ..engine import run_batch
         from ..engine.common import BatchResult
 
-        scns = [self.scenario(pattern, x, "page", s) for s in seeds]
+        X = np.atleast_2d(X)
+        scns = [self.scenario(pattern, x, "page", s) for x in X for s in seeds]
         self.page_evals += len(scns)
         batch = run_batch(scns)
         if batch.n_rounds < self.round_detail + 2:  # the page engine keeps what it saw
@@ -92,8 +117,10 @@ class Problem:
                 wide.round[k][:, : batch.n_rounds] = batch.round[k]
             wide.round_kind[:, : batch.n_rounds] = batch.round_kind
             batch = wide
-        R, _ = self.residuals_of(batch, np.tile(x, (len(seeds), 1)), shift=False, pattern=pattern)
-        return R.mean(axis=0)
+        R, _ = self.residuals_of(batch, np.repeat(X, len(seeds), axis=0), shift=False, pattern=pattern)
+        n = len(seeds)
+        mask = self.phase_free.reshape(X.shape[0], n, -1).all(axis=1)
+        return R.reshape(X.shape[0], n, -1).mean(axis=1), mask
 
     def simulate(self, pattern: str, X: np.ndarray):
         """Simulate parameter rows ``X`` (internal space, (N, p)) for one pattern."""
@@ -132,7 +159,7 @@ class Problem:
     def residuals_of(self, batch, X, shift: bool = True, pattern: str = "random"):
         o = self.obs
         nk = o.syncs - 1
-        m = 2 * nk + 7
+        m = n_columns(o)
         R = np.zeros((batch.n, m))
         sig_t = np.sqrt((o.hi - o.lo) ** 2 / 12.0 + (0.01 + 0.02 * o.mid) ** 2)
         trajs = trajectories(batch, offset=o.setup_time, durations=True)
@@ -180,7 +207,10 @@ class Problem:
                 # what the sweep's phase decides: the syncs after it, what they add, the totals
                 mask[s, kdep + 1 : nk] = False
                 mask[s, nk + kdep : 2 * nk + 4] = False
-                mask[s, 2 * nk + 6] = False
+                mask[s, 2 * nk + 5] = False
+                for q, (_, last, _, _) in enumerate(o.periods):
+                    if last - 2 >= kdep:
+                        mask[s, 2 * nk + 6 + q] = False
             R[s, 2 * nk] = max(n_sim - nk, 0)  # syncs the log does not have
             T = float(sc["total_time_s"][s]) + o.setup_time
             R[s, 2 * nk + 1] = (T - o.total_time) / (0.01 * o.total_time + 0.03)
@@ -190,24 +220,18 @@ class Problem:
                 d = float(sc["downtime_s"][s])
                 d = d if np.isfinite(d) else 10.0 * (o.downtime + 0.05)
                 R[s, 2 * nk + 3] = (d - o.downtime) / (0.1 * o.downtime + 0.005)
-            R[s, 2 * nk + 6] = math.sqrt(penalty)  # so that patterns compare by likelihood
-            if o.period_end:
-                kb = o.period_end - 1  # syncs 2 … period_end
-                new = float(np.nansum(ds[: min(kb, n_sim)])) * page
-                R[s, 2 * nk + 5] = (new - o.period_new) / o.period_sigma
+            R[s, 2 * nk + 5] = math.sqrt(penalty)  # so that patterns compare by likelihood
+            for q, (first, last, new_obs, sig) in enumerate(o.periods):
+                # QEMU's dirty-pages-rate x the period: the pages syncs first … last newly set
+                new = float(np.nansum(ds[first - 2 : min(last - 1, n_sim)])) * page
+                R[s, 2 * nk + 6 + q] = (new - new_obs) / sig
             if self.overhead_prior_ms:
                 i = next((i for i, p in enumerate(self.params) if p.key == "policy.stop_overhead_ms"), None)
                 if i is not None:
                     R[s, 2 * nk + 4] = self.params[i].from_x(X[s, i]) / self.overhead_prior_ms
         groups = np.concatenate(
-            [
-                np.arange(nk),
-                np.arange(nk),
-                np.full(5, -1),
-                [max(o.period_end - 2, 0) if o.period_end else -1],
-                [-1],
-            ]
-        )
+            [np.arange(nk), np.arange(nk), np.full(6, -1), [last - 2 for _, last, _, _ in o.periods]]
+        ).astype(int)
         if shift and self.shift is not None:
             R = R + self.shift
         self.phase_free = mask

@@ -48,6 +48,10 @@ class Observed:
     period_end: int = 0  # sync at which QEMU first reported dirty-pages-rate (0: none)
     period_new: float = math.nan  # bytes the syncs 2 … period_end added (rate x period)
     period_sigma: float = math.nan
+    #: QEMU's dirty-pages-rate periods the log identifies (:func:`rate_periods`): (first sync,
+    #: last sync, bytes those syncs newly set in the bitmap = rate x period length, σ); the
+    #: first one (syncs 2 … ``period_end``) is also ``period_new``
+    periods: list = field(default_factory=list)
     sample_time: np.ndarray = field(default_factory=lambda: np.zeros(0))
     sample_remaining: np.ndarray = field(default_factory=lambda: np.zeros(0))
     sample_transferred: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -94,6 +98,123 @@ def find_stalls(t, st, tr, rem, c) -> list[tuple[float, float]]:
     return out
 
 
+#: QEMU closes a dirty-pages-rate period at the first sync that ends more than this after the
+#: period began (ram.c: ``end_time > rs->time_last_bitmap_sync + 1000``)
+PERIOD_S = 1.0
+
+
+def sync_brackets(t, c, K: int, end: float) -> tuple[np.ndarray, np.ndarray]:
+    """Times between which each sync ``k = 1 … K`` (index ``k - 1``) ran: the last poll that had
+    not seen it and the first that had (0 and ``end`` where the log has none)."""
+    a, b = np.zeros(K), np.full(K, float(end))
+    for k in range(1, K + 1):
+        before, after = np.flatnonzero(c < k), np.flatnonzero(c >= k)
+        if before.size:
+            a[k - 1] = t[before[-1]]
+        if after.size:
+            b[k - 1] = t[after[0]]
+    return a, np.maximum(a, b)
+
+
+def rate_periods(t, st, c, dpr, rem, K, setup, page, ram, switched_over) -> list[tuple]:
+    """QEMU's ``dirty-pages-rate`` as counts: the pages each period's syncs newly set in the
+    migration bitmap.
+
+    QEMU (``migration/ram.c``, e.g. qemu/qemu@033be66d; the same in 10.0): each sync adds to
+    ``num_dirty_pages_period`` the pages it *newly* sets in the migration bitmap
+    (``ramblock_sync_dirty_bitmap``: ``new_dirty_pages = cpu_physical_memory_sync_dirty_bitmap
+    (…); rs->num_dirty_pages_period += new_dirty_pages`` — a page still pending from before is
+    not counted; before QEMU 5.1 every dirty-log bit was counted, "migration: Count new_dirty
+    instead of real_dirty"); ``migration_bitmap_sync`` closes the period only at a sync that ends
+    more than 1 s after the period began (``if (end_time > rs->time_last_bitmap_sync + 1000)``,
+    then resets ``time_last_bitmap_sync = end_time`` and ``num_dirty_pages_period = 0``), and
+    ``migration_update_rates`` reports ``dirty_pages_rate = num_dirty_pages_period * 1000 /
+    (end_time - rs->time_last_bitmap_sync)``.  The first period begins at the setup sync (sync
+    1: ``if (!rs->time_last_bitmap_sync) rs->time_last_bitmap_sync = now``).  So rate x length
+    is the pages syncs ``first … last`` newly set, and periods of different lengths sample the
+    writes' saturation curve (distinct pages ``W (1 - exp(-r t / W))``), which separates the
+    write rate from the working set.
+
+    A sync closes a period when the polls show it: it surely ended more than
+    :data:`PERIOD_S` after the period began (the brackets of both), or the reported rate changed
+    at the first poll after it with no other sync in between.  A sync that may or may not have
+    closed one (the rate unchanged, brackets straddling 1 s) breaks the chain until the next
+    surely identified close.  Each period's value is read at the first poll after its last sync
+    when no later sync could have closed another period before that poll.  Times are QEMU's
+    (real, stalls included).  Returns (first sync, last sync, bytes, σ): σ from the brackets of
+    both ends (uniform) and, for the first period, where the working set lay against the first
+    pass's cursor (see :func:`observe`)."""
+    a, b = sync_brackets(t, c, K, t[-1] if t.size else 0.0)
+    if np.isfinite(setup) and setup >= 0:
+        # the setup sync ends the setup phase, which began before the last poll that still saw
+        # it (or at the migrate command): it ran within setup-time of that poll
+        b[0] = max(a[0], min(b[0], a[0] + setup + 0.005))
+    active = np.isin(st, ACTIVE)
+    out = []
+    start = 1  # the sync that began the current period (None: unknown)
+    k = 2
+    while k <= K:
+        j_after = np.flatnonzero(c >= k)
+        if not j_after.size:
+            break
+        j = j_after[0]
+        if start is None:
+            # re-anchor at a sync whose poll shows a surely new period: rate changed, one sync
+            if (
+                j > 0
+                and c[j] == k
+                and c[j - 1] == k - 1
+                and active[j]
+                and active[j - 1]
+                and dpr[j] != dpr[j - 1]
+            ):
+                start = k
+            k += 1
+            continue
+        sure = a[k - 1] - b[start - 1] > PERIOD_S
+        never = b[k - 1] - a[start - 1] <= PERIOD_S
+        one = j > 0 and c[j] == k and c[j - 1] == k - 1
+        seen = one and active[j] and active[j - 1] and np.isfinite(dpr[j]) and np.isfinite(dpr[j - 1])
+        if never:
+            k += 1
+            continue
+        if not sure and not (seen and dpr[j] != dpr[j - 1]):
+            if seen and dpr[j] == dpr[j - 1] and dpr[j] > 0:
+                k += 1  # same nonzero rate: this sync did not close the period
+                continue
+            start = None  # cannot tell: the next period's start is unknown
+            k += 1
+            continue
+        # sync k closed the period start+1 … k; its rate is at poll j unless another sync
+        # before that poll could have closed a further period
+        if (
+            active[j]
+            and np.isfinite(dpr[j])
+            and (c[j] == k or b[int(c[j]) - 1] - a[k - 1] <= PERIOD_S)
+            and not (switched_over and k == K)
+        ):
+            length = 0.5 * (a[k - 1] + b[k - 1]) - 0.5 * (a[start - 1] + b[start - 1])
+            if length > 0:
+                new = float(dpr[j]) * length * page
+                var = (
+                    (float(dpr[j]) * page) ** 2
+                    * ((b[k - 1] - a[k - 1]) ** 2 + (b[start - 1] - a[start - 1]) ** 2)
+                    / 12
+                )
+                var += (0.01 * new) ** 2 + (0.25 * MIB) ** 2
+                if start == 1 and ram > 0:
+                    # the first pass: where the working set lay against the send cursor is not
+                    # known; the engines scatter it, so the share of it still pending at the
+                    # sync (its bits already set: not counted) is about the share of memory
+                    # pending then; a real one lies anywhere in [0, 2 x that]
+                    pend = rem[j - 1] if j > 0 and np.isfinite(rem[j - 1]) else 0.0
+                    var += (new * min(max(pend / ram, 0.0), 1.0)) ** 2 / 3.0
+                out.append((start + 1, k, new, math.sqrt(var)))
+        start = k
+        k += 1
+    return out
+
+
 def observe(log: xr.Dataset, delta_pages: bool = False) -> Observed:
     """The per-round observations of a MigrationLog (:mod:`.readers`).
 
@@ -123,6 +244,7 @@ def observe(log: xr.Dataset, delta_pages: bool = False) -> Observed:
     K = max(K, int(c.max()))
     total = log_value(log, "total_time")
     stalls = find_stalls(t, st, tr, rem, c)
+    t_real = t.copy()  # QEMU's own clock (dirty-pages-rate periods) runs through a stall
     for at, cut in reversed(stalls):  # the time the host held the migration (and guest): cut out
         t = np.where(t > at, t - cut, t)
         total -= cut
@@ -181,39 +303,28 @@ def observe(log: xr.Dataset, delta_pages: bool = False) -> Observed:
     if not np.isfinite(rate) or rate <= 0:
         pre_bytes = log_value(log, "transferred") - np.nan_to_num(log_value(log, "downtime_bytes"))
         rate = pre_bytes / max(end_pre - setup, 1e-3)
-    # QEMU's dirty-pages-rate (ram.c: migration_update_rates) is the pages the syncs of a
-    # period of >= 1 s added to the bitmap over the period's length; the first period runs
-    # from the setup sync, so rate x (sync time - setup) counts the first pass's new pages
-    # exactly, where the remaining bytes cannot (the pass ends in cheap zero pages)
-    period_end, period_new, period_sigma = 0, math.nan, math.nan
+    # QEMU's dirty-pages-rate, one number per *period* of >= 1 s (see :func:`rate_periods`):
+    # the pages the period's syncs newly set in the migration bitmap, over the period's length
+    # in real time (a host stall cut out of the time line still passed on QEMU's clock)
     dpr = np.asarray(log.sample_dirty_pages_rate.values, float) if "sample_dirty_pages_rate" in log else None
+    periods = []
     if dpr is not None and np.isfinite(dpr).any():
-        nz = np.flatnonzero(np.isfinite(dpr) & (dpr > 0))
-        if nz.size and nz[0] > 0:
-            j = nz[0]
-            kb = int(c[j])
-            if c[j] - c[j - 1] == 1 and 2 <= kb < K and st[j] in ACTIVE:
-                i = kb - 2
-                w = hi[i] - lo[i]
-                span = 0.5 * (lo[i] + hi[i]) - setup
-                if span > 0:
-                    period_end = kb
-                    period_new = dpr[j] * span * page
-                    # where the working set lies against the send cursor is not known: the
-                    # engines scatter it, so the share of it still pending at the sync (not
-                    # counted: its bits were set) is about the share of memory pending then;
-                    # a real one lies anywhere in [0, 2 x that]
-                    ram = log_value(log, "ram_total")
-                    pend = rem[j - 1] if np.isfinite(rem[j - 1]) else 0.0
-                    layout = period_new * min(max(pend / ram, 0.0), 1.0) if ram > 0 else 0.0
-                    period_sigma = math.sqrt(
-                        (dpr[j] * page * w) ** 2 / 12
-                        + (0.01 * period_new) ** 2
-                        + (0.25 * MIB) ** 2
-                        + layout**2 / 3.0
-                    )
-                    if kb == 2:
-                        dirty[0], dsig[0] = math.nan, math.nan  # measured better here
+        ram = log_value(log, "ram_total")
+        periods = rate_periods(t_real, st, c, dpr, rem, K, setup, page, ram, completed and not postcopy)
+    for first, last, _, sig in periods:
+        if first == last and np.isfinite(dirty[first - 2]):
+            # one sync, also measured from the polls: keep the sharper of the two
+            if dsig[first - 2] <= sig:
+                continue
+            dirty[first - 2], dsig[first - 2] = math.nan, math.nan
+    periods = [
+        p
+        for p in periods
+        if not all(np.isfinite(dirty[k - 2]) for k in range(p[0], p[1] + 1))  # all measured: no news
+    ]
+    period_end, period_new, period_sigma = 0, math.nan, math.nan
+    if periods and periods[0][0] == 2:
+        period_end, period_new, period_sigma = periods[0][1], periods[0][2], periods[0][3]
     conv = completed and not postcopy
     shown = np.isin(st, ACTIVE + ("completed",))  # setup polls report nothing yet
     return Observed(
@@ -235,6 +346,7 @@ def observe(log: xr.Dataset, delta_pages: bool = False) -> Observed:
         period_end=period_end,
         period_new=period_new,
         period_sigma=period_sigma,
+        periods=[tuple(p) for p in periods],
         sample_time=t[shown],
         sample_remaining=rem[shown],
         sample_transferred=tr[shown],

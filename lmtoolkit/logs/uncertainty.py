@@ -79,9 +79,10 @@ def bootstrap_over_rounds(
     # resampling rounds leaves them alone, so they get a parametric draw instead (a "wild"
     # term: r + N(0, 1)), else what only they determine (link rate, switchover cost) would
     # look exact
-    nk = (r0.size - 7) // 2
+    from .objective import total_column
+
     wild = np.zeros(r0.size, dtype=bool)
-    wild[2 * nk + 1 : 2 * nk + 5] = True
+    wild[total_column(prob.obs, "total_time") : total_column(prob.obs, "overhead_prior") + 1] = True
     for b in range(B):  # exactly at a smooth minimum)
         w = np.ones_like(r0)
         if n_rounds:
@@ -110,7 +111,7 @@ def rate_profile(prob: Problem, pattern: str, xhat: np.ndarray, i: int, j: int, 
     (a saturated working set is pinned to a few per cent).  Two vectorised fluid calls.  The
     cost leaves out what a sequential sweep's unknown phase decides
     (:meth:`Problem.phase_free_cost`).
-    Returns (values of ``i`` in internal units, profile cost)."""
+    Returns (values of ``i`` in internal units, profile cost, the best ``j`` of each)."""
     q = prob.params[j]
     jlo, jhi = q.to_x(q.lo), q.to_x(q.hi)
     half = np.log(PROFILE_SPAN)
@@ -128,7 +129,61 @@ def rate_profile(prob: Problem, pattern: str, xhat: np.ndarray, i: int, j: int, 
     C = costs(np.tile(coarse, (n, 1)))
     best = coarse[np.argmin(C, axis=1)]
     fine = np.clip(best[:, None] + np.linspace(-step, step, m)[None, :], jlo, jhi)
-    return gi, np.minimum(C.min(axis=1), costs(fine).min(axis=1))
+    F = costs(fine)
+    rows = np.arange(n)
+    bf, bc = F[rows, np.argmin(F, axis=1)], C.min(axis=1)
+    bestj = np.where(bf <= bc, fine[rows, np.argmin(F, axis=1)], best)
+    return gi, np.minimum(bc, bf), bestj
+
+
+#: the page engine's profile spans the fluid profile's values within this of its minimum
+#: (Δχ² <= 9: 3 σ), and at least the fit ÷/x exp(:data:`PAGE_PROFILE_MIN_HALF`)
+PAGE_PROFILE_WINDOW = 9.0
+PAGE_PROFILE_MIN_HALF = 0.12
+
+
+def page_rate_profile(
+    prob: Problem,
+    pattern: str,
+    xhat: np.ndarray,
+    i: int,
+    j: int,
+    grid: np.ndarray,
+    prof: np.ndarray,
+    bestj: np.ndarray,
+    n: int = 17,
+    m: int = 7,
+    width: float = 0.2,
+    seeds=(0, 1, 2),
+):
+    """The write rate's profile likelihood on the page engine (the engine of the FIT file): the
+    fluid engine with the space-mapping shift is exact only at the estimate it was computed at,
+    and away from it the two differ in which syncs happen (the fluid engine mixes the regions a
+    pass sends), which can pin the rate where the page engine does not, or elsewhere.  Over
+    ``n`` rates spanning the fluid profile's 3-σ window (:data:`PAGE_PROFILE_WINDOW`; a side
+    the fluid profile leaves open runs to its grid's end), each the cost minimised over ``m``
+    working sets within ``width`` (log) of the fluid profile's best for that rate; common
+    random numbers (the same ``seeds`` for every row), one batch.  What a sequential sweep's
+    phase decides is left out.  Returns (values of ``i`` in internal units, profile cost, the
+    best ``j`` of each)."""
+    q = prob.params[j]
+    jlo, jhi = q.to_x(q.lo), q.to_x(q.hi)
+    ok = np.flatnonzero(prof <= np.min(prof) + PAGE_PROFILE_WINDOW)
+    step = grid[1] - grid[0] if grid.size > 1 else 0.1
+    lo = min(grid[max(ok[0] - 1, 0)], xhat[i] - PAGE_PROFILE_MIN_HALF)
+    hi = max(grid[min(ok[-1] + 1, grid.size - 1)], xhat[i] + PAGE_PROFILE_MIN_HALF)
+    lo, hi = max(lo, grid[0] - step), min(hi, grid[-1] + step)
+    gi = np.linspace(lo, hi, n)
+    centre = np.interp(gi, grid, bestj)
+    gj = np.clip(centre[:, None] + np.linspace(-width, width, m)[None, :], jlo, jhi)
+    X = np.repeat(xhat[None, :], n * m, axis=0)
+    X[:, i] = np.repeat(gi, m)
+    X[:, j] = gj.ravel()
+    R, mask = prob.page_residual_rows(pattern, X, seeds)
+    C = np.sum(np.where(mask, R, 0.0) ** 2, axis=1).reshape(n, m)
+    k = np.argmin(C, axis=1)
+    rows = np.arange(n)
+    return gi, C[rows, k], gj[rows, k]
 
 
 def profile_interval(grid: np.ndarray, cost: np.ndarray, c_fit: float, delta: float = 1.0):

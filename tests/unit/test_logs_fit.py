@@ -217,6 +217,40 @@ def test_fit_refuses_logs_it_cannot_use(tmp_path):
         fit_log(qmp, engine="exact")
 
 
+def test_validation_summary_accounts_the_rate_by_what_the_logs_say():
+    """The rate goal is all dirtying families within 10 %; the line also says, apart, how many
+    fit-run logs pin the rate, give a wider interval, or only a lower bound — and where the
+    guest's rate lies against each (not a redefinition: one family off means goals NOT met)."""
+    rep = LV.Report()
+    rep.rows = [
+        dict(role="held-out", total_time=10.0, pred_total_time=10.1, transferred=100.0,
+             pred_transferred=101.0, converged=True, pred_converged=True)
+    ]  # fmt: skip
+    fits = [  # (fitted, guest, interval, pinned)
+        (10100, 10000, (9800, 10300, False, False), True),
+        (20500, 20000, (19000, 23000, False, False), False),  # wider, guest inside, within 10 %
+        (5600, 5000, (4900, 6200, False, False), False),  # wider, guest inside, 12 % off
+        (3100, 4900, (1100, 12000, False, True), False),  # a lower bound, guest above it
+        (50, 0, None, False),  # idle: no rate goal
+    ]
+    rep.fits = [
+        dict(fitted_rate=f, guest_rate=g, rate_interval=iv, rate_determined=p, fit_s=1.0)
+        for f, g, iv, p in fits
+    ]
+    m = rep.metrics()
+    assert (m["dirtying"], m["rate_within"]) == (4, 2)
+    assert (m["rate_pinned"], m["rate_pinned_within"]) == (1, 1)
+    assert (m["rate_wide"], m["rate_wide_within"], m["rate_wide_inside"]) == (2, 1, 2)
+    assert (m["rate_bound"], m["rate_bound_inside"]) == (1, 1)
+    line = LV.summary_line(m)
+    assert "within 10% of the guest's in 2 of 4 dirtying families (goal: all" in line
+    assert "pins the rate (profile within +-10%) in 1, 1 of them within 10%" in line
+    assert "a lower bound only in 1, the guest's rate above it in 1" in line
+    assert line.endswith("goals NOT met")
+    rep.fits = rep.fits[:2]
+    assert LV.summary_line(rep.metrics()).endswith("-> goals met")
+
+
 def test_validation_families_and_the_fit_run_rule():
     from lmtoolkit.testbed.record import load_runs
 
@@ -246,7 +280,12 @@ def test_validation_families_and_the_fit_run_rule():
 def test_testbed_writer_pacing_is_wall_with_the_measured_headroom():
     import xarray as xr
 
-    from lmtoolkit.logs.readers import TESTBED_THROTTLE_HEADROOM, testbed_settings, testbed_writer, writer_peak_rate
+    from lmtoolkit.logs.readers import (
+        TESTBED_THROTTLE_HEADROOM,
+        testbed_settings,
+        testbed_writer,
+        writer_peak_rate,
+    )
 
     run = xr.Dataset({"max_bandwidth_mib_s": 64.0, "downtime_limit_ms": 300.0})
     assert "workload.pacing=wall" in testbed_settings(run)
@@ -309,6 +348,22 @@ def test_what_the_log_determines_and_what_it_leaves_open(run, wss, open_above):
     else:  # a closed interval a few per cent wide, the guest's count near it
         assert hi / lo < 1.4
         assert lo <= guest["dirty_rate_measured"] * 1.10 and hi >= guest["dirty_rate_measured"] * 0.90
+
+
+def test_a_run_under_host_load_is_fitted_on_its_real_periods():
+    """r05000-h128's fit run was recorded under host load (four stalls, 1.76 s; its guest wrote
+    3521/s across the migration, the family's other runs ~4990/s).  Its first dirty-pages-rate
+    period counts over QEMU's real clock (the stall cut out of the time line shortened it by
+    20 %, which put the fit at 8034 pages/s and a 49.5 MiB working set); the page engine's rate
+    profile holds the guest's rate and the estimate."""
+    res = fit_log(TESTBED / "r05000-h128-rand-bw064-dl0300-n0.nc", bootstrap=20)
+    guest = json.loads(res.log.attrs["lmt_guest"])["dirty_rate_measured"]
+    rate = res.values["workload.dirty_rate_pages_s"]
+    lo, hi, open_lo, open_hi = res.rate_interval
+    assert not (open_lo or open_hi) and lo <= guest <= hi and lo <= rate <= hi
+    assert rate == pytest.approx(guest, rel=0.15)
+    assert res.values["workload.wss_mib"] > 100  # the hot set is 128 MiB
+    assert "55.3*" in res.summary()  # sync 2's count, from QEMU's rate x its real period
 
 
 def test_a_host_stall_is_found_and_a_zero_page_stretch_is_not():

@@ -142,6 +142,57 @@ def test_observed_rounds_from_polls():
     assert obs.precopy_rate / MIB == pytest.approx(64.65, rel=0.01)  # 1 % above the 64 MiB/s cap
 
 
+def test_dirty_pages_rate_periods_are_counts_over_real_time():
+    """QEMU reports dirty-pages-rate once per period of > 1 s (ram.c): rate x period is the pages
+    the period's syncs newly set; a period is identified by the 1 s rule or a changed rate."""
+    from lmtoolkit.logs.observations import rate_periods
+
+    t = np.round(np.arange(0.0, 6.0, 0.1), 3)
+    sync_at = [0.05, 2.05, 2.55, 3.35, 4.65]  # sync 3 is 0.5 s after 2: no new period
+    c = np.array([sum(s < x for s in sync_at) for x in t], float)
+    rate = np.where(t > 4.65, 200.0, np.where(t > 3.35, 200.0, np.where(t > 2.05, 100.0, 0.0)))
+    st = np.array(["active"] * t.size)
+    rem = np.full(t.size, 1e8)
+    periods = rate_periods(t, st, c, rate, rem, 5, 0.0, 4096.0, 0.0, False)
+    # sync 5 closed a period at the same rate as the one before: told by the clock alone
+    assert [(a, b) for a, b, _, _ in periods] == [(2, 2), (3, 4), (5, 5)]
+    for (_, _, new, sig), r, span in zip(periods, (100, 200, 200), (2.0, 1.3, 1.3)):
+        assert new == pytest.approx(r * span * 4096, rel=0.05) and 0 < sig < 0.1 * new + 1e6
+
+    # a sync that may or may not have closed one (brackets straddling 1 s) at an unchanged
+    # nonzero rate did not (an exact repeat is not a coincidence); at an unchanged zero rate it
+    # leaves the next period's start unknown: nothing is claimed after it
+    def periods_of(sync_at, rate_at):
+        c = np.array([sum(s < x for s in sync_at) for x in t], float)
+        rate = np.array([dict(rate_at).get(int(ci), 0.0) for ci in c])
+        return rate_periods(t, st, c, rate, rem, len(sync_at), 0.0, 4096.0, 0.0, False)
+
+    got = periods_of([0.05, 2.05, 3.15, 3.65], {2: 100.0, 3: 100.0, 4: 300.0})
+    assert [(a, b) for a, b, _, _ in got] == [(2, 2), (3, 4)]
+    assert got[1][2] == pytest.approx(300 * 1.6 * 4096, rel=0.05)
+    got = periods_of([0.05, 1.35, 2.45, 4.0], {})  # an idle guest: rate 0 throughout
+    assert [(a, b, n) for a, b, n, _ in got] == [(2, 2, 0.0)]
+
+
+def test_rate_periods_of_real_runs():
+    # r05000-h128's fit run: the host held the migration 1.75 s (cut out of the time line);
+    # QEMU's clock ran on, so the first period's count is the rate over the real period
+    log = read_log(TESTBED / "r05000-h128-rand-bw064-dl0300-n0.nc")
+    obs = observe(log)
+    assert len(obs.stalls) == 4 and obs.hi[0] < 4.0  # sync 2 at 4.86 s in real time
+    (a, b, new, _), (a3, b3, new3, _) = obs.periods
+    assert (a, b, a3, b3) == (2, 2, 3, 3)
+    assert new / MIB == pytest.approx(2950 * 4.85 * 4096 / MIB, rel=0.02)
+    assert new3 / MIB == pytest.approx(1838 * 1.5 * 4096 / MIB, rel=0.05)
+    # a run whose syncs are more than 1 s apart: one period per sync (none measured otherwise)
+    obs = observe(read_log(TESTBED / "r20000-h128-rand-bw032-dl0030-n0.nc"))
+    assert [(a, b) for a, b, _, _ in obs.periods] == [(k, k) for k in range(2, 7)]
+    # the QMP fixture's second period (syncs 3-4) is what the polls measure of each: left out
+    obs = observe(read_log(QMP))
+    assert [(a, b) for a, b, _, _ in obs.periods] == [(2, 2)]
+    assert np.isfinite(obs.dirty[1:3]).all()
+
+
 def _write(tmp_path, name, text):
     p = tmp_path / name
     p.write_text(text)

@@ -31,6 +31,22 @@ from ..records import (
 ROUND_DETAIL_LIMIT = 64
 
 
+def zero_layout(scn) -> str:
+    """The zero-page layout both engines apply (:attr:`lmtoolkit.model.vm.VM.zero_layout`):
+    ``linux`` puts the zero pages on pages the workload never writes, so it holds only where
+    the workload leaves at least that many untouched (a hot/cold workload writes every page:
+    its zero pages stay ``spread``, as they would after its first cold writes)."""
+    vm = scn.vm
+    if vm.zero_layout == "spread" or vm.zero_pages <= 0:
+        return "spread"
+    written = sum(
+        r.n_pages
+        for r in scn.workload.regions(vm.pages, vm.page_bytes)
+        if r.rate_per_page > 0 and r.n_pages > 0
+    )
+    return vm.zero_layout if vm.pages - written >= vm.zero_pages else "spread"
+
+
 def f_written(lam, x, sequential):
     """Probability that a page is written at least once in a window of ``x`` s."""
     lx = lam * x

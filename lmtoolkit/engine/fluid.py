@@ -52,6 +52,7 @@ from .common import (
     mean_written_after,
     slowdown,
     switchover,
+    zero_layout,
 )
 
 
@@ -115,6 +116,8 @@ def _needs_bins(scn: Scenario) -> bool:
     pol = scn.policy
     if not pol.precopy:
         return False
+    if zero_layout(scn) != "spread":
+        return True
     if not type(pol).full_passes or any(
         r.sequential and r.n_pages > 0 and r.rate_per_page > 0
         for r in scn.workload.regions(scn.vm.pages, scn.vm.page_bytes)
@@ -137,11 +140,52 @@ def _edges_of(scn: Scenario, regs, binned: bool) -> np.ndarray:
     n, lam, seq, first = regs
     for j in np.flatnonzero(seq & (n > 0)):
         e.append(np.linspace(first[j], first[j] + n[j], SEQ_BINS + 1) / npg)
-    e = np.unique(np.clip(np.concatenate(e), 0.0, 1.0))
+    clustered = zero_layout(scn) != "spread"
+    if clustered:
+        e.append(np.array([1.0 - scn.vm.top_nonzero_pages / npg]))
+    e = _tidy_edges(e)
+    if clustered:
+        lo = _zero_floor(e, _pages_per_bin(e, regs, npg)[:, -1], scn.vm)
+        e = _tidy_edges([e, np.array([lo])])
+    return e
+
+
+def _tidy_edges(parts) -> np.ndarray:
+    e = np.unique(np.clip(np.concatenate(parts), 0.0, 1.0))
     keep = np.concatenate([[True], np.diff(e) > 1e-12])
     e = e[keep]
     e[-1] = 1.0
     return e
+
+
+def _zero_floor(edges: np.ndarray, untouched: np.ndarray, vm) -> float:
+    """``vm.zero_layout=linux``: the address (fraction of memory) above which the untouched
+    pages below the top tail hold the VM's zero pages (untouched pages spread evenly in a bin)."""
+    top = 1.0 - vm.top_nonzero_pages / vm.pages
+    left = float(vm.zero_pages)
+    for b in range(untouched.size - 1, -1, -1):
+        lo, hi = edges[b], edges[b + 1]
+        if lo >= top - 1e-15:
+            continue
+        if untouched[b] >= left:
+            return float(hi - (hi - lo) * left / max(untouched[b], 1e-300))
+        left -= untouched[b]
+    return 0.0
+
+
+def _zero_per_bin(edges: np.ndarray, untouched: np.ndarray, vm, layout: str) -> np.ndarray:
+    """(B,) zero pages in each bin at the start (:attr:`VM.zero_layout`): spread evenly over
+    the address space, or (``linux``) the untouched pages between :func:`_zero_floor` and the
+    top tail."""
+    z = float(vm.zero_pages)
+    W = np.diff(edges)
+    if layout == "spread" or z <= 0:
+        return z * W
+    top = 1.0 - vm.top_nonzero_pages / vm.pages
+    lo = _zero_floor(edges, untouched, vm)
+    mid = 0.5 * (edges[:-1] + edges[1:])
+    out = np.where((mid > lo) & (mid < top), untouched, 0.0)
+    return out * (z / max(out.sum(), 1e-300)) if out.sum() > 0 else z * W
 
 
 def _pages_per_bin(edges: np.ndarray, regs, npg: float) -> np.ndarray:
@@ -195,6 +239,8 @@ class FluidInputs:
     wall: np.ndarray  # (S,) writer paced by the wall clock (workload pacing)
     headroom: np.ndarray  # (S,) its peak rate / target rate (inf: unbounded)
     zero: np.ndarray  # (S,) zero pages at start
+    zb: np.ndarray  # (S, B) zero pages per address bin at start (VM.zero_layout)
+    layout: np.ndarray  # (S,) zero pages in one stretch (VM.zero_layout other than spread)
     edges: np.ndarray  # (S, B + 1) address bin bounds (fractions of memory)
     nb: np.ndarray  # (S, B, R) pages per bin and region
     vcpus: np.ndarray  # (S,)
@@ -218,9 +264,11 @@ class FluidInputs:
         B = max(e.size for e in edges) - 1
         E = np.ones((len(uniq), B + 1))
         NB = np.zeros((len(uniq), B, R))
+        ZB = np.zeros((len(uniq), B))
         for i, (e, s, r) in enumerate(zip(edges, uniq, regs)):
             E[i, : e.size] = e
             NB[i, : e.size - 1] = _pages_per_bin(e, r, float(s.vm.pages))
+            ZB[i, : e.size - 1] = _zero_per_bin(e, NB[i, : e.size - 1, -1], s.vm, zero_layout(s))
         ctx = _stack_context([s.context() for s in uniq]).subset(inverse)
         wall = np.array([s.workload.pacing == "wall" for s in uniq])[inverse]
         peak = np.array(
@@ -245,6 +293,8 @@ class FluidInputs:
             wall=wall,
             headroom=headroom,
             zero=np.array([s.vm.zero_pages for s in uniq], dtype=float)[inverse],
+            zb=ZB[inverse],
+            layout=np.array([zero_layout(s) != "spread" for s in uniq])[inverse],
             edges=E[inverse],
             nb=NB[inverse],
             vcpus=np.array([s.vm.vcpus for s in uniq], dtype=float)[inverse],
@@ -302,7 +352,7 @@ class _Group:
         self.N = inp.nb
         self.D = self.N.copy()  # (S, B, R) pending pages
         z = inp.zero.astype(float)
-        self.Z = z[:, None] * self.W  # (S, B) pending zero pages (scattered)
+        self.Z = inp.zb.copy()  # (S, B) pending zero pages
         self.cur = np.zeros(z.size)  # the send cursor (fraction of memory)
         self.Dlo = np.zeros((z.size, self.N.shape[2]))  # cursor's bin: pending before the cursor
         self.vcpus = inp.vcpus
@@ -320,6 +370,9 @@ class _Group:
         # rounds may be leapt over (fast-forward) by rotating the bitmap with the cursor only
         # where the address layout does not matter: no sequential region
         self.rotatable = ~(inp.seq & (inp.n > 0)).any(axis=1)
+        # zero pages in one stretch (VM.zero_layout): the send order's costs vary
+        self.layout = inp.layout.copy()
+        self.rotatable = self.rotatable & ~self.layout
         # XBZRLE (expected): cache entries, held pages per region, slots refreshed in the last
         # phase per region, pending pages unchanged since sent, scan wrapped
         xb = np.broadcast_to(np.asarray(inp.policy.xbzrle_slots(inp.ctx), dtype=float), (S,))
@@ -368,6 +421,7 @@ class _Group:
             "wall",
             "headroom",
             "wtime",
+            "layout",
         ):
             setattr(self, k, getattr(self, k)[m])
         self.hist = self.hist[:, m]
@@ -435,6 +489,23 @@ def _segments(g: _Group) -> dict:
     return dict(
         seg=seg, frac=frac, start=start, end=end, length=length, P=Pseg, Z=Zseg, wrap=wrap, D=Dseg, b0=b0
     )
+
+
+def _scan_profile(g: _Group, w: dict, t_nz, t_z) -> None:
+    """Rows whose zero pages lie in one stretch (``vm.zero_layout``) and are still pending:
+    cumulative pages and seconds along the send order (the segments ``w``) in ``st.extra``
+    for the policy (:meth:`lmtoolkit.policies.base.Policy.scan_profile`)."""
+    ex = g.st.extra
+    on = g.layout & (g.Z.sum(1) > 0)
+    if not on.any():
+        ex.pop("scan_on", None)
+        return
+    P, Z = w["P"], w["Z"]
+    tfull = Z * t_z[:, None] + (P - Z) * t_nz[:, None]
+    zero = np.zeros((P.shape[0], 1))
+    ex["scan_cp"] = np.concatenate([zero, np.cumsum(P, 1)], axis=1)
+    ex["scan_ct"] = np.concatenate([zero, np.cumsum(tfull, 1)], axis=1)
+    ex["scan_on"] = on
 
 
 def _schedule(w: dict, k, t_nz, t_z, tmax) -> dict:
@@ -831,18 +902,19 @@ def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
     st, pol, ctx = g.st, g.pol, g.ctx
     S, B = g.W.shape
     P = np.maximum(st.pending, 1e-12)
-    k = np.clip(pol.phase_pages(st, ctx), np.minimum(1.0, P), P)
     lk = pol.link(st, ctx)
     t_nz, t_z, b_nz, b_z = (
         np.broadcast_to(np.asarray(v, dtype=float), (S,)) for v in (lk.t_nz, lk.t_z, lk.b_nz, lk.b_z)
     )
+    geo = _segments(g)
+    _scan_profile(g, geo, t_nz, t_z)
+    k = np.clip(pol.phase_pages(st, ctx), np.minimum(1.0, P), P)
     deadline = np.broadcast_to(np.asarray(pol.timeout_s, dtype=float), (S,))
     tmax = deadline - st.t
     mode = np.broadcast_to(np.asarray(pol.dirty_clear), (S,))
     wspeed = pacing_speed(st.speed, g.wall, g.headroom)
     x = g.lam * wspeed[:, None]
 
-    geo = _segments(g)
     seg = geo["seg"]
     Dseg = geo["D"]
     xb = g.xb is not None

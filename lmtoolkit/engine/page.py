@@ -43,7 +43,7 @@ from ..policies.base import State
 from ..records import REASON_CODE, MigrationRecord, RoundRecord
 from ..scenario import Scenario
 from .beyond import apply_to_record
-from .common import ROUND_DETAIL_LIMIT, Switchover, reason_name, sent_by, slowdown, switchover
+from .common import ROUND_DETAIL_LIMIT, Switchover, reason_name, sent_by, slowdown, switchover, zero_layout
 
 _EMPTY = np.empty(0, dtype=np.int64)
 
@@ -72,6 +72,28 @@ def clears_at_send(policy) -> bool:
 
 #: pages per block when listing the pending pages (bounds the temporary bool array)
 _BLOCK = 1 << 24
+
+
+def _zero_below_top(nonzero: np.ndarray, z: int, top: int, workload, page_bytes: int) -> None:
+    """``vm.zero_layout=linux``: clear ``nonzero`` on the ``z`` highest-addressed pages below the
+    top ``top`` pages that the workload never writes (fewer below the top: the highest ones)."""
+    n = nonzero.size
+    written = np.zeros(n, dtype=bool)
+    scattered = getattr(workload, "pattern", "random") == "random"
+    for r in workload.regions(n, page_bytes):
+        if r.rate_per_page > 0 and r.n_pages > 0:
+            written[page_of_rank(np.arange(r.first_rank, r.first_rank + r.n_pages), n, scattered)] = True
+    left = z
+    for hi in range(n - top, 0, -_BLOCK):
+        lo = max(hi - _BLOCK, 0)
+        free = np.flatnonzero(~written[lo:hi]) + lo
+        take = free[max(free.size - left, 0) :]
+        nonzero[take] = False
+        left -= take.size
+        if not left:
+            return
+    free = np.flatnonzero(~written[n - top :] & nonzero[n - top :]) + (n - top)
+    nonzero[free[max(free.size - left, 0) :]] = False
 
 
 def _pending_pages(state: np.ndarray) -> np.ndarray:
@@ -149,9 +171,13 @@ class _Run:
         # VM has no zero pages at all (saves a byte per page and a scatter per phase)
         self.nonzero = None
         z = self.vm.zero_pages
+        self.layout = zero_layout(scn)
         if z:
             self.nonzero = np.ones(self.n, dtype=bool)
-            self.nonzero[page_of_rank(np.arange(self.n - z, self.n), self.n)] = False
+            if self.layout == "linux":
+                _zero_below_top(self.nonzero, z, self.vm.top_nonzero_pages, scn.workload, self.vm.page_bytes)
+            else:
+                self.nonzero[page_of_rank(np.arange(self.n - z, self.n), self.n)] = False
         self.sampler = scn.workload.sampler(self.n, self.vm.page_bytes, rng)
         # every page pending, its log bit set (KVM_DIRTY_LOG_INITIALLY_SET, which QEMU
         # enables with manual protect)
@@ -191,6 +217,29 @@ class _Run:
         if int(sent[-1]) - s0 == k - 1:
             return k, s0, True, None, pending
         return k, s0, False, sent, pending
+
+    def scan_profile(self) -> None:
+        """``vm.zero_layout`` other than ``spread``: while zero pages are pending, put the
+        cumulative pages and seconds along the send order in ``st.extra`` for the policy
+        (:meth:`lmtoolkit.policies.base.Policy.scan_profile`)."""
+        ex = self.st.extra
+        if self.nonzero is None or self.layout == "spread" or not ex.get("scan_left", True):
+            ex.pop("scan_on", None)
+            return
+        if int(np.count_nonzero(self.state)) == self.n:
+            order = np.concatenate([np.arange(self.cursor, self.n), np.arange(0, self.cursor)])
+        else:
+            order = _send_order(_pending_pages(self.state), self.cursor)
+        nz = self.nonzero[order]
+        if nz.all():
+            ex["scan_left"] = False  # a written page never becomes zero again
+            ex.pop("scan_on", None)
+            return
+        lk = self.pol.link(self.st, self.ctx)
+        cost = np.where(nz, float(lk.t_nz), float(lk.t_z))
+        ex["scan_cp"] = np.arange(order.size + 1, dtype=float)
+        ex["scan_ct"] = np.concatenate([[0.0], np.cumsum(cost)])
+        ex["scan_on"] = np.True_
 
     def _nonzero_of(self, pages):
         """Non-zero flags of ``pages`` (index array or slice), or None: all non-zero."""
@@ -695,6 +744,7 @@ def simulate_page(scn: Scenario, snapshot=None) -> MigrationRecord:
         code = int(pol.decide(st, ctx))
         if code != 0:
             break
+        run.scan_profile()
         if not run.phase(int(pol.phase_pages(st, ctx))):
             code = REASON_CODE["timeout"]
             break

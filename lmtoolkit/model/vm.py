@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import ConfigError, check_range
+from ..errors import ConfigError, check_choice, check_range
 from .checks import check_fields
+
+#: where the zero pages lie (:class:`VM`)
+ZERO_LAYOUTS = ("spread", "linux")
+#: sizeof(struct page) on 64-bit Linux (include/linux/mm_types.h), bytes
+STRUCT_PAGE_BYTES = 64
 
 GIB = 1024**3
 MIB = 1024**2
@@ -24,6 +29,20 @@ class VM:
     transports.  ``device_state_mib`` is the CPU and device state sent during the downtime.
     ``page_size_kib`` is a power of two from 1 to 1048576 KiB (4 = x86 base pages,
     2048 = 2 MiB huge pages, 1048576 = 1 GiB huge pages).
+
+    ``zero_layout`` says where the zero pages lie in guest-physical order, which the send
+    order follows (QEMU, Xen and the others scan RAM by address):
+
+    * ``spread`` (default): scattered evenly over the pages the workload does not write;
+    * ``linux``: a Linux guest whose free memory was never touched: the data it holds is at
+      the bottom of RAM and in a tail at the very top, the zero pages in between.  The tail
+      is the ``struct page`` array, 64 bytes per page (``include/linux/mm_types.h``), which
+      memblock allocates from the top of RAM (``mm/memblock.c: memblock_find_in_range_node``
+      searches top-down unless ``memblock_bottom_up()``; ``mm/sparse.c`` takes the memmap
+      from it): memory/64 with 4 KiB pages (:attr:`top_nonzero_pages`).  The zero pages are
+      the untouched pages just below it.  Measured on the testbed (512 MiB guest, QEMU's
+      remaining bytes every 100 ms): ~265 MiB sent at the cap, 240 MiB of zero pages scanned
+      in jumps, then a ~6 MiB tail that is what the guest has left at its switchover.
     """
 
     memory_gib: float = 1.0
@@ -32,6 +51,7 @@ class VM:
     compressibility: float = 0.5
     vcpus: int = 2
     device_state_mib: float = 0.25
+    zero_layout: str = "spread"
 
     def __post_init__(self):
         check_fields(self)
@@ -46,6 +66,7 @@ class VM:
         check_range("compressibility", self.compressibility, 0, 1, hi_open=True)
         check_range("vcpus", self.vcpus, 1, 4096)
         check_range("device_state_mib", self.device_state_mib, 0, None)
+        check_choice("zero_layout", self.zero_layout, ZERO_LAYOUTS)
         if self.pages < 1:
             check_range("memory_gib", self.memory_gib, self.page_bytes / GIB, None)
 
@@ -65,6 +86,14 @@ class VM:
     @property
     def zero_pages(self) -> int:
         return int(round(self.zero_fraction * self.pages))
+
+    @property
+    def top_nonzero_pages(self) -> int:
+        """Pages of data at the top of RAM above the zero pages (``zero_layout``): the
+        ``struct page`` array, ``STRUCT_PAGE_BYTES`` per page; 0 when ``spread``."""
+        if self.zero_layout != "linux":
+            return 0
+        return min(self.pages * STRUCT_PAGE_BYTES // self.page_bytes, self.nonzero_pages)
 
     @property
     def nonzero_pages(self) -> int:

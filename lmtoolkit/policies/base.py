@@ -399,6 +399,31 @@ class Policy:
         """Pages to send before the next sync (default: the whole bitmap — a full pass)."""
         return st.pending
 
+    @staticmethod
+    def scan_profile(st: State):
+        """The engine's scan profile, or None: where the pending pages' costs vary along the
+        send order (``vm.zero_layout`` other than ``spread`` while zero pages are pending) the
+        engine puts in ``st.extra`` the cumulative pages ``scan_cp`` and seconds ``scan_ct``
+        along the send order from the cursor (``(M,)`` or ``(S, M)``) and the rows it holds
+        for, ``scan_on``; elsewhere a mean cost per page (:meth:`pending_page_s`) is exact."""
+        on = st.extra.get("scan_on")
+        if on is None or not np.any(on):
+            return None
+        return st.extra["scan_cp"], st.extra["scan_ct"], on
+
+    @staticmethod
+    def along_profile(x, xp, fp):
+        """``fp`` at ``x`` by linear interpolation along the nondecreasing ``xp`` (per row)."""
+        if np.ndim(xp) == 1:
+            return np.interp(x, xp, fp)
+        x = np.asarray(x, dtype=float)
+        M = xp.shape[1]
+        i = np.clip((xp <= x[:, None]).sum(1) - 1, 0, M - 2)
+        r = np.arange(xp.shape[0])
+        x0, x1, f0, f1 = xp[r, i], xp[r, i + 1], fp[r, i], fp[r, i + 1]
+        u = np.clip((x - x0) / np.maximum(x1 - x0, 1e-300), 0.0, 1.0)
+        return f0 + u * (f1 - f0)
+
     def after_sync(self, st: State, ctx: Context) -> None:
         """Update state after a phase and its sync (default: measured bandwidth)."""
         st.bw_est = np.where(st.phase_time > 0, st.phase_bytes / np.maximum(st.phase_time, 1e-12), st.bw_est)

@@ -255,7 +255,10 @@ class QemuPolicy(PrecopyPolicy):
         sync are below the threshold by up to one period's worth of sending.  A period's
         worth counts the zero pages the first pass still has to reach at their own (small)
         cost (:meth:`~.base.Policy.pending_page_s`): the checks come every 100 ms of time,
-        not of non-zero pages.
+        not of non-zero pages.  Where the zero pages lie in one stretch (``vm.zero_layout``),
+        the engine's scan profile gives the time along the send order instead of a mean
+        cost per page (:meth:`~.base.Policy.scan_profile`): an idle Linux guest's check
+        falls after its zero pages were scanned, with part of its top tail sent.
         """
         below = np.floor(self.threshold_bytes(st) / ctx.page_bytes)
         to_threshold = np.maximum(st.pending - below, 0.0)
@@ -264,6 +267,15 @@ class QemuPolicy(PrecopyPolicy):
         per_check = self.check_period_s(st, ctx) / per_page
         checks = np.maximum(np.ceil(to_threshold / per_check - 1e-9), 1.0)
         k = np.round(checks * per_check)
+        prof = self.scan_profile(st)
+        if prof is not None:
+            # zero pages in one stretch (vm.zero_layout): the checks come every period of
+            # time, whatever the pages scanned in it — time along the send order
+            cp, ct, on = prof
+            period = self.check_period_s(st, ctx)
+            need = self.along_profile(to_threshold, cp, ct)
+            checks_t = np.maximum(np.ceil(need / period - 1e-9), 1.0)
+            k = np.where(on, np.round(self.along_profile(checks_t * period, ct, cp)), k)
         # the auto-converge timer's forced sync ends the phase (QEMU >= 9.2)
         left = st.extra["ac_next_force"] - st.t
         k = np.where(np.isfinite(left), np.minimum(k, np.maximum(np.round(left / per_page), 1.0)), k)

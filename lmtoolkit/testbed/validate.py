@@ -210,7 +210,10 @@ def fit_throttle_headroom(runs: list[xr.Dataset], cal: Calibration, engine: str 
     for h in HEADROOM_GRID:
         trial = replace(cal, throttle_headroom=h)
         err = [
-            abs(float(api.simulate(overrides_for(r, trial, engine)).total_time.item()) / _v(r, "total_time") - 1)
+            abs(
+                float(api.simulate(overrides_for(r, trial, engine)).total_time.item()) / _v(r, "total_time")
+                - 1
+            )
             for r in ac
         ]
         best = min(best, (float(np.median(err)), h))
@@ -238,6 +241,7 @@ def overrides_for(run: xr.Dataset, cal: Calibration, engine: str = "page") -> li
         f"engine={engine}",
         f"vm.memory_gib={mem_gib!r}",
         f"vm.zero_fraction={zero!r}",
+        "vm.zero_layout=linux",
         "vm.vcpus=1",
         f"vm.device_state_mib={cal.device_state_mib!r}",
         f"network.bandwidth_gbit_s={cal.stop_rate_bytes_s * 8 / 1e9!r}",

@@ -29,6 +29,7 @@ BAD = [
     (["run", "vm.memory_gb=4"], ["vm.memory_gb", "vm.memory_gib"]),
     (["run", "policy=qemux"], ["policy", "qemux", "qemu"]),
     (["run", "vm.zero_fraction=1.5"], ["vm.zero_fraction", "[0, 1]"]),
+    (["run", "vm.zero_layout=top"], ["vm.zero_layout", "top", "spread", "linux"]),
     # a write rate on the idle workload would be ignored: the run would silently be idle
     (
         ["run", "workload=idle", "workload.dirty_rate_pages_s=5000"],

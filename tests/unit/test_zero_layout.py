@@ -1,0 +1,91 @@
+"""vm.zero_layout: where an idle guest's zero pages lie decides what it has left at its switchover."""
+
+import numpy as np
+import pytest
+
+from lmtoolkit import api
+from lmtoolkit.engine.page import _zero_below_top
+from lmtoolkit.model.vm import VM
+from lmtoolkit.model.workload import UniformWorkload, page_of_rank
+
+IDLE = [
+    "policy=qemu",
+    "workload=idle",
+    "vm.memory_gib=1",
+    "vm.zero_fraction=0.5",
+    "network.bandwidth_gbit_s=1",
+    "policy.max_bandwidth_mib_s=64",
+    "policy.downtime_limit_ms=1000",
+]
+
+
+def test_top_tail_is_the_struct_page_array():
+    vm = VM(memory_gib=1.0, zero_fraction=0.5, zero_layout="linux")
+    assert vm.top_nonzero_pages * vm.page_bytes == 2**30 // 64  # 64 bytes per 4 KiB page: 16 MiB
+    assert VM(memory_gib=1.0, zero_fraction=0.5).top_nonzero_pages == 0  # spread: no tail
+
+
+def test_zero_pages_lie_below_the_tail_and_avoid_the_written_pages():
+    n, z, top = 4096, 1000, 64
+    wl = UniformWorkload(dirty_rate_pages_s=100.0, wss_mib=2.0)  # 512 written pages, scattered
+    nonzero = np.ones(n, dtype=bool)
+    _zero_below_top(nonzero, z, top, wl, 4096)
+    zero = np.flatnonzero(~nonzero)
+    written = page_of_rank(np.arange(512), n)
+    assert zero.size == z and zero.max() < n - top
+    assert not np.isin(zero, written).any()
+    # the highest untouched pages below the tail: nothing untouched above the lowest zero page is left out
+    free = np.setdiff1d(np.arange(zero.min(), n - top), written)
+    assert np.array_equal(free, zero)
+
+
+@pytest.mark.parametrize("engine", ["page", "fluid"])
+def test_idle_guest_stops_with_the_tail_not_a_threshold_of_mixed_pages(engine):
+    """1 GiB, half zero, 64 MiB/s, 1000 ms: spread, the threshold (64 MiB) of mixed pages is
+    left, half of them data (~32 MiB); linux, the zero pages pass before the switchover and
+    what is left is at most the 16 MiB tail."""
+    spread = api.simulate([*IDLE, f"engine={engine}"])
+    linux = api.simulate([*IDLE, f"engine={engine}", "vm.zero_layout=linux"])
+    mib = 2**20
+
+    def stop_bytes(ds):  # the last round is the stop-and-copy
+        return float(ds.round_bytes.values[int(ds.rounds.item())])
+
+    assert 24 * mib < stop_bytes(spread) < 40 * mib
+    assert stop_bytes(linux) <= 16.5 * mib
+    assert float(linux.downtime.item()) < 0.6 * float(spread.downtime.item())
+    # the same pages are sent either way: the bytes differ by the tail's split only
+    assert float(linux.transferred.item()) == pytest.approx(float(spread.transferred.item()), rel=0.02)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        ["workload=uniform", "workload.dirty_rate_pages_s=5000", "workload.wss_mib=128"],
+        ["policy.max_bandwidth_mib_s=150", "policy.downtime_limit_ms=300", "vm.zero_fraction=0.7"],
+        ["policy=xen"],
+        # hot/cold writes every page: no page is left for the zero stretch, which stays spread
+        ["policy=hybrid", "workload=hotcold", "workload.dirty_rate_pages_s=20000", "vm.zero_fraction=0.3"],
+    ],
+)
+def test_engines_agree_on_the_linux_layout(extra):
+    base = [o for o in IDLE if "policy=xen" not in extra or not o.startswith("policy")]
+    cfg = [*base, "vm.zero_layout=linux", *extra]
+    page = [api.simulate([*cfg, "engine=page", f"seed={s}"]) for s in (1, 2)]
+    fluid = api.simulate([*cfg, "engine=fluid"])
+    for k in ("total_time", "transferred"):
+        mean = np.mean([float(p[k].item()) for p in page])
+        assert float(fluid[k].item()) == pytest.approx(mean, rel=0.03), k
+    mean = np.mean([float(p.downtime.item()) for p in page])
+    assert abs(float(fluid.downtime.item()) - mean) <= max(0.1 * mean, 0.005)
+
+
+def test_a_workload_that_writes_every_page_keeps_its_zero_pages_spread():
+    from lmtoolkit.compose import compose
+    from lmtoolkit.engine.common import zero_layout
+    from lmtoolkit.runner import build_scenario
+
+    hot = build_scenario(compose(["vm.zero_layout=linux", "vm.zero_fraction=0.3", "workload=hotcold"]))
+    idle = build_scenario(compose(["vm.zero_layout=linux", "vm.zero_fraction=0.3", "workload=idle"]))
+    assert zero_layout(hot) == "spread" and zero_layout(idle) == "linux"

@@ -28,8 +28,11 @@ rounds or likelihood slices; the write rate's profile likelihood).  ``engine="pa
 default) adds space mapping onto the page engine — the fluid residuals shifted by page −
 fluid at the estimate, refitted, twice: the fluid engine mixes the regions a pass sends and
 over-counts the pages a later sync adds by several per cent, which a rate pinned by those
-syncs follows — and writes a FIT file that runs the page engine; ``engine="fluid"`` stops at
-the fluid estimate.  Each parameter gets a standard deviation and a 16–84 % interval;
+syncs follows — then re-does the write rate's profile on the page engine (the shift holds at
+the estimate only; away from it the engines differ in which syncs happen, which made the
+fluid profile pin rates the page engine does not), moves the estimate to that profile's
+minimum where it lies more than :data:`PAGE_MOVE` below the estimate's page-engine cost, and
+writes a FIT file that runs the page engine; ``engine="fluid"`` stops at the fluid estimate.  Each parameter gets a standard deviation and a 16–84 % interval;
 :attr:`FitResult.samples` keeps the parameter sets ``lmtk whatif`` runs for its bands, and
 :attr:`FitResult.rate_interval` the write rate's profile interval (an open side: the log
 bounds the rate on the other side only).

@@ -2,10 +2,15 @@
 
 From the polls each dirty-bitmap sync ``k`` (``dirty-sync-count`` steps) is bracketed in time
 by the two polls around it; when exactly one sync fell between two polls, the pages it added
-to the bitmap are measured as what the bitmap grew by plus what was sent meanwhile; the first
-pass's (it ends in cheap zero pages) come from QEMU's first ``dirty-pages-rate`` (``ram.c:
-migration_update_rates``: pages the syncs of a period added, over the period).  The totals
-(time, bytes, downtime) and the pre-copy rate between polls complete :class:`Observed`.
+to the bitmap are measured as what the bitmap grew by plus what was sent meanwhile.  QEMU's
+``dirty-pages-rate`` adds, per period of more than 1 s, the pages that period's syncs newly set
+in the bitmap (rate x period: :func:`rate_periods`, with the lines of QEMU's ``ram.c`` it
+follows): the first pass's (it ends in cheap zero pages, which the bytes do not count) and
+those of syncs the polls do not separate; periods of different lengths sample the writes'
+saturation curve, which separates the write rate from the working set.  A host stall
+(:func:`find_stalls`) is cut out of the time line the fit sees, but the periods count over
+QEMU's real clock.  The totals (time, bytes, downtime) and the pre-copy rate between polls
+complete :class:`Observed`.
 """
 
 from __future__ import annotations

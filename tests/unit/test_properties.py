@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from lmtoolkit.model import HotColdWorkload, UniformWorkload
@@ -76,9 +76,15 @@ def test_bytes_cover_nonzero_memory_and_downtime_within_total(d):
 @FAST
 @given(scenarios, st.floats(1.05, 4.0))
 def test_total_time_non_increasing_in_bandwidth(d, factor):
+    """Except across Xen's byte budget: the live phase ends after the iteration whose total
+    sent exceeds ``max_factor`` x memory (xc_domain_save.c: ``total_sent > max_factor *
+    p2m_size``); a faster link dirties fewer pages per iteration, so the budget can take one
+    more iteration (256 MiB, 45,660 pages/s, 1 -> 1.005 Gbit/s: 8 -> 9 iterations, 7.75 ->
+    8.38 s, as the real rule would)."""
     d = {**d, "engine": "fluid"}
     slow = run(build(d))
     fast = run(build(d, gbit=d["gbit"] * factor))
+    assume(not ("max_sent" in (slow.stop_reason, fast.stop_reason) and slow.rounds != fast.rounds))
     if slow.completed and fast.completed:
         assert fast.total_time_s <= slow.total_time_s * (1 + 1e-6)
 

@@ -103,6 +103,9 @@ def _child(case: str) -> None:
     if case.startswith("page"):
         gib = 512.0 if case == "page512" else 64.0
         base = [_page_case(memory_gib=1.0, hot_mib=64, rate=0.0)[0] for _ in range(3)]
+        # the high-water mark once the package is imported and a small run done: what follows
+        # is the large run's own memory (the imports, ~100 MiB, are not the engine's)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         times, rec = [], None
         for s in range(1 if gib > 64 else 3):
             dt, rec = _page_case(memory_gib=gib, seed=s)

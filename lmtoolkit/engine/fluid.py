@@ -498,7 +498,6 @@ def _scan_profile(g: _Group, w: dict, t_nz, t_z) -> None:
     ex = g.st.extra
     on = g.layout & (g.Z.sum(1) > 0)
     if not on.any():
-        ex.pop("scan_on", None)
         return
     P, Z = w["P"], w["Z"]
     tfull = Z * t_z[:, None] + (P - Z) * t_nz[:, None]
@@ -909,6 +908,7 @@ def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
     geo = _segments(g)
     _scan_profile(g, geo, t_nz, t_z)
     k = np.clip(pol.phase_pages(st, ctx), np.minimum(1.0, P), P)
+    pol.drop_scan_profile(st)
     deadline = np.broadcast_to(np.asarray(pol.timeout_s, dtype=float), (S,))
     tmax = deadline - st.t
     mode = np.broadcast_to(np.asarray(pol.dirty_clear), (S,))

@@ -172,6 +172,7 @@ class _Run:
         self.nonzero = None
         z = self.vm.zero_pages
         self.layout = zero_layout(scn)
+        self._scan_left = True  # zero pages may still be pending (scan_profile)
         if z:
             self.nonzero = np.ones(self.n, dtype=bool)
             if self.layout == "linux":
@@ -223,8 +224,7 @@ class _Run:
         cumulative pages and seconds along the send order in ``st.extra`` for the policy
         (:meth:`lmtoolkit.policies.base.Policy.scan_profile`)."""
         ex = self.st.extra
-        if self.nonzero is None or self.layout == "spread" or not ex.get("scan_left", True):
-            ex.pop("scan_on", None)
+        if self.nonzero is None or self.layout == "spread" or not self._scan_left:
             return
         if int(np.count_nonzero(self.state)) == self.n:
             order = np.concatenate([np.arange(self.cursor, self.n), np.arange(0, self.cursor)])
@@ -232,8 +232,7 @@ class _Run:
             order = _send_order(_pending_pages(self.state), self.cursor)
         nz = self.nonzero[order]
         if nz.all():
-            ex["scan_left"] = False  # a written page never becomes zero again
-            ex.pop("scan_on", None)
+            self._scan_left = False  # a written page never becomes zero again
             return
         lk = self.pol.link(self.st, self.ctx)
         cost = np.where(nz, float(lk.t_nz), float(lk.t_z))
@@ -745,7 +744,9 @@ def simulate_page(scn: Scenario, snapshot=None) -> MigrationRecord:
         if code != 0:
             break
         run.scan_profile()
-        if not run.phase(int(pol.phase_pages(st, ctx))):
+        k = int(pol.phase_pages(st, ctx))
+        pol.drop_scan_profile(st)
+        if not run.phase(k):
             code = REASON_CODE["timeout"]
             break
     return apply_to_record(run.finish(code), scn)

@@ -412,6 +412,12 @@ class Policy:
         return st.extra["scan_cp"], st.extra["scan_ct"], on
 
     @staticmethod
+    def drop_scan_profile(st: State) -> None:
+        """Forget the engine's scan profile (it holds for one phase's start only)."""
+        for key in ("scan_on", "scan_cp", "scan_ct"):
+            st.extra.pop(key, None)
+
+    @staticmethod
     def along_profile(x, xp, fp):
         """``fp`` at ``x`` by linear interpolation along the nondecreasing ``xp`` (per row)."""
         if np.ndim(xp) == 1:

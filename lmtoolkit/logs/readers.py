@@ -524,7 +524,7 @@ def read_testbed(path) -> xr.Dataset:
     out.attrs["lmt_writer"] = json.dumps(testbed_writer(ds))
     out.attrs["lmt_label"] = str(ds.attrs.get("lmt_label", path.stem))
     out.attrs["title"] = f"migration log: testbed run {out.attrs['lmt_label']}"
-    for k in ("lmt_qemu", "lmt_kernel", "lmt_testbed_guest", "lmt_testbed_run"):
+    for k in ("lmt_qemu", "lmt_kernel", "lmt_testbed_guest", "lmt_testbed_run", "lmt_pass_clock"):
         if k in ds.attrs:
             out.attrs[k] = ds.attrs[k]
     return out

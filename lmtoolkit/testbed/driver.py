@@ -83,6 +83,18 @@ def guest_for(spec: RunSpec, guest: GuestSpec) -> GuestSpec:
     return GuestSpec(**d)
 
 
+def event_time(ev: dict, wall0: float, t0: float) -> float:
+    """Seconds from the ``migrate`` command to a QMP event: QEMU's own ``timestamp`` (seconds
+    and microseconds of the host's real-time clock when it emitted the event: for
+    ``MIGRATION_PASS``, the end of the bitmap sync, ``migration/ram.c: migration_bitmap_sync``)
+    against ``wall0`` (that clock at the command), else when the event was read (``_recv_t``,
+    the monotonic clock, against ``t0``)."""
+    ts = ev.get("timestamp") or {}
+    if "seconds" in ts and "microseconds" in ts:
+        return float(ts["seconds"]) + float(ts["microseconds"]) / 1e6 - wall0
+    return float(ev["_recv_t"]) - t0
+
+
 class MigrationFailed(RuntimeError):
     pass
 
@@ -220,6 +232,8 @@ class Testbed:
 
         samples, passes = [], []
         t0 = time.monotonic()
+        wall0 = time.time()  # QEMU stamps events with the host's real-time clock
+        stamped = True  # every MIGRATION_PASS carried QEMU's timestamp
         src.qmp.cmd("migrate", uri=uri)
         status, info, postcopy_started, cancelled = "setup", {}, False, False
         last_active = {}
@@ -243,7 +257,8 @@ class Testbed:
             )
             for ev in src.qmp.poll_events():
                 if ev.get("event") == "MIGRATION_PASS":
-                    passes.append((ev["_recv_t"] - t0, ev["data"]["pass"]))
+                    passes.append((event_time(ev, wall0, t0), ev["data"]["pass"]))
+                    stamped = stamped and "seconds" in (ev.get("timestamp") or {})
             if status in ("completed", "failed", "cancelled"):
                 break
             if (
@@ -273,6 +288,8 @@ class Testbed:
         out = self._measure(spec, info, samples, passes, rate_before, wall)
         out["postcopy_started"] = postcopy_started
         out["max_rate_measured"] = max_rate
+        # pass_time: when QEMU emitted each MIGRATION_PASS ("qemu") or when it was read
+        out["pass_clock"] = "qemu" if stamped else "received"
         if status == "completed":
             # the guest runs on the destination now: its achieved rate and its memory check
             run = dst.qmp.cmd("query-status")

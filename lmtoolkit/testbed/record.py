@@ -62,7 +62,7 @@ UNITS = {
     "buffer_mib": ("MiB", "the dirtier's buffer"),
 }
 
-STRINGS = ("status", "pattern", "tag", "label", "pacing")
+STRINGS = ("status", "pattern", "tag", "label", "pacing", "pass_clock")
 SKIP = ("samples", "passes", "throttle")
 
 
@@ -107,6 +107,8 @@ def to_dataset(m: dict, extra_attrs: dict | None = None) -> xr.Dataset:
             ds[k].attrs.update(units=u, long_name=ln)
     for k in ("sample_time", "pass_time"):
         ds[k].attrs.update(units="s", long_name="since the migrate command")
+    # lmt_pass_clock (attrs): "qemu" — pass_time is QEMU's own event timestamp (the end of the
+    # sync); "received" or empty (older records) — when the poll read the event
     commit, dirty = provenance.git_state()
     ds.attrs.update(
         {

@@ -352,3 +352,12 @@ def test_writer_under_throttling_is_wall_paced_with_the_headroom():
             assert float(pacing_speed(1 - pct, True, 3.0)) == pytest.approx(min(1.0, 3.0 * (1 - pct)))
     run = xr.Dataset({"max_rate_measured": 2500.0}, attrs={"lmt_pacing": "wall"})
     assert V.writer_peak_rate(run, 1000.0, 3.0) == 2500.0  # the guest's flat-out rate caps it
+
+
+def test_pass_events_are_timed_by_qemus_own_timestamp():
+    from lmtoolkit.testbed.driver import event_time
+
+    ev = {"event": "MIGRATION_PASS", "timestamp": {"seconds": 1000, "microseconds": 250000}, "_recv_t": 50.9}
+    assert event_time(ev, wall0=998.0, t0=50.0) == pytest.approx(2.25)  # not when it was read (0.9)
+    del ev["timestamp"]
+    assert event_time(ev, wall0=998.0, t0=50.0) == pytest.approx(0.9)

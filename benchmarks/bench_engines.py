@@ -140,9 +140,6 @@ def _child(case: str) -> None:
                 times.append(dt)
             res[f"round_detail_{detail}"] = {
                 "median_s": statistics.median(times),
-            # the first run in a process also pays for the kernel's huge pages (numpy madvises
-            # them for large arrays; THP 'madvise' compacts memory for the 1-byte-per-page state)
-            "first_run_s": times[0],
                 "scenarios_per_s": 100_000 / statistics.median(times),
                 "goal_per_s": 100_000 if detail else 300_000,
                 "ratio_to_closed_form": statistics.median(times) / base,

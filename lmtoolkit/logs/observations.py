@@ -108,10 +108,9 @@ def find_stalls(t, st, tr, rem, c) -> list[tuple[float, float]]:
 PERIOD_S = 1.0
 
 
-def sync_brackets(t, c, K: int, end: float, exact: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+def sync_brackets(t, c, K: int, end: float) -> tuple[np.ndarray, np.ndarray]:
     """Times between which each sync ``k = 1 … K`` (index ``k - 1``) ran: the last poll that had
-    not seen it and the first that had (0 and ``end`` where the log has none); where ``exact``
-    (:func:`exact_sync_times`) has the sync and the polls agree with it, that time."""
+    not seen it and the first that had (0 and ``end`` where the log has none)."""
     a, b = np.zeros(K), np.full(K, float(end))
     for k in range(1, K + 1):
         before, after = np.flatnonzero(c < k), np.flatnonzero(c >= k)
@@ -119,39 +118,10 @@ def sync_brackets(t, c, K: int, end: float, exact: dict | None = None) -> tuple[
             a[k - 1] = t[before[-1]]
         if after.size:
             b[k - 1] = t[after[0]]
-        a[k - 1], b[k - 1] = _pin(a[k - 1], max(a[k - 1], b[k - 1]), (exact or {}).get(k))
     return a, np.maximum(a, b)
 
 
-#: how far (s) an event's own time may lie outside the polls' bracket and still be believed
-#: (the polls' clock and QEMU's differ by the read of one reply)
-PIN_SLACK_S = 0.002
-
-
-def _pin(a: float, b: float, x) -> tuple[float, float]:
-    """The bracket ``[a, b]`` collapsed onto ``x`` when ``x`` lies in it (within
-    :data:`PIN_SLACK_S`), else unchanged."""
-    if x is None or not np.isfinite(x) or not (a - PIN_SLACK_S <= x <= b + PIN_SLACK_S):
-        return a, b
-    return float(x), float(x)
-
-
-def exact_sync_times(log) -> dict[int, float]:
-    """Sync ``k`` -> when it ended (s since ``migrate``, QEMU's clock), from ``MIGRATION_PASS``
-    events that carry QEMU's own timestamp (``lmt_pass_clock == "qemu"``: testbed records from
-    this version on; ``migration/ram.c: migration_bitmap_sync`` emits the event, with the new
-    ``dirty_sync_count``, once the sync is done).  Empty when the log only says when each event
-    was read — no better than the polls."""
-    if str(log.attrs.get("lmt_pass_clock", "")) != "qemu" or "pass_time" not in log:
-        return {}
-    return {
-        int(k): float(x)
-        for x, k in zip(log.pass_time.values.tolist(), log.pass_number.values.tolist())
-        if np.isfinite(x)
-    }
-
-
-def rate_periods(t, st, c, dpr, rem, K, setup, page, ram, switched_over, exact=None) -> list[tuple]:
+def rate_periods(t, st, c, dpr, rem, K, setup, page, ram, switched_over) -> list[tuple]:
     """QEMU's ``dirty-pages-rate`` as counts: the pages each period's syncs newly set in the
     migration bitmap.
 
@@ -179,7 +149,7 @@ def rate_periods(t, st, c, dpr, rem, K, setup, page, ram, switched_over, exact=N
     (real, stalls included).  Returns (first sync, last sync, bytes, σ): σ from the brackets of
     both ends (uniform) and, for the first period, where the working set lay against the first
     pass's cursor (see :func:`observe`)."""
-    a, b = sync_brackets(t, c, K, t[-1] if t.size else 0.0, exact)
+    a, b = sync_brackets(t, c, K, t[-1] if t.size else 0.0)
     if np.isfinite(setup) and setup >= 0:
         # the setup sync ends the setup phase, which began before the last poll that still saw
         # it (or at the migrate command): it ran within setup-time of that poll
@@ -288,8 +258,6 @@ def observe(log: xr.Dataset, delta_pages: bool = False) -> Observed:
     setup = setup if np.isfinite(setup) else 0.0
     end_pre = total - (down if np.isfinite(down) else 0.0)
     page = log_value(log, "page_size", 4096.0)
-    exact_real = exact_sync_times(log)  # QEMU's clock, stalls included
-    exact = {k: x - sum(cut for at, cut in stalls if x > at) for k, x in exact_real.items()}
     lo, hi, dirty, dsig = [], [], [], []
     for k in range(2, K + 1):
         before = np.flatnonzero(c < k)
@@ -301,8 +269,6 @@ def observe(log: xr.Dataset, delta_pages: bool = False) -> Observed:
         elif completed and not postcopy:
             b = min(b, end_pre)
             a = min(a, b)
-        if not (completed and not postcopy and k == K):
-            a, b = _pin(a, b, exact.get(k))
         lo.append(a)
         hi.append(b)
         d, s = math.nan, math.nan
@@ -349,9 +315,7 @@ def observe(log: xr.Dataset, delta_pages: bool = False) -> Observed:
     periods = []
     if dpr is not None and np.isfinite(dpr).any():
         ram = log_value(log, "ram_total")
-        periods = rate_periods(
-            t_real, st, c, dpr, rem, K, setup, page, ram, completed and not postcopy, exact_real
-        )
+        periods = rate_periods(t_real, st, c, dpr, rem, K, setup, page, ram, completed and not postcopy)
     for first, last, _, sig in periods:
         if first == last and np.isfinite(dirty[first - 2]):
             # one sync, also measured from the polls: keep the sharper of the two

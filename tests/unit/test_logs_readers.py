@@ -282,30 +282,3 @@ def test_a_netcdf_that_is_not_a_testbed_record_is_refused(tmp_path):
     xr.Dataset({"x": ("a", [1.0])}, attrs={"lmt_kind": "sweep"}).to_netcdf(p, engine="h5netcdf")
     with pytest.raises(ConfigError, match="not a testbed record"):
         read_log(p)
-
-
-def test_qemus_own_pass_times_pin_the_sync_times(tmp_path):
-    """A record whose MIGRATION_PASS times are QEMU's own (lmt_pass_clock "qemu") pins each
-    sync to its time when the polls agree; one the polls contradict, or a record whose times
-    are only when the poll read the event, keeps the polls' bracket."""
-    src = xr.load_dataset(TESTBED / "r10000-h064-rand-bw064-dl0300-n0.nc")
-    plain = observe(read_log(TESTBED / "r10000-h064-rand-bw064-dl0300-n0.nc"))
-    K = plain.syncs
-    mid = 0.5 * (plain.lo + plain.hi)  # inside every bracket (syncs 2 … K)
-    mid[1] = plain.hi[1] + 0.05  # the polls contradict this one
-    src = src.drop_dims("pass")
-    src["pass_time"] = ("pass", mid)
-    src["pass_number"] = ("pass", np.arange(2, K + 1))
-    for clock, pinned in (("qemu", True), ("received", False)):
-        src.attrs["lmt_pass_clock"] = clock
-        f = tmp_path / f"{clock}.nc"
-        src.to_netcdf(f)
-        obs = observe(read_log(f))
-        inner = slice(0, K - 2)  # the switchover sync keeps its own bracket
-        if pinned:
-            keep = np.arange(K - 2) != 1
-            assert np.allclose(obs.lo[inner][keep], mid[inner][keep])
-            assert np.allclose(obs.hi[inner][keep], mid[inner][keep])
-            assert obs.lo[1] == plain.lo[1] and obs.hi[1] == plain.hi[1]
-        else:
-            assert np.array_equal(obs.lo, plain.lo) and np.array_equal(obs.hi, plain.hi)

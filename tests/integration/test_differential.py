@@ -204,6 +204,7 @@ def compare(named):
                 else (0.0 if np.isnan(p.downtime_s) and np.isnan(f.downtime_s) else np.inf),
                 down_abs=abs(f.downtime_s - p.downtime_s) if both else 0.0,
                 flip=(f.converged, f.completed) != (p.converged, p.completed),
+                rounds_ok=abs(f.rounds - p.rounds) <= max(1, 0.1 * p.rounds),
                 seed_disagree=len(verdicts) > 1,
                 page=p,
                 fluid=f,
@@ -232,6 +233,8 @@ def summary(rows) -> dict:
         down_p99=pct(down, 99),
         flips=flips,
         seed_flips=sum(r["flip"] and r["seed_disagree"] for r in rows),
+        # rounds (dirty syncs) within +-1 or 10 %: the per-round trajectories researchers plot
+        rounds_share=float(np.mean([r["rounds_ok"] for r in rows])),
     )
 
 
@@ -240,6 +243,9 @@ def check(s: dict) -> None:
     assert s["bytes_p99"] <= 0.03, s
     assert s["down_p90"] <= 0.10, s
     assert not s["flips"], s
+    # measured: 680 of 684 (the misses: a 100 ms check more or less per phase tips a
+    # non-converging migration onto another phase length, e.g. b20-zipf 350 vs 256 rounds)
+    assert s["rounds_share"] >= 0.98, s
 
 
 def test_differential_reduced():
@@ -257,7 +263,8 @@ def report(rows, worst: int = 12) -> str:
         f"n={s['n']}  total p50/p90/p99 = {s['total_p50']:.2%} / {s['total_p90']:.2%} / "
         f"{s['total_p99']:.2%};  bytes {s['bytes_p50']:.2%} / {s['bytes_p90']:.2%} / "
         f"{s['bytes_p99']:.2%};  downtime {s['down_p50']:.2%} / {s['down_p90']:.2%} / "
-        f"{s['down_p99']:.2%};  flips {len(s['flips'])} (+{s['seed_flips']} seed-uncertain)"
+        f"{s['down_p99']:.2%};  flips {len(s['flips'])} (+{s['seed_flips']} seed-uncertain);  "
+        f"rounds within +-1/10 % {s['rounds_share']:.1%}"
     ]
     for r in sorted(rows, key=lambda r: -max(r["total"], r["bytes"], min(r["down"], 9.99)))[:worst]:
         p, f = r["page"], r["fluid"]

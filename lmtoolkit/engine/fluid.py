@@ -126,8 +126,9 @@ def _needs_bins(scn: Scenario) -> bool:
     return str(pol.dirty_clear) == "chunk" and float(pol.clear_chunk_pages(scn.context())) < scn.vm.pages
 
 
-def _edges_of(scn: Scenario, regs, binned: bool) -> np.ndarray:
-    """Bin bounds (fractions of memory) of one migration."""
+def _edges_of(scn: Scenario, regs, binned: bool, layout: str) -> np.ndarray:
+    """Bin bounds (fractions of memory) of one migration (``layout``: its
+    :func:`~.common.zero_layout`)."""
     if not binned:
         return np.array([0.0, 1.0])
     npg = float(scn.vm.pages)
@@ -140,9 +141,9 @@ def _edges_of(scn: Scenario, regs, binned: bool) -> np.ndarray:
     n, lam, seq, first = regs
     for j in np.flatnonzero(seq & (n > 0)):
         e.append(np.linspace(first[j], first[j] + n[j], SEQ_BINS + 1) / npg)
-    clustered = zero_layout(scn) != "spread"
+    clustered = layout != "spread"
     if clustered:
-        e.append(np.array([1.0 - scn.vm.top_nonzero_pages / npg]))
+        e.append(np.array([_zero_top(scn.vm)]))
     e = _tidy_edges(e)
     if clustered:
         lo = _zero_floor(e, _pages_per_bin(e, regs, npg)[:, -1], scn.vm)
@@ -158,10 +159,15 @@ def _tidy_edges(parts) -> np.ndarray:
     return e
 
 
+def _zero_top(vm) -> float:
+    """``vm.zero_layout=linux``: where the data tail at the top of RAM begins (fraction of memory)."""
+    return 1.0 - vm.top_nonzero_pages / vm.pages
+
+
 def _zero_floor(edges: np.ndarray, untouched: np.ndarray, vm) -> float:
     """``vm.zero_layout=linux``: the address (fraction of memory) above which the untouched
     pages below the top tail hold the VM's zero pages (untouched pages spread evenly in a bin)."""
-    top = 1.0 - vm.top_nonzero_pages / vm.pages
+    top = _zero_top(vm)
     left = float(vm.zero_pages)
     for b in range(untouched.size - 1, -1, -1):
         lo, hi = edges[b], edges[b + 1]
@@ -181,7 +187,7 @@ def _zero_per_bin(edges: np.ndarray, untouched: np.ndarray, vm, layout: str) -> 
     W = np.diff(edges)
     if layout == "spread" or z <= 0:
         return z * W
-    top = 1.0 - vm.top_nonzero_pages / vm.pages
+    top = _zero_top(vm)
     lo = _zero_floor(edges, untouched, vm)
     mid = 0.5 * (edges[:-1] + edges[1:])
     out = np.where((mid > lo) & (mid < top), untouched, 0.0)
@@ -260,15 +266,16 @@ class FluidInputs:
         seq = np.array([r[2] for r in regs])[inverse]
         first = np.array([r[3] for r in regs])[inverse]
         binned = any(_needs_bins(s) for s in uniq)
-        edges = [_edges_of(s, r, binned) for s, r in zip(uniq, regs)]
+        layouts = [zero_layout(s) for s in uniq]
+        edges = [_edges_of(s, r, binned, lay) for s, r, lay in zip(uniq, regs, layouts)]
         B = max(e.size for e in edges) - 1
         E = np.ones((len(uniq), B + 1))
         NB = np.zeros((len(uniq), B, R))
         ZB = np.zeros((len(uniq), B))
-        for i, (e, s, r) in enumerate(zip(edges, uniq, regs)):
+        for i, (e, s, r, lay) in enumerate(zip(edges, uniq, regs, layouts)):
             E[i, : e.size] = e
             NB[i, : e.size - 1] = _pages_per_bin(e, r, float(s.vm.pages))
-            ZB[i, : e.size - 1] = _zero_per_bin(e, NB[i, : e.size - 1, -1], s.vm, zero_layout(s))
+            ZB[i, : e.size - 1] = _zero_per_bin(e, NB[i, : e.size - 1, -1], s.vm, lay)
         ctx = _stack_context([s.context() for s in uniq]).subset(inverse)
         wall = np.array([s.workload.pacing == "wall" for s in uniq])[inverse]
         peak = np.array(
@@ -294,7 +301,7 @@ class FluidInputs:
             headroom=headroom,
             zero=np.array([s.vm.zero_pages for s in uniq], dtype=float)[inverse],
             zb=ZB[inverse],
-            layout=np.array([zero_layout(s) != "spread" for s in uniq])[inverse],
+            layout=np.array([lay != "spread" for lay in layouts])[inverse],
             edges=E[inverse],
             nb=NB[inverse],
             vcpus=np.array([s.vm.vcpus for s in uniq], dtype=float)[inverse],

@@ -226,10 +226,7 @@ class _Run:
         ex = self.st.extra
         if self.nonzero is None or self.layout == "spread" or not self._scan_left:
             return
-        if int(np.count_nonzero(self.state)) == self.n:
-            order = np.concatenate([np.arange(self.cursor, self.n), np.arange(0, self.cursor)])
-        else:
-            order = _send_order(_pending_pages(self.state), self.cursor)
+        order = _send_order(_pending_pages(self.state), self.cursor)
         nz = self.nonzero[order]
         if nz.all():
             self._scan_left = False  # a written page never becomes zero again

@@ -168,6 +168,8 @@ class Problem:
         seq = pattern == "sequential"
         lam_page = self._write_rate_per_page(pattern, X) if seq else None
         mask = np.ones((batch.n, m), dtype=bool)
+        col = {name: total_column(o, name) for name in TOTALS}
+        per0 = 2 * nk + len(TOTALS)  # the first dirty-pages-rate period's column
         for s, (ts, ds, du) in enumerate(trajs):
             end_sim = float(sc["total_time_s"][s]) - np.nan_to_num(float(sc["downtime_s"][s])) + o.setup_time
             n_sim = ts.size  # syncs after the setup one
@@ -206,31 +208,36 @@ class Problem:
             if kdep < nk:
                 # what the sweep's phase decides: the syncs after it, what they add, the totals
                 mask[s, kdep + 1 : nk] = False
-                mask[s, nk + kdep : 2 * nk + 4] = False
-                mask[s, 2 * nk + 5] = False
+                mask[s, nk + kdep : col["overhead_prior"]] = False
+                mask[s, col["phase_penalty"]] = False
                 for q, (_, last, _, _) in enumerate(o.periods):
                     if last - 2 >= kdep:
-                        mask[s, 2 * nk + 6 + q] = False
-            R[s, 2 * nk] = max(n_sim - nk, 0)  # syncs the log does not have
+                        mask[s, per0 + q] = False
+            R[s, col["syncs"]] = max(n_sim - nk, 0)  # syncs the log does not have
             T = float(sc["total_time_s"][s]) + o.setup_time
-            R[s, 2 * nk + 1] = (T - o.total_time) / (0.01 * o.total_time + 0.03)
+            R[s, col["total_time"]] = (T - o.total_time) / (0.01 * o.total_time + 0.03)
             B = float(sc["transferred_bytes"][s])
-            R[s, 2 * nk + 2] = (B - o.transferred) / (0.01 * o.transferred + MIB)
+            R[s, col["transferred"]] = (B - o.transferred) / (0.01 * o.transferred + MIB)
             if o.completed and np.isfinite(o.downtime):
                 d = float(sc["downtime_s"][s])
                 d = d if np.isfinite(d) else 10.0 * (o.downtime + 0.05)
-                R[s, 2 * nk + 3] = (d - o.downtime) / (0.1 * o.downtime + 0.005)
-            R[s, 2 * nk + 5] = math.sqrt(penalty)  # so that patterns compare by likelihood
+                R[s, col["downtime"]] = (d - o.downtime) / (0.1 * o.downtime + 0.005)
+            R[s, col["phase_penalty"]] = math.sqrt(penalty)  # so that patterns compare by likelihood
             for q, (first, last, new_obs, sig) in enumerate(o.periods):
                 # QEMU's dirty-pages-rate x the period: the pages syncs first … last newly set
                 new = float(np.nansum(ds[first - 2 : min(last - 1, n_sim)])) * page
-                R[s, 2 * nk + 6 + q] = (new - new_obs) / sig
+                R[s, per0 + q] = (new - new_obs) / sig
             if self.overhead_prior_ms:
                 i = next((i for i, p in enumerate(self.params) if p.key == "policy.stop_overhead_ms"), None)
                 if i is not None:
-                    R[s, 2 * nk + 4] = self.params[i].from_x(X[s, i]) / self.overhead_prior_ms
+                    R[s, col["overhead_prior"]] = self.params[i].from_x(X[s, i]) / self.overhead_prior_ms
         groups = np.concatenate(
-            [np.arange(nk), np.arange(nk), np.full(6, -1), [last - 2 for _, last, _, _ in o.periods]]
+            [
+                np.arange(nk),
+                np.arange(nk),
+                np.full(len(TOTALS), -1),
+                [last - 2 for _, last, _, _ in o.periods],
+            ]
         ).astype(int)
         if shift and self.shift is not None:
             R = R + self.shift

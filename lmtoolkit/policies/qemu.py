@@ -264,7 +264,8 @@ class QemuPolicy(PrecopyPolicy):
         to_threshold = np.maximum(st.pending - below, 0.0)
         lk = self.link(st, ctx)
         per_page = self.pending_page_s(st, ctx, lk)
-        per_check = self.check_period_s(st, ctx) / per_page
+        period = self.check_period_s(st, ctx)
+        per_check = period / per_page
         checks = np.maximum(np.ceil(to_threshold / per_check - 1e-9), 1.0)
         k = np.round(checks * per_check)
         prof = self.scan_profile(st)
@@ -272,7 +273,6 @@ class QemuPolicy(PrecopyPolicy):
             # zero pages in one stretch (vm.zero_layout): the checks come every period of
             # time, whatever the pages scanned in it — time along the send order
             cp, ct, on = prof
-            period = self.check_period_s(st, ctx)
             need = self.along_profile(to_threshold, cp, ct)
             checks_t = np.maximum(np.ceil(need / period - 1e-9), 1.0)
             k = np.where(on, np.round(self.along_profile(checks_t * period, ct, cp)), k)

@@ -13,8 +13,8 @@ driver cancelled — with the QEMU-like policy (``policy=hybrid`` with
 ``precopy_passes=postcopy_after_passes`` for post-copy runs) and
 ``policy.dirty_clear=sync`` (TCG's dirty tracking, see :mod:`lmtoolkit.policies.qemu`).
 
-**What is fitted** (:func:`fit`, closed form from measured quantities — no simulation —
-on the *fit* runs only):
+**What is fitted** (:func:`fit`, on the *fit* runs only; closed form from measured
+quantities — no simulation — except the writer's headroom under throttling, below):
 
 * the uncapped stop-and-copy rate and the fixed switchover cost in ``downtime =
   stop_overhead + downtime_bytes / stop_rate`` → ``network.bandwidth_gbit_s``

@@ -2,7 +2,8 @@
 
 A *family* is the testbed runs of one guest workload (the write rate asked of the guest, its
 hot set and pattern) under different settings (cap, downtime limit, capabilities,
-post-copy).  For each family with at least two settings:
+post-copy).  For each family with at least two settings, one of them plain (a family of
+capability runs only — e.g. matrix=multifd's — has no run to fit on and is left out):
 
 1. the *fit run* is fixed by its settings, not by its outcome: a plain run (no XBZRLE,
    auto-converge, multifd or post-copy) closest to the testbed's reference setting (64 MiB/s,
@@ -80,7 +81,7 @@ def plain(run) -> bool:
 
 def choose_fit_run(runs: list):
     """The family's fit run: plain, closest to 64 MiB/s and 300 ms, first repeat."""
-    cands = [r for r in runs if plain(r)] or list(runs)
+    cands = [r for r in runs if plain(r)]
 
     def dist(r):
         bw, dl = setting_key(r)[:2]
@@ -97,7 +98,9 @@ def families(runs: list) -> dict:
     fam: dict = {}
     for r in runs:
         fam.setdefault(family_key(r), []).append(r)
-    return {k: v for k, v in fam.items() if len({setting_key(r) for r in v}) >= 2}
+    return {
+        k: v for k, v in fam.items() if len({setting_key(r) for r in v}) >= 2 and any(plain(r) for r in v)
+    }
 
 
 def run_overrides(run, fit_policy: str, fitted_rate: float | None = None) -> list[str]:

@@ -95,7 +95,10 @@ Rules and their sources:
   ``max-bandwidth + channels x 512 KiB / BUFFER_DELAY`` (testbed, QEMU 10.0, 128 MiB/s
   cap: 2, 4, 8 channels ran +9, +11, +25 % faster than the cap allows).  QEMU before 9.0
   charged a packet when it was queued (``multifd_send_pages``: ``migration_rate_account``):
-  no overshoot there (``qemu_version``).
+  no overshoot there (``qemu_version``).  The switchover's pages go out on the channels too
+  (``ram_save_complete``: ``ram_find_and_save_block`` → ``ram_save_multifd_page``, then
+  ``multifd_ram_flush_and_sync``), uncapped: the pause is sent at
+  ``min(line, channels x one stream)`` (``network.stream_gbit_s``) like pre-copy.
 """
 
 from __future__ import annotations

@@ -30,7 +30,15 @@ quantities — no simulation — except the writer's headroom under throttling, 
   runs that switched over inside their first pass (``dirty_sync_count`` 3: idle guests),
   which are left out of the stop-and-copy line;
 * the zero-page cost under TCG: idle runs' time not explained by their bytes at the cap,
-  per zero page → ``host.zero_scan_gib_s``.
+  per zero page → ``host.zero_scan_gib_s``;
+* how much faster than one stream the multifd channels send the switchover's pages
+  (``multifd_stop_speedup``, by simulation over a grid, 1-4, on the fit runs with multifd:
+  QEMU's ``downtime-bytes`` leaves the channels' bytes out, so there is no closed form).  One
+  stream — one sender thread on the loopback — is ``network.stream_gbit_s`` = the fitted stop
+  rate, the "line" ``network.bandwidth_gbit_s`` is that times the speedup (the host's CPUs),
+  and N channels send at ``min(N, speedup)`` x the stop rate (:mod:`lmtoolkit.policies.qemu`,
+  *Multifd*).  Fitted on the 6 fit runs with multifd (matrix=extended's 2, matrix=multifd's
+  4): 3.0; one stream's rate made every multifd pause 7-19 ms too long.
 
 (Tried and dropped: scaling the cap by the ~1.5 % QEMU's pre-copy exceeds ``max-bandwidth``
 by — it made the held-out total-time error worse, 2.7 % → 3.8 %.)
@@ -40,8 +48,8 @@ its clock; a throttled vCPU (``system/cpu-throttle.c: cpu_throttle_thread``: 10 
 then ``pct / (1 - pct)`` x 10 ms asleep) makes it miss writes, of which it makes up some.  It is
 simulated as ``workload.pacing=wall`` with ``workload.max_rate_pages_s = headroom x rate``
 (at most the guest's measured flat-out rate): the headroom (``throttle_headroom``) is fitted
-on the fit runs with auto-converge, by simulation over a grid (1.2-8), the one value
-fitted by simulation.  Under TCG the dirtier's catch-up setting (``pacing``) turned out not to
+on the fit runs with auto-converge, by simulation over a grid (1.2-8), like the multifd
+speedup above.  Under TCG the dirtier's catch-up setting (``pacing``) turned out not to
 matter (see :data:`lmtoolkit.logs.readers.TESTBED_THROTTLE_HEADROOM`): one headroom serves
 every run.
 
@@ -83,6 +91,8 @@ GOALS = {
 
 #: the throttle headrooms tried by :func:`fit` (see the module doc)
 HEADROOM_GRID = (1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
+#: the multifd stop-and-copy speedups tried by :func:`fit` (see the module doc)
+MULTIFD_SPEEDUP_GRID = (1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)
 
 
 @dataclass
@@ -95,6 +105,7 @@ class Calibration:
     zero_scan_gib_s: float = 4.0
     dst_populate_mib_s: float | None = None
     throttle_headroom: float = 3.0
+    multifd_stop_speedup: float = 1.0
     n_fit: int = 0
 
     def as_dict(self):
@@ -192,32 +203,63 @@ def fit(runs: list[xr.Dataset]) -> Calibration:
         t = float(np.median(per_zero))
         cal.zero_scan_gib_s = float(PAGE / t / 2**30) if t > 0 else 1000.0
     cal.throttle_headroom = fit_throttle_headroom(runs, cal)
+    cal.multifd_stop_speedup = fit_multifd_stop_speedup(runs, cal)
     return cal
+
+
+def _grid_fit(
+    runs: list[xr.Dataset], cal: Calibration, field: str, grid, error, engine: str = "page"
+) -> float:
+    """The grid value of ``cal.<field>`` whose simulations of ``runs`` have the smallest median
+    ``error(run, simulated)`` (ties: the smaller value); ``cal.<field>`` when there are no runs."""
+    from dataclasses import replace
+
+    from .. import api
+
+    if not runs:
+        return getattr(cal, field)
+    best = (np.inf, getattr(cal, field))
+    for v in grid:
+        trial = replace(cal, **{field: v})
+        err = [error(r, api.simulate(overrides_for(r, trial, engine))) for r in runs]
+        best = min(best, (float(np.median(err)), v))
+    return best[1]
 
 
 def fit_throttle_headroom(runs: list[xr.Dataset], cal: Calibration, engine: str = "page") -> float:
     """The writer's headroom under throttling (module doc): the grid value whose simulations of
     the auto-converge runs among ``runs`` have the smallest median |relative error| of total time
     (ties: the smaller headroom); ``cal.throttle_headroom`` when there are none."""
-    from dataclasses import replace
-
-    from .. import api
-
     ac = [r for r in runs if _b(r, "auto_converge") and _v(r, "dirty_rate_measured") > 0]
-    if not ac:
-        return cal.throttle_headroom
-    best = (np.inf, cal.throttle_headroom)
-    for h in HEADROOM_GRID:
-        trial = replace(cal, throttle_headroom=h)
-        err = [
-            abs(
-                float(api.simulate(overrides_for(r, trial, engine)).total_time.item()) / _v(r, "total_time")
-                - 1
-            )
-            for r in ac
-        ]
-        best = min(best, (float(np.median(err)), h))
-    return best[1]
+    return _grid_fit(
+        ac,
+        cal,
+        "throttle_headroom",
+        HEADROOM_GRID,
+        lambda r, sim: abs(float(sim.total_time.item()) / _v(r, "total_time") - 1),
+        engine,
+    )
+
+
+def fit_multifd_stop_speedup(runs: list[xr.Dataset], cal: Calibration, engine: str = "page") -> float:
+    """How much faster than one stream the multifd channels send the switchover's pages
+    (module doc): the grid value whose simulations of the completed pre-copy multifd runs among
+    ``runs`` have the smallest median |downtime error|; ``cal.multifd_stop_speedup`` when there
+    are none.  (QEMU's ``downtime-bytes`` leaves out the multifd channels' bytes, so the rate
+    cannot be read off the records in closed form as the single stream's is.)"""
+    mfd = [
+        r
+        for r in runs
+        if _v(r, "multifd_channels", 0) > 0 and _b(r, "completed") and not _b(r, "postcopy_started")
+    ]
+    return _grid_fit(
+        mfd,
+        cal,
+        "multifd_stop_speedup",
+        MULTIFD_SPEEDUP_GRID,
+        lambda r, sim: abs(float(sim.downtime.item()) - _v(r, "downtime")),
+        engine,
+    )
 
 
 def first_pass_stop(run: xr.Dataset) -> bool:
@@ -244,7 +286,10 @@ def overrides_for(run: xr.Dataset, cal: Calibration, engine: str = "page") -> li
         "vm.zero_layout=linux",
         "vm.vcpus=1",
         f"vm.device_state_mib={cal.device_state_mib!r}",
-        f"network.bandwidth_gbit_s={cal.stop_rate_bytes_s * 8 / 1e9!r}",
+        # one stream (the sender thread) at the fitted stop rate; parallel multifd channels
+        # up to multifd_stop_speedup x that (the loopback "line": the host's CPUs)
+        f"network.bandwidth_gbit_s={cal.stop_rate_bytes_s * cal.multifd_stop_speedup * 8 / 1e9!r}",
+        f"network.stream_gbit_s={cal.stop_rate_bytes_s * 8 / 1e9!r}",
         "network.efficiency=1.0",
         "network.latency_ms=0.0",
         f"host.zero_scan_gib_s={cal.zero_scan_gib_s!r}",

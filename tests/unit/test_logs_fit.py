@@ -258,11 +258,13 @@ def test_validation_families_and_the_fit_run_rule():
         *(f"r10000-h064-rand-bw064-dl{dl}-n0" for dl in ("0030", "0100", "0300", "1000")),
         *(f"r20000-h128-rand-bw032-{s}-n0" for s in ("dl0030", "dl0100-ac", "dl0300-pc")),
         *(f"r10000-h032-seq-bw100-dl0300-n{k}" for k in range(3)),
+        *(f"r15000-h064-rand-bw150-dl0300-mfd{c}-n0" for c in (3, 6)),
     ]  # named: the reference set grows
     runs = [r for n in names for r in load_runs(TESTBED / f"{n}.nc")]
     fams = LV.families(runs)
     names = {LV._fam_label(k): [LV.label(r) for r in v] for k, v in fams.items()}
-    assert set(names) == {"r10000-h064-rand", "r20000-h128-rand"}  # r10000-h032-seq: one setting
+    # r10000-h032-seq: one setting; r15000-h064-rand: two settings, no plain run to fit on
+    assert set(names) == {"r10000-h064-rand", "r20000-h128-rand"}
     assert len(names["r10000-h064-rand"]) == 4
     pick = {n: LV.label(LV.choose_fit_run(fams[k])) for k, n in ((k, LV._fam_label(k)) for k in fams)}
     assert pick["r10000-h064-rand"] == "r10000-h064-rand-bw064-dl0300-n0"

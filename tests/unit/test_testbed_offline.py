@@ -86,26 +86,24 @@ def test_split_is_fixed_and_repeats_stay_together(runs):
 
 
 @pytest.mark.validation
-def test_validate_on_held_out_runs_meets_what_it_meets_and_keeps_the_rest():
-    """Issue 12 raised the goals (V.GOALS) and tripled the reference set (122 runs, 85 held
-    out).  Met: total time (median and p90), bytes, verdicts, dirty syncs.  Not met (README,
-    "what remains"): the downtime median (idle guests' memory layout, multifd stops), held at
-    the value measured (deliberately not ``goals_met``)."""
+def test_validate_on_held_out_runs_meets_the_goals():
+    """Issue 12 raised the goals (V.GOALS) and tripled the reference set (138 runs, 97 held
+    out: matrix=full, extended and multifd).  The held-out runs meet every goal, the downtime
+    median too since the multifd channels' stop rate is fitted (README, "Validation")."""
     import json
 
     from lmtoolkit.logs.readers import TESTBED_THROTTLE_HEADROOM
 
     cmp = V.compare()
     assert {"measured_total_time", "simulated_total_time", "fit"} <= set(cmp.variables) | set(cmp.coords)
+    cal = json.loads(cmp.attrs["lmt_calibration"])
     # the writer's headroom under throttling, fitted on the fit runs, is the one the logs use
-    assert json.loads(cmp.attrs["lmt_calibration"])["throttle_headroom"] == TESTBED_THROTTLE_HEADROOM
+    assert cal["throttle_headroom"] == TESTBED_THROTTLE_HEADROOM
+    # parallel channels send the switchover's pages faster than one stream (fitted: 3)
+    assert cal["multifd_stop_speedup"] >= 1.5
     m = V.metrics(cmp)
-    assert m["runs"] == 85, V.summary_line(m)
-    for k in ("total_time", "total_time_p90", "transferred"):
-        assert m[k] <= V.GOALS[k], V.summary_line(m)
-    assert m["syncs"] >= V.GOALS["syncs"], V.summary_line(m)
-    assert m["converged"] >= V.GOALS["converged"], V.summary_line(m)
-    assert m["downtime_ms"] <= 6.0, V.summary_line(m)
+    assert m["runs"] == 97, V.summary_line(m)
+    assert V.goals_met(m), V.summary_line(m)
 
 
 @pytest.mark.slow

@@ -1126,6 +1126,13 @@ WOBBLE_MAX = 0.03
 #: the last syncs that show a migration far above its threshold (and the period it is
 #: leapt over with)
 FAR_HISTORY = 12
+#: a slow drift (:func:`_cycle_leap`): the last DRIFT_HISTORY syncs change the bitmap by at
+#: most DRIFT_MAX between their halves, without a wobble beyond WOBBLE_MAX about the trend,
+#: and a leap follows the trend for at most DRIFT_LEAP of the bitmap
+DRIFT_HISTORY = 16
+DRIFT_MAX = 0.02
+DRIFT_LEAP = 0.04
+
 #: "far": the bitmap's lowest projected value stays this many standard deviations of its
 #: fluctuation above the threshold (a first dip then has a chance below 1e-15)
 FAR_SIGMAS = 8.0
@@ -1178,7 +1185,14 @@ def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
     timeout, of the policy's horizon (pass caps) and of the median first dip.  Without an
     exact cycle, a wobble that stays within ``WOBBLE_MAX`` of its mean and shows no trend
     (``WOBBLE_TREND``) over the last ``CYCLE_HISTORY`` syncs is leapt over the same way, with
-    those syncs as the period (their mean rates, not exact)."""
+    those syncs as the period (their mean rates, not exact).  A slow drift — a bitmap that
+    creeps towards a distant fixed point by well under a percent a sync, its phases' lengths
+    stepping by whole checks, which neither test nor :func:`_fast_forward`'s accepts — is
+    followed along its trend over the last ``DRIFT_HISTORY`` syncs: at most ``DRIFT_LEAP`` of
+    the bitmap per leap, staying ``FAR_SIGMAS`` standard deviations and 10 % above the
+    threshold (where rotating the bitmap with the cursor is exact: no sequential region,
+    zero layout or XBZRLE cache), the pending pages scaled to the trend's value and time,
+    bytes and pages at the drift's mean rates."""
     st = g.st
     H = CYCLE_HISTORY
     slot = g.hist_ptr % H
@@ -1228,6 +1242,41 @@ def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
     if far.any():
         far &= _far_above_threshold(g, hp[:, H - FAR_HISTORY :], dts[:, H - FAR_HISTORY :])
         period = np.where(far, FAR_HISTORY - 1, period)
+    # a slow drift: its trend followed a few percent of the bitmap at a time
+    trend = np.full(st.t.size, np.nan)  # pages per sync, where a drift is leapt
+    room = np.full(st.t.size, np.nan)  # how far (pages) it may be followed
+    drift = live & (period == 0) & (g.hist_n >= DRIFT_HISTORY) & g.rotatable
+    if drift.any():
+        P, half_d = DRIFT_HISTORY, DRIFT_HISTORY // 2
+        hd, td = hp[:, H - P :], dts[:, H - P + 1 :]
+        a, b = hd[:, :half_d].mean(axis=1), hd[:, half_d:].mean(axis=1)
+        per_sync = (b - a) / half_d
+        # the line through the halves' means (at syncs 3.5 and 11.5 of 0..15)
+        line = b[:, None] + per_sync[:, None] * (np.arange(P) - (P - 1 + half_d) / 2.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            wob_d = np.max(np.abs(hd - line), axis=1) / np.maximum(np.abs(b), 1.0)
+            ta, tb = td[:, : half_d - 1].mean(axis=1), td[:, half_d:].mean(axis=1)
+        # never to within FAR_SIGMAS or 10 % of the threshold (plus the history's range): the
+        # first passage is followed sync by sync there
+        margin = np.asarray(g.pol.convergence_margin_pages(st, g.ctx), dtype=float)
+        thr = st.pending - margin
+        floor = np.maximum(thr + FAR_SIGMAS * _bitmap_sd(g), 1.1 * thr) + np.ptp(hd, axis=1)
+        room = np.where(
+            per_sync < 0, np.minimum(DRIFT_LEAP * st.pending, st.pending - floor), DRIFT_LEAP * st.pending
+        )
+        drift &= (
+            (np.abs(b - a) <= DRIFT_MAX * np.abs(b))
+            & (wob_d <= WOBBLE_MAX)
+            & (np.abs(ta - tb) <= 0.25 * np.maximum(tb, 1e-300))
+            & np.isfinite(margin)
+            & (margin > 0)
+            & (per_sync != 0)
+            # at least two periods' worth of the trend before the leap's end
+            & (room >= 2 * (P - 1) * np.abs(per_sync))
+        )
+        period = np.where(drift, P - 1, period)
+        trend = np.where(drift, per_sync, np.nan)
+        room = np.where(drift, room, np.nan)
     ok = period > 0
     if not ok.any():
         return
@@ -1259,11 +1308,16 @@ def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
             np.inf,
         )
     n = np.minimum(n, n_surv)
+    # a drift: as many periods as its trend takes through the room it has
+    tr = trend[rows]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n = np.where(np.isfinite(tr), np.minimum(n, np.floor(room[rows] / np.abs(tr * p))), n)
     n = np.where(np.isfinite(n), np.maximum(n, 0), 0).astype(np.int64)
     go = n > 0
     if not go.any():
         return
     rows, p, n = rows[go], p[go], n[go]
+    tr = tr[go]
     dt, db, dk = d["t"][go], d["b"][go], d["k"][go]
     first = g.rounds[rows].copy()
     # per-round detail of leapt rounds: the cycle's rounds repeated, shifted in time
@@ -1286,6 +1340,16 @@ def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
     st.round[rows] = st.round[rows] + n * p
     g.rounds[rows] = g.rounds[rows] + n * p
     g.survive[rows] = g.survive[rows] * np.where(go[go], surv_ratio[go] ** n, 1.0)
+    # a drift moves the bitmap along its trend: the pending pages scaled to its value then
+    dr = np.isfinite(tr)
+    if dr.any():
+        r, i = rows[dr], np.flatnonzero(dr)
+        new = np.maximum(st.pending[r] + n[i] * p[i] * tr[i], 0.0)
+        scale = new / np.maximum(st.pending[r], 1e-300)
+        g.D[r] = g.D[r] * scale[:, None, None]
+        g.Dlo[r] = g.Dlo[r] * scale[:, None]
+        g.Z[r] = g.Z[r] * scale[:, None]
+        st.pending[r] = new
     g.hist_n[rows] = 0
     g.prev[:, rows] = np.nan
 

@@ -14,7 +14,8 @@ driver cancelled — with the QEMU-like policy (``policy=hybrid`` with
 ``policy.dirty_clear=sync`` (TCG's dirty tracking, see :mod:`lmtoolkit.policies.qemu`).
 
 **What is fitted** (:func:`fit`, on the *fit* runs only; closed form from measured
-quantities — no simulation — except the writer's headroom under throttling, below):
+quantities — no simulation — except the multifd stop speedup and the writer's headroom under
+throttling, each by simulation over a grid):
 
 * the uncapped stop-and-copy rate and the fixed switchover cost in ``downtime =
   stop_overhead + downtime_bytes / stop_rate`` → ``network.bandwidth_gbit_s``
@@ -38,7 +39,8 @@ quantities — no simulation — except the writer's headroom under throttling, 
   rate, the "line" ``network.bandwidth_gbit_s`` is that times the speedup (the host's CPUs),
   and N channels send at ``min(N, speedup)`` x the stop rate (:mod:`lmtoolkit.policies.qemu`,
   *Multifd*).  Fitted on the 6 fit runs with multifd (matrix=extended's 2, matrix=multifd's
-  4): 3.0; one stream's rate made every multifd pause 7-19 ms too long.
+  4): 3.0.  With one stream's rate 17 of the 19 held-out multifd pauses came out too long
+  (median |error| 12.3 ms; 4.2 ms with the speedup).
 
 (Tried and dropped: scaling the cap by the ~1.5 % QEMU's pre-copy exceeds ``max-bandwidth``
 by — it made the held-out total-time error worse, 2.7 % → 3.8 %.)

@@ -290,6 +290,12 @@ class FluidInputs:
         with np.errstate(divide="ignore", invalid="ignore"):
             headroom = np.where(base > 0, peak / np.maximum(base, 1e-300), np.inf)
         pol = kinds.pop().stack([s.policy for s in uniq]).subset(inverse)
+        # regions no scenario has (the untouched rest of a workload that writes all of memory)
+        # are dropped: they would only be carried through every phase as zeros
+        used = (n > 0).any(axis=0)
+        used[np.argmax(used)] = True  # at least one
+        if not used.all():
+            n, lam, seq, first, NB = n[:, used], lam[:, used], seq[:, used], first[:, used], NB[..., used]
         return cls(
             policy=pol,
             ctx=ctx,

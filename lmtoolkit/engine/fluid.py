@@ -810,15 +810,14 @@ def _chunk_redirty(g: _Group, w: dict, ctx, pol, x, T, theta):
     th_last = th0 + m * delta
     f = lambda y: -np.expm1(-lam * np.maximum(y, 0.0))  # noqa: E731
     # sum over i < m of exp(-lam (T - th0 - i delta)), written from the last term back
-    q = np.exp(-lam * delta)
+    one_minus_q = -np.expm1(-lam * delta)  # 1 - exp(-lam delta)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        geo = np.where(
-            q < 1 - 1e-12, -np.expm1(-lam * delta * m) / np.maximum(-np.expm1(-lam * delta), 1e-300), m
-        )
+        geo = np.where(one_minus_q > 1e-12, -np.expm1(-lam * delta * m) / np.maximum(one_minus_q, 1e-300), m)
     s_exp = np.exp(-lam * np.maximum(Tc - (th0 + np.maximum(m - 1, 0) * delta), 0.0)) * geo
     full = m * wc - wc * np.where(m > 0, s_exp, 0.0)
-    total = l1 * f(Tc - theta[..., None]) + full + l_last * f(Tc - th_last)
-    return np.where(L > 0, np.clip(total / np.maximum(L, 1e-300), 0.0, 1.0), f(Tc - theta[..., None]))
+    f_theta = f(Tc - theta[..., None])
+    total = l1 * f_theta + full + l_last * f(Tc - th_last)
+    return np.where(L > 0, np.clip(total / np.maximum(L, 1e-300), 0.0, 1.0), f_theta)
 
 
 def _seq_written(g: _Group, rows, lo_addr, hi_addr, Lw):

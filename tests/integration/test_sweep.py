@@ -148,21 +148,17 @@ def test_resume_computes_only_missing_chunks(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill(tmp_path):
+def test_resume_after_sigkill(tmp_path, monkeypatch):
     """`lmtk sweep` killed with SIGKILL mid-way; the rerun computes only the missing chunks."""
+    from lmtoolkit.sweep import make_plan
+
     env = dict(os.environ, LMT_RESULTS_DIR=str(tmp_path / "run"))
-    cmd = [
-        sys.executable,
-        "-m",
-        "lmtoolkit.cli",
-        "sweep",
-        "experiment=quickstart",
-        "sweep.chunk_size=1",
-        "sweep.replicates=2",
-        "--no-plot",
-        "-q",
-    ]
-    part = tmp_path / "run" / "quickstart" / ".partial"
+    ov = ["experiment=quickstart", "sweep.chunk_size=1", "sweep.replicates=2"]
+    cmd = [sys.executable, "-m", "lmtoolkit.cli", "sweep", *ov, "--no-plot", "-q"]
+    # where the CLI writes (an experiment run with other settings goes to variants/<hash>/)
+    monkeypatch.setenv("LMT_RESULTS_DIR", str(tmp_path / "run"))
+    out_dir = make_plan(ov).out_path.parent
+    part = out_dir / ".partial"
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     deadline = time.time() + 120
     while time.time() < deadline and len(list(part.glob("*/chunk-*.npz"))) < 4:
@@ -171,16 +167,16 @@ def test_resume_after_sigkill(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     kept = len(list(part.glob("*/chunk-*.npz")))
-    assert not (tmp_path / "run" / "quickstart" / "quickstart.nc").exists()
+    assert not (out_dir / "quickstart.nc").exists()
     assert 4 <= kept < 32
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert f"computed {32 - kept} of 32 chunks, {kept} resumed from .partial" in out.stdout
-    prov = yaml.safe_load((tmp_path / "run" / "quickstart" / "provenance.yaml").read_text())
+    prov = yaml.safe_load((out_dir / "provenance.yaml").read_text())
     assert prov["run"]["chunks_reused"] == kept and prov["run"]["chunks_computed"] == 32 - kept
     from lmtoolkit.sweep import read_result
 
-    resumed = read_result(tmp_path / "run" / "quickstart" / "quickstart.nc")
+    resumed = read_result(out_dir / "quickstart.nc")
     ref, _ = _run(["experiment=quickstart", "sweep.replicates=2"], tmp_path / "ref")
     xr.testing.assert_identical(_data(resumed), _data(ref))
 

@@ -1325,16 +1325,18 @@ def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
     tr = tr[go]
     dt, db, dk = d["t"][go], d["b"][go], d["k"][go]
     first = g.rounds[rows].copy()
-    # per-round detail of leapt rounds: the cycle's rounds repeated, shifted in time
+    # per-round detail of leapt rounds: the cycle's rounds repeated, shifted in time (and, for
+    # a drift, its bitmap sizes along the trend)
     for c in range(int(first.min()), min(L, int((first + n * p).max()))):
         sel = (first <= c) & (c < first + n * p) & (first - p >= 0)
         if not sel.any():
             continue
         r, f0, pp = g.idx[rows[sel]], first[sel], p[sel]
         src = f0 - pp + (c - f0) % pp
-        shift = dt[sel] * ((c - f0) // pp + 1)
+        periods = (c - f0) // pp + 1
+        shift = {"round_start": dt[sel] * periods, "round_dirty_pages": np.nan_to_num(tr[sel]) * pp * periods}
         for name in out.round:
-            out.round[name][r, c] = out.round[name][r, src] + (shift if name == "round_start" else 0.0)
+            out.round[name][r, c] = out.round[name][r, src] + shift.get(name, 0.0)
         out.round_kind[r, c] = out.round_kind[r, src]
     span = n * dt
     st.t[rows] = st.t[rows] + span

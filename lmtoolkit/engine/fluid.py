@@ -410,6 +410,15 @@ class _Group:
         """(S,) pending zero pages."""
         return self.Z.sum(axis=1)
 
+    def set_pending(self, rows, pending) -> None:
+        """Set the bitmap size of ``rows`` to ``pending``, its pages (pending, zero, before the
+        cursor) scaled in proportion: the bitmap's pattern kept, its size changed."""
+        scale = pending / np.maximum(self.st.pending[rows], 1e-300)
+        self.D[rows] = self.D[rows] * scale[:, None, None]
+        self.Z[rows] = self.Z[rows] * scale[:, None]
+        self.Dlo[rows] = self.Dlo[rows] * scale[:, None]
+        self.st.pending[rows] = pending
+
     def keep(self, m):
         self.pol, self.ctx, self.st = self.pol.subset(m), self.ctx.subset(m), self.st.subset(m)
         for k in (
@@ -1104,11 +1113,7 @@ def _first_passage(g: _Group, code):
     g.survive = np.where(live, g.survive * (1.0 - hazard), g.survive)
     hit = live & (g.survive <= 1.0 - FIRST_PASSAGE_P)
     if hit.any():
-        scale = np.where(hit, (st.pending - margin) / np.maximum(st.pending, 1e-300), 1.0)
-        g.D = g.D * scale[:, None, None]
-        g.Z = g.Z * scale[:, None]
-        g.Dlo = g.Dlo * scale[:, None]
-        st.pending = np.where(hit, st.pending - margin, st.pending)
+        g.set_pending(np.flatnonzero(hit), (st.pending - margin)[hit])
         code = np.where(hit, REASON_CODE["converged"], code)
     return code
 
@@ -1351,12 +1356,7 @@ def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
     dr = np.isfinite(tr)
     if dr.any():
         r, i = rows[dr], np.flatnonzero(dr)
-        new = np.maximum(st.pending[r] + n[i] * p[i] * tr[i], 0.0)
-        scale = new / np.maximum(st.pending[r], 1e-300)
-        g.D[r] = g.D[r] * scale[:, None, None]
-        g.Dlo[r] = g.Dlo[r] * scale[:, None]
-        g.Z[r] = g.Z[r] * scale[:, None]
-        st.pending[r] = new
+        g.set_pending(r, np.maximum(st.pending[r] + n[i] * p[i] * tr[i], 0.0))
     g.hist_n[rows] = 0
     g.prev[:, rows] = np.nan
 

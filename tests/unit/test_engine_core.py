@@ -179,6 +179,19 @@ NEAR_CRITICAL = [
 ]
 
 
+def _near_critical(cases, round_detail):
+    """The fluid engine's batch of ``cases`` (rows of :data:`NEAR_CRITICAL`) through the
+    columnar path a sweep uses, and the page engine's total times."""
+    from lmtoolkit.engine.fluid import simulate_fluid_columns
+
+    gib, gbit, rate, page_s = (np.array(c) for c in zip(*cases))
+    tpl = scenario(
+        memory_gib=4.0, workload=UniformWorkload(dirty_rate_pages_s=1.0), gbit=10.0, engine="fluid"
+    )
+    cols = {"vm.memory_gib": gib, "network.bandwidth_gbit_s": gbit, "workload.dirty_rate_pages_s": rate}
+    return simulate_fluid_columns(tpl, cols, round_detail=round_detail), page_s
+
+
 def test_fluid_leaps_a_slow_drift_and_keeps_to_the_page_engine(monkeypatch):
     """Near a write rate equal to the link rate the bitmap creeps by well under a percent a
     sync for hundreds of syncs; the fluid engine follows the trend a few percent of the bitmap
@@ -187,17 +200,11 @@ def test_fluid_leaps_a_slow_drift_and_keeps_to_the_page_engine(monkeypatch):
     before, the 8 GiB one), median within 1.5 %.  (These migrations are chaotic in the fluid
     engine: 57,576 instead of 57,575.76 pages/s gives 253 s instead of 239 s.)"""
     import lmtoolkit.engine.fluid as F
-    from lmtoolkit.engine.fluid import simulate_fluid_columns
 
     rows = []
     phase = F._phase
     monkeypatch.setattr(F, "_phase", lambda g, out, L: rows.append(g.idx.size) or phase(g, out, L))
-    gib, gbit, rate, page_s = (np.array(c) for c in zip(*NEAR_CRITICAL))
-    tpl = scenario(
-        memory_gib=4.0, workload=UniformWorkload(dirty_rate_pages_s=1.0), gbit=10.0, engine="fluid"
-    )
-    cols = {"vm.memory_gib": gib, "network.bandwidth_gbit_s": gbit, "workload.dirty_rate_pages_s": rate}
-    out = simulate_fluid_columns(tpl, cols, round_detail=0)
+    out, page_s = _near_critical(NEAR_CRITICAL, round_detail=0)
     err = np.abs(out.scalars["total_time_s"] / page_s - 1)
     assert sum(rows) < 4000
     assert err.max() <= 0.04 and np.median(err) <= 0.015, err
@@ -208,14 +215,7 @@ def test_a_leapt_drift_keeps_the_per_round_trajectory_smooth():
     """The per-round detail of the rounds a drift leap jumps over follows the trend: no jump
     between consecutive rounds' bitmaps beyond what the stepped rounds show (< 1 %; the
     history's values repeated gave 3.7-4.1 % jumps at each leap's end)."""
-    from lmtoolkit.engine.fluid import simulate_fluid_columns
-
-    gib, gbit, rate, _ = (np.array(c) for c in zip(NEAR_CRITICAL[0], NEAR_CRITICAL[9]))
-    tpl = scenario(
-        memory_gib=4.0, workload=UniformWorkload(dirty_rate_pages_s=1.0), gbit=10.0, engine="fluid"
-    )
-    cols = {"vm.memory_gib": gib, "network.bandwidth_gbit_s": gbit, "workload.dirty_rate_pages_s": rate}
-    out = simulate_fluid_columns(tpl, cols, round_detail=5000)
+    out, _ = _near_critical([NEAR_CRITICAL[0], NEAR_CRITICAL[9]], round_detail=5000)
     for i, n in enumerate(out.scalars["rounds"]):
         d = out.round["round_dirty_pages"][i, 100:n]
         assert n > 600 and np.all(np.isfinite(d))

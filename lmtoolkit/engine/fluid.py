@@ -93,10 +93,12 @@ def simulate_fluid_columns(
 
 def _regions_of(scn: Scenario, R: int):
     n, lam, seq, first = np.zeros(R), np.zeros(R), np.zeros(R, dtype=bool), np.zeros(R)
+    start = np.zeros(R)
     for j, r in enumerate(scn.workload.regions(scn.vm.pages, scn.vm.page_bytes)):
         n[j], lam[j], seq[j], first[j] = r.n_pages, r.rate_per_page, r.sequential, r.first_rank
+        start[j] = r.start
     n[R - 1] = max(0, scn.vm.pages - n[: R - 1].sum())  # untouched rest of memory
-    return n, lam, seq, first
+    return n, lam, seq, first, start
 
 
 #: address bins of a migration whose send order matters (uniform grid; chunk and sequential
@@ -138,7 +140,7 @@ def _edges_of(scn: Scenario, regs, binned: bool, layout: str) -> np.ndarray:
         cp = float(pol.clear_chunk_pages(scn.context()))
         if cp < npg and npg / cp <= MAX_CHUNK_BINS:
             e.append(np.arange(0.0, npg, cp) / npg)
-    n, lam, seq, first = regs
+    n, lam, seq, first = regs[:4]
     for j in np.flatnonzero(seq & (n > 0)):
         e.append(np.linspace(first[j], first[j] + n[j], SEQ_BINS + 1) / npg)
     clustered = layout != "spread"
@@ -198,7 +200,7 @@ def _pages_per_bin(edges: np.ndarray, regs, npg: float) -> np.ndarray:
     """(B, R) pages of each region in each bin: random regions spread evenly over the
     address space (the workload's scatter), sequential ones on their contiguous block, the
     untouched rest filling what is left."""
-    n, lam, seq, first = regs
+    n, lam, seq, first = regs[:4]
     R = n.size
     W = np.diff(edges)
     out = np.zeros((W.size, R))
@@ -242,6 +244,7 @@ class FluidInputs:
     lam: np.ndarray  # (S, R) writes per page per second
     seq: np.ndarray  # (S, R) sequential regions
     first: np.ndarray  # (S, R) first page of each region (sequential: its address)
+    start: np.ndarray  # (S, R) sequential regions: the write cursor's start (fraction of the region)
     wall: np.ndarray  # (S,) writer paced by the wall clock (workload pacing)
     headroom: np.ndarray  # (S,) its peak rate / target rate (inf: unbounded)
     zero: np.ndarray  # (S,) zero pages at start
@@ -265,6 +268,7 @@ class FluidInputs:
         lam = np.array([r[1] for r in regs])[inverse]
         seq = np.array([r[2] for r in regs])[inverse]
         first = np.array([r[3] for r in regs])[inverse]
+        start = np.array([r[4] for r in regs])[inverse]
         binned = any(_needs_bins(s) for s in uniq)
         layouts = [zero_layout(s) for s in uniq]
         edges = [_edges_of(s, r, binned, lay) for s, r, lay in zip(uniq, regs, layouts)]
@@ -296,6 +300,7 @@ class FluidInputs:
         used[np.argmax(used)] = True  # at least one
         if not used.all():
             n, lam, seq, first, NB = n[:, used], lam[:, used], seq[:, used], first[:, used], NB[..., used]
+            start = start[:, used]
         return cls(
             policy=pol,
             ctx=ctx,
@@ -303,6 +308,7 @@ class FluidInputs:
             lam=lam,
             seq=seq,
             first=first,
+            start=start,
             wall=wall,
             headroom=headroom,
             zero=np.array([s.vm.zero_pages for s in uniq], dtype=float)[inverse],
@@ -358,6 +364,7 @@ class _Group:
     def __init__(self, inp: FluidInputs):
         self.pol, self.ctx = inp.policy, inp.ctx
         self.n, self.lam, self.seq, self.first = inp.n, inp.lam, inp.seq, inp.first
+        self.start = inp.start
         self.wall, self.headroom = inp.wall, inp.headroom
         self.wtime = np.zeros(inp.zero.size)  # the writer's own time (its cursor's clock)
         self.E = inp.edges
@@ -426,6 +433,7 @@ class _Group:
             "lam",
             "seq",
             "first",
+            "start",
             "E",
             "W",
             "N",
@@ -673,7 +681,7 @@ def _seq_len(lo, hi, K, Lw, cond_a, cond_b):
 def _sequential(g: _Group, w, mode, T, x, pr, clean_p, seqon, theta):
     """Sequential regions, deterministically: region ``j`` is the block of pages
     ``[first_j, first_j + n_j)`` swept by a write cursor at ``lam_j n_j`` pages per second of
-    guest time from offset 0 at guest time 0 (the page engine's sampler).  During the phase
+    guest time from offset ``start_j n_j`` at guest time 0 (the page engine's sampler).  During the phase
     the cursor goes from ``c0`` to ``c1``; offset ``o`` was last written ``((c1 - o) mod n) /
     v`` before the phase's end, if that is less than the phase.  A sent page is re-dirtied
     when that write came after the clear of its log (``theta``: its send, the sync or its
@@ -685,7 +693,7 @@ def _sequential(g: _Group, w, mode, T, x, pr, clean_p, seqon, theta):
     n = g.n[:, None, :]
     v = x[:, None, :] * n  # write cursor, pages per wall second
     guest = g.wtime[:, None, None]
-    c0 = np.mod(g.lam[:, None, :] * n * guest, np.maximum(n, 1.0))
+    c0 = np.mod((g.lam[:, None, :] * guest + g.start[:, None, :]) * n, np.maximum(n, 1.0))
     Lw = v * T[:, None, None]  # offsets the cursor swept
     u1 = np.mod(c0 + Lw, np.maximum(n, 1.0))
     first = g.first[:, None, :]
@@ -836,7 +844,7 @@ def _seq_written(g: _Group, rows, lo_addr, hi_addr, Lw):
     npg = np.asarray(g.ctx.pages, dtype=float)[rows][:, None, None]
     n = g.n[rows][:, None, :]
     guest = g.wtime[rows][:, None, None]
-    c0 = np.mod(g.lam[rows][:, None, :] * n * guest, np.maximum(n, 1.0))
+    c0 = np.mod((g.lam[rows][:, None, :] * guest + g.start[rows][:, None, :]) * n, np.maximum(n, 1.0))
     u1 = np.mod(c0 + Lw, np.maximum(n, 1.0))
     tot = np.where(Lw >= n, np.inf, Lw)
     first = g.first[rows][:, None, :]

@@ -537,7 +537,8 @@ def _tb(ds, k, default=math.nan):
 def testbed_settings(ds) -> list[str]:
     """Overrides a testbed record states about its run (what an operator knows of it): the
     QEMU-like policy with the run's cap, downtime limit, capabilities and cancel timeout, and
-    ``policy.dirty_clear=sync`` (the testbed's guest runs under TCG)."""
+    ``policy.dirty_clear=sync`` (the testbed's guest runs under TCG); and where its sequential
+    writer stood in its hot set at ``migrate`` (``workload.sweep_start``) when recorded."""
     postcopy = bool(_tb(ds, "postcopy", False))
     o = [
         "policy=hybrid" if postcopy else "policy=qemu",
@@ -559,6 +560,9 @@ def testbed_settings(ds) -> list[str]:
             o.append(f"policy.postcopy_after_s={after_s!r}")
         else:
             o.append(f"policy.precopy_passes={int(_tb(ds, 'postcopy_after_passes', 1))}")
+    start = float(_tb(ds, "sweep_start", math.nan))
+    if np.isfinite(start):  # the guest's cursor when migrate came (a sequential writer)
+        o.append(f"workload.sweep_start={start!r}")
     return o
 
 

@@ -13,7 +13,8 @@ Page layout (shared with the engines, see :func:`page_of_rank`): a workload addr
 pages by *rank* (rank 0 = hottest).  With ``pattern: random`` ranks are scattered over the
 whole guest memory by a fixed affine permutation, so hot pages sit all over the address
 space as they do in real guests; with ``pattern: sequential`` the working set is the
-contiguous block of the first pages and writes sweep through it in address order.
+contiguous block of the first pages and writes sweep through it in address order, from
+``sweep_start`` (a fraction of the working set) at the migration's start.
 
 Pacing (``pacing``, issue 12): a writer paced by **guest** time (``guest``, the default: it
 runs a fixed amount of work per unit of its own progress) writes at ``rate x speed`` when the
@@ -78,12 +79,14 @@ def page_of_rank(ranks: np.ndarray, n_pages: int, scattered: bool = True) -> np.
 @dataclass(frozen=True)
 class Region:
     """``n_pages`` pages (ranks ``first_rank`` … ``first_rank + n_pages - 1``), each written
-    ``rate_per_page`` times per second of guest time; ``sequential`` regions are swept in order."""
+    ``rate_per_page`` times per second of guest time; ``sequential`` regions are swept in order,
+    their cursor starting ``start`` (a fraction of the region) into it."""
 
     first_rank: int
     n_pages: int
     rate_per_page: float
     sequential: bool = False
+    start: float = 0.0
 
 
 def bernoulli_positions(rng: np.random.Generator, n: int, p: float) -> np.ndarray:
@@ -179,7 +182,7 @@ class RegionSampler(WriteSampler):
         super().__init__(n_pages, rng)
         self.regions = [r for r in regions if r.n_pages > 0 and r.rate_per_page > 0]
         self.scattered = scattered
-        self.cursor = {i: 0.0 for i, r in enumerate(self.regions) if r.sequential}
+        self.cursor = {i: r.start * r.n_pages for i, r in enumerate(self.regions) if r.sequential}
 
     def _sample_guest(self, g0, g1):
         pages, times = [], []
@@ -256,6 +259,9 @@ class Workload:
     pattern: str = "random"
     pacing: str = "guest"  # guest | wall: what the writer's rate is paced by
     max_rate_pages_s: float | None = None  # wall pacing: peak rate at full speed (null = unbounded)
+    #: sequential pattern: where the write cursor stands in the working set when the migration
+    #: starts (fraction, [0, 1)); a real writer has usually been sweeping for a while
+    sweep_start: float = 0.0
 
     name = "base"
 
@@ -266,6 +272,7 @@ class Workload:
             check_range("wss_mib", self.wss_mib, 0, None, lo_open=True)
         check_choice("pattern", self.pattern, PATTERNS)
         self._check_pacing()
+        check_range("sweep_start", self.sweep_start, 0, 1, hi_open=True)
 
     def _check_pacing(self):
         check_choice("pacing", self.pacing, PACINGS)
@@ -312,6 +319,11 @@ class Workload:
     def sequential(self) -> bool:
         return self.pattern == "sequential"
 
+    @property
+    def sweep(self) -> tuple[bool, float]:
+        """(sequential, cursor start) of this workload's regions (:class:`Region`)."""
+        return self.sequential, float(self.sweep_start) if self.sequential else 0.0
+
 
 @dataclass(frozen=True)
 class IdleWorkload(Workload):
@@ -344,7 +356,7 @@ class UniformWorkload(Workload):
         w = self.wss_pages(n_pages, page_bytes)
         if self.dirty_rate_pages_s <= 0:
             return []
-        return [Region(0, w, self.dirty_rate_pages_s / w, self.sequential)]
+        return [Region(0, w, self.dirty_rate_pages_s / w, *self.sweep)]
 
 
 @dataclass(frozen=True)
@@ -378,9 +390,9 @@ class HotColdWorkload(Workload):
         r = self.dirty_rate_pages_s
         out = []
         if r > 0:
-            out.append(Region(0, h, r * self.hot_fraction / h, self.sequential))
+            out.append(Region(0, h, r * self.hot_fraction / h, *self.sweep))
             if w > h:
-                out.append(Region(h, w - h, r * (1 - self.hot_fraction) / (w - h), self.sequential))
+                out.append(Region(h, w - h, r * (1 - self.hot_fraction) / (w - h), *self.sweep))
         return out
 
 
@@ -435,7 +447,7 @@ class ZipfWorkload(Workload):
         for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
             n = int(hi - lo)
             share = (cum[i + 1] - cum[i]) / total
-            out.append(Region(int(lo - 1), n, self.dirty_rate_pages_s * share / n, self.sequential))
+            out.append(Region(int(lo - 1), n, self.dirty_rate_pages_s * share / n, *self.sweep))
         return out
 
 

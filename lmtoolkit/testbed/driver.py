@@ -21,6 +21,7 @@ migration (:meth:`Testbed.migrate`):
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 import tempfile
 import time
@@ -93,6 +94,17 @@ def event_time(ev: dict, wall0: float, t0: float) -> float:
     if "seconds" in ts and "microseconds" in ts:
         return float(ts["seconds"]) + float(ts["microseconds"]) / 1e6 - wall0
     return float(ev["_recv_t"]) - t0
+
+
+def writer_phase(stats: dict, rate: float, lag_s: float, pattern: str) -> float:
+    """Where the guest's sequential writer stands in its hot set when the migration starts, as
+    a fraction of the hot set (``workload.sweep_start``): its cursor in the ``stats`` reply
+    moved on by ``rate`` pages/s for the ``lag_s`` seconds until the ``migrate`` command (the
+    destination's start-up).  NaN for random writes, or a guest without the cursor field."""
+    hot = float(stats.get("hot", 0) or 0)
+    if pattern != "sequential" or "cursor" not in stats or hot <= 0:
+        return float("nan")
+    return float(math.fmod(float(stats["cursor"]) + max(rate, 0.0) * max(lag_s, 0.0), hot) / hot)
 
 
 class MigrationFailed(RuntimeError):
@@ -196,6 +208,7 @@ class Testbed:
             "LMTK OK",
         )
         rate_before, st0 = self.guest_rate(src, spec.settle_s)
+        t_stats = time.monotonic()  # (the reply's arrival: its cursor is a few ms old then)
 
         dst_name = self._names[1]
         self.dst = dst = self._vm(dst_name, incoming=True)
@@ -235,6 +248,7 @@ class Testbed:
         wall0 = time.time()  # QEMU stamps events with the host's real-time clock
         stamped = True  # every MIGRATION_PASS carried QEMU's timestamp
         src.qmp.cmd("migrate", uri=uri)
+        sweep_start = writer_phase(st0, rate_before, t0 - t_stats, spec.pattern)
         status, info, postcopy_started, cancelled = "setup", {}, False, False
         last_active = {}
         while True:
@@ -288,6 +302,7 @@ class Testbed:
         out = self._measure(spec, info, samples, passes, rate_before, wall)
         out["postcopy_started"] = postcopy_started
         out["max_rate_measured"] = max_rate
+        out["sweep_start"] = sweep_start
         # pass_time: when QEMU emitted each MIGRATION_PASS ("qemu") or when it was read
         out["pass_clock"] = "qemu" if stamped else "received"
         if status == "completed":

@@ -59,6 +59,7 @@ UNITS = {
     "max_rate_measured": ("1/s", "page writes per second the guest achieves flat out (wall pacing)"),
     "postcopy_after_s": ("s", "post-copy started this long after migrate (NaN: after passes)"),
     "memory_mib": ("MiB", "guest RAM (-m)"),
+    "sweep_start": ("1", "sequential writer's place in its hot set at migrate (fraction; NaN: random)"),
     "buffer_mib": ("MiB", "the dirtier's buffer"),
 }
 

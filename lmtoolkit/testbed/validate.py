@@ -302,6 +302,7 @@ def overrides_for(run: xr.Dataset, cal: Calibration, engine: str = "page") -> li
             f"workload.dirty_rate_pages_s={rate!r}",
             f"workload.wss_mib={wss!r}",
             f"workload.pattern={pattern}",
+            f"workload.sweep_start={sweep_start(run)!r}",
             "workload.pacing=wall",
             f"workload.max_rate_pages_s={writer_peak_rate(run, rate, cal.throttle_headroom)!r}",
         ]
@@ -329,6 +330,13 @@ def overrides_for(run: xr.Dataset, cal: Calibration, engine: str = "page") -> li
         else:
             o += [f"policy.precopy_passes={int(_v(run, 'postcopy_after_passes', 1))}"]
     return o
+
+
+def sweep_start(run: xr.Dataset) -> float:
+    """The sequential writer's place in its hot set at ``migrate`` (``workload.sweep_start``),
+    as the run recorded it; 0 for a run recorded before the guest reported its cursor."""
+    v = _v(run, "sweep_start")
+    return float(v) if np.isfinite(v) else 0.0
 
 
 def writer_peak_rate(run: xr.Dataset, rate: float, headroom: float) -> float:

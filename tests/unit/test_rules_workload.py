@@ -67,3 +67,54 @@ def test_pacing_keys_are_checked():
     with pytest.raises(ConfigError) as e:
         UniformWorkload(dirty_rate_pages_s=10_000, pacing="wall", max_rate_pages_s=5_000)
     assert e.value.key == "max_rate_pages_s"
+
+
+# -- a sequential writer's phase (workload.sweep_start) -------------------------------------------
+def test_sweep_start_places_the_write_cursor():
+    """The sampler's cursor starts ``sweep_start`` into the working set and wraps at its end."""
+    import numpy as np
+
+    wl = UniformWorkload(dirty_rate_pages_s=1000, wss_mib=40, pattern="sequential", sweep_start=0.75)
+    p, _ = wl.sampler(262144, 4096, np.random.default_rng(0)).sample(0.0, 3.0)  # 3000 writes
+    assert sorted(p.tolist()) == list(range(0, 441)) + list(range(7681, 10240))
+    random = UniformWorkload(dirty_rate_pages_s=1000, sweep_start=0.9)
+    assert random.regions(1000, 4096)[0].start == 0.0  # random writes: no cursor
+
+
+def _seq(phase, engine):
+    return run(
+        scenario(
+            memory_gib=0.5,
+            workload=UniformWorkload(
+                dirty_rate_pages_s=5000, wss_mib=64, pattern="sequential", sweep_start=phase
+            ),
+            policy=QemuPolicy(max_bandwidth_mib_s=64),
+            engine=engine,
+            gbit=10.0,
+        )
+    )
+
+
+def test_sweep_start_decides_what_the_passes_resend_on_both_engines():
+    """Where the writer stands against the send cursor decides how many of its writes land on
+    pages already sent: at 0 (and 0.75) it trails the cursor into the second pass (4 rounds),
+    a quarter in it stays ahead of it until the pass ends (3 rounds, 17 MiB less)."""
+    out = {(ph, e): _seq(ph, e) for ph in (0.0, 0.25, 0.5, 0.75) for e in ENGINES}
+    for ph in (0.0, 0.25, 0.5, 0.75):
+        page, fluid = out[ph, "page"], out[ph, "fluid"]
+        assert fluid.total_time_s == pytest.approx(page.total_time_s, rel=0.01)
+        assert fluid.transferred_bytes == pytest.approx(page.transferred_bytes, rel=0.01)
+        assert fluid.rounds == page.rounds
+    a, b = out[0.0, "page"], out[0.25, "page"]
+    assert (a.rounds, b.rounds) == (4, 3)
+    assert a.total_time_s == pytest.approx(9.214, abs=0.01) and b.total_time_s == pytest.approx(
+        8.916, abs=0.01
+    )
+    assert (a.transferred_bytes - b.transferred_bytes) / 2**20 == pytest.approx(17.6, abs=0.5)
+
+
+def test_sweep_start_is_checked():
+    with pytest.raises(ConfigError, match="sweep_start"):
+        UniformWorkload(pattern="sequential", sweep_start=1.0)
+    with pytest.raises(ConfigError, match="sweep_start"):
+        UniformWorkload(pattern="sequential", sweep_start=-0.1)

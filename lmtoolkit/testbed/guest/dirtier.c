@@ -8,7 +8,8 @@
  *
  *   set rate=R hot=H pattern=seq|rand wbytes=W catchup_ms=C
  *                                                change the workload (any subset of keys)
- *   stats                                        -> LMTK STATS writes=N t=SECONDS rate=R ...
+ *   stats                                        -> LMTK STATS writes=N t=SECONDS rate=R hot=H
+ *                                                   cursor=C (the sequential writer's next page)
  *   verify                                       -> LMTK VERIFY pages=N bad=M first_bad=P
  *   ping                                         -> LMTK PONG
  *
@@ -223,8 +224,9 @@ int main(void)
                     printf("LMTK OK rate=%.0f hot=%llu pattern=%s wbytes=%u catchup_ms=%.0f\n", rate,
                            (unsigned long long)hot, sequential ? "seq" : "rand", wbytes, catchup * 1000.0);
                 } else if (!strcmp(cmd, "stats")) {
-                    printf("LMTK STATS writes=%llu t=%.6f rate=%.0f hot=%llu\n",
-                           (unsigned long long)writes, now(), rate, (unsigned long long)hot);
+                    printf("LMTK STATS writes=%llu t=%.6f rate=%.0f hot=%llu cursor=%llu\n",
+                           (unsigned long long)writes, now(), rate, (unsigned long long)hot,
+                           (unsigned long long)cursor);
                 } else if (!strcmp(cmd, "verify")) {
                     verify();
                     base_t = now();

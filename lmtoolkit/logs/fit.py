@@ -459,7 +459,6 @@ def fit_log(
         fixed=fixed,
         overhead_prior_ms=overhead_prior,
         round_detail=max(64, obs.syncs + 8),
-        phase_known=any(split_override(o)[1] == "workload.sweep_start" for o in from_log + user),
     )
     peak = _writer_peak(log, cfg, ukeys)
     if peak is not None:

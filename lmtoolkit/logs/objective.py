@@ -3,7 +3,8 @@ observed rounds (:class:`Problem`).
 
 Residuals: simulated minus observed sync times (σ: the poll bracket, 2 % + 10 ms), pages
 added per sync (σ: 3 %, 0.5 MiB; for a sequential sweep that has come round also the phase
-of the write cursor against the send cursor, unless the log states it), one per simulated sync
+of the write cursor against the send cursor: kept where the log states the phase, as the
+model of a real sweep against QEMU's send cursor is not that exact), one per simulated sync
 the log does not have,
 total time (1 % + 30 ms), bytes (1 % + 1 MiB), downtime (10 % + 5 ms), a weak prior on the
 switchover cost, and one per ``dirty-pages-rate`` period the log identifies: the pages its
@@ -76,9 +77,6 @@ class Problem:
     peak_rate: object = None
     #: (N, m) residuals of the last evaluation that a sequential sweep's phase does not decide
     phase_free: np.ndarray | None = None
-    #: the log states where a sequential writer stood at the start (``workload.sweep_start``, a
-    #: testbed record): the simulation has its phase, no spread for an unknown one
-    phase_known: bool = False
 
     def _peak_column(self, cols: dict) -> dict:
         rate = cols.get("workload.dirty_rate_pages_s")
@@ -169,7 +167,7 @@ class Problem:
         trajs = trajectories(batch, offset=o.setup_time, durations=True)
         sc = batch.scalars
         page = o.page_size
-        seq = pattern == "sequential" and not self.phase_known
+        seq = pattern == "sequential"
         lam_page = self._write_rate_per_page(pattern, X) if seq else None
         mask = np.ones((batch.n, m), dtype=bool)
         col = {name: total_column(o, name) for name in TOTALS}

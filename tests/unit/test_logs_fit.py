@@ -408,9 +408,9 @@ def test_auto_converge_whatif_paces_the_testbed_writer_by_the_clock(tmp_path):
 
 def test_a_record_that_states_the_writers_phase_decides_the_pattern():
     """A testbed record with the sequential writer's phase (``sweep_start``, data/testbed-phase)
-    is fitted with it and without the unknown-phase spread: r08000-h096-seq reads as sequential
-    by a clear margin and its rate comes within 10 % of the guest's (read as random, +27 %,
-    from the reference set's recording that has no phase)."""
+    is simulated from it: r08000-h096-seq reads as sequential by a clear margin and its rate
+    comes within 10 % of the guest's (read as random, +27 %, from the reference set's recording
+    that has no phase)."""
     import xarray as xr
 
     from lmtoolkit.logs.fit import PATTERN_DECISIVE

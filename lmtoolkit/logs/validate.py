@@ -267,7 +267,10 @@ def _undecided(res) -> str:
 
     out = []
     for pat, vals in res.alternative_values.items():
-        if pat != res.pattern and res.alternatives[pat] - res.alternatives[res.pattern] < PATTERN_DECISIVE:
+        if (
+            pat != res.pattern
+            and abs(res.alternatives[pat] - res.alternatives[res.pattern]) < PATTERN_DECISIVE
+        ):
             out.append(f"{pat[:3]} {vals.get('workload.dirty_rate_pages_s', math.nan):.0f}")
     return ", ".join(out)
 

@@ -104,11 +104,15 @@ def make_workload(name: str, rng: np.random.Generator, mem_mib: float, rate: flo
         )
     if name == "zipf":
         return ZipfWorkload(dirty_rate_pages_s=rate, zipf_s=float(rng.uniform(0.7, 1.3)))
+    # the writer's phase (workload.sweep_start) follows from the rate: no extra draw, so the
+    # rest of the scenario set is what it was before the phase existed
+    phase = float((rate * 0.0137) % 1.0)
     if name == "sequential":
         return UniformWorkload(
             dirty_rate_pages_s=rate,
             pattern="sequential",
             wss_mib=float(min(mem_mib, 2.0 ** rng.uniform(5, 11))),
+            sweep_start=phase,
         )
     if name == "sequential_hotcold":
         return HotColdWorkload(
@@ -116,6 +120,7 @@ def make_workload(name: str, rng: np.random.Generator, mem_mib: float, rate: flo
             hot_mib=hot,
             pattern="sequential",
             hot_fraction=float(rng.uniform(0.6, 0.98)),
+            sweep_start=phase,
         )
     raise ValueError(name)
 

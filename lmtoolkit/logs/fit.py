@@ -13,7 +13,8 @@ override fixes it:
 * the workload: ``workload.dirty_rate_pages_s`` (page-write events/s), ``workload.wss_mib``
   and ``workload.pattern`` (random and sequential are both fitted and compared by
   likelihood; sequential only where the log decides it, by :data:`PATTERN_DECISIVE`, and a
-  pattern within Δχ² <= 1 widens the rate's interval to its own best rate); with ``workload=hotcold`` also ``hot_mib`` and ``hot_fraction``, with
+  pattern no worse than Δχ² <= 1 above the chosen one widens the rate's interval to its own
+  best rate); with ``workload=hotcold`` also ``hot_mib`` and ``hot_fraction``, with
   ``workload=zipf`` ``zipf_s``;
 * ``vm.zero_fraction`` when the log has no zero-page count;
 * the effective link rate ``network.bandwidth_gbit_s`` (it sets an uncapped pre-copy and the
@@ -587,8 +588,9 @@ def fit_log(
             if 0 < at < grid.size and not np.any(np.isclose(grid, xhat[i])):
                 grid, prof = np.insert(grid, at, xhat[i]), np.insert(prof, at, c_fit)
         lo, hi, open_lo, open_hi = profile_interval(grid, prof, c_fit)
-        # the pattern is a parameter too: another pattern within Δχ² <= 1 of this one puts its
-        # own best rate inside the interval (at least that: its profile is not computed)
+        # the pattern is a parameter too: another pattern that fits no worse than Δχ² <= 1 above
+        # this one (better, where the log leaves sequential undecided) puts its own best rate
+        # inside the interval (at least that: its profile is not computed)
         for pat, (c_alt, x_alt) in results.items():
             if pat != pattern and c_alt <= results[pattern][0] + 1.0:
                 lo, hi = min(lo, float(x_alt[i])), max(hi, float(x_alt[i]))

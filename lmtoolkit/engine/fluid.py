@@ -681,6 +681,20 @@ def _seq_len(lo, hi, K, Lw, cond_a, cond_b):
     return np.where(none, 0.0, np.clip(ub - lb, 0.0, None))
 
 
+def _sweep(g: _Group, rows, Lw):
+    """Where each sequential region's write cursor (of ``rows``) ends after sweeping ``Lw``
+    offsets from where it stands at the phase start (offset ``(lam t + start) n`` mod ``n``,
+    ``t`` the writer's own time), shaped (S, 1, R) or as ``Lw``: its pages ``n``, the end
+    offset ``u1``, the offsets swept (inf: all of them) and its first page."""
+    n = g.n[rows][:, None, :]
+    c0 = np.mod(
+        (g.lam[rows][:, None, :] * g.wtime[rows][:, None, None] + g.start[rows][:, None, :]) * n,
+        np.maximum(n, 1.0),
+    )
+    u1 = np.mod(c0 + Lw, np.maximum(n, 1.0))
+    return n, u1, np.where(Lw >= n, np.inf, Lw), g.first[rows][:, None, :]
+
+
 def _sequential(g: _Group, w, mode, T, x, pr, clean_p, seqon, theta):
     """Sequential regions, deterministically: region ``j`` is the block of pages
     ``[first_j, first_j + n_j)`` swept by a write cursor at ``lam_j n_j`` pages per second of
@@ -693,14 +707,9 @@ def _sequential(g: _Group, w, mode, T, x, pr, clean_p, seqon, theta):
     regions keep their values)."""
     S, B1 = w["seg"].shape
     npg = np.asarray(g.ctx.pages, dtype=float)[:, None, None]
-    n = g.n[:, None, :]
-    v = x[:, None, :] * n  # write cursor, pages per wall second
-    guest = g.wtime[:, None, None]
-    c0 = np.mod((g.lam[:, None, :] * guest + g.start[:, None, :]) * n, np.maximum(n, 1.0))
+    v = x[:, None, :] * g.n[:, None, :]  # write cursor, pages per wall second
     Lw = v * T[:, None, None]  # offsets the cursor swept
-    u1 = np.mod(c0 + Lw, np.maximum(n, 1.0))
-    first = g.first[:, None, :]
-    tot = np.where(Lw >= n, np.inf, Lw)
+    n, u1, tot, first = _sweep(g, slice(None), Lw)
     # -- sent pages of each segment: offsets [p, q] sent linearly from A to A + tau -----------
     start = w["start"][..., None] * npg - first
     p = np.clip(start, 0.0, n)
@@ -845,12 +854,7 @@ def _seq_written(g: _Group, rows, lo_addr, hi_addr, Lw):
     ``hi_addr`` (fractions of memory, (S, K)) that its write cursor passes while sweeping ``Lw``
     offsets from where it stands at the phase start ((S, K, R) or broadcastable)."""
     npg = np.asarray(g.ctx.pages, dtype=float)[rows][:, None, None]
-    n = g.n[rows][:, None, :]
-    guest = g.wtime[rows][:, None, None]
-    c0 = np.mod((g.lam[rows][:, None, :] * guest + g.start[rows][:, None, :]) * n, np.maximum(n, 1.0))
-    u1 = np.mod(c0 + Lw, np.maximum(n, 1.0))
-    tot = np.where(Lw >= n, np.inf, Lw)
-    first = g.first[rows][:, None, :]
+    n, u1, tot, first = _sweep(g, rows, Lw)
     lo_o = np.clip(lo_addr[..., None] * npg - first, 0.0, n)
     hi_o = np.clip(hi_addr[..., None] * npg - first, 0.0, n)
     one = np.ones(np.broadcast(lo_o, u1).shape)

@@ -63,9 +63,10 @@ GIB = 1024**3
 LIU_MB = 2**20
 #: Liu et al. (HPDC 2011), E_mig = alpha V_mig + beta, fitted on their Xen testbed (Gigabit
 #: Ethernet, servers metered with a Watts up Pro meter, five workloads).  These two values are
-#: the ones the paper is quoted with (0.512 J/MB, 20.165 J); they could NOT be re-checked
-#: against the paper's text from the sources available when this module was written — verify
-#: them against Liu et al. 2011, Section 5, before citing them.
+#: the ones the paper is quoted with (0.512 J/MB, 20.165 J).  The paper's own text was not
+#: available here; an independent implementation uses the same two values (repository
+#: robertomeroni/vm_allocator, ``src/weights.py``: migration energy "coefficient" 512 J per GB,
+#: "constant" 20.165 J) — two quotations agree, but check Liu et al. 2011 before citing them.
 LIU2011_ALPHA_J_PER_MB = 0.512
 LIU2011_BETA_J = 20.165
 

@@ -1531,7 +1531,7 @@ def _finish(g: _Group, done, code, out: BatchResult, L: int) -> None:
     pol, ctx, st = g.pol.subset(sub), g.ctx.subset(sub), g.st.subset(sub)
     rows = g.idx[sub]
     rounds = g.rounds[sub]
-    d, lam, seq, z = g.d[sub], g.lam[sub], g.seq[sub], g.z[sub]
+    d, lam, seq, z = g.D[sub].sum(axis=1), g.lam[sub], g.seq[sub], g.Z[sub].sum(axis=1)
     P = st.pending
     n_z = np.minimum(z, P)
     n_nz = P - n_z

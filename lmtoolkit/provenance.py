@@ -20,7 +20,17 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-PACKAGES = ("lmtoolkit", "numpy", "scipy", "xarray", "h5netcdf", "hydra-core", "omegaconf", "pandas")
+PACKAGES = (
+    "lmtoolkit",
+    "numpy",
+    "scipy",
+    "xarray",
+    "h5netcdf",
+    "netCDF4",
+    "hydra-core",
+    "omegaconf",
+    "pandas",
+)
 
 
 def config_yaml(cfg: DictConfig) -> str:

@@ -830,32 +830,37 @@ def _chunk_redirty(g: _Group, w: dict, ctx, pol, x, T, theta):
     (S, B + 1, R): the first piece of the segment's sent part belongs to a chunk entered at
     ``theta``; each chunk that begins inside it is cleared when the walk reaches its start, so
     a page there is re-dirtied by a write after that time (``f(T - theta_i)``, summed in
-    closed form over the chunks of the segment)."""
-    wc = _chunk_width(g, ctx, pol)[..., None]
-    x0 = w["start"][..., None]
-    L = (w["sigma"] * w["length"])[..., None]
-    A, tau = w["A"][..., None], w["tau"][..., None]
-    Tc = T[:, None, None]
+    closed form over the chunks of the segment).  Most segments' sent parts lie in one chunk
+    (their share is ``f(T - theta)``); the sum is evaluated on the others only."""
     lam = x[:, None, :]
+    out = -np.expm1(-lam * np.maximum(T[:, None, None] - theta[..., None], 0.0))  # f(T - theta)
+    wc = _chunk_width(g, ctx, pol)
+    x0 = w["start"]
+    L = w["sigma"] * w["length"]
     b1 = (np.floor(x0 / wc + 1e-9) + 1) * wc  # the next chunk start
     l1 = np.minimum(L, np.maximum(b1 - x0, 0.0))
     rest = np.maximum(L - l1, 0.0)
+    si, bi = np.nonzero(rest > 0)  # sent parts reaching into later chunks
+    if not si.size:
+        return out
+    wc, L, l1, rest = wc[si], L[si, bi][:, None], l1[si, bi][:, None], rest[si, bi][:, None]
+    A, tau = w["A"][si, bi][:, None], w["tau"][si, bi][:, None]
+    Tc, lam, f_theta = T[si][:, None], x[si], out[si, bi]
     m = np.floor(rest / wc + 1e-9)
     l_last = np.maximum(rest - m * wc, 0.0)
-    rate = np.where(L > 0, tau / np.maximum(L, 1e-300), 0.0)  # seconds per address
+    rate = tau / L  # seconds per address
     th0 = A + l1 * rate  # the first chunk started inside
     delta = wc * rate
     th_last = th0 + m * delta
-    f = lambda y: -np.expm1(-lam * np.maximum(y, 0.0))  # noqa: E731
     # sum over i < m of exp(-lam (T - th0 - i delta)), written from the last term back
     one_minus_q = -np.expm1(-lam * delta)  # 1 - exp(-lam delta)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         geo = np.where(one_minus_q > 1e-12, -np.expm1(-lam * delta * m) / np.maximum(one_minus_q, 1e-300), m)
     s_exp = np.exp(-lam * np.maximum(Tc - (th0 + np.maximum(m - 1, 0) * delta), 0.0)) * geo
     full = m * wc - wc * np.where(m > 0, s_exp, 0.0)
-    f_theta = f(Tc - theta[..., None])
-    total = l1 * f_theta + full + l_last * f(Tc - th_last)
-    return np.where(L > 0, np.clip(total / np.maximum(L, 1e-300), 0.0, 1.0), f_theta)
+    f_last = -np.expm1(-lam * np.maximum(Tc - th_last, 0.0))
+    out[si, bi] = np.clip((l1 * f_theta + full + l_last * f_last) / L, 0.0, 1.0)
+    return out
 
 
 def _seq_written(g: _Group, rows, lo_addr, hi_addr, Lw):

@@ -430,6 +430,8 @@ class _Group:
         self.st.pending[rows] = pending
 
     def keep(self, m):
+        """Keep the rows where the mask ``m`` is true (gathers by index: faster than masks)."""
+        m = np.flatnonzero(m)
         self.pol, self.ctx, self.st = self.pol.subset(m), self.ctx.subset(m), self.st.subset(m)
         for k in (
             "n",
@@ -456,12 +458,12 @@ class _Group:
             "wtime",
             "layout",
         ):
-            setattr(self, k, getattr(self, k)[m])
-        self.hist = self.hist[:, m]
+            setattr(self, k, np.take(getattr(self, k), m, axis=0))
+        self.hist = np.take(self.hist, m, axis=1)
         if self.xb is not None:
             for k in ("xb", "xb_held", "xb_fresh", "xb_U", "xb_started"):
-                setattr(self, k, getattr(self, k)[m])
-        self.prev = self.prev[:, m]
+                setattr(self, k, np.take(getattr(self, k), m, axis=0))
+        self.prev = np.take(self.prev, m, axis=1)
 
 
 def run_inputs(inp: FluidInputs, round_detail: int = ROUND_DETAIL_LIMIT) -> BatchResult:

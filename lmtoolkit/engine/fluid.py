@@ -385,9 +385,9 @@ class _Group:
         self.prev = np.full((6, S), np.nan)  # the 3 last phase lengths and bitmap sizes
         self.walk = np.zeros(S)  # cursor move of the last phase
         self.survive = np.ones(S)  # chance the bitmap has not dipped below yet
-        # the last CYCLE_HISTORY syncs (pending, cursor, time, bytes, pages, survive) for
+        # the last CYCLE_HISTORY syncs (pending, time, bytes, pages, survive) for
         # _cycle_leap, and how many of them are valid
-        self.hist = np.full((6, S, CYCLE_HISTORY), np.nan)
+        self.hist = np.full((5, S, CYCLE_HISTORY), np.nan)
         self.hist_n = np.zeros(S, dtype=np.int64)
         self.hist_ptr = 0  # ring buffer position (shared by all rows)
         # rounds may be leapt over (fast-forward) by rotating the bitmap with the cursor only
@@ -1246,7 +1246,7 @@ def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
     st = g.st
     H = CYCLE_HISTORY
     slot = g.hist_ptr % H
-    for i, v in enumerate((st.pending, g.cur, st.t, st.sent_bytes, st.sent_pages, g.survive)):
+    for i, v in enumerate((st.pending, st.t, st.sent_bytes, st.sent_pages, g.survive)):
         g.hist[i, :, slot] = v
     g.hist_ptr += 1
     g.hist_n = np.minimum(g.hist_n + 1, H)
@@ -1254,7 +1254,7 @@ def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
         return
     hist = g.hist[:, :, (g.hist_ptr + np.arange(H)) % H]  # oldest first
     hp = hist[0]
-    dts = np.diff(hist[2], axis=1, prepend=np.nan)
+    dts = np.diff(hist[1], axis=1, prepend=np.nan)
     live = ~skip & np.asarray(g.pol.stationary(st)) & ~np.asarray(g.pol.converged(st, g.ctx))
     if not live.any():
         return
@@ -1333,9 +1333,9 @@ def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
     rows = np.flatnonzero(ok)
     p = period[rows]
     last = H - 1
-    d = {k: hist[i, rows, last] - hist[i, rows, last - p] for i, k in ((2, "t"), (3, "b"), (4, "k"))}
+    d = {k: hist[i, rows, last] - hist[i, rows, last - p] for i, k in ((1, "t"), (2, "b"), (3, "k"))}
     surv_ratio = np.where(
-        hist[5, rows, last - p] > 0, hist[5, rows, last] / np.maximum(hist[5, rows, last - p], 1e-300), 1.0
+        hist[4, rows, last - p] > 0, hist[4, rows, last] / np.maximum(hist[4, rows, last - p], 1e-300), 1.0
     )
     sub, psub = g.st.subset(rows), g.pol.subset(rows)
     left_t = np.broadcast_to(np.asarray(psub.timeout_s, dtype=float), rows.shape)

@@ -97,7 +97,10 @@ def write_dataset(ds: xr.Dataset, path) -> Path:
     if path.suffix == ".zarr":
         with atomic_path(path) as tmp:
             tmp.unlink()
-            ds.to_zarr(tmp, mode="w")
+            # zarr format 2: every value type we write has a published encoding there (format 3
+            # has none yet for fixed-width strings such as stop_reason), and every zarr reader
+            # reads it
+            ds.to_zarr(tmp, mode="w", zarr_format=2)
         return path
     engine = netcdf_write_engine()
     with atomic_path(path) as tmp:

@@ -251,8 +251,22 @@ def test_dask_local_cluster_real_processes(tmp_path):
 
 
 def test_zarr_format(tmp_path):
-    ds, info = _run(["experiment=bandwidth_vs_dirty_rate", "debug=default", "sweep.format=zarr"], tmp_path)
+    """A zarr result reads back exactly as written, strings and flags included, and writing it
+    warns of nothing (zarr format 2: no type whose encoding the format does not define)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds, info = _run(
+            ["experiment=bandwidth_vs_dirty_rate", "debug=default", "sweep.format=zarr"], tmp_path
+        )
     assert info["path"].suffix == ".zarr" and info["path"].is_dir()
+    assert (info["path"] / ".zmetadata").is_file()  # consolidated, format 2
+    from lmtoolkit.io import read_dataset
+
+    back = read_dataset(info["path"])
+    xr.testing.assert_identical(_data(back), _data(ds))
+    assert back["stop_reason"].dtype.kind == "U"
     _, again = _run(["experiment=bandwidth_vs_dirty_rate", "debug=default", "sweep.format=zarr"], tmp_path)
     assert again["cached"]
     from lmtoolkit.sweep import read_result

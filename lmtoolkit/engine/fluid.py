@@ -220,8 +220,19 @@ def _pages_per_bin(edges: np.ndarray, regs, npg: float) -> np.ndarray:
 
 def with_value(obj, key: str, value):
     """``obj`` with the dotted ``key`` replaced (nested frozen dataclasses), typed like the old value."""
-    head, _, rest = key.partition(".")
-    if not rest:
+    return with_values(obj, ((key, value),))
+
+
+def with_values(obj, items):
+    """``obj`` with several dotted keys replaced, ``items`` as ``(key, value)`` pairs: one
+    ``dataclasses.replace`` per object touched, so each is built (and checked) once, with all
+    its new values together."""
+    direct, nested = {}, defaultdict(list)
+    for key, value in items:
+        head, _, rest = key.partition(".")
+        if rest:
+            nested[head].append((rest, value))
+            continue
         cur = getattr(obj, head)
         if isinstance(cur, bool):
             value = bool(value)
@@ -229,8 +240,10 @@ def with_value(obj, key: str, value):
             value = int(value)
         else:
             value = float(value)
-        return dataclasses.replace(obj, **{head: value})
-    return dataclasses.replace(obj, **{head: with_value(getattr(obj, head), rest, value)})
+        direct[head] = value
+    for head, sub in nested.items():
+        direct[head] = with_values(getattr(obj, head), sub)
+    return dataclasses.replace(obj, **direct) if direct else obj
 
 
 #: Workloads whose region rates are proportional to ``dirty_rate_pages_s``.
@@ -352,12 +365,7 @@ class FluidInputs:
             inverse = inverse.reshape(-1)
         else:
             uniq_rows, inverse = np.zeros((1, 0)), np.zeros(S, dtype=np.int64)
-        uniq = []
-        for row in uniq_rows:
-            scn = template
-            for k, v in zip(keys, row):
-                scn = with_value(scn, k, v)
-            uniq.append(scn)
+        uniq = [with_values(template, zip(keys, row)) for row in uniq_rows]
         return cls.from_unique(uniq, inverse, rate)
 
 

@@ -86,14 +86,11 @@ class Problem:
 
     def scenario(self, pattern: str, x: np.ndarray, engine: str = "page", seed: int = 0):
         """The scenario of one parameter row (for the page engine)."""
-        from ..engine.fluid import with_value
+        from ..engine.fluid import with_values
 
-        scn = self.templates[pattern]
-        for k, v in self.fixed.items():
-            scn = with_value(scn, k, v)
+        scn = with_values(self.templates[pattern], self.fixed.items())
         cols = {p.key: float(p.from_x(x[i])) for i, p in enumerate(self.params)}
-        for k, v in self._peak_column(cols).items():
-            scn = with_value(scn, k, float(v))
+        scn = with_values(scn, ((k, float(v)) for k, v in self._peak_column(cols).items()))
         return dataclasses.replace(scn, engine=engine, seed=seed)
 
     def page_residuals(self, pattern: str, x: np.ndarray, seeds=(0, 1, 2)):

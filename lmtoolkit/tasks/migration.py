@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 
 from ..engine.common import BatchResult
-from ..engine.fluid import simulate_fluid, simulate_fluid_columns, with_value
+from ..engine.fluid import simulate_fluid, simulate_fluid_columns, with_values
 from ..engine.page import simulate_page
 from ..model.energy import migration_energy, scenario_constants, stack_constants
 from ..runner import build_power, build_scenario
@@ -57,12 +57,7 @@ def _energy_columns(tpl, columns: dict, power) -> dict:
         return scenario_constants(tpl, power)
     table = np.column_stack([np.asarray(columns[k], dtype=float) for k in keys])
     uniq, inverse = np.unique(table, axis=0, return_inverse=True)
-    consts = []
-    for row in uniq:
-        scn = tpl
-        for k, v in zip(keys, row):
-            scn = with_value(scn, k, v)
-        consts.append(scenario_constants(scn, power))
+    consts = [scenario_constants(with_values(tpl, zip(keys, row)), power) for row in uniq]
     return {k: v[inverse.ravel()] for k, v in stack_constants(consts).items()}
 
 
@@ -95,9 +90,7 @@ class MigrationTask(Task):
             )
         recs, consts = [], []
         for j, seed in enumerate(seeds):
-            scn = tpl
-            for k, v in columns.items():
-                scn = with_value(scn, k, v[j])
+            scn = with_values(tpl, ((k, v[j]) for k, v in columns.items()))
             scn = dataclasses.replace(scn, seed=int(seed))
             recs.append(trim_rounds(simulate_page(scn), round_detail))
             consts.append(scenario_constants(scn, power))

@@ -220,3 +220,33 @@ def test_a_leapt_drift_keeps_the_per_round_trajectory_smooth():
         d = out.round["round_dirty_pages"][i, 100:n]
         assert n > 600 and np.all(np.isfinite(d))
         assert np.max(np.abs(np.diff(d)) / d[1:]) < 0.01
+
+
+def test_with_values_replaces_keys_together():
+    """Several dotted keys at once: the same scenario as one key at a time where every step is
+    valid, and no error where only an intermediate state would be (a smaller VM before its
+    smaller hot set); values typed like the old ones; nothing to replace, the same object."""
+    from lmtoolkit.engine.fluid import with_value, with_values
+    from lmtoolkit.errors import ConfigError
+    from lmtoolkit.model import VM, Network
+    from lmtoolkit.scenario import Scenario
+
+    tpl = Scenario(
+        vm=VM(memory_gib=8), workload=HotColdWorkload(hot_mib=4096), network=Network(), policy=QemuPolicy()
+    )
+    items = [
+        ("vm.memory_gib", 2.0),
+        ("workload.hot_mib", 512.0),
+        ("policy.downtime_limit_ms", 30),
+        ("network.bandwidth_gbit_s", 1),
+    ]
+    got = with_values(tpl, items)
+    chain = tpl
+    for k, v in (items[1], items[0], items[2], items[3]):
+        chain = with_value(chain, k, v)
+    assert got == chain
+    assert (got.vm.memory_gib, got.workload.hot_mib, got.policy.downtime_limit_ms) == (2, 512.0, 30.0)
+    assert isinstance(got.vm.memory_gib, int) and isinstance(got.policy.downtime_limit_ms, float)
+    with pytest.raises(ConfigError, match="hot set must fit"):
+        with_value(tpl, "vm.memory_gib", 2.0)
+    assert with_values(tpl, []) is tpl

@@ -52,6 +52,7 @@ from .common import (
     mean_written_after,
     slowdown,
     switchover,
+    unique_rows,
     zero_layout,
 )
 
@@ -361,8 +362,7 @@ class FluidInputs:
         keys = sorted(cols)
         if keys:
             table = np.stack([cols[k].astype(float) for k in keys], axis=1)
-            uniq_rows, inverse = np.unique(table, axis=0, return_inverse=True)
-            inverse = inverse.reshape(-1)
+            uniq_rows, inverse = unique_rows(table)
         else:
             uniq_rows, inverse = np.zeros((1, 0)), np.zeros(S, dtype=np.int64)
         uniq = [with_values(template, zip(keys, row)) for row in uniq_rows]

@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from ..engine.common import BatchResult
+from ..engine.common import BatchResult, unique_rows
 from ..engine.fluid import simulate_fluid, simulate_fluid_columns, with_values
 from ..engine.page import simulate_page
 from ..model.energy import migration_energy, scenario_constants, stack_constants
@@ -56,7 +56,7 @@ def _energy_columns(tpl, columns: dict, power) -> dict:
     if not keys:
         return scenario_constants(tpl, power)
     table = np.column_stack([np.asarray(columns[k], dtype=float) for k in keys])
-    uniq, inverse = np.unique(table, axis=0, return_inverse=True)
+    uniq, inverse = unique_rows(table)
     consts = [scenario_constants(with_values(tpl, zip(keys, row)), power) for row in uniq]
     return {k: v[inverse.ravel()] for k, v in stack_constants(consts).items()}
 
@@ -103,7 +103,7 @@ class MigrationTask(Task):
             return one.take(np.zeros(len(seeds), dtype=np.int64))
         keys = list(columns)
         table = np.column_stack([np.asarray(columns[k], dtype=float) for k in keys])
-        uniq, inverse = np.unique(table, axis=0, return_inverse=True)
+        uniq, inverse = unique_rows(table)
         if len(uniq) == len(table):
             return simulate_fluid_columns(tpl, columns, round_detail=round_detail)
         batch = simulate_fluid_columns(

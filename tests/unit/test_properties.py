@@ -97,3 +97,22 @@ def test_total_time_non_decreasing_in_dirty_rate(d, factor):
     busy = run(build(d, rate=d["rate"] * factor))
     if calm.completed and busy.completed and calm.stop_reason == busy.stop_reason == "converged":
         assert busy.total_time_s >= calm.total_time_s * (1 - 1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(1, 60),
+    cols=st.integers(1, 4),
+    values=st.lists(st.sampled_from([0.0, -1.5, 0.5, 2.0, 64.0, 1e5]), min_size=240, max_size=240),
+)
+def test_unique_rows_is_numpys_unique_along_rows(rows, cols, values):
+    """The sweep's fast de-duplication gives numpy's rows, in numpy's order, and its inverse."""
+    import numpy as np
+
+    from lmtoolkit.engine.common import unique_rows
+
+    table = np.array(values[: rows * cols], dtype=float).reshape(rows, cols)
+    u, inv = unique_rows(table)
+    u0, inv0 = np.unique(table, axis=0, return_inverse=True)
+    assert np.array_equal(u, u0) and np.array_equal(inv, inv0.reshape(-1))
+    assert np.array_equal(u[inv], table)

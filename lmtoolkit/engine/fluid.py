@@ -394,7 +394,8 @@ class _Group:
         self.walk = np.zeros(S)  # cursor move of the last phase
         self.survive = np.ones(S)  # chance the bitmap has not dipped below yet
         # the last CYCLE_HISTORY syncs (pending, time, bytes, pages, survive) for
-        # _cycle_leap, and how many of them are valid
+        # _cycle_leap, and how many of them are valid; hist's rows are the scenarios' numbers
+        # (idx), not compacted when scenarios finish (a copy of it per finish cost more)
         self.hist = np.full((5, S, CYCLE_HISTORY), np.nan)
         self.hist_n = np.zeros(S, dtype=np.int64)
         self.hist_ptr = 0  # ring buffer position (shared by all rows)
@@ -467,7 +468,6 @@ class _Group:
             "layout",
         ):
             setattr(self, k, np.take(getattr(self, k), m, axis=0))
-        self.hist = np.take(self.hist, m, axis=1)
         if self.xb is not None:
             for k in ("xb", "xb_held", "xb_fresh", "xb_U", "xb_started"):
                 setattr(self, k, np.take(getattr(self, k), m, axis=0))
@@ -1255,12 +1255,12 @@ def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
     H = CYCLE_HISTORY
     slot = g.hist_ptr % H
     for i, v in enumerate((st.pending, st.t, st.sent_bytes, st.sent_pages, g.survive)):
-        g.hist[i, :, slot] = v
+        g.hist[i, g.idx, slot] = v
     g.hist_ptr += 1
     g.hist_n = np.minimum(g.hist_n + 1, H)
     if g.hist_ptr % CYCLE_EVERY:
         return
-    hist = g.hist[:, :, (g.hist_ptr + np.arange(H)) % H]  # oldest first
+    hist = g.hist[:, g.idx[:, None], ((g.hist_ptr + np.arange(H)) % H)[None, :]]  # oldest first
     hp = hist[0]
     dts = np.diff(hist[1], axis=1, prepend=np.nan)
     live = ~skip & np.asarray(g.pol.stationary(st)) & ~np.asarray(g.pol.converged(st, g.ctx))

@@ -419,15 +419,9 @@ class _Group:
         self.pol.init_state(st, self.ctx)
         self.st = st
 
-    @property
-    def d(self):
-        """(S, R) pending pages per region."""
-        return self.D.sum(axis=1)
-
-    @property
-    def z(self):
-        """(S,) pending zero pages."""
-        return self.Z.sum(axis=1)
+    def pending_of(self, rows):
+        """Pending pages per region (len(rows), R) and pending zero pages (len(rows),) of ``rows``."""
+        return self.D[rows].sum(axis=1), self.Z[rows].sum(axis=1)
 
     def set_pending(self, rows, pending) -> None:
         """Set the bitmap size of ``rows`` to ``pending``, its pages (pending, zero, before the
@@ -1558,7 +1552,7 @@ def _finish(g: _Group, done, code, out: BatchResult, L: int) -> None:
     pol, ctx, st = g.pol.subset(sub), g.ctx.subset(sub), g.st.subset(sub)
     rows = g.idx[sub]
     rounds = g.rounds[sub]
-    d, lam, seq, z = g.D[sub].sum(axis=1), g.lam[sub], g.seq[sub], g.Z[sub].sum(axis=1)
+    (d, z), lam, seq = g.pending_of(sub), g.lam[sub], g.seq[sub]
     P = st.pending
     n_z = np.minimum(z, P)
     n_nz = P - n_z

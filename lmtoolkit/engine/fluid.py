@@ -848,8 +848,11 @@ def _chunk_redirty(g: _Group, w: dict, ctx, pol, x, T, theta):
     a page there is re-dirtied by a write after that time (``f(T - theta_i)``, summed in
     closed form over the chunks of the segment).  Most segments' sent parts lie in one chunk
     (their share is ``f(T - theta)``); the sum is evaluated on the others only."""
-    lam = x[:, None, :]
-    out = -np.expm1(-lam * np.maximum(T[:, None, None] - theta[..., None], 0.0))  # f(T - theta)
+
+    def f(lam, y):  # chance of a write in the last y seconds (random writes)
+        return -np.expm1(-lam * np.maximum(y, 0.0))
+
+    out = f(x[:, None, :], T[:, None, None] - theta[..., None])  # f(T - theta)
     wc = _chunk_width(g, ctx, pol)
     x0 = w["start"]
     L = w["sigma"] * w["length"]
@@ -874,8 +877,7 @@ def _chunk_redirty(g: _Group, w: dict, ctx, pol, x, T, theta):
         geo = np.where(one_minus_q > 1e-12, -np.expm1(-lam * delta * m) / np.maximum(one_minus_q, 1e-300), m)
     s_exp = np.exp(-lam * np.maximum(Tc - (th0 + np.maximum(m - 1, 0) * delta), 0.0)) * geo
     full = m * wc - wc * np.where(m > 0, s_exp, 0.0)
-    f_last = -np.expm1(-lam * np.maximum(Tc - th_last, 0.0))
-    out[si, bi] = np.clip((l1 * f_theta + full + l_last * f_last) / L, 0.0, 1.0)
+    out[si, bi] = np.clip((l1 * f_theta + full + l_last * f(lam, Tc - th_last)) / L, 0.0, 1.0)
     return out
 
 

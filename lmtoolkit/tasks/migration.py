@@ -58,7 +58,7 @@ def _energy_columns(tpl, columns: dict, power) -> dict:
     table = np.column_stack([np.asarray(columns[k], dtype=float) for k in keys])
     uniq, inverse = unique_rows(table)
     consts = [scenario_constants(with_values(tpl, zip(keys, row)), power) for row in uniq]
-    return {k: v[inverse.ravel()] for k, v in stack_constants(consts).items()}
+    return {k: v[inverse] for k, v in stack_constants(consts).items()}
 
 
 def with_energy(batch: BatchResult, consts: dict) -> MigrationBatch:
@@ -109,7 +109,7 @@ class MigrationTask(Task):
         batch = simulate_fluid_columns(
             tpl, {k: uniq[:, i] for i, k in enumerate(keys)}, round_detail=round_detail
         )
-        return batch.take(inverse.ravel())
+        return batch.take(inverse)
 
     def concat(self, parts):
         if len(parts) == 1:

@@ -50,9 +50,8 @@ _EMPTY = np.empty(0, dtype=np.int64)
 #: a page's state, one byte per page (the dirty bitmap and KVM's dirty-log bit in one array):
 #: bit 0 pending (in the bitmap), bit 1 its log bit (``dirty_clear: chunk``; a set log bit
 #: implies a pending page: a write sets both, and a send clears the page's chunk first);
-#: other modes use CLEAN and PENDING only.  Within a phase bit 2 marks the pages its writes
-#: re-dirty until the sends and clears are applied (:meth:`_Run.phase`).
-CLEAN, PENDING, LOG, LOGGED, DIRTIED = 0, 1, 2, 3, 4
+#: other modes use CLEAN and PENDING only.
+CLEAN, PENDING, LOG, LOGGED = 0, 1, 2, 3
 #: written pages handled at once (the sampler's batch size): bounds a phase's memory
 WRITE_BATCH = 1 << 20
 
@@ -193,6 +192,7 @@ class _Run:
         self._xb_started = False
         self._changed = np.ones(self.n, dtype=bool) if self._xb_slots else None
         self.cursor = 0
+        self._pending_list = None  # the pending pages (sorted) until the next phase changes them
         self.st = State(())
         self.st.pending = np.float64(self.n)
         self.pol.init_state(self.st, self.ctx)
@@ -207,17 +207,25 @@ class _Run:
 
     def _next_sends(self, k: int):
         """(k, first page, contiguous?, page array or None, pages pending) for this phase."""
-        pending = int(np.count_nonzero(self.state))
+        listed, self._pending_list = self._pending_list, None  # the phase changes the state
+        pending = int(np.count_nonzero(self.state)) if listed is None else listed.size
         k = int(min(max(k, 1), pending))
         if pending == self.n and self.cursor + k <= self.n:
             # Whole memory dirty (a first pass): the sends are a range, no index array needed.
             return k, self.cursor, True, None, pending
-        order = _send_order(_pending_pages(self.state), self.cursor)
+        order = _send_order(_pending_pages(self.state) if listed is None else listed, self.cursor)
         sent = order[:k]
         s0 = int(sent[0])
         if int(sent[-1]) - s0 == k - 1:
             return k, s0, True, None, pending
         return k, s0, False, sent, pending
+
+    def _pending(self) -> np.ndarray:
+        """The pending pages, sorted (listed once between two phases: for the zero-page scan
+        profile, the next phase's sends and the switchover)."""
+        if self._pending_list is None:
+            self._pending_list = _pending_pages(self.state)
+        return self._pending_list
 
     def scan_profile(self) -> None:
         """``vm.zero_layout`` other than ``spread``: while zero pages are pending, put the
@@ -226,7 +234,7 @@ class _Run:
         ex = self.st.extra
         if self.nonzero is None or self.layout == "spread" or not self._scan_left:
             return
-        order = _send_order(_pending_pages(self.state), self.cursor)
+        order = _send_order(self._pending(), self.cursor)
         nz = self.nonzero[order]
         if nz.all():
             self._scan_left = False  # a written page never becomes zero again
@@ -401,27 +409,25 @@ class _Run:
                 after[ins] = wt[ins] > send_t
                 self._changed[wp] |= after
             dirtied = wp[dirt]
-            self.state[dirtied] |= DIRTIED
             marked.append(dirtied if self.n >= 2**31 else dirtied.astype(np.int32))  # half the memory
             if self.nonzero is not None:
                 self.nonzero[wp] = True
-        # the sends, then the chunk clears (the marks stay)
-        if contiguous:
-            np.bitwise_and(self.state[span], np.uint8(DIRTIED), out=self.state[span])
-        else:
-            self.state[sent] &= np.uint8(DIRTIED)
+        # the sends, then the chunk clears; then the pages the writes re-dirtied join the bitmap
+        # (whatever the sends and clears did to them: the batches' pages are disjoint, and no
+        # step between reads a page's pending bit for them but the count of the new ones)
+        self.state[span] = CLEAN
         if mode == "chunk":
             self._clear_chunks(chunk_of, clear_t, k, s0, contiguous)
-        newly = 0
-        if marked:
-            d = marked[0] if len(marked) == 1 else np.concatenate(marked)
-            newly = int(np.count_nonzero((self.state[d] & PENDING) == 0))
-            self.state[d] = LOGGED if mode == "chunk" else PENDING
+        while marked:
+            self.state[marked.pop()] = LOGGED if mode == "chunk" else PENDING
         last = s0 + k - 1 if contiguous else int(sent[-1])
         self.cursor = (last + 1) % self.n
         if self._xb_slots and (self.cursor == 0 or (not contiguous and np.any(np.diff(sent) < 0))):
             self._xb_started = True
         rest = pending - k
+        # the bitmap now: the unsent rest (a page's pending bit survives the chunk clears) and
+        # the re-dirtied pages that were not among them
+        newly = int(np.count_nonzero(self.state)) - rest
 
         self.detail_append("precopy", t0, T, k, B, float(st.pending), float(st.bw_est), float(st.throttle))
         st.lost_guest_time = st.lost_guest_time + st.throttle * T
@@ -566,7 +572,7 @@ class _Run:
             )
         if self.snapshot is not None:
             self.snapshot(self.rounds, self.dirty)
-        self.pending = _pending_pages(self.state)
+        self.pending = self._pending()
         nz = self._nonzero_of(self.pending)
         n_nz = self.pending.size if nz is None else int(np.count_nonzero(nz))
         n_z = self.pending.size - n_nz

@@ -7,6 +7,8 @@ detail) and prints
   migration by one pre-copy round): how many phases, their seconds, the row-phases and the cost
   per row-phase — wide phases are bound by numpy's per-element work, the long tail of narrow ones
   (migrations near the convergence threshold, syncing every 50 ms check) by Python's per-call cost;
+* the phases each migration ran in, and the slowest migrations (a batch runs as long as its
+  slowest: near-threshold migrations followed sync by sync set its phase count);
 * the functions with the most time of their own (``cProfile``, a second run).
 
 Grids: ``issue14`` (the sweep benchmark's 10,000 distinct migrations: QEMU-like, uniform, 10 VM
@@ -68,8 +70,11 @@ def main() -> None:
     args = ap.parse_args()
     phase, log = fluid._phase, []
 
+    active = None  # phases each migration ran in (the batch runs as long as its slowest)
+
     def timed(g, out, L):
         t = time.perf_counter()
+        active[g.idx] += 1
         cut = phase(g, out, L)
         log.append((g.idx.size, time.perf_counter() - t))  # the rows this phase ran
         return cut
@@ -78,6 +83,7 @@ def main() -> None:
         n = next(iter(cols.values())).size
         fluid.simulate_fluid_columns(tpl, cols, round_detail=0)  # warm-up (imports, caches)
         log.clear()
+        active = np.zeros(n, dtype=np.int64)
         fluid._phase = timed
         t = time.perf_counter()
         out = fluid.simulate_fluid_columns(tpl, cols, round_detail=0)
@@ -97,6 +103,17 @@ def main() -> None:
             )
         rounds = out.scalars["rounds"]
         print(f"  rounds per migration: median {np.median(rounds):.0f}, p99 {np.percentile(rounds, 99):.0f}")
+        print(
+            f"  phases per migration: median {np.median(active):.0f}, p99 {np.percentile(active, 99):.0f}, "
+            f"max {active.max()}; the slowest (they set the batch's phase count):"
+        )
+        for i in np.argsort(-active, kind="stable")[:5]:
+            print(
+                f"    {active[i]:4d} phases: {cols['vm.memory_gib'][i]:g} GiB, "
+                f"{cols['network.bandwidth_gbit_s'][i]:g} Gbit/s, "
+                f"{cols['workload.dirty_rate_pages_s'][i]:,.0f} pages/s -> {rounds[i]} rounds, "
+                f"{out.scalars['stop_reason'][i]} at {float(out.scalars['total_time_s'][i]):.1f} s"
+            )
         prof = cProfile.Profile()
         prof.runcall(fluid.simulate_fluid_columns, tpl, cols, round_detail=0)
         s = io.StringIO()

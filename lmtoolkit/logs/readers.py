@@ -30,7 +30,9 @@ The Dataset (``lmt_kind = "migration_log"``): per poll on dim ``sample`` —
 ``postcopy``); attributes ``source`` (the file), ``lmt_log_format``, ``lmt_status``.
 
 Bad or truncated input raises one :class:`~lmtoolkit.errors.ConfigError` naming the file and
-the line.
+the line: text that is not the format, a reply without status or time, time running backwards,
+a log that ends mid-migration, and numbers that cannot be what they count (negative, infinite,
+a throttle above 100 %).
 """
 
 from __future__ import annotations
@@ -291,6 +293,8 @@ def _parse_value(raw: str, path, line: int, label: str) -> float:
         v = float(parts[0])
     except ValueError:
         raise _err(path, line, f"'{label}': {parts[0]!r} is not a number") from None
+    if not (math.isfinite(v) and v >= 0):
+        raise _err(path, line, f"'{label}': {raw.strip()!r} is not allowed: {NONNEGATIVE}")
     unit = parts[1].lower() if len(parts) > 1 else ""
     if unit.endswith("/s") and unit[:-2] in _UNITS:  # Memory bandwidth: 68.180 MiB/s
         return v * _UNITS[unit[:-2]]
@@ -612,9 +616,33 @@ def testbed_guest(ds) -> dict:
 
 
 # -- assembly ---------------------------------------------------------------------------------------
+#: what a number in a migration log may be (the throttle excepted)
+NONNEGATIVE = "a count, size, time or rate: a finite number >= 0"
+
+
+def _check_values(path, fmt, samples, finals, lines) -> None:
+    """Every number a log gives is a count, size, time or rate (finite, >= 0) or the throttle
+    (a share in [0, 1]); an absent one is NaN.  The first that is not: one error naming the
+    line (a libvirt block's first line), the field (with its query-migrate name) and the value."""
+    block = " (in the job statistics that start on this line)" if fmt.startswith("libvirt") else ""
+    for s, f, line in zip(samples, finals, lines):
+        for k, v in (*s.items(), *f.items()):
+            if k in ("status", "time") or not isinstance(v, float) or math.isnan(v):
+                continue
+            hi = 1.0 if k == "throttle" else math.inf
+            if 0.0 <= v <= hi and math.isfinite(v):
+                continue
+            unit, long_name = SAMPLE_VARS.get(k) or FINAL_VARS[k]
+            qmp = long_name.rpartition("(")[2].rstrip(")") if long_name.endswith(")") else k
+            allowed = "a share in [0, 1] (cpu-throttle-percentage / 100)" if k == "throttle" else NONNEGATIVE
+            value = f"{v:g}" if unit == "1" else f"{v:g} {unit}"
+            raise _err(path, line, f"{k} ({qmp}) = {value} is not allowed{block}: {allowed}")
+
+
 def _assemble(path, fmt, samples, finals, lines, passes, final_status=None) -> xr.Dataset:
     if not samples:
         raise _err(path, 0, "no query-migrate replies in the log")
+    _check_values(path, fmt, samples, finals, lines)
     times = np.array([s["time"] for s in samples])
     bad = np.flatnonzero(np.diff(times) < 0)
     if bad.size:

@@ -244,7 +244,43 @@ def _domjobinfo_truncated(tmp_path):
     return _write(tmp_path, "dt.txt", "\n\n".join(blocks[:-1]))
 
 
+def _qmp_with(tmp_path, name, i, edit):
+    lines = QMP.read_text().splitlines()
+    r = json.loads(lines[i])
+    edit(r)
+    lines[i] = json.dumps(r)
+    return _write(tmp_path, name, "\n".join(lines))
+
+
+def _negative_bytes(tmp_path):
+    return _qmp_with(tmp_path, "nb.jsonl", 8, lambda r: r["ram"].update(remaining=-4096))
+
+
+def _throttle_over_100(tmp_path):
+    return _qmp_with(tmp_path, "th.jsonl", 9, lambda r: r.update({"cpu-throttle-percentage": 150}))
+
+
+def _infinite_ram(tmp_path):  # Python's json reads Infinity and NaN
+    return _qmp_with(tmp_path, "inf.jsonl", -1, lambda r: r["ram"].update(total=float("inf")))
+
+
+def _domjobinfo_negative(tmp_path):
+    lines = DOMJOBINFO.read_text().splitlines()
+    lines[30] = "Memory remaining: -3.000 MiB"
+    return _write(tmp_path, "dn.txt", "\n".join(lines))
+
+
 BAD = [
+    (_negative_bytes, ["nb.jsonl", "line 9", "ram.remaining", "-4096", ">= 0"]),
+    (_throttle_over_100, ["th.jsonl", "line 10", "cpu-throttle-percentage", "1.5", "[0, 1]"]),
+    (_infinite_ram, ["inf.jsonl", "line 53", "ram.total", "inf", "finite"]),
+    (_domjobinfo_negative, ["dn.txt", "line 31", "Memory remaining", "-3.000 MiB", ">= 0"]),
+    (
+        lambda tmp: _write(
+            tmp, "js.txt", "type=3\ntime_elapsed=100\nmemory_total=536870912\nmemory_processed=-5\n"
+        ),
+        ["js.txt", "line 1", "job statistics that start on this line", "ram.transferred", "-5"],
+    ),
     (_truncated_list, ["t.json", "line", "truncated"]),
     (_truncated_lines, ["t.jsonl", "line 53", "not valid JSON"]),
     (_still_active, ["a.jsonl", "line 20", "'active'", "truncated"]),

@@ -39,6 +39,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..model.workload import pacing_speed
 from ..policies.base import Context, State
 from ..records import REASON_CODE, ROUND_KINDS, STOP_REASONS
@@ -243,7 +244,10 @@ def with_values(obj, items):
             value = float(value)
         direct[head] = value
     for head, sub in nested.items():
-        direct[head] = with_values(getattr(obj, head), sub)
+        try:
+            direct[head] = with_values(getattr(obj, head), sub)
+        except ConfigError as e:  # a model names its field: the error names the dotted key
+            raise e.with_prefix(head) from None
     return dataclasses.replace(obj, **direct) if direct else obj
 
 

@@ -250,3 +250,8 @@ def test_with_values_replaces_keys_together():
     with pytest.raises(ConfigError, match="hot set must fit"):
         with_value(tpl, "vm.memory_gib", 2.0)
     assert with_values(tpl, []) is tpl
+    # a value its model refuses: the error names the dotted key, not the bare field
+    with pytest.raises(ConfigError) as e:
+        with_values(tpl, [("network.bandwidth_gbit_s", 1), ("policy.downtime_limit_ms", -1)])
+    assert e.value.key == "policy.downtime_limit_ms"
+    assert str(e.value).startswith("policy.downtime_limit_ms=-1")

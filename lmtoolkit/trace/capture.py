@@ -95,6 +95,10 @@ class TraceUnsupported(RuntimeError):
     """The kernel offers neither mechanism; the message says what is missing."""
 
 
+class NothingTraced(RuntimeError):
+    """The process was gone before a first interval could be recorded (or never existed)."""
+
+
 def _ioctl(fd: int, req: int, arg) -> int:
     r = _libc.ioctl(fd, req, ctypes.cast(ctypes.pointer(arg), ctypes.c_void_p))
     if r < 0:
@@ -360,7 +364,10 @@ def trace_pid(
     ``duration_s``).  With ``uffd-wp`` the process must have armed write-protection (the
     shim, or :class:`SelfTracker`)."""
     method = method or probe()[0]
-    scanner = PagemapScanner(pid) if method == "uffd-wp" else SoftDirtyScanner(pid)
+    try:
+        scanner = PagemapScanner(pid) if method == "uffd-wp" else SoftDirtyScanner(pid)
+    except (ProcessLookupError, FileNotFoundError):
+        raise NothingTraced(f"no process {pid} to trace (it has exited, or never existed)") from None
     numbering = PageNumbering()
     cap = Capture(interval_s, method=method, source=f"pid {pid}")
     alive = alive or (lambda: os.path.exists(f"/proc/{pid}"))
@@ -407,7 +414,17 @@ def trace_command(
     proc = subprocess.Popen(argv, env=env, start_new_session=True)
     try:
         time.sleep(0.05)  # let the helper arm itself
-        cap = trace_pid(proc.pid, interval_s, duration_s, method, alive=lambda: proc.poll() is None)
+        try:
+            cap = trace_pid(proc.pid, interval_s, duration_s, method, alive=lambda: proc.poll() is None)
+        except NothingTraced:
+            raise NothingTraced(
+                f"{' '.join(argv)} exited (status {proc.wait()}) before tracing began: nothing to record"
+            ) from None
+        if not cap.counts:
+            raise NothingTraced(
+                f"{' '.join(argv)} exited (status {proc.wait()}) before a first interval of "
+                f"{interval_s:g} s ended: nothing to record (a shorter -i, or a longer-running command)"
+            )
     except BaseException:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
 
-def cmd_trace(args) -> int:
-    from .capture import TraceUnsupported, probe, trace_command, trace_pid
+def _bad_option(args) -> str | None:
+    """The first option that is not allowed, as the error line (None: all are)."""
+    if not (math.isfinite(args.interval) and args.interval > 0):
+        return f"--interval={args.interval:g} is not allowed: a number of seconds > 0"
+    if args.duration is not None and not (math.isfinite(args.duration) and args.duration > 0):
+        return f"--duration={args.duration:g} is not allowed: a number of seconds > 0 (or leave it out)"
+    if args.pid is not None and args.pid <= 0:
+        return f"--pid={args.pid} is not allowed: a process id > 0"
+    return None
 
+
+def cmd_trace(args) -> int:
+    from .capture import NothingTraced, TraceUnsupported, probe, trace_command, trace_pid
+
+    bad = _bad_option(args)
+    if bad:
+        print(f"lmtk trace: error: {bad}", file=sys.stderr)
+        return 2
     argv = list(args.command or [])
     if argv and argv[0] == "--":
         argv = argv[1:]
@@ -28,7 +44,7 @@ def cmd_trace(args) -> int:
             cap.source = f"pid {args.pid}"
         else:
             cap = trace_command(argv, args.interval, args.duration, method)
-    except TraceUnsupported as e:
+    except (TraceUnsupported, NothingTraced) as e:
         print(f"lmtk trace: error: {e}", file=sys.stderr)
         return 1
     except FileNotFoundError as e:

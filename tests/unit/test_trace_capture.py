@@ -106,3 +106,46 @@ def test_cli_reports_unsupported_kernel(monkeypatch, capsys):
     monkeypatch.setattr(capture, "probe", nope)
     assert cli.main(["trace", "--", "true"]) == 1
     assert "Linux >= 6.7" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["-i", "-1", "--", "true"], ["--interval=-1", "> 0"]),
+        (["-i", "nan", "--", "true"], ["--interval=nan"]),
+        (["-d", "0", "--", "true"], ["--duration=0", "> 0"]),
+        (["--pid", "-3"], ["--pid=-3", "process id"]),
+    ],
+)
+def test_bad_trace_options_are_one_line_exit_2(argv, words, tmp_path, capsys):
+    from lmtoolkit.cli import main
+
+    assert main(["trace", "-o", str(tmp_path / "t.npz"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("lmtk trace: error: "), err
+    for w in words:
+        assert w in err, (w, err)
+    assert not (tmp_path / "t.npz").exists()
+
+
+@needs_tracking
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["-i", "0.1", "--", "true"], ["true exited", "before tracing began"]),
+        (["-i", "5", "--", "sleep", "0.3"], ["sleep 0.3 exited", "first interval of 5 s"]),
+        (["--pid", "999999999"], ["no process 999999999"]),
+    ],
+)
+def test_nothing_to_trace_is_one_error_and_no_file(argv, words, tmp_path, capsys):
+    """A command that exits before a first interval (or a pid that is gone): one line, exit 1,
+    no empty trace written (it used to be a ProcessLookupError traceback)."""
+    from lmtoolkit.cli import main
+
+    assert main(["trace", "-o", str(tmp_path / "t.npz"), *argv]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines()[-1].startswith("lmtk trace: error: "), err
+    assert "Traceback" not in err
+    for w in words:
+        assert w in err, (w, err)
+    assert not (tmp_path / "t.npz").exists()

@@ -28,6 +28,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..errors import ConfigError, check_choice, check_range
+from ..model.checks import check_fields
 from .qemu import QemuVM, install_signal_handlers
 from .setup import Paths, SetupError, paths
 
@@ -41,6 +43,13 @@ class GuestSpec:
     buffer_mib: int = 192
     seed: int = 1
     wbytes: int = 64  # bytes each page write rewrites (fixed per boot)
+
+    def __post_init__(self):
+        check_fields(self)
+        check_range("memory_mib", self.memory_mib, 0, None, lo_open=True)
+        check_range("buffer_mib", self.buffer_mib, 0, self.memory_mib, lo_open=True, hi_open=True)
+        check_range("seed", self.seed, 0, None)
+        check_range("wbytes", self.wbytes, 1, 4096)
 
 
 @dataclass
@@ -66,6 +75,32 @@ class RunSpec:
     settle_s: float = 1.5
     repeat: int = 0
     tag: str = ""
+
+    def __post_init__(self):
+        """Types and ranges, each error naming its field (:func:`.matrix.expand` adds where the
+        value came from: ``run.`` or ``matrix.runs[i].``)."""
+        check_fields(self)
+        check_range("dirty_rate_pages_s", self.dirty_rate_pages_s, 0, None)
+        check_choice("pattern", self.pattern, ("random", "sequential"))
+        if self.pacing not in CATCHUP_MS:
+            raise ConfigError("pacing", self.pacing, "'' (the default: catch up <= 20 ms), guest or wall")
+        for k in ("max_bandwidth_mib_s", "downtime_limit_ms", "xbzrle_cache_mib", "timeout_s"):
+            check_range(k, getattr(self, k), 0, None, lo_open=True)
+        for k in ("hot_mib", "postcopy_after_s", "memory_mib", "buffer_mib"):
+            if getattr(self, k) is not None:
+                check_range(k, getattr(self, k), 0, None, lo_open=True)
+        check_range("multifd_channels", self.multifd_channels, 0, 255)  # QEMU: multifd-channels 1-255
+        check_range("postcopy_after_passes", self.postcopy_after_passes, 1, None)
+        check_range("settle_s", self.settle_s, 0, None)
+        check_range("repeat", self.repeat, 0, None)
+        if not isinstance(self.tag, str):
+            raise ConfigError("tag", self.tag, "a string")
+        if self.xbzrle and self.multifd_channels:
+            raise ConfigError(
+                "multifd_channels",
+                self.multifd_channels,
+                "0 with xbzrle: QEMU refuses xbzrle together with multifd",
+            )
 
 
 #: the dirtier's ``catchup_ms`` per ``RunSpec.pacing``: how much of a stall the writer makes up

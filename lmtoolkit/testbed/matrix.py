@@ -22,10 +22,10 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from ..compose import compose_raw
-from ..errors import ConfigError
+from ..errors import ConfigError, check_range
 from ..io import write_dataset
 from ..paths import config_dir, data_dir
-from .driver import CATCHUP_MS, GuestSpec, MigrationFailed, RunSpec, Testbed, guest_for
+from .driver import GuestSpec, MigrationFailed, RunSpec, Testbed, guest_for
 from .qemu import ConsoleError
 from .qmp import QMPError
 from .record import label, to_dataset
@@ -41,12 +41,43 @@ def compose_testbed(overrides=()):
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as e:
         msg = " ".join(str(e).strip().splitlines()[:2])
+        if "Could not find 'matrix/" in msg:
+            names = sorted(p.stem for p in (config_dir() / "testbed" / "matrix").glob("*.yaml"))
+            given = msg.split("'matrix/", 1)[1].split("'", 1)[0]
+            raise ConfigError(
+                "matrix", given, "", message=f"unknown matrix '{given}' (available: {', '.join(names)})"
+            ) from None
         raise ConfigError("overrides", list(overrides), "", message=f"testbed config: {msg}") from None
     return cfg
 
 
+def check_settings(cfg) -> None:
+    """The matrix-wide settings: ``budget_s`` (null or seconds >= 0), ``reboot_every`` (an
+    integer >= 1), ``overwrite`` and ``reference`` (true or false)."""
+    from ..model.checks import check_bool, check_number
+
+    if cfg.get("budget_s") is not None:
+        check_number("budget_s", cfg.budget_s)
+        check_range("budget_s", cfg.budget_s, 0, None)
+    check_number("reboot_every", cfg.reboot_every, integer=True)
+    check_range("reboot_every", cfg.reboot_every, 1, None)
+    for k in ("overwrite", "reference"):
+        check_bool(k, cfg.get(k, False))
+
+
+def testbed_guest(cfg) -> GuestSpec:
+    """The matrix's guest (``guest:``), checked; an error names ``guest.<key>``."""
+    try:
+        return GuestSpec(**OmegaConf.to_container(cfg.guest, resolve=True))
+    except ConfigError as e:
+        raise e.with_prefix("guest") from None
+    except TypeError as e:  # an unknown key
+        raise ConfigError("guest", None, "", message=f"guest: {e}") from None
+
+
 def expand(cfg) -> list[RunSpec]:
-    """The matrix as :class:`RunSpec` objects (``repeats`` expanded)."""
+    """The matrix as :class:`RunSpec` objects (``repeats`` expanded), each checked."""
+    guest = testbed_guest(cfg)
     base = OmegaConf.to_container(cfg.run, resolve=True)
     names = {f.name for f in dataclasses.fields(RunSpec)}
     specs = []
@@ -62,19 +93,20 @@ def expand(cfg) -> list[RunSpec]:
                 "",
                 message=f"unknown run key '{bad[0]}' (valid: {', '.join(sorted(names - {'repeat'}))})",
             )
-        if d.get("pattern") not in ("random", "sequential"):
-            raise ConfigError(f"matrix.runs[{i}].pattern", d.get("pattern"), "random or sequential")
-        if d.get("pacing", "") not in CATCHUP_MS:
-            raise ConfigError(f"matrix.runs[{i}].pacing", d.get("pacing"), "'' (default), guest or wall")
-        if d.get("xbzrle") and d.get("multifd_channels", 0):
-            raise ConfigError(
-                f"matrix.runs[{i}].multifd_channels",
-                d["multifd_channels"],
-                "",
-                message=f"matrix.runs[{i}]: QEMU refuses xbzrle together with multifd",
-            )
         for r in range(reps):
-            specs.append(RunSpec(**{**d, "repeat": r}))
+            try:
+                spec = RunSpec(**{**d, "repeat": r})
+                if spec.hot_mib is not None and spec.hot_mib > guest_for(spec, guest).buffer_mib:
+                    raise ConfigError(
+                        "hot_mib",
+                        spec.hot_mib,
+                        f"the hot set lies in the dirtier's buffer (<= buffer_mib, "
+                        f"{guest_for(spec, guest).buffer_mib} MiB)",
+                    )
+                guest_for(spec, guest)
+            except ConfigError as e:  # name where the value came from: the matrix entry or `run`
+                raise e.with_prefix(f"matrix.runs[{i}]" if e.key in entry else "run") from None
+            specs.append(spec)
     return specs
 
 
@@ -118,10 +150,11 @@ def run_matrix(overrides=(), log=print, reference: bool = False) -> list[Path]:
     cfg = compose_testbed(overrides)
     if reference:
         cfg.reference = True
+    check_settings(cfg)
     out = resolve_out_dir(cfg)
     specs = expand(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    base_guest = GuestSpec(**OmegaConf.to_container(cfg.guest, resolve=True))
+    base_guest = testbed_guest(cfg)
     todo = [
         s for s in specs if cfg.overwrite or not (out / f"{label(s, guest_for(s, base_guest))}.nc").exists()
     ]

@@ -336,6 +336,37 @@ def test_a_new_guest_size_boots_a_new_guest_and_a_budget_stops_between_runs(fake
     assert left == []  # no run starts once the budget is spent (a rerun resumes)
 
 
+BAD_TESTBED = [
+    (["matrix=foo"], ["unknown matrix 'foo'", "smoke", "full"]),
+    (["matrix=single", "run.dirty_rate_pages_s=-5"], ["run.dirty_rate_pages_s=-5", "[0, inf]"]),
+    (["matrix=single", "run.hot_mib=abc"], ["run.hot_mib='abc'", "number"]),
+    (["matrix=single", "run.hot_mib=500"], ["run.hot_mib=500", "buffer_mib", "192"]),
+    (["matrix=single", "matrix.runs=[{hot_mib: 500}]"], ["matrix.runs[0].hot_mib=500"]),
+    (["matrix=single", "run.multifd_channels=2.5"], ["run.multifd_channels=2.5", "integer"]),
+    (["matrix=single", "run.xbzrle=maybe"], ["run.xbzrle='maybe'", "true or false"]),
+    (["matrix=single", "run.timeout_s=0"], ["run.timeout_s=0", "(0, inf]"]),
+    (["matrix=single", "guest.buffer_mib=600"], ["guest.buffer_mib=600", "(0, 512)"]),
+    (["matrix=single", "budget_s=-1"], ["budget_s=-1"]),
+    (["matrix=single", "reboot_every=0"], ["reboot_every=0", "[1, inf]"]),
+]
+
+
+@pytest.mark.parametrize("argv, words", BAD_TESTBED, ids=[" ".join(a) for a, _ in BAD_TESTBED])
+def test_bad_testbed_config_is_one_line_exit_2_and_nothing_runs(fake_testbed, tmp_path, capsys, argv, words):
+    """Every run, guest and matrix setting is checked before a guest boots (a negative write
+    rate used to run as an idle guest labelled r-0005, a non-numeric hot set to crash)."""
+    from lmtoolkit import cli
+
+    booted = []
+    fake_testbed.Testbed = lambda *a, **k: booted.append(a) or _FakeTestbed(*a, **k)
+    assert cli.main(["testbed", "run", *argv, f"out_dir={tmp_path / 'tb'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lmtk: error: "), err
+    for w in words:
+        assert w in err[0], (w, err[0])
+    assert booted == [] and not (tmp_path / "tb").exists()
+
+
 def test_writer_under_throttling_is_wall_paced_with_the_headroom():
     """A clock-paced writer with headroom h writes at rate x min(1, h (1 - pct)) under a
     throttle of pct, whatever the run's pacing (measured on TCG), at most its flat-out rate."""

@@ -207,9 +207,22 @@ def compare(path=None, engine: str = "page", bootstrap: int = 100, progress=None
     runs = load_runs(p) if p.exists() else []
     if not runs:
         raise FileNotFoundError(p)
+    fams = families(runs)
+    if not fams:
+        from ..errors import ConfigError
+
+        raise ConfigError(
+            "--data",
+            str(p),
+            "",
+            message=(
+                f"whatif data: no family to validate under {p} ({len(runs)} run(s)): a family is the runs "
+                f"of one guest workload under at least two settings, one of them plain to fit on"
+            ),
+        )
     rep = Report()
     with tempfile.TemporaryDirectory(prefix="lmtk-validate-whatif-") as tmp:
-        for key, fam in sorted(families(runs).items(), key=lambda kv: str(kv[0])):
+        for key, fam in sorted(fams.items(), key=lambda kv: str(kv[0])):
             fr = choose_fit_run(fam)
             src = p / fr.attrs["lmt_file"] if p.is_dir() else p
             t0 = time.perf_counter()

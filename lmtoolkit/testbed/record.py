@@ -175,6 +175,7 @@ def label(spec, guest=None) -> str:
 
 def load_runs(path) -> list[xr.Dataset]:
     """All testbed runs under ``path`` (a directory of .nc files, or one file), sorted by name."""
+    from ..errors import ConfigError
     from ..io import read_dataset
 
     path = Path(path)
@@ -182,6 +183,16 @@ def load_runs(path) -> list[xr.Dataset]:
     out = []
     for f in files:
         ds = read_dataset(f)
+        if ds.attrs.get("lmt_kind") != "testbed_run":  # a sweep's or a run's result, say
+            raise ConfigError(
+                "--data",
+                str(f),
+                "",
+                message=(
+                    f"{f}: not a testbed record (lmt_kind={ds.attrs.get('lmt_kind')!r}; expected "
+                    f"testbed_run): --data takes a directory of `lmtk testbed run` records"
+                ),
+            )
         ds.attrs["lmt_file"] = f.name
         out.append(ds)
     return out

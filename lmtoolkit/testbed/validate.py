@@ -357,11 +357,16 @@ MEASURED = ("total_time", "downtime", "transferred", "converged", "dirty_sync_co
 
 
 def compare(
-    dataset_dir=None, engine: str = "page", cal: Calibration | None = None, progress: Callable | None = None
+    dataset_dir=None,
+    engine: str = "page",
+    cal: Calibration | Callable[[], Calibration] | None = None,
+    progress: Callable | None = None,
 ) -> xr.Dataset:
     """Measured vs simulated per run (dim ``run``): ``measured_*``, ``simulated_*``, ``fit``.
 
-    The calibration is fitted on the fit runs (unless given) and stored in the attrs.
+    The calibration is fitted on the fit runs (unless given, or given as a function: called
+    once the runs are read, so bad data fails before a calibration is fitted) and stored in
+    the attrs.
     """
     from .. import api
 
@@ -371,6 +376,8 @@ def compare(
         raise FileNotFoundError(f"no testbed runs (*.nc) under {path}")
     labels = [r.attrs.get("lmt_label") or r.attrs["lmt_file"][:-3] for r in runs]
     fitmask = np.array([is_fit(lab) for lab in labels])
+    if callable(cal):
+        cal = cal()
     if cal is None:
         cal = fit([r for r, f in zip(runs, fitmask) if f])
     out = {f"measured_{k}": [] for k in MEASURED}
@@ -554,7 +561,7 @@ def run_validate(
     p = Path(path) if path else reference
     external = p.resolve() != reference and not fit_on_data
     try:
-        cal = reference_calibration(engine) if external else None
+        cal = (lambda: reference_calibration(engine)) if external else None
         cmp = vs.compare(p, engine=engine, cal=cal)
     except FileNotFoundError:
         from ..errors import ConfigError

@@ -220,6 +220,32 @@ def test_validate_fits_on_the_reference_set_and_can_be_pointed_elsewhere(tmp_pat
     assert all(" test " in ln for ln in lines if ln.startswith("r0"))
 
 
+@pytest.mark.parametrize("dataset", ["testbed", "whatif"])
+def test_validate_data_that_is_not_testbed_records_is_one_error(tmp_path, capsys, dataset):
+    """A directory holding another result (here an ``lmtk run`` Dataset) is refused naming the
+    file (it failed as 'vm.memory_gib=nan'); ``whatif`` on runs with no family to fit and
+    predict is an error, not a summary of NaNs with exit 0."""
+    import shutil
+
+    from lmtoolkit import cli
+    from lmtoolkit.testbed.matrix import reference_dir
+
+    other = tmp_path / "other"
+    other.mkdir()
+    assert cli.main(["run", "--out", str(other / "a_run.nc")]) == 0
+    capsys.readouterr()
+    assert cli.main(["validate", *([dataset] if dataset != "testbed" else []), "--data", str(other)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a_run.nc" in err[0] and "not a testbed record" in err[0], err
+    if dataset == "whatif":
+        one = tmp_path / "one"
+        one.mkdir()
+        shutil.copy(reference_dir() / "r05000-h064-rand-bw064-dl0300-n0.nc", one)
+        assert cli.main(["validate", "whatif", "--data", str(one)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "no family to validate" in err[0] and str(one) in err[0], err
+
+
 @pytest.mark.parametrize("engine", ["page", "fluid"])
 def test_dirty_clear_sync_resends_pages_written_before_their_send(engine):
     wl = UniformWorkload(dirty_rate_pages_s=2_000, wss_mib=64)

@@ -14,8 +14,9 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .compose import GROUPS, TASKS, compose, policy_class, task_of, unknown_field  # noqa: F401
-from .errors import ConfigError
+from .errors import ConfigError, check_range
 from .model import VM, Host, Network
+from .model.checks import check_number
 from .model.energy import Power
 from .model.evacuation import Evacuation, HostLink, VmSpec
 from .model.storage import Storage
@@ -158,13 +159,10 @@ def build_evacuation(cfg: DictConfig):
     def host(d, key):
         d = dict(d or {})
         try:
-            return HostLink(
-                name=str(d.pop("name")),
-                link_gbit_s=float(d.pop("link_gbit_s")),
-                free_gib=float(d.pop("free_gib", float("inf"))),
-                key=key,
-                **d,
-            )
+            name, link, free = str(d.pop("name")), d.pop("link_gbit_s"), d.pop("free_gib", float("inf"))
+            check_number(f"{key}.link_gbit_s", link)
+            check_number(f"{key}.free_gib", free)
+            return HostLink(name=name, link_gbit_s=float(link), free_gib=float(free), key=key, **d)
         except KeyError as e:
             raise ConfigError(f"{key}.{e.args[0]}", None, "required (name, link_gbit_s)") from None
         except TypeError:
@@ -175,7 +173,10 @@ def build_evacuation(cfg: DictConfig):
     vms = []
     for i, v in enumerate(ev.get("vms") or []):
         v, key = dict(v), f"evacuation.vms[{i}]"
-        count = int(v.pop("count", 1))
+        count = v.pop("count", 1)
+        check_number(f"{key}.count", count, integer=True)
+        check_range(f"{key}.count", count, 0, 10**6)
+        count = int(count)
         name = str(v.pop("name", f"vm{i}"))
         unknown = set(v) - {"memory_gib", "dirty_rate_pages_s", "wss_mib"}
         if unknown:
@@ -184,7 +185,7 @@ def build_evacuation(cfg: DictConfig):
                 f"{key}.{k}", v[k], "one of name, count, memory_gib, dirty_rate_pages_s, wss_mib"
             )
         try:
-            vm = dataclasses.replace(base.vm, memory_gib=float(v.get("memory_gib", base.vm.memory_gib)))
+            vm = dataclasses.replace(base.vm, memory_gib=v.get("memory_gib", base.vm.memory_gib))
             wl = base.workload
             for f in ("dirty_rate_pages_s", "wss_mib"):
                 if f in v and hasattr(wl, f):
@@ -194,13 +195,19 @@ def build_evacuation(cfg: DictConfig):
             raise e.with_prefix(key) from None
         for c in range(count):
             vms.append(VmSpec(name if count == 1 else f"{name}-{c + 1}", scn, key))
+    if not vms and ev.get("vms"):
+        raise ConfigError("evacuation.vms", list(ev.get("vms")), "at least one VM in all (every count is 0)")
+    concurrency, setup_s = ev.get("concurrency"), ev.get("setup_s", 0.0)
+    if concurrency is not None:
+        check_number("evacuation.concurrency", concurrency, integer=True)
+    check_number("evacuation.setup_s", setup_s)
     return Evacuation(
         source=source,
         destinations=tuple(dests),
         vms=tuple(vms),
         order=str(ev.get("order", "largest_first")),
-        concurrency=ev.get("concurrency"),
-        setup_s=float(ev.get("setup_s", 0.0)),
+        concurrency=None if concurrency is None else int(concurrency),
+        setup_s=float(setup_s),
         policy=base.policy,
         network=base.network,
     )

@@ -41,6 +41,22 @@ BAD = [
     (["run", "paths.results_dir=/proc/x"], ["/proc/x", "paths.results_dir"]),
     (["evacuate", "experiment=quickstart"], ["task=migration"]),
     (["evacuate", "evacuation.order=random"], ["evacuation.order", "largest_first"]),
+    # these were tracebacks (ValueError from float()/int()) or silently truncated (2.5 VMs -> 2)
+    (["evacuate", "evacuation.vms=[{name: x, memory_gib: abc}]"], ["evacuation.vms[0].memory_gib", "number"]),
+    (
+        ["evacuate", "evacuation.vms=[{name: x, memory_gib: 4, count: 2.5}]"],
+        ["evacuation.vms[0].count", "integer"],
+    ),
+    (
+        ["evacuate", "evacuation.vms=[{name: x, memory_gib: 4, count: 0}]"],
+        ["evacuation.vms", "every count is 0"],
+    ),
+    (
+        ["evacuate", "evacuation.destinations=[{name: h1, link_gbit_s: abc}]"],
+        ["evacuation.destinations[0].link_gbit_s", "number"],
+    ),
+    (["evacuate", "evacuation.concurrency=2.5"], ["evacuation.concurrency", "integer"]),
+    (["evacuate", "evacuation.setup_s=abc"], ["evacuation.setup_s", "number"]),
     (["sweep", "experiment=nope"], ["experiment", "nope", "quickstart"]),
     (["sweep"], ["experiment=NAME"]),
     (["sweep", "experiment=quickstart", "sweep.executor=gpu"], ["sweep.executor", "inline"]),

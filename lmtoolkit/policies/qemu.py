@@ -49,8 +49,8 @@ Rules and their sources:
 * **XBZRLE** — ``ram.c: save_xbzrle_page`` with ``page_cache.c``, run page by page by the
   engines (:mod:`lmtoolkit.engine.page`): it starts once the page scan has wrapped past the
   end of RAM (``find_dirty_block`` sets ``xbzrle_started``).  The cache is direct-mapped:
-  ``xbzrle-cache-size`` / page entries (a power of two, ``cache_init``; we round a size down
-  to one), a page's slot is its page number mod the entries (``cache_get_cache_pos``).  A
+  ``xbzrle-cache-size`` / page entries (a power of two, ``cache_init``; QEMU refuses any other
+  size, and so do we: ``options.c: migrate_params_check``), a page's slot is its page number mod the entries (``cache_get_cache_pos``).  A
   non-zero page found in its slot (``cache_is_cached``, which refreshes the entry's age to
   the current ``dirty_sync_count``) is encoded against the cached copy: nothing is sent if
   it did not change since (``encoded_len == 0``, "skipping"), else a delta — header, the
@@ -115,6 +115,7 @@ BUFFER_DELAY_S = 0.100  # migration-stats.h: BUFFER_DELAY (ms)
 MULTIFD_PACKET_BYTES = 512 * 1024  # multifd.h: MULTIFD_PACKET_SIZE
 MULTIFD_LATE_ACCOUNTING_SINCE = (9, 0)  # multifd bytes charged after the write (multifd_send_thread)
 MAX_WAIT_S = 0.050  # ram.c: MAX_WAIT (ms)
+XBZRLE_MIN_CACHE_BYTES = 4096  # options.c: xbzrle-cache-size >= qemu_target_page_size() (x86: 4 KiB)
 THROTTLE_PERIOD_S = 1.0  # ram.c: migration_bitmap_sync, "more than 1 second"
 DIRTY_SYNC_TIMESLICE_S = 5.0  # cpu-throttle.c: CPU_THROTTLE_DIRTY_SYNC_TIMESLICE_MS
 PERIODIC_SYNC_SINCE = (9, 2)  # QEMU release that added the auto-converge sync timer
@@ -171,7 +172,19 @@ class QemuPolicy(PrecopyPolicy):
         check_range("cpu_throttle_initial", self.cpu_throttle_initial, 1, 99)
         check_range("cpu_throttle_increment", self.cpu_throttle_increment, 1, 99)
         check_range("max_cpu_throttle", self.max_cpu_throttle, 1, 99)
-        check_range("xbzrle_cache_mib", self.xbzrle_cache_mib, 0, None)
+        check_range("xbzrle_cache_mib", self.xbzrle_cache_mib, 0, None, lo_open=True)
+        cache = float(self.xbzrle_cache_mib) * MIB
+        if not (
+            cache >= XBZRLE_MIN_CACHE_BYTES and cache == int(cache) and int(cache) & (int(cache) - 1) == 0
+        ):
+            # migration/options.c, migrate_params_check: "Option xbzrle_cache_size expects a
+            # power of two no less than the target page size" (was rounded down here: a 48 MiB
+            # cache silently ran as 32, a cache under a page as XBZRLE off)
+            raise ConfigError(
+                "xbzrle_cache_mib",
+                self.xbzrle_cache_mib,
+                "a power of two of at least one 4 KiB target page, as QEMU requires (e.g. 8, 16, 64)",
+            )
         check_range("xbzrle_delta_ratio", self.xbzrle_delta_ratio, 0, 1)
         check_range("xbzrle_encode_gib_s", self.xbzrle_encode_gib_s, 0, None, lo_open=True)
         check_range("multifd_channels", self.multifd_channels, 0, 255)
@@ -218,8 +231,9 @@ class QemuPolicy(PrecopyPolicy):
         return super().rate_bytes_s(st, ctx)  # RATE_LIMIT_DISABLED at switchover
 
     def xbzrle_slots(self, ctx):
-        """Cache entries: ``xbzrle-cache-size`` / page, rounded down to a power of two (QEMU
-        refuses other sizes); 0 when the capability is off."""
+        """Cache entries: ``xbzrle-cache-size`` / page (a power of two: checked; a guest page
+        larger than the 4 KiB target page leaves fewer, rounded down); 0 when the capability
+        is off."""
         pages = np.asarray(self.xbzrle_cache_mib, dtype=float) * MIB / np.asarray(ctx.page_bytes, dtype=float)
         with np.errstate(divide="ignore"):
             slots = np.where(pages >= 1, 2.0 ** np.floor(np.log2(np.maximum(pages, 1.0))), 0.0)

@@ -71,6 +71,19 @@ def test_chunk_rule_is_the_default_and_checked():
 
 
 # -- rule 3: XBZRLE is a direct-mapped cache with an age rule; not with multifd ---------------
+@pytest.mark.parametrize("bad", [0, 48, 0.001, 3 / 1024])
+def test_xbzrle_cache_size_is_a_power_of_two_of_at_least_a_page(bad):
+    """migration/options.c, migrate_params_check: xbzrle-cache-size must be a power of two no
+    less than the target page size; QEMU refuses the setting, so does the policy (a 48 MiB
+    cache used to run as 32 MiB, one under a page as XBZRLE off)."""
+    with pytest.raises(ConfigError) as e:
+        QemuPolicy(xbzrle=True, xbzrle_cache_mib=bad)
+    assert e.value.key == "xbzrle_cache_mib"
+    ctx = scenario(memory_gib=1.0).context()
+    for good, slots in ((4 / 1024, 1), (16 / 1024, 4), (64.0, 16384)):
+        assert float(QemuPolicy(xbzrle=True, xbzrle_cache_mib=good).xbzrle_slots(ctx)) == slots
+
+
 def _cache_run(slots_mib=16 / 1024):
     """A page-engine run of a 4 MiB VM whose XBZRLE cache has 4 entries."""
     from lmtoolkit.engine.page import _Run

@@ -115,6 +115,7 @@ BUFFER_DELAY_S = 0.100  # migration-stats.h: BUFFER_DELAY (ms)
 MULTIFD_PACKET_BYTES = 512 * 1024  # multifd.h: MULTIFD_PACKET_SIZE
 MULTIFD_LATE_ACCOUNTING_SINCE = (9, 0)  # multifd bytes charged after the write (multifd_send_thread)
 MAX_WAIT_S = 0.050  # ram.c: MAX_WAIT (ms)
+MAX_MIGRATE_DOWNTIME_MS = 2000 * 1000  # options.c: MAX_MIGRATE_DOWNTIME (2000 s)
 XBZRLE_MIN_CACHE_BYTES = 4096  # options.c: xbzrle-cache-size >= qemu_target_page_size() (x86: 4 KiB)
 THROTTLE_PERIOD_S = 1.0  # ram.c: migration_bitmap_sync, "more than 1 second"
 DIRTY_SYNC_TIMESLICE_S = 5.0  # cpu-throttle.c: CPU_THROTTLE_DIRTY_SYNC_TIMESLICE_MS
@@ -171,7 +172,10 @@ class QemuPolicy(PrecopyPolicy):
         check_range("throttle_trigger_threshold", self.throttle_trigger_threshold, 1, 100)
         check_range("cpu_throttle_initial", self.cpu_throttle_initial, 1, 99)
         check_range("cpu_throttle_increment", self.cpu_throttle_increment, 1, 99)
-        check_range("max_cpu_throttle", self.max_cpu_throttle, 1, 99)
+        # options.c, migrate_params_check: max-cpu-throttle "in the range of
+        # cpu_throttle_initial to 99"; downtime-limit "in the range of 0 to 2000000 ms"
+        check_range("max_cpu_throttle", self.max_cpu_throttle, float(self.cpu_throttle_initial), 99)
+        check_range("downtime_limit_ms", self.downtime_limit_ms, 0, MAX_MIGRATE_DOWNTIME_MS, lo_open=True)
         check_range("xbzrle_cache_mib", self.xbzrle_cache_mib, 0, None, lo_open=True)
         cache = float(self.xbzrle_cache_mib) * MIB
         if not (

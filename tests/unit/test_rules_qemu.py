@@ -70,6 +70,22 @@ def test_chunk_rule_is_the_default_and_checked():
         assert e.value.key == "clear_bitmap_shift"
 
 
+@pytest.mark.parametrize(
+    "kw, key",
+    [
+        ({"cpu_throttle_initial": 50, "max_cpu_throttle": 30}, "max_cpu_throttle"),
+        ({"downtime_limit_ms": 2_000_001}, "downtime_limit_ms"),
+    ],
+)
+def test_parameters_qemu_refuses_are_refused(kw, key):
+    """migration/options.c, migrate_params_check: max-cpu-throttle "in the range of
+    cpu_throttle_initial to 99", downtime-limit "in the range of 0 to 2000000" ms."""
+    with pytest.raises(ConfigError) as e:
+        QemuPolicy(**kw)
+    assert e.value.key == key
+    QemuPolicy(cpu_throttle_initial=50, max_cpu_throttle=50, downtime_limit_ms=2_000_000)
+
+
 # -- rule 3: XBZRLE is a direct-mapped cache with an age rule; not with multifd ---------------
 @pytest.mark.parametrize("bad", [0, 48, 0.001, 3 / 1024])
 def test_xbzrle_cache_size_is_a_power_of_two_of_at_least_a_page(bad):

@@ -138,6 +138,44 @@ def log_overrides(log: xr.Dataset, overrides=()) -> tuple[list[str], dict]:
     return o + list(settings), info
 
 
+#: what a log states outright (``ram.total``, ``ram.page-size``): an override may not differ
+STATED_BY_LOG = {"vm.memory_gib": "ram.total", "vm.page_size_kib": "ram.page-size"}
+
+
+def _check_against_log(log: xr.Dataset, from_log, user) -> list:
+    """Refuse an override of what the log states (the guest's RAM, its page size): fitting a
+    2 GiB guest to a 512 MiB guest's log gives a fit that describes neither.  One that agrees
+    (within 0.5 %: ``vm.memory_gib=0.5`` for 512.5 MiB) gives way to the log's exact value;
+    the user's other overrides are returned as they were."""
+    stated = {}
+    for o in from_log:
+        _, k, v = split_override(o)
+        if k in STATED_BY_LOG:
+            stated[k] = float(v)
+    stated.setdefault("vm.page_size_kib", 4.0)
+    kept = []
+    for o in user:
+        _, k, v = split_override(str(o))
+        try:
+            given = float(v) if k in STATED_BY_LOG else None
+        except ValueError:
+            given = None  # not a number: composing the config names it
+        if given is None:
+            kept.append(o)
+            continue
+        if not np.isclose(given, stated[k], rtol=5e-3):
+            raise ConfigError(
+                k,
+                v,
+                "",
+                message=(
+                    f"{k}={v} contradicts the log {log.attrs.get('source', '')}: its {STATED_BY_LOG[k]} "
+                    f"says {stated[k]:.6g}; leave {k} out (the log states it)"
+                ),
+            )
+    return kept
+
+
 def _nice(v: float) -> float:
     return float(f"{v:.6g}")
 
@@ -339,6 +377,7 @@ def fit_log(
             "the migration failed; a failed migration says little about the guest",
         )
     from_log, derived = log_overrides(log, user)
+    user = _check_against_log(log, from_log, user)
     ukeys, ugroups = _user_keys(user)
     base = ["engine=fluid"]
     if "workload" not in ugroups:

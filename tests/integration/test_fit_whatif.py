@@ -148,6 +148,16 @@ def _truncated(tmp_path):
         (lambda t: ["fit", str(CASES["qmp"][0]), "--out", "/proc/fit.yaml"], ["/proc/fit.yaml", "--out"]),
         (lambda t: ["whatif", str(t / "no.yaml")], ["no.yaml", "lmtk fit"]),
         (lambda t: ["whatif", str(CASES["qmp"][0])], ["not valid YAML"]),
+        # the log states the guest's RAM and page size: an override may not contradict it (a
+        # 2 GiB guest fitted to this 512 MiB guest's log gave rms 31.6 and no rate)
+        (
+            lambda t: ["fit", str(CASES["qmp"][0]), "vm.memory_gib=2"],
+            ["vm.memory_gib=2", "ram.total", "0.500496"],
+        ),
+        (
+            lambda t: ["fit", str(CASES["qmp"][0]), "vm.page_size_kib=2048"],
+            ["vm.page_size_kib", "ram.page-size"],
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, words):
@@ -193,3 +203,16 @@ def test_validate_whatif_meets_the_goals_on_held_out_settings(capsys):
     )
     assert wide and int(wide.group(2)) >= 2, line
     assert line.endswith("goals met") or line.endswith("goals NOT met")
+
+
+def test_an_override_that_agrees_with_the_log_gives_way_to_it():
+    """``vm.memory_gib=0.5`` for a 512.5 MiB guest (within 0.5 %) is dropped for the log's exact
+    value, which every other bound of the fit uses (it failed as 'workload.wss_mib=512.5 is not
+    allowed'); the other overrides pass as given."""
+    from lmtoolkit.logs.fit import _check_against_log, log_overrides
+    from lmtoolkit.logs.readers import read_log
+
+    log = read_log(CASES["qmp"][0])
+    from_log, _ = log_overrides(log)
+    user = ["vm.memory_gib=0.5", "policy.max_bandwidth_mib_s=64", "vm.page_size_kib=4"]
+    assert _check_against_log(log, from_log, user) == ["policy.max_bandwidth_mib_s=64"]

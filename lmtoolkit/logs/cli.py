@@ -12,6 +12,11 @@ import os
 import re
 from pathlib import Path
 
+from ..errors import ConfigError
+
+#: what ``--figure`` writes (matplotlib's formats of the README's figures)
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
+
 
 def _results_root(overrides) -> Path:
     """``paths.results_dir`` as the overrides or ``$LMT_RESULTS_DIR`` set it (no composition)."""
@@ -36,6 +41,8 @@ def cmd_fit(args) -> int:
     from .fit import fit_log
     from .fitfile import run_command, write_fit
 
+    if args.bootstrap < 0:
+        raise ConfigError("--bootstrap", args.bootstrap, "resamples over rounds: an integer >= 0")
     out = Path(args.out) if args.out else default_fit_path(args.log, args.overrides)
     check_writable(out, "--out" if args.out else "paths.results_dir")
     res = fit_log(args.log, args.overrides, bootstrap=args.bootstrap, seed=args.seed, engine=args.engine)
@@ -54,6 +61,12 @@ def cmd_whatif(args) -> int:
     from .whatif import whatif
 
     read_fit(args.fit)  # a bad FIT file is an error before anything else
+    if args.samples is not None and args.samples < 0:
+        raise ConfigError(
+            "--samples", args.samples, "bootstrap parameter sets: an integer >= 0 (0: no bands)"
+        )
+    if args.figure and Path(args.figure).suffix.lower() not in FIGURE_SUFFIXES:
+        raise ConfigError("--figure", args.figure, "a file ending in " + ", ".join(FIGURE_SUFFIXES))
     if args.out:
         out = Path(args.out)
     else:

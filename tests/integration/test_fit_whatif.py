@@ -158,6 +158,7 @@ def _truncated(tmp_path):
             lambda t: ["fit", str(CASES["qmp"][0]), "vm.page_size_kib=2048"],
             ["vm.page_size_kib", "ram.page-size"],
         ),
+        (lambda t: ["fit", str(CASES["qmp"][0]), "--bootstrap", "-3"], ["--bootstrap=-3", ">= 0"]),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, words):
@@ -216,3 +217,20 @@ def test_an_override_that_agrees_with_the_log_gives_way_to_it():
     from_log, _ = log_overrides(log)
     user = ["vm.memory_gib=0.5", "policy.max_bandwidth_mib_s=64", "vm.page_size_kib=4"]
     assert _check_against_log(log, from_log, user) == ["policy.max_bandwidth_mib_s=64"]
+
+
+@pytest.mark.parametrize(
+    "opts, words",
+    [
+        (["--samples", "-1"], ["--samples=-1", ">= 0"]),  # it ran as --samples 0
+        (["--figure", "what.txt"], ["--figure='what.txt'", ".png"]),  # a traceback after the runs
+    ],
+)
+def test_whatif_options_are_checked_before_anything_runs(fits, tmp_path, capsys, opts, words):
+    out = tmp_path / "w.nc"
+    assert main(["whatif", str(fits[0]["qmp"]), *opts, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lmtk: error:") and "\n" not in err
+    for w in words:
+        assert w in err, (w, err)
+    assert not out.exists()

@@ -14,7 +14,7 @@ checked against the fields of the policy class the config selects.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
 import yaml
@@ -333,8 +333,21 @@ def compose_both(overrides: Iterable[str] | str | None = ()) -> tuple[DictConfig
     return raw, cfg
 
 
+def _hydra_value(v) -> str:
+    """A Python value as Hydra's override grammar writes it (``True`` -> ``true``, ``None`` ->
+    ``null``, a list -> ``[a,b]``)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "null"
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_hydra_value(x) for x in v) + "]"
+    return str(v)
+
+
 def as_overrides(overrides) -> list[str]:
-    """A list of override strings from a list/tuple, one string, or None (no overrides)."""
+    """A list of override strings from a list/tuple, one string, a mapping ``{key: value}``
+    (``{"vm.memory_gib": 4, "policy": "xen", "policy.xbzrle": True}``), or None (none)."""
     if overrides is None:
         return []
     if isinstance(overrides, str):
@@ -343,6 +356,8 @@ def as_overrides(overrides) -> list[str]:
         raise ConfigError(
             "overrides", "a DictConfig", "", message="pass a composed config as cfg=, not as overrides"
         )
+    if isinstance(overrides, Mapping):
+        return [f"{k}={_hydra_value(v)}" for k, v in overrides.items()]
     try:
         out = [str(o) for o in overrides]
     except TypeError:

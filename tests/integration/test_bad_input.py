@@ -3,6 +3,7 @@ no traceback, nothing half-written, and nothing wrong silently accepted."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -130,6 +131,14 @@ def test_api_accepts_a_string_or_none():
     b = lmt.simulate(["policy=qemu", "vm.memory_gib=0.25"])
     assert float(a.total_time) == float(b.total_time)
     assert lmt.simulate(None).total_time.item() > 0
+    # a mapping {key: value}, Python values written as Hydra's (True -> true, a list -> [a,b])
+    c = lmt.simulate({"policy": "qemu", "vm.memory_gib": 0.25, "policy.auto_converge": False})
+    assert float(c.total_time) == float(a.total_time)
+    assert json.loads(c.attrs["lmt_overrides"]) == [
+        "policy=qemu",
+        "vm.memory_gib=0.25",
+        "policy.auto_converge=false",
+    ]
 
 
 def test_broken_experiment_yaml_is_one_line(tmp_path, monkeypatch, capsys):

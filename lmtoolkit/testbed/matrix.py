@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 from ..compose import compose_raw
 from ..errors import ConfigError, check_range
 from ..io import write_dataset
+from ..model.checks import check_bool, check_number
 from ..paths import config_dir, data_dir
 from .driver import GuestSpec, MigrationFailed, RunSpec, Testbed, guest_for
 from .qemu import ConsoleError
@@ -54,8 +55,6 @@ def compose_testbed(overrides=()):
 def check_settings(cfg) -> None:
     """The matrix-wide settings: ``budget_s`` (null or seconds >= 0), ``reboot_every`` (an
     integer >= 1), ``overwrite`` and ``reference`` (true or false)."""
-    from ..model.checks import check_bool, check_number
-
     if cfg.get("budget_s") is not None:
         check_number("budget_s", cfg.budget_s)
         check_range("budget_s", cfg.budget_s, 0, None)
@@ -83,7 +82,13 @@ def expand(cfg) -> list[RunSpec]:
     specs = []
     for i, entry in enumerate(OmegaConf.to_container(cfg.matrix.runs, resolve=True)):
         entry = dict(entry or {})
-        reps = int(entry.pop("repeats", 1))
+        reps = entry.pop("repeats", 1)
+        try:
+            check_number("repeats", reps, integer=True)
+            check_range("repeats", reps, 1, None)
+        except ConfigError as e:
+            raise e.with_prefix(f"matrix.runs[{i}]") from None
+        reps = int(reps)
         d = {**base, **entry}
         bad = [k for k in d if k not in names]
         if bad:
@@ -96,14 +101,13 @@ def expand(cfg) -> list[RunSpec]:
         for r in range(reps):
             try:
                 spec = RunSpec(**{**d, "repeat": r})
-                if spec.hot_mib is not None and spec.hot_mib > guest_for(spec, guest).buffer_mib:
+                buffer = guest_for(spec, guest).buffer_mib  # the run's guest, checked
+                if spec.hot_mib is not None and spec.hot_mib > buffer:
                     raise ConfigError(
                         "hot_mib",
                         spec.hot_mib,
-                        f"the hot set lies in the dirtier's buffer (<= buffer_mib, "
-                        f"{guest_for(spec, guest).buffer_mib} MiB)",
+                        f"the hot set lies in the dirtier's buffer (<= buffer_mib, {buffer} MiB)",
                     )
-                guest_for(spec, guest)
             except ConfigError as e:  # name where the value came from: the matrix entry or `run`
                 raise e.with_prefix(f"matrix.runs[{i}]" if e.key in entry else "run") from None
             specs.append(spec)

@@ -368,6 +368,8 @@ BAD_TESTBED = [
     (["matrix=single", "run.hot_mib=abc"], ["run.hot_mib='abc'", "number"]),
     (["matrix=single", "run.hot_mib=500"], ["run.hot_mib=500", "buffer_mib", "192"]),
     (["matrix=single", "matrix.runs=[{hot_mib: 500}]"], ["matrix.runs[0].hot_mib=500"]),
+    (["matrix=single", "matrix.runs=[{repeats: 0}]"], ["matrix.runs[0].repeats=0", "[1, inf]"]),
+    (["matrix=single", "matrix.runs=[{buffer_mib: 600}]"], ["matrix.runs[0].buffer_mib=600", "(0, 512)"]),
     (["matrix=single", "run.multifd_channels=2.5"], ["run.multifd_channels=2.5", "integer"]),
     (["matrix=single", "run.xbzrle=maybe"], ["run.xbzrle='maybe'", "true or false"]),
     (["matrix=single", "run.timeout_s=0"], ["run.timeout_s=0", "(0, inf]"]),

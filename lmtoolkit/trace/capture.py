@@ -418,12 +418,14 @@ def trace_command(
             cap = trace_pid(proc.pid, interval_s, duration_s, method, alive=lambda: proc.poll() is None)
         except NothingTraced:
             raise NothingTraced(
-                f"{' '.join(argv)} exited (status {proc.wait()}) before tracing began: nothing to record"
+                f"{' '.join(argv)} exited (status {proc.poll()}) before tracing began: nothing to record"
             ) from None
         if not cap.counts:
+            status = proc.poll()  # None: still running, the --duration ran out first
+            why = f"{' '.join(argv)} exited (status {status})" if status is not None else "--duration ran out"
             raise NothingTraced(
-                f"{' '.join(argv)} exited (status {proc.wait()}) before a first interval of "
-                f"{interval_s:g} s ended: nothing to record (a shorter -i, or a longer-running command)"
+                f"{why} before a first interval of {interval_s:g} s ended: nothing to record "
+                f"(a shorter -i, a longer -d, or a longer-running command)"
             )
     except BaseException:
         if proc.poll() is None:

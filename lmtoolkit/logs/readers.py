@@ -632,7 +632,7 @@ def _check_values(path, fmt, samples, finals, lines) -> None:
             hi = 1.0 if k == "throttle" else math.inf
             if 0.0 <= v <= hi and math.isfinite(v):
                 continue
-            unit, long_name = SAMPLE_VARS.get(k) or FINAL_VARS[k]
+            unit, long_name = SAMPLE_VARS.get(k) or FINAL_VARS.get(k) or ("1", k)
             qmp = long_name.rpartition("(")[2].rstrip(")") if long_name.endswith(")") else k
             allowed = "a share in [0, 1] (cpu-throttle-percentage / 100)" if k == "throttle" else NONNEGATIVE
             value = f"{v:g}" if unit == "1" else f"{v:g} {unit}"

@@ -23,6 +23,7 @@ import xarray as xr
 import yaml
 
 from .. import provenance
+from ..compose import as_overrides
 from ..errors import ConfigError
 from ..io import check_writable, read_dataset, write_dataset, write_text
 from ..tasks import get_task
@@ -156,7 +157,7 @@ def run(
     ``name``: the result's name when no experiment is given (a single point).
     """
     t0 = time.perf_counter()
-    overrides = list(overrides)
+    overrides = as_overrides(overrides)
     plan = make_plan(overrides, results_dir=results_dir, expand=False, cfg_pair=cfg_pair, name=name)
     if task is not None and plan.task != task:
         raise ConfigError(

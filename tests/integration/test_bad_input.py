@@ -141,6 +141,19 @@ def test_api_accepts_a_string_or_none():
     ]
 
 
+def test_sweep_api_accepts_a_string_or_a_mapping(tmp_path):
+    """``lmt.sweep("experiment=quickstart")`` split the string into characters ("override 'e'
+    is not of the form key=value"); it takes what ``lmt.simulate`` takes."""
+    import lmtoolkit as lmt
+
+    base = ["experiment=quickstart", "debug=default", f"paths.results_dir={tmp_path}"]
+    a = lmt.sweep(base)
+    b = lmt.sweep(" ".join(base))
+    c = lmt.sweep(dict(o.split("=", 1) for o in base))
+    np.testing.assert_array_equal(a.total_time.values, b.total_time.values)
+    np.testing.assert_array_equal(a.total_time.values, c.total_time.values)
+
+
 def test_broken_experiment_yaml_is_one_line(tmp_path, monkeypatch, capsys):
     import lmtoolkit as lmt
     from lmtoolkit.errors import ConfigError

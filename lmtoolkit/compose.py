@@ -14,9 +14,12 @@ checked against the fields of the policy class the config selects.
 from __future__ import annotations
 
 import difflib
+import numbers
+import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
+import numpy as np
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -333,16 +336,24 @@ def compose_both(overrides: Iterable[str] | str | None = ()) -> tuple[DictConfig
     return raw, cfg
 
 
-def _hydra_value(v) -> str:
-    """A Python value as Hydra's override grammar writes it (``True`` -> ``true``, ``None`` ->
-    ``null``, a list -> ``[a,b]``)."""
-    if isinstance(v, bool):
+def hydra_value(v) -> str:
+    """A Python value in Hydra's override grammar: ``True`` -> ``true``, ``None`` -> ``null``,
+    numbers as numbers (numpy's too), a list -> ``[a,b]``, a string bare when it is a plain
+    word or number, else quoted."""
+    if isinstance(v, (bool, np.bool_)):
         return "true" if v else "false"
     if v is None:
         return "null"
+    if isinstance(v, numbers.Integral):
+        return str(int(v))
+    if isinstance(v, numbers.Real):
+        return repr(float(v))
     if isinstance(v, (list, tuple)):
-        return "[" + ",".join(_hydra_value(x) for x in v) + "]"
-    return str(v)
+        return "[" + ",".join(hydra_value(x) for x in v) + "]"
+    s = str(v)
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]*|[0-9][A-Za-z0-9_.]*", s):
+        return s
+    return "'" + s.replace("'", "\\'") + "'"
 
 
 def as_overrides(overrides) -> list[str]:
@@ -357,7 +368,7 @@ def as_overrides(overrides) -> list[str]:
             "overrides", "a DictConfig", "", message="pass a composed config as cfg=, not as overrides"
         )
     if isinstance(overrides, Mapping):
-        return [f"{k}={_hydra_value(v)}" for k, v in overrides.items()]
+        return [f"{k}={hydra_value(v)}" for k, v in overrides.items()]
     try:
         out = [str(o) for o in overrides]
     except TypeError:

@@ -35,7 +35,6 @@ import contextlib
 import copy
 import itertools
 import json
-import re
 import shutil
 import tempfile
 import warnings
@@ -46,6 +45,7 @@ import numpy as np
 import xarray as xr
 import yaml
 
+from ..compose import hydra_value
 from ..errors import ConfigError
 from .fitfile import FitFile, read_fit
 
@@ -211,9 +211,7 @@ def whatif(
             )
     plain, comma_axes = split_axes(user)
     for dim, (key, vals) in comma_axes.items():
-        plain.append(
-            f"+sweep.axes.{dim}={{key: {key}, values: [{', '.join(_hydra_value(v) for v in vals)}]}}"
-        )
+        plain.append(f"+sweep.axes.{dim}={{key: {key}, values: [{', '.join(hydra_value(v) for v in vals)}]}}")
     cap_factor = float(ff.fit.get("cap_factor") or 1.0)
     fd = _FitDir()
     try:
@@ -469,20 +467,4 @@ def _add_observed(ds: xr.Dataset, ff: FitFile) -> None:
         "curve",
         arr(fit.get("remaining")),
         {"units": "bytes", "long_name": "dirty bytes left (fitted)"},
-    )
-
-
-def _hydra_value(v) -> str:
-    """A value in Hydra's override grammar."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if v is None:
-        return "null"
-    s = str(v)
-    return (
-        s
-        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]*|[0-9][A-Za-z0-9_.]*", s)
-        else "'" + s.replace("'", "\\'") + "'"
     )

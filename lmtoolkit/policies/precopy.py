@@ -99,10 +99,12 @@ class PrecopyPolicy(IterativePrecopy):
     max_rounds: int = 30
 
     name = "precopy"
+    #: the largest ``downtime_limit_ms`` the hypervisor accepts (None: no bound of its own)
+    DOWNTIME_LIMIT_MAX_MS = None
 
     def __post_init__(self):
         super().__post_init__()
-        check_range("downtime_limit_ms", self.downtime_limit_ms, 0, None, lo_open=True)
+        check_range("downtime_limit_ms", self.downtime_limit_ms, 0, self.DOWNTIME_LIMIT_MAX_MS, lo_open=True)
         check_range("max_rounds", self.max_rounds, 1, 10**9)
 
     def switchover_goal_s(self):

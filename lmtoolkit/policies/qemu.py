@@ -49,8 +49,9 @@ Rules and their sources:
 * **XBZRLE** — ``ram.c: save_xbzrle_page`` with ``page_cache.c``, run page by page by the
   engines (:mod:`lmtoolkit.engine.page`): it starts once the page scan has wrapped past the
   end of RAM (``find_dirty_block`` sets ``xbzrle_started``).  The cache is direct-mapped:
-  ``xbzrle-cache-size`` / page entries (a power of two, ``cache_init``; QEMU refuses any other
-  size, and so do we: ``options.c: migrate_params_check``), a page's slot is its page number mod the entries (``cache_get_cache_pos``).  A
+  ``xbzrle-cache-size`` / page entries (a power of two, ``cache_init``; QEMU refuses any
+  other size, and so do we: ``options.c: migrate_params_check``), a page's slot is its page
+  number mod the entries (``cache_get_cache_pos``).  A
   non-zero page found in its slot (``cache_is_cached``, which refreshes the entry's age to
   the current ``dirty_sync_count``) is encoded against the cached copy: nothing is sent if
   it did not change since (``encoded_len == 0``, "skipping"), else a delta — header, the
@@ -163,6 +164,8 @@ class QemuPolicy(PrecopyPolicy):
     )
 
     name = "qemu"
+    #: options.c, migrate_params_check: downtime-limit "in the range of 0 to 2000000" ms
+    DOWNTIME_LIMIT_MAX_MS = MAX_MIGRATE_DOWNTIME_MS
     full_passes = False  # a phase ends when the estimate drops below the threshold
 
     def __post_init__(self):
@@ -173,9 +176,8 @@ class QemuPolicy(PrecopyPolicy):
         check_range("cpu_throttle_initial", self.cpu_throttle_initial, 1, 99)
         check_range("cpu_throttle_increment", self.cpu_throttle_increment, 1, 99)
         # options.c, migrate_params_check: max-cpu-throttle "in the range of
-        # cpu_throttle_initial to 99"; downtime-limit "in the range of 0 to 2000000 ms"
+        # cpu_throttle_initial to 99" (downtime-limit's bound: DOWNTIME_LIMIT_MAX_MS)
         check_range("max_cpu_throttle", self.max_cpu_throttle, float(self.cpu_throttle_initial), 99)
-        check_range("downtime_limit_ms", self.downtime_limit_ms, 0, MAX_MIGRATE_DOWNTIME_MS, lo_open=True)
         check_range("xbzrle_cache_mib", self.xbzrle_cache_mib, 0, None, lo_open=True)
         cache = float(self.xbzrle_cache_mib) * MIB
         if not (

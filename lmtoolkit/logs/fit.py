@@ -142,26 +142,25 @@ def log_overrides(log: xr.Dataset, overrides=()) -> tuple[list[str], dict]:
 STATED_BY_LOG = {"vm.memory_gib": "ram.total", "vm.page_size_kib": "ram.page-size"}
 
 
-def _check_against_log(log: xr.Dataset, from_log, user) -> list:
+def _check_against_log(log: xr.Dataset, user) -> list:
     """Refuse an override of what the log states (the guest's RAM, its page size): fitting a
     2 GiB guest to a 512 MiB guest's log gives a fit that describes neither.  One that agrees
     (within 0.5 %: ``vm.memory_gib=0.5`` for 512.5 MiB) gives way to the log's exact value;
     the user's other overrides are returned as they were."""
-    stated = {}
-    for o in from_log:
-        _, k, v = split_override(o)
-        if k in STATED_BY_LOG:
-            stated[k] = float(v)
-    stated.setdefault("vm.page_size_kib", 4.0)
+    stated = {
+        "vm.memory_gib": log_value(log, "ram_total") / GIB,
+        "vm.page_size_kib": log_value(log, "page_size", 4096.0) / 1024,
+    }
     kept = []
     for o in user:
         _, k, v = split_override(str(o))
-        try:
-            given = float(v) if k in STATED_BY_LOG else None
-        except ValueError:
-            given = None  # not a number: composing the config names it
-        if given is None:
+        if k not in STATED_BY_LOG:
             kept.append(o)
+            continue
+        try:
+            given = float(v)
+        except ValueError:
+            kept.append(o)  # not a number: composing the config names it
             continue
         if not np.isclose(given, stated[k], rtol=5e-3):
             raise ConfigError(
@@ -377,7 +376,7 @@ def fit_log(
             "the migration failed; a failed migration says little about the guest",
         )
     from_log, derived = log_overrides(log, user)
-    user = _check_against_log(log, from_log, user)
+    user = _check_against_log(log, user)
     ukeys, ugroups = _user_keys(user)
     base = ["engine=fluid"]
     if "workload" not in ugroups:

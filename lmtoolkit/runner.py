@@ -159,10 +159,13 @@ def build_evacuation(cfg: DictConfig):
     def host(d, key):
         d = dict(d or {})
         try:
-            name, link, free = str(d.pop("name")), d.pop("link_gbit_s"), d.pop("free_gib", float("inf"))
-            check_number(f"{key}.link_gbit_s", link)
-            check_number(f"{key}.free_gib", free)
-            return HostLink(name=name, link_gbit_s=float(link), free_gib=float(free), key=key, **d)
+            return HostLink(
+                name=str(d.pop("name")),
+                link_gbit_s=d.pop("link_gbit_s"),
+                free_gib=d.pop("free_gib", float("inf")),
+                key=key,
+                **d,
+            )
         except KeyError as e:
             raise ConfigError(f"{key}.{e.args[0]}", None, "required (name, link_gbit_s)") from None
         except TypeError:
@@ -197,17 +200,13 @@ def build_evacuation(cfg: DictConfig):
             vms.append(VmSpec(name if count == 1 else f"{name}-{c + 1}", scn, key))
     if not vms and ev.get("vms"):
         raise ConfigError("evacuation.vms", list(ev.get("vms")), "at least one VM in all (every count is 0)")
-    concurrency, setup_s = ev.get("concurrency"), ev.get("setup_s", 0.0)
-    if concurrency is not None:
-        check_number("evacuation.concurrency", concurrency, integer=True)
-    check_number("evacuation.setup_s", setup_s)
     return Evacuation(
         source=source,
         destinations=tuple(dests),
         vms=tuple(vms),
         order=str(ev.get("order", "largest_first")),
-        concurrency=None if concurrency is None else int(concurrency),
-        setup_s=float(setup_s),
+        concurrency=ev.get("concurrency"),
+        setup_s=ev.get("setup_s", 0.0),
         policy=base.policy,
         network=base.network,
     )

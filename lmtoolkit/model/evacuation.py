@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError, check_choice, check_range
+from .checks import check_number
 
 ORDERS = ("largest_first", "smallest_first", "hottest_first", "coldest_first", "given")
 
@@ -25,6 +26,8 @@ class HostLink:
     key: str = "host"
 
     def __post_init__(self):
+        check_number(f"{self.key}.link_gbit_s", self.link_gbit_s)
+        check_number(f"{self.key}.free_gib", self.free_gib)
         check_range(f"{self.key}.link_gbit_s", self.link_gbit_s, 0, None, lo_open=True)
         check_range(f"{self.key}.free_gib", self.free_gib, 0, None)
 
@@ -50,7 +53,9 @@ class Evacuation:
     def __post_init__(self):
         check_choice("evacuation.order", self.order, ORDERS)
         if self.concurrency is not None:
+            check_number("evacuation.concurrency", self.concurrency, integer=True)
             check_range("evacuation.concurrency", self.concurrency, 1, 10**6)
+        check_number("evacuation.setup_s", self.setup_s)
         check_range("evacuation.setup_s", self.setup_s, 0, None)
         if not self.destinations:
             raise ConfigError("evacuation.destinations", [], "at least one destination host")

@@ -178,11 +178,8 @@ def main(argv=None) -> int:
     ap.add_argument("--results", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
-        if a.results:
-            print(json.dumps(_child(a.child, a.repeats, a.results)))
-            return 0
-        with tempfile.TemporaryDirectory() as d:  # a child run by hand: no results left behind
-            print(json.dumps(_child(a.child, a.repeats, d)))
+        with tempfile.TemporaryDirectory() as d:  # a child run by hand (no --results): nothing left behind
+            print(json.dumps(_child(a.child, a.repeats, a.results or d)))
         return 0
     cases = ("issue14", "fluid100k", "fluid100k-processes", "fluidmap", "quickstart")
     rows = [_run_case(c, a.repeats) for c in cases] + [_run_case("issue14-1M-zarr", 1)]

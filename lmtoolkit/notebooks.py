@@ -373,6 +373,35 @@ def _guess_name() -> str:
     return "interactive"
 
 
+def _effective(user: list[str], smoke: bool, experiment: str | None) -> list[str]:
+    """What a notebook composes: ``experiment=NAME``, the user's overrides, then the smoke
+    settings the user did not set."""
+    out = ([f"experiment={experiment}"] if experiment else []) + list(user)
+    if smoke:
+        out += [o for o in SMOKE_OVERRIDES if not any(u.split("=")[0] == o.split("=")[0] for u in user)]
+    return out
+
+
+def check_parameters(stem: str, experiment: str | None, overrides: Sequence[str], smoke: bool) -> None:
+    """Refuse a bad ``-p`` value before a kernel starts (one :class:`ConfigError` naming the key,
+    not a failed cell): the experiment notebook lays out every point of its experiment
+    (:func:`~lmtoolkit.sweep.plan.make_plan`, nothing simulated); the others build their base
+    config as one migration (their cases vary it; a bad base value is bad in every case)."""
+    from omegaconf import OmegaConf
+
+    from .compose import task_of
+    from .runner import build_scenario
+    from .sweep.plan import make_plan
+
+    user = [str(o) for o in overrides]
+    if stem == TEMPLATE and experiment:
+        make_plan(_effective(_split_experiment(user)[1], smoke, experiment))
+        return
+    cfg = _compose(_effective(user, smoke, None))
+    if task_of(cfg) == "migration" and not OmegaConf.select(cfg, "sweep.axes"):
+        build_scenario(cfg)
+
+
 def compose(
     overrides: Iterable[str] = (), smoke: bool = False, name: str | None = None, experiment: str | None = None
 ) -> NotebookConfig:
@@ -392,9 +421,7 @@ def compose(
             # (an override, not a change to this process's environment).
             if Path.cwd().resolve() == notebook_dir().resolve():
                 user = user + [f"paths.results_dir={project_root() / 'results'}"]
-    effective = ([f"experiment={experiment}"] if experiment else []) + list(user)
-    if smoke:
-        effective += [o for o in SMOKE_OVERRIDES if not any(u.split("=")[0] == o.split("=")[0] for u in user)]
+    effective = _effective(user, smoke, experiment)
     cfg = _compose(effective)
     out = Path(os.environ[ENV_OUT]) if os.environ.get(ENV_OUT) else _results_root(user) / "notebooks"
     name = name or _guess_name()
@@ -613,6 +640,7 @@ def execute(
     timeout: float | None = 1800,
     experiment: str | None = None,
     edition_name: str | None = None,
+    check: bool = True,
 ) -> NotebookRun:
     """Run notebook ``name`` through papermill on a real kernel; return where it went.
 
@@ -622,7 +650,9 @@ def execute(
     injected, outputs kept) is ``<results>/notebooks/<run name>.ipynb`` (:func:`run_name`) and
     the notebook's summary ``<run name>.json`` beside it.  Raises :class:`NotebookError`
     naming the notebook and the failing cell.  ``edition_name`` (``student``/``teacher``) runs
-    that edition of the notebook (:func:`edition`) instead of the file as it is.
+    that edition of the notebook (:func:`edition`) instead of the file as it is.  Bad
+    ``overrides`` raise :class:`ConfigError` before a kernel starts (:func:`check_parameters`;
+    ``check=False``: already checked).
     """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -648,6 +678,8 @@ def execute(
         params = {"experiment": experiment, "overrides": overrides, "smoke": bool(smoke)}
     else:
         experiment = None
+    if check:
+        check_parameters(stem, experiment, overrides, smoke)
     run = run_name(stem, experiment)
     root = _results_root(overrides).resolve()
     out_dir = Path(output_dir).resolve() if output_dir else root / "notebooks"
@@ -727,13 +759,15 @@ def execute_all(
     """Run several notebooks (default: all; the experiment notebook once per experiment), one
     line of progress each; collect the failures."""
     todo = targets(names, [str(o) for o in overrides])
+    for stem, exp in todo:  # every bad value before the first kernel starts
+        check_parameters(stem, exp, overrides, smoke)
     runs, errors = [], []
     for i, (stem, exp) in enumerate(todo, 1):
         if progress:
             label = f"{stem} (experiment={exp})" if exp else stem
             print(f"[{i}/{len(todo)}] {label}", file=sys.stderr, flush=True)
         try:
-            r = execute(stem, overrides, smoke, output_dir, progress=progress, experiment=exp)
+            r = execute(stem, overrides, smoke, output_dir, progress=progress, experiment=exp, check=False)
         except NotebookError as e:
             errors.append(e)
             if progress:

@@ -81,6 +81,10 @@ BAD = [
         ],
         ["sweep.dask_address", "tcp://127.0.0.1:1"],
     ),
+    # a bad -p value was a failed cell after a kernel had started (and an executed copy left)
+    (["notebooks", "quickstart", "--smoke", "-p", "vm.memory_gib=-1"], ["vm.memory_gib=-1", "(0, 65536]"]),
+    (["notebooks", "01", "--smoke", "-p", "network.bandwidth_gbit_s=0"], ["network.bandwidth_gbit_s=0"]),
+    (["notebooks", "--smoke", "-p", "policy.downtime_limit_ms=-5"], ["policy.downtime_limit_ms=-5"]),
 ]
 
 
@@ -93,6 +97,21 @@ def test_bad_input_one_line_exit_2(argv, words, capsys):
     assert "Traceback" not in captured.err + captured.out
     for w in words:
         assert w in err, (w, err)
+
+
+def test_bad_notebook_parameter_starts_no_kernel(tmp_path, monkeypatch, capsys):
+    """Every target is checked before the first kernel: nothing is executed or written."""
+    import lmtoolkit.notebooks as nb
+
+    started = []
+    monkeypatch.setattr(nb, "ensure_kernel", lambda *a, **k: started.append(a))
+    monkeypatch.setenv("LMT_RESULTS_DIR", str(tmp_path))
+    assert main(["notebooks", "00", "20", "--smoke", "-p", "vm.memory_gib=-1"]) == 2
+    assert "vm.memory_gib=-1" in capsys.readouterr().err
+    assert started == [] and not (tmp_path / "notebooks").exists()
+    # the defaults of every notebook and experiment pass the check
+    for stem, exp in nb.targets(None, []):
+        nb.check_parameters(stem, exp, [], True)
 
 
 def test_the_documented_generated_axis_form_works(capsys):

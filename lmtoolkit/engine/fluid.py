@@ -56,6 +56,7 @@ from .common import (
     unique_rows,
     zero_layout,
 )
+from .rule_checks import checked
 
 
 def _stack_context(ctxs: list[Context]) -> Context:
@@ -377,7 +378,7 @@ class _Group:
     """Arrays of the still-running scenarios of one policy class."""
 
     def __init__(self, inp: FluidInputs):
-        self.pol, self.ctx = inp.policy, inp.ctx
+        self.pol, self.ctx = checked(inp.policy), inp.ctx  # its rules' answers checked
         self.n, self.lam, self.seq, self.first = inp.n, inp.lam, inp.seq, inp.first
         self.start = inp.start
         self.wall, self.headroom = inp.wall, inp.headroom
@@ -918,7 +919,7 @@ def _skip_phase(g: _Group, rows, geo, Dseg, k, t_nz, t_z, b_nz, b_z, tmax, x):
     start, length = geo["start"][rows], geo["length"][rows]
     S, B1 = Ps.shape
     P = np.maximum(D.sum((1, 2)), 1e-300)
-    batch = float(type(g.pol).skip_batch_pages)
+    batch = float(g.pol.skip_batch_pages)
     peek = batch * t_nz
     q = int(max(1, np.ceil(np.clip(np.ceil(k / batch), 1, 256).max() / B1)))
     v = (x * g.n[rows])[:, None, :]
@@ -1469,12 +1470,15 @@ def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k, cut) -> np.ndarr
     T_m = after(T, Tlim, rT, m)
     probe = st.subset(slice(None))
     probe.pending = p_m
-    k_next = np.asarray(pol.phase_pages(probe, g.ctx), dtype=float)
+    # a probe of predicted states (NaN where no leap is possible): asked of the policy itself,
+    # its answers not checked (rule_checks); only the rows that leap use them
+    raw = pol.policy
+    k_next = np.asarray(raw.phase_pages(probe, g.ctx), dtype=float)
     T_next_pred = after(T, Tlim, rT, m + 1)
     T_next_pol = k_next * T / np.maximum(k, 1e-300)
     ok = (
         (m > 0)
-        & ~np.asarray(pol.converged(probe, g.ctx))
+        & ~np.asarray(raw.converged(probe, g.ctx))
         & (np.abs(T_next_pol - T_next_pred) <= 0.01 * np.maximum(T_next_pred, 1e-300))
     )
     ok = ok & (st.t + np.where(ok, summed(T, Tlim, rT, np.where(ok, m, 0)), 0.0) <= pol.timeout_s)

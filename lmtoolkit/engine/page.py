@@ -44,6 +44,7 @@ from ..records import REASON_CODE, MigrationRecord, RoundRecord
 from ..scenario import Scenario
 from .beyond import apply_to_record
 from .common import ROUND_DETAIL_LIMIT, Switchover, reason_name, sent_by, slowdown, switchover, zero_layout
+from .rule_checks import checked
 
 _EMPTY = np.empty(0, dtype=np.int64)
 
@@ -162,7 +163,7 @@ class _Run:
         # Optional observer: snapshot(round, dirty_bitmap) at every sync (teaching plots).
         self.snapshot = snapshot
         self.vm = scn.vm
-        self.pol = scn.policy
+        self.pol = checked(scn.policy)  # its rules' answers checked (rule_checks)
         self.ctx = scn.context()
         self.n = self.vm.pages
         rng = np.random.default_rng(scn.seed)

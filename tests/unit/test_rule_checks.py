@@ -1,0 +1,133 @@
+"""Both engines check a policy's answers (lmtoolkit/engine/rule_checks.py): a plug-in rule that
+answers NaN, a negative page count or wire cost, a throttle outside [0, 1] or an unknown stop
+reason stops the run with one PolicyRuleError naming the class, the rule and the value.
+Before, these gave a negative ``transferred``, a NaN ``total_time``, a throttle of 150 %
+reported as is, or a traceback (IndexError, ValueError) far from the rule."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lmtoolkit.engine.rule_checks import PolicyRuleError
+from lmtoolkit.errors import ConfigError
+from lmtoolkit.model import UniformWorkload
+from lmtoolkit.policies import PrecopyPolicy
+from tests.conftest import run, scenario
+
+ENGINES = ("page", "fluid")
+
+
+@dataclass(frozen=True)
+class NanPages(PrecopyPolicy):
+    def phase_pages(self, st, ctx):
+        return super().phase_pages(st, ctx) * np.nan
+
+
+@dataclass(frozen=True)
+class NegativePages(PrecopyPolicy):
+    def phase_pages(self, st, ctx):
+        return -super().phase_pages(st, ctx)
+
+
+@dataclass(frozen=True)
+class ThrottleAboveOne(PrecopyPolicy):
+    def after_sync(self, st, ctx):
+        super().after_sync(st, ctx)
+        st.throttle = st.throttle + 1.5
+
+
+@dataclass(frozen=True)
+class NanThrottle(PrecopyPolicy):
+    def after_sync(self, st, ctx):
+        super().after_sync(st, ctx)
+        st.throttle = st.throttle * np.nan
+
+
+@dataclass(frozen=True)
+class UnknownReason(PrecopyPolicy):
+    def forced(self, st, ctx):
+        return super().forced(st, ctx) + 999
+
+
+@dataclass(frozen=True)
+class FreeWire(PrecopyPolicy):
+    """Pages that cost no time on the wire: every later rate is a division by zero."""
+
+    def link(self, st, ctx, stop=False):
+        lk = super().link(st, ctx, stop)
+        return dataclasses.replace(lk, t_nz=0.0 * lk.t_nz)
+
+
+@dataclass(frozen=True)
+class NegativeStopRate(PrecopyPolicy):
+    """A pause rate below zero: its pages' time in the pause (link(stop=True)) is refused."""
+
+    def stop_rate_bytes_s(self, st, ctx):
+        return -super().stop_rate_bytes_s(st, ctx)
+
+
+BAD = [
+    (NanPages, "phase_pages", "nan"),
+    (NegativePages, "phase_pages", "-"),
+    (ThrottleAboveOne, "after_sync", "st.throttle = 1.5"),
+    (NanThrottle, "after_sync", "st.throttle = nan"),
+    (UnknownReason, "decide", "999"),
+    (FreeWire, "link", "t_nz"),
+    (NegativeStopRate, "link(stop=True)", "t_nz"),
+]
+
+
+def _busy(policy, engine):
+    return scenario(
+        memory_gib=0.25,
+        workload=UniformWorkload(dirty_rate_pages_s=20_000.0),
+        policy=policy,
+        engine=engine,
+        gbit=1.0,
+    )
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("cls, rule, value", BAD, ids=[b[0].__name__ for b in BAD])
+def test_a_bad_rule_answer_is_one_error_naming_the_rule(cls, rule, value, engine):
+    with pytest.raises(PolicyRuleError) as e:
+        run(_busy(cls(), engine))
+    text = str(e.value)
+    assert f"{__name__}.{cls.__qualname__}" in text and f"rule {rule}" in text and value in text, text
+    assert "allowed: finite, in" in text
+    assert isinstance(e.value, ConfigError)  # the CLI's one line, exit 2
+
+
+def test_the_cli_prints_one_line(tmp_path):
+    """``lmtk run`` with a plug-in whose rule answers NaN: one line, exit 2 (was a traceback)."""
+    (tmp_path / "bad_plugin.py").write_text(
+        "from dataclasses import dataclass\n"
+        "import numpy as np\n"
+        "from lmtoolkit.policies import PrecopyPolicy\n"
+        "@dataclass(frozen=True)\n"
+        "class NanPages(PrecopyPolicy):\n"
+        "    def phase_pages(self, st, ctx):\n"
+        "        return super().phase_pages(st, ctx) * np.nan\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    p = subprocess.run(
+        [sys.executable, "-m", "lmtoolkit.cli", "run", "policy=custom", "policy._target_=bad_plugin.NanPages"]
+        + ["workload=uniform", "network=1gbe", "vm.memory_gib=0.25", "-o", str(tmp_path / "x.nc")],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**__import__("os").environ, "PYTHONPATH": f"{tmp_path}:{root}"},
+        timeout=120,
+    )
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.strip().splitlines() == [
+        "lmtk: error: policy bad_plugin.NanPages: rule phase_pages gave pages = nan; allowed: finite, in [0, inf)"
+    ]
+    assert not (tmp_path / "x.nc").exists()

@@ -94,6 +94,7 @@ def build_workload(cfg, prefix: str = "workload", root: Path | None = None):
                 counts=tuple(int(c) for c in tr["counts"]),
                 pages=tr["pages"],
                 source=str(p),
+                page_size_kib=int(tr.get("page_size_kib", 4)),
             ),
             prefix,
         )

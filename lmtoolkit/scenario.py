@@ -31,6 +31,7 @@ class Scenario:
             raise ConfigError("workload/policy", None, "a workload and a policy are required")
         try:
             self.workload.check_fits(self.vm.memory_gib * 1024)
+            self.workload.check_page_size(int(self.vm.page_size_kib))
         except ConfigError as e:
             raise e.with_prefix("workload") from None
         numa_effect(self.vm.memory_gib, self.host)  # raises for impossible topologies

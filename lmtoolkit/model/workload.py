@@ -295,6 +295,10 @@ class Workload:
             return n_pages
         return max(1, min(n_pages, int(self.wss_mib * MIB) // page_bytes))
 
+    def check_page_size(self, page_size_kib: int) -> None:
+        """Raise if the workload cannot run on pages of ``page_size_kib`` (a trace can not on
+        pages smaller than its capture's)."""
+
     def check_fits(self, memory_mib: float) -> None:
         """Raise if the working set is larger than the VM's memory."""
         if self.wss_mib is not None and self.wss_mib > memory_mib + 1e-9:
@@ -474,6 +478,10 @@ class PhasedWorkload(Workload):
         for p in self.phases:
             p.check_fits(memory_mib)
 
+    def check_page_size(self, page_size_kib):
+        for p in self.phases:
+            p.check_page_size(page_size_kib)
+
     @property
     def cycle_s(self) -> float:
         return float(sum(self.durations_s))
@@ -540,13 +548,20 @@ class TraceWorkload(Workload):
     ``interval_s`` is the capture interval; ``counts[i]`` pages were written during interval
     ``i`` and are listed in ``pages`` (concatenated).  The trace loops.  Within an interval a
     page's last write time is drawn uniformly (the capture only knows the interval).
-    Page numbers wrap modulo the VM's page count.
+
+    ``page_size_kib`` is the capture's page size.  On a VM with larger pages (a multiple of
+    it: 2 MiB pages from a 4 KiB capture) a VM page is written in an interval when any of
+    its captured pages is; a VM with smaller pages cannot be told which of them were written,
+    and is refused (:meth:`check_page_size`).  Page numbers then wrap modulo the VM's page
+    count, and a page listed more than once in an interval counts once, in both engines
+    (:meth:`intervals`).
     """
 
     interval_s: float = 1.0
     counts: tuple = ()
     pages: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64), compare=False)
     source: str = ""
+    page_size_kib: int = 4
 
     name = "trace"
 
@@ -557,6 +572,7 @@ class TraceWorkload(Workload):
             raise ConfigError("counts", self.counts, "a trace with at least one interval")
         if int(np.sum(self.counts)) != len(self.pages):
             raise ConfigError("pages", len(self.pages), "sum(counts) page numbers")
+        check_range("page_size_kib", self.page_size_kib, 1, None)
 
     @property
     def duration_s(self) -> float:
@@ -565,9 +581,36 @@ class TraceWorkload(Workload):
     def check_fits(self, memory_mib):
         return None
 
+    def check_page_size(self, page_size_kib: int) -> None:
+        if page_size_kib % self.page_size_kib:
+            raise ConfigError(
+                "page_size_kib",
+                page_size_kib,
+                "",
+                message=(
+                    f"vm.page_size_kib={page_size_kib} is not allowed with this trace: it was captured "
+                    f"with {self.page_size_kib} KiB pages ({self.source or 'the trace file'}), which "
+                    f"cannot be split into smaller ones; use a multiple of {self.page_size_kib}"
+                ),
+            )
+
+    def intervals(self, n_pages: int, page_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(counts, pages)`` in the VM's pages: the captured pages grouped into VM pages
+        (``page_bytes`` a multiple of the capture's), wrapped modulo ``n_pages``, each page
+        once per interval, in the order first listed."""
+        counts = np.asarray(self.counts, dtype=np.int64)
+        pages = np.asarray(self.pages, dtype=np.int64) // (int(page_bytes) // (self.page_size_kib * 1024))
+        pages %= n_pages
+        iv = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
+        _, first = np.unique(iv * n_pages + pages, return_index=True)
+        if first.size == pages.size:
+            return counts, pages
+        first.sort()
+        return np.bincount(iv[first], minlength=counts.size), pages[first]
+
     def regions(self, n_pages, page_bytes):
         """Pages grouped by how many intervals they appear in: rate = appearances / duration."""
-        pages = np.asarray(self.pages, dtype=np.int64) % n_pages
+        _, pages = self.intervals(n_pages, page_bytes)
         uniq, freq = np.unique(pages, return_counts=True)
         out, first = [], 0
         for f, n in zip(*np.unique(freq, return_counts=True)):
@@ -576,15 +619,15 @@ class TraceWorkload(Workload):
         return out
 
     def sampler(self, n_pages, page_bytes, rng):
-        return _TraceSampler(self, n_pages, rng)
+        return _TraceSampler(self, n_pages, page_bytes, rng)
 
 
 class _TraceSampler(WriteSampler):
-    def __init__(self, wl: TraceWorkload, n_pages, rng):
+    def __init__(self, wl: TraceWorkload, n_pages, page_bytes, rng):
         super().__init__(n_pages, rng)
         self.wl = wl
-        self.offsets = np.concatenate([[0], np.cumsum(wl.counts)]).astype(np.int64)
-        self.pages = np.asarray(wl.pages, dtype=np.int64) % n_pages
+        counts, self.pages = wl.intervals(n_pages, page_bytes)
+        self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
     def _sample_guest(self, g0, g1):
         dt = self.wl.interval_s

@@ -124,6 +124,11 @@ def load_trace(path, key: str = KEY) -> dict:
             raise _bad(key, path, f"{name} has negative entries")
     if int(counts.sum()) != pages.size:
         raise _bad(key, path, f"sum(counts)={int(counts.sum())} but {pages.size} page numbers")
+    if "page_size_kib" in out:
+        ps = out["page_size_kib"]
+        if ps.shape != () or ps.dtype.kind not in "iu" or int(ps) < 1:
+            raise _bad(key, path, f"page_size_kib={ps.tolist()!r} is not a positive whole number of KiB")
+        out["page_size_kib"] = int(ps)
     out["interval_s"] = float(iv)
     out["counts"] = counts.astype(np.int64, copy=False)
     out["pages"] = pages.astype(np.int64, copy=False)

@@ -45,6 +45,7 @@ class _Boom:
         ("float_pages", "pages must be a 1-d integer array"),
         ("bad_interval", "interval_s=0.0 is not a positive"),
         ("sum", "sum(counts)=3 but 2 page numbers"),
+        ("page_size", "page_size_kib=0 is not a positive whole number"),
     ],
 )
 def test_bad_file_is_one_config_error_naming_the_key_and_path(tmp_path, case, what):
@@ -71,6 +72,8 @@ def test_bad_file_is_one_config_error_naming_the_key_and_path(tmp_path, case, wh
         _npz(p, **{**GOOD, "interval_s": np.float64(0.0)})
     elif case == "sum":
         _npz(p, **{**GOOD, "pages": np.array([1, 2])})
+    elif case == "page_size":
+        _npz(p, **{**GOOD, "page_size_kib": np.int64(0)})
     with pytest.raises(ConfigError) as e:
         load_trace(p)
     msg = str(e.value)
@@ -98,3 +101,60 @@ def test_cli_run_with_a_bad_trace_exits_2_with_one_line(tmp_path, capsys, conten
     assert len(err) == 1, err
     assert err[0].startswith("lmtk: error: workload.file=") and str(p) in err[0]
     assert "allow_pickle" not in err[0] and "Traceback" not in err[0]
+
+
+# -- the capture's page size and repeated pages (both engines replay the same writes) ------------
+def _trace(counts, pages, page_size_kib=4):
+    from lmtoolkit.model import TraceWorkload
+
+    return TraceWorkload(
+        interval_s=0.5, counts=tuple(counts), pages=np.asarray(pages), page_size_kib=page_size_kib
+    )
+
+
+def _scenario(wl, engine, page_size_kib=4):
+    from tests.conftest import scenario
+
+    return scenario(memory_gib=0.25, workload=wl, gbit=0.1, engine=engine, page_size_kib=page_size_kib)
+
+
+def test_a_page_listed_twice_in_an_interval_counts_once_in_both_engines():
+    """A repeated page used to count twice in the fluid engine's rate (appearances) while the
+    page engine wrote it twice to no effect: the engines disagreed on the same trace."""
+    from tests.conftest import run
+
+    rng = np.random.default_rng(1)
+    ivs = [rng.choice(60_000, 6_000, replace=False) for _ in range(4)]
+    plain = _trace([len(i) for i in ivs], np.concatenate(ivs))
+    doubled = _trace([2 * len(i) for i in ivs], np.concatenate([np.concatenate([i, i[::-1]]) for i in ivs]))
+    assert doubled.regions(65_536, 4096) == plain.regions(65_536, 4096)
+    for engine in ("page", "fluid"):
+        a, b = run(_scenario(plain, engine)), run(_scenario(doubled, engine))
+        assert (a.total_time_s, a.transferred_bytes, a.rounds) == (b.total_time_s, b.transferred_bytes, b.rounds), engine
+
+
+def test_a_4k_capture_on_2m_pages_writes_each_huge_page_once_per_interval():
+    wl = _trace([513, 1], list(range(513)) + [5])  # 4 KiB pages 0..512, then page 5
+    counts, pages = wl.intervals(n_pages=128, page_bytes=2 * 1024 * 1024)
+    assert counts.tolist() == [2, 1] and pages.tolist() == [0, 1, 0]  # page 512 is huge page 1
+    counts4, pages4 = wl.intervals(n_pages=65_536, page_bytes=4096)
+    assert counts4.tolist() == [513, 1] and pages4.tolist() == list(range(513)) + [5]
+    # the same as a trace captured at 2 MiB, in both engines
+    from tests.conftest import run
+
+    direct = _trace([2, 1], [0, 1, 0], page_size_kib=2048)
+    for engine in ("page", "fluid"):
+        a = run(_scenario(wl, engine, page_size_kib=2048))
+        b = run(_scenario(direct, engine, page_size_kib=2048))
+        assert (a.total_time_s, a.transferred_bytes) == (b.total_time_s, b.transferred_bytes), engine
+
+
+def test_a_trace_on_pages_smaller_than_its_capture_is_refused(tmp_path):
+    """A 2 MiB capture replayed on 4 KiB pages used to run, each huge page read as one small one."""
+    from lmtoolkit.cli import main
+
+    with pytest.raises(ConfigError, match=r"vm.page_size_kib=4 is not allowed with this trace.*2048 KiB"):
+        _scenario(_trace([2], [0, 1], page_size_kib=2048), "page")
+    p = save_trace(tmp_path / "huge.npz", 0.5, [2], [0, 1], page_size_kib=2048)
+    assert main(["run", "workload=trace", f"workload.file={p}", "vm.memory_gib=0.25"]) == 2
+    assert load_trace(save_trace(tmp_path / "t.npz", 0.5, [1], [0]))["page_size_kib"] == 4

@@ -130,7 +130,11 @@ def test_a_page_listed_twice_in_an_interval_counts_once_in_both_engines():
     assert doubled.regions(65_536, 4096) == plain.regions(65_536, 4096)
     for engine in ("page", "fluid"):
         a, b = run(_scenario(plain, engine)), run(_scenario(doubled, engine))
-        assert (a.total_time_s, a.transferred_bytes, a.rounds) == (b.total_time_s, b.transferred_bytes, b.rounds), engine
+        assert (a.total_time_s, a.transferred_bytes, a.rounds) == (
+            b.total_time_s,
+            b.transferred_bytes,
+            b.rounds,
+        ), engine
 
 
 def test_a_4k_capture_on_2m_pages_writes_each_huge_page_once_per_interval():

@@ -4,7 +4,10 @@ The cache key of a result (:func:`config_hash`) covers the resolved config *and*
 :func:`code_hash` hashes the content of every source file of the package that can change a
 number (``lmtoolkit/**/*.py`` and the C sources it builds, ``*.c``/``*.h``), so a result
 computed by other code — a changed rule, an uncommitted edit, an install without git — is
-never served from the cache.
+never served from the cache.  It also covers what the config reads from outside the package
+(:func:`inputs_hash`): the trace files it names and the source of a plug-in policy class
+(``policy._target_``), so an edited plug-in or another trace under the same name is never
+served either.
 """
 
 from __future__ import annotations
@@ -42,12 +45,65 @@ def config_yaml(cfg: DictConfig) -> str:
 
 
 def config_hash(cfg: DictConfig, extra: str = "") -> str:
-    """SHA-256 (hex, 16 chars) of the resolved config and the code (:func:`code_hash`)."""
+    """SHA-256 (hex, 16 chars) of the resolved config, the code (:func:`code_hash`) and the
+    files and plug-in code the config reads (:func:`inputs_hash`)."""
     h = hashlib.sha256()
     h.update(config_yaml(cfg).encode())
     h.update(code_hash().encode())
+    h.update(inputs_hash(cfg).encode())
     h.update(extra.encode())
     return h.hexdigest()[:16]
+
+
+def _named(node, key: str) -> list[str]:
+    """Every string value of ``key`` anywhere in a (plain) config tree."""
+    if isinstance(node, dict):
+        out = [node[key]] if isinstance(node.get(key), str) else []
+        return out + [v for k, child in node.items() if k != key for v in _named(child, key)]
+    if isinstance(node, list):
+        return [v for child in node for v in _named(child, key)]
+    return []
+
+
+def plugin_files(target: str) -> list[Path]:
+    """The source files of a ``_target_`` class from outside the package: its module's and
+    those of its base classes that are not the package's own (empty if it does not import;
+    building the config reports that)."""
+    import inspect
+
+    from .policies import _import_class
+
+    try:
+        cls = _import_class(target)
+    except Exception:  # noqa: BLE001 - any import failure is reported where the config is built
+        return []
+    out: list[Path] = []
+    for c in inspect.getmro(cls) if isinstance(cls, type) else ():
+        src = getattr(sys.modules.get(c.__module__), "__file__", None)
+        p = Path(src).resolve() if src else None
+        if p and p.is_file() and not p.is_relative_to(package_dir()) and p not in out:
+            out.append(p)
+    return out
+
+
+def inputs_hash(cfg: DictConfig) -> str:
+    """SHA-256 (hex, 16 chars; "" when there is none) of what the config reads from outside
+    the package: each file a ``file`` key names (traces: ``workload.file``, phases' files) and
+    the source of each ``_target_`` class that is not the package's (:func:`plugin_files`)."""
+    from .runner import resolve_input_path
+
+    tree = OmegaConf.to_container(cfg, resolve=True)
+    for k in ("hydra", "paths"):
+        tree.pop(k, None)
+    h, any_input = hashlib.sha256(), False
+    for f in _named(tree, "file"):
+        p, any_input = resolve_input_path(f), True
+        h.update(f.encode() + (hashlib.sha256(p.read_bytes()).digest() if p.is_file() else b"-"))
+    for target in _named(tree, "_target_"):
+        for p in plugin_files(target):
+            any_input = True
+            h.update(str(p).encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()[:16] if any_input else ""
 
 
 #: suffixes of the package's files that can change a result

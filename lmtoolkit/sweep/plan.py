@@ -46,7 +46,6 @@ from ..compose import (
 from ..engine.fluid import with_value
 from ..errors import ConfigError
 from ..paths import group_options
-from ..runner import resolve_input_path
 from ..tasks import get_task
 from .axes import SWAPPABLE, Axis, parse_axes
 from .swap import group_is_untouched, swap_group
@@ -170,30 +169,6 @@ def _variant_id(hash_cfg) -> str:
     return hashlib.sha256(config_yaml(hash_cfg).encode()).hexdigest()[:12]
 
 
-def _input_files_hash(cfg) -> str:
-    """Content hash of the files the config reads (trace files: ``workload.file`` and the
-    phases' files): a result from another trace with the same name is never served."""
-    files = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            for k, v in node.items():
-                if k == "file" and isinstance(v, str):
-                    files.append(v)
-                else:
-                    walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(OmegaConf.to_container(cfg.get("workload") or {}, resolve=True))
-    h = hashlib.sha256()
-    for f in files:
-        p = resolve_input_path(f)
-        h.update(f.encode() + (hashlib.sha256(p.read_bytes()).digest() if p.is_file() else b"-"))
-    return h.hexdigest()[:16] if files else ""
-
-
 def _scenario_attr(scn, key: str):
     obj = scn
     for part in key.split("."):
@@ -273,6 +248,7 @@ def make_plan(
     replicates = _posint(cfg, "sweep.replicates", 1)
     replicates = 1 if replicates is None else replicates
     axes = parse_axes(cfg, max_values)
+    _check_not_swept(overrides, axes, name or default_name)
     if (
         not axes
         and name is None
@@ -297,7 +273,7 @@ def make_plan(
     for k in RUNTIME_KEYS:
         hash_cfg.sweep.pop(k, None)
     hash_cfg.sweep.round_detail = L
-    config_hash = provenance.config_hash(hash_cfg, extra=_input_files_hash(hash_cfg))
+    config_hash = provenance.config_hash(hash_cfg)  # trace files and plug-in code included
     root = Path(results_dir) if results_dir is not None else Path(str(cfg.paths.results_dir))
     variant = None if is_canonical(overrides) else _variant_id(hash_cfg)
     folder = root / name if variant is None else root / name / "variants" / variant
@@ -323,6 +299,28 @@ def make_plan(
         raw=raw_base,
     )
     return expand_plan(plan) if expand else plan
+
+
+def _check_not_swept(overrides: list[str], axes: list[Axis], name: str | None) -> None:
+    """An override of a key an axis sweeps would be replaced at every point, silently: it is
+    an error that says how to choose the axis's values instead."""
+    swept = {a.key: a for a in axes}
+    for o in overrides:
+        prefix, key, value = split_override(o)
+        a = swept.get(key)
+        if a is None or "~" in prefix:
+            continue
+        shown = ", ".join(map(str, a.values[:6])) + (", ..." if len(a.values) > 6 else "")
+        raise ConfigError(
+            key,
+            value,
+            "",
+            message=(
+                f"{key}={value} would have no effect: {f'experiment {name}' if name else 'the sweep'} sweeps "
+                f"{key} (axis {a.dim}: {shown}); choose the axis's values instead: "
+                f"sweep.axes.{a.dim}.values=[{value}]"
+            ),
+        )
 
 
 def _cell_error(e: ConfigError, where: str) -> ConfigError:

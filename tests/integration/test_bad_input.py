@@ -81,6 +81,15 @@ BAD = [
         ],
         ["sweep.dask_address", "tcp://127.0.0.1:1"],
     ),
+    # an override of a swept key was replaced at every point: the sweep ran without it, silently
+    (
+        ["sweep", "experiment=quickstart", "policy=xen"],
+        ["policy=xen", "no effect", "sweep.axes.policy.values=[xen]"],
+    ),
+    (
+        ["sweep", "experiment=quickstart", "workload.dirty_rate_pages_s=5000"],
+        ["workload.dirty_rate_pages_s=5000", "axis dirty_rate", "sweep.axes.dirty_rate.values=[5000]"],
+    ),
     # a bad -p value was a failed cell after a kernel had started (and an executed copy left)
     (["notebooks", "quickstart", "--smoke", "-p", "vm.memory_gib=-1"], ["vm.memory_gib=-1", "(0, 65536]"]),
     (["notebooks", "01", "--smoke", "-p", "network.bandwidth_gbit_s=0"], ["network.bandwidth_gbit_s=0"]),
@@ -112,6 +121,14 @@ def test_bad_notebook_parameter_starts_no_kernel(tmp_path, monkeypatch, capsys):
     # the defaults of every notebook and experiment pass the check
     for stem, exp in nb.targets(None, []):
         nb.check_parameters(stem, exp, [], True)
+
+
+def test_the_suggested_axis_override_runs_what_was_asked():
+    """What the swept-key error suggests instead (sweep.axes.DIM.values=[...]) runs that value."""
+    import lmtoolkit as lmt
+
+    ds = lmt.sweep(["experiment=quickstart", "debug=default", "sweep.axes.policy.values=[xen]"])
+    assert ds.policy.values.tolist() == ["xen"]
 
 
 def test_the_documented_generated_axis_form_works(capsys):

@@ -76,6 +76,52 @@ def test_cache_recomputes_when_a_rule_changes(tmp_path):
     assert ds.attrs["lmt_code_hash"] == h2
 
 
+def test_cache_recomputes_when_a_plugin_policy_changes(tmp_path):
+    """A plug-in policy (policy._target_, outside the package) edited between two sweeps: the
+    second computes anew.  The cache key used to cover the package's code only, and served
+    the old plug-in's numbers."""
+    plug = tmp_path / "plug"
+    plug.mkdir()
+    (plug / "base_rules.py").write_text(
+        "from lmtoolkit.policies import PrecopyPolicy\n"
+        "class Base(PrecopyPolicy, register=False):\n"
+        "    EXTRA_S = 0.0\n"
+    )
+    mod = plug / "slow_switch.py"
+    mod.write_text(
+        "from dataclasses import dataclass\n"
+        "from base_rules import Base\n"
+        "@dataclass(frozen=True)\n"
+        "class Slow(Base):\n"
+        "    stop_overhead_ms: float = 0.0\n"
+    )
+    env = dict(os.environ, PYTHONPATH=f"{plug}:{ROOT}", LMT_RESULTS_DIR=str(tmp_path / "results"))
+    args = ["sweep", "experiment=bandwidth_vs_dirty_rate", "debug=default", "policy=custom"]
+    args += ["policy._target_=slow_switch.Slow", "engine=fluid", "--no-plot"]
+
+    def sweep():
+        from lmtoolkit.sweep import read_result
+
+        run = _lmtk(args, env, tmp_path)
+        assert run.returncode == 0, run.stderr
+        line = next(x for x in run.stdout.splitlines() if x.startswith(("wrote ", "dataset ")))
+        return line.startswith("dataset "), read_result(line.split(" ", 1)[1].strip())
+
+    cached, first = sweep()
+    assert not cached and "slow_switch.Slow" in first.attrs["lmt_config"]
+    assert sweep()[0]
+    mod.write_text(
+        mod.read_text().replace("stop_overhead_ms: float = 0.0", "stop_overhead_ms: float = 2000.0")
+    )
+    cached, edited = sweep()
+    assert not cached  # the plug-in's module changed
+    ok = first.completed.values
+    assert ok.any() and (edited.downtime.values[ok] > first.downtime.values[ok] + 1.9).all()  # its numbers
+    assert sweep()[0]
+    (plug / "base_rules.py").write_text((plug / "base_rules.py").read_text() + "    MORE = 1\n")
+    assert not sweep()[0]  # a base class of its own, in another module
+
+
 def test_code_hash_covers_every_source_and_c_file():
     from lmtoolkit import provenance
 

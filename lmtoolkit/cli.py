@@ -15,7 +15,7 @@ from . import provenance
 from .api import check_single_migration, simulate
 from .compose import compose
 from .errors import ConfigError
-from .io import check_writable, write_dataset
+from .io import DATASET_SUFFIXES, check_writable, write_dataset
 from .paths import results_dir
 
 EXIT_USAGE = 2
@@ -87,7 +87,7 @@ def cmd_run(args) -> int:
         if args.output
         else results_dir(cfg) / "runs" / f"run_{provenance.config_hash(cfg)}.nc"
     )
-    check_writable(out, "--output" if args.output else "paths.results_dir")
+    check_writable(out, "--output" if args.output else "paths.results_dir", DATASET_SUFFIXES)
     ds = simulate(args.overrides, command="lmtk run " + " ".join(args.overrides), cfg=cfg)
     write_dataset(ds, out)
     print(summary_text(ds))

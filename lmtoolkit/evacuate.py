@@ -27,7 +27,7 @@ import xarray as xr
 
 from .compose import as_overrides, compose_both, split_override, task_of
 from .errors import ConfigError
-from .io import check_writable, write_dataset
+from .io import DATASET_SUFFIXES, check_writable, write_dataset
 from .sweep.plan import experiment_name
 from .sweep.run import run
 
@@ -83,7 +83,7 @@ def run_evacuation(overrides, command: str | None = None, log=None):
 # -- CLI ---------------------------------------------------------------------------------------
 def cmd_evacuate(args) -> int:
     if args.output:
-        check_writable(args.output, "--output")
+        check_writable(args.output, "--output", DATASET_SUFFIXES)
     ds, info = run_evacuation(
         args.overrides,
         command="lmtk evacuate " + " ".join(args.overrides),

@@ -39,9 +39,15 @@ def atomic_path(path, suffix: str = ""):
         raise
 
 
-def check_writable(path, key: str = "output") -> Path:
+#: the files a Dataset is written as (:func:`write_dataset`)
+DATASET_SUFFIXES = (".nc", ".zarr")
+
+
+def check_writable(path, key: str = "output", suffixes: tuple[str, ...] = ()) -> Path:
     """Raise :class:`~lmtoolkit.errors.ConfigError` unless ``path`` can be written (before
-    any work is done): its directory can be made and written, an existing file replaced."""
+    any work is done): it ends in one of ``suffixes`` (when given: a netCDF file named
+    ``.csv`` is a wrong promise), its directory can be made and written, an existing file
+    replaced."""
     import errno
 
     from .errors import ConfigError
@@ -51,6 +57,10 @@ def check_writable(path, key: str = "output") -> Path:
     def fail(why: str):
         raise ConfigError(key, str(path), "", message=f"cannot write {path}: {why} ({key})")
 
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise ConfigError(
+            key, str(path), "", message=f"{key}={str(path)!r}: the file must end in {' or '.join(suffixes)}"
+        )
     if path.is_dir() and path.suffix != ".zarr":
         fail("it is a directory")
     try:

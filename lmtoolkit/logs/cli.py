@@ -44,7 +44,7 @@ def cmd_fit(args) -> int:
     if args.bootstrap < 0:
         raise ConfigError("--bootstrap", args.bootstrap, "resamples over rounds: an integer >= 0")
     out = Path(args.out) if args.out else default_fit_path(args.log, args.overrides)
-    check_writable(out, "--out" if args.out else "paths.results_dir")
+    check_writable(out, "--out" if args.out else "paths.results_dir", (".yaml", ".yml"))
     res = fit_log(args.log, args.overrides, bootstrap=args.bootstrap, seed=args.seed, engine=args.engine)
     write_fit(res, out)
     print(res.summary())
@@ -55,7 +55,7 @@ def cmd_fit(args) -> int:
 
 
 def cmd_whatif(args) -> int:
-    from ..io import check_writable, write_dataset
+    from ..io import DATASET_SUFFIXES, check_writable, write_dataset
     from .fitfile import read_fit
     from .plot import fig_whatif, whatif_table
     from .whatif import whatif
@@ -65,17 +65,15 @@ def cmd_whatif(args) -> int:
         raise ConfigError(
             "--samples", args.samples, "bootstrap parameter sets: an integer >= 0 (0: no bands)"
         )
-    if args.figure and Path(args.figure).suffix.lower() not in FIGURE_SUFFIXES:
-        raise ConfigError("--figure", args.figure, "a file ending in " + ", ".join(FIGURE_SUFFIXES))
     if args.out:
         out = Path(args.out)
     else:
         tag = hashlib.sha1(" ".join(args.overrides).encode()).hexdigest()[:8]
         out = _results_root(args.overrides) / "whatif" / f"{Path(args.fit).stem}_{tag}.nc"
-    check_writable(out, "--out" if args.out else "paths.results_dir")
+    check_writable(out, "--out" if args.out else "paths.results_dir", DATASET_SUFFIXES)
     fig_path = Path(args.figure) if args.figure else None
     if fig_path is not None:
-        check_writable(fig_path, "--figure")
+        check_writable(fig_path, "--figure", FIGURE_SUFFIXES)
     command = "lmtk whatif " + " ".join([args.fit] + list(args.overrides))
     ds = whatif(args.fit, args.overrides, samples=args.samples, command=command)
     write_dataset(ds, out)

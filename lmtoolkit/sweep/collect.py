@@ -13,7 +13,7 @@ import yaml
 from .. import provenance
 from ..compose import split_override
 from ..errors import ConfigError
-from ..io import write_dataset, write_text
+from ..io import DATASET_SUFFIXES, check_writable, write_dataset, write_text
 from .run import read_result
 
 
@@ -36,6 +36,8 @@ def collect(run_dir, output: str | os.PathLike | None = None):
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError("collect", str(run_dir), "", message=f"no such directory: {run_dir}")
+    if output is not None:
+        check_writable(output, "--output", DATASET_SUFFIXES)
     jobs = sorted(
         (p.parent.parent for p in run_dir.glob("*/.hydra/overrides.yaml")),
         key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name),
@@ -167,7 +169,7 @@ def collect(run_dir, output: str | os.PathLike | None = None):
             "lmt_collected_dims": json.dumps(names),
         }
     )
-    out = Path(output) if output else run_dir / f"{name}.nc"
+    out = Path(output) if output else check_writable(run_dir / f"{name}.nc", "collect")
     write_dataset(merged, out)
     write_text(
         out.parent / "provenance.yaml",

@@ -81,6 +81,11 @@ BAD = [
         ],
         ["sweep.dask_address", "tcp://127.0.0.1:1"],
     ),
+    # a netCDF file written under another suffix (.csv), and a collect output that was a traceback
+    (["run", "-o", "/tmp/lmtk-bad-input-x.csv"], ["--output='/tmp/lmtk-bad-input-x.csv'", ".nc or .zarr"]),
+    (["evacuate", "-o", "/tmp/lmtk-bad-input-x.txt"], ["--output=", ".nc or .zarr"]),
+    (["collect", "/tmp", "-o", "/tmp/lmtk-bad-input-x.json"], ["--output=", ".nc or .zarr"]),
+    (["collect", "/tmp", "-o", "/proc/x.nc"], ["/proc/x.nc", "--output"]),
     # an override of a swept key was replaced at every point: the sweep ran without it, silently
     (
         ["sweep", "experiment=quickstart", "policy=xen"],

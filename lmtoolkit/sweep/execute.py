@@ -115,8 +115,11 @@ def run_processes(chunks, done, settings):
             for f in finished:
                 done(futs[f], f.result())
     except BaseException:
+        # the running chunks' processes, taken before shutdown (which sets the table to None
+        # and used to hide the chunk's own error behind an AttributeError): stop them now
+        procs = list((getattr(ex, "_processes", None) or {}).values())
         ex.shutdown(wait=False, cancel_futures=True)
-        for p in list(getattr(ex, "_processes", {}).values()):  # running chunks: stop now
+        for p in procs:
             with contextlib.suppress(Exception):
                 p.terminate()
         raise

@@ -7,6 +7,7 @@ reported as is, or a traceback (IndexError, ValueError) far from the rule."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -105,8 +106,7 @@ def test_a_bad_rule_answer_is_one_error_naming_the_rule(cls, rule, value, engine
     assert isinstance(e.value, ConfigError)  # the CLI's one line, exit 2
 
 
-def test_the_cli_prints_one_line(tmp_path):
-    """``lmtk run`` with a plug-in whose rule answers NaN: one line, exit 2 (was a traceback)."""
+def _bad_plugin(tmp_path):
     (tmp_path / "bad_plugin.py").write_text(
         "from dataclasses import dataclass\n"
         "import numpy as np\n"
@@ -116,18 +116,59 @@ def test_the_cli_prints_one_line(tmp_path):
         "    def phase_pages(self, st, ctx):\n"
         "        return super().phase_pages(st, ctx) * np.nan\n"
     )
+
+
+def _lmtk(tmp_path, *args):
     root = Path(__file__).resolve().parents[2]
-    p = subprocess.run(
-        [sys.executable, "-m", "lmtoolkit.cli", "run", "policy=custom", "policy._target_=bad_plugin.NanPages"]
-        + ["workload=uniform", "network=1gbe", "vm.memory_gib=0.25", "-o", str(tmp_path / "x.nc")],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        env={**__import__("os").environ, "PYTHONPATH": f"{tmp_path}:{root}"},
-        timeout=120,
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}:{root}", "LMT_RESULTS_DIR": str(tmp_path / "results")}
+    cmd = [
+        sys.executable,
+        "-m",
+        "lmtoolkit.cli",
+        *args,
+        "policy=custom",
+        "policy._target_=bad_plugin.NanPages",
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=env, timeout=300)
+
+
+def test_the_cli_prints_one_line(tmp_path):
+    """``lmtk run`` with a plug-in whose rule answers NaN: one line, exit 2 (was a traceback)."""
+    _bad_plugin(tmp_path)
+    p = _lmtk(
+        tmp_path,
+        "run",
+        "workload=uniform",
+        "network=1gbe",
+        "vm.memory_gib=0.25",
+        "-o",
+        str(tmp_path / "x.nc"),
     )
     assert p.returncode == 2, p.stderr
     assert p.stderr.strip().splitlines() == [
         "lmtk: error: policy bad_plugin.NanPages: rule phase_pages gave pages = nan; allowed: finite, in [0, inf)"
     ]
     assert not (tmp_path / "x.nc").exists()
+
+
+@pytest.mark.parametrize("executor", ["inline", "processes"])
+def test_a_sweep_reports_a_chunks_error_as_one_line(tmp_path, executor):
+    """An error inside a chunk reaches the user as itself.  With the process pool it used to
+    be hidden behind an AttributeError of the pool's shutdown (a traceback)."""
+    _bad_plugin(tmp_path)
+    p = _lmtk(
+        tmp_path,
+        "sweep",
+        "experiment=bandwidth_vs_dirty_rate",
+        "debug=default",
+        f"sweep.executor={executor}",
+        "sweep.chunk_size=1",
+        "sweep.workers=2",
+        "--no-plot",
+    )
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert (
+        lines[-1].startswith("lmtk: error: policy bad_plugin.NanPages: rule phase_pages")
+        and "Traceback" not in p.stderr
+    )

@@ -43,41 +43,61 @@ def atomic_path(path, suffix: str = ""):
 DATASET_SUFFIXES = (".nc", ".zarr")
 
 
+def _fail(key: str, path: Path, why: str):
+    from .errors import ConfigError
+
+    return ConfigError(key, str(path), "", message=f"cannot write {path}: {why} ({key})")
+
+
+def _check_dir(d: Path, key: str, path: Path) -> None:
+    """``d`` can be made (with its parents) and written into; else the error names ``path``."""
+    import errno
+
+    def why(e: OSError) -> str:
+        return e.strerror or str(errno.errorcode.get(e.errno, e))
+
+    if d.exists() and not d.is_dir():
+        raise _fail(key, path, f"{d} is a file, not a directory")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _fail(key, path, f"cannot create the directory {d} ({why(e)})") from None
+    try:
+        with tempfile.TemporaryFile(dir=d):
+            pass
+    except OSError as e:
+        raise _fail(key, path, f"the directory {d} is not writable ({why(e)})") from None
+
+
 def check_writable(path, key: str = "output", suffixes: tuple[str, ...] = ()) -> Path:
     """Raise :class:`~lmtoolkit.errors.ConfigError` unless ``path`` can be written (before
     any work is done): it ends in one of ``suffixes`` (when given: a netCDF file named
     ``.csv`` is a wrong promise), its directory can be made and written, an existing file
     replaced."""
-    import errno
-
     from .errors import ConfigError
 
     path = Path(path)
-
-    def fail(why: str):
-        raise ConfigError(key, str(path), "", message=f"cannot write {path}: {why} ({key})")
-
     if suffixes and path.suffix.lower() not in suffixes:
         raise ConfigError(
             key, str(path), "", message=f"{key}={str(path)!r}: the file must end in {' or '.join(suffixes)}"
         )
     if path.is_dir() and path.suffix != ".zarr":
-        fail("it is a directory")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        fail(f"cannot create the directory {path.parent} ({e.strerror or errno.errorcode.get(e.errno, e)})")
-    try:
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
-    except OSError as e:
-        fail(f"the directory {path.parent} is not writable ({e.strerror or errno.errorcode.get(e.errno, e)})")
+        raise _fail(key, path, "it is a directory")
+    _check_dir(path.parent, key, path)
     if path.is_file():
         try:
             with open(path, "r+b"):
                 pass
         except OSError as e:
-            fail(f"the existing file cannot be replaced ({e.strerror})")
+            raise _fail(key, path, f"the existing file cannot be replaced ({e.strerror})") from None
+    return path
+
+
+def check_writable_dir(path, key: str = "output") -> Path:
+    """Raise :class:`~lmtoolkit.errors.ConfigError` unless the directory ``path`` can be made
+    and written into (before any work is done)."""
+    path = Path(path)
+    _check_dir(path, key, path)
     return path
 
 

@@ -796,6 +796,10 @@ def cmd_notebooks(args) -> int:
     for o in overrides:
         if "=" not in o:
             raise ConfigError("-p", o, "key=value (a Hydra override)")
+    if args.output:
+        from .io import check_writable_dir
+
+        check_writable_dir(args.output, "--output")
     t0 = time.perf_counter()
     runs, errors = execute_all(
         args.names or None,

@@ -379,6 +379,10 @@ def build(
 
 
 def cmd_site(args) -> int:
+    from .io import check_writable_dir
+
+    if args.output:
+        check_writable_dir(args.output, "--output")
     editions = ["student", "teacher"] if args.edition == "both" else [args.edition]
     info = build(
         Path(args.output) if args.output else None,

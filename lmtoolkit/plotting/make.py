@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from ..io import check_writable_dir
 from .registry import FIGURES, FigureSpec, get
 
 FORMATS = ("png", "pdf")
@@ -189,6 +190,9 @@ def cmd_figures(args) -> int:
     if (os.cpu_count() or 1) > 1 and not any(o.lstrip("+~").startswith("sweep.executor") for o in overrides):
         # the experiments' chunks on every core (a run-time key: same results, same cache)
         overrides.append("sweep.executor=processes")
+    for d, key in ((args.output, "--output"), (args.thumbnails, "--thumbnails")):
+        if d:
+            check_writable_dir(d, key)
     command = "lmtk figures " + " ".join(shlex.quote(a) for a in args.items)
     if args.thumbnails:
         command += f" --thumbnails {shlex.quote(args.thumbnails)}"

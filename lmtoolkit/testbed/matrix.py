@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 
 from ..compose import compose_raw
 from ..errors import ConfigError, check_range
-from ..io import write_dataset
+from ..io import check_writable_dir, write_dataset
 from ..model.checks import check_bool, check_number
 from ..paths import config_dir, data_dir
 from .driver import GuestSpec, MigrationFailed, RunSpec, Testbed, guest_for
@@ -155,9 +155,8 @@ def run_matrix(overrides=(), log=print, reference: bool = False) -> list[Path]:
     if reference:
         cfg.reference = True
     check_settings(cfg)
-    out = resolve_out_dir(cfg)
+    out = check_writable_dir(resolve_out_dir(cfg), "out_dir")  # before a guest boots
     specs = expand(cfg)
-    out.mkdir(parents=True, exist_ok=True)
     base_guest = testbed_guest(cfg)
     todo = [
         s for s in specs if cfg.overwrite or not (out / f"{label(s, guest_for(s, base_guest))}.nc").exists()

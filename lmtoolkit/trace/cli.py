@@ -31,6 +31,14 @@ def cmd_trace(args) -> int:
     if bool(argv) == (args.pid is not None):
         print("lmtk trace: error: give a command after `--` or --pid PID (not both)", file=sys.stderr)
         return 2
+    from ..errors import ConfigError
+    from ..io import check_writable
+
+    try:  # before the command runs: a trace that cannot be written is lost
+        check_writable(args.output, "-o", (".npz",))
+    except ConfigError as e:
+        print(f"lmtk trace: error: {e}", file=sys.stderr)
+        return 2
     try:
         method, _ = probe()
         if args.pid is not None:

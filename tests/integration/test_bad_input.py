@@ -86,6 +86,12 @@ BAD = [
     (["evacuate", "-o", "/tmp/lmtk-bad-input-x.txt"], ["--output=", ".nc or .zarr"]),
     (["collect", "/tmp", "-o", "/tmp/lmtk-bad-input-x.json"], ["--output=", ".nc or .zarr"]),
     (["collect", "/tmp", "-o", "/proc/x.nc"], ["/proc/x.nc", "--output"]),
+    # output directories that cannot be made: tracebacks (figures, site: after the sweeps ran)
+    (["figures", "fig01", "-o", "/proc/x"], ["cannot write /proc/x", "--output"]),
+    (["figures", "fig01", "--thumbnails", "/proc/x"], ["cannot write /proc/x", "--thumbnails"]),
+    (["site", "--smoke", "-o", "/proc/x"], ["cannot write /proc/x", "--output"]),
+    (["notebooks", "00", "-o", "/proc/x"], ["cannot write /proc/x", "--output"]),
+    (["testbed", "run", "out_dir=/proc/x"], ["cannot write /proc/x", "out_dir"]),
     # an override of a swept key was replaced at every point: the sweep ran without it, silently
     (
         ["sweep", "experiment=quickstart", "policy=xen"],

@@ -128,6 +128,25 @@ def test_bad_trace_options_are_one_line_exit_2(argv, words, tmp_path, capsys):
     assert not (tmp_path / "t.npz").exists()
 
 
+@pytest.mark.parametrize(
+    "out, words",
+    [("/proc/x.npz", ["cannot write /proc/x.npz", "(-o)"]), ("{tmp}/t.txt", ["must end in .npz"])],
+)
+def test_an_unwritable_trace_file_is_refused_before_the_command_runs(out, words, tmp_path, capsys):
+    """The command used to run (and its trace be lost) before the write failed, a traceback;
+    a trace named .txt was written as an .npz under that name."""
+    from lmtoolkit.cli import main
+
+    marker = tmp_path / "ran"
+    out = out.format(tmp=tmp_path)
+    assert main(["trace", "-o", out, "--", "touch", str(marker)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("lmtk trace: error: "), err
+    for w in words:
+        assert w in err, (w, err)
+    assert not marker.exists() and not Path(out).exists()
+
+
 @needs_tracking
 @pytest.mark.parametrize(
     "argv, words",

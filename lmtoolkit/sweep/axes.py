@@ -78,6 +78,10 @@ def parse_axes(cfg, max_values: int | None) -> list[Axis]:
     return [_axis(cfg, str(dim), raw[dim], max_values) for dim in raw.keys()]
 
 
+#: a dotted config key, list items indexed (``evacuation.vms[0].count``)
+KEY_FORM = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*|\[\d+\])*")
+
+
 def _axis(cfg, dim: str, spec, max_values) -> Axis:
     where = f"sweep.axes.{dim}"
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", dim) or dim in RESERVED_DIMS:
@@ -90,6 +94,12 @@ def _axis(cfg, dim: str, spec, max_values) -> Axis:
     if extra:
         raise _err(where, None, f"unknown field '{extra[0]}' (allowed: key, values, long_name, units)")
     key, values = str(spec.key), spec["values"]
+    if not isinstance(spec.key, str) or not KEY_FORM.fullmatch(key):
+        raise _err(
+            f"{where}.key",
+            spec.key,
+            f"{spec.key!r} is not a config key (workload.dirty_rate_pages_s) or a group (policy)",
+        )
     if isinstance(values, DictConfig):
         values = generated_values(where, OmegaConf.to_container(values, resolve=True))
     elif not isinstance(values, ListConfig) or len(values) == 0:

@@ -247,6 +247,9 @@ def make_plan(
     max_values = _posint(cfg, "sweep.max_values", None)
     replicates = _posint(cfg, "sweep.replicates", 1)
     replicates = 1 if replicates is None else replicates
+    crn = OmegaConf.select(cfg, "sweep.common_random_numbers", default=False)
+    if not isinstance(crn, bool):  # a string such as 'maybe' was read as true
+        raise ConfigError("sweep.common_random_numbers", crn, "true or false")
     axes = parse_axes(cfg, max_values)
     _check_not_swept(overrides, axes, name or default_name)
     if (

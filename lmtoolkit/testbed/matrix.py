@@ -155,8 +155,9 @@ def run_matrix(overrides=(), log=print, reference: bool = False) -> list[Path]:
     if reference:
         cfg.reference = True
     check_settings(cfg)
-    out = check_writable_dir(resolve_out_dir(cfg), "out_dir")  # before a guest boots
+    out = resolve_out_dir(cfg)
     specs = expand(cfg)
+    check_writable_dir(out, "out_dir")  # once the runs are checked, before a guest boots
     base_guest = testbed_guest(cfg)
     todo = [
         s for s in specs if cfg.overwrite or not (out / f"{label(s, guest_for(s, base_guest))}.nc").exists()

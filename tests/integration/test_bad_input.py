@@ -92,6 +92,19 @@ BAD = [
     (["site", "--smoke", "-o", "/proc/x"], ["cannot write /proc/x", "--output"]),
     (["notebooks", "00", "-o", "/proc/x"], ["cannot write /proc/x", "--output"]),
     (["testbed", "run", "out_dir=/proc/x"], ["cannot write /proc/x", "out_dir"]),
+    # 'maybe' was read as true; an empty axis key was an omegaconf traceback
+    (
+        ["sweep", "experiment=quickstart", "sweep.common_random_numbers=maybe"],
+        ["sweep.common_random_numbers", "true or false"],
+    ),
+    (
+        ["sweep", "experiment=quickstart", "sweep.axes.dirty_rate.key="],
+        ["sweep.axes.dirty_rate.key", "not a config key"],
+    ),
+    (
+        ["sweep", "experiment=quickstart", "sweep.axes.dirty_rate.key=null"],
+        ["sweep.axes.dirty_rate.key", "None"],
+    ),
     # an override of a swept key was replaced at every point: the sweep ran without it, silently
     (
         ["sweep", "experiment=quickstart", "policy=xen"],

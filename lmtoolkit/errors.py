@@ -37,14 +37,19 @@ def check_range(
     hi: float | None = None,
     lo_open: bool = False,
     hi_open: bool = False,
+    finite: bool = False,
 ) -> None:
-    """Raise :class:`ConfigError` unless ``lo (<|<=) value (<|<=) hi``."""
+    """Raise :class:`ConfigError` unless ``lo (<|<=) value (<|<=) hi`` (and, with ``finite``,
+    not infinite: for sizes, costs and limits, where inf would be a hang or an inf result;
+    a speed may be infinite, an idealisation)."""
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise ConfigError(key, value, "a number") from None
     if v != v:  # NaN
         raise ConfigError(key, value, "a number, not NaN")
+    if finite and v in (float("inf"), float("-inf")):
+        raise ConfigError(key, value, "a finite number")
     bad = (lo is not None and (v <= lo if lo_open else v < lo)) or (
         hi is not None and (v >= hi if hi_open else v > hi)
     )

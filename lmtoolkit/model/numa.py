@@ -47,9 +47,9 @@ def check_host_numa(host) -> None:
     check_range("src_numa_nodes", host.src_numa_nodes, 1, 1024)
     if host.dst_numa_nodes is not None:
         check_range("dst_numa_nodes", host.dst_numa_nodes, 1, 1024)
-    check_range("numa_node_gib", host.numa_node_gib, 0, None, lo_open=True)
+    check_range("numa_node_gib", host.numa_node_gib, 0, None, lo_open=True, finite=True)
     if host.dst_numa_node_gib is not None:
-        check_range("dst_numa_node_gib", host.dst_numa_node_gib, 0, None, lo_open=True)
+        check_range("dst_numa_node_gib", host.dst_numa_node_gib, 0, None, lo_open=True, finite=True)
     check_range("numa_remote_latency_ratio", host.numa_remote_latency_ratio, 1, 100)
 
 

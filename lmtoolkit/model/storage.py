@@ -53,12 +53,12 @@ class Storage:
     def __post_init__(self):
         check_fields(self)
         check_choice("mode", self.mode, STORAGE_MODES)
-        check_range("disk_gib", self.disk_gib, 0, None, lo_open=True)
-        check_range("write_rate_mib_s", self.write_rate_mib_s, 0, None)
+        check_range("disk_gib", self.disk_gib, 0, None, lo_open=True, finite=True)
+        check_range("write_rate_mib_s", self.write_rate_mib_s, 0, None, finite=True)
         if self.write_set_gib is not None:
             check_range("write_set_gib", self.write_set_gib, 0, self.disk_gib, lo_open=True)
         check_range("block_kib", self.block_kib, 0.5, 1024 * 1024)
-        check_range("ready_s", self.ready_s, 0, None, lo_open=True)
+        check_range("ready_s", self.ready_s, 0, None, lo_open=True, finite=True)
         check_range("max_passes", self.max_passes, 1, 10**6)
 
     @property

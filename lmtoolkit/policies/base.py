@@ -252,10 +252,10 @@ class Policy:
 
     def __post_init__(self):
         check_fields(self)
-        check_range("timeout_s", self.timeout_s, 0, None, lo_open=True)
-        check_range("stop_overhead_ms", self.stop_overhead_ms, 0, None)
-        check_range("page_header_bytes", self.page_header_bytes, 0, None)
-        check_range("zero_page_bytes", self.zero_page_bytes, 0, None)
+        check_range("timeout_s", self.timeout_s, 0, None, lo_open=True, finite=True)
+        check_range("stop_overhead_ms", self.stop_overhead_ms, 0, None, finite=True)
+        check_range("page_header_bytes", self.page_header_bytes, 0, None, finite=True)
+        check_range("zero_page_bytes", self.zero_page_bytes, 0, None, finite=True)
         if self.dst_populate_mib_s is not None:
             check_range("dst_populate_mib_s", self.dst_populate_mib_s, 0, None, lo_open=True)
 

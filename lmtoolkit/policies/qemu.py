@@ -178,7 +178,8 @@ class QemuPolicy(PrecopyPolicy):
         # options.c, migrate_params_check: max-cpu-throttle "in the range of
         # cpu_throttle_initial to 99" (downtime-limit's bound: DOWNTIME_LIMIT_MAX_MS)
         check_range("max_cpu_throttle", self.max_cpu_throttle, float(self.cpu_throttle_initial), 99)
-        check_range("xbzrle_cache_mib", self.xbzrle_cache_mib, 0, None, lo_open=True)
+        # qapi/migration.json: xbzrle-cache-size is a 'size' (uint64 bytes): below 2^64 B = 2^44 MiB
+        check_range("xbzrle_cache_mib", self.xbzrle_cache_mib, 0, 2.0**44, lo_open=True, hi_open=True)
         cache = float(self.xbzrle_cache_mib) * MIB
         if not (
             cache >= XBZRLE_MIN_CACHE_BYTES and cache == int(cache) and int(cache) & (int(cache) - 1) == 0
@@ -194,7 +195,7 @@ class QemuPolicy(PrecopyPolicy):
         check_range("xbzrle_delta_ratio", self.xbzrle_delta_ratio, 0, 1)
         check_range("xbzrle_encode_gib_s", self.xbzrle_encode_gib_s, 0, None, lo_open=True)
         check_range("multifd_channels", self.multifd_channels, 0, 255)
-        check_range("iteration_ms", self.iteration_ms, 0, None, lo_open=True)
+        check_range("iteration_ms", self.iteration_ms, 0, None, lo_open=True, finite=True)
         check_choice("dirty_clear", self.dirty_clear, ("chunk", "sync", "send"))
         parts = str(self.qemu_version).split(".")
         if not (1 <= len(parts) <= 3 and all(p.isdigit() for p in parts)):

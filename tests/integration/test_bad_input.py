@@ -36,6 +36,14 @@ BAD = [
         ["run", "workload=idle", "workload.dirty_rate_pages_s=5000"],
         ["workload.dirty_rate_pages_s", "idle", "uniform"],
     ),
+    # infinite sizes, costs and limits: timeout_s=inf hung the page engine (and ran 10^9 rounds
+    # in the fluid one), a 1e308 MiB XBZRLE cache was an OverflowError, the rest inf results
+    (["run", "policy.timeout_s=inf"], ["policy.timeout_s=inf", "finite"]),
+    (["run", "policy.stop_overhead_ms=inf"], ["policy.stop_overhead_ms=inf", "finite"]),
+    (["run", "policy.xbzrle_cache_mib=1e308"], ["policy.xbzrle_cache_mib", "1.75922e+13"]),
+    (["run", "power.peak_w=inf"], ["power.peak_w=inf", "finite"]),
+    (["run", "storage.disk_gib=inf"], ["storage.disk_gib=inf", "finite"]),
+    (["run", "host.numa_node_gib=inf"], ["host.numa_node_gib=inf", "finite"]),
     (["run", "experiment=quickstart"], ["sweep axes", "lmtk sweep"]),
     (["run", "task=nonsense"], ["task", "migration", "evacuation"]),
     (["run", "-o", "/proc/x.nc"], ["/proc/x.nc", "--output"]),

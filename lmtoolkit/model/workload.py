@@ -267,7 +267,7 @@ class Workload:
 
     def __post_init__(self):
         check_fields(self)
-        check_range("dirty_rate_pages_s", self.dirty_rate_pages_s, 0, None)
+        check_range("dirty_rate_pages_s", self.dirty_rate_pages_s, 0, None, finite=True)
         if self.wss_mib is not None:
             check_range("wss_mib", self.wss_mib, 0, None, lo_open=True)
         check_choice("pattern", self.pattern, PATTERNS)
@@ -277,7 +277,7 @@ class Workload:
     def _check_pacing(self):
         check_choice("pacing", self.pacing, PACINGS)
         if self.max_rate_pages_s is not None:
-            check_range("max_rate_pages_s", self.max_rate_pages_s, self.dirty_rate_pages_s, None)
+            check_range("max_rate_pages_s", self.max_rate_pages_s, self.dirty_rate_pages_s, None, finite=True)
 
     def write_speed(self, speed):
         """Factor on the write rate when the guest runs at ``speed`` (1 = unthrottled)."""

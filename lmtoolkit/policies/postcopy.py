@@ -62,8 +62,8 @@ class PostcopyPhase:
 
     def __post_init__(self):
         super().__post_init__()
-        check_range("access_factor", self.access_factor, 0, None)
-        check_range("fault_overhead_us", self.fault_overhead_us, 0, None)
+        check_range("access_factor", self.access_factor, 0, None, finite=True)
+        check_range("fault_overhead_us", self.fault_overhead_us, 0, None, finite=True)
 
     def prepaging_enabled(self):
         return np.asarray(self.prepaging, dtype=bool)

@@ -80,7 +80,7 @@ class RunSpec:
         """Types and ranges, each error naming its field (:func:`.matrix.expand` adds where the
         value came from: ``run.`` or ``matrix.runs[i].``)."""
         check_fields(self)
-        check_range("dirty_rate_pages_s", self.dirty_rate_pages_s, 0, None)
+        check_range("dirty_rate_pages_s", self.dirty_rate_pages_s, 0, None, finite=True)
         check_choice("pattern", self.pattern, ("random", "sequential"))
         if self.pacing not in CATCHUP_MS:
             raise ConfigError("pacing", self.pacing, "'' (the default: catch up <= 20 ms), guest or wall")

@@ -44,6 +44,12 @@ BAD = [
     (["run", "power.peak_w=inf"], ["power.peak_w=inf", "finite"]),
     (["run", "storage.disk_gib=inf"], ["storage.disk_gib=inf", "finite"]),
     (["run", "host.numa_node_gib=inf"], ["host.numa_node_gib=inf", "finite"]),
+    (
+        ["run", "workload=uniform", "workload.dirty_rate_pages_s=inf"],
+        ["workload.dirty_rate_pages_s=inf", "finite"],
+    ),
+    (["run", "policy=vmware", "policy.min_progress_pct=inf"], ["policy.min_progress_pct=inf", "finite"]),
+    (["run", "policy=postcopy", "policy.fault_overhead_us=inf"], ["policy.fault_overhead_us=inf", "finite"]),
     (["run", "experiment=quickstart"], ["sweep axes", "lmtk sweep"]),
     (["run", "task=nonsense"], ["task", "migration", "evacuation"]),
     (["run", "-o", "/proc/x.nc"], ["/proc/x.nc", "--output"]),

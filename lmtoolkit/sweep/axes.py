@@ -123,6 +123,16 @@ def _axis(cfg, dim: str, spec, max_values) -> Axis:
                 raise _err(where, v, f"unknown {key} '{v}'{hint} (available: {', '.join(opts)})")
         values = [str(v) for v in values]
     else:
+        if key == "seed":
+            # each point's seed is a word of SeedSequence(seed) (plan.py): a seed axis would
+            # label points with seeds they do not run with
+            raise _err(
+                where,
+                key,
+                "'seed' cannot be swept: every point already runs with its own seed (the seed "
+                "coordinate); for more samples per point use sweep.replicates=N, for another "
+                "stream of seeds set seed=N for the whole sweep",
+            )
         if key.split(".")[0] in NOT_SWEEPABLE:
             raise _err(
                 where, key, f"'{key}' cannot be swept (sweep axes change the simulation, not how it runs)"

@@ -106,6 +106,11 @@ BAD = [
     (["site", "--smoke", "-o", "/proc/x"], ["cannot write /proc/x", "--output"]),
     (["notebooks", "00", "-o", "/proc/x"], ["cannot write /proc/x", "--output"]),
     (["testbed", "run", "out_dir=/proc/x"], ["cannot write /proc/x", "out_dir"]),
+    # a seed axis ran every point with a seed word of the base seed, not the seed it was labelled
+    (
+        ["sweep", "experiment=quickstart", "+sweep.axes.s={key: seed, values: [1, 2]}"],
+        ["'seed' cannot be swept", "sweep.replicates"],
+    ),
     # 'maybe' was read as true; an empty axis key was an omegaconf traceback
     (
         ["sweep", "experiment=quickstart", "sweep.common_random_numbers=maybe"],

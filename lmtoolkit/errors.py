@@ -30,6 +30,17 @@ class ConfigError(ValueError):
         return ConfigError(key, self.value, self.allowed, self._message)
 
 
+class PolicyRuleError(ConfigError):
+    """A policy rule answered a value the engines cannot use (see
+    :mod:`lmtoolkit.engine.rule_checks`); the message names the class, the rule and the value."""
+
+
+def policy_label(policy) -> str:
+    """``policy module.Class``: how an error names a policy (a plug-in by its own path)."""
+    cls = type(policy)
+    return f"policy {cls.__module__}.{cls.__qualname__}"
+
+
 def check_range(
     key: str,
     value: float,

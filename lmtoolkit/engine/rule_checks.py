@@ -14,20 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import PolicyRuleError, policy_label
 from ..policies.base import Link
 from ..records import STOP_REASONS
 
 _BIG = np.finfo(float).max  # an upper bound that refuses inf (and NaN, as every comparison)
 
-
-class PolicyRuleError(ConfigError):
-    """A policy rule answered a value the engines cannot use."""
-
-
-def _label(policy) -> str:
-    cls = type(policy)
-    return f"policy {cls.__module__}.{cls.__qualname__}"
+__all__ = ["CheckedPolicy", "PolicyRuleError", "checked"]
 
 
 def _refuse(policy, rule: str, what: str, bad: np.ndarray, n: int, allowed: str) -> PolicyRuleError:
@@ -37,7 +30,7 @@ def _refuse(policy, rule: str, what: str, bad: np.ndarray, n: int, allowed: str)
         "policy",
         v,
         allowed,
-        message=f"{_label(policy)}: rule {rule} gave {what} = {v!r}{many}; allowed: {allowed}",
+        message=f"{policy_label(policy)}: rule {rule} gave {what} = {v!r}{many}; allowed: {allowed}",
     )
 
 

@@ -10,9 +10,10 @@ sharing links) is :func:`lmtoolkit.tasks.evacuation.simulate_evacuation`.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
-from ..errors import ConfigError, check_choice, check_range
+from ..errors import ConfigError, PolicyRuleError, check_choice, check_range, policy_label
 from .checks import check_number
 
 ORDERS = ("largest_first", "smallest_first", "hottest_first", "coldest_first", "given")
@@ -108,7 +109,19 @@ class Evacuation:
         source link (:meth:`~lmtoolkit.policies.base.Policy.concurrent_migrations`)."""
         if self.concurrency is not None:
             return int(self.concurrency)
-        return self.policy.concurrent_migrations(self.source.link_gbit_s)
+        n = self.policy.concurrent_migrations(self.source.link_gbit_s)
+        if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1):
+            raise PolicyRuleError(  # a plug-in's 0 was a RuntimeError traceback
+                "policy",
+                n,
+                "",
+                message=(
+                    f"{policy_label(self.policy)}: rule concurrent_migrations gave {n!r} "
+                    f"for a {self.source.link_gbit_s:g} Gbit/s link; allowed: None (no limit) or a whole "
+                    f"number >= 1"
+                ),
+            )
+        return None if n is None else int(n)
 
     def link_bytes_s(self, h: HostLink) -> float:
         net = self.network

@@ -172,3 +172,26 @@ def test_a_sweep_reports_a_chunks_error_as_one_line(tmp_path, executor):
         lines[-1].startswith("lmtk: error: policy bad_plugin.NanPages: rule phase_pages")
         and "Traceback" not in p.stderr
     )
+
+
+@dataclass(frozen=True)
+class NoneAtOnce(PrecopyPolicy):
+    def concurrent_migrations(self, link_gbit_s):
+        return 0
+
+
+@dataclass(frozen=True)
+class HalfAtOnce(PrecopyPolicy):
+    def concurrent_migrations(self, link_gbit_s):
+        return 1.5
+
+
+@pytest.mark.parametrize("cls, value", [(NoneAtOnce, "0"), (HalfAtOnce, "1.5")])
+def test_an_evacuation_checks_the_policys_concurrency(cls, value):
+    """0 migrations at once was a RuntimeError traceback from the scheduler; 1.5 was taken."""
+    import lmtoolkit as lmt
+
+    with pytest.raises(
+        PolicyRuleError, match=rf"{cls.__qualname__}: rule concurrent_migrations gave {value} "
+    ):
+        lmt.evacuate(["debug=default", "policy=custom", f"policy._target_={__name__}.{cls.__qualname__}"])

@@ -121,12 +121,12 @@ def _needs_bins(scn: Scenario) -> bool:
     """True when the address order of the sends matters for this migration: phases that
     stop inside a pass (the cursor persists), chunked dirty-log clears over more than one
     chunk, or sequential writers."""
-    pol = scn.policy
+    pol = checked(scn.policy)
     if not pol.precopy:
         return False
     if zero_layout(scn) != "spread":
         return True
-    if not type(pol).full_passes or any(
+    if not pol.full_passes or any(
         r.sequential and r.n_pages > 0 and r.rate_per_page > 0
         for r in scn.workload.regions(scn.vm.pages, scn.vm.page_bytes)
     ):
@@ -141,7 +141,7 @@ def _edges_of(scn: Scenario, regs, binned: bool, layout: str) -> np.ndarray:
         return np.array([0.0, 1.0])
     npg = float(scn.vm.pages)
     e = [np.linspace(0.0, 1.0, BINS + 1)]
-    pol = scn.policy
+    pol = checked(scn.policy)
     if str(pol.dirty_clear) == "chunk":
         cp = float(pol.clear_chunk_pages(scn.context()))
         if cp < npg and npg / cp <= MAX_CHUNK_BINS:
@@ -412,7 +412,7 @@ class _Group:
         self.rotatable = self.rotatable & ~self.layout
         # XBZRLE (expected): cache entries, held pages per region, slots refreshed in the last
         # phase per region, pending pages unchanged since sent, scan wrapped
-        xb = np.broadcast_to(np.asarray(inp.policy.xbzrle_slots(inp.ctx), dtype=float), (S,))
+        xb = np.broadcast_to(np.asarray(self.pol.xbzrle_slots(inp.ctx), dtype=float), (S,))
         self.xb = xb.copy() if (xb > 0).any() else None
         if self.xb is not None:
             self.xb_held, self.xb_fresh = np.zeros_like(self.N), np.zeros_like(self.N)

@@ -55,6 +55,14 @@ def _check(policy, rule: str, what: str, value, lo: float, hi: float = _BIG, lo_
     )
 
 
+def _check_whole(policy, rule: str, what: str, value, lo: float, hi: float = _BIG) -> None:
+    """:func:`_check`, and every element a whole number."""
+    _check(policy, rule, what, value, lo, hi)
+    a = np.asarray(value, dtype=float)
+    if not np.array_equal(a, np.round(a)):
+        raise _refuse(policy, rule, what, np.atleast_1d(a[a != np.round(a)]), a.size, "a whole number")
+
+
 def _check_state(policy, rule: str, st) -> None:
     """The state a rule may set that the engines read: throttle share and bandwidth estimate."""
     _check(policy, rule, "st.throttle", st.throttle, 0.0, 1.0)
@@ -116,12 +124,28 @@ class CheckedPolicy:
 
     def decide(self, st, ctx):
         code = self.policy.decide(st, ctx)
-        _check(self.policy, "decide", "a stop reason code", code, 0.0, len(STOP_REASONS) - 1.0)
-        a = np.asarray(code, dtype=float)
-        if not np.array_equal(a, np.round(a)):
-            bad = np.atleast_1d(a[a != np.round(a)])
-            raise _refuse(self.policy, "decide", "a stop reason code", bad, a.size, "a whole number")
+        _check_whole(self.policy, "decide", "a stop reason code", code, 0.0, len(STOP_REASONS) - 1.0)
         return code
+
+    def clear_chunk_pages(self, ctx):
+        cp = self.policy.clear_chunk_pages(ctx)
+        _check_whole(self.policy, "clear_chunk_pages", "pages per dirty-log clear", cp, 1.0)
+        return cp
+
+    def xbzrle_slots(self, ctx):
+        n = self.policy.xbzrle_slots(ctx)
+        _check_whole(self.policy, "xbzrle_slots", "cache entries", n, 0.0)
+        return n
+
+    def fault_access_factor(self):
+        f = self.policy.fault_access_factor()
+        _check(self.policy, "fault_access_factor", "accesses per write", f, 0.0)
+        return f
+
+    def fault_overhead_s(self):
+        s = self.policy.fault_overhead_s()
+        _check(self.policy, "fault_overhead_s", "seconds per fault", s, 0.0)
+        return s
 
 
 def checked(policy):

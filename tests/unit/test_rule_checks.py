@@ -19,7 +19,7 @@ import pytest
 from lmtoolkit.engine.rule_checks import PolicyRuleError
 from lmtoolkit.errors import ConfigError
 from lmtoolkit.model import UniformWorkload
-from lmtoolkit.policies import PrecopyPolicy
+from lmtoolkit.policies import PostcopyPolicy, PrecopyPolicy
 from tests.conftest import run, scenario
 
 ENGINES = ("page", "fluid")
@@ -74,6 +74,34 @@ class NegativeStopRate(PrecopyPolicy):
         return -super().stop_rate_bytes_s(st, ctx)
 
 
+@dataclass(frozen=True)
+class NoChunk(PrecopyPolicy):
+    """A dirty-log clear over 0 pages: a ZeroDivisionError in both engines."""
+
+    dirty_clear = "chunk"
+
+    def clear_chunk_pages(self, ctx):
+        return 0
+
+
+@dataclass(frozen=True)
+class NegativeCache(PrecopyPolicy):
+    def xbzrle_slots(self, ctx):
+        return -3
+
+
+@dataclass(frozen=True)
+class NegativeFaultCost(PostcopyPolicy):
+    def fault_overhead_s(self):
+        return -1.0
+
+
+@dataclass(frozen=True)
+class NanAccesses(PostcopyPolicy):
+    def fault_access_factor(self):
+        return float("nan")
+
+
 BAD = [
     (NanPages, "phase_pages", "nan"),
     (NegativePages, "phase_pages", "-"),
@@ -82,6 +110,10 @@ BAD = [
     (UnknownReason, "decide", "999"),
     (FreeWire, "link", "t_nz"),
     (NegativeStopRate, "link(stop=True)", "t_nz"),
+    (NoChunk, "clear_chunk_pages", "= 0.0"),
+    (NegativeCache, "xbzrle_slots", "= -3.0"),
+    (NegativeFaultCost, "fault_overhead_s", "= -1.0"),
+    (NanAccesses, "fault_access_factor", "= nan"),
 ]
 
 

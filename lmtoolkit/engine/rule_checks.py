@@ -12,6 +12,8 @@ built-in policy's bug.  Each check is two reductions per call (min and max, NaN-
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from ..errors import PolicyRuleError, policy_label
@@ -63,6 +65,22 @@ def _check_whole(policy, rule: str, what: str, value, lo: float, hi: float = _BI
         raise _refuse(policy, rule, what, np.atleast_1d(a[a != np.round(a)]), a.size, "a whole number")
 
 
+@contextlib.contextmanager
+def _arrays_hint(policy, rule: str):
+    """A Python ``if`` on an array inside a rule (it works on one migration, fails on a fluid
+    batch) keeps its traceback, which points at the line, plus a note saying what to write."""
+    try:
+        yield
+    except ValueError as e:
+        if "truth value of an array" in str(e):
+            e.add_note(
+                f"lmtoolkit: {policy_label(policy)}, rule {rule}: the fluid engine runs a policy's rules on "
+                "arrays, one element per migration; write a condition with np.where(...), not if/and/or "
+                "(examples/README.md, point 3)"
+            )
+        raise
+
+
 def _check_state(policy, rule: str, st) -> None:
     """The state a rule may set that the engines read: throttle share and bandwidth estimate."""
     _check(policy, rule, "st.throttle", st.throttle, 0.0, 1.0)
@@ -88,15 +106,18 @@ class CheckedPolicy:
 
     def init_state(self, st, ctx) -> None:
         self.link(st, ctx)  # the wire costs first: the initial bandwidth estimate is made of them
-        self.policy.init_state(st, ctx)
+        with _arrays_hint(self.policy, "init_state"):
+            self.policy.init_state(st, ctx)
         _check_state(self.policy, "init_state", st)
 
     def after_sync(self, st, ctx) -> None:
-        self.policy.after_sync(st, ctx)
+        with _arrays_hint(self.policy, "after_sync"):
+            self.policy.after_sync(st, ctx)
         _check_state(self.policy, "after_sync", st)
 
     def link(self, st, ctx, stop: bool = False) -> Link:
-        lk = self.policy.link(st, ctx, stop=stop)
+        with _arrays_hint(self.policy, "link"):
+            lk = self.policy.link(st, ctx, stop=stop)
         rule = "link(stop=True)" if stop else "link"
         # bytes first: a page's time is made of them
         _check(self.policy, rule, "wire bytes per non-zero page (b_nz)", lk.b_nz, 0.0)
@@ -106,24 +127,28 @@ class CheckedPolicy:
         return lk
 
     def stop_rate_bytes_s(self, st, ctx):
-        rate = self.policy.stop_rate_bytes_s(st, ctx)
+        with _arrays_hint(self.policy, "stop_rate_bytes_s"):
+            rate = self.policy.stop_rate_bytes_s(st, ctx)
         _check(self.policy, "stop_rate_bytes_s", "bytes/s", rate, 0.0, lo_open=True)
         return rate
 
     def phase_pages(self, st, ctx):
-        k = self.policy.phase_pages(st, ctx)
+        with _arrays_hint(self.policy, "phase_pages"):
+            k = self.policy.phase_pages(st, ctx)
         _check(self.policy, "phase_pages", "pages", k, 0.0)
         return k
 
     def converged(self, st, ctx):
-        c = self.policy.converged(st, ctx)
+        with _arrays_hint(self.policy, "converged"):
+            c = self.policy.converged(st, ctx)
         if np.asarray(c).dtype != bool:
             _check(self.policy, "converged", "a truth value (0 or 1)", c, 0.0, 1.0)
             c = np.asarray(c) != 0
         return c
 
     def decide(self, st, ctx):
-        code = self.policy.decide(st, ctx)
+        with _arrays_hint(self.policy, "decide"):
+            code = self.policy.decide(st, ctx)
         _check_whole(self.policy, "decide", "a stop reason code", code, 0.0, len(STOP_REASONS) - 1.0)
         return code
 

@@ -227,3 +227,25 @@ def test_an_evacuation_checks_the_policys_concurrency(cls, value):
         PolicyRuleError, match=rf"{cls.__qualname__}: rule concurrent_migrations gave {value} "
     ):
         lmt.evacuate(["debug=default", "policy=custom", f"policy._target_={__name__}.{cls.__qualname__}"])
+
+
+@dataclass(frozen=True)
+class PythonIf(PrecopyPolicy):
+    def phase_pages(self, st, ctx):
+        if st.pending > 1000:  # fine on one migration, ambiguous on an array of them
+            return st.pending
+        return st.pending * 0 + 1000
+
+
+def test_a_python_if_in_a_rule_keeps_its_traceback_and_gets_a_note():
+    """On a fluid batch ``if array`` raises numpy's ValueError: it still points at the rule's
+    line, and now says what to write instead."""
+    from lmtoolkit.engine import simulate_fluid
+
+    one = _busy(PythonIf(), "fluid")
+    batch = [one, dataclasses.replace(one, network=dataclasses.replace(one.network, bandwidth_gbit_s=2.0))]
+    with pytest.raises(ValueError, match="truth value of an array") as e:
+        simulate_fluid(batch)
+    notes = " ".join(getattr(e.value, "__notes__", []))
+    assert "PythonIf, rule phase_pages" in notes and "np.where" in notes
+    assert run(_busy(PythonIf(), "page")).total_time_s > 0  # one migration: the rule works

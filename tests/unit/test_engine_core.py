@@ -255,3 +255,18 @@ def test_with_values_replaces_keys_together():
         with_values(tpl, [("network.bandwidth_gbit_s", 1), ("policy.downtime_limit_ms", -1)])
     assert e.value.key == "policy.downtime_limit_ms"
     assert str(e.value).startswith("policy.downtime_limit_ms=-1")
+
+
+def test_a_bitmap_larger_than_the_available_memory_is_refused_before_it_is_allocated(monkeypatch):
+    """A 64 TiB VM on the page engine asked numpy for 16 GiB at once (a MemoryError traceback,
+    or the OOM killer); now one error says what it needs and to use engine=fluid."""
+    import lmtoolkit.engine.page as page
+    from lmtoolkit.errors import ConfigError
+
+    monkeypatch.setattr(page, "available_memory_bytes", lambda: 100_000)  # 0.1 MB free
+    with pytest.raises(ConfigError, match=r"needs at least 0\.0 GiB.*use engine=fluid") as e:
+        run(scenario(memory_gib=0.25, engine="page"))  # 65,536 pages: 128 KiB at least
+    assert e.value.key == "vm.memory_gib"
+    assert run(scenario(memory_gib=0.25, engine="fluid")).total_time_s > 0  # the fluid engine keeps no bitmap
+    monkeypatch.setattr(page, "available_memory_bytes", lambda: 200_000)
+    assert run(scenario(memory_gib=0.25, engine="page")).total_time_s > 0

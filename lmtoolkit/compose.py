@@ -241,7 +241,11 @@ def complete_policy(cfg: DictConfig) -> None:
     if not isinstance(node, DictConfig):
         return
     sel = {k: node._get_node(k)._value() for k in ("name", "_target_") if k in node}
-    missing = {k: _plain(v) for k, v in policy_fields(sel).items() if k not in node}
+    try:
+        defaults = policy_fields(sel)
+    except ConfigError as e:
+        raise e.with_prefix("policy") from None  # policy._target_, as every other policy key
+    missing = {k: _plain(v) for k, v in defaults.items() if k not in node}
     if missing:
         with open_dict(cfg):
             for k, v in missing.items():

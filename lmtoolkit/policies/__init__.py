@@ -65,7 +65,12 @@ def policy_class(policy_cfg) -> type:
     if target:
         cls = _import_class(target)
         if cls is None:
-            raise ConfigError("_target_", target, "an importable policy class (module.Class)")
+            raise ConfigError(
+                "_target_",
+                target,
+                "an importable policy class (module.Class): put its module's directory on "
+                "PYTHONPATH (PYTHONPATH=examples lmtk run policy=custom)",
+            )
         if not (isinstance(cls, type) and issubclass(cls, Policy)):
             raise ConfigError("_target_", target, "a subclass of lmtoolkit.policies.Policy")
         return cls

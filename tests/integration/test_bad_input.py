@@ -50,6 +50,8 @@ BAD = [
     ),
     (["run", "policy=vmware", "policy.min_progress_pct=inf"], ["policy.min_progress_pct=inf", "finite"]),
     (["run", "policy=postcopy", "policy.fault_overhead_us=inf"], ["policy.fault_overhead_us=inf", "finite"]),
+    # a plug-in that does not import: the key lacked its group and the message the way out
+    (["run", "policy=custom", "policy._target_=no_such_module.P"], ["policy._target_=", "PYTHONPATH"]),
     (["run", "experiment=quickstart"], ["sweep axes", "lmtk sweep"]),
     (["run", "task=nonsense"], ["task", "migration", "evacuation"]),
     (["run", "-o", "/proc/x.nc"], ["/proc/x.nc", "--output"]),

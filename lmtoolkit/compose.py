@@ -235,16 +235,13 @@ def complete_policy(cfg: DictConfig) -> None:
     """Add the policy class's defaults for the keys its YAML leaves out (in place), so that
     every composed config — what the cache hashes and provenance records — lists every
     parameter the policy runs with."""
-    from .policies import policy_fields
+    from .policies import class_defaults
 
     node = cfg.get("policy") if isinstance(cfg, DictConfig) else None
     if not isinstance(node, DictConfig):
         return
     sel = {k: node._get_node(k)._value() for k in ("name", "_target_") if k in node}
-    try:
-        defaults = policy_fields(sel)
-    except ConfigError as e:
-        raise e.with_prefix("policy") from None  # policy._target_, as every other policy key
+    defaults = class_defaults(policy_class(sel))  # its errors name policy._target_ / policy.name
     missing = {k: _plain(v) for k, v in defaults.items() if k not in node}
     if missing:
         with open_dict(cfg):

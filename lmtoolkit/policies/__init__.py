@@ -84,8 +84,13 @@ def policy_fields(policy_cfg) -> dict[str, object]:
     """Field name -> default of the class :func:`policy_class` selects: every key a
     ``policy`` config (and a ``policy.KEY=value`` override) may set besides ``name`` and
     ``_target_``."""
+    return class_defaults(policy_class(policy_cfg))
+
+
+def class_defaults(cls: type) -> dict[str, object]:
+    """Field name -> default of the policy class ``cls`` (None where a field has none)."""
     out = {}
-    for f in dataclasses.fields(policy_class(policy_cfg)):
+    for f in dataclasses.fields(cls):
         if f.default is not dataclasses.MISSING:
             out[f.name] = f.default
         elif f.default_factory is not dataclasses.MISSING:
@@ -111,4 +116,5 @@ __all__ = [
     "REGISTRY",
     "policy_class",
     "policy_fields",
+    "class_defaults",
 ]

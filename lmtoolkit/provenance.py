@@ -98,12 +98,25 @@ def inputs_hash(cfg: DictConfig) -> str:
     h, any_input = hashlib.sha256(), False
     for f in _named(tree, "file"):
         p, any_input = resolve_input_path(f), True
-        h.update(f.encode() + (hashlib.sha256(p.read_bytes()).digest() if p.is_file() else b"-"))
+        h.update(f.encode() + (file_digest(p) if p.is_file() else b"-"))
     for target in _named(tree, "_target_"):
         for p in plugin_files(target):
             any_input = True
-            h.update(str(p).encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+            h.update(str(p).encode() + b"\0" + file_digest(p))
     return h.hexdigest()[:16] if any_input else ""
+
+
+def file_digest(path: Path) -> bytes:
+    """SHA-256 of a file's content, read once per version of the file in a process (keyed by
+    its modification time and size): ``lmtk run`` and every ``lmt.simulate`` hash the config
+    more than once, and a trace can be large."""
+    st = path.stat()
+    return _digest(str(path.resolve()), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=256)
+def _digest(path: str, mtime_ns: int, size: int) -> bytes:
+    return hashlib.sha256(Path(path).read_bytes()).digest()
 
 
 #: suffixes of the package's files that can change a result

@@ -65,6 +65,30 @@ RUNNING = (
     "cancelling",
 )
 KNOWN_STATUS = FINAL + RUNNING + ("none",)
+#: the order of QEMU's migration states (``MigrationStatus``, ``migration/migration.c``): a
+#: migration never goes back to a lower stage (``setup`` -> pre-copy -> ``colo`` or post-copy ->
+#: ``cancelling`` -> an end), and nothing follows an end but the same end polled again
+STAGE = {
+    "none": 0,
+    "setup": 0,
+    "active": 1,
+    "pre-switchover": 1,
+    "device": 1,
+    "wait-unplug": 1,
+    "colo": 2,
+    "postcopy-active": 2,
+    "postcopy-paused": 2,
+    "postcopy-recover-setup": 2,
+    "postcopy-recover": 2,
+    "cancelling": 3,
+    "completed": 4,
+    "failed": 4,
+    "cancelled": 4,
+}
+#: counters that only grow during one migration (a failed or cancelled reply carries none)
+CUMULATIVE = {"transferred": "ram.transferred", "dirty_sync_count": "ram.dirty-sync-count"}
+#: sizes that stay the same during one migration
+CONSTANT = {"ram_total": "ram.total", "page_size": "ram.page-size"}
 
 SAMPLE_VARS = {
     "time": ("s", "time since the migrate command"),
@@ -639,6 +663,57 @@ def _check_values(path, fmt, samples, finals, lines) -> None:
             raise _err(path, line, f"{k} ({qmp}) = {value} is not allowed{block}: {allowed}")
 
 
+def _check_sequence(path, samples, finals, lines) -> None:
+    """One migration, in order: its states never go back (:data:`STAGE`), nothing but the same
+    end follows its end, its counters never go down (:data:`CUMULATIVE`) and its sizes never
+    change (:data:`CONSTANT`).  Two logs joined in one file, replies out of order or a corrupt
+    reply are one error naming the line, rather than a fit to numbers no migration made."""
+    prev: dict = {}
+    last: dict = {}
+    for i, (s, f, line) in enumerate(zip(samples, finals, lines)):
+        st = s["status"]
+        if i:
+            p = samples[i - 1]["status"]
+            if STAGE[p] == STAGE["completed"] and st != p:
+                raise _err(
+                    path,
+                    line,
+                    f"status '{st}' after the migration ended ('{p}' on line {lines[i - 1]}): "
+                    "a log holds one migration",
+                )
+            if STAGE[st] < STAGE[p]:
+                raise _err(
+                    path,
+                    line,
+                    f"status '{st}' after '{p}' (line {lines[i - 1]}): a migration does not go "
+                    "back a stage (setup, pre-copy, post-copy, cancelling, end); a log holds one migration",
+                )
+        if st in ("failed", "cancelled"):
+            continue
+        for k, name in CUMULATIVE.items():
+            v = s[k]
+            if math.isfinite(v):
+                if k in prev and v < prev[k][0]:
+                    raise _err(
+                        path,
+                        line,
+                        f"{name} goes down ({v:g} after {prev[k][0]:g} on line {prev[k][1]}): "
+                        "it counts up during a migration; a log holds one migration, in order",
+                    )
+                prev[k] = (v, line)
+        for k, name in CONSTANT.items():
+            v = f[k]
+            if math.isfinite(v):
+                if k in last and v != last[k][0]:
+                    raise _err(
+                        path,
+                        line,
+                        f"{name} changes ({v:g} bytes after {last[k][0]:g} on line {last[k][1]}): "
+                        "a log holds the migration of one guest",
+                    )
+                last[k] = (v, line)
+
+
 def _assemble(path, fmt, samples, finals, lines, passes, final_status=None) -> xr.Dataset:
     if not samples:
         raise _err(path, 0, "no query-migrate replies in the log")
@@ -648,6 +723,7 @@ def _assemble(path, fmt, samples, finals, lines, passes, final_status=None) -> x
     if bad.size:
         i = int(bad[0]) + 1
         raise _err(path, lines[i], f"time goes backwards ({times[i]:.3f} s after {times[i - 1]:.3f} s)")
+    _check_sequence(path, samples, finals, lines)
     last = samples[-1]["status"]
     if last not in FINAL:
         raise _err(

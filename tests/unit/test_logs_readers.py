@@ -270,7 +270,43 @@ def _domjobinfo_negative(tmp_path):
     return _write(tmp_path, "dn.txt", "\n".join(lines))
 
 
+def _two_migrations(tmp_path):  # a polling script appending a second run to the same file
+    lines = QMP.read_text().splitlines()
+    later = [json.loads(ln) for ln in lines]
+    for r in later:
+        r["_t"] += 100.0
+    return _write(tmp_path, "two.jsonl", "\n".join(lines + [json.dumps(r) for r in later]))
+
+
+def _back_to_precopy(tmp_path):
+    lines = QMP.read_text().splitlines()
+    r = json.loads(lines[12])
+    r["status"] = "postcopy-active"
+    lines[12] = json.dumps(r)
+    return _write(tmp_path, "pc.jsonl", "\n".join(lines))
+
+
+def _counter_down(tmp_path):
+    return _qmp_with(tmp_path, "cd.jsonl", 20, lambda r: r["ram"].update(transferred=1000))
+
+
+def _sync_count_down(tmp_path):
+    return _qmp_with(tmp_path, "sd.jsonl", 40, lambda r: r["ram"].update({"dirty-sync-count": 1}))
+
+
+def _ram_changes(tmp_path):
+    return _qmp_with(tmp_path, "rc.jsonl", 30, lambda r: r["ram"].update(total=2**30))
+
+
 BAD = [
+    (
+        _two_migrations,
+        ["two.jsonl", "line 54", "'setup' after the migration ended", "line 53", "one migration"],
+    ),
+    (_back_to_precopy, ["pc.jsonl", "line 14", "'active' after 'postcopy-active' (line 13)", "go back"]),
+    (_counter_down, ["cd.jsonl", "line 21", "ram.transferred goes down", "1000 after", "line 20"]),
+    (_sync_count_down, ["sd.jsonl", "line 41", "ram.dirty-sync-count goes down", "1 after"]),
+    (_ram_changes, ["rc.jsonl", "line 31", "ram.total changes", "1.07374e+09 bytes after 5.37403e+08"]),
     (_negative_bytes, ["nb.jsonl", "line 9", "ram.remaining", "-4096", ">= 0"]),
     (_throttle_over_100, ["th.jsonl", "line 10", "cpu-throttle-percentage", "1.5", "[0, 1]"]),
     (_infinite_ram, ["inf.jsonl", "line 53", "ram.total", "inf", "finite"]),

@@ -175,6 +175,109 @@ def _check_against_log(log: xr.Dataset, user) -> list:
     return kept
 
 
+def check_one_run(user, command: str) -> None:
+    """``lmtk fit`` and ``lmtk whatif`` describe one run (whatif's axes are ``key=a,b``):
+    ``experiment=`` would replace the observed guest and settings with the experiment's own
+    (``experiment=quickstart`` fitted a vMotion-like run of a sequential writer) and the
+    ``sweep.*`` settings belong to ``lmtk sweep``; both are refused, naming the override."""
+    for o in user:
+        _, k, _v = split_override(str(o))
+        if k == "experiment":
+            raise ConfigError(
+                k,
+                _v,
+                "",
+                message=(
+                    f"{o}: {command} works on the observed run, and an experiment would replace its guest and "
+                    "settings with the experiment's own; give the settings as overrides"
+                    + (" (key=a,b,c makes an axis)" if command == "lmtk whatif" else "")
+                ),
+            )
+        if k.startswith("sweep.") and not (command == "lmtk whatif" and k.startswith("sweep.axes.")):
+            raise ConfigError(
+                k,
+                _v,
+                "",
+                message=f"{o}: a setting of lmtk sweep; {command} "
+                + ("makes axes from key=a,b,c" if command == "lmtk whatif" else "fits one run"),
+            )
+
+
+#: policy classes a QEMU migration (QMP replies, a testbed record) can be fitted with
+def _qemu_like(cls) -> bool:
+    from ..policies.postcopy import PostcopyPolicy
+    from ..policies.qemu import QemuPolicy
+
+    return issubclass(cls, (QemuPolicy, PostcopyPolicy))
+
+
+def _check_policy_against_log(log: xr.Dataset, policy) -> None:
+    """Refuse a policy or timeout the log contradicts: the fit would describe a migration that
+    did not happen (``policy=postcopy`` on a log that stayed in pre-copy fitted the default write
+    rate, 18 x the log's residuals; ``policy.timeout_s=1`` on a 5.2 s run, total time -81 %).
+
+    * a log that switched to post-copy needs a policy with a post-copy phase (``hybrid``,
+      ``postcopy``); one that completed in pre-copy cannot be fitted by ``postcopy``, which
+      switches at once (:class:`~lmtoolkit.policies.postcopy.PostcopyPolicy`);
+    * QMP replies and testbed records are QEMU's migration: a QEMU-like policy (``qemu``,
+      ``hybrid``, ``postcopy`` or a plug-in subclass of one); vendor rules are a question for
+      ``lmtk whatif FIT policy=vmware``;
+    * a completed run outlived any ``policy.timeout_s`` below its total time less setup."""
+    from ..compose import policy_class
+    from ..policies.postcopy import PostcopyPhase, PostcopyPolicy
+
+    src = log.attrs.get("source", "")
+    cls = policy_class(policy)
+    name = policy.get("_target_") or policy.get("name")
+    switched = bool(log.postcopy.item()) if "postcopy" in log else False
+    completed = bool(log.completed.item())
+    fmt = str(log.attrs.get("lmt_log_format", ""))
+    if switched and not issubclass(cls, PostcopyPhase):
+        raise ConfigError(
+            "policy",
+            name,
+            "",
+            message=(
+                f"policy={name} contradicts the log {src}: it switched to post-copy, which policy={name} "
+                "never does; fit it with policy=hybrid (policy.precopy_passes or policy.postcopy_after_s "
+                "as it ran) or policy=postcopy"
+            ),
+        )
+    if completed and not switched and issubclass(cls, PostcopyPolicy):
+        raise ConfigError(
+            "policy",
+            name,
+            "",
+            message=(
+                f"policy={name} contradicts the log {src}: it completed in pre-copy, and policy={name} "
+                "switches to post-copy at once; fit it with policy=qemu (the default) or hybrid"
+            ),
+        )
+    if (fmt.startswith("qmp") or fmt == "testbed") and not _qemu_like(cls):
+        raise ConfigError(
+            "policy",
+            name,
+            "",
+            message=(
+                f"policy={name}: the log {src} is a QEMU migration ({fmt}); fit it with a QEMU-like "
+                f"policy (qemu, hybrid, postcopy), then ask lmtk whatif FIT.yaml policy={name}"
+            ),
+        )
+    tmo = policy.get("timeout_s", None)
+    setup = log_value(log, "setup_time", 0.0)
+    ran = log_value(log, "total_time") - (setup if np.isfinite(setup) else 0.0)
+    if completed and tmo is not None and np.isfinite(ran) and float(tmo) < ran:
+        raise ConfigError(
+            "policy.timeout_s",
+            tmo,
+            "",
+            message=(
+                f"policy.timeout_s={tmo} contradicts the log {src}: its migration completed after "
+                f"{ran:.3g} s (total-time less setup-time); leave it out or give the timeout it ran with"
+            ),
+        )
+
+
 def _nice(v: float) -> float:
     return float(f"{v:.6g}")
 
@@ -375,15 +478,33 @@ def fit_log(
             message=f"{log.attrs.get('source')}: "
             "the migration failed; a failed migration says little about the guest",
         )
+    check_one_run(user, "lmtk fit")
     from_log, derived = log_overrides(log, user)
     user = _check_against_log(log, user)
     ukeys, ugroups = _user_keys(user)
+    if "policy" in ugroups:  # before the log's settings of another policy can fail to compose
+        _check_policy_against_log(log, compose([f"policy={ugroups['policy']}"]).policy)
     base = ["engine=fluid"]
     if "workload" not in ugroups:
         base.append(f"workload={workload or 'uniform'}")
     if "network" not in ugroups and "network.bandwidth_gbit_s" not in ukeys:
         base.append("network=10gbe")
-    cfg = compose(base + from_log + user)  # the one composition
+    try:
+        cfg = compose(base + from_log + user)  # the one composition
+    except ConfigError as e:
+        stated = [o for o in from_log if split_override(o)[1] == e.key]
+        if not stated or "policy" not in ugroups:
+            raise
+        raise ConfigError(
+            e.key,
+            e.value,
+            "",
+            message=(
+                f"policy={ugroups['policy']} cannot take the settings the log {log.attrs.get('source', '')} "
+                f"states for the run ({stated[0]}): {e.text()}"
+            ),
+        ) from None
+    _check_policy_against_log(log, cfg.policy)
     xb = log_value(log, "xbzrle_pages")
     obs = observe(log, delta_pages=bool(cfg.policy.get("xbzrle", False)) or (np.isfinite(xb) and xb > 0))
     if cfg.workload.name not in ("uniform", "hotcold", "zipf", "idle"):

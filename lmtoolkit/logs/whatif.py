@@ -47,6 +47,7 @@ import yaml
 
 from ..compose import hydra_value
 from ..errors import ConfigError
+from .fit import check_one_run
 from .fitfile import FitFile, read_fit
 
 #: policy keys a policy swap keeps from the observed run when the new policy has them
@@ -209,6 +210,7 @@ def whatif(
                 message=f"'{o}': lmtk whatif sets the search path and the "
                 "fit itself; give only the settings to change",
             )
+    check_one_run(user, "lmtk whatif")
     plain, comma_axes = split_axes(user)
     for dim, (key, vals) in comma_axes.items():
         plain.append(f"+sweep.axes.{dim}={{key: {key}, values: [{', '.join(hydra_value(v) for v in vals)}]}}")

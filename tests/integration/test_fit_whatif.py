@@ -31,6 +31,8 @@ CASES = {
     "domjobinfo": (LOGS / "domjobinfo_r05000-h064-rand-bw064-dl0300-n0.txt", KNOWN, 5001),
     "testbed": (ROOT / "data" / "testbed" / "r20000-h128-rand-bw032-dl0030-n0.nc", [], 19992),
 }
+#: a testbed run that switched to post-copy after its first pass
+PC_RUN = ROOT / "data" / "testbed" / "r05000-h064-rand-bw064-dl0300-pc-n0.nc"
 #: how close the fitted rate must be to the guest's count: the issue's 10 %, except for the
 #: r05000 run, whose two measurable syncs after the first pass pin the rate to about ±10 %
 #: (its profile interval, [5204, 6310] pages/s at 5001 measured, moves with the engines)
@@ -159,6 +161,35 @@ def _truncated(tmp_path):
             ["vm.page_size_kib", "ram.page-size"],
         ),
         (lambda t: ["fit", str(CASES["qmp"][0]), "--bootstrap", "-3"], ["--bootstrap=-3", ">= 0"]),
+        # settings the log contradicts fitted a run that did not happen (the default write rate
+        # kept, rms residual 18-27, total time -81 %) and wrote the FIT file all the same
+        (
+            lambda t: ["fit", str(CASES["qmp"][0]), "policy.timeout_s=1"],
+            ["policy.timeout_s=1", "completed after 5.22 s"],
+        ),
+        (
+            lambda t: ["fit", str(CASES["qmp"][0]), "policy=postcopy"],
+            ["policy=postcopy", "completed in pre-copy", "policy=qemu"],
+        ),
+        (
+            lambda t: ["fit", str(CASES["qmp"][0]), "policy=vmware"],
+            ["policy=vmware", "QEMU migration (qmp-jsonl)", "lmtk whatif FIT.yaml policy=vmware"],
+        ),
+        (
+            lambda t: ["fit", str(PC_RUN), "policy=qemu"],
+            ["policy=qemu", "switched to post-copy", "policy=hybrid"],
+        ),
+        (
+            lambda t: ["fit", str(PC_RUN), "policy=postcopy"],
+            ["policy=postcopy cannot take the settings", "policy.max_bandwidth_mib_s=64.0"],
+        ),
+        # an experiment replaced the observed guest and run (quickstart fitted a vMotion-like
+        # run of a sequential writer; a what-if swept the experiment's write rates)
+        (
+            lambda t: ["fit", str(CASES["qmp"][0]), "experiment=quickstart"],
+            ["experiment=quickstart", "observed run"],
+        ),
+        (lambda t: ["fit", str(CASES["qmp"][0]), "sweep.replicates=3"], ["sweep.replicates=3", "lmtk sweep"]),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, words):

@@ -156,6 +156,9 @@ def test_axes_syntax_and_bad_whatif_input():
         (["workload.pattern=random,sequential"], ["workload.pattern", "cannot be varied"]),
         (["+fit=other"], ["fit"]),
         (["vm.zero_fraction=2"], ["vm.zero_fraction"]),
+        # the experiment's own guest and write-rate axis replaced the fitted guest
+        (["experiment=quickstart"], ["experiment=quickstart", "observed run", "key=a,b,c"]),
+        (["sweep.replicates=3"], ["sweep.replicates=3", "lmtk sweep"]),
     ],
 )
 def test_bad_whatif_overrides_are_one_error(fitted, overrides, words):

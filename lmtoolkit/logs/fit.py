@@ -80,6 +80,10 @@ __all__ = [
 
 #: a pattern whose -2 log L is within this of the best one is not ruled out by the log
 PATTERN_DECISIVE = 4.0
+#: a pre-copy faster than this many times the stated ``max-bandwidth`` contradicts it: QEMU's
+#: limiter lets a few per cent through (checked after a page is queued) and multifd up to 1.40 x
+#: on the testbed (r05000-h064 mfd8 at 64 MiB/s; 0.95-1.40 x over the 163 records)
+CAP_OVERSHOOT_MAX = 2.0
 #: the page engine's rate profile moves the estimate when its minimum is this far below the
 #: estimate's own page-engine cost (-2 log L)
 PAGE_MOVE = 0.5
@@ -531,6 +535,17 @@ def fit_log(
     cap_rate = float(cap) * MIB if cap is not None else math.inf
     eff = float(cfg.network.efficiency)
     precopy = obs.precopy_rate
+    if precopy > CAP_OVERSHOOT_MAX * cap_rate:
+        raise ConfigError(
+            "policy.max_bandwidth_mib_s",
+            cap,
+            "",
+            message=(
+                f"policy.max_bandwidth_mib_s={cap} contradicts the log {log.attrs.get('source', '')}: its "
+                f"pre-copy ran at {precopy / MIB:.4g} MiB/s (median over the polls), "
+                f"{precopy / cap_rate:.3g} x the cap; give the max-bandwidth it ran with"
+            ),
+        )
     link_lo = 0.97 * precopy  # the link carried the pre-copy the log shows
     params: list[Param] = []
     fixed = {}

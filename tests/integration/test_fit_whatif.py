@@ -168,6 +168,10 @@ def _truncated(tmp_path):
             ["policy.timeout_s=1", "completed after 5.22 s"],
         ),
         (
+            lambda t: ["fit", str(CASES["qmp"][0]), "policy.max_bandwidth_mib_s=10"],
+            ["policy.max_bandwidth_mib_s=10", "64.65 MiB/s", "6.46 x the cap"],
+        ),
+        (
             lambda t: ["fit", str(CASES["qmp"][0]), "policy=postcopy"],
             ["policy=postcopy", "completed in pre-copy", "policy=qemu"],
         ),

@@ -36,6 +36,22 @@ def default_fit_path(log, overrides) -> Path:
     return _results_root(overrides) / "fits" / "fit" / f"{stem}.yaml"
 
 
+def _warn_mismatch(quality: dict, fit_path) -> None:
+    """One line on stderr when the fit does not reproduce its log (:func:`.fit.mismatch`)."""
+    import sys
+
+    from .fit import mismatch
+
+    m = mismatch(quality or {})
+    if m:
+        print(
+            f"lmtk: warning: the fit {fit_path} does not reproduce its log ({m}): check the settings "
+            "stated for the run (cap, downtime limit, capabilities, dirty_clear); what-ifs from it "
+            "describe the fitted migration, not the observed one",
+            file=sys.stderr,
+        )
+
+
 def cmd_fit(args) -> int:
     from ..io import check_writable
     from .fit import fit_log
@@ -49,6 +65,7 @@ def cmd_fit(args) -> int:
     write_fit(res, out)
     print(res.summary())
     print(f"\nwrote {out}")
+    _warn_mismatch(res.quality, out)
     print(f"what-ifs:   lmtk whatif {out} network=10gbe policy=qemu,hybrid,vmware,hyperv")
     print(f"as config:  {run_command(out)}")
     return 0
@@ -60,7 +77,7 @@ def cmd_whatif(args) -> int:
     from .plot import fig_whatif, whatif_table
     from .whatif import whatif
 
-    read_fit(args.fit)  # a bad FIT file is an error before anything else
+    ff = read_fit(args.fit)  # a bad FIT file is an error before anything else
     if args.samples is not None and args.samples < 0:
         raise ConfigError(
             "--samples", args.samples, "bootstrap parameter sets: an integer >= 0 (0: no bands)"
@@ -90,6 +107,7 @@ def cmd_whatif(args) -> int:
         f"{ds.attrs.get('lmt_band_samples', 0)} bootstrap parameter sets)"
     )
     print(f"\nwrote {out}")
+    _warn_mismatch(ff.fit.get("quality"), args.fit)
     if fig_path is not None:
         from ..io import atomic_path
 

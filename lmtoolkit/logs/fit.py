@@ -74,12 +74,17 @@ __all__ = [
     "PATTERN_DECISIVE",
     "Observed",
     "fit_log",
+    "mismatch",
     "observe",
     "trajectories",
 ]
 
 #: a pattern whose -2 log L is within this of the best one is not ruled out by the log
 PATTERN_DECISIVE = 4.0
+#: a fit whose rms normalised residual is above this does not reproduce its log (the
+#: validation's fit runs: 0.13-1.75; a TCG run fitted without ``policy.dirty_clear=sync``: 4.4,
+#: with a wrong downtime limit or cap: 15-34)
+MISMATCH_RMS = 3.0
 #: a pre-copy faster than this many times the stated ``max-bandwidth`` contradicts it: QEMU's
 #: limiter lets a few per cent through (checked after a page is queued) and multifd up to 1.40 x
 #: on the testbed (r05000-h064 mfd8 at 64 MiB/s; 0.95-1.40 x over the 163 records)
@@ -226,7 +231,8 @@ def _check_policy_against_log(log: xr.Dataset, policy) -> None:
     * QMP replies and testbed records are QEMU's migration: a QEMU-like policy (``qemu``,
       ``hybrid``, ``postcopy`` or a plug-in subclass of one); vendor rules are a question for
       ``lmtk whatif FIT policy=vmware``;
-    * a completed run outlived any ``policy.timeout_s`` below its total time less setup."""
+    * a completed run outlived any ``policy.timeout_s`` below its total time less setup, and a
+      run of ``K`` syncs made ``K - 2`` passes at least (``policy.max_rounds``)."""
     from ..compose import policy_class
     from ..policies.postcopy import PostcopyPhase, PostcopyPolicy
 
@@ -267,6 +273,19 @@ def _check_policy_against_log(log: xr.Dataset, policy) -> None:
                 f"policy (qemu, hybrid, postcopy), then ask lmtk whatif FIT.yaml policy={name}"
             ),
         )
+    cap = policy.get("max_rounds", None)
+    syncs = log_value(log, "dirty_sync_count")
+    if cap is not None and np.isfinite(syncs) and int(cap) + 2 < syncs:
+        raise ConfigError(
+            "policy.max_rounds",
+            cap,
+            "",
+            message=(
+                f"policy.max_rounds={cap} contradicts the log {src}: it synced the dirty bitmap "
+                f"{int(syncs)} times (ram.dirty-sync-count: setup, one per pass, the final one); "
+                "leave it out (QEMU has no pass cap)"
+            ),
+        )
     tmo = policy.get("timeout_s", None)
     setup = log_value(log, "setup_time", 0.0)
     ran = log_value(log, "total_time") - (setup if np.isfinite(setup) else 0.0)
@@ -280,6 +299,30 @@ def _check_policy_against_log(log: xr.Dataset, policy) -> None:
                 f"{ran:.3g} s (total-time less setup-time); leave it out or give the timeout it ran with"
             ),
         )
+
+
+def mismatch(quality: dict) -> str:
+    """What the fitted run gets wrong of the log's outcome ('' when nothing): its convergence
+    verdict, a sync count off by more than 2 x, a total time off by more than 50 % or a
+    normalised residual above :data:`MISMATCH_RMS` (the validation's 11 fit runs: within 6 %,
+    rms 0.13-1.75).  A fit can only be as right as the settings
+    the user stated (a cap, a downtime limit, a capability): such a fit answers what-ifs for a
+    migration that did not happen, so ``lmtk fit`` and ``lmtk whatif`` say so."""
+    out = []
+    sim, obs = bool(quality.get("converged_sim")), bool(quality.get("converged_obs"))
+    if sim != obs:
+        said = {True: "converged", False: "did not converge"}
+        out.append(f"the log's migration {said[obs]}, the fitted one {said[sim]}")
+    ks, ko = int(quality.get("syncs_sim", 0)), int(quality.get("syncs_obs", 0))
+    if ko >= 3 and not 0.5 <= ks / ko <= 2.0:
+        out.append(f"{ks} syncs vs {ko} observed")
+    rms = float(quality.get("rms", 0.0))
+    if rms > MISMATCH_RMS:
+        out.append(f"rms normalised residual {rms:.3g}")
+    dt = float(quality.get("total_time_rel", 0.0))
+    if abs(dt) > 0.5:
+        out.append(f"total time {dt * 100:+.0f} %")
+    return "; ".join(out)
 
 
 def _nice(v: float) -> float:
@@ -381,6 +424,8 @@ class FitResult:
             f"dirty bytes at syncs rms {q['dirty_rms_rel'] * 100:.1f} %; total time {q['total_time_rel'] * 100:+.1f} %, "
             f"bytes {q['transferred_rel'] * 100:+.1f} %, syncs {q['syncs_sim']} vs {q['syncs_obs']} observed"
         )
+        if mismatch(q):
+            lines.append(f"  WARNING: the fit does not reproduce the log: {mismatch(q)}")
         if self.alternatives:
             lines.append(
                 "  pattern cost (-2 log L): "

@@ -172,6 +172,10 @@ def _truncated(tmp_path):
             ["policy.max_bandwidth_mib_s=10", "64.65 MiB/s", "6.46 x the cap"],
         ),
         (
+            lambda t: ["fit", str(CASES["qmp"][0]), "policy.max_rounds=3"],
+            ["policy.max_rounds=3", "7 times", "no pass cap"],
+        ),
+        (
             lambda t: ["fit", str(CASES["qmp"][0]), "policy=postcopy"],
             ["policy=postcopy", "completed in pre-copy", "policy=qemu"],
         ),
@@ -268,3 +272,25 @@ def test_whatif_options_are_checked_before_anything_runs(fits, tmp_path, capsys,
     for w in words:
         assert w in err, (w, err)
     assert not out.exists()
+
+
+def test_a_fit_that_does_not_reproduce_its_log_says_so(tmp_path, capsys):
+    """A stated setting the log does not contradict outright can still be wrong: a 5 s downtime
+    limit makes this 7-sync run's pre-copy twice as fast as it was (total time -48 %, rms
+    normalised residual 15.3 where the validation's fits reach 1.75).  The FIT file is
+    written (it is the best fit under what was stated), and lmtk fit and lmtk whatif each say
+    on stderr that it does not reproduce its log; a good fit says nothing."""
+    log, known, _ = CASES["qmp"]
+    out = tmp_path / "bad.yaml"
+    argv = ["fit", str(log), *known, "policy.downtime_limit_ms=5000", "--engine", "fluid"]
+    assert main([*argv, "--bootstrap", "3", "--out", str(out)]) == 0
+    cap = capsys.readouterr()
+    assert "WARNING: the fit does not reproduce the log: " in cap.out
+    warn = [ln for ln in cap.err.splitlines() if ln.startswith("lmtk: warning:")]
+    assert len(warn) == 1 and "rms normalised residual 15" in warn[0], warn
+    assert main(["whatif", str(out), "--samples", "0", "--out", str(tmp_path / "w.nc")]) == 0
+    assert "does not reproduce its log" in capsys.readouterr().err
+    good = tmp_path / "good.yaml"
+    assert main(["fit", str(log), *known, "--engine", "fluid", "--bootstrap", "3", "--out", str(good)]) == 0
+    cap = capsys.readouterr()
+    assert "does not reproduce" not in cap.out + cap.err

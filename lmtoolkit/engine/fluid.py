@@ -534,11 +534,13 @@ def _segments(g: _Group) -> dict:
 
 
 def _scan_profile(g: _Group, w: dict, t_nz, t_z) -> None:
-    """Rows whose zero pages lie in one stretch (``vm.zero_layout``) and are still pending:
-    cumulative pages and seconds along the send order (the segments ``w``) in ``st.extra``
-    for the policy (:meth:`lmtoolkit.policies.base.Policy.scan_profile`)."""
+    """Rows whose zero pages lie in one stretch (``vm.zero_layout``): cumulative pages and
+    seconds along the send order (the segments ``w``) in ``st.extra`` for the policy
+    (:meth:`lmtoolkit.policies.base.Policy.scan_profile`), also once no zero page is pending
+    (the policy's mean cost per page would take the first pass's unsent pages, the data tail
+    at the top of RAM, for ``zero_fraction`` zero pages)."""
     ex = g.st.extra
-    on = g.layout & (g.Z.sum(1) > 0)
+    on = g.layout.copy()
     if not on.any():
         return
     P, Z = w["P"], w["Z"]

@@ -230,21 +230,29 @@ class _Run:
         return self._pending_list
 
     def scan_profile(self) -> None:
-        """``vm.zero_layout`` other than ``spread``: while zero pages are pending, put the
-        cumulative pages and seconds along the send order in ``st.extra`` for the policy
-        (:meth:`lmtoolkit.policies.base.Policy.scan_profile`)."""
+        """``vm.zero_layout`` other than ``spread``: put the cumulative pages and seconds
+        along the send order in ``st.extra`` for the policy
+        (:meth:`lmtoolkit.policies.base.Policy.scan_profile`).  Once no zero page is pending
+        the profile is two points (every pending page non-zero): the policy's mean cost per
+        page would otherwise take the first pass's unsent pages for ``zero_fraction`` zero
+        pages, which under this layout they are not (the data tail at the top of RAM)."""
         ex = self.st.extra
-        if self.nonzero is None or self.layout == "spread" or not self._scan_left:
-            return
-        order = _send_order(self._pending(), self.cursor)
-        nz = self.nonzero[order]
-        if nz.all():
-            self._scan_left = False  # a written page never becomes zero again
+        if self.nonzero is None or self.layout == "spread":
             return
         lk = self.pol.link(self.st, self.ctx)
-        cost = np.where(nz, float(lk.t_nz), float(lk.t_z))
-        ex["scan_cp"] = np.arange(order.size + 1, dtype=float)
-        ex["scan_ct"] = np.concatenate([[0.0], np.cumsum(cost)])
+        if self._scan_left:
+            order = _send_order(self._pending(), self.cursor)
+            nz = self.nonzero[order]
+            if not nz.all():
+                cost = np.where(nz, float(lk.t_nz), float(lk.t_z))
+                ex["scan_cp"] = np.arange(order.size + 1, dtype=float)
+                ex["scan_ct"] = np.concatenate([[0.0], np.cumsum(cost)])
+                ex["scan_on"] = np.True_
+                return
+            self._scan_left = False  # a written page never becomes zero again
+        pending = float(self.st.pending)
+        ex["scan_cp"] = np.array([0.0, pending])
+        ex["scan_ct"] = np.array([0.0, pending * float(lk.t_nz)])
         ex["scan_on"] = np.True_
 
     def _nonzero_of(self, pages):

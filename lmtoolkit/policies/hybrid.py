@@ -69,13 +69,24 @@ class HybridPolicy(PostcopyPhase, QemuPolicy):
         return np.where(done, REASON_CODE["precopy_done"], code)
 
     def phase_pages(self, st, ctx):
-        """The phase running at ``postcopy_after_s`` ends at the first check after it."""
+        """The phase running at ``postcopy_after_s`` ends at the first check after it
+        (``migrate_start_postcopy`` is acted on between iterations, ``migration_iteration_run``):
+        the pages sent by then at the pending pages' mean cost, or along the engine's scan
+        profile where the zero pages lie in one stretch (``vm.zero_layout``; the mean took an
+        idle Linux guest's first pass, its data first, for twice as fast: a switch asked for at
+        2.02 s came at 4.04 s)."""
         k = super().phase_pages(st, ctx)
         left = self._switch_at() - st.t
         lk = self.link(st, ctx)
         period = self.check_period_s(st, ctx)
         per_check = period / self.pending_page_s(st, ctx, lk)  # zero pages too (issue 12)
-        cap = np.maximum(np.ceil(left / period - 1e-6), 1.0) * per_check
+        checks = np.maximum(np.ceil(left / period - 1e-6), 1.0)
+        cap = checks * per_check
+        prof = self.scan_profile(st)
+        if prof is not None:
+            cp, ct, on = prof
+            with np.errstate(invalid="ignore"):
+                cap = np.where(on & np.isfinite(left), self.along_profile(checks * period, ct, cp), cap)
         return np.where(
             np.isfinite(left), np.clip(np.minimum(k, np.round(cap)), 1, np.maximum(st.pending, 1)), k
         )

@@ -123,3 +123,31 @@ def test_phases_after_the_zero_pages_were_sent_end_on_a_check(engine):
     checks = dur / 0.05
     assert np.allclose(checks, np.round(checks), atol=1e-3), dur
     assert dur[1] == pytest.approx(0.25, abs=1e-4)
+
+
+@pytest.mark.parametrize("engine", ["page", "fluid"])
+@pytest.mark.parametrize("layout", ["spread", "linux"])
+def test_a_timed_postcopy_switch_comes_at_the_first_check_after_it(engine, layout):
+    """``policy.postcopy_after_s=2.02``: QEMU acts on migrate-start-postcopy between iterations,
+    so the pre-copy phase ends at the first 50 ms check after it, 2.05 s, wherever the zero
+    pages lie.  Under the Linux layout the hybrid policy planned the phase at the pending
+    pages' mean cost, which takes the first pass's data (sent first) for half zero pages:
+    the switch came at 4.04 s."""
+    ds = api.simulate(
+        [
+            f"engine={engine}",
+            "policy=hybrid",
+            "policy.postcopy_after_s=2.02",
+            "vm.memory_gib=1",
+            "vm.zero_fraction=0.5",
+            f"vm.zero_layout={layout}",
+            "workload=uniform",
+            "workload.dirty_rate_pages_s=1000",
+            "workload.wss_mib=64",
+            "network.bandwidth_gbit_s=1",
+            "seed=1",
+        ]
+    )
+    kinds = ds.round_kind.values
+    assert ROUND_KINDS[int(kinds[0])] == "precopy" and ROUND_KINDS[int(kinds[1])] == "stop"
+    assert float(ds.round_duration.values[0]) == pytest.approx(2.05, abs=1e-3)

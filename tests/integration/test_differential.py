@@ -154,6 +154,90 @@ def scenarios(n: int, seed: int = 20240612):
     return out
 
 
+def make_tuned_policy(name: str, rng: np.random.Generator, timeout_s: float):
+    """A policy with its settings drawn too (dirty-log clears, multifd, caps, auto-converge
+    steps, XBZRLE, stop overhead; Xen versions and pass caps; vMotion SDPS and goals;
+    Hyper-V profiles and goals)."""
+    from lmtoolkit.policies import HybridPolicy, HypervPolicy, QemuPolicy, VmwarePolicy, XenPolicy
+
+    limit = float(rng.choice([30.0, 100.0, 300.0, 1000.0]))
+    if name in ("qemu", "hybrid"):
+        kw = dict(
+            downtime_limit_ms=limit,
+            timeout_s=timeout_s,
+            dirty_clear=str(rng.choice(["chunk", "send", "sync"])),
+            clear_bitmap_shift=int(rng.choice([12, 14, 18])),
+            multifd_channels=int(rng.choice([0, 0, 2, 8])),
+            max_bandwidth_mib_s=None if rng.random() < 0.5 else float(rng.choice([32, 128, 1024])),
+            auto_converge=bool(rng.random() < 0.3),
+            stop_overhead_ms=float(rng.choice([0.0, 5.0])),
+        )
+        if not kw["multifd_channels"] and rng.random() < 0.25:
+            kw["xbzrle"] = True  # QEMU refuses XBZRLE with multifd
+        if kw["auto_converge"]:
+            kw.update(
+                cpu_throttle_initial=float(rng.choice([20, 50])),
+                cpu_throttle_increment=float(rng.choice([5, 10, 30])),
+            )
+        if name == "qemu":
+            return QemuPolicy(**kw)
+        return HybridPolicy(precopy_passes=int(rng.integers(1, 4)), **kw)
+    if name == "xen":
+        return XenPolicy(
+            timeout_s=timeout_s,
+            version=str(rng.choice(["classic", "v2"])),
+            max_rounds=None if rng.random() < 0.5 else int(rng.integers(2, 10)),
+        )
+    if name == "vmware":
+        return VmwarePolicy(
+            timeout_s=timeout_s,
+            sdps=str(rng.choice(["dynamic", "off"])),
+            switchover_goal_ms=float(rng.choice([100, 500])),
+        )
+    return HypervPolicy(
+        timeout_s=timeout_s,
+        profile=str(rng.choice(["2012r2", "2008r2"])),
+        remaining_goal_ms=float(rng.choice([100, 300])),
+    )
+
+
+def scenarios_tuned(n: int, seed: int):
+    """``n`` random scenarios whose VM, link and policy settings are drawn too (the set above
+    keeps them at their defaults): link efficiency, latency and streams, 2 MiB pages, the
+    Linux zero layout, vCPUs, device state, and :func:`make_tuned_policy`'s settings."""
+    from lmtoolkit.model import VM, Network
+    from lmtoolkit.scenario import Scenario
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        mem_gib = float(2.0 ** rng.uniform(-2, 1.5))
+        net = Network(
+            bandwidth_gbit_s=float(2.0 ** rng.uniform(-1, 3.3)),
+            latency_ms=float(rng.choice([0.0, 0.2, 5.0, 50.0])),
+            efficiency=float(rng.choice([0.94, 0.7])),
+            streams=int(rng.choice([1, 4])),
+        )
+        page_kib = int(rng.choice([4, 4, 4, 2048]))
+        rho = float(10 ** rng.uniform(-2, np.log10(1.5)))
+        wl_name = str(rng.choice(["uniform", "hotcold", "zipf", "sequential", "sequential_hotcold"]))
+        wl = make_workload(wl_name, rng, mem_gib * 1024, rho * net.payload_bytes_s() / (page_kib * 1024))
+        pol_name = str(rng.choice(["qemu", "qemu", "qemu", "xen", "vmware", "hyperv", "hybrid"]))
+        timeout = float(rng.choice([60.0, 120.0]))
+        pol = make_tuned_policy(pol_name, rng, timeout)
+        vm = VM(
+            memory_gib=mem_gib,
+            page_size_kib=page_kib,
+            zero_fraction=float(rng.choice([0.0, 0.3])),
+            zero_layout=str(rng.choice(["spread", "linux"])),
+            vcpus=int(rng.choice([1, 2, 8])),
+            device_state_mib=float(rng.choice([0.25, 16.0])),
+        )
+        name = f"{i:03d}-{pol_name}-{wl_name}-p{page_kib}"
+        out.append((name, Scenario(vm=vm, workload=wl, network=net, policy=pol)))
+    return out
+
+
 def boundary(n: int = 24):
     """QEMU-like migrations around the convergence boundary (rate swept across it)."""
     from lmtoolkit.model import VM, HotColdWorkload, Network, UniformWorkload, ZipfWorkload
@@ -262,6 +346,32 @@ def test_differential_full():
     check(summary(compare(scenarios(N_FULL) + boundary())))
 
 
+def check_tuned(s: dict, max_flips: int = 0) -> None:
+    """The tuned set: near the threshold with 2 MiB pages the page engine's whole pages and
+    the fluid engine's expected ones can fall either side of it, and a sequential writer's
+    convergence there turns on its phase (one of the 80 fast scenarios, 077, converges after
+    30 rounds in the page engine and 893 in the fluid engine: its p99 is not held)."""
+    assert s["total_p90"] <= 0.02, s
+    assert s["bytes_p90"] <= 0.02, s
+    assert len(s["flips"]) <= max_flips, s
+    assert s["rounds_share"] >= 0.95, s
+
+
+def test_differential_tuned_reduced():
+    """80 scenarios with tuned settings (measured: total and bytes p90 0.7 %, no flip; a
+    hybrid run under the Linux zero layout flipped before both engines planned the phases
+    after the first pass along the scan profile)."""
+    check_tuned(summary(compare(scenarios_tuned(80, seed=1))))
+
+
+@pytest.mark.slow
+def test_differential_tuned_full():
+    """600 tuned scenarios (measured: total p90 0.9 %, p99 8.9 %; 2 flips, both hybrid
+    migrations with 2 MiB pages whose last pass leaves the bitmap within a page of the
+    threshold: 304 and 538)."""
+    check_tuned(summary(compare(scenarios_tuned(600, seed=3))), max_flips=2)
+
+
 def report(rows, worst: int = 12) -> str:
     s = summary(rows)
     lines = [
@@ -289,6 +399,8 @@ if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else N_FAST
     t0 = time.time()
     named = scenarios(n) + (boundary() if "--boundary" in sys.argv else [])
+    if "--tuned" in sys.argv:
+        named = scenarios_tuned(n, seed=3)
     rows = compare(named)
     print(report(rows, worst=int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2].isdigit() else 12))
     print(f"{time.time() - t0:.1f} s")

@@ -65,17 +65,33 @@ def build_workload(cfg, prefix: str = "workload", root: Path | None = None):
     cls = WORKLOADS[name]
     if cls is PhasedWorkload:
         phases = d.pop("phases", None) or []
+        if not isinstance(phases, (list, tuple)) or not all(isinstance(p, dict) for p in phases):
+            raise ConfigError(
+                f"{prefix}.phases",
+                phases,
+                "a list of workloads, e.g. [{name: uniform, dirty_rate_pages_s: 1000}]",
+            )
+        for k in ("dirty_rate_pages_s", "wss_mib"):
+            if k in d:  # each phase has its own: a value here would be dropped unseen
+                raise ConfigError(
+                    f"{prefix}.{k}",
+                    d[k],
+                    "",
+                    message=(
+                        f"{prefix}.{k}={d[k]} would have no effect: a phased workload's write rate and "
+                        f"working set are its phases' ({prefix}.phases[i].{k})"
+                    ),
+                )
         subs = []
         for i, p in enumerate(phases):
             p = dict(p)
             p.setdefault("pattern", d.get("pattern", "random"))
             subs.append(build_workload(p, f"{prefix}.phases[{i}]", root))
         d.pop("pattern", None)
-        d.pop("dirty_rate_pages_s", None)
-        d.pop("wss_mib", None)
-        return _build(
-            cls, dict(phases=tuple(subs), durations_s=tuple(d.pop("durations_s", ()) or ()), **d), prefix
-        )
+        durations = d.pop("durations_s", ()) or ()
+        if not isinstance(durations, (list, tuple)):
+            raise ConfigError(f"{prefix}.durations_s", durations, "a list of seconds, one per phase")
+        return _build(cls, dict(phases=tuple(subs), durations_s=tuple(durations), **d), prefix)
     if cls is TraceWorkload:
         from .trace.format import load_trace
 

@@ -469,6 +469,9 @@ class PhasedWorkload(Workload):
         self._check_pacing()
         if not self.phases:
             raise ConfigError("phases", self.phases, "a non-empty list of workloads")
+        for p in self.phases:
+            if not isinstance(p, Workload):
+                raise ConfigError("phases", p, "workloads (UniformWorkload(...), HotColdWorkload(...), ...)")
         if len(self.phases) != len(self.durations_s):
             raise ConfigError("durations_s", self.durations_s, "one duration per phase")
         for d in self.durations_s:

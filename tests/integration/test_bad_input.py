@@ -135,6 +135,11 @@ BAD = [
         ["sweep", "experiment=quickstart", "workload.dirty_rate_pages_s=5000"],
         ["workload.dirty_rate_pages_s=5000", "axis dirty_rate", "sweep.axes.dirty_rate.values=[5000]"],
     ),
+    # a phased workload: phases that are not workloads were a TypeError traceback, and its own
+    # write rate or working set was dropped unseen (each phase has its own)
+    (["run", "workload=phased", "workload.phases=[1,2]"], ["workload.phases=[1, 2]", "a list of workloads"]),
+    (["run", "workload=phased", "workload.durations_s=5"], ["workload.durations_s=5", "one per phase"]),
+    (["run", "workload=phased", "+workload.wss_mib=64"], ["workload.wss_mib=64", "no effect", "phases[i]"]),
     # a bad -p value was a failed cell after a kernel had started (and an executed copy left)
     (["notebooks", "quickstart", "--smoke", "-p", "vm.memory_gib=-1"], ["vm.memory_gib=-1", "(0, 65536]"]),
     (["notebooks", "01", "--smoke", "-p", "network.bandwidth_gbit_s=0"], ["network.bandwidth_gbit_s=0"]),

@@ -153,3 +153,13 @@ def test_bad_policy_values_in_the_config(overrides, message):
     with pytest.raises(ConfigError) as e:
         build_scenario(compose(overrides))
     assert str(e.value) == message
+
+
+def test_a_phase_that_is_not_a_workload_is_one_error():
+    """``PhasedWorkload(phases=(1.0,))`` was accepted and failed later, inside the scenario,
+    with an AttributeError."""
+    from lmtoolkit.errors import ConfigError
+    from lmtoolkit.model import PhasedWorkload
+
+    with pytest.raises(ConfigError, match="phases=1.0 is not allowed"):
+        PhasedWorkload(phases=(1.0,), durations_s=(1.0,))

@@ -104,6 +104,66 @@ def _regions_of(scn: Scenario, R: int):
     return n, lam, seq, first, start
 
 
+def _phase_schedule(uniq: list[Scenario], R: int):
+    """Each distinct scenario's workload phases (:class:`~lmtoolkit.model.workload.PhasedWorkload`)
+    as ``(U, K, R)`` rates per region, ``(U, K)`` phase ends in the cycle (writer seconds) and
+    ``(U,)`` which scenarios have phases, or None where none has.  A workload without phases is
+    one phase of its own rates (a cycle of 1 s).  A sequential phase is refused: its write
+    cursor would have to follow the phases' rates (the page engine does)."""
+    from ..model.workload import PhasedWorkload
+
+    phased = np.array([isinstance(s.workload, PhasedWorkload) for s in uniq])
+    if not phased.any():
+        return None
+    K = max(len(s.workload.phases) for s, ph in zip(uniq, phased) if ph)
+    rates = np.zeros((len(uniq), K, R))
+    ends = np.ones((len(uniq), K))
+    for i, (s, ph) in enumerate(zip(uniq, phased)):
+        if not ph:
+            rates[i, 0] = _regions_of(s, R)[1]
+            continue
+        wl = s.workload
+        for j, p in enumerate(wl.phases):
+            if p.sequential:
+                raise ConfigError(
+                    f"workload.phases[{j}].pattern",
+                    "sequential",
+                    "",
+                    message=(
+                        f"workload.phases[{j}].pattern=sequential: engine=fluid follows a phased "
+                        "workload's random phases in time, not a write cursor whose speed changes "
+                        "with them; run it with engine=page"
+                    ),
+                )
+        pr = wl.phase_rates(s.vm.pages, s.vm.page_bytes)
+        rates[i, : pr.shape[0], : pr.shape[1]] = pr
+        dur = np.zeros(K)
+        dur[: len(wl.durations_s)] = wl.durations_s
+        ends[i] = np.cumsum(dur)
+    return rates, ends, phased
+
+
+def _cumulative_writes(rates, ends, w):
+    """Writes per page (S, R) a writer makes from its time 0 to ``w`` (S,) under phases of
+    ``rates`` (S, K, R) ending at ``ends`` (S, K) in a cycle that repeats."""
+    dur = np.diff(ends, axis=1, prepend=0.0)
+    cycle = ends[:, -1]
+    q = np.floor(w / cycle)
+    rem = w - q * cycle
+    within = np.clip(rem[:, None] - (ends - dur), 0.0, dur)
+    return q[:, None] * np.einsum("sk,skr->sr", dur, rates) + np.einsum("sk,skr->sr", within, rates)
+
+
+def _phase_rates(g, w0, w1) -> np.ndarray:
+    """(S, R) writes per page per second of writer time over ``[w0, w1]``: the mean where the
+    interval has a length, the rate in force at ``w0`` where it has none."""
+    tiny = 1e-9
+    span = np.maximum(w1 - w0, tiny)
+    c0 = _cumulative_writes(g.phase_lam, g.phase_end, w0)
+    c1 = _cumulative_writes(g.phase_lam, g.phase_end, np.maximum(w1, w0 + tiny))
+    return (c1 - c0) / span[:, None]
+
+
 #: address bins of a migration whose send order matters (uniform grid; chunk and sequential
 #: region bounds are added to it)
 BINS = 16
@@ -276,6 +336,12 @@ class FluidInputs:
     nb: np.ndarray  # (S, B, R) pages per bin and region
     vcpus: np.ndarray  # (S,)
     memory_bytes: np.ndarray  # (S,)
+    #: phased workloads followed in time: (S, K, R) each phase's rates per region, (S, K) the
+    #: phases' ends in the cycle (writer seconds; K padded with zero-length phases) and (S,)
+    #: the rows with phases; None where no row has phases
+    phase_lam: np.ndarray | None = None
+    phase_end: np.ndarray | None = None
+    phased: np.ndarray | None = None
     scenarios: list | None = None  # the distinct scenarios (for lmtoolkit.engine.beyond)
     inverse: np.ndarray | None = None  # (S,) row -> index in ``scenarios``
 
@@ -315,6 +381,10 @@ class FluidInputs:
             base = base * rate_scale
         with np.errstate(divide="ignore", invalid="ignore"):
             headroom = np.where(base > 0, peak / np.maximum(base, 1e-300), np.inf)
+        sched = _phase_schedule(uniq, R)
+        phase_lam = phase_end = phased = None
+        if sched is not None:
+            phase_lam, phase_end, phased = (a[inverse] for a in sched)
         pol = kinds.pop().stack([s.policy for s in uniq]).subset(inverse)
         # regions no scenario has (the untouched rest of a workload that writes all of memory)
         # are dropped: they would only be carried through every phase as zeros
@@ -323,6 +393,8 @@ class FluidInputs:
         if not used.all():
             n, lam, seq, first, NB = n[:, used], lam[:, used], seq[:, used], first[:, used], NB[..., used]
             start = start[:, used]
+            if phase_lam is not None:
+                phase_lam = phase_lam[..., used]
         return cls(
             policy=pol,
             ctx=ctx,
@@ -340,6 +412,9 @@ class FluidInputs:
             nb=NB[inverse],
             vcpus=np.array([s.vm.vcpus for s in uniq], dtype=float)[inverse],
             memory_bytes=np.array([s.vm.memory_bytes for s in uniq], dtype=float)[inverse],
+            phase_lam=phase_lam,
+            phase_end=phase_end,
+            phased=phased,
             scenarios=list(uniq),
             inverse=np.asarray(inverse),
         )
@@ -383,6 +458,11 @@ class _Group:
         self.start = inp.start
         self.wall, self.headroom = inp.wall, inp.headroom
         self.wtime = np.zeros(inp.zero.size)  # the writer's own time (its cursor's clock)
+        # phased workloads: their phases' rates, followed in writer time (None: no phases)
+        self.phase_lam, self.phase_end = inp.phase_lam, inp.phase_end
+        self.timed = inp.phased if inp.phased is not None else np.zeros(inp.zero.size, dtype=bool)
+        if self.timed.any():
+            self.lam = np.where(self.timed[:, None], _phase_rates(self, self.wtime, self.wtime), self.lam)
         self.E = inp.edges
         self.W = np.diff(self.E, axis=1)
         self.N = inp.nb
@@ -409,7 +489,7 @@ class _Group:
         self.rotatable = ~(inp.seq & (inp.n > 0)).any(axis=1)
         # zero pages in one stretch (VM.zero_layout): the send order's costs vary
         self.layout = inp.layout.copy()
-        self.rotatable = self.rotatable & ~self.layout
+        self.rotatable = self.rotatable & ~self.layout & ~self.timed  # phases: no steady state
         # XBZRLE (expected): cache entries, held pages per region, slots refreshed in the last
         # phase per region, pending pages unchanged since sent, scan wrapped
         xb = np.broadcast_to(np.asarray(self.pol.xbzrle_slots(inp.ctx), dtype=float), (S,))
@@ -465,8 +545,12 @@ class _Group:
             "headroom",
             "wtime",
             "layout",
+            "timed",
         ):
             setattr(self, k, np.take(getattr(self, k), m, axis=0))
+        if self.phase_lam is not None:
+            self.phase_lam = np.take(self.phase_lam, m, axis=0)
+            self.phase_end = np.take(self.phase_end, m, axis=0)
         if self.xb is not None:
             for k in ("xb", "xb_held", "xb_fresh", "xb_U", "xb_started"):
                 setattr(self, k, np.take(getattr(self, k), m, axis=0))
@@ -1001,6 +1085,11 @@ def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
     cut = w["cut"]
     sigma, tau, A = w["sigma"], w["tau"], w["A"]
     T = tau.sum(1)
+    if g.timed.any():  # a phased workload: the mean rates of the phases this phase spans
+        x = (
+            np.where(g.timed[:, None], _phase_rates(g, g.wtime, g.wtime + wspeed * T), g.lam)
+            * wspeed[:, None]
+        )
     sent = sigma[..., None] * Dseg
     xs, seqs = x[:, None, :], g.seq[:, None, :]
     Tcol = T[:, None]
@@ -1054,6 +1143,8 @@ def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
     T = np.where(cut, tmax, T)
     g.Dlo = _cursor_split(g, w, redirty, clean_new, newD, walk, skip)
     g.wtime = g.wtime + wspeed * T
+    if g.timed.any():  # the rates in force now (first passage, switchover, post-copy faults)
+        g.lam = np.where(g.timed[:, None], _phase_rates(g, g.wtime, g.wtime), g.lam)
     g.D, g.Z = newD, newZ
     g.cur = np.mod(g.cur + walk, 1.0)
     g.walk = walk
@@ -1266,7 +1357,7 @@ def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
     hist = g.hist[:, g.idx[:, None], ((g.hist_ptr + np.arange(H)) % H)[None, :]]  # oldest first
     hp = hist[0]
     dts = np.diff(hist[1], axis=1, prepend=np.nan)
-    live = ~skip & np.asarray(g.pol.stationary(st)) & ~np.asarray(g.pol.converged(st, g.ctx))
+    live = ~skip & ~g.timed & np.asarray(g.pol.stationary(st)) & ~np.asarray(g.pol.converged(st, g.ctx))
     if not live.any():
         return
     period = np.zeros(st.t.size, dtype=np.int64)

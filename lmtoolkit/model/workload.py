@@ -490,7 +490,8 @@ class PhasedWorkload(Workload):
         return float(sum(self.durations_s))
 
     def regions(self, n_pages, page_bytes):
-        """Time-weighted average rate per page over one cycle (fluid view)."""
+        """Time-weighted average rate per page over one cycle, on the bounds of every phase's
+        regions (the fluid engine's partition; :meth:`phase_rates` gives each phase's rates)."""
         per_rank: dict[int, float] = {}
         bounds = {0, n_pages}
         phase_regions = []
@@ -511,6 +512,18 @@ class PhasedWorkload(Workload):
             Region(lo, hi - lo, per_rank[lo]) for lo, hi in zip(edges[:-1], edges[1:]) if per_rank[lo] > 0
         ]
 
+    def phase_rates(self, n_pages, page_bytes) -> np.ndarray:
+        """(phases, regions) writes per page per second in each phase, over :meth:`regions`
+        (the fluid engine follows the phases in time with them)."""
+        avg = self.regions(n_pages, page_bytes)
+        out = np.zeros((len(self.phases), len(avg)))
+        for i, w in enumerate(self.phases):
+            for r in w.regions(n_pages, page_bytes):
+                for j, a in enumerate(avg):
+                    if r.first_rank <= a.first_rank < r.first_rank + r.n_pages:
+                        out[i, j] += r.rate_per_page
+        return out
+
     @property
     def dirty_rate_pages_s_mean(self) -> float:
         return sum(w.dirty_rate_pages_s * d for w, d in zip(self.phases, self.durations_s)) / self.cycle_s
@@ -529,13 +542,21 @@ class _PhasedSampler(WriteSampler):
     def _sample_guest(self, g0, g1):
         pages, times = [], []
         g = g0
+        K = len(self.durations)
         while g < g1:
             pos = g % self.cycle
             i, acc = 0, 0.0
-            while acc + self.durations[i] <= pos:
+            while i < K - 1 and acc + self.durations[i] <= pos:
                 acc += self.durations[i]
                 i += 1
-            end = min(g1, g + (acc + self.durations[i] - pos))
+            left = acc + self.durations[i] - pos
+            if g + left <= g:
+                # at a phase's end up to rounding (g = 12.766... for phases of 1.697... s and
+                # 1.069... s: 8.9e-16 s left, below g's last bit): this loop made no progress
+                # and filled memory with empty samples until the OOM killer came; the next phase
+                i = (i + 1) % K
+                left = self.durations[i]
+            end = min(g1, g + left)
             sub = self.subs[i]
             p, t = sub._sample_guest(g, end)
             pages.append(p)

@@ -238,6 +238,119 @@ def scenarios_tuned(n: int, seed: int):
     return out
 
 
+def scenarios_hosted(n: int, seed: int):
+    """``n`` random scenarios over what neither set above draws: host cores, NUMA and ECC,
+    storage migration, background traffic and TCP windows, post-copy variants, timed hybrid
+    switches, QEMU versions and populate rates, Xen thresholds, vMotion profiles and
+    encryption, Hyper-V transports and pass caps, checksums, and phased and clock-paced
+    workloads."""
+    from lmtoolkit.model import VM, Host, HotColdWorkload, Network, PhasedWorkload, UniformWorkload
+    from lmtoolkit.model.storage import Storage
+    from lmtoolkit.policies import (
+        HybridPolicy,
+        HypervPolicy,
+        PostcopyPolicy,
+        QemuPolicy,
+        StopCopyPolicy,
+        VmwarePolicy,
+        XenPolicy,
+    )
+    from lmtoolkit.scenario import Scenario
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        mem = float(2.0 ** rng.uniform(-2, 1.5))
+        net = Network(
+            bandwidth_gbit_s=float(2.0 ** rng.uniform(-1, 3.3)),
+            background_gbit_s=float(rng.choice([0.0, 0.0, 0.3])),
+            tcp_window_mib=None if rng.random() < 0.7 else float(rng.choice([0.25, 4.0])),
+            latency_ms=float(rng.choice([0.2, 20.0])),
+            streams=int(rng.choice([1, 2])),
+        )
+        rate = float(10 ** rng.uniform(-2, np.log10(1.5))) * net.payload_bytes_s() / 4096
+        kind = str(rng.choice(["uniform", "hotcold", "sequential", "phased", "paced"]))
+        wss = float(min(mem * 1024, 2 ** rng.uniform(5, 10)))
+        if kind == "phased":
+            burst = HotColdWorkload(
+                dirty_rate_pages_s=rate * float(rng.choice([0.1, 3.0])), hot_mib=min(64.0, mem * 1024)
+            )
+            wl = PhasedWorkload(
+                phases=(UniformWorkload(dirty_rate_pages_s=rate, wss_mib=wss), burst),
+                durations_s=(float(rng.uniform(1, 10)), float(rng.uniform(1, 10))),
+            )
+        elif kind == "paced":
+            wl = UniformWorkload(
+                dirty_rate_pages_s=rate,
+                pacing=str(rng.choice(["wall", "guest"])),
+                max_rate_pages_s=float(rate * rng.choice([1.5, 3.0])),
+                wss_mib=wss,
+            )
+        else:
+            wl = make_workload(kind, rng, mem * 1024, rate)
+        name = str(rng.choice(["qemu_ac", "postcopy", "hybrid_t", "xen", "vmware", "hyperv", "stopcopy"]))
+        tmo = float(rng.choice([60.0, 120.0]))
+        if name == "qemu_ac":
+            pol = QemuPolicy(
+                timeout_s=tmo,
+                auto_converge=True,
+                qemu_version=str(rng.choice(["10.1", "8.2", "6.2"])),
+                max_cpu_throttle=float(rng.choice([50, 99])),
+                dst_populate_mib_s=None if rng.random() < 0.7 else 500.0,
+            )
+        elif name == "postcopy":
+            pol = PostcopyPolicy(
+                timeout_s=tmo,
+                prepaging=bool(rng.random() < 0.5),
+                access_factor=float(rng.choice([0.5, 1.0, 2.0])),
+                fault_overhead_us=float(rng.choice([20, 200])),
+            )
+        elif name == "hybrid_t":
+            pol = HybridPolicy(
+                timeout_s=tmo,
+                postcopy_after_s=float(rng.uniform(0.5, 20)),
+                prepaging=bool(rng.random() < 0.5),
+            )
+        elif name == "xen":
+            pol = XenPolicy(
+                timeout_s=tmo,
+                max_factor=None if rng.random() < 0.5 else float(rng.choice([2.0, 3.0])),
+                dirty_threshold_pages=None if rng.random() < 0.5 else int(rng.choice([50, 5000])),
+            )
+        elif name == "vmware":
+            pol = VmwarePolicy(
+                timeout_s=tmo,
+                encryption=bool(rng.random() < 0.5),
+                stream_autoscale=bool(rng.random() < 0.5),
+                profile=str(rng.choice(["generic", "vsphere5", "vsphere7"])),
+            )
+        elif name == "hyperv":
+            pol = HypervPolicy(
+                timeout_s=tmo,
+                transport=str(rng.choice(["tcp", "compression", "smb"])),
+                max_passes=None if rng.random() < 0.5 else int(rng.integers(2, 10)),
+            )
+        else:
+            pol = StopCopyPolicy(timeout_s=tmo, verify_checksums=bool(rng.random() < 0.5))
+        host = Host(
+            spare_cores=float(rng.choice([0.5, 4.0])),
+            src_numa_nodes=int(rng.choice([1, 2])),
+            dst_numa_nodes=int(rng.choice([1, 2])),
+            ecc=bool(rng.random() < 0.7),
+        )
+        storage = Storage(
+            mode=str(rng.choice(["shared", "shared", "migrate"])), disk_gib=float(rng.choice([4.0, 40.0]))
+        )
+        vm = VM(
+            memory_gib=mem,
+            zero_fraction=float(rng.choice([0.0, 0.3])),
+            compressibility=float(rng.choice([0.2, 0.5, 0.9])),
+        )
+        scn = Scenario(vm=vm, workload=wl, network=net, policy=pol, host=host, storage=storage)
+        out.append((f"{i:03d}-{name}-{kind}", scn))
+    return out
+
+
 def boundary(n: int = 24):
     """QEMU-like migrations around the convergence boundary (rate swept across it)."""
     from lmtoolkit.model import VM, HotColdWorkload, Network, UniformWorkload, ZipfWorkload
@@ -370,6 +483,21 @@ def test_differential_tuned_full():
     migrations with 2 MiB pages whose last pass leaves the bitmap within a page of the
     threshold: 304 and 538)."""
     check_tuned(summary(compare(scenarios_tuned(600, seed=3))), max_flips=2)
+
+
+def test_differential_hosted_reduced():
+    """60 scenarios of :func:`scenarios_hosted` (measured: total p99 1.1 %, no flip; a phased
+    workload's flip and p99 8.1 % before the fluid engine followed its phases in time)."""
+    s = summary(compare(scenarios_hosted(60, seed=1)))
+    check(s)
+
+
+@pytest.mark.slow
+def test_differential_hosted_full():
+    """300 scenarios of :func:`scenarios_hosted` (measured: total p90 0.19 %, p99 2.4 %, no
+    flip; a phased post-copy run among them filled memory before the page engine's phased
+    sampler got past a phase end hidden by rounding)."""
+    check(summary(compare(scenarios_hosted(300, seed=2))))
 
 
 def report(rows, worst: int = 12) -> str:

@@ -190,11 +190,11 @@ def check_one_run(user, command: str) -> None:
     (``experiment=quickstart`` fitted a vMotion-like run of a sequential writer) and the
     ``sweep.*`` settings belong to ``lmtk sweep``; both are refused, naming the override."""
     for o in user:
-        _, k, _v = split_override(str(o))
+        _, k, v = split_override(str(o))
         if k == "experiment":
             raise ConfigError(
                 k,
-                _v,
+                v,
                 "",
                 message=(
                     f"{o}: {command} works on the observed run, and an experiment would replace its guest and "
@@ -205,7 +205,7 @@ def check_one_run(user, command: str) -> None:
         if k.startswith("sweep.") and not (command == "lmtk whatif" and k.startswith("sweep.axes.")):
             raise ConfigError(
                 k,
-                _v,
+                v,
                 "",
                 message=f"{o}: a setting of lmtk sweep; {command} "
                 + ("makes axes from key=a,b,c" if command == "lmtk whatif" else "fits one run"),
@@ -424,8 +424,9 @@ class FitResult:
             f"dirty bytes at syncs rms {q['dirty_rms_rel'] * 100:.1f} %; total time {q['total_time_rel'] * 100:+.1f} %, "
             f"bytes {q['transferred_rel'] * 100:+.1f} %, syncs {q['syncs_sim']} vs {q['syncs_obs']} observed"
         )
-        if mismatch(q):
-            lines.append(f"  WARNING: the fit does not reproduce the log: {mismatch(q)}")
+        off = mismatch(q)
+        if off:
+            lines.append(f"  WARNING: the fit does not reproduce the log: {off}")
         if self.alternatives:
             lines.append(
                 "  pattern cost (-2 log L): "

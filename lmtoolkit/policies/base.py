@@ -402,14 +402,28 @@ class Policy:
     @staticmethod
     def scan_profile(st: State):
         """The engine's scan profile, or None: where the pending pages' costs vary along the
-        send order (``vm.zero_layout`` other than ``spread`` while zero pages are pending) the
-        engine puts in ``st.extra`` the cumulative pages ``scan_cp`` and seconds ``scan_ct``
-        along the send order from the cursor (``(M,)`` or ``(S, M)``) and the rows it holds
-        for, ``scan_on``; elsewhere a mean cost per page (:meth:`pending_page_s`) is exact."""
+        send order (``vm.zero_layout`` other than ``spread``) the engine puts in ``st.extra``
+        the cumulative pages ``scan_cp`` and seconds ``scan_ct`` along the send order from the
+        cursor (``(M,)`` or ``(S, M)``) and the rows it holds for, ``scan_on`` — also once no
+        zero page is pending (the first pass's unsent pages are then the data tail, not
+        ``zero_fraction`` zero pages); elsewhere a mean cost per page (:meth:`pending_page_s`)
+        is exact."""
         on = st.extra.get("scan_on")
         if on is None or not np.any(on):
             return None
         return st.extra["scan_cp"], st.extra["scan_ct"], on
+
+    def pages_in_checks(self, st: State, checks, period, per_check):
+        """Pending pages sent from the cursor in ``checks`` check periods of ``period`` s:
+        ``per_check`` a period at the pending pages' mean cost, or along the engine's scan
+        profile (:meth:`scan_profile`) on the rows it holds for."""
+        k = checks * per_check
+        prof = self.scan_profile(st)
+        if prof is not None:
+            cp, ct, on = prof
+            with np.errstate(invalid="ignore"):
+                k = np.where(on, self.along_profile(checks * period, ct, cp), k)
+        return k
 
     @staticmethod
     def drop_scan_profile(st: State) -> None:

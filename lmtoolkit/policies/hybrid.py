@@ -81,12 +81,7 @@ class HybridPolicy(PostcopyPhase, QemuPolicy):
         period = self.check_period_s(st, ctx)
         per_check = period / self.pending_page_s(st, ctx, lk)  # zero pages too (issue 12)
         checks = np.maximum(np.ceil(left / period - 1e-6), 1.0)
-        cap = checks * per_check
-        prof = self.scan_profile(st)
-        if prof is not None:
-            cp, ct, on = prof
-            with np.errstate(invalid="ignore"):
-                cap = np.where(on & np.isfinite(left), self.along_profile(checks * period, ct, cp), cap)
+        cap = self.pages_in_checks(st, checks, period, per_check)
         return np.where(
             np.isfinite(left), np.clip(np.minimum(k, np.round(cap)), 1, np.maximum(st.pending, 1)), k
         )

@@ -291,15 +291,14 @@ class QemuPolicy(PrecopyPolicy):
         period = self.check_period_s(st, ctx)
         per_check = period / per_page
         checks = np.maximum(np.ceil(to_threshold / per_check - 1e-9), 1.0)
-        k = np.round(checks * per_check)
         prof = self.scan_profile(st)
         if prof is not None:
             # zero pages in one stretch (vm.zero_layout): the checks come every period of
             # time, whatever the pages scanned in it — time along the send order
             cp, ct, on = prof
             need = self.along_profile(to_threshold, cp, ct)
-            checks_t = np.maximum(np.ceil(need / period - 1e-9), 1.0)
-            k = np.where(on, np.round(self.along_profile(checks_t * period, ct, cp)), k)
+            checks = np.where(on, np.maximum(np.ceil(need / period - 1e-9), 1.0), checks)
+        k = np.round(self.pages_in_checks(st, checks, period, per_check))
         # the auto-converge timer's forced sync ends the phase (QEMU >= 9.2)
         left = st.extra["ac_next_force"] - st.t
         k = np.where(np.isfinite(left), np.minimum(k, np.maximum(np.round(left / per_page), 1.0)), k)

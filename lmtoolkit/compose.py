@@ -198,9 +198,13 @@ def _explain(overrides: list[str], groups: list[str], values: list[str], err: Ex
         if OmegaConf.select(base, key, default="__missing__") == "__missing__":
             close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            return ConfigError(
-                key, None, "", message=f"unknown key '{key}'{hint} (use +{key}=... to add a new key)"
+            # a new key is only ever right for what a sweep names itself (its axes, its name)
+            add = (
+                f" (use +{key}=... to add a new key)"
+                if key.startswith("sweep.axes.") or key == "sweep.name"
+                else ""
             )
+            return ConfigError(key, None, "", message=f"unknown key '{key}'{hint}{add}")
     return ConfigError("overrides", overrides, "", message=first_line(err))
 
 
@@ -279,6 +283,46 @@ def unknown_field(cls, key: str, value, prefix: str, owner: str = "") -> ConfigE
     )
 
 
+#: the keys of the ``sweep`` and ``paths`` groups (configs/sweep/default.yaml and
+#: configs/paths/default.yaml, plus the sweep's ``name``): a key added to them (``+sweep.replicate=5``)
+#: would be read by nothing
+FIXED_KEYS = {
+    "sweep": (
+        "name",
+        "axes",
+        "replicates",
+        "common_random_numbers",
+        "max_values",
+        "round_detail",
+        "executor",
+        "workers",
+        "dask_address",
+        "chunk_size",
+        "format",
+        "cache",
+        "progress",
+    ),
+    "paths": ("results_dir", "data_dir"),
+}
+
+
+def _check_fixed_keys(cfg: DictConfig) -> None:
+    for group, names in FIXED_KEYS.items():
+        node = cfg.get(group)
+        if not isinstance(node, DictConfig):
+            continue
+        for k in node.keys():
+            if k not in names:
+                close = difflib.get_close_matches(str(k), names, n=3)
+                hint = f"; did you mean {', '.join(group + '.' + c for c in close)}?" if close else ""
+                raise ConfigError(
+                    f"{group}.{k}",
+                    node.get(k),
+                    "",
+                    message=f"unknown key '{group}.{k}'{hint} ({group} keys: {', '.join(names)})",
+                )
+
+
 def _check_policy_keys(cfg: DictConfig) -> None:
     from dataclasses import fields
 
@@ -333,6 +377,7 @@ def compose_both(overrides: Iterable[str] | str | None = ()) -> tuple[DictConfig
     except OmegaConfBaseException as e:
         raise ConfigError("overrides", overrides, "", message=first_line(e)) from None
     _check_top_level(cfg)
+    _check_fixed_keys(cfg)
     _check_policy_keys(cfg)
     return raw, cfg
 

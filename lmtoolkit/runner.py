@@ -96,6 +96,17 @@ def build_workload(cfg, prefix: str = "workload", root: Path | None = None):
         from .trace.format import load_trace
 
         path = d.pop("file", None)
+        for k in d:  # the trace states its writes: any other key would be dropped unseen
+            raise ConfigError(
+                f"{prefix}.{k}",
+                d[k],
+                "",
+                message=(
+                    f"{prefix}.{k}={d[k]} would have no effect: a trace workload replays the writes "
+                    f"its file recorded (rate, working set and pattern included); its only key is "
+                    f"{prefix}.file"
+                ),
+            )
         if not path:
             raise ConfigError(f"{prefix}.file", path, "the path of a trace file (.npz)")
         p = resolve_input_path(path, root)

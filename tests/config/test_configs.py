@@ -210,3 +210,16 @@ def test_cli_bad_input_one_line_exit_2(argv, needle, capsys):
     assert err.startswith("lmtk: error: ") and "\n" not in err
     if needle:
         assert needle in err
+
+
+def test_the_checked_sweep_and_paths_keys_are_their_files_keys():
+    """compose.FIXED_KEYS (what +sweep.X / +paths.X is checked against) lists exactly the keys
+    of configs/sweep/default.yaml and configs/paths/default.yaml (plus the sweep's name)."""
+    import yaml
+
+    from lmtoolkit.compose import FIXED_KEYS
+    from lmtoolkit.paths import config_dir
+
+    for group, extra in (("sweep", {"name"}), ("paths", set())):
+        keys = set(yaml.safe_load((config_dir() / group / "default.yaml").read_text()))
+        assert set(FIXED_KEYS[group]) == keys | extra, group

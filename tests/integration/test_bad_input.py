@@ -140,6 +140,23 @@ BAD = [
     (["run", "workload=phased", "workload.phases=[1,2]"], ["workload.phases=[1, 2]", "a list of workloads"]),
     (["run", "workload=phased", "workload.durations_s=5"], ["workload.durations_s=5", "one per phase"]),
     (["run", "workload=phased", "+workload.wss_mib=64"], ["workload.wss_mib=64", "no effect", "phases[i]"]),
+    # a trace replays its file's writes: a rate, working set or pattern given to it (as the
+    # unknown-key hint suggested, with +) was dropped unseen and the run cached as another config
+    (
+        ["run", "workload=trace", "+workload.dirty_rate_pages_s=500000"],
+        ["workload.dirty_rate_pages_s=500000", "no effect", "workload.file"],
+    ),
+    (["run", "workload=trace", "+workload.foo=1"], ["workload.foo=1", "no effect"]),
+    # keys added to the sweep or paths groups were read by nothing: +sweep.replicate=5 ran one
+    # replicate without a word
+    (["run", "+sweep.replicate=5"], ["sweep.replicate", "sweep.replicates"]),
+    (
+        ["sweep", "experiment=quickstart", "+sweep.replicate=5"],
+        ["sweep.replicate", "sweep.replicates"],
+    ),
+    (["run", "+paths.foo=1"], ["paths.foo", "results_dir, data_dir"]),
+    # the hint to add a key with + only where a new key can mean something (a sweep's axes)
+    (["run", "vm.memory_gb=4", "network.bandwidth_gbps=1"], ["vm.memory_gb"]),
     # a bad -p value was a failed cell after a kernel had started (and an executed copy left)
     (["notebooks", "quickstart", "--smoke", "-p", "vm.memory_gib=-1"], ["vm.memory_gib=-1", "(0, 65536]"]),
     (["notebooks", "01", "--smoke", "-p", "network.bandwidth_gbit_s=0"], ["network.bandwidth_gbit_s=0"]),
@@ -156,6 +173,8 @@ def test_bad_input_one_line_exit_2(argv, words, capsys):
     assert "Traceback" not in captured.err + captured.out
     for w in words:
         assert w in err, (w, err)
+    if not any(w.startswith("sweep.axes") for w in words):
+        assert "to add a new key" not in err, err
 
 
 def test_bad_notebook_parameter_starts_no_kernel(tmp_path, monkeypatch, capsys):

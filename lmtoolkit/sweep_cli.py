@@ -184,14 +184,19 @@ def _validate_multirun(overrides: list[str]) -> None:
 def run_multirun(overrides: list[str]) -> int:
     """Run the Hydra app (:mod:`lmtoolkit.hydra_app`) with ``-m`` in a child process: Hydra
     reads its command line from ``sys.argv`` and sets up global state, neither of which this
-    process should have changed behind its back.  Returns the exit status."""
+    process should have changed behind its back.  ``policy.KEY=…`` goes to Hydra as
+    ``++policy.KEY=…``, as in every other command (policy files list only the keys that differ
+    from the class's defaults).  Returns the exit status."""
     import os
     import subprocess
+
+    from .compose import hydra_overrides
 
     pkg_parent = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH")) if p)
-    return subprocess.run([sys.executable, "-m", "lmtoolkit.hydra_app", "-m", *overrides], env=env).returncode
+    argv = [hydra_overrides([o])[0] if o.lstrip("+~").startswith("policy.") else o for o in overrides]
+    return subprocess.run([sys.executable, "-m", "lmtoolkit.hydra_app", "-m", *argv], env=env).returncode
 
 
 def cmd_sweep(args) -> int:

@@ -356,6 +356,32 @@ def test_multirun_basic_launcher_and_collect(tmp_path, monkeypatch):
     assert not np.array_equal(ds.total_time.isel(seed_=0).values, ds.total_time.isel(seed_=1).values)
 
 
+def test_multirun_over_a_policy_key(tmp_path, monkeypatch):
+    """policy.KEY=a,b in a multirun: Hydra refused it ("not in struct": policy files list only
+    what differs from the class's defaults) while every other command takes it."""
+    import lmtoolkit as lmt
+    from lmtoolkit.cli import main
+    from lmtoolkit.sweep import read_result
+
+    monkeypatch.chdir(tmp_path)
+    d = _multirun(tmp_path, ["policy.switchover_goal_ms=20,2000"])
+    assert main(["collect", str(d)]) == 0
+    ds = read_result(d / "quickstart.nc")
+    assert ds.switchover_goal_ms.values.tolist() == [20, 2000]
+    one = lmt.sweep(
+        [
+            "experiment=quickstart",
+            "debug=default",
+            "sweep.axes.policy.values=[vmware]",
+            "sweep.axes.network.values=[10gbe]",
+            "policy.switchover_goal_ms=2000",
+            f"paths.results_dir={tmp_path / 'one'}",
+        ]
+    )
+    np.testing.assert_array_equal(ds.total_time.sel(switchover_goal_ms=2000).values, one.total_time.values)
+    assert not np.array_equal(ds.downtime.isel(switchover_goal_ms=0).values, one.downtime.values)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_multirun_launcher_plugins(tmp_path, monkeypatch, launcher):

@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from . import provenance
 from .api import check_single_migration, simulate
 from .compose import compose
@@ -79,8 +81,25 @@ def summary_text(ds) -> str:
     return "\n".join(lines)
 
 
+def print_config(cfg) -> int:
+    """``--cfg job`` (as Hydra apps take it): the composed config, resolved, every policy
+    parameter listed (what the run uses, the cache hashes and provenance records)."""
+    print(OmegaConf.to_yaml(cfg), end="")
+    return 0
+
+
+def add_cfg_option(parser) -> None:
+    parser.add_argument(
+        "--cfg",
+        choices=["job"],
+        help="print the composed config (resolved, every policy parameter) and exit, as Hydra's --cfg job",
+    )
+
+
 def cmd_run(args) -> int:
     cfg = compose(args.overrides)  # the one composition of this command
+    if args.cfg:
+        return print_config(cfg)
     check_single_migration(cfg)
     out = (
         Path(args.output)
@@ -117,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="simulate one migration, print a summary, write a netCDF file")
     r.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. policy=xen vm.memory_gib=4")
     r.add_argument("-o", "--output", help="netCDF file to write (default results/runs/run_<hash>.nc)")
+    add_cfg_option(r)
     r.set_defaults(func=cmd_run)
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_commands(sub)

@@ -201,6 +201,18 @@ def run_multirun(overrides: list[str]) -> int:
 
 def cmd_sweep(args) -> int:
     overrides = list(args.overrides)
+    if args.cfg:
+        if args.multirun:
+            raise ConfigError(
+                "--cfg",
+                args.cfg,
+                "",
+                message="--cfg job prints one config: leave out -m (or give one value per key)",
+            )
+        from .cli import print_config
+        from .sweep import make_plan
+
+        return print_config(make_plan(overrides).cfg)
     command = "lmtk sweep " + " ".join(([] if not args.multirun else ["-m"]) + overrides)
     if args.multirun:
         _validate_multirun(overrides)
@@ -272,6 +284,8 @@ def cmd_collect(args) -> int:
 
 
 def add_commands(sub) -> None:
+    from .cli import add_cfg_option
+
     s = sub.add_parser(
         "sweep",
         help="run an experiment's sweep into one Dataset (results/<experiment>/<experiment>.nc)",
@@ -286,6 +300,7 @@ def add_commands(sub) -> None:
         "-m", "--multirun", action="store_true", help="Hydra multirun over comma-separated override values"
     )
     s.add_argument("--no-plot", action="store_true", help="do not write the quick-look PNG")
+    add_cfg_option(s)
     s.add_argument("-q", "--quiet", action="store_true", help="no table")
     s.set_defaults(func=cmd_sweep)
     c = sub.add_parser("collect", help="merge the jobs of a Hydra multirun into one Dataset")

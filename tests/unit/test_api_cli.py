@@ -93,3 +93,21 @@ def test_cli_run_default_output_is_under_results(tmp_path, monkeypatch, capsys):
     assert main(["run", "vm.memory_gib=0.25"]) == 0
     files = list((tmp_path / "results" / "runs").glob("run_*.nc"))
     assert len(files) == 1 and not list((tmp_path / "results" / "runs").glob(".*tmp"))
+
+
+def test_cfg_job_prints_the_composed_config_and_runs_nothing(tmp_path, monkeypatch, capsys):
+    """lmtk run/sweep --cfg job (a Hydra app's flag): the resolved config with every policy
+    parameter, nothing simulated or written."""
+    import yaml
+
+    monkeypatch.setenv("LMT_RESULTS_DIR", str(tmp_path))
+    assert main(["run", "--cfg", "job", "policy=vmware", "policy.switchover_goal_ms=250"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["policy"]["name"] == "vmware" and cfg["policy"]["switchover_goal_ms"] == 250
+    assert "sdps" in cfg["policy"]  # a class default the policy file leaves out
+    assert main(["sweep", "--cfg", "job", "experiment=quickstart"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert set(cfg["sweep"]["axes"]) >= {"policy", "network"}
+    assert not any(tmp_path.iterdir())
+    assert main(["sweep", "-m", "--cfg", "job", "experiment=quickstart", "seed=1,2"]) == 2
+    assert "--cfg job prints one config" in capsys.readouterr().err

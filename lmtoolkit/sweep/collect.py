@@ -14,6 +14,7 @@ from .. import provenance
 from ..compose import split_override
 from ..errors import ConfigError
 from ..io import DATASET_SUFFIXES, check_writable, write_dataset, write_text
+from ..units import unit_of_key
 from .run import read_result
 
 
@@ -131,6 +132,8 @@ def collect(run_dir, output: str | os.PathLike | None = None):
         merged = stamped[0]
     for k in varying:
         merged[names[k]].attrs.update({"long_name": f"{k} (multirun override)", "lmt_key": k})
+        if merged[names[k]].dtype.kind in "fiu":  # a number: its units from the key's name
+            merged[names[k]].attrs["units"] = unit_of_key(k)
     if "round_kind" in merged:
         merged["round_kind"] = merged["round_kind"].fillna(-1).astype(np.int8)
         merged["round_kind"].attrs.update(dss[0]["round_kind"].attrs)

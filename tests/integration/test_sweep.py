@@ -368,6 +368,7 @@ def test_multirun_over_a_policy_key(tmp_path, monkeypatch):
     assert main(["collect", str(d)]) == 0
     ds = read_result(d / "quickstart.nc")
     assert ds.switchover_goal_ms.values.tolist() == [20, 2000]
+    assert ds.switchover_goal_ms.attrs["units"] == "ms"  # a numeric dim's units, from the key
     one = lmt.sweep(
         [
             "experiment=quickstart",

@@ -27,7 +27,10 @@ class ConfigError(ValueError):
     def with_prefix(self, prefix: str) -> ConfigError:
         """The same error with ``prefix.`` in front of the key (unless already there)."""
         key = self.key if self.key.startswith(prefix + ".") else f"{prefix}.{self.key}"
-        return ConfigError(key, self.value, self.allowed, self._message)
+        msg = self._message
+        if msg and key != self.key and msg.startswith(self.key):  # a message that opens with the key
+            msg = key + msg[len(self.key) :]
+        return ConfigError(key, self.value, self.allowed, msg)
 
 
 class PolicyRuleError(ConfigError):

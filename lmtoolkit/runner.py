@@ -219,13 +219,22 @@ def build_evacuation(cfg: DictConfig):
             vm = dataclasses.replace(base.vm, memory_gib=v.get("memory_gib", base.vm.memory_gib))
             wl = base.workload
             for f in ("dirty_rate_pages_s", "wss_mib"):
-                if f in v and hasattr(wl, f):
+                if f in v:  # (a workload that takes none, idle, phased or trace, refuses it)
                     wl = dataclasses.replace(wl, **{f: v[f]})
             scn = dataclasses.replace(base, vm=vm, workload=wl, engine="fluid")
         except ConfigError as e:
             raise e.with_prefix(key) from None
         for c in range(count):
-            vms.append(VmSpec(name if count == 1 else f"{name}-{c + 1}", scn, key))
+            vm_name = name if count == 1 else f"{name}-{c + 1}"
+            if any(o.name == vm_name for o in vms):  # results are indexed by name: one would be lost
+                raise ConfigError(
+                    f"{key}.name",
+                    vm_name,
+                    "",
+                    message=f"{key}.name: two VMs are named '{vm_name}' (a VM with count N is named "
+                    f"NAME-1 … NAME-N): each VM needs its own name",
+                )
+            vms.append(VmSpec(vm_name, scn, key))
     if not vms and ev.get("vms"):
         raise ConfigError("evacuation.vms", list(ev.get("vms")), "at least one VM in all (every count is 0)")
     return Evacuation(

@@ -57,7 +57,7 @@ class Evacuation:
             check_number("evacuation.concurrency", self.concurrency, integer=True)
             check_range("evacuation.concurrency", self.concurrency, 1, 10**6)
         check_number("evacuation.setup_s", self.setup_s)
-        check_range("evacuation.setup_s", self.setup_s, 0, None)
+        check_range("evacuation.setup_s", self.setup_s, 0, None, finite=True)
         if not self.destinations:
             raise ConfigError("evacuation.destinations", [], "at least one destination host")
         if not self.vms:

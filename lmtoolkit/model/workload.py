@@ -274,6 +274,21 @@ class Workload:
         self._check_pacing()
         check_range("sweep_start", self.sweep_start, 0, 1, hi_open=True)
 
+    def _refuse_own_rate(self, why: str) -> None:
+        """A workload whose writes are stated elsewhere (its phases, its trace file) refuses a
+        rate or working set of its own, which nothing would read."""
+        if self.dirty_rate_pages_s != 0:
+            raise ConfigError(
+                "dirty_rate_pages_s",
+                self.dirty_rate_pages_s,
+                "",
+                message=f"dirty_rate_pages_s={self.dirty_rate_pages_s} would have no effect: {why}",
+            )
+        if self.wss_mib is not None:
+            raise ConfigError(
+                "wss_mib", self.wss_mib, "", message=f"wss_mib={self.wss_mib} would have no effect: {why}"
+            )
+
     def _check_pacing(self):
         check_choice("pacing", self.pacing, PACINGS)
         if self.max_rate_pages_s is not None:
@@ -467,6 +482,7 @@ class PhasedWorkload(Workload):
     def __post_init__(self):
         check_fields(self)
         self._check_pacing()
+        self._refuse_own_rate("a phased workload's write rate and working set are its phases'")
         if not self.phases:
             raise ConfigError("phases", self.phases, "a non-empty list of workloads")
         for p in self.phases:
@@ -591,6 +607,7 @@ class TraceWorkload(Workload):
 
     def __post_init__(self):
         check_fields(self)
+        self._refuse_own_rate("a trace replays the writes its file recorded")
         check_range("interval_s", self.interval_s, 0, None, lo_open=True)
         if len(self.counts) == 0:
             raise ConfigError("counts", self.counts, "a trace with at least one interval")

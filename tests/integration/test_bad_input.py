@@ -74,6 +74,32 @@ BAD = [
     ),
     (["evacuate", "evacuation.concurrency=2.5"], ["evacuation.concurrency", "integer"]),
     (["evacuate", "evacuation.setup_s=abc"], ["evacuation.setup_s", "number"]),
+    # an infinite setup left every VM "not moved: cannot converge at its share"
+    (["evacuate", "evacuation.setup_s=inf"], ["evacuation.setup_s", "finite"]),
+    # two VMs of one name: the results are indexed by name, one VM vanished from them (and from
+    # the makespan and totals)
+    (
+        ["evacuate", "evacuation.vms=[{name: a, memory_gib: 1, count: 2}, {name: a-1, memory_gib: 8}]"],
+        ["evacuation.vms[1].name", "'a-1'", "its own name"],
+    ),
+    (
+        ["evacuate", "evacuation.vms=[{name: a, memory_gib: 1}, {name: a, memory_gib: 2}]"],
+        ["evacuation.vms[1].name", "'a'"],
+    ),
+    # a VM's own write rate under a workload that states its writes elsewhere was ignored (and
+    # still reported in the Dataset, and used to order the VMs)
+    (
+        [
+            "evacuate",
+            "workload=phased",
+            "evacuation.vms=[{name: a, memory_gib: 1, dirty_rate_pages_s: 100000}]",
+        ],
+        ["evacuation.vms[0].dirty_rate_pages_s=100000", "no effect", "phases"],
+    ),
+    (
+        ["evacuate", "workload=trace", "evacuation.vms=[{name: a, memory_gib: 1, wss_mib: 10}]"],
+        ["evacuation.vms[0].wss_mib=10", "no effect", "trace"],
+    ),
     (["sweep", "experiment=nope"], ["experiment", "nope", "quickstart"]),
     (["sweep"], ["experiment=NAME"]),
     (["sweep", "experiment=quickstart", "sweep.executor=gpu"], ["sweep.executor", "inline"]),

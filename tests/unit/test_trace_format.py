@@ -4,7 +4,6 @@ never numpy's pickle error, never unpickling."""
 from __future__ import annotations
 
 import dataclasses
-
 import pickle
 
 import numpy as np
@@ -157,7 +156,9 @@ def test_the_fluid_engine_refuses_a_trace_whose_timing_it_would_lose():
 
     rng = np.random.default_rng(0)
     n = 262_144
-    burst = _trace([30_000] * 20 + [0] * 180, np.concatenate([rng.choice(n, 30_000, replace=False) for _ in range(20)]))
+    burst = _trace(
+        [30_000] * 20 + [0] * 180, np.concatenate([rng.choice(n, 30_000, replace=False) for _ in range(20)])
+    )
     burst = dataclasses.replace(burst, interval_s=0.1)
     from tests.conftest import scenario
 

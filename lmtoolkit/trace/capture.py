@@ -338,13 +338,29 @@ class Capture:
     source: str = ""
     times: list = field(default_factory=list)
 
+    #: a tracer whose intervals averaged more than this off ``interval_s`` (it could not keep
+    #: up: its scans took longer) saves the measured mean instead
+    LATE = 0.02
+
+    @property
+    def measured_interval_s(self) -> float:
+        """The intervals' mean length as measured (the first began at the first scan)."""
+        return self.times[-1] / len(self.times) if self.times and self.times[-1] > 0 else self.interval_s
+
+    @property
+    def saved_interval_s(self) -> float:
+        """What the file states: ``interval_s``, or the measured mean where the tracer fell
+        behind (:attr:`LATE`): the asked-for interval would make every replayed rate too high."""
+        m = self.measured_interval_s
+        return m if abs(m / self.interval_s - 1.0) > self.LATE else self.interval_s
+
     def save(self, path) -> Path:
         from .format import save_trace
 
         pages = np.concatenate(self.pages) if self.pages else np.empty(0, np.int64)
         return save_trace(
             path,
-            self.interval_s,
+            self.saved_interval_s,
             self.counts,
             pages,
             page_size_kib=PAGE // 1024,

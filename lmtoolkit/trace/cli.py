@@ -55,15 +55,21 @@ def cmd_trace(args) -> int:
     except (TraceUnsupported, NothingTraced) as e:
         print(f"lmtk trace: error: {e}", file=sys.stderr)
         return 1
-    except FileNotFoundError as e:
+    except (FileNotFoundError, PermissionError) as e:
         print(f"lmtk trace: error: {e}", file=sys.stderr)
         return 1
     out = Path(args.output)
     cap.save(out)
-    n = len(cap.counts)
-    rate = sum(cap.counts) / (n * cap.interval_s) if n else 0.0
+    n, iv = len(cap.counts), cap.saved_interval_s
+    if iv != cap.interval_s:
+        print(
+            f"lmtk trace: warning: the tracer could not keep up with -i {cap.interval_s:g}: its intervals "
+            f"averaged {iv * 1000:.3g} ms, which the trace states (a longer -i keeps the asked-for one)",
+            file=sys.stderr,
+        )
+    rate = sum(cap.counts) / (n * iv) if n else 0.0
     print(
-        f"traced {cap.source} with {cap.method}: {n} intervals of {cap.interval_s * 1000:.0f} ms, "
+        f"traced {cap.source} with {cap.method}: {n} intervals of {iv * 1000:.3g} ms, "
         f"{sum(cap.counts)} page writes (distinct per interval), {rate:.0f} pages/s"
     )
     print(f"wrote {out}  (replay: lmtk run workload=trace workload.file={out})")

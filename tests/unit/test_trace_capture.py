@@ -60,6 +60,18 @@ def test_traced_program_writes_the_known_number_of_pages(writer, tmp_path):
     assert np.count_nonzero(np.diff(second) == 1) >= tr["counts"][1] * 0.95
 
 
+def test_a_late_tracer_saves_the_intervals_it_measured(tmp_path):
+    """A tracer that could not keep up (scans of 1.63 ms at -i 0.001) saved the asked-for 1 ms:
+    every replayed rate came out 1.63 x too high.  On time, the asked-for interval is kept."""
+    late = capture.Capture(0.001, counts=[10] * 613, pages=[np.arange(10)] * 613)
+    late.times = list(0.00163 * np.arange(1, 614))
+    assert late.saved_interval_s == pytest.approx(0.00163)
+    assert load_trace(late.save(tmp_path / "late.npz"))["interval_s"] == pytest.approx(0.00163)
+    ok = capture.Capture(0.1, counts=[10] * 20, pages=[np.arange(10)] * 20)
+    ok.times = list(0.1 * np.arange(1, 21) + 0.0004)
+    assert ok.saved_interval_s == 0.1
+
+
 @needs_tracking
 def test_trace_replays_as_a_workload(writer, tmp_path):
     import lmtoolkit as lmt

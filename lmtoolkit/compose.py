@@ -143,6 +143,33 @@ def _as_hydra(o: str) -> list[str]:
     return [o]
 
 
+#: groups whose option may be null (the root config's default for them)
+NULL_GROUPS = ("experiment", "debug")
+
+
+def clean_overrides(overrides: list[str]) -> list[str]:
+    """The overrides as composition takes them: each of the form key=value (one error
+    otherwise); ``experiment=null`` / ``debug=null`` (the root config's own defaults) left out
+    with any earlier option of that group,
+    and a null option of another group refused (Hydra's answer was a ValueError traceback)."""
+    kept = []
+    for o in overrides:
+        if "=" not in o:
+            raise ConfigError(o, None, "", message=f"override '{o}' is not of the form key=value")
+        prefix, key, value = split_override(o)
+        if not key:
+            raise ConfigError(o, None, "", message=f"override '{o}' names no key: key=value")
+        if "." not in key and key in GROUPS and value == "null" and not prefix:
+            if key in NULL_GROUPS:  # (and an earlier option of the group is undone)
+                kept = [k for k in kept if split_override(k)[1] != key]
+                continue
+            opts = group_options(key)
+            need = f"available: {', '.join(opts)}" if opts else f"~{key} leaves it out"
+            raise ConfigError(key, value, "", message=f"{key}=null: {key} needs an option ({need})")
+        kept.append(o)
+    return kept
+
+
 def _check_groups(groups: list[str]) -> None:
     for o in groups:
         _, key, value = split_override(o)
@@ -359,11 +386,9 @@ def compose_both(overrides: Iterable[str] | str | None = ()) -> tuple[DictConfig
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    overrides = as_overrides(overrides)
+    overrides = clean_overrides(as_overrides(overrides))
     groups, values = [], []
     for o in overrides:
-        if "=" not in o:
-            raise ConfigError(o, None, "", message=f"override '{o}' is not of the form key=value")
         _, key, _ = split_override(o)
         (groups if "." not in key and key in GROUPS else values).append(o)
     _check_groups(groups)

@@ -34,6 +34,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .. import provenance
 from ..compose import (
+    clean_overrides,
     compose_both,
     compose_raw,
     config_yaml,
@@ -239,7 +240,7 @@ def make_plan(
     resolved) config of these overrides (no composition then).  ``name``: the result's name
     without an experiment (one point, e.g. a single evacuation).
     """
-    overrides = [str(o) for o in overrides if not is_hydra_override(str(o))]
+    overrides = clean_overrides([str(o) for o in overrides if not is_hydra_override(str(o))])
     default_name, name = name, experiment_name(overrides)
     raw_base, cfg = cfg_pair if cfg_pair is not None else compose_both(overrides)
     task = get_task(task_of(cfg))

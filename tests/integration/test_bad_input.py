@@ -181,6 +181,11 @@ BAD = [
         ["sweep.replicate", "sweep.replicates"],
     ),
     (["run", "+paths.foo=1"], ["paths.foo", "results_dir, data_dir"]),
+    # a null group option or an override without a key was a Hydra ValueError traceback
+    (["run", "vm=null"], ["vm=null", "needs an option", "medium"]),
+    (["evacuate", "power=null"], ["power=null", "liu2011"]),
+    (["run", "local=null"], ["local=null", "~local"]),
+    (["run", "=5"], ["'=5'", "names no key"]),
     # the hint to add a key with + only where a new key can mean something (a sweep's axes)
     (["run", "vm.memory_gb=4", "network.bandwidth_gbps=1"], ["vm.memory_gb"]),
     # a bad -p value was a failed cell after a kernel had started (and an executed copy left)

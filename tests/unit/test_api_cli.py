@@ -111,3 +111,17 @@ def test_cfg_job_prints_the_composed_config_and_runs_nothing(tmp_path, monkeypat
     assert not any(tmp_path.iterdir())
     assert main(["sweep", "-m", "--cfg", "job", "experiment=quickstart", "seed=1,2"]) == 2
     assert "--cfg job prints one config" in capsys.readouterr().err
+
+
+def test_experiment_null_is_the_root_configs_own_default(tmp_path):
+    """experiment=null / debug=null (what configs/config.yaml says) were a Hydra ValueError
+    traceback; a later null undoes an earlier option."""
+    a = lmt.simulate(["experiment=null", "debug=null", "vm.memory_gib=1"])
+    b = lmt.simulate(["vm.memory_gib=1"])
+    assert float(a.total_time) == float(b.total_time)
+    ds = lmt.sweep(["experiment=quickstart", "debug=default", f"paths.results_dir={tmp_path}"])
+    assert "policy" in ds.dims
+    from lmtoolkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no experiment given"):
+        lmt.sweep(["experiment=quickstart", "experiment=null", f"paths.results_dir={tmp_path}"])

@@ -75,7 +75,27 @@ def parse_axes(cfg, max_values: int | None) -> list[Axis]:
         return []
     if not isinstance(raw, DictConfig):
         raise ConfigError("sweep.axes", raw, "a mapping dim -> {key: ..., values: [...]}")
-    return [_axis(cfg, str(dim), raw[dim], max_values) for dim in raw.keys()]
+    axes = [_axis(cfg, str(dim), raw[dim], max_values) for dim in raw.keys()]
+    seen: dict[str, str] = {}
+    for a in axes:  # one key on two axes: each point would run one of the two values, unseen
+        if a.key in seen:
+            raise _err(
+                f"sweep.axes.{a.dim}.key",
+                a.key,
+                f"'{a.key}' is already swept by axis {seen[a.key]}: two axes over one key would label "
+                "points with values they do not run with (one axis per key)",
+            )
+        seen[a.key] = a.dim
+    return axes
+
+
+def _same_value(v):
+    """What makes two axis values the same point (2000 and 2000.0 are; True and 1 are not)."""
+    if isinstance(v, bool):
+        return ("bool", v)
+    if isinstance(v, (int, float)):
+        return ("number", float(v))
+    return (type(v).__name__, v)
 
 
 #: a dotted config key, list items indexed (``evacuation.vms[0].count``)
@@ -111,7 +131,7 @@ def _axis(cfg, dim: str, spec, max_values) -> Axis:
     if max_values is not None and len(values) > int(max_values):
         k = int(max_values)  # keep the ends (the contrast an axis is about) and the first k-2
         values = values[:1] if k == 1 else values[: k - 1] + values[-1:]
-    if len(set(map(repr, values))) != len(values):
+    if len({_same_value(v) for v in values}) != len(values):
         raise _err(f"{where}.values", values, "has duplicates")
     group = "." not in key and key in SWAPPABLE
     if group:

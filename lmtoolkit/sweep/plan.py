@@ -164,6 +164,24 @@ def is_canonical(overrides: list[str]) -> bool:
     return True
 
 
+def _sweep_identity(axes) -> str:
+    """What a sweep's result depends on beyond its resolved config (whose keys are sorted):
+    the axes in their order — they number the points, and so the chunks a resume reuses and
+    each point's seed — and the text of every option file of a group an axis swaps in (the
+    resolved config holds the base option only; an edited ``network/1gbe.yaml`` must not be
+    served from the cache, nor resumed into)."""
+    import json
+
+    from ..paths import config_dir
+
+    files = {}
+    for a in axes:
+        if a.group:
+            for f in sorted((config_dir() / a.key).glob("*.yaml")):
+                files[f"{a.key}/{f.name}"] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return json.dumps({"axes": [[a.dim, a.key] for a in axes], "group_files": files}, sort_keys=True)
+
+
 def _variant_id(hash_cfg) -> str:
     """A variant's directory: its resolved config (not the code: a variant rerun by newer
     code replaces its own file, as the canonical result does)."""
@@ -277,7 +295,9 @@ def make_plan(
     for k in RUNTIME_KEYS:
         hash_cfg.sweep.pop(k, None)
     hash_cfg.sweep.round_detail = L
-    config_hash = provenance.config_hash(hash_cfg)  # trace files and plug-in code included
+    # trace files and plug-in code included; and what the resolved config does not show: the
+    # axes' order (it numbers the points: chunks, seeds) and the files of swapped groups
+    config_hash = provenance.config_hash(hash_cfg, _sweep_identity(axes))
     root = Path(results_dir) if results_dir is not None else Path(str(cfg.paths.results_dir))
     variant = None if is_canonical(overrides) else _variant_id(hash_cfg)
     folder = root / name if variant is None else root / name / "variants" / variant

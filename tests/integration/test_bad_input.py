@@ -181,6 +181,17 @@ BAD = [
         ["sweep.replicate", "sweep.replicates"],
     ),
     (["run", "+paths.foo=1"], ["paths.foo", "results_dir, data_dir"]),
+    # two axes over one key: every point ran with the second axis's value under the first's label
+    (
+        [
+            "sweep",
+            "experiment=quickstart",
+            "+sweep.axes.x={key: workload.dirty_rate_pages_s, values: [1, 2]}",
+        ],
+        ["sweep.axes.x.key", "already swept by axis dirty_rate"],
+    ),
+    # 2000 and 2000.0 are one point: a coordinate with it twice (sel returned both)
+    (["sweep", "experiment=quickstart", "sweep.axes.dirty_rate.values=[2000,2000.0]"], ["duplicates"]),
     # a null group option or an override without a key was a Hydra ValueError traceback
     (["run", "vm=null"], ["vm=null", "needs an option", "medium"]),
     (["evacuate", "power=null"], ["power=null", "liu2011"]),

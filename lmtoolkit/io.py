@@ -141,6 +141,22 @@ def write_dataset(ds: xr.Dataset, path) -> Path:
     return path
 
 
+def file_digest(path) -> str:
+    """SHA-256 (hex) of a result's bytes: a file, or every file of a zarr store (by relative
+    path, in order)."""
+    import hashlib
+
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
 def read_dataset(path) -> xr.Dataset:
     """Read a dataset fully into memory, exactly as written (the file is closed afterwards).
 

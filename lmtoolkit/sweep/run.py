@@ -25,7 +25,7 @@ import yaml
 from .. import provenance
 from ..compose import as_overrides
 from ..errors import ConfigError
-from ..io import check_writable, read_dataset, write_dataset, write_text
+from ..io import check_writable, file_digest, read_dataset, write_dataset, write_text
 from ..tasks import get_task
 from .execute import EXECUTORS, chunk_file, chunk_task, load_partial, save_partial
 from .plan import Plan, expand_plan, make_plan
@@ -38,6 +38,7 @@ def assemble(plan: Plan, batch, command: str) -> xr.Dataset:
     cattrs = {a.dim: a.coord_attrs() for a in plan.axes}
     cattrs["replicate"] = {"long_name": "replicate (independent repetition)", "units": "1"}
     attrs = provenance.attrs(plan.hash_cfg, plan.overrides, command)
+    attrs["lmt_config_hash"] = plan.config_hash  # (the axes' order and swapped groups' files too)
     attrs["title"] = str(plan.cfg.get("title", f"sweep {plan.name}"))
     attrs["lmt_experiment"] = plan.name
     attrs["lmt_task"] = plan.task
@@ -130,10 +131,17 @@ def _progress(settings, total: int, name: str):
 
 
 def _cached(plan: Plan) -> bool:
+    """Is the result on disk this plan's, and intact?  Its ``provenance.yaml`` (written after
+    it) names the config hash and the digest of the bytes written: a damaged file — a lost zarr
+    chunk read back as NaN, flipped bytes that h5py reads as numbers or loops on — or one
+    whose record is missing or older is recomputed, never served."""
     out = plan.out_path
     if not (plan.settings["cache"] and out.exists()):
         return False
     try:
+        rec = yaml.safe_load((out.parent / "provenance.yaml").read_text()) or {}
+        if rec.get("config_hash") != plan.config_hash or rec.get("file_sha256") != file_digest(out):
+            return False
         return read_attrs(out).get("lmt_config_hash") == plan.config_hash
     except Exception:  # noqa: BLE001 - unreadable: recompute
         return False
@@ -213,10 +221,8 @@ def run(
     ds = assemble(plan, batch, command)
     write_dataset(ds, out)
     info["elapsed_s"] = round(time.perf_counter() - t0, 3)
-    write_text(
-        out.parent / "provenance.yaml",
-        yaml.safe_dump(provenance_record(ds, plan, info), sort_keys=False, width=100),
-    )
+    record = {**provenance_record(ds, plan, info), "file_sha256": file_digest(out)}
+    write_text(out.parent / "provenance.yaml", yaml.safe_dump(record, sort_keys=False, width=100))
     shutil.rmtree(partial, ignore_errors=True)
     with contextlib.suppress(OSError):
         (out.parent / ".partial").rmdir()

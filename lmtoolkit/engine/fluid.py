@@ -1656,24 +1656,39 @@ def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k, cut) -> np.ndarr
     return ok
 
 
-def _postcopy_faults(pol, d, lam, seq, P, T_push):
-    """Expected demand faults while the remaining ``P`` pages are pushed over ``T_push`` s.
+def _postcopy_faults(g: _Group, sub, pol, d, lam, seq, P, T_push, lk):
+    """Expected demand faults while the remaining ``P`` pages of rows ``sub`` are pushed over
+    ``T_push`` s.
 
     A page pushed at time ``s`` faults if the guest touches it first: probability
-    ``f(acc, s)``.  Without pre-paging pushes follow address order (regions mixed: ``s``
-    uniform over the push); with pre-paging the hottest regions go first.
+    ``f(acc, s)``.  With pre-paging the hottest regions go first.  Without, the pushes follow
+    address order from the send cursor, as QEMU's post-copy sends the bitmap on from where
+    pre-copy stopped (``ram_find_and_save_block``): each segment of the bitmap in that order
+    (:func:`_segments`) is pushed over its own span of the push (:func:`_schedule`).  After a
+    pre-copy pass cut short by the switch the first pushes are the pass's unsent tail, and a
+    hot set spread over memory waits behind it (pushing every page at a uniform time had
+    counted 14 % fewer faults than the page engine for a 128 MiB working set).
     """
     af = np.asarray(pol.fault_access_factor(), dtype=float)
     acc = lam * (af[:, None] if af.ndim else af)
-    uniform_f = d * mean_written_after(acc, 0.0, T_push[:, None], seq)
-    order = np.argsort(-lam, axis=1, kind="stable")
-    d_o = _take_cols(d, order)
-    per_page = np.where(P > 0, T_push / np.maximum(P, 1e-300), 0.0)[:, None]
-    b_o = np.cumsum(d_o, axis=1) * per_page
-    a_o = b_o - d_o * per_page
-    pre_f = d_o * mean_written_after(_take_cols(acc, order), a_o, b_o, _take_cols(seq, order))
     prepage = np.broadcast_to(np.asarray(pol.prepaging_enabled()), P.shape)
-    return np.where(prepage, pre_f.sum(1), uniform_f.sum(1))
+    out = np.zeros(P.shape)
+    if (~prepage).any():
+        geo = {k: v[sub] for k, v in _segments(g).items()}
+        t_nz, t_z = (np.broadcast_to(np.asarray(v, dtype=float), P.shape) for v in (lk.t_nz, lk.t_z))
+        w = _schedule(geo, P, t_nz, t_z, np.full(P.shape, np.inf))
+        a = w["A"][..., None]
+        seg_f = w["D"] * mean_written_after(acc[:, None, :], a, a + w["tau"][..., None], seq[:, None, :])
+        out = np.where(prepage, out, seg_f.sum((1, 2)))
+    if prepage.any():
+        order = np.argsort(-lam, axis=1, kind="stable")
+        d_o = _take_cols(d, order)
+        per_page = np.where(P > 0, T_push / np.maximum(P, 1e-300), 0.0)[:, None]
+        b_o = np.cumsum(d_o, axis=1) * per_page
+        a_o = b_o - d_o * per_page
+        pre_f = d_o * mean_written_after(_take_cols(acc, order), a_o, b_o, _take_cols(seq, order))
+        out = np.where(prepage, pre_f.sum(1), out)
+    return out
 
 
 def _finish(g: _Group, done, code, out: BatchResult, L: int) -> None:
@@ -1716,7 +1731,7 @@ def _finish(g: _Group, done, code, out: BatchResult, L: int) -> None:
     lk = pol.link(st, ctx, stop=True)
     T_push = n_nz * lk.t_nz + n_z * lk.t_z
     pc_bytes = n_nz * lk.b_nz + n_z * lk.b_z
-    faults = _postcopy_faults(pol, d, lam, seq, P, T_push) if post.any() else np.zeros(P.shape)
+    faults = _postcopy_faults(g, sub, pol, d, lam, seq, P, T_push, lk) if post.any() else np.zeros(P.shape)
     stall = faults * (ctx.rtt_s + lk.t_nz + pol.fault_overhead_s()) / g.vcpus[sub]
 
     t_end_pre = st.t

@@ -223,3 +223,22 @@ def test_vendor_policy_hooks_work_on_stacked_arrays():
     assert np.allclose(st.fault_overhead_s(), [20e-6, 50e-6])
     hy = HybridPolicy.stack([HybridPolicy(), HybridPolicy(prepaging=True)])
     assert hy.goes_postcopy(np.array([1, 6])).tolist() == [False, True]
+
+
+@pytest.mark.parametrize(
+    "workload",
+    [
+        ["workload=uniform", "workload.dirty_rate_pages_s=15000", "+workload.wss_mib=128"],
+        ["workload=web_server"],
+    ],
+    ids=["uniform-wss128", "web_server"],
+)
+def test_hybrid_postcopy_faults_follow_the_push_order_in_both_engines(workload):
+    """After a pre-copy pass cut short by the switch, post-copy pushes the pass's unsent tail
+    first and the hot set waits behind it (QEMU sends the bitmap on from the cursor): the fluid
+    engine pushed every page at a uniform time and counted 14 % (uniform) and 11 % (web_server)
+    fewer faults — and lost guest time — than the page engine."""
+    base = ["policy=hybrid", "vm.memory_gib=1", "network=1gbe"] + workload
+    page = np.mean([run(base + [f"seed={s}"], "page")["postcopy_faults"] for s in (0, 1, 2)])
+    fluid = run(base, "fluid")["postcopy_faults"]
+    assert fluid == pytest.approx(page, rel=0.03)

@@ -665,8 +665,10 @@ class _Run:
         T = n_nz * t_nz + n_z * t_z
         faults = 0
         if pend.size and T > 0:
-            wp, wt = self.sampler.sample(t1, t1 + T, float(pol.fault_access_factor()))
-            first = t1 + (t1 + T - wt)  # Poisson: first access is distributed as T - last
+            # each page's first access in the push (a sweep reaches a page once, at a set time:
+            # its last write mirrored, right for Poisson writes only, had put a sequential
+            # writer's accesses to the pages just behind it, the pending ones, early)
+            wp, first = self.sampler.sample(t1, t1 + T, float(pol.fault_access_factor()), first=True)
             slot = self._slot()
             slot[pushed] = np.arange(pushed.size)
             pos_all = slot[wp]

@@ -119,15 +119,18 @@ def bernoulli_positions(rng: np.random.Generator, n: int, p: float) -> np.ndarra
     return np.concatenate(chunks)
 
 
-def merge_last(pages: Sequence[np.ndarray], times: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate write lists, keep each page once with its latest time, sorted by page."""
+def merge_last(
+    pages: Sequence[np.ndarray], times: Sequence[np.ndarray], first: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate write lists, keep each page once with its latest time (``first``: its
+    earliest), sorted by page."""
     if not pages:
         return np.empty(0, np.int64), np.empty(0, float)
     p = np.concatenate(pages)
     t = np.concatenate(times)
     if p.size == 0:
         return p.astype(np.int64), t
-    order = np.lexsort((t, p))
+    order = np.lexsort((-t if first else t, p))
     p, t = p[order], t[order]
     last = np.ones(p.size, dtype=bool)
     last[:-1] = p[1:] != p[:-1]
@@ -146,13 +149,19 @@ class WriteSampler:
         self.rng = rng
         self.guest_time = 0.0
 
-    def sample(self, t0: float, t1: float, speed: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-        """Pages written in wall-clock ``[t0, t1)`` (each once, any order) and their last write time (s)."""
-        for pages, times in self.sample_batches(t0, t1, speed, batch_writes=math.inf):
+    def sample(
+        self, t0: float, t1: float, speed: float = 1.0, first: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Pages written in wall-clock ``[t0, t1)`` (each once, any order) and their last write
+        time (s); ``first``: their first write time instead (when post-copy's guest first
+        touches a page not yet pushed)."""
+        for pages, times in self.sample_batches(t0, t1, speed, batch_writes=math.inf, first=first):
             return pages, times  # an unbounded batch: the whole window at once
         return np.empty(0, np.int64), np.empty(0, float)
 
-    def sample_batches(self, t0: float, t1: float, speed: float = 1.0, batch_writes: int = 1 << 21):
+    def sample_batches(
+        self, t0: float, t1: float, speed: float = 1.0, batch_writes: int = 1 << 21, first: bool = False
+    ):
         """:meth:`sample` as batches of about ``batch_writes`` written pages each (disjoint page
         sets; together the same distribution as one sample), so that a long window of a large
         guest is never held in memory at once.  A window expected to write fewer pages comes
@@ -162,16 +171,16 @@ class WriteSampler:
             return
         g0 = self.guest_time
         self.guest_time = g0 + dt
-        for pages, gtimes in self._sample_guest_batches(g0, g0 + dt, batch_writes):
+        for pages, gtimes in self._sample_guest_batches(g0, g0 + dt, batch_writes, first):
             gtimes -= g0
             gtimes /= speed
             gtimes += t0
             yield pages, gtimes
 
-    def _sample_guest_batches(self, g0: float, g1: float, batch_writes: int):
-        yield self._sample_guest(g0, g1)
+    def _sample_guest_batches(self, g0: float, g1: float, batch_writes: int, first: bool = False):
+        yield self._sample_guest(g0, g1, first)
 
-    def _sample_guest(self, g0: float, g1: float) -> tuple[np.ndarray, np.ndarray]:
+    def _sample_guest(self, g0: float, g1: float, first: bool = False) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
 
@@ -184,9 +193,9 @@ class RegionSampler(WriteSampler):
         self.scattered = scattered
         self.cursor = {i: r.start * r.n_pages for i, r in enumerate(self.regions) if r.sequential}
 
-    def _sample_guest(self, g0, g1):
+    def _sample_guest(self, g0, g1, first=False):
         pages, times = [], []
-        for p, t in self._region_samples(g0, g1, None):
+        for p, t in self._region_samples(g0, g1, None, first):
             pages.append(p)
             times.append(t)
         if not pages:
@@ -194,7 +203,7 @@ class RegionSampler(WriteSampler):
         # Regions are disjoint and each yields distinct pages: no de-duplication needed.
         return np.concatenate(pages), np.concatenate(times)
 
-    def _sample_guest_batches(self, g0, g1, batch_writes):
+    def _sample_guest_batches(self, g0, g1, batch_writes, first=False):
         T = g1 - g0
         expected = sum(
             min(r.n_pages, r.rate_per_page * r.n_pages * T)
@@ -203,17 +212,19 @@ class RegionSampler(WriteSampler):
             for r in self.regions
         )
         if expected <= batch_writes:
-            yield self._sample_guest(g0, g1)
+            yield self._sample_guest(g0, g1, first)
             return
-        yield from self._region_samples(g0, g1, batch_writes)
+        yield from self._region_samples(g0, g1, batch_writes, first)
 
-    def _region_samples(self, g0, g1, batch_writes):
+    def _region_samples(self, g0, g1, batch_writes, first=False):
         """(pages, last write times) per region — per block of ranks of a random region whose
-        expected writes exceed ``batch_writes`` (None: never split)."""
+        expected writes exceed ``batch_writes`` (None: never split); ``first``: first write
+        times (random writes: the same draw read forwards, Poisson writes being the same run
+        backwards in time)."""
         T = g1 - g0
         for i, r in enumerate(self.regions):
             if r.sequential:
-                yield self._sweep(i, r, g0, T)
+                yield self._sweep(i, r, g0, T, first)
                 continue
             lam = r.rate_per_page
             p_hit = -math.expm1(-lam * T)
@@ -227,11 +238,14 @@ class RegionSampler(WriteSampler):
                 t *= -p_hit
                 np.log1p(t, out=t)
                 t /= -lam
-                np.subtract(g1, t, out=t)
+                if first:
+                    t += g0
+                else:
+                    np.subtract(g1, t, out=t)
                 pos += r.first_rank + lo
                 yield page_of_rank(pos, self.n_pages, self.scattered), t
 
-    def _sweep(self, i: int, r: Region, g0: float, T: float):
+    def _sweep(self, i: int, r: Region, g0: float, T: float, first: bool = False):
         speed_pages = r.rate_per_page * r.n_pages  # pages per guest second
         u0 = self.cursor[i]
         u1 = u0 + speed_pages * T
@@ -240,7 +254,11 @@ class RegionSampler(WriteSampler):
         if k_hi < k_lo:
             self.cursor[i] = u1
             return np.empty(0, np.int64), np.empty(0, float)
-        k_lo = max(k_lo, k_hi - r.n_pages + 1)
+        # each page once: its last pass (or, ``first``, its first)
+        if first:
+            k_hi = min(k_hi, k_lo + r.n_pages - 1)
+        else:
+            k_lo = max(k_lo, k_hi - r.n_pages + 1)
         k = np.arange(k_lo, k_hi + 1, dtype=np.int64)
         t = g0 + (k - u0) / speed_pages
         p = (k % r.n_pages) + r.first_rank
@@ -555,7 +573,7 @@ class _PhasedSampler(WriteSampler):
         self.durations = list(wl.durations_s)
         self.cycle = wl.cycle_s
 
-    def _sample_guest(self, g0, g1):
+    def _sample_guest(self, g0, g1, first=False):
         pages, times = [], []
         g = g0
         K = len(self.durations)
@@ -574,11 +592,11 @@ class _PhasedSampler(WriteSampler):
                 left = self.durations[i]
             end = min(g1, g + left)
             sub = self.subs[i]
-            p, t = sub._sample_guest(g, end)
+            p, t = sub._sample_guest(g, end, first)
             pages.append(p)
             times.append(t)
             g = end
-        return merge_last(pages, times)
+        return merge_last(pages, times, first)
 
 
 @dataclass(frozen=True)
@@ -670,7 +688,7 @@ class _TraceSampler(WriteSampler):
         counts, self.pages = wl.intervals(n_pages, page_bytes)
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
-    def _sample_guest(self, g0, g1):
+    def _sample_guest(self, g0, g1, first=False):
         dt = self.wl.interval_s
         n = len(self.wl.counts)
         pages, times = [], []
@@ -685,7 +703,7 @@ class _TraceSampler(WriteSampler):
             pages.append(chunk)
             times.append(lo + self.rng.random(chunk.size) * (hi - lo))
             i += 1
-        return merge_last(pages, times)
+        return merge_last(pages, times, first)
 
 
 WORKLOADS = {

@@ -626,7 +626,7 @@ class TraceWorkload(Workload):
     def __post_init__(self):
         check_fields(self)
         self._refuse_own_rate("a trace replays the writes its file recorded")
-        check_range("interval_s", self.interval_s, 0, None, lo_open=True)
+        check_range("interval_s", self.interval_s, 1e-6, None)  # trace.format.MIN_INTERVAL_S
         if len(self.counts) == 0:
             raise ConfigError("counts", self.counts, "a trace with at least one interval")
         if int(np.sum(self.counts)) != len(self.pages):
@@ -689,21 +689,30 @@ class _TraceSampler(WriteSampler):
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
     def _sample_guest(self, g0, g1, first=False):
+        """The intervals of ``[g0, g1)`` at once (a part of an interval writes each of its pages
+        with the chance of its share).  Every interval's pages recur each loop of the trace: of a
+        window longer than a loop and an interval, only the last (``first``: the first) such span
+        can hold a page's last (first) write — a trace of 1 µs intervals replayed over seconds
+        had looped over millions of intervals one by one, without end in sight."""
         dt = self.wl.interval_s
         n = len(self.wl.counts)
-        pages, times = [], []
-        i = math.floor(g0 / dt)
-        while i * dt < g1:
-            lo, hi = max(g0, i * dt), min(g1, (i + 1) * dt)
-            frac = (hi - lo) / dt
-            j = i % n
-            chunk = self.pages[self.offsets[j] : self.offsets[j + 1]]
-            if frac < 1.0:
-                chunk = chunk[self.rng.random(chunk.size) < frac]
-            pages.append(chunk)
-            times.append(lo + self.rng.random(chunk.size) * (hi - lo))
-            i += 1
-        return merge_last(pages, times, first)
+        span = (n + 1) * dt
+        if g1 - g0 > span:
+            g0, g1 = (g0, g0 + span) if first else (g1 - span, g1)
+        i = np.arange(math.floor(g0 / dt), max(math.floor(g0 / dt) + 1, math.ceil(g1 / dt)))
+        lo, hi = np.maximum(g0, i * dt), np.minimum(g1, (i + 1) * dt)
+        i, lo, hi = i[hi > lo], lo[hi > lo], hi[hi > lo]
+        j = i % n
+        cnt = self.offsets[j + 1] - self.offsets[j]
+        which = np.repeat(np.arange(i.size), cnt)
+        idx = np.repeat(self.offsets[j] - (np.cumsum(cnt) - cnt), cnt) + np.arange(which.size)
+        pages = self.pages[idx]
+        frac = (hi - lo) / dt
+        if (frac < 1.0).any():
+            keep = self.rng.random(which.size) < frac[which]
+            pages, which = pages[keep], which[keep]
+        times = lo[which] + self.rng.random(which.size) * (hi - lo)[which]
+        return merge_last([pages], [times], first)
 
 
 WORKLOADS = {

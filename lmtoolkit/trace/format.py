@@ -20,6 +20,9 @@ import numpy as np
 from ..io import atomic_path
 
 REQUIRED = ("interval_s", "counts", "pages")
+#: the shortest interval a trace may state (s): no capture samples faster, and the page
+#: engine replays a trace interval by interval
+MIN_INTERVAL_S = 1e-6
 
 
 def save_trace(path, interval_s: float, counts, pages, page_size_kib: int = 4, source: str = "") -> Path:
@@ -98,6 +101,8 @@ def load_trace(path, key: str = KEY) -> dict:
             for k in z.files:
                 try:
                     out[k] = z[k]
+                    if not isinstance(out[k], np.ndarray):  # a member that is not a .npy array
+                        raise _bad(key, path, f"member {k!r} is not a .npy array")
                 except ValueError as e:
                     if "allow_pickle" in str(e) or "Object arrays" in str(e):
                         raise _bad(
@@ -117,6 +122,10 @@ def load_trace(path, key: str = KEY) -> dict:
         raise _bad(key, path, f"interval_s must be one number, not {iv.dtype} of shape {iv.shape}")
     if not (np.isfinite(iv) and float(iv) > 0):
         raise _bad(key, path, f"interval_s={iv.item()!r} is not a positive number of seconds")
+    if float(iv) < MIN_INTERVAL_S:
+        raise _bad(
+            key, path, f"interval_s={iv.item()!r} is below {MIN_INTERVAL_S:g} s (no capture samples faster)"
+        )
     for name, a in (("counts", counts), ("pages", pages)):
         if a.ndim != 1 or a.dtype.kind not in "iu":
             raise _bad(key, path, f"{name} must be a 1-d integer array, not {a.dtype} of shape {a.shape}")

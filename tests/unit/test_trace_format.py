@@ -47,6 +47,10 @@ class _Boom:
         ("bad_interval", "interval_s=0.0 is not a positive"),
         ("sum", "sum(counts)=3 but 2 page numbers"),
         ("page_size", "page_size_kib=0 is not a positive whole number"),
+        # members named .npy that are not .npy arrays came back as bytes: an AttributeError
+        ("not_npy_members", "member 'interval_s' is not a .npy array"),
+        # an interval of 1e-300 s overflowed the page engine's interval count
+        ("tiny_interval", "below 1e-06 s"),
     ],
 )
 def test_bad_file_is_one_config_error_naming_the_key_and_path(tmp_path, case, what):
@@ -75,6 +79,14 @@ def test_bad_file_is_one_config_error_naming_the_key_and_path(tmp_path, case, wh
         _npz(p, **{**GOOD, "pages": np.array([1, 2])})
     elif case == "page_size":
         _npz(p, **{**GOOD, "page_size_kib": np.int64(0)})
+    elif case == "not_npy_members":
+        import zipfile
+
+        with zipfile.ZipFile(p, "w") as z:
+            for k in ("interval_s", "counts", "pages"):
+                z.writestr(k + ".npy", b"junkjunk")
+    elif case == "tiny_interval":
+        _npz(p, **{**GOOD, "interval_s": np.float64(1e-300)})
     with pytest.raises(ConfigError) as e:
         load_trace(p)
     msg = str(e.value)
@@ -177,3 +189,22 @@ def test_a_trace_on_pages_smaller_than_its_capture_is_refused(tmp_path):
     p = save_trace(tmp_path / "huge.npz", 0.5, [2], [0, 1], page_size_kib=2048)
     assert main(["run", "workload=trace", f"workload.file={p}", "vm.memory_gib=0.25"]) == 2
     assert load_trace(save_trace(tmp_path / "t.npz", 0.5, [1], [0]))["page_size_kib"] == 4
+
+
+def test_a_window_of_many_loops_samples_each_page_once_in_its_last_or_first_loop():
+    """A trace of 1 µs intervals replayed over a second had the page engine step through a
+    million intervals one by one (a 1e-5 s trace took 8.5 s, 1e-6 s did not end in a minute):
+    only the last (first) loop of a window can hold a page's last (first) write."""
+    from lmtoolkit.model.workload import _TraceSampler
+
+    wl = _trace([2, 1, 3], [0, 1, 2, 3, 4, 5])
+    wl = dataclasses.replace(wl, interval_s=1e-6)
+    sam = _TraceSampler(wl, 1024, 4096, np.random.default_rng(0))
+    pages, times = sam.sample(0.0, 1.0)
+    assert sorted(pages.tolist()) == [0, 1, 2, 3, 4, 5]
+    assert (times > 1.0 - 4e-6).all() and (times <= 1.0).all()
+    pages, times = sam.sample(1.0, 2.0, first=True)
+    assert sorted(pages.tolist()) == [0, 1, 2, 3, 4, 5] and (times < 1.0 + 4e-6).all()
+    # a window inside one interval writes its pages with the chance of its share
+    hits = sum(int(sam.sample(k * 1e-6, k * 1e-6 + 0.25e-6)[0].size) for k in range(0, 3000, 3))
+    assert hits == pytest.approx(1000 * 2 * 0.25, rel=0.15)

@@ -123,7 +123,8 @@ def test_cli_reports_unsupported_kernel(monkeypatch, capsys):
 @pytest.mark.parametrize(
     "argv, words",
     [
-        (["-i", "-1", "--", "true"], ["--interval=-1", "> 0"]),
+        (["-i", "-1", "--", "true"], ["--interval=-1", ">= 1e-06"]),
+        (["-i", "1e-7", "--", "true"], ["--interval=1e-07", ">= 1e-06"]),
         (["-i", "nan", "--", "true"], ["--interval=nan"]),
         (["-d", "0", "--", "true"], ["--duration=0", "> 0"]),
         (["--pid", "-3"], ["--pid=-3", "process id"]),

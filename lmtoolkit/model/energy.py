@@ -106,18 +106,18 @@ class Power:
 
     def __post_init__(self):
         check_fields(self)
-        check_range("idle_w", self.idle_w, 0, None, finite=True)
-        check_range("peak_w", self.peak_w, 0, None, finite=True)
+        check_range("idle_w", self.idle_w, 0, 1e6)  # (W: a megawatt host is no host)
+        check_range("peak_w", self.peak_w, 0, 1e6)
         if self.peak_w < self.idle_w:
             raise ConfigError("peak_w", self.peak_w, f"at least power.idle_w ({self.idle_w:g} W)")
         if self.core_w is not None:
-            check_range("core_w", self.core_w, 0, None, finite=True)
-        check_range("nic_nj_per_bit", self.nic_nj_per_bit, 0, None, finite=True)
-        check_range("switch_nj_per_bit", self.switch_nj_per_bit, 0, None, finite=True)
+            check_range("core_w", self.core_w, 0, 1e4)
+        check_range("nic_nj_per_bit", self.nic_nj_per_bit, 0, 1e6)
+        check_range("switch_nj_per_bit", self.switch_nj_per_bit, 0, 1e6)
         check_range("stack_gbit_s_per_core", self.stack_gbit_s_per_core, 0, None, lo_open=True)
         check_range("decompress_speedup", self.decompress_speedup, 0, None, lo_open=True)
         check_range("idle_share", self.idle_share, 0, 1)
-        check_range("setup_j", self.setup_j, 0, None, finite=True)
+        check_range("setup_j", self.setup_j, 0, 1e9)
 
     def busy_core_w(self, cores) -> float:
         """Dynamic power of one busy core (W) on a host of ``cores`` cores."""

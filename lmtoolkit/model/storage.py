@@ -53,7 +53,7 @@ class Storage:
     def __post_init__(self):
         check_fields(self)
         check_choice("mode", self.mode, STORAGE_MODES)
-        check_range("disk_gib", self.disk_gib, 0, None, lo_open=True, finite=True)
+        check_range("disk_gib", self.disk_gib, 0, 1e6, lo_open=True)  # up to a PiB
         check_range("write_rate_mib_s", self.write_rate_mib_s, 0, None, finite=True)
         if self.write_set_gib is not None:
             check_range("write_set_gib", self.write_set_gib, 0, self.disk_gib, lo_open=True)

@@ -65,7 +65,7 @@ class VM:
         check_range("zero_fraction", self.zero_fraction, 0, 1)
         check_range("compressibility", self.compressibility, 0, 1, hi_open=True)
         check_range("vcpus", self.vcpus, 1, 4096)
-        check_range("device_state_mib", self.device_state_mib, 0, None)
+        check_range("device_state_mib", self.device_state_mib, 0, 65_536)  # (a GPU's state is GiBs)
         check_choice("zero_layout", self.zero_layout, ZERO_LAYOUTS)
         if self.pages < 1:
             check_range("memory_gib", self.memory_gib, self.page_bytes / GIB, None)

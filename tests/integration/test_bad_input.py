@@ -192,6 +192,11 @@ BAD = [
     ),
     # 2000 and 2000.0 are one point: a coordinate with it twice (sel returned both)
     (["sweep", "experiment=quickstart", "sweep.axes.dirty_rate.values=[2000,2000.0]"], ["duplicates"]),
+    # sizes and delays no machine has were accepted: a 1e30 MiB device state ran to the
+    # timeout, a 1e30 ms latency changed nothing in pre-copy, a 1e30 GiB disk took 9e29 s
+    (["run", "vm.device_state_mib=1e30"], ["vm.device_state_mib", "[0, 65536]"]),
+    (["run", "network.latency_ms=1e30"], ["network.latency_ms", "[0, 60000]"]),
+    (["run", "storage=migrate", "storage.disk_gib=1e30"], ["storage.disk_gib", "1e+06"]),
     # a null group option or an override without a key was a Hydra ValueError traceback
     (["run", "vm=null"], ["vm=null", "needs an option", "medium"]),
     (["evacuate", "power=null"], ["power=null", "liu2011"]),

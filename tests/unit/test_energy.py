@@ -139,7 +139,10 @@ def test_power_defaults_match_the_default_preset():
 @pytest.mark.parametrize(
     "override, words",
     [
-        ("power.idle_w=-5", ["power.idle_w", "-5", "[0, inf]"]),
+        ("power.idle_w=-5", ["power.idle_w", "-5", "[0, 1e+06]"]),
+        # values no host has gave an energy of inf (or 31 digits) with a RuntimeWarning
+        ("power.core_w=1e308", ["power.core_w", "[0, 10000]"]),
+        ("power.setup_j=1e30", ["power.setup_j", "[0, 1e+09]"]),
         ("power.peak_w=50", ["power.peak_w", "50", "power.idle_w"]),
         ("power.idle_share=1.5", ["power.idle_share", "1.5", "[0, 1]"]),
         ("power.stack_gbit_s_per_core=0", ["power.stack_gbit_s_per_core", "(0, inf]"]),

@@ -41,8 +41,8 @@ BAD = [
     (["run", "policy.timeout_s=inf"], ["policy.timeout_s=inf", "finite"]),
     (["run", "policy.stop_overhead_ms=inf"], ["policy.stop_overhead_ms=inf", "finite"]),
     (["run", "policy.xbzrle_cache_mib=1e308"], ["policy.xbzrle_cache_mib", "1.75922e+13"]),
-    (["run", "power.peak_w=inf"], ["power.peak_w=inf", "finite"]),
-    (["run", "storage.disk_gib=inf"], ["storage.disk_gib=inf", "finite"]),
+    (["run", "power.peak_w=inf"], ["power.peak_w=inf", "[0, 1e+06]"]),
+    (["run", "storage.disk_gib=inf"], ["storage.disk_gib=inf", "(0, 1e+06]"]),
     (["run", "host.numa_node_gib=inf"], ["host.numa_node_gib=inf", "finite"]),
     (
         ["run", "workload=uniform", "workload.dirty_rate_pages_s=inf"],

@@ -159,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lmtk: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # lmtk ... | head: the reader left; nothing more to say
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no second error at exit)
+        return 141
 
 
 def entry() -> None:  # console script

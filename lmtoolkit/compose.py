@@ -154,7 +154,7 @@ def clean_overrides(overrides: list[str]) -> list[str]:
     and a null option of another group refused (Hydra's answer was a ValueError traceback)."""
     kept = []
     for o in overrides:
-        if "=" not in o:
+        if "=" not in o and not (o.startswith("~") and len(o) > 1):  # (~key deletes a key)
             raise ConfigError(o, None, "", message=f"override '{o}' is not of the form key=value")
         prefix, key, value = split_override(o)
         if not key:

@@ -125,3 +125,27 @@ def test_experiment_null_is_the_root_configs_own_default(tmp_path):
 
     with pytest.raises(ConfigError, match="no experiment given"):
         lmt.sweep(["experiment=quickstart", "experiment=null", f"paths.results_dir={tmp_path}"])
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
+    """lmtk run ... | head -1: the summary's print met a closed pipe (BrokenPipeError traceback)."""
+    import os
+
+    env = dict(os.environ, LMT_RESULTS_DIR=str(tmp_path))
+    p = subprocess.Popen(
+        [sys.executable, "-m", "lmtoolkit.cli", "run", "vm.memory_gib=0.25"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    p.stdout.close()  # the reader is gone before the first line
+    err = p.stderr.read().decode()
+    assert p.wait(120) == 141 and "Traceback" not in err, err
+
+
+def test_a_tilde_override_deletes_a_sweep_axis(tmp_path):
+    """~sweep.axes.policy (Hydra's delete) was 'not of the form key=value'."""
+    ds = lmt.sweep(
+        ["experiment=quickstart", "debug=default", "~sweep.axes.policy", f"paths.results_dir={tmp_path}"]
+    )
+    assert "policy" not in ds.dims and "network" in ds.dims

@@ -107,6 +107,18 @@ def collect(run_dir, output: str | os.PathLike | None = None):
         ds.attrs = {}
         stamped.append(ds)
     if varying:
+        seen = {}
+        for d, (job, _, _) in zip(parsed, runs):
+            point = tuple(_override_value(d.get(k, "null")) for k in varying)
+            if point in seen:  # 1 and 1.0: two jobs of one point, which would be one cell
+                raise ConfigError(
+                    "multirun",
+                    str(run_dir),
+                    "",
+                    message=f"jobs {seen[point].name} and {job.name} ran the same point "
+                    f"({', '.join(f'{k}={v}' for k, v in zip(varying, point))}): collect needs one job per point",
+                )
+            seen[point] = job
         run_dim = "__run__"
         cat = xr.concat(
             [s.stack({run_dim: [names[k] for k in varying]}) for s in stamped],

@@ -473,3 +473,15 @@ def test_a_damaged_cached_result_is_recomputed_not_served(tmp_path, fmt):
     again, info = _run(ov, tmp_path)
     assert not info["cached"]
     xr.testing.assert_identical(_data(again), _data(ds))
+
+
+def test_collect_refuses_two_jobs_of_one_point(tmp_path, monkeypatch, capsys):
+    """vm.vcpus=2,2.0: two jobs of one point were a 'Cannot unstack MultiIndex containing
+    duplicates' traceback in lmtk collect."""
+    from lmtoolkit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    d = _multirun(tmp_path, ["vm.vcpus=2,2.0"])
+    capsys.readouterr()
+    assert main(["collect", str(d)]) == 2
+    assert "ran the same point" in capsys.readouterr().err

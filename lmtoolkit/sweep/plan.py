@@ -347,8 +347,17 @@ def _check_not_swept(overrides: list[str], axes: list[Axis], name: str | None) -
         )
 
 
-def _cell_error(e: ConfigError, where: str) -> ConfigError:
-    return ConfigError(e.key, e.value, e.allowed, message=e.text() + (f" (with {where})" if where else ""))
+def _cell_error(e: ConfigError, pairs) -> ConfigError:
+    """A point's error, naming the axes whose values it concerns (``(axis, value)`` pairs of
+    the point): those whose key is the error's key or holds it (a group); none for an error
+    of the base config (``seed=-1`` is not about ``policy=vmware``)."""
+    about = [
+        (a, v)
+        for a, v in pairs
+        if e.key == a.key or e.key.startswith(a.key + ".") or a.key.startswith(e.key + ".")
+    ]
+    where = ", ".join(f"sweep.axes.{a.dim}: {a.key}={v}" for a, v in about)
+    return ConfigError(e.key, e.value, e.allowed, message=e.text() + (f" (at {where})" if where else ""))
 
 
 def expand_plan(plan: Plan) -> Plan:
@@ -395,7 +404,7 @@ def expand_plan(plan: Plan) -> Plan:
         try:
             tpl = task.template(OmegaConf.create(_resolved(raw)))
         except ConfigError as e:
-            raise _cell_error(e, where) from None
+            raise _cell_error(e, pairs) from None
         raw_cells.append(raw)
         templates.append(tpl)
     # ... value axes either become columns or multiply the cells
@@ -416,8 +425,7 @@ def expand_plan(plan: Plan) -> Plan:
                 try:
                     task.template(OmegaConf.create(res))
                 except ConfigError as e:
-                    where = ", ".join(f"{a.key}={v}" for a, v in zip(vaxes, combo))
-                    raise _cell_error(e, f"sweep point {where}") from None
+                    raise _cell_error(e, list(zip(vaxes, combo))) from None
             cells.append(res)
     shape = plan.shape
     idx = np.unravel_index(np.arange(n), shape) if axes else (np.zeros(n, dtype=np.int64),)

@@ -197,8 +197,19 @@ BAD = [
     (["run", "vm.device_state_mib=1e30"], ["vm.device_state_mib", "[0, 65536]"]),
     (["run", "network.latency_ms=1e30"], ["network.latency_ms", "[0, 60000]"]),
     (["run", "storage=migrate", "storage.disk_gib=1e30"], ["storage.disk_gib", "1e+06"]),
+    # a point's error names the axis it concerns, and no axis when it concerns none: seed=-1
+    # said "(with policy=vmware, network=1gbe)", a bad axis value did not name its axis
+    (
+        ["sweep", "experiment=quickstart", "sweep.axes.dirty_rate.values=[1000,abc]"],
+        ["(at sweep.axes.dirty_rate:"],
+    ),
+    (
+        ["sweep", "experiment=quickstart", "policy.switchover_goal_ms=-1"],
+        ["(at sweep.axes.policy: policy=vmware)"],
+    ),
     # a null group option or an override without a key was a Hydra ValueError traceback
     (["run", "vm=null"], ["vm=null", "needs an option", "medium"]),
+    (["sweep", "experiment=quickstart", "seed=-1"], ["seed=-1", "non-negative integer"]),
     (["evacuate", "power=null"], ["power=null", "liu2011"]),
     (["run", "local=null"], ["local=null", "~local"]),
     (["run", "=5"], ["'=5'", "names no key"]),
@@ -222,6 +233,8 @@ def test_bad_input_one_line_exit_2(argv, words, capsys):
         assert w in err, (w, err)
     if not any(w.startswith("sweep.axes") for w in words):
         assert "to add a new key" not in err, err
+    if argv[-1] == "seed=-1":
+        assert "(at " not in err and "with" not in err, err
 
 
 def test_bad_notebook_parameter_starts_no_kernel(tmp_path, monkeypatch, capsys):

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 import yaml
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from .errors import ConfigError
 from .paths import config_dir, group_options
@@ -232,6 +232,17 @@ def _explain(overrides: list[str], groups: list[str], values: list[str], err: Ex
                 else ""
             )
             return ConfigError(key, None, "", message=f"unknown key '{key}'{hint}{add}")
+    for o in values:  # a mapping given for a list, or the other way round
+        prefix, key, value = split_override(o)
+        node = OmegaConf.select(base, key, default=None)
+        try:
+            given = yaml.safe_load(value)
+        except yaml.YAMLError:
+            continue
+        if isinstance(node, ListConfig) and not isinstance(given, list):
+            return ConfigError(key, value, "a list [...] (as in its config file)")
+        if isinstance(node, DictConfig) and not isinstance(given, dict):
+            return ConfigError(key, value, "a mapping {key: value, ...} (as in its config file)")
     return ConfigError("overrides", overrides, "", message=first_line(err))
 
 

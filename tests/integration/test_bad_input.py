@@ -207,6 +207,9 @@ BAD = [
         ["sweep", "experiment=quickstart", "policy.switchover_goal_ms=-1"],
         ["(at sweep.axes.policy: policy=vmware)"],
     ),
+    # a mapping for a list: Hydra's "Error merging override evacuation.vms={a: 1}"
+    (["evacuate", "evacuation.vms={a: 1}"], ["evacuation.vms=", "a list"]),
+    (["evacuate", "evacuation.source=[1]"], ["evacuation.source=", "a mapping"]),
     # a null group option or an override without a key was a Hydra ValueError traceback
     (["run", "vm=null"], ["vm=null", "needs an option", "medium"]),
     (["sweep", "experiment=quickstart", "seed=-1"], ["seed=-1", "non-negative integer"]),

@@ -39,7 +39,7 @@ def assemble(plan: Plan, batch, command: str) -> xr.Dataset:
     cattrs["replicate"] = {"long_name": "replicate (independent repetition)", "units": "1"}
     attrs = provenance.attrs(plan.hash_cfg, plan.overrides, command)
     attrs["lmt_config_hash"] = plan.config_hash  # (the axes' order and swapped groups' files too)
-    attrs["title"] = str(plan.cfg.get("title", f"sweep {plan.name}"))
+    attrs["title"] = _title(plan)
     attrs["lmt_experiment"] = plan.name
     attrs["lmt_task"] = plan.task
     attrs["lmt_variant"] = plan.variant or ""
@@ -59,6 +59,19 @@ def assemble(plan: Plan, batch, command: str) -> xr.Dataset:
             {"long_name": "workload random seed of the point", "units": "1"},
         )
     )
+
+
+#: the root config's title (configs/config.yaml): one migration's, not a sweep's or a task's
+ROOT_TITLE = "single live migration"
+
+
+def _title(plan: Plan) -> str:
+    """The experiment's title, else the task's (an evacuation run without an experiment was
+    titled 'single live migration', the root config's)."""
+    title = str(plan.cfg.get("title") or "")
+    if title and title != ROOT_TITLE:
+        return title
+    return getattr(get_task(plan.task), "title", None) or f"sweep {plan.name}"
 
 
 def read_result(path) -> xr.Dataset:

@@ -165,6 +165,7 @@ def point(ev, power=None) -> EvacuationBatch:
 
 class EvacuationTask(Task):
     name = "evacuation"
+    title = "lmtoolkit host evacuation"
     columns = False
     table = (
         ("makespan", "makespan [s]", 1.0),

@@ -223,3 +223,15 @@ def test_the_checked_sweep_and_paths_keys_are_their_files_keys():
     for group, extra in (("sweep", {"name"}), ("paths", set())):
         keys = set(yaml.safe_load((config_dir() / group / "default.yaml").read_text()))
         assert set(FIXED_KEYS[group]) == keys | extra, group
+
+
+def test_a_sweep_without_an_experiment_title_is_not_titled_as_one_migration(tmp_path):
+    """An evacuation without an experiment carried the root config's 'single live migration'."""
+    import yaml
+
+    import lmtoolkit as lmt
+    from lmtoolkit.sweep.run import ROOT_TITLE
+
+    assert yaml.safe_load((CONFIGS / "config.yaml").read_text())["title"] == ROOT_TITLE
+    ds = lmt.evacuate([f"paths.results_dir={tmp_path}"])
+    assert ds.attrs["title"] == "lmtoolkit host evacuation"

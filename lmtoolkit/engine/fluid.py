@@ -1656,25 +1656,35 @@ def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k, cut) -> np.ndarr
     return ok
 
 
+def _from_address_zero(w: dict) -> dict:
+    """The segments of :func:`_segments` (in send order from the cursor) rotated to address
+    order from address 0: the bins before the cursor's and the part of its bin before the
+    cursor first (segments ``wrap`` … ``B``), then the rest (``0`` … ``wrap - 1``)."""
+    S, B1 = w["seg"].shape
+    cols = (np.arange(B1)[None, :] + w["wrap"][:, None]) % B1
+    return {k: (_take_cols(v, cols) if np.ndim(v) >= 2 and np.shape(v)[1] == B1 else v) for k, v in w.items()}
+
+
 def _postcopy_faults(g: _Group, sub, pol, d, lam, seq, P, T_push, lk):
     """Expected demand faults while the remaining ``P`` pages of rows ``sub`` are pushed over
     ``T_push`` s.
 
     A page pushed at time ``s`` faults if the guest touches it first: probability
     ``f(acc, s)``.  With pre-paging the hottest regions go first.  Without, the pushes follow
-    address order from the send cursor, as QEMU's post-copy sends the bitmap on from where
-    pre-copy stopped (``ram_find_and_save_block``): each segment of the bitmap in that order
-    (:func:`_segments`) is pushed over its own span of the push (:func:`_schedule`).  After a
-    pre-copy pass cut short by the switch the first pushes are the pass's unsent tail, and a
-    hot set spread over memory waits behind it (pushing every page at a uniform time had
-    counted 14 % fewer faults than the page engine for a 128 MiB working set).
+    address order from address 0 — at the switch QEMU restarts the scan (``ram.c``,
+    ``ram_postcopy_send_discard_bitmap``: ``last_seen_block = NULL; last_page = 0``) — each
+    segment of the bitmap (:func:`_segments`, rotated to start at address 0) pushed over its
+    own span of the push (:func:`_schedule`): after a pre-copy pass cut short by the switch,
+    the pass's unsent tail (dense with pending pages) goes last.  Not modelled: with
+    postcopy-preempt off (QEMU's default) the background scan moves on from each page a fault
+    requested (``get_queued_page``).
     """
     af = np.asarray(pol.fault_access_factor(), dtype=float)
     acc = lam * (af[:, None] if af.ndim else af)
     prepage = np.broadcast_to(np.asarray(pol.prepaging_enabled()), P.shape)
     out = np.zeros(P.shape)
     if (~prepage).any():
-        geo = {k: v[sub] for k, v in _segments(g).items()}
+        geo = _from_address_zero({k: v[sub] for k, v in _segments(g).items()})
         t_nz, t_z = (np.broadcast_to(np.asarray(v, dtype=float), P.shape) for v in (lk.t_nz, lk.t_z))
         w = _schedule(geo, P, t_nz, t_z, np.full(P.shape, np.inf))
         a = w["A"][..., None]

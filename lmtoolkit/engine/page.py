@@ -656,8 +656,9 @@ class _Run:
             ranks = (pend * inv) % self.n if self.scn.workload.pattern == "random" else pend
             order = np.argsort(ranks, kind="stable")
         else:
-            i0 = int(np.searchsorted(pend, self.cursor))
-            order = np.concatenate([np.arange(i0, pend.size), np.arange(0, i0)])
+            # from address 0: at the switch QEMU restarts the scan (ram.c,
+            # ram_postcopy_send_discard_bitmap: last_seen_block = NULL; last_page = 0)
+            order = np.arange(pend.size)
         pushed = pend[order]
         cnz = self._cum_nonzero(pushed)
         if cnz is None:

@@ -210,6 +210,11 @@ BAD = [
     # a mapping for a list: Hydra's "Error merging override evacuation.vms={a: 1}"
     (["evacuate", "evacuation.vms={a: 1}"], ["evacuation.vms=", "a list"]),
     (["evacuate", "evacuation.source=[1]"], ["evacuation.source=", "a mapping"]),
+    # QEMU up to 10.0 refuses postcopy-ram with multifd (options.c: migrate_caps_check)
+    (
+        ["run", "policy=hybrid", "policy.multifd_channels=2", "policy.qemu_version=9.2"],
+        ["policy.multifd_channels=2", "Postcopy is not yet compatible with multifd", "10.1"],
+    ),
     # a null group option or an override without a key was a Hydra ValueError traceback
     (["run", "vm=null"], ["vm=null", "needs an option", "medium"]),
     (["sweep", "experiment=quickstart", "seed=-1"], ["seed=-1", "non-negative integer"]),

@@ -25,8 +25,8 @@ Rules and their sources:
 * **Bandwidth cap** — ``max-bandwidth`` limits pre-copy (``migration_rate_exceeded``, a
   budget per 100 ms window).  QEMU's own default is ``MAX_THROTTLE`` = 128 MiB/s; libvirt
   lifts it, and here ``max_bandwidth_mib_s: null`` means line rate.  The final stop-and-copy
-  is **not** capped: ``migration_switchover_start`` calls
-  ``migration_rate_set(RATE_LIMIT_DISABLED)`` once the VM is stopped.
+  is **not** capped: ``migration_rate_set(RATE_LIMIT_DISABLED)`` once the VM is stopped
+  (``migration_switchover_start`` in 10.x; ``migration_completion_precopy`` in 8.2 and 9.2).
 * **Zero pages** — ``save_zero_page``: ``buffer_is_zero`` then an 8-byte header plus one
   byte; normal pages carry an 8-byte header (``save_page_header``).
 * **Auto-converge** — ``ram.c: migration_bitmap_sync`` evaluates, at a sync at least 1 s
@@ -35,7 +35,8 @@ Rules and their sources:
   this has happened twice (``++dirty_rate_high_cnt >= 2``; the counter is not reset by a
   calm period), ``mig_throttle_guest_down`` sets the throttle to ``cpu-throttle-initial``
   (20 %) or raises it by ``cpu-throttle-increment`` (10 %) up to ``max-cpu-throttle`` (99 %).
-  ``system/cpu-throttle.c: cpu_throttle_thread`` makes each vCPU sleep pct/(1-pct) x 10 ms
+  ``cpu_throttle_thread`` (``system/cpu-throttle.c`` up to 9.1, ``migration/cpu-throttle.c``
+  since 9.2) makes each vCPU sleep pct/(1-pct) x 10 ms
   per 10 ms run, i.e. the guest runs ``1 - pct`` of the time: its write rate scales by that.
   Since QEMU 9.2 (``qemu_version``) ``migration/cpu-throttle.c`` also runs a timer every
   ``CPU_THROTTLE_DIRTY_SYNC_TIMESLICE_MS`` = 5000 ms while auto-converge is on

@@ -210,6 +210,8 @@ class Policy:
     verify_checksums: bool = False
 
     name: ClassVar[str] = "base"
+    #: False: zero pages are sent whole, like any page (Xen: no zero-page detection)
+    detects_zero_pages: ClassVar[bool] = True
     #: False: no pre-copy at all (stop-and-copy, post-copy).
     precopy: ClassVar[bool] = True
     #: True: every phase sends the whole bitmap (:meth:`phase_pages` is ``pending``), so the
@@ -361,6 +363,8 @@ class Policy:
         b_z = self.zero_page_bytes + 0.0 * ctx.page_bytes
         cpu = self.nonzero_cpu_s(st, ctx) + self.checksum_cpu_s(ctx)
         t_nz = np.maximum(b_nz / rate, cpu)
+        if not self.detects_zero_pages:
+            return Link(t_nz, t_nz, b_nz, b_nz)
         t_z = np.maximum(b_z / rate, ctx.page_bytes / ctx.zero_scan_bytes_s)
         return Link(t_nz, t_z, b_nz, b_z)
 

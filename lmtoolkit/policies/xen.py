@@ -11,16 +11,17 @@
     next pass would send (``dirty_threshold_pages``, read as ``State.phase_scanned``);
     ``total_sent > p2m_size * max_factor`` with ``DEF_MAX_FACTOR 3`` — pages sent (not
     skipped) against the guest's pages (``max_factor``, reason ``max_sent``).  (The
-    ``sent_this_iter > sent_last_iter && RATE_IS_MAX()`` test is dead code:
-    ``RATE_IS_MAX()`` is 0 unless ``ADAPTIVE_SAVE`` is defined, which it is not.)
+    ``sent_this_iter > sent_last_iter && RATE_IS_MAX()`` test is dead code in 4.0 and 4.1:
+    ``RATE_IS_MAX()`` is 0 unless ``ADAPTIVE_SAVE`` is defined, which it is not; 4.2 removed it.)
   - The log is cleared at the end of each pass (``XEN_DOMCTL_SHADOW_OP_CLEAN`` into
     ``to_send``), and before each batch of ``MAX_BATCH_SIZE`` (1024) pages the loop peeks it
     (``SHADOW_OP_PEEK`` into ``to_skip``): a page of ``to_send`` already written again is
     skipped (``skip_this_iter++``) — it is still in the log, so it goes out with the next
     pass.  ``dirty_clear: skip`` (see :mod:`lmtoolkit.engine.page`).
 
-* ``version: v2`` — ``tools/libs/guest/xg_sr_save.c`` (Xen >= 4.6, stream v2),
-  ``send_memory_live`` with ``simple_precopy_policy``: after each pass the log is cleared
+* ``version: v2`` — ``tools/libs/guest/xg_sr_save.c`` (Xen >= 4.15; ``tools/libxc/xc_sr_save.c``
+  in 4.6–4.14, stream v2), ``send_memory_live`` with ``simple_precopy_policy`` (4.10+; 4.6–4.9
+  the same loop with ``max_iterations`` / ``dirty_threshold``, stopping at <= 50): after each pass the log is cleared
   into the dirty bitmap (``SHADOW_OP_CLEAN``; no ``to_skip`` — every page in the bitmap is
   sent, ``dirty_clear: sync``); the policy stops when ``dirty_count <
   SPP_TARGET_DIRTY_COUNT`` (50) *on that new bitmap* or ``iteration >= SPP_MAX_ITERATIONS``
@@ -28,6 +29,11 @@
   precedes the ``break``), then suspends and sends what was written meanwhile
   (``suspend_and_send_dirty``); the 5-pass stop breaks right after the fifth pass.  No 3x
   factor.
+
+* **No zero-page detection** in either generation: every page with stream data is sent whole
+  (v2 ``write_batch`` sends ``PAGE_SIZE`` for each page ``page_type_has_stream_data`` accepts,
+  only XTAB/BROKEN/XALLOC pages go without; classic likewise), so zero pages cost what any
+  page costs (``detects_zero_pages = False``; QEMU sends 9 bytes for one).
 
 Also Clark et al., NSDI 2005 (the classic design).  ``max_rounds`` / ``max_factor`` /
 ``dirty_threshold_pages`` override the version's values.
@@ -64,6 +70,7 @@ class XenPolicy(PrecopyPolicy):
     # downtime_limit_ms (inherited) is not used by Xen's rules; kept for comparisons.
 
     name = "xen"
+    detects_zero_pages = False  # every page goes out whole (module doc)
     stop_reasons = ("max_sent",)
 
     def __post_init__(self):

@@ -39,7 +39,7 @@ from ..errors import ConfigError, check_range
 from ..records import REASON_CODE
 from .base import none_to
 from .postcopy import PostcopyPhase
-from .qemu import QemuPolicy, _release
+from .qemu import QemuPolicy, released_since
 
 #: QEMU release that accepts postcopy-ram together with multifd (refused up to 10.0, read in
 #: 10.0.13's options.c; 10.1 is the release notes' word, its source not read here)
@@ -61,7 +61,7 @@ class HybridPolicy(PostcopyPhase, QemuPolicy):
             object.__setattr__(self, "precopy_passes", 1 if self.postcopy_after_s is None else 10**6)
         super().__post_init__()
         check_range("precopy_passes", self.precopy_passes, 0, 10**6)
-        old = _release(self.qemu_version) < POSTCOPY_MULTIFD_SINCE[0] * 1000 + POSTCOPY_MULTIFD_SINCE[1]
+        old = ~released_since(self.qemu_version, POSTCOPY_MULTIFD_SINCE)
         if np.any((np.asarray(self.multifd_channels) > 0) & old):
             # options.c, migrate_caps_check (8.2.2, 9.2.1, 10.0.13): "Postcopy is not yet
             # compatible with multifd"

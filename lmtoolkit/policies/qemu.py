@@ -143,6 +143,11 @@ def _release(version) -> np.ndarray:
     return np.array([one(u) for u in uniq], dtype=float)[inv.reshape(v.shape)]
 
 
+def released_since(version, since: tuple[int, int]):
+    """``version`` (scalar or array of ``"major.minor"``) is release ``since`` or later."""
+    return _release(version) >= since[0] * 1000 + since[1]
+
+
 @dataclass(frozen=True)
 class QemuPolicy(PrecopyPolicy):
     """QEMU/KVM pre-copy: switchover when the dirty bytes fit bandwidth x downtime limit."""
@@ -233,8 +238,7 @@ class QemuPolicy(PrecopyPolicy):
         """``max-bandwidth`` as pre-copy runs it: plus up to one 512 KiB packet per multifd
         channel per 100 ms window, charged only once written (module doc, *Multifd*)."""
         cap = none_to(self.max_bandwidth_mib_s, np.inf) * MIB
-        since = MULTIFD_LATE_ACCOUNTING_SINCE[0] * 1000 + MULTIFD_LATE_ACCOUNTING_SINCE[1]
-        late = _release(self.qemu_version) >= since
+        late = released_since(self.qemu_version, MULTIFD_LATE_ACCOUNTING_SINCE)
         over = np.where(late, np.asarray(self.multifd_channels, dtype=float), 0.0) * MULTIFD_PACKET_BYTES
         return cap + over / BUFFER_DELAY_S
 
@@ -310,8 +314,7 @@ class QemuPolicy(PrecopyPolicy):
 
     def periodic_sync(self):
         """The auto-converge sync timer runs (``cpu_throttle_dirty_sync_timer``, QEMU >= 9.2)."""
-        since = PERIODIC_SYNC_SINCE[0] * 1000 + PERIODIC_SYNC_SINCE[1]
-        return np.asarray(self.auto_converge) & (_release(self.qemu_version) >= since)
+        return np.asarray(self.auto_converge) & released_since(self.qemu_version, PERIODIC_SYNC_SINCE)
 
     def stationary(self, st):
         """Without auto-converge (or at the throttle's ceiling, without the sync timer, whose

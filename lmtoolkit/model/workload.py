@@ -599,6 +599,11 @@ class _PhasedSampler(WriteSampler):
         return merge_last(pages, times, first)
 
 
+#: the shortest interval a trace may state (s): no capture samples faster, and the page engine
+#: replays a trace interval by interval (the file reader and ``lmtk trace -i`` hold to it too)
+TRACE_MIN_INTERVAL_S = 1e-6
+
+
 @dataclass(frozen=True)
 class TraceWorkload(Workload):
     """Replay of a recorded dirty-page trace (see :mod:`lmtoolkit.trace.format`).
@@ -626,7 +631,7 @@ class TraceWorkload(Workload):
     def __post_init__(self):
         check_fields(self)
         self._refuse_own_rate("a trace replays the writes its file recorded")
-        check_range("interval_s", self.interval_s, 1e-6, None)  # trace.format.MIN_INTERVAL_S
+        check_range("interval_s", self.interval_s, TRACE_MIN_INTERVAL_S, None)
         if len(self.counts) == 0:
             raise ConfigError("counts", self.counts, "a trace with at least one interval")
         if int(np.sum(self.counts)) != len(self.pages):

@@ -9,8 +9,10 @@ from pathlib import Path
 
 def _bad_option(args) -> str | None:
     """The first option that is not allowed, as the error line (None: all are)."""
-    if not (math.isfinite(args.interval) and args.interval >= 1e-6):
-        return f"--interval={args.interval:g} is not allowed: a number of seconds >= 1e-06"
+    from ..model.workload import TRACE_MIN_INTERVAL_S
+
+    if not (math.isfinite(args.interval) and args.interval >= TRACE_MIN_INTERVAL_S):
+        return f"--interval={args.interval:g} is not allowed: a number of seconds >= {TRACE_MIN_INTERVAL_S:g}"
     if args.duration is not None and not (math.isfinite(args.duration) and args.duration > 0):
         return f"--duration={args.duration:g} is not allowed: a number of seconds > 0 (or leave it out)"
     if args.pid is not None and args.pid <= 0:

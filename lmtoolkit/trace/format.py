@@ -18,11 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_path
+from ..model.workload import TRACE_MIN_INTERVAL_S
 
 REQUIRED = ("interval_s", "counts", "pages")
-#: the shortest interval a trace may state (s): no capture samples faster, and the page
-#: engine replays a trace interval by interval
-MIN_INTERVAL_S = 1e-6
 
 
 def save_trace(path, interval_s: float, counts, pages, page_size_kib: int = 4, source: str = "") -> Path:
@@ -122,9 +120,11 @@ def load_trace(path, key: str = KEY) -> dict:
         raise _bad(key, path, f"interval_s must be one number, not {iv.dtype} of shape {iv.shape}")
     if not (np.isfinite(iv) and float(iv) > 0):
         raise _bad(key, path, f"interval_s={iv.item()!r} is not a positive number of seconds")
-    if float(iv) < MIN_INTERVAL_S:
+    if float(iv) < TRACE_MIN_INTERVAL_S:
         raise _bad(
-            key, path, f"interval_s={iv.item()!r} is below {MIN_INTERVAL_S:g} s (no capture samples faster)"
+            key,
+            path,
+            f"interval_s={iv.item()!r} is below {TRACE_MIN_INTERVAL_S:g} s (no capture samples faster)",
         )
     for name, a in (("counts", counts), ("pages", pages)):
         if a.ndim != 1 or a.dtype.kind not in "iu":

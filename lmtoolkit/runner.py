@@ -71,17 +71,6 @@ def build_workload(cfg, prefix: str = "workload", root: Path | None = None):
                 phases,
                 "a list of workloads, e.g. [{name: uniform, dirty_rate_pages_s: 1000}]",
             )
-        for k in ("dirty_rate_pages_s", "wss_mib"):
-            if k in d:  # each phase has its own: a value here would be dropped unseen
-                raise ConfigError(
-                    f"{prefix}.{k}",
-                    d[k],
-                    "",
-                    message=(
-                        f"{prefix}.{k}={d[k]} would have no effect: a phased workload's write rate and "
-                        f"working set are its phases' ({prefix}.phases[i].{k})"
-                    ),
-                )
         subs = []
         for i, p in enumerate(phases):
             p = dict(p)

@@ -500,7 +500,10 @@ class PhasedWorkload(Workload):
     def __post_init__(self):
         check_fields(self)
         self._check_pacing()
-        self._refuse_own_rate("a phased workload's write rate and working set are its phases'")
+        self._refuse_own_rate(
+            "a phased workload's write rate and working set are its phases' "
+            "(phases[i].dirty_rate_pages_s, phases[i].wss_mib)"
+        )
         if not self.phases:
             raise ConfigError("phases", self.phases, "a non-empty list of workloads")
         for p in self.phases:

@@ -17,7 +17,8 @@ switches to post-copy (reason ``precopy_done``) with the post-copy phase of
 * ``postcopy_after_s`` seconds after the start: a user or tool issues
   ``migrate-start-postcopy`` at a time.  ``migration.c: qmp_migrate_start_postcopy`` only
   sets ``start_postcopy``; ``migration_iteration_run`` acts on it at its next check (between
-  iterations: every ``MAX_WAIT`` 50 ms, or 100 ms when ``max-bandwidth`` binds) when the data
+  iterations: every ``MAX_WAIT`` 50 ms, or 100 ms when ``max-bandwidth`` binds at most
+  half the line, :meth:`QemuPolicy.check_period_s`) when the data
   that must go by pre-copy fits the threshold (with ``postcopy-ram`` all RAM may go by
   post-copy), and ``postcopy_start`` syncs the bitmap once more
   (``ram_postcopy_send_discard_bitmap`` → ``migration_bitmap_sync``).  Here the phase running

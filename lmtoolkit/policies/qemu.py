@@ -18,10 +18,12 @@ Rules and their sources:
   or when the rate-limit budget of the current ``BUFFER_DELAY`` = 100 ms window is spent
   (``migration_rate_exceeded``); ``migration.c: migration_thread`` then sleeps to the end of
   the window (``migration_rate_limit``) and runs ``migration_iteration_run`` — the switchover
-  check — only at the start of the next one.  So the checks come every 100 ms while
-  ``max-bandwidth`` binds (every 50 ms otherwise) and a phase lasts a whole number of check
-  periods: the sync happens when the estimate is first seen below the threshold, not when
-  it crosses it.
+  check — only at the start of the next one; while the budget lasts it checks after each
+  ``ram_save_iterate``.  So the checks come every 100 ms while ``max-bandwidth`` binds at
+  most half the line (the budget is spent before ``MAX_WAIT``), every 50 ms otherwise
+  (:meth:`QemuPolicy.check_period_s`), and a phase lasts a whole number of check periods:
+  the sync happens when the estimate is first seen below the threshold, not when it
+  crosses it.
 * **Bandwidth cap** — ``max-bandwidth`` limits pre-copy (``migration_rate_exceeded``, a
   budget per 100 ms window).  QEMU's own default is ``MAX_THROTTLE`` = 128 MiB/s; libvirt
   lifts it, and here ``max_bandwidth_mib_s: null`` means line rate.  The final stop-and-copy
@@ -274,10 +276,21 @@ class QemuPolicy(PrecopyPolicy):
         return st.pending - self.threshold_bytes(st) / ctx.page_bytes
 
     def check_period_s(self, st, ctx):
-        """Time between two switchover checks (s): one rate-limit window (``BUFFER_DELAY``)
-        when ``max-bandwidth`` binds, else one ``ram_save_iterate`` (``MAX_WAIT``)."""
-        capped = self.rate_bytes_s(st, ctx) < super().rate_bytes_s(st, ctx)
-        return np.where(capped, BUFFER_DELAY_S, self.iteration_ms / 1000.0)
+        """Time between two switchover checks (s): one ``ram_save_iterate`` (``MAX_WAIT``),
+        or one rate-limit window (``BUFFER_DELAY``) where ``max-bandwidth``'s budget for a
+        window is spent before ``MAX_WAIT`` has passed (a cap at most half the line).
+
+        QEMU 10.0.13 ``migration.c: migration_thread`` runs ``migration_iteration_run`` (the
+        check) whenever ``migration_rate_exceeded`` is false, then ``migration_rate_limit``
+        sleeps to the window's end only once the budget is spent; ``ram.c:
+        ram_save_iterate`` returns when the budget is spent or after ``MAX_WAIT`` 50 ms.  So
+        with a cap above half the line the budget outlasts an iteration: a check at 50 ms
+        into the window and one at its end — every 50 ms, as without a cap."""
+        line = super().rate_bytes_s(st, ctx)
+        rate = self.rate_bytes_s(st, ctx)
+        iteration_s = self.iteration_ms / 1000.0
+        per_window = (rate < line) & (rate * BUFFER_DELAY_S <= line * iteration_s)
+        return np.where(per_window, BUFFER_DELAY_S, iteration_s)
 
     def phase_pages(self, st, ctx):
         """Send until the estimate drops below the threshold, in whole check periods.

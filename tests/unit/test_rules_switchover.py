@@ -77,3 +77,25 @@ def test_check_periods_count_zero_pages_at_their_own_cost(engine):
     # one phase to the check after 2 s, then the switch's own sync (before the fix: 6 phases)
     assert r.rounds == 2 and r.stop_reason == "precopy_done"
     assert 2.0 < r.total_time_s < 2.35
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_cap_above_half_the_line_is_checked_every_max_wait(engine):
+    """QEMU 10.0.13 ``migration_thread`` checks whenever the window's budget is not spent and
+    ``ram_save_iterate`` returns after ``MAX_WAIT`` 50 ms: a cap above half the line (100 of
+    ~112 MiB/s on 1 GbE) is checked every 50 ms, one at most half the line (40 MiB/s) once a
+    100 ms window.  Phases end on those checks (before: every 100 ms under any cap)."""
+    wl = UniformWorkload(dirty_rate_pages_s=3000, wss_mib=64)
+
+    def phases(cap):
+        pol = QemuPolicy(max_bandwidth_mib_s=cap, dirty_clear="sync")
+        r = run(scenario(memory_gib=0.5, workload=wl, policy=pol, engine=engine, zero_fraction=0.0))
+        return [x.duration_s for x in r.round_detail if x.kind == "precopy"]
+
+    def in_checks(d, period):
+        return [round(x / period, 3) for x in d]
+
+    above, below = phases(100.0), phases(40.0)
+    assert all(c == int(c) for c in in_checks(above, 0.05))
+    assert any(c % 2 == 1 for c in in_checks(above, 0.05)[1:])  # a check between windows
+    assert all(c == int(c) for c in in_checks(below, 0.1))

@@ -44,7 +44,7 @@ def scenario_constants(scns) -> dict[str, np.ndarray]:
     for s in scns:
         ne = numa_effect(s.vm.memory_gib, s.host)
         ctx = s.context()
-        rate = float(np.minimum(ctx.line_bytes_s, s.policy.streams(ctx) * ctx.stream_bytes_s))
+        rate = float(s.policy.streams_rate_bytes_s(ctx))
         disk = disk_precopy(s.storage, s.network.payload_bytes_s())
         for k, v in (
             ("numa_ok", ne.compatible),

@@ -323,9 +323,18 @@ class Policy:
         """Parallel streams used (network.streams; policies may add their own)."""
         return ctx.base_streams
 
+    def stream_rate_bytes_s(self, ctx: Context):
+        """Payload one stream carries (bytes/s): the network's (``network.stream_gbit_s``, at
+        most a TCP window per round trip); policies whose sender thread is slower lower it."""
+        return ctx.stream_bytes_s
+
+    def streams_rate_bytes_s(self, ctx: Context):
+        """Payload throughput of the policy's streams on the link (bytes/s)."""
+        return np.minimum(ctx.line_bytes_s, self.streams(ctx) * self.stream_rate_bytes_s(ctx))
+
     def rate_bytes_s(self, st: State, ctx: Context):
         """Payload throughput available to pre-copy (bytes/s)."""
-        return np.minimum(ctx.line_bytes_s, self.streams(ctx) * ctx.stream_bytes_s)
+        return self.streams_rate_bytes_s(ctx)
 
     def stop_rate_bytes_s(self, st: State, ctx: Context):
         """Payload throughput during the stop-and-copy (bytes/s)."""

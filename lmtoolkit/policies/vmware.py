@@ -19,7 +19,7 @@ so; **inferred** = our reading, not documented):
   rate over the dirty rate, see :meth:`IterativePrecopy.transmit_dirty_ratio`).
 * **Stun During Page Send** (settings published, controller inferred) — ``Migrate.SdpsEnabled``,
   default 2: "Stuns VMotion source in small increments during precopy, 0=disabled, 1=always
-  enabled, 2=dynamic"; ``Migrate.SdpsTargetRate`` default 500: "Percent by which transmit
+  enabled, 2=dynamic"; ``Migrate.SdpsTargetRate`` default 500 (1–10000): "Percent by which transmit
   should be made to exceed dirty".  Introduced in vSphere 5.0 (D. Epping, Yellow Bricks,
   "vSphere 5.0 vMotion Enhancements", 2011-07-20); "SDPS kicks in when the rate at which
   pages are changed (dirtied) exceeds the rate at which the pages can be transferred … the
@@ -43,10 +43,19 @@ so; **inferred** = our reading, not documented):
     whatever is left) when SDPS is off, or when it is already at ``sdps_max_throttle``
     (inferred: vMotion would otherwise fail or time out).
 * **Streams** (published) — multi-NIC vMotion since 5.0 (Epping 2011): ``network.streams``
-  parallel streams.  vSphere 7.0U2+: ``Migrate.VMotionStreamHelpers`` 0 = "dynamically
-  allocate" and vMotion "automatically create[s] multiple streams, based on the available
-  bandwidth" (ryanmiv.com 2021, secondary): ``stream_autoscale`` opens as many streams as the
-  link needs (``ceil(line rate / per-stream rate)``).
+  parallel streams.  Each stream's data goes out through one stream helper, a thread on one
+  core: "by default, vMotion would use a single stream … Typically, one stream helper is
+  capable of saturating ±15 GbE of bandwidth.  This is great for 10 GbE NICs, but it
+  becomes a limiting factor when using 25 GbE or higher NICs" (VMware, "Faster vMotion
+  Makes Balancing Workloads Invisible", core.vmware.com, 2021; Broadcom KB 323379 measured
+  one vMotion vmknic on a 40GbE NIC at 18 Gbit/s, "the vMotion worker thread becomes CPU
+  saturated", two at 28, three at 36): a stream carries at most ``stream_helper_gbit_s``
+  (15) of the link's payload share, below the network's own per-stream rate
+  (:meth:`VmwarePolicy.stream_rate_bytes_s`).  vSphere 7.0U2+: "the vMotion process
+  automatically spins up the number of streams according to the bandwidth of the physical
+  NICs" (same VMware post; the 7.0U2 settings dump reads ``Migrate.VMotionStreamHelpers``
+  "0 to dynamically allocate"): ``stream_autoscale`` opens as many streams as the link
+  needs (``ceil(line rate / per-stream rate)``).
 * **Encrypted vMotion** (published: vSphere 6.5 … 8.0 docs "Encrypted vSphere vMotion",
   docs.vmware.com GUID-6865D84A-C286-49C4-A4D4-D62145150242: "For virtual machines that are
   not encrypted, you can set encrypted vSphere vMotion to one of the following states. The
@@ -74,7 +83,7 @@ Version profiles (``profile``; config files ``policy=vmware_vsphere5`` / ``vmwar
   (inferred); no encryption (Encrypted vMotion arrived in 6.5, published); no stream
   autoscaling.
 * ``vsphere7`` — Encrypted vMotion opportunistic, i.e. on (published default since 6.5);
-  stream autoscaling (7.0U2, secondary source).  The 7.0U1 "loose page trace" (fewer vCPU
+  stream autoscaling (7.0U2, published).  The 7.0U1 "loose page trace" (fewer vCPU
   stuns while installing write traces; patent US 11,995,459) and any compacted bitmap at
   switchover are not modelled (no numbers found).
 
@@ -89,6 +98,7 @@ import numpy as np
 
 from ..errors import check_choice, check_range
 from ..records import REASON_CODE
+from .base import none_to
 from .precopy import IterativePrecopy
 
 SDPS_MODES = ("dynamic", "on", "off")
@@ -119,6 +129,7 @@ class VmwarePolicy(IterativePrecopy):
     sdps_max_throttle: float = 0.99  # ours: highest share of vCPU time stunned (no published cap)
     encryption: bool | None = None  # Encrypted vMotion (AES-GCM CPU cost); null = profile's
     stream_autoscale: bool | None = None  # 7.0U2+: as many streams as the link needs; null = profile's
+    stream_helper_gbit_s: float = 15.0  # one stream helper thread's rate ("±15 GbE", VMware 2021)
     concurrent_limit_1gbe: int = 4  # max concurrent vMotions per host on 1 GbE (network cost 4)
     concurrent_limit_10gbe: int = 8  # max concurrent vMotions per host on 10 GbE (network cost 8)
 
@@ -128,12 +139,14 @@ class VmwarePolicy(IterativePrecopy):
     def __post_init__(self):
         self.resolve_profile("profile", PROFILES)
         super().__post_init__()
-        check_range("switchover_goal_ms", self.switchover_goal_ms, 0, None, lo_open=True)
-        check_range("min_progress_pct", self.min_progress_pct, 0, None, lo_open=True, finite=True)
+        # the ranges ESXi accepts (esxcli system settings advanced list: min, max)
+        check_range("switchover_goal_ms", self.switchover_goal_ms, 100, 100000)
+        check_range("min_progress_pct", self.min_progress_pct, 1, 1000)
         check_choice("sdps", self.sdps, SDPS_MODES)
-        check_range("sdps_target_pct", self.sdps_target_pct, 0, None, lo_open=True, finite=True)
+        check_range("sdps_target_pct", self.sdps_target_pct, 1, 10000)
         check_choice("sdps_target_reading", self.sdps_target_reading, tuple(SDPS_READINGS))
         check_range("sdps_max_throttle", self.sdps_max_throttle, 0, 1, hi_open=True)
+        check_range("stream_helper_gbit_s", self.stream_helper_gbit_s, 0, 1e6, lo_open=True)
         check_range("concurrent_limit_1gbe", self.concurrent_limit_1gbe, 1, 10**6)
         check_range("concurrent_limit_10gbe", self.concurrent_limit_10gbe, 1, 10**6)
 
@@ -145,8 +158,15 @@ class VmwarePolicy(IterativePrecopy):
         return int(self.concurrent_limit_10gbe if ten else self.concurrent_limit_1gbe)
 
     # -- link --------------------------------------------------------------------------------
+    def stream_rate_bytes_s(self, ctx):
+        """A stream's payload rate (bytes/s): the network's, at most what one stream helper
+        puts on the wire — ``stream_helper_gbit_s`` at the link's payload share (module doc,
+        *Streams*)."""
+        helper = self.stream_helper_gbit_s * 1e9 / 8.0 * none_to(ctx.link_efficiency, 1.0)
+        return np.minimum(ctx.stream_bytes_s, helper)
+
     def streams(self, ctx):
-        needed = np.ceil(ctx.line_bytes_s / ctx.stream_bytes_s)
+        needed = np.ceil(ctx.line_bytes_s / self.stream_rate_bytes_s(ctx))
         return np.where(
             np.asarray(self.stream_autoscale), np.maximum(ctx.base_streams, needed), ctx.base_streams
         )

@@ -48,7 +48,7 @@ BAD = [
         ["run", "workload=uniform", "workload.dirty_rate_pages_s=inf"],
         ["workload.dirty_rate_pages_s=inf", "finite"],
     ),
-    (["run", "policy=vmware", "policy.min_progress_pct=inf"], ["policy.min_progress_pct=inf", "finite"]),
+    (["run", "policy=vmware", "policy.min_progress_pct=inf"], ["policy.min_progress_pct=inf", "[1, 1000]"]),
     (["run", "policy=postcopy", "policy.fault_overhead_us=inf"], ["policy.fault_overhead_us=inf", "finite"]),
     # a plug-in that does not import: the key lacked its group and the message the way out
     (["run", "policy=custom", "policy._target_=no_such_module.P"], ["policy._target_=", "PYTHONPATH"]),

@@ -364,10 +364,10 @@ def test_multirun_over_a_policy_key(tmp_path, monkeypatch):
     from lmtoolkit.sweep import read_result
 
     monkeypatch.chdir(tmp_path)
-    d = _multirun(tmp_path, ["policy.switchover_goal_ms=20,2000"])
+    d = _multirun(tmp_path, ["policy.switchover_goal_ms=200,2000"])
     assert main(["collect", str(d)]) == 0
     ds = read_result(d / "quickstart.nc")
-    assert ds.switchover_goal_ms.values.tolist() == [20, 2000]
+    assert ds.switchover_goal_ms.values.tolist() == [200, 2000]
     assert ds.switchover_goal_ms.attrs["units"] == "ms"  # a numeric dim's units, from the key
     one = lmt.sweep(
         [

@@ -907,8 +907,15 @@ def _cursor_split(g: _Group, w, redirty, clean_new, newD, walk, skip):
     lo = redirty[rows, e] + clean_new[rows, b1] * share[:, None]
     lo = lo + np.where((e == 0)[:, None], np.minimum(g.Dlo, g.D[rows, b1]), 0.0)
     lo = np.minimum(lo, newD[rows, b1])
+    # a walk that stopped on the end of bin b1 (a wrap past the end of memory, or a bin
+    # edge) leaves the cursor at the start of the next bin, where nothing lies before it
+    # (before, that bin took b1's re-dirtied pages as its own: 2 GiB, two 1 GiB chunks, the
+    # second chunk's pages then counted as cleared with the first, 1.2 % more dirty pages a
+    # pass and 21 % fewer after six)
+    b_new = np.sum(g.E[:, 1:B] <= new_cur[:, None], axis=1)
     # a full pass over random writes, Xen's skips: no split to keep
-    return np.where(skip[:, None], newD[rows, b1] * share[:, None], np.clip(lo, 0.0, None))
+    lo = np.where(skip[:, None], newD[rows, b1] * share[:, None], np.clip(lo, 0.0, None))
+    return np.where((b_new != b1)[:, None], 0.0, lo)
 
 
 def _sum_regions(X):

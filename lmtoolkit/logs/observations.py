@@ -22,6 +22,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import ConfigError
+from .readers import RUNNING
 
 GIB = 1024**3
 MIB = 1024**2
@@ -240,6 +241,16 @@ def observe(log: xr.Dataset, delta_pages: bool = False) -> Observed:
             message=f"{src}: the log has no dirty-sync-count "
             "(ram.dirty-sync-count / memory_iteration, QEMU >= 2.1): the rounds "
             "cannot be told apart, nothing to fit",
+        )
+    running = int(np.isin(st, [r for r in RUNNING if r != "setup"]).sum())
+    if running < 2:
+        raise ConfigError(
+            "LOG",
+            src,
+            "",
+            message=f"{src}: the log holds {running} poll(s) of the running migration: the fit "
+            "matches its round-by-round trajectory (sync times, dirty pages per sync), so it needs "
+            "the query-migrate replies (or job statistics) polled while it ran, not only its end",
         )
     # forward-fill missing counts (a poll without RAM statistics)
     c = np.maximum.accumulate(np.where(np.isfinite(c), c, 0.0))

@@ -127,10 +127,15 @@ def _err(path, line, what: str) -> ConfigError:
 
 # -- QMP query-migrate --------------------------------------------------------------------------
 def _num(v):
-    if v is None or isinstance(v, bool):
+    if v is None:
         return math.nan
-    if isinstance(v, (int, float)):
-        return float(v)
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        try:
+            return float(v)
+        except OverflowError:  # an integer beyond any double
+            raise TypeError(
+                f"not a number a migration can have: {str(v)[:20]}… ({len(str(v))} digits)"
+            ) from None
     raise TypeError(f"not a number: {v!r}")
 
 
@@ -167,6 +172,8 @@ def _qmp_sample(obj: dict, path, line: int):
             "throttle": _num(obj.get("cpu-throttle-percentage", 0)) / 100.0,
         }
         xb = obj.get("xbzrle-cache") or {}
+        if not isinstance(xb, dict):
+            raise _err(path, line, "'xbzrle-cache' must be an object")
         f = {
             "total_time": _num(obj.get("total-time")) / 1000.0,
             "downtime": _num(obj.get("downtime")) / 1000.0,
@@ -309,7 +316,31 @@ def _is_libvirt(obj: dict) -> bool:
     return any(k in obj for k in LIBVIRT_KEYS)
 
 
-def _parse_value(raw: str, path, line: int, label: str) -> float:
+#: the units a virsh domjobinfo value may carry, by key (value in the reader's unit: bytes, ms,
+#: bytes/s, pages/s, counts); a value without a unit is taken in that unit
+_TIME_UNITS = {"": 1.0, "ms": 1.0, "s": 1000.0}
+_KEY_UNITS = {
+    **{k: _TIME_UNITS for k in ("time_elapsed", "downtime", "setup_time")},
+    **{
+        k: {"": 1, **_UNITS}
+        for k in (
+            "data_processed",
+            "data_remaining",
+            "data_total",
+            "memory_processed",
+            "memory_remaining",
+            "memory_total",
+            "memory_normal_bytes",
+            "memory_page_size",
+        )
+    },
+    "memory_bps": {"": 1, **{f"{u}/s": m for u, m in _UNITS.items()}},
+    "memory_dirty_rate": {"": 1, "pages/s": 1},
+    "auto_converge_throttle": {"": 1, "%": 1},
+}
+
+
+def _parse_value(raw: str, path, line: int, label: str, key: str = "") -> float:
     parts = raw.split()
     if not parts:
         raise _err(path, line, f"'{label}' has no value")
@@ -319,12 +350,16 @@ def _parse_value(raw: str, path, line: int, label: str) -> float:
         raise _err(path, line, f"'{label}': {parts[0]!r} is not a number") from None
     if not (math.isfinite(v) and v >= 0):
         raise _err(path, line, f"'{label}': {raw.strip()!r} is not allowed: {NONNEGATIVE}")
-    unit = parts[1].lower() if len(parts) > 1 else ""
-    if unit.endswith("/s") and unit[:-2] in _UNITS:  # Memory bandwidth: 68.180 MiB/s
-        return v * _UNITS[unit[:-2]]
-    if unit in _UNITS:
-        return v * _UNITS[unit]
-    return v
+    unit = " ".join(parts[1:])
+    units = _KEY_UNITS.get(key, {"": 1})  # counts (iteration, pages) carry none
+    scale = units.get(unit.lower())
+    if scale is None:
+        shown = {"b": "B", "kib": "KiB", "mib": "MiB", "gib": "GiB", "tib": "TiB", "pib": "PiB", "eib": "EiB"}
+        allowed = (
+            ", ".join(repr("/".join(shown.get(p, p) for p in u.split("/"))) for u in units if u) or "none"
+        )
+        raise _err(path, line, f"'{label}': unit {unit!r} is not allowed (allowed: {allowed}, or no unit)")
+    return v * scale
 
 
 def _domjobinfo_blocks(text: str, path):
@@ -348,10 +383,7 @@ def _domjobinfo_blocks(text: str, path):
             raise _err(path, i, "expected 'Job type:' first (the start of a virsh domjobinfo block)")
         if key is None:
             continue  # Operation, Expected downtime, compression, disk … are not used
-        v = _parse_value(raw, path, i, label.strip())
-        if key in ("time_elapsed", "downtime", "setup_time"):
-            v = v  # ms, as printed
-        cur[key] = v
+        cur[key] = _parse_value(raw, path, i, label.strip(), key)  # times in ms, sizes in bytes
     return blocks
 
 
@@ -387,12 +419,18 @@ def _libvirt_to_qmp(blk: dict, path, line: int):
         v = blk.get(k)
         if v is None or v == "":
             return math.nan
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return float(v)
         try:
-            return float(str(v).split()[0])
-        except ValueError:
-            raise _err(path, line, f"{k}={v!r} is not a number") from None
+            out = (
+                float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float(str(v).strip())
+            )
+        except (ValueError, OverflowError):
+            raise _err(
+                path,
+                line,
+                f"{k}={v!r} is not a number (virDomainGetJobStats values are bare numbers: bytes, "
+                "ms, pages, bytes/s)",
+            ) from None
+        return out  # the range: _check_values, which names the query-migrate field
 
     typ = g("type")
     if not np.isfinite(typ):
@@ -403,6 +441,8 @@ def _libvirt_to_qmp(blk: dict, path, line: int):
     t = g("time_elapsed")
     if not np.isfinite(t):
         raise _err(path, line, "job statistics need time_elapsed (ms) to place them in time")
+    if t < 0:
+        raise _err(path, line, f"time_elapsed={t:g} ms is not allowed: {NONNEGATIVE}")
     s = {
         "time": t / 1000.0,
         "status": status,
@@ -719,6 +759,14 @@ def _assemble(path, fmt, samples, finals, lines, passes, final_status=None) -> x
         raise _err(path, 0, "no query-migrate replies in the log")
     _check_values(path, fmt, samples, finals, lines)
     times = np.array([s["time"] for s in samples])
+    if times[0] < 0:
+        raise _err(
+            path, lines[0], f"time {times[0]:g} s is not allowed: the time since the migrate command, >= 0"
+        )
+    if len(times) > 1 and times[-1] == times[0]:
+        raise _err(
+            path, lines[-1], f"every reply has the time {times[0]:g} s: a log is a series of polls in time"
+        )
     bad = np.flatnonzero(np.diff(times) < 0)
     if bad.size:
         i = int(bad[0]) + 1
@@ -733,25 +781,38 @@ def _assemble(path, fmt, samples, finals, lines, passes, final_status=None) -> x
             f"last reply must say completed, failed or cancelled)",
         )
     final = dict(finals[-1])
-    # a cancelled/failed reply carries no RAM statistics: keep the last ones seen running
+    completed = last == "completed"
+    if completed and not np.isfinite(final["transferred"]):
+        raise _err(path, lines[-1], "the completed reply has no ram.transferred")
+    # a cancelled/failed reply carries no RAM statistics: keep the last ones seen running; a
+    # completed one only its sizes (a running poll's counts are not the run's: a completed
+    # reply without them was fitted to an earlier poll's bytes and syncs)
     for k, v in final.items():
-        if not np.isfinite(v):
+        if not np.isfinite(v) and (not completed or k in CONSTANT):
             for f in reversed(finals[:-1]):
                 if np.isfinite(f.get(k, math.nan)) and k not in ("total_time", "downtime"):
                     final[k] = f[k]
                     break
-    completed = last == "completed"
     if completed and not np.isfinite(final["total_time"]):
         final["total_time"] = float(times[-1])
     if not completed:
         final["total_time"] = float(times[-1])
         final["downtime"] = math.nan
-    if completed and not np.isfinite(final["transferred"]):
-        raise _err(path, lines[-1], "the completed reply has no ram.transferred")
     if not np.isfinite(final["ram_total"]):
         raise _err(path, lines[-1], "no guest RAM size (ram.total / memory_total) in the log")
+    if not final["ram_total"] > 0:
+        raise _err(
+            path, lines[-1], f"ram.total (memory_total) = {final['ram_total']:g} bytes: a guest has RAM"
+        )
     if not np.isfinite(final["page_size"]):
         final["page_size"] = 4096.0
+    ps = final["page_size"]
+    if not (ps >= 512 and float(ps).is_integer() and int(ps) & (int(ps) - 1) == 0):
+        raise _err(
+            path,
+            lines[-1],
+            f"ram.page-size (memory_page_size) = {ps:g} bytes: a page is a power of two of at least 512 bytes",
+        )
     sts = [s["status"] for s in samples]
     final["postcopy"] = any(s.startswith("postcopy") for s in sts)
     final["completed"] = completed

@@ -298,7 +298,57 @@ def _ram_changes(tmp_path):
     return _qmp_with(tmp_path, "rc.jsonl", 30, lambda r: r["ram"].update(total=2**30))
 
 
+def _completed_without_ram(tmp_path):  # was filled from the last running poll: a wrong fit
+    return _qmp_with(tmp_path, "nr.jsonl", -1, lambda r: r.pop("ram"))
+
+
+def _bool_number(tmp_path):  # was read as "missing"
+    return _qmp_with(tmp_path, "bo.jsonl", 8, lambda r: r["ram"].update(remaining=True))
+
+
+def _huge_integer(tmp_path):  # was an OverflowError traceback
+    lines = QMP.read_text().splitlines()
+    lines[8] = lines[8].replace('"remaining": ', '"remaining": 1' + "0" * 400 + ', "x": ')
+    return _write(tmp_path, "hu.jsonl", "\n".join(lines))
+
+
+def _xbzrle_not_an_object(tmp_path):  # was an AttributeError traceback
+    return _qmp_with(tmp_path, "xb.jsonl", 8, lambda r: r.update({"xbzrle-cache": "off"}))
+
+
+def _page_size_zero(tmp_path):  # was a ZeroDivisionError in lmtk fit
+    lines = [json.loads(ln) for ln in QMP.read_text().splitlines()]
+    for r in lines:
+        if "page-size" in r.get("ram", {}):
+            r["ram"]["page-size"] = 0
+    return _write(tmp_path, "ps.jsonl", "\n".join(json.dumps(r) for r in lines))
+
+
+def _domjobinfo_unit(tmp_path, label, value):  # another unit was read as the bare number
+    lines = DOMJOBINFO.read_text().splitlines()
+    i = next(k for k, ln in enumerate(lines) if ln.startswith(label + ":"))
+    lines[i] = f"{label}: {value}"
+    return _write(tmp_path, "du.txt", "\n".join(lines)), i + 1
+
+
+def _negative_times(tmp_path):
+    lines = [json.loads(ln) for ln in QMP.read_text().splitlines()]
+    for r in lines:
+        r["_t"] -= 1000.0
+    return _write(tmp_path, "nt.jsonl", "\n".join(json.dumps(r) for r in lines))
+
+
 BAD = [
+    (_completed_without_ram, ["nr.jsonl", "line 53", "completed reply has no ram.transferred"]),
+    (_bool_number, ["bo.jsonl", "line 9", "not a number: True"]),
+    (_huge_integer, ["hu.jsonl", "line 9", "401 digits"]),
+    (_xbzrle_not_an_object, ["xb.jsonl", "line 9", "'xbzrle-cache' must be an object"]),
+    (_page_size_zero, ["ps.jsonl", "line 53", "ram.page-size", "power of two"]),
+    (_negative_times, ["nt.jsonl", "line 1", "the time since the migrate command"]),
+    (
+        lambda tmp: _write(tmp, "jsu.txt", "type=3\ntime_elapsed=4758\nmemory_total=512 MiB\n"),
+        ["jsu.txt", "line 1", "memory_total='512 MiB' is not a number", "bare numbers"],
+    ),
     (
         _two_migrations,
         ["two.jsonl", "line 54", "'setup' after the migration ended", "line 53", "one migration"],
@@ -354,3 +404,36 @@ def test_a_netcdf_that_is_not_a_testbed_record_is_refused(tmp_path):
     xr.Dataset({"x": ("a", [1.0])}, attrs={"lmt_kind": "sweep"}).to_netcdf(p, engine="h5netcdf")
     with pytest.raises(ConfigError, match="not a testbed record"):
         read_log(p)
+
+
+@pytest.mark.parametrize(
+    "label, value, allowed",
+    [
+        ("Total downtime", "13 us", "'ms', 's'"),
+        ("Memory total", "512 MB", "'MiB'"),
+        ("Iteration", "3 x", "none"),
+    ],
+)
+def test_a_domjobinfo_unit_the_reader_does_not_know_is_refused(tmp_path, label, value, allowed):
+    """virsh prints times in ms and sizes in binary units: another unit was read as the bare
+    number (512 MB as 512 bytes, 4.758 s as 4.758 ms)."""
+    path, line = _domjobinfo_unit(tmp_path, label, value)
+    with pytest.raises(ConfigError) as e:
+        read_log(path)
+    msg = str(e.value)
+    assert f"line {line}" in msg and label in msg and repr(value.split()[1]) in msg and allowed in msg
+
+
+def test_domjobinfo_seconds_are_read_as_seconds(tmp_path):
+    path, _ = _domjobinfo_unit(tmp_path, "Total downtime", "0.013 s")
+    assert float(read_log(path).downtime) == pytest.approx(0.013)
+
+
+def test_a_log_of_only_the_final_reply_is_not_fitted(tmp_path):
+    """Without the polls of the running migration there is no trajectory: it was fitted with a
+    confident band that excluded the rate the full log gives."""
+    from lmtoolkit.logs.observations import observe
+
+    path = _write(tmp_path, "one.jsonl", QMP.read_text().splitlines()[-1])
+    with pytest.raises(ConfigError, match="0 poll"):
+        observe(read_log(path))

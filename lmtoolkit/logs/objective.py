@@ -39,6 +39,19 @@ def total_column(o: Observed, name: str) -> int:
     return 2 * (o.syncs - 1) + TOTALS.index(name)
 
 
+def hot_within_wss(cols: dict, workload) -> dict:
+    """``workload.hot_mib`` at most ``workload.wss_mib`` (the row's, else the workload's; a
+    hot/cold workload refuses a larger hot set): the fit searches both over the VM's memory,
+    and a row whose hot set exceeds its working set is the working set all hot."""
+    hot = cols.get("workload.hot_mib")
+    if hot is None:
+        return cols
+    wss = cols.get("workload.wss_mib", getattr(workload, "wss_mib", None))
+    if wss is not None:
+        cols["workload.hot_mib"] = np.minimum(hot, wss)
+    return cols
+
+
 @dataclass
 class Param:
     key: str
@@ -79,10 +92,12 @@ class Problem:
     phase_free: np.ndarray | None = None
 
     def _peak_column(self, cols: dict) -> dict:
+        """The columns a row implies: the writer's peak rate (:attr:`peak_rate`), and a hot
+        set within the working set (:func:`hot_within_wss`)."""
         rate = cols.get("workload.dirty_rate_pages_s")
         if self.peak_rate is not None and rate is not None:
             cols["workload.max_rate_pages_s"] = np.maximum(self.peak_rate(np.asarray(rate, float)), rate)
-        return cols
+        return hot_within_wss(cols, next(iter(self.templates.values())).workload)
 
     def scenario(self, pattern: str, x: np.ndarray, engine: str = "page", seed: int = 0):
         """The scenario of one parameter row (for the page engine)."""

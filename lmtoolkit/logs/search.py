@@ -30,7 +30,10 @@ def evolve(prob: Problem, pattern: str, lo, hi, seed=0, popsize=16, maxiter=45, 
     if init is not None:
         n = popsize * lo.size
         given = np.clip(np.atleast_2d(init), lo + eps, hi - eps)[:n]
-        fill = qmc.scale(qmc.Sobol(lo.size, seed=seed).random(max(n - given.shape[0], 1)), lo + eps, hi - eps)
+        need = max(n - given.shape[0], 1)
+        # a power of two of Sobol points (fewer warn of lost balance), the first ``need`` kept
+        pts = qmc.Sobol(lo.size, seed=seed).random_base2(max(int(np.ceil(np.log2(need))), 0))[:need]
+        fill = qmc.scale(pts, lo + eps, hi - eps)
         first = np.vstack([given, fill])[: max(n, 5)]
     r = differential_evolution(
         f,

@@ -198,6 +198,15 @@ def _truncated(tmp_path):
             ["experiment=quickstart", "observed run"],
         ),
         (lambda t: ["fit", str(CASES["qmp"][0]), "sweep.replicates=3"], ["sweep.replicates=3", "lmtk sweep"]),
+        # a cap the fit read as a float: ValueError, ZeroDivisionError, TypeError tracebacks
+        (
+            lambda t: ["fit", str(CASES["qmp"][0]), "policy.max_bandwidth_mib_s=abc"],
+            ["policy.max_bandwidth_mib_s='abc'", "must be a number"],
+        ),
+        (
+            lambda t: ["fit", str(CASES["qmp"][0]), "policy.max_bandwidth_mib_s=0"],
+            ["policy.max_bandwidth_mib_s=0", "(0, inf]"],
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, words):
@@ -294,3 +303,21 @@ def test_a_fit_that_does_not_reproduce_its_log_says_so(tmp_path, capsys):
     assert main(["fit", str(log), *known, "--engine", "fluid", "--bootstrap", "3", "--out", str(good)]) == 0
     cap = capsys.readouterr()
     assert "does not reproduce" not in cap.out + cap.err
+
+
+@pytest.mark.parametrize("workload", ["hotcold", "zipf"])
+def test_the_documented_workload_shapes_fit(tmp_path, capsys, workload):
+    """workload=hotcold refused its own search ("hot_mib=64.06 … must not exceed wss_mib
+    (0.25)"); workload=zipf tried a sequential Zipf, 2,900 fluid bins x 46 regions a row, and
+    ran out of memory.  A hot set is at most the working set; Zipf is fitted as random writes."""
+    log, known, _ = CASES["qmp"]
+    out = tmp_path / f"{workload}.yaml"
+    argv = ["fit", str(log), *known, f"workload={workload}", "--engine", "fluid", "--bootstrap", "4"]
+    assert main([*argv, "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    if workload == "hotcold":
+        hot, wss = (
+            float(re.search(rf"workload\.{k}\s+([0-9.e+]+)", text).group(1)) for k in ("hot_mib", "wss_mib")
+        )
+        assert hot <= wss
+    assert main(["whatif", str(out), "network=10gbe", "--out", str(tmp_path / "w.nc")]) == 0

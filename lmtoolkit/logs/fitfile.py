@@ -264,7 +264,12 @@ def read_fit(path) -> FitFile:
         raise ConfigError(
             "FIT", str(path), "", message=f"{path}: the '#| lmt_fit' block is damaged"
         ) from None
-    if not isinstance(body, dict) or not any(k in body for k in SECTIONS) or not fit:
+    if (
+        not isinstance(body, dict)
+        or not any(k in body for k in SECTIONS)
+        or not isinstance(fit, dict)
+        or not fit
+    ):
         raise ConfigError(
             "FIT",
             str(path),
@@ -272,5 +277,96 @@ def read_fit(path) -> FitFile:
             message=f"{path}: not a FIT file written by lmtk fit "
             "(needs the config sections and the '#| lmt_fit' block)",
         )
+    _check_block(fit, path)
     defaults = list(body.pop("defaults", []) or [])
     return FitFile(path=path, config=body, defaults=defaults, fit=fit)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _numbers(v) -> bool:  # a list of numbers (null: a value the log did not give)
+    return isinstance(v, list) and all(x is None or _number(x) for x in v)
+
+
+#: the '#| lmt_fit' block's entries: what each must be (an absent one is left to its default)
+_BLOCK = {
+    "log": (
+        lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
+        "a mapping of text",
+    ),
+    "engine": (lambda v: v in ("page", "fluid"), "page or fluid"),
+    "pattern": (lambda v: isinstance(v, str), "text"),
+    "cap_factor": (
+        lambda v: _number(v) and 0.9 <= v <= 1.1,
+        "a number in [0.9, 1.1] (lmtk fit keeps 0.9-1.1)",
+    ),
+    "overrides": (
+        lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+        "a list of overrides",
+    ),
+    "log_overrides": (
+        lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+        "a list of overrides",
+    ),
+    "params": (
+        lambda v: (
+            isinstance(v, dict)
+            and all(
+                isinstance(p, dict) and all(x is None or _number(x) or isinstance(x, str) for x in p.values())
+                for p in v.values()
+            )
+        ),
+        "a mapping of parameters",
+    ),
+    "derived": (lambda v: isinstance(v, dict), "a mapping"),
+    "quality": (lambda v: isinstance(v, dict), "a mapping"),
+    "alternatives": (lambda v: isinstance(v, dict), "a mapping"),
+    "samples": (
+        lambda v: (
+            isinstance(v, dict)
+            and isinstance(v.get("keys", []), list)
+            and all(isinstance(k, str) for k in v.get("keys", []))
+            and isinstance(v.get("values", []), list)
+            and all(_numbers(r) and len(r) == len(v.get("keys", [])) for r in v.get("values", []))
+        ),
+        "keys (parameter names) and values (rows of one number per key)",
+    ),
+    "observed": (
+        lambda v: (
+            isinstance(v, dict)
+            and all(
+                _numbers(x) if isinstance(x, list) else (x is None or _number(x) or isinstance(x, bool))
+                for x in v.values()
+            )
+            and len({len(v.get(k, [])) for k in ("sync", "sync_lo", "sync_hi", "new_bytes")}) == 1
+        ),
+        "numbers, and as many sync_lo, sync_hi and new_bytes as syncs",
+    ),
+    "fitted": (lambda v: isinstance(v, dict) and all(_numbers(x) for x in v.values()), "lists of numbers"),
+}
+
+
+def _check_block(fit, path) -> None:
+    """The '#| lmt_fit' block as :func:`fit_block` writes it: a hand-edited entry of another
+    kind is one error naming it (it was a traceback, after the what-if's file was written)."""
+    if not isinstance(fit, dict):
+        raise ConfigError("FIT", str(path), "", message=f"{path}: the '#| lmt_fit' block is not a mapping")
+    for key, (ok, what) in _BLOCK.items():
+        if key in fit and not ok(fit[key]):
+            raise ConfigError(
+                "FIT",
+                str(path),
+                "",
+                message=f"{path}: the '#| lmt_fit' block's {key} = {str(fit[key])[:60]} is not allowed: {what}",
+            )
+    keys = (fit.get("samples") or {}).get("keys", [])
+    unknown = [k for k in keys if k not in (fit.get("params") or {})]
+    if unknown:
+        raise ConfigError(
+            "FIT",
+            str(path),
+            "",
+            message=f"{path}: the '#| lmt_fit' block's samples name {unknown[0]!r}, not a fitted parameter",
+        )

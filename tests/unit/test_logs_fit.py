@@ -187,6 +187,34 @@ def test_damaged_fit_files_are_one_error_naming_them(tmp_path, fitted):
         assert name in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize(
+    "entry, words",
+    [
+        ("quality: [1]", ["quality", "a mapping"]),
+        ("cap_factor: 0.0014", ["cap_factor", "[0.9, 1.1]"]),
+        ("samples: {keys: [workload.nosuch], values: [[1]]}", ["workload.nosuch", "not a fitted parameter"]),
+        ("observed: {sync: [2, 3], sync_lo: [1]}", ["observed", "as many sync_lo"]),
+        ("fitted: {sync_time: [a]}", ["fitted", "lists of numbers"]),
+    ],
+)
+def test_a_hand_edited_fit_block_is_one_error_before_anything_is_written(tmp_path, fitted, entry, words):
+    """A later key of the block wins: an entry of another kind was a traceback in lmtk whatif
+    (quality: [1] after the what-if's file was written; cap_factor 0.0014 sent every capped
+    what-if to the timeout)."""
+    from lmtoolkit.cli import main
+
+    _, path = fitted
+    lines = path.read_text().splitlines()
+    at = next(i for i, ln in enumerate(lines) if ln.startswith("#|   created_at"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("\n".join([*lines[: at + 1], f"#|   {entry}", *lines[at + 1 :]]) + "\n")
+    with pytest.raises(ConfigError) as e:
+        read_fit(bad)
+    assert all(w in str(e.value) for w in ["bad.yaml", *words]), str(e.value)
+    assert main(["whatif", str(bad), "--out", str(tmp_path / "w.nc")]) == 2
+    assert not (tmp_path / "w.nc").exists()
+
+
 def test_the_figure_shows_trajectory_and_whatif_table(fitted):
     import matplotlib
 

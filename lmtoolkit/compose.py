@@ -220,7 +220,7 @@ def _explain(overrides: list[str], groups: list[str], values: list[str], err: Ex
     valid = leaf_keys(base)
     for o in values:
         prefix, key, _ = split_override(o)
-        if prefix or key.startswith("policy."):
+        if prefix or key.startswith(("policy.", "hydra.")):  # hydra.*: Hydra's own (a search path)
             continue
         if OmegaConf.select(base, key, default="__missing__") == "__missing__":
             close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)

@@ -159,6 +159,8 @@ def test_axes_syntax_and_bad_whatif_input():
         # the experiment's own guest and write-rate axis replaced the fitted guest
         (["experiment=quickstart"], ["experiment=quickstart", "observed run", "key=a,b,c"]),
         (["sweep.replicates=3"], ["sweep.replicates=3", "lmtk sweep"]),
+        # every unknown key was reported as 'hydra.searchpath' (the FIT file's search path)
+        (["vm.memroy_gib=1"], ["unknown key 'vm.memroy_gib'", "vm.memory_gib"]),
     ],
 )
 def test_bad_whatif_overrides_are_one_error(fitted, overrides, words):

@@ -878,21 +878,27 @@ def _read_text(path: Path) -> str:
     except OSError as e:
         raise _err(path, 0, f"cannot read it ({e.strerror})") from None
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # a byte-order mark, as some editors write, is dropped
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise _err(path, line, "not a text log (not UTF-8); a testbed record is a .nc file") from None
 
 
-def detect_format(path) -> str:
-    """``testbed``, ``qmp``, ``libvirt-domjobinfo`` or ``libvirt-jobstats``."""
+def _is_netcdf(path: Path) -> bool:
+    if not path.is_file():  # a pipe (lmtk fit <(...)) is read once, as text
+        return False
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    return head.startswith(b"\x89HDF") or head.startswith(b"CDF")
+
+
+def detect_format(path, text: str | None = None) -> str:
+    """``testbed``, ``qmp``, ``libvirt-domjobinfo`` or ``libvirt-jobstats`` (of ``text``, the
+    file's content, where already read)."""
     path = Path(path)
-    if path.is_file():
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-        if head.startswith(b"\x89HDF") or head.startswith(b"CDF"):
-            return "testbed"
-    text = _read_text(path)
+    if text is None and _is_netcdf(path):
+        return "testbed"
+    text = _read_text(path) if text is None else text
     s = text.lstrip()
     if not s:
         raise _err(path, 0, "the log is empty")
@@ -925,10 +931,10 @@ def read_log(path) -> xr.Dataset:
         raise _err(path, 0, "no such file")
     if path.is_dir():
         raise _err(path, 0, "is a directory, not a log file")
-    fmt = detect_format(path)
-    if fmt == "testbed":
+    if _is_netcdf(path):
         return read_testbed(path)
-    text = _read_text(path)
+    text = _read_text(path)  # once: a pipe has nothing left to read a second time
+    fmt = detect_format(path, text)
     if fmt == "qmp":
         return read_qmp(path, text)
     if fmt == "libvirt-domjobinfo":

@@ -437,3 +437,22 @@ def test_a_log_of_only_the_final_reply_is_not_fitted(tmp_path):
     path = _write(tmp_path, "one.jsonl", QMP.read_text().splitlines()[-1])
     with pytest.raises(ConfigError, match="0 poll"):
         observe(read_log(path))
+
+
+def test_a_log_read_from_a_pipe_or_with_a_byte_order_mark(tmp_path):
+    """lmtk fit <(...) read the pipe twice and found it empty; an editor's UTF-8 byte-order
+    mark made a valid log an unknown format."""
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    threading.Thread(target=lambda: fifo.write_text(QMP.read_text()), daemon=True).start()
+    got = {}
+    reader = threading.Thread(target=lambda: got.update(log=read_log(fifo)), daemon=True)
+    reader.start()
+    reader.join(timeout=20)  # a second read of the pipe waits for a writer that never comes
+    assert "log" in got and got["log"].attrs["lmt_log_format"] == "qmp-jsonl"
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + QMP.read_bytes())
+    assert float(read_log(bom).transferred) == float(read_log(QMP).transferred)

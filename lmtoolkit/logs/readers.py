@@ -754,6 +754,31 @@ def _check_sequence(path, samples, finals, lines) -> None:
                 last[k] = (v, line)
 
 
+def _check_consistent(path, samples, lines, final, completed) -> None:
+    """What no migration logs: a completed run's total time shorter than its own polls (by
+    more than a second of polling slack), a downtime longer than the run, a dirty remainder
+    larger than the guest's RAM.  Each was fitted with only a 'does not reproduce' warning."""
+    running = [(s["time"], ln) for s, ln in zip(samples, lines) if s["status"] not in FINAL]
+    total, down = final["total_time"], final["downtime"]
+    if completed and running and total + 1.0 < running[-1][0]:
+        raise _err(
+            path,
+            lines[-1],
+            f"total-time {total:g} s is shorter than the polls of the running migration (the last "
+            f"at {running[-1][0]:g} s, line {running[-1][1]})",
+        )
+    if completed and np.isfinite(down) and down > total:
+        raise _err(path, lines[-1], f"downtime {down:g} s is longer than the whole migration ({total:g} s)")
+    for s, ln in zip(samples, lines):
+        if np.isfinite(s["remaining"]) and s["remaining"] > 1.01 * final["ram_total"]:
+            raise _err(
+                path,
+                ln,
+                f"ram.remaining = {s['remaining']:g} bytes is more than the guest's RAM "
+                f"({final['ram_total']:g} bytes, ram.total)",
+            )
+
+
 def _assemble(path, fmt, samples, finals, lines, passes, final_status=None) -> xr.Dataset:
     if not samples:
         raise _err(path, 0, "no query-migrate replies in the log")
@@ -804,6 +829,7 @@ def _assemble(path, fmt, samples, finals, lines, passes, final_status=None) -> x
         raise _err(
             path, lines[-1], f"ram.total (memory_total) = {final['ram_total']:g} bytes: a guest has RAM"
         )
+    _check_consistent(path, samples, lines, final, completed)
     if not np.isfinite(final["page_size"]):
         final["page_size"] = 4096.0
     ps = final["page_size"]

@@ -339,6 +339,19 @@ def _negative_times(tmp_path):
 
 
 BAD = [
+    # what no migration logs (each was fitted with only a "does not reproduce" warning)
+    (
+        lambda tmp: _qmp_with(tmp, "tt.jsonl", -1, lambda r: r.update({"total-time": 1})),
+        ["tt.jsonl", "line 53", "total-time 0.001 s is shorter than the polls"],
+    ),
+    (
+        lambda tmp: _qmp_with(tmp, "dt.jsonl", -1, lambda r: r.update({"downtime": 10**9})),
+        ["dt.jsonl", "line 53", "longer than the whole migration"],
+    ),
+    (
+        lambda tmp: _qmp_with(tmp, "rm.jsonl", 8, lambda r: r["ram"].update(remaining=10**13)),
+        ["rm.jsonl", "line 9", "more than the guest's RAM"],
+    ),
     (_completed_without_ram, ["nr.jsonl", "line 53", "completed reply has no ram.transferred"]),
     (_bool_number, ["bo.jsonl", "line 9", "not a number: True"]),
     (_huge_integer, ["hu.jsonl", "line 9", "401 digits"]),

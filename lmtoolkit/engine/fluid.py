@@ -171,12 +171,42 @@ def _phase_schedule(uniq: list[Scenario], R: int):
 def _cumulative_writes(rates, ends, w):
     """Writes per page (S, R) a writer makes from its time 0 to ``w`` (S,) under phases of
     ``rates`` (S, K, R) ending at ``ends`` (S, K) in a cycle that repeats."""
+    return _cumulative_writes_at(rates, ends, w[:, None])[:, 0]
+
+
+def _cumulative_writes_at(rates, ends, w):
+    """:func:`_cumulative_writes` at several writer times per row: ``w`` (S, M) -> (S, M, R)."""
     dur = np.diff(ends, axis=1, prepend=0.0)
-    cycle = ends[:, -1]
+    cycle = ends[:, -1][:, None]
     q = np.floor(w / cycle)
     rem = w - q * cycle
-    within = np.clip(rem[:, None] - (ends - dur), 0.0, dur)
-    return q[:, None] * np.einsum("sk,skr->sr", dur, rates) + np.einsum("sk,skr->sr", within, rates)
+    within = np.clip(rem[..., None] - (ends - dur)[:, None, :], 0.0, dur[:, None, :])
+    full = np.einsum("sk,skr->sr", dur, rates)
+    return q[..., None] * full[:, None, :] + np.einsum("smk,skr->smr", within, rates)
+
+
+#: Gauss-Legendre nodes and weights on [-1, 1] for :func:`_phased_send_redirty`
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(6)
+
+
+def _phased_send_redirty(g, rows, A, tau, T, wspeed):
+    """``dirty_clear: send`` under a phased workload: the chance (len(rows), B + 1, R) that a
+    page sent during ``[A, A + tau]`` of a phase of ``T`` s is written after its send, under
+    the phases in force then — the mean over the sends of ``1 - exp(-(C(T) - C(s)))``, ``C``
+    the writes per page since the phase start (Gauss-Legendre over each segment's sends).  The
+    phase's mean rate for every page overstated it where a phase boundary fell inside the
+    phase: a page sent late sees only the later phase (VMware-like, a busy phase then a quiet
+    one: +9.4 % total time against the page engine)."""
+    w0, sp = g.wtime[rows][:, None], wspeed[rows][:, None]
+    lam, ends = g.phase_lam[rows], g.phase_end[rows]
+    c_end = _cumulative_writes_at(lam, ends, w0 + sp * T[rows][:, None])  # (n, 1, R)
+    out = 0.0
+    for x, wt in zip(_GL_X, _GL_W):
+        s = A[rows] + tau[rows] * (1.0 + x) / 2.0
+        out = out + wt / 2.0 * -np.expm1(
+            -np.maximum(c_end - _cumulative_writes_at(lam, ends, w0 + sp * s), 0.0)
+        )
+    return out
 
 
 def _phase_rates(g, w0, w1) -> np.ndarray:
@@ -1144,6 +1174,11 @@ def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
     is_send, is_chunk = mode == "send", mode == "chunk"
     if is_send.any() or xb:
         p_send = mean_written_after(xs, (Tcol - A - tau)[..., None], (Tcol - A)[..., None], seqs)
+        timed_send = is_send & g.timed
+        if timed_send.any():
+            r = np.flatnonzero(timed_send)
+            p_send = np.array(np.broadcast_to(p_send, (S,) + p_send.shape[1:]))
+            p_send[r] = _phased_send_redirty(g, r, A, tau, T, wspeed)
         pr = np.where(is_send[:, None, None], p_send, pr)
     if is_chunk.any():
         theta = _chunk_entry(g, w, ctx, pol)

@@ -651,6 +651,12 @@ def run_inputs(inp: FluidInputs, round_detail: int = ROUND_DETAIL_LIMIT) -> Batc
     return out
 
 
+def _bin_of(E, cur) -> np.ndarray:
+    """(S,) the address bin holding each row's cursor ``cur`` (S,), bins bounded by ``E``
+    (S, B + 1); a cursor on a bin's lower bound is in that bin."""
+    return np.sum(E[:, 1:-1] <= cur[:, None], axis=1)
+
+
 def _segments(g: _Group) -> dict:
     """The bins in send order from the cursor, as segments of (S, B + 1) arrays.
 
@@ -662,7 +668,7 @@ def _segments(g: _Group) -> dict:
     (S,): index of the first segment past the end of memory."""
     E, W, cur = g.E, g.W, g.cur
     S, B = W.shape
-    b0 = np.sum(E[:, 1:B] <= cur[:, None], axis=1)
+    b0 = _bin_of(E, cur)
     order = (b0[:, None] + np.arange(B)[None, :]) % B
     seg = np.concatenate([order, b0[:, None]], axis=1)
     start = _take_cols(E, seg)
@@ -942,7 +948,7 @@ def _cursor_split(g: _Group, w, redirty, clean_new, newD, walk, skip):
     # (before, that bin took b1's re-dirtied pages as its own: 2 GiB, two 1 GiB chunks, the
     # second chunk's pages then counted as cleared with the first, 1.2 % more dirty pages a
     # pass and 21 % fewer after six)
-    b_new = np.sum(g.E[:, 1:B] <= new_cur[:, None], axis=1)
+    b_new = _bin_of(g.E, new_cur)
     # a full pass over random writes, Xen's skips: no split to keep
     lo = np.where(skip[:, None], newD[rows, b1] * share[:, None], np.clip(lo, 0.0, None))
     return np.where((b_new != b1)[:, None], 0.0, lo)
@@ -1177,8 +1183,7 @@ def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
         timed_send = is_send & g.timed
         if timed_send.any():
             r = np.flatnonzero(timed_send)
-            p_send = np.array(np.broadcast_to(p_send, (S,) + p_send.shape[1:]))
-            p_send[r] = _phased_send_redirty(g, r, A, tau, T, wspeed)
+            p_send[r] = _phased_send_redirty(g, r, A, tau, T, wspeed)  # (S, B + 1, R), a new array
         pr = np.where(is_send[:, None, None], p_send, pr)
     if is_chunk.any():
         theta = _chunk_entry(g, w, ctx, pol)
@@ -1705,7 +1710,7 @@ def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k, cut) -> np.ndarr
         cur = np.mod(g.cur[r] + shift, 1.0)
         g.cur[r] = cur
         i = np.arange(r.size)
-        b0 = np.sum(E[:, 1:-1] <= cur[:, None], axis=1)
+        b0 = _bin_of(E, cur)
         frac = np.where(W[i, b0] > 0, (cur - E[i, b0]) / np.maximum(W[i, b0], 1e-300), 0.0)
         g.Dlo[r] = g.D[r, b0] * frac[:, None]
     g.D = g.D * scale[:, None, None]

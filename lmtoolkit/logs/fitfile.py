@@ -290,10 +290,14 @@ def _numbers(v) -> bool:  # a list of numbers (null: a value the log did not giv
     return isinstance(v, list) and all(x is None or _number(x) for x in v)
 
 
+def _texts(v) -> bool:  # a list of strings
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
 #: the '#| lmt_fit' block's entries: what each must be (an absent one is left to its default)
 _BLOCK = {
     "log": (
-        lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
+        lambda v: isinstance(v, dict) and _texts(list(v.values())),
         "a mapping of text",
     ),
     "engine": (lambda v: v in ("page", "fluid"), "page or fluid"),
@@ -302,14 +306,8 @@ _BLOCK = {
         lambda v: _number(v) and 0.9 <= v <= 1.1,
         "a number in [0.9, 1.1] (lmtk fit keeps 0.9-1.1)",
     ),
-    "overrides": (
-        lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-        "a list of overrides",
-    ),
-    "log_overrides": (
-        lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-        "a list of overrides",
-    ),
+    "overrides": (_texts, "a list of overrides"),
+    "log_overrides": (_texts, "a list of overrides"),
     "params": (
         lambda v: (
             isinstance(v, dict)
@@ -326,8 +324,7 @@ _BLOCK = {
     "samples": (
         lambda v: (
             isinstance(v, dict)
-            and isinstance(v.get("keys", []), list)
-            and all(isinstance(k, str) for k in v.get("keys", []))
+            and _texts(v.get("keys", []))
             and isinstance(v.get("values", []), list)
             and all(_numbers(r) and len(r) == len(v.get("keys", [])) for r in v.get("values", []))
         ),

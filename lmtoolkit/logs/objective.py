@@ -91,7 +91,7 @@ class Problem:
     #: (N, m) residuals of the last evaluation that a sequential sweep's phase does not decide
     phase_free: np.ndarray | None = None
 
-    def _peak_column(self, cols: dict) -> dict:
+    def _implied_columns(self, cols: dict) -> dict:
         """The columns a row implies: the writer's peak rate (:attr:`peak_rate`), and a hot
         set within the working set (:func:`hot_within_wss`)."""
         rate = cols.get("workload.dirty_rate_pages_s")
@@ -105,7 +105,7 @@ class Problem:
 
         scn = with_values(self.templates[pattern], self.fixed.items())
         cols = {p.key: float(p.from_x(x[i])) for i, p in enumerate(self.params)}
-        scn = with_values(scn, ((k, float(v)) for k, v in self._peak_column(cols).items()))
+        scn = with_values(scn, ((k, float(v)) for k, v in self._implied_columns(cols).items()))
         return dataclasses.replace(scn, engine=engine, seed=seed)
 
     def page_residuals(self, pattern: str, x: np.ndarray, seeds=(0, 1, 2)):
@@ -144,7 +144,7 @@ class Problem:
         cols = {p.key: p.from_x(X[:, i]) for i, p in enumerate(self.params)}
         for k, v in self.fixed.items():
             cols[k] = np.full(X.shape[0], v)
-        cols = self._peak_column(cols)
+        cols = self._implied_columns(cols)
         self.evals += X.shape[0]
         return simulate_fluid_columns(self.templates[pattern], cols, round_detail=self.round_detail)
 

@@ -356,6 +356,110 @@ def _pages_per_bin(edges: np.ndarray, regs, npg: float) -> np.ndarray:
     return out
 
 
+#: at most this many slot groups per migration (:func:`_slot_groups`; the smallest beyond it
+#: are merged, per number of pages a slot holds, into one of their mean mix)
+XB_GROUPS = 8
+#: scattered working sets of at most this many pages over a cache whose entries do not divide
+#: memory have their slots listed page by page (larger ones: taken as if they did)
+XB_LIST_PAGES = 1 << 24
+
+
+def _ranks_in(x, cuts, slots):
+    """Ranks below ``x`` (B, 1) whose residue mod ``slots`` lies in each interval of ``cuts``."""
+    width = np.diff(cuts)[None, :]
+    return np.floor(x / slots) * width + np.clip(np.mod(x, slots) - cuts[None, :-1], 0.0, width)
+
+
+def _sum_groups(share, into, G):
+    """``share`` (..., G0) summed over the groups ``into`` (G0,) merges them into (..., G)."""
+    out = np.zeros(share.shape[:-1] + (G,))
+    np.add.at(out.T, into, share.T)
+    return out
+
+
+def _slot_groups(edges: np.ndarray, regs, npg: int, slots: int, scattered: bool):
+    """XBZRLE's direct-mapped cache over the workload's regions: a page's slot is its page
+    number mod ``slots`` (``migration/page_cache.c: cache_get_cache_pos``), so only pages
+    of one slot compete (``cache_insert``).  Slots holding the same number of pages of each
+    region form a group.  Returns ``m`` (G,) slots per group, ``c`` (G, R) pages of each
+    region in each of its slots, ``share`` (B, R, G) the share of a bin's pages of a region
+    in each group.  The untouched rest (the last region) is never written, hence never sent
+    once XBZRLE has started: it holds no slot.
+
+    A sequential region lies at its ranks; a scattered one at ``rank x a mod npg`` (``a``
+    odd, :func:`~lmtoolkit.model.workload.page_of_rank`), whose slot is a one-to-one
+    function of ``rank mod slots`` where ``slots`` divides ``npg`` (or ``npg <= slots``):
+    then ``slots`` consecutive ranks take every slot once, and the groups follow from the
+    regions' rank bounds mod ``slots``.  Otherwise the slots are listed page by page."""
+    n, _, seq, first = regs[:4]
+    R, B = n.size, edges.size - 1
+    live = np.flatnonzero(n[:-1] > 0)
+    lo, hi = first[live], first[live] + n[live]
+    listed = scattered and npg % slots != 0 and npg > slots and n[live].sum() <= XB_LIST_PAGES
+    if listed:
+        from ..model.workload import page_of_rank
+
+        tab = np.zeros((slots, R))
+        for j, a, b in zip(live, lo.astype(np.int64), hi.astype(np.int64)):
+            tab[:, j] = np.bincount(page_of_rank(np.arange(a, b), npg) & (slots - 1), minlength=slots)
+        c, m = np.unique(tab, axis=0, return_counts=True)
+        cuts = None
+    else:
+        cuts = np.unique(np.concatenate([[0.0, slots], lo % slots, hi % slots]))
+        u = cuts[:-1]
+        c = np.zeros((u.size, R))
+        c[:, live] = np.floor((hi - 1 - u[:, None]) / slots) - np.floor((lo - 1 - u[:, None]) / slots)
+        m = np.diff(cuts)
+    m = m.astype(float)
+    # share of each bin's pages of region j in each group: the group's pages of j over j's
+    # pages for a scattered region (spread evenly over the bins), counted on the bin's ranks
+    # for a sequential one (slot = rank mod slots; never listed)
+    share = np.zeros((B, R, m.size))
+    share[:, live] = (m[:, None] * c[:, live] / n[live]).T[None]
+    for j in np.flatnonzero(seq[:-1] & (n[:-1] > 0)):
+        a = np.clip(edges[:-1] * npg, first[j], first[j] + n[j])[:, None]
+        b = np.clip(edges[1:] * npg, first[j], first[j] + n[j])[:, None]
+        share[:, j] = np.where(
+            b > a, (_ranks_in(b, cuts, slots) - _ranks_in(a, cuts, slots)) / (b - a + 1e-300), 0.0
+        )
+    keep = c.sum(1) > 0
+    c, inv = np.unique(c[keep], axis=0, return_inverse=True)  # groups of one mix: one group
+    m = np.bincount(inv.ravel(), weights=m[keep], minlength=c.shape[0])
+    share = _sum_groups(share[..., keep], inv.ravel(), c.shape[0])
+    if m.size > XB_GROUPS:  # keep the largest, merge the others per pages a slot holds
+        T = c.sum(1)
+        kinds, kind = np.unique(T, return_inverse=True)
+        n_big = max(XB_GROUPS - kinds.size, 0)
+        into = n_big + kind.ravel()
+        into[np.argsort(-m, kind="stable")[:n_big]] = np.arange(n_big)
+        _, into = np.unique(into, return_inverse=True)
+        into = into.ravel()
+        G = int(into.max()) + 1
+        c = np.stack([np.average(c[into == g], axis=0, weights=m[into == g]) for g in range(G)])
+        m = np.bincount(into, weights=m, minlength=G)
+        share = _sum_groups(share, into, G)
+    return m, c, share
+
+
+def _slot_groups_of(uniq: list[Scenario], regs, edges, B: int, R: int):
+    """:func:`_slot_groups` of each distinct scenario, padded to (U, G), (U, G, R) and
+    (U, B, R, G) (a row without the cache: no slots), or three None where none has it."""
+    slots = [int(checked(s.policy).xbzrle_slots(s.context())) for s in uniq]
+    if not any(slots):
+        return None, None, None
+    parts = {
+        i: _slot_groups(e, r, s.vm.pages, k, s.workload.pattern == "random")
+        for i, (s, r, e, k) in enumerate(zip(uniq, regs, edges, slots))
+        if k
+    }
+    G = max(max(p[0].size for p in parts.values()), 1)
+    m, c, share = np.zeros((len(uniq), G)), np.zeros((len(uniq), G, R)), np.zeros((len(uniq), B, R, G))
+    for i, (mi, ci, si) in parts.items():
+        g, b = mi.size, si.shape[0]
+        m[i, :g], c[i, :g], share[i, :b, :, :g] = mi, ci, si
+    return m, c, share
+
+
 def with_value(obj, key: str, value):
     """``obj`` with the dotted ``key`` replaced (nested frozen dataclasses), typed like the old value."""
     return with_values(obj, ((key, value),))
@@ -417,6 +521,12 @@ class FluidInputs:
     phase_lam: np.ndarray | None = None
     phase_end: np.ndarray | None = None
     phased: np.ndarray | None = None
+    #: XBZRLE's cache in slot groups (:func:`_slot_groups`): (S, G) slots, (S, G, R) pages of
+    #: each region per slot, (S, B, R, G) share of a bin's pages of a region in each group;
+    #: None where no row has the cache
+    xb_m: np.ndarray | None = None
+    xb_c: np.ndarray | None = None
+    xb_share: np.ndarray | None = None
     scenarios: list | None = None  # the distinct scenarios (for lmtoolkit.engine.beyond)
     inverse: np.ndarray | None = None  # (S,) row -> index in ``scenarios``
 
@@ -444,6 +554,7 @@ class FluidInputs:
             E[i, : e.size] = e
             NB[i, : e.size - 1] = _pages_per_bin(e, r, float(s.vm.pages))
             ZB[i, : e.size - 1] = _zero_per_bin(e, NB[i, : e.size - 1, -1], s.vm, lay)
+        xbm, xbc, xbs = _slot_groups_of(uniq, regs, edges, B, R)
         ctx = _stack_context([s.context() for s in uniq]).subset(inverse)
         wall = np.array([s.workload.pacing == "wall" for s in uniq])[inverse]
         peak = np.array(
@@ -469,6 +580,8 @@ class FluidInputs:
         if not used.all():
             n, lam, seq, first, NB = n[:, used], lam[:, used], seq[:, used], first[:, used], NB[..., used]
             start = start[:, used]
+            if xbm is not None:
+                xbc, xbs = xbc[..., used], xbs[:, :, used]
             if phase_lam is not None:
                 phase_lam = phase_lam[..., used]
         return cls(
@@ -491,6 +604,9 @@ class FluidInputs:
             phase_lam=phase_lam,
             phase_end=phase_end,
             phased=phased,
+            xb_m=None if xbm is None else xbm[inverse],
+            xb_c=None if xbm is None else xbc[inverse],
+            xb_share=None if xbm is None else xbs[inverse],
             scenarios=list(uniq),
             inverse=np.asarray(inverse),
         )
@@ -566,12 +682,14 @@ class _Group:
         # zero pages in one stretch (VM.zero_layout): the send order's costs vary
         self.layout = inp.layout.copy()
         self.rotatable = self.rotatable & ~self.layout & ~self.timed  # phases: no steady state
-        # XBZRLE (expected): cache entries, held pages per region, slots refreshed in the last
-        # phase per region, pending pages unchanged since sent, scan wrapped
+        # XBZRLE (expected): cache entries, its slot groups (FluidInputs), pages held per bin,
+        # region and group, those of them refreshed in the last phase, pending pages
+        # unchanged since sent, scan wrapped
         xb = np.broadcast_to(np.asarray(self.pol.xbzrle_slots(inp.ctx), dtype=float), (S,))
         self.xb = xb.copy() if (xb > 0).any() else None
         if self.xb is not None:
-            self.xb_held, self.xb_fresh = np.zeros_like(self.N), np.zeros_like(self.N)
+            self.xb_m, self.xb_c, self.xb_share = inp.xb_m, inp.xb_c, inp.xb_share
+            self.xb_held, self.xb_fresh = np.zeros_like(self.xb_share), np.zeros_like(self.xb_share)
             self.xb_U = np.zeros_like(self.N)
             self.xb_started = np.zeros(S, dtype=bool)
             self.rotatable = self.rotatable & (xb <= 0)
@@ -628,7 +746,7 @@ class _Group:
             self.phase_lam = np.take(self.phase_lam, m, axis=0)
             self.phase_end = np.take(self.phase_end, m, axis=0)
         if self.xb is not None:
-            for k in ("xb", "xb_held", "xb_fresh", "xb_U", "xb_started"):
+            for k in ("xb", "xb_m", "xb_c", "xb_share", "xb_held", "xb_fresh", "xb_U", "xb_started"):
                 setattr(self, k, np.take(getattr(self, k), m, axis=0))
         self.prev = np.take(self.prev, m, axis=1)
 
@@ -753,19 +871,87 @@ def _walk(g: _Group, k, t_nz, t_z, tmax) -> dict:
     return _schedule(_segments(g), k, t_nz, t_z, tmax)
 
 
-def _xbzrle_plan(g: _Group, geo, Dseg, t_nz, b_nz, st, ctx, pol) -> dict:
-    """XBZRLE in expectation (the page engine runs the cache itself, ``page_cache.c``): a
-    non-zero page of region ``j`` finds its content in the cache with the share ``h_j`` of
-    the region's pages that hold a slot; a hit costs a delta, or nothing if the page did not
-    change since it was sent (``U``, pending pages re-dirtied by a write before their send);
-    a miss the full page.  Only segments past the first wrap of the scan use it
-    (``xbzrle_started``).  Returns per segment the mean time and bytes of a non-zero page."""
+def _xb_per_page(g: _Group, rows, X):
+    """Chance (n, G, R) that a page of each slot group and region is among ``X`` (n, B, R),
+    pages per bin and region of ``rows``."""
+    num = np.einsum("sbr,sbrg->sgr", X, g.xb_share[rows])
+    den = g.xb_m[rows][:, :, None] * g.xb_c[rows]
+    return np.where(den > 0, np.clip(num / np.maximum(den, 1e-300), 0.0, 1.0), 0.0)
+
+
+def _by_cell(x):
+    """A value per slot group and region (n, G, R) laid out as the holdings (n, 1, R, G)."""
+    return x.transpose(0, 2, 1)[:, None]
+
+
+def _xb_odds(c, s):
+    """A slot of each group holds ``c`` (n, G, R) pages of each region, each sent in this
+    phase with the chance ``s`` (n, G, R).  For a page of each region: ``first``, the chance it
+    comes first of its slot's pages sent, given it is sent (``E[1/(1 + Y)]``, ``Y`` its slot-mates
+    sent, taken binomial over the ``T - 1`` mates at their mean chance; slot-mates lie apart in
+    memory, in any order), and ``alone``, the chance none of its mates is sent."""
+    own = np.minimum(c, 1.0)
+    T = c.sum(-1, keepdims=True)
+    # mates of a page of region j: c - 1 of j (a merged group's mean mix: scaled to T - 1)
+    f = np.clip(T - 1.0, 0.0, None) / np.maximum(T - own, 1e-300)
+    ln_q = np.log1p(-np.minimum(s, 1.0 - 1e-15))
+    alone = np.exp(f * ((c * ln_q).sum(-1, keepdims=True) - own * ln_q))
+    mates = np.clip(T - 1.0, 0.0, None)
+    s_bar = np.clip(f * ((c * s).sum(-1, keepdims=True) - own * s) / np.maximum(mates, 1e-300), 0.0, 1.0)
+    x = (mates + 1.0) * s_bar
+    with np.errstate(invalid="ignore", divide="ignore"):
+        first = np.where(
+            x > 1e-12, -np.expm1((mates + 1.0) * np.log1p(-np.minimum(s_bar, 1.0 - 1e-15))) / x, 1.0
+        )
+    return np.clip(first, 0.0, 1.0), alone
+
+
+def _xb_first_at(c, s, u):
+    """Chance (n, K, R, G) that a page of each region and slot group sent at ``u`` (n, K), the
+    share of the phase's sends made before it, is the first of its slot's pages sent: none of
+    its mates (:func:`_xb_odds`) sent before it, each with the chance ``s u`` (sends in
+    address order, slot-mates far apart).  Its mean over ``u`` is :func:`_xb_odds`' ``first``;
+    a page sent early in a phase takes its slot more often (and, re-dirtied longer, is sent
+    again sooner)."""
+    own = np.minimum(c, 1.0)
+    T = c.sum(-1, keepdims=True)
+    f = (np.clip(T - 1.0, 0.0, None) / np.maximum(T - own, 1e-300))[:, None]
+    ln_q = np.log1p(-np.minimum(s[:, None] * u[..., None, None], 1.0 - 1e-15))  # (n, K, G, R)
+    c, own = c[:, None], own[:, None]
+    out = np.exp(f * ((c * ln_q).sum(-1, keepdims=True) - own * ln_q))
+    return out.transpose(0, 1, 3, 2)
+
+
+def _xb_hits(held, fresh, first, N):
+    """Chance (n, K, R) that a page sent finds its own content in the cache, from the pages
+    ``held`` and ``fresh`` (n, K, R, G) of ``N`` (n, K, R): held in a slot refreshed in the
+    last phase, or held in an older one and the ``first`` of its slot's pages sent (the first
+    takes an entry older than ``CACHED_PAGE_LIFETIME`` syncs: ``ram.c: save_xbzrle_page``,
+    ``page_cache.c: cache_insert``)."""
+    hit = (fresh + np.clip(held - fresh, 0.0, None) * first).sum(-1)
+    return np.where(N > 0, np.clip(hit / np.maximum(N, 1e-300), 0.0, 1.0), 0.0)
+
+
+def _xbzrle_plan(g: _Group, geo, Dseg, t_nz, b_nz, st, ctx, pol, frac) -> dict:
+    """XBZRLE in expectation (the page engine runs the cache itself): a non-zero page finds
+    its content in the cache with the chance :func:`_xb_hits` of its segment and region
+    (the pending pages, ``frac`` of them sent: each page's chance to be sent); a hit costs a
+    delta, or nothing if the page did not change since it was sent (``U``, pending pages
+    re-dirtied by a write before their send); a miss the full page.  Only segments past the
+    first wrap of the scan use it (``xbzrle_started``).  Returns per segment the mean time
+    and bytes of a non-zero page."""
     S, B1 = geo["seg"].shape
     t_hit, b_hit, t_same = (
         np.broadcast_to(np.asarray(v, dtype=float), (S,)) for v in pol.xbzrle_costs(st, ctx)
     )
-    held = _take_cols(g.xb_held, geo["seg"])
-    h = np.clip(held / np.maximum(_take_cols(g.N, geo["seg"]), 1e-300), 0.0, 1.0)
+    seg = geo["seg"]
+    s = _xb_per_page(g, slice(None), g.D) * frac[:, None, None]
+    odds = _xb_odds(g.xb_c, s)
+    # where each segment's sends fall in the phase (midpoints, shares of the sends)
+    ks = _sum_regions(Dseg) * frac[:, None]
+    u = (np.cumsum(ks, 1) - ks / 2) / np.maximum(ks.sum(1, keepdims=True), 1e-300)
+    first = _xb_first_at(g.xb_c, s, u)  # (S, B + 1, R, G)
+    h = _xb_hits(_take_cols(g.xb_held, seg), _take_cols(g.xb_fresh, seg), first, _take_cols(g.N, seg))
     Useg = np.minimum(_take_cols(g.xb_U, geo["seg"]) * geo["frac"][..., None], Dseg)
     same = np.where(Dseg > 0, Useg / np.maximum(Dseg, 1e-300), 0.0)
     active = (g.xb > 0)[:, None] & (g.xb_started[:, None] | (np.arange(B1)[None, :] >= geo["wrap"][:, None]))
@@ -778,44 +964,70 @@ def _xbzrle_plan(g: _Group, geo, Dseg, t_nz, b_nz, st, ctx, pol) -> dict:
     return dict(
         t_seg=np.where(active, t_seg, t_nz[:, None]),
         b_seg=np.where(active, b_seg, b_nz[:, None]),
-        h=h,
+        first=first,
+        alone=odds[1],
         active=active,
         Useg=Useg,
     )
 
 
 def _xbzrle_update(g: _Group, w, sent, xbc, unchanged_p, f_T, B) -> None:
-    """After a phase: the cache's holdings (misses take stale slots, ``CACHED_PAGE_LIFETIME``
-    2; a miss into a slot refreshed in the last phase is not inserted), which pending pages
-    are unchanged since sent, and whether the scan has wrapped (XBZRLE started)."""
-    on = g.xb > 0
-    slots = np.maximum(g.xb, 1.0)
-    act = xbc["active"][..., None]
-    sent_act = sent * act  # (S, B + 1, R)
-    h = xbc["h"]
-    hits = _to_bins(sent_act * h, w["seg"], B)  # (S, B, R)
-    misses = _to_bins(sent_act * (1 - h), w["seg"], B)
-    M = misses.sum((1, 2))
-    fresh_prev = g.xb_fresh.sum((1, 2))
-    F = np.clip(fresh_prev / slots, 0.0, 1.0)
-    ins_tot = (1 - F) * slots * -np.expm1(-M / slots)
-    ins = np.where(M[:, None, None] > 0, (ins_tot / np.maximum(M, 1e-300))[:, None, None] * misses, 0.0)
-    stale_held = np.clip(g.xb_held - g.xb_fresh, 0.0, None)
-    stale_tot = np.maximum(slots - fresh_prev, 1e-9)
-    displaced = (ins_tot / stale_tot)[:, None, None] * stale_held
-    held = np.clip(g.xb_held + ins - displaced, 0.0, g.N)
-    g.xb_held = np.where(on[:, None, None], held, g.xb_held)
-    g.xb_fresh = np.where(on[:, None, None], hits + ins, g.xb_fresh)
+    """After a phase: the cache's holdings slot group by slot group, which pending pages are
+    unchanged since sent, and whether the scan has wrapped (XBZRLE started).  A held page
+    sent keeps its slot if the slot was refreshed in the last phase or it came first of the
+    slot's pages sent (:func:`_xb_hits`); else the slot's first page sent takes an
+    entry older than ``CACHED_PAGE_LIFETIME`` 2 syncs, or an empty one (``page_cache.c:
+    cache_insert``); a younger entry stays.  A page not held, sent, is in an empty slot
+    with the chance ``empty x c_j / (pages of j not held)`` of its group, where its bin's
+    sends put it (a phase that stopped short leaves the unsent, never cached pages in the
+    bins after the cursor)."""
+    on = (g.xb > 0)[:, None, None, None]
+    sent_act = sent * xbc["active"][..., None]
+    sent_c = _to_bins(sent_act, w["seg"], B)  # (S, B, R) through the cache
+    sx = np.where(g.N > 0, np.clip(sent_c / np.maximum(g.N, 1e-300), 0.0, 1.0), 0.0)[..., None]
+    s = _xb_per_page(g, slice(None), sent_c)
+    alone = _by_cell(xbc["alone"])
+    # a held page's chance to come first, at the place of its bin's sends in the phase
+    first = _to_bins(sent_act[..., None] * xbc["first"], w["seg"], B)
+    first = np.where(sent_c[..., None] > 0, first / np.maximum(sent_c[..., None], 1e-300), 0.0)
+    held, fresh = g.xb_held, g.xb_fresh
+    stale = np.clip(held - fresh, 0.0, None)
+    kept = (fresh + stale * first) * sx
+    lost = stale * np.clip(1 - alone - sx * (first - alone), 0.0, 1.0)
+    # pages sent that no slot holds, by cell: they take the slots lost, in proportion, and
+    # the empty slots they come first in
+    c, m = g.xb_c, g.xb_m
+    free = sx * np.clip(g.N[..., None] * g.xb_share - held, 0.0, None)  # (S, B, R, G)
+    free_g = free.sum(1)  # (S, R, G)
+    not_held = np.clip(_by_cell(m[..., None] * c)[:, 0] - held.sum(1), 0.0, None)  # (S, R, G)
+    empty = np.clip(m - held.sum((1, 2)), 0.0, None)[:, None, :]  # (S, 1, G)
+    p_empty = np.clip(empty * _by_cell(c)[:, 0] / np.maximum(not_held, 1e-300), 0.0, 1.0)
+    fill = free * first * p_empty[:, None]
+    scale = np.minimum(1.0, empty[:, 0] / np.maximum(fill.sum((1, 2)), 1e-300))  # one page a slot
+    fill = fill * scale[:, None, None, :]
+    # the slots lost go to the first of their other pages sent: region j by c_j s_j, less
+    # the page that held it
+    a = c * s  # (S, G, R)
+    A = a.sum(-1, keepdims=True)
+    own = np.minimum(c, 1.0) * s
+    per = lost.sum(1).transpose(0, 2, 1) / np.maximum(A - own, 1e-300)
+    per = np.where(A - own > 1e-300, per, 0.0)
+    retaken = _by_cell(np.clip(a * per.sum(-1, keepdims=True) - own * per, 0.0, None))[:, 0]  # (S, R, G)
+    ins = fill + free * (retaken / np.maximum(free_g, 1e-300))[:, None]
+    new_held = np.clip(held - lost + ins, 0.0, g.N[..., None] * g.xb_share)
+    g.xb_held = np.where(on, new_held, held)
+    g.xb_fresh = np.where(on, np.minimum(kept + ins, new_held), fresh)
     # pending pages unchanged since their send: re-dirtied by a write before it (sync, chunk)
     Usent = w["sigma"][..., None] * xbc["Useg"]
     U_unsent = np.clip(g.xb_U - _to_bins(Usent, w["seg"], B), 0.0, None)
     newU = U_unsent * (1 - f_T[:, None, :]) + _to_bins(sent * unchanged_p, w["seg"], B)
-    g.xb_U = np.where(on[:, None, None], newU, g.xb_U)
+    g.xb_U = np.where(on[..., 0], newU, g.xb_U)
     g.xb_started = g.xb_started | (w["walk"] >= 1.0 - g.cur - 1e-12)
 
 
 def _xbzrle_stop(g: _Group, sub, pol, st, ctx, sw, d, n_nz, n_z):
-    """The last stage through the cache (hits as deltas at the uncapped rate, no inserts)."""
+    """The last stage through the cache (hits as deltas at the uncapped rate, no inserts;
+    every pending page sent, in any order: :func:`_xb_hits`)."""
     on = (g.xb[sub] > 0) & g.xb_started[sub]
     if not on.any():
         return sw
@@ -828,7 +1040,8 @@ def _xbzrle_stop(g: _Group, sub, pol, st, ctx, sw, d, n_nz, n_z):
         np.broadcast_to(np.asarray(v, dtype=float), (S,)) for v in pol.xbzrle_costs(st, ctx, stop=True)
     )
     D = g.D[sub]
-    h = np.clip(g.xb_held[sub] / np.maximum(g.N[sub], 1e-300), 0.0, 1.0)
+    first = _by_cell(_xb_odds(g.xb_c[sub], _xb_per_page(g, sub, D))[0])
+    h = _xb_hits(g.xb_held[sub], g.xb_fresh[sub], first, g.N[sub])
     U = np.minimum(g.xb_U[sub], D)
     tot = np.maximum(D.sum((1, 2)), 1e-300)
     same = (U * h).sum((1, 2)) / tot
@@ -1213,7 +1426,7 @@ def _phase(g: _Group, out: BatchResult, L: int) -> np.ndarray:
     Dseg = geo["D"]
     xb = g.xb is not None
     if xb:
-        xbc = _xbzrle_plan(g, geo, Dseg, t_nz, b_nz, st, ctx, pol)
+        xbc = _xbzrle_plan(g, geo, Dseg, t_nz, b_nz, st, ctx, pol, np.minimum(1.0, k / P))
         w = _schedule(geo, k, xbc["t_seg"], t_z, tmax)
     else:
         w = _schedule(geo, k, t_nz, t_z, tmax)

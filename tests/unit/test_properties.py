@@ -20,7 +20,11 @@ POLICIES = st.sampled_from(
         QemuPolicy(timeout_s=120, auto_converge=True),
     ]
 )
-FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: derandomized: the same examples every run (a search that finds a new example in one CI run
+#: and not the next is a flaky test); a wider random search is a ``--hypothesis-seed`` away
+FAST = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
 
 
 def workload(kind, rate, hot):
@@ -92,11 +96,15 @@ def test_total_time_non_increasing_in_bandwidth(d, factor):
 @FAST
 @given(scenarios, st.floats(1.05, 3.0))
 def test_total_time_non_decreasing_in_dirty_rate(d, factor):
+    """To 0.1 %: a round ends at the first check that finds the pending estimate under the
+    threshold, so a few more dirty pages can move a check's worth of pages from a live round
+    into the pause (fluid engine, 1 GiB, 82 % zero, 2.5 GbE, hot/cold at 35.5 -> 67.5 pages/s:
+    0.02 % shorter; 79 % zero, uniform at 1 -> 2 pages/s: 6e-6 shorter)."""
     d = {**d, "engine": "fluid"}
     calm = run(build(d))
     busy = run(build(d, rate=d["rate"] * factor))
     if calm.completed and busy.completed and calm.stop_reason == busy.stop_reason == "converged":
-        assert busy.total_time_s >= calm.total_time_s * (1 - 1e-6)
+        assert busy.total_time_s >= calm.total_time_s * (1 - 1e-3)
 
 
 @settings(max_examples=60, deadline=None)

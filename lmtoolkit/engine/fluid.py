@@ -811,13 +811,6 @@ def _segments(g: _Group) -> dict:
     Dseg[:, B] = lo
     Pseg = _sum_regions(Dseg)
     Zseg = np.minimum(_take_cols(g.Z, seg) * frac, Pseg)
-    # the cursor's bin: its pending zero pages lie after the cursor (a sweep sends every
-    # pending page it passes, and a write makes a page non-zero); spread by address they put
-    # an idle 1 GiB guest's last non-zero pages into its first pass's leftover (82 % zero,
-    # 2.5 GbE: 2,075 non-zero pages sent that the guest does not have, +3.7 % total time)
-    Z0 = g.Z[np.arange(S), b0]
-    Zseg[:, 0] = np.minimum(Z0, Pseg[:, 0])
-    Zseg[:, B] = np.minimum(Z0 - Zseg[:, 0], Pseg[:, B])
     wrap = np.where(b0 > 0, B - b0, B)
     return dict(
         seg=seg, frac=frac, start=start, end=end, length=length, P=Pseg, Z=Zseg, wrap=wrap, D=Dseg, b0=b0

@@ -376,11 +376,7 @@ def test_what_the_log_determines_and_what_it_leaves_open(run, wss, open_above):
     assert res.values["workload.wss_mib"] == pytest.approx(wss, rel=0.10)
     lo, hi, open_lo, open_hi = res.rate_interval
     assert open_hi == open_above and not open_lo
-    # the guest's count is not ruled out, within the run's own bias: r05000-h064-rand's
-    # rounds after the first pass ran at 95 % of its cap for the median poll's 102 %, so the
-    # model's rounds are short and the fit makes up for it with a few per cent more writes
-    # (its profile starts at 1.037x the guest's count)
-    assert lo <= guest["dirty_rate_measured"] * 1.05
+    assert lo <= guest["dirty_rate_measured"] * 1.02  # the guest's count is not ruled out
     if open_above:
         assert ">= " in res.summary() and "from below only" in res.summary()
         assert not res.rate_determined()
@@ -403,14 +399,14 @@ def test_a_run_under_host_load_is_fitted_on_its_real_periods():
     assert rate == pytest.approx(guest, rel=0.15)
     assert res.values["workload.wss_mib"] > 100  # the hot set is 128 MiB
     assert "55.3*" in res.summary()  # sync 2's count, from QEMU's rate x its real period
-    # the log does not decide the pattern (the two fit it within 1.1 of each other, under the
-    # decisive 4): the summary says so and gives the sequential fit's own rate
+    # the log does not decide the pattern (sequential fits it 1.8 better, under the decisive 4):
+    # the fit stays with random writes, the default, and the rate's interval reaches down to
+    # the sequential fit's own rate
     from lmtoolkit.logs.fit import PATTERN_DECISIVE
 
     seq = res.alternatives["sequential"] - res.alternatives["random"]
-    assert res.pattern == "random" and abs(seq) < PATTERN_DECISIVE
-    seq_rate = res.alternative_values["sequential"]["workload.dirty_rate_pages_s"]
-    assert "not decided by this log" in res.summary() and f"{seq_rate:.6g}"[:4] in res.summary()
+    assert res.pattern == "random" and -PATTERN_DECISIVE < seq < 0
+    assert lo <= res.alternative_values["sequential"]["workload.dirty_rate_pages_s"] * 1.001
 
 
 def test_a_host_stall_is_found_and_a_zero_page_stretch_is_not():

@@ -151,3 +151,33 @@ def test_a_timed_postcopy_switch_comes_at_the_first_check_after_it(engine, layou
     kinds = ds.round_kind.values
     assert ROUND_KINDS[int(kinds[0])] == "precopy" and ROUND_KINDS[int(kinds[1])] == "stop"
     assert float(ds.round_duration.values[0]) == pytest.approx(2.05, abs=1e-3)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known fluid-engine error, not fixed yet (README: fluid limits): the cursor's bin spreads "
+    "its pending zero pages by address; the fix (zero pages after the cursor) moves issue 13's fits "
+    "until written zero pages also turn non-zero in the fluid engine",
+)
+def test_a_first_pass_cut_mid_memory_leaves_its_own_mix_of_zero_pages():
+    """1 GiB idle, 82 % zero pages, 2.5 GbE: the first pass stops at a check 92 % through memory
+    and the next round sends the rest.  The fluid engine spreads the cursor bin's pending zero
+    pages by address (92 % of them before the cursor, where nothing is pending), so that round
+    sends 2,075 more non-zero pages than the guest has: +3.7 % total time, 4.3 % more bytes, a
+    downtime of 2.8 ms for the page engine's 12.6 ms.  An idle guest's bytes are its pages'."""
+    from lmtoolkit.model import IdleWorkload
+    from lmtoolkit.policies import QemuPolicy
+    from tests.conftest import run, scenario
+
+    kw = dict(
+        memory_gib=1.0,
+        zero_fraction=0.82,
+        gbit=2.5,
+        workload=IdleWorkload(),
+        policy=QemuPolicy(timeout_s=120),
+    )
+    page, fluid = run(scenario(**kw)), run(scenario(engine="fluid", **kw))
+    assert fluid.total_time_s == pytest.approx(page.total_time_s, rel=1e-3)
+    vm = VM(memory_gib=1.0, zero_fraction=0.82)
+    pages = vm.nonzero_pages * (vm.page_bytes + 8) + vm.zero_pages * 9  # header 8 B, a zero page 9 B
+    assert fluid.transferred_bytes == pytest.approx(pages + 0.25 * 2**20, rel=1e-4)  # + device state

@@ -890,12 +890,8 @@ def _xb_odds(c, s):
     comes first of its slot's pages sent, given it is sent (``E[1/(1 + Y)]``, ``Y`` its slot-mates
     sent, taken binomial over the ``T - 1`` mates at their mean chance; slot-mates lie apart in
     memory, in any order), and ``alone``, the chance none of its mates is sent."""
-    own = np.minimum(c, 1.0)
-    T = c.sum(-1, keepdims=True)
-    # mates of a page of region j: c - 1 of j (a merged group's mean mix: scaled to T - 1)
-    f = np.clip(T - 1.0, 0.0, None) / np.maximum(T - own, 1e-300)
-    ln_q = np.log1p(-np.minimum(s, 1.0 - 1e-15))
-    alone = np.exp(f * ((c * ln_q).sum(-1, keepdims=True) - own * ln_q))
+    own, T, f = _xb_mates(c)
+    alone = _xb_none_sent(c, own, f, s)
     mates = np.clip(T - 1.0, 0.0, None)
     s_bar = np.clip(f * ((c * s).sum(-1, keepdims=True) - own * s) / np.maximum(mates, 1e-300), 0.0, 1.0)
     x = (mates + 1.0) * s_bar
@@ -913,13 +909,25 @@ def _xb_first_at(c, s, u):
     address order, slot-mates far apart).  Its mean over ``u`` is :func:`_xb_odds`' ``first``;
     a page sent early in a phase takes its slot more often (and, re-dirtied longer, is sent
     again sooner)."""
+    own, _, f = _xb_mates(c)
+    out = _xb_none_sent(c[:, None], own[:, None], f[:, None], s[:, None] * u[..., None, None])  # (n, K, G, R)
+    return out.transpose(0, 1, 3, 2)
+
+
+def _xb_mates(c):
+    """For slots holding ``c`` (..., R) pages of each region: ``own`` (a page's own share of its
+    region's count), ``T`` the pages per slot and ``f`` the scale of the mates of a page of
+    region j (``c - 1`` of j; a merged group's mean mix: scaled to ``T - 1``)."""
     own = np.minimum(c, 1.0)
     T = c.sum(-1, keepdims=True)
-    f = (np.clip(T - 1.0, 0.0, None) / np.maximum(T - own, 1e-300))[:, None]
-    ln_q = np.log1p(-np.minimum(s[:, None] * u[..., None, None], 1.0 - 1e-15))  # (n, K, G, R)
-    c, own = c[:, None], own[:, None]
-    out = np.exp(f * ((c * ln_q).sum(-1, keepdims=True) - own * ln_q))
-    return out.transpose(0, 1, 3, 2)
+    return own, T, np.clip(T - 1.0, 0.0, None) / np.maximum(T - own, 1e-300)
+
+
+def _xb_none_sent(c, own, f, s):
+    """Chance that none of a page's slot-mates (:func:`_xb_mates`) is sent, each of region j
+    with the chance ``s`` (..., R)."""
+    ln_q = np.log1p(-np.minimum(s, 1.0 - 1e-15))
+    return np.exp(f * ((c * ln_q).sum(-1, keepdims=True) - own * ln_q))
 
 
 def _xb_hits(held, fresh, first, N):

@@ -59,7 +59,22 @@ class IterativePrecopy(Policy, register=False):
         return st.pending * per_page / np.maximum(st.bw_est, 1e-12)
 
     def converged(self, st, ctx):
-        return (self.remaining_time_s(st, ctx) <= self.switchover_goal_s()) | (st.pending <= 0)
+        """The remaining pages fit the switchover goal — after the first full pass.
+
+        Every iterative pre-copy first pushes all pages while the guest runs, whatever the
+        guest's size: Clark et al. (NSDI 2005, §3.1: "during the first iteration, all pages
+        are transferred"); vMotion: "Copy each memory page from the source to the destination
+        via the vMotion network. This is known as preCopy. Perform another pass over the VM's
+        memory, copying any pages that changed" (VMware vSphere training material, as quoted
+        on tech-gens.blogspot.com, "How vMotion works", 2014); Hyper-V: "The initial memory
+        state is copied from the source VM to the target VM over the live migration network
+        ... This iterative process continues until the number of pages is relatively small"
+        (Microsoft's failover-cluster live-migration description, experts123.com).  So a
+        guest that would fit the goal whole is still copied live once (before: paused at
+        the start, all its memory sent as downtime).  QEMU's rule differs (it checks inside
+        the first pass, :class:`~.qemu.QemuPolicy`)."""
+        fits = self.remaining_time_s(st, ctx) <= self.switchover_goal_s()
+        return (fits & (self.passes_done(st) >= 1)) | (st.pending <= 0)
 
     def convergence_margin_pages(self, st, ctx):
         per_page = self.nonzero_wire_bytes(st, ctx)

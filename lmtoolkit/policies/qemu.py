@@ -12,8 +12,10 @@ Rules and their sources:
   the exact size is still below the threshold the migration completes.  So a sync — the end
   of a "pass" as ``dirty-sync-count`` counts it — happens when the remaining dirty bytes fall
   below the threshold, which can be inside the first pass, and the scan then continues from
-  where it was (``find_dirty_block``).  Default ``downtime-limit`` 300 ms
-  (``options.c: DEFAULT_MIGRATE_SET_DOWNTIME``).
+  where it was (``find_dirty_block``).  ``threshold_size`` is 0 until the first window has
+  been measured (``migrate_init``), so the checks of the first 100 ms never switch over, even
+  for a guest that fits the limit whole (:meth:`QemuPolicy.threshold_bytes`).  Default
+  ``downtime-limit`` 300 ms (``options.c: DEFAULT_MIGRATE_SET_DOWNTIME``).
 * **Iteration granularity** — ``ram.c: ram_save_iterate`` returns after ``MAX_WAIT`` = 50 ms
   or when the rate-limit budget of the current ``BUFFER_DELAY`` = 100 ms window is spent
   (``migration_rate_exceeded``); ``migration.c: migration_thread`` then sleeps to the end of
@@ -264,9 +266,33 @@ class QemuPolicy(PrecopyPolicy):
         return np.maximum(delta / rate, encode), delta, encode
 
     # -- switchover --------------------------------------------------------------------------
-    def threshold_bytes(self, st):
-        """``threshold_size`` = bandwidth estimate x downtime limit (bytes)."""
+    def window_threshold_bytes(self, st):
+        """``threshold_size`` once a rate window has been measured: bandwidth estimate x
+        downtime limit (bytes)."""
         return st.bw_est * self.downtime_limit_ms / 1000.0
+
+    def threshold_bytes(self, st):
+        """``threshold_size`` (bytes): 0 before the first sync, then bandwidth x downtime limit.
+
+        QEMU 10.0.13 ``migration.c: migrate_init`` sets ``s->threshold_size = 0``, and
+        ``migration_update_counters`` first sets it once a ``BUFFER_DELAY`` (100 ms) window
+        has passed (it returns early before).  So the checks before then compare the pending
+        size with 0 and never switch over: not even a guest that would fit the downtime limit
+        whole is paused at the start.  Before the first sync (``round`` 1) no window has
+        been measured in the model; the first phase spans that window
+        (:meth:`first_window_checks`)."""
+        return np.where(st.round <= 1, 0.0, self.window_threshold_bytes(st))
+
+    def first_window_checks(self, st, ctx):
+        """Checks before the first one that sees a measured threshold: ``BUFFER_DELAY`` /
+        check period (2 at 50 ms, 1 at 100 ms) in the first phase, else 1.
+
+        ``migration.c: migration_thread`` sets ``iteration_start_time`` before the setup,
+        then loops ``migration_iteration_run`` (the check) and ``migration_rate_limit`` ->
+        ``migration_update_counters``, which measures only from 100 ms on: the checks at 0
+        and 50 ms see ``threshold_size`` 0, the one at 100 ms the measured value."""
+        first = np.ceil(BUFFER_DELAY_S / self.check_period_s(st, ctx) - 1e-9)
+        return np.where(st.round <= 1, first, 1.0)
 
     def converged(self, st, ctx):
         pending_bytes = st.pending * ctx.page_bytes
@@ -305,20 +331,21 @@ class QemuPolicy(PrecopyPolicy):
         cost per page (:meth:`~.base.Policy.scan_profile`): an idle Linux guest's check
         falls after its zero pages were scanned, with part of its top tail sent.
         """
-        below = np.floor(self.threshold_bytes(st) / ctx.page_bytes)
+        below = np.floor(self.window_threshold_bytes(st) / ctx.page_bytes)
         to_threshold = np.maximum(st.pending - below, 0.0)
         lk = self.link(st, ctx)
         per_page = self.pending_page_s(st, ctx, lk)
         period = self.check_period_s(st, ctx)
         per_check = period / per_page
-        checks = np.maximum(np.ceil(to_threshold / per_check - 1e-9), 1.0)
+        least = self.first_window_checks(st, ctx)
+        checks = np.maximum(np.ceil(to_threshold / per_check - 1e-9), least)
         prof = self.scan_profile(st)
         if prof is not None:
             # zero pages in one stretch (vm.zero_layout): the checks come every period of
             # time, whatever the pages scanned in it — time along the send order
             cp, ct, on = prof
             need = self.along_profile(to_threshold, cp, ct)
-            checks = np.where(on, np.maximum(np.ceil(need / period - 1e-9), 1.0), checks)
+            checks = np.where(on, np.maximum(np.ceil(need / period - 1e-9), least), checks)
         k = np.round(self.pages_in_checks(st, checks, period, per_check))
         # the auto-converge timer's forced sync ends the phase (QEMU >= 9.2)
         left = st.extra["ac_next_force"] - st.t

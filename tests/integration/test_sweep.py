@@ -364,23 +364,23 @@ def test_multirun_over_a_policy_key(tmp_path, monkeypatch):
     from lmtoolkit.sweep import read_result
 
     monkeypatch.chdir(tmp_path)
-    d = _multirun(tmp_path, ["policy.switchover_goal_ms=200,2000"])
+    d = _multirun(tmp_path, ["policy.stream_helper_gbit_s=2,15"])
     assert main(["collect", str(d)]) == 0
     ds = read_result(d / "quickstart.nc")
-    assert ds.switchover_goal_ms.values.tolist() == [200, 2000]
-    assert ds.switchover_goal_ms.attrs["units"] == "ms"  # a numeric dim's units, from the key
+    assert ds.stream_helper_gbit_s.values.tolist() == [2, 15]
+    assert ds.stream_helper_gbit_s.attrs["units"] == "Gbit/s"  # a numeric dim's units, from the key
     one = lmt.sweep(
         [
             "experiment=quickstart",
             "debug=default",
             "sweep.axes.policy.values=[vmware]",
             "sweep.axes.network.values=[10gbe]",
-            "policy.switchover_goal_ms=2000",
+            "policy.stream_helper_gbit_s=15",
             f"paths.results_dir={tmp_path / 'one'}",
         ]
     )
-    np.testing.assert_array_equal(ds.total_time.sel(switchover_goal_ms=2000).values, one.total_time.values)
-    assert not np.array_equal(ds.downtime.isel(switchover_goal_ms=0).values, one.downtime.values)
+    np.testing.assert_array_equal(ds.total_time.sel(stream_helper_gbit_s=15).values, one.total_time.values)
+    assert not np.array_equal(ds.downtime.isel(stream_helper_gbit_s=0).values, one.downtime.values)
 
 
 @pytest.mark.slow

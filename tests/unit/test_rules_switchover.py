@@ -99,3 +99,43 @@ def test_a_cap_above_half_the_line_is_checked_every_max_wait(engine):
     assert all(c == int(c) for c in in_checks(above, 0.05))
     assert any(c % 2 == 1 for c in in_checks(above, 0.05)[1:])  # a check between windows
     assert all(c == int(c) for c in in_checks(below, 0.1))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("cap, period", [(None, 0.05), (64.0, 0.1)])
+def test_qemu_never_pauses_before_its_first_rate_window(engine, cap, period):
+    """QEMU 10.0.13 ``migrate_init`` sets ``threshold_size = 0`` and
+    ``migration_update_counters`` sets it only once a 100 ms ``BUFFER_DELAY`` window has
+    passed: a guest that would fit the downtime limit whole (256 MiB against 10 GbE x 300 ms,
+    or 64 MiB/s x 10 s) is still sent live until the first check after 100 ms — two 50 ms
+    checks uncapped, one 100 ms window under a cap at most half the line.  Testbed
+    r00000-hall-rand-bw064-dl10000 (512 MiB guest, 64 MiB/s, 10 s limit): 0.81 s total, 708 ms
+    downtime, 3 syncs.  Before: paused at t = 0 (0 rounds, downtime = total time, 2 syncs)."""
+    limit = 300.0 if cap is None else 10000.0
+    pol = QemuPolicy(max_bandwidth_mib_s=cap, downtime_limit_ms=limit, dirty_clear="sync")
+    wl = UniformWorkload(dirty_rate_pages_s=2000, wss_mib=32)
+    r = run(scenario(memory_gib=0.25, workload=wl, policy=pol, gbit=10.0, engine=engine, zero_fraction=0.0))
+    pre = [x for x in r.round_detail if x.kind == "precopy"]
+    assert r.rounds == 1 and r.converged
+    assert pre[0].duration_s == pytest.approx(0.1, abs=1e-4)  # the checks at 0 (and 50 ms) see 0
+    sent = pre[0].bytes / (4096 + 8)
+    rate = (10e9 * 0.94 / 8 if cap is None else cap * MIB) / (4096 + 8)
+    assert sent == pytest.approx(rate * 0.1, rel=0.02)
+    assert r.downtime_s < r.total_time_s - 0.099
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("name", ["vmware", "hyperv", "precopy"])
+def test_iterative_precopy_copies_all_memory_live_once(engine, name):
+    """vMotion, Hyper-V and Clark et al.'s pre-copy first copy every page while the guest runs
+    (sources in ``IterativePrecopy.converged``): a 256 MiB guest on 10 GbE, which would fit a
+    500 ms / 300 ms goal whole, is copied live once and pauses only for what it dirtied
+    meanwhile.  Before: paused at t = 0, all 256 MiB as downtime (0 rounds)."""
+    from lmtoolkit.policies import REGISTRY
+
+    pol = REGISTRY[name]()
+    wl = UniformWorkload(dirty_rate_pages_s=2000, wss_mib=32)
+    r = run(scenario(memory_gib=0.25, workload=wl, policy=pol, gbit=10.0, engine=engine, zero_fraction=0.0))
+    assert r.rounds == 1 and r.converged
+    assert r.round_detail[0].kind == "precopy" and r.round_detail[0].pages >= 65536  # all of it, live
+    assert r.downtime_s < 0.01  # ~450 pages dirtied in the pass, not 65,536

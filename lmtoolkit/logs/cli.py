@@ -137,7 +137,14 @@ def add_commands(sub) -> None:
         "policy.dirty_clear=sync (TCG); workload=hotcold|zipf to fit "
         "that shape",
     )
-    f.add_argument("-o", "--out", help="FIT.yaml to write (default <results>/fits/fit/<log>.yaml)")
+    f.add_argument(
+        "-o",
+        "--out",
+        help=(
+            "FIT.yaml to write (default <results>/fits/fit/<log>.yaml, <log>-<hash>.yaml with "
+            "overrides; the path is printed)"
+        ),
+    )
     f.add_argument(
         "--engine",
         default="page",

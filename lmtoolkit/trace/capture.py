@@ -459,6 +459,24 @@ def trace_command(
     return cap
 
 
+def _page_buffer(buf) -> tuple[int, int]:
+    """(address, bytes) of a writable buffer of whole pages starting on a page boundary —
+    what ``UFFDIO_REGISTER`` accepts (it fails with EINVAL otherwise); ValueError naming the
+    buffer's offset and length where it is not."""
+    hint = "use mmap.mmap(-1, n * 4096) (numpy arrays and bytearrays are not page-aligned)"
+    try:
+        addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    except TypeError as e:  # read-only (bytes) or not a buffer at all
+        raise ValueError(f"SelfTracker needs a writable buffer ({e}); {hint}") from None
+    size = memoryview(buf).nbytes
+    if addr % PAGE or size % PAGE or size == 0:
+        raise ValueError(
+            f"SelfTracker needs a buffer of whole {PAGE}-byte pages starting on a page boundary; "
+            f"got {size} bytes at offset {addr % PAGE} into its first page; {hint}"
+        )
+    return addr, size
+
+
 class SelfTracker:
     """A process that cooperates: track writes to one of its own buffers (uffd-wp only).
 
@@ -467,12 +485,11 @@ class SelfTracker:
     """
 
     def __init__(self, buf):
+        self.addr, self.len = _page_buffer(buf)
         why = _probe_uffd_wp_async() or _probe_pagemap_scan()
         if why:
             raise TraceUnsupported(why)
         self._buf = buf
-        self.addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
-        self.len = len(buf)
         self.uffd = _libc.syscall(SYS_userfaultfd, os.O_CLOEXEC | os.O_NONBLOCK | UFFD_USER_MODE_ONLY)
         api = (ctypes.c_uint64 * 3)(UFFD_API, UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED, 0)
         _ioctl(self.uffd, UFFDIO_API, api)

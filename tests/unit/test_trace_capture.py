@@ -181,3 +181,21 @@ def test_nothing_to_trace_is_one_error_and_no_file(argv, words, tmp_path, capsys
     for w in words:
         assert w in err, (w, err)
     assert not (tmp_path / "t.npz").exists()
+
+
+@pytest.mark.parametrize(
+    "make, says",
+    [
+        (lambda: bytearray(64 * capture.PAGE), "starting on a page boundary"),
+        (lambda: np.zeros(64 * capture.PAGE + 1, np.uint8)[1:], "starting on a page boundary"),
+        (lambda: mmap.mmap(-1, 100), "got 100 bytes"),
+        (lambda: b"\0" * capture.PAGE, "writable"),
+    ],
+)
+def test_self_tracker_refuses_a_buffer_userfaultfd_cannot_register(make, says):
+    """UFFDIO_REGISTER takes whole pages from a page boundary (EINVAL otherwise): one clear
+    error naming the buffer and the fix, checked before the kernel probe (before: OSError
+    EINVAL from the ioctl, or the kernel's verdict first)."""
+    with pytest.raises(ValueError, match=says) as e:
+        capture.SelfTracker(make())
+    assert "mmap.mmap(-1, n * 4096)" in str(e.value)

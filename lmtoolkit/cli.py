@@ -135,11 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     r = sub.add_parser("run", help="simulate one migration, print a summary, write a netCDF file")
     r.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. policy=xen vm.memory_gib=4")
-    r.add_argument("-o", "--output", help="netCDF file to write (default results/runs/run_<hash>.nc)")
+    r.add_argument(
+        "-o",
+        "--output",
+        help="netCDF file (.nc) or zarr store (.zarr) to write (default results/runs/run_<hash>.nc)",
+    )
     add_cfg_option(r)
     r.set_defaults(func=cmd_run)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).add_commands(sub)
+    # import every module before adding commands: imports register datasets (``lmtk validate
+    # whatif`` comes from lmtoolkit.logs) that an earlier module's help lists
+    for mod in [importlib.import_module(name) for name in COMMAND_MODULES]:
+        mod.add_commands(sub)
     return p
 
 

@@ -49,8 +49,10 @@ def _fail(key: str, path: Path, why: str):
     return ConfigError(key, str(path), "", message=f"cannot write {path}: {why} ({key})")
 
 
-def _check_dir(d: Path, key: str, path: Path) -> None:
-    """``d`` can be made (with its parents) and written into; else the error names ``path``."""
+def _check_dir(d: Path, key: str, path: Path, keep: bool = True) -> None:
+    """``d`` can be made (with its parents) and written into; else the error names ``path``.
+    ``keep=False`` removes again the directories the check made (the writer makes them:
+    :func:`atomic_path`), so that an input refused afterwards leaves no empty directories."""
     import errno
 
     def why(e: OSError) -> str:
@@ -58,15 +60,24 @@ def _check_dir(d: Path, key: str, path: Path) -> None:
 
     if d.exists() and not d.is_dir():
         raise _fail(key, path, f"{d} is a file, not a directory")
+    made = [p for p in (d, *d.parents) if not p.exists()]
     try:
-        d.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise _fail(key, path, f"cannot create the directory {d} ({why(e)})") from None
-    try:
-        with tempfile.TemporaryFile(dir=d):
-            pass
-    except OSError as e:
-        raise _fail(key, path, f"the directory {d} is not writable ({why(e)})") from None
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _fail(key, path, f"cannot create the directory {d} ({why(e)})") from None
+        try:
+            with tempfile.TemporaryFile(dir=d):
+                pass
+        except OSError as e:
+            raise _fail(key, path, f"the directory {d} is not writable ({why(e)})") from None
+    finally:
+        if not keep:
+            for p in made:  # deepest first
+                try:
+                    p.rmdir()
+                except OSError:
+                    break
 
 
 def check_writable(path, key: str = "output", suffixes: tuple[str, ...] = ()) -> Path:
@@ -83,7 +94,7 @@ def check_writable(path, key: str = "output", suffixes: tuple[str, ...] = ()) ->
         )
     if path.is_dir() and path.suffix != ".zarr":
         raise _fail(key, path, "it is a directory")
-    _check_dir(path.parent, key, path)
+    _check_dir(path.parent, key, path, keep=False)
     if path.is_file():
         try:
             with open(path, "r+b"):

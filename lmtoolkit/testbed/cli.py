@@ -48,7 +48,10 @@ def cmd_validate(args) -> int:
 def add_commands(sub) -> None:
     tb = sub.add_parser("testbed", help="real QEMU live migrations (ground truth for the simulator)")
     tsub = tb.add_subparsers(dest="testbed_command", required=True, metavar="ACTION")
-    s = tsub.add_parser("setup", help="obtain QEMU >= 9 and a kernel (Debian packages), build the guest")
+    s = tsub.add_parser(
+        "setup",
+        help="obtain QEMU 10 (an installed QEMU >= 9 also serves) and a kernel (Debian packages), build the guest",
+    )
     s.add_argument("--force", action="store_true", help="download and rebuild everything")
     s.set_defaults(func=cmd_setup)
     r = tsub.add_parser(
@@ -68,7 +71,14 @@ def add_commands(sub) -> None:
     r.set_defaults(func=cmd_run)
 
     v = sub.add_parser("validate", help="simulate recorded real migrations and report the errors")
-    v.add_argument("dataset", nargs="?", default="testbed", help="dataset name (default: testbed)")
+    from .validate import DATASETS
+
+    v.add_argument(
+        "dataset",
+        nargs="?",
+        default="testbed",
+        help=f"dataset name: {', '.join(sorted(DATASETS))} (default: testbed)",
+    )
     v.add_argument(
         "--data",
         help="directory of the dataset's files (default: its registered location; "

@@ -57,9 +57,10 @@ def cmd_trace(args) -> int:
     except (TraceUnsupported, NothingTraced) as e:
         print(f"lmtk trace: error: {e}", file=sys.stderr)
         return 1
-    except (FileNotFoundError, PermissionError) as e:
-        print(f"lmtk trace: error: {e}", file=sys.stderr)
-        return 1
+    except (FileNotFoundError, PermissionError) as e:  # a command or pid that is not there: bad input
+        what = f"pid {args.pid}" if args.pid is not None else f"command {argv[0]!r}"
+        print(f"lmtk trace: error: cannot trace {what}: {e}", file=sys.stderr)
+        return 2
     out = Path(args.output)
     cap.save(out)
     n, iv = len(cap.counts), cap.saved_interval_s

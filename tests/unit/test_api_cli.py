@@ -149,3 +149,24 @@ def test_a_tilde_override_deletes_a_sweep_axis(tmp_path):
         ["experiment=quickstart", "debug=default", "~sweep.axes.policy", f"paths.results_dir={tmp_path}"]
     )
     assert "policy" not in ds.dims and "network" in ds.dims
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "vm.memory_gib=-1"],
+        ["sweep", "experiment=quickstart", "vm.memory_gib=-1"],
+        ["fit", "/nonexistent/log.json"],
+    ],
+)
+def test_a_refused_input_leaves_no_empty_result_directories(argv, tmp_path, monkeypatch):
+    """The output check makes the directories to prove they can be written, then removes the
+    ones it made: a refused input leaves the results directory as it was (before: empty
+    runs/, <experiment>/variants/<id>/ and fits/fit/ directories)."""
+    from lmtoolkit.cli import main
+
+    res = tmp_path / "res"
+    monkeypatch.setenv("LMT_RESULTS_DIR", str(res))
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert not res.exists(), sorted(str(p) for p in res.rglob("*"))

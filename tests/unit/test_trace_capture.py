@@ -199,3 +199,15 @@ def test_self_tracker_refuses_a_buffer_userfaultfd_cannot_register(make, says):
     with pytest.raises(ValueError, match=says) as e:
         capture.SelfTracker(make())
     assert "mmap.mmap(-1, n * 4096)" in str(e.value)
+
+
+def test_a_command_that_is_not_there_is_bad_input(tmp_path, capsys):
+    """A program that does not exist is the user's input: exit 2 (as every bad input), one line
+    naming it, no trace file (before: exit 1, the bare OSError text)."""
+    from lmtoolkit.cli import main
+
+    out = tmp_path / "t.npz"
+    assert main(["trace", "-o", str(out), "--", str(tmp_path / "no-such-program")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("lmtk trace: error: cannot trace command") and "no-such-program" in err[-1]
+    assert not out.exists()

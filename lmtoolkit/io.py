@@ -49,10 +49,11 @@ def _fail(key: str, path: Path, why: str):
     return ConfigError(key, str(path), "", message=f"cannot write {path}: {why} ({key})")
 
 
-def _check_dir(d: Path, key: str, path: Path, keep: bool = True) -> None:
+def _check_dir(d: Path, key: str, path: Path, make: bool = True) -> None:
     """``d`` can be made (with its parents) and written into; else the error names ``path``.
-    ``keep=False`` removes again the directories the check made (the writer makes them:
-    :func:`atomic_path`), so that an input refused afterwards leaves no empty directories."""
+    ``make=False`` makes nothing: the deepest existing ancestor must be a writable directory
+    (the writer makes the rest, :func:`atomic_path`), so that an input refused afterwards
+    leaves no empty directories, and none appear and vanish under a concurrent reader."""
     import errno
 
     def why(e: OSError) -> str:
@@ -60,24 +61,22 @@ def _check_dir(d: Path, key: str, path: Path, keep: bool = True) -> None:
 
     if d.exists() and not d.is_dir():
         raise _fail(key, path, f"{d} is a file, not a directory")
-    made = [p for p in (d, *d.parents) if not p.exists()]
-    try:
+    probe = d
+    if make:
         try:
             d.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise _fail(key, path, f"cannot create the directory {d} ({why(e)})") from None
-        try:
-            with tempfile.TemporaryFile(dir=d):
-                pass
-        except OSError as e:
-            raise _fail(key, path, f"the directory {d} is not writable ({why(e)})") from None
-    finally:
-        if not keep:
-            for p in made:  # deepest first
-                try:
-                    p.rmdir()
-                except OSError:
-                    break
+    else:
+        probe = next(p for p in (d, *d.parents) if p.exists())
+        if not probe.is_dir():
+            raise _fail(key, path, f"cannot create the directory {d} ({probe} is a file)")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as e:
+        what = "directory" if probe == d else f"directory {d} cannot be made: its parent"
+        raise _fail(key, path, f"the {what} {probe} is not writable ({why(e)})") from None
 
 
 def check_writable(path, key: str = "output", suffixes: tuple[str, ...] = ()) -> Path:
@@ -94,7 +93,7 @@ def check_writable(path, key: str = "output", suffixes: tuple[str, ...] = ()) ->
         )
     if path.is_dir() and path.suffix != ".zarr":
         raise _fail(key, path, "it is a directory")
-    _check_dir(path.parent, key, path, keep=False)
+    _check_dir(path.parent, key, path, make=False)
     if path.is_file():
         try:
             with open(path, "r+b"):

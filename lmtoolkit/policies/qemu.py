@@ -281,7 +281,12 @@ class QemuPolicy(PrecopyPolicy):
         whole is paused at the start.  Before the first sync (``round`` 1) no window has
         been measured in the model; the first phase spans that window
         (:meth:`first_window_checks`)."""
-        return np.where(st.round <= 1, 0.0, self.window_threshold_bytes(st))
+        return np.where(self.no_window_yet(st), 0.0, self.window_threshold_bytes(st))
+
+    @staticmethod
+    def no_window_yet(st):
+        """No rate window measured yet: before the first sync after setup (``round`` 1)."""
+        return st.round <= 1
 
     def first_window_checks(self, st, ctx):
         """Checks before the first one that sees a measured threshold: ``BUFFER_DELAY`` /
@@ -292,7 +297,7 @@ class QemuPolicy(PrecopyPolicy):
         ``migration_update_counters``, which measures only from 100 ms on: the checks at 0
         and 50 ms see ``threshold_size`` 0, the one at 100 ms the measured value."""
         first = np.ceil(BUFFER_DELAY_S / self.check_period_s(st, ctx) - 1e-9)
-        return np.where(st.round <= 1, first, 1.0)
+        return np.where(self.no_window_yet(st), first, 1.0)
 
     def converged(self, st, ctx):
         pending_bytes = st.pending * ctx.page_bytes

@@ -180,12 +180,13 @@ def table_html(md_table: str) -> str:
 
 
 # -- figures ----------------------------------------------------------------------------------------------
-def _figures_page(fig_dir: Path, site: Path) -> tuple[str, int]:
+def _figures_page(fig_dir: Path, site: Path) -> tuple[str, int, set[Path]]:
+    """The figures page's body, how many figures it shows and the images it copied."""
     import yaml
 
     from .plotting.registry import FIGURES
 
-    parts, n = [], 0
+    parts, n, copied = [], 0, set()
     (site / "figures").mkdir(parents=True, exist_ok=True)
     for spec in FIGURES.values():
         png, side = fig_dir / f"{spec.stem}.png", fig_dir / f"{spec.stem}.yaml"
@@ -196,6 +197,7 @@ def _figures_page(fig_dir: Path, site: Path) -> tuple[str, int]:
             )
             continue
         shutil.copy2(png, site / "figures" / png.name)
+        copied.add(site / "figures" / png.name)
         meta = yaml.safe_load(side.read_text()) if side.exists() else {}
         rows = "".join(
             f"<tr><td>{html.escape(str(d.get('experiment')))}</td><td><code>"
@@ -217,7 +219,25 @@ def _figures_page(fig_dir: Path, site: Path) -> tuple[str, int]:
             f"<figcaption>{html.escape(spec.caption)}{prov}</figcaption></figure>"
         )
         n += 1
-    return "".join(parts), n
+    return "".join(parts), n, copied
+
+
+#: what a build writes under the site directory, by subdirectory (the rest: index, figures and
+#: reference pages at the top, rewritten every time)
+BUILT = {"student": "*.html", "teacher": "*.html", "notebooks": "*.html", "figures": "*.png"}
+
+
+def _prune(site: Path, keep: set[Path]) -> list[Path]:
+    """Remove the pages and images an earlier build left that this one did not write (a
+    notebook renamed or removed, an edition or a figure no longer built): the site holds what
+    its index links to, no stale page.  Only the subdirectories a build writes are looked at."""
+    gone = []
+    for sub, pattern in BUILT.items():
+        for f in sorted((site / sub).glob(pattern)):
+            if f not in keep:
+                f.unlink()
+                gone.append(f)
+    return gone
 
 
 # -- the build ----------------------------------------------------------------------------------------------
@@ -270,12 +290,14 @@ def build(
         else [lnb.resolve_target(n)[0] for n in teaching]
     )
     pages: dict[str, list] = {"student": [], "teacher": [], "other": []}
+    written: set[Path] = set()
     executed = site / ".executed"
     for stem in _progress(teach, progress, "teaching notebooks"):
         run = lnb.execute(stem, overrides, smoke, output_dir=executed, progress=False, edition_name="teacher")
         nb = nbformat.read(run.output, as_version=4)
         title = _title(nb, stem)
         if "teacher" in editions:
+            written.add(site / "teacher" / f"{stem}.html")
             render_notebook(
                 nb,
                 site / "teacher" / f"{stem}.html",
@@ -284,6 +306,7 @@ def build(
             )
             pages["teacher"].append((stem, title))
         if "student" in editions:
+            written.add(site / "student" / f"{stem}.html")
             render_notebook(
                 lnb.student_from_teacher(nb), site / "student" / f"{stem}.html", title, _nav("../")
             )
@@ -300,10 +323,11 @@ def build(
             continue
         nb = nbformat.read(src, as_version=4)
         title = _title(nb, run) if not exp else f"Experiment {exp}"
+        written.add(site / "notebooks" / f"{run}.html")
         render_notebook(nb, site / "notebooks" / f"{run}.html", title, _nav("../"))
         pages["other"].append((run, title))
     # figures and reference
-    fig_body, n_fig = _figures_page(fig_root / "figures", site)
+    fig_body, n_fig, copied = _figures_page(fig_root / "figures", site)
     write_text(
         site / "figures.html",
         _page(
@@ -368,11 +392,13 @@ def build(
     )
     write_text(site / "index.html", _page("lmtoolkit course", "".join(body), _nav()))
     shutil.rmtree(executed, ignore_errors=True)
+    removed = _prune(site, written | copied)
     return {
         "site": site,
         "index": site / "index.html",
         "pages": pages,
         "missing": missing,
+        "removed": removed,
         "figures": n_fig,
         "seconds": time.perf_counter() - t0,
     }
@@ -396,6 +422,11 @@ def cmd_site(args) -> int:
     print(
         f"site: {n} notebook page(s), {info['figures']} figure(s), "
         f"{len(info['missing'])} notebook(s) not run yet, in {info['seconds']:.1f} s"
+        + (
+            f"; removed {len(info['removed'])} page(s)/image(s) of an earlier build"
+            if info["removed"]
+            else ""
+        )
     )
     print(f"open {info['index']}")
     return 0

@@ -233,3 +233,26 @@ def test_evacuation_sweep_resumes_after_sigkill(tmp_path):
     """A sweep over evacuation.order, killed: 0 finished points recomputed."""
     args = ["experiment=evacuation_order", "debug=default", "sweep.max_values=5"]
     _kill_and_resume(tmp_path, args, "evacuation_order", 10, 2)
+
+
+def test_the_site_keeps_no_page_of_an_earlier_build(tmp_path, monkeypatch):
+    """A rebuilt site holds what its index links to: pages of a lesson, an experiment notebook
+    or an edition no longer built, and figures no longer made, are removed (they stayed, and
+    a published site kept serving a renamed notebook's old page); files of the user's own,
+    outside the pages and images a build writes, are kept."""
+    from lmtoolkit.site import build
+
+    monkeypatch.setenv("LMT_RESULTS_DIR", str(tmp_path / "results"))
+    site = tmp_path / "site"
+    stale = [site / "student" / "99_gone.html", site / "teacher" / "99_gone.html",
+             site / "notebooks" / "old_run.html", site / "figures" / "fig99_gone.png"]  # fmt: skip
+    own = [site / "notes.txt", site / "student" / "style.css"]
+    for f in stale + own:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("x")
+    info = build(site, smoke=True, teaching=[], progress=False)  # no lesson: the build is quick
+    assert sorted(info["removed"]) == sorted(stale)
+    assert not any(f.exists() for f in stale) and all(f.exists() for f in own)
+    assert (site / "index.html").exists() and (site / "figures.html").exists()
+    assert "99_gone" not in (site / "index.html").read_text()
+    assert build(site, smoke=True, teaching=[], progress=False)["removed"] == []  # nothing left over

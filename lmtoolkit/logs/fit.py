@@ -334,6 +334,19 @@ def _nice(v: float) -> float:
     return float(f"{v:.6g}")
 
 
+def _nice_in(v: float, lo: float, hi: float) -> float:
+    """``v`` to 6 significant digits, rounded towards the inside of [lo, hi] where plain
+    rounding would leave it: a working set fitted at the VM's 512.5078125 MiB was written as
+    512.508, which the FIT file's own run then refused (``workload.wss_mib=512.508 is not
+    allowed: ... <= 512.508 MiB``)."""
+    r = _nice(v)
+    if lo <= r <= hi or not math.isfinite(r) or r == 0:
+        return r
+    step = 10.0 ** (math.floor(math.log10(abs(r))) - 5)  # one unit in the 6th digit
+    r = math.floor(hi / step) * step if r > hi else math.ceil(lo / step) * step
+    return float(f"{r:.6g}")
+
+
 @dataclass
 class FitResult:
     """A fitted guest: the resolved config, the parameters, their bootstrap and the match."""
@@ -872,7 +885,8 @@ def fit_log(
         "page_evaluations": int(prob.page_evals),
     }
     values = hot_within_wss({p.key: float(p.from_x(xhat[i])) for i, p in enumerate(params)}, cfg.workload)
-    values = {k: _nice(float(v)) for k, v in values.items()}
+    bounds = {p.key: (p.lo, p.hi) for p in params}
+    values = {k: _nice_in(float(v), *bounds.get(k, (-math.inf, math.inf))) for k, v in values.items()}
     nat_cols = hot_within_wss({p.key: p.from_x(samples[:, i]) for i, p in enumerate(params)}, cfg.workload)
     nat = np.column_stack([nat_cols[p.key] for p in params])
     # the fitted config: the composed one with the fitted values (no second composition)

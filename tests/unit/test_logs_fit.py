@@ -489,3 +489,22 @@ def test_a_record_that_states_the_writers_phase_decides_the_pattern():
     with xr.open_dataset(path) as run:
         guest = float(run.dirty_rate_measured)  # what the guest counted
     assert r.values["workload.dirty_rate_pages_s"] == pytest.approx(guest, rel=0.10)
+
+
+def test_a_fitted_value_at_its_bound_is_written_inside_it():
+    """A working set fitted at the VM's 512.5078125 MiB was written as 512.508 (6 digits),
+    which the FIT file's own run refused ('workload.wss_mib=512.508 is not allowed: ... <=
+    512.508 MiB'); it is rounded towards the inside of the bounds now, elsewhere as before."""
+    from lmtoolkit.logs.fit import _nice_in
+
+    mem = 0.5004959106445312 * 1024
+    assert _nice_in(mem, 0.25, mem) == 512.507 <= mem
+    assert _nice_in(0.2500004, 0.2500004, 10.0) == 0.250001 >= 0.2500004
+    assert _nice_in(123.4567891, 0.25, mem) == 123.457  # inside: plain rounding
+    assert _nice_in(0.0, 0.0, 1.0) == 0.0
+    from lmtoolkit.runner import build_scenario
+
+    vm = "vm.memory_gib=0.5004959106445312"
+    with pytest.raises(ConfigError, match="workload.wss_mib"):
+        build_scenario(compose([vm, "workload.wss_mib=512.508"]))
+    build_scenario(compose([vm, f"workload.wss_mib={_nice_in(mem, 0.25, mem)}"]))

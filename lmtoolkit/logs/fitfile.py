@@ -57,6 +57,16 @@ def _r(v, digits=6):
     return v
 
 
+def _samples_in_bounds(res, n: int) -> list:
+    """The first ``n`` bootstrap samples, each value to 6 digits within its parameter's bounds
+    (a sample at the working set's bound, the VM's 512.5078125 MiB, written as 512.508 made
+    ``lmtk whatif`` refuse the FIT file)."""
+    from .fit import _nice_in
+
+    bounds = [(p.lo, p.hi) for p in res.params]
+    return [[_nice_in(float(v), *b) for v, b in zip(row, bounds)] for row in res.samples[:n]]
+
+
 def _decimate(t, y, n=MAX_POINTS):
     t, y = np.asarray(t, float), np.asarray(y, float)
     if t.size <= n:
@@ -104,7 +114,7 @@ def fit_block(res) -> dict:
             "derived": dict(res.derived),
             "quality": dict(res.quality),
             "alternatives": dict(res.alternatives),
-            "samples": {"keys": [p.key for p in res.params], "values": res.samples[:n].tolist()},
+            "samples": {"keys": [p.key for p in res.params], "values": _samples_in_bounds(res, n)},
             "observed": {
                 "sync": list(range(2, obs.syncs + 1)),
                 "sync_lo": obs.lo.tolist(),

@@ -508,3 +508,21 @@ def test_a_fitted_value_at_its_bound_is_written_inside_it():
     with pytest.raises(ConfigError, match="workload.wss_mib"):
         build_scenario(compose([vm, "workload.wss_mib=512.508"]))
     build_scenario(compose([vm, f"workload.wss_mib={_nice_in(mem, 0.25, mem)}"]))
+
+
+def test_bootstrap_samples_at_a_bound_are_written_inside_it():
+    """The FIT file's samples are what lmtk whatif runs for its bands: one at the working
+    set's bound (the VM's 512.5078125 MiB) was written as 512.508 and the what-if refused the
+    file (``workload=hotcold`` on the QMP fixture, with the fluid engine's zero-page fix)."""
+    from types import SimpleNamespace
+
+    from lmtoolkit.logs.fitfile import _samples_in_bounds
+    from lmtoolkit.logs.objective import Param
+
+    mem = 0.5004959106445312 * 1024
+    res = SimpleNamespace(
+        params=[Param("workload.wss_mib", 0.25, mem), Param("workload.dirty_rate_pages_s", 1.0, 1e6)],
+        samples=np.array([[mem, 10000.123456], [88.24714, 1.0]]),
+    )
+    rows = _samples_in_bounds(res, 5)
+    assert rows == [[512.507, 10000.1], [88.2471, 1.0]]

@@ -32,6 +32,9 @@ from ..errors import ConfigError
 
 #: config sections a FIT file sets
 SECTIONS = ("vm", "workload", "network", "host", "policy")
+#: the last line of a FIT file (its block says ``end_marker: true``): a file cut off before it
+#: — a copy or a disk that ran out — is refused instead of read with defaults for what it lost
+END_MARKER = "# end of FIT file (lmtk fit)"
 #: the group options a FIT file picks in its defaults list
 GROUP_DEFAULTS = ("workload", "policy")
 BLOCK = "#| "
@@ -140,6 +143,7 @@ def fit_block(res) -> dict:
             "lmtoolkit": __version__,
             "git_commit": commit,
             "created_at": provenance.now(),
+            "end_marker": True,  # the file's last line is END_MARKER: a cut-off file is refused
         }
     )
 
@@ -181,7 +185,7 @@ def fit_text(res, path: Path) -> str:
     }
     body.update(secs)
     text = "\n".join(head) + "\n" + OmegaConf.to_yaml(OmegaConf.create(body))
-    return text
+    return text + END_MARKER + "\n"
 
 
 def _option(group: str, section: dict) -> str:
@@ -286,6 +290,17 @@ def read_fit(path) -> FitFile:
             "",
             message=f"{path}: not a FIT file written by lmtk fit "
             "(needs the config sections and the '#| lmt_fit' block)",
+        )
+    missing = [k for k in SECTIONS if k not in body]
+    cut = fit.get("end_marker") is True and text.rstrip().splitlines()[-1].strip() != END_MARKER
+    if missing or cut:  # a cut-off file ran with the defaults of what it lost (20x too short)
+        raise ConfigError(
+            "FIT",
+            str(path),
+            "",
+            message=f"{path}: incomplete FIT file ("
+            + (f"no {', '.join(missing)} section" if missing else f"its last line is not {END_MARKER!r}")
+            + "): cut off? write it again with lmtk fit",
         )
     _check_block(fit, path)
     defaults = list(body.pop("defaults", []) or [])

@@ -198,6 +198,8 @@ def _truncated(tmp_path):
             ["experiment=quickstart", "observed run"],
         ),
         (lambda t: ["fit", str(CASES["qmp"][0]), "sweep.replicates=3"], ["sweep.replicates=3", "lmtk sweep"]),
+        # dropped: the FIT file said engine: page (--engine chooses it)
+        (lambda t: ["fit", str(CASES["qmp"][0]), "engine=fluid"], ["engine=fluid", "--engine page|fluid"]),
         # a cap the fit read as a float: ValueError, ZeroDivisionError, TypeError tracebacks
         (
             lambda t: ["fit", str(CASES["qmp"][0]), "policy.max_bandwidth_mib_s=abc"],
@@ -318,3 +320,28 @@ def test_the_documented_workload_shapes_fit(tmp_path, capsys, workload):
         )
         assert hot <= wss
     assert main(["whatif", str(out), "network=10gbe", "--out", str(tmp_path / "w.nc")]) == 0
+
+
+@pytest.mark.parametrize("keep", [0.9, 0.985])
+def test_a_cut_off_fit_file_is_refused(fits, tmp_path, capsys, keep):
+    """A FIT file cut at 90 % (no workload, network, host or policy section) ran with their
+    defaults: 'as observed' 0.268 s for the observed 5.223 s, exit 0, no warning.  Cut inside
+    its last section, a value can be cut short too: the file's last line is a marker now, and
+    a file that promises it (its block's ``end_marker``) and lacks it is refused.  A hand edit
+    that keeps the marker, and a file from before the marker with every section, are read."""
+    src = fits[0]["qmp"]
+    text = src.read_text()
+    cut = tmp_path / "cut.yaml"
+    cut.write_text(text[: text.rfind("\n", 0, int(len(text) * keep)) + 1])  # whole lines: valid YAML
+    out = tmp_path / "w.nc"
+    assert main(["whatif", str(cut), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "incomplete FIT file" in err and str(cut) in err and "\n" not in err
+    assert not out.exists()
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(text.replace("\n  iteration_ms: 50.0\n", "\n  iteration_ms: 100.0\n"))
+    assert "iteration_ms: 100.0" in edited.read_text()
+    old = tmp_path / "old.yaml"  # before the marker: the block has no end_marker
+    old.write_text(text.replace("#|   end_marker: true\n", "").replace("# end of FIT file (lmtk fit)\n", ""))
+    for f in (edited, old):
+        assert main(["whatif", str(f), "--samples", "0", "--out", str(tmp_path / f"{f.stem}.nc")]) == 0

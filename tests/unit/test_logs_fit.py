@@ -403,8 +403,8 @@ def test_what_the_log_determines_and_what_it_leaves_open(run, wss, open_above):
     else:  # a closed interval a few per cent wide, the guest's count near it
         assert hi / lo < 1.4
         assert lo <= guest["dirty_rate_measured"] * 1.10 and hi >= guest["dirty_rate_measured"] * 0.90
-        # ... and the words say it is the log's noise, not the accuracy against real QEMU
-        assert "the log's noise only; against real QEMU +-8%" in res.rate_words()
+        # ... and the words say it is the log's noise, not the simulator's error
+        assert "(the log's noise only, not the simulator's error)" in res.rate_words()
 
 
 def test_a_run_under_host_load_is_fitted_on_its_real_periods():

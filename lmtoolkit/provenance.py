@@ -55,13 +55,13 @@ def config_hash(cfg: DictConfig, extra: str = "") -> str:
     return h.hexdigest()[:16]
 
 
-def _named(node, key: str) -> list[str]:
+def named_values(node, key: str) -> list[str]:
     """Every string value of ``key`` anywhere in a (plain) config tree."""
     if isinstance(node, dict):
         out = [node[key]] if isinstance(node.get(key), str) else []
-        return out + [v for k, child in node.items() if k != key for v in _named(child, key)]
+        return out + [v for k, child in node.items() if k != key for v in named_values(child, key)]
     if isinstance(node, list):
-        return [v for child in node for v in _named(child, key)]
+        return [v for child in node for v in named_values(child, key)]
     return []
 
 
@@ -96,10 +96,10 @@ def inputs_hash(cfg: DictConfig) -> str:
     for k in ("hydra", "paths"):
         tree.pop(k, None)
     h, any_input = hashlib.sha256(), False
-    for f in _named(tree, "file"):
+    for f in named_values(tree, "file"):
         p, any_input = resolve_input_path(f), True
         h.update(f.encode() + (file_digest(p) if p.is_file() else b"-"))
-    for target in _named(tree, "_target_"):
+    for target in named_values(tree, "_target_"):
         for p in plugin_files(target):
             any_input = True
             h.update(str(p).encode() + b"\0" + file_digest(p))

@@ -122,6 +122,64 @@ def test_cache_recomputes_when_a_plugin_policy_changes(tmp_path):
     assert not sweep()[0]  # a base class of its own, in another module
 
 
+def test_cache_recomputes_what_an_axis_brings_in(tmp_path):
+    """What an axis swaps in is hashed too, not only the base config: the plug-in policy of a
+    group option an axis names (``sweep.axes.policy.values=[custom,hyperv]``) and the trace
+    files a ``workload.file`` axis names.  Edited between two sweeps, both were served from
+    the cache with the old numbers (README walk-through, session 15)."""
+    from lmtoolkit.sweep import read_result
+
+    plug = tmp_path / "plug"
+    plug.mkdir()
+    mod = plug / "my_policy.py"
+    mod.write_text((ROOT / "examples" / "my_policy.py").read_text())
+    tr = tmp_path / "t.npz"
+    shutil.copy(ROOT / "data" / "raw" / "traces" / "example.npz", tr)
+    env = dict(os.environ, PYTHONPATH=f"{plug}:{ROOT}", LMT_RESULTS_DIR=str(tmp_path / "results"))
+    base = [
+        "sweep",
+        "experiment=quickstart",
+        "debug=default",
+        "engine=fluid",
+        "--no-plot",
+        "~sweep.axes.network",
+    ]
+    cases = {
+        "plug-in": [
+            *base,
+            "sweep.axes.policy.values=[custom,hyperv]",
+            "sweep.axes.dirty_rate.values=[60000]",
+        ],
+        "trace": [
+            *base,
+            "engine=page",
+            "workload=trace",
+            "~sweep.axes.dirty_rate",
+            "sweep.axes.policy.values=[vmware]",
+            f"+sweep.axes.tr={{key: workload.file, values: [{ROOT / 'data/raw/traces/example.npz'}, {tr}]}}",
+        ],
+    }
+
+    def sweep(args):
+        run = _lmtk(args, env, tmp_path)
+        assert run.returncode == 0, run.stderr
+        line = next(x for x in run.stdout.splitlines() if x.startswith(("wrote ", "dataset ")))
+        return line.startswith("dataset "), read_result(line.split(" ", 1)[1].strip())
+
+    for name, args in cases.items():
+        cached, first = sweep(args)
+        assert not cached and sweep(args)[0], name  # computed, then served
+    mod.write_text(mod.read_text().replace("min_shrink_pct: float = 10.0", "min_shrink_pct: float = 90.0"))
+    import numpy as np
+
+    with np.load(tr) as z:
+        arrays = dict(z)
+    arrays["pages"] = arrays["pages"] % 300  # the same writes on fewer pages
+    np.savez(tr, **arrays)
+    for name, args in cases.items():
+        assert not sweep(args)[0], name  # what the axis brings in changed: computed anew
+
+
 def test_code_hash_covers_every_source_and_c_file():
     from lmtoolkit import provenance
 

@@ -37,13 +37,16 @@ NAME = "evacuation"
 
 def evacuation_overrides(overrides) -> list[str]:
     """The overrides of an evacuation: an experiment's as they are; otherwise with
-    ``task=evacuation``, the ``evacuation`` group (``+evacuation=default`` unless chosen)
-    and ``workload=uniform`` unless a workload is chosen."""
+    ``task=evacuation``, the ``evacuation`` group (``+evacuation=default`` unless chosen),
+    ``workload=uniform`` unless a workload is chosen and ``engine=fluid`` (the engine an
+    evacuation runs: :func:`~lmtoolkit.runner.build_evacuation`) unless one is given."""
     ov = as_overrides(overrides)
     if experiment_name(ov) is not None:
         return ov
     keys = {split_override(o)[1] for o in ov}
     out = ["task=evacuation"] if "task" not in keys else []
+    if "engine" not in keys:
+        out.append("engine=fluid")
     if "workload" not in keys:
         out.append("workload=uniform")
     ov = [("+" + o) if split_override(o)[:2] == ("", "evacuation") else o for o in ov]

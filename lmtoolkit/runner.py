@@ -162,6 +162,16 @@ def build_evacuation(cfg: DictConfig):
     ev = _as_dict(cfg.get("evacuation") or {})
     if not ev:
         raise ConfigError("evacuation", None, "an evacuation config (evacuation=default)")
+    if str(cfg.get("engine", "fluid")) != "fluid":
+        # the migrations' progress at each link rate comes from the fluid engine's tables
+        # (concurrency.py); engine=page was recorded in the result and ran fluid
+        raise ConfigError(
+            "engine",
+            str(cfg.get("engine")),
+            "",
+            message=f"engine={cfg.get('engine')} is not allowed for an evacuation: its migrations run on the "
+            "fluid engine's progress tables over link rates (engine=fluid)",
+        )
     base = build_scenario(cfg)
     known = {"order", "concurrency", "setup_s", "source", "destinations", "vms"}
     for k in ev:

@@ -26,6 +26,8 @@ def summary_table(ds, max_rows: int = MAX_TABLE_ROWS) -> str:
     from .tasks import get_task
 
     n_rep = ds.sizes.get("replicate", 1)
+    if not set(ds.dims) - {"replicate", "round"}:  # no axis: one point (it was a traceback)
+        ds = ds.expand_dims(point=["all"])
     cols = {}
     for var, label, scale in get_task(ds.attrs.get("lmt_task", "migration")).table:
         if var not in ds:

@@ -73,6 +73,13 @@ def policy_class(policy_cfg) -> type:
             )
         if not (isinstance(cls, type) and issubclass(cls, Policy)):
             raise ConfigError("_target_", target, "a subclass of lmtoolkit.policies.Policy")
+        if cls.converged is Policy.converged:  # the abstract base (NotImplementedError mid-run)
+            raise ConfigError(
+                "_target_",
+                target,
+                "a policy class with a convergence test (converged): subclass one that has it, "
+                "e.g. lmtoolkit.policies.PrecopyPolicy (examples/my_policy.py)",
+            )
         return cls
     name = cfg.get("name")
     if name not in POLICIES:

@@ -133,6 +133,9 @@ def _axis(cfg, dim: str, spec, max_values) -> Axis:
         values = values[:1] if k == 1 else values[: k - 1] + values[-1:]
     if len({_same_value(v) for v in values}) != len(values):
         raise _err(f"{where}.values", values, "has duplicates")
+    kinds = {isinstance(v, bool) for v in values}
+    if len(kinds) > 1:  # [1, true]: a coordinate [1 1] (True read as 1), .sel broken
+        raise _err(f"{where}.values", values, "one kind of value: true/false, or numbers and names, not both")
     group = "." not in key and key in SWAPPABLE
     if group:
         opts = group_options(key)

@@ -52,12 +52,16 @@ BAD = [
     (["run", "policy=postcopy", "policy.fault_overhead_us=inf"], ["policy.fault_overhead_us=inf", "finite"]),
     # a plug-in that does not import: the key lacked its group and the message the way out
     (["run", "policy=custom", "policy._target_=no_such_module.P"], ["policy._target_=", "PYTHONPATH"]),
+    # the abstract base: a NotImplementedError traceback from converged() mid-run
+    (["run", "policy=custom", "policy._target_=lmtoolkit.policies.base.Policy"], ["_target_", "converged"]),
     (["run", "experiment=quickstart"], ["sweep axes", "lmtk sweep"]),
     (["run", "task=nonsense"], ["task", "migration", "evacuation"]),
     (["run", "-o", "/proc/x.nc"], ["/proc/x.nc", "--output"]),
     (["run", "paths.results_dir=/proc/x"], ["/proc/x", "paths.results_dir"]),
     (["evacuate", "experiment=quickstart"], ["task=migration"]),
     (["evacuate", "evacuation.order=random"], ["evacuation.order", "largest_first"]),
+    # accepted, recorded as page, and run on the fluid engine
+    (["evacuate", "engine=page"], ["engine=page", "evacuation", "engine=fluid"]),
     # these were tracebacks (ValueError from float()/int()) or silently truncated (2.5 VMs -> 2)
     (["evacuate", "evacuation.vms=[{name: x, memory_gib: abc}]"], ["evacuation.vms[0].memory_gib", "number"]),
     (
@@ -112,6 +116,11 @@ BAD = [
         ["sweep.axes.dirty_rate.values", "> 0"],
     ),
     (["sweep", "experiment=quickstart", "sweep.axes.dirty_rate.values=[]"], ["sweep.axes.dirty_rate.values"]),
+    # ran, with a coordinate [1 1] (true read as 1)
+    (
+        ["sweep", "experiment=quickstart", "+sweep.axes.mem={key: vm.memory_gib, values: [1, true]}"],
+        ["sweep.axes.mem.values", "one kind of value"],
+    ),
     (["sweep", "-m", "experiment=quickstart", "hydra/launcher=jobib"], ["hydra/launcher", "joblib"]),
     (
         [

@@ -485,3 +485,17 @@ def test_collect_refuses_two_jobs_of_one_point(tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     assert main(["collect", str(d)]) == 2
     assert "ran the same point" in capsys.readouterr().err
+
+
+def test_a_sweep_without_axes_is_one_point(tmp_path, monkeypatch, capsys):
+    """``sweep.axes=null``: one point — its table row and the Dataset (the summary table was a
+    traceback after the file was written, and again from the cache)."""
+    from lmtoolkit.cli import main
+
+    monkeypatch.setenv("LMT_RESULTS_DIR", str(tmp_path))
+    args = ["sweep", "experiment=quickstart", "sweep.axes=null", "debug=default", "engine=fluid", "--no-plot"]
+    for _ in range(2):  # computed, then served from the cache
+        assert main(args) == 0
+        out = capsys.readouterr().out
+        row = next(ln for ln in out.splitlines() if ln.startswith("all "))
+        assert "100%" in row

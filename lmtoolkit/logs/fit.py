@@ -91,7 +91,7 @@ MISMATCH_RMS = 3.0
 CAP_OVERSHOOT_MAX = 2.0
 #: how far fitted write rates sat from the guest's own count on the what-if validation's fit
 #: runs (``lmtk validate whatif``: plain runs at a small switchover threshold, 8 random- and
-#: sequential-writer families, at most 7.9 %), which a rate's profile interval (the log's
+#: sequential-writer families, at most 7.0 %), which a rate's profile interval (the log's
 #: noise) leaves out; logs of other kinds are further off (a multifd run's, libvirt's job
 #: statistics: 18-35 %), so it is not printed as a general accuracy
 RATE_MODEL_ERROR = 0.08
@@ -414,7 +414,7 @@ class FitResult:
             what = "not determined by this log"
         else:
             # the interval is the log's noise only: on real QEMU runs the fitted rate sat up to
-            # 8 % from the guest's own count, outside it in 4 of 6 families (README, what-if
+            # 8 % from the guest's own count, outside it in 5 of 6 families (README, what-if
             # validation) — and further on logs of other kinds (multifd, libvirt's statistics)
             what = f"[{lo:.5g}, {hi:.5g}] pages/s (the log's noise only, not the simulator's error)"
         return f"write rate, profile likelihood (Δχ² <= 1, working set re-fitted): {what}"

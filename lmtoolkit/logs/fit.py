@@ -158,18 +158,45 @@ def log_overrides(log: xr.Dataset, overrides=()) -> tuple[list[str], dict]:
 STATED_BY_LOG = {"vm.memory_gib": "ram.total", "vm.page_size_kib": "ram.page-size"}
 
 
+def _same_setting(given: str, stated: str) -> bool:
+    """An override's value and a record's agree: numbers within 0.5 %, else the same text
+    (``true``/``True``)."""
+    try:
+        return bool(np.isclose(float(given), float(stated), rtol=5e-3))
+    except ValueError:
+        return str(given).strip().lower() == str(stated).strip().lower()
+
+
 def _check_against_log(log: xr.Dataset, user) -> list:
-    """Refuse an override of what the log states (the guest's RAM, its page size): fitting a
-    2 GiB guest to a 512 MiB guest's log gives a fit that describes neither.  One that agrees
+    """Refuse an override of what the log states (the guest's RAM, its page size; a testbed
+    record's settings: cap, downtime limit, capabilities, ``lmt_settings``): fitting a 2 GiB
+    guest to a 512 MiB guest's log gives a fit that describes neither.  One that agrees
     (within 0.5 %: ``vm.memory_gib=0.5`` for 512.5 MiB) gives way to the log's exact value;
     the user's other overrides are returned as they were."""
     stated = {
         "vm.memory_gib": log_value(log, "ram_total") / GIB,
         "vm.page_size_kib": log_value(log, "page_size", 4096.0) / 1024,
     }
+    recorded = {}  # the settings a testbed record states (cap, downtime limit, capabilities…)
+    for o in json.loads(log.attrs.get("lmt_settings", "[]") or "[]"):
+        _, k, v = split_override(str(o))
+        if "." in k:
+            recorded[k] = v
     kept = []
     for o in user:
         _, k, v = split_override(str(o))
+        if k in recorded:
+            if not _same_setting(v, recorded[k]):  # it was taken: a 30 ms limit for a 300 ms run
+                raise ConfigError(  # fitted the rate 35 % low, with no warning
+                    k,
+                    v,
+                    "",
+                    message=(
+                        f"{k}={v} contradicts the record {log.attrs.get('source', '')}: it states "
+                        f"{k}={recorded[k]}; leave {k} out (the record states it)"
+                    ),
+                )
+            continue  # agrees: the record's value stands
         if k not in STATED_BY_LOG:
             kept.append(o)
             continue

@@ -198,6 +198,15 @@ def _truncated(tmp_path):
             ["experiment=quickstart", "observed run"],
         ),
         (lambda t: ["fit", str(CASES["qmp"][0]), "sweep.replicates=3"], ["sweep.replicates=3", "lmtk sweep"]),
+        # a setting the testbed record states, contradicted: taken, the rate fitted 35 % low
+        (
+            lambda t: ["fit", str(CASES["testbed"][0]), "policy.downtime_limit_ms=300"],
+            ["policy.downtime_limit_ms=300", "it states policy.downtime_limit_ms=30.0", "leave"],
+        ),
+        (
+            lambda t: ["fit", str(CASES["testbed"][0]), "policy.auto_converge=true"],
+            ["policy.auto_converge=true", "states policy.auto_converge=false"],
+        ),
         # dropped: the FIT file said engine: page (--engine chooses it)
         (lambda t: ["fit", str(CASES["qmp"][0]), "engine=fluid"], ["engine=fluid", "--engine page|fluid"]),
         # a cap the fit read as a float: ValueError, ZeroDivisionError, TypeError tracebacks
@@ -345,3 +354,14 @@ def test_a_cut_off_fit_file_is_refused(fits, tmp_path, capsys, keep):
     old.write_text(text.replace("#|   end_marker: true\n", "").replace("# end of FIT file (lmtk fit)\n", ""))
     for f in (edited, old):
         assert main(["whatif", str(f), "--samples", "0", "--out", str(tmp_path / f"{f.stem}.nc")]) == 0
+
+
+def test_a_setting_that_agrees_with_the_record_gives_way_to_it():
+    """``policy.downtime_limit_ms=30`` for a record that states 30.0 passes (the record's value
+    stands); an override the record does not state passes as given."""
+    from lmtoolkit.logs.fit import _check_against_log
+    from lmtoolkit.logs.readers import read_log
+
+    log = read_log(CASES["testbed"][0])
+    user = ["policy.downtime_limit_ms=30", "policy.auto_converge=False", "network=10gbe"]
+    assert _check_against_log(log, user) == ["network=10gbe"]

@@ -531,3 +531,17 @@ def test_bootstrap_samples_at_a_bound_are_written_inside_it():
     )
     rows = _samples_in_bounds(res, 5)
     assert rows == [[512.507, 10000.1], [88.2471, 1.0]]
+
+
+def test_each_estimate_lies_inside_its_own_interval_and_its_sd_is_robust():
+    """An idle guest's log has too few rounds to resample: its switchover cost was sampled
+    uniformly over the likelihood slice (0-12 ms), and the estimate (0.14 ms, at the slice's
+    edge) fell outside its own 16-84 % interval (2.0-10.4 ms, the same for every such run);
+    the '± sd' column was the samples' plain deviation, which a few samples at a far bound
+    drove to 100x the estimate."""
+    res = fit_log(TESTBED / "r00000-hall-rand-bw064-dl0300-n0.nc", bootstrap=60)
+    iv, sd = res.interval(), res.stderr()
+    for p in res.params:
+        lo, hi = iv[p.key]
+        assert lo <= res.values[p.key] <= hi, p.key
+        assert 0 <= sd[p.key] <= (hi - lo) / 2 * (1 + 1e-9) + 1e-12, p.key

@@ -150,7 +150,9 @@ def _check_hydra_groups(parsed) -> None:
 
 
 def _validate_multirun(overrides: list[str]) -> None:
-    """Check the first job of a multirun before launching (one-line errors, exit 2)."""
+    """Check a multirun before launching (one-line errors, exit 2): its first job, and each
+    value of each swept key with the others at their first (a bad value — ``vm.memory_gib=
+    0.5,-1`` — was a Hydra traceback in its job, after the jobs before it had run)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from .compose import is_hydra_override
@@ -168,7 +170,7 @@ def _validate_multirun(overrides: list[str]) -> None:
             [o for o in overrides if is_hydra_override(o) and "/" in o.split("=", 1)[0]]
         )
     )
-    first = []
+    first, swept = [], []
     for o in parsed:
         if o.is_sweep_override():
             values = list(o.sweep_string_iterator())
@@ -177,10 +179,14 @@ def _validate_multirun(overrides: list[str]) -> None:
                 for v in values[1:]:  # every option must exist (the first is checked below)
                     if v not in group_options(key):
                         make_plan([f"{key}={v}"])  # raises the one-line "unknown ..." error
+            swept.append((len(first), o.get_key_element(), values[1:]))
             first.append(f"{o.get_key_element()}={values[0]}")
         else:
             first.append(o.input_line)
     make_plan(first)
+    for i, key, values in swept:  # each other value, the rest at their first
+        for v in values:
+            make_plan(first[:i] + [f"{key}={v}"] + first[i + 1 :])
 
 
 def run_multirun(overrides: list[str]) -> int:

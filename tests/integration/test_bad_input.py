@@ -122,6 +122,11 @@ BAD = [
         ["sweep.axes.mem.values", "one kind of value"],
     ),
     (["sweep", "-m", "experiment=quickstart", "hydra/launcher=jobib"], ["hydra/launcher", "joblib"]),
+    # a bad second value: a Hydra traceback in its job, after the first job had run
+    (
+        ["sweep", "-m", "experiment=quickstart", "debug=default", "seed=1,2", "vm.memory_gib=0.5,-1"],
+        ["vm.memory_gib=-1", "(0, 65536]"],
+    ),
     (
         [
             "sweep",

@@ -244,12 +244,24 @@ class PageNumbering:
 
 
 def writable_mappings(pid) -> list[tuple[int, int]]:
+    """The process's private writable mappings (start, end): what the tracers follow."""
+    return _writable(pid, "p")
+
+
+def shared_writable_bytes(pid) -> int:
+    """Bytes of the process's shared writable mappings (``mmap.mmap(-1, n)``, shm, a file
+    mapped shared): the tracers do not follow them (README: private mappings), so writes
+    there are not in the trace."""
+    return sum(e - s for s, e in _writable(pid, "s"))
+
+
+def _writable(pid, kind: str) -> list[tuple[int, int]]:
     out = []
     with open(f"/proc/{pid}/maps") as f:
         for line in f:
             parts = line.split()
             perms = parts[1]
-            if perms[1] != "w" or perms[3] != "p":
+            if perms[1] != "w" or perms[3] != kind:
                 continue
             if len(parts) > 5 and parts[5] in ("[vvar]", "[vdso]", "[vsyscall]"):
                 continue
@@ -337,6 +349,8 @@ class Capture:
     method: str = ""
     source: str = ""
     times: list = field(default_factory=list)
+    #: the most shared writable memory the process had at a scan (bytes): not traced
+    shared_bytes: int = 0
 
     #: a tracer whose intervals averaged more than this off ``interval_s`` (it could not keep
     #: up: its scans took longer) saves the measured mean instead
@@ -397,6 +411,7 @@ def trace_pid(
             nxt += interval_s
             try:
                 numbering.update(writable_mappings(pid))
+                cap.shared_bytes = max(cap.shared_bytes, shared_writable_bytes(pid))
                 t_scan = time.monotonic()
                 addrs = scanner.written_addresses()
             except (FileNotFoundError, ProcessLookupError, OSError) as e:

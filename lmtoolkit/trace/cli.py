@@ -20,6 +20,10 @@ def _bad_option(args) -> str | None:
     return None
 
 
+#: shared writable memory (bytes) from which lmtk trace warns that writes went untraced
+SHARED_WARN_BYTES = 1 << 20
+
+
 def cmd_trace(args) -> int:
     from .capture import NothingTraced, TraceUnsupported, probe, trace_command, trace_pid
 
@@ -68,6 +72,13 @@ def cmd_trace(args) -> int:
         print(
             f"lmtk trace: warning: the tracer could not keep up with -i {cap.interval_s:g}: its intervals "
             f"averaged {iv * 1000:.3g} ms, which the trace states (a longer -i keeps the asked-for one)",
+            file=sys.stderr,
+        )
+    if cap.shared_bytes >= SHARED_WARN_BYTES:  # its writes look like none (README: private only)
+        print(
+            f"lmtk trace: warning: {cap.source} had {cap.shared_bytes / 2**20:.3g} MiB of shared writable "
+            "memory (mmap.mmap(-1, n), shm, shared file mappings), which is not traced: its writes "
+            "are not in the trace (map it MAP_PRIVATE, or trace with SelfTracker)",
             file=sys.stderr,
         )
     rate = sum(cap.counts) / (n * iv) if n else 0.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shlex
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -34,6 +35,27 @@ def default_fit_path(log, overrides) -> Path:
     if overrides:
         stem += "-" + hashlib.sha1(" ".join(overrides).encode()).hexdigest()[:8]
     return _results_root(overrides) / "fits" / "fit" / f"{stem}.yaml"
+
+
+def _check_default_is_ours(out: Path, log) -> None:
+    """The default FIT path is named by the log's file name: a FIT file there fitted from
+    another log of the same name (``d1/x.jsonl``, ``d2/x.jsonl``) would be replaced silently,
+    so that is refused, naming both and ``--out``."""
+    if not out.is_file():
+        return
+    from .fitfile import read_fit
+
+    try:
+        src = str((read_fit(out).fit.get("log") or {}).get("source", ""))
+    except ConfigError:
+        return  # not a readable FIT file: replaced as before
+    if src and Path(src).resolve() != Path(log).resolve():
+        raise ConfigError(
+            "--out",
+            str(out),
+            "",
+            message=f"{out} holds the fit of another log ({src}); give --out FILE for the fit of {log}",
+        )
 
 
 def _warn_mismatch(quality: dict, fit_path) -> None:
@@ -61,12 +83,14 @@ def cmd_fit(args) -> int:
         raise ConfigError("--bootstrap", args.bootstrap, "resamples over rounds: an integer >= 0")
     out = Path(args.out) if args.out else default_fit_path(args.log, args.overrides)
     check_writable(out, "--out" if args.out else "paths.results_dir", (".yaml", ".yml"))
+    if not args.out:
+        _check_default_is_ours(out, args.log)
     res = fit_log(args.log, args.overrides, bootstrap=args.bootstrap, seed=args.seed, engine=args.engine)
     write_fit(res, out)
     print(res.summary())
     print(f"\nwrote {out}")
     _warn_mismatch(res.quality, out)
-    print(f"what-ifs:   lmtk whatif {out} network=10gbe policy=qemu,hybrid,vmware,hyperv")
+    print(f"what-ifs:   lmtk whatif {shlex.quote(str(out))} network=10gbe policy=qemu,hybrid,vmware,hyperv")
     print(f"as config:  {run_command(out)}")
     return 0
 

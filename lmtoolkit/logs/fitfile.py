@@ -213,13 +213,17 @@ def write_fit(res, path) -> Path:
 
 def run_command(path) -> str:
     """The ``lmtk run`` command line that uses a FIT file where it is."""
+    import shlex
+
     path = Path(path).resolve()
     group = path.parent.name
-    if _usable_group(group):
-        return f"lmtk run hydra.searchpath=[file://{path.parent.parent}] +{group}={path.stem}"
+    if _usable_group(group) and re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", path.stem):
+        return "lmtk run " + shlex.join(
+            [f"hydra.searchpath=[file://{path.parent.parent}]", f"+{group}={path.stem}"]
+        )
     return (
-        f"lmtk run hydra.searchpath=[file://DIR] +fit={path.stem}   # after copying it to "
-        f"DIR/fit/{path.stem}.yaml"
+        "lmtk run hydra.searchpath=[file://DIR] +fit=NAME   # after copying it to DIR/fit/NAME.yaml "
+        "(NAME: letters, digits, _ - .)"
     )
 
 

@@ -75,7 +75,9 @@ def test_lmtk_fit_works_on_each_kind_of_log(fits, name):
     log, _, guest_rate = CASES[name]
     assert paths[name].exists()
     out = text[name]
-    assert f"wrote {paths[name]}" in out and "lmtk whatif" in out and "lmtk run hydra.searchpath=" in out
+    assert (
+        f"wrote {paths[name]}" in out and "lmtk whatif" in out and "lmtk run 'hydra.searchpath=" in out
+    )  # quoted: zsh globs [..]
     m = re.search(r"workload\.dirty_rate_pages_s\s+([0-9.e+]+)", out)
     assert m and float(m.group(1)) == pytest.approx(guest_rate, rel=RATE_TOL[name])  # the guest's own count
     assert "fit quality" in out
@@ -365,3 +367,32 @@ def test_a_setting_that_agrees_with_the_record_gives_way_to_it():
     log = read_log(CASES["testbed"][0])
     user = ["policy.downtime_limit_ms=30", "policy.auto_converge=False", "network=10gbe"]
     assert _check_against_log(log, user) == ["network=10gbe"]
+
+
+def test_the_default_fit_path_never_replaces_another_logs_fit(tmp_path, monkeypatch, capsys):
+    """Two logs of one name in two directories both defaulted to <results>/fits/fit/x.yaml:
+    the second fit replaced the first silently.  It is refused now, naming --out; a refit of
+    the same log replaces its own.  The printed commands are quoted for a shell."""
+    import shlex
+
+    monkeypatch.setenv("LMT_RESULTS_DIR", str(tmp_path / "my results"))
+    log, known, _ = CASES["qmp"]
+    for d in ("d1", "d2"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "x.jsonl").write_text(log.read_text())
+    argv = [*known, "--engine", "fluid", "--bootstrap", "0"]
+    assert main(["fit", str(tmp_path / "d1" / "x.jsonl"), *argv]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("what-ifs:"))
+    fit = Path(shlex.split(line.split(":", 1)[1])[2])
+    assert fit.is_file() and " " in str(fit)
+    assert main(["fit", str(tmp_path / "d1" / "x.jsonl"), *argv]) == 0  # its own: replaced
+    capsys.readouterr()
+    assert main(["fit", str(tmp_path / "d2" / "x.jsonl"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert "holds the fit of another log" in err and "--out" in err
+    assert str(tmp_path / "d1" / "x.jsonl") in read_text_block(fit)
+
+
+def read_text_block(path):
+    return Path(path).read_text().split("\n#| ", 1)[1][:2000]

@@ -367,12 +367,16 @@ def _check_value_axis(a, tpl):
     from ..sweep.plan import _scenario_attr
 
     cur, ok = _scenario_attr(tpl, a.key)
-    if (
-        not ok
-        or cur is None
-        or isinstance(cur, str)
-        or not all(isinstance(v, (int, float, bool)) for v in a.values)
-    ):
+    bad = [v for v in a.values if not isinstance(v, (int, float, bool))]
+    if ok and cur is not None and not isinstance(cur, str) and bad:  # the key can vary: a value is wrong
+        raise ConfigError(
+            f"{a.key}",
+            bad[0],
+            "",
+            message=f"what-if axis {a.dim}: {a.key}={bad[0]!r} is not allowed: the values must be numbers "
+            f"({', '.join(map(str, a.values))} given)",
+        )
+    if not ok or cur is None or isinstance(cur, str) or bad:
         raise ConfigError(
             f"sweep.axes.{a.dim}",
             a.key,

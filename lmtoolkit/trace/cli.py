@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -36,6 +37,9 @@ def cmd_trace(args) -> int:
         argv = argv[1:]
     if bool(argv) == (args.pid is not None):
         print("lmtk trace: error: give a command after `--` or --pid PID (not both)", file=sys.stderr)
+        return 2
+    if args.pid is not None and not os.path.exists(f"/proc/{args.pid}"):  # bad input, as a missing
+        print(f"lmtk trace: error: --pid {args.pid}: no process {args.pid}", file=sys.stderr)  # program
         return 2
     from ..errors import ConfigError
     from ..io import check_writable

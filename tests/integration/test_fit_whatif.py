@@ -281,6 +281,8 @@ def test_an_override_that_agrees_with_the_log_gives_way_to_it():
     [
         (["--samples", "-1"], ["--samples=-1", ">= 0"]),  # it ran as --samples 0
         (["--figure", "what.txt"], ["--figure='what.txt'", ".png"]),  # a traceback after the runs
+        # said the key 'cannot be varied' (=1,10 varies it): the value is what is wrong
+        (["network.bandwidth_gbit_s=1,abc"], ["network.bandwidth_gbit_s='abc'", "numbers"]),
     ],
 )
 def test_whatif_options_are_checked_before_anything_runs(fits, tmp_path, capsys, opts, words):

@@ -166,15 +166,16 @@ def test_an_unwritable_trace_file_is_refused_before_the_command_runs(out, words,
     [
         (["-i", "0.1", "--", "true"], ["true exited", "before tracing began"]),
         (["-i", "5", "--", "sleep", "0.3"], ["sleep 0.3 exited", "first interval of 5 s"]),
+        # a pid that is not there is bad input (exit 2), as a program that is not there
         (["--pid", "999999999"], ["no process 999999999"]),
     ],
 )
 def test_nothing_to_trace_is_one_error_and_no_file(argv, words, tmp_path, capsys):
-    """A command that exits before a first interval (or a pid that is gone): one line, exit 1,
-    no empty trace written (it used to be a ProcessLookupError traceback)."""
+    """A command that exits before a first interval (or a pid that is gone): one line, exit 1
+    (2 for the pid), no empty trace written (it used to be a ProcessLookupError traceback)."""
     from lmtoolkit.cli import main
 
-    assert main(["trace", "-o", str(tmp_path / "t.npz"), *argv]) == 1
+    assert main(["trace", "-o", str(tmp_path / "t.npz"), *argv]) == (2 if argv[0] == "--pid" else 1)
     err = capsys.readouterr().err.strip()
     assert err.splitlines()[-1].startswith("lmtk trace: error: "), err
     assert "Traceback" not in err

@@ -149,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: options that name a file or directory: an empty one is refused (it meant the default)
+PATH_OPTIONS = ("output", "out", "figure", "data")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -158,6 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error("unrecognized arguments: " + " ".join(extra))
     try:
+        for opt in PATH_OPTIONS:  # -o '' wrote to the default path, silently
+            if getattr(args, opt, None) == "":
+                raise ConfigError(
+                    f"--{opt}", "", "a file or directory name (leave the option out for the default)"
+                )
         return int(args.func(args) or 0)
     except ConfigError as e:
         print(f"lmtk: error: {e}", file=sys.stderr)

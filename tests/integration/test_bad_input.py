@@ -57,6 +57,9 @@ BAD = [
     (["run", "experiment=quickstart"], ["sweep axes", "lmtk sweep"]),
     (["run", "task=nonsense"], ["task", "migration", "evacuation"]),
     (["run", "-o", "/proc/x.nc"], ["/proc/x.nc", "--output"]),
+    # an empty path wrote to the default one, silently
+    (["run", "-o", ""], ["--output=''", "leave the option out"]),
+    (["evacuate", "-o", ""], ["--output=''"]),
     (["run", "paths.results_dir=/proc/x"], ["/proc/x", "paths.results_dir"]),
     (["evacuate", "experiment=quickstart"], ["task=migration"]),
     (["evacuate", "evacuation.order=random"], ["evacuation.order", "largest_first"]),

@@ -38,7 +38,7 @@ class Network:
 
     def __post_init__(self):
         check_fields(self)
-        check_range("bandwidth_gbit_s", self.bandwidth_gbit_s, 0, None, lo_open=True)
+        check_range("bandwidth_gbit_s", self.bandwidth_gbit_s, 0, None, lo_open=True, finite=True)
         check_range("latency_ms", self.latency_ms, 0, 60_000)  # one way; beyond a minute nothing migrates
         check_range("efficiency", self.efficiency, 0, 1, lo_open=True)
         check_range("streams", self.streams, 1, 1024)

@@ -57,6 +57,11 @@ BAD = [
     (["run", "experiment=quickstart"], ["sweep axes", "lmtk sweep"]),
     (["run", "task=nonsense"], ["task", "migration", "evacuation"]),
     (["run", "-o", "/proc/x.nc"], ["/proc/x.nc", "--output"]),
+    # an error named a policy rule's t_nz = 0.0 (the link had no finite rate)
+    (
+        ["run", "network.bandwidth_gbit_s=inf", "network.stream_gbit_s=inf"],
+        ["network.bandwidth_gbit_s=inf", "finite"],
+    ),
     # an empty path wrote to the default one, silently
     (["run", "-o", ""], ["--output=''", "leave the option out"]),
     (["evacuate", "-o", ""], ["--output=''"]),

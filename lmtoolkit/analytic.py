@@ -21,6 +21,7 @@ import numpy as np
 import xarray as xr
 
 from .api import simulate
+from .engine.common import switchover_latency_s
 from .runner import build_scenario, compose
 
 
@@ -87,11 +88,13 @@ CHECKS = (
 
 
 def one_pass(scn) -> tuple[float, float]:
-    """(bytes, seconds) to send every page once plus the device state (no zero pages)."""
+    """(bytes, seconds) to send every page once plus the device state (no zero pages), the
+    seconds until the destination has the last byte and runs the VM (the switchover's
+    ``switchover_trips x network.latency_ms``, :func:`~lmtoolkit.engine.common.switchover_latency_s`)."""
     vm, pol = scn.vm, scn.policy
     rate = scn.network.payload_bytes_s()
     nbytes = vm.pages * (vm.page_bytes + pol.page_header_bytes) + vm.device_state_bytes
-    return float(nbytes), float(nbytes / rate)
+    return float(nbytes), float(nbytes / rate + switchover_latency_s(pol, scn.context()))
 
 
 def _analytic(check: Check, scn, ds) -> float:

@@ -100,7 +100,9 @@ class Switchover:
     """Cost of the switchover: downtime (s) and bytes sent while the VM is paused.
 
     The pause sends the pages (``page_time_s``, ``page_bytes``), then the device state
-    (``device_time_s``, ``device_bytes``); the fixed ``stop_overhead_ms`` comes last.
+    (``device_time_s``, ``device_bytes``); the fixed ``stop_overhead_ms`` (``overhead_s``)
+    and the link's propagation to the destination (``latency_s``,
+    :func:`switchover_latency_s`) come last: they carry no bytes.
     """
 
     downtime_s: object
@@ -109,6 +111,22 @@ class Switchover:
     page_bytes: object = 0.0
     device_time_s: object = 0.0
     device_bytes: object = 0.0
+    overhead_s: object = 0.0
+    latency_s: object = 0.0
+
+    def with_pages(self, page_time_s, page_bytes) -> Switchover:
+        """The same pause with the pages costing ``page_time_s`` / ``page_bytes`` instead
+        (XBZRLE's last stage): device state, overhead and latency unchanged."""
+        return Switchover(
+            page_time_s + self.device_time_s + self.overhead_s + self.latency_s,
+            page_bytes + self.device_bytes,
+            page_time_s,
+            page_bytes,
+            self.device_time_s,
+            self.device_bytes,
+            self.overhead_s,
+            self.latency_s,
+        )
 
     def sent_by(self, tau, page_bytes=None):
         """Bytes on the link in the first ``tau`` s of the pause (a switchover cut by the
@@ -133,8 +151,46 @@ def switchover(policy, st, ctx, n_nz, n_z, send_pages: bool = True) -> Switchove
     )
     page_b = (n_nz * lk.b_nz + n_z * lk.b_z) if send_pages else 0.0 * n_nz
     dev_t = ctx.device_state_bytes / rate
-    down = page_t + dev_t + policy.stop_overhead_ms / 1000.0
-    return Switchover(down, page_b + ctx.device_state_bytes, page_t, page_b, dev_t, ctx.device_state_bytes)
+    overhead = policy.stop_overhead_ms / 1000.0
+    lat = switchover_latency_s(policy, ctx)
+    down = page_t + dev_t + overhead + lat
+    return Switchover(
+        down, page_b + ctx.device_state_bytes, page_t, page_b, dev_t, ctx.device_state_bytes, overhead, lat
+    )
+
+
+def switchover_latency_s(policy, ctx):
+    """Propagation the pause waits for after its last byte is sent (s):
+    ``Policy.switchover_trips`` one-way crossings of the link (``network.latency_ms``,
+    ``ctx.rtt_s / 2``).  ``downtime`` and ``total_time`` are the guest's (README *Dataset*:
+    "start of migration to VM running on the destination"), so they end when the destination
+    has the last byte and resumes the VM, not when the source has written it:
+
+    * QEMU pre-copy: the source's pause ends once ``migration_completion`` →
+      ``qemu_savevm_state_complete_precopy`` has flushed the stream into its socket
+      (``migration/migration.c``: ``migration_completion_end`` → ``migration_downtime_end``,
+      ``s->downtime = now - s->downtime_start``, a source-side figure); the destination starts
+      the guest only after ``qemu_loadvm_state`` has read the stream to its end
+      (``process_incoming_migration_co``, trace "dst-precopy-loadvm-completed", then
+      ``process_incoming_migration_bh`` → ``vm_start``), and waits for no message of the
+      source after it: one crossing.  (With a return path the source's figure also waits for
+      the destination's ``MIG_RP_MSG_SHUT``, sent after ``vm_start`` — ``close_return_path_on_source``
+      in ``migration_completion`` — so QEMU's own ``downtime`` is then >= a round trip.)
+    * QEMU post-copy: ``postcopy_start`` stops the VM and sends the device state as one
+      package ending in ``MIG_CMD_POSTCOPY_RUN``; the destination starts the guest on it
+      (``savevm.c: loadvm_postcopy_handle_run`` → ``loadvm_postcopy_handle_run_bh`` →
+      ``vm_start``) without a reply: one crossing (the preempt channel is set up before the
+      stop).
+    * Xen ``xl migrate`` (``tools/xl/xl_migrate.c``, ``migrate_domain`` /
+      ``migrate_receive``): after the stream the receiver sends "domain received, ready to
+      unpause", the sender answers "domain is yours, you are cleared to unpause", and only then
+      does the receiver unpause the domain: three crossings (``XenPolicy.switchover_trips``).
+
+    At ``latency_ms = 0`` (the testbed, on localhost) this adds exactly 0.0: nothing moves.
+    Pre-copy passes are pipelined on one stream (no per-pass handshake), so the latency enters
+    once, here; post-copy's pushed pages arrive in the destination's time from the resume on.
+    """
+    return policy.switchover_trips * (ctx.rtt_s / 2.0)
 
 
 def first_touch_s(policy, st, ctx, n_nz, n_z, t_nz):
@@ -296,6 +352,7 @@ __all__ = [
     "F_written",
     "mean_written_after",
     "switchover",
+    "switchover_latency_s",
     "sent_by",
     "BatchResult",
     "ROUND_DETAIL_LIMIT",

@@ -1131,14 +1131,16 @@ def _xbzrle_stop(g: _Group, sub, pol, st, ctx, sw, d, n_nz, n_z):
     hit = (D * h).sum((1, 2)) / tot - same
     page_t = n_nz * (hit * t_hit + same * t_same + (1 - hit - same) * t_nz) + n_z * t_z
     page_b = n_nz * (hit * b_hit + (1 - hit - same) * b_nz) + n_z * b_z
-    overhead = np.asarray(pol.stop_overhead_ms, dtype=float) / 1000.0
+    xb = sw.with_pages(page_t, page_b)
     return Switchover(
-        np.where(on, page_t + sw.device_time_s + overhead, sw.downtime_s),
-        np.where(on, page_b + sw.device_bytes, sw.bytes),
+        np.where(on, xb.downtime_s, sw.downtime_s),
+        np.where(on, xb.bytes, sw.bytes),
         np.where(on, page_t, sw.page_time_s),
         np.where(on, page_b, sw.page_bytes),
         sw.device_time_s,
         sw.device_bytes,
+        sw.overhead_s,
+        sw.latency_s,
     )
 
 

@@ -44,7 +44,7 @@ from ..policies.base import State
 from ..records import REASON_CODE, MigrationRecord, RoundRecord
 from ..scenario import Scenario
 from .beyond import apply_to_record
-from .common import ROUND_DETAIL_LIMIT, Switchover, reason_name, sent_by, slowdown, switchover, zero_layout
+from .common import ROUND_DETAIL_LIMIT, reason_name, sent_by, slowdown, switchover, zero_layout
 from .rule_checks import checked
 
 _EMPTY = np.empty(0, dtype=np.int64)
@@ -605,15 +605,7 @@ class _Run:
                 float(lk.b_z),
                 stop=True,
             )
-            page_t, page_b = float(tt.sum()), float(bb.sum())
-            sw = Switchover(
-                page_t + sw.device_time_s + float(pol.stop_overhead_ms) / 1000.0,
-                page_b + sw.device_bytes,
-                page_t,
-                page_b,
-                sw.device_time_s,
-                sw.device_bytes,
-            )
+            sw = sw.with_pages(float(tt.sum()), float(bb.sum()))
         down = float(sw.downtime_s)
         if float(st.t) + down > float(pol.timeout_s):
             return self._switchover_timeout(rec, sw)

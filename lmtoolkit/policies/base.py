@@ -220,6 +220,13 @@ class Policy:
     full_passes: ClassVar[bool] = True
     #: True: after the switch the remaining pages are pulled/pushed while the VM runs.
     postcopy: ClassVar[bool] = False
+    #: One-way crossings of the link between the pause's last byte leaving the source and
+    #: the guest running on the destination, added to the downtime as ``switchover_trips x
+    #: network.latency_ms`` (:func:`lmtoolkit.engine.common.switchover_latency_s`, which
+    #: cites the code).  1: the destination resumes on the last byte, no reply awaited (QEMU
+    #: pre- and post-copy; the physical minimum, assumed for the VMware- and Hyper-V-like
+    #: policies, whose switchover protocol is not public); Xen's ``xl`` handshake makes 3.
+    switchover_trips: ClassVar[int] = 1
     #: Hook: when a page's dirty bit is cleared.  ``"send"``: just before the page is sent,
     #: so a write between the sync and the send is carried by that send (an idealised
     #: per-page clear, the default of the generic, VMware-like and Hyper-V-like policies);

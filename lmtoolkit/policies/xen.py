@@ -35,6 +35,14 @@
   only XTAB/BROKEN/XALLOC pages go without; classic likewise), so zero pages cost what any
   page costs (``detects_zero_pages = False``; QEMU sends 9 bytes for one).
 
+* **Switchover handshake** (both generations; ``tools/xl/xl_migrate.c``, ``migrate_domain``
+  and ``migrate_receive``, ``xl_cmdimpl.c`` before Xen 4.9): when the stream has arrived the
+  receiver writes ``migrate_receiver_ready`` ("domain received, ready to unpause"), the
+  sender renames its copy and writes ``migrate_permission_to_go`` ("domain is yours, you are
+  cleared to unpause"), and only then does the receiver unpause the domain — the guest stays
+  paused for three one-way crossings of the link after the last byte is sent
+  (``switchover_trips = 3``, :func:`lmtoolkit.engine.common.switchover_latency_s`).
+
 Also Clark et al., NSDI 2005 (the classic design).  ``max_rounds`` / ``max_factor`` /
 ``dirty_threshold_pages`` override the version's values.
 """
@@ -71,6 +79,7 @@ class XenPolicy(PrecopyPolicy):
 
     name = "xen"
     detects_zero_pages = False  # every page goes out whole (module doc)
+    switchover_trips = 3  # stream, "ready to unpause", "cleared to unpause" (module doc)
     stop_reasons = ("max_sent",)
 
     def __post_init__(self):

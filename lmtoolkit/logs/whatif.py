@@ -110,9 +110,10 @@ def _policy_fields(name: str) -> set:
     from ..policies import policy_class
 
     try:
-        return {f.name for f in fields(policy_class({"name": name}))}
+        cls = policy_class({"name": name})
     except Exception:  # noqa: BLE001 - a plug-in policy: carry nothing
         return set()
+    return {f.name for f in fields(cls)} - set(cls.unused_fields)  # (fields its rules read)
 
 
 def _option_policy_name(option: str) -> str:

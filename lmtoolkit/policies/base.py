@@ -45,7 +45,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import check_choice, check_range
+from ..errors import ConfigError, check_choice, check_range
 from ..model.checks import check_fields
 from ..records import REASON_CODE, register_stop_reason
 
@@ -246,6 +246,10 @@ class Policy:
     #: Stop reasons this policy may return besides ``records.STOP_REASONS``; registered
     #: (given a code) when the class is defined, so plug-in policies can add their own.
     stop_reasons: ClassVar[tuple[str, ...]] = ()
+    #: Fields a policy inherits but its rules never read: field -> why.  A value other than
+    #: the field's default is refused (it would change nothing: ``policy=xen
+    #: policy.downtime_limit_ms=30`` ran as 300, an experiment's downtime axis gave equal rows).
+    unused_fields: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, register: bool | None = None, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -261,6 +265,18 @@ class Policy:
 
     def __post_init__(self):
         check_fields(self)
+        for key, why in self.unused_fields.items():
+            default = type(self).__dataclass_fields__[key].default
+            given = np.atleast_1d(np.asarray(getattr(self, key), dtype=object))
+            bad = [v for v in given if v != default]
+            if bad:
+                raise ConfigError(
+                    key,
+                    bad[0],
+                    "",
+                    message=f"{key}={bad[0]!r} is not allowed for policy {self.name}: {why}; it would "
+                    f"change nothing (leave it at its default, {default!r})",
+                )
         check_range("timeout_s", self.timeout_s, 0, None, lo_open=True, finite=True)
         check_range("stop_overhead_ms", self.stop_overhead_ms, 0, None, finite=True)
         check_range("page_header_bytes", self.page_header_bytes, 0, None, finite=True)

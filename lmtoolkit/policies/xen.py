@@ -75,7 +75,12 @@ class XenPolicy(PrecopyPolicy):
     max_rounds: int | None = None  # null = the version's (29 live passes / 5)
     max_factor: float | None = None  # null = the version's (3 x memory pages / none)
     dirty_threshold_pages: int | None = None  # null = the version's (50)
-    # downtime_limit_ms (inherited) is not used by Xen's rules; kept for comparisons.
+    # downtime_limit_ms and zero_page_bytes (inherited) are not used by Xen's rules
+    unused_fields = {
+        "downtime_limit_ms": "Xen stops on live passes, dirty pages left and bytes sent "
+        "(xc_domain_save.c / xg_sr_save.c), not on a downtime target",
+        "zero_page_bytes": "Xen sends every page whole (no zero-page detection)",
+    }
 
     name = "xen"
     detects_zero_pages = False  # every page goes out whole (module doc)

@@ -52,6 +52,16 @@ BAD = [
     (["run", "policy=postcopy", "policy.fault_overhead_us=inf"], ["policy.fault_overhead_us=inf", "finite"]),
     # a plug-in that does not import: the key lacked its group and the message the way out
     (["run", "policy=custom", "policy._target_=no_such_module.P"], ["policy._target_=", "PYTHONPATH"]),
+    # keys Xen's rules never read: they ran as the default (a downtime axis gave equal rows)
+    (
+        ["run", "policy=xen", "policy.downtime_limit_ms=30"],
+        ["policy.downtime_limit_ms=30", "policy xen", "change nothing"],
+    ),
+    (["run", "policy=xen", "policy.zero_page_bytes=4000"], ["policy.zero_page_bytes=4000", "whole"]),
+    (
+        ["sweep", "experiment=downtime_target", "policy=xen", "debug=default"],
+        ["sweep.axes.downtime_limit", "policy.downtime_limit_ms=", "policy xen"],
+    ),
     # the abstract base: a NotImplementedError traceback from converged() mid-run
     (["run", "policy=custom", "policy._target_=lmtoolkit.policies.base.Policy"], ["_target_", "converged"]),
     (["run", "experiment=quickstart"], ["sweep axes", "lmtk sweep"]),

@@ -44,7 +44,8 @@ class Scenario:
             pages=vm.pages,
             page_bytes=vm.page_bytes,
             memory_bytes=vm.memory_bytes,
-            # Mirrored disk writes (storage.mode=migrate) share the link with memory.
+            # Mirrored disk writes (storage.mode=migrate) share the link with memory while the
+            # guest runs (Context.paused: none in the pause nor after the switchover).
             line_bytes_s=net.payload_bytes_s(streams=10**9) - self.storage.mirror_bytes_s,
             stream_bytes_s=net.stream_payload_bytes_s,
             base_streams=net.streams,
@@ -58,4 +59,5 @@ class Scenario:
             link_efficiency=net.efficiency,
             hash_bytes_s=max(host.spare_cores, 1.0) * host.hash_gib_s_per_core * GIB,
             zero_fraction=vm.zero_fraction,
+            mirror_bytes_s=self.storage.mirror_bytes_s,
         )

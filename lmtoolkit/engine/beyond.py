@@ -10,8 +10,10 @@ depend on page-level detail — so the page and fluid engines report them identi
 * copy errors: ``corruption_probability``, re-sent pages and their time, hashing time
   (:mod:`lmtoolkit.model.reliability`);
 * shared-nothing storage: the disk pre-copy before memory (time and bytes) and the mirrored
-  writes during it (:mod:`lmtoolkit.model.storage`); round start times shift by the disk
-  phase, so ``round_start`` stays the time since the migration began.
+  writes during the memory migration's live phase only — the guest writes nothing while
+  paused and writes its own disk on the destination after the switchover
+  (:meth:`lmtoolkit.policies.base.Context.paused` cites QEMU); round start times shift by
+  the disk phase, so ``round_start`` stays the time since the migration began.
 """
 
 from __future__ import annotations
@@ -63,11 +65,13 @@ def scenario_constants(scns) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in cols.items()}
 
 
-def effects(c: dict, total_s, transferred) -> dict[str, np.ndarray]:
+def effects(c: dict, total_s, transferred, live_s) -> dict[str, np.ndarray]:
     """Record-field updates for memory migrations of ``total_s`` s and ``transferred`` bytes.
 
-    ``c`` comes from :func:`scenario_constants` (indexed like ``total_s``).  Returns the new
-    values of the affected record fields plus ``shift_s`` (disk phase before memory).
+    ``c`` comes from :func:`scenario_constants` (indexed like ``total_s``); ``live_s`` is
+    the memory migration's live phase (pre-copy, until the guest pauses), the only time the
+    disk writes are mirrored (:meth:`~lmtoolkit.policies.base.Context.paused`).  Returns the
+    new values of the affected record fields plus ``shift_s`` (disk phase before memory).
     """
     total_s = np.asarray(total_s, dtype=float)
     transferred = np.asarray(transferred, dtype=float)
@@ -75,7 +79,7 @@ def effects(c: dict, total_s, transferred) -> dict[str, np.ndarray]:
     resent_b = resent_pages * c["page"]
     resend_t = resent_b / np.maximum(c["rate"], 1e-300)
     mem_t = total_s + resend_t
-    mirror_b = c["mirror"] * np.nan_to_num(mem_t)
+    mirror_b = c["mirror"] * np.nan_to_num(np.asarray(live_s, dtype=float))
     storage_b = c["disk_b"] + mirror_b
     return {
         "numa_compatible": c["numa_ok"].astype(bool),
@@ -92,13 +96,14 @@ def effects(c: dict, total_s, transferred) -> dict[str, np.ndarray]:
     }
 
 
-def apply_to_batch(out, scns, inverse=None) -> None:
-    """Update a :class:`~lmtoolkit.engine.common.BatchResult` in place (fluid engine)."""
+def apply_to_batch(out, scns, inverse=None, *, live_s) -> None:
+    """Update a :class:`~lmtoolkit.engine.common.BatchResult` in place (fluid engine);
+    ``live_s`` (per row): when each migration's live phase ended."""
     c = scenario_constants(scns)
     if inverse is not None:
         c = {k: v[np.asarray(inverse)] for k, v in c.items()}
     sc = out.scalars
-    e = effects(c, sc["total_time_s"], sc["transferred_bytes"])
+    e = effects(c, sc["total_time_s"], sc["transferred_bytes"], live_s)
     sc["precopy_bytes"] = sc["precopy_bytes"] + e.pop("extra_precopy_bytes")
     shift = e.pop("shift_s")
     for k, v in e.items():
@@ -106,12 +111,13 @@ def apply_to_batch(out, scns, inverse=None) -> None:
     out.round["round_start"] = out.round["round_start"] + shift[:, None]
 
 
-def apply_to_record(rec, scn):
-    """Update a :class:`~lmtoolkit.records.MigrationRecord` in place (page engine)."""
+def apply_to_record(rec, scn, *, live_s):
+    """Update a :class:`~lmtoolkit.records.MigrationRecord` in place (page engine);
+    ``live_s``: when the live phase ended."""
     c = scenario_constants([scn])
     e = {
         k: np.asarray(v).reshape(-1)[0]
-        for k, v in effects(c, [rec.total_time_s], [rec.transferred_bytes]).items()
+        for k, v in effects(c, [rec.total_time_s], [rec.transferred_bytes], [live_s]).items()
     }
     rec.precopy_bytes = float(rec.precopy_bytes + e.pop("extra_precopy_bytes"))
     shift = float(e.pop("shift_s"))

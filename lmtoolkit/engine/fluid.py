@@ -798,20 +798,21 @@ def run_inputs(inp: FluidInputs, round_detail: int = ROUND_DETAIL_LIMIT) -> Batc
     out.scalars["engine"][:] = "fluid"
     out.scalars["memory_bytes"][:] = inp.memory_bytes
     g = _Group(inp)
+    live = np.full(out.n, np.nan)  # end of each row's live (pre-copy) phase
     while g.idx.size:
         code = _first_passage(g, g.pol.decide(g.st, g.ctx))
         done = code != 0
         if done.any():
-            _finish(g, done, code[done], out, L)
+            _finish(g, done, code[done], out, L, live)
             g.keep(~done)
             if not g.idx.size:
                 break
         cut = _phase(g, out, L)
         if cut.any():
-            _finish(g, cut, np.full(int(cut.sum()), REASON_CODE["timeout"]), out, L)
+            _finish(g, cut, np.full(int(cut.sum()), REASON_CODE["timeout"]), out, L, live)
             g.keep(~cut)
     if inp.scenarios is not None:
-        apply_to_batch(out, inp.scenarios, inp.inverse)
+        apply_to_batch(out, inp.scenarios, inp.inverse, live_s=live)
     return out
 
 
@@ -2205,10 +2206,14 @@ def _seq_fault_share(g: _Group, sub, w, acc):
     return np.where(want > 0, np.clip(hit / np.maximum(want, 1e-300), 0.0, 1.0), 0.0)
 
 
-def _finish(g: _Group, done, code, out: BatchResult, L: int) -> None:
+def _finish(g: _Group, done, code, out: BatchResult, L: int, live=None) -> None:
     sub = np.flatnonzero(done)
-    pol, ctx, st = g.pol.subset(sub), g.ctx.subset(sub), g.st.subset(sub)
+    # The guest is paused from here on, then runs on the destination: no mirrored disk
+    # writes on the link (Context.paused; the pause, the switchover and post-copy's push).
+    pol, ctx, st = g.pol.subset(sub), g.ctx.subset(sub).paused(), g.st.subset(sub)
     rows = g.idx[sub]
+    if live is not None:
+        live[rows] = st.t
     rounds = g.rounds[sub]
     (d, z), lam, seq = g.pending_of(sub), g.lam[sub], g.seq[sub]
     P = st.pending

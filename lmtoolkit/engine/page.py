@@ -559,6 +559,9 @@ class _Run:
 
     # -- after pre-copy ----------------------------------------------------------------------------
     def finish(self, code: int) -> MigrationRecord:
+        # The guest is paused from here on, then runs on the destination: no mirrored disk
+        # writes on the link (Context.paused; the pause, the switchover and post-copy's push).
+        self.ctx = self.ctx.paused()
         st, pol, ctx = self.st, self.pol, self.ctx
         rec = dict(
             policy=pol.name,
@@ -796,4 +799,4 @@ def simulate_page(scn: Scenario, snapshot=None) -> MigrationRecord:
         if not run.phase(k):
             code = REASON_CODE["timeout"]
             break
-    return apply_to_record(run.finish(code), scn)
+    return apply_to_record(run.finish(code), scn, live_s=float(run.st.t))

@@ -13,9 +13,12 @@ tracking, then keeps it in sync by mirroring the guest's writes while memory mig
    "The Design and Evolution of Live Storage Migration in VMware ESX", USENIX ATC 2011 —
    cited for the design lineage, its text not re-read here).
 2. *Mirroring* — from then on each guest write goes to both disks (QEMU ``copy-mode:
-   write-blocking``; ESX 5.0+ Storage vMotion's mirror driver), so memory migrates over a
-   link that also carries ``write_rate_mib_s`` of mirrored writes, and the disk is in sync at
-   the switchover.  ``vMotion without shared storage`` in vSphere 5.1+ is this combination
+   write-blocking``; ESX 5.0+ Storage vMotion's mirror driver), so memory's live pre-copy
+   phase runs over a link that also carries ``write_rate_mib_s`` of mirrored writes, and the
+   disk is in sync at the switchover.  Only while the guest runs on the source: paused, it
+   writes nothing, and after the switchover it writes the destination's disk, so the pause
+   and post-copy's push have the whole link (:meth:`lmtoolkit.policies.base.Context.paused`
+   cites the QEMU sources).  ``vMotion without shared storage`` in vSphere 5.1+ is this combination
    (disk first, memory after; VMware's "Limits on Simultaneous Migrations" counts it as a
    Storage vMotion with a network cost).
 
@@ -67,7 +70,8 @@ class Storage:
 
     @property
     def mirror_bytes_s(self) -> float:
-        """Mirrored guest writes on the link while memory migrates (bytes/s)."""
+        """Mirrored guest writes on the link while memory migrates live (bytes/s; none in the
+        pause nor after the switchover: :meth:`~lmtoolkit.policies.base.Context.paused`)."""
         return self.write_rate_mib_s * MIB if self.migrates else 0.0
 
     def check_link(self, payload_bytes_s: float) -> None:

@@ -89,9 +89,33 @@ class Context:
     link_efficiency: object = None  # network.efficiency (payload share of line rate); None = unknown
     hash_bytes_s: object = 1e300  # page checksum throughput (host cores x per-core hash rate)
     zero_fraction: object = 0.0  # share of the VM's pages that are zero at the start (vm.zero_fraction)
+    mirror_bytes_s: object = 0.0  # mirrored disk writes taken off ``line_bytes_s`` while the guest runs
 
     def subset(self, idx):
         return _subset(self, idx)
+
+    def paused(self) -> Context:
+        """The context once the guest is paused, and after the switchover: the link without
+        the mirrored disk writes (``storage.mode=migrate``), which ``line_bytes_s`` carries
+        only while the guest runs on the source.
+
+        Source: QEMU ``qapi/block-core.json``, ``MirrorCopyMode``: ``write-blocking`` — "when
+        data is written to the source, write it (synchronously) to the target as well"; the
+        mirror carries the guest's writes, and a paused guest (vCPUs stopped for the
+        stop-and-copy) issues none.  QEMU ``docs/interop/live-block-operations.rst``, section
+        "Live disk synchronization --- drive-mirror and blockdev-mirror", subsection "QMP
+        invocation for live storage migration with drive-mirror + NBD": once the job is
+        ``BLOCK_JOB_READY`` the source ends it with ``block-job-cancel`` (a point-in-time
+        copy, "One use case for this is live VM migration with non-shared storage"), the
+        destination stops its NBD server and resumes the guest with ``cont``: from the
+        switchover on the guest writes to the destination's own disk and nothing is mirrored
+        (post-copy's post phase included).  The engines use this context for the pause, the
+        switchover and the post-copy push; the live pre-copy phase keeps ``line_bytes_s``.
+        """
+        m = np.asarray(self.mirror_bytes_s, dtype=float)
+        if not np.any(m):
+            return self
+        return dataclasses.replace(self, line_bytes_s=self.line_bytes_s + m, mirror_bytes_s=0.0 * m)
 
 
 class State:

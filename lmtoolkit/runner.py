@@ -222,6 +222,15 @@ def build_evacuation(cfg: DictConfig):
                     wl = dataclasses.replace(wl, **{f: v[f]})
             scn = dataclasses.replace(base, vm=vm, workload=wl, engine="fluid")
         except ConfigError as e:
+            if e.key == "hot_mib" and "wss_mib" in v:  # the VM's working set against the workload's
+                raise ConfigError(  # hot set: it named evacuation.vms[i].hot_mib, not a VM key
+                    f"{key}.wss_mib",
+                    v["wss_mib"],
+                    "",
+                    message=f"{key}.wss_mib={v['wss_mib']} is not allowed with workload.hot_mib="
+                    f"{getattr(base.workload, 'hot_mib', None)}: a VM's working set holds the workload's "
+                    "hot set (a larger wss_mib, or another workload)",
+                ) from None
             raise e.with_prefix(key) from None
         for c in range(count):
             vm_name = name if count == 1 else f"{name}-{c + 1}"

@@ -78,6 +78,8 @@ BAD = [
     (["run", "paths.results_dir=/proc/x"], ["/proc/x", "paths.results_dir"]),
     (["evacuate", "experiment=quickstart"], ["task=migration"]),
     (["evacuate", "evacuation.order=random"], ["evacuation.order", "largest_first"]),
+    # it named evacuation.vms[3].hot_mib, which is not a VM key
+    (["evacuate", "workload=hpc"], ["evacuation.vms[3].wss_mib=64", "workload.hot_mib=512"]),
     # accepted, recorded as page, and run on the fluid engine
     (["evacuate", "engine=page"], ["engine=page", "evacuation", "engine=fluid"]),
     # these were tracebacks (ValueError from float()/int()) or silently truncated (2.5 VMs -> 2)

@@ -88,13 +88,20 @@ def plugin_files(target: str) -> list[Path]:
 
 def inputs_hash(cfg: DictConfig) -> str:
     """SHA-256 (hex, 16 chars; "" when there is none) of what the config reads from outside
-    the package: each file a ``file`` key names (traces: ``workload.file``, phases' files) and
-    the source of each ``_target_`` class that is not the package's (:func:`plugin_files`)."""
-    from .runner import resolve_input_path
-
+    the package (:func:`tree_inputs_hash`)."""
     tree = OmegaConf.to_container(cfg, resolve=True)
     for k in ("hydra", "paths"):
         tree.pop(k, None)
+    return tree_inputs_hash(tree)
+
+
+def tree_inputs_hash(tree) -> str:
+    """SHA-256 (hex, 16 chars; "" when there is none) of what a plain config tree reads from
+    outside the package: each file a ``file`` key names (traces: ``workload.file``, phases'
+    files) and the source of each ``_target_`` class that is not the package's
+    (:func:`plugin_files`)."""
+    from .runner import resolve_input_path
+
     h, any_input = hashlib.sha256(), False
     for f in named_values(tree, "file"):
         p, any_input = resolve_input_path(f), True

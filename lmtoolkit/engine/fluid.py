@@ -1485,7 +1485,7 @@ def _skip_phase(g: _Group, rows, geo, Dseg, k, t_nz, t_z, b_nz, b_z, tmax, x):
     newD = N * wr + unsent * (1.0 - wr)
     newly = ((N - unsent) * wr).sum((1, 2))
     # the unscanned zero pages, less those written during the pass (no longer zero: _zero_left)
-    newZ = Z * np.clip(1.0 - scanned / P, 0.0, 1.0)[:, None, None] * (1.0 - wr)
+    newZ = _zero_left(Z, Z * np.clip(scanned / P, 0.0, 1.0)[:, None, None], wr)
     return (tau, sent_nz + sent_z, sent_nz * b_nz + sent_z * b_z, scanned, newD, newZ, newly)
 
 

@@ -187,39 +187,28 @@ def _sweep_identity(axes) -> str:
 
 def _axis_inputs(a) -> dict:
     """Digests of what an axis's values read from outside the package, which the resolved
-    config (the base option, the first value) does not show: the plug-in classes of the group
-    options it swaps in (their ``_target_``, :func:`provenance.plugin_files`), the files a
-    ``….file`` axis names (traces) and the classes a ``…._target_`` axis names.  An edited
+    config (the base option, the first value) does not show, digested as the config's own
+    (:func:`provenance.tree_inputs_hash`): the plug-in classes of the group options it swaps
+    in (their ``_target_``), the files a ``….file`` axis names (traces) and the classes a
+    ``…._target_`` axis names.  An edited
     plug-in or trace was served from the cache when an axis brought it in (README, *Cache*)."""
     import yaml
 
     from ..paths import config_dir
-    from ..runner import resolve_input_path
-
-    out: dict = {}
-
-    def plugin(target: str) -> None:
-        for p in provenance.plugin_files(target):
-            out[str(p)] = provenance.file_digest(p).hex()
 
     if a.group:
+        trees = {}
         for v in a.values:
             f = config_dir() / a.key / f"{v}.yaml"
             try:
-                tree = yaml.safe_load(f.read_text()) if f.is_file() else None
+                trees[str(v)] = yaml.safe_load(f.read_text()) if f.is_file() else None
             except (OSError, yaml.YAMLError):
-                tree = None
-            for target in provenance.named_values(tree or {}, "_target_"):
-                plugin(target)
-        return out
-    last = a.key.rsplit(".", 1)[-1]
-    for v in a.values:
-        if isinstance(v, str) and last == "file":
-            p = resolve_input_path(v)
-            out[v] = provenance.file_digest(p).hex() if p.is_file() else "-"
-        elif isinstance(v, str) and last == "_target_":
-            plugin(v)
-    return out
+                trees[str(v)] = None
+    else:  # a value axis: each value as the key it sets (only `file` and `_target_` read any)
+        last = a.key.rsplit(".", 1)[-1]
+        trees = {v: {last: v} for v in a.values if isinstance(v, str)}
+    digests = {v: provenance.tree_inputs_hash(t or {}) for v, t in trees.items()}
+    return {v: d for v, d in digests.items() if d}
 
 
 def _variant_id(hash_cfg) -> str:

@@ -245,28 +245,30 @@ class PageNumbering:
 
 def writable_mappings(pid) -> list[tuple[int, int]]:
     """The process's private writable mappings (start, end): what the tracers follow."""
-    return _writable(pid, "p")
+    return _writable(pid)["p"]
 
 
-def shared_writable_bytes(pid) -> int:
-    """Bytes of the process's shared writable mappings (``mmap.mmap(-1, n)``, shm, a file
-    mapped shared): the tracers do not follow them (README: private mappings), so writes
-    there are not in the trace."""
-    return sum(e - s for s, e in _writable(pid, "s"))
+def shared_bytes(maps: dict) -> int:
+    """Bytes of the shared writable mappings of :func:`_writable`'s ``maps`` (``mmap.mmap(-1,
+    n)``, shm, a file mapped shared): the tracers do not follow them (README: private
+    mappings), so writes there are not in the trace."""
+    return sum(e - s for s, e in maps["s"])
 
 
-def _writable(pid, kind: str) -> list[tuple[int, int]]:
-    out = []
+def _writable(pid) -> dict[str, list[tuple[int, int]]]:
+    """The process's writable mappings (start, end), private (``"p"``) and shared (``"s"``),
+    from one read of ``/proc/PID/maps``."""
+    out: dict[str, list[tuple[int, int]]] = {"p": [], "s": []}
     with open(f"/proc/{pid}/maps") as f:
         for line in f:
             parts = line.split()
             perms = parts[1]
-            if perms[1] != "w" or perms[3] != kind:
+            if perms[1] != "w" or perms[3] not in out:
                 continue
             if len(parts) > 5 and parts[5] in ("[vvar]", "[vdso]", "[vsyscall]"):
                 continue
             s, e = (int(x, 16) for x in parts[0].split("-"))
-            out.append((s, e))
+            out[perms[3]].append((s, e))
     return out
 
 
@@ -410,8 +412,9 @@ def trace_pid(
             time.sleep(max(0.0, nxt - time.monotonic()))
             nxt += interval_s
             try:
-                numbering.update(writable_mappings(pid))
-                cap.shared_bytes = max(cap.shared_bytes, shared_writable_bytes(pid))
+                maps = _writable(pid)  # one read of /proc/PID/maps per interval
+                numbering.update(maps["p"])
+                cap.shared_bytes = max(cap.shared_bytes, shared_bytes(maps))
                 t_scan = time.monotonic()
                 addrs = scanner.written_addresses()
             except (FileNotFoundError, ProcessLookupError, OSError) as e:

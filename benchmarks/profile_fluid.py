@@ -9,6 +9,8 @@ detail) and prints
   (migrations near the convergence threshold, syncing every 50 ms check) by Python's per-call cost;
 * the phases each migration ran in, and the slowest migrations (a batch runs as long as its
   slowest: near-threshold migrations followed sync by sync set its phase count);
+* the slowest migration run on its own: the floor under the batch's time (its phases cost
+  Python's per-call overhead however few migrations are still running);
 * the functions with the most time of their own (``cProfile``, a second run).
 
 Grids: ``issue14`` (the sweep benchmark's 10,000 distinct migrations: QEMU-like, uniform, 10 VM
@@ -114,6 +116,17 @@ def main() -> None:
                 f"{cols['workload.dirty_rate_pages_s'][i]:,.0f} pages/s -> {rounds[i]} rounds, "
                 f"{out.scalars['stop_reason'][i]} at {float(out.scalars['total_time_s'][i]):.1f} s"
             )
+        # the floor a lockstep batch cannot go below: its slowest migration run on its own
+        # (every phase pays Python's per-call cost, however few migrations are still running)
+        i = int(np.argmax(active))
+        one = {k: v[i : i + 1] for k, v in cols.items()}
+        t = time.perf_counter()
+        fluid.simulate_fluid_columns(tpl, one, round_detail=0)
+        alone = time.perf_counter() - t
+        print(
+            f"  the slowest migration alone: {alone:.3f} s ({alone / total:.0%} of the batch), "
+            f"{alone / active[i] * 1e3:.2f} ms per phase"
+        )
         prof = cProfile.Profile()
         prof.runcall(fluid.simulate_fluid_columns, tpl, cols, round_detail=0)
         s = io.StringIO()

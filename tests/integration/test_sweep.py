@@ -499,3 +499,25 @@ def test_a_sweep_without_axes_is_one_point(tmp_path, monkeypatch, capsys):
         out = capsys.readouterr().out
         row = next(ln for ln in out.splitlines() if ln.startswith("all "))
         assert "100%" in row
+
+
+def test_coordinates_carry_the_units_their_keys_hold(tmp_path):
+    """A coordinate's units come from its key: watts, joules, per-core rates, percentages (a
+    value of 20 with units '1' read as 2000 %; power.idle_w and per-core rates were '1' too)."""
+    ds, _ = _run(
+        [
+            "experiment=quickstart",
+            "debug=default",
+            "engine=fluid",
+            "sweep.axes=null",
+            "+sweep.axes.idle={key: power.idle_w, values: [100, 150]}",
+            "+sweep.axes.throttle={key: policy.cpu_throttle_initial, values: [20, 40]}",
+            "+sweep.axes.compress={key: host.compress_mib_s_per_core, values: [100, 200]}",
+            "policy=qemu",
+            "policy.auto_converge=true",
+        ],
+        tmp_path,
+    )
+    assert ds.idle.attrs["units"] == "W"
+    assert ds.throttle.attrs["units"] == "percent"
+    assert ds.compress.attrs["units"] == "MiB/s per core"

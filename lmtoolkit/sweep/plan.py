@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -49,7 +50,7 @@ from ..errors import ConfigError
 from ..paths import group_options
 from ..tasks import get_task
 from .axes import SWAPPABLE, Axis, parse_axes
-from .swap import group_is_untouched, swap_group
+from .swap import group_is_untouched, group_option_node, swap_group
 
 #: sweep.* keys that do not change results: left out of the config hash
 RUNTIME_KEYS = ("executor", "workers", "dask_address", "chunk_size", "format", "cache", "progress")
@@ -87,6 +88,7 @@ class Plan:
     out_path: Path
     variant: str | None = None  # None: the experiment's canonical result
     raw: object = None  # the unresolved base config (axis values are set on it)
+    notes: list = dataclasses.field(default_factory=list)  # what the user should know (printed)
 
     @property
     def dims(self) -> list[str]:
@@ -299,7 +301,7 @@ def make_plan(
     if not isinstance(crn, bool):  # a string such as 'maybe' was read as true
         raise ConfigError("sweep.common_random_numbers", crn, "true or false")
     axes = parse_axes(cfg, max_values)
-    _check_not_swept(overrides, axes, name or default_name)
+    notes = _check_not_swept(overrides, axes, name or default_name)
     if (
         not axes
         and name is None
@@ -350,17 +352,22 @@ def make_plan(
         out_path=out,
         variant=variant,
         raw=raw_base,
+        notes=notes,
     )
     return expand_plan(plan) if expand else plan
 
 
-def _check_not_swept(overrides: list[str], axes: list[Axis], name: str | None) -> None:
+def _check_not_swept(overrides: list[str], axes: list[Axis], name: str | None) -> list[str]:
     """An override of a key an axis sweeps would be replaced at every point, silently: it is
-    an error that says how to choose the axis's values instead."""
+    an error that says how to choose the axis's values instead.  Returns notes on overrides
+    of keys inside a swept group (:func:`_check_group_keys_not_erased`)."""
     swept = {a.key: a for a in axes}
+    inside = []  # keys inside a swept group
     for o in overrides:
         prefix, key, value = split_override(o)
         a = swept.get(key)
+        if a is None and "~" not in prefix:
+            inside.append((key, value))
         if a is None or "~" in prefix:
             continue
         shown = ", ".join(map(str, a.values[:6])) + (", ..." if len(a.values) > 6 else "")
@@ -374,6 +381,56 @@ def _check_not_swept(overrides: list[str], axes: list[Axis], name: str | None) -
                 f"sweep.axes.{a.dim}.values=[{value}]"
             ),
         )
+    return _check_group_keys_not_erased(inside, axes, name)
+
+
+def _check_group_keys_not_erased(
+    pairs: list[tuple[str, str]], axes: list[Axis], name: str | None
+) -> list[str]:
+    """Overrides ``pairs`` (key, value) of keys inside a swept group (``network.bandwidth_gbit_s=2``
+    under an axis over ``network: [1gbe, 10gbe]``) apply to every option.  Where they leave two
+    options alike, their points would be one configuration under two names: an error.  Where
+    they replace values the options' files set differently, the points keep the options' names
+    but not those values: a note each (returned)."""
+    _missing = object()
+    notes = []
+    where = f"experiment {name}" if name else "the sweep"
+    for a in axes:
+        mine = [(k[len(a.key) + 1 :], k, v) for k, v in pairs if a.group and k.startswith(a.key + ".")]
+        nodes = {str(o): group_option_node(a.key, str(o)) for o in a.values} if mine else {}
+        if not mine or any(n is None for n in nodes.values()):  # none, or unreadable here
+            continue
+        after = {o: copy.deepcopy(n) for o, n in nodes.items()}
+        erased = []
+        for sub, key, value in mine:
+            own = {o: OmegaConf.select(n, sub, default=_missing) for o, n in nodes.items()}
+            if len({repr(v) for v in own.values()}) > 1:  # the options set it differently
+                shown = ", ".join(f"{o}: {'(default)' if v is _missing else v}" for o, v in own.items())
+                erased.append(sub)
+                notes.append(
+                    f"{key}={value} replaces what the options of axis {a.dim} set ({shown}): every "
+                    f"point runs {sub}={value}, under the options' names"
+                )
+            for n in after.values():
+                OmegaConf.update(n, sub, yaml.safe_load(str(value)), merge=False, force_add=True)
+        alike = {}
+        for o, n in after.items():
+            alike.setdefault(repr(OmegaConf.to_container(n)), []).append(o)
+        same = next((v for v in alike.values() if len(v) > 1), None)
+        if same and erased:
+            given = " ".join(f"{k}={v}" for _, k, v in mine)
+            raise ConfigError(
+                mine[0][1],
+                mine[0][2],
+                "",
+                message=(
+                    f"{given} would make options {' and '.join(same)} of axis {a.dim} ({where}) one "
+                    f"configuration under different names (they differ only in {', '.join(erased)}); "
+                    f"sweep the key instead (sweep.axes.{a.dim}={{key: {a.key}.{erased[0]}, "
+                    "values: [...]}) or drop the override"
+                ),
+            )
+    return notes
 
 
 def _cell_error(e: ConfigError, pairs) -> ConfigError:

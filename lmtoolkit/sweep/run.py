@@ -46,6 +46,8 @@ def assemble(plan: Plan, batch, command: str) -> xr.Dataset:
     attrs["lmt_variant"] = plan.variant or ""
     attrs["lmt_axes"] = json.dumps({a.dim: {"key": a.key, "values": a.values} for a in plan.axes})
     attrs["lmt_replicates"] = str(plan.replicates)
+    if plan.notes:  # e.g. an override that replaced values the options of a swept group set
+        attrs["lmt_notes"] = "\n".join(plan.notes)
     attrs["lmt_round_detail"] = str(plan.round_detail)
     scalars = getattr(batch, "scalars", {})
     for lab in ("policy", "engine"):
@@ -171,6 +173,8 @@ def run(
     t0 = time.perf_counter()
     overrides = as_overrides(overrides)
     plan = make_plan(overrides, results_dir=results_dir, expand=False, cfg_pair=cfg_pair, name=name)
+    for note in plan.notes if log else ():
+        log(f"note: {note}")
     if task is not None and plan.task != task:
         raise ConfigError(
             "task",

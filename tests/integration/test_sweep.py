@@ -521,3 +521,25 @@ def test_coordinates_carry_the_units_their_keys_hold(tmp_path):
     assert ds.idle.attrs["units"] == "W"
     assert ds.throttle.attrs["units"] == "percent"
     assert ds.compress.attrs["units"] == "MiB/s per core"
+
+
+def test_an_override_inside_a_swept_group_is_noted_or_refused(tmp_path):
+    """``network.bandwidth_gbit_s=2`` under an axis over ``network: [1gbe, 10gbe]`` ran every
+    point at 2 Gbit/s under the names 1gbe and 10gbe, silently.  Now it is noted (printed and
+    in the Dataset's ``lmt_notes``), and refused where it would leave two options alike."""
+    from lmtoolkit.errors import ConfigError
+    from lmtoolkit.sweep import run
+
+    base = ["experiment=quickstart", "debug=default", "engine=fluid", f"paths.results_dir={tmp_path}"]
+    logged = []
+    ds, _ = run(base + ["network.bandwidth_gbit_s=2"], log=logged.append)
+    note = "network.bandwidth_gbit_s=2 replaces what the options of axis network set (1gbe: 1.0, 10gbe: 10.0"
+    assert any(note in m for m in logged)
+    assert note in ds.attrs["lmt_notes"]
+    # both links then differ in latency only: overriding that too leaves them alike
+    with pytest.raises(ConfigError, match="options 1gbe and 10gbe of axis network .* one configuration"):
+        run(base + ["network.bandwidth_gbit_s=2", "network.latency_ms=1"])
+    # a key the options agree on (or do not set) is a plain override: no note
+    logged.clear()
+    ds, _ = run(base + ["network.streams=2"], log=logged.append)
+    assert not any("replaces" in m for m in logged) and "lmt_notes" not in ds.attrs

@@ -192,6 +192,10 @@ def generated_values(where: str, spec: dict) -> list:
         start, stop = float(spec["start"]), float(spec["stop"])
     except (TypeError, ValueError):
         raise ConfigError(f"{where}.values", spec, "numbers for start and stop") from None
+    if num == 1 and start != stop:  # linspace would give start alone, dropping stop silently
+        raise ConfigError(
+            f"{where}.values.num", num, f"at least 2 for start {start:g} and stop {stop:g} (or stop = start)"
+        )
     if log and (start <= 0 or stop <= 0):
         raise ConfigError(f"{where}.values", spec, "start and stop > 0 with log: true")
     arr = np.geomspace(start, stop, num) if log else np.linspace(start, stop, num)

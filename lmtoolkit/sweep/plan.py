@@ -266,6 +266,15 @@ def _column_ok(axis: Axis, task, raw_cells: list, templates: list) -> bool:
                 return False
             if not _same(got, want):
                 return False
+    # the values between the ends, each on one built scenario (~10 us each): a bad one is
+    # refused here, before any point runs (it failed mid-sweep, after chunks were written)
+    for v in axis.values[1:-1]:
+        try:
+            with_value(templates[0], axis.key, v)
+        except ConfigError as e:
+            raise ConfigError(
+                e.key, e.value, e.allowed, message=f"sweep.axes.{axis.dim}: {e.text()}"
+            ) from None
     return True
 
 

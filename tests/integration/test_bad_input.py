@@ -226,6 +226,16 @@ BAD = [
     ),
     # 2000 and 2000.0 are one point: a coordinate with it twice (sel returned both)
     (["sweep", "experiment=quickstart", "sweep.axes.dirty_rate.values=[2000,2000.0]"], ["duplicates"]),
+    # a bad value between an axis's ends: refused before any point runs (three chunks were
+    # computed and written first), and a generated axis of one value whose stop is dropped
+    (
+        ["sweep", "experiment=quickstart", "+sweep.axes.zf={key: vm.zero_fraction, values: [0.1, 1.5, 0.6]}"],
+        ["sweep.axes.zf: vm.zero_fraction=1.5", "[0, 1]"],
+    ),
+    (
+        ["sweep", "experiment=quickstart", "sweep.axes.dirty_rate.values={start: 1000, stop: 2000, num: 1}"],
+        ["sweep.axes.dirty_rate.values.num=1", "at least 2"],
+    ),
     # sizes and delays no machine has were accepted: a 1e30 MiB device state ran to the
     # timeout, a 1e30 ms latency changed nothing in pre-copy, a 1e30 GiB disk took 9e29 s
     (["run", "vm.device_state_mib=1e30"], ["vm.device_state_mib", "[0, 65536]"]),

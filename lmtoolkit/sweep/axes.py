@@ -42,6 +42,8 @@ class Axis:
             return np.array([str(v) for v in self.values])
         if all(isinstance(v, bool) for v in self.values):
             return np.array(self.values, dtype=bool)
+        if any(v is None for v in self.values):  # null (e.g. "no cap"): NaN, as a file reads it back
+            return np.array([np.nan if v is None else v for v in self.values], dtype=float)
         return np.asarray(self.values)
 
     def coord_attrs(self) -> dict:

@@ -543,3 +543,23 @@ def test_an_override_inside_a_swept_group_is_noted_or_refused(tmp_path):
     logged.clear()
     ds, _ = run(base + ["network.streams=2"], log=logged.append)
     assert not any("replaces" in m for m in logged) and "lmt_notes" not in ds.attrs
+
+
+def test_a_null_axis_value_is_nan_fresh_and_from_the_cache(tmp_path):
+    """``values: [null, 512]``: a float coordinate with NaN both when computed and when served
+    from the cache (computed, it was an object array [None, 512])."""
+    ov = [
+        "experiment=quickstart",
+        "debug=default",
+        "engine=fluid",
+        "sweep.axes=null",
+        "workload=hotcold",
+        "+sweep.axes.cap={key: policy.max_bandwidth_mib_s, values: [null, 512]}",
+        "policy=qemu",
+    ]
+    fresh, info = _run(ov, tmp_path)
+    cached, info2 = _run(ov, tmp_path)
+    assert info2["cached"] and not info["cached"]
+    for ds in (fresh, cached):
+        assert ds.cap.dtype == float and np.isnan(ds.cap.values[0]) and ds.cap.values[1] == 512
+    xr.testing.assert_identical(_data(fresh), _data(cached))

@@ -173,7 +173,15 @@ def read_dataset(path) -> xr.Dataset:
     Flag variables such as ``round_kind`` stay integers with their ``_FillValue`` instead of
     being decoded to floats with NaN.
     """
-    path = Path(path)
-    engine = "zarr" if path.suffix == ".zarr" else "h5netcdf"
-    with xr.open_dataset(path, engine=engine, mask_and_scale={"round_kind": False}) as ds:
+    with xr.open_dataset(path, engine=_read_engine(path), mask_and_scale={"round_kind": False}) as ds:
         return ds.load()
+
+
+def read_attrs(path) -> dict:
+    """A dataset's global attributes, without reading its data."""
+    with xr.open_dataset(path, engine=_read_engine(path)) as ds:
+        return dict(ds.attrs)
+
+
+def _read_engine(path) -> str:
+    return "zarr" if Path(path).suffix == ".zarr" else "h5netcdf"

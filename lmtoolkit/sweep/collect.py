@@ -11,9 +11,9 @@ import xarray as xr
 import yaml
 
 from .. import provenance
-from ..compose import split_override
+from ..compose import clean_overrides, is_hydra_override, split_override
 from ..errors import ConfigError
-from ..io import DATASET_SUFFIXES, check_writable, write_dataset, write_text
+from ..io import DATASET_SUFFIXES, check_writable, read_attrs, write_dataset, write_text
 from ..units import unit_of_key
 from .run import read_result
 
@@ -24,6 +24,48 @@ def _override_value(v: str):
     except yaml.YAMLError:
         return v
     return out if isinstance(out, (int, float, str, bool)) else v
+
+
+#: overrides that say where a job's result goes and whether it shows progress, not what it
+#: holds: the Hydra app sets both for each job (lmtoolkit/hydra_app.py)
+_PLACEMENT = ("paths.results_dir", "sweep.progress")
+
+
+def _identity(overrides) -> list[str]:
+    """The overrides that make a result what it is, as the sweep records them (``lmt_overrides``)."""
+    ov = clean_overrides([o for o in overrides if not is_hydra_override(o)])
+    return [o for o in ov if split_override(o)[1] not in _PLACEMENT]
+
+
+def _job_result(job: Path, overrides: list[str]) -> Path:
+    """The result of the job's own overrides: a job directory that a later multirun into the
+    same ``hydra.sweep.dir`` reused also holds the earlier run's result, under other labels."""
+    files = sorted(
+        p
+        for p in [*job.rglob("*.nc"), *job.rglob("*.zarr")]
+        if ".partial" not in p.parts and not p.name.startswith(".")
+    )
+    if not files:
+        raise ConfigError(
+            "collect", str(job), "", message=f"job {job} has no result file (did it fail? see {job}/*.log)"
+        )
+    want = _identity(overrides)
+    found = {}  # file: (its overrides, its config hash)
+    for f in files:
+        a = read_attrs(f)
+        found[f] = (_identity(json.loads(a.get("lmt_overrides", "[]"))), a.get("lmt_config_hash"))
+    mine = {f: h for f, (ov, h) in found.items() if ov == want}
+    if len(set(mine.values())) == 1:
+        return next(iter(mine))
+    if not mine:
+        others = "; ".join(f"{f.relative_to(job)} is of {' '.join(ov)}" for f, (ov, _) in found.items())
+        why = f"holds no result of its overrides ({' '.join(want)}): {others} (results of an earlier "
+        why += f"multirun into the same directory? did the job fail? see {job}/*.log)"
+    else:
+        hashes = ", ".join(f"{f.relative_to(job)}: config hash {h}" for f, h in mine.items())
+        why = f"holds {len(mine)} results of its overrides, of different configs ({hashes}): "
+        why += "remove the stale ones"
+    raise ConfigError("collect", str(job), "", message=f"job {job} {why}")
 
 
 def collect(run_dir, output: str | os.PathLike | None = None):
@@ -52,20 +94,8 @@ def collect(run_dir, output: str | os.PathLike | None = None):
         )
     runs = []
     for job in jobs:
-        ov = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
-        files = sorted(
-            p
-            for p in list(job.rglob("*.nc")) + list(job.rglob("*.zarr"))
-            if ".partial" not in p.parts and not p.name.startswith(".")
-        )
-        if not files:
-            raise ConfigError(
-                "collect",
-                str(job),
-                "",
-                message=f"job {job} has no result file (did it fail? see {job}/*.log)",
-            )
-        runs.append((job, [str(o) for o in ov], files[0]))
+        ov = [str(o) for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []]
+        runs.append((job, ov, _job_result(job, ov)))
     parsed = []
     for _, ov, _ in runs:
         d = {}

@@ -563,3 +563,53 @@ def test_a_null_axis_value_is_nan_fresh_and_from_the_cache(tmp_path):
     for ds in (fresh, cached):
         assert ds.cap.dtype == float and np.isnan(ds.cap.values[0]) and ds.cap.values[1] == 512
     xr.testing.assert_identical(_data(fresh), _data(cached))
+
+
+def test_collect_takes_each_jobs_own_result_not_an_older_runs(tmp_path, monkeypatch, capsys):
+    """A multirun rerun into the same hydra.sweep.dir leaves the older run's result in each job
+    dir: collect merged the first file it found, so memory_gib=8 held the 2 GiB run's numbers.
+    Each job's result is the one of its own overrides (here a zarr beside an older netCDF)."""
+    from lmtoolkit.cli import main
+    from lmtoolkit.sweep import read_result
+
+    monkeypatch.chdir(tmp_path)
+    _multirun(tmp_path, ["vm.memory_gib=1,2"])
+    d = _multirun(tmp_path, ["vm.memory_gib=4,8", "sweep.format=zarr"])
+    assert main(["collect", str(d)]) == 0
+    ds = read_result(d / "quickstart.nc")
+    assert ds.memory_gib.values.tolist() == [4, 8]
+    for run in json.loads(ds.attrs["lmt_runs"]):
+        own = read_result(d / run["file"])
+        gib = int(dict(o.split("=", 1) for o in run["overrides"])["vm.memory_gib"])
+        assert f"vm.memory_gib={gib}" in json.loads(own.attrs["lmt_overrides"])
+        np.testing.assert_array_equal(ds.total_time.sel(memory_gib=gib).values, own.total_time.values)
+
+
+def test_collect_refuses_a_job_without_exactly_one_result_of_its_overrides(tmp_path, monkeypatch, capsys):
+    """A job dir holding only another job's result, or two results of its overrides with
+    different configs, was merged from whichever file sorted first."""
+    import shutil
+
+    from lmtoolkit.cli import main
+    from lmtoolkit.io import write_dataset
+    from lmtoolkit.sweep import read_result
+
+    monkeypatch.chdir(tmp_path)
+    d = _multirun(tmp_path, ["vm.memory_gib=1,2"])
+    capsys.readouterr()
+    (own,) = (d / "1").rglob("quickstart.nc")
+    moved = tmp_path / "own.nc"
+    shutil.move(own, moved)
+    (other,) = (d / "0").rglob("quickstart.nc")
+    shutil.copy(other, own)  # job 1 holds job 0's result only
+    assert main(["collect", str(d)]) == 2
+    err = capsys.readouterr().err
+    assert f"job {d / '1'}" in err and "no result of its overrides" in err and "vm.memory_gib=1" in err
+
+    shutil.move(moved, own)
+    stale = read_result(own)
+    stale.attrs["lmt_config_hash"] = "0123456789abcdef"  # the same overrides, another config
+    write_dataset(stale, d / "1" / "quickstart" / "variants" / "old" / "quickstart.nc")
+    assert main(["collect", str(d)]) == 2
+    err = capsys.readouterr().err
+    assert f"job {d / '1'}" in err and "2 results of its overrides" in err and "0123456789abcdef" in err

@@ -68,6 +68,30 @@ def _job_result(job: Path, overrides: list[str]) -> Path:
     raise ConfigError("collect", str(job), "", message=f"job {job} {why}")
 
 
+def _check_same_points(dss: list[xr.Dataset], jobs: list[Path]) -> None:
+    """Refuse jobs that ran different points.  Merging them by an outer join would make up the
+    points a job did not run, and no honest filler exists for every variable (bool and int ones
+    hold no NaN: converged=True, rounds=INT64_MIN).  The round dim alone may differ: its padding
+    (NaN, round_kind -1) is what a sweep writes after a point's last round."""
+
+    def show(ds, d):
+        v = ds.get_index(d).tolist()
+        return str(v) if len(v) <= 8 else f"{len(v)} values [{v[0]}, {v[1]}, …, {v[-1]}]"
+
+    for ds, job in zip(dss[1:], jobs[1:]):
+        for d in dss[0].dims:
+            if d != "round" and not dss[0].get_index(d).equals(ds.get_index(d)):
+                raise ConfigError(
+                    "collect",
+                    str(job),
+                    "",
+                    message=f"jobs {jobs[0].name} and {job.name} ran different points: {d} is "
+                    f"{show(dss[0], d)} against {show(ds, d)}; collect merges jobs over the same "
+                    "points, so an override that changes them (sweep.replicates, sweep.axes.…) "
+                    "cannot differ between jobs",
+                )
+
+
 def collect(run_dir, output: str | os.PathLike | None = None):
     """Merge the results of a multirun directory (``multirun/<date>/<time>``) into one Dataset.
 
@@ -117,6 +141,7 @@ def collect(run_dir, output: str | os.PathLike | None = None):
             message="the runs have different dims "
             "(different experiments?); collect merges runs of one experiment",
         )
+    _check_same_points(dss, [job for job, _, _ in runs])
     names = {}
     for k in varying:
 

@@ -613,3 +613,17 @@ def test_collect_refuses_a_job_without_exactly_one_result_of_its_overrides(tmp_p
     assert main(["collect", str(d)]) == 2
     err = capsys.readouterr().err
     assert f"job {d / '1'}" in err and "2 results of its overrides" in err and "0123456789abcdef" in err
+
+
+def test_collect_refuses_jobs_over_different_points(tmp_path, monkeypatch, capsys):
+    """sweep.replicates=1,2: the outer join made up the point (replicates=1, replicate=1) that no
+    job ran — total_time NaN beside converged=True, rounds=seed=INT64_MIN, stop_reason 'nan'."""
+    from lmtoolkit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    d = _multirun(tmp_path, ["sweep.replicates=1,2"])
+    capsys.readouterr()
+    assert main(["collect", str(d)]) == 2
+    err = capsys.readouterr().err
+    assert "jobs 0 and 1" in err and "replicate" in err and "[0] against [0, 1]" in err
+    assert not (d / "quickstart.nc").exists()

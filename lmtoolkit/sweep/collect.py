@@ -97,6 +97,9 @@ def collect(run_dir, output: str | os.PathLike | None = None):
 
     Each job's overrides (``<job>/.hydra/overrides.yaml``) that differ between jobs become
     new dims (``network=1gbe,10gbe`` → dim ``network``; ``vm.memory_gib=…`` → ``memory_gib``).
+    A job's result is the one recorded with the job's overrides; the jobs must have run the
+    same points (:func:`_check_same_points`); attributes that differ between jobs are recorded
+    per job (``attrs`` in ``lmt_runs``), not as the file's.
     Written to ``<run_dir>/<experiment>.nc`` (or ``output``) with ``provenance.yaml``.
     Returns ``(dataset, path)``.
     """
@@ -208,15 +211,16 @@ def collect(run_dir, output: str | os.PathLike | None = None):
         if v in dss[0].variables:
             for a, val in dss[0][v].attrs.items():
                 merged[v].attrs.setdefault(a, val)
+    # the jobs' attributes: those of one value in every job stay; the others (lmt_engine,
+    # lmt_config … of an engine=fluid,page multirun) go into each job's record in lmt_runs
+    rewritten = ("lmt_config_hash", "lmt_created_at", "lmt_overrides", "history")
     first = dss[0].attrs
-    name = first.get("lmt_experiment", "collected")
+    keys = dict.fromkeys(k for d in dss for k in d.attrs if k not in rewritten)
+    common = {k: first[k] for k in keys if all(k in d.attrs and d.attrs[k] == first[k] for d in dss)}
+    name = common.get("lmt_experiment", "collected")
     command = f"lmtk collect {run_dir}"
     created = provenance.now()
-    merged.attrs = {
-        k: v
-        for k, v in first.items()
-        if k not in ("lmt_config_hash", "lmt_created_at", "lmt_overrides", "history")
-    }
+    merged.attrs = dict(common)
     merged.attrs.update(
         {
             "history": f"{created} {command}\n" + "\n".join(d.attrs.get("history", "") for d in dss),
@@ -232,6 +236,7 @@ def collect(run_dir, output: str | os.PathLike | None = None):
                         "overrides": ov,
                         "file": str(f.relative_to(run_dir)),
                         "config_hash": d.attrs.get("lmt_config_hash", ""),
+                        "attrs": {k: v for k, v in d.attrs.items() if k in keys and k not in common},
                     }
                     for (j, ov, f), d in zip(runs, dss)
                 ]
@@ -251,8 +256,8 @@ def collect(run_dir, output: str | os.PathLike | None = None):
                 "new_dims": names,
                 "dims": {d: int(n) for d, n in merged.sizes.items()},
                 "runs": json.loads(merged.attrs["lmt_runs"]),
-                "git_commit": first.get("lmt_git_commit"),
-                "versions": json.loads(first.get("lmt_versions", "{}")),
+                "git_commit": common.get("lmt_git_commit"),  # (else each run's attrs)
+                "versions": json.loads(common.get("lmt_versions", "{}")),
             },
             sort_keys=False,
             width=100,

@@ -627,3 +627,25 @@ def test_collect_refuses_jobs_over_different_points(tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err
     assert "jobs 0 and 1" in err and "replicate" in err and "[0] against [0, 1]" in err
     assert not (d / "quickstart.nc").exists()
+
+
+def test_collected_attributes_that_differ_between_jobs_are_recorded_per_job(tmp_path, monkeypatch):
+    """engine=fluid,page: the collected file's engine coord was [fluid, page] while its attributes
+    (lmt_engine, lmt_config, lmt_variant) were job 0's alone."""
+    from lmtoolkit.cli import main
+    from lmtoolkit.sweep import read_result
+
+    monkeypatch.chdir(tmp_path)
+    d = _multirun(tmp_path, ["engine=fluid,page"])
+    assert main(["collect", str(d)]) == 0
+    ds = read_result(d / "quickstart.nc")
+    assert ds.engine.values.tolist() == ["fluid", "page"]
+    assert not {"lmt_engine", "lmt_config", "lmt_variant"} & set(ds.attrs)
+    runs = json.loads(ds.attrs["lmt_runs"])
+    assert [r["attrs"]["lmt_engine"] for r in runs] == ["fluid", "page"]
+    assert ["engine: page" in r["attrs"]["lmt_config"] for r in runs] == [False, True]
+    # what every job has in common stays
+    assert ds.attrs["lmt_policy"] == "vmware" and ds.attrs["lmt_experiment"] == "quickstart"
+    assert "lmt_policy" not in runs[0]["attrs"]
+    prov = yaml.safe_load((d / "provenance.yaml").read_text())
+    assert prov["git_commit"] == ds.attrs.get("lmt_git_commit")

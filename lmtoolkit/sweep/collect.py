@@ -215,8 +215,9 @@ def collect(run_dir, output: str | os.PathLike | None = None):
     # lmt_config … of an engine=fluid,page multirun) go into each job's record in lmt_runs
     rewritten = ("lmt_config_hash", "lmt_created_at", "lmt_overrides", "history")
     first = dss[0].attrs
-    keys = dict.fromkeys(k for d in dss for k in d.attrs if k not in rewritten)
-    common = {k: first[k] for k in keys if all(k in d.attrs and d.attrs[k] == first[k] for d in dss)}
+    attr_keys = dict.fromkeys(k for d in dss for k in d.attrs if k not in rewritten)
+    common = {k: first[k] for k in attr_keys if all(k in d.attrs and d.attrs[k] == first[k] for d in dss)}
+    differ = [k for k in attr_keys if k not in common]
     name = common.get("lmt_experiment", "collected")
     command = f"lmtk collect {run_dir}"
     created = provenance.now()
@@ -236,7 +237,7 @@ def collect(run_dir, output: str | os.PathLike | None = None):
                         "overrides": ov,
                         "file": str(f.relative_to(run_dir)),
                         "config_hash": d.attrs.get("lmt_config_hash", ""),
-                        "attrs": {k: v for k, v in d.attrs.items() if k in keys and k not in common},
+                        "attrs": {k: d.attrs[k] for k in differ if k in d.attrs},
                     }
                     for (j, ov, f), d in zip(runs, dss)
                 ]

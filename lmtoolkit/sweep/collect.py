@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -92,6 +93,42 @@ def _check_same_points(dss: list[xr.Dataset], jobs: list[Path]) -> None:
                 )
 
 
+class _Jobs(set):
+    """The override lists of a multirun's jobs, and the multirun's own overrides (``task``)."""
+
+    task: list[str]
+
+
+def _latest_jobs(run_dir: Path) -> _Jobs | None:
+    """The jobs of the last multirun into ``run_dir``, as override tuples, from the
+    ``multirun.yaml`` Hydra writes there (the basic sweeper runs the cartesian product of its
+    sweep overrides, in order); None where that cannot be told (no file, another sweeper)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    f = run_dir / "multirun.yaml"
+    try:
+        cfg = yaml.safe_load(f.read_text()) or {}
+        task = [str(o) for o in cfg["hydra"]["overrides"]["task"]]
+        sweeper = str(cfg["hydra"]["sweeper"].get("_target_", ""))
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return None
+    if not sweeper.endswith("BasicSweeper"):
+        return None
+    try:
+        parsed = OverridesParser.create().parse_overrides(task)
+    except Exception:  # noqa: BLE001 (an override grammar this check does not follow)
+        return None
+    choices = []
+    for o, text in zip(parsed, task):
+        if o.is_sweep_override():
+            choices.append([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
+        else:
+            choices.append([text])
+    out = _Jobs(itertools.product(*choices))
+    out.task = task
+    return out
+
+
 def collect(run_dir, output: str | os.PathLike | None = None):
     """Merge the results of a multirun directory (``multirun/<date>/<time>``) into one Dataset.
 
@@ -120,8 +157,18 @@ def collect(run_dir, output: str | os.PathLike | None = None):
             message=f"{run_dir} holds no Hydra multirun jobs (no */.hydra/overrides.yaml)",
         )
     runs = []
+    latest = _latest_jobs(run_dir)
     for job in jobs:
         ov = [str(o) for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []]
+        if latest is not None and tuple(ov) not in latest:
+            raise ConfigError(
+                "collect",
+                str(job),
+                "",
+                message=f"job {job} ({' '.join(ov)}) is not a job of the last multirun into {run_dir} "
+                f"(its multirun.yaml: {' '.join(latest.task)}): a job directory an earlier multirun left "
+                "(remove it, or give each multirun its own hydra.sweep.dir)",
+            )
         runs.append((job, ov, _job_result(job, ov)))
     parsed = []
     for _, ov, _ in runs:

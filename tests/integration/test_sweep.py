@@ -585,6 +585,24 @@ def test_collect_takes_each_jobs_own_result_not_an_older_runs(tmp_path, monkeypa
         np.testing.assert_array_equal(ds.total_time.sel(memory_gib=gib).values, own.total_time.values)
 
 
+def test_collect_refuses_a_job_an_earlier_multirun_left(tmp_path, monkeypatch, capsys):
+    """A rerun with fewer jobs into the same hydra.sweep.dir leaves the earlier run's last job
+    directory: collect merged it (memory_gib [4, 8, 3]).  Its overrides are not a job of the
+    multirun.yaml Hydra wrote last: refused, naming it."""
+    import shutil
+
+    from lmtoolkit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    _multirun(tmp_path, ["vm.memory_gib=1,2,3"])
+    d = _multirun(tmp_path, ["vm.memory_gib=4,8"])
+    assert main(["collect", str(d)]) == 2
+    err = capsys.readouterr().err
+    assert f"job {d / '2'} (" in err and "vm.memory_gib=3" in err and "not a job of the last multirun" in err
+    shutil.rmtree(d / "2")
+    assert main(["collect", str(d)]) == 0
+
+
 def test_collect_refuses_a_job_without_exactly_one_result_of_its_overrides(tmp_path, monkeypatch, capsys):
     """A job dir holding only another job's result, or two results of its overrides with
     different configs, was merged from whichever file sorted first."""

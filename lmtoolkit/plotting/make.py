@@ -3,12 +3,18 @@
 Each figure's Dataset comes from ``lmt.sweep(["experiment=<experiment>", *overrides])``: the
 sweep serves it from its cache (``results/<experiment>/<experiment>.nc``, keyed by the config
 hash) or runs it.  Figures go to ``<results>/figures/<id>_<slug>.{png,pdf}``; the sidecar
-``<id>_<slug>.yaml`` records the caption, the datasets used with their config hashes, the git
-commit and the command that made it.
+``<id>_<slug>.yaml`` records the caption, the dataset used (the file the sweep read or wrote,
+its config hash, its variant), the git commit and the command that made it.
+
+A figure of a *variant* (overrides that change the experiment's points, e.g.
+``sweep.replicates=1``: the sweep keeps it in ``results/<exp>/variants/<id>/``) goes beside
+that variant, to ``results/<exp>/variants/<id>/figures/``: it never replaces the canonical
+figure, as ``debug=default`` never does (``results/debug/figures/``).
 
     lmtk figures                 # all figures
     lmtk figures fig02 fig05     # some (ids, numbers or slugs)
     lmtk figures debug=default   # shrunk sweeps (results/debug/figures/), for quick checks
+    lmtk figures fig01 vm=medium # a variant: results/quickstart/variants/<id>/figures/
 """
 
 from __future__ import annotations
@@ -29,9 +35,15 @@ FORMATS = ("png", "pdf")
 
 def experiment_dataset(experiment: str, overrides: Sequence[str] = ()):
     """The experiment's Dataset from its sweep (any task; cached on disk after the first run)."""
-    from ..sweep import sweep
+    return experiment_result(experiment, overrides)[0]
 
-    return sweep([f"experiment={experiment}", *overrides])
+
+def experiment_result(experiment: str, overrides: Sequence[str] = ()):
+    """``(Dataset, info)`` of the experiment's sweep (:func:`lmtoolkit.sweep.run`): ``info``
+    names the file read or written (``path``), its ``config_hash`` and its ``plan``."""
+    from ..sweep import run
+
+    return run([f"experiment={experiment}", *overrides])
 
 
 def results_dir(overrides: Sequence[str] = ()) -> Path:
@@ -42,18 +54,35 @@ def results_dir(overrides: Sequence[str] = ()) -> Path:
     return paths.results_dir(compose(list(overrides)))
 
 
-def _dataset_entry(ds, experiment: str, root: Path) -> dict:
+def _dataset_path(ds, experiment: str, overrides: Sequence[str]) -> str | None:
+    """The file ``ds`` was read from, for a Dataset given without its sweep's ``info``: where it
+    says it came from, else the file the sweep of these overrides keeps — if that file's config
+    hash is the Dataset's (never a file of another config: a guessed canonical path named
+    ``quickstart.nc`` for a variant's data, and a ``.nc`` for a zarr result)."""
     path = ds.attrs.get("lmt_path") or ds.encoding.get("source")
-    if not path:
-        for ext in (".nc", ".zarr"):
-            p = root / experiment / f"{experiment}{ext}"
-            if p.exists():
-                path = str(p)
-                break
+    if path:
+        return str(path)
+    import contextlib
+
+    import yaml
+
+    from ..sweep import make_plan
+
+    with contextlib.suppress(Exception):  # no plan for these overrides: the path is unknown
+        out = make_plan([f"experiment={experiment}", *overrides], expand=False).out_path
+        rec = yaml.safe_load((out.parent / "provenance.yaml").read_text()) or {}
+        if out.exists() and rec.get("config_hash") == ds.attrs.get("lmt_config_hash"):
+            return str(out)
+    return None
+
+
+def _dataset_entry(ds, experiment: str, path) -> dict:
+    """The sidecar's record of the dataset a figure shows: ``path`` is the file it came from."""
     return {
         "experiment": experiment,
         "path": str(path) if path else None,
         "config_hash": str(ds.attrs.get("lmt_config_hash", "")),
+        "variant": str(ds.attrs.get("lmt_variant", "") or "") or None,
         "overrides": json.loads(ds.attrs.get("lmt_overrides", "[]") or "[]"),
         "created_at": str(ds.attrs.get("lmt_created_at", "")),
         "git_commit": str(ds.attrs.get("lmt_git_commit", "")),
@@ -120,25 +149,69 @@ def make_figure(
     thumbnails: Path | None = None,
     ds=None,
 ) -> dict:
-    """Make one registered figure (running or reusing its experiment); return its sidecar."""
+    """Make one registered figure (running or reusing its experiment); return its sidecar plus
+    ``dir``, the directory its files went to.
+
+    The directory: ``out_dir`` if given, else ``<results>/figures/`` for the experiment's
+    canonical result (``debug=default``: ``results/debug/figures/``) and, for a variant
+    (overrides that change the points), ``figures/`` beside the variant's Dataset
+    (``results/<exp>/variants/<id>/figures/``), so a variant never replaces a canonical figure.
+    """
     spec = get(spec) if isinstance(spec, str) else spec
     t0 = time.perf_counter()
     overrides = list(overrides)
-    root = results_dir(overrides)
-    out_dir = Path(out_dir) if out_dir else root / "figures"
+    if thumbnails is not None:
+        _refuse_variant_thumbnails(overrides)
     if ds is None:
-        ds = experiment_dataset(spec.experiment, overrides)
+        ds, info = experiment_result(spec.experiment, overrides)
+        path = info["path"]
+    else:
+        path = _dataset_path(ds, spec.experiment, overrides)
+    if out_dir:
+        out_dir = Path(out_dir)
+    elif ds.attrs.get("lmt_variant"):
+        if not path:
+            from ..errors import ConfigError
+
+            raise ConfigError(
+                "ds",
+                ds.attrs.get("lmt_variant"),
+                "",
+                message=f"{spec.id}: a variant's Dataset (lmt_variant={ds.attrs['lmt_variant']}) whose "
+                "file is unknown: give out_dir (a variant's figure never goes to <results>/figures/)",
+            )
+        out_dir = Path(path).parent / "figures"
+    else:
+        out_dir = results_dir(overrides) / "figures"
     fig = spec.function(ds)
     command = command or f"lmtoolkit.plotting.make.make_figure({spec.id!r}, {overrides!r})"
-    return save_figure(
+    side = save_figure(
         fig,
         spec,
-        [_dataset_entry(ds, spec.experiment, root)],
+        [_dataset_entry(ds, spec.experiment, path)],
         out_dir,
         command,
         time.perf_counter() - t0,
         thumbnails,
     )
+    return {**side, "dir": str(out_dir)}
+
+
+def _refuse_variant_thumbnails(overrides: Sequence[str]) -> None:
+    """``--thumbnails`` refreshes the README's images: from canonical results only."""
+    from ..errors import ConfigError
+    from ..sweep.plan import is_canonical
+
+    if not is_canonical(list(overrides)):
+        raise ConfigError(
+            "--thumbnails",
+            " ".join(overrides),
+            "",
+            message="--thumbnails redraws the README's thumbnails from the canonical results: leave "
+            "out the overrides that change the experiments' points ("
+            + " ".join(o for o in overrides if not is_canonical([o]))
+            + ")",
+        )
 
 
 def make_figures(
@@ -170,13 +243,14 @@ def make_figures(
     return out
 
 
-def show(sides: list[dict], out_dir: Path) -> None:
-    """Display made figures in a notebook: each PNG under its id and caption."""
+def show(sides: list[dict], out_dir: Path | None = None) -> None:
+    """Display made figures in a notebook: each PNG under its id and caption (from the ``dir``
+    :func:`make_figure` returns; ``out_dir`` for sidecars without one)."""
     from IPython.display import Image, Markdown, display
 
     for s in sides:
         display(Markdown(f"**{s['id']}** — {s['caption']}"))
-        display(Image(filename=str(Path(out_dir) / s["files"][0]), width=820))
+        display(Image(filename=str(Path(s.get("dir") or out_dir) / s["files"][0]), width=820))
 
 
 # -- CLI -------------------------------------------------------------------------------------------
@@ -206,9 +280,15 @@ def cmd_figures(args) -> int:
         thumbnails=Path(args.thumbnails) if args.thumbnails else None,
         progress=interactive_terminal(),
     )  # quiet in CI logs and pipes
-    out_dir = Path(args.output) if args.output else results_dir(overrides) / "figures"
+    canonical = results_dir(overrides) / "figures"
     for s in sides:
-        print(f"wrote {out_dir / s['files'][0]} (+ .pdf, .yaml)")
+        variant = s["datasets"][0].get("variant")
+        if variant and not args.output:
+            print(
+                f"a variant of experiment {s['experiment']} (overrides change its points): kept apart "
+                f"from the canonical {canonical / s['files'][0]}"
+            )
+        print(f"wrote {Path(s['dir']) / s['files'][0]} (+ .pdf, .yaml)")
     return 0
 
 
@@ -223,7 +303,12 @@ def add_commands(sub) -> None:
         help="figure ids (fig01, 1 or quickstart; default all) and Hydra overrides "
         "for the experiments (e.g. debug=default)",
     )
-    p.add_argument("-o", "--output", help="directory for the figures (default <results>/figures)")
+    p.add_argument(
+        "-o",
+        "--output",
+        help="directory for the figures (default <results>/figures; a variant's: "
+        "figures/ beside its Dataset)",
+    )
     p.add_argument(
         "--thumbnails",
         metavar="DIR",

@@ -153,3 +153,52 @@ def test_a_narrow_dirty_page_axis_still_has_labelled_ticks():
         t.get_text() for t, v in zip(ax.get_yticklabels(), ax.get_yticks()) if t.get_text() and lo <= v <= hi
     ]
     assert len(labels) >= 2, labels
+
+
+@pytest.mark.integration
+def test_a_figure_names_the_file_it_read_and_a_variant_never_replaces_the_canonical_one(capsys):
+    """The sidecar names the file the sweep actually read or wrote, with its config hash (a
+    freshly computed Dataset was recorded as the canonical ``quickstart.nc`` — another config's
+    file — for a variant, and as a ``.nc`` for a zarr result); a variant's figure goes beside
+    the variant and the canonical figure is left as it was (it was overwritten)."""
+    import os
+    from pathlib import Path
+
+    from lmtoolkit.cli import main
+
+    root = Path(os.environ["LMT_RESULTS_DIR"]) / "debug"
+    stem = FIGURES["fig01"].stem
+
+    def sidecar(d: Path) -> dict:
+        return yaml.safe_load((d / f"{stem}.yaml").read_text())
+
+    def recorded_hash(data: Path) -> str:
+        return yaml.safe_load((data.parent / "provenance.yaml").read_text())["config_hash"]
+
+    assert main(["figures", "fig01", "debug=default", "sweep.executor=inline"]) == 0
+    canonical = root / "figures"
+    nc = root / "quickstart" / "quickstart.nc"
+    entry = sidecar(canonical)["datasets"][0]
+    assert entry["path"] == str(nc) and entry["config_hash"] == recorded_hash(nc)
+    before = {ext: (canonical / f"{stem}.{ext}").read_bytes() for ext in ("png", "yaml")}
+    capsys.readouterr()
+
+    assert main(["figures", "fig01", "debug=default", "sweep.executor=inline", "seed=7"]) == 0
+    out = capsys.readouterr().out
+    variants = list((root / "quickstart" / "variants").iterdir())
+    assert len(variants) == 1
+    data = variants[0] / "quickstart.nc"
+    entry = sidecar(variants[0] / "figures")["datasets"][0]
+    assert entry["path"] == str(data) and entry["variant"] == variants[0].name
+    assert entry["config_hash"] == recorded_hash(data) != recorded_hash(nc)
+    assert f"wrote {variants[0] / 'figures' / stem}.png" in out and "kept apart from the canonical" in out
+    assert {ext: (canonical / f"{stem}.{ext}").read_bytes() for ext in ("png", "yaml")} == before
+
+    assert main(["figures", "fig01", "debug=default", "sweep.executor=inline", "sweep.format=zarr"]) == 0
+    zarr = root / "quickstart" / "quickstart.zarr"
+    entry = sidecar(canonical)["datasets"][0]
+    assert entry["path"] == str(zarr) and entry["config_hash"] == recorded_hash(zarr)
+    # the README's thumbnails: from canonical results only
+    assert main(["figures", "fig01", "debug=default", "seed=7", "--thumbnails", str(root / "thumbs")]) == 2
+    assert "--thumbnails redraws the README's thumbnails" in capsys.readouterr().err
+    assert not list((root / "thumbs").glob("*.png"))

@@ -70,19 +70,24 @@ def summary_table(ds, max_rows: int = MAX_TABLE_ROWS) -> str:
     return head + "\n" + body
 
 
-def quicklook(ds, path: Path) -> Path | None:
-    """A first-look figure: total time and downtime against the main numeric axis."""
-    import matplotlib
+#: the quick-look's limits (a readable PNG): beyond them it draws the first ones and says so,
+#: in its title and on the console (:func:`quicklook_layout`)
+QUICKLOOK_MAX_SERIES = 20  # colours: lines per panel, bars per group
+QUICKLOOK_MAX_PANELS = 12  # panels per variable (line plots)
+QUICKLOOK_MAX_BARS = 240  # bars per panel (bar plots)
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+
+def quicklook_layout(ds) -> dict:
+    """How :func:`quicklook` draws ``ds`` (no drawing): ``x`` (the main numeric axis, or None:
+    bars), ``hue`` (one colour per value: ``policy`` if swept, else the axis with the most
+    values), ``rest`` (the other axes: one panel per combination for lines, one group of bars
+    for bars), ``fixed`` (axes of one value), ``groups`` (the combinations of ``rest`` drawn),
+    ``n_hue`` (hue values drawn), ``points`` / ``drawn`` (points in ``ds`` / in the figure, over
+    replicates), ``capped`` and ``note``: None when every point is drawn, else what was left
+    out (the note is what ``lmtk sweep`` prints; the figure's title says it too)."""
     import numpy as np
 
-    from .io import atomic_path
-
     dims = [d for d in ds["total_time"].dims if d != "replicate"]
-    if not dims:
-        return None
     numeric = [d for d in dims if ds[d].dtype.kind in "fiu" and ds.sizes[d] > 1]
     x = (
         "dirty_rate"
@@ -90,36 +95,158 @@ def quicklook(ds, path: Path) -> Path | None:
         else (max(numeric, key=lambda d: ds.sizes[d]) if numeric else None)
     )
     others = [d for d in dims if d != x]
-    fig, axs = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    mean = ds[["total_time", "downtime"]].mean("replicate") if "replicate" in ds.dims else ds
-    combos = list(np.ndindex(*[ds.sizes[d] for d in others])) if others else [()]
-    for ax, var, scale, label in (
-        (axs[0], "total_time", 1.0, "total migration time [s]"),
-        (axs[1], "downtime", 1e3, "downtime [ms]"),
-    ):
-        for n, combo in enumerate(combos[:12]):
-            sel = {d: i for d, i in zip(others, combo)}
-            y = mean[var].isel(sel) * scale
-            name = ", ".join(f"{d}={ds[d].values[i]}" for d, i in sel.items()) or var
-            if x is None:
-                ax.bar(n, float(y), label=name)
-            else:
-                ax.plot(ds[x].values, y.values, marker="o", label=name)
-        if x is not None:
-            units = ds[x].attrs.get("units", "")
-            ax.set_xlabel(f"{x} [{units}]" if units else x)
-            xs = ds[x].values.astype(float)
+    varying = [d for d in others if ds.sizes[d] > 1]
+    fixed = [d for d in others if ds.sizes[d] == 1]
+    hue = "policy" if "policy" in varying else (max(varying, key=lambda d: ds.sizes[d]) if varying else None)
+    rest = [d for d in varying if d != hue]
+    groups = list(np.ndindex(*[ds.sizes[d] for d in rest])) if rest else [()]
+    n_hue_all = ds.sizes[hue] if hue else 1
+    n_hue = min(n_hue_all, QUICKLOOK_MAX_SERIES)
+    n_x = ds.sizes[x] if x else 1
+    cap = QUICKLOOK_MAX_PANELS if x else max(1, QUICKLOOK_MAX_BARS // n_hue)
+    shown = groups[:cap]
+    points = int(np.prod([ds.sizes[d] for d in dims])) if dims else 1
+    drawn = n_hue * len(shown) * n_x
+    left = []
+    if n_hue < n_hue_all:
+        left.append(f"the first {n_hue} of {n_hue_all} values of {hue}")
+    if len(shown) < len(groups):
+        what = "panels" if x else "groups of bars"
+        left.append(f"the first {len(shown)} of {len(groups)} {what} ({' × '.join(rest)})")
+    capped = "; ".join(left) if drawn < points else None
+    note = (
+        f"the quick-look shows {drawn} of {points} points ({capped}); the Dataset has them all"
+        if capped
+        else None
+    )
+    return {
+        "x": x,
+        "hue": hue,
+        "rest": rest,
+        "fixed": fixed,
+        "groups": shown,
+        "n_hue": n_hue,
+        "points": points,
+        "drawn": drawn,
+        "capped": capped,
+        "note": note,
+    }
+
+
+def _label(ds, sel: dict) -> str:
+    return ", ".join(f"{d}={ds[d].values[i]}" for d, i in sel.items())
+
+
+def quicklook_figure(ds):
+    """A first-look figure of every point (mean over replicates): total time and downtime
+    against the main numeric axis, one line per ``hue`` value and one panel per combination of
+    the other axes; without a numeric axis, bars (one colour per ``hue`` value, one group per
+    combination of the others).  Returns ``(figure, layout)`` (:func:`quicklook_layout`)."""
+    import math
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    lay = quicklook_layout(ds)
+    x, hue, rest, groups, n_hue = lay["x"], lay["hue"], lay["rest"], lay["groups"], lay["n_hue"]
+    mean = ds[["total_time", "downtime"]]
+    mean = mean.mean("replicate") if "replicate" in mean.dims else mean
+    mean = mean.isel({d: 0 for d in lay["fixed"]})
+    variables = (("total_time", 1.0, "total migration time [s]"), ("downtime", 1e3, "downtime [ms]"))
+    colors = plt.get_cmap("tab10" if n_hue <= 10 else "tab20").colors
+    hues = [{hue: h} if hue else {} for h in range(n_hue)]
+    hue_names = [_label(ds, h).split("=", 1)[-1] if h else "all points" for h in hues]
+    if x is not None:
+        ncols = min(len(groups), 4)
+        nrows = math.ceil(len(groups) / ncols)
+        if len(groups) == 1:
+            fig, grid = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True, squeeze=False)
+            panels = {(v, 0): grid[0, v] for v in range(2)}
+        else:
+            fig, grid = plt.subplots(
+                2 * nrows,
+                ncols,
+                figsize=(1 + 3.2 * ncols, 2.4 * 2 * nrows + 0.8),
+                constrained_layout=True,
+                squeeze=False,
+            )
+            panels = {
+                (v, g): grid[v * nrows + g // ncols, g % ncols] for v in range(2) for g in range(len(groups))
+            }
+            for ax in grid.ravel():
+                if ax not in panels.values():
+                    ax.set_visible(False)
+        units = ds[x].attrs.get("units", "")
+        xs = ds[x].values.astype(float)
+        for (v, g), ax in panels.items():
+            var, scale, label = variables[v]
+            sel = dict(zip(rest, groups[g]))
+            for k, h in enumerate(hues):
+                y = mean[var].isel({**sel, **h}) * scale
+                ax.plot(xs, y.values, marker="o", ms=3, color=colors[k % len(colors)], label=hue_names[k])
+            ax.set_xlabel(f"{x} [{units}]" if units and units != "1" else x, fontsize=8)
             if xs.min() > 0 and xs.max() / xs.min() >= 50:
                 ax.set_xscale("log")
-        else:
-            ax.set_xticks([])
-        ax.set_ylabel(label)
-        ax.grid(True, alpha=0.3)
-    axs[1].legend(fontsize=7, loc="best")
-    fig.suptitle(ds.attrs.get("title", ""), fontsize=10)
+            ax.set_ylabel(label, fontsize=8)
+            if sel:
+                ax.set_title(_label(ds, sel), fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(True, alpha=0.3)
+    else:
+        n_bars = n_hue * len(groups)
+        fig, axs = plt.subplots(
+            2, 1, figsize=(min(max(8.0, 3 + 0.12 * n_bars), 30.0), 7), constrained_layout=True
+        )
+        width = 0.8 / n_hue
+        for ax, (var, scale, label) in zip(axs, variables):
+            for k, h in enumerate(hues):
+                pos = np.arange(len(groups)) + (k - (n_hue - 1) / 2) * width
+                y = [float(mean[var].isel({**dict(zip(rest, c)), **h})) * scale for c in groups]
+                ax.bar(pos, y, width=width, color=colors[k % len(colors)], label=hue_names[k])
+            ax.set_xticks(np.arange(len(groups)))
+            ticks = ["\n".join(str(ds[d].values[i]) for d, i in zip(rest, c)) for c in groups]
+            long = max((len(t) for c in ticks for t in c.split("\n")), default=0) > 10
+            rot = 90 if len(groups) > 16 else (30 if long and len(groups) > 6 else 0)
+            ax.set_xticklabels(
+                ticks if rest else [""], fontsize=7, rotation=rot, ha="right" if rot == 30 else "center"
+            )
+            if rest:
+                ax.set_xlabel(" / ".join(rest), fontsize=8)
+            ax.set_ylabel(label, fontsize=8)
+            ax.grid(True, axis="y", alpha=0.3)
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    if hue:
+        fig.legend(handles, labels, title=hue, loc="outside right upper", fontsize=7, title_fontsize=8)
+    reps = ds.sizes.get("replicate", 1)
+    how = [f"mean over {reps} replicates" if reps > 1 else "one replicate"]
+    how += [f"{d}={ds[d].values[0]}" for d in lay["fixed"]]
+    if lay["note"]:
+        how.append(f"showing {lay['drawn']} of {lay['points']} points")
+    title = ds.attrs.get("title", "") + "\n" + " · ".join(how)
+    if lay["capped"]:
+        title += f"\n(only {lay['capped']}; the Dataset has them all)"
+    fig.suptitle(title, fontsize=10)
+    return fig, lay
+
+
+def quicklook(ds, path: Path, log=None) -> Path | None:
+    """Write :func:`quicklook_figure` as PNG to ``path``; ``log`` gets the note when the figure
+    cannot show every point (also in its title).  None when ``ds`` has no axis."""
+    import matplotlib.pyplot as plt
+
+    from .io import atomic_path
+
+    if not [d for d in ds["total_time"].dims if d != "replicate"]:
+        return None
+    fig, lay = quicklook_figure(ds)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+    if lay["note"] and log is not None:
+        log(lay["note"])
     return path
 
 
@@ -276,6 +403,9 @@ def cmd_sweep(args) -> int:
         fig = png if fresh else quicklook(ds, png)
         if fig:
             print(f"      {fig}")
+            note = quicklook_layout(ds)["note"]
+            if note:
+                print(f"      note: {note}")
     return 0
 
 

@@ -16,7 +16,8 @@ second composes the config through the package::
 ``cfg`` is the resolved Hydra config (``cfg.vm.memory_gib``…) plus the effective overrides
 (``cfg.overrides``: ``experiment=NAME`` if given, the notebook's, and ``debug=default`` in
 smoke mode) and helpers that call the package: ``cfg.simulate()``, ``cfg.sweep()``,
-``cfg.save(**values)`` (the notebook's summary, ``results/notebooks/<name>.json``) and, for an
+``cfg.save(**values)`` (the notebook's summary, ``results/notebooks/<name>.json``, with one
+``config_hash``: the ``lmt_config_hash`` of the Dataset its config makes) and, for an
 experiment, ``cfg.describe()``, ``cfg.table(ds)``, ``cfg.figure(ds)``, ``cfg.summary(ds)``
 (what to show comes from data: the experiment's ``title`` and its figure in
 :mod:`lmtoolkit.plotting.registry`).
@@ -299,11 +300,10 @@ class NotebookConfig:
         return spec.function(ds) if spec is not None else None
 
     def summary(self, ds) -> dict:
-        """What the experiment notebook saves: the Dataset's config hash and dims and the mean of
-        every table variable."""
+        """What the experiment notebook saves: the Dataset's dims and the mean of every table
+        variable (its config hash is the summary's own ``config_hash``, :meth:`save`)."""
         out = {
             "experiment": self.experiment,
-            "config_hash": str(ds.attrs.get("lmt_config_hash", "")),
             "dims": {k: int(n) for k, n in ds.sizes.items()},
             "figure": self.figure_spec.id if self.figure_spec is not None else None,
         }
@@ -320,18 +320,45 @@ class NotebookConfig:
                 message=("this notebook config has no experiment: compose(..., experiment=NAME)"),
             )
 
-    def save(self, **values) -> Path:
-        """Write the notebook's summary (``values`` plus its parameters) as JSON; return the path."""
-        from .io import write_text
-        from .provenance import config_hash, git_state, now
+    def dataset(self) -> tuple[str, Path | None]:
+        """``(config hash, file)`` of the Dataset this notebook's config makes: for an experiment,
+        the sweep's (``cfg.sweep()``: its ``lmt_config_hash``, the hash ``lmtk sweep`` prints,
+        and the file it is kept in, a variant's when the overrides change the points); else the
+        one migration's (``cfg.simulate()``'s ``lmt_config_hash``; no file).  No simulation."""
+        if self.experiment:
+            from .sweep import make_plan
 
+            plan = make_plan(self.overrides, expand=False)
+            return plan.config_hash, plan.out_path
+        from .provenance import config_hash
+
+        return config_hash(self.config), None
+
+    def save(self, **values) -> Path:
+        """Write the notebook's summary (``values`` plus its parameters) as JSON; return the path.
+        ``config_hash`` is the one of the Dataset the notebook's config makes (:meth:`dataset`:
+        the ``lmt_config_hash`` of ``cfg.sweep()``'s Dataset, or of ``cfg.simulate()``'s), and
+        for an experiment ``dataset`` names its file; a ``config_hash`` in ``values`` that is
+        another is refused (two hashes in one summary, one of them not the Dataset's)."""
+        from .io import write_text
+        from .provenance import git_state, now
+
+        digest, data = self.dataset()
+        if "config_hash" in values and str(values["config_hash"]) != digest:
+            raise ValueError(
+                f"cfg.save(config_hash={values['config_hash']!r}): the summary's config_hash is "
+                f"{digest}, the Dataset's of this notebook's config (cfg.sweep() / cfg.simulate()); "
+                "save another Dataset's hash under another name"
+            )
+        values = {k: v for k, v in values.items() if k != "config_hash"}
         commit, dirty = git_state()
         doc = {
             "notebook": self.name,
             "overrides": self.user_overrides,
             "smoke": self.smoke,
             "effective_overrides": self.overrides,
-            "config_hash": config_hash(self.config),
+            "config_hash": digest,
+            **({"dataset": str(data)} if data is not None else {}),
             "git_commit": commit,
             "git_dirty": dirty,
             "created_at": now(),

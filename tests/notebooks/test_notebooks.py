@@ -35,7 +35,7 @@ EXPECTED_KEYS = {
     "11_page_vs_fluid": {"cases", "worst_total_time_rel_diff"},
     "12_whatif_from_a_real_log": {"fitted_rate", "guest_rate", "points"},
     "13_migration_energy": {"alpha", "beta", "cases", "ratio", "guest_lost_cpu_s"},
-    lnb.TEMPLATE: {"experiment", "config_hash", "dims", "figure"},
+    lnb.TEMPLATE: {"experiment", "dims", "figure"},  # (its config hash: the summary's own)
     "30_paper_figures": {"figures"},
 }
 
@@ -155,7 +155,8 @@ def test_notebook_runs_in_smoke_mode(notebook, experiment, shared_results, monke
     if experiment:
         assert summary["experiment"] == values["experiment"] == experiment
         assert f"experiment={experiment}" in summary["effective_overrides"]
-        assert values["dims"]["replicate"] >= 1 and len(values["config_hash"]) == 16
+        assert values["dims"]["replicate"] >= 1
+        _assert_one_hash_the_datasets(summary)
         from lmtoolkit.plotting.registry import FIGURES
 
         spec = next(f for f in FIGURES.values() if f.experiment == experiment)
@@ -173,6 +174,48 @@ def test_notebook_runs_in_smoke_mode(notebook, experiment, shared_results, monke
         for spec in FIGURES.values():
             for ext in ("png", "pdf", "yaml"):
                 assert (shared_results / "debug" / "figures" / f"{spec.stem}.{ext}").exists()
+
+
+def _assert_one_hash_the_datasets(summary: dict) -> None:
+    """An experiment run's summary has one config hash, the Dataset's (as the file records it);
+    its top-level hash was config_hash(cfg) — without the sweep's identity and with the
+    run-time keys — and never the Dataset's, beside values.config_hash, which was."""
+    import xarray as xr
+
+    with xr.open_dataset(summary["dataset"]) as ds:
+        assert summary["config_hash"] == ds.attrs["lmt_config_hash"]
+    assert len(summary["config_hash"]) == 16 and "config_hash" not in summary["values"]
+
+
+def test_a_notebook_summary_has_one_config_hash_the_datasets(tmp_path):
+    """What `lmtk notebooks quickstart -p vm.memory_gib=4` saves, in process: the summary's
+    config_hash is the variant Dataset's; a notebook without an experiment records the hash of
+    the Dataset cfg.simulate() makes; a different hash in the values is refused."""
+    import xarray as xr
+
+    cfg = lnb.compose(["vm.memory_gib=4"], smoke=True, experiment="quickstart")
+    ds = cfg.sweep()
+    summary = json.loads(cfg.save(**cfg.summary(ds)).read_text())
+    assert summary["config_hash"] == ds.attrs["lmt_config_hash"]
+    _assert_one_hash_the_datasets(summary)
+    assert "/variants/" in summary["dataset"]
+    with xr.open_dataset(summary["dataset"]) as on_disk:
+        assert json.loads(on_disk.attrs["lmt_overrides"])[:2] == ["experiment=quickstart", "vm.memory_gib=4"]
+    with pytest.raises(ValueError, match="config_hash"):
+        cfg.save(config_hash="0123456789abcdef")
+    base = lnb.compose(["vm.memory_gib=1"], smoke=True, name="00_x")
+    assert base.dataset() == (base.simulate().attrs["lmt_config_hash"], None)
+
+
+@pytest.mark.notebooks
+def test_an_experiment_run_with_a_parameter_records_its_variants_hash(tmp_path, monkeypatch):
+    """`lmtk notebooks quickstart -p vm.memory_gib=4 --smoke` through papermill: one config
+    hash in 20_quickstart.json, the variant Dataset's."""
+    monkeypatch.setenv("LMT_RESULTS_DIR", str(tmp_path))
+    run = lnb.execute("quickstart", ["vm.memory_gib=4"], smoke=True, progress=False)
+    assert run.summary is not None and run.summary["overrides"] == ["vm.memory_gib=4"]
+    _assert_one_hash_the_datasets(run.summary)
+    assert "/variants/" in run.summary["dataset"]
 
 
 @pytest.mark.notebooks

@@ -37,8 +37,14 @@ class Scenario:
         numa_effect(self.vm.memory_gib, self.host)  # raises for impossible topologies
         self.storage.check_link(self.network.payload_bytes_s(streams=10**9))
 
-    def context(self) -> Context:
+    def context(self, one_core: bool = False) -> Context:
+        """What the policy reads.  The helper threads' throughputs (compression, encryption,
+        checksums) are those of the cores they run on; ``one_core``: those of one core, so
+        that a hook's time per page is its CPU-seconds of work (:mod:`.model.energy`) —
+        the same work however many cores share it."""
         vm, net, host = self.vm, self.network, self.host
+        cores = 1.0 if one_core else host.spare_cores
+        at_least_one = 1.0 if one_core else max(host.spare_cores, 1.0)
         rate = getattr(self.workload, "dirty_rate_pages_s_mean", self.workload.dirty_rate_pages_s)
         return Context(
             pages=vm.pages,
@@ -51,13 +57,13 @@ class Scenario:
             base_streams=net.streams,
             rtt_s=net.rtt_s,
             zero_scan_bytes_s=host.zero_scan_gib_s * GIB,
-            compress_bytes_s=host.spare_cores * host.compress_mib_s_per_core * MIB,
-            encrypt_bytes_s=max(host.spare_cores, 1.0) * host.encrypt_gib_s_per_core * GIB,
+            compress_bytes_s=cores * host.compress_mib_s_per_core * MIB,
+            encrypt_bytes_s=at_least_one * host.encrypt_gib_s_per_core * GIB,
             compressibility=vm.compressibility,
             device_state_bytes=vm.device_state_bytes,
             dirty_rate_pages_s=rate,
             link_efficiency=net.efficiency,
-            hash_bytes_s=max(host.spare_cores, 1.0) * host.hash_gib_s_per_core * GIB,
+            hash_bytes_s=at_least_one * host.hash_gib_s_per_core * GIB,
             zero_fraction=vm.zero_fraction,
             mirror_bytes_s=self.storage.mirror_bytes_s,
         )

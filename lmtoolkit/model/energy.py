@@ -17,7 +17,9 @@ Model (per migration; J, W, s, bytes)
   page sent (``host.zero_scan_gib_s``, QEMU ``buffer_is_zero``), the policy's per-page sender
   work — compression (Hyper-V-like ``transport: compression``) or encryption (Encrypted
   vMotion) — read through the policy hooks ``nonzero_cpu_s`` / ``nonzero_wire_bytes``
-  (CPU-seconds = the hook's time x the cores it runs on), and page checksums
+  (CPU-seconds = the hook's time with one core's throughputs, ``Scenario.context(one_core=
+  True)``: the work, the same however many cores share it — ``host.spare_cores`` sets how
+  long it takes, not how much it costs), and page checksums
   (``policy.verify_checksums``, ``host.hash_gib_s_per_core``; :mod:`.reliability`).
 * **CPU work on the destination**: the same network stack and checksums; decompression at
   ``decompress_speedup`` x the compressor's speed (a sender step that shrinks pages is
@@ -134,9 +136,10 @@ def scenario_constants(scn, power: Power, idle_share: float | None = None) -> di
     page = float(vm.page_bytes)
     header = float(pol.page_header_bytes)
     b_nz = float(pol.nonzero_wire_bytes(st, ctx))
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        send = float(pol.nonzero_cpu_s(st, ctx)) * max(float(host.spare_cores), 1.0)
-    send = send if np.isfinite(send) else 0.0  # a compressor without cores never sends a page
+    # The sender's work per page: the hook's time at one core's throughput, whatever the
+    # number of cores that share it (a compressor on a quarter of a core takes 4x as long for
+    # the same work).
+    send = float(pol.nonzero_cpu_s(st, scn.context(one_core=True)))
     recv = send / power.decompress_speedup if b_nz < page + header else send
     verify = bool(pol.verify_checksums)
     return {

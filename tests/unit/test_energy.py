@@ -216,3 +216,33 @@ def test_every_power_preset_builds_and_says_where_its_figures_come_from():
         text = (config_dir() / "power" / f"{option}.yaml").read_text()
         assert "published" in text or "illustrative" in text or "default.yaml" in text, option
     assert build_power(lmt.compose(["power=whole_hosts"])).idle_share == 1.0
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ["policy=hyperv", "policy.transport=compression"],
+        ["policy=vmware", "policy.encryption=true"],
+        ["policy=xen", "policy.verify_checksums=true"],
+    ],
+)
+def test_the_same_work_costs_the_same_energy_whatever_the_spare_cores(case):
+    """host.spare_cores sets how many cores share the sender's per-page work (compression,
+    encryption, checksums), so how long it takes; the CPU-seconds are the work over one core's
+    speed.  A compressor on a quarter of a core used to be charged 4x (Hyper-V, 1 GiB on 1 GbE:
+    source 164.0 J at spare_cores=0.25, 48.8 J at 1; destination 32.1 J vs 14.1 J)."""
+    base = case + ["vm.memory_gib=1", "network=1gbe"]
+    runs = {sc: _energy(base + [f"host.spare_cores={sc}"]) for sc in (0.25, 0.5, 1, 4)}
+    ref, ref_ds = runs[4]
+    for sc, (e, ds) in runs.items():
+        assert float(ds.transferred) == pytest.approx(float(ref_ds.transferred), rel=1e-9), sc
+        for k in ("energy_source", "energy_destination", "energy_total"):
+            assert e[k] == pytest.approx(ref[k], rel=1e-9), (sc, k)
+    if "policy=hyperv" in case:  # the compressor's work: every page once at 500 MiB/s per core
+        scn = build_scenario(lmt.compose(base))
+        power = build_power(lmt.compose(base))
+        work_s = scn.vm.memory_bytes / (scn.host.compress_mib_s_per_core * 2**20)
+        c = scenario_constants(scn, power)
+        assert c["send_cpu_s_per_page"] * scn.vm.pages == pytest.approx(work_s, rel=1e-12)
+        # at a quarter of a core the compressor is the bottleneck: the same work takes longer
+        assert float(runs[0.25][1].total_time) > 1.5 * float(ref_ds.total_time)

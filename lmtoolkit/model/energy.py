@@ -22,8 +22,8 @@ Model (per migration; J, W, s, bytes)
   long it takes, not how much it costs), and page checksums
   (``policy.verify_checksums``, ``host.hash_gib_s_per_core``; :mod:`.reliability`).
 * **CPU work on the destination**: the same network stack and checksums; decompression at
-  ``decompress_speedup`` x the compressor's speed (a sender step that shrinks pages is
-  compression; LZ4's README benchmark: 780 MB/s compression, 4970 MB/s decompression per
+  ``decompress_speedup`` x the compressor's speed (where the policy compresses, hook
+  ``compresses_pages``; LZ4's README benchmark: 780 MB/s compression, 4970 MB/s decompression per
   core, ratio 6.4), decryption at the encryption's speed (AES-GCM runs the same CTR and GHASH
   passes both ways: NIST SP 800-38D); one post-copy fault handled costs
   ``policy.fault_overhead_us`` of CPU (userfaultfd wake-up, request, placement).
@@ -134,13 +134,15 @@ def scenario_constants(scn, power: Power, idle_share: float | None = None) -> di
     pol, host, vm = scn.policy, scn.host, scn.vm
     ctx, st = scn.context(), State(())
     page = float(vm.page_bytes)
-    header = float(pol.page_header_bytes)
     b_nz = float(pol.nonzero_wire_bytes(st, ctx))
     # The sender's work per page: the hook's time at one core's throughput, whatever the
     # number of cores that share it (a compressor on a quarter of a core takes 4x as long for
     # the same work).
     send = float(pol.nonzero_cpu_s(st, scn.context(one_core=True)))
-    recv = send / power.decompress_speedup if b_nz < page + header else send
+    # The receiver undoes it: decompression decompress_speedup x faster than compression,
+    # decryption at the cipher's speed — by what the policy does, not by the bytes it sends
+    # (an incompressible page still goes through the compressor and the decompressor).
+    recv = send / power.decompress_speedup if bool(pol.compresses_pages()) else send
     verify = bool(pol.verify_checksums)
     return {
         "page_bytes": page,

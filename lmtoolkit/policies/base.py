@@ -395,6 +395,15 @@ class Policy:
         """Sender CPU time per non-zero page that does not overlap the wire (s)."""
         return 0.0 * ctx.page_bytes
 
+    def compresses_pages(self):
+        """True where the sender's per-page work (:meth:`nonzero_cpu_s`) is compression, whose
+        inverse on the receiver (decompression) is faster (``power.decompress_speedup``);
+        False where the receiver undoes it at the sender's speed (encryption) or there is
+        none.  Read by :mod:`lmtoolkit.model.energy` only; a setting of the policy, not
+        inferred from the bytes (an incompressible page is still run through the compressor
+        and the decompressor)."""
+        return False
+
     def checksum_cpu_s(self, ctx: Context):
         """Hashing time per non-zero page when ``verify_checksums`` is on (s)."""
         return np.where(np.asarray(self.verify_checksums), ctx.page_bytes / ctx.hash_bytes_s, 0.0)

@@ -133,6 +133,9 @@ class HypervPolicy(IterativePrecopy):
         cpu = ctx.page_bytes / np.maximum(ctx.compress_bytes_s, 1e-9)
         return np.where(self._is("compression"), cpu, 0.0)
 
+    def compresses_pages(self):
+        return self._is("compression")
+
     # -- passes ------------------------------------------------------------------------------
     def switchover_goal_s(self):
         return self.remaining_goal_ms / 1000.0

@@ -246,3 +246,24 @@ def test_the_same_work_costs_the_same_energy_whatever_the_spare_cores(case):
         assert c["send_cpu_s_per_page"] * scn.vm.pages == pytest.approx(work_s, rel=1e-12)
         # at a quarter of a core the compressor is the bottleneck: the same work takes longer
         assert float(runs[0.25][1].total_time) > 1.5 * float(ref_ds.total_time)
+
+
+def test_decompression_energy_is_continuous_in_compressibility():
+    """Whether the destination decompresses is the policy's setting (Hyper-V's transport), not
+    a guess from the bytes: an incompressible page still goes through the decompressor.  At
+    vm.compressibility=0 it used to be charged at the compressor's speed (destination 54.5 J,
+    22.1 J at 0.001: 2.5x for a thousandth of a page)."""
+    base = ["policy=hyperv", "policy.transport=compression", "vm.memory_gib=1", "network=1gbe"]
+    e = {c: _energy(base + [f"vm.compressibility={c}"])[0] for c in (0, 0.001, 0.01)}
+    for k in ("energy_source", "energy_destination", "energy_total"):
+        assert e[0][k] == pytest.approx(e[0.001][k], rel=0.005), k
+        assert e[0][k] >= e[0.001][k] >= e[0.01][k], k  # fewer bytes, never more energy
+    # and the receiver's work is the compressor's / decompress_speedup at every compressibility
+    for c in (0, 0.5):
+        cfg = lmt.compose(base + [f"vm.compressibility={c}"])
+        k = scenario_constants(build_scenario(cfg), build_power(cfg))
+        speedup = build_power(cfg).decompress_speedup
+        assert k["recv_cpu_s_per_page"] == pytest.approx(k["send_cpu_s_per_page"] / speedup, rel=1e-12)
+    # without compression nothing is decompressed: TCP pays the stack only, like Xen
+    tcp = _energy(base + ["policy.transport=tcp", "vm.compressibility=0"])[0]
+    assert tcp["energy_destination"] < e[0]["energy_destination"]

@@ -14,9 +14,10 @@ Model (per migration; J, W, s, bytes)
 * **CPU work on the source**: the network stack for every byte sent (``8 / (stack_gbit_s_per_core
   x 1e9)`` CPU-s per byte; the classic rule of thumb is 1 Hz of CPU per bit/s of TCP,
   Foong et al., "TCP performance re-visited", ISPASS 2003), the zero-page scan of every
-  page sent (``host.zero_scan_gib_s``, QEMU ``buffer_is_zero``), the policy's per-page sender
-  work — compression (Hyper-V-like ``transport: compression``) or encryption (Encrypted
-  vMotion) — read through the policy hooks ``nonzero_cpu_s`` / ``nonzero_wire_bytes``
+  page sent (``host.zero_scan_gib_s``, QEMU ``buffer_is_zero``; none, and no zero pages,
+  where the policy sends them whole: ``detects_zero_pages = False``, Xen), the policy's
+  per-page sender work — compression (Hyper-V-like ``transport: compression``) or
+  encryption (Encrypted vMotion) — read through the policy hooks ``nonzero_cpu_s`` / ``nonzero_wire_bytes``
   (CPU-seconds = the hook's time with one core's throughputs, ``Scenario.context(one_core=
   True)``: the work, the same however many cores share it — ``host.spare_cores`` sets how
   long it takes, not how much it costs), and page checksums
@@ -144,16 +145,19 @@ def scenario_constants(scn, power: Power, idle_share: float | None = None) -> di
     # (an incompressible page still goes through the compressor and the decompressor).
     recv = send / power.decompress_speedup if bool(pol.compresses_pages()) else send
     verify = bool(pol.verify_checksums)
+    # A policy that does not detect zero pages (Xen) sends them whole, like any page, and
+    # does not scan for them: no zero pages among its bytes, no zero-scan CPU.
+    detects = bool(pol.detects_zero_pages)
     return {
         "page_bytes": page,
         "nonzero_wire_bytes": b_nz,
         "zero_wire_bytes": float(pol.zero_page_bytes),
-        "zero_fraction": float(vm.zero_fraction),
+        "zero_fraction": float(vm.zero_fraction) if detects else 0.0,
         "device_bytes": float(vm.device_state_bytes),
         "send_cpu_s_per_page": send,
         "recv_cpu_s_per_page": recv,
         "hash_cpu_s_per_byte": 1.0 / (host.hash_gib_s_per_core * GIB) if verify else 0.0,
-        "scan_cpu_s_per_byte": 1.0 / (host.zero_scan_gib_s * GIB),
+        "scan_cpu_s_per_byte": 1.0 / (host.zero_scan_gib_s * GIB) if detects else 0.0,
         "stack_cpu_s_per_byte": 8.0 / (power.stack_gbit_s_per_core * 1e9),
         "fault_cpu_s": float(pol.fault_overhead_s()),
         "core_w": power.busy_core_w(host.cores),
@@ -172,7 +176,8 @@ def stack_constants(consts: list[dict]) -> dict[str, np.ndarray]:
 
 def pages_sent(rec: dict, c: dict):
     """(non-zero, zero) pages the migration moved, from its bytes: zero pages are the
-    ``zero_fraction`` of memory (sent once, as markers); the rest of the page bytes are
+    ``zero_fraction`` of memory (sent once, as markers; none for a policy that does not
+    detect them, :func:`scenario_constants` gives it 0); the rest of the page bytes are
     non-zero pages at their wire size (disk bytes and the device state left out)."""
     mem = np.maximum(
         np.asarray(rec["transferred_bytes"], float)

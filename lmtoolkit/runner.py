@@ -9,6 +9,7 @@ into a :class:`~lmtoolkit.scenario.Scenario`, :func:`build_evacuation` into an
 from __future__ import annotations
 
 import dataclasses
+from contextvars import ContextVar
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -45,6 +46,12 @@ def _build(cls, cfg: dict, prefix: str, owner: str = ""):
         raise e.with_prefix(prefix) from None
     except TypeError as e:
         raise ConfigError(prefix, cfg, "", message=f"{prefix}: {e}") from None
+
+
+#: input files a sweep's chunk brought along (name as written -> (the driver's path, bytes or
+#: None: no file)): set while a chunk runs (:func:`lmtoolkit.sweep.execute.run_chunk`), so a
+#: worker simulates the bytes the driver hashed and never opens the name on its own disk
+SHIPPED_INPUTS: ContextVar[dict | None] = ContextVar("lmt_shipped_inputs", default=None)
 
 
 def resolve_input_path(path, root: Path | None = None) -> Path:
@@ -96,13 +103,22 @@ def build_workload(cfg, prefix: str = "workload", root: Path | None = None):
                     f"{prefix}.file"
                 ),
             )
-        if not path:
+        if not path or not isinstance(path, str):
             raise ConfigError(f"{prefix}.file", path, "the path of a trace file (.npz)")
-        p = resolve_input_path(path, root)
-        try:
-            tr = load_trace(p, key=f"{prefix}.file")
-        except FileNotFoundError:
-            raise ConfigError(f"{prefix}.file", path, "an existing trace file") from None
+        shipped = SHIPPED_INPUTS.get()
+        if shipped is not None:  # a sweep's chunk: the bytes its driver read and hashed
+            if path not in shipped:  # (every `file` of the chunk's configs is shipped)
+                raise RuntimeError(f"{prefix}.file={path!r} was not shipped with the chunk")
+            p, data = shipped[path]
+            if data is None:
+                raise ConfigError(f"{prefix}.file", path, "an existing trace file")
+            tr = load_trace(p, key=f"{prefix}.file", data=data)
+        else:
+            p = resolve_input_path(path, root)
+            try:
+                tr = load_trace(p, key=f"{prefix}.file")
+            except FileNotFoundError:
+                raise ConfigError(f"{prefix}.file", path, "an existing trace file") from None
         return _build(
             cls,
             dict(

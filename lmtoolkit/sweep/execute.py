@@ -8,20 +8,29 @@ Executors (``sweep.executor``): ``inline``; ``processes`` (``concurrent.futures`
 pool, ``sweep.workers``); ``dask`` (``distributed``: a ``LocalCluster`` when
 ``sweep.dask_address`` is null, else the scheduler at that address).  Results are identical
 whichever runs them.
+
+A chunk carries what its configs read from outside the package, as the config hash read it
+(:class:`lmtoolkit.provenance.Inputs`): the bytes of each input file (traces), which the
+worker simulates instead of opening the name on its own disk, and the digest of each plug-in
+policy's source files, which the worker checks against its own copy before it simulates.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
 
+from .. import provenance
 from ..errors import ConfigError
 from ..io import atomic_path
+from ..runner import SHIPPED_INPUTS
 from ..tasks import get_task
 from .plan import DEFAULT_ROUND_DETAIL, Plan
 
@@ -39,33 +48,91 @@ class ChunkTask:
     columns: dict
     seeds: np.ndarray
     round_detail: int = DEFAULT_ROUND_DETAIL
+    #: input file name (as the configs write it) -> (the driver's path, its bytes; None: no
+    #: such file); None: read them from this machine's disk (a chunk made by hand)
+    inputs: dict | None = None
+    #: plug-in ``_target_`` -> ((module, the driver's file, sha256 hex), ...)
+    plugins: dict | None = None
 
 
 def chunk_task(plan: Plan, start: int, stop: int) -> ChunkTask:
     cell_of = plan.cell_of[start:stop]
+    cells = {int(c): plan.cells[int(c)] for c in np.unique(cell_of)}
+    trees = [provenance.input_tree(c) for c in cells.values()]
+    names = sorted({f for t in trees for f in provenance.named_values(t, "file")})
+    targets = sorted({t for tr in trees for t in provenance.named_values(tr, "_target_")})
     return ChunkTask(
         start=start,
         stop=stop,
         task=plan.task,
-        cells={int(c): plan.cells[int(c)] for c in np.unique(cell_of)},
+        cells=cells,
         cell_of=cell_of,
         columns={k: v[start:stop] for k, v in plan.columns.items()},
         seeds=plan.seeds[start:stop],
         round_detail=plan.round_detail,
+        inputs={f: plan.inputs.content(f) for f in names},
+        plugins={t: plan.inputs.plugin(t) for t in targets},
     )
 
 
-def run_chunk(chunk: ChunkTask):
-    """Simulate the points of one chunk; returns the task's batch (points in chunk order)."""
-    task = get_task(chunk.task)
-    parts, order = [], []
-    for c, res in chunk.cells.items():
-        sel = np.flatnonzero(chunk.cell_of == c)
-        if not sel.size:
+def check_plugins(plugins: dict | None) -> None:
+    """Refuse to simulate with plug-in code other than the driver hashed: the modules of each
+    ``_target_`` this process runs must be the driver's, file content for file content (a Dask
+    worker imports the plug-in from its own ``sys.path``, and keeps what it imported first)."""
+    for target, want in (plugins or {}).items():
+        loaded, disk = provenance.plugin_code(target)
+        code = provenance.same_code
+        if code(loaded, want):  # (module by module: the files' paths may differ between machines)
             continue
-        cols = {k: v[sel] for k, v in chunk.columns.items()}
-        parts.append(task.run_cell(OmegaConf.create(res), cols, chunk.seeds[sel], chunk.round_detail))
-        order.append(sel)
+        if code(disk, want):
+            raise provenance.stale_plugin_error(target, loaded, disk)
+        here = {m: (p, d) for m, p, d in disk}
+        there = {m: (p, d) for m, p, d in want}
+        mod = next(m for m in {**there, **here} if here.get(m, ("", ""))[1] != there.get(m, ("", ""))[1])
+        if mod not in here:
+            what = f"module {mod} (the driver's {there[mod][0]}) does not import here"
+        elif mod not in there:
+            what = f"here it also runs module {mod} ({here[mod][0]}), which the driver's plug-in does not use"
+        else:
+            what = (
+                f"module {mod} is {here[mod][0]} (sha256 {here[mod][1][:12]}) here, "
+                f"{there[mod][0]} (sha256 {there[mod][1][:12]}) on the driver"
+            )
+        raise ConfigError(
+            "policy._target_",
+            target,
+            "",
+            message=(
+                f"policy._target_={target}: process {os.getpid()} on {socket.gethostname()} would run "
+                f"other plug-in code than the driver hashed: {what}; give every worker the driver's "
+                "copy of the plug-in (the same module on its PYTHONPATH), or run with "
+                "sweep.executor=processes"
+            ),
+        )
+
+
+def run_chunk(chunk: ChunkTask, inputs: dict | None = None):
+    """Simulate the points of one chunk; returns the task's batch (points in chunk order).
+
+    Input files come from the chunk (``inputs``, when given, stands for ``chunk.inputs``: one
+    copy sent to each Dask worker), never from this machine's disk (unless the chunk has none:
+    ``inputs=None``, one made by hand); plug-in code other than the driver's is refused
+    (:func:`check_plugins`)."""
+    check_plugins(chunk.plugins)
+    shipped = inputs if inputs is not None else chunk.inputs
+    token = SHIPPED_INPUTS.set(shipped)
+    try:
+        task = get_task(chunk.task)
+        parts, order = [], []
+        for c, res in chunk.cells.items():
+            sel = np.flatnonzero(chunk.cell_of == c)
+            if not sel.size:
+                continue
+            cols = {k: v[sel] for k, v in chunk.columns.items()}
+            parts.append(task.run_cell(OmegaConf.create(res), cols, chunk.seeds[sel], chunk.round_detail))
+            order.append(sel)
+    finally:
+        SHIPPED_INPUTS.reset(token)
     out = task.concat(parts)
     order = np.concatenate(order)
     if not np.array_equal(order, np.arange(order.size)):
@@ -168,7 +235,15 @@ def run_dask(chunks, done, settings):
 
     with contextlib.ExitStack() as stack:
         client = _dask_client(settings, len(chunks), stack)
-        futs = client.map(run_chunk, chunks, pure=False)
+        # the input files once per worker (scattered), not once per chunk; each chunk keeps an
+        # empty dict: a worker never falls back to its own disk
+        shared = {k: v for t in chunks for k, v in (t.inputs or {}).items()}
+        if shared:
+            [ref] = client.scatter([shared], hash=False)
+            sent = [dataclasses.replace(t, inputs={}) for t in chunks]
+            futs = client.map(run_chunk, sent, inputs=ref, pure=False)
+        else:
+            futs = client.map(run_chunk, chunks, pure=False)
         index = {f.key: t for f, t in zip(futs, chunks)}
         try:
             for f in as_completed(futs):

@@ -89,6 +89,8 @@ class Plan:
     variant: str | None = None  # None: the experiment's canonical result
     raw: object = None  # the unresolved base config (axis values are set on it)
     notes: list = dataclasses.field(default_factory=list)  # what the user should know (printed)
+    #: the files and plug-in code the config hash read (their bytes go with each chunk)
+    inputs: provenance.Inputs = dataclasses.field(default_factory=provenance.Inputs)
 
     @property
     def dims(self) -> list[str]:
@@ -166,7 +168,7 @@ def is_canonical(overrides: list[str]) -> bool:
     return True
 
 
-def _sweep_identity(axes) -> str:
+def _sweep_identity(axes, inputs: provenance.Inputs | None = None) -> str:
     """What a sweep's result depends on beyond its resolved config (whose keys are sorted):
     the axes in their order — they number the points, and so the chunks a resume reuses and
     each point's seed — and the text of every option file of a group an axis swaps in (the
@@ -181,13 +183,13 @@ def _sweep_identity(axes) -> str:
         if a.group:
             for f in sorted((config_dir() / a.key).glob("*.yaml")):
                 files[f"{a.key}/{f.name}"] = hashlib.sha256(f.read_bytes()).hexdigest()
-    inputs = {f"{a.dim}": _axis_inputs(a) for a in axes}
+    digests = {f"{a.dim}": _axis_inputs(a, inputs) for a in axes}
     return json.dumps(
-        {"axes": [[a.dim, a.key] for a in axes], "group_files": files, "inputs": inputs}, sort_keys=True
+        {"axes": [[a.dim, a.key] for a in axes], "group_files": files, "inputs": digests}, sort_keys=True
     )
 
 
-def _axis_inputs(a) -> dict:
+def _axis_inputs(a, inputs: provenance.Inputs | None = None) -> dict:
     """Digests of what an axis's values read from outside the package, which the resolved
     config (the base option, the first value) does not show, digested as the config's own
     (:func:`provenance.tree_inputs_hash`): the plug-in classes of the group options it swaps
@@ -209,7 +211,7 @@ def _axis_inputs(a) -> dict:
     else:  # a value axis: each value as the key it sets (only `file` and `_target_` read any)
         last = a.key.rsplit(".", 1)[-1]
         trees = {v: {last: v} for v in a.values if isinstance(v, str)}
-    digests = {v: provenance.tree_inputs_hash(t or {}) for v, t in trees.items()}
+    digests = {v: provenance.tree_inputs_hash(t or {}, inputs) for v, t in trees.items()}
     return {v: d for v, d in digests.items() if d}
 
 
@@ -336,8 +338,10 @@ def make_plan(
         hash_cfg.sweep.pop(k, None)
     hash_cfg.sweep.round_detail = L
     # trace files and plug-in code included; and what the resolved config does not show: the
-    # axes' order (it numbers the points: chunks, seeds) and the files of swapped groups
-    config_hash = provenance.config_hash(hash_cfg, _sweep_identity(axes))
+    # axes' order (it numbers the points: chunks, seeds) and the files of swapped groups; what
+    # it read from outside the package is kept (inputs): the chunks simulate exactly that
+    inputs = provenance.Inputs()
+    config_hash = provenance.config_hash(hash_cfg, _sweep_identity(axes, inputs), inputs)
     root = Path(results_dir) if results_dir is not None else Path(str(cfg.paths.results_dir))
     variant = None if is_canonical(overrides) else _variant_id(hash_cfg)
     folder = root / name if variant is None else root / name / "variants" / variant
@@ -362,6 +366,7 @@ def make_plan(
         variant=variant,
         raw=raw_base,
         notes=notes,
+        inputs=inputs,
     )
     return expand_plan(plan) if expand else plan
 

@@ -38,8 +38,9 @@ def assemble(plan: Plan, batch, command: str) -> xr.Dataset:
     coords["replicate"] = np.arange(plan.replicates)
     cattrs = {a.dim: a.coord_attrs() for a in plan.axes}
     cattrs["replicate"] = {"long_name": "replicate (independent repetition)", "units": "1"}
-    attrs = provenance.attrs(plan.hash_cfg, plan.overrides, command)
-    attrs["lmt_config_hash"] = plan.config_hash  # (the axes' order and swapped groups' files too)
+    # (the plan's hash: the axes' order and swapped groups' files too, and what the sweep read
+    # when it began; hashing again would read the inputs again)
+    attrs = provenance.attrs(plan.hash_cfg, plan.overrides, command, known_hash=plan.config_hash)
     attrs["title"] = _title(plan)
     attrs["lmt_experiment"] = plan.name
     attrs["lmt_task"] = plan.task

@@ -13,6 +13,7 @@ region; replay wraps them modulo the VM's page count.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +62,9 @@ def _bad(key: str, path: Path, what: str):
     )
 
 
-def load_trace(path, key: str = KEY) -> dict:
-    """Read a trace (never unpickling anything).
+def load_trace(path, key: str = KEY, data: bytes | None = None) -> dict:
+    """Read a trace (never unpickling anything); with ``data``, from those bytes (the file's
+    content as the driver of a sweep read it: ``path`` then only names it in errors).
 
     Raises ``FileNotFoundError`` if ``path`` does not exist, and
     :class:`lmtoolkit.errors.ConfigError` (a ``ValueError``) for ``key`` naming the path and
@@ -71,12 +73,16 @@ def load_trace(path, key: str = KEY) -> dict:
     not matching the page numbers.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(path)
-    if path.is_dir():
-        raise _bad(key, path, "it is a directory")
-    with open(path, "rb") as fh:
-        head = fh.read(8)
+    if data is not None:
+        head, source = data[:8], io.BytesIO(data)
+    else:
+        if not path.exists():
+            raise FileNotFoundError(path)
+        if path.is_dir():
+            raise _bad(key, path, "it is a directory")
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+        source = path
     if not head.startswith(_ZIP_MAGIC):
         what = (
             "a single .npy array, not an .npz of arrays"
@@ -88,7 +94,7 @@ def load_trace(path, key: str = KEY) -> dict:
         raise _bad(key, path, what)
     out = {}
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with np.load(source, allow_pickle=False) as z:
             missing = [k for k in REQUIRED if k not in z.files]
             if missing:
                 raise _bad(

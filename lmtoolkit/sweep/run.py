@@ -5,7 +5,8 @@ config (minus run-time settings) *and* the package's source code
 (:func:`lmtoolkit.provenance.code_hash`) — equals the plan's, as ``provenance.yaml`` records
 it with the SHA-256 of the file's bytes, which must still match.  Finished chunks are written
 atomically to ``<out dir>/.partial/<config-hash>/`` as they finish; a rerun after a crash or
-SIGKILL loads them and computes only the missing chunks.
+SIGKILL loads them and computes only the missing chunks — unless it says ``sweep.cache=false``,
+which recomputes every chunk (and discards those partial files).
 """
 
 from __future__ import annotations
@@ -206,7 +207,12 @@ def run(
     expand_plan(plan)
     info.update(plan=plan, chunks=len(plan.chunks))
     partial = out.parent / ".partial" / plan.config_hash
-    results = _resume(plan, partial)
+    if settings["cache"]:
+        results = _resume(plan, partial)
+    else:  # always recompute: chunks of an earlier run are not reused either
+        results, dropped = {}, _discard(partial)
+        if log and dropped:
+            log(f"sweep.cache=false: discarded {dropped} partial chunk(s) of an earlier run in {partial}")
     info["chunks_reused"] = len(results)
     todo = [chunk_task(plan, s, e) for s, e in plan.chunks if (s, e) not in results]
     if log and results:
@@ -249,6 +255,13 @@ def _resume(plan: Plan, partial: Path) -> dict:
                 except Exception:  # noqa: BLE001 - damaged: recompute that chunk
                     f.unlink(missing_ok=True)
     return results
+
+
+def _discard(partial: Path) -> int:
+    """Remove the partial chunks of an earlier run; how many there were."""
+    n = len(list(partial.glob("chunk-*.npz"))) if partial.is_dir() else 0
+    shutil.rmtree(partial, ignore_errors=True)
+    return n
 
 
 def sweep(overrides: Iterable[str] = (), command: str | None = None, cfg_pair=None):

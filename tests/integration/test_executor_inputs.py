@@ -1,5 +1,6 @@
 """What a sweep's chunks simulate, on any executor: the input files and plug-in code the config
-hash certified, never what a worker finds on its own disk.
+hash certified, never what a worker finds on its own disk; and what ``sweep.cache=false`` reuses
+(nothing).
 
 A Dask worker on another machine resolved ``workload.file`` against its own working directory
 (else the project root) and replayed that trace under the driver's config hash: same hash,
@@ -122,6 +123,42 @@ def test_plugin_code_other_than_hashed_is_refused(tmp_path, monkeypatch):
         make_plan(ov)
     monkeypatch.delitem(sys.modules, module)  # imported anew: its new code is what runs
     make_plan(ov)
+
+
+def test_cache_false_recomputes_partial_chunks_of_an_earlier_run(tmp_path, monkeypatch):
+    """``sweep.cache=false`` always recomputes: it resumed an interrupted run's .partial chunks
+    (23 of 60 in the report), which after a library upgrade hold the old library's numbers."""
+    import importlib
+
+    from lmtoolkit.sweep.execute import run_inline
+
+    sweep_run = importlib.import_module("lmtoolkit.sweep.run")  # (lmtoolkit.sweep.run: the function)
+
+    ov = ["experiment=quickstart", "debug=default", "sweep.chunk_size=1", f"paths.results_dir={tmp_path}"]
+
+    def dies_after_3(chunks, done, settings):
+        run_inline(chunks[:3], done, settings)
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(sweep_run.EXECUTORS, "inline", dies_after_3)
+    with pytest.raises(KeyboardInterrupt):
+        sweep_run.run(ov)
+    monkeypatch.undo()
+    kept = sorted(tmp_path.rglob(".partial/*/chunk-*.npz"))
+    assert len(kept) == 3
+    for f in kept:  # another library's numbers
+        with np.load(f) as z:
+            arrays = {k: (z[k] * 3 if z[k].dtype.kind == "f" else z[k]) for k in z.files}
+        with open(f, "wb") as fh:
+            np.savez(fh, **arrays)
+    lines = []
+    ds, info = sweep_run.run([*ov, "sweep.cache=false"], log=lines.append)
+    assert info["chunks_reused"] == 0 and info["chunks_computed"] == info["chunks"] == 8
+    assert any("sweep.cache=false: discarded 3 partial chunk(s)" in m for m in lines), lines
+    assert not any(m.startswith("resuming") for m in lines), lines
+    assert not list(tmp_path.rglob(".partial/*"))
+    clean, _ = sweep_run.run([*ov[:-1], f"paths.results_dir={tmp_path / 'clean'}"])
+    xr.testing.assert_identical(ds.drop_attrs(), clean.drop_attrs())
 
 
 # -- a real scheduler and worker, in another working directory, with their own files ------------

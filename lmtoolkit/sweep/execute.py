@@ -218,6 +218,17 @@ def _dask_client(settings, n_chunks: int, stack: contextlib.ExitStack):
                     f"or set sweep.dask_address=null for a local cluster"
                 ),
             ) from None
+        except (TypeError, ValueError) as e:  # (the form was checked): tls:// without TLS settings
+            raise ConfigError(
+                "sweep.dask_address",
+                address,
+                "",
+                message=(
+                    f"sweep.dask_address={address}: distributed cannot connect to it "
+                    f"({type(e).__name__}: {' '.join(str(e).split())[:200]}); a tls:// address needs "
+                    "Dask's TLS settings (distributed.comm.tls in the Dask config)"
+                ),
+            ) from None
     cluster = stack.enter_context(
         LocalCluster(
             n_workers=min(workers(settings), max(1, n_chunks)),

@@ -24,6 +24,7 @@ import dataclasses
 import hashlib
 import itertools
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,12 @@ from .swap import group_is_untouched, group_option_node, swap_group
 RUNTIME_KEYS = ("executor", "workers", "dask_address", "chunk_size", "format", "cache", "progress")
 EXECUTORS = ("inline", "processes", "dask")
 FORMATS = {"netcdf": ".nc", "zarr": ".zarr"}
+#: a Dask scheduler's address (sweep.dask_address): [SCHEME://]HOST:PORT, as distributed reads it
+DASK_SCHEMES = ("tcp", "tls", "ws", "wss")  # (ucx needs the distributed-ucxx package)
+DASK_ADDRESS = re.compile(
+    r"(?:(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})"
+)
+DASK_ADDRESS_FORM = f"null or a scheduler address [SCHEME://]HOST:PORT (SCHEME {', '.join(DASK_SCHEMES)})"
 #: sweeps with more points than this keep no per-pre-copy-round detail unless asked
 AUTO_DETAIL_MAX_POINTS = 10_000
 DEFAULT_ROUND_DETAIL = 64
@@ -144,7 +151,21 @@ def settings_of(cfg) -> dict:
         raise ConfigError("sweep.cache", out["cache"], "true or false")
     if out["progress"] is not None and not isinstance(out["progress"], bool):
         raise ConfigError("sweep.progress", out["progress"], "null, true or false")
+    _check_dask_address(out["dask_address"])
     return out
+
+
+def _check_dask_address(address) -> None:
+    """``sweep.dask_address``: null or ``[SCHEME://]HOST:PORT`` — checked before any work (a
+    bare ``123`` or ``foo://x:1`` was a traceback from distributed when the executor started)."""
+    if address is None:
+        return
+    if isinstance(address, str) and re.fullmatch(r"inproc://\S+", address):
+        return  # a LocalCluster(processes=False) of the calling Python process
+    m = DASK_ADDRESS.fullmatch(address) if isinstance(address, str) else None
+    scheme = (m.group("scheme") or "tcp").lower() if m else None
+    if not m or scheme not in DASK_SCHEMES or not 0 < int(m.group("port")) < 65536:
+        raise ConfigError("sweep.dask_address", address, DASK_ADDRESS_FORM + ", e.g. tcp://10.0.0.5:8786")
 
 
 def _posint(cfg, key, default, lo=1):

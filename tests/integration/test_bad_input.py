@@ -157,6 +157,21 @@ BAD = [
         ],
         ["sweep.dask_address", "tcp://127.0.0.1:1"],
     ),
+    # a malformed address was a traceback from distributed (ValueError: missing port; unknown
+    # address scheme) where a refused one is a line
+    *[
+        (
+            [
+                "sweep",
+                "experiment=quickstart",
+                "debug=default",
+                "sweep.executor=dask",
+                f"sweep.dask_address={a}",
+            ],
+            ["sweep.dask_address=", a, "[SCHEME://]HOST:PORT"],
+        )
+        for a in ("123", "foo://x:1", "tcp://10.0.0.5", "tcp://10.0.0.5:99999")
+    ],
     # a netCDF file written under another suffix (.csv), and a collect output that was a traceback
     (["run", "-o", "/tmp/lmtk-bad-input-x.csv"], ["--output='/tmp/lmtk-bad-input-x.csv'", ".nc or .zarr"]),
     (["evacuate", "-o", "/tmp/lmtk-bad-input-x.txt"], ["--output=", ".nc or .zarr"]),
@@ -287,6 +302,21 @@ def test_bad_input_one_line_exit_2(argv, words, capsys):
         assert "to add a new key" not in err, err
     if argv[-1] == "seed=-1":
         assert "(at " not in err and "with" not in err, err
+
+
+def test_a_malformed_dask_address_is_refused_before_any_work(monkeypatch, capsys):
+    """``sweep.dask_address`` is checked with the other settings, before the sweep is planned."""
+    import importlib
+
+    sweep_run = importlib.import_module("lmtoolkit.sweep.run")
+
+    def planned(*a, **k):
+        raise AssertionError("the sweep was planned")
+
+    monkeypatch.setattr(sweep_run, "expand_plan", planned)
+    argv = ["sweep", "experiment=quickstart", "sweep.cache=false", "sweep.executor=dask"]
+    assert main([*argv, "sweep.dask_address=123"]) == 2
+    assert "sweep.dask_address=123" in capsys.readouterr().err
 
 
 def test_bad_notebook_parameter_starts_no_kernel(tmp_path, monkeypatch, capsys):

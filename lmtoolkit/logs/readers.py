@@ -32,7 +32,9 @@ The Dataset (``lmt_kind = "migration_log"``): per poll on dim ``sample`` —
 Bad or truncated input raises one :class:`~lmtoolkit.errors.ConfigError` naming the file and
 the line: text that is not the format, a reply without status or time, time running backwards,
 a log that ends mid-migration, and numbers that cannot be what they count (negative, infinite,
-a throttle above 100 %).
+a throttle above 100 %).  A key given twice in one reply or block (a JSON object's key, a virsh
+label, a job-statistics key) is refused, whether its values differ or not: QEMU and libvirt
+write each once, and ``json.loads`` would silently keep the last.
 """
 
 from __future__ import annotations
@@ -200,12 +202,46 @@ def _qmp_sample(obj: dict, path, line: int):
     return s, f
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key, first, second):
+        super().__init__(key)
+        self.key, self.first, self.second = key, first, second
+
+
+def _unique_keys(pairs):
+    """``object_pairs_hook``: a JSON object with a key given twice is refused, not resolved
+    to its last value (``json.loads``' default)."""
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k, out[k], v)
+        out[k] = v
+    return out
+
+
+def _shown(v) -> str:
+    text = json.dumps(v) if not isinstance(v, str) else repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _duplicate_err(path, line, e: _DuplicateKey) -> ConfigError:
+    same = "the same value twice" if e.first == e.second else f"{_shown(e.first)}, then {_shown(e.second)}"
+    return _err(
+        path,
+        line,
+        f"{e.key!r} is given twice in one JSON object ({same}): QEMU and libvirt write each field "
+        "once, so the object was edited or two replies were joined; which is the run's value "
+        "cannot be told (keep the right one)",
+    )
+
+
 def _json_items(text: str, path):
-    """(line, object) for a JSON list or JSON lines; errors name the line."""
+    """(line, object) for a JSON list or JSON lines; errors name the line.  A key given twice
+    in one object is refused (:func:`_unique_keys`)."""
     stripped = text.lstrip()
     if not stripped:
         raise _err(path, 0, "the log is empty")
-    dec = json.JSONDecoder()
+    dec = json.JSONDecoder(object_pairs_hook=_unique_keys)
     out = []
     if stripped[0] == "[":
         pos = len(text) - len(stripped) + 1
@@ -217,13 +253,16 @@ def _json_items(text: str, path):
                 raise _err(path, text.count("\n", 0, n) + 1, "the JSON list is not closed (truncated log?)")
             if text[pos] == "]":
                 break
+            line = text.count("\n", 0, pos) + 1
             try:
                 obj, end = dec.raw_decode(text, pos)
             except json.JSONDecodeError as e:
                 raise _err(
                     path, e.lineno, f"not valid JSON ({e.msg}, column {e.colno}; truncated log?)"
                 ) from None
-            out.append((text.count("\n", 0, pos) + 1, obj))
+            except _DuplicateKey as e:
+                raise _duplicate_err(path, line, e) from None
+            out.append((line, obj))
             pos = end
         rest = text[pos + 1 :].strip()
         if rest:
@@ -233,9 +272,11 @@ def _json_items(text: str, path):
         if not ln.strip() or ln.lstrip().startswith("#"):
             continue
         try:
-            out.append((i, json.loads(ln)))
+            out.append((i, json.loads(ln, object_pairs_hook=_unique_keys)))
         except json.JSONDecodeError as e:
             raise _err(path, i, f"not valid JSON ({e.msg}, column {e.colno}; truncated log?)") from None
+        except _DuplicateKey as e:
+            raise _duplicate_err(path, i, e) from None
     return out
 
 
@@ -363,8 +404,9 @@ def _parse_value(raw: str, path, line: int, label: str, key: str = "") -> float:
 
 
 def _domjobinfo_blocks(text: str, path):
-    """``virsh domjobinfo`` text -> list of (line, {key: value})."""
-    blocks, cur = [], None
+    """``virsh domjobinfo`` text -> list of (line, {key: value}).  A label the reader uses
+    given twice in one block is refused (virsh prints each once)."""
+    blocks, cur, seen = [], None, {}
     for i, ln in enumerate(text.splitlines(), 1):
         if not ln.strip() or ln.lstrip().startswith("#"):
             continue
@@ -376,19 +418,31 @@ def _domjobinfo_blocks(text: str, path):
             jt = raw.strip().lower()
             if jt not in JOB_TYPES:
                 raise _err(path, i, f"unknown job type {raw.strip()!r}")
-            cur = {"type": float(JOB_TYPES[jt])}
+            cur, seen = {"type": float(JOB_TYPES[jt])}, {"type": i}
             blocks.append((i, cur))
             continue
         if cur is None:
             raise _err(path, i, "expected 'Job type:' first (the start of a virsh domjobinfo block)")
         if key is None:
             continue  # Operation, Expected downtime, compression, disk … are not used
+        if key in seen:
+            raise _err(
+                path,
+                i,
+                f"'{label.strip()}' is given twice in the block that starts on line {blocks[-1][0]} "
+                f"(also line {seen[key]}): virsh prints each once, so the text was edited or two "
+                "blocks were joined; which is the run's value cannot be told (keep the right one)",
+            )
+        seen[key] = i
         cur[key] = _parse_value(raw, path, i, label.strip(), key)  # times in ms, sizes in bytes
     return blocks
 
 
 def _jobstats_blocks(text: str, path):
-    """``key=value`` / ``key: value`` blocks (blank-line separated) or JSON lines."""
+    """``key=value`` / ``key: value`` blocks or JSON lines.  Blocks are separated by blank
+    lines; in a file without blank lines between blocks, each block starts where its first key
+    (``type=``) comes again.  Any other key given twice in one block is refused (libvirt gives
+    each once), as is a key given twice in a JSON object."""
     blocks, cur = [], None
     if text.lstrip().startswith("{"):
         for line, obj in _json_items(text, path):
@@ -396,7 +450,13 @@ def _jobstats_blocks(text: str, path):
                 raise _err(path, line, "expected a JSON object of job statistics")
             blocks.append((line, {k: obj[k] for k in obj}))
         return blocks
-    for i, ln in enumerate(text.splitlines(), 1):
+    lines = text.splitlines()
+    keyed = [bool(ln.strip()) and not ln.strip().startswith("#") for ln in lines]
+    at = [i for i, k in enumerate(keyed) if k]
+    # blank-line separated: a blank (or comment) line between two key lines
+    blank_separated = bool(at) and not all(keyed[at[0] : at[-1] + 1])
+    seen: dict = {}
+    for i, ln in enumerate(lines, 1):
         s = ln.strip()
         if not s or s.startswith("#"):
             cur = None
@@ -405,9 +465,20 @@ def _jobstats_blocks(text: str, path):
         if not m:
             raise _err(path, i, f"not a 'key=value' line of virDomainGetJobStats: {s[:60]!r}")
         key, raw = m.group(1), m.group(2).strip()
-        if cur is None or key in cur:
-            cur = {}
+        if cur is not None and key in cur and not blank_separated and key == next(iter(cur)):
+            cur = None  # no blank lines: the block's first key again starts the next block
+        if cur is None:
+            cur, seen = {}, {}
             blocks.append((i, cur))
+        elif key in cur:
+            raise _err(
+                path,
+                i,
+                f"{key!r} is given twice in the job statistics that start on line {blocks[-1][0]} "
+                f"(also line {seen[key]}): libvirt gives each once, so the text was edited or two "
+                "blocks were joined; which is the run's value cannot be told (keep the right one)",
+            )
+        seen[key] = i
         cur[key] = raw
     return blocks
 

@@ -469,3 +469,77 @@ def test_a_log_read_from_a_pipe_or_with_a_byte_order_mark(tmp_path):
     bom = tmp_path / "bom.jsonl"
     bom.write_bytes(b"\xef\xbb\xbf" + QMP.read_bytes())
     assert float(read_log(bom).transferred) == float(read_log(QMP).transferred)
+
+
+# -- a key given twice ------------------------------------------------------------------------------
+def _dup_in_completed(line: str, key: str, value) -> str:
+    """The completed reply with ``key`` given a second time (JSON objects allow it; json.loads
+    kept the last value)."""
+    assert line.rstrip().endswith("}")
+    return line.rstrip()[:-1] + f', "{key}": {json.dumps(value)}}}'
+
+
+@pytest.mark.parametrize("value, shown", [(300, "(14, then 300)"), (14, "the same value twice")])
+def test_a_qmp_key_given_twice_is_refused_not_resolved_to_its_last_value(tmp_path, value, shown):
+    """``"downtime": 14, ..., "downtime": 300`` was read as 0.3 s and fitted the rate 30 % low,
+    silently.  An identical repeat is refused too: QEMU writes each field once, so a repeat
+    means an edited reply or two replies joined, whichever value it carries."""
+    lines = QMP.read_text().splitlines()
+    lines[-1] = _dup_in_completed(lines[-1], "downtime", value)
+    p = _write(tmp_path, "dd.jsonl", "\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as e:
+        read_log(p)
+    msg = str(e.value)
+    assert "dd.jsonl line 53" in msg and "'downtime' is given twice" in msg and shown in msg
+    # the same in a JSON list (the reply's line; "[" is line 1) and inside ram
+    replies = [json.loads(ln) for ln in QMP.read_text().splitlines()]
+    text = "[\n" + ",\n".join(json.dumps(r) for r in replies[:-1])
+    last = json.dumps(replies[-1]).replace('"remaining": 0,', '"remaining": 0, "total": 1,')
+    p = _write(tmp_path, "dl.json", text + ",\n" + last + "\n]\n")
+    with pytest.raises(ConfigError, match=r"dl.json line 54: 'total' is given twice"):
+        read_log(p)
+
+
+def test_a_domjobinfo_label_given_twice_is_refused(tmp_path):
+    """A second ``Total downtime: 300 ms`` in the completed block replaced the first (13 ms):
+    the rate was fitted 50 % low."""
+    lines = DOMJOBINFO.read_text().splitlines()
+    i = next(k for k, ln in enumerate(lines) if ln.startswith("Total downtime"))
+    p = _write(
+        tmp_path, "dd.txt", "\n".join([*lines[: i + 1], "Total downtime:   300          ms", *lines[i + 1 :]])
+    )
+    with pytest.raises(ConfigError) as e:
+        read_log(p)
+    msg = str(e.value)
+    assert f"dd.txt line {i + 2}" in msg and "'Total downtime' is given twice" in msg
+    assert f"also line {i + 1}" in msg
+
+
+def test_a_jobstats_key_given_twice_is_refused_and_blocks_without_blank_lines_still_read(tmp_path):
+    """A repeated key started a new block (so that blocks without blank lines read): a second
+    ``downtime=`` in the completed block was taken as a block of its own, and a repeated
+    ``memory_processed=`` failed with 'need time_elapsed'.  Now blank lines separate blocks
+    where the file has them; without any, a block starts where its first key comes again."""
+    text = JOBSTATS.read_text()
+    lines = text.splitlines()
+    i = next(k for k, ln in enumerate(lines) if ln.startswith("downtime="))
+    p = _write(tmp_path, "jd.txt", "\n".join([*lines[: i + 1], "downtime=300", *lines[i + 1 :]]))
+    with pytest.raises(ConfigError) as e:
+        read_log(p)
+    msg = str(e.value)
+    assert (
+        f"jd.txt line {i + 2}" in msg and "'downtime' is given twice" in msg and f"also line {i + 1}" in msg
+    )
+    # no blank lines: each block starts with type=; the same log
+    nb = _write(tmp_path, "nb.txt", "\n".join(ln for ln in lines if ln.strip()))
+    a, b = read_log(JOBSTATS), read_log(nb)
+    np.testing.assert_array_equal(a.sample_transferred.values, b.sample_transferred.values)
+    assert float(a.downtime) == float(b.downtime)
+    # JSON lines (dom.jobStats() dicts): the object's key twice
+    objs = []
+    for blk in text.strip().split("\n\n"):
+        objs.append(json.dumps({k: int(v) for k, v in (ln.split("=", 1) for ln in blk.splitlines())}))
+    objs[-1] = objs[-1][:-1] + ', "downtime": 300}'
+    p = _write(tmp_path, "jd.jsonl", "\n".join(objs))
+    with pytest.raises(ConfigError, match=rf"jd.jsonl line {len(objs)}: 'downtime' is given twice"):
+        read_log(p)

@@ -120,6 +120,8 @@ FINAL_VARS = {
     "completed": ("1", "the VM runs on the destination"),
     "postcopy": ("1", "the migration switched to post-copy"),
 }
+#: numbers a reply gives that the Dataset does not keep (checked, then dropped)
+CHECKED_VARS = {"elapsed": ("s", "time since the migrate command, QEMU's clock (total-time)")}
 
 
 def _err(path, line, what: str) -> ConfigError:
@@ -172,6 +174,11 @@ def _qmp_sample(obj: dict, path, line: int):
             "dirty_sync_count": _num(ram.get("dirty-sync-count")),
             "dirty_pages_rate": _num(ram.get("dirty-pages-rate")),
             "throttle": _num(obj.get("cpu-throttle-percentage", 0)) / 100.0,
+            # QEMU's own clock while running (total-time: ms since the migrate command), to
+            # check the poller's _t against; NaN where the reply gives only one of them
+            "elapsed": _num(obj.get("total-time")) / 1000.0
+            if status not in FINAL and obj.get("_t") is not None
+            else math.nan,
         }
         xb = obj.get("xbzrle-cache") or {}
         if not isinstance(xb, dict):
@@ -767,7 +774,7 @@ def _check_values(path, fmt, samples, finals, lines) -> None:
             hi = 1.0 if k == "throttle" else math.inf
             if 0.0 <= v <= hi and math.isfinite(v):
                 continue
-            unit, long_name = SAMPLE_VARS.get(k) or FINAL_VARS.get(k) or ("1", k)
+            unit, long_name = SAMPLE_VARS.get(k) or FINAL_VARS.get(k) or CHECKED_VARS.get(k) or ("1", k)
             qmp = long_name.rpartition("(")[2].rstrip(")") if long_name.endswith(")") else k
             allowed = "a share in [0, 1] (cpu-throttle-percentage / 100)" if k == "throttle" else NONNEGATIVE
             value = f"{v:g}" if unit == "1" else f"{v:g} {unit}"
@@ -792,6 +799,8 @@ def _check_sequence(path, samples, finals, lines) -> None:
                     f"status '{st}' after the migration ended ('{p}' on line {lines[i - 1]}): "
                     "a log holds one migration",
                 )
+            if STAGE[p] == STAGE["completed"]:
+                _check_same_end(path, (samples[i - 1], finals[i - 1], lines[i - 1]), (s, f, line))
             if STAGE[st] < STAGE[p]:
                 raise _err(
                     path,
@@ -823,6 +832,178 @@ def _check_sequence(path, samples, finals, lines) -> None:
                         "a log holds the migration of one guest",
                     )
                 last[k] = (v, line)
+
+
+def _check_same_end(path, a, b) -> None:
+    """The end of a migration polled again is the same reply: QEMU freezes a completed run's
+    statistics (``total_time``, ``downtime``, the RAM counters: ``migration_completion_end``)
+    and libvirt keeps its completed job's.  A second ``completed`` reply with other numbers is
+    another run's (or an edited one): which is this run's cannot be told."""
+    (sa, fa, la), (sb, fb, lb) = a, b
+    for k in [*fa, "remaining"]:
+        va = sa.get(k, math.nan) if k == "remaining" else fa.get(k, math.nan)
+        vb = sb.get(k, math.nan) if k == "remaining" else fb.get(k, math.nan)
+        if va == vb or (np.isnan(va) and np.isnan(vb)):
+            continue
+        unit, long_name = FINAL_VARS.get(k) or SAMPLE_VARS.get(k) or ("1", k)
+        qmp = long_name.rpartition("(")[2].rstrip(")") if long_name.endswith(")") else k.replace("_", "-")
+        u = "" if unit == "1" else f" {unit}"
+        a_, b_ = ("absent" if np.isnan(v) else f"{v:g}{u}" for v in (va, vb))
+        raise _err(
+            path,
+            lb,
+            f"a second '{sb['status']}' reply with other final statistics ({qmp} {b_}; "
+            f"{a_} on line {la}): a migration's end is polled again with the same numbers, "
+            "so these are two runs or an edited reply; which is the run's cannot be told",
+        )
+
+
+#: the clocks a log's times come from (the poller's ``_t``; QEMU's ``total-time``,
+#: ``setup-time``, ``downtime``, in ms) agree to a QMP round trip (ms; a loaded host or a remote
+#: poller: tenths of a second) and, over a long run, to their rates (NTP slews a clock by at most
+#: 500 ppm): a disagreement beyond this many seconds ...
+CLOCK_SLACK_S = 1.0
+#: ... plus this share of the time compared is a contradiction, not clock noise
+CLOCK_SLACK_REL = 0.01
+#: a time since the migrate command this large (over 3 years) is a clock's absolute time
+EPOCH_S = 1e8
+
+
+def _slack(t: float) -> float:
+    return CLOCK_SLACK_S + CLOCK_SLACK_REL * abs(t)
+
+
+def _time_name(fmt: str) -> str:
+    if fmt.startswith("qmp"):
+        return "_t"
+    if fmt.startswith("libvirt"):
+        return "time_elapsed (Time elapsed)"
+    return "sample_time"
+
+
+def _check_clock(path, fmt, samples, finals, lines) -> None:
+    """The log's clock is the migration's: ``_t`` counts seconds since the migrate command, as
+    QEMU's ``total-time`` does (``migrate_init`` starts it and puts the migration in ``setup``).
+    Refused, beyond :func:`_slack` (1 s + 1 %): a Unix time for ``_t``; a running reply whose
+    ``_t`` and ``total-time`` disagree (a clock started before ``migrate``, or ``_t`` in ms);
+    a completed reply whose ``total-time`` is longer than its own ``_t`` (the reply was taken
+    after the end); a ``setup`` poll later than ``setup-time`` allows.  Each was fitted: the fit
+    starts the migration at 0 and was 80 % off, with only a warning."""
+    name = _time_name(fmt)
+    t0 = samples[0]["time"]
+    if t0 >= EPOCH_S:
+        import datetime as _dt
+
+        when = _dt.datetime.fromtimestamp(t0, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        since = (
+            "seconds since the migrate command" if fmt.startswith("qmp") else "the time since the job started"
+        )
+        raise _err(
+            path,
+            lines[0],
+            f"{name} = {t0:.6g} s ({t0 / 3.15576e7:.0f} years) is a clock's absolute time (as a Unix "
+            f"time: {when}), not the {since} that {name} counts: subtract the time the "
+            "migration started",
+        )
+    for s, f, line in zip(samples, finals, lines):
+        t, el = s["time"], s.get("elapsed", math.nan)
+        if np.isfinite(el) and abs(t - el) > _slack(max(t, el)):
+            hint = ""
+            if el > 0 and 0.95 < t / el / 1000.0 < 1.05:
+                hint = f" ({name} looks like milliseconds: it is seconds)"
+            elif t > el:
+                hint = f" (a clock started {t - el:.3g} s before the migrate command?)"
+            raise _err(
+                path,
+                line,
+                f"{name} = {t:g} s but the reply's total-time = {el:g} s: both count from the "
+                f"migrate command, so they differ by at most {_slack(max(t, el)):.3g} s "
+                f"(1 s + 1 %){hint}",
+            )
+        tot = f.get("total_time", math.nan)
+        if s["status"] == "completed" and np.isfinite(tot) and tot > t + _slack(t):
+            raise _err(
+                path,
+                line,
+                f"the completed reply's total-time {tot:g} s is longer than its own {name} "
+                f"({t:g} s since the migrate command): a reply that says completed is taken after "
+                "the end (1 s + 1 % allowed for the clocks)",
+            )
+    setup = finals[-1].get("setup_time", math.nan)
+    polls = [(s["time"], ln) for s, ln in zip(samples, lines) if s["status"] == "setup"]
+    if polls and np.isfinite(setup):
+        ts, ln = polls[-1]
+        if ts > setup + _slack(ts):
+            raise _err(
+                path,
+                ln,
+                f"the migration is still in 'setup' at {name} = {ts:g} s, but its setup-time is "
+                f"{setup * 1000:g} ms (line {lines[-1]}): QEMU enters 'setup' at the migrate "
+                f"command and leaves it setup-time after connecting, so {ts - setup:.3g} s went "
+                f"before — {name} does not count from the migrate command (it must; subtract the "
+                "offset), or connecting to the destination took that long, which the fit cannot "
+                "model (1 s + 1 % allowed for the clocks)",
+            )
+
+
+def _check_final(path, samples, lines, final, page_given: bool) -> None:
+    """What QEMU's final statistics cannot be: setup and downtime longer than the run; a
+    completed run with dirty pages left (QEMU reports ``remaining`` 0 once completed:
+    ``populate_ram_info``); ``normal-bytes`` other than ``normal`` x ``page-size`` (QEMU computes
+    it so; compared where the log gives the page size, to virsh's 3 printed decimals); more
+    pages sent than ``dirty-sync-count`` x the guest's pages (each sync's bitmap holds each page
+    at most once, and a page is sent at most once per bitmap)."""
+    s_end, line = samples[-1], lines[-1]
+    completed = s_end["status"] == "completed"
+    total, down, setup = final["total_time"], final["downtime"], final["setup_time"]
+    if completed and np.isfinite(setup) and np.isfinite(total):
+        d = down if np.isfinite(down) else 0.0
+        if setup + d > total + _slack(total):
+            with_down = f" plus downtime {d * 1000:g} ms" if d else ""
+            raise _err(
+                path,
+                line,
+                f"setup-time {setup:g} s{with_down} is longer than the whole migration (total-time "
+                f"{total:g} s): both lie inside it (1 s + 1 % allowed for the clocks)",
+            )
+    if completed and np.isfinite(s_end["remaining"]) and s_end["remaining"] > 0:
+        raise _err(
+            path,
+            line,
+            f"ram.remaining (memory_remaining) = {s_end['remaining']:g} bytes in the completed reply: a "
+            "completed migration has sent every dirty page (QEMU reports 0)",
+        )
+    ps, ram = final["page_size"], final["ram_total"]
+    normal, dup, nb = final["ram_normal"], final["ram_duplicate"], final["ram_normal_bytes"]
+    if page_given and np.isfinite(ps) and ps > 0 and np.isfinite(normal) and np.isfinite(nb):
+        if abs(nb - normal * ps) > 1e-3 * max(nb, normal * ps):
+            raise _err(
+                path,
+                line,
+                f"ram.normal-bytes (memory_normal_bytes) = {nb:g} bytes is not ram.normal "
+                f"({normal:g} pages) x ram.page-size ({ps:g} bytes) = {normal * ps:g}: QEMU "
+                "computes it so",
+            )
+    k = final["dirty_sync_count"]
+    if not np.isfinite(k):
+        counts = np.array([s["dirty_sync_count"] for s in samples], float)
+        k = float(np.nanmax(counts)) if np.isfinite(counts).any() else math.nan
+    sent = {n: v for n, v in (("ram.normal", normal), ("ram.duplicate", dup)) if np.isfinite(v)}
+    xp = final.get("xbzrle_pages", math.nan)
+    if np.isfinite(xp):
+        sent["xbzrle-cache.pages"] = xp
+    page = ps if np.isfinite(ps) and ps > 0 else 4096.0
+    if sent and np.isfinite(k) and k >= 1 and np.isfinite(ram) and ram > 0:
+        most = max(k, 1.0) * ram / page
+        if sum(sent.values()) > most:
+            parts = " + ".join(f"{n} {v:g}" for n, v in sent.items())
+            raise _err(
+                path,
+                line,
+                f"{parts} pages sent is more than dirty-sync-count ({k:g}) x the guest's "
+                f"{ram / page:g} pages (ram.total / page size) = {most:g}: a page is sent at most "
+                "once per dirty-bitmap sync",
+            )
 
 
 def _check_consistent(path, samples, lines, final, completed) -> None:
@@ -868,6 +1049,7 @@ def _assemble(path, fmt, samples, finals, lines, passes, final_status=None) -> x
         i = int(bad[0]) + 1
         raise _err(path, lines[i], f"time goes backwards ({times[i]:.3f} s after {times[i - 1]:.3f} s)")
     _check_sequence(path, samples, finals, lines)
+    _check_clock(path, fmt, samples, finals, lines)
     last = samples[-1]["status"]
     if last not in FINAL:
         raise _err(
@@ -901,7 +1083,8 @@ def _assemble(path, fmt, samples, finals, lines, passes, final_status=None) -> x
             path, lines[-1], f"ram.total (memory_total) = {final['ram_total']:g} bytes: a guest has RAM"
         )
     _check_consistent(path, samples, lines, final, completed)
-    if not np.isfinite(final["page_size"]):
+    page_given = bool(np.isfinite(final["page_size"]))
+    if not page_given:
         final["page_size"] = 4096.0
     ps = final["page_size"]
     if not (ps >= 512 and float(ps).is_integer() and int(ps) & (int(ps) - 1) == 0):
@@ -910,6 +1093,7 @@ def _assemble(path, fmt, samples, finals, lines, passes, final_status=None) -> x
             lines[-1],
             f"ram.page-size (memory_page_size) = {ps:g} bytes: a page is a power of two of at least 512 bytes",
         )
+    _check_final(path, samples, lines, final, page_given)
     sts = [s["status"] for s in samples]
     final["postcopy"] = any(s.startswith("postcopy") for s in sts)
     final["completed"] = completed

@@ -543,3 +543,119 @@ def test_a_jobstats_key_given_twice_is_refused_and_blocks_without_blank_lines_st
     p = _write(tmp_path, "jd.jsonl", "\n".join(objs))
     with pytest.raises(ConfigError, match=rf"jd.jsonl line {len(objs)}: 'downtime' is given twice"):
         read_log(p)
+
+
+# -- final statistics and clocks that contradict each other -------------------------------------------
+def _replies():
+    return [json.loads(ln) for ln in QMP.read_text().splitlines()]
+
+
+def _qmp_log(tmp_path, name, replies):
+    return _write(tmp_path, name, "\n".join(json.dumps(r) for r in replies) + "\n")
+
+
+def _second_completed(tmp_path):  # another run's end appended: its numbers were taken
+    r = _replies()
+    b = json.loads(json.dumps(r[-1]))
+    b["ram"]["transferred"] += 10**8
+    b["_t"] += 0.1
+    b["total-time"] += 5000
+    return _qmp_log(tmp_path, "c2.jsonl", [*r, b])
+
+
+def _shift_t(tmp_path, name, by=0.0, scale=1.0, keep_total_time=True):
+    r = _replies()
+    for x in r:
+        x["_t"] = x["_t"] * scale + by
+        if not keep_total_time:
+            x.pop("total-time", None)
+    return _qmp_log(tmp_path, name, r)
+
+
+def _domjobinfo_completed(tmp_path, name, label, value):
+    lines = DOMJOBINFO.read_text().splitlines()
+    start = max(k for k, ln in enumerate(lines) if ln.startswith("Job type:"))
+    i = next(k for k in range(start, len(lines)) if lines[k].startswith(label + ":"))
+    lines[i] = f"{label}: {value}"
+    return _write(tmp_path, name, "\n".join(lines) + "\n"), start + 1
+
+
+CONTRADICTIONS = [
+    (
+        _second_completed,
+        ["c2.jsonl line 54", "second 'completed' reply", "total-time 10.223 s; 5.223 s on line 53"],
+    ),
+    (
+        lambda tmp: _qmp_with(tmp, "su.jsonl", -1, lambda r: r.update({"setup-time": 10**7})),
+        ["su.jsonl line 53", "setup-time 10000 s plus downtime 14 ms", "total-time 5.223 s"],
+    ),
+    (  # clamped to zero_fraction = 1 by the fit
+        lambda tmp: _qmp_with(tmp, "zp.jsonl", -1, lambda r: r["ram"].update(duplicate=10**9)),
+        ["zp.jsonl line 53", "ram.duplicate 1e+09", "dirty-sync-count (7) x the guest's 131202 pages"],
+    ),
+    (
+        lambda tmp: _qmp_with(tmp, "nn.jsonl", -1, lambda r: r["ram"].update(normal=10**9)),
+        ["nn.jsonl line 53", "ram.normal-bytes", "is not ram.normal (1e+09 pages) x ram.page-size"],
+    ),
+    (
+        lambda tmp: _qmp_with(tmp, "t2.jsonl", -1, lambda r: r.update({"total-time": 10446})),
+        ["t2.jsonl line 53", "total-time 10.446 s is longer than its own _t (5.26609 s"],
+    ),
+    (
+        lambda tmp: _qmp_with(tmp, "cr.jsonl", -1, lambda r: r["ram"].update(remaining=100 * MIB)),
+        ["cr.jsonl line 53", "ram.remaining", "1.04858e+08 bytes in the completed reply"],
+    ),
+    (  # the poller's clock started 30 s before migrate, no total-time to compare with
+        lambda tmp: _shift_t(tmp, "o30.jsonl", by=30.0, keep_total_time=False),
+        ["o30.jsonl line 1", "still in 'setup' at _t = 30.0009 s", "setup-time is 2 ms (line 53)"],
+    ),
+    (  # ... and with it
+        lambda tmp: _shift_t(tmp, "o30t.jsonl", by=30.0),
+        ["o30t.jsonl line 2", "_t = 30.1016 s but the reply's total-time = 0.102 s", "30 s before"],
+    ),
+    (
+        lambda tmp: _shift_t(tmp, "ms.jsonl", scale=1000.0),
+        ["ms.jsonl line 2", "_t = 101.553 s", "looks like milliseconds"],
+    ),
+    (  # was refused blaming policy.timeout_s=600 by lmtk fit
+        lambda tmp: _shift_t(tmp, "ep.jsonl", by=1.732e9, keep_total_time=False),
+        [
+            "ep.jsonl line 1",
+            "_t = 1.732e+09 s",
+            "Unix time: 2024-11-19 07:06:40 UTC",
+            "since the migrate command",
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize("make, words", CONTRADICTIONS, ids=[w[0].split()[0] for _, w in CONTRADICTIONS])
+def test_contradictory_final_statistics_and_clocks_are_refused(tmp_path, make, words):
+    """Each was read and fitted, with at most a 'does not reproduce its log' warning (a second
+    completed reply was taken over the first; the offset clock fitted a total time 81 % off)."""
+    with pytest.raises(ConfigError) as e:
+        read_log(make(tmp_path))
+    msg = str(e.value)
+    assert "\n" not in msg
+    for w in words:
+        assert w in msg, (w, msg)
+
+
+def test_clock_noise_within_the_slack_and_a_repeated_identical_end_still_read(tmp_path):
+    """1 s + 1 %: a poller whose clock started half a second before migrate, and the same
+    completed reply polled twice, are the run."""
+    a = read_log(_shift_t(tmp_path, "h.jsonl", by=0.5))
+    assert float(a.total_time) == pytest.approx(5.223)
+    r = _replies()
+    again = json.loads(json.dumps(r[-1]))
+    again["_t"] += 0.1
+    b = read_log(_qmp_log(tmp_path, "again.jsonl", [*r, again]))
+    assert float(b.transferred) == float(read_log(QMP).transferred) and b.sizes["sample"] == 54
+
+
+def test_a_domjobinfo_completed_block_with_dirty_pages_left_is_refused(tmp_path):
+    path, start = _domjobinfo_completed(tmp_path, "cr.txt", "Memory remaining", "50.000 MiB")
+    with pytest.raises(
+        ConfigError, match=rf"cr.txt line {start}: ram.remaining \(memory_remaining\) = 5.24288e\+07"
+    ):
+        read_log(path)

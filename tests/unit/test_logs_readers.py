@@ -659,3 +659,30 @@ def test_a_domjobinfo_completed_block_with_dirty_pages_left_is_refused(tmp_path)
         ConfigError, match=rf"cr.txt line {start}: ram.remaining \(memory_remaining\) = 5.24288e\+07"
     ):
         read_log(path)
+
+
+def test_a_libvirt_completed_block_cut_before_its_downtime_is_refused(tmp_path):
+    """``virsh domjobinfo --completed`` cut after 'Postcopy requests' was read with no downtime
+    and no zero pages, and the fitted rate moved 5794 -> 6003 pages/s.  A libvirt and QEMU that
+    count syncs (Iteration >= 1) always give them; without Iteration their absence is kept."""
+    lines = DOMJOBINFO.read_text().splitlines()
+    start = max(k for k, ln in enumerate(lines) if ln.startswith("Job type:"))
+    cut = next(k for k in range(start, len(lines)) if lines[k].startswith("Constant pages"))
+    p = _write(tmp_path, "dc.txt", "\n".join(lines[:cut]) + "\n")
+    with pytest.raises(ConfigError) as e:
+        read_log(p)
+    msg = str(e.value)
+    assert f"dc.txt line {start + 1}" in msg and "'Total downtime', 'Setup time', 'Constant pages'" in msg
+    assert "cut off" in msg
+    # the same in key=value job statistics (the block from memory_constant on lost)
+    jl = JOBSTATS.read_text().splitlines()
+    jstart = max(k for k, ln in enumerate(jl) if ln.startswith("type="))
+    keep = [ln for k, ln in enumerate(jl) if k < jstart or not ln.startswith(("downtime=", "memory_normal"))]
+    with pytest.raises(
+        ConfigError, match=rf"js.txt line {jstart + 1}: .* no downtime, memory_normal, memory_normal_bytes"
+    ):
+        read_log(_write(tmp_path, "js.txt", "\n".join(keep) + "\n"))
+    # an older libvirt or QEMU (no sync count): no downtime or page counts is what it gives
+    old = [ln for ln in lines[:cut] if not ln.startswith("Iteration")]
+    log = read_log(_write(tmp_path, "old.txt", "\n".join(old) + "\n"))
+    assert np.isnan(float(log.downtime)) and np.isnan(float(log.ram_duplicate))

@@ -686,3 +686,61 @@ def test_a_libvirt_completed_block_cut_before_its_downtime_is_refused(tmp_path):
     old = [ln for ln in lines[:cut] if not ln.startswith("Iteration")]
     log = read_log(_write(tmp_path, "old.txt", "\n".join(old) + "\n"))
     assert np.isnan(float(log.downtime)) and np.isnan(float(log.ram_duplicate))
+
+
+# -- a saved MigrationLog ---------------------------------------------------------------------------
+def _saved(tmp_path, name, edit=None, src=QMP):
+    from lmtoolkit.io import write_dataset
+
+    ds = read_log(src).load()
+    if edit is not None:
+        edit(ds)
+    return write_dataset(ds, tmp_path / name)
+
+
+def _reverse_time(ds):
+    ds["sample_time"].values[:] = ds.sample_time.values[::-1].copy()
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (_reverse_time, ["line 2", "time goes backwards"]),
+        (lambda ds: ds["downtime"].values.fill(-5.0), ["line 53", "downtime", "-5 s is not allowed"]),
+        (lambda ds: ds["ram_duplicate"].values.fill(1e9), ["line 53", "ram.duplicate 1e+09", "at most once"]),
+        (
+            lambda ds: ds["completed"].values.fill(False),
+            ["line 53", "completed = False in the file", "edited"],
+        ),
+    ],
+    ids=["time-reversed", "negative-downtime", "zero-pages", "completed-flag"],
+)
+def test_a_saved_migration_log_goes_through_the_readers_checks(tmp_path, edit, words):
+    """read_log returned a saved MigrationLog (.nc) as it was: time reversed, a downtime of -5 s
+    and 10^9 zero pages were fitted."""
+    p = _saved(tmp_path, "ml.nc", edit)
+    with pytest.raises(ConfigError) as e:
+        read_log(p)
+    msg = str(e.value)
+    assert "\n" not in msg and f"{p} (a saved MigrationLog of {QMP}: lines are that log's)" in msg
+    for w in words:
+        assert w in msg, (w, msg)
+
+
+@pytest.mark.parametrize(
+    "src",
+    [
+        QMP,
+        DOMJOBINFO,
+        JOBSTATS,
+        TESTBED / "r20000-h128-rand-bw032-dl0300-pc-n0.nc",
+        TESTBED / "r20000-h128-rand-bw032-dl0030-n0.nc",
+    ],
+    ids=["qmp", "domjobinfo", "jobstats", "testbed-postcopy", "testbed-cancelled"],
+)
+def test_a_saved_migration_log_reads_back_as_it_was_saved(tmp_path, src):
+    a = read_log(src)
+    b = read_log(_saved(tmp_path, "ok.nc", src=src))
+    assert b.attrs["source"] == a.attrs["source"] and b.attrs["lmt_settings"] == a.attrs["lmt_settings"]
+    for k, v in a.data_vars.items():
+        np.testing.assert_array_equal(np.asarray(v.values), np.asarray(b[k].values), err_msg=k)

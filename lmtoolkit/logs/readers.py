@@ -11,7 +11,7 @@ Formats (:func:`read_log` detects them from the content):
 * **libvirt** job statistics: ``virsh domjobinfo`` text (one block per poll, each starting
   with ``Job type:``; the last one ``--completed``) and the ``virDomainGetJobStats``
   key/value form (``key=value`` or ``key: value`` lines, blocks separated by blank lines, or
-  one JSON object per line as Python's ``dom.jobStats()`` returns): ``time_elapsed``,
+  JSON objects as Python's ``dom.jobStats()`` returns, one per line or in a JSON list): ``time_elapsed``,
   ``memory_processed``, ``memory_remaining``, ``memory_iteration``, ``memory_dirty_rate``,
   ``downtime`` … (libvirt maps them from the same QMP fields: ``memory_processed`` =
   ``ram.transferred``, ``memory_iteration`` = ``ram.dirty-sync-count``).
@@ -451,10 +451,10 @@ def _jobstats_blocks(text: str, path):
     (``type=``) comes again.  Any other key given twice in one block is refused (libvirt gives
     each once), as is a key given twice in a JSON object."""
     blocks, cur = [], None
-    if text.lstrip().startswith("{"):
+    if text.lstrip().startswith(("{", "[")):  # JSON lines, or a JSON list of dom.jobStats() dicts
         for line, obj in _json_items(text, path):
             if not isinstance(obj, dict):
-                raise _err(path, line, "expected a JSON object of job statistics")
+                raise _err(path, line, f"expected a JSON object of job statistics, got {type(obj).__name__}")
             blocks.append((line, {k: obj[k] for k in obj}))
         return blocks
     lines = text.splitlines()

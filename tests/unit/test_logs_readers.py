@@ -744,3 +744,20 @@ def test_a_saved_migration_log_reads_back_as_it_was_saved(tmp_path, src):
     assert b.attrs["source"] == a.attrs["source"] and b.attrs["lmt_settings"] == a.attrs["lmt_settings"]
     for k, v in a.data_vars.items():
         np.testing.assert_array_equal(np.asarray(v.values), np.asarray(b[k].values), err_msg=k)
+
+
+def test_a_json_list_of_job_stats_dicts_reads_like_key_value_blocks(tmp_path):
+    """json.dump([dom.jobStats(), ...]) failed with "not a 'key=value' line of
+    virDomainGetJobStats: '['"."""
+    blocks = JOBSTATS.read_text().strip().split("\n\n")
+    objs = [{k: int(v) for k, v in (ln.split("=", 1) for ln in b.splitlines())} for b in blocks]
+    p = _write(tmp_path, "js.json", json.dumps(objs, indent=1))
+    a, b = read_log(JOBSTATS), read_log(p)
+    assert b.attrs["lmt_log_format"] == "libvirt-jobstats"
+    np.testing.assert_array_equal(a.sample_remaining.values, b.sample_remaining.values)
+    assert float(a.downtime) == float(b.downtime)
+    bad = _write(tmp_path, "jb.json", json.dumps([objs[0], 5]))
+    with pytest.raises(
+        ConfigError, match=r"jb.json line \d+: expected a JSON object of job statistics, got int"
+    ):
+        read_log(bad)

@@ -501,3 +501,38 @@ def test_sweep_table_says_mean_spread_and_stop_reason(capsys):
     out = capsys.readouterr().out
     assert "mean over 2 replicates (± standard deviation)" in out and " ± " in out
     assert "completed" in out and "stop" in out and "converged" in out
+
+
+def test_a_migration_log_the_readers_refuse_is_one_line_from_lmtk_fit(tmp_path, capsys):
+    """A key given twice, a saved MigrationLog with a negative downtime, a _t in Unix time: each
+    was fitted (the first two silently wrong, the last refused blaming policy.timeout_s=600)."""
+    from lmtoolkit.io import write_dataset
+    from lmtoolkit.logs import read_log
+
+    qmp = Path(__file__).resolve().parents[2] / "tests/data/logs/qmp_r10000-h064-rand-bw064-dl0300-n0.jsonl"
+    lines = qmp.read_text().splitlines()
+    dup = tmp_path / "dup.jsonl"
+    dup.write_text("\n".join([*lines[:-1], lines[-1][:-1] + ', "downtime": 300}']) + "\n")
+    saved = read_log(qmp).load()
+    saved["downtime"].values.fill(-5.0)
+    nc = write_dataset(saved, tmp_path / "ml.nc")
+    epoch = tmp_path / "epoch.jsonl"
+    replies = [json.loads(ln) for ln in lines]
+    for r in replies:
+        r["_t"] += 1.732e9
+        r.pop("total-time", None)
+    epoch.write_text("\n".join(json.dumps(r) for r in replies) + "\n")
+    for log, words in [
+        (dup, ["dup.jsonl line 53", "'downtime' is given twice", "(14, then 300)"]),
+        (nc, ["ml.nc (a saved MigrationLog of", "line 53", "-5 s is not allowed"]),
+        (epoch, ["epoch.jsonl line 1", "Unix time"]),
+    ]:
+        out = tmp_path / "fit.yaml"
+        assert main(["fit", str(log), "--out", str(out)]) == 2
+        captured = capsys.readouterr()
+        err = captured.err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("lmtk: error: "), err
+        assert "Traceback" not in captured.err + captured.out and "timeout_s" not in err
+        for w in words:
+            assert w in err, (w, err)
+        assert not out.exists()

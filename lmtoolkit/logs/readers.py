@@ -18,7 +18,8 @@ Formats (:func:`read_log` detects them from the content):
 * **testbed records** (``lmtk testbed run``, :mod:`lmtoolkit.testbed.record`): netCDF files
   with the QMP series (``sample_*``) and the final statistics; they also state the run's
   settings (cap, downtime limit, capabilities: attribute ``lmt_settings``) and what the
-  guest reported (``lmt_guest``: the write rate it achieved).
+  guest reported (``lmt_guest``: the write rate it achieved).  A saved MigrationLog (the
+  Dataset below as netCDF) is checked as the log it came from (:func:`_check_saved`).
 
 The Dataset (``lmt_kind = "migration_log"``): per poll on dim ``sample`` —
 ``sample_time`` (s), ``sample_status``, ``sample_transferred`` and ``sample_remaining``
@@ -31,8 +32,10 @@ The Dataset (``lmt_kind = "migration_log"``): per poll on dim ``sample`` —
 
 Bad or truncated input raises one :class:`~lmtoolkit.errors.ConfigError` naming the file and
 the line: text that is not the format, a reply without status or time, time running backwards,
-a log that ends mid-migration, and numbers that cannot be what they count (negative, infinite,
-a throttle above 100 %).  A key given twice in one reply or block (a JSON object's key, a virsh
+a log that ends mid-migration, numbers that cannot be what they count (negative, infinite,
+a throttle above 100 %), final statistics and clocks that contradict each other
+(:func:`_check_clock`, :func:`_check_final`, :func:`_check_same_end`) and a libvirt completed
+block cut off (:func:`_check_complete_block`).  A key given twice in one reply or block (a JSON object's key, a virsh
 label, a job-statistics key) is refused, whether its values differ or not: QEMU and libvirt
 write each once, and ``json.loads`` would silently keep the last.
 """

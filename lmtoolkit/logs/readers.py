@@ -609,17 +609,20 @@ def _check_complete_block(path, fmt, line: int, blk: dict) -> None:
 def _from_libvirt_blocks(path, fmt, blocks):
     if not blocks:
         raise _err(path, 0, "no job statistics in the file")
-    samples, finals, lines = [], [], []
+    samples, finals, lines, ends = [], [], [], []
     for line, blk in blocks:
         s, f = _libvirt_to_qmp(blk, path, line)
-        if s["status"] == "completed":
-            _check_complete_block(path, fmt, line, blk)
         if s["status"] == "none":
             continue
+        if s["status"] == "completed":
+            ends.append((line, blk))
         samples.append(s)
         finals.append(f)
         lines.append(line)
-    return _assemble(path, fmt, samples, finals, lines, [])
+    ds = _assemble(path, fmt, samples, finals, lines, [])
+    for line, blk in ends:  # after the order: a 'Completed' mid-log is a log out of order
+        _check_complete_block(path, fmt, line, blk)
+    return ds
 
 
 # -- testbed records ----------------------------------------------------------------------------------

@@ -682,6 +682,15 @@ def test_a_libvirt_completed_block_cut_before_its_downtime_is_refused(tmp_path):
         ConfigError, match=rf"js.txt line {jstart + 1}: .* no downtime, memory_normal, memory_normal_bytes"
     ):
         read_log(_write(tmp_path, "js.txt", "\n".join(keep) + "\n"))
+    # a running block marked Completed mid-log is a log out of order, not a cut-off block
+    mid = DOMJOBINFO.read_text().splitlines()
+    k = [i for i, ln in enumerate(mid) if ln.startswith("Job type:")][10]
+    mid[k] = "Job type:         Completed"
+    with pytest.raises(
+        ConfigError,
+        match=rf"mid.txt line \d+: status 'active' after the migration ended \('completed' on line {k + 1}\)",
+    ):
+        read_log(_write(tmp_path, "mid.txt", "\n".join(mid) + "\n"))
     # an older libvirt or QEMU (no sync count): no downtime or page counts is what it gives
     old = [ln for ln in lines[:cut] if not ln.startswith("Iteration")]
     log = read_log(_write(tmp_path, "old.txt", "\n".join(old) + "\n"))

@@ -117,12 +117,57 @@ def compose_raw(
     cfg = _loader(str(config_dir() if main else cfg_dir)).load_configuration(
         config_name=config_name, overrides=list(overrides), run_mode=RunMode.RUN, from_shell=False
     )
+    if main:
+        check_fit_files(cfg)
     if not return_hydra_config and "hydra" in cfg:
         with open_dict(cfg):
             del cfg["hydra"]
     if main:
         complete_policy(cfg)
     return cfg
+
+
+#: the first line of a FIT file's ``#| lmt_fit:`` block (:mod:`lmtoolkit.logs.fitfile`)
+_FIT_BLOCK = re.compile(r"^#\| lmt_fit:", re.MULTILINE)
+
+
+def chosen_files(cfg: DictConfig) -> list:
+    """The config files the composition took its group options from (``fit/NAME.yaml`` on a
+    ``hydra.searchpath`` directory too), as Hydra records them (``hydra.runtime.choices`` and
+    ``config_sources``, the first source holding an option being the one it used); files
+    of ``file://`` sources only."""
+    from pathlib import Path
+
+    choices = OmegaConf.select(cfg, "hydra.runtime.choices", default=None)
+    sources = OmegaConf.select(cfg, "hydra.runtime.config_sources", default=None) or []
+    roots = [Path(str(s.get("path"))) for s in sources if s.get("schema") == "file" and s.get("path")]
+    out = []
+    for group, option in (choices or {}).items():
+        if not isinstance(option, str) or str(group).startswith("hydra"):
+            continue
+        for root in roots:
+            f = root / str(group) / f"{option}.yaml"
+            if f.is_file():
+                out.append(f)
+                break
+    return out
+
+
+def check_fit_files(cfg: DictConfig) -> None:
+    """A FIT file composed as a config group option (``lmtk run hydra.searchpath=[file://DIR]
+    +fit=NAME``, ``lmtk sweep`` likewise) is checked as ``lmtk whatif`` checks it
+    (:func:`lmtoolkit.logs.fitfile.read_fit`): Hydra reads the YAML only, and a FIT file cut
+    off before its sections' end (its end marker is a comment) ran with the defaults of what
+    it lost — 269.7 ms for a 5.29 s run, exit 0."""
+    for f in chosen_files(cfg):
+        try:
+            text = f.read_text(errors="replace")
+        except OSError:
+            continue
+        if _FIT_BLOCK.search(text):
+            from .logs.fitfile import read_fit
+
+            read_fit(f)
 
 
 def _as_hydra(o: str) -> list[str]:

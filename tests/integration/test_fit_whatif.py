@@ -351,6 +351,16 @@ def test_a_cut_off_fit_file_is_refused(fits, tmp_path, capsys, keep):
     err = capsys.readouterr().err.strip()
     assert "incomplete FIT file" in err and str(cut) in err and "\n" not in err
     assert not out.exists()
+    # composed as a config group option (the README's lmtk run command): Hydra reads the YAML
+    # alone, and the cut file ran with the defaults of what it lost (269.7 ms for 5.29 s, exit 0)
+    group = tmp_path / "sp" / "fit"
+    group.mkdir(parents=True)
+    (group / "cut.yaml").write_text(cut.read_text())
+    run_out = tmp_path / "r.nc"
+    assert main(["run", f"hydra.searchpath=[file://{group.parent}]", "+fit=cut", "-o", str(run_out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "incomplete FIT file" in err and str(group / "cut.yaml") in err and "\n" not in err
+    assert not run_out.exists()
     edited = tmp_path / "edited.yaml"
     edited.write_text(text.replace("\n  iteration_ms: 50.0\n", "\n  iteration_ms: 100.0\n"))
     assert "iteration_ms: 100.0" in edited.read_text()
@@ -358,6 +368,9 @@ def test_a_cut_off_fit_file_is_refused(fits, tmp_path, capsys, keep):
     old.write_text(text.replace("#|   end_marker: true\n", "").replace("# end of FIT file (lmtk fit)\n", ""))
     for f in (edited, old):
         assert main(["whatif", str(f), "--samples", "0", "--out", str(tmp_path / f"{f.stem}.nc")]) == 0
+        (group / f.name).write_text(f.read_text())
+        argv = ["run", f"hydra.searchpath=[file://{group.parent}]", f"+fit={f.stem}", "-o", str(run_out)]
+        assert main(argv) == 0
 
 
 def test_a_setting_that_agrees_with_the_record_gives_way_to_it():

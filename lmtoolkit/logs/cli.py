@@ -46,7 +46,7 @@ def _check_default_is_ours(out: Path, log) -> None:
     from .fitfile import read_fit
 
     try:
-        src = str((read_fit(out).fit.get("log") or {}).get("source", ""))
+        src = str((read_fit(out, check_values=False).fit.get("log") or {}).get("source", ""))
     except ConfigError:
         return  # not a readable FIT file: replaced as before
     if src and Path(src).resolve() != Path(log).resolve():

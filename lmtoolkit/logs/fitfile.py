@@ -251,8 +251,12 @@ class FitFile:
         return keys, vals
 
 
-def read_fit(path) -> FitFile:
-    """Read a FIT file; a missing or damaged one is one :class:`ConfigError` naming it."""
+def read_fit(path, check_values: bool = True) -> FitFile:
+    """Read a FIT file; a missing or damaged one is one :class:`ConfigError` naming it.
+
+    ``check_values`` (the default; what ``lmtk whatif`` and ``lmtk run … +fit=NAME`` run):
+    also refuse bootstrap samples that are not finite or lie outside their parameter's
+    bounds (:func:`_check_samples`)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -307,6 +311,8 @@ def read_fit(path) -> FitFile:
             + "): cut off? write it again with lmtk fit",
         )
     _check_block(fit, path)
+    if check_values:
+        _check_samples(fit, path)
     defaults = list(body.pop("defaults", []) or [])
     return FitFile(path=path, config=body, defaults=defaults, fit=fit)
 
@@ -396,3 +402,34 @@ def _check_block(fit, path) -> None:
             "",
             message=f"{path}: the '#| lmt_fit' block's samples name {unknown[0]!r}, not a fitted parameter",
         )
+
+
+def _check_samples(fit: dict, path) -> None:
+    """Every bootstrap sample finite and within its parameter's bounds (``lo``, ``hi`` of the
+    block's ``params``; :func:`_samples_in_bounds` writes them so): a negative write rate was
+    a ValueError traceback in ``lmtk whatif`` (``fluid.from_columns``), a null one an error
+    of the policy rules that did not name the file."""
+    s = fit.get("samples") or {}
+    keys, params = list(s.get("keys") or []), fit.get("params") or {}
+    for n, row in enumerate(s.get("values") or [], start=1):
+        for k, v in zip(keys, row):
+            p = params.get(k) or {}
+            lo, hi = p.get("lo"), p.get("hi")
+            if v is None or not math.isfinite(v):
+                why = "not a finite number"
+            elif (_number(lo) and v < lo - 1e-9 * abs(lo)) or (_number(hi) and v > hi + 1e-9 * abs(hi)):
+                why = (
+                    "outside its bounds ["
+                    + ", ".join(format(b, "g") if _number(b) else "-" for b in (lo, hi))
+                    + "]"
+                )
+            else:
+                continue
+            raise ConfigError(
+                "FIT",
+                str(path),
+                "",
+                message=f"{path}: the '#| lmt_fit' block's bootstrap sample {n} has {k} = "
+                f"{'null' if v is None else format(v, 'g')}: {why} "
+                "(hand-edited? write it again with lmtk fit)",
+            )

@@ -225,6 +225,43 @@ def test_a_hand_edited_fit_block_is_one_error_before_anything_is_written(tmp_pat
     assert not (tmp_path / "w.nc").exists()
 
 
+def _first_sample_row(lines):
+    at = next(i for i, ln in enumerate(lines) if ln.startswith("#|     values:"))
+    return at + 1
+
+
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        ("-10318.4", ["bootstrap sample 1", "workload.dirty_rate_pages_s = -10318.4", "outside its bounds"]),
+        ("null", ["bootstrap sample 1", "workload.dirty_rate_pages_s = null", "not a finite number"]),
+        (".nan", ["bootstrap sample 1", "not a finite number"]),
+        ("1.0e+12", ["bootstrap sample 1", "workload.dirty_rate_pages_s = 1e+12", "outside its bounds"]),
+    ],
+)
+def test_bootstrap_samples_are_checked_before_anything_runs(tmp_path, fitted, value, words):
+    """A negative sample was a ValueError traceback from fluid.from_columns (exit 1), a null
+    one a NaN error of the policy rules that did not name the FIT file; lmtk run composing the
+    file as +fit=NAME refuses it the same way."""
+    from lmtoolkit.cli import main
+
+    _, path = fitted
+    lines = path.read_text().splitlines()
+    i = _first_sample_row(lines)
+    row = lines[i].split("[", 1)[1].rstrip("]").split(",")
+    lines[i] = "#|     - [" + ", ".join([value, *row[1:]]) + "]"
+    bad = tmp_path / "fit" / "bad.yaml"
+    bad.parent.mkdir()
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as e:
+        read_fit(bad)
+    assert all(w in str(e.value) for w in [str(bad), *words]), str(e.value)
+    assert main(["whatif", str(bad), "--out", str(tmp_path / "w.nc")]) == 2
+    assert not (tmp_path / "w.nc").exists()
+    argv = ["run", f"hydra.searchpath=[file://{tmp_path}]", "+fit=bad", "-o", str(tmp_path / "r.nc")]
+    assert main(argv) == 2
+
+
 def test_the_figure_shows_trajectory_and_whatif_table(fitted):
     import matplotlib
 

@@ -256,7 +256,8 @@ def read_fit(path, check_values: bool = True) -> FitFile:
 
     ``check_values`` (the default; what ``lmtk whatif`` and ``lmtk run … +fit=NAME`` run):
     also refuse bootstrap samples that are not finite or lie outside their parameter's
-    bounds (:func:`_check_samples`)."""
+    bounds (:func:`_check_samples`) and a config whose fitted values or stated settings differ
+    from the block's (:func:`_check_body`: a hand edit)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -313,6 +314,7 @@ def read_fit(path, check_values: bool = True) -> FitFile:
     _check_block(fit, path)
     if check_values:
         _check_samples(fit, path)
+        _check_body(fit, body, path)
     defaults = list(body.pop("defaults", []) or [])
     return FitFile(path=path, config=body, defaults=defaults, fit=fit)
 
@@ -433,3 +435,84 @@ def _check_samples(fit: dict, path) -> None:
                 f"{'null' if v is None else format(v, 'g')}: {why} "
                 "(hand-edited? write it again with lmtk fit)",
             )
+
+
+def _lookup(body: dict, key: str):
+    """(found, value) of a dotted key in the FIT file's config."""
+    node = body
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def _same_value(a, b, rel: float = 1e-4) -> bool:
+    """Config values equal: numbers within ``rel`` (the file keeps 6 digits, the cap is the
+    stated one times the 6-digit cap factor), else equal as text (``true``/``True``)."""
+    if _number(a) and _number(b):
+        return math.isclose(float(a), float(b), rel_tol=rel, abs_tol=1e-12)
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        return a == b
+    return str(a).strip().lower() == str(b).strip().lower()
+
+
+def expected_values(fit: dict) -> list[tuple[str, object, str]]:
+    """What ``lmtk fit`` wrote into the config, by the block: (key, value, where from) for
+    each fitted parameter, each setting the log implies (``log_overrides``) and each the user
+    stated (``overrides``; a cap times ``cap_factor``), the engine and the pattern."""
+    from ..compose import split_override
+
+    out = []
+    for k, p in (fit.get("params") or {}).items():
+        if isinstance(p, dict) and p.get("value") is not None:
+            out.append((k, p["value"], "the fitted value"))
+    factor = float(fit.get("cap_factor") or 1.0)
+    for entry, what in (
+        ("log_overrides", "what the log states"),
+        ("overrides", "a setting stated for the fit"),
+    ):
+        for o in fit.get(entry) or []:
+            _, k, v = split_override(str(o))
+            if "." not in k:
+                continue  # a group option (policy=hybrid): its section says the rest
+            try:
+                val = yaml.safe_load(v) if v.strip() else v
+            except yaml.YAMLError:
+                val = v
+            if k == "policy.max_bandwidth_mib_s" and _number(val):
+                val = float(val) * factor  # the fit runs the cap QEMU kept (README, cap factor)
+            out.append((k, val, what))
+    if fit.get("engine") in ("page", "fluid"):
+        out.append(("engine", fit["engine"], "the fit's engine"))
+    return out
+
+
+def _check_body(fit: dict, body: dict, path) -> None:
+    """The config as ``lmtk fit`` wrote it (:func:`expected_values`): a hand-edited fitted
+    value or stated setting ran as the observed run — ``lmtk whatif`` labelled it "as observed
+    (fitted)" with the old fit's bootstrap band (a write rate edited 10077 -> 5000, a 4 GiB
+    guest for the 0.5 GiB one the log states).  Refused, naming the key: an override says the
+    same and runs as a variant of the fit, named, without a band for what it replaces.  Keys
+    the block does not record (``policy.iteration_ms``) may be edited."""
+    expected = expected_values(fit)
+    pat = fit.get("pattern")
+    wl = body.get("workload") if isinstance(body.get("workload"), dict) else {}
+    if isinstance(pat, str) and "pattern" in wl:
+        expected.append(("workload.pattern", pat, "the fitted pattern"))
+    for key, want, what in expected:
+        found, have = _lookup(body, key)
+        if found and _same_value(have, want):
+            continue
+        shown = f"{have}" if found else "missing"
+        raise ConfigError(
+            "FIT",
+            str(path),
+            "",
+            message=(
+                f"{path}: {key} is {shown} in its config but {want} in its '#| lmt_fit' block ({what}): "
+                "edited after lmtk fit wrote it, it would run as the observed run with the fit's bands; give "
+                f"the change as an override after the FIT file instead ({key}=VALUE: a variant, named, without "
+                "the fit's band for it), or fit the log again"
+            ),
+        )

@@ -262,6 +262,55 @@ def test_bootstrap_samples_are_checked_before_anything_runs(tmp_path, fitted, va
     assert main(argv) == 2
 
 
+@pytest.mark.parametrize(
+    "old, new, words",
+    [
+        # the fitted write rate edited: the row said "as observed (fitted)" with the old band
+        (
+            "  dirty_rate_pages_s: {rate}\n",
+            "  dirty_rate_pages_s: 5000\n",
+            ["workload.dirty_rate_pages_s is 5000", "(the fitted value)"],
+        ),
+        # what the log states: a 4 GiB guest for the 0.5 GiB one
+        ("  memory_gib: {mem}\n", "  memory_gib: 4\n", ["vm.memory_gib is 4", "what the log states"]),
+        # a setting the testbed record states
+        ("  downtime_limit_ms: 300.0\n", "  downtime_limit_ms: 30\n", ["policy.downtime_limit_ms is 30"]),
+        ("engine: page\n", "engine: fluid\n", ["engine is fluid", "the fit's engine"]),
+        ("  wss_mib: {wss}\n", "", ["workload.wss_mib is missing"]),
+    ],
+)
+def test_a_hand_edited_fitted_value_is_refused_and_the_override_runs_it(tmp_path, fitted, old, new, words):
+    """A FIT file whose config says other than its block's fitted values, the log's or the
+    stated settings ran as "as observed (fitted)" with the old fit's bootstrap band.  It is
+    refused (lmtk whatif and lmtk run alike), naming the key and the override that runs it —
+    as a named variant, without a band for what it replaces."""
+    from lmtoolkit.cli import main
+    from lmtoolkit.logs.plot import point_labels
+
+    res, path = fitted
+    text = path.read_text()
+    body = text.split("\ndefaults:\n", 1)[1]
+    old = old.format(
+        rate=res.cfg.workload.dirty_rate_pages_s, mem=res.cfg.vm.memory_gib, wss=res.cfg.workload.wss_mib
+    )
+    assert old in body, old
+    bad = tmp_path / "fit" / "edited.yaml"
+    bad.parent.mkdir()
+    bad.write_text(text.replace("\ndefaults:\n" + body, "\ndefaults:\n" + body.replace(old, new, 1)))
+    with pytest.raises(ConfigError) as e:
+        read_fit(bad)
+    msg = str(e.value)
+    assert all(w in msg for w in [str(bad), *words, "override"]), msg
+    assert main(["whatif", str(bad), "--out", str(tmp_path / "w.nc")]) == 2
+    assert not (tmp_path / "w.nc").exists()
+    argv = ["run", f"hydra.searchpath=[file://{tmp_path}]", "+fit=edited", "-o", str(tmp_path / "r.nc")]
+    assert main(argv) == 2
+    if "5000" in new:  # the override: a variant, named, its rate without a band
+        ds = whatif(path, ["workload.dirty_rate_pages_s=5000"], samples=20)
+        assert point_labels(ds) == ["workload.dirty_rate_pages_s=5000"]
+        assert float(ds.total_time) < float(whatif(path, [], samples=0).total_time)
+
+
 def test_the_figure_shows_trajectory_and_whatif_table(fitted):
     import matplotlib
 

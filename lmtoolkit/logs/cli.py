@@ -124,12 +124,7 @@ def cmd_whatif(args) -> int:
         tab = whatif_table(ds)
         cols = [c for c in tab.columns if not c.startswith(("downtime_", "transferred_"))]
         print(tab[cols].to_string())
-    obs = float(ds.observed_total_time)
-    print(
-        f"(observed run: total time {obs:.3f} s, downtime {float(ds.observed_downtime) * 1000:.1f} ms, "
-        f"{float(ds.observed_transferred) / 2**20:.1f} MiB; bands: 5-95 % of "
-        f"{ds.attrs.get('lmt_band_samples', 0)} bootstrap parameter sets)"
-    )
+    print(observed_line(ds))
     print(f"\nwrote {out}")
     _warn_mismatch(ff.fit.get("quality"), args.fit)
     if fig_path is not None:
@@ -140,6 +135,26 @@ def cmd_whatif(args) -> int:
             fig.savefig(tmp, format=fig_path.suffix.lstrip(".") or "png")
         print(f"wrote {fig_path}")
     return 0
+
+
+def observed_line(ds) -> str:
+    """The observed run under the what-if table: the log's total time and, where the log shows
+    host stalls, the time without them, which the fitted run (and every what-if) matches."""
+    obs = float(ds.observed_total_time)
+    stall = float(ds.observed_stall_time) if "observed_stall_time" in ds else 0.0
+    time = f"total time {obs:.3f} s"
+    if stall > 0:
+        n = int(ds.observed_stall_time.attrs.get("stalls", 0))
+        free = float(ds.observed_total_time_stall_free)
+        time += (
+            f" in the log, {free:.3f} s without its {n} host stall{'s' if n != 1 else ''} ({stall:.3f} s), "
+            f"which the fit cut out: compare the rows with {free:.3f} s"
+        )
+    return (
+        f"(observed run: {time}, downtime {float(ds.observed_downtime) * 1000:.1f} ms, "
+        f"{float(ds.observed_transferred) / 2**20:.1f} MiB; bands: 5-95 % of "
+        f"{ds.attrs.get('lmt_band_samples', 0)} bootstrap parameter sets)"
+    )
 
 
 def add_commands(sub) -> None:

@@ -489,10 +489,16 @@ class FitResult:
         for k, v in self.derived.items():
             lines.append(f"  {k:32s} {v:12.5g}   (from the log)")
         q = self.quality
+        against = ""
+        if self.obs.stalls:  # the fitted run has no stalls: it is compared with the log's time less them
+            against = (
+                f" (of {self.obs.total_time:.3f} s: the log's {self.obs.log_total_time:.3f} s less "
+                f"{self.obs.stall_time:.3f} s of host stalls)"
+            )
         lines.append(
             f"  fit quality: rms normalised residual {q['rms']:.2f}; sync times rms {q['sync_rms_s'] * 1000:.0f} ms; "
-            f"dirty bytes at syncs rms {q['dirty_rms_rel'] * 100:.1f} %; total time {q['total_time_rel'] * 100:+.1f} %, "
-            f"bytes {q['transferred_rel'] * 100:+.1f} %, syncs {q['syncs_sim']} vs {q['syncs_obs']} observed"
+            f"dirty bytes at syncs rms {q['dirty_rms_rel'] * 100:.1f} %; total time {q['total_time_rel'] * 100:+.1f} %"
+            f"{against}, bytes {q['transferred_rel'] * 100:+.1f} %, syncs {q['syncs_sim']} vs {q['syncs_obs']} observed"
         )
         off = mismatch(q)
         if off:

@@ -123,7 +123,11 @@ def fit_block(res) -> dict:
                 "sync_lo": obs.lo.tolist(),
                 "sync_hi": obs.hi.tolist(),
                 "new_bytes": obs.dirty.tolist(),
-                "total_time": obs.total_time,
+                # the log's own total time; the fit matched it less the host stalls it cut out
+                "total_time": obs.log_total_time if math.isfinite(obs.log_total_time) else obs.total_time,
+                "total_time_stall_free": obs.total_time,
+                "stall_at": [at for at, _ in obs.stalls],
+                "stall_s": [cut for _, cut in obs.stalls],
                 "downtime": obs.downtime,
                 "transferred": obs.transferred,
                 "completed": obs.completed,

@@ -64,6 +64,13 @@ class Observed:
     sample_syncs: np.ndarray = field(default_factory=lambda: np.zeros(0))
     #: (time, seconds) the host held the migration, cut out of the times above
     stalls: list = field(default_factory=list)
+    #: the log's own total time (``total_time`` is without the stalls: what the fit matches)
+    log_total_time: float = math.nan
+
+    @property
+    def stall_time(self) -> float:
+        """Seconds of host stalls cut out of the time line."""
+        return float(sum(cut for _, cut in self.stalls))
 
     @property
     def mid(self):
@@ -258,7 +265,7 @@ def observe(log: xr.Dataset, delta_pages: bool = False) -> Observed:
     postcopy = bool(log.postcopy.item()) if "postcopy" in log else False
     K = int(log_value(log, "dirty_sync_count", c.max()))
     K = max(K, int(c.max()))
-    total = log_value(log, "total_time")
+    total = log_total = log_value(log, "total_time")
     stalls = find_stalls(t, st, tr, rem, c)
     t_real = t.copy()  # QEMU's own clock (dirty-pages-rate periods) runs through a stall
     for at, cut in reversed(stalls):  # the time the host held the migration (and guest): cut out
@@ -368,4 +375,5 @@ def observe(log: xr.Dataset, delta_pages: bool = False) -> Observed:
         sample_transferred=tr[shown],
         sample_syncs=c[shown],
         stalls=stalls,
+        log_total_time=log_total,
     )

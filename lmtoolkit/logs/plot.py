@@ -115,7 +115,8 @@ def fig_whatif(ds: xr.Dataset, title: str | None = None):
             ax1.plot(
                 ft, np.full(ft.size, y0 * 0.97), "v", color=style.OTHER_COLORS[0], ms=5, label="fitted sync"
             )
-    ax1.set_xlabel("time since migrate [s]")
+    stalled = "observed_stall_time" in ds and float(ds.observed_stall_time) > 0
+    ax1.set_xlabel("time since migrate [s]" + (" (the log's host stalls cut out)" if stalled else ""))
     ax1.set_ylabel("dirty memory left [MiB]")
     fit = _fit_attrs(ds)
     sub = fit.get("log", {}).get("label", "")
@@ -139,6 +140,10 @@ def fig_whatif(ds: xr.Dataset, title: str | None = None):
     obs_t = float(ds.observed_total_time) if "observed_total_time" in ds else np.nan
     if np.isfinite(obs_t):
         ax2.axvline(obs_t, ls="--", color="#222222", lw=1, label=f"observed run: {obs_t:.2f} s")
+        stall = float(ds.observed_stall_time) if "observed_stall_time" in ds else 0.0
+        if stall > 0:  # the fit (and every what-if) is without the log's host stalls
+            free = float(ds.observed_total_time_stall_free)
+            ax2.axvline(free, ls=":", color="#222222", lw=1, label=f"without its host stalls: {free:.2f} s")
         ax2.legend(fontsize="small", loc="lower right")
     ax2.set_yticks(y)
     ax2.set_yticklabels(labels, fontsize="small")

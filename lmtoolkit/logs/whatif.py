@@ -414,12 +414,31 @@ def _add_observed(ds: xr.Dataset, ff: FitFile) -> None:
         return np.array([np.nan if v is None else v for v in (x or [])], float)
 
     for k, u, ln in (
-        ("total_time", "s", "observed total time"),
+        ("total_time", "s", "observed total time (the log's)"),
         ("downtime", "s", "observed downtime"),
         ("transferred", "bytes", "observed bytes"),
     ):
         v = obs.get(k)
         ds[f"observed_{k}"] = ((), float("nan") if v is None else float(v), {"units": u, "long_name": ln})
+    # the host stalls the fit cut out of the log's time line (a FIT file from before they were
+    # recorded states none): the fitted run, and the what-ifs, are without them
+    stall_s = [float(x) for x in (obs.get("stall_s") or []) if x is not None]
+    free = obs.get("total_time_stall_free")
+    free = float(free) if free is not None else float(ds["observed_total_time"])
+    ds["observed_stall_time"] = (
+        (),
+        float(sum(stall_s)),
+        {"units": "s", "long_name": "host stalls in the log, cut out by the fit", "stalls": len(stall_s)},
+    )
+    ds["observed_total_time_stall_free"] = (
+        (),
+        free,
+        {
+            "units": "s",
+            "long_name": "observed total time less the host stalls (what the fit matched; "
+            "compare the what-if points with it)",
+        },
+    )
     ds["observed_converged"] = (
         (),
         bool(obs.get("converged", False)),

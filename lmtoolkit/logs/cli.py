@@ -81,6 +81,17 @@ def cmd_fit(args) -> int:
 
     if args.bootstrap < 0:
         raise ConfigError("--bootstrap", args.bootstrap, "resamples over rounds: an integer >= 0")
+    src = Path(args.log)
+    if not args.out and src.exists() and not src.is_file() and not src.is_dir():
+        # a pipe (lmtk fit <(...): /dev/fd/63 every time) or another stream: its name says nothing
+        # of what it holds, and the second fit replaced the first's FIT file
+        raise ConfigError(
+            "--out",
+            None,
+            "",
+            message=f"{args.log} is not a regular file (a pipe, lmtk fit <(...)): its name does not "
+            "identify the log, so there is no default FIT file for it; give --out FIT.yaml",
+        )
     out = Path(args.out) if args.out else default_fit_path(args.log, args.overrides)
     check_writable(out, "--out" if args.out else "paths.results_dir", (".yaml", ".yml"))
     if not args.out:

@@ -411,3 +411,34 @@ def test_the_default_fit_path_never_replaces_another_logs_fit(tmp_path, monkeypa
 
 def read_text_block(path):
     return Path(path).read_text().split("\n#| ", 1)[1][:2000]
+
+
+def test_a_log_from_a_pipe_needs_out(tmp_path, monkeypatch, capsys):
+    """lmtk fit <(cat A) and lmtk fit <(cat B) both wrote <results>/fits/fit/63-<hash>.yaml
+    (the source /dev/fd/63 both times, so the default-path check saw the same log): the second
+    fit replaced the first's.  A log that is not a regular file has no default FIT file: one
+    error naming --out, before anything is read (the pipe is left to its writer)."""
+    import os
+    import threading
+
+    monkeypatch.setenv("LMT_RESULTS_DIR", str(tmp_path / "results"))
+    fifo = tmp_path / "63"
+    os.mkfifo(fifo)
+
+    def feed():  # the writer of <(cat log)
+        try:
+            with open(fifo, "w") as fh:
+                fh.write(CASES["qmp"][0].read_text())
+        except OSError:
+            pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    rc = main(["fit", str(fifo), *KNOWN, "--engine", "fluid", "--bootstrap", "0"])
+    os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # let an unread writer go
+    writer.join(10)
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lmtk: error:") and "\n" not in err
+    assert str(fifo) in err and "not a regular file" in err and "--out" in err
+    assert not (tmp_path / "results").exists()

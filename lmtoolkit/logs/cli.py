@@ -120,8 +120,11 @@ def cmd_whatif(args) -> int:
     if args.out:
         out = Path(args.out)
     else:
-        tag = hashlib.sha1(" ".join(args.overrides).encode()).hexdigest()[:8]
-        out = _results_root(args.overrides) / "whatif" / f"{Path(args.fit).stem}_{tag}.nc"
+        # named by the FIT file's content, the overrides and --samples: two FIT files of one
+        # name in two directories (a/run.yaml, b/run.yaml) wrote one file, the second over the first
+        h = hashlib.sha1(Path(args.fit).read_bytes())
+        h.update(("\0" + " ".join(args.overrides) + f"\0{args.samples}").encode())
+        out = _results_root(args.overrides) / "whatif" / f"{Path(args.fit).stem}_{h.hexdigest()[:8]}.nc"
     check_writable(out, "--out" if args.out else "paths.results_dir", DATASET_SUFFIXES)
     fig_path = Path(args.figure) if args.figure else None
     if fig_path is not None:
@@ -219,7 +222,12 @@ def add_commands(sub) -> None:
         "key=a,b,c makes an axis (policy=qemu,hybrid,vmware "
         "policy.max_bandwidth_mib_s=64,128)",
     )
-    w.add_argument("-o", "--out", help="netCDF file to write (default <results>/whatif/<fit>_<hash>.nc)")
+    w.add_argument(
+        "-o",
+        "--out",
+        help="netCDF file to write (default <results>/whatif/<fit>_<hash>.nc, the hash of the FIT "
+        "file's content, the overrides and --samples)",
+    )
     w.add_argument(
         "--samples",
         type=int,

@@ -442,3 +442,22 @@ def test_a_log_from_a_pipe_needs_out(tmp_path, monkeypatch, capsys):
     assert err.startswith("lmtk: error:") and "\n" not in err
     assert str(fifo) in err and "not a regular file" in err and "--out" in err
     assert not (tmp_path / "results").exists()
+
+
+def test_whatif_default_paths_of_two_fit_files_of_one_name_differ(fits, tmp_path, monkeypatch, capsys):
+    """a/run.yaml and b/run.yaml (two fits) both defaulted to <results>/whatif/run_da39a3ee.nc:
+    the second what-if replaced the first.  The default name holds the FIT file's content
+    digest; the same file and overrides give the same name (its own result, replaced)."""
+    monkeypatch.setenv("LMT_RESULTS_DIR", str(tmp_path / "results"))
+    wrote = []
+    for d, name in (("a", "qmp"), ("b", "domjobinfo"), ("c", "qmp")):
+        (tmp_path / d).mkdir()
+        f = tmp_path / d / "run.yaml"
+        f.write_text(fits[0][name].read_text())
+        assert main(["whatif", str(f), "--samples", "0"]) == 0
+        out = capsys.readouterr().out
+        wrote.append(next(ln.split(" ", 1)[1] for ln in out.splitlines() if ln.startswith("wrote ")))
+    assert wrote[0] != wrote[1] and wrote[0] == wrote[2], wrote
+    assert all(Path(w).is_file() and Path(w).name.startswith("run_") for w in wrote)
+    assert read_dataset(wrote[0]).attrs["lmt_fit_file"] == str(tmp_path / "c" / "run.yaml")
+    assert read_dataset(wrote[1]).attrs["lmt_fit_file"] == str(tmp_path / "b" / "run.yaml")

@@ -164,10 +164,15 @@ def observed_line(ds) -> str:
             f" in the log, {free:.3f} s without its {n} host stall{'s' if n != 1 else ''} ({stall:.3f} s), "
             f"which the fit cut out: compare the rows with {free:.3f} s"
         )
+    n = int(ds.attrs.get("lmt_band_samples", 0))
+    bands = (
+        f"bands: 5-95 % of {n} bootstrap parameter sets"
+        if n
+        else f"bands: {ds.attrs.get('lmt_bands', 'none')}"
+    )
     return (
         f"(observed run: {time}, downtime {float(ds.observed_downtime) * 1000:.1f} ms, "
-        f"{float(ds.observed_transferred) / 2**20:.1f} MiB; bands: 5-95 % of "
-        f"{ds.attrs.get('lmt_band_samples', 0)} bootstrap parameter sets)"
+        f"{float(ds.observed_transferred) / 2**20:.1f} MiB; {bands})"
     )
 
 

@@ -415,7 +415,10 @@ class FitResult:
     def stderr(self) -> dict:
         """A robust standard deviation of each parameter: half its samples' 16-84 % width
         (sigma for a normal spread).  The samples' plain standard deviation was driven by the
-        few stuck at a parameter's far bound (3.3e5 pages/s for a rate of 3257)."""
+        few stuck at a parameter's far bound (3.3e5 pages/s for a rate of 3257).  NaN without
+        samples (``bootstrap=0``): none was estimated."""
+        if not self.samples.shape[0]:
+            return {p.key: math.nan for p in self.params}
         return {
             p.key: float(np.subtract(*np.percentile(self.samples[:, i], (84, 16))) / 2)
             for i, p in enumerate(self.params)
@@ -425,7 +428,9 @@ class FitResult:
         """Each parameter's samples' ``q`` percentiles, widened to hold the estimate: with too
         few rounds to resample, the samples are uniform over the likelihood slice, and an
         estimate at the slice's edge (a switchover cost of 0.14 ms, slice 0-12 ms) fell outside
-        its own 16-84 % interval (2.0-10.4 ms)."""
+        its own 16-84 % interval (2.0-10.4 ms).  (NaN, NaN) without samples (``bootstrap=0``)."""
+        if not self.samples.shape[0]:
+            return {p.key: (math.nan, math.nan) for p in self.params}
         out = {}
         for i, p in enumerate(self.params):
             lo, hi = (float(x) for x in np.percentile(self.samples[:, i], q))
@@ -465,15 +470,22 @@ class FitResult:
             f"{len(self.params)} parameters, pattern {self.pattern}, {self.quality['evaluations']} "
             f"simulations in {self.elapsed_s:.2f} s"
         ]
+        sampled = bool(self.samples.shape[0])
         lines.append(
             f"  {'parameter':32s} {'value':>12s} {'± sd':>10s}   16-84 % ({self.uncertainty}, "
             f"{self.samples.shape[0]} samples)"
+            if sampled
+            else f"  {'parameter':32s} {'value':>12s}   no interval estimated (no bootstrap samples: "
+            "--bootstrap 0)"
         )
         iv, sd = self.interval(), self.stderr()
         for p in self.params:
             v = self.values[p.key]
             if p.key in self.unidentified:
                 lines.append(f"  {p.key:32s} {v:12.5g}   not determined by this log: kept its start value")
+                continue
+            if not sampled:
+                lines.append(f"  {p.key:32s} {v:12.5g}   {p.units}")
                 continue
             lines.append(
                 f"  {p.key:32s} {v:12.5g} {sd[p.key]:10.3g}   [{iv[p.key][0]:.5g}, {iv[p.key][1]:.5g}]"
@@ -988,7 +1000,9 @@ def fit_log(
         cap_factor=cap_factor,
         rate_interval=rate_interval,
         unidentified=unidentified,
-        uncertainty="bootstrap over rounds"
+        uncertainty="none (--bootstrap 0)"
+        if bootstrap <= 0
+        else "bootstrap over rounds"
         if obs.syncs - 1 >= MIN_BOOTSTRAP_ROUNDS
         else "likelihood slices, Δχ² <= 1: too few rounds to resample",
     )

@@ -35,8 +35,8 @@ def bootstrap_over_rounds(
 ) -> np.ndarray:
     """One-step bootstrap over rounds: resampled round weights, one Gauss–Newton step each."""
     p = xhat.size
-    if B <= 0:
-        return xhat[None, :].copy()
+    if B <= 0:  # no resamples (lmtk fit --bootstrap 0): no samples, no interval (the estimate
+        return np.empty((0, p))  # alone, as one sample, gave sd 0 and [v, v]: it looked exact)
     J, r0, groups = jac if jac is not None else jacobian(prob, pattern, xhat)
     rng = np.random.default_rng(seed)
     n_rounds = int(groups.max()) + 1 if groups.size and groups.max() >= 0 else 0

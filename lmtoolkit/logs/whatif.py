@@ -21,7 +21,8 @@ simulates; keys not overridden keep the observed run's settings.
   (``samples``) run on the fluid engine for the same points; their 5-95 % spread, moved to
   the central value, gives ``*_lo`` / ``*_hi`` (total time, downtime, bytes), and
   ``converged_share`` is the share of sets whose migration converged.  Fitted parameters
-  that an override, an axis or a group swap replaces get no samples.
+  that an override, an axis or a group swap replaces get no samples.  Without parameter sets
+  (``samples=0``, a fit made with ``bootstrap=0``) the bands are NaN: none was estimated.
 
 The Dataset has the variables of ``lmtk run`` (``total_time``, ``downtime``, ``transferred``,
 ``converged``, ``completed``, per-round detail …) over the axes' dims, the bands, the
@@ -323,9 +324,13 @@ def whatif(
                     ("downtime", "downtime_s"),
                     ("transferred", "transferred_bytes"),
                 ):
+                    # no parameter sets (--samples 0, a fit with --bootstrap 0): no band (it
+                    # was the central value on both sides, which looked exact); every fitted
+                    # value replaced by an override or axis: the band is the point itself
                     cen = np.array([float(central.scalars[field][j]) for j in range(rows.size)])
-                    lo_hi[name][0][rows], lo_hi[name][1][rows] = cen, cen
-                conv_share[rows] = np.asarray(central.scalars["converged"], float)
+                    band = cen if S.shape[0] else np.full(rows.size, np.nan)
+                    lo_hi[name][0][rows], lo_hi[name][1][rows] = band, band
+                conv_share[rows] = np.asarray(central.scalars["converged"], float) if S.shape[0] else np.nan
     finally:
         fd.close()
     batch = task.concat(results)
@@ -341,6 +346,12 @@ def whatif(
     attrs["lmt_axes"] = json.dumps({a.dim: {"key": a.key, "values": a.values} for a in axes})
     attrs["lmt_cap_factor"] = cap_factor
     attrs["lmt_band_samples"] = int(S.shape[0])
+    if not S.shape[0]:
+        attrs["lmt_bands"] = (
+            "none: the FIT file keeps no bootstrap samples (lmtk fit --bootstrap 0)"
+            if not ff.samples()[1].shape[0]
+            else "none: --samples 0"
+        )
     ds = dataset.to_dataset(batch, dims=dims, coords=coords, attrs=attrs, coord_attrs=cattrs)
     shp = tuple(len(a.values) for a in axes)
     units = {"total_time": "s", "downtime": "s", "transferred": "bytes"}

@@ -311,6 +311,30 @@ def test_a_hand_edited_fitted_value_is_refused_and_the_override_runs_it(tmp_path
         assert float(ds.total_time) < float(whatif(path, [], samples=0).total_time)
 
 
+def test_no_bootstrap_says_no_interval_was_estimated(tmp_path, capsys):
+    """--bootstrap 0 reported '1 samples', ± sd 0 and intervals [v, v] (the estimate as its
+    only sample): it looked exact.  Now no samples, no interval, and it says so; lmtk whatif
+    from such a FIT file has no bands (NaN, not the central value twice) and says why."""
+    from lmtoolkit.cli import main
+
+    res = fit_log(TESTBED / f"{RUN}.nc", bootstrap=0, engine="fluid")
+    assert res.samples.shape[0] == 0
+    text = res.summary()
+    assert "no interval estimated (no bootstrap samples: --bootstrap 0)" in text, text
+    assert "1 samples" not in text and "[" not in text.split("\n")[2]
+    assert all(math.isnan(v) for v in res.stderr().values())
+    path = write_fit(res, tmp_path / "fit" / "b0.yaml")
+    ff = read_fit(path)
+    assert ff.samples()[1].shape[0] == 0
+    assert all(p["sd"] is None and p["p16"] is None for p in ff.params.values())
+    assert main(["whatif", str(path), "--out", str(tmp_path / "w.nc")]) == 0
+    out = capsys.readouterr().out
+    assert "bands: none: the FIT file keeps no bootstrap samples (lmtk fit --bootstrap 0)" in out, out
+    ds = whatif(path, [])
+    assert np.isnan(float(ds.total_time_lo)) and np.isnan(float(ds.total_time_hi))
+    assert np.isfinite(float(ds.total_time))
+
+
 def test_the_figure_shows_trajectory_and_whatif_table(fitted):
     import matplotlib
 

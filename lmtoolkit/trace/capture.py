@@ -353,6 +353,31 @@ class Capture:
     times: list = field(default_factory=list)
     #: the most shared writable memory the process had at a scan (bytes): not traced
     shared_bytes: int = 0
+    #: how a traced command ended (:func:`trace_command`; None for ``--pid``): its return code
+    #: (negative: the signal that ended it), and whether the tracer stopped it (``--duration``)
+    exit_status: int | None = None
+    stopped: bool = False
+
+    @property
+    def failed(self) -> str:
+        """How the traced command failed, in words ('' when it exited 0, was stopped by the
+        tracer at ``--duration``, or is not a child of the tracer)."""
+        code = self.exit_status
+        if code is None or code == 0 or self.stopped:
+            return ""
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return f"was killed by signal {-code} ({name})"
+        return f"exited with status {code}"
+
+    @property
+    def shell_status(self) -> int:
+        """The traced command's exit status as a shell reports it (128 + N for signal N)."""
+        code = self.exit_status or 0
+        return 128 - code if code < 0 else code
 
     #: a tracer whose intervals averaged more than this off ``interval_s`` (it could not keep
     #: up: its scans took longer) saves the measured mean instead
@@ -380,7 +405,7 @@ class Capture:
             self.counts,
             pages,
             page_size_kib=PAGE // 1024,
-            source=f"{self.source} ({self.method})",
+            source=f"{self.source} ({self.method}" + (f"; it {self.failed})" if self.failed else ")"),
         )
 
 
@@ -446,6 +471,7 @@ def trace_command(
         shim = str(helper_path())
         env["LD_PRELOAD"] = shim + (":" + env["LD_PRELOAD"] if env.get("LD_PRELOAD") else "")
     proc = subprocess.Popen(argv, env=env, start_new_session=True)
+    stopped = False  # the tracer ended it (--duration ran out): not the program's failure
     try:
         time.sleep(0.05)  # let the helper arm itself
         try:
@@ -467,6 +493,7 @@ def trace_command(
         raise
     finally:
         if duration_s is not None and proc.poll() is None:
+            stopped = True
             os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(5)
@@ -474,6 +501,7 @@ def trace_command(
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     cap.source = " ".join(argv)
+    cap.exit_status, cap.stopped = proc.returncode, stopped
     return cap
 
 

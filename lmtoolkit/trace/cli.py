@@ -91,6 +91,13 @@ def cmd_trace(args) -> int:
         f"{sum(cap.counts)} page writes (distinct per interval), {rate:.0f} pages/s"
     )
     print(f"wrote {out}  (replay: lmtk run workload=trace workload.file={out})")
+    if cap.failed:  # the trace is kept, but it is of a failed run: said, and the status passed on
+        print(
+            f"lmtk trace: error: {cap.source} {cap.failed}: the trace in {out} is of a failed run "
+            f"(lmtk trace exits with its status, {cap.shell_status})",
+            file=sys.stderr,
+        )
+        return cap.shell_status
     return 0
 
 
@@ -100,7 +107,9 @@ def add_commands(sub) -> None:
         help="capture a real process's dirty pages into a trace file",
         description="Run COMMAND (or watch --pid) and record which pages it writes, "
         "interval by interval (userfaultfd write-protect + PAGEMAP_SCAN, "
-        "or soft-dirty).",
+        "or soft-dirty).  A COMMAND that fails (a non-zero exit status, a signal) still "
+        "leaves its trace, and lmtk trace says so and exits with its status (128 + N for "
+        "signal N), as time and strace do.",
     )
     t.add_argument("-i", "--interval", type=float, default=0.1, help="capture interval in seconds (0.1)")
     t.add_argument("-d", "--duration", type=float, default=None, help="stop after this many seconds")

@@ -238,3 +238,47 @@ def test_untraced_shared_memory_is_said(tmp_path, capsys, flags, warned):
     assert main(["trace", "-i", "0.1", "-o", str(tmp_path / "t.npz"), "--", sys.executable, str(prog)]) == 0
     err = capsys.readouterr().err
     assert ("shared writable memory" in err and "not traced" in err) == warned, err
+
+
+@needs_tracking
+@pytest.mark.parametrize(
+    "argv, status, words",
+    [
+        (["--", "sh", "-c", "sleep 0.5; exit 3"], 3, ["exited with status 3"]),
+        (["--", "sh", "-c", "sleep 0.5; kill -9 $$"], 137, ["was killed by signal 9 (SIGKILL)"]),
+        # stopped by the tracer at --duration: not the program's failure
+        (["-d", "0.5", "--", "sleep", "5"], 0, []),
+        (["--", "sleep", "0.5"], 0, []),
+    ],
+)
+def test_a_failed_program_leaves_its_trace_and_its_status(argv, status, words, tmp_path, capsys):
+    """lmtk trace wrote the trace of a program that exited 3 (or was SIGKILLed) and exited 0
+    without a word: the trace of a failed run passed for a good one.  The trace is kept (its
+    source says how the program ended), lmtk trace says so on stderr and exits with the
+    program's status (128 + N for signal N), as time and strace do."""
+    from lmtoolkit.cli import main
+
+    out = tmp_path / "t.npz"
+    assert main(["trace", "-o", str(out), *argv]) == status
+    err = capsys.readouterr().err
+    source = str(np.load(out)["source"])
+    if status:
+        line = err.strip().splitlines()[-1]
+        assert line.startswith("lmtk trace: error: ") and "failed run" in line and str(out) in line, err
+        for w in words:
+            assert w in line and w in source, (w, line, source)
+    else:
+        assert "failed" not in err, err
+    assert out.exists()
+
+
+def test_how_a_traced_command_ended_in_words():
+    cap = capture.Capture(0.1)
+    assert cap.failed == "" and cap.shell_status == 0  # --pid: not the tracer's child
+    cap.exit_status = 3
+    assert cap.failed == "exited with status 3" and cap.shell_status == 3
+    cap.exit_status = -9
+    assert cap.failed == "was killed by signal 9 (SIGKILL)" and cap.shell_status == 137
+    cap.stopped = True  # the tracer's SIGTERM at --duration
+    cap.exit_status = -15
+    assert cap.failed == ""

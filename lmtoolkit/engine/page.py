@@ -159,8 +159,9 @@ class _Sends:
 class _Run:
     """State of one page-engine migration."""
 
-    def __init__(self, scn: Scenario, snapshot=None):
+    def __init__(self, scn: Scenario, snapshot=None, round_detail: int = ROUND_DETAIL_LIMIT):
         self.scn = scn
+        self.round_detail = int(round_detail)  # pre-copy rounds whose detail is kept
         # Optional observer: snapshot(round, dirty_bitmap) at every sync (teaching plots).
         self.snapshot = snapshot
         self.vm = scn.vm
@@ -554,7 +555,7 @@ class _Run:
         self.rounds += 1
 
     def detail_append(self, kind, start, dur, pages, nbytes, dirty, bw, thr):
-        if kind != "precopy" or len(self.detail) < ROUND_DETAIL_LIMIT:
+        if kind != "precopy" or len(self.detail) < self.round_detail:
             self.detail.append(RoundRecord(len(self.detail), kind, start, dur, pages, nbytes, dirty, bw, thr))
 
     # -- after pre-copy ----------------------------------------------------------------------------
@@ -779,15 +780,17 @@ def check_memory(scn: Scenario) -> None:
         )
 
 
-def simulate_page(scn: Scenario, snapshot=None) -> MigrationRecord:
+def simulate_page(scn: Scenario, snapshot=None, round_detail: int = ROUND_DETAIL_LIMIT) -> MigrationRecord:
     """Run one migration page by page and return its record.
 
     ``snapshot(round, dirty)``, if given, sees the dirty bitmap (bool array, read-only use) at
     every sync and at the switchover (see :func:`lmtoolkit.teaching.dirty_bitmap_rounds`).
+    ``round_detail``: pre-copy rounds whose detail the record keeps (the fit of a log of more
+    syncs than :data:`ROUND_DETAIL_LIMIT` compares every one of them).
     Raises :class:`ConfigError` where the bitmap cannot fit in memory (:func:`check_memory`).
     """
     check_memory(scn)
-    run = _Run(scn, snapshot)
+    run = _Run(scn, snapshot, round_detail)
     pol, st, ctx = run.pol, run.st, run.ctx
     while True:
         code = int(pol.decide(st, ctx))

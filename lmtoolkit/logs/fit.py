@@ -82,8 +82,9 @@ __all__ = [
 #: a pattern whose -2 log L is within this of the best one is not ruled out by the log
 PATTERN_DECISIVE = 4.0
 #: a fit whose rms normalised residual is above this does not reproduce its log (the
-#: validation's fit runs: 0.13-1.75; a TCG run fitted without ``policy.dirty_clear=sync``: 4.4,
-#: with a wrong downtime limit or cap: 15-34)
+#: validation's 11 fit runs: 0.13-1.00, every sync compared (r20000-h064's 83 syncs gave 8.45
+#: while the page engine kept 64 rounds); a TCG run fitted without ``policy.dirty_clear=sync``:
+#: 4.4, with a wrong downtime limit or cap: 15-34)
 MISMATCH_RMS = 3.0
 #: a pre-copy faster than this many times the stated ``max-bandwidth`` contradicts it: QEMU's
 #: limiter lets a few per cent through (checked after a page is queued) and multifd up to 1.40 x
@@ -347,7 +348,7 @@ def mismatch(quality: dict) -> str:
     """What the fitted run gets wrong of the log's outcome ('' when nothing): its convergence
     verdict, a sync count off by more than 2 x, a total time off by more than 50 % or a
     normalised residual above :data:`MISMATCH_RMS` (the validation's 11 fit runs: within 6 %,
-    rms 0.13-1.75).  A fit can only be as right as the settings
+    rms 0.13-1.00).  A fit can only be as right as the settings
     the user stated (a cap, a downtime limit, a capability): such a fit answers what-ifs for a
     migration that did not happen, so ``lmtk fit`` and ``lmtk whatif`` say so."""
     out = []
@@ -923,7 +924,7 @@ def fit_log(
     if engine == "page":
         from ..engine import run_batch
 
-        batch = run_batch([prob.scenario(pattern, xhat, "page", 0)])
+        batch = run_batch([prob.scenario(pattern, xhat, "page", 0)], round_detail=prob.round_detail)
         R = prob.page_residuals(pattern, xhat, seeds=(0, 1, 2))[None, :]
     else:
         R, _ = prob.residuals(pattern, xhat[None, :])

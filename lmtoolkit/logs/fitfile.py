@@ -463,33 +463,35 @@ def _same_value(a, b, rel: float = 1e-4) -> bool:
 
 def expected_values(fit: dict) -> list[tuple[str, object, str]]:
     """What ``lmtk fit`` wrote into the config, by the block: (key, value, where from) for
-    each fitted parameter, each setting the log implies (``log_overrides``) and each the user
-    stated (``overrides``; a cap times ``cap_factor``), the engine and the pattern."""
+    each setting the log implies (``log_overrides``), each the user stated (``overrides``,
+    composed after them: the user's wins), each fitted parameter (set last), a cap times
+    ``cap_factor``, the engine."""
     from ..compose import split_override
 
-    out = []
-    for k, p in (fit.get("params") or {}).items():
-        if isinstance(p, dict) and p.get("value") is not None:
-            out.append((k, p["value"], "the fitted value"))
-    factor = float(fit.get("cap_factor") or 1.0)
+    out = {}
     for entry, what in (
         ("log_overrides", "what the log states"),
         ("overrides", "a setting stated for the fit"),
     ):
         for o in fit.get(entry) or []:
-            _, k, v = split_override(str(o))
-            if "." not in k:
-                continue  # a group option (policy=hybrid): its section says the rest
+            prefix, k, v = split_override(str(o))
+            if "." not in k or "~" in prefix:
+                continue  # a group option (policy=hybrid): its section says the rest; a deletion
             try:
                 val = yaml.safe_load(v) if v.strip() else v
             except yaml.YAMLError:
                 val = v
-            if k == "policy.max_bandwidth_mib_s" and _number(val):
-                val = float(val) * factor  # the fit runs the cap QEMU kept (README, cap factor)
-            out.append((k, val, what))
+            out[k] = (val, what)
+    factor = float(fit.get("cap_factor") or 1.0)
+    cap = out.get("policy.max_bandwidth_mib_s")
+    if cap is not None and _number(cap[0]):
+        out["policy.max_bandwidth_mib_s"] = (float(cap[0]) * factor, cap[1])  # the cap QEMU kept
+    for k, p in (fit.get("params") or {}).items():
+        if isinstance(p, dict) and p.get("value") is not None:
+            out[k] = (p["value"], "the fitted value")
     if fit.get("engine") in ("page", "fluid"):
-        out.append(("engine", fit["engine"], "the fit's engine"))
-    return out
+        out["engine"] = (fit["engine"], "the fit's engine")
+    return [(k, v, what) for k, (v, what) in out.items()]
 
 
 def _check_body(fit: dict, body: dict, path) -> None:

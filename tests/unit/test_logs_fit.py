@@ -311,6 +311,17 @@ def test_a_hand_edited_fitted_value_is_refused_and_the_override_runs_it(tmp_path
         assert float(ds.total_time) < float(whatif(path, [], samples=0).total_time)
 
 
+def test_a_stated_setting_that_replaces_what_the_log_implies_is_not_an_edit(tmp_path):
+    """The user's override is composed after what the log implies (its zero share here): the
+    config holds the user's value, which the check of hand edits takes as written."""
+    qmp = ROOT / "tests" / "data" / "logs" / "qmp_r10000-h064-rand-bw064-dl0300-n0.jsonl"
+    known = ["policy.max_bandwidth_mib_s=64", "policy.downtime_limit_ms=300", "policy.dirty_clear=sync"]
+    res = fit_log(qmp, [*known, "vm.zero_fraction=0.3"], bootstrap=0, engine="fluid")
+    ff = read_fit(write_fit(res, tmp_path / "fit" / "z.yaml"))
+    assert ff.config["vm"]["zero_fraction"] == 0.3
+    assert any(o.startswith("vm.zero_fraction=0.48") for o in ff.fit["log_overrides"])
+
+
 def test_no_bootstrap_says_no_interval_was_estimated(tmp_path, capsys):
     """--bootstrap 0 reported '1 samples', ± sd 0 and intervals [v, v] (the estimate as its
     only sample): it looked exact.  Now no samples, no interval, and it says so; lmtk whatif

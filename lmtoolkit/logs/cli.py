@@ -200,7 +200,7 @@ def add_commands(sub) -> None:
         "--out",
         help=(
             "FIT.yaml to write (default <results>/fits/fit/<log>.yaml, <log>-<hash>.yaml with "
-            "overrides; the path is printed)"
+            "overrides; the path is printed; required for a log from a pipe, lmtk fit <(...))"
         ),
     )
     f.add_argument(

@@ -240,14 +240,121 @@ def sent_by(tau, t_nz, t_z, b_nz, b_z, cum_nonzero=None, n=None):
     return j, nbytes
 
 
+def fault_stall_s(policy, ctx, t_nz):
+    """Seconds one post-copy demand fault blocks the vCPU that took it: the request and the
+    page cross the link (a round trip, ``ctx.rtt_s``), the page's transfer (``t_nz``) and the
+    destination's handling (``policy.fault_overhead_s()``)."""
+    return ctx.rtt_s + t_nz + policy.fault_overhead_s()
+
+
+def stalled_faults(faults_at, push_s, stall_s, vcpus, max_iter: int = 120):
+    """Post-copy demand faults ``(S,)`` and the guest's speed ``sigma`` (S,) during the push,
+    where the guest's own fault stalls slow it down; both engines count ``faults_at(sigma)``
+    faults at a speed (the page engine's :func:`stalled_count` solves the same balance on its
+    sampled accesses).
+
+    A guest access to a page the destination does not have yet blocks the vCPU that made it
+    until the page is placed: QEMU's destination traps the access in ``userfaultfd``, its fault
+    thread requests the page from the source (``migration/postcopy-ram.c``:
+    ``postcopy_ram_fault_thread`` → ``postcopy_request_page``) and the vCPU thread sleeps in the
+    fault until ``postcopy_place_page`` copies the page in (``UFFDIO_COPY`` wakes it); QEMU
+    itself accounts that wait per vCPU as its "blocktime" (``mark_postcopy_blocktime_begin``,
+    the ``postcopy-blocktime`` capability).  Hines & Gopalan (VEE 2009, post-copy with demand
+    paging) describe the same: a network fault holds the faulting VCPU until the page arrives.
+    A blocked vCPU neither writes nor reads, so a guest whose ``vcpus`` lose a share ``u`` of
+    their time to fault stalls makes ``1 - u`` of its progress and touches pages at ``1 - u``
+    of its rate (:class:`~lmtoolkit.model.workload.WriteSampler`'s ``speed``).
+
+    With ``sigma`` the guest's speed over a push of ``push_s`` s (T), ``faults_at(sigma)`` the
+    faults it takes at that speed (N, non-decreasing, 0 at 0) and ``stall_s`` (s) the stall per
+    fault (:func:`fault_stall_s`), the stalls take ``N s`` of the ``vcpus T`` vCPU-seconds:
+
+        sigma T + N(sigma) s / vcpus = T,
+
+    one root in [0, 1] (the left side grows with ``sigma``, from 0 to at least T), and the
+    faults are ``N = (1 - sigma) vcpus T / s <= vcpus T / s``: a guest cannot take more faults
+    than its vCPUs have time to wait for.  Where stalls are rare (``N(1) s << vcpus T``)
+    ``sigma`` is close to 1 and N the unslowed count.  Where N jumps (a sequential writer that
+    the push overtakes below some speed and that faults on every page it reaches above it) the
+    balance has no root: the guest settles at the jump, its stalls filling the push, and the
+    faults are again ``(1 - sigma) vcpus T / s``.  The speed is one mean over the push (a
+    mean-field balance): where the fault rate falls as the push goes on, an instantaneous
+    balance would slow the guest more early and less late (README *Migration energy*).
+
+    Arrays in (``(S,)``); ``faults_at(sigma, rows)`` gets the speeds of the rows ``rows``
+    (an index array, or None: all rows) still searched.  Regula falsi with the Illinois step
+    (a bracket that keeps a sign change) and a bisection every other step, to a billionth of
+    the count (or a millionth of a fault); ``sigma`` is the bracket's low end (its balance
+    <= 0).
+    """
+    T = np.asarray(push_s, dtype=float)
+    c = np.asarray(stall_s, dtype=float) / np.asarray(vcpus, dtype=float)
+    T, c = (np.array(v, dtype=float).reshape(-1) for v in np.broadcast_arrays(T, c))
+    lo, hi = np.zeros(T.shape), np.ones(T.shape)
+    g_lo = -T.copy()
+    n_hi = np.asarray(faults_at(hi, None), dtype=float)
+    g_hi = n_hi * c  # hi T + N(hi) c - T at hi = 1
+    done = (g_hi <= 0.0) | (T <= 0.0)  # no fault at full speed (or no push): full speed
+    lo[done] = 1.0
+    side = np.zeros(T.shape, dtype=np.int8)  # which end the last step kept (Illinois)
+    # faults to 1e-9 of the count or 1e-6 of a fault: the balance in seconds, and its bracket
+    tol = c * np.maximum(1e-9 * n_hi, 1e-6)
+    for it in range(max_iter):
+        run = np.flatnonzero(~done)
+        if not run.size:
+            break
+        l, h, gl, gh = lo[run], hi[run], g_lo[run], g_hi[run]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = h - gh * (h - l) / (gh - gl)
+        bisect = (it % 2 == 1) | ~np.isfinite(x) | (x <= l) | (x >= h)
+        x = np.where(bisect, 0.5 * (l + h), x)
+        n_x = np.asarray(faults_at(x, run), dtype=float)
+        g_x = x * T[run] + n_x * c[run] - T[run]
+        low = g_x <= 0.0
+        # Illinois: an end kept twice in a row has its value halved (its partner moves)
+        sd = side[run]
+        g_hi[run] = np.where(low & (sd == 1), 0.5 * gh, gh)
+        g_lo[run] = np.where(~low & (sd == -1), 0.5 * gl, gl)
+        lo[run[low]], g_lo[run[low]] = x[low], g_x[low]
+        hi[run[~low]], g_hi[run[~low]], n_hi[run[~low]] = x[~low], g_x[~low], n_x[~low]
+        side[run] = np.where(low, 1, -1)  # low: hi kept; else lo kept
+        close = (low & (g_x >= -tol[run])) | ((hi[run] - lo[run]) * T[run] <= tol[run])
+        done[run[close]] = True
+    with np.errstate(divide="ignore", invalid="ignore"):
+        faults = np.where(T > 0, np.minimum((1.0 - lo) * T / np.where(c > 0, c, 1.0), n_hi), 0.0)
+    return np.where(lo >= 1.0, 0.0, faults), lo
+
+
+def stalled_count(ratios, push_s, stall_s, vcpus) -> int:
+    """:func:`stalled_faults`'s balance on sampled accesses (page engine): at speed ``sigma``
+    page ``i`` faults where its first access comes before its push, ``ratios[i] < sigma``
+    (its first access at full speed over its push time, both from the switch), so
+    ``N(sigma)`` is a step function.  The guest takes the ``k``-th fault (in order of the
+    ratios) where ``r_(k) < 1 - k s / (vcpus T)``: a prefix of the sorted ratios, whose length
+    is the fault count (``sigma = 1 - k s / (vcpus T)``; a fault beyond it would have slowed
+    the guest past its own access)."""
+    r = np.sort(np.asarray(ratios, dtype=float))
+    if not r.size or push_s <= 0:
+        return 0
+    c = float(stall_s) / (float(vcpus) * float(push_s))
+    return int(np.count_nonzero(r < 1.0 - np.arange(1, r.size + 1) * c))
+
+
 def slowdown(lost_s, total_s, downtime_s):
     """Share of guest progress lost while it runs during the migration (0..1).
 
     ``lost_s`` is guest time lost to throttling and post-copy fault stalls; the downtime
-    (the guest does not run at all) is reported separately and not counted here.
+    (the guest does not run at all) is reported separately and not counted here.  Each part
+    is at most the time it applies to (a throttle is in [0, 1], fault stalls are held to the
+    push by :func:`stalled_faults`), so the share is at most 1 by construction: one above 1
+    beyond rounding is an engine error, raised, not capped (a post-copy guest had lost more
+    vCPU time to its faults than it had, and the cap hid it).
     """
     running = total_s - np.nan_to_num(downtime_s)
-    return np.where(running > 0, np.minimum(1.0, lost_s / np.maximum(running, 1e-300)), 0.0)
+    share = np.where(running > 0, lost_s / np.maximum(running, 1e-300), 0.0)
+    if np.any(share > 1.0 + 1e-9):
+        raise RuntimeError(f"guest time lost {lost_s} exceeds the time it ran {running}")
+    return np.minimum(share, 1.0)  # rounding only
 
 
 class BatchResult:
@@ -354,6 +461,9 @@ __all__ = [
     "switchover",
     "switchover_latency_s",
     "sent_by",
+    "fault_stall_s",
+    "stalled_faults",
+    "stalled_count",
     "BatchResult",
     "ROUND_DETAIL_LIMIT",
     "REASON_CODE",

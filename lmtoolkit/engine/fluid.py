@@ -53,8 +53,10 @@ from .common import (
     BatchResult,
     Switchover,
     f_written,
+    fault_stall_s,
     mean_written_after,
     slowdown,
+    stalled_faults,
     switchover,
     unique_rows,
     zero_layout,
@@ -2108,65 +2110,98 @@ def _from_address_zero(w: dict) -> dict:
     return {k: (_take_cols(v, cols) if np.ndim(v) >= 2 and np.shape(v)[1] == B1 else v) for k, v in w.items()}
 
 
-def _postcopy_faults(g: _Group, sub, pol, d, lam, seq, P, T_push, lk):
+class _PushFaults:
     """Expected demand faults while the remaining ``P`` pages of rows ``sub`` are pushed over
-    ``T_push`` s.
+    ``T_push`` s, as a function of the guest's speed ``sigma`` during the push (its accesses
+    slowed by its own fault stalls, :func:`~lmtoolkit.engine.common.stalled_faults`): the
+    push's geometry is laid out once, each call only runs the guest's clock, on the rows asked.
 
-    A page pushed at time ``s`` faults if the guest touches it first: probability
-    ``f(acc, s)``.  With pre-paging the hottest regions go first.  Without, the pushes follow
-    address order from address 0 — at the switch QEMU restarts the scan (``ram.c``,
-    ``ram_postcopy_send_discard_bitmap``: ``last_seen_block = NULL; last_page = 0``) — each
-    segment of the bitmap (:func:`_segments`, rotated to start at address 0) pushed over its
-    own span of the push (:func:`_schedule`): after a pre-copy pass cut short by the switch,
-    the pass's unsent tail (dense with pending pages) goes last.  Not modelled: with
-    postcopy-preempt off (QEMU's default) the background scan moves on from each page a fault
-    requested (``get_queued_page``).
+    A page pushed ``s`` s into the push faults if the guest touches it first, in its first
+    ``k s`` s of writer time, ``k = access_factor x sigma`` (the page engine's sampler runs at
+    that speed): for random writes the chance ``1 - exp(-lam k s)`` (:func:`_touched`).
+    Without pre-paging the pushes follow address order from address 0 — at the switch QEMU
+    restarts the scan (``ram.c``, ``ram_postcopy_send_discard_bitmap``: ``last_seen_block =
+    NULL; last_page = 0``) — each segment of the bitmap (:func:`_segments`, rotated to start at
+    address 0) pushed over its own span of the push (:func:`_schedule`): after a pre-copy pass
+    cut short by the switch, the pass's unsent tail (dense with pending pages) goes last; a
+    sequential writer's faults follow its cursor (:func:`_seq_band`).  With pre-paging the
+    hottest regions go first.  Not modelled: with postcopy-preempt off (QEMU's default) the
+    background scan moves on from each page a fault requested (``get_queued_page``).
     """
-    af = np.asarray(pol.fault_access_factor(), dtype=float)
-    acc = lam * (af[:, None] if af.ndim else af)
-    prepage = np.broadcast_to(np.asarray(pol.prepaging_enabled()), P.shape)
-    out = np.zeros(P.shape)
-    if (~prepage).any():
-        geo = _from_address_zero({k: v[sub] for k, v in _segments(g).items()})
+
+    def __init__(self, g: _Group, sub, pol, d, lam, seq, P, T_push, lk):
+        af = np.broadcast_to(np.asarray(pol.fault_access_factor(), dtype=float), P.shape)
+        pre = np.broadcast_to(np.asarray(pol.prepaging_enabled()), P.shape)
+        timed = np.zeros(P.shape, dtype=bool)
+        written = lam > 0
+        # only the columns (regions) that can fault are worked out, random and sequential apart
+        self.rc = np.flatnonzero((~seq & written & (d > 0)).any(axis=0))
+        self.sc = np.flatnonzero((seq & written & (d > 0)).any(axis=0))
+        rc, sc = self.rc, self.sc
+        a = dict(af=af, pre=pre, timed=timed, lam=lam[:, rc], rnd=~seq[:, rc], d=d[:, rc])
         t_nz, t_z = (np.broadcast_to(np.asarray(v, dtype=float), P.shape) for v in (lk.t_nz, lk.t_z))
-        w = _schedule(geo, P, t_nz, t_z, np.full(P.shape, np.inf))
-        a = w["A"][..., None]
-        hit = mean_written_after(acc[:, None, :], a, a + w["tau"][..., None], seq[:, None, :])
-        if seq.any():
-            hit = np.where(seq[:, None, :], _seq_fault_share(g, sub, w, acc), hit)
-        out = np.where(prepage, out, (w["D"] * hit).sum((1, 2)))
-    if prepage.any():
-        order = np.argsort(-lam, axis=1, kind="stable")
-        d_o = _take_cols(d, order)
-        per_page = np.where(P > 0, T_push / np.maximum(P, 1e-300), 0.0)[:, None]
-        b_o = np.cumsum(d_o, axis=1) * per_page
-        a_o = b_o - d_o * per_page
-        pre_f = d_o * mean_written_after(_take_cols(acc, order), a_o, b_o, _take_cols(seq, order))
-        out = np.where(prepage, pre_f.sum(1), out)
-    return out
+        self.by_address = bool((~pre).any())
+        if self.by_address:
+            geo = _from_address_zero({k: v[sub] for k, v in _segments(g).items()})
+            w = _schedule(geo, P, t_nz, t_z, np.full(P.shape, np.inf))
+            a.update(A=w["A"][..., None], B=(w["A"] + w["tau"])[..., None], D=w["D"][..., rc])
+        self.sequential = bool(self.by_address and sc.size)
+        if self.sequential:
+            band = _seq_band(g, sub, w)
+            a.update({k: v[..., sc] for k, v in band.items()})
+            a.update(sq_lam=lam[:, sc], sq_on=seq[:, sc], sq_D=w["D"][..., sc])
+        self.prepaged = bool(pre.any())
+        if self.prepaged:
+            # hottest regions first, each over its share of the push at the mean page cost
+            order = np.argsort(-lam, axis=1, kind="stable")
+            d_o = _take_cols(d, order)
+            per_page = np.where(P > 0, T_push / np.maximum(P, 1e-300), 0.0)[:, None]
+            b_o = np.cumsum(d_o, axis=1) * per_page
+            a.update(pre_d=d_o, pre_lam=_take_cols(lam, order), pre_seq=_take_cols(seq, order))
+            a.update(pa=(b_o - d_o * per_page)[:, None, :], pb=b_o[:, None, :])
+        self.timed = False
+        self.a = a
+
+    def __call__(self, sigma, rows=None):
+        a = self.a if rows is None else {k: v[rows] for k, v in self.a.items()}
+        k = a["af"] * np.asarray(sigma, dtype=float)  # writer seconds per second of push
+        out = np.zeros(k.shape)
+        if self.by_address:
+            hit = np.where(a["rnd"][:, None, :], _touched(a, k, a["A"], a["B"], self.timed), 0.0)
+            addr = (a["D"] * hit).sum((1, 2))
+            if self.sequential:
+                seq = _seq_hit(a, a["sq_lam"] * k[:, None])
+                addr = addr + (a["sq_D"] * np.where(a["sq_on"][:, None, :], seq, 0.0)).sum((1, 2))
+            out = np.where(a["pre"], out, addr)
+        if self.prepaged:
+            acc = (a["pre_lam"] * k[:, None])[:, None, :]
+            hit = mean_written_after(acc, a["pa"], a["pb"], a["pre_seq"][:, None, :])[:, 0]
+            out = np.where(a["pre"], (a["pre_d"] * hit).sum(1), out)
+        return out
+
+
+def _touched(a: dict, k, lo, hi, timed: bool):
+    """(S, M, R) mean chance that a page of each region pushed at a time uniform in
+    ``[lo, hi]`` (s into the push; (S, M, R) or broadcastable) was written before, the writer
+    running ``k`` (S,) writer seconds per second from its time at the switch: random writes
+    at ``a["lam"]`` (S, R)."""
+    return mean_written_after(a["lam"][:, None, :] * k[:, None, None], lo, hi, False)
 
 
 def _overlap(lo1, hi1, lo2, hi2):
     return np.clip(np.minimum(hi1, hi2) - np.maximum(lo1, lo2), 0.0, None)
 
 
-def _seq_fault_share(g: _Group, sub, w, acc):
-    """(S, B + 1, R) share of each segment's pending pages of each sequential region that the
-    write cursor reaches before post-copy pushes them.
-
-    Within a segment the push walks the addresses at an even pace (``A`` to ``A + tau``: offset
-    ``o`` pushed at ``alpha + beta o``); the cursor sweeps on from where it stands, ``c0``, at
-    ``v = acc n`` offsets per second and first reaches ``o`` after ``(o - c0) / v``
-    (``(o + n - c0) / v`` behind it).  The segment's pending pages of the region are the offsets
-    the cursor swept last — the pages written since the send front passed them, right behind
-    the writer (all of the segment where nothing was sent) — a band ``(c0 - d*, c0]`` whose
-    width ``d*`` holds them (by bisection); the part of it where the cursor comes first is two
-    linear conditions, in closed form.  A writer moving away from the pages it dirtied last
-    faults on none until it comes round; a uniform chance of a write, as for random writes,
-    had counted up to 20 x too many faults, or 7 x too few where the push overtakes it."""
+def _seq_band(g: _Group, sub, w) -> dict:
+    """A sequential writer's pending pages in each segment of the push (:func:`_seq_hit`):
+    within a segment the push walks the addresses at an even pace (``A`` to ``A + tau``); the
+    segment's pending pages of the region are the offsets the write cursor swept last — the
+    pages written since the send front passed them, right behind the writer (all of the segment
+    where nothing was sent) — a band ``(c0 - d*, c0]`` behind the cursor ``c0`` whose width
+    ``d*`` holds them (by bisection).  None of this depends on the guest's speed: (S, B + 1, R)
+    arrays keyed ``sq_*``."""
     npg = np.asarray(g.ctx.pages, dtype=float)[sub][:, None, None]
     n, c0, _, first = _sweep(g, sub, 0.0)
-    v = acc[:, None, :] * n
     xs, xe = w["start"][..., None] * npg, w["end"][..., None] * npg
     lo_o = np.clip(xs - first, 0.0, n)
     hi_o = np.clip(xe - first, 0.0, n)
@@ -2187,21 +2222,47 @@ def _seq_fault_share(g: _Group, sub, w, acc):
         lo_d, hi_d = np.where(more, mid, lo_d), np.where(more, hi_d, mid)
     with np.errstate(divide="ignore", invalid="ignore"):
         beta = np.where(xe > xs, w["tau"][..., None] / np.maximum(xe - xs, 1e-300), 0.0)
+    (a1, b1), (a2, b2) = band(hi_d)
+    shape = want.shape
+    return dict(
+        sq_n=np.broadcast_to(n, shape),
+        sq_c0=np.broadcast_to(c0, shape),
+        sq_lo=np.stack([np.maximum(lo_o, a1), np.maximum(lo_o, a2)], 1),  # the band's two parts
+        sq_hi=np.stack([np.minimum(hi_o, b1), np.minimum(hi_o, b2)], 1),
+        sq_want=want,
+        sq_beta=np.broadcast_to(beta, shape),
+        sq_alpha=w["A"][..., None] + beta * (first - xs),
+    )
+
+
+def _seq_hit(a: dict, acc):
+    """(S, B + 1, R) share of each segment's pending pages of each sequential region that the
+    write cursor reaches before post-copy pushes them (the band of :func:`_seq_band`).
+
+    Offset ``o`` is pushed at ``alpha + beta o``; the cursor sweeps on from ``c0`` at
+    ``v = acc n`` offsets per second (``acc`` (S, R): writes per page per second of the push,
+    the guest's speed in it) and first reaches ``o`` after ``(o - c0) / v`` (``(o + n - c0) /
+    v`` behind it): the part of the band where the cursor comes first is two linear conditions,
+    in closed form.  A writer moving away from the pages it dirtied last faults on none until
+    it comes round; a uniform chance of a write, as for random writes, had counted up to 20 x
+    too many faults, or 7 x too few where the push overtakes it."""
+    n, c0, want, alpha = a["sq_n"], a["sq_c0"], a["sq_want"], a["sq_alpha"]
+    v = acc[:, None, :] * n
+    with np.errstate(divide="ignore", invalid="ignore"):
         inv_v = np.where(v > 0, 1.0 / np.where(v > 0, v, 1.0), 0.0)
-    alpha = w["A"][..., None] + beta * (first - xs)
-    a = inv_v - beta  # the cursor comes first where a o < b
+    slope = inv_v - a["sq_beta"]  # the cursor comes first where slope o < b
     hit = np.zeros(want.shape)
-    for b_lo, b_hi in band(hi_d):
-        lo, hi = np.maximum(lo_o, b_lo), np.minimum(hi_o, b_hi)
+    for j in range(2):
+        lo, hi = a["sq_lo"][:, j], a["sq_hi"][:, j]
         for p_lo, p_hi, b in (
             (np.maximum(lo, c0), hi, alpha + c0 * inv_v),  # ahead of the cursor
             (lo, np.minimum(hi, c0), alpha + (c0 - n) * inv_v),  # behind it: after a wrap
         ):
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                r = b / a
-            up = np.where(a > 0, np.minimum(p_hi, r), p_hi)
-            dn = np.where(a < 0, np.maximum(p_lo, r), p_lo)
-            piece = np.where(a == 0, np.where(b > 0, p_hi - p_lo, 0.0), up - dn)
+                r = b / slope
+            up = np.where(slope > 0, np.minimum(p_hi, r), p_hi)
+            dn = np.where(slope < 0, np.maximum(p_lo, r), p_lo)
+            piece = np.where(slope == 0, np.where(b > 0, p_hi - p_lo, 0.0), up - dn)
             hit = hit + np.where(v > 0, np.clip(piece, 0.0, None), 0.0)
     return np.where(want > 0, np.clip(hit / np.maximum(want, 1e-300), 0.0, 1.0), 0.0)
 
@@ -2250,8 +2311,14 @@ def _finish(g: _Group, done, code, out: BatchResult, L: int, live=None) -> None:
     lk = pol.link(st, ctx, stop=True)
     T_push = n_nz * lk.t_nz + n_z * lk.t_z
     pc_bytes = n_nz * lk.b_nz + n_z * lk.b_z
-    faults = _postcopy_faults(g, sub, pol, d, lam, seq, P, T_push, lk) if post.any() else np.zeros(P.shape)
-    stall = faults * (ctx.rtt_s + lk.t_nz + pol.fault_overhead_s()) / g.vcpus[sub]
+    per_fault = np.broadcast_to(fault_stall_s(pol, ctx, lk.t_nz), P.shape)
+    faults = np.zeros(P.shape)
+    if post.any():
+        # a vCPU waiting for a page does not run: the guest's speed over the push is where
+        # the stalls of its faults leave it (common.stalled_faults, as the page engine)
+        at_speed = _PushFaults(g, sub, pol, d, lam, seq, P, T_push, lk)
+        faults = stalled_faults(at_speed, np.where(post, T_push, 0.0), per_fault, g.vcpus[sub])[0]
+    stall = faults * per_fault / g.vcpus[sub]
 
     t_end_pre = st.t
     total = np.where(

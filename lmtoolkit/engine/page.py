@@ -44,7 +44,16 @@ from ..policies.base import State
 from ..records import REASON_CODE, MigrationRecord, RoundRecord
 from ..scenario import Scenario
 from .beyond import apply_to_record
-from .common import ROUND_DETAIL_LIMIT, reason_name, sent_by, slowdown, switchover, zero_layout
+from .common import (
+    ROUND_DETAIL_LIMIT,
+    fault_stall_s,
+    reason_name,
+    sent_by,
+    slowdown,
+    stalled_count,
+    switchover,
+    zero_layout,
+)
 from .rule_checks import checked
 
 _EMPTY = np.empty(0, dtype=np.int64)
@@ -660,11 +669,12 @@ class _Run:
         if cnz is None:
             cnz = np.arange(1, pushed.size + 1, dtype=np.int64)
         T = n_nz * t_nz + n_z * t_z
+        per_fault = float(fault_stall_s(pol, ctx, t_nz))
         faults = 0
         if pend.size and T > 0:
-            # each page's first access in the push (a sweep reaches a page once, at a set time:
-            # its last write mirrored, right for Poisson writes only, had put a sequential
-            # writer's accesses to the pages just behind it, the pending ones, early)
+            # each page's first access in the push at full speed (a sweep reaches a page once,
+            # at a set time: its last write mirrored, right for Poisson writes only, had put a
+            # sequential writer's accesses to the pages just behind it, the pending ones, early)
             wp, first = self.sampler.sample(t1, t1 + T, float(pol.fault_access_factor()), first=True)
             slot = self._slot()
             slot[pushed] = np.arange(pushed.size)
@@ -674,8 +684,11 @@ class _Run:
             pos = pos_all[ok]
             c = cnz[pos]
             pushed_at = t1 + c * t_nz + (pos + 1 - c) * t_z
-            faults = int(np.count_nonzero(first[ok] < pushed_at))
-        stall = faults * (float(ctx.rtt_s) + t_nz + float(pol.fault_overhead_s())) / self.vm.vcpus
+            # a vCPU waiting for a page does not run: at speed sigma the guest's accesses come
+            # 1 / sigma times later, and a page faults where first - t1 < sigma (pushed_at - t1);
+            # sigma is where the stalls of the faults taken leave the guest (common.stalled_faults)
+            faults = stalled_count((first[ok] - t1) / (pushed_at - t1), T, per_fault, self.vm.vcpus)
+        stall = faults * per_fault / self.vm.vcpus
         pc_bytes = n_nz * b_nz + n_z * b_z
         self.detail_append(
             "stop",

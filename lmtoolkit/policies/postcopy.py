@@ -22,7 +22,10 @@ _finish``): downtime = device state / link rate (+ ``stop_overhead_ms``); then e
 yet on the destination is pushed once in address order (or hottest first with pre-paging),
 and a guest access to a page not yet pushed is a demand fault costing a round trip plus the
 page transfer plus ``fault_overhead_us``, stalling one vCPU (reported as ``guest_slowdown``,
-faults as ``postcopy_faults``).  Each page crosses the link about once.
+faults as ``postcopy_faults``).  A stalled vCPU does not run, so the guest's accesses during
+the push slow by the share of vCPU time its faults stall, self-consistently
+(``engine/common.py: stalled_faults``; at most ``vcpus x push / stall`` faults).  Each page
+crosses the link about once.
 
 Parameters (our assumptions where no source gives a number):
 

@@ -74,7 +74,12 @@ def test_latency_adds_its_crossings_to_downtime_and_total_time(name, engine):
     assert bool(base.completed) and bool(far.completed)
     assert int(far.rounds) == int(base.rounds)
     assert float(far.transferred) == float(base.transferred)
-    assert float(far.postcopy_faults) == float(base.postcopy_faults)
+    if name == "postcopy":
+        # a fault waits a round trip more, and the guest waiting does not run: fewer faults
+        # (engine/common.py: stalled_faults)
+        assert 0 < float(far.postcopy_faults) < float(base.postcopy_faults)
+    else:
+        assert float(far.postcopy_faults) == float(base.postcopy_faults)
     extra = trips * 0.040
     assert float(far.downtime) - float(base.downtime) == pytest.approx(extra, abs=1e-9)
     assert float(far.total_time) - float(base.total_time) == pytest.approx(extra, abs=1e-9)

@@ -2120,20 +2120,25 @@ class _PushFaults:
     ``k s`` s of writer time, ``k = access_factor x sigma`` (the page engine's sampler runs at
     that speed): for random writes the chance ``1 - exp(-(C(w0 + k s) - C(w0)))``, ``C`` the
     writes per page since writer time 0 and ``w0`` the writer's time at the switch — a phased
-    workload's phases followed through the push (:func:`_touched`).  Without pre-paging the
-    pushes follow address order from address 0 — at the switch QEMU restarts the scan
-    (``ram.c``, ``ram_postcopy_send_discard_bitmap``: ``last_seen_block = NULL; last_page =
-    0``) — each segment of the bitmap (:func:`_segments`, rotated to start at address 0) pushed
-    over its own span of the push (:func:`_schedule`): after a pre-copy pass cut short by the
-    switch, the pass's unsent tail (dense with pending pages) goes last; a sequential writer's
-    faults follow its cursor (:func:`_seq_band`).  With pre-paging the hottest regions go
-    first.  Not modelled: with postcopy-preempt off (QEMU's default) the background scan moves
+    workload's phases followed through the push (:func:`_touched`).  Without pre-paging, and
+    for a sequential writer (its pages' rank order is their address order), the pushes follow
+    address order from address 0 — at the switch QEMU restarts the scan (``ram.c``,
+    ``ram_postcopy_send_discard_bitmap``: ``last_seen_block = NULL; last_page = 0``) — each
+    segment of the bitmap (:func:`_segments`, rotated to start at address 0) pushed over its own
+    span of the push (:func:`_schedule`): after a pre-copy pass cut short by the switch, the
+    pass's unsent tail (dense with pending pages) goes last; a sequential writer's faults
+    follow its cursor (:func:`_seq_band`).  With pre-paging the regions go in rank order, the
+    page engine's (hottest first), each over its own span, its zero pages (its highest ranks)
+    last.  Not modelled: with postcopy-preempt off (QEMU's default) the background scan moves
     on from each page a fault requested (``get_queued_page``).
     """
 
     def __init__(self, g: _Group, sub, pol, d, lam, seq, P, T_push, lk):
         af = np.broadcast_to(np.asarray(pol.fault_access_factor(), dtype=float), P.shape)
-        pre = np.broadcast_to(np.asarray(pol.prepaging_enabled()), P.shape)
+        # a sequential workload's ranks are its addresses (page_of_rank, not scattered): its
+        # pre-paging order is the address order
+        seq_row = (seq & (g.n[sub] > 0)).any(axis=1)
+        pre = np.broadcast_to(np.asarray(pol.prepaging_enabled()), P.shape) & ~seq_row
         timed = g.timed[sub]
         written = lam > 0
         if timed.any():  # a region quiet at the switch may be written in another phase
@@ -2142,7 +2147,7 @@ class _PushFaults:
         self.rc = np.flatnonzero((~seq & written & (d > 0)).any(axis=0))
         self.sc = np.flatnonzero((seq & written & (d > 0)).any(axis=0))
         rc, sc = self.rc, self.sc
-        a = dict(af=af, pre=pre, timed=timed, lam=lam[:, rc], rnd=~seq[:, rc], d=d[:, rc])
+        a = dict(af=af, pre=pre, timed=timed, lam=lam[:, rc], rnd=~seq[:, rc])
         t_nz, t_z = (np.broadcast_to(np.asarray(v, dtype=float), P.shape) for v in (lk.t_nz, lk.t_z))
         self.by_address = bool((~pre).any())
         if self.by_address:
@@ -2156,13 +2161,18 @@ class _PushFaults:
             a.update(sq_lam=lam[:, sc], sq_on=seq[:, sc], sq_D=w["D"][..., sc])
         self.prepaged = bool(pre.any())
         if self.prepaged:
-            # hottest regions first, each over its share of the push at the mean page cost
-            order = np.argsort(-lam, axis=1, kind="stable")
-            d_o = _take_cols(d, order)
-            per_page = np.where(P > 0, T_push / np.maximum(P, 1e-300), 0.0)[:, None]
-            b_o = np.cumsum(d_o, axis=1) * per_page
-            a.update(pre_d=d_o, pre_lam=_take_cols(lam, order), pre_seq=_take_cols(seq, order))
-            a.update(pa=(b_o - d_o * per_page)[:, None, :], pb=b_o[:, None, :])
+            # rank order (the regions' column order), each region's pending pages at their own
+            # costs: its non-zero pages at t_nz, then its zero pages (the highest ranks, as the
+            # page engine lays them out) at t_z
+            zr = np.minimum(g.Z[sub].sum(axis=1), d)
+            data = (d - zr) * t_nz[:, None]
+            span = data + zr * t_z[:, None]
+            end = np.cumsum(span, axis=1)
+            start = end - span
+            a.update(
+                pa=np.stack([start, start + data], 1)[..., rc], pb=np.stack([start + data, end], 1)[..., rc]
+            )
+            a.update(pd=np.stack([d - zr, zr], 1)[..., rc])
         self.timed = bool(timed.any())
         if self.timed:
             cy = _cycle_from(g, sub)
@@ -2181,9 +2191,8 @@ class _PushFaults:
                 addr = addr + (a["sq_D"] * np.where(a["sq_on"][:, None, :], seq, 0.0)).sum((1, 2))
             out = np.where(a["pre"], out, addr)
         if self.prepaged:
-            acc = (a["pre_lam"] * k[:, None])[:, None, :]
-            hit = mean_written_after(acc, a["pa"], a["pb"], a["pre_seq"][:, None, :])[:, 0]
-            out = np.where(a["pre"], (a["pre_d"] * hit).sum(1), out)
+            hit = _touched(a, k, a["pa"], a["pb"], self.timed)
+            out = np.where(a["pre"], (a["pd"] * hit).sum((1, 2)), out)
         return out
 
 

@@ -573,6 +573,14 @@ def _writer_peak(log: xr.Dataset, cfg, ukeys: set):
     return lambda rate: writer_peak_rate(writer, rate)
 
 
+def _no_cursor_unless_sequential(wl) -> None:
+    """A record's sequential writer phase (``workload.sweep_start``, ``lmt_settings``) back to
+    its default where the fit tries random writes: only a sequential writer reads it, and a
+    workload refuses it otherwise (:meth:`~lmtoolkit.model.workload.Workload.unused_keys`)."""
+    if str(wl.get("pattern", "random")) != "sequential" and "sweep_start" in wl:
+        wl.sweep_start = 0.0
+
+
 def _templates(cfg, patterns):
     from omegaconf import OmegaConf
 
@@ -584,6 +592,7 @@ def _templates(cfg, patterns):
         OmegaConf.set_struct(c, False)
         if "pattern" in c.workload:
             c.workload.pattern = pat
+            _no_cursor_unless_sequential(c.workload)
         out[pat] = build_scenario(c)
     return out
 
@@ -643,9 +652,16 @@ def fit_log(
                 f"states for the run ({stated[0]}): {e.text()}"
             ),
         ) from None
+    from omegaconf import OmegaConf
+
     from ..runner import build_scenario
 
-    build_scenario(cfg)  # the user's values checked as lmtk run checks them (a cap of "abc", 0)
+    # the user's values checked as lmtk run checks them (a cap of "abc", 0); a writer phase the
+    # record states is checked with the sequential template (_templates) that reads it
+    chk = cfg.copy()
+    OmegaConf.set_struct(chk, False)
+    _no_cursor_unless_sequential(chk.workload)
+    build_scenario(chk)
     _check_policy_against_log(log, cfg.policy)
     xb = log_value(log, "xbzrle_pages")
     obs = observe(log, delta_pages=bool(cfg.policy.get("xbzrle", False)) or (np.isfinite(xb) and xb > 0))
@@ -969,6 +985,7 @@ def fit_log(
         OmegaConf.update(fitted, k, v, merge=False)
     if "pattern" in fitted.workload:
         fitted.workload.pattern = pattern
+        _no_cursor_unless_sequential(fitted.workload)
     if peak is not None and "workload.max_rate_pages_s" not in kept:
         rate_hat = float(fitted.workload.dirty_rate_pages_s)
         fitted.workload.max_rate_pages_s = _nice(max(float(peak(rate_hat)), rate_hat))

@@ -8,6 +8,10 @@ the key, the value and what is allowed, before the class's own range checks run.
 models (:class:`~lmtoolkit.model.vm.VM`, :class:`~lmtoolkit.model.network.Network`,
 :class:`~lmtoolkit.model.host.Host`, the workloads, :class:`~lmtoolkit.model.storage.Storage`)
 and every policy (:meth:`lmtoolkit.policies.base.Policy.__post_init__`) call it.
+
+:func:`refuse_unused` is the other shared rule: a key nothing would read, given the object's
+other keys (a policy's ``unused_fields``, a workload's or the storage's ``unused_keys()``), is
+refused away from its default instead of being dropped unseen.
 """
 
 from __future__ import annotations
@@ -82,3 +86,23 @@ def check_fields(obj) -> None:
             check_bool(name, value)
         else:
             check_number(name, value, integer=kind == "int")
+
+
+def refuse_unused(obj, unused: dict[str, str], owner: str) -> None:
+    """Refuse a value other than its default for each field of ``unused`` (field -> why nothing
+    reads it, given ``obj``'s other fields): one :class:`ConfigError` naming the key, the value,
+    ``owner`` (``policy xen``, ``workload uniform``, ``shared storage``) and why it would change
+    nothing.  A stacked field (an array over scenarios) is refused if any element differs."""
+    defaults = {f.name: f.default for f in dataclasses.fields(obj)}
+    for key, why in unused.items():
+        default = defaults[key]
+        given = np.atleast_1d(np.asarray(getattr(obj, key), dtype=object))
+        bad = [v for v in given if v != default]
+        if bad:
+            raise ConfigError(
+                key,
+                bad[0],
+                "",
+                message=f"{key}={bad[0]!r} is not allowed for {owner}: {why}; it would change nothing "
+                f"(leave it at its default, {default!r})",
+            )

@@ -37,7 +37,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import ConfigError, check_choice, check_range
-from .checks import check_fields
+from .checks import check_fields, refuse_unused
 from .vm import GIB, KIB, MIB
 
 STORAGE_MODES = ("shared", "migrate")
@@ -63,6 +63,20 @@ class Storage:
         check_range("block_kib", self.block_kib, 0.5, 1024 * 1024)
         check_range("ready_s", self.ready_s, 0, None, lo_open=True, finite=True)
         check_range("max_passes", self.max_passes, 1, 10**6)
+        refuse_unused(self, self.unused_keys(), f"storage.mode={self.mode}")
+
+    def unused_keys(self) -> dict[str, str]:
+        """Keys nothing reads, given the mode: key -> why (refused away from their defaults,
+        :func:`~lmtoolkit.model.checks.refuse_unused`): with shared storage no disk is copied
+        nor mirrored (``storage=shared storage.disk_gib=100`` ran as if it were 40)."""
+        if self.migrates:
+            return {}
+        why = (
+            "with shared storage the disk stays where it is: nothing copies or mirrors it (mode=migrate does)"
+        )
+        return dict.fromkeys(
+            ("disk_gib", "write_rate_mib_s", "write_set_gib", "block_kib", "ready_s", "max_passes"), why
+        )
 
     @property
     def migrates(self) -> bool:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError, check_choice, check_range
-from .checks import check_fields
+from .checks import check_fields, refuse_unused
 from .vm import MIB
 
 PATTERNS = ("random", "sequential")
@@ -291,6 +291,29 @@ class Workload:
         check_choice("pattern", self.pattern, PATTERNS)
         self._check_pacing()
         check_range("sweep_start", self.sweep_start, 0, 1, hi_open=True)
+        self._refuse_unused()
+
+    def unused_keys(self) -> dict[str, str]:
+        """Keys this workload's writes never read, given its other keys: key -> why.  Refused
+        away from their defaults (:func:`~lmtoolkit.model.checks.refuse_unused`, the rule of
+        :attr:`Policy.unused_fields <lmtoolkit.policies.base.Policy.unused_fields>`):
+        ``workload=uniform workload.sweep_start=0.5`` ran as 0, and ``workload.pacing=guest
+        workload.max_rate_pages_s=6000`` as no peak."""
+        out = {}
+        if not self.sequential:
+            out["sweep_start"] = (
+                f"only a sequential writer (pattern=sequential) has a write cursor to place; "
+                f"pattern={self.pattern} writes pages at random"
+            )
+        if self.pacing != "wall":
+            out["max_rate_pages_s"] = (
+                f"only a clock-paced writer (pacing=wall) catches up to a peak rate; pacing={self.pacing} "
+                "writes at rate x (1 - throttle)"
+            )
+        return out
+
+    def _refuse_unused(self) -> None:
+        refuse_unused(self, self.unused_keys(), f"workload {self.name}")
 
     def _refuse_own_rate(self, why: str) -> None:
         """A workload whose writes are stated elsewhere (its phases, its trace file) refuses a
@@ -378,6 +401,12 @@ class IdleWorkload(Workload):
                 "the idle workload writes nothing (0); for writes choose workload=uniform, hotcold, "
                 "zipf, sequential, phased or a preset such as web_server",
             )
+
+    def unused_keys(self):
+        why = "the idle workload writes nothing (for writes choose workload=uniform, hotcold, zipf, ...)"
+        # (not pattern: the engines lay out a random writer's ranks by it, post-copy's
+        # pre-paging order and the fluid engine's XBZRLE slots included)
+        return dict.fromkeys(("wss_mib", "pacing", "max_rate_pages_s", "sweep_start"), why)
 
     def regions(self, n_pages, page_bytes):
         return []
@@ -513,6 +542,23 @@ class PhasedWorkload(Workload):
             raise ConfigError("durations_s", self.durations_s, "one duration per phase")
         for d in self.durations_s:
             check_range("durations_s", d, 0, None, lo_open=True)
+        self._refuse_unused()
+        for i, p in enumerate(self.phases):
+            why = f"the phased workload's pacing (pacing={self.pacing}) paces every phase's writes"
+            try:
+                refuse_unused(
+                    p, dict.fromkeys(("pacing", "max_rate_pages_s"), why), f"a phase of workload {self.name}"
+                )
+            except ConfigError as e:
+                raise e.with_prefix(f"phases[{i}]") from None
+
+    def unused_keys(self):
+        return {
+            "sweep_start": "each sequential phase places its own write cursor (phases[i].sweep_start)",
+            "max_rate_pages_s": "a peak rate is read against the workload's own write rate (headroom = "
+            "peak / rate), and a phased workload has none (its phases' rates are theirs; with "
+            "pacing=wall it is never slowed)",
+        }
 
     def check_fits(self, memory_mib):
         for p in self.phases:
@@ -640,6 +686,15 @@ class TraceWorkload(Workload):
         if int(np.sum(self.counts)) != len(self.pages):
             raise ConfigError("pages", len(self.pages), "sum(counts) page numbers")
         check_range("page_size_kib", self.page_size_kib, 1, None)
+        self._refuse_unused()
+
+    def unused_keys(self):
+        why = "a trace replays the writes its file recorded"
+        return {
+            "sweep_start": why,
+            "max_rate_pages_s": why + " (a peak rate is read against a write rate, which a trace has none "
+            "of; with pacing=wall it is never slowed)",
+        }
 
     @property
     def duration_s(self) -> float:

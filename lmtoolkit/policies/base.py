@@ -45,8 +45,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import ConfigError, check_choice, check_range
-from ..model.checks import check_fields
+from ..errors import check_choice, check_range
+from ..model.checks import check_fields, refuse_unused
 from ..records import REASON_CODE, register_stop_reason
 
 CONTINUE = REASON_CODE["running"]
@@ -289,18 +289,7 @@ class Policy:
 
     def __post_init__(self):
         check_fields(self)
-        for key, why in self.unused_fields.items():
-            default = type(self).__dataclass_fields__[key].default
-            given = np.atleast_1d(np.asarray(getattr(self, key), dtype=object))
-            bad = [v for v in given if v != default]
-            if bad:
-                raise ConfigError(
-                    key,
-                    bad[0],
-                    "",
-                    message=f"{key}={bad[0]!r} is not allowed for policy {self.name}: {why}; it would "
-                    f"change nothing (leave it at its default, {default!r})",
-                )
+        refuse_unused(self, self.unused_fields, f"policy {self.name}")
         check_range("timeout_s", self.timeout_s, 0, None, lo_open=True, finite=True)
         check_range("stop_overhead_ms", self.stop_overhead_ms, 0, None, finite=True)
         check_range("page_header_bytes", self.page_header_bytes, 0, None, finite=True)

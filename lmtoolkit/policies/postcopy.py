@@ -84,6 +84,12 @@ class PostcopyPolicy(PostcopyPhase, Policy):
 
     name = "postcopy"
     precopy = False
+    # dst_populate_mib_s (inherited) is read only by a stop-and-copy's pages (engine/common.py:
+    # first_touch_s); here the pause sends the device state alone
+    unused_fields = {
+        "dst_populate_mib_s": "post-copy pauses the VM only to send its device state; every page goes "
+        "after the switch, by push or demand fault, so none is populated in the pause",
+    }
 
     def converged(self, st, ctx):
         return np.zeros(np.shape(st.t), dtype=bool)

@@ -58,6 +58,24 @@ BAD = [
         ["policy.downtime_limit_ms=30", "policy xen", "change nothing"],
     ),
     (["run", "policy=xen", "policy.zero_page_bytes=4000"], ["policy.zero_page_bytes=4000", "whole"]),
+    # keys nothing reads in the workload's, storage's or policy's mode: each ran as its default
+    # (a random writer's sweep_start=0.5 gave the same 10.82 s as 0)
+    (
+        ["run", "workload=uniform", "workload.sweep_start=0.5"],
+        ["workload.sweep_start=0.5", "workload uniform", "pattern=sequential", "change nothing"],
+    ),
+    (
+        ["run", "workload=uniform", "workload.pacing=guest", "workload.max_rate_pages_s=6000"],
+        ["workload.max_rate_pages_s=6000", "pacing=wall", "change nothing"],
+    ),
+    (
+        ["run", "storage=shared", "storage.disk_gib=100"],
+        ["storage.disk_gib=100", "storage.mode=shared", "mode=migrate", "change nothing"],
+    ),
+    (
+        ["run", "policy=postcopy", "policy.dst_populate_mib_s=20"],
+        ["policy.dst_populate_mib_s=20", "policy postcopy", "device state", "change nothing"],
+    ),
     (
         ["sweep", "experiment=downtime_target", "policy=xen", "debug=default"],
         ["sweep.axes.downtime_limit", "policy.downtime_limit_ms=", "policy xen"],

@@ -280,10 +280,12 @@ def scenarios_hosted(n: int, seed: int):
                 durations_s=(float(rng.uniform(1, 10)), float(rng.uniform(1, 10))),
             )
         elif kind == "paced":
+            pacing = str(rng.choice(["wall", "guest"]))
+            peak = float(rate * rng.choice([1.5, 3.0]))  # (drawn for either: the set stays as it was)
             wl = UniformWorkload(
                 dirty_rate_pages_s=rate,
-                pacing=str(rng.choice(["wall", "guest"])),
-                max_rate_pages_s=float(rate * rng.choice([1.5, 3.0])),
+                pacing=pacing,
+                max_rate_pages_s=peak if pacing == "wall" else None,  # a guest-paced writer has none
                 wss_mib=wss,
             )
         else:
@@ -338,9 +340,9 @@ def scenarios_hosted(n: int, seed: int):
             dst_numa_nodes=int(rng.choice([1, 2])),
             ecc=bool(rng.random() < 0.7),
         )
-        storage = Storage(
-            mode=str(rng.choice(["shared", "shared", "migrate"])), disk_gib=float(rng.choice([4.0, 40.0]))
-        )
+        mode = str(rng.choice(["shared", "shared", "migrate"]))
+        disk_gib = float(rng.choice([4.0, 40.0]))  # (drawn for either mode: the set stays as it was)
+        storage = Storage(mode=mode, disk_gib=disk_gib) if mode == "migrate" else Storage()
         vm = VM(
             memory_gib=mem,
             zero_fraction=float(rng.choice([0.0, 0.3])),

@@ -123,6 +123,9 @@ def test_storage_results_agree_between_engines():
         (["host.bit_error_rate=-1e-9"], "host.bit_error_rate"),
         (["network.tcp_window_mib=0"], "network.tcp_window_mib"),
         (["storage=migrate", "storage.write_rate_mib_s=500"], "storage.write_rate_mib_s"),  # > 1 GbE
+        # shared storage copies and mirrors nothing: a disk size or write rate ran as the default
+        (["storage=shared", "storage.disk_gib=100"], "storage.disk_gib"),
+        (["storage.write_rate_mib_s=50"], "storage.write_rate_mib_s"),
     ],
 )
 def test_bad_input_is_one_clear_error(override, key):

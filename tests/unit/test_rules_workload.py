@@ -77,7 +77,7 @@ def test_sweep_start_places_the_write_cursor():
     wl = UniformWorkload(dirty_rate_pages_s=1000, wss_mib=40, pattern="sequential", sweep_start=0.75)
     p, _ = wl.sampler(262144, 4096, np.random.default_rng(0)).sample(0.0, 3.0)  # 3000 writes
     assert sorted(p.tolist()) == list(range(0, 441)) + list(range(7681, 10240))
-    random = UniformWorkload(dirty_rate_pages_s=1000, sweep_start=0.9)
+    random = UniformWorkload(dirty_rate_pages_s=1000)
     assert random.regions(1000, 4096)[0].start == 0.0  # random writes: no cursor
 
 
@@ -118,6 +118,60 @@ def test_sweep_start_is_checked():
         UniformWorkload(pattern="sequential", sweep_start=1.0)
     with pytest.raises(ConfigError, match="sweep_start"):
         UniformWorkload(pattern="sequential", sweep_start=-0.1)
+
+
+# -- keys nothing reads are refused away from their defaults (as a policy's unused_fields) ---------
+@pytest.mark.parametrize(
+    "make, key, words",
+    [
+        # a random writer has no cursor: sweep_start=0.5 ran as 0 (same 10.82 s)
+        (
+            lambda: UniformWorkload(dirty_rate_pages_s=1000, sweep_start=0.5),
+            "sweep_start",
+            "pattern=sequential",
+        ),
+        (lambda: HotColdWorkload(sweep_start=0.25), "sweep_start", "pattern=sequential"),
+        # a guest-paced writer has no peak: range-checked, then ignored
+        (
+            lambda: UniformWorkload(dirty_rate_pages_s=1000, max_rate_pages_s=6000),
+            "max_rate_pages_s",
+            "pacing=wall",
+        ),
+        (lambda: _idle(wss_mib=64.0), "wss_mib", "writes nothing"),
+        (lambda: _idle(pacing="wall"), "pacing", "writes nothing"),
+        (lambda: _phased_with(sweep_start=0.5), "sweep_start", "phases[i].sweep_start"),
+        (lambda: _phased_with(pacing="wall", max_rate_pages_s=5e4), "max_rate_pages_s", "never slowed"),
+        (lambda: _phased_with(phase=dict(pacing="wall")), "phases[0].pacing", "paces every phase"),
+    ],
+)
+def test_keys_nothing_reads_are_refused(make, key, words):
+    with pytest.raises(ConfigError) as e:
+        make()
+    assert e.value.key == key
+    text = str(e.value)
+    assert text.startswith(f"{key}=") and "change nothing" in text and words in text, text
+    assert len(text.splitlines()) == 1
+
+
+def test_keys_read_in_their_mode_are_accepted():
+    assert UniformWorkload(pattern="sequential", sweep_start=0.5).sweep_start == 0.5
+    assert UniformWorkload(dirty_rate_pages_s=10, pacing="wall", max_rate_pages_s=20).max_rate_pages_s == 20
+    assert _phased_with(pacing="wall").pacing == "wall"  # the phased workload's own pacing is read
+
+
+def _idle(**kw):
+    from lmtoolkit.model import IdleWorkload
+
+    return IdleWorkload(**kw)
+
+
+def _phased_with(phase=None, **kw):
+    from lmtoolkit.model import PhasedWorkload
+
+    first = UniformWorkload(dirty_rate_pages_s=1000.0, **(phase or {}))
+    return PhasedWorkload(
+        phases=(first, UniformWorkload(dirty_rate_pages_s=2000.0)), durations_s=(1.0, 1.0), **kw
+    )
 
 
 def _phased(first_s: float, second_s: float):

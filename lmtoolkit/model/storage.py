@@ -7,7 +7,8 @@ tracking, then keeps it in sync by mirroring the guest's writes while memory mig
    dirty bitmap of ``block_kib`` blocks records the guest's writes; then the dirty blocks are
    copied again, pass after pass, until what is dirty could be sent within ``ready_s`` (or
    after ``max_passes``).  This is QEMU's ``drive-mirror`` / ``blockdev-mirror`` job (a
-   ``block-dirty-bitmap`` with a default granularity of 64 KiB for most images; the job
+   ``block-dirty-bitmap`` with a default granularity of 64 KiB for most images, a power of two
+   from 512 B to 64 MiB (:data:`BLOCK_KIB_RANGE`); the job
    emits ``BLOCK_JOB_READY`` once source and target are in sync) and the iterative
    dirty-block-tracking design of VMware Storage vMotion in ESX 4.x (Mashtizadeh et al.,
    "The Design and Evolution of Live Storage Migration in VMware ESX", USENIX ATC 2011 —
@@ -41,6 +42,12 @@ from .checks import check_fields, refuse_unused
 from .vm import GIB, KIB, MIB
 
 STORAGE_MODES = ("shared", "migrate")
+#: the mirror's dirty-bitmap granularity QEMU accepts, KiB: a power of two from 512 B to 64 MiB
+#: (10.0.13 ``blockdev.c: blockdev_mirror_common``: ``granularity < 512 || granularity >
+#: 1048576 * 64`` -> "a value in range [512B, 64MB]", ``granularity & (granularity - 1)`` -> "a
+#: power of 2"; ``qapi/block-core.json``, ``drive-mirror``/``blockdev-mirror``: "Must be a power
+#: of 2 between 512 and 64M")
+BLOCK_KIB_RANGE = (0.5, 64 * 1024)
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,15 @@ class Storage:
         check_range("write_rate_mib_s", self.write_rate_mib_s, 0, None, finite=True)
         if self.write_set_gib is not None:
             check_range("write_set_gib", self.write_set_gib, 0, self.disk_gib, lo_open=True)
-        check_range("block_kib", self.block_kib, 0.5, 1024 * 1024)
+        check_range("block_kib", self.block_kib, *BLOCK_KIB_RANGE)
+        block = float(self.block_kib) * KIB
+        if not block.is_integer() or int(block) & (int(block) - 1):
+            raise ConfigError(
+                "block_kib",
+                self.block_kib,
+                "must be a power of two from 0.5 to 65536 (KiB): QEMU's mirror granularity "
+                '(blockdev.c, blockdev_mirror_common: "a power of 2", "in range [512B, 64MB]")',
+            )
         check_range("ready_s", self.ready_s, 0, None, lo_open=True, finite=True)
         check_range("max_passes", self.max_passes, 1, 10**6)
         refuse_unused(self, self.unused_keys(), f"storage.mode={self.mode}")

@@ -274,6 +274,12 @@ BAD = [
     (["run", "vm.device_state_mib=1e30"], ["vm.device_state_mib", "[0, 65536]"]),
     (["run", "network.latency_ms=1e30"], ["network.latency_ms", "[0, 60000]"]),
     (["run", "storage=migrate", "storage.disk_gib=1e30"], ["storage.disk_gib", "1e+06"]),
+    # QEMU's mirror granularity is a power of two from 512 B to 64 MiB (blockdev.c): 3 KiB ran
+    (
+        ["run", "storage=migrate", "storage.block_kib=3"],
+        ["storage.block_kib=3", "power of two", "blockdev_mirror_common"],
+    ),
+    (["run", "storage=migrate", "storage.block_kib=131072"], ["storage.block_kib=131072", "[0.5, 65536]"]),
     # a point's error names the axis it concerns, and no axis when it concerns none: seed=-1
     # said "(with policy=vmware, network=1gbe)", a bad axis value did not name its axis
     (

@@ -105,6 +105,13 @@ def test_storage_migrate_adds_disk_bytes_and_time(engine):
     assert moved.storage_time.attrs["units"] == "s"
 
 
+def test_every_mirror_granularity_qemu_takes_is_accepted():
+    from lmtoolkit.model.storage import Storage
+
+    for kib in (0.5, 1, 4, 64, 1024, 65536):
+        assert Storage(mode="migrate", block_kib=kib).block_kib == kib
+
+
 def test_storage_results_agree_between_engines():
     o = ["storage=migrate", "storage.disk_gib=1"]
     p, f = sim(o, "page"), sim(o, "fluid")
@@ -126,6 +133,10 @@ def test_storage_results_agree_between_engines():
         # shared storage copies and mirrors nothing: a disk size or write rate ran as the default
         (["storage=shared", "storage.disk_gib=100"], "storage.disk_gib"),
         (["storage.write_rate_mib_s=50"], "storage.write_rate_mib_s"),
+        # QEMU's mirror granularity: a power of two from 512 B to 64 MiB (blockdev.c)
+        (["storage=migrate", "storage.block_kib=3"], "storage.block_kib"),
+        (["storage=migrate", "storage.block_kib=0.75"], "storage.block_kib"),
+        (["storage=migrate", "storage.block_kib=131072"], "storage.block_kib"),
     ],
 )
 def test_bad_input_is_one_clear_error(override, key):

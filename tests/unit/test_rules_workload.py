@@ -269,3 +269,73 @@ def test_a_phased_writer_crosses_a_phase_end_that_rounding_hides():
         signal.signal(signal.SIGALRM, old)
     assert pages.size == np.unique(pages).size > 0
     assert times.min() >= 12.76622727320959 and times.max() < 16.0
+
+
+# -- phases far shorter than a pass (page engine: one draw per phase, not per interval) ----------
+def _count_region_draws(monkeypatch, limit):
+    from lmtoolkit.model import workload as W
+
+    calls = []
+    draw = W.RegionSampler._sample_guest
+
+    def counted(self, g0, g1, first=False):
+        calls.append(g1 - g0)
+        if len(calls) > limit:  # (before: 250,000 draws per 50 ms pass, past 60 s for a run)
+            raise AssertionError(f"more than {limit} phase draws")
+        return draw(self, g0, g1, first)
+
+    monkeypatch.setattr(W.RegionSampler, "_sample_guest", counted)
+    return calls
+
+
+def test_phases_far_shorter_than_a_pass_run_in_the_page_engine(monkeypatch):
+    """``durations_s=[1e-7, 1e-7]``: the page engine stepped through every phase interval
+    (past 60 s; 27 s at 1e-5) where the fluid engine took 2.4 s.  It now draws each phase once
+    per window on the phase's own clock; both engines agree."""
+    kw = dict(memory_gib=0.5, workload=_phased(1e-7, 1e-7), policy=QemuPolicy(timeout_s=60), gbit=10.0)
+    calls = _count_region_draws(monkeypatch, limit=20_000)
+    page = run(scenario(engine="page", **kw))
+    assert len(calls) < 20_000
+    fluid = run(scenario(engine="fluid", **kw))
+    assert page.converged and fluid.converged and page.rounds == fluid.rounds
+    assert page.total_time_s == pytest.approx(fluid.total_time_s, rel=0.01)
+    assert page.transferred_bytes == pytest.approx(fluid.transferred_bytes, rel=0.01)
+
+
+def _phase_samples(wl, fast: bool, windows, seed=0):
+    import numpy as np
+
+    smp = wl.sampler(131072, 4096, np.random.default_rng(seed))
+    if not fast:
+        smp.FAST_INTERVALS = float("inf")  # interval by interval, as before
+    return [smp.sample(a, b) for a, b in windows]
+
+
+def test_one_draw_per_phase_is_the_interval_by_interval_draw():
+    """Sequential cursors move only while their phase is active: both ways give the same pages
+    at the same times; Poisson writes give the same distribution (distinct pages, times)."""
+    import numpy as np
+
+    from lmtoolkit.model import PhasedWorkload
+
+    windows = [(0.0, 0.30713), (0.30713, 0.351), (0.351, 1.2)]  # 300 to 5,900 phase intervals
+    seq = PhasedWorkload(
+        phases=(
+            UniformWorkload(dirty_rate_pages_s=19_937.3, wss_mib=64.0, pattern="sequential", sweep_start=0.3),
+            HotColdWorkload(dirty_rate_pages_s=90_001.7, hot_mib=16.0, pattern="sequential"),
+        ),
+        durations_s=(1.234e-4, 0.777e-4),
+    )
+    for (p0, t0), (p1, t1) in zip(_phase_samples(seq, True, windows), _phase_samples(seq, False, windows)):
+        o0, o1 = np.argsort(p0), np.argsort(p1)
+        assert np.array_equal(p0[o0], p1[o1]) and p0.size > 1000
+        assert np.allclose(t0[o0], t1[o1], rtol=0, atol=1e-9)
+    rnd = _phased(1.234e-4, 0.777e-4)
+    seeds = range(4)  # (distinct pages: about 1.3 % standard deviation per draw)
+    fast, slow = ([_phase_samples(rnd, f, windows, seed) for seed in seeds] for f in (True, False))
+    for w, (a, b) in enumerate(windows):
+        n0, n1 = (np.mean([d[w][0].size for d in draws]) for draws in (fast, slow))
+        assert n0 == pytest.approx(n1, rel=0.03) and n0 > 1000
+        t0, t1 = (np.concatenate([d[w][1] for d in draws]) for draws in (fast, slow))
+        assert np.all((t0 >= a) & (t0 <= b))
+        assert t0.mean() == pytest.approx(t1.mean(), abs=0.01 * (b - a))

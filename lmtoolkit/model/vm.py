@@ -15,6 +15,9 @@ STRUCT_PAGE_BYTES = 64
 GIB = 1024**3
 MIB = 1024**2
 KIB = 1024
+#: the largest base (not huge) page, KiB: arm64 and ppc64 kernels run 64 KiB pages.  Larger pages
+#: are huge pages, and guest RAM backed by them is a whole number of them (:class:`VM`)
+BASE_PAGE_MAX_KIB = 64
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,18 @@ class VM:
     transports.  ``device_state_mib`` is the CPU and device state sent during the downtime.
     ``page_size_kib`` is a power of two from 1 to 1048576 KiB (4 = x86 base pages,
     2048 = 2 MiB huge pages, 1048576 = 1 GiB huge pages).
+
+    ``memory_gib`` is simulated as whole pages (:attr:`pages`).  With huge pages (larger than
+    :data:`BASE_PAGE_MAX_KIB`) it must be a whole number of them: QEMU backs such a guest with a
+    hugetlbfs or memfd memory backend, which refuses any other size (10.0.13
+    ``backends/hostmem.c: host_memory_backend_memory_complete``: "backend '%s' memory size must
+    be multiple of %s", for the ``aligned`` backends, ``hostmem-file.c``/``hostmem-memfd.c``);
+    ``memory_gib=1.9`` with 1 GiB pages had run as a 1 GiB guest.  With base pages a remainder
+    of less than a page (at most 64 KiB, 2.4 KiB for 1.9 GiB in 4 KiB pages) is dropped, as
+    QEMU rounds plain RAM to whole host pages (``system/physmem.c: qemu_ram_alloc_internal``
+    rounds the size up to ``qemu_real_host_page_size()``, after ``hw/core/machine.c:
+    machine_set_mem`` rounded it up to 8 KiB) — up where the model rounds down, by less than a
+    page either way; refusing it would refuse every fractional GiB (0.3, 1.9) with 4 KiB pages.
 
     ``zero_layout`` says where the zero pages lie in guest-physical order, which the send
     order follows (QEMU, Xen and the others scan RAM by address):
@@ -69,6 +84,20 @@ class VM:
         check_choice("zero_layout", self.zero_layout, ZERO_LAYOUTS)
         if self.pages < 1:
             check_range("memory_gib", self.memory_gib, self.page_bytes / GIB, None)
+        if size > BASE_PAGE_MAX_KIB and int(self.memory_gib * GIB) % self.page_bytes:
+            lo, hi = self.pages * self.page_bytes / GIB, (self.pages + 1) * self.page_bytes / GIB
+            raise ConfigError(
+                "memory_gib",
+                self.memory_gib,
+                "",
+                message=(
+                    f"memory_gib={self.memory_gib} is not allowed with vm.page_size_kib={size}: it is "
+                    f"{self.memory_gib * GIB / self.page_bytes:.6g} huge pages and would be simulated as "
+                    f"{self.pages} ({lo:.10g} GiB); memory backed by huge pages is a whole number of them "
+                    f'(QEMU backends/hostmem.c: "memory size must be multiple of" the page size): '
+                    f"use {lo:.10g} or {hi:.10g}"
+                ),
+            )
 
     @property
     def page_bytes(self) -> int:
@@ -80,7 +109,8 @@ class VM:
 
     @property
     def pages(self) -> int:
-        """Number of guest pages (memory rounded down to whole pages)."""
+        """Number of guest pages (memory rounded down to whole pages: less than a base page is
+        dropped, a huge-page guest is a whole number of pages, see the class doc)."""
         return int(self.memory_gib * GIB) // self.page_bytes
 
     @property

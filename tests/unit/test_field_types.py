@@ -163,3 +163,17 @@ def test_a_phase_that_is_not_a_workload_is_one_error():
 
     with pytest.raises(ConfigError, match="phases=1.0 is not allowed"):
         PhasedWorkload(phases=(1.0,), durations_s=(1.0,))
+
+
+def test_a_huge_page_guest_is_a_whole_number_of_pages():
+    """QEMU refuses a hugetlbfs/memfd backend whose size is not a multiple of its page size
+    (backends/hostmem.c); 1.9 GiB in 1 GiB pages ran as a 1 GiB guest.  Base pages (up to 64 KiB)
+    drop a remainder of less than a page, as QEMU rounds plain RAM to host pages."""
+    for gib, kib in ((1.9, 1048576), (1.9, 2048), (0.5 + 2**-30, 128)):
+        with pytest.raises(ConfigError) as e:
+            VM(memory_gib=gib, page_size_kib=kib)
+        assert e.value.key == "memory_gib" and "multiple of" in str(e.value)
+    assert VM(memory_gib=2.0, page_size_kib=1048576).pages == 2
+    assert VM(memory_gib=1.8984375, page_size_kib=2048).pages == 972
+    assert VM(memory_gib=1.9, page_size_kib=4).pages == 498073  # 2.4 KiB of 1.9 GiB dropped
+    assert VM(memory_gib=1.9, page_size_kib=64).pages == 31129

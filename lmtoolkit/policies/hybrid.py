@@ -22,7 +22,9 @@ switches to post-copy (reason ``precopy_done``) with the post-copy phase of
   that must go by pre-copy fits the threshold (with ``postcopy-ram`` all RAM may go by
   post-copy), and ``postcopy_start`` syncs the bitmap once more
   (``ram_postcopy_send_discard_bitmap`` → ``migration_bitmap_sync``).  Here the phase running
-  at ``postcopy_after_s`` ends at that check and the switch follows its sync.
+  at ``postcopy_after_s`` ends at that check (the first strictly after it) and the switch
+  follows its sync, which is ``postcopy_start``'s: QEMU's ``dirty-sync-count`` is then the
+  setup sync plus ``rounds``.
 
 Whichever comes first; ``precopy_passes`` left null is 1 without ``postcopy_after_s`` and no
 pass limit with it.  If pre-copy converges first (the rest fits ``downtime_limit_ms``) it
@@ -86,12 +88,31 @@ class HybridPolicy(PostcopyPhase, QemuPolicy):
 
     def forced(self, st, ctx):
         code = super().forced(st, ctx)
-        done = (self.passes_done(st) >= self.precopy_passes) | (st.t >= self._switch_at() - 1e-9)
+        done = (self.passes_done(st) >= self.precopy_passes) | self._switch_due(st)
         return np.where(done, REASON_CODE["precopy_done"], code)
+
+    def _switch_due(self, st):
+        """``postcopy_after_s`` has come: the phase :meth:`phase_pages` cut at the first check
+        after it has ended (``hybrid_cut``), or a sync came at or after it.  The cut phase is
+        whole pages at estimated costs, so it ends near its check, not at it: up to half a page
+        either way from rounding the pages, and several pages early where the guest's writes
+        turn zero pages into data (the page engine, 0.3 zero pages and uniform writes on 1 GbE:
+        1.4e-4 s, 4 pages; 3.4e-4 s under a 40 MiB/s cap).  A test on the time alone (``t >=
+        postcopy_after_s - 1e-9``) hung on that: a phase ending short ran one more check period
+        and synced once more (1 GiB idle on 1 GbE, both engines: 1 and 3 s switched at their
+        check, 0.5, 2, 5 and 7.3 s ~1e-5 s short at +0.05 s with rounds 2); a tolerance of a
+        page's send time would still miss the several-page shortfalls."""
+        cut = np.asarray(st.extra.get("hybrid_cut", False), dtype=bool)
+        return cut | (st.t >= self._switch_at() - 1e-9)
 
     def phase_pages(self, st, ctx):
         """The phase running at ``postcopy_after_s`` ends at the first check after it
-        (``migrate_start_postcopy`` is acted on between iterations, ``migration_iteration_run``):
+        (``migrate_start_postcopy`` is acted on between iterations, ``migration_iteration_run``),
+        strictly after: a check falling at that time itself has run when the command comes (the
+        model's checks count from the phase's start, so whole seconds fall on them; the testbed's
+        QEMU acted 0.13-0.16 s after 2 and 4 s under a 100 ms check period — r05000-h064-rand-
+        bw064-dl0300-pct2, r10000-h064-seq-bw064-dl0300-pct4 — and a check at the time itself
+        had switched the model at 1 and 3 s but not at 0.5, 2, 5 and 7.3 s, by rounding):
         the pages sent by then at the pending pages' mean cost, or along the engine's scan
         profile where the zero pages lie in one stretch (``vm.zero_layout``; the mean took an
         idle Linux guest's first pass, its data first, for twice as fast: a switch asked for at
@@ -101,11 +122,13 @@ class HybridPolicy(PostcopyPhase, QemuPolicy):
         lk = self.link(st, ctx)
         period = self.check_period_s(st, ctx)
         per_check = period / self.pending_page_s(st, ctx, lk)  # zero pages too (issue 12)
-        checks = np.maximum(np.ceil(left / period - 1e-6), 1.0)
-        cap = self.pages_in_checks(st, checks, period, per_check)
-        return np.where(
-            np.isfinite(left), np.clip(np.minimum(k, np.round(cap)), 1, np.maximum(st.pending, 1)), k
-        )
+        checks = np.maximum(np.floor(left / period + 1e-6) + 1.0, 1.0)  # strictly after it
+        cap = np.round(self.pages_in_checks(st, checks, period, per_check))
+        # the phase that ends at that check: the switch follows its sync wherever its whole pages
+        # end it (_switch_due)
+        cut = np.isfinite(left) & (cap <= k)
+        st.extra["hybrid_cut"] = np.broadcast_to(cut, np.shape(st.t)).copy()
+        return np.where(np.isfinite(left), np.clip(np.minimum(k, cap), 1, np.maximum(st.pending, 1)), k)
 
     def stationary(self, st):
         """A time-triggered switch is a rule on time: never leapt over."""

@@ -297,15 +297,63 @@ def test_postcopy_after_seconds_switches_at_the_next_check(engine):
     late = run(scenario(workload=hot, policy=HybridPolicy(postcopy_after_s=12.02), engine=engine))
     # libvirt's default: after the first pass (8.9 s here)
     assert by_pass.round_detail[1].start_s == pytest.approx(8.9, abs=0.01)
-    # at 3 s, inside the first pass: the pass is cut at the check (every 50 ms) after 3 s
+    # at 3 s, inside the first pass: the pass is cut at the check (every 50 ms) after 3 s (the
+    # first strictly after it: the one at 3 s itself has run when the command comes)
     assert (early.rounds, early.stop_reason) == (1, "precopy_done")
     assert early.round_detail[1].kind == "stop" and early.round_detail[1].start_s == pytest.approx(
-        3.0, abs=1e-4
+        3.05, abs=1e-4
     )
     # at 12.02 s: the second phase (from 8.9 s) ends at the first check after it, 12.05 s
     assert (late.rounds, late.stop_reason) == (2, "precopy_done")
     assert late.round_detail[2].start_s == pytest.approx(12.05, abs=1e-4)
     assert early.postcopy_faults > by_pass.postcopy_faults > late.postcopy_faults
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(
+    "extra",
+    [
+        dict(),  # idle: 1 and 3 s switched at their check, 0.5, 2, 5, 7.3 s one 50 ms pass later
+        dict(zero_fraction=0.3, workload=UniformWorkload(dirty_rate_pages_s=5000)),
+        dict(
+            zero_fraction=0.3,
+            zero_layout="linux",
+            cap=40.0,
+            workload=UniformWorkload(dirty_rate_pages_s=5000),
+        ),
+    ],
+    ids=["idle", "writes-turn-zero-pages", "linux-capped"],
+)
+def test_postcopy_after_seconds_one_rule_at_every_time(engine, extra):
+    """The phase running at ``postcopy_after_s`` ends at the first check strictly after it and
+    the switch follows its sync, whatever the time.  The phase is whole pages at estimated costs
+    and ends near its check, not at it (1e-5 s either way from rounding the pages; 1.4e-4 to
+    3.4e-4 s early where writes turn zero pages into data): a time test with 1e-9 s of slack
+    switched 1 and 3 s at their check and ran 0.5, 2, 5 and 7.3 s one more 50 ms pass and sync."""
+    from lmtoolkit.policies import HybridPolicy
+
+    extra = dict(extra)
+    cap = extra.pop("cap", None)
+    period = 0.1 if cap else 0.05  # a cap of at most half the line: a check per 100 ms window
+    # (1.9999, 2.9999: just before a check, where a phase ending a few pages short of it
+    # still ended before the time and ran one more check period)
+    for after in (0.5, 1.0, 2.0, 3.0, 5.0, 7.3, 1.025, 2.07, 1.9999, 2.9999):
+        pol = HybridPolicy(postcopy_after_s=after, max_bandwidth_mib_s=cap)
+        r = run(scenario(policy=pol, engine=engine, **extra))
+        pre = [d for d in r.round_detail if d.kind == "precopy"]
+        end = pre[-1].start_s + pre[-1].duration_s
+        if r.stop_reason == "converged":  # the rest fit the downtime limit at that sync or before
+            assert end < after + 1.02 * period
+            continue
+        assert r.stop_reason == "precopy_done"
+        assert all(d.start_s + d.duration_s < after for d in pre[:-1]), after  # no pass after it
+        check = (np.floor(after / period + 1e-6) + 1) * period  # the first check after it
+        if pre[-1].start_s > 0:  # (on the check grid of the phase's start)
+            check = pre[-1].start_s + (np.floor((after - pre[-1].start_s) / period + 1e-6) + 1) * period
+        assert pre[-1].start_s <= after and end == pytest.approx(check, abs=0.02 * period), (after, end)
+        assert r.round_detail[len(pre)].start_s == pytest.approx(end)  # the switch at that sync
+        if "workload" not in extra:  # idle: inside the 9 s first pass
+            assert r.rounds == 1, after
 
 
 def test_postcopy_after_seconds_defaults():

@@ -103,6 +103,15 @@ SAMPLE_VARS = {
     "dirty_pages_rate": ("1/s", "pages dirtied per second, QEMU's estimate (ram.dirty-pages-rate)"),
     "throttle": ("1", "guest CPU throttle (cpu-throttle-percentage / 100)"),
 }
+#: the polls' variables every log and testbed record holds (the checks read them)
+POLL_VARS = (
+    "sample_time",
+    "sample_status",
+    "sample_transferred",
+    "sample_remaining",
+    "sample_dirty_sync_count",
+)
+
 FINAL_VARS = {
     "total_time": ("s", "migrate command to VM running on the destination (total-time)"),
     "downtime": ("s", "VM paused (downtime)"),
@@ -646,17 +655,7 @@ def read_testbed(path) -> xr.Dataset:
         raise _err(
             path, 0, f"not a testbed record (lmt_kind={ds.attrs.get('lmt_kind')!r}; expected testbed_run)"
         )
-    need = (
-        "sample_time",
-        "sample_status",
-        "sample_transferred",
-        "sample_remaining",
-        "sample_dirty_sync_count",
-        "total_time",
-        "transferred",
-        "ram_total",
-        "completed",
-    )
+    need = (*POLL_VARS, "total_time", "transferred", "ram_total", "completed")
     missing = [k for k in need if k not in ds]
     if missing:
         raise _err(path, 0, f"testbed record without {', '.join(missing)} (truncated?)")
@@ -729,14 +728,7 @@ def _check_saved(ds: xr.Dataset, path: Path) -> xr.Dataset:
     and 10^9 zero pages was fitted.  Its polls and final statistics go through the same checks
     as a log's (errors name the file and the line of the log it was read from), and what it
     states must be what they give (``completed``, ``postcopy``, the filled-in counts)."""
-    need = (
-        "sample_time",
-        "sample_status",
-        "sample_transferred",
-        "sample_remaining",
-        "sample_dirty_sync_count",
-    )
-    missing = [k for k in (*need, *FINAL_VARS) if k not in ds]
+    missing = [k for k in (*POLL_VARS, *FINAL_VARS) if k not in ds]
     if missing:
         raise _err(path, 0, f"a saved MigrationLog without {', '.join(missing)} (truncated?)")
     source = ds.attrs.get("source", "")

@@ -94,10 +94,11 @@ def to_dataset(
         dims + ["round"],
         kinds[:, :n_round].reshape(shape + (n_round,)),
         {
+            # -1 (after a migration's last round) is a flag of its own, not a _FillValue: a
+            # _FillValue makes a plain xr.open_dataset decode the variable to floats with NaN
             "long_name": "kind of round",
-            "flag_values": np.arange(len(ROUND_KINDS), dtype=np.int8),
-            "flag_meanings": " ".join(ROUND_KINDS),
-            "_FillValue": np.int8(-1),
+            "flag_values": np.array([*range(len(ROUND_KINDS)), -1], dtype=np.int8),
+            "flag_meanings": " ".join((*ROUND_KINDS, "none")),
         },
     )
     ds = xr.Dataset(data)

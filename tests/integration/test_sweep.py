@@ -214,6 +214,24 @@ def test_both_netcdf_writers_read_back_identical(engine, tmp_path, monkeypatch):
     validate(back)
 
 
+@pytest.mark.parametrize("suffix", [".nc", ".zarr"])
+def test_round_kind_stays_integer_under_a_plain_open_dataset(suffix, tmp_path):
+    """``round_kind``'s -1 (after a point's last round) is a flag of its own, not a _FillValue:
+    a plain ``xr.open_dataset`` (no lmtoolkit reader) keeps the int8 codes, -1 included,
+    instead of decoding them to floats with NaN; ``flag_values``/``flag_meanings`` name all."""
+    from lmtoolkit import io
+
+    ds, _ = _run(["experiment=quickstart", "debug=default", "sweep.cache=false"], tmp_path)
+    assert (ds.round_kind.values == -1).any()  # padded rounds exist in this sweep
+    path = io.write_dataset(ds, tmp_path / f"plain{suffix}")
+    with xr.open_dataset(path, engine="zarr" if suffix == ".zarr" else None) as plain:
+        kind = plain.round_kind.load()
+    assert kind.dtype == np.int8
+    np.testing.assert_array_equal(kind.values, ds.round_kind.values)
+    meanings = dict(zip(np.asarray(kind.attrs["flag_values"]).tolist(), kind.attrs["flag_meanings"].split()))
+    assert meanings == {0: "precopy", 1: "stop", 2: "postcopy", -1: "none"}
+
+
 def test_executor_equivalence_inline_processes_dask_address(tmp_path):
     """Same Dataset from inline, a process pool and a Dask cluster given by address."""
     from distributed import LocalCluster

@@ -455,3 +455,29 @@ def test_the_writers_recorded_phase_predicts_sequential_runs():
     with unittest.mock.patch.object(V, "sweep_start", lambda run: 0.0):
         at_zero = V.compare(where, cal=cal)
     assert time_err(with_phase) < 0.012 and time_err(at_zero) > 1.5 * time_err(with_phase)
+
+
+def test_a_post_copy_switch_inside_a_pass_syncs_once_as_in_qemu():
+    """The testbed's time-triggered post-copy runs (``-pct``): QEMU's ``dirty-sync-count`` is the
+    setup sync + completed passes + the post-copy start's sync (``ram_postcopy_send_discard_bitmap``);
+    the pass the switch cut has no sync of its own.  Counted as phases + 2 the four runs were all
+    one sync (and one round) over; pass-triggered runs (``-pcp``) keep phases + 2."""
+    from lmtoolkit import api
+    from lmtoolkit.paths import data_dir
+
+    cal = V.Calibration(stop_rate_bytes_s=1.13e9)  # the reference fit's stop rate; syncs hang on no other
+    cut = sorted((data_dir() / "testbed").glob("*-pct*-n0.nc"))
+    assert len(cut) == 4
+    for rec in (load_runs(f)[0] for f in cut):
+        sim = api.simulate(V.overrides_for(rec, cal))
+        assert V.simulated_syncs(sim) == int(sim.rounds.item()) + 1 == int(rec.dirty_sync_count.item())
+        assert V.simulated_rounds(sim) == int(rec.rounds.item())
+    passes = [
+        "policy=hybrid",
+        "policy.precopy_passes=2",
+        "network=1gbe",
+        "vm.memory_gib=1",
+        "workload=uniform",
+    ]
+    sim = api.simulate(passes)
+    assert V.simulated_syncs(sim) == int(sim.rounds.item()) + 2 == 4

@@ -18,6 +18,7 @@ import numbers
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import yaml
@@ -65,8 +66,19 @@ def split_override(override: str) -> tuple[str, str, str]:
     return prefix, key.strip(), value
 
 
+#: Hydra settings that change what is composed (config groups found in another directory:
+#: ``+fit=NAME`` from ``lmtk fit``): kept with the config's own overrides, where every other
+#: ``hydra.*`` one (launcher, sweep dir, job) only says how a run is launched
+COMPOSING_HYDRA_KEYS = ("hydra.searchpath",)
+
+
 def is_hydra_override(o: str) -> bool:
+    """A ``hydra.*`` / ``hydra/...`` override that does not change the composed config (so a
+    sweep's plan, identity and cache leave it out); ``hydra.searchpath`` is not one of them:
+    ``lmtk sweep hydra.searchpath=[file://DIR] +fit=NAME`` read ``fit`` as a new key without it."""
     key = split_override(o)[1]
+    if key in COMPOSING_HYDRA_KEYS:
+        return False
     return key == "hydra" or key.startswith(("hydra.", "hydra/"))
 
 
@@ -119,6 +131,7 @@ def compose_raw(
     )
     if main:
         check_fit_files(cfg)
+        check_group_choices_kept(cfg, overrides)
     if not return_hydra_config and "hydra" in cfg:
         with open_dict(cfg):
             del cfg["hydra"]
@@ -131,13 +144,11 @@ def compose_raw(
 _FIT_BLOCK = re.compile(r"^#\| lmt_fit:", re.MULTILINE)
 
 
-def chosen_files(cfg: DictConfig) -> list:
-    """The config files the composition took its group options from (``fit/NAME.yaml`` on a
-    ``hydra.searchpath`` directory too), as Hydra records them (``hydra.runtime.choices`` and
-    ``config_sources``, the first source holding an option being the one it used); files
-    of ``file://`` sources only."""
-    from pathlib import Path
-
+def chosen_options(cfg: DictConfig) -> list[tuple[str, str, Path]]:
+    """(group, option, file) of every group option the composition took from a file, as Hydra
+    records them (``hydra.runtime.choices`` and ``config_sources``, the first source holding an
+    option being the one it used; ``fit/NAME.yaml`` on a ``hydra.searchpath`` directory too);
+    files of ``file://`` sources only."""
     choices = OmegaConf.select(cfg, "hydra.runtime.choices", default=None)
     sources = OmegaConf.select(cfg, "hydra.runtime.config_sources", default=None) or []
     roots = [Path(str(s.get("path"))) for s in sources if s.get("schema") == "file" and s.get("path")]
@@ -148,9 +159,14 @@ def chosen_files(cfg: DictConfig) -> list:
         for root in roots:
             f = root / str(group) / f"{option}.yaml"
             if f.is_file():
-                out.append(f)
+                out.append((str(group), option, f))
                 break
     return out
+
+
+def chosen_files(cfg: DictConfig) -> list[Path]:
+    """The config files the composition took its group options from (:func:`chosen_options`)."""
+    return [f for _, _, f in chosen_options(cfg)]
 
 
 def check_fit_files(cfg: DictConfig) -> None:
@@ -168,6 +184,89 @@ def check_fit_files(cfg: DictConfig) -> None:
             from .logs.fitfile import read_fit
 
             read_fit(f)
+
+
+#: the line that marks a ``lmtk whatif`` cell's FIT variant: it carries the observed run's
+#: policy settings into a swapped policy on purpose (:mod:`lmtoolkit.logs.whatif`)
+WHATIF_VARIANT = "#| lmt_whatif_variant: the observed run's settings carried into swapped groups"
+
+#: groups whose ``_global_`` files may set other groups' keys on purpose: ``debug`` shrinks any
+#: run (its ``vm.memory_gib: 1`` is its point), ``local`` is the user's own site file
+_OVERRIDING_GROUPS = ("debug", "local")
+
+
+def _global_body(f) -> dict | None:
+    """The YAML body of a ``# @package _global_`` config file (not a what-if variant), else None."""
+    try:
+        text = f.read_text(errors="replace")
+    except OSError:
+        return None
+    if WHATIF_VARIANT in text or not re.search(r"^#\s*@package\s+_global_\b", text, re.MULTILINE):
+        return None
+    try:
+        body = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _leaves(d: dict, prefix: str) -> list[tuple[str, object]]:
+    out = []
+    for k, v in d.items():
+        key = f"{prefix}.{k}"
+        out.extend(_leaves(v, key) if isinstance(v, dict) else [(key, v)])
+    return out
+
+
+def check_group_choices_kept(cfg: DictConfig, overrides: list[str]) -> None:
+    """A group option chosen on the command line (``network=10gbe``) whose keys a ``_global_``
+    file later in the composition sets (an experiment's ``vm: {memory_gib: 4}``, a FIT file's
+    whole ``vm``/``workload``/``network``/``host``/``policy``) is refused: Hydra merges that
+    file last, so the run was not the option chosen while the overrides said it was
+    (``experiment=auto_converge vm=large`` ran 4 GiB, not 64; ``+fit=NAME policy=vmware`` ran
+    the fitted QEMU-like run, same config hash as without it).  A key the user sets as well
+    (``vm.memory_gib=64``) is theirs, and ``debug``/``local`` files override on purpose."""
+    chosen = {}
+    explicit = set()
+    for o in overrides:
+        prefix, key, value = split_override(o)
+        if "." in key or "/" in key:
+            explicit.add(key)
+        elif key in GROUPS and key not in ("experiment", "debug", "local", "hydra", "paths", "sweep"):
+            if "~" not in prefix:
+                chosen[key] = value
+    if not chosen:
+        return
+    for group, option, f in chosen_options(cfg):
+        if group in _OVERRIDING_GROUPS or group in chosen:
+            continue
+        body = _global_body(f)
+        if not body:
+            continue
+        fit = bool(_FIT_BLOCK.search(f.read_text(errors="replace")))
+        for g, opt in chosen.items():
+            node = body.get(g)
+            if not isinstance(node, dict):
+                continue
+            taken = [(k, v) for k, v in _leaves(node, g) if k not in explicit]
+            if not taken:
+                continue
+            k, v = taken[0]
+            more = f" (and {len(taken) - 1} more {g} keys)" if len(taken) > 1 else ""
+            what = "the FIT file" if fit else f"{group} '{option}'"
+            todo = (
+                f"for a what-if of the fitted run use `lmtk whatif {f} {g}={opt}` (it applies the "
+                "what-if rules), or set the keys themselves"
+                if fit
+                else f"set the keys themselves ({k}=...) or leave {g}={opt} out"
+            )
+            raise ConfigError(
+                g,
+                opt,
+                "",
+                message=f"{g}={opt}: {what} ({f}) sets {k}={v!r}{more} after the option is "
+                f"chosen, so the run would not be {g} '{opt}'; {todo}",
+            )
 
 
 def _as_hydra(o: str) -> list[str]:

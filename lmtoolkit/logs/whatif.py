@@ -46,7 +46,7 @@ import numpy as np
 import xarray as xr
 import yaml
 
-from ..compose import hydra_value
+from ..compose import WHATIF_VARIANT, hydra_value
 from ..errors import ConfigError
 from .fit import check_one_run
 from .fitfile import FitFile, read_fit
@@ -158,7 +158,7 @@ class _FitDir:
         name = f"v{self.n}"
         self.n += 1
         (self.root / "fit" / f"{name}.yaml").write_text(
-            "# @package _global_\n" + yaml.safe_dump(body, sort_keys=False)
+            f"# @package _global_\n{WHATIF_VARIANT}\n" + yaml.safe_dump(body, sort_keys=False)
         )
         return name
 

@@ -498,7 +498,10 @@ def expand_plan(plan: Plan) -> Plan:
 
     def hydra_cell(pairs):
         ov = base_ov + [_swap_override(overrides, a.key, v) for a, v in pairs]
-        return compose_raw(hydra_overrides(ov))
+        try:
+            return compose_raw(hydra_overrides(ov))
+        except ConfigError as e:
+            raise _cell_error(e, pairs) from None
 
     for combo in itertools.product(*[a.values for a in gaxes]):
         where = ", ".join(f"{g.key}={v}" for g, v in zip(gaxes, combo))

@@ -45,3 +45,23 @@ def test_a_group_set_elsewhere_is_not_swapped_in_place():
     assert not group_is_untouched(
         "policy", ["experiment=quickstart", "debug=default"]
     )  # debug sets policy.timeout_s
+
+
+def test_a_group_option_an_experiment_overrides_is_refused():
+    """``experiment=auto_converge vm=large`` ran a 4 GiB VM (the experiment's ``vm.memory_gib``,
+    merged after the option), as did a ``vm`` axis over it (small and large both 4 GiB, under
+    their names): refused, naming the key and the file; a key given as well is the user's, and
+    ``debug=default`` shrinks any run on purpose."""
+    from lmtoolkit.compose import compose
+    from lmtoolkit.errors import ConfigError
+    from lmtoolkit.sweep import make_plan
+
+    with pytest.raises(ConfigError) as e:
+        compose(["experiment=auto_converge", "vm=large"])
+    assert e.value.key == "vm" and "vm.memory_gib=4.0" in str(e.value) and "auto_converge" in str(e.value)
+    assert compose(["experiment=auto_converge", "vm=large", "vm.memory_gib=64"]).vm.memory_gib == 64
+    assert compose(["experiment=vmware_vs_hyperv", "host=large"]).vm.memory_gib == 4.0  # another group
+    assert compose(["vm=large", "debug=default"]).vm.memory_gib == 1.0
+    with pytest.raises(ConfigError) as e:
+        make_plan(["experiment=auto_converge", "+sweep.axes.size={key: vm, values: [small, large]}"])
+    assert "sweep.axes.size: vm=small" in str(e.value)

@@ -478,3 +478,40 @@ def test_a_log_of_more_than_64_syncs_is_fitted_on_every_sync(tmp_path, capsys):
     assert rms <= 1.0
     rate = float(re.search(r"workload\.dirty_rate_pages_s\s+([0-9.e+]+)", cap.out).group(1))
     assert rate == pytest.approx(19999, rel=0.10)  # the guest's count before migrate
+
+
+def test_a_fit_file_as_a_config_keeps_no_group_swap_silently(fits, tmp_path):
+    """``lmtk run hydra.searchpath=[file://DIR] +fit=NAME policy=vmware`` ran the fitted QEMU-like
+    run under the override's name (the FIT file's ``policy`` section is merged last; same config
+    hash as without it): refused, pointing at ``lmtk whatif``.  ``lmtk sweep`` reads the FIT file
+    as ``lmtk run`` does (it dropped ``hydra.searchpath`` and read ``fit`` as a new key), and a
+    group axis there is the option, as in ``lmtk whatif``."""
+    import lmtoolkit as lmt
+    from lmtoolkit.compose import compose
+    from lmtoolkit.errors import ConfigError
+    from lmtoolkit.logs.whatif import whatif
+
+    paths, _ = fits
+    fit = paths["qmp"]
+    base = [f"hydra.searchpath=[file://{fit.parent.parent}]", f"+fit={fit.stem}"]
+    observed = compose(base)
+    for swap in ("policy=vmware", "network=10gbe", "vm=large"):
+        with pytest.raises(ConfigError) as e:
+            compose(base + [swap])
+        g, opt = swap.split("=")
+        assert e.value.key == g and f"lmtk whatif {fit} {swap}" in str(e.value)
+    # a key given as well is the user's: no error
+    assert compose(base + ["network.bandwidth_gbit_s=10"]).network.bandwidth_gbit_s == 10
+    ds = lmt.sweep(
+        base
+        + [
+            "+sweep.axes.link={key: network, values: [1gbe, 10gbe]}",
+            f"paths.results_dir={tmp_path}",
+            "sweep.cache=false",
+        ]
+    )
+    assert ds.attrs["lmt_policy"] == observed.policy.name
+    w = whatif(fit, ["network=1gbe,10gbe"], samples=0)
+    # the same runs but for the page engine's seeds (a sweep draws one per point)
+    np.testing.assert_allclose(ds.total_time.values.ravel(), w.total_time.values.ravel(), rtol=0.03)
+    assert np.isclose(ds.total_time.values.ravel()[0], w.total_time.values.ravel()[0], rtol=1e-3)

@@ -73,11 +73,11 @@ def dirty_bitmap_rounds(overrides: Iterable[str] = (), bins: int = 64, order: st
     last row is the set sent during the downtime (or pulled by post-copy).  ``address`` is
     the bin's first guest physical address in MiB.  With ``order="rank"`` the pages are put in
     the workload's order (hottest first: the working set, then the pages it never writes;
-    with ``pattern: random`` these are scattered over all addresses) and the attribute
-    ``wss_bins`` says where the working set ends.
+    with ``pattern: random`` these are scattered over all addresses; a phased workload's
+    order is its first phase's, :meth:`~lmtoolkit.model.workload.Workload.pages_of` at writer
+    time 0) and the attribute ``wss_bins`` says where the working set ends.
     """
     from .engine.page import simulate_page
-    from .model.workload import page_of_rank
 
     if order not in ("address", "rank"):
         raise ValueError(f"order must be 'address' or 'rank', not {order!r}")
@@ -89,9 +89,8 @@ def dirty_bitmap_rounds(overrides: Iterable[str] = (), bins: int = 64, order: st
     n = scn.vm.pages
     edges = _address_bins(n, bins)
     width = np.diff(edges)
-    perm = (
-        page_of_rank(np.arange(n), n, scattered=scn.workload.pattern == "random") if order == "rank" else None
-    )
+    # the layout of the workload writing at the start (a phased workload: its first phase's)
+    perm = scn.workload.pages_of(np.arange(n), n, scn.vm.page_bytes, 0.0) if order == "rank" else None
     snaps: list[np.ndarray] = []
 
     def snapshot(_round: int, dirty: np.ndarray) -> None:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
-from ..model.workload import page_of_rank, scatter_multiplier
+from ..model.workload import page_of_rank
 from ..policies.base import State
 from ..records import REASON_CODE, MigrationRecord, RoundRecord
 from ..scenario import Scenario
@@ -88,11 +88,7 @@ def _zero_below_top(nonzero: np.ndarray, z: int, top: int, workload, page_bytes:
     """``vm.zero_layout=linux``: clear ``nonzero`` on the ``z`` highest-addressed pages below the
     top ``top`` pages that the workload never writes (fewer below the top: the highest ones)."""
     n = nonzero.size
-    written = np.zeros(n, dtype=bool)
-    scattered = getattr(workload, "pattern", "random") == "random"
-    for r in workload.regions(n, page_bytes):
-        if r.rate_per_page > 0 and r.n_pages > 0:
-            written[page_of_rank(np.arange(r.first_rank, r.first_rank + r.n_pages), n, scattered)] = True
+    written = workload.written_pages(n, page_bytes)  # each phase's in its own layout, a trace's its own
     left = z
     for hi in range(n - top, 0, -_BLOCK):
         lo = max(hi - _BLOCK, 0)
@@ -656,9 +652,9 @@ class _Run:
         t_nz, t_z, b_nz, b_z = (float(v) for v in (lk.t_nz, lk.t_z, lk.b_nz, lk.b_z))
         pend = self.pending
         if bool(pol.prepaging_enabled()):
-            # Hot pages first: rank = page * a^-1 mod n (inverse of the workload's scatter).
-            inv = pow(scatter_multiplier(self.n), -1, self.n) if self.n > 1 else 1
-            ranks = (pend * inv) % self.n if self.scn.workload.pattern == "random" else pend
+            # Hot pages first, in the layout of the phase writing at the switch (the sampler's
+            # writer time: Workload.ranks_of, PhasedWorkload.phase_at)
+            ranks = self.scn.workload.ranks_of(pend, self.n, self.vm.page_bytes, self.sampler.guest_time)
             order = np.argsort(ranks, kind="stable")
         else:
             # from address 0: at the switch QEMU restarts the scan (ram.c,

@@ -14,7 +14,11 @@ pages by *rank* (rank 0 = hottest).  With ``pattern: random`` ranks are scattere
 whole guest memory by a fixed affine permutation, so hot pages sit all over the address
 space as they do in real guests; with ``pattern: sequential`` the working set is the
 contiguous block of the first pages and writes sweep through it in address order, from
-``sweep_start`` (a fraction of the working set) at the migration's start.
+``sweep_start`` (a fraction of the working set) at the migration's start.  A phased workload
+has no layout of its own: at each writer time it is the phase running then
+(:meth:`Workload.phase_at`), each phase where its own ``pattern`` puts it; a trace lays out the
+pages it recorded.  The engines read a layout only through :meth:`Workload.ranks_of`,
+:meth:`~Workload.pages_of` and :meth:`~Workload.written_pages`.
 
 Pacing (``pacing``, issue 12): a writer paced by **guest** time (``guest``, the default: it
 runs a fixed amount of work per unit of its own progress) writes at ``rate x speed`` when the
@@ -371,9 +375,61 @@ class Workload:
 
     def sampler(self, n_pages: int, page_bytes: int, rng: np.random.Generator) -> WriteSampler:
         """A fresh write sampler for one migration (for the page engine)."""
-        return RegionSampler(
-            self.regions(n_pages, page_bytes), n_pages, rng, scattered=self.pattern == "random"
-        )
+        return RegionSampler(self.regions(n_pages, page_bytes), n_pages, rng, scattered=self.scattered)
+
+    # -- layout: where the ranks lie, at a writer time ------------------------------------
+    # The one answer to "which pages does this workload write, hottest first" that the engines
+    # read (post-copy's pre-paging order, the Linux zero layout, the fluid engine's XBZRLE
+    # slots, the teaching plots): a workload that writes (uniform, hot/cold, Zipf) lays its
+    # ranks out by its own ``pattern`` (:attr:`scattered`, as its sampler does); a phased one
+    # is, at each writer time, the phase running then (:meth:`phase_at`); a trace lays out the
+    # pages it recorded.  Never a phased or trace workload's own ``pattern`` (refused: its
+    # phases and its file state the writes).
+    def phase_at(self, g: float) -> Workload:
+        """The workload whose writes fall at writer time ``g`` (s of guest time, the page
+        engine's ``WriteSampler.guest_time``): itself; a phased workload's phase running then,
+        followed down nested phases (:meth:`PhasedWorkload.phase_at`)."""
+        return self
+
+    def leaves(self, key: str = "workload") -> tuple[tuple[str, Workload], ...]:
+        """The workloads that write, each with its config key (``key`` is this workload's):
+        itself; a phased workload's phases, nested ones flattened (``workload.phases[0]``,
+        ``workload.phases[1].phases[0]``, ...)."""
+        return ((key, self),)
+
+    @property
+    def scattered(self) -> bool:
+        """A writer's ranks lie scattered over the address space (``pattern: random``,
+        :func:`page_of_rank`), or at their own addresses (``sequential``)."""
+        return self.pattern == "random"
+
+    def pages_of(self, ranks, n_pages: int, page_bytes: int, g: float) -> np.ndarray:
+        """Page number of each rank (rank 0 = hottest) in the layout of the workload writing at
+        writer time ``g`` (:meth:`phase_at`) — the inverse of :meth:`ranks_of`."""
+        return self.phase_at(g)._leaf_pages(np.asarray(ranks, dtype=np.int64), n_pages, page_bytes)
+
+    def ranks_of(self, pages, n_pages: int, page_bytes: int, g: float) -> np.ndarray:
+        """Rank of each page (0 = hottest) in the layout of the workload writing at writer time
+        ``g`` (:meth:`phase_at`): the order in which idealised pre-paging pushes pages."""
+        return self.phase_at(g)._leaf_ranks(np.asarray(pages, dtype=np.int64), n_pages, page_bytes)
+
+    def _leaf_pages(self, ranks: np.ndarray, n_pages: int, page_bytes: int) -> np.ndarray:
+        return page_of_rank(ranks, n_pages, self.scattered)
+
+    def _leaf_ranks(self, pages: np.ndarray, n_pages: int, page_bytes: int) -> np.ndarray:
+        if not self.scattered or n_pages <= 1:
+            return pages
+        return (pages * pow(scatter_multiplier(n_pages), -1, n_pages)) % n_pages
+
+    def written_pages(self, n_pages: int, page_bytes: int) -> np.ndarray:
+        """(n_pages,) bool: the pages this workload ever writes, each in its own layout (a
+        phased workload: any phase's)."""
+        written = np.zeros(n_pages, dtype=bool)
+        for r in self.regions(n_pages, page_bytes):
+            if r.rate_per_page > 0 and r.n_pages > 0:
+                ranks = np.arange(r.first_rank, r.first_rank + r.n_pages)
+                written[self._leaf_pages(ranks, n_pages, page_bytes)] = True
+        return written
 
     @property
     def sequential(self) -> bool:
@@ -554,6 +610,8 @@ class PhasedWorkload(Workload):
 
     def unused_keys(self):
         return {
+            "pattern": "each phase writes in its own pattern (phases[i].pattern; the config's "
+            "workload.pattern is the phases' default)",
             "sweep_start": "each sequential phase places its own write cursor (phases[i].sweep_start)",
             "max_rate_pages_s": "a peak rate is read against the workload's own write rate (headroom = "
             "peak / rate), and a phased workload has none (its phases' rates are theirs; with "
@@ -571,6 +629,45 @@ class PhasedWorkload(Workload):
     @property
     def cycle_s(self) -> float:
         return float(sum(self.durations_s))
+
+    def phase_index(self, g: float) -> tuple[int, float]:
+        """The phase running at writer time ``g`` and where it started in the cycle: phase ``i``
+        runs over ``[start_i, start_i + durations_s[i])`` of each cycle (a time on a phase's
+        end is the next phase's), as the page engine's sampler steps them."""
+        pos = g % self.cycle_s
+        i, acc = 0, 0.0
+        while i < len(self.durations_s) - 1 and acc + self.durations_s[i] <= pos:
+            acc += self.durations_s[i]
+            i += 1
+        return i, acc
+
+    def phase_at(self, g):
+        """The phase running at writer time ``g`` (:meth:`phase_index`), followed down a nested
+        phased workload on the same clock (its sampler is handed the same writer times).
+
+        The engines read a phased workload's layout here, at the time in question, never from
+        the phased workload itself: its phases write where their own ``pattern`` puts them (a
+        sequential phase on the contiguous block of its first pages, a random one scattered).
+        Post-copy's idealised pre-paging (Hines & Gopalan, VEE 2009: pre-paging around the
+        faults the running guest takes) ranks the pages by the phase running at the switch:
+        QEMU's source serves the destination's requests — the faults of the guest as it runs
+        after the switch — before its background scan (``migration/ram.c: get_queued_page``,
+        ``unqueue_page``, ahead of ``find_dirty_block``), so what goes first is what the
+        running phase touches.  Before, the phased workload's own default ``pattern: random``
+        was read: phases all sequential were pushed in scattered order (a 1 GiB post-copy on
+        1 GbE, a 256 MiB sweep of 40,000 writes/s: 32,999 faults where the same sweep alone
+        takes 11,443)."""
+        i, _ = self.phase_index(g)
+        return self.phases[i].phase_at(g)
+
+    def leaves(self, key="workload"):
+        return tuple(leaf for i, p in enumerate(self.phases) for leaf in p.leaves(f"{key}.phases[{i}]"))
+
+    def written_pages(self, n_pages, page_bytes):
+        out = np.zeros(n_pages, dtype=bool)
+        for p in self.phases:
+            out |= p.written_pages(n_pages, page_bytes)
+        return out
 
     def regions(self, n_pages, page_bytes):
         """Time-weighted average rate per page over one cycle, on the bounds of every phase's
@@ -636,6 +733,7 @@ class _PhasedSampler(WriteSampler):
 
     def __init__(self, wl: PhasedWorkload, n_pages, page_bytes, rng):
         super().__init__(n_pages, rng)
+        self.wl = wl
         self.subs = [w.sampler(n_pages, page_bytes, rng) for w in wl.phases]
         self.durations = list(wl.durations_s)
         self.cycle = wl.cycle_s
@@ -669,10 +767,7 @@ class _PhasedSampler(WriteSampler):
         g = g0
         while g < g1:
             pos = g % self.cycle
-            i, acc = 0, 0.0
-            while i < K - 1 and acc + self.durations[i] <= pos:
-                acc += self.durations[i]
-                i += 1
+            i, acc = self.wl.phase_index(g)
             left = acc + self.durations[i] - pos
             if g + left <= g:
                 # at a phase's end up to rounding (g = 12.766... for phases of 1.697... s and
@@ -732,6 +827,7 @@ class TraceWorkload(Workload):
     def unused_keys(self):
         why = "a trace replays the writes its file recorded"
         return {
+            "pattern": why + " (where they fell included)",
             "sweep_start": why,
             "max_rate_pages_s": why + " (a peak rate is read against a write rate, which a trace has none "
             "of; with pacing=wall it is never slowed)",
@@ -779,6 +875,26 @@ class TraceWorkload(Workload):
         for f, n in zip(*np.unique(freq, return_counts=True)):
             out.append(Region(first, int(n), float(f) / self.duration_s))
             first += int(n)
+        return out
+
+    def _rank_order(self, n_pages: int, page_bytes: int) -> np.ndarray:
+        """(n_pages,) the VM's pages hottest first: by how many of the trace's intervals write
+        them (the rates of :meth:`regions`), the most first, ties (and the pages it never
+        writes, last) in address order."""
+        _, pages = self.intervals(n_pages, page_bytes)
+        return np.argsort(-np.bincount(pages, minlength=n_pages), kind="stable")
+
+    def _leaf_pages(self, ranks, n_pages, page_bytes):
+        return self._rank_order(n_pages, page_bytes)[ranks]
+
+    def _leaf_ranks(self, pages, n_pages, page_bytes):
+        rank = np.empty(n_pages, dtype=np.int64)
+        rank[self._rank_order(n_pages, page_bytes)] = np.arange(n_pages)
+        return rank[pages]
+
+    def written_pages(self, n_pages, page_bytes):
+        out = np.zeros(n_pages, dtype=bool)
+        out[self.intervals(n_pages, page_bytes)[1]] = True
         return out
 
     def sampler(self, n_pages, page_bytes, rng):

@@ -140,6 +140,10 @@ def test_sweep_start_is_checked():
         (lambda: _idle(wss_mib=64.0), "wss_mib", "writes nothing"),
         (lambda: _idle(pacing="wall"), "pacing", "writes nothing"),
         (lambda: _phased_with(sweep_start=0.5), "sweep_start", "phases[i].sweep_start"),
+        # the engines read each phase's layout (Workload.phase_at): the page engine's pre-paging
+        # had read this one (12,292 faults of a hot/cold phase became 19,534)
+        (lambda: _phased_with(pattern="sequential"), "pattern", "phases[i].pattern"),
+        (lambda: _trace_with(pattern="sequential"), "pattern", "its file recorded"),
         (lambda: _phased_with(pacing="wall", max_rate_pages_s=5e4), "max_rate_pages_s", "never slowed"),
         (lambda: _phased_with(phase=dict(pacing="wall")), "phases[0].pacing", "paces every phase"),
     ],
@@ -163,6 +167,14 @@ def _idle(**kw):
     from lmtoolkit.model import IdleWorkload
 
     return IdleWorkload(**kw)
+
+
+def _trace_with(**kw):
+    import numpy as np
+
+    from lmtoolkit.model import TraceWorkload
+
+    return TraceWorkload(counts=(1,), pages=np.array([0]), **kw)
 
 
 def _phased_with(phase=None, **kw):

@@ -81,7 +81,10 @@ def build_workload(cfg, prefix: str = "workload", root: Path | None = None):
         subs = []
         for i, p in enumerate(phases):
             p = dict(p)
-            p.setdefault("pattern", d.get("pattern", "random"))
+            # the phased workload's pattern is its phases' default; a trace has none (its file
+            # states where its writes fell): handing it one refused every trace phase
+            if WORKLOADS.get(p.get("name")) is not TraceWorkload:
+                p.setdefault("pattern", d.get("pattern", "random"))
             subs.append(build_workload(p, f"{prefix}.phases[{i}]", root))
         d.pop("pattern", None)
         durations = d.pop("durations_s", ()) or ()

@@ -99,12 +99,15 @@ Rules and their sources:
   Each channel holds one packet of ``MULTIFD_PACKET_SIZE`` = 512 KiB (``multifd.h``), so
   a capped window carries up to ``channels x 512 KiB`` beyond its budget: the cap becomes
   ``max-bandwidth + channels x 512 KiB / BUFFER_DELAY`` (testbed, QEMU 10.0, 128 MiB/s
-  cap: 2, 4, 8 channels ran +9, +11, +25 % faster than the cap allows).  So does 8.2 (read
-  in 8.2.2: ``multifd_send_thread`` adds to ``multifd_bytes`` after
-  ``qio_channel_writev_full_all``; ``multifd_send_pages`` charges nothing).  Earlier releases
-  charged a packet when it was queued (``multifd_send_pages``: ``qemu_file_acct_rate_limit``,
-  removed by the 2023 series that dropped ``migration_rate_limit_account``; the exact release
-  is not pinned here, 8.2 is the first read): no overshoot there (``qemu_version`` < 8.2).  The switchover's pages go out on the channels too
+  cap: 2, 4, 8 channels ran +9, +11, +25 % faster than the cap allows).  So do 8.1 and 8.2
+  (read in 8.1.0: ``multifd_send_thread`` adds ``next_packet_size`` to ``multifd_bytes``
+  after ``qio_channel_writev_full_all``, ``multifd_send_pages`` charges nothing, and
+  ``migration-stats.c: migration_rate_exceeded`` compares ``migration_transferred_bytes()``;
+  the queue-time charge went with commit bd7ceaf6d5, "migration: We don't need the field
+  rate_limit_used anymore", May 2023).  8.0 charged a packet when it was queued
+  (8.0.0 ``multifd_send_pages``: ``qemu_file_acct_rate_limit(f, transferred)``): no overshoot
+  there (``qemu_version`` < 8.1; it had said < 8.2, so 8.1 ran multifd under a binding cap
+  ~18 % long: 17.73 s where 8.1 runs 15.04 s, 2 GiB at 128 MiB/s with 4 channels).  The switchover's pages go out on the channels too
   (``ram_save_complete``: ``ram_find_and_save_block`` → ``ram_save_multifd_page``, then
   ``multifd_ram_flush_and_sync``), uncapped: the pause is sent at
   ``min(line, channels x one stream)`` (``network.stream_gbit_s``) like pre-copy.
@@ -122,7 +125,7 @@ from .precopy import PrecopyPolicy
 
 BUFFER_DELAY_S = 0.100  # migration-stats.h: BUFFER_DELAY (ms)
 MULTIFD_PACKET_BYTES = 512 * 1024  # multifd.h: MULTIFD_PACKET_SIZE
-MULTIFD_LATE_ACCOUNTING_SINCE = (8, 2)  # multifd bytes charged after the write (8.2.2: multifd_send_thread)
+MULTIFD_LATE_ACCOUNTING_SINCE = (8, 1)  # multifd bytes charged after the write (8.1.0: multifd_send_thread)
 MAX_WAIT_S = 0.050  # ram.c: MAX_WAIT (ms)
 MAX_MIGRATE_DOWNTIME_MS = 2000 * 1000  # options.c: MAX_MIGRATE_DOWNTIME (2000 s)
 XBZRLE_MIN_CACHE_BYTES = 4096  # options.c: xbzrle-cache-size >= qemu_target_page_size() (x86: 4 KiB)

@@ -367,7 +367,7 @@ def test_postcopy_after_seconds_defaults():
     assert e.value.key == "postcopy_after_s"
 
 
-# -- multifd overshoots max-bandwidth by the packets in flight (QEMU >= 8.2) -------------------
+# -- multifd overshoots max-bandwidth by the packets in flight (QEMU >= 8.1) -------------------
 @pytest.mark.parametrize("engine", ENGINES)
 def test_multifd_channels_overshoot_the_cap_by_one_packet_each_per_window(engine):
     wl = UniformWorkload(dirty_rate_pages_s=0.0)
@@ -378,13 +378,13 @@ def test_multifd_channels_overshoot_the_cap_by_one_packet_each_per_window(engine
 
     one = total()
     eight = total(multifd_channels=8)
-    old = total(multifd_channels=8, qemu_version="8.1")  # charged at queue time
-    late_82 = total(multifd_channels=8, qemu_version="8.2")  # 8.2.2: charged once written
+    old = total(multifd_channels=8, qemu_version="8.0")  # 8.0.0: charged at queue time
+    late_81 = total(multifd_channels=8, qemu_version="8.1")  # 8.1.0: charged once written
     # 1 GiB at 128 MiB/s vs 128 + 8 x 512 KiB / 100 ms = 168 MiB/s (pre-copy; the stop is uncapped)
     pre = lambda r: r.total_time_s - r.downtime_s  # noqa: E731
     assert pre(one) == pytest.approx(pre(eight) * 168.0 / 128.0, rel=0.01)
     assert pre(old) == pytest.approx(pre(one), rel=1e-6)
-    assert pre(late_82) == pytest.approx(pre(eight), rel=1e-6)
+    assert pre(late_81) == pytest.approx(pre(eight), rel=1e-6)
     assert QemuPolicy(max_bandwidth_mib_s=100.0, multifd_channels=2).effective_cap_bytes_s() == pytest.approx(
         100 * 2**20 + 2 * 512 * 1024 / 0.1
     )

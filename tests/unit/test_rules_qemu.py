@@ -413,3 +413,28 @@ def test_multifd_channels_send_the_switchover_at_up_to_channels_x_one_stream(eng
     one, two, four = stop_s(0), stop_s(2), stop_s(4)
     assert one == pytest.approx(2.0 * two, rel=0.05)
     assert one == pytest.approx(3.0 * four, rel=0.05)
+
+
+# -- QEMU >= 10.1 asks "switch to post-copy?" before "complete?" ------------------------------
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_due_post_copy_switch_wins_over_completion_from_qemu_10_1(engine):
+    """A 1 GiB guest on 1 GbE at 2,000 writes/s converges at its 9.5 s check.  With
+    ``migrate-start-postcopy`` at 9.46 s, QEMU 10.1 starts post-copy at that check
+    (``migration_iteration_run`` tests ``start_postcopy`` first): device-state downtime, not
+    the pre-copy stop's 286 ms; 10.0 completes first.  A command at the check's time itself
+    comes after that check in both."""
+    from lmtoolkit import api
+
+    def sim(*ov):
+        base = ["vm.memory_gib=1", "network=1gbe", "workload=uniform", "workload.dirty_rate_pages_s=2000"]
+        return api.simulate(base + [f"engine={engine}", "policy=hybrid", *ov])
+
+    new, old, at = (
+        sim("policy.postcopy_after_s=9.46"),
+        sim("policy.postcopy_after_s=9.46", "policy.qemu_version=10.0"),
+        sim("policy.postcopy_after_s=9.5"),
+    )
+    assert str(new.stop_reason.values) == "precopy_done" and float(new.downtime) < 0.01
+    assert str(old.stop_reason.values) == "converged" and float(old.downtime) > 0.25
+    assert str(at.stop_reason.values) == "converged" and float(at.downtime) == float(old.downtime)
+    assert int(new.rounds) == int(old.rounds) == 3

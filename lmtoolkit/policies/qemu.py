@@ -187,7 +187,13 @@ class QemuPolicy(PrecopyPolicy):
     def __post_init__(self):
         super().__post_init__()
         if self.max_bandwidth_mib_s is not None:
-            check_range("max_bandwidth_mib_s", self.max_bandwidth_mib_s, 0, None, lo_open=True)
+            try:
+                check_range("max_bandwidth_mib_s", self.max_bandwidth_mib_s, 0, None, lo_open=True)
+            except ConfigError as e:  # QEMU's max-bandwidth 0 is "no limit" (migration-stats.c:
+                # migration_rate_exceeded tests rate_limit_max > 0): here that is null
+                raise ConfigError(
+                    e.key, e.value, e.allowed + "; null for no cap (QEMU's max-bandwidth 0)"
+                ) from None
         check_range("throttle_trigger_threshold", self.throttle_trigger_threshold, 1, 100)
         check_range("cpu_throttle_initial", self.cpu_throttle_initial, 1, 99)
         check_range("cpu_throttle_increment", self.cpu_throttle_increment, 1, 99)

@@ -438,3 +438,17 @@ def test_a_due_post_copy_switch_wins_over_completion_from_qemu_10_1(engine):
     assert str(old.stop_reason.values) == "converged" and float(old.downtime) > 0.25
     assert str(at.stop_reason.values) == "converged" and float(at.downtime) == float(old.downtime)
     assert int(new.rounds) == int(old.rounds) == 3
+
+
+def test_qemus_zero_values_get_a_message_that_says_what_they_mean_in_qemu():
+    """QEMU reads ``max-bandwidth`` 0 as "no limit" and accepts ``downtime-limit`` 0: the
+    refusals say so (null is no cap here; a 0 limit completes after one pass there)."""
+    with pytest.raises(ConfigError) as e:
+        QemuPolicy(max_bandwidth_mib_s=0.0)
+    assert "null for no cap" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        QemuPolicy(downtime_limit_ms=0.0)
+    assert e.value.key == "downtime_limit_ms" and "not modelled" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        QemuPolicy(downtime_limit_ms=-1.0)
+    assert "not modelled" not in str(e.value)

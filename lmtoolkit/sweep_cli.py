@@ -155,6 +155,12 @@ def quicklook_figure(ds):
     mean = ds[["total_time", "downtime"]]
     mean = mean.mean("replicate") if "replicate" in mean.dims else mean
     mean = mean.isel({d: 0 for d in lay["fixed"]})
+    # a point where a replicate did not complete (timeout): its total time is the timeout, a
+    # lower bound, not a migration time — marked, never drawn as one
+    done = ds["completed"] if "completed" in ds else xr_true_like(ds["total_time"])
+    done = done.all("replicate") if "replicate" in done.dims else done
+    done = done.isel({d: 0 for d in lay["fixed"]})
+    n_cut = int((~done.values.astype(bool)).sum())
     variables = (("total_time", 1.0, "total migration time [s]"), ("downtime", 1e3, "downtime [ms]"))
     colors = plt.get_cmap("tab10" if n_hue <= 10 else "tab20").colors
     hues = [{hue: h} if hue else {} for h in range(n_hue)]
@@ -186,7 +192,10 @@ def quicklook_figure(ds):
             sel = dict(zip(rest, groups[g]))
             for k, h in enumerate(hues):
                 y = mean[var].isel({**sel, **h}) * scale
+                cut = ~done.isel({**sel, **h}).values.astype(bool)
                 ax.plot(xs, y.values, marker="o", ms=3, color=colors[k % len(colors)], label=hue_names[k])
+                if cut.any():
+                    ax.plot(xs[cut], y.values[cut], ls="", marker="o", ms=9, mew=1.5, mfc="none", mec="red")
             ax.set_xlabel(f"{x} [{units}]" if units and units != "1" else x, fontsize=8)
             if xs.min() > 0 and xs.max() / xs.min() >= 50:
                 ax.set_xscale("log")
@@ -205,7 +214,12 @@ def quicklook_figure(ds):
             for k, h in enumerate(hues):
                 pos = np.arange(len(groups)) + (k - (n_hue - 1) / 2) * width
                 y = [float(mean[var].isel({**dict(zip(rest, c)), **h})) * scale for c in groups]
-                ax.bar(pos, y, width=width, color=colors[k % len(colors)], label=hue_names[k])
+                cut = [not bool(done.isel({**dict(zip(rest, c)), **h})) for c in groups]
+                bars = ax.bar(pos, y, width=width, color=colors[k % len(colors)], label=hue_names[k])
+                for b, c in zip(bars, cut):
+                    if c:
+                        b.set_hatch("xx")
+                        b.set_edgecolor("black")
             ax.set_xticks(np.arange(len(groups)))
             ticks = ["\n".join(str(ds[d].values[i]) for d, i in zip(rest, c)) for c in groups]
             long = max((len(t) for c in ticks for t in c.split("\n")), default=0) > 10
@@ -225,11 +239,25 @@ def quicklook_figure(ds):
     how += [f"{d}={ds[d].values[0]}" for d in lay["fixed"]]
     if lay["note"]:
         how.append(f"showing {lay['drawn']} of {lay['points']} points")
+    if n_cut:
+        lay["timed_out"] = n_cut
+        how.append(
+            f"{n_cut} point{'s' if n_cut > 1 else ''} timed out "
+            f"({'circled' if x is not None else 'hatched'}: total time = the timeout)"
+        )
     title = ds.attrs.get("title", "") + "\n" + " · ".join(how)
     if lay["capped"]:
         title += f"\n(only {lay['capped']}; the Dataset has them all)"
     fig.suptitle(title, fontsize=10)
     return fig, lay
+
+
+def xr_true_like(da):
+    """An all-true boolean DataArray shaped like ``da`` (a Dataset without ``completed``)."""
+    import numpy as np
+    import xarray as xr
+
+    return xr.DataArray(np.ones(da.shape, dtype=bool), dims=da.dims, coords=da.coords)
 
 
 def quicklook(ds, path: Path, log=None) -> Path | None:

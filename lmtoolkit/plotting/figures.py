@@ -283,10 +283,49 @@ def lines(
             _value_ticks(ax, df[x].unique())
         if logy is True or v in (logy or ()):
             _log(ax, "y")
+        if v == "total_time":
+            _mark_timeouts(ds, df, ax, x)
     _legend_once(fig, axes)
     if title:
-        fig.suptitle(title)
+        n_cut = _timed_out_points(ds)
+        fig.suptitle(
+            title
+            + (
+                f"\n(circled: {n_cut} point{'s' if n_cut > 1 else ''} timed out; total time = the timeout)"
+                if n_cut
+                else ""
+            )
+        )
     return fig
+
+
+def _incomplete(ds: xr.Dataset):
+    """Per point (replicates folded): did some replicate not complete (a timeout)?  None when
+    the Dataset has no ``completed``."""
+    if "completed" not in ds:
+        return None
+    done = ds["completed"].astype(bool)
+    return ~(done.all("replicate") if "replicate" in done.dims else done)
+
+
+def _timed_out_points(ds: xr.Dataset) -> int:
+    cut = _incomplete(ds)
+    return 0 if cut is None else int(cut.values.sum())
+
+
+def _mark_timeouts(ds: xr.Dataset, df: pd.DataFrame, ax, x: str) -> None:
+    """Cross the points whose total time is a timeout (a lower bound, not a migration time):
+    drawn as ordinary points they read as slow migrations (``shared_network``'s 1 GbE at 0.9
+    Gbit/s background: two 600 s points among the others)."""
+    cut = _incomplete(ds)
+    if cut is None or not bool(cut.values.any()):
+        return
+    mean = (
+        ds[["total_time"]].mean("replicate") if "replicate" in ds["total_time"].dims else ds[["total_time"]]
+    )
+    pts = frame(mean.assign(lmt_cut=cut), ["total_time", "lmt_cut"])  # where the lines' means are
+    pts = pts[pts["lmt_cut"] > 0]
+    ax.plot(pts[x], pts["total_time"], ls="", marker="o", ms=11, mew=1.6, mfc="none", mec="red", zorder=5)
 
 
 # -- paper figures (one per experiment) ------------------------------------------------------------

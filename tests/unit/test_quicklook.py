@@ -84,8 +84,10 @@ def test_more_than_twelve_lines_are_all_drawn_in_panels(drawn):
         dirty_rate=[5000, 20000, 60000],
     )
     fig, _ = drawn(ds)
-    lines = [ln for ax in fig.axes for ln in ax.get_lines() if len(ln.get_xdata())]
-    assert len(lines) == 2 * 20  # 20 combinations, total time and downtime
+    lines = [
+        ln for ax in fig.axes for ln in ax.get_lines() if len(ln.get_xdata()) and ln.get_linestyle() != "None"
+    ]
+    assert len(lines) == 2 * 20  # 20 combinations, total time and downtime (rings: timeouts)
     got = sorted(float(y) for ln in lines for y in ln.get_ydata())
     mean = ds[["total_time", "downtime"]].mean("replicate")
     want = sorted([*mean.total_time.values.ravel(), *(mean.downtime.values.ravel() * 1e3)])
@@ -117,3 +119,35 @@ def test_lmtk_sweep_prints_the_quicklook_note(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "energy_pareto.png" in out
     assert "note: the quick-look shows 2 of 8 points (the first 1 of 4 groups of bars" in out
+
+
+def test_timed_out_points_are_circled_not_drawn_as_migration_times(drawn):
+    """A point where a replicate timed out has the timeout as its total time (a lower bound):
+    shared_network's 1 GbE at 0.9 Gbit/s background drew two 600 s points as ordinary ones.
+    Each such point is ringed (lines) or hatched (bars), and the title counts them."""
+    from lmtoolkit.plotting.figures import lines
+
+    ds = experiment_like(network=["1gbe", "10gbe"], background=[0.0, 0.5, 0.9], dirty_rate=[5000, 20000])
+    ds["completed"][:] = True
+    ds["completed"].loc[{"network": "1gbe", "background": 0.9}] = False  # 2 points, one replicate each
+    ds["completed"][0, 0, 0, 0] = True
+    fig, _ = drawn(ds)
+    rings = [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_linestyle() == "None"]
+    assert sum(len(r.get_xdata()) for r in rings) == 2 * 2  # both panels' 2 points (time, downtime)
+    cut = ds.total_time.sel(network="1gbe", background=0.9).mean("replicate").values
+    ringed = sorted(float(y) for r in rings for y in r.get_ydata())
+    assert all(np.isclose(ringed, c).any() for c in cut)  # the total-time panel rings those points
+    assert "2 points timed out" in _title(fig)
+    bars = experiment_like(policy=["qemu", "xen"], network=["1gbe", "10gbe"])
+    bars["completed"][:] = True
+    bars["completed"].loc[{"policy": "xen", "network": "1gbe"}] = False
+    fig, _ = drawn(bars)
+    assert sum(p.get_hatch() == "xx" for ax in fig.axes for p in ax.patches) == 2  # time and downtime
+    assert "1 point timed out" in _title(fig)
+    paper = lines(
+        ds, "background", ["total_time", "downtime"], hue="network", style_by="dirty_rate", title="t"
+    )
+    rings = [
+        ln for ax in paper.axes for ln in ax.get_lines() if ln.get_marker() == "o" and ln.get_mfc() == "none"
+    ]
+    assert sum(len(r.get_xdata()) for r in rings) == 2 and "2 points timed out" in paper._suptitle.get_text()

@@ -36,6 +36,43 @@ def _fmt_s(s: float) -> str:
     return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
 
 
+def _transferred_line(ds) -> str:
+    """Bytes sent, the memory's share as a multiple of the guest's memory (a disk copied with
+    ``storage=migrate`` apart: it had been counted in the memory ratio, 51.92x for 2 GiB)."""
+    g = lambda k: float(ds[k].item()) if k in ds else 0.0  # noqa: E731
+    disk = g("storage_transferred")
+    mem_sent = g("transferred") - disk
+    line = f"  transferred     {_fmt_bytes(g('transferred'))}  (memory {_fmt_bytes(g('memory'))}, "
+    line += f"{mem_sent / g('memory'):.2f}x"
+    return line + (f"; disk {_fmt_bytes(disk)})" if disk > 0 else ")")
+
+
+def _beyond_lines(ds) -> list[str]:
+    """The "Beyond one link" results where they say something (README): the disk copy, a NUMA
+    mismatch at the destination, copy errors and checksum re-sends."""
+    g = lambda k: float(ds[k].item()) if k in ds else 0.0  # noqa: E731
+    out = []
+    if g("storage_transferred") > 0:
+        out.append(
+            f"  disk copy       {_fmt_s(g('storage_time'))} before the memory, {_fmt_bytes(g('storage_transferred'))}"
+        )
+    if "numa_compatible" in ds and not bool(ds["numa_compatible"].item()):
+        out.append(
+            f"  destination     vNUMA does not map onto its nodes: memory-bound work {g('numa_penalty') * 100:.1f}% slower"
+        )
+    if g("retransmitted") > 0 or g("checksum_cpu_time") > 0 or g("corruption_probability") >= 1e-9:
+        checked = g("retransmitted") > 0 or g("checksum_cpu_time") > 0
+        out.append(
+            f"  copy errors     P(a page arrives corrupted) {g('corruption_probability'):.3g}; "
+            + (
+                f"checksums: {_fmt_bytes(g('retransmitted'))} re-sent, {_fmt_s(g('checksum_cpu_time'))} hashing"
+                if checked
+                else "no checksums (policy.verify_checksums=false)"
+            )
+        )
+    return out
+
+
 def summary_text(ds) -> str:
     """A readable summary of a one-migration Dataset."""
     g = lambda k: ds[k].item()  # noqa: E731
@@ -45,8 +82,7 @@ def summary_text(ds) -> str:
         f"config {cfg_hash}",
         f"  total time      {_fmt_s(g('total_time'))}",
         f"  downtime        {_fmt_s(g('downtime'))}",
-        f"  transferred     {_fmt_bytes(g('transferred'))}  (memory {_fmt_bytes(g('memory'))}, "
-        f"{g('transferred') / g('memory'):.2f}x)",
+        _transferred_line(ds),
         f"  pre-copy rounds {g('rounds')}",
         f"  converged       {'yes' if g('converged') else 'no'}  (stop: {g('stop_reason')}; "
         f"completed: {'yes' if g('completed') else 'no'})",
@@ -54,6 +90,7 @@ def summary_text(ds) -> str:
     ]
     if g("postcopy_time") > 0:
         lines.append(f"  post-copy       {_fmt_s(g('postcopy_time'))}, {g('postcopy_faults'):.0f} faults")
+    lines += _beyond_lines(ds)
     if "energy_total" in ds:  # lmtoolkit.model.energy
         lines.append(
             f"  energy          {g('energy_total'):.1f} J (source {g('energy_source'):.1f}, destination "

@@ -87,6 +87,27 @@ def test_cli_run_prints_summary_and_writes_netcdf(tmp_path, capsys):
     assert bool(ds.converged.item()) is True
 
 
+def test_the_summary_shows_the_beyond_one_link_results():
+    """The README's "Beyond one link" commands print what their comments promise: the disk copy
+    (apart from the memory's ratio, which it had made 51.92x for 2 GiB), a NUMA mismatch, copy
+    errors and checksum re-sends; a plain run prints none of it."""
+    from lmtoolkit.cli import summary_text
+
+    plain = summary_text(lmt.simulate(["vm.memory_gib=0.5"]))
+    assert "disk copy" not in plain and "copy errors" not in plain and "vNUMA" not in plain
+    disk = lmt.simulate(["vm.memory_gib=0.5", "storage=migrate", "storage.disk_gib=4"])
+    text = summary_text(disk)
+    mem = (disk.transferred.item() - disk.storage_transferred.item()) / disk.memory.item()
+    assert f"{mem:.2f}x; disk" in text and "disk copy" in text and mem < 1.1
+    numa = ["engine=fluid", "vm.memory_gib=96", "host.dst_numa_nodes=4", "host.dst_numa_node_gib=64"]
+    assert "memory-bound work 20.0% slower" in summary_text(lmt.simulate(numa))
+    checked = summary_text(
+        lmt.simulate(["vm.memory_gib=0.5", "host.ecc=false", "policy.verify_checksums=true"])
+    )
+    assert "copy errors" in checked and "hashing" in checked
+    assert "no checksums" in summary_text(lmt.simulate(["vm.memory_gib=0.5", "host.ecc=false"]))
+
+
 def test_cli_run_default_output_is_under_results(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("LMT_RESULTS_DIR")

@@ -6,6 +6,8 @@
 
 __version__ = "0.1.0"
 
+# first: the stat of every source file before any module of the package is read
+from . import _imported  # noqa: E402, F401
 from .api import simulate  # noqa: E402
 from .errors import ConfigError  # noqa: E402
 from .evacuate import evacuate  # noqa: E402

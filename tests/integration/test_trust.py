@@ -76,6 +76,80 @@ def test_cache_recomputes_when_a_rule_changes(tmp_path):
     assert ds.attrs["lmt_code_hash"] == h2
 
 
+#: one migration in a process that imports the package (a copy, on PYTHONPATH), then does what
+#: ``sys.argv`` says between runs; prints each run's [total_time, lmt_code_hash] or error
+_SESSION = """
+import json, os, sys
+from pathlib import Path
+import lmtoolkit as lmt
+
+pkg = Path(lmt.__file__).parent
+common = pkg / "engine" / "common.py"
+
+def run():
+    try:
+        ds = lmt.simulate(["engine=fluid", "vm.memory_gib=1"])
+        return [float(ds.total_time), ds.attrs["lmt_code_hash"]]
+    except lmt.ConfigError as e:
+        return str(e)
+
+out = []
+for step in sys.argv[1:]:
+    if step == "run":
+        out.append(run())
+    elif step == "touch":  # new mtime and ctime, same content
+        common.write_text(common.read_text())
+    elif step == "edit-unimported":
+        assert "lmtoolkit.analytic" not in sys.modules
+        (pkg / "analytic.py").write_text((pkg / "analytic.py").read_text() + "# edited\\n")
+    elif step == "edit-rule":  # every switchover 2 s longer
+        text = common.read_text()
+        assert "down = page_t + dev_t" in text
+        common.write_text(text.replace("down = page_t + dev_t", "down = 2.0 + page_t + dev_t"))
+print(json.dumps(out))
+"""
+
+
+def test_a_process_refuses_to_run_lmtoolkit_older_than_its_files(tmp_path):
+    """A process (a notebook's kernel) that imported lmtoolkit and then saw its files change
+    runs the code it imported: every result it makes now is refused — it used to hash the new
+    files and store the old rule's numbers under that hash (the first run after the edit:
+    0.92 s under the hash whose code gives 2.92 s).  A touch, or an identical rewrite, of a
+    file it has read is no change; an edit of a module it has not imported yet is (it cannot
+    tell which version a later import gets)."""
+    import json
+
+    work = tmp_path / "src"
+    shutil.copytree(PKG, work / "lmtoolkit", ignore=shutil.ignore_patterns("__pycache__"))
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(work),
+        LMT_CONFIG_DIR=str(config_dir()),
+        LMT_RESULTS_DIR=str(tmp_path / "results"),
+    )
+
+    def session(*steps):
+        out = subprocess.run(
+            [sys.executable, "-c", _SESSION, *steps], env=env, capture_output=True, text=True, cwd=tmp_path
+        )
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.splitlines()[-1])
+
+    (old, h1), touched, unimported = session("run", "touch", "run", "edit-unimported", "run")
+    assert touched == [old, h1]
+    assert unimported.startswith("lmtoolkit: file analytic.py changed on disk after process "), unimported
+    assert f"(code {h1[:12]}; its files now hash " in unimported, unimported
+    assert "restart it (the Python session, the notebook's kernel)" in unimported, unimported
+    # imported, then the rule edited, then the first run: refused (the imported code is unknown)
+    [stale] = session("edit-rule", "run")
+    assert stale.startswith("lmtoolkit: file engine/common.py changed on disk after process "), stale
+    assert "(code unknown; its files now hash " in stale, stale
+    # a fresh process runs the edited rule under the edited files' hash
+    [[new, h2]] = session("run")
+    assert h2 != h1 and f"its files now hash {h2[:12]})" in stale, stale
+    assert new > old + 1.9
+
+
 def test_cache_recomputes_when_a_plugin_policy_changes(tmp_path):
     """A plug-in policy (policy._target_, outside the package) edited between two sweeps: the
     second computes anew.  The cache key used to cover the package's code only, and served

@@ -13,7 +13,8 @@ runs the same plug-in code.
 
 A hash of the files certifies the code a process runs only while the files are those it
 imported (a process keeps the modules it imported): :func:`code_hash` refuses once the
-package's files changed under the process (:func:`package_code`).
+package's files changed under the process (:func:`package_code`), and a sweep's worker refuses
+a chunk whose driver hashed other code than it runs (``sweep.execute.check_code``).
 """
 
 from __future__ import annotations

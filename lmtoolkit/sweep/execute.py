@@ -12,7 +12,9 @@ whichever runs them.
 A chunk carries what its configs read from outside the package, as the config hash read it
 (:class:`lmtoolkit.provenance.Inputs`): the bytes of each input file (traces), which the
 worker simulates instead of opening the name on its own disk, and the digest of each plug-in
-policy's source files, which the worker checks against its own copy before it simulates.
+policy's source files, which the worker checks against its own copy before it simulates; and
+the driver's code hash, which the worker checks against the lmtoolkit code it runs
+(:func:`check_code`).
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class ChunkTask:
     inputs: dict | None = None
     #: plug-in ``_target_`` -> ((module, the driver's file, sha256 hex), ...)
     plugins: dict | None = None
+    #: the driver's :func:`~lmtoolkit.provenance.code_hash` (None: a chunk made by hand)
+    code: str | None = None
 
 
 def chunk_task(plan: Plan, start: int, stop: int) -> ChunkTask:
@@ -72,6 +76,7 @@ def chunk_task(plan: Plan, start: int, stop: int) -> ChunkTask:
         round_detail=plan.round_detail,
         inputs={f: plan.inputs.content(f) for f in names},
         plugins={t: plan.inputs.plugin(t) for t in targets},
+        code=plan.code_hash,
     )
 
 
@@ -111,13 +116,37 @@ def check_plugins(plugins: dict | None) -> None:
         )
 
 
+def check_code(want: str | None) -> None:
+    """Refuse to simulate with lmtoolkit code other than the driver hashed (``want``, its
+    :func:`~lmtoolkit.provenance.code_hash`): this process must run the code of its own package
+    files — not modules it imported before they changed (a long-lived Dask worker after an edit
+    or ``git pull``: it computed the old rule's numbers, stored under the new code's hash) —
+    and those files must be the driver's, by content (another install on another machine).
+    ``want`` None: only the first check."""
+    here = provenance.running_code_hash(want)
+    if want is None or here == want:
+        return
+    raise ConfigError(
+        "lmtoolkit",
+        str(provenance.package_dir()),
+        "",
+        message=(
+            f"lmtoolkit: {provenance.this_process()} runs other lmtoolkit code than the driver "
+            f"hashed: code {here[:12]} here ({provenance.package_dir()}), {want[:12]} on the driver; "
+            "install the driver's lmtoolkit on the workers (the same version and edits) and restart "
+            "them, or run with sweep.executor=processes; nothing was computed"
+        ),
+    )
+
+
 def run_chunk(chunk: ChunkTask, inputs: dict | None = None):
     """Simulate the points of one chunk; returns the task's batch (points in chunk order).
 
     Input files come from the chunk (``inputs``, when given, stands for ``chunk.inputs``: one
     copy sent to each Dask worker), never from this machine's disk (unless the chunk has none:
     ``inputs=None``, one made by hand); plug-in code other than the driver's is refused
-    (:func:`check_plugins`)."""
+    (:func:`check_plugins`), and so is lmtoolkit code other than the driver's (:func:`check_code`)."""
+    check_code(chunk.code)
     check_plugins(chunk.plugins)
     shipped = inputs if inputs is not None else chunk.inputs
     token = SHIPPED_INPUTS.set(shipped)

@@ -98,6 +98,9 @@ class Plan:
     notes: list = dataclasses.field(default_factory=list)  # what the user should know (printed)
     #: the files and plug-in code the config hash read (their bytes go with each chunk)
     inputs: provenance.Inputs = dataclasses.field(default_factory=provenance.Inputs)
+    #: the code hash the config hash covers; each chunk carries it, and a worker running other
+    #: lmtoolkit code refuses the chunk (:func:`lmtoolkit.sweep.execute.check_code`)
+    code_hash: str | None = None
 
     @property
     def dims(self) -> list[str]:
@@ -362,6 +365,7 @@ def make_plan(
     # axes' order (it numbers the points: chunks, seeds) and the files of swapped groups; what
     # it read from outside the package is kept (inputs): the chunks simulate exactly that
     inputs = provenance.Inputs()
+    code = provenance.code_hash()  # (the one config_hash reads: the same, or stale and an error)
     config_hash = provenance.config_hash(hash_cfg, _sweep_identity(axes, inputs), inputs)
     root = Path(results_dir) if results_dir is not None else Path(str(cfg.paths.results_dir))
     variant = None if is_canonical(overrides) else _variant_id(hash_cfg)
@@ -388,6 +392,7 @@ def make_plan(
         raw=raw_base,
         notes=notes,
         inputs=inputs,
+        code_hash=code,
     )
     return expand_plan(plan) if expand else plan
 

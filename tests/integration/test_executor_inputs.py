@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import shutil
 import signal
 import socket
 import subprocess
@@ -123,6 +124,27 @@ def test_plugin_code_other_than_hashed_is_refused(tmp_path, monkeypatch):
         make_plan(ov)
     monkeypatch.delitem(sys.modules, module)  # imported anew: its new code is what runs
     make_plan(ov)
+
+
+def test_lmtoolkit_code_other_than_hashed_is_refused(tmp_path):
+    """A chunk carries the driver's code hash; a process whose lmtoolkit is other code (another
+    install or version on a worker's machine) refuses it before it simulates."""
+    import dataclasses
+
+    from lmtoolkit import provenance
+    from lmtoolkit.sweep.execute import chunk_task, run_chunk
+    from lmtoolkit.sweep.plan import make_plan
+
+    plan = make_plan(["experiment=quickstart", "debug=default", f"paths.results_dir={tmp_path}"])
+    task = chunk_task(plan, 0, 1)
+    assert task.code == provenance.code_hash() and plan.config_hash
+    run_chunk(pickle.loads(pickle.dumps(task)))  # the same code: runs
+    other = pickle.loads(pickle.dumps(dataclasses.replace(task, code="0123456789abcdef")))
+    here = provenance.code_hash()[:12]
+    with pytest.raises(
+        ConfigError, match=rf"runs other lmtoolkit code than the driver hashed: code {here} here"
+    ):
+        run_chunk(other)
 
 
 def test_cache_false_recomputes_partial_chunks_of_an_earlier_run(tmp_path, monkeypatch):
@@ -241,3 +263,76 @@ def test_a_remote_dask_worker_simulates_the_drivers_files(tmp_path):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
             p.wait()
+
+
+# -- a worker that imported lmtoolkit before it was edited ------------------------------------
+def _local_cluster(src: Path):
+    """A LocalCluster of one worker process that imports lmtoolkit from ``src`` (a spawned
+    worker starts with this process's ``sys.path``)."""
+    from distributed import LocalCluster
+
+    sys.path.insert(0, str(src))
+    try:
+        return LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+        )
+    finally:
+        sys.path.remove(str(src))
+
+
+@pytest.mark.slow
+def test_a_dask_worker_running_lmtoolkit_older_than_its_files_refuses(tmp_path, monkeypatch):
+    """A copy of the package on the driver's and the worker's path; the worker of a LocalCluster
+    imports it, then a rule of the copy is edited (every switchover 2 s longer).  The next sweep
+    through the same cluster is refused in one line and writes nothing: the worker used to
+    compute the old rule's numbers and the driver stored them under the new code's hash (total
+    time 9.43 s where that code gives 11.43 s).  So is a worker whose install is other code.  A
+    fresh cluster computes the new rule's numbers."""
+    import hashlib
+
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "lmtoolkit", src / "lmtoolkit", ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setenv("LMT_CONFIG_DIR", str(config_dir()))  # (the copy has no configs/ beside it)
+    env = dict(os.environ, PYTHONPATH=str(src), LMT_RESULTS_DIR=str(tmp_path / "r"))
+    args = ["sweep", "experiment=quickstart", "debug=default", "engine=fluid", "sweep.chunk_size=1"]
+    args += ["sweep.cache=false", "--no-plot", "-q"]
+
+    def sweep(cluster):
+        return _lmtk(
+            [*args, "sweep.executor=dask", f"sweep.dask_address={cluster.scheduler_address}"], env, tmp_path
+        )
+
+    with _local_cluster(src) as cluster:
+        run = sweep(cluster)
+        first = _result(run)
+        out = Path(next(x for x in run.stdout.splitlines() if x.startswith("wrote ")).split(" ", 1)[1])
+        common = src / "lmtoolkit" / "engine" / "common.py"
+        text = common.read_text()
+        assert "down = page_t + dev_t" in text
+        common.write_text(text.replace("down = page_t + dev_t", "down = 2.0 + page_t + dev_t"))
+        written = hashlib.sha256(out.read_bytes()).hexdigest()
+        stale = sweep(cluster)
+        assert stale.returncode == 2 and "Traceback" not in stale.stderr, (stale.stdout, stale.stderr)
+        err = stale.stderr.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("lmtk: error: lmtoolkit: "), err
+        assert "engine/common.py changed on disk after process" in err and "Dask worker tcp://" in err, err
+        assert "restart the Dask workers" in err, err
+        # nothing written: the result is the first run's, no chunk kept for a resume
+        assert hashlib.sha256(out.read_bytes()).hexdigest() == written
+        assert not list((tmp_path / "r").rglob(".partial/*/chunk-*.npz"))
+    # a worker whose own install is other code (the checkout: the copy before its edit)
+    with _local_cluster(ROOT) as cluster:
+        other = sweep(cluster)
+    assert other.returncode == 2 and "Traceback" not in other.stderr, (other.stdout, other.stderr)
+    with _local_cluster(src) as cluster:
+        fresh = _result(sweep(cluster))
+    inline = _result(_lmtk(args, env, tmp_path))
+    h1, h2 = first.attrs["lmt_code_hash"], fresh.attrs["lmt_code_hash"]
+    assert h2 == inline.attrs["lmt_code_hash"] != h1
+    assert f"(code {h1[:12]}; the driver hashed {h2[:12]})" in err, err
+    mixed = other.stderr.strip()
+    assert len(mixed.splitlines()) == 1 and "runs other lmtoolkit code than the driver hashed" in mixed
+    assert f"code {h1[:12]} here ({ROOT / 'lmtoolkit'}), {h2[:12]} on the driver" in mixed, mixed
+    xr.testing.assert_identical(fresh.drop_attrs(), inline.drop_attrs())
+    ok = first.completed.values
+    assert ok.any() and (fresh.total_time.values[ok] > first.total_time.values[ok] + 1.9).all()

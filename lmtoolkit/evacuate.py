@@ -15,7 +15,10 @@ Dataset assembly).  The scenario is the ``evacuation`` config group (``configs/e
 their link rates and free memory, the VMs (``memory_gib``, ``dirty_rate_pages_s``,
 ``wss_mib``, ``count``; workload shape, policy, host from the rest of the config —
 ``workload=uniform`` unless given), an ``order`` and a ``concurrency`` limit per host (null =
-the policy's, :meth:`~lmtoolkit.policies.base.Policy.concurrent_migrations`).
+the policy's, :meth:`~lmtoolkit.policies.base.Policy.concurrent_migrations`).  What the VMs
+and the host links replace is refused, not dropped (``network.bandwidth_gbit_s``, a
+``network`` or ``vm`` option, ``vm.memory_gib`` when every VM sets its own, …:
+:func:`~lmtoolkit.runner.check_evacuation_overrides`).
 """
 
 from __future__ import annotations

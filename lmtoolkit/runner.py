@@ -8,18 +8,19 @@ into a :class:`~lmtoolkit.scenario.Scenario`, :func:`build_evacuation` into an
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from contextvars import ContextVar
 from pathlib import Path
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from .compose import GROUPS, TASKS, compose, policy_class, task_of, unknown_field  # noqa: F401
+from .compose import GROUPS, TASKS, compose, policy_class, split_override, task_of, unknown_field  # noqa: F401
 from .errors import ConfigError, check_range
 from .model import VM, Host, Network
 from .model.checks import check_number
 from .model.energy import Power
-from .model.evacuation import Evacuation, HostLink, VmSpec
+from .model.evacuation import Evacuation, HostLink, VmSpec, check_links_above
 from .model.storage import Storage
 from .model.workload import WORKLOADS, PhasedWorkload, TraceWorkload
 from .paths import project_root
@@ -172,11 +173,138 @@ def build_power(cfg: DictConfig) -> Power:
     return _build(Power, _as_dict(cfg.get("power") or {}), "power")
 
 
+#: top-level keys each VM of ``evacuation.vms`` may set for itself: key -> the VM's field
+PER_VM_KEYS = {
+    "vm.memory_gib": "memory_gib",
+    "workload.dirty_rate_pages_s": "dirty_rate_pages_s",
+    "workload.wss_mib": "wss_mib",
+}
+#: the ``network`` keys an evacuation reads (its line rate is the hosts' links)
+EVACUATION_NETWORK_KEYS = tuple(f.name for f in dataclasses.fields(Network) if f.name != "bandwidth_gbit_s")
+#: the ``vm`` keys an evacuation reads (each VM's memory is its own)
+EVACUATION_VM_KEYS = tuple(f.name for f in dataclasses.fields(VM) if f.name != "memory_gib")
+_LINKS = (
+    "each migration runs at most at the slower of its two hosts' links, evacuation.source.link_gbit_s "
+    "and evacuation.destinations[i].link_gbit_s (evacuation=gigabit: 1 GbE hosts)"
+)
+
+
+def check_link_rate_unset(cfg: DictConfig) -> None:
+    """An evacuation's line rates are its hosts' links: ``network.bandwidth_gbit_s`` is not
+    read, and is refused away from its default (whatever set it: the key, a ``network``
+    option, a site file, an experiment)."""
+    default = {f.name: f.default for f in dataclasses.fields(Network)}["bandwidth_gbit_s"]
+    value = OmegaConf.select(cfg, "network.bandwidth_gbit_s", default=default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != default:
+        raise ConfigError(
+            "network.bandwidth_gbit_s",
+            value,
+            "",
+            message=f"network.bandwidth_gbit_s={value} is not read by an evacuation: {_LINKS}; set the links "
+            f"there and leave network.bandwidth_gbit_s at its default, {default:g} (a network option of another "
+            f"rate sets it too; the network keys an evacuation reads are {', '.join(EVACUATION_NETWORK_KEYS)})",
+        )
+
+
+def _vm_lists(cfg: DictConfig, overrides: list[str], axes) -> list[list]:
+    """The ``evacuation.vms`` lists the points of a plan may have: the config's, and each
+    option's of an axis over the ``evacuation`` group (unless ``evacuation.vms`` is given);
+    None for one this cannot read (then a top-level VM key may be read)."""
+    from .sweep.swap import group_option_node
+
+    out = [OmegaConf.select(cfg, "evacuation.vms", default=None)]
+    given = any(split_override(o)[1] == "evacuation.vms" for o in overrides)
+    for a in axes:
+        if a.group and a.key == "evacuation" and not given:
+            for opt in a.values:
+                node = group_option_node("evacuation", str(opt))
+                out.append(None if node is None else node.get("vms"))
+    return [list(v) if isinstance(v, (list, ListConfig)) else None for v in out]
+
+
+def check_evacuation_overrides(overrides: list[str], cfg: DictConfig, axes=()) -> None:
+    """Refuse, before anything runs, what an evacuation would not read (one
+    :class:`ConfigError` naming the key, the value and where to set it instead):
+
+    * ``vm.memory_gib``, ``workload.dirty_rate_pages_s``, ``workload.wss_mib`` (given or an
+      axis's key) when every VM of ``evacuation.vms`` sets its own — a VM that leaves its
+      field out takes the top-level key, which is then read;
+    * a ``vm`` option (given or an axis) when every VM sets its own ``memory_gib``: its point,
+      the guest's size, is not read;
+    * a ``network`` option and ``network.bandwidth_gbit_s`` (given or an axis): the line
+      rates are the hosts' links (:func:`check_link_rate_unset`).
+
+    A ``workload`` option is read: it chooses every VM's write pattern (each VM's rate and
+    working set replace the option's)."""
+    lists = _vm_lists(cfg, overrides, axes)
+
+    def every(field: str) -> bool:
+        return all(vms and all(hasattr(v, "keys") and field in v for v in vms) for vms in lists)
+
+    def per_vm(field: str, key: str, shown: str, value) -> ConfigError:
+        first = lists[0][0][field] if lists[0] else "..."
+        return ConfigError(
+            key,
+            value,
+            "",
+            message=f"{shown} is not read by an evacuation: every VM of evacuation.vms sets its own {field} "
+            f"(evacuation.vms[0].{field}={first}); set it per VM there, e.g. "
+            f"'evacuation.vms=[{{name: a, {field}: {value}, count: 2}}, ...]' (a VM that leaves {field} "
+            f"out takes {key})",
+        )
+
+    def option(group: str, opt) -> ConfigError:
+        if group == "network":
+            return ConfigError(
+                "network",
+                opt,
+                "",
+                message=f"network={opt}: an evacuation does not read a network option's line rate "
+                f"(bandwidth_gbit_s): {_LINKS}; set the links there, and the network keys an evacuation "
+                f"reads ({', '.join(EVACUATION_NETWORK_KEYS)}) one by one as network.KEY=VALUE",
+            )
+        return ConfigError(
+            "vm",
+            opt,
+            "",
+            message=f"vm={opt}: an evacuation does not read a vm option's size (memory_gib): every VM of "
+            "evacuation.vms sets its own memory_gib; set the VMs' memory there (evacuation.vms[i].memory_gib), "
+            f"and the vm keys an evacuation reads ({', '.join(EVACUATION_VM_KEYS)}) one by one as vm.KEY=VALUE",
+        )
+
+    given = [split_override(o) for o in overrides]
+    for prefix, key, value in given:
+        if "~" not in prefix and key in PER_VM_KEYS and every(PER_VM_KEYS[key]):
+            raise per_vm(PER_VM_KEYS[key], key, f"{key}={value}", value)
+    for a in axes:
+        if not a.group and a.key in PER_VM_KEYS and every(PER_VM_KEYS[a.key]):
+            raise per_vm(PER_VM_KEYS[a.key], a.key, f"sweep.axes.{a.dim} (key {a.key})", a.values[0])
+        if not a.group and a.key == "network.bandwidth_gbit_s":
+            raise ConfigError(
+                f"sweep.axes.{a.dim}",
+                a.key,
+                "",
+                message=f"sweep.axes.{a.dim}: key network.bandwidth_gbit_s is not read by an evacuation: {_LINKS}; "
+                "sweep the links instead (an axis over the evacuation group, or over "
+                "evacuation.source.link_gbit_s)",
+            )
+    for prefix, key, value in given:
+        if "~" not in prefix and (key == "network" or (key == "vm" and every("memory_gib"))):
+            raise option(key, value)
+    for a in axes:
+        if a.group and (a.key == "network" or (a.key == "vm" and every("memory_gib"))):
+            e = option(a.key, a.values[0])
+            raise ConfigError(f"sweep.axes.{a.dim}", a.values, "", message=f"sweep.axes.{a.dim}: {e.text()}")
+    check_link_rate_unset(cfg)
+
+
 def build_evacuation(cfg: DictConfig):
     """Config with an ``evacuation`` group -> :class:`~lmtoolkit.model.evacuation.Evacuation`.
 
     Each VM of ``evacuation.vms`` is the config's scenario with its ``memory_gib``,
-    ``dirty_rate_pages_s`` and ``wss_mib`` replaced (``count`` repeats it).
+    ``dirty_rate_pages_s`` and ``wss_mib`` replaced (``count`` repeats it); the line rates are
+    the hosts' links (``network.bandwidth_gbit_s`` is refused away from its default:
+    :func:`check_link_rate_unset`).
     """
     ev = _as_dict(cfg.get("evacuation") or {})
     if not ev:
@@ -191,7 +319,7 @@ def build_evacuation(cfg: DictConfig):
             message=f"engine={cfg.get('engine')} is not allowed for an evacuation: its migrations run on the "
             "fluid engine's progress tables over link rates (engine=fluid)",
         )
-    base = build_scenario(cfg)
+    check_link_rate_unset(cfg)
     known = {"order", "concurrency", "setup_s", "source", "destinations", "vms"}
     for k in ev:
         if k not in known:
@@ -219,6 +347,18 @@ def build_evacuation(cfg: DictConfig):
 
     source = host(ev.get("source"), "evacuation.source")
     dests = [host(d, f"evacuation.destinations[{i}]") for i, d in enumerate(ev.get("destinations") or [])]
+    # the scenario the VMs share, its line rate the fastest host link (each migration gets the
+    # slower of its two hosts' links: tasks.evacuation.simulate_evacuation), so the network's
+    # own checks (background traffic below the line rate) are against a link that exists
+    hosts = [source, *dests]
+    bg = OmegaConf.select(cfg, "network.background_gbit_s", default=0.0)
+    if isinstance(bg, (int, float)) and not isinstance(bg, bool):  # (else: the network's own error)
+        check_links_above(hosts, bg)
+    fastest = max(h.link_gbit_s for h in hosts)
+    with_links = copy.deepcopy(cfg)
+    with open_dict(with_links):
+        with_links.network.bandwidth_gbit_s = fastest
+    base = build_scenario(with_links)
     vms = []
     for i, v in enumerate(ev.get("vms") or []):
         v, key = dict(v), f"evacuation.vms[{i}]"

@@ -29,8 +29,19 @@ class HostLink:
     def __post_init__(self):
         check_number(f"{self.key}.link_gbit_s", self.link_gbit_s)
         check_number(f"{self.key}.free_gib", self.free_gib)
-        check_range(f"{self.key}.link_gbit_s", self.link_gbit_s, 0, None, lo_open=True)
+        check_range(f"{self.key}.link_gbit_s", self.link_gbit_s, 0, None, lo_open=True, finite=True)
         check_range(f"{self.key}.free_gib", self.free_gib, 0, None)
+
+
+def check_links_above(hosts, background_gbit_s: float) -> None:
+    """Every host link carries more than the background traffic (``network.background_gbit_s``)."""
+    for h in hosts:
+        if h.link_gbit_s <= background_gbit_s:
+            raise ConfigError(
+                f"{h.key}.link_gbit_s",
+                h.link_gbit_s,
+                f"above network.background_gbit_s ({background_gbit_s:g})",
+            )
 
 
 @dataclass(frozen=True)
@@ -67,12 +78,7 @@ class Evacuation:
             raise ConfigError(
                 "evacuation.destinations", names, "distinct host names, none equal to the source"
             )
-        bg = self.network.background_gbit_s
-        for h in [self.source, *self.destinations]:
-            if h.link_gbit_s <= bg:
-                raise ConfigError(
-                    f"{h.key}.link_gbit_s", h.link_gbit_s, f"above network.background_gbit_s ({bg:g})"
-                )
+        check_links_above([self.source, *self.destinations], self.network.background_gbit_s)
 
     # -- plan --------------------------------------------------------------------------------
     def ordered(self) -> list[VmSpec]:

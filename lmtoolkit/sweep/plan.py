@@ -337,6 +337,7 @@ def make_plan(
         raise ConfigError("sweep.common_random_numbers", crn, "true or false")
     axes = parse_axes(cfg, max_values)
     notes = _check_not_swept(overrides, axes, name or default_name)
+    task.check_plan(overrides, cfg, axes)  # what the task would not read: refused before any work
     if (
         not axes
         and name is None

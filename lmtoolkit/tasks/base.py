@@ -16,6 +16,10 @@ class Task:
     #: headline variables for the sweep table: (variable, label, scale)
     table: tuple = ()
 
+    def check_plan(self, overrides: list[str], cfg, axes: list) -> None:
+        """Refuse, before anything runs, overrides and axes this task would not read (raises
+        :class:`~lmtoolkit.errors.ConfigError`); ``cfg``: the resolved base config."""
+
     def template(self, cfg):
         """Build the objects of one config cell (raises :class:`~lmtoolkit.errors.ConfigError`)."""
         raise NotImplementedError

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..concurrency import Planned, simulate_concurrent
 from ..model.energy import hosts_idle_energy, migration_energy, scenario_constants, stack_constants
-from ..runner import build_evacuation, build_power
+from ..runner import build_evacuation, build_power, check_evacuation_overrides
 from .base import Task
 
 #: per-VM variables: name -> (units, long name, fill for a VM a point does not have)
@@ -172,6 +172,9 @@ class EvacuationTask(Task):
         ("total_transferred", "sent [GiB]", 1 / 1024**3),
         ("energy_total", "energy [kJ]", 1e-3),
     )
+
+    def check_plan(self, overrides, cfg, axes):
+        check_evacuation_overrides(overrides, cfg, axes)
 
     def template(self, cfg):
         return build_evacuation(cfg)

@@ -140,3 +140,102 @@ def test_a_vm_that_cannot_converge_stops_at_its_timeout_and_stays_on_the_source(
     assert float(hot.transferred) > 0.8 * link * 300 * 0.9
     assert bool(quiet.completed) and float(quiet.downtime) > 0
     assert float(ds.makespan) == pytest.approx(301.0, abs=0.01)
+
+
+# -- what an evacuation reads, and what it refuses -------------------------------------------
+#: (override, words its one-line refusal must hold: the key, the value, where to set it instead)
+UNREAD = [
+    # the links are the hosts': network.bandwidth_gbit_s=1 ran the 10 GbE evacuation (409.8 s)
+    (
+        "network.bandwidth_gbit_s=1",
+        ["network.bandwidth_gbit_s=1", "evacuation.source.link_gbit_s", "evacuation=gigabit"],
+    ),
+    ("network=1gbe", ["network=1gbe", "evacuation.destinations[i].link_gbit_s", "network.KEY=VALUE"]),
+    # every VM of evacuation.vms sets its own memory, rate and working set
+    ("vm.memory_gib=64", ["vm.memory_gib=64", "evacuation.vms", "memory_gib: 64"]),
+    ("vm=large", ["vm=large", "evacuation.vms[i].memory_gib", "vm.KEY=VALUE"]),
+    (
+        "workload.dirty_rate_pages_s=99999",
+        ["workload.dirty_rate_pages_s=99999", "evacuation.vms", "dirty_rate_pages_s: 99999"],
+    ),
+    ("workload.wss_mib=100", ["workload.wss_mib=100", "evacuation.vms", "wss_mib: 100"]),
+]
+
+
+@pytest.fixture
+def nothing_runs(monkeypatch, tmp_path):
+    """Fail the test if an evacuation is simulated; the results directory the test may not write."""
+    import lmtoolkit.tasks.evacuation as task
+
+    def simulated(*a, **k):
+        raise AssertionError("an evacuation was simulated")
+
+    monkeypatch.setattr(task, "point", simulated)
+    out = tmp_path / "results"
+    monkeypatch.setenv("LMT_RESULTS_DIR", str(out))
+    return out
+
+
+@pytest.mark.parametrize("override, words", UNREAD, ids=[o for o, _ in UNREAD])
+def test_a_key_an_evacuation_does_not_read_is_refused_before_any_work(override, words, nothing_runs, capsys):
+    """lmtk evacuate and lmtk sweep of an evacuation experiment (the same task) refuse it alike:
+    one line naming the key, the value and where to set it instead, exit 2, nothing written."""
+    errs = []
+    for argv in (["evacuate", override], ["sweep", "experiment=evacuation_order", override]):
+        assert main(argv) == 2, argv
+        captured = capsys.readouterr()
+        err = captured.err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("lmtk: error: "), err
+        assert "Traceback" not in captured.err + captured.out
+        for w in words:
+            assert w in err, (w, err)
+        errs.append(err)
+    assert errs[0] == errs[1]
+    assert not nothing_runs.exists() or not any(nothing_runs.rglob("*"))
+
+
+def test_a_sweep_axis_an_evacuation_does_not_read_is_refused(nothing_runs, capsys):
+    for axis, words in (
+        ("+sweep.axes.mem={key: vm.memory_gib, values: [1, 2]}", ["sweep.axes.mem", "vm.memory_gib"]),
+        ("sweep.axes.links={key: network, values: [1gbe, 10gbe]}", ["sweep.axes.links", "network=1gbe"]),
+    ):
+        assert main(["sweep", "experiment=evacuation_order", axis]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and all(w in err for w in words), err
+    assert not nothing_runs.exists() or not any(nothing_runs.rglob("*"))
+
+
+def test_the_network_keys_an_evacuation_reads_change_it():
+    base = lmt.evacuate(SMALL)
+    for override in ("network.efficiency=0.5", "network.background_gbit_s=5", "network.latency_ms=40"):
+        other = lmt.evacuate(SMALL + [override])
+        assert float(other.makespan) > float(base.makespan), override
+    # the links themselves: 1 GbE hosts take longer
+    assert float(lmt.evacuate(SMALL + ["evacuation=gigabit"]).makespan) > 5 * float(base.makespan)
+
+
+def test_background_traffic_is_checked_against_the_hosts_links():
+    """Links faster than the network's default line rate carry background traffic above it
+    (it was refused against network.bandwidth_gbit_s, which an evacuation does not read)."""
+    links = [
+        "evacuation.source={name: s, link_gbit_s: 40}",
+        "evacuation.destinations=[{name: d1, link_gbit_s: 40, free_gib: 64}, {name: d2, link_gbit_s: 40, free_gib: 64}]",
+    ]
+    quiet = lmt.evacuate(SMALL + links)
+    busy = lmt.evacuate(SMALL + links + ["network.background_gbit_s=15"])
+    assert float(busy.makespan) > float(quiet.makespan)
+    with pytest.raises(ConfigError) as e:
+        lmt.evacuate(SMALL + links + ["network.background_gbit_s=40"])
+    assert e.value.key == "evacuation.source.link_gbit_s"
+
+
+def test_a_vm_key_is_read_for_the_vms_that_leave_it_out():
+    """vm.memory_gib and workload.dirty_rate_pages_s are each VM's unless its entry sets them."""
+    vms = "evacuation.vms=[{name: a, count: 2}, {name: b, memory_gib: 1, dirty_rate_pages_s: 100}]"
+    small = lmt.evacuate([vms, "vm.memory_gib=1", "workload.dirty_rate_pages_s=1000"])
+    big = lmt.evacuate([vms, "vm.memory_gib=3", "workload.dirty_rate_pages_s=1000"])
+    hot = lmt.evacuate([vms, "vm.memory_gib=1", "workload.dirty_rate_pages_s=20000"])
+    assert float(big.memory.sel(vm="a-1")) == 3 * 2**30 and float(big.memory.sel(vm="b")) == 2**30
+    assert float(big.makespan) > float(small.makespan)
+    assert float(hot.dirty_rate.sel(vm="a-1")) == 20000 and float(hot.dirty_rate.sel(vm="b")) == 100
+    assert float(hot.transferred.sel(vm="a-1")) > float(small.transferred.sel(vm="a-1"))

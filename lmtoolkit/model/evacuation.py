@@ -3,8 +3,9 @@
 Every VM of ``source`` migrates to one of ``destinations`` (links ``link_gbit_s``, full
 duplex; payload share ``network.efficiency`` minus ``network.background_gbit_s``; free
 memory ``free_gib``).  Placement: in migration order (``order``), each VM goes to the
-destination with the most free memory that holds it (worst fit); a VM no destination can
-hold is a :class:`~lmtoolkit.errors.ConfigError`.  The simulation (several migrations
+destination with the most free memory that holds it (worst fit); VMs that need more memory
+than the destinations have free in all, or a VM no destination can hold when its turn comes,
+is a :class:`~lmtoolkit.errors.ConfigError` saying which.  The simulation (several migrations
 sharing links) is :func:`lmtoolkit.tasks.evacuation.simulate_evacuation`.
 """
 
@@ -94,17 +95,45 @@ class Evacuation:
         return vms if key is None else sorted(vms, key=key)  # stable: ties keep the given order
 
     def placement(self) -> list[tuple[VmSpec, HostLink]]:
+        """Each VM, in migration order, on the destination with the most free memory left
+        (worst fit).  VMs that need more memory than the destinations have free in all are one
+        error saying so; a VM that finds no room although the total fits is an error naming it."""
+        need_all = sum(v.scenario.vm.memory_gib for v in self.vms)
+        free_all = sum(d.free_gib for d in self.destinations)
+        if need_all > free_all + 1e-9:
+            each = ", ".join(f"{d.name} {d.free_gib:g}" for d in self.destinations)
+            raise ConfigError(
+                "evacuation.destinations",
+                free_all,
+                "",
+                message=f"the evacuation's {len(self.vms)} VMs need {need_all:g} GiB and its destinations have "
+                f"{free_all:g} GiB free in all (evacuation.destinations[i].free_gib: {each}): raise the "
+                "destinations' free_gib, add destinations, or evacuate fewer or smaller VMs (evacuation.vms)",
+            )
         free = {d.name: d.free_gib for d in self.destinations}
         out = []
-        for v in self.ordered():
+        for n, v in enumerate(self.ordered()):
             need = v.scenario.vm.memory_gib
             d = max(self.destinations, key=lambda h: free[h.name])
             if free[d.name] + 1e-9 < need:
+                big = max(self.destinations, key=lambda h: h.free_gib)
+                if big.free_gib + 1e-9 < need:
+                    raise ConfigError(
+                        f"{v.key}.memory_gib",
+                        need,
+                        "",
+                        message=f"{v.key}.memory_gib={need:g} (VM {v.name}) is more than any destination has "
+                        f"free (the most: {big.free_gib:g} GiB on {big.name}, evacuation.destinations[i].free_gib)",
+                    )
                 raise ConfigError(
                     f"{v.key}.memory_gib",
                     need,
-                    f"at most the largest free memory on a destination "
-                    f"({free[d.name]:g} GiB left on {d.name})",
+                    "",
+                    message=f"{v.key}.memory_gib={need:g} (VM {v.name}) fits on no destination when its turn "
+                    f"comes: the destinations have {free_all:g} GiB free in all for {need_all:g} GiB of VMs, but "
+                    f"placed in order {self.order} (each VM on the destination with the most free memory left) "
+                    f"the {n} VMs before it leave at most {free[d.name]:g} GiB (on {d.name}); change "
+                    "evacuation.order, the destinations' free_gib or the VM's memory_gib",
                 )
             free[d.name] -= need
             out.append((v, d))

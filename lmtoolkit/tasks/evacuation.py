@@ -177,7 +177,9 @@ class EvacuationTask(Task):
         check_evacuation_overrides(overrides, cfg, axes)
 
     def template(self, cfg):
-        return build_evacuation(cfg)
+        ev = build_evacuation(cfg)
+        ev.placement()  # VMs the destinations cannot hold: refused with the plan, before any work
+        return ev
 
     def run_cell(self, cfg, columns, seeds, round_detail):
         one = point(build_evacuation(cfg), build_power(cfg))  # deterministic: the seed is not used

@@ -239,3 +239,26 @@ def test_a_vm_key_is_read_for_the_vms_that_leave_it_out():
     assert float(big.makespan) > float(small.makespan)
     assert float(hot.dirty_rate.sel(vm="a-1")) == 20000 and float(hot.dirty_rate.sel(vm="b")) == 100
     assert float(hot.transferred.sel(vm="a-1")) > float(small.transferred.sel(vm="a-1"))
+
+
+def test_vms_that_do_not_fit_in_all_say_so(nothing_runs, capsys):
+    """80 GiB free for the default host's 160 GiB of VMs said 'evacuation.vms[2].memory_gib=8.0 …
+    (0 GiB left on h1)'; the per-VM message is for VMs the placement leaves without room."""
+    dests = "evacuation.destinations=[{name: h1, link_gbit_s: 10, free_gib: 40},{name: h2, link_gbit_s: 10, free_gib: 40}]"
+    for argv in (["evacuate", dests], ["sweep", "experiment=evacuation_order", dests]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "need 160 GiB" in err and "80 GiB free in all" in err and "h1 40, h2 40" in err, err
+        assert "memory_gib=8" not in err, err
+    # 20 GiB free for 20 GiB of VMs, but worst fit leaves 2 + 2 GiB for the last 4 GiB VM
+    with pytest.raises(ConfigError) as e:
+        lmt.evacuate(
+            [
+                "evacuation.destinations=[{name: h1, link_gbit_s: 10, free_gib: 10},{name: h2, link_gbit_s: 10, free_gib: 10}]",
+                "evacuation.vms=[{name: a, memory_gib: 8, count: 2}, {name: b, memory_gib: 4}]",
+            ]
+        )
+    assert e.value.key == "evacuation.vms[1].memory_gib"
+    assert "20 GiB free in all for 20 GiB" in str(e.value) and "largest_first" in str(e.value)
+    assert "at most 2 GiB" in str(e.value)
+    assert not nothing_runs.exists() or not any(nothing_runs.rglob("*"))

@@ -348,6 +348,25 @@ def _yaml_error(groups: list[str], e: Exception) -> ConfigError:
     return ConfigError("config", None, "", message=f"a config file is not valid YAML: {first_line(e)}")
 
 
+def _is_evacuation_key(key: str) -> bool:
+    return key == "evacuation" or key.startswith("evacuation.")
+
+
+def _evacuation_elsewhere(o: str, runs: str) -> ConfigError:
+    """The error for an ``evacuation`` override where no evacuation runs: ``runs`` says what
+    the config runs instead."""
+    prefix, key, value = split_override(o)
+    clean = f"{key}={value}"
+    what = "the evacuation group" if key == "evacuation" else "an evacuation key"
+    return ConfigError(
+        key,
+        value,
+        "",
+        message=f"{o}: {what} is read by host evacuations only: lmtk evacuate {clean} (or an experiment "
+        f"with task: evacuation, e.g. lmtk sweep experiment=evacuation_order {clean}); {runs}",
+    )
+
+
 def _explain(overrides: list[str], groups: list[str], values: list[str], err: Exception) -> ConfigError:
     """Word a failed composition as one line (composes the groups alone to find the bad key)."""
     from hydra.errors import HydraException
@@ -355,6 +374,19 @@ def _explain(overrides: list[str], groups: list[str], values: list[str], err: Ex
 
     if isinstance(err, yaml.YAMLError):
         return _yaml_error(groups, err)
+    # an evacuation key or option where the config has no evacuation group (lmtk run
+    # evacuation=gigabit: Hydra's answer was to append it with +, which lmtk run then ignored)
+    plain = [o for o in overrides if not split_override(o)[0] and _is_evacuation_key(split_override(o)[1])]
+    if plain:
+        try:
+            base = compose_raw([g for g in groups if g not in plain])
+        except (HydraException, OmegaConfBaseException, yaml.YAMLError):
+            base = None
+        if base is not None and "evacuation" not in base:
+            return _evacuation_elsewhere(
+                plain[0],
+                "this config has no evacuation to read it (lmtk run and lmt.simulate run one migration)",
+            )
     try:
         base = compose_raw(groups)
     except yaml.YAMLError as e:
@@ -405,6 +437,24 @@ def _check_top_level(cfg: DictConfig) -> None:
     task = cfg.get("task", "migration")
     if task not in TASKS:
         raise ConfigError("task", task, "one of " + ", ".join(TASKS))
+
+
+def _check_evacuation_read(cfg: DictConfig, overrides: list[str]) -> None:
+    """An ``evacuation`` group in a config of migrations (``lmtk run +evacuation=gigabit``)
+    would be read by nothing: refused, naming the override that added it."""
+    if task_of(cfg) != "migration" or "evacuation" not in cfg:
+        return
+    given = [o for o in overrides if _is_evacuation_key(split_override(o)[1])]
+    runs = "this config runs task=migration (lmtk run, lmt.simulate: one migration per point), which would ignore it"
+    if given:
+        raise _evacuation_elsewhere(given[0], runs)
+    raise ConfigError(
+        "evacuation",
+        None,
+        "",
+        message="the config has an evacuation group (from its config files) and runs task=migration, which "
+        "reads no evacuation keys: set task: evacuation beside the group, or leave the group out",
+    )
 
 
 def policy_class(d, prefix: str = "policy") -> type:
@@ -557,6 +607,7 @@ def compose_both(overrides: Iterable[str] | str | None = ()) -> tuple[DictConfig
     except OmegaConfBaseException as e:
         raise ConfigError("overrides", overrides, "", message=first_line(e)) from None
     _check_top_level(cfg)
+    _check_evacuation_read(cfg, overrides)
     _check_fixed_keys(cfg)
     _check_policy_keys(cfg)
     return raw, cfg

@@ -70,6 +70,11 @@ def evacuate(overrides: Iterable[str] | str = (), command: str | None = None) ->
 def run_evacuation(overrides, command: str | None = None, log=None):
     """(Dataset, sweep info) of :func:`evacuate`."""
     ov = evacuation_overrides(overrides)
+    if experiment_name(ov) is None:  # (before composing: task=migration would refuse the group)
+        for o in ov:
+            _, key, value = split_override(o)
+            if key == "task" and value != "evacuation":
+                raise ConfigError("task", value, "evacuation (lmtk evacuate runs evacuations)")
     pair = compose_both(ov)
     if experiment_name(ov) is None and task_of(pair[1]) != "evacuation":
         raise ConfigError("task", task_of(pair[1]), "evacuation (lmtk evacuate runs evacuations)")

@@ -318,6 +318,53 @@ BAD = [
     (["notebooks", "--smoke", "-p", "policy.downtime_limit_ms=-5"], ["policy.downtime_limit_ms=-5"]),
 ]
 
+#: what a single migration does not read, and where it belongs: (argv, words of the one line)
+NOT_FOR_RUN = [
+    # "unknown key" for a documented key
+    (
+        ["run", "evacuation.order=smallest_first"],
+        [
+            "evacuation.order=smallest_first",
+            "host evacuations",
+            "lmtk evacuate evacuation.order=smallest_first",
+        ],
+    ),
+    # Hydra's "... To append to your default list use +evacuation=gigabit"
+    (["run", "evacuation=gigabit"], ["evacuation=gigabit", "lmtk evacuate evacuation=gigabit"]),
+    # ... which lmtk run then accepted and ignored, as a migration sweep did
+    (["run", "+evacuation=gigabit"], ["+evacuation=gigabit", "task=migration", "lmtk evacuate"]),
+    (["run", "+evacuation.order=given"], ["+evacuation.order=given", "task=migration", "lmtk evacuate"]),
+    (
+        ["sweep", "experiment=quickstart", "+evacuation=gigabit"],
+        ["+evacuation=gigabit", "task=migration", "lmtk evacuate"],
+    ),
+    # lmtk evacuate task=migration: it said the evacuation group was not read by a migration
+    (["evacuate", "task=migration"], ["task='migration'", "lmtk evacuate runs evacuations"]),
+]
+
+
+@pytest.mark.parametrize("argv, words", NOT_FOR_RUN, ids=[" ".join(a) for a, _ in NOT_FOR_RUN])
+def test_what_a_command_does_not_read_is_one_line_and_writes_nothing(
+    argv, words, capsys, tmp_path, monkeypatch
+):
+    from lmtoolkit import api
+
+    def simulated(*a, **k):
+        raise AssertionError("a migration was simulated")
+
+    monkeypatch.setattr(api, "run_batch", simulated)
+    out = tmp_path / "results"
+    monkeypatch.setenv("LMT_RESULTS_DIR", str(out))
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("lmtk: error: "), err
+    assert "Traceback" not in captured.err + captured.out
+    for w in words:
+        assert w in err, (w, err)
+    assert "To append to your default list" not in err and "unknown key" not in err, err
+    assert not out.exists() or not any(out.rglob("*"))
+
 
 @pytest.mark.parametrize("argv, words", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_input_one_line_exit_2(argv, words, capsys):

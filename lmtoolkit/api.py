@@ -9,7 +9,7 @@ import xarray as xr
 from omegaconf import DictConfig, OmegaConf
 
 from . import dataset, provenance
-from .compose import as_overrides, compose, task_of
+from .compose import as_overrides, compose, split_override, task_of
 from .engine import run_batch
 from .errors import ConfigError
 from .runner import build_power, build_scenario
@@ -62,3 +62,22 @@ def check_single_migration(cfg: DictConfig) -> None:
                 f"run simulate one migration; run the experiment with lmtk sweep"
             ),
         )
+
+
+def check_run_overrides(overrides) -> None:
+    """``lmtk run`` reads no ``sweep`` setting (one migration: no axes, replicates, executor,
+    chunks, cache or output format of its own): a ``sweep.*`` override or a ``sweep`` option
+    is refused, not dropped (``lmtk run sweep.replicates=5`` ran one migration, exit 0).
+    (Not in :func:`simulate`: a notebook hands the same overrides to ``cfg.simulate()`` and
+    ``cfg.sweep()``.)"""
+    for o in as_overrides(overrides):
+        _, key, value = split_override(o)
+        if key == "sweep" or key.startswith("sweep."):
+            raise ConfigError(
+                key,
+                value,
+                "",
+                message=f"{o}: sweep keys are settings of lmtk sweep (axes, replicates, executor, chunks, "
+                f"cache, format); lmtk run runs one migration and reads none of them (lmtk sweep "
+                f"experiment=NAME {o.lstrip('+~')})",
+            )

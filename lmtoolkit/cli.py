@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from . import provenance
-from .api import check_single_migration, simulate
+from .api import check_run_overrides, check_single_migration, simulate
 from .compose import compose
 from .errors import ConfigError
 from .io import DATASET_SUFFIXES, check_writable, write_dataset
@@ -138,6 +138,7 @@ def cmd_run(args) -> int:
     if args.cfg:
         return print_config(cfg)
     check_single_migration(cfg)
+    check_run_overrides(args.overrides)
     out = (
         Path(args.output)
         if args.output

@@ -338,6 +338,10 @@ NOT_FOR_RUN = [
         ["sweep", "experiment=quickstart", "+evacuation=gigabit"],
         ["+evacuation=gigabit", "task=migration", "lmtk evacuate"],
     ),
+    # a single run has no replicates, executor or cache: ran one migration, exit 0
+    (["run", "sweep.replicates=5"], ["sweep.replicates=5", "lmtk sweep", "one migration"]),
+    (["run", "sweep.executor=processes"], ["sweep.executor=processes", "lmtk sweep"]),
+    (["run", "sweep=default"], ["sweep=default", "lmtk sweep"]),
     # lmtk evacuate task=migration: it said the evacuation group was not read by a migration
     (["evacuate", "task=migration"], ["task='migration'", "lmtk evacuate runs evacuations"]),
 ]
@@ -364,6 +368,12 @@ def test_what_a_command_does_not_read_is_one_line_and_writes_nothing(
         assert w in err, (w, err)
     assert "To append to your default list" not in err and "unknown key" not in err, err
     assert not out.exists() or not any(out.rglob("*"))
+
+
+def test_lmtk_run_still_reads_paths_and_its_output(tmp_path, capsys):
+    """paths.* keys are read by lmtk run (where its result goes): not refused with sweep.*."""
+    assert main(["run", "vm.memory_gib=0.25", f"paths.results_dir={tmp_path / 'r'}"]) == 0
+    assert list((tmp_path / "r" / "runs").glob("run_*.nc"))
 
 
 @pytest.mark.parametrize("argv, words", BAD, ids=[" ".join(a) for a, _ in BAD])

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from .errors import ConfigError, check_choice
 from .model import VM, Host, Network, Workload
+from .model.checks import refuse_unused
 from .model.numa import numa_effect
 from .model.storage import Storage
 from .model.vm import MIB
@@ -35,6 +36,14 @@ class Scenario:
         except ConfigError as e:
             raise e.with_prefix("workload") from None
         numa_effect(self.vm.memory_gib, self.host)  # raises for impossible topologies
+        why = self.policy.network_streams_unused()
+        if why is not None:
+            # the policy opens its own streams: network.streams would change nothing (it had
+            # multiplied a one-stream migration's window and sender caps)
+            try:
+                refuse_unused(self.network, {"streams": why}, f"policy {self.policy.name}")
+            except ConfigError as e:
+                raise e.with_prefix("network") from None
         self.storage.check_link(self.network.payload_bytes_s(streams=10**9))
 
     def context(self, one_core: bool = False) -> Context:

@@ -1,4 +1,4 @@
-"""The migration link: line rate, payload efficiency, latency and parallel streams."""
+"""The migration link: line rate, payload efficiency, latency, TCP window, vMotion vmknics."""
 
 from __future__ import annotations
 
@@ -14,10 +14,17 @@ class Network:
 
     ``efficiency`` is the share of the line rate left for payload after Ethernet/IP/TCP
     framing (1500-byte MTU: 1448 payload bytes per 1538 bytes on the wire ≈ 0.94).
-    ``stream_gbit_s`` caps what one TCP stream achieves (one sender thread); ``streams``
-    parallel streams (multiple NICs, vMotion stream helpers, QEMU multifd channels) lift
-    that cap but never the line rate.  ``background_gbit_s`` is other traffic sharing the
-    link (0 = dedicated migration network).
+    ``stream_gbit_s`` caps what one TCP stream achieves (one sender thread).  How many
+    streams a migration opens is the migration software's: QEMU one, or
+    ``policy.multifd_channels``; Xen one; Hyper-V one, or ``policy.smb_channels`` over SMB
+    (:meth:`lmtoolkit.policies.base.Policy.streams` and the policies' own).  ``streams`` is
+    the one count the network decides: the vMotion-enabled VMkernel adapters, which vMotion
+    opens a stream each over (Broadcom KB 323379; :mod:`lmtoolkit.policies.vmware`).  A
+    policy that does not read it refuses a value other than 1
+    (:meth:`~lmtoolkit.policies.base.Policy.network_streams_unused`, checked by
+    :class:`~lmtoolkit.scenario.Scenario`).  Parallel streams lift the per-stream cap, never
+    the line rate.  ``background_gbit_s`` is other traffic sharing the link (0 = dedicated
+    migration network).
 
     Long distance: one TCP stream carries at most one window per round trip, so
     ``tcp_window_mib`` (null = unlimited, e.g. autotuned and large enough) caps each stream
@@ -25,7 +32,9 @@ class Network:
     bandwidth-delay product).  Typical windows: Linux ``net.ipv4.tcp_rmem`` max 6 MiB by
     default; ESXi ``Migrate.SndBufSize``/``RcvBufSize`` 562 540 bytes (vMotion socket buffers;
     vMotion supports RTT up to 150 ms — VMware docs, "vSphere vMotion Networking
-    Requirements").  Parallel streams multiply the cap, never beyond the line rate.
+    Requirements").  Parallel streams multiply the cap, never beyond the line rate: a
+    window-limited migration gets ``min(line, streams x window / RTT)``, with the policy's
+    streams.
     """
 
     bandwidth_gbit_s: float = 10.0

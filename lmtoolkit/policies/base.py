@@ -18,6 +18,9 @@ Hooks the engines and the concurrency work read instead of vendor field names:
   ``"sync"``, ``"chunk"`` with :meth:`Policy.clear_chunk_pages`, or Xen's ``"skip"``; QEMU's
   ``dirty_clear`` field and Xen's ``version`` decide it for those policies);
 * :meth:`Policy.concurrent_migrations` — migrations one host runs at once (VMware, Hyper-V);
+* :meth:`Policy.streams` / :meth:`Policy.network_streams_unused` — the TCP streams the pages
+  go over (one unless the policy opens more), and whether ``network.streams`` (vMotion's
+  vmknics) is read or refused;
 * :attr:`Policy.stop_reasons` — stop reasons of the policy's own, added to
   ``records.STOP_REASONS`` when the class is defined.
 
@@ -78,7 +81,7 @@ class Context:
     memory_bytes: object
     line_bytes_s: object  # payload rate of the link for any number of streams
     stream_bytes_s: object  # payload rate one stream can carry
-    base_streams: object  # network.streams
+    base_streams: object  # network.streams (vMotion vmknics; read only by policies that say so)
     rtt_s: object
     zero_scan_bytes_s: object
     compress_bytes_s: object  # spare host cores x per-core compressor throughput
@@ -356,8 +359,34 @@ class Policy:
 
     # -- rules -----------------------------------------------------------------------------
     def streams(self, ctx: Context):
-        """Parallel streams used (network.streams; policies may add their own)."""
-        return ctx.base_streams
+        """TCP streams the policy sends the guest's pages over, each capped at
+        :meth:`stream_rate_bytes_s` (a sender thread, a TCP window per round trip).
+
+        The number is the migration software's, not the link's: one here — a single
+        migration stream, as ``xl migrate`` sends (one ``send_fd``, the pipe to its ``ssh``
+        child, handed to ``libxl_domain_suspend``: ``tools/xl/xl_migrate.c:
+        migrate_domain``), as QEMU sends without multifd (``ram.c: ram_save_target_page`` ->
+        ``ram_save_page`` on the one migration channel) and, nothing saying otherwise, as the
+        stop-and-copy and post-copy baselines do.  Policies that open several override it — QEMU's
+        ``multifd_channels``, Hyper-V's ``smb_channels``, vMotion's streams per vmknic — and
+        one whose count is the network's ``network.streams`` says so in
+        :meth:`network_streams_unused`."""
+        return np.ones(np.shape(ctx.base_streams))
+
+    def network_streams_unused(self) -> str | None:
+        """Why ``network.streams`` would change nothing for this policy, or None where it is
+        one of the policy's inputs (:meth:`streams` reads ``Context.base_streams``).
+
+        ``network.streams`` counts the vMotion-enabled VMkernel adapters (vmknics) of the
+        migration network, which vMotion opens one stream each over (Broadcom KB 323379,
+        :mod:`.vmware`); no other built-in policy has a stream count the network decides, so
+        :class:`~lmtoolkit.scenario.Scenario` refuses a value other than 1 with this answer
+        (the rule of :attr:`unused_fields`: ``network.streams=4`` ran a one-stream migration
+        4x faster)."""
+        return (
+            f"policy {self.name} sends memory over one migration stream (a single TCP connection), "
+            "whatever the network offers"
+        )
 
     def stream_rate_bytes_s(self, ctx: Context):
         """Payload one stream carries (bytes/s): the network's (``network.stream_gbit_s``, at

@@ -21,7 +21,13 @@ Sources (tags: **published** = Microsoft documentation; **secondary** = books/bl
   Clustering"; ``Set-VMHost -VirtualMachineMigrationPerformanceOption TCPIP|Compression|SMB``;
   WMI ``Msvm_VirtualSystemMigrationServiceSettingData.EnableCompression = True``):
 
-  - ``tcp`` — pages over TCP/IP on ``network.streams`` streams.
+  - ``tcp`` — pages over one TCP connection ("Live migrations uses one TCP stream for control
+    messages (low throughput) and one TCP stream for transfer of virtual machine memory and
+    state", M. van Eijk, "NIC Teaming, Hyper-V switch, QoS and actual performance, part 4",
+    2013; with several live-migration networks "only one of those (one NIC or one Team) will
+    be used", D. Van Hoye, workinghardinit.work, "Configuring Performance Options for Live
+    Migration In Windows Server 2012 R2 Preview" — both secondary): one stream, as
+    ``compression`` ("over a TCP/IP connection").
   - ``compression`` — "Compresses the memory content … over a TCP/IP connection. Note: This
     is the default setting."  It uses idle host CPU ("CPU load aware so it will only use idle
     cycles", workinghardinit.work; Aidan Finn: "expected that Live Migration compression will
@@ -34,7 +40,7 @@ Sources (tags: **published** = Microsoft documentation; **secondary** = books/bl
     HCI").  With ``host.spare_cores: 0`` the compressor never finishes (use ``tcp``).
   - ``smb`` — SMB 3.0: "SMB Direct is used when the network adapters … have RDMA
     capabilities"; "SMB Multichannel automatically detects and uses multiple connections"
-    ("Use SMB to get the highest throughput possible", ``Set-VMHost`` docs).  Model: at least
+    ("Use SMB to get the highest throughput possible", ``Set-VMHost`` docs).  Model:
     ``smb_channels`` streams (4 connections per RSS interface is SMB Multichannel's usual
     default — not confirmed in our sources) and a payload share of the line rate of
     ``smb_efficiency`` instead of ``network.efficiency`` (RDMA offload: less framing and no
@@ -116,7 +122,18 @@ class HypervPolicy(IterativePrecopy):
 
     # -- link --------------------------------------------------------------------------------
     def streams(self, ctx):
-        return np.where(self._is("smb"), np.maximum(ctx.base_streams, self.smb_channels), ctx.base_streams)
+        """One TCP connection for the memory (``tcp``, ``compression``), ``smb_channels`` SMB
+        Multichannel connections (``smb``) — module doc, *Transport*.  ``network.streams`` is
+        refused (:meth:`network_streams_unused`); with ``smb`` it had been a lower bound on
+        the channels."""
+        one = np.ones(np.shape(ctx.base_streams))
+        return np.where(self._is("smb"), self.smb_channels * one, one)
+
+    def network_streams_unused(self):
+        return (
+            "Hyper-V sends memory over one TCP connection (transport tcp or compression) or over "
+            "policy.smb_channels SMB Multichannel connections (transport smb)"
+        )
 
     def rate_bytes_s(self, st, ctx):
         rate = super().rate_bytes_s(st, ctx)

@@ -90,7 +90,10 @@ Rules and their sources:
   pass (``dirty_clear: sync``; KVM without manual protect behaves the same way).
   ``dirty_clear: send`` (cleared page by page at its send) is kept for comparisons.
 * **Multifd** — ``multifd-channels`` (QEMU default 2 when the capability is on) parallel
-  TCP streams and sender threads: lifts the per-stream limit.  ``max-bandwidth`` is
+  TCP streams and sender threads: lifts the per-stream limit.  The RAM goes over them, not
+  over the migration channel (``ram.c: ram_save_target_page``); without multifd it goes over
+  that one channel, one stream (:meth:`QemuPolicy.streams`), so ``network.streams`` is not
+  QEMU's to read and is refused.  ``max-bandwidth`` is
   overshot by the packets in flight: ``multifd.c: multifd_send_thread`` adds a packet's bytes
   to ``mig_stats.multifd_bytes`` only after ``qio_channel_writev_full_all`` has written it,
   while ``migration_rate_exceeded`` compares ``migration_transferred_bytes()``
@@ -242,7 +245,26 @@ class QemuPolicy(PrecopyPolicy):
 
     # -- link --------------------------------------------------------------------------------
     def streams(self, ctx):
-        return np.maximum(ctx.base_streams, self.multifd_channels)
+        """RAM streams: the one migration channel, or the ``multifd-channels`` channels with
+        multifd on (module doc, *Multifd*).
+
+        ``ram.c: ram_save_target_page`` sends a page with ``ram_save_page`` on the migration
+        channel unless ``migrate_multifd()``, and then with ``ram_save_multifd_page`` ->
+        ``multifd_queue_page``, whose packets ``multifd.c: multifd_send`` hands to whichever
+        of the channels is free; ``multifd_send_setup`` opens ``migrate_multifd_channels()``
+        of them (``options.c``: ``multifd-channels``, ``DEFAULT_MIGRATE_MULTIFD_CHANNELS``
+        2), each a socket and a sender thread.  The main channel then carries the sync
+        flags and the device state, not the pages.  ``network.streams`` is refused
+        (:meth:`network_streams_unused`): it had made a multifd-off migration 4x faster."""
+        ch = np.asarray(self.multifd_channels, dtype=float) + np.zeros(np.shape(ctx.base_streams))
+        return np.where(ch > 0, ch, 1.0)
+
+    def network_streams_unused(self):
+        return (
+            "QEMU sends RAM over its one migration channel, or with multifd over the "
+            "policy.multifd_channels channels it opens (ram.c: ram_save_target_page, "
+            "multifd.c: multifd_send_setup)"
+        )
 
     def rate_bytes_s(self, st, ctx):
         return np.minimum(super().rate_bytes_s(st, ctx), self.effective_cap_bytes_s())

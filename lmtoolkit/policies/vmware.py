@@ -42,9 +42,14 @@ so; **inferred** = our reading, not documented):
   - A pass without progress ends pre-copy (reason ``no_progress``, forced switchover with
     whatever is left) when SDPS is off, or when it is already at ``sdps_max_throttle``
     (inferred: vMotion would otherwise fail or time out).
-* **Streams** (published) — multi-NIC vMotion since 5.0 (Epping 2011): ``network.streams``
-  parallel streams.  Each stream's data goes out through one stream helper, a thread on one
-  core: "by default, vMotion would use a single stream … Typically, one stream helper is
+* **Streams** (published) — multi-NIC vMotion since 5.0 (Epping 2011): one stream per
+  vMotion-enabled VMkernel adapter, ``network.streams`` of them (the one policy that reads
+  that key: the vmknics are the host's migration network, not a vMotion setting).  Broadcom
+  KB 323379 ("Improving performance for vMotion when using 40GbE NICs"): "vMotion in vSphere
+  6 creates TCP/IP connections (or stream channels) between the source and destination
+  hosts based on the configured vMotion vmknics, and then instantiates one vMotion worker
+  thread per TCP/IP connection"; it recommends several vmknics on one 40GbE NIC.  Each
+  stream's data goes out through one stream helper, a thread on one core: "by default, vMotion would use a single stream … Typically, one stream helper is
   capable of saturating ±15 GbE of bandwidth.  This is great for 10 GbE NICs, but it
   becomes a limiting factor when using 25 GbE or higher NICs" (VMware, "Faster vMotion
   Makes Balancing Workloads Invisible", core.vmware.com, 2021; Broadcom KB 323379 measured
@@ -76,7 +81,7 @@ so; **inferred** = our reading, not documented):
 Version profiles (``profile``; config files ``policy=vmware_vsphere5`` / ``vmware_vsphere7``):
 
 * ``generic`` — the settings as dumped for ESXi 6.0U3 … 9.0.1 (identical defaults), one
-  stream per ``network.streams``, Encrypted vMotion Opportunistic — on between hosts of 6.5
+  stream per vmknic (``network.streams``), Encrypted vMotion Opportunistic — on between hosts of 6.5
   or later, the published default (published; ``encryption: false`` is the Disabled state).
 * ``vsphere5`` — SDPS and multi-NIC vMotion as introduced in 5.0 (published); the 5.x
   defaults of the ``Migrate.*`` settings were not dumped, we assume the 6.x values
@@ -166,10 +171,17 @@ class VmwarePolicy(IterativePrecopy):
         return np.minimum(ctx.stream_bytes_s, helper)
 
     def streams(self, ctx):
+        """One stream per vMotion vmknic (``network.streams``, KB 323379); with
+        ``stream_autoscale`` (7.0U2+) at least as many as the link needs (module doc,
+        *Streams*)."""
         needed = np.ceil(ctx.line_bytes_s / self.stream_rate_bytes_s(ctx))
         return np.where(
             np.asarray(self.stream_autoscale), np.maximum(ctx.base_streams, needed), ctx.base_streams
         )
+
+    def network_streams_unused(self):
+        """None: ``network.streams`` is the number of vMotion vmknics, a stream each."""
+        return None
 
     def nonzero_cpu_s(self, st, ctx):
         cipher = ctx.page_bytes / np.maximum(ctx.encrypt_bytes_s, 1.0)

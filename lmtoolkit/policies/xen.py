@@ -93,6 +93,15 @@ class XenPolicy(PrecopyPolicy):
         check_range("max_factor", self.max_factor, 1, None)
         check_range("dirty_threshold_pages", self.dirty_threshold_pages, 0, None)
 
+    def network_streams_unused(self):
+        """``xl migrate`` writes the libxl stream to one fd, the pipe to its ``ssh`` child
+        (``tools/xl/xl_migrate.c: migrate_domain`` -> ``libxl_domain_suspend(ctx, domid,
+        send_fd, …)``): one stream, whatever ``network.streams`` says."""
+        return (
+            "xl migrate sends the libxl stream over one fd, the pipe to its ssh child "
+            "(tools/xl/xl_migrate.c: migrate_domain -> libxl_domain_suspend): one stream"
+        )
+
     @property
     def dirty_clear(self):
         """``skip`` for classic (``to_skip``), ``sync`` for v2 — per scenario when stacked."""

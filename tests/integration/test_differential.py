@@ -237,6 +237,10 @@ def scenarios_tuned(n: int, seed: int):
             vcpus=int(rng.choice([1, 2, 8])),
             device_state_mib=float(rng.choice([0.25, 16.0])),
         )
+        if pol.network_streams_unused() is not None:
+            # network.streams is vMotion's vmknics; a policy that opens its own streams
+            # refuses it (the streams drawn above keep the random sequence as it was)
+            net = dataclasses.replace(net, streams=1)
         name = f"{i:03d}-{pol_name}-{wl_name}-p{page_kib}"
         out.append((name, Scenario(vm=vm, workload=wl, network=net, policy=pol)))
     return out
@@ -352,6 +356,8 @@ def scenarios_hosted(n: int, seed: int):
             zero_fraction=float(rng.choice([0.0, 0.3])),
             compressibility=float(rng.choice([0.2, 0.5, 0.9])),
         )
+        if pol.network_streams_unused() is not None:
+            net = dataclasses.replace(net, streams=1)  # vMotion's vmknics only (as above)
         scn = Scenario(vm=vm, workload=wl, network=net, policy=pol, host=host, storage=storage)
         out.append((f"{i:03d}-{name}-{kind}", scn))
     return out

@@ -559,7 +559,7 @@ def test_an_override_inside_a_swept_group_is_noted_or_refused(tmp_path):
         run(base + ["network.bandwidth_gbit_s=2", "network.latency_ms=1"])
     # a key the options agree on (or do not set) is a plain override: no note
     logged.clear()
-    ds, _ = run(base + ["network.streams=2"], log=logged.append)
+    ds, _ = run(base + ["network.stream_gbit_s=30"], log=logged.append)
     assert not any("replaces" in m for m in logged) and "lmt_notes" not in ds.attrs
 
 

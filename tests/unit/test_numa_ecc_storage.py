@@ -81,8 +81,78 @@ def test_wan_window_caps_throughput_at_window_over_rtt(engine):
     rate = val(ds, "transferred") / val(ds, "total_time")
     assert rate <= cap * 1.001
     assert rate == pytest.approx(cap, rel=0.05)
-    four = lmt.simulate(idle + ["network.latency_ms=25", "network.tcp_window_mib=2", "network.streams=4"])
+    # four streams are QEMU's multifd channels (network.streams is refused for QEMU)
+    four = lmt.simulate(
+        idle + ["network.latency_ms=25", "network.tcp_window_mib=2", "policy.multifd_channels=4"]
+    )
     assert val(four, "total_time") == pytest.approx(val(ds, "total_time") / 4, rel=0.05)
+
+
+WAN4 = [
+    "vm.memory_gib=0.5",
+    "workload=idle",
+    "network=10gbe",
+    "network.latency_ms=25",
+    "network.tcp_window_mib=2",
+]
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        ["policy=qemu"],
+        ["policy=qemu", "policy.multifd_channels=0"],
+        ["policy=qemu", "policy.multifd_channels=4"],
+        ["policy=hybrid"],
+        ["policy=xen"],
+        ["policy=stopcopy"],
+        ["policy=postcopy"],
+        ["policy=hyperv"],
+        ["policy=hyperv", "policy.transport=tcp"],
+        ["policy=hyperv", "policy.transport=smb"],
+    ],
+)
+def test_network_streams_is_refused_where_the_policy_opens_its_own_streams(policy):
+    """``network.streams=4`` multiplied a one-stream migration's window cap: QEMU without
+    multifd, Xen and stop-and-copy ran 4x faster than one stream can (41.09 -> 10.30 s on a
+    4 MiB / 80 ms link).  The stream count is the policy's (QEMU's multifd channels,
+    Hyper-V's SMB channels, one otherwise), so the key is refused, not read."""
+    with pytest.raises(ConfigError) as e:
+        lmt.simulate(WAN4 + policy + ["network.streams=4"])
+    assert e.value.key == "network.streams"
+    assert "network.streams=4 is not allowed for policy " in str(e.value)
+    assert "it would change nothing (leave it at its default, 1)" in str(e.value)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("policy", ["qemu", "xen", "stopcopy", "hyperv_2008r2"])
+def test_a_one_stream_policy_is_window_limited_at_one_window_per_rtt(policy, engine):
+    """An idle guest over a window-limited link: time = bytes / min(line, window / RTT) for
+    every one-stream policy (Hyper-V 2008 R2: TCP, no compression)."""
+    ds = lmt.simulate(WAN4 + [f"policy={policy}", f"engine={engine}"])
+    cap = 2 * 2**20 / 0.050
+    rate = val(ds, "transferred") / val(ds, "total_time")
+    assert rate <= cap * 1.001
+    assert rate == pytest.approx(cap, rel=0.05)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_streams_multiply_the_window_cap_up_to_the_line(engine):
+    """QEMU's multifd channels and vMotion's vmknics (``network.streams``, one stream each,
+    Broadcom KB 323379) multiply window / RTT; never beyond the line rate."""
+    base = WAN4 + [f"engine={engine}"]
+    cap = 2 * 2**20 / 0.050
+
+    def rate(extra):
+        ds = lmt.simulate(base + extra)
+        return val(ds, "transferred") / val(ds, "total_time")
+
+    for n in (2, 4):
+        assert rate([f"policy.multifd_channels={n}"]) == pytest.approx(n * cap, rel=0.05)
+        vm = rate(["policy=vmware", "policy.encryption=false", f"network.streams={n}"])
+        assert vm == pytest.approx(n * cap, rel=0.05)
+    line = 10e9 * 0.94 / 8
+    assert rate(["policy.multifd_channels=64"]) <= line * 1.001
 
 
 def test_background_traffic_slows_a_shared_link():

@@ -40,7 +40,10 @@ def test_presets_cover_the_documented_range():
     sizes = [compose([f"vm={o}"]).vm.memory_gib for o in ("small", "huge")]
     assert sizes == [1.0, 512.0]
     assert {"1gbe", "10gbe", "25gbe", "40gbe", "100gbe_rdma", "wan"} <= set(group_options("network"))
-    assert compose(["network=wan"]).network.latency_ms == 40.0
+    wan = compose(["network=wan"]).network
+    assert wan.latency_ms == 40.0
+    # README: "window-limited stream" — a 4 MiB window, and no sender cap below the window's rate
+    assert wan.tcp_window_mib == 4.0 and wan.stream_gbit_s * 1e9 * wan.efficiency / 8 > 4 * 2**20 / 0.080
     assert {"idle", "web_server", "database", "hpc", "memory_intensive"} <= set(group_options("workload"))
 
 

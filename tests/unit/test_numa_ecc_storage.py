@@ -155,6 +155,33 @@ def test_streams_multiply_the_window_cap_up_to_the_line(engine):
     assert rate(["policy.multifd_channels=64"]) <= line * 1.001
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_wan_preset_is_window_limited(engine):
+    """``network=wan``: 1 Gbit/s at 85 % payload, 4 MiB window per stream.  An idle guest
+    takes bytes / min(line, streams x window / RTT), RTT = 2 x latency: line-limited at 10 ms,
+    window-limited beyond (4 MiB / 80 ms = 0.42 Gbit/s), so 150 ms is 3.75x slower than 40 ms.
+    The preset had a fixed 0.5 Gbit/s stream and no window: 40.52 / 40.55 / 40.59 / 40.66 s
+    for 10 / 40 / 80 / 150 ms (2 GiB)."""
+    line = 1e9 * 0.85 / 8
+    window = 4 * 2**20
+    base = ["network=wan", "vm.memory_gib=0.5", "workload=idle", f"engine={engine}"]
+    times = {}
+    for ms, extra, streams in [(10, [], 1), (40, [], 1), (80, [], 1), (150, [], 1)] + [
+        (150, ["policy.multifd_channels=4"], 4),
+        (40, ["policy.multifd_channels=4"], 4),
+    ]:
+        ds = lmt.simulate(base + [f"network.latency_ms={ms}"] + extra)
+        want = min(line, streams * window / (2 * ms / 1000))
+        rate = val(ds, "transferred") / val(ds, "total_time")
+        assert rate <= want * 1.001, (ms, extra)
+        assert rate == pytest.approx(want, rel=0.03), (ms, extra)
+        times[ms, streams] = val(ds, "total_time")
+    assert times[150, 1] / times[40, 1] == pytest.approx(150 / 40, rel=0.03)
+    assert times[80, 1] / times[40, 1] == pytest.approx(2, rel=0.03)
+    assert times[150, 4] == pytest.approx(times[150, 1] / 4, rel=0.03)
+    assert times[40, 4] == pytest.approx(times[10, 1], rel=0.03)  # both fill the line
+
+
 def test_background_traffic_slows_a_shared_link():
     idle = ["vm.memory_gib=0.5", "workload=idle", "network=1gbe", "engine=fluid"]
     ded = lmt.simulate(idle)

@@ -54,25 +54,33 @@ def check_range(
     finite: bool = False,
 ) -> None:
     """Raise :class:`ConfigError` unless ``lo (<|<=) value (<|<=) hi`` (and, with ``finite``,
-    not infinite: for sizes, costs and limits, where inf would be a hang or an inf result;
-    a speed may be infinite, an idealisation)."""
+    not infinite: for sizes, costs, limits and integers, where inf would be a hang or an inf
+    result — an integer field is refused inf by its type check, so it passes ``finite`` too;
+    a speed may be infinite, an idealisation).
+
+    The error states what is accepted, the same interval for every refused value: an
+    unbounded end reads ``inf]`` only where inf itself passes (``finite`` off) and ``inf)``
+    where it does not — ``(0, inf)`` for a finite rate, ``(0, inf]`` for a speed; an infinite
+    value refused by ``finite`` is told "must be a finite number in (0, inf)".  (It had read
+    ``inf]`` for every unbounded end: ``network.bandwidth_gbit_s=0`` answered "(0, inf]" and
+    ``=inf`` "a finite number".)"""
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise ConfigError(key, value, "a number") from None
     if v != v:  # NaN
         raise ConfigError(key, value, "a number, not NaN")
-    if finite and v in (float("inf"), float("-inf")):
-        raise ConfigError(key, value, "a finite number")
-    bad = (lo is not None and (v <= lo if lo_open else v < lo)) or (
-        hi is not None and (v >= hi if hi_open else v > hi)
-    )
+    lo_f = float("-inf") if lo is None else float(lo)
+    hi_f = float("inf") if hi is None else float(hi)
+    # an infinite end is excluded where inf is (finite), or where the caller excludes the end
+    lo_excl = lo_open or (finite and lo_f == float("-inf"))
+    hi_excl = hi_open or (finite and hi_f == float("inf"))
+    bad = (v <= lo_f if lo_excl else v < lo_f) or (v >= hi_f if hi_excl else v > hi_f)
     if bad:
-        left = "(" if lo_open else "["
-        right = ")" if hi_open else "]"
-        lo_s = "-inf" if lo is None else f"{lo:g}"
-        hi_s = "inf" if hi is None else f"{hi:g}"
-        raise ConfigError(key, value, f"must be in {left}{lo_s}, {hi_s}{right}")
+        left = "(" if lo_excl else "["
+        right = ")" if hi_excl else "]"
+        what = "a finite number in" if finite and v in (float("inf"), float("-inf")) else "in"
+        raise ConfigError(key, value, f"must be {what} {left}{lo_f:g}, {hi_f:g}{right}")
 
 
 def check_choice(key: str, value: object, choices) -> None:

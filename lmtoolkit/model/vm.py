@@ -83,7 +83,7 @@ class VM:
         check_range("device_state_mib", self.device_state_mib, 0, 65_536)  # (a GPU's state is GiBs)
         check_choice("zero_layout", self.zero_layout, ZERO_LAYOUTS)
         if self.pages < 1:
-            check_range("memory_gib", self.memory_gib, self.page_bytes / GIB, None)
+            check_range("memory_gib", self.memory_gib, self.page_bytes / GIB, 65536)
         if size > BASE_PAGE_MAX_KIB and int(self.memory_gib * GIB) % self.page_bytes:
             lo, hi = self.pages * self.page_bytes / GIB, (self.pages + 1) * self.page_bytes / GIB
             raise ConfigError(

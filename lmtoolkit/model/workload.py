@@ -291,7 +291,7 @@ class Workload:
         check_fields(self)
         check_range("dirty_rate_pages_s", self.dirty_rate_pages_s, 0, None, finite=True)
         if self.wss_mib is not None:
-            check_range("wss_mib", self.wss_mib, 0, None, lo_open=True)
+            check_range("wss_mib", self.wss_mib, 0, None, lo_open=True, finite=True)  # must fit the VM
         check_choice("pattern", self.pattern, PATTERNS)
         self._check_pacing()
         check_range("sweep_start", self.sweep_start, 0, 1, hi_open=True)
@@ -494,7 +494,7 @@ class HotColdWorkload(Workload):
 
     def __post_init__(self):
         super().__post_init__()
-        check_range("hot_mib", self.hot_mib, 0, None, lo_open=True)
+        check_range("hot_mib", self.hot_mib, 0, None, lo_open=True, finite=True)  # must fit the VM
         check_range("hot_fraction", self.hot_fraction, 0, 1)
         if self.wss_mib is not None and self.hot_mib > self.wss_mib:
             raise ConfigError("hot_mib", self.hot_mib, f"must not exceed wss_mib ({self.wss_mib:g})")
@@ -821,7 +821,7 @@ class TraceWorkload(Workload):
             raise ConfigError("counts", self.counts, "a trace with at least one interval")
         if int(np.sum(self.counts)) != len(self.pages):
             raise ConfigError("pages", len(self.pages), "sum(counts) page numbers")
-        check_range("page_size_kib", self.page_size_kib, 1, None)
+        check_range("page_size_kib", self.page_size_kib, 1, None, finite=True)  # an integer
         self._refuse_unused()
 
     def unused_keys(self):

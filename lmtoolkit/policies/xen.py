@@ -91,7 +91,7 @@ class XenPolicy(PrecopyPolicy):
         self.resolve_profile("version", VERSIONS)
         super().__post_init__()
         check_range("max_factor", self.max_factor, 1, None)
-        check_range("dirty_threshold_pages", self.dirty_threshold_pages, 0, None)
+        check_range("dirty_threshold_pages", self.dirty_threshold_pages, 0, None, finite=True)  # an integer
 
     def network_streams_unused(self):
         """``xl migrate`` writes the libxl stream to one fd, the pipe to its ``ssh`` child

@@ -46,9 +46,9 @@ class GuestSpec:
 
     def __post_init__(self):
         check_fields(self)
-        check_range("memory_mib", self.memory_mib, 0, None, lo_open=True)
+        check_range("memory_mib", self.memory_mib, 0, None, lo_open=True, finite=True)
         check_range("buffer_mib", self.buffer_mib, 0, self.memory_mib, lo_open=True, hi_open=True)
-        check_range("seed", self.seed, 0, None)
+        check_range("seed", self.seed, 0, None, finite=True)
         check_range("wbytes", self.wbytes, 1, 4096)
 
 
@@ -84,15 +84,17 @@ class RunSpec:
         check_choice("pattern", self.pattern, ("random", "sequential"))
         if self.pacing not in CATCHUP_MS:
             raise ConfigError("pacing", self.pacing, "'' (the default: catch up <= 20 ms), guest or wall")
+        # finite: QMP takes integers (int(inf) raises), an infinite timeout never cancels
         for k in ("max_bandwidth_mib_s", "downtime_limit_ms", "xbzrle_cache_mib", "timeout_s"):
-            check_range(k, getattr(self, k), 0, None, lo_open=True)
+            check_range(k, getattr(self, k), 0, None, lo_open=True, finite=True)
         for k in ("hot_mib", "postcopy_after_s", "memory_mib", "buffer_mib"):
             if getattr(self, k) is not None:
-                check_range(k, getattr(self, k), 0, None, lo_open=True)
+                # an infinite postcopy_after_s is "never"; the others are sizes
+                check_range(k, getattr(self, k), 0, None, lo_open=True, finite=k != "postcopy_after_s")
         check_range("multifd_channels", self.multifd_channels, 0, 255)  # QEMU: multifd-channels 1-255
-        check_range("postcopy_after_passes", self.postcopy_after_passes, 1, None)
-        check_range("settle_s", self.settle_s, 0, None)
-        check_range("repeat", self.repeat, 0, None)
+        check_range("postcopy_after_passes", self.postcopy_after_passes, 1, None, finite=True)
+        check_range("settle_s", self.settle_s, 0, None, finite=True)  # measured for that long
+        check_range("repeat", self.repeat, 0, None, finite=True)
         if not isinstance(self.tag, str):
             raise ConfigError("tag", self.tag, "a string")
         if self.xbzrle and self.multifd_channels:

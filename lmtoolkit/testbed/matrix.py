@@ -59,7 +59,7 @@ def check_settings(cfg) -> None:
         check_number("budget_s", cfg.budget_s)
         check_range("budget_s", cfg.budget_s, 0, None)
     check_number("reboot_every", cfg.reboot_every, integer=True)
-    check_range("reboot_every", cfg.reboot_every, 1, None)
+    check_range("reboot_every", cfg.reboot_every, 1, None, finite=True)  # an integer
     for k in ("overwrite", "reference"):
         check_bool(k, cfg.get(k, False))
 
@@ -85,7 +85,7 @@ def expand(cfg) -> list[RunSpec]:
         reps = entry.pop("repeats", 1)
         try:
             check_number("repeats", reps, integer=True)
-            check_range("repeats", reps, 1, None)
+            check_range("repeats", reps, 1, None, finite=True)  # an integer
         except ConfigError as e:
             raise e.with_prefix(f"matrix.runs[{i}]") from None
         reps = int(reps)

@@ -6,6 +6,9 @@ rejects booleans; int fields reject fractions; page sizes are powers of two.
 
 from __future__ import annotations
 
+import math
+import re
+
 import pytest
 
 from lmtoolkit.errors import ConfigError
@@ -74,6 +77,28 @@ def test_numeric_fields_reject_booleans_and_strings(cls, name, bad):
     assert "must be a number" in str(e.value) or "must be an integer" in str(e.value)
 
 
+@pytest.mark.parametrize("cls,name", _cases("float") + _cases("int"))
+def test_an_unbounded_range_says_inf_only_where_inf_is_accepted(cls, name):
+    """The allowed range a refused value is told matches what is accepted: ``(0, inf]`` where
+    inf passes (a speed, an idealisation), ``(0, inf)`` where it is refused (a size, a limit,
+    an integer).  ``network.bandwidth_gbit_s=0`` was told "(0, inf]" and ``=inf`` refused;
+    ``storage.write_rate_mib_s=-1`` "[0, inf]" likewise."""
+    try:
+        cls(**{name: -1e300})
+    except ConfigError as e:
+        said = re.search(r"must be in [\[(][^,]+, inf([\])])$", str(e))
+    else:
+        said = None  # no lower bound: nothing told
+    if said is None:
+        return  # bounded above, or refused for another reason
+    try:
+        cls(**{name: math.inf})
+        accepted = True
+    except ConfigError as e:
+        accepted = e.key != name  # another key objected to the combination
+    assert (said.group(1) == "]") == accepted, (said.group(0), accepted)
+
+
 @pytest.mark.parametrize("cls,name", _cases("int"))
 def test_int_fields_reject_fractions(cls, name):
     with pytest.raises(ConfigError, match=rf"^{name}=2.5 is not allowed: must be an integer$"):
@@ -101,6 +126,16 @@ def test_page_sizes_that_exist(ok):
         ("vm.memory_gib=true", "vm.memory_gib=True is not allowed: must be a number"),
         ("network.streams=true", "network.streams=True is not allowed: must be an integer"),
         ("host.ecc=yes", "host.ecc='yes' is not allowed: must be true or false"),
+        # an unbounded end reads "inf]" only where inf passes (it read "inf]" everywhere, and
+        # bandwidth_gbit_s=inf "a finite number")
+        (
+            "network.bandwidth_gbit_s=inf",
+            "network.bandwidth_gbit_s=inf is not allowed: must be a finite number in (0, inf)",
+        ),
+        ("network.bandwidth_gbit_s=0", "network.bandwidth_gbit_s=0 is not allowed: must be in (0, inf)"),
+        ("storage.write_rate_mib_s=-1", "storage.write_rate_mib_s=-1 is not allowed: must be in [0, inf)"),
+        ("network.stream_gbit_s=0", "network.stream_gbit_s=0 is not allowed: must be in (0, inf]"),
+        ("network.tcp_window_mib=-1", "network.tcp_window_mib=-1 is not allowed: must be in (0, inf]"),
     ],
 )
 def test_bad_model_values_in_the_config(override, message):

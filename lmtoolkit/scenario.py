@@ -75,4 +75,5 @@ class Scenario:
             hash_bytes_s=at_least_one * host.hash_gib_s_per_core * GIB,
             zero_fraction=vm.zero_fraction,
             mirror_bytes_s=self.storage.mirror_bytes_s,
+            host_ratio=vm.pages_per_host_page,
         )

@@ -836,11 +836,14 @@ def _shared_ratio(ds):
 
 
 def _page_count(ds) -> float:
-    """Guest pages of a one-migration Dataset (page size from its recorded config)."""
+    """Pages a one-migration Dataset's migration tracks, as its ``round_pages`` count them (page
+    size from its recorded config; 4 KiB ones for huge pages, :func:`~.model.vm.tracked_page_kib`)."""
     import yaml
 
+    from .model.vm import tracked_page_kib
+
     try:
-        kib = float(yaml.safe_load(ds.attrs["lmt_config"])["vm"]["page_size_kib"])
+        kib = float(tracked_page_kib(int(yaml.safe_load(ds.attrs["lmt_config"])["vm"]["page_size_kib"])))
     except (KeyError, TypeError, ValueError, yaml.YAMLError):
         kib = 4.0
     return float(ds.memory) / (kib * 1024)

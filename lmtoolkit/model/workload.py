@@ -797,12 +797,17 @@ class TraceWorkload(Workload):
     ``i`` and are listed in ``pages`` (concatenated).  The trace loops.  Within an interval a
     page's last write time is drawn uniformly (the capture only knows the interval).
 
-    ``page_size_kib`` is the capture's page size.  On a VM with larger pages (a multiple of
-    it: 2 MiB pages from a 4 KiB capture) a VM page is written in an interval when any of
-    its captured pages is; a VM with smaller pages cannot be told which of them were written,
-    and is refused (:meth:`check_page_size`).  Page numbers then wrap modulo the VM's page
-    count, and a page listed more than once in an interval counts once, in both engines
-    (:meth:`intervals`).
+    ``page_size_kib`` is the capture's page size, replayed on the pages the migration tracks
+    (:attr:`VM.page_bytes <lmtoolkit.model.vm.VM.page_bytes>`: the VM's pages, or 4 KiB ones
+    for a VM backed by huge pages, whose writes the dirty log sees 4 KiB at a time).  Tracked
+    pages larger than the capture's (64 KiB pages from a 4 KiB capture) are written in an
+    interval when any of their captured pages is; captured pages larger than the tracked ones
+    (a 2 MiB capture on a VM of 2 MiB huge pages) write all the tracked pages in them (the
+    capture does not say which of its 4 KiB were written).  A VM whose own pages
+    (``vm.page_size_kib``) are smaller than the capture's cannot be told which of them were
+    written, and is refused (:meth:`check_page_size`).  Page numbers then wrap modulo the
+    tracked page count, and a page listed more than once in an interval counts once, in both
+    engines (:meth:`intervals`).
     """
 
     interval_s: float = 1.0
@@ -854,11 +859,20 @@ class TraceWorkload(Workload):
             )
 
     def intervals(self, n_pages: int, page_bytes: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(counts, pages)`` in the VM's pages: the captured pages grouped into VM pages
-        (``page_bytes`` a multiple of the capture's), wrapped modulo ``n_pages``, each page
-        once per interval, in the order first listed."""
+        """``(counts, pages)`` in the tracked pages of ``page_bytes``: the captured pages grouped
+        into them (``page_bytes`` a multiple of the capture's) or each split into all of them
+        (the capture's a multiple of ``page_bytes``: a huge-page capture on a VM of huge pages,
+        whose dirty log is 4 KiB), wrapped modulo ``n_pages``, each page once per interval, in
+        the order first listed."""
         counts = np.asarray(self.counts, dtype=np.int64)
-        pages = np.asarray(self.pages, dtype=np.int64) // (int(page_bytes) // (self.page_size_kib * 1024))
+        pages = np.asarray(self.pages, dtype=np.int64)
+        cap, pb = self.page_size_kib * 1024, int(page_bytes)
+        if pb >= cap:
+            pages = pages // (pb // cap)
+        else:
+            k = cap // pb
+            pages = (pages[:, None] * k + np.arange(k)).ravel()
+            counts = counts * k
         pages %= n_pages
         iv = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
         _, first = np.unique(iv * n_pages + pages, return_index=True)

@@ -73,7 +73,9 @@ def none_to(x, default):
 class Context:
     """Scenario constants a policy reads (scalars, or arrays over scenarios).
 
-    Rates in bytes/s; ``rtt_s`` in seconds.
+    Rates in bytes/s; ``rtt_s`` in seconds.  ``pages`` and ``page_bytes`` are the pages the
+    migration tracks and sends (:attr:`lmtoolkit.model.vm.VM.page_bytes`: 4 KiB ones for a
+    guest backed by huge pages).
     """
 
     pages: object
@@ -93,6 +95,9 @@ class Context:
     hash_bytes_s: object = 1e300  # page checksum throughput (host cores x per-core hash rate)
     zero_fraction: object = 0.0  # share of the VM's pages that are zero at the start (vm.zero_fraction)
     mirror_bytes_s: object = 0.0  # mirrored disk writes taken off ``line_bytes_s`` while the guest runs
+    #: ``pages`` per host page (VM.pages_per_host_page): 1, or the 4 KiB pages of a huge page,
+    #: the unit post-copy moves (:func:`lmtoolkit.engine.common.fault_stall_s`)
+    host_ratio: object = 1.0
 
     def subset(self, idx):
         return _subset(self, idx)

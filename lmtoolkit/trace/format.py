@@ -8,7 +8,8 @@ Arrays:
 ``page_size_kib`` int, shape ()    — page size of the capture (4 on x86-64)
 
 Optional: ``source`` (str): what was traced.  Page numbers are relative to the traced
-region; replay wraps them modulo the VM's page count.
+region; replay wraps them modulo the VM's tracked page count (4 KiB pages on a VM backed by
+huge pages: :class:`~lmtoolkit.model.workload.TraceWorkload`).
 """
 
 from __future__ import annotations

@@ -207,6 +207,7 @@ def scenarios_tuned(n: int, seed: int):
     keeps them at their defaults): link efficiency, latency and streams, 2 MiB pages, the
     Linux zero layout, vCPUs, device state, and :func:`make_tuned_policy`'s settings."""
     from lmtoolkit.model import VM, Network
+    from lmtoolkit.model.vm import tracked_page_kib
     from lmtoolkit.scenario import Scenario
 
     rng = np.random.default_rng(seed)
@@ -225,7 +226,10 @@ def scenarios_tuned(n: int, seed: int):
         mem_gib = math.floor(mem_gib * 2**20 / page_kib) * page_kib / 2**20 if page_kib > 64 else mem_gib
         rho = float(10 ** rng.uniform(-2, np.log10(1.5)))
         wl_name = str(rng.choice(["uniform", "hotcold", "zipf", "sequential", "sequential_hotcold"]))
-        wl = make_workload(wl_name, rng, mem_gib * 1024, rho * net.payload_bytes_s() / (page_kib * 1024))
+        # the write rate in the pages the migration tracks (4 KiB ones for 2 MiB pages)
+        wl = make_workload(
+            wl_name, rng, mem_gib * 1024, rho * net.payload_bytes_s() / (tracked_page_kib(page_kib) * 1024)
+        )
         pol_name = str(rng.choice(["qemu", "qemu", "qemu", "xen", "vmware", "hyperv", "hybrid"]))
         timeout = float(rng.choice([60.0, 120.0]))
         pol = make_tuned_policy(pol_name, rng, timeout)

@@ -316,14 +316,16 @@ def test_fluid_chunk_clears_after_a_pass_that_ends_on_a_bin_edge():
 
 
 def test_a_geometric_leap_does_not_skip_the_first_dip_near_the_threshold():
-    """2 MiB pages: the bitmap settles at 24 +- 4 pages over a threshold of 17, and the page
-    engine dips under it within 51 rounds in every seed.  The geometric leap jumped 28, 28,
-    then 1,285 rounds without the first-passage chance and ran the fluid engine to the
-    timeout; it now leaves rows within FAR_SIGMAS of the threshold to the sync-by-sync
-    chance (and to the cycle leap, which carries it)."""
-    wl = UniformWorkload(dirty_rate_pages_s=705.63, wss_mib=128)
+    """A working set of 64 pages: the bitmap settles at 24 +- 4 pages over a threshold of 17,
+    and the page engine dips under it within 51 rounds in every seed.  The geometric leap
+    jumped 28, 28, then 1,285 rounds without the first-passage chance and ran the fluid engine
+    to the timeout; it now leaves rows within FAR_SIGMAS of the threshold to the sync-by-sync
+    chance (and to the cycle leap, which carries it).  (Found with 2 MiB pages on 0.5 GiB and
+    10 GbE, whose pre-copy now tracks 4 KiB pages: the same migration scaled by 1/32 in
+    bytes, 64 KiB base pages.)"""
+    wl = UniformWorkload(dirty_rate_pages_s=705.63, wss_mib=4)
     pol = QemuPolicy(timeout_s=60, downtime_limit_ms=30)
-    kw = dict(memory_gib=0.5, workload=wl, policy=pol, gbit=10.0, page_size_kib=2048)
+    kw = dict(memory_gib=0.5 / 32, workload=wl, policy=pol, gbit=10.0 / 32, page_size_kib=64)
     page = [run(scenario(seed=s, **kw)) for s in range(5)]
     fluid = run(scenario(engine="fluid", **kw))
     assert all(r.converged for r in page) and fluid.converged
@@ -333,22 +335,24 @@ def test_a_geometric_leap_does_not_skip_the_first_dip_near_the_threshold():
 def test_fluid_per_send_clears_follow_a_phase_boundary_inside_a_round():
     """A phased workload (a busy uniform phase, then a quiet hot/cold one) under per-send log
     clears: a page sent late in a round sees only the later phase.  The round's mean rate for
-    every page gave +9.4 % total time against the page engine (14.63 s for 13.37)."""
+    every page gave +9.4 % total time against the page engine (14.63 s for 13.37).  (Found
+    with 2 MiB pages, whose pre-copy now tracks 4 KiB pages: here 64 KiB base pages, the rates
+    x32 for the same writes per page.)"""
     from lmtoolkit.model import PhasedWorkload
     from lmtoolkit.policies import VmwarePolicy
 
     ph = PhasedWorkload(
         phases=(
-            UniformWorkload(dirty_rate_pages_s=73.409, wss_mib=512.0),
-            HotColdWorkload(dirty_rate_pages_s=14.682, hot_mib=64.0, hot_fraction=0.9),
+            UniformWorkload(dirty_rate_pages_s=73.409 * 32, wss_mib=512.0),
+            HotColdWorkload(dirty_rate_pages_s=14.682 * 32, hot_mib=64.0, hot_fraction=0.9),
         ),
         durations_s=(6.0643, 3.9513),
     )
-    kw = dict(workload=ph, policy=VmwarePolicy(timeout_s=60), page_size_kib=2048)
+    kw = dict(workload=ph, policy=VmwarePolicy(timeout_s=60), page_size_kib=64)
     page = [run(scenario(seed=s, **kw)) for s in range(6)]
     fluid = run(scenario(engine="fluid", **kw))
     assert fluid.total_time_s == pytest.approx(np.median([r.total_time_s for r in page]), rel=0.02)
-    assert fluid.round_detail[1].dirty_pages == pytest.approx(102.6, rel=0.03)  # by hand: 102.6
+    assert fluid.round_detail[1].dirty_pages == pytest.approx(102.6 * 32, rel=0.03)  # by hand: 102.6 x 32
 
 
 @pytest.mark.parametrize("busy_first", [True, False])

@@ -114,7 +114,11 @@ def test_page_size_is_a_power_of_two(bad):
 
 @pytest.mark.parametrize("ok", [1, 4, 64, 2048, 2048.0, 1024 * 1024])
 def test_page_sizes_that_exist(ok):
-    assert VM(memory_gib=2.0, page_size_kib=ok).page_bytes == int(ok) * 1024
+    vm = VM(memory_gib=2.0, page_size_kib=ok)
+    assert vm.host_page_bytes == int(ok) * 1024
+    # the pages the migration tracks: base pages themselves, huge pages in 4 KiB (KVM's dirty log)
+    assert vm.page_bytes == (int(ok) if ok <= 64 else 4) * 1024
+    assert vm.pages * vm.page_bytes == vm.memory_bytes == 2 * 2**30
 
 
 # -- through the config (the runner prefixes the group) -----------------------------------------
@@ -208,7 +212,8 @@ def test_a_huge_page_guest_is_a_whole_number_of_pages():
         with pytest.raises(ConfigError) as e:
             VM(memory_gib=gib, page_size_kib=kib)
         assert e.value.key == "memory_gib" and "multiple of" in str(e.value)
-    assert VM(memory_gib=2.0, page_size_kib=1048576).pages == 2
-    assert VM(memory_gib=1.8984375, page_size_kib=2048).pages == 972
+    assert VM(memory_gib=2.0, page_size_kib=1048576).host_pages == 2
+    assert VM(memory_gib=1.8984375, page_size_kib=2048).host_pages == 972
+    assert VM(memory_gib=1.8984375, page_size_kib=2048).pages == 972 * 512  # tracked in 4 KiB
     assert VM(memory_gib=1.9, page_size_kib=4).pages == 498073  # 2.4 KiB of 1.9 GiB dropped
     assert VM(memory_gib=1.9, page_size_kib=64).pages == 31129

@@ -242,9 +242,19 @@ def sent_by(tau, t_nz, t_z, b_nz, b_z, cum_nonzero=None, n=None):
 
 def fault_stall_s(policy, ctx, t_nz):
     """Seconds one post-copy demand fault blocks the vCPU that took it: the request and the
-    page cross the link (a round trip, ``ctx.rtt_s``), the page's transfer (``t_nz``) and the
-    destination's handling (``policy.fault_overhead_s()``)."""
-    return ctx.rtt_s + t_nz + policy.fault_overhead_s()
+    page cross the link (a round trip, ``ctx.rtt_s``), the page's transfer and the
+    destination's handling (``policy.fault_overhead_s()``).
+
+    The page is the host page (``ctx.host_ratio`` pages of ``t_nz`` s each; 1 but for a guest
+    backed by huge pages): QEMU's destination asks for the host page holding the faulting
+    address (``migration/postcopy-ram.c: postcopy_request_page`` rounds it down to
+    ``qemu_ram_pagesize``), the source sends all its target pages (``ram.c:
+    ram_save_host_page``; post-copy marks them all dirty, ``postcopy_chunk_hostpages_pass``),
+    and the destination places the huge page, waking the vCPU, once the last has arrived
+    (``ram_load_postcopy`` → ``postcopy_place_page``, one ``UFFDIO_COPY`` of the host page).
+    Its pages are taken as data: a zero 4 KiB page in it goes as a 9-byte marker, so a huge
+    page holding zero pages arrives up to ``host_ratio x (t_nz - t_z)`` sooner."""
+    return ctx.rtt_s + np.asarray(ctx.host_ratio, dtype=float) * t_nz + policy.fault_overhead_s()
 
 
 def stalled_faults(faults_at, push_s, stall_s, vcpus, max_iter: int = 120):

@@ -510,6 +510,110 @@ def _slot_groups_of(uniq: list[Scenario], regs, edges, B: int, R: int):
     return m, c, share
 
 
+#: post-copy over huge pages: written pages listed at most (:func:`_host_classes`; beyond, a
+#: host page's pages are taken as independent draws, :func:`_host_push`)
+HOST_LIST_PAGES = 1 << 24
+#: at most this many host pages are followed one by one (each with its pages in each bin: a
+#: host page may span bins); more are grouped into classes by bin and make-up
+HOST_EXACT = 256
+#: and at most this many classes of host pages per migration
+HOST_CLASSES = 2048
+
+
+def _host_classes(s: Scenario, regs, edges: np.ndarray):
+    """How a random writer's pages fill the host (huge) pages, for post-copy (:func:`_host_push`),
+    or None where post-copy never runs, pages are not scattered, or there are too many pages:
+
+    * up to :data:`HOST_EXACT` host pages, each one: ``("hosts", h, b, c, e)`` — its pieces in
+      each address bin, ``h`` (P,) the host page, ``b`` (P,) the bin, ``c`` (P, R) pages of each
+      workload region in the piece, and ``e`` (H,) where each host page ends (fraction of memory):
+      a 1 GiB page spans several of a 2 GiB guest's bins;
+    * more: ``("bins", m, b, c)`` — host pages grouped by their bin (by their middle) and how many
+      pages of each region they hold, ``m`` (K,) host pages per class (None past
+      :data:`HOST_CLASSES` classes).
+
+    The page engine's scatter (:func:`~lmtoolkit.model.workload.page_of_rank`, an affine map
+    modulo the page count) is a lattice, not a random draw: 1,024 hot pages of a 2 GiB guest
+    fill 44 % of its 2 MiB pages, where as many random draws would fill 63 %.  The fluid engine
+    counted host pages as random draws and put post-copy's bytes 2.2 % over the page engine's
+    (hot/cold, 4 MiB hot set, 10 GbE) and 4.3 % for a 4 MiB working set; and taking each host
+    page within one bin put a 2 GiB guest's two 1 GiB pages' bytes 8.1 % over."""
+    from ..model.workload import page_of_rank
+
+    vm = s.vm
+    ratio, npg = vm.pages_per_host_page, vm.pages
+    if ratio <= 1 or not checked(s.policy).postcopy or not s.workload.phase_at(0.0).scattered:
+        return None
+    n, _, seq, first = regs[:4]
+    R, B = n.size, edges.size - 1
+    live = [j for j in range(R - 1) if n[j] > 0]
+    if seq.any() or n[live].sum() > HOST_LIST_PAGES:
+        return None
+    H = npg // ratio
+    exact = H <= HOST_EXACT
+    inner = edges[1:-1] * npg
+    cnt = np.zeros((H * B if exact else H, R))
+    for j in live:
+        for lo in range(int(first[j]), int(first[j] + n[j]), 1 << 22):
+            hi = min(int(first[j] + n[j]), lo + (1 << 22))
+            pages = page_of_rank(np.arange(lo, hi), npg)
+            key = pages // ratio
+            if exact:
+                key = key * B + np.searchsorted(inner, pages + 0.5, side="right")
+            cnt[:, j] += np.bincount(key, minlength=cnt.shape[0])
+    if exact:
+        # pages of each host page in each bin (bins need not fall on page bounds)
+        lo_h = np.arange(H)[:, None] * ratio
+        span = np.minimum(lo_h + ratio, edges[None, 1:] * npg) - np.maximum(lo_h, edges[None, :-1] * npg)
+        cnt[:, R - 1] = np.clip(span, 0.0, None).reshape(-1) - cnt[:, : R - 1].sum(axis=1)
+        keep = cnt.sum(axis=1) > 1e-9
+        hb = np.flatnonzero(keep)
+        return "hosts", hb // B, hb % B, cnt[keep], (np.arange(H) + 1.0) * ratio / npg
+    cnt[:, R - 1] = ratio - cnt[:, : R - 1].sum(axis=1)
+    mid = (np.arange(H) + 0.5) * ratio / npg
+    bins = np.searchsorted(edges[1:-1], mid, side="right")
+    rows, inv = unique_rows(np.column_stack([bins, cnt]))
+    if rows.shape[0] > HOST_CLASSES:
+        return None
+    return (
+        "bins",
+        np.bincount(inv, minlength=rows.shape[0]).astype(float),
+        rows[:, 0].astype(np.int64),
+        rows[:, 1:],
+    )
+
+
+def _host_classes_of(uniq: list[Scenario], regs, edges, R: int) -> dict:
+    """:func:`_host_classes` of each distinct scenario, padded: ``hc_m``, ``hc_b`` (U, K),
+    ``hc_c`` (U, K, R) for the rows with classes by bin (none elsewhere: ``m`` 0), ``hx_h``,
+    ``hx_b`` (U, P), ``hx_c`` (U, P, R), ``hx_e`` (U, H) for those followed host by host (a row
+    without: no piece, ``hx_c`` 0), each None where no row has them."""
+    out = dict.fromkeys(("hc_m", "hc_b", "hc_c", "hx_h", "hx_b", "hx_c", "hx_e"))
+    parts = {i: c for i, (s, r, e) in enumerate(zip(uniq, regs, edges)) if (c := _host_classes(s, r, e))}
+    U = len(uniq)
+    bins = {i: p[1:] for i, p in parts.items() if p[0] == "bins"}
+    if bins:
+        K = max(p[0].size for p in bins.values())
+        m, b, c = np.zeros((U, K)), np.zeros((U, K), dtype=np.int64), np.zeros((U, K, R))
+        for i, (mi, bi, ci) in bins.items():
+            m[i, : mi.size], b[i, : mi.size], c[i, : mi.size] = mi, bi, ci
+        out.update(hc_m=m, hc_b=b, hc_c=c)
+    hosts = {i: p[1:] for i, p in parts.items() if p[0] == "hosts"}
+    if hosts:
+        P = max(p[0].size for p in hosts.values())
+        H = max(p[3].size for p in hosts.values())
+        h, b, c, e = (
+            np.zeros((U, P), dtype=np.int64),
+            np.zeros((U, P), dtype=np.int64),
+            np.zeros((U, P, R)),
+            np.ones((U, H)),
+        )
+        for i, (hi, bi, ci, ei) in hosts.items():
+            h[i, : hi.size], b[i, : hi.size], c[i, : hi.size], e[i, : ei.size] = hi, bi, ci, ei
+        out.update(hx_h=h, hx_b=b, hx_c=c, hx_e=e)
+    return out
+
+
 def with_value(obj, key: str, value):
     """``obj`` with the dotted ``key`` replaced (nested frozen dataclasses), typed like the old value."""
     return with_values(obj, ((key, value),))
@@ -571,6 +675,17 @@ class FluidInputs:
     phase_lam: np.ndarray | None = None
     phase_end: np.ndarray | None = None
     phased: np.ndarray | None = None
+    #: post-copy over huge pages (:func:`_host_classes_of`): classes of host pages by bin,
+    #: (S, K) host pages per class, (S, K) their bins, (S, K, R) pages of each region in one;
+    #: and host pages one by one, (S, P) host page and bin of each piece, (S, P, R) its pages of
+    #: each region, (S, H) where each host page ends; None where no row has them
+    hc_m: np.ndarray | None = None
+    hc_b: np.ndarray | None = None
+    hc_c: np.ndarray | None = None
+    hx_h: np.ndarray | None = None
+    hx_b: np.ndarray | None = None
+    hx_c: np.ndarray | None = None
+    hx_e: np.ndarray | None = None
     #: XBZRLE's cache in slot groups (:func:`_slot_groups`): (S, G) slots, (S, G, R) pages of
     #: each region per slot, (S, B, R, G) share of a bin's pages of a region in each group;
     #: None where no row has the cache
@@ -605,6 +720,7 @@ class FluidInputs:
             nb = NB[i, : e.size - 1] = _pages_per_bin(e, r, float(s.vm.pages))
             ZB[i, : e.size - 1] = _zero_per_region(_zero_per_bin(e, nb[:, -1], s.vm, lay), nb, r, s.vm, lay)
         xbm, xbc, xbs = _slot_groups_of(uniq, regs, edges, B, R)
+        hosts = _host_classes_of(uniq, regs, edges, R)
         ctx = _stack_context([s.context() for s in uniq]).subset(inverse)
         wall = np.array([s.workload.pacing == "wall" for s in uniq])[inverse]
         peak = np.array(
@@ -633,6 +749,9 @@ class FluidInputs:
             start = start[:, used]
             if xbm is not None:
                 xbc, xbs = xbc[..., used], xbs[:, :, used]
+            for k in ("hc_c", "hx_c"):
+                if hosts[k] is not None:
+                    hosts[k] = hosts[k][..., used]
             if phase_lam is not None:
                 phase_lam = phase_lam[..., used]
         return cls(
@@ -655,6 +774,7 @@ class FluidInputs:
             phase_lam=phase_lam,
             phase_end=phase_end,
             phased=phased,
+            **{k: None if v is None else v[inverse] for k, v in hosts.items()},
             xb_m=None if xbm is None else xbm[inverse],
             xb_c=None if xbm is None else xbc[inverse],
             xb_share=None if xbm is None else xbs[inverse],
@@ -692,6 +812,10 @@ class FluidInputs:
         return cls.from_unique(uniq, inverse, rate)
 
 
+#: FluidInputs' fields on host pages (:func:`_host_classes_of`), carried by :class:`_Group`
+HOST_FIELDS = ("hc_m", "hc_b", "hc_c", "hx_h", "hx_b", "hx_c", "hx_e")
+
+
 class _Group:
     """Arrays of the still-running scenarios of one policy class."""
 
@@ -712,6 +836,12 @@ class _Group:
         self.D = self.N.copy()  # (S, B, R) pending pages
         z = inp.zero.astype(float)
         self.Z = inp.zb.copy()  # (S, B, R) pending zero pages per bin and region
+        # (S, B, R) zero pages at the start, for post-copy over huge pages (_host_push); None
+        # where no row has huge pages
+        huge = (np.asarray(inp.ctx.host_ratio, dtype=float) > 1).any()
+        self.Z0 = inp.zb.copy() if huge else None
+        for k in HOST_FIELDS:  # (FluidInputs)
+            setattr(self, k, getattr(inp, k))
         self.cur = np.zeros(z.size)  # the send cursor (fraction of memory)
         self.Dlo = np.zeros((z.size, self.N.shape[2]))  # cursor's bin: pending before the cursor
         self.vcpus = inp.vcpus
@@ -796,6 +926,11 @@ class _Group:
         if self.phase_lam is not None:
             self.phase_lam = np.take(self.phase_lam, m, axis=0)
             self.phase_end = np.take(self.phase_end, m, axis=0)
+        if self.Z0 is not None:
+            self.Z0 = np.take(self.Z0, m, axis=0)
+        for k in HOST_FIELDS:
+            if getattr(self, k) is not None:
+                setattr(self, k, np.take(getattr(self, k), m, axis=0))
         if self.xb is not None:
             for k in ("xb", "xb_m", "xb_c", "xb_share", "xb_held", "xb_fresh", "xb_U", "xb_started"):
                 setattr(self, k, np.take(getattr(self, k), m, axis=0))
@@ -2120,6 +2255,116 @@ def _from_address_zero(w: dict) -> dict:
     return {k: (_take_cols(v, cols) if np.ndim(v) >= 2 and np.shape(v)[1] == B1 else v) for k, v in w.items()}
 
 
+def _host_push(g: _Group, sub, ctx) -> dict:
+    """Post-copy over huge pages (``ctx.host_ratio`` ``r`` pages per host page, > 1): per
+    segment of the bitmap in address order from 0 (:func:`_segments`, :func:`_from_address_zero`)
+    the pages pushed ``X`` (S, B + 1) — every page of each host page holding a pending page —
+    and the zero pages among them ``Xz``, as the page engine's ``whole_host_pages`` (QEMU
+    ``migration/ram.c: postcopy_chunk_hostpages_pass``: a host page with a dirty target page is
+    wholly dirty, and all of it is sent, a zero target page as a marker).
+
+    Inside a segment a page of region ``j`` is pending with the segment's share ``pi_j = D_j /
+    N_j`` (pending pages spread evenly, as everywhere in this engine), independently of the
+    others (random writes).  Where the host pages' make-up is known (``g.hc_*``,
+    :func:`_host_classes`: how many pages of each region each holds) a host page of make-up
+    ``c`` holds no pending page with chance ``Q = prod_j (1 - pi_j)^c_j``; the segment's host
+    pages of each class are those of its bin in the share of the bin the segment spans.
+    Elsewhere (too many pages to list) a host page's ``r`` pages are taken as independent
+    draws of the segment's pages: ``1 - (1 - p)^r`` of them pushed, ``p = P / n``.  A
+    sequential writer's pending pages lie in runs (the band behind its cursor, a pass's unsent
+    tail): ``X = P``.  The pages a host page adds (sent in pre-copy and not written since) are
+    zero in the share of such pages of their region that are zero: the zero pages at the start
+    (``Z0``) the writer has not written since (``exp(-C)``, ``C`` the writes per page of the
+    region from writer time 0), less the pending ones.
+
+    Returns the segments (address order) with ``X``, ``Xz``, ``N`` (S, B + 1, R), ``n``
+    (S, B + 1), ``r`` (S,) and, for rows with classes, ``cls``: ``on`` (S,), ``hosts`` (S, B + 1,
+    K) expected pushed host pages per segment and class, ``c`` (S, K, R)."""
+    w = {k: v[sub] for k, v in _segments(g).items()}
+    frac = w["frac"][..., None]
+    N = _take_cols(g.N[sub], w["seg"]) * frac
+    Z0 = _take_cols(g.Z0[sub], w["seg"]) * frac
+    geo = _from_address_zero(dict(w, N=N, Z0=Z0))
+    N, D = geo["N"], geo["D"]
+    r = np.broadcast_to(np.asarray(ctx.host_ratio, dtype=float), sub.shape)
+    wt = g.wtime[sub]
+    C = g.lam[sub] * wt[:, None]
+    timed = g.timed[sub]
+    if timed.any():
+        C = np.where(timed[:, None], _cumulative_writes(g.phase_lam[sub], g.phase_end[sub], wt), C)
+    clean_zero = np.clip(geo["Z0"] * np.exp(-C)[:, None, :] - geo["ZR"], 0.0, None)  # (S, B + 1, R)
+    n = _sum_regions(N)
+    P, Z = geo["P"], geo["Z"]
+    p = np.clip(P / np.maximum(n, 1e-300), 0.0, 1.0)
+    seq_row = (g.seq[sub] & (g.n[sub] > 0)).any(axis=1)
+    with np.errstate(divide="ignore"):
+        q = -np.expm1(r[:, None] * np.log1p(-p))  # 1 - (1 - p)^r
+    X = np.where(seq_row[:, None], P, np.maximum(n * q, P))
+    share = np.clip(_sum_regions(clean_zero) / np.maximum(n - P, 1e-300), 0.0, 1.0)
+    Xz = Z + (X - P) * share
+    out = dict(geo, n=n, r=r)
+    pi = np.clip(D / np.maximum(N, 1e-300), 0.0, 1.0 - 1e-15)
+    log_clean = np.log1p(-pi)  # (S, B + 1, R) log of a page's chance not to be pending
+    zs = np.clip(clean_zero / np.maximum(N - D, 1e-300), 0.0, 1.0)  # zero share of clean pages
+    if g.hc_m is not None:
+        m, b, c = g.hc_m[sub], g.hc_b[sub], g.hc_c[sub]
+        on = (m.sum(axis=1) > 0) & ~seq_row & (r > 1)
+        if on.any():
+            msk = m[:, None, :] * geo["frac"][..., None] * (geo["seg"][..., None] == b[:, None, :])
+            Q = np.exp(np.einsum("skr,sbr->sbk", c, log_clean))
+            hosts = msk * (1.0 - Q)
+            # a clean page of region j is in a pushed host page with chance 1 - Q / (1 - pi_j)
+            extra_z = msk * (
+                np.einsum("skr,sbr->sbk", c, (1.0 - pi) * zs) - Q * np.einsum("skr,sbr->sbk", c, zs)
+            )
+            X = np.where(on[:, None], np.maximum(r[:, None] * hosts.sum(-1), P), X)
+            Xz = np.where(on[:, None], Z + extra_z.sum(-1), Xz)
+            out["cls"] = dict(on=on, hosts=hosts, c=c)
+    if g.hx_h is not None:
+        hh, hb, hc, he = g.hx_h[sub], g.hx_b[sub], g.hx_c[sub], g.hx_e[sub]
+        on = (hc.sum(axis=(1, 2)) > 0) & ~seq_row & (r > 1)
+        if on.any():
+            # each host page's pages of each region in each segment: its piece in a bin spread
+            # evenly over the bin (the cursor splits one bin in two segments)
+            inseg = (geo["seg"][..., None] == hb[:, None, :]) * geo["frac"][..., None]  # (S, B + 1, P)
+            onehot = (hh[..., None] == np.arange(he.shape[1])).astype(float)  # (S, P, H)
+            chs = np.einsum("sbp,sph,spr->sbhr", inseg, onehot, hc)
+            Q = np.exp(np.einsum("sbhr,sbr->sh", chs, log_clean))  # no pending page in it
+            pages = chs.sum(-1)  # (S, B + 1, H)
+            extra_z = np.einsum("sbhr,sbr->sbh", chs, (1.0 - pi) * zs) - Q[:, None, :] * np.einsum(
+                "sbhr,sbr->sbh", chs, zs
+            )
+            X = np.where(on[:, None], np.maximum(np.einsum("sbh,sh->sb", pages, 1.0 - Q), P), X)
+            Xz = np.where(on[:, None], Z + extra_z.sum(-1), Xz)
+            out["hx"] = dict(on=on, dirty=1.0 - Q, pages=pages, c=chs.sum(1), end=he)
+    out.update(X=X, Xz=np.minimum(Xz, X))
+    return out
+
+
+def _along(x, xp, fp):
+    """Per row, ``fp`` at ``x`` (S,) by linear interpolation along the nondecreasing ``xp`` (S, M)."""
+    from ..policies.base import Policy
+
+    return Policy.along_profile(x, xp, fp)
+
+
+#: time nodes per segment over which :class:`_PushFaults` integrates a huge page's chance of
+#: being touched before its push (exponential interpolation between them: exact for one rate)
+HOST_NODES = 24
+
+
+def _mean_exp(L, span):
+    """Mean of ``exp(L(t))`` over a span divided evenly by ``L``'s nodes (last axis), ``L``
+    non-increasing and linear between them (exact for an exponential); the value at the start
+    where ``span`` is 0."""
+    L0, L1 = L[..., :-1], L[..., 1:]
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        d = L1 - L0
+        f = np.where(np.abs(d) > 1e-9, np.expm1(d) / d, 1.0 + d / 2.0)  # d = -inf: 0
+        piece = np.where(np.isneginf(L0), 0.0, np.exp(L0) * f)  # -inf stays -inf after
+    return np.where(span > 0, piece.mean(axis=-1), np.exp(L[..., 0]))
+
+
 class _PushFaults:
     """Expected demand faults while the remaining ``P`` pages of rows ``sub`` are pushed over
     ``T_push`` s, as a function of the guest's speed ``sigma`` during the push (its accesses
@@ -2143,7 +2388,7 @@ class _PushFaults:
     on from each page a fault requested (``get_queued_page``).
     """
 
-    def __init__(self, g: _Group, sub, pol, d, lam, seq, P, T_push, lk):
+    def __init__(self, g: _Group, sub, pol, d, lam, seq, P, T_push, lk, hp=None):
         af = np.broadcast_to(np.asarray(pol.fault_access_factor(), dtype=float), P.shape)
         # a sequential workload's ranks are its addresses (page_of_rank, not scattered): its
         # pre-paging order is the address order
@@ -2188,6 +2433,183 @@ class _PushFaults:
             cy = _cycle_from(g, sub)
             a.update({k: (v[..., rc] if k in ("cy_lam", "cy_C", "cy_Cc") else v) for k, v in cy.items()})
         self.a = a
+        # huge pages (hp: _host_push): a sequential writer's host pages fault once per r pages
+        r = np.ones(P.shape) if hp is None else hp["r"]
+        self.seq_scale = np.where((r > 1) & seq_row, 1.0 / r, 1.0)
+        host = (r > 1) & ~seq_row
+        self.h = self._huge(g, sub, hp, lam, host, pre, af, timed, T_push, t_nz, t_z) if host.any() else None
+
+    def _huge(self, g, sub, hp, lam, host, pre, af, timed, T_push, t_nz, t_z):
+        """Rows over huge pages (``hp``: :func:`_host_push`) with a random writer: a host page
+        faults when the guest touches any of its pages before the host page is placed (the page
+        engine's rule; QEMU requests, and the vCPU waits for, the whole host page:
+        ``postcopy_request_page``).  A page's pending state (the past) and its first touch in
+        the push (the future) are independent for random writes, so a host page of known make-up
+        ``c`` (:func:`_host_classes`) pushed at ``t`` faults with chance ``(1 - Q) (1 -
+        prod_j u_j(t)^c_j)``, ``Q`` its chance of holding no pending page and ``u_j(t) =
+        exp(-C_j(k t))`` a page of region ``j`` untouched ``t`` s into the push (exactly
+        ``exp(-k t sum_j c_j lam_j)`` for steady rates, a mean over the span in closed form).  A
+        host page taken as ``r`` independent draws of its segment's pages (no classes) faults
+        with chance ``1 - (1 - p)^r - S(t)^r + S'(t)^r``, ``S = sum w_j u_j``, ``S' = sum w_j
+        (1 - pi_j) u_j``, ``w_j`` region ``j``'s share of the segment (for ``r = 1``: ``sum w_j
+        pi_j (1 - u_j)``, the page rule).  Host pages are pushed evenly over their segment's
+        span (:data:`HOST_NODES` nodes where the rates change, :func:`_mean_exp`); with
+        pre-paging a host page goes at the rank of its hottest page: the classes in the order of
+        the hottest region they hold, each over its own span (the draws, whose make-up is not
+        known: each at a uniform time over the whole push).  A sequential writer's pending pages
+        lie in runs: its host pages fault once for the ``r`` pages the page rule counts
+        (``seq_scale``)."""
+        r = hp["r"]
+        X, Xz = hp["X"], hp["Xz"]
+        w = _schedule(dict(hp, P=X, Z=Xz), X.sum(1), t_nz, t_z, np.full(r.shape, np.inf))
+        A, tau = w["A"], w["tau"]
+        a0 = np.where(pre[:, None], 0.0, A)
+        a1 = np.where(pre[:, None], T_push[:, None], A + tau)
+        nodes = np.linspace(0.0, 1.0, HOST_NODES + 1)
+        n = np.maximum(hp["n"], 1e-300)[..., None]
+        N, D = hp["N"], hp["D"]
+        cls = hp.get("cls")
+        h = dict(
+            host=host,
+            af=af,
+            r=r,
+            t=a0[..., None] + (a1 - a0)[..., None] * nodes,
+            span=a1 - a0,
+            w_all=N / n,
+            w_clean=np.clip(N - D, 0.0, None) / n,
+            hosts=hp["n"] / r[:, None],
+            clean=(1.0 - np.clip(hp["P"] / n[..., 0], 0.0, 1.0)) ** r[:, None],
+            lam=lam,
+            timed=timed,
+            on=np.zeros(r.shape, dtype=bool) if cls is None else cls["on"],
+        )
+        if cls is not None:
+            c, hosts = cls["c"], cls["hosts"]
+            R = c.shape[-1]
+            key = np.argmax(c > 0, axis=-1)  # (S, K) the hottest region a class holds
+            onehot = key[..., None] == np.arange(R)
+            # pre-paging: each class's pushes over its group's span (the groups in rank order)
+            spent = hosts * (r[:, None, None] * tau[..., None] / np.maximum(X, 1e-300)[..., None])
+            Tg = np.einsum("sbk,skg->sg", spent, onehot)
+            g_end = np.cumsum(Tg, axis=1)
+            g_start = g_end - Tg
+            ks, ke = np.take_along_axis(g_start, key, 1), np.take_along_axis(g_end, key, 1)
+            c0 = np.where(pre[:, None, None], ks[:, None, :], A[..., None])
+            c1 = np.where(pre[:, None, None], ke[:, None, :], (A + tau)[..., None])
+            h.update(
+                c_hosts=hosts,
+                c_c=c,
+                c_rho=np.einsum("skr,sr->sk", c, lam),
+                c_a0=c0,
+                c_span=c1 - c0,
+                c_key=key,
+                c_pre=pre,
+                A=A,
+                tau=tau,
+                g_start=g_start,
+                g_end=g_end,
+            )
+        hx = hp.get("hx")
+        if hx is not None:
+            R = hx["c"].shape[-1]
+            key = np.argmax(hx["c"] > 0, axis=-1)  # (S, H) the hottest region a host page holds
+            # address order: a host page is placed when the push passes its end
+            xp = np.concatenate([hp["start"][:, :1], hp["end"]], axis=1)
+            fp = np.concatenate([A[:, :1], A + tau], axis=1)
+            placed = np.stack([_along(hx["end"][:, i], xp, fp) for i in range(hx["end"].shape[1])], axis=1)
+            # pre-paging: the host pages in the order of the hottest region they hold
+            spent = hx["dirty"] * np.einsum("sbh,sb->sh", hx["pages"], tau / np.maximum(X, 1e-300))
+            Tg = np.einsum("sh,shg->sg", spent, key[..., None] == np.arange(R))
+            g_end = np.cumsum(Tg, axis=1)
+            g_start = g_end - Tg
+            ks, ke = np.take_along_axis(g_start, key, 1), np.take_along_axis(g_end, key, 1)
+            h.update(
+                x_on=hx["on"],
+                x_dirty=hx["dirty"],
+                x_c=hx["c"],
+                x_rho=np.einsum("shr,sr->sh", hx["c"], lam),
+                x_a0=np.where(pre[:, None], ks, placed),
+                x_span=np.where(pre[:, None], ke - ks, 0.0),
+                x_key=key,
+                x_pre=pre,
+                x_g0=g_start,
+                x_g1=g_end,
+            )
+        if timed.any():
+            h.update(_cycle_from(g, sub))
+        return h
+
+    def _huge_faults(self, sigma, rows):
+        """(rows over huge pages with a random writer, their expected faults) at speed ``sigma``
+        (:meth:`_huge`)."""
+        h = self.h if rows is None else {k: v[rows] for k, v in self.h.items()}
+        kappa = h["af"] * np.asarray(sigma, dtype=float)  # writer seconds per second of push
+        x = kappa[:, None, None] * h["t"]
+        C = h["lam"][:, None, None, :] * x[..., None]
+        if h["timed"].any():
+            C = np.where(h["timed"][:, None, None, None], self._since(h, x, C.shape[-1]), C)
+        u = np.exp(-C)
+        r = h["r"][:, None, None]
+        with np.errstate(divide="ignore"):
+            L_all = r * np.log((h["w_all"][:, :, None, :] * u).sum(-1))
+            L_clean = r * np.log((h["w_clean"][:, :, None, :] * u).sum(-1))
+        touched = 1.0 - h["clean"] - _mean_exp(L_all, h["span"]) + _mean_exp(L_clean, h["span"])
+        faults = (h["hosts"] * np.clip(touched, 0.0, None)).sum(1)
+        if "c_c" in h and h["on"].any():
+            b = kappa[:, None, None] * h["c_rho"][:, None, :]
+            bt = b * h["c_span"]
+            with np.errstate(over="ignore", invalid="ignore"):
+                mean = np.exp(-b * h["c_a0"]) * np.where(bt > 1e-12, -np.expm1(-bt) / bt, 1.0 - bt / 2.0)
+            if h["timed"].any():
+                mean = np.where(h["timed"][:, None, None], self._class_untouched(h, kappa), mean)
+            faults = np.where(h["on"], (h["c_hosts"] * (1.0 - mean)).sum((1, 2)), faults)
+        if "x_c" in h and h["x_on"].any():
+            b = kappa[:, None] * h["x_rho"]
+            bt = b * h["x_span"]
+            with np.errstate(over="ignore", invalid="ignore"):
+                mean = np.exp(-b * h["x_a0"]) * np.where(bt > 1e-12, -np.expm1(-bt) / bt, 1.0 - bt / 2.0)
+            if h["timed"].any():
+                mean = np.where(h["timed"][:, None], self._host_untouched(h, kappa), mean)
+            faults = np.where(h["x_on"], (h["x_dirty"] * (1.0 - mean)).sum(1), faults)
+        return h["host"], faults
+
+    def _host_untouched(self, h, kappa):
+        """Phased writers, host pages one by one: the chance (S, H) that a host page is untouched
+        when placed (address order), or its mean over its group's span (pre-paging)."""
+        c, R = h["x_c"], h["x_c"].shape[-1]
+        at = np.exp(-np.einsum("shr,shr->sh", self._since(h, kappa[:, None] * h["x_a0"], R), c))
+        nodes = np.linspace(0.0, 1.0, HOST_NODES + 1)
+        t = h["x_g0"][..., None] + (h["x_g1"] - h["x_g0"])[..., None] * nodes
+        L = -np.einsum("sgmr,shr->sghm", self._since(h, kappa[:, None, None] * t, R), c)
+        L = np.take_along_axis(L, h["x_key"][:, None, :, None], axis=1)[:, 0]
+        span = np.take_along_axis(h["x_g1"] - h["x_g0"], h["x_key"], 1)
+        return np.where(h["x_pre"][:, None], _mean_exp(L, span), at)
+
+    @staticmethod
+    def _since(h, x, R):
+        """Writes per page (S, ..., R) in the first ``x`` (S, ...) writer seconds after the
+        switch under the phases in force (:func:`_writes_since`)."""
+        S = x.shape[0]
+        flat = np.broadcast_to(x.reshape(S, -1)[..., None], (S, x[0].size, R))
+        return _writes_since(h, flat).reshape(x.shape + (R,))
+
+    def _class_untouched(self, h, kappa):
+        """Phased writers: the mean over each class's span of ``prod_j u_j(t)^c_j`` (S, B + 1,
+        K), ``u_j`` under the phases in force through the push (nodes, :func:`_mean_exp`)."""
+        nodes = np.linspace(0.0, 1.0, HOST_NODES + 1)
+        c, R = h["c_c"], h["c_c"].shape[-1]
+        # address order: per segment
+        t = h["A"][..., None] + h["tau"][..., None] * nodes
+        L = -np.einsum("sbmr,skr->sbkm", self._since(h, kappa[:, None, None] * t, R), c)
+        by_address = _mean_exp(L, h["tau"][..., None])
+        # pre-paging: per group of the hottest region held
+        t = h["g_start"][..., None] + (h["g_end"] - h["g_start"])[..., None] * nodes
+        L = -np.einsum("sgmr,skr->sgkm", self._since(h, kappa[:, None, None] * t, R), c)
+        L = np.take_along_axis(L, h["c_key"][:, None, :, None], axis=1)[:, 0]
+        key = h["c_key"]
+        span = np.take_along_axis(h["g_end"] - h["g_start"], key, 1)
+        pre = _mean_exp(L, span)
+        return np.where(h["c_pre"][:, None, None], pre[:, None, :], by_address)
 
     def __call__(self, sigma, rows=None):
         a = self.a if rows is None else {k: v[rows] for k, v in self.a.items()}
@@ -2203,6 +2625,10 @@ class _PushFaults:
         if self.prepaged:
             hit = _touched(a, k, a["pa"], a["pb"], self.timed)
             out = np.where(a["pre"], (a["pd"] * hit).sum((1, 2)), out)
+        out = out * (self.seq_scale if rows is None else self.seq_scale[rows])
+        if self.h is not None:
+            host, faults = self._huge_faults(sigma, rows)
+            out = np.where(host, faults, out)
         return out
 
 
@@ -2400,14 +2826,19 @@ def _finish(g: _Group, done, code, out: BatchResult, L: int, live=None) -> None:
 
     # Post-copy phase: push the rest, faults when the guest touches a page not yet pushed.
     lk = pol.link(st, ctx, stop=True)
-    T_push = n_nz * lk.t_nz + n_z * lk.t_z
-    pc_bytes = n_nz * lk.b_nz + n_z * lk.b_z
+    # over huge pages every page of a host page holding a pending one (_host_push)
+    huge = post & (np.asarray(ctx.host_ratio, dtype=float) > 1)
+    hp = _host_push(g, sub, ctx) if huge.any() else None
+    X = P if hp is None else np.where(huge, hp["X"].sum(1), P)  # pages pushed
+    Xz = n_z if hp is None else np.where(huge, np.minimum(hp["Xz"].sum(1), X), n_z)  # zero ones
+    T_push = (X - Xz) * lk.t_nz + Xz * lk.t_z
+    pc_bytes = (X - Xz) * lk.b_nz + Xz * lk.b_z
     per_fault = np.broadcast_to(fault_stall_s(pol, ctx, lk.t_nz), P.shape)
     faults = np.zeros(P.shape)
     if post.any():
         # a vCPU waiting for a page does not run: the guest's speed over the push is where
         # the stalls of its faults leave it (common.stalled_faults, as the page engine)
-        at_speed = _PushFaults(g, sub, pol, d, lam, seq, P, T_push, lk)
+        at_speed = _PushFaults(g, sub, pol, d, lam, seq, P, T_push, lk, hp)
         faults = stalled_faults(at_speed, np.where(post, T_push, 0.0), per_fault, g.vcpus[sub])[0]
     stall = faults * per_fault / g.vcpus[sub]
 
@@ -2451,7 +2882,7 @@ def _finish(g: _Group, done, code, out: BatchResult, L: int, live=None) -> None:
         vals2 = {
             "round_start": (st.t + down)[fin][pm],
             "round_duration": T_push[fin][pm],
-            "round_pages": P[fin][pm],
+            "round_pages": X[fin][pm],
             "round_bytes": pc_bytes[fin][pm],
             "round_dirty_pages": P[fin][pm],
             "round_bandwidth": rate[pm],

@@ -111,6 +111,23 @@ def _pending_pages(state: np.ndarray) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def whole_host_pages(pending: np.ndarray, ratio: int) -> np.ndarray:
+    """Post-copy's pages over huge pages: every page of each host page holding one of the
+    ``pending`` pages (sorted), ``ratio`` pages per host page, sorted.
+
+    QEMU ``migration/ram.c: postcopy_chunk_hostpages_pass`` ("Postcopy requires that all target
+    pages in a hostpage are dirty or clean, not a mix"): a host page with any dirty target page
+    is marked wholly dirty and discarded on the destination, so all of it is sent again — its
+    clean target pages included, each as a page of its own (``ram_save_host_page`` →
+    ``ram_save_target_page``: header, and a zero page as a marker)."""
+    if ratio <= 1 or not pending.size:
+        return pending
+    hosts = pending // ratio
+    first = np.ones(hosts.size, dtype=bool)
+    first[1:] = hosts[1:] != hosts[:-1]
+    return (hosts[first][:, None] * ratio + np.arange(ratio)).ravel()
+
+
 def _send_order(pending: np.ndarray, cursor: int) -> np.ndarray:
     """The bitmap's pages (sorted) in send order: from ``cursor`` up, then wrapping around."""
     i0 = int(np.searchsorted(pending, cursor))
@@ -640,7 +657,13 @@ class _Run:
         )
 
     def _postcopy(self, rec, n_nz, n_z):
-        """Switch now (device state only), then push the rest while demand faults pull pages."""
+        """Switch now (device state only), then push the rest while demand faults pull pages.
+
+        Over huge pages (``vm.pages_per_host_page`` > 1) the unit is the host page: every page of
+        a host page holding a pending page is pushed (:func:`whole_host_pages`), in host pages,
+        and a fault is on a host page — the guest's first touch of any of its pages before the
+        host page is placed, stalling the vCPU for the whole host page
+        (:func:`~lmtoolkit.engine.common.fault_stall_s`)."""
         st, pol, ctx = self.st, self.pol, self.ctx
         sw = switchover(pol, st, ctx, n_nz, n_z, send_pages=False)
         down = float(sw.downtime_s)
@@ -650,12 +673,20 @@ class _Run:
         t1 = float(st.t) + down
         lk = pol.link(st, ctx, stop=True)
         t_nz, t_z, b_nz, b_z = (float(v) for v in (lk.t_nz, lk.t_z, lk.b_nz, lk.b_z))
-        pend = self.pending
+        # huge pages move whole: every page of a host page with a pending page (whole_host_pages)
+        r = self.vm.pages_per_host_page
+        pend = whole_host_pages(self.pending, r)
+        if pend.size != self.pending.size:
+            nz = self._nonzero_of(pend)
+            n_nz = pend.size if nz is None else int(np.count_nonzero(nz))
+            n_z = pend.size - n_nz
         if bool(pol.prepaging_enabled()):
             # Hot pages first, in the layout of the phase writing at the switch (the sampler's
-            # writer time: Workload.ranks_of, PhasedWorkload.phase_at)
+            # writer time: Workload.ranks_of, PhasedWorkload.phase_at); a huge page goes at the
+            # rank of its hottest page, its pages together
             ranks = self.scn.workload.ranks_of(pend, self.n, self.vm.page_bytes, self.sampler.guest_time)
-            order = np.argsort(ranks, kind="stable")
+            hosts = np.argsort(ranks.reshape(-1, r).min(axis=1), kind="stable")
+            order = (hosts[:, None] * r + np.arange(r)).ravel() if r > 1 else hosts
         else:
             # from address 0: at the switch QEMU restarts the scan (ram.c,
             # ram_postcopy_send_discard_bitmap: last_seen_block = NULL; last_page = 0)
@@ -677,13 +708,22 @@ class _Run:
             pos_all = slot[wp]
             slot[pushed] = -1
             ok = pos_all >= 0
-            pos = pos_all[ok]
+            pos, first = pos_all[ok], first[ok]
+            if r > 1:
+                # a huge page faults at the first access to any of its pages and is placed when
+                # its last page has arrived (postcopy-ram.c: postcopy_request_page asks for the
+                # host page; ram.c: ram_load_postcopy places it, postcopy_place_page, once all its
+                # target pages are in)
+                host, inv = np.unique(pos // r, return_inverse=True)
+                soonest = np.full(host.size, np.inf)
+                np.minimum.at(soonest, inv.ravel(), first)
+                pos, first = host * r + (r - 1), soonest
             c = cnz[pos]
             pushed_at = t1 + c * t_nz + (pos + 1 - c) * t_z
             # a vCPU waiting for a page does not run: at speed sigma the guest's accesses come
             # 1 / sigma times later, and a page faults where first - t1 < sigma (pushed_at - t1);
             # sigma is where the stalls of the faults taken leave the guest (common.stalled_faults)
-            faults = stalled_count((first[ok] - t1) / (pushed_at - t1), T, per_fault, self.vm.vcpus)
+            faults = stalled_count((first - t1) / (pushed_at - t1), T, per_fault, self.vm.vcpus)
         stall = faults * per_fault / self.vm.vcpus
         pc_bytes = n_nz * b_nz + n_z * b_z
         self.detail_append(
@@ -697,7 +737,14 @@ class _Run:
             1.0,
         )
         self.detail_append(
-            "postcopy", t1, T, pend.size, pc_bytes, pend.size, float(pol.stop_rate_bytes_s(st, ctx)), 0.0
+            "postcopy",
+            t1,
+            T,
+            pend.size,
+            pc_bytes,
+            self.pending.size,
+            float(pol.stop_rate_bytes_s(st, ctx)),
+            0.0,
         )
         rec.update(postcopy_faults=float(faults), postcopy_time_s=T)
         total = t1 + T
@@ -772,7 +819,9 @@ def available_memory_bytes() -> int | None:
 def check_memory(scn: Scenario) -> None:
     """Refuse a VM whose page bitmap cannot fit in this machine's available memory, before
     allocating it (a 64 TiB VM asked for 16 GiB at once: a MemoryError traceback, or the
-    kernel's OOM killer taking the user's session with it)."""
+    kernel's OOM killer taking the user's session with it).  The bitmap is of the tracked pages
+    (:attr:`VM.pages <lmtoolkit.model.vm.VM.pages>`): a VM of huge pages needs as much as one of
+    4 KiB pages."""
     need = MIN_BYTES_PER_PAGE * int(scn.vm.pages)
     avail = available_memory_bytes()
     if avail is not None and need > avail:
@@ -784,7 +833,8 @@ def check_memory(scn: Scenario) -> None:
                 f"engine=page keeps a byte per guest page and its phases need as much again: a "
                 f"{scn.vm.memory_gib:g} GiB VM of {scn.vm.page_size_kib:g} KiB pages needs at least "
                 f"{need / 2**30:.1f} GiB, and this machine has {avail / 2**30:.1f} GiB available; use "
-                f"engine=fluid (or larger pages, vm.page_size_kib)"
+                f"engine=fluid (or larger base pages, vm.page_size_kib up to 64: huge pages are "
+                f"tracked in 4 KiB pages, as KVM's dirty log sees them)"
             ),
         )
 

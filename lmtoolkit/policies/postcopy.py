@@ -27,6 +27,17 @@ the push slow by the share of vCPU time its faults stall, self-consistently
 (``engine/common.py: stalled_faults``; at most ``vcpus x push / stall`` faults).  Each page
 crosses the link about once.
 
+A guest backed by huge pages (``vm.page_size_kib`` above 64) moves whole huge pages after the
+switch, where its pre-copy tracked and sent 4 KiB pages (:func:`lmtoolkit.model.vm.tracked_page_kib`):
+QEMU marks a huge page wholly dirty when any of its 4 KiB pages is and sends all of them
+(``migration/ram.c: postcopy_chunk_hostpages_pass``, ``ram_save_host_page``), the destination
+asks for the huge page holding a faulting address (``postcopy-ram.c: postcopy_request_page``
+rounds it down to ``qemu_ram_pagesize``) and places it whole once its last 4 KiB page is in
+(``ram.c: ram_load_postcopy`` → ``postcopy_place_page``).  So the push sends every 4 KiB page
+of each huge page holding a pending one (each with its header, a zero one as a marker), a fault
+is on a huge page (the guest's first touch of any of its 4 KiB pages before it is placed), and
+a fault stalls its vCPU for the whole huge page (``engine/common.py: fault_stall_s``).
+
 Parameters (our assumptions where no source gives a number):
 
 * ``prepaging`` — push pages in order of expected access (hottest first) instead of address

@@ -55,6 +55,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import ConfigError
+from ..model.vm import tracked_page_kib
 from .objective import Param, Problem, hot_within_wss
 from .observations import GIB, HEADER, MIB, ZERO_PAGE, Observed, log_value, observe
 from .search import evolve
@@ -178,6 +179,11 @@ def _check_against_log(log: xr.Dataset, user) -> list:
         "vm.memory_gib": log_value(log, "ram_total") / GIB,
         "vm.page_size_kib": log_value(log, "page_size", 4096.0) / 1024,
     }
+    # The log's page size is the page the migration counts and sends — QEMU's target page
+    # (migration.c: populate_ram_info, ``page_size = qemu_target_page_size()``), 4 KiB on x86
+    # also for a guest backed by huge pages — so it is compared with the page the model tracks
+    # (vm.tracked_page_kib): vm.page_size_kib=2048 agrees with a log of 4096-byte pages.
+    tracked = {"vm.page_size_kib": tracked_page_kib}
     recorded = {}  # the settings a testbed record states (cap, downtime limit, capabilities…)
     for o in json.loads(log.attrs.get("lmt_settings", "[]") or "[]"):
         _, k, v = split_override(str(o))
@@ -202,9 +208,14 @@ def _check_against_log(log: xr.Dataset, user) -> list:
             kept.append(o)
             continue
         try:
-            given = float(v)
+            given = raw = float(v)
+            if k in tracked and given == int(given) and given >= 1:
+                given = float(tracked[k](int(given)))
         except ValueError:
             kept.append(o)  # not a number: composing the config names it
+            continue
+        if given != raw and np.isclose(given, stated[k], rtol=5e-3):
+            kept.append(o)  # huge pages the log cannot see: they say more than it (post-copy's unit)
             continue
         if not np.isclose(given, stated[k], rtol=5e-3):
             raise ConfigError(
@@ -214,6 +225,11 @@ def _check_against_log(log: xr.Dataset, user) -> list:
                 message=(
                     f"{k}={v} contradicts the log {log.attrs.get('source', '')}: its {STATED_BY_LOG[k]} "
                     f"says {stated[k]:.6g}; leave {k} out (the log states it)"
+                    + (
+                        " or give huge pages (above 64 KiB), whose pre-copy tracks 4 KiB pages"
+                        if k in tracked and stated[k] == 4
+                        else ""
+                    )
                 ),
             )
     return kept

@@ -51,6 +51,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import ConfigError
+from ..model.vm import BASE_PAGE_MAX_KIB
 
 MIB = 1024**2
 #: statuses after which a migration is over
@@ -1182,11 +1183,18 @@ def _assemble(path, fmt, samples, finals, lines, passes, final_status=None) -> x
     if not page_given:
         final["page_size"] = 4096.0
     ps = final["page_size"]
-    if not (ps >= 512 and float(ps).is_integer() and int(ps) & (int(ps) - 1) == 0):
+    if not (
+        512 <= ps <= BASE_PAGE_MAX_KIB * 1024 and float(ps).is_integer() and int(ps) & (int(ps) - 1) == 0
+    ):
+        # QEMU reports the page it counts and sends, its target page (migration.c:
+        # populate_ram_info, qemu_target_page_size()): 4096 on x86 also for a guest backed by
+        # huge pages, never a huge page (the model tracks 4 KiB pages for those: VM.page_bytes)
         raise _err(
             path,
             lines[-1],
-            f"ram.page-size (memory_page_size) = {ps:g} bytes: a page is a power of two of at least 512 bytes",
+            f"ram.page-size (memory_page_size) = {ps:g} bytes: a page is a power of two from 512 bytes "
+            f"to {BASE_PAGE_MAX_KIB} KiB (QEMU reports its target page, 4096 on x86 also for a guest "
+            "backed by huge pages)",
         )
     _check_final(path, samples, lines, final, page_given)
     sts = [s["status"] for s in samples]

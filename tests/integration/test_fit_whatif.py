@@ -159,8 +159,8 @@ def _truncated(tmp_path):
             ["vm.memory_gib=2", "ram.total", "0.500496"],
         ),
         (
-            lambda t: ["fit", str(CASES["qmp"][0]), "vm.page_size_kib=2048"],
-            ["vm.page_size_kib", "ram.page-size"],
+            lambda t: ["fit", str(CASES["qmp"][0]), "vm.page_size_kib=64"],
+            ["vm.page_size_kib", "ram.page-size", "huge pages (above 64 KiB)"],
         ),
         (lambda t: ["fit", str(CASES["qmp"][0]), "--bootstrap", "-3"], ["--bootstrap=-3", ">= 0"]),
         # settings the log contradicts fitted a run that did not happen (the default write rate
@@ -274,6 +274,22 @@ def test_an_override_that_agrees_with_the_log_gives_way_to_it():
     log = read_log(CASES["qmp"][0])
     user = ["vm.memory_gib=0.5", "policy.max_bandwidth_mib_s=64", "vm.page_size_kib=4"]
     assert _check_against_log(log, user) == ["policy.max_bandwidth_mib_s=64"]
+
+
+def test_huge_pages_agree_with_a_log_of_4k_pages_and_are_kept():
+    """QEMU's ram.page-size is its target page (migration.c: populate_ram_info,
+    qemu_target_page_size()), 4096 also for a guest backed by 2 MiB pages, whose pre-copy the
+    model tracks in 4 KiB pages: vm.page_size_kib=2048 agrees with the log and stays (post-copy
+    moves whole huge pages); a 64 KiB base page, tracked whole, contradicts it."""
+    from lmtoolkit.errors import ConfigError
+    from lmtoolkit.logs.fit import _check_against_log
+    from lmtoolkit.logs.readers import read_log
+
+    log = read_log(CASES["qmp"][0])
+    assert _check_against_log(log, ["vm.page_size_kib=2048"]) == ["vm.page_size_kib=2048"]
+    assert _check_against_log(log, ["vm.page_size_kib=1048576"]) == ["vm.page_size_kib=1048576"]
+    with pytest.raises(ConfigError, match="ram.page-size says 4"):
+        _check_against_log(log, ["vm.page_size_kib=64"])
 
 
 @pytest.mark.parametrize(

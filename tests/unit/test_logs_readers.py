@@ -324,6 +324,14 @@ def _page_size_zero(tmp_path):  # was a ZeroDivisionError in lmtk fit
     return _write(tmp_path, "ps.jsonl", "\n".join(json.dumps(r) for r in lines))
 
 
+def _page_size_huge(tmp_path):  # a huge page: QEMU reports its target page (4 KiB on x86)
+    lines = [json.loads(ln) for ln in QMP.read_text().splitlines()]
+    for r in lines:
+        if "page-size" in r.get("ram", {}):
+            r["ram"]["page-size"] = 2 * 1024 * 1024
+    return _write(tmp_path, "ph.jsonl", "\n".join(json.dumps(r) for r in lines))
+
+
 def _domjobinfo_unit(tmp_path, label, value):  # another unit was read as the bare number
     lines = DOMJOBINFO.read_text().splitlines()
     i = next(k for k, ln in enumerate(lines) if ln.startswith(label + ":"))
@@ -357,6 +365,7 @@ BAD = [
     (_huge_integer, ["hu.jsonl", "line 9", "401 digits"]),
     (_xbzrle_not_an_object, ["xb.jsonl", "line 9", "'xbzrle-cache' must be an object"]),
     (_page_size_zero, ["ps.jsonl", "line 53", "ram.page-size", "power of two"]),
+    (_page_size_huge, ["ph.jsonl", "line 53", "ram.page-size", "to 64 KiB", "target page"]),
     (_negative_times, ["nt.jsonl", "line 1", "the time since the migrate command"]),
     (
         lambda tmp: _write(tmp, "jsu.txt", "type=3\ntime_elapsed=4758\nmemory_total=512 MiB\n"),

@@ -92,7 +92,7 @@ class Context:
     device_state_bytes: object
     dirty_rate_pages_s: object  # the workload's nominal write rate (for policies that estimate)
     link_efficiency: object = None  # network.efficiency (payload share of line rate); None = unknown
-    hash_bytes_s: object = 1e300  # page checksum throughput (host cores x per-core hash rate)
+    hash_bytes_s: object = 1e300  # page checksum throughput (spare cores x per-core hash rate)
     zero_fraction: object = 0.0  # share of the VM's pages that are zero at the start (vm.zero_fraction)
     mirror_bytes_s: object = 0.0  # mirrored disk writes taken off ``line_bytes_s`` while the guest runs
     #: ``pages`` per host page (VM.pages_per_host_page): 1, or the 4 KiB pages of a huge page,
@@ -429,7 +429,9 @@ class Policy:
 
     def checksum_cpu_s(self, ctx: Context):
         """Hashing time per non-zero page when ``verify_checksums`` is on (s)."""
-        return np.where(np.asarray(self.verify_checksums), ctx.page_bytes / ctx.hash_bytes_s, 0.0)
+        with np.errstate(divide="ignore"):  # no spare core: refused where it is used (Scenario)
+            per_page = np.asarray(ctx.page_bytes, dtype=float) / np.asarray(ctx.hash_bytes_s, dtype=float)
+        return np.where(np.asarray(self.verify_checksums), per_page, 0.0)
 
     def never_sent_pages(self, st: State, ctx: Context):
         """Pages not sent yet: the setup sync marks every page dirty, so the first pass sends

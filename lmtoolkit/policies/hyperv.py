@@ -37,7 +37,8 @@ Sources (tags: **published** = Microsoft documentation; **secondary** = books/bl
     (``Context.compress_bytes_s``); a page goes at the slower of the two, so with little
     spare CPU compression is slower than the plain link.  Microsoft's own advice matches:
     "< 5 Gbps use compression", RDMA above (MS Docs, "Plan host networking for Azure Stack
-    HCI").  With ``host.spare_cores: 0`` the compressor never finishes (use ``tcp``).
+    HCI").  ``host.spare_cores: 0`` with compression is refused (the compressor could
+    never send a page: :meth:`lmtoolkit.scenario.Scenario.check_spare_cores`; use ``tcp``).
   - ``smb`` — SMB 3.0: "SMB Direct is used when the network adapters … have RDMA
     capabilities"; "SMB Multichannel automatically detects and uses multiple connections"
     ("Use SMB to get the highest throughput possible", ``Set-VMHost`` docs).  Model:

@@ -247,3 +247,43 @@ def test_bad_topology_from_the_cli(capsys):
     assert main(["run", "vm.memory_gib=600"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "vm.memory_gib=600" in err[0] and "host" in err[0]
+
+
+# -- host.spare_cores: one rule for compression, encryption and hashing ------------------------
+@pytest.mark.parametrize(
+    "policy,refused",
+    [
+        (["policy=hyperv"], True),  # compression (2012 R2 profile): timed out at 600 s, 0 B sent
+        (["policy=vmware", "policy.encryption=true"], True),  # ran 1.83 s on a core it did not have
+        (["policy=qemu", "policy.verify_checksums=true"], True),  # hashing likewise
+        (["policy=hyperv", "policy.transport=tcp"], False),  # no helper work: needs no spare core
+        (["policy=vmware", "policy.encryption=false"], False),
+        (["policy=qemu"], False),
+    ],
+)
+def test_no_spare_core_is_refused_where_the_policy_has_helper_work(policy, refused):
+    o = policy + ["host.spare_cores=0"]
+    if not refused:
+        assert bool(sim(o).completed)
+        return
+    with pytest.raises(ConfigError) as e:
+        sim(o)
+    assert e.value.key == "host.spare_cores" and len(str(e.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(
+    "work",
+    [
+        ["policy=vmware", "policy.encryption=true", "host.encrypt_gib_s_per_core=0.05"],
+        ["policy=xen", "policy.verify_checksums=true", "host.hash_gib_s_per_core=0.05"],
+        ["policy=hyperv", "policy.transport=compression", "host.compress_mib_s_per_core=50"],
+    ],
+)
+def test_helper_work_runs_on_the_spare_cores_fractions_included(engine, work):
+    """Half a spare core does the CPU-bound work in twice the time, whatever the work — it
+    did for compression only (encryption and hashing were given a whole core below one)."""
+    o = work + ["workload=idle", "vm.memory_gib=0.5", "network=1gbe", f"engine={engine}"]
+    half = lmt.simulate(o + ["host.spare_cores=0.5"])
+    one = lmt.simulate(o + ["host.spare_cores=1"])
+    assert val(half, "total_time") == pytest.approx(2 * val(one, "total_time"), rel=0.02)

@@ -44,8 +44,16 @@ SCALARS = {
         "1",
         "probability that at least one page arrives silently corrupted",
     ),
-    "retransmitted_bytes": ("retransmitted", "bytes", "pages re-sent after a checksum mismatch"),
-    "checksum_cpu_time_s": ("checksum_cpu_time", "s", "time spent hashing pages for verification"),
+    "retransmitted_bytes": (
+        "retransmitted",
+        "bytes",
+        "bytes of pages re-sent after a checksum mismatch (included in transferred)",
+    ),
+    "checksum_cpu_time_s": (
+        "checksum_cpu_time",
+        "s",
+        "CPU time hashing pages for verification, both hosts (each transmission hashed once per host)",
+    ),
     "storage_time_s": ("storage_time", "s", "disk pre-copy before memory (shared-nothing)"),
     "storage_bytes": ("storage_transferred", "bytes", "disk bytes sent: pre-copy passes and mirrored writes"),
 }

@@ -92,8 +92,8 @@ class MigrationRecord:
     numa_compatible: bool = True  # the VM's vNUMA layout maps onto the destination's nodes
     numa_penalty: float = 0.0  # slowdown of memory-bound work after migration (fraction)
     corruption_probability: float = 0.0  # P(at least one page arrives silently corrupted)
-    retransmitted_bytes: float = 0.0  # pages re-sent after a checksum mismatch
-    checksum_cpu_time_s: float = 0.0  # hashing time of the verified pages (one side)
+    retransmitted_bytes: float = 0.0  # pages re-sent after a checksum mismatch (in transferred_bytes)
+    checksum_cpu_time_s: float = 0.0  # hashing CPU-seconds of the verified pages, both hosts
     storage_time_s: float = 0.0  # disk pre-copy before memory (storage.mode=migrate)
     storage_bytes: float = 0.0  # disk bytes: pre-copy passes + mirrored writes
     round_detail: list[RoundRecord] = field(default_factory=list)

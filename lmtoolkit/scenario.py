@@ -8,6 +8,7 @@ from .errors import ConfigError, check_choice
 from .model import VM, Host, Network, Workload
 from .model.checks import refuse_unused
 from .model.numa import numa_effect
+from .model.reliability import check_verifiable, page_ok_probability
 from .model.storage import Storage
 from .model.vm import MIB
 from .policies.base import GIB, Context, Policy, State
@@ -45,6 +46,7 @@ class Scenario:
             except ConfigError as e:
                 raise e.with_prefix("network") from None
         self.storage.check_link(self.network.payload_bytes_s(streams=10**9))
+        check_verifiable(self.host, self.vm.page_bytes, bool(self.policy.verify_checksums))
         self.check_spare_cores()
 
     def check_spare_cores(self) -> None:
@@ -111,6 +113,7 @@ class Scenario:
             dirty_rate_pages_s=rate,
             link_efficiency=net.efficiency,
             hash_bytes_s=cores * host.hash_gib_s_per_core * GIB,
+            page_ok_probability=float(page_ok_probability(host.bit_error_rate, vm.page_bytes, host.ecc)),
             zero_fraction=vm.zero_fraction,
             mirror_bytes_s=self.storage.mirror_bytes_s,
             host_ratio=vm.pages_per_host_page,

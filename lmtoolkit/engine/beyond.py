@@ -2,13 +2,18 @@
 
 The memory migration itself already sees the network effects through the policy's
 :class:`~lmtoolkit.policies.base.Context` (TCP window / RTT cap per stream, background
-traffic, mirrored disk writes sharing the link, checksum hashing time per page).  This module
-adds, from the scenario and the memory migration's time and bytes, the parts that do not
-depend on page-level detail — so the page and fluid engines report them identically:
+traffic, mirrored disk writes sharing the link, checksum hashing time per page, and the
+pages re-sent after a checksum mismatch — :meth:`~lmtoolkit.policies.base.Policy.link`, in
+the pass or the pause that sent them).  This module adds, from the scenario and the memory
+migration's time and bytes, the parts that do not depend on page-level detail — so the page
+and fluid engines report them identically:
 
 * NUMA: ``numa_compatible``, ``numa_penalty`` (:mod:`lmtoolkit.model.numa`);
-* copy errors: ``corruption_probability``, re-sent pages and their time, hashing time
-  (:mod:`lmtoolkit.model.reliability`);
+* copy errors (:mod:`lmtoolkit.model.reliability`): ``corruption_probability`` over the
+  pages moved, and what the memory migration's bytes already hold — the re-sent share of the
+  verified page transmissions (``retransmitted``) and their hashing CPU-seconds on both
+  hosts (``checksum_cpu_time``), counted from the bytes as the energy model counts them
+  (:func:`lmtoolkit.model.energy.pages_sent`, :func:`~lmtoolkit.model.reliability.checksum_cpu_s`);
 * shared-nothing storage: the disk pre-copy before memory (time and bytes) and the mirrored
   writes during the memory migration's live phase only — the guest writes nothing while
   paused and writes its own disk on the destination after the switchover
@@ -20,53 +25,36 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..model.energy import page_constants, pages_sent
 from ..model.numa import numa_effect
-from ..model.reliability import corruption
+from ..model.reliability import checksum_cpu_s, corruption, page_error_probability, resent_share
 from ..model.storage import disk_precopy
 
 
 def scenario_constants(scns) -> dict[str, np.ndarray]:
     """Per-scenario inputs of :func:`effects` (arrays over ``scns``)."""
-    cols = {
-        k: []
-        for k in (
-            "numa_ok",
-            "numa_pen",
-            "p_bit",
-            "ecc",
-            "verify",
-            "page",
-            "rate",
-            "hash",
-            "disk_t",
-            "disk_b",
-            "mirror",
-        )
-    }
+    rows = []
     for s in scns:
         ne = numa_effect(s.vm.memory_gib, s.host)
-        ctx = s.context()
-        rate = float(s.policy.streams_rate_bytes_s(ctx))
         disk = disk_precopy(s.storage, s.network.payload_bytes_s())
-        for k, v in (
-            ("numa_ok", ne.compatible),
-            ("numa_pen", ne.penalty),
-            ("p_bit", s.host.bit_error_rate),
-            ("ecc", s.host.ecc),
-            ("verify", bool(s.policy.verify_checksums)),
-            ("page", s.vm.page_bytes),
-            ("rate", rate),
-            ("hash", ctx.hash_bytes_s),
-            ("disk_t", disk.time_s),
-            ("disk_b", disk.bytes),
-            ("mirror", s.storage.mirror_bytes_s),
-        ):
-            cols[k].append(v)
-    return {k: np.asarray(v) for k, v in cols.items()}
+        rows.append(
+            {
+                **page_constants(s),
+                "numa_ok": ne.compatible,
+                "numa_pen": ne.penalty,
+                "p_page": float(page_error_probability(s.host.bit_error_rate, s.vm.page_bytes, s.host.ecc)),
+                "verify": bool(s.policy.verify_checksums),
+                "disk_t": disk.time_s,
+                "disk_b": disk.bytes,
+                "mirror": s.storage.mirror_bytes_s,
+            }
+        )
+    return {k: np.asarray([r[k] for r in rows]) for k in rows[0]}
 
 
 def effects(c: dict, total_s, transferred, live_s) -> dict[str, np.ndarray]:
-    """Record-field updates for memory migrations of ``total_s`` s and ``transferred`` bytes.
+    """Record-field updates for memory migrations of ``total_s`` s and ``transferred`` bytes
+    (re-sent pages included: the engines' per-page costs hold them).
 
     ``c`` comes from :func:`scenario_constants` (indexed like ``total_s``); ``live_s`` is
     the memory migration's live phase (pre-copy, until the guest pauses), the only time the
@@ -75,10 +63,12 @@ def effects(c: dict, total_s, transferred, live_s) -> dict[str, np.ndarray]:
     """
     total_s = np.asarray(total_s, dtype=float)
     transferred = np.asarray(transferred, dtype=float)
-    prob, resent_pages = corruption(transferred, c["page"], c["p_bit"], c["ecc"], c["verify"])
-    resent_b = resent_pages * c["page"]
-    resend_t = resent_b / np.maximum(c["rate"], 1e-300)
-    mem_t = total_s + resend_t
+    verify = c["verify"].astype(bool)
+    nonzero, _ = pages_sent({"transferred_bytes": transferred, "memory_bytes": c["memory_bytes"]}, c)
+    prob = corruption(transferred / c["page_bytes"], c["p_page"], verify)
+    resent_b = resent_share(c["p_page"], verify) * nonzero * c["nonzero_wire_bytes"]
+    # both hosts hash every verified transmission: the CPU-seconds the energy model charges
+    hash_cpu = 2.0 * checksum_cpu_s(nonzero, c["page_bytes"], c["hash_cpu_s_per_byte"])
     mirror_b = c["mirror"] * np.nan_to_num(np.asarray(live_s, dtype=float))
     storage_b = c["disk_b"] + mirror_b
     return {
@@ -86,13 +76,13 @@ def effects(c: dict, total_s, transferred, live_s) -> dict[str, np.ndarray]:
         "numa_penalty": c["numa_pen"].astype(float),
         "corruption_probability": prob,
         "retransmitted_bytes": resent_b,
-        "checksum_cpu_time_s": np.where(c["verify"], transferred / c["hash"], 0.0),
+        "checksum_cpu_time_s": hash_cpu,
         "storage_time_s": c["disk_t"].astype(float),
         "storage_bytes": storage_b,
-        "total_time_s": c["disk_t"] + mem_t,
-        "transferred_bytes": transferred + resent_b + storage_b,
+        "total_time_s": c["disk_t"] + total_s,
+        "transferred_bytes": transferred + storage_b,
         "shift_s": c["disk_t"].astype(float),
-        "extra_precopy_bytes": c["disk_b"] + mirror_b + resent_b,
+        "extra_precopy_bytes": c["disk_b"] + mirror_b,
     }
 
 

@@ -21,7 +21,10 @@ Model (per migration; J, W, s, bytes)
   (CPU-seconds = the hook's time with one core's throughputs, ``Scenario.context(one_core=
   True)``: the work, the same however many cores share it — ``host.spare_cores`` sets how
   long it takes, not how much it costs), and page checksums
-  (``policy.verify_checksums``, ``host.hash_gib_s_per_core``; :mod:`.reliability`).
+  (``policy.verify_checksums``, ``host.hash_gib_s_per_core``; :mod:`.reliability`): each
+  transmission of a verified page, re-sends included, hashed once per host at one core's
+  rate — :func:`.reliability.checksum_cpu_s`, the computation behind the record's
+  ``checksum_cpu_time`` (both hosts), so energy charges ``core_w x checksum_cpu_time``.
 * **CPU work on the destination**: the same network stack and checksums; decompression at
   ``decompress_speedup`` x the compressor's speed (where the policy compresses, hook
   ``compresses_pages``; LZ4's README benchmark: 780 MB/s compression, 4970 MB/s decompression per
@@ -59,6 +62,7 @@ import numpy as np
 
 from ..errors import ConfigError, check_range
 from .checks import check_fields
+from .reliability import checksum_cpu_s
 
 GIB = 1024**3
 #: Liu et al. report V_mig in MB; read here as MiB (2^20 bytes) — their paper does not say
@@ -127,15 +131,38 @@ class Power:
         return float(self.core_w) if self.core_w is not None else (self.peak_w - self.idle_w) / cores
 
 
+def page_constants(scn) -> dict[str, float]:
+    """What :func:`pages_sent` and the hashing CPU (:func:`~.reliability.checksum_cpu_s`) need
+    of a scenario (floats): also read by :mod:`lmtoolkit.engine.beyond` for the record's
+    ``checksum_cpu_time`` and ``retransmitted``, so that the record and the energy count the
+    same pages and the same hashing."""
+    from ..policies.base import State  # a blank state to evaluate the policy's hooks
+
+    pol, host, vm = scn.policy, scn.host, scn.vm
+    verify = bool(pol.verify_checksums)
+    # A policy that does not detect zero pages (Xen) sends them whole, like any page, and
+    # does not scan for them: no zero pages among its bytes, no zero-scan CPU.
+    detects = bool(pol.detects_zero_pages)
+    return {
+        "page_bytes": float(vm.page_bytes),
+        # one transmission of a non-zero page (the bytes count the re-sends: pages_sent
+        # counts transmissions)
+        "nonzero_wire_bytes": float(pol.nonzero_wire_bytes(State(()), scn.context())),
+        "zero_wire_bytes": float(pol.zero_page_bytes),
+        "zero_fraction": float(vm.zero_fraction) if detects else 0.0,
+        "device_bytes": float(vm.device_state_bytes),
+        "memory_bytes": float(vm.memory_bytes),
+        "hash_cpu_s_per_byte": 1.0 / (host.hash_gib_s_per_core * GIB) if verify else 0.0,
+    }
+
+
 def scenario_constants(scn, power: Power, idle_share: float | None = None) -> dict[str, float]:
     """Per-scenario inputs of :func:`migration_energy` (floats).  ``idle_share`` overrides
     ``power.idle_share`` (evacuations charge the hosts' idle power once, not per VM)."""
     from ..policies.base import State  # a blank state to evaluate the policy's hooks
 
     pol, host, vm = scn.policy, scn.host, scn.vm
-    ctx, st = scn.context(), State(())
-    page = float(vm.page_bytes)
-    b_nz = float(pol.nonzero_wire_bytes(st, ctx))
+    st = State(())
     # The sender's work per page: the hook's time at one core's throughput, whatever the
     # number of cores that share it (a compressor on a quarter of a core takes 4x as long for
     # the same work).
@@ -144,19 +171,11 @@ def scenario_constants(scn, power: Power, idle_share: float | None = None) -> di
     # decryption at the cipher's speed — by what the policy does, not by the bytes it sends
     # (an incompressible page still goes through the compressor and the decompressor).
     recv = send / power.decompress_speedup if bool(pol.compresses_pages()) else send
-    verify = bool(pol.verify_checksums)
-    # A policy that does not detect zero pages (Xen) sends them whole, like any page, and
-    # does not scan for them: no zero pages among its bytes, no zero-scan CPU.
     detects = bool(pol.detects_zero_pages)
     return {
-        "page_bytes": page,
-        "nonzero_wire_bytes": b_nz,
-        "zero_wire_bytes": float(pol.zero_page_bytes),
-        "zero_fraction": float(vm.zero_fraction) if detects else 0.0,
-        "device_bytes": float(vm.device_state_bytes),
+        **page_constants(scn),
         "send_cpu_s_per_page": send,
         "recv_cpu_s_per_page": recv,
-        "hash_cpu_s_per_byte": 1.0 / (host.hash_gib_s_per_core * GIB) if verify else 0.0,
         "scan_cpu_s_per_byte": 1.0 / (host.zero_scan_gib_s * GIB) if detects else 0.0,
         "stack_cpu_s_per_byte": 8.0 / (power.stack_gbit_s_per_core * 1e9),
         "fault_cpu_s": float(pol.fault_overhead_s()),
@@ -177,8 +196,9 @@ def stack_constants(consts: list[dict]) -> dict[str, np.ndarray]:
 def pages_sent(rec: dict, c: dict):
     """(non-zero, zero) pages the migration moved, from its bytes: zero pages are the
     ``zero_fraction`` of memory (sent once, as markers; none for a policy that does not
-    detect them, :func:`scenario_constants` gives it 0); the rest of the page bytes are
-    non-zero pages at their wire size (disk bytes and the device state left out)."""
+    detect them, :func:`page_constants` gives it 0); the rest of the page bytes are
+    non-zero page transmissions at their wire size — a page re-sent after a checksum
+    mismatch counts each time (disk bytes and the device state left out)."""
     mem = np.maximum(
         np.asarray(rec["transferred_bytes"], float)
         - np.nan_to_num(np.asarray(rec.get("storage_bytes", 0.0), float))
@@ -218,7 +238,9 @@ def migration_energy(rec: dict, c: dict) -> dict[str, np.ndarray]:
     faults = np.nan_to_num(np.asarray(rec.get("postcopy_faults", 0.0), float))
     nz, z = pages_sent(rec, c)
     scanned = (nz + z) * c["page_bytes"]
-    hashed = nz * c["page_bytes"] * c["hash_cpu_s_per_byte"]
+    # each host hashes every verified transmission once (the record's checksum_cpu_time is
+    # both hosts' of the same computation: lmtoolkit.engine.beyond)
+    hashed = checksum_cpu_s(nz, c["page_bytes"], c["hash_cpu_s_per_byte"])
     stack = nbytes * c["stack_cpu_s_per_byte"]
     src_cpu = stack + scanned * c["scan_cpu_s_per_byte"] + nz * c["send_cpu_s_per_page"] + hashed
     dst_cpu = stack + nz * c["recv_cpu_s_per_page"] + hashed + faults * c["fault_cpu_s"]
@@ -262,6 +284,8 @@ __all__ = [
     "VARIABLES",
     "scenario_constants",
     "stack_constants",
+    "page_constants",
+    "pages_sent",
     "migration_energy",
     "guest_lost_cpu_s",
     "hosts_idle_energy",

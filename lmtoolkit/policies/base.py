@@ -50,6 +50,7 @@ import numpy as np
 
 from ..errors import check_choice, check_range
 from ..model.checks import check_fields, refuse_unused
+from ..model.reliability import transmissions_per_page
 from ..records import REASON_CODE, register_stop_reason
 
 CONTINUE = REASON_CODE["running"]
@@ -93,6 +94,7 @@ class Context:
     dirty_rate_pages_s: object  # the workload's nominal write rate (for policies that estimate)
     link_efficiency: object = None  # network.efficiency (payload share of line rate); None = unknown
     hash_bytes_s: object = 1e300  # page checksum throughput (spare cores x per-core hash rate)
+    page_ok_probability: object = 1.0  # one transmission of a page arrives right (model.reliability)
     zero_fraction: object = 0.0  # share of the VM's pages that are zero at the start (vm.zero_fraction)
     mirror_bytes_s: object = 0.0  # mirrored disk writes taken off ``line_bytes_s`` while the guest runs
     #: ``pages`` per host page (VM.pages_per_host_page): 1, or the 4 KiB pages of a huge page,
@@ -218,7 +220,9 @@ class Policy:
     the wire and this rate (:func:`lmtoolkit.engine.common.switchover`).
     ``verify_checksums``: hash every non-zero page on both sides and re-send a page whose
     hash differs (see :mod:`lmtoolkit.model.reliability`); costs hashing time per page
-    (``Context.hash_bytes_s``), which overlaps the wire: a page goes at the slower of the two.
+    (``Context.hash_bytes_s``), which overlaps the wire: a page goes at the slower of the two,
+    and ``1 / q`` expected transmissions of it (:meth:`transmissions_per_page`), re-sent in
+    the phase that sent it (:meth:`link`).
 
     **Timeout** — both engines stop a migration at ``timeout_s`` (measured from the start of
     the memory migration, after any disk pre-copy of ``storage.mode=migrate``) wherever it
@@ -428,10 +432,21 @@ class Policy:
         return False
 
     def checksum_cpu_s(self, ctx: Context):
-        """Hashing time per non-zero page when ``verify_checksums`` is on (s)."""
+        """Hashing time per non-zero page when ``verify_checksums`` is on (s): the page at the
+        hashing rate of the host's spare cores (``Context.hash_bytes_s``).  Sender and
+        receiver hash in parallel on their own hosts, so the time is one side's; the
+        CPU-seconds are both sides' (:func:`lmtoolkit.model.reliability.checksum_cpu_s`)."""
         with np.errstate(divide="ignore"):  # no spare core: refused where it is used (Scenario)
             per_page = np.asarray(ctx.page_bytes, dtype=float) / np.asarray(ctx.hash_bytes_s, dtype=float)
         return np.where(np.asarray(self.verify_checksums), per_page, 0.0)
+
+    def transmissions_per_page(self, ctx: Context):
+        """Expected transmissions of a non-zero page: ``1 / q`` when ``verify_checksums`` is on
+        (a page found bad by the destination's checksum is sent again until one arrives
+        right, ``q = Context.page_ok_probability`` each time: geometric, see
+        :mod:`lmtoolkit.model.reliability`), 1 when nothing checks the pages (a bad page then
+        stays, silently: ``corruption_probability``)."""
+        return transmissions_per_page(ctx.page_ok_probability, self.verify_checksums)
 
     def never_sent_pages(self, st: State, ctx: Context):
         """Pages not sent yet: the setup sync marks every page dirty, so the first pass sends
@@ -448,11 +463,21 @@ class Policy:
         return lk.t_nz - share_z * (lk.t_nz - lk.t_z)
 
     def link(self, st: State, ctx: Context, stop: bool = False) -> Link:
+        """Per-page costs of a phase (``stop``: of the pause).  A non-zero page goes at the
+        slower of the wire and its CPU work (compression/encryption, checksum hashing), and
+        with ``verify_checksums`` it costs :meth:`transmissions_per_page` times that — wire
+        bytes and time: the pages the destination's checksum finds bad are re-sent where
+        they were found, in this pass or in this pause, so the engines' timeout, downtime,
+        round bytes and the policy's measured bandwidth include them (both engines read
+        these costs; :mod:`lmtoolkit.model.reliability` states the model and its source).
+        Zero pages are not hashed (a marker, not the page) and go once."""
         rate = self.stop_rate_bytes_s(st, ctx) if stop else self.rate_bytes_s(st, ctx)
         b_nz = self.nonzero_wire_bytes(st, ctx)
         b_z = self.zero_page_bytes + 0.0 * ctx.page_bytes
         cpu = self.nonzero_cpu_s(st, ctx) + self.checksum_cpu_s(ctx)
-        t_nz = np.maximum(b_nz / rate, cpu)
+        sends = self.transmissions_per_page(ctx)
+        t_nz = sends * np.maximum(b_nz / rate, cpu)
+        b_nz = sends * b_nz
         if not self.detects_zero_pages:
             return Link(t_nz, t_nz, b_nz, b_nz)
         t_z = np.maximum(b_z / rate, ctx.page_bytes / ctx.zero_scan_bytes_s)

@@ -290,11 +290,17 @@ class QemuPolicy(PrecopyPolicy):
         return np.where(np.asarray(self.xbzrle), slots, 0.0)
 
     def xbzrle_costs(self, st, ctx, stop=False):
-        """(seconds, bytes) of a hit sent as a delta, and seconds of an unchanged hit (no bytes)."""
+        """(seconds, bytes) of a hit sent as a delta, and seconds of an unchanged hit (no bytes).
+
+        With ``verify_checksums`` a delta is a non-zero page like any other (the destination
+        hashes the page it decoded): hashed and sent :meth:`transmissions_per_page` times, as
+        :meth:`~.base.Policy.link` does for whole pages; an unchanged hit sends nothing."""
         rate = self.stop_rate_bytes_s(st, ctx) if stop else self.rate_bytes_s(st, ctx)
         delta = self.page_header_bytes + 3.0 + ctx.page_bytes * self.xbzrle_delta_ratio
         encode = ctx.page_bytes / (self.xbzrle_encode_gib_s * GIB)
-        return np.maximum(delta / rate, encode), delta, encode
+        sends = self.transmissions_per_page(ctx)
+        t_hit = sends * np.maximum(delta / rate, encode + self.checksum_cpu_s(ctx))
+        return t_hit, sends * delta, encode
 
     # -- switchover --------------------------------------------------------------------------
     def window_threshold_bytes(self, st):

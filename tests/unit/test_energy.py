@@ -293,3 +293,52 @@ def test_a_policy_that_sends_zero_pages_whole_is_charged_for_whole_pages(version
     # a policy that detects them still pays the scan and sends markers (QEMU: fewer bytes)
     qemu = _energy(["policy=qemu", "vm.memory_gib=1", "network=1gbe", "vm.zero_fraction=0"])
     assert qemu[0]["energy_source"] > qemu[0]["energy_destination"]
+
+
+#: record field -> Dataset variable (what migration_energy reads)
+RECORD_VARS = {
+    "total_time_s": "total_time",
+    "downtime_s": "downtime",
+    "transferred_bytes": "transferred",
+    "memory_bytes": "memory",
+    "postcopy_faults": "postcopy_faults",
+    "guest_slowdown": "guest_slowdown",
+    "storage_bytes": "storage_transferred",
+    "storage_time_s": "storage_time",
+}
+
+
+@pytest.mark.parametrize("engine", ["page", "fluid"])
+def test_checksum_cpu_time_is_both_hosts_cpu_seconds_and_what_energy_charges(engine):
+    """``checksum_cpu_time``: CPU-seconds of hashing on both hosts (each hashes every verified
+    page once, at one core's rate), whatever the spare cores — the same computation the
+    energy model charges (core_w x checksum_cpu_time).  It was the sender's wall time with the
+    headers: Xen, zero_fraction 0.5, 0.1 GiB/s per core gave 5.0104 s for a 5.0005 s
+    migration (20.04 s with one spare core), while energy charged 20 CPU-s per host."""
+    base = [
+        "policy=xen",
+        "vm.zero_fraction=0.5",
+        "policy.verify_checksums=true",
+        "host.hash_gib_s_per_core=0.1",
+        f"engine={engine}",
+    ]
+    runs = {sc: _energy(base + [f"host.spare_cores={sc}"]) for sc in (4, 1, 0.5)}
+    for sc, (e, ds) in runs.items():
+        mem = float(ds.memory)
+        # Xen sends zero pages whole: every page hashed once per host at 0.1 GiB/s
+        assert float(ds.checksum_cpu_time) == pytest.approx(2 * mem / (0.1 * 2**30), rel=1e-9), sc
+        # no more CPU than the spare cores of both hosts over the migration's time
+        assert float(ds.checksum_cpu_time) <= 2 * sc * float(ds.total_time) * (1 + 1e-9), sc
+        assert e["energy_source"] == pytest.approx(runs[4][0]["energy_source"], rel=1e-9), sc
+    assert ds.checksum_cpu_time.attrs["units"] == "s"
+    assert "CPU" in ds.checksum_cpu_time.attrs["long_name"]
+    # the energy's hashing share is core_w x checksum_cpu_time (half on each host)
+    cfg = lmt.compose(base)
+    c = scenario_constants(build_scenario(cfg), build_power(cfg))
+    _, ds = runs[4]
+    rec = {k: np.asarray([float(ds[v])]) for k, v in RECORD_VARS.items()}
+    with_hash = migration_energy(rec, c)
+    without = migration_energy(rec, {**c, "hash_cpu_s_per_byte": 0.0})
+    for side in ("energy_source", "energy_destination"):
+        hashed_j = float(with_hash[side][0] - without[side][0])
+        assert hashed_j == pytest.approx(c["core_w"] * float(ds.checksum_cpu_time) / 2, rel=1e-9)

@@ -4,7 +4,12 @@ Each test shows an effect, on both engines where it matters (they must agree).""
 
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import lmtoolkit as lmt
 from lmtoolkit.cli import main
@@ -247,6 +252,155 @@ def test_bad_topology_from_the_cli(capsys):
     assert main(["run", "vm.memory_gib=600"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "vm.memory_gib=600" in err[0] and "host" in err[0]
+
+
+# -- copy errors: re-sends inside the phase that found them (lmtoolkit/model/reliability.py) --
+#: 1 GbE, no ECC, checksums on: a 4 KiB page arrives right with q = (1 - 1e-6)^32768 ~ 0.968
+RESEND = ["host.ecc=false", "policy.verify_checksums=true", "host.bit_error_rate=1e-6"]
+
+
+def _q(ber=1e-6, page_bytes=4096):
+    return (1.0 - ber) ** (8 * page_bytes)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_stopcopy_resends_are_part_of_the_pause(engine):
+    """Stop-and-copy has no pre-copy: the guest is paused throughout, so the pages its
+    checksums re-send are sent in the pause.  The re-sends used to be added after the engine:
+    total 9.4636 s, downtime 9.1585 s, 3.585e7 B reported as pre-copy bytes."""
+    o = ["policy=stopcopy", "network=1gbe", "vm.memory_gib=1", f"engine={engine}"]
+    clean = lmt.simulate(o + ["policy.verify_checksums=true"])
+    ds = lmt.simulate(o + RESEND)
+    assert val(ds, "downtime") == val(ds, "total_time")
+    assert val(ds, "precopy_transferred") == 0.0
+    assert val(ds, "retransmitted") > 0
+    # every non-zero page goes 1/q times: the pause's page time and bytes grow by 1/q
+    assert val(ds, "downtime") == pytest.approx(val(clean, "downtime") / _q(), rel=2e-3)
+    assert val(ds, "transferred") == pytest.approx(val(clean, "transferred") / _q(), rel=2e-3)
+    # the re-sent bytes are the share p = 1 - q of the verified pages' bytes
+    assert val(ds, "retransmitted") == pytest.approx((1 - _q()) * val(ds, "transferred"), rel=2e-3)
+    stop = ds.round_kind.values == 1
+    assert float(ds.round_bytes.values[stop].sum()) == pytest.approx(val(ds, "transferred"), rel=1e-9)
+
+
+TIMED_OUT = [
+    "network=1gbe",
+    "workload=uniform",
+    "workload.dirty_rate_pages_s=60000",
+    "policy.timeout_s=30",
+    "vm.memory_gib=1",
+    *RESEND,
+]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("disk", [[], ["storage=migrate", "storage.disk_gib=5"]])
+def test_a_run_with_resends_that_times_out_stops_at_the_timeout(engine, disk):
+    """README: a timed-out run has total_time = storage_time + timeout_s.  The re-sends'
+    time was added after the engine had stopped at the timeout: 31.00 s (78.77 s with a 5
+    GiB disk, storage 47.77 s)."""
+    ds = lmt.simulate(TIMED_OUT + disk + [f"engine={engine}"])
+    assert str(ds.stop_reason.values) == "timeout" and not bool(ds.completed)
+    assert val(ds, "total_time") == pytest.approx(val(ds, "storage_time") + 30.0, rel=1e-12)
+    # the rounds' bytes hold the re-sends (they are the memory migration's bytes)
+    mem = val(ds, "transferred") - val(ds, "storage_transferred")
+    assert float(np.nansum(ds.round_bytes.values)) == pytest.approx(mem, rel=1e-9)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_stopcopy_with_resends_times_out_inside_the_pause(engine):
+    """The fluid engine reported 5.17 s for a 5 s timeout."""
+    ds = sim(["policy=stopcopy", "policy.timeout_s=5", "vm.memory_gib=1", *RESEND], engine)
+    assert str(ds.stop_reason.values) == "timeout"
+    assert val(ds, "total_time") == pytest.approx(5.0, rel=1e-12)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_resends_slow_a_hash_limited_copy(engine):
+    """A re-sent page is hashed again: where hashing, not the wire, sets the pace the
+    re-sends cost time too (they were charged at the wire rate)."""
+    slow = ["policy=stopcopy", "host.hash_gib_s_per_core=0.02", "host.spare_cores=1"]
+    clean = sim(slow + ["policy.verify_checksums=true"], engine)
+    ds = sim(slow + RESEND, engine)
+    assert val(ds, "total_time") == pytest.approx(val(clean, "total_time") / _q(), rel=2e-3)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_bad_error_rate_does_not_converge_it_times_out(engine):
+    """1e-3 per bit without ECC: 1/q ~ 1.7e14 transmissions per page.  It reported a total
+    of 3.17e14 s, "converged yes, completed yes"."""
+    ds = sim(["host.ecc=false", "policy.verify_checksums=true", "host.bit_error_rate=1e-3"], engine)
+    assert not bool(ds.completed) and not bool(ds.converged)
+    assert str(ds.stop_reason.values) == "timeout"
+    assert val(ds, "total_time") == pytest.approx(600.0)
+    for k in ("transferred", "energy_total", "retransmitted", "checksum_cpu_time"):
+        assert np.isfinite(val(ds, k)), k
+
+
+def test_a_page_that_can_never_pass_its_checksum_is_one_clear_error():
+    """0.01 per bit (the top of the range) without ECC: q = e^-329, a page fails with
+    probability 1 in double precision.  It ran to total inf, energy nan, "completed yes"."""
+    with pytest.raises(ConfigError) as e:
+        sim(["host.ecc=false", "policy.verify_checksums=true", "host.bit_error_rate=0.01"])
+    assert e.value.key == "host.bit_error_rate"
+    assert len(str(e.value).splitlines()) == 1 and "verify_checksums" in str(e.value)
+    # without checksums nothing is re-sent: the run completes and reports the corruption
+    ds = sim(["host.ecc=false", "host.bit_error_rate=0.01"])
+    assert bool(ds.completed) and val(ds, "corruption_probability") == 1.0
+
+
+def test_corruption_counts_the_resent_pages():
+    """Re-sent pages are moved again, so they count in corruption_probability (its docstring
+    said so; it was computed before they were added)."""
+    from lmtoolkit.model.reliability import HASH_MISS
+
+    ds = sim(RESEND)
+    pages = (val(ds, "transferred") - val(ds, "storage_transferred")) / 4096
+    expect = -np.expm1(pages * np.log1p(-(1 - _q()) * HASH_MISS))
+    assert val(ds, "corruption_probability") == pytest.approx(expect, rel=1e-9, abs=0)
+
+
+def test_resends_agree_between_engines():
+    for extra in (["policy=qemu"], ["policy=stopcopy"], ["policy=postcopy"], ["policy=xen"]):
+        p, f = sim(extra + RESEND, "page"), sim(extra + RESEND, "fluid")
+        for k in ("total_time", "transferred", "retransmitted", "checksum_cpu_time"):
+            assert val(f, k) == pytest.approx(val(p, k), rel=0.02), (extra, k)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ber=st.one_of(st.floats(0.0, 0.01), st.floats(-12, -2).map(lambda x: 10.0**x)),
+    ecc=st.booleans(),
+    verify=st.booleans(),
+    policy=st.sampled_from(["qemu", "stopcopy", "postcopy", "hybrid", "xen", "vmware", "hyperv"]),
+    engine=st.sampled_from(ENGINES),
+)
+def test_no_allowed_error_rate_gives_inf_or_nan(ber, ecc, verify, policy, engine):
+    """Any host.bit_error_rate of the allowed range [0, 0.01], with or without checksums: a
+    result with finite numbers (a timeout where the re-sends are too many) or one clear error
+    where a page can never pass its checksum — never inf, nan or a RuntimeWarning."""
+    o = [
+        f"host.bit_error_rate={ber!r}",
+        f"host.ecc={str(ecc).lower()}",
+        f"policy.verify_checksums={str(verify).lower()}",
+        f"policy={policy}",
+        "vm.memory_gib=0.25",
+        "policy.timeout_s=60",
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            ds = sim(o, engine)
+        except ConfigError as e:
+            assert verify and e.key == "host.bit_error_rate", str(e)
+            return
+    for k in ("total_time", "transferred", "retransmitted", "checksum_cpu_time", "energy_total"):
+        assert np.isfinite(val(ds, k)), (k, val(ds, k))
+    assert 0.0 <= val(ds, "corruption_probability") <= 1.0
+    if bool(ds.completed):
+        assert np.isfinite(val(ds, "downtime"))
+    else:
+        assert val(ds, "total_time") == pytest.approx(60.0)
 
 
 # -- host.spare_cores: one rule for compression, encryption and hashing ------------------------

@@ -45,9 +45,18 @@ class Scenario:
                 refuse_unused(self.network, {"streams": why}, f"policy {self.policy.name}")
             except ConfigError as e:
                 raise e.with_prefix("network") from None
-        self.storage.check_link(self.network.payload_bytes_s(streams=10**9))
+        self.storage.check_link(self.disk_rate_bytes_s, self.network)
         check_verifiable(self.host, self.vm.page_bytes, bool(self.policy.verify_checksums))
         self.check_spare_cores()
+
+    @property
+    def disk_rate_bytes_s(self) -> float:
+        """The rate the disk copy of ``storage.mode=migrate`` gets (bytes/s), in one place:
+        the bulk copy and its passes run at it (:func:`~.model.storage.disk_precopy`, both
+        engines through :mod:`.engine.beyond`) and the guest's writes must stay below it
+        (:meth:`~.model.storage.Storage.check_link`).  See
+        :meth:`~.model.storage.Storage.copy_rate_bytes_s`."""
+        return self.storage.copy_rate_bytes_s(self.network)
 
     def check_spare_cores(self) -> None:
         """One rule for the helper work (compression, encryption, page checksums): it runs on
@@ -100,7 +109,9 @@ class Scenario:
             page_bytes=vm.page_bytes,
             memory_bytes=vm.memory_bytes,
             # Mirrored disk writes (storage.mode=migrate) share the link with memory while the
-            # guest runs (Context.paused: none in the pause nor after the switchover).
+            # guest runs (Context.paused: none in the pause nor after the switchover); they go
+            # on the disk copy's own connection, whose rate they stay below
+            # (Storage.check_link), so the whole write rate is taken off the line.
             line_bytes_s=net.payload_bytes_s(streams=10**9) - self.storage.mirror_bytes_s,
             stream_bytes_s=net.stream_payload_bytes_s,
             base_streams=net.streams,

@@ -14,7 +14,8 @@ and fluid engines report them identically:
   verified page transmissions (``retransmitted``) and their hashing CPU-seconds on both
   hosts (``checksum_cpu_time``), counted from the bytes as the energy model counts them
   (:func:`lmtoolkit.model.energy.pages_sent`, :func:`~lmtoolkit.model.reliability.checksum_cpu_s`);
-* shared-nothing storage: the disk pre-copy before memory (time and bytes) and the mirrored
+* shared-nothing storage: the disk pre-copy before memory (time and bytes, at the one rate
+  the disk copy gets, :attr:`lmtoolkit.scenario.Scenario.disk_rate_bytes_s`) and the mirrored
   writes during the memory migration's live phase only — the guest writes nothing while
   paused and writes its own disk on the destination after the switchover
   (:meth:`lmtoolkit.policies.base.Context.paused` cites QEMU); round start times shift by
@@ -36,7 +37,7 @@ def scenario_constants(scns) -> dict[str, np.ndarray]:
     rows = []
     for s in scns:
         ne = numa_effect(s.vm.memory_gib, s.host)
-        disk = disk_precopy(s.storage, s.network.payload_bytes_s())
+        disk = disk_precopy(s.storage, s.disk_rate_bytes_s)
         rows.append(
             {
                 **page_constants(s),

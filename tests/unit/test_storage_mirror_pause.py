@@ -14,6 +14,7 @@ import pytest
 
 import lmtoolkit as lmt
 from lmtoolkit.analytic import one_pass
+from lmtoolkit.errors import ConfigError
 from lmtoolkit.model.storage import disk_precopy
 from lmtoolkit.model.vm import MIB
 from lmtoolkit.runner import build_scenario, compose
@@ -110,3 +111,59 @@ def test_mirrored_bytes_are_the_write_rate_over_the_live_phase(engine):
     live = f(ds, "total_time") - f(ds, "storage_time") - f(ds, "downtime")
     assert live > 0
     assert f(ds, "storage_transferred") - disk == pytest.approx(50 * MIB * live, rel=1e-9)
+
+
+# -- the disk copy's rate: one rate, the one it gets, and the write rate checked against it --
+@pytest.mark.parametrize(
+    "overrides,limit",
+    [
+        # wan: one stream of 0.5 Gbit/s at 0.85 payload share = 50.7 MiB/s (the line: 101 MiB/s)
+        (["network=wan", "storage.write_rate_mib_s=60"], "50.7 MiB/s"),
+        # a 0.5 MiB window over an 80 ms round trip: 6.2 MiB/s
+        (
+            [
+                "network.latency_ms=40",
+                "network.tcp_window_mib=0.5",
+                "storage.write_rate_mib_s=20",
+                "storage.disk_gib=10",
+            ],
+            "6.2 MiB/s",
+        ),
+    ],
+)
+def test_writes_faster_than_the_disk_copy_are_one_clear_error(overrides, limit):
+    """The check used the line's rate for any number of streams while the disk was copied at
+    the stream- and window-limited rate: network=wan at 60 MiB/s of writes re-copied a 40 GiB
+    disk 30 times (460.6 GiB, storage_time 9,210 s) and said "converged yes"; the window case
+    took 48,471 s.  QEMU's mirror never becomes ready there (block/mirror.c: mirror_run)."""
+    with pytest.raises(ConfigError) as e:
+        lmt.simulate(["storage=migrate", *overrides])
+    msg = str(e.value)
+    assert e.value.key == "storage.write_rate_mib_s"
+    assert len(msg.splitlines()) == 1 and limit in msg and "storage.write_rate_mib_s=" in msg
+    assert "never becomes ready" in msg
+
+
+def wan_disk(write_mib_s):
+    return [
+        "storage=migrate",
+        "network=wan",
+        "storage.disk_gib=2",
+        f"storage.write_rate_mib_s={write_mib_s!r}",
+    ]
+
+
+@pytest.mark.parametrize("share", [0.5, 0.99])
+def test_the_disk_is_copied_at_the_rate_the_writes_are_checked_against(share):
+    """One rate (Scenario.disk_rate_bytes_s): the bulk copy and its passes run at it, and any
+    write rate below it is accepted and gives a finite, completed migration."""
+    scn = build_scenario(compose(wan_disk(1.0)))
+    rate = scn.disk_rate_bytes_s
+    assert rate == pytest.approx(0.5e9 * 0.85 / 8)  # one stream's payload, below the line's
+    w = share * rate / MIB
+    ds = lmt.simulate(wan_disk(w) + ["engine=fluid"])
+    expect = disk_precopy(build_scenario(compose(wan_disk(w))).storage, rate)
+    assert f(ds, "storage_time") == pytest.approx(expect.time_s, rel=1e-12)
+    assert bool(ds.completed)
+    with pytest.raises(ConfigError):
+        build_scenario(compose(wan_disk(1.001 * rate / MIB)))

@@ -65,7 +65,7 @@ def _beyond_lines(ds) -> list[str]:
         out.append(
             f"  copy errors     P(a page arrives corrupted) {g('corruption_probability'):.3g}; "
             + (
-                f"checksums: {_fmt_bytes(g('retransmitted'))} re-sent, {_fmt_s(g('checksum_cpu_time'))} hashing"
+                f"checksums: {_fmt_bytes(g('retransmitted'))} re-sent, {g('checksum_cpu_time'):.3g} CPU-s hashing (both hosts)"
                 if checked
                 else "no checksums (policy.verify_checksums=false)"
             )

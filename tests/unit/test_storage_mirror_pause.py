@@ -117,8 +117,8 @@ def test_mirrored_bytes_are_the_write_rate_over_the_live_phase(engine):
 @pytest.mark.parametrize(
     "overrides,limit",
     [
-        # wan: one stream of 0.5 Gbit/s at 0.85 payload share = 50.7 MiB/s (the line: 101 MiB/s)
-        (["network=wan", "storage.write_rate_mib_s=60"], "50.7 MiB/s"),
+        # wan: one stream, a 4 MiB window over an 80 ms round trip = 50.0 MiB/s (the line: 101 MiB/s)
+        (["network=wan", "storage.write_rate_mib_s=60"], "50.0 MiB/s"),
         # a 0.5 MiB window over an 80 ms round trip: 6.2 MiB/s
         (
             [
@@ -159,7 +159,7 @@ def test_the_disk_is_copied_at_the_rate_the_writes_are_checked_against(share):
     write rate below it is accepted and gives a finite, completed migration."""
     scn = build_scenario(compose(wan_disk(1.0)))
     rate = scn.disk_rate_bytes_s
-    assert rate == pytest.approx(0.5e9 * 0.85 / 8)  # one stream's payload, below the line's
+    assert rate == pytest.approx(4 * MIB / 0.080)  # one stream's window / RTT, below the line's
     w = share * rate / MIB
     ds = lmt.simulate(wan_disk(w) + ["engine=fluid"])
     expect = disk_precopy(build_scenario(compose(wan_disk(w))).storage, rate)

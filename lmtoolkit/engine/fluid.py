@@ -2169,13 +2169,14 @@ def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k, cut) -> np.ndarr
     probe.pending = p_m
     # a probe of predicted states (NaN where no leap is possible): asked of the policy itself,
     # its answers not checked (rule_checks); only the rows that leap use them
-    raw = pol.policy
+    raw = pol.unchecked()
     k_next = np.asarray(raw.phase_pages(probe, g.ctx), dtype=float)
     T_next_pred = after(T, Tlim, rT, m + 1)
     T_next_pol = k_next * T / np.maximum(k, 1e-300)
     ok = (
         (m > 0)
-        & ~np.asarray(raw.converged(probe, g.ctx))
+        # a truth value as the checked rule takes it (0/1 numbers); NaN: no leap
+        & ~(np.asarray(raw.converged(probe, g.ctx)) != 0)
         & (np.abs(T_next_pol - T_next_pred) <= 0.01 * np.maximum(T_next_pred, 1e-300))
     )
     ok = ok & (st.t + np.where(ok, summed(T, Tlim, rT, np.where(ok, m, 0)), 0.0) <= pol.timeout_s)

@@ -136,9 +136,10 @@ def page_constants(scn) -> dict[str, float]:
     of a scenario (floats): also read by :mod:`lmtoolkit.engine.beyond` for the record's
     ``checksum_cpu_time`` and ``retransmitted``, so that the record and the energy count the
     same pages and the same hashing."""
+    from ..engine.rule_checks import checked  # (here: the model package is imported by the engines)
     from ..policies.base import State  # a blank state to evaluate the policy's hooks
 
-    pol, host, vm = scn.policy, scn.host, scn.vm
+    pol, host, vm = checked(scn.policy), scn.host, scn.vm  # a plug-in's answers checked
     verify = bool(pol.verify_checksums)
     # A policy that does not detect zero pages (Xen) sends them whole, like any page, and
     # does not scan for them: no zero pages among its bytes, no zero-scan CPU.
@@ -159,9 +160,12 @@ def page_constants(scn) -> dict[str, float]:
 def scenario_constants(scn, power: Power, idle_share: float | None = None) -> dict[str, float]:
     """Per-scenario inputs of :func:`migration_energy` (floats).  ``idle_share`` overrides
     ``power.idle_share`` (evacuations charge the hosts' idle power once, not per VM)."""
+    from ..engine.rule_checks import checked  # (here: the model package is imported by the engines)
     from ..policies.base import State  # a blank state to evaluate the policy's hooks
 
-    pol, host, vm = scn.policy, scn.host, scn.vm
+    # the policy's answers checked as the engines check them: a negative nonzero_cpu_s was
+    # taken as is (a migration of -16 kJ)
+    pol, host, vm = checked(scn.policy), scn.host, scn.vm
     st = State(())
     # The sender's work per page: the hook's time at one core's throughput, whatever the
     # number of cores that share it (a compressor on a quarter of a core takes 4x as long for

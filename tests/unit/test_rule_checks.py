@@ -58,6 +58,12 @@ class UnknownReason(PrecopyPolicy):
 
 
 @dataclass(frozen=True)
+class UnknownDecision(PrecopyPolicy):
+    def decide(self, st, ctx):
+        return super().decide(st, ctx) + 999
+
+
+@dataclass(frozen=True)
 class FreeWire(PrecopyPolicy):
     """Pages that cost no time on the wire: every later rate is a division by zero."""
 
@@ -68,7 +74,7 @@ class FreeWire(PrecopyPolicy):
 
 @dataclass(frozen=True)
 class NegativeStopRate(PrecopyPolicy):
-    """A pause rate below zero: its pages' time in the pause (link(stop=True)) is refused."""
+    """A pause rate below zero: refused as itself, before link(stop=True) divides by it."""
 
     def stop_rate_bytes_s(self, st, ctx):
         return -super().stop_rate_bytes_s(st, ctx)
@@ -107,9 +113,10 @@ BAD = [
     (NegativePages, "phase_pages", "-"),
     (ThrottleAboveOne, "after_sync", "st.throttle = 1.5"),
     (NanThrottle, "after_sync", "st.throttle = nan"),
-    (UnknownReason, "decide", "999"),
+    (UnknownReason, "forced", "999"),  # asked by decide: named itself (was "rule decide")
+    (UnknownDecision, "decide", "999"),
     (FreeWire, "link", "t_nz"),
-    (NegativeStopRate, "link(stop=True)", "t_nz"),
+    (NegativeStopRate, "stop_rate_bytes_s", "bytes/s = -"),  # asked by link(stop=True): named itself
     (NoChunk, "clear_chunk_pages", "= 0.0"),
     (NegativeCache, "xbzrle_slots", "= -3.0"),
     (NegativeFaultCost, "fault_overhead_s", "= -1.0"),
@@ -249,3 +256,122 @@ def test_a_python_if_in_a_rule_keeps_its_traceback_and_gets_a_note():
     notes = " ".join(getattr(e.value, "__notes__", []))
     assert "PythonIf, rule phase_pages" in notes and "np.where" in notes
     assert run(_busy(PythonIf(), "page")).total_time_s > 0  # one migration: the rule works
+
+
+# -- every rule is checked wherever it is asked (the energy model, another rule) ----------------
+@dataclass(frozen=True)
+class NegativeCpu(PrecopyPolicy):
+    """A sender CPU time below zero: ``link`` takes the larger of it and the wire time, so the
+    run's times were right and only the energy model saw it (-16,275.5 J for 1 GiB on 1 GbE)."""
+
+    def nonzero_cpu_s(self, st, ctx):
+        return -1e-3 + 0.0 * st.t
+
+
+@dataclass(frozen=True)
+class NanConverged(PrecopyPolicy):
+    """``decide`` asked ``converged`` unchecked: numpy's TypeError (bitwise_or of floats)."""
+
+    def converged(self, st, ctx):
+        return st.t * np.nan
+
+
+@dataclass(frozen=True)
+class ZeroOneConverged(PrecopyPolicy):
+    """The generic test answered as 0/1 numbers: allowed, and the same run as booleans."""
+
+    def converged(self, st, ctx):
+        return np.asarray(super().converged(st, ctx), dtype=float)
+
+
+@dataclass(frozen=True)
+class ZeroRate(PrecopyPolicy):
+    def rate_bytes_s(self, st, ctx):
+        return 0.0 * st.t
+
+
+@dataclass(frozen=True)
+class BogusClear(PrecopyPolicy):
+    dirty_clear = "bogus"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_negative_sender_cpu_time_is_refused(engine):
+    with pytest.raises(PolicyRuleError, match=r"NegativeCpu: rule nonzero_cpu_s gave .* = -0\.001; allowed"):
+        run(_busy(NegativeCpu(), engine))
+
+
+def test_the_energy_model_asks_the_checked_rules():
+    """``model/energy.py: scenario_constants`` asked the policy itself: -1 s per page gave
+    -16.35 MJ, and a sweep printed -2.45 kJ."""
+    from lmtoolkit.model.energy import Power, scenario_constants
+
+    with pytest.raises(PolicyRuleError, match="rule nonzero_cpu_s"):
+        scenario_constants(_busy(NegativeCpu(), "page"), Power())
+    ok = scenario_constants(_busy(PrecopyPolicy(), "page"), Power())
+    assert ok["send_cpu_s_per_page"] == 0.0
+
+
+def test_the_cli_refuses_a_negative_sender_cpu_time_in_one_line(tmp_path, capsys, monkeypatch):
+    from lmtoolkit.cli import main
+
+    monkeypatch.setenv("LMT_RESULTS_DIR", str(tmp_path))
+    target = f"{__name__}.NegativeCpu"
+    args = ["run", f"policy._target_={target}", "workload=uniform", "vm.memory_gib=0.25", "network=1gbe"]
+    assert main(args) == 2
+    out = capsys.readouterr()
+    err = out.err.strip().splitlines()
+    assert len(err) == 1 and "rule nonzero_cpu_s" in err[0] and "energy" not in out.out
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_decide_asks_the_checked_convergence_test(engine):
+    with pytest.raises(PolicyRuleError, match=r"NanConverged: rule converged gave .* = nan"):
+        run(_busy(NanConverged(), engine))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_convergence_test_of_zeros_and_ones_is_taken_as_truth_values(engine):
+    """It was the same TypeError as NaN (the checked rule allowed it, ``decide`` did not)."""
+    a, b = run(_busy(ZeroOneConverged(), engine)), run(_busy(PrecopyPolicy(), engine))
+    assert (a.total_time_s, a.rounds, a.stop_reason) == (b.total_time_s, b.rounds, b.stop_reason)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_rate_of_zero_is_one_error_and_no_warning(engine):
+    """The division by the rate came first: numpy's RuntimeWarning (base.py, ``link``) was
+    printed above the one-line error."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        with pytest.raises(PolicyRuleError, match=r"ZeroRate: rule rate_bytes_s gave bytes/s = 0\.0"):
+            run(_busy(ZeroRate(), engine))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_unknown_dirty_clear_mode_is_refused(engine):
+    """``dirty_clear = "bogus"`` ran as ``sync`` in both engines (21.18 s against 15.23 s)."""
+    with pytest.raises(PolicyRuleError) as e:
+        run(_busy(BogusClear(), engine))
+    assert str(e.value) == (
+        f"policy {__name__}.BogusClear: dirty_clear = 'bogus'; allowed: one of send, sync, chunk, skip"
+    )
+
+
+def test_a_checked_policy_is_the_policy_with_its_rules_checked():
+    """The engines' policy is of the policy's class (its rules call each other through the
+    checks), names itself as the class, and pickles as the policy."""
+    import pickle
+
+    from lmtoolkit.engine.rule_checks import CheckedPolicy, checked
+
+    p = PrecopyPolicy(max_rounds=7)
+    c = checked(p)
+    assert isinstance(c, PrecopyPolicy) and isinstance(c, CheckedPolicy) and checked(c) is c
+    assert c.max_rounds == 7 and type(c).__qualname__ == "PrecopyPolicy" and repr(c) == repr(p)
+    assert type(c.unchecked()) is PrecopyPolicy and c.unchecked() == p
+    back = pickle.loads(pickle.dumps(c))
+    assert isinstance(back, CheckedPolicy) and back.unchecked() == p
+    sub = checked(PrecopyPolicy.stack([p, PrecopyPolicy(max_rounds=9)])).subset(np.array([1]))
+    assert isinstance(sub, CheckedPolicy) and list(sub.max_rounds) == [9.0]

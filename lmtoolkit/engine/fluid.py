@@ -44,7 +44,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..model.workload import pacing_speed
-from ..policies.base import Context, State
+from ..policies.base import Context, State, stack_key
 from ..records import REASON_CODE, ROUND_KINDS, STOP_REASONS
 from ..scenario import Scenario
 from .beyond import apply_to_batch
@@ -72,9 +72,9 @@ def _stack_context(ctxs: list[Context]) -> Context:
 
 def simulate_fluid(scenarios: list[Scenario], round_detail: int = ROUND_DETAIL_LIMIT) -> BatchResult:
     """Expected-value simulation of many migrations at once (any mix of policies)."""
-    groups: dict[type, list[int]] = defaultdict(list)
+    groups: dict[tuple, list[int]] = defaultdict(list)
     for i, s in enumerate(scenarios):
-        groups[type(s.policy)].append(i)
+        groups[stack_key(s.policy)].append(i)  # one class, equal sequence fields
     parts, order = [], []
     for idx in groups.values():
         parts.append(run_inputs(FluidInputs.from_scenarios([scenarios[i] for i in idx]), round_detail))

@@ -28,12 +28,14 @@ Registration: a subclass defined in ``lmtoolkit.policies`` that declares its own
 registers itself in :data:`REGISTRY` (``POLICIES``, the names ``policy=NAME`` selects), so
 adding a built-in policy is one module plus one ``configs/policy/NAME.yaml``.  A class
 outside the package (``policy._target_``, see ``examples/``) is not registered unless it
-passes ``register=True`` (``class P(PrecopyPolicy, register=True)``); a base meant only for
-subclassing passes ``register=False``.
+passes ``register=True`` (``class P(PrecopyPolicy, register=True)``), and then in the process
+that imported its module only (the command line imports none by name: it names a plug-in by
+``_target_``); a base meant only for subclassing passes ``register=False``.
 
 Validation: :meth:`Policy.__post_init__` type-checks every field by its annotation
-(``bool`` fields take true/false only; ``float``/``int`` fields numbers, not booleans —
-:func:`lmtoolkit.model.checks.check_fields`); subclasses add range checks.
+(``bool`` fields take true/false only; ``float``/``int`` fields numbers, not booleans nor NaN;
+``str`` fields text — :func:`lmtoolkit.model.checks.check_fields`) and makes a list field a
+tuple (a policy is hashable); subclasses add range checks.
 
 All rules are written with numpy operations on the :class:`State` so that the same code runs
 for one migration (page engine, 0-d values) and for thousands at once (fluid engine, one
@@ -174,6 +176,34 @@ class State:
         return 1.0 - self.throttle
 
 
+_SEQUENCES = (tuple, list)
+
+
+def _frozen(value):
+    """``value`` with every list in it a tuple."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def _freeze_lists(policy) -> None:
+    """A list-valued field (``field(default_factory=lambda: [1, 2])``, or ``policy.steps=[3,4]``
+    from a config) becomes a tuple: a policy is frozen and hashable, as the fluid engine's
+    batching of equal scenarios needs (a list field was ``TypeError: unhashable type: 'list'``);
+    a rule reads a tuple as it reads a list."""
+    for f in fields(policy):
+        v = getattr(policy, f.name)
+        if isinstance(v, list) or (isinstance(v, tuple) and any(isinstance(x, list) for x in v)):
+            object.__setattr__(policy, f.name, _frozen(v))
+
+
+def stack_key(policy) -> tuple:
+    """What policies stacked into one (:meth:`Policy.stack`) must share: the class and the
+    values of the sequence fields (kept whole, not an element per migration)."""
+    seq = tuple((f.name, v) for f in fields(policy) if isinstance(v := getattr(policy, f.name), _SEQUENCES))
+    return (type(policy), seq)
+
+
 def _subset(obj, idx):
     changes = {}
     for f in fields(obj):
@@ -300,6 +330,7 @@ class Policy:
             REGISTRY[cls.name] = cls
 
     def __post_init__(self):
+        _freeze_lists(self)
         check_fields(self)
         refuse_unused(self, self.unused_fields, f"policy {self.name}")
         check_range("timeout_s", self.timeout_s, 0, None, lo_open=True, finite=True)
@@ -346,10 +377,22 @@ class Policy:
     # -- vectorisation ---------------------------------------------------------------------
     @classmethod
     def stack(cls, policies: list[Policy]) -> Policy:
-        """One policy whose parameters are arrays over ``policies`` (all of class ``cls``)."""
+        """One policy whose parameters are arrays over ``policies`` (all of class ``cls``).
+
+        A sequence field (a tuple: :meth:`__post_init__` makes a list one) is not an element
+        per migration: it is kept whole, and must be the same in every policy (the fluid
+        engine batches policies by their sequence fields, :func:`stack_key`)."""
         obj = object.__new__(cls)
         for f in fields(cls):
             vals = [getattr(p, f.name) for p in policies]
+            if any(isinstance(v, _SEQUENCES) for v in vals):
+                if any(v != vals[0] for v in vals):
+                    raise ValueError(
+                        f"{cls.__qualname__}.stack: field {f.name} differs between the policies "
+                        f"({vals[0]!r}, …): batch them by stack_key() first"
+                    )
+                object.__setattr__(obj, f.name, vals[0])
+                continue
             if all(isinstance(v, (bool, np.bool_)) for v in vals):
                 arr = np.array(vals, dtype=bool)
             elif all(isinstance(v, str) for v in vals):

@@ -217,3 +217,101 @@ def test_a_huge_page_guest_is_a_whole_number_of_pages():
     assert VM(memory_gib=1.8984375, page_size_kib=2048).pages == 972 * 512  # tracked in 4 KiB
     assert VM(memory_gib=1.9, page_size_kib=4).pages == 498073  # 2.4 KiB of 1.9 GiB dropped
     assert VM(memory_gib=1.9, page_size_kib=64).pages == 31129
+
+
+# -- a plug-in's fields, however their annotations are written (typing.get_type_hints) ------------
+FIELDS = """
+from dataclasses import dataclass
+from typing import Optional, Union
+from lmtoolkit.policies import PrecopyPolicy
+
+@dataclass(frozen=True)
+class Typed(PrecopyPolicy):
+    union: float | None = None
+    optional: Optional[float] = None
+    union_old: Union[int, None] = None
+    label: str = "a"
+    x: float = 1.0
+    n: int = 2
+"""
+
+
+@pytest.fixture(params=["runtime", "text"], ids=["annotations as objects", "from __future__ annotations"])
+def typed(request, tmp_path, monkeypatch):
+    """The plug-in class, in a module with and without ``from __future__ import annotations``
+    (``float | None`` is then a ``types.UnionType``, not text: it was not checked at all)."""
+    name = f"typed_{request.param}"
+    head = "from __future__ import annotations\n" if request.param == "text" else ""
+    (tmp_path / f"{name}.py").write_text(head + FIELDS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    return importlib.import_module(name).Typed
+
+
+def test_plugin_annotations_are_read_however_written(typed):
+    kinds = {n: (k, o) for n, k, o in typed_fields(typed)}
+    assert kinds["union"] == kinds["optional"] == ("float", True)
+    assert kinds["union_old"] == ("int", True)
+    assert (
+        kinds["label"] == ("str", False) and kinds["x"] == ("float", False) and kinds["n"] == ("int", False)
+    )
+
+
+@pytest.mark.parametrize(
+    "key,bad,allowed",
+    [
+        ("union", "abc", "must be a number"),
+        ("optional", "abc", "must be a number"),
+        ("union_old", 2.5, "must be an integer"),
+        ("x", float("nan"), "a number, not NaN"),
+        ("union", float("nan"), "a number, not NaN"),
+        ("label", True, "must be a string"),
+        ("label", [1], "must be a string"),
+    ],
+)
+def test_plugin_fields_refuse_what_their_annotation_does_not_allow(typed, key, bad, allowed):
+    with pytest.raises(ConfigError) as e:
+        typed(**{key: bad})
+    assert e.value.key == key and str(e.value).endswith(f"is not allowed: {allowed}")
+
+
+def test_plugin_fields_take_what_their_annotation_allows(typed):
+    p = typed(union=2.5, optional=None, union_old=3, label=5, x=float("inf"))
+    assert (p.union, p.optional, p.union_old, p.x) == (2.5, None, 3, float("inf"))
+    assert p.label == "5"  # a number given to a text field is its text (Hydra: policy.label=5)
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("policy.union=abc", "policy.union='abc' is not allowed: must be a number"),
+        ("policy.optional=abc", "policy.optional='abc' is not allowed: must be a number"),
+        ("policy.x=nan", "policy.x=nan is not allowed: a number, not NaN"),
+        ("policy.label=true", "policy.label=True is not allowed: must be a string"),
+    ],
+)
+def test_plugin_field_types_through_the_config(typed, override, message):
+    from lmtoolkit.runner import build_scenario, compose
+
+    with pytest.raises(ConfigError) as e:
+        build_scenario(compose([f"policy._target_={typed.__module__}.Typed", override]))
+    assert str(e.value) == message
+
+
+def test_built_in_float_fields_refuse_nan_as_before():
+    """The type check refuses NaN for every float field (the built-in range checks did)."""
+    for cls in CLASSES:
+        for name, kind, _ in typed_fields(cls):
+            if kind == "float":
+                with pytest.raises(ConfigError, match="not NaN|not allowed"):
+                    cls(**{name: float("nan")})
+
+
+def test_a_number_for_a_text_field_is_its_text():
+    """``policy.qemu_version=9.2`` reaches the field as a float: it is the text "9.2"."""
+    from lmtoolkit.policies import QemuPolicy
+
+    assert QemuPolicy(qemu_version=9.2).qemu_version == "9.2"
+    with pytest.raises(ConfigError, match="must be a string"):
+        QemuPolicy(qemu_version=True)

@@ -220,3 +220,69 @@ def test_unknown_profile_is_one_clear_error(cls, key, bad):
     with pytest.raises(ConfigError) as e:
         cls(**{key: bad})
     assert e.value.key == key and str(e.value).startswith(f"{key}={bad!r} is not allowed: one of")
+
+
+# -- plug-ins written to a module of their own (tmp_path on sys.path) ----------------------------
+def _plugin(tmp_path, monkeypatch, name: str, body: str) -> str:
+    """Write module ``name`` (``body`` after the usual imports) to ``tmp_path``, on sys.path."""
+    head = (
+        "from dataclasses import dataclass, field\n"
+        "import numpy as np\n"
+        "from lmtoolkit.policies import PrecopyPolicy\n"
+        "from lmtoolkit.records import REASON_CODE\n"
+    )
+    (tmp_path / f"{name}.py").write_text(head + body)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+LIST_FIELD = '''
+@dataclass(frozen=True)
+class ListField(PrecopyPolicy):
+    """Stops after the last of its steps' passes: a rule that reads its list field."""
+    name = "list_field_test"
+    steps: list = field(default_factory=lambda: [1, 2])
+
+    def forced(self, st, ctx):
+        code = super().forced(st, ctx)
+        return np.where((code == 0) & (self.passes_done(st) >= self.steps[-1]), REASON_CODE["max_rounds"], code)
+'''
+
+
+@pytest.mark.parametrize("engine", ["page", "fluid"])
+def test_a_list_field_runs_on_both_engines(tmp_path, monkeypatch, engine):
+    """``engine=fluid`` was ``TypeError: unhashable type: 'list'`` (its batching of equal
+    scenarios hashes them): a list field is a tuple once the policy is made."""
+    import lmtoolkit as lmt
+
+    _plugin(tmp_path, monkeypatch, "listpol", LIST_FIELD)
+    base = ["policy._target_=listpol.ListField", f"engine={engine}", "workload=uniform"]
+    base += ["workload.dirty_rate_pages_s=20000", "vm.memory_gib=0.5", "network=1gbe"]
+    two = lmt.simulate(base)
+    three = lmt.simulate(base + ["policy.steps=[1,3]"])
+    assert str(two.stop_reason.values) == "max_rounds" and int(two.rounds) == 2
+    assert int(three.rounds) == 3
+    from listpol import ListField
+
+    assert ListField().steps == (1, 2) and ListField(steps=[4, [5, 6]]).steps == (4, (5, 6))
+    assert hash(ListField()) == hash(ListField(steps=(1, 2)))
+
+
+def test_the_fluid_engine_batches_policies_by_their_list_fields(tmp_path, monkeypatch):
+    """Migrations whose lists differ run in separate batches, each as it runs alone (a list
+    is not an element per migration: stacking made it a 2-d array of the lists)."""
+    from lmtoolkit.engine import simulate_fluid
+
+    _plugin(tmp_path, monkeypatch, "listpol2", LIST_FIELD)
+    from listpol2 import ListField
+
+    wl = UniformWorkload(dirty_rate_pages_s=20_000)
+    scns = [
+        scenario(memory_gib=0.5, workload=wl, policy=ListField(steps=s), engine="fluid")
+        for s in ([2], [4], [2])
+    ]
+    together = simulate_fluid(scns).records()
+    alone = [run(s) for s in scns]
+    assert [r.rounds for r in together] == [r.rounds for r in alone] == [2, 4, 2]
+    with pytest.raises(ValueError, match="field steps differs"):
+        ListField.stack([ListField(steps=[2]), ListField(steps=[4])])

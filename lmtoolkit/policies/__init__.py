@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
+import sys
 
 from ..errors import ConfigError
 from .base import REGISTRY, Policy
@@ -37,18 +38,70 @@ for _mod in pkgutil.iter_modules(__path__):
 POLICIES = REGISTRY
 
 
+def _missing(e: ModuleNotFoundError, module: str) -> bool:
+    """``e`` says ``module`` itself (or a package it is in) does not exist — not that the
+    module exists and failed on an import of its own."""
+    return e.name is not None and (module == e.name or module.startswith(e.name + "."))
+
+
+def _where(e: BaseException) -> str:
+    """``file:line`` where ``e`` was raised in the user's code: a SyntaxError's own place, else
+    the innermost frame outside the import machinery and this package (a name clash is raised
+    in ``Policy.__init_subclass__``, for the plug-in's class statement)."""
+    import traceback
+    from pathlib import Path
+
+    if isinstance(e, SyntaxError) and e.filename:
+        return f"{e.filename}:{e.lineno}"
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if not f.filename.startswith("<frozen ")]
+    pkg = str(Path(__file__).resolve().parents[1])
+    own = [f for f in frames if not str(Path(f.filename).resolve()).startswith(pkg)]
+    f = (own or frames or [None])[-1]
+    return f"{f.filename}:{f.lineno}" if f is not None else "?"
+
+
+def _import_failure(target: str, module: str, e: BaseException) -> ConfigError:
+    what = e.msg if isinstance(e, SyntaxError) else (str(e).strip().splitlines() or [""])[0]
+    return ConfigError(
+        "_target_",
+        target,
+        "",
+        message=f"_target_={target}: importing module {module} raised {type(e).__name__}: {what} "
+        f"({_where(e)})",
+    )
+
+
 def _import_class(target: str):
+    """The object ``target`` (``module.Class``) names, or None where no module of it exists.
+
+    Raises :class:`ConfigError` in one line where the module has no such name, and where the
+    module exists but importing it fails (naming the module, the exception and where): an
+    import of its own that is missing, a SyntaxError, an exception at import, a policy name
+    that is taken.  Both were reported as a module to put on PYTHONPATH (wrong advice), or as
+    a traceback."""
     parts = str(target).split(".")
     for i in range(len(parts) - 1, 0, -1):
+        module = ".".join(parts[:i])
         try:
-            obj = importlib.import_module(".".join(parts[:i]))
-        except ImportError:
-            continue
+            obj = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if _missing(e, module):
+                continue  # no such module: a shorter prefix may be it (package.module.Class.Inner)
+            raise _import_failure(target, module, e) from None
+        except Exception as e:  # noqa: BLE001 - whatever the module raised, said in one line
+            raise _import_failure(target, module, e) from None
         try:
             for attr in parts[i:]:
                 obj = getattr(obj, attr)
         except AttributeError:
-            return None
+            where = getattr(sys.modules.get(module), "__file__", None)
+            raise ConfigError(
+                "_target_",
+                target,
+                "",
+                message=f"_target_={target}: module {module}{f' ({where})' if where else ''} has no "
+                f"{'.'.join(parts[i:])}",
+            ) from None
         return obj
     return None
 

@@ -286,3 +286,51 @@ def test_the_fluid_engine_batches_policies_by_their_list_fields(tmp_path, monkey
     assert [r.rounds for r in together] == [r.rounds for r in alone] == [2, 4, 2]
     with pytest.raises(ValueError, match="field steps differs"):
         ListField.stack([ListField(steps=[2]), ListField(steps=[4])])
+
+
+IMPORT_FAILURES = [
+    ("import no_such_dependency_xyz\n", "ModuleNotFoundError: No module named 'no_such_dependency_xyz'", 5),
+    ("x = (\n", "SyntaxError: '(' was never closed", 5),
+    ("raise RuntimeError('boom at import')\n", "RuntimeError: boom at import", 5),
+    (
+        "@dataclass(frozen=True)\nclass Q(PrecopyPolicy, register=True):\n    name = 'qemu'\n",
+        "TypeError: policy name 'qemu' is taken by lmtoolkit.policies.qemu.QemuPolicy",
+        6,
+    ),
+]
+
+
+@pytest.mark.parametrize("body,said,line", IMPORT_FAILURES, ids=["import", "syntax", "runtime", "taken"])
+def test_a_plugin_that_fails_to_import_is_one_line_naming_it(tmp_path, monkeypatch, body, said, line):
+    """A module found but failing on import was reported as not importable ("put its module's
+    directory on PYTHONPATH": wrong advice) or as a traceback (exit 1)."""
+    mod = _plugin(tmp_path, monkeypatch, f"failing_{abs(hash(body)) % 10**6}", body)
+    with pytest.raises(ConfigError) as e:
+        policy_class({"_target_": f"{mod}.X"})
+    text = str(e.value.with_prefix("policy"))
+    assert (
+        text == f"policy._target_={mod}.X: importing module {mod} raised {said} ({tmp_path / mod}.py:{line})"
+    )
+    assert "PYTHONPATH" not in text and "\n" not in text
+
+
+def test_the_cli_reports_a_failing_plugin_in_one_line(tmp_path, monkeypatch, capsys):
+    from lmtoolkit.cli import main
+
+    mod = _plugin(tmp_path, monkeypatch, "failing_cli", "import no_such_dependency_xyz\n")
+    monkeypatch.setenv("LMT_RESULTS_DIR", str(tmp_path))
+    assert main(["run", f"policy._target_={mod}.X"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"lmtk: error: policy._target_={mod}.X: importing module {mod} raised ModuleNotFoundError: "
+        f"No module named 'no_such_dependency_xyz' ({tmp_path / mod}.py:5)"
+    ]
+
+
+def test_a_missing_module_or_class_says_which(tmp_path, monkeypatch):
+    mod = _plugin(tmp_path, monkeypatch, "present_mod", "")
+    with pytest.raises(ConfigError, match="put its module's directory on PYTHONPATH"):
+        policy_class({"_target_": "absent_mod_xyz.X"})
+    with pytest.raises(ConfigError) as e:
+        policy_class({"_target_": f"{mod}.Nope"})
+    assert str(e.value) == f"_target_={mod}.Nope: module {mod} ({tmp_path / mod}.py) has no Nope"

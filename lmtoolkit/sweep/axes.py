@@ -3,7 +3,9 @@
 Each dim names a config key and its values (``dirty_rate: {key:
 workload.dirty_rate_pages_s, values: [...]}``, or generated: ``values: {start, stop, num,
 log}``) or a config group and its options (``policy: {key: policy, values: [vmware,
-hyperv]}``, a *group swap*).
+hyperv]}``, a *group swap*), or policy classes (``pol: {key: policy._target_, values:
+[my_policy.A, my_policy.B]}``, a *class swap*: each class with its own defaults, as a group swap
+gives each option its own keys).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from ..units import unit_of_key
 #: config groups an axis may swap
 SWAPPABLE = ("vm", "workload", "network", "host", "policy", "storage", "power", "evacuation")
 RESERVED_DIMS = ("replicate", "round", "seed", "vm")
+#: the key of a class swap (plug-in policy classes)
+CLASS_KEY = "policy._target_"
 #: key roots that say how a sweep runs, not what it simulates
 NOT_SWEEPABLE = ("sweep", "paths", "hydra", "experiment", "debug", "local", "task")
 
@@ -34,6 +38,7 @@ class Axis:
     values: list
     group: bool  # a config-group swap (policy=vmware), not a value
     column: bool = False  # applied to built scenarios (vectorised on the fluid engine)
+    swap_class: bool = False  # policy._target_: the policy's class swapped (its own defaults)
     long_name: str = ""
     units: str | None = None
 
@@ -88,6 +93,13 @@ def parse_axes(cfg, max_values: int | None) -> list[Axis]:
                 "points with values they do not run with (one axis per key)",
             )
         seen[a.key] = a.dim
+    if CLASS_KEY in seen and "policy" in seen:  # both would set the whole policy
+        raise _err(
+            f"sweep.axes.{seen[CLASS_KEY]}.key",
+            CLASS_KEY,
+            f"'{CLASS_KEY}' and axis {seen['policy']} (key policy) both choose the policy: one of them "
+            "(a group option may name a plug-in: configs/policy/custom.yaml)",
+        )
     return axes
 
 
@@ -139,6 +151,8 @@ def _axis(cfg, dim: str, spec, max_values) -> Axis:
     if len(kinds) > 1:  # [1, true]: a coordinate [1 1] (True read as 1), .sel broken
         raise _err(f"{where}.values", values, "one kind of value: true/false, or numbers and names, not both")
     group = "." not in key and key in SWAPPABLE
+    if key == CLASS_KEY:
+        return _class_axis(dim, where, spec, values)
     if group:
         opts = group_options(key)
         for v in values:
@@ -175,6 +189,31 @@ def _axis(cfg, dim: str, spec, max_values) -> Axis:
         key=key,
         values=list(values),
         group=group,
+        long_name=str(spec.get("long_name") or ""),
+        units=None if spec.get("units") is None else str(spec.get("units")),
+    )
+
+
+def _class_axis(dim: str, where: str, spec, values: list) -> Axis:
+    """A ``policy._target_`` axis: each value an importable policy class (checked here, before
+    any point runs); the base config need not have a ``_target_`` (it had to: the axis was an
+    unknown key under ``policy=qemu``)."""
+    from ..policies import policy_class
+
+    for v in values:
+        if not isinstance(v, str):
+            raise _err(where, v, f"values of {CLASS_KEY} are policy classes (module.Class), got {v!r}")
+        try:
+            policy_class({"_target_": v})
+        except ConfigError as e:
+            e = e.with_prefix("policy")
+            raise ConfigError(e.key, e.value, e.allowed, message=f"{where}: {e.text()}") from None
+    return Axis(
+        dim=dim,
+        key=CLASS_KEY,
+        values=list(values),
+        group=False,
+        swap_class=True,
         long_name=str(spec.get("long_name") or ""),
         units=None if spec.get("units") is None else str(spec.get("units")),
     )

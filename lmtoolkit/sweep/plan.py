@@ -51,7 +51,7 @@ from ..errors import ConfigError
 from ..paths import group_options
 from ..tasks import get_task
 from .axes import SWAPPABLE, Axis, parse_axes
-from .swap import group_is_untouched, group_option_node, swap_group
+from .swap import group_is_untouched, group_option_node, keys_set_outside, swap_class, swap_group
 
 #: sweep.* keys that do not change results: left out of the config hash
 RUNTIME_KEYS = ("executor", "workers", "dask_address", "chunk_size", "format", "cache", "progress")
@@ -481,7 +481,10 @@ def _cell_error(e: ConfigError, pairs) -> ConfigError:
     about = [
         (a, v)
         for a, v in pairs
-        if e.key == a.key or e.key.startswith(a.key + ".") or a.key.startswith(e.key + ".")
+        if e.key == a.key
+        or e.key.startswith(a.key + ".")
+        or a.key.startswith(e.key + ".")
+        or (a.swap_class and e.key.startswith("policy."))  # a key of the class it swapped in
     ]
     where = ", ".join(f"sweep.axes.{a.dim}: {a.key}={v}" for a, v in about)
     return ConfigError(e.key, e.value, e.allowed, message=e.text() + (f" (at {where})" if where else ""))
@@ -491,15 +494,17 @@ def expand_plan(plan: Plan) -> Plan:
     """Fill the plan's cells, columns, seeds and chunks (one composition per group swap)."""
     task, raw_base, overrides = get_task(plan.task), plan.raw, plan.overrides
     axes, cfg, n = plan.axes, plan.cfg, plan.n_points
-    # cells: one Hydra composition per combination of group swaps ...
-    gaxes = [a for a in axes if a.group]
+    # cells: one Hydra composition per combination of group (and policy class) swaps ...
+    gaxes = [a for a in axes if a.group or a.swap_class]
     swapped = {a.key for a in gaxes}
+    # a class swap keeps the policy keys set outside the base option (command line, experiment)
+    keep = keys_set_outside("policy", overrides) if any(a.swap_class for a in gaxes) else set()
     base_ov = [o for o in overrides if split_override(o)[1] not in swapped]
     raw_cells, templates = [], []
     # A group swap reuses a composition when that is exact (compose.swap_group: nothing but
     # the option's file sets the group's keys); the other swaps compose with Hydra, once per
     # combination of their values.
-    hydra_axes = [a for a in gaxes if not group_is_untouched(a.key, overrides)]
+    hydra_axes = [a for a in gaxes if a.group and not group_is_untouched(a.key, overrides)]
     composed = {}
 
     def hydra_cell(pairs):
@@ -519,10 +524,15 @@ def expand_plan(plan: Plan) -> Plan:
             )
         raw = composed[key]
         for a, v in pairs:
+            if a.swap_class:
+                continue  # after the group swaps (which may swap the policy's option)
             if a not in hydra_axes:
                 raw = swap_group(raw, a.key, v) if raw is not None else None
         if raw is None:
-            raw = hydra_cell(pairs)
+            raw = hydra_cell([(a, v) for a, v in pairs if a.group])
+        for a, v in pairs:
+            if a.swap_class:
+                raw = swap_class(raw, v, keep)
         for a in axes:
             if not a.group and OmegaConf.select(raw, a.key, default="__missing__") == "__missing__":
                 raise ConfigError(
@@ -539,9 +549,9 @@ def expand_plan(plan: Plan) -> Plan:
         templates.append(tpl)
     # ... value axes either become columns or multiply the cells
     for a in axes:
-        if not a.group:
+        if not a.group and not a.swap_class:
             a.column = _column_ok(a, task, raw_cells, templates)
-    vaxes = [a for a in axes if not a.group and not a.column]
+    vaxes = [a for a in axes if not a.group and not a.swap_class and not a.column]
     cells = []
     for raw in raw_cells:
         for combo in itertools.product(*[a.values for a in vaxes]):

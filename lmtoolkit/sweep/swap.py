@@ -7,6 +7,11 @@ for ``policy.*``), that config is the base composition with the group's node rep
 option's file merged over the same-group options its defaults list names — no new
 composition (~0.1 s each).  ``tests/config/test_group_swap.py`` checks it against Hydra for
 every option of every group and every experiment's cells.
+
+A ``policy._target_`` axis (plug-in classes) swaps the policy's class the same way
+(:func:`swap_class`): each class with its own defaults, plus the policy keys the command line,
+the experiment, debug or local file set — not the keys the base option's file or its class's
+defaults brought in, which belong to the class the axis replaces.
 """
 
 from __future__ import annotations
@@ -96,3 +101,49 @@ def group_is_untouched(group: str, overrides: list[str]) -> bool:
         if not isinstance(data, dict) or group in data:
             return False
     return True
+
+
+def _policy_section(f, group: str) -> set[str]:
+    try:
+        data = yaml.safe_load(f.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return set()
+    node = data.get(group) if isinstance(data, dict) else None
+    return {str(k) for k in node} if isinstance(node, dict) else set()
+
+
+def keys_set_outside(group: str, overrides: list[str]) -> set[str]:
+    """First-level keys of ``group`` that a source other than the group's option sets: a
+    ``group.KEY=value`` override, or the ``group:`` section of an experiment or debug file the
+    overrides name, or of ``local/default.yaml`` (the sources :func:`group_is_untouched` reads)."""
+    out: set[str] = set()
+    for o in overrides:
+        prefix, key, value = split_override(o)
+        if key.startswith(group + ".") and "~" not in prefix:
+            out.add(key[len(group) + 1 :].split(".")[0].split("[")[0])
+        elif "." not in key and key in ("experiment", "debug"):
+            out |= _policy_section(config_dir() / key / f"{value}.yaml", group)
+    local = config_dir() / "local" / "default.yaml"
+    if local.is_file():
+        out |= _policy_section(local, group)
+    return out
+
+
+def swap_class(raw: DictConfig, target: str, keep: set[str]) -> DictConfig:
+    """``raw`` (an unresolved composed config) with its policy the class ``target``
+    (``module.Class``): the keys of ``keep`` (:func:`keys_set_outside`) as ``raw`` has them,
+    the class's defaults for the rest (:func:`~lmtoolkit.compose.complete_policy`).  The other
+    keys of ``raw``'s policy — its option file's and its class's defaults — are dropped: a
+    ``policy._target_`` axis over classes of different fields ran each class with the first
+    one's keys (``unknown key 'policy.min_shrink_pct' for policy 'caprounds'``, a key nobody
+    set).  A kept key the class does not have is refused when the cell is built."""
+    old = (
+        OmegaConf.to_container(raw.policy, resolve=False) if isinstance(raw.get("policy"), DictConfig) else {}
+    )
+    node = {"_target_": target}
+    node.update({k: v for k, v in old.items() if k in keep and k not in ("_target_", "name")})
+    out = copy.deepcopy(raw)
+    with open_dict(out):
+        out["policy"] = OmegaConf.create(node)
+    complete_policy(out)
+    return out

@@ -11,8 +11,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from . import provenance
 from .api import check_run_overrides, check_single_migration, simulate
 from .compose import compose
@@ -120,8 +118,9 @@ def summary_text(ds) -> str:
 
 def print_config(cfg) -> int:
     """``--cfg job`` (as Hydra apps take it): the composed config, resolved, every policy
-    parameter listed (what the run uses, the cache hashes and provenance records)."""
-    print(OmegaConf.to_yaml(cfg), end="")
+    parameter listed — exactly what the run records as ``lmt_config`` and the cache hashes
+    (:func:`lmtoolkit.provenance.config_yaml`: without ``hydra`` and ``paths``, keys sorted)."""
+    print(provenance.config_yaml(cfg), end="")
     return 0
 
 

@@ -470,7 +470,9 @@ def policy_class(d, prefix: str = "policy") -> type:
 def complete_policy(cfg: DictConfig) -> None:
     """Add the policy class's defaults for the keys its YAML leaves out (in place), so that
     every composed config — what the cache hashes and provenance records — lists every
-    parameter the policy runs with."""
+    parameter the policy runs with.  A plug-in's config (``_target_``) drops ``name``: the
+    class is the target, and a ``name: qemu`` left by the base option beside it named a policy
+    that does not run (``lmtk run --cfg job policy._target_=…`` printed it)."""
     from .policies import class_defaults
 
     node = cfg.get("policy") if isinstance(cfg, DictConfig) else None
@@ -479,8 +481,11 @@ def complete_policy(cfg: DictConfig) -> None:
     sel = {k: node._get_node(k)._value() for k in ("name", "_target_") if k in node}
     defaults = class_defaults(policy_class(sel))  # its errors name policy._target_ / policy.name
     missing = {k: _plain(v) for k, v in defaults.items() if k not in node}
-    if missing:
+    drop_name = bool(sel.get("_target_")) and "name" in node
+    if missing or drop_name:
         with open_dict(cfg):
+            if drop_name:
+                del node["name"]
             for k, v in missing.items():
                 node[k] = v
 

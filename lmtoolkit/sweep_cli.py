@@ -375,7 +375,7 @@ def cmd_sweep(args) -> int:
         from .cli import print_config
         from .sweep import make_plan
 
-        return print_config(make_plan(overrides).cfg)
+        return print_config(make_plan(overrides).hash_cfg)  # what its lmt_config records
     command = "lmtk sweep " + " ".join(([] if not args.multirun else ["-m"]) + overrides)
     if args.multirun:
         _validate_multirun(overrides)

@@ -408,3 +408,22 @@ def test_a_sweep_over_plugin_classes_runs_each_class(tmp_path, monkeypatch, engi
         seed = int(ds.seed.values.ravel()[i])  # the point's own seed (the page engine samples)
         one = lmt.simulate([*ov, f"engine={engine}", f"policy._target_=twoclasses.{t}", f"seed={seed}"])
         assert float(ds.total_time.values.ravel()[i]) == pytest.approx(float(one.total_time), rel=1e-9)
+
+
+# -- --cfg job and registration --------------------------------------------------------------------
+def test_cfg_job_prints_what_lmt_config_records(tmp_path, monkeypatch, capsys):
+    """``lmtk run --cfg job policy._target_=…`` printed ``name: qemu`` beside ``_target_`` (and
+    ``paths``); it is now the run's ``lmt_config``, byte for byte."""
+    import lmtoolkit as lmt
+    from lmtoolkit.cli import main
+
+    _plugin(tmp_path, monkeypatch, "twoclasses", CLASSES)
+    monkeypatch.setenv("LMT_RESULTS_DIR", str(tmp_path))
+    ov = ["policy._target_=twoclasses.CapRounds", "vm.memory_gib=0.25"]
+    assert main(["run", "--cfg", "job", *ov]) == 0
+    printed = capsys.readouterr().out
+    assert printed == lmt.simulate(ov).attrs["lmt_config"]
+    import yaml
+
+    pol = yaml.safe_load(printed)["policy"]
+    assert "name" not in pol and pol["_target_"] == "twoclasses.CapRounds" and pol["cap"] == 3

@@ -136,7 +136,13 @@ def policy_class(policy_cfg) -> type:
         return cls
     name = cfg.get("name")
     if name not in POLICIES:
-        raise ConfigError("name", name, "one of " + ", ".join(sorted(POLICIES)))
+        # (a plug-in's register=True adds its name only in a process that imported its module:
+        # the command line imports none of yours by name)
+        raise ConfigError(
+            "name",
+            name,
+            "one of " + ", ".join(sorted(POLICIES)) + "; a plug-in class: policy._target_=module.Class",
+        )
     return POLICIES[name]
 
 

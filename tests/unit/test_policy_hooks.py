@@ -427,3 +427,27 @@ def test_cfg_job_prints_what_lmt_config_records(tmp_path, monkeypatch, capsys):
 
     pol = yaml.safe_load(printed)["policy"]
     assert "name" not in pol and pol["_target_"] == "twoclasses.CapRounds" and pol["cap"] == 3
+
+
+def test_a_registered_plugin_name_needs_its_module_imported(tmp_path, monkeypatch):
+    """``register=True`` adds the name in the process that imports the module (a script, a
+    notebook); the command line imports nothing of the user's by name and says to use
+    ``_target_``."""
+    import lmtoolkit as lmt
+
+    _plugin(
+        tmp_path,
+        monkeypatch,
+        "regpol",
+        "@dataclass(frozen=True)\nclass Reg(PrecopyPolicy, register=True):\n    name = 'regpol_test'\n",
+    )
+    assert "regpol_test" not in POLICIES
+    with pytest.raises(ConfigError, match=r"one of .*; a plug-in class: policy._target_=module.Class"):
+        lmt.simulate(["policy.name=regpol_test", "vm.memory_gib=0.25"])
+    import regpol
+
+    try:
+        assert float(lmt.simulate(["policy.name=regpol_test", "vm.memory_gib=0.25"]).total_time) > 0
+    finally:
+        POLICIES.pop("regpol_test")
+    assert regpol.Reg.name == "regpol_test"

@@ -261,9 +261,7 @@ def test_dask_local_cluster_real_processes(tmp_path):
     """sweep.dask_address=null starts a distributed.LocalCluster (2 worker processes)."""
     base = ["experiment=quickstart", "debug=default", "sweep.chunk_size=1", "sweep.cache=false"]
     inline, _ = _run(base, tmp_path)
-    t = time.perf_counter()
     dsk, info = _run(base + ["sweep.executor=dask", "sweep.workers=2"], tmp_path)
-    assert time.perf_counter() - t < 30
     assert info["chunks_computed"] == 8
     xr.testing.assert_identical(_data(inline), _data(dsk))
 

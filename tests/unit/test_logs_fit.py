@@ -42,7 +42,6 @@ def test_fit_recovers_the_guests_workload_from_its_log_alone(fitted):
     q = res.quality
     assert abs(q["total_time_rel"]) < 0.03 and abs(q["transferred_rel"]) < 0.03
     assert abs(q["syncs_sim"] - q["syncs_obs"]) <= 1 and q["converged_sim"] == q["converged_obs"]
-    assert res.elapsed_s < 20
     # uncertainty: a spread per parameter, the fitted value inside its 16-84 % band (or near)
     sd, iv = res.stderr(), res.interval()
     assert 0 < sd["workload.dirty_rate_pages_s"] < 0.2 * rate

@@ -108,6 +108,16 @@ def _array_note(e: ValueError, policy, rule: str) -> None:
         )
 
 
+def _asked(policy, rule: str, answer, *args, **kw):
+    """``answer(*args, **kw)`` (a rule of ``policy``, bound), with :func:`_array_note` on the
+    ValueError of an ``if`` on an array."""
+    try:
+        return answer(*args, **kw)
+    except ValueError as e:
+        _array_note(e, policy, rule)
+        raise
+
+
 def _check_state(policy, rule: str, st) -> None:
     """The state a rule may set that the engines read: throttle share and bandwidth estimate."""
     _check(policy, rule, "st.throttle", st.throttle, 0.0, 1.0)
@@ -156,27 +166,15 @@ class CheckedPolicy:
 
     def init_state(self, st, ctx) -> None:
         self.link(st, ctx)  # the wire costs first: the initial bandwidth estimate is made of them
-        try:
-            super().init_state(st, ctx)
-        except ValueError as e:
-            _array_note(e, self, "init_state")
-            raise
+        _asked(self, "init_state", super().init_state, st, ctx)
         _check_state(self, "init_state", st)
 
     def after_sync(self, st, ctx) -> None:
-        try:
-            super().after_sync(st, ctx)
-        except ValueError as e:
-            _array_note(e, self, "after_sync")
-            raise
+        _asked(self, "after_sync", super().after_sync, st, ctx)
         _check_state(self, "after_sync", st)
 
     def link(self, st, ctx, stop: bool = False) -> Link:
-        try:
-            lk = super().link(st, ctx, stop=stop)
-        except ValueError as e:
-            _array_note(e, self, "link")
-            raise
+        lk = _asked(self, "link", super().link, st, ctx, stop=stop)
         rule = "link(stop=True)" if stop else "link"
         # bytes first: a page's time is made of them
         _check(self, rule, "wire bytes per non-zero page (b_nz)", lk.b_nz, 0.0)
@@ -186,40 +184,24 @@ class CheckedPolicy:
         return lk
 
     def stop_rate_bytes_s(self, st, ctx):
-        try:
-            rate = super().stop_rate_bytes_s(st, ctx)
-        except ValueError as e:
-            _array_note(e, self, "stop_rate_bytes_s")
-            raise
+        rate = _asked(self, "stop_rate_bytes_s", super().stop_rate_bytes_s, st, ctx)
         _check(self, "stop_rate_bytes_s", "bytes/s", rate, 0.0, lo_open=True)
         return rate
 
     def phase_pages(self, st, ctx):
-        try:
-            k = super().phase_pages(st, ctx)
-        except ValueError as e:
-            _array_note(e, self, "phase_pages")
-            raise
+        k = _asked(self, "phase_pages", super().phase_pages, st, ctx)
         _check(self, "phase_pages", "pages", k, 0.0)
         return k
 
     def converged(self, st, ctx):
-        try:
-            c = super().converged(st, ctx)
-        except ValueError as e:
-            _array_note(e, self, "converged")
-            raise
+        c = _asked(self, "converged", super().converged, st, ctx)
         if np.asarray(c).dtype != bool:
             _check_whole(self, "converged", "a truth value (0 or 1)", c, 0.0, 1.0)
             c = np.asarray(c) != 0
         return c
 
     def decide(self, st, ctx):
-        try:
-            code = super().decide(st, ctx)
-        except ValueError as e:
-            _array_note(e, self, "decide")
-            raise
+        code = _asked(self, "decide", super().decide, st, ctx)
         _check_whole(self, "decide", "a stop reason code", code, 0.0, len(STOP_REASONS) - 1.0)
         return code
 
@@ -254,29 +236,17 @@ class CheckedPlugin(CheckedPolicy):
     rules are the package's code, tested; the engines ask them at every phase)."""
 
     def rate_bytes_s(self, st, ctx):
-        try:
-            rate = super().rate_bytes_s(st, ctx)
-        except ValueError as e:
-            _array_note(e, self, "rate_bytes_s")
-            raise
+        rate = _asked(self, "rate_bytes_s", super().rate_bytes_s, st, ctx)
         _check(self, "rate_bytes_s", "bytes/s", rate, 0.0, lo_open=True)
         return rate
 
     def nonzero_wire_bytes(self, st, ctx):
-        try:
-            b = super().nonzero_wire_bytes(st, ctx)
-        except ValueError as e:
-            _array_note(e, self, "nonzero_wire_bytes")
-            raise
+        b = _asked(self, "nonzero_wire_bytes", super().nonzero_wire_bytes, st, ctx)
         _check(self, "nonzero_wire_bytes", "wire bytes per non-zero page", b, 0.0)
         return b
 
     def nonzero_cpu_s(self, st, ctx):
-        try:
-            s = super().nonzero_cpu_s(st, ctx)
-        except ValueError as e:
-            _array_note(e, self, "nonzero_cpu_s")
-            raise
+        s = _asked(self, "nonzero_cpu_s", super().nonzero_cpu_s, st, ctx)
         _check(self, "nonzero_cpu_s", "sender CPU seconds per non-zero page", s, 0.0)
         return s
 
@@ -286,11 +256,7 @@ class CheckedPlugin(CheckedPolicy):
         return s
 
     def forced(self, st, ctx):
-        try:
-            code = super().forced(st, ctx)
-        except ValueError as e:
-            _array_note(e, self, "forced")
-            raise
+        code = _asked(self, "forced", super().forced, st, ctx)
         _check_whole(self, "forced", "a stop reason code", code, 0.0, len(STOP_REASONS) - 1.0)
         return code
 

@@ -44,4 +44,46 @@ def run(scn):
     return simulate_fluid([scn]).records()[0]
 
 
+def lmtk(args, env, cwd, **kw):
+    """``lmtk ARGS`` in a fresh process with ``env`` (a subprocess.CompletedProcess, text)."""
+    import subprocess
+
+    return subprocess.run(
+        [sys.executable, "-m", "lmtoolkit.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, **kw
+    )
+
+
+def package_copy(tmp_path, results: str = "results"):
+    """A copy of the lmtoolkit package under ``tmp_path/src`` (to edit its rules) and the
+    environment that runs it: ``(src, env)``; its configs stay the checkout's."""
+    import shutil
+
+    from lmtoolkit.paths import config_dir
+
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "lmtoolkit", src / "lmtoolkit", ignore=shutil.ignore_patterns("__pycache__"))
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(src),
+        LMT_CONFIG_DIR=str(config_dir()),
+        LMT_RESULTS_DIR=str(tmp_path / results),
+    )
+    return src, env
+
+
+def cli_error(argv, capsys, words=()) -> str:
+    """``lmtk ARGV`` from :func:`lmtoolkit.cli.main` is refused: exit 2, one line
+    ``lmtk: error: …`` holding each of ``words``, no traceback; returns the line."""
+    from lmtoolkit.cli import main
+
+    assert main(argv) == 2, argv
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("lmtk: error: "), err
+    assert "Traceback" not in captured.err + captured.out
+    for w in words:
+        assert w in err, (w, err)
+    return err
+
+
 os.environ.setdefault("HYDRA_FULL_ERROR", "0")

@@ -14,6 +14,7 @@ import pytest
 
 from lmtoolkit.cli import main
 from lmtoolkit.paths import config_dir
+from tests.conftest import cli_error
 
 pytestmark = pytest.mark.integration
 
@@ -359,13 +360,7 @@ def test_what_a_command_does_not_read_is_one_line_and_writes_nothing(
     monkeypatch.setattr(api, "run_batch", simulated)
     out = tmp_path / "results"
     monkeypatch.setenv("LMT_RESULTS_DIR", str(out))
-    assert main(argv) == 2
-    captured = capsys.readouterr()
-    err = captured.err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("lmtk: error: "), err
-    assert "Traceback" not in captured.err + captured.out
-    for w in words:
-        assert w in err, (w, err)
+    err = cli_error(argv, capsys, words)
     assert "To append to your default list" not in err and "unknown key" not in err, err
     assert not out.exists() or not any(out.rglob("*"))
 
@@ -378,13 +373,7 @@ def test_lmtk_run_still_reads_paths_and_its_output(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, words", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_input_one_line_exit_2(argv, words, capsys):
-    assert main(argv) == 2
-    captured = capsys.readouterr()
-    err = captured.err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("lmtk: error: "), err
-    assert "Traceback" not in captured.err + captured.out
-    for w in words:
-        assert w in err, (w, err)
+    err = cli_error(argv, capsys, words)
     if not any(w.startswith("sweep.axes") for w in words):
         assert "to add a new key" not in err, err
     if argv[-1] == "seed=-1":

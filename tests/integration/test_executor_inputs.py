@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +26,7 @@ import xarray as xr
 from lmtoolkit.errors import ConfigError
 from lmtoolkit.paths import config_dir
 from lmtoolkit.trace import load_trace, save_trace
+from tests.conftest import lmtk, package_copy
 
 pytestmark = pytest.mark.integration
 ROOT = config_dir().parent
@@ -190,12 +190,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _lmtk(args, env, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "lmtoolkit.cli", *args], env=env, cwd=cwd, capture_output=True, text=True
-    )
-
-
 def _result(run):
     from lmtoolkit.sweep import read_result
 
@@ -245,15 +239,15 @@ def test_a_remote_dask_worker_simulates_the_drivers_files(tmp_path):
         env = dict(os.environ, PYTHONPATH=f"{ROOT}:{drv / 'plug'}", LMT_RESULTS_DIR=str(tmp_path / "r"))
         dask = ["sweep.executor=dask", f"sweep.dask_address={address}"]
         args = ["sweep", *SWEEP, "sweep.cache=false", "--no-plot", "-q"]
-        inline, remote = _result(_lmtk(args, env, drv)), _result(_lmtk(args + dask, env, drv))
+        inline, remote = _result(lmtk(args, env, drv)), _result(lmtk(args + dask, env, drv))
         assert remote.attrs["lmt_config_hash"] == inline.attrs["lmt_config_hash"]
         xr.testing.assert_identical(remote.drop_attrs(), inline.drop_attrs())
         # plug-ins: the same content at another path runs; other content is refused
         plug = ["sweep", "experiment=quickstart", "debug=default", "sweep.axes.policy.values=[custom]"]
         plug += ["sweep.cache=false", "--no-plot", "-q", *dask]
-        same = _lmtk([*plug, "policy._target_=lmt_remote_same.ShrinkOrStopPolicy"], env, drv)
+        same = lmtk([*plug, "policy._target_=lmt_remote_same.ShrinkOrStopPolicy"], env, drv)
         assert same.returncode == 0, same.stderr
-        bad = _lmtk([*plug, "policy._target_=lmt_remote_other.ShrinkOrStopPolicy"], env, drv)
+        bad = lmtk([*plug, "policy._target_=lmt_remote_other.ShrinkOrStopPolicy"], env, drv)
         assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
         err = bad.stderr.strip()
         assert len(err.splitlines()) == 1 and err.startswith("lmtk: error: policy._target_="), err
@@ -290,15 +284,13 @@ def test_a_dask_worker_running_lmtoolkit_older_than_its_files_refuses(tmp_path, 
     fresh cluster computes the new rule's numbers."""
     import hashlib
 
-    src = tmp_path / "src"
-    shutil.copytree(ROOT / "lmtoolkit", src / "lmtoolkit", ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setenv("LMT_CONFIG_DIR", str(config_dir()))  # (the copy has no configs/ beside it)
-    env = dict(os.environ, PYTHONPATH=str(src), LMT_RESULTS_DIR=str(tmp_path / "r"))
+    src, env = package_copy(tmp_path, results="r")
     args = ["sweep", "experiment=quickstart", "debug=default", "engine=fluid", "sweep.chunk_size=1"]
     args += ["sweep.cache=false", "--no-plot", "-q"]
 
     def sweep(cluster):
-        return _lmtk(
+        return lmtk(
             [*args, "sweep.executor=dask", f"sweep.dask_address={cluster.scheduler_address}"], env, tmp_path
         )
 
@@ -326,7 +318,7 @@ def test_a_dask_worker_running_lmtoolkit_older_than_its_files_refuses(tmp_path, 
     assert other.returncode == 2 and "Traceback" not in other.stderr, (other.stdout, other.stderr)
     with _local_cluster(src) as cluster:
         fresh = _result(sweep(cluster))
-    inline = _result(_lmtk(args, env, tmp_path))
+    inline = _result(lmtk(args, env, tmp_path))
     h1, h2 = first.attrs["lmt_code_hash"], fresh.attrs["lmt_code_hash"]
     assert h2 == inline.attrs["lmt_code_hash"] != h1
     assert f"(code {h1[:12]}; the driver hashed {h2[:12]})" in err, err

@@ -15,28 +15,16 @@ import pytest
 import xarray as xr
 
 from lmtoolkit.paths import config_dir
+from tests.conftest import lmtk, package_copy
 
 pytestmark = pytest.mark.integration
 ROOT = config_dir().parent
 PKG = ROOT / "lmtoolkit"
 
 
-def _lmtk(args, env, cwd, **kw):
-    return subprocess.run(
-        [sys.executable, "-m", "lmtoolkit.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, **kw
-    )
-
-
 def test_cache_recomputes_when_a_rule_changes(tmp_path):
     """A copy of the package; its rule edited (uncommitted, no git): never served from cache."""
-    work = tmp_path / "src"
-    shutil.copytree(PKG, work / "lmtoolkit", ignore=shutil.ignore_patterns("__pycache__"))
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(work),
-        LMT_CONFIG_DIR=str(config_dir()),
-        LMT_RESULTS_DIR=str(tmp_path / "results"),
-    )
+    work, env = package_copy(tmp_path)
     args = ["sweep", "experiment=quickstart", "debug=default", "engine=fluid", "--no-plot", "-q"]
     probe = "import lmtoolkit, lmtoolkit.provenance as p; print(lmtoolkit.__file__, p.code_hash())"
 
@@ -55,10 +43,10 @@ def test_cache_recomputes_when_a_rule_changes(tmp_path):
         return read_result(line.split(" ", 1)[1].strip())
 
     h1 = code_hash()
-    first = _lmtk(args, env, tmp_path)
+    first = lmtk(args, env, tmp_path)
     assert first.returncode == 0, first.stderr
     assert "computed" in first.stdout
-    again = _lmtk(args, env, tmp_path)
+    again = lmtk(args, env, tmp_path)
     assert "served from cache" in again.stdout
     before = result(first).total_time.values
     # edit a rule in the copy: every switchover costs 2 s more
@@ -68,7 +56,7 @@ def test_cache_recomputes_when_a_rule_changes(tmp_path):
     common.write_text(text.replace("down = page_t + dev_t", "down = 2.0 + page_t + dev_t"))
     h2 = code_hash()
     assert h2 != h1
-    rerun = _lmtk(args, env, tmp_path)
+    rerun = lmtk(args, env, tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     assert "served from cache" not in rerun.stdout and "computed" in rerun.stdout
     ds = result(rerun)
@@ -119,14 +107,7 @@ def test_a_process_refuses_to_run_lmtoolkit_older_than_its_files(tmp_path):
     tell which version a later import gets)."""
     import json
 
-    work = tmp_path / "src"
-    shutil.copytree(PKG, work / "lmtoolkit", ignore=shutil.ignore_patterns("__pycache__"))
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(work),
-        LMT_CONFIG_DIR=str(config_dir()),
-        LMT_RESULTS_DIR=str(tmp_path / "results"),
-    )
+    _, env = package_copy(tmp_path)
 
     def session(*steps):
         out = subprocess.run(
@@ -176,7 +157,7 @@ def test_cache_recomputes_when_a_plugin_policy_changes(tmp_path):
     def sweep():
         from lmtoolkit.sweep import read_result
 
-        run = _lmtk(args, env, tmp_path)
+        run = lmtk(args, env, tmp_path)
         assert run.returncode == 0, run.stderr
         line = next(x for x in run.stdout.splitlines() if x.startswith(("wrote ", "dataset ")))
         return line.startswith("dataset "), read_result(line.split(" ", 1)[1].strip())
@@ -235,7 +216,7 @@ def test_cache_recomputes_what_an_axis_brings_in(tmp_path):
     }
 
     def sweep(args):
-        run = _lmtk(args, env, tmp_path)
+        run = lmtk(args, env, tmp_path)
         assert run.returncode == 0, run.stderr
         line = next(x for x in run.stdout.splitlines() if x.startswith(("wrote ", "dataset ")))
         return line.startswith("dataset "), read_result(line.split(" ", 1)[1].strip())

@@ -157,10 +157,10 @@ def quicklook_figure(ds):
     mean = mean.isel({d: 0 for d in lay["fixed"]})
     # a point where a replicate did not complete (timeout): its total time is the timeout, a
     # lower bound, not a migration time — marked, never drawn as one
-    done = ds["completed"] if "completed" in ds else xr_true_like(ds["total_time"])
-    done = done.all("replicate") if "replicate" in done.dims else done
-    done = done.isel({d: 0 for d in lay["fixed"]})
-    n_cut = int((~done.values.astype(bool)).sum())
+    from .plotting.figures import incomplete_points
+
+    timed_out = incomplete_points(ds).isel({d: 0 for d in lay["fixed"]})
+    n_cut = int(timed_out.values.sum())
     variables = (("total_time", 1.0, "total migration time [s]"), ("downtime", 1e3, "downtime [ms]"))
     colors = plt.get_cmap("tab10" if n_hue <= 10 else "tab20").colors
     hues = [{hue: h} if hue else {} for h in range(n_hue)]
@@ -192,7 +192,7 @@ def quicklook_figure(ds):
             sel = dict(zip(rest, groups[g]))
             for k, h in enumerate(hues):
                 y = mean[var].isel({**sel, **h}) * scale
-                cut = ~done.isel({**sel, **h}).values.astype(bool)
+                cut = timed_out.isel({**sel, **h}).values
                 ax.plot(xs, y.values, marker="o", ms=3, color=colors[k % len(colors)], label=hue_names[k])
                 if cut.any():
                     ax.plot(xs[cut], y.values[cut], ls="", marker="o", ms=9, mew=1.5, mfc="none", mec="red")
@@ -214,7 +214,7 @@ def quicklook_figure(ds):
             for k, h in enumerate(hues):
                 pos = np.arange(len(groups)) + (k - (n_hue - 1) / 2) * width
                 y = [float(mean[var].isel({**dict(zip(rest, c)), **h})) * scale for c in groups]
-                cut = [not bool(done.isel({**dict(zip(rest, c)), **h})) for c in groups]
+                cut = [bool(timed_out.isel({**dict(zip(rest, c)), **h})) for c in groups]
                 bars = ax.bar(pos, y, width=width, color=colors[k % len(colors)], label=hue_names[k])
                 for b, c in zip(bars, cut):
                     if c:
@@ -250,14 +250,6 @@ def quicklook_figure(ds):
         title += f"\n(only {lay['capped']}; the Dataset has them all)"
     fig.suptitle(title, fontsize=10)
     return fig, lay
-
-
-def xr_true_like(da):
-    """An all-true boolean DataArray shaped like ``da`` (a Dataset without ``completed``)."""
-    import numpy as np
-    import xarray as xr
-
-    return xr.DataArray(np.ones(da.shape, dtype=bool), dims=da.dims, coords=da.coords)
 
 
 def quicklook(ds, path: Path, log=None) -> Path | None:

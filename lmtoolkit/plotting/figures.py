@@ -299,26 +299,23 @@ def lines(
     return fig
 
 
-def _incomplete(ds: xr.Dataset):
-    """Per point (replicates folded): did some replicate not complete (a timeout)?  None when
-    the Dataset has no ``completed``."""
-    if "completed" not in ds:
-        return None
-    done = ds["completed"].astype(bool)
+def incomplete_points(ds: xr.Dataset) -> xr.DataArray:
+    """Per point (replicates folded): did some replicate not complete (a timeout)?  All false
+    for a Dataset without ``completed``.  (The quick-look of ``lmtk sweep`` marks these too.)"""
+    done = ds["completed"].astype(bool) if "completed" in ds else xr.ones_like(ds["total_time"], dtype=bool)
     return ~(done.all("replicate") if "replicate" in done.dims else done)
 
 
 def _timed_out_points(ds: xr.Dataset) -> int:
-    cut = _incomplete(ds)
-    return 0 if cut is None else int(cut.values.sum())
+    return int(incomplete_points(ds).values.sum())
 
 
 def _mark_timeouts(ds: xr.Dataset, df: pd.DataFrame, ax, x: str) -> None:
     """Cross the points whose total time is a timeout (a lower bound, not a migration time):
     drawn as ordinary points they read as slow migrations (``shared_network``'s 1 GbE at 0.9
     Gbit/s background: two 600 s points among the others)."""
-    cut = _incomplete(ds)
-    if cut is None or not bool(cut.values.any()):
+    cut = incomplete_points(ds)
+    if not bool(cut.values.any()):
         return
     mean = (
         ds[["total_time"]].mean("replicate") if "replicate" in ds["total_time"].dims else ds[["total_time"]]

@@ -195,19 +195,20 @@ WHATIF_VARIANT = "#| lmt_whatif_variant: the observed run's settings carried int
 _OVERRIDING_GROUPS = ("debug", "local")
 
 
-def _global_body(f) -> dict | None:
-    """The YAML body of a ``# @package _global_`` config file (not a what-if variant), else None."""
+def _global_body(f) -> tuple[str, dict | None]:
+    """``(text, body)`` of a config file: its YAML body where it is a ``# @package _global_``
+    file (not a what-if variant), else None."""
     try:
         text = f.read_text(errors="replace")
     except OSError:
-        return None
+        return "", None
     if WHATIF_VARIANT in text or not re.search(r"^#\s*@package\s+_global_\b", text, re.MULTILINE):
-        return None
+        return text, None
     try:
         body = yaml.safe_load(text)
     except yaml.YAMLError:
-        return None
-    return body if isinstance(body, dict) else None
+        return text, None
+    return text, body if isinstance(body, dict) else None
 
 
 def _leaves(d: dict, prefix: str) -> list[tuple[str, object]]:
@@ -240,10 +241,10 @@ def check_group_choices_kept(cfg: DictConfig, overrides: list[str]) -> None:
     for group, option, f in chosen_options(cfg):
         if group in _OVERRIDING_GROUPS or group in chosen:
             continue
-        body = _global_body(f)
+        text, body = _global_body(f)
         if not body:
             continue
-        fit = bool(_FIT_BLOCK.search(f.read_text(errors="replace")))
+        fit = bool(_FIT_BLOCK.search(text))
         for g, opt in chosen.items():
             node = body.get(g)
             if not isinstance(node, dict):

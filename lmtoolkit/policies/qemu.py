@@ -236,7 +236,18 @@ class QemuPolicy(PrecopyPolicy):
                 '(QEMU refuses xbzrle with multifd: "Multifd is not compatible with '
                 'xbzrle"); turn one of them off',
             )
-        check_range("clear_bitmap_shift", self.clear_bitmap_shift, 6, 31)  # CLEAR_BITMAP_SHIFT_MIN/_MAX
+        try:  # migration.h: CLEAR_BITMAP_SHIFT_MIN / _MAX
+            check_range("clear_bitmap_shift", self.clear_bitmap_shift, 6, 31)
+        except ConfigError as e:
+            # QEMU (10.1.0 ram.c: ram_list_init_bitmaps) clamps an out-of-range
+            # x-clear-bitmap-shift to the nearer bound with an error_report; refused here
+            # rather than run silently as another value, the bound QEMU would use named
+            raise ConfigError(
+                "clear_bitmap_shift",
+                self.clear_bitmap_shift,
+                e.allowed + " (QEMU clamps it to the nearer bound with a warning, ram.c: "
+                "ram_list_init_bitmaps: set that bound to run what QEMU runs)",
+            ) from None
 
     def clear_chunk_pages(self, ctx):
         """Pages per dirty-log clear: ``2^clear_bitmap_shift`` target pages (4 KiB)."""

@@ -68,6 +68,8 @@ def test_chunk_rule_is_the_default_and_checked():
         with pytest.raises(ConfigError) as e:
             QemuPolicy(clear_bitmap_shift=bad)
         assert e.value.key == "clear_bitmap_shift"
+        # QEMU clamps instead (ram.c: ram_list_init_bitmaps): the message says so
+        assert "[6, 31]" in str(e.value) and "clamps" in str(e.value)
 
 
 @pytest.mark.parametrize(

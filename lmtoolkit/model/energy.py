@@ -14,8 +14,10 @@ Model (per migration; J, W, s, bytes)
 * **CPU work on the source**: the network stack for every byte sent (``8 / (stack_gbit_s_per_core
   x 1e9)`` CPU-s per byte; the classic rule of thumb is 1 Hz of CPU per bit/s of TCP,
   Foong et al., "TCP performance re-visited", ISPASS 2003), the zero-page scan of every
-  page sent (``host.zero_scan_gib_s``, QEMU ``buffer_is_zero``; none, and no zero pages,
-  where the policy sends them whole: ``detects_zero_pages = False``, Xen), the policy's
+  page sent (``host.zero_scan_gib_s``, QEMU ``buffer_is_zero``: one core's rate, however
+  many threads share the scan — QEMU's multifd channels; none, and no zero pages, where the
+  policy sends them whole: ``detects_zero_pages`` false, Xen, QEMU's
+  ``zero_page_detection=none``), the policy's
   per-page sender work — compression (Hyper-V-like ``transport: compression``) or
   encryption (Encrypted vMotion) — read through the policy hooks ``nonzero_cpu_s`` / ``nonzero_wire_bytes``
   (CPU-seconds = the hook's time with one core's throughputs, ``Scenario.context(one_core=
@@ -149,7 +151,7 @@ def page_constants(scn) -> dict[str, float]:
         # one transmission of a non-zero page (the bytes count the re-sends: pages_sent
         # counts transmissions)
         "nonzero_wire_bytes": float(pol.nonzero_wire_bytes(State(()), scn.context())),
-        "zero_wire_bytes": float(pol.zero_page_bytes),
+        "zero_wire_bytes": float(pol.zero_wire_bytes(State(()), scn.context())),
         "zero_fraction": float(vm.zero_fraction) if detects else 0.0,
         "device_bytes": float(vm.device_state_bytes),
         "memory_bytes": float(vm.memory_bytes),

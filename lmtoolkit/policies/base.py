@@ -22,7 +22,11 @@ Hooks the engines and the concurrency work read instead of vendor field names:
   go over (one unless the policy opens more), and whether ``network.streams`` (vMotion's
   vmknics) is read or refused;
 * :attr:`Policy.stop_reasons` — stop reasons of the policy's own, added to
-  ``records.STOP_REASONS`` when the class is defined.
+  ``records.STOP_REASONS`` when the class is defined;
+* :attr:`Policy.detects_zero_pages`, :meth:`Policy.zero_wire_bytes`,
+  :meth:`Policy.zero_scan_bytes_s` — whether zero pages are found (else sent whole), a zero
+  page's wire bytes, and how fast the sender scans for them (QEMU's ``zero_page_detection``
+  decides all three, :mod:`.qemu`); read by :meth:`Policy.link` and :mod:`lmtoolkit.model.energy`.
 
 Registration: a subclass defined in ``lmtoolkit.policies`` that declares its own ``name``
 registers itself in :data:`REGISTRY` (``POLICIES``, the names ``policy=NAME`` selects), so
@@ -276,7 +280,9 @@ class Policy:
     verify_checksums: bool = False
 
     name: ClassVar[str] = "base"
-    #: False: zero pages are sent whole, like any page (Xen: no zero-page detection)
+    #: False: zero pages are sent whole, like any page (Xen: no zero-page detection).  A
+    #: subclass may make it a property (a bool array on a stacked policy: QEMU's
+    #: ``zero_page_detection``)
     detects_zero_pages: ClassVar[bool] = True
     #: False: no pre-copy at all (stop-and-copy, post-copy).
     precopy: ClassVar[bool] = True
@@ -516,15 +522,29 @@ class Policy:
         Zero pages are not hashed (a marker, not the page) and go once."""
         rate = self.stop_rate_bytes_s(st, ctx) if stop else self.rate_bytes_s(st, ctx)
         b_nz = self.nonzero_wire_bytes(st, ctx)
-        b_z = self.zero_page_bytes + 0.0 * ctx.page_bytes
         cpu = self.nonzero_cpu_s(st, ctx) + self.checksum_cpu_s(ctx)
         sends = self.transmissions_per_page(ctx)
         t_nz = sends * np.maximum(b_nz / rate, cpu)
         b_nz = sends * b_nz
-        if not self.detects_zero_pages:
+        detects = np.asarray(self.detects_zero_pages)
+        if not detects.any():
             return Link(t_nz, t_nz, b_nz, b_nz)
-        t_z = np.maximum(b_z / rate, ctx.page_bytes / ctx.zero_scan_bytes_s)
+        b_z = self.zero_wire_bytes(st, ctx)
+        t_z = np.maximum(b_z / rate, ctx.page_bytes / self.zero_scan_bytes_s(ctx))
+        if not detects.all():  # a stacked policy, some of whose migrations send them whole
+            t_z, b_z = np.where(detects, t_z, t_nz), np.where(detects, b_z, b_nz)
         return Link(t_nz, t_z, b_nz, b_z)
+
+    def zero_wire_bytes(self, st: State, ctx: Context):
+        """Wire bytes for one zero page found by the scan: ``zero_page_bytes`` (QEMU
+        ``save_zero_page``: the 8-byte header plus one byte)."""
+        return self.zero_page_bytes + 0.0 * ctx.page_bytes
+
+    def zero_scan_bytes_s(self, ctx: Context):
+        """How fast the sender tests pages for zero content (bytes/s): one thread's rate,
+        ``host.zero_scan_gib_s`` (``Context.zero_scan_bytes_s``).  The CPU-seconds of the scan
+        do not depend on how many threads share it (:mod:`lmtoolkit.model.energy`)."""
+        return ctx.zero_scan_bytes_s
 
     def initial_bandwidth(self, st: State, ctx: Context):
         """Bandwidth estimate before anything was measured: the nominal wire rate (bytes/s)."""

@@ -32,7 +32,37 @@ Rules and their sources:
   is **not** capped: ``migration_rate_set(RATE_LIMIT_DISABLED)`` once the VM is stopped
   (``migration_switchover_start`` in 10.x; ``migration_completion_precopy`` in 8.2 and 9.2).
 * **Zero pages** — ``save_zero_page``: ``buffer_is_zero`` then an 8-byte header plus one
-  byte; normal pages carry an 8-byte header (``save_page_header``).
+  byte; normal pages carry an 8-byte header (``save_page_header``).  Who scans is QEMU's
+  ``zero-page-detection`` parameter (``zero_page_detection``; ``qapi/migration.json``:
+  enum ``ZeroPageDetection`` ``none``, ``legacy``, ``multifd``, "Since: 9.0"; default
+  ``multifd``, 9.0.0 and 10.1.0 ``options.c``: ``DEFINE_PROP_ZERO_PAGE_DETECTION(...,
+  ZERO_PAGE_DETECTION_MULTIFD)``).  Read in 9.0.0 and 10.1.0 ``ram.c``:
+
+  - ``legacy``: the migration thread tests each page (``save_zero_page``) and sends a zero
+    one on the main channel as header + byte (9 B), multifd on or off (9.0.0
+    ``ram_save_target_page_multifd``: "we still need to handle zero page checking on the
+    migration main thread"; 10.1.0 ``ram_save_target_page``: ``!migrate_multifd() ||
+    ... == ZERO_PAGE_DETECTION_LEGACY``);
+  - ``multifd`` with multifd on: the migration thread only queues the page
+    (``ram_save_multifd_page``); each channel's sender thread tests the pages of its packet
+    (``multifd-zero-page.c: multifd_send_zero_page_detect``, called from the channel's
+    ``send_prepare``: 9.0.0 ``multifd.c``, 10.1.0 ``multifd-nocomp.c:
+    multifd_nocomp_send_prepare``), so the ``multifd-channels`` threads scan in parallel:
+    ``channels x host.zero_scan_gib_s`` (:meth:`QemuPolicy.zero_scan_bytes_s`; the CPU work,
+    and so the energy, is the same).  A zero page sends no data, only its 8-byte entry in
+    the packet's ``offset[]`` (``multifd.h: MultiFDPacket_t``, ``zero_pages`` entries after
+    the ``normal_pages`` ones; ``multifd_ram_fill_packet``): 8 B
+    (:data:`MULTIFD_ZERO_PAGE_BYTES`);
+  - ``multifd`` with multifd off: nothing refuses it (it is the default): ``save_zero_page``
+    turns away only ``none``, so the migration thread scans as ``legacy`` (9.0.0
+    ``ram_save_target_page_legacy``, 10.1.0 ``ram_save_target_page``);
+  - ``none``: ``save_zero_page`` returns 0 at once, and ``multifd_send_zero_page_detect``
+    marks every page normal: a zero page goes whole, header and 4 KiB, and nothing scans.
+
+  Before 9.0 the parameter does not exist and the migration thread scans (``legacy``); a
+  value other than ``legacy`` there is refused, as QEMU 8.2's QMP refuses an unknown
+  parameter.  (QEMU >= 9.0 with a machine type <= 8.2 also runs ``legacy``:
+  ``hw/core/machine.c: hw_compat_8_2`` sets ``zero-page-detection=legacy``; set it so.)
 * **Auto-converge** — ``ram.c: migration_bitmap_sync`` evaluates, at a sync at least 1 s
   after the last evaluation, ``migration_trigger_throttle``: if the bytes dirtied in the
   period exceed ``throttle-trigger-threshold`` (50 %) of the bytes transferred in it and
@@ -135,6 +165,9 @@ XBZRLE_MIN_CACHE_BYTES = 4096  # options.c: xbzrle-cache-size >= qemu_target_pag
 THROTTLE_PERIOD_S = 1.0  # ram.c: migration_bitmap_sync, "more than 1 second"
 DIRTY_SYNC_TIMESLICE_S = 5.0  # cpu-throttle.c: CPU_THROTTLE_DIRTY_SYNC_TIMESLICE_MS
 PERIODIC_SYNC_SINCE = (9, 2)  # QEMU release that added the auto-converge sync timer
+ZERO_PAGE_DETECTION_SINCE = (9, 0)  # qapi/migration.json: zero-page-detection "(since 9.0)"
+ZERO_PAGE_DETECTIONS = ("legacy", "multifd", "none")  # qapi/migration.json: ZeroPageDetection
+MULTIFD_ZERO_PAGE_BYTES = 8.0  # multifd.h: MultiFDPacket_t, one uint64_t offset[] entry per zero page
 
 
 def _release(version) -> np.ndarray:
@@ -181,6 +214,10 @@ class QemuPolicy(PrecopyPolicy):
     clear_bitmap_shift: int = (
         18  # x-clear-bitmap-shift: 2^shift target pages per clear (CLEAR_BITMAP_SHIFT_DEFAULT)
     )
+    #: zero-page-detection: legacy (migration thread) | multifd (the channels' threads, with
+    #: multifd on) | none (zero pages sent whole); null = QEMU's default for qemu_version:
+    #: multifd from 9.0, legacy before (module doc, *Zero pages*)
+    zero_page_detection: str | None = None
 
     name = "qemu"
     #: options.c, migrate_params_check: downtime-limit "in the range of 0 to 2000000" ms
@@ -227,6 +264,7 @@ class QemuPolicy(PrecopyPolicy):
             raise ConfigError(
                 "qemu_version", self.qemu_version, 'a QEMU release as "major.minor", e.g. "10.1"'
             )
+        self._resolve_zero_page_detection()
         if self.xbzrle and self.multifd_channels > 0:
             # options.c: migrate_caps_check refuses the pair
             raise ConfigError(
@@ -248,6 +286,46 @@ class QemuPolicy(PrecopyPolicy):
                 e.allowed + " (QEMU clamps it to the nearer bound with a warning, ram.c: "
                 "ram_list_init_bitmaps: set that bound to run what QEMU runs)",
             ) from None
+
+    def _resolve_zero_page_detection(self):
+        """``zero_page_detection`` null -> QEMU's default for ``qemu_version``; checked against
+        the version (module doc, *Zero pages*)."""
+        since = bool(released_since(self.qemu_version, ZERO_PAGE_DETECTION_SINCE))
+        if self.zero_page_detection is None:
+            object.__setattr__(self, "zero_page_detection", "multifd" if since else "legacy")
+        check_choice("zero_page_detection", self.zero_page_detection, ZERO_PAGE_DETECTIONS)
+        if not since and self.zero_page_detection != "legacy":
+            # qapi/migration.json: zero-page-detection "(since 9.0)"; 8.2's QMP has no such
+            # parameter and its ram.c always tests pages in the migration thread
+            raise ConfigError(
+                "zero_page_detection",
+                self.zero_page_detection,
+                f"legacy or null with qemu_version={self.qemu_version} (QEMU added "
+                "zero-page-detection in 9.0; before, the migration thread always scans); "
+                f"{self.zero_page_detection} needs qemu_version=9.0 or later",
+            )
+
+    @property
+    def detects_zero_pages(self):
+        """Zero pages are found (``zero_page_detection`` other than ``none``); a bool array on a
+        stacked policy."""
+        return np.asarray(self.zero_page_detection) != "none"
+
+    def multifd_scans(self):
+        """The channels' sender threads test the pages (``zero_page_detection=multifd`` with
+        multifd on); else the migration thread does (module doc, *Zero pages*)."""
+        return (np.asarray(self.zero_page_detection) == "multifd") & (np.asarray(self.multifd_channels) > 0)
+
+    def zero_scan_bytes_s(self, ctx):
+        """One thread's rate, times ``multifd-channels`` where the channels' threads scan
+        (``multifd_send_zero_page_detect``, one per channel, in parallel)."""
+        threads = np.where(self.multifd_scans(), np.asarray(self.multifd_channels, dtype=float), 1.0)
+        return ctx.zero_scan_bytes_s * threads
+
+    def zero_wire_bytes(self, st, ctx):
+        """``zero_page_bytes`` (header + byte on the main channel), or the page's 8-byte
+        ``offset[]`` entry in a multifd packet where the channels scan."""
+        return np.where(self.multifd_scans(), MULTIFD_ZERO_PAGE_BYTES, super().zero_wire_bytes(st, ctx))
 
     def clear_chunk_pages(self, ctx):
         """Pages per dirty-log clear: ``2^clear_bitmap_shift`` target pages (4 KiB)."""

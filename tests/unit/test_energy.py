@@ -269,14 +269,21 @@ def test_decompression_energy_is_continuous_in_compressibility():
     assert tcp["energy_destination"] < e[0]["energy_destination"]
 
 
-@pytest.mark.parametrize("version", ["classic", "v2"])
-def test_a_policy_that_sends_zero_pages_whole_is_charged_for_whole_pages(version):
-    """Xen does not detect zero pages (detects_zero_pages = False): a zero page costs what any
-    page costs and nothing scans for them.  Same time and bytes whatever vm.zero_fraction, so
-    the same energy; it used to count zero_fraction x memory as 9-byte markers, and scan them
-    (1 GiB on 1 GbE: source 18.5 J at zero_fraction=0, 20.6 J at 0.9, 9.16 s and 1.00 GiB
-    both)."""
-    base = ["policy=xen", f"policy.version={version}", "vm.memory_gib=1", "network=1gbe"]
+@pytest.mark.parametrize(
+    "policy",
+    [
+        ["policy=xen", "policy.version=classic"],
+        ["policy=xen", "policy.version=v2"],
+        ["policy=qemu", "policy.zero_page_detection=none", "policy.multifd_channels=2"],
+    ],
+)
+def test_a_policy_that_sends_zero_pages_whole_is_charged_for_whole_pages(policy):
+    """Xen does not detect zero pages (detects_zero_pages = False), nor QEMU with
+    ``zero-page-detection=none``: a zero page costs what any page costs and nothing scans for
+    them.  Same time and bytes whatever vm.zero_fraction, so the same energy; Xen used to
+    count zero_fraction x memory as 9-byte markers, and scan them (1 GiB on 1 GbE: source
+    18.5 J at zero_fraction=0, 20.6 J at 0.9, 9.16 s and 1.00 GiB both)."""
+    base = [*policy, "vm.memory_gib=1", "network=1gbe"]
     runs = {z: _energy(base + [f"vm.zero_fraction={z}"]) for z in (0, 0.5, 0.9)}
     ref, ref_ds = runs[0]
     for z, (e, ds) in runs.items():
@@ -293,6 +300,26 @@ def test_a_policy_that_sends_zero_pages_whole_is_charged_for_whole_pages(version
     # a policy that detects them still pays the scan and sends markers (QEMU: fewer bytes)
     qemu = _energy(["policy=qemu", "vm.memory_gib=1", "network=1gbe", "vm.zero_fraction=0"])
     assert qemu[0]["energy_source"] > qemu[0]["energy_destination"]
+
+
+def test_the_multifd_channels_scan_faster_for_the_same_cpu_work():
+    """``zero-page-detection=multifd``: 4 channels' threads scan 4x as fast as the migration
+    thread, but the scan is the same CPU-seconds (one core's rate per page), and each zero
+    page is its 8-byte packet offset, which the energy's page count reads (it read
+    ``zero_page_bytes``, 9)."""
+    base = [
+        "policy=qemu",
+        "policy.multifd_channels=4",
+        "vm.memory_gib=4",
+        "vm.zero_fraction=0.8",
+        "network=10gbe",
+    ]
+    consts = {}
+    for zpd in ("legacy", "multifd"):
+        cfg = lmt.compose(base + [f"policy.zero_page_detection={zpd}"])
+        consts[zpd] = scenario_constants(build_scenario(cfg), build_power(cfg))
+    assert consts["multifd"]["scan_cpu_s_per_byte"] == consts["legacy"]["scan_cpu_s_per_byte"] > 0
+    assert (consts["legacy"]["zero_wire_bytes"], consts["multifd"]["zero_wire_bytes"]) == (9.0, 8.0)
 
 
 #: record field -> Dataset variable (what migration_energy reads)

@@ -29,7 +29,7 @@ def simulate(
     overrides = as_overrides(overrides)
     if cfg is None:
         cfg = compose(overrides)
-    check_single_migration(cfg)
+    check_single_migration(cfg, overrides)
     scn = build_scenario(cfg)
     from .model.energy import scenario_constants
     from .tasks.migration import with_energy
@@ -40,8 +40,10 @@ def simulate(
     return dataset.to_dataset(batch, attrs=attrs)
 
 
-def check_single_migration(cfg: DictConfig) -> None:
-    """A config that declares a sweep or another task is an error here, not a silent substitute."""
+def check_single_migration(cfg: DictConfig, overrides: Iterable[str] | str | None = ()) -> None:
+    """A config that declares a sweep or another task, or ``overrides`` that set what only
+    sweeps read (:func:`check_run_overrides`), are an error here, not a silent substitute:
+    the one check of :func:`simulate` and ``lmtk run``."""
     task = task_of(cfg)
     if task != "migration":
         raise ConfigError(
@@ -62,14 +64,16 @@ def check_single_migration(cfg: DictConfig) -> None:
                 f"run simulate one migration; run the experiment with lmtk sweep"
             ),
         )
+    check_run_overrides(overrides)
 
 
 def check_run_overrides(overrides) -> None:
-    """``lmtk run`` reads no ``sweep`` setting (one migration: no axes, replicates, executor,
-    chunks, cache or output format of its own): a ``sweep.*`` override or a ``sweep`` option
-    is refused, not dropped (``lmtk run sweep.replicates=5`` ran one migration, exit 0).
-    (Not in :func:`simulate`: a notebook hands the same overrides to ``cfg.simulate()`` and
-    ``cfg.sweep()``.)"""
+    """``lmtk run`` and :func:`simulate` read no ``sweep`` setting (one migration: no axes,
+    replicates, executor, chunks, cache or output format of its own): a ``sweep.*`` override
+    or a ``sweep`` option is refused, not dropped (``lmtk run sweep.replicates=5`` ran one
+    migration, exit 0; ``lmt.simulate(["sweep.replicates=5"])`` still did).  Evacuation keys
+    are refused by the composition itself (:func:`lmtoolkit.compose.compose_both`).  A
+    notebook that hands its overrides to ``cfg.simulate()`` gets the same error."""
     for o in as_overrides(overrides):
         _, key, value = split_override(o)
         if key == "sweep" or key.startswith("sweep."):
@@ -78,6 +82,6 @@ def check_run_overrides(overrides) -> None:
                 value,
                 "",
                 message=f"{o}: sweep keys are settings of lmtk sweep (axes, replicates, executor, chunks, "
-                f"cache, format); lmtk run runs one migration and reads none of them (lmtk sweep "
-                f"experiment=NAME {o.lstrip('+~')})",
+                f"cache, format); lmtk run and lmt.simulate run one migration and read none of them "
+                f"(lmtk sweep experiment=NAME {o.lstrip('+~')}, or lmt.sweep)",
             )

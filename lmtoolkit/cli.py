@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from . import provenance
-from .api import check_run_overrides, check_single_migration, simulate
+from .api import check_single_migration, simulate
 from .compose import compose
 from .errors import ConfigError
 from .io import DATASET_SUFFIXES, check_writable, write_dataset
@@ -136,8 +136,7 @@ def cmd_run(args) -> int:
     cfg = compose(args.overrides)  # the one composition of this command
     if args.cfg:
         return print_config(cfg)
-    check_single_migration(cfg)
-    check_run_overrides(args.overrides)
+    check_single_migration(cfg, args.overrides)
     out = (
         Path(args.output)
         if args.output

@@ -191,3 +191,20 @@ def test_a_refused_input_leaves_no_empty_result_directories(argv, tmp_path, monk
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     assert not res.exists(), sorted(str(p) for p in res.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["sweep.replicates=5", "++sweep.executor=processes", "sweep=default", "+evacuation.order=given"],
+)
+def test_simulate_refuses_what_lmtk_run_refuses_with_the_same_message(key, capsys, monkeypatch):
+    """``lmt.simulate(["sweep.replicates=5"])`` ran one migration (``lmtk run`` refused it):
+    one check for both, one message."""
+    from lmtoolkit import api
+    from tests.conftest import cli_error
+
+    monkeypatch.setattr(api, "run_batch", lambda *a, **k: pytest.fail("a migration was simulated"))
+    with pytest.raises(lmt.ConfigError) as e:
+        lmt.simulate(["vm.memory_gib=0.5", key])
+    assert cli_error(["run", "vm.memory_gib=0.5", key], capsys) == f"lmtk: error: {e.value}"
+    assert str(e.value).startswith(key + ": ")

@@ -481,7 +481,7 @@ def complete_policy(cfg: DictConfig) -> None:
         return
     sel = {k: node._get_node(k)._value() for k in ("name", "_target_") if k in node}
     defaults = class_defaults(policy_class(sel))  # its errors name policy._target_ / policy.name
-    missing = {k: _plain(v) for k, v in defaults.items() if k not in node}
+    missing = {k: config_value(v) for k, v in defaults.items() if k not in node}
     drop_name = bool(sel.get("_target_")) and "name" in node
     if missing or drop_name:
         with open_dict(cfg):
@@ -491,10 +491,10 @@ def complete_policy(cfg: DictConfig) -> None:
                 node[k] = v
 
 
-def _plain(v):
+def config_value(v):
     """A dataclass default as a config value (tuples -> lists, numpy scalars -> Python)."""
     if isinstance(v, tuple):
-        return [_plain(x) for x in v]
+        return [config_value(x) for x in v]
     return v.item() if hasattr(v, "item") and not isinstance(v, (list, dict, str)) else v
 
 

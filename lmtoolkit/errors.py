@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 
 class ConfigError(ValueError):
     """A config key or value is not acceptable.
@@ -30,7 +32,23 @@ class ConfigError(ValueError):
         msg = self._message
         if msg and key != self.key and msg.startswith(self.key):  # a message that opens with the key
             msg = key + msg[len(self.key) :]
-        return ConfigError(key, self.value, self.allowed, msg)
+        out = copy.copy(self)  # (a subclass stays one, with its own fields)
+        out.key, out._message = key, msg
+        out.args = (out.text(),)
+        return out
+
+
+class UnusedKeyError(ConfigError):
+    """A key set away from its ``default`` that nothing reads given the other keys
+    (:func:`lmtoolkit.model.checks.refuse_unused`).  A sweep whose other points read it runs
+    the points that do not at ``default`` (:mod:`lmtoolkit.sweep.plan`)."""
+
+    def __init__(self, key, value=None, allowed="", message=None, default=None):
+        self.default = default
+        super().__init__(key, value, allowed, message)
+
+    def __reduce__(self):
+        return (type(self), (self.key, self.value, self.allowed, self._message, self.default))
 
 
 class PolicyRuleError(ConfigError):

@@ -27,7 +27,7 @@ import typing
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UnusedKeyError
 
 #: annotation -> kind checked
 _KINDS = {bool: "bool", float: "float", int: "int", str: "str"}
@@ -150,10 +150,11 @@ def refuse_unused(obj, unused: dict[str, str], owner: str) -> None:
         given = np.atleast_1d(np.asarray(getattr(obj, key), dtype=object))
         bad = [v for v in given if v != default]
         if bad:
-            raise ConfigError(
+            raise UnusedKeyError(
                 key,
                 bad[0],
                 "",
                 message=f"{key}={bad[0]!r} is not allowed for {owner}: {why}; it would change nothing "
                 f"(leave it at its default, {default!r})",
+                default=default,
             )

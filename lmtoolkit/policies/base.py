@@ -338,13 +338,20 @@ class Policy:
     def __post_init__(self):
         _freeze_lists(self)
         check_fields(self)
-        refuse_unused(self, self.unused_fields, f"policy {self.name}")
+        refuse_unused(self, self.unused_keys(), f"policy {self.name}")
         check_range("timeout_s", self.timeout_s, 0, None, lo_open=True, finite=True)
         check_range("stop_overhead_ms", self.stop_overhead_ms, 0, None, finite=True)
         check_range("page_header_bytes", self.page_header_bytes, 0, None, finite=True)
         check_range("zero_page_bytes", self.zero_page_bytes, 0, None, finite=True)
         if self.dst_populate_mib_s is not None:
             check_range("dst_populate_mib_s", self.dst_populate_mib_s, 0, None, lo_open=True)
+
+    def unused_keys(self) -> dict[str, str]:
+        """Fields the rules do not read given the other fields: field -> why, refused away from
+        their defaults (:func:`~lmtoolkit.model.checks.refuse_unused`).  :attr:`unused_fields`
+        (never read by the class), plus what a subclass adds for a setting that turns a field
+        off (Hyper-V's ``smb_*`` off ``transport=smb``)."""
+        return dict(self.unused_fields)
 
     def resolve_profile(self, key: str, profiles: dict[str, dict[str, object]]) -> None:
         """Fill the fields a profile (or version) decides and the config left null.

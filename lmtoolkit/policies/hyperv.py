@@ -45,7 +45,10 @@ Sources (tags: **published** = Microsoft documentation; **secondary** = books/bl
     ``smb_channels`` streams (4 connections per RSS interface is SMB Multichannel's usual
     default — not confirmed in our sources) and a payload share of the line rate of
     ``smb_efficiency`` instead of ``network.efficiency`` (RDMA offload: less framing and no
-    TCP stack on the CPU — our assumption, 0.97); no sender CPU cost.
+    TCP stack on the CPU — our assumption, 0.97); no sender CPU cost.  ``tcp`` and
+    ``compression`` read neither ``smb_channels`` nor ``smb_efficiency``: set away from their
+    defaults there, they are refused (:meth:`HypervPolicy.unused_keys`; ``policy.smb_channels=8``
+    with the default ``compression`` ran as one stream, unseen).
 * **CPU capping** (setting published, semantics inferred) — WMI
   ``Msvm_VirtualSystemMigrationSettingData.CPUCappingMagnitude``: Normal (0) / Low (1) /
   High (2), "degree of CPU capping during migration" (Windows 10 1709).  The docs do not say
@@ -111,6 +114,20 @@ class HypervPolicy(IterativePrecopy):
         check_range("smb_channels", self.smb_channels, 1, 1024)
         check_range("smb_efficiency", self.smb_efficiency, 0, 1, lo_open=True)
         check_range("simultaneous_migrations", self.simultaneous_migrations, 1, 10**6)
+
+    def unused_keys(self):
+        """``smb_channels`` and ``smb_efficiency`` are SMB's (module doc, *Transport*): with
+        ``tcp`` or ``compression`` the memory goes over one TCP connection ("over a TCP/IP
+        connection", ``Set-VMHost -VirtualMachineMigrationPerformanceOption`` docs) and
+        :meth:`streams` / :meth:`rate_bytes_s` read neither."""
+        out = super().unused_keys()
+        if self.transport in TRANSPORTS and self.transport != "smb":
+            why = (
+                f"only transport smb opens SMB Multichannel connections over SMB Direct; "
+                f"transport={self.transport} sends memory over one TCP connection"
+            )
+            out.update(dict.fromkeys(("smb_channels", "smb_efficiency"), why))
+        return out
 
     def concurrent_migrations(self, link_gbit_s):
         """MS Docs, "Set up hosts for live migration without Failover Clustering":

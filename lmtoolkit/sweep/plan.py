@@ -39,6 +39,7 @@ from ..compose import (
     clean_overrides,
     compose_both,
     compose_raw,
+    config_value,
     config_yaml,
     first_line,
     hydra_overrides,
@@ -47,7 +48,7 @@ from ..compose import (
     task_of,
 )
 from ..engine.fluid import with_value
-from ..errors import ConfigError
+from ..errors import ConfigError, UnusedKeyError
 from ..paths import group_options
 from ..tasks import get_task
 from .axes import SWAPPABLE, Axis, parse_axes
@@ -490,6 +491,49 @@ def _cell_error(e: ConfigError, pairs) -> ConfigError:
     return ConfigError(e.key, e.value, e.allowed, message=e.text() + (f" (at {where})" if where else ""))
 
 
+def _sweep_wide_keys(overrides: list[str], axes: list[Axis]) -> set[str]:
+    """``group.key`` set for the whole sweep — by the command line, the experiment, debug or
+    local file (:func:`~.swap.keys_set_outside`; in a swapped group too: every option gets
+    it) — and swept by no value axis."""
+    swept = [a.key for a in axes if not a.group]
+    out = {f"{g}.{k}" for g in SWAPPABLE for k in keys_set_outside(g, overrides)}
+    return {k for k in out if not any(k == s or k.startswith(s + ".") for s in swept)}
+
+
+def _template_reading(task, raw, free: set[str]):
+    """``(template, config, resolved config, errors)`` of the unresolved cell config ``raw``:
+    a key of ``free`` (:func:`_sweep_wide_keys`) that nothing reads in this cell
+    (:class:`UnusedKeyError`: ``policy.smb_channels`` with ``policy.transport=tcp``) put back
+    to its default (in a copy of ``raw``), each with the error it raised (``errors``).  Other
+    errors raise."""
+    res, unread = _resolved(raw), []
+    while True:
+        try:
+            return task.template(OmegaConf.create(res)), raw, res, unread
+        except UnusedKeyError as e:
+            if e.key not in free or any(u.key == e.key for u in unread):
+                raise
+            raw = copy.deepcopy(raw)
+            OmegaConf.update(raw, e.key, config_value(e.default), merge=False)
+            res = _resolved(raw)
+            unread.append(e)
+
+
+def _unread_notes(unread: dict, n_cells: int) -> list[str]:
+    """A sweep-wide key that some cells do not read runs there at its default: a note each.
+    One that no cell reads is the error a single run gives (it would change nothing)."""
+    notes = []
+    for key, (e, where) in unread.items():
+        if len(where) == n_cells:
+            raise e
+        shown = "; ".join(where[:3]) + ("; ..." if len(where) > 3 else "")
+        notes.append(
+            f"{key}={e.value!r} is not read at {shown}: those points run with its default "
+            f"{e.default!r} (it would change nothing there), the others with {e.value!r}"
+        )
+    return notes
+
+
 def expand_plan(plan: Plan) -> Plan:
     """Fill the plan's cells, columns, seeds and chunks (one composition per group swap)."""
     task, raw_base, overrides = get_task(plan.task), plan.raw, plan.overrides
@@ -501,6 +545,10 @@ def expand_plan(plan: Plan) -> Plan:
     keep = keys_set_outside("policy", overrides) if any(a.swap_class for a in gaxes) else set()
     base_ov = [o for o in overrides if split_override(o)[1] not in swapped]
     raw_cells, templates = [], []
+    # a key set for the whole sweep (not by an axis) that a cell does not read is put back to
+    # its default there (_template_reading): clean_cells, with what each put back
+    clean_cells, group_unread, descs = [], [], []
+    free = _sweep_wide_keys(overrides, axes)
     # A group swap reuses a composition when that is exact (compose.swap_group: nothing but
     # the option's file sets the group's keys); the other swaps compose with Hydra, once per
     # combination of their values.
@@ -542,31 +590,37 @@ def expand_plan(plan: Plan) -> Plan:
                     message=f"sweep.axes.{a.dim}: key '{a.key}' does not exist with {where}",
                 )
         try:
-            tpl = task.template(OmegaConf.create(_resolved(raw)))
+            tpl, clean, clean_res, put_back = _template_reading(task, raw, free)
         except ConfigError as e:
             raise _cell_error(e, pairs) from None
         raw_cells.append(raw)
         templates.append(tpl)
+        clean_cells.append((clean, clean_res))
+        group_unread.append(put_back)
+        descs.append(where)
     # ... value axes either become columns or multiply the cells
     for a in axes:
         if not a.group and not a.swap_class:
-            a.column = _column_ok(a, task, raw_cells, templates)
+            a.column = _column_ok(a, task, [c for c, _ in clean_cells], templates)
     vaxes = [a for a in axes if not a.group and not a.swap_class and not a.column]
-    cells = []
-    for raw in raw_cells:
+    cells, unread = [], {}
+    for raw, (_, clean_res), gunread, desc in zip(raw_cells, clean_cells, group_unread, descs):
         for combo in itertools.product(*[a.values for a in vaxes]):
-            c = raw
-            if vaxes:
+            here = ", ".join([desc] * bool(desc) + [f"{a.key}={v}" for a, v in zip(vaxes, combo)])
+            if not vaxes:
+                res, cunread = clean_res, gunread
+            else:
                 c = copy.deepcopy(raw)
                 for a, v in zip(vaxes, combo):
                     OmegaConf.update(c, a.key, v, merge=False)
-            res = _resolved(c)
-            if vaxes:
                 try:
-                    task.template(OmegaConf.create(res))
+                    _, _, res, cunread = _template_reading(task, c, free)
                 except ConfigError as e:
                     raise _cell_error(e, list(zip(vaxes, combo))) from None
+            for e in cunread:
+                unread.setdefault(e.key, (e, []))[1].append(here or "every point")
             cells.append(res)
+    plan.notes = plan.notes + _unread_notes(unread, len(cells))
     shape = plan.shape
     idx = np.unravel_index(np.arange(n), shape) if axes else (np.zeros(n, dtype=np.int64),)
     pos = {a.dim: i for i, a in enumerate(axes)}

@@ -204,7 +204,10 @@ def run(
         info.update(cached=True, elapsed_s=time.perf_counter() - t0)
         return read_result(out), info
     check_writable(out, "paths.results_dir")
-    expand_plan(plan)
+    known = len(plan.notes)
+    expand_plan(plan)  # (its notes: keys some cells do not read)
+    for note in plan.notes[known:] if log else ():
+        log(f"note: {note}")
     info.update(plan=plan, chunks=len(plan.chunks))
     partial = out.parent / ".partial" / plan.config_hash
     if settings["cache"]:

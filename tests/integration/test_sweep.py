@@ -561,6 +561,47 @@ def test_an_override_inside_a_swept_group_is_noted_or_refused(tmp_path):
     assert not any("replaces" in m for m in logged) and "lmt_notes" not in ds.attrs
 
 
+def test_a_key_some_points_do_not_read_runs_at_its_default_there(tmp_path):
+    """``policy.smb_channels=8`` over an axis of Hyper-V transports is read by the smb point
+    only (a single tcp run refuses it: it would change nothing).  The sweep runs the other
+    points at the default 4, says so (printed and in ``lmt_notes``), and each point as it
+    runs alone; a key no point reads is the single run's error."""
+    import lmtoolkit as lmt
+    from lmtoolkit.errors import ConfigError
+    from lmtoolkit.sweep import make_plan, run
+
+    one = ["policy=hyperv", "vm.memory_gib=0.5", "workload=idle", "network=10gbe", "network.stream_gbit_s=1"]
+    one += ["engine=fluid"]
+    axis = "+sweep.axes.tr={key: policy.transport, values: [tcp, compression, smb]}"
+    logged = []
+    ds, info = run([*one, axis, "policy.smb_channels=8", f"paths.results_dir={tmp_path}"], log=logged.append)
+    assert [c["policy"]["smb_channels"] for c in info["plan"].cells] == [4, 4, 8]
+    note = (
+        "policy.smb_channels=8 is not read at policy.transport=tcp; policy.transport=compression: "
+        "those points run with its default 4"
+    )
+    assert any(note in m for m in logged) and note in ds.attrs["lmt_notes"]
+    for t, extra in (("tcp", []), ("compression", []), ("smb", ["policy.smb_channels=8"])):
+        alone = float(lmt.simulate([*one, f"policy.transport={t}", *extra]).total_time)
+        assert float(ds.total_time.sel(tr=t, replicate=0)) == pytest.approx(alone, rel=1e-12)
+    smb4 = float(lmt.simulate([*one, "policy.transport=smb"]).total_time)
+    assert float(ds.total_time.sel(tr="smb", replicate=0)) == pytest.approx(
+        smb4 / 2, rel=0.05
+    )  # 8 streams, not 4
+    with pytest.raises(ConfigError, match=r"^policy.smb_channels=8 is not allowed for policy hyperv"):
+        make_plan([*one, axis.replace(", smb]", "]"), "policy.smb_channels=8"], results_dir=tmp_path)
+    # a group axis too: the disk shared storage does not copy
+    plan = make_plan(
+        [*one, "+sweep.axes.st={key: storage, values: [shared, migrate]}", "storage.disk_gib=10"],
+        results_dir=tmp_path,
+    )
+    assert [c["storage"]["disk_gib"] for c in plan.cells] == [40.0, 10.0]
+    assert plan.notes == [
+        "storage.disk_gib=10 is not read at storage=shared: those points run with its default 40.0 "
+        "(it would change nothing there), the others with 10"
+    ]
+
+
 def test_a_null_axis_value_is_nan_fresh_and_from_the_cache(tmp_path):
     """``values: [null, 512]``: a float coordinate with NaN both when computed and when served
     from the cache (computed, it was an object array [None, 512])."""

@@ -97,6 +97,37 @@ def test_smb_is_faster_than_tcp_on_a_single_stream_limited_link():
     assert smb["total_time"] < 0.5 * tcp["total_time"]
 
 
+#: one stream carries 1 Gbit/s: the streams SMB opens decide the rate
+STREAM_BOUND = [
+    "policy=hyperv",
+    "vm.memory_gib=0.5",
+    "workload=idle",
+    "network=10gbe",
+    "network.stream_gbit_s=1",
+]
+
+
+@pytest.mark.parametrize("transport", [None, "tcp", "compression"])
+@pytest.mark.parametrize("key, value, default", [("smb_channels", 8, 4), ("smb_efficiency", 0.9, 0.97)])
+def test_hyperv_smb_keys_off_transport_smb_are_refused(transport, key, value, default):
+    """``policy.smb_channels=8`` with tcp or compression (the 2012r2 profile's default) ran
+    one TCP stream, as with 4 (and as with none): unseen.  Now one error naming the key."""
+    chosen = [f"policy.transport={transport}"] if transport else []
+    with pytest.raises(ConfigError) as e:
+        lmt.simulate(STREAM_BOUND + chosen + [f"policy.{key}={value}"])
+    text = str(e.value)
+    assert e.value.key == f"policy.{key}" and text.startswith(f"policy.{key}={value} is not allowed")
+    assert f"transport={transport or 'compression'} sends memory over one TCP connection" in text
+    assert f"(leave it at its default, {default})" in text
+    assert run(STREAM_BOUND + chosen + [f"policy.{key}={default}"])["total_time"] > 0  # the default passes
+
+
+def test_hyperv_smb_channels_count_with_transport_smb():
+    smb = ["policy.transport=smb"]
+    four, eight = (run(STREAM_BOUND + smb + [f"policy.smb_channels={n}"], "fluid") for n in (4, 8))
+    assert eight["total_time"] == pytest.approx(four["total_time"] / 2, rel=0.05)  # 8 vs 4 Gbit/s
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_postcopy_tiny_downtime_memory_sent_once_and_hybrid_in_between(engine):
     post = run(["policy=postcopy"] + HOT, engine)

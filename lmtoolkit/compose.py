@@ -492,9 +492,12 @@ def complete_policy(cfg: DictConfig) -> None:
 
 
 def config_value(v):
-    """A dataclass default as a config value (tuples -> lists, numpy scalars -> Python)."""
+    """A dataclass default as a config value (tuples -> lists, mappings -> dicts, numpy
+    scalars -> Python)."""
     if isinstance(v, tuple):
         return [config_value(x) for x in v]
+    if isinstance(v, Mapping):
+        return {k: config_value(x) for k, x in v.items()}
     return v.item() if hasattr(v, "item") and not isinstance(v, (list, dict, str)) else v
 
 

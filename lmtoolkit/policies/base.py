@@ -39,7 +39,7 @@ that imported its module only (the command line imports none by name: it names a
 Validation: :meth:`Policy.__post_init__` type-checks every field by its annotation
 (``bool`` fields take true/false only; ``float``/``int`` fields numbers, not booleans nor NaN;
 ``str`` fields text — :func:`lmtoolkit.model.checks.check_fields`) and makes a list field a
-tuple (a policy is hashable); subclasses add range checks.
+tuple, a dict field a :class:`FrozenDict` (a policy is hashable); subclasses add range checks.
 
 All rules are written with numpy operations on the :class:`State` so that the same code runs
 for one migration (page engine, 0-d values) and for thousands at once (fluid engine, one
@@ -49,6 +49,7 @@ array element per scenario, with the policy's parameters stacked by :meth:`Polic
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
@@ -180,32 +181,71 @@ class State:
         return 1.0 - self.throttle
 
 
-_SEQUENCES = (tuple, list)
+class FrozenDict(Mapping):
+    """A read-only, hashable mapping: what a dict-valued policy field becomes, as a list
+    becomes a tuple (:func:`_freeze_containers`).  Read it as a dict (``self.caps["a"]``,
+    ``.get``, ``.items()``, ``dict(self.caps)``); it equals a dict of the same items."""
+
+    def __init__(self, items=()):
+        self._d = dict(items)
+
+    def __getitem__(self, key):
+        return self._d[key]
+
+    def __iter__(self):
+        return iter(self._d)
+
+    def __len__(self):
+        return len(self._d)
+
+    def __hash__(self):
+        return hash(frozenset(self._d.items()))
+
+    def __repr__(self):
+        return f"FrozenDict({self._d!r})"
+
+    def __reduce__(self):  # (pickled to process and Dask workers with the policy)
+        return (FrozenDict, (self._d,))
+
+
+#: field values kept whole by :meth:`Policy.stack` (not an element per migration)
+_WHOLE = (tuple, list, Mapping)
 
 
 def _frozen(value):
-    """``value`` with every list in it a tuple."""
+    """``value`` with every list in it a tuple and every mapping a :class:`FrozenDict`."""
+    if isinstance(value, Mapping):
+        return FrozenDict((k, _frozen(v)) for k, v in value.items())
     if isinstance(value, (list, tuple)):
         return tuple(_frozen(v) for v in value)
     return value
 
 
-def _freeze_lists(policy) -> None:
-    """A list-valued field (``field(default_factory=lambda: [1, 2])``, or ``policy.steps=[3,4]``
-    from a config) becomes a tuple: a policy is frozen and hashable, as the fluid engine's
-    batching of equal scenarios needs (a list field was ``TypeError: unhashable type: 'list'``);
-    a rule reads a tuple as it reads a list."""
+def _unhashable(value) -> bool:
+    """``value`` is, or holds, a list or a mapping other than a :class:`FrozenDict`."""
+    if isinstance(value, list) or (isinstance(value, Mapping) and not isinstance(value, FrozenDict)):
+        return True
+    items = value.values() if isinstance(value, FrozenDict) else value if isinstance(value, tuple) else ()
+    return any(_unhashable(v) for v in items)
+
+
+def _freeze_containers(policy) -> None:
+    """A list- or dict-valued field (``field(default_factory=lambda: [1, 2])``,
+    ``policy.steps=[3,4]`` or ``policy.caps={a: 2}`` from a config) becomes a tuple or a
+    :class:`FrozenDict`: a policy is frozen and hashable, as the fluid engine's batching of
+    equal scenarios needs (a list field was ``TypeError: unhashable type: 'list'``, a dict
+    field ``… 'dict'``); a rule reads them as it reads a list or a dict."""
     for f in fields(policy):
         v = getattr(policy, f.name)
-        if isinstance(v, list) or (isinstance(v, tuple) and any(isinstance(x, list) for x in v)):
+        if _unhashable(v):
             object.__setattr__(policy, f.name, _frozen(v))
 
 
 def stack_key(policy) -> tuple:
     """What policies stacked into one (:meth:`Policy.stack`) must share: the class and the
-    values of the sequence fields (kept whole, not an element per migration)."""
-    seq = tuple((f.name, v) for f in fields(policy) if isinstance(v := getattr(policy, f.name), _SEQUENCES))
-    return (type(policy), seq)
+    values of the sequence and mapping fields (kept whole, not an element per migration)."""
+    whole = tuple((f.name, v) for f in fields(policy) if isinstance(v := getattr(policy, f.name), _WHOLE))
+    return (type(policy), whole)
 
 
 def _subset(obj, idx):
@@ -336,7 +376,7 @@ class Policy:
             REGISTRY[cls.name] = cls
 
     def __post_init__(self):
-        _freeze_lists(self)
+        _freeze_containers(self)
         check_fields(self)
         refuse_unused(self, self.unused_keys(), f"policy {self.name}")
         check_range("timeout_s", self.timeout_s, 0, None, lo_open=True, finite=True)
@@ -392,13 +432,14 @@ class Policy:
     def stack(cls, policies: list[Policy]) -> Policy:
         """One policy whose parameters are arrays over ``policies`` (all of class ``cls``).
 
-        A sequence field (a tuple: :meth:`__post_init__` makes a list one) is not an element
-        per migration: it is kept whole, and must be the same in every policy (the fluid
-        engine batches policies by their sequence fields, :func:`stack_key`)."""
+        A sequence or mapping field (a tuple or a :class:`FrozenDict`: :meth:`__post_init__`
+        makes a list or a dict one) is not an element per migration: it is kept whole, and
+        must be the same in every policy (the fluid engine batches policies by these fields,
+        :func:`stack_key`)."""
         obj = object.__new__(cls)
         for f in fields(cls):
             vals = [getattr(p, f.name) for p in policies]
-            if any(isinstance(v, _SEQUENCES) for v in vals):
+            if any(isinstance(v, _WHOLE) for v in vals):
                 if any(v != vals[0] for v in vals):
                     raise ValueError(
                         f"{cls.__qualname__}.stack: field {f.name} differs between the policies "

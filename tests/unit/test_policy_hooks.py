@@ -288,6 +288,60 @@ def test_the_fluid_engine_batches_policies_by_their_list_fields(tmp_path, monkey
         ListField.stack([ListField(steps=[2]), ListField(steps=[4])])
 
 
+DICT_FIELD = '''
+@dataclass(frozen=True)
+class DictField(PrecopyPolicy):
+    """Stops after caps["passes"] passes: a rule that reads its dict field."""
+    name = "dict_field_test"
+    caps: dict = field(default_factory=lambda: {"passes": 2, "notes": [1, {"x": 2}]})
+
+    def forced(self, st, ctx):
+        code = super().forced(st, ctx)
+        stop = self.passes_done(st) >= self.caps["passes"]
+        return np.where((code == 0) & stop, REASON_CODE["max_rounds"], code)
+'''
+
+
+@pytest.mark.parametrize("engine", ["page", "fluid"])
+def test_a_dict_field_runs_on_both_engines(tmp_path, monkeypatch, engine):
+    """``engine=fluid`` was ``TypeError: unhashable type: 'dict'`` (the page engine ran): a
+    dict field is a read-only, hashable FrozenDict once the policy is made, as a list is a
+    tuple."""
+    import lmtoolkit as lmt
+    from lmtoolkit.policies.base import FrozenDict
+
+    _plugin(tmp_path, monkeypatch, "dictpol", DICT_FIELD)
+    base = ["policy._target_=dictpol.DictField", f"engine={engine}", "workload=uniform"]
+    base += ["workload.dirty_rate_pages_s=20000", "vm.memory_gib=0.5", "network=1gbe"]
+    two = lmt.simulate(base)
+    three = lmt.simulate(base + ["policy.caps={passes: 3}"])
+    assert str(two.stop_reason.values) == "max_rounds" and int(two.rounds) == 2
+    assert str(three.stop_reason.values) == "max_rounds" and int(three.rounds) == 3
+    from dictpol import DictField
+
+    p = DictField()
+    assert p.caps == {"passes": 2, "notes": (1, {"x": 2})} and isinstance(p.caps, FrozenDict)
+    assert p.caps["notes"] == (1, FrozenDict({"x": 2}))
+    assert hash(p) == hash(DictField(caps={"notes": (1, {"x": 2}), "passes": 2}))
+    with pytest.raises(TypeError):
+        p.caps["passes"] = 5  # read-only
+
+
+def test_the_fluid_engine_batches_policies_by_their_dict_fields(tmp_path, monkeypatch):
+    from lmtoolkit.engine import simulate_fluid
+
+    _plugin(tmp_path, monkeypatch, "dictpol2", DICT_FIELD)
+    from dictpol2 import DictField
+
+    wl = UniformWorkload(dirty_rate_pages_s=20_000)
+    scns = [
+        scenario(memory_gib=0.5, workload=wl, policy=DictField(caps={"passes": n}), engine="fluid")
+        for n in (2, 4, 2)
+    ]
+    together = simulate_fluid(scns).records()
+    assert [r.rounds for r in together] == [run(s).rounds for s in scns] == [2, 4, 2]
+
+
 IMPORT_FAILURES = [
     ("import no_such_dependency_xyz\n", "ModuleNotFoundError: No module named 'no_such_dependency_xyz'", 5),
     ("x = (\n", "SyntaxError: '(' was never closed", 5),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from ..compose import leaf_keys
+from ..compose import CLASS_KEY, leaf_keys, sweeps_policy_class
 from ..errors import ConfigError
 from ..paths import group_options
 from ..units import unit_of_key
@@ -25,8 +25,6 @@ from ..units import unit_of_key
 #: config groups an axis may swap
 SWAPPABLE = ("vm", "workload", "network", "host", "policy", "storage", "power", "evacuation")
 RESERVED_DIMS = ("replicate", "round", "seed", "vm")
-#: the key of a class swap (plug-in policy classes)
-CLASS_KEY = "policy._target_"
 #: key roots that say how a sweep runs, not what it simulates
 NOT_SWEEPABLE = ("sweep", "paths", "hydra", "experiment", "debug", "local", "task")
 
@@ -176,7 +174,9 @@ def _axis(cfg, dim: str, spec, max_values) -> Axis:
             raise _err(
                 where, key, f"'{key}' cannot be swept (sweep axes change the simulation, not how it runs)"
             )
-        if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
+        # (a key of the classes a policy._target_ axis swaps in: checked in each cell, plan.py)
+        missing = OmegaConf.select(cfg, key, default="__missing__") == "__missing__"
+        if missing and not (key.startswith("policy.") and sweeps_policy_class(cfg)):
             valid = [k for k in leaf_keys(cfg) if not k.startswith(NOT_SWEEPABLE)]
             close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
             hint = f"; did you mean {', '.join(close)}?" if close else ""

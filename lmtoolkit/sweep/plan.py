@@ -491,6 +491,30 @@ def _cell_error(e: ConfigError, pairs) -> ConfigError:
     return ConfigError(e.key, e.value, e.allowed, message=e.text() + (f" (at {where})" if where else ""))
 
 
+def _check_class_keys(axis: Axis, keep: set[str], cfg) -> None:
+    """A policy key set for a ``policy._target_`` axis (``keep``: command line, experiment,
+    debug or local file) that some of its classes have and others do not: one error naming
+    the key and both sets of classes (each class runs with the keys set for it; the base
+    option's class does not run).  A key none of them has is left to the cell's "unknown key"
+    error (with its closest keys)."""
+    from ..policies import policy_fields
+
+    fields_of = {str(v): policy_fields({"_target_": v}) for v in axis.values}
+    for key in sorted(keep - {"name", "_target_"}):
+        have = [c for c, f in fields_of.items() if key in f]
+        lack = [c for c in fields_of if c not in have]
+        if have and lack:
+            value = OmegaConf.select(cfg, f"policy.{key}")
+            raise ConfigError(
+                f"policy.{key}",
+                value,
+                "",
+                message=f"policy.{key}={value} is a key of {', '.join(have)} but not of {', '.join(lack)} "
+                f"(sweep.axes.{axis.dim}: policy._target_): every class of the axis runs with it; "
+                f"sweep only classes that have it, or leave it out",
+            )
+
+
 def _sweep_wide_keys(overrides: list[str], axes: list[Axis]) -> set[str]:
     """``group.key`` set for the whole sweep — by the command line, the experiment, debug or
     local file (:func:`~.swap.keys_set_outside`; in a swapped group too: every option gets
@@ -543,6 +567,9 @@ def expand_plan(plan: Plan) -> Plan:
     swapped = {a.key for a in gaxes}
     # a class swap keeps the policy keys set outside the base option (command line, experiment)
     keep = keys_set_outside("policy", overrides) if any(a.swap_class for a in gaxes) else set()
+    for a in gaxes:
+        if a.swap_class:
+            _check_class_keys(a, keep, cfg)
     base_ov = [o for o in overrides if split_override(o)[1] not in swapped]
     raw_cells, templates = [], []
     # a key set for the whole sweep (not by an axis) that a cell does not read is put back to

@@ -403,6 +403,12 @@ class CapRounds(PrecopyPolicy):
 
 
 @dataclass(frozen=True)
+class CapRounds4(CapRounds):
+    name = "caprounds4_test"
+    cap: int = 4
+
+
+@dataclass(frozen=True)
 class Plain(PrecopyPolicy):
     name = "plain_test"
 """
@@ -445,6 +451,38 @@ def test_a_target_axis_refuses_a_key_a_class_lacks(tmp_path, monkeypatch):
         make_plan(
             ["workload=uniform", AXIS.replace("twoclasses.Plain", "twoclasses.Nope")], results_dir=tmp_path
         )
+
+
+def test_a_target_axis_takes_a_key_its_classes_have_and_the_base_lacks(tmp_path, monkeypatch):
+    """``policy.cap=2`` for an axis over two classes with ``cap`` was "unknown key 'policy.cap'
+    for policy 'qemu'": the base option's class, which no point runs.  Now each class runs
+    with it; a key only some of the classes have is one error naming the key and both sets."""
+    import lmtoolkit as lmt
+    from lmtoolkit.sweep import make_plan
+
+    _plugin(tmp_path, monkeypatch, "twoclasses", CLASSES)
+    monkeypatch.setenv("LMT_RESULTS_DIR", str(tmp_path / "results"))
+    ov = ["workload=uniform", "workload.dirty_rate_pages_s=20000", "vm.memory_gib=0.5", "network=1gbe"]
+    ov += ["engine=fluid"]
+    both = AXIS.replace("twoclasses.Plain", "twoclasses.CapRounds4")
+    defaults = lmt.sweep([*ov, both])
+    assert list(defaults.rounds.values.ravel()) == [3, 4]  # cap 3 and 4: the classes' own
+    ds = lmt.sweep([*ov, both, "policy.cap=2"])
+    assert list(ds.rounds.values.ravel()) == [2, 2] and set(ds.stop_reason.values.ravel()) == {"max_rounds"}
+    # a value axis over the classes' key, which the base lacks, too
+    cap = "+sweep.axes.cap={key: policy.cap, values: [2, 5]}"
+    assert lmt.sweep([*ov, both, cap]).rounds.values.squeeze().tolist() == [[2, 4], [2, 4]]
+    with pytest.raises(ConfigError) as e:
+        make_plan([*ov, AXIS, "policy.cap=2"], results_dir=tmp_path)
+    assert str(e.value) == (
+        "policy.cap=2 is a key of twoclasses.CapRounds but not of twoclasses.Plain (sweep.axes.pol: "
+        "policy._target_): every class of the axis runs with it; sweep only classes that have it, or "
+        "leave it out"
+    )
+    with pytest.raises(ConfigError, match=r"^sweep.axes.cap: key 'policy.cap' does not exist with "):
+        make_plan([*ov, AXIS, cap], results_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"^unknown key 'policy.cap' for policy 'qemu'"):
+        lmt.simulate([*ov, "policy.cap=2"])  # no axis: the base policy runs, and lacks it
 
 
 @pytest.mark.parametrize("engine", ["page", "fluid"])

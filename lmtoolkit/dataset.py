@@ -12,7 +12,11 @@ from .records import ROUND_FIELDS, ROUND_KINDS, STOP_REASONS
 #: record field -> (dataset variable, units, long name)
 SCALARS = {
     "total_time_s": ("total_time", "s", "total migration time"),
-    "downtime_s": ("downtime", "s", "time the VM is paused (switchover)"),
+    "downtime_s": (
+        "downtime",
+        "s",
+        "time the VM is paused (switchover; if abandoned at the timeout, until then; none without a pause)",
+    ),
     "transferred_bytes": ("transferred", "bytes", "bytes sent over the migration link"),
     "rounds": ("rounds", "1", "pre-copy passes (dirty-bitmap syncs after setup)"),
     "converged": ("converged", "1", "the policy's convergence test held"),

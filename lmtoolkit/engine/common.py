@@ -159,6 +159,23 @@ def switchover(policy, st, ctx, n_nz, n_z, send_pages: bool = True) -> Switchove
     )
 
 
+def abandoned_pause_s(pause_start_s, timeout_s):
+    """Downtime (s) of a switchover abandoned at the timeout: the guest was paused from the
+    stop (``pause_start_s``) until the abandonment resumes it on the source (``timeout_s``).
+
+    QEMU 10.1.0 ``migration/migration.c``: ``migration_stop_vm`` stops the VM (and starts the
+    downtime clock) before ``migration_completion_precopy`` sends the rest; ``migrate_cancel``
+    in the pause (``migration_cancel``: state CANCELLING, ``qemu_file_shutdown`` of the stream)
+    makes the completion fail (``migration_completion`` → ``fail``), which never reaches
+    ``migration_completion_end``, so QEMU itself reports no ``downtime`` — but
+    ``migration_iteration_finish`` then calls ``vm_start()`` on the source (the VM was running
+    before, ``runstate_is_live(s->vm_old_state)``): the guest was stopped all that while.  The engines' ``downtime`` is the guest's pause (README *Dataset*), so it
+    is reported: without it a 30 s stop-and-copy cut at 30 s read as no pause at all, and the
+    guest's running time (:func:`slowdown`, the energy model's lost work) as the whole 30 s.
+    The resume itself is taken as instantaneous (nothing crosses the link: the VM stays)."""
+    return np.asarray(timeout_s, dtype=float) - np.asarray(pause_start_s, dtype=float)
+
+
 def switchover_latency_s(policy, ctx):
     """Propagation the pause waits for after its last byte is sent (s):
     ``Policy.switchover_trips`` one-way crossings of the link (``network.latency_ms``,
@@ -470,6 +487,7 @@ __all__ = [
     "mean_written_after",
     "switchover",
     "switchover_latency_s",
+    "abandoned_pause_s",
     "sent_by",
     "fault_stall_s",
     "stalled_faults",

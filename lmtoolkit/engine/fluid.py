@@ -29,7 +29,7 @@ class; finished scenarios drop out of the arrays as they finish.
 The timeout is the page engine's (:class:`~lmtoolkit.policies.base.Policy`): a phase that
 would end after ``timeout_s`` is cut there (a pro-rata share of its pages and bytes, and it
 counts as a round), and a switchover that would end after it is abandoned there (bytes
-sent in the pause so far, pro rata).
+sent in the pause so far, pro rata; the pause until then is the downtime).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from .common import (
     ROUND_DETAIL_LIMIT,
     BatchResult,
     Switchover,
+    abandoned_pause_s,
     f_written,
     fault_stall_s,
     mean_written_after,
@@ -2807,9 +2808,10 @@ def _finish(g: _Group, done, code, out: BatchResult, L: int, live=None) -> None:
     down = np.where(post, sw_post.downtime_s, sw_stop.downtime_s)
     stop_bytes = np.where(post, sw_post.bytes, sw_stop.bytes)
     # A switchover that would end after the timeout is abandoned there (for post-copy: the
-    # pause that sends the device state; once the VM runs on the destination it completes).
+    # pause that sends the device state; once the VM runs on the destination it completes);
+    # the guest was paused until then: its downtime (common.abandoned_pause_s).
     deadline = np.broadcast_to(np.asarray(pol.timeout_s, dtype=float), P.shape)
-    tau = deadline - st.t
+    tau = abandoned_pause_s(st.t, deadline)
     late = ~timeout & (st.t + down > deadline)
     late_bytes = np.where(post, sw_post.sent_by(tau), sw_stop.sent_by(tau))
     late_pages = np.where(post, 0.0, P * np.clip(tau / np.maximum(sw_stop.page_time_s, 1e-300), 0.0, 1.0))
@@ -2847,8 +2849,8 @@ def _finish(g: _Group, done, code, out: BatchResult, L: int, live=None) -> None:
     total = np.where(
         timeout, np.where(late, deadline, t_end_pre), t_end_pre + down + np.where(post, T_push, 0.0)
     )
-    late_down = np.where(late, tau, np.nan)
-    down = np.where(timeout, np.nan, down)
+    # no pause at all where the timeout fell in pre-copy: no downtime (NaN)
+    down = np.where(late, tau, np.where(timeout, np.nan, down))
     stop_bytes = np.where(late, late_bytes, np.where(timeout, 0.0, stop_bytes))
     nbytes = st.sent_bytes + stop_bytes + np.where(post, pc_bytes, 0.0)
     lost = st.lost_guest_time + np.where(post, stall, 0.0)
@@ -2867,7 +2869,7 @@ def _finish(g: _Group, done, code, out: BatchResult, L: int, live=None) -> None:
     rate = np.broadcast_to(pol.stop_rate_bytes_s(st, ctx), P.shape)[fin]
     vals = {
         "round_start": st.t[fin],
-        "round_duration": np.where(late, late_down, down)[fin],
+        "round_duration": down[fin],
         "round_pages": np.where(late, late_pages, np.where(post, 0.0, P))[fin],
         "round_bytes": stop_bytes[fin],
         "round_dirty_pages": P[fin],

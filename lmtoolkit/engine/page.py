@@ -26,7 +26,7 @@ write re-dirties a page depends on when its dirty log is cleared — the policy'
 and in every mode a page that is not in this pass's set and is written becomes dirty at the
 next sync; a written page is no longer a zero page; at ``policy.timeout_s`` the migration
 stops wherever it is — inside a pass (the pages whose send ended by then count) or inside
-the switchover (see :class:`Policy <lmtoolkit.policies.base.Policy>` for what the timeout
+the switchover (the pause until then is the downtime; see :class:`Policy <lmtoolkit.policies.base.Policy>` for what the timeout
 means, post-copy included).
 
 Writes come from the workload's sampler (:mod:`lmtoolkit.model.workload`), O(written pages)
@@ -46,6 +46,7 @@ from ..scenario import Scenario
 from .beyond import apply_to_record
 from .common import (
     ROUND_DETAIL_LIMIT,
+    abandoned_pause_s,
     fault_stall_s,
     reason_name,
     sent_by,
@@ -760,10 +761,12 @@ class _Run:
 
     def _switchover_timeout(self, rec, sw, send_pages=True):
         """The timeout falls inside the pause: the migration is abandoned there (the VM
-        resumes on the source).  Counts the pages whose send ended by then (in send order
-        from the cursor, the one in flight pro rata) and the share of the device state sent."""
+        resumes on the source), and the guest was paused from the stop until then: that is
+        its downtime (:func:`~lmtoolkit.engine.common.abandoned_pause_s`).  Counts the pages
+        whose send ended by then (in send order from the cursor, the one in flight pro rata)
+        and the share of the device state sent."""
         st, pol, ctx = self.st, self.pol, self.ctx
-        tau = float(pol.timeout_s) - float(st.t)
+        tau = float(abandoned_pause_s(st.t, pol.timeout_s))
         j = 0
         page_b = 0.0
         if send_pages and self.pending.size:
@@ -779,7 +782,7 @@ class _Run:
         return self._record(
             rec,
             total=float(pol.timeout_s),
-            down=np.nan,
+            down=tau,
             nbytes=float(st.sent_bytes) + sent,
             completed=False,
             stop_bytes=sent,

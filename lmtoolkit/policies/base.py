@@ -304,8 +304,11 @@ class Policy:
     the interrupted pass as a round), or inside the stop-and-copy / switchover (the VM is
     resumed on the source; the bytes sent in the pause so far count).  The record then has
     ``completed = converged = false``, ``stop_reason = "timeout"``, ``total_time =
-    timeout_s`` and ``downtime = NaN``.  This holds for stop-and-copy too (the whole copy is
-    the switchover).  Post-copy: the timeout can abandon the migration only until the VM
+    timeout_s``, and ``downtime`` the guest's pause: from the stop to the timeout where the
+    switchover was abandoned (the guest was paused all that while, QEMU
+    ``migration_iteration_finish`` resuming it: :func:`lmtoolkit.engine.common.abandoned_pause_s`),
+    NaN where the timeout fell before any pause.  This holds for stop-and-copy too (the whole
+    copy is the switchover: its downtime is ``timeout_s``).  Post-copy: the timeout can abandon the migration only until the VM
     runs on the destination (pre-copy passes and the pause that sends the device state);
     after the switch the source no longer holds a runnable VM (QEMU
     ``docs/devel/migration/postcopy.rst``: "a failure of *either* side causes the guest to

@@ -71,6 +71,11 @@ def _beyond_lines(ds) -> list[str]:
     return out
 
 
+def _abandoned_pause(ds) -> bool:
+    """A switchover abandoned at the timeout: not completed, yet a downtime (the pause)."""
+    return not bool(ds["completed"].item()) and ds["downtime"].item() == ds["downtime"].item()
+
+
 def summary_text(ds) -> str:
     """A readable summary of a one-migration Dataset."""
     g = lambda k: ds[k].item()  # noqa: E731
@@ -79,7 +84,8 @@ def summary_text(ds) -> str:
         f"policy {ds.attrs.get('lmt_policy', '?')}  engine {ds.attrs.get('lmt_engine', '?')}  "
         f"config {cfg_hash}",
         f"  total time      {_fmt_s(g('total_time'))}",
-        f"  downtime        {_fmt_s(g('downtime'))}",
+        f"  downtime        {_fmt_s(g('downtime'))}"
+        + ("  (abandoned at the timeout: then resumed on the source)" if _abandoned_pause(ds) else ""),
         _transferred_line(ds),
         f"  pre-copy rounds {g('rounds')}",
         f"  converged       {'yes' if g('converged') else 'no'}  (stop: {g('stop_reason')}; "

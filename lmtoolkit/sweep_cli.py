@@ -157,7 +157,7 @@ def quicklook_figure(ds):
     mean = mean.isel({d: 0 for d in lay["fixed"]})
     # a point where a replicate did not complete (timeout): its total time is the timeout, a
     # lower bound, not a migration time — marked, never drawn as one
-    from .plotting.figures import incomplete_points
+    from .plotting.figures import TIMEOUT_NOTE, incomplete_points
 
     timed_out = incomplete_points(ds).isel({d: 0 for d in lay["fixed"]})
     n_cut = int(timed_out.values.sum())
@@ -243,7 +243,7 @@ def quicklook_figure(ds):
         lay["timed_out"] = n_cut
         how.append(
             f"{n_cut} point{'s' if n_cut > 1 else ''} timed out "
-            f"({'circled' if x is not None else 'hatched'}: total time = the timeout)"
+            f"({'circled' if x is not None else 'hatched'}: {TIMEOUT_NOTE})"
         )
     title = ds.attrs.get("title", "") + "\n" + " · ".join(how)
     if lay["capped"]:

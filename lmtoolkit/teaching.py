@@ -466,7 +466,7 @@ def explore_postcopy(base: Sequence[str] = (), smoke: bool = False) -> xr.Datase
                 + (
                     f"down {figures.fmt_seconds(one['downtime'].item())}"
                     if bool(one["completed"].item())
-                    else "did not complete"
+                    else f"did not complete ({figures.abandoned_pause(one)})"
                 )
             )
         return View(
@@ -699,7 +699,8 @@ def compare(
 
 def table(ds: xr.Dataset, variables: Sequence[str]):
     """A readable table of a :func:`compare` result: one row per case, display units in the
-    column names (``downtime (ms)``), "did not complete" instead of a missing downtime."""
+    column names (``downtime (ms)``); for a case that did not complete, "did not complete"
+    instead of a missing downtime, or its pause until the timeout marked "(abandoned)"."""
     import pandas as pd
 
     from .plotting import figures
@@ -716,7 +717,10 @@ def table(ds: xr.Dataset, variables: Sequence[str]):
             if v in ("rounds", "postcopy_faults"):
                 col = [f"{x:,.0f}" for x in num]
             if v == "downtime" and done is not None:
-                col = [c if d else "did not complete" for c, d in zip(col, done)]
+                col = [
+                    c if d else "did not complete" if not np.isfinite(x) else f"{c} (abandoned)"
+                    for c, d, x in zip(col, done, num)
+                ]
             cols[disp] = col
         elif ds[v].dtype == bool:
             cols[figures.label(ds, v) if v in figures.VARIABLES else v] = ["yes" if x else "no" for x in vals]

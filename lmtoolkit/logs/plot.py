@@ -151,6 +151,8 @@ def fig_whatif(ds: xr.Dataset, title: str | None = None):
     reasons = np.asarray(ds.stop_reason.values).astype(str).ravel() if "stop_reason" in ds else [""] * n
     for yi, ti, d, c, why in zip(y, t, np.asarray(ds.downtime.values, float).ravel(), conv, reasons):
         note = f" {d * 1000:.0f} ms down" if np.isfinite(d) else " did not complete"
+        if np.isfinite(d) and why == "timeout":  # a switchover abandoned at the timeout
+            note = f" {d * 1000:.0f} ms paused, then abandoned"
         if not c and why and why != "converged":
             note += f" ({WHY.get(why, why.replace('_', ' '))})"
         ax2.text(ti, yi, note, va="center", fontsize="x-small")

@@ -120,6 +120,19 @@ def fmt_bytes(b: float) -> str:
     return f"{b:.0f} B"
 
 
+#: what a timed-out point's numbers are (figure titles, the sweep quick-look)
+TIMEOUT_NOTE = "total time = the timeout; downtime = the pause until it, where one was abandoned"
+
+
+def abandoned_pause(ds: xr.Dataset) -> str:
+    """The guest's pause of a migration abandoned in its switchover (``downtime`` of one that
+    did not complete), or "no downtime" where the timeout fell before any pause."""
+    down = float(ds["downtime"].item())
+    if down != down:
+        return "the VM stays on the source, so no downtime"
+    return f"paused {fmt_seconds(down)} until then, then resumed on the source"
+
+
 def outcome(ds: xr.Dataset) -> str:
     """One line on one migration: rounds, total time, downtime (or why there is none), bytes."""
     rounds = plural(ds["rounds"].item(), "pre-copy round")
@@ -128,8 +141,7 @@ def outcome(ds: xr.Dataset) -> str:
     if not bool(ds["completed"].item()):
         return (
             f"{rounds}, stopped after {total} without completing "
-            f"(stop: {ds['stop_reason'].item()}; the VM stays on the source, so no downtime)"
-            + (f", {sent} sent" if sent else "")
+            f"(stop: {ds['stop_reason'].item()}; {abandoned_pause(ds)})" + (f", {sent} sent" if sent else "")
         )
     return f"{rounds}, total {total}, downtime {fmt_seconds(ds['downtime'].item())}" + (
         f", {sent} sent" if sent else ""
@@ -283,15 +295,15 @@ def lines(
             _value_ticks(ax, df[x].unique())
         if logy is True or v in (logy or ()):
             _log(ax, "y")
-        if v == "total_time":
-            _mark_timeouts(ds, df, ax, x)
+        if v in ("total_time", "downtime"):
+            _mark_timeouts(ds, df, ax, x, v)
     _legend_once(fig, axes)
     if title:
         n_cut = _timed_out_points(ds)
         fig.suptitle(
             title
             + (
-                f"\n(circled: {n_cut} point{'s' if n_cut > 1 else ''} timed out; total time = the timeout)"
+                f"\n(circled: {n_cut} point{'s' if n_cut > 1 else ''} timed out; {TIMEOUT_NOTE})"
                 if n_cut
                 else ""
             )
@@ -310,19 +322,19 @@ def _timed_out_points(ds: xr.Dataset) -> int:
     return int(incomplete_points(ds).values.sum())
 
 
-def _mark_timeouts(ds: xr.Dataset, df: pd.DataFrame, ax, x: str) -> None:
-    """Cross the points whose total time is a timeout (a lower bound, not a migration time):
-    drawn as ordinary points they read as slow migrations (``shared_network``'s 1 GbE at 0.9
-    Gbit/s background: two 600 s points among the others)."""
+def _mark_timeouts(ds: xr.Dataset, df: pd.DataFrame, ax, x: str, v: str = "total_time") -> None:
+    """Circle the points of variable ``v`` where a replicate timed out: its total time is the
+    timeout (a lower bound, not a migration time) and its downtime, where the switchover was
+    abandoned, the pause until the timeout.  Drawn as ordinary points they read as slow
+    migrations (``shared_network``'s 1 GbE at 0.9 Gbit/s background: two 600 s points among
+    the others).  A point with no downtime at all (NaN: no pause) has nothing to circle."""
     cut = incomplete_points(ds)
     if not bool(cut.values.any()):
         return
-    mean = (
-        ds[["total_time"]].mean("replicate") if "replicate" in ds["total_time"].dims else ds[["total_time"]]
-    )
-    pts = frame(mean.assign(lmt_cut=cut), ["total_time", "lmt_cut"])  # where the lines' means are
-    pts = pts[pts["lmt_cut"] > 0]
-    ax.plot(pts[x], pts["total_time"], ls="", marker="o", ms=11, mew=1.6, mfc="none", mec="red", zorder=5)
+    mean = ds[[v]].mean("replicate") if "replicate" in ds[v].dims else ds[[v]]
+    pts = frame(mean.assign(lmt_cut=cut), [v, "lmt_cut"])  # where the lines' means are
+    pts = pts[(pts["lmt_cut"] > 0) & np.isfinite(pts[v])]
+    ax.plot(pts[x], pts[v], ls="", marker="o", ms=11, mew=1.6, mfc="none", mec="red", zorder=5)
 
 
 # -- paper figures (one per experiment) ------------------------------------------------------------
@@ -587,8 +599,9 @@ def compare_bars(
 ):
     """Teaching: one bar per ``case`` for each variable (display units on the axes).
 
-    A case that did not complete has no downtime (the VM never left the source): its bar is
-    replaced by the words "did not complete"."""
+    A case that did not complete never ran on the destination: its downtime bar, if any (the
+    pause of a switchover abandoned at the timeout), is labelled "abandoned", and where there
+    is none (no pause) the words "did not complete" stand in its place."""
     import seaborn as sns
 
     variables = [v for v in variables if v in ds]
@@ -620,7 +633,7 @@ def compare_bars(
         for i, (value, ok) in enumerate(zip(df[v], done)):
             if (not ok and v == "downtime") or not np.isfinite(value):
                 ax.annotate(
-                    "did not\ncomplete",
+                    "abandoned" if np.isfinite(value) else "did not\ncomplete",
                     (i, 0.02),
                     xycoords=("data", "axes fraction"),
                     ha="center",

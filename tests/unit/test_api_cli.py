@@ -108,6 +108,26 @@ def test_the_summary_shows_the_beyond_one_link_results():
     assert "no checksums" in summary_text(lmt.simulate(["vm.memory_gib=0.5", "host.ecc=false"]))
 
 
+def test_an_abandoned_pause_is_shown_as_one():
+    """A switchover cut by the timeout has a downtime (the pause until then): the summary, the
+    one-line outcome and the teaching table say it was abandoned (they said "no downtime")."""
+    from lmtoolkit import teaching
+    from lmtoolkit.cli import summary_text
+    from lmtoolkit.plotting.figures import outcome
+
+    ds = lmt.simulate(["policy=stopcopy", "vm.memory_gib=1", "network=1gbe", "policy.timeout_s=5"])
+    assert "downtime        5.00 s  (abandoned at the timeout" in summary_text(ds)
+    assert "paused 5 s until then, then resumed on the source" in outcome(ds)
+    cases = teaching.compare(
+        {"stop": ["policy=stopcopy", "policy.timeout_s=5"], "pre": ["policy=qemu", "policy.timeout_s=5"]},
+        ["vm.memory_gib=1", "network=1gbe"],
+    )
+    assert list(teaching.table(cases, ["downtime"])["downtime (ms)"]) == [
+        "5,000 (abandoned)",
+        "did not complete",
+    ]
+
+
 def test_cli_run_default_output_is_under_results(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("LMT_RESULTS_DIR")

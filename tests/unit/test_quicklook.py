@@ -144,10 +144,24 @@ def test_timed_out_points_are_circled_not_drawn_as_migration_times(drawn):
     fig, _ = drawn(bars)
     assert sum(p.get_hatch() == "xx" for ax in fig.axes for p in ax.patches) == 2  # time and downtime
     assert "1 point timed out" in _title(fig)
-    paper = lines(
-        ds, "background", ["total_time", "downtime"], hue="network", style_by="dirty_rate", title="t"
-    )
-    rings = [
-        ln for ax in paper.axes for ln in ax.get_lines() if ln.get_marker() == "o" and ln.get_mfc() == "none"
-    ]
-    assert sum(len(r.get_xdata()) for r in rings) == 2 and "2 points timed out" in paper._suptitle.get_text()
+
+    def paper_rings(data):
+        fig = lines(
+            data, "background", ["total_time", "downtime"], hue="network", style_by="dirty_rate", title="t"
+        )
+        per_panel = [
+            sum(
+                len(ln.get_xdata())
+                for ln in ax.get_lines()
+                if ln.get_marker() == "o" and ln.get_mfc() == "none"
+            )
+            for ax in fig.axes[:2]
+        ]
+        return per_panel, fig._suptitle.get_text()
+
+    # both panels: a downtime there is the pause of a switchover abandoned at the timeout
+    rings, title = paper_rings(ds)
+    assert rings == [2, 2] and "2 points timed out" in title and "downtime = the pause until it" in title
+    # no pause (NaN downtime, timed out in pre-copy): nothing to ring in the downtime panel
+    ds["downtime"].loc[{"network": "1gbe", "background": 0.9}] = np.nan
+    assert paper_rings(ds)[0] == [2, 0]

@@ -268,7 +268,9 @@ def simulate_concurrent(
             use = min(step, 1.0 - frac[i])
             frac[i] += use
             sent[i] += use * B
-            last[i] = (D, ok, rates[k])
+            # a VM the table says does not complete stays on its source: no downtime (the
+            # table's run may have been abandoned in a pause, but not on this timeline)
+            last[i] = (D if ok else np.nan, ok, rates[k])
             done = frac[i] >= 1.0 - 1e-9
             if not done and not ok and t_next >= flow_at[i] + timeout[i] - 1e-9:
                 done = True  # cannot converge at its share: abandoned at its timeout

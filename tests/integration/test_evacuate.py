@@ -143,6 +143,23 @@ def test_a_vm_that_cannot_converge_stops_at_its_timeout_and_stays_on_the_source(
     assert float(ds.makespan) == pytest.approx(301.0, abs=0.01)
 
 
+def test_an_abandoned_vm_has_no_downtime_when_its_timeout_is_the_tables_horizon():
+    """With policy.timeout_s=20000 the rate tables run to the timeout itself (it exceeds 50
+    memory copies at the slowest rate), so the hot VM's progress reaches 1 at the timeout, and
+    it took the table's downtime: 0.0 s for a VM that never paused (NaN read as 0), where the
+    engines now also report an abandoned pause."""
+    vms = (
+        "evacuation.vms=[{name: hot, memory_gib: 4.0, dirty_rate_pages_s: 60000, wss_mib: 4096, count: 1},"
+        " {name: quiet, memory_gib: 2.0, dirty_rate_pages_s: 100, wss_mib: 64, count: 1}]"
+    )
+    ds = lmt.evacuate(
+        ["policy=qemu", "policy.timeout_s=20000", "evacuation=gigabit", "evacuation.setup_s=1", vms]
+    )
+    hot = ds.sel(vm="hot")
+    assert not bool(hot.completed) and np.isnan(float(hot.downtime))
+    assert float(hot.end) - float(hot.start) == pytest.approx(20001.0, abs=0.01)
+
+
 # -- what an evacuation reads, and what it refuses -------------------------------------------
 #: (override, words its one-line refusal must hold: the key, the value, where to set it instead)
 UNREAD = [

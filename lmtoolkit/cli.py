@@ -51,8 +51,11 @@ def _beyond_lines(ds) -> list[str]:
     g = lambda k: float(ds[k].item()) if k in ds else 0.0  # noqa: E731
     out = []
     if g("storage_transferred") > 0:
+        # a disk copy not in sync by the timeout takes the whole migration: memory never started
+        cut = not bool(ds["completed"].item()) and g("storage_time") >= g("total_time")
+        when = "not in sync by the timeout: abandoned, memory not migrated" if cut else "before the memory"
         out.append(
-            f"  disk copy       {_fmt_s(g('storage_time'))} before the memory, {_fmt_bytes(g('storage_transferred'))}"
+            f"  disk copy       {_fmt_s(g('storage_time'))} {when}, {_fmt_bytes(g('storage_transferred'))}"
         )
     if "numa_compatible" in ds and not bool(ds["numa_compatible"].item()):
         out.append(

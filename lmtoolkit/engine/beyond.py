@@ -20,16 +20,60 @@ and fluid engines report them identically:
   paused and writes its own disk on the destination after the switchover
   (:meth:`lmtoolkit.policies.base.Context.paused` cites QEMU); round start times shift by
   the disk phase, so ``round_start`` stays the time since the migration began.
+
+The migration's ``policy.timeout_s`` covers the disk copy too: the memory migration runs
+with what the disk copy left of it (:func:`memory_policy`), and a disk copy not in sync by
+the timeout ends the migration there (:func:`~lmtoolkit.model.storage.disk_precopy`): the
+engines then record a memory migration that never started (:data:`NOT_STARTED`), and this
+module adds the disk copy up to the timeout.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
 from ..model.energy import page_constants, pages_sent
 from ..model.numa import numa_effect
 from ..model.reliability import checksum_cpu_s, corruption, page_error_probability, resent_share
-from ..model.storage import disk_precopy
+from ..model.storage import DiskCopy, disk_precopy
+
+#: record fields of a memory migration that never started: its disk copy was not in sync by
+#: the timeout (``stop_reason`` timeout, nothing sent, no pause: downtime NaN)
+NOT_STARTED = dict(
+    total_time_s=0.0,
+    downtime_s=np.nan,
+    transferred_bytes=0.0,
+    rounds=0,
+    converged=False,
+    completed=False,
+    stop_reason="timeout",
+    throttle_max=0.0,
+    guest_slowdown=0.0,
+    postcopy_faults=0.0,
+    postcopy_time_s=0.0,
+    precopy_bytes=0.0,
+    stop_bytes=0.0,
+)
+
+
+def disk_copy(scn) -> DiskCopy:
+    """The disk copy of ``scn`` before memory, abandoned at ``policy.timeout_s`` if not in sync
+    by then (:func:`~lmtoolkit.model.storage.disk_precopy`)."""
+    return disk_precopy(scn.storage, scn.disk_rate_bytes_s, float(scn.policy.timeout_s))
+
+
+def memory_policy(scn, disk: DiskCopy | None = None):
+    """The policy the memory migration of ``scn`` runs with: ``timeout_s`` less the disk copy's
+    time, so that the timeout counts from the start of the migration, disk included (a 600 s
+    timeout after 1,734 s of disk copy had let memory run 600 s more).  ``scn.policy`` itself
+    without a disk copy, and where the copy took the whole timeout (the memory migration does
+    not start: :data:`NOT_STARTED`).  ``disk``: :func:`disk_copy` of ``scn`` if known."""
+    disk = disk_copy(scn) if disk is None else disk
+    if disk.time_s <= 0 or not disk.ready:
+        return scn.policy
+    return dataclasses.replace(scn.policy, timeout_s=float(scn.policy.timeout_s) - disk.time_s)
 
 
 def scenario_constants(scns) -> dict[str, np.ndarray]:
@@ -37,7 +81,7 @@ def scenario_constants(scns) -> dict[str, np.ndarray]:
     rows = []
     for s in scns:
         ne = numa_effect(s.vm.memory_gib, s.host)
-        disk = disk_precopy(s.storage, s.disk_rate_bytes_s)
+        disk = disk_copy(s)
         rows.append(
             {
                 **page_constants(s),

@@ -47,7 +47,7 @@ from ..model.workload import pacing_speed
 from ..policies.base import Context, State, stack_key
 from ..records import REASON_CODE, ROUND_KINDS, STOP_REASONS
 from ..scenario import Scenario
-from .beyond import apply_to_batch
+from .beyond import NOT_STARTED, apply_to_batch, disk_copy, memory_policy
 from .common import (
     ROUND_DETAIL_LIMIT,
     BatchResult,
@@ -695,6 +695,9 @@ class FluidInputs:
     xb_share: np.ndarray | None = None
     scenarios: list | None = None  # the distinct scenarios (for lmtoolkit.engine.beyond)
     inverse: np.ndarray | None = None  # (S,) row -> index in ``scenarios``
+    #: (S,) rows whose disk copy was not in sync by the timeout: no memory migration
+    #: (beyond.NOT_STARTED); None: none
+    not_started: np.ndarray | None = None
 
     @classmethod
     def from_unique(cls, uniq: list[Scenario], inverse: np.ndarray, rate_scale=None) -> FluidInputs:
@@ -739,7 +742,9 @@ class FluidInputs:
         phase_lam = phase_end = phased = None
         if sched is not None:
             phase_lam, phase_end, phased = (a[inverse] for a in sched)
-        pol = kinds.pop().stack([s.policy for s in uniq]).subset(inverse)
+        # the memory migration's policy: the timeout the disk copy left it (beyond.memory_policy)
+        disks = [disk_copy(s) for s in uniq]
+        pol = kinds.pop().stack([memory_policy(s, d) for s, d in zip(uniq, disks)]).subset(inverse)
         # regions no scenario has (the untouched rest of a workload that writes all of memory)
         # are dropped: they would only be carried through every phase as zeros
         used = (n > 0).any(axis=0)
@@ -781,6 +786,7 @@ class FluidInputs:
             xb_share=None if xbm is None else xbs[inverse],
             scenarios=list(uniq),
             inverse=np.asarray(inverse),
+            not_started=np.array([not d.ready for d in disks])[inverse],
         )
 
     @classmethod
@@ -947,6 +953,8 @@ def run_inputs(inp: FluidInputs, round_detail: int = ROUND_DETAIL_LIMIT) -> Batc
     out.scalars["memory_bytes"][:] = inp.memory_bytes
     g = _Group(inp)
     live = np.full(out.n, np.nan)  # end of each row's live (pre-copy) phase
+    if inp.not_started is not None and inp.not_started.any():
+        _not_started(g, inp.not_started, out, live)
     while g.idx.size:
         code = _first_passage(g, g.pol.decide(g.st, g.ctx))
         done = code != 0
@@ -962,6 +970,17 @@ def run_inputs(inp: FluidInputs, round_detail: int = ROUND_DETAIL_LIMIT) -> Batc
     if inp.scenarios is not None:
         apply_to_batch(out, inp.scenarios, inp.inverse, live_s=live)
     return out
+
+
+def _not_started(g: _Group, rows, out: BatchResult, live) -> None:
+    """Rows whose disk copy took the whole timeout: a memory migration that never started
+    (:data:`~lmtoolkit.engine.beyond.NOT_STARTED`, as the page engine records it); dropped
+    from the group."""
+    idx = g.idx[rows]
+    for k, v in NOT_STARTED.items():
+        out.scalars[k][idx] = v
+    live[idx] = 0.0
+    g.keep(~rows)
 
 
 def _bin_of(E, cur) -> np.ndarray:

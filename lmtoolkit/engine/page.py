@@ -36,6 +36,8 @@ per call, deterministic for a given seed.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ..errors import ConfigError
@@ -43,7 +45,7 @@ from ..model.workload import page_of_rank
 from ..policies.base import State
 from ..records import REASON_CODE, MigrationRecord, RoundRecord
 from ..scenario import Scenario
-from .beyond import apply_to_record
+from .beyond import NOT_STARTED, apply_to_record, disk_copy, memory_policy
 from .common import (
     ROUND_DETAIL_LIMIT,
     abandoned_pause_s,
@@ -852,7 +854,15 @@ def simulate_page(scn: Scenario, snapshot=None, round_detail: int = ROUND_DETAIL
     Raises :class:`ConfigError` where the bitmap cannot fit in memory (:func:`check_memory`).
     """
     check_memory(scn)
-    run = _Run(scn, snapshot, round_detail)
+    disk = disk_copy(scn)
+    if not disk.ready:  # the disk copy took the whole timeout: memory never starts
+        rec = MigrationRecord(
+            policy=scn.policy.name, engine="page", memory_bytes=float(scn.vm.memory_bytes), **NOT_STARTED
+        )
+        return apply_to_record(rec, scn, live_s=0.0)
+    pol = memory_policy(scn, disk)  # the timeout the disk copy left to memory
+    memory = scn if pol is scn.policy else dataclasses.replace(scn, policy=pol)
+    run = _Run(memory, snapshot, round_detail)
     pol, st, ctx = run.pol, run.st, run.ctx
     while True:
         code = int(pol.decide(st, ctx))

@@ -6,7 +6,8 @@ tracking, then keeps it in sync by mirroring the guest's writes while memory mig
 1. *Bulk copy with dirty-block passes* — the whole disk (``disk_gib``) is copied while a
    dirty bitmap of ``block_kib`` blocks records the guest's writes; then the dirty blocks are
    copied again, pass after pass, until what is dirty could be sent within ``ready_s`` (or
-   after ``max_passes``).  This is QEMU's ``drive-mirror`` / ``blockdev-mirror`` job (a
+   after ``max_passes``), within the migration's ``policy.timeout_s``: a copy not in sync by
+   then ends the migration there, memory never started (:func:`disk_precopy`).  This is QEMU's ``drive-mirror`` / ``blockdev-mirror`` job (a
    ``block-dirty-bitmap`` with a default granularity of 64 KiB for most images, a power of two
    from 512 B to 64 MiB (:data:`BLOCK_KIB_RANGE`); the job
    emits ``BLOCK_JOB_READY`` once source and target are in sync) and the iterative
@@ -159,13 +160,29 @@ class Storage:
 
 @dataclass(frozen=True)
 class DiskCopy:
+    """The disk copy before memory: its time (s), bytes and passes; ``ready``: in sync (the
+    mirror's ``BLOCK_JOB_READY``) before the deadline, false where it was abandoned there (then
+    ``time_s`` is the deadline and ``bytes`` what was sent by then)."""
+
     time_s: float
     bytes: float
     passes: int
+    ready: bool = True
 
 
-def disk_precopy(st: Storage, rate_bytes_s: float) -> DiskCopy:
-    """Bulk copy plus dirty-block passes at ``rate_bytes_s`` (closed form, expected values)."""
+def disk_precopy(st: Storage, rate_bytes_s: float, deadline_s: float = math.inf) -> DiskCopy:
+    """Bulk copy plus dirty-block passes at ``rate_bytes_s`` (closed form, expected values),
+    abandoned at ``deadline_s`` (s, the migration's ``policy.timeout_s``) if not in sync by then.
+
+    The memory migration starts only once the mirror is in sync: QEMU ``block/mirror.c:
+    mirror_run`` calls ``job_transition_to_ready`` (``BLOCK_JOB_READY``) only when ``cnt == 0``
+    with nothing in flight, and live storage migration starts the memory migration on that
+    event (``docs/interop/live-block-operations.rst``, drive-mirror + NBD: "Once
+    ``drive-mirror`` copies the entire data, and the event ``BLOCK_JOB_READY`` is emitted").
+    The migration's timeout covers that wait: a copy still not in sync at ``deadline_s`` is
+    cancelled there (``block-job-cancel`` of a job not yet ready; the guest never stopped and
+    keeps running on the source).  The link is busy throughout (passes back to back), so the
+    bytes sent by the deadline are ``rate x deadline``."""
     if not st.migrates:
         return DiskCopy(0.0, 0.0, 0)
     block = st.block_kib * KIB
@@ -174,8 +191,10 @@ def disk_precopy(st: Storage, rate_bytes_s: float) -> DiskCopy:
     pending = st.disk_gib * GIB  # bytes to send this pass
     t = sent = 0.0
     passes = 0
+    begun = 0  # passes begun before the deadline
     while True:
         T = pending / rate_bytes_s
+        begun += t < deadline_s
         t += T
         sent += pending
         passes += 1
@@ -184,6 +203,10 @@ def disk_precopy(st: Storage, rate_bytes_s: float) -> DiskCopy:
         if pending / rate_bytes_s <= st.ready_s or passes >= st.max_passes or pending <= 0:
             break
     # The last dirty blocks are flushed when the mirror takes over.
+    if pending > 0:
+        begun += t < deadline_s
     t += pending / rate_bytes_s
     sent += pending
+    if t >= deadline_s:  # not in sync by the deadline: abandoned there, memory never starts
+        return DiskCopy(float(deadline_s), rate_bytes_s * float(deadline_s), begun, ready=False)
     return DiskCopy(t, sent, passes + (1 if pending > 0 else 0))

@@ -299,8 +299,9 @@ class Policy:
     the phase that sent it (:meth:`link`).
 
     **Timeout** — both engines stop a migration at ``timeout_s`` (measured from the start of
-    the memory migration, after any disk pre-copy of ``storage.mode=migrate``) wherever it
-    is: inside a pre-copy pass (the pages whose send ended by then count: time, bytes, and
+    the migration: a disk copy of ``storage.mode=migrate`` counts, and one not in sync by then
+    ends the migration with memory never started, :func:`lmtoolkit.model.storage.disk_precopy`)
+    wherever it is: inside a pre-copy pass (the pages whose send ended by then count: time, bytes, and
     the interrupted pass as a round), or inside the stop-and-copy / switchover (the VM is
     resumed on the source; the bytes sent in the pause so far count).  The record then has
     ``completed = converged = false``, ``stop_reason = "timeout"``, ``total_time =

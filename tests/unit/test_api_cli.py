@@ -108,6 +108,18 @@ def test_the_summary_shows_the_beyond_one_link_results():
     assert "no checksums" in summary_text(lmt.simulate(["vm.memory_gib=0.5", "host.ecc=false"]))
 
 
+def test_the_summary_says_the_disk_copy_took_the_whole_timeout():
+    """A 2 GiB disk over 1 GbE (~18 s) with policy.timeout_s=5: the migration ends in the
+    disk copy, and the summary says memory was not migrated."""
+    from lmtoolkit.cli import summary_text
+
+    ds = lmt.simulate(["storage=migrate", "storage.disk_gib=2", "network=1gbe", "policy.timeout_s=5"])
+    assert (
+        "disk copy       5.00 s not in sync by the timeout: abandoned, memory not migrated"
+        in summary_text(ds)
+    )
+
+
 def test_an_abandoned_pause_is_shown_as_one():
     """A switchover cut by the timeout has a downtime (the pause until then): the summary, the
     one-line outcome and the teaching table say it was abandoned (they said "no downtime")."""

@@ -393,6 +393,13 @@ def test_the_figure_shows_trajectory_and_whatif_table(fitted):
     ) == 2
     tab = whatif_table(ds)
     assert list(tab.index) == ["network=1gbe", "network=10gbe"] and "total_time [s]" in tab.columns
+    # a point whose switchover was abandoned at the timeout has a downtime (its pause): it
+    # is labelled as such, not as a completed migration's "ms down"
+    cut = ds.copy(deep=True)
+    cut["downtime"].values.flat[0], cut["converged"].values.flat[0] = 30.0, False
+    cut["stop_reason"].values.flat[0] = "timeout"
+    notes = [t.get_text() for t in fig_whatif(cut).axes[1].texts]
+    assert " 30000 ms paused, then abandoned (timed out)" in notes
 
 
 def test_fit_refuses_logs_it_cannot_use(tmp_path):

@@ -80,6 +80,12 @@ def test_teaching_and_validation_figures_label_their_axes():
         "downtime (ms)",
         "data sent (GiB)",
     ]
+    # a case that did not complete: its downtime bar, where it has one (a pause abandoned at
+    # the timeout), says "abandoned"; with none (NaN), "did not complete"
+    cases["completed"][:] = [False, False]
+    cases["downtime"][:] = [30.0, np.nan]
+    notes = [t.get_text() for t in F.compare_bars(cases, ["downtime"]).axes[0].texts]
+    assert notes == ["abandoned", "did not\ncomplete"]
     bitmap = xr.DataArray(
         np.random.default_rng(0).uniform(size=(3, 8)),
         dims=("round", "address"),

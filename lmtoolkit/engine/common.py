@@ -137,26 +137,29 @@ class Switchover:
         return page_bytes + self.device_bytes * _share(np.asarray(tau) - self.page_time_s, self.device_time_s)
 
 
-def switchover(policy, st, ctx, n_nz, n_z, send_pages: bool = True) -> Switchover:
-    """Pause the VM and send ``n_nz`` non-zero and ``n_z`` zero pages plus device state.
-
-    With ``send_pages=False`` (post-copy) only the device state goes during the pause.
-    """
+def switchover(policy, st, ctx, n_nz, n_z) -> Switchover:
+    """Pause the VM and send ``n_nz`` non-zero and ``n_z`` zero pages plus device state."""
     lk = policy.link(st, ctx, stop=True)
-    rate = policy.stop_rate_bytes_s(st, ctx)
-    page_t = (
-        (n_nz * lk.t_nz + n_z * lk.t_z + first_touch_s(policy, st, ctx, n_nz, n_z, lk.t_nz))
-        if send_pages
-        else 0.0 * n_nz
-    )
-    page_b = (n_nz * lk.b_nz + n_z * lk.b_z) if send_pages else 0.0 * n_nz
+    page_t = n_nz * lk.t_nz + n_z * lk.t_z + first_touch_s(policy, st, ctx, n_nz, n_z, lk.t_nz)
+    page_b = n_nz * lk.b_nz + n_z * lk.b_z
+    return _pause(policy, ctx, policy.stop_rate_bytes_s(st, ctx), page_t, page_b)
+
+
+def postcopy_switchover(policy, st, ctx) -> Switchover:
+    """Post-copy's pause: no page, the device state, at the rate post-copy's channel carries
+    (``policy.postcopy_rate_bytes_s``: QEMU's main channel, one stream, also with multifd on;
+    :mod:`lmtoolkit.policies.postcopy`)."""
+    return _pause(policy, ctx, policy.postcopy_rate_bytes_s(st, ctx), 0.0, 0.0)
+
+
+def _pause(policy, ctx, rate, page_t, page_b) -> Switchover:
+    """The pause: pages, the device state at ``rate``, overhead, latency."""
     dev_t = ctx.device_state_bytes / rate
     overhead = policy.stop_overhead_ms / 1000.0
     lat = switchover_latency_s(policy, ctx)
     down = page_t + dev_t + overhead + lat
-    return Switchover(
-        down, page_b + ctx.device_state_bytes, page_t, page_b, dev_t, ctx.device_state_bytes, overhead, lat
-    )
+    dev_b = ctx.device_state_bytes
+    return Switchover(down, page_b + dev_b, page_t, page_b, dev_t, dev_b, overhead, lat)
 
 
 def abandoned_pause_s(pause_start_s, timeout_s):
@@ -486,6 +489,7 @@ __all__ = [
     "F_written",
     "mean_written_after",
     "switchover",
+    "postcopy_switchover",
     "switchover_latency_s",
     "abandoned_pause_s",
     "sent_by",

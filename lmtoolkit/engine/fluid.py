@@ -56,6 +56,7 @@ from .common import (
     f_written,
     fault_stall_s,
     mean_written_after,
+    postcopy_switchover,
     slowdown,
     stalled_faults,
     switchover,
@@ -2820,10 +2821,13 @@ def _finish(g: _Group, done, code, out: BatchResult, L: int, live=None) -> None:
     n_nz = P - n_z
     timeout = code == REASON_CODE["timeout"]
     post = np.broadcast_to(pol.goes_postcopy(code), P.shape) & ~timeout
-    sw_stop = switchover(pol, st, ctx, n_nz, n_z, send_pages=True)
+    sw_stop = switchover(pol, st, ctx, n_nz, n_z)
     if g.xb is not None:
         sw_stop = _xbzrle_stop(g, sub, pol, st, ctx, sw_stop, d, n_nz, n_z)
-    sw_post = switchover(pol, st, ctx, n_nz, n_z, send_pages=False)
+    # over huge pages post-copy moves every page of a host page holding a pending one (_host_push)
+    huge = post & (np.asarray(ctx.host_ratio, dtype=float) > 1)
+    hp = _host_push(g, sub, ctx) if huge.any() else None
+    sw_post = postcopy_switchover(pol, st, ctx)
     down = np.where(post, sw_post.downtime_s, sw_stop.downtime_s)
     stop_bytes = np.where(post, sw_post.bytes, sw_stop.bytes)
     # A switchover that would end after the timeout is abandoned there (for post-copy: the
@@ -2834,6 +2838,7 @@ def _finish(g: _Group, done, code, out: BatchResult, L: int, live=None) -> None:
     late = ~timeout & (st.t + down > deadline)
     late_bytes = np.where(post, sw_post.sent_by(tau), sw_stop.sent_by(tau))
     late_pages = np.where(post, 0.0, P * np.clip(tau / np.maximum(sw_stop.page_time_s, 1e-300), 0.0, 1.0))
+    pause_rate = np.where(post, pol.postcopy_rate_bytes_s(st, ctx), pol.stop_rate_bytes_s(st, ctx))
     code = np.where(late, REASON_CODE["timeout"], code)
     timeout = timeout | late
     post = post & ~late
@@ -2847,10 +2852,7 @@ def _finish(g: _Group, done, code, out: BatchResult, L: int, live=None) -> None:
     sc["throttle_max"][rows] = st.throttle_max
 
     # Post-copy phase: push the rest, faults when the guest touches a page not yet pushed.
-    lk = pol.link(st, ctx, stop=True)
-    # over huge pages every page of a host page holding a pending one (_host_push)
-    huge = post & (np.asarray(ctx.host_ratio, dtype=float) > 1)
-    hp = _host_push(g, sub, ctx) if huge.any() else None
+    lk = pol.postcopy_link(st, ctx)
     X = P if hp is None else np.where(huge, hp["X"].sum(1), P)  # pages pushed
     Xz = n_z if hp is None else np.where(huge, np.minimum(hp["Xz"].sum(1), X), n_z)  # zero ones
     T_push = (X - Xz) * lk.t_nz + Xz * lk.t_z
@@ -2885,7 +2887,7 @@ def _finish(g: _Group, done, code, out: BatchResult, L: int, live=None) -> None:
     col = np.minimum(rounds, L)
     fin = ~timeout | late  # a switchover cut by the timeout is shown up to the cut
     r, c = rows[fin], col[fin]
-    rate = np.broadcast_to(pol.stop_rate_bytes_s(st, ctx), P.shape)[fin]
+    rate = np.broadcast_to(pause_rate, P.shape)[fin]
     vals = {
         "round_start": st.t[fin],
         "round_duration": down[fin],

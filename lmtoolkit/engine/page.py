@@ -50,6 +50,7 @@ from .common import (
     ROUND_DETAIL_LIMIT,
     abandoned_pause_s,
     fault_stall_s,
+    postcopy_switchover,
     reason_name,
     sent_by,
     slowdown,
@@ -660,7 +661,8 @@ class _Run:
         )
 
     def _postcopy(self, rec, n_nz, n_z):
-        """Switch now (device state only), then push the rest while demand faults pull pages.
+        """Switch now (device state only, :func:`~.common.postcopy_switchover`), then push the
+        rest while demand faults pull pages, at post-copy's costs (``postcopy_link``).
 
         Over huge pages (``vm.pages_per_host_page`` > 1) the unit is the host page: every page of
         a host page holding a pending page is pushed (:func:`whole_host_pages`), in host pages,
@@ -668,14 +670,6 @@ class _Run:
         host page is placed, stalling the vCPU for the whole host page
         (:func:`~lmtoolkit.engine.common.fault_stall_s`)."""
         st, pol, ctx = self.st, self.pol, self.ctx
-        sw = switchover(pol, st, ctx, n_nz, n_z, send_pages=False)
-        down = float(sw.downtime_s)
-        if float(st.t) + down > float(pol.timeout_s):
-            return self._switchover_timeout(rec, sw, send_pages=False)
-        # From here the VM runs on the destination: the timeout no longer applies.
-        t1 = float(st.t) + down
-        lk = pol.link(st, ctx, stop=True)
-        t_nz, t_z, b_nz, b_z = (float(v) for v in (lk.t_nz, lk.t_z, lk.b_nz, lk.b_z))
         # huge pages move whole: every page of a host page with a pending page (whole_host_pages)
         r = self.vm.pages_per_host_page
         pend = whole_host_pages(self.pending, r)
@@ -683,6 +677,14 @@ class _Run:
             nz = self._nonzero_of(pend)
             n_nz = pend.size if nz is None else int(np.count_nonzero(nz))
             n_z = pend.size - n_nz
+        sw = postcopy_switchover(pol, st, ctx)
+        down = float(sw.downtime_s)
+        if float(st.t) + down > float(pol.timeout_s):
+            return self._switchover_timeout(rec, sw, send_pages=False)
+        # From here the VM runs on the destination: the timeout no longer applies.
+        t1 = float(st.t) + down
+        lk = pol.postcopy_link(st, ctx)
+        t_nz, t_z, b_nz, b_z = (float(v) for v in (lk.t_nz, lk.t_z, lk.b_nz, lk.b_z))
         if bool(pol.prepaging_enabled()):
             # Hot pages first, in the layout of the phase writing at the switch (the sampler's
             # writer time: Workload.ranks_of, PhasedWorkload.phase_at); a huge page goes at the
@@ -729,26 +731,9 @@ class _Run:
             faults = stalled_count((first - t1) / (pushed_at - t1), T, per_fault, self.vm.vcpus)
         stall = faults * per_fault / self.vm.vcpus
         pc_bytes = n_nz * b_nz + n_z * b_z
-        self.detail_append(
-            "stop",
-            float(st.t),
-            down,
-            0,
-            float(sw.bytes),
-            pend.size,
-            float(pol.stop_rate_bytes_s(st, ctx)),
-            1.0,
-        )
-        self.detail_append(
-            "postcopy",
-            t1,
-            T,
-            pend.size,
-            pc_bytes,
-            self.pending.size,
-            float(pol.stop_rate_bytes_s(st, ctx)),
-            0.0,
-        )
+        rate = float(pol.postcopy_rate_bytes_s(st, ctx))
+        self.detail_append("stop", float(st.t), down, 0, float(sw.bytes), pend.size, rate, 1.0)
+        self.detail_append("postcopy", t1, T, pend.size, pc_bytes, self.pending.size, rate, 0.0)
         rec.update(postcopy_faults=float(faults), postcopy_time_s=T)
         total = t1 + T
         return self._record(
@@ -777,9 +762,8 @@ class _Run:
             order = _send_order(self.pending, self.cursor)
             j, page_b = sent_by(tau, t_nz, t_z, b_nz, b_z, self._cum_nonzero(order), order.size)
         sent = float(sw.sent_by(tau, page_bytes=page_b))
-        self.detail_append(
-            "stop", float(st.t), tau, j, sent, self.pending.size, float(pol.stop_rate_bytes_s(st, ctx)), 1.0
-        )
+        rate = pol.stop_rate_bytes_s(st, ctx) if send_pages else pol.postcopy_rate_bytes_s(st, ctx)
+        self.detail_append("stop", float(st.t), tau, j, sent, self.pending.size, float(rate), 1.0)
         rec.update(converged=False, stop_reason="timeout")
         return self._record(
             rec,

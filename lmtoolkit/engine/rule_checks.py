@@ -118,6 +118,15 @@ def _asked(policy, rule: str, answer, *args, **kw):
         raise
 
 
+def _check_link(policy, rule: str, lk: Link) -> Link:
+    """A phase's per-page costs: bytes first (a page's time is made of them)."""
+    _check(policy, rule, "wire bytes per non-zero page (b_nz)", lk.b_nz, 0.0)
+    _check(policy, rule, "wire bytes per zero page (b_z)", lk.b_z, 0.0)
+    _check(policy, rule, "seconds per non-zero page (t_nz)", lk.t_nz, 0.0, lo_open=True)
+    _check(policy, rule, "seconds per zero page (t_z)", lk.t_z, 0.0)
+    return lk
+
+
 def _check_state(policy, rule: str, st) -> None:
     """The state a rule may set that the engines read: throttle share and bandwidth estimate."""
     _check(policy, rule, "st.throttle", st.throttle, 0.0, 1.0)
@@ -175,17 +184,20 @@ class CheckedPolicy:
 
     def link(self, st, ctx, stop: bool = False) -> Link:
         lk = _asked(self, "link", super().link, st, ctx, stop=stop)
-        rule = "link(stop=True)" if stop else "link"
-        # bytes first: a page's time is made of them
-        _check(self, rule, "wire bytes per non-zero page (b_nz)", lk.b_nz, 0.0)
-        _check(self, rule, "wire bytes per zero page (b_z)", lk.b_z, 0.0)
-        _check(self, rule, "seconds per non-zero page (t_nz)", lk.t_nz, 0.0, lo_open=True)
-        _check(self, rule, "seconds per zero page (t_z)", lk.t_z, 0.0)
-        return lk
+        return _check_link(self, "link(stop=True)" if stop else "link", lk)
+
+    def postcopy_link(self, st, ctx) -> Link:
+        lk = _asked(self, "postcopy_link", super().postcopy_link, st, ctx)
+        return _check_link(self, "postcopy_link", lk)
 
     def stop_rate_bytes_s(self, st, ctx):
         rate = _asked(self, "stop_rate_bytes_s", super().stop_rate_bytes_s, st, ctx)
         _check(self, "stop_rate_bytes_s", "bytes/s", rate, 0.0, lo_open=True)
+        return rate
+
+    def postcopy_rate_bytes_s(self, st, ctx):
+        rate = _asked(self, "postcopy_rate_bytes_s", super().postcopy_rate_bytes_s, st, ctx)
+        _check(self, "postcopy_rate_bytes_s", "bytes/s", rate, 0.0, lo_open=True)
         return rate
 
     def phase_pages(self, st, ctx):

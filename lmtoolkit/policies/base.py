@@ -573,19 +573,25 @@ class Policy:
         these costs; :mod:`lmtoolkit.model.reliability` states the model and its source).
         Zero pages are not hashed (a marker, not the page) and go once."""
         rate = self.stop_rate_bytes_s(st, ctx) if stop else self.rate_bytes_s(st, ctx)
+        return self._link_at(st, ctx, rate, self.detects_zero_pages)
+
+    def _link_at(self, st: State, ctx: Context, rate, zero_pages) -> Link:
+        """:meth:`link`'s costs at ``rate`` (bytes/s); where ``zero_pages`` (bool or bool
+        array) is false a zero page is sent whole, as a non-zero one."""
         b_nz = self.nonzero_wire_bytes(st, ctx)
         cpu = self.nonzero_cpu_s(st, ctx) + self.checksum_cpu_s(ctx)
         sends = self.transmissions_per_page(ctx)
         t_nz = sends * np.maximum(b_nz / rate, cpu)
         b_nz = sends * b_nz
-        detects = np.asarray(self.detects_zero_pages)
-        if not detects.any():
+        zero = np.asarray(zero_pages, dtype=bool)
+        if not zero.any():
             return Link(t_nz, t_nz, b_nz, b_nz)
         b_z = self.zero_wire_bytes(st, ctx)
         t_z = np.maximum(b_z / rate, ctx.page_bytes / self.zero_scan_bytes_s(ctx))
-        if not detects.all():  # a stacked policy, some of whose migrations send them whole
-            t_z, b_z = np.where(detects, t_z, t_nz), np.where(detects, b_z, b_nz)
-        return Link(t_nz, t_z, b_nz, b_z)
+        if zero.all():
+            return Link(t_nz, t_z, b_nz, b_z)
+        # a stacked policy, some of whose migrations send them whole
+        return Link(t_nz, np.where(zero, t_z, t_nz), b_nz, np.where(zero, b_z, b_nz))
 
     def zero_wire_bytes(self, st: State, ctx: Context):
         """Wire bytes for one zero page found by the scan: ``zero_page_bytes`` (QEMU
@@ -694,6 +700,20 @@ class Policy:
         return np.ceil(np.maximum(self.timeout_s - st.t, 0.0) / np.maximum(phase_s, 1e-12))
 
     # -- post-copy (see policies/postcopy.py) ----------------------------------------------
+    def postcopy_rate_bytes_s(self, st: State, ctx: Context):
+        """Payload throughput from the post-copy switch on: its pause (discard ranges, device
+        state), its push and its demand faults (bytes/s).  Default: the pause's rate."""
+        return self.stop_rate_bytes_s(st, ctx)
+
+    def postcopy_zero_pages(self):
+        """Post-copy sends a zero page as a marker (True) or whole (False).  Bool or bool array."""
+        return self.detects_zero_pages
+
+    def postcopy_link(self, st: State, ctx: Context) -> Link:
+        """Per-page costs after the post-copy switch: :meth:`link`'s at
+        :meth:`postcopy_rate_bytes_s`, zero pages as :meth:`postcopy_zero_pages` says."""
+        return self._link_at(st, ctx, self.postcopy_rate_bytes_s(st, ctx), self.postcopy_zero_pages())
+
     def goes_postcopy(self, code):
         """After pre-copy stopped with reason ``code``: finish by post-copy (True) or by
         stop-and-copy (False).  A post-copy-capable policy whose pre-copy converged (the rest

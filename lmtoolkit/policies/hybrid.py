@@ -11,7 +11,9 @@ Hines & Gopalan (VEE 2009) discuss the same combination as a hybrid.
 Rules: the QEMU-like pre-copy of :class:`~.qemu.QemuPolicy` (its switchover test, bandwidth
 cap, auto-converge, XBZRLE, multifd; a pass ends at a dirty-bitmap sync), but the migration
 switches to post-copy (reason ``precopy_done``) with the post-copy phase of
-:class:`~.postcopy.PostcopyPhase`:
+:class:`~.postcopy.PostcopyPhase` — over the one main channel whatever ``multifd_channels``
+(``ram.c: ram_save_target_page``, see :mod:`.postcopy`), zero pages then sent whole where
+the multifd channels scan for them (:meth:`HybridPolicy.postcopy_zero_pages`):
 
 * after ``precopy_passes`` syncs (the libvirt way, above), or
 * ``postcopy_after_s`` seconds after the start: a user or tool issues
@@ -86,6 +88,18 @@ class HybridPolicy(PostcopyPhase, QemuPolicy):
             )
         if self.postcopy_after_s is not None:
             check_range("postcopy_after_s", self.postcopy_after_s, 0, None)
+
+    def postcopy_zero_pages(self):
+        """With multifd on, post-copy sends a zero page whole: ``ram.c: ram_save_target_page``
+        looks for zero pages itself (``save_zero_page``) only ``if (!migrate_multifd() ||
+        migrate_zero_page_detection() == ZERO_PAGE_DETECTION_LEGACY)``, leaving them to the
+        multifd threads otherwise (``multifd-nocomp.c``: ``multifd_send_zero_page_detect``), and
+        in post-copy the page then goes by ``ram_save_page`` → ``save_normal_page``, which does
+        not look (10.1.0; ``zero-page-detection`` defaults to ``multifd``, ``options.c``).  So
+        post-copy finds zero pages where pre-copy's main thread would (multifd off, or
+        ``zero_page_detection=legacy``), and never with ``none``: :meth:`detects_zero_pages`
+        where the channels do not scan (:meth:`~.qemu.QemuPolicy.multifd_scans`)."""
+        return np.asarray(self.detects_zero_pages) & ~self.multifd_scans()
 
     def decide(self, st, ctx):
         """As :meth:`QemuPolicy.decide`, but at a check where a time-triggered switch is due

@@ -18,7 +18,8 @@ Sources:
   ("Userfaults trigger async page faults in the guest scheduler").
 
 What the engines do with this policy (``engine/page.py: _postcopy``, ``engine/fluid.py:
-_finish``): downtime = device state / link rate (+ ``stop_overhead_ms``); then every page not
+_finish``): downtime = device state / link rate (+ ``stop_overhead_ms`` and the latency,
+:func:`lmtoolkit.engine.common.postcopy_switchover`); then every page not
 yet on the destination is pushed once in address order (or hottest first with pre-paging),
 and a guest access to a page not yet pushed is a demand fault costing a round trip plus the
 page transfer plus ``fault_overhead_us``, stalling one vCPU (reported as ``guest_slowdown``,
@@ -37,6 +38,18 @@ rounds it down to ``qemu_ram_pagesize``) and places it whole once its last 4 KiB
 of each huge page holding a pending one (each with its header, a zero one as a marker), a fault
 is on a huge page (the guest's first touch of any of its 4 KiB pages before it is placed), and
 a fault stalls its vCPU for the whole huge page (``engine/common.py: fault_stall_s``).
+
+Post-copy's pages and its pause go over the one main migration channel: ``ram.c:
+ram_save_target_page`` hands a page to multifd only ``if (migrate_multifd() &&
+!migration_in_postcopy())`` and otherwise sends it with ``ram_save_page`` on the
+``PageSearchStatus``'s channel, the main one (``to_dst_file``) for the background scan and for
+the pages the destination asked for (``ram_save_queue_pages`` queues them for the migration
+thread; with ``postcopy-preempt``, off by default and not modelled, they go on a channel of
+their own).  10.1's ``ram_save_postcopy_prepare`` flushes the multifd channels before the
+switch for that reason ("the load of these pages must happen before switching to
+postcopy").  Post-copy runs at ``max-postcopy-bandwidth`` (``postcopy_start``:
+``migration_rate_set(migrate_max_postcopy_bandwidth())``), whose default 0 is no limit: here
+the link's rate for one stream (:meth:`PostcopyPhase.postcopy_rate_bytes_s`).
 
 Parameters (our assumptions where no source gives a number):
 
@@ -87,6 +100,11 @@ class PostcopyPhase:
 
     def fault_overhead_s(self):
         return np.asarray(self.fault_overhead_us, dtype=float) * 1e-6
+
+    def postcopy_rate_bytes_s(self, st, ctx):
+        """One stream, the main migration channel, uncapped (module doc): the pages after the
+        switch do not go over multifd's channels (``ram.c: ram_save_target_page``)."""
+        return np.minimum(ctx.line_bytes_s, self.stream_rate_bytes_s(ctx))
 
 
 @dataclass(frozen=True)

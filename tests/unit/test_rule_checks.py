@@ -108,6 +108,12 @@ class NanAccesses(PostcopyPolicy):
         return float("nan")
 
 
+@dataclass(frozen=True)
+class NoPostcopyRate(PostcopyPolicy):
+    def postcopy_rate_bytes_s(self, st, ctx):
+        return 0.0 * super().postcopy_rate_bytes_s(st, ctx)
+
+
 BAD = [
     (NanPages, "phase_pages", "nan"),
     (NegativePages, "phase_pages", "-"),
@@ -121,6 +127,7 @@ BAD = [
     (NegativeCache, "xbzrle_slots", "= -3.0"),
     (NegativeFaultCost, "fault_overhead_s", "= -1.0"),
     (NanAccesses, "fault_access_factor", "= nan"),
+    (NoPostcopyRate, "postcopy_rate_bytes_s", "bytes/s = 0.0"),  # asked by postcopy_link: named itself
 ]
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lmtoolkit.errors import ConfigError
-from lmtoolkit.model import HotColdWorkload, UniformWorkload
+from lmtoolkit.model import HotColdWorkload, IdleWorkload, UniformWorkload
 from lmtoolkit.policies import QemuPolicy
 from tests.conftest import run, scenario
 
@@ -415,6 +415,54 @@ def test_multifd_channels_send_the_switchover_at_up_to_channels_x_one_stream(eng
     one, two, four = stop_s(0), stop_s(2), stop_s(4)
     assert one == pytest.approx(2.0 * two, rel=0.05)
     assert one == pytest.approx(3.0 * four, rel=0.05)
+
+
+# -- once in post-copy, RAM goes over the main channel, not multifd (QEMU 10.1) ---------------
+def _hybrid_on_four_streams(engine, workload, zero_fraction=0.0, **kw):
+    """A 1 GiB hybrid on a 4 Gbit/s link whose one stream carries 1 Gbit/s (no latency)."""
+    from dataclasses import replace
+
+    from lmtoolkit.model import Network
+    from lmtoolkit.policies import HybridPolicy
+
+    pol = HybridPolicy(**kw)
+    scn = scenario(memory_gib=1.0, workload=workload, policy=pol, engine=engine, zero_fraction=zero_fraction)
+    scn = replace(
+        scn, network=Network(bandwidth_gbit_s=4.0, stream_gbit_s=1.0, efficiency=1.0, latency_ms=0.0)
+    )
+    r = run(scn)
+    assert r.stop_reason == "precopy_done"
+    return r, {x.kind: x for x in r.round_detail}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_post_copy_after_multifd_pre_copy_runs_on_the_one_main_channel(engine):
+    """``ram.c: ram_save_target_page`` hands a page to multifd only ``!migration_in_postcopy()``:
+    with 4 channels the pre-copy pass runs at 4 streams' rate, the pause (device state) and the
+    push at one's.  Both had gone at 4 (a 4 GiB hybrid over 40 ms with a 4 MiB window, 20,000
+    writes/s: push 12.6 s, now 28.3 s)."""
+    one = 1e9 / 8  # bytes/s
+    r, rd = _hybrid_on_four_streams(engine, UniformWorkload(dirty_rate_pages_s=20_000), multifd_channels=4)
+    assert rd["precopy"].bytes / rd["precopy"].duration_s == pytest.approx(4 * one, rel=1e-6)
+    assert rd["postcopy"].bytes / rd["postcopy"].duration_s == pytest.approx(one, rel=1e-6)
+    assert rd["postcopy"].bytes == pytest.approx(rd["postcopy"].pages * (4096 + 8), rel=1e-9)
+    assert r.downtime_s == pytest.approx(r.stop_bytes / one, rel=1e-9)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_post_copy_sends_zero_pages_whole_where_multifd_looks_for_them(engine):
+    """With multifd (``zero-page-detection=multifd``, the default) ``ram_save_target_page`` leaves
+    zero pages to the multifd threads, and in post-copy ``ram_save_page`` sends them whole: an
+    idle guest of 80 % zero pages switched 0.5 s into its first pass pushes its unsent tail at
+    4,104 bytes a page with multifd, its zero pages as 9-byte markers without."""
+    wl = IdleWorkload()
+    kw = dict(postcopy_after_s=0.5, zero_fraction=0.8)
+    _, on = _hybrid_on_four_streams(engine, wl, multifd_channels=2, **kw)
+    _, off = _hybrid_on_four_streams(engine, wl, **kw)
+    pc_on, pc_off = on["postcopy"], off["postcopy"]
+    assert pc_on.bytes == pytest.approx(pc_on.pages * (4096 + 8), rel=1e-9)
+    zero = (pc_off.pages * (4096 + 8) - pc_off.bytes) / (4096 + 8 - 9)  # zero pages pushed as markers
+    assert zero == pytest.approx(0.8 * pc_off.pages, rel=0.02)
 
 
 # -- QEMU >= 10.1 asks "switch to post-copy?" before "complete?" ------------------------------

@@ -11,6 +11,7 @@ a window that are written after their send: ``F(T) / T``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,18 +91,18 @@ def mean_written_after(lam, a, b, sequential):
 def _share(t, duration):
     """Share of a transfer of ``duration`` s done after ``t`` s (1 for an empty one)."""
     duration = np.asarray(duration, dtype=float)
-    return np.where(
-        duration > 0, np.clip(np.asarray(t, dtype=float) / np.maximum(duration, 1e-300), 0.0, 1.0), 1.0
-    )
+    some = duration > 0
+    return np.where(some, np.clip(np.asarray(t, dtype=float) / np.where(some, duration, 1.0), 0.0, 1.0), 1.0)
 
 
 @dataclass
 class Switchover:
     """Cost of the switchover: downtime (s) and bytes sent while the VM is paused.
 
-    The pause sends the pages (``page_time_s``, ``page_bytes``), then the device state
-    (``device_time_s``, ``device_bytes``); the fixed ``stop_overhead_ms`` (``overhead_s``)
-    and the link's propagation to the destination (``latency_s``,
+    The pause sends the pages (``page_time_s``, ``page_bytes``; none for post-copy), post-copy's
+    discard ranges (``discard_time_s``, ``discard_bytes``: :func:`postcopy_switchover`), then
+    the device state (``device_time_s``, ``device_bytes``); the fixed ``stop_overhead_ms``
+    (``overhead_s``) and the link's propagation to the destination (``latency_s``,
     :func:`switchover_latency_s`) come last: they carry no bytes.
     """
 
@@ -113,28 +114,31 @@ class Switchover:
     device_bytes: object = 0.0
     overhead_s: object = 0.0
     latency_s: object = 0.0
+    discard_time_s: object = 0.0
+    discard_bytes: object = 0.0
 
     def with_pages(self, page_time_s, page_bytes) -> Switchover:
         """The same pause with the pages costing ``page_time_s`` / ``page_bytes`` instead
-        (XBZRLE's last stage): device state, overhead and latency unchanged."""
-        return Switchover(
-            page_time_s + self.device_time_s + self.overhead_s + self.latency_s,
-            page_bytes + self.device_bytes,
-            page_time_s,
-            page_bytes,
-            self.device_time_s,
-            self.device_bytes,
-            self.overhead_s,
-            self.latency_s,
+        (XBZRLE's last stage): the rest unchanged."""
+        rest_s = self.discard_time_s + self.device_time_s + self.overhead_s + self.latency_s
+        return dataclasses.replace(
+            self,
+            downtime_s=page_time_s + rest_s,
+            bytes=page_bytes + self.discard_bytes + self.device_bytes,
+            page_time_s=page_time_s,
+            page_bytes=page_bytes,
         )
 
     def sent_by(self, tau, page_bytes=None):
         """Bytes on the link in the first ``tau`` s of the pause (a switchover cut by the
         timeout).  ``page_bytes``: what the pages sent by then weigh (the page engine counts
-        whole pages); default pro rata of the page time (the fluid engine)."""
+        whole pages); default pro rata of the page time (the fluid engine).  The discard
+        ranges and the device state count pro rata of their times."""
         if page_bytes is None:
             page_bytes = self.page_bytes * _share(tau, self.page_time_s)
-        return page_bytes + self.device_bytes * _share(np.asarray(tau) - self.page_time_s, self.device_time_s)
+        t = np.asarray(tau) - self.page_time_s
+        disc = self.discard_bytes * _share(t, self.discard_time_s)
+        return page_bytes + disc + self.device_bytes * _share(t - self.discard_time_s, self.device_time_s)
 
 
 def switchover(policy, st, ctx, n_nz, n_z) -> Switchover:
@@ -145,21 +149,27 @@ def switchover(policy, st, ctx, n_nz, n_z) -> Switchover:
     return _pause(policy, ctx, policy.stop_rate_bytes_s(st, ctx), page_t, page_b)
 
 
-def postcopy_switchover(policy, st, ctx) -> Switchover:
-    """Post-copy's pause: no page, the device state, at the rate post-copy's channel carries
-    (``policy.postcopy_rate_bytes_s``: QEMU's main channel, one stream, also with multifd on;
-    :mod:`lmtoolkit.policies.postcopy`)."""
-    return _pause(policy, ctx, policy.postcopy_rate_bytes_s(st, ctx), 0.0, 0.0)
+def postcopy_switchover(policy, st, ctx, runs) -> Switchover:
+    """Post-copy's pause: no page, the discard ranges of the ``runs`` runs of pages still dirty
+    (``policy.discard_bytes``; QEMU ``ram.c: ram_postcopy_send_discard_bitmap``, sent by
+    ``migration.c: postcopy_start`` before the device state) and the device state, at the rate
+    post-copy's channel carries (``policy.postcopy_rate_bytes_s``: QEMU's main channel, one
+    stream, also with multifd on; :mod:`lmtoolkit.policies.postcopy`)."""
+    rate = policy.postcopy_rate_bytes_s(st, ctx)
+    disc_b = policy.discard_bytes(runs)
+    return _pause(policy, ctx, rate, 0.0 * disc_b, 0.0 * disc_b, disc_b / rate, disc_b)
 
 
-def _pause(policy, ctx, rate, page_t, page_b) -> Switchover:
-    """The pause: pages, the device state at ``rate``, overhead, latency."""
+def _pause(policy, ctx, rate, page_t, page_b, disc_t=0.0, disc_b=0.0) -> Switchover:
+    """The pause: pages, discard ranges, the device state at ``rate``, overhead, latency."""
     dev_t = ctx.device_state_bytes / rate
     overhead = policy.stop_overhead_ms / 1000.0
     lat = switchover_latency_s(policy, ctx)
-    down = page_t + dev_t + overhead + lat
+    down = page_t + disc_t + dev_t + overhead + lat
     dev_b = ctx.device_state_bytes
-    return Switchover(down, page_b + dev_b, page_t, page_b, dev_t, dev_b, overhead, lat)
+    return Switchover(
+        down, page_b + disc_b + dev_b, page_t, page_b, dev_t, dev_b, overhead, lat, disc_t, disc_b
+    )
 
 
 def abandoned_pause_s(pause_start_s, timeout_s):

@@ -132,6 +132,16 @@ def whole_host_pages(pending: np.ndarray, ratio: int) -> np.ndarray:
     return (hosts[first][:, None] * ratio + np.arange(ratio)).ravel()
 
 
+def discard_runs(pages: np.ndarray) -> int:
+    """Runs of consecutive numbers in the sorted ``pages``: the ranges post-copy's pause sends
+    to the destination (QEMU ``ram.c: postcopy_send_discard_bm_ram``, one per run of set bits
+    of the RAMBlock's bitmap; over huge pages of :func:`whole_host_pages`, as
+    ``postcopy_chunk_hostpages_pass`` leaves it)."""
+    if not pages.size:
+        return 0
+    return 1 + int(np.count_nonzero(np.diff(pages) != 1))
+
+
 def _send_order(pending: np.ndarray, cursor: int) -> np.ndarray:
     """The bitmap's pages (sorted) in send order: from ``cursor`` up, then wrapping around."""
     i0 = int(np.searchsorted(pending, cursor))
@@ -661,8 +671,8 @@ class _Run:
         )
 
     def _postcopy(self, rec, n_nz, n_z):
-        """Switch now (device state only, :func:`~.common.postcopy_switchover`), then push the
-        rest while demand faults pull pages, at post-copy's costs (``postcopy_link``).
+        """Switch now (discard ranges and device state, :func:`~.common.postcopy_switchover`), then
+        push the rest while demand faults pull pages, at post-copy's costs (``postcopy_link``).
 
         Over huge pages (``vm.pages_per_host_page`` > 1) the unit is the host page: every page of
         a host page holding a pending page is pushed (:func:`whole_host_pages`), in host pages,
@@ -677,7 +687,7 @@ class _Run:
             nz = self._nonzero_of(pend)
             n_nz = pend.size if nz is None else int(np.count_nonzero(nz))
             n_z = pend.size - n_nz
-        sw = postcopy_switchover(pol, st, ctx)
+        sw = postcopy_switchover(pol, st, ctx, discard_runs(pend))
         down = float(sw.downtime_s)
         if float(st.t) + down > float(pol.timeout_s):
             return self._switchover_timeout(rec, sw, send_pages=False)
@@ -751,7 +761,7 @@ class _Run:
         resumes on the source), and the guest was paused from the stop until then: that is
         its downtime (:func:`~lmtoolkit.engine.common.abandoned_pause_s`).  Counts the pages
         whose send ended by then (in send order from the cursor, the one in flight pro rata)
-        and the share of the device state sent."""
+        and the share of the discard ranges (post-copy) and the device state sent."""
         st, pol, ctx = self.st, self.pol, self.ctx
         tau = float(abandoned_pause_s(st.t, pol.timeout_s))
         j = 0

@@ -200,6 +200,11 @@ class CheckedPolicy:
         _check(self, "postcopy_rate_bytes_s", "bytes/s", rate, 0.0, lo_open=True)
         return rate
 
+    def discard_bytes(self, runs):
+        b = _asked(self, "discard_bytes", super().discard_bytes, runs)
+        _check(self, "discard_bytes", "bytes", b, 0.0)
+        return b
+
     def phase_pages(self, st, ctx):
         k = _asked(self, "phase_pages", super().phase_pages, st, ctx)
         _check(self, "phase_pages", "pages", k, 0.0)

@@ -714,6 +714,11 @@ class Policy:
         :meth:`postcopy_rate_bytes_s`, zero pages as :meth:`postcopy_zero_pages` says."""
         return self._link_at(st, ctx, self.postcopy_rate_bytes_s(st, ctx), self.postcopy_zero_pages())
 
+    def discard_bytes(self, runs):
+        """Post-copy: bytes the switch's pause sends to tell the destination which pages to drop,
+        for ``runs`` runs of pages still dirty in address order (scalar or array).  Default: none."""
+        return 0.0 * np.asarray(runs, dtype=float)
+
     def goes_postcopy(self, code):
         """After pre-copy stopped with reason ``code``: finish by post-copy (True) or by
         stop-and-copy (False).  A post-copy-capable policy whose pre-copy converged (the rest

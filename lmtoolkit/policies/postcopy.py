@@ -18,8 +18,8 @@ Sources:
   ("Userfaults trigger async page faults in the guest scheduler").
 
 What the engines do with this policy (``engine/page.py: _postcopy``, ``engine/fluid.py:
-_finish``): downtime = device state / link rate (+ ``stop_overhead_ms`` and the latency,
-:func:`lmtoolkit.engine.common.postcopy_switchover`); then every page not
+_finish``): downtime = (discard ranges + device state) / link rate (+ ``stop_overhead_ms``
+and the latency, :func:`lmtoolkit.engine.common.postcopy_switchover`); then every page not
 yet on the destination is pushed once in address order (or hottest first with pre-paging),
 and a guest access to a page not yet pushed is a demand fault costing a round trip plus the
 page transfer plus ``fault_overhead_us``, stalling one vCPU (reported as ``guest_slowdown``,
@@ -39,7 +39,29 @@ of each huge page holding a pending one (each with its header, a zero one as a m
 is on a huge page (the guest's first touch of any of its 4 KiB pages before it is placed), and
 a fault stalls its vCPU for the whole huge page (``engine/common.py: fault_stall_s``).
 
-Post-copy's pages and its pause go over the one main migration channel: ``ram.c:
+The switch's pause also sends the *discard ranges*: ``migration.c: postcopy_start`` stops the VM
+and calls ``ram.c: ram_postcopy_send_discard_bitmap``, which syncs the bitmap once more and, per
+RAMBlock, canonicalises it to whole host pages (``postcopy_chunk_hostpages_pass``) and sends
+every run of consecutive dirty target pages as one (start, length) range
+(``postcopy_send_discard_bm_ram`` → ``postcopy-ram.c: postcopy_discard_send_range``), before
+the device-state package, on the same channel.  ``postcopy_discard_send_range`` ships them
+``MAX_DISCARDS_PER_COMMAND`` = 12 to a ``MIG_CMD_POSTCOPY_RAM_DISCARD`` command
+(``postcopy_discard_send_finish`` the rest of the block), and ``savevm.c:
+qemu_savevm_send_postcopy_ram_discard`` lays one out as a version byte, the name's length,
+the RAMBlock's name and a 0 byte, then a be64 start and a be64 length per range, behind
+``qemu_savevm_command_send``'s ``QEMU_VM_COMMAND`` byte, be16 command and be16 length (the same
+in 8.2.0, 9.2.0, 10.0.0 and 10.1.0).  So ``runs`` runs cost ``16 runs + (8 + name) x
+ceil(runs / 12)`` bytes (:meth:`PostcopyPhase.discard_bytes`), guest RAM taken as the one
+RAMBlock ``pc.ram`` (``hw/i386/pc.c``: ``default_ram_id``).  The page engine counts the runs
+of its bitmap; the fluid engine takes their expected number (``engine/fluid.py:
+_discard_runs``).  A run of dirty pages is a pre-copy leftover, so the pause of a post-copy
+without pre-copy sends one range (every page is dirty), and a hybrid's after a pass left
+19.7 % of a 4 GiB guest dirty (1 GbE, 10,000 random writes/s) 154,000 ranges, 2.65 MB: its
+downtime went from 2.4 to 24.9 ms (both engines).  The
+destination's work per range (``savevm.c: loadvm_postcopy_ram_handle_discard`` →
+``ram_discard_range``, an ``madvise`` or hole punch each) is not modelled: no measured figure.
+
+Post-copy's pages, like its pause, go over the one main migration channel: ``ram.c:
 ram_save_target_page`` hands a page to multifd only ``if (migrate_multifd() &&
 !migration_in_postcopy())`` and otherwise sends it with ``ram_save_page`` on the
 ``PageSearchStatus``'s channel, the main one (``to_dst_file``) for the background scan and for
@@ -71,6 +93,16 @@ import numpy as np
 from ..errors import check_range
 from ..records import REASON_CODE
 from .base import Policy
+
+#: postcopy-ram.c: MAX_DISCARDS_PER_COMMAND (ranges per MIG_CMD_POSTCOPY_RAM_DISCARD)
+DISCARDS_PER_COMMAND = 12
+#: savevm.c, qemu_savevm_send_postcopy_ram_discard: a be64 start and a be64 length per range
+DISCARD_RANGE_BYTES = 16
+#: the RAMBlock the ranges name: guest RAM's (hw/i386/pc.c: default_ram_id "pc.ram")
+RAM_BLOCK_NAME = "pc.ram"
+#: per command: QEMU_VM_COMMAND byte, be16 command, be16 length (qemu_savevm_command_send),
+#: version byte, name length byte, the name and its 0 byte (qemu_savevm_send_postcopy_ram_discard)
+DISCARD_COMMAND_BYTES = 1 + 2 + 2 + 1 + 1 + len(RAM_BLOCK_NAME) + 1
 
 
 @dataclass(frozen=True)
@@ -106,17 +138,24 @@ class PostcopyPhase:
         switch do not go over multifd's channels (``ram.c: ram_save_target_page``)."""
         return np.minimum(ctx.line_bytes_s, self.stream_rate_bytes_s(ctx))
 
+    def discard_bytes(self, runs):
+        """Bytes of the ``MIG_CMD_POSTCOPY_RAM_DISCARD`` commands for ``runs`` dirty runs of the
+        one RAMBlock (module doc): 16 per range and a command's header per 12 ranges."""
+        runs = np.asarray(runs, dtype=float)
+        return DISCARD_RANGE_BYTES * runs + DISCARD_COMMAND_BYTES * np.ceil(runs / DISCARDS_PER_COMMAND)
+
 
 @dataclass(frozen=True)
 class PostcopyPolicy(PostcopyPhase, Policy):
-    """Post-copy: switch at once (downtime = device state), then push pages while faults pull them."""
+    """Post-copy: switch at once (downtime: device state, one discard range), then push while faults pull."""
 
     name = "postcopy"
     precopy = False
     # dst_populate_mib_s (inherited) is read only by a stop-and-copy's pages (engine/common.py:
-    # first_touch_s); here the pause sends the device state alone
+    # first_touch_s); here the pause sends the device state and the discard ranges, no page
     unused_fields = {
-        "dst_populate_mib_s": "post-copy pauses the VM only to send its device state; every page goes "
+        "dst_populate_mib_s": "post-copy pauses the VM only to send its device state (and the ranges to "
+        "discard); every page goes "
         "after the switch, by push or demand fault, so none is populated in the pause",
     }
 

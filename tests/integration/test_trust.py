@@ -52,8 +52,8 @@ def test_cache_recomputes_when_a_rule_changes(tmp_path):
     # edit a rule in the copy: every switchover costs 2 s more
     common = work / "lmtoolkit" / "engine" / "common.py"
     text = common.read_text()
-    assert "down = page_t + dev_t" in text
-    common.write_text(text.replace("down = page_t + dev_t", "down = 2.0 + page_t + dev_t"))
+    assert "down = page_t + disc_t + dev_t" in text
+    common.write_text(text.replace("down = page_t + disc_t + dev_t", "down = 2.0 + page_t + disc_t + dev_t"))
     h2 = code_hash()
     assert h2 != h1
     rerun = lmtk(args, env, tmp_path)
@@ -92,8 +92,8 @@ for step in sys.argv[1:]:
         (pkg / "analytic.py").write_text((pkg / "analytic.py").read_text() + "# edited\\n")
     elif step == "edit-rule":  # every switchover 2 s longer
         text = common.read_text()
-        assert "down = page_t + dev_t" in text
-        common.write_text(text.replace("down = page_t + dev_t", "down = 2.0 + page_t + dev_t"))
+        assert "down = page_t + disc_t + dev_t" in text
+        common.write_text(text.replace("down = page_t + disc_t + dev_t", "down = 2.0 + page_t + disc_t + dev_t"))
 print(json.dumps(out))
 """
 

@@ -109,6 +109,12 @@ class NanAccesses(PostcopyPolicy):
 
 
 @dataclass(frozen=True)
+class NegativeDiscard(PostcopyPolicy):
+    def discard_bytes(self, runs):
+        return -16.0 * runs
+
+
+@dataclass(frozen=True)
 class NoPostcopyRate(PostcopyPolicy):
     def postcopy_rate_bytes_s(self, st, ctx):
         return 0.0 * super().postcopy_rate_bytes_s(st, ctx)
@@ -127,6 +133,7 @@ BAD = [
     (NegativeCache, "xbzrle_slots", "= -3.0"),
     (NegativeFaultCost, "fault_overhead_s", "= -1.0"),
     (NanAccesses, "fault_access_factor", "= nan"),
+    (NegativeDiscard, "discard_bytes", "= -16.0"),
     (NoPostcopyRate, "postcopy_rate_bytes_s", "bytes/s = 0.0"),  # asked by postcopy_link: named itself
 ]
 

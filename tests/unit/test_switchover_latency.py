@@ -45,14 +45,16 @@ CASES = {
 }
 
 #: (total_time, downtime) at latency 0 before the latency was modelled (commit 89a2f06):
-#: the testbed's localhost setting must not move by a bit
+#: the testbed's localhost setting must not move by a bit.  Post-copy's since its pause sends the
+#: discard ranges: one here (every page dirty), 30 bytes more (0.45802692085106383,
+#: 0.00022310127659574467 before)
 PINNED = {
     ("xen_idle", "page"): (9.158307404255286, 0.002231012765957447),
     ("xen_idle", "fluid"): (9.158307404255305, 0.002231012765957447),
     ("qemu_xbzrle", "page"): (5.35778585132772, 0.25775378324260306),
     ("qemu_xbzrle", "fluid"): (5.346433022424173, 0.297101105765193),
-    ("postcopy", "page"): (0.45802692085106383, 0.00022310127659574467),
-    ("postcopy", "fluid"): (0.45802692085106383, 0.00022310127659574467),
+    ("postcopy", "page"): (0.45802694638297875, 0.0002231268085106383),
+    ("postcopy", "fluid"): (0.45802694638297875, 0.0002231268085106383),
     ("vmware", "page"): (0.3122460005673759, 0.0070434541843971635),
     ("vmware", "fluid"): (0.31234890709159296, 0.007146360708614257),
 }

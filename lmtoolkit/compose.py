@@ -566,26 +566,31 @@ def _check_fixed_keys(cfg: DictConfig) -> None:
 
 #: the key of a sweep axis over policy classes (``sweep.axes.pol: {key: policy._target_, …}``)
 CLASS_KEY = "policy._target_"
+#: the keys of sweep axes that choose the policy's class: over plug-in classes, or over the
+#: ``policy`` group's options (``{key: policy, values: [vmware, hyperv]}``)
+POLICY_AXIS_KEYS = (CLASS_KEY, "policy")
 
 
-def sweeps_policy_class(cfg: DictConfig) -> bool:
-    """Does ``cfg`` declare a sweep axis over policy classes (:data:`CLASS_KEY`)?"""
+def sweeps_policy(cfg: DictConfig) -> bool:
+    """Does ``cfg`` declare a sweep axis that chooses the policy (:data:`POLICY_AXIS_KEYS`)?"""
     axes = OmegaConf.select(cfg, "sweep.axes")
     return isinstance(axes, DictConfig) and any(
-        isinstance(spec, DictConfig) and spec.get("key") == CLASS_KEY for spec in axes.values()
+        isinstance(spec, DictConfig) and spec.get("key") in POLICY_AXIS_KEYS for spec in axes.values()
     )
 
 
 def _check_policy_keys(cfg: DictConfig) -> None:
     """A ``policy.*`` key the selected class does not have is an unknown key — except under a
-    sweep over policy classes: the base option's class does not run there, and each class of
-    the axis is checked against the keys set for it when the sweep lays out its points
-    (:func:`lmtoolkit.sweep.plan.expand_plan`; ``policy.cap=5`` for classes that all have
-    ``cap`` was "unknown key 'policy.cap' for policy 'qemu'")."""
+    sweep axis that chooses the policy (a group or class axis): the base option's class does
+    not run there, and each option or class of the axis is checked against the keys set for
+    it when the sweep lays out its points (:func:`lmtoolkit.sweep.plan.expand_plan`;
+    ``policy.cap=5`` for classes that all have ``cap`` was "unknown key 'policy.cap' for
+    policy 'qemu'", and so was ``policy.max_passes=3`` under an axis over ``[hyperv,
+    hyperv_2008r2]``, while ``policy=hyperv`` as the base is refused as swept)."""
     from dataclasses import fields
 
     node = cfg.get("policy")
-    if not isinstance(node, DictConfig) or sweeps_policy_class(cfg):
+    if not isinstance(node, DictConfig) or sweeps_policy(cfg):
         return
     d = OmegaConf.to_container(node, resolve=True)
     cls = policy_class(d)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from ..compose import CLASS_KEY, leaf_keys, sweeps_policy_class
+from ..compose import CLASS_KEY, leaf_keys, sweeps_policy
 from ..errors import ConfigError
 from ..paths import group_options
 from ..units import unit_of_key
@@ -39,6 +39,11 @@ class Axis:
     swap_class: bool = False  # policy._target_: the policy's class swapped (its own defaults)
     long_name: str = ""
     units: str | None = None
+
+    @property
+    def swaps_policy(self) -> bool:
+        """Does each value choose the policy's class (a ``policy`` group or class axis)?"""
+        return self.swap_class or (self.group and self.key == "policy")
 
     def coord(self) -> np.ndarray:
         if self.group or any(isinstance(v, str) for v in self.values):
@@ -174,9 +179,9 @@ def _axis(cfg, dim: str, spec, max_values) -> Axis:
             raise _err(
                 where, key, f"'{key}' cannot be swept (sweep axes change the simulation, not how it runs)"
             )
-        # (a key of the classes a policy._target_ axis swaps in: checked in each cell, plan.py)
+        # (a key of the classes or options a policy axis swaps in: checked in each cell, plan.py)
         missing = OmegaConf.select(cfg, key, default="__missing__") == "__missing__"
-        if missing and not (key.startswith("policy.") and sweeps_policy_class(cfg)):
+        if missing and not (key.startswith("policy.") and sweeps_policy(cfg)):
             valid = [k for k in leaf_keys(cfg) if not k.startswith(NOT_SWEEPABLE)]
             close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
             hint = f"; did you mean {', '.join(close)}?" if close else ""

@@ -43,6 +43,7 @@ from ..compose import (
     config_yaml,
     first_line,
     hydra_overrides,
+    hydra_value,
     is_hydra_override,
     split_override,
     task_of,
@@ -491,16 +492,37 @@ def _cell_error(e: ConfigError, pairs) -> ConfigError:
     return ConfigError(e.key, e.value, e.allowed, message=e.text() + (f" (at {where})" if where else ""))
 
 
-def _check_class_keys(axis: Axis, keep: set[str], cfg) -> None:
-    """A policy key set for a ``policy._target_`` axis (``keep``: command line, experiment,
-    debug or local file) that some of its classes have and others do not: one error naming
-    the key and both sets of classes (each class runs with the keys set for it; the base
-    option's class does not run).  A key none of them has is left to the cell's "unknown key"
-    error (with its closest keys)."""
+def _policy_fields_per_value(axis: Axis) -> dict[str, dict]:
+    """Field name -> default of the policy class each value of a policy axis runs (a
+    ``policy._target_`` axis: its classes; a ``policy`` group axis: the class its option's
+    file names, through its defaults list).  An option whose class cannot be told here (a
+    plug-in not importable) is left out: its cell gives that error, naming the option."""
     from ..policies import policy_fields
 
-    fields_of = {str(v): policy_fields({"_target_": v}) for v in axis.values}
-    for key in sorted(keep - {"name", "_target_"}):
+    if axis.swap_class:
+        return {str(v): policy_fields({"_target_": v}) for v in axis.values}
+    out = {}
+    for v in map(str, axis.values):
+        node = group_option_node("policy", v)
+        if node is None:  # a file this shortcut does not follow: as Hydra composes it
+            node = compose_raw([f"policy={v}"]).policy
+        try:
+            out[v] = policy_fields(OmegaConf.to_container(node, resolve=False))
+        except ConfigError:
+            continue
+    return out
+
+
+def _check_policy_axis_keys(axis: Axis, keep: set[str], cfg) -> None:
+    """A policy key set for an axis that chooses the policy (``keep``: command line,
+    experiment, debug or local file) that some of its classes or options have and others do
+    not: one error naming the key and both sets (each runs with the keys set for it; the base
+    option's class does not run).  A key none of them has is left to the cell's "unknown key"
+    error (with its closest keys)."""
+    keys = sorted(keep - {"name", "_target_"})
+    fields_of = _policy_fields_per_value(axis) if keys else {}
+    what, label = ("class", "") if axis.swap_class else ("option", "policy ")
+    for key in keys:
         have = [c for c, f in fields_of.items() if key in f]
         lack = [c for c in fields_of if c not in have]
         if have and lack:
@@ -509,9 +531,10 @@ def _check_class_keys(axis: Axis, keep: set[str], cfg) -> None:
                 f"policy.{key}",
                 value,
                 "",
-                message=f"policy.{key}={value} is a key of {', '.join(have)} but not of {', '.join(lack)} "
-                f"(sweep.axes.{axis.dim}: policy._target_): every class of the axis runs with it; "
-                f"sweep only classes that have it, or leave it out",
+                message=f"policy.{key}={hydra_value(value)} is a key of {label}{', '.join(have)} but not of "
+                f"{label}{', '.join(lack)} (sweep.axes.{axis.dim}: {axis.key}): every {what} of the axis "
+                f"runs with it; sweep only {what}{'es' if axis.swap_class else 's'} that have it, or "
+                "leave it out",
             )
 
 
@@ -565,11 +588,11 @@ def expand_plan(plan: Plan) -> Plan:
     # cells: one Hydra composition per combination of group (and policy class) swaps ...
     gaxes = [a for a in axes if a.group or a.swap_class]
     swapped = {a.key for a in gaxes}
-    # a class swap keeps the policy keys set outside the base option (command line, experiment)
-    keep = keys_set_outside("policy", overrides) if any(a.swap_class for a in gaxes) else set()
+    # a policy swap keeps the policy keys set outside the base option (command line, experiment)
+    keep = keys_set_outside("policy", overrides) if any(a.swaps_policy for a in gaxes) else set()
     for a in gaxes:
-        if a.swap_class:
-            _check_class_keys(a, keep, cfg)
+        if a.swaps_policy:
+            _check_policy_axis_keys(a, keep, cfg)
     base_ov = [o for o in overrides if split_override(o)[1] not in swapped]
     raw_cells, templates = [], []
     # a key set for the whole sweep (not by an axis) that a cell does not read is put back to

@@ -293,9 +293,11 @@ BAD = [
         ["sweep", "experiment=quickstart", "sweep.axes.dirty_rate.values=[1000,abc]"],
         ["(at sweep.axes.dirty_rate:"],
     ),
+    (["sweep", "experiment=quickstart", "policy.timeout_s=-1"], ["(at sweep.axes.policy: policy=vmware)"]),
+    # a key of one option of a policy axis only: named with both sets before any point is built
     (
         ["sweep", "experiment=quickstart", "policy.switchover_goal_ms=-1"],
-        ["(at sweep.axes.policy: policy=vmware)"],
+        ["policy.switchover_goal_ms=-1 is a key of policy vmware but not of policy hyperv"],
     ),
     # a mapping for a list: Hydra's "Error merging override evacuation.vms={a: 1}"
     (["evacuate", "evacuation.vms={a: 1}"], ["evacuation.vms=", "a list"]),

@@ -485,6 +485,52 @@ def test_a_target_axis_takes_a_key_its_classes_have_and_the_base_lacks(tmp_path,
         lmt.simulate([*ov, "policy.cap=2"])  # no axis: the base policy runs, and lacks it
 
 
+def test_a_policy_group_axis_takes_a_key_its_options_have_and_the_base_lacks(tmp_path, monkeypatch):
+    """``policy.max_passes=3`` under an axis over ``[hyperv, hyperv_2008r2]`` was "unknown key
+    'policy.max_passes' for policy 'qemu'" (the base option, which no point runs; and
+    ``policy=hyperv`` as the base is refused as swept).  Now each option runs with it, as a
+    class axis does; a key only some options have is one error naming both sets."""
+    import lmtoolkit as lmt
+    from lmtoolkit.sweep import make_plan
+
+    monkeypatch.setenv("LMT_RESULTS_DIR", str(tmp_path / "results"))
+    ov = ["workload=uniform", "workload.dirty_rate_pages_s=60000", "vm.memory_gib=0.5", "network=1gbe"]
+    ov += ["engine=fluid", "sweep.replicates=1"]
+    hv = "+sweep.axes.pol={key: policy, values: [hyperv, hyperv_2008r2]}"
+    defaults = lmt.sweep([*ov, hv])  # both hit their pass cap: 5 (2012r2) and 10 (2008r2)
+    assert defaults.rounds.values.ravel().tolist() == [5, 10]
+    np.testing.assert_allclose(defaults.total_time.values.ravel(), [5.065, 28.902], atol=1e-3)
+    ds = lmt.sweep([*ov, hv, "policy.max_passes=3"])
+    assert ds.rounds.values.ravel().tolist() == [3, 3]
+    assert set(ds.stop_reason.values.ravel()) == {"max_rounds"}
+    np.testing.assert_allclose(ds.total_time.values.ravel(), [4.286, 12.135], atol=1e-3)
+    mp = "+sweep.axes.mp={key: policy.max_passes, values: [2, 3]}"  # a value axis over it too
+    assert lmt.sweep([*ov, hv, mp]).rounds.values.squeeze().tolist() == [[2, 3], [2, 3]]
+    # a key of the base and of every option: as before
+    vh = hv.replace("hyperv, hyperv_2008r2", "vmware, hyperv")
+    timed = lmt.sweep([*ov, vh, "policy.timeout_s=3"])
+    assert timed.total_time.values.ravel().tolist() == [3.0, 3.0]
+    assert set(timed.stop_reason.values.ravel()) == {"timeout"}
+    with pytest.raises(ConfigError) as e:
+        make_plan([*ov, vh, "policy.max_passes=3"], results_dir=tmp_path)
+    assert str(e.value) == (
+        "policy.max_passes=3 is a key of policy hyperv but not of policy vmware (sweep.axes.pol: "
+        "policy): every option of the axis runs with it; sweep only options that have it, or leave it out"
+    )
+    with pytest.raises(ConfigError, match=r"^sweep.axes.mp: key 'policy.max_passes' does not exist with "):
+        make_plan([*ov, vh, mp], results_dir=tmp_path)
+    with pytest.raises(
+        ConfigError,
+        match=r"^unknown key 'policy.cap' for policy 'vmware'.*\(at sweep.axes.pol: policy=vmware\)$",
+    ):
+        make_plan([*ov, vh, "policy.cap=3"], results_dir=tmp_path)  # a key no option has
+    # the options' own files: a key hyperv_2008r2 sets (profile), set for both, leaves them alike
+    with pytest.raises(
+        ConfigError, match="options hyperv and hyperv_2008r2 of axis pol .* one configuration"
+    ):
+        make_plan([*ov, hv, "policy.profile=2008r2"], results_dir=tmp_path)
+
+
 @pytest.mark.parametrize("engine", ["page", "fluid"])
 def test_a_sweep_over_plugin_classes_runs_each_class(tmp_path, monkeypatch, engine):
     import lmtoolkit as lmt

@@ -59,6 +59,25 @@ SMOKE_OVERRIDES = ("debug=default",)
 ENV_NAME, ENV_OUT = "LMT_NOTEBOOK", "LMT_NOTEBOOK_OUT"
 #: the notebook papermill runs once per experiment (parameter ``experiment``)
 TEMPLATE = "20_experiment"
+#: what each notebook hands its ``overrides`` to (a test reads the notebooks' code to check):
+#: ``sweep`` — ``lmt.sweep`` (``cfg.sweep()``, ``lmt.plotting.make.make_figures``), whose
+#: settings the ``sweep.*`` keys are; ``whatif`` — ``lmt.logs.whatif.whatif`` (its own checks:
+#: ``sweep.axes.*`` add what-if axes); ``migration`` — single migrations: ``lmt.simulate``
+#: (through ``lmt.teaching``, ``lmt.analytic``) or a run built from the composed config as
+#: ``teaching.dirty_bitmap_rounds`` and ``energy_reference`` build it, which read no sweep key
+OVERRIDES_TO = {
+    "00_live_migration_basics": "migration",
+    "01_the_network_matters": "migration",
+    "02_vmware_vs_hyperv": "migration",
+    "03_postcopy_and_hybrid": "migration",
+    "04_numa_and_ecc": "migration",
+    "10_simulator_vs_analytic": "migration",
+    "11_page_vs_fluid": "migration",
+    "12_whatif_from_a_real_log": "whatif",
+    "13_migration_energy": "migration",
+    TEMPLATE: "sweep",
+    "30_paper_figures": "sweep",
+}
 
 
 def list_notebooks() -> list[str]:
@@ -413,7 +432,9 @@ def check_parameters(stem: str, experiment: str | None, overrides: Sequence[str]
     """Refuse a bad ``-p`` value before a kernel starts (one :class:`ConfigError` naming the key,
     not a failed cell): the experiment notebook lays out every point of its experiment
     (:func:`~lmtoolkit.sweep.plan.make_plan`, nothing simulated); the others build their base
-    config as one migration (their cases vary it; a bad base value is bad in every case)."""
+    config as one migration (their cases vary it; a bad base value is bad in every case), and
+    those of single migrations (:data:`OVERRIDES_TO`) refuse what ``lmt.simulate`` refuses
+    (``sweep.*`` keys, a config with sweep axes: :func:`_check_one_migration`)."""
     from omegaconf import OmegaConf
 
     from .compose import task_of
@@ -424,9 +445,26 @@ def check_parameters(stem: str, experiment: str | None, overrides: Sequence[str]
     if stem == TEMPLATE and experiment:
         make_plan(_effective(_split_experiment(user)[1], smoke, experiment))
         return
-    cfg = _compose(_effective(user, smoke, None))
+    effective = _effective(user, smoke, None)
+    cfg = _compose(effective)
+    if OVERRIDES_TO.get(stem) == "migration":
+        _check_one_migration(stem, cfg, effective)
     if task_of(cfg) == "migration" and not OmegaConf.select(cfg, "sweep.axes"):
         build_scenario(cfg)
+
+
+def _check_one_migration(stem: str, cfg, overrides: list[str]) -> None:
+    """:func:`lmtoolkit.api.check_single_migration`'s error, naming the notebook, before the
+    kernel starts (``lmtk notebooks 02 -p sweep.replicates=5`` started it and failed in the
+    first cell that simulates; notebooks 00 and 13, which build their runs, dropped the key)."""
+    from .api import check_single_migration
+
+    try:
+        check_single_migration(cfg, overrides)
+    except ConfigError as e:
+        raise ConfigError(
+            e.key, e.value, e.allowed, message=f"notebook {stem} runs single migrations: {e.text()}"
+        ) from None
 
 
 def compose(

@@ -412,6 +412,39 @@ def test_bad_notebook_parameter_starts_no_kernel(tmp_path, monkeypatch, capsys):
         nb.check_parameters(stem, exp, [], True)
 
 
+def test_a_sweep_key_for_a_notebook_of_single_migrations_starts_no_kernel(tmp_path, monkeypatch, capsys):
+    """``lmtk notebooks 02 -p sweep.replicates=5`` passed the parameter check, started the
+    kernel and failed in the first cell that simulates (notebooks 00 and 13, which build their
+    runs from the config, dropped the key).  Now refused before any kernel, with
+    ``lmt.simulate``'s error; the notebooks that hand their overrides to ``lmt.sweep`` take it."""
+    import lmtoolkit.notebooks as nb
+    from lmtoolkit.api import check_run_overrides
+    from lmtoolkit.errors import ConfigError
+
+    started = []
+    monkeypatch.setattr(nb, "ensure_kernel", lambda *a, **k: started.append(a))
+    monkeypatch.setenv("LMT_RESULTS_DIR", str(tmp_path))
+    with pytest.raises(ConfigError) as simulate_error:
+        check_run_overrides(["sweep.replicates=5"])
+    assert main(["notebooks", "02", "--smoke", "-p", "sweep.replicates=5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"lmtk: error: notebook 02_vmware_vs_hyperv runs single migrations: {simulate_error.value}"
+    assert started == [] and not (tmp_path / "notebooks").exists()
+    single = [s for s, to in nb.OVERRIDES_TO.items() if to == "migration"]
+    assert single == [s for s in nb.list_notebooks() if not s.startswith(("12", "2", "3"))]
+    for stem in single:
+        with pytest.raises(ConfigError, match=rf"^notebook {stem} runs single migrations: sweep.workers=2: "):
+            nb.check_parameters(stem, None, ["sweep.workers=2"], True)
+    with pytest.raises(
+        ConfigError, match=r"^notebook 13_migration_energy runs single migrations: the config declares"
+    ):
+        nb.check_parameters(
+            "13_migration_energy", None, ["+sweep.axes.m={key: vm.memory_gib, values: [1, 2]}"], True
+        )
+    for stem, exp in ((nb.TEMPLATE, "quickstart"), ("30_paper_figures", None)):  # lmt.sweep's settings
+        nb.check_parameters(stem, exp, ["sweep.replicates=1"], True)
+
+
 def test_the_suggested_axis_override_runs_what_was_asked():
     """What the swept-key error suggests instead (sweep.axes.DIM.values=[...]) runs that value."""
     import lmtoolkit as lmt

@@ -240,6 +240,26 @@ def test_a_failing_cell_names_the_notebook_and_the_cell(tmp_path, monkeypatch):
     assert e.value.output.exists()
 
 
+#: the calls a notebook hands its overrides to, by where they go (lnb.OVERRIDES_TO)
+HANDED_TO = {
+    "sweep": ("cfg.sweep(", "make_figures("),
+    "whatif": ("whatif.whatif(",),
+    "migration": ("lmt.teaching.", "lmt.analytic.", "energy_reference."),
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_overrides_to_says_where_each_notebook_hands_its_overrides(name):
+    """``check_parameters`` refuses ``sweep.*`` keys for the notebooks of single migrations
+    (lnb.OVERRIDES_TO): each notebook's code calls what its entry says, and nothing of the others."""
+    nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    to = lnb.OVERRIDES_TO[name]
+    assert any(call in code for call in HANDED_TO[to]), (name, to)
+    assert not [c for other, calls in HANDED_TO.items() if other != to for c in calls if c in code]
+    assert set(lnb.OVERRIDES_TO) == set(NAMES)
+
+
 def test_compose_adds_the_debug_preset_in_smoke_mode_and_user_overrides_win():
     cfg = lnb.compose(["vm.memory_gib=3"], smoke=True, name="x")
     assert cfg.overrides == ["vm.memory_gib=3", "debug=default"]

@@ -37,8 +37,7 @@ class Axis:
     group: bool  # a config-group swap (policy=vmware), not a value
     column: bool = False  # applied to built scenarios (vectorised on the fluid engine)
     swap_class: bool = False  # policy._target_: the policy's class swapped (its own defaults)
-    long_name: str = ""
-    units: str | None = None
+    long_name: str = ""  # the coordinate's label; its units are always the key's (units.py)
 
     @property
     def swaps_policy(self) -> bool:
@@ -59,7 +58,7 @@ class Axis:
             "long_name": self.long_name or (f"{self.key} (config group)" if self.group else self.key),
             "lmt_key": self.key,
         }
-        units = self.units if self.units is not None else self._units()
+        units = self._units()
         if units is not None:
             a["units"] = units
         return a
@@ -79,7 +78,8 @@ def _err(where: str, value, message: str) -> ConfigError:
 def parse_axes(cfg, max_values: int | None) -> list[Axis]:
     """The checked axes of ``cfg.sweep.axes``.  ``max_values`` (``sweep.max_values``, which
     ``debug=default`` sets to 2) cuts an axis to its first ``max_values - 1`` values and its
-    last: a debug run keeps both ends of every axis (VMware-like *and* Hyper-V-like)."""
+    last: a debug run keeps both ends of every axis (VMware-like *and* Hyper-V-like).  With
+    ``max_values=1`` it keeps the first value alone (:func:`cut_values`)."""
     raw = OmegaConf.select(cfg, "sweep.axes")
     if raw is None:
         return []
@@ -106,6 +106,89 @@ def parse_axes(cfg, max_values: int | None) -> list[Axis]:
     return axes
 
 
+#: the fields of an axis (its coordinate's units are its key's: "units live in key names")
+AXIS_FIELDS = ("key", "values", "long_name")
+#: the fields of generated values
+GENERATED_FIELDS = ("start", "stop", "num", "log")
+
+
+def _field_error(
+    where: str, field: str, value, fields: tuple[str, ...], what: str, tail: str = ""
+) -> ConfigError:
+    """``where.field=value`` is not a field of ``what`` (naming the fields)."""
+    return ConfigError(
+        f"{where}.{field}", value, f"not a field of {what} (fields: {', '.join(fields)}{tail})"
+    )
+
+
+def _check_fields(where: str, spec: DictConfig) -> None:
+    """Only :data:`AXIS_FIELDS`.  A ``units`` field is refused with its reason: the coordinate
+    took it while the points ran in the key's unit (``units: Mbit/s`` over
+    ``network.bandwidth_gbit_s: [1000, 10000]`` labelled 1000 Gbit/s points Mbit/s)."""
+    for field in spec.keys():
+        field = str(field)
+        if field in AXIS_FIELDS:
+            continue
+        value = spec._get_node(field)._value()
+        if field == "units":
+            key = spec.get("key")
+            of = f" ({key} is in {unit_of_key(key)})" if isinstance(key, str) and "." in key else ""
+            raise ConfigError(
+                f"{where}.units",
+                value,
+                f"an axis's values are in the unit its key names{of}: units live in key names "
+                f"(DESIGN.md); the fields of an axis are {', '.join(AXIS_FIELDS)}",
+            )
+        close = difflib.get_close_matches(field, AXIS_FIELDS, n=1)  # value -> values
+        raise _field_error(
+            where, field, value, AXIS_FIELDS, "an axis", f"; did you mean {close[0]}?" * bool(close)
+        )
+
+
+def _check_group_swap(where: str, key: str, values) -> None:
+    """An axis over ``<group>.name`` (``policy.name: [qemu, xen]``) or a ``_target_`` other than
+    the policy's would switch the group's model but keep the base option's keys (``unknown key
+    'policy.max_bandwidth_mib_s' for policy 'xen'``; a ``workload.name`` axis ran ``hotcold``
+    with the keys of ``uniform``): a group axis swaps the whole option."""
+    group, _, leaf = key.partition(".")
+    if group not in SWAPPABLE or leaf not in ("name", "_target_") or key == CLASS_KEY:
+        return
+    shown = ", ".join(map(str, values)) if isinstance(values, ListConfig) and leaf == "name" else "..."
+    what = "chooses its option" if leaf == "name" else "is no class to swap (only policy._target_ is)"
+    raise ConfigError(
+        f"{where}.key",
+        key,
+        f"{key} {what}: swap the whole option with a group axis "
+        f"{where}={{key: {group}, values: [{shown}]}} (options: {', '.join(group_options(group))})",
+    )
+
+
+def _check_duplicates(where: str, values: list) -> None:
+    """Each value once (2000 and 2000.0 are one value): the error names the repeated ones."""
+    seen: dict = {}
+    for v in values:
+        seen.setdefault(_same_value(v), []).append(v)
+    twice = [vs for vs in seen.values() if len(vs) > 1]
+    if twice:
+        shown = "; ".join(
+            f"{vs[0]!r} {len(vs)} times" if len({repr(v) for v in vs}) == 1 else " = ".join(map(repr, vs))
+            for vs in twice
+        )
+        raise ConfigError(where, values, f"each value once (duplicates: {shown})")
+
+
+def cut_values(values: list, max_values: int | None) -> list:
+    """``sweep.max_values=N``: the first N-1 values and the last (the ends: the contrast an
+    axis is about).  N=1 keeps the first alone (not "the first 0 and the last"): experiments
+    list an axis from its baseline (auto_converge false, no background traffic, the lowest
+    dirty rate, the smallest VM), usually the cheaper end (``memory_scaling``'s last value is a
+    512 GiB VM, ``bandwidth_vs_dirty_rate``'s 1M pages/s)."""
+    if max_values is None or len(values) <= int(max_values):
+        return values
+    k = int(max_values)
+    return values[:1] if k == 1 else values[: k - 1] + values[-1:]
+
+
 def _same_value(v):
     """What makes two axis values the same point (2000 and 2000.0 are; True and 1 are not)."""
     if isinstance(v, bool):
@@ -127,9 +210,7 @@ def _axis(cfg, dim: str, spec, max_values) -> Axis:
         )
     if not isinstance(spec, DictConfig) or "key" not in spec or "values" not in spec:
         raise _err(where, spec, "must be {key: <config key or group>, values: [...]}")
-    extra = [k for k in spec.keys() if k not in ("key", "values", "long_name", "units")]
-    if extra:
-        raise _err(where, None, f"unknown field '{extra[0]}' (allowed: key, values, long_name, units)")
+    _check_fields(where, spec)
     key, values = str(spec.key), spec["values"]
     if not isinstance(spec.key, str) or not KEY_FORM.fullmatch(key):
         raise _err(
@@ -137,6 +218,7 @@ def _axis(cfg, dim: str, spec, max_values) -> Axis:
             spec.key,
             f"{spec.key!r} is not a config key (workload.dirty_rate_pages_s) or a group (policy)",
         )
+    _check_group_swap(where, key, values)
     if isinstance(values, DictConfig):
         values = generated_values(where, OmegaConf.to_container(values, resolve=True))
     elif not isinstance(values, ListConfig) or len(values) == 0:
@@ -145,11 +227,8 @@ def _axis(cfg, dim: str, spec, max_values) -> Axis:
         )
     else:
         values = OmegaConf.to_container(values, resolve=True)
-    if max_values is not None and len(values) > int(max_values):
-        k = int(max_values)  # keep the ends (the contrast an axis is about) and the first k-2
-        values = values[:1] if k == 1 else values[: k - 1] + values[-1:]
-    if len({_same_value(v) for v in values}) != len(values):
-        raise _err(f"{where}.values", values, "has duplicates")
+    _check_duplicates(f"{where}.values", values)  # (as given: before max_values cuts the axis)
+    values = cut_values(values, max_values)
     kinds = {isinstance(v, bool) for v in values}
     if len(kinds) > 1:  # [1, true]: a coordinate [1 1] (True read as 1), .sel broken
         raise _err(f"{where}.values", values, "one kind of value: true/false, or numbers and names, not both")
@@ -195,7 +274,6 @@ def _axis(cfg, dim: str, spec, max_values) -> Axis:
         values=list(values),
         group=group,
         long_name=str(spec.get("long_name") or ""),
-        units=None if spec.get("units") is None else str(spec.get("units")),
     )
 
 
@@ -220,15 +298,24 @@ def _class_axis(dim: str, where: str, spec, values: list) -> Axis:
         group=False,
         swap_class=True,
         long_name=str(spec.get("long_name") or ""),
-        units=None if spec.get("units") is None else str(spec.get("units")),
     )
 
 
 def generated_values(where: str, spec: dict) -> list:
     """``{start, stop, num, log}`` -> ``num`` evenly (or log-) spaced values, ends included."""
-    extra = set(spec) - {"start", "stop", "num", "log"}
-    if extra or not {"start", "stop", "num"} <= set(spec):
-        raise _err(f"{where}.values", spec, "a generated axis is {start: a, stop: b, num: n, log: false}")
+    for field in spec:
+        if field not in GENERATED_FIELDS:
+            tail = ": num values from start to stop, ends included"
+            raise _field_error(
+                f"{where}.values", str(field), spec[field], GENERATED_FIELDS, "generated values", tail
+            )
+    missing = [f for f in ("start", "stop", "num") if f not in spec]
+    if missing:
+        raise ConfigError(
+            f"{where}.values",
+            spec,
+            f"{', '.join(missing)} missing: generated values are {{start: a, stop: b, num: n, log: false}}",
+        )
     num, log = spec["num"], spec.get("log", False)
     if not isinstance(num, int) or isinstance(num, bool) or num < 1:
         raise ConfigError(f"{where}.values.num", num, "a positive integer")
@@ -241,6 +328,10 @@ def generated_values(where: str, spec: dict) -> list:
     if num == 1 and start != stop:  # linspace would give start alone, dropping stop silently
         raise ConfigError(
             f"{where}.values.num", num, f"at least 2 for start {start:g} and stop {stop:g} (or stop = start)"
+        )
+    if num > 1 and start == stop:  # num copies of one value
+        raise ConfigError(
+            f"{where}.values.num", num, f"1 when start = stop ({num} values would all be {start:g})"
         )
     if log and (start <= 0 or stop <= 0):
         raise ConfigError(f"{where}.values", spec, "start and stop > 0 with log: true")

@@ -84,7 +84,7 @@ def test_experiment_file_format(name):
     axes = cfg.sweep.axes
     assert len(axes) >= 1
     for dim, spec in axes.items():
-        assert set(spec) <= {"key", "values", "long_name", "units"} and "key" in spec, dim
+        assert set(spec) <= {"key", "values", "long_name"} and "key" in spec, dim
     assert isinstance(cfg.sweep.replicates, int) and cfg.sweep.replicates >= 1
 
 

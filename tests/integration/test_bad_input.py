@@ -264,17 +264,82 @@ BAD = [
         ],
         ["sweep.axes.x.key", "already swept by axis dirty_rate"],
     ),
-    # 2000 and 2000.0 are one point: a coordinate with it twice (sel returned both)
-    (["sweep", "experiment=quickstart", "sweep.axes.dirty_rate.values=[2000,2000.0]"], ["duplicates"]),
-    # a bad value between an axis's ends: refused before any point runs (three chunks were
-    # computed and written first), and a generated axis of one value whose stop is dropped
+    # 2000 and 2000.0 are one point: a coordinate with it twice (sel returned both); the error
+    # names the values ("has duplicates" named none)
     (
-        ["sweep", "experiment=quickstart", "+sweep.axes.zf={key: vm.zero_fraction, values: [0.1, 1.5, 0.6]}"],
-        ["sweep.axes.zf: vm.zero_fraction=1.5", "[0, 1]"],
+        ["sweep", "experiment=quickstart", "sweep.axes.dirty_rate.values=[2000,2000.0]"],
+        ["sweep.axes.dirty_rate.values=[2000, 2000.0]", "duplicates: 2000 = 2000.0"],
     ),
     (
-        ["sweep", "experiment=quickstart", "sweep.axes.dirty_rate.values={start: 1000, stop: 2000, num: 1}"],
-        ["sweep.axes.dirty_rate.values.num=1", "at least 2"],
+        ["sweep", "experiment=quickstart", "sweep.axes.dirty_rate.values=[1000,5000,1000]"],
+        ["duplicates: 1000 2 times"],
+    ),
+    # ... as given, before sweep.max_values cuts the axis ([2000, 2000, 5000] ran as [2000, 5000])
+    (
+        [
+            "sweep",
+            "experiment=quickstart",
+            "sweep.max_values=2",
+            "sweep.axes.dirty_rate.values=[2000,2000,5000]",
+        ],
+        ["duplicates: 2000 2 times"],
+    ),
+    (
+        ["sweep", "experiment=quickstart", "sweep.axes.dirty_rate.values={start: 1000, stop: 1000, num: 3}"],
+        ["sweep.axes.dirty_rate.values.num=3", "1 when start = stop", "all be 1000"],
+    ),
+    # generated values: the field at fault named ("a generated axis is {start: a, ...}" did not)
+    (
+        ["sweep", "experiment=quickstart", "sweep.axes.dirty_rate.values={start: 1000, stop: 2000, n: 3}"],
+        ["sweep.axes.dirty_rate.values.n=3", "fields: start, stop, num, log"],
+    ),
+    (
+        [
+            "sweep",
+            "experiment=quickstart",
+            "sweep.axes.dirty_rate.values={start: 1000, stop: 2000, num: 3, step: 5}",
+        ],
+        ["sweep.axes.dirty_rate.values.step=5", "fields: start, stop, num, log"],
+    ),
+    (
+        ["sweep", "experiment=quickstart", "sweep.axes.dirty_rate.values={start: 1000, num: 3}"],
+        ["sweep.axes.dirty_rate.values=", "stop missing"],
+    ),
+    # units live in key names: `units: Mbit/s` labelled points that ran at 1000 Gbit/s Mbit/s
+    (
+        ["sweep", "experiment=quickstart", "debug=default", "+sweep.axes.dirty_rate.units=pages/min"],
+        [
+            "sweep.axes.dirty_rate.units='pages/min'",
+            "workload.dirty_rate_pages_s is in pages/s",
+            "key, values, long_name",
+        ],
+    ),
+    (
+        ["sweep", "experiment=quickstart", "+sweep.axes.dirty_rate.value=3"],
+        ["sweep.axes.dirty_rate.value=3", "fields: key, values, long_name", "did you mean values"],
+    ),
+    # a <group>.name axis is a group swap: policy.name [qemu, xen] ran xen with qemu's keys
+    # ("unknown key 'policy.max_bandwidth_mib_s' for policy 'xen'"), workload.name [uniform,
+    # hotcold] ran hotcold with uniform's keys, without a word
+    (
+        [
+            "sweep",
+            "engine=fluid",
+            "vm=small",
+            "workload=uniform",
+            "network=1gbe",
+            "+sweep.axes.p={key: policy.name, values: [qemu, xen]}",
+        ],
+        ["sweep.axes.p.key='policy.name'", "group axis sweep.axes.p={key: policy, values: [qemu, xen]}"],
+    ),
+    (
+        [
+            "sweep",
+            "experiment=shared_network",
+            "debug=default",
+            "+sweep.axes.w={key: workload.name, values: [uniform, hotcold]}",
+        ],
+        ["sweep.axes.w.key='workload.name'", "{key: workload, values: [uniform, hotcold]}"],
     ),
     # sizes and delays no machine has were accepted: a 1e30 MiB device state ran to the
     # timeout, a 1e30 ms latency changed nothing in pre-copy, a 1e30 GiB disk took 9e29 s
@@ -647,3 +712,23 @@ def test_a_migration_log_the_readers_refuse_is_one_line_from_lmtk_fit(tmp_path, 
         for w in words:
             assert w in err, (w, err)
         assert not out.exists()
+
+
+def test_axis_fields_and_max_values_one(tmp_path):
+    """An axis's coordinate takes its key's units, with or without a long_name; sweep.max_values=1
+    keeps an axis's first value (configs/sweep/default.yaml said "the first N-1 and the last")."""
+    from lmtoolkit.sweep import make_plan
+
+    p = make_plan(
+        ["experiment=shared_network", "+sweep.axes.background.long_name=other traffic"], expand=False
+    )
+    bg = {a.dim: a for a in p.axes}["background"]
+    assert bg.coord_attrs() == {
+        "long_name": "other traffic",
+        "lmt_key": "network.background_gbit_s",
+        "units": "Gbit/s",
+    }
+    p = make_plan(["experiment=shared_network", "sweep.max_values=1"], expand=False)
+    assert [a.values for a in p.axes] == [["1gbe"], [0.0], [5000]]
+    p = make_plan(["experiment=shared_network", "sweep.max_values=3"], expand=False)
+    assert [a.values for a in p.axes] == [["1gbe", "10gbe"], [0.0, 0.25, 0.9], [5000, 20000]]

@@ -48,7 +48,7 @@ from ..compose import (
     split_override,
     task_of,
 )
-from ..engine.fluid import with_value
+from ..engine.fluid import with_value, with_values
 from ..errors import ConfigError, UnusedKeyError
 from ..paths import group_options
 from ..tasks import get_task
@@ -267,13 +267,14 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float, bool, np.integer, np.floating)) and v == v
 
 
-def _column_ok(axis: Axis, task, raw_cells: list, templates: list) -> bool:
-    """A value axis can be applied to built scenarios iff it maps one-to-one onto a field."""
+def _column_ok(axis: Axis, task, raw_cells: list, templates: list, descs: list[str]) -> bool:
+    """A value axis can be applied to built scenarios iff it maps one-to-one onto a field
+    (its ends composed in each cell ``descs`` names; its other values: :func:`_check_columns`)."""
     if not task.columns or axis.group or not all(_is_number(v) for v in axis.values):
         return False
     if axis.key.split(".")[0] not in SWAPPABLE:
         return False
-    for raw, tpl in zip(raw_cells, templates):
+    for raw, tpl, desc in zip(raw_cells, templates, descs):
         cur, ok = _scenario_attr(tpl, axis.key)
         if not ok or cur is None or isinstance(cur, str) or not _is_number(cur):
             return False
@@ -285,25 +286,42 @@ def _column_ok(axis: Axis, task, raw_cells: list, templates: list) -> bool:
             try:
                 want = task.template(OmegaConf.create(_resolved(c)))
             except ConfigError as e:
-                raise ConfigError(
-                    e.key, e.value, e.allowed, message=f"sweep.axes.{axis.dim}: {e.text()}"
-                ) from None
+                raise _column_error(axis, e, desc) from None
             try:
                 got = with_value(tpl, axis.key, v)
             except (ConfigError, TypeError, ValueError):
                 return False
             if not _same(got, want):
                 return False
-    # the values between the ends, each on one built scenario (~10 us each): a bad one is
-    # refused here, before any point runs (it failed mid-sweep, after chunks were written)
-    for v in axis.values[1:-1]:
-        try:
-            with_value(templates[0], axis.key, v)
-        except ConfigError as e:
-            raise ConfigError(
-                e.key, e.value, e.allowed, message=f"sweep.axes.{axis.dim}: {e.text()}"
-            ) from None
     return True
+
+
+def _column_error(axis: Axis, e: ConfigError, where: str) -> ConfigError:
+    """``e`` (a value of column ``axis`` refused) naming the axis and the cell ``where``."""
+    at = f" (at {where})" if where else ""
+    return ConfigError(e.key, e.value, e.allowed, message=f"sweep.axes.{axis.dim}: {e.text()}{at}")
+
+
+def _check_columns(caxes: list[Axis], templates: list, descs: list[str]) -> None:
+    """Every value of every column axis built into every cell's scenario (~10 us each), before
+    any point runs: a value one cell refuses (``network.background_gbit_s=1.5`` on 1 GbE, fine on
+    10 GbE) was checked on the first cell only and failed mid-sweep, after chunks were written,
+    naming neither the axis nor the cell.  The other column axes of the same model object
+    (``network.bandwidth_gbit_s`` for ``network.background_gbit_s``: the object checks them
+    together) are set to their first and last values each, not to every value."""
+    for a in caxes:
+        head = a.key.split(".")[0]
+        others = [b for b in caxes if b is not a and b.key.split(".")[0] == head]
+        ends = list(itertools.product(*[dict.fromkeys((b.values[0], b.values[-1])) for b in others]))
+        for tpl, desc in zip(templates, descs):
+            for v, end in itertools.product(a.values, ends):
+                pairs = [(a, v), *zip(others, end)]
+                try:
+                    with_values(tpl, [(b.key, x) for b, x in pairs])
+                except ConfigError as e:  # named by the axis of the key refused, at the others
+                    named = next((b for b, _ in pairs if b.key == e.key), a)
+                    where = [desc] * bool(desc) + [f"{b.key}={x}" for b, x in pairs if b is not named]
+                    raise _column_error(named, e, ", ".join(where)) from None
 
 
 def _swap_override(base_ov: list[str], key: str, value: str) -> str:
@@ -597,7 +615,7 @@ def expand_plan(plan: Plan) -> Plan:
     raw_cells, templates = [], []
     # a key set for the whole sweep (not by an axis) that a cell does not read is put back to
     # its default there (_template_reading): clean_cells, with what each put back
-    clean_cells, group_unread, descs = [], [], []
+    clean_cells, group_unread, descs, cell_pairs = [], [], [], []
     free = _sweep_wide_keys(overrides, axes)
     # A group swap reuses a composition when that is exact (compose.swap_group: nothing but
     # the option's file sets the group's keys); the other swaps compose with Hydra, once per
@@ -648,13 +666,17 @@ def expand_plan(plan: Plan) -> Plan:
         clean_cells.append((clean, clean_res))
         group_unread.append(put_back)
         descs.append(where)
+        cell_pairs.append(pairs)
     # ... value axes either become columns or multiply the cells
     for a in axes:
         if not a.group and not a.swap_class:
-            a.column = _column_ok(a, task, [c for c, _ in clean_cells], templates)
+            a.column = _column_ok(a, task, [c for c, _ in clean_cells], templates, descs)
+    _check_columns([a for a in axes if a.column], templates, descs)
     vaxes = [a for a in axes if not a.group and not a.swap_class and not a.column]
     cells, unread = [], {}
-    for raw, (_, clean_res), gunread, desc in zip(raw_cells, clean_cells, group_unread, descs):
+    for raw, (_, clean_res), gunread, desc, gpairs in zip(
+        raw_cells, clean_cells, group_unread, descs, cell_pairs
+    ):
         for combo in itertools.product(*[a.values for a in vaxes]):
             here = ", ".join([desc] * bool(desc) + [f"{a.key}={v}" for a, v in zip(vaxes, combo)])
             if not vaxes:
@@ -666,7 +688,7 @@ def expand_plan(plan: Plan) -> Plan:
                 try:
                     _, _, res, cunread = _template_reading(task, c, free)
                 except ConfigError as e:
-                    raise _cell_error(e, list(zip(vaxes, combo))) from None
+                    raise _cell_error(e, gpairs + list(zip(vaxes, combo))) from None
             for e in cunread:
                 unread.setdefault(e.key, (e, []))[1].append(here or "every point")
             cells.append(res)

@@ -341,6 +341,26 @@ BAD = [
         ],
         ["sweep.axes.w.key='workload.name'", "{key: workload, values: [uniform, hotcold]}"],
     ),
+    # a value of a column axis that one cell refuses (1.5 Gbit/s of background on 1 GbE): it
+    # was checked on the first cell only (10gbe) and failed mid-sweep naming neither axis nor cell
+    (
+        [
+            "sweep",
+            "experiment=shared_network",
+            "sweep.axes.network.values=[10gbe, 1gbe]",
+            "sweep.axes.background.values=[0.0, 1.5, 0.5]",
+        ],
+        ["sweep.axes.background: network.background_gbit_s=1.5", "[0, 1)", "(at network=1gbe)"],
+    ),
+    # ... or with another column axis of the same object (5 Gbit/s of background at 1 Gbit/s)
+    (
+        [
+            "sweep",
+            "experiment=bandwidth_vs_dirty_rate",
+            "+sweep.axes.bg={key: network.background_gbit_s, values: [0, 5]}",
+        ],
+        ["sweep.axes.bg: network.background_gbit_s=5", "(at network.bandwidth_gbit_s=1)"],
+    ),
     # sizes and delays no machine has were accepted: a 1e30 MiB device state ran to the
     # timeout, a 1e30 ms latency changed nothing in pre-copy, a 1e30 GiB disk took 9e29 s
     (["run", "vm.device_state_mib=1e30"], ["vm.device_state_mib", "[0, 65536]"]),
@@ -712,6 +732,25 @@ def test_a_migration_log_the_readers_refuse_is_one_line_from_lmtk_fit(tmp_path, 
         for w in words:
             assert w in err, (w, err)
         assert not out.exists()
+
+
+def test_a_value_one_cell_refuses_writes_nothing(tmp_path, monkeypatch, capsys):
+    """Page engine, chunks of 4 points: 1.5 Gbit/s of background is fine on 10 GbE (the first
+    cell) and not on 1 GbE; it was refused after the first chunk was written to .partial (and a
+    rerun "resumed" it to fail again).  Now refused before any point runs."""
+    out = tmp_path / "res"
+    monkeypatch.setenv("LMT_RESULTS_DIR", str(out))
+    argv = [
+        "sweep",
+        "experiment=shared_network",
+        "engine=page",
+        "vm.memory_gib=0.25",
+        "sweep.axes.network.values=[10gbe, 1gbe]",
+        "sweep.axes.background.values=[0.0, 1.5, 0.5]",
+        "sweep.axes.dirty_rate.values=[5000]",
+    ]
+    cli_error(argv, capsys, ["sweep.axes.background", "(at network=1gbe)"])
+    assert not out.exists() or not any(out.rglob("*"))
 
 
 def test_axis_fields_and_max_values_one(tmp_path):

@@ -175,8 +175,6 @@ def run(
     t0 = time.perf_counter()
     overrides = as_overrides(overrides)
     plan = make_plan(overrides, results_dir=results_dir, expand=False, cfg_pair=cfg_pair, name=name)
-    for note in plan.notes if log else ():
-        log(f"note: {note}")
     if task is not None and plan.task != task:
         raise ConfigError(
             "task",
@@ -200,14 +198,15 @@ def run(
         "workers": settings["workers"],
         "plan": plan,
     }
+    # notes are printed once the plan is known good: a bad value inside a swept group
+    # (network.latency_ms=abc) printed "every point runs latency_ms=abc" before its error
     if _cached(plan):
+        _log_notes(plan, log)
         info.update(cached=True, elapsed_s=time.perf_counter() - t0)
         return read_result(out), info
     check_writable(out, "paths.results_dir")
-    known = len(plan.notes)
     expand_plan(plan)  # (its notes: keys some cells do not read)
-    for note in plan.notes[known:] if log else ():
-        log(f"note: {note}")
+    _log_notes(plan, log)
     info.update(plan=plan, chunks=len(plan.chunks))
     partial = out.parent / ".partial" / plan.config_hash
     if settings["cache"]:
@@ -245,6 +244,11 @@ def run(
     with contextlib.suppress(OSError):
         (out.parent / ".partial").rmdir()
     return ds, info
+
+
+def _log_notes(plan: Plan, log) -> None:
+    for note in plan.notes if log else ():
+        log(f"note: {note}")
 
 
 def _resume(plan: Plan, partial: Path) -> dict:

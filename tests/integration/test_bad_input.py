@@ -361,6 +361,26 @@ BAD = [
         ],
         ["sweep.axes.bg: network.background_gbit_s=5", "(at network.bandwidth_gbit_s=1)"],
     ),
+    # a bad value inside a swept group: one line (a note that "every point runs
+    # latency_ms=abc" came first)
+    (
+        ["sweep", "experiment=shared_network", "network.latency_ms=abc"],
+        ["network.latency_ms='abc'", "a number"],
+    ),
+    (
+        ["sweep", "experiment=shared_network", "network.latency_ms=-1"],
+        ["network.latency_ms=-1", "[0, 60000]"],
+    ),
+    # a bad value between an axis's ends: refused before any point runs (three chunks were
+    # computed and written first), and a generated axis of one value whose stop is dropped
+    (
+        ["sweep", "experiment=quickstart", "+sweep.axes.zf={key: vm.zero_fraction, values: [0.1, 1.5, 0.6]}"],
+        ["sweep.axes.zf: vm.zero_fraction=1.5", "[0, 1]"],
+    ),
+    (
+        ["sweep", "experiment=quickstart", "sweep.axes.dirty_rate.values={start: 1000, stop: 2000, num: 1}"],
+        ["sweep.axes.dirty_rate.values.num=1", "at least 2"],
+    ),
     # sizes and delays no machine has were accepted: a 1e30 MiB device state ran to the
     # timeout, a 1e30 ms latency changed nothing in pre-copy, a 1e30 GiB disk took 9e29 s
     (["run", "vm.device_state_mib=1e30"], ["vm.device_state_mib", "[0, 65536]"]),

@@ -132,6 +132,7 @@ def compose_raw(
     if main:
         check_fit_files(cfg)
         check_group_choices_kept(cfg, overrides)
+        drop_evacuation_presets(cfg)
     if not return_hydra_config and "hydra" in cfg:
         with open_dict(cfg):
             del cfg["hydra"]
@@ -211,6 +212,23 @@ def _global_body(f) -> tuple[str, dict | None]:
     return text, body if isinstance(body, dict) else None
 
 
+def drop_evacuation_presets(cfg: DictConfig) -> None:
+    """A ``debug``/``local`` file's ``evacuation:`` section (``debug=default``'s
+    ``shrink_to_gib``) applies to evacuations only: in a config of migrations whose
+    ``evacuation`` node is that section and nothing else, the node is removed (anything more,
+    an override or a file's group, is left to :func:`_check_evacuation_read` to refuse)."""
+    if task_of(cfg) == "evacuation" or not isinstance(cfg.get("evacuation"), DictConfig):
+        return
+    preset = {}
+    for group, _, f in chosen_options(cfg):
+        body = _global_body(f)[1] if group in _OVERRIDING_GROUPS else None
+        if body and isinstance(body.get("evacuation"), dict):
+            preset.update(body["evacuation"])
+    if preset and OmegaConf.to_container(cfg.evacuation, resolve=False) == preset:
+        with open_dict(cfg):
+            del cfg["evacuation"]
+
+
 def _leaves(d: dict, prefix: str) -> list[tuple[str, object]]:
     out = []
     for k, v in d.items():
@@ -270,17 +288,23 @@ def check_group_choices_kept(cfg: DictConfig, overrides: list[str]) -> None:
             )
 
 
+#: keys their group's files leave unset (null when absent): ``evacuation.shrink_to_gib``, which
+#: ``debug=default`` sets and ``lmtk evacuate``'s ``+evacuation=default``, merged after it, would reset
+UNSET_KEYS = ("evacuation.shrink_to_gib",)
+
+
 def _as_hydra(o: str) -> list[str]:
     """What Hydra is given for one override.
 
-    ``policy.KEY=V`` -> ``++policy.KEY=V`` (policy YAMLs list only non-default keys);
+    ``policy.KEY=V`` -> ``++policy.KEY=V`` (policy YAMLs list only non-default keys), and so
+    for the keys of :data:`UNSET_KEYS`;
     ``sweep.axes.DIM.values=V`` replaces the values whatever their form (a list, or the
     generated ``{start, stop, num, log}``), which Hydra would otherwise try to merge.
     """
     prefix, key, value = split_override(o)
     if prefix:
         return [o]
-    if key.startswith("policy.") and key.count(".") == 1:
+    if (key.startswith("policy.") and key.count(".") == 1) or key in UNSET_KEYS:
         return ["++" + o]
     parts = key.split(".")
     if len(parts) == 4 and parts[:2] == ["sweep", "axes"] and parts[3] == "values":

@@ -222,6 +222,22 @@ def _vm_lists(cfg: DictConfig, overrides: list[str], axes) -> list[list]:
     return [list(v) if isinstance(v, (list, ListConfig)) else None for v in out]
 
 
+def _every_vm_sets(lists: list, field: str) -> bool:
+    """Does every VM of every list (:func:`_vm_lists`) set ``field`` itself?"""
+    return all(vms and all(hasattr(v, "keys") and field in v for v in vms) for vms in lists)
+
+
+def evacuation_unread_keys(cfg: DictConfig, overrides: list[str], axes=()) -> list[str]:
+    """The top-level keys no point of an evacuation reads: ``network.bandwidth_gbit_s`` (the
+    hosts' links are the line rates) and each key of :data:`PER_VM_KEYS` that every VM of
+    ``evacuation.vms`` (of every option an axis swaps in) sets for itself.  Left out of what
+    the result records (``lmt_config``): a ``vm.memory_gib: 1.0`` there (``debug=default``'s)
+    read as the VMs' size though none ran at it."""
+    lists = _vm_lists(cfg, overrides, axes)
+    keys = [k for k, field in PER_VM_KEYS.items() if _every_vm_sets(lists, field)]
+    return keys + ["network.bandwidth_gbit_s"]
+
+
 def check_evacuation_overrides(overrides: list[str], cfg: DictConfig, axes=()) -> None:
     """Refuse, before anything runs, what an evacuation would not read (one
     :class:`ConfigError` naming the key, the value and where to set it instead):
@@ -239,7 +255,7 @@ def check_evacuation_overrides(overrides: list[str], cfg: DictConfig, axes=()) -
     lists = _vm_lists(cfg, overrides, axes)
 
     def every(field: str) -> bool:
-        return all(vms and all(hasattr(v, "keys") and field in v for v in vms) for vms in lists)
+        return _every_vm_sets(lists, field)
 
     def per_vm(field: str, key: str, shown: str, value) -> ConfigError:
         first = lists[0][0][field] if lists[0] else "..."
@@ -298,11 +314,51 @@ def check_evacuation_overrides(overrides: list[str], cfg: DictConfig, axes=()) -
     check_link_rate_unset(cfg)
 
 
+def shrink_factor(ev: dict, default_gib: float) -> float:
+    """What every VM's sizes are scaled by (at most 1): ``evacuation.shrink_to_gib`` (GiB; null
+    = 1) over the largest VM's ``memory_gib`` (``default_gib``, the top-level
+    ``vm.memory_gib``, for a VM that leaves it out; VMs with ``count: 0`` do not count).
+    ``debug=default`` sets 1.0: the largest VM of a debug evacuation is 1 GiB, the others as
+    much smaller as they were (their order by size stays)."""
+    shrink = ev.get("shrink_to_gib")
+    if shrink is None:
+        return 1.0
+    check_number("evacuation.shrink_to_gib", shrink)
+    check_range("evacuation.shrink_to_gib", shrink, 0, None, lo_open=True, finite=True)
+    sizes = [
+        v.get("memory_gib", default_gib)
+        for v in ev.get("vms") or []
+        if isinstance(v, dict) and v.get("count", 1) != 0
+    ]
+    sizes = [float(m) for m in sizes if _is_real(m) and m > 0]  # (bad ones: the VM's own error)
+    return min(1.0, float(shrink) / max(sizes)) if sizes else 1.0
+
+
+def _is_real(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _scaled(value, factor: float):
+    """``value`` (GiB or MiB) times ``factor``; a value that is not a number as it is (its
+    key's own error)."""
+    return value * factor if factor != 1 and _is_real(value) else value
+
+
+def _shrunk_workload(wl, factor: float):
+    """The workload with its sizes (``wss_mib``, a hot set's ``hot_mib``) times ``factor``:
+    a shrunk evacuation's VMs keep their working sets' share of memory."""
+    if factor == 1:
+        return wl
+    sizes = {f: getattr(wl, f) * factor for f in ("wss_mib", "hot_mib") if _is_real(getattr(wl, f, None))}
+    return dataclasses.replace(wl, **sizes) if sizes else wl
+
+
 def build_evacuation(cfg: DictConfig):
     """Config with an ``evacuation`` group -> :class:`~lmtoolkit.model.evacuation.Evacuation`.
 
     Each VM of ``evacuation.vms`` is the config's scenario with its ``memory_gib``,
-    ``dirty_rate_pages_s`` and ``wss_mib`` replaced (``count`` repeats it); the line rates are
+    ``dirty_rate_pages_s`` and ``wss_mib`` replaced (``count`` repeats it), its sizes scaled by
+    :func:`shrink_factor` (``evacuation.shrink_to_gib``); the line rates are
     the hosts' links (``network.bandwidth_gbit_s`` is refused away from its default:
     :func:`check_link_rate_unset`).
     """
@@ -320,7 +376,7 @@ def build_evacuation(cfg: DictConfig):
             "fluid engine's progress tables over link rates (engine=fluid)",
         )
     check_link_rate_unset(cfg)
-    known = {"order", "concurrency", "setup_s", "source", "destinations", "vms"}
+    known = {"order", "concurrency", "setup_s", "source", "destinations", "vms", "shrink_to_gib"}
     for k in ev:
         if k not in known:
             raise ConfigError(
@@ -359,6 +415,7 @@ def build_evacuation(cfg: DictConfig):
     with open_dict(with_links):
         with_links.network.bandwidth_gbit_s = fastest
     base = build_scenario(with_links)
+    factor = shrink_factor(ev, base.vm.memory_gib)
     vms = []
     for i, v in enumerate(ev.get("vms") or []):
         v, key = dict(v), f"evacuation.vms[{i}]"
@@ -374,11 +431,12 @@ def build_evacuation(cfg: DictConfig):
                 f"{key}.{k}", v[k], "one of name, count, memory_gib, dirty_rate_pages_s, wss_mib"
             )
         try:
-            vm = dataclasses.replace(base.vm, memory_gib=v.get("memory_gib", base.vm.memory_gib))
-            wl = base.workload
+            memory = _scaled(v.get("memory_gib", base.vm.memory_gib), factor)
+            vm = dataclasses.replace(base.vm, memory_gib=memory)
+            wl = _shrunk_workload(base.workload, factor)
             for f in ("dirty_rate_pages_s", "wss_mib"):
                 if f in v:  # (a workload that takes none, idle, phased or trace, refuses it)
-                    wl = dataclasses.replace(wl, **{f: v[f]})
+                    wl = dataclasses.replace(wl, **{f: _scaled(v[f], factor) if f == "wss_mib" else v[f]})
             scn = dataclasses.replace(base, vm=vm, workload=wl, engine="fluid")
         except ConfigError as e:
             if e.key == "hot_mib" and "wss_mib" in v:  # the VM's working set against the workload's

@@ -382,6 +382,11 @@ def make_plan(
     for k in RUNTIME_KEYS:
         hash_cfg.sweep.pop(k, None)
     hash_cfg.sweep.round_detail = L
+    for key in task.unread_keys(overrides, cfg, axes):  # (an evacuation's vm.memory_gib, …)
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(hash_cfg, parent) if parent else hash_cfg
+        if node is not None and leaf in node:
+            node.pop(leaf)
     # trace files and plug-in code included; and what the resolved config does not show: the
     # axes' order (it numbers the points: chunks, seeds) and the files of swapped groups; what
     # it read from outside the package is kept (inputs): the chunks simulate exactly that

@@ -20,6 +20,11 @@ class Task:
         """Refuse, before anything runs, overrides and axes this task would not read (raises
         :class:`~lmtoolkit.errors.ConfigError`); ``cfg``: the resolved base config."""
 
+    def unread_keys(self, overrides: list[str], cfg, axes: list) -> list[str]:
+        """Keys of the resolved config ``cfg`` that no point of the plan reads: left out of
+        what the result records (``lmt_config``) and hashes."""
+        return []
+
     def template(self, cfg):
         """Build the objects of one config cell (raises :class:`~lmtoolkit.errors.ConfigError`)."""
         raise NotImplementedError

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..concurrency import Planned, simulate_concurrent
 from ..model.energy import hosts_idle_energy, migration_energy, scenario_constants, stack_constants
-from ..runner import build_evacuation, build_power, check_evacuation_overrides
+from ..runner import build_evacuation, build_power, check_evacuation_overrides, evacuation_unread_keys
 from .base import Task
 
 #: per-VM variables: name -> (units, long name, fill for a VM a point does not have)
@@ -175,6 +175,9 @@ class EvacuationTask(Task):
 
     def check_plan(self, overrides, cfg, axes):
         check_evacuation_overrides(overrides, cfg, axes)
+
+    def unread_keys(self, overrides, cfg, axes):
+        return evacuation_unread_keys(cfg, overrides, axes)
 
     def template(self, cfg):
         ev = build_evacuation(cfg)

@@ -273,3 +273,46 @@ def test_vms_that_do_not_fit_in_all_say_so(nothing_runs, capsys):
     assert "20 GiB free in all for 20 GiB" in str(e.value) and "largest_first" in str(e.value)
     assert "at most 2 GiB" in str(e.value)
     assert not nothing_runs.exists() or not any(nothing_runs.rglob("*"))
+
+
+def test_debug_shrinks_an_evacuation_and_records_only_what_ran(tmp_path):
+    """debug=default ran the evacuation_order experiment at full size (db VMs 32 GiB, 231 GiB
+    sent over 1 GbE, makespan 2,110 s) while lmt_config said vm.memory_gib: 1.0, a key no VM
+    read.  Now every VM is scaled so that the largest is 1 GiB (db 1, app 0.25, web 0.125,
+    idle 0.0625 GiB: 5 GiB in all), and the recorded config names the scaling and leaves out
+    the top-level keys every VM replaces."""
+    import yaml
+
+    ov = ["experiment=evacuation_order", "debug=default", "sweep.axes.order.values=[given]"]
+    ds = lmt.sweep(ov + [f"paths.results_dir={tmp_path}"])
+    gib = ds.memory.isel(order=0, links=0, replicate=0) / 2**30
+    size = {n.split("-")[0]: float(g) for n, g in zip(ds.vm.values, gib.values)}
+    assert size == {"db": 1.0, "app": 0.25, "web": 0.125, "idle": 0.0625}
+    assert float(gib.sum()) == pytest.approx(5.0)
+    assert bool(ds.completed.all())
+    assert float(ds.makespan.sel(links="gigabit").max()) < 100  # full size: 2,110 s
+    assert float(ds.total_transferred.max()) / 2**30 < 10  # full size: 231 GiB
+    cfg = yaml.safe_load(ds.attrs["lmt_config"])
+    assert cfg["evacuation"]["shrink_to_gib"] == 1.0
+    assert "memory_gib" not in cfg["vm"] and "page_size_kib" in cfg["vm"]
+    assert "dirty_rate_pages_s" not in cfg["workload"] and "wss_mib" not in cfg["workload"]
+    assert "bandwidth_gbit_s" not in cfg["network"] and "latency_ms" in cfg["network"]
+
+
+def test_shrink_to_gib_scales_sizes_and_keeps_what_vms_take_from_the_top_level():
+    """evacuation.shrink_to_gib: one factor over every VM's memory and working set (the VMs that
+    take vm.memory_gib too, whose key is then read and recorded); no effect on VMs already
+    smaller; a bad value is one error naming the key; a migration refuses it."""
+    vms = "evacuation.vms=[{name: a, memory_gib: 4, wss_mib: 1024}, {name: b}]"
+    ds = lmt.evacuate([vms, "vm.memory_gib=2", "evacuation.shrink_to_gib=1"])
+    assert ds.memory.values.tolist() == [2**30, 2**29]
+    assert "memory_gib" in ds.attrs["lmt_config"]  # read by b
+    same = lmt.evacuate([vms, "vm.memory_gib=2"])
+    assert lmt.evacuate([vms, "vm.memory_gib=2", "evacuation.shrink_to_gib=8"]).makespan == same.makespan
+    for bad, words in ((0, r"must be in \(0"), ("abc", "must be a number")):
+        with pytest.raises(ConfigError, match=words) as e:
+            lmt.evacuate([vms, f"evacuation.shrink_to_gib={bad}"])
+        assert e.value.key == "evacuation.shrink_to_gib"
+    with pytest.raises(ConfigError, match="read by host evacuations only"):
+        lmt.compose(["evacuation.shrink_to_gib=1"])
+    assert "evacuation" not in lmt.compose(["debug=default"])  # debug's section: evacuations only

@@ -5,8 +5,10 @@
         hydra/launcher=submitit_slurm hydra.launcher.partition=compute
 
 Each job runs :func:`lmtoolkit.sweep.run` on its own overrides.  In a multirun the job's
-results go to its Hydra output directory (``multirun/<date>/<time>/<job>/<exp>/<exp>.nc``,
-beside ``.hydra/overrides.yaml``), which ``lmtk collect multirun/<date>/<time>`` merges into one
+results go to its Hydra output directory, ``<hydra.sweep.dir>/<job num>/`` (beside
+``.hydra/overrides.yaml``), as :func:`~lmtoolkit.sweep.run` lays them out under a results
+directory: ``<exp>/variants/<hash>/<exp>.nc`` (``<exp>/<exp>.nc`` for a job whose overrides
+only pick the experiment and how it runs), which ``lmtk collect multirun/<date>/<time>`` merges into one
 Dataset.  A single run (no ``-m``) writes to ``paths.results_dir`` like ``lmtk sweep``.
 """
 

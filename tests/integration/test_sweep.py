@@ -367,6 +367,12 @@ def _check_collected(d, n_jobs, new_dims):
 def test_multirun_basic_launcher_and_collect(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     d = _multirun(tmp_path, ["seed=1,0"])
+    # where a job's result is, as the README says (it said <job>/<slug>/<slug>.nc)
+    layout = "<hydra.sweep.dir>/<job num>/<slug>/variants/<hash>/<slug>.nc"
+    assert layout in " ".join((ROOT / "README.md").read_text().split())
+    for job in ("0", "1"):
+        (f,) = (d / job).rglob("quickstart.nc")
+        assert f.parent.parent == d / job / "quickstart" / "variants" and len(f.parent.name) == 12
     ds = _check_collected(d, 2, {"seed": "seed_"})  # `seed` is taken by the seed coordinate
     assert list(ds.seed_.values) == [1, 0]  # the order the jobs ran in
     assert not np.array_equal(ds.total_time.isel(seed_=0).values, ds.total_time.isel(seed_=1).values)

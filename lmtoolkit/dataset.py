@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import xarray as xr
 
@@ -131,20 +133,59 @@ def to_dataset(
     return ds
 
 
+def units_problems(ds: xr.Dataset) -> list[str]:
+    """Where ``ds`` breaks the units rule (README, Dataset; CF-1.10 §3.1, §3.5): every variable
+    and coordinate has a ``long_name``; a numeric or boolean one has CF ``units``, a string
+    UDUNITS-2 parses (``1`` for counts, shares, booleans; checked where ``cf_units`` is
+    installed, as with the test extra) — except a flag variable (``flag_values`` and
+    ``flag_meanings``, e.g. ``round_kind``), which like a string one has none: CF gives units
+    to quantities, not to categories or names."""
+    out = []
+    for name, var in ds.variables.items():
+        what = f"{'coordinate' if name in ds.coords else 'variable'} '{name}'"
+        a = var.attrs
+        if not a.get("long_name"):
+            out.append(f"{what} has no long_name")
+        flag = "flag_values" in a
+        if flag and "flag_meanings" not in a:
+            out.append(f"{what} has flag_values but no flag_meanings")
+        if var.dtype.kind in "biuf" and not flag:
+            if "units" not in a:
+                out.append(f"{what} has no units")
+            elif not udunits_ok(a["units"]):
+                out.append(f"{what} has units {a['units']!r}, which UDUNITS-2 does not parse")
+        elif "units" in a:
+            kind = "a flag" if flag else "not numeric"
+            out.append(f"{what} is {kind} and has units {a['units']!r} (CF: units are for quantities)")
+    return out
+
+
+def udunits_ok(units) -> bool:
+    """Is ``units`` a string UDUNITS-2 parses (``cf_units.Unit``)?  Any string passes where
+    ``cf_units`` is not installed (the test extra installs it)."""
+    return isinstance(units, str) and _parses(units)
+
+
+@lru_cache(maxsize=256)
+def _parses(units: str) -> bool:
+    try:
+        from cf_units import Unit
+    except ImportError:
+        return True
+    try:
+        Unit(units)
+    except ValueError:
+        return False
+    return True
+
+
 def validate(ds: xr.Dataset) -> None:
     """Raise ``ValueError`` if ``ds`` breaks the schema (variables, units, attribute types)."""
     task = str(ds.attrs.get("lmt_task", "migration"))
     problems = [f"missing variable '{v}'" for v in REQUIRED_VARS.get(task, ()) if v not in ds]
     if task not in REQUIRED_VARS:
         problems.append(f"unknown lmt_task '{task}'")
-    for name, var in ds.variables.items():
-        if (
-            name in ds.data_vars
-            and var.dtype.kind in "fiu"
-            and "units" not in var.attrs
-            and "flag_values" not in var.attrs
-        ):  # CF flag variables carry no units
-            problems.append(f"variable '{name}' has no units")
+    problems += units_problems(ds)
     for k, v in ds.attrs.items():
         if not isinstance(v, (str, int, float, np.integer, np.floating, np.ndarray)):
             problems.append(f"attribute '{k}' is {type(v).__name__}, not a netCDF type")

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from .errors import ConfigError
+from .units import display_unit
 
 MAX_TABLE_ROWS = 40
 
@@ -185,7 +186,7 @@ def quicklook_figure(ds):
             for ax in grid.ravel():
                 if ax not in panels.values():
                     ax.set_visible(False)
-        units = ds[x].attrs.get("units", "")
+        units = display_unit(ds[x].attrs.get("units", ""), ds[x].attrs.get("lmt_key"))
         xs = ds[x].values.astype(float)
         for (v, g), ax in panels.items():
             var, scale, label = variables[v]

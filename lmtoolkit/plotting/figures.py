@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..units import display_unit
 from . import style
 
 #: variable -> (display name, display unit, factor from the Dataset's unit, Dataset unit)
@@ -88,7 +89,7 @@ def label(ds: xr.Dataset | None, name: str) -> str:
         return f"{disp} ({unit})" if unit else disp
     attrs = ds[name].attrs if ds is not None and name in ds.variables else {}
     disp = attrs.get("long_name", name.replace("_", " "))
-    unit = attrs.get("units", "")
+    unit = display_unit(attrs.get("units", ""), attrs.get("lmt_key"))
     return f"{disp} ({unit})" if unit and unit != "1" else str(disp)
 
 

@@ -249,7 +249,7 @@ def collect(run_dir, output: str | os.PathLike | None = None):
         merged = stamped[0]
     for k in varying:
         merged[names[k]].attrs.update({"long_name": f"{k} (multirun override)", "lmt_key": k})
-        if merged[names[k]].dtype.kind in "fiu":  # a number: its units from the key's name
+        if merged[names[k]].dtype.kind in "biuf":  # a number or flag: its units from the key's name
             merged[names[k]].attrs["units"] = unit_of_key(k)
     if "round_kind" in merged:
         merged["round_kind"] = merged["round_kind"].fillna(-1).astype(np.int8)

@@ -29,7 +29,7 @@ PER_VM = {
     "mean_rate": ("bytes s-1", "mean payload rate while data flowed", np.nan),
     "completed": ("1", "the VM runs on the destination", False),
     "memory": ("bytes", "guest memory size", np.nan),
-    "dirty_rate": ("pages s-1", "page-write events per second", np.nan),
+    "dirty_rate": ("s-1", "page-write events per second", np.nan),
     "rank": ("1", "position in the migration order (evacuation.order)", 0),
     "start_rank": ("1", "position by actual start time", 0),
     "destination": (None, "destination host", ""),

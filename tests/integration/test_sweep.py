@@ -405,6 +405,20 @@ def test_multirun_over_a_policy_key(tmp_path, monkeypatch):
     assert not np.array_equal(ds.downtime.isel(stream_helper_gbit_s=0).values, one.downtime.values)
 
 
+def test_a_collected_boolean_override_is_a_coordinate_with_units(tmp_path, monkeypatch):
+    """host.ecc=true,false: the collected dim is boolean, a quantity with CF units '1' like a
+    boolean axis (it had none), and the file passes the schema's units rule."""
+    from lmtoolkit.cli import main
+    from lmtoolkit.sweep import read_result
+
+    monkeypatch.chdir(tmp_path)
+    d = _multirun(tmp_path, ["engine=fluid", "host.ecc=true,false"])
+    assert main(["collect", str(d)]) == 0
+    ds = read_result(d / "quickstart.nc")
+    assert ds.ecc.dtype == bool and ds.ecc.attrs["units"] == "1" and ds.ecc.attrs["lmt_key"] == "host.ecc"
+    validate(ds)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_multirun_launcher_plugins(tmp_path, monkeypatch, launcher):
@@ -542,7 +556,8 @@ def test_coordinates_carry_the_units_their_keys_hold(tmp_path):
     )
     assert ds.idle.attrs["units"] == "W"
     assert ds.throttle.attrs["units"] == "percent"
-    assert ds.compress.attrs["units"] == "MiB/s per core"
+    assert ds.compress.attrs["units"] == "2^20 bytes/s"  # UDUNITS: no MiB, no "per core"
+    assert ds.compress.attrs["lmt_key"] == "host.compress_mib_s_per_core"
 
 
 def test_an_override_inside_a_swept_group_is_noted_or_refused(tmp_path):

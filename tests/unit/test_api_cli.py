@@ -34,6 +34,92 @@ def test_simulate_returns_the_contract_dataset():
     assert len(ds.attrs["lmt_config_hash"]) == 16
 
 
+def _units_strings() -> set[str]:
+    """Every units string the package's Dataset builders and key table write."""
+    from lmtoolkit.dataset import ROUND_FIELDS, SCALARS
+    from lmtoolkit.model.energy import VARIABLES
+    from lmtoolkit.tasks.evacuation import PER_VM
+    from lmtoolkit.tasks.evacuation import SCALARS as EVACUATION
+    from lmtoolkit.units import KEY_SUFFIXES, NAMED_UNITS
+
+    out = {u for _, u, _ in SCALARS.values()} | {u for u, _ in ROUND_FIELDS.values()}
+    out |= {u for u, _ in VARIABLES.values()} | {u for u, _ in EVACUATION.values()}
+    out |= {u for u, _, _ in PER_VM.values()} | {u for _, u, _ in KEY_SUFFIXES} | set(NAMED_UNITS.values())
+    return out - {None, ""}
+
+
+def test_every_units_string_is_one_udunits_parses():
+    """CF units are UDUNITS-2 strings: coordinates said 'GiB', 'MiB/s', 'pages/s', 'MiB/s per
+    core' and an evacuation's dirty_rate 'pages s-1', none of which UDUNITS parses (no binary
+    prefixes, no 'pages').  Now 2^30 bytes, 2^20 bytes/s, s-1 (pages named by the key)."""
+    from cf_units import Unit
+
+    from lmtoolkit.units import display_unit, unit_of_key
+
+    bad = []
+    for u in sorted(_units_strings()):
+        try:
+            Unit(u)
+        except ValueError:
+            bad.append(u)
+    assert not bad, bad
+    assert Unit(unit_of_key("vm.memory_gib")).convert(1.0, "bytes") == 2**30
+    assert Unit(unit_of_key("host.compress_mib_s_per_core")).convert(1.0, "bytes/s") == 2**20
+    assert Unit(unit_of_key("workload.dirty_rate_pages_s")).convert(5000.0, "Hz") == 5000
+    assert unit_of_key("policy.max_cpu_throttle") == "percent" and unit_of_key("policy.xbzrle") == "1"
+    # figure labels keep the short forms
+    assert display_unit(unit_of_key("vm.memory_gib")) == "GiB"
+    assert (
+        display_unit(unit_of_key("workload.dirty_rate_pages_s"), "workload.dirty_rate_pages_s") == "pages/s"
+    )
+    key = "host.compress_mib_s_per_core"
+    assert display_unit(unit_of_key(key), key) == "MiB/s per core"
+
+
+def _broken(ds, name, **attrs):
+    out = ds.copy()
+    out[name].attrs = {k: v for k, v in {**out[name].attrs, **attrs}.items() if v is not None}
+    return out
+
+
+def test_validate_checks_every_variable_and_coordinate_against_the_units_rule(tmp_path):
+    """The rule (README, Dataset): a long_name everywhere; CF units on every number and boolean,
+    coordinates too; none on strings (group-axis coordinates, stop_reason) and flags
+    (round_kind).  validate checked data variables only, for units only."""
+    from lmtoolkit.dataset import units_problems
+
+    ds = lmt.sweep(
+        [
+            "experiment=quickstart",
+            "debug=default",
+            "engine=fluid",
+            "+sweep.axes.ac={key: policy.auto_converge, values: [false, true]}",
+            "policy=qemu",
+            "~sweep.axes.policy",
+            f"paths.results_dir={tmp_path}",
+        ]
+    )
+    validate(ds)
+    assert ds.dirty_rate.attrs["units"] == "s-1" and ds.ac.attrs["units"] == "1"
+    assert "units" not in ds.network.attrs and ds.network.attrs["long_name"]
+    assert "units" not in ds.round_kind.attrs and "flag_meanings" in ds.round_kind.attrs
+    for name, attrs, words in (
+        ("network", {"units": "1"}, "coordinate 'network' is not numeric and has units '1'"),
+        ("round_kind", {"units": "1"}, "variable 'round_kind' is a flag and has units '1'"),
+        ("stop_reason", {"units": "1"}, "variable 'stop_reason' is not numeric"),
+        ("dirty_rate", {"units": None}, "coordinate 'dirty_rate' has no units"),
+        ("dirty_rate", {"units": "pages/s"}, "units 'pages/s', which UDUNITS-2 does not parse"),
+        ("replicate", {"long_name": None}, "coordinate 'replicate' has no long_name"),
+        ("converged", {"units": None}, "variable 'converged' has no units"),
+        ("round_kind", {"flag_meanings": None}, "has flag_values but no flag_meanings"),
+    ):
+        bad = _broken(ds, name, **attrs)
+        assert [p for p in units_problems(bad) if words in p], (name, units_problems(bad))
+        with pytest.raises(ValueError, match="lmtoolkit schema"):
+            validate(bad)
+    validate(lmt.evacuate(["debug=default"]))
+
+
 @pytest.mark.parametrize("engine", ["page", "fluid"])
 def test_engine_switch_gives_the_same_variables(engine):
     ds = lmt.simulate(CONTRACT + [f"engine={engine}"])

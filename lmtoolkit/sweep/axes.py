@@ -20,7 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from ..compose import CLASS_KEY, leaf_keys, sweeps_policy
 from ..errors import ConfigError
 from ..paths import group_options
-from ..units import unit_of_key
+from ..units import display_unit, unit_of_key
 
 #: config groups an axis may swap
 SWAPPABLE = ("vm", "workload", "network", "host", "policy", "storage", "power", "evacuation")
@@ -132,7 +132,7 @@ def _check_fields(where: str, spec: DictConfig) -> None:
         value = spec._get_node(field)._value()
         if field == "units":
             key = spec.get("key")
-            of = f" ({key} is in {unit_of_key(key)})" if isinstance(key, str) and "." in key else ""
+            of = f" ({key} is in {display_unit(unit_of_key(key), key)})" if isinstance(key, str) and "." in key else ""
             raise ConfigError(
                 f"{where}.units",
                 value,

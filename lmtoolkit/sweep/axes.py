@@ -132,7 +132,11 @@ def _check_fields(where: str, spec: DictConfig) -> None:
         value = spec._get_node(field)._value()
         if field == "units":
             key = spec.get("key")
-            of = f" ({key} is in {display_unit(unit_of_key(key), key)})" if isinstance(key, str) and "." in key else ""
+            of = (
+                f" ({key} is in {display_unit(unit_of_key(key), key)})"
+                if isinstance(key, str) and "." in key
+                else ""
+            )
             raise ConfigError(
                 f"{where}.units",
                 value,

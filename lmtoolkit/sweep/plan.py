@@ -267,9 +267,11 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float, bool, np.integer, np.floating)) and v == v
 
 
-def _column_ok(axis: Axis, task, raw_cells: list, templates: list, descs: list[str]) -> bool:
+def _column_ok(axis: Axis, task, raw_cells: list, templates: list, descs: list[str], firsts) -> bool:
     """A value axis can be applied to built scenarios iff it maps one-to-one onto a field
-    (its ends composed in each cell ``descs`` names; its other values: :func:`_check_columns`)."""
+    (its ends composed in each cell ``descs`` names, with the other value axes at their first
+    values ``firsts``, as the cell is built: a combination some point runs; its other values:
+    :func:`_check_columns`)."""
     if not task.columns or axis.group or not all(_is_number(v) for v in axis.values):
         return False
     if axis.key.split(".")[0] not in SWAPPABLE:
@@ -286,7 +288,8 @@ def _column_ok(axis: Axis, task, raw_cells: list, templates: list, descs: list[s
             try:
                 want = task.template(OmegaConf.create(_resolved(c)))
             except ConfigError as e:
-                raise _column_error(axis, e, desc) from None
+                pairs = [(axis, v)] + [(b, x) for b, x in firsts if b is not axis]
+                raise _combination_error(e, axis, pairs, desc) from None
             try:
                 got = with_value(tpl, axis.key, v)
             except (ConfigError, TypeError, ValueError):
@@ -294,6 +297,23 @@ def _column_ok(axis: Axis, task, raw_cells: list, templates: list, descs: list[s
             if not _same(got, want):
                 return False
     return True
+
+
+def _head(key: str) -> str:
+    return key.split(".")[0]
+
+
+def _combination_error(e: ConfigError, axis: Axis, pairs: list, where: str) -> ConfigError:
+    """``e``, refused at the combination ``pairs`` (``(axis, value)``, ``axis``'s first) in the
+    cell ``where``, naming the axis of the key refused (else ``axis``) and, after the cell, the
+    values of ``axis`` and of the other axes of the same model object but the key refused (the
+    object checks its fields together: ``network.background_gbit_s=5 ... (at
+    network.bandwidth_gbit_s=1)``)."""
+    named = next((b for b, _ in pairs if b.key == e.key), axis)
+    at = [where] * bool(where) + [
+        f"{b.key}={x}" for b, x in pairs if b.key != e.key and (b is axis or _head(b.key) == _head(e.key))
+    ]
+    return _column_error(named, e, ", ".join(at))
 
 
 def _column_error(axis: Axis, e: ConfigError, where: str) -> ConfigError:
@@ -308,10 +328,11 @@ def _check_columns(caxes: list[Axis], templates: list, descs: list[str]) -> None
     10 GbE) was checked on the first cell only and failed mid-sweep, after chunks were written,
     naming neither the axis nor the cell.  The other column axes of the same model object
     (``network.bandwidth_gbit_s`` for ``network.background_gbit_s``: the object checks them
-    together) are set to their first and last values each, not to every value."""
+    together) are set to their first and last values each, not to every value; their base
+    values run at no point and are never checked (the cells hold each column at its first value,
+    the non-column value axes at their own)."""
     for a in caxes:
-        head = a.key.split(".")[0]
-        others = [b for b in caxes if b is not a and b.key.split(".")[0] == head]
+        others = [b for b in caxes if b is not a and _head(b.key) == _head(a.key)]
         ends = list(itertools.product(*[dict.fromkeys((b.values[0], b.values[-1])) for b in others]))
         for tpl, desc in zip(templates, descs):
             for v, end in itertools.product(a.values, ends):
@@ -319,9 +340,19 @@ def _check_columns(caxes: list[Axis], templates: list, descs: list[str]) -> None
                 try:
                     with_values(tpl, [(b.key, x) for b, x in pairs])
                 except ConfigError as e:  # named by the axis of the key refused, at the others
-                    named = next((b for b, _ in pairs if b.key == e.key), a)
-                    where = [desc] * bool(desc) + [f"{b.key}={x}" for b, x in pairs if b is not named]
-                    raise _column_error(named, e, ", ".join(where)) from None
+                    raise _combination_error(e, a, pairs, desc) from None
+
+
+def _with_pairs(raw, pairs):
+    """A copy of the unresolved config ``raw`` with each ``(axis, value)`` of ``pairs`` set
+    (``raw`` itself when there are none)."""
+    pairs = list(pairs)
+    if not pairs or raw is None:
+        return raw
+    out = copy.deepcopy(raw)
+    for a, v in pairs:
+        OmegaConf.update(out, a.key, v, merge=False)
+    return out
 
 
 def _swap_override(base_ov: list[str], key: str, value: str) -> str:
@@ -501,8 +532,10 @@ def _check_group_keys_not_erased(
 
 def _cell_error(e: ConfigError, pairs) -> ConfigError:
     """A point's error, naming the axes whose values it concerns (``(axis, value)`` pairs of
-    the point): those whose key is the error's key or holds it (a group); none for an error
-    of the base config (``seed=-1`` is not about ``policy=vmware``)."""
+    the point): those whose key is the error's key or holds it (a group), and the value axes
+    of the same model object (``network.bandwidth_gbit_s=1`` for a background of 5 Gbit/s: the
+    object checks them together); none for an error of the base config (``seed=-1`` is not
+    about ``policy=vmware``)."""
     about = [
         (a, v)
         for a, v in pairs
@@ -510,6 +543,7 @@ def _cell_error(e: ConfigError, pairs) -> ConfigError:
         or e.key.startswith(a.key + ".")
         or a.key.startswith(e.key + ".")
         or (a.swap_class and e.key.startswith("policy."))  # a key of the class it swapped in
+        or (not a.group and _head(a.key) == _head(e.key))
     ]
     where = ", ".join(f"sweep.axes.{a.dim}: {a.key}={v}" for a, v in about)
     return ConfigError(e.key, e.value, e.allowed, message=e.text() + (f" (at {where})" if where else ""))
@@ -622,6 +656,10 @@ def expand_plan(plan: Plan) -> Plan:
     # its default there (_template_reading): clean_cells, with what each put back
     clean_cells, group_unread, descs, cell_pairs = [], [], [], []
     free = _sweep_wide_keys(overrides, axes)
+    # each cell is built with the value axes at their first values, never at the base config's
+    # (network=1gbe's 1 Gbit/s runs at no point of an axis over bandwidth [10, 25]: background
+    # 5 Gbit/s was refused against it)
+    firsts = [(a, a.values[0]) for a in axes if not a.group and not a.swap_class]
     # A group swap reuses a composition when that is exact (compose.swap_group: nothing but
     # the option's file sets the group's keys); the other swaps compose with Hydra, once per
     # combination of their values.
@@ -662,10 +700,11 @@ def expand_plan(plan: Plan) -> Plan:
                     "",
                     message=f"sweep.axes.{a.dim}: key '{a.key}' does not exist with {where}",
                 )
+        raw = _with_pairs(raw, firsts)
         try:
             tpl, clean, clean_res, put_back = _template_reading(task, raw, free)
         except ConfigError as e:
-            raise _cell_error(e, pairs) from None
+            raise _cell_error(e, pairs + firsts) from None
         raw_cells.append(raw)
         templates.append(tpl)
         clean_cells.append((clean, clean_res))
@@ -675,28 +714,29 @@ def expand_plan(plan: Plan) -> Plan:
     # ... value axes either become columns or multiply the cells
     for a in axes:
         if not a.group and not a.swap_class:
-            a.column = _column_ok(a, task, [c for c, _ in clean_cells], templates, descs)
-    _check_columns([a for a in axes if a.column], templates, descs)
+            a.column = _column_ok(a, task, [c for c, _ in clean_cells], templates, descs, firsts)
     vaxes = [a for a in axes if not a.group and not a.swap_class and not a.column]
-    cells, unread = [], {}
-    for raw, (_, clean_res), gunread, desc, gpairs in zip(
-        raw_cells, clean_cells, group_unread, descs, cell_pairs
+    cfirsts = [(a, v) for a, v in firsts if a.column]  # each cell holds its columns' first values
+    cells, unread, cell_tpls, cell_descs = [], {}, [], []
+    for raw, tpl, (_, clean_res), gunread, desc, gpairs in zip(
+        raw_cells, templates, clean_cells, group_unread, descs, cell_pairs
     ):
         for combo in itertools.product(*[a.values for a in vaxes]):
             here = ", ".join([desc] * bool(desc) + [f"{a.key}={v}" for a, v in zip(vaxes, combo)])
             if not vaxes:
                 res, cunread = clean_res, gunread
             else:
-                c = copy.deepcopy(raw)
-                for a, v in zip(vaxes, combo):
-                    OmegaConf.update(c, a.key, v, merge=False)
                 try:
-                    _, _, res, cunread = _template_reading(task, c, free)
+                    tpl, _, res, cunread = _template_reading(task, _with_pairs(raw, zip(vaxes, combo)), free)
                 except ConfigError as e:
-                    raise _cell_error(e, gpairs + list(zip(vaxes, combo))) from None
+                    raise _cell_error(e, gpairs + list(zip(vaxes, combo)) + cfirsts) from None
             for e in cunread:
                 unread.setdefault(e.key, (e, []))[1].append(here or "every point")
             cells.append(res)
+            cell_tpls.append(tpl)
+            cell_descs.append(here)
+    # the columns over the cells as they run (the non-column value axes at their own values)
+    _check_columns([a for a in axes if a.column], cell_tpls, cell_descs)
     plan.notes = plan.notes + _unread_notes(unread, len(cells))
     shape = plan.shape
     idx = np.unravel_index(np.arange(n), shape) if axes else (np.zeros(n, dtype=np.int64),)

@@ -361,6 +361,30 @@ BAD = [
         ],
         ["sweep.axes.bg: network.background_gbit_s=5", "(at network.bandwidth_gbit_s=1)"],
     ),
+    # ... also on a 1 GbE base: the error is about the point bw=1 x bg=5 the sweep would run
+    # (it was the base config's 1 Gbit/s, with no combination named: the same words for a
+    # sweep over [10, 25] that no point refuses)
+    (
+        [
+            "sweep",
+            "engine=fluid",
+            "network=1gbe",
+            "+sweep.axes.bw={key: network.bandwidth_gbit_s, values: [1, 10]}",
+            "+sweep.axes.bg={key: network.background_gbit_s, values: [0, 5]}",
+        ],
+        ["sweep.axes.bg: network.background_gbit_s=5", "[0, 1)", "(at network.bandwidth_gbit_s=1)"],
+    ),
+    # a sweep-wide background refused at a bandwidth the sweep runs (2), not at the base's (1)
+    (
+        [
+            "sweep",
+            "engine=fluid",
+            "network=1gbe",
+            "network.background_gbit_s=5",
+            "+sweep.axes.bw={key: network.bandwidth_gbit_s, values: [10, 2]}",
+        ],
+        ["sweep.axes.bw: network.background_gbit_s=5", "[0, 2)", "(at network.bandwidth_gbit_s=2)"],
+    ),
     # a bad value inside a swept group: one line (a note that "every point runs
     # latency_ms=abc" came first)
     (
@@ -754,22 +778,40 @@ def test_a_migration_log_the_readers_refuse_is_one_line_from_lmtk_fit(tmp_path, 
         assert not out.exists()
 
 
-def test_a_value_one_cell_refuses_writes_nothing(tmp_path, monkeypatch, capsys):
-    """Page engine, chunks of 4 points: 1.5 Gbit/s of background is fine on 10 GbE (the first
-    cell) and not on 1 GbE; it was refused after the first chunk was written to .partial (and a
-    rerun "resumed" it to fail again).  Now refused before any point runs."""
+ONE_CELL_REFUSES = [
+    # 1.5 Gbit/s of background is fine on 10 GbE (the first cell) and not on 1 GbE
+    (
+        [
+            "experiment=shared_network",
+            "sweep.axes.network.values=[10gbe, 1gbe]",
+            "sweep.axes.background.values=[0.0, 1.5, 0.5]",
+            "sweep.axes.dirty_rate.values=[5000]",
+        ],
+        ["sweep.axes.background", "(at network=1gbe)"],
+    ),
+    # a bandwidth axis that is not a column (the stream rate follows it) composes its cells:
+    # background 5 was checked at the base's 10 Gbit/s only, not in the cell at 1 Gbit/s
+    (
+        [
+            "network=10gbe",
+            "network.stream_gbit_s=${network.bandwidth_gbit_s}",
+            "+sweep.axes.bw={key: network.bandwidth_gbit_s, values: [10, 1]}",
+            "+sweep.axes.bg={key: network.background_gbit_s, values: [0, 5]}",
+            "sweep.replicates=2",
+        ],
+        ["sweep.axes.bg: network.background_gbit_s=5", "[0, 1)", "(at network.bandwidth_gbit_s=1)"],
+    ),
+]
+
+
+@pytest.mark.parametrize("argv, words", ONE_CELL_REFUSES, ids=["group cell", "composed cell"])
+def test_a_value_one_cell_refuses_writes_nothing(argv, words, tmp_path, monkeypatch, capsys):
+    """Page engine, chunks of 4 points: a value the first cells take and a later one refuses
+    was refused after the first chunk was written to .partial (and a rerun "resumed" it to
+    fail again), naming neither axis nor cell.  Now refused before any point runs."""
     out = tmp_path / "res"
     monkeypatch.setenv("LMT_RESULTS_DIR", str(out))
-    argv = [
-        "sweep",
-        "experiment=shared_network",
-        "engine=page",
-        "vm.memory_gib=0.25",
-        "sweep.axes.network.values=[10gbe, 1gbe]",
-        "sweep.axes.background.values=[0.0, 1.5, 0.5]",
-        "sweep.axes.dirty_rate.values=[5000]",
-    ]
-    cli_error(argv, capsys, ["sweep.axes.background", "(at network=1gbe)"])
+    cli_error(["sweep", "engine=page", "vm.memory_gib=0.25", *argv], capsys, words)
     assert not out.exists() or not any(out.rglob("*"))
 
 

@@ -623,6 +623,40 @@ def test_a_key_some_points_do_not_read_runs_at_its_default_there(tmp_path):
     ]
 
 
+def test_values_are_checked_at_the_points_that_run_them_not_at_the_base(tmp_path):
+    """Background 5 Gbit/s under a bandwidth axis [10, 25] on a 1 GbE base: every point is
+    valid, but the value was refused "must be in [0, 1)" against the base's 1 Gbit/s, which no
+    point runs — as a column (checked at the base's other keys), as a sweep-wide key (the cell
+    built at the base's bandwidth) and beside a bandwidth axis that is not a column (the
+    columns checked on the base's cell).  Each point equals its single run."""
+    import lmtoolkit as lmt
+
+    base = ["engine=fluid", "vm=small", "network=1gbe", "sweep.progress=false"]
+    bw = "+sweep.axes.bw={key: network.bandwidth_gbit_s, values: [10, 25]}"
+    bg = "+sweep.axes.bg={key: network.background_gbit_s, values: [0, 5]}"
+    ds, info = _run([*base, bw, bg], tmp_path)
+    t = ds.total_time.isel(replicate=0)
+    assert t.shape == (2, 2) and np.isfinite(t.values).all()
+    assert t.sel(bw=10, bg=5) > t.sel(bw=10, bg=0) > t.sel(bw=25, bg=0)  # less line left, slower
+    assert t.sel(bw=10, bg=5) > t.sel(bw=25, bg=5) > t.sel(bw=25, bg=0)
+    assert float(t.sel(bw=10, bg=5)) == pytest.approx(1.83, rel=0.01)
+    for b in (10, 25):
+        for g in (0, 5):
+            one = lmt.simulate([*base[:3], f"network.bandwidth_gbit_s={b}", f"network.background_gbit_s={g}"])
+            assert float(t.sel(bw=b, bg=g)) == pytest.approx(float(one.total_time), rel=1e-12)
+    # each cell holds the columns at their first values, never the base's
+    assert [c["network"]["bandwidth_gbit_s"] for c in info["plan"].cells] == [10]
+    # a sweep-wide background of 5 under the bandwidth axis: the same two points
+    ds2, _ = _run([*base, bw, "network.background_gbit_s=5"], tmp_path)
+    assert ds2.total_time.isel(replicate=0).values.tolist() == t.sel(bg=5).values.tolist()
+    # the bandwidth axis not a column (the stream rate follows it): the columns are checked
+    # on the cells it composes, at 10 and 25 Gbit/s
+    ds3, info3 = _run([*base, "network.stream_gbit_s=${network.bandwidth_gbit_s}", bw, bg], tmp_path)
+    assert [a.column for a in info3["plan"].axes] == [False, True]
+    t3 = ds3.total_time.isel(replicate=0)
+    assert np.isfinite(t3.values).all() and float(t3.sel(bw=10, bg=5)) > float(t3.sel(bw=10, bg=0))
+
+
 def test_a_null_axis_value_is_nan_fresh_and_from_the_cache(tmp_path):
     """``values: [null, 512]``: a float coordinate with NaN both when computed and when served
     from the cache (computed, it was an object array [None, 512])."""

@@ -11,10 +11,10 @@
   ``sweep.common_random_numbers`` the word of its replicate instead.  Seeds never depend on
   the executor, the worker count or the chunking;
 * **output** — the experiment's canonical file ``<results>/<exp>/<exp>.nc`` when the
-  overrides only pick the experiment and how it runs (``sweep.executor`` …, ``paths.*``,
-  ``debug=…``, which writes to its own ``results/debug/`` tree);
-  any other override is a *variant*: ``<results>/<exp>/variants/<variant>/<exp>.nc``, keyed
-  by the resolved config, so variants never overwrite the canonical result or each other.
+  config hash is that of the overrides that only pick the experiment and how it runs
+  (``sweep.executor`` …, ``paths.*``, ``debug=…``, which writes to its own ``results/debug/``
+  tree); any other config is a *variant*: ``<results>/<exp>/variants/<variant>/<exp>.nc``,
+  keyed by the resolved config, so variants never overwrite the canonical result or each other.
 """
 
 from __future__ import annotations
@@ -192,6 +192,57 @@ def is_canonical(overrides: list[str]) -> bool:
             continue
         return False
     return True
+
+
+def _identity(cfg, axes: list[Axis], replicates: int, inputs: provenance.Inputs, unread=()) -> tuple:
+    """``(hash_cfg, round_detail, config_hash)`` of a composed sweep config: what its
+    ``lmt_config`` records (run-time settings and the keys no point reads, ``unread``, left
+    out; the round detail filled in) and its cache key (:func:`provenance.config_hash` with
+    :func:`_sweep_identity`)."""
+    n = int(np.prod([len(a.values) for a in axes] + [replicates]))
+    L = _posint(cfg, "sweep.round_detail", None, lo=0)
+    if L is None:
+        L = DEFAULT_ROUND_DETAIL if n <= AUTO_DETAIL_MAX_POINTS else 0
+    hash_cfg = copy.deepcopy(cfg)
+    OmegaConf.set_struct(hash_cfg, False)
+    for k in RUNTIME_KEYS:
+        hash_cfg.sweep.pop(k, None)
+    hash_cfg.sweep.round_detail = L
+    for key in unread:  # (an evacuation's vm.memory_gib, …: Task.unread_keys)
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(hash_cfg, parent) if parent else hash_cfg
+        if node is not None and leaf in node:
+            node.pop(leaf)
+    return hash_cfg, L, provenance.config_hash(hash_cfg, _sweep_identity(axes, inputs), inputs)
+
+
+def canonical_hash(overrides: list[str]) -> str | None:
+    """The config hash of the canonical result of the experiment ``overrides`` name: the config
+    composed from those of them that only pick it and say how it runs (:func:`is_canonical`);
+    None when that config does not compose."""
+    try:
+        canonical = [o for o in overrides if is_canonical([o])]
+        _, cfg = compose_both(canonical)
+        replicates = _posint(cfg, "sweep.replicates", 1) or 1
+        axes = parse_axes(cfg, _posint(cfg, "sweep.max_values", None))
+        unread = get_task(task_of(cfg)).unread_keys(canonical, cfg, axes)
+        return _identity(cfg, axes, replicates, provenance.Inputs(), unread)[2]
+    except ConfigError:
+        return None
+
+
+def _variant(overrides: list[str], hash_cfg, config_hash: str) -> str | None:
+    """The result's variant id, None for the canonical result: decided by what is composed, not
+    by which overrides were given — an override that changes nothing (``engine=fluid`` on a
+    fluid experiment, ``seed=0``, an axis's own values) is the canonical result (it was
+    recomputed into a variant of the same hash, "overrides change its points").  Without an
+    experiment (``lmtk evacuate policy=hyperv``: the command composes once) any such override
+    makes a variant."""
+    if is_canonical(overrides):
+        return None
+    if experiment_name(overrides) is not None and canonical_hash(overrides) == config_hash:
+        return None
+    return _variant_id(hash_cfg)
 
 
 def _sweep_identity(axes, inputs: provenance.Inputs | None = None) -> str:
@@ -403,29 +454,15 @@ def make_plan(
             "experiment=NAME (available: " + ", ".join(available_experiments()) + ")",
         )
     name = name or str(OmegaConf.select(cfg, "sweep.name", default=None) or default_name or "sweep")
-    shape = tuple(len(a.values) for a in axes) + (replicates,)
-    n = int(np.prod(shape))
-    L = _posint(cfg, "sweep.round_detail", None, lo=0)
-    if L is None:
-        L = DEFAULT_ROUND_DETAIL if n <= AUTO_DETAIL_MAX_POINTS else 0
-    hash_cfg = copy.deepcopy(cfg)
-    OmegaConf.set_struct(hash_cfg, False)
-    for k in RUNTIME_KEYS:
-        hash_cfg.sweep.pop(k, None)
-    hash_cfg.sweep.round_detail = L
-    for key in task.unread_keys(overrides, cfg, axes):  # (an evacuation's vm.memory_gib, …)
-        parent, _, leaf = key.rpartition(".")
-        node = OmegaConf.select(hash_cfg, parent) if parent else hash_cfg
-        if node is not None and leaf in node:
-            node.pop(leaf)
     # trace files and plug-in code included; and what the resolved config does not show: the
     # axes' order (it numbers the points: chunks, seeds) and the files of swapped groups; what
     # it read from outside the package is kept (inputs): the chunks simulate exactly that
     inputs = provenance.Inputs()
     code = provenance.code_hash()  # (the one config_hash reads: the same, or stale and an error)
-    config_hash = provenance.config_hash(hash_cfg, _sweep_identity(axes, inputs), inputs)
+    unread = task.unread_keys(overrides, cfg, axes)
+    hash_cfg, L, config_hash = _identity(cfg, axes, replicates, inputs, unread)
     root = Path(results_dir) if results_dir is not None else Path(str(cfg.paths.results_dir))
-    variant = None if is_canonical(overrides) else _variant_id(hash_cfg)
+    variant = _variant(overrides, hash_cfg, config_hash)
     folder = root / name if variant is None else root / name / "variants" / variant
     out = folder / f"{name}{FORMATS[settings['format']]}"
     plan = Plan(

@@ -118,6 +118,25 @@ def test_cache_hit_and_miss(tmp_path, monkeypatch):
     assert not i4["cached"]
 
 
+def test_an_override_that_changes_nothing_is_the_canonical_result(tmp_path):
+    """Canonical or variant is decided by the composed config, not by the presence of
+    overrides: ``engine=fluid`` on a fluid experiment, ``seed=0`` or an axis's own values were
+    recomputed into a variant of the same config hash ("overrides change its points")."""
+    base = ["experiment=bandwidth_vs_dirty_rate", "debug=default"]
+    same = ["engine=fluid", "seed=0", "sweep.axes.bandwidth.values=[1,2.5,5,10,25,40,100]"]
+    # computed afresh with such an override: written as the canonical result
+    ds, first = _run(base + [same[0]], tmp_path)
+    canonical = tmp_path / "bandwidth_vs_dirty_rate" / "bandwidth_vs_dirty_rate.nc"
+    assert first["path"] == canonical and not first["cached"] and ds.attrs["lmt_variant"] == ""
+    for o in [[]] + [[x] for x in same]:
+        _, info = _run(base + o, tmp_path)
+        assert info["cached"] and info["path"] == canonical and info["plan"].variant is None, o
+        assert info["config_hash"] == first["config_hash"], o
+    assert not (canonical.parent / "variants").exists()
+    _, other = _run(base + ["seed=1", "engine=page"], tmp_path)  # (fluid: seeds change nothing)
+    assert other["plan"].variant and other["path"].parent.parent.name == "variants"
+
+
 def test_resume_computes_only_missing_chunks(tmp_path, monkeypatch):
     """An interrupted sweep (exception after 3 chunks) resumes from its partial files."""
     from lmtoolkit.sweep import execute as mod

@@ -196,7 +196,7 @@ WHATIF_VARIANT = "#| lmt_whatif_variant: the observed run's settings carried int
 _OVERRIDING_GROUPS = ("debug", "local")
 
 
-def _global_body(f) -> tuple[str, dict | None]:
+def global_body(f) -> tuple[str, dict | None]:
     """``(text, body)`` of a config file: its YAML body where it is a ``# @package _global_``
     file (not a what-if variant), else None."""
     try:
@@ -237,6 +237,11 @@ def _leaves(d: dict, prefix: str) -> list[tuple[str, object]]:
     return out
 
 
+def leaf_items(d: dict) -> list[tuple[str, object]]:
+    """``(dotted key, value)`` of every leaf of a plain config tree (``paths.results_dir``)."""
+    return [(k[1:], v) for k, v in _leaves(d, "")]
+
+
 def check_group_choices_kept(cfg: DictConfig, overrides: list[str]) -> None:
     """A group option chosen on the command line (``network=10gbe``) whose keys a ``_global_``
     file later in the composition sets (an experiment's ``vm: {memory_gib: 4}``, a FIT file's
@@ -259,7 +264,7 @@ def check_group_choices_kept(cfg: DictConfig, overrides: list[str]) -> None:
     for group, option, f in chosen_options(cfg):
         if group in _OVERRIDING_GROUPS or group in chosen:
             continue
-        text, body = _global_body(f)
+        text, body = global_body(f)
         if not body:
             continue
         fit = bool(_FIT_BLOCK.search(text))
@@ -622,6 +627,25 @@ def _check_policy_keys(cfg: DictConfig) -> None:
     for k in d:
         if k not in names:
             raise unknown_field(cls, k, d[k], "policy", owner=f" for policy '{cls.name}'")
+
+
+def local_file(overrides: Iterable[str] = ()) -> Path | None:
+    """The file of group ``local`` a composition of ``overrides`` merges last: this machine's
+    ``configs/local/default.yaml`` (``optional local: default`` in ``config.yaml``), another
+    with ``local=NAME``, none with ``~local`` or where there is no such file."""
+    option = "default"
+    for o in overrides:
+        prefix, key, value = split_override(str(o))
+        if key == "local":
+            option = None if "~" in prefix else (value or None)
+    f = config_dir() / "local" / f"{option}.yaml" if option else None
+    return f if f is not None and f.is_file() else None
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the project root (``configs/local/default.yaml``) if under it."""
+    root = config_dir().parent
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def hydra_overrides(overrides: list[str]) -> list[str]:

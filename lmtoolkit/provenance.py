@@ -424,9 +424,16 @@ def attrs(
     cfg: DictConfig, overrides, command: str, extra_hash: str = "", known_hash: str | None = None
 ) -> dict:
     """``lmt_*`` string attributes (netCDF attributes hold no dicts, bools or None);
-    ``known_hash``: the config hash already computed (a sweep's, from what it read when it began)."""
+    ``lmt_local_file`` and ``lmt_local_config`` (its text) when a ``local`` file
+    (:func:`~lmtoolkit.compose.local_file`) was merged into the config; ``known_hash``: the
+    config hash already computed (a sweep's, from what it read when it began)."""
+    from .compose import local_file, shown_path
+
     commit, dirty = git_state()
     created = now()
+    local = local_file(overrides)
+    # the machine's own file, merged last: what it sets is in lmt_config, and here where from
+    mine = {"lmt_local_file": shown_path(local), "lmt_local_config": local.read_text()} if local else {}
     return {
         "lmt_config": config_yaml(cfg),
         "lmt_overrides": json.dumps(list(overrides)),
@@ -436,5 +443,6 @@ def attrs(
         "lmt_git_dirty": "true" if dirty else "false",
         "lmt_versions": json.dumps(versions(), sort_keys=True),
         "lmt_created_at": created,
+        **mine,
         "history": f"{created} {command}",
     }

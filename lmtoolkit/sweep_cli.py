@@ -413,7 +413,7 @@ def cmd_sweep(args) -> int:
     out = Path(info["path"])
     if plan.variant:
         print(
-            f"a variant of experiment {plan.name} (overrides change its points): kept apart from "
+            f"a variant of experiment {plan.name} ({plan.variant_reason}): kept apart from "
             f"the canonical {out.parents[2] / out.name}"
         )
     print(f"wrote {out}" if not info["cached"] else f"dataset {out}")

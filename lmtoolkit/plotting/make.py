@@ -162,11 +162,23 @@ def make_figure(
     overrides = list(overrides)
     if thumbnails is not None:
         _refuse_variant_thumbnails(overrides)
+    why = ""  # what makes the result a variant
     if ds is None:
         ds, info = experiment_result(spec.experiment, overrides)
-        path = info["path"]
+        path, why = info["path"], info["plan"].variant_reason
     else:
         path = _dataset_path(ds, spec.experiment, overrides)
+    if thumbnails is not None and ds.attrs.get("lmt_variant"):  # (configs/local/default.yaml)
+        from ..errors import ConfigError
+
+        raise ConfigError(
+            "--thumbnails",
+            str(thumbnails),
+            "",
+            message=f"--thumbnails redraws the README's thumbnails from the canonical results: "
+            f"experiment {spec.experiment}'s is a variant (lmt_variant={ds.attrs['lmt_variant']}"
+            f"{f': {why}' if why else ''})",
+        )
     if out_dir:
         out_dir = Path(out_dir)
     elif ds.attrs.get("lmt_variant"):
@@ -194,7 +206,7 @@ def make_figure(
         time.perf_counter() - t0,
         thumbnails,
     )
-    return {**side, "dir": str(out_dir)}
+    return {**side, "dir": str(out_dir), "variant_reason": why}
 
 
 def _refuse_variant_thumbnails(overrides: Sequence[str]) -> None:
@@ -284,8 +296,9 @@ def cmd_figures(args) -> int:
     for s in sides:
         variant = s["datasets"][0].get("variant")
         if variant and not args.output:
+            why = s.get("variant_reason") or "its config is not the canonical one"
             print(
-                f"a variant of experiment {s['experiment']} (overrides change its points): kept apart "
+                f"a variant of experiment {s['experiment']} ({why}): kept apart "
                 f"from the canonical {canonical / s['files'][0]}"
             )
         print(f"wrote {Path(s['dir']) / s['files'][0]} (+ .pdf, .yaml)")

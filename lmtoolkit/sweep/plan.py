@@ -13,7 +13,7 @@
 * **output** — the experiment's canonical file ``<results>/<exp>/<exp>.nc`` when the
   config hash is that of the overrides that only pick the experiment and how it runs
   (``sweep.executor`` …, ``paths.*``, ``debug=…``, which writes to its own ``results/debug/``
-  tree); any other config is a *variant*: ``<results>/<exp>/variants/<variant>/<exp>.nc``,
+  tree) compose without ``configs/local/``; any other config is a *variant*: ``<results>/<exp>/variants/<variant>/<exp>.nc``,
   keyed by the resolved config, so variants never overwrite the canonical result or each other.
 """
 
@@ -42,9 +42,13 @@ from ..compose import (
     config_value,
     config_yaml,
     first_line,
+    global_body,
     hydra_overrides,
     hydra_value,
     is_hydra_override,
+    leaf_items,
+    local_file,
+    shown_path,
     split_override,
     task_of,
 )
@@ -96,6 +100,7 @@ class Plan:
     settings: dict  # sweep.* run-time settings
     out_path: Path
     variant: str | None = None  # None: the experiment's canonical result
+    variant_reason: str = ""  # what makes it a variant: "overrides change its points", ...
     raw: object = None  # the unresolved base config (axis values are set on it)
     notes: list = dataclasses.field(default_factory=list)  # what the user should know (printed)
     #: the files and plug-in code the config hash read (their bytes go with each chunk)
@@ -216,33 +221,60 @@ def _identity(cfg, axes: list[Axis], replicates: int, inputs: provenance.Inputs,
     return hash_cfg, L, provenance.config_hash(hash_cfg, _sweep_identity(axes, inputs), inputs)
 
 
-def canonical_hash(overrides: list[str]) -> str | None:
-    """The config hash of the canonical result of the experiment ``overrides`` name: the config
-    composed from those of them that only pick it and say how it runs (:func:`is_canonical`);
-    None when that config does not compose."""
+def composed_hash(overrides: list[str]) -> str | None:
+    """The config hash of the sweep ``overrides`` compose (None: they do not compose)."""
     try:
-        canonical = [o for o in overrides if is_canonical([o])]
-        _, cfg = compose_both(canonical)
+        _, cfg = compose_both(overrides)
         replicates = _posint(cfg, "sweep.replicates", 1) or 1
         axes = parse_axes(cfg, _posint(cfg, "sweep.max_values", None))
-        unread = get_task(task_of(cfg)).unread_keys(canonical, cfg, axes)
+        unread = get_task(task_of(cfg)).unread_keys(overrides, cfg, axes)
         return _identity(cfg, axes, replicates, provenance.Inputs(), unread)[2]
     except ConfigError:
         return None
 
 
-def _variant(overrides: list[str], hash_cfg, config_hash: str) -> str | None:
-    """The result's variant id, None for the canonical result: decided by what is composed, not
-    by which overrides were given — an override that changes nothing (``engine=fluid`` on a
-    fluid experiment, ``seed=0``, an axis's own values) is the canonical result (it was
-    recomputed into a variant of the same hash, "overrides change its points").  Without an
-    experiment (``lmtk evacuate policy=hyperv``: the command composes once) any such override
-    makes a variant."""
-    if is_canonical(overrides):
-        return None
-    if experiment_name(overrides) is not None and canonical_hash(overrides) == config_hash:
-        return None
-    return _variant_id(hash_cfg)
+def _variant(overrides: list[str], hash_cfg, config_hash: str) -> tuple[str | None, str]:
+    """``(variant id, why)``, ``(None, "")`` for the canonical result: for an experiment, the
+    config the overrides that only pick it and say how it runs (:func:`is_canonical`) compose
+    without this machine's ``local`` file.  What is composed decides, not which overrides were
+    given: one that changes nothing (``engine=fluid`` on a fluid experiment, ``seed=0``) was
+    recomputed into a variant of the same hash, and a local file that changes the points
+    (``network: {latency_ms: 50}``) replaced the canonical result unnoticed.  That reference
+    is composed (~0.1 s) only when other overrides, or a local file that sets more than how a
+    sweep runs, are given; without an experiment (``lmtk evacuate policy=hyperv``: the command
+    composes once) any of them makes a variant."""
+    canon = [o for o in overrides if is_canonical([o])]
+    local_ov = [o for o in overrides if split_override(o)[1] == "local"]
+    extra = [o for o in overrides if o not in canon and o not in local_ov]
+    local = local_file(overrides)
+    if local is not None and _sets_how_it_runs_only(local):
+        local = None  # (executor, workers, paths.*: the canonical result, as README suggests)
+    if not extra and local is None:
+        return None, ""
+    if experiment_name(overrides) is None:  # no reference composed: what was given
+        why = ["overrides change its points"] if extra else []
+        why += [f"{shown_path(local)} sets more than how it runs"] if local is not None else []
+        return _variant_id(hash_cfg), "; ".join(why)
+    reference = composed_hash(canon + ["~local"])
+    if reference == config_hash:
+        return None, ""
+    changes = {"overrides": bool(extra), **({shown_path(local): True} if local is not None else {})}
+    if extra and local is not None:  # which of them change the points
+        with_local = composed_hash(canon + local_ov)
+        changes = {"overrides": with_local != config_hash, shown_path(local): with_local != reference}
+    why = [w for w, c in changes.items() if c]
+    return _variant_id(hash_cfg), " and ".join(why) + (
+        " change" if len(why) > 1 else " changes"
+    ) + " its points"
+
+
+def _sets_how_it_runs_only(f: Path) -> bool:
+    """Does a ``local`` file set nothing but how sweeps run (``sweep.executor`` …, ``paths.*``,
+    ``hydra.*``: :func:`is_canonical` keys)?  Then it changes no point (told without composing)."""
+    _, body = global_body(f)
+    if body is None or "defaults" in body:
+        return False
+    return is_canonical([f"{k}=" for k, _ in leaf_items(body)])
 
 
 def _sweep_identity(axes, inputs: provenance.Inputs | None = None) -> str:
@@ -462,7 +494,7 @@ def make_plan(
     unread = task.unread_keys(overrides, cfg, axes)
     hash_cfg, L, config_hash = _identity(cfg, axes, replicates, inputs, unread)
     root = Path(results_dir) if results_dir is not None else Path(str(cfg.paths.results_dir))
-    variant = _variant(overrides, hash_cfg, config_hash)
+    variant, why = _variant(overrides, hash_cfg, config_hash)
     folder = root / name if variant is None else root / name / "variants" / variant
     out = folder / f"{name}{FORMATS[settings['format']]}"
     plan = Plan(
@@ -483,6 +515,7 @@ def make_plan(
         settings=settings,
         out_path=out,
         variant=variant,
+        variant_reason=why,
         raw=raw_base,
         notes=notes,
         inputs=inputs,

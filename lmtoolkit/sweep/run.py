@@ -90,6 +90,7 @@ def provenance_record(ds, plan: Plan, info: dict) -> dict:
         "experiment": plan.name,
         "task": plan.task,
         "variant": plan.variant,
+        **({"variant_reason": plan.variant_reason} if plan.variant else {}),
         "title": a.get("title"),
         "file": plan.out_path.name,
         "config_hash": a.get("lmt_config_hash"),
@@ -120,6 +121,11 @@ def provenance_record(ds, plan: Plan, info: dict) -> dict:
             if k in info
         },
         "config": yaml.safe_load(a.get("lmt_config", "{}")),
+        **(
+            {"local_file": a["lmt_local_file"], "local_config": a["lmt_local_config"]}
+            if "lmt_local_file" in a
+            else {}
+        ),
     }
 
 

@@ -137,6 +137,55 @@ def test_an_override_that_changes_nothing_is_the_canonical_result(tmp_path):
     assert other["plan"].variant and other["path"].parent.parent.name == "variants"
 
 
+def test_a_local_file_that_changes_the_points_writes_a_variant(tmp_path, monkeypatch):
+    """configs/local/default.yaml with ``network: {latency_ms: 50}`` replaced the canonical
+    result unnoticed (downtimes 348 vs 299 ms, lmt_variant '', lmt_overrides
+    ["experiment=walk"]): what it changes is a variant, and its provenance names the file."""
+    import shutil
+
+    cfgs = tmp_path / "configs"
+    shutil.copytree(config_dir(), cfgs)
+    (cfgs / "local" / "default.yaml").unlink(missing_ok=True)
+    monkeypatch.setenv("LMT_CONFIG_DIR", str(cfgs))
+    base = ["experiment=bandwidth_vs_dirty_rate", "debug=default"]
+    canonical, first = _run(base, tmp_path / "r")
+    mtime = first["path"].stat().st_mtime_ns
+    local = cfgs / "local" / "default.yaml"
+    local.write_text("# @package _global_\nnetwork: {latency_ms: 50.0}\n")
+    ds, info = _run(base, tmp_path / "r")
+    plan = info["plan"]
+    assert not info["cached"] and plan.variant and info["path"].parent.parent.name == "variants"
+    assert plan.variant_reason == "configs/local/default.yaml changes its points"
+    assert first["path"].stat().st_mtime_ns == mtime  # the canonical result stays as it was
+    ok = canonical.completed.values
+    assert (ds.downtime.values[ok] > canonical.downtime.values[ok] + 0.04).all()  # 50 ms more
+    assert ds.attrs["lmt_local_file"] == "configs/local/default.yaml"
+    assert "latency_ms: 50.0" in ds.attrs["lmt_local_config"]
+    prov = yaml.safe_load((info["path"].parent / "provenance.yaml").read_text())
+    assert prov["local_file"] == "configs/local/default.yaml" and prov["variant"] == plan.variant
+    assert prov["variant_reason"] == plan.variant_reason
+    from lmtoolkit.errors import ConfigError
+    from lmtoolkit.plotting.make import make_figure
+
+    with pytest.raises(ConfigError, match="experiment bandwidth_vs_dirty_rate's is a variant .*local"):
+        make_figure("fig02", base + [f"paths.results_dir={tmp_path / 'r'}"], thumbnails=tmp_path / "img")
+    # with an override too: each named only if it changes the points
+    _, both = _run(base + ["engine=page"], tmp_path / "r")
+    assert both["plan"].variant_reason == "overrides and configs/local/default.yaml change its points"
+    _, undone = _run(base + ["network.latency_ms=0.1"], tmp_path / "r")  # (10gbe's own latency)
+    from lmtoolkit.sweep import make_plan
+
+    adhoc = make_plan(["+sweep.axes.bw={key: network.bandwidth_gbit_s, values: [1, 10]}"], expand=False)
+    assert adhoc.variant_reason == (  # no experiment: no canonical config composed
+        "overrides change its points; configs/local/default.yaml sets more than how it runs"
+    )
+    assert undone["cached"] and undone["path"] == first["path"]
+    # a local file of run-time settings only: the canonical result
+    local.write_text("# @package _global_\nsweep: {executor: inline, chunk_size: 7}\n")
+    _, same = _run(base, tmp_path / "r")
+    assert same["cached"] and same["path"] == first["path"] and same["plan"].variant is None
+
+
 def test_resume_computes_only_missing_chunks(tmp_path, monkeypatch):
     """An interrupted sweep (exception after 3 chunks) resumes from its partial files."""
     from lmtoolkit.sweep import execute as mod

@@ -19,6 +19,7 @@ a chunk whose driver hashed other code than it runs (``sweep.execute.check_code`
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -395,25 +396,66 @@ def versions() -> dict:
     return out
 
 
-@lru_cache(maxsize=1)
 def git_state() -> tuple[str, bool]:
-    """(commit, dirty) of the checkout holding the package; ("unknown", False) outside git."""
-    from .paths import project_root
+    """(commit, dirty) of the checkout holding the package; ("unknown", False) outside git.
 
-    root = str(project_root())
+    Dirty: a tracked file changed, or a file git does not track that a result depends on: a
+    source file of the package that :func:`code_hash` reads (an ignored one too) or a config
+    file git would add (an untracked ``policies/x.py`` changed the code hash and left the flag
+    false).  ``configs/local/*.yaml`` is ignored by git: results record it in
+    ``lmt_local_file``.  Asked again only when those files changed (a ``stat`` each).
+    """
+    from .paths import config_dir, project_root
+
+    return _git_state(str(project_root()), _checkout_stamp(config_dir()))
+
+
+def _checkout_stamp(configs: Path) -> tuple:
+    """The stats of the package's source files and of the config files: what :func:`git_state`
+    reads besides git's index (a file added, removed or edited changes it)."""
+    conf = []
+    for f in sorted(configs.rglob("*")) if configs.is_dir() else ():
+        with contextlib.suppress(OSError):
+            st = f.stat()
+            conf.append((str(f), st.st_size, st.st_mtime_ns, st.st_ino))
+    return tuple(sorted(_imported.source_stats(str(package_dir())).items())), tuple(conf)
+
+
+def _git(root: str, *args: str) -> list[str]:
+    out = subprocess.run(["git", "-C", root, *args], capture_output=True, text=True, timeout=10)
+    if out.returncode:
+        raise OSError(out.stderr.strip())
+    return [x for x in out.stdout.split("\0" if "-z" in args else "\n") if x.strip()]
+
+
+@lru_cache(maxsize=4)
+def _git_state(root: str, stamp: tuple) -> tuple[str, bool]:
     try:
-        commit = subprocess.run(
-            ["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        return (commit or "unknown", bool(status))
-    except (OSError, subprocess.SubprocessError):
+        commit = _git(root, "rev-parse", "HEAD")[0]
+        dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
+        return commit, dirty or bool(untracked_inputs(root))
+    except (OSError, IndexError, subprocess.SubprocessError):
         return ("unknown", False)
+
+
+def untracked_inputs(root: str) -> list[str]:
+    """Files under ``root`` (a git checkout) that results depend on and git does not track:
+    the package's source files :func:`code_hash` reads (ignored ones too) and the config files
+    git would add (``git ls-files --others --exclude-standard``), as relative paths."""
+    from .paths import config_dir
+
+    base, out = Path(root).resolve(), []
+    pkg = package_dir()
+    if pkg.is_relative_to(base):
+        rel = pkg.relative_to(base).as_posix()
+        tracked = set(_git(root, "ls-files", "-z", "--", rel))
+        out += [f"{rel}/{f}" for f in _imported.source_stats(str(pkg)) if f"{rel}/{f}" not in tracked]
+    conf = config_dir()
+    if conf.is_relative_to(base):
+        out += _git(
+            root, "ls-files", "-z", "--others", "--exclude-standard", "--", conf.relative_to(base).as_posix()
+        )
+    return sorted(out)
 
 
 def now() -> str:

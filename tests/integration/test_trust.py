@@ -244,6 +244,60 @@ def test_code_hash_covers_every_source_and_c_file():
     assert not any("__pycache__" in f for f in files)
 
 
+def test_the_dirty_flag_covers_what_the_code_hash_covers(tmp_path):
+    """An untracked lmtoolkit/policies/x.py changed lmt_code_hash while lmt_git_dirty stayed
+    false (git status --untracked-files=no): every source file the code hash reads (an ignored
+    one too) and every config file git would add now make the checkout dirty; the ignored
+    configs/local/*.yaml does not (results record it in lmt_local_file)."""
+    repo = tmp_path / "repo"
+    shutil.copytree(PKG, repo / "lmtoolkit", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "configs", repo / "configs", ignore=shutil.ignore_patterns("local", "walk*"))
+    (repo / ".gitignore").write_text("__pycache__/\nconfigs/local/*.yaml\nlmtoolkit/gen_*.c\n")
+    git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "-A"], check=True)
+    subprocess.run(git + ["commit", "-qm", "x"], check=True)
+    env = {k: v for k, v in os.environ.items() if k != "LMT_CONFIG_DIR"}
+    env["PYTHONPATH"] = str(repo)
+    out = subprocess.run(
+        [sys.executable, "-c", _DIRTY_STEPS], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    steps = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    clean = steps.pop("clean")
+    assert clean.startswith("False ")
+    assert steps == {
+        "untracked-py": f"True {steps['untracked-py'].split()[1]}",  # dirty, under another code hash
+        "ignored-c": f"True {steps['ignored-c'].split()[1]}",
+        "local-yaml": clean,  # ignored by git, not code: the clean state
+        "untracked-config": f"True {clean.split()[1]}",
+    }
+    assert len({v.split()[1] for v in (clean, steps["untracked-py"], steps["ignored-c"])}) == 3
+
+
+#: in one process (git_state asks git again when the files changed): the dirty flag and the
+#: code hash of the files as they are, after each step
+_DIRTY_STEPS = """
+import lmtoolkit.provenance as p
+
+pkg = p.package_dir()
+conf = pkg.parent / "configs"
+show = lambda step: print(step, p.git_state()[1], p.code_hash(str(pkg)))
+show("clean")
+(pkg / "policies" / "x.py").write_text("X = 1\\n")
+show("untracked-py")
+(pkg / "policies" / "x.py").unlink()
+(pkg / "gen_rules.c").write_text("int x;\\n")  # ignored by git, hashed
+show("ignored-c")
+(pkg / "gen_rules.c").unlink()
+(conf / "local").mkdir()
+(conf / "local" / "default.yaml").write_text("sweep: {workers: 2}\\n")
+show("local-yaml")
+(conf / "experiment" / "walk.yaml").write_text("title: walk\\n")
+show("untracked-config")
+"""
+
+
 def test_evacuation_experiment_runs_as_declared(tmp_path):
     """lmtk sweep runs the evacuation the experiment declares; lmtk evacuate gives the same."""
     import lmtoolkit as lmt

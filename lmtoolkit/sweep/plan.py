@@ -57,7 +57,14 @@ from ..errors import ConfigError, UnusedKeyError
 from ..paths import group_options
 from ..tasks import get_task
 from .axes import SWAPPABLE, Axis, parse_axes
-from .swap import group_is_untouched, group_option_node, keys_set_outside, swap_class, swap_group
+from .swap import (
+    group_is_untouched,
+    group_option_node,
+    keys_set_outside,
+    option_files,
+    swap_class,
+    swap_group,
+)
 
 #: sweep.* keys that do not change results: left out of the config hash
 RUNTIME_KEYS = ("executor", "workers", "dask_address", "chunk_size", "format", "cache", "progress")
@@ -280,18 +287,18 @@ def _sets_how_it_runs_only(f: Path) -> bool:
 def _sweep_identity(axes, inputs: provenance.Inputs | None = None) -> str:
     """What a sweep's result depends on beyond its resolved config (whose keys are sorted):
     the axes in their order — they number the points, and so the chunks a resume reuses and
-    each point's seed — and the text of every option file of a group an axis swaps in (the
-    resolved config holds the base option only; an edited ``network/1gbe.yaml`` must not be
-    served from the cache, nor resumed into)."""
+    each point's seed — and the text of the files each option a group axis swaps in is composed
+    from (:func:`~.swap.option_files`: the resolved config holds the base option only; an edited
+    ``network/1gbe.yaml`` must not be served from the cache, nor resumed into).  Only those: an
+    unused ``network/walknet.yaml`` added beside them recomputed (and replaced) the result."""
     import json
 
     from ..paths import config_dir
 
     files = {}
     for a in axes:
-        if a.group:
-            for f in sorted((config_dir() / a.key).glob("*.yaml")):
-                files[f"{a.key}/{f.name}"] = hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in (p for v in a.values for p in option_files(a.key, v)) if a.group else ():
+            files[f.relative_to(config_dir()).as_posix()] = hashlib.sha256(f.read_bytes()).hexdigest()
     digests = {f"{a.dim}": _axis_inputs(a, inputs) for a in axes}
     return json.dumps(
         {"axes": [[a.dim, a.key] for a in axes], "group_files": files, "inputs": digests}, sort_keys=True
@@ -302,19 +309,17 @@ def _axis_inputs(a, inputs: provenance.Inputs | None = None) -> dict:
     """Digests of what an axis's values read from outside the package, which the resolved
     config (the base option, the first value) does not show, digested as the config's own
     (:func:`provenance.tree_inputs_hash`): the plug-in classes of the group options it swaps
-    in (their ``_target_``), the files a ``….file`` axis names (traces) and the classes a
+    in (their ``_target_``, in any file an option is composed from: ``custom2.yaml`` with
+    ``defaults: [custom]``), the files a ``….file`` axis names (traces) and the classes a
     ``…._target_`` axis names.  An edited
     plug-in or trace was served from the cache when an axis brought it in (README, *Cache*)."""
     import yaml
 
-    from ..paths import config_dir
-
     if a.group:
         trees = {}
         for v in a.values:
-            f = config_dir() / a.key / f"{v}.yaml"
             try:
-                trees[str(v)] = yaml.safe_load(f.read_text()) if f.is_file() else None
+                trees[str(v)] = [yaml.safe_load(f.read_text()) for f in option_files(a.key, v)]
             except (OSError, yaml.YAMLError):
                 trees[str(v)] = None
     else:  # a value axis: each value as the key it sets (only `file` and `_target_` read any)

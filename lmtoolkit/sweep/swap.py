@@ -17,6 +17,7 @@ defaults brought in, which belong to the class the axis replaces.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -59,6 +60,38 @@ def group_option_node(group: str, option: str) -> DictConfig | None:
     if not has_self:
         parts.append(data)  # Hydra >= 1.1: _self_ last unless placed
     return OmegaConf.merge(*[OmegaConf.create(x) if isinstance(x, dict) else x for x in parts])
+
+
+def option_files(group: str, option: str) -> list[Path]:
+    """The config files one option of a group is composed from: its own file and, through its
+    defaults list, those it includes (``- default`` in the same group, ``/group/name``, ``sub:
+    name``), recursively; files that are not there are left out (Hydra reports them)."""
+    root = config_dir()
+    out: list[Path] = []
+    todo = [(group, str(option))]
+    while todo:
+        where, name = todo.pop(0)
+        rel = name.lstrip("/") if name.startswith("/") else f"{where}/{name}"
+        f = root / f"{rel}.yaml"  # (not with_suffix: an option may hold a dot)
+        if f in out or not f.is_file():
+            continue
+        out.append(f)
+        try:
+            defaults = (yaml.safe_load(f.read_text()) or {}).get("defaults") or []
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue
+        here = f.parent.relative_to(root).as_posix()
+        for d in defaults if isinstance(defaults, list) else ():
+            if isinstance(d, str) and d != "_self_":
+                todo.append((here, d))
+            elif isinstance(d, dict):
+                for key, value in d.items():
+                    sub = str(key).replace("override ", "").replace("optional ", "").split("@")[0].strip()
+                    path = sub.lstrip("/") if sub.startswith("/") else f"{here}/{sub}"
+                    for v in value if isinstance(value, list) else [value]:
+                        if isinstance(v, str):
+                            todo.append(("", f"/{path}/{v}"))
+    return out
 
 
 def swap_group(raw: DictConfig, group: str, option: str) -> DictConfig | None:

@@ -558,6 +558,36 @@ def test_an_edited_option_of_a_swapped_group_is_not_served_from_the_cache(tmp_pa
     assert (t1 < 0.7 * t0).all()  # twice the bandwidth
 
 
+def test_the_cache_key_covers_the_options_an_axis_swaps_in_and_only_those(tmp_path, monkeypatch):
+    """The key hashed every *.yaml of a swept group's directory: an unused network/walknet.yaml
+    added beside them recomputed shared_network and replaced its result.  Now it covers the
+    files each option is composed from — its own and those its defaults list includes (wan.yaml
+    includes 1gbe.yaml) — and the plug-in class any of them names (custom2.yaml, defaults
+    [custom], was hashed without custom's _target_)."""
+    import shutil
+
+    from lmtoolkit.sweep import make_plan
+
+    cfgs = tmp_path / "configs"
+    shutil.copytree(config_dir(), cfgs)
+    monkeypatch.setenv("LMT_CONFIG_DIR", str(cfgs))
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))  # my_policy (policy=custom)
+
+    def key(*ov):
+        return make_plan(["experiment=shared_network", *ov], expand=False).config_hash
+
+    wan = "sweep.axes.network.values=[wan,10gbe]"
+    before, before_wan = key(), key(wan)
+    (cfgs / "network" / "walknet.yaml").write_text("bandwidth_gbit_s: 3.0\n")
+    assert key() == before and key(wan) == before_wan  # an option no axis swaps in
+    f = cfgs / "network" / "1gbe.yaml"
+    f.write_text(f.read_text() + "# edited\n")
+    assert key() != before and key(wan) != before_wan  # swapped in, itself or through wan's defaults
+    (cfgs / "policy" / "custom2.yaml").write_text("defaults:\n  - custom\n  - _self_\nmin_shrink_pct: 20.0\n")
+    plan = make_plan(["experiment=quickstart", "sweep.axes.policy.values=[custom2,hyperv]"], expand=False)
+    assert "my_policy.ShrinkOrStopPolicy" in plan.inputs.plugins
+
+
 @pytest.mark.parametrize("fmt", ["netcdf", "zarr"])
 def test_a_damaged_cached_result_is_recomputed_not_served(tmp_path, fmt):
     """A lost zarr chunk was served from the cache as NaN, and bytes flipped inside a netCDF

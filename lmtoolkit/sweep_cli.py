@@ -399,7 +399,11 @@ def cmd_sweep(args) -> int:
         f"config {info['config_hash']}"
     )
     if info["cached"]:
-        print(f"served from cache: {info['path']} (same config hash; sweep.cache=false recomputes)")
+        src = info.get("converted_from")
+        converted = f", converted from {src.name} (removed)" if src else ""
+        print(
+            f"served from cache: {info['path']}{converted} (same config hash; sweep.cache=false recomputes)"
+        )
     else:
         reused = f", {info['chunks_reused']} resumed from .partial" if info["chunks_reused"] else ""
         print(

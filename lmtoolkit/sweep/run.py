@@ -30,7 +30,7 @@ from ..errors import ConfigError
 from ..io import check_writable, file_digest, read_dataset, write_dataset, write_text
 from ..tasks import get_task
 from .execute import EXECUTORS, chunk_file, chunk_task, load_partial, save_partial
-from .plan import Plan, expand_plan, make_plan
+from .plan import FORMATS, Plan, expand_plan, make_plan
 
 
 def assemble(plan: Plan, batch, command: str) -> xr.Dataset:
@@ -145,20 +145,60 @@ def _progress(settings, total: int, name: str):
     )
 
 
-def _cached(plan: Plan) -> bool:
-    """Is the result on disk this plan's, and intact?  Its ``provenance.yaml`` (written after
-    it) names the config hash and the digest of the bytes written: a damaged file — a lost zarr
-    chunk read back as NaN, flipped bytes that h5py reads as numbers or loops on — or one
-    whose record is missing or older is recomputed, never served."""
+def _stored(plan: Plan) -> tuple[Path | None, dict]:
+    """``(file, record)`` of this plan's result on disk, intact, in either format (``None``,
+    ``{}``: none).  Its ``provenance.yaml`` (written after it) names the file, the config hash
+    and the digest of the bytes written: a damaged file — a lost zarr chunk read back as NaN,
+    flipped bytes that h5py reads as numbers or loops on — or one whose record is missing or
+    older is recomputed, never served."""
     out = plan.out_path
-    if not (plan.settings["cache"] and out.exists()):
-        return False
+    if not plan.settings["cache"]:
+        return None, {}
     try:
         rec = yaml.safe_load((out.parent / "provenance.yaml").read_text()) or {}
+        f = out.parent / str(rec.get("file"))
         # (the record's hash is the file's lmt_config_hash, and the digest says it is that file)
-        return rec.get("config_hash") == plan.config_hash and rec.get("file_sha256") == file_digest(out)
+        if f in _formats(plan) and rec.get("config_hash") == plan.config_hash:
+            return (f, rec) if rec.get("file_sha256") == file_digest(f) else (None, {})
     except Exception:  # noqa: BLE001 - unreadable: recompute
-        return False
+        pass
+    return None, {}
+
+
+def _formats(plan: Plan) -> list[Path]:
+    """The result's file in each format (``walk.nc``, ``walk.zarr``): one of them at a time."""
+    return [plan.out_path.parent / f"{plan.name}{suffix}" for suffix in FORMATS.values()]
+
+
+def _drop_other_formats(plan: Plan) -> None:
+    """Remove the result's file in another format than the one just written: it is stale, and
+    ``provenance.yaml`` describes the new one (``walk.zarr`` stayed beside a ``walk.nc``
+    after a switch of ``sweep.format``).  Renamed away first: never read half-removed."""
+    for f in _formats(plan):
+        if f != plan.out_path and f.exists():
+            gone = f.with_name(f".{f.name}.{os.getpid()}.old.tmp")
+            os.replace(f, gone)
+            if gone.is_dir():
+                shutil.rmtree(gone)
+            else:
+                gone.unlink()
+
+
+def _convert(plan: Plan, src: Path, rec: dict, command: str) -> xr.Dataset:
+    """This config's result, stored in the other format (``src``, ``rec`` its record), written
+    in the plan's format, with ``provenance.yaml`` describing it; ``src`` then removed.  The
+    data and attributes are those computed (a line of ``history`` says what converted it)."""
+    ds = read_result(src)
+    when = provenance.now()
+    ds.attrs["history"] = f"{when} {command} (converted from {src.name})\n" + ds.attrs.get("history", "")
+    out = plan.out_path
+    write_dataset(ds, out)
+    record = {**rec, "file": out.name, "history": ds.attrs["history"]}
+    record["converted_from"] = {"file": src.name, "file_sha256": rec.get("file_sha256"), "at": when}
+    record["file_sha256"] = file_digest(out)
+    write_text(out.parent / "provenance.yaml", yaml.safe_dump(record, sort_keys=False, width=100))
+    _drop_other_formats(plan)
+    return ds
 
 
 def run(
@@ -172,7 +212,8 @@ def run(
 ):
     """Run (or load) a sweep; return ``(dataset, info)``.
 
-    ``info``: ``path``, ``cached`` (served from disk), ``points``, ``chunks``,
+    ``info``: ``path``, ``cached`` (served from disk), ``converted_from`` (the file in the
+    other format it was served from, when ``sweep.format`` changed), ``points``, ``chunks``,
     ``chunks_computed``, ``chunks_reused`` (from ``.partial`` after an interruption),
     ``elapsed_s``, ``config_hash``, ``plan``.  ``task``: the task the caller runs (an
     experiment of another task is a :class:`ConfigError`, never a silent substitute);
@@ -206,11 +247,17 @@ def run(
     }
     # notes are printed once the plan is known good: a bad value inside a swept group
     # (network.latency_ms=abc) printed "every point runs latency_ms=abc" before its error
-    if _cached(plan):
+    stored, rec = _stored(plan)
+    if stored == out:
         _log_notes(plan, log)
         info.update(cached=True, elapsed_s=time.perf_counter() - t0)
         return read_result(out), info
     check_writable(out, "paths.results_dir")
+    if stored is not None:  # this config's result in the other format (sweep.format changed)
+        _log_notes(plan, log)
+        ds = _convert(plan, stored, rec, command)
+        info.update(cached=True, converted_from=stored, elapsed_s=time.perf_counter() - t0)
+        return ds, info
     expand_plan(plan)  # (its notes: keys some cells do not read)
     _log_notes(plan, log)
     info.update(plan=plan, chunks=len(plan.chunks))
@@ -246,6 +293,7 @@ def run(
     info["elapsed_s"] = round(time.perf_counter() - t0, 3)
     record = {**provenance_record(ds, plan, info), "file_sha256": file_digest(out)}
     write_text(out.parent / "provenance.yaml", yaml.safe_dump(record, sort_keys=False, width=100))
+    _drop_other_formats(plan)
     shutil.rmtree(partial, ignore_errors=True)
     with contextlib.suppress(OSError):
         (out.parent / ".partial").rmdir()

@@ -360,6 +360,42 @@ def test_zarr_format(tmp_path):
     )
 
 
+@pytest.mark.parametrize("first,then", [("netcdf", "zarr"), ("zarr", "netcdf")])
+def test_switching_the_format_converts_the_result_and_keeps_one_file(tmp_path, monkeypatch, first, then):
+    """sweep.format is a run-time setting (left out of the hash), yet switching it recomputed
+    and left walk.zarr beside walk.nc under one provenance.yaml describing only the .nc.  Now
+    the stored result is served converted (nothing simulated), written in the new format, and
+    the other file removed; provenance.yaml describes the file that is there."""
+    from lmtoolkit.io import file_digest, read_dataset
+    from lmtoolkit.sweep import execute as mod
+
+    calls = []
+    real = mod.run_chunk
+    monkeypatch.setattr(mod, "run_chunk", lambda t: calls.append(t.start) or real(t))
+    base = ["experiment=bandwidth_vs_dirty_rate", "debug=default"]
+    ds, a = _run(base + [f"sweep.format={first}"], tmp_path)
+    n = len(calls)
+    conv, b = _run(base + [f"sweep.format={then}"], tmp_path)
+    assert b["cached"] and b["converted_from"] == a["path"] and len(calls) == n  # nothing simulated
+    folder = b["path"].parent
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["provenance.yaml", b["path"].name])
+    prov = yaml.safe_load((folder / "provenance.yaml").read_text())
+    assert prov["file"] == b["path"].name and prov["file_sha256"] == file_digest(b["path"])
+    assert prov["converted_from"]["file"] == a["path"].name and prov["config_hash"] == a["config_hash"]
+    fresh, _ = _run(base + [f"sweep.format={then}"], tmp_path / "fresh")
+    back = read_dataset(b["path"])
+    xr.testing.assert_identical(_data(back), _data(fresh))
+    assert {v: back[v].dtype for v in back.variables} == {v: fresh[v].dtype for v in fresh.variables}
+    assert "(converted from " in back.attrs["history"].splitlines()[0]
+    _, c = _run(base + [f"sweep.format={then}"], tmp_path)
+    assert c["cached"] and "converted_from" not in c
+    # recomputed in the first format: the other file goes again
+    _, d = _run(base + [f"sweep.format={first}", "sweep.cache=false"], tmp_path)
+    assert not d["cached"] and sorted(p.name for p in folder.iterdir()) == sorted(
+        ["provenance.yaml", a["path"].name]
+    )
+
+
 def test_worker_errors_surface_as_config_errors(tmp_path):
     import pickle
 

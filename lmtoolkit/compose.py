@@ -221,7 +221,7 @@ def drop_evacuation_presets(cfg: DictConfig) -> None:
         return
     preset = {}
     for group, _, f in chosen_options(cfg):
-        body = _global_body(f)[1] if group in _OVERRIDING_GROUPS else None
+        body = global_body(f)[1] if group in _OVERRIDING_GROUPS else None
         if body and isinstance(body.get("evacuation"), dict):
             preset.update(body["evacuation"])
     if preset and OmegaConf.to_container(cfg.evacuation, resolve=False) == preset:

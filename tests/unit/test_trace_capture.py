@@ -53,7 +53,10 @@ def test_traced_program_writes_the_known_number_of_pages(writer, tmp_path):
     assert np.all(np.abs(counts - expected) <= 0.02 * expected + 40), (cap.counts, cap.times)
     out = cap.save(tmp_path / "t.npz")
     tr = load_trace(out)
-    assert tr["interval_s"] == 0.5 and tr["counts"].sum() == tr["pages"].size
+    # the file states 0.5 s, or the measured mean where the tracer fell behind (a loaded
+    # machine: 0.567 s seen while the test tier ran beside other work)
+    assert tr["interval_s"] == cap.saved_interval_s and tr["counts"].sum() == tr["pages"].size
+    assert cap.saved_interval_s == 0.5 or abs(cap.measured_interval_s / 0.5 - 1) > cap.LATE
     # sequential cycling: the buffer pages of one (full) interval are one contiguous run
     ends = np.cumsum(tr["counts"])
     second = np.sort(tr["pages"][ends[0] : ends[1]])

@@ -53,6 +53,20 @@ def lmtk(args, env, cwd, **kw):
     )
 
 
+#: a line of the engines' switchover rule (lmtoolkit/engine/common.py: ``switchover``) that the
+#: trust tests edit in a package copy; :func:`slower_switchover` makes every pause 2 s longer
+RULE_LINE = "down = page_t + disc_t + dev_t"
+SLOWER_RULE_LINE = "down = 2.0 + page_t + disc_t + dev_t"
+
+
+def slower_switchover(src) -> None:
+    """Edit the package copy ``src`` (:func:`package_copy`): every switchover 2 s longer."""
+    common = src / "lmtoolkit" / "engine" / "common.py"
+    text = common.read_text()
+    assert RULE_LINE in text, "the switchover rule line moved: update tests.conftest.RULE_LINE"
+    common.write_text(text.replace(RULE_LINE, SLOWER_RULE_LINE))
+
+
 def package_copy(tmp_path, results: str = "results"):
     """A copy of the lmtoolkit package under ``tmp_path/src`` (to edit its rules) and the
     environment that runs it: ``(src, env)``; its configs stay the checkout's."""

@@ -26,7 +26,7 @@ import xarray as xr
 from lmtoolkit.errors import ConfigError
 from lmtoolkit.paths import config_dir
 from lmtoolkit.trace import load_trace, save_trace
-from tests.conftest import lmtk, package_copy
+from tests.conftest import lmtk, package_copy, slower_switchover
 
 pytestmark = pytest.mark.integration
 ROOT = config_dir().parent
@@ -298,10 +298,7 @@ def test_a_dask_worker_running_lmtoolkit_older_than_its_files_refuses(tmp_path, 
         run = sweep(cluster)
         first = _result(run)
         out = Path(next(x for x in run.stdout.splitlines() if x.startswith("wrote ")).split(" ", 1)[1])
-        common = src / "lmtoolkit" / "engine" / "common.py"
-        text = common.read_text()
-        assert "down = page_t + dev_t" in text
-        common.write_text(text.replace("down = page_t + dev_t", "down = 2.0 + page_t + dev_t"))
+        slower_switchover(src)
         written = hashlib.sha256(out.read_bytes()).hexdigest()
         stale = sweep(cluster)
         assert stale.returncode == 2 and "Traceback" not in stale.stderr, (stale.stdout, stale.stderr)

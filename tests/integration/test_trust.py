@@ -15,7 +15,7 @@ import pytest
 import xarray as xr
 
 from lmtoolkit.paths import config_dir
-from tests.conftest import lmtk, package_copy
+from tests.conftest import RULE_LINE, SLOWER_RULE_LINE, lmtk, package_copy, slower_switchover
 
 pytestmark = pytest.mark.integration
 ROOT = config_dir().parent
@@ -50,10 +50,7 @@ def test_cache_recomputes_when_a_rule_changes(tmp_path):
     assert "served from cache" in again.stdout
     before = result(first).total_time.values
     # edit a rule in the copy: every switchover costs 2 s more
-    common = work / "lmtoolkit" / "engine" / "common.py"
-    text = common.read_text()
-    assert "down = page_t + disc_t + dev_t" in text
-    common.write_text(text.replace("down = page_t + disc_t + dev_t", "down = 2.0 + page_t + disc_t + dev_t"))
+    slower_switchover(work)
     h2 = code_hash()
     assert h2 != h1
     rerun = lmtk(args, env, tmp_path)
@@ -92,10 +89,10 @@ for step in sys.argv[1:]:
         (pkg / "analytic.py").write_text((pkg / "analytic.py").read_text() + "# edited\\n")
     elif step == "edit-rule":  # every switchover 2 s longer
         text = common.read_text()
-        assert "down = page_t + disc_t + dev_t" in text
-        common.write_text(text.replace("down = page_t + disc_t + dev_t", "down = 2.0 + page_t + disc_t + dev_t"))
+        assert RULE_LINE in text
+        common.write_text(text.replace(RULE_LINE, SLOWER_RULE_LINE))
 print(json.dumps(out))
-"""
+""".replace("SLOWER_RULE_LINE", repr(SLOWER_RULE_LINE)).replace("RULE_LINE", repr(RULE_LINE))
 
 
 def test_a_process_refuses_to_run_lmtoolkit_older_than_its_files(tmp_path):

@@ -2412,9 +2412,11 @@ def _along(x, xp, fp):
     return Policy.along_profile(x, xp, fp)
 
 
-#: time nodes per segment over which :class:`_PushFaults` integrates a huge page's chance of
-#: being touched before its push (exponential interpolation between them: exact for one rate)
-HOST_NODES = 24
+#: writer-time nodes over the part of a segment a window of the guest's clock spans, over
+#: which :class:`_PushFaults` integrates a huge page's chance of being touched before its push
+#: (exponential interpolation between them: exact for one rate; 24 over a whole segment gave
+#: the same counts to 0.01 % on the cases of ``test_huge_pages.py``)
+HOST_NODES = 8
 
 
 def _mean_exp(L, span):
@@ -2431,15 +2433,16 @@ def _mean_exp(L, span):
 
 class _PushFaults:
     """Expected demand faults while the remaining ``P`` pages of rows ``sub`` are pushed over
-    ``T_push`` s, as a function of the guest's speed ``sigma`` during the push (its accesses
-    slowed by its own fault stalls, :func:`~lmtoolkit.engine.common.stalled_faults`): the
-    push's geometry is laid out once, each call only runs the guest's clock, on the rows asked.
+    ``T_push`` s, in one window of the guest's clock (its accesses slowed by its own fault
+    stalls, :func:`~lmtoolkit.engine.common.stalled_faults`): the push's geometry is laid out
+    once, each call only runs the guest's clock over a window, on the rows asked.
 
-    A page pushed ``s`` s into the push faults if the guest touches it first, in its first
-    ``k s`` s of writer time, ``k = access_factor x sigma`` (the page engine's sampler runs at
-    that speed): for random writes the chance ``1 - exp(-(C(w0 + k s) - C(w0)))``, ``C`` the
-    writes per page since writer time 0 and ``w0`` the writer's time at the switch — a phased
-    workload's phases followed through the push (:func:`_touched`).  Without pre-paging, and
+    A page pushed ``p`` s into the push faults if the guest touches it first before the push
+    places it: in writer time (``access_factor`` x the guest's, the page engine's sampler)
+    before ``x(p)``, the guest's clock then (:class:`_Clock`); for random writes the chance
+    ``1 - exp(-(C(w0 + x) - C(w0)))``, ``C`` the writes per page since writer time 0 and ``w0``
+    the writer's time at the switch — a phased workload's phases followed through the push
+    (:func:`_written`).  Without pre-paging, and
     for a sequential writer (its pages' rank order is their address order), the pushes follow
     address order from address 0 — at the switch QEMU restarts the scan (``ram.c``,
     ``ram_postcopy_send_discard_bitmap``: ``last_seen_block = NULL; last_page = 0``) — each
@@ -2501,9 +2504,9 @@ class _PushFaults:
         r = np.ones(P.shape) if hp is None else hp["r"]
         self.seq_scale = np.where((r > 1) & seq_row, 1.0 / r, 1.0)
         host = (r > 1) & ~seq_row
-        self.h = self._huge(g, sub, hp, lam, host, pre, af, timed, T_push, t_nz, t_z) if host.any() else None
+        self.h = self._huge(g, sub, hp, lam, host, pre, timed, T_push, t_nz, t_z) if host.any() else None
 
-    def _huge(self, g, sub, hp, lam, host, pre, af, timed, T_push, t_nz, t_z):
+    def _huge(self, g, sub, hp, lam, host, pre, timed, T_push, t_nz, t_z):
         """Rows over huge pages (``hp``: :func:`_host_push`) with a random writer: a host page
         faults when the guest touches any of its pages before the host page is placed (the page
         engine's rule; QEMU requests, and the vCPU waits for, the whole host page:
@@ -2511,13 +2514,15 @@ class _PushFaults:
         the push (the future) are independent for random writes, so a host page of known make-up
         ``c`` (:func:`_host_classes`) pushed at ``t`` faults with chance ``(1 - Q) (1 -
         prod_j u_j(t)^c_j)``, ``Q`` its chance of holding no pending page and ``u_j(t) =
-        exp(-C_j(k t))`` a page of region ``j`` untouched ``t`` s into the push (exactly
-        ``exp(-k t sum_j c_j lam_j)`` for steady rates, a mean over the span in closed form).  A
+        exp(-C_j(x(t)))`` a page of region ``j`` untouched ``t`` s into the push, the guest's
+        clock at ``x(t)`` (:class:`_Clock`; exactly ``exp(-x sum_j c_j lam_j)`` for steady
+        rates, a mean over the span in closed form).  A
         host page taken as ``r`` independent draws of its segment's pages (no classes) faults
         with chance ``1 - (1 - p)^r - S(t)^r + S'(t)^r``, ``S = sum w_j u_j``, ``S' = sum w_j
         (1 - pi_j) u_j``, ``w_j`` region ``j``'s share of the segment (for ``r = 1``: ``sum w_j
         pi_j (1 - u_j)``, the page rule).  Host pages are pushed evenly over their segment's
-        span (:data:`HOST_NODES` nodes where the rates change, :func:`_mean_exp`); with
+        span (:data:`HOST_NODES` nodes over the writer times a window's clock spans there, where
+        the rates change, :func:`_mean_exp`); with
         pre-paging a host page goes at the rank of its hottest page: the classes in the order of
         the hottest region they hold, each over its own span (the draws, whose make-up is not
         known: each at a uniform time over the whole push).  A sequential writer's pending pages
@@ -2529,20 +2534,17 @@ class _PushFaults:
         A, tau = w["A"], w["tau"]
         a0 = np.where(pre[:, None], 0.0, A)
         a1 = np.where(pre[:, None], T_push[:, None], A + tau)
-        nodes = np.linspace(0.0, 1.0, HOST_NODES + 1)
         n = np.maximum(hp["n"], 1e-300)[..., None]
         N, D = hp["N"], hp["D"]
         cls = hp.get("cls")
         h = dict(
             host=host,
-            af=af,
             r=r,
-            t=a0[..., None] + (a1 - a0)[..., None] * nodes,
-            span=a1 - a0,
+            a0=a0,
+            a1=a1,
             w_all=N / n,
             w_clean=np.clip(N - D, 0.0, None) / n,
             hosts=hp["n"] / r[:, None],
-            clean=(1.0 - np.clip(hp["P"] / n[..., 0], 0.0, 1.0)) ** r[:, None],
             lam=lam,
             timed=timed,
             on=np.zeros(r.shape, dtype=bool) if cls is None else cls["on"],
@@ -2557,21 +2559,15 @@ class _PushFaults:
             Tg = np.einsum("sbk,skg->sg", spent, onehot)
             g_end = np.cumsum(Tg, axis=1)
             g_start = g_end - Tg
-            ks, ke = np.take_along_axis(g_start, key, 1), np.take_along_axis(g_end, key, 1)
-            c0 = np.where(pre[:, None, None], ks[:, None, :], A[..., None])
-            c1 = np.where(pre[:, None, None], ke[:, None, :], (A + tau)[..., None])
             h.update(
                 c_hosts=hosts,
                 c_c=c,
                 c_rho=np.einsum("skr,sr->sk", c, lam),
-                c_a0=c0,
-                c_span=c1 - c0,
-                c_key=key,
+                c_ks=np.take_along_axis(g_start, key, 1),
+                c_ke=np.take_along_axis(g_end, key, 1),
                 c_pre=pre,
                 A=A,
-                tau=tau,
-                g_start=g_start,
-                g_end=g_end,
+                B=A + tau,
             )
         hx = hp.get("hx")
         if hx is not None:
@@ -2593,122 +2589,189 @@ class _PushFaults:
                 x_c=hx["c"],
                 x_rho=np.einsum("shr,sr->sh", hx["c"], lam),
                 x_a0=np.where(pre[:, None], ks, placed),
-                x_span=np.where(pre[:, None], ke - ks, 0.0),
-                x_key=key,
-                x_pre=pre,
-                x_g0=g_start,
-                x_g1=g_end,
+                x_a1=np.where(pre[:, None], ke, placed),
             )
         if timed.any():
             h.update(_cycle_from(g, sub))
         return h
 
-    def _huge_faults(self, sigma, rows):
-        """(rows over huge pages with a random writer, their expected faults) at speed ``sigma``
-        (:meth:`_huge`)."""
+    def _huge_faults(self, clock, rows):
+        """(rows over huge pages with a random writer, their expected new faults in the window
+        of ``clock``) (:meth:`_huge`)."""
         h = self.h if rows is None else {k: v[rows] for k, v in self.h.items()}
-        kappa = h["af"] * np.asarray(sigma, dtype=float)  # writer seconds per second of push
-        x = kappa[:, None, None] * h["t"]
-        C = h["lam"][:, None, None, :] * x[..., None]
-        if h["timed"].any():
-            C = np.where(h["timed"][:, None, None, None], self._since(h, x, C.shape[-1]), C)
-        u = np.exp(-C)
         r = h["r"][:, None, None]
-        with np.errstate(divide="ignore"):
-            L_all = r * np.log((h["w_all"][:, :, None, :] * u).sum(-1))
-            L_clean = r * np.log((h["w_clean"][:, :, None, :] * u).sum(-1))
-        touched = 1.0 - h["clean"] - _mean_exp(L_all, h["span"]) + _mean_exp(L_clean, h["span"])
-        faults = (h["hosts"] * np.clip(touched, 0.0, None)).sum(1)
+
+        def draws(xa, xb):  # minus a host page's chance to be clean or untouched, nodes (S, B + 1, M)
+            u = np.exp(-self._writes(h, _nodes(xa, xb)))
+            with np.errstate(divide="ignore"):
+                L_all = r * np.log((h["w_all"][:, :, None, :] * u).sum(-1))
+                L_clean = r * np.log((h["w_clean"][:, :, None, :] * u).sum(-1))
+            return _node_mean(L_clean, xa, xb) - _node_mean(L_all, xa, xb)
+
+        faults = np.zeros(h["r"].shape)
+        if not (h["on"] | h.get("x_on", False)).all():  # rows without classes or host pages
+            new = clock.new(draws, h["a0"], h["a1"])
+            faults = (h["hosts"] * np.clip(new, 0.0, None)).sum(1)
         if "c_c" in h and h["on"].any():
-            b = kappa[:, None, None] * h["c_rho"][:, None, :]
-            bt = b * h["c_span"]
-            with np.errstate(over="ignore", invalid="ignore"):
-                mean = np.exp(-b * h["c_a0"]) * np.where(bt > 1e-12, -np.expm1(-bt) / bt, 1.0 - bt / 2.0)
-            if h["timed"].any():
-                mean = np.where(h["timed"][:, None, None], self._class_untouched(h, kappa), mean)
-            faults = np.where(h["on"], (h["c_hosts"] * (1.0 - mean)).sum((1, 2)), faults)
+            c, rho = h["c_c"], h["c_rho"][:, None, :]
+
+            def by_address(xa, xb):  # (S, B + 1, 1) spans of the segments, (S, B + 1, K) out
+                if not h["timed"].any():
+                    return 1.0 - _untouched(rho, xa, xb)
+                C = self._writes(h, _nodes(xa[..., 0], None if xb is None else xb[..., 0]))
+                return 1.0 - _node_mean(-np.einsum("sbmr,skr->sbkm", C, c), xa, xb)
+
+            def by_rank(xa, xb):  # (S, 1, K) spans of the classes' groups
+                if not h["timed"].any():
+                    return 1.0 - _untouched(rho, xa, xb)
+                C = self._writes(h, _nodes(xa, xb))
+                return 1.0 - _node_mean(-(C * c[:, None, :, None, :]).sum(-1), xa, xb)
+
+            pre = h["c_pre"]
+            new = _either(
+                pre,
+                lambda: clock.new(by_rank, h["c_ks"][:, None, :], h["c_ke"][:, None, :]),
+                lambda: clock.new(by_address, h["A"][..., None], h["B"][..., None]),
+            )
+            faults = np.where(h["on"], (h["c_hosts"] * new).sum((1, 2)), faults)
         if "x_c" in h and h["x_on"].any():
-            b = kappa[:, None] * h["x_rho"]
-            bt = b * h["x_span"]
-            with np.errstate(over="ignore", invalid="ignore"):
-                mean = np.exp(-b * h["x_a0"]) * np.where(bt > 1e-12, -np.expm1(-bt) / bt, 1.0 - bt / 2.0)
-            if h["timed"].any():
-                mean = np.where(h["timed"][:, None], self._host_untouched(h, kappa), mean)
-            faults = np.where(h["x_on"], (h["x_dirty"] * (1.0 - mean)).sum(1), faults)
+            c, rho = h["x_c"], h["x_rho"]
+
+            def one_by_one(xa, xb):  # (S, H) host pages
+                if not h["timed"].any():
+                    return 1.0 - _untouched(rho, xa, xb)
+                C = self._writes(h, _nodes(xa, xb))
+                return 1.0 - _node_mean(-(C * c[:, :, None, :]).sum(-1), xa, xb)
+
+            new = clock.new(one_by_one, h["x_a0"], h["x_a1"])
+            faults = np.where(h["x_on"], (h["x_dirty"] * new).sum(1), faults)
         return h["host"], faults
 
-    def _host_untouched(self, h, kappa):
-        """Phased writers, host pages one by one: the chance (S, H) that a host page is untouched
-        when placed (address order), or its mean over its group's span (pre-paging)."""
-        c, R = h["x_c"], h["x_c"].shape[-1]
-        at = np.exp(-np.einsum("shr,shr->sh", self._since(h, kappa[:, None] * h["x_a0"], R), c))
-        nodes = np.linspace(0.0, 1.0, HOST_NODES + 1)
-        t = h["x_g0"][..., None] + (h["x_g1"] - h["x_g0"])[..., None] * nodes
-        L = -np.einsum("sgmr,shr->sghm", self._since(h, kappa[:, None, None] * t, R), c)
-        L = np.take_along_axis(L, h["x_key"][:, None, :, None], axis=1)[:, 0]
-        span = np.take_along_axis(h["x_g1"] - h["x_g0"], h["x_key"], 1)
-        return np.where(h["x_pre"][:, None], _mean_exp(L, span), at)
-
-    @staticmethod
-    def _since(h, x, R):
+    def _writes(self, h, x):
         """Writes per page (S, ..., R) in the first ``x`` (S, ...) writer seconds after the
-        switch under the phases in force (:func:`_writes_since`)."""
-        S = x.shape[0]
-        flat = np.broadcast_to(x.reshape(S, -1)[..., None], (S, x[0].size, R))
-        return _writes_since(h, flat).reshape(x.shape + (R,))
+        switch: at the rates at the switch, or under the phases in force (:func:`_writes_since`)."""
+        lam = h["lam"]
+        C = lam.reshape((lam.shape[0],) + (1,) * (x.ndim - 1) + lam.shape[1:]) * x[..., None]
+        if h["timed"].any():
+            S, R = x.shape[0], lam.shape[-1]
+            flat = np.broadcast_to(x.reshape(S, -1)[..., None], (S, x[0].size, R))
+            since = _writes_since(h, flat).reshape(x.shape + (R,))
+            C = np.where(h["timed"].reshape((S,) + (1,) * x.ndim), since, C)
+        return C
 
-    def _class_untouched(self, h, kappa):
-        """Phased writers: the mean over each class's span of ``prod_j u_j(t)^c_j`` (S, B + 1,
-        K), ``u_j`` under the phases in force through the push (nodes, :func:`_mean_exp`)."""
-        nodes = np.linspace(0.0, 1.0, HOST_NODES + 1)
-        c, R = h["c_c"], h["c_c"].shape[-1]
-        # address order: per segment
-        t = h["A"][..., None] + h["tau"][..., None] * nodes
-        L = -np.einsum("sbmr,skr->sbkm", self._since(h, kappa[:, None, None] * t, R), c)
-        by_address = _mean_exp(L, h["tau"][..., None])
-        # pre-paging: per group of the hottest region held
-        t = h["g_start"][..., None] + (h["g_end"] - h["g_start"])[..., None] * nodes
-        L = -np.einsum("sgmr,skr->sgkm", self._since(h, kappa[:, None, None] * t, R), c)
-        L = np.take_along_axis(L, h["c_key"][:, None, :, None], axis=1)[:, 0]
-        key = h["c_key"]
-        span = np.take_along_axis(h["g_end"] - h["g_start"], key, 1)
-        pre = _mean_exp(L, span)
-        return np.where(h["c_pre"][:, None, None], pre[:, None, :], by_address)
+    def __call__(self, x0, k, u0, u1, rows=None):
+        """Expected faults (S,) first taken in the window ``[u0, u1]`` s of the push (S,) each,
+        over which the guest's clock runs from ``x0`` guest seconds at speed ``k``: the pages
+        pushed at ``p >= u0`` whose first access comes in guest time ``[x0, x0 + k (min(p, u1) -
+        u0))``; ``rows`` index the rows asked (None: all)."""
+        a = self.a if rows is None else {key: v[rows] for key, v in self.a.items()}
+        af = a["af"]
+        clock = _Clock(af * x0, af * np.asarray(k, dtype=float), u0, u1)
 
-    def __call__(self, sigma, rows=None):
-        a = self.a if rows is None else {k: v[rows] for k, v in self.a.items()}
-        k = a["af"] * np.asarray(sigma, dtype=float)  # writer seconds per second of push
-        out = np.zeros(k.shape)
+        def written(xa, xb):
+            return _written(a, xa, xb, self.timed)
+
+        out = np.zeros(af.shape)
         if self.by_address:
-            hit = np.where(a["rnd"][:, None, :], _touched(a, k, a["A"], a["B"], self.timed), 0.0)
+            hit = np.where(a["rnd"][:, None, :], clock.new(written, a["A"], a["B"]), 0.0)
             addr = (a["D"] * hit).sum((1, 2))
             if self.sequential:
-                seq = _seq_hit(a, a["sq_lam"] * k[:, None])
+                seq = _seq_hit(a, clock)
                 addr = addr + (a["sq_D"] * np.where(a["sq_on"][:, None, :], seq, 0.0)).sum((1, 2))
             out = np.where(a["pre"], out, addr)
         if self.prepaged:
-            hit = _touched(a, k, a["pa"], a["pb"], self.timed)
+            hit = clock.new(written, a["pa"], a["pb"])
             out = np.where(a["pre"], (a["pd"] * hit).sum((1, 2)), out)
         out = out * (self.seq_scale if rows is None else self.seq_scale[rows])
         if self.h is not None:
-            host, faults = self._huge_faults(sigma, rows)
+            host, faults = self._huge_faults(clock, rows)
             out = np.where(host, faults, out)
         return out
 
 
-def _touched(a: dict, k, lo, hi, timed: bool):
-    """(S, M, R) mean chance that a page of each region pushed at a time uniform in
-    ``[lo, hi]`` (s into the push; (S, M, R) or broadcastable) was written before, the writer
-    running ``k`` (S,) writer seconds per second from its time at the switch: random writes
-    at ``a["lam"]`` (S, R), or on rows ``a["timed"]`` the phases in force through the push
-    (:func:`_unwritten`; the rates in force at the switch had stood for the whole push: a
-    2 GiB post-copy on 1 GbE counted the quiet phase's 9,050 faults whatever the phases'
-    lengths, where the page engine counts 37,955 to 74,164)."""
-    kk = k[:, None, None]
-    out = mean_written_after(a["lam"][:, None, :] * kk, lo, hi, False)
+class _Clock:
+    """The guest's clock over one window ``[u0, u1]`` s of the push (S,) each, in writer
+    seconds: ``x0 + k (p - u0)`` at a push time ``p`` in the window, ``x1 = x0 + k (u1 -
+    u0)`` for the pages pushed after it (reached by the window's end; the next window goes on
+    from there).  :meth:`new` counts a page's first access in the window."""
+
+    def __init__(self, x0, k, u0, u1):
+        self.x0, self.k, self.u0, self.u1 = (np.asarray(v, dtype=float) for v in (x0, k, u0, u1))
+        self.x1 = self.x0 + self.k * (self.u1 - self.u0)
+
+    def col(self, v, nd: int):
+        """``v`` (S,) shaped to broadcast against (S, ...) arrays of ``nd`` dimensions."""
+        return v.reshape(v.shape + (1,) * (nd - 1))
+
+    def new(self, chance, lo, hi):
+        """Mean over pushes uniform in ``[lo, hi]`` (s into the push; a point where ``lo ==
+        hi``) of the chance that a page's first access falls in this window (pages pushed
+        before ``u0``: none), given ``chance(xa, xb)``: the mean over writer times uniform in
+        ``[xa, xb]`` (``xb`` None: at ``xa``) of the chance of a first access by then."""
+        nd = np.ndim(lo)
+        x0, k, u0, u1, x1 = (self.col(v, nd) for v in (self.x0, self.k, self.u0, self.u1, self.x1))
+        length = hi - lo
+        span = length > 0
+        inv = 1.0 / np.where(span, length, 1.0)
+        a_lo, a_hi = np.clip(lo, u0, u1), np.clip(hi, u0, u1)
+        w_in = np.where(span, (a_hi - a_lo) * inv, (lo >= u0) & (lo <= u1))
+        w_after = np.where(span, np.clip(hi - np.maximum(lo, u1), 0.0, None) * inv, lo > u1)
+        inside = chance(x0 + k * (a_lo - u0), x0 + k * (a_hi - u0))
+        return w_in * inside + w_after * chance(x1, None) - (w_in + w_after) * chance(x0, None)
+
+
+def _either(mask, if_true, if_false):
+    """``np.where(mask, if_true(), if_false())`` (mask (S,) against (S, ...)), each side worked
+    out only where some row needs it."""
+    if mask.all():
+        return if_true()
+    if not mask.any():
+        return if_false()
+    t, f = if_true(), if_false()
+    return np.where(mask.reshape(mask.shape + (1,) * (max(np.ndim(t), np.ndim(f)) - 1)), t, f)
+
+
+def _nodes(xa, xb):
+    """Writer times (..., M): :data:`HOST_NODES` + 1 nodes over ``[xa, xb]``, or ``xa`` alone
+    (``xb`` None)."""
+    if xb is None:
+        return xa[..., None]
+    return xa[..., None] + (xb - xa)[..., None] * np.linspace(0.0, 1.0, HOST_NODES + 1)
+
+
+def _node_mean(L, xa, xb):
+    """Mean of ``exp(L)`` over the nodes of :func:`_nodes` (:func:`_mean_exp`), or its value
+    at ``xa`` alone."""
+    if xb is None:
+        return np.exp(L[..., 0])
+    return _mean_exp(L, xb - xa)
+
+
+def _untouched(rho, xa, xb):
+    """Mean of ``exp(-rho x)`` over writer times ``x`` uniform in ``[xa, xb]`` (``xb`` None: at
+    ``xa``): a page written ``rho`` times a writer second untouched by then, in closed form."""
+    at = np.exp(-rho * xa)
+    if xb is None:
+        return at
+    z = rho * (xb - xa)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return at * np.where(z > 1e-12, -np.expm1(-z) / np.where(z > 1e-12, z, 1.0), 1.0 - 0.5 * z)
+
+
+def _written(a: dict, xa, xb, timed: bool):
+    """(S, M, R) mean chance that a page of each region has been written by a writer time
+    uniform in ``[xa, xb]`` (writer seconds after the switch, (S, M, 1) or broadcastable;
+    ``xb`` None: at ``xa``): random writes at ``a["lam"]`` (S, R), or on rows ``a["timed"]``
+    the phases in force through the push (:func:`_unwritten`; the rates in force at the switch
+    had stood for the whole push: a 2 GiB post-copy on 1 GbE counted the quiet phase's 9,050
+    faults whatever the phases' lengths, where the page engine counts 37,955 to 74,164)."""
+    out = 1.0 - _untouched(a["lam"][:, None, :], xa, xb)
+    if timed and xb is None:
+        point = -np.expm1(-_writes_since(a, np.broadcast_to(xa, out.shape)))
+        return np.where(a["timed"][:, None, None], point, out)
     if timed:
-        xa = np.broadcast_to(kk * lo, out.shape)
-        xb = np.broadcast_to(kk * hi, out.shape)
+        xa = np.broadcast_to(xa, out.shape)
+        xb = np.broadcast_to(xb, out.shape)
         span = xb - xa
         wide = span > 1e-9 * np.maximum(xb, 1e-300)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -2816,35 +2879,44 @@ def _seq_band(g: _Group, sub, w) -> dict:
     )
 
 
-def _seq_hit(a: dict, acc):
+def _seq_hit(a: dict, clock: _Clock):
     """(S, B + 1, R) share of each segment's pending pages of each sequential region that the
-    write cursor reaches before post-copy pushes them (the band of :func:`_seq_band`).
+    write cursor first reaches in the window of ``clock`` before post-copy pushes them (the band
+    of :func:`_seq_band`).
 
-    Offset ``o`` is pushed at ``alpha + beta o``; the cursor sweeps on from ``c0`` at
-    ``v = acc n`` offsets per second (``acc`` (S, R): writes per page per second of the push,
-    the guest's speed in it) and first reaches ``o`` after ``(o - c0) / v`` (``(o + n - c0) /
-    v`` behind it): the part of the band where the cursor comes first is two linear conditions,
-    in closed form.  A writer moving away from the pages it dirtied last faults on none until
-    it comes round; a uniform chance of a write, as for random writes, had counted up to 20 x
-    too many faults, or 7 x too few where the push overtakes it."""
-    n, c0, want, alpha = a["sq_n"], a["sq_c0"], a["sq_want"], a["sq_alpha"]
-    v = acc[:, None, :] * n
+    Offset ``o`` is pushed at ``alpha + beta o``; the cursor sweeps on from ``c0`` at ``v = lam
+    n`` offsets per writer second (``lam`` (S, R) writes per page per writer second) and first
+    reaches ``o`` at writer time ``(o - e) / v``, ``e = c0`` ahead of it (``c0 - n`` behind it:
+    after a wrap).  In the window the page faults where that comes at or after ``x0`` and
+    before ``x0 + k (alpha + beta o - u0)`` (pushed in the window) or before ``x1`` (pushed
+    after it): linear conditions on ``o``, in closed form.  A writer moving away from the pages
+    it dirtied last faults on none until it comes round; a uniform chance of a write, as for
+    random writes, had counted up to 20 x too many faults, or 7 x too few where the push
+    overtakes it."""
+    n, c0, want, alpha, beta = a["sq_n"], a["sq_c0"], a["sq_want"], a["sq_alpha"], a["sq_beta"]
+    v = a["sq_lam"][:, None, :] * n
+    x0, k, u0, u1, x1 = (clock.col(w, 3) for w in (clock.x0, clock.k, clock.u0, clock.u1, clock.x1))
+    steep = beta > 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        inv_v = np.where(v > 0, 1.0 / np.where(v > 0, v, 1.0), 0.0)
-    slope = inv_v - a["sq_beta"]  # the cursor comes first where slope o < b
+        inv_b = 1.0 / np.where(steep, beta, 1.0)
+    # the offsets pushed in the window, [o0, o1]
+    o0 = np.where(steep, (u0 - alpha) * inv_b, np.where(alpha >= u0, -np.inf, np.inf))
+    o1 = np.where(steep, (u1 - alpha) * inv_b, np.where(alpha <= u1, np.inf, -np.inf))
+    slope = 1.0 - v * k * beta  # reached before its push in the window where slope o < b
     hit = np.zeros(want.shape)
     for j in range(2):
         lo, hi = a["sq_lo"][:, j], a["sq_hi"][:, j]
-        for p_lo, p_hi, b in (
-            (np.maximum(lo, c0), hi, alpha + c0 * inv_v),  # ahead of the cursor
-            (lo, np.minimum(hi, c0), alpha + (c0 - n) * inv_v),  # behind it: after a wrap
-        ):
+        for p_lo, p_hi, e in ((np.maximum(lo, c0), hi, c0), (lo, np.minimum(hi, c0), c0 - n)):
+            first = np.maximum(p_lo, e + v * x0)  # reached at or after x0
+            b = e + v * (x0 + k * (alpha - u0))
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 r = b / slope
-            up = np.where(slope > 0, np.minimum(p_hi, r), p_hi)
-            dn = np.where(slope < 0, np.maximum(p_lo, r), p_lo)
-            piece = np.where(slope == 0, np.where(b > 0, p_hi - p_lo, 0.0), up - dn)
-            hit = hit + np.where(v > 0, np.clip(piece, 0.0, None), 0.0)
+            w_lo, w_hi = np.maximum(first, o0), np.minimum(p_hi, o1)
+            w_hi = np.where(slope > 0, np.minimum(w_hi, r), w_hi)
+            w_lo = np.where(slope < 0, np.maximum(w_lo, r), w_lo)
+            inside = np.where((slope == 0) & (b <= 0), 0.0, np.clip(w_hi - w_lo, 0.0, None))
+            after = np.clip(np.minimum(p_hi, e + v * x1) - np.maximum(first, o1), 0.0, None)
+            hit = hit + np.where(v > 0, inside + after, 0.0)
     return np.where(want > 0, np.clip(hit / np.maximum(want, 1e-300), 0.0, 1.0), 0.0)
 
 
@@ -2933,10 +3005,10 @@ def _finish(g: _Group, done, code, out: BatchResult, L: int, live=None) -> None:
     per_fault = np.broadcast_to(fault_stall_s(pol, ctx, lk.t_nz), P.shape)
     faults = np.zeros(P.shape)
     if post.any():
-        # a vCPU waiting for a page does not run: the guest's speed over the push is where
-        # the stalls of its faults leave it (common.stalled_faults, as the page engine)
-        at_speed = _PushFaults(g, sub, pol, d, lam, seq, P, T_push, lk, hp)
-        faults = stalled_faults(at_speed, np.where(post, T_push, 0.0), per_fault, g.vcpus[sub])[0]
+        # a vCPU waiting for a page does not run: the guest's clock over the push is where
+        # the stalls of its faults leave it (common.stalled_faults, the page engine's clock)
+        in_window = _PushFaults(g, sub, pol, d, lam, seq, P, T_push, lk, hp)
+        faults = stalled_faults(in_window, np.where(post, T_push, 0.0), per_fault, g.vcpus[sub])[0]
     stall = faults * per_fault / g.vcpus[sub]
 
     t_end_pre = st.t

@@ -735,10 +735,10 @@ class _Run:
                 pos, first = host * r + (r - 1), soonest
             c = cnz[pos]
             pushed_at = t1 + c * t_nz + (pos + 1 - c) * t_z
-            # a vCPU waiting for a page does not run: at speed sigma the guest's accesses come
-            # 1 / sigma times later, and a page faults where first - t1 < sigma (pushed_at - t1);
-            # sigma is where the stalls of the faults taken leave the guest (common.stalled_faults)
-            faults = stalled_count((first - t1) / (pushed_at - t1), T, per_fault, self.vm.vcpus)
+            # a vCPU waiting for a page does not run: each fault taken holds the guest's later
+            # accesses back, and a page faults where its access still comes before its push
+            # (common.stalled_count, the clock of common.stalled_faults)
+            faults = stalled_count(first - t1, pushed_at - t1, T, per_fault, self.vm.vcpus)
         stall = faults * per_fault / self.vm.vcpus
         pc_bytes = n_nz * b_nz + n_z * b_z
         rate = float(pol.postcopy_rate_bytes_s(st, ctx))

@@ -23,9 +23,11 @@ and the latency, :func:`lmtoolkit.engine.common.postcopy_switchover`); then ever
 yet on the destination is pushed once in address order (or hottest first with pre-paging),
 and a guest access to a page not yet pushed is a demand fault costing a round trip plus the
 page transfer plus ``fault_overhead_us``, stalling one vCPU (reported as ``guest_slowdown``,
-faults as ``postcopy_faults``).  A stalled vCPU does not run, so the guest's accesses during
-the push slow by the share of vCPU time its faults stall, self-consistently
-(``engine/common.py: stalled_faults``; at most ``vcpus x push / stall`` faults).  Each page
+faults as ``postcopy_faults``).  A stalled vCPU does not run, so each fault holds the guest's
+later accesses back by its stall over the vCPUs, in the order the accesses come: the guest runs
+slowly early in the push, while most pages are missing, and faster late
+(``engine/common.py: stalled_count`` on the page engine's accesses, ``stalled_faults`` over
+windows of the push for the fluid engine; at most ``vcpus x push / stall`` faults).  Each page
 crosses the link about once.
 
 A guest backed by huge pages (``vm.page_size_kib`` above 64) moves whole huge pages after the

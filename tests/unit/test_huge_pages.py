@@ -158,15 +158,17 @@ def test_postcopy_pushes_every_4k_page_of_each_huge_page_holding_a_pending_one()
 @pytest.mark.parametrize("prepaging", [False, True])
 def test_a_fault_pulls_a_whole_huge_page_and_stalls_for_all_of_it(engine, prepaging):
     """Post-copy of a guest writing everywhere: each 2 MiB page is requested at most once, at the
-    first touch of any of its 4 KiB pages (the 2 GiB guest has 1,024 of them: nearly all are
-    touched before the push reaches them), where with 4 KiB pages the guest takes as many faults
-    as its vCPUs have time to wait for.  A fault stalls its vCPU for a round trip, the whole
-    huge page (512 pages of 4,104 bytes) and the fault overhead."""
+    first touch of any of its 4 KiB pages (the 2 GiB guest has 1,024 of them: most are touched
+    before the push reaches them, about 800 — each fault holds a vCPU 18 ms, so the guest runs
+    slowly while many are missing; 1,000 with one speed over the push), where with 4 KiB pages
+    the guest takes as many faults as its vCPUs have time to wait for.  A fault stalls its
+    vCPU for a round trip, the whole huge page (512 pages of 4,104 bytes) and the fault
+    overhead."""
     wl = UniformWorkload(dirty_rate_pages_s=20000)
     scn = _scn(PostcopyPolicy(prepaging=prepaging), wl, 2048, engine=engine)
     rec = run(scn)
     small = run(dataclasses.replace(scn, vm=VM(memory_gib=2.0)))
-    assert 0.95 * 1024 < rec.postcopy_faults <= 1024 < 10 * 1024 < small.postcopy_faults
+    assert 0.75 * 1024 < rec.postcopy_faults <= 0.82 * 1024 < 10 * 1024 < small.postcopy_faults
     ctx = scn.context()
     t_nz = (4096 + 8) / scn.network.payload_bytes_s()
     stall = ctx.rtt_s + 512 * t_nz + scn.policy.fault_overhead_us * 1e-6

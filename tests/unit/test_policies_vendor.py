@@ -291,10 +291,12 @@ def test_postcopy_faults_of_a_sequential_writer_where_the_push_overtakes_it(gbit
     writes only: 1.7x to 10x off here) and the fluid engine gave every page a uniform chance
     of a write (up to 20x off on the differential sets).
 
-    Each fault stalls a vCPU for s (round trip, page, handling), so the writer runs at
-    sigma = 1 - F s / (vcpus T) of its speed (engine/common.py: stalled_faults): F = sigma v c0
-    / (R - sigma v), a quadratic in F.  At 20,000 pages/s on 10 GbE: 1,542 faults (2,461
-    unslowed); a slow writer (200 pages/s) keeps its unslowed count within 1 %."""
+    Each fault stalls a vCPU for s (round trip, page, handling), and the writer faults on
+    every page it reaches until the push overtakes it: meanwhile it runs at sigma = 1 / (1 + v
+    s / vcpus) of its speed (engine/common.py: stalled_faults), F = sigma v c0 / (R - sigma v),
+    and at full speed after.  At 20,000 pages/s on 10 GbE: 443 faults (2,461 unslowed; 1,542
+    with one speed over the whole push, the former model of both engines); a slow writer
+    (200 pages/s) loses 4 % of its unslowed count."""
     import dataclasses
 
     from lmtoolkit.engine import simulate_fluid, simulate_page
@@ -314,14 +316,13 @@ def test_postcopy_faults_of_a_sequential_writer_where_the_push_overtakes_it(gbit
     T = page.postcopy_time_s
     R, c0 = 262_144 / T, 32_768
     stall = s.context().rtt_s + T / 262_144 + 20e-6  # round trip + one page + fault_overhead_us
-    c = stall / (s.vm.vcpus * T)  # the guest's share of a push one fault takes
-    b = R - rate + c * rate * c0
-    expected = (-b + np.sqrt(b * b + 4 * c * rate * rate * c0)) / (2 * c * rate)
+    sigma = 1 / (1 + rate * stall / s.vm.vcpus)  # faulting on every page it reaches
+    expected = sigma * rate * c0 / (R - sigma * rate)
     assert page.postcopy_faults == pytest.approx(expected, abs=2)
-    assert fluid.postcopy_faults == pytest.approx(expected, rel=1e-3)
+    assert fluid.postcopy_faults == pytest.approx(expected, rel=0.015)
     unslowed = rate * c0 / (R - rate)
     if rate == 200:
-        assert expected == pytest.approx(unslowed, rel=0.01)
+        assert expected == pytest.approx(0.96 * unslowed, rel=0.01)
     else:
         assert expected < 0.7 * unslowed
 

@@ -22,32 +22,72 @@ from lmtoolkit.engine.common import stalled_count, stalled_faults
 ENGINES = ("page", "fluid")
 
 
-# -- the balance ---------------------------------------------------------------------------------
-def test_a_linear_fault_count_has_the_closed_form_root():
-    """N(sigma) = a sigma: sigma T + a sigma c = T, so sigma = T / (T + a c)."""
+# -- the balance ----------------------------------------------------------------------------------
+def test_a_steady_fault_rate_has_the_closed_form_root():
+    """Faults at a steady rate ``a`` per guest second, on pages pushed after the push: the
+    guest's speed is 1 / (1 + a c) throughout, a T / (1 + a c) faults, whatever the windows."""
     T, c, a = np.array([10.0, 10.0, 2.0]), np.array([1e-3, 1e-4, 0.04]), np.array([5e4, 100.0, 1e6])
-    faults, sigma = stalled_faults(lambda s, rows: a[rows] * s if rows is not None else a * s, T, c, 1)
-    assert faults == pytest.approx(a * T / (T + a * c), rel=1e-8)  # to 1e-9 of the unslowed count
-    assert sigma == pytest.approx(T / (T + a * c), abs=1e-4)
+
+    def new_faults(x0, k, u0, u1, rows):
+        return (a if rows is None else a[rows]) * k * (u1 - u0)
+
+    faults, sigma = stalled_faults(new_faults, T, c, 1)
+    assert faults == pytest.approx(a * T / (1 + a * c), rel=1e-6)
+    assert sigma == pytest.approx(1 / (1 + a * c), rel=1e-6)
     assert (faults * c <= T * (1 + 1e-12)).all()
 
 
 def test_no_fault_leaves_the_guest_at_full_speed():
-    faults, sigma = stalled_faults(lambda s, rows: 0.0 * s, np.array([5.0]), np.array([1e-3]), 2)
+    faults, sigma = stalled_faults(lambda x0, k, u0, u1, rows: 0.0 * k, np.array([5.0]), np.array([1e-3]), 2)
     assert faults.tolist() == [0.0] and sigma.tolist() == [1.0]
 
 
-def test_a_jump_settles_where_the_stalls_fill_the_push_in_both_solvers():
-    """A sequential writer that the push overtakes below half speed and that faults on every
-    page it reaches above it: no root; the guest runs at the jump, its stalls filling the rest
-    of the push, (1 - 0.5) T vcpus / s faults — the fluid engine's solver and the page engine's
-    count on sampled accesses agree (to the page)."""
-    T, s, vcpus, n = 9.0, 4e-4, 2, 200_000
-    faults, sigma = stalled_faults(lambda x, rows: np.where(x > 0.5, float(n), 0.0), np.array([T]), s, vcpus)
-    assert sigma[0] == pytest.approx(0.5, rel=1e-6)
-    assert faults[0] == pytest.approx(0.5 * T * vcpus / s, rel=1e-6)
-    ratios = np.full(n, 0.5) + np.linspace(0, 1e-9, n)
-    assert stalled_count(ratios, T, s, vcpus) == pytest.approx(faults[0], abs=1.5)
+def _uniform_push(P, lam, T):
+    """``P`` pages pushed evenly over ``T`` s, each first accessed at a Poisson rate ``lam``
+    per guest second: a window's new faults (:func:`stalled_faults`) in closed form."""
+
+    def new_faults(x0, k, u0, u1, rows):
+        inside = (u1 - u0) * (np.exp(-lam * x0) - _mean_exp(lam, x0, k * (u1 - u0)))
+        after = (T - u1) * (np.exp(-lam * x0) - np.exp(-lam * (x0 + k * (u1 - u0))))
+        return P / T * (inside + after)
+
+    return new_faults
+
+
+def _mean_exp(lam, x0, dx):
+    z = lam * dx
+    return np.exp(-lam * x0) * np.where(z > 1e-12, -np.expm1(-z) / np.where(z > 1e-12, z, 1.0), 1.0)
+
+
+@pytest.mark.parametrize("vcpus", [1, 2, 8])
+def test_the_fluid_clock_follows_the_order_of_sampled_accesses(vcpus):
+    """A uniform writer (262,144 pages pushed evenly over 9.16 s, each first touched at 50,000 /
+    262,144 per guest second, 0.455 ms a fault): the page engine's count on sampled accesses
+    (:func:`stalled_count`, each fault holding the later ones back) and the fluid engine's
+    windows agree within 1 %.  One speed for the whole push, the former model of both, counted
+    7.7 %, 11 % and 14 % more (18,426 / 33,747 / 84,237 for 17,108 / 30,387 / 73,842): the
+    guest is slow while most pages are missing, early, and fast late."""
+    P, T, stall = 262_144, 9.156, 0.455e-3
+    lam = 50_000 / P
+    rng = np.random.default_rng(vcpus)
+    first = rng.exponential(1 / lam, P)
+    pushed = (rng.permutation(P) + 1) * (T / P)
+    page = stalled_count(first, pushed, T, stall, vcpus)
+    fluid = stalled_faults(_uniform_push(P, lam, T), np.array([T]), stall, vcpus)[0][0]
+    assert fluid == pytest.approx(page, rel=0.01)
+    one_speed = stalled_faults(_uniform_push(P, lam, T), np.array([T]), stall, vcpus, windows=1)
+    assert fluid < 0.95 * one_speed[0][0]  # a single window without turns: the former count
+
+
+def test_the_count_on_samples_follows_the_order_of_the_accesses():
+    """Three accesses, pushed at 1 s, 1 s and 0.5 s, first touched at 0.1, 0.2 and 0.3 s, a
+    fault holding the guest 0.3 s: the first faults (0.1 < 1), the second comes at 0.5 s (< 1:
+    a fault), the third at 0.9 s, after its push at 0.5 s: two faults.  The vCPUs' time caps
+    the count: 2 faults of 0.3 s do not fit a 0.5 s push on one vCPU."""
+    first, pushed = np.array([0.3, 0.1, 0.2]), np.array([0.5, 1.0, 1.0])
+    assert stalled_count(first, pushed, 1.0, 0.3, 1) == 2
+    assert stalled_count(first, pushed, 0.5, 0.3, 1) == 1
+    assert stalled_count(first, pushed, 1.0, 0.6, 2) == 2
 
 
 # -- both engines --------------------------------------------------------------------------------
@@ -170,6 +210,46 @@ def test_lost_vcpu_time_is_the_stalls_and_grows_with_the_vcpus_that_can_wait(eng
 
 # -- the fluid engine against the page engine ---------------------------------------------------
 @pytest.mark.parametrize(
+    ("overrides", "event_order"),
+    [
+        (["workload=uniform", "vm.vcpus=1"], 17_087),
+        (["workload=uniform", "vm.vcpus=2"], 30_371),
+        (["workload=uniform", "vm.vcpus=8"], 73_853),
+    ],
+    ids=["uniform-1", "uniform-2", "uniform-8"],
+)
+def test_faults_follow_the_order_of_the_guests_accesses(overrides, event_order):
+    """1 GiB, 50,000 uniform writes/s on 1 GbE: a replay of the page engine's own sampled
+    accesses, each fault blocking a vCPU for its stall in the order the accesses come (an
+    event-driven check, README *Migration energy*), gives 17,087 / 30,371 / 73,853 faults on
+    1 / 2 / 8 vCPUs.  Both engines took one speed for the whole push and counted 18,423 /
+    33,769 / 84,304 (fluid 18,426 / 33,747 / 84,237): 8-14 % too many, the guest's stalls
+    spread evenly where they come early, while most pages are missing.  Now the page engine
+    follows the accesses' order (seed 0: the replay's counts, to one fault) and the fluid
+    engine its clock over windows of the push, within 0.5 %."""
+    base = ["policy=postcopy", "network=1gbe", "vm.memory_gib=1", "workload.dirty_rate_pages_s=50000"]
+    page = float(lmt.simulate(base + overrides + ["engine=page"]).postcopy_faults)
+    fluid = float(lmt.simulate(base + overrides + ["engine=fluid"]).postcopy_faults)
+    assert page == pytest.approx(event_order, abs=1.5)
+    assert fluid == pytest.approx(event_order, rel=0.005)
+
+
+def test_hot_cold_faults_follow_the_order_of_the_guests_accesses():
+    """1 GiB, 100,000 hot/cold writes/s (256 MiB hot) on 8 vCPUs: one speed over the push
+    counted 77,628 (page) and 77,460 (fluid) faults, 18 % above the 65,391 the accesses' order
+    gives (page engine, seeds 0-2): the hot pages fault early and slow the guest then.  The
+    fluid engine is now within 0.5 % of the page engine."""
+    base = ["policy=postcopy", "network=1gbe", "vm.memory_gib=1", "workload=hotcold"]
+    base += ["workload.dirty_rate_pages_s=100000", "vm.vcpus=8"]
+    page = np.mean(
+        [float(lmt.simulate(base + [f"seed={s}", "engine=page"]).postcopy_faults) for s in range(3)]
+    )
+    fluid = float(lmt.simulate(base + ["engine=fluid"]).postcopy_faults)
+    assert fluid == pytest.approx(page, rel=0.005)
+    assert page < 0.9 * 77_628
+
+
+@pytest.mark.parametrize(
     "overrides",
     [
         ["policy=postcopy", "workload.durations_s=[5,2]"],
@@ -183,12 +263,13 @@ def test_fluid_faults_follow_a_phased_workload_through_the_push(overrides):
     """The fluid engine took the rates of the phase running at the switch for the whole push:
     9,050 faults (the quiet phase alone) whatever the phases, where the page engine counted
     37,955 / 66,182 / 74,164 (hybrid: 130 for 8,849).  Now it follows the phases in the guest's
-    time as pre-copy does: within 1.8 % unslowed, and within 1.5 % slowed (26,537 / 42,815 /
-    47,335 and 2,894 in the page engine)."""
+    time as pre-copy does: within 1.8 % unslowed, and within 2 % slowed (25,023 / 36,775 /
+    39,410 and 2,931 in the page engine, seed 0, the stalls following the accesses' order;
+    26,537 / 42,815 / 47,335 and 2,894 with one speed over the push)."""
     base = ["vm.memory_gib=2", "network=1gbe", "workload=phased", *overrides]
     page = float(lmt.simulate(base + ["engine=page"]).postcopy_faults)
     fluid = float(lmt.simulate(base + ["engine=fluid"]).postcopy_faults)
-    assert fluid == pytest.approx(page, rel=0.015)
+    assert fluid == pytest.approx(page, rel=0.02)
 
 
 @pytest.mark.parametrize("policy", ["hybrid", "postcopy"])
@@ -197,13 +278,14 @@ def test_fluid_prepaging_of_a_sequential_writer_pushes_in_address_order(policy):
     order) pushes them as the plain push does.  The fluid engine ranked the regions by rate
     and gave the sweep's region a uniform chance of a write: 84,164 faults where the page
     engine counted 37,356 (hybrid) and 131,071 (post-copy) before the stalls, 17,249 for
-    18,722 and 27,961 for 11,443 with them; now 18,722 and 11,441."""
+    18,722 and 27,961 for 11,443 with one speed over the push; now, the stalls following the
+    accesses' order, 16,128 for 16,037 and 5,721 for 5,721."""
     base = [f"policy={policy}", "vm.memory_gib=1", "network=1gbe", "workload=sequential"]
     base += ["workload.dirty_rate_pages_s=40000"]
     pre = ["policy.prepaging=true"]
     page = float(lmt.simulate(base + pre + ["engine=page"]).postcopy_faults)
     fluid = float(lmt.simulate(base + pre + ["engine=fluid"]).postcopy_faults)
-    assert fluid == pytest.approx(page, rel=0.002)
+    assert fluid == pytest.approx(page, rel=0.01)
     assert page == float(lmt.simulate(base + ["engine=page"]).postcopy_faults)
 
 

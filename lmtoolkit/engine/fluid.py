@@ -3033,7 +3033,11 @@ def _finish(g: _Group, done, code, out: BatchResult, L: int, live=None) -> None:
         # a vCPU waiting for a page does not run: the guest's clock over the push is where
         # the stalls of its faults leave it (common.stalled_faults, the page engine's clock)
         in_window = _PushFaults(g, sub, pol, d, lam, seq, P, T_push, lk, hp)
-        faults = stalled_faults(in_window, np.where(post, T_push, 0.0), per_fault, g.vcpus[sub])[0]
+        # a sequential writer's clock turns at a corner where the push overtakes it
+        sharp = (seq & (lam > 0) & (d > 0)).any(axis=1)
+        faults = stalled_faults(in_window, np.where(post, T_push, 0.0), per_fault, g.vcpus[sub], sharp=sharp)[
+            0
+        ]
     stall = faults * per_fault / g.vcpus[sub]
 
     t_end_pre = st.t

@@ -124,13 +124,14 @@ def test_prepaging_follows_the_phase_running_at_the_switch(first, equal):
 @pytest.mark.parametrize("policy", ["postcopy", "hybrid"])
 def test_fluid_and_page_agree_on_prepaging_a_sequential_phase(policy):
     """The fluid engine runs the sweep alone (it refuses sequential phases); the page engine's
-    phased run of it agrees: measured 2,903 / 2,861 faults (post-copy) and 6,005 / 5,973
+    phased run of it agrees: measured 2,868 / 2,861 faults (post-copy) and 5,980 / 5,973
     (hybrid), total time to 1e-4 (11,441 / 11,443 and 9,222 / 9,221 with one speed over the
-    push: the fluid engine's clock turns sharply where the push overtakes the sweep)."""
+    push; 2,903 and 6,005 while the fluid engine's windows cut the corner where the push
+    overtakes the sweep as coarsely as a random writer's, common.STALL_JUMP_SHARP)."""
     sweep = _sweep()
     page = run(scenario(**_kw(_alone(sweep), _prepaging(policy), "page")))
     fluid = run(scenario(**_kw(sweep, _prepaging(policy), "fluid")))
-    assert fluid.postcopy_faults == pytest.approx(page.postcopy_faults, rel=0.02)
+    assert fluid.postcopy_faults == pytest.approx(page.postcopy_faults, rel=0.01)
     assert fluid.total_time_s == pytest.approx(page.total_time_s, rel=0.01)
 
 

@@ -296,7 +296,9 @@ def test_postcopy_faults_of_a_sequential_writer_where_the_push_overtakes_it(gbit
     s / vcpus) of its speed (engine/common.py: stalled_faults), F = sigma v c0 / (R - sigma v),
     and at full speed after.  At 20,000 pages/s on 10 GbE: 443 faults (2,461 unslowed; 1,542
     with one speed over the whole push, the former model of both engines); a slow writer
-    (200 pages/s) loses 4 % of its unslowed count."""
+    (200 pages/s) loses 4 % of its unslowed count.  The fluid engine's windows resolve the
+    corner where the push overtakes the writer finely (common.STALL_JUMP_SHARP): 0.07 % off,
+    where the random writers' setting left 1.2 %."""
     import dataclasses
 
     from lmtoolkit.engine import simulate_fluid, simulate_page
@@ -319,7 +321,7 @@ def test_postcopy_faults_of_a_sequential_writer_where_the_push_overtakes_it(gbit
     sigma = 1 / (1 + rate * stall / s.vm.vcpus)  # faulting on every page it reaches
     expected = sigma * rate * c0 / (R - sigma * rate)
     assert page.postcopy_faults == pytest.approx(expected, abs=2)
-    assert fluid.postcopy_faults == pytest.approx(expected, rel=0.015)
+    assert fluid.postcopy_faults == pytest.approx(expected, rel=1e-3)
     unslowed = rate * c0 / (R - rate)
     if rate == 200:
         assert expected == pytest.approx(0.96 * unslowed, rel=0.01)

@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import shlex
+import sys
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -130,7 +131,13 @@ def cmd_whatif(args) -> int:
     if fig_path is not None:
         check_writable(fig_path, "--figure", FIGURE_SUFFIXES)
     command = "lmtk whatif " + " ".join([args.fit] + list(args.overrides))
-    ds = whatif(args.fit, args.overrides, samples=args.samples, command=command)
+    ds = whatif(
+        args.fit,
+        args.overrides,
+        samples=args.samples,
+        command=command,
+        log=lambda m: print(m, file=sys.stderr),
+    )
     write_dataset(ds, out)
     import pandas as pd
 

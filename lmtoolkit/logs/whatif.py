@@ -11,7 +11,11 @@ simulates; keys not overridden keep the observed run's settings.
 * **Group swaps.**  A swapped group takes the option's values: the FIT file's section for
   that group is dropped, except, for ``policy``, the keys that describe the run rather than
   the vendor — ``timeout_s``, ``stop_overhead_ms`` (fitted), ``dirty_clear`` (TCG), and the
-  cap, downtime limit and capabilities — when the new policy has them.
+  cap, downtime limit and capabilities — when the new policy has them.  So does a policy key
+  given as an override beside a policy axis (``policy=qemu,vmware policy.downtime_limit_ms=100``):
+  the options that have the key run with it, the others without it, with a note
+  (:func:`policy_key_notes`; ``ds.attrs["lmt_notes"]``, and ``log``).  A key none of the
+  axis's options has stays the error it is.
 * **The cap.**  QEMU's pre-copy runs a little above ``max-bandwidth``; the fit measured the
   factor (``cap_factor`` in the FIT file) and a what-if cap (an override or an axis) is
   scaled by it, so that ``policy.max_bandwidth_mib_s=128`` means what an operator's
@@ -187,10 +191,44 @@ def _swaps_of(overrides) -> dict:
     return out
 
 
+def policy_key_notes(axes, plain) -> tuple[dict, list[str]]:
+    """``(option -> overrides it runs without, notes)`` for a policy axis among ``axes``: an
+    override ``policy.KEY=V`` that some options of the axis have and others lack applies to
+    those that have it (as the observed run's cap and downtime limit do, :data:`CARRY_POLICY`).
+    A key that every option has, or none (a typo: the cell's "unknown key" error), is left."""
+    from ..sweep.plan import _policy_fields_per_value
+
+    axis = next((a for a in axes if a.group and a.key == "policy"), None)
+    given = [o for o in plain if _split(o)[0] == "" and _split(o)[1].startswith("policy.")]
+    if axis is None or not given:
+        return {}, []
+    fields_of = _policy_fields_per_value(axis)
+    drop, notes = {}, []
+    for o in given:
+        key = _split(o)[1].split(".")[1]
+        have = [v for v, f in fields_of.items() if key in f]
+        lack = [v for v in fields_of if v not in have]
+        if not have or not lack:
+            continue
+        for v in lack:
+            drop.setdefault(v, set()).add(o)
+        notes.append(
+            f"{o} is a key of policy {', '.join(have)} but not of {', '.join(lack)}: "
+            f"the {', '.join(lack)} points run without it"
+        )
+    return drop, notes
+
+
 def whatif(
-    fit_path, overrides=(), samples: int | None = None, command: str | None = None, progress=None
+    fit_path,
+    overrides=(),
+    samples: int | None = None,
+    command: str | None = None,
+    progress=None,
+    log=None,
 ) -> xr.Dataset:
-    """Simulate the fitted guest of ``fit_path`` under ``overrides`` (see the module doc)."""
+    """Simulate the fitted guest of ``fit_path`` under ``overrides`` (see the module doc);
+    ``log`` (``print``) is called with each note (``note: …``)."""
     from .. import dataset, provenance
     from ..compose import as_overrides
     from ..engine.fluid import simulate_fluid, simulate_fluid_columns
@@ -223,6 +261,9 @@ def whatif(
         cfg = _compose_cell(fd, ff, plain, base_swaps)
         axes: list[Axis] = parse_axes(cfg, None)
         gaxes = [a for a in axes if a.group]
+        without, notes = policy_key_notes(gaxes, plain)
+        for note in notes if log else ():
+            log(f"note: {note}")
         task = get_task("migration")
         base_tpl = build_scenario(cfg)
         vaxes = [a for a in axes if not a.group]
@@ -240,7 +281,8 @@ def whatif(
         for combo in gcombos:
             swaps = dict(base_swaps)
             swaps.update({a.key: v for a, v in zip(gaxes, combo)})
-            ov = [o for o in plain if _split(o)[1] not in {a.key for a in gaxes}] + [
+            skip = without.get(str(swaps.get("policy")), set())
+            ov = [o for o in plain if _split(o)[1] not in {a.key for a in gaxes} and o not in skip] + [
                 f"{a.key}={v}" for a, v in zip(gaxes, combo)
             ]
             ccfg = cfg if not gaxes else _compose_cell(fd, ff, ov, swaps)
@@ -346,6 +388,8 @@ def whatif(
     attrs["lmt_axes"] = json.dumps({a.dim: {"key": a.key, "values": a.values} for a in axes})
     attrs["lmt_cap_factor"] = cap_factor
     attrs["lmt_band_samples"] = int(S.shape[0])
+    if notes:
+        attrs["lmt_notes"] = "\n".join(notes)
     if not S.shape[0]:
         attrs["lmt_bands"] = (
             "none: the FIT file keeps no bootstrap samples (lmtk fit --bootstrap 0)"

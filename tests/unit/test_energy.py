@@ -369,3 +369,47 @@ def test_checksum_cpu_time_is_both_hosts_cpu_seconds_and_what_energy_charges(eng
     for side in ("energy_source", "energy_destination"):
         hashed_j = float(with_hash[side][0] - without[side][0])
         assert hashed_j == pytest.approx(c["core_w"] * float(ds.checksum_cpu_time) / 2, rel=1e-9)
+
+
+def _claims_data(lost: float, throttle: float):
+    """compare()-shaped Datasets (no simulation) where every claim of notebook 13 holds but,
+    perhaps, the auto-converge one."""
+    import xarray as xr
+
+    from lmtoolkit.energy_reference import CASES as REF_CASES
+
+    def ds(compression_ratio):
+        cases = list(REF_CASES)
+        ratio = [compression_ratio if c == "hyperv_compression" else 1.0 for c in cases]
+        lost_v = [lost if c == "qemu_auto_converge" else 0.0 for c in cases]
+        thr = [throttle if c == "qemu_auto_converge" else 0.0 for c in cases]
+        return xr.Dataset(
+            {
+                "ratio": ("case", ratio),
+                "guest_lost_cpu_s": ("case", lost_v),
+                "throttle_max": ("case", thr),
+                "total_time": ("case", [600.0] * len(cases)),
+            },
+            coords={"case": cases},
+            attrs={"lmt_overrides": "vm.memory_gib=64"},
+        )
+
+    return ds(1.1), ds(3.0)
+
+
+def test_notebook_13s_claims_say_which_fails_and_skip_a_throttle_that_never_engaged():
+    """``lmtk notebooks 13 -p vm.memory_gib=64`` failed with a bare ``AssertionError:``: at
+    64 GiB on 1 GbE the migration times out before auto-converge throttles, so the guest loses
+    0 vCPU-s.  The claim now does not apply there (said so); a claim that fails is named."""
+    from lmtoolkit.energy_reference import ClaimError, check_claims
+
+    theirs, current = _claims_data(lost=0.0, throttle=0.0)
+    lines = check_claims(LIU2011_ALPHA_J_PER_MB, theirs, current).splitlines()
+    assert len(lines) == 11 and sum(ln.startswith("ok ") for ln in lines) == 10
+    assert lines[-1].startswith("n/a  qemu_auto_converge: the guest was never throttled")
+    theirs, current = _claims_data(lost=0.0, throttle=0.99)
+    with pytest.raises(ClaimError, match=r"qemu_auto_converge: the guest lost 0\.00 vCPU-s \(> 1\)") as e:
+        check_claims(LIU2011_ALPHA_J_PER_MB, theirs, current)
+    assert "vm.memory_gib=64" in str(e.value) and "alpha" not in str(e.value)
+    with pytest.raises(ClaimError, match=r"fitted alpha 0\.600 J/MB within 5 %"):
+        check_claims(0.6, *_claims_data(lost=5.0, throttle=0.5))

@@ -217,23 +217,27 @@ ENGINE_CASES = tuple(
 SMOKE_CASES = tuple(c for c in ENGINE_CASES if c[0] in ("qemu", "hyperv") and c[2] == 40_000)
 
 
+def engine_cases(base: Sequence[str] = (), cases=None, smoke: bool = False) -> dict[str, list[str]]:
+    """The overrides of each case of :func:`compare_engines` (``base`` first), by its label
+    (``qemu/uniform@5000/1gbe``); ``cases`` default to :data:`ENGINE_CASES` (:data:`SMOKE_CASES`)."""
+    cases = cases or (SMOKE_CASES if smoke else ENGINE_CASES)
+    return {
+        f"{pol}/{wl}@{rate}/{net}": list(base)
+        + [f"policy={pol}", f"workload={wl}", f"network={net}", f"workload.dirty_rate_pages_s={rate}"]
+        for pol, wl, rate, net in cases
+    }
+
+
 def compare_engines(base: Sequence[str] = (), cases=None, smoke: bool = False) -> xr.Dataset:
     """Each case on both engines: Dataset with dims ``case`` × ``engine``."""
     cases = cases or (SMOKE_CASES if smoke else ENGINE_CASES)
     variables = ["total_time", "downtime", "transferred", "rounds", "converged"]
     out = []
-    labels = []
-    for pol, wl, rate, net in cases:
-        ov = list(base) + [
-            f"policy={pol}",
-            f"workload={wl}",
-            f"network={net}",
-            f"workload.dirty_rate_pages_s={rate}",
-        ]
+    runs = engine_cases(base, cases)
+    for ov in runs.values():
         pair = [simulate(ov + [f"engine={e}"])[variables].expand_dims(engine=[e]) for e in ("page", "fluid")]
         out.append(xr.concat(pair, "engine", combine_attrs="drop"))
-        labels.append(f"{pol}/{wl}@{rate}/{net}")
-    ds = xr.concat(out, xr.DataArray(labels, dims="case", name="case"), combine_attrs="drop")
+    ds = xr.concat(out, xr.DataArray(list(runs), dims="case", name="case"), combine_attrs="drop")
     ds = ds.assign_coords(policy=("case", [c[0] for c in cases]), network=("case", [c[3] for c in cases]))
     page, fluid = ds.sel(engine="page"), ds.sel(engine="fluid")
     for v in ("total_time", "transferred"):

@@ -451,6 +451,40 @@ def check_parameters(stem: str, experiment: str | None, overrides: Sequence[str]
         _check_one_migration(stem, cfg, effective)
     if task_of(cfg) == "migration" and not OmegaConf.select(cfg, "sweep.axes"):
         build_scenario(cfg)
+    for label, run in notebook_runs(stem, effective, smoke).items():
+        _check_run(stem, label, run, user)
+
+
+def notebook_runs(stem: str, overrides: Sequence[str], smoke: bool = False) -> dict[str, list[str]]:
+    """The overrides of the migrations notebook ``stem`` runs with its own settings (its guest,
+    its cases) given its ``cfg.overrides``, by label (:func:`lmtoolkit.teaching.notebook_runs`,
+    :func:`lmtoolkit.analytic.engine_cases`); ``{}`` where the base migration is all there is
+    to check."""
+    from . import analytic, teaching
+
+    if stem == "11_page_vs_fluid":
+        return analytic.engine_cases(overrides, smoke=smoke)
+    return teaching.notebook_runs(stem[:2], overrides) if is_teaching(stem) else {}
+
+
+def _check_run(stem: str, label: str, run: list[str], user: list[str]) -> None:
+    """Compose and build one run of a notebook; its error names the notebook, the run and the
+    notebook's own settings that the user's ``-p`` values met (``-p workload=idle`` under
+    notebook 01's ``workload.wss_mib=1024`` failed in a cell)."""
+    from .runner import build_scenario
+
+    try:
+        build_scenario(_compose(run))
+    except ConfigError as e:
+        mine = {o.partition("=")[0] for o in user}
+        own = [o for o in run if o not in user and o.partition("=")[0] not in mine]
+        yours = " ".join(f"-p {o}" for o in user)
+        raise ConfigError(
+            e.key,
+            e.value,
+            e.allowed,
+            message=f"notebook {stem} runs {label} ({' '.join(own)}) with {yours or 'its defaults'}: {e.text()}",
+        ) from None
 
 
 def _check_one_migration(stem: str, cfg, overrides: list[str]) -> None:

@@ -35,6 +35,42 @@ from .runner import build_scenario, compose
 
 #: policies offered by the pre-copy explorer
 EXPLORER_POLICIES = ("qemu", "xen", "vmware", "hyperv", "hybrid", "postcopy", "stopcopy")
+#: each migration teaching notebook's guest (its first cell's ``base``: :func:`guest`)
+GUESTS = {
+    "00": ("vm.memory_gib=1",),
+    "01": (
+        "vm.memory_gib=2",
+        "workload=uniform",
+        "workload.dirty_rate_pages_s=15000",
+        "workload.wss_mib=1024",
+        "policy=qemu",
+        "policy.timeout_s=120",
+    ),
+    "02": ("vm.memory_gib=2", "workload=hotcold", "workload.dirty_rate_pages_s=80000", "network=1gbe"),
+    "03": (
+        "vm.memory_gib=2",
+        "workload=hotcold",
+        "workload.dirty_rate_pages_s=80000",
+        "network=1gbe",
+        "policy.timeout_s=60",
+    ),
+}
+#: the four links of notebook 01 (dedicated or shared with other traffic)
+NETWORK_CASES = {
+    "1 GbE dedicated": ["network=1gbe"],
+    "1 GbE shared": ["network=1gbe", "network.background_gbit_s=0.5"],
+    "10 GbE dedicated": ["network=10gbe"],
+    "10 GbE shared": ["network=10gbe", "network.background_gbit_s=5"],
+}
+#: notebook 01's exercise 1: an idle guest (``IDLE_GUEST`` + the user's overrides) on each link
+IDLE_GUEST, IDLE_LINKS = ("workload=idle",), {"1 GbE": ["network=1gbe"], "10 GbE": ["network=10gbe"]}
+#: the pre-copy explorer's first setting (notebook 00)
+PRECOPY_DEFAULTS = {
+    "bandwidth_gbit_s": 1.0,
+    "dirty_rate_pages_s": 20_000.0,
+    "wss_mib": 512.0,
+    "policy": "qemu",
+}
 #: the four vendor settings of notebook 02 (case name -> overrides)
 VENDOR_CASES = {
     "VMware (SDPS)": ["policy=vmware"],
@@ -147,6 +183,54 @@ def precopy_overrides(
     return out
 
 
+def explorer_overrides(
+    bandwidth_gbit_s: float,
+    dirty_rate_pages_s: float,
+    wss_mib: float | None,
+    policy: str,
+    base: Sequence[str],
+) -> list[str]:
+    """:func:`precopy_overrides` of one explorer setting, the working set capped at the VM's
+    memory (one as large as memory is all of it: ``None``)."""
+    mem_mib = float(compose(list(base)).vm.memory_gib) * 1024
+    if wss_mib is not None and wss_mib >= mem_mib:
+        wss_mib = None
+    return precopy_overrides(bandwidth_gbit_s, dirty_rate_pages_s, wss_mib, policy, base)
+
+
+def hot_precopy_overrides(base: Sequence[str]) -> list[str]:
+    """Notebook 00's exercise 2: ``base`` writing 60,000 pages/s over all its memory on 1 Gbit/s
+    under QEMU, given up after 20 s."""
+    return precopy_overrides(1.0, 60_000, None, "qemu", base) + ["policy.timeout_s=20"]
+
+
+def guest(notebook: str, overrides: Sequence[str] = ()) -> list[str]:
+    """Notebook ``notebook``'s guest (:data:`GUESTS`) followed by ``overrides`` (they win)."""
+    return [*GUESTS[notebook], *overrides]
+
+
+def notebook_runs(notebook: str, overrides: Sequence[str] = ()) -> dict[str, list[str]]:
+    """The overrides of every migration teaching notebook ``notebook`` (``"00"``…``"03"``)
+    simulates at its controls' first settings, by what the notebook calls the run, given the
+    notebook's ``cfg.overrides``: what :func:`lmtoolkit.notebooks.check_parameters` composes
+    before a kernel starts.  ``{}`` for another notebook."""
+    if notebook not in GUESTS:
+        return {}
+    base = guest(notebook, overrides)
+    if notebook == "00":
+        return {
+            "the explorer's first setting": explorer_overrides(**PRECOPY_DEFAULTS, base=base),
+            "exercise 00.2's hot guest": hot_precopy_overrides(base),
+        }
+    if notebook == "01":
+        idle = [*IDLE_GUEST, *overrides]
+        return {f"case {k!r}": base + v for k, v in NETWORK_CASES.items()} | {
+            f"exercise 01.1's idle guest on {k}": idle + v for k, v in IDLE_LINKS.items()
+        }
+    cases = VENDOR_CASES if notebook == "02" else STRATEGY_CASES
+    return {f"case {k!r}": base + v for k, v in cases.items()}
+
+
 def explore_precopy(
     bandwidth_gbit_s: float = 1.0,
     dirty_rate_pages_s: float = 20_000,
@@ -164,12 +248,10 @@ def explore_precopy(
     """
     from .plotting import figures
 
-    cfg = compose(list(base))
-    mem_mib = float(cfg.vm.memory_gib) * 1024
-    if wss_mib is not None and wss_mib >= mem_mib:
-        wss_mib = None
     ds = dirty_bitmap_rounds(
-        precopy_overrides(bandwidth_gbit_s, dirty_rate_pages_s, wss_mib, policy, base), bins=bins, order=order
+        explorer_overrides(bandwidth_gbit_s, dirty_rate_pages_s, wss_mib, policy, base),
+        bins=bins,
+        order=order,
     )
     fig = figures.precopy_explorer(ds)
     if show:
@@ -345,8 +427,7 @@ def interactive_precopy(base: Sequence[str] = (), smoke: bool = False, **default
     Returns the Dataset of the default setting (with its ``dirty_bitmap``)."""
     from .plotting import figures
 
-    kw = dict(bandwidth_gbit_s=1.0, dirty_rate_pages_s=20_000.0, wss_mib=512.0, policy="qemu")
-    kw.update(defaults)
+    kw = {**PRECOPY_DEFAULTS, **defaults}
     mem_mib = float(compose(list(base)).vm.memory_gib) * 1024
 
     def draw(bandwidth_gbit_s, dirty_rate_pages_s, wss_mib, policy):

@@ -280,6 +280,43 @@ def test_cli_lists_notebooks_and_rejects_a_bad_parameter(capsys):
     assert "unknown experiment 'nosuch'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "name, param, words",
+    [
+        # the notebook's own settings met the user's value inside the kernel (UnusedKeyError,
+        # "must fit"): now one line before a kernel starts, naming the run, the key and the value
+        ("00", "workload=idle", ["explorer's first setting", "workload.wss_mib=512.0 is not allowed"]),
+        ("01", "workload=idle", ["case '1 GbE dedicated'", "workload.wss_mib=1024 is not allowed"]),
+        ("02", "vm.memory_gib=0.05", ["case 'VMware (SDPS)'", "workload.hot_mib=256.0", "<= 51.2 MiB"]),
+        ("11", "vm.memory_gib=0.01", ["qemu/hotcold@60000/1gbe", "workload.hot_mib=256.0", "<= 10.24 MiB"]),
+    ],
+)
+def test_a_value_the_notebooks_own_settings_refuse_is_refused_before_a_kernel(
+    name, param, words, capsys, monkeypatch
+):
+    from lmtoolkit.cli import main
+
+    def no_kernel(*a):
+        raise AssertionError("a kernel was started")
+
+    monkeypatch.setattr(lnb, "ensure_kernel", no_kernel)
+    assert main(["notebooks", name, "-q", "-p", param]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"-p {param}" in err[0], err
+    assert all(w in err[0] for w in words), err[0]
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n[:2] in ("00", "01", "02", "03")])
+def test_the_teaching_notebooks_run_the_guests_the_check_composes(name):
+    """What check_parameters composes (lmt.teaching.notebook_runs) is what the notebook runs:
+    its guest comes from the package, not a list of its own."""
+    nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert f'lmt.teaching.guest("{name[:2]}", cfg.overrides)' in code
+    assert "vm.memory_gib=" not in code and "workload=" not in code
+    assert len(lnb.notebook_runs(name, [])) >= 2
+
+
 TEACHING = [n for n in NAMES if lnb.is_teaching(n)]
 
 

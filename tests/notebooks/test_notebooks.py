@@ -383,3 +383,20 @@ def test_the_student_edition_of_a_teacher_run_shows_unanswered_checks():
     outs = student.cells[1].outputs
     assert len(outs) == 2 and outs[0]["data"] == data and outs[1]["text"] == "kept"
     assert student.cells[1].execution_count == 1  # renumbered without the solution cells
+
+
+def test_notebook_04s_ecc_figure_is_the_one_it_computes():
+    """The 04.3 solution said ECC makes corruption "about 1e-17 times less likely"; the
+    notebook's own table gives 2.75e-18 against 6.885e-5, a factor of about 4e-14."""
+    import re
+
+    from lmtoolkit.teaching import copy_errors
+
+    nb = nbformat.read(ROOT / "notebooks" / "04_numa_and_ecc.ipynb", as_version=4)
+    text = next(c.source for c in nb.cells if "answer_one_in =" in c.source and c.cell_type == "markdown")
+    factor = float(re.search(r"about ([0-9.e+-]+) times as likely", text).group(1))
+    p = copy_errors(["vm.memory_gib=8", "workload=idle"]).corruption_probability
+    ratio = float(p.sel(case="ECC") / p.sel(case="no ECC"))
+    assert ratio == pytest.approx(factor, rel=0.1)
+    shown = float(re.search(r"≈ ([0-9.e+-]+) per migration", text).group(1))
+    assert shown == pytest.approx(float(p.sel(case="ECC")), rel=0.05)

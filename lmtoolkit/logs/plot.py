@@ -11,6 +11,8 @@ import numpy as np
 import xarray as xr
 
 MIB = 1024**2
+#: the fitted trajectory's legend entry: what the model gives (its round detail), and what not
+FITTED_LABEL = "fitted: each round's start and end\n(dotted between them)"
 #: stop reasons as the figure words them
 WHY = {
     "precopy_done": "post-copy",
@@ -65,8 +67,9 @@ def whatif_table(ds: xr.Dataset):
 
 
 def fig_whatif(ds: xr.Dataset, title: str | None = None):
-    """Left: dirty bytes left over time, observed polls vs the fitted run, with the observed
-    sync brackets and the fitted syncs.  Right: total time of every what-if point with its
+    """Left: dirty bytes left over time, observed polls vs the fitted run (its value at each
+    round's start and end, dotted between), with the observed sync brackets and the fitted
+    syncs.  Right: total time of every what-if point with its
     bootstrap band (5-95 %), hatched where the migration does not converge, the observed
     run's total time dashed."""
     import matplotlib.pyplot as plt
@@ -89,13 +92,18 @@ def fig_whatif(ds: xr.Dataset, title: str | None = None):
             label="observed (query-migrate polls)",
         )
     if "fitted_curve_time" in ds and ds.sizes.get("curve", 0):
+        # the engines give the dirty bytes left at each round's start and end only (round
+        # detail); between them the line is drawn straight, which the model does not state
         ax1.plot(
             ds.fitted_curve_time,
             ds.fitted_remaining / MIB,
-            "-",
-            lw=1.4,
+            ":",
+            marker="o",
+            ms=3,
+            mfc="none",
+            lw=1.2,
             color=style.OTHER_COLORS[0],
-            label="fitted",
+            label=FITTED_LABEL,
         )
     if "observed_sync_lo" in ds:
         for i, (lo, hi) in enumerate(zip(ds.observed_sync_lo.values, ds.observed_sync_hi.values)):
@@ -121,7 +129,7 @@ def fig_whatif(ds: xr.Dataset, title: str | None = None):
     fit = _fit_attrs(ds)
     sub = fit.get("log", {}).get("label", "")
     ax1.set_title(f"observed vs fitted: {sub}" if sub else "observed vs fitted")
-    ax1.legend(fontsize="small", loc="upper right", bbox_to_anchor=(1.0, 0.93))
+    ax1.legend(fontsize="x-small", loc="lower left", frameon=True, framealpha=0.9)  # under the first pass
     # (b) what-if table
     labels = point_labels(ds)
     t = np.asarray(ds.total_time.values, float).ravel()
@@ -149,13 +157,16 @@ def fig_whatif(ds: xr.Dataset, title: str | None = None):
     ax2.set_yticklabels(labels, fontsize="small")
     ax2.set_xlabel("total migration time [s] (bars: 5-95 % of the fit's bootstrap)")
     reasons = np.asarray(ds.stop_reason.values).astype(str).ravel() if "stop_reason" in ds else [""] * n
-    for yi, ti, d, c, why in zip(y, t, np.asarray(ds.downtime.values, float).ravel(), conv, reasons):
+    ends = np.fmax(t, hi)  # the label starts after the bar and its whisker
+    for yi, ti, d, c, why in zip(y, ends, np.asarray(ds.downtime.values, float).ravel(), conv, reasons):
         note = f" {d * 1000:.0f} ms down" if np.isfinite(d) else " did not complete"
         if np.isfinite(d) and why == "timeout":  # a switchover abandoned at the timeout
             note = f" {d * 1000:.0f} ms paused, then abandoned"
         if not c and why and why != "converged":
             note += f" ({WHY.get(why, why.replace('_', ' '))})"
-        ax2.text(ti, yi, note, va="center", fontsize="x-small")
+        ax2.annotate(
+            note, (ti, yi), xytext=(4, 0), textcoords="offset points", va="center", fontsize="x-small"
+        )
     ax2.set_title("what if (hatched: not converged)")
     if title:
         fig.suptitle(title)

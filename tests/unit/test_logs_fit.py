@@ -420,6 +420,31 @@ def test_the_figure_shows_trajectory_and_whatif_table(fitted):
     assert " 30000 ms paused, then abandoned (timed out)" in notes
 
 
+def test_the_figure_labels_clear_the_whiskers_and_draws_the_fit_where_the_model_has_it(fitted):
+    """``lmtk whatif``'s figure: the label after a bar began at the bar's end, under its
+    whisker ("15 ms down" read "5 ms down"); the fitted first pass was one solid straight line
+    from 512.5 MiB at 0 s to 14.3 MiB at 4.0 s, as if the model said where it was in between.
+    Now each label starts after the whisker, and the fit is its round starts and ends, dotted
+    between, and says so."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lmtoolkit.logs.plot import FITTED_LABEL, fig_whatif
+
+    _, path = fitted
+    ds = whatif(path, ["policy=qemu,vmware"], samples=10)
+    ax1, ax2 = fig_whatif(ds).axes[:2]
+    hi = ds.total_time_hi.values.ravel()[::-1]  # rows drawn bottom-up
+    notes = sorted(ax2.texts, key=lambda a: a.xy[1])
+    assert len(notes) == 2 and all(n.get_text().endswith("ms down") for n in notes)
+    for note, h in zip(notes, hi):
+        assert note.xy[0] >= h and note.get_position()[0] > 0  # after the whisker, 4 points on
+    (line,) = [ln for ln in ax1.lines if ln.get_label() == FITTED_LABEL]
+    assert line.get_linestyle() == ":" and line.get_marker() == "o"
+    np.testing.assert_allclose(line.get_xdata(), ds.fitted_curve_time.values)
+    assert "start and end" in FITTED_LABEL
+
+
 def test_fit_refuses_logs_it_cannot_use(tmp_path):
     qmp = ROOT / "tests" / "data" / "logs" / "qmp_r10000-h064-rand-bw064-dl0300-n0.jsonl"
     replies = [json.loads(ln) for ln in qmp.read_text().splitlines()]

@@ -196,7 +196,7 @@ def helper_path(build: bool = True) -> Path:
         raise TraceUnsupported("building the tracing helper needs a C compiler (apt-get install gcc)")
     out.parent.mkdir(parents=True, exist_ok=True)
     r = subprocess.run(
-        [cc, "-O2", "-shared", "-fPIC", "-pthread", "-o", str(out), str(HELPER_SRC)],
+        [cc, "-O2", "-shared", "-fPIC", "-pthread", "-Wl,-z,now", "-o", str(out), str(HELPER_SRC)],
         capture_output=True,
         text=True,
     )

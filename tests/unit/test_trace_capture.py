@@ -63,6 +63,22 @@ def test_traced_program_writes_the_known_number_of_pages(writer, tmp_path):
     assert np.count_nonzero(np.diff(second) == 1) >= tr["counts"][1] * 0.95
 
 
+@pytest.mark.skipif(METHOD != "uffd-wp", reason="the preloaded helper is the uffd-wp method's")
+@pytest.mark.parametrize("prog, most", [("sleep", 0), ("writer", 3)])
+def test_the_helpers_own_writes_are_not_the_programs(prog, most, writer):
+    """The helper's registrar thread re-read /proc/self/maps every 20 ms with stdio, on its own
+    stack and malloc arena, both tracked: an idle program was traced at 6 pages an interval (60
+    pages/s at -i 0.1), the page writer at rate 0 at 9.  Now idle is 0, and the writer at rate 0
+    writes only its own stack page and its thread block's (glibc's cancellation state and the
+    kernel's rseq area, written at each of its 1 ms sleeps): at most 3 an interval."""
+    argv = ["sleep", "2"] if prog == "sleep" else [str(writer), "0", "2"]
+    if not shutil.which(argv[0]):
+        pytest.skip("needs sleep(1)")
+    cap = capture.trace_command(argv, interval_s=0.1, duration_s=1.5)
+    assert len(cap.counts) >= 8
+    assert max(cap.counts[2:]) <= most, cap.counts
+
+
 def test_a_late_tracer_saves_the_intervals_it_measured(tmp_path):
     """A tracer that could not keep up (scans of 1.63 ms at -i 0.001) saved the asked-for 1 ms:
     every replayed rate came out 1.63 x too high.  On time, the asked-for interval is kept."""

@@ -308,16 +308,12 @@ def compare(path=None, engine: str = "page", bootstrap: int = 100, progress=None
 
 def _undecided(res) -> str:
     """``pattern: rate`` of a pattern the log does not rule out (empty when decided)."""
-    from .fit import PATTERN_DECISIVE
+    from .fit import undecided
 
-    out = []
-    for pat, vals in res.alternative_values.items():
-        if (
-            pat != res.pattern
-            and abs(res.alternatives[pat] - res.alternatives[res.pattern]) < PATTERN_DECISIVE
-        ):
-            out.append(f"{pat[:3]} {vals.get('workload.dirty_rate_pages_s', math.nan):.0f}")
-    return ", ".join(out)
+    return ", ".join(
+        f"{pat[:3]} {res.alternative_values[pat].get('workload.dirty_rate_pages_s', math.nan):.0f}"
+        for pat in undecided(res.alternatives, res.pattern)
+    )
 
 
 def _fam_label(key) -> str:

@@ -293,10 +293,27 @@ def _qemu_like(cls) -> bool:
     return issubclass(cls, (QemuPolicy, PostcopyPolicy))
 
 
-def _check_policy_against_log(log: xr.Dataset, policy) -> None:
+def _suggest(options: dict, refuses=None) -> str:
+    """``policy=A (hint) or policy=B``: of ``options`` (name -> hint), those ``refuses`` (name
+    -> the log's setting that policy cannot take, or None) accepts; the others said with the
+    setting they refuse.  A log that switched to post-copy was told to try policy=postcopy,
+    which then refused its own ``policy.max_bandwidth_mib_s=32.0`` (it has no pre-copy to cap)."""
+    why = {n: refuses(n) if refuses else None for n in options}
+    ok = [f"policy={n}{' ' + h if h else ''}" for n, h in options.items() if not why[n]]
+    no = {n: f"cannot take the log's {w}" for n, w in why.items() if w}
+    if not ok:
+        return "and no other policy takes the settings this log states: " + "; ".join(
+            f"policy={n} {w}" for n, w in no.items()
+        )
+    return "fit it with " + " or ".join(ok) + "".join(f"; not policy={n}: it {w}" for n, w in no.items())
+
+
+def _check_policy_against_log(log: xr.Dataset, policy, refuses=None) -> None:
     """Refuse a policy or timeout the log contradicts: the fit would describe a migration that
     did not happen (``policy=postcopy`` on a log that stayed in pre-copy fitted the default write
     rate, 18 x the log's residuals; ``policy.timeout_s=1`` on a 5.2 s run, total time -81 %).
+    The policies it suggests instead are those ``refuses`` (name -> the log's setting that
+    policy cannot take, or None; :func:`_suggest`) accepts.
 
     * a log that switched to post-copy needs a policy with a post-copy phase (``hybrid``,
       ``postcopy``); one that completed in pre-copy cannot be fitted by ``postcopy``, which
@@ -322,8 +339,14 @@ def _check_policy_against_log(log: xr.Dataset, policy) -> None:
             "",
             message=(
                 f"policy={name} contradicts the log {src}: it switched to post-copy, which policy={name} "
-                "never does; fit it with policy=hybrid (policy.precopy_passes or policy.postcopy_after_s "
-                "as it ran) or policy=postcopy"
+                "never does; "
+                + _suggest(
+                    {
+                        "hybrid": "(policy.precopy_passes or policy.postcopy_after_s as it ran)",
+                        "postcopy": "",
+                    },
+                    refuses,
+                )
             ),
         )
     if completed and not switched and issubclass(cls, PostcopyPolicy):
@@ -333,7 +356,7 @@ def _check_policy_against_log(log: xr.Dataset, policy) -> None:
             "",
             message=(
                 f"policy={name} contradicts the log {src}: it completed in pre-copy, and policy={name} "
-                "switches to post-copy at once; fit it with policy=qemu (the default) or hybrid"
+                "switches to post-copy at once; " + _suggest({"qemu": "(the default)", "hybrid": ""}, refuses)
             ),
         )
     if (fmt.startswith("qmp") or fmt == "testbed") and not _qemu_like(cls):
@@ -664,13 +687,23 @@ def fit_log(
     from_log, derived = log_overrides(log, user)
     user = _check_against_log(log, user)
     ukeys, ugroups = _user_keys(user)
-    if "policy" in ugroups:  # before the log's settings of another policy can fail to compose
-        _check_policy_against_log(log, compose([f"policy={ugroups['policy']}"]).policy)
     base = ["engine=fluid"]
     if "workload" not in ugroups:
         base.append(f"workload={workload or 'uniform'}")
     if "network" not in ugroups and "network.bandwidth_gbit_s" not in ukeys:
         base.append("network=10gbe")
+
+    def refuses(name: str) -> str | None:
+        """The log's stated setting ``policy=name`` cannot take (None: it takes them all)."""
+        try:
+            compose(base + from_log + [f"policy={name}"])
+        except ConfigError as e:
+            stated = [o for o in from_log if split_override(o)[1] == e.key]
+            return stated[0] if stated else e.text()
+        return None
+
+    if "policy" in ugroups:  # before the log's settings of another policy can fail to compose
+        _check_policy_against_log(log, compose([f"policy={ugroups['policy']}"]).policy, refuses)
     try:
         cfg = compose(base + from_log + user)  # the one composition
     except ConfigError as e:
@@ -696,7 +729,7 @@ def fit_log(
     OmegaConf.set_struct(chk, False)
     _no_cursor_unless_sequential(chk.workload)
     build_scenario(chk)
-    _check_policy_against_log(log, cfg.policy)
+    _check_policy_against_log(log, cfg.policy, refuses)
     xb = log_value(log, "xbzrle_pages")
     obs = observe(log, delta_pages=bool(cfg.policy.get("xbzrle", False)) or (np.isfinite(xb) and xb > 0))
     if cfg.workload.name not in ("uniform", "hotcold", "zipf", "idle"):

@@ -185,9 +185,16 @@ def _truncated(tmp_path):
             lambda t: ["fit", str(CASES["qmp"][0]), "policy=vmware"],
             ["policy=vmware", "QEMU migration (qmp-jsonl)", "lmtk whatif FIT.yaml policy=vmware"],
         ),
+        # it suggested "policy=hybrid … or policy=postcopy", and policy=postcopy then refused the
+        # log's own cap: only what takes the log is suggested, and why not the other
         (
             lambda t: ["fit", str(PC_RUN), "policy=qemu"],
-            ["policy=qemu", "switched to post-copy", "policy=hybrid"],
+            [
+                "policy=qemu",
+                "switched to post-copy",
+                "fit it with policy=hybrid (",
+                "; not policy=postcopy: it cannot take the log's policy.max_bandwidth_mib_s=64.0",
+            ],
         ),
         (
             lambda t: ["fit", str(PC_RUN), "policy=postcopy"],

@@ -779,3 +779,19 @@ def test_each_estimate_lies_inside_its_own_interval_and_its_sd_is_robust():
         lo, hi = iv[p.key]
         assert lo <= res.values[p.key] <= hi, p.key
         assert 0 <= sd[p.key] <= (hi - lo) / 2 * (1 + 1e-9) + 1e-12, p.key
+
+
+def test_a_refused_policy_suggests_only_what_takes_the_log():
+    """The policies a refusal suggests are those that take the log's stated settings; the
+    others are said with the setting they refuse, and none left says so."""
+    from lmtoolkit.logs.fit import _suggest
+
+    opts = {"hybrid": "(as it ran)", "postcopy": ""}
+    assert _suggest(opts) == "fit it with policy=hybrid (as it ran) or policy=postcopy"
+    cap = {"postcopy": "policy.max_bandwidth_mib_s=32.0"}.get
+    assert _suggest(opts, cap) == (
+        "fit it with policy=hybrid (as it ran); "
+        "not policy=postcopy: it cannot take the log's policy.max_bandwidth_mib_s=32.0"
+    )
+    none = _suggest(opts, lambda n: "policy.x=1")
+    assert none.startswith("and no other policy takes") and "fit it with" not in none

@@ -522,6 +522,16 @@ class FitResult:
             what = f"[{lo:.5g}, {hi:.5g}] pages/s (the log's noise only, not the simulator's error)"
         return f"write rate, profile likelihood (Δχ² <= 1, working set re-fitted): {what}"
 
+    def _dirty_words(self) -> str:
+        """The dirty bytes' rms error at the syncs, or why there is none: it printed "rms nan
+        %" where every sync's count comes from QEMU's dirty-pages-rate (testbed, post-copy)."""
+        d = self.quality["dirty_rms_rel"]
+        if math.isfinite(d):
+            return f"dirty bytes at syncs rms {d * 100:.1f} %"
+        if self.obs.periods:
+            return "dirty bytes at syncs: not available (the log's counts are QEMU's dirty-pages-rate periods, below)"
+        return "dirty bytes at syncs: not available (the log has no sync's count)"
+
     def summary(self) -> str:
         """A readable report: parameters with uncertainty, fit quality, per-round match."""
         lines = [
@@ -568,7 +578,7 @@ class FitResult:
             )
         lines.append(
             f"  fit quality: rms normalised residual {q['rms']:.2f}; sync times rms {q['sync_rms_s'] * 1000:.0f} ms; "
-            f"dirty bytes at syncs rms {q['dirty_rms_rel'] * 100:.1f} %; total time {q['total_time_rel'] * 100:+.1f} %"
+            f"{self._dirty_words()}; total time {q['total_time_rel'] * 100:+.1f} %"
             f"{against}, bytes {q['transferred_rel'] * 100:+.1f} %, syncs {q['syncs_sim']} vs {q['syncs_obs']} observed"
         )
         off = mismatch(q)

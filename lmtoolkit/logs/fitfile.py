@@ -255,6 +255,24 @@ class FitFile:
         return keys, vals
 
 
+def _a_log_instead(path: Path) -> ConfigError | None:
+    """The error for a migration log given where a FIT file belongs (None: it does not read as
+    one): ``lmtk whatif run.jsonl`` said "not valid YAML (expected '<document start>' …)"."""
+    from .readers import read_log
+
+    try:
+        fmt = read_log(path).attrs.get("lmt_log_format", "")
+    except Exception:  # noqa: BLE001 - not a log either: the FIT file's own error stands
+        return None
+    return ConfigError(
+        "FIT",
+        str(path),
+        "",
+        message=f"{path} looks like a migration log ({fmt}), not a FIT file: fit it first "
+        f"(lmtk fit {path} --out FIT.yaml), then ask lmtk whatif FIT.yaml …",
+    )
+
+
 def read_fit(path, check_values: bool = True) -> FitFile:
     """Read a FIT file; a missing or damaged one is one :class:`ConfigError` naming it.
 
@@ -270,7 +288,7 @@ def read_fit(path, check_values: bool = True) -> FitFile:
             "FIT", str(path), "", message=f"{path}: no such file (write one with lmtk fit)"
         ) from None
     except (IsADirectoryError, UnicodeDecodeError, OSError) as e:
-        raise ConfigError(
+        raise _a_log_instead(path) or ConfigError(
             "FIT", str(path), "", message=f"{path}: cannot read it as a FIT file ({type(e).__name__})"
         ) from None
     try:
@@ -278,7 +296,7 @@ def read_fit(path, check_values: bool = True) -> FitFile:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(
+        raise _a_log_instead(path) or ConfigError(
             "FIT",
             str(path),
             "",
@@ -297,7 +315,7 @@ def read_fit(path, check_values: bool = True) -> FitFile:
         or not isinstance(fit, dict)
         or not fit
     ):
-        raise ConfigError(
+        raise _a_log_instead(path) or ConfigError(
             "FIT",
             str(path),
             "",

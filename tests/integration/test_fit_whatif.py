@@ -151,7 +151,16 @@ def _truncated(tmp_path):
         (lambda t: ["fit", str(CASES["qmp"][0]), "policy.max_bandwith_mib_s=64"], ["max_bandwith_mib_s"]),
         (lambda t: ["fit", str(CASES["qmp"][0]), "--out", "/proc/fit.yaml"], ["/proc/fit.yaml", "--out"]),
         (lambda t: ["whatif", str(t / "no.yaml")], ["no.yaml", "lmtk fit"]),
-        (lambda t: ["whatif", str(CASES["qmp"][0])], ["not valid YAML"]),
+        # a log where the FIT file belongs said "not valid YAML (expected '<document start>' …)"
+        # (a testbed record: "cannot read it as a FIT file (UnicodeDecodeError)")
+        (
+            lambda t: ["whatif", str(CASES["qmp"][0])],
+            ["looks like a migration log (qmp-jsonl), not a FIT file", f"lmtk fit {CASES['qmp'][0]} --out"],
+        ),
+        (
+            lambda t: ["whatif", str(CASES["testbed"][0])],
+            ["looks like a migration log (testbed), not a FIT file", "lmtk fit"],
+        ),
         # the log states the guest's RAM and page size: an override may not contradict it (a
         # 2 GiB guest fitted to this 512 MiB guest's log gave rms 31.6 and no rate)
         (

@@ -70,8 +70,8 @@ def load_trace(path, key: str = KEY, data: bytes | None = None) -> dict:
     Raises ``FileNotFoundError`` if ``path`` does not exist, and
     :class:`lmtoolkit.errors.ConfigError` (a ``ValueError``) for ``key`` naming the path and
     what is wrong for anything else: not an .npz (garbage, a single .npy, a pickle), a damaged
-    zip, missing arrays, object (pickled) arrays, wrong types or shapes, or ``sum(counts)``
-    not matching the page numbers.
+    zip, missing arrays, object (pickled) arrays, wrong types or shapes, no interval, or
+    ``sum(counts)`` not matching the page numbers.
     """
     path = Path(path)
     if data is not None:
@@ -138,6 +138,8 @@ def load_trace(path, key: str = KEY, data: bytes | None = None) -> dict:
             raise _bad(key, path, f"{name} must be a 1-d integer array, not {a.dtype} of shape {a.shape}")
         if a.size and a.min() < 0:
             raise _bad(key, path, f"{name} has negative entries")
+    if counts.size == 0:  # refused by the workload too, which could not name the file
+        raise _bad(key, path, "no interval (counts is empty): a trace needs at least one")
     if int(counts.sum()) != pages.size:
         raise _bad(key, path, f"sum(counts)={int(counts.sum())} but {pages.size} page numbers")
     if "page_size_kib" in out:

@@ -51,6 +51,8 @@ class _Boom:
         ("not_npy_members", "member 'interval_s' is not a .npy array"),
         # an interval of 1e-300 s overflowed the page engine's interval count
         ("tiny_interval", "below 1e-06 s"),
+        # no interval: the workload's "workload.counts=() is not allowed" named no file
+        ("no_interval", "no interval (counts is empty)"),
     ],
 )
 def test_bad_file_is_one_config_error_naming_the_key_and_path(tmp_path, case, what):
@@ -87,6 +89,8 @@ def test_bad_file_is_one_config_error_naming_the_key_and_path(tmp_path, case, wh
                 z.writestr(k + ".npy", b"junkjunk")
     elif case == "tiny_interval":
         _npz(p, **{**GOOD, "interval_s": np.float64(1e-300)})
+    elif case == "no_interval":
+        _npz(p, **{**GOOD, "counts": np.zeros(0, np.int64), "pages": np.zeros(0, np.int64)})
     with pytest.raises(ConfigError) as e:
         load_trace(p)
     msg = str(e.value)

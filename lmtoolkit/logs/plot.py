@@ -43,8 +43,8 @@ def point_labels(ds: xr.Dataset) -> list[str]:
 
 
 def _fmt(v) -> str:
-    if isinstance(v, (float, np.floating)):
-        return f"{float(v):g}"
+    if isinstance(v, (float, np.floating)):  # NaN: a null axis value (no cap), as Axis.coord stores it
+        return "null" if np.isnan(v) else f"{float(v):g}"
     return str(v.item() if hasattr(v, "item") else v)
 
 

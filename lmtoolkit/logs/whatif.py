@@ -260,13 +260,15 @@ def whatif(
         base_swaps = _swaps_of(plain)
         cfg = _compose_cell(fd, ff, plain, base_swaps)
         axes: list[Axis] = parse_axes(cfg, None)
-        gaxes = [a for a in axes if a.group]
+        # composed per value: config groups, and value axes holding null (no cap: a built
+        # scenario's column is a number; the composition checks each value as lmtk run does)
+        gaxes = [a for a in axes if a.group or any(v is None for v in a.values)]
         without, notes = policy_key_notes(gaxes, plain)
         for note in notes if log else ():
             log(f"note: {note}")
         task = get_task("migration")
         base_tpl = build_scenario(cfg)
-        vaxes = [a for a in axes if not a.group]
+        vaxes = [a for a in axes if a not in gaxes]
         for a in vaxes:
             _check_value_axis(a, base_tpl)
         shape = tuple(len(a.values) for a in axes)
@@ -280,10 +282,10 @@ def whatif(
         gcombos = list(itertools.product(*[a.values for a in gaxes])) or [()]
         for combo in gcombos:
             swaps = dict(base_swaps)
-            swaps.update({a.key: v for a, v in zip(gaxes, combo)})
+            swaps.update({a.key: v for a, v in zip(gaxes, combo) if a.group})
             skip = without.get(str(swaps.get("policy")), set())
             ov = [o for o in plain if _split(o)[1] not in {a.key for a in gaxes} and o not in skip] + [
-                f"{a.key}={v}" for a, v in zip(gaxes, combo)
+                f"{a.key}={hydra_value(v)}" for a, v in zip(gaxes, combo)
             ]
             ccfg = cfg if not gaxes else _compose_cell(fd, ff, ov, swaps)
             if gaxes:
@@ -301,7 +303,7 @@ def whatif(
                         ) from None
             if progress and gaxes:
                 progress(", ".join(f"{a.key}={v}" for a, v in zip(gaxes, combo)))
-            _apply_cap_factor(ccfg, plain, cap_factor)
+            _apply_cap_factor(ccfg, ov, cap_factor)
             rows = np.arange(n)
             for a, v in zip(gaxes, combo):
                 rows = rows[np.asarray(idx[pos[a.dim]])[rows] == a.values.index(v)]

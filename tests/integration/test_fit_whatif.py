@@ -116,6 +116,25 @@ def test_lmtk_whatif_on_each_fit(fits, name, tmp_path, capsys):
         assert "network=1gbe" in printed and not ds.total_time.dims
 
 
+def test_a_whatif_axis_may_hold_null(fits, tmp_path, capsys):
+    """``policy.max_bandwidth_mib_s=null,128`` was refused ("the values must be numbers"), though
+    ``=null`` alone (line rate) is valid: a value axis holding null is composed per value, its
+    coordinate NaN (as a sweep's), its row labelled null; each point is the one-value what-if's."""
+    paths, _ = fits
+    out, fig = tmp_path / "w.nc", tmp_path / "w.png"
+    argv = ["whatif", str(paths["qmp"]), "--samples", "0"]
+    assert main([*argv, "policy.max_bandwidth_mib_s=null,128", "--out", str(out), "--figure", str(fig)]) == 0
+    assert "max_bandwidth_mib_s=null " in capsys.readouterr().out and fig.exists()
+    ds = read_dataset(out)
+    cap = ds.max_bandwidth_mib_s.values
+    assert np.isnan(cap[0]) and cap[1] == 128
+    for i, v in enumerate(("null", "128")):
+        one = tmp_path / f"{v}.nc"
+        assert main([*argv, f"policy.max_bandwidth_mib_s={v}", "--out", str(one)]) == 0
+        assert float(ds.total_time[i]) == pytest.approx(float(read_dataset(one).total_time), rel=1e-9)
+    assert float(ds.total_time[0]) < float(ds.total_time[1])  # line rate beats a 128 MiB/s cap
+
+
 def test_the_fit_file_runs_with_lmtk_run(fits, tmp_path):
     paths, _ = fits
     p = paths["qmp"]

@@ -27,6 +27,28 @@ def _override_value(v: str):
     return out if isinstance(out, (int, float, str, bool)) else v
 
 
+def _labels(raw: list[str]) -> list:
+    """The jobs' values of one override as coordinate labels: numbers, flags or strings; all as
+    strings where they mix (``null`` and ``128``: the concatenation made the labels strings,
+    and the jobs of 128 were then not found by the int label and collected as NaN)."""
+    vals = [_override_value(v) for v in raw]
+    if len({type(v) is str for v in vals}) > 1:
+        return [str(v) for v in raw]
+    return vals
+
+
+def _null_as_nan(values) -> np.ndarray | None:
+    """A collected coordinate of numbers and null (``policy.max_bandwidth_mib_s=null,128``:
+    strings ``['null', '128']``, without units) as floats with NaN for null, as a sweep's axis
+    stores it (:meth:`~lmtoolkit.sweep.axes.Axis.coord`); None where it is not that."""
+    vals = [_override_value(str(v)) for v in values]
+    if "null" not in vals or all(v == "null" for v in vals):
+        return None
+    if any(v != "null" and (isinstance(v, (bool, str)) or not isinstance(v, (int, float))) for v in vals):
+        return None
+    return np.array([np.nan if v == "null" else float(v) for v in vals])
+
+
 #: overrides that say where a job's result goes and whether it shows progress, not what it
 #: holds: the Hydra app sets both for each job (lmtoolkit/hydra_app.py)
 _PLACEMENT = ("paths.results_dir", "sweep.progress")
@@ -204,11 +226,12 @@ def collect(run_dir, output: str | os.PathLike | None = None):
         while taken(short):
             short += "_"
         names[k] = short
+    labels = {k: _labels([d.get(k, "null") for d in parsed]) for k in varying}
     stamped = []
-    for ds, d in zip(dss, parsed):
+    for j, ds in enumerate(dss):
         ds = ds.copy()
         for k in varying:
-            ds = ds.expand_dims({names[k]: [_override_value(d.get(k, "null"))]})
+            ds = ds.expand_dims({names[k]: [labels[k][j]]})
         ds.attrs = {}
         stamped.append(ds)
     if varying:
@@ -236,18 +259,16 @@ def collect(run_dir, output: str | os.PathLike | None = None):
         )
         merged = cat.unstack(run_dim)
         # unstack sorts: restore the order in which the jobs ran
-        merged = merged.reindex(
-            {
-                names[k]: list(dict.fromkeys(_override_value(d.get(k, "null")) for d in parsed))
-                for k in varying
-            }
-        )
+        merged = merged.reindex({names[k]: list(dict.fromkeys(labels[k])) for k in varying})
         merged = merged.transpose(
             *[names[k] for k in varying], *[d for d in dss[0].dims if d in merged.dims], ...
         )
     else:
         merged = stamped[0]
     for k in varying:
+        nums = _null_as_nan(merged[names[k]].values)
+        if nums is not None:
+            merged = merged.assign_coords({names[k]: nums})
         merged[names[k]].attrs.update({"long_name": f"{k} (multirun override)", "lmt_key": k})
         if merged[names[k]].dtype.kind in "biuf":  # a number or flag: its units from the key's name
             merged[names[k]].attrs["units"] = unit_of_key(k)

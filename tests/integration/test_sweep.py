@@ -523,6 +523,29 @@ def test_a_collected_boolean_override_is_a_coordinate_with_units(tmp_path, monke
     validate(ds)
 
 
+def test_a_collected_override_of_null_and_numbers_keeps_every_jobs_result(tmp_path, monkeypatch):
+    """policy.max_bandwidth_mib_s=null,128: the labels became strings ('null', '128') in the
+    merge, the job of 128 was then looked up by the number and collected as NaN throughout.
+    Each job's result is kept, and the coordinate is numeric with NaN for null (line rate), as
+    a sweep axis's."""
+    from lmtoolkit.cli import main
+    from lmtoolkit.sweep import read_result
+
+    monkeypatch.chdir(tmp_path)
+    d = tmp_path / "mr"
+    argv = ["sweep", "-m", "experiment=downtime_target", "sweep.max_values=1", "engine=fluid"]
+    assert main([*argv, f"hydra.sweep.dir={d}", "policy.max_bandwidth_mib_s=null,128"]) == 0
+    assert main(["collect", str(d)]) == 0
+    ds = read_result(d / "downtime_target.nc")
+    cap = ds.max_bandwidth_mib_s.values
+    assert np.isnan(cap[0]) and cap[1] == 128 and ds.max_bandwidth_mib_s.attrs["units"] == "2^20 bytes/s"
+    for j in range(2):
+        (f,) = (d / str(j)).rglob("downtime_target.nc")
+        own = read_result(f).total_time.values
+        assert np.isfinite(own).all()
+        np.testing.assert_array_equal(ds.total_time.isel(max_bandwidth_mib_s=j).values, own)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_multirun_launcher_plugins(tmp_path, monkeypatch, launcher):

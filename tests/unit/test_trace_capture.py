@@ -75,8 +75,8 @@ def test_the_helpers_own_writes_are_not_the_programs(prog, most, writer):
     if not shutil.which(argv[0]):
         pytest.skip("needs sleep(1)")
     cap = capture.trace_command(argv, interval_s=0.1, duration_s=1.5)
-    assert len(cap.counts) >= 8
-    assert max(cap.counts[2:]) <= most, cap.counts
+    assert len(cap.counts) >= 10
+    assert max(cap.counts[3:]) <= most, cap.counts  # (the first: the program starting up)
 
 
 def test_a_late_tracer_saves_the_intervals_it_measured(tmp_path):

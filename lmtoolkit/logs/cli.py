@@ -111,9 +111,10 @@ def cmd_whatif(args) -> int:
     from ..io import DATASET_SUFFIXES, check_writable, write_dataset
     from .fitfile import read_fit
     from .plot import fig_whatif, whatif_table
-    from .whatif import whatif
+    from .whatif import DEFAULT_SEEDS, check_seeds, whatif
 
     ff = read_fit(args.fit)  # a bad FIT file is an error before anything else
+    check_seeds(args.seeds)
     if args.samples is not None and args.samples < 0:
         raise ConfigError(
             "--samples", args.samples, "bootstrap parameter sets: an integer >= 0 (0: no bands)"
@@ -121,10 +122,12 @@ def cmd_whatif(args) -> int:
     if args.out:
         out = Path(args.out)
     else:
-        # named by the FIT file's content, the overrides and --samples: two FIT files of one
-        # name in two directories (a/run.yaml, b/run.yaml) wrote one file, the second over the first
+        # named by the FIT file's content, the overrides, --samples and --seeds: two FIT files of
+        # one name in two directories (a/run.yaml, b/run.yaml) wrote one file, the second over the first
         h = hashlib.sha1(Path(args.fit).read_bytes())
         h.update(("\0" + " ".join(args.overrides) + f"\0{args.samples}").encode())
+        if args.seeds != DEFAULT_SEEDS:  # (the default keeps the names of earlier results)
+            h.update(f"\0seeds={args.seeds}".encode())
         out = _results_root(args.overrides) / "whatif" / f"{Path(args.fit).stem}_{h.hexdigest()[:8]}.nc"
     check_writable(out, "--out" if args.out else "paths.results_dir", DATASET_SUFFIXES)
     fig_path = Path(args.figure) if args.figure else None
@@ -137,6 +140,7 @@ def cmd_whatif(args) -> int:
         samples=args.samples,
         command=command,
         log=lambda m: print(m, file=sys.stderr),
+        seeds=args.seeds,
     )
     write_dataset(ds, out)
     import pandas as pd
@@ -171,19 +175,37 @@ def observed_line(ds) -> str:
             f" in the log, {free:.3f} s without its {n} host stall{'s' if n != 1 else ''} ({stall:.3f} s), "
             f"which the fit cut out: compare the rows with {free:.3f} s"
         )
+    return (
+        f"(observed run: {time}, downtime {float(ds.observed_downtime) * 1000:.1f} ms, "
+        f"{float(ds.observed_transferred) / 2**20:.1f} MiB)\n" + noise_line(ds)
+    )
+
+
+def noise_line(ds) -> str:
+    """What a point is and what its band covers, under the what-if table."""
+    k, s0 = int(ds.attrs.get("lmt_seeds", 1)), int(ds.attrs.get("lmt_seed_first", 0))
     n = int(ds.attrs.get("lmt_band_samples", 0))
+    if k > 1:
+        point = (
+            f"points: mean of {k} page-engine runs, seeds {s0}-{s0 + k - 1} in every row (--seeds); "
+            f"seed sd: one run's spread, a mean's is about sd/{k**0.5:.1f}"
+        )
+    else:
+        point = f"points: one run, seed {s0}" + (
+            " (the fluid engine is deterministic)" if ds.attrs.get("lmt_engine") == "fluid" else ""
+        )
     bands = (
-        f"bands: 5-95 % of {n} bootstrap parameter sets"
+        f"bands: 5-95 % of {n} bootstrap parameter sets and the seeds' min-max, in quadrature; "
+        "not the model's error (the fit's quality line), the observed run may fall outside"
         if n
         else f"bands: {ds.attrs.get('lmt_bands', 'none')}"
     )
-    return (
-        f"(observed run: {time}, downtime {float(ds.observed_downtime) * 1000:.1f} ms, "
-        f"{float(ds.observed_transferred) / 2**20:.1f} MiB; {bands})"
-    )
+    return f"({point}; {bands})"
 
 
 def add_commands(sub) -> None:
+    from .whatif import DEFAULT_SEEDS
+
     f = sub.add_parser(
         "fit",
         help="fit the guest of a real migration log (QMP query-migrate JSON, libvirt "
@@ -245,6 +267,13 @@ def add_commands(sub) -> None:
         type=int,
         default=None,
         help="bootstrap parameter sets for the bands (default: all the FIT file keeps, <= 100)",
+    )
+    w.add_argument(
+        "--seeds",
+        type=int,
+        default=DEFAULT_SEEDS,
+        help=f"page-engine runs per point, averaged; the same seeds in every row (default {DEFAULT_SEEDS}; "
+        "1: one run, whose round count can move the total time by a whole pre-copy round)",
     )
     w.add_argument("--figure", help="also write the what-if figure (PNG/PDF/SVG)")
     w.set_defaults(func=cmd_whatif)

@@ -49,15 +49,16 @@ def _fmt(v) -> str:
 
 
 def whatif_table(ds: xr.Dataset):
-    """The what-if points as a DataFrame: total time, downtime, bytes with their bands,
-    converged, converged share."""
+    """The what-if points as a DataFrame: total time, downtime, bytes with their seeds'
+    standard deviation and their bands, converged, converged share."""
     import pandas as pd
 
     rows = {"point": point_labels(ds)}
     for v, scale in (("total_time", 1.0), ("downtime", 1e3), ("transferred", 1 / MIB)):
         unit = {"total_time": "s", "downtime": "ms", "transferred": "MiB"}[v]
-        for suffix in ("", "_lo", "_hi"):
-            rows[f"{v}{suffix} [{unit}]"] = np.asarray(ds[f"{v}{suffix}"].values, float).ravel() * scale
+        for suffix in ("", "_seed_sd", "_lo", "_hi"):
+            if f"{v}{suffix}" in ds:  # (seed sd: a Dataset written before --seeds has none)
+                rows[f"{v}{suffix} [{unit}]"] = np.asarray(ds[f"{v}{suffix}"].values, float).ravel() * scale
     for v, label in (("energy_total", "energy [J]"), ("guest_lost_cpu_s", "guest lost [vCPU-s]")):
         if v in ds:  # the energy model (lmtoolkit.model.energy), where the run has it
             rows[label] = np.asarray(ds[v].values, float).ravel()

@@ -20,13 +20,25 @@ simulates; keys not overridden keep the observed run's settings.
   factor (``cap_factor`` in the FIT file) and a what-if cap (an override or an axis) is
   scaled by it, so that ``policy.max_bandwidth_mib_s=128`` means what an operator's
   ``migrate-set-parameters max-bandwidth`` of 128 MiB/s does on that host.
-* **Bands.**  The central prediction runs the config's engine (the FIT file's: ``page`` after
-  a page-corrected fit) at the fitted values.  The bootstrap parameter sets of the fit
-  (``samples``) run on the fluid engine for the same points; their 5-95 % spread, moved to
-  the central value, gives ``*_lo`` / ``*_hi`` (total time, downtime, bytes), and
-  ``converged_share`` is the share of sets whose migration converged.  Fitted parameters
-  that an override, an axis or a group swap replaces get no samples.  Without parameter sets
-  (``samples=0``, a fit made with ``bootstrap=0``) the bands are NaN: none was estimated.
+* **Seeds.**  The page engine draws its writes at random, and one run's total time moves by a
+  whole pre-copy round when a round boundary falls the other side of the switchover threshold
+  (the QMP fixture's fitted guest: 5.19 or 5.29 s by seed).  Each point is therefore the mean
+  of ``seeds`` page-engine runs, seeds ``seed … seed+seeds-1`` of the config (``lmtk run
+  seed=K`` repeats run K), the same seeds in every row (common random numbers), so that rows
+  differ by their settings, not by their draws; ``*_seed_sd``, ``*_seed_min``, ``*_seed_max``
+  give the runs' spread (a mean's own error is about ``sd / sqrt(seeds)``).  Float results
+  (times, bytes, energy) are the seeds' means; the counts, flags and per-round detail are the
+  run whose total time is nearest the mean (``seed``); ``converged_seeds`` is the share of
+  seeds that converged.  The fluid engine is deterministic: one run.
+* **Bands.**  The bootstrap parameter sets of the fit (``samples``) run on the fluid engine for
+  the same points; their 5-95 % spread, moved to the point, and the seeds' min-max are added
+  in quadrature (independent sources) and give ``*_lo`` / ``*_hi`` (total time, downtime,
+  bytes); ``converged_share`` is the share of sets whose migration converged.  Neither is the
+  model's own error (the fit's quality line states that: total time +1.3 % on the QMP
+  fixture), so an observed run may fall outside its "as observed" band.  Fitted parameters
+  that an override, an axis or a group swap replaces get no samples (the band is the seeds'
+  range).  Without parameter sets (``samples=0``, a fit made with ``bootstrap=0``) the bands
+  are NaN: none was estimated.
 
 The Dataset has the variables of ``lmtk run`` (``total_time``, ``downtime``, ``transferred``,
 ``converged``, ``completed``, per-round detail …) over the axes' dims, the bands, the
@@ -70,6 +82,11 @@ CARRY_POLICY = (
 )
 CAP_KEY = "policy.max_bandwidth_mib_s"
 BANDED = ("total_time", "downtime", "transferred")
+#: the banded variables and the record fields they come from
+FIELDS = (("total_time", "total_time_s"), ("downtime", "downtime_s"), ("transferred", "transferred_bytes"))
+#: page-engine runs (seeds) per what-if point (``lmtk whatif --seeds``): the mean's error is
+#: about sd/sqrt(32) — 0.2 % of the QMP fixture's 5.24 s, a tenth of its one-round step
+DEFAULT_SEEDS = 32
 
 
 def _split(o: str):
@@ -226,9 +243,11 @@ def whatif(
     command: str | None = None,
     progress=None,
     log=None,
+    seeds: int = DEFAULT_SEEDS,
 ) -> xr.Dataset:
     """Simulate the fitted guest of ``fit_path`` under ``overrides`` (see the module doc);
-    ``log`` (``print``) is called with each note (``note: …``)."""
+    ``log`` (``print``) is called with each note (``note: …``); ``seeds``: page-engine runs
+    averaged per point."""
     from .. import dataset, provenance
     from ..compose import as_overrides
     from ..engine.fluid import simulate_fluid, simulate_fluid_columns
@@ -237,6 +256,7 @@ def whatif(
     from ..tasks import get_task
 
     ff = read_fit(fit_path)
+    check_seeds(seeds)
     user = as_overrides(overrides)
     for o in user:
         if "=" not in o:
@@ -278,7 +298,7 @@ def whatif(
         user_keys = {_split(o)[1] for o in plain}
         fitted_keys, S = _samples(ff, samples)
         results, lo_hi = [None] * n, {v: (np.full(n, np.nan), np.full(n, np.nan)) for v in BANDED}
-        conv_share = np.full(n, np.nan)
+        conv_share, per_seed = np.full(n, np.nan), {}
         gcombos = list(itertools.product(*[a.values for a in gaxes])) or [()]
         for combo in gcombos:
             swaps = dict(base_swaps)
@@ -313,11 +333,13 @@ def whatif(
                 if a.key == CAP_KEY:
                     vals = vals * cap_factor
                 columns[a.key] = vals[np.asarray(idx[pos[a.dim]])[rows]]
-            central = task.run_cell(ccfg, columns, np.zeros(rows.size, dtype=np.int64), 64)
+            tpl = build_scenario(ccfg)
+            central, spread = seed_mean(task, ccfg, columns, rows.size, _seed_list(tpl, seeds))
             for j, r in enumerate(rows):
                 results[r] = central.take(np.array([j]))
-            # bands: the fit's bootstrap parameter sets on the fluid engine
-            tpl = build_scenario(ccfg)
+            for key, arr in spread.items():
+                per_seed.setdefault(key, np.full(n, np.nan))[rows] = arr
+            # bands: the fit's bootstrap parameter sets on the fluid engine, and the seeds
             live = [
                 i
                 for i, k in enumerate(fitted_keys)
@@ -337,44 +359,26 @@ def whatif(
                     if columns
                     else simulate_fluid([ftpl], round_detail=0)
                 )
-                for name, field in (
-                    ("total_time", "total_time_s"),
-                    ("downtime", "downtime_s"),
-                    ("transferred", "transferred_bytes"),
-                ):
+                for name, field in FIELDS:
                     vals = np.asarray(bb.scalars[field], float).reshape(rows.size, reps)
                     refv = np.asarray(ref.scalars[field], float).reshape(-1)
                     if refv.size == 1:
                         refv = np.repeat(refv, rows.size)
-                    cen = np.array([float(central.scalars[field][j]) for j in range(rows.size)])
-                    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-                        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: none completed
-                        q05 = (
-                            np.nanpercentile(vals, 5, axis=1)
-                            if np.isfinite(vals).any()
-                            else np.full(rows.size, np.nan)
-                        )
-                        q95 = (
-                            np.nanpercentile(vals, 95, axis=1)
-                            if np.isfinite(vals).any()
-                            else np.full(rows.size, np.nan)
-                        )
-                    lo_hi[name][0][rows] = np.minimum(cen + (q05 - refv), cen)
-                    lo_hi[name][1][rows] = np.maximum(cen + (q95 - refv), cen)
+                    down, up = _quantile_offsets(vals, refv)
+                    lo, hi = combined_band(central.scalars[field], down, up, spread, name)
+                    lo_hi[name][0][rows], lo_hi[name][1][rows] = lo, hi
                 conv_share[rows] = np.asarray(bb.scalars["converged"], float).reshape(rows.size, reps).mean(1)
             else:
-                for name, field in (
-                    ("total_time", "total_time_s"),
-                    ("downtime", "downtime_s"),
-                    ("transferred", "transferred_bytes"),
-                ):
+                zero = np.zeros(rows.size)
+                for name, field in FIELDS:
                     # no parameter sets (--samples 0, a fit with --bootstrap 0): no band (it
                     # was the central value on both sides, which looked exact); every fitted
-                    # value replaced by an override or axis: the band is the point itself
-                    cen = np.array([float(central.scalars[field][j]) for j in range(rows.size)])
-                    band = cen if S.shape[0] else np.full(rows.size, np.nan)
-                    lo_hi[name][0][rows], lo_hi[name][1][rows] = band, band
-                conv_share[rows] = np.asarray(central.scalars["converged"], float) if S.shape[0] else np.nan
+                    # value replaced by an override or axis: the band is the seeds' range
+                    lo, hi = combined_band(central.scalars[field], zero, zero, spread, name)
+                    if not S.shape[0]:
+                        lo, hi = np.full(rows.size, np.nan), np.full(rows.size, np.nan)
+                    lo_hi[name][0][rows], lo_hi[name][1][rows] = lo, hi
+                conv_share[rows] = spread["converged_seeds"] if S.shape[0] else np.nan
     finally:
         fd.close()
     batch = task.concat(results)
@@ -392,6 +396,8 @@ def whatif(
     attrs["lmt_band_samples"] = int(S.shape[0])
     if notes:
         attrs["lmt_notes"] = "\n".join(notes)
+    used = _seed_list(base_tpl, seeds)
+    attrs["lmt_seeds"], attrs["lmt_seed_first"] = int(used.size), int(used[0])
     if not S.shape[0]:
         attrs["lmt_bands"] = (
             "none: the FIT file keeps no bootstrap samples (lmtk fit --bootstrap 0)"
@@ -409,9 +415,26 @@ def whatif(
                 {
                     "units": units[name],
                     "long_name": f"{name}: {'5' if side == 'lo' else '95'} % of the fit's "
-                    f"bootstrap parameter sets",
+                    "bootstrap parameter sets and the seeds' "
+                    f"{'min' if side == 'lo' else 'max'}, in quadrature (not the model's error)",
                 },
             )
+        for stat, what in (("sd", "standard deviation"), ("min", "least"), ("max", "largest")):
+            ds[f"{name}_seed_{stat}"] = (
+                dims,
+                per_seed[f"{name}_seed_{stat}"].reshape(shp),
+                {"units": units[name], "long_name": f"{name}: {what} of the point's {used.size} seeds"},
+            )
+    ds["converged_seeds"] = (
+        dims,
+        per_seed["converged_seeds"].reshape(shp),
+        {"units": "1", "long_name": "share of the point's seeds whose migration converged"},
+    )
+    ds["seed"] = (
+        dims,
+        per_seed["seed"].astype(np.int64).reshape(shp),
+        {"long_name": "the seed of the run whose counts, flags and rounds the point shows"},
+    )
     ds["converged_share"] = (
         dims,
         conv_share.reshape(shp),
@@ -419,6 +442,67 @@ def whatif(
     )
     _add_observed(ds, ff)
     return ds
+
+
+def check_seeds(seeds) -> None:
+    """``seeds`` is an integer >= 1 (ConfigError naming ``--seeds`` otherwise)."""
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
+        raise ConfigError("--seeds", seeds, "page-engine runs per point: an integer >= 1")
+
+
+def _seed_list(tpl, seeds: int) -> np.ndarray:
+    """The config's seed and the next ``seeds - 1`` (one for the deterministic fluid engine)."""
+    return np.arange(int(tpl.seed), int(tpl.seed) + (1 if tpl.engine == "fluid" else int(seeds)))
+
+
+def _nan_stat(fn, a: np.ndarray, **kw) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows (nothing completed): NaN
+        return fn(a, axis=1, **kw)
+
+
+def seed_mean(task, cfg, columns: dict, n_rows: int, seeds: np.ndarray):
+    """Run each of ``n_rows`` points (``columns``: key -> (n_rows,) values) with every seed in
+    one batch, the same seeds for every point.  Returns the points (float results: the seeds'
+    means; counts, flags and rounds: the run nearest the mean total time) and the spread:
+    ``<var>_seed_sd|min|max`` (s, bytes), ``converged_seeds`` (share), ``seed`` (the run kept)."""
+    k = len(seeds)
+    cols = {key: np.repeat(np.asarray(v), k) for key, v in columns.items()}
+    batch = task.run_cell(cfg, cols, np.tile(seeds, n_rows), 64)
+    per = {key: np.asarray(v).reshape(n_rows, k) for key, v in batch.scalars.items()}
+    t = per["total_time_s"].astype(float)
+    pick = np.argmin(np.abs(t - t.mean(axis=1, keepdims=True)), axis=1)  # ties: the lowest seed
+    out = batch.take(np.arange(n_rows) * k + pick)
+    for src, dst in ((batch.scalars, out.scalars), (batch.extra, out.extra)):
+        for key, v in src.items():
+            if np.asarray(v).dtype.kind == "f":
+                dst[key] = _nan_stat(np.nanmean, np.asarray(v).reshape(n_rows, k))
+    spread = {"converged_seeds": per["converged"].astype(float).mean(axis=1), "seed": seeds[pick]}
+    for name, field in FIELDS:
+        v = per[field].astype(float)
+        spread[f"{name}_seed_sd"] = _nan_stat(np.nanstd, v, ddof=1) if k > 1 else np.zeros(n_rows)
+        spread[f"{name}_seed_min"] = _nan_stat(np.nanmin, v)
+        spread[f"{name}_seed_max"] = _nan_stat(np.nanmax, v)
+    return out, spread
+
+
+def _quantile_offsets(vals: np.ndarray, ref: np.ndarray):
+    """How far the 5 % and 95 % of the parameter sets' results (rows x sets) lie below and
+    above the fluid engine's result at the fitted values (>= 0; NaN where none completed)."""
+    if not np.isfinite(vals).any():
+        nan = np.full(vals.shape[0], np.nan)
+        return nan, nan
+    q05, q95 = _nan_stat(np.nanpercentile, vals, q=5), _nan_stat(np.nanpercentile, vals, q=95)
+    return np.maximum(ref - q05, 0.0), np.maximum(q95 - ref, 0.0)
+
+
+def combined_band(point, down, up, spread: dict, name: str):
+    """The band around ``point``: the parameter sets' offsets ``down`` / ``up`` and the seeds'
+    min-max around the point, added in quadrature (independent sources)."""
+    cen = np.asarray(point, float)
+    lo = cen - np.hypot(down, np.maximum(cen - spread[f"{name}_seed_min"], 0.0))
+    hi = cen + np.hypot(up, np.maximum(spread[f"{name}_seed_max"] - cen, 0.0))
+    return lo, hi
 
 
 def _check_value_axis(a, tpl):

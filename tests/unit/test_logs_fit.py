@@ -148,9 +148,11 @@ def test_a_policy_key_beside_a_policy_axis_applies_to_the_policies_that_have_it(
 
 def test_cap_override_is_scaled_by_the_measured_cap_factor(fitted):
     res, path = fitted
-    a = whatif(path, ["policy.max_bandwidth_mib_s=64"], samples=0)
-    b = whatif(path, [], samples=0)
-    assert float(a.total_time) == pytest.approx(float(b.total_time), rel=1e-4)  # the file keeps 6 digits
+    # one seed: the file keeps 6 digits of the cap, and a 1e-6 change can move a seed's run by a
+    # round (a mean of 32 moved 6e-4); the scaling, not the noise, is under test
+    a = whatif(path, ["policy.max_bandwidth_mib_s=64"], samples=0, seeds=1)
+    b = whatif(path, [], samples=0, seeds=1)
+    assert float(a.total_time) == pytest.approx(float(b.total_time), rel=1e-4)
     assert float(a.attrs["lmt_cap_factor"]) == pytest.approx(res.cap_factor, rel=1e-4)
 
 

@@ -275,7 +275,9 @@ def test_fit_on_the_fluid_engine_alone(tmp_path, capsys):
     assert m and float(m.group(1)) == pytest.approx(rate, rel=0.15)
     assert "engine: fluid" in out.read_text()
     assert main(["whatif", str(out), "network=10gbe", "--out", str(tmp_path / "w.nc")]) == 0
-    assert read_dataset(tmp_path / "w.nc").attrs["lmt_engine"] == "fluid"
+    w = read_dataset(tmp_path / "w.nc")
+    assert w.attrs["lmt_engine"] == "fluid"
+    assert w.attrs["lmt_seeds"] == 1 and float(w.total_time_seed_sd) == 0.0  # deterministic: one run
 
 
 def readme_whatif_medians() -> tuple[float, float]:
@@ -344,6 +346,7 @@ def test_huge_pages_agree_with_a_log_of_4k_pages_and_are_kept():
     "opts, words",
     [
         (["--samples", "-1"], ["--samples=-1", ">= 0"]),  # it ran as --samples 0
+        (["--seeds", "0"], ["--seeds=0", "page-engine runs per point", ">= 1"]),
         (["--figure", "what.txt"], ["--figure='what.txt'", ".png"]),  # a traceback after the runs
         # said the key 'cannot be varied' (=1,10 varies it): the value is what is wrong
         (["network.bandwidth_gbit_s=1,abc"], ["network.bandwidth_gbit_s='abc'", "numbers"]),

@@ -69,10 +69,9 @@ def whatif_table(ds: xr.Dataset):
 
 def fig_whatif(ds: xr.Dataset, title: str | None = None):
     """Left: dirty bytes left over time, observed polls vs the fitted run (its value at each
-    round's start and end, dotted between), with the observed sync brackets and the fitted
-    syncs.  Right: total time of every what-if point with its
-    bootstrap band (5-95 %), hatched where the migration does not converge, the observed
-    run's total time dashed."""
+    round's start and end, dotted between), with the observed sync brackets and the fitted syncs.  Right: total time of every what-if point (the mean of
+    its seeds) with its band (the fit's bootstrap 5-95 % and the seeds' range), hatched where
+    the migration does not converge, the observed run's total time dashed."""
     import matplotlib.pyplot as plt
 
     from ..plotting import style
@@ -156,7 +155,13 @@ def fig_whatif(ds: xr.Dataset, title: str | None = None):
         ax2.legend(fontsize="small", loc="lower right")
     ax2.set_yticks(y)
     ax2.set_yticklabels(labels, fontsize="small")
-    ax2.set_xlabel("total migration time [s] (bars: 5-95 % of the fit's bootstrap)")
+    k = int(ds.attrs.get("lmt_seeds", 1))
+    if k > 1:
+        ax2.set_xlabel(
+            f"total migration time [s], mean of {k} seeds\n(bars: the fit's bootstrap 5-95 % and the seeds)"
+        )
+    else:
+        ax2.set_xlabel("total migration time [s] (bars: 5-95 % of the fit's bootstrap)")
     reasons = np.asarray(ds.stop_reason.values).astype(str).ravel() if "stop_reason" in ds else [""] * n
     ends = np.fmax(t, hi)  # the label starts after the bar and its whisker
     for yi, ti, d, c, why in zip(y, ends, np.asarray(ds.downtime.values, float).ravel(), conv, reasons):

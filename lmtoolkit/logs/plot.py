@@ -50,7 +50,8 @@ def _fmt(v) -> str:
 
 def whatif_table(ds: xr.Dataset):
     """The what-if points as a DataFrame: total time, downtime, bytes with their seeds'
-    standard deviation and their bands, converged, converged share."""
+    standard deviation and their bands, converged (the run nearest the mean), the share of
+    seeds and of bootstrap parameter sets that converged."""
     import pandas as pd
 
     rows = {"point": point_labels(ds)}
@@ -63,6 +64,8 @@ def whatif_table(ds: xr.Dataset):
         if v in ds:  # the energy model (lmtoolkit.model.energy), where the run has it
             rows[label] = np.asarray(ds[v].values, float).ravel()
     rows["converged"] = np.asarray(ds.converged.values).ravel()
+    if int(ds.attrs.get("lmt_seeds", 1)) > 1:  # the run shown is one seed's: how many converged
+        rows["converged seeds"] = np.asarray(ds.converged_seeds.values, float).ravel()
     rows["converged share"] = np.asarray(ds.converged_share.values, float).ravel()
     return pd.DataFrame(rows).set_index("point")
 

@@ -2433,11 +2433,12 @@ def _host_push(g: _Group, sub, ctx) -> dict:
         on = (m.sum(axis=1) > 0) & ~seq_row & (r > 1)
         if on.any():
             msk = m[:, None, :] * geo["frac"][..., None] * (geo["seg"][..., None] == b[:, None, :])
-            ct = np.swapaxes(c, 1, 2)  # (S, R, K): matmul, not a two-operand einsum's plain loop
-            Q = np.exp(log_clean @ ct)  # (S, B + 1, K)
+            Q = np.exp(np.einsum("skr,sbr->sbk", c, log_clean))
             hosts = msk * (1.0 - Q)
             # a clean page of region j is in a pushed host page with chance 1 - Q / (1 - pi_j)
-            extra_z = msk * (((1.0 - pi) * zs) @ ct - Q * (zs @ ct))
+            extra_z = msk * (
+                np.einsum("skr,sbr->sbk", c, (1.0 - pi) * zs) - Q * np.einsum("skr,sbr->sbk", c, zs)
+            )
             X = np.where(on[:, None], np.maximum(r[:, None] * hosts.sum(-1), P), X)
             Xz = np.where(on[:, None], Z + extra_z.sum(-1), Xz)
             out["cls"] = dict(on=on, hosts=hosts, c=c)
@@ -2604,7 +2605,7 @@ class _PushFaults:
             onehot = key[..., None] == np.arange(R)
             # pre-paging: each class's pushes over its group's span (the groups in rank order)
             spent = hosts * (r[:, None, None] * tau[..., None] / np.maximum(X, 1e-300)[..., None])
-            Tg = (spent.sum(1)[:, None, :] @ onehot)[:, 0]  # (S, R) the bins summed first
+            Tg = np.einsum("sbk,skg->sg", spent, onehot)
             g_end = np.cumsum(Tg, axis=1)
             g_start = g_end - Tg
             h.update(

@@ -904,6 +904,9 @@ class _Group:
         self.prev = np.full((6, S), np.nan)  # the 3 last phase lengths and bitmap sizes
         self.walk = np.zeros(S)  # cursor move of the last phase
         self.survive = np.ones(S)  # chance the bitmap has not dipped below yet
+        # the last drift leap's history (_drift): its mean bitmap size, trend (pages per sync)
+        # and mean sync length, for the trend's curvature at the next one
+        self.drift_ref = np.full((3, S), np.nan)
         # the last CYCLE_HISTORY syncs (pending, time, bytes, pages, survive) for
         # _cycle_leap, and how many of them are valid; hist's rows are the scenarios' numbers
         # (idx), not compacted when scenarios finish (a copy of it per finish cost more)
@@ -988,6 +991,7 @@ class _Group:
             for k in ("xb", "xb_m", "xb_c", "xb_share", "xb_held", "xb_fresh", "xb_U", "xb_started"):
                 setattr(self, k, np.take(getattr(self, k), m, axis=0))
         self.prev = np.take(self.prev, m, axis=1)
+        self.drift_ref = np.take(self.drift_ref, m, axis=1)
 
 
 def run_inputs(inp: FluidInputs, round_detail: int = ROUND_DETAIL_LIMIT) -> BatchResult:
@@ -2069,8 +2073,8 @@ def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
         far &= _far_above_threshold(g, hp[:, H - FAR_HISTORY :], dts[:, H - FAR_HISTORY :])
         period = np.where(far, FAR_HISTORY - 1, period)
     # a slow drift: its trend followed a few percent of the bitmap at a time
-    drift, trend, syncs, near = _drift(g, hist, live & (period == 0))
-    period = np.where(drift, DRIFT_HISTORY - 1, period)
+    dr = _drift(g, hist, live & (period == 0))
+    period = np.where(dr["on"], DRIFT_HISTORY - 1, period)
     ok = period > 0
     if not ok.any():
         return
@@ -2108,13 +2112,13 @@ def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
             - 1,
             np.inf,
         )
-    n = np.minimum(n, np.where(np.isnan(trend[rows]), n_surv, syncs[rows]))  # a drift: its own
+    n = np.minimum(n, np.where(dr["on"][rows], dr["syncs"][rows], n_surv))  # a drift: its own
     n = np.where(np.isfinite(n), np.maximum(n, 0), 0).astype(np.int64)
     go = n > 0
     if not go.any():
         return
     rows, p, n, unit = rows[go], p[go], n[go], unit[go]
-    tr = trend[rows]
+    path = tuple(dr[k][rows] for k in ("pending", "trend", "curve", "limit"))
     dt = d["t"][go]
     s = n * unit  # syncs leapt
     first = g.rounds[rows].copy()
@@ -2127,7 +2131,8 @@ def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
         r, f0, pp = g.idx[rows[sel]], first[sel], p[sel]
         src = f0 - pp + (c - f0) % pp
         periods = (c - f0) // pp + 1
-        shift = {"round_start": dt[sel] * periods, "round_dirty_pages": np.nan_to_num(tr[sel]) * pp * periods}
+        at = _moved(*(x[sel] for x in path), np.stack([c - f0 + 1, src - f0 + 1]))
+        shift = {"round_start": dt[sel] * periods, "round_dirty_pages": np.nan_to_num(at[0] - at[1])}
         for name in out.round:
             out.round[name][r, c] = out.round[name][r, src] + shift.get(name, 0.0)
         out.round_kind[r, c] = out.round_kind[r, src]
@@ -2142,16 +2147,15 @@ def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
     g.survive[rows] = g.survive[rows] * surv_u[go] ** n
     # a drift moves the bitmap along its trend: the pending pages scaled to its value then;
     # near the threshold its chance of a first dip is carried over the leapt syncs
-    dr = np.isfinite(tr)
-    if dr.any():
-        r, i = rows[dr], np.flatnonzero(dr)
-        g.set_pending(r, np.maximum(st.pending[r] + s[i] * tr[i], 0.0))
-        if near is not None and near[0].size:  # near the threshold: the chance of a dip along the trend
-            at = np.searchsorted(near[0], r)
-            hit = (at < near[0].size) & (near[0][np.minimum(at, near[0].size - 1)] == r)
-            if hit.any():
-                along = tuple(x[at[hit]] for x in near[1])
-                g.survive[r[hit]] = _survival_along(*along, None, at=s[i][hit])
+    on = dr["on"][rows]
+    if on.any():
+        r, i = rows[on], np.flatnonzero(on)
+        g.set_pending(r, np.maximum(st.pending[r] + _moved(*(x[i] for x in path), s[i]), 0.0))
+        g.drift_ref[:, r] = dr["level"][r], dr["trend"][r], dr["dt"][r]
+        near = dr["near"][r]
+        if near.any():
+            along = tuple(dr[k][r[near]] for k in ("survive", "margin", "sd", "sent"))
+            g.survive[r[near]] = _survival_along(*(x[i[near]] for x in path), *along, None, at=s[i][near])
     g.hist_n[rows] = 0
     g.prev[:, rows] = np.nan
 
@@ -2163,45 +2167,71 @@ NEAR_SURVIVE = 0.9
 NEAR_SYNCS = 4096
 
 
-def _drift(g: _Group, hist, cand):
-    """A slow drift (see :func:`_cycle_leap`) among the rows ``cand``: returns where one is
-    leapt, its trend (pages per sync; NaN elsewhere), the syncs it may be followed, and
-    ``(rows, along)``: the rows leapt near the threshold and what :func:`_survival_along`
-    needs to follow their chance of a first dip (None where there are none).
+def _drift(g: _Group, hist, cand) -> dict:
+    """A slow drift (see :func:`_cycle_leap`) among the rows ``cand``; returns (S,) arrays:
+    where one is leapt (``on``), its path (``pending`` now, ``trend`` in pages per sync,
+    ``curve`` and ``limit``, see :func:`_moved`), the ``syncs`` it may be followed, the rows
+    ``near`` the threshold and what :func:`_survival_along` needs for them, and the
+    history's mean ``level`` and sync length ``dt`` (kept for the next drift's curvature).
 
     Far from the threshold the trend is followed ``DRIFT_LEAP`` of the bitmap at a time,
     stopping ``FAR_SIGMAS`` standard deviations and 10 % above it (plus the history's range).
-    Nearer, each sync along the trend has its chance of a first dip (:func:`_dip_hazard`, as
+    Nearer, each sync along the path has its chance of a first dip (:func:`_dip_hazard`, as
     :func:`_first_passage` gives it at a sync: the margin, the bitmap's spread scaled with its
     size, the pages a sync sends at the history's mean), and the leap carries that chance over
     the syncs it jumps, stopping before the survival falls below ``NEAR_SURVIVE``: it followed
     the last few percent to the threshold sync by sync (a 16 GiB guest on 2.5 GbE writing
-    71,717 pages/s: 196 of its 572 phases)."""
+    71,717 pages/s: 196 of its 572 phases).
+
+    The path bends: a bitmap drifting towards its fixed point slows as it nears it (each
+    sync re-dirties a share of the pages not yet dirty).  Where the last drift leap's history
+    had the same sync length (to 1 %), the change of the trend between its mean bitmap size
+    and this one's gives that share per sync, ``curve``, and the path is geometric towards
+    ``limit``; a straight line (the first leap, or across a change of the phases' length)
+    over-ran the fixed point (3 GiB, 2 GbE, 58,586 pages/s: leapt below its 20,220 pages to
+    where the phases are 50 ms, not 100 ms: 9,876 rounds to the timeout for 5,211) and
+    reached the threshold early (4 GiB, 2.5 GbE, 72,727 pages/s: 12 rounds, 0.6 s)."""
     st = g.st
     S, H = st.t.size, hist.shape[2]
-    trend, syncs = np.full(S, np.nan), np.zeros(S)
-    drift = cand & (g.hist_n >= DRIFT_HISTORY) & g.rotatable
-    if not drift.any():
-        return drift, trend, syncs, None
+    nan = np.full(S, np.nan)
+    dr = dict.fromkeys(("pending", "trend", "curve", "limit", "level", "dt"), nan)
+    dr.update(on=cand & (g.hist_n >= DRIFT_HISTORY) & g.rotatable, syncs=np.zeros(S))
+    dr["near"] = np.zeros(S, dtype=bool)
+    if not dr["on"].any():
+        return dr
     P, half_d = DRIFT_HISTORY, DRIFT_HISTORY // 2
     hd, td = hist[0][:, H - P :], np.diff(hist[1][:, H - P :], axis=1)
     a, b = hd[:, :half_d].mean(axis=1), hd[:, half_d:].mean(axis=1)
     per_sync = (b - a) / half_d
     # the line through the halves' means (at syncs 3.5 and 11.5 of 0..15)
     line = b[:, None] + per_sync[:, None] * (np.arange(P) - (P - 1 + half_d) / 2.0)
+    level, dt = (a + b) / 2.0, td.mean(axis=1)
+    ref = g.drift_ref
     with np.errstate(invalid="ignore", divide="ignore"):
         wob_d = np.max(np.abs(hd - line), axis=1) / np.maximum(np.abs(b), 1.0)
         ta, tb = td[:, : half_d - 1].mean(axis=1), td[:, half_d:].mean(axis=1)
+        curve = (ref[1] - per_sync) / (level - ref[0])
+    alike = (per_sync * ref[1] > 0) & (np.abs(dt - ref[2]) <= 0.01 * dt)
+    bent = (
+        alike
+        & np.isfinite(curve)
+        & (curve > 0)
+        & (curve < DRIFT_CURVE_MAX)
+        & (np.abs(level - ref[0]) >= DRIFT_CURVE_GAP * level)
+    )
+    curve = np.where(bent, curve, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        limit = np.where(bent, level + per_sync / np.where(bent, curve, 1.0), np.nan)
     # never to within FAR_SIGMAS or 10 % of the threshold (plus the history's range) at the
     # history's chance of a dip
     margin = np.asarray(g.pol.convergence_margin_pages(st, g.ctx), dtype=float)
     thr = st.pending - margin
     sd = _bitmap_sd(g)
     floor = np.maximum(thr + FAR_SIGMAS * sd, 1.1 * thr) + np.ptp(hd, axis=1)
-    step = np.maximum(np.abs(per_sync), 1e-300)
     whole = DRIFT_LEAP * st.pending
-    room = np.where(per_sync < 0, np.minimum(whole, st.pending - floor), whole) / step
-    drift &= (
+    path = (st.pending, per_sync, curve, limit)
+    room = _syncs_to(np.where(per_sync < 0, np.minimum(whole, st.pending - floor), whole), *path)
+    on = dr["on"] & (
         (np.abs(b - a) <= DRIFT_MAX * np.abs(b))
         & (wob_d <= WOBBLE_MAX)
         & (np.abs(ta - tb) <= 0.25 * np.maximum(tb, 1e-300))
@@ -2209,29 +2239,56 @@ def _drift(g: _Group, hist, cand):
         & (margin > 0)
         & (per_sync != 0)
     )
-    near = drift & (per_sync < 0) & (room * step < whole)
-    if near.any():  # the survival along the trend, sync by sync
+    # a reference for the curvature from a drift alike (the same sync length and direction)
+    fresh = on & ~alike
+    g.drift_ref[:, fresh] = level[fresh], per_sync[fresh], dt[fresh]
+    near = on & (per_sync < 0) & (st.pending - floor < whole)
+    on &= ~near | bent  # near the threshold only along a known curvature
+    near &= bent
+    sent = (hist[3][:, H - 1] - hist[3][:, H - P]) / (P - 1)  # pages a sync sends
+    if near.any():  # the survival along the path, sync by sync
         r = np.flatnonzero(near)
-        sent = (hist[3][r, H - 1] - hist[3][r, H - P]) / (P - 1)  # pages a sync sends
-        along = (g.survive[r], st.pending[r], margin[r], sd[r], per_sync[r], sent)
-        room[r] = np.minimum(
-            whole[r] / step[r], _survival_along(*along, np.minimum(whole[r] / step[r], NEAR_SYNCS))
-        )
+        most = np.minimum(_syncs_to(whole[r], *(x[r] for x in path)), NEAR_SYNCS)
+        along = (g.survive[r], margin[r], sd[r], sent[r])
+        room[r] = np.minimum(most, _survival_along(*(x[r] for x in path), *along, most))
     # at least two periods' worth of the trend before the leap's end
-    drift &= room >= 2 * (P - 1)
-    trend = np.where(drift, per_sync, np.nan)
-    syncs = np.where(drift, np.floor(room + 1e-9), 0.0)
-    if not near.any():
-        return drift, trend, syncs, None
-    keep = drift[r]
-    return drift, trend, syncs, (r[keep], tuple(x[keep] for x in along))
+    on &= room >= 2 * (P - 1)
+    dr.update(on=on, near=near & on, syncs=np.where(on, np.floor(room + 1e-9), 0.0))
+    dr.update(pending=st.pending.copy(), trend=np.where(on, per_sync, nan), curve=curve, limit=limit)
+    dr.update(level=level, dt=dt, survive=g.survive.copy(), margin=margin, sd=sd, sent=sent)
+    return dr
 
 
-def _survival_along(surv, pending, margin, sd, per_sync, sent, n, at=None):
-    """The chance of no first dip below the threshold along a drift's trend (see
-    :func:`_drift`; per row: the survival now, the bitmap's size, margin and spread (pages),
-    the trend and the pages a sync sends).  Returns how many of the next ``n`` syncs keep it
-    at least ``NEAR_SURVIVE``, or, given ``at`` (syncs), the survival after ``at`` syncs.
+#: the largest share per sync a drift's curvature may take (beyond: no drift, a jump), and
+#: the least change of the bitmap's mean size between the two histories that measure it
+DRIFT_CURVE_MAX = 0.05
+DRIFT_CURVE_GAP = 0.02
+
+
+def _moved(pending, trend, curve, limit, j):
+    """The bitmap's change (pages) ``j`` syncs along a drift's path: ``trend * j`` on a
+    straight one (``curve`` 0), else geometric towards ``limit`` by ``1 - curve`` a sync."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        bent = (pending - limit) * ((1.0 - curve) ** j - 1.0)
+    return np.where(curve > 0, bent, trend * j)
+
+
+def _syncs_to(cap, pending, trend, curve, limit):
+    """The syncs a drift's path takes to move by ``cap`` pages (inf if it never does)."""
+    dist = np.abs(pending - limit)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bent = np.where(
+            cap < dist, np.log1p(-np.clip(cap / dist, 0.0, 1.0)) / np.log1p(-np.minimum(curve, 0.5)), np.inf
+        )
+        line = cap / np.abs(trend)
+    return np.maximum(np.where(curve > 0, bent, line), 0.0)
+
+
+def _survival_along(pending, trend, curve, limit, surv, margin, sd, sent, n, at=None):
+    """The chance of no first dip below the threshold along a drift's path (see
+    :func:`_drift`, :func:`_moved`; per row: the survival now, the margin and the bitmap's
+    spread (pages), the pages a sync sends).  Returns how many of the next ``n`` syncs keep
+    it at least ``NEAR_SURVIVE``, or, given ``at`` (syncs), the survival after ``at`` syncs.
     Rows are taken in blocks (at most ~4 M syncs at once)."""
     n = np.asarray(at if at is not None else n).astype(np.int64)
     res = np.zeros(surv.size)
@@ -2240,7 +2297,7 @@ def _survival_along(surv, pending, margin, sd, per_sync, sent, n, at=None):
     j = np.arange(1, J + 1)
     for lo in range(0, surv.size, rows):
         b = slice(lo, lo + rows)
-        moved = per_sync[b, None] * j
+        moved = _moved(pending[b, None], trend[b, None], curve[b, None], limit[b, None], j)
         size = np.maximum(pending[b, None] + moved, 1e-300)
         spread = np.maximum(sd[b, None] * np.sqrt(size / np.maximum(pending[b, None], 1e-300)), 1e-150)
         left = margin[b, None] + moved
@@ -2390,6 +2447,7 @@ def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k, cut) -> np.ndarr
     g.rounds = g.rounds + n
     st.phase_time = np.where(ok, T_m, st.phase_time)
     g.prev[:, ok] = np.nan  # rebuild the history after a leap
+    g.drift_ref[:, ok] = np.nan
     return ok
 
 

@@ -2049,7 +2049,6 @@ def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
         ta, tb = dts[:, H - 2 * p :], dts[:, H - 3 * p : H - p]
         same &= np.all(np.abs(ta - tb) <= STEADY_TOL * np.maximum(np.abs(ta), 1e-12), axis=1)
         period = np.where(live & same & (g.hist_n > 3 * p), p, period)
-    exact = period > 0
     # no exact cycle: a bounded wobble without trend (the cursor's advance and the bins are
     # incommensurate) is leapt over with the mean per round of the last H syncs
     half = H // 2
@@ -2085,11 +2084,10 @@ def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
     surv_ratio = np.where(
         hist[4, rows, last - p] > 0, hist[4, rows, last] / np.maximum(hist[4, rows, last - p], 1e-300), 1.0
     )
-    # an exact cycle is leapt by whole periods (its state repeats only then); the leaps at the
-    # history's mean rates (a wobble, far from the threshold, a drift) by the sync, so that
-    # they end one sync short of the timeout, not up to a period (and the syncs to rebuild
-    # the history) before it
-    unit = np.where(exact[rows], p, 1)
+    # whole periods (a cycle's state, a wobble's pattern of phase lengths repeat only then:
+    # by the sync, a wobble of 15 s phases ended a round off at the timeout); a drift, whose
+    # path is followed sync by sync, by the sync
+    unit = np.where(dr["on"][rows], 1, p)
     per = {k: v * unit / p for k, v in d.items()}  # time, bytes and pages per leap unit
     surv_u = surv_ratio ** (unit / p)
     sub, psub = g.st.subset(rows), g.pol.subset(rows)
@@ -2112,7 +2110,9 @@ def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
             - 1,
             np.inf,
         )
-    n = np.minimum(n, np.where(dr["on"][rows], dr["syncs"][rows], n_surv))  # a drift: its own
+    # a drift: as far as its path goes (near the threshold it carries the chance of a dip)
+    n = np.minimum(n, np.where(dr["near"][rows], np.inf, n_surv))
+    n = np.minimum(n, np.where(dr["on"][rows], dr["syncs"][rows], np.inf))
     n = np.where(np.isfinite(n), np.maximum(n, 0), 0).astype(np.int64)
     go = n > 0
     if not go.any():
@@ -2251,12 +2251,43 @@ def _drift(g: _Group, hist, cand) -> dict:
         most = np.minimum(_syncs_to(whole[r], *(x[r] for x in path)), NEAR_SYNCS)
         along = (g.survive[r], margin[r], sd[r], sent[r])
         room[r] = np.minimum(most, _survival_along(*(x[r] for x in path), *along, most))
-    # at least two periods' worth of the trend before the leap's end
-    on &= room >= 2 * (P - 1)
-    dr.update(on=on, near=near & on, syncs=np.where(on, np.floor(room + 1e-9), 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):  # a thousandth of the way left at most
+        room = np.minimum(room, np.where(curve > 0, np.log(1e-3) / np.log1p(-np.minimum(curve, 0.5)), np.inf))
+    room = np.floor(room + 1e-9)
+    # at least two periods' worth of the trend before the leap's end, and the policy's phase at
+    # the predicted bitmap among the history's (a leap shortened up to SHORTER_TRIES times)
+    for _ in range(SHORTER_TRIES):
+        on &= room >= 2 * (P - 1)
+        r = np.flatnonzero(on)
+        if not r.size:
+            break
+        end = st.pending[r] + _moved(*(x[r] for x in path), room[r])
+        bad = r[~_same_phases(g, r, end, td[r])]
+        if not bad.size:
+            break
+        room[bad] = np.floor(room[bad] / 2)
+    else:
+        on &= room >= 2 * (P - 1)
+        r = np.flatnonzero(on)
+        on[r[~_same_phases(g, r, st.pending[r] + _moved(*(x[r] for x in path), room[r]), td[r])]] = False
+    dr.update(on=on, near=near & on, syncs=np.where(on, room, 0.0))
     dr.update(pending=st.pending.copy(), trend=np.where(on, per_sync, nan), curve=curve, limit=limit)
     dr.update(level=level, dt=dt, survive=g.survive.copy(), margin=margin, sd=sd, sent=sent)
     return dr
+
+
+def _same_phases(g: _Group, rows, pending, dts) -> np.ndarray:
+    """Where the policy, asked at the bitmap size ``pending`` of ``rows``, neither converges nor
+    plans a phase outside the lengths ``dts`` (s, (rows, n)) of the history (to 1 %): no
+    change of regime (a phase a check shorter, the threshold) at a drift leap's end."""
+    st, raw = g.st.subset(rows), g.pol.unchecked().subset(rows)
+    ctx = g.ctx.subset(rows)
+    per_page = st.phase_time / np.maximum(st.phase_pages, 1e-300)
+    probe = st.subset(slice(None))
+    probe.pending = np.maximum(pending, 0.0)
+    T = np.asarray(raw.phase_pages(probe, ctx), dtype=float) * per_page
+    lo, hi = dts.min(axis=1), dts.max(axis=1)
+    return ~(np.asarray(raw.converged(probe, ctx)) != 0) & (T >= 0.99 * lo) & (T <= 1.01 * hi)
 
 
 #: the largest share per sync a drift's curvature may take (beyond: no drift, a jump), and
@@ -2335,12 +2366,15 @@ SHORTER_TRIES = 3
 #: (to FIT_TOL of their distance from the bitmap now)
 FIT_HISTORY = 4
 FIT_TOL = 0.02
+#: ... where the fitted ratio exceeds this (leaps of over 65 rounds; below it a percent's
+#: wobble cannot fake the ratio, and the syncs before may be the start's transient)
+FIT_RATIO = 0.9
 
 
 def _fits_history(g: _Group, lim, ratio, exact) -> np.ndarray:
     """Where the geometric sequence fitted to the last four syncs (``lim``, ``ratio``) also
     passes through the ``FIT_HISTORY`` syncs before them (where the history holds them;
-    ``exact`` fixed points pass).
+    ``exact`` fixed points and ratios up to ``FIT_RATIO`` pass).
 
     A bitmap drifting by a fraction of a percent a sync wobbles by a percent of its steps as
     the cursor crosses bins, and four syncs now and then line up as a sequence converging far
@@ -2356,7 +2390,7 @@ def _fits_history(g: _Group, lim, ratio, exact) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             model = lim + (P - lim) * ratio ** (-float(j))
         bad = np.abs(model - x) > FIT_TOL * np.abs(x - P) + STEADY_TOL * np.maximum(np.abs(P), 1.0)
-        ok &= exact | (g.hist_n < j) | ~bad
+        ok &= exact | (ratio <= FIT_RATIO) | (g.hist_n < j) | ~bad
     return ok
 
 

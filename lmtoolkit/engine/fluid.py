@@ -905,8 +905,9 @@ class _Group:
         self.walk = np.zeros(S)  # cursor move of the last phase
         self.survive = np.ones(S)  # chance the bitmap has not dipped below yet
         # the last drift leap's history (_drift): its mean bitmap size, trend (pages per sync)
-        # and mean sync length, for the trend's curvature at the next one
-        self.drift_ref = np.full((3, S), np.nan)
+        # and mean sync length, for the trend's curvature at the next one, and the direction
+        # of the last drift leapt
+        self.drift_ref = np.full((4, S), np.nan)
         # the last CYCLE_HISTORY syncs (pending, time, bytes, pages, survive) for
         # _cycle_leap, and how many of them are valid; hist's rows are the scenarios' numbers
         # (idx), not compacted when scenarios finish (a copy of it per finish cost more)
@@ -2151,7 +2152,7 @@ def _cycle_leap(g: _Group, out: BatchResult, L: int, skip) -> None:
     if on.any():
         r, i = rows[on], np.flatnonzero(on)
         g.set_pending(r, np.maximum(st.pending[r] + _moved(*(x[i] for x in path), s[i]), 0.0))
-        g.drift_ref[:, r] = dr["level"][r], dr["trend"][r], dr["dt"][r]
+        g.drift_ref[:, r] = dr["level"][r], dr["trend"][r], dr["dt"][r], np.sign(dr["trend"][r])
         near = dr["near"][r]
         if near.any():
             along = tuple(dr[k][r[near]] for k in ("survive", "margin", "sd", "sent"))
@@ -2241,7 +2242,11 @@ def _drift(g: _Group, hist, cand) -> dict:
     )
     # a reference for the curvature from a drift alike (the same sync length and direction)
     fresh = on & ~alike
-    g.drift_ref[:, fresh] = level[fresh], per_sync[fresh], dt[fresh]
+    g.drift_ref[:3, fresh] = level[fresh], per_sync[fresh], dt[fresh]
+    # a drift turned since the last one leapt is a slow wobble: left to the wobble test over the
+    # whole history (hot/cold 4 GiB, 1 GbE, 32,007 pages/s: drifts down and up, leapt in turn,
+    # took 862 phases to the timeout; 510 by the wobble)
+    on &= ~((np.sign(per_sync) * ref[3] < 0) & (g.hist_n < H))
     near = on & (per_sync < 0) & (st.pending - floor < whole)
     on &= ~near | bent  # near the threshold only along a known curvature
     near &= bent

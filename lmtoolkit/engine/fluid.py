@@ -2260,8 +2260,8 @@ def _drift(g: _Group, hist, cand) -> dict:
         room = np.minimum(room, np.where(curve > 0, np.log(1e-3) / np.log1p(-np.minimum(curve, 0.5)), np.inf))
     room = np.floor(room + 1e-9)
     # at least two periods' worth of the trend before the leap's end, and the policy's phase at
-    # the predicted bitmap among the history's (a leap shortened up to SHORTER_TRIES times)
-    for _ in range(SHORTER_TRIES):
+    # the predicted bitmap among the history's (a leap halved up to DRIFT_TRIES times)
+    for _ in range(DRIFT_TRIES):
         on &= room >= 2 * (P - 1)
         r = np.flatnonzero(on)
         if not r.size:
@@ -2299,6 +2299,8 @@ def _same_phases(g: _Group, rows, pending, dts) -> np.ndarray:
 #: the least change of the bitmap's mean size between the two histories that measure it
 DRIFT_CURVE_MAX = 0.05
 DRIFT_CURVE_GAP = 0.02
+#: a drift leap whose end the policy would run with other phases is halved this many times
+DRIFT_TRIES = 3
 
 
 def _moved(pending, trend, curve, limit, j):
@@ -2364,9 +2366,12 @@ def _geometric_limit(x0, x1, x2, x3, tol=STEADY_TOL):
     return x3 + d3 * r / (1.0 - r), r, const | geo
 
 
-#: a geometric leap that fails its checks is tried shorter this many times at most (first
-#: to FAR_SIGMAS above the threshold along the sequence, then halved)
-SHORTER_TRIES = 3
+#: a geometric leap that fails its checks is tried shorter this many times at most: to
+#: FAR_SIGMAS above the threshold along a falling sequence (or one phase before the timeout at
+#: a fixed point), then halved.  Halving more than once paid little: over issue 14's grid and
+#: the engine benchmark's, 3 % of the retried rows then passed, each try a probe of the policy
+#: (~1 ms a phase)
+SHORTER_TRIES = 1
 #: the syncs before the four of Aitken's fit that the fitted sequence must also pass through
 #: (to FIT_TOL of their distance from the bitmap now)
 FIT_HISTORY = 4
@@ -2439,64 +2444,74 @@ def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k, cut) -> np.ndarr
 
     raw = pol.unchecked()
     margin = np.asarray(raw.convergence_margin_pages(st, g.ctx), dtype=float)
-    sd = _bitmap_sd(g) if np.isfinite(margin).any() else None
+    margin = np.broadcast_to(margin, st.t.shape)
+    timeout = np.broadcast_to(np.asarray(pol.timeout_s, dtype=float), st.t.shape)
+    sd = []  # the bitmap's spread, computed once if needed
 
-    def check(m):
-        """Where a leap of ``m`` rounds passes every check, and its bitmap size and phase."""
-        p_m = np.maximum(after(st.pending, plim, rp, m), 0.0)
-        probe = st.subset(slice(None))
+    def check(m, r=slice(None)):
+        """Where a leap of ``m`` rounds passes every check, and its bitmap size and phase
+        (``r``: the rows asked, all by default)."""
+        P, Tr, kr, Tl, rt, pl, rpr = st.pending[r], T[r], k[r], Tlim[r], rT[r], plim[r], rp[r]
+        p_m = np.maximum(after(P, pl, rpr, m), 0.0)
+        probe = st.subset(r if isinstance(r, slice) else np.asarray(r))
         probe.pending = p_m
+        ask, ctx = (raw, g.ctx) if isinstance(r, slice) else (raw.subset(r), g.ctx.subset(r))
         # a probe of predicted states (NaN where no leap is possible): asked of the policy
         # itself, its answers not checked (rule_checks); only the rows that leap use them
-        k_next = np.asarray(raw.phase_pages(probe, g.ctx), dtype=float)
-        T_next_pred = after(T, Tlim, rT, m + 1)
-        T_next_pol = k_next * T / np.maximum(k, 1e-300)
+        k_next = np.asarray(ask.phase_pages(probe, ctx), dtype=float)
+        T_next_pred = after(Tr, Tl, rt, m + 1)
+        T_next_pol = k_next * Tr / np.maximum(kr, 1e-300)
         ok = (
             (m > 0)
             # a truth value as the checked rule takes it (0/1 numbers); NaN: no leap
-            & ~(np.asarray(raw.converged(probe, g.ctx)) != 0)
+            & ~(np.asarray(ask.converged(probe, ctx)) != 0)
             & (np.abs(T_next_pol - T_next_pred) <= 0.01 * np.maximum(T_next_pred, 1e-300))
         )
-        ok = ok & (st.t + np.where(ok, summed(T, Tlim, rT, np.where(ok, m, 0)), 0.0) <= pol.timeout_s)
+        ok = ok & (st.t[r] + np.where(ok, summed(Tr, Tl, rt, np.where(ok, m, 0)), 0.0) <= timeout[r])
         # within FAR_SIGMAS standard deviations of the threshold the first dip has a chance at
         # every sync (:func:`_first_passage`), which a leap would skip: such rows go sync by
         # sync, or by :func:`_cycle_leap`, which carries the chance over the leapt periods
         # (2 MiB pages, a threshold of 17 pages under a bitmap of 24 +- 4: leaps of 28, 28 and
         # 1,285 rounds ran it to the timeout where the page engine converged within 51 rounds
         # in every seed)
-        if ok.any() and sd is not None:
-            end = margin + (p_m - st.pending)  # the margin at the leap's end (the same threshold)
-            spread = sd * np.sqrt(np.maximum(1.0, p_m / np.maximum(st.pending, 1e-300)))
-            near = np.isfinite(margin) & (margin > 0) & (np.minimum(margin, end) < FAR_SIGMAS * spread)
-            ok &= ~near
-        return ok, p_m, after(T, Tlim, rT, m)
+        mr = margin[r]
+        if ok.any() and np.isfinite(mr).any():
+            sd = spread_of()[r]
+            end = mr + (p_m - P)  # the margin at the leap's end (the same threshold)
+            spread = sd * np.sqrt(np.maximum(1.0, p_m / np.maximum(P, 1e-300)))
+            ok &= ~(np.isfinite(mr) & (mr > 0) & (np.minimum(mr, end) < FAR_SIGMAS * spread))
+        return ok, p_m, after(Tr, Tl, rt, m)
+
+    def spread_of():
+        if not sd:
+            sd.append(_bitmap_sd(g))
+        return sd[0]
 
     cand &= _fits_history(g, plim, rp, exact)
     m = np.where(cand, m, 0)
     ok, p_m, T_m = check(m)
     # where the whole leap would cross the threshold, the timeout or another change of regime,
-    # a shorter one: to FAR_SIGMAS above the threshold along the sequence, then halved
-    retry = cand & ~ok & (m > 1)
-    if retry.any():
+    # a shorter one (only those rows asked again): to FAR_SIGMAS above the threshold along the
+    # sequence, to one phase before the timeout at a fixed point, then halved
+    r = np.flatnonzero(cand & ~ok & (m > 1))
+    if r.size:
+        P, pl, rpr, mr = st.pending[r], plim[r], rp[r], m[r]
         with np.errstate(divide="ignore", invalid="ignore"):
-            target = st.pending - margin + FAR_SIGMAS * (sd if sd is not None else 0.0)
-            to_far = np.floor(np.log((target - plim) / (st.pending - plim)) / np.log(rp))
-            # a fixed point: to one phase before the timeout
-            to_end = np.floor((np.asarray(pol.timeout_s, dtype=float) - st.t) / Tlim) - 1
-        falls = np.isfinite(to_far) & (plim < target) & (target < st.pending) & (rp > 0)
-        short = np.where(falls, np.minimum(m - 1, to_far), np.floor(m / 2))
-        short = np.where(exact, np.minimum(m - 1, to_end), short)
-        short = np.where(retry & np.isfinite(short), short, 0)
+            target = P - margin[r] + FAR_SIGMAS * np.nan_to_num(spread_of()[r])
+            to_far = np.floor(np.log((target - pl) / (P - pl)) / np.log(rpr))
+            to_end = np.floor((timeout[r] - st.t[r]) / Tlim[r]) - 1
+        falls = np.isfinite(to_far) & (pl < target) & (target < P) & (rpr > 0)
+        short = np.where(falls, np.minimum(mr - 1, to_far), 0)
+        short = np.where(exact[r], np.minimum(mr - 1, to_end), short)
+        short = np.where(np.isfinite(short), short, 0)
         for _ in range(SHORTER_TRIES):
-            short = np.where(retry & (short > 0), short, 0)
-            if not short.any():
+            r, short = r[short > 0], short[short > 0]
+            if not r.size:
                 break
-            ok2, p2, T2 = check(short)
-            take = retry & ok2
-            ok, m = ok | take, np.where(take, short, m)
-            p_m, T_m = np.where(take, p2, p_m), np.where(take, T2, T_m)
-            retry &= ~ok2
-            short = np.floor(short / 2)
+            ok2, p2, T2 = check(short, r)
+            take = r[ok2]
+            ok[take], m[take], p_m[take], T_m[take] = True, short[ok2], p2[ok2], T2[ok2]
+            r, short = r[~ok2], np.floor(short[~ok2] / 2)
     n = np.where(ok, m, 0).astype(np.int64)
     if not n.any():
         return none

@@ -465,9 +465,14 @@ def _window_balance(faults_at, span_s, c, guess=None, slope=None, max_iter: int 
     done = T <= 0.0
     lo[done] = 1.0
     scale = np.zeros(S)  # the largest count seen: the tolerance's scale
+    seen_lo = np.zeros(S, dtype=bool)  # a point below the root tried
     # the last two points tried (x, balance): the slope near the root
     x0, g0, x1, g1 = (np.full(S, np.nan) for _ in range(4))
     slope = np.full(S, np.nan) if slope is None else slope
+
+    def width(run):
+        """The tolerance on the speed: a bracket this narrow is solved."""
+        return c[run] * np.maximum(STALL_TOL * scale[run], 1e-6) / T[run]
 
     def tried(x, run):
         n_x = np.asarray(faults_at(x, run), dtype=float)
@@ -475,6 +480,7 @@ def _window_balance(faults_at, span_s, c, guess=None, slope=None, max_iter: int 
         x0[run], g0[run], x1[run], g1[run] = x1[run], g1[run], x, g_x
         scale[run] = np.maximum(scale[run], n_x)
         low = g_x <= 0.0
+        seen_lo[run[low]] = True
         up = low & (x > lo[run])
         lo[run[up]], g_lo[run[up]] = x[up], g_x[up]
         down = ~low & ((x < hi[run]) | np.isnan(g_hi[run]))
@@ -495,12 +501,23 @@ def _window_balance(faults_at, span_s, c, guess=None, slope=None, max_iter: int 
             run, x = run[keep], (x - g_x / np.where(keep, slope[run], 1.0))[keep]
             inside = (x > lo[run]) & (x < hi[run])
             run, x = run[inside], x[inside]
-        # still below the root: past it along the last two points' secant (twice its step)
-        run = np.flatnonzero(~done & np.isnan(g_hi) & np.isfinite(g0))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            x = x1[run] - 2.0 * g1[run] * (x1[run] - x0[run]) / (g1[run] - g0[run])
-        ok = np.isfinite(x) & (x > lo[run]) & (x < 1.0)
-        if ok.any():
+        # the root on one side only: past it along the last two points' secant (twice its
+        # step, at least a tolerance), a few times; a steep rise (a sequential writer's jump)
+        # is bracketed this way within a few tolerances, not from full speed or a standstill
+        for _ in range(3):
+            run = np.flatnonzero(~done & (np.isnan(g_hi) | ~seen_lo) & np.isfinite(g1))
+            if not run.size:
+                break
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = -g1[run] * (x1[run] - x0[run]) / (g1[run] - g0[run])
+            up = np.isnan(g_hi[run])
+            # twice the secant's step, but at most four times the last move (a flat stretch
+            # before a jump sends the secant far off)
+            reach = np.fmin(2.0 * np.abs(step), 4.0 * np.abs(x1[run] - x0[run]))
+            x = x1[run] + np.where(up, 1.0, -1.0) * np.fmax(reach, 2.0 * width(run))
+            ok = (x > lo[run]) & (x < hi[run])
+            if not ok.any():
+                break
             tried(x[ok], run[ok])
     # the bracket's top: full speed, where no point above the root is known yet
     top = np.flatnonzero(~done & np.isnan(g_hi))
@@ -521,6 +538,10 @@ def _window_balance(faults_at, span_s, c, guess=None, slope=None, max_iter: int 
         x = np.where(np.isfinite(sec) & (sec > l) & (sec < h), sec, x)
         bisect = (it % 8 == 7) | ~np.isfinite(x) | (x <= l) | (x >= h)
         x = np.where(bisect, 0.5 * (l + h), x)
+        # at least half the tolerance inside the bracket (Brent's rule): a root within it of an
+        # end is closed in by the next point, and a jump's bracket shrinks by half a tolerance
+        # at least, not by the ever smaller steps regula falsi takes towards it
+        x = _inside(x, l, h, np.minimum(width(run), 1e-6 * l))  # a millionth of a low speed
         g_x, low = tried(x, run)
         # Illinois: an end kept twice in a row has its value halved (its partner moves)
         sd = side[run]
@@ -533,6 +554,13 @@ def _window_balance(faults_at, span_s, c, guess=None, slope=None, max_iter: int 
         slope_near = (g1 - g0) / (x1 - x0)
         faults = np.where(T > 0, np.fmin((1.0 - lo) * T / np.where(c > 0, c, 1.0), n_hi), 0.0)
     return np.where(lo >= 1.0, 0.0, faults), lo, slope_near
+
+
+def _inside(x, lo, hi, width):
+    """``x`` moved to at least ``0.45 width`` inside ``[lo, hi]`` where the bracket is wider than
+    ``0.9 width`` (a point that close to an end closes the bracket below ``width``)."""
+    gap = 0.45 * width
+    return np.where(hi - lo > 2.0 * gap, np.clip(x, lo + gap, hi - gap), x)
 
 
 #: accesses decided at once by :func:`stalled_count` (a block's sure faults and sure misses

@@ -344,6 +344,39 @@ def clean_overrides(overrides: list[str]) -> list[str]:
     return kept
 
 
+def _check_sweeps(overrides: list[str]) -> None:
+    """A Hydra sweep (``vm.memory_gib=1,2``, ``network=1gbe,10gbe``, ``seed=range(3)``) in one
+    composition is one line saying how to sweep it: Hydra's own answer was "Ambiguous value
+    ... use key=[value1,value2]" (a list value, which ``vm.memory_gib`` is not) or "requires
+    --multirun", and a group's comma list was "unknown network '1gbe,10gbe'"."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    maybe = [o for o in overrides if not is_hydra_override(o) and ("," in o or "(" in o)]
+    if not maybe:
+        return
+    parser = OverridesParser.create()
+    for o in maybe:
+        try:
+            (ov,) = parser.parse_overrides([o])
+        except HydraException:
+            continue  # not a sweep: composition words what is wrong with it
+        if not ov.is_sweep_override():
+            continue
+        key, value = ov.get_key_element(), split_override(o)[2]
+        try:
+            values = ", ".join(ov.sweep_string_iterator())
+        except HydraException:  # an interval(): no list of values
+            values = "..."
+        raise ConfigError(
+            key,
+            value,
+            "",
+            message=f"{key}={value} sweeps several values: use lmtk sweep -m (a Hydra multirun) or "
+            f"an axis +sweep.axes.NAME={{key: {key}, values: [{values}]}}",
+        )
+
+
 def _check_groups(groups: list[str]) -> None:
     for o in groups:
         _, key, value = split_override(o)
@@ -671,6 +704,7 @@ def compose_both(overrides: Iterable[str] | str | None = ()) -> tuple[DictConfig
     from omegaconf.errors import OmegaConfBaseException
 
     overrides = clean_overrides(as_overrides(overrides))
+    _check_sweeps(overrides)
     groups, values = [], []
     for o in overrides:
         _, key, _ = split_override(o)

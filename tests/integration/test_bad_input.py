@@ -167,6 +167,17 @@ BAD = [
         ["sweep.axes.mem.values", "one kind of value"],
     ),
     (["sweep", "-m", "experiment=quickstart", "hydra/launcher=jobib"], ["hydra/launcher", "joblib"]),
+    # a comma list without -m: Hydra's "Ambiguous value ... use key=[value1,value2]" (a list,
+    # which vm.memory_gib is not); for a group "unknown network '1gbe,10gbe'"
+    (
+        ["sweep", "experiment=quickstart", "vm.memory_gib=1,2"],
+        ["vm.memory_gib=1,2", "lmtk sweep -m", "+sweep.axes.NAME={key: vm.memory_gib, values: [1, 2]}"],
+    ),
+    (
+        ["sweep", "experiment=quickstart", "network=1gbe,10gbe"],
+        ["network=1gbe,10gbe", "lmtk sweep -m", "{key: network, values: [1gbe, 10gbe]}"],
+    ),
+    (["run", "seed=range(3)"], ["seed=range(3)", "lmtk sweep -m", "values: [0, 1, 2]"]),
     # a bad second value: a Hydra traceback in its job, after the first job had run
     (
         ["sweep", "-m", "experiment=quickstart", "debug=default", "seed=1,2", "vm.memory_gib=0.5,-1"],

@@ -79,6 +79,24 @@ def test_writes_to_a_mapping_that_grows_are_all_counted(writer):
 
 
 @pytest.mark.skipif(METHOD != "uffd-wp", reason="the preloaded helper is the uffd-wp method's")
+def test_a_mapping_mapped_again_at_the_same_address_is_tracked(tmp_path, monkeypatch):
+    """The helper's table of registered ranges still held an unmapped range, so a mapping made
+    again at the same address and size was never registered: its 16 pages, written every 1 ms,
+    were traced at 0 (3 pages an interval: the stack and thread block).  Now the kernel says what
+    is registered; an interval misses them only when it ends between a remap and the helper's
+    next pass (every 5 ms here)."""
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if not cc:
+        pytest.skip("needs a C compiler for the test program")
+    exe = tmp_path / "remapper"
+    subprocess.run([cc, "-O2", "-o", str(exe), str(WRITER.with_name("remapper.c"))], check=True)
+    monkeypatch.setenv("LMTK_TRACE_REGISTER_MS", "5")
+    cap = capture.trace_command([str(exe), "2"], interval_s=0.113)  # not a multiple of 50 ms
+    counts = np.array(cap.counts[1:-1])
+    assert counts.size >= 10 and np.mean(counts >= 16) >= 0.6, cap.counts
+
+
+@pytest.mark.skipif(METHOD != "uffd-wp", reason="the preloaded helper is the uffd-wp method's")
 @pytest.mark.parametrize("prog, most", [("sleep", 0), ("writer", 3)])
 def test_the_helpers_own_writes_are_not_the_programs(prog, most, writer):
     """The helper's registrar thread re-read /proc/self/maps every 20 ms with stdio, on its own

@@ -11,7 +11,10 @@
  * not registered yet the kernel says (PAGEMAP_SCAN, pages outside PAGE_IS_WPALLOWED), and only
  * those are registered and write-protected: a mapping that grew (the heap merging with its
  * newly registered brk growth) had been write-protected whole again, erasing the marks of the
- * pages written since the last scan (a heap buffer written at 2000 pages/s traced at ~100/s).  The tracer outside then calls
+ * pages written since the last scan (a heap buffer written at 2000 pages/s traced at ~100/s),
+ * and a table of registered ranges kept an unmapped one, so a mapping made again at the same
+ * address was never registered (traced at 0).  Writes to a mapping before the thread's next
+ * pass after it appears, and to one unmapped before the tracer's scan, are not seen.  The tracer outside then calls
  * ioctl(PAGEMAP_SCAN, PM_SCAN_WP_MATCHING) on /proc/PID/pagemap: it returns the pages
  * written since the last scan and write-protects them again, atomically.
  *

@@ -69,7 +69,12 @@ LABELS = ("policy", "engine")
 REQUIRED_VARS = {
     "migration": ("total_time", "downtime", "transferred", "rounds", "converged"),
     "evacuation": ("makespan", "start", "end", "duration", "downtime", "transferred"),
+    # a migration read from a log (lmtoolkit.logs.readers: its polls and final statistics)
+    "migration_log": ("sample_time", "sample_status", "total_time", "downtime", "transferred", "completed"),
 }
+#: ``lmt_kind`` -> the task whose variables a Dataset without ``lmt_task`` has (a testbed
+#: record holds a migration's; a log, what a log states)
+KIND_TASK = {"testbed_run": "migration", "migration_log": "migration_log"}
 
 
 def to_dataset(
@@ -180,8 +185,9 @@ def _parses(units: str) -> bool:
 
 
 def validate(ds: xr.Dataset) -> None:
-    """Raise ``ValueError`` if ``ds`` breaks the schema (variables, units, attribute types)."""
-    task = str(ds.attrs.get("lmt_task", "migration"))
+    """Raise ``ValueError`` if ``ds`` breaks the schema (variables, units, attribute types):
+    a simulation's, a testbed record's or a migration log's (``lmt_kind``)."""
+    task = str(ds.attrs.get("lmt_task") or KIND_TASK.get(ds.attrs.get("lmt_kind"), "migration"))
     problems = [f"missing variable '{v}'" for v in REQUIRED_VARS.get(task, ()) if v not in ds]
     if task not in REQUIRED_VARS:
         problems.append(f"unknown lmt_task '{task}'")

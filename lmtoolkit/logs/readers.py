@@ -101,7 +101,7 @@ SAMPLE_VARS = {
     "transferred": ("bytes", "bytes on the migration stream so far (ram.transferred)"),
     "remaining": ("bytes", "dirty bytes still to send (ram.remaining)"),
     "dirty_sync_count": ("1", "dirty-bitmap syncs so far (ram.dirty-sync-count)"),
-    "dirty_pages_rate": ("1/s", "pages dirtied per second, QEMU's estimate (ram.dirty-pages-rate)"),
+    "dirty_pages_rate": ("s-1", "pages dirtied per second, QEMU's estimate (ram.dirty-pages-rate)"),
     "throttle": ("1", "guest CPU throttle (cpu-throttle-percentage / 100)"),
 }
 #: the polls' variables every log and testbed record holds (the checks read them)

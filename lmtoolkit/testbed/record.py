@@ -31,10 +31,27 @@ import numpy as np
 import xarray as xr
 
 from .. import provenance
+from ..logs.readers import FINAL_VARS, SAMPLE_VARS
+from ..units import unit_of_key
 
 PAGE = 4096
 
+
+def _key(name: str, long_name: str) -> tuple[str, str]:
+    """(CF units, long_name) of an input named like a config key (``hot_mib`` -> ``2^20 bytes``)."""
+    return unit_of_key(name), long_name
+
+
+#: (CF units, long_name) of every numeric variable a record holds (CF-1.10 §3.1, the rule
+#: :func:`lmtoolkit.dataset.units_problems` checks): inputs named like config keys take their
+#: key's unit (:func:`lmtoolkit.units.unit_of_key`), QEMU's ram/xbzrle counters and the polls
+#: the log reader's (:data:`lmtoolkit.logs.readers.FINAL_VARS`, ``SAMPLE_VARS``); counts,
+#: shares and flags ``1``.  Records written before this said ``MiB``, ``MiB/s`` and none for
+#: some: readers go by the variable's name, never its units string, so both read alike.
 UNITS = {
+    **{k: FINAL_VARS[k] for k in ("ram_normal_bytes", "precopy_bytes", "downtime_bytes", "postcopy_bytes")},
+    **{k: FINAL_VARS[k] for k in ("xbzrle_bytes", "xbzrle_pages")},
+    **{f"sample_{k}": v for k, v in SAMPLE_VARS.items()},
     "total_time": ("s", "start of migration to VM running on the destination"),
     "downtime": ("s", "VM paused"),
     "setup_time": ("s", "QEMU migration setup"),
@@ -42,26 +59,107 @@ UNITS = {
     "rounds": ("1", "pre-copy phases (dirty_sync_count - 2 when completed)"),
     "converged": ("1", "pre-copy met the switchover test"),
     "completed": ("1", "VM runs on the destination"),
+    "postcopy_started": ("1", "the migration switched to post-copy"),
     "dirty_sync_count": ("1", "QEMU dirty-sync-count (setup and final syncs included)"),
     "ram_total": ("bytes", "guest RAM blocks migrated"),
     "ram_normal": ("1", "pages sent as normal pages"),
     "ram_duplicate": ("1", "pages sent as zero pages"),
     "zero_fraction": ("1", "ram_duplicate / pages of ram_total"),
-    "dirty_pages_rate": ("1/s", "QEMU dirty-pages-rate (max over the run)"),
-    "dirty_rate_measured": ("1/s", "page writes per second the guest achieved before migrating"),
-    "dirty_rate_during": ("1/s", "page writes per second across the migration (guest time)"),
-    "dirty_rate_pages_s": ("1/s", "page writes per second asked of the guest"),
-    "throttle_max": ("1", "auto-converge CPU throttle (max)"),
-    "max_bandwidth_mib_s": ("MiB/s", "max-bandwidth"),
-    "downtime_limit_ms": ("ms", "downtime-limit"),
-    "hot_mib": ("MiB", "hot set the writes fall in (NaN: the whole buffer)"),
+    "postcopy_requests": ("1", "page requests from the destination (ram.postcopy-requests)"),
+    "mbps": ("Mbit/s", "migration throughput, QEMU's estimate (ram.mbps, megabits/s)"),
+    "xbzrle_cache_miss": ("1", "XBZRLE cache misses (xbzrle-cache.cache-miss)"),
+    "xbzrle_overflow": ("1", "XBZRLE encodings that overflowed (xbzrle-cache.overflow)"),
+    "dirty_pages_rate": ("s-1", "QEMU dirty-pages-rate (max over the run)"),
+    "dirty_rate_measured": ("s-1", "page writes per second the guest achieved before migrating"),
+    "dirty_rate_during": ("s-1", "page writes per second across the migration (guest time)"),
+    "max_rate_measured": ("s-1", "page writes per second the guest achieves flat out (wall pacing)"),
+    "throttle_max": ("1", "auto-converge CPU throttle (max, fraction)"),
     "verify_bad_pages": ("1", "guest buffer pages wrong after migration (-1: not checked)"),
-    "max_rate_measured": ("1/s", "page writes per second the guest achieves flat out (wall pacing)"),
-    "postcopy_after_s": ("s", "post-copy started this long after migrate (NaN: after passes)"),
-    "memory_mib": ("MiB", "guest RAM (-m)"),
+    "verify_pages": ("1", "guest buffer pages checked after migration (0: not checked)"),
     "sweep_start": ("1", "sequential writer's place in its hot set at migrate (fraction; NaN: random)"),
-    "buffer_mib": ("MiB", "the dirtier's buffer"),
+    "wall_time": ("s", "wall-clock time from migrate to the end of polling"),
+    "boot_time": ("s", "guest boot time before its first migration"),
+    "wbytes": ("bytes", "bytes each page write rewrites"),
+    "hot_pages": ("1", "pages the writes fall in"),
+    "pass_time": ("s", "since the migrate command"),
+    "pass_number": ("1", "MIGRATION_PASS pass number"),
+    "auto_converge": ("1", "auto-converge capability on"),
+    "xbzrle": ("1", "xbzrle capability on"),
+    "postcopy": ("1", "postcopy-ram capability on"),
+    "multifd_channels": ("1", "multifd-channels (0: multifd off)"),
+    "postcopy_after_passes": ("1", "post-copy started after this many passes"),
+    "repeat": ("1", "repetition of the same settings"),
+    "dirty_rate_pages_s": _key("dirty_rate_pages_s", "page writes per second asked of the guest"),
+    "max_bandwidth_mib_s": _key("max_bandwidth_mib_s", "max-bandwidth"),
+    "downtime_limit_ms": _key("downtime_limit_ms", "downtime-limit"),
+    "hot_mib": _key("hot_mib", "hot set the writes fall in (NaN: the whole buffer)"),
+    "postcopy_after_s": _key(
+        "postcopy_after_s", "post-copy started this long after migrate (NaN: after passes)"
+    ),
+    "memory_mib": _key("memory_mib", "guest RAM (-m)"),
+    "buffer_mib": _key("buffer_mib", "the dirtier's buffer"),
+    "xbzrle_cache_mib": _key("xbzrle_cache_mib", "xbzrle-cache-size"),
+    "timeout_s": _key("timeout_s", "the migration is cancelled when still running this long after migrate"),
+    "settle_s": _key("settle_s", "the guest's write rate measured this long before migrating"),
 }
+#: attrs of the string variables (CF: no units)
+STRING_VARS = {"sample_status": {"long_name": "migration status"}}
+
+
+def set_units(ds: xr.Dataset) -> xr.Dataset:
+    """Set every variable's ``units`` and ``long_name`` from :data:`UNITS` (in place)."""
+    _set_attrs(ds.variables)
+    return ds
+
+
+def _set_attrs(variables) -> list[str]:
+    """Apply :data:`UNITS` and :data:`STRING_VARS` to ``variables`` (name -> object with
+    ``attrs``: xarray's or h5netcdf's); the names whose attrs changed."""
+    changed = []
+    for k, var in variables.items():
+        want = dict(zip(("units", "long_name"), UNITS[k])) if k in UNITS else STRING_VARS.get(k)
+        if want is None:
+            continue
+        have = {a: var.attrs.get(a) for a in ("units", "long_name")}
+        if k in STRING_VARS and "units" in var.attrs:
+            del var.attrs["units"]
+        for a, v in want.items():
+            var.attrs[a] = v
+        if have != {a: want.get(a) for a in ("units", "long_name")}:
+            changed.append(k)
+    return changed
+
+
+def rewrite_units(path) -> list[str]:
+    """Give a record written before :data:`UNITS` held CF units (``MiB``, ``MiB/s``, none on
+    some variables) the attrs :func:`to_dataset` writes now; its values stay byte for byte:
+    only attributes are edited, in a copy (h5netcdf), renamed over the file when done.  The
+    global ``history`` says so.  Returns the variables changed ([]: the file is untouched)."""
+    import shutil
+
+    import h5netcdf
+
+    from ..io import atomic_path
+
+    path = Path(path)
+    with h5netcdf.File(path, "r") as f:
+        if not _set_attrs({k: _Attrs(v.attrs) for k, v in f.variables.items()}):
+            return []
+    with atomic_path(path) as tmp:
+        shutil.copy2(path, tmp)
+        with h5netcdf.File(tmp, "a") as f:
+            changed = _set_attrs(f.variables)
+            note = f"{provenance.now()} units and long_names of {len(changed)} variables set to CF (rewrite_units)"
+            f.attrs["history"] = f"{f.attrs.get('history', '')}\n{note}".lstrip()
+    return changed
+
+
+class _Attrs:
+    """A variable's attrs copied (a dry run of :func:`_set_attrs`)."""
+
+    def __init__(self, attrs):
+        self.attrs = dict(attrs)
+
 
 STRINGS = ("status", "pattern", "tag", "label", "pacing", "pass_clock")
 SKIP = ("samples", "passes", "throttle")
@@ -103,11 +201,7 @@ def to_dataset(m: dict, extra_attrs: dict | None = None) -> xr.Dataset:
     data["pass_time"] = ("pass", np.array([x[0] for x in p], float))
     data["pass_number"] = ("pass", np.array([x[1] for x in p], np.int64))
     ds = xr.Dataset(data)
-    for k, (u, ln) in UNITS.items():
-        if k in ds:
-            ds[k].attrs.update(units=u, long_name=ln)
-    for k in ("sample_time", "pass_time"):
-        ds[k].attrs.update(units="s", long_name="since the migrate command")
+    set_units(ds)
     # lmt_pass_clock (attrs): "qemu" — pass_time is QEMU's own event timestamp (the end of the
     # sync); "received" or empty (older records) — when the poll read the event
     commit, dirty = provenance.git_state()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import xarray as xr
 
 import lmtoolkit as lmt
 from lmtoolkit.cli import main
@@ -37,14 +39,17 @@ def test_simulate_returns_the_contract_dataset():
 def _units_strings() -> set[str]:
     """Every units string the package's Dataset builders and key table write."""
     from lmtoolkit.dataset import ROUND_FIELDS, SCALARS
+    from lmtoolkit.logs.readers import FINAL_VARS, SAMPLE_VARS
     from lmtoolkit.model.energy import VARIABLES
     from lmtoolkit.tasks.evacuation import PER_VM
     from lmtoolkit.tasks.evacuation import SCALARS as EVACUATION
+    from lmtoolkit.testbed.record import UNITS as TESTBED
     from lmtoolkit.units import KEY_SUFFIXES, NAMED_UNITS
 
     out = {u for _, u, _ in SCALARS.values()} | {u for u, _ in ROUND_FIELDS.values()}
     out |= {u for u, _ in VARIABLES.values()} | {u for u, _ in EVACUATION.values()}
     out |= {u for u, _, _ in PER_VM.values()} | {u for _, u, _ in KEY_SUFFIXES} | set(NAMED_UNITS.values())
+    out |= {u for u, _ in (*TESTBED.values(), *FINAL_VARS.values(), *SAMPLE_VARS.values())}
     return out - {None, ""}
 
 
@@ -118,6 +123,108 @@ def test_validate_checks_every_variable_and_coordinate_against_the_units_rule(tm
         with pytest.raises(ValueError, match="lmtoolkit schema"):
             validate(bad)
     validate(lmt.evacuate(["debug=default"]))
+
+
+#: the committed testbed records (lmtk testbed run)
+RECORD_DIRS = ("testbed", "testbed-phase", "testbed-whatif")
+
+
+def _testbed_record():
+    """A record as ``lmtk testbed run`` writes it: the driver's measurements of a QMP reply."""
+    from types import SimpleNamespace
+
+    from lmtoolkit.testbed.driver import GuestSpec, RunSpec, Testbed
+    from lmtoolkit.testbed.record import to_dataset
+
+    ram = {"transferred": 3 * 2**28, "total": 2**29, "normal": 2**16, "duplicate": 2**16, "mbps": 500.0}
+    ram.update(
+        {
+            "dirty-sync-count": 5,
+            "normal-bytes": 2**28,
+            "precopy-bytes": 3 * 2**28 - 2**20,
+            "downtime-bytes": 2**20,
+        }
+    )
+    info = {"status": "completed", "total-time": 4000, "downtime": 50, "setup-time": 3, "ram": ram}
+    samples = [(0.1 * i, "active", 2.0**20 * i, 2.0**28, 1 + i // 10, 0, 900.0) for i in range(40)]
+    samples.append((4.0, "completed", 3.0 * 2**28, 0.0, 5, 0, 900.0))
+    m = Testbed._measure(
+        SimpleNamespace(guest=GuestSpec()), RunSpec(5000, 64), info, samples, [(0.5, 2)], 5000.0, 4.2
+    )
+    m.update(label="r05000-h064", boot_time=9.0, postcopy_started=False, max_rate_measured=1e5)
+    m.update(sweep_start=np.nan, pass_clock="qemu", dirty_rate_during=4900.0, verify_pages=49152)
+    m.update(verify_bad_pages=0)
+    return to_dataset(m)
+
+
+def _old_style(path):
+    """``path`` with the units records had before they were CF: MiB, MiB/s, 1/s, none on some."""
+    import h5netcdf
+
+    with h5netcdf.File(path, "a") as f:
+        for k, v in f.variables.items():
+            u = v.attrs.get("units")
+            if k.endswith(("_mib", "_mib_s")) or u == "s-1" or k in ("wbytes", "mbps", "repeat"):
+                if k in ("wbytes", "mbps", "repeat"):
+                    del v.attrs["units"]
+                else:
+                    v.attrs["units"] = {"s-1": "1/s"}.get(u, "MiB/s" if k.endswith("_s") else "MiB")
+
+
+def test_testbed_records_and_migration_logs_follow_the_units_rule(tmp_path):
+    """Testbed records said 'MiB' and 'MiB/s' (UDUNITS has no binary prefixes) and had no units
+    or long_name on 27 variables (capabilities, QEMU's byte counters, mbps ...); nothing checked
+    them.  Now the simulator's rule (units.unit_of_key for key-named inputs) and validate: for a
+    new record, every committed one, and each log format read.  A record with the old units
+    still reads the same, and rewrite_units changes its attrs only."""
+    from lmtoolkit.logs.readers import read_log
+    from lmtoolkit.paths import data_dir
+    from lmtoolkit.testbed.record import load_runs, rewrite_units
+    from lmtoolkit.units import display_unit
+
+    ds = _testbed_record()
+    validate(ds)
+    assert (
+        ds.hot_mib.attrs["units"] == "2^20 bytes" and ds.max_bandwidth_mib_s.attrs["units"] == "2^20 bytes/s"
+    )
+    assert display_unit(ds.max_bandwidth_mib_s.attrs["units"]) == "MiB/s"
+    assert ds.mbps.attrs["units"] == "Mbit/s" and "units" not in ds.sample_status.attrs
+    path = tmp_path / "r.nc"
+    ds.to_netcdf(path, engine="h5netcdf")
+    validate(read_log(path))
+    for sub in RECORD_DIRS:  # one of each (all: the slow test below)
+        validate(load_runs(next((data_dir() / sub).glob("*.nc")))[0])
+    logs = Path(__file__).parents[1] / "data" / "logs"
+    for f in sorted(logs.glob("*_r*")):
+        validate(read_log(f))
+    new = read_log(path)
+    _old_style(path)
+    with pytest.raises(ValueError, match="'MiB'"):
+        validate(xr.open_dataset(path, engine="h5netcdf"))
+    old = read_log(path)
+    assert old.equals(new)  # values; and what the fit reads off the record's inputs:
+    for k in ("lmt_settings", "lmt_guest", "lmt_writer"):
+        assert old.attrs[k] == new.attrs[k], k
+    before = xr.open_dataset(path, engine="h5netcdf", decode_cf=False).load()
+    assert "hot_mib" in rewrite_units(path) and rewrite_units(path) == []
+    after = xr.open_dataset(path, engine="h5netcdf", decode_cf=False).load()
+    validate(xr.open_dataset(path, engine="h5netcdf"))
+    for k in before.variables:
+        assert before[k].values.tobytes() == after[k].values.tobytes(), k
+    assert "set to CF" in after.attrs["history"].splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_every_committed_testbed_record_follows_the_units_rule():
+    """All 166 records of data/testbed, testbed-phase and testbed-whatif (about 12 s: opening
+    each file is most of it)."""
+    from lmtoolkit.paths import data_dir
+    from lmtoolkit.testbed.record import load_runs
+
+    runs = [r for sub in RECORD_DIRS for r in load_runs(data_dir() / sub)]
+    assert len(runs) > 160
+    for run in runs:
+        validate(run)
 
 
 @pytest.mark.parametrize("engine", ["page", "fluid"])

@@ -433,7 +433,7 @@ def whatif(
     ds["seed"] = (
         dims,
         per_seed["seed"].astype(np.int64).reshape(shp),
-        {"long_name": "the seed of the run whose counts, flags and rounds the point shows"},
+        {"units": "1", "long_name": "the seed of the run whose counts, flags and rounds the point shows"},
     )
     ds["converged_share"] = (
         dims,
@@ -583,9 +583,8 @@ def _add_observed(ds: xr.Dataset, ff: FitFile) -> None:
     ds["observed_converged"] = (
         (),
         bool(obs.get("converged", False)),
-        {"long_name": "observed run converged"},
+        {"units": "1", "long_name": "observed run converged"},
     )
-    ds = ds
     nsync = len(obs.get("sync") or [])
     ds.coords["sync"] = (
         "sync",

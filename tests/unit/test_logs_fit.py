@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from lmtoolkit.compose import compose
+from lmtoolkit.dataset import validate
 from lmtoolkit.errors import ConfigError
 from lmtoolkit.logs import validate as LV
 from lmtoolkit.logs.fit import fit_log
@@ -112,6 +113,8 @@ def test_whatif_reproduces_the_observed_run_and_answers_other_settings(fitted):
     for name in ("observed_sync_lo", "fitted_sync_time", "observed_remaining", "fitted_remaining"):
         assert name in ax and ax[name].size > 0
     assert "total_time" in ax and ax.total_time.attrs["units"] == "s"
+    for d in (ds, ax):  # the units rule (seed and observed_converged had no units)
+        validate(d)
 
 
 def test_whatif_points_average_seeds_so_near_settings_give_near_results(fitted):

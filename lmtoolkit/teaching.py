@@ -32,6 +32,7 @@ import xarray as xr
 from . import dataset, provenance
 from .engine.common import ROUND_DETAIL_LIMIT, BatchResult
 from .runner import build_scenario, compose
+from .units import MIB
 
 #: policies offered by the pre-copy explorer
 EXPLORER_POLICIES = ("qemu", "xen", "vmware", "hyperv", "hybrid", "postcopy", "stopcopy")
@@ -154,7 +155,7 @@ def dirty_bitmap_rounds(overrides: Iterable[str] = (), bins: int = 64, order: st
     bitmap = xr.DataArray(
         np.asarray(snaps, dtype=float).reshape(len(snaps), -1),
         dims=("round", dim),
-        coords={"round": np.arange(len(snaps)), dim: (dim, start, {"units": "MiB", "long_name": long_name})},
+        coords={"round": np.arange(len(snaps)), dim: (dim, start, {"units": MIB, "long_name": long_name})},
         attrs=bm_attrs,
     )
     ds = ds.merge(bitmap.rename("dirty_bitmap"), join="outer")

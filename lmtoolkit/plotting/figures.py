@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..units import display_unit
+from ..units import MIB, display_unit
 from . import style
 
 #: variable -> (display name, display unit, factor from the Dataset's unit, Dataset unit)
@@ -676,7 +676,7 @@ def dirty_bitmap(da: xr.DataArray, ax=None):
         yticklabels=step,
     )
     ax.tick_params(axis="y", labelrotation=0)
-    unit = da[xdim].attrs.get("units", "MiB")
+    unit = display_unit(da[xdim].attrs.get("units", MIB))
     if xdim == "rank":
         ax.set_xlabel(f"guest memory, pages ordered by write frequency ({unit}, working set first)")
         wss = da.attrs.get("wss_bins")

@@ -123,6 +123,12 @@ def test_validate_checks_every_variable_and_coordinate_against_the_units_rule(tm
         with pytest.raises(ValueError, match="lmtoolkit schema"):
             validate(bad)
     validate(lmt.evacuate(["debug=default"]))
+    from lmtoolkit import teaching
+    from lmtoolkit.units import display_unit
+
+    for order in ("address", "rank"):  # the bitmap's bins said 'MiB'
+        bitmap = teaching.dirty_bitmap_rounds(["debug=default"], order=order)
+        assert units_problems(bitmap) == [] and display_unit(bitmap[order].attrs["units"]) == "MiB"
 
 
 #: the committed testbed records (lmtk testbed run)

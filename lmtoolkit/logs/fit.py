@@ -602,16 +602,22 @@ class FitResult:
                 )
         lines.append("  sync  observed time   fitted    observed dirty MiB  fitted")
         one = {first: new for first, last, new, _ in self.obs.periods if first == last}
+        used = set()
         for k in range(self.obs.syncs - 1):
             ft = self.trajectory["sync_time"][k] if k < len(self.trajectory["sync_time"]) else math.nan
             fd = self.trajectory["dirty"][k] if k < len(self.trajectory["dirty"]) else math.nan
             od, mark = self.obs.dirty[k], " "
             if not np.isfinite(od) and k + 2 in one:
                 od, mark = one[k + 2], "*"
+            switchover = self.obs.completed and k + 2 == self.obs.syncs
+            why_o = "switchover" if switchover else "unseen"
+            why_f = "switchover" if switchover and k == len(self.trajectory["dirty"]) - 1 else "missing"
+            cells = [_mib_cell(od, mark, why_o, 13, used), _mib_cell(fd, "", why_f, 9, used)]
+            ftime = f"{ft:7.2f}" if np.isfinite(ft) else f"{'–':>7s}"
             lines.append(
-                f"  {k + 2:4d}  {self.obs.lo[k]:6.2f}-{self.obs.hi[k]:<6.2f}  {ft:7.2f}   "
-                f"{od / MIB if np.isfinite(od) else float('nan'):13.1f}{mark}  {fd / MIB:9.1f}"
+                f"  {k + 2:4d}  {self.obs.lo[k]:6.2f}-{self.obs.hi[k]:<6.2f}  {ftime}   {cells[0]}  {cells[1]}"
             )
+        lines += [f"  {NO_COUNT[w][0]} {NO_COUNT[w][1]}" for w in NO_COUNT if w in used]
         if self.obs.periods:
             fitted = np.asarray(self.trajectory["dirty"], float)
             lines.append(
@@ -622,6 +628,35 @@ class FitResult:
                 )
             )
         return "\n".join(lines)
+
+
+#: why the per-sync table of :meth:`FitResult.summary` has no count for a sync: marker, footnote
+#: (it printed "nan")
+NO_COUNT = {
+    "unseen": (
+        "–†",
+        "no count of its own: no two polls bracket this sync alone and no period of QEMU's "
+        "dirty-pages-rate (>= 1 s, migration_bitmap_sync) ends with it alone",
+    ),
+    "switchover": (
+        "–‡",
+        "the switchover sync: what it adds is sent while the VM is paused (the downtime); "
+        "neither the log's polls nor the fitted rounds count it",
+    ),
+    "missing": (
+        "–§",
+        "the fitted run has no count for this sync (it has fewer syncs, or more rounds than it keeps)",
+    ),
+}
+
+
+def _mib_cell(value: float, mark: str, why: str, width: int, used: set) -> str:
+    """``value`` bytes in MiB, ``width`` wide, then ``mark``; where it is not finite, the
+    :data:`NO_COUNT` marker of ``why`` (added to ``used``)."""
+    if np.isfinite(value):
+        return f"{value / MIB:{width}.1f}{mark}"
+    used.add(why)
+    return f"{NO_COUNT[why][0]:>{width + len(mark)}s}"
 
 
 def _writer_peak(log: xr.Dataset, cfg, ukeys: set):

@@ -697,6 +697,13 @@ def test_a_run_under_host_load_is_fitted_on_its_real_periods(tmp_path, capsys):
         "dirty bytes at syncs: not available (the log's counts are QEMU's dirty-pages-rate" in res.summary()
     )
     assert "nan %" not in res.summary()
+    # syncs 4 and 5 have no count (4 shares QEMU's rate period with 5; 5 is the switchover):
+    # the table printed 'nan' in their cells, now a marker and the footnote saying why
+    rows = {ln.split()[0]: ln.split()[3:] for ln in res.summary().splitlines() if ln[:6].strip().isdigit()}
+    assert rows["2"] == ["55.3*", "55.2"] and rows["4"][0] == "–†" and rows["5"] == ["–‡", "–‡"]
+    assert float(rows["4"][1]) > 0 and "nan" not in res.summary()
+    assert "–† no count of its own" in res.summary() and "–‡ the switchover sync" in res.summary()
+    assert "–§" not in res.summary()  # footnotes only for the markers shown
     # the log does not decide the pattern (the two within 1-2 of each other, under the decisive
     # 4): the fit stays with random writes, the default, and both the rate's profile interval
     # and its 16-84 % interval reach the sequential fit's own rate (3637; they had widened only

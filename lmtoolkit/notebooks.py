@@ -458,10 +458,12 @@ def check_parameters(stem: str, experiment: str | None, overrides: Sequence[str]
 def notebook_runs(stem: str, overrides: Sequence[str], smoke: bool = False) -> dict[str, list[str]]:
     """The overrides of the migrations notebook ``stem`` runs with its own settings (its guest,
     its cases) given its ``cfg.overrides``, by label (:func:`lmtoolkit.teaching.notebook_runs`,
-    :func:`lmtoolkit.analytic.engine_cases`); ``{}`` where the base migration is all there is
+    :func:`lmtoolkit.analytic.limit_runs`, :func:`lmtoolkit.analytic.engine_cases`); ``{}`` where the base migration is all there is
     to check."""
     from . import analytic, teaching
 
+    if stem == "10_simulator_vs_analytic":
+        return {f"check {k}": v for k, v in analytic.limit_runs(overrides).items()}
     if stem == "11_page_vs_fluid":
         return analytic.engine_cases(overrides, smoke=smoke)
     return teaching.notebook_runs(stem[:2], overrides) if is_teaching(stem) else {}

@@ -93,6 +93,17 @@ PROTECTION_CASES = {
     "no ECC + checksums": ["host.ecc=false", "policy.verify_checksums=true"],
     "ECC + checksums": ["host.ecc=true", "policy.verify_checksums=true"],
 }
+#: notebook 04's NUMA explorer's first setting (:func:`numa_case`'s VM and destination)
+NUMA_DEFAULTS = {"memory_gib": 96.0, "dst_nodes": 4, "dst_node_gib": 32.0}
+#: notebook 04's exercise 2: the same VM onto one big destination node
+ONE_BIG_NODE = {"memory_gib": 96.0, "dst_nodes": 1, "dst_node_gib": 192.0}
+#: notebook 04's copy-error explorer's first setting (:func:`copy_errors`' settings)
+COPY_ERROR_DEFAULTS = {"bit_error_rate": 1e-15, "network": "10gbe", "spare_cores": 4.0}
+#: notebook 04's copy-error exercises: the guest (before the user's overrides) and the settings
+COPY_ERROR_EXERCISES = {
+    "04.3": (("vm.memory_gib=8", "workload=idle"), {}),
+    "04.4": (("workload=idle",), {"network": "100gbe_rdma", "spare_cores": 1.0}),
+}
 
 
 # -- dirty bitmaps ------------------------------------------------------------------------------
@@ -211,10 +222,12 @@ def guest(notebook: str, overrides: Sequence[str] = ()) -> list[str]:
 
 
 def notebook_runs(notebook: str, overrides: Sequence[str] = ()) -> dict[str, list[str]]:
-    """The overrides of every migration teaching notebook ``notebook`` (``"00"``…``"03"``)
+    """The overrides of every migration teaching notebook ``notebook`` (``"00"``…``"04"``)
     simulates at its controls' first settings, by what the notebook calls the run, given the
     notebook's ``cfg.overrides``: what :func:`lmtoolkit.notebooks.check_parameters` composes
     before a kernel starts.  ``{}`` for another notebook."""
+    if notebook == "04":
+        return _numa_and_ecc_runs(overrides)
     if notebook not in GUESTS:
         return {}
     base = guest(notebook, overrides)
@@ -230,6 +243,22 @@ def notebook_runs(notebook: str, overrides: Sequence[str] = ()) -> dict[str, lis
         }
     cases = VENDOR_CASES if notebook == "02" else STRATEGY_CASES
     return {f"case {k!r}": base + v for k, v in cases.items()}
+
+
+def _numa_and_ecc_runs(overrides: Sequence[str]) -> dict[str, list[str]]:
+    """Notebook 04's runs: its NUMA cases (:data:`NUMA_DEFAULTS`, :data:`ONE_BIG_NODE`) and the
+    four protections of its copy-error explorer and exercises."""
+    runs = {
+        "the NUMA explorer's first setting": numa_overrides(**NUMA_DEFAULTS, base=overrides),
+        "exercise 04.2's one big node": numa_overrides(**ONE_BIG_NODE, base=overrides),
+    }
+    settings = {"the copy-error explorer's first setting": ((), COPY_ERROR_DEFAULTS)} | {
+        f"exercise {ex}": spec for ex, spec in COPY_ERROR_EXERCISES.items()
+    }
+    for label, (guest_, kw) in settings.items():
+        cases = copy_error_runs([*guest_, *overrides], **kw)
+        runs |= {f"{label}, case {k!r}": v for k, v in cases.items()}
+    return runs
 
 
 def explore_precopy(
@@ -659,6 +688,11 @@ def numa_case(
     return ds
 
 
+def one_big_node(base: Sequence[str] = ()) -> xr.Dataset:
+    """Notebook 04's exercise 2: :func:`numa_case` at :data:`ONE_BIG_NODE`."""
+    return numa_case(**ONE_BIG_NODE, base=base)
+
+
 def explore_numa(base: Sequence[str] = (), smoke: bool = False) -> xr.Dataset:
     """Notebook 04's NUMA explorer: VM size and the destination's nodes."""
     from .plotting import figures
@@ -683,9 +717,17 @@ def explore_numa(base: Sequence[str] = (), smoke: bool = False) -> xr.Dataset:
     return explore(
         draw,
         [
-            Control("memory_gib", "VM memory (GiB)", 96.0, "float", 8, 128, 8),
-            Control("dst_nodes", "destination NUMA nodes", 4, "int", 1, 8, 1),
-            Control("dst_node_gib", "memory per destination node (GiB)", 32.0, "float", 16, 256, 16),
+            Control("memory_gib", "VM memory (GiB)", NUMA_DEFAULTS["memory_gib"], "float", 8, 128, 8),
+            Control("dst_nodes", "destination NUMA nodes", NUMA_DEFAULTS["dst_nodes"], "int", 1, 8, 1),
+            Control(
+                "dst_node_gib",
+                "memory per destination node (GiB)",
+                NUMA_DEFAULTS["dst_node_gib"],
+                "float",
+                16,
+                256,
+                16,
+            ),
         ],
         smoke,
     )
@@ -704,6 +746,26 @@ def numa_text(ds: xr.Dataset) -> str:
     )
 
 
+def copy_error_runs(
+    base: Sequence[str] = (),
+    bit_error_rate: float = 1e-15,
+    network: str = "10gbe",
+    spare_cores: float | None = None,
+) -> dict[str, list[str]]:
+    """The overrides of :func:`copy_errors`' four cases (:data:`PROTECTION_CASES`) by name."""
+    extra = [f"host.bit_error_rate={float(bit_error_rate)}", f"network={network}"]
+    if spare_cores is not None:
+        extra.append(f"host.spare_cores={float(spare_cores)}")
+    return {k: ["engine=fluid", *base, *extra, *v] for k, v in PROTECTION_CASES.items()}
+
+
+def copy_error_exercise(exercise: str, base: Sequence[str] = ()) -> xr.Dataset:
+    """Notebook 04's copy-error exercise ``exercise`` (:data:`COPY_ERROR_EXERCISES`: its guest,
+    then ``base``)."""
+    guest_, kw = COPY_ERROR_EXERCISES[exercise]
+    return copy_errors([*guest_, *base], **kw)
+
+
 def copy_errors(
     base: Sequence[str] = (),
     bit_error_rate: float = 1e-15,
@@ -712,10 +774,7 @@ def copy_errors(
 ) -> xr.Dataset:
     """The four protections of :data:`PROTECTION_CASES` for one migration (dim ``case``):
     ``corruption_probability``, ``retransmitted``, ``checksum_cpu_time``, ``total_time``."""
-    extra = [f"host.bit_error_rate={float(bit_error_rate)}", f"network={network}"]
-    if spare_cores is not None:
-        extra.append(f"host.spare_cores={float(spare_cores)}")
-    ds = compare(PROTECTION_CASES, ["engine=fluid", *base, *extra])
+    ds = compare(copy_error_runs(base, bit_error_rate, network, spare_cores))
     ds.attrs.update(lmt_bit_error_rate=float(bit_error_rate), lmt_network=network)
     return ds
 
@@ -740,12 +799,17 @@ def explore_copy_errors(base: Sequence[str] = (), smoke: bool = False) -> xr.Dat
             + f". Checksums cost {float(t.sel(case='ECC + checksums') / t.sel(case='ECC')) - 1:+.0%} time",
         )
 
+    d = COPY_ERROR_DEFAULTS
     return explore(
         draw,
         [
-            Control("bit_error_rate", "bit error rate (per bit moved)", 1e-15, "log", -18, -9, 1),
-            Control("network", "link", "10gbe", "choice", options=["1gbe", "10gbe", "25gbe", "100gbe_rdma"]),
-            Control("spare_cores", "spare cores for hashing", 4.0, "float", 1, 8, 1),
+            Control(
+                "bit_error_rate", "bit error rate (per bit moved)", d["bit_error_rate"], "log", -18, -9, 1
+            ),
+            Control(
+                "network", "link", d["network"], "choice", options=["1gbe", "10gbe", "25gbe", "100gbe_rdma"]
+            ),
+            Control("spare_cores", "spare cores for hashing", d["spare_cores"], "float", 1, 8, 1),
         ],
         smoke,
     )

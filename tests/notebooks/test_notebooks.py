@@ -289,6 +289,14 @@ def test_cli_lists_notebooks_and_rejects_a_bad_parameter(capsys):
         ("01", "workload=idle", ["case '1 GbE dedicated'", "workload.wss_mib=1024 is not allowed"]),
         ("02", "vm.memory_gib=0.05", ["case 'VMware (SDPS)'", "workload.hot_mib=256.0", "<= 51.2 MiB"]),
         ("11", "vm.memory_gib=0.01", ["qemu/hotcold@60000/1gbe", "workload.hot_mib=256.0", "<= 10.24 MiB"]),
+        # 04's 96 GiB VM on its 2 x 64 GiB source, 04.3's checksums, 10's stop-and-copy check
+        ("04", "host.numa_spanning=false", ["NUMA explorer's first setting", "vm.memory_gib=96.0 is not"]),
+        (
+            "04",
+            "host.spare_cores=0",
+            ["exercise 04.3, case 'no ECC + checksums'", "host.spare_cores=0 is not"],
+        ),
+        ("10", "policy.auto_converge=true", ["check stopcopy_downtime", "for policy 'stopcopy'"]),
     ],
 )
 def test_a_value_the_notebooks_own_settings_refuse_is_refused_before_a_kernel(
@@ -315,6 +323,30 @@ def test_the_teaching_notebooks_run_the_guests_the_check_composes(name):
     assert f'lmt.teaching.guest("{name[:2]}", cfg.overrides)' in code
     assert "vm.memory_gib=" not in code and "workload=" not in code
     assert len(lnb.notebook_runs(name, [])) >= 2
+
+
+def test_notebooks_04_and_10_run_what_the_check_composes():
+    """04's NUMA and copy-error settings and 10's checks come from the package (what
+    check_parameters builds), not from the notebook's cells."""
+    from lmtoolkit.analytic import CHECKS
+
+    def code(name):
+        nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+        return "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+
+    nb04 = code("04_numa_and_ecc")
+    assert "vm.memory_gib=" not in nb04 and "dst_node_gib=" not in nb04
+    assert 'lmt.teaching.copy_error_exercise("04.3", base)' in nb04
+    runs = lnb.notebook_runs("04_numa_and_ecc", [])
+    assert len(runs) == 2 + 3 * 4  # two NUMA cases, three copy-error settings x 4 protections
+    assert "host.dst_numa_node_gib=192.0" in runs["exercise 04.2's one big node"]
+    assert runs["exercise 04.4, case 'ECC + checksums'"][-4:] == [
+        "network=100gbe_rdma",
+        "host.spare_cores=1.0",
+        "host.ecc=true",
+        "policy.verify_checksums=true",
+    ]
+    assert list(lnb.notebook_runs("10_simulator_vs_analytic", [])) == [f"check {c.name}" for c in CHECKS]
 
 
 TEACHING = [n for n in NAMES if lnb.is_teaching(n)]

@@ -21,6 +21,7 @@ import xarray as xr
 
 from .compose import compose
 from .engine import run_batch
+from .errors import ClaimError, report_claims
 from .model.energy import (
     LIU2011_ALPHA_J_PER_MB,
     LIU2011_BETA_J,
@@ -152,10 +153,6 @@ def _record(scalars) -> dict:
 AGREE, SCANNING = ("xen_idle", "xen_database"), ("hyperv_tcp", "qemu_hot")
 
 
-class ClaimError(AssertionError):
-    """A claim of notebook 13 does not hold for the data: names the claim and the values."""
-
-
 def check_claims(alpha: float, theirs: xr.Dataset, current: xr.Dataset) -> str:
     """Check notebook 13's claims on :func:`fit_their_setup`'s ``alpha`` and :func:`compare`'s
     Datasets on their servers (``theirs``) and on a current one (``current``); return one line
@@ -199,15 +196,7 @@ def check_claims(alpha: float, theirs: xr.Dataset, current: xr.Dataset) -> str:
                 None,
             )
         )
-    failed = [c for c, ok in checks if ok is False]
-    if failed:
-        raise ClaimError(
-            "notebook 13's claims do not hold with these settings ("
-            + theirs.attrs.get("lmt_overrides", "")
-            + "): "
-            + "; ".join(failed)
-        )
-    return "\n".join(("n/a  " if ok is None else "ok   ") + c for c, ok in checks)
+    return report_claims(checks, "notebook 13's claims", theirs.attrs.get("lmt_overrides", ""))
 
 
 #: Liu et al.'s workloads are five; ours are the five workload presets

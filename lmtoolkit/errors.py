@@ -104,3 +104,17 @@ def check_range(
 def check_choice(key: str, value: object, choices) -> None:
     if value not in choices:
         raise ConfigError(key, value, "one of " + ", ".join(map(str, choices)))
+
+
+class ClaimError(AssertionError):
+    """A notebook's claim does not hold for the data: names the claim and its values."""
+
+
+def report_claims(checks, subject: str, settings: str = "") -> str:
+    """One line per claim of ``checks`` (``(text, held)``: ``True`` "ok", ``None`` "n/a", the
+    text saying why it does not apply); :class:`ClaimError` naming every claim that is ``False``
+    ("``subject`` do not hold with these settings (``settings``): …"; it was a bare ``assert``)."""
+    failed = [c for c, ok in checks if ok is False]
+    if failed:
+        raise ClaimError(f"{subject} do not hold with these settings ({settings}): " + "; ".join(failed))
+    return "\n".join(("n/a  " if ok is None else "ok   ") + c for c, ok in checks)

@@ -349,6 +349,24 @@ def test_notebooks_04_and_10_run_what_the_check_composes():
     assert list(lnb.notebook_runs("10_simulator_vs_analytic", [])) == [f"check {c.name}" for c in CHECKS]
 
 
+@pytest.mark.parametrize(
+    "name, call",
+    [
+        ("10_simulator_vs_analytic", "lmt.analytic.check_limits(lim)"),
+        ("11_page_vs_fluid", "lmt.analytic.check_engines(cmp)"),
+        ("13_migration_energy", "energy_reference.check_claims(alpha, theirs, current)"),
+    ],
+)
+def test_the_validation_notebooks_check_their_claims_in_the_package(name, call):
+    """No bare ``assert`` (a failing one was an ``AssertionError:`` in a cell): the package
+    checks the claims, one line each, n/a where they do not apply, a failing one named."""
+    import re
+
+    nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert not re.search(r"^\s*assert\b", code, flags=re.M) and f"print({call})" in code
+
+
 TEACHING = [n for n in NAMES if lnb.is_teaching(n)]
 
 

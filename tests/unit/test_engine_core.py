@@ -428,3 +428,69 @@ def test_fluid_chunk_clears_follow_a_phase_boundary_inside_a_round(busy_first, s
     assert fluid.total_time_s == pytest.approx(np.median([r.total_time_s for r in page]), rel=0.01)
     dirty = np.median([r.round_detail[1].dirty_pages for r in page])
     assert fluid.round_detail[1].dirty_pages == pytest.approx(dirty, rel=0.02)
+
+
+def _check(name):
+    from lmtoolkit.analytic import CHECKS
+
+    return next(c for c in CHECKS if c.name == name)
+
+
+def test_notebook_10s_checks_say_which_does_not_apply_and_name_a_failing_one():
+    """``lmtk notebooks 10 -p vm.memory_gib=0.05`` failed on a bare ``assert`` (no_convergence:
+    a 51 MiB guest writing 1.5x the link converges in 0.64 s: its steady dirty set, 58 % of
+    memory, is sent in 0.268 s < the 0.3 s downtime limit), ``-p policy.timeout_s=5`` too
+    (geometric_series: the migration times out).  Now each check is one line, n/a and why."""
+    from lmtoolkit.analytic import check_limits, limits, steady_dirty_share
+    from lmtoolkit.errors import ClaimError
+
+    assert steady_dirty_share(1.5) == pytest.approx(0.5828, abs=1e-4) and steady_dirty_share(0.5) == 0.0
+    checks = [_check("idle_one_pass"), _check("no_convergence")]
+    lim = limits(["vm.memory_gib=0.05"], checks)
+    assert not bool(lim.ok.all())  # the old notebook's assert
+    assert float(lim.simulated.sel(check="no_convergence")) == pytest.approx(0.6415, rel=1e-3)
+    lines = check_limits(lim).splitlines()
+    assert lines[0].startswith("ok   idle_one_pass: total_time simulated 0.0461 ≈ analytic 0.0461 s")
+    assert lines[1] == (
+        "n/a  no_convergence: the steady dirty set (58% of memory, 0.268 s to send) fits in the "
+        "0.3 s downtime limit: a writer faster than the link converges anyway"
+    )
+    lim["not_applicable"][:] = ""  # were it to apply: named, with its values and the settings
+    with pytest.raises(ClaimError, match=r"notebook 10's checks do not hold") as e:
+        check_limits(lim)
+    assert "(vm.memory_gib=0.05): no_convergence: total_time simulated 0.6415 ≥ analytic 30 s" in str(e.value)
+    assert "idle_one_pass" not in str(e.value)
+    timed_out = limits(["policy.timeout_s=5"], [_check("geometric_series")])
+    assert not bool(timed_out.ok.all())
+    assert check_limits(timed_out) == (
+        "n/a  geometric_series: the migration did not complete before the 5 s timeout: nothing converged to check"
+    )
+
+
+def test_notebook_11s_claims_leave_a_verdict_to_the_timeout_and_name_a_real_disagreement():
+    """``lmtk notebooks 11 -p policy.timeout_s=20.93`` failed on a bare ``assert``: QEMU at
+    5,000 pages/s on 1 GbE converges at 20.925 s on the fluid engine and 20.937 s on the page
+    engine, which the 20.93 s timeout stops first.  That verdict is the timeout's (n/a); a
+    disagreement far from the timeout, or total times 20 % apart, is named."""
+    from lmtoolkit.analytic import check_engines, compare_engines
+    from lmtoolkit.errors import ClaimError
+
+    cmp = compare_engines(["policy.timeout_s=20.93"], cases=[("qemu", "uniform", 5000, "1gbe")])
+    conv = cmp.converged.sel(engine="page") == cmp.converged.sel(engine="fluid")
+    assert not bool(conv.all())  # the old notebook's assert
+    lines = check_engines(cmp).splitlines()
+    assert lines[0].startswith(
+        "ok   total time: largest |fluid − page| / page 0.02% (qemu/uniform@5000/1gbe)"
+    )
+    assert lines[1] == "ok   converged or not: the same verdict on both engines in 0 of 1 cases"
+    assert lines[2].startswith("n/a  qemu/uniform@5000/1gbe: converged on the fluid engine only, at 20.925 s")
+    far = cmp.assign_coords(timeout_s=("case", [30.0]))
+    far["total_time_rel_diff"] = far.total_time_rel_diff * 0 + 0.2
+    with pytest.raises(ClaimError) as e:
+        check_engines(far)
+    assert str(e.value) == (
+        "notebook 11's claims do not hold with these settings (policy.timeout_s=20.93): total time: "
+        "largest |fluid − page| / page 20.00% (qemu/uniform@5000/1gbe) < 15%; converged or not: the "
+        "same verdict on both engines in 0 of 1 cases; qemu/uniform@5000/1gbe: converged "
+        "on the fluid engine only, at 20.925 s, the other ran until the 30 s timeout"
+    )

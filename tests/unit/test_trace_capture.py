@@ -97,13 +97,15 @@ def test_a_mapping_mapped_again_at_the_same_address_is_tracked(tmp_path, monkeyp
 
 
 @pytest.mark.skipif(METHOD != "uffd-wp", reason="the preloaded helper is the uffd-wp method's")
-@pytest.mark.parametrize("prog, most", [("sleep", 0), ("writer", 3)])
+@pytest.mark.parametrize("prog, most", [("sleep", 0), ("writer", 4)])
 def test_the_helpers_own_writes_are_not_the_programs(prog, most, writer):
     """The helper's registrar thread re-read /proc/self/maps every 20 ms with stdio, on its own
     stack and malloc arena, both tracked: an idle program was traced at 6 pages an interval (60
     pages/s at -i 0.1), the page writer at rate 0 at 9.  Now idle is 0, and the writer at rate 0
     writes only its own stack page and its thread block's (glibc's cancellation state and the
-    kernel's rseq area, written at each of its 1 ms sleeps): at most 3 an interval."""
+    kernel's rseq area, written at each of its 1 ms sleeps): 3 an interval on a quiet machine,
+    and now and then a fourth of the writer's own under CPU load (1 interval in 12 with three
+    busy processes beside it; it failed the default tier once at 3) — never the helper's 6."""
     argv = ["sleep", "2"] if prog == "sleep" else [str(writer), "0", "2"]
     if not shutil.which(argv[0]):
         pytest.skip("needs sleep(1)")

@@ -470,9 +470,14 @@ def _window_balance(faults_at, span_s, c, guess=None, slope=None, max_iter: int 
     x0, g0, x1, g1 = (np.full(S, np.nan) for _ in range(4))
     slope = np.full(S, np.nan) if slope is None else slope
 
+    def tol_s(run):
+        """The tolerance on the balance (s): :data:`STALL_TOL` of the largest count seen, or a
+        millionth of a fault, times ``c``."""
+        return c[run] * np.maximum(STALL_TOL * scale[run], 1e-6)
+
     def width(run):
         """The tolerance on the speed: a bracket this narrow is solved."""
-        return c[run] * np.maximum(STALL_TOL * scale[run], 1e-6) / T[run]
+        return tol_s(run) / T[run]
 
     def tried(x, run):
         n_x = np.asarray(faults_at(x, run), dtype=float)
@@ -485,7 +490,7 @@ def _window_balance(faults_at, span_s, c, guess=None, slope=None, max_iter: int 
         lo[run[up]], g_lo[run[up]] = x[up], g_x[up]
         down = ~low & ((x < hi[run]) | np.isnan(g_hi[run]))
         hi[run[down]], g_hi[run[down]], n_hi[run[down]] = x[down], g_x[down], n_x[down]
-        close = np.abs(g_x) <= c[run] * np.maximum(STALL_TOL * scale[run], 1e-6)
+        close = np.abs(g_x) <= tol_s(run)
         lo[run[close & ~low]] = x[close & ~low]  # the balance met from above, within the tolerance
         done[run[close]] = True
         return g_x, low
@@ -548,7 +553,7 @@ def _window_balance(faults_at, span_s, c, guess=None, slope=None, max_iter: int 
         g_hi[run] = np.where(low & (sd == 1), 0.5 * g_hi[run], g_hi[run])
         g_lo[run] = np.where(~low & (sd == -1), 0.5 * g_lo[run], g_lo[run])
         side[run] = np.where(low, 1, -1)  # low: hi kept; else lo kept
-        tight = (hi[run] - lo[run]) * T[run] <= c[run] * np.maximum(STALL_TOL * scale[run], 1e-6)
+        tight = (hi[run] - lo[run]) * T[run] <= tol_s(run)
         done[run[tight]] = True
     with np.errstate(divide="ignore", invalid="ignore"):
         slope_near = (g1 - g0) / (x1 - x0)

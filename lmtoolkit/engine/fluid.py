@@ -38,7 +38,7 @@ import dataclasses
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, fields
-from functools import partial
+from functools import cache, partial
 
 import numpy as np
 
@@ -2261,7 +2261,7 @@ def _drift(g: _Group, hist, cand) -> dict:
     room = np.floor(room + 1e-9)
     # at least two periods' worth of the trend before the leap's end, and the policy's phase at
     # the predicted bitmap among the history's (a leap halved up to DRIFT_TRIES times)
-    for _ in range(DRIFT_TRIES):
+    for tried in range(DRIFT_TRIES + 1):
         on &= room >= 2 * (P - 1)
         r = np.flatnonzero(on)
         if not r.size:
@@ -2270,11 +2270,10 @@ def _drift(g: _Group, hist, cand) -> dict:
         bad = r[~_same_phases(g, r, end, td[r])]
         if not bad.size:
             break
-        room[bad] = np.floor(room[bad] / 2)
-    else:
-        on &= room >= 2 * (P - 1)
-        r = np.flatnonzero(on)
-        on[r[~_same_phases(g, r, st.pending[r] + _moved(*(x[r] for x in path), room[r]), td[r])]] = False
+        if tried == DRIFT_TRIES:  # still off after the last halving: no leap
+            on[bad] = False
+        else:
+            room[bad] = np.floor(room[bad] / 2)
     dr.update(on=on, near=near & on, syncs=np.where(on, room, 0.0))
     dr.update(pending=st.pending.copy(), trend=np.where(on, per_sync, nan), curve=curve, limit=limit)
     dr.update(level=level, dt=dt, survive=g.survive.copy(), margin=margin, sd=sd, sent=sent)
@@ -2446,7 +2445,11 @@ def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k, cut) -> np.ndarr
     margin = np.asarray(raw.convergence_margin_pages(st, g.ctx), dtype=float)
     margin = np.broadcast_to(margin, st.t.shape)
     timeout = np.broadcast_to(np.asarray(pol.timeout_s, dtype=float), st.t.shape)
-    sd = []  # the bitmap's spread, computed once if needed
+
+    @cache
+    def spread_of():
+        """The bitmap's spread (pages, :func:`_bitmap_sd`), computed once if needed."""
+        return _bitmap_sd(g)
 
     def check(m, r=slice(None)):
         """Where a leap of ``m`` rounds passes every check, and its bitmap size and phase
@@ -2481,11 +2484,6 @@ def _fast_forward(g: _Group, out: BatchResult, L: int, T, B, k, cut) -> np.ndarr
             spread = sd * np.sqrt(np.maximum(1.0, p_m / np.maximum(P, 1e-300)))
             ok &= ~(np.isfinite(mr) & (mr > 0) & (np.minimum(mr, end) < FAR_SIGMAS * spread))
         return ok, p_m, after(Tr, Tl, rt, m)
-
-    def spread_of():
-        if not sd:
-            sd.append(_bitmap_sd(g))
-        return sd[0]
 
     cand &= _fits_history(g, plim, rp, exact)
     m = np.where(cand, m, 0)

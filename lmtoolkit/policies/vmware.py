@@ -34,11 +34,13 @@ so; **inferred** = our reading, not documented):
     ``sdps_max_throttle`` (ours; ESXi publishes no cap).  It relaxes when the ratio is above
     target.  ``Migrate.SdpsDynamicDelaySec`` (30 s polling inside the first pass) is not
     modelled: decisions happen at pass boundaries only.
-  - **The target is ambiguous** (both readings selectable, ``sdps_target_reading``):
-    "Percent by which transmit should be made to exceed dirty" with 500 reads literally as
-    transmit = dirty + 500 % of dirty, a ratio of 1 + 500/100 = **6** (``exceed``); the
-    looser reading "transmit = 500 % of dirty", a ratio of **5** (``ratio``, the default,
-    as before), throttles ~17 % less.  VMware documents neither further.
+  - **The target** (``sdps_target_reading``): "Percent by which transmit should be made to
+    exceed dirty" with 500 says transmit = dirty + 500 % of dirty, a ratio of 1 + 500/100 =
+    **6** (``exceed``, the default: what the setting's text says, as "A exceeds B by 500
+    percent" does; the neighbouring ``PreCopyMinProgressPerc`` says "ratio" where it means
+    one).  The looser reading "transmit = 500 % of dirty", a ratio of **5** (``ratio``, the
+    former default), stays selectable; it throttles ~17 % less.  VMware documents
+    neither further.
   - A pass without progress ends pre-copy (reason ``no_progress``, forced switchover with
     whatever is left) when SDPS is off, or when it is already at ``sdps_max_throttle``
     (inferred: vMotion would otherwise fail or time out).
@@ -128,9 +130,7 @@ class VmwarePolicy(IterativePrecopy):
     min_progress_pct: float = 130.0  # Migrate.PreCopyMinProgressPerc: min transmit/dirty per pass, %
     sdps: str = "dynamic"  # Migrate.SdpsEnabled: dynamic (2) | on (1) | off (0)
     sdps_target_pct: float = 500.0  # Migrate.SdpsTargetRate ("percent by which transmit should exceed dirty")
-    sdps_target_reading: str = (
-        "ratio"  # ratio: transmit = 5 x dirty | exceed: 1 + 5 = 6 x (the literal reading)
-    )
+    sdps_target_reading: str = "exceed"  # exceed: 1 + 500 % = 6 x dirty (the text) | ratio: 5 x
     sdps_max_throttle: float = 0.99  # ours: highest share of vCPU time stunned (no published cap)
     encryption: bool | None = None  # Encrypted vMotion (AES-GCM CPU cost); null = profile's
     stream_autoscale: bool | None = None  # 7.0U2+: as many streams as the link needs; null = profile's

@@ -59,6 +59,10 @@ Sources (tags: **published** = Microsoft documentation; **secondary** = books/bl
   the default of 2" (MS Docs, same page); clusters since the 2022-09 CU default to
   ``MaximumParallelMigrations=1``.  Recorded for the concurrency work.
 
+* **Per-page wire bytes** (inferred) — nothing published: a page costs the base policy's
+  8-byte header (``page_header_bytes``) and a zero page a 9-byte marker (``zero_page_bytes``,
+  ``detects_zero_pages`` inherited), QEMU's figures (:class:`~.base.Policy`).
+
 Re-checked for issue 12: no Microsoft document states the pass caps, the convergence test,
 the compression cost, SMB's channels and efficiency or the CPU-capping throttle; they stay
 tagged **secondary** or **inferred** (our assumptions) above.

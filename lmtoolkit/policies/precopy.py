@@ -108,7 +108,13 @@ class IterativePrecopy(Policy, register=False):
 @dataclass(frozen=True)
 class PrecopyPolicy(IterativePrecopy):
     """Generic pre-copy: stop when the remaining pages can be sent within
-    ``downtime_limit_ms`` at the measured bandwidth, or after ``max_rounds`` passes."""
+    ``downtime_limit_ms`` at the measured bandwidth, or after ``max_rounds`` passes.
+
+    Defaults: ``downtime_limit_ms`` 300, QEMU's ``downtime-limit`` (``migration/options.c``:
+    ``DEFAULT_MIGRATE_SET_DOWNTIME 300``, ms); ``max_rounds`` 30, the classic Xen loop's
+    "limit us to 30 times round loop" (``xc_domain_save.c``: ``DEF_MAX_ITERS 29`` live passes
+    and the last; :class:`~.xen.XenPolicy` has the exact rule).  A generic baseline, not a
+    hypervisor: the values are borrowed, the rule is Clark et al.'s."""
 
     downtime_limit_ms: float = 300.0
     max_rounds: int = 30

@@ -57,8 +57,10 @@ so; **inferred** = our reading, not documented):
   Makes Balancing Workloads Invisible", core.vmware.com, 2021; Broadcom KB 323379 measured
   one vMotion vmknic on a 40GbE NIC at 18 Gbit/s, "the vMotion worker thread becomes CPU
   saturated", two at 28, three at 36): a stream carries at most ``stream_helper_gbit_s``
-  (15) of the link's payload share, below the network's own per-stream rate
-  (:meth:`VmwarePolicy.stream_rate_bytes_s`).  vSphere 7.0U2+: "the vMotion process
+  (15; ESXi 8.0U1+ has it as a setting, ``Migrate.MigrateStreamHelperBwUtilMax``, default
+  15000, range 1–15000, "Maximum network bandwidth (Mbps) that each stream helper can
+  saturate", same settings dumps) of the link's payload share, below the network's own
+  per-stream rate (:meth:`VmwarePolicy.stream_rate_bytes_s`).  vSphere 7.0U2+: "the vMotion process
   automatically spins up the number of streams according to the bandwidth of the physical
   NICs" (same VMware post; the 7.0U2 settings dump reads ``Migrate.VMotionStreamHelpers``
   "0 to dynamically allocate"): ``stream_autoscale`` opens as many streams as the link

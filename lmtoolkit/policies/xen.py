@@ -35,6 +35,14 @@
   only XTAB/BROKEN/XALLOC pages go without; classic likewise), so zero pages cost what any
   page costs (``detects_zero_pages = False``; QEMU sends 9 bytes for one).
 
+* **8 bytes per page** beyond its content (``page_header_bytes`` 8), both generations:
+  classic writes each batch as its count (an ``unsigned int``), then ``pfn_type`` — an
+  ``unsigned long`` (8 bytes) per page — then the pages (``xc_domain_save``: ``wrexact(io_fd,
+  &batch, …)``, ``wrexact(io_fd, pfn_type, sizeof(unsigned long)*batch)``); v2's
+  ``write_batch`` sends a ``PAGE_DATA`` record per batch — type and length, a
+  ``rec_page_data_header``, then a ``uint64_t`` pfn per page (``rec_pfns``) before the
+  pages.  The per-batch bytes (4, or 16, per up to 1024 pages) are left out.
+
 * **Switchover handshake** (both generations; ``tools/xl/xl_migrate.c``, ``migrate_domain``
   and ``migrate_receive``, ``xl_cmdimpl.c`` before Xen 4.9): when the stream has arrived the
   receiver writes ``migrate_receiver_ready`` ("domain received, ready to unpause"), the

@@ -44,6 +44,31 @@ def run(scn):
     return simulate_fluid([scn]).records()[0]
 
 
+def after_pass(policy, sent, dirtied, pending=0.0, bw=1e8, throttle=0.0):
+    """(state, context) after a pass — the second sync — of a 1 GiB guest: the pass sent
+    ``sent`` pages while the guest dirtied ``dirtied``, ``pending`` are left, ``bw`` bytes/s
+    measured, the guest at ``throttle``; ``policy.after_sync`` has run (a rule's unit test)."""
+    import numpy as np
+
+    from lmtoolkit.policies.base import State
+
+    ctx = scenario().context()
+    st = State(())
+    policy.init_state(st, ctx)
+    st.round, st.throttle = np.float64(2), np.float64(throttle)
+    st.phase_pages, st.dirty_new, st.pending = (np.float64(x) for x in (sent, dirtied, pending))
+    st.phase_time, st.phase_bytes = np.float64(1.0), np.float64(bw)
+    policy.after_sync(st, ctx)
+    return st, ctx
+
+
+def stop_reason(policy, st, ctx) -> str:
+    """The name of what ``policy.decide`` answers (``running``: go on)."""
+    from lmtoolkit.records import STOP_REASONS
+
+    return STOP_REASONS[int(policy.decide(st, ctx))]
+
+
 def lmtk(args, env, cwd, **kw):
     """``lmtk ARGS`` in a fresh process with ``env`` (a subprocess.CompletedProcess, text)."""
     import subprocess

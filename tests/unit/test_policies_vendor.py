@@ -345,3 +345,19 @@ def test_a_sequential_writer_moving_away_from_its_pending_pages_does_not_fault()
     ]
     for engine in ENGINES:
         assert run(base, engine)["postcopy_faults"] == 0, engine
+
+
+@pytest.mark.parametrize(
+    ("goal_ms", "pages", "reason"),
+    [(300, 7_250, "converged"), (300, 7_400, "running"), (100, 7_250, "running")],
+)
+def test_hyperv_remaining_pages_are_small_when_they_fit_remaining_goal_ms(goal_ms, pages, reason):
+    """Our reading of "until the number of pages is relatively small": sent within
+    ``remaining_goal_ms`` (300) at the measured 1e8 bytes/s, 4104-byte pages over TCP — up to
+    7,310 pages (2,436 for 100 ms)."""
+    from lmtoolkit.policies import HypervPolicy
+    from tests.conftest import after_pass, stop_reason
+
+    pol = HypervPolicy(transport="tcp", remaining_goal_ms=goal_ms)
+    st, ctx = after_pass(pol, sent=1e5, dirtied=1, pending=pages)
+    assert stop_reason(pol, st, ctx) == reason

@@ -13,7 +13,7 @@ from lmtoolkit.model import HotColdWorkload
 from lmtoolkit.model.host import Host
 from lmtoolkit.policies import VmwarePolicy
 from lmtoolkit.policies.base import State
-from tests.conftest import run, scenario
+from tests.conftest import after_pass, run, scenario, stop_reason
 
 ENGINES = ("page", "fluid")
 
@@ -132,3 +132,42 @@ def test_settings_outside_esxis_ranges_are_refused(key, bad):
     1-1000, SdpsTargetRate 1-10000."""
     with pytest.raises(ConfigError, match=key):
         VmwarePolicy(**{key: bad})
+
+
+@pytest.mark.parametrize(
+    ("pct", "ratio", "reason"), [(130, 1.2, "no_progress"), (130, 1.4, "running"), (110, 1.2, "running")]
+)
+def test_min_progress_is_130_percent_transmit_over_dirty(pct, ratio, reason):
+    """``Migrate.PreCopyMinProgressPerc`` 130 ("Minimum allowed transmit to dirty page ratio
+    per pre-copy iteration"): without SDPS a pass that sent 1.2 pages per page dirtied ends
+    pre-copy; 1.4 goes on, and so does 1.2 under a 110 % setting."""
+    pol = VmwarePolicy(sdps="off", min_progress_pct=pct)
+    st, ctx = after_pass(pol, sent=1000 * ratio, dirtied=1000, pending=1e6)
+    assert stop_reason(pol, st, ctx) == reason
+
+
+def test_no_progress_at_the_throttle_cap_ends_precopy():
+    """SDPS already stunning the guest at ``sdps_max_throttle`` and still no progress: the
+    pass ends pre-copy (no_progress); below the cap SDPS throttles harder instead."""
+    pol = VmwarePolicy(sdps="on", sdps_max_throttle=0.9)
+    capped, ctx = after_pass(pol, sent=1000, dirtied=1000, pending=1e6, throttle=0.9)
+    assert stop_reason(pol, capped, ctx) == "no_progress"
+    below, ctx = after_pass(pol, sent=1000, dirtied=1000, pending=1e6, throttle=0.5)
+    assert stop_reason(pol, below, ctx) == "running" and float(below.throttle) == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize(
+    ("goal_ms", "pages", "reason"),
+    [
+        (500, 12_100, "converged"),
+        (500, 12_300, "running"),
+        (100, 12_100, "running"),
+        (100, 2_400, "converged"),
+    ],
+)
+def test_switchover_goal_is_the_time_to_send_what_is_left(goal_ms, pages, reason):
+    """``Migrate.PreCopySwitchoverTimeGoal`` 500 ms: at 1e8 bytes/s measured, 4104-byte pages,
+    what is left fits the goal up to 12,183 pages (2,436 for a 100 ms goal)."""
+    pol = VmwarePolicy(switchover_goal_ms=goal_ms, encryption=False)
+    st, ctx = after_pass(pol, sent=1e5, dirtied=1, pending=pages)
+    assert stop_reason(pol, st, ctx) == reason

@@ -10,7 +10,16 @@
     < 50`` — the pages of that pass's ``to_send`` bitmap, sent or skipped, not the bitmap the
     next pass would send (``dirty_threshold_pages``, read as ``State.phase_scanned``);
     ``total_sent > p2m_size * max_factor`` with ``DEF_MAX_FACTOR 3`` — pages sent (not
-    skipped) against the guest's pages (``max_factor``, reason ``max_sent``).  (The
+    skipped) against ``p2m_size`` (``max_factor``, reason ``max_sent``).  ``p2m_size`` is
+    ``xc_domain_maximum_gpfn(xch, dom) + 1``, the highest guest frame in use plus one, which
+    depends on the guest type (``guest``): a PV guest's own page count (its ``max_pfn``: the
+    guest's pages, ``guest: pv``, the default and Clark et al.'s case); an HVM guest's frames
+    reach its special pages at the top of the low 4 GiB (``xc_hvm_build_x86.c``:
+    ``special_pfn(x)`` = ``0xff000 - NR_SPECIAL_PAGES + x``, populated for every HVM guest), and
+    RAM above ``HVM_BELOW_4G_RAM_END`` (0xF0000000) is moved above 4 GiB past the 256 MiB
+    ``HVM_BELOW_4G_MMIO_LENGTH`` hole (``build_hvm_info``: ``highmem_end``) — so ``p2m_size`` is
+    0xff000 frames (4080 MiB) up to 3.75 GiB of RAM and the RAM plus 256 MiB above
+    (``guest: hvm``; a 1 GiB HVM guest may send 12 GiB before this stop, not 3).  (The
     ``sent_this_iter > sent_last_iter && RATE_IS_MAX()`` test is dead code in 4.0 and 4.1:
     ``RATE_IS_MAX()`` is 0 unless ``ADAPTIVE_SAVE`` is defined, which it is not; 4.2 removed it.)
   - The log is cleared at the end of each pass (``XEN_DOMCTL_SHADOW_OP_CLEAN`` into
@@ -61,7 +70,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import check_range
+from ..errors import check_choice, check_range
 from ..records import REASON_CODE
 from .base import none_to
 from .precopy import PrecopyPolicy
@@ -73,16 +82,24 @@ VERSIONS = {
 }
 #: version -> when a page's dirty log is cleared (the Policy.dirty_clear hook)
 CLEAR = {"classic": "skip", "v2": "sync"}
+#: guest types, for classic's p2m_size (module doc)
+GUESTS = ("pv", "hvm")
+#: xc_hvm_build_x86.c (Xen 4.5): special_pfn(0..7) end below pfn 0xff000, in bytes
+HVM_SPECIAL_END = 0xFF000 * 4096
+#: xen/include/public/hvm/e820.h: HVM_BELOW_4G_RAM_END, and the MMIO hole above it (bytes)
+HVM_LOW_RAM_END = 0xF0000000
+HVM_MMIO_HOLE = (1 << 32) - HVM_LOW_RAM_END
 
 
 @dataclass(frozen=True)
 class XenPolicy(PrecopyPolicy):
-    """Xen: 29 live passes (v2: 5), stop below 50 dirty pages or after 3x memory sent."""
+    """Xen: 29 live passes (v2: 5), stop below 50 dirty pages or after 3x its frames (p2m_size) sent."""
 
     version: str = "classic"  # classic (xc_domain_save.c) | v2 (xg_sr_save.c)
     max_rounds: int | None = None  # null = the version's (29 live passes / 5)
-    max_factor: float | None = None  # null = the version's (3 x memory pages / none)
+    max_factor: float | None = None  # null = the version's (3 x p2m_size / none)
     dirty_threshold_pages: int | None = None  # null = the version's (50)
+    guest: str = "pv"  # pv | hvm: what classic's p2m_size counts (the 3x cap's base)
     # downtime_limit_ms and zero_page_bytes (inherited) are not used by Xen's rules
     unused_fields = {
         "downtime_limit_ms": "Xen stops on live passes, dirty pages left and bytes sent "
@@ -100,6 +117,26 @@ class XenPolicy(PrecopyPolicy):
         super().__post_init__()
         check_range("max_factor", self.max_factor, 1, None)
         check_range("dirty_threshold_pages", self.dirty_threshold_pages, 0, None, finite=True)  # an integer
+        check_choice("guest", self.guest, GUESTS)
+
+    def unused_keys(self):
+        """``guest`` decides only the base of the ``max_factor`` cap: unused without one (v2)."""
+        out = super().unused_keys()
+        if self.max_factor is not None and not np.isfinite(self.max_factor):
+            out["guest"] = (
+                f"the guest type decides only the base of the max_factor cap (p2m_size), and "
+                f"version {self.version} has none (max_factor {self.max_factor})"
+            )
+        return out
+
+    def p2m_pages(self, ctx):
+        """Classic's ``p2m_size`` in the migration's pages (module doc): the guest's pages (PV),
+        or its frames up to the HVM special pages below 0xff000, or its RAM plus the 256 MiB
+        MMIO hole when RAM reaches above 0xF0000000 (HVM)."""
+        mem = np.asarray(ctx.memory_bytes, dtype=float)
+        hvm_bytes = np.maximum(np.where(mem > HVM_LOW_RAM_END, mem + HVM_MMIO_HOLE, 0.0), HVM_SPECIAL_END)
+        hvm = np.asarray(self.guest) == "hvm"
+        return np.where(hvm, hvm_bytes / np.asarray(ctx.page_bytes, dtype=float), ctx.pages)
 
     def network_streams_unused(self):
         """``xl migrate`` writes the libxl stream to one fd, the pipe to its ``ssh`` child
@@ -145,7 +182,7 @@ class XenPolicy(PrecopyPolicy):
 
     def forced(self, st, ctx):
         code = super().forced(st, ctx)
-        too_much = st.sent_pages > none_to(self.max_factor, np.inf) * ctx.pages
+        too_much = st.sent_pages > none_to(self.max_factor, np.inf) * self.p2m_pages(ctx)
         return np.where((code == 0) & too_much, REASON_CODE["max_sent"], code)
 
     def stationary(self, st):

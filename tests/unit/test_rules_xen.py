@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lmtoolkit.errors import ConfigError
 from lmtoolkit.model import HotColdWorkload, UniformWorkload
 from lmtoolkit.policies import XenPolicy
 from lmtoolkit.policies.base import State
@@ -127,3 +128,33 @@ def test_xen_sends_zero_pages_whole(engine):
     wire = 1.0e9 * 0.94 / 8  # payload bytes/s of 1 GbE
     assert float(ds.transferred) == pytest.approx(2**30 * 4104 / 4096, rel=1e-3)
     assert float(ds.total_time) == pytest.approx(float(ds.transferred) / wire, rel=0.01)
+
+
+def test_classic_factor_is_on_p2m_size_which_an_hvm_guest_stretches():
+    """``total_sent > p2m_size * 3``, ``p2m_size = xc_domain_maximum_gpfn + 1``: a PV guest's
+    pages; an HVM guest's frames up to its special pages below pfn 0xff000 (4080 MiB), or its
+    RAM plus the 256 MiB MMIO hole once RAM passes 0xF0000000."""
+    one, eight = scenario(memory_gib=1.0).context(), scenario(memory_gib=8.0).context()
+    assert float(XenPolicy().p2m_pages(one)) == 262_144
+    assert float(XenPolicy(guest="hvm").p2m_pages(one)) == 0xFF000
+    assert float(XenPolicy(guest="hvm").p2m_pages(eight)) == (8 * 2**30 + 2**28) / 4096
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_hvm_guest_sends_three_p2m_sizes_not_three_memories(engine):
+    """The hot 1 GiB guest of :func:`test_max_factor_counts_pages_sent` as HVM: it stops after
+    3 x 0xff000 pages sent (11.95 GiB, about 12 x its memory), where PV stops after 3 x."""
+    hot = HotColdWorkload(dirty_rate_pages_s=50_000, hot_mib=64)
+    rec = run(scenario(workload=hot, policy=XenPolicy(max_rounds=10_000, guest="hvm"), engine=engine))
+    sent = rec.precopy_bytes / (4096 + 8)
+    assert rec.stop_reason == "max_sent"
+    assert 3 * 0xFF000 < sent < 3.05 * 0xFF000
+
+
+def test_guest_is_refused_where_no_factor_reads_it():
+    with pytest.raises(ConfigError) as e:
+        XenPolicy(version="v2", guest="hvm")
+    assert e.value.key == "guest" and "max_factor" in str(e.value)
+    assert XenPolicy(version="v2", max_factor=3.0, guest="hvm").guest == "hvm"  # a cap given: read
+    with pytest.raises(ConfigError, match="guest"):
+        XenPolicy(guest="pvh")

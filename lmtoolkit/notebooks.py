@@ -330,6 +330,40 @@ class NotebookConfig:
             out[f"mean_{v}"] = float(ds[v].astype(float).mean())
         return out
 
+    def check(self, ds, fig=None) -> str:
+        """Notebook 20's claims on ``cfg.sweep()``'s Dataset and ``cfg.figure(ds)``'s figure, one
+        line each (held, or not applicable and why); :class:`~lmtoolkit.errors.ClaimError`
+        naming those that fail (it was a bare ``assert``): the Dataset carries this config's
+        hash (the summary's ``config_hash``, :meth:`dataset`), its dims are the sweep's axes and
+        ``replicate`` at the plan's sizes, and the experiment's registered figure was drawn
+        (n/a for an experiment without one in :mod:`lmtoolkit.plotting.registry`)."""
+        from .errors import report_claims
+        from .sweep import make_plan
+
+        self._need_experiment()
+        plan = make_plan(self.overrides, expand=False)
+        have = str(ds.attrs.get("lmt_config_hash", "") or "")
+        want = dict(zip(plan.dims, plan.shape))
+        got = {d: int(ds.sizes[d]) for d in want if d in ds.sizes}
+        sizes = " × ".join(f"{d} {got.get(d, 'missing')}" for d in want)
+        checks = [
+            (
+                f"config hash: the Dataset's lmt_config_hash {have or '(none)'} is this config's "
+                f"{plan.config_hash} (the summary's)",
+                have == plan.config_hash,
+            ),
+            (f"dims: {sizes} (the sweep's axes and replicates, at the plan's sizes)", got == want),
+        ]
+        spec = self.figure_spec
+        if spec is None:
+            checks.append(
+                (f"figure: experiment {self.experiment} has none in lmtoolkit/plotting/registry.py", None)
+            )
+        else:
+            checks.append((f"figure: {spec.id} ({spec.stem}) drawn", fig is not None))
+        settings = " ".join([f"experiment={self.experiment}", *self.user_overrides])
+        return report_claims(checks, f"notebook {self.name}'s claims", settings)
+
     def _need_experiment(self):
         if not self.experiment:
             raise ConfigError(

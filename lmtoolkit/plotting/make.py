@@ -255,6 +255,39 @@ def make_figures(
     return out
 
 
+def check_figures(sides: list[dict], overrides: Sequence[str] = ()) -> str:
+    """Notebook 30's claims on :func:`make_figures`' sidecars, one line each;
+    :class:`~lmtoolkit.errors.ClaimError` naming those that fail (it was a bare ``assert`` on
+    their count): every figure of :data:`FIGURES` was made, and each one's files
+    (:data:`FORMATS` and its ``.yaml`` sidecar) are in its ``dir``, drawn from a Dataset with a
+    config hash."""
+    from ..errors import report_claims
+
+    made = [s["id"] for s in sides]
+    missing = [i for i in FIGURES if i not in made]
+    checks = [
+        (
+            f"{len(made)} of the registry's {len(FIGURES)} figures made"
+            + (f" (missing: {', '.join(missing)})" if missing else ""),
+            not missing and len(made) == len(FIGURES),
+        )
+    ]
+    for s in sides:
+        stem = Path(s["files"][0]).stem
+        names = [f"{stem}.{fmt}" for fmt in (*FORMATS, "yaml")]
+        absent = [n for n in names if not (Path(s["dir"]) / n).is_file()]
+        digest = ", ".join(str(d.get("config_hash") or "(none)") for d in s["datasets"])
+        checks.append(
+            (
+                f"{s['id']}: {stem}.{{{','.join(n.rsplit('.', 1)[1] for n in names)}}} in {s['dir']}"
+                + (f" (missing: {', '.join(absent)})" if absent else "")
+                + f"; dataset config hash {digest}",
+                not absent and all(d.get("config_hash") for d in s["datasets"]),
+            )
+        )
+    return report_claims(checks, "notebook 30's claims", " ".join(overrides))
+
+
 def show(sides: list[dict], out_dir: Path | None = None) -> None:
     """Display made figures in a notebook: each PNG under its id and caption (from the ``dir``
     :func:`make_figure` returns; ``out_dir`` for sidecars without one)."""

@@ -355,6 +355,8 @@ def test_notebooks_04_and_10_run_what_the_check_composes():
         ("10_simulator_vs_analytic", "lmt.analytic.check_limits(lim)"),
         ("11_page_vs_fluid", "lmt.analytic.check_engines(cmp)"),
         ("13_migration_energy", "energy_reference.check_claims(alpha, theirs, current)"),
+        ("20_experiment", "cfg.check(ds, fig)"),
+        ("30_paper_figures", "lmt.plotting.make.check_figures(sides, cfg.user_overrides)"),
     ],
 )
 def test_the_validation_notebooks_check_their_claims_in_the_package(name, call):
@@ -365,6 +367,61 @@ def test_the_validation_notebooks_check_their_claims_in_the_package(name, call):
     nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert not re.search(r"^\s*assert\b", code, flags=re.M) and f"print({call})" in code
+
+
+def test_the_experiment_notebooks_claims_name_what_fails_and_what_does_not_apply(monkeypatch):
+    """Notebook 20's claims (cfg.check): the Dataset's hash is the config's, its dims the
+    sweep's at the plan's sizes, the figure drawn; n/a for an experiment without a figure."""
+    import numpy as np
+    import xarray as xr
+
+    from lmtoolkit.errors import ClaimError
+    from lmtoolkit.sweep import make_plan
+
+    cfg = lnb.compose([], smoke=True, experiment="quickstart", name="20_quickstart")
+    plan = make_plan(cfg.overrides, expand=False)
+    ds = xr.Dataset(
+        {"total_time": (plan.dims, np.zeros(plan.shape))}, attrs={"lmt_config_hash": plan.config_hash}
+    )
+    lines = cfg.check(ds, fig=object()).splitlines()
+    assert len(lines) == 3 and all(ln.startswith("ok   ") for ln in lines), lines
+    assert f"replicate {plan.replicates}" in lines[1] and "fig01" in lines[2]
+    with pytest.raises(ClaimError, match=r"dims: .*replicate missing"):
+        cfg.check(ds.isel(replicate=0), fig=object())
+    with pytest.raises(ClaimError, match=r"lmt_config_hash 0123456789abcdef is this config's"):
+        cfg.check(ds.assign_attrs(lmt_config_hash="0123456789abcdef"), fig=object())
+    with pytest.raises(ClaimError, match=r"figure: fig01 .* drawn"):
+        cfg.check(ds, fig=None)
+    monkeypatch.setattr(lnb.NotebookConfig, "figure_spec", None)
+    assert cfg.check(ds).splitlines()[2].startswith("n/a  figure: experiment quickstart has none")
+
+
+def test_the_figures_notebooks_claims_name_a_missing_figure_or_file(tmp_path):
+    """Notebook 30's claims (make.check_figures): every registry figure made, each with its
+    PNG, PDF and sidecar in its dir and a Dataset config hash (it was len(sides) == len(FIGURES))."""
+    from lmtoolkit.errors import ClaimError
+    from lmtoolkit.plotting.make import check_figures
+    from lmtoolkit.plotting.registry import FIGURES
+
+    sides = []
+    for spec in FIGURES.values():
+        for ext in ("png", "pdf", "yaml"):
+            (tmp_path / f"{spec.stem}.{ext}").write_text("x")
+        files = [f"{spec.stem}.png", f"{spec.stem}.pdf"]
+        sides.append(
+            {"id": spec.id, "files": files, "dir": str(tmp_path), "datasets": [{"config_hash": "ab"}]}
+        )
+    lines = check_figures(sides).splitlines()
+    assert len(lines) == 1 + len(FIGURES) and all(ln.startswith("ok   ") for ln in lines)
+    n = len(FIGURES)
+    with pytest.raises(ClaimError, match=rf"{n - 1} of the registry's {n} figures made \(missing: fig01\)"):
+        check_figures(sides[1:])
+    (tmp_path / f"{sides[0]['files'][1]}").unlink()
+    with pytest.raises(ClaimError, match=r"fig01: .*\(missing: fig01_quickstart.pdf\)"):
+        check_figures(sides, ["sweep.replicates=1"])
+    sides[0]["datasets"] = [{"config_hash": ""}]
+    with pytest.raises(ClaimError, match=r"settings \(sweep.replicates=1\).*dataset config hash \(none\)"):
+        check_figures(sides, ["sweep.replicates=1"])
 
 
 TEACHING = [n for n in NAMES if lnb.is_teaching(n)]

@@ -485,8 +485,9 @@ def check_parameters(stem: str, experiment: str | None, overrides: Sequence[str]
         _check_one_migration(stem, cfg, effective)
     if task_of(cfg) == "migration" and not OmegaConf.select(cfg, "sweep.axes"):
         build_scenario(cfg)
+    own = notebook_runs(stem, _effective([], smoke, None), smoke)  # its settings without -p
     for label, run in notebook_runs(stem, effective, smoke).items():
-        _check_run(stem, label, run, user)
+        _check_run(stem, label, run, user, own.get(label))
 
 
 def notebook_runs(stem: str, overrides: Sequence[str], smoke: bool = False) -> dict[str, list[str]]:
@@ -503,24 +504,43 @@ def notebook_runs(stem: str, overrides: Sequence[str], smoke: bool = False) -> d
     return teaching.notebook_runs(stem[:2], overrides) if is_teaching(stem) else {}
 
 
-def _check_run(stem: str, label: str, run: list[str], user: list[str]) -> None:
-    """Compose and build one run of a notebook; its error names the notebook, the run and the
-    notebook's own settings that the user's ``-p`` values met (``-p workload=idle`` under
-    notebook 01's ``workload.wss_mib=1024`` failed in a cell)."""
+def _key(override: str) -> str:
+    """The config key of a Hydra override (``+a.b=1`` -> ``a.b``)."""
+    return override.partition("=")[0].strip().lstrip("+~")
+
+
+def _check_run(stem: str, label: str, run: list[str], user: list[str], own: list[str] | None = None) -> None:
+    """Compose and build one run of a notebook; its error names the notebook, the run, the
+    notebook's own settings (``own``: the run without the user's ``-p`` values) and the user's
+    values — where both set a key, both, and which one the run uses (the later one): ``-p
+    host.spare_cores=0`` under notebook 04's own ``host.spare_cores=4.0`` named only the user's
+    (``-p workload=idle`` under notebook 01's ``workload.wss_mib=1024`` failed in a cell)."""
     from .runner import build_scenario
 
     try:
         build_scenario(_compose(run))
     except ConfigError as e:
-        mine = {o.partition("=")[0] for o in user}
-        own = [o for o in run if o not in user and o.partition("=")[0] not in mine]
-        yours = " ".join(f"-p {o}" for o in user)
         raise ConfigError(
-            e.key,
-            e.value,
-            e.allowed,
-            message=f"notebook {stem} runs {label} ({' '.join(own)}) with {yours or 'its defaults'}: {e.text()}",
+            e.key, e.value, e.allowed, message=f"{_run_label(stem, label, run, user, own)}: {e.text()}"
         ) from None
+
+
+def _run_label(stem: str, label: str, run: list[str], user: list[str], own: list[str] | None) -> str:
+    """``notebook S runs L (its settings) with -p …``; a ``-p`` key the notebook sets too says
+    the notebook's value and which of the two the run uses."""
+    mine = {_key(o) for o in user}
+    if own is None:  # (a run whose label depends on the -p values: its settings from the run)
+        own = [o for o in run if o not in user and _key(o) not in mine]
+    yours = []
+    for o in user:
+        theirs = [x for x in own if _key(x) == _key(o) and x != o]
+        used = next((x for x in reversed(run) if _key(x) == _key(o)), o)
+        if theirs and used == o:
+            o += f" (in place of the notebook's own {theirs[-1]})"
+        elif theirs:
+            o += f" (the notebook's own {used} comes after it and is used)"
+        yours.append(f"-p {o}")
+    return f"notebook {stem} runs {label} ({' '.join(own)}) with {' '.join(yours) or 'its defaults'}"
 
 
 def _check_one_migration(stem: str, cfg, overrides: list[str]) -> None:

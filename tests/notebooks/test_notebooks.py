@@ -286,6 +286,13 @@ def test_cli_lists_notebooks_and_rejects_a_bad_parameter(capsys):
         # the notebook's own settings met the user's value inside the kernel (UnusedKeyError,
         # "must fit"): now one line before a kernel starts, naming the run, the key and the value
         ("00", "workload=idle", ["explorer's first setting", "workload.wss_mib=512.0 is not allowed"]),
+        # a key the notebook sets too: its own value named beside the user's, and which is used
+        ("00", "workload=idle", ["-p workload=idle (in place of the notebook's own workload=uniform)"]),
+        (
+            "01",
+            "vm.memory_gib=0.5",
+            ["-p vm.memory_gib=0.5 (in place of the notebook's own vm.memory_gib=2)"],
+        ),
         ("01", "workload=idle", ["case '1 GbE dedicated'", "workload.wss_mib=1024 is not allowed"]),
         ("02", "vm.memory_gib=0.05", ["case 'VMware (SDPS)'", "workload.hot_mib=256.0", "<= 51.2 MiB"]),
         ("11", "vm.memory_gib=0.01", ["qemu/hotcold@60000/1gbe", "workload.hot_mib=256.0", "<= 10.24 MiB"]),
@@ -312,6 +319,22 @@ def test_a_value_the_notebooks_own_settings_refuse_is_refused_before_a_kernel(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"-p {param}" in err[0], err
     assert all(w in err[0] for w in words), err[0]
+
+
+def test_a_key_the_notebook_sets_after_the_users_value_is_named_as_the_one_used():
+    """Where the notebook's own setting comes after the user's (notebook 04's copy-error
+    explorer sets host.spare_cores=4.0 after -p host.spare_cores=...), the error said only the
+    user's value, which the run does not use; now both, and which one is used."""
+    from lmtoolkit.errors import ConfigError
+
+    own = ["vm.memory_gib=0.5", "workload=uniform", "workload.wss_mib=1024"]
+    with pytest.raises(ConfigError) as e:
+        lnb._check_run("01_x", "case 'a'", ["vm.memory_gib=4", *own], ["vm.memory_gib=4"], own)
+    assert str(e.value) == (
+        "notebook 01_x runs case 'a' (vm.memory_gib=0.5 workload=uniform workload.wss_mib=1024) with "
+        "-p vm.memory_gib=4 (the notebook's own vm.memory_gib=0.5 comes after it and is used): "
+        "workload.wss_mib=1024 is not allowed: the working set must fit in the VM's memory (<= 512 MiB)"
+    )
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n[:2] in ("00", "01", "02", "03")])

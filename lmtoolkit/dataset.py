@@ -71,10 +71,18 @@ REQUIRED_VARS = {
     "evacuation": ("makespan", "start", "end", "duration", "downtime", "transferred"),
     # a migration read from a log (lmtoolkit.logs.readers: its polls and final statistics)
     "migration_log": ("sample_time", "sample_status", "total_time", "downtime", "transferred", "completed"),
+    # real migrations beside their simulation, per run (lmtoolkit.testbed.validate.compare)
+    "testbed_comparison": tuple(
+        f"{p}_{k}" for k in ("total_time", "downtime", "transferred") for p in ("measured", "simulated")
+    ),
 }
 #: ``lmt_kind`` -> the task whose variables a Dataset without ``lmt_task`` has (a testbed
 #: record holds a migration's; a log, what a log states)
-KIND_TASK = {"testbed_run": "migration", "migration_log": "migration_log"}
+KIND_TASK = {
+    "testbed_run": "migration",
+    "migration_log": "migration_log",
+    "testbed_comparison": "testbed_comparison",
+}
 
 
 def to_dataset(

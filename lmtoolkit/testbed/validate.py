@@ -78,8 +78,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from .. import provenance
 from ..paths import project_root
-from .record import PAGE, load_runs
+from .record import PAGE, UNITS, load_runs
 
 #: issue 12's goals on the held-out runs: medians (and the 90th percentile of the total time)
 GOALS = {
@@ -428,21 +429,36 @@ def compare(
         if progress:
             progress(i, lab)
     ds = xr.Dataset(
-        {k: ("run", np.array(v)) for k, v in out.items()},
-        coords={"run": ("run", np.array(labels, dtype=object)), "fit": ("run", fitmask)},
+        {k: ("run", np.array(v), _comparison_attrs(k)) for k, v in out.items()},
+        coords={
+            "run": ("run", np.array(labels, dtype=object), {"long_name": "testbed run (its record's label)"}),
+            "fit": ("run", fitmask, FIT_ATTRS),
+        },
     )
-    for k in ("total_time", "downtime"):
-        for p in ("measured", "simulated"):
-            ds[f"{p}_{k}"].attrs["units"] = "s"
-    for p in ("measured", "simulated"):
-        ds[f"{p}_transferred"].attrs["units"] = "bytes"
     ds.attrs.update(
         title="QEMU testbed: measured vs simulated",
         source=str(path),
+        history=f"{provenance.now()} lmtk validate (testbed.validate.compare, {engine} engine)",
+        lmt_kind="testbed_comparison",
         lmt_calibration=json.dumps(cal.as_dict()),
         lmt_engine=engine,
     )
     return ds
+
+
+#: the ``fit`` coordinate's attrs (a flag per run: ``1`` in CF)
+FIT_ATTRS = {"units": "1", "long_name": "the calibration was fitted on this run"}
+
+
+def _comparison_attrs(name: str) -> dict:
+    """CF ``units`` and ``long_name`` of a :func:`compare` variable: the record's
+    (:data:`lmtoolkit.testbed.record.UNITS`, key-named inputs by
+    :func:`lmtoolkit.units.unit_of_key`), ``measured``/``simulated`` before the long_name."""
+    which, _, key = name.partition("_")
+    if which not in ("measured", "simulated") or key not in MEASURED:
+        which, key = "", name
+    units, long_name = UNITS[key]
+    return {"units": units, "long_name": f"{which} {long_name}".strip()}
 
 
 def metrics(cmp: xr.Dataset, held_out_only: bool = True) -> dict:
@@ -605,7 +621,7 @@ def run_validate(
             ),
         ) from None
     if external:  # calibrated elsewhere: no run of these was fitted on
-        cmp = cmp.assign_coords(fit=("run", np.zeros(cmp.sizes["run"], dtype=bool)))
+        cmp = cmp.assign_coords(fit=("run", np.zeros(cmp.sizes["run"], dtype=bool), FIT_ATTRS))
     print(table(cmp), file=out)
     calib = json.loads(cmp.attrs.get("lmt_calibration", "{}"))
     if calib:

@@ -106,6 +106,37 @@ def test_validate_on_held_out_runs_meets_the_goals():
     assert V.goals_met(m), V.summary_line(m)
 
 
+def test_the_validate_comparison_has_cf_units_on_every_variable(tmp_path, monkeypatch):
+    """lmtk validate's measured-vs-simulated Dataset (printed as a table) had units on 6 of its
+    20 variables (times, bytes): none on the settings (max_bandwidth_mib_s in MiB/s, hot_mib,
+    downtime_limit_ms, the rates), the counts, the flags or the fit coordinate, no long_name
+    and no history.  Now every variable has the record's units (unit_of_key for key-named
+    ones) and dataset.validate passes by lmt_kind=testbed_comparison; the copy run_validate
+    prints for other runs (fit cleared) keeps them.  Two committed records, default calibration."""
+    import io
+    import shutil
+
+    from lmtoolkit.dataset import validate
+    from lmtoolkit.paths import data_dir
+
+    for f in sorted((data_dir() / "testbed").glob("*.nc"))[:2]:
+        shutil.copy(f, tmp_path / f.name)
+    cmp = V.compare(tmp_path, cal=V.Calibration())
+    validate(cmp)
+    units = {k: cmp[k].attrs.get("units") for k in cmp.variables}
+    assert units["max_bandwidth_mib_s"] == "2^20 bytes/s" and units["hot_mib"] == "2^20 bytes"
+    assert units["downtime_limit_ms"] == "ms" and units["dirty_rate_measured"] == "s-1"
+    assert units["measured_total_time"] == units["simulated_downtime"] == "s"
+    assert units["simulated_converged"] == units["measured_rounds"] == units["fit"] == "1"
+    assert units["run"] is None and cmp.measured_total_time.attrs["long_name"].startswith("measured ")
+    shown = []
+    monkeypatch.setattr(V, "reference_calibration", lambda engine="page": V.Calibration())
+    monkeypatch.setattr(V, "table", lambda c: shown.append(c) or "")
+    assert V.run_validate(path=tmp_path, out=io.StringIO()) == 0
+    assert not shown[0].fit.any() and shown[0].fit.attrs["units"] == "1"
+    validate(shown[0])
+
+
 @pytest.mark.slow
 def test_cli_validate_prints_the_summary_last(capsys):
     from lmtoolkit import cli

@@ -297,7 +297,7 @@ def _edges_of(scn: Scenario, regs, binned: bool, layout: str) -> np.ndarray:
         e.append(np.array([_zero_top(scn.vm)]))
     e = _tidy_edges(e)
     if clustered:
-        lo = _zero_floor(e, _pages_per_bin(e, regs, npg)[:, -1], scn.vm)
+        lo = _zero_floor(e, _never_written(_pages_per_bin(e, regs, npg), regs), scn.vm)
         e = _tidy_edges([e, np.array([lo])])
     return e
 
@@ -308,6 +308,13 @@ def _tidy_edges(parts) -> np.ndarray:
     e = e[keep]
     e[-1] = 1.0
     return e
+
+
+def _never_written(nb: np.ndarray, regs) -> np.ndarray:
+    """(B,) pages of each bin the workload never writes (``nb``: :func:`_pages_per_bin`): the
+    untouched rest and every region written at rate 0 (a hot/cold workload's cold set at
+    ``hot_fraction: 1``), as the page engine's ``Workload.written_pages`` leaves them."""
+    return nb[:, np.asarray(regs[1]) <= 0].sum(axis=1)
 
 
 def _zero_top(vm) -> float:
@@ -350,7 +357,8 @@ def _zero_per_region(zb: np.ndarray, nb: np.ndarray, regs, vm, layout: str) -> n
     each workload region (``nb``, pages (B, R), :func:`_pages_per_bin`; ``regs``:
     :func:`_regions_of`), as the page engine lays them out (``_Run.__init__``), so
     that the writes to each region can turn its zero pages into data: ``vm.zero_layout=linux``
-    puts them on pages the workload never writes (the untouched rest, the last region);
+    puts them on pages the workload never writes (:func:`_never_written`: the untouched rest and
+    any region of rate 0);
     ``spread`` on the ``zero_pages`` highest ranks (``page_of_rank(n - z … n - 1)``), which
     a scattered (random) region shares where its ranks reach past ``pages - zero_pages`` (its
     zero pages spread with its pages), and which land evenly over the addresses of a
@@ -362,7 +370,11 @@ def _zero_per_region(zb: np.ndarray, nb: np.ndarray, regs, vm, layout: str) -> n
     if z <= 0:
         return out
     if layout != "spread":
-        out[:, R - 1] = zb
+        # on the pages never written (_never_written), in proportion to each region's share of them
+        idle = nb * (np.asarray(regs[1]) <= 0)
+        tot = idle.sum(axis=1)
+        out[:] = idle * (zb / np.where(tot > 0, tot, 1.0))[:, None]
+        out[:, R - 1] = np.where(tot > 0, out[:, R - 1], zb)
         return out
     n, _, seq, first = regs[:4]
     npg = float(vm.pages)
@@ -762,7 +774,9 @@ class FluidInputs:
         for i, (e, s, r, lay) in enumerate(zip(edges, uniq, regs, layouts)):
             E[i, : e.size] = e
             nb = NB[i, : e.size - 1] = _pages_per_bin(e, r, float(s.vm.pages))
-            ZB[i, : e.size - 1] = _zero_per_region(_zero_per_bin(e, nb[:, -1], s.vm, lay), nb, r, s.vm, lay)
+            ZB[i, : e.size - 1] = _zero_per_region(
+                _zero_per_bin(e, _never_written(nb, r), s.vm, lay), nb, r, s.vm, lay
+            )
         xbm, xbc, xbs = _slot_groups_of(uniq, regs, edges, B, R)
         hosts = _host_classes_of(uniq, regs, edges, R)
         postcopy = next(iter(kinds)).postcopy

@@ -68,6 +68,16 @@ def test_idle_guest_stops_with_the_tail_not_a_threshold_of_mixed_pages(engine):
         ["policy=xen"],
         # hot/cold writes every page: no page is left for the zero stretch, which stays spread
         ["policy=hybrid", "workload=hotcold", "workload.dirty_rate_pages_s=20000", "vm.zero_fraction=0.3"],
+        # hot/cold at hot_fraction 1 never writes its cold set: the zero pages lie there (the
+        # fluid engine had put them on the untouched rest only, empty here, and sent every zero
+        # page as data: 1034 MiB and 15.7 s for the page engine's 113 MiB and 1.69 s)
+        [
+            "workload=hotcold",
+            "workload.dirty_rate_pages_s=5000",
+            "workload.hot_mib=8",
+            "workload.hot_fraction=1.0",
+            "vm.zero_fraction=0.9",
+        ],
     ],
 )
 def test_engines_agree_on_the_linux_layout(extra):

@@ -297,8 +297,8 @@ def _edges_of(scn: Scenario, regs, binned: bool, layout: str) -> np.ndarray:
         e.append(np.array([_zero_top(scn.vm)]))
     e = _tidy_edges(e)
     if clustered:
-        lo = _zero_floor(e, _never_written(_pages_per_bin(e, regs, npg), regs), scn.vm)
-        e = _tidy_edges([e, np.array([lo])])
+        floors = _zero_floors(e, _never_written(_pages_per_bin(e, regs, npg), regs), scn.vm)
+        e = _tidy_edges([e, np.array(floors)])
     return e
 
 
@@ -322,33 +322,43 @@ def _zero_top(vm) -> float:
     return 1.0 - vm.top_nonzero_pages / vm.pages
 
 
-def _zero_floor(edges: np.ndarray, untouched: np.ndarray, vm) -> float:
-    """``vm.zero_layout=linux``: the address (fraction of memory) above which the untouched
-    pages below the top tail hold the VM's zero pages (untouched pages spread evenly in a bin)."""
-    top = _zero_top(vm)
-    left = float(vm.zero_pages)
+def _fill_down(edges: np.ndarray, untouched: np.ndarray, left: float, below: bool, top: float):
+    """Walk the bins below ``top`` (``below``) or in the top tail from the highest down, taking
+    their untouched pages until ``left`` are taken: (the address where the last taken bin's
+    share begins, untouched pages spread evenly in it; the pages still left)."""
     for b in range(untouched.size - 1, -1, -1):
         lo, hi = edges[b], edges[b + 1]
-        if lo >= top - 1e-15:
+        if (lo < top - 1e-15) != below:
             continue
         if untouched[b] >= left:
-            return float(hi - (hi - lo) * left / max(untouched[b], 1e-300))
+            return float(hi - (hi - lo) * left / max(untouched[b], 1e-300)), 0.0
         left -= untouched[b]
-    return 0.0
+    return (0.0 if below else top), left
+
+
+def _zero_floors(edges: np.ndarray, untouched: np.ndarray, vm) -> tuple[float, float]:
+    """``vm.zero_layout=linux``: the addresses (fractions of memory) above which the untouched
+    pages hold the VM's zero pages: those below the top tail from the first, then, where they
+    are too few, the tail's own untouched pages from the second (1 when none), the highest
+    first as the page engine takes them (``engine/page.py: _zero_below_top``)."""
+    top = _zero_top(vm)
+    floor, left = _fill_down(edges, untouched, float(vm.zero_pages), True, top)
+    tail = _fill_down(edges, untouched, left, False, top)[0] if left > 0 else 1.0
+    return floor, tail
 
 
 def _zero_per_bin(edges: np.ndarray, untouched: np.ndarray, vm, layout: str) -> np.ndarray:
     """(B,) zero pages in each bin at the start (:attr:`VM.zero_layout`): spread evenly over
-    the address space, or (``linux``) the untouched pages between :func:`_zero_floor` and the
-    top tail."""
+    the address space, or (``linux``) the untouched pages above :func:`_zero_floors`' floors
+    (below the top tail and in it)."""
     z = float(vm.zero_pages)
     W = np.diff(edges)
     if layout == "spread" or z <= 0:
         return z * W
     top = _zero_top(vm)
-    lo = _zero_floor(edges, untouched, vm)
+    lo, tail = _zero_floors(edges, untouched, vm)
     mid = 0.5 * (edges[:-1] + edges[1:])
-    out = np.where((mid > lo) & (mid < top), untouched, 0.0)
+    out = np.where(((mid > lo) & (mid < top)) | (mid > tail), untouched, 0.0)
     return out * (z / max(out.sum(), 1e-300)) if out.sum() > 0 else z * W
 
 

@@ -69,6 +69,18 @@ GIB = 1024**3
 REGISTRY: dict[str, type] = {}
 
 
+#: a bitmap of fewer pages than this is empty: the page engine's counts are whole pages (so
+#: this is ``pending == 0`` there); the fluid engine's expected count ``m`` of a bitmap whose
+#: pages are dirtied independently (a Poisson count) is 0 with chance ``exp(-m)``, more
+#: likely than not below ``ln 2`` pages — the verdict the page engine gives most often
+EMPTY_BITMAP_PAGES = float(np.log(2.0))
+
+
+def bitmap_empty(pending):
+    """Nothing left to send (:data:`EMPTY_BITMAP_PAGES`): convergence for every policy."""
+    return np.asarray(pending) < EMPTY_BITMAP_PAGES
+
+
 def none_to(x, default):
     """``None`` (or NaN) → ``default``; works on scalars and float arrays."""
     if x is None:
@@ -629,7 +641,7 @@ class Policy:
     def decide(self, st: State, ctx: Context):
         """After a sync: ``CONTINUE`` (0) or the stop reason code."""
         # Nothing left to send is convergence for every policy.
-        done = np.asarray(self.converged(st, ctx)) | (st.pending <= 0)
+        done = np.asarray(self.converged(st, ctx)) | bitmap_empty(st.pending)
         code = np.where(done, REASON_CODE["converged"], CONTINUE)
         code = np.where(code == CONTINUE, self.forced(st, ctx), code)
         timeout = (code == CONTINUE) & (st.t >= self.timeout_s)

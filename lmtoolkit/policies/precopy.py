@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import ConfigError, check_range
 from ..records import REASON_CODE
-from .base import Policy
+from .base import Policy, bitmap_empty
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class IterativePrecopy(Policy, register=False):
         the start, all its memory sent as downtime).  QEMU's rule differs (it checks inside
         the first pass, :class:`~.qemu.QemuPolicy`)."""
         fits = self.remaining_time_s(st, ctx) <= self.switchover_goal_s()
-        return (fits & (self.passes_done(st) >= 1)) | (st.pending <= 0)
+        return (fits & (self.passes_done(st) >= 1)) | bitmap_empty(st.pending)
 
     def convergence_margin_pages(self, st, ctx):
         per_page = self.nonzero_wire_bytes(st, ctx)

@@ -153,7 +153,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, check_choice, check_range
-from .base import GIB, MIB, none_to
+from .base import GIB, MIB, bitmap_empty, none_to
 from .precopy import PrecopyPolicy
 
 BUFFER_DELAY_S = 0.100  # migration-stats.h: BUFFER_DELAY (ms)
@@ -427,7 +427,7 @@ class QemuPolicy(PrecopyPolicy):
 
     def converged(self, st, ctx):
         pending_bytes = st.pending * ctx.page_bytes
-        return (pending_bytes <= self.threshold_bytes(st)) | (st.pending <= 0)
+        return (pending_bytes <= self.threshold_bytes(st)) | bitmap_empty(st.pending)
 
     def convergence_margin_pages(self, st, ctx):
         return st.pending - self.threshold_bytes(st) / ctx.page_bytes

@@ -108,6 +108,28 @@ def test_engines_agree_on_xen():
             assert f.rounds == p.rounds and f.stop_reason == p.stop_reason
 
 
+@pytest.mark.parametrize(
+    "policy",
+    [
+        XenPolicy(dirty_threshold_pages=0),  # "< 0 pages" never holds: only an empty bitmap stops it
+        XenPolicy(version="v2", dirty_threshold_pages=0),  # likewise, against v2's 5-pass cap
+    ],
+)
+def test_an_empty_bitmap_stops_both_engines_alike(policy):
+    """Nothing left to send is convergence for every policy (``Policy.decide``).  The page
+    engine's bitmap empties; the fluid engine's expected one only shrinks (0.1, 0.001 pages),
+    so it ran on to the pass cap (``max_rounds``: 29 classic, 5 v2) where every page engine
+    seed converged after 3-4 passes: an expected bitmap under ln 2 pages is empty."""
+    wl = UniformWorkload(dirty_rate_pages_s=150.0)
+    recs = [
+        run(scenario(memory_gib=0.25, gbit=0.4, workload=wl, policy=policy, engine=e, seed=s))
+        for e, s in (("page", 1), ("page", 2), ("fluid", 0))
+    ]
+    assert {(r.converged, r.stop_reason) for r in recs} == {(True, "converged")}
+    assert abs(recs[2].rounds - recs[0].rounds) <= 1
+    assert recs[2].total_time_s == pytest.approx(recs[0].total_time_s, rel=0.01)
+
+
 @pytest.mark.parametrize("engine", ["page", "fluid"])
 def test_xen_sends_zero_pages_whole(engine):
     """Xen has no zero-page detection (v2 write_batch sends PAGE_SIZE for every page with

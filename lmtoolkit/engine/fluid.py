@@ -598,12 +598,13 @@ def _host_classes(s: Scenario, regs, edges: np.ndarray):
     rows, inv = unique_rows(np.column_stack([bins, cnt]))
     if rows.shape[0] > HOST_CLASSES:
         return None
-    return (
-        "bins",
-        np.bincount(inv, minlength=rows.shape[0]).astype(float),
-        rows[:, 0].astype(np.int64),
-        rows[:, 1:],
-    )
+    m, b = np.bincount(inv, minlength=rows.shape[0]).astype(float), rows[:, 0].astype(np.int64)
+    # a bin's host pages (by their middle) rescaled to hold the bin's own pages: bins need not
+    # fall on host-page bounds, and a bin's 22 host pages for its 21.4 pages' worth had put the
+    # excess into post-copy's push where every page was pending (X = max(r * hosts, P))
+    held = np.bincount(b, weights=m, minlength=B) * ratio
+    m *= np.diff(edges)[b] * npg / np.maximum(held[b], 1e-300)
+    return "bins", m, b, rows[:, 1:]
 
 
 def _host_classes_of(uniq: list[Scenario], regs, edges, R: int) -> dict:

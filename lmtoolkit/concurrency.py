@@ -7,10 +7,12 @@ Model
   crosses ``(a, out)`` and ``(b, in)`` (hosts behind one non-blocking switch, as in the
   Grid'5000 testbed of Kherbache et al. and most racks).
 * **Shares**: at every instant the active migrations get the *max-min fair* allocation over
-  the links each crosses (progressive filling: all rates grow together; a migration freezes
-  when a link it crosses is full or it reaches its own cap — its streams, TCP window,
-  policy bandwidth limit).  Shares are recomputed only when a migration starts or ends:
-  between two events every rate is constant.
+  the links each crosses (max-min fairness and its progressive-filling algorithm: Bertsekas &
+  Gallager, *Data Networks*, 2nd ed., 1992, chapter 6, flow control — **published**, not
+  re-read here; TCP flows of equal RTT on one bottleneck approach it.  Progressive filling:
+  all rates grow together; a migration freezes when a link it crosses is full or it reaches
+  its own cap — its streams, TCP window, policy bandwidth limit).  Shares are recomputed only
+  when a migration starts or ends: between two events every rate is constant.
 * **Progress at a piecewise-constant rate**: a migration that alone at payload rate ``r``
   takes ``T(r)`` seconds and sends ``B(r)`` bytes (the fluid engine, run once per migration
   on a log-spaced grid of rates and interpolated in ``log r``) advances by ``dt / T(r)`` of

@@ -3,10 +3,12 @@
 Every VM of ``source`` migrates to one of ``destinations`` (links ``link_gbit_s``, full
 duplex; payload share ``network.efficiency`` minus ``network.background_gbit_s``; free
 memory ``free_gib``).  Placement: in migration order (``order``), each VM goes to the
-destination with the most free memory that holds it (worst fit); VMs that need more memory
-than the destinations have free in all, or a VM no destination can hold when its turn comes,
-is a :class:`~lmtoolkit.errors.ConfigError` saying which.  The simulation (several migrations
-sharing links) is :func:`lmtoolkit.tasks.evacuation.simulate_evacuation`.
+destination with the most free memory that holds it (worst fit: **ours**, a rule that spreads
+the VMs and their links' load — vCenter's and SCVMM's placement is not public); VMs that
+need more memory than the destinations have free in all, or a VM no destination can hold
+when its turn comes, is a :class:`~lmtoolkit.errors.ConfigError` saying which.  The
+simulation (several migrations sharing links) is
+:func:`lmtoolkit.tasks.evacuation.simulate_evacuation`.
 """
 
 from __future__ import annotations

@@ -20,8 +20,10 @@ Model (tags as in the policies: **published**, **secondary**, **ours**):
 * ``numa_penalty``: slowdown of memory-bound guest work after the migration,
   ``remote share x (remote/local latency ratio - 1)`` (time per access grows by that factor;
   a fully memory-bound guest slows down by it — an upper bound).
-  ``numa_remote_latency_ratio`` default 1.6: two-socket Xeon/EPYC servers measure ~80 ns
-  local vs ~130 ns remote DRAM latency (**secondary**); the firmware's ACPI SLIT distances
+  ``numa_remote_latency_ratio`` default 1.6: a two-socket Xeon loads a line from local DRAM in
+  about 190 cycles and from the other socket's in about 310, 1.63x (Frank Denneman, "NUMA Deep
+  Dive Part 4: Local Memory Optimization", frankdenneman.nl, 2016 — **secondary**; ~80 vs
+  ~130 ns is the same ratio); the firmware's ACPI SLIT distances
   that ``numactl --hardware`` prints are typically 10 (local) vs 20–21 (remote), i.e. 2.0–2.1
   (**published** convention, a relative distance rather than a measured latency).
 """

@@ -500,3 +500,20 @@ def test_helper_work_runs_on_the_spare_cores_fractions_included(engine, work):
     half = lmt.simulate(o + ["host.spare_cores=0.5"])
     one = lmt.simulate(o + ["host.spare_cores=1"])
     assert val(half, "total_time") == pytest.approx(2 * val(one, "total_time"), rel=0.02)
+
+
+def test_the_host_and_scheduling_constants_name_their_sources():
+    """Each illustrative constant says where its number comes from (or that it is ours): the
+    NUMA latency ratio had "~80 vs ~130 ns" with no source, the compressor's and the cipher's
+    per-core rates none, worst-fit placement and max-min sharing none."""
+    from lmtoolkit import concurrency
+    from lmtoolkit.model import evacuation, numa
+    from lmtoolkit.model.host import Host
+
+    # Denneman's NUMA deep dive: ~190 cycles local, ~310 remote on a two-socket Xeon
+    assert "Denneman" in numa.__doc__ and Host().numa_remote_latency_ratio == pytest.approx(
+        310 / 190, abs=0.05
+    )
+    assert "LZ4" in Host.__doc__ and "Gopal" in Host.__doc__ and "**ours**" in Host.__doc__
+    assert "worst fit: **ours**" in evacuation.__doc__
+    assert "Bertsekas" in concurrency.__doc__

@@ -177,6 +177,27 @@ def read_dataset(path) -> xr.Dataset:
         return ds.load()
 
 
+@contextlib.contextmanager
+def readable(path, key: str, what: str = "netCDF or zarr dataset"):
+    """Around reading a file the user named (``--data``, a multirun's job, a log): a file that
+    cannot be read (truncated, not netCDF, empty) is one :class:`~lmtoolkit.errors.ConfigError`
+    naming ``key``, the file and why — it had been an h5py traceback from
+    ``lmtk validate --data DIR`` and ``lmtk collect DIR``."""
+    from .errors import ConfigError
+
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - any unreadable file is one clear error
+        why = f"{type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''}"
+        raise ConfigError(key, str(path), "", message=f"{path}: not a readable {what} ({why})") from None
+
+
+def read_input_dataset(path, key: str, what: str = "netCDF or zarr dataset") -> xr.Dataset:
+    """:func:`read_dataset` of a file the user named, inside :func:`readable`."""
+    with readable(path, key, what):
+        return read_dataset(path)
+
+
 def read_attrs(path) -> dict:
     """A dataset's global attributes, without reading its data."""
     with xr.open_dataset(path, engine=_read_engine(path)) as ds:

@@ -638,18 +638,10 @@ def _from_libvirt_blocks(path, fmt, blocks):
 # -- testbed records ----------------------------------------------------------------------------------
 def read_testbed(path) -> xr.Dataset:
     """A testbed run (``lmtk testbed run``, netCDF) as a MigrationLog (plus the run's settings)."""
-    from ..io import read_dataset
+    from ..io import read_input_dataset
 
     path = Path(path)
-    try:
-        ds = read_dataset(path)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is one clear error
-        raise _err(
-            path,
-            0,
-            f"not a readable netCDF testbed record ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:80] if str(e) else ''})",
-        ) from None
+    ds = read_input_dataset(path, "LOG", "netCDF testbed record")
     if ds.attrs.get("lmt_kind") == "migration_log":
         return _check_saved(ds, path)
     if ds.attrs.get("lmt_kind") != "testbed_run":

@@ -14,9 +14,16 @@ import yaml
 from .. import provenance
 from ..compose import clean_overrides, is_hydra_override, split_override
 from ..errors import ConfigError
-from ..io import DATASET_SUFFIXES, check_writable, read_attrs, write_dataset, write_text
+from ..io import (
+    DATASET_SUFFIXES,
+    check_writable,
+    read_attrs,
+    read_input_dataset,
+    readable,
+    write_dataset,
+    write_text,
+)
 from ..units import unit_of_key
-from .run import read_result
 
 
 def _override_value(v: str):
@@ -75,7 +82,8 @@ def _job_result(job: Path, overrides: list[str]) -> Path:
     want = _identity(overrides)
     found = {}  # file: (its overrides, its config hash)
     for f in files:
-        a = read_attrs(f)
+        with readable(f, "collect", "sweep result"):
+            a = read_attrs(f)
         found[f] = (_identity(json.loads(a.get("lmt_overrides", "[]"))), a.get("lmt_config_hash"))
     mine = {f: h for f, (ov, h) in found.items() if ov == want}
     if len(set(mine.values())) == 1:
@@ -203,7 +211,7 @@ def collect(run_dir, output: str | os.PathLike | None = None):
         parsed.append(d)
     keys = list(dict.fromkeys(k for d in parsed for k in d))
     varying = [k for k in keys if len({d.get(k) for d in parsed}) > 1]
-    dss = [read_result(f) for _, _, f in runs]
+    dss = [read_input_dataset(f, "collect", "sweep result") for _, _, f in runs]
     base_dims = set(dss[0].dims)
     if any(set(ds.dims) - {"round"} != base_dims - {"round"} for ds in dss):
         raise ConfigError(

@@ -300,13 +300,13 @@ def label(spec, guest=None) -> str:
 def load_runs(path) -> list[xr.Dataset]:
     """All testbed runs under ``path`` (a directory of .nc files, or one file), sorted by name."""
     from ..errors import ConfigError
-    from ..io import read_dataset
+    from ..io import read_input_dataset
 
     path = Path(path)
     files = sorted(path.glob("*.nc")) if path.is_dir() else [path]
     out = []
     for f in files:
-        ds = read_dataset(f)
+        ds = read_input_dataset(f, "--data", "netCDF testbed record")
         if ds.attrs.get("lmt_kind") != "testbed_run":  # a sweep's or a run's result, say
             raise ConfigError(
                 "--data",

@@ -680,6 +680,29 @@ def test_collect_refuses_two_jobs_of_one_point(tmp_path, monkeypatch, capsys):
     assert "ran the same point" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("size", [0, 3000])
+def test_collect_of_a_job_with_an_unreadable_result_is_one_error(tmp_path, capsys, size):
+    """A job whose result file is cut short (a disk that filled, a copy interrupted) or empty:
+    one line naming the file, exit 2 — it was an h5py traceback (OSError), exit 1."""
+    from lmtoolkit.cli import main
+
+    d = tmp_path / "mr"
+    for job in ("0", "1"):
+        (d / job / ".hydra").mkdir(parents=True)
+        (d / job / ".hydra" / "overrides.yaml").write_text("[]\n")  # as the lmtk run below
+    assert main(["run", "-o", str(d / "0" / "quickstart.nc")]) == 0
+    good = (d / "0" / "quickstart.nc").read_bytes()
+    (d / "1" / "quickstart.nc").write_bytes(good[:size])
+    capsys.readouterr()
+    assert main(["collect", str(d)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    bad = d / "1" / "quickstart.nc"
+    assert len(err) == 1 and err[0].startswith(f"lmtk: error: {bad}: not a readable sweep result (OSError"), (
+        err
+    )
+    assert not (d / "quickstart.nc").exists()
+
+
 def test_a_sweep_without_axes_is_one_point(tmp_path, monkeypatch, capsys):
     """``sweep.axes=null``: one point — its table row and the Dataset (the summary table was a
     traceback after the file was written, and again from the cache)."""

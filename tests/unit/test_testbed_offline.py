@@ -277,6 +277,24 @@ def test_validate_data_that_is_not_testbed_records_is_one_error(tmp_path, capsys
         assert len(err) == 1 and "no family to validate" in err[0] and str(one) in err[0], err
 
 
+@pytest.mark.parametrize("dataset", ["testbed", "whatif"])
+@pytest.mark.parametrize("damage", ["truncated", "empty", "text"])
+def test_validate_data_with_an_unreadable_file_is_one_error(tmp_path, capsys, dataset, damage):
+    """A record cut short (a copy interrupted), an empty file or text named ``.nc`` in
+    ``--data DIR`` (or given as ``--data FILE``) is one line naming the file, exit 2: it was a
+    70-line h5py traceback (OSError: truncated file), exit 1."""
+    from lmtoolkit import cli
+    from lmtoolkit.testbed.matrix import reference_dir
+
+    raw = (reference_dir() / "r05000-h064-rand-bw064-dl0300-n0.nc").read_bytes()
+    bad = tmp_path / "r05000-bad.nc"
+    bad.write_bytes({"truncated": raw[:5000], "empty": b"", "text": b"total_time 1.2\n"}[damage])
+    for data in (tmp_path, bad):
+        assert cli.main(["validate", *([dataset] if dataset != "testbed" else []), "--data", str(data)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{bad}: not a readable netCDF testbed record (OSError" in err[0], err
+
+
 @pytest.mark.parametrize("engine", ["page", "fluid"])
 def test_dirty_clear_sync_resends_pages_written_before_their_send(engine):
     wl = UniformWorkload(dirty_rate_pages_s=2_000, wss_mib=64)

@@ -699,6 +699,19 @@ def _templates(cfg, patterns):
     return out
 
 
+#: the largest ``--seed``: SciPy's differential evolution takes a numpy RandomState seed
+#: (< 2**32) and the second search runs at ``seed + 1``
+MAX_FIT_SEED = 2**32 - 2
+
+
+def check_fit_seed(seed) -> None:
+    """``--seed`` is an integer in [0, :data:`MAX_FIT_SEED`]: -1 or 2**32 had been a NumPy
+    traceback ("expected non-negative integer", "Seed must be between 0 and 2**32 - 1") after
+    the log was read and the first search had run."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_FIT_SEED:
+        raise ConfigError("--seed", seed, f"an integer in [0, {MAX_FIT_SEED}]")
+
+
 def fit_log(
     log,
     overrides=(),
@@ -717,6 +730,7 @@ def fit_log(
         raise ConfigError(
             "--engine", engine, "page (default: fluid search + page-engine correction) or fluid"
         )
+    check_fit_seed(seed)
     if not isinstance(log, xr.Dataset):
         log = read_log(log)
     user = as_overrides(overrides)

@@ -497,6 +497,20 @@ def test_fit_refuses_logs_it_cannot_use(tmp_path):
         fit_log(qmp, engine="exact")
 
 
+@pytest.mark.parametrize("seed", ["-1", "4294967295", str(10**23)])
+def test_a_fit_seed_out_of_range_is_one_error_before_the_search(tmp_path, capsys, seed):
+    """``lmtk fit LOG --seed -1`` (or >= 2**32 - 1) was a NumPy traceback ("expected
+    non-negative integer", "Seed must be between 0 and 2**32 - 1") after the first search."""
+    from lmtoolkit.cli import main
+
+    qmp = ROOT / "tests" / "data" / "logs" / "qmp_r10000-h064-rand-bw064-dl0300-n0.jsonl"
+    out = tmp_path / "fit.yaml"
+    assert main(["fit", str(qmp), "--seed", seed, "--bootstrap", "0", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"lmtk: error: --seed={seed} is not allowed: an integer in [0, 4294967294]"]
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
 def test_validation_summary_accounts_the_rate_by_what_the_logs_say():
     """The rate goal is all dirtying families within 10 %; the line also says, apart, how many
     fit-run logs pin the rate, give a wider interval, or only a lower bound — and where the

@@ -84,6 +84,8 @@ def check_range(
     ``=inf`` "a finite number".)"""
     try:
         v = float(value)
+    except OverflowError:  # an integer beyond a float (10**400): beyond every bound
+        v = float("inf") if value > 0 else float("-inf")
     except (TypeError, ValueError):
         raise ConfigError(key, value, "a number") from None
     if v != v:  # NaN

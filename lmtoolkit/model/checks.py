@@ -53,7 +53,10 @@ def check_number(key: str, value, integer: bool = False) -> None:
     value = _scalar(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ConfigError(key, value, "must be an integer" if integer else "must be a number")
-    if integer and not (np.isfinite(value) and float(value).is_integer()):
+    # (an int is whole and finite: np.isfinite refused one beyond 64 bits with a TypeError
+    # that lost the key — "vm: ufunc 'isfinite' not supported" for vm.vcpus=10**23)
+    whole = isinstance(value, numbers.Integral) or (np.isfinite(value) and float(value).is_integer())
+    if integer and not whole:
         raise ConfigError(key, value, "must be an integer")
     if value != value:
         raise ConfigError(key, value, "a number, not NaN")

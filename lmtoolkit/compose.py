@@ -24,7 +24,7 @@ import numpy as np
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from .errors import ConfigError
+from .errors import LIST_ALLOWED, MAPPING_ALLOWED, ConfigError
 from .paths import config_dir, group_options
 
 #: config groups (``key=option`` overrides)
@@ -479,9 +479,9 @@ def _explain(overrides: list[str], groups: list[str], values: list[str], err: Ex
         except yaml.YAMLError:
             continue
         if isinstance(node, ListConfig) and not isinstance(given, list):
-            return ConfigError(key, value, "a list [...] (as in its config file)")
+            return ConfigError(key, value, LIST_ALLOWED)
         if isinstance(node, DictConfig) and not isinstance(given, dict):
-            return ConfigError(key, value, "a mapping {key: value, ...} (as in its config file)")
+            return ConfigError(key, value, MAPPING_ALLOWED)
     return ConfigError("overrides", overrides, "", message=first_line(err))
 
 

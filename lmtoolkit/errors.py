@@ -103,6 +103,31 @@ def check_range(
         raise ConfigError(key, value, f"must be {what} {left}{lo_f:g}, {hi_f:g}{right}")
 
 
+#: what a key whose config file holds a list / a mapping accepts
+LIST_ALLOWED = "a list [...] (as in its config file)"
+MAPPING_ALLOWED = "a mapping {key: value, ...} (as in its config file)"
+
+
+def check_list(key: str, value) -> list:
+    """``value`` (None: empty) as a list; :class:`ConfigError` naming ``key`` unless a list."""
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(key, value, LIST_ALLOWED)
+    return list(value)
+
+
+def check_mapping(key: str, value) -> dict:
+    """``value`` (None: empty) as a dict; :class:`ConfigError` naming ``key`` unless a mapping."""
+    from collections.abc import Mapping
+
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, value, MAPPING_ALLOWED)
+    return dict(value)
+
+
 def check_choice(key: str, value: object, choices) -> None:
     if value not in choices:
         raise ConfigError(key, value, "one of " + ", ".join(map(str, choices)))

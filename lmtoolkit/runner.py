@@ -16,7 +16,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from .compose import GROUPS, TASKS, compose, policy_class, split_override, task_of, unknown_field  # noqa: F401
-from .errors import ConfigError, check_range
+from .errors import ConfigError, check_list, check_mapping, check_range
 from .model import VM, Host, Network
 from .model.checks import check_number
 from .model.energy import Power
@@ -387,7 +387,7 @@ def build_evacuation(cfg: DictConfig):
             )
 
     def host(d, key):
-        d = dict(d or {})
+        d = check_mapping(key, d)
         try:
             return HostLink(
                 name=str(d.pop("name")),
@@ -402,7 +402,10 @@ def build_evacuation(cfg: DictConfig):
             raise ConfigError(key, d, "keys name, link_gbit_s, free_gib") from None
 
     source = host(ev.get("source"), "evacuation.source")
-    dests = [host(d, f"evacuation.destinations[{i}]") for i, d in enumerate(ev.get("destinations") or [])]
+    dests = [
+        host(d, f"evacuation.destinations[{i}]")
+        for i, d in enumerate(check_list("evacuation.destinations", ev.get("destinations")))
+    ]
     # the scenario the VMs share, its line rate the fastest host link (each migration gets the
     # slower of its two hosts' links: tasks.evacuation.simulate_evacuation), so the network's
     # own checks (background traffic below the line rate) are against a link that exists
@@ -417,8 +420,9 @@ def build_evacuation(cfg: DictConfig):
     base = build_scenario(with_links)
     factor = shrink_factor(ev, base.vm.memory_gib)
     vms = []
-    for i, v in enumerate(ev.get("vms") or []):
-        v, key = dict(v), f"evacuation.vms[{i}]"
+    for i, v in enumerate(check_list("evacuation.vms", ev.get("vms"))):
+        key = f"evacuation.vms[{i}]"
+        v = check_mapping(key, v)
         count = v.pop("count", 1)
         check_number(f"{key}.count", count, integer=True)
         check_range(f"{key}.count", count, 0, 10**6)

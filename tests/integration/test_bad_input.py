@@ -442,6 +442,13 @@ BAD = [
     # a mapping for a list: Hydra's "Error merging override evacuation.vms={a: 1}"
     (["evacuate", "evacuation.vms={a: 1}"], ["evacuation.vms=", "a list"]),
     (["evacuate", "evacuation.source=[1]"], ["evacuation.source=", "a mapping"]),
+    # a scalar for a list, or a list of scalars, Hydra merges: ValueError/TypeError tracebacks
+    (["evacuate", "evacuation.vms=foo"], ["evacuation.vms='foo' is not allowed: a list [...]"]),
+    (["evacuate", "evacuation.vms=3"], ["evacuation.vms=3 is not allowed: a list [...]"]),
+    (["evacuate", "evacuation.vms=[1,2]"], ["evacuation.vms[0]=1 is not allowed: a mapping {key: value"]),
+    (["evacuate", "evacuation.destinations=foo"], ["evacuation.destinations='foo' is not allowed: a list"]),
+    (["evacuate", "evacuation.destinations=[1]"], ["evacuation.destinations[0]=1 is not allowed: a mapping"]),
+    (["evacuate", "evacuation.source=foo"], ["evacuation.source='foo' is not allowed: a mapping"]),
     # QEMU up to 10.0 refuses postcopy-ram with multifd (options.c: migrate_caps_check)
     (
         ["run", "policy=hybrid", "policy.multifd_channels=2", "policy.qemu_version=9.2"],

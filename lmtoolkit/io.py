@@ -43,6 +43,12 @@ def atomic_path(path, suffix: str = ""):
 DATASET_SUFFIXES = (".nc", ".zarr")
 
 
+def is_zarr(path) -> bool:
+    """``path`` names a zarr store (``.zarr``, any case, as :func:`check_writable` accepts it:
+    ``-o OUT.ZARR`` had been written as netCDF under that name)."""
+    return Path(path).suffix.lower() == ".zarr"
+
+
 def _fail(key: str, path: Path, why: str):
     from .errors import ConfigError
 
@@ -91,8 +97,11 @@ def check_writable(path, key: str = "output", suffixes: tuple[str, ...] = ()) ->
         raise ConfigError(
             key, str(path), "", message=f"{key}={str(path)!r}: the file must end in {' or '.join(suffixes)}"
         )
-    if path.is_dir() and path.suffix != ".zarr":
+    if path.is_dir() and not is_zarr(path):
         raise _fail(key, path, "it is a directory")
+    if is_zarr(path) and path.exists() and not path.is_dir():  # (it was replaced after the work:
+        # a NotADirectoryError traceback, the result lost)
+        raise _fail(key, path, "it is a file, not a zarr store (a directory)")
     _check_dir(path.parent, key, path, make=False)
     if path.is_file():
         try:
@@ -134,7 +143,7 @@ def write_dataset(ds: xr.Dataset, path) -> Path:
     """Write ``ds`` atomically as netCDF-4 (:func:`netcdf_write_engine`), or zarr when
     ``path`` ends in ``.zarr``."""
     path = Path(path)
-    if path.suffix == ".zarr":
+    if is_zarr(path):
         with atomic_path(path) as tmp:
             tmp.unlink()
             # zarr format 2: every value type we write has a published encoding there (format 3
@@ -205,4 +214,4 @@ def read_attrs(path) -> dict:
 
 
 def _read_engine(path) -> str:
-    return "zarr" if Path(path).suffix == ".zarr" else "h5netcdf"
+    return "zarr" if is_zarr(path) else "h5netcdf"

@@ -478,6 +478,30 @@ def test_a_refused_input_leaves_no_empty_result_directories(argv, tmp_path, monk
     assert not res.exists(), sorted(str(p) for p in res.rglob("*"))
 
 
+def test_a_zarr_output_that_is_a_file_is_refused_before_the_work_and_any_case_is_zarr(
+    tmp_path, capsys, monkeypatch
+):
+    """``-o OUT.zarr`` where OUT.zarr is a regular file passed the check, ran the migration and
+    then failed writing (NotADirectoryError traceback, exit 1).  ``-o OUT.ZARR`` passed the
+    check (suffixes compared in lower case) and was written as a netCDF file of that name."""
+    import lmtoolkit.cli as cli
+
+    f = tmp_path / "f.zarr"
+    f.write_bytes(b"keep")
+    monkeypatch.setattr(cli, "simulate", lambda *a, **k: pytest.fail("simulated before the check"))
+    assert cli.main(["run", "-o", str(f)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"lmtk: error: cannot write {f}: it is a file, not a zarr store (a directory) (--output)"]
+    assert f.read_bytes() == b"keep" and sorted(p.name for p in tmp_path.iterdir()) == ["f.zarr"]
+    monkeypatch.undo()
+    up = tmp_path / "g.ZARR"
+    assert cli.main(["run", "engine=fluid", "-o", str(up)]) == 0
+    assert up.is_dir() and (up / ".zgroup").is_file()
+    assert float(read_dataset(up).total_time) == pytest.approx(
+        float(lmt.simulate(["engine=fluid"]).total_time)
+    )
+
+
 @pytest.mark.parametrize(
     "key",
     ["sweep.replicates=5", "++sweep.executor=processes", "sweep=default", "+evacuation.order=given"],

@@ -626,6 +626,25 @@ def _check_fixed_keys(cfg: DictConfig) -> None:
                 )
 
 
+def _check_paths(cfg: DictConfig) -> None:
+    """``paths.*`` name directories: ``paths.results_dir=`` (or an empty ``$LMT_RESULTS_DIR``)
+    had written ``runs/`` and ``<experiment>/`` into the current directory, and
+    ``paths.results_dir=null`` into a directory named ``None``."""
+    node = cfg.get("paths")
+    if not isinstance(node, DictConfig):
+        return
+    for k in FIXED_KEYS["paths"]:
+        v = node.get(k)
+        if k in node and (v is None or isinstance(v, (bool, DictConfig, ListConfig)) or not str(v).strip()):
+            env = " (an empty LMT_RESULTS_DIR sets it empty)" if k == "results_dir" else ""
+            raise ConfigError(
+                f"paths.{k}",
+                v,
+                "a directory name (relative to the current directory unless absolute); "
+                f"leave it out for the default{env}",
+            )
+
+
 #: the key of a sweep axis over policy classes (``sweep.axes.pol: {key: policy._target_, …}``)
 CLASS_KEY = "policy._target_"
 #: the keys of sweep axes that choose the policy's class: over plug-in classes, or over the
@@ -722,6 +741,7 @@ def compose_both(overrides: Iterable[str] | str | None = ()) -> tuple[DictConfig
     _check_top_level(cfg)
     _check_evacuation_read(cfg, overrides)
     _check_fixed_keys(cfg)
+    _check_paths(cfg)
     _check_policy_keys(cfg)
     return raw, cfg
 

@@ -478,6 +478,27 @@ def test_a_refused_input_leaves_no_empty_result_directories(argv, tmp_path, monk
     assert not res.exists(), sorted(str(p) for p in res.rglob("*"))
 
 
+@pytest.mark.parametrize("value, env", [("", None), ("null", None), (None, "")], ids=["empty", "null", "env"])
+def test_an_empty_or_null_results_dir_is_refused_not_the_current_directory(
+    value, env, tmp_path, capsys, monkeypatch
+):
+    """``paths.results_dir=`` (or LMT_RESULTS_DIR set empty) wrote runs/ into the current
+    directory, and ``paths.results_dir=null`` into a directory named None."""
+    from lmtoolkit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    if env is not None:
+        monkeypatch.setenv("LMT_RESULTS_DIR", env)
+    argv = ["run", "engine=fluid"] + ([f"paths.results_dir={value}"] if value is not None else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    shown = {"": "''", "null": "None", None: "''"}[value]
+    assert len(err) == 1 and err[0].startswith(
+        f"lmtk: error: paths.results_dir={shown} is not allowed: a directory"
+    ), err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_zarr_output_that_is_a_file_is_refused_before_the_work_and_any_case_is_zarr(
     tmp_path, capsys, monkeypatch
 ):

@@ -40,5 +40,33 @@ def main(cfg) -> str:
     return str(info["path"])
 
 
+def cli() -> int:
+    """Run :func:`main` (Hydra reads ``sys.argv``); Ctrl-C ends it quietly with status 130.
+
+    Ctrl-C reaches ``lmtk sweep -m`` and this process alike (one process group): the parent
+    says "lmtk: interrupted", and this one had added a 60-line KeyboardInterrupt traceback
+    (Hydra reports only ``Exception``).  The finished chunks stay in ``.partial/``: the same
+    command resumes."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+#: what ``lmtk sweep -m`` runs with ``python -c``: :func:`cli`, with a Ctrl-C during the
+#: imports (the first second or so) as quiet as one later
+CHILD = (
+    "import sys\n"
+    "try:\n"
+    "    from lmtoolkit.hydra_app import cli\n"
+    "except KeyboardInterrupt:\n"
+    "    sys.exit(130)\n"
+    "sys.exit(cli())\n"
+)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    import sys
+
+    sys.exit(cli())

@@ -352,7 +352,9 @@ def run_multirun(overrides: list[str]) -> int:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH")) if p)
     argv = [hydra_overrides([o])[0] if o.lstrip("+~").startswith("policy.") else o for o in overrides]
-    return subprocess.run([sys.executable, "-m", "lmtoolkit.hydra_app", "-m", *argv], env=env).returncode
+    from .hydra_app import CHILD
+
+    return subprocess.run([sys.executable, "-c", CHILD, "-m", *argv], env=env).returncode
 
 
 def cmd_sweep(args) -> int:

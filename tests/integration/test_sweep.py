@@ -680,6 +680,69 @@ def test_collect_refuses_two_jobs_of_one_point(tmp_path, monkeypatch, capsys):
     assert "ran the same point" in capsys.readouterr().err
 
 
+def test_a_ctrl_c_in_a_hydra_job_ends_it_quietly(monkeypatch):
+    """The Hydra child of ``lmtk sweep -m`` shares the terminal's Ctrl-C: it answers 130 with
+    no KeyboardInterrupt traceback (Hydra reports only Exception)."""
+    from lmtoolkit import hydra_app
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hydra_app, "main", interrupted)
+    assert hydra_app.cli() == 130
+
+
+@pytest.mark.slow
+def test_ctrl_c_mid_multirun_is_one_line_and_the_rerun_resumes(tmp_path, monkeypatch):
+    """SIGINT to ``lmtk sweep -m``'s process group (a terminal's Ctrl-C) mid-job: exit 130 and
+    one line, "lmtk: interrupted" — the Hydra child had added a 60-line KeyboardInterrupt
+    traceback; no temporary file is left, and the same command resumes from the job's
+    .partial/ chunks, to the numbers of an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from lmtoolkit.cli import main
+    from lmtoolkit.sweep import read_result
+
+    def argv(d):
+        return ["sweep", "-m", "experiment=quickstart", "sweep.replicates=4", "vm.memory_gib=1,2"] + [
+            f"hydra.sweep.dir={d}",
+            "--no-plot",
+            "-q",
+        ]
+
+    env = dict(os.environ, LMT_RESULTS_DIR=str(tmp_path / "res"))
+    d = tmp_path / "mr"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "lmtoolkit.cli", *argv(d)],
+        env=env,
+        start_new_session=True,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while len(list((d / "0").rglob(".partial/*/*.npz"))) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGINT)
+    err = p.communicate(timeout=60)[1]
+    assert p.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == "lmtk: interrupted"
+    assert not [f for f in d.rglob("*") if f.name.endswith(".tmp")]
+    assert not list((d / "1").rglob("quickstart.nc"))  # interrupted in job 0
+    monkeypatch.setenv("LMT_RESULTS_DIR", str(tmp_path / "res"))
+    assert main(argv(d)) == 0
+    assert main(argv(tmp_path / "ref")) == 0
+    for job in ("0", "1"):
+        got = read_result(next((d / job).rglob("quickstart.nc")))
+        ref = read_result(next((tmp_path / "ref" / job).rglob("quickstart.nc")))
+        for v in ("total_time", "downtime", "transferred", "rounds"):
+            np.testing.assert_array_equal(got[v].values, ref[v].values)
+
+
 @pytest.mark.parametrize("size", [0, 3000])
 def test_collect_of_a_job_with_an_unreadable_result_is_one_error(tmp_path, capsys, size):
     """A job whose result file is cut short (a disk that filled, a copy interrupted) or empty:

@@ -64,6 +64,27 @@ def check_settings(cfg) -> None:
         check_bool(k, cfg.get(k, False))
 
 
+def check_run_overrides_read(cfg, overrides) -> None:
+    """A ``run.KEY=…`` override is a default for the matrix's runs: one that every run of the
+    matrix sets itself is read by none — ``lmtk testbed run run.dirty_rate_pages_s=-1`` ran the
+    smoke matrix's 0 and 5000 pages/s, silently (and never checked -1)."""
+    from ..compose import split_override
+
+    rows = [dict(r or {}) for r in OmegaConf.to_container(cfg.matrix.runs, resolve=True)]
+    for o in overrides:
+        prefix, key, value = split_override(o)
+        name = key.removeprefix("run.")
+        if key.startswith("run.") and prefix != "~" and rows and all(name in r for r in rows):
+            raise ConfigError(
+                key,
+                value,
+                "",
+                message=f"{key}={value} has no effect: every run of the matrix sets {name} itself "
+                f"(matrix.runs[*].{name}); pick a matrix that leaves it to run (matrix=single), or "
+                f"set it per run (matrix.runs=[{{{name}: {value}}}, ...])",
+            )
+
+
 def testbed_guest(cfg) -> GuestSpec:
     """The matrix's guest (``guest:``), checked; an error names ``guest.<key>``."""
     try:
@@ -155,6 +176,7 @@ def run_matrix(overrides=(), log=print, reference: bool = False) -> list[Path]:
     if reference:
         cfg.reference = True
     check_settings(cfg)
+    check_run_overrides_read(cfg, overrides)
     out = resolve_out_dir(cfg)
     specs = expand(cfg)
     check_writable_dir(out, "out_dir")  # once the runs are checked, before a guest boots

@@ -428,6 +428,9 @@ BAD_TESTBED = [
     (["matrix=single", "run.xbzrle_cache_mib=inf"], ["run.xbzrle_cache_mib=inf", "(0, inf)"]),
     (["matrix=single", "run.timeout_s=inf"], ["run.timeout_s=inf", "(0, inf)"]),
     (["matrix=single", "reboot_every=0"], ["reboot_every=0", "[1, inf)"]),
+    # a default every run of the matrix replaces: it ran the smoke matrix's 0 and 5000 pages/s
+    (["run.dirty_rate_pages_s=-1"], ["run.dirty_rate_pages_s=-1 has no effect", "every run of the matrix"]),
+    (["matrix=smoke", "run.max_bandwidth_mib_s=100"], ["run.max_bandwidth_mib_s=100 has no effect"]),
 ]
 
 

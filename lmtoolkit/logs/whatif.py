@@ -518,6 +518,18 @@ def _check_value_axis(a, tpl):
             message=f"what-if axis {a.dim}: {a.key}={bad[0]!r} is not allowed: the values must be numbers "
             f"({', '.join(map(str, a.values))} given)",
         )
+    if ok and cur is None and not bad:  # a number axis over a key the fitted run leaves null
+        one = f"{a.key}={a.values[0]}"
+        raise ConfigError(
+            f"sweep.axes.{a.dim}",
+            a.key,
+            "",
+            message=(
+                f"what-if axis {a.dim}: {a.key} is null in the fitted run (the class's default, e.g. "
+                f"no cap), and an axis varies a number it ran with: state it when fitting "
+                f"(lmtk fit LOG {one}), or ask one value per what-if ({one})"
+            ),
+        )
     if not ok or cur is None or isinstance(cur, str) or bad:
         raise ConfigError(
             f"sweep.axes.{a.dim}",

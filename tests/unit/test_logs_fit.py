@@ -216,6 +216,12 @@ def test_axes_syntax_and_bad_whatif_input():
             ["max_bandwidth_mib_s", "policy=vmware"],
         ),
         (["workload.pattern=random,sequential"], ["workload.pattern", "cannot be varied"]),
+        # a number axis over a key the fit leaves null: it said "cannot be varied on the built
+        # scenario (numbers or booleans of ... network ...)", of a number key of network
+        (
+            ["network.tcp_window_mib=1,4"],
+            ["tcp_window_mib is null in the fitted run", "lmtk fit LOG network.tcp_window_mib=1"],
+        ),
         (["+fit=other"], ["fit"]),
         (["vm.zero_fraction=2"], ["vm.zero_fraction"]),
         # the experiment's own guest and write-rate axis replaced the fitted guest

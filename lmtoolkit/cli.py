@@ -198,12 +198,19 @@ def build_parser() -> argparse.ArgumentParser:
 PATH_OPTIONS = ("output", "out", "figure", "data")
 
 
+#: the ``nargs="*"`` positional of a command (its overrides; ``lmtk figures`` ID|key=value,
+#: ``lmtk notebooks`` NAME) that words after the command's options join
+REST_ARGS = ("overrides", "items", "names")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # overrides may come after options (lmtk sweep -q experiment=X ...): argparse leaves those
-    if extra and hasattr(args, "overrides") and not any(e.startswith("-") for e in extra):
-        args.overrides = list(args.overrides) + extra
+    # (for every command: 'lmtk figures fig01 -o DIR debug=default' was "unrecognized arguments")
+    rest = next((d for d in REST_ARGS if hasattr(args, d)), None)
+    if extra and rest and not any(e.startswith("-") for e in extra):
+        setattr(args, rest, list(getattr(args, rest)) + extra)
     elif extra:
         parser.error("unrecognized arguments: " + " ".join(extra))
     try:

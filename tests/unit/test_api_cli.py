@@ -499,6 +499,30 @@ def test_an_empty_or_null_results_dir_is_refused_not_the_current_directory(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    "argv, said",
+    [
+        (
+            ["figures", "fig01", "-o", "{d}", "vm.memory_gib=-1"],
+            "vm.memory_gib=-1 is not allowed: must be in (0, 65536]",
+        ),
+        (
+            ["notebooks", "--smoke", "00", "-o", "{d}", "nosuch"],
+            "notebook='nosuch' is not allowed: one of 00_",
+        ),
+    ],
+)
+def test_words_after_a_commands_options_join_its_positionals(argv, said, tmp_path, capsys):
+    """``lmtk figures fig01 -o DIR debug=default`` was "unrecognized arguments: debug=default"
+    (with the usage): only commands whose positionals are named ``overrides`` took words after
+    their options (``lmtk sweep -q experiment=X``)."""
+    from lmtoolkit.cli import main
+
+    assert main([a.format(d=tmp_path / "out") for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"lmtk: error: {said}"), err
+
+
 def test_a_zarr_output_that_is_a_file_is_refused_before_the_work_and_any_case_is_zarr(
     tmp_path, capsys, monkeypatch
 ):

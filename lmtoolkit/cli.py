@@ -223,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"lmtk: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("lmtk: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # (a command may say how to resume: lmtk sweep -m)
+        print("lmtk: interrupted" + (f": {e}" if str(e) else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:  # lmtk ... | head: the reader left; nothing more to say
         import os

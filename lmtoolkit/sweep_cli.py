@@ -337,6 +337,34 @@ def _validate_multirun(overrides: list[str]) -> None:
             make_plan(first[:i] + [f"{key}={v}"] + first[i + 1 :])
 
 
+def multirun_dir(overrides: list[str]) -> tuple[str | None, list[str]]:
+    """The multirun's directory, and the overrides that fix it: the user's
+    ``hydra.sweep.dir``, else the config's (``multirun/<date>/<time>``) resolved now and added
+    as ``hydra.sweep.dir=…`` — so lmtk can name it, and a rerun into it resumes (Hydra picks a
+    new dated directory each time: an interrupted ``lmtk sweep -m`` rerun had recomputed every
+    job from scratch, beside the first's finished jobs and chunks).  ``None`` where the
+    config's directory needs Hydra's job state to resolve (left to Hydra)."""
+    from hydra.core.utils import setup_globals
+    from omegaconf import OmegaConf
+
+    from .compose import compose_raw, is_hydra_override, split_override
+
+    given = [split_override(o)[2] for o in overrides if split_override(o)[1] == "hydra.sweep.dir"]
+    if given:
+        if not given[-1].strip():  # (the jobs went into the current directory)
+            raise ConfigError(
+                "hydra.sweep.dir", given[-1], "a directory (leave it out for multirun/<date>/<time>)"
+            )
+        return given[-1], list(overrides)
+    setup_globals()  # Hydra's ${now:...}
+    cfg = compose_raw([o for o in overrides if is_hydra_override(o)], return_hydra_config=True)
+    try:
+        d = str(OmegaConf.select(cfg, "hydra.sweep.dir"))
+    except Exception:  # noqa: BLE001 - e.g. ${hydra:job.name}: Hydra resolves it in the job
+        return None, list(overrides)
+    return d, [*overrides, f"hydra.sweep.dir={d}"]  # (as the message shows it: no quotes)
+
+
 def run_multirun(overrides: list[str]) -> int:
     """Run the Hydra app (:mod:`lmtoolkit.hydra_app`) with ``-m`` in a child process: Hydra
     reads its command line from ``sys.argv`` and sets up global state, neither of which this
@@ -374,16 +402,24 @@ def cmd_sweep(args) -> int:
     command = "lmtk sweep " + " ".join(([] if not args.multirun else ["-m"]) + overrides)
     if args.multirun:
         _validate_multirun(overrides)
-        rc = run_multirun(overrides)
+        d, fixed = multirun_dir(overrides)
+        again = f"plus hydra.sweep.dir={d} " if fixed != overrides else ""
+        resume = f"the same command {again}resumes it (its jobs and chunks are in {d})" if d else ""
+        where = d or "the multirun directory above"
+        try:
+            rc = run_multirun(fixed)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(resume) from None
+        if rc == 130:  # the child's Ctrl-C (a SIGINT to it alone)
+            raise KeyboardInterrupt(resume)
         if rc:
             raise ConfigError(
                 "multirun",
                 overrides,
                 "",
-                message=f"the Hydra multirun failed (exit "
-                f"status {rc}); its jobs' logs are in the multirun directory above",
+                message=f"the Hydra multirun failed (exit status {rc}); its jobs' logs are in {where}",
             )
-        print("multirun done: merge the jobs with `lmtk collect <the multirun dir above>`")
+        print(f"multirun done: merge the jobs with `lmtk collect {where}`")
         return 0
     from .sweep import run
 

@@ -692,6 +692,35 @@ def test_a_ctrl_c_in_a_hydra_job_ends_it_quietly(monkeypatch):
     assert hydra_app.cli() == 130
 
 
+def test_a_multirun_without_a_sweep_dir_gets_one_it_can_name_and_resume_into(tmp_path, monkeypatch, capsys):
+    """Hydra picks a new ``multirun/<date>/<time>`` per launch: an interrupted ``lmtk sweep -m``
+    rerun had recomputed every job in a new directory.  lmtk now fixes the directory before
+    launching (``hydra.sweep.dir=…``, Hydra's own pattern resolved), names it, and says how to
+    resume into it; an empty one (the jobs went into the current directory) is refused."""
+    import re
+
+    from lmtoolkit import sweep_cli
+    from lmtoolkit.cli import main
+
+    ov = ["experiment=quickstart", "vm.memory_gib=1,2"]
+    d, fixed = sweep_cli.multirun_dir(ov)
+    assert re.fullmatch(r"multirun/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d", d), d
+    assert fixed == [*ov, f"hydra.sweep.dir={d}"]
+    assert sweep_cli.multirun_dir([*ov, "hydra.sweep.dir=/x/y"]) == ("/x/y", [*ov, "hydra.sweep.dir=/x/y"])
+    launched = []
+    monkeypatch.setattr(sweep_cli, "run_multirun", lambda o: launched.append(o) or 130)
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "-m", *ov, "debug=default"]) == 130
+    d = launched[0][-1].split("=", 1)[1]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"lmtk: interrupted: the same command plus hydra.sweep.dir={d} resumes it (its jobs and chunks are in {d})"
+    ]
+    assert main(["sweep", "-m", *ov, "hydra.sweep.dir="]) == 2
+    assert "hydra.sweep.dir='' is not allowed: a directory" in capsys.readouterr().err
+    assert len(launched) == 1 and list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.slow
 def test_ctrl_c_mid_multirun_is_one_line_and_the_rerun_resumes(tmp_path, monkeypatch):
     """SIGINT to ``lmtk sweep -m``'s process group (a terminal's Ctrl-C) mid-job: exit 130 and
@@ -730,7 +759,10 @@ def test_ctrl_c_mid_multirun_is_one_line_and_the_rerun_resumes(tmp_path, monkeyp
     os.killpg(p.pid, signal.SIGINT)
     err = p.communicate(timeout=60)[1]
     assert p.returncode == 130 and "Traceback" not in err, err
-    assert err.strip().splitlines()[-1] == "lmtk: interrupted"
+    assert (
+        err.strip().splitlines()[-1]
+        == f"lmtk: interrupted: the same command resumes it (its jobs and chunks are in {d})"
+    )
     assert not [f for f in d.rglob("*") if f.name.endswith(".tmp")]
     assert not list((d / "1").rglob("quickstart.nc"))  # interrupted in job 0
     monkeypatch.setenv("LMT_RESULTS_DIR", str(tmp_path / "res"))

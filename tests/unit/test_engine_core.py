@@ -119,6 +119,20 @@ def test_sequential_writes_sweep_the_working_set():
     assert p2.size == 10240
 
 
+def test_fluid_send_cursor_stops_after_the_last_pending_page():
+    """A phase that sends every pending page leaves the cursor after the last of them, as the
+    page engine's does — also when the pages to send come out one rounding above the
+    segments' sum (the empty segments after the last one were passed: a whole lap)."""
+    from lmtoolkit.engine.fluid import _schedule
+
+    P = np.array([[0.1, 0.2, 0.0, 0.0]])
+    w = dict(P=P, Z=np.zeros_like(P), length=np.full((1, 4), 0.25))
+    k = np.nextafter(P.sum(1), np.inf)  # one rounding above
+    t = np.ones(1)
+    assert _schedule(w, k, t, t, np.full(1, 1e9))["walk"][0] == pytest.approx(0.5, abs=1e-12)
+    assert _schedule(w, 0.5 * P.sum(1), t, t, np.full(1, 1e9))["walk"][0] == pytest.approx(0.25 + 0.25 / 4)
+
+
 def test_random_sampler_matches_poisson_expectation():
     wl = UniformWorkload(dirty_rate_pages_s=50_000, wss_mib=100)  # 25,600 pages
     smp = wl.sampler(262144, 4096, np.random.default_rng(1))

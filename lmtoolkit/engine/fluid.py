@@ -1402,6 +1402,64 @@ def _seq_len(lo, hi, K, Lw, cond_a, cond_b):
     return np.where(none, 0.0, np.clip(ub - lb, 0.0, None))
 
 
+def _seq_redirty(p, q, A, tau, u1, n, tot, v, Tc, is_send, is_chunk, theta):
+    """Offsets of ``[p, q]`` of a sequential region, sent linearly from ``A`` to ``A + tau``
+    (s from the phase start), whose last write in the phase (cursor at ``u1`` after ``tot``
+    offsets at ``v`` pages/s, phase ``Tc`` s) came after their log's clear: the sync, their
+    send (``is_send``) or their chunk's clear ``theta`` (``is_chunk``)."""
+    span = np.maximum(q - p, 1e-300)
+    inv_v = 1.0 / np.maximum(v, 1e-300)
+    slope = tau / span
+    out = 0.0
+    for piece in (0, 1):
+        K = u1 + piece * n
+        lo = np.where(piece == 0, p, np.maximum(p, u1))
+        hi = np.where(piece == 0, np.minimum(q, u1), q)
+        # t_w(o) = T - (K - o) / v (relative to the phase start) must exceed theta(o)
+        a = np.where(is_send, inv_v - slope, 1.0)
+        b = np.where(is_send, A - Tc + K * inv_v - p * slope, K - v * Tc)  # sync: o > K - v T
+        if theta is not None:
+            b = np.where(is_chunk, K - v * (Tc - theta), b)
+        out = out + _seq_len(lo, hi, K, tot, a, b)
+    return out
+
+
+def _cursor_bin_written(D, lo, hi, c0, Lw, n):
+    """Written share of the clean pages of the bin ``[lo, hi)`` (region offsets) holding the
+    write cursor ``c0`` when the cursor sweeps ``Lw`` offsets from there, all (S, B, R), the
+    bin's ``D`` pending pages placed as in :func:`_cursor_seg_redirty`: its clean pages lie
+    ahead of the cursor, where its sweep starts."""
+    behind, ahead = c0 - lo, hi - c0
+    d_behind = np.minimum(D, behind)
+    excess = D - d_behind
+    w_ahead = np.clip(Lw, 0.0, ahead)  # [c0, c0 + w_ahead)
+    w_wrap = np.clip(c0 + Lw - n - lo, 0.0, behind)  # the sweep's wrap: [lo, lo + w_wrap)
+    hit = excess * w_ahead / np.maximum(ahead, 1e-300) + np.clip(w_wrap - (behind - d_behind), 0.0, None)
+    clean = hi - lo - D
+    return np.where(clean > 1e-9, (w_ahead + w_wrap - hit) / np.maximum(clean, 1e-9), 0.0)
+
+
+def _cursor_seg_redirty(lo, hi, c0, D, sigma, A, tau, params):
+    """Re-dirtied share of the sent pages of the segment ``[lo, hi)`` (region offsets) that holds
+    the write cursor ``c0``: its ``D`` pending pages are the ones written last, right behind
+    the cursor (``[c0 - D, c0)``, any more spread evenly ahead of it, as :func:`_seq_band`
+    places them), sent in address order, the share ``sigma`` of them from ``A`` to ``A + tau``.
+    ``params``: the rest of :func:`_seq_redirty`'s arguments.  (Spread evenly over the
+    segment, those behind the cursor were taken to be re-written by its sweep ahead.)"""
+    d1 = np.clip(np.minimum(D, c0 - lo), 0.0, None)  # behind the cursor
+    d2 = np.clip(D - d1, 0.0, None)  # ahead of it, density d2 / (hi - c0)
+    k = sigma * D
+    k1 = np.minimum(k, d1)
+    k2 = np.clip(k - k1, 0.0, None)
+    some = k > 1e-12
+    f1 = np.where(some, k1 / np.maximum(k, 1e-12), 1.0)
+    dens = d2 / np.maximum(hi - c0, 1e-300)
+    out1 = _seq_redirty(c0 - d1, c0 - d1 + k1, A, tau * f1, *params)
+    q2 = c0 + (hi - c0) * np.clip(k2 / np.maximum(d2, 1e-300), 0.0, 1.0)  # sent d2's first k2
+    out2 = _seq_redirty(c0, q2, A + tau * f1, tau * (1.0 - f1), *params)
+    return np.where(some, (out1 + out2 * dens) / np.maximum(k, 1e-12), 0.0)
+
+
 def _sweep(g: _Group, rows, Lw):
     """Where each sequential region's write cursor (of ``rows``) ends after sweeping ``Lw``
     offsets from where it stands at the phase start (offset ``(lam t + start) n`` mod ``n``,
@@ -1438,26 +1496,32 @@ def _sequential(g: _Group, w, mode, T, x, pr, clean_p, seqon, theta):
     A = w["A"][..., None]
     tau = w["tau"][..., None]
     Tc = T[:, None, None]
-    span = np.maximum(q - p, 1e-300)
-    inv_v = 1.0 / np.maximum(v, 1e-300)
-    out = np.zeros(p.shape)
-    for piece in (0, 1):
-        K = u1 + piece * n
-        lo = np.where(piece == 0, p, np.maximum(p, u1))
-        hi = np.where(piece == 0, np.minimum(q, u1), q)
-        # t_w(o) = T - (K - o) / v (relative to the phase start) must exceed theta(o)
-        a_sync, b_sync = np.ones(p.shape), K - v * Tc  # o > K - v T
-        slope = tau / span
-        a_send = inv_v - slope
-        b_send = A - Tc + K * inv_v - p * slope
-        a, b = a_sync, b_sync
-        a = np.where((mode == "send")[:, None, None], a_send, a)
-        b = np.where((mode == "send")[:, None, None], b_send, b)
-        if theta is not None:
-            b_chunk = K - v * (Tc - theta[..., None])
-            b = np.where((mode == "chunk")[:, None, None], b_chunk, b)
-        out = out + _seq_len(lo, hi, K, tot, a, b)
-    share = np.where(q > p, out / span, 0.0)
+    is_send = (mode == "send")[:, None, None]
+    is_chunk = (mode == "chunk")[:, None, None]
+    th = None if theta is None else theta[..., None]
+    share = np.where(q > p, _seq_redirty(p, q, A, tau, u1, n, tot, v, Tc, is_send, is_chunk, th), 0.0)
+    share = share / np.maximum(q - p, 1e-300)
+    # the segment holding the write cursor: its pending pages lie right behind the cursor
+    c0 = _sweep(g, slice(None), 0.0)[1]
+    seg_hi = np.clip(w["end"][..., None] * npg - first, 0.0, n)
+    at = np.nonzero(seqon[:, None, :] & (p <= c0) & (c0 < seg_hi) & (q > p))
+    if at[0].size:
+        full = p.shape
+
+        def pick(X):
+            return None if X is None else np.broadcast_to(X, full)[at]
+
+        params = [pick(X) for X in (u1, n, tot, v, Tc, is_send, is_chunk, th)]
+        share[at] = _cursor_seg_redirty(
+            pick(p),
+            pick(seg_hi),
+            pick(c0),
+            pick(w["D"]),
+            pick(w["sigma"][..., None]),
+            pick(A),
+            pick(tau),
+            params,
+        )
     pr = np.where(seqon[:, None, :], np.clip(share, 0.0, 1.0), pr)
     # -- clean pages of each bin: written at all --------------------------------------------
     E = g.E
@@ -1471,6 +1535,9 @@ def _sequential(g: _Group, w, mode, T, x, pr, clean_p, seqon, theta):
         hi = np.where(piece == 0, np.minimum(hi_b, u1), hi_b)
         wb = wb + _seq_len(lo, hi, K, tot, one, K - tot)
     wshare = np.where(hi_b > lo_b, wb / np.maximum(hi_b - lo_b, 1e-300), 0.0)
+    in_bin = (lo_b <= c0) & (c0 < hi_b)
+    if in_bin.any():
+        wshare = np.where(in_bin, _cursor_bin_written(g.D, lo_b, hi_b, c0, Lw, n), wshare)
     clean_p = np.where(seqon[:, None, :], np.clip(wshare, 0.0, 1.0), clean_p)
     return pr, clean_p
 

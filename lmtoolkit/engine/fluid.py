@@ -1424,6 +1424,11 @@ def _seq_redirty(p, q, A, tau, u1, n, tot, v, Tc, is_send, is_chunk, theta):
     return out
 
 
+def _pick(X, shape, at):
+    """``X`` (None or broadcastable to ``shape``) at the indices ``at`` (from ``np.nonzero``)."""
+    return None if X is None else np.broadcast_to(X, shape)[at]
+
+
 def _cursor_bin_written(D, lo, hi, c0, Lw, n):
     """Written share of the clean pages of the bin ``[lo, hi)`` (region offsets) holding the
     write cursor ``c0`` when the cursor sweeps ``Lw`` offsets from there, all (S, B, R), the
@@ -1506,22 +1511,25 @@ def _sequential(g: _Group, w, mode, T, x, pr, clean_p, seqon, theta):
     seg_hi = np.clip(w["end"][..., None] * npg - first, 0.0, n)
     at = np.nonzero(seqon[:, None, :] & (p <= c0) & (c0 < seg_hi) & (q > p))
     if at[0].size:
-        full = p.shape
-
-        def pick(X):
-            return None if X is None else np.broadcast_to(X, full)[at]
-
-        params = [pick(X) for X in (u1, n, tot, v, Tc, is_send, is_chunk, th)]
-        share[at] = _cursor_seg_redirty(
-            pick(p),
-            pick(seg_hi),
-            pick(c0),
-            pick(w["D"]),
-            pick(w["sigma"][..., None]),
-            pick(A),
-            pick(tau),
-            params,
+        cols = (
+            p,
+            seg_hi,
+            c0,
+            w["D"],
+            w["sigma"][..., None],
+            A,
+            tau,
+            u1,
+            n,
+            tot,
+            v,
+            Tc,
+            is_send,
+            is_chunk,
+            th,
         )
+        lo, hi, c, D, sig, A_at, tau_at, *params = (_pick(X, p.shape, at) for X in cols)
+        share[at] = _cursor_seg_redirty(lo, hi, c, D, sig, A_at, tau_at, params)
     pr = np.where(seqon[:, None, :], np.clip(share, 0.0, 1.0), pr)
     # -- clean pages of each bin: written at all --------------------------------------------
     E = g.E
@@ -1535,9 +1543,9 @@ def _sequential(g: _Group, w, mode, T, x, pr, clean_p, seqon, theta):
         hi = np.where(piece == 0, np.minimum(hi_b, u1), hi_b)
         wb = wb + _seq_len(lo, hi, K, tot, one, K - tot)
     wshare = np.where(hi_b > lo_b, wb / np.maximum(hi_b - lo_b, 1e-300), 0.0)
-    in_bin = (lo_b <= c0) & (c0 < hi_b)
-    if in_bin.any():
-        wshare = np.where(in_bin, _cursor_bin_written(g.D, lo_b, hi_b, c0, Lw, n), wshare)
+    at = np.nonzero((lo_b <= c0) & (c0 < hi_b))  # the bins holding the write cursors
+    if at[0].size:
+        wshare[at] = _cursor_bin_written(*(_pick(X, wshare.shape, at) for X in (g.D, lo_b, hi_b, c0, Lw, n)))
     clean_p = np.where(seqon[:, None, :], np.clip(wshare, 0.0, 1.0), clean_p)
     return pr, clean_p
 

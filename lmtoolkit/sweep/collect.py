@@ -123,10 +123,57 @@ def _check_same_points(dss: list[xr.Dataset], jobs: list[Path]) -> None:
                 )
 
 
+#: how many missing jobs or points an error names
+_SHOW_MISSING = 4
+
+
+def _check_every_job_ran(run_dir: Path, latest: _Jobs, found: set) -> None:
+    """Refuse a multirun some of whose jobs left no job directory (a SLURM array task that
+    never started or was cancelled, a job still pending, a directory removed): their points
+    were made up by the merge (NaN beside ``converged`` True, ``rounds`` and ``seed``
+    INT64_MIN, ``stop_reason`` 'nan'), or, of a two-job multirun, the one job was the result."""
+    missing = [job for job in latest.ordered if job not in found]
+    if not missing:
+        return
+    shown = "; ".join(" ".join(job) for job in missing[:_SHOW_MISSING])
+    more = f" and {len(missing) - _SHOW_MISSING} more" if len(missing) > _SHOW_MISSING else ""
+    raise ConfigError(
+        "collect",
+        str(run_dir),
+        "",
+        message=f"{len(missing)} of the {len(latest.ordered)} jobs of the last multirun into {run_dir} "
+        f"(its multirun.yaml: {' '.join(latest.task)}) left no job directory: {shown}{more} (still "
+        "pending, failed before it started, or removed?); collect merges every job: rerun the same "
+        f"multirun with hydra.sweep.dir={run_dir} (finished jobs are served from their cache)",
+    )
+
+
+def _check_full_grid(run_dir: Path, varying: list[str], seen: dict) -> None:
+    """Refuse jobs that do not cover every combination of the overrides that vary between
+    them (a job directory removed, no ``multirun.yaml`` to tell): the merge made those points up."""
+    values = [list(dict.fromkeys(point[i] for point in seen)) for i in range(len(varying))]
+    holes = [p for p in itertools.product(*values) if p not in seen]
+    if not holes:
+        return
+    shown = "; ".join(" ".join(f"{k}={v}" for k, v in zip(varying, p)) for p in holes[:_SHOW_MISSING])
+    more = f" and {len(holes) - _SHOW_MISSING} more" if len(holes) > _SHOW_MISSING else ""
+    raise ConfigError(
+        "collect",
+        str(run_dir),
+        "",
+        message=f"no job in {run_dir} ran {shown}{more}: the {len(seen)} jobs cover {len(seen)} of the "
+        f"{len(seen) + len(holes)} combinations of {', '.join(varying)}, and collect does not make up "
+        "the points of a job that did not run; run the missing jobs into this directory, or collect "
+        "a directory whose jobs form a full grid",
+    )
+
+
 class _Jobs(set):
     """The override lists of a multirun's jobs, and the multirun's own overrides (``task``)."""
 
     task: list[str]
+    #: the jobs in the order the sweeper runs them (job number order)
+    ordered: list[tuple]
 
 
 def _latest_jobs(run_dir: Path) -> _Jobs | None:
@@ -154,8 +201,9 @@ def _latest_jobs(run_dir: Path) -> _Jobs | None:
             choices.append([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
         else:
             choices.append([text])
-    out = _Jobs(itertools.product(*choices))
-    out.task = task
+    ordered = list(itertools.product(*choices))
+    out = _Jobs(ordered)
+    out.task, out.ordered = task, ordered
     return out
 
 
@@ -200,6 +248,8 @@ def collect(run_dir, output: str | os.PathLike | None = None):
                 "(remove it, or give each multirun its own hydra.sweep.dir)",
             )
         runs.append((job, ov, _job_result(job, ov)))
+    if latest is not None:
+        _check_every_job_ran(run_dir, latest, {tuple(ov) for _, ov, _ in runs})
     parsed = []
     for _, ov, _ in runs:
         d = {}
@@ -255,6 +305,7 @@ def collect(run_dir, output: str | os.PathLike | None = None):
                     f"({', '.join(f'{k}={v}' for k, v in zip(varying, point))}): collect needs one job per point",
                 )
             seen[point] = job
+        _check_full_grid(run_dir, varying, seen)
         run_dim = "__run__"
         cat = xr.concat(
             [s.stack({run_dim: [names[k] for k in varying]}) for s in stamped],

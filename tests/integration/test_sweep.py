@@ -1034,6 +1034,36 @@ def test_collect_refuses_jobs_over_different_points(tmp_path, monkeypatch, capsy
     assert not (d / "quickstart.nc").exists()
 
 
+def test_collect_refuses_a_multirun_with_a_job_that_left_no_directory(tmp_path, monkeypatch, capsys):
+    """A job that never ran (a SLURM array task cancelled or still pending, a directory
+    removed) left no job directory: collect merged the other three jobs over the full grid and
+    made its 2 points up — total_time NaN beside converged True, seed INT64_MIN, stop_reason
+    'nan' — and of a two-job multirun wrote the one job's file with no memory_gib dim."""
+    import shutil
+
+    from lmtoolkit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    d = _multirun(tmp_path, ["vm.memory_gib=1,2", "seed=0,1"])
+    shutil.rmtree(d / "3")  # vm.memory_gib=2 seed=1
+    capsys.readouterr()
+    assert main(["collect", str(d)]) == 2
+    err = capsys.readouterr().err
+    assert "1 of the 4 jobs" in err and "vm.memory_gib=2 seed=1" in err and "left no job directory" in err
+    assert not (d / "quickstart.nc").exists()
+    (d / "multirun.yaml").unlink()  # no record of the jobs: the grid's hole tells
+    assert main(["collect", str(d)]) == 2
+    err = capsys.readouterr().err
+    assert "no job in" in err and "memory_gib=2 seed=1" in err and "cover 3 of the 4 combinations" in err
+    assert not (d / "quickstart.nc").exists()
+
+    d = _multirun(tmp_path / "two", ["vm.memory_gib=4,8"])
+    shutil.rmtree(d / "1")
+    capsys.readouterr()
+    assert main(["collect", str(d)]) == 2
+    assert "1 of the 2 jobs" in capsys.readouterr().err and not (d / "quickstart.nc").exists()
+
+
 def test_collected_attributes_that_differ_between_jobs_are_recorded_per_job(tmp_path, monkeypatch):
     """engine=fluid,page: the collected file's engine coord was [fluid, page] while its attributes
     (lmt_engine, lmt_config, lmt_variant) were job 0's alone."""

@@ -23,6 +23,8 @@ import contextlib
 import dataclasses
 import os
 import socket
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,13 +198,33 @@ def run_inline(chunks, done, settings):
         done(t, run_chunk(t))
 
 
+#: seconds between a pool worker's checks that the process that started it still runs
+PARENT_POLL_S = 0.5
+
+
+def _exit_with_parent() -> None:
+    """A pool worker's initializer: exit once the process that started it is gone.  A driver
+    killed by SIGKILL (``kill -9``, the OOM killer: the driver holds the sweep's results) left
+    its workers behind for good — forked, they hold the pool's queue open themselves, so they
+    wait on it forever with the driver's memory; their chunk's result has nowhere to go."""
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="lmtoolkit-parent-watch", daemon=True).start()
+
+
 def run_processes(chunks, done, settings):
-    """A process pool; each chunk is handed to ``done`` the moment it finishes."""
+    """A process pool; each chunk is handed to ``done`` the moment it finishes.  Its workers
+    exit when the driver dies (:func:`_exit_with_parent`)."""
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     # the platform's default start method (fork on Linux up to Python 3.13: no re-import of
     # the caller's script; spawn/forkserver elsewhere need the usual `if __name__ == "__main__"`)
-    ex = ProcessPoolExecutor(max_workers=min(workers(settings), len(chunks)))
+    ex = ProcessPoolExecutor(max_workers=min(workers(settings), len(chunks)), initializer=_exit_with_parent)
     try:
         futs = {ex.submit(run_chunk, t): t for t in chunks}
         pending = set(futs)

@@ -3,6 +3,7 @@ one runner for every task, and every executor resumes after SIGKILL."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -391,6 +392,39 @@ def test_every_executor_resumes_after_sigkill(tmp_path, executor):
     extra = [] if executor == "inline" else [f"sweep.executor={executor}", "sweep.workers=2"]
     args = ["experiment=quickstart", "debug=default", "sweep.max_values=4", "vm.memory_gib=2", *extra]
     _kill_and_resume(tmp_path, args, "quickstart", 16, 2)
+
+
+def test_process_pool_workers_exit_when_the_driver_is_killed(tmp_path):
+    """kill -9 of the driver alone (the OOM killer's choice: it holds the results) left its
+    two pool workers sleeping for good (still there 45 s later, the driver's memory each)."""
+    env = dict(os.environ, LMT_RESULTS_DIR=str(tmp_path / "run"))
+    args = ["experiment=quickstart", "debug=default", "sweep.max_values=4", "sweep.replicates=32"]
+    cmd = [sys.executable, "-m", "lmtoolkit.cli", "sweep", *args, "sweep.chunk_size=1", "--no-plot", "-q"]
+    cmd += ["sweep.executor=processes", "sweep.workers=2"]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT, start_new_session=True
+    )
+
+    def group():
+        out = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list((tmp_path / "run").rglob(".partial/*/chunk-*.npz")):
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.01)
+        workers = [p for p in group() if p != proc.pid]
+        assert len(workers) == 2
+        os.kill(proc.pid, signal.SIGKILL)  # the driver only
+        proc.wait()
+        deadline = time.time() + 10
+        while time.time() < deadline and group():
+            time.sleep(0.1)
+        assert group() == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_evacuation_sweep_resumes_after_sigkill(tmp_path):

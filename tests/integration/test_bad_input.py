@@ -851,3 +851,23 @@ def test_axis_fields_and_max_values_one(tmp_path):
     assert [a.values for a in p.axes] == [["1gbe"], [0.0], [5000]]
     p = make_plan(["experiment=shared_network", "sweep.max_values=3"], expand=False)
     assert [a.values for a in p.axes] == [["1gbe", "10gbe"], [0.0, 0.25, 0.9], [5000, 20000]]
+
+
+def test_readme_multirun_commands_plan_every_job():
+    """Every `lmtk sweep -m` command of the README plans each of its jobs: the SLURM example
+    (experiment=memory_scaling policy=vmware,hyperv network=10gbe,100gbe_rdma) was refused
+    at every job, "policy=vmware would have no effect: experiment memory_scaling sweeps policy"."""
+    import itertools
+    import re
+    import shlex
+
+    from lmtoolkit.sweep import make_plan
+
+    readme = (config_dir().parent / "README.md").read_text().replace("\\\n", " ")
+    commands = re.findall(r"^lmtk sweep -m (.*)$", readme, flags=re.M)
+    assert len(commands) >= 2
+    for line in commands:
+        words = [w for w in shlex.split(line.split("#")[0]) if not w.startswith(("hydra/", "hydra."))]
+        choices = [[f"{w.split('=')[0]}={v}" for v in w.split("=", 1)[1].split(",")] for w in words]
+        for job in itertools.product(*choices):
+            assert make_plan(list(job), expand=False).n_points > 0, (line, job)

@@ -8,20 +8,60 @@ interrupted run leaves either the old file or none.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
 import xarray as xr
 
 
+def temp_prefix(path) -> str:
+    """The start of the name of a temporary file beside ``path``: the writer's pid and host
+    (``.walk.nc.4242@node7~``), so that a later writer can tell one whose process is gone."""
+    return f".{Path(path).name}.{os.getpid()}@{socket.gethostname()}~"
+
+
+def remove_stale_temps(path) -> list[Path]:
+    """Remove the temporary files (:func:`temp_prefix`) of ``path`` left by a writer on this
+    host that no longer runs (SIGKILL, the OOM killer, a lost node mid-write: a result's
+    bytes, as large as the result, stayed beside it for good); those of a live writer, or of
+    another host (a shared file system), stay.  Returns what it removed."""
+    path = Path(path)
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)@([^~]+)~.*\.tmp$")
+    host, gone = socket.gethostname(), []
+    for p in path.parent.glob(f".{glob.escape(path.name)}.*.tmp") if path.parent.is_dir() else ():
+        m = pattern.match(p.name)
+        if not m or m[2] != host or _alive(int(m[1])):
+            continue
+        with contextlib.suppress(OSError):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            gone.append(p)
+    return gone
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # (another user's process)
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix: str = ""):
-    """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds.
+    Temporary files of ``path`` that a killed writer left are removed first
+    (:func:`remove_stale_temps`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix + ".tmp")
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=suffix + ".tmp")
     os.close(fd)
     tmp = Path(tmp)
     try:

@@ -27,7 +27,15 @@ import yaml
 from .. import provenance
 from ..compose import as_overrides
 from ..errors import ConfigError
-from ..io import check_writable, file_digest, read_dataset, write_dataset, write_text
+from ..io import (
+    check_writable,
+    file_digest,
+    read_dataset,
+    remove_stale_temps,
+    temp_prefix,
+    write_dataset,
+    write_text,
+)
 from ..tasks import get_task
 from .execute import EXECUTORS, chunk_file, chunk_task, load_partial, save_partial
 from .plan import FORMATS, Plan, expand_plan, make_plan
@@ -173,10 +181,12 @@ def _formats(plan: Plan) -> list[Path]:
 def _drop_other_formats(plan: Plan) -> None:
     """Remove the result's file in another format than the one just written: it is stale, and
     ``provenance.yaml`` describes the new one (``walk.zarr`` stayed beside a ``walk.nc``
-    after a switch of ``sweep.format``).  Renamed away first: never read half-removed."""
+    after a switch of ``sweep.format``).  Renamed away first: never read half-removed.  The
+    temporary files a killed writer left of either are removed too."""
     for f in _formats(plan):
+        remove_stale_temps(f)
         if f != plan.out_path and f.exists():
-            gone = f.with_name(f".{f.name}.{os.getpid()}.old.tmp")
+            gone = f.with_name(f"{temp_prefix(f)}old.tmp")
             os.replace(f, gone)
             if gone.is_dir():
                 shutil.rmtree(gone)

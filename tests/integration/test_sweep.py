@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -262,6 +263,52 @@ def test_partial_files_are_atomic(tmp_path):
     ds, info = _run(base)
     assert info["chunks_reused"] == 0 and info["chunks_computed"] == info["chunks"]
     validate(ds)
+
+
+#: a sweep that hangs just before renaming its result into place (then is killed there)
+_KILLED_MID_WRITE = """
+import os, sys, time
+from pathlib import Path
+import lmtoolkit as lmt
+
+real = os.replace
+def hang(src, dst):
+    if Path(dst).name == "quickstart.nc":
+        Path(sys.argv[1]).write_text("writing")
+        time.sleep(120)
+    return real(src, dst)
+os.replace = hang
+lmt.sweep(["experiment=quickstart", "debug=default", "paths.results_dir=" + sys.argv[2]])
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_no_temp_file_for_good(tmp_path):
+    """SIGKILL while the result was being written left its temporary file (as large as the
+    result: 6 MB for fluid_map_100k's netCDF) beside it for good; every later run added none
+    but removed none.  The next write of that file removes what a dead writer left."""
+    from lmtoolkit.sweep import make_plan
+
+    marker = tmp_path / "writing"
+    base = ["experiment=quickstart", "debug=default", f"paths.results_dir={tmp_path / 'r'}"]
+    out = make_plan(base, expand=False).out_path
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_MID_WRITE, str(marker), str(tmp_path / "r")])
+    try:
+        deadline = time.time() + 120
+        while not marker.exists() and time.time() < deadline:
+            assert proc.poll() is None
+            time.sleep(0.05)
+        left = list(out.parent.glob(".quickstart.nc.*.tmp"))
+        assert len(left) == 1 and left[0].stat().st_size > 0  # the half-written result
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not out.exists()
+    ds, info = _run(base)
+    assert info["chunks_reused"] == info["chunks"]  # (its chunks were kept: resumed)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["provenance.yaml", "quickstart.nc"]
+    live = out.parent / f".quickstart.nc.{os.getpid()}@{socket.gethostname()}~x.tmp"
+    live.write_text("a live writer's")  # this process's: kept
+    assert _run([*base, "sweep.cache=false"])[1]["chunks_computed"] > 0 and live.exists()
 
 
 @pytest.mark.parametrize("engine", ["netcdf4", "h5netcdf"])

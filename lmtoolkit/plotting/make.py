@@ -20,7 +20,6 @@ figure, as ``debug=default`` never does (``results/debug/figures/``).
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 import time
@@ -306,7 +305,9 @@ def cmd_figures(args) -> int:
         return 0
     ids = [a for a in args.items if "=" not in a]
     overrides = [a for a in args.items if "=" in a]
-    if (os.cpu_count() or 1) > 1 and not any(o.lstrip("+~").startswith("sweep.executor") for o in overrides):
+    from ..sweep.execute import usable_cores
+
+    if usable_cores() > 1 and not any(o.lstrip("+~").startswith("sweep.executor") for o in overrides):
         # the experiments' chunks on every core (a run-time key: same results, same cache)
         overrides.append("sweep.executor=processes")
     for d, key in ((args.output, "--output"), (args.thumbnails, "--thumbnails")):

@@ -189,8 +189,19 @@ def load_partial(path: Path, task_name: str):
 
 
 # -- executors -----------------------------------------------------------------------------------
+def usable_cores() -> int:
+    """The CPUs this process may run on: its affinity (a SLURM job's ``--cpus-per-task``,
+    ``taskset``, a container's cpuset), not the machine's (``os.cpu_count``: 128 on a node
+    where the job has 2, and ``sweep.workers=null`` started 128 processes on those 2)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # (no affinity call: macOS, Windows)
+        return os.cpu_count() or 1
+
+
 def workers(settings) -> int:
-    return int(settings["workers"] or os.cpu_count() or 1)
+    """``sweep.workers``, or (null) :func:`usable_cores`."""
+    return int(settings["workers"] or usable_cores())
 
 
 def run_inline(chunks, done, settings):

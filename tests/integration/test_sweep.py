@@ -371,6 +371,20 @@ def test_executor_equivalence_inline_processes_dask_address(tmp_path):
     xr.testing.assert_allclose(_data(whole), _data(a), rtol=1e-12)
 
 
+def test_workers_default_to_the_cores_the_process_may_use(monkeypatch):
+    """sweep.workers=null took os.cpu_count(), the machine's cores: a SLURM job given 2 CPUs
+    on a 128-core node started 128 worker processes on its 2 (and `lmtk figures` chose the
+    process pool under `taskset -c 0`)."""
+    from lmtoolkit.sweep import execute
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 128)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {4, 5}, raising=False)
+    assert execute.workers({"workers": None}) == 2
+    assert execute.workers({"workers": 8}) == 8
+    monkeypatch.delattr(os, "sched_getaffinity")  # (macOS, Windows)
+    assert execute.workers({"workers": None}) == 128
+
+
 @pytest.mark.slow
 def test_dask_local_cluster_real_processes(tmp_path):
     """sweep.dask_address=null starts a distributed.LocalCluster (2 worker processes)."""

@@ -204,7 +204,7 @@ def noise_line(ds) -> str:
 
 
 def add_commands(sub) -> None:
-    from .whatif import DEFAULT_SEEDS
+    from .whatif import DEFAULT_SEEDS, MAX_SEEDS
 
     f = sub.add_parser(
         "fit",
@@ -272,7 +272,8 @@ def add_commands(sub) -> None:
         "--seeds",
         type=int,
         default=DEFAULT_SEEDS,
-        help=f"page-engine runs per point, averaged; the same seeds in every row (default {DEFAULT_SEEDS}; "
+        help=f"page-engine runs per point, averaged; the same seeds in every row (default {DEFAULT_SEEDS}, "
+        f"at most {MAX_SEEDS}: the mean's error is sd/sqrt(N); "
         "1: one run, whose round count can move the total time by a whole pre-copy round)",
     )
     w.add_argument("--figure", help="also write the what-if figure (PNG/PDF/SVG)")

@@ -87,6 +87,11 @@ FIELDS = (("total_time", "total_time_s"), ("downtime", "downtime_s"), ("transfer
 #: page-engine runs (seeds) per what-if point (``lmtk whatif --seeds``): the mean's error is
 #: about sd/sqrt(32) — 0.2 % of the QMP fixture's 5.24 s, a tenth of its one-round step
 DEFAULT_SEEDS = 32
+#: the most seeds per point: the mean's error sd/sqrt(1024) is sd/32, a 32nd of one run's spread
+#: and under a fifth of the default's; each seed is one page-engine run of every point, all
+#: held in one batch, so 10^8 seeds ran for hours (and would hold 10^8 records per point)
+#: for an error no plot can show
+MAX_SEEDS = 1024
 
 
 def _split(o: str):
@@ -445,9 +450,15 @@ def whatif(
 
 
 def check_seeds(seeds) -> None:
-    """``seeds`` is an integer >= 1 (ConfigError naming ``--seeds`` otherwise)."""
-    if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
-        raise ConfigError("--seeds", seeds, "page-engine runs per point: an integer >= 1")
+    """``seeds`` is an integer in [1, :data:`MAX_SEEDS`] (ConfigError naming ``--seeds``
+    otherwise), checked before any run."""
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or not 1 <= seeds <= MAX_SEEDS:
+        raise ConfigError(
+            "--seeds",
+            seeds,
+            f"page-engine runs per point: an integer >= 1 and <= {MAX_SEEDS} "
+            f"(the mean's error is sd/sqrt(N): sd/32 at {MAX_SEEDS})",
+        )
 
 
 def _seed_list(tpl, seeds: int) -> np.ndarray:

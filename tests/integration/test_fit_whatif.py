@@ -347,6 +347,8 @@ def test_huge_pages_agree_with_a_log_of_4k_pages_and_are_kept():
     [
         (["--samples", "-1"], ["--samples=-1", ">= 0"]),  # it ran as --samples 0
         (["--seeds", "0"], ["--seeds=0", "page-engine runs per point", ">= 1"]),
+        # no upper bound: 10^8 page-engine runs per point, a hang
+        (["--seeds", "100000000"], ["--seeds=100000000", "<= 1024", "sd/sqrt(N)"]),
         (["--figure", "what.txt"], ["--figure='what.txt'", ".png"]),  # a traceback after the runs
         # said the key 'cannot be varied' (=1,10 varies it): the value is what is wrong
         (["network.bandwidth_gbit_s=1,abc"], ["network.bandwidth_gbit_s='abc'", "numbers"]),

@@ -70,6 +70,7 @@ def check_range(
     lo_open: bool = False,
     hi_open: bool = False,
     finite: bool = False,
+    note: str = "",
 ) -> None:
     """Raise :class:`ConfigError` unless ``lo (<|<=) value (<|<=) hi`` (and, with ``finite``,
     not infinite: for sizes, costs, limits and integers, where inf would be a hang or an inf
@@ -81,7 +82,8 @@ def check_range(
     where it does not — ``(0, inf)`` for a finite rate, ``(0, inf]`` for a speed; an infinite
     value refused by ``finite`` is told "must be a finite number in (0, inf)".  (It had read
     ``inf]`` for every unbounded end: ``network.bandwidth_gbit_s=0`` answered "(0, inf]" and
-    ``=inf`` "a finite number".)"""
+    ``=inf`` "a finite number".)  ``note`` follows the interval (units, why the bound:
+    " pages/s: …")."""
     try:
         v = float(value)
     except OverflowError:  # an integer beyond a float (10**400): beyond every bound
@@ -100,7 +102,7 @@ def check_range(
         left = "(" if lo_excl else "["
         right = ")" if hi_excl else "]"
         what = "a finite number in" if finite and v in (float("inf"), float("-inf")) else "in"
-        raise ConfigError(key, value, f"must be {what} {left}{lo_f:g}, {hi_f:g}{right}")
+        raise ConfigError(key, value, f"must be {what} {left}{lo_f:g}, {hi_f:g}{right}{note}")
 
 
 #: what a key whose config file holds a list / a mapping accepts

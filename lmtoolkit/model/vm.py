@@ -21,6 +21,9 @@ BASE_PAGE_MAX_KIB = 64
 #: the page a dirty log tracks in guest RAM backed by huge pages, KiB: x86's 4 KiB frame
 #: (QEMU's ``TARGET_PAGE_SIZE``, KVM's ``PAGE_SIZE`` gfn; see :func:`tracked_page_kib`)
 DIRTY_LOG_PAGE_KIB = 4
+#: largest guest (GiB) and vCPU count accepted (vm.memory_gib, vm.vcpus)
+MAX_MEMORY_GIB = 65536
+MAX_VCPUS = 4096
 
 
 def tracked_page_kib(page_size_kib: int) -> int:
@@ -118,7 +121,7 @@ class VM:
             )
         check_range("zero_fraction", self.zero_fraction, 0, 1)
         check_range("compressibility", self.compressibility, 0, 1, hi_open=True)
-        check_range("vcpus", self.vcpus, 1, 4096)
+        check_range("vcpus", self.vcpus, 1, MAX_VCPUS)
         check_range("device_state_mib", self.device_state_mib, 0, 65_536)  # (a GPU's state is GiBs)
         check_choice("zero_layout", self.zero_layout, ZERO_LAYOUTS)
         if self.host_pages < 1:

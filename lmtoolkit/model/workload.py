@@ -41,7 +41,14 @@ import numpy as np
 
 from ..errors import ConfigError, check_choice, check_range
 from .checks import check_fields, refuse_unused
-from .vm import MIB
+from .vm import MAX_VCPUS, MIB
+
+#: the fastest any guest can dirty pages, pages/s: each page write is at least one store, and
+#: the largest VM (vm.vcpus <= 4096) retiring one store per cycle per vCPU at 5 GHz makes
+#: 4096 x 5e9 = 2.05e13 stores/s.  Beyond it a rate is no memory's: 1e308 ran into NaN page
+#: counts ("rule phase_pages gave pages = nan") or an OverflowError traceback (sequential)
+MAX_DIRTY_RATE_PAGES_S = MAX_VCPUS * 5e9
+RATE_NOTE = " pages/s: 4096 vCPUs storing once a cycle at 5 GHz"
 
 PATTERNS = ("random", "sequential")
 PACINGS = ("guest", "wall")
@@ -289,7 +296,7 @@ class Workload:
 
     def __post_init__(self):
         check_fields(self)
-        check_range("dirty_rate_pages_s", self.dirty_rate_pages_s, 0, None, finite=True)
+        check_range("dirty_rate_pages_s", self.dirty_rate_pages_s, 0, MAX_DIRTY_RATE_PAGES_S, note=RATE_NOTE)
         if self.wss_mib is not None:
             check_range("wss_mib", self.wss_mib, 0, None, lo_open=True, finite=True)  # must fit the VM
         check_choice("pattern", self.pattern, PATTERNS)
@@ -337,7 +344,10 @@ class Workload:
     def _check_pacing(self):
         check_choice("pacing", self.pacing, PACINGS)
         if self.max_rate_pages_s is not None:
-            check_range("max_rate_pages_s", self.max_rate_pages_s, self.dirty_rate_pages_s, None, finite=True)
+            hi = MAX_DIRTY_RATE_PAGES_S
+            check_range(
+                "max_rate_pages_s", self.max_rate_pages_s, self.dirty_rate_pages_s, hi, note=RATE_NOTE
+            )
 
     def write_speed(self, speed):
         """Factor on the write rate when the guest runs at ``speed`` (1 = unthrottled)."""

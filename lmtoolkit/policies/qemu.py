@@ -257,7 +257,16 @@ class QemuPolicy(PrecopyPolicy):
         check_range("xbzrle_delta_ratio", self.xbzrle_delta_ratio, 0, 1)
         check_range("xbzrle_encode_gib_s", self.xbzrle_encode_gib_s, 0, None, lo_open=True)
         check_range("multifd_channels", self.multifd_channels, 0, 255)
-        check_range("iteration_ms", self.iteration_ms, 0, None, lo_open=True, finite=True)
+        # an iteration is the time between two switchover checks: one longer than the timeout
+        # would never check (1e308 ran into NaN pages, "rule phase_pages gave pages = nan")
+        check_range(
+            "iteration_ms",
+            self.iteration_ms,
+            0,
+            self.timeout_s * 1000.0,
+            lo_open=True,
+            note=" ms: at most timeout_s",
+        )
         check_choice("dirty_clear", self.dirty_clear, ("chunk", "sync", "send"))
         parts = str(self.qemu_version).split(".")
         if not (1 <= len(parts) <= 3 and all(p.isdigit() for p in parts)):

@@ -53,8 +53,15 @@ BAD = [
     (["run", "host.numa_node_gib=inf"], ["host.numa_node_gib=inf", "finite"]),
     (
         ["run", "workload=uniform", "workload.dirty_rate_pages_s=inf"],
-        ["workload.dirty_rate_pages_s=inf", "finite"],
+        ["workload.dirty_rate_pages_s=inf", "2.048e+13"],
     ),
+    # beyond any memory's write rate, or an iteration past the timeout: NaN pages ("rule
+    # phase_pages gave pages = nan", naming no key) or an OverflowError traceback (sequential)
+    (
+        ["run", "workload=sequential", "workload.dirty_rate_pages_s=1e308"],
+        ["workload.dirty_rate_pages_s=1e+308", "[0, 2.048e+13] pages/s", "4096 vCPUs"],
+    ),
+    (["run", "policy.iteration_ms=1e308"], ["policy.iteration_ms=1e+308", "(0, 600000] ms", "timeout_s"]),
     (["run", "policy=vmware", "policy.min_progress_pct=inf"], ["policy.min_progress_pct=inf", "[1, 1000]"]),
     (["run", "policy=postcopy", "policy.fault_overhead_us=inf"], ["policy.fault_overhead_us=inf", "finite"]),
     # a plug-in that does not import: the key lacked its group and the message the way out

@@ -112,20 +112,18 @@ class VM:
 
     def __post_init__(self):
         check_fields(self)
-        check_range("memory_gib", self.memory_gib, 0, 65536, lo_open=True)
         check_range("page_size_kib", self.page_size_kib, 1, 1024 * 1024)
         size = int(self.page_size_kib)
         if size & (size - 1):
             raise ConfigError(
                 "page_size_kib", self.page_size_kib, "must be a power of two from 1 to 1048576 (KiB)"
             )
+        self._check_memory()
         check_range("zero_fraction", self.zero_fraction, 0, 1)
         check_range("compressibility", self.compressibility, 0, 1, hi_open=True)
         check_range("vcpus", self.vcpus, 1, MAX_VCPUS)
         check_range("device_state_mib", self.device_state_mib, 0, 65_536)  # (a GPU's state is GiBs)
         check_choice("zero_layout", self.zero_layout, ZERO_LAYOUTS)
-        if self.host_pages < 1:
-            check_range("memory_gib", self.memory_gib, self.host_page_bytes / GIB, 65536)
         if size > BASE_PAGE_MAX_KIB and int(self.memory_gib * GIB) % self.host_page_bytes:
             hp, hb = self.host_pages, self.host_page_bytes
             lo, hi = hp * hb / GIB, (hp + 1) * hb / GIB
@@ -141,6 +139,13 @@ class VM:
                     f"use {lo:.10g} or {hi:.10g}"
                 ),
             )
+
+    def _check_memory(self) -> None:
+        """``memory_gib`` in [one page, :data:`MAX_MEMORY_GIB`], one message for every refused
+        value (-1 said "(0, 65536]" and 1e-9 "[3.8147e-06, 65536]": a guest under one page has
+        no page to migrate)."""
+        lo, note = self.host_page_bytes / GIB, f" GiB: at least one {self.page_size_kib} KiB page"
+        check_range("memory_gib", self.memory_gib, lo, MAX_MEMORY_GIB, note=note)
 
     @property
     def host_page_bytes(self) -> int:

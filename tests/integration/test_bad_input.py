@@ -188,7 +188,18 @@ BAD = [
     # a bad second value: a Hydra traceback in its job, after the first job had run
     (
         ["sweep", "-m", "experiment=quickstart", "debug=default", "seed=1,2", "vm.memory_gib=0.5,-1"],
-        ["vm.memory_gib=-1", "(0, 65536]"],
+        ["vm.memory_gib=-1", "[3.8147e-06, 65536] GiB"],
+    ),
+    # one range for every refused size (-1 said "(0, 65536]", 1e-9 "[3.8147e-06, 65536]"):
+    # at least one page of the guest's page size
+    (["run", "vm.memory_gib=-1"], ["vm.memory_gib=-1", "[3.8147e-06, 65536] GiB: at least one 4 KiB page"]),
+    (
+        ["run", "vm.memory_gib=1e-9"],
+        ["vm.memory_gib=1e-09", "[3.8147e-06, 65536] GiB: at least one 4 KiB page"],
+    ),
+    (
+        ["run", "vm.memory_gib=0", "vm.page_size_kib=2048"],
+        ["vm.memory_gib=0", "[0.00195312, 65536] GiB: at least one 2048 KiB page"],
     ),
     (
         [
@@ -470,7 +481,10 @@ BAD = [
     # the hint to add a key with + only where a new key can mean something (a sweep's axes)
     (["run", "vm.memory_gb=4", "network.bandwidth_gbps=1"], ["vm.memory_gb"]),
     # a bad -p value was a failed cell after a kernel had started (and an executed copy left)
-    (["notebooks", "quickstart", "--smoke", "-p", "vm.memory_gib=-1"], ["vm.memory_gib=-1", "(0, 65536]"]),
+    (
+        ["notebooks", "quickstart", "--smoke", "-p", "vm.memory_gib=-1"],
+        ["vm.memory_gib=-1", "[3.8147e-06, 65536] GiB"],
+    ),
     (["notebooks", "01", "--smoke", "-p", "network.bandwidth_gbit_s=0"], ["network.bandwidth_gbit_s=0"]),
     (["notebooks", "--smoke", "-p", "policy.downtime_limit_ms=-5"], ["policy.downtime_limit_ms=-5"]),
 ]

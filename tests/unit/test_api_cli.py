@@ -504,7 +504,7 @@ def test_an_empty_or_null_results_dir_is_refused_not_the_current_directory(
     [
         (
             ["figures", "fig01", "-o", "{d}", "vm.memory_gib=-1"],
-            "vm.memory_gib=-1 is not allowed: must be in (0, 65536]",
+            "vm.memory_gib=-1 is not allowed: must be in [3.8147e-06, 65536] GiB",
         ),
         (
             ["notebooks", "--smoke", "00", "-o", "{d}", "nosuch"],

@@ -63,6 +63,14 @@ from ..records import REASON_CODE, register_stop_reason
 CONTINUE = REASON_CODE["running"]
 MIB = 1024**2
 GIB = 1024**3
+#: the most wire bytes of framing per page (``page_header_bytes``, ``zero_page_bytes``): the
+#: smallest page the model runs (``vm.page_size_kib=1``), so framing never outweighs a page.
+#: QEMU's largest is 264 B (10.1 ``migration/ram.c: save_page_header``: the 8-byte
+#: offset|flags word, plus on a RAMBlock's first page a length byte and its idstr of up to 255
+#: bytes, ``RAMBlock.idstr[256]``); Xen's and Hyper-V's 8 B.  1e12 was accepted (post-copy
+#: reported 6.5e16 bytes for a 2 GiB guest)
+MAX_PAGE_HEADER_BYTES = 1024
+PAGE_HEADER_NOTE = " bytes per page: at most the smallest page, 1 KiB (QEMU's header is 8 to 264 B)"
 
 
 #: name -> class of every registered policy (``lmtoolkit.policies.POLICIES`` is this dict)
@@ -291,7 +299,8 @@ class Policy:
     the destination) added to the downtime.
     ``page_header_bytes`` / ``zero_page_bytes``: wire bytes per normal page beyond its
     content, and per zero page (QEMU ``migration/ram.c``: ``save_page_header`` writes an
-    8-byte offset|flags word; ``save_zero_page`` sends the header plus one byte).
+    8-byte offset|flags word; ``save_zero_page`` sends the header plus one byte), at most
+    :data:`MAX_PAGE_HEADER_BYTES`.
     ``dst_populate_mib_s``: how fast the destination takes in, during the switchover, non-zero
     pages it has never received (null: as fast as the link).  QEMU allocates the destination's
     guest RAM lazily (``util/oslib-posix.c: qemu_anon_ram_alloc``: an anonymous
@@ -397,8 +406,8 @@ class Policy:
         refuse_unused(self, self.unused_keys(), f"policy {self.name}")
         check_range("timeout_s", self.timeout_s, 0, None, lo_open=True, finite=True)
         check_range("stop_overhead_ms", self.stop_overhead_ms, 0, None, finite=True)
-        check_range("page_header_bytes", self.page_header_bytes, 0, None, finite=True)
-        check_range("zero_page_bytes", self.zero_page_bytes, 0, None, finite=True)
+        for key in ("page_header_bytes", "zero_page_bytes"):
+            check_range(key, getattr(self, key), 0, MAX_PAGE_HEADER_BYTES, note=PAGE_HEADER_NOTE)
         if self.dst_populate_mib_s is not None:
             check_range("dst_populate_mib_s", self.dst_populate_mib_s, 0, None, lo_open=True)
 

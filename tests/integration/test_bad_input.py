@@ -72,6 +72,15 @@ BAD = [
         ["policy.downtime_limit_ms=30", "policy xen", "change nothing"],
     ),
     (["run", "policy=xen", "policy.zero_page_bytes=4000"], ["policy.zero_page_bytes=4000", "whole"]),
+    # per-page framing beyond a page: post-copy reported 6.5e16 bytes for a 2 GiB guest
+    *[
+        (
+            ["run", f"policy={p}", "policy.page_header_bytes=1e12"],
+            ["policy.page_header_bytes=", "[0, 1024] bytes"],
+        )
+        for p in ("postcopy", "qemu", "xen", "hyperv", "vmware", "stopcopy", "hybrid")
+    ],
+    (["run", "policy.zero_page_bytes=2000"], ["policy.zero_page_bytes=2000", "[0, 1024] bytes", "264 B"]),
     # keys nothing reads in the workload's, storage's or policy's mode: each ran as its default
     # (a random writer's sweep_start=0.5 gave the same 10.82 s as 0)
     (

@@ -154,9 +154,11 @@ def check_writable(path, key: str = "output", suffixes: tuple[str, ...] = ()) ->
 
 def check_writable_dir(path, key: str = "output") -> Path:
     """Raise :class:`~lmtoolkit.errors.ConfigError` unless the directory ``path`` can be made
-    and written into (before any work is done)."""
+    and written into (before any work is done).  It makes nothing: the writers make it, so an
+    input refused after the check leaves no directory behind (``lmtk figures -o NEW badid``
+    had made ``NEW``)."""
     path = Path(path)
-    _check_dir(path, key, path)
+    _check_dir(path, key, path, make=False)
     return path
 
 

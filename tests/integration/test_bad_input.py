@@ -704,6 +704,22 @@ def test_broken_experiment_yaml_is_one_line(tmp_path, monkeypatch, capsys):
         lmt.sweep(["experiment=broken"])
 
 
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["figures", "-o", "{d}", "badid"], ["figure='badid'", "fig01"]),
+        (["figures", "--thumbnails", "{d}", "badid"], ["figure='badid'"]),
+        (["notebooks", "-o", "{d}", "badname"], ["notebook='badname'", "00_"]),
+        (["notebooks", "-o", "{d}", "00", "-p", "vm.memory_gib=-1"], ["vm.memory_gib=-1"]),
+    ],
+)
+def test_a_refused_command_leaves_no_output_directory(argv, words, tmp_path, capsys):
+    """The output directory was made by its check, before the IDs were: a refusal left it."""
+    d = tmp_path / "new" / "out"
+    cli_error([a.format(d=d) for a in argv], capsys, words)
+    assert list(tmp_path.iterdir()) == []
+
+
 def _chattr(flag: str, path: Path) -> bool:
     return (
         shutil.which("chattr") is not None

@@ -16,6 +16,9 @@ current directory); adding runs to the reference set is explicit: ``lmtk testbed
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
+import re
 import time
 from pathlib import Path
 
@@ -48,8 +51,65 @@ def compose_testbed(overrides=()):
             raise ConfigError(
                 "matrix", given, "", message=f"unknown matrix '{given}' (available: {', '.join(names)})"
             ) from None
+        bad = re.search(r"Could not override '([^']+)'", msg)
+        if bad:
+            raise unknown_testbed_key(bad.group(1)) from None
         raise ConfigError("overrides", list(overrides), "", message=f"testbed config: {msg}") from None
+    _check_testbed_keys(cfg)
     return cfg
+
+
+def _check_testbed_keys(cfg) -> None:
+    """``+KEY=...`` adds a key nothing reads (``+foo=1``, ``+matrix.foo=1`` ran the matrix,
+    silently): every key, and every key of a group (``matrix``, ``guest``), must be one of
+    :func:`_valid_keys`.  (``run``'s are checked with the matrix's entries, :func:`expand`.)"""
+    from omegaconf import DictConfig
+
+    for k in cfg.keys():
+        if k not in _testbed_base():
+            raise unknown_testbed_key(str(k), cfg.get(k))
+        if isinstance(cfg[k], DictConfig) and k != "run":
+            for sub in cfg[k].keys():
+                if f"{k}.{sub}" not in _valid_keys(k):
+                    raise unknown_testbed_key(f"{k}.{sub}", cfg[k].get(sub))
+
+
+@functools.cache
+def _testbed_base():
+    """The testbed's default config (the keys an override may set)."""
+    return compose_raw([], cfg_dir=config_dir() / "testbed")
+
+
+def _valid_keys(group: str = "") -> list[str]:
+    """The keys an override may set: the top level's (a group's as ``GROUP.KEY``), or those of
+    ``group`` (``run``: a :class:`RunSpec`'s fields, ``tag`` too)."""
+    base = _testbed_base()
+    if not group:
+        return sorted(f"{k}.KEY" if hasattr(base[k], "keys") else str(k) for k in base.keys())
+    names = run_keys() if group == "run" else base[group].keys()
+    return sorted(f"{group}.{k}" for k in names)
+
+
+def run_keys() -> list[str]:
+    """The keys of a run (``run.KEY``, a matrix entry's): :class:`RunSpec`'s fields."""
+    return sorted(f.name for f in dataclasses.fields(RunSpec) if f.name != "repeat")
+
+
+def unknown_testbed_key(key: str, value=None) -> ConfigError:
+    """The error for a key the testbed config does not have: the keys it has where the key
+    would go (the top level, or its group's), a close match, and where ``repeats`` goes."""
+    from ..compose import leaf_keys
+
+    group = key.split(".", 1)[0] if "." in key else ""
+    valid = _valid_keys(group if group in _testbed_base() else "")
+    close = difflib.get_close_matches(key, leaf_keys(_testbed_base()), n=3, cutoff=0.6)
+    close = [c for c in close if c != group]
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    if key.rsplit(".", 1)[-1] == "repeats":
+        hint += "; repeats is a matrix entry's: matrix.runs=[{..., repeats: N}]"
+    return ConfigError(
+        key, value, "", message=f"unknown testbed key '{key}' (valid: {', '.join(valid)}){hint}"
+    )
 
 
 def check_settings(cfg) -> None:
@@ -117,7 +177,7 @@ def expand(cfg) -> list[RunSpec]:
                 f"matrix.runs[{i}].{bad[0]}",
                 d[bad[0]],
                 "",
-                message=f"unknown run key '{bad[0]}' (valid: {', '.join(sorted(names - {'repeat'}))})",
+                message=f"unknown run key '{bad[0]}' (valid: {', '.join(run_keys())})",
             )
         for r in range(reps):
             try:

@@ -431,6 +431,16 @@ BAD_TESTBED = [
     # a default every run of the matrix replaces: it ran the smoke matrix's 0 and 5000 pages/s
     (["run.dirty_rate_pages_s=-1"], ["run.dirty_rate_pages_s=-1 has no effect", "every run of the matrix"]),
     (["matrix=smoke", "run.max_bandwidth_mib_s=100"], ["run.max_bandwidth_mib_s=100 has no effect"]),
+    # a key nothing reads ran the matrix silently; a key without + was Hydra's "Could not
+    # override 'repeats' ... use +repeats", naming no valid key
+    (["+foo=1"], ["unknown testbed key 'foo'", "valid: budget_s, guest.KEY, matrix.KEY", "run.KEY"]),
+    (["matrix=single", "+matrix.foo=1"], ["unknown testbed key 'matrix.foo'", "valid: matrix.runs"]),
+    (["repeats=-1"], ["unknown testbed key 'repeats'", "reboot_every", "matrix.runs=[{..., repeats: N}]"]),
+    (
+        ["matrix=single", "run.rate=5"],
+        ["unknown testbed key 'run.rate'", "run.dirty_rate_pages_s", "run.tag"],
+    ),
+    (["matrix=single", "guest.sed=5"], ["unknown testbed key 'guest.sed'", "did you mean guest.seed"]),
 ]
 
 

@@ -943,9 +943,14 @@ def cmd_notebooks(args) -> int:
         print(f"installed Jupyter kernel '{KERNEL_NAME}' ({sys.executable})")
         if not args.names:
             return 0
-    if args.list:
-        for n in list_notebooks():
-            print(n + (f"  (once per experiment: {', '.join(list_experiments())})" if n == TEMPLATE else ""))
+    if args.list:  # the named notebooks only (they were ignored: --list 00 listed all 11)
+        for n, exp in (
+            [resolve_target(n) for n in args.names] if args.names else [(n, None) for n in list_notebooks()]
+        ):
+            for_exp = (
+                f"for experiment {exp}" if exp else f"once per experiment: {', '.join(list_experiments())}"
+            )
+            print(n + (f"  ({for_exp})" if n == TEMPLATE else ""))
         return 0
     overrides = list(args.param or [])
     for o in overrides:
@@ -992,7 +997,11 @@ def add_commands(sub) -> None:
         f"experiment=NAME picks the experiment of {TEMPLATE}",
     )
     p.add_argument("-o", "--output", help="directory for executed copies (default <results>/notebooks)")
-    p.add_argument("--list", action="store_true", help="list the notebooks and exit")
+    p.add_argument(
+        "--list",
+        action="store_true",
+        help="list the notebooks (those named, if any: --list 00 quickstart) and exit",
+    )
     p.add_argument(
         "--install-kernel",
         action="store_true",

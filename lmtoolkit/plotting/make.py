@@ -299,11 +299,11 @@ def show(sides: list[dict], out_dir: Path | None = None) -> None:
 
 # -- CLI -------------------------------------------------------------------------------------------
 def cmd_figures(args) -> int:
-    if args.list:
-        for s in FIGURES.values():
+    ids = [a for a in args.items if "=" not in a]
+    if args.list:  # the named figures only (they were ignored: --list fig01 listed all 11)
+        for s in [get(i) for i in ids] if ids else FIGURES.values():
             print(f"{s.stem:32s} experiment={s.experiment:26s} notebooks/{s.notebook}.ipynb")
         return 0
-    ids = [a for a in args.items if "=" not in a]
     overrides = [a for a in args.items if "=" in a]
     from ..sweep.execute import usable_cores
 
@@ -361,5 +361,7 @@ def add_commands(sub) -> None:
         metavar="DIR",
         help="also write small PNG thumbnails there (the README's are docs/img)",
     )
-    p.add_argument("--list", action="store_true", help="list the figures and exit")
+    p.add_argument(
+        "--list", action="store_true", help="list the figures (those named, if any: --list fig01 3) and exit"
+    )
     p.set_defaults(func=cmd_figures)

@@ -562,3 +562,32 @@ def test_simulate_refuses_what_lmtk_run_refuses_with_the_same_message(key, capsy
         lmt.simulate(["vm.memory_gib=0.5", key])
     assert cli_error(["run", "vm.memory_gib=0.5", key], capsys) == f"lmtk: error: {e.value}"
     assert str(e.value).startswith(key + ": ")
+
+
+@pytest.mark.parametrize(
+    "argv, lines",
+    [
+        (["figures", "--list", "fig01", "3"], ["fig01_quickstart", "fig03_vmware_vs_hyperv"]),
+        (["notebooks", "--list", "00", "quickstart"], ["00_live_migration_basics", "20_experiment"]),
+        (["figures", "--list"], 11),
+        (["notebooks", "--list"], 11),
+    ],
+)
+def test_list_lists_the_named_only(argv, lines, capsys):
+    """``--list`` with names lists those (they were ignored: all 11 figures, all 11 notebooks);
+    without names, every one."""
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    if isinstance(lines, int):
+        assert len(out) == lines, out
+    else:
+        assert [o.split()[0] for o in out] == lines, out
+    if argv[:3] == ["notebooks", "--list", "00"]:  # an experiment's name: the template for it
+        assert out[-1].endswith("(for experiment quickstart)"), out
+
+
+def test_list_refuses_an_unknown_name(capsys):
+    from tests.conftest import cli_error
+
+    cli_error(["figures", "--list", "badid"], capsys, ["figure='badid'", "fig01"])
+    cli_error(["notebooks", "--list", "nosuch"], capsys, ["notebook='nosuch'", "00_"])

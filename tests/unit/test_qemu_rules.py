@@ -118,3 +118,17 @@ def test_multifd_lifts_the_single_stream_limit():
         )
     )
     assert four.total_time_s == pytest.approx(one.total_time_s * 8 / 25, rel=0.02)
+
+
+def test_iteration_ms_is_bounded_by_the_timeout_or_qemus_max_wait():
+    """An iteration beyond the timeout checks only at each pass's end, as one of timeout_s
+    does; 1e308 ran into NaN pages.  QEMU's 50 ms stays allowed under a shorter timeout (the
+    first bound, timeout_s alone, refused every timeout under 50 ms with the default)."""
+    from lmtoolkit.errors import ConfigError
+
+    assert QemuPolicy(timeout_s=0.01).iteration_ms == 50.0
+    assert QemuPolicy(iteration_ms=600_000.0).iteration_ms == 600_000.0
+    with pytest.raises(ConfigError, match=r"iteration_ms=51 .*\(0, 50\] ms"):
+        QemuPolicy(timeout_s=0.01, iteration_ms=51)
+    with pytest.raises(ConfigError, match=r"\(0, 600000\] ms: at most timeout_s"):
+        QemuPolicy(iteration_ms=1e308)

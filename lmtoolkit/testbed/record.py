@@ -303,6 +303,13 @@ def load_runs(path) -> list[xr.Dataset]:
     from ..io import read_input_dataset
 
     path = Path(path)
+    if not path.exists():  # (read as a record, it was 'not a readable netCDF … FileNotFoundError')
+        raise ConfigError(
+            "--data",
+            str(path),
+            "",
+            message=f"--data {path} does not exist: give a directory of testbed records or one",
+        )
     files = sorted(path.glob("*.nc")) if path.is_dir() else [path]
     out = []
     for f in files:

@@ -496,7 +496,7 @@ def test_differential_tuned_reduced():
 
 @pytest.mark.slow
 def test_differential_tuned_full():
-    """600 tuned scenarios (measured: total p90 0.19 %, p99 2.0 %, no flip; while 2 MiB pages
+    """600 tuned scenarios (measured: total p90 0.11 %, p99 1.7 %, no flip (session 20); while 2 MiB pages
     were tracked whole p90 0.70 %, p99 8.0 % and 2 flips, hybrid migrations whose last pass left
     the bitmap within a 2 MiB page of the threshold: 304 and 532)."""
     check_tuned(summary(compare(scenarios_tuned(600, seed=3))))

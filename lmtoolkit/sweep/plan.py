@@ -169,6 +169,16 @@ def settings_of(cfg) -> dict:
     if out["progress"] is not None and not isinstance(out["progress"], bool):
         raise ConfigError("sweep.progress", out["progress"], "null, true or false")
     _check_dask_address(out["dask_address"])
+    if out["dask_address"] is not None and out["executor"] != "dask":
+        raise ConfigError(
+            "sweep.dask_address",
+            out["dask_address"],
+            "",
+            message=(
+                f"sweep.dask_address={out['dask_address']} would have no effect: "
+                f"sweep.executor={out['executor']} (it needs sweep.executor=dask; or set sweep.dask_address=null)"
+            ),
+        )
     return out
 
 

@@ -235,6 +235,24 @@ BAD = [
         )
         for a in ("123", "foo://x:1", "tcp://10.0.0.5", "tcp://10.0.0.5:99999")
     ],
+    # an address with another executor was silently ignored (the sweep ran inline)
+    *[
+        (
+            [
+                "sweep",
+                "experiment=quickstart",
+                "debug=default",
+                f"sweep.executor={e}",
+                "sweep.dask_address=tcp://h:8786",
+            ],
+            [
+                "sweep.dask_address=tcp://h:8786 would have no effect",
+                f"sweep.executor={e}",
+                "sweep.executor=dask",
+            ],
+        )
+        for e in ("inline", "processes")
+    ],
     # a netCDF file written under another suffix (.csv), and a collect output that was a traceback
     (["run", "-o", "/tmp/lmtk-bad-input-x.csv"], ["--output='/tmp/lmtk-bad-input-x.csv'", ".nc or .zarr"]),
     (["evacuate", "-o", "/tmp/lmtk-bad-input-x.txt"], ["--output=", ".nc or .zarr"]),

@@ -16,6 +16,7 @@ import socket
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 
@@ -225,7 +226,19 @@ def read_dataset(path) -> xr.Dataset:
     being decoded to floats with NaN.
     """
     with xr.open_dataset(path, engine=_read_engine(path), mask_and_scale={"round_kind": False}) as ds:
-        return ds.load()
+        return _array_attrs(ds.load())
+
+
+def _array_attrs(ds: xr.Dataset) -> xr.Dataset:
+    """A list attribute (zarr keeps them as JSON lists) as the ndarray netCDF reads back, in
+    the variable's dtype for a flag's ``flag_values`` (CF: the variable's type), so that
+    ``round_kind.attrs["flag_values"]`` is the same int8 array from either format."""
+    for var in (ds, *ds.variables.values()):
+        for k, v in var.attrs.items():
+            if isinstance(v, list) and all(isinstance(x, (int, float)) for x in v):
+                dtype = var.dtype if k == "flag_values" and var is not ds else None
+                var.attrs[k] = np.asarray(v, dtype=dtype)
+    return ds
 
 
 @contextlib.contextmanager
@@ -252,7 +265,7 @@ def read_input_dataset(path, key: str, what: str = "netCDF or zarr dataset") -> 
 def read_attrs(path) -> dict:
     """A dataset's global attributes, without reading its data."""
     with xr.open_dataset(path, engine=_read_engine(path)) as ds:
-        return dict(ds.attrs)
+        return dict(_array_attrs(ds).attrs)
 
 
 def _read_engine(path) -> str:

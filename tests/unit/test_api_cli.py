@@ -340,6 +340,20 @@ def test_cli_run_prints_summary_and_writes_netcdf(tmp_path, capsys):
     assert bool(ds.converged.item()) is True
 
 
+def test_zarr_and_netcdf_read_back_the_same_flag_values(tmp_path):
+    """round_kind's flag_values read back from zarr as a list [0, 1, ..., -1] and from netCDF
+    as an int8 ndarray: both are now the int8 array that was written."""
+    from lmtoolkit.io import write_dataset
+    from lmtoolkit.records import ROUND_KINDS
+
+    ds = lmt.simulate(CONTRACT)
+    want = np.array([*range(len(ROUND_KINDS)), -1], dtype=np.int8)
+    for name in ("one.nc", "one.zarr"):
+        back = read_dataset(write_dataset(ds, tmp_path / name)).round_kind.attrs["flag_values"]
+        assert isinstance(back, np.ndarray) and back.dtype == np.int8, (name, type(back))
+        np.testing.assert_array_equal(back, want)
+
+
 def test_the_summary_shows_the_beyond_one_link_results():
     """The README's "Beyond one link" commands print what their comments promise: the disk copy
     (apart from the memory's ratio, which it had made 51.92x for 2 GiB), a NUMA mismatch, copy

@@ -469,6 +469,8 @@ def cmd_sweep(args) -> int:
             note = quicklook_layout(ds)["note"]
             if note:
                 print(f"      note: {note}")
+    if info.get("partials_note"):
+        print(info["partials_note"], file=sys.stderr)
     return 0
 
 

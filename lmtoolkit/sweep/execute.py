@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shutil
 import socket
 import threading
 import time
@@ -33,7 +34,7 @@ from omegaconf import OmegaConf
 
 from .. import provenance
 from ..errors import ConfigError
-from ..io import atomic_path
+from ..io import _alive, atomic_path, remove_stale_temps, temp_prefix
 from ..runner import SHIPPED_INPUTS
 from ..tasks import get_task
 from .plan import DEFAULT_ROUND_DETAIL, Plan
@@ -186,6 +187,91 @@ def save_partial(path: Path, task_name: str, batch) -> None:
 def load_partial(path: Path, task_name: str):
     with np.load(path, allow_pickle=False) as z:
         return get_task(task_name).from_arrays({k: z[k] for k in z.files})
+
+
+#: in a partial directory: the code hash of the run that writes it (``CODE_FILE``), and one
+#: ``.run.<pid>@<host>`` marker a run that writes there (removed when it ends)
+CODE_FILE = "code_hash"
+RUN_MARK = ".run."
+
+
+def _marker(d: Path) -> Path:
+    return d / f"{RUN_MARK}{os.getpid()}@{socket.gethostname()}"
+
+
+@contextlib.contextmanager
+def claim_partial(d: Path, code_hash: str | None):
+    """Mark ``d`` (``.partial/<config-hash>``) as written by this process while the block
+    runs, with the code hash that writes it, so that another sweep can tell whether it may
+    remove it (:func:`partial_in_use`, :func:`remove_partial`)."""
+    d.mkdir(parents=True, exist_ok=True)
+    mark = _marker(d)
+    mark.touch()
+    if code_hash and not (d / CODE_FILE).exists():
+        with atomic_path(d / CODE_FILE) as tmp:
+            tmp.write_text(code_hash)
+    try:
+        yield d
+    finally:
+        mark.unlink(missing_ok=True)
+
+
+def partial_in_use(d: Path) -> bool:
+    """Could another process be writing to partial directory ``d``?  True for a marker of a
+    live process on this host other than this one, or of another host (a shared file system:
+    its processes cannot be seen from here)."""
+    host, me = socket.gethostname(), _marker(d).name
+    for m in d.glob(f"{RUN_MARK}*"):
+        pid, _, h = m.name[len(RUN_MARK) :].partition("@")
+        if m.name != me and (h != host or not pid.isdigit() or _alive(int(pid))):
+            return True
+    return False
+
+
+def remove_partial(d: Path) -> bool:
+    """Remove partial directory ``d`` unless another process may be writing to it: renamed
+    away first (``.partial/.<hash>.<pid>@<host>~old.tmp``, as :func:`lmtoolkit.io.temp_prefix`:
+    a removal cut short is never read as chunks, and the next one clears it), then deleted.
+    True if it is gone."""
+    remove_stale_temps(d)
+    if not d.is_dir():
+        return True
+    if partial_in_use(d):
+        return False
+    gone = d.with_name(f"{temp_prefix(d)}old.tmp")
+    try:
+        os.replace(d, gone)
+    except OSError:
+        return False
+    shutil.rmtree(gone, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        d.parent.rmdir()  # (.partial itself, once empty)
+    return True
+
+
+def stale_partials(root: Path, code_hash: str | None) -> list[Path]:
+    """Remove the partial directories under ``root`` (``.partial``) that the current code can
+    never resume — their recorded code hash is another — and no live process writes to.
+    Returns those left that may be stale but cannot be told safe: written before the code hash
+    was recorded (a run of that code may be going on; it leaves no marker), or in use."""
+    left = []
+    for d in sorted(root.iterdir()) if root.is_dir() else ():
+        if not d.is_dir() or d.name.startswith("."):
+            continue
+        try:
+            recorded = (d / CODE_FILE).read_text().strip()
+        except OSError:
+            recorded = None
+        if recorded is None:
+            left.append(d)
+        elif code_hash and recorded != code_hash and not remove_partial(d):
+            left.append(d)
+    return left
+
+
+def dir_size(d: Path) -> int:
+    """Bytes of the files under ``d``."""
+    return sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
 
 
 # -- executors -----------------------------------------------------------------------------------

@@ -37,7 +37,17 @@ from ..io import (
     write_text,
 )
 from ..tasks import get_task
-from .execute import EXECUTORS, chunk_file, chunk_task, load_partial, save_partial
+from .execute import (
+    EXECUTORS,
+    chunk_file,
+    chunk_task,
+    claim_partial,
+    dir_size,
+    load_partial,
+    remove_partial,
+    save_partial,
+    stale_partials,
+)
 from .plan import FORMATS, Plan, expand_plan, make_plan
 
 
@@ -225,8 +235,10 @@ def run(
     ``info``: ``path``, ``cached`` (served from disk), ``converted_from`` (the file in the
     other format it was served from, when ``sweep.format`` changed), ``points``, ``chunks``,
     ``chunks_computed``, ``chunks_reused`` (from ``.partial`` after an interruption),
-    ``elapsed_s``, ``config_hash``, ``plan``.  ``task``: the task the caller runs (an
-    experiment of another task is a :class:`ConfigError`, never a silent substitute);
+    ``elapsed_s``, ``config_hash``, ``plan``, ``partials_note`` (partial chunks of other runs
+    left in ``.partial`` that may be stale: a line to show the user, or None).  ``task``: the
+    task the caller runs (an experiment of another task is a :class:`ConfigError`, never a
+    silent substitute);
     ``name``: the result's name when no experiment is given (a single point).
     """
     t0 = time.perf_counter()
@@ -258,20 +270,24 @@ def run(
     # notes are printed once the plan is known good: a bad value inside a swept group
     # (network.latency_ms=abc) printed "every point runs latency_ms=abc" before its error
     stored, rec = _stored(plan)
+    partial = out.parent / ".partial" / plan.config_hash
     if stored == out:
         _log_notes(plan, log)
-        info.update(cached=True, elapsed_s=time.perf_counter() - t0)
-        return read_result(out), info
+        ds = read_result(out)
+        info.update(
+            cached=True, elapsed_s=time.perf_counter() - t0, partials_note=_tidy_partials(plan, partial)
+        )
+        return ds, info
     check_writable(out, "paths.results_dir")
     if stored is not None:  # this config's result in the other format (sweep.format changed)
         _log_notes(plan, log)
         ds = _convert(plan, stored, rec, command)
         info.update(cached=True, converted_from=stored, elapsed_s=time.perf_counter() - t0)
+        info["partials_note"] = _tidy_partials(plan, partial)
         return ds, info
     expand_plan(plan)  # (its notes: keys some cells do not read)
     _log_notes(plan, log)
     info.update(plan=plan, chunks=len(plan.chunks))
-    partial = out.parent / ".partial" / plan.config_hash
     if settings["cache"]:
         results = _resume(plan, partial)
     else:  # always recompute: chunks of an earlier run are not reused either
@@ -292,11 +308,12 @@ def run(
         info["chunks_computed"] += 1
         bar.update(chunk.stop - chunk.start)
 
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(bar.close)
+        if todo and len(plan.chunks) > 1:
+            stack.enter_context(claim_partial(partial, plan.code_hash))
         if todo:
             EXECUTORS[settings["executor"]](todo, done, settings)
-    finally:
-        bar.close()
     batch = get_task(plan.task).concat([results[c] for c in plan.chunks])
     ds = assemble(plan, batch, command)
     write_dataset(ds, out)
@@ -304,10 +321,24 @@ def run(
     record = {**provenance_record(ds, plan, info), "file_sha256": file_digest(out)}
     write_text(out.parent / "provenance.yaml", yaml.safe_dump(record, sort_keys=False, width=100))
     _drop_other_formats(plan)
-    shutil.rmtree(partial, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        (out.parent / ".partial").rmdir()
+    info["partials_note"] = _tidy_partials(plan, partial)
     return ds, info
+
+
+def _tidy_partials(plan: Plan, partial: Path) -> str | None:
+    """Once the result is in place (written or served): remove its partial chunks, and those
+    of other configs that the current code can never resume (:func:`stale_partials`).  Returns
+    a note naming those left because no one can tell here whether a run still writes them."""
+    remove_partial(partial)
+    left = [d for d in stale_partials(partial.parent, plan.code_hash) if d != partial]
+    if not left:
+        return None
+    mib = sum(map(dir_size, left)) / 2**20
+    return (
+        f"note: {len(left)} partial result(s) of other runs left in {partial.parent} "
+        f"({mib:.1f} MiB: {', '.join(d.name for d in left)}): written by older code "
+        "or by a run that may still be going on; remove them by hand if none is"
+    )
 
 
 def _log_notes(plan: Plan, log) -> None:

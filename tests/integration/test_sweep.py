@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -263,6 +264,55 @@ def test_partial_files_are_atomic(tmp_path):
     ds, info = _run(base)
     assert info["chunks_reused"] == 0 and info["chunks_computed"] == info["chunks"]
     validate(ds)
+
+
+def test_partial_chunks_are_removed_once_the_result_is_in_place(tmp_path):
+    """``.partial/<hash>/`` stayed for good when the result was then served from the cache (14 MB
+    beside a stored fluid_map_100k), and when the code changed since an interrupted run.  Now
+    the result's own partials go once it is in place (served or written), those of older code
+    too unless a live process writes them; those written before code hashes were recorded
+    stay, named with their size in one note."""
+    from lmtoolkit.sweep import run
+
+    base = ["experiment=quickstart", "debug=default", "sweep.chunk_size=1", "sweep.progress=false"]
+    base.append(f"paths.results_dir={tmp_path}")
+    _, info = run(base)
+    plan = info["plan"]
+    root = plan.out_path.parent / ".partial"
+    assert info["chunks"] > 1 and not root.exists()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    host = socket.gethostname()
+
+    def leftover(name, code=None, pid=None):
+        d = root / name
+        d.mkdir(parents=True)
+        (d / "chunk-0000000000-0000000001.npz").write_bytes(b"x" * 2**20)
+        if code:
+            (d / "code_hash").write_text(code)
+        if pid:
+            (d / f".run.{pid}@{host}").touch()
+
+    def leftovers():
+        leftover(plan.config_hash, plan.code_hash)  # this result's: served from the cache
+        leftover("a" * 16, "older")  # an interrupted run of older code
+        leftover("b" * 16, "older", pid=int(gone.stdout))  # ... killed (its process is gone)
+        leftover("c" * 16, "older", pid=os.getppid())  # ... still writing (a live process)
+        leftover("d" * 16)  # written before code hashes were recorded: cannot tell
+
+    leftovers()
+    _, again = run(base)
+    assert again["cached"]
+    assert sorted(p.name for p in root.iterdir()) == ["c" * 16, "d" * 16]
+    assert again["partials_note"] == (
+        f"note: 2 partial result(s) of other runs left in {root} (2.0 MiB: {'c' * 16}, {'d' * 16}): "
+        "written by older code or by a run that may still be going on; remove them by hand if none is"
+    )
+    for d in root.iterdir():
+        shutil.rmtree(d)
+    leftovers()
+    _, fresh = run([*base, "sweep.cache=false"])  # computed and written
+    assert fresh["chunks_computed"] == fresh["chunks"] and not fresh["cached"]
+    assert sorted(p.name for p in root.iterdir()) == ["c" * 16, "d" * 16]
 
 
 #: a sweep that hangs just before renaming its result into place (then is killed there)

@@ -92,7 +92,9 @@ def _share(t, duration):
     """Share of a transfer of ``duration`` s done after ``t`` s (1 for an empty one)."""
     duration = np.asarray(duration, dtype=float)
     some = duration > 0
-    return np.where(some, np.clip(np.asarray(t, dtype=float) / np.where(some, duration, 1.0), 0.0, 1.0), 1.0)
+    with np.errstate(over="ignore"):  # a subnormal duration: t / it is inf, clipped to 1 (done)
+        done = np.asarray(t, dtype=float) / np.where(some, duration, 1.0)
+    return np.where(some, np.clip(done, 0.0, 1.0), 1.0)
 
 
 @dataclass

@@ -553,3 +553,16 @@ def test_notebook_11s_claims_leave_a_verdict_to_the_timeout_and_name_a_real_disa
         "same verdict on both engines in 0 of 1 cases; qemu/uniform@5000/1gbe: converged "
         "on the fluid engine only, at 20.925 s, the other ran until the 30 s timeout"
     )
+
+
+def test_a_transfer_of_subnormal_duration_is_done_without_a_warning():
+    """``_share(t, d)`` for a duration so short that ``t / d`` overflows (a hypothesis example
+    of test_total_time_non_increasing_in_bandwidth warned 'overflow encountered in divide')."""
+    import warnings
+
+    from lmtoolkit.engine.common import _share
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = _share(np.array([1.0, 0.5, 0.0]), np.array([1e-310, 1.0, 0.0]))
+    assert out.tolist() == [1.0, 0.5, 1.0]

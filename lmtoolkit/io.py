@@ -33,15 +33,22 @@ def remove_stale_temps(path) -> list[Path]:
     another host (a shared file system), stay.  Returns what it removed."""
     path = Path(path)
     pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)@([^~]+)~.*\.tmp$")
-    host, gone = socket.gethostname(), []
+    gone = []
     for p in path.parent.glob(f".{glob.escape(path.name)}.*.tmp") if path.parent.is_dir() else ():
         m = pattern.match(p.name)
-        if not m or m[2] != host or _alive(int(m[1])):
+        if not m or not writer_gone(m[1], m[2]):
             continue
         with contextlib.suppress(OSError):
             shutil.rmtree(p) if p.is_dir() else p.unlink()
             gone.append(p)
     return gone
+
+
+def writer_gone(pid: str, host: str) -> bool:
+    """Has the writer ``pid@host`` (:func:`temp_prefix`, a sweep's partial-chunk marker)
+    stopped?  Only one of this host can be told so; another host's (a shared file system)
+    counts as running."""
+    return host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
 
 
 def _alive(pid: int) -> bool:

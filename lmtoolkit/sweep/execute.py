@@ -34,7 +34,7 @@ from omegaconf import OmegaConf
 
 from .. import provenance
 from ..errors import ConfigError
-from ..io import _alive, atomic_path, remove_stale_temps, temp_prefix
+from ..io import atomic_path, remove_stale_temps, temp_prefix, writer_gone
 from ..runner import SHIPPED_INPUTS
 from ..tasks import get_task
 from .plan import DEFAULT_ROUND_DETAIL, Plan
@@ -220,10 +220,10 @@ def partial_in_use(d: Path) -> bool:
     """Could another process be writing to partial directory ``d``?  True for a marker of a
     live process on this host other than this one, or of another host (a shared file system:
     its processes cannot be seen from here)."""
-    host, me = socket.gethostname(), _marker(d).name
+    me = _marker(d).name
     for m in d.glob(f"{RUN_MARK}*"):
-        pid, _, h = m.name[len(RUN_MARK) :].partition("@")
-        if m.name != me and (h != host or not pid.isdigit() or _alive(int(pid))):
+        pid, _, host = m.name[len(RUN_MARK) :].partition("@")
+        if m.name != me and not writer_gone(pid, host):
             return True
     return False
 

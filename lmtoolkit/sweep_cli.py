@@ -349,7 +349,7 @@ def multirun_dir(overrides: list[str]) -> tuple[str | None, list[str]]:
 
     from .compose import compose_raw, is_hydra_override, split_override
 
-    given = [split_override(o)[2] for o in overrides if split_override(o)[1] == "hydra.sweep.dir"]
+    given = [v for _, k, v in map(split_override, overrides) if k == "hydra.sweep.dir"]
     if given:
         if not given[-1].strip():  # (the jobs went into the current directory)
             raise ConfigError(

@@ -127,6 +127,12 @@ def _check_same_points(dss: list[xr.Dataset], jobs: list[Path]) -> None:
 _SHOW_MISSING = 4
 
 
+def _first_few(items: list[str]) -> str:
+    """The first :data:`_SHOW_MISSING` of ``items``, ``; ``-joined, and how many more."""
+    more = len(items) - _SHOW_MISSING
+    return "; ".join(items[:_SHOW_MISSING]) + (f" and {more} more" if more > 0 else "")
+
+
 def _check_every_job_ran(run_dir: Path, latest: _Jobs, found: set) -> None:
     """Refuse a multirun some of whose jobs left no job directory (a SLURM array task that
     never started or was cancelled, a job still pending, a directory removed): their points
@@ -135,14 +141,13 @@ def _check_every_job_ran(run_dir: Path, latest: _Jobs, found: set) -> None:
     missing = [job for job in latest.ordered if job not in found]
     if not missing:
         return
-    shown = "; ".join(" ".join(job) for job in missing[:_SHOW_MISSING])
-    more = f" and {len(missing) - _SHOW_MISSING} more" if len(missing) > _SHOW_MISSING else ""
+    shown = _first_few([" ".join(job) for job in missing])
     raise ConfigError(
         "collect",
         str(run_dir),
         "",
         message=f"{len(missing)} of the {len(latest.ordered)} jobs of the last multirun into {run_dir} "
-        f"(its multirun.yaml: {' '.join(latest.task)}) left no job directory: {shown}{more} (still "
+        f"(its multirun.yaml: {' '.join(latest.task)}) left no job directory: {shown} (still "
         "pending, failed before it started, or removed?); collect merges every job: rerun the same "
         f"multirun with hydra.sweep.dir={run_dir} (finished jobs are served from their cache)",
     )
@@ -155,13 +160,12 @@ def _check_full_grid(run_dir: Path, varying: list[str], seen: dict) -> None:
     holes = [p for p in itertools.product(*values) if p not in seen]
     if not holes:
         return
-    shown = "; ".join(" ".join(f"{k}={v}" for k, v in zip(varying, p)) for p in holes[:_SHOW_MISSING])
-    more = f" and {len(holes) - _SHOW_MISSING} more" if len(holes) > _SHOW_MISSING else ""
+    shown = _first_few([" ".join(f"{k}={v}" for k, v in zip(varying, p)) for p in holes])
     raise ConfigError(
         "collect",
         str(run_dir),
         "",
-        message=f"no job in {run_dir} ran {shown}{more}: the {len(seen)} jobs cover {len(seen)} of the "
+        message=f"no job in {run_dir} ran {shown}: the {len(seen)} jobs cover {len(seen)} of the "
         f"{len(seen) + len(holes)} combinations of {', '.join(varying)}, and collect does not make up "
         "the points of a job that did not run; run the missing jobs into this directory, or collect "
         "a directory whose jobs form a full grid",

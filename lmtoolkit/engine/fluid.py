@@ -311,10 +311,16 @@ def _tidy_edges(parts) -> np.ndarray:
 
 
 def _never_written(nb: np.ndarray, regs) -> np.ndarray:
-    """(B,) pages of each bin the workload never writes (``nb``: :func:`_pages_per_bin`): the
-    untouched rest and every region written at rate 0 (a hot/cold workload's cold set at
-    ``hot_fraction: 1``), as the page engine's ``Workload.written_pages`` leaves them."""
-    return nb[:, np.asarray(regs[1]) <= 0].sum(axis=1)
+    """(B,) pages of each bin the workload never writes: :func:`_unwritten_pages` summed."""
+    return _unwritten_pages(nb, regs).sum(axis=1)
+
+
+def _unwritten_pages(nb: np.ndarray, regs) -> np.ndarray:
+    """(B, R) pages of each bin and region the workload never writes (``nb``:
+    :func:`_pages_per_bin`): the untouched rest and every region written at rate 0 (a hot/cold
+    workload's cold set at ``hot_fraction: 1``), as the page engine's ``Workload.written_pages``
+    leaves them."""
+    return nb * (np.asarray(regs[1]) <= 0)
 
 
 def _zero_top(vm) -> float:
@@ -380,8 +386,8 @@ def _zero_per_region(zb: np.ndarray, nb: np.ndarray, regs, vm, layout: str) -> n
     if z <= 0:
         return out
     if layout != "spread":
-        # on the pages never written (_never_written), in proportion to each region's share of them
-        idle = nb * (np.asarray(regs[1]) <= 0)
+        # on the pages never written, in proportion to each region's share of them
+        idle = _unwritten_pages(nb, regs)
         tot = idle.sum(axis=1)
         out[:] = idle * (zb / np.where(tot > 0, tot, 1.0))[:, None]
         out[:, R - 1] = np.where(tot > 0, out[:, R - 1], zb)
